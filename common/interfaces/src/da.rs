@@ -1,0 +1,77 @@
+//! Data availability: put blobs in, get a certificate; get a namespace's blobs back.
+
+use std::future::Future;
+
+use lamina_primitives::{AvailabilityCertificate, DataCommitment, Namespace, NodeId};
+
+/// A blob: bytes under a namespace. A chain's batch is one blob under its namespace.
+#[derive(Clone, PartialEq, Eq, Debug, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct Blob {
+    /// Whose data this is.
+    pub namespace: Namespace,
+    /// The bytes (for a chain, an encoded [`lamina_primitives::Batch`]).
+    pub data: Vec<u8>,
+}
+
+/// Why a DA operation failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DaError {
+    /// Blobs do not fit the largest square, or a blob is empty or uses a reserved
+    /// namespace.
+    #[error("blobs rejected: {0}")]
+    Rejected(String),
+    /// Not enough DA nodes answered to reach the certificate threshold, or to rebuild
+    /// the data. Retrying later may succeed.
+    #[error("not enough DA nodes: {have} of {need} answered")]
+    InsufficientNodes {
+        /// Nodes that answered correctly.
+        have: usize,
+        /// Nodes needed.
+        need: usize,
+    },
+    /// The data is not retrievable (withheld or pruned).
+    #[error("data unavailable: {0}")]
+    Unavailable(String),
+    /// A node served data that does not verify against the commitment. The node is
+    /// named so callers can score it; the operation may still succeed from others.
+    #[error("node {node:?} served invalid data: {reason}")]
+    Misbehaving {
+        /// The offending node.
+        node: NodeId,
+        /// What failed to verify.
+        reason: String,
+    },
+    /// The commitment itself is unusable (unknown codec, impossible width).
+    #[error("bad commitment: {0}")]
+    BadCommitment(String),
+    /// Transport failure.
+    #[error("transport: {0}")]
+    Transport(String),
+}
+
+/// A data-availability layer.
+///
+/// # Contract
+///
+/// * `submit` lays the blobs out in one square, disperses it to the DA nodes and
+///   resolves once at least the configured threshold of DA nodes have signed an
+///   attestation; the returned certificate verifies with
+///   [`AvailabilityCertificate::verify`] against the DA committee. A certificate means:
+///   any `k` of the square's `2k` columns, held by honest nodes among the signers, rebuild
+///   every blob. Submitting the same blobs twice yields the same commitment.
+/// * `get_namespace` returns every blob of `namespace` in the committed square, in
+///   square order, each verified against `commitment.data_root` with a namespace range
+///   proof that shows nothing was left out; an empty vector is a *proven* absence. It
+///   rebuilds from any `k` columns when nodes are down, and never returns unverified
+///   bytes.
+pub trait DataAvailability: Send + Sync {
+    /// Disperses `blobs` as one square and returns its availability certificate.
+    fn submit(&self, blobs: Vec<Blob>) -> impl Future<Output = Result<AvailabilityCertificate, DaError>> + Send;
+
+    /// Returns the verified blobs of `namespace` in the square of `commitment`.
+    fn get_namespace(
+        &self,
+        commitment: &DataCommitment,
+        namespace: Namespace,
+    ) -> impl Future<Output = Result<Vec<Vec<u8>>, DaError>> + Send;
+}

@@ -1,0 +1,27 @@
+//! The seams between Lamina's layers: traits with written contracts and their request/response types.
+//!
+//! Layers never import each other; they meet here. Each trait has an in-process
+//! implementation (for chain builders composing layers in one process, and for tests)
+//! and a QUIC client implementing the same trait in the owning layer's service crate
+//! (for operators running layers as separate processes). The `lamina` binary wires
+//! concrete types together.
+//!
+//! | trait | provided by | used by |
+//! |---|---|---|
+//! | [`OrderedLog`] | consensus | execution, settlement, bridge relayer |
+//! | [`DataAvailability`] | data availability | consensus (submit), execution (fetch) |
+//! | [`TxSubmit`] | consensus (mempool intake) | clients, load generators, execution (claims) |
+//! | [`Settlement`] | settlement (via the log) | execution |
+//!
+//! The traits use `async fn`-style methods returning `Send` futures and do not depend
+//! on any runtime, so this crate stays pure.
+
+pub mod da;
+pub mod log;
+pub mod settlement;
+pub mod submit;
+
+pub use da::{Blob, DaError, DataAvailability};
+pub use log::{InMemoryLog, LogError, OrderedLog};
+pub use settlement::{CheckpointClaim, Settlement, SettlementError};
+pub use submit::{SubmitError, SubmitOutcome, TxSubmit};

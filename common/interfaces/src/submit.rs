@@ -1,0 +1,63 @@
+//! Transaction intake: how clients hand signed transactions to the sequencer.
+
+use std::future::Future;
+
+use lamina_primitives::{Transaction, TxId};
+
+/// What intake did with a transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum SubmitOutcome {
+    /// Accepted into the mempool; it will be batched, made available and ordered.
+    Accepted(TxId),
+    /// Already in the mempool (or recently ordered); not added twice.
+    Duplicate(TxId),
+}
+
+/// Why intake refused a transaction.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
+pub enum SubmitError {
+    /// The mempool (or this sender's share of it) is full: back off and retry. Nothing
+    /// was dropped silently; the transaction was not taken.
+    #[error("busy: {0}")]
+    Busy(String),
+    /// Larger than the intake limit.
+    #[error("transaction of {size} bytes exceeds limit {max}")]
+    TooLarge {
+        /// Size of the transaction.
+        size: usize,
+        /// Intake limit.
+        max: usize,
+    },
+    /// The chain id is not served by this network.
+    #[error("unknown chain {0}")]
+    UnknownChain(u64),
+    /// The signature does not verify (ZIP-215).
+    #[error("invalid signature")]
+    BadSignature,
+    /// Malformed request bytes.
+    #[error("malformed: {0}")]
+    Malformed(String),
+    /// Transport failure; the transaction may or may not have been taken. Resubmitting
+    /// is safe: intake deduplicates by transaction id.
+    #[error("transport: {0}")]
+    Transport(String),
+}
+
+/// Intake of signed transactions.
+///
+/// # Contract
+///
+/// `submit` returns only after the transaction was checked (size, chain id, signature,
+/// duplicate id) and either taken into the mempool or refused. `Accepted` means the
+/// sequencer will keep trying to order it; `Busy` is backpressure, not loss.
+/// Submitting the same transaction again is idempotent.
+pub trait TxSubmit: Send + Sync {
+    /// Submits one transaction.
+    fn submit(&self, tx: Transaction) -> impl Future<Output = Result<SubmitOutcome, SubmitError>> + Send;
+
+    /// Submits many; one outcome per transaction, in order.
+    fn submit_many(
+        &self,
+        txs: Vec<Transaction>,
+    ) -> impl Future<Output = Vec<Result<SubmitOutcome, SubmitError>>> + Send;
+}

@@ -1,0 +1,1 @@
+//! QUIC transport for Lamina: pinned-key mutual TLS, ALPN per protocol, framed typed messages, limits, reconnects.

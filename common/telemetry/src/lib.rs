@@ -1,0 +1,1 @@
+//! Observability for Lamina apps: tracing subscriber, Prometheus exporter, admin HTTP server (/metrics, /livez, /readyz, /status).

@@ -1,0 +1,1 @@
+//! Test support for Lamina: deterministic simulation harness, fixtures and proptest strategies (dev-dependency only).

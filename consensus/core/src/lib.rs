@@ -1,0 +1,1 @@
+//! Lamina's BFT shared-sequencer protocol as a pure state machine.

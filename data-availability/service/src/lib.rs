@@ -1,0 +1,1 @@
+//! The DA service: disperser, DA storage node, retrieval and light sampler over QUIC.

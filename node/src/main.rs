@@ -1,0 +1,2 @@
+//! The `lamina` binary.
+fn main() {}
