@@ -17,11 +17,15 @@
 //! on any runtime, so this crate stays pure.
 
 pub mod da;
+pub mod genesis;
+pub mod health;
 pub mod log;
 pub mod settlement;
 pub mod submit;
 
 pub use da::{Blob, DaError, DataAvailability};
+pub use genesis::{ChainSpec, Genesis, GenesisBalance, GenesisError, NodeEntry};
+pub use health::Health;
 pub use log::{InMemoryLog, LogError, OrderedLog};
 pub use settlement::{CheckpointClaim, Settlement, SettlementError};
 pub use submit::{SubmitError, SubmitOutcome, TxSubmit};

@@ -153,6 +153,8 @@ pub mod domains {
     pub static SIG_BATCH_TRANSCRIPT: Domain = Domain::new("lamina ed25519 batch transcript v1");
     /// Execution checkpoint claim digest.
     pub static CHECKPOINT_CLAIM: Domain = Domain::new("lamina checkpoint claim v1");
+    /// Genesis file digest.
+    pub static GENESIS: Domain = Domain::new("lamina genesis v1");
     /// Network handshake binding (node certificate to node key).
     pub static NET_IDENTITY: Domain = Domain::new("lamina net identity v1");
 }
