@@ -36,7 +36,7 @@ def allowed_lamina_deps(kind, layer):
     if kind in ("net", "store"):
         return {"lamina-primitives", "lamina-interfaces"}
     if kind == "telemetry":
-        return {"lamina-primitives"}
+        return {"lamina-primitives", "lamina-interfaces"}  # serves interfaces::Health
     if kind == "test-utils":
         return {"lamina-primitives", "lamina-interfaces", "lamina-store", "lamina-net"}
     if kind == "core":
