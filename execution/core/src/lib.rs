@@ -1,1 +1,38 @@
 //! Lamina's execution core: state-machine seam, native ledger, sequential and parallel executors, authenticated state.
+//!
+//! Pure computation: no I/O, no clock, no async. Parallelism is rayon (the one exception
+//! DESIGN.md allows a core crate), and every parallel algorithm has a sequential twin
+//! that a property test holds it to.
+//!
+//! | module | what |
+//! |---|---|
+//! | [`machine`] | the [`StateMachine`] seam chain builders implement, its contract, receipts |
+//! | [`ledger`] | the native multi-asset ledger (nonces, fees, assets, bridge hooks) |
+//! | [`sigverify`] | the signature stage: batched ZIP-215 across all cores |
+//! | [`sequential`] | the reference executor (the definition of correct) |
+//! | [`parallel`] | the parallel executor: derived access sets, commutative credits, per-sender chains |
+//! | [`smt`], [`state`] | sparse Merkle tree over blake3, authenticated state, proofs |
+//! | [`changes`] | a block's effect as a canonical, persistable change set |
+//! | [`witness`] | witnesses and stateless re-execution (for fraud proofs) |
+//!
+//! A block runs as: `sigverify::verify_block` → `parallel::execute` (or
+//! `sequential::execute`) → `AuthenticatedState::apply(changes)` → state root.
+
+pub mod changes;
+pub mod key;
+pub mod ledger;
+pub mod machine;
+pub mod parallel;
+pub mod sequential;
+pub mod sigverify;
+pub mod smt;
+pub mod state;
+pub mod witness;
+
+pub use changes::ChangeSet;
+pub use key::{CounterKey, DataKey, RawKey};
+pub use ledger::{AssetId, LedgerConfig, LedgerFailure, NativeLedger};
+pub use machine::{Access, AccessSet, Receipt, StateMachine, StateRead, Status, TxState};
+pub use sequential::BlockOutput;
+pub use sigverify::Verified;
+pub use state::AuthenticatedState;

@@ -1,0 +1,197 @@
+//! State keys: two typed key spaces (counters and data) over one 48-byte layout.
+//!
+//! A key is 48 bytes: a tag byte and 47 bytes chosen by the state machine. The tag's top
+//! bit says which key space the key lives in: set for [`CounterKey`]s (a `u128` that
+//! may be credited commutatively), clear for [`DataKey`]s (opaque bytes). The two
+//! spaces never collide, in the flat state or in the Merkle tree, because the tag is part
+//! of the hashed key.
+//!
+//! Keys are compared bytewise and hashed for in-memory maps with a cheap word mix
+//! ([`RawKey::mix`]) finished with a per-map random seed ([`KeyBuildHasher`]), so that
+//! hash-flooding needs per-process knowledge. Lock tables in the parallel executor use the
+//! unseeded mix: a collision there only serializes two transactions, never changes a result.
+
+use std::fmt;
+use std::hash::{BuildHasher, Hash, Hasher};
+
+use lamina_primitives::{Digest, Domain};
+
+/// Length of every state key.
+pub const KEY_LEN: usize = 48;
+
+const COUNTER_BIT: u8 = 0x80;
+
+/// Domain of the Merkle path of a key: `H(key bytes)`.
+pub static STATE_KEY: Domain = Domain::new("lamina execution state key v1");
+
+/// The raw 48 bytes of a key.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+#[rkyv(derive(Debug, PartialEq, Eq, PartialOrd, Ord))]
+pub struct RawKey(pub [u8; KEY_LEN]);
+
+impl RawKey {
+    /// The Merkle path of this key (`lamina execution state key v1` hash of its bytes).
+    pub fn path(&self) -> Digest {
+        STATE_KEY.hash(&self.0)
+    }
+
+    /// True if this key lives in the counter space.
+    pub fn is_counter(&self) -> bool {
+        self.0[0] & COUNTER_BIT != 0
+    }
+
+    /// A cheap 64-bit mix of all 48 bytes, used for in-memory maps and lock tables.
+    #[inline]
+    pub fn mix(&self) -> u64 {
+        let mut h: u64 = 0x9E37_79B9_7F4A_7C15;
+        for c in self.0.chunks_exact(8) {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            h = (h.rotate_left(5) ^ u64::from_le_bytes(w)).wrapping_mul(0x517C_C1B7_2722_0A95);
+        }
+        h ^ (h >> 29)
+    }
+}
+
+impl Hash for RawKey {
+    #[inline]
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.mix());
+    }
+}
+
+impl fmt::Debug for RawKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:02x}:{}", self.0[0], hex::encode(&self.0[1..13]))
+    }
+}
+
+macro_rules! typed_key {
+    ($(#[$m:meta])* $name:ident, $counter:expr) => {
+        $(#[$m])*
+        #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+        #[rkyv(derive(Debug, PartialEq, Eq, PartialOrd, Ord))]
+        pub struct $name(RawKey);
+
+        impl $name {
+            /// A key from a tag (its top bit is overwritten to select the key space) and
+            /// up to 47 bytes of body (shorter bodies are zero-padded; longer ones are
+            /// truncated, so state machines should hash long identifiers first).
+            pub fn new(tag: u8, body: &[&[u8]]) -> Self {
+                let mut k = [0u8; KEY_LEN];
+                k[0] = if $counter { tag | COUNTER_BIT } else { tag & !COUNTER_BIT };
+                let mut at = 1;
+                for part in body {
+                    let n = part.len().min(KEY_LEN - at);
+                    k[at..at + n].copy_from_slice(&part[..n]);
+                    at += n;
+                }
+                $name(RawKey(k))
+            }
+
+            /// Reinterprets raw bytes as a key of this space, if the tag bit agrees.
+            pub fn from_raw(raw: RawKey) -> Option<Self> {
+                (raw.is_counter() == $counter).then_some($name(raw))
+            }
+
+            /// The raw bytes.
+            pub fn raw(&self) -> &RawKey {
+                &self.0
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Debug::fmt(&self.0, f)
+            }
+        }
+    };
+}
+
+typed_key!(
+    /// A key whose value is a `u128` counter (balances, nonces, supplies). Absent reads as
+    /// zero and zero is stored as absent. Counters may be credited commutatively.
+    CounterKey,
+    true
+);
+typed_key!(
+    /// A key whose value is opaque bytes (asset metadata, bridge messages).
+    DataKey,
+    false
+);
+
+/// Hasher for [`RawKey`]-keyed maps: the key already wrote a mixed `u64`; this adds a
+/// per-map seed so that colliding keys cannot be precomputed across processes.
+#[derive(Default, Clone, Copy)]
+pub struct KeyHasher {
+    state: u64,
+    seed: u64,
+}
+
+impl Hasher for KeyHasher {
+    #[inline]
+    fn finish(&self) -> u64 {
+        (self.state ^ self.seed).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+    }
+
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.state = (self.state.rotate_left(8) ^ u64::from(*b)).wrapping_mul(0x100_0000_01B3);
+        }
+    }
+
+    #[inline]
+    fn write_u64(&mut self, v: u64) {
+        self.state ^= v;
+    }
+}
+
+/// [`BuildHasher`] for [`KeyHasher`].
+#[derive(Clone, Copy)]
+pub struct KeyBuildHasher {
+    seed: u64,
+}
+
+impl Default for KeyBuildHasher {
+    fn default() -> Self {
+        // Per-map seed from the std RandomState (no OS call of our own: std seeds it once).
+        let seed = std::collections::hash_map::RandomState::new().hash_one(0x1a3f_u64);
+        KeyBuildHasher { seed }
+    }
+}
+
+impl BuildHasher for KeyBuildHasher {
+    type Hasher = KeyHasher;
+    #[inline]
+    fn build_hasher(&self) -> KeyHasher {
+        KeyHasher { state: 0, seed: self.seed }
+    }
+}
+
+/// A hash map keyed by state keys with the cheap hasher.
+pub type KeyMap<K, V> = std::collections::HashMap<K, V, KeyBuildHasher>;
+
+/// An empty [`KeyMap`] with room for `n` entries.
+pub fn key_map<K, V>(n: usize) -> KeyMap<K, V> {
+    KeyMap::with_capacity_and_hasher(n, KeyBuildHasher::default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_spaces_are_disjoint() {
+        let c = CounterKey::new(1, &[b"abc"]);
+        let d = DataKey::new(1, &[b"abc"]);
+        assert_ne!(c.raw(), d.raw());
+        assert_ne!(c.raw().path(), d.raw().path());
+        assert!(c.raw().is_counter());
+        assert!(!d.raw().is_counter());
+        assert!(DataKey::from_raw(*c.raw()).is_none());
+        assert_eq!(CounterKey::from_raw(*c.raw()), Some(c));
+        // Tag top bit cannot be used to cross spaces.
+        assert!(!DataKey::new(0x81, &[]).raw().is_counter());
+    }
+}
