@@ -6,17 +6,16 @@ use std::collections::HashMap;
 use lamina_execution_core::ledger::{self, AssetId, Call, LedgerConfig, NativeLedger};
 use lamina_execution_core::{AuthenticatedState, ChangeSet, Verified};
 use lamina_interfaces::{ChainSpec, GenesisBalance};
-use lamina_primitives::{ChainId, PublicKey, Signature, Transaction};
+use lamina_primitives::{ChainId, Keypair, Transaction};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 pub const CHAIN: ChainId = ChainId(7);
 
-/// An account's public key: deterministic bytes, no keypair (executor tests trust the
-/// verdicts they are given; the signature stage is tested on real signatures).
-pub fn account(i: u64) -> PublicKey {
-    let d = blake3::hash(&i.to_le_bytes());
-    PublicKey(*d.as_bytes())
+/// Test keypairs for accounts `0..n` (real keys: blocks carry real signatures).
+pub fn keys(n: u64) -> Vec<Keypair> {
+    use rayon::prelude::*;
+    (0..n).into_par_iter().map(Keypair::for_testing).collect()
 }
 
 #[derive(Clone, Debug)]
@@ -56,9 +55,11 @@ pub struct Setup {
     pub state: AuthenticatedState,
     pub txs: Vec<Transaction>,
     pub verified: Verified,
+    pub keys: Vec<Keypair>,
 }
 
-pub fn genesis_state(p: &Params) -> AuthenticatedState {
+pub fn genesis_state(p: &Params, keys: &[Keypair]) -> AuthenticatedState {
+    let account = |i: u64| keys[i as usize].public();
     let spec = ChainSpec {
         id: CHAIN,
         name: "test".into(),
@@ -72,18 +73,20 @@ pub fn genesis_state(p: &Params) -> AuthenticatedState {
     s
 }
 
-fn tx(sender: PublicKey, nonce: u64, call: &Call) -> Transaction {
-    Transaction { chain_id: CHAIN, sender, nonce, payload: call.encode(), signature: Signature::default() }
+fn tx(sender: &Keypair, nonce: u64, call: &Call) -> Transaction {
+    Transaction::new_signed(sender, CHAIN, nonce, call.encode())
 }
 
 pub fn block(seed: u64, p: &Params) -> Setup {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let ledger = NativeLedger::new(LedgerConfig { chain_id: CHAIN, fee: p.fee, fee_collector: account(1) });
-    let state = genesis_state(p);
+    let keys = keys(p.accounts);
+    let account = |i: u64| keys[i as usize].public();
+    let ledger =
+        NativeLedger::new(LedgerConfig { chain_id: CHAIN, fee: p.fee, fee_collector: account(1 % p.accounts) });
+    let state = genesis_state(p, &keys);
     let mut nonces: HashMap<u64, u64> = HashMap::new();
     let mut assets: Vec<(u64, AssetId)> = Vec::new();
     let mut txs = Vec::with_capacity(p.txs);
-    let mut valid = Vec::with_capacity(p.txs);
     let pick = |rng: &mut ChaCha8Rng| -> u64 {
         if rng.random_bool(p.hot) { rng.random_range(0..p.accounts.min(2)) } else { rng.random_range(0..p.accounts) }
     };
@@ -132,13 +135,14 @@ pub fn block(seed: u64, p: &Params) -> Setup {
         } else {
             Call::Transfer { to: account(r), asset: AssetId::NATIVE, amount }
         };
-        let mut t = tx(account(s), nonce, &call);
+        let mut t = tx(&keys[s as usize], nonce, &call);
         // Occasional malformed payloads and wrong chains.
         if rng.random_bool(0.01) {
             t.payload.truncate(t.payload.len() / 2);
+            t = Transaction::new_signed(&keys[s as usize], CHAIN, t.nonce, t.payload);
         }
         if rng.random_bool(0.01) {
-            t.chain_id = ChainId(8);
+            t = Transaction::new_signed(&keys[s as usize], ChainId(8), t.nonce, t.payload);
         }
         // Mints by a non-issuer: swap the sender in sometimes.
         if matches!(call, Call::Mint { .. }) && rng.random_bool(0.7) {
@@ -146,18 +150,19 @@ pub fn block(seed: u64, p: &Params) -> Setup {
                 assets.iter().find(|(_, a)| matches!(call, Call::Mint { asset, .. } if asset == *a))
             {
                 let inonce = nonces.entry(*issuer).or_insert(0);
-                t = tx(account(*issuer), *inonce, &call);
+                t = tx(&keys[*issuer as usize], *inonce, &call);
                 *inonce += 1;
             }
         } else if nonce == *nonces.get(&s).unwrap_or(&0) {
             *nonces.entry(s).or_insert(0) += 1;
         }
-        valid.push(!rng.random_bool(p.bad_sig));
+        if rng.random_bool(p.bad_sig) {
+            t.signature.0[rng.random_range(0..64)] ^= 1 << rng.random_range(0..8);
+        }
         txs.push(t);
     }
-    let mut verified = Verified::assume_valid(&txs);
-    verified.valid = valid;
-    Setup { ledger, state, txs, verified }
+    let verified = lamina_execution_core::sigverify::verify_block(&txs);
+    Setup { ledger, state, txs, verified, keys }
 }
 
 /// Applies a change set to a clone and returns the root (sequential hashing).
