@@ -203,9 +203,8 @@ fn stateless_reexecution_equals_stateful() {
         // A different block under the same witness does not give the claimed root.
         let mut other = s.txs.clone();
         other.reverse();
-        match witness::execute_stateless(&s.ledger, &pre_root, &w, &other) {
-            Ok(r2) => assert!(r2.post_root != want || r2.output.receipts != out.receipts || s.txs.len() < 2),
-            Err(_) => {}
+        if let Ok(r2) = witness::execute_stateless(&s.ledger, &pre_root, &w, &other) {
+            assert!(r2.post_root != want || r2.output.receipts != out.receipts);
         }
         let _ = &s.keys;
     }
