@@ -1,0 +1,476 @@
+//! The command line (clap derive) and the dispatch of each command.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use clap::{Args, Parser, Subcommand};
+use lamina_interfaces::{ChainSpec, NodeEntry};
+use lamina_primitives::{ChainId, PublicKey};
+use lamina_telemetry::LogFormat;
+
+use crate::config::{NodeConfig, Override};
+use crate::home::Home;
+use crate::modules::Module;
+
+/// Lamina: a modular ledger engine (consensus, data availability, execution,
+/// settlement and bridge as separate services over QUIC).
+#[derive(Debug, Parser)]
+#[command(name = "lamina", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Node keys: generate and show.
+    #[command(subcommand)]
+    Keys(KeysCmd),
+    /// Build and check the genesis (committee) file.
+    #[command(subcommand)]
+    Genesis(GenesisCmd),
+    /// The consensus module (BFT validator).
+    #[command(subcommand)]
+    Consensus(ModuleCmd),
+    /// The data-availability module (DA storage node).
+    #[command(subcommand)]
+    Da(ModuleCmd),
+    /// The execution module (one chain's executor).
+    #[command(subcommand)]
+    Execution(ModuleCmd),
+    /// The settlement module.
+    #[command(subcommand)]
+    Settlement(ModuleCmd),
+    /// The bridge module (relayer).
+    #[command(subcommand)]
+    Bridge(ModuleCmd),
+    /// A throwaway local network: every node as its own process on loopback.
+    #[command(subcommand)]
+    Devnet(crate::devnet::DevnetCmd),
+}
+
+/// `lamina keys ...`
+#[derive(Debug, Subcommand)]
+pub enum KeysCmd {
+    /// Generate an ed25519 key from the OS RNG into a new 0600 file; print its public key.
+    Generate {
+        /// Where to write the key (refuses to overwrite).
+        #[arg(long, default_value = "lamina.key")]
+        out: PathBuf,
+    },
+    /// Print the public key of a key file (checks its permissions and consistency).
+    Show {
+        /// The key file.
+        #[arg(long, conflicts_with = "home")]
+        key: Option<PathBuf>,
+        /// A home directory: shows `config/node.key`.
+        #[arg(long)]
+        home: Option<PathBuf>,
+    },
+}
+
+/// `lamina genesis ...`
+#[derive(Debug, Subcommand)]
+pub enum GenesisCmd {
+    /// Start a genesis file with no chains or nodes.
+    New {
+        /// The file to create.
+        #[arg(long, default_value = "genesis.toml")]
+        out: PathBuf,
+        /// Network name (part of the genesis digest).
+        #[arg(long)]
+        network: String,
+        /// DA signatures per availability certificate (default: 2f+1 of the DA nodes).
+        #[arg(long)]
+        da_threshold: Option<usize>,
+        /// Replace an existing file.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Add a chain (namespace) with its genesis balances.
+    AddChain {
+        /// The genesis file to edit.
+        #[arg(long, default_value = "genesis.toml")]
+        file: PathBuf,
+        /// Chain id (1 ..= 2^64 - 257).
+        #[arg(long)]
+        id: u64,
+        /// Chain name.
+        #[arg(long)]
+        name: String,
+        /// A genesis balance `<public key hex>=<amount>` (repeatable).
+        #[arg(long = "balance", value_name = "KEY=AMOUNT")]
+        balances: Vec<String>,
+        /// Deterministic test accounts to fund (devnets and benchmarks only).
+        #[arg(long, default_value_t = 0)]
+        funded_test_accounts: u64,
+        /// First test-key index of the funded test accounts.
+        #[arg(long, default_value_t = 0)]
+        funded_test_seed: u64,
+        /// Amount given to each funded test account.
+        #[arg(long, default_value_t = 0)]
+        funded_test_amount: u64,
+    },
+    /// Add a node to a role.
+    AddNode {
+        /// The genesis file to edit.
+        #[arg(long, default_value = "genesis.toml")]
+        file: PathBuf,
+        /// The node's module: consensus | da | execution | settlement | bridge.
+        #[arg(long)]
+        role: Module,
+        /// Unique node name.
+        #[arg(long)]
+        name: String,
+        /// The node's public key (hex).
+        #[arg(long, required_unless_present_any = ["key_file", "home"], value_parser = parse_public_key)]
+        key: Option<PublicKey>,
+        /// Read the public key from this key file.
+        #[arg(long, conflicts_with_all = ["key", "home"])]
+        key_file: Option<PathBuf>,
+        /// Read the public key from this home's `config/node.key`.
+        #[arg(long, conflicts_with_all = ["key", "key_file"])]
+        home: Option<PathBuf>,
+        /// QUIC (UDP) address where the node serves.
+        #[arg(long)]
+        addr: SocketAddr,
+        /// Admin HTTP address (`/metrics`, `/readyz`, ...).
+        #[arg(long)]
+        admin: Option<SocketAddr>,
+        /// Client HTTP address, where the role has one.
+        #[arg(long)]
+        http: Option<SocketAddr>,
+        /// For execution nodes: the chain it executes.
+        #[arg(long)]
+        chain: Option<u64>,
+    },
+    /// Validate a genesis file and print its summary and digest.
+    Validate {
+        /// The genesis file.
+        #[arg(long, default_value = "genesis.toml")]
+        file: PathBuf,
+    },
+}
+
+/// `lamina <module> ...`
+#[derive(Debug, Subcommand)]
+pub enum ModuleCmd {
+    /// Create a home: annotated config, key (0600), genesis, data/VERSION.
+    Init(InitArgs),
+    /// Run the module's service until SIGTERM/SIGINT.
+    Start(StartArgs),
+    /// Print the effective configuration (file < environment < flags), annotated.
+    Config(StartArgs),
+}
+
+/// Home selection.
+#[derive(Debug, Clone, Args)]
+pub struct HomeArg {
+    /// Home directory (default: $LAMINA_HOME, else $XDG_DATA_HOME/lamina/<module>).
+    #[arg(long)]
+    pub home: Option<PathBuf>,
+}
+
+/// Flags that override configuration fields (beating the file and the environment).
+#[derive(Debug, Clone, Args, Default)]
+pub struct ConfigFlags {
+    /// `[node] admin_addr`: admin HTTP address.
+    #[arg(long)]
+    pub admin_addr: Option<SocketAddr>,
+    /// `[net] listen_addr`: UDP address to bind.
+    #[arg(long)]
+    pub listen_addr: Option<SocketAddr>,
+    /// `[log] format`: text | json.
+    #[arg(long)]
+    pub log_format: Option<LogFormat>,
+    /// `[log] level`: filter in RUST_LOG syntax.
+    #[arg(long)]
+    pub log_level: Option<String>,
+    /// `[log] file`: also append logs to this file.
+    #[arg(long)]
+    pub log_file: Option<PathBuf>,
+    /// Any field: `<section>.<field>=<value>` (value parsed as TOML, else a string).
+    #[arg(long = "set", value_name = "SECTION.FIELD=VALUE")]
+    pub set: Vec<String>,
+}
+
+impl ConfigFlags {
+    /// The flags as overrides, in the order they apply.
+    pub fn overrides(&self) -> anyhow::Result<Vec<Override>> {
+        let mut out = Vec::new();
+        if let Some(a) = self.admin_addr {
+            out.push(Override::string("node.admin_addr", a.to_string(), "--admin-addr"));
+        }
+        if let Some(a) = self.listen_addr {
+            out.push(Override::string("net.listen_addr", a.to_string(), "--listen-addr"));
+        }
+        if let Some(f) = self.log_format {
+            out.push(Override::string("log.format", f.to_string(), "--log-format"));
+        }
+        if let Some(l) = &self.log_level {
+            out.push(Override::string("log.level", l.clone(), "--log-level"));
+        }
+        if let Some(f) = &self.log_file {
+            let f = f.to_str().context("--log-file is not UTF-8")?;
+            out.push(Override::string("log.file", f, "--log-file"));
+        }
+        for s in &self.set {
+            let (path, value) =
+                s.split_once('=').with_context(|| format!("--set {s:?}: expected <section>.<field>=<value>"))?;
+            if path.trim().is_empty() {
+                bail!("--set {s:?}: empty field path");
+            }
+            out.push(Override::parsed(path.trim(), value, format!("--set {path}")));
+        }
+        Ok(out)
+    }
+}
+
+/// `lamina <module> init` arguments.
+#[derive(Debug, Clone, Args)]
+pub struct InitArgs {
+    /// Home selection.
+    #[command(flatten)]
+    pub home: HomeArg,
+    /// Copy this genesis file into `config/genesis.toml`.
+    #[arg(long)]
+    pub genesis: Option<PathBuf>,
+    /// Import this key file instead of generating a key.
+    #[arg(long)]
+    pub key: Option<PathBuf>,
+    /// Rewrite config.toml (and genesis.toml) of an initialized home; keys and data are kept.
+    #[arg(long)]
+    pub force: bool,
+    /// Values to write into config.toml instead of the defaults.
+    #[command(flatten)]
+    pub config: ConfigFlags,
+}
+
+/// `lamina <module> start` / `config` arguments.
+#[derive(Debug, Clone, Args)]
+pub struct StartArgs {
+    /// Home selection.
+    #[command(flatten)]
+    pub home: HomeArg,
+    /// Overrides.
+    #[command(flatten)]
+    pub config: ConfigFlags,
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Keys(c) => keys(c),
+        Command::Genesis(c) => genesis(c),
+        Command::Consensus(c) => module(Module::Consensus, c),
+        Command::Da(c) => module(Module::Da, c),
+        Command::Execution(c) => module(Module::Execution, c),
+        Command::Settlement(c) => module(Module::Settlement, c),
+        Command::Bridge(c) => module(Module::Bridge, c),
+        Command::Devnet(c) => crate::devnet::run(c),
+    }
+}
+
+fn keys(cmd: KeysCmd) -> anyhow::Result<ExitCode> {
+    match cmd {
+        KeysCmd::Generate { out } => {
+            let key = crate::keys::generate()?;
+            crate::keys::write(&out, &key)?;
+            eprintln!("wrote {} (mode 0600)", out.display());
+            println!("{}", key.public());
+        }
+        KeysCmd::Show { key, home } => {
+            let path = match (key, home) {
+                (Some(k), _) => k,
+                (None, Some(h)) => Home::new(h).key_file(),
+                (None, None) => PathBuf::from("lamina.key"),
+            };
+            println!("{}", crate::keys::read_public(&path)?);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn genesis(cmd: GenesisCmd) -> anyhow::Result<ExitCode> {
+    use crate::genesis as g;
+    match cmd {
+        GenesisCmd::New { out, network, da_threshold, force } => {
+            if out.exists() && !force {
+                bail!("{} exists; pass --force to replace it", out.display());
+            }
+            let mut gen_ = g::empty(&network);
+            gen_.da_threshold = da_threshold;
+            g::write(&out, &gen_)?;
+            eprintln!("wrote {}; add chains and nodes with `lamina genesis add-chain` / `add-node`", out.display());
+        }
+        GenesisCmd::AddChain {
+            file,
+            id,
+            name,
+            balances,
+            funded_test_accounts,
+            funded_test_seed,
+            funded_test_amount,
+        } => {
+            let mut gen_ = g::load_unvalidated(&file)?;
+            let balances = balances.iter().map(|b| g::parse_balance(b)).collect::<anyhow::Result<Vec<_>>>()?;
+            g::add_chain(
+                &mut gen_,
+                ChainSpec {
+                    id: ChainId(id),
+                    name,
+                    balances,
+                    funded_test_accounts,
+                    funded_test_accounts_seed: funded_test_seed,
+                    funded_test_amount,
+                },
+            )?;
+            g::write(&file, &gen_)?;
+            eprintln!("added chain {id} to {}", file.display());
+        }
+        GenesisCmd::AddNode { file, role, name, key, key_file, home, addr, admin, http, chain } => {
+            let key = match (key, key_file, home) {
+                (Some(k), _, _) => k,
+                (None, Some(f), _) => crate::keys::read_public(&f)?,
+                (None, None, Some(h)) => crate::keys::read_public(&Home::new(h).key_file())?,
+                (None, None, None) => bail!("give --key, --key-file or --home"),
+            };
+            let mut gen_ = g::load_unvalidated(&file)?;
+            g::add_node(
+                &mut gen_,
+                role,
+                NodeEntry { name: name.clone(), key, addr, http, admin, chain: chain.map(ChainId) },
+            )?;
+            g::write(&file, &gen_)?;
+            eprintln!("added {role} node {name:?} ({key}) to {}", file.display());
+        }
+        GenesisCmd::Validate { file } => {
+            let gen_ = g::load(&file)?;
+            print!("{}", g::summary(&gen_));
+            println!("valid");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn home_for(module: Module, arg: &HomeArg) -> anyhow::Result<Home> {
+    Ok(Home::new(crate::home::resolve(arg.home.as_deref(), std::env::var_os(crate::home::HOME_ENV), module)?))
+}
+
+fn module(module: Module, cmd: ModuleCmd) -> anyhow::Result<ExitCode> {
+    match cmd {
+        ModuleCmd::Init(a) => {
+            let home = home_for(module, &a.home)?;
+            // Flags given to init are written into config.toml (validated like at start).
+            let defaults = NodeConfig::new(module).to_annotated_toml();
+            let config = crate::config::load_layered(&defaults, "defaults", &[], &a.config.overrides()?)?;
+            let report = crate::init::init(&crate::init::InitOptions {
+                module,
+                home: home.clone(),
+                genesis: a.genesis,
+                import_key: a.key,
+                force: a.force,
+                config,
+            })?;
+            eprintln!("initialized {module} home {}", home.root().display());
+            eprintln!("  config   {}", home.config_file().display());
+            eprintln!(
+                "  key      {} ({})",
+                home.key_file().display(),
+                if report.key_generated { "generated, 0600" } else { "kept/imported, 0600" }
+            );
+            match (&report.genesis_installed, &report.genesis_name) {
+                (true, Some(name)) => eprintln!("  genesis  {} (this node is {name:?})", home.genesis_file().display()),
+                (true, None) => eprintln!(
+                    "  genesis  {} (warning: this key is not among its {}; `start` will refuse until it is)",
+                    home.genesis_file().display(),
+                    module.role_name()
+                ),
+                (false, _) => eprintln!(
+                    "  genesis  none yet: add this key with `lamina genesis add-node --role {module} --key {} ...`,\n           then copy the genesis to {}",
+                    report.public_key,
+                    home.genesis_file().display()
+                ),
+            }
+            println!("{}", report.public_key);
+            Ok(ExitCode::SUCCESS)
+        }
+        ModuleCmd::Start(a) => {
+            let home = home_for(module, &a.home)?;
+            crate::service::start(module, home.root().to_path_buf(), &a.config.overrides()?)
+        }
+        ModuleCmd::Config(a) => {
+            let home = home_for(module, &a.home)?;
+            let cfg = crate::service::load_config(&home, module, &a.config.overrides()?)?;
+            print!("{}", cfg.to_annotated_toml());
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Parses a 64-hex-digit public key.
+pub fn parse_public_key(s: &str) -> anyhow::Result<PublicKey> {
+    PublicKey::from_hex(s.trim()).with_context(|| format!("{s:?} is not a 64-hex-digit public key"))
+}
+
+/// Parses `500ms`, `5s`, `2m`, `1h`, or a bare number of seconds.
+pub fn parse_duration(s: &str) -> anyhow::Result<Duration> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let v: f64 = num.parse().with_context(|| format!("{s:?} is not a duration (e.g. 500ms, 5s, 2m)"))?;
+    let secs = match unit.trim() {
+        "ms" => v / 1000.0,
+        "" | "s" => v,
+        "m" | "min" => v * 60.0,
+        "h" => v * 3600.0,
+        u => bail!("unknown duration unit {u:?} in {s:?} (ms, s, m, h)"),
+    };
+    if !secs.is_finite() || !(0.0..=1.0e9).contains(&secs) {
+        bail!("duration {s:?} is out of range");
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory as _;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("5s").unwrap(), Duration::from_secs(5));
+        assert_eq!(parse_duration("3").unwrap(), Duration::from_secs(3));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
+        assert!(parse_duration("5 parsecs").is_err());
+        assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn flags_become_overrides_in_order() {
+        let f = ConfigFlags {
+            admin_addr: Some("127.0.0.1:1".parse().unwrap()),
+            log_level: Some("debug".into()),
+            set: vec!["net.ping_interval_ms=900".into()],
+            ..Default::default()
+        };
+        let o = f.overrides().unwrap();
+        assert_eq!(o[0].path, ["node", "admin_addr"]);
+        assert_eq!(o[1].value, toml::Value::String("debug".into()));
+        assert_eq!(o[2].value, toml::Value::Integer(900));
+        let bad = ConfigFlags { set: vec!["novalue".into()], ..Default::default() };
+        assert!(bad.overrides().is_err());
+    }
+}

@@ -1,0 +1,642 @@
+//! Node configuration: typed sections with defaults, layered file < environment < flags.
+//!
+//! `config/config.toml` is written by `lamina <module> init` with every field annotated
+//! and its default shown ([`NodeConfig::to_annotated_toml`]). At start the file is read,
+//! then environment variables and then command-line flags override it, and the result
+//! is deserialized (unknown keys are errors) and validated ([`NodeConfig::validate`]).
+//!
+//! # Environment variables
+//!
+//! | variable | field |
+//! |---|---|
+//! | `LAMINA_ADMIN_ADDR` | `[node] admin_addr` |
+//! | `LAMINA_SHUTDOWN_GRACE_MS` | `[node] shutdown_grace_ms` |
+//! | `LAMINA_LISTEN_ADDR` | `[net] listen_addr` |
+//! | `LAMINA_LOG_FORMAT` | `[log] format` |
+//! | `LAMINA_LOG_LEVEL` | `[log] level` (beats `RUST_LOG`) |
+//! | `RUST_LOG` | `[log] level` |
+//! | `LAMINA_LOG_FILE` | `[log] file` |
+//! | `LAMINA__<SECTION>__<FIELD>` | any field, e.g. `LAMINA__NET__CONNECT_TIMEOUT_MS=2000` |
+//!
+//! Values of the generic `LAMINA__…` form are parsed as TOML values when they parse
+//! (`2000`, `true`, `"text"`, `[1, 2]`) and taken as strings otherwise. `LAMINA_HOME`
+//! chooses the home directory (see [`crate::home`]); other `LAMINA_*` variables are not
+//! configuration.
+//!
+//! # Flags
+//!
+//! `--admin-addr`, `--listen-addr`, `--log-format`, `--log-level`, `--log-file`, and
+//! `--set <section>.<field>=<value>` for any field.
+
+use std::ffi::OsString;
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{Context as _, bail};
+use lamina_telemetry::LogFormat;
+
+use crate::modules::{Module, ModuleConfig, bridge, consensus, da, execution, settlement};
+
+/// Format version of `config.toml`.
+pub const CONFIG_VERSION: u32 = 1;
+
+/// The whole `config.toml`.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// Format version of this file.
+    pub config_version: u32,
+    /// The module this home runs.
+    pub module: Module,
+    /// Process-level settings.
+    #[serde(default)]
+    pub node: NodeSection,
+    /// Logging.
+    #[serde(default)]
+    pub log: LogSection,
+    /// QUIC networking.
+    #[serde(default)]
+    pub net: NetSection,
+    /// Consensus settings (consensus homes only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consensus: Option<consensus::Config>,
+    /// DA settings (DA homes only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub da: Option<da::Config>,
+    /// Execution settings (execution homes only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub execution: Option<execution::Config>,
+    /// Settlement settings (settlement homes only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settlement: Option<settlement::Config>,
+    /// Bridge settings (bridge homes only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bridge: Option<bridge::Config>,
+}
+
+/// `[node]`: process-level settings.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NodeSection {
+    /// Admin HTTP address (`/metrics`, `/livez`, `/readyz`, `/status`). `None`: the
+    /// `admin` address genesis lists for this node, else `127.0.0.1:<module default>`.
+    pub admin_addr: Option<SocketAddr>,
+    /// Longest time the service gets to drain and flush after SIGTERM before the process
+    /// exits anyway (with a non-zero status), in milliseconds.
+    pub shutdown_grace_ms: u64,
+}
+
+impl Default for NodeSection {
+    fn default() -> Self {
+        NodeSection { admin_addr: None, shutdown_grace_ms: 10_000 }
+    }
+}
+
+/// `[log]`: logging.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSection {
+    /// `text` or `json`.
+    pub format: LogFormat,
+    /// Filter in `RUST_LOG` syntax.
+    pub level: String,
+    /// Also append logs to this file (relative paths are relative to the home).
+    pub file: Option<PathBuf>,
+}
+
+impl Default for LogSection {
+    fn default() -> Self {
+        LogSection { format: LogFormat::Text, level: "info".into(), file: None }
+    }
+}
+
+/// `[net]`: QUIC networking.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NetSection {
+    /// UDP address to bind. `None`: the address genesis lists for this node.
+    pub listen_addr: Option<SocketAddr>,
+    /// Time allowed for one connection attempt (handshake included), in milliseconds.
+    pub connect_timeout_ms: u64,
+    /// A connection with no traffic for this long is closed, in milliseconds (keep-alives
+    /// are sent well within it).
+    pub idle_timeout_ms: u64,
+    /// First delay before redialing a lost or unreachable peer, in milliseconds; doubles
+    /// per failure up to `reconnect_max_ms`.
+    pub reconnect_initial_ms: u64,
+    /// Longest delay between redials, in milliseconds.
+    pub reconnect_max_ms: u64,
+    /// How often each connected peer is pinged (round-trip time in `/status`), in
+    /// milliseconds.
+    pub ping_interval_ms: u64,
+}
+
+impl Default for NetSection {
+    fn default() -> Self {
+        NetSection {
+            listen_addr: None,
+            connect_timeout_ms: 5_000,
+            idle_timeout_ms: 30_000,
+            reconnect_initial_ms: 100,
+            reconnect_max_ms: 5_000,
+            ping_interval_ms: 2_000,
+        }
+    }
+}
+
+impl NodeConfig {
+    /// The defaults for a `module` home.
+    pub fn new(module: Module) -> Self {
+        let mut c = NodeConfig {
+            config_version: CONFIG_VERSION,
+            module,
+            node: NodeSection::default(),
+            log: LogSection::default(),
+            net: NetSection::default(),
+            consensus: None,
+            da: None,
+            execution: None,
+            settlement: None,
+            bridge: None,
+        };
+        match module {
+            Module::Consensus => c.consensus = Some(Default::default()),
+            Module::Da => c.da = Some(Default::default()),
+            Module::Execution => c.execution = Some(Default::default()),
+            Module::Settlement => c.settlement = Some(Default::default()),
+            Module::Bridge => c.bridge = Some(Default::default()),
+        }
+        c
+    }
+
+    /// Checks what types cannot.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.config_version != CONFIG_VERSION {
+            bail!("config_version {} is not supported by this binary (supports {CONFIG_VERSION})", self.config_version);
+        }
+        lamina_telemetry::logging::parse_filter(&self.log.level).context("[log] level")?;
+        if !(100..=600_000).contains(&self.node.shutdown_grace_ms) {
+            bail!("[node] shutdown_grace_ms must be within 100..=600000, got {}", self.node.shutdown_grace_ms);
+        }
+        let n = &self.net;
+        for (name, v, lo, hi) in [
+            ("connect_timeout_ms", n.connect_timeout_ms, 100, 600_000),
+            ("idle_timeout_ms", n.idle_timeout_ms, 1_000, 3_600_000),
+            ("reconnect_initial_ms", n.reconnect_initial_ms, 10, 600_000),
+            ("reconnect_max_ms", n.reconnect_max_ms, 10, 3_600_000),
+            ("ping_interval_ms", n.ping_interval_ms, 100, 3_600_000),
+        ] {
+            if !(lo..=hi).contains(&v) {
+                bail!("[net] {name} must be within {lo}..={hi}, got {v}");
+            }
+        }
+        if n.reconnect_max_ms < n.reconnect_initial_ms {
+            bail!(
+                "[net] reconnect_max_ms ({}) is below reconnect_initial_ms ({})",
+                n.reconnect_max_ms,
+                n.reconnect_initial_ms
+            );
+        }
+        if n.ping_interval_ms * 2 > n.idle_timeout_ms {
+            bail!(
+                "[net] ping_interval_ms ({}) must be at most half of idle_timeout_ms ({})",
+                n.ping_interval_ms,
+                n.idle_timeout_ms
+            );
+        }
+        let present = [
+            (Module::Consensus, self.consensus.is_some()),
+            (Module::Da, self.da.is_some()),
+            (Module::Execution, self.execution.is_some()),
+            (Module::Settlement, self.settlement.is_some()),
+            (Module::Bridge, self.bridge.is_some()),
+        ];
+        for (m, is) in present {
+            if is && m != self.module {
+                bail!("section [{m}] does not apply to a {} home", self.module);
+            }
+        }
+        match self.module {
+            Module::Consensus => self.consensus.clone().unwrap_or_default().validate(),
+            Module::Da => self.da.clone().unwrap_or_default().validate(),
+            Module::Execution => self.execution.clone().unwrap_or_default().validate(),
+            Module::Settlement => self.settlement.clone().unwrap_or_default().validate(),
+            Module::Bridge => self.bridge.clone().unwrap_or_default().validate(),
+        }
+        .with_context(|| format!("[{}]", self.module))
+    }
+
+    /// The annotated `config.toml` for these values: every field with a comment, values
+    /// as set (defaults after `init`), unset optional fields as commented examples.
+    pub fn to_annotated_toml(&self) -> String {
+        let mut d = AnnotatedToml::default();
+        let m = self.module;
+        d.comment(&format!("Lamina node configuration for a `{m}` home; written by `lamina {m} init`."));
+        d.comment("Every field is shown with its current value (the defaults, unless edited).");
+        d.comment("Precedence: this file < LAMINA_* environment variables < command-line flags.");
+        d.comment("Environment: LAMINA_ADMIN_ADDR, LAMINA_SHUTDOWN_GRACE_MS, LAMINA_LISTEN_ADDR, LAMINA_LOG_FORMAT,");
+        d.comment("LAMINA_LOG_LEVEL (beats RUST_LOG), LAMINA_LOG_FILE; any field: LAMINA__<SECTION>__<FIELD>=<value>.");
+        d.comment(&format!("Flags: lamina {m} start --admin-addr --listen-addr --log-format --log-level --log-file"));
+        d.comment("       --set <section>.<field>=<value>. See the effective result with `lamina <module> config`.");
+        d.blank();
+        d.field("Format version of this file (do not edit).", "config_version", &self.config_version);
+        d.field("The module this home runs: consensus | da | execution | settlement | bridge.", "module", &self.module);
+
+        d.section("node", "Process-level settings.");
+        d.optional(
+            "Admin HTTP address serving /metrics, /livez, /readyz and /status (no authentication: keep it\n\
+             local or private). Unset: the `admin` address genesis lists for this node, else\n\
+             127.0.0.1:9100 (consensus), 9101 (da), 9102 (execution), 9103 (settlement), 9104 (bridge).",
+            "admin_addr",
+            &self.node.admin_addr,
+            "\"127.0.0.1:9100\"",
+        );
+        d.field(
+            "Time allowed to drain and flush after SIGTERM/SIGINT before exiting anyway (non-zero status),\n\
+             in milliseconds. Keep container/systemd stop timeouts above it.",
+            "shutdown_grace_ms",
+            &self.node.shutdown_grace_ms,
+        );
+
+        d.section("log", "Logging (to standard error, and to `file` if set).");
+        d.field("Line format: \"text\" or \"json\".", "format", &self.log.format);
+        d.field("Filter in RUST_LOG syntax, e.g. \"info\" or \"lamina::net=debug,info\".", "level", &self.log.level);
+        d.optional(
+            "Also append log lines to this file (relative paths are relative to the home).",
+            "file",
+            &self.log.file,
+            "\"data/node.log\"",
+        );
+
+        d.section("net", "QUIC networking (peers and their keys come from config/genesis.toml).");
+        d.optional(
+            "UDP address to bind. Unset: the address genesis lists for this node's key.",
+            "listen_addr",
+            &self.net.listen_addr,
+            "\"0.0.0.0:7000\"",
+        );
+        d.field(
+            "Time allowed for one connection attempt, handshake included, in milliseconds.",
+            "connect_timeout_ms",
+            &self.net.connect_timeout_ms,
+        );
+        d.field(
+            "Close a connection after this long without traffic, in milliseconds.",
+            "idle_timeout_ms",
+            &self.net.idle_timeout_ms,
+        );
+        d.field(
+            "First delay before redialing a lost or unreachable peer, in milliseconds (doubles per failure).",
+            "reconnect_initial_ms",
+            &self.net.reconnect_initial_ms,
+        );
+        d.field("Longest delay between redials, in milliseconds.", "reconnect_max_ms", &self.net.reconnect_max_ms);
+        d.field(
+            "How often each connected peer is pinged (round-trip time shown in /status), in milliseconds;\n\
+             at most half of idle_timeout_ms.",
+            "ping_interval_ms",
+            &self.net.ping_interval_ms,
+        );
+
+        let module_doc = format!("Settings of the {m} service.");
+        match m {
+            Module::Consensus => {
+                d.section("consensus", &module_doc);
+                self.consensus.clone().unwrap_or_default().annotate(&mut d);
+            }
+            Module::Da => {
+                d.section("da", &module_doc);
+                self.da.clone().unwrap_or_default().annotate(&mut d);
+            }
+            Module::Execution => {
+                d.section("execution", &module_doc);
+                self.execution.clone().unwrap_or_default().annotate(&mut d);
+            }
+            Module::Settlement => {
+                d.section("settlement", &module_doc);
+                self.settlement.clone().unwrap_or_default().annotate(&mut d);
+            }
+            Module::Bridge => {
+                d.section("bridge", &module_doc);
+                self.bridge.clone().unwrap_or_default().annotate(&mut d);
+            }
+        }
+        d.finish()
+    }
+}
+
+/// A builder for annotated TOML: every field preceded by its comment.
+#[derive(Default, Debug)]
+pub struct AnnotatedToml {
+    out: String,
+}
+
+fn toml_value<T: serde::Serialize + ?Sized>(v: &T) -> String {
+    // Every config value is a scalar, string, array or table, which TOML can hold; a
+    // failure here is a programming error in a config type, caught by the round-trip
+    // tests of every module config.
+    toml::Value::try_from(v).map(|v| v.to_string()).unwrap_or_else(|e| format!("\"<unrepresentable: {e}>\""))
+}
+
+impl AnnotatedToml {
+    /// A `# ...` line per line of `text`.
+    pub fn comment(&mut self, text: &str) {
+        for line in text.lines() {
+            let _ = writeln!(self.out, "# {line}");
+        }
+    }
+
+    /// An empty line.
+    pub fn blank(&mut self) {
+        self.out.push('\n');
+    }
+
+    /// A `[name]` table header, preceded by its comment.
+    pub fn section(&mut self, name: &str, doc: &str) {
+        self.blank();
+        self.comment(doc);
+        let _ = writeln!(self.out, "[{name}]");
+    }
+
+    /// `key = value`, preceded by its comment.
+    pub fn field<T: serde::Serialize + ?Sized>(&mut self, doc: &str, key: &str, value: &T) {
+        self.comment(doc);
+        let _ = writeln!(self.out, "{key} = {}", toml_value(value));
+    }
+
+    /// `key = value` when set; when unset, a commented example `# key = example`.
+    pub fn optional<T: serde::Serialize>(&mut self, doc: &str, key: &str, value: &Option<T>, example: &str) {
+        self.comment(doc);
+        match value {
+            Some(v) => {
+                let _ = writeln!(self.out, "{key} = {}", toml_value(v));
+            }
+            None => {
+                let _ = writeln!(self.out, "# {key} = {example}");
+            }
+        }
+    }
+
+    /// The document.
+    pub fn finish(self) -> String {
+        self.out
+    }
+}
+
+/// One override of one config field, and where it came from (for error messages).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Override {
+    /// The field's path (`["node", "admin_addr"]`).
+    pub path: Vec<String>,
+    /// The value.
+    pub value: toml::Value,
+    /// Where it came from (`"LAMINA_ADMIN_ADDR"`, `"--log-level"`).
+    pub source: String,
+}
+
+impl Override {
+    /// An override of `path` (dotted) with a string value.
+    pub fn string(path: &str, value: impl Into<String>, source: impl Into<String>) -> Self {
+        Override {
+            path: path.split('.').map(str::to_string).collect(),
+            value: toml::Value::String(value.into()),
+            source: source.into(),
+        }
+    }
+
+    /// An override of `path` (dotted) whose value is parsed as TOML when it parses, and
+    /// taken as a string otherwise.
+    pub fn parsed(path: &str, raw: &str, source: impl Into<String>) -> Self {
+        Override { path: path.split('.').map(str::to_string).collect(), value: parse_value(raw), source: source.into() }
+    }
+}
+
+/// `raw` as a TOML value if it is one (`2000`, `true`, `"x"`, `[1]`), else as a string.
+pub fn parse_value(raw: &str) -> toml::Value {
+    toml::from_str::<toml::Table>(&format!("v = {raw}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_string()))
+}
+
+/// The named environment variables and the fields they set, in increasing precedence.
+pub const ENV_VARS: &[(&str, &str)] = &[
+    ("RUST_LOG", "log.level"),
+    ("LAMINA_LOG_LEVEL", "log.level"),
+    ("LAMINA_LOG_FORMAT", "log.format"),
+    ("LAMINA_LOG_FILE", "log.file"),
+    ("LAMINA_ADMIN_ADDR", "node.admin_addr"),
+    ("LAMINA_SHUTDOWN_GRACE_MS", "node.shutdown_grace_ms"),
+    ("LAMINA_LISTEN_ADDR", "net.listen_addr"),
+];
+
+/// The overrides found in `vars` (pass `std::env::vars_os()`), in precedence order.
+pub fn env_overrides(vars: impl IntoIterator<Item = (OsString, OsString)>) -> anyhow::Result<Vec<Override>> {
+    let vars: Vec<(String, String)> = vars
+        .into_iter()
+        .filter_map(|(k, v)| {
+            let k = k.into_string().ok()?;
+            (k == "RUST_LOG" || k.starts_with("LAMINA_")).then_some((k, v))
+        })
+        .map(|(k, v)| {
+            v.into_string()
+                .map(|v| (k.clone(), v))
+                .map_err(|_| anyhow::anyhow!("environment variable {k} is not UTF-8"))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let mut out = Vec::new();
+    for (name, path) in ENV_VARS {
+        if let Some((_, v)) = vars.iter().find(|(k, _)| k == name) {
+            if name.ends_with("_MS") {
+                out.push(Override::parsed(path, v, *name));
+            } else {
+                out.push(Override::string(path, v.clone(), *name));
+            }
+        }
+    }
+    let mut generic: Vec<&(String, String)> = vars.iter().filter(|(k, _)| k.starts_with("LAMINA__")).collect();
+    generic.sort();
+    for (k, v) in generic {
+        let path: Vec<String> = k["LAMINA__".len()..].split("__").map(|p| p.to_ascii_lowercase()).collect();
+        if path.iter().any(String::is_empty) {
+            bail!("environment variable {k}: expected LAMINA__<SECTION>__<FIELD>");
+        }
+        out.push(Override { path, value: parse_value(v), source: k.clone() });
+    }
+    Ok(out)
+}
+
+fn apply(table: &mut toml::Table, o: &Override) -> anyhow::Result<()> {
+    let (last, parents) = o.path.split_last().with_context(|| format!("{}: empty field path", o.source))?;
+    let mut t = table;
+    for p in parents {
+        let entry = t.entry(p.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        t = entry.as_table_mut().with_context(|| format!("{}: `{p}` is not a section", o.source))?;
+    }
+    t.insert(last.clone(), o.value.clone());
+    Ok(())
+}
+
+/// Parses `file_text`, applies `env` then `flags`, deserializes and validates.
+pub fn load_layered(file_text: &str, origin: &str, env: &[Override], flags: &[Override]) -> anyhow::Result<NodeConfig> {
+    let mut table: toml::Table = toml::from_str(file_text).with_context(|| format!("{origin} is not valid TOML"))?;
+    for o in env.iter().chain(flags) {
+        apply(&mut table, o)?;
+    }
+    let cfg: NodeConfig = toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| {
+        let applied: Vec<String> =
+            env.iter().chain(flags).map(|o| format!("{}={}", o.source, o.path.join("."))).collect();
+        if applied.is_empty() {
+            anyhow::anyhow!("{origin}: {e}")
+        } else {
+            anyhow::anyhow!("{origin} with overrides [{}]: {e}", applied.join(", "))
+        }
+    })?;
+    cfg.validate().with_context(|| format!("invalid configuration ({origin} and overrides)"))?;
+    Ok(cfg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(OsString, OsString)> {
+        pairs.iter().map(|(k, v)| (OsString::from(k), OsString::from(v))).collect()
+    }
+
+    fn nondefault(module: Module) -> NodeConfig {
+        let mut c = NodeConfig::new(module);
+        c.node.admin_addr = Some("127.0.0.1:1234".parse().unwrap());
+        c.node.shutdown_grace_ms = 777;
+        c.log = LogSection { format: LogFormat::Json, level: "debug".into(), file: Some("x/y.log".into()) };
+        c.net = NetSection {
+            listen_addr: Some("127.0.0.1:7777".parse().unwrap()),
+            connect_timeout_ms: 1_111,
+            idle_timeout_ms: 22_222,
+            reconnect_initial_ms: 33,
+            reconnect_max_ms: 4_444,
+            ping_interval_ms: 555,
+        };
+        c
+    }
+
+    #[test]
+    fn annotated_toml_round_trips_defaults_and_every_field() {
+        for m in Module::ALL {
+            let d = NodeConfig::new(m);
+            d.validate().unwrap();
+            let text = d.to_annotated_toml();
+            assert_eq!(load_layered(&text, "default", &[], &[]).unwrap(), d, "{text}");
+            // Every field is written (non-default values all survive the round trip).
+            let c = nondefault(m);
+            assert_eq!(load_layered(&c.to_annotated_toml(), "nondefault", &[], &[]).unwrap(), c);
+        }
+    }
+
+    #[test]
+    fn every_key_has_a_comment_above_it() {
+        for m in Module::ALL {
+            let text = nondefault(m).to_annotated_toml();
+            let lines: Vec<&str> = text.lines().collect();
+            let mut keys = 0;
+            for (i, l) in lines.iter().enumerate() {
+                let is_key = !l.starts_with('#') && !l.starts_with('[') && l.contains(" = ");
+                let is_table = l.starts_with('[');
+                if is_key || is_table {
+                    keys += usize::from(is_key);
+                    assert!(i > 0 && lines[i - 1].starts_with('#'), "no comment above {l:?} in\n{text}");
+                }
+            }
+            // config_version, module, 2 node, 3 log, 6 net fields.
+            assert!(keys >= 13, "{keys} keys in\n{text}");
+        }
+    }
+
+    #[test]
+    fn layering_is_file_then_env_then_flags() {
+        let mut file = NodeConfig::new(Module::Consensus);
+        file.node.admin_addr = Some("127.0.0.1:1000".parse().unwrap());
+        file.log.level = "warn".into();
+        file.net.idle_timeout_ms = 40_000;
+        let text = file.to_annotated_toml();
+
+        // File only.
+        let c = load_layered(&text, "f", &[], &[]).unwrap();
+        assert_eq!(c.node.admin_addr, Some("127.0.0.1:1000".parse().unwrap()));
+
+        // Environment beats the file.
+        let e = env_overrides(env(&[
+            ("LAMINA_ADMIN_ADDR", "127.0.0.1:2000"),
+            ("RUST_LOG", "debug"),
+            ("LAMINA__NET__IDLE_TIMEOUT_MS", "50000"),
+            ("LAMINA_HOME", "/ignored"),
+            ("LAMINA_LONG_TESTS", "1"),
+            ("PATH", "/bin"),
+        ]))
+        .unwrap();
+        let c = load_layered(&text, "f", &e, &[]).unwrap();
+        assert_eq!(c.node.admin_addr, Some("127.0.0.1:2000".parse().unwrap()));
+        assert_eq!(c.log.level, "debug");
+        assert_eq!(c.net.idle_timeout_ms, 50_000);
+
+        // LAMINA_LOG_LEVEL beats RUST_LOG.
+        let e2 = env_overrides(env(&[("RUST_LOG", "debug"), ("LAMINA_LOG_LEVEL", "trace")])).unwrap();
+        assert_eq!(load_layered(&text, "f", &e2, &[]).unwrap().log.level, "trace");
+
+        // Flags beat the environment.
+        let flags = vec![
+            Override::string("node.admin_addr", "127.0.0.1:3000", "--admin-addr"),
+            Override::parsed("net.idle_timeout_ms", "60000", "--set"),
+        ];
+        let c = load_layered(&text, "f", &e, &flags).unwrap();
+        assert_eq!(c.node.admin_addr, Some("127.0.0.1:3000".parse().unwrap()));
+        assert_eq!(c.net.idle_timeout_ms, 60_000);
+        assert_eq!(c.log.level, "debug", "untouched by flags, still from the environment");
+    }
+
+    #[test]
+    fn bad_values_are_reported_with_their_source() {
+        let text = NodeConfig::new(Module::Da).to_annotated_toml();
+        let e = env_overrides(env(&[("LAMINA_ADMIN_ADDR", "not-an-address")])).unwrap();
+        let err = format!("{:#}", load_layered(&text, "config.toml", &e, &[]).unwrap_err());
+        assert!(err.contains("LAMINA_ADMIN_ADDR"), "{err}");
+
+        let e = env_overrides(env(&[("LAMINA__NET__NO_SUCH_FIELD", "1")])).unwrap();
+        let err = format!("{:#}", load_layered(&text, "config.toml", &e, &[]).unwrap_err());
+        assert!(err.contains("no_such_field"), "{err}");
+
+        let flags = [Override::string("log.level", "lamina=shouting", "--log-level")];
+        let err = format!("{:#}", load_layered(&text, "config.toml", &[], &flags).unwrap_err());
+        assert!(err.contains("[log] level"), "{err}");
+
+        let err = format!("{:#}", load_layered("module = [", "config.toml", &[], &[]).unwrap_err());
+        assert!(err.contains("not valid TOML"), "{err}");
+    }
+
+    #[test]
+    fn validation_rejects_inconsistent_values() {
+        let mut c = NodeConfig::new(Module::Consensus);
+        c.net.ping_interval_ms = c.net.idle_timeout_ms;
+        assert!(c.validate().is_err());
+        let mut c = NodeConfig::new(Module::Consensus);
+        c.net.reconnect_max_ms = 10;
+        c.net.reconnect_initial_ms = 20;
+        assert!(c.validate().is_err());
+        let mut c = NodeConfig::new(Module::Consensus);
+        c.da = Some(Default::default());
+        assert!(c.validate().unwrap_err().to_string().contains("[da]"));
+        let mut c = NodeConfig::new(Module::Consensus);
+        c.config_version = 2;
+        assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn values_parse_as_toml_or_fall_back_to_strings() {
+        assert_eq!(parse_value("5000"), toml::Value::Integer(5000));
+        assert_eq!(parse_value("true"), toml::Value::Boolean(true));
+        assert_eq!(parse_value("\"5000\""), toml::Value::String("5000".into()));
+        assert_eq!(parse_value("127.0.0.1:80"), toml::Value::String("127.0.0.1:80".into()));
+        assert_eq!(parse_value("info"), toml::Value::String("info".into()));
+    }
+}

@@ -1,0 +1,271 @@
+//! Creating a devnet on disk: keys, genesis, one home per node, free loopback ports.
+
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, bail};
+use lamina_interfaces::{ChainSpec, Genesis, NodeEntry};
+use lamina_primitives::ChainId;
+
+use super::state::{DevnetState, NodeRecord, Phase};
+use crate::config::NodeConfig;
+use crate::home::Home;
+use crate::modules::Module;
+
+/// The shape of a devnet.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Spec {
+    /// Network name.
+    pub network: String,
+    /// Consensus validators.
+    pub validators: usize,
+    /// DA storage nodes.
+    pub da_nodes: usize,
+    /// Execution nodes, assigned to chains round-robin.
+    pub execution: usize,
+    /// Settlement nodes.
+    pub settlement: usize,
+    /// Bridge relayers.
+    pub bridge: usize,
+    /// Chains (ids 1..=chains).
+    pub chains: usize,
+    /// Funded deterministic test accounts per chain.
+    pub funded_accounts: u64,
+    /// Log filter written into every node's config.
+    pub log_level: String,
+}
+
+impl Spec {
+    /// Checks the counts.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.validators == 0 || self.da_nodes == 0 {
+            bail!("a devnet needs at least one validator and one DA node");
+        }
+        if self.chains == 0 {
+            bail!("a devnet needs at least one chain");
+        }
+        let total = self.total();
+        if total > 256 {
+            bail!("{total} nodes is more than a devnet on one machine should run (at most 256)");
+        }
+        lamina_telemetry::logging::parse_filter(&self.log_level).context("--log-level")?;
+        Ok(())
+    }
+
+    /// Number of nodes.
+    pub fn total(&self) -> usize {
+        self.validators + self.da_nodes + self.execution + self.settlement + self.bridge
+    }
+
+    /// `(name, module, chain)` of every node, in start order (servers before clients).
+    pub fn nodes(&self) -> Vec<(String, Module, Option<ChainId>)> {
+        let mut out = Vec::with_capacity(self.total());
+        for m in Module::ALL {
+            let (count, prefix) = match m {
+                Module::Da => (self.da_nodes, "da"),
+                Module::Consensus => (self.validators, "validator"),
+                Module::Execution => (self.execution, "execution"),
+                Module::Settlement => (self.settlement, "settlement"),
+                Module::Bridge => (self.bridge, "bridge"),
+            };
+            for i in 0..count {
+                let chain = (m == Module::Execution).then(|| ChainId(1 + (i % self.chains) as u64));
+                out.push((format!("{prefix}-{i}"), m, chain));
+            }
+        }
+        out
+    }
+}
+
+/// Free loopback ports: `n` UDP ports (QUIC) and `n` TCP ports (admin), all distinct
+/// within their protocol. The sockets are held until every port is chosen, then
+/// released for the nodes to bind; another process could take one in between, in which
+/// case that node fails to start and the devnet reports it.
+pub fn free_ports(n: usize) -> anyhow::Result<(Vec<SocketAddr>, Vec<SocketAddr>)> {
+    let lo = SocketAddr::from(([127, 0, 0, 1], 0));
+    let udp: Vec<UdpSocket> =
+        (0..n).map(|_| UdpSocket::bind(lo)).collect::<Result<_, _>>().context("no free UDP port")?;
+    let tcp: Vec<TcpListener> =
+        (0..n).map(|_| TcpListener::bind(lo)).collect::<Result<_, _>>().context("no free TCP port")?;
+    let u = udp.iter().map(UdpSocket::local_addr).collect::<Result<_, _>>()?;
+    let t = tcp.iter().map(TcpListener::local_addr).collect::<Result<_, _>>()?;
+    Ok((u, t))
+}
+
+/// Prepares `dir` for a new devnet: creates it, or clears the files of a previous,
+/// stopped devnet. Refuses a directory with a running devnet or unrelated content.
+pub fn prepare_dir(dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let state_path = dir.join(super::state::STATE_FILE);
+    if state_path.exists() {
+        let old = DevnetState::load(dir)?;
+        let live = old.live_nodes();
+        if !live.is_empty() || old.supervisor.is_some_and(|p| p != std::process::id() && super::state::is_alive(p)) {
+            bail!(
+                "a devnet is already running in {} ({} live processes); stop it with `lamina devnet down --dir {}`",
+                dir.display(),
+                live.len(),
+                dir.display()
+            );
+        }
+        for sub in ["nodes", "logs"] {
+            let p = dir.join(sub);
+            if p.exists() {
+                std::fs::remove_dir_all(&p).with_context(|| format!("cannot remove {}", p.display()))?;
+            }
+        }
+        for f in ["genesis.toml", super::state::STATE_FILE] {
+            let p = dir.join(f);
+            if p.exists() {
+                std::fs::remove_file(&p).with_context(|| format!("cannot remove {}", p.display()))?;
+            }
+        }
+    } else if std::fs::read_dir(dir)?.next().is_some() {
+        bail!("{} is not empty and holds no devnet; choose an empty or new directory", dir.display());
+    }
+    Ok(())
+}
+
+/// Creates keys, the genesis and every home under `dir` (prepared by [`prepare_dir`]).
+/// Returns the state (phase `Starting`, no pids yet).
+pub fn create(dir: &Path, spec: &Spec) -> anyhow::Result<DevnetState> {
+    spec.validate()?;
+    let nodes = spec.nodes();
+    let (quic, admin) = free_ports(nodes.len())?;
+    let nodes_dir = dir.join("nodes");
+    let logs_dir = dir.join("logs");
+    std::fs::create_dir_all(&logs_dir).with_context(|| format!("cannot create {}", logs_dir.display()))?;
+
+    let mut genesis = Genesis {
+        network: spec.network.clone(),
+        chains: (1..=spec.chains as u64)
+            .map(|id| ChainSpec {
+                id: ChainId(id),
+                name: format!("chain-{id}"),
+                balances: vec![],
+                funded_test_accounts: spec.funded_accounts,
+                funded_test_accounts_seed: (id - 1) * 1_000_000,
+                funded_test_amount: 1_000_000_000_000,
+            })
+            .collect(),
+        validators: vec![],
+        da_nodes: vec![],
+        execution_nodes: vec![],
+        settlement_nodes: vec![],
+        bridge_nodes: vec![],
+        da_threshold: None,
+    };
+    let mut keys = Vec::with_capacity(nodes.len());
+    let mut records = Vec::with_capacity(nodes.len());
+    for (i, (name, module, chain)) in nodes.iter().enumerate() {
+        let key = crate::keys::generate()?;
+        crate::genesis::role_mut(&mut genesis, *module).push(NodeEntry {
+            name: name.clone(),
+            key: key.public(),
+            addr: quic[i],
+            http: None,
+            admin: Some(admin[i]),
+            chain: *chain,
+        });
+        records.push(NodeRecord {
+            name: name.clone(),
+            module: *module,
+            home: nodes_dir.join(name),
+            quic: quic[i],
+            admin: admin[i],
+            log: logs_dir.join(format!("{name}.log")),
+            pid: None,
+            exit: None,
+        });
+        keys.push(key);
+    }
+    crate::genesis::check(&genesis).context("generated devnet genesis is invalid")?;
+    let genesis_path = dir.join("genesis.toml");
+    crate::genesis::write(&genesis_path, &genesis)?;
+
+    for (rec, key) in records.iter().zip(&keys) {
+        let home = Home::new(&rec.home);
+        home.create_layout()?;
+        crate::keys::write(&home.key_file(), key)?;
+        let mut config = NodeConfig::new(rec.module);
+        config.log.level = spec.log_level.clone();
+        crate::init::init(&crate::init::InitOptions {
+            module: rec.module,
+            home,
+            genesis: Some(genesis_path.clone()),
+            import_key: None,
+            force: false,
+            config,
+        })
+        .with_context(|| format!("cannot initialize {}", rec.name))?;
+    }
+    Ok(DevnetState {
+        dir: dir.to_path_buf(),
+        supervisor: Some(std::process::id()),
+        kept: false,
+        phase: Phase::Starting,
+        genesis: genesis_path,
+        nodes: records,
+    })
+}
+
+/// A new directory under the system temp dir, kept after exit (it holds the logs).
+pub fn temp_dir() -> anyhow::Result<PathBuf> {
+    Ok(tempfile::Builder::new().prefix("lamina-devnet-").tempdir().context("cannot create a temp directory")?.keep())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> Spec {
+        Spec {
+            network: "t".into(),
+            validators: 4,
+            da_nodes: 3,
+            execution: 3,
+            settlement: 1,
+            bridge: 1,
+            chains: 2,
+            funded_accounts: 10,
+            log_level: "info".into(),
+        }
+    }
+
+    #[test]
+    fn node_list_orders_servers_first_and_spreads_chains() {
+        let n = spec().nodes();
+        assert_eq!(n.len(), 12);
+        assert_eq!(n[0].0, "da-0");
+        assert_eq!(n[3].0, "validator-0");
+        let exec: Vec<_> = n.iter().filter(|x| x.1 == Module::Execution).map(|x| x.2.unwrap().0).collect();
+        assert_eq!(exec, [1, 2, 1]);
+        assert!(Spec { validators: 0, ..spec() }.validate().is_err());
+        assert!(Spec { chains: 0, ..spec() }.validate().is_err());
+    }
+
+    #[test]
+    fn creates_a_valid_network_on_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        prepare_dir(dir.path()).unwrap();
+        let st = create(dir.path(), &spec()).unwrap();
+        let g = crate::genesis::load(&st.genesis).unwrap();
+        assert_eq!(g.validators.len(), 4);
+        assert_eq!(g.chains.len(), 2);
+        for rec in &st.nodes {
+            let home = Home::new(&rec.home);
+            let key = crate::keys::read(&home.key_file()).unwrap();
+            let entry = rec.module.entries(&g).iter().find(|e| e.key == key.public()).unwrap();
+            assert_eq!(entry.name, rec.name);
+            assert_eq!(entry.admin, Some(rec.admin));
+            home.check_data_version().unwrap();
+            assert_eq!(crate::genesis::load(&home.genesis_file()).unwrap(), g);
+        }
+        st.save().unwrap();
+        // A stopped devnet's directory can be reused; unrelated content is refused.
+        prepare_dir(dir.path()).unwrap();
+        assert!(!dir.path().join("nodes").exists());
+        std::fs::write(dir.path().join("unrelated"), "x").unwrap();
+        assert!(prepare_dir(dir.path()).is_err());
+    }
+}

@@ -1,0 +1,149 @@
+//! `lamina devnet up | down | status`: a throwaway network on this machine.
+//!
+//! `up` creates (in a new temp directory, or `--dir`) a genesis, keys and one home per
+//! node, with free loopback ports, then starts every node as its own OS process
+//! (`lamina <module> start --home <home>`, logging to `<dir>/logs/<name>.log`), waits
+//! until every `/readyz` answers 200, shows a live status line, and on Ctrl-C or SIGTERM
+//! stops them all: SIGTERM to each, a grace period, SIGKILL for stragglers. A node that
+//! dies on its own is reported at once (with the tail of its log); the others keep
+//! running and `up` exits non-zero at the end.
+//!
+//! `<dir>/devnet.json` records the nodes, their pids and addresses, and the phase, so
+//! that `status` and `down` work from another terminal; with `--keep`, `up` returns once
+//! the network is ready and leaves it running (detached) until `down`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Args, Subcommand};
+
+pub mod control;
+pub mod layout;
+pub mod state;
+pub mod supervisor;
+
+use crate::cli::parse_duration;
+
+/// `lamina devnet ...`
+#[derive(Debug, Subcommand)]
+pub enum DevnetCmd {
+    /// Create and run a local network until Ctrl-C (or --duration, --exit-after-ready, --keep).
+    Up(UpArgs),
+    /// Stop a network left running with `up --keep` (or one supervised in another terminal).
+    Down(DirArgs),
+    /// Show every node's admin /status as a table.
+    Status(StatusArgs),
+}
+
+/// `devnet up` options.
+#[derive(Debug, Clone, Args)]
+pub struct UpArgs {
+    /// Directory for the network (default: a new temp directory, kept for its logs).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Consensus validators.
+    #[arg(long, default_value_t = 4)]
+    pub validators: usize,
+    /// DA storage nodes.
+    #[arg(long, default_value_t = 4)]
+    pub da_nodes: usize,
+    /// Execution nodes (assigned to chains round-robin).
+    #[arg(long, default_value_t = 1)]
+    pub execution: usize,
+    /// Settlement nodes.
+    #[arg(long, default_value_t = 1)]
+    pub settlement: usize,
+    /// Bridge relayers.
+    #[arg(long, default_value_t = 0)]
+    pub bridge: usize,
+    /// Chains (namespaces), ids 1..=N.
+    #[arg(long, default_value_t = 1)]
+    pub chains: usize,
+    /// Funded deterministic test accounts per chain.
+    #[arg(long, default_value_t = 1000)]
+    pub funded_accounts: u64,
+    /// Network name.
+    #[arg(long, default_value = "devnet")]
+    pub network: String,
+    /// Log filter for every node (RUST_LOG syntax).
+    #[arg(long, default_value = "info")]
+    pub log_level: String,
+    /// Once ready, leave the network running detached and return (stop it with `devnet down`).
+    #[arg(long, conflicts_with_all = ["exit_after_ready", "duration"])]
+    pub keep: bool,
+    /// Once ready, stop the network and exit (for scripts and tests).
+    #[arg(long, conflicts_with = "duration")]
+    pub exit_after_ready: bool,
+    /// Once ready, run for this long, then stop (e.g. 30s, 5m).
+    #[arg(long, value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    /// Give up if the network is not ready within this time.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub ready_timeout: Duration,
+    /// Time each node gets to stop after SIGTERM before it is killed.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub grace: Duration,
+}
+
+/// Selecting a devnet directory.
+#[derive(Debug, Clone, Args)]
+pub struct DirArgs {
+    /// The devnet directory (default: the last one `devnet up` created).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Time each node gets to stop after SIGTERM before it is killed.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub grace: Duration,
+}
+
+/// `devnet status` options.
+#[derive(Debug, Clone, Args)]
+pub struct StatusArgs {
+    /// The devnet directory (default: the last one `devnet up` created).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Print every node's /status document as JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs a devnet command.
+pub fn run(cmd: DevnetCmd) -> anyhow::Result<ExitCode> {
+    // One thread: child processes are spawned from the main thread, which is what
+    // PR_SET_PDEATHSIG ties them to (the signal fires when the *thread* that forked
+    // them exits).
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start the runtime")?;
+    rt.block_on(async move {
+        match cmd {
+            DevnetCmd::Up(a) => supervisor::up(a).await,
+            DevnetCmd::Down(a) => control::down(resolve_dir(a.dir)?, a.grace).await,
+            DevnetCmd::Status(a) => control::status(resolve_dir(a.dir)?, a.json).await,
+        }
+    })
+}
+
+/// File remembering the last devnet directory (`$XDG_DATA_HOME/lamina/devnet-last`).
+fn last_dir_file() -> Option<PathBuf> {
+    directories::ProjectDirs::from("", "", "lamina").map(|d| d.data_dir().join("devnet-last"))
+}
+
+/// Records `dir` as the last devnet (best effort: a read-only home only loses the default).
+pub fn remember_dir(dir: &std::path::Path) {
+    if let Some(f) = last_dir_file() {
+        if let Some(parent) = f.parent() {
+            let _ = std::fs::create_dir_all(parent);
+        }
+        let _ = std::fs::write(f, dir.as_os_str().as_encoded_bytes());
+    }
+}
+
+fn resolve_dir(dir: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    if let Some(d) = dir {
+        return crate::home::absolute(&d);
+    }
+    let f = last_dir_file().context("no --dir given and no home directory to find the last devnet in")?;
+    let text = std::fs::read_to_string(&f).with_context(|| format!("no --dir given and {} is missing", f.display()))?;
+    Ok(PathBuf::from(text.trim_end_matches('\n')))
+}

@@ -1,0 +1,256 @@
+//! Home directories: where a node keeps its config, keys and data.
+//!
+//! ```text
+//! <home>/
+//!   config/config.toml    annotated configuration (`lamina <module> init` writes it)
+//!   config/genesis.toml   the network's committee file
+//!   config/node.key       the node's ed25519 key (mode 0600)
+//!   data/VERSION          format version of everything under data/
+//!   data/GENESIS          digest of the genesis the data was written under
+//!   data/...              stores (written by the module's service)
+//! ```
+//!
+//! `config/` and `data/` are separate so data can be wiped without touching keys.
+//! The home is chosen as `--home` > `$LAMINA_HOME` > `$XDG_DATA_HOME/lamina/<module>`
+//! (`~/.local/share/lamina/<module>` on Linux).
+
+use std::ffi::OsString;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, bail};
+use lamina_primitives::Digest;
+
+use crate::modules::Module;
+
+/// Format version of the `data/` directory this binary reads and writes. A node refuses
+/// to start on any other version (a later release brings a migration instead).
+pub const DATA_FORMAT_VERSION: u32 = 1;
+
+/// Environment variable naming the home directory.
+pub const HOME_ENV: &str = "LAMINA_HOME";
+
+/// Chooses the home directory: `flag` > `env` (`$LAMINA_HOME`) > the XDG data directory
+/// for `module`. Relative paths are made absolute against the current directory.
+pub fn resolve(flag: Option<&Path>, env: Option<OsString>, module: Module) -> anyhow::Result<PathBuf> {
+    let chosen = match (flag, env.filter(|v| !v.is_empty())) {
+        (Some(p), _) => p.to_path_buf(),
+        (None, Some(v)) => PathBuf::from(v),
+        (None, None) => default_home(module)?,
+    };
+    absolute(&chosen)
+}
+
+/// `$XDG_DATA_HOME/lamina/<module>` (or the platform's equivalent).
+pub fn default_home(module: Module) -> anyhow::Result<PathBuf> {
+    let dirs = directories::ProjectDirs::from("", "", "lamina")
+        .context("cannot determine a default home directory (no $HOME); pass --home or set $LAMINA_HOME")?;
+    Ok(dirs.data_dir().join(module.as_str()))
+}
+
+/// `path` made absolute against the current directory (not canonicalized: it may not
+/// exist yet).
+pub fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
+    if path.is_absolute() {
+        Ok(path.to_path_buf())
+    } else {
+        Ok(std::env::current_dir().context("cannot read the current directory")?.join(path))
+    }
+}
+
+/// The layout of one home directory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Home {
+    root: PathBuf,
+}
+
+impl Home {
+    /// The home rooted at `root`.
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Home { root: root.into() }
+    }
+
+    /// The root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// `config/`.
+    pub fn config_dir(&self) -> PathBuf {
+        self.root.join("config")
+    }
+
+    /// `config/config.toml`.
+    pub fn config_file(&self) -> PathBuf {
+        self.config_dir().join("config.toml")
+    }
+
+    /// `config/genesis.toml`.
+    pub fn genesis_file(&self) -> PathBuf {
+        self.config_dir().join("genesis.toml")
+    }
+
+    /// `config/node.key`.
+    pub fn key_file(&self) -> PathBuf {
+        self.config_dir().join("node.key")
+    }
+
+    /// `data/`.
+    pub fn data_dir(&self) -> PathBuf {
+        self.root.join("data")
+    }
+
+    /// `data/VERSION`.
+    pub fn version_file(&self) -> PathBuf {
+        self.data_dir().join("VERSION")
+    }
+
+    /// `data/GENESIS`.
+    pub fn genesis_digest_file(&self) -> PathBuf {
+        self.data_dir().join("GENESIS")
+    }
+
+    /// Creates `config/` and `data/` (with `data/VERSION` if absent).
+    pub fn create_layout(&self) -> anyhow::Result<()> {
+        for dir in [self.config_dir(), self.data_dir()] {
+            std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        }
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            // config/ holds the node key: keep it private to the owner.
+            std::fs::set_permissions(self.config_dir(), std::fs::Permissions::from_mode(0o700))
+                .with_context(|| format!("cannot restrict {}", self.config_dir().display()))?;
+        }
+        if !self.version_file().exists() {
+            write_atomic(&self.version_file(), format!("{DATA_FORMAT_VERSION}\n").as_bytes())?;
+        }
+        Ok(())
+    }
+
+    /// Checks `data/VERSION`: present, a number, and the one this binary supports.
+    pub fn check_data_version(&self) -> anyhow::Result<()> {
+        let path = self.version_file();
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                bail!(
+                    "{} is missing: is {} an initialized home? (run `lamina <module> init`)",
+                    path.display(),
+                    self.root.display()
+                )
+            }
+            Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+        };
+        let v: u32 = text
+            .trim()
+            .parse()
+            .with_context(|| format!("{} does not hold a format version: {:?}", path.display(), text.trim()))?;
+        if v != DATA_FORMAT_VERSION {
+            bail!(
+                "{} says data format version {v}, but this binary supports only version {DATA_FORMAT_VERSION}; \
+                 refusing to start (use the matching lamina release, or migrate the data)",
+                path.display()
+            );
+        }
+        Ok(())
+    }
+
+    /// Binds `data/` to a genesis: records its digest on first start, and refuses a data
+    /// directory written under another genesis.
+    pub fn check_genesis_digest(&self, digest: &Digest) -> anyhow::Result<()> {
+        let path = self.genesis_digest_file();
+        let want = format!("{digest}\n");
+        match std::fs::read_to_string(&path) {
+            Ok(have) if have.trim() == want.trim() => Ok(()),
+            Ok(have) => bail!(
+                "data in {} was written under genesis {}, but config/genesis.toml is genesis {}; \
+                 refusing to start (wipe data/ to join the new network)",
+                self.data_dir().display(),
+                have.trim(),
+                digest
+            ),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => write_atomic(&path, want.as_bytes()),
+            Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+        }
+    }
+}
+
+/// Writes `bytes` to `path` via a temporary file in the same directory, fsync and
+/// rename, so readers see the old or the new content, never a torn one.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(".tmp.");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        // Not secret (keys are written by `keys::write`); the config/ directory itself is 0700.
+        builder.permissions(std::fs::Permissions::from_mode(0o644));
+    }
+    let mut tmp = builder.tempfile_in(dir).with_context(|| format!("cannot write in {}", dir.display()))?;
+    tmp.write_all(bytes)
+        .and_then(|()| tmp.as_file().sync_all())
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    tmp.persist(path).with_context(|| format!("cannot write {}", path.display()))?;
+    sync_dir(dir);
+    Ok(())
+}
+
+/// Best-effort fsync of a directory (makes a rename or create durable).
+pub fn sync_dir(dir: &Path) {
+    if let Ok(d) = std::fs::File::open(dir) {
+        // Some filesystems refuse fsync on directories; the data itself is synced.
+        let _ = d.sync_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn home_resolution_prefers_flag_then_env_then_xdg() {
+        let flag = Path::new("/flag/home");
+        let env = Some(OsString::from("/env/home"));
+        assert_eq!(resolve(Some(flag), env.clone(), Module::Da).unwrap(), PathBuf::from("/flag/home"));
+        assert_eq!(resolve(None, env, Module::Da).unwrap(), PathBuf::from("/env/home"));
+        let xdg = resolve(None, None, Module::Da).unwrap();
+        assert!(xdg.ends_with("lamina/da"), "{}", xdg.display());
+        // An empty $LAMINA_HOME counts as unset.
+        assert_eq!(resolve(None, Some(OsString::new()), Module::Da).unwrap(), xdg);
+        // Relative paths become absolute.
+        let rel = resolve(Some(Path::new("rel/home")), None, Module::Da).unwrap();
+        assert!(rel.is_absolute() && rel.ends_with("rel/home"));
+    }
+
+    #[test]
+    fn data_version_is_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = Home::new(dir.path());
+        assert!(home.check_data_version().unwrap_err().to_string().contains("missing"));
+        home.create_layout().unwrap();
+        home.check_data_version().unwrap();
+        std::fs::write(home.version_file(), "2\n").unwrap();
+        let e = home.check_data_version().unwrap_err().to_string();
+        assert!(e.contains("version 2") && e.contains("refusing"), "{e}");
+        std::fs::write(home.version_file(), "banana").unwrap();
+        assert!(home.check_data_version().is_err());
+        // create_layout never overwrites an existing VERSION.
+        home.create_layout().unwrap();
+        assert_eq!(std::fs::read_to_string(home.version_file()).unwrap(), "banana");
+    }
+
+    #[test]
+    fn data_is_bound_to_one_genesis() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = Home::new(dir.path());
+        home.create_layout().unwrap();
+        let a = lamina_primitives::domains::GENESIS.hash(b"a");
+        let b = lamina_primitives::domains::GENESIS.hash(b"b");
+        home.check_genesis_digest(&a).unwrap();
+        home.check_genesis_digest(&a).unwrap();
+        let e = home.check_genesis_digest(&b).unwrap_err().to_string();
+        assert!(e.contains("refusing"), "{e}");
+    }
+}

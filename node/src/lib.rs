@@ -1,0 +1,26 @@
+//! The lamina binary: CLI, config, keys, genesis, module start, devnet launcher and benchmark harness entry.
+//!
+//! `main.rs` only parses the command line and calls [`cli::run`]; everything else lives
+//! here so it can be unit-tested:
+//!
+//! * [`cli`]: the clap command tree and its dispatch;
+//! * [`home`], [`config`], [`keys`], [`genesis`], [`init`]: the operator's files;
+//! * [`service`]: `lamina <module> start` (config layering, telemetry, admin server,
+//!   signals, graceful shutdown) around [`modules`], one file per module;
+//! * [`peers`]: the shared "connect to the peers the role needs and report them" service;
+//! * [`devnet`]: `lamina devnet up | down | status`, a multi-process local network.
+//!
+//! `anyhow` is used throughout: this is an app, not a library other crates build on.
+
+pub mod cli;
+pub mod config;
+pub mod context;
+pub mod devnet;
+pub mod genesis;
+pub mod home;
+pub mod init;
+pub mod keys;
+pub mod modules;
+pub mod peers;
+pub mod service;
+pub mod signals;

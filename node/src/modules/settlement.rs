@@ -1,0 +1,49 @@
+//! The settlement module: replays the settlement namespace of the log (claims, challenges, finality).
+//!
+//! Until the module's protocol lands, its service is the shared peer service of
+//! [`crate::peers`]: it binds the node's QUIC endpoint on its genesis address with its
+//! pinned key, keeps connections to the peers its role needs, reports them in `/status`
+//! and `/readyz`, and on shutdown stops accepting, closes connections and returns.
+//!
+//! Peers (issue 2): it dials the validators (ready with `f + 1`, so at least one is
+//! honest).
+//!
+//! To plug in the real service, replace `Config` with `lamina_settlement_service::Config` (keeping
+//! a [`ModuleConfig`] impl) and the body of [`start`] with
+//! `lamina_settlement_service::run(ctx, config, shutdown)`.
+
+use tokio_util::sync::CancellationToken;
+
+use crate::config::AnnotatedToml;
+use crate::context::NodeContext;
+use crate::modules::{Module, ModuleConfig};
+use crate::peers::{Need, PeerPlan};
+
+/// Settings of the settlement module (the `[settlement]` section). None yet: the settlement service
+/// brings its own.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {}
+
+impl ModuleConfig for Config {
+    fn validate(&self) -> anyhow::Result<()> {
+        Ok(())
+    }
+
+    fn annotate(&self, doc: &mut AnnotatedToml) {
+        doc.comment("(no settings yet: this module currently runs the shared peer service)");
+    }
+}
+
+/// The peers this node needs, and which it accepts.
+pub fn peer_plan(ctx: &NodeContext) -> PeerPlan {
+    let g = &ctx.genesis;
+    let v = g.validator_committee();
+    PeerPlan::new().dial("validators", Module::Consensus, g.validators.clone(), Need::AtLeast(v.max_faulty() + 1))
+}
+
+/// Runs the settlement service until `shutdown`.
+pub async fn start(ctx: NodeContext, _config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let plan = peer_plan(&ctx);
+    crate::peers::run(ctx, plan, shutdown).await
+}

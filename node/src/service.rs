@@ -1,0 +1,207 @@
+//! `lamina <module> start`: everything around a module's service.
+//!
+//! 1. Resolve the home; read `config.toml`, apply environment and flag overrides,
+//!    validate ([`crate::config`]).
+//! 2. Install logging and the Prometheus recorder ([`lamina_telemetry`]).
+//! 3. Check `data/VERSION`, load the key (0600), load and validate the genesis, find this
+//!    node in its module's role, bind `data/` to the genesis digest.
+//! 4. Serve the admin endpoints; install SIGTERM/SIGINT handlers.
+//! 5. Run the module ([`crate::modules::start`]) until a signal: then `/readyz` turns
+//!    503 at once (stop intake), the service drains and flushes within
+//!    `[node] shutdown_grace_ms`, the admin server closes last, and the process exits 0.
+//!    A second signal, or a drain that overruns the grace period, exits non-zero.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use lamina_interfaces::Health;
+use lamina_telemetry::{AdminServer, AdminState, LogConfig};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{NodeConfig, Override};
+use crate::context::NodeContext;
+use crate::home::Home;
+use crate::modules::Module;
+use crate::signals::Signals;
+
+/// Exit status when the service did not drain within the grace period, or a second
+/// signal forced the exit.
+pub const EXIT_FORCED: u8 = 2;
+
+/// Reads a home's configuration with environment and flag overrides applied.
+pub fn load_config(home: &Home, module: Module, flags: &[Override]) -> anyhow::Result<NodeConfig> {
+    let path = home.config_file();
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
+            "{} does not exist: initialize the home first with `lamina {module} init --home {}`",
+            path.display(),
+            home.root().display()
+        ),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
+    let env = crate::config::env_overrides(std::env::vars_os())?;
+    let cfg = crate::config::load_layered(&text, &path.display().to_string(), &env, flags)?;
+    if cfg.module != module {
+        bail!("{} is a {} home, not a {module} home", home.root().display(), cfg.module);
+    }
+    Ok(cfg)
+}
+
+fn log_config(cfg: &NodeConfig, home: &Home) -> LogConfig {
+    use std::io::IsTerminal as _;
+    LogConfig {
+        format: cfg.log.format,
+        filter: cfg.log.level.clone(),
+        file: cfg.log.file.as_ref().map(|f| if f.is_absolute() { f.clone() } else { home.root().join(f) }),
+        ansi: std::io::stderr().is_terminal(),
+    }
+}
+
+/// Runs `module` from `home` until SIGTERM/SIGINT. Blocks; builds its own runtime.
+pub fn start(module: Module, home: PathBuf, flags: &[Override]) -> anyhow::Result<ExitCode> {
+    let home = Home::new(home);
+    let cfg = load_config(&home, module, flags)?;
+    lamina_telemetry::logging::init(&log_config(&cfg, &home))?;
+    let metrics = lamina_telemetry::prometheus::install()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name(format!("lamina-{module}"))
+        .build()
+        .context("cannot start the async runtime")?;
+    let result = runtime.block_on(run(module, home, cfg, metrics));
+    // Tasks still running (e.g. a connection being torn down) are dropped here; the
+    // service has already drained and flushed what it acknowledged.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    match &result {
+        Ok(code) if *code == ExitCode::SUCCESS => {
+            tracing::info!(target: "lamina::node", "stopped cleanly");
+        }
+        Ok(_) => tracing::warn!(target: "lamina::node", "stopped without a clean drain"),
+        Err(e) => tracing::error!(target: "lamina::node", error = format!("{e:#}"), "failed"),
+    }
+    result
+}
+
+/// Builds the [`NodeContext`] for `module` from a loaded config and home.
+pub fn context(module: Module, home: &Home, cfg: &NodeConfig, health: Health) -> anyhow::Result<NodeContext> {
+    home.check_data_version()?;
+    let key = crate::keys::read(&home.key_file())?;
+    let genesis = crate::genesis::load(&home.genesis_file())?;
+    let me = module.entries(&genesis).iter().find(|n| n.key == key.public()).cloned().with_context(|| {
+        format!(
+            "this node's key {} is not among the genesis {} of {} \
+             (add it with `lamina genesis add-node --role {module} ...`, then copy the genesis into every home)",
+            key.public(),
+            module.role_name(),
+            home.genesis_file().display()
+        )
+    })?;
+    home.check_genesis_digest(&genesis.digest())?;
+    let listen_addr = cfg.net.listen_addr.unwrap_or(me.addr);
+    Ok(NodeContext {
+        module,
+        key,
+        genesis: Arc::new(genesis),
+        me,
+        home: home.clone(),
+        data_dir: home.data_dir(),
+        listen_addr,
+        net: cfg.net.clone(),
+        health,
+    })
+}
+
+fn admin_addr(module: Module, cfg: &NodeConfig, ctx: &NodeContext) -> SocketAddr {
+    cfg.node
+        .admin_addr
+        .or(ctx.me.admin)
+        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], module.default_admin_port())))
+}
+
+/// The `/status` fields every node reports.
+fn static_status(ctx: &NodeContext, home: &Path, admin: SocketAddr) {
+    let h = &ctx.health;
+    h.set_status("module", ctx.module.as_str());
+    h.set_status("name", &ctx.me.name);
+    h.set_status("key", ctx.key.public().to_hex());
+    h.set_status("network", &ctx.genesis.network);
+    h.set_status("genesis", ctx.genesis.digest().to_hex());
+    h.set_status("version", env!("CARGO_PKG_VERSION"));
+    h.set_status("pid", std::process::id());
+    h.set_status("home", home.display().to_string());
+    h.set_status("listen_addr", ctx.listen_addr.to_string());
+    h.set_status("admin_addr", admin.to_string());
+    if let Some(c) = ctx.me.chain {
+        h.set_status("chain", c.0);
+    }
+}
+
+async fn run(
+    module: Module,
+    home: Home,
+    cfg: NodeConfig,
+    metrics: lamina_telemetry::MetricsHandle,
+) -> anyhow::Result<ExitCode> {
+    let health = Health::new();
+    let ctx = context(module, &home, &cfg, health.clone())?;
+    let admin_at = admin_addr(module, &cfg, &ctx);
+    let admin = AdminServer::bind(admin_at, AdminState { health: health.clone(), metrics: Some(metrics) }).await?;
+    static_status(&ctx, home.root(), admin.local_addr());
+    health.set_check("running", true, "serving");
+    tracing::info!(
+        target: "lamina::node",
+        %module, name = %ctx.me.name, key = %ctx.key.public(), listen = %ctx.listen_addr,
+        admin = %admin.local_addr(), "starting"
+    );
+
+    let shutdown = CancellationToken::new();
+    let mut signals = Signals::new()?;
+    let mut service = tokio::spawn(crate::modules::start(ctx, cfg.clone(), shutdown.clone()));
+
+    // Phase 1: run until a signal or until the service ends on its own.
+    let early = tokio::select! {
+        sig = signals.next() => { tracing::info!(target: "lamina::node", signal = sig, "shutting down"); None }
+        r = &mut service => Some(r),
+    };
+    let outcome = match early {
+        Some(r) => {
+            // The service ended without being asked to: a fatal fault (or a bug).
+            health.set_check("running", false, "service stopped");
+            match r {
+                Ok(Ok(())) => Err(anyhow::anyhow!("the {module} service stopped on its own")),
+                Ok(Err(e)) => Err(e.context(format!("the {module} service failed"))),
+                Err(e) => Err(anyhow::anyhow!("the {module} service panicked: {e}")),
+            }
+        }
+        None => {
+            // Phase 2: stop intake (not ready any more), drain within the grace period.
+            health.set_check("running", false, "shutting down");
+            shutdown.cancel();
+            let grace = Duration::from_millis(cfg.node.shutdown_grace_ms);
+            tokio::select! {
+                sig = signals.next() => {
+                    tracing::warn!(target: "lamina::node", signal = sig, "second signal: exiting without a full drain");
+                    service.abort();
+                    Ok(ExitCode::from(EXIT_FORCED))
+                }
+                r = tokio::time::timeout(grace, &mut service) => match r {
+                    Ok(Ok(Ok(()))) => Ok(ExitCode::SUCCESS),
+                    Ok(Ok(Err(e))) => Err(e.context(format!("the {module} service failed while shutting down"))),
+                    Ok(Err(e)) => Err(anyhow::anyhow!("the {module} service panicked while shutting down: {e}")),
+                    Err(_) => {
+                        tracing::error!(target: "lamina::node", grace_ms = cfg.node.shutdown_grace_ms, "service did not drain within the grace period");
+                        service.abort();
+                        Ok(ExitCode::from(EXIT_FORCED))
+                    }
+                }
+            }
+        }
+    };
+    admin.shutdown().await;
+    outcome
+}
