@@ -1,1 +1,84 @@
 //! QUIC transport for Lamina: pinned-key mutual TLS, ALPN per protocol, framed typed messages, limits, reconnects.
+//!
+//! Every Lamina service talks to its peers through this crate. One [`Endpoint`] per node
+//! (one UDP socket, the node's key) serves any number of **protocols**, each named by
+//! ALPN (`lamina/<module>/<version>`) and each with its own pinned peer set and handler:
+//! a validator speaks `lamina/consensus/1` to validators, serves the ordered log to
+//! execution nodes, and talks DA to DA nodes, all on one socket.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use lamina_net::{Endpoint, EndpointConfig, Empty, Handler, PeerSet, Protocol, ProtocolConfig, ProtocolId, Reject};
+//! use lamina_primitives::{BlockHeader, Height, Keypair, NodeId};
+//!
+//! struct Headers;
+//! impl Protocol for Headers {
+//!     const ID: ProtocolId = ProtocolId::new("headers", 1);
+//!     type Request = Height;
+//!     type Response = BlockHeader;
+//!     type Message = Empty;
+//! }
+//!
+//! struct Serve;
+//! impl Handler<Headers> for Serve {
+//!     async fn request(&self, _peer: NodeId, h: Height) -> Result<BlockHeader, Reject> {
+//!         Err(Reject::unavailable(format!("no header at {h}")))
+//!     }
+//! }
+//!
+//! # async fn demo(key: Keypair, other: NodeId, other_addr: std::net::SocketAddr) -> Result<(), lamina_net::NetError> {
+//! let endpoint = Endpoint::bind(&key, EndpointConfig::new("127.0.0.1:7000".parse().unwrap()))?;
+//! let peers = PeerSet::new().with_dial(other, other_addr);
+//! let net = endpoint.register(Serve, peers, ProtocolConfig::for_protocol::<Headers>())?;
+//! net.wait_connected(&other, Duration::from_secs(5)).await?;
+//! let header = net.request(&other, &Height(7)).await?;
+//! # let _ = header;
+//! endpoint.shutdown().await;
+//! # Ok(()) }
+//! ```
+//!
+//! # What it promises
+//!
+//! * **Identity = key.** A node's certificate is derived from its ed25519 key; both
+//!   sides of every handshake verify the other's key against pinned keys, and refuse
+//!   anything else *during the handshake* ([`tls`] explains the details).
+//! * **Protocols.** A peer offering a protocol or version we do not serve is refused
+//!   with a TLS `no_application_protocol` alert; the dialer gets
+//!   [`NetError::ProtocolMismatch`] naming what it offered and what we serve. A key
+//!   pinned for one protocol cannot use another ([`NetError::AccessDenied`]).
+//! * **Messaging.** Typed request/response ([`Network::request`]) and one-way messages
+//!   ([`Network::send`], [`Network::broadcast`]), decoded only through
+//!   `lamina_primitives::codec` (size cap, then validation). Requests are pipelined on a
+//!   few long-lived streams per connection; large payloads get their own stream.
+//!   [`RawNetwork`] and [`RawHandler`] are the bytes-level escape hatch.
+//! * **Robustness.** Bounded windows and stream counts ([`TransportLimits`]), a frame
+//!   limit per protocol, a bounded number of in-flight handlers per connection, handler
+//!   time limits, panics caught. A bad frame fails its stream, is counted, and disturbs
+//!   nothing else. Dialed peers are redialed with capped, jittered exponential backoff.
+//! * **Observability.** `lamina_net_*` metrics per protocol and peer (see [`stats`]),
+//!   and [`Endpoint::snapshot`] for `/status`.
+//! * **Shutdown.** [`Endpoint::shutdown`]: stop intake, drain in-flight requests
+//!   (bounded), close with code 0, wait for the socket to go idle.
+//!
+//! Services receive a [`NodeContext`] (key, genesis, data directory, health) from the
+//! binary, with peer sets per genesis role.
+
+mod config;
+mod conn;
+mod context;
+mod endpoint;
+mod error;
+pub mod frame;
+mod peers;
+mod protocol;
+pub mod stats;
+pub mod tls;
+
+pub use config::{Backoff, EndpointConfig, ProtocolConfig, TransportLimits};
+pub use context::{NodeContext, Role};
+pub use endpoint::{Endpoint, Network, RawNetwork};
+pub use error::{NetError, Reject, RejectKind, StreamError};
+pub use peers::{Peer, PeerSet};
+pub use protocol::{BoxFuture, Empty, Handler, Protocol, ProtocolId, RawHandler};
+pub use stats::{ConnectionSnapshot, Direction, Fault, NetSnapshot, ProtocolSnapshot};
+pub use tls::Identity;

@@ -1,0 +1,1008 @@
+//! The endpoint: one UDP socket serving several protocols, dialing and redialing
+//! configured peers, accepting pinned peers, shutting down gracefully.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::marker::PhantomData;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use lamina_primitives::{Keypair, NodeId, codec};
+use quinn::crypto::rustls::{HandshakeData, QuicClientConfig, QuicServerConfig};
+use quinn::{ConnectionError, TransportConfig, VarInt};
+use quinn_proto::TransportErrorCode;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::{EndpointConfig, ProtocolConfig};
+use crate::conn::{Conn, ProtoCore, Shared};
+use crate::error::{NetError, close};
+use crate::frame::{FrameDecoder, FrameKind, OutFrame};
+use crate::peers::{PeerSet, short};
+use crate::protocol::{Handler, Protocol, ProtocolId, RawHandler, Typed};
+use crate::stats::{ConnectionSnapshot, Direction, Fault, NetSnapshot, ProtocolSnapshot};
+use crate::tls::{self, CertRejection, Identity, PinnedServerVerifier};
+
+/// TLS alert codes (RFC 8446) that show up as QUIC crypto errors.
+mod alert {
+    pub const BAD_CERTIFICATE: u8 = 42;
+    pub const CERTIFICATE_UNKNOWN: u8 = 46;
+    pub const ACCESS_DENIED: u8 = 49;
+    pub const DECRYPT_ERROR: u8 = 51;
+    pub const NO_APPLICATION_PROTOCOL: u8 = 120;
+}
+
+/// Prefix of the close reason a server sends with `no_application_protocol`.
+const SERVED_PREFIX: &str = "no common application protocol; served: ";
+
+/// A QUIC endpoint: one UDP socket, this node's identity, any number of protocols.
+///
+/// Cloning is cheap (a handle). Dropping every handle does not stop the endpoint's
+/// tasks: call [`Endpoint::shutdown`].
+#[derive(Clone)]
+pub struct Endpoint {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    identity: Identity,
+    config: EndpointConfig,
+    quinn: quinn::Endpoint,
+    transport: Arc<TransportConfig>,
+    local_addr: SocketAddr,
+    /// Union of the served protocols' peer sets: what the TLS verifier accepts.
+    allowed: Arc<RwLock<HashSet<NodeId>>>,
+    protocols: RwLock<BTreeMap<Vec<u8>, Arc<Proto>>>,
+    shared: Arc<Shared>,
+    handshake_failures: Mutex<BTreeMap<&'static str, u64>>,
+    shutdown_done: tokio::sync::Mutex<bool>,
+}
+
+/// A registered protocol: its connections, peers and dialers.
+struct Proto {
+    core: Arc<ProtoCore>,
+    alpn: Vec<u8>,
+    peers: RwLock<PeerSet>,
+    conns: Mutex<HashMap<NodeId, Vec<Arc<Conn>>>>,
+    dialers: Mutex<HashMap<NodeId, (SocketAddr, CancellationToken)>>,
+    changed: Notify,
+}
+
+fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(|e| e.into_inner())
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Proto {
+    fn label(&self, peer: &NodeId) -> String {
+        read(&self.peers).get(peer).map(|p| p.label()).unwrap_or_else(|| short(peer))
+    }
+
+    /// The best live connection to `peer`: the newest outbound one, else the newest
+    /// inbound one.
+    fn pick(&self, peer: &NodeId) -> Option<Arc<Conn>> {
+        let conns = lock(&self.conns);
+        let list = conns.get(peer)?;
+        list.iter().rev().filter(|c| c.is_alive()).max_by_key(|c| c.direction == Direction::Outbound).cloned()
+    }
+
+    fn add(&self, conn: Arc<Conn>) {
+        lock(&self.conns).entry(conn.peer).or_default().push(conn.clone());
+        metrics::gauge!("lamina_net_connections", "protocol" => self.core.name.clone(), "direction" => conn.direction.as_str())
+            .increment(1.0);
+        self.changed.notify_waiters();
+    }
+
+    fn remove(&self, conn: &Arc<Conn>) {
+        let mut conns = lock(&self.conns);
+        if let Some(list) = conns.get_mut(&conn.peer) {
+            let before = list.len();
+            list.retain(|c| !Arc::ptr_eq(c, conn));
+            if list.len() < before {
+                metrics::gauge!("lamina_net_connections", "protocol" => self.core.name.clone(), "direction" => conn.direction.as_str())
+                    .decrement(1.0);
+            }
+            if list.is_empty() {
+                conns.remove(&conn.peer);
+            }
+        }
+        drop(conns);
+        self.changed.notify_waiters();
+    }
+
+    fn all_conns(&self) -> Vec<Arc<Conn>> {
+        lock(&self.conns).values().flatten().cloned().collect()
+    }
+}
+
+impl Endpoint {
+    /// Binds a UDP socket on `config.listen` and starts accepting connections (for the
+    /// protocols registered later). Must be called inside a tokio runtime.
+    pub fn bind(keypair: &Keypair, config: EndpointConfig) -> Result<Endpoint, NetError> {
+        config.validate()?;
+        let runtime = tokio::runtime::Handle::try_current()
+            .map_err(|_| NetError::Config("Endpoint::bind needs a tokio runtime".into()))?;
+        let identity = Identity::new(keypair)?;
+        let transport = config.limits.transport_config()?;
+        let bind_err = |e: std::io::Error| NetError::Bind { addr: config.listen, source: Arc::new(e) };
+        let socket = std::net::UdpSocket::bind(config.listen).map_err(bind_err)?;
+        // Larger socket buffers avoid kernel drops in bursts; the kernel may cap them
+        // (net.core.rmem_max), which is not an error.
+        if let Ok(state) = quinn::udp::UdpSocketState::new((&socket).into()) {
+            let _ = state.set_recv_buffer_size((&socket).into(), config.limits.socket_buffer);
+            let _ = state.set_send_buffer_size((&socket).into(), config.limits.socket_buffer);
+        }
+        let local_addr = socket.local_addr().map_err(bind_err)?;
+        let ep_config = quinn::EndpointConfig::new(identity.reset_key());
+        let _guard = runtime.enter();
+        let quinn = quinn::Endpoint::new(ep_config, None, socket, Arc::new(quinn::TokioRuntime)).map_err(bind_err)?;
+        let shared = Arc::new(Shared {
+            shutdown: CancellationToken::new(),
+            handlers: TaskTracker::new(),
+            tasks: TaskTracker::new(),
+        });
+        let inner = Arc::new(Inner {
+            identity,
+            config,
+            quinn,
+            transport,
+            local_addr,
+            allowed: Arc::new(RwLock::new(HashSet::new())),
+            protocols: RwLock::new(BTreeMap::new()),
+            shared,
+            handshake_failures: Mutex::new(BTreeMap::new()),
+            shutdown_done: tokio::sync::Mutex::new(false),
+        });
+        let i = inner.clone();
+        inner.shared.tasks.spawn(async move { i.accept_loop().await });
+        tracing::info!(target: "lamina::net", node = %inner.identity.node_id(), addr = %local_addr, "endpoint bound");
+        Ok(Endpoint { inner })
+    }
+
+    /// This node's identity.
+    pub fn node_id(&self) -> NodeId {
+        self.inner.identity.node_id()
+    }
+
+    /// The bound UDP address (with the actual port when binding port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.inner.local_addr
+    }
+
+    /// The endpoint's configuration.
+    pub fn config(&self) -> &EndpointConfig {
+        &self.inner.config
+    }
+
+    /// Serves the typed protocol `P` with `handler`, accepting the keys in `peers` and
+    /// dialing those marked to dial. Returns the handle to send requests and messages.
+    pub fn register<P: Protocol, H: Handler<P>>(
+        &self,
+        handler: H,
+        peers: PeerSet,
+        config: ProtocolConfig,
+    ) -> Result<Network<P>, NetError> {
+        let raw = self.register_raw(P::ID, Arc::new(Typed::<P, H>::new(Arc::new(handler))), peers, config)?;
+        Ok(Network { raw, _p: PhantomData })
+    }
+
+    /// Serves a protocol with a bytes-level handler (the escape hatch).
+    pub fn register_raw(
+        &self,
+        id: ProtocolId,
+        handler: Arc<dyn RawHandler>,
+        peers: PeerSet,
+        config: ProtocolConfig,
+    ) -> Result<RawNetwork, NetError> {
+        if !id.is_valid() {
+            return Err(NetError::Config(format!("invalid protocol module name {:?}", id.module)));
+        }
+        config.validate()?;
+        if self.inner.shared.shutdown.is_cancelled() {
+            return Err(NetError::Shutdown);
+        }
+        let peers = peers.without(&self.node_id());
+        let alpn = id.alpn();
+        let proto = {
+            let mut protocols = write(&self.inner.protocols);
+            if protocols.contains_key(&alpn) {
+                return Err(NetError::Config(format!("{id} is already registered")));
+            }
+            let proto = Arc::new(Proto {
+                core: Arc::new(ProtoCore { id, name: id.to_string(), config, handler }),
+                alpn: alpn.clone(),
+                peers: RwLock::new(peers),
+                conns: Mutex::new(HashMap::new()),
+                dialers: Mutex::new(HashMap::new()),
+                changed: Notify::new(),
+            });
+            protocols.insert(alpn, proto.clone());
+            proto
+        };
+        self.inner.update_allowed();
+        if let Err(e) = self.inner.install_server_config() {
+            write(&self.inner.protocols).remove(&proto.alpn);
+            self.inner.update_allowed();
+            return Err(e);
+        }
+        self.inner.sync_dialers(&proto);
+        tracing::info!(target: "lamina::net", protocol = %id, peers = read(&proto.peers).len(), "protocol registered");
+        Ok(RawNetwork { inner: self.inner.clone(), proto })
+    }
+
+    /// A snapshot of every protocol's connections, for `/status`.
+    pub fn snapshot(&self) -> NetSnapshot {
+        let protocols = read(&self.inner.protocols).values().cloned().collect::<Vec<_>>();
+        NetSnapshot {
+            node: self.node_id(),
+            local_addr: self.local_addr(),
+            protocols: protocols.iter().map(|p| protocol_snapshot(p)).collect(),
+            handshake_failures: lock(&self.inner.handshake_failures).clone(),
+        }
+    }
+
+    /// Publishes [`Endpoint::snapshot`] as the `net` status field of `health` every
+    /// `interval`, until shutdown.
+    pub fn report_to(&self, health: lamina_interfaces::Health, interval: Duration) {
+        let ep = self.clone();
+        let stop = self.inner.shared.shutdown.clone();
+        self.inner.shared.tasks.spawn(async move {
+            let mut tick = tokio::time::interval(interval);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => health.set_status("net", ep.snapshot()),
+                    () = stop.cancelled() => return,
+                }
+            }
+        });
+    }
+
+    /// Graceful shutdown, bounded by `shutdown_grace`: stop accepting connections,
+    /// streams and requests; let in-flight requests (ours and the handlers') finish;
+    /// close every connection with code 0 ("shutdown"); wait for the socket to be idle.
+    /// Idempotent.
+    pub async fn shutdown(&self) {
+        let mut done = self.inner.shutdown_done.lock().await;
+        if *done {
+            return;
+        }
+        let inner = &self.inner;
+        tracing::info!(target: "lamina::net", node = %self.node_id(), "endpoint shutting down");
+        inner.shared.shutdown.cancel();
+        inner.quinn.set_server_config(None);
+        let deadline = tokio::time::Instant::now() + inner.config.shutdown_grace;
+        inner.shared.handlers.close();
+        let _ = tokio::time::timeout_at(deadline, inner.shared.handlers.wait()).await;
+        // Our own requests in flight: wait for their responses (bounded).
+        let protocols: Vec<Arc<Proto>> = read(&inner.protocols).values().cloned().collect();
+        while tokio::time::Instant::now() < deadline
+            && protocols.iter().flat_map(|p| p.all_conns()).any(|c| c.is_alive() && c.pending_count() > 0)
+        {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // Give the writers a moment to flush the last responses into quinn, then close.
+        tokio::task::yield_now().await;
+        inner.quinn.close(VarInt::from_u32(close::SHUTDOWN), b"shutdown");
+        for p in &protocols {
+            for c in p.all_conns() {
+                c.fail_all(&NetError::Shutdown);
+            }
+        }
+        let _ =
+            tokio::time::timeout(Duration::from_secs(1).max(inner.config.shutdown_grace / 4), inner.quinn.wait_idle())
+                .await;
+        inner.shared.tasks.close();
+        let _ = tokio::time::timeout(Duration::from_secs(1), inner.shared.tasks.wait()).await;
+        *done = true;
+        tracing::info!(target: "lamina::net", node = %self.node_id(), "endpoint shut down");
+    }
+}
+
+fn protocol_snapshot(p: &Proto) -> ProtocolSnapshot {
+    let peers = read(&p.peers);
+    let conns = p.all_conns();
+    let mut connected: Vec<NodeId> = conns.iter().filter(|c| c.is_alive()).map(|c| c.peer).collect();
+    connected.sort();
+    connected.dedup();
+    ProtocolSnapshot {
+        protocol: p.core.name.clone(),
+        peers_allowed: peers.len(),
+        peers_dialed: peers.dialed().count(),
+        peers_connected: connected.len(),
+        connections: conns
+            .iter()
+            .filter(|c| c.is_alive())
+            .map(|c| {
+                let stats = c.quinn.stats();
+                ConnectionSnapshot {
+                    peer: c.peer,
+                    peer_label: c.peer_label.clone(),
+                    remote_addr: c.remote,
+                    direction: c.direction,
+                    rtt_ms: c.quinn.rtt().as_secs_f64() * 1e3,
+                    connected_secs: c.since.elapsed().as_secs_f64(),
+                    bytes_out: c.stats.bytes_out.load(std::sync::atomic::Ordering::Relaxed),
+                    bytes_in: c.stats.bytes_in.load(std::sync::atomic::Ordering::Relaxed),
+                    messages_out: c.stats.msgs_out.load(std::sync::atomic::Ordering::Relaxed),
+                    messages_in: c.stats.msgs_in.load(std::sync::atomic::Ordering::Relaxed),
+                    pending_requests: c.pending_count(),
+                    lost_packets: stats.path.lost_packets,
+                    cwnd: stats.path.cwnd,
+                    errors: c.stats.faults(),
+                }
+            })
+            .collect(),
+    }
+}
+
+impl Inner {
+    fn update_allowed(&self) {
+        let union: HashSet<NodeId> = read(&self.protocols).values().flat_map(|p| read(&p.peers).ids()).collect();
+        *write(&self.allowed) = union;
+    }
+
+    fn install_server_config(&self) -> Result<(), NetError> {
+        if self.shared.shutdown.is_cancelled() {
+            return Err(NetError::Shutdown);
+        }
+        let (alpns, names): (Vec<Vec<u8>>, Vec<String>) =
+            read(&self.protocols).values().map(|p| (p.alpn.clone(), p.core.name.clone())).unzip();
+        let tls = self.identity.server_config(self.allowed.clone(), alpns)?;
+        let quic = QuicServerConfig::try_from(tls).map_err(|e| NetError::Tls(e.to_string()))?;
+        let crypto = Arc::new(ExplainingServerConfig { inner: Arc::new(quic), served: Arc::from(names.join(",")) });
+        let mut server = quinn::ServerConfig::with_crypto(crypto);
+        server
+            .transport_config(self.transport.clone())
+            .migration(false)
+            .max_incoming(self.config.limits.max_incoming)
+            .incoming_buffer_size(1 << 20)
+            .incoming_buffer_size_total(16 << 20);
+        self.quinn.set_server_config(Some(server));
+        Ok(())
+    }
+
+    fn count_handshake_failure(&self, reason: &'static str) {
+        *lock(&self.handshake_failures).entry(reason).or_insert(0) += 1;
+        metrics::counter!("lamina_net_handshake_failures_total", "reason" => reason).increment(1);
+    }
+
+    /// Starts dialers for the protocol's dialed peers, stops those no longer dialed.
+    fn sync_dialers(self: &Arc<Self>, proto: &Arc<Proto>) {
+        let me = self.identity.node_id();
+        let wanted: HashMap<NodeId, SocketAddr> =
+            read(&proto.peers).dialed().filter(|(id, _)| **id != me).map(|(id, a)| (*id, a)).collect();
+        let mut dialers = lock(&proto.dialers);
+        dialers.retain(|id, (addr, token)| {
+            let keep = wanted.get(id) == Some(addr);
+            if !keep {
+                token.cancel();
+            }
+            keep
+        });
+        for (id, addr) in wanted {
+            if dialers.contains_key(&id) || self.shared.shutdown.is_cancelled() {
+                continue;
+            }
+            let token = self.shared.shutdown.child_token();
+            dialers.insert(id, (addr, token.clone()));
+            let (inner, proto) = (self.clone(), proto.clone());
+            self.shared.tasks.spawn(async move { inner.dialer(proto, id, addr, token).await });
+        }
+    }
+
+    /// Keeps one outbound connection to `peer` alive, redialing with backoff.
+    async fn dialer(self: Arc<Self>, proto: Arc<Proto>, peer: NodeId, addr: SocketAddr, stop: CancellationToken) {
+        let backoff = self.config.backoff.clone();
+        let mut failures: u32 = 0;
+        loop {
+            if stop.is_cancelled() {
+                return;
+            }
+            let dial = tokio::select! {
+                r = self.dial(&proto, peer, addr) => r,
+                () = stop.cancelled() => return,
+            };
+            match dial {
+                Ok(conn) => {
+                    let up = Instant::now();
+                    let reason = tokio::select! {
+                        r = conn.quinn.closed() => r,
+                        () = stop.cancelled() => {
+                            conn.quinn.close(VarInt::from_u32(close::REMOVED), b"peer removed");
+                            return;
+                        }
+                    };
+                    tracing::info!(target: "lamina::net", protocol = %proto.core.name, peer = %conn.peer_label, reason = %reason, "connection lost; redialing");
+                    // A connection that lived long resets the backoff; one that died at
+                    // once counts as a failure (no tight redial loop).
+                    failures = if up.elapsed() >= backoff.max { 0 } else { failures.saturating_add(1) };
+                }
+                Err(e) => {
+                    if failures == 0 {
+                        tracing::warn!(target: "lamina::net", protocol = %proto.core.name, peer = %short(&peer), %addr, error = %e, "dial failed");
+                    } else {
+                        tracing::debug!(target: "lamina::net", protocol = %proto.core.name, peer = %short(&peer), %addr, error = %e, attempt = failures, "dial failed");
+                    }
+                    failures = failures.saturating_add(1);
+                }
+            }
+            let delay = backoff.delay(failures.saturating_sub(1), rand::random::<f64>());
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                () = stop.cancelled() => return,
+            }
+        }
+    }
+
+    /// One dial: handshake, then the server's hello (its acceptance for the protocol).
+    async fn dial(self: &Arc<Self>, proto: &Arc<Proto>, peer: NodeId, addr: SocketAddr) -> Result<Arc<Conn>, NetError> {
+        let (tls, verifier) = self.identity.client_config(peer, proto.alpn.clone())?;
+        let quic = QuicClientConfig::try_from(tls).map_err(|e| NetError::Tls(e.to_string()))?;
+        let mut client = quinn::ClientConfig::new(Arc::new(quic));
+        client.transport_config(self.transport.clone());
+        let connecting = self
+            .quinn
+            .connect_with(client, addr, tls::SERVER_NAME)
+            .map_err(|e| NetError::Handshake { addr, reason: e.to_string() })?;
+        let offered = proto.core.name.clone();
+        let handshake = async {
+            let conn = connecting.await.map_err(|e| dial_error(e, &verifier, addr, &offered))?;
+            let mut hello = conn.accept_uni().await.map_err(|e| dial_error(e, &verifier, addr, &offered))?;
+            let mut decoder = FrameDecoder::new(16);
+            loop {
+                match hello.read_chunk(64, true).await {
+                    Ok(Some(chunk)) => decoder.push(&chunk.bytes),
+                    Ok(None) => break,
+                    Err(e) => return Err(NetError::Handshake { addr, reason: format!("reading hello: {e}") }),
+                }
+            }
+            let frame = decoder
+                .next_frame()
+                .ok()
+                .flatten()
+                .filter(|f| f.kind == FrameKind::Hello && f.body.len() == 4)
+                .ok_or_else(|| NetError::Handshake { addr, reason: "malformed hello".into() })?;
+            let peer_max = u32::from_le_bytes([frame.body[0], frame.body[1], frame.body[2], frame.body[3]]) as usize;
+            Ok((conn, peer_max))
+        };
+        let (conn, peer_max) = match tokio::time::timeout(self.config.connect_timeout, handshake).await {
+            Ok(r) => r?,
+            Err(_) => {
+                return Err(NetError::Handshake {
+                    addr,
+                    reason: format!("timed out after {:?}", self.config.connect_timeout),
+                });
+            }
+        };
+        let c = Conn::new(
+            conn,
+            peer,
+            proto.label(&peer),
+            Direction::Outbound,
+            proto.core.clone(),
+            self.shared.clone(),
+            peer_max,
+        );
+        self.adopt(proto, &c);
+        tracing::info!(target: "lamina::net", protocol = %proto.core.name, peer = %c.peer_label, %addr, "connected");
+        Ok(c)
+    }
+
+    /// Registers a connection and starts its tasks and its close watcher.
+    fn adopt(self: &Arc<Self>, proto: &Arc<Proto>, conn: &Arc<Conn>) {
+        proto.add(conn.clone());
+        conn.start();
+        let (proto, conn) = (proto.clone(), conn.clone());
+        let interval = self.config.stats_interval;
+        self.shared.tasks.spawn(async move {
+            let mut tick = tokio::time::interval(interval);
+            let reason = loop {
+                tokio::select! {
+                    r = conn.quinn.closed() => break r,
+                    _ = tick.tick() => conn.stats.set_rtt(conn.quinn.rtt()),
+                }
+            };
+            proto.remove(&conn);
+            conn.fail_all(&NetError::ConnectionLost(reason.to_string()));
+            tracing::debug!(target: "lamina::net", protocol = %proto.core.name, peer = %conn.peer_label, reason = %reason, "connection closed");
+        });
+    }
+
+    async fn accept_loop(self: Arc<Self>) {
+        loop {
+            let incoming = tokio::select! {
+                i = self.quinn.accept() => i,
+                () = self.shared.shutdown.cancelled() => return,
+            };
+            let Some(incoming) = incoming else { return };
+            let inner = self.clone();
+            self.shared.tasks.spawn(async move { inner.handle_incoming(incoming).await });
+        }
+    }
+
+    async fn handle_incoming(self: Arc<Self>, incoming: quinn::Incoming) {
+        let addr = incoming.remote_address();
+        let refused = |e: &ConnectionError| {
+            let reason = match e {
+                ConnectionError::TransportError(t) if t.code == TransportErrorCode::crypto(alert::ACCESS_DENIED) => {
+                    "peer_not_allowed"
+                }
+                ConnectionError::TransportError(t)
+                    if t.code == TransportErrorCode::crypto(alert::NO_APPLICATION_PROTOCOL) =>
+                {
+                    "protocol_mismatch"
+                }
+                ConnectionError::ConnectionClosed(_) => "refused_by_peer",
+                _ => "handshake",
+            };
+            self.count_handshake_failure(reason);
+            tracing::info!(target: "lamina::net", %addr, reason, error = %e, "refused or failed incoming handshake");
+        };
+        // quinn processes the ClientHello in `accept`, so a refusal can surface here.
+        let connecting = match incoming.accept() {
+            Ok(c) => c,
+            Err(e) => return refused(&e),
+        };
+        let conn = match tokio::time::timeout(self.config.connect_timeout, connecting).await {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => return refused(&e),
+            Err(_) => {
+                self.count_handshake_failure("timeout");
+                return;
+            }
+        };
+        let alpn = conn.handshake_data().and_then(|d| d.downcast::<HandshakeData>().ok()).and_then(|h| h.protocol);
+        let proto = alpn.and_then(|a| read(&self.protocols).get(&a).cloned());
+        let peer = conn
+            .peer_identity()
+            .and_then(|p| p.downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>().ok())
+            .and_then(|certs| certs.first().and_then(tls::ed25519_key_of));
+        let (Some(proto), Some(peer)) = (proto, peer) else {
+            // Unreachable with our TLS config (ALPN and client certificate are both
+            // mandatory), but never trust that silently.
+            conn.close(VarInt::from_u32(close::PROTOCOL_VIOLATION), b"no protocol or no key");
+            self.count_handshake_failure("handshake");
+            return;
+        };
+        if !read(&proto.peers).contains(&peer) {
+            let reason = format!("key {peer} is not allowed for {}", proto.core.name);
+            conn.close(VarInt::from_u32(close::NOT_ALLOWED), reason.as_bytes());
+            self.count_handshake_failure("peer_not_allowed");
+            tracing::info!(target: "lamina::net", %addr, %peer, protocol = %proto.core.name, "refused a key not pinned for this protocol");
+            return;
+        }
+        if self.shared.shutdown.is_cancelled() {
+            conn.close(VarInt::from_u32(close::SHUTDOWN), b"shutdown");
+            return;
+        }
+        // Accept: the hello carries our frame limit.
+        let hello = OutFrame::new(
+            FrameKind::Hello,
+            0,
+            Bytes::copy_from_slice(&(proto.core.config.max_frame as u32).to_le_bytes()),
+        );
+        let sent = async {
+            let mut s = conn.open_uni().await.map_err(|e| e.to_string())?;
+            let mut chunks = [Bytes::copy_from_slice(&hello.header), hello.body.clone()];
+            s.write_all_chunks(&mut chunks).await.map_err(|e| e.to_string())?;
+            s.finish().map_err(|e| e.to_string())
+        }
+        .await;
+        if let Err(e) = sent {
+            tracing::debug!(target: "lamina::net", %addr, error = %e, "could not send hello");
+            return;
+        }
+        let max = proto.core.config.max_frame;
+        let c =
+            Conn::new(conn, peer, proto.label(&peer), Direction::Inbound, proto.core.clone(), self.shared.clone(), max);
+        self.adopt(&proto, &c);
+        tracing::info!(target: "lamina::net", protocol = %proto.core.name, peer = %c.peer_label, %addr, "accepted");
+    }
+}
+
+/// Maps a failed dial to a typed error.
+fn dial_error(e: ConnectionError, verifier: &PinnedServerVerifier, addr: SocketAddr, offered: &str) -> NetError {
+    if let Some(r) = verifier.rejection() {
+        let presented = match r {
+            CertRejection::Unpinned(k) => Some(k),
+            CertRejection::NotEd25519 => None,
+        };
+        return NetError::UnexpectedPeerKey { expected: verifier.expected(), presented };
+    }
+    let crypto = |a: u8| TransportErrorCode::crypto(a);
+    match e {
+        ConnectionError::ConnectionClosed(c) if c.error_code == crypto(alert::NO_APPLICATION_PROTOCOL) => {
+            let reason = String::from_utf8_lossy(&c.reason).into_owned();
+            let served = reason
+                .strip_prefix(SERVED_PREFIX)
+                .map(|s| s.split(',').filter(|p| !p.is_empty()).map(str::to_string).collect())
+                .unwrap_or_default();
+            NetError::ProtocolMismatch { addr, offered: offered.to_string(), served }
+        }
+        ConnectionError::ConnectionClosed(c)
+            if [alert::ACCESS_DENIED, alert::BAD_CERTIFICATE, alert::CERTIFICATE_UNKNOWN, alert::DECRYPT_ERROR]
+                .iter()
+                .any(|a| c.error_code == crypto(*a)) =>
+        {
+            NetError::AccessDenied {
+                addr,
+                protocol: offered.to_string(),
+                reason: String::from_utf8_lossy(&c.reason).into_owned(),
+            }
+        }
+        ConnectionError::ApplicationClosed(c) if c.error_code == VarInt::from_u32(close::NOT_ALLOWED) => {
+            NetError::AccessDenied {
+                addr,
+                protocol: offered.to_string(),
+                reason: String::from_utf8_lossy(&c.reason).into_owned(),
+            }
+        }
+        other => NetError::Handshake { addr, reason: other.to_string() },
+    }
+}
+
+/// Wraps quinn's rustls server config to say which protocols are served when a client
+/// offers none of them (the TLS alert alone cannot).
+struct ExplainingServerConfig {
+    inner: Arc<QuicServerConfig>,
+    served: Arc<str>,
+}
+
+impl quinn_proto::crypto::ServerConfig for ExplainingServerConfig {
+    fn initial_keys(
+        &self,
+        version: u32,
+        dst_cid: &quinn_proto::ConnectionId,
+    ) -> Result<quinn_proto::crypto::Keys, quinn_proto::crypto::UnsupportedVersion> {
+        self.inner.initial_keys(version, dst_cid)
+    }
+
+    fn retry_tag(&self, version: u32, orig_dst_cid: &quinn_proto::ConnectionId, packet: &[u8]) -> [u8; 16] {
+        self.inner.retry_tag(version, orig_dst_cid, packet)
+    }
+
+    fn start_session(
+        self: Arc<Self>,
+        version: u32,
+        params: &quinn_proto::transport_parameters::TransportParameters,
+    ) -> Box<dyn quinn_proto::crypto::Session> {
+        let inner = self.inner.clone().start_session(version, params);
+        Box::new(ExplainingSession { inner, served: self.served.clone() })
+    }
+}
+
+struct ExplainingSession {
+    inner: Box<dyn quinn_proto::crypto::Session>,
+    served: Arc<str>,
+}
+
+impl quinn_proto::crypto::Session for ExplainingSession {
+    fn initial_keys(&self, dst_cid: &quinn_proto::ConnectionId, side: quinn_proto::Side) -> quinn_proto::crypto::Keys {
+        self.inner.initial_keys(dst_cid, side)
+    }
+
+    fn handshake_data(&self) -> Option<Box<dyn std::any::Any>> {
+        self.inner.handshake_data()
+    }
+
+    fn peer_identity(&self) -> Option<Box<dyn std::any::Any>> {
+        self.inner.peer_identity()
+    }
+
+    fn early_crypto(
+        &self,
+    ) -> Option<(Box<dyn quinn_proto::crypto::HeaderKey>, Box<dyn quinn_proto::crypto::PacketKey>)> {
+        self.inner.early_crypto()
+    }
+
+    fn early_data_accepted(&self) -> Option<bool> {
+        self.inner.early_data_accepted()
+    }
+
+    fn is_handshaking(&self) -> bool {
+        self.inner.is_handshaking()
+    }
+
+    fn read_handshake(&mut self, buf: &[u8]) -> Result<bool, quinn_proto::TransportError> {
+        self.inner.read_handshake(buf).map_err(|mut e| {
+            if e.code == TransportErrorCode::crypto(alert::NO_APPLICATION_PROTOCOL) {
+                e.reason = format!("{SERVED_PREFIX}{}", self.served);
+            }
+            e
+        })
+    }
+
+    fn transport_parameters(
+        &self,
+    ) -> Result<Option<quinn_proto::transport_parameters::TransportParameters>, quinn_proto::TransportError> {
+        self.inner.transport_parameters()
+    }
+
+    fn write_handshake(&mut self, buf: &mut Vec<u8>) -> Option<quinn_proto::crypto::Keys> {
+        self.inner.write_handshake(buf)
+    }
+
+    fn next_1rtt_keys(&mut self) -> Option<quinn_proto::crypto::KeyPair<Box<dyn quinn_proto::crypto::PacketKey>>> {
+        self.inner.next_1rtt_keys()
+    }
+
+    fn is_valid_retry(&self, orig_dst_cid: &quinn_proto::ConnectionId, header: &[u8], payload: &[u8]) -> bool {
+        self.inner.is_valid_retry(orig_dst_cid, header, payload)
+    }
+
+    fn export_keying_material(
+        &self,
+        output: &mut [u8],
+        label: &[u8],
+        context: &[u8],
+    ) -> Result<(), quinn_proto::crypto::ExportKeyingMaterialError> {
+        self.inner.export_keying_material(output, label, context)
+    }
+}
+
+// ---------------------------------------------------------------------------- handles
+
+/// The bytes-level handle on a registered protocol: requests, messages and broadcast
+/// with raw frame bodies. Cheap to clone.
+#[derive(Clone)]
+pub struct RawNetwork {
+    inner: Arc<Inner>,
+    proto: Arc<Proto>,
+}
+
+impl RawNetwork {
+    /// The protocol.
+    pub fn protocol(&self) -> ProtocolId {
+        self.proto.core.id
+    }
+
+    /// The protocol's configuration.
+    pub fn config(&self) -> &ProtocolConfig {
+        &self.proto.core.config
+    }
+
+    fn conn(&self, peer: &NodeId) -> Result<Arc<Conn>, NetError> {
+        if self.inner.shared.shutdown.is_cancelled() {
+            return Err(NetError::Shutdown);
+        }
+        if let Some(c) = self.proto.pick(peer) {
+            return Ok(c);
+        }
+        if read(&self.proto.peers).contains(peer) {
+            Err(NetError::NotConnected { peer: *peer, protocol: self.proto.core.name.clone() })
+        } else {
+            Err(NetError::UnknownPeer(*peer))
+        }
+    }
+
+    /// Sends a request to `peer` and waits for the response, up to the protocol's
+    /// `request_timeout`. Fails at once with [`NetError::NotConnected`] if there is no
+    /// live connection (dialed peers are being redialed in the background).
+    pub async fn request(&self, peer: &NodeId, body: Bytes) -> Result<Bytes, NetError> {
+        self.request_with_timeout(peer, body, self.proto.core.config.request_timeout).await
+    }
+
+    /// [`RawNetwork::request`] with an explicit time limit.
+    pub async fn request_with_timeout(&self, peer: &NodeId, body: Bytes, timeout: Duration) -> Result<Bytes, NetError> {
+        self.conn(peer)?.request(body, timeout).await
+    }
+
+    async fn request_on(
+        &self,
+        peer: &NodeId,
+        body: Bytes,
+        timeout: Duration,
+    ) -> (Result<Bytes, NetError>, Option<Arc<Conn>>) {
+        match self.conn(peer) {
+            Ok(c) => (c.request(body, timeout).await, Some(c)),
+            Err(e) => (Err(e), None),
+        }
+    }
+
+    /// Queues a one-way message to `peer`. Messages to one peer are delivered in the
+    /// order they were queued (per connection). Returns once queued; waits only if the
+    /// peer's queue is full.
+    pub async fn send(&self, peer: &NodeId, body: Bytes) -> Result<(), NetError> {
+        self.conn(peer)?.send_message(body).await
+    }
+
+    /// Sends the same message to each of `peers` concurrently; the result per peer.
+    pub async fn broadcast(&self, peers: &[NodeId], body: Bytes) -> Vec<(NodeId, Result<(), NetError>)> {
+        let sends = peers.iter().map(|p| {
+            let body = body.clone();
+            async move { (*p, self.send(p, body).await) }
+        });
+        futures::future::join_all(sends).await
+    }
+
+    /// Dials `peer` at `addr` once (no retry) and keeps the connection. The peer must be
+    /// in the peer set. Dialed peers are connected automatically; this is for one-off
+    /// connections and diagnostics, and returns the typed reason of a failure.
+    pub async fn connect(&self, peer: NodeId, addr: SocketAddr) -> Result<(), NetError> {
+        if self.inner.shared.shutdown.is_cancelled() {
+            return Err(NetError::Shutdown);
+        }
+        if !read(&self.proto.peers).contains(&peer) {
+            return Err(NetError::UnknownPeer(peer));
+        }
+        self.inner.dial(&self.proto, peer, addr).await.map(|_| ())
+    }
+
+    /// Peers with at least one live connection for this protocol.
+    pub fn connected_peers(&self) -> Vec<NodeId> {
+        let mut v: Vec<NodeId> =
+            lock(&self.proto.conns).iter().filter(|(_, l)| l.iter().any(|c| c.is_alive())).map(|(k, _)| *k).collect();
+        v.sort();
+        v
+    }
+
+    /// True if `peer` has a live connection for this protocol.
+    pub fn is_connected(&self, peer: &NodeId) -> bool {
+        self.proto.pick(peer).is_some()
+    }
+
+    /// Waits until `peer` is connected, up to `timeout`.
+    pub async fn wait_connected(&self, peer: &NodeId, timeout: Duration) -> Result<(), NetError> {
+        self.wait_until(timeout, || self.is_connected(peer)).await
+    }
+
+    /// Waits until at least `n` distinct peers are connected, up to `timeout`.
+    pub async fn wait_for_peers(&self, n: usize, timeout: Duration) -> Result<(), NetError> {
+        self.wait_until(timeout, || self.connected_peers().len() >= n).await
+    }
+
+    async fn wait_until(&self, timeout: Duration, ready: impl Fn() -> bool) -> Result<(), NetError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let changed = self.proto.changed.notified();
+            if ready() {
+                return Ok(());
+            }
+            if self.inner.shared.shutdown.is_cancelled() {
+                return Err(NetError::Shutdown);
+            }
+            if tokio::time::timeout_at(deadline, changed).await.is_err() {
+                return if ready() { Ok(()) } else { Err(NetError::Timeout(timeout)) };
+            }
+        }
+    }
+
+    /// The protocol's peer set.
+    pub fn peers(&self) -> PeerSet {
+        read(&self.proto.peers).clone()
+    }
+
+    /// Replaces the peer set (for example at an epoch change): new keys may connect,
+    /// removed keys are disconnected, dialers follow.
+    pub fn set_peers(&self, peers: PeerSet) {
+        let peers = peers.without(&self.inner.identity.node_id());
+        *write(&self.proto.peers) = peers.clone();
+        self.inner.update_allowed();
+        for c in self.proto.all_conns() {
+            if !peers.contains(&c.peer) {
+                c.quinn.close(VarInt::from_u32(close::REMOVED), b"peer removed");
+            }
+        }
+        self.inner.sync_dialers(&self.proto);
+    }
+
+    /// The underlying QUIC connection to `peer` (newest outbound first), bypassing
+    /// framing: for tests and diagnostics. Streams opened on it are served by the
+    /// normal stream handlers.
+    pub fn connection(&self, peer: &NodeId) -> Option<quinn::Connection> {
+        self.proto.pick(peer).map(|c| c.quinn.clone())
+    }
+
+    /// Faults of `kind` counted on all connections to `peer` (live ones).
+    pub fn fault_count(&self, peer: &NodeId, kind: Fault) -> u64 {
+        lock(&self.proto.conns).get(peer).map(|l| l.iter().map(|c| c.stats.fault_count(kind)).sum()).unwrap_or(0)
+    }
+
+    /// This protocol's part of [`Endpoint::snapshot`].
+    pub fn snapshot(&self) -> ProtocolSnapshot {
+        protocol_snapshot(&self.proto)
+    }
+}
+
+/// The typed handle on a registered protocol `P`. Cheap to clone.
+pub struct Network<P> {
+    raw: RawNetwork,
+    _p: PhantomData<fn() -> P>,
+}
+
+impl<P> Clone for Network<P> {
+    fn clone(&self) -> Self {
+        Network { raw: self.raw.clone(), _p: PhantomData }
+    }
+}
+
+impl<P: Protocol> Network<P> {
+    /// The bytes-level handle (same protocol, same connections).
+    pub fn raw(&self) -> &RawNetwork {
+        &self.raw
+    }
+
+    /// Sends a request and decodes the response (validated, size-capped). A response
+    /// that does not decode is a peer fault ([`NetError::Decode`]), counted.
+    pub async fn request(&self, peer: &NodeId, request: &P::Request) -> Result<P::Response, NetError> {
+        self.request_with_timeout(peer, request, self.raw.proto.core.config.request_timeout).await
+    }
+
+    /// [`Network::request`] with an explicit time limit.
+    pub async fn request_with_timeout(
+        &self,
+        peer: &NodeId,
+        request: &P::Request,
+        timeout: Duration,
+    ) -> Result<P::Response, NetError> {
+        let body = Bytes::from(codec::encode(request).map_err(NetError::Encode)?);
+        let (result, conn) = self.raw.request_on(peer, body, timeout).await;
+        let bytes = result?;
+        codec::decode::<P::Response>(&bytes).map_err(|e| {
+            if let Some(c) = conn {
+                c.stats.fault(Fault::Decode);
+            }
+            NetError::Decode(e)
+        })
+    }
+
+    /// Queues a one-way message (see [`RawNetwork::send`]).
+    pub async fn send(&self, peer: &NodeId, message: &P::Message) -> Result<(), NetError> {
+        let body = Bytes::from(codec::encode(message).map_err(NetError::Encode)?);
+        self.raw.send(peer, body).await
+    }
+
+    /// Encodes `message` once and sends it to each of `peers`; the result per peer.
+    pub async fn broadcast(
+        &self,
+        peers: &[NodeId],
+        message: &P::Message,
+    ) -> Result<Vec<(NodeId, Result<(), NetError>)>, NetError> {
+        let body = Bytes::from(codec::encode(message).map_err(NetError::Encode)?);
+        Ok(self.raw.broadcast(peers, body).await)
+    }
+
+    /// Dials `peer` once (see [`RawNetwork::connect`]).
+    pub async fn connect(&self, peer: NodeId, addr: SocketAddr) -> Result<(), NetError> {
+        self.raw.connect(peer, addr).await
+    }
+
+    /// Peers with a live connection.
+    pub fn connected_peers(&self) -> Vec<NodeId> {
+        self.raw.connected_peers()
+    }
+
+    /// True if `peer` has a live connection.
+    pub fn is_connected(&self, peer: &NodeId) -> bool {
+        self.raw.is_connected(peer)
+    }
+
+    /// Waits until `peer` is connected, up to `timeout`.
+    pub async fn wait_connected(&self, peer: &NodeId, timeout: Duration) -> Result<(), NetError> {
+        self.raw.wait_connected(peer, timeout).await
+    }
+
+    /// Waits until at least `n` peers are connected, up to `timeout`.
+    pub async fn wait_for_peers(&self, n: usize, timeout: Duration) -> Result<(), NetError> {
+        self.raw.wait_for_peers(n, timeout).await
+    }
+
+    /// The peer set.
+    pub fn peers(&self) -> PeerSet {
+        self.raw.peers()
+    }
+
+    /// Replaces the peer set (see [`RawNetwork::set_peers`]).
+    pub fn set_peers(&self, peers: PeerSet) {
+        self.raw.set_peers(peers)
+    }
+}
