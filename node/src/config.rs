@@ -16,7 +16,7 @@
 //! | `LAMINA_LOG_LEVEL` | `[log] level` (beats `RUST_LOG`) |
 //! | `RUST_LOG` | `[log] level` |
 //! | `LAMINA_LOG_FILE` | `[log] file` |
-//! | `LAMINA__<SECTION>__<FIELD>` | any field, e.g. `LAMINA__NET__CONNECT_TIMEOUT_MS=2000` |
+//! | `LAMINA__<SECTION>__<FIELD>` | any field, e.g. `LAMINA__NET__CONNECT_TIMEOUT_MS=2000`, `LAMINA__NET__LIMITS__IDLE_TIMEOUT_MS=20000` |
 //!
 //! Values of the generic `LAMINA__…` form are parsed as TOML values when they parse
 //! (`2000`, `true`, `"text"`, `[1, 2]`) and taken as strings otherwise. `LAMINA_HOME`
@@ -34,6 +34,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::{Context as _, bail};
+use std::time::Duration;
+
+use lamina_net::{Backoff, EndpointConfig, TransportLimits};
 use lamina_telemetry::LogFormat;
 
 use crate::modules::{Module, ModuleConfig, bridge, consensus, da, execution, settlement};
@@ -111,37 +114,61 @@ impl Default for LogSection {
     }
 }
 
-/// `[net]`: QUIC networking.
+/// `[net]`: QUIC networking. Maps onto [`lamina_net::EndpointConfig`]
+/// ([`NetSection::endpoint_config`]) plus the peer service's ping interval.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct NetSection {
     /// UDP address to bind. `None`: the address genesis lists for this node.
     pub listen_addr: Option<SocketAddr>,
-    /// Time allowed for one connection attempt (handshake included), in milliseconds.
+    /// Time allowed for one dial (handshake plus the peer's acceptance), in milliseconds.
     pub connect_timeout_ms: u64,
-    /// A connection with no traffic for this long is closed, in milliseconds (keep-alives
-    /// are sent well within it).
-    pub idle_timeout_ms: u64,
-    /// First delay before redialing a lost or unreachable peer, in milliseconds; doubles
-    /// per failure up to `reconnect_max_ms`.
-    pub reconnect_initial_ms: u64,
-    /// Longest delay between redials, in milliseconds.
-    pub reconnect_max_ms: u64,
-    /// How often each connected peer is pinged (round-trip time in `/status`), in
-    /// milliseconds.
+    /// Time the endpoint gives in-flight requests at shutdown before closing, in
+    /// milliseconds (part of `[node] shutdown_grace_ms`).
+    pub shutdown_grace_ms: u64,
+    /// How often per-connection statistics (RTT, bytes) are refreshed for metrics and
+    /// `/status`, in milliseconds.
+    pub stats_interval_ms: u64,
+    /// How often each connected peer is asked to confirm it runs the same genesis
+    /// (which also measures the application round trip), in milliseconds.
     pub ping_interval_ms: u64,
+    /// QUIC limits (`[net.limits]`).
+    pub limits: TransportLimits,
+    /// Redial backoff (`[net.backoff]`).
+    pub backoff: Backoff,
 }
 
 impl Default for NetSection {
     fn default() -> Self {
+        let e = EndpointConfig::default();
         NetSection {
             listen_addr: None,
-            connect_timeout_ms: 5_000,
-            idle_timeout_ms: 30_000,
-            reconnect_initial_ms: 100,
-            reconnect_max_ms: 5_000,
-            ping_interval_ms: 2_000,
+            connect_timeout_ms: e.connect_timeout.as_millis() as u64,
+            shutdown_grace_ms: e.shutdown_grace.as_millis() as u64,
+            stats_interval_ms: e.stats_interval.as_millis() as u64,
+            ping_interval_ms: 1_000,
+            limits: e.limits,
+            backoff: e.backoff,
         }
+    }
+}
+
+impl NetSection {
+    /// The endpoint configuration, binding `listen` (the resolved listen address).
+    pub fn endpoint_config(&self, listen: SocketAddr) -> EndpointConfig {
+        EndpointConfig {
+            listen,
+            limits: self.limits.clone(),
+            backoff: self.backoff.clone(),
+            connect_timeout: Duration::from_millis(self.connect_timeout_ms),
+            shutdown_grace: Duration::from_millis(self.shutdown_grace_ms),
+            stats_interval: Duration::from_millis(self.stats_interval_ms),
+        }
+    }
+
+    /// The ping interval.
+    pub fn ping_interval(&self) -> Duration {
+        Duration::from_millis(self.ping_interval_ms)
     }
 }
 
@@ -180,29 +207,20 @@ impl NodeConfig {
             bail!("[node] shutdown_grace_ms must be within 100..=600000, got {}", self.node.shutdown_grace_ms);
         }
         let n = &self.net;
-        for (name, v, lo, hi) in [
-            ("connect_timeout_ms", n.connect_timeout_ms, 100, 600_000),
-            ("idle_timeout_ms", n.idle_timeout_ms, 1_000, 3_600_000),
-            ("reconnect_initial_ms", n.reconnect_initial_ms, 10, 600_000),
-            ("reconnect_max_ms", n.reconnect_max_ms, 10, 3_600_000),
-            ("ping_interval_ms", n.ping_interval_ms, 100, 3_600_000),
-        ] {
-            if !(lo..=hi).contains(&v) {
-                bail!("[net] {name} must be within {lo}..={hi}, got {v}");
-            }
-        }
-        if n.reconnect_max_ms < n.reconnect_initial_ms {
+        n.endpoint_config(SocketAddr::from(([127, 0, 0, 1], 0))).validate().context("[net]")?;
+        if n.ping_interval_ms < 100 || u128::from(n.ping_interval_ms) * 2 > n.limits.idle_timeout.as_millis() {
             bail!(
-                "[net] reconnect_max_ms ({}) is below reconnect_initial_ms ({})",
-                n.reconnect_max_ms,
-                n.reconnect_initial_ms
+                "[net] ping_interval_ms ({}) must be at least 100 and at most half of [net.limits] idle_timeout_ms ({})",
+                n.ping_interval_ms,
+                n.limits.idle_timeout.as_millis()
             );
         }
-        if n.ping_interval_ms * 2 > n.idle_timeout_ms {
+        if n.shutdown_grace_ms >= self.node.shutdown_grace_ms {
             bail!(
-                "[net] ping_interval_ms ({}) must be at most half of idle_timeout_ms ({})",
-                n.ping_interval_ms,
-                n.idle_timeout_ms
+                "[net] shutdown_grace_ms ({}) must be below [node] shutdown_grace_ms ({}): the endpoint drains \
+                 within the node's grace period",
+                n.shutdown_grace_ms,
+                self.node.shutdown_grace_ms
             );
         }
         let present = [
@@ -269,35 +287,89 @@ impl NodeConfig {
             "\"data/node.log\"",
         );
 
+        let n = &self.net;
         d.section("net", "QUIC networking (peers and their keys come from config/genesis.toml).");
         d.optional(
             "UDP address to bind. Unset: the address genesis lists for this node's key.",
             "listen_addr",
-            &self.net.listen_addr,
+            &n.listen_addr,
             "\"0.0.0.0:7000\"",
         );
         d.field(
-            "Time allowed for one connection attempt, handshake included, in milliseconds.",
+            "Time allowed for one dial (handshake plus the peer's acceptance), in milliseconds.",
             "connect_timeout_ms",
-            &self.net.connect_timeout_ms,
+            &n.connect_timeout_ms,
         );
         d.field(
-            "Close a connection after this long without traffic, in milliseconds.",
-            "idle_timeout_ms",
-            &self.net.idle_timeout_ms,
+            "Time in-flight requests get at shutdown before connections close, in milliseconds\n\
+             (must be below [node] shutdown_grace_ms).",
+            "shutdown_grace_ms",
+            &n.shutdown_grace_ms,
         );
         d.field(
-            "First delay before redialing a lost or unreachable peer, in milliseconds (doubles per failure).",
-            "reconnect_initial_ms",
-            &self.net.reconnect_initial_ms,
+            "How often per-connection statistics (RTT, bytes) are refreshed, in milliseconds.",
+            "stats_interval_ms",
+            &n.stats_interval_ms,
         );
-        d.field("Longest delay between redials, in milliseconds.", "reconnect_max_ms", &self.net.reconnect_max_ms);
         d.field(
-            "How often each connected peer is pinged (round-trip time shown in /status), in milliseconds;\n\
-             at most half of idle_timeout_ms.",
+            "How often each connected peer is asked to confirm it runs the same genesis (also measures\n\
+             the round trip), in milliseconds; at most half of [net.limits] idle_timeout_ms.",
             "ping_interval_ms",
-            &self.net.ping_interval_ms,
+            &n.ping_interval_ms,
         );
+
+        let l = &n.limits;
+        d.section("net.limits", "QUIC limits per connection (both directions); they bound the memory a peer can use.");
+        d.field(
+            "Bytes a peer may have in flight to us on one connection, all streams together.",
+            "connection_receive_window",
+            &l.connection_receive_window,
+        );
+        d.field(
+            "Bytes a peer may have in flight to us on one stream.",
+            "stream_receive_window",
+            &l.stream_receive_window,
+        );
+        d.field("Bytes buffered for sending on one connection before writers wait.", "send_window", &l.send_window);
+        d.field(
+            "Concurrent bidirectional streams a peer may open.",
+            "max_concurrent_bidi_streams",
+            &l.max_concurrent_bidi_streams,
+        );
+        d.field(
+            "Concurrent unidirectional streams a peer may open.",
+            "max_concurrent_uni_streams",
+            &l.max_concurrent_uni_streams,
+        );
+        d.field("Connection attempts being handshaken at once.", "max_incoming", &l.max_incoming);
+        d.field(
+            "Close a connection after this long without packets, in milliseconds.",
+            "idle_timeout_ms",
+            &(l.idle_timeout.as_millis() as u64),
+        );
+        d.field(
+            "Keep-alive interval, in milliseconds (below idle_timeout_ms).",
+            "keep_alive_ms",
+            &(l.keep_alive.as_millis() as u64),
+        );
+        d.field(
+            "Upper bound for path MTU discovery, in UDP payload bytes (at least 1200).",
+            "max_udp_payload",
+            &l.max_udp_payload,
+        );
+        d.field(
+            "OS send/receive buffer requested for the UDP socket, in bytes (the kernel may cap it).",
+            "socket_buffer",
+            &l.socket_buffer,
+        );
+
+        d.section(
+            "net.backoff",
+            "Redialing a lost or unreachable peer: the delay doubles per failure from initial_ms up to\n\
+             max_ms, with jitter (each wait is uniform in [delay/2, delay]).",
+        );
+        d.field("First delay, in milliseconds.", "initial_ms", &(n.backoff.initial.as_millis() as u64));
+        d.field("Longest delay, in milliseconds.", "max_ms", &(n.backoff.max.as_millis() as u64));
 
         let module_doc = format!("Settings of the {m} service.");
         match m {
@@ -513,10 +585,22 @@ mod tests {
         c.net = NetSection {
             listen_addr: Some("127.0.0.1:7777".parse().unwrap()),
             connect_timeout_ms: 1_111,
-            idle_timeout_ms: 22_222,
-            reconnect_initial_ms: 33,
-            reconnect_max_ms: 4_444,
+            shutdown_grace_ms: 333,
+            stats_interval_ms: 444,
             ping_interval_ms: 555,
+            limits: TransportLimits {
+                connection_receive_window: 1 << 25,
+                stream_receive_window: 1 << 21,
+                send_window: 1 << 23,
+                max_concurrent_bidi_streams: 7,
+                max_concurrent_uni_streams: 9,
+                max_incoming: 11,
+                idle_timeout: Duration::from_millis(12_345),
+                keep_alive: Duration::from_millis(1_234),
+                max_udp_payload: 1_400,
+                socket_buffer: 1 << 20,
+            },
+            backoff: Backoff { initial: Duration::from_millis(77), max: Duration::from_millis(7_777) },
         };
         c
     }
@@ -553,12 +637,47 @@ mod tests {
         }
     }
 
+    /// Every field of the serialized config (including those of `lamina_net`'s types,
+    /// should they grow) is written by the annotator with a comment above it.
+    #[test]
+    fn every_serialized_field_is_annotated() {
+        fn leaves(prefix: &str, t: &toml::Table, out: &mut Vec<(String, String)>) {
+            for (k, v) in t {
+                match v {
+                    toml::Value::Table(sub) => leaves(&format!("{prefix}{k}."), sub, out),
+                    _ => out.push((prefix.trim_end_matches('.').to_string(), k.clone())),
+                }
+            }
+        }
+        for m in Module::ALL {
+            let c = nondefault(m);
+            let table = toml::Table::try_from(&c).unwrap();
+            let mut fields = Vec::new();
+            leaves("", &table, &mut fields);
+            let text = c.to_annotated_toml();
+            let lines: Vec<&str> = text.lines().collect();
+            for (section, key) in fields {
+                let header = format!("[{section}]");
+                let start = if section.is_empty() {
+                    0
+                } else {
+                    lines.iter().position(|l| *l == header).unwrap_or_else(|| panic!("no {header} in\n{text}"))
+                };
+                let at = lines[start..]
+                    .iter()
+                    .position(|l| l.starts_with(&format!("{key} = ")))
+                    .unwrap_or_else(|| panic!("{section}.{key} is not written in\n{text}"));
+                assert!(lines[start + at - 1].starts_with('#'), "{section}.{key} has no comment");
+            }
+        }
+    }
+
     #[test]
     fn layering_is_file_then_env_then_flags() {
         let mut file = NodeConfig::new(Module::Consensus);
         file.node.admin_addr = Some("127.0.0.1:1000".parse().unwrap());
         file.log.level = "warn".into();
-        file.net.idle_timeout_ms = 40_000;
+        file.net.connect_timeout_ms = 4_000;
         let text = file.to_annotated_toml();
 
         // File only.
@@ -569,7 +688,8 @@ mod tests {
         let e = env_overrides(env(&[
             ("LAMINA_ADMIN_ADDR", "127.0.0.1:2000"),
             ("RUST_LOG", "debug"),
-            ("LAMINA__NET__IDLE_TIMEOUT_MS", "50000"),
+            ("LAMINA__NET__CONNECT_TIMEOUT_MS", "5000"),
+            ("LAMINA__NET__LIMITS__IDLE_TIMEOUT_MS", "50000"),
             ("LAMINA_HOME", "/ignored"),
             ("LAMINA_LONG_TESTS", "1"),
             ("PATH", "/bin"),
@@ -578,7 +698,8 @@ mod tests {
         let c = load_layered(&text, "f", &e, &[]).unwrap();
         assert_eq!(c.node.admin_addr, Some("127.0.0.1:2000".parse().unwrap()));
         assert_eq!(c.log.level, "debug");
-        assert_eq!(c.net.idle_timeout_ms, 50_000);
+        assert_eq!(c.net.connect_timeout_ms, 5_000);
+        assert_eq!(c.net.limits.idle_timeout, Duration::from_secs(50));
 
         // LAMINA_LOG_LEVEL beats RUST_LOG.
         let e2 = env_overrides(env(&[("RUST_LOG", "debug"), ("LAMINA_LOG_LEVEL", "trace")])).unwrap();
@@ -587,11 +708,12 @@ mod tests {
         // Flags beat the environment.
         let flags = vec![
             Override::string("node.admin_addr", "127.0.0.1:3000", "--admin-addr"),
-            Override::parsed("net.idle_timeout_ms", "60000", "--set"),
+            Override::parsed("net.limits.idle_timeout_ms", "60000", "--set"),
         ];
         let c = load_layered(&text, "f", &e, &flags).unwrap();
         assert_eq!(c.node.admin_addr, Some("127.0.0.1:3000".parse().unwrap()));
-        assert_eq!(c.net.idle_timeout_ms, 60_000);
+        assert_eq!(c.net.limits.idle_timeout, Duration::from_secs(60));
+        assert_eq!(c.net.connect_timeout_ms, 5_000, "from the environment");
         assert_eq!(c.log.level, "debug", "untouched by flags, still from the environment");
     }
 
@@ -617,12 +739,15 @@ mod tests {
     #[test]
     fn validation_rejects_inconsistent_values() {
         let mut c = NodeConfig::new(Module::Consensus);
-        c.net.ping_interval_ms = c.net.idle_timeout_ms;
+        c.net.ping_interval_ms = c.net.limits.idle_timeout.as_millis() as u64;
         assert!(c.validate().is_err());
         let mut c = NodeConfig::new(Module::Consensus);
-        c.net.reconnect_max_ms = 10;
-        c.net.reconnect_initial_ms = 20;
+        c.net.backoff.max = Duration::from_millis(10);
+        c.net.backoff.initial = Duration::from_millis(20);
         assert!(c.validate().is_err());
+        let mut c = NodeConfig::new(Module::Consensus);
+        c.net.shutdown_grace_ms = c.node.shutdown_grace_ms;
+        assert!(c.validate().unwrap_err().to_string().contains("shutdown_grace_ms"));
         let mut c = NodeConfig::new(Module::Consensus);
         c.da = Some(Default::default());
         assert!(c.validate().unwrap_err().to_string().contains("[da]"));

@@ -2,14 +2,29 @@
 //!
 //! Each module file describes its needs as a [`PeerPlan`]: groups of genesis nodes it
 //! dials (each with a readiness requirement, [`Need`]) and groups it accepts
-//! connections from. [`run`] serves the plan until shutdown and keeps one readiness
-//! check per dialed group in the node's [`lamina_interfaces::Health`] (`peers:<group>`),
-//! plus a `peers` object in `/status`.
+//! connections from. [`run`] binds the node's QUIC endpoint (lamina-net: the node key
+//! as its TLS identity, every peer pinned by its genesis key) and serves the
+//! `lamina/node/1` protocol to the plan's peers:
+//!
+//! * a request carries the sender's genesis digest; the answer is ours, or a rejection
+//!   when they differ. A peer counts as connected once its QUIC connection is up *and*
+//!   it confirmed the same genesis; the check repeats every `[net] ping_interval_ms`
+//!   (its round-trip time is reported) and a peer that fails it stops counting;
+//! * within one role (validators among validators) only the node with the smaller key
+//!   dials, so each pair shares one connection; across roles the client role dials;
+//! * readiness: one check per dialed group (`peers:<group>`, from its [`Need`]) plus
+//!   `transport` (the endpoint is bound); `/status` gets a `peers` object, the check
+//!   round trips (`peer_check_rtt_ms`) and the endpoint's `net` snapshot;
+//! * on shutdown: not ready at once, in-flight requests finish, connections close.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
 
+use anyhow::Context as _;
 use lamina_interfaces::NodeEntry;
-use lamina_primitives::{ChainId, PublicKey};
+use lamina_net::{Empty, Endpoint, Handler, Network, Peer, PeerSet, Protocol, ProtocolConfig, ProtocolId, Reject};
+use lamina_primitives::{ChainId, Digest, NodeId, PublicKey};
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::context::NodeContext;
@@ -150,16 +165,201 @@ impl PeerPlan {
     }
 }
 
-/// Serves `plan` until `shutdown`.
-///
-/// NOT FINISHED: the QUIC side waits for `lamina-net`'s endpoint API to land. Until
-/// then the node serves its admin endpoints and reports, truthfully, that it is not
-/// connected: `/readyz` stays 503 with `transport: QUIC peer connections not wired yet`.
+impl PeerPlan {
+    /// The lamina-net peer set of this plan for the node `me` of role `role`: every key
+    /// of the plan is pinned; dialed groups are dialed, except that within our own role
+    /// only the smaller key of each pair dials.
+    pub fn peer_set(&self, me: &NodeEntry, role: Module) -> PeerSet {
+        let mut set = PeerSet::new();
+        for g in &self.groups {
+            for p in g.peers.iter().filter(|p| p.key != me.key) {
+                let dial = g.direction == Direction::Dial && (g.role != role || me.key < p.key);
+                set.insert(Peer { id: p.key, name: Some(p.name.clone()), addr: Some(p.addr), dial });
+            }
+        }
+        set
+    }
+
+    fn names(&self) -> BTreeMap<PublicKey, String> {
+        self.groups.iter().flat_map(|g| g.peers.iter().map(|p| (p.key, p.name.clone()))).collect()
+    }
+}
+
+/// The peer service's protocol (`lamina/node/1`): a request carries the sender's genesis
+/// digest and the answer is the receiver's, or a rejection when they differ.
+#[derive(Debug)]
+pub struct NodeProtocol;
+
+impl Protocol for NodeProtocol {
+    const ID: ProtocolId = ProtocolId::new("node", 1);
+    type Request = Digest;
+    type Response = Digest;
+    type Message = Empty;
+}
+
+/// Serves [`NodeProtocol`]: confirms a peer's genesis.
+#[derive(Debug)]
+pub struct GenesisCheck {
+    /// Our genesis digest.
+    pub genesis: Digest,
+}
+
+impl Handler<NodeProtocol> for GenesisCheck {
+    async fn request(&self, _peer: NodeId, theirs: Digest) -> Result<Digest, Reject> {
+        if theirs == self.genesis {
+            Ok(self.genesis)
+        } else {
+            Err(Reject::bad_request(format!("genesis mismatch: ours is {}, yours is {theirs}", self.genesis)))
+        }
+    }
+}
+
+/// What we know about one connected peer.
+#[derive(Debug, Default)]
+struct PeerState {
+    /// The last genesis check succeeded.
+    confirmed: bool,
+    /// Round-trip time of the last successful check.
+    rtt: Option<Duration>,
+    /// When the last check was sent.
+    last_check: Option<Instant>,
+}
+
+/// How often the connection set is re-read.
+const POLL: Duration = Duration::from_millis(100);
+
+/// Serves `plan` until `shutdown`: binds the endpoint, keeps connections, publishes
+/// readiness, then shuts the endpoint down gracefully.
 pub async fn run(ctx: NodeContext, plan: PeerPlan, shutdown: CancellationToken) -> anyhow::Result<()> {
-    plan.publish(&BTreeSet::new(), &ctx.health);
-    ctx.health.set_check("transport", false, "QUIC peer connections not wired yet (lamina-net pending)");
-    shutdown.cancelled().await;
+    let health = ctx.health().clone();
+    plan.publish(&BTreeSet::new(), &health);
+    health.set_check("transport", false, "binding the QUIC endpoint");
+    let endpoint = Endpoint::bind(ctx.key(), ctx.endpoint.clone())
+        .with_context(|| format!("cannot bind the QUIC endpoint on {}", ctx.endpoint.listen))?;
+    let genesis = ctx.genesis().digest();
+    let net = match endpoint.register(
+        GenesisCheck { genesis },
+        plan.peer_set(&ctx.me, ctx.module),
+        ProtocolConfig::for_protocol::<NodeProtocol>(),
+    ) {
+        Ok(n) => n,
+        Err(e) => {
+            endpoint.shutdown().await;
+            return Err(e).context("cannot serve the node protocol");
+        }
+    };
+    endpoint.report_to(health.clone(), Duration::from_millis(ctx.net.stats_interval_ms));
+    health.set_check("transport", true, format!("QUIC endpoint bound on {}", endpoint.local_addr()));
+    tracing::info!(target: "lamina::peers", addr = %endpoint.local_addr(), protocol = %NodeProtocol::ID, "serving peers");
+
+    monitor(&net, &plan, genesis, &health, ctx.net.ping_interval(), &shutdown).await;
+
+    // Stop intake (no longer ready), let in-flight requests finish, close connections.
+    health.set_check("transport", false, "shutting down");
+    endpoint.shutdown().await;
+    tracing::info!(target: "lamina::peers", "endpoint closed");
     Ok(())
+}
+
+/// Keeps the peer states and the health handle current until `shutdown`.
+async fn monitor(
+    net: &Network<NodeProtocol>,
+    plan: &PeerPlan,
+    genesis: Digest,
+    health: &lamina_interfaces::Health,
+    ping_interval: Duration,
+    shutdown: &CancellationToken,
+) {
+    let names = plan.names();
+    let name = |k: &PublicKey| names.get(k).cloned().unwrap_or_else(|| k.to_hex()[..16].to_string());
+    let check_timeout = ping_interval.max(Duration::from_secs(1));
+    let mut states: BTreeMap<PublicKey, PeerState> = BTreeMap::new();
+    let mut inflight: JoinSet<(PublicKey, Instant, Result<(), String>)> = JoinSet::new();
+    let mut pending: BTreeSet<PublicKey> = BTreeSet::new();
+    let mut published: Option<BTreeMap<&'static str, GroupReport>> = None;
+    let mut tick = tokio::time::interval(POLL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            Some(done) = inflight.join_next(), if !inflight.is_empty() => {
+                let Ok((peer, sent, result)) = done else { continue };
+                pending.remove(&peer);
+                let Some(st) = states.get_mut(&peer) else { continue };
+                match result {
+                    Ok(()) => {
+                        if !st.confirmed {
+                            tracing::info!(target: "lamina::peers", peer = %name(&peer), "peer connected, same genesis");
+                        }
+                        st.confirmed = true;
+                        st.rtt = Some(sent.elapsed());
+                        metrics::counter!("lamina_node_peer_checks_total", "result" => "ok").increment(1);
+                    }
+                    Err(e) => {
+                        if st.confirmed {
+                            tracing::warn!(target: "lamina::peers", peer = %name(&peer), error = %e, "peer check failed");
+                        } else {
+                            tracing::debug!(target: "lamina::peers", peer = %name(&peer), error = %e, "peer check failed");
+                        }
+                        st.confirmed = false;
+                        metrics::counter!("lamina_node_peer_checks_total", "result" => "failed").increment(1);
+                    }
+                }
+            }
+            _ = tick.tick() => {}
+        }
+
+        let connected: BTreeSet<PublicKey> = net.connected_peers().into_iter().collect();
+        states.retain(|k, st| {
+            let keep = connected.contains(k);
+            if !keep && st.confirmed {
+                tracing::info!(target: "lamina::peers", peer = %name(k), "peer disconnected");
+            }
+            keep
+        });
+        let now = Instant::now();
+        for peer in &connected {
+            let st = states.entry(*peer).or_default();
+            let due = st.last_check.is_none_or(|t| now.duration_since(t) >= ping_interval);
+            if due && !pending.contains(peer) {
+                st.last_check = Some(now);
+                pending.insert(*peer);
+                let (net, peer) = (net.clone(), *peer);
+                inflight.spawn(async move {
+                    let r = match net.request_with_timeout(&peer, &genesis, check_timeout).await {
+                        Ok(theirs) if theirs == genesis => Ok(()),
+                        Ok(theirs) => Err(format!("peer answered with genesis {theirs}")),
+                        Err(e) => Err(e.to_string()),
+                    };
+                    (peer, now, r)
+                });
+            }
+        }
+
+        let confirmed: BTreeSet<PublicKey> = states.iter().filter(|(_, s)| s.confirmed).map(|(k, _)| *k).collect();
+        let reports = plan.report(&confirmed);
+        if published.as_ref() != Some(&reports) {
+            for (g, r) in &reports {
+                metrics::gauge!("lamina_node_peers_connected", "group" => *g).set(r.connected as f64);
+                if let Some(n) = r.need {
+                    metrics::gauge!("lamina_node_peers_required", "group" => *g).set(n as f64);
+                }
+                if published.as_ref().and_then(|p| p.get(g)).map(|p| p.ok) != Some(r.ok) && r.need.is_some() {
+                    tracing::info!(target: "lamina::peers", group = g, connected = r.connected, need = r.need, ok = r.ok, "peer group");
+                }
+            }
+            plan.publish(&confirmed, health);
+            published = Some(reports);
+        }
+        let rtts: BTreeMap<String, f64> = states
+            .iter()
+            .filter_map(|(k, s)| {
+                s.rtt.filter(|_| s.confirmed).map(|r| (name(k), (r.as_secs_f64() * 1e6).round() / 1e3))
+            })
+            .collect();
+        health.set_status("peer_check_rtt_ms", rtts);
+    }
+    inflight.abort_all();
 }
 
 #[cfg(test)]
@@ -212,6 +412,116 @@ mod tests {
         assert!(h.is_ready());
         assert_eq!(h.checks()["peers:validators"].detail, "2/3 validators connected (need 2)");
         assert_eq!(h.status_json()["peers"]["bridge_nodes"]["connected"], 0);
+    }
+
+    #[test]
+    fn within_a_role_only_the_smaller_key_dials() {
+        let nodes: Vec<NodeEntry> = (0..4).map(|i| node(i, None)).collect();
+        let da = vec![node(10, None)];
+        let mut sorted = nodes.clone();
+        sorted.sort_by_key(|n| n.key);
+        let me = &sorted[1];
+        let plan = PeerPlan::new()
+            .dial("validators", Module::Consensus, others(&nodes, me), Need::AtLeast(2))
+            .dial("da_nodes", Module::Da, da.clone(), Need::AtLeast(1))
+            .accept("execution_nodes", Module::Execution, vec![node(20, Some(1))]);
+        let set = plan.peer_set(me, Module::Consensus);
+        assert_eq!(set.len(), 5, "every key of the plan is pinned");
+        assert!(!set.contains(&me.key));
+        assert!(!set.get(&sorted[0].key).unwrap().dial, "the smaller key dials us");
+        assert!(set.get(&sorted[2].key).unwrap().dial && set.get(&sorted[3].key).unwrap().dial);
+        assert!(set.get(&da[0].key).unwrap().dial, "validators dial DA nodes");
+        assert!(!set.get(&Keypair::for_testing(20).public()).unwrap().dial, "execution nodes dial us");
+    }
+
+    #[tokio::test]
+    async fn genesis_check_rejects_another_network() {
+        let g = lamina_primitives::domains::GENESIS.hash(b"ours");
+        let h = GenesisCheck { genesis: g };
+        let peer = Keypair::for_testing(1).public();
+        assert_eq!(h.request(peer, g).await.unwrap(), g);
+        let other = lamina_primitives::domains::GENESIS.hash(b"theirs");
+        assert!(h.request(peer, other).await.is_err());
+    }
+
+    /// Three nodes in this process over real QUIC on loopback: they connect, confirm
+    /// the genesis, become ready, and shut down cleanly.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn nodes_connect_over_quic_and_become_ready() {
+        use std::sync::Arc;
+        let (quic, _) = crate::devnet::layout::free_ports(3).unwrap();
+        let entry = |i: usize, name: &str| NodeEntry {
+            name: name.into(),
+            key: Keypair::for_testing(100 + i as u64).public(),
+            addr: quic[i],
+            http: None,
+            admin: None,
+            chain: None,
+        };
+        let mut genesis = crate::genesis::empty("peers-test");
+        genesis.chains.push(lamina_interfaces::ChainSpec {
+            id: ChainId(1),
+            name: "one".into(),
+            balances: vec![],
+            funded_test_accounts: 0,
+            funded_test_accounts_seed: 0,
+            funded_test_amount: 0,
+        });
+        genesis.validators = vec![entry(0, "v0"), entry(1, "v1")];
+        genesis.da_nodes = vec![entry(2, "d0")];
+        crate::genesis::check(&genesis).unwrap();
+        let genesis = Arc::new(genesis);
+        let dir = tempfile::tempdir().unwrap();
+        let shutdown = CancellationToken::new();
+        let mut tasks = Vec::new();
+        let mut healths = Vec::new();
+        for (i, module) in [(0, Module::Consensus), (1, Module::Consensus), (2, Module::Da)] {
+            let me = genesis.all_nodes().nth(i).unwrap().clone();
+            let net = crate::config::NetSection { ping_interval_ms: 200, ..Default::default() };
+            let health = lamina_interfaces::Health::new();
+            let ctx = NodeContext {
+                service: lamina_net::NodeContext::new(
+                    Keypair::for_testing(100 + i as u64),
+                    genesis.clone(),
+                    dir.path().to_path_buf(),
+                    health.clone(),
+                ),
+                module,
+                me: me.clone(),
+                home: crate::home::Home::new(dir.path()),
+                endpoint: net.endpoint_config(me.addr),
+                net,
+            };
+            let plan = match module {
+                Module::Consensus => crate::modules::consensus::peer_plan(&ctx),
+                _ => crate::modules::da::peer_plan(&ctx),
+            };
+            healths.push(health);
+            tasks.push(tokio::spawn(run(ctx, plan, shutdown.clone())));
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while !healths.iter().all(|h| h.is_ready()) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "not ready: {:?}",
+                healths.iter().map(|h| h.status_json()).collect::<Vec<_>>()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let v0 = healths[0].status_json();
+        assert_eq!(v0["peers"]["validators"]["peers"], serde_json::json!(["v1"]));
+        assert_eq!(v0["peers"]["da_nodes"]["connected"], 1);
+        // The DA node needs no one to be ready; it reports the validators that connected
+        // to it once it has confirmed their genesis.
+        while healths[2].status_json()["peers"]["validators"]["connected"] != 2 {
+            assert!(tokio::time::Instant::now() < deadline, "{}", healths[2].status_json());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        shutdown.cancel();
+        for t in tasks {
+            t.await.unwrap().unwrap();
+        }
+        assert!(!healths[0].is_ready(), "not ready once shut down");
     }
 
     #[test]

@@ -103,16 +103,14 @@ pub fn context(module: Module, home: &Home, cfg: &NodeConfig, health: Health) ->
     })?;
     home.check_genesis_digest(&genesis.digest())?;
     let listen_addr = cfg.net.listen_addr.unwrap_or(me.addr);
+    let data_dir = home.data_dir();
     Ok(NodeContext {
+        service: lamina_net::NodeContext::new(key, Arc::new(genesis), data_dir, health),
         module,
-        key,
-        genesis: Arc::new(genesis),
         me,
         home: home.clone(),
-        data_dir: home.data_dir(),
-        listen_addr,
+        endpoint: cfg.net.endpoint_config(listen_addr),
         net: cfg.net.clone(),
-        health,
     })
 }
 
@@ -125,16 +123,16 @@ fn admin_addr(module: Module, cfg: &NodeConfig, ctx: &NodeContext) -> SocketAddr
 
 /// The `/status` fields every node reports.
 fn static_status(ctx: &NodeContext, home: &Path, admin: SocketAddr) {
-    let h = &ctx.health;
+    let h = ctx.health();
     h.set_status("module", ctx.module.as_str());
     h.set_status("name", &ctx.me.name);
-    h.set_status("key", ctx.key.public().to_hex());
-    h.set_status("network", &ctx.genesis.network);
-    h.set_status("genesis", ctx.genesis.digest().to_hex());
+    h.set_status("key", ctx.key().public().to_hex());
+    h.set_status("network", &ctx.genesis().network);
+    h.set_status("genesis", ctx.genesis().digest().to_hex());
     h.set_status("version", env!("CARGO_PKG_VERSION"));
     h.set_status("pid", std::process::id());
     h.set_status("home", home.display().to_string());
-    h.set_status("listen_addr", ctx.listen_addr.to_string());
+    h.set_status("listen_addr", ctx.endpoint.listen.to_string());
     h.set_status("admin_addr", admin.to_string());
     if let Some(c) = ctx.me.chain {
         h.set_status("chain", c.0);
@@ -155,7 +153,7 @@ async fn run(
     health.set_check("running", true, "serving");
     tracing::info!(
         target: "lamina::node",
-        %module, name = %ctx.me.name, key = %ctx.key.public(), listen = %ctx.listen_addr,
+        %module, name = %ctx.me.name, key = %ctx.key().public(), listen = %ctx.endpoint.listen,
         admin = %admin.local_addr(), "starting"
     );
 

@@ -94,8 +94,12 @@ pub async fn status(dir: PathBuf, json: bool) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&all)?);
         return Ok(ExitCode::SUCCESS);
     }
-    println!("devnet {} ({:?}{})", dir.display(), st.phase, if st.kept { ", kept" } else { "" });
-    println!("{:<14} {:<10} {:>7} {:<8} {:<6} {:<34} ADMIN", "NAME", "MODULE", "PID", "PROCESS", "READY", "PEERS");
+    let phase = serde_json::to_value(st.phase)?.as_str().unwrap_or_default().to_string();
+    println!("devnet {} ({phase}{})", dir.display(), if st.kept { ", kept" } else { "" });
+    println!(
+        "{:<14} {:<10} {:>7} {:<8} {:<6} {:<22} PEERS (connected/total)",
+        "NAME", "MODULE", "PID", "PROCESS", "READY", "ADMIN"
+    );
     let mut all_ready = true;
     for (i, n) in st.nodes.iter().enumerate() {
         let alive = n.pid.is_some_and(|p| is_our_node(p, &n.home));
@@ -105,14 +109,14 @@ pub async fn status(dir: PathBuf, json: bool) -> anyhow::Result<ExitCode> {
         };
         all_ready &= ready == "yes";
         println!(
-            "{:<14} {:<10} {:>7} {:<8} {:<6} {:<34} http://{}",
+            "{:<14} {:<10} {:>7} {:<8} {:<6} {:<22} {}",
             n.name,
             n.module.as_str(),
             n.pid.map(|p| p.to_string()).unwrap_or_default(),
             if alive { "running" } else { "stopped" },
             ready,
+            n.admin.to_string(),
             peers,
-            n.admin
         );
     }
     Ok(if all_ready { ExitCode::SUCCESS } else { ExitCode::FAILURE })
@@ -123,6 +127,7 @@ pub fn peers_summary(doc: &serde_json::Value) -> String {
     let Some(groups) = doc["peers"].as_object() else { return String::new() };
     groups
         .iter()
+        .filter(|(_, v)| v["total"].as_u64().unwrap_or(0) > 0)
         .map(|(g, v)| format!("{g} {}/{}", v["connected"].as_u64().unwrap_or(0), v["total"].as_u64().unwrap_or(0)))
         .collect::<Vec<_>>()
         .join(", ")

@@ -10,7 +10,8 @@
 //!
 //! To plug in the real service, replace `Config` with `lamina_bridge_service::Config` (keeping
 //! a [`ModuleConfig`] impl) and the body of [`start`] with
-//! `lamina_bridge_service::run(ctx, config, shutdown)`.
+//! `lamina_bridge_service::run(ctx.service, config, shutdown)` (binding its endpoint with
+//! `ctx.endpoint`, which carries the `[net]` settings and the listen address).
 
 use tokio_util::sync::CancellationToken;
 
@@ -37,7 +38,7 @@ impl ModuleConfig for Config {
 
 /// The peers this node needs, and which it accepts.
 pub fn peer_plan(ctx: &NodeContext) -> PeerPlan {
-    let g = &ctx.genesis;
+    let g = ctx.genesis();
     let v = g.validator_committee();
     PeerPlan::new().dial("validators", Module::Consensus, g.validators.clone(), Need::AtLeast(v.max_faulty() + 1)).dial(
         "execution_nodes",

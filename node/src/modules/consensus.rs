@@ -12,7 +12,8 @@
 //!
 //! To plug in the real service, replace `Config` with `lamina_consensus_service::Config` (keeping
 //! a [`ModuleConfig`] impl) and the body of [`start`] with
-//! `lamina_consensus_service::run(ctx, config, shutdown)`.
+//! `lamina_consensus_service::run(ctx.service, config, shutdown)` (binding its endpoint with
+//! `ctx.endpoint`, which carries the `[net]` settings and the listen address).
 
 use tokio_util::sync::CancellationToken;
 
@@ -39,7 +40,7 @@ impl ModuleConfig for Config {
 
 /// The peers this node needs, and which it accepts.
 pub fn peer_plan(ctx: &NodeContext) -> PeerPlan {
-    let g = &ctx.genesis;
+    let g = ctx.genesis();
     let committee = g.validator_committee();
     PeerPlan::new()
         .dial("validators", Module::Consensus, others(&g.validators, &ctx.me), Need::AtLeast(committee.quorum() - 1))

@@ -11,7 +11,8 @@
 //!
 //! To plug in the real service, replace `Config` with `lamina_da_service::Config` (keeping
 //! a [`ModuleConfig`] impl) and the body of [`start`] with
-//! `lamina_da_service::run(ctx, config, shutdown)`.
+//! `lamina_da_service::run(ctx.service, config, shutdown)` (binding its endpoint with
+//! `ctx.endpoint`, which carries the `[net]` settings and the listen address).
 
 use tokio_util::sync::CancellationToken;
 
@@ -38,7 +39,7 @@ impl ModuleConfig for Config {
 
 /// The peers this node needs, and which it accepts.
 pub fn peer_plan(ctx: &NodeContext) -> PeerPlan {
-    let g = &ctx.genesis;
+    let g = ctx.genesis();
     PeerPlan::new().accept("validators", Module::Consensus, g.validators.clone()).accept(
         "execution_nodes",
         Module::Execution,

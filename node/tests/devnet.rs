@@ -1,0 +1,251 @@
+#![allow(clippy::unwrap_used)]
+//! `lamina devnet` with the real binary: real processes, real QUIC on 127.0.0.1, real files.
+
+use std::io::{Read as _, Write as _};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// Generous bounds for a loaded 2-core machine; the tests never assert on speed.
+const READY_WITHIN: Duration = Duration::from_secs(120);
+const EXIT_WITHIN: Duration = Duration::from_secs(60);
+
+fn lamina() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_lamina"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("LAMINA_") || k == "RUST_LOG" {
+            c.env_remove(k);
+        }
+    }
+    c
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// `lamina devnet up --dir <dir> <args>` in the background, output to `<dir>.out`.
+fn up(dir: &Path, args: &[&str]) -> (Child, PathBuf) {
+    let out_path = dir.with_extension("out");
+    let out = std::fs::File::create(&out_path).unwrap();
+    let child = lamina()
+        .args(["devnet", "up", "--dir", s(dir)])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
+        .spawn()
+        .unwrap();
+    (child, out_path)
+}
+
+fn state(dir: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(dir.join("devnet.json")).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+/// Waits until the devnet state says `ready` (fails if `up` exits first).
+fn wait_ready(dir: &Path, child: &mut Child, out: &Path) -> serde_json::Value {
+    let start = Instant::now();
+    loop {
+        if let Ok(text) = std::fs::read_to_string(dir.join("devnet.json"))
+            && let Ok(v) = serde_json::from_str::<serde_json::Value>(&text)
+            && v["phase"] == "ready"
+        {
+            return v;
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("devnet up exited with {status} before ready:\n{}", std::fs::read_to_string(out).unwrap());
+        }
+        assert!(start.elapsed() < READY_WITHIN, "not ready in time:\n{}", std::fs::read_to_string(out).unwrap());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn wait_exit(child: &mut Child, out: &Path) -> ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s;
+        }
+        if start.elapsed() > EXIT_WITHIN {
+            let _ = child.kill();
+            panic!("devnet up did not exit:\n{}", std::fs::read_to_string(out).unwrap());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn sigterm(pid: u32) {
+    // SAFETY: kill has no memory-safety preconditions.
+    assert_eq!(unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) }, 0);
+}
+
+fn sigkill(pid: u32) {
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) }, 0);
+}
+
+/// Running and not a zombie.
+fn alive(pid: u64) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => {
+            let state = stat.rfind(')').and_then(|i| stat[i + 1..].split_whitespace().next()).unwrap_or("");
+            state != "Z" && state != "X"
+        }
+        Err(_) => false,
+    }
+}
+
+/// A minimal HTTP GET: (status code, body).
+fn get(addr: &str, path: &str) -> (u16, String) {
+    let addr: SocketAddr = addr.parse().unwrap();
+    let mut tcp = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(tcp, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut resp = String::new();
+    tcp.read_to_string(&mut resp).unwrap();
+    let code = resp.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let body = resp.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (code, body)
+}
+
+fn pids(st: &serde_json::Value) -> Vec<u64> {
+    st["nodes"].as_array().unwrap().iter().map(|n| n["pid"].as_u64().unwrap()).collect()
+}
+
+#[test]
+fn devnet_comes_up_ready_and_stops_cleanly_on_sigterm() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("net");
+    // The default shape: 4 validators, 4 DA nodes, 1 execution, 1 settlement.
+    let (mut child, out) = up(&dir, &[]);
+    let st = wait_ready(&dir, &mut child, &out);
+    let nodes = st["nodes"].as_array().unwrap().clone();
+    assert_eq!(nodes.len(), 10);
+
+    for n in &nodes {
+        let admin = n["admin"].as_str().unwrap();
+        let (code, body) = get(admin, "/readyz");
+        assert_eq!(code, 200, "{} not ready: {body}", n["name"]);
+        assert_eq!(get(admin, "/livez").0, 200);
+        let (code, status) = get(admin, "/status");
+        assert_eq!(code, 200);
+        let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+        assert_eq!(status["ready"], true);
+        assert_eq!(status["name"], n["name"]);
+        // Every dialed group meets its need, through real connections.
+        for (group, r) in status["peers"].as_object().unwrap() {
+            assert_eq!(r["ok"], true, "{}: {group} {r}", n["name"]);
+        }
+        let (code, metrics) = get(admin, "/metrics");
+        assert_eq!(code, 200);
+        assert!(metrics.contains("lamina_health_ready 1"), "{metrics}");
+        assert!(metrics.contains("lamina_process_resident_memory_bytes"), "{metrics}");
+    }
+    // Role-specific: a validator sees the other 3 validators and the 4 DA nodes; the
+    // execution node sees validators and DA nodes.
+    let v0 = nodes.iter().find(|n| n["name"] == "validator-0").unwrap();
+    let (_, status) = get(v0["admin"].as_str().unwrap(), "/status");
+    let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+    assert_eq!(status["peers"]["validators"]["total"], 3);
+    assert!(status["peers"]["validators"]["connected"].as_u64().unwrap() >= 2);
+    assert!(status["peers"]["da_nodes"]["connected"].as_u64().unwrap() >= 3);
+
+    // `devnet status` from another process reads the admin endpoints.
+    let table = lamina().args(["devnet", "status", "--dir", s(&dir)]).output().unwrap();
+    assert!(table.status.success(), "{}", String::from_utf8_lossy(&table.stderr));
+    let table = String::from_utf8(table.stdout).unwrap();
+    assert_eq!(table.lines().filter(|l| l.contains(" running ") && l.contains(" yes ")).count(), 10, "{table}");
+
+    // SIGTERM: every node stops cleanly, `up` exits 0, nothing is left behind.
+    let node_pids = pids(&st);
+    sigterm(child.id());
+    let status = wait_exit(&mut child, &out);
+    let output = std::fs::read_to_string(&out).unwrap();
+    assert!(status.success(), "devnet up: {status}\n{output}");
+    assert!(output.contains("stopped 10 nodes: 10 exited cleanly"), "{output}");
+    for pid in node_pids {
+        assert!(!alive(pid), "node process {pid} outlived the devnet");
+    }
+    let st = state(&dir);
+    assert_eq!(st["phase"], "stopped");
+    for n in st["nodes"].as_array().unwrap() {
+        assert_eq!(n["exit"], "exit 0", "{n}");
+        let log = std::fs::read_to_string(n["log"].as_str().unwrap()).unwrap();
+        assert!(log.contains("stopped cleanly"), "{}:\n{log}", n["name"]);
+    }
+}
+
+#[test]
+fn a_node_that_dies_is_reported_and_up_exits_non_zero() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("net");
+    let (mut child, out) = up(&dir, &["--validators", "1", "--da-nodes", "1", "--execution", "1", "--settlement", "0"]);
+    let st = wait_ready(&dir, &mut child, &out);
+    let victim = st["nodes"].as_array().unwrap().iter().find(|n| n["name"] == "execution-0").unwrap().clone();
+    sigkill(victim["pid"].as_u64().unwrap() as u32);
+    let start = Instant::now();
+    while !std::fs::read_to_string(&out).unwrap().contains("execution-0 (execution, pid") {
+        assert!(start.elapsed() < READY_WITHIN, "death not reported:\n{}", std::fs::read_to_string(&out).unwrap());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let output = std::fs::read_to_string(&out).unwrap();
+    assert!(output.contains("exited unexpectedly: signal 9"), "{output}");
+    assert!(output.contains(victim["log"].as_str().unwrap()), "the report names the log: {output}");
+
+    // The others keep running until asked; then `up` reports the failure in its status.
+    let others: Vec<u64> = pids(&st).into_iter().filter(|p| *p != victim["pid"].as_u64().unwrap()).collect();
+    assert!(others.iter().all(|p| alive(*p)));
+    sigterm(child.id());
+    let status = wait_exit(&mut child, &out);
+    assert_eq!(status.code(), Some(1), "{}", std::fs::read_to_string(&out).unwrap());
+    assert!(others.iter().all(|p| !alive(*p)));
+    let st = state(&dir);
+    let v = st["nodes"].as_array().unwrap().iter().find(|n| n["name"] == "execution-0").unwrap();
+    assert_eq!(v["exit"], "died unexpectedly (signal 9)");
+}
+
+#[test]
+fn kept_devnet_is_inspected_and_stopped_by_down() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("net");
+    let out = lamina()
+        .args(["devnet", "up", "--dir", s(&dir), "--keep", "--validators", "2", "--da-nodes", "1"])
+        .args(["--execution", "1", "--settlement", "0", "--bridge", "1"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let st = state(&dir);
+    assert_eq!(st["phase"], "ready");
+    assert_eq!(st["kept"], true);
+    let node_pids = pids(&st);
+    assert!(node_pids.iter().all(|p| alive(*p)), "kept nodes run after `up` returned");
+
+    // A second `up` in the same directory refuses while the network runs.
+    let again = lamina().args(["devnet", "up", "--dir", s(&dir), "--exit-after-ready"]).output().unwrap();
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already running"));
+
+    let status = lamina().args(["devnet", "status", "--dir", s(&dir)]).output().unwrap();
+    assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stdout));
+    let json = lamina().args(["devnet", "status", "--dir", s(&dir), "--json"]).output().unwrap();
+    let docs: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(docs.as_array().unwrap().len(), 5);
+    assert!(docs.as_array().unwrap().iter().all(|d| d["status"]["ready"] == true), "{docs}");
+
+    let down = lamina().args(["devnet", "down", "--dir", s(&dir)]).output().unwrap();
+    assert!(down.status.success(), "{}", String::from_utf8_lossy(&down.stderr));
+    assert!(node_pids.iter().all(|p| !alive(*p)), "down stops every node");
+    assert_eq!(state(&dir)["phase"], "stopped");
+    // A stopped network reports not-ready (non-zero), and its directory can be reused.
+    assert!(!lamina().args(["devnet", "status", "--dir", s(&dir)]).output().unwrap().status.success());
+    let rerun = lamina()
+        .args(["devnet", "up", "--dir", s(&dir), "--exit-after-ready", "--validators", "1", "--da-nodes", "1"])
+        .args(["--execution", "0", "--settlement", "0"])
+        .output()
+        .unwrap();
+    assert!(rerun.status.success(), "{}", String::from_utf8_lossy(&rerun.stderr));
+    assert_eq!(state(&dir)["phase"], "stopped");
+}
