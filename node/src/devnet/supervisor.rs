@@ -480,6 +480,10 @@ struct StatusLine {
 
 impl StatusLine {
     fn new() -> Self {
+        StatusLine { bar: Self::spinner(), last: String::new() }
+    }
+
+    fn spinner() -> ProgressBar {
         let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
         bar.set_style(
             ProgressStyle::with_template("{spinner:.green} {msg}").unwrap_or_else(|_| ProgressStyle::default_spinner()),
@@ -487,7 +491,7 @@ impl StatusLine {
         if !bar.is_hidden() {
             bar.enable_steady_tick(Duration::from_millis(120));
         }
-        StatusLine { bar, last: String::new() }
+        bar
     }
 
     /// Shows `msg` (and `clock` after it on a terminal). Off a terminal, prints `msg`
@@ -514,7 +518,10 @@ impl StatusLine {
         }
     }
 
-    fn clear(&self) {
+    /// Erases the line; a later `set` starts a new one.
+    fn clear(&mut self) {
         self.bar.finish_and_clear();
+        self.bar = Self::spinner();
+        self.last.clear();
     }
 }
