@@ -145,6 +145,8 @@ async fn run(
     cfg: NodeConfig,
     metrics: lamina_telemetry::MetricsHandle,
 ) -> anyhow::Result<ExitCode> {
+    // First, so that a SIGTERM during startup is a clean stop rather than a kill.
+    let mut signals = Signals::new()?;
     let health = Health::new();
     let ctx = context(module, &home, &cfg, health.clone())?;
     let admin_at = admin_addr(module, &cfg, &ctx);
@@ -158,7 +160,6 @@ async fn run(
     );
 
     let shutdown = CancellationToken::new();
-    let mut signals = Signals::new()?;
     let mut service = tokio::spawn(crate::modules::start(ctx, cfg.clone(), shutdown.clone()));
 
     // Phase 1: run until a signal or until the service ends on its own.
