@@ -4,6 +4,20 @@
 //! receipt persistence. One [`Log`] is a directory of segment files holding records
 //! (opaque byte strings) numbered 0, 1, 2, … ([`Seq`]).
 //!
+//! ```
+//! use lamina_store::{Config, Log};
+//!
+//! let dir = tempfile::tempdir()?;
+//! let log = Log::open(dir.path(), Config { name: "example".into(), ..Config::default() })?;
+//! let a = log.append(b"first")?; // buffered, readable, not yet durable
+//! let b = log.append_durable(b"second")?; // group commit: durable on return (covers `a` too)
+//! assert_eq!(log.durable_seq(), Some(b));
+//! assert_eq!(&*log.read(a)?.expect("present"), b"first");
+//! let all: Vec<_> = log.iter_from(0).collect::<Result<_, _>>()?;
+//! assert_eq!(all.len(), 2);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! # What the log promises
 //!
 //! 1. **Durable means acknowledged.** A record is durable once [`Log::sync`],
@@ -16,7 +30,8 @@
 //!    `first_seq..next_seq` with no holes, each exactly as appended, and the log is
 //!    appendable again at `next_seq`.
 //! 3. **Damage is never silently dropped.** If a record that was acknowledged as durable
-//!    is damaged or missing (bit rot, a lost or misdirected write, a deleted segment),
+//!    is damaged or missing (bit rot, a lost or misdirected write, a segment missing
+//!    between others, a segment of another log),
 //!    [`Log::open`] fails with [`Error::Corruption`] instead of truncating. Only a *torn
 //!    tail* (bytes after the last valid record that were never acknowledged) is
 //!    discarded, and the [`RecoveryReport`] says what was discarded. Reads verify
@@ -95,8 +110,11 @@
 //! slot write, is indistinguishable from a torn tail and is truncated; closing that gap
 //! would cost a second fsync per commit. Recovery reads every segment at open (time
 //! proportional to the log's size); sealed segments could be trusted from their seal
-//! slots instead, which is not done yet. A media error under a mapped page raises SIGBUS
-//! on read, as with any mmap reader.
+//! slots instead, which is not done yet. Deleting the *newest* segment file(s) by hand
+//! is not detected (nothing outside them records that they existed). A media error under
+//! a mapped page raises SIGBUS on read, as with any mmap reader.
+//!
+//! **Metrics** are listed in [`metrics`]; events use the tracing target `lamina::store`.
 //!
 //! **Fault seam.** The log touches the disk only through [`Storage`] / [`StorageFile`].
 //! [`FsStorage`] is the real one; [`mem::MemStorage`] keeps a volatile cache and a disk
@@ -107,6 +125,7 @@ pub mod error;
 pub mod format;
 pub mod log;
 pub mod mem;
+pub mod metrics;
 pub mod storage;
 
 pub use error::{Error, Result};

@@ -12,6 +12,7 @@ use crate::format::{
     Checksum, DATA_START, PAGE, RECORD_HEADER, RecordHeader, SEGMENT_HEADER, SLOT_OFFSETS, SLOT_SIZE, SegmentHeader,
     Slot, frame_record,
 };
+use crate::metrics::Metrics;
 use crate::storage::{FsStorage, ReadView, Storage, StorageFile};
 
 /// A record's sequence number: 0 for the first record ever appended, then +1 per record.
@@ -37,11 +38,20 @@ pub struct Config {
     /// Verify each record's checksum (and its link to the previous one) on every read.
     /// Default true; turning it off trusts the scan done at open for the bytes after it.
     pub verify_reads: bool,
+    /// Name of the log in metrics (label `log`) and logs, e.g. `"consensus-wal"`.
+    /// Default `"log"`.
+    pub name: String,
 }
 
 impl Default for Config {
     fn default() -> Self {
-        Config { segment_size: 64 << 20, max_record_size: 16 << 20, write_buffer: 256 << 10, verify_reads: true }
+        Config {
+            segment_size: 64 << 20,
+            max_record_size: 16 << 20,
+            write_buffer: 256 << 10,
+            verify_reads: true,
+            name: "log".to_string(),
+        }
     }
 }
 
@@ -156,6 +166,7 @@ pub struct Log<S: Storage = FsStorage> {
     synced: Condvar,
     failed: OnceLock<String>,
     report: RecoveryReport,
+    metrics: Metrics,
 }
 
 impl<S: Storage> std::fmt::Debug for Log<S> {
@@ -214,10 +225,17 @@ impl<S: Storage> Log<S> {
             syncing: Mutex::new(false),
             synced: Condvar::new(),
             failed: OnceLock::new(),
+            metrics: Metrics::new(&config.name),
             report: rec.report,
             storage,
             config,
         };
+        if let Some(t) = &log.report.truncated {
+            log.metrics.truncated_bytes.increment(t.bytes);
+        }
+        if let Some(d) = log.durable_seq() {
+            log.metrics.durable_seq.set(d as f64);
+        }
         if sealed {
             // The previous process sealed the last segment but did not live to create the
             // next one: do it now, so a sealed segment is never appended to.
@@ -269,6 +287,7 @@ impl<S: Storage> Log<S> {
     fn fail(&self, op: &'static str, source: std::io::Error) -> Error {
         let reason = format!("{op}: {source}");
         if self.failed.set(reason.clone()).is_ok() {
+            self.metrics.failures.increment(1);
             tracing::error!(target: TARGET, location = %self.storage.location(), %reason, "log failed; refusing further writes");
         }
         // Wake waiters so they observe the failure.
@@ -366,7 +385,10 @@ impl<S: Storage> Log<S> {
         if self.durable.load(Ordering::Acquire) >= target {
             return Ok(());
         }
+        let started = std::time::Instant::now();
         segment.file.sync_data().map_err(|e| self.fail("fdatasync", e))?;
+        self.metrics.sync_seconds.record(started.elapsed().as_secs_f64());
+        self.metrics.syncs.increment(1);
         self.mark_durable(target);
         // Persist the watermark lazily: the next sync makes this slot durable. Skipped if
         // the segment was sealed meanwhile (its seal slot is newer).
@@ -392,9 +414,12 @@ impl<S: Storage> Log<S> {
     }
 
     fn mark_durable(&self, count: u64) {
-        let _g = self.syncing.lock();
-        self.durable.fetch_max(count, Ordering::AcqRel);
-        drop(_g);
+        let g = self.syncing.lock();
+        let before = self.durable.fetch_max(count, Ordering::AcqRel);
+        drop(g);
+        if count > before {
+            self.metrics.durable_seq.set((count - 1) as f64);
+        }
         self.synced.notify_all();
     }
 
@@ -405,6 +430,8 @@ impl<S: Storage> Log<S> {
         }
         w.active.file.write_at(w.flushed, &w.buf).map_err(|e| self.fail("write", e))?;
         w.active.index.write().extend_from_slice(&w.buf_offsets);
+        self.metrics.appended.increment(w.buf_offsets.len() as u64);
+        self.metrics.written_bytes.increment(w.buf.len() as u64);
         w.flushed = w.end;
         w.buf.clear();
         w.buf_offsets.clear();
@@ -451,6 +478,7 @@ impl<S: Storage> Log<S> {
             index: RwLock::new(Vec::new()),
         });
         self.segments.write().push(segment.clone());
+        self.metrics.segments_created.increment(1);
         w.active = segment;
         w.end = DATA_START;
         w.flushed = DATA_START;
@@ -572,6 +600,7 @@ impl<S: Storage> Log<S> {
         }
         self.storage.remove(&ids).map_err(|e| self.fail("remove segments", e))?;
         self.segments.write().drain(..ids.len());
+        self.metrics.segments_pruned.increment(ids.len() as u64);
         tracing::debug!(target: TARGET, segments = ids.len(), below = seq, "pruned");
         Ok(ids.len())
     }

@@ -21,7 +21,13 @@ use rand::{Rng, SeedableRng, rngs::StdRng};
 const DIR_ENV: &str = "LAMINA_STORE_CRASH_DIR";
 
 fn cfg() -> Config {
-    Config { segment_size: 64 << 10, max_record_size: 8 << 10, write_buffer: 4 << 10, verify_reads: true }
+    Config {
+        segment_size: 64 << 10,
+        max_record_size: 8 << 10,
+        write_buffer: 4 << 10,
+        verify_reads: true,
+        ..Config::default()
+    }
 }
 
 /// The payload the child writes as the `i`-th record of thread `t`: self-describing, so

@@ -6,7 +6,13 @@ use std::sync::Arc;
 use lamina_store::{Config, CrashMode, Error, Faults, Log, MemStorage};
 
 fn cfg() -> Config {
-    Config { segment_size: 32 << 10, max_record_size: 4 << 10, write_buffer: 2 << 10, verify_reads: true }
+    Config {
+        segment_size: 32 << 10,
+        max_record_size: 4 << 10,
+        write_buffer: 2 << 10,
+        verify_reads: true,
+        ..Config::default()
+    }
 }
 
 fn payload(seq: u64) -> Vec<u8> {

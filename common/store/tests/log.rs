@@ -7,7 +7,13 @@ use std::sync::Arc;
 use lamina_store::{Config, Error, Log};
 
 fn small() -> Config {
-    Config { segment_size: 64 << 10, max_record_size: 16 << 10, write_buffer: 8 << 10, verify_reads: true }
+    Config {
+        segment_size: 64 << 10,
+        max_record_size: 16 << 10,
+        write_buffer: 8 << 10,
+        verify_reads: true,
+        ..Config::default()
+    }
 }
 
 fn payload(seq: u64, len: usize) -> Vec<u8> {

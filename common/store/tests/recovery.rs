@@ -12,7 +12,7 @@ use proptest::prelude::*;
 const RECORD_HEADER: u64 = 40;
 
 fn cfg(segment_size: u64) -> Config {
-    Config { segment_size, max_record_size: 4 << 10, write_buffer: 4 << 10, verify_reads: true }
+    Config { segment_size, max_record_size: 4 << 10, write_buffer: 4 << 10, verify_reads: true, ..Config::default() }
 }
 
 fn payload(seq: u64) -> Vec<u8> {
