@@ -97,8 +97,13 @@
 //!   record's length field) that claims durability beyond it proves the damage is
 //!   corruption, not a torn write, even when the slot lags.
 //!
-//! **Recovery on open** scans every segment, validating every record (checksum, chain,
-//! sequence number, bounds) and never trusting a length on its own. A non-final segment
+//! **Recovery on open** validates every record after the last known-good point
+//! (checksum, chain, sequence number, bounds), never trusting a length on its own. The
+//! known-good points are sealed segments: a segment's seal slot is written only after
+//! the segment was fsynced, so open walks a sealed segment's record headers to rebuild
+//! its index and checks that they end exactly at the seal (offset, count and last
+//! checksum); payload checksums there are verified on read
+//! ([`Config::verify_sealed_on_open`] verifies them at open too). A non-final segment
 //! must be intact to its end and continue exactly into the next (rotation synced it);
 //! otherwise it is corruption. In the final segment, the first invalid record ends the
 //! log: if it lies below the watermark, or a later valid record claims it was durable,
@@ -108,9 +113,9 @@
 //! **Limits.** A damaged record in the very last acknowledged group commit, followed by
 //! nothing written later, after a power loss that also lost that commit's watermark
 //! slot write, is indistinguishable from a torn tail and is truncated; closing that gap
-//! would cost a second fsync per commit. Recovery reads every segment at open (time
-//! proportional to the log's size); sealed segments could be trusted from their seal
-//! slots instead, which is not done yet. Deleting the *newest* segment file(s) by hand
+//! would cost a second fsync per commit. Open still touches every record header of
+//! sealed segments (an index of offsets is kept in memory, 4 bytes per record; it is not
+//! persisted). Deleting the *newest* segment file(s) by hand
 //! is not detected (nothing outside them records that they existed). A media error under
 //! a mapped page raises SIGBUS on read, as with any mmap reader.
 //!

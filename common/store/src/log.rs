@@ -38,6 +38,12 @@ pub struct Config {
     /// Verify each record's checksum (and its link to the previous one) on every read.
     /// Default true; turning it off trusts the scan done at open for the bytes after it.
     pub verify_reads: bool,
+    /// At open, verify every record of sealed segments too (checksums and chain), not
+    /// only of the last segment. Default false: a sealed segment is a known-good point
+    /// (it was fsynced before its seal was written), so open only walks its record
+    /// headers to rebuild the index, and damage in it is found when the record is read
+    /// (with [`Config::verify_reads`]). True makes open read and hash the whole log.
+    pub verify_sealed_on_open: bool,
     /// Name of the log in metrics (label `log`) and logs, e.g. `"consensus-wal"`.
     /// Default `"log"`.
     pub name: String,
@@ -50,6 +56,7 @@ impl Default for Config {
             max_record_size: 16 << 20,
             write_buffer: 256 << 10,
             verify_reads: true,
+            verify_sealed_on_open: false,
             name: "log".to_string(),
         }
     }
@@ -889,18 +896,38 @@ fn recover<S: Storage>(storage: &S, config: &Config) -> Result<Recovered<S::File
             }
         }
 
-        // Scan the records.
-        let mut index = Vec::new();
-        let mut offset = DATA_START;
-        let mut seq = header.base_seq;
-        let mut prev = header.prev_checksum;
-        while let Some(h) = valid_record(&*view, len, offset, seq, &prev, &log_id) {
-            watermark = watermark.max(h.claim);
-            index.push(offset as u32);
-            offset += RECORD_HEADER as u64 + u64::from(h.len);
-            prev = h.checksum;
-            seq += 1;
-        }
+        // A sealed segment that is not the last one is a known-good point: its seal was
+        // written after the segment was fsynced. Unless asked to verify it, only walk its
+        // record headers to rebuild the index (reads still verify every checksum); fall
+        // back to the full scan if the walk does not end exactly where the seal says.
+        let walked = match newest {
+            Some(slot) if slot.sealed && !is_last && !config.verify_sealed_on_open => {
+                walk_sealed(&*view, len, &header, &slot)
+            }
+            _ => None,
+        };
+        let (index, offset, seq, prev) = match walked {
+            Some(index) => {
+                let slot = newest.expect("walked implies a seal slot");
+                watermark = watermark.max(slot.durable_count);
+                (index, slot.end_offset, slot.durable_count, slot.last_checksum)
+            }
+            None => {
+                // Full scan: every record's checksum, chain link, sequence number, bounds.
+                let mut index = Vec::new();
+                let mut offset = DATA_START;
+                let mut seq = header.base_seq;
+                let mut prev = header.prev_checksum;
+                while let Some(h) = valid_record(&*view, len, offset, seq, &prev, &log_id) {
+                    watermark = watermark.max(h.claim);
+                    index.push(offset as u32);
+                    offset += RECORD_HEADER as u64 + u64::from(h.len);
+                    prev = h.checksum;
+                    seq += 1;
+                }
+                (index, offset, seq, prev)
+            }
+        };
         if let Some(slot) = newest
             && slot.sealed
             && (slot.end_offset != offset || slot.durable_count != seq || slot.last_checksum != prev)
@@ -972,6 +999,31 @@ fn recover<S: Storage>(storage: &S, config: &Config) -> Result<Recovered<S::File
     };
     tracing::info!(target: TARGET, location = %storage.location(), ?report, "recovered log");
     Ok(Recovered { log_id, segments, end, next_seq, last_checksum, slot_generation, last_sealed, report })
+}
+
+/// Rebuilds a sealed segment's index from its record headers alone (no payload
+/// hashing): `None` unless the headers form an unbroken run of sequence numbers that ends
+/// exactly at the seal's offset, count and last checksum.
+fn walk_sealed(view: &dyn ReadView, len: u64, header: &SegmentHeader, slot: &Slot) -> Option<Vec<u32>> {
+    if slot.end_offset > len || slot.durable_count < header.base_seq {
+        return None;
+    }
+    let mut index = Vec::with_capacity(usize::try_from(slot.durable_count - header.base_seq).ok()?.min(1 << 24));
+    let mut offset = DATA_START;
+    let mut seq = header.base_seq;
+    let mut last = header.prev_checksum;
+    while offset < slot.end_offset {
+        let h = RecordHeader::parse(view.bytes(usize::try_from(offset).ok()?, RECORD_HEADER)?)?;
+        let end = offset + RECORD_HEADER as u64 + u64::from(h.len);
+        if h.seq != seq || end > slot.end_offset {
+            return None;
+        }
+        index.push(offset as u32);
+        last = h.checksum;
+        offset = end;
+        seq += 1;
+    }
+    (offset == slot.end_offset && seq == slot.durable_count && last == slot.last_checksum).then_some(index)
 }
 
 /// Largest durable claim among valid records after an invalid one at `offset` (with

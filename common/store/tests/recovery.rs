@@ -47,7 +47,7 @@ fn check_prefix<S: lamina_store::Storage>(log: &Log<S>, n: u64) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
 
     /// Cutting the file at any byte after the segment header keeps exactly the records
     /// that lie wholly before the cut, reports the partial one, and stays appendable.
@@ -65,10 +65,15 @@ proptest! {
         check_prefix(&log, kept);
         let kept_end = if kept == 0 { DATA_START } else { ends[kept as usize - 1] };
         let rep = log.recovery().clone();
-        if cut > kept_end {
-            let t = rep.truncated.expect("a partial record was discarded");
+        // The partial record's bytes (if any non-zero survived the cut) are reported.
+        if cut >= kept_end + 8 {
+            prop_assert!(rep.truncated.is_some(), "a partial record with its magic was discarded");
+        }
+        if let Some(t) = rep.truncated {
             prop_assert_eq!((t.offset, t.seq), (kept_end, kept));
             prop_assert!(t.bytes > 0 && t.bytes <= cut - kept_end);
+        } else {
+            prop_assert!(cut < kept_end + 8);
         }
         // Appendable, and the new record survives a reopen.
         prop_assert_eq!(log.append_durable(&payload(kept)).unwrap(), kept);
@@ -101,6 +106,11 @@ proptest! {
             other => prop_assert!(false, "expected corruption, got {:?}", other.map(|l| l.recovery().clone())),
         }
     }
+
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
     /// Arbitrary bytes in segment files never panic recovery; whatever opens yields only
     /// records that were really appended.
@@ -158,12 +168,30 @@ fn corruption_in_a_sealed_segment_is_detected() {
         log.close().unwrap();
     }
     assert!(storage.ids().len() > 3);
-    // Damage the last record of segment 1 (its tail is followed by segment 2).
-    let mut f = storage.contents(1).unwrap();
-    let last_nonzero = f.iter().rposition(|&b| b != 0).unwrap();
+    let clean = storage.contents(1).unwrap();
+    let last_nonzero = clean.iter().rposition(|&b| b != 0).unwrap();
+    // A payload byte of the last record of segment 1 (followed by segment 2).
+    let mut f = clean.clone();
     f[last_nonzero] ^= 0x10;
     storage.put(1, &f);
+    let verify_all = Config { verify_sealed_on_open: true, ..cfg(32 << 10) };
+    assert!(matches!(Log::open_with(storage.clone(), verify_all), Err(Error::Corruption { segment: 1, .. })));
+    // Default: the sealed segment is a known-good point; the damage is found on read.
+    let log = Log::open_with(storage.clone(), cfg(32 << 10)).unwrap();
+    let errors: Vec<_> = log.iter_from(0).filter_map(Result::err).collect();
+    assert!(matches!(errors.as_slice(), [Error::Corruption { segment: 1, .. }]), "{errors:?}");
+    drop(log);
+    // A damaged record header breaks the walk to the seal: corruption at open.
+    let mut f = clean.clone();
+    let second =
+        DATA_START as usize + 40 + u32::from_le_bytes(f[DATA_START as usize..][..4].try_into().unwrap()) as usize;
+    f[second + 8] ^= 1; // its sequence number
+    storage.put(1, &f);
     assert!(matches!(Log::open_with(storage.clone(), cfg(32 << 10)), Err(Error::Corruption { segment: 1, .. })));
+    // Restored, everything opens and verifies.
+    storage.put(1, &clean);
+    let log = Log::open_with(storage, cfg(32 << 10)).unwrap();
+    assert_eq!(log.iter_from(0).filter(|r| r.is_ok()).count(), 300);
 }
 
 #[test]
