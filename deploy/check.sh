@@ -212,7 +212,7 @@ validate_k8s() {
     local tmp rc=0
     tmp=$(mktemp -d)
     bash "$DEPLOY/scripts/gen-network.sh" --target k8s --services-only --out "$tmp"
-    kubernetes-validate -k "$K8S_VERSION" --strict "$@" "$tmp/quic-services.yaml" || rc=1
+    kubernetes-validate --quiet -k "$K8S_VERSION" --strict "$@" "$tmp/quic-services.yaml" || rc=1
     rm -rf "$tmp"
     return "$rc"
 }

@@ -6,6 +6,10 @@
                                               file, so `promtool check rules F` parses them
   check_artifacts.py live-metrics FILE...     compare /metrics samples of running nodes with
                                               what the static scan finds (used by smoke.sh)
+  check_artifacts.py live-prometheus --url U --targets N
+                                              against a Prometheus scraping N running nodes
+                                              with rules.yml: targets up, rules healthy, no
+                                              alert active, every dashboard query runs
   check_artifacts.py emitted                  print the metric names the code emits
 
 Checks made by `all`:
@@ -651,6 +655,75 @@ def cmd_live(files: list[str]) -> int:
     return 1 if problems else 0
 
 
+def prom_get(url: str, path: str, **params) -> dict:
+    import urllib.parse
+    import urllib.request
+
+    q = ("?" + urllib.parse.urlencode(params)) if params else ""
+    with urllib.request.urlopen(f"{url}{path}{q}", timeout=10) as r:
+        body = json.loads(r.read().decode())
+    if body.get("status") != "success":
+        raise RuntimeError(f"{path}{q}: {body}")
+    return body["data"]
+
+
+def cmd_live_prometheus(url: str, targets: int, timeout_s: float = 60) -> int:
+    """Waits until Prometheus has scraped every target twice and evaluated the rules,
+    then checks targets, rule health, alerts and every dashboard query."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    last = ""
+    while True:
+        try:
+            up = prom_get(url, "/api/v1/query", query='count_over_time(up{job="lamina"}[1m]) >= 3')
+            groups = prom_get(url, "/api/v1/rules")["groups"]
+            evaluated = all(r.get("lastEvaluation", "").startswith("2") and r.get("evaluationTime", 0) > 0
+                            for g in groups for r in g["rules"])
+            if len(up["result"]) == targets and groups and evaluated:
+                break
+            last = f"{len(up['result'])}/{targets} targets scraped 3 times, rules evaluated: {evaluated}"
+        except Exception as e:  # Prometheus still starting
+            last = str(e)
+        if time.monotonic() > deadline:
+            problem(f"Prometheus did not scrape every target and evaluate the rules within {timeout_s}s: {last}")
+            break
+        time.sleep(1)
+    if not problems:
+        up = prom_get(url, "/api/v1/query", query='up{job="lamina"}')["result"]
+        down = [r["metric"].get("node") for r in up if r["value"][1] != "1"]
+        if len(up) != targets or down:
+            problem(f"targets: {len(up)} of {targets} present, down: {down}")
+        for g in prom_get(url, "/api/v1/rules")["groups"]:
+            for r in g["rules"]:
+                if r.get("health") != "ok":
+                    problem(f"rule {g['name']}/{r['name']}: health {r.get('health')}: {r.get('lastError')}")
+        active = prom_get(url, "/api/v1/alerts")["alerts"]
+        for a in active:
+            problem(f"alert {a['labels'].get('alertname')} is {a['state']} on a healthy network: {a['labels']}")
+        empty = []
+        n = 0
+        for path in dashboard_files():
+            for where, expr in dashboard_queries(path):
+                n += 1
+                try:
+                    res = prom_get(url, "/api/v1/query", query=substitute(expr))["result"]
+                except Exception as e:
+                    problem(f"{where}: query failed: {e}")
+                    continue
+                if not res:
+                    empty.append(where)
+        print(f"Prometheus: {len(up)} targets up, rules healthy, {len(active)} alerts active, "
+              f"{n} dashboard queries ran ({n - len(empty)} with data)")
+        if empty:
+            print("dashboard queries without data on this network (their metrics are not emitted by these nodes yet):")
+            for w in empty:
+                print(f"  {w}")
+    for p in problems:
+        print(f"problem: {p}", file=sys.stderr)
+    return 1 if problems else 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -659,6 +732,9 @@ def main() -> int:
     dr.add_argument("--out", required=True, type=Path)
     lm = sub.add_parser("live-metrics")
     lm.add_argument("files", nargs="+")
+    lp = sub.add_parser("live-prometheus")
+    lp.add_argument("--url", required=True)
+    lp.add_argument("--targets", required=True, type=int)
     sub.add_parser("emitted")
     a = ap.parse_args()
     if a.cmd == "all":
@@ -668,6 +744,8 @@ def main() -> int:
         return 0
     if a.cmd == "live-metrics":
         return cmd_live(a.files)
+    if a.cmd == "live-prometheus":
+        return cmd_live_prometheus(a.url, a.targets)
     for name, (kind, f) in sorted(emitted_metrics().items()):
         print(f"{name}\t{kind}\t{f}")
     return 0
