@@ -10,6 +10,9 @@
                                               against a Prometheus scraping N running nodes
                                               with rules.yml: targets up, rules healthy, no
                                               alert active, every dashboard query runs
+  check_artifacts.py k8s-init-script MODULE   print the StatefulSet's init-home script
+  check_artifacts.py compose-env SERVICE      print the service's environment from compose.yaml
+                                              (KEY=VALUE, ${VAR:-default} resolved to defaults)
   check_artifacts.py emitted                  print the metric names the code emits
 
 Checks made by `all`:
@@ -724,6 +727,30 @@ def cmd_live_prometheus(url: str, targets: int, timeout_s: float = 60) -> int:
     return 1 if problems else 0
 
 
+def cmd_compose_env(service: str) -> int:
+    c = yaml.safe_load((DEPLOY / "compose" / "compose.yaml").read_text())
+    env = c["services"][service].get("environment", {})
+    if isinstance(env, list):
+        env = dict(e.split("=", 1) for e in env)
+    for k, v in env.items():
+        v = re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", str(v))
+        if "$" in v:
+            print(f"compose-env: cannot resolve {k}={v}", file=sys.stderr)
+            return 1
+        print(f"{k}={v}")
+    return 0
+
+
+def cmd_k8s_init_script(module: str) -> int:
+    for _, d in k8s_docs():
+        if d.get("kind") == "StatefulSet" and d["metadata"]["name"] == module:
+            init = d["spec"]["template"]["spec"]["initContainers"][0]
+            print(init["args"][0], end="")
+            return 0
+    print(f"no StatefulSet {module}", file=sys.stderr)
+    return 1
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -735,6 +762,10 @@ def main() -> int:
     lp = sub.add_parser("live-prometheus")
     lp.add_argument("--url", required=True)
     lp.add_argument("--targets", required=True, type=int)
+    ki = sub.add_parser("k8s-init-script")
+    ki.add_argument("module")
+    ce = sub.add_parser("compose-env")
+    ce.add_argument("service")
     sub.add_parser("emitted")
     a = ap.parse_args()
     if a.cmd == "all":
@@ -744,6 +775,10 @@ def main() -> int:
         return 0
     if a.cmd == "live-metrics":
         return cmd_live(a.files)
+    if a.cmd == "k8s-init-script":
+        return cmd_k8s_init_script(a.module)
+    if a.cmd == "compose-env":
+        return cmd_compose_env(a.service)
     if a.cmd == "live-prometheus":
         return cmd_live_prometheus(a.url, a.targets)
     for name, (kind, f) in sorted(emitted_metrics().items()):

@@ -89,14 +89,43 @@ bash "$DEPLOY/scripts/gen-network.sh" --target k8s --out "$work/k8s" 2>/dev/null
 "$TOOLS/venv/bin/kubernetes-validate" -k 1.30 --strict "$work/k8s/quic-services.yaml" \
     "$work/k8s/genesis-configmap.yaml" "$work/k8s/keys-secrets.yaml" >/dev/null
 "$TOOLS/venv/bin/yamllint" --strict -c "$DEPLOY/.yamllint.yml" "$work/k8s"/*.yaml
+# The StatefulSets' init-home script, run as a pod would run it: the key as Kubernetes
+# mounts a Secret under fsGroup (mode 0440), the genesis from the ConfigMap; then again,
+# as on a pod restart (the key must be kept).
+for module in consensus da execution settlement; do
+    pod=$module-0
+    secret=$work/pod/$pod/etc/lamina/keys genesis_dir=$work/pod/$pod/etc/lamina/genesis
+    mkdir -p "$secret" "$genesis_dir" "$work/pod/$pod/tmp"
+    install -m 0440 "$work/k8s/keys/$pod.key" "$secret/$pod.key"
+    cp "$work/k8s/genesis.toml" "$genesis_dir/genesis.toml"
+    script=$("$PY" "$DEPLOY/lib/check_artifacts.py" k8s-init-script "$module")
+    script=${script//\/tmp\//$work/pod/$pod/tmp/}
+    script=${script//\/etc\/lamina/$work/pod/$pod/etc/lamina}
+    for attempt in first restart; do
+        if ! env PATH="$(dirname "$LAMINA_BIN"):$PATH" POD_NAME="$pod" LAMINA_HOME="$work/pod/$pod/home" \
+            bash -ceu "$script" >"$work/pod/$pod/init-$attempt.log" 2>&1; then
+            echo "smoke: the $module init container script failed ($attempt start):" >&2
+            cat "$work/pod/$pod/init-$attempt.log" >&2
+            exit 1
+        fi
+    done
+    want=$(sed -n 's/^public_key = "\(.*\)"/\1/p' "$work/k8s/keys/$pod.key")
+    "$LAMINA_BIN" keys show --home "$work/pod/$pod/home" 2>&1 | grep -q "$want" || {
+        echo "smoke: the $module init container did not install $pod's key" >&2
+        exit 1
+    }
+done
+say "k8s init containers: homes created and kept across restarts with each pod's key"
 
-# 2. Start every node as compose would (same command and environment, but each admin
-# server on the node's own loopback address instead of 0.0.0.0).
+# 2. Start every node as compose would: the service's command and environment from
+# compose.yaml, except the home (a directory here, a volume there) and the admin server,
+# which binds the node's own loopback address instead of 0.0.0.0.
 mkdir -p "$work/logs" "$work/metrics"
 for n in "${nodes[@]}"; do
     read -r name module addr _ <<<"$n"
     ip=${addr%:*}
-    LAMINA_HOME=$work/net/homes/$name LAMINA_ADMIN_ADDR=$ip:9100 LAMINA_LOG_FORMAT=json LAMINA_LOG_LEVEL=info \
+    mapfile -t envs < <("$PY" "$DEPLOY/lib/check_artifacts.py" compose-env "$name")
+    env -i PATH="$PATH" "${envs[@]}" LAMINA_HOME="$work/net/homes/$name" LAMINA_ADMIN_ADDR="$ip:9100" \
         "$LAMINA_BIN" "$module" start >"$work/logs/$name.log" 2>&1 &
     pid_of[$name]=$!
 done
