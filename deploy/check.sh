@@ -23,7 +23,8 @@
 # Tools are installed idempotently into $LAMINA_DEPLOY_TOOLS (default
 # ${XDG_CACHE_HOME:-$HOME/.cache}/lamina/deploy-tools): a Python venv with pinned
 # validators from PyPI, and promtool extracted from Debian's `prometheus` package with
-# `apt-get download` + `dpkg-deb -x` (nothing is installed system-wide, no service runs).
+# `apt-get download` + `dpkg-deb -x` (no service is installed or started). Only jq and
+# systemd-analyze come from the system; when missing they are installed with apt-get.
 set -euo pipefail
 
 DEPLOY=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -42,7 +43,7 @@ for arg in "$@"; do
         --install) mode=install ;;
         --smoke) smoke=1 ;;
         -h | --help)
-            sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'
+            awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"
             exit 0
             ;;
         *)

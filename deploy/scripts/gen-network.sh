@@ -45,7 +45,7 @@ while (($#)); do
         --chown) owner=$2; shift 2 ;;
         --plan) plan=1; shift ;;
         --services-only) services_only=1; shift ;;
-        -h | --help) sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h | --help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
         *) echo "gen-network: unknown argument $1 (try --help)" >&2; exit 2 ;;
     esac
 done
