@@ -26,7 +26,8 @@ use lamina_primitives::codec::Wire;
 use crate::SHARE_SIZE;
 use crate::codec::CodecId;
 use crate::error::{Error, Result, malformed};
-use crate::square::{CommittedSquare, ExtendedSquare, SquareRoots, encode_axis};
+use crate::proof::SampleProof;
+use crate::square::{CommittedSquare, DaHeader, ExtendedSquare, SquareRoots, encode_axis};
 use crate::tree::{Axis, CHUNK, axis_root, bao_prove, bao_root, roots_prove, roots_root, roots_verify_root};
 
 /// One cell of the bad axis, proven against its orthogonal axis root.
@@ -141,6 +142,42 @@ impl BadEncodingProof {
         }
         Ok(BadEncodingProof {
             roots: *square.roots(),
+            axis: axis.as_u8(),
+            index,
+            axis_root: own_roots[index as usize],
+            axis_path: roots_prove(own_roots, index as u64, index as u64 + 1)?,
+            orthogonal_roots: orth_roots.clone(),
+            cells,
+        })
+    }
+}
+
+impl BadEncodingProof {
+    /// Builds a proof that axis `index` is badly encoded from `k` [`SampleProof`]s of its
+    /// cells taken through the **orthogonal** axis (what DA nodes serve from their
+    /// columns) and the square's verified `header`. The proof verifies only if the axis
+    /// really is bad.
+    pub fn from_samples(header: &DaHeader, axis: Axis, index: u32, samples: &[SampleProof]) -> Result<Self> {
+        let (own_roots, orth_roots) = match axis {
+            Axis::Row => (&header.row_roots, &header.col_roots),
+            Axis::Col => (&header.col_roots, &header.row_roots),
+        };
+        if index as usize >= own_roots.len() {
+            return Err(malformed("fraud proof request", "index out of range"));
+        }
+        let orth = axis.orthogonal().as_u8();
+        let mut cells = Vec::with_capacity(samples.len());
+        for s in samples {
+            if s.axis != orth || s.position != index {
+                return Err(malformed(
+                    "fraud proof request",
+                    "sample is not a cell of the axis through its orthogonal root",
+                ));
+            }
+            cells.push(FraudCell { position: s.axis_index, chunk: s.chunk.clone(), nodes: s.nodes.clone() });
+        }
+        Ok(BadEncodingProof {
+            roots: header.roots(),
             axis: axis.as_u8(),
             index,
             axis_root: own_roots[index as usize],

@@ -50,6 +50,7 @@
 //! assert_eq!(proof.verify(&square.data_root(), ns).unwrap(), vec![b"batch bytes".to_vec()]);
 //! ```
 
+pub mod assignment;
 pub mod codec;
 pub mod error;
 pub mod fraud;
@@ -61,6 +62,7 @@ pub mod square;
 pub mod table;
 pub mod tree;
 
+pub use assignment::Assignment;
 pub use codec::{CodecId, ErasureCodec};
 pub use error::{Error, Result};
 pub use fraud::{BadEncodingProof, find_bad_encoding};

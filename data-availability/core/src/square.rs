@@ -245,7 +245,7 @@ impl ExtendedSquare {
 }
 
 /// Encodes the first `k` cells of `axis` (a row or a gathered column) into its last `k`.
-pub(crate) fn encode_axis(codec: &dyn ErasureCodec, k: usize, axis: &mut [u8]) -> Result<()> {
+pub fn encode_axis(codec: &dyn ErasureCodec, k: usize, axis: &mut [u8]) -> Result<()> {
     let (data, parity) = axis.split_at_mut(k * SHARE_SIZE);
     let data: Vec<&[u8]> = data.chunks_exact(SHARE_SIZE).collect();
     let mut parity: Vec<&mut [u8]> = parity.chunks_exact_mut(SHARE_SIZE).collect();

@@ -1,0 +1,644 @@
+//! The DA client over QUIC: the disperser (`submit`), retrieval (`get_namespace`) and the
+//! light sampler, implementing [`DataAvailability`].
+//!
+//! * **Disperse**: lay out, extend and commit the square (rayon, recycled buffer), send
+//!   each DA node its assigned columns ([`Assignment`]) with the header, collect
+//!   attestations, check each signature, and return once the threshold is reached. The
+//!   remaining nodes keep receiving their columns in the background.
+//! * **Retrieve**: fetch and verify the header (any node), find the namespace's rows
+//!   from the verified table (absence is proven by the table itself), fetch those rows
+//!   from at least `k` columns — original columns first, then any other columns when
+//!   nodes are down or lie — each slice checked against its column root. Rows missing
+//!   original cells are decoded; **every row used is re-encoded and checked against its
+//!   row root**, so a wrongly encoded square is detected, and answered with a
+//!   [`BadEncodingProof`] built from sample proofs. A node whose answer fails
+//!   verification is blamed ([`DaClient::misbehaving`], metrics) and ignored for the rest
+//!   of the operation.
+//! * **Sample**: fetch the roots, draw cells ([`SamplingSession`]), fetch each from a node
+//!   holding its column, verify against the data root, report the confidence.
+
+use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use lamina_da_core::proof::namespace_rows;
+use lamina_da_core::sampling::SamplingOutcome;
+use lamina_da_core::tree::{Axis, axis_root};
+use lamina_da_core::{
+    Assignment, BadEncodingProof, CommittedSquare, DaHeader, OriginalSquare, Parallelism, SHARE_SIZE, SampleProof,
+    SamplingSession, SquareRoots, extend_and_commit_into,
+};
+use lamina_interfaces::{Blob, DaError, DataAvailability, Genesis};
+use lamina_net::{Endpoint, EndpointConfig, Handler, NetError, Network, PeerSet};
+use lamina_primitives::{
+    AvailabilityCertificate, DataCommitment, Digest, Keypair, Namespace, NodeId, QuorumCertificate, Signature, sig,
+};
+use parking_lot::Mutex;
+use tokio::task::JoinSet;
+
+use crate::config::ClientConfig;
+use crate::error::{Error, Result};
+use crate::metrics as m;
+use crate::node::protocol_config;
+use crate::protocol::{
+    CellRef, ColumnData, DaProtocol, DaRequest, DaResponse, MAX_RANGES_BYTES, MAX_STORE_BYTES, RangesRequest,
+    StoreRequest, StoreResponse,
+};
+
+const TARGET: &str = "lamina::da";
+
+/// Why a retrieval failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RetrieveError {
+    /// Not enough honest answers, unknown square, transport.
+    #[error(transparent)]
+    Da(#[from] DaError),
+    /// The square is wrongly encoded; here is the proof (for settlement).
+    #[error("row {} of the square is wrongly encoded (fraud proof attached)", .0.index)]
+    BadEncoding(Box<BadEncodingProof>),
+}
+
+/// A client handler: serves nothing (DA nodes never ask clients).
+struct NoServe;
+impl Handler<DaProtocol> for NoServe {}
+
+/// A verified header and its roots.
+#[derive(Debug)]
+struct Verified {
+    header: DaHeader,
+    roots: SquareRoots,
+}
+
+/// The QUIC DA client (see the module docs).
+pub struct DaClient {
+    net: Network<DaProtocol>,
+    nodes: Vec<NodeId>,
+    threshold: usize,
+    config: ClientConfig,
+    headers: Mutex<VecDeque<(Digest, Arc<Verified>)>>,
+    blamed: Mutex<BTreeMap<NodeId, u64>>,
+    buffer: Mutex<Option<Vec<u8>>>,
+}
+
+impl std::fmt::Debug for DaClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DaClient").field("nodes", &self.nodes.len()).field("threshold", &self.threshold).finish()
+    }
+}
+
+fn transport(e: NetError) -> DaError {
+    DaError::Transport(e.to_string())
+}
+
+impl DaClient {
+    /// Registers the DA protocol on `endpoint` (dialing the genesis DA nodes) and
+    /// returns the client. The endpoint's key must be a genesis node (DA nodes accept
+    /// every genesis key and nothing else).
+    pub fn register(endpoint: &Endpoint, genesis: &Genesis, config: ClientConfig) -> Result<Self> {
+        config.validate()?;
+        let peers = PeerSet::dial_entries(&genesis.da_nodes);
+        let net = endpoint.register::<DaProtocol, _>(NoServe, peers, protocol_config())?;
+        Ok(DaClient {
+            net,
+            nodes: genesis.da_committee().members,
+            threshold: genesis.da_threshold(),
+            config,
+            headers: Mutex::new(VecDeque::new()),
+            blamed: Mutex::new(BTreeMap::new()),
+            buffer: Mutex::new(None),
+        })
+    }
+
+    /// Binds an endpoint of its own on `listen` with `keypair` and registers a client on
+    /// it (for tools such as `lamina da sample`, and tests).
+    pub fn bind(
+        keypair: &Keypair,
+        genesis: &Genesis,
+        listen: SocketAddr,
+        config: ClientConfig,
+    ) -> Result<(Self, Endpoint)> {
+        let endpoint = Endpoint::bind(keypair, EndpointConfig::new(listen))?;
+        let client = Self::register(&endpoint, genesis, config)?;
+        Ok((client, endpoint))
+    }
+
+    /// Waits until at least `n` DA nodes are connected (or `timeout`).
+    pub async fn wait_for_nodes(&self, n: usize, timeout: Duration) -> Result<()> {
+        self.net.wait_for_peers(n, timeout).await?;
+        Ok(())
+    }
+
+    /// Nodes blamed so far for answers that failed verification, with counts.
+    pub fn misbehaving(&self) -> BTreeMap<NodeId, u64> {
+        self.blamed.lock().clone()
+    }
+
+    fn blame(&self, node: &NodeId, what: &str, reason: impl std::fmt::Display) {
+        *self.blamed.lock().entry(*node).or_default() += 1;
+        metrics::counter!(m::MISBEHAVING, "node" => node.to_hex()[..16].to_string()).increment(1);
+        tracing::warn!(target: TARGET, node = %node, what, %reason, "DA node served invalid data");
+    }
+
+    async fn ask(&self, node: &NodeId, req: &DaRequest) -> Result<DaResponse, NetError> {
+        ask(&self.net, &self.config, node, req).await
+    }
+
+    // ------------------------------------------------------------------ dispersal
+
+    /// Builds the square for `blobs`, disperses it, and returns the certificate.
+    pub async fn disperse(&self, blobs: Vec<Blob>) -> Result<AvailabilityCertificate, DaError> {
+        let started = Instant::now();
+        let out = self.disperse_inner(blobs).await;
+        let outcome = if out.is_ok() { "certified" } else { "failed" };
+        metrics::counter!(m::DISPERSALS, "outcome" => outcome).increment(1);
+        metrics::histogram!(m::DISPERSE_SECONDS).record(started.elapsed().as_secs_f64());
+        out
+    }
+
+    async fn disperse_inner(&self, blobs: Vec<Blob>) -> Result<AvailabilityCertificate, DaError> {
+        let codec = self.config.codec_id();
+        let buf = self.buffer.lock().take().unwrap_or_default();
+        let square = tokio::task::spawn_blocking(move || -> Result<CommittedSquare, lamina_da_core::Error> {
+            let ods = OriginalSquare::from_blobs(&blobs, codec)?;
+            extend_and_commit_into(&ods, codec, Parallelism::Rayon, buf)
+        })
+        .await
+        .map_err(|e| DaError::Transport(format!("encoder task failed: {e}")))?
+        .map_err(lamina_da_core::inprocess::to_da_error)?;
+        let square = Arc::new(square);
+        let commitment = square.commitment();
+        let digest = commitment.attestation_digest();
+        let k = square.eds().k();
+        let assignment = Assignment::new(self.nodes.len(), self.threshold, k);
+
+        let mut tasks = JoinSet::new();
+        for (i, node) in self.nodes.iter().enumerate() {
+            let (net, config, square, commitment) =
+                (self.net.clone(), self.config.clone(), square.clone(), commitment.clone());
+            let (node, columns) = (*node, assignment.columns_of(i));
+            tasks.spawn(async move {
+                let r = disperse_to(&net, &config, &node, &square, &commitment, &columns).await;
+                (i, node, r)
+            });
+        }
+        let mut votes: Vec<(usize, Signature)> = Vec::new();
+        let mut failures = Vec::new();
+        let deadline = tokio::time::sleep(self.config.disperse_timeout);
+        tokio::pin!(deadline);
+        while votes.len() < self.threshold {
+            tokio::select! {
+                next = tasks.join_next() => match next {
+                    None => break,
+                    Some(Err(e)) => failures.push(format!("task: {e}")),
+                    Some(Ok((i, node, Ok(signature)))) => {
+                        if sig::verify(&node, &digest, &signature).is_ok() {
+                            votes.push((i, signature));
+                        } else {
+                            self.blame(&node, "attestation", "signature does not verify");
+                        }
+                    }
+                    Some(Ok((_, node, Err(e)))) => {
+                        tracing::debug!(target: TARGET, node = %node, error = %e, "dispersal to node failed");
+                        failures.push(format!("{node}: {e}"));
+                    }
+                },
+                () = &mut deadline => break,
+            }
+        }
+        if votes.len() < self.threshold {
+            tasks.abort_all();
+            return Err(DaError::InsufficientNodes { have: votes.len(), need: self.threshold });
+        }
+        if tasks.is_empty() {
+            drop(tasks);
+            if let Ok(sq) = Arc::try_unwrap(square) {
+                *self.buffer.lock() = Some(sq.into_eds().into_cells());
+            }
+        } else {
+            // The rest of the committee keeps receiving its columns.
+            tasks.detach_all();
+        }
+        let signatures = QuorumCertificate::from_votes(digest, self.nodes.len(), &votes);
+        tracing::debug!(target: TARGET, data_root = %commitment.data_root, k, signers = votes.len(), "square certified");
+        Ok(AvailabilityCertificate { commitment, signatures })
+    }
+
+    // ------------------------------------------------------------------ headers
+
+    async fn verified_header(&self, commitment: &DataCommitment) -> Result<Arc<Verified>, DaError> {
+        if let Some((_, v)) = self.headers.lock().iter().find(|(d, _)| d == &commitment.data_root) {
+            return Ok(v.clone());
+        }
+        let mut errors = Vec::new();
+        for node in self.nodes.iter() {
+            match self.ask(node, &DaRequest::Header(commitment.data_root)).await {
+                Ok(DaResponse::Header(header)) => {
+                    let checked = header
+                        .verify(&commitment.data_root)
+                        .and_then(|roots| header.check_commitment(commitment).map(|_| roots));
+                    match checked {
+                        Ok(roots) => {
+                            let v = Arc::new(Verified { header, roots });
+                            let mut cache = self.headers.lock();
+                            cache.push_back((commitment.data_root, v.clone()));
+                            while cache.len() > self.config.header_cache.max(1) {
+                                cache.pop_front();
+                            }
+                            return Ok(v);
+                        }
+                        Err(e) => self.blame(node, "header", e),
+                    }
+                }
+                Ok(_) => self.blame(node, "header", "wrong answer type"),
+                Err(e) => errors.push(format!("{node}: {e}")),
+            }
+        }
+        Err(DaError::Unavailable(format!("no DA node served a valid header for {}: {errors:?}", commitment.data_root)))
+    }
+
+    // ------------------------------------------------------------------ retrieval
+
+    /// The verified blobs of `namespace` in the square of `commitment` (empty: proven
+    /// absent).
+    pub async fn retrieve(
+        &self,
+        commitment: &DataCommitment,
+        namespace: Namespace,
+    ) -> Result<Vec<Vec<u8>>, RetrieveError> {
+        let out = self.retrieve_inner(commitment, namespace).await;
+        let outcome = match &out {
+            Ok(b) if b.is_empty() => "absent",
+            Ok(_) => "ok",
+            Err(RetrieveError::BadEncoding(_)) => "bad_encoding",
+            Err(_) => "failed",
+        };
+        metrics::counter!(m::RETRIEVALS, "outcome" => outcome).increment(1);
+        out
+    }
+
+    async fn retrieve_inner(
+        &self,
+        commitment: &DataCommitment,
+        namespace: Namespace,
+    ) -> Result<Vec<Vec<u8>>, RetrieveError> {
+        let v = self.verified_header(commitment).await?;
+        let header = &v.header;
+        let core_err = |e: lamina_da_core::Error| DaError::Unavailable(e.to_string());
+        let Some((r0, r1)) = namespace_rows(header, namespace) else {
+            // The verified table proves absence.
+            let entries = header.table.prove(namespace).and_then(|p| p.verify(&v.roots.table_root, namespace));
+            return match entries.map_err(core_err)? {
+                e if e.is_empty() => Ok(vec![]),
+                _ => Err(DaError::Unavailable("table disagrees with itself".into()).into()),
+            };
+        };
+        let k = header.k as usize;
+        let codec = header.codec_id().map_err(core_err)?;
+        let columns = self.fetch_rows(header, r0, r1).await?;
+        // Rebuild and check every row.
+        let w = 2 * k;
+        let mut rows: Vec<Vec<u8>> = Vec::with_capacity((r1 - r0) as usize);
+        for r in r0..r1 {
+            let i = (r - r0) as usize;
+            let mut row = vec![0u8; w * SHARE_SIZE];
+            let mut present = vec![false; w];
+            for (&c, cells) in &columns {
+                row[c as usize * SHARE_SIZE..][..SHARE_SIZE].copy_from_slice(&cells[i * SHARE_SIZE..][..SHARE_SIZE]);
+                present[c as usize] = true;
+            }
+            if present[..k].iter().all(|p| *p) {
+                lamina_da_core::square::encode_axis(codec.codec(), k, &mut row).map_err(core_err)?;
+            } else {
+                let mut shards: Vec<&mut [u8]> = row.chunks_exact_mut(SHARE_SIZE).collect();
+                codec.codec().reconstruct(&mut shards, &present, k).map_err(core_err)?;
+                metrics::counter!(m::ROWS_REBUILT).increment(1);
+            }
+            if axis_root(Axis::Row, &row) != header.row_roots[r as usize] {
+                let used: Vec<u32> = columns.keys().copied().take(k).collect();
+                return Err(self.bad_encoding(&v, r, &used).await);
+            }
+            row.truncate(k * SHARE_SIZE);
+            rows.push(row);
+        }
+        let (a, b) = header.table.entry_range(namespace);
+        let first = header.table.entries[a].start as usize;
+        Ok(header.table.entries[a..b]
+            .iter()
+            .map(|e| {
+                let mut out = Vec::with_capacity(e.len as usize);
+                for s in e.start as usize..e.end() as usize {
+                    let (r, c) = (s / k, s % k);
+                    let row = &rows[r - first / k];
+                    out.extend_from_slice(&row[c * SHARE_SIZE..(c + 1) * SHARE_SIZE]);
+                }
+                out.truncate(e.len as usize);
+                out
+            })
+            .collect())
+    }
+
+    /// Rows `[r0, r1)` of at least `k` distinct columns, each slice verified against its
+    /// column root: original columns first, then others as nodes fail.
+    async fn fetch_rows(&self, header: &DaHeader, r0: u32, r1: u32) -> Result<BTreeMap<u32, Vec<u8>>, DaError> {
+        let k = header.k as usize;
+        let w = 2 * k as u32;
+        let assignment = Assignment::new(self.nodes.len(), self.threshold, k);
+        let mut have: BTreeMap<u32, Vec<u8>> = BTreeMap::new();
+        let mut tried: HashSet<(usize, u32)> = HashSet::new();
+        let mut bad: HashSet<usize> = HashSet::new();
+        let per_col = (r1 - r0) as usize * SHARE_SIZE + 2048;
+        let max_cols = (MAX_RANGES_BYTES / per_col).max(1);
+        let data_root = header.data_root();
+        loop {
+            if have.len() >= k {
+                return Ok(have);
+            }
+            // Plan: the next columns we lack, each from an owner not yet tried.
+            let mut plan: BTreeMap<usize, Vec<u32>> = BTreeMap::new();
+            let mut planned = 0;
+            for c in 0..w {
+                if planned >= k - have.len() {
+                    break;
+                }
+                if have.contains_key(&c) {
+                    continue;
+                }
+                if let Some(&node) =
+                    assignment.nodes_of(c).iter().find(|&&o| !bad.contains(&o) && !tried.contains(&(o, c)))
+                {
+                    tried.insert((node, c));
+                    plan.entry(node).or_default().push(c);
+                    planned += 1;
+                }
+            }
+            if plan.is_empty() {
+                return Err(DaError::InsufficientNodes { have: have.len(), need: k });
+            }
+            let mut set = JoinSet::new();
+            for (node, cols) in plan {
+                for chunk in cols.chunks(max_cols) {
+                    let req = DaRequest::ColumnRanges(RangesRequest {
+                        data_root,
+                        first_row: r0,
+                        end_row: r1,
+                        columns: chunk.to_vec(),
+                    });
+                    let (net, config, id) = (self.net.clone(), self.config.clone(), self.nodes[node]);
+                    set.spawn(async move { (node, ask(&net, &config, &id, &req).await) });
+                }
+            }
+            while let Some(joined) = set.join_next().await {
+                let Ok((node, answer)) = joined else { continue };
+                let id = self.nodes[node];
+                match answer {
+                    Ok(DaResponse::Ranges(slices)) => {
+                        for s in slices {
+                            let c = s.index;
+                            let cells = if c < w && assignment.holds(node, c) {
+                                s.proof.verify(Axis::Col, header.k, &header.col_roots[c as usize], r0, r1).ok()
+                            } else {
+                                None
+                            };
+                            match cells {
+                                // A verified slice is correct whoever sent it.
+                                Some(cells) => {
+                                    have.entry(c).or_insert_with(|| cells.to_vec());
+                                }
+                                None => {
+                                    self.blame(&id, "column range", format!("column {c} does not verify"));
+                                    bad.insert(node);
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                    Ok(_) => {
+                        self.blame(&id, "column range", "wrong answer type");
+                        bad.insert(node);
+                    }
+                    Err(e) => {
+                        tracing::debug!(target: TARGET, node = %id, error = %e, "column ranges unavailable");
+                        if e.is_peer_fault() && !matches!(e, NetError::Rejected(_)) {
+                            self.blame(&id, "column range", &e);
+                            bad.insert(node);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Builds a fraud proof for row `r` from sample proofs of `k` of its cells.
+    async fn bad_encoding(&self, v: &Verified, r: u32, columns: &[u32]) -> RetrieveError {
+        let k = v.header.k as usize;
+        let assignment = Assignment::new(self.nodes.len(), self.threshold, k);
+        let data_root = v.roots.data_root();
+        let mut samples = Vec::with_capacity(k);
+        // The columns the row was decoded from first, then any others.
+        let order = columns.iter().copied().chain((0..2 * k as u32).filter(|c| !columns.contains(c)));
+        for c in order {
+            if samples.len() == k {
+                break;
+            }
+            for node in assignment.nodes_of(c) {
+                let req = DaRequest::Sample(CellRef { data_root, row: r, col: c });
+                if let Ok(DaResponse::Sample(p)) = self.ask(&self.nodes[node], &req).await
+                    && p.verify(&data_root).is_ok()
+                    && p.coordinates() == (r, c)
+                {
+                    samples.push(p);
+                    break;
+                }
+            }
+        }
+        match BadEncodingProof::from_samples(&v.header, Axis::Row, r, &samples) {
+            Ok(proof) if proof.verify(&data_root).is_ok() => {
+                tracing::warn!(target: TARGET, %data_root, row = r, "square is wrongly encoded; fraud proof built");
+                RetrieveError::BadEncoding(Box::new(proof))
+            }
+            _ => RetrieveError::Da(DaError::Unavailable(format!(
+                "row {r} of {data_root} does not match its root, and no fraud proof could be assembled"
+            ))),
+        }
+    }
+
+    // ------------------------------------------------------------------ sampling
+
+    /// Light sampling of the square `data_root`: `samples` random cells, each verified
+    /// against the data root.
+    pub async fn sample(&self, data_root: Digest, samples: u32) -> Result<SamplingOutcome, DaError> {
+        let roots = self.roots(data_root).await?;
+        let k = roots.k as usize;
+        let mut session = {
+            let mut rng = rand::rng();
+            SamplingSession::new(data_root, roots.k, samples, &mut rng)
+        };
+        let assignment = Assignment::new(self.nodes.len(), self.threshold, k);
+        let mut set = JoinSet::new();
+        for (r, c) in session.cells() {
+            let owners: Vec<NodeId> = assignment.nodes_of(c).into_iter().map(|i| self.nodes[i]).collect();
+            let (net, config) = (self.net.clone(), self.config.clone());
+            set.spawn(async move {
+                let mut answers = Vec::new();
+                for node in owners {
+                    match ask(&net, &config, &node, &DaRequest::Sample(CellRef { data_root, row: r, col: c })).await {
+                        Ok(DaResponse::Sample(p)) => {
+                            let good = p.verify(&data_root).is_ok() && p.coordinates() == (r, c);
+                            answers.push((node, Some(p)));
+                            if good {
+                                break;
+                            }
+                        }
+                        Ok(_) => answers.push((node, None)),
+                        Err(_) => {}
+                    }
+                }
+                ((r, c), answers)
+            });
+        }
+        while let Some(joined) = set.join_next().await {
+            let Ok((cell, answers)) = joined else { continue };
+            let mut verified = false;
+            for (node, answer) in answers {
+                match answer.map(|p| session.handle_proof(cell, &p)) {
+                    Some(Ok(_)) => {
+                        verified = true;
+                        metrics::counter!(m::SAMPLES, "outcome" => "verified").increment(1);
+                    }
+                    Some(Err(e)) => {
+                        metrics::counter!(m::SAMPLES, "outcome" => "invalid").increment(1);
+                        self.blame(&node, "sample", e);
+                    }
+                    None => self.blame(&node, "sample", "wrong answer type"),
+                }
+            }
+            if !verified {
+                metrics::counter!(m::SAMPLES, "outcome" => "missing").increment(1);
+                session.handle_missing(cell);
+            }
+        }
+        let outcome = session.outcome();
+        metrics::gauge!(m::SAMPLING_CONFIDENCE).set(outcome.confidence);
+        Ok(outcome)
+    }
+
+    async fn roots(&self, data_root: Digest) -> Result<SquareRoots, DaError> {
+        for node in &self.nodes {
+            match self.ask(node, &DaRequest::Roots(data_root)).await {
+                Ok(DaResponse::Roots(r)) => match r.check(&data_root) {
+                    Ok(_) => return Ok(r),
+                    Err(e) => self.blame(node, "roots", e),
+                },
+                Ok(_) => self.blame(node, "roots", "wrong answer type"),
+                Err(_) => {}
+            }
+        }
+        Err(DaError::Unavailable(format!("no DA node knows {data_root}")))
+    }
+
+    /// One verified sample (used by tests and tools).
+    pub async fn fetch_sample(
+        &self,
+        node: &NodeId,
+        data_root: Digest,
+        row: u32,
+        col: u32,
+    ) -> Result<SampleProof, Error> {
+        match self.ask(node, &DaRequest::Sample(CellRef { data_root, row, col })).await? {
+            DaResponse::Sample(p) => {
+                p.verify(&data_root)?;
+                Ok(p)
+            }
+            _ => Err(DaError::Misbehaving { node: *node, reason: "wrong answer type".into() }.into()),
+        }
+    }
+}
+
+async fn ask(
+    net: &Network<DaProtocol>,
+    config: &ClientConfig,
+    node: &NodeId,
+    req: &DaRequest,
+) -> Result<DaResponse, NetError> {
+    if !net.is_connected(node) {
+        net.wait_connected(node, config.connect_wait).await?;
+    }
+    net.request_with_timeout(node, req, config.request_timeout).await
+}
+
+/// Sends `node` its columns in batches; returns its attestation.
+async fn disperse_to(
+    net: &Network<DaProtocol>,
+    config: &ClientConfig,
+    node: &NodeId,
+    square: &CommittedSquare,
+    commitment: &DataCommitment,
+    columns: &[u32],
+) -> Result<Signature, DaError> {
+    let col_len = square.eds().row_len();
+    let per_batch = (MAX_STORE_BYTES / col_len).max(1);
+    let batches: Vec<&[u32]> = if columns.is_empty() { vec![&[]] } else { columns.chunks(per_batch).collect() };
+    let mut last: Option<StoreResponse> = None;
+    for batch in batches {
+        let req = DaRequest::Store(StoreRequest {
+            commitment: commitment.clone(),
+            header: square.header().clone(),
+            columns: batch.iter().map(|&c| ColumnData { index: c, bytes: square.eds().column(c as usize) }).collect(),
+        });
+        match ask(net, config, node, &req).await.map_err(transport)? {
+            DaResponse::Stored(s) => last = Some(s),
+            _ => return Err(DaError::Misbehaving { node: *node, reason: "wrong answer to store".into() }),
+        }
+    }
+    match last.and_then(|s| s.attestation) {
+        Some(sig) => Ok(sig),
+        None => Err(DaError::Misbehaving { node: *node, reason: "stored the columns but did not attest".into() }),
+    }
+}
+
+impl DataAvailability for DaClient {
+    fn submit(&self, blobs: Vec<Blob>) -> impl Future<Output = Result<AvailabilityCertificate, DaError>> + Send {
+        self.disperse(blobs)
+    }
+
+    fn get_namespace(
+        &self,
+        commitment: &DataCommitment,
+        namespace: Namespace,
+    ) -> impl Future<Output = Result<Vec<Vec<u8>>, DaError>> + Send {
+        let commitment = commitment.clone();
+        async move {
+            self.retrieve(&commitment, namespace).await.map_err(|e| match e {
+                RetrieveError::Da(d) => d,
+                RetrieveError::BadEncoding(p) => {
+                    DaError::Unavailable(format!("square is wrongly encoded (row {}); fraud proof produced", p.index))
+                }
+            })
+        }
+    }
+}
+
+/// Samples `data_root` as a light client would: binds an ephemeral endpoint with
+/// `keypair` (a genesis key), samples `samples` cells and reports (the body of
+/// `lamina da sample <data-root>`).
+pub async fn sample_once(
+    keypair: &Keypair,
+    genesis: &Genesis,
+    data_root: Digest,
+    samples: u32,
+    config: ClientConfig,
+) -> Result<SamplingOutcome> {
+    let (client, endpoint) = DaClient::bind(keypair, genesis, SocketAddr::from(([0, 0, 0, 0], 0)), config)?;
+    let wanted = genesis.da_nodes.len().min(1);
+    let _ = client.wait_for_nodes(wanted, Duration::from_secs(5)).await;
+    let out = client.sample(data_root, samples).await;
+    endpoint.shutdown().await;
+    Ok(out?)
+}
+
+const _: fn() = || {
+    fn is<T: Send + Sync>() {}
+    is::<DaClient>();
+};

@@ -1,0 +1,156 @@
+//! Typed configuration: the DA node's `[da]` section and the client's settings.
+
+use std::time::Duration;
+
+use lamina_da_core::{CodecId, DEFAULT_SAMPLES};
+use lamina_net::EndpointConfig;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+mod secs {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_secs())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        Ok(Duration::from_secs(u64::deserialize(d)?))
+    }
+}
+
+mod millis {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_millis() as u64)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        Ok(Duration::from_millis(u64::deserialize(d)?))
+    }
+}
+
+/// Settings of a DA storage node (the `[da]` section of its `config.toml`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Squares received longer ago than this are pruned and no longer served. Default
+    /// 7 days (Celestia's sampling window): light clients may sample, and executors
+    /// re-fetch, any square younger than this.
+    #[serde(rename = "retention_secs", with = "secs")]
+    pub retention: Duration,
+    /// How often the node prunes. Default 60 s.
+    #[serde(rename = "prune_interval_secs", with = "secs")]
+    pub prune_interval: Duration,
+    /// Size of each column-store segment file. Default 256 MiB (a k = 128 square spread
+    /// over 4 nodes is 8 MiB per node). Pruning deletes whole segments.
+    pub segment_bytes: u64,
+    /// QUIC endpoint settings. Not part of the `[da]` section: the binary fills them from
+    /// `[net]` (listen address, limits). A zero port means "the genesis address".
+    #[serde(skip)]
+    pub net: EndpointConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            retention: Duration::from_secs(7 * 24 * 3600),
+            prune_interval: Duration::from_secs(60),
+            segment_bytes: 256 << 20,
+            net: EndpointConfig::default(),
+        }
+    }
+}
+
+impl Config {
+    /// Checks the values.
+    pub fn validate(&self) -> Result<()> {
+        if self.retention.is_zero() || self.prune_interval.is_zero() {
+            return Err(Error::Config("retention_secs and prune_interval_secs must be positive".into()));
+        }
+        self.store_config().validate().map_err(|e| Error::Config(format!("segment_bytes: {e}")))?;
+        self.net.validate().map_err(|e| Error::Config(format!("net: {e}")))?;
+        Ok(())
+    }
+
+    /// The column store's log configuration.
+    pub fn store_config(&self) -> lamina_store::Config {
+        let max_record = lamina_store::Config::capacity(self.segment_bytes).min(8 << 20);
+        lamina_store::Config { segment_size: self.segment_bytes, max_record_size: max_record, ..Default::default() }
+    }
+}
+
+/// Settings of a DA client: the disperser, retrieval and the light sampler.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClientConfig {
+    /// Codec id for new squares (1 = Leopard GF(2^16), 2 = Vandermonde GF(2^8)).
+    pub codec: u8,
+    /// Time allowed per request to a DA node. Default 10 s.
+    #[serde(rename = "request_timeout_ms", with = "millis")]
+    pub request_timeout: Duration,
+    /// How long to wait for a connection to a node that is not connected before
+    /// skipping it. Default 1 s.
+    #[serde(rename = "connect_wait_ms", with = "millis")]
+    pub connect_wait: Duration,
+    /// How long `submit` waits for attestations before giving up. Default 30 s.
+    #[serde(rename = "disperse_timeout_ms", with = "millis")]
+    pub disperse_timeout: Duration,
+    /// Samples per light-sampling run. Default 32 (>= 99.99 % confidence for k <= 512).
+    pub samples: u32,
+    /// Verified headers kept in memory. Default 64.
+    pub header_cache: usize,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            codec: CodecId::default().as_u8(),
+            request_timeout: Duration::from_secs(10),
+            connect_wait: Duration::from_secs(1),
+            disperse_timeout: Duration::from_secs(30),
+            samples: DEFAULT_SAMPLES,
+            header_cache: 64,
+        }
+    }
+}
+
+impl ClientConfig {
+    /// Checks the values.
+    pub fn validate(&self) -> Result<()> {
+        CodecId::from_u8(self.codec).map_err(|e| Error::Config(e.to_string()))?;
+        if self.request_timeout.is_zero() || self.disperse_timeout.is_zero() || self.samples == 0 {
+            return Err(Error::Config("timeouts and samples must be positive".into()));
+        }
+        Ok(())
+    }
+
+    /// The codec.
+    pub fn codec_id(&self) -> CodecId {
+        CodecId::from_u8(self.codec).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_validate_and_round_trip_through_toml_form() {
+        Config::default().validate().unwrap();
+        ClientConfig::default().validate().unwrap();
+        let json = serde_json::to_string(&Config::default()).unwrap();
+        assert!(json.contains("retention_secs"));
+        let back: Config = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, Config::default());
+        let bad = Config { segment_bytes: 1000, ..Config::default() };
+        assert!(bad.validate().is_err());
+        assert!(ClientConfig { codec: 9, ..ClientConfig::default() }.validate().is_err());
+    }
+}

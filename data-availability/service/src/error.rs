@@ -1,0 +1,53 @@
+//! The service crate's error type.
+
+use lamina_interfaces::DaError;
+use lamina_primitives::CodecError;
+
+/// What can stop a DA service or client operation.
+///
+/// Peer misbehaviour inside an operation (a node answering with bad data) is not an
+/// error of the operation: it is blamed, counted, and the operation continues with
+/// other nodes. It becomes an error only when too few honest answers remain.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Invalid configuration.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// This node's key is not a DA node of the genesis.
+    #[error("this node's key is not among the genesis DA nodes")]
+    NotInCommittee,
+    /// Transport failure (bind, shutdown).
+    #[error(transparent)]
+    Net(#[from] lamina_net::NetError),
+    /// Storage failure (fail-stop: the node must restart and recover).
+    #[error(transparent)]
+    Store(#[from] lamina_store::Error),
+    /// A stored record that does not decode: written by another version or damaged
+    /// past its checksum (fail-stop).
+    #[error("stored record {seq} unreadable: {reason}")]
+    BadRecord {
+        /// Record sequence number.
+        seq: u64,
+        /// Why.
+        reason: String,
+    },
+    /// DA computation failed.
+    #[error(transparent)]
+    Core(#[from] lamina_da_core::Error),
+    /// Encoding failure.
+    #[error(transparent)]
+    Codec(#[from] CodecError),
+    /// A blocking task panicked or was cancelled.
+    #[error("background task failed: {0}")]
+    Task(String),
+    /// An operation of the DA interface failed.
+    #[error(transparent)]
+    Da(#[from] DaError),
+}
+
+/// Shorthand.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+pub(crate) fn task_err(e: tokio::task::JoinError) -> Error {
+    Error::Task(e.to_string())
+}

@@ -1,0 +1,35 @@
+//! Metric names (`lamina_da_<thing>_<unit>`; counters end in `_total`).
+//!
+//! Node side:
+//! * `lamina_da_node_columns_stored_total`: columns verified and stored.
+//! * `lamina_da_node_attestations_total`: attestations signed.
+//! * `lamina_da_node_rejected_total{reason}`: requests refused (`bad_header`,
+//!   `bad_commitment`, `not_assigned`, `bad_column`, `not_codeword`, `unknown_square`,
+//!   `bad_request`), the node keeps serving.
+//! * `lamina_da_node_served_total{kind}`: answers served (`header`, `roots`, `column`,
+//!   `ranges`, `sample`).
+//! * `lamina_da_node_squares`: squares held (gauge).
+//! * `lamina_da_node_pruned_squares_total`: squares dropped by retention.
+//!
+//! Client side:
+//! * `lamina_da_disperse_seconds`: time from blobs to certificate (histogram).
+//! * `lamina_da_dispersals_total{outcome}`: `certified`, `failed`.
+//! * `lamina_da_retrievals_total{outcome}`: `ok`, `absent`, `failed`, `bad_encoding`.
+//! * `lamina_da_rows_rebuilt_total`: rows decoded from parity during retrieval.
+//! * `lamina_da_misbehaving_answers_total{node}`: answers that failed verification.
+//! * `lamina_da_samples_total{outcome}`: `verified`, `invalid`, `missing`.
+//! * `lamina_da_sampling_confidence`: confidence of the last sampling run (gauge).
+
+pub(crate) const COLUMNS_STORED: &str = "lamina_da_node_columns_stored_total";
+pub(crate) const ATTESTATIONS: &str = "lamina_da_node_attestations_total";
+pub(crate) const REJECTED: &str = "lamina_da_node_rejected_total";
+pub(crate) const SERVED: &str = "lamina_da_node_served_total";
+pub(crate) const SQUARES: &str = "lamina_da_node_squares";
+pub(crate) const PRUNED: &str = "lamina_da_node_pruned_squares_total";
+pub(crate) const DISPERSE_SECONDS: &str = "lamina_da_disperse_seconds";
+pub(crate) const DISPERSALS: &str = "lamina_da_dispersals_total";
+pub(crate) const RETRIEVALS: &str = "lamina_da_retrievals_total";
+pub(crate) const ROWS_REBUILT: &str = "lamina_da_rows_rebuilt_total";
+pub(crate) const MISBEHAVING: &str = "lamina_da_misbehaving_answers_total";
+pub(crate) const SAMPLES: &str = "lamina_da_samples_total";
+pub(crate) const SAMPLING_CONFIDENCE: &str = "lamina_da_sampling_confidence";

@@ -1,0 +1,277 @@
+//! The DA storage node: verifies, stores and attests to its columns; serves headers,
+//! columns, column ranges and samples; prunes by retention.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use lamina_da_core::fraud::is_codeword;
+use lamina_da_core::tree::{Axis, axis_root};
+use lamina_da_core::{Assignment, AxisRangeProof, SHARE_SIZE, SampleProof};
+use lamina_net::{Endpoint, Handler, NodeContext, PeerSet, ProtocolConfig, Reject};
+use lamina_primitives::{Keypair, NodeId};
+use rayon::prelude::*;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::error::{Error, Result, task_err};
+use crate::metrics as m;
+use crate::protocol::{
+    CellRef, ColumnRef, ColumnSlice, DaProtocol, DaRequest, DaResponse, MAX_RANGES_BYTES, RangesRequest, StoreRequest,
+    StoreResponse,
+};
+use crate::store::ColumnStore;
+
+const TARGET: &str = "lamina::da";
+
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// Serves [`DaProtocol`] for one DA node.
+pub struct DaNode {
+    keypair: Keypair,
+    my_index: usize,
+    committee_size: usize,
+    threshold: usize,
+    store: Arc<ColumnStore>,
+    health: lamina_interfaces::Health,
+}
+
+impl std::fmt::Debug for DaNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DaNode").field("index", &self.my_index).field("store", &self.store).finish()
+    }
+}
+
+fn reject(reason: &'static str, detail: impl std::fmt::Display) -> Reject {
+    metrics::counter!(m::REJECTED, "reason" => reason).increment(1);
+    tracing::debug!(target: TARGET, reason, %detail, "request rejected");
+    Reject::bad_request(format!("{reason}: {detail}"))
+}
+
+fn unknown(data_root: &lamina_primitives::Digest) -> Reject {
+    metrics::counter!(m::REJECTED, "reason" => "unknown_square").increment(1);
+    Reject::unavailable(format!("no square {data_root}"))
+}
+
+fn internal(e: Error) -> Reject {
+    tracing::error!(target: TARGET, error = %e, "local fault while serving");
+    Reject::internal(e.to_string())
+}
+
+impl DaNode {
+    /// A node with its key, committee position and store.
+    pub fn new(ctx: &NodeContext, store: Arc<ColumnStore>) -> Result<Self> {
+        let committee = ctx.genesis.da_committee();
+        let my_index = committee.index_of(&ctx.node_id()).ok_or(Error::NotInCommittee)?;
+        Ok(DaNode {
+            keypair: ctx.keypair.clone(),
+            my_index,
+            committee_size: committee.size(),
+            threshold: ctx.genesis.da_threshold(),
+            store,
+            health: ctx.health.clone(),
+        })
+    }
+
+    /// Verifies and stores columns; signs once all assigned columns are held.
+    fn store(&self, req: StoreRequest) -> Result<StoreResponse, Reject> {
+        let StoreRequest { commitment, header, columns } = req;
+        let roots = header.verify(&commitment.data_root).map_err(|e| reject("bad_header", e))?;
+        header.check_commitment(&commitment).map_err(|e| reject("bad_commitment", e))?;
+        let k = header.k as usize;
+        let codec = header.codec_id().map_err(|e| reject("bad_header", e))?;
+        let assignment = Assignment::new(self.committee_size, self.threshold, k);
+        let assigned = assignment.columns_of(self.my_index);
+        let col_len = 2 * k * SHARE_SIZE;
+        // Check every column before storing any (work spread over the rayon pool).
+        columns.par_iter().try_for_each(|col| {
+            if !assignment.holds(self.my_index, col.index) {
+                return Err(reject("not_assigned", format!("column {} is not assigned to this node", col.index)));
+            }
+            if col.bytes.len() != col_len {
+                return Err(reject(
+                    "bad_column",
+                    format!("column {} has {} bytes, expected {col_len}", col.index, col.bytes.len()),
+                ));
+            }
+            if axis_root(Axis::Col, &col.bytes) != header.col_roots[col.index as usize] {
+                return Err(reject("bad_column", format!("column {} does not match its root", col.index)));
+            }
+            match is_codeword(codec, k, &col.bytes) {
+                Ok(true) => Ok(()),
+                Ok(false) => Err(reject("not_codeword", format!("column {} is not a codeword", col.index))),
+                Err(e) => Err(reject("bad_column", e)),
+            }
+        })?;
+        let held = self.store.insert(&commitment, &header, roots, &columns, now_ms()).map_err(internal)?;
+        metrics::counter!(m::COLUMNS_STORED).increment(columns.len() as u64);
+        metrics::gauge!(m::SQUARES).set(self.store.len() as f64);
+        let held_assigned = assigned.iter().filter(|c| held.contains(c)).count();
+        let attestation = if held_assigned == assigned.len() {
+            metrics::counter!(m::ATTESTATIONS).increment(1);
+            self.health.set_status("da_last_attested", commitment.data_root.to_hex());
+            tracing::debug!(target: TARGET, data_root = %commitment.data_root, columns = held_assigned, "attested");
+            Some(self.keypair.sign(&commitment.attestation_digest()))
+        } else {
+            None
+        };
+        Ok(StoreResponse { assigned: assigned.len() as u32, held: held_assigned as u32, attestation })
+    }
+
+    /// Answers one request (blocking: disk reads, hashing, fsync). [`run`] calls it
+    /// from the blocking pool for every request of the protocol.
+    pub fn handle(&self, req: DaRequest) -> Result<DaResponse, Reject> {
+        match req {
+            DaRequest::Store(s) => self.store(s).map(DaResponse::Stored),
+            DaRequest::Header(data_root) => {
+                let info = self.store.square(&data_root).ok_or_else(|| unknown(&data_root))?;
+                metrics::counter!(m::SERVED, "kind" => "header").increment(1);
+                Ok(DaResponse::Header((*info.header).clone()))
+            }
+            DaRequest::Roots(data_root) => {
+                let info = self.store.square(&data_root).ok_or_else(|| unknown(&data_root))?;
+                metrics::counter!(m::SERVED, "kind" => "roots").increment(1);
+                Ok(DaResponse::Roots(info.roots))
+            }
+            DaRequest::Column(ColumnRef { data_root, index }) => {
+                let col = self
+                    .store
+                    .with_column(&data_root, index, <[u8]>::to_vec)
+                    .map_err(internal)?
+                    .ok_or_else(|| Reject::unavailable(format!("column {index} of {data_root} not held")))?;
+                metrics::counter!(m::SERVED, "kind" => "column").increment(1);
+                Ok(DaResponse::Column(col))
+            }
+            DaRequest::ColumnRanges(RangesRequest { data_root, first_row, end_row, columns }) => {
+                let info = self.store.square(&data_root).ok_or_else(|| unknown(&data_root))?;
+                let w = 2 * info.header.k;
+                if first_row >= end_row || end_row > w || columns.len() > w as usize {
+                    return Err(reject("bad_request", format!("rows [{first_row}, {end_row}) of {w}")));
+                }
+                let per = (end_row - first_row) as usize * SHARE_SIZE + 2048;
+                if per * columns.len() > MAX_RANGES_BYTES {
+                    return Err(reject("bad_request", "range answer too large; ask for fewer columns"));
+                }
+                let mut out = Vec::new();
+                for c in columns {
+                    if c >= w || !info.holds(c) {
+                        continue;
+                    }
+                    let proof = self
+                        .store
+                        .with_column(&data_root, c, |col| AxisRangeProof::prove(Axis::Col, col, first_row, end_row))
+                        .map_err(internal)?
+                        .ok_or_else(|| unknown(&data_root))?
+                        .map_err(|e| reject("bad_request", e))?;
+                    out.push(ColumnSlice { index: c, proof });
+                }
+                metrics::counter!(m::SERVED, "kind" => "ranges").increment(1);
+                Ok(DaResponse::Ranges(out))
+            }
+            DaRequest::Sample(CellRef { data_root, row, col }) => {
+                let info = self.store.square(&data_root).ok_or_else(|| unknown(&data_root))?;
+                let proof = self
+                    .store
+                    .with_column(&data_root, col, |bytes| {
+                        SampleProof::from_axis(info.roots, Axis::Col, col, bytes, &info.header.col_roots, row)
+                    })
+                    .map_err(internal)?
+                    .ok_or_else(|| Reject::unavailable(format!("column {col} of {data_root} not held")))?
+                    .map_err(|e| reject("bad_request", e))?;
+                metrics::counter!(m::SERVED, "kind" => "sample").increment(1);
+                Ok(DaResponse::Sample(proof))
+            }
+        }
+    }
+}
+
+/// Async adapter: requests run on the blocking pool (disk reads, hashing, fsync).
+#[derive(Clone, Debug)]
+struct Serve(Arc<DaNode>);
+
+impl Handler<DaProtocol> for Serve {
+    async fn request(&self, _peer: NodeId, request: DaRequest) -> Result<DaResponse, Reject> {
+        let node = self.0.clone();
+        tokio::task::spawn_blocking(move || node.handle(request))
+            .await
+            .map_err(|e| Reject::internal(format!("handler task failed: {e}")))?
+    }
+}
+
+/// Every genesis node may talk DA to a DA node (validators disperse, execution nodes
+/// retrieve, any node may sample); DA nodes dial no one.
+pub fn accepted_peers(ctx: &NodeContext) -> PeerSet {
+    PeerSet::dial_entries(ctx.genesis.all_nodes()).accept_only().without(&ctx.node_id())
+}
+
+/// The protocol settings of the DA node.
+pub fn protocol_config() -> ProtocolConfig {
+    ProtocolConfig {
+        request_timeout: Duration::from_secs(30),
+        handler_timeout: Duration::from_secs(60),
+        // A store request may carry 32 MiB: bound what one peer can have in memory.
+        max_inflight_per_connection: 64,
+        ..ProtocolConfig::for_protocol::<DaProtocol>()
+    }
+}
+
+/// Runs a DA storage node until `shutdown`: opens the column store under
+/// `ctx.data_dir/columns`, binds the endpoint (genesis address unless `config.net`
+/// names a port), serves [`DaProtocol`], prunes every `prune_interval`. On shutdown:
+/// stop intake and drain (endpoint shutdown), then close the store (final sync).
+pub async fn run(ctx: NodeContext, config: Config, shutdown: CancellationToken) -> Result<(), Error> {
+    config.validate()?;
+    let dir = ctx.data_dir.join("columns");
+    std::fs::create_dir_all(&dir).map_err(|e| Error::Config(format!("cannot create {}: {e}", dir.display())))?;
+    let store_config = config.store_config();
+    let (store, report) =
+        tokio::task::spawn_blocking(move || ColumnStore::open(&dir, store_config)).await.map_err(task_err)??;
+    tracing::info!(target: TARGET, squares = report.squares, columns = report.columns, orphans = report.orphans, "column store open");
+    let store = Arc::new(store);
+    ctx.health.set_check("store", true, format!("{} squares", report.squares));
+    metrics::gauge!(m::SQUARES).set(store.len() as f64);
+    let node = Arc::new(DaNode::new(&ctx, store.clone())?);
+
+    let mut net = config.net.clone();
+    if net.listen.port() == 0
+        && let Some(addr) = ctx.listen_addr()
+    {
+        net.listen = addr;
+    }
+    let endpoint = Endpoint::bind(&ctx.keypair, net)?;
+    endpoint.register::<DaProtocol, _>(Serve(node), accepted_peers(&ctx), protocol_config())?;
+    endpoint.report_to(ctx.health.clone(), Duration::from_secs(2));
+    ctx.health.set_check("endpoint", true, format!("serving lamina/da/1 on {}", endpoint.local_addr()));
+    tracing::info!(target: TARGET, addr = %endpoint.local_addr(), "DA node serving");
+
+    let mut tick = tokio::time::interval(config.prune_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let result = loop {
+        tokio::select! {
+            () = shutdown.cancelled() => break Ok(()),
+            _ = tick.tick() => {
+                let cutoff = now_ms().saturating_sub(config.retention.as_millis() as u64);
+                let s = store.clone();
+                match tokio::task::spawn_blocking(move || s.prune(cutoff)).await.map_err(task_err) {
+                    Ok(Ok(0)) => {}
+                    Ok(Ok(n)) => {
+                        metrics::counter!(m::PRUNED).increment(n as u64);
+                        metrics::gauge!(m::SQUARES).set(store.len() as f64);
+                        tracing::info!(target: TARGET, squares = n, "pruned by retention");
+                    }
+                    Ok(Err(e)) | Err(e) => break Err(e),
+                }
+            }
+        }
+    };
+    ctx.health.set_check("endpoint", false, "shutting down");
+    endpoint.shutdown().await;
+    // The endpoint has drained: no handler holds the store any more.
+    match Arc::try_unwrap(store) {
+        Ok(store) => tokio::task::spawn_blocking(move || store.close()).await.map_err(task_err)??,
+        Err(_) => tracing::warn!(target: TARGET, "store still referenced at shutdown; records are already durable"),
+    }
+    tracing::info!(target: TARGET, "DA node stopped");
+    result
+}

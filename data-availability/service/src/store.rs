@@ -1,0 +1,284 @@
+//! The DA node's column store: squares' headers and the node's columns in a
+//! `lamina-store` log, with an in-memory index rebuilt at open.
+//!
+//! Records (rkyv, decoded through `lamina_primitives::codec` on every read, since disk
+//! bytes are untrusted):
+//! * `Square`: data root, arrival time, the signed commitment and the header; written
+//!   once per square, before its columns;
+//! * `Column`: data root, column index, the column's bytes.
+//!
+//! A square's columns are durable (`fdatasync`) before the node signs for them. The log
+//! is append-only in arrival order, so retention prunes a prefix: every segment below
+//! the first record of the oldest retained square. Expired squares leave the index at
+//! once, even when their records share a segment with younger ones.
+//!
+//! All methods block on disk I/O; async callers use `spawn_blocking`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::Arc;
+
+use lamina_da_core::{DaHeader, SquareRoots};
+use lamina_primitives::codec::{self, Wire};
+use lamina_primitives::{DataCommitment, Digest};
+use lamina_store::{Log, Seq};
+use parking_lot::Mutex;
+
+use crate::error::{Error, Result};
+use crate::protocol::ColumnData;
+
+/// One stored record.
+#[derive(Clone, PartialEq, Eq, Debug, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+enum StoredRecord {
+    Square { data_root: Digest, received_at_ms: u64, commitment: DataCommitment, header: DaHeader },
+    Column { data_root: Digest, index: u32, bytes: Vec<u8> },
+}
+
+impl Wire for StoredRecord {
+    const NAME: &'static str = "StoredRecord";
+    const MAX_SIZE: usize = <DaHeader as Wire>::MAX_SIZE + <DataCommitment as Wire>::MAX_SIZE + (2 << 20);
+}
+
+/// What the node knows about one square.
+#[derive(Clone, Debug)]
+pub struct SquareInfo {
+    /// The verified header.
+    pub header: Arc<DaHeader>,
+    /// Its roots (what proofs carry).
+    pub roots: SquareRoots,
+    /// The commitment the node was asked to sign.
+    pub commitment: DataCommitment,
+    /// Arrival time, ms since the Unix epoch.
+    pub received_at_ms: u64,
+    first_seq: Seq,
+    columns: BTreeMap<u32, Seq>,
+}
+
+impl SquareInfo {
+    /// Columns held.
+    pub fn columns(&self) -> Vec<u32> {
+        self.columns.keys().copied().collect()
+    }
+
+    /// True if column `c` is held.
+    pub fn holds(&self, c: u32) -> bool {
+        self.columns.contains_key(&c)
+    }
+}
+
+/// What opening the store found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OpenReport {
+    /// Squares indexed.
+    pub squares: usize,
+    /// Columns indexed.
+    pub columns: usize,
+    /// Column records whose square record was already pruned (ignored).
+    pub orphans: usize,
+}
+
+/// The column store (see the module docs).
+pub struct ColumnStore {
+    log: Log,
+    index: Mutex<HashMap<Digest, SquareInfo>>,
+}
+
+impl std::fmt::Debug for ColumnStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ColumnStore").field("squares", &self.index.lock().len()).finish()
+    }
+}
+
+fn bad(seq: Seq, e: impl std::fmt::Display) -> Error {
+    Error::BadRecord { seq, reason: e.to_string() }
+}
+
+impl ColumnStore {
+    /// Opens (or creates) the store in `dir` and rebuilds the index from its records.
+    pub fn open(dir: &Path, config: lamina_store::Config) -> Result<(Self, OpenReport)> {
+        let log = Log::open(dir, config)?;
+        let mut index: HashMap<Digest, SquareInfo> = HashMap::new();
+        let mut report = OpenReport::default();
+        for rec in log.iter_from(log.first_seq()) {
+            let rec = rec?;
+            let seq = rec.seq();
+            match codec::decode::<StoredRecord>(&rec).map_err(|e| bad(seq, e))? {
+                StoredRecord::Square { data_root, received_at_ms, commitment, header } => {
+                    let roots = header.verify(&data_root).map_err(|e| bad(seq, e))?;
+                    index.entry(data_root).or_insert(SquareInfo {
+                        header: Arc::new(header),
+                        roots,
+                        commitment,
+                        received_at_ms,
+                        first_seq: seq,
+                        columns: BTreeMap::new(),
+                    });
+                    report.squares = index.len();
+                }
+                StoredRecord::Column { data_root, index: c, .. } => match index.get_mut(&data_root) {
+                    Some(info) => {
+                        if info.columns.insert(c, seq).is_none() {
+                            report.columns += 1;
+                        }
+                    }
+                    None => report.orphans += 1,
+                },
+            }
+        }
+        Ok((ColumnStore { log, index: Mutex::new(index) }, report))
+    }
+
+    /// The square's info, if held.
+    pub fn square(&self, data_root: &Digest) -> Option<SquareInfo> {
+        self.index.lock().get(data_root).cloned()
+    }
+
+    /// Number of squares held.
+    pub fn len(&self) -> usize {
+        self.index.lock().len()
+    }
+
+    /// True when no square is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Stores a square's header (once) and those of `columns` not yet held, durably,
+    /// and returns the columns now held. The caller has verified everything.
+    pub fn insert(
+        &self,
+        commitment: &DataCommitment,
+        header: &DaHeader,
+        roots: SquareRoots,
+        columns: &[ColumnData],
+        now_ms: u64,
+    ) -> Result<Vec<u32>> {
+        let data_root = commitment.data_root;
+        let known = self.index.lock().get(&data_root).map(|i| i.columns.keys().copied().collect::<Vec<_>>());
+        let mut appended: Vec<(u32, Seq)> = Vec::new();
+        let mut square_seq = None;
+        if known.is_none() {
+            let rec = StoredRecord::Square {
+                data_root,
+                received_at_ms: now_ms,
+                commitment: commitment.clone(),
+                header: header.clone(),
+            };
+            square_seq = Some(self.log.append(&codec::encode(&rec)?)?);
+        }
+        let known = known.unwrap_or_default();
+        for col in columns {
+            if known.contains(&col.index) || appended.iter().any(|(c, _)| *c == col.index) {
+                continue;
+            }
+            let rec = StoredRecord::Column { data_root, index: col.index, bytes: col.bytes.clone() };
+            appended.push((col.index, self.log.append(&codec::encode(&rec)?)?));
+        }
+        if square_seq.is_some() || !appended.is_empty() {
+            self.log.sync()?;
+        }
+        let mut index = self.index.lock();
+        let info = index.entry(data_root).or_insert_with(|| SquareInfo {
+            header: Arc::new(header.clone()),
+            roots,
+            commitment: commitment.clone(),
+            received_at_ms: now_ms,
+            first_seq: square_seq.unwrap_or(0),
+            columns: BTreeMap::new(),
+        });
+        for (c, seq) in appended {
+            info.columns.entry(c).or_insert(seq);
+        }
+        Ok(info.columns.keys().copied().collect())
+    }
+
+    /// Runs `f` on column `c` of the square, read zero-copy from the log.
+    pub fn with_column<R>(&self, data_root: &Digest, c: u32, f: impl FnOnce(&[u8]) -> R) -> Result<Option<R>> {
+        let Some(seq) = self.index.lock().get(data_root).and_then(|i| i.columns.get(&c).copied()) else {
+            return Ok(None);
+        };
+        let Some(rec) = self.log.read(seq)? else { return Ok(None) };
+        let archived = codec::access::<StoredRecord>(&rec).map_err(|e| bad(seq, e))?;
+        match archived {
+            ArchivedStoredRecord::Column { data_root: d, index, bytes }
+                if d.0 == data_root.0 && index.to_native() == c =>
+            {
+                Ok(Some(f(bytes.as_slice())))
+            }
+            _ => Err(bad(seq, "index points at another record")),
+        }
+    }
+
+    /// Drops squares that arrived before `cutoff_ms` from the index and deletes the log
+    /// segments that hold only such squares. Returns the squares dropped.
+    pub fn prune(&self, cutoff_ms: u64) -> Result<usize> {
+        let (dropped, keep_from) = {
+            let mut index = self.index.lock();
+            let before = index.len();
+            index.retain(|_, i| i.received_at_ms >= cutoff_ms);
+            let keep_from = index.values().map(|i| i.first_seq).min().unwrap_or_else(|| self.log.next_seq());
+            (before - index.len(), keep_from)
+        };
+        if dropped > 0 {
+            self.log.prune_below(keep_from)?;
+        }
+        Ok(dropped)
+    }
+
+    /// Makes everything appended durable and closes the log.
+    pub fn close(self) -> Result<()> {
+        self.log.close()?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lamina_da_core::{CodecId, CommittedSquare, Parallelism};
+    use lamina_interfaces::Blob;
+    use lamina_primitives::Namespace;
+
+    fn square(seed: u8) -> CommittedSquare {
+        let blobs = vec![Blob { namespace: Namespace([0, 0, 0, 0, 0, 0, 0, 1]), data: vec![seed; 9000] }];
+        CommittedSquare::build(&blobs, CodecId::Leopard16, Parallelism::Sequential).unwrap()
+    }
+
+    fn cols(sq: &CommittedSquare, which: &[u32]) -> Vec<ColumnData> {
+        which.iter().map(|&c| ColumnData { index: c, bytes: sq.eds().column(c as usize) }).collect()
+    }
+
+    fn small() -> lamina_store::Config {
+        lamina_store::Config { segment_size: 1 << 20, max_record_size: 512 << 10, ..Default::default() }
+    }
+
+    #[test]
+    fn columns_survive_reopen_and_retention_prunes() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = square(1);
+        let b = square(2);
+        {
+            let (store, report) = ColumnStore::open(dir.path(), small()).unwrap();
+            assert_eq!(report, OpenReport::default());
+            let held = store.insert(&a.commitment(), a.header(), *a.roots(), &cols(&a, &[0, 3]), 1_000).unwrap();
+            assert_eq!(held, vec![0, 3]);
+            // Idempotent, and later batches add to the set.
+            let held = store.insert(&a.commitment(), a.header(), *a.roots(), &cols(&a, &[3, 5]), 1_500).unwrap();
+            assert_eq!(held, vec![0, 3, 5]);
+            store.insert(&b.commitment(), b.header(), *b.roots(), &cols(&b, &[1]), 5_000).unwrap();
+            store.close().unwrap();
+        }
+        let (store, report) = ColumnStore::open(dir.path(), small()).unwrap();
+        assert_eq!((report.squares, report.columns), (2, 4));
+        let info = store.square(&a.data_root()).unwrap();
+        assert_eq!(info.columns(), vec![0, 3, 5]);
+        assert_eq!(info.received_at_ms, 1_000);
+        let got = store.with_column(&a.data_root(), 5, <[u8]>::to_vec).unwrap().unwrap();
+        assert_eq!(got, a.eds().column(5));
+        assert_eq!(store.with_column(&a.data_root(), 6, |_| ()).unwrap(), None);
+        assert_eq!(store.prune(2_000).unwrap(), 1);
+        assert!(store.square(&a.data_root()).is_none());
+        assert!(store.square(&b.data_root()).is_some());
+        assert_eq!(store.with_column(&b.data_root(), 1, <[u8]>::to_vec).unwrap().unwrap(), b.eds().column(1));
+    }
+}

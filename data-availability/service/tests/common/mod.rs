@@ -1,0 +1,234 @@
+//! Test harness: a genesis with free localhost ports, DA nodes run in-process (tasks) or
+//! as child processes (this test binary re-executed), and a lying node.
+
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::net::{SocketAddr, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use lamina_da_service::protocol::{DaProtocol, DaRequest, DaResponse};
+use lamina_da_service::store::ColumnStore;
+use lamina_da_service::{ClientConfig, Config, DaClient, DaNode, accepted_peers, protocol_config};
+use lamina_interfaces::{Blob, Genesis, Health, NodeEntry};
+use lamina_net::{Endpoint, EndpointConfig, Handler, NodeContext, Reject};
+use lamina_primitives::{Batch, ChainId, Keypair, Namespace, NodeId, Transaction, codec};
+use tokio_util::sync::CancellationToken;
+
+pub fn free_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn entry(name: String, key: &Keypair, port: u16) -> NodeEntry {
+    NodeEntry {
+        name,
+        key: key.public(),
+        addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        http: None,
+        admin: None,
+        chain: None,
+    }
+}
+
+/// Key seeds: DA node `i` is `100 + i`; client (validator) `j` is `j`.
+pub fn da_key(i: usize) -> Keypair {
+    Keypair::for_testing(100 + i as u64)
+}
+
+pub fn client_key(j: usize) -> Keypair {
+    Keypair::for_testing(j as u64)
+}
+
+/// A genesis with `n` DA nodes on free localhost ports and two validators (clients).
+pub fn genesis(n: usize) -> Genesis {
+    let g = Genesis {
+        network: "da-test".into(),
+        chains: vec![],
+        validators: (0..2).map(|j| entry(format!("v{j}"), &client_key(j), free_port())).collect(),
+        da_nodes: (0..n).map(|i| entry(format!("da{i}"), &da_key(i), free_port())).collect(),
+        execution_nodes: vec![],
+        settlement_nodes: vec![],
+        bridge_nodes: vec![],
+        da_threshold: None,
+    };
+    g.validate().unwrap();
+    g
+}
+
+/// A chain's batch: `n` signed transactions with `size`-byte payloads.
+pub fn batch(chain: u64, n: u64, size: usize) -> (Batch, Blob) {
+    let kp = Keypair::for_testing(1_000 + chain);
+    let ns = Namespace::from(ChainId(chain));
+    let txs = (0..n)
+        .map(|i| Transaction::new_signed(&kp, ChainId(chain), i, vec![(i % 251) as u8 ^ chain as u8; size]))
+        .collect();
+    let batch = Batch { namespace: ns, txs };
+    let blob = Blob { namespace: ns, data: codec::encode(&batch).unwrap() };
+    (batch, blob)
+}
+
+pub fn client_config() -> ClientConfig {
+    ClientConfig {
+        connect_wait: Duration::from_millis(300),
+        request_timeout: Duration::from_secs(5),
+        disperse_timeout: Duration::from_secs(20),
+        ..ClientConfig::default()
+    }
+}
+
+pub fn client(genesis: &Genesis, j: usize) -> (DaClient, Endpoint) {
+    DaClient::bind(&client_key(j), genesis, SocketAddr::from(([127, 0, 0, 1], 0)), client_config()).unwrap()
+}
+
+pub fn node_context(genesis: &Arc<Genesis>, i: usize, data: &Path) -> NodeContext {
+    NodeContext::new(da_key(i), genesis.clone(), data.to_path_buf(), Health::new())
+}
+
+/// Runs honest DA node `i` in this process until `shutdown`.
+pub fn spawn_node(
+    genesis: &Arc<Genesis>,
+    i: usize,
+    data: &Path,
+    config: Config,
+) -> (CancellationToken, tokio::task::JoinHandle<()>) {
+    let stop = CancellationToken::new();
+    let ctx = node_context(genesis, i, data);
+    let s = stop.clone();
+    let h = tokio::spawn(async move { lamina_da_service::run(ctx, config, s).await.unwrap() });
+    (stop, h)
+}
+
+/// A Byzantine DA node: stores and attests honestly, but every cell it serves (ranges,
+/// samples, columns) has one byte flipped.
+pub struct Liar(pub Arc<DaNode>);
+
+fn flip(mut v: Vec<u8>) -> Vec<u8> {
+    if let Some(b) = v.get_mut(7) {
+        *b ^= 0x40;
+    }
+    v
+}
+
+impl Handler<DaProtocol> for Liar {
+    async fn request(&self, _peer: NodeId, req: DaRequest) -> Result<DaResponse, Reject> {
+        let node = self.0.clone();
+        let answer = tokio::task::spawn_blocking(move || node.handle(req)).await.unwrap()?;
+        Ok(match answer {
+            DaResponse::Ranges(mut slices) => {
+                for s in &mut slices {
+                    s.proof.chunks = flip(std::mem::take(&mut s.proof.chunks));
+                }
+                DaResponse::Ranges(slices)
+            }
+            DaResponse::Sample(mut p) => {
+                p.chunk = flip(std::mem::take(&mut p.chunk));
+                DaResponse::Sample(p)
+            }
+            DaResponse::Column(c) => DaResponse::Column(flip(c)),
+            other => other,
+        })
+    }
+}
+
+/// Runs lying DA node `i` in this process until `shutdown`.
+pub async fn run_liar(genesis: Arc<Genesis>, i: usize, data: PathBuf, shutdown: CancellationToken) {
+    let ctx = node_context(&genesis, i, &data);
+    let dir = data.join("columns");
+    std::fs::create_dir_all(&dir).unwrap();
+    let (store, _) = ColumnStore::open(&dir, Config::default().store_config()).unwrap();
+    let node = Arc::new(DaNode::new(&ctx, Arc::new(store)).unwrap());
+    let endpoint = Endpoint::bind(&ctx.keypair, EndpointConfig::new(ctx.listen_addr().unwrap())).unwrap();
+    endpoint.register::<DaProtocol, _>(Liar(node), accepted_peers(&ctx), protocol_config()).unwrap();
+    shutdown.cancelled().await;
+    endpoint.shutdown().await;
+}
+
+/// The child-process side: when `LAMINA_DA_CHILD` names a spec file, run the node it
+/// describes until killed or SIGTERM. Called from a `#[test]` of each multi-process
+/// test binary; a no-op in a normal test run.
+pub fn child_main() {
+    let Ok(spec) = std::env::var("LAMINA_DA_CHILD") else { return };
+    let spec: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(spec).unwrap()).unwrap();
+    let genesis: Genesis = serde_json::from_value(spec["genesis"].clone()).unwrap();
+    let genesis = Arc::new(genesis);
+    let i = spec["index"].as_u64().unwrap() as usize;
+    let data = PathBuf::from(spec["data"].as_str().unwrap());
+    let lie = spec["lie"].as_bool().unwrap_or(false);
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    rt.block_on(async move {
+        let stop = CancellationToken::new();
+        let s = stop.clone();
+        tokio::spawn(async move {
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).unwrap();
+            term.recv().await;
+            s.cancel();
+        });
+        if lie {
+            run_liar(genesis, i, data, stop).await;
+        } else {
+            let ctx = node_context(&genesis, i, &data);
+            lamina_da_service::run(ctx, Config::default(), stop).await.unwrap();
+        }
+    });
+    std::process::exit(0);
+}
+
+/// A DA node running as a child process.
+pub struct ChildNode {
+    pub index: usize,
+    spec: PathBuf,
+    child: Option<Child>,
+}
+
+impl ChildNode {
+    /// Starts node `index` of `genesis` with its data under `dir` (`test_name` is the
+    /// `#[test]` that calls [`child_main`]).
+    pub fn start(test_name: &str, genesis: &Genesis, index: usize, dir: &Path, lie: bool) -> Self {
+        let data = dir.join(format!("da{index}"));
+        std::fs::create_dir_all(&data).unwrap();
+        let spec = dir.join(format!("da{index}.json"));
+        let doc = serde_json::json!({ "genesis": genesis, "index": index, "data": data, "lie": lie });
+        std::fs::write(&spec, serde_json::to_vec(&doc).unwrap()).unwrap();
+        let mut node = ChildNode { index, spec, child: None };
+        node.spawn(test_name, dir);
+        node
+    }
+
+    fn spawn(&mut self, test_name: &str, dir: &Path) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join(format!("da{}.log", self.index)))
+            .unwrap();
+        let child = Command::new(std::env::current_exe().unwrap())
+            .args([test_name, "--exact", "--nocapture", "--test-threads=1"])
+            .env("LAMINA_DA_CHILD", &self.spec)
+            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+    }
+
+    /// SIGKILL (a crash).
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().unwrap();
+            c.wait().unwrap();
+        }
+    }
+
+    /// Starts the process again on the same data directory.
+    pub fn restart(&mut self, test_name: &str, dir: &Path) {
+        self.kill();
+        self.spawn(test_name, dir);
+    }
+}
+
+impl Drop for ChildNode {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

@@ -1,0 +1,261 @@
+//! DA nodes in this process (tasks) over real QUIC and real files: bad input is
+//! rejected with typed errors and counted while the node keeps serving; retention
+//! prunes; a wrongly encoded square is answered with a fraud proof at retrieval.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::*;
+use lamina_da_core::tree::Axis;
+use lamina_da_core::{Assignment, CodecId, CommittedSquare, ExtendedSquare, OriginalSquare, Parallelism, extend};
+use lamina_da_service::protocol::{ColumnData, DaProtocol, DaRequest, DaResponse, StoreRequest};
+use lamina_da_service::{Config, RetrieveError};
+use lamina_interfaces::{Blob, DataAvailability};
+use lamina_net::{Handler, NetError, Network, PeerSet, RejectKind};
+use lamina_primitives::{ChainId, Namespace, NodeId};
+
+struct NoServe;
+impl Handler<DaProtocol> for NoServe {}
+
+/// A raw protocol handle for sending hand-made (bad) requests.
+fn raw_net(endpoint: &lamina_net::Endpoint, g: &lamina_interfaces::Genesis) -> Network<DaProtocol> {
+    let mut peers = PeerSet::new();
+    for e in &g.da_nodes {
+        peers = peers.with_dial(e.key, e.addr);
+    }
+    endpoint.register::<DaProtocol, _>(NoServe, peers, lamina_da_service::protocol_config()).unwrap()
+}
+
+fn bare_endpoint(j: usize) -> lamina_net::Endpoint {
+    lamina_net::Endpoint::bind(&client_key(j), lamina_net::EndpointConfig::new("127.0.0.1:0".parse().unwrap())).unwrap()
+}
+
+fn rejected(r: Result<DaResponse, NetError>) -> RejectKind {
+    match r {
+        Err(NetError::Rejected(rej)) => rej.kind,
+        other => panic!("expected a rejection, got {other:?}"),
+    }
+}
+
+fn square(seed: u8) -> CommittedSquare {
+    let blobs = vec![
+        Blob { namespace: Namespace::from(ChainId(1)), data: vec![seed; 40_000] },
+        Blob { namespace: Namespace::from(ChainId(2)), data: vec![seed ^ 0xFF; 9_000] },
+    ];
+    CommittedSquare::build(&blobs, CodecId::Leopard16, Parallelism::Rayon).unwrap()
+}
+
+fn store_req(sq: &CommittedSquare, cols: &[u32]) -> DaRequest {
+    DaRequest::Store(StoreRequest {
+        commitment: sq.commitment(),
+        header: sq.header().clone(),
+        columns: cols.iter().map(|&c| ColumnData { index: c, bytes: sq.eds().column(c as usize) }).collect(),
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_is_rejected_and_the_node_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = Arc::new(genesis(4));
+    let nodes: Vec<_> =
+        (0..4).map(|i| spawn_node(&g, i, &dir.path().join(format!("n{i}")), Config::default())).collect();
+    let (client, endpoint) = client(&g, 0);
+    client.wait_for_nodes(4, Duration::from_secs(10)).await.unwrap();
+    let ep2 = bare_endpoint(1);
+    let net = raw_net(&ep2, &g);
+    let node0: NodeId = g.da_nodes[0].key;
+    net.wait_connected(&node0, Duration::from_secs(10)).await.unwrap();
+
+    let sq = square(3);
+    let k = sq.eds().k();
+    let a = Assignment::new(4, g.da_threshold(), k);
+    let mine = a.columns_of(0);
+    let other = a.columns_of(1);
+
+    // A column that is not this node's.
+    assert_eq!(rejected(net.request(&node0, &store_req(&sq, &other[..1])).await), RejectKind::BadRequest);
+    // A column whose bytes do not match its root.
+    let mut req = store_req(&sq, &mine[..1]);
+    if let DaRequest::Store(s) = &mut req {
+        s.columns[0].bytes[100] ^= 1;
+    }
+    assert_eq!(rejected(net.request(&node0, &req).await), RejectKind::BadRequest);
+    // A column of the wrong length.
+    if let DaRequest::Store(s) = &mut req {
+        s.columns[0].bytes.truncate(512);
+    }
+    assert_eq!(rejected(net.request(&node0, &req).await), RejectKind::BadRequest);
+    // A commitment that misstates the namespaces.
+    let mut req = store_req(&sq, &mine);
+    if let DaRequest::Store(s) = &mut req {
+        s.commitment.namespaces.push(Namespace::from(ChainId(99)));
+    }
+    assert_eq!(rejected(net.request(&node0, &req).await), RejectKind::BadRequest);
+    // A header that does not hash to the data root.
+    let mut req = store_req(&sq, &mine);
+    if let DaRequest::Store(s) = &mut req {
+        s.header.row_roots[0].0[0] ^= 1;
+    }
+    assert_eq!(rejected(net.request(&node0, &req).await), RejectKind::BadRequest);
+    // A column that matches its committed root but is not a codeword: the disperser
+    // committed to garbage in column `c`.
+    let o = OriginalSquare::from_blobs(
+        &[Blob { namespace: Namespace::from(ChainId(5)), data: vec![1; 30_000] }],
+        CodecId::Leopard16,
+    )
+    .unwrap();
+    let mut cells = extend(&o, CodecId::Leopard16, Parallelism::Sequential).unwrap().into_cells();
+    let w = 2 * o.k();
+    let c = a.columns_of(0)[0] as usize;
+    let at = ((w - 1) * w + c) * 512;
+    cells[at] ^= 0xFF;
+    let bad = CommittedSquare::commit(
+        ExtendedSquare::from_cells(o.k(), CodecId::Leopard16, cells).unwrap(),
+        o.table(),
+        Parallelism::Sequential,
+    )
+    .unwrap();
+    let a_bad = Assignment::new(4, g.da_threshold(), o.k());
+    assert_eq!(rejected(net.request(&node0, &store_req(&bad, &a_bad.columns_of(0))).await), RejectKind::BadRequest);
+    // Undecodable bytes and unknown squares.
+    let garbage = net.raw().request(&node0, Bytes::from_static(b"\x01\x02\x03 not a request")).await;
+    assert!(matches!(garbage, Err(NetError::Rejected(r)) if r.kind == RejectKind::Malformed));
+    assert_eq!(rejected(net.request(&node0, &DaRequest::Header(sq.data_root())).await), RejectKind::Unavailable);
+
+    // Nothing of the above was stored or signed; the node still serves everyone.
+    let cert = client
+        .submit(vec![
+            Blob { namespace: Namespace::from(ChainId(1)), data: vec![3; 40_000] },
+            Blob { namespace: Namespace::from(ChainId(2)), data: vec![3 ^ 0xFF; 9_000] },
+        ])
+        .await
+        .unwrap();
+    assert_eq!(cert.commitment, sq.commitment());
+    assert_eq!(cert.signatures.signer_indices().len(), 3);
+    let got = client.get_namespace(&cert.commitment, Namespace::from(ChainId(2))).await.unwrap();
+    assert_eq!(got, vec![vec![3 ^ 0xFF; 9_000]]);
+    // Out-of-range requests are typed rejections.
+    let req = DaRequest::ColumnRanges(lamina_da_service::protocol::RangesRequest {
+        data_root: sq.data_root(),
+        first_row: 5,
+        end_row: 5,
+        columns: vec![0],
+    });
+    assert_eq!(rejected(net.request(&node0, &req).await), RejectKind::BadRequest);
+    let req = DaRequest::Sample(lamina_da_service::protocol::CellRef {
+        data_root: sq.data_root(),
+        row: 10_000,
+        col: mine[0],
+    });
+    assert_eq!(rejected(net.request(&node0, &req).await), RejectKind::BadRequest);
+    // And a good sample verifies.
+    let p = client.fetch_sample(&node0, sq.data_root(), 1, mine[0]).await.unwrap();
+    assert_eq!(p.coordinates(), (1, mine[0]));
+
+    ep2.shutdown().await;
+    endpoint.shutdown().await;
+    for (stop, h) in nodes {
+        stop.cancel();
+        h.await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_prunes_old_squares() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = Arc::new(genesis(4));
+    let config =
+        Config { retention: Duration::from_secs(1), prune_interval: Duration::from_millis(200), ..Config::default() };
+    let nodes: Vec<_> = (0..4).map(|i| spawn_node(&g, i, &dir.path().join(format!("n{i}")), config.clone())).collect();
+    let (client, endpoint) = client(&g, 0);
+    client.wait_for_nodes(4, Duration::from_secs(10)).await.unwrap();
+    let cert =
+        client.submit(vec![Blob { namespace: Namespace::from(ChainId(4)), data: vec![9; 5_000] }]).await.unwrap();
+    assert_eq!(
+        client.get_namespace(&cert.commitment, Namespace::from(ChainId(4))).await.unwrap(),
+        vec![vec![9; 5_000]]
+    );
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    // A fresh client (no cached header): every node has pruned the square.
+    let (fresh, ep2) = common::client(&g, 1);
+    fresh.wait_for_nodes(4, Duration::from_secs(10)).await.unwrap();
+    let err = fresh.get_namespace(&cert.commitment, Namespace::from(ChainId(4))).await.unwrap_err();
+    assert!(matches!(err, lamina_interfaces::DaError::Unavailable(_)), "{err:?}");
+    ep2.shutdown().await;
+    endpoint.shutdown().await;
+    for (stop, h) in nodes {
+        stop.cancel();
+        h.await.unwrap();
+    }
+}
+
+/// A disperser with a broken row encoder: every column is a codeword matching its root,
+/// so every DA node stores and signs; retrieval of a namespace in the bad row detects
+/// it against the row root and returns a fraud proof that verifies from the data root.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrongly_encoded_row_is_caught_at_retrieval_with_a_fraud_proof() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = Arc::new(genesis(4));
+    let mut nodes: Vec<_> =
+        (0..4).map(|i| spawn_node(&g, i, &dir.path().join(format!("n{i}")), Config::default())).collect();
+    let ep = bare_endpoint(1);
+    let net = raw_net(&ep, &g);
+    let (client, endpoint) = client(&g, 0);
+    client.wait_for_nodes(4, Duration::from_secs(10)).await.unwrap();
+    net.wait_for_peers(4, Duration::from_secs(10)).await.unwrap();
+
+    let ns = Namespace::from(ChainId(1));
+    let o = OriginalSquare::from_blobs(
+        &[Blob { namespace: ns, data: (0..60_000u32).map(|i| (i * 7) as u8).collect() }],
+        CodecId::Leopard16,
+    )
+    .unwrap();
+    let k = o.k();
+    let w = 2 * k;
+    let mut cells = extend(&o, CodecId::Leopard16, Parallelism::Sequential).unwrap().into_cells();
+    // Row 0's parity cell (0, k) is wrong; columns are re-extended from it honestly.
+    cells[k * 512] ^= 0x5A;
+    for c in 0..w {
+        let mut col: Vec<u8> = (0..w).flat_map(|r| cells[(r * w + c) * 512..][..512].to_vec()).collect();
+        lamina_da_core::square::encode_axis(CodecId::Leopard16.codec(), k, &mut col).unwrap();
+        for r in k..w {
+            cells[(r * w + c) * 512..][..512].copy_from_slice(&col[r * 512..][..512]);
+        }
+    }
+    let bad = CommittedSquare::commit(
+        ExtendedSquare::from_cells(k, CodecId::Leopard16, cells).unwrap(),
+        o.table(),
+        Parallelism::Sequential,
+    )
+    .unwrap();
+    let a = Assignment::new(4, g.da_threshold(), k);
+    for (i, e) in g.da_nodes.iter().enumerate() {
+        match net.request(&e.key, &store_req(&bad, &a.columns_of(i))).await.unwrap() {
+            DaResponse::Stored(s) => assert!(s.attestation.is_some(), "node {i} signs: its columns are fine"),
+            other => panic!("{other:?}"),
+        }
+    }
+    // Node 0 is down, so row 0 must be decoded from parity columns: the decoded row
+    // does not match the committed row root.
+    let (stop0, h0) = nodes.remove(0);
+    stop0.cancel();
+    h0.await.unwrap();
+    match client.retrieve(&bad.commitment(), ns).await {
+        Err(RetrieveError::BadEncoding(proof)) => {
+            assert_eq!((proof.axis, proof.index), (Axis::Row.as_u8(), 0));
+            proof.verify(&bad.data_root()).unwrap();
+        }
+        other => panic!("expected a fraud proof, got {other:?}"),
+    }
+    ep.shutdown().await;
+    endpoint.shutdown().await;
+    for (stop, h) in nodes {
+        stop.cancel();
+        h.await.unwrap();
+    }
+}
