@@ -24,12 +24,25 @@ const COUNTER_BIT: u8 = 0x80;
 /// Domain of the Merkle path of a key: `H(key bytes)`.
 pub static STATE_KEY: Domain = Domain::new("lamina execution state key v1");
 
-/// The raw 48 bytes of a key.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+/// The raw 48 bytes of a key. Ordered bytewise (lexicographically).
+#[derive(Clone, Copy, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 #[rkyv(derive(Debug, PartialEq, Eq, PartialOrd, Ord))]
 pub struct RawKey(pub [u8; KEY_LEN]);
 
 impl RawKey {
+    /// The key as six big-endian words: comparing them compares the bytes
+    /// lexicographically, without a `memcmp` call (keys are compared on hot paths).
+    #[inline]
+    fn words(&self) -> [u64; 6] {
+        let mut w = [0u64; 6];
+        for (i, c) in self.0.chunks_exact(8).enumerate() {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(c);
+            w[i] = u64::from_be_bytes(b);
+        }
+        w
+    }
+
     /// The Merkle path of this key (`lamina execution state key v1` hash of its bytes).
     pub fn path(&self) -> Digest {
         STATE_KEY.hash(&self.0)
@@ -50,6 +63,37 @@ impl RawKey {
             h = (h.rotate_left(5) ^ u64::from_le_bytes(w)).wrapping_mul(0x517C_C1B7_2722_0A95);
         }
         h ^ (h >> 29)
+    }
+}
+
+impl PartialEq for RawKey {
+    #[inline]
+    fn eq(&self, other: &Self) -> bool {
+        let (a, b) = (self.words(), other.words());
+        // Branch-free and call-free: array `==` would become a `bcmp` call.
+        ((a[0] ^ b[0]) | (a[1] ^ b[1]) | (a[2] ^ b[2]) | (a[3] ^ b[3]) | (a[4] ^ b[4]) | (a[5] ^ b[5])) == 0
+    }
+}
+
+impl Eq for RawKey {}
+
+impl PartialOrd for RawKey {
+    #[inline]
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for RawKey {
+    #[inline]
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        let (a, b) = (self.words(), other.words());
+        for i in 0..6 {
+            if a[i] != b[i] {
+                return a[i].cmp(&b[i]);
+            }
+        }
+        std::cmp::Ordering::Equal
     }
 }
 
@@ -180,6 +224,26 @@ pub fn key_map<K, V>(n: usize) -> KeyMap<K, V> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn word_order_is_byte_order() {
+        let mut keys: Vec<RawKey> = (0..200u32)
+            .map(|i| {
+                let mut k = [0u8; KEY_LEN];
+                let h = blake3::hash(&i.to_le_bytes());
+                k[(i as usize) % KEY_LEN] = h.as_bytes()[0];
+                k[(i as usize * 7) % KEY_LEN] = h.as_bytes()[1];
+                RawKey(k)
+            })
+            .collect();
+        let mut by_bytes = keys.clone();
+        by_bytes.sort_by_key(|k| k.0);
+        keys.sort();
+        assert!(keys.iter().zip(&by_bytes).all(|(a, b)| a.0 == b.0));
+        for w in keys.windows(2) {
+            assert_eq!(w[0] == w[1], w[0].0 == w[1].0);
+        }
+    }
 
     #[test]
     fn key_spaces_are_disjoint() {

@@ -664,9 +664,8 @@ impl StateMachine for NativeLedger {
         Call::decode(&tx.payload)
     }
 
-    fn access(&self, tx: &Transaction, call: &Call) -> Option<AccessSet> {
-        let mut s = AccessSet::default();
-        self.fee_accesses(tx, &mut s);
+    fn access(&self, tx: &Transaction, call: &Call, s: &mut AccessSet) -> bool {
+        self.fee_accesses(tx, s);
         let me = &tx.sender;
         match call {
             Call::Transfer { to, asset, .. } => {
@@ -715,7 +714,7 @@ impl StateMachine for NativeLedger {
                 s.counter(balance_key(&message.recipient, local), Access::Credit);
             }
         }
-        Some(s)
+        true
     }
 
     fn admit<S: TxState>(&self, tx: &Transaction, _call: &Call, state: &mut S) -> Result<(), LedgerFailure> {

@@ -76,6 +76,12 @@ pub struct AccessSet {
 }
 
 impl AccessSet {
+    /// Empties the set, keeping its allocations.
+    pub fn clear(&mut self) {
+        self.counters.clear();
+        self.data.clear();
+    }
+
     /// Adds a counter access, keeping the strongest access per key.
     pub fn counter(&mut self, key: CounterKey, access: Access) -> &mut Self {
         match self.counters.iter_mut().find(|(k, _)| *k == key) {
@@ -151,9 +157,11 @@ pub trait StateMachine: Send + Sync {
     /// Parses a transaction's payload. Errors reject the transaction.
     fn decode(&self, tx: &Transaction) -> Result<Self::Call, Self::Failure>;
 
-    /// The keys the transaction will touch, if known without executing it.
-    fn access(&self, _tx: &Transaction, _call: &Self::Call) -> Option<AccessSet> {
-        None
+    /// Adds the keys the transaction will touch to `set` (which the caller passes in
+    /// empty, to reuse its allocation) and returns `true`; or returns `false` if they are
+    /// not known without executing it.
+    fn access(&self, _tx: &Transaction, _call: &Self::Call, _set: &mut AccessSet) -> bool {
+        false
     }
 
     /// Inclusion checks and charges (nonce, fee). Errors reject the transaction and undo

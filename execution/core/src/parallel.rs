@@ -53,13 +53,15 @@
 
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
+use crossbeam::utils::CachePadded;
 use lamina_primitives::Transaction;
 use rayon::prelude::*;
 
 use crate::changes::ChangeSet;
-use crate::key::{CounterKey, DataKey, KeyMap, RawKey, key_map};
+use crate::key::{CounterKey, DataKey, RawKey};
 use crate::machine::{Access, AccessSet, Receipt, Rejection, StateMachine, StateRead, Status, TxState};
 use crate::sequential::{self, BlockOutput, Journal, run_tx};
 use crate::sigverify::Verified;
@@ -89,44 +91,51 @@ pub struct ParallelStats {
 #[derive(Clone, Copy)]
 struct Entry {
     key: RawKey,
+    mix: u64,
     slot: u32,
     access: Access,
     lock: bool,
 }
 
+/// One slot's current value, alone in its cache line: groups on different threads write
+/// different slots, and slots of the same line would bounce between cores.
+struct Cell {
+    lo: AtomicU64,
+    hi: AtomicU64,
+    data: Mutex<Option<Arc<[u8]>>>,
+}
+
 struct Slots {
     keys: Vec<RawKey>,
-    lo: Vec<AtomicU64>,
-    hi: Vec<AtomicU64>,
-    data: Vec<Mutex<Option<Arc<[u8]>>>>,
+    cells: Vec<CachePadded<Cell>>,
     base_counter: Vec<u128>,
     base_data: Vec<Option<Arc<[u8]>>>,
     /// Group owning the slot (locks it), or NONE for free-credit and read-only slots.
     owner: Vec<u32>,
     /// Lowest index of a transaction outside the owner group that credits the slot.
-    first_foreign_credit: Vec<u32>,
+    first_foreign_credit: Vec<AtomicU32>,
 }
 
 impl Slots {
     #[inline]
     fn load(&self, s: u32) -> u128 {
-        let s = s as usize;
-        u128::from(self.lo[s].load(Ordering::Relaxed)) | (u128::from(self.hi[s].load(Ordering::Relaxed)) << 64)
+        let c = &self.cells[s as usize];
+        u128::from(c.lo.load(Ordering::Relaxed)) | (u128::from(c.hi.load(Ordering::Relaxed)) << 64)
     }
 
     #[inline]
     fn store(&self, s: u32, v: u128) {
-        let s = s as usize;
-        self.lo[s].store(v as u64, Ordering::Relaxed);
-        self.hi[s].store((v >> 64) as u64, Ordering::Relaxed);
+        let c = &self.cells[s as usize];
+        c.lo.store(v as u64, Ordering::Relaxed);
+        c.hi.store((v >> 64) as u64, Ordering::Relaxed);
     }
 
     fn load_data(&self, s: u32) -> Option<Arc<[u8]>> {
-        self.data[s as usize].lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.cells[s as usize].data.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     fn store_data(&self, s: u32, v: Option<Arc<[u8]>>) -> Option<Arc<[u8]>> {
-        std::mem::replace(&mut *self.data[s as usize].lock().unwrap_or_else(|e| e.into_inner()), v)
+        std::mem::replace(&mut *self.cells[s as usize].data.lock().unwrap_or_else(|e| e.into_inner()), v)
     }
 }
 
@@ -163,7 +172,7 @@ struct GroupState<'a> {
     /// Slots whose credits apply immediately in the fix-up (owned by deferred groups).
     fix_owned: Option<&'a [bool]>,
     credits: &'a mut Vec<Credit>,
-    undo: Vec<Undo>,
+    undo: &'a mut Vec<Undo>,
     stop: Stop,
 }
 
@@ -181,7 +190,7 @@ impl GroupState<'_> {
 
     #[inline]
     fn foreign_credit_before(&self, slot: u32) -> bool {
-        self.slots.first_foreign_credit[slot as usize] < self.tx
+        self.slots.first_foreign_credit[slot as usize].load(Ordering::Relaxed) < self.tx
     }
 
     #[inline]
@@ -344,18 +353,36 @@ fn derive_access<M: StateMachine, R: StateRead + ?Sized>(
     pre: &R,
     tx: &Transaction,
     call: &M::Call,
-) -> AccessSet {
-    let mut rec = Recorder { pre, counters: Vec::new(), data: Vec::new(), set: AccessSet::default() };
+    set: &mut AccessSet,
+) {
+    let mut rec = Recorder { pre, counters: Vec::new(), data: Vec::new(), set: std::mem::take(set) };
     // Both steps run whatever their outcome: the union of what they touch is the set.
     let _ = sm.admit(tx, call, &mut rec);
     let _ = sm.apply(tx, call, &mut rec);
-    rec.set
+    *set = rec.set;
 }
 
-struct Prepared<C, F> {
-    call: Option<Result<C, F>>,
-    access: Option<AccessSet>,
-    declared: bool,
+/// Transactions prepared per chunk, so that the prepare phase allocates per chunk, not
+/// per transaction.
+const CHUNK: usize = 256;
+
+/// Key classification is sharded by hash over this many independent tables.
+const SHARD_BITS: u32 = 4;
+const SHARDS: usize = 1 << SHARD_BITS;
+
+struct Chunk<C, F> {
+    calls: Vec<Option<Result<C, F>>>,
+    entries: Vec<Entry>,
+    /// Per transaction: its entries within `entries`.
+    ranges: Vec<(u32, u32)>,
+    /// Per transaction: whether it has an access set (and so a group).
+    grouped: Vec<bool>,
+    /// Entry indices grouped by shard: shard `k` is `by_shard[shard_start[k]..shard_start[k+1]]`.
+    by_shard: Vec<u32>,
+    shard_start: [u32; SHARDS + 1],
+    /// Shard-local slot of each entry, written by the shard's classifier.
+    local_slot: Vec<AtomicU32>,
+    undeclared: usize,
 }
 
 fn find(parent: &mut [u32], mut x: u32) -> u32 {
@@ -365,6 +392,31 @@ fn find(parent: &mut [u32], mut x: u32) -> u32 {
         x = p;
     }
     x
+}
+
+fn flag(a: Access) -> u8 {
+    match a {
+        Access::Read => F_READ,
+        Access::Credit => F_CREDIT,
+        Access::Debit => F_DEBIT,
+        Access::Write => F_WRITE,
+    }
+}
+
+#[inline]
+fn seeded(mix: u64, seed: u64) -> u64 {
+    (mix ^ seed).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
+
+#[inline]
+fn shard_of(h: u64) -> usize {
+    (h >> (64 - SHARD_BITS)) as usize
+}
+
+/// One shard's classification: its keys (in first-seen order) and their flags.
+struct Shard {
+    keys: Vec<RawKey>,
+    flags: Vec<u8>,
 }
 
 /// Executes a block in parallel on the current rayon pool. Same receipts and change set
@@ -389,60 +441,141 @@ pub fn execute_with_stats<M: StateMachine, R: StateRead + ?Sized>(
     assert!(txs.len() < NONE as usize, "block too large for u32 indices (caller invariant)");
     let n = txs.len();
     let chain = sm.chain_id();
+    // Seeded per call, so that keys colliding in the classification tables cannot be
+    // prepared in advance (a collision costs probes, never correctness).
+    let seed = {
+        use std::hash::BuildHasher;
+        std::collections::hash_map::RandomState::new().hash_one(0x5eed_u64)
+    };
 
-    // 1. Prepare.
-    let prepared: Vec<Prepared<M::Call, M::Failure>> = txs
-        .par_iter()
+    // 1. Prepare, in parallel chunks.
+    let mut chunks: Vec<Chunk<M::Call, M::Failure>> = txs
+        .par_chunks(CHUNK)
         .enumerate()
-        .with_min_len(64)
-        .map(|(i, tx)| {
-            if !verified.valid[i] || tx.chain_id != chain {
-                return Prepared { call: None, access: None, declared: true };
-            }
-            let call = sm.decode(tx);
-            let (access, declared) = match &call {
-                Ok(c) => match sm.access(tx, c) {
-                    Some(a) => (Some(a), true),
-                    None => (Some(derive_access(sm, pre, tx, c)), false),
-                },
-                Err(_) => (None, true),
+        .map_init(AccessSet::default, |set, (ci, ctxs)| {
+            let mut c = Chunk {
+                calls: Vec::with_capacity(ctxs.len()),
+                entries: Vec::with_capacity(ctxs.len() * 4),
+                ranges: Vec::with_capacity(ctxs.len()),
+                grouped: Vec::with_capacity(ctxs.len()),
+                by_shard: Vec::new(),
+                shard_start: [0; SHARDS + 1],
+                local_slot: Vec::new(),
+                undeclared: 0,
             };
-            Prepared { call: Some(call), access, declared }
+            for (k, tx) in ctxs.iter().enumerate() {
+                let i = ci * CHUNK + k;
+                let start = c.entries.len() as u32;
+                if !verified.valid[i] || tx.chain_id != chain {
+                    c.calls.push(None);
+                    c.grouped.push(false);
+                    c.ranges.push((start, start));
+                    continue;
+                }
+                let call = sm.decode(tx);
+                let grouped = match &call {
+                    Ok(call) => {
+                        set.clear();
+                        if !sm.access(tx, call, set) {
+                            set.clear();
+                            derive_access(sm, pre, tx, call, set);
+                            c.undeclared += 1;
+                        }
+                        let counters = set.counters.iter().map(|(k, a)| (*k.raw(), *a));
+                        let data = set.data.iter().map(|(k, a)| (*k.raw(), *a));
+                        for (key, access) in counters.chain(data) {
+                            let mix = seeded(key.mix(), seed);
+                            c.entries.push(Entry { key, mix, slot: NONE, access, lock: false });
+                        }
+                        true
+                    }
+                    Err(_) => false,
+                };
+                c.calls.push(Some(call));
+                c.grouped.push(grouped);
+                c.ranges.push((start, c.entries.len() as u32));
+            }
+            // Counting sort of the chunk's entries by shard.
+            let mut counts = [0u32; SHARDS + 1];
+            for e in &c.entries {
+                counts[shard_of(e.mix) + 1] += 1;
+            }
+            for k in 0..SHARDS {
+                counts[k + 1] += counts[k];
+            }
+            c.shard_start = counts;
+            let mut fill = counts;
+            c.by_shard = vec![0; c.entries.len()];
+            for (j, e) in c.entries.iter().enumerate() {
+                let k = shard_of(e.mix);
+                c.by_shard[fill[k] as usize] = j as u32;
+                fill[k] += 1;
+            }
+            c.local_slot = (0..c.entries.len()).map(|_| AtomicU32::new(NONE)).collect();
+            c
         })
         .collect();
-    let mut stats = ParallelStats { undeclared: prepared.iter().filter(|p| !p.declared).count(), ..Default::default() };
+    let mut stats = ParallelStats { undeclared: chunks.iter().map(|c| c.undeclared).sum(), ..Default::default() };
+    let loc = |i: usize| (i / CHUNK, i % CHUNK);
 
-    // 2. Classify: slots, flags, entries.
-    let mut slot_of: KeyMap<RawKey, u32> = key_map(n * 3);
-    let mut keys: Vec<RawKey> = Vec::with_capacity(n * 3);
-    let mut flags: Vec<u8> = Vec::with_capacity(n * 3);
-    let mut entries: Vec<Entry> = Vec::with_capacity(n * 4);
-    let mut ranges: Vec<(u32, u32)> = Vec::with_capacity(n);
-    for p in &prepared {
-        let start = entries.len() as u32;
-        if let Some(a) = &p.access {
-            let counters = a.counters.iter().map(|(k, acc)| (*k.raw(), *acc));
-            let data = a.data.iter().map(|(k, acc)| (*k.raw(), *acc));
-            for (key, access) in counters.chain(data) {
-                let slot = *slot_of.entry(key).or_insert_with(|| {
-                    keys.push(key);
-                    flags.push(0);
-                    (keys.len() - 1) as u32
-                });
-                flags[slot as usize] |= match access {
-                    Access::Read => F_READ,
-                    Access::Credit => F_CREDIT,
-                    Access::Debit => F_DEBIT,
-                    Access::Write => F_WRITE,
-                };
-                entries.push(Entry { key, slot, access, lock: false });
+    // 2. Classify, one shard per task: a key's shard owns its slot number and flags.
+    let shards: Vec<Shard> = (0..SHARDS)
+        .into_par_iter()
+        .map(|k| {
+            let total: usize = chunks.iter().map(|c| (c.shard_start[k + 1] - c.shard_start[k]) as usize).sum();
+            let bits = (total.max(8) * 2).next_power_of_two().trailing_zeros();
+            let mask = (1usize << bits) - 1;
+            let mut table: Vec<u32> = vec![NONE; mask + 1];
+            let mut sh = Shard { keys: Vec::with_capacity(total), flags: Vec::with_capacity(total) };
+            for c in &chunks {
+                for &j in &c.by_shard[c.shard_start[k] as usize..c.shard_start[k + 1] as usize] {
+                    let e = &c.entries[j as usize];
+                    let mut idx = (e.mix as usize) & mask;
+                    let slot = loop {
+                        let s = table[idx];
+                        if s == NONE {
+                            let s = sh.keys.len() as u32;
+                            sh.keys.push(e.key);
+                            sh.flags.push(0);
+                            table[idx] = s;
+                            break s;
+                        }
+                        if sh.keys[s as usize] == e.key {
+                            break s;
+                        }
+                        idx = (idx + 1) & mask;
+                    };
+                    sh.flags[slot as usize] |= flag(e.access);
+                    c.local_slot[j as usize].store(slot, Ordering::Relaxed);
+                }
             }
-        }
-        ranges.push((start, entries.len() as u32));
+            sh
+        })
+        .collect();
+    let mut shard_base = [0u32; SHARDS + 1];
+    for k in 0..SHARDS {
+        shard_base[k + 1] = shard_base[k] + shards[k].keys.len() as u32;
     }
-    drop(slot_of);
-    let nslots = keys.len();
+    let nslots = shard_base[SHARDS] as usize;
     stats.slots = nslots;
+    let mut keys: Vec<RawKey> = Vec::with_capacity(nslots);
+    let mut flags: Vec<u8> = Vec::with_capacity(nslots);
+    for sh in shards {
+        keys.extend(sh.keys);
+        flags.extend(sh.flags);
+    }
+    // Global slots and lock bits, in parallel per chunk.
+    chunks.par_iter_mut().for_each(|c| {
+        for (j, e) in c.entries.iter_mut().enumerate() {
+            e.slot = shard_base[shard_of(e.mix)] + c.local_slot[j].load(Ordering::Relaxed);
+            let f = flags[e.slot as usize];
+            e.lock = match e.access {
+                Access::Write | Access::Debit => true,
+                Access::Read => f & (F_WRITE | F_DEBIT | F_CREDIT) != 0,
+                Access::Credit => f & (F_WRITE | F_READ) != 0,
+            };
+        }
+    });
 
     // Base values, in parallel.
     type Bases = (Vec<u128>, Vec<Option<Arc<[u8]>>>);
@@ -458,48 +591,46 @@ pub fn execute_with_stats<M: StateMachine, R: StateRead + ?Sized>(
         })
         .unzip();
 
-    // Locks and groups (union-find over transactions sharing a locked slot).
+    // Groups: union-find over transactions sharing a locked slot (sequential).
     let mut parent: Vec<u32> = (0..n as u32).collect();
     let mut last_locker: Vec<u32> = vec![NONE; nslots];
-    for (i, &(a, b)) in ranges.iter().enumerate() {
-        for e in &mut entries[a as usize..b as usize] {
-            let f = flags[e.slot as usize];
-            e.lock = match e.access {
-                Access::Write | Access::Debit => true,
-                Access::Read => f & (F_WRITE | F_DEBIT | F_CREDIT) != 0,
-                Access::Credit => f & (F_WRITE | F_READ) != 0,
-            };
-            if e.lock {
-                let prev = last_locker[e.slot as usize];
-                if prev != NONE {
-                    let (ra, rb) = (find(&mut parent, i as u32), find(&mut parent, prev));
-                    if ra != rb {
-                        // Union towards the lower index keeps roots stable.
-                        let (lo, hi) = if ra < rb { (ra, rb) } else { (rb, ra) };
-                        parent[hi as usize] = lo;
+    for (ci, c) in chunks.iter().enumerate() {
+        for (k, &(a, b)) in c.ranges.iter().enumerate() {
+            let i = (ci * CHUNK + k) as u32;
+            for e in &c.entries[a as usize..b as usize] {
+                if e.lock {
+                    let prev = last_locker[e.slot as usize];
+                    if prev != NONE {
+                        let (ra, rb) = (find(&mut parent, i), find(&mut parent, prev));
+                        if ra != rb {
+                            let (lo, hi) = if ra < rb { (ra, rb) } else { (rb, ra) };
+                            parent[hi as usize] = lo;
+                        }
                     }
+                    last_locker[e.slot as usize] = i;
                 }
-                last_locker[e.slot as usize] = i as u32;
             }
         }
     }
     // Group ids in order of their first transaction; members in block order.
     let mut group_of: Vec<u32> = vec![NONE; n];
     let mut group_sizes: Vec<u32> = Vec::new();
-    let mut root_group: Vec<u32> = vec![NONE; n];
     for i in 0..n {
-        if prepared[i].access.is_none() {
+        let (ci, k) = loc(i);
+        if !chunks[ci].grouped[k] {
             continue;
         }
         let r = find(&mut parent, i as u32) as usize;
-        if root_group[r] == NONE {
-            root_group[r] = group_sizes.len() as u32;
+        // Roots are the lowest index of their set, so the root's group exists already.
+        let g = if r == i {
             group_sizes.push(0);
-        }
-        group_of[i] = root_group[r];
-        group_sizes[root_group[r] as usize] += 1;
+            (group_sizes.len() - 1) as u32
+        } else {
+            group_of[r]
+        };
+        group_of[i] = g;
+        group_sizes[g as usize] += 1;
     }
-    drop(root_group);
     drop(parent);
     let ngroups = group_sizes.len();
     stats.groups = ngroups;
@@ -518,77 +649,96 @@ pub fn execute_with_stats<M: StateMachine, R: StateRead + ?Sized>(
             fill[g as usize] += 1;
         }
     }
+    drop(fill);
 
-    // Slot owners and first foreign credits.
-    let mut owner: Vec<u32> = vec![NONE; nslots];
-    for (i, &(a, b)) in ranges.iter().enumerate() {
-        for e in &entries[a as usize..b as usize] {
-            if e.lock {
-                owner[e.slot as usize] = group_of[i];
-            }
-        }
-    }
-    let mut first_foreign_credit: Vec<u32> = vec![NONE; nslots];
-    for (i, &(a, b)) in ranges.iter().enumerate() {
-        for e in &entries[a as usize..b as usize] {
-            if !e.lock && e.access == Access::Credit {
+    // Slot owners and first foreign credits, in parallel.
+    let owner: Vec<u32> = last_locker
+        .par_iter()
+        .with_min_len(1024)
+        .map(|&t| if t == NONE { NONE } else { group_of[t as usize] })
+        .collect();
+    drop(last_locker);
+    let first_foreign_credit: Vec<AtomicU32> = (0..nslots).map(|_| AtomicU32::new(NONE)).collect();
+    chunks.par_iter().enumerate().for_each(|(ci, c)| {
+        for (k, &(a, b)) in c.ranges.iter().enumerate() {
+            let i = (ci * CHUNK + k) as u32;
+            for e in &c.entries[a as usize..b as usize] {
                 let s = e.slot as usize;
-                if owner[s] != NONE && owner[s] != group_of[i] && first_foreign_credit[s] == NONE {
-                    first_foreign_credit[s] = i as u32;
+                if !e.lock && e.access == Access::Credit && owner[s] != NONE && owner[s] != group_of[i as usize] {
+                    first_foreign_credit[s].fetch_min(i, Ordering::Relaxed);
                 }
             }
         }
-    }
+    });
 
     let slots = Slots {
-        lo: base_counter.iter().map(|v| AtomicU64::new(*v as u64)).collect(),
-        hi: base_counter.iter().map(|v| AtomicU64::new((*v >> 64) as u64)).collect(),
-        data: base_data.iter().map(|v| Mutex::new(v.clone())).collect(),
+        cells: base_counter
+            .par_iter()
+            .zip(base_data.par_iter())
+            .with_min_len(1024)
+            .map(|(c, d)| {
+                CachePadded::new(Cell {
+                    lo: AtomicU64::new(*c as u64),
+                    hi: AtomicU64::new((*c >> 64) as u64),
+                    data: Mutex::new(d.clone()),
+                })
+            })
+            .collect(),
         keys,
         base_counter,
         base_data,
         owner,
         first_foreign_credit,
     };
+    let entries_of = |i: u32| -> &[Entry] {
+        let (ci, k) = loc(i as usize);
+        let (a, b) = chunks[ci].ranges[k];
+        &chunks[ci].entries[a as usize..b as usize]
+    };
+    let call_of = |i: u32| -> Option<Result<&M::Call, &M::Failure>> {
+        let (ci, k) = loc(i as usize);
+        chunks[ci].calls[k].as_ref().map(|c| c.as_ref())
+    };
 
     // 3. Execute groups.
-    struct Local<F> {
+    struct Local {
         credits: Vec<Credit>,
-        statuses: Vec<(u32, Status<F>)>,
+        undo: Vec<Undo>,
         /// (group, first deferred position within the group's members)
         deferred: Vec<(u32, u32)>,
     }
+    let statuses: Vec<OnceLock<Status<M::Failure>>> = (0..n).map(|_| OnceLock::new()).collect();
     let abort = AtomicBool::new(false);
-    let locals: Vec<Local<M::Failure>> = (0..ngroups as u32)
+    let locals: Vec<Local> = (0..ngroups as u32)
         .into_par_iter()
         .fold(
-            || Local { credits: Vec::new(), statuses: Vec::new(), deferred: Vec::new() },
+            || Local { credits: Vec::new(), undo: Vec::new(), deferred: Vec::new() },
             |mut local, g| {
                 let mem = &members[offsets[g as usize] as usize..offsets[g as usize + 1] as usize];
                 for (pos, &i) in mem.iter().enumerate() {
                     if abort.load(Ordering::Relaxed) {
                         return local;
                     }
-                    let p = &prepared[i as usize];
-                    let (a, b) = ranges[i as usize];
+                    local.undo.clear();
                     let mut st = GroupState {
                         slots: &slots,
-                        entries: &entries[a as usize..b as usize],
+                        entries: entries_of(i),
                         tx: i,
                         group: g,
                         exact: false,
                         fix_owned: None,
                         credits: &mut local.credits,
-                        undo: Vec::new(),
+                        undo: &mut local.undo,
                         stop: Stop::None,
                     };
-                    let call = p.call.as_ref().map(|c| c.as_ref());
-                    let status = match call {
+                    let status = match call_of(i) {
                         Some(c) => run_tx(sm, &txs[i as usize], true, c, &mut st),
                         None => unreachable_status(),
                     };
                     match st.stop {
-                        Stop::None => local.statuses.push((i, status)),
+                        Stop::None => {
+                            let _ = statuses[i as usize].set(status);
+                        }
                         Stop::Uncertain => {
                             st.revert(0);
                             local.deferred.push((g, pos as u32));
@@ -608,15 +758,9 @@ pub fn execute_with_stats<M: StateMachine, R: StateRead + ?Sized>(
         stats.fell_back = true;
         return (sequential::execute(sm, pre, txs, verified), stats);
     }
-
-    let mut statuses: Vec<Option<Status<M::Failure>>> = Vec::new();
-    statuses.resize_with(n, || None);
-    let mut credits: Vec<Credit> = Vec::new();
+    let mut credits: Vec<Credit> = Vec::with_capacity(locals.iter().map(|l| l.credits.len()).sum());
     let mut deferred_groups: Vec<(u32, u32)> = Vec::new();
     for l in locals {
-        for (i, s) in l.statuses {
-            statuses[i as usize] = Some(s);
-        }
         credits.extend(l.credits);
         deferred_groups.extend(l.deferred);
     }
@@ -639,26 +783,26 @@ pub fn execute_with_stats<M: StateMachine, R: StateRead + ?Sized>(
         credits = rest;
         pending.sort_by_key(|c| c.tx);
         let mut next = 0;
+        let mut undo = Vec::new();
         for &i in &deferred_txs {
             while next < pending.len() && pending[next].tx < i {
                 let c = &pending[next];
                 slots.store(c.slot, slots.load(c.slot).saturating_add(c.amount));
                 next += 1;
             }
-            let (a, b) = ranges[i as usize];
+            undo.clear();
             let mut st = GroupState {
                 slots: &slots,
-                entries: &entries[a as usize..b as usize],
+                entries: entries_of(i),
                 tx: i,
                 group: group_of[i as usize],
                 exact: true,
                 fix_owned: Some(&fix_owned),
                 credits: &mut credits,
-                undo: Vec::new(),
+                undo: &mut undo,
                 stop: Stop::None,
             };
-            let call = prepared[i as usize].call.as_ref().map(|c| c.as_ref());
-            let status = match call {
+            let status = match call_of(i) {
                 Some(c) => run_tx(sm, &txs[i as usize], true, c, &mut st),
                 None => unreachable_status(),
             };
@@ -666,7 +810,7 @@ pub fn execute_with_stats<M: StateMachine, R: StateRead + ?Sized>(
                 stats.fell_back = true;
                 return (sequential::execute(sm, pre, txs, verified), stats);
             }
-            statuses[i as usize] = Some(status);
+            let _ = statuses[i as usize].set(status);
         }
         for c in &pending[next..] {
             slots.store(c.slot, slots.load(c.slot).saturating_add(c.amount));
@@ -674,19 +818,21 @@ pub fn execute_with_stats<M: StateMachine, R: StateRead + ?Sized>(
     }
 
     // 5. Reduce and build receipts.
-    let mut final_counter: Vec<u128> = (0..nslots as u32).map(|s| slots.load(s)).collect();
+    let mut final_counter: Vec<u128> =
+        (0..nslots as u32).into_par_iter().with_min_len(1024).map(|s| slots.load(s)).collect();
     for c in &credits {
         let v = &mut final_counter[c.slot as usize];
         *v = v.saturating_add(c.amount);
     }
     let receipts: Vec<Receipt<M::Failure>> = statuses
-        .into_iter()
+        .into_par_iter()
         .enumerate()
+        .with_min_len(256)
         .map(|(i, s)| Receipt {
             tx_id: verified.ids[i],
-            status: match s {
+            status: match s.into_inner() {
                 Some(s) => s,
-                None => pre_rejection(sm, &txs[i], verified.valid[i], &prepared[i]),
+                None => pre_rejection(sm, &txs[i], verified.valid[i], call_of(i as u32)),
             },
         })
         .collect();
@@ -716,7 +862,7 @@ fn pre_rejection<M: StateMachine>(
     sm: &M,
     tx: &Transaction,
     sig_ok: bool,
-    p: &Prepared<M::Call, M::Failure>,
+    call: Option<Result<&M::Call, &M::Failure>>,
 ) -> Status<M::Failure> {
     if !sig_ok {
         return Status::Rejected(Rejection::BadSignature.into());
@@ -724,7 +870,7 @@ fn pre_rejection<M: StateMachine>(
     if tx.chain_id != sm.chain_id() {
         return Status::Rejected(Rejection::WrongChain.into());
     }
-    match &p.call {
+    match call {
         Some(Err(e)) => Status::Rejected(e.clone()),
         // Every transaction with a decoded call has an access set and a group, so it got
         // a status in the group phase or the fix-up.

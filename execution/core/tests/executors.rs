@@ -126,10 +126,9 @@ impl StateMachine for Lying {
     fn decode(&self, tx: &Transaction) -> Result<Self::Call, Self::Failure> {
         self.0.decode(tx)
     }
-    fn access(&self, tx: &Transaction, _: &Self::Call) -> Option<AccessSet> {
-        let mut a = AccessSet::default();
+    fn access(&self, tx: &Transaction, _: &Self::Call, a: &mut AccessSet) -> bool {
         a.counter(lamina_execution_core::ledger::nonce_key(&tx.sender), lamina_execution_core::Access::Write);
-        Some(a)
+        true
     }
     fn admit<S: TxState>(&self, tx: &Transaction, c: &Self::Call, s: &mut S) -> Result<(), Self::Failure> {
         self.0.admit(tx, c, s)
