@@ -1,0 +1,211 @@
+//! Execution layer: the Block-STM/pevm workload (blocks of 10,000 signed transfers,
+//! random sender != recipient among N accounts, N in {2, 10, 100, 1k, 10k, 100k}).
+//!
+//! Groups (comparisons side by side, so one run shows the ratios):
+//! * `execution::exec/N=…`: `sequential`, `parallel threads=1`, `parallel threads=all`,
+//!   execution alone (signatures verified beforehand), and the same three with the
+//!   signature stage included (`+sig`: the sequential twin of the stage for `sequential`,
+//!   the stage on the executor's pool otherwise).
+//! * `execution::sigverify/N=…`: the signature stage beside raw ZIP-215 batch
+//!   verification of the same signatures, both on all threads.
+//! * `execution::state_root/N=…`: applying a block's change set to the authenticated
+//!   state (flat maps + sparse Merkle tree) and computing the root, hashing in parallel
+//!   and sequentially.
+//! * `execution::merkle_updates`: merkleized state updates per second on an in-memory
+//!   state of 1M keys.
+//!
+//! Run: `cargo bench -p lamina-benches --bench execution`
+//! (`LAMINA_BENCH_N=2,100` restricts N; `LAMINA_BENCH_THREADS=k` sets "all".)
+
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use std::time::Duration;
+
+use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use lamina_execution_core::ledger::{self, AssetId, LedgerConfig, NativeLedger};
+use lamina_execution_core::sigverify::{self, Verified};
+use lamina_execution_core::{AuthenticatedState, ChangeSet, CounterKey, parallel, sequential};
+use lamina_interfaces::{ChainSpec, GenesisBalance};
+use lamina_primitives::{ChainId, Keypair, Transaction};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
+
+const CHAIN: ChainId = ChainId(1);
+const BLOCK: usize = 10_000;
+
+struct Workload {
+    ledger: NativeLedger,
+    state: AuthenticatedState,
+    txs: Vec<Transaction>,
+    verified: Verified,
+}
+
+fn workload(n: u64) -> Workload {
+    let keys: Vec<Keypair> = (0..n).into_par_iter().map(Keypair::for_testing).collect();
+    let spec = ChainSpec {
+        id: CHAIN,
+        name: "bench".into(),
+        balances: keys.iter().map(|k| GenesisBalance { account: k.public(), amount: 1 << 50 }).collect(),
+        funded_test_accounts: 0,
+        funded_test_accounts_seed: 0,
+        funded_test_amount: 0,
+    };
+    let mut state = AuthenticatedState::new();
+    state.apply(&ledger::genesis(&spec), true);
+    let mut rng = ChaCha8Rng::seed_from_u64(n);
+    let mut nonces = vec![0u64; n as usize];
+    let mut picks = Vec::with_capacity(BLOCK);
+    for _ in 0..BLOCK {
+        let s = rng.random_range(0..n) as usize;
+        let mut r = rng.random_range(0..n - 1) as usize;
+        if r >= s {
+            r += 1;
+        }
+        picks.push((s, r, nonces[s], rng.random_range(1..1000u64)));
+        nonces[s] += 1;
+    }
+    let txs: Vec<Transaction> = picks
+        .par_iter()
+        .map(|&(s, r, nonce, amount)| {
+            ledger::transfer(&keys[s], CHAIN, nonce, keys[r].public(), AssetId::NATIVE, amount)
+        })
+        .collect();
+    let verified = sigverify::verify_block(&txs);
+    assert!(verified.valid.iter().all(|v| *v));
+    let ledger = NativeLedger::new(LedgerConfig::new(CHAIN));
+    Workload { ledger, state, txs, verified }
+}
+
+fn ns() -> Vec<u64> {
+    match std::env::var("LAMINA_BENCH_N") {
+        Ok(s) => s.split(',').filter_map(|x| x.trim().parse().ok()).collect(),
+        Err(_) => vec![2, 10, 100, 1_000, 10_000, 100_000],
+    }
+}
+
+fn all_threads() -> usize {
+    std::env::var("LAMINA_BENCH_THREADS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
+}
+
+fn pool(threads: usize) -> rayon::ThreadPool {
+    rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap()
+}
+
+fn exec_group(c: &mut Criterion) {
+    let all = all_threads();
+    let (p1, pall) = (pool(1), pool(all));
+    for n in ns() {
+        let w = workload(n);
+        // Sanity: both executors agree and every transfer succeeds.
+        let seq = sequential::execute(&w.ledger, &w.state, &w.txs, &w.verified);
+        assert!(seq.receipts.iter().all(|r| r.is_success()));
+        assert_eq!(pall.install(|| parallel::execute(&w.ledger, &w.state, &w.txs, &w.verified)), seq);
+
+        let mut g = c.benchmark_group(format!("execution::exec/N={n}"));
+        g.throughput(Throughput::Elements(BLOCK as u64));
+        g.sample_size(20);
+        g.warm_up_time(Duration::from_millis(500));
+        g.measurement_time(Duration::from_secs(3));
+        g.bench_function("sequential", |b| b.iter(|| sequential::execute(&w.ledger, &w.state, &w.txs, &w.verified)));
+        g.bench_function("parallel threads=1", |b| {
+            b.iter(|| p1.install(|| parallel::execute(&w.ledger, &w.state, &w.txs, &w.verified)))
+        });
+        g.bench_function(format!("parallel threads={all}"), |b| {
+            b.iter(|| pall.install(|| parallel::execute(&w.ledger, &w.state, &w.txs, &w.verified)))
+        });
+        g.sample_size(10);
+        g.measurement_time(Duration::from_secs(4));
+        g.bench_function("sequential+sig", |b| {
+            b.iter(|| {
+                let v = sigverify::verify_block_sequential(&w.txs);
+                sequential::execute(&w.ledger, &w.state, &w.txs, &v)
+            })
+        });
+        g.bench_function("parallel+sig threads=1", |b| {
+            b.iter(|| {
+                p1.install(|| {
+                    let v = sigverify::verify_block(&w.txs);
+                    parallel::execute(&w.ledger, &w.state, &w.txs, &v)
+                })
+            })
+        });
+        g.bench_function(format!("parallel+sig threads={all}"), |b| {
+            b.iter(|| {
+                pall.install(|| {
+                    let v = sigverify::verify_block(&w.txs);
+                    parallel::execute(&w.ledger, &w.state, &w.txs, &v)
+                })
+            })
+        });
+        g.finish();
+
+        let mut g = c.benchmark_group(format!("execution::sigverify/N={n}"));
+        g.throughput(Throughput::Elements(BLOCK as u64));
+        g.sample_size(10);
+        g.measurement_time(Duration::from_secs(4));
+        let items: Vec<_> = w.txs.iter().map(Transaction::signed_digest).collect();
+        g.bench_function(format!("raw batch verify threads={all}"), |b| {
+            b.iter(|| assert_eq!(pall.install(|| sigverify::raw_batch_verify(&items)), BLOCK))
+        });
+        g.bench_function(format!("signature stage threads={all}"), |b| {
+            b.iter(|| pall.install(|| sigverify::verify_block(&w.txs)))
+        });
+        g.finish();
+
+        let mut g = c.benchmark_group(format!("execution::state_root/N={n}"));
+        g.throughput(Throughput::Elements(seq.changes.len() as u64));
+        g.sample_size(20);
+        g.measurement_time(Duration::from_secs(3));
+        for (name, par) in [(format!("apply+root threads={all}"), true), ("apply+root sequential".to_string(), false)] {
+            g.bench_function(name, |b| {
+                b.iter_batched_ref(
+                    || w.state.clone(),
+                    |s| pall.install(|| s.apply(&seq.changes, par)),
+                    BatchSize::LargeInput,
+                )
+            });
+        }
+        g.finish();
+    }
+}
+
+fn merkle_group(c: &mut Criterion) {
+    let all = all_threads();
+    let pall = pool(all);
+    let size: u32 = std::env::var("LAMINA_BENCH_STATE_KEYS").ok().and_then(|s| s.parse().ok()).unwrap_or(1_000_000);
+    let key = |i: u32| CounterKey::new(2, &[&i.to_le_bytes()]);
+    let mut state = AuthenticatedState::new();
+    let init = ChangeSet { counters: (0..size).map(|i| (key(i), 1)).collect(), data: vec![] };
+    pall.install(|| state.apply(&init, true));
+    let mut g = c.benchmark_group(format!("execution::merkle_updates/keys={size}"));
+    g.sample_size(20);
+    g.measurement_time(Duration::from_secs(4));
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    let mut round: u128 = 2;
+    for updates in [20_000u32, 200_000] {
+        g.throughput(Throughput::Elements(u64::from(updates)));
+        for (name, par) in [(format!("threads={all}"), true), ("sequential".to_string(), false)] {
+            g.bench_function(BenchmarkId::new(name, updates), |b| {
+                b.iter_batched(
+                    || {
+                        round += 1;
+                        let mut ks: Vec<u32> = (0..updates).map(|_| rng.random_range(0..size)).collect();
+                        ks.sort_unstable();
+                        ks.dedup();
+                        ChangeSet { counters: ks.into_iter().map(|i| (key(i), round)).collect(), data: vec![] }
+                    },
+                    |ch| pall.install(|| state.apply(&ch, par)),
+                    BatchSize::LargeInput,
+                )
+            });
+        }
+    }
+    g.finish();
+}
+
+criterion_group!(benches, exec_group, merkle_group);
+criterion_main!(benches);
