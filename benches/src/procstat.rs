@@ -1,0 +1,215 @@
+//! Per-process CPU and RSS from `/proc/<pid>/stat` and `/proc/<pid>/statm` (Linux).
+//!
+//! CPU is the change of `utime + stime` (fields 14 and 15 of `stat`, in clock ticks)
+//! over wall time between two samples, in percent of one core (200% = two cores busy).
+//! RSS is `statm`'s second field (resident pages) times the page size. The `comm` field
+//! of `stat` may hold spaces and parentheses, so fields are counted after its *last* `)`.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use crate::BenchError;
+use crate::cluster::ProcessRef;
+
+/// One reading of a process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProcStat {
+    /// State letter (`R`, `S`, `T` stopped, `Z` zombie, …).
+    pub state: char,
+    /// User plus system CPU time, in clock ticks.
+    pub cpu_ticks: u64,
+    /// Resident set size, bytes.
+    pub rss_bytes: u64,
+}
+
+/// Clock ticks per second (`sysconf(_SC_CLK_TCK)`, 100 on Linux).
+pub fn clock_ticks() -> u64 {
+    // SAFETY: sysconf has no preconditions; it returns -1 for an unknown name.
+    let v = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if v > 0 { v as u64 } else { 100 }
+}
+
+/// Page size in bytes.
+pub fn page_size() -> u64 {
+    // SAFETY: sysconf has no preconditions; it returns -1 for an unknown name.
+    let v = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if v > 0 { v as u64 } else { 4096 }
+}
+
+/// Parses the text of `/proc/<pid>/stat` into (state, utime + stime).
+pub fn parse_stat(text: &str) -> Option<(char, u64)> {
+    let rest = &text[text.rfind(')')? + 1..];
+    let mut f = rest.split_ascii_whitespace();
+    // After `comm`: field 3 is the state; utime and stime are fields 14 and 15.
+    let state = f.next()?.chars().next()?;
+    let mut f = f.skip(10);
+    let utime: u64 = f.next()?.parse().ok()?;
+    let stime: u64 = f.next()?.parse().ok()?;
+    Some((state, utime.checked_add(stime)?))
+}
+
+/// Parses the text of `/proc/<pid>/statm` into resident pages.
+pub fn parse_statm(text: &str) -> Option<u64> {
+    text.split_ascii_whitespace().nth(1)?.parse().ok()
+}
+
+/// Reads one process.
+pub fn read(pid: u32) -> Result<ProcStat, BenchError> {
+    let err = |reason: String| BenchError::Proc { pid, reason };
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).map_err(|e| err(format!("stat: {e}")))?;
+    let (state, cpu_ticks) = parse_stat(&stat).ok_or_else(|| err("stat: malformed".into()))?;
+    let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).map_err(|e| err(format!("statm: {e}")))?;
+    let pages = parse_statm(&statm).ok_or_else(|| err("statm: malformed".into()))?;
+    Ok(ProcStat { state, cpu_ticks, rss_bytes: pages.saturating_mul(page_size()) })
+}
+
+/// One process's sampled series.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ProcessSeries {
+    /// Instance name (`validator-0`, `harness`).
+    pub name: String,
+    /// Module (`consensus`, `da`, …, `harness`).
+    pub module: String,
+    /// Pids seen (more than one after a restart).
+    pub pids: Vec<u32>,
+    /// `(t_s, cpu_percent)` per interval between two readings of the same pid.
+    pub cpu: Vec<(f64, f64)>,
+    /// `(t_s, rss_bytes)` per reading.
+    pub rss: Vec<(f64, u64)>,
+}
+
+/// Summary of one process over a point.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ProcessSummary {
+    /// Instance name.
+    pub name: String,
+    /// Module.
+    pub module: String,
+    /// Pids seen.
+    pub pids: Vec<u32>,
+    /// Mean CPU, percent of one core.
+    pub cpu_percent_mean: f64,
+    /// Highest interval CPU.
+    pub cpu_percent_max: f64,
+    /// Mean RSS.
+    pub rss_bytes_mean: u64,
+    /// Highest RSS.
+    pub rss_bytes_max: u64,
+    /// Readings taken.
+    pub samples: u64,
+}
+
+impl ProcessSeries {
+    /// Mean/max over the series.
+    pub fn summary(&self) -> ProcessSummary {
+        let cpu_mean =
+            if self.cpu.is_empty() { 0.0 } else { self.cpu.iter().map(|c| c.1).sum::<f64>() / self.cpu.len() as f64 };
+        let rss_mean = if self.rss.is_empty() {
+            0
+        } else {
+            (self.rss.iter().map(|r| u128::from(r.1)).sum::<u128>() / self.rss.len() as u128) as u64
+        };
+        ProcessSummary {
+            name: self.name.clone(),
+            module: self.module.clone(),
+            pids: self.pids.clone(),
+            cpu_percent_mean: cpu_mean,
+            cpu_percent_max: self.cpu.iter().map(|c| c.1).fold(0.0, f64::max),
+            rss_bytes_mean: rss_mean,
+            rss_bytes_max: self.rss.iter().map(|r| r.1).max().unwrap_or(0),
+            samples: self.rss.len() as u64,
+        }
+    }
+}
+
+/// Samples a changing set of processes; keeps each one's previous reading to turn CPU
+/// ticks into a rate.
+#[derive(Debug)]
+pub struct Sampler {
+    origin: Instant,
+    ticks: f64,
+    prev: BTreeMap<String, (u32, Instant, u64)>,
+    series: BTreeMap<String, ProcessSeries>,
+    /// Processes that could not be read (gone, not ours), by name: last error.
+    pub errors: BTreeMap<String, String>,
+}
+
+impl Sampler {
+    /// A sampler whose times are seconds after `origin`.
+    pub fn new(origin: Instant) -> Self {
+        Sampler {
+            origin,
+            ticks: clock_ticks() as f64,
+            prev: BTreeMap::new(),
+            series: BTreeMap::new(),
+            errors: BTreeMap::new(),
+        }
+    }
+
+    /// Reads every process once at `now`. A dead or vanished process is skipped (and
+    /// noted in `errors`); a new pid for a name (a restart) starts a new CPU baseline.
+    pub fn sample(&mut self, procs: &[ProcessRef], now: Instant) {
+        let t = now.saturating_duration_since(self.origin).as_secs_f64();
+        for p in procs {
+            let s = match read(p.pid) {
+                Ok(s) if s.state != 'Z' && s.state != 'X' => s,
+                Ok(_) => {
+                    self.errors.insert(p.name.clone(), format!("pid {} is a zombie", p.pid));
+                    continue;
+                }
+                Err(e) => {
+                    self.errors.insert(p.name.clone(), e.to_string());
+                    continue;
+                }
+            };
+            let series = self.series.entry(p.name.clone()).or_insert_with(|| ProcessSeries {
+                name: p.name.clone(),
+                module: p.module.clone(),
+                ..Default::default()
+            });
+            if !series.pids.contains(&p.pid) {
+                series.pids.push(p.pid);
+            }
+            series.rss.push((t, s.rss_bytes));
+            if let Some((pid, at, ticks)) = self.prev.get(&p.name)
+                && *pid == p.pid
+            {
+                let dt = now.saturating_duration_since(*at).as_secs_f64();
+                if dt > 0.0 {
+                    let cpu = s.cpu_ticks.saturating_sub(*ticks) as f64 / self.ticks / dt * 100.0;
+                    series.cpu.push((t, cpu));
+                }
+            }
+            self.prev.insert(p.name.clone(), (p.pid, now, s.cpu_ticks));
+        }
+    }
+
+    /// The series, by name.
+    pub fn into_series(self) -> Vec<ProcessSeries> {
+        self.series.into_values().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_stat_with_awkward_command_names() {
+        let text =
+            "1234 (a) b (c)) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 75 0 0 20 0 1 0 5 1000 200 18446744073709551615";
+        assert_eq!(parse_stat(text), Some(('S', 325)));
+        assert_eq!(parse_stat("garbage"), None);
+        assert_eq!(parse_stat("1 (x) R 1 2"), None);
+        assert_eq!(parse_statm("2000 345 100 1 0 200 0\n"), Some(345));
+        assert_eq!(parse_statm("2000"), None);
+    }
+
+    #[test]
+    fn reads_this_process() {
+        let me = read(std::process::id()).unwrap();
+        assert!(me.rss_bytes > 0);
+        assert!(matches!(me.state, 'R' | 'S' | 'D'));
+        assert!(matches!(read(u32::MAX), Err(BenchError::Proc { .. })));
+    }
+}
