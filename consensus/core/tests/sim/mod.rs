@@ -39,6 +39,13 @@ pub struct Memo {
     keys: Mutex<HashMap<PublicKey, Option<lamina_primitives::VerifyingKey>>>,
 }
 
+impl Memo {
+    /// (distinct signatures made, distinct signatures checked)
+    pub fn sizes(&self) -> (usize, usize) {
+        (self.signed.lock().unwrap().len(), self.checked.lock().unwrap().len())
+    }
+}
+
 pub struct MemoSigner {
     pub key: Keypair,
     pub memo: Arc<Memo>,
@@ -104,20 +111,27 @@ impl Verifier for MemoVerifier {
 pub const DA_NODES: u64 = 4;
 pub const DA_THRESHOLD: usize = 3;
 
+fn keys() -> &'static (Vec<Keypair>, Vec<Keypair>) {
+    static KEYS: std::sync::OnceLock<(Vec<Keypair>, Vec<Keypair>)> = std::sync::OnceLock::new();
+    KEYS.get_or_init(|| {
+        ((0..16).map(Keypair::for_testing).collect(), (0..DA_NODES).map(|i| Keypair::for_testing(10_000 + i)).collect())
+    })
+}
+
 pub fn validator_key(i: usize) -> Keypair {
-    Keypair::for_testing(i as u64)
+    keys().0[i].clone()
 }
 
 pub fn da_key(i: u64) -> Keypair {
-    Keypair::for_testing(10_000 + i)
+    keys().1[i as usize].clone()
 }
 
 pub fn committee(n: usize) -> Committee {
-    Committee::new((0..n).map(|i| validator_key(i).public()).collect()).unwrap()
+    Committee::new((0..n).map(|i| keys().0[i].public()).collect()).unwrap()
 }
 
 pub fn da_committee() -> Committee {
-    Committee::new((0..DA_NODES).map(|i| da_key(i).public()).collect()).unwrap()
+    Committee::new(keys().1.iter().map(|k| k.public()).collect()).unwrap()
 }
 
 pub fn network_id() -> Digest {
@@ -247,6 +261,9 @@ pub struct Scenario {
     /// Liveness: every honest node finalizes a new block within this after `heal_at`.
     pub liveness_bound: Option<Duration>,
     pub twins_routing: Option<TwinsRouting>,
+    /// Instances that receive one distinct certified batch at time 0 (so that twins
+    /// propose different blocks).
+    pub initial_batches: Vec<usize>,
     pub config: Config,
 }
 
@@ -266,6 +283,7 @@ impl Scenario {
             batch_every: Some(Duration::from_millis(60)),
             liveness_bound: Some(Duration::from_secs(4)),
             twins_routing: None,
+            initial_batches: Vec::new(),
             config: sim_config(n),
         }
     }
@@ -379,6 +397,10 @@ pub struct Sim {
     pub insts: Vec<Instance>,
     memo: Arc<Memo>,
     pub signed: BTreeMap<(usize, u64), Signed>,
+    /// Every block seen in a proposal: digest -> (height, parent).
+    pub headers: BTreeMap<Digest, (u64, Digest)>,
+    /// Every block digest named by a finalization certificate anyone sent.
+    pub certified_final: BTreeSet<Digest>,
     pub submitted: BTreeMap<Digest, Duration>,
     batch_tag: u64,
     pub events_processed: u64,
@@ -425,6 +447,8 @@ impl Sim {
             insts,
             memo,
             signed: BTreeMap::new(),
+            headers: BTreeMap::new(),
+            certified_final: BTreeSet::new(),
             submitted: BTreeMap::new(),
             batch_tag: 0,
             events_processed: 0,
@@ -442,6 +466,9 @@ impl Sim {
                     sim.schedule(c.at + c.restart_after, Event::Restart { inst: i });
                 }
             }
+        }
+        for i in sim.scenario.initial_batches.clone() {
+            sim.schedule(Duration::ZERO, Event::Submit { inst: i });
         }
         if let Some(every) = sim.scenario.batch_every {
             for i in 0..sim.insts.len() {
@@ -526,8 +553,8 @@ impl Sim {
             {
                 let r = *round as usize;
                 if r > self.twins_rounds.len() {
-                    if r <= max_rounds {
-                        return Some(r);
+                    if self.twins_rounds.len() < max_rounds {
+                        return Some(self.twins_rounds.len() + 1);
                     }
                     self.queue.pop();
                     self.events.remove(&s);
@@ -545,6 +572,13 @@ impl Sim {
             self.now = t;
             self.events_processed += 1;
             self.handle(ev);
+            if self.scenario.twins_routing.is_some()
+                && self.twins_rounds.len() >= max_rounds
+                && self.insts.iter().all(|i| i.core.as_ref().is_none_or(|c| c.view().0 > max_rounds as u64))
+            {
+                // Every message from now on belongs to a round past the scenario.
+                return None;
+            }
         }
         self.now = self.now.max(end);
         None
@@ -678,6 +712,9 @@ impl Sim {
                 let start = (from.0 as usize).saturating_sub(1);
                 let blocks: Vec<FinalizedBlock> = log.iter().skip(start).take(max as usize).cloned().collect();
                 if !blocks.is_empty() {
+                    for fb in &blocks {
+                        self.certified_final.insert(fb.block.digest());
+                    }
                     for j in 0..self.insts.len() {
                         if self.insts[j].id == to {
                             self.send(i, j, Message::Finalized(blocks.clone()));
@@ -691,6 +728,9 @@ impl Sim {
                 let ordered: BTreeSet<Digest> =
                     fb.block.batches.iter().map(|c| c.commitment.attestation_digest()).collect();
                 self.insts[i].batches.retain(|c| !ordered.contains(&c.commitment.attestation_digest()));
+                let h = &fb.block.header;
+                self.headers.insert(fb.block.digest(), (h.height.0, h.parent));
+                self.certified_final.insert(fb.block.digest());
                 self.insts[i].log.push(fb);
                 self.insts[i].finalized_at.push(self.now);
             }
@@ -700,6 +740,21 @@ impl Sim {
     }
 
     fn record_signed(&mut self, i: usize, msg: &Message) {
+        match msg {
+            Message::Propose(p) => {
+                let h = &p.block.header;
+                self.headers.insert(p.block.digest(), (h.height.0, h.parent));
+            }
+            Message::Certificate(c) if c.kind == VoteKind::Finalize => {
+                self.certified_final.insert(c.digest);
+            }
+            Message::Finalized(blocks) => {
+                for fb in blocks {
+                    self.certified_final.insert(fb.block.digest());
+                }
+            }
+            _ => {}
+        }
         if !self.is_honest(i) {
             return;
         }
@@ -1044,10 +1099,39 @@ impl Sim {
         Ok(())
     }
 
+    /// The blocks that are final: those named by a finalization certificate and their
+    /// ancestors (as far as the harness saw their headers).
+    pub fn final_blocks(&self) -> BTreeMap<Digest, u64> {
+        let mut out = BTreeMap::new();
+        for d in &self.certified_final {
+            let mut d = *d;
+            while let Some((h, parent)) = self.headers.get(&d) {
+                if out.insert(d, *h).is_some() {
+                    break;
+                }
+                d = *parent;
+            }
+        }
+        out
+    }
+
+    /// Safety over certificates, not only over outputs: no two blocks at one height are
+    /// final (certified, or ancestors of certified blocks).
+    pub fn check_final_chain(&self) -> Result<(), String> {
+        let mut by_height: BTreeMap<u64, Digest> = BTreeMap::new();
+        for (d, h) in self.final_blocks() {
+            if let Some(other) = by_height.insert(h, d)
+                && other != d
+            {
+                return Err(format!("two final blocks at height {h}: {other:?} and {d:?}"));
+            }
+        }
+        Ok(())
+    }
+
     /// Honest validators never sign conflicting messages (across crashes and restarts).
     pub fn check_no_honest_equivocation(&self) -> Result<(), String> {
-        let final_chain: BTreeSet<Digest> =
-            self.honest().iter().flat_map(|&i| self.insts[i].log.iter().map(|fb| fb.block.digest())).collect();
+        let final_chain = self.final_blocks();
         for ((id, view), s) in &self.signed {
             if s.notarize.len() > 1 {
                 return Err(format!("honest node {id} notarized {} blocks in view {view}", s.notarize.len()));
@@ -1059,7 +1143,7 @@ impl Sim {
                 return Err(format!("honest node {id} nullified view {view} after a finalize vote"));
             }
             for d in &s.finalize_after_nullify {
-                if !final_chain.contains(d) {
+                if !final_chain.contains_key(d) {
                     return Err(format!(
                         "honest node {id} sent a finalize vote after nullify in view {view} for a non-final block"
                     ));
@@ -1115,6 +1199,7 @@ impl Sim {
 
     pub fn check_all(&self, verified: &mut BTreeSet<Digest>) -> Result<(), String> {
         self.check_agreement()?;
+        self.check_final_chain()?;
         self.check_validity(verified)?;
         self.check_no_honest_equivocation()?;
         self.check_liveness()?;
