@@ -1,1 +1,198 @@
 //! The execution service: follows the ordered log, fetches batches from DA, executes, persists state, serves queries.
+//!
+//! One service executes one chain (namespace) with the native ledger
+//! ([`lamina_execution_core::ledger`]). For each finalized block of the ordered log, in
+//! height order, it:
+//!
+//! 1. checks the block's finality certificate against the genesis validators (and each
+//!    relevant availability certificate against the DA committee);
+//! 2. fetches, from every square whose commitment lists the chain's namespace, the
+//!    chain's blobs (`DataAvailability::get_namespace`), decodes each as a
+//!    [`lamina_primitives::Batch`] (a blob that does not decode, or names another
+//!    namespace, is skipped: it is data, so every replica skips it alike);
+//! 3. verifies signatures and executes the block's transactions with the parallel
+//!    executor, applies the change set to the authenticated state;
+//! 4. appends a [`record::BlockRecord`] (change set, receipts, roots) to its lamina-store
+//!    log and waits until it is **durable**; only then does the block count as committed:
+//!    queries see it, the `lamina_execution_height` gauge moves, and
+//! 5. a signed [`lamina_interfaces::CheckpointClaim`] (height, state root, data root,
+//!    chained receipts root) is posted through the [`lamina_interfaces::Settlement`] seam.
+//!
+//! **Restart** replays the records from the genesis state (checking every recorded
+//! state root) and resumes at the next height. **Wiped data** means no records: the
+//! service rebuilds by replaying the log from height 1. **Kill -9** loses at most the
+//! block being processed, which was never reported committed; the torn tail of the
+//! store is discarded by lamina-store's recovery.
+//!
+//! Queries (balance, nonce, receipt, balance with a state proof, status) are served over
+//! QUIC ([`query::QueryProtocol`], `lamina/execution/1`) and over HTTP/JSON
+//! ([`query::serve_http`]).
+//!
+//! The service is generic over the seams it consumes: the `lamina` binary passes the
+//! consensus layer's QUIC `OrderedLog` client, the DA layer's client and a settlement
+//! adapter ([`adapters::LogSettlement`] posts claims as transactions under the
+//! settlement namespace through `TxSubmit`). Tests use `InMemoryLog`, the on-disk
+//! [`adapters::FileLog`] fixture and the in-process [`adapters::MemoryDa`].
+
+pub mod adapters;
+pub mod node;
+pub mod query;
+pub mod record;
+
+use std::net::SocketAddr;
+
+use lamina_interfaces::{DataAvailability, OrderedLog, Settlement};
+use lamina_net::NodeContext;
+use lamina_primitives::{ChainId, PublicKey};
+use tokio_util::sync::CancellationToken;
+
+pub use node::{ExecutionNode, Shared, View};
+
+/// Configuration of the execution service.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// The chain to execute. `None`: the chain the genesis assigns to this node.
+    pub chain: Option<ChainId>,
+    /// Flat fee per transaction in the native asset (must match every replica).
+    pub fee: u64,
+    /// Fee collector (must match every replica); zero key when `fee` is 0.
+    pub fee_collector: PublicKey,
+    /// Blocks requested from the log per read.
+    pub read_batch: usize,
+    /// Threads for signature verification and execution (0: all cores).
+    pub threads: usize,
+    /// Verify finality and availability certificates (turn off only for tests and for
+    /// a trusted local log).
+    pub verify_certificates: bool,
+    /// Post a checkpoint claim every this many heights (and at every height with data
+    /// for the chain when 1). 0 disables claims.
+    pub claim_every: u64,
+    /// HTTP/JSON query address. `None`: the genesis entry's `http` address, if any.
+    pub http_listen: Option<SocketAddr>,
+    /// Extra keys allowed to query over QUIC (wallets, tools); every genesis node may.
+    pub query_clients: Vec<PublicKey>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            chain: None,
+            fee: 0,
+            fee_collector: PublicKey::default(),
+            read_batch: 64,
+            threads: 0,
+            verify_certificates: true,
+            claim_every: 1,
+            http_listen: None,
+            query_clients: Vec::new(),
+        }
+    }
+}
+
+impl Config {
+    /// Checks the configuration.
+    pub fn validate(&self) -> Result<(), Error> {
+        if self.read_batch == 0 || self.read_batch > 10_000 {
+            return Err(Error::Config(format!("read_batch {} outside 1..=10000", self.read_batch)));
+        }
+        if let Some(c) = self.chain
+            && !c.is_user_chain()
+        {
+            return Err(Error::Config(format!("chain {c} is reserved")));
+        }
+        Ok(())
+    }
+}
+
+/// Why the service stopped or could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Bad configuration.
+    #[error("config: {0}")]
+    Config(String),
+    /// The store failed (a local fault: fail-stop).
+    #[error("store: {0}")]
+    Store(#[from] lamina_store::Error),
+    /// The store holds data that does not belong here or does not replay (another
+    /// genesis or chain, a record that does not decode, a state root that does not
+    /// match): refuse to run on it.
+    #[error("store content invalid: {0}")]
+    BadStore(String),
+    /// The ordered log misbehaved (a gap, a wrong height, a bad certificate).
+    #[error("ordered log: {0}")]
+    Log(String),
+    /// Networking failed at startup.
+    #[error("net: {0}")]
+    Net(#[from] lamina_net::NetError),
+    /// I/O outside the store (HTTP listener).
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+    /// A worker task failed.
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+/// Runs the execution service until `shutdown` is cancelled: opens (or rebuilds) the
+/// store under `ctx.data_dir`, serves queries over QUIC (on the node's genesis address)
+/// and HTTP, and follows `log`.
+///
+/// This is CONTRIBUTING's service entry point with the three seams as extra arguments:
+/// layers never import each other, so the binary constructs the consensus layer's log
+/// client, the DA client and the settlement adapter and hands them in.
+pub async fn run<L: OrderedLog, D: DataAvailability, S: Settlement>(
+    ctx: NodeContext,
+    config: Config,
+    log: L,
+    da: D,
+    settlement: S,
+    shutdown: CancellationToken,
+) -> Result<(), Error> {
+    config.validate()?;
+    let chain = config
+        .chain
+        .or_else(|| ctx.entry().and_then(|e| e.chain))
+        .ok_or_else(|| Error::Config("no chain configured and none in the genesis entry".into()))?;
+    let mut node = ExecutionNode::open(&ctx.data_dir, &ctx.genesis, chain, ctx.keypair.clone(), &config)?;
+    ctx.health.set_check("caught_up", false, "starting");
+    let shared = node.shared();
+
+    // QUIC queries.
+    let endpoint = ctx.bind_endpoint(lamina_net::EndpointConfig::new(
+        ctx.listen_addr().unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0))),
+    ))?;
+    let mut peers = lamina_net::PeerSet::new();
+    for e in ctx.genesis.all_nodes() {
+        if e.key != ctx.node_id() {
+            peers = peers.with_accept(e.key);
+        }
+    }
+    for k in &config.query_clients {
+        peers = peers.with_accept(*k);
+    }
+    let _queries = endpoint.register(
+        query::QuicQueries(shared.clone()),
+        peers,
+        lamina_net::ProtocolConfig::for_protocol::<query::QueryProtocol>(),
+    )?;
+
+    // HTTP queries.
+    let http_addr = config.http_listen.or_else(|| ctx.entry().and_then(|e| e.http));
+    let http = match http_addr {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr).await?;
+            tracing::info!(target: "lamina::execution", %addr, "HTTP queries");
+            Some(tokio::spawn(query::serve_http(listener, shared.clone(), shutdown.clone())))
+        }
+        None => None,
+    };
+
+    let result = node.follow(&log, &da, &settlement, &ctx.health, &shutdown).await;
+    shutdown.cancel();
+    if let Some(h) = http {
+        let _ = h.await;
+    }
+    endpoint.shutdown().await;
+    node.close()?;
+    result
+}

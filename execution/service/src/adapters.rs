@@ -1,0 +1,189 @@
+//! Implementations of the seams for composing in one process and for tests: a
+//! settlement adapter over transaction intake, an in-process DA layer, and an on-disk
+//! ordered-log fixture.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use lamina_interfaces::{
+    Blob, CheckpointClaim, DaError, DataAvailability, LogError, OrderedLog, Settlement, SettlementError, SubmitError,
+    TxSubmit,
+};
+use lamina_primitives::{
+    AvailabilityCertificate, ChainId, DataCommitment, Digest, Domain, FinalizedBlock, Height, Keypair, Namespace,
+    Transaction,
+};
+
+/// Posts checkpoint claims as transactions under [`Namespace::SETTLEMENT`] through
+/// transaction intake: the claim (encoded with the codec) is the payload, the chain id is
+/// the settlement namespace's, the nonce is the claim's height (increasing per claimer),
+/// signed by the execution node's key. Settlement replays that namespace of the log.
+#[derive(Debug, Clone)]
+pub struct LogSettlement<T> {
+    submit: T,
+    key: Keypair,
+}
+
+impl<T: TxSubmit> LogSettlement<T> {
+    /// An adapter that submits with `submit`, signing with `key`.
+    pub fn new(submit: T, key: Keypair) -> Self {
+        LogSettlement { submit, key }
+    }
+
+    /// The transaction that carries `claim`.
+    pub fn claim_transaction(key: &Keypair, claim: &CheckpointClaim) -> Result<Transaction, SettlementError> {
+        let payload = lamina_primitives::encode(claim).map_err(|e| SettlementError::Rejected(e.to_string()))?;
+        Ok(Transaction::new_signed(key, ChainId::from(Namespace::SETTLEMENT), claim.height.0, payload))
+    }
+}
+
+impl<T: TxSubmit> Settlement for LogSettlement<T> {
+    async fn post_claim(&self, claim: CheckpointClaim) -> Result<(), SettlementError> {
+        let tx = Self::claim_transaction(&self.key, &claim)?;
+        match self.submit.submit(tx).await {
+            Ok(_) => Ok(()),
+            Err(e @ (SubmitError::Busy(_) | SubmitError::Transport(_))) => {
+                Err(SettlementError::Unavailable(e.to_string()))
+            }
+            Err(e) => Err(SettlementError::Rejected(e.to_string())),
+        }
+    }
+}
+
+/// A settlement sink that records claims in memory (tests, single-process setups).
+#[derive(Debug, Clone, Default)]
+pub struct RecordingSettlement(pub Arc<Mutex<Vec<CheckpointClaim>>>);
+
+impl Settlement for RecordingSettlement {
+    async fn post_claim(&self, claim: CheckpointClaim) -> Result<(), SettlementError> {
+        claim.verify_signature().map_err(|e| SettlementError::Rejected(e.to_string()))?;
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).push(claim);
+        Ok(())
+    }
+}
+
+static MEMORY_DA_ROOT: Domain = Domain::new("lamina execution memory da root v1");
+
+/// An in-process DA layer: keeps submitted blobs in memory, keyed by a data root that
+/// hashes them. No erasure coding and no DA committee: its certificates carry no
+/// signatures, so use it with certificate verification off. For composing layers in
+/// one process and for tests; the DA layer's QUIC client implements the same trait.
+#[derive(Debug, Clone, Default)]
+pub struct MemoryDa {
+    squares: Arc<Mutex<HashMap<Digest, Vec<Blob>>>>,
+}
+
+impl MemoryDa {
+    /// An empty DA layer.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The commitment `submit` would return for `blobs` (in namespace order).
+    pub fn commitment(blobs: &mut [Blob]) -> DataCommitment {
+        blobs.sort_by_key(|b| b.namespace);
+        let mut h = MEMORY_DA_ROOT.hasher();
+        for b in blobs.iter() {
+            h.update(&b.namespace.0);
+            h.update(&(b.data.len() as u64).to_le_bytes());
+            h.update(&b.data);
+        }
+        let mut namespaces: Vec<Namespace> = blobs.iter().map(|b| b.namespace).collect();
+        namespaces.dedup();
+        DataCommitment {
+            data_root: Digest(*h.finalize().as_bytes()),
+            square_width: 1,
+            codec: 0,
+            namespaces,
+            blob_bytes: blobs.iter().map(|b| b.data.len() as u64).sum(),
+        }
+    }
+}
+
+impl DataAvailability for MemoryDa {
+    async fn submit(&self, mut blobs: Vec<Blob>) -> Result<AvailabilityCertificate, DaError> {
+        if blobs.iter().any(|b| b.data.is_empty() || b.namespace.is_reserved()) {
+            return Err(DaError::Rejected("empty blob or reserved namespace".into()));
+        }
+        let commitment = Self::commitment(&mut blobs);
+        self.squares.lock().unwrap_or_else(|e| e.into_inner()).insert(commitment.data_root, blobs);
+        Ok(AvailabilityCertificate { commitment, signatures: Default::default() })
+    }
+
+    async fn get_namespace(&self, commitment: &DataCommitment, namespace: Namespace) -> Result<Vec<Vec<u8>>, DaError> {
+        let squares = self.squares.lock().unwrap_or_else(|e| e.into_inner());
+        let blobs = squares
+            .get(&commitment.data_root)
+            .ok_or_else(|| DaError::Unavailable(format!("no square {}", commitment.data_root)))?;
+        Ok(blobs.iter().filter(|b| b.namespace == namespace).map(|b| b.data.clone()).collect())
+    }
+}
+
+/// An ordered log stored on disk in a lamina-store log (record `h - 1` holds block `h`):
+/// the "real on-disk log" fixture for follower tests, and a way to replay a captured log.
+/// Appends are durable; reads wait for missing heights (polling, so another handle in
+/// the same process may append).
+#[derive(Clone)]
+pub struct FileLog {
+    log: Arc<lamina_store::Log>,
+    appended: Arc<tokio::sync::Notify>,
+}
+
+impl std::fmt::Debug for FileLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileLog").field("next", &self.log.next_seq()).finish()
+    }
+}
+
+impl FileLog {
+    /// Opens (or creates) the log in `dir`.
+    pub fn open(dir: &Path) -> Result<Self, lamina_store::Error> {
+        let log = lamina_store::Log::open(dir, lamina_store::Config { name: "file-log".into(), ..Default::default() })?;
+        Ok(FileLog { log: Arc::new(log), appended: Arc::new(tokio::sync::Notify::new()) })
+    }
+
+    /// Appends the next block durably.
+    pub fn append(&self, block: &FinalizedBlock) -> Result<(), LogError> {
+        let want = Height(self.log.next_seq() + 1);
+        if block.height() != want {
+            return Err(LogError::Invalid(format!("appended height {} but next is {want}", block.height())));
+        }
+        let bytes = lamina_primitives::encode(block).map_err(|e| LogError::Invalid(e.to_string()))?;
+        self.log.append_durable(&bytes).map_err(|e| LogError::Unavailable(e.to_string()))?;
+        self.appended.notify_waiters();
+        Ok(())
+    }
+
+    fn try_read(&self, from: Height, max: usize) -> Result<Vec<FinalizedBlock>, LogError> {
+        if from.0 == 0 {
+            return Err(LogError::GenesisHasNoBlock);
+        }
+        let mut out = Vec::new();
+        for item in self.log.iter_from(from.0 - 1).take(max.max(1)) {
+            let rec = item.map_err(|e| LogError::Unavailable(e.to_string()))?;
+            let b: FinalizedBlock =
+                lamina_primitives::decode(rec.bytes()).map_err(|e| LogError::Invalid(e.to_string()))?;
+            out.push(b);
+        }
+        Ok(out)
+    }
+}
+
+impl OrderedLog for FileLog {
+    async fn read(&self, from: Height, max: usize) -> Result<Vec<FinalizedBlock>, LogError> {
+        loop {
+            let notified = self.appended.notified();
+            let got = self.try_read(from, max)?;
+            if !got.is_empty() {
+                return Ok(got);
+            }
+            let _ = tokio::time::timeout(Duration::from_millis(50), notified).await;
+        }
+    }
+
+    async fn tip(&self) -> Result<Height, LogError> {
+        Ok(Height(self.log.next_seq()))
+    }
+}

@@ -1,0 +1,291 @@
+//! Queries: balance, nonce, receipt, balance with a state proof, status; over QUIC
+//! (`lamina/execution/1`) and HTTP/JSON.
+//!
+//! Every answer is taken from the committed (durable) view and names the height it
+//! describes. HTTP routes (GET only, JSON bodies, amounts as decimal strings since they
+//! exceed JSON's safe integers):
+//!
+//! | route | answer |
+//! |---|---|
+//! | `/status` | `{chain, height, state_root, receipts_root, data_root}` |
+//! | `/balance/<account hex>[?asset=<id>]` | `{height, account, asset, amount}` |
+//! | `/nonce/<account hex>` | `{height, account, nonce}` |
+//! | `/receipt/<tx id hex>` | `{height, receipt}` or 404 |
+//! | `/proof/balance/<account hex>[?asset=<id>]` | the balance with its [`StateProof`] against `state_root` |
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use lamina_execution_core::ledger::{self, AssetId, LedgerFailure};
+use lamina_execution_core::smt::StateProof;
+use lamina_execution_core::{Receipt, StateRead};
+use lamina_net::{Empty, Handler, Protocol, ProtocolId, Reject};
+use lamina_primitives::{ChainId, Digest, Height, NodeId, PublicKey, TxId};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_util::sync::CancellationToken;
+
+use crate::node::Shared;
+
+/// A query.
+#[derive(Clone, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub enum QueryRequest {
+    /// Heights and roots.
+    Status,
+    /// An account's balance of an asset.
+    Balance(PublicKey, AssetId),
+    /// An account's next nonce.
+    Nonce(PublicKey),
+    /// A transaction's receipt.
+    Receipt(TxId),
+    /// A balance with its proof against the state root.
+    BalanceProof(PublicKey, AssetId),
+}
+
+impl lamina_primitives::Wire for QueryRequest {
+    const NAME: &'static str = "ExecQueryRequest";
+    const MAX_SIZE: usize = 128;
+}
+
+/// The committed heights and roots.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct StatusInfo {
+    /// The chain.
+    pub chain: ChainId,
+    /// Last committed log height.
+    pub height: Height,
+    /// State root after it.
+    pub state_root: Digest,
+    /// Chained receipts root after it.
+    pub receipts_root: Digest,
+    /// Data root of the last square with the chain's data.
+    pub data_root: Digest,
+}
+
+/// An answer; every variant carries the height it describes.
+#[derive(Clone, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub enum QueryResponse {
+    /// Status.
+    Status(StatusInfo),
+    /// A balance (height, amount).
+    Balance(Height, u128),
+    /// A nonce (height, next nonce).
+    Nonce(Height, u64),
+    /// A receipt and the height that included it, or `None` if unknown.
+    Receipt(Option<(Height, Receipt<LedgerFailure>)>),
+    /// A balance with its proof against `status.state_root`.
+    BalanceProof(StatusInfo, u128, StateProof),
+}
+
+impl lamina_primitives::Wire for QueryResponse {
+    const NAME: &'static str = "ExecQueryResponse";
+    const MAX_SIZE: usize = 64 * 1024;
+}
+
+/// The QUIC query protocol.
+#[derive(Debug)]
+pub struct QueryProtocol;
+
+impl Protocol for QueryProtocol {
+    const ID: ProtocolId = ProtocolId::new("execution", 1);
+    type Request = QueryRequest;
+    type Response = QueryResponse;
+    type Message = Empty;
+}
+
+fn status(shared: &Shared) -> StatusInfo {
+    let v = shared.read();
+    StatusInfo {
+        chain: v.chain,
+        height: v.height,
+        state_root: v.state_root,
+        receipts_root: v.receipts_root,
+        data_root: v.data_root,
+    }
+}
+
+/// Answers a query from the committed view.
+pub fn answer(shared: &Shared, q: &QueryRequest) -> QueryResponse {
+    match q {
+        QueryRequest::Status => QueryResponse::Status(status(shared)),
+        QueryRequest::Balance(a, asset) => {
+            let v = shared.read();
+            QueryResponse::Balance(v.height, ledger::balance(&v.state, a, *asset))
+        }
+        QueryRequest::Nonce(a) => {
+            let v = shared.read();
+            QueryResponse::Nonce(v.height, ledger::nonce(&v.state, a))
+        }
+        QueryRequest::Receipt(id) => {
+            let v = shared.read();
+            QueryResponse::Receipt(v.receipts.get(id).map(|e| (e.height, e.receipt.clone())))
+        }
+        QueryRequest::BalanceProof(a, asset) => {
+            let v = shared.read();
+            let key = ledger::balance_key(a, *asset);
+            let info = StatusInfo {
+                chain: v.chain,
+                height: v.height,
+                state_root: v.state_root,
+                receipts_root: v.receipts_root,
+                data_root: v.data_root,
+            };
+            match v.state.prove_counter(&key) {
+                Ok((amount, proof)) => QueryResponse::BalanceProof(info, amount, proof),
+                // A full state tree has no opaque nodes; answer with the balance only.
+                Err(_) => QueryResponse::Balance(v.height, v.state.counter(&key)),
+            }
+        }
+    }
+}
+
+/// Serves [`QueryProtocol`] from the shared view.
+#[derive(Debug, Clone)]
+pub struct QuicQueries(pub Arc<Shared>);
+
+impl Handler<QueryProtocol> for QuicQueries {
+    async fn request(&self, _peer: NodeId, request: QueryRequest) -> Result<QueryResponse, Reject> {
+        Ok(answer(&self.0, &request))
+    }
+}
+
+const MAX_HTTP_REQUEST: usize = 8 * 1024;
+
+fn parse_asset(query: Option<&str>) -> Result<AssetId, String> {
+    match query.and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("asset="))) {
+        None => Ok(AssetId::NATIVE),
+        Some(a) => a.parse().map(AssetId).map_err(|_| format!("bad asset {a:?}")),
+    }
+}
+
+fn parse_pk(s: &str) -> Result<PublicKey, String> {
+    PublicKey::from_hex(s).map_err(|_| format!("bad account {s:?} (64 hex digits)"))
+}
+
+/// Routes one HTTP path to (status code, JSON body).
+pub fn route(shared: &Shared, target: &str) -> (u16, serde_json::Value) {
+    use serde_json::json;
+    let (path, query) = match target.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (target, None),
+    };
+    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let res: Result<serde_json::Value, (u16, String)> = (|| match parts.as_slice() {
+        ["status"] => Ok(serde_json::to_value(status(shared)).unwrap_or_default()),
+        ["balance", a] => {
+            let (pk, asset) = (parse_pk(a).map_err(|e| (400, e))?, parse_asset(query).map_err(|e| (400, e))?);
+            match answer(shared, &QueryRequest::Balance(pk, asset)) {
+                QueryResponse::Balance(h, amount) => {
+                    Ok(json!({"height": h, "account": pk, "asset": asset, "amount": amount.to_string()}))
+                }
+                _ => Err((500, "unexpected answer".into())),
+            }
+        }
+        ["nonce", a] => {
+            let pk = parse_pk(a).map_err(|e| (400, e))?;
+            match answer(shared, &QueryRequest::Nonce(pk)) {
+                QueryResponse::Nonce(h, n) => Ok(json!({"height": h, "account": pk, "nonce": n})),
+                _ => Err((500, "unexpected answer".into())),
+            }
+        }
+        ["receipt", id] => {
+            let id = Digest::from_hex(id).map_err(|_| (400, format!("bad tx id {id:?}")))?;
+            match answer(shared, &QueryRequest::Receipt(TxId(id))) {
+                QueryResponse::Receipt(Some((h, r))) => Ok(json!({"height": h, "receipt": r})),
+                QueryResponse::Receipt(None) => Err((404, "unknown transaction".into())),
+                _ => Err((500, "unexpected answer".into())),
+            }
+        }
+        ["proof", "balance", a] => {
+            let (pk, asset) = (parse_pk(a).map_err(|e| (400, e))?, parse_asset(query).map_err(|e| (400, e))?);
+            match answer(shared, &QueryRequest::BalanceProof(pk, asset)) {
+                QueryResponse::BalanceProof(info, amount, proof) => Ok(json!({
+                    "status": info, "account": pk, "asset": asset, "amount": amount.to_string(), "proof": proof
+                })),
+                _ => Err((500, "no proof".into())),
+            }
+        }
+        _ => Err((404, format!("no route {path}"))),
+    })();
+    match res {
+        Ok(v) => (200, v),
+        Err((code, msg)) => (code, json!({ "error": msg })),
+    }
+}
+
+async fn handle_http(mut sock: tokio::net::TcpStream, shared: Arc<Shared>) {
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 1024];
+    let head_end = loop {
+        let n = match tokio::time::timeout(Duration::from_secs(5), sock.read(&mut chunk)).await {
+            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return,
+            Ok(Ok(n)) => n,
+        };
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break p;
+        }
+        if buf.len() > MAX_HTTP_REQUEST {
+            let _ = sock
+                .write_all(
+                    b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                )
+                .await;
+            return;
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]);
+    let mut line = head.lines().next().unwrap_or("").split(' ');
+    let (method, target) = (line.next().unwrap_or(""), line.next().unwrap_or(""));
+    let (code, body) = if method != "GET" {
+        (405, serde_json::json!({"error": "GET only"}))
+    } else {
+        let shared = shared.clone();
+        let target = target.to_string();
+        match tokio::task::spawn_blocking(move || route(&shared, &target)).await {
+            Ok(r) => r,
+            Err(_) => (500, serde_json::json!({"error": "internal"})),
+        }
+    };
+    let body = body.to_string();
+    let reason = match code {
+        200 => "OK",
+        400 => "Bad Request",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        _ => "Internal Server Error",
+    };
+    let resp = format!(
+        "HTTP/1.1 {code} {reason}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = sock.write_all(resp.as_bytes()).await;
+    let _ = sock.shutdown().await;
+}
+
+/// Serves the HTTP/JSON queries on `listener` until `shutdown`.
+pub async fn serve_http(listener: tokio::net::TcpListener, shared: Arc<Shared>, shutdown: CancellationToken) {
+    let limit = Arc::new(tokio::sync::Semaphore::new(256));
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            a = listener.accept() => a,
+        };
+        match accepted {
+            Ok((sock, _)) => {
+                let Ok(permit) = limit.clone().try_acquire_owned() else {
+                    drop(sock);
+                    continue;
+                };
+                let shared = shared.clone();
+                tokio::spawn(async move {
+                    handle_http(sock, shared).await;
+                    drop(permit);
+                });
+            }
+            Err(e) => {
+                tracing::warn!(target: "lamina::execution", error = %e, "HTTP accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}

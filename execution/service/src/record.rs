@@ -1,0 +1,54 @@
+//! What the service persists: one record per log height it has processed.
+//!
+//! The store is a lamina-store [`Log`](lamina_store::Log) in `<data>/blocks`. Record 0 is
+//! a [`Header`] naming the chain and the genesis digest (a node refuses data written
+//! under another genesis or chain). Record `h` (for `h >= 1`) is the [`BlockRecord`] of
+//! log height `h`: the block's change set, its receipts and the roots after it. The
+//! state is rebuilt at start by replaying the change sets in order from the genesis
+//! state, checking each record's state root, so a record is "what the block did", and
+//! a damaged or foreign store is detected, never silently used.
+
+use lamina_execution_core::ledger::LedgerFailure;
+use lamina_execution_core::{ChangeSet, Receipt};
+use lamina_primitives::{ChainId, Digest, Height};
+
+/// First record of a store.
+#[derive(Clone, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct Header {
+    /// Format version.
+    pub version: u32,
+    /// The chain this store executes.
+    pub chain: ChainId,
+    /// Digest of the genesis the store was written under.
+    pub genesis: Digest,
+}
+
+impl lamina_primitives::Wire for Header {
+    const NAME: &'static str = "ExecHeader";
+    const MAX_SIZE: usize = 256;
+}
+
+/// The effect of one log height on the chain.
+#[derive(Clone, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct BlockRecord {
+    /// Log height.
+    pub height: Height,
+    /// State changes (empty when the block held no data for this chain).
+    pub changes: ChangeSet,
+    /// Receipts of the chain's transactions in this block, in order.
+    pub receipts: Vec<Receipt<LedgerFailure>>,
+    /// State root after the block.
+    pub state_root: Digest,
+    /// Receipts root chained over every block so far.
+    pub receipts_root: Digest,
+    /// Data root of the last square at or below this height that held this chain's data.
+    pub data_root: Digest,
+}
+
+impl lamina_primitives::Wire for BlockRecord {
+    const NAME: &'static str = "ExecBlockRecord";
+    const MAX_SIZE: usize = 1 << 30;
+}
+
+/// Current format version.
+pub const VERSION: u32 = 1;

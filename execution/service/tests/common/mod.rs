@@ -1,0 +1,167 @@
+//! A deterministic fixture: genesis, blocks with real finality and availability
+//! certificates, and an in-process DA holding their batches. Built identically in a
+//! parent test and its child process.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::net::SocketAddr;
+
+use lamina_execution_core::ledger::{self, AssetId, LedgerConfig, NativeLedger};
+use lamina_execution_core::{AuthenticatedState, sequential, sigverify};
+use lamina_execution_service::adapters::MemoryDa;
+use lamina_interfaces::{Blob, ChainSpec, DataAvailability, Genesis, NodeEntry};
+use lamina_primitives::{
+    Batch, Block, BlockHeader, ChainId, Digest, FinalizedBlock, Height, Keypair, Namespace, QuorumCertificate,
+    Transaction, View,
+};
+use rand::{Rng, SeedableRng};
+
+pub const CHAIN: ChainId = ChainId(1);
+pub const OTHER: ChainId = ChainId(2);
+pub const ACCOUNTS: u64 = 40;
+pub const SEED: u64 = 1000;
+
+fn entry(i: u64, chain: Option<ChainId>) -> NodeEntry {
+    NodeEntry {
+        name: format!("n{i}"),
+        key: Keypair::for_testing(i).public(),
+        addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        http: None,
+        admin: None,
+        chain,
+    }
+}
+
+pub fn genesis() -> Genesis {
+    let spec = |id: ChainId| ChainSpec {
+        id,
+        name: format!("c{}", id.0),
+        balances: vec![],
+        funded_test_accounts: ACCOUNTS,
+        funded_test_accounts_seed: SEED,
+        funded_test_amount: 1_000_000,
+    };
+    Genesis {
+        network: "exec-test".into(),
+        chains: vec![spec(CHAIN), spec(OTHER)],
+        validators: (0..4).map(|i| entry(i, None)).collect(),
+        da_nodes: (10..14).map(|i| entry(i, None)).collect(),
+        execution_nodes: vec![entry(20, Some(CHAIN))],
+        settlement_nodes: vec![],
+        bridge_nodes: vec![],
+        da_threshold: None,
+    }
+}
+
+pub fn exec_key() -> Keypair {
+    Keypair::for_testing(20)
+}
+
+pub struct Fixture {
+    pub genesis: Genesis,
+    pub blocks: Vec<FinalizedBlock>,
+    pub da: MemoryDa,
+    /// Each height's transactions for CHAIN, in execution order.
+    pub chain_txs: Vec<Vec<Transaction>>,
+}
+
+fn sign_qc(keys: &[Keypair], digest: Digest, signers: usize) -> QuorumCertificate {
+    let votes: Vec<(usize, _)> = keys.iter().take(signers).enumerate().map(|(i, k)| (i, k.sign(&digest))).collect();
+    QuorumCertificate::from_votes(digest, keys.len(), &votes)
+}
+
+/// `heights` blocks; most carry a batch for CHAIN (some two, some none), some a batch
+/// for OTHER, a few a garbage blob under CHAIN's namespace.
+pub async fn fixture(heights: u64) -> Fixture {
+    let genesis = genesis();
+    let validators: Vec<Keypair> = (0..4).map(Keypair::for_testing).collect();
+    let da_keys: Vec<Keypair> = (10..14).map(Keypair::for_testing).collect();
+    let accounts: Vec<Keypair> = (0..ACCOUNTS).map(|i| Keypair::for_testing(SEED + i)).collect();
+    let da = MemoryDa::new();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+    let mut nonces = vec![0u64; ACCOUNTS as usize];
+    let mut parent = Digest::ZERO;
+    let mut blocks = Vec::new();
+    let mut chain_txs = Vec::new();
+    for h in 1..=heights {
+        let mut certs = Vec::new();
+        let mut mine = Vec::new();
+        let squares = match h % 5 {
+            0 => 0,
+            3 => 2,
+            _ => 1,
+        };
+        for _ in 0..squares {
+            let mut txs = Vec::new();
+            for _ in 0..rng.random_range(1..40) {
+                let s = rng.random_range(0..ACCOUNTS) as usize;
+                let r = rng.random_range(0..ACCOUNTS) as usize;
+                let mut t = ledger::transfer(
+                    &accounts[s],
+                    CHAIN,
+                    nonces[s],
+                    accounts[r].public(),
+                    AssetId::NATIVE,
+                    rng.random_range(1..50_000),
+                );
+                nonces[s] += 1;
+                if rng.random_bool(0.03) {
+                    t.signature.0[5] ^= 1;
+                }
+                txs.push(t);
+            }
+            mine.extend(txs.iter().cloned());
+            let mut blobs = vec![Blob {
+                namespace: Namespace::from(CHAIN),
+                data: lamina_primitives::encode(&Batch { namespace: Namespace::from(CHAIN), txs }).unwrap(),
+            }];
+            if h % 2 == 0 {
+                let t = ledger::transfer(&accounts[0], OTHER, h, accounts[1].public(), AssetId::NATIVE, 1);
+                blobs.push(Blob {
+                    namespace: Namespace::from(OTHER),
+                    data: lamina_primitives::encode(&Batch { namespace: Namespace::from(OTHER), txs: vec![t] })
+                        .unwrap(),
+                });
+            }
+            if h % 7 == 0 {
+                blobs.push(Blob { namespace: Namespace::from(CHAIN), data: vec![0xEE; 33] });
+            }
+            let mut cert = da.submit(blobs).await.unwrap();
+            let d = cert.commitment.attestation_digest();
+            cert.signatures = sign_qc(&da_keys, d, 3);
+            certs.push(cert);
+        }
+        let header = BlockHeader {
+            height: Height(h),
+            view: View(h),
+            parent,
+            proposer: validators[0].public(),
+            payload: Block::payload_digest(&certs),
+            timestamp_ms: 1_000 * h,
+        };
+        parent = header.digest();
+        let certificate = sign_qc(&validators, header.finalization_digest(), 3);
+        blocks.push(FinalizedBlock { block: Block { header, batches: certs }, certificate });
+        chain_txs.push(mine);
+    }
+    Fixture { genesis, blocks, da, chain_txs }
+}
+
+/// Reference state roots after each height (index h-1), by the sequential executor.
+pub fn reference_roots(f: &Fixture) -> Vec<Digest> {
+    let spec = f.genesis.chain(CHAIN).unwrap();
+    let mut st = AuthenticatedState::new();
+    st.apply(&ledger::genesis(spec), false);
+    let l = NativeLedger::new(LedgerConfig::new(CHAIN));
+    f.chain_txs
+        .iter()
+        .map(|txs| {
+            let v = sigverify::verify_block_sequential(txs);
+            let out = sequential::execute(&l, &st, txs, &v);
+            st.apply(&out.changes, false)
+        })
+        .collect()
+}
+
+pub fn config() -> lamina_execution_service::Config {
+    lamina_execution_service::Config { chain: Some(CHAIN), read_batch: 4, threads: 2, ..Default::default() }
+}

@@ -1,0 +1,176 @@
+#![allow(clippy::unwrap_used)]
+//! The follower on an in-process log and on the on-disk log fixture: executes exactly
+//! like the reference, restarts where it stopped, rebuilds from a wiped store, answers
+//! queries, posts claims.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use lamina_execution_core::ledger::{self, AssetId};
+use lamina_execution_core::state;
+use lamina_execution_service::adapters::{FileLog, RecordingSettlement};
+use lamina_execution_service::query::{self, QueryRequest, QueryResponse};
+use lamina_execution_service::{Error, ExecutionNode};
+use lamina_interfaces::{Health, InMemoryLog};
+use lamina_primitives::{Height, Keypair};
+use tokio_util::sync::CancellationToken;
+
+async fn follow_until(
+    node: &mut ExecutionNode,
+    log: &impl lamina_interfaces::OrderedLog,
+    da: &lamina_execution_service::adapters::MemoryDa,
+    settlement: &RecordingSettlement,
+    target: u64,
+) {
+    let stop = CancellationToken::new();
+    let watcher = {
+        let stop = stop.clone();
+        let shared = node.shared();
+        tokio::spawn(async move {
+            while shared.read().height.0 < target {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            stop.cancel();
+        })
+    };
+    tokio::time::timeout(Duration::from_secs(60), node.follow(log, da, settlement, &Health::new(), &stop))
+        .await
+        .expect("follow timed out")
+        .unwrap();
+    watcher.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follows_in_memory_log_and_matches_reference() {
+    let f = fixture(24).await;
+    let want = reference_roots(&f);
+    let dir = tempfile::tempdir().unwrap();
+    let log = InMemoryLog::new();
+    for b in &f.blocks {
+        log.append(b.clone()).unwrap();
+    }
+    let settlement = RecordingSettlement::default();
+    let mut node = ExecutionNode::open(dir.path(), &f.genesis, CHAIN, exec_key(), &config()).unwrap();
+    follow_until(&mut node, &log, &f.da, &settlement, 24).await;
+    let shared = node.shared();
+    {
+        let v = shared.read();
+        assert_eq!(v.height, Height(24));
+        assert_eq!(v.state_root, want[23]);
+    }
+    // One claim per height, signed, increasing, with the reference roots.
+    let claims = settlement.0.lock().unwrap().clone();
+    assert_eq!(claims.len(), 24);
+    for (i, c) in claims.iter().enumerate() {
+        assert_eq!(c.height, Height(i as u64 + 1));
+        assert_eq!(c.state_root, want[i]);
+        c.verify_signature().unwrap();
+    }
+    // Queries: receipts of included transactions, balances with proofs, HTTP.
+    let tx = &f.chain_txs[0][0];
+    match query::answer(&shared, &QueryRequest::Receipt(tx.id())) {
+        QueryResponse::Receipt(Some((h, r))) => {
+            assert_eq!(h, Height(1));
+            assert_eq!(r.tx_id, tx.id());
+        }
+        other => panic!("no receipt: {other:?}"),
+    }
+    let acct = Keypair::for_testing(SEED + 3).public();
+    match query::answer(&shared, &QueryRequest::BalanceProof(acct, AssetId::NATIVE)) {
+        QueryResponse::BalanceProof(info, amount, proof) => {
+            assert_eq!(info.state_root, want[23]);
+            state::verify_counter(&info.state_root, &ledger::balance_key(&acct, AssetId::NATIVE), amount, &proof)
+                .unwrap();
+        }
+        other => panic!("no proof: {other:?}"),
+    }
+    let (code, body) = query::route(&shared, &format!("/balance/{}", acct.to_hex()));
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["height"], 24);
+    let (code, _) = query::route(&shared, "/balance/zz");
+    assert_eq!(code, 400);
+    let (code, _) = query::route(&shared, &format!("/receipt/{}", lamina_primitives::Digest([7; 32]).to_hex()));
+    assert_eq!(code, 404);
+    // Real HTTP over a socket.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let stop = CancellationToken::new();
+    let server = tokio::spawn(query::serve_http(listener, shared.clone(), stop.clone()));
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    s.write_all(format!("GET /nonce/{} HTTP/1.1\r\nhost: x\r\n\r\n", acct.to_hex()).as_bytes()).await.unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).await.unwrap();
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    assert!(resp.contains("\"nonce\""), "{resp}");
+    stop.cancel();
+    server.await.unwrap();
+    node.close().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarts_where_it_stopped_and_rebuilds_after_wipe() {
+    let f = fixture(30).await;
+    let want = reference_roots(&f);
+    let dir = tempfile::tempdir().unwrap();
+    let logdir = tempfile::tempdir().unwrap();
+    let log = FileLog::open(logdir.path()).unwrap();
+    for b in &f.blocks[..12] {
+        log.append(b).unwrap();
+    }
+    let settlement = RecordingSettlement::default();
+    let data = dir.path().join("exec");
+    {
+        let mut node = ExecutionNode::open(&data, &f.genesis, CHAIN, exec_key(), &config()).unwrap();
+        follow_until(&mut node, &log, &f.da, &settlement, 12).await;
+        node.close().unwrap();
+    }
+    // Restart: resumes at 12 without re-executing, then continues.
+    for b in &f.blocks[12..] {
+        log.append(b).unwrap();
+    }
+    {
+        let mut node = ExecutionNode::open(&data, &f.genesis, CHAIN, exec_key(), &config()).unwrap();
+        assert_eq!(node.height(), Height(12));
+        assert_eq!(node.shared().read().state_root, want[11]);
+        follow_until(&mut node, &log, &f.da, &settlement, 30).await;
+        assert_eq!(node.shared().read().state_root, want[29]);
+        node.close().unwrap();
+    }
+    // Wipe: rebuild by replaying the log from height 1.
+    std::fs::remove_dir_all(&data).unwrap();
+    {
+        let mut node = ExecutionNode::open(&data, &f.genesis, CHAIN, exec_key(), &config()).unwrap();
+        assert_eq!(node.height(), Height(0));
+        follow_until(&mut node, &log, &f.da, &settlement, 30).await;
+        assert_eq!(node.shared().read().state_root, want[29]);
+        node.close().unwrap();
+    }
+    // A store written under another genesis is refused.
+    let mut other = f.genesis.clone();
+    other.network = "another".into();
+    assert!(matches!(ExecutionNode::open(&data, &other, CHAIN, exec_key(), &config()), Err(Error::BadStore(_))));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rejects_blocks_with_bad_certificates_or_gaps() {
+    let f = fixture(3).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = ExecutionNode::open(dir.path(), &f.genesis, CHAIN, exec_key(), &config()).unwrap();
+    let stop = CancellationToken::new();
+    // A gap.
+    assert!(matches!(node.process(&f.blocks[1], &f.da, &stop).await, Err(Error::Log(_))));
+    // A forged finality certificate.
+    let mut forged = f.blocks[0].clone();
+    forged.certificate.signatures[0].0[0] ^= 1;
+    assert!(matches!(node.process(&forged, &f.da, &stop).await, Err(Error::Log(_))));
+    // A tampered payload (header no longer commits to the batches).
+    let mut tampered = f.blocks[0].clone();
+    tampered.block.batches.clear();
+    assert!(matches!(node.process(&tampered, &f.da, &stop).await, Err(Error::Log(_))));
+    assert_eq!(node.height(), Height(0));
+    node.process(&f.blocks[0], &f.da, &stop).await.unwrap();
+    assert_eq!(node.height(), Height(1));
+}
