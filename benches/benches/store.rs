@@ -14,7 +14,9 @@
 //!   baseline (target: group-commit >= 80% of it);
 //! * `raw pwrite+fdatasync overwrite/...`: the same, overwriting one file written in full
 //!   beforehand (no block allocation or unwritten-extent conversion: the best case for
-//!   raw I/O, which an append-only log that keeps its data cannot have).
+//!   raw I/O, which an append-only log that keeps its data cannot have);
+//! * `raw write+fdatasync append/...`: the same payload bytes appended with `write` to a
+//!   file that is not preallocated (each fdatasync also persists the new file size).
 //!
 //! Group `store::read`: iterate a 32 MiB log of 1 KiB records with and without checksum
 //! verification, beside `read` of the same file in 1 MiB chunks (page-cache bandwidth).
@@ -29,7 +31,7 @@
 #![allow(clippy::unwrap_used, missing_docs)]
 
 use std::fs::File;
-use std::io::Read;
+use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier};
@@ -98,6 +100,37 @@ impl Raw {
         for r in records {
             self.file.write_at(self.pos, r).unwrap();
             self.pos += r.len() as u64;
+        }
+        self.file.sync_data().unwrap();
+    }
+}
+
+/// A plain file grown by `write` (no preallocation: each fdatasync also persists the new
+/// size), a new file every 64 MiB.
+struct Append {
+    dir: PathBuf,
+    file: File,
+    id: u64,
+    len: u64,
+}
+
+impl Append {
+    fn new(dir: &tempfile::TempDir) -> Append {
+        let dir = dir.path().join("raw-append");
+        std::fs::create_dir_all(&dir).unwrap();
+        Append { file: File::create(dir.join("0")).unwrap(), dir, id: 0, len: 0 }
+    }
+
+    fn commit(&mut self, records: &[Vec<u8>]) {
+        if self.len >= RAW_FILE {
+            std::fs::remove_file(self.dir.join(self.id.to_string())).unwrap();
+            self.id += 1;
+            self.file = File::create(self.dir.join(self.id.to_string())).unwrap();
+            self.len = 0;
+        }
+        for r in records {
+            self.file.write_all(r).unwrap();
+            self.len += r.len() as u64;
         }
         self.file.sync_data().unwrap();
     }
@@ -180,6 +213,8 @@ fn append(c: &mut Criterion) {
         {
             g.bench_function(BenchmarkId::new(id, &label), |b| b.iter(|| raw.commit(&batch)));
         }
+        let mut append = Append::new(&dir);
+        g.bench_function(BenchmarkId::new("raw write+fdatasync append", &label), |b| b.iter(|| append.commit(&batch)));
     }
     g.finish();
 }
