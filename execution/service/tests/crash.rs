@@ -1,0 +1,132 @@
+#![allow(clippy::unwrap_used)]
+//! Kill -9 at random points loses nothing that was reported committed.
+//!
+//! The test re-runs its own binary as a child (`LAMINA_EXEC_CRASH_CHILD=<dir>`) that
+//! follows an on-disk log fixture and prints `COMMITTED <height> <state root>` whenever
+//! its committed height moves. The parent SIGKILLs it after a random number of lines,
+//! reopens the store in-process, and checks that the node is at or past every reported
+//! height with the reference root; then the next child continues on the same store.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+use lamina_execution_service::ExecutionNode;
+use lamina_execution_service::adapters::{FileLog, RecordingSettlement};
+use lamina_interfaces::Health;
+use lamina_primitives::Height;
+use rand::{Rng, SeedableRng};
+use tokio_util::sync::CancellationToken;
+
+const HEIGHTS: u64 = 60;
+const CHILD_ENV: &str = "LAMINA_EXEC_CRASH_CHILD";
+
+fn child(dir: &str) {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    rt.block_on(async {
+        let f = fixture(HEIGHTS).await;
+        let base = std::path::Path::new(dir);
+        let log = FileLog::open(&base.join("log")).unwrap();
+        let mut node = ExecutionNode::open(&base.join("exec"), &f.genesis, CHAIN, exec_key(), &config()).unwrap();
+        let shared = node.shared();
+        tokio::spawn(async move {
+            let mut last = u64::MAX;
+            loop {
+                let (h, root) = {
+                    let v = shared.read();
+                    (v.height.0, v.state_root)
+                };
+                if h != last {
+                    println!("COMMITTED {h} {root}");
+                    last = h;
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        });
+        let stop = CancellationToken::new();
+        node.follow(&log, &f.da, &RecordingSettlement::default(), &Health::new(), &stop).await.unwrap();
+    });
+}
+
+#[test]
+fn kill_9_loses_nothing_reported_committed() {
+    if let Ok(dir) = std::env::var(CHILD_ENV) {
+        child(&dir);
+        return;
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let f = rt.block_on(fixture(HEIGHTS));
+    let want = reference_roots(&f);
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let log = FileLog::open(&dir.path().join("log")).unwrap();
+        for b in &f.blocks {
+            log.append(b).unwrap();
+        }
+    }
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(std::process::id() as u64);
+    let rounds = if std::env::var("LAMINA_LONG_TESTS").is_ok() { 12 } else { 4 };
+    let mut reached = 0;
+    for round in 0..rounds {
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "kill_9_loses_nothing_reported_committed", "--nocapture", "--test-threads=1"])
+            .env(CHILD_ENV, dir.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let kill_after = rng.random_range(2..12);
+        let mut reported: Option<(u64, String)> = None;
+        let mut lines = BufReader::new(stdout).lines();
+        let mut seen = 0;
+        while let Some(Ok(line)) = lines.next() {
+            if let Some(rest) = line.strip_prefix("COMMITTED ") {
+                let mut it = rest.split(' ');
+                let h: u64 = it.next().unwrap().parse().unwrap();
+                reported = Some((h, it.next().unwrap().to_string()));
+                seen += 1;
+                if seen >= kill_after || h == HEIGHTS {
+                    break;
+                }
+            }
+        }
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        let (h, root) = reported.expect("child reported nothing");
+        if h > 0 {
+            assert_eq!(root, want[h as usize - 1].to_hex(), "round {round}: reported root at {h}");
+        }
+        // Reopen: nothing reported is lost, and the store replays to the reference.
+        let node = ExecutionNode::open(&dir.path().join("exec"), &f.genesis, CHAIN, exec_key(), &config()).unwrap();
+        let now = node.height().0;
+        assert!(now >= h, "round {round}: reported {h}, recovered {now}");
+        if now > 0 {
+            assert_eq!(node.shared().read().state_root, want[now as usize - 1]);
+        }
+        eprintln!("round {round}: killed after reporting {h}, recovered at {now}");
+        assert!(now >= reached);
+        reached = now;
+        node.close().unwrap();
+    }
+    // Finish in-process.
+    rt.block_on(async {
+        let log = FileLog::open(&dir.path().join("log")).unwrap();
+        let mut node = ExecutionNode::open(&dir.path().join("exec"), &f.genesis, CHAIN, exec_key(), &config()).unwrap();
+        let stop = CancellationToken::new();
+        let shared = node.shared();
+        let s2 = stop.clone();
+        let w = tokio::spawn(async move {
+            while shared.read().height < Height(HEIGHTS) {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            s2.cancel();
+        });
+        node.follow(&log, &f.da, &RecordingSettlement::default(), &Health::new(), &stop).await.unwrap();
+        w.await.unwrap();
+        assert_eq!(node.shared().read().state_root, want[HEIGHTS as usize - 1]);
+    });
+}
