@@ -292,3 +292,42 @@ fn concurrent_readers_writers_and_pruning_see_consistent_records() {
         assert_eq!(&*r, &body(r.seq())[..]);
     }
 }
+
+#[test]
+fn log_and_records_can_cross_threads() {
+    fn send_sync<T: Send + Sync + 'static>() {}
+    send_sync::<Log>();
+    send_sync::<Log<lamina_store::MemStorage>>();
+    send_sync::<lamina_store::Record>();
+}
+
+#[test]
+fn a_changed_segment_size_applies_to_new_segments_only() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let log = Log::open(dir.path(), small()).unwrap();
+        for seq in 0..100 {
+            log.append(&payload(seq, len_of(seq))).unwrap();
+        }
+        log.close().unwrap();
+    }
+    let bigger = Config { segment_size: 256 << 10, max_record_size: 64 << 10, ..small() };
+    let log = Log::open(dir.path(), bigger.clone()).unwrap();
+    for seq in 100..400 {
+        log.append(&payload(seq, len_of(seq))).unwrap();
+    }
+    log.append(&vec![9u8; 64 << 10]).unwrap();
+    log.close().unwrap();
+    let log = Log::open(dir.path(), bigger).unwrap();
+    for seq in 0..400 {
+        assert_eq!(&*log.read(seq).unwrap().unwrap(), &payload(seq, len_of(seq))[..]);
+    }
+    assert_eq!(log.read(400).unwrap().unwrap().len(), 64 << 10);
+    let sizes: Vec<u64> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "seg"))
+        .map(|p| std::fs::metadata(p).unwrap().len())
+        .collect();
+    assert!(sizes.contains(&(64 << 10)) && sizes.contains(&(256 << 10)), "{sizes:?}");
+}
