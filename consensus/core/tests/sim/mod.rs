@@ -843,12 +843,18 @@ impl Sim {
                     let sig2 =
                         key.sign(&lamina_consensus_core::vote_digest(&net, VoteKind::Notarize, other.header.view, &d2));
                     let p2 = Proposal { block: other, signature: sig2, certificates: p.certificates.clone() };
+                    // Even validators get one block, odd ones the other; the first even
+                    // validator gets both (so that someone holds the evidence).
+                    let witness = (0..n).find(|t| *t != id && t % 2 == 0);
                     for to in 0..n {
                         if to == id {
                             continue;
                         }
                         let m = if to % 2 == 0 { Message::Propose(p.clone()) } else { Message::Propose(p2.clone()) };
                         out.push(Action::Send { to, message: m });
+                        if Some(to) == witness {
+                            out.push(Action::Send { to, message: Message::Propose(p2.clone()) });
+                        }
                     }
                 }
                 (Behaviour::InvalidAvailability, Action::Broadcast(Message::Propose(p))) => {

@@ -1,0 +1,358 @@
+//! Rule-by-rule tests against one core: what it votes for, what it refuses and why,
+//! that it persists before it sends, and that a restart never re-votes.
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use lamina_consensus_core::{
+    Action, Certificate, Config, Core, Error, FaultKind, Message, Proposal, ProposalError, Recovered, Vote, VoteKind,
+    WalRecord, Zip215, vote_digest,
+};
+use lamina_primitives::{
+    AvailabilityCertificate, Block, BlockHeader, Committee, DataCommitment, Digest, Height, Keypair, Namespace,
+    QuorumCertificate, Signature, View,
+};
+
+const N: usize = 4;
+
+fn key(i: usize) -> Keypair {
+    Keypair::for_testing(i as u64)
+}
+
+fn da_key(i: usize) -> Keypair {
+    Keypair::for_testing(500 + i as u64)
+}
+
+fn config() -> Config {
+    let v = Committee::new((0..N).map(|i| key(i).public()).collect()).unwrap();
+    let da = Committee::new((0..4).map(|i| da_key(i).public()).collect()).unwrap();
+    let mut c = Config::new(Digest([3; 32]), v, da, 3);
+    c.max_batches_per_block = 3;
+    c
+}
+
+fn core(me: usize, recovered: Recovered) -> (Core, Vec<Action>) {
+    Core::new(config(), Arc::new(key(me)), Arc::new(Zip215), recovered, Duration::ZERO, 1_000).unwrap()
+}
+
+fn cert(tag: u8) -> AvailabilityCertificate {
+    let commitment = DataCommitment {
+        data_root: Digest([tag; 32]),
+        square_width: 2,
+        codec: 0,
+        namespaces: vec![Namespace::from(lamina_primitives::ChainId(1))],
+        blob_bytes: 100,
+    };
+    let d = commitment.attestation_digest();
+    let votes: Vec<(usize, Signature)> = (0..3).map(|i| (i, da_key(i).sign(&d))).collect();
+    AvailabilityCertificate { commitment, signatures: QuorumCertificate::from_votes(d, 4, &votes) }
+}
+
+fn block(view: u64, height: u64, parent: Digest, ts: u64, batches: Vec<AvailabilityCertificate>) -> Block {
+    let header = BlockHeader {
+        height: Height(height),
+        view: View(view),
+        parent,
+        proposer: key((view as usize) % N).public(),
+        payload: Block::payload_digest(&batches),
+        timestamp_ms: ts,
+    };
+    Block { header, batches }
+}
+
+fn propose(b: Block, certificates: Vec<Certificate>) -> Message {
+    let signer = key((b.header.view.0 as usize) % N);
+    let sig = signer.sign(&vote_digest(&config().network, VoteKind::Notarize, b.header.view, &b.digest()));
+    Message::Propose(Proposal { block: b, signature: sig, certificates })
+}
+
+fn certificate(kind: VoteKind, view: u64, digest: Digest, signers: &[usize]) -> Certificate {
+    let d = vote_digest(&config().network, kind, View(view), &digest);
+    let votes: Vec<(usize, Signature)> = signers.iter().map(|&i| (i, key(i).sign(&d))).collect();
+    Certificate { kind, view: View(view), digest, qc: QuorumCertificate::from_votes(d, N, &votes) }
+}
+
+fn vote(kind: VoteKind, view: u64, digest: Digest, signer: usize) -> Message {
+    let sig = key(signer).sign(&vote_digest(&config().network, kind, View(view), &digest));
+    Message::Vote(Vote { kind, view: View(view), digest, signer: signer as u32, signature: sig })
+}
+
+fn rejection(actions: &[Action]) -> Option<ProposalError> {
+    actions.iter().find_map(|a| match a {
+        Action::Fault(f) => match &f.kind {
+            FaultKind::InvalidProposal { reason, .. } => Some(reason.clone()),
+            _ => None,
+        },
+        _ => None,
+    })
+}
+
+fn voted(actions: &[Action], kind: VoteKind) -> Option<Digest> {
+    actions.iter().find_map(|a| match a {
+        Action::Broadcast(Message::Vote(v)) if v.kind == kind && v.signer == 2 => Some(v.digest),
+        _ => None,
+    })
+}
+
+const T: Duration = Duration::from_millis(1);
+
+#[test]
+fn valid_proposal_is_voted_and_persisted_before_the_vote_is_sent() {
+    let (mut c, _) = core(2, Recovered::default());
+    let b = block(1, 1, Digest::ZERO, 1_000, vec![cert(1), cert(2)]);
+    let actions = c.handle_message(T, 1, propose(b.clone(), vec![]));
+    let persist = actions.iter().position(|a| *a == Action::Persist(WalRecord::Notarized(View(1), b.digest())));
+    let send =
+        actions.iter().position(|a| matches!(a, Action::Broadcast(Message::Vote(v)) if v.kind == VoteKind::Notarize));
+    assert!(persist.is_some() && send.is_some(), "{actions:?}");
+    assert!(persist < send, "the vote must be durable before it is sent");
+}
+
+#[test]
+fn each_validity_rule_rejects_and_blames_the_leader() {
+    let cases: Vec<(Block, ProposalError)> = vec![
+        (
+            {
+                let mut b = block(1, 1, Digest::ZERO, 1_000, vec![cert(1)]);
+                b.batches.push(cert(2));
+                b
+            },
+            ProposalError::PayloadMismatch,
+        ),
+        (
+            block(1, 1, Digest::ZERO, 1_000, vec![cert(1), cert(2), cert(3), cert(4)]),
+            ProposalError::TooManyBatches { count: 4, max: 3 },
+        ),
+        (
+            block(1, 1, Digest::ZERO, 1_000, vec![cert(1), cert(1)]),
+            ProposalError::DuplicateBatch { attestation: cert(1).commitment.attestation_digest() },
+        ),
+        (
+            block(1, 2, Digest::ZERO, 1_000, vec![]),
+            ProposalError::WrongHeight { expected: Height(1), actual: Height(2) },
+        ),
+        (
+            {
+                let mut bad = cert(5);
+                bad.signatures.signatures[1].0[3] ^= 1;
+                block(1, 1, Digest::ZERO, 1_000, vec![cert(1), bad])
+            },
+            ProposalError::InvalidAvailability { index: 1, reason: lamina_primitives::CertError::BadSignature },
+        ),
+        (
+            {
+                let mut few = cert(6);
+                few.signatures = QuorumCertificate::from_votes(
+                    few.commitment.attestation_digest(),
+                    4,
+                    &[(0, da_key(0).sign(&few.commitment.attestation_digest()))],
+                );
+                block(1, 1, Digest::ZERO, 1_000, vec![few])
+            },
+            ProposalError::InvalidAvailability {
+                index: 0,
+                reason: lamina_primitives::CertError::BelowThreshold { signers: 1, threshold: 3 },
+            },
+        ),
+    ];
+    for (b, want) in cases {
+        let (mut c, _) = core(2, Recovered::default());
+        let actions = c.handle_message(T, 1, propose(b, vec![]));
+        assert_eq!(rejection(&actions), Some(want.clone()), "{actions:?}");
+        assert!(voted(&actions, VoteKind::Notarize).is_none());
+        // Rejection nullifies the view at once, after persisting that.
+        assert!(actions.contains(&Action::Persist(WalRecord::Nullified(View(1)))));
+        assert!(voted(&actions, VoteKind::Nullify).is_some(), "{want:?}: no nullify");
+        assert_eq!(c.peer_faults()[1], 1);
+    }
+}
+
+#[test]
+fn timestamp_must_not_go_back_and_parent_must_be_notarized() {
+    let (mut c, _) = core(3, Recovered::default());
+    let b1 = block(1, 1, Digest::ZERO, 5_000, vec![]);
+    c.handle_message(T, 1, propose(b1.clone(), vec![]));
+    // View 2's leader extends b1 with an older timestamp.
+    let b2 = block(2, 2, b1.digest(), 4_000, vec![]);
+    let n1 = certificate(VoteKind::Notarize, 1, b1.digest(), &[0, 1, 2]);
+    let actions = c.handle_message(T, 2, propose(b2, vec![n1.clone()]));
+    assert_eq!(rejection(&actions), Some(ProposalError::TimestampRegressed), "{actions:?}");
+
+    // A parent that is not the block notarized in its view: validator 3 saw `other`
+    // from view 1's leader, but the view notarized b1.
+    let (mut c, _) = core(3, Recovered::default());
+    let other = block(1, 1, Digest::ZERO, 1_234, vec![]);
+    c.handle_message(T, 1, propose(other.clone(), vec![]));
+    c.handle_message(T, 0, Message::Certificate(n1));
+    assert_eq!(c.view(), View(2));
+    let b2 = block(2, 2, other.digest(), 6_000, vec![]);
+    let actions = c.handle_message(T, 2, propose(b2, vec![]));
+    assert_eq!(rejection(&actions), Some(ProposalError::ParentNotNotarized), "{actions:?}");
+}
+
+#[test]
+fn proposals_from_non_leaders_and_bad_signatures_are_faults() {
+    let (mut c, _) = core(2, Recovered::default());
+    let b = block(1, 1, Digest::ZERO, 1_000, vec![]);
+    let actions = c.handle_message(T, 3, propose(b.clone(), vec![]));
+    assert!(
+        actions
+            .iter()
+            .any(|a| matches!(a, Action::Fault(f) if f.peer == 3 && matches!(f.kind, FaultKind::NotLeader { .. })))
+    );
+    let Message::Propose(mut p) = propose(b, vec![]) else { unreachable!() };
+    p.signature.0[0] ^= 1;
+    let actions = c.handle_message(T, 1, Message::Propose(p));
+    assert!(
+        actions.iter().any(|a| matches!(a, Action::Fault(f) if matches!(f.kind, FaultKind::InvalidSignature { .. })))
+    );
+    assert!(voted(&actions, VoteKind::Notarize).is_none());
+}
+
+#[test]
+fn equivocating_leader_yields_evidence_and_only_one_vote() {
+    let (mut c, _) = core(2, Recovered::default());
+    let a = block(1, 1, Digest::ZERO, 1_000, vec![]);
+    let b = block(1, 1, Digest::ZERO, 1_001, vec![]);
+    let first = c.handle_message(T, 1, propose(a.clone(), vec![]));
+    assert_eq!(voted(&first, VoteKind::Notarize), Some(a.digest()));
+    let second = c.handle_message(T, 1, propose(b.clone(), vec![]));
+    let evidence = second.iter().find_map(|x| match x {
+        Action::Fault(f) => match &f.kind {
+            FaultKind::Equivocation(e) => Some(e.clone()),
+            _ => None,
+        },
+        _ => None,
+    });
+    let e = evidence.expect("equivocation evidence");
+    assert_eq!((e.first.0, e.second.0, e.signer), (a.digest(), b.digest(), 1));
+    assert!(voted(&second, VoteKind::Notarize).is_none());
+}
+
+#[test]
+fn impersonated_and_malformed_votes_are_faults() {
+    let (mut c, _) = core(2, Recovered::default());
+    let actions = c.handle_message(T, 3, vote(VoteKind::Nullify, 1, Digest::ZERO, 0));
+    assert!(
+        actions
+            .iter()
+            .any(|a| matches!(a, Action::Fault(f) if matches!(f.kind, FaultKind::Impersonation { claimed: 0 })))
+    );
+    let actions = c.handle_message(T, 3, vote(VoteKind::Nullify, 1, Digest([1; 32]), 3));
+    assert!(actions.iter().any(|a| matches!(a, Action::Fault(f) if matches!(f.kind, FaultKind::Malformed { .. }))));
+    let mut bad = certificate(VoteKind::Nullify, 1, Digest::ZERO, &[0, 1, 3]);
+    bad.qc.signatures[2].0[9] ^= 1;
+    let actions = c.handle_message(T, 3, Message::Certificate(bad));
+    assert!(
+        actions.iter().any(|a| matches!(a, Action::Fault(f) if matches!(f.kind, FaultKind::InvalidCertificate { .. })))
+    );
+    assert_eq!(c.view(), View(1), "an invalid certificate must not move the view");
+}
+
+#[test]
+fn restart_never_votes_twice_in_a_view() {
+    let a = block(1, 1, Digest::ZERO, 1_000, vec![]);
+    let b = block(1, 1, Digest::ZERO, 1_001, vec![]);
+    // Voted for `a` before the crash.
+    let (mut c, _) = core(2, Recovered { wal: vec![WalRecord::Notarized(View(1), a.digest())], ..Default::default() });
+    let actions = c.handle_message(T, 1, propose(b, vec![]));
+    assert!(voted(&actions, VoteKind::Notarize).is_none(), "re-voted after restart: {actions:?}");
+
+    // Nullified view 1 before the crash: a notarization of view 1 must not draw a
+    // (proper) finalize vote.
+    let (mut c, _) = core(2, Recovered { wal: vec![WalRecord::Nullified(View(1))], ..Default::default() });
+    let n = certificate(VoteKind::Notarize, 1, a.digest(), &[0, 1, 3]);
+    let actions = c.handle_message(T, 0, Message::Certificate(n));
+    assert!(voted(&actions, VoteKind::Finalize).is_none(), "finalized a nullified view: {actions:?}");
+    assert_eq!(c.view(), View(2));
+
+    // A finalize vote before the crash: never a nullify vote in that view afterwards.
+    let (mut c, _) = core(2, Recovered { wal: vec![WalRecord::Finalized(View(1), a.digest())], ..Default::default() });
+    assert_eq!(c.view(), View(2), "resumes after a view it finalized");
+    let actions = c.handle_timeout(Duration::from_secs(10));
+    assert!(
+        !actions.iter().any(
+            |x| matches!(x, Action::Broadcast(Message::Vote(v)) if v.kind == VoteKind::Nullify && v.view == View(1))
+        )
+    );
+
+    // A leader that proposed before the crash re-sends the very same proposal.
+    let mine = block(2, 1, Digest::ZERO, 2_000, vec![]);
+    let (_, actions) = core(
+        2,
+        Recovered { wal: vec![WalRecord::Nullified(View(1)), WalRecord::Proposed(mine.clone())], ..Default::default() },
+    );
+    let resent = actions.iter().find_map(|x| match x {
+        Action::Broadcast(Message::Propose(p)) => Some(p.block.clone()),
+        _ => None,
+    });
+    assert_eq!(resent, Some(mine));
+}
+
+#[test]
+fn conflicting_wal_is_a_local_error() {
+    let r = Recovered {
+        wal: vec![WalRecord::Notarized(View(4), Digest([1; 32])), WalRecord::Notarized(View(4), Digest([2; 32]))],
+        ..Default::default()
+    };
+    let e = Core::new(config(), Arc::new(key(2)), Arc::new(Zip215), r, Duration::ZERO, 0).unwrap_err();
+    assert_eq!(e, Error::ConflictingWal { view: View(4) });
+    let e =
+        Core::new(config(), Arc::new(key(9)), Arc::new(Zip215), Recovered::default(), Duration::ZERO, 0).unwrap_err();
+    assert!(matches!(e, Error::Config(lamina_consensus_core::ConfigError::NotAValidator)));
+}
+
+#[test]
+fn ancestors_of_a_finalized_block_get_late_finalize_votes_and_are_output_in_order() {
+    let ms = Duration::from_millis;
+    let (mut c, _) = core(2, Recovered::default());
+    let b1 = block(1, 1, Digest::ZERO, 1_000, vec![cert(1)]);
+    assert_eq!(voted(&c.handle_message(ms(1), 1, propose(b1.clone(), vec![])), VoteKind::Notarize), Some(b1.digest()));
+    // No notarization in time: validator 2 nullifies view 1 ...
+    let actions = c.handle_timeout(ms(2_000));
+    assert_eq!(voted(&actions, VoteKind::Nullify), Some(Digest::ZERO));
+    // ... then learns that b1 was notarized: it moves on but must not send a (proper)
+    // finalize vote for b1.
+    let n1 = certificate(VoteKind::Notarize, 1, b1.digest(), &[0, 1, 3]);
+    let actions = c.handle_message(ms(2_001), 0, Message::Certificate(n1));
+    assert!(voted(&actions, VoteKind::Finalize).is_none(), "{actions:?}");
+    assert_eq!(c.view(), View(2));
+    // Validator 2 leads view 2: after the empty-block delay it extends b1.
+    let actions = c.handle_timeout(ms(2_200));
+    let b2 = actions
+        .iter()
+        .find_map(|a| match a {
+            Action::Broadcast(Message::Propose(p)) => Some(p.block.clone()),
+            _ => None,
+        })
+        .expect("leader proposes");
+    assert_eq!((b2.header.parent, b2.header.height), (b1.digest(), Height(2)));
+    // The others finalize b2. b1 is now final, but has no certificate of its own:
+    // validator 2 sends a late finalize vote for it and outputs nothing yet.
+    let f2 = certificate(VoteKind::Finalize, 2, b2.digest(), &[0, 1, 3]);
+    let actions = c.handle_message(ms(2_210), 0, Message::Certificate(f2));
+    assert_eq!(voted(&actions, VoteKind::Finalize), Some(b1.digest()), "{actions:?}");
+    assert!(actions.contains(&Action::Persist(WalRecord::Finalized(View(1), b1.digest()))));
+    assert!(!actions.iter().any(|a| matches!(a, Action::Finalized(_))));
+    // Two more finalize votes on b1 complete its certificate: b1 then b2 are output.
+    let mut out = Vec::new();
+    for s in [0, 1] {
+        out.extend(c.handle_message(ms(2_220), s, vote(VoteKind::Finalize, 1, b1.digest(), s)));
+    }
+    let heights: Vec<u64> = out
+        .iter()
+        .filter_map(|a| match a {
+            Action::Finalized(fb) => Some(fb.height().0),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(heights, vec![1, 2], "{out:?}");
+    assert_eq!(c.finalized_height(), Height(2));
+    let committee = config().validators;
+    for a in &out {
+        if let Action::Finalized(fb) = a {
+            fb.verify(&committee).unwrap();
+        }
+    }
+}
