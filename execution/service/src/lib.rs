@@ -133,21 +133,32 @@ pub enum Error {
     Internal(String),
 }
 
+/// The seams the service consumes, built by the binary.
+#[derive(Debug)]
+pub struct Seams<L, D, S> {
+    /// The ordered log (the consensus layer's client).
+    pub log: L,
+    /// Data availability (the DA layer's client).
+    pub da: D,
+    /// Where claims go (for example [`adapters::LogSettlement`]).
+    pub settlement: S,
+}
+
 /// Runs the execution service until `shutdown` is cancelled: opens (or rebuilds) the
-/// store under `ctx.data_dir`, serves queries over QUIC (on the node's genesis address)
-/// and HTTP, and follows `log`.
+/// store under `ctx.data_dir`, serves queries over QUIC (an endpoint bound with
+/// `endpoint`, on the node's genesis address) and HTTP, and follows the log.
 ///
-/// This is CONTRIBUTING's service entry point with the three seams as extra arguments:
+/// This is CONTRIBUTING's service entry point with the seams as an extra argument:
 /// layers never import each other, so the binary constructs the consensus layer's log
 /// client, the DA client and the settlement adapter and hands them in.
 pub async fn run<L: OrderedLog, D: DataAvailability, S: Settlement>(
     ctx: NodeContext,
     config: Config,
-    log: L,
-    da: D,
-    settlement: S,
+    seams: Seams<L, D, S>,
+    endpoint: lamina_net::EndpointConfig,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
+    let Seams { log, da, settlement } = seams;
     config.validate()?;
     let chain = config
         .chain
@@ -158,9 +169,7 @@ pub async fn run<L: OrderedLog, D: DataAvailability, S: Settlement>(
     let shared = node.shared();
 
     // QUIC queries.
-    let endpoint = ctx.bind_endpoint(lamina_net::EndpointConfig::new(
-        ctx.listen_addr().unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0))),
-    ))?;
+    let endpoint = ctx.bind_endpoint(endpoint)?;
     let mut peers = lamina_net::PeerSet::new();
     for e in ctx.genesis.all_nodes() {
         if e.key != ctx.node_id() {

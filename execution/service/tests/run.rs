@@ -1,0 +1,115 @@
+#![allow(clippy::unwrap_used)]
+//! The service entry point: follows the log, serves queries over real QUIC (pinned keys)
+//! and HTTP, reports readiness, and stops cleanly on shutdown.
+
+mod common;
+
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use lamina_execution_service::adapters::RecordingSettlement;
+use lamina_execution_service::query::{QueryProtocol, QueryRequest, QueryResponse};
+use lamina_execution_service::{Seams, run};
+use lamina_interfaces::{Health, InMemoryLog};
+use lamina_net::{Endpoint, EndpointConfig, Handler, PeerSet, ProtocolConfig};
+use lamina_primitives::{Height, Keypair, NodeId};
+use tokio_util::sync::CancellationToken;
+
+struct NoServe;
+impl Handler<QueryProtocol> for NoServe {}
+
+fn free_udp() -> SocketAddr {
+    UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+}
+
+fn free_tcp() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_follows_and_serves_quic_and_http() {
+    let f = fixture(10).await;
+    let want = reference_roots(&f);
+    let mut genesis = f.genesis.clone();
+    let exec_addr = free_udp();
+    genesis.execution_nodes[0].addr = exec_addr;
+    let http = free_tcp();
+    let dir = tempfile::tempdir().unwrap();
+    let health = Health::new();
+    let ctx = lamina_net::NodeContext::new(exec_key(), Arc::new(genesis), dir.path().to_path_buf(), health.clone());
+    let log = InMemoryLog::new();
+    for b in &f.blocks {
+        log.append(b.clone()).unwrap();
+    }
+    let settlement = RecordingSettlement::default();
+    let config = lamina_execution_service::Config { http_listen: Some(http), ..config() };
+    let stop = CancellationToken::new();
+    let service = tokio::spawn(run(
+        ctx,
+        config,
+        Seams { log: log.clone(), da: f.da.clone(), settlement: settlement.clone() },
+        EndpointConfig::new(exec_addr),
+        stop.clone(),
+    ));
+
+    // Wait for readiness (caught up with the log tip).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !health.is_ready() {
+        assert!(tokio::time::Instant::now() < deadline, "not ready: {:?}", health.checks());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // QUIC query from a validator's key (pinned in genesis).
+    let client_key = Keypair::for_testing(0);
+    let client = Endpoint::bind(&client_key, EndpointConfig::new("127.0.0.1:0".parse().unwrap())).unwrap();
+    let exec_id: NodeId = exec_key().public();
+    let net = client
+        .register(
+            NoServe,
+            PeerSet::new().with_dial(exec_id, exec_addr),
+            ProtocolConfig::for_protocol::<QueryProtocol>(),
+        )
+        .unwrap();
+    net.wait_connected(&exec_id, Duration::from_secs(10)).await.unwrap();
+    match net.request(&exec_id, &QueryRequest::Status).await.unwrap() {
+        QueryResponse::Status(s) => {
+            assert_eq!(s.height, Height(10));
+            assert_eq!(s.state_root, want[9]);
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    let acct = Keypair::for_testing(SEED + 1).public();
+    assert!(matches!(
+        net.request(&exec_id, &QueryRequest::Nonce(acct)).await.unwrap(),
+        QueryResponse::Nonce(Height(10), _)
+    ));
+    // A key not in genesis is refused during the handshake.
+    let stranger =
+        Endpoint::bind(&Keypair::for_testing(999), EndpointConfig::new("127.0.0.1:0".parse().unwrap())).unwrap();
+    let snet = stranger
+        .register(
+            NoServe,
+            PeerSet::new().with_dial(exec_id, exec_addr),
+            ProtocolConfig::for_protocol::<QueryProtocol>(),
+        )
+        .unwrap();
+    assert!(snet.wait_connected(&exec_id, Duration::from_millis(1500)).await.is_err());
+
+    // HTTP.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(http).await.unwrap();
+    s.write_all(b"GET /status HTTP/1.1\r\nhost: x\r\n\r\n").await.unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).await.unwrap();
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    assert!(resp.contains(&want[9].to_hex()), "{resp}");
+
+    // Clean shutdown.
+    stop.cancel();
+    tokio::time::timeout(Duration::from_secs(10), service).await.unwrap().unwrap().unwrap();
+    client.shutdown().await;
+    stranger.shutdown().await;
+    assert_eq!(settlement.0.lock().unwrap().len(), 10);
+}
