@@ -3,7 +3,7 @@
 //! Thin async drivers around `lamina-da-core`, over `lamina-net` (QUIC, pinned keys,
 //! ALPN `lamina/da/1`) and `lamina-store` (the column store).
 //!
-//! * [`run`]: the DA storage node role. Verifies each received column (its root, and
+//! * [`run`] (or [`run_on`] with an endpoint the caller bound): the DA storage node role. Verifies each received column (its root, and
 //!   that it is a codeword of the committed codec), stores it durably, signs an
 //!   attestation over the [`lamina_primitives::DataCommitment`] once it holds every
 //!   column assigned to it ([`lamina_da_core::Assignment`]), serves headers, columns,
@@ -36,4 +36,4 @@ pub mod store;
 pub use client::{DaClient, RetrieveError, sample_once};
 pub use config::{ClientConfig, Config};
 pub use error::{Error, Result};
-pub use node::{DaNode, accepted_peers, protocol_config, run};
+pub use node::{DaNode, accepted_peers, protocol_config, run, run_on};

@@ -216,12 +216,37 @@ pub fn protocol_config() -> ProtocolConfig {
     }
 }
 
-/// Runs a DA storage node until `shutdown`: opens the column store under
-/// `ctx.data_dir/columns`, binds the endpoint (genesis address unless `config.net`
-/// names a port), serves [`DaProtocol`], prunes every `prune_interval`. On shutdown:
-/// stop intake and drain (endpoint shutdown), then close the store (final sync).
+/// Runs a DA storage node until `shutdown`: binds the endpoint (genesis address unless
+/// `config.net` names a port) and calls [`run_on`].
 pub async fn run(ctx: NodeContext, config: Config, shutdown: CancellationToken) -> Result<(), Error> {
     config.validate()?;
+    let mut net = config.net.clone();
+    if net.listen.port() == 0
+        && let Some(addr) = ctx.listen_addr()
+    {
+        net.listen = addr;
+    }
+    let endpoint = Endpoint::bind(&ctx.keypair, net)?;
+    run_on(endpoint, ctx, config, shutdown).await
+}
+
+/// Runs a DA storage node on an endpoint the caller bound (and may serve other
+/// protocols on) until `shutdown`: opens the column store under
+/// `ctx.data_dir/columns`, serves [`DaProtocol`], prunes every `prune_interval`. On
+/// shutdown: stop intake and drain (endpoint shutdown), then close the store.
+pub async fn run_on(endpoint: Endpoint, ctx: NodeContext, config: Config, shutdown: CancellationToken) -> Result<(), Error> {
+    if let Err(e) = config.validate() {
+        endpoint.shutdown().await;
+        return Err(e);
+    }
+    let result = serve(&endpoint, &ctx, &config, &shutdown).await;
+    ctx.health.set_check("endpoint", false, "shutting down");
+    endpoint.shutdown().await;
+    tracing::info!(target: TARGET, "DA node stopped");
+    result
+}
+
+async fn serve(endpoint: &Endpoint, ctx: &NodeContext, config: &Config, shutdown: &CancellationToken) -> Result<(), Error> {
     let dir = ctx.data_dir.join("columns");
     std::fs::create_dir_all(&dir).map_err(|e| Error::Config(format!("cannot create {}: {e}", dir.display())))?;
     let store_config = config.store_config();
@@ -231,23 +256,17 @@ pub async fn run(ctx: NodeContext, config: Config, shutdown: CancellationToken) 
     let store = Arc::new(store);
     ctx.health.set_check("store", true, format!("{} squares", report.squares));
     metrics::gauge!(m::SQUARES).set(store.len() as f64);
-    let node = Arc::new(DaNode::new(&ctx, store.clone())?);
-
-    let mut net = config.net.clone();
-    if net.listen.port() == 0
-        && let Some(addr) = ctx.listen_addr()
-    {
-        net.listen = addr;
-    }
-    let endpoint = Endpoint::bind(&ctx.keypair, net)?;
-    endpoint.register::<DaProtocol, _>(Serve(node), accepted_peers(&ctx), protocol_config())?;
+    let node = Arc::new(DaNode::new(ctx, store.clone())?);
+    endpoint.register::<DaProtocol, _>(Serve(node), accepted_peers(ctx), protocol_config())?;
     endpoint.report_to(ctx.health.clone(), Duration::from_secs(2));
     ctx.health.set_check("endpoint", true, format!("serving lamina/da/1 on {}", endpoint.local_addr()));
     tracing::info!(target: TARGET, addr = %endpoint.local_addr(), "DA node serving");
 
     let mut tick = tokio::time::interval(config.prune_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let result = loop {
+    // Every insert was synced before it was acknowledged; dropping the store's last
+    // reference (when the endpoint's handlers go) closes the log.
+    loop {
         tokio::select! {
             () = shutdown.cancelled() => break Ok(()),
             _ = tick.tick() => {
@@ -264,14 +283,5 @@ pub async fn run(ctx: NodeContext, config: Config, shutdown: CancellationToken) 
                 }
             }
         }
-    };
-    ctx.health.set_check("endpoint", false, "shutting down");
-    endpoint.shutdown().await;
-    // The endpoint has drained: no handler holds the store any more.
-    match Arc::try_unwrap(store) {
-        Ok(store) => tokio::task::spawn_blocking(move || store.close()).await.map_err(task_err)??,
-        Err(_) => tracing::warn!(target: TARGET, "store still referenced at shutdown; records are already durable"),
     }
-    tracing::info!(target: TARGET, "DA node stopped");
-    result
 }

@@ -1,43 +1,58 @@
 //! The data-availability module: a DA storage node (stores columns of erasure-coded squares, signs availability).
 //!
-//! Until the module's protocol lands, its service is the shared peer service of
-//! [`crate::peers`]: it binds the node's QUIC endpoint on its genesis address with its
-//! pinned key, keeps connections to the peers its role needs, reports them in `/status`
-//! and `/readyz`, and on shutdown stops accepting, closes connections and returns.
-//!
-//! Peers (issue 2): a DA node dials no one; it accepts validators (dispersal) and
-//! execution nodes (retrieval), and reports who is connected. It is ready once its
-//! endpoint is bound and serving: its clients connect to it, not the reverse.
-//!
-//! To plug in the real service, replace `Config` with `lamina_da_service::Config` (keeping
-//! a [`ModuleConfig`] impl) and the body of [`start`] with
-//! `lamina_da_service::run(ctx.service, config, shutdown)` (binding its endpoint with
-//! `ctx.endpoint`, which carries the `[net]` settings and the listen address).
+//! The service is `lamina_da_service::run`: it binds the node's QUIC endpoint (the `[net]`
+//! settings and listen address, else the genesis address) with its pinned key, serves
+//! `lamina/da/1` to every genesis node (validators disperse, execution nodes retrieve,
+//! any node may sample), keeps the columns it is assigned in a column store under
+//! `data/columns`, signs availability attestations, and prunes squares older than
+//! `retention_secs`. Readiness: the `store` and `endpoint` checks. On shutdown it stops
+//! intake, drains in-flight requests and closes the store.
 
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use lamina_net::{Endpoint, ProtocolConfig};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::AnnotatedToml;
 use crate::context::NodeContext;
 use crate::modules::{Module, ModuleConfig};
-use crate::peers::PeerPlan;
+use crate::peers::{GenesisCheck, NodeProtocol, PeerPlan};
 
-/// Settings of the da module (the `[da]` section). None yet: the da service
-/// brings its own.
+/// Settings of the da module (the `[da]` section): the DA service's own config
+/// (`lamina_da_service::Config`), wrapped so that this file can give it its
+/// [`ModuleConfig`] impl.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Config {}
+#[serde(transparent)]
+pub struct Config(pub lamina_da_service::Config);
 
 impl ModuleConfig for Config {
     fn validate(&self) -> anyhow::Result<()> {
-        Ok(())
+        Ok(self.0.validate()?)
     }
 
     fn annotate(&self, doc: &mut AnnotatedToml) {
-        doc.comment("(no settings yet: this module currently runs the shared peer service)");
+        let c = &self.0;
+        doc.field(
+            "Squares received longer ago than this are pruned and no longer served (seconds; default 7 days,\n\
+             the light-client sampling window).",
+            "retention_secs",
+            &c.retention.as_secs(),
+        );
+        doc.field("How often to prune (seconds).", "prune_interval_secs", &c.prune_interval.as_secs());
+        doc.field(
+            "Size of each column-store segment file under data/columns (bytes; a multiple of 4096).\n\
+             Pruning deletes whole segments.",
+            "segment_bytes",
+            &c.segment_bytes,
+        );
     }
 }
 
-/// The peers this node needs, and which it accepts.
+/// The peers a DA node talks to: it dials no one; validators (dispersal) and execution
+/// nodes (retrieval) connect to it. (The service itself accepts every genesis node, so
+/// that any node may sample; this plan is what the shared peer service reports.)
 pub fn peer_plan(ctx: &NodeContext) -> PeerPlan {
     let g = ctx.genesis();
     PeerPlan::new().accept("validators", Module::Consensus, g.validators.clone()).accept(
@@ -47,8 +62,40 @@ pub fn peer_plan(ctx: &NodeContext) -> PeerPlan {
     )
 }
 
-/// Runs the da service until `shutdown`.
-pub async fn start(ctx: NodeContext, _config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+/// Runs the DA storage node until `shutdown`. The endpoint also answers the shared
+/// `lamina/node/1` genesis check (see [`crate::peers`]) for the nodes of
+/// [`peer_plan`], so that peers still on the shared peer service see this node.
+pub async fn start(ctx: NodeContext, config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let mut config = config.0;
+    config.net = ctx.endpoint.clone();
+    let endpoint = Endpoint::bind(ctx.key(), ctx.endpoint.clone())
+        .with_context(|| format!("cannot bind the QUIC endpoint on {}", ctx.endpoint.listen))?;
+    let check = GenesisCheck { genesis: ctx.genesis().digest() };
     let plan = peer_plan(&ctx);
-    crate::peers::run(ctx, plan, shutdown).await
+    let node_net = match endpoint.register(
+        check,
+        plan.peer_set(&ctx.me, ctx.module),
+        ProtocolConfig::for_protocol::<NodeProtocol>(),
+    ) {
+        Ok(n) => n,
+        Err(e) => {
+            endpoint.shutdown().await;
+            return Err(e).context("cannot serve the node protocol");
+        }
+    };
+    // `/status` keeps its `peers` object (accepted groups: reported, not required).
+    let (health, stop) = (ctx.health().clone(), shutdown.clone());
+    plan.publish(&BTreeSet::new(), &health);
+    let reporter = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                _ = tick.tick() => plan.publish(&node_net.connected_peers().into_iter().collect(), &health),
+            }
+        }
+    });
+    let result = lamina_da_service::run_on(endpoint, ctx.service, config, shutdown).await;
+    reporter.abort();
+    Ok(result?)
 }
