@@ -66,14 +66,17 @@ pub(crate) fn run_tx<M: StateMachine, S: Journal>(
 }
 
 enum Undo {
-    Counter(CounterKey, Option<u128>),
+    /// A counter's previous current value (its base never changes once loaded).
+    Counter(CounterKey, u128),
     Data(DataKey, Option<Option<Arc<[u8]>>>),
 }
 
 /// An overlay over the pre-block state with an undo journal.
 pub(crate) struct Overlay<'a, R: ?Sized> {
     base: &'a R,
-    counters: KeyMap<CounterKey, u128>,
+    /// Counters touched so far: (pre-block value, current value). Keeping the pre-block
+    /// value saves a second lookup in the (large, cache-cold) base state at the end.
+    counters: KeyMap<CounterKey, (u128, u128)>,
     data: KeyMap<DataKey, Option<Arc<[u8]>>>,
     undo: Vec<Undo>,
     /// Every key read or written, when recording (for witnesses).
@@ -98,15 +101,29 @@ impl<'a, R: StateRead + ?Sized> Overlay<'a, R> {
         }
     }
 
+    /// The overlay entry of a counter, loading its pre-block value on first access.
+    #[inline]
+    fn entry(&mut self, key: &CounterKey) -> &mut (u128, u128) {
+        let base = self.base;
+        self.counters.entry(*key).or_insert_with(|| {
+            let v = base.counter(key);
+            (v, v)
+        })
+    }
+
     #[inline]
     fn put_counter(&mut self, key: &CounterKey, value: u128) {
-        let old = self.counters.insert(*key, value);
+        let e = self.entry(key);
+        let old = std::mem::replace(&mut e.1, value);
         self.undo.push(Undo::Counter(*key, old));
     }
 
     pub(crate) fn into_changes(self) -> (ChangeSet, Option<BTreeSet<RawKey>>) {
-        let changes = ChangeSet::from_final(self.base, self.counters, self.data);
-        (changes, self.touched)
+        let mut counters: Vec<(CounterKey, u128)> =
+            self.counters.into_iter().filter(|(_, (base, cur))| base != cur).map(|(k, (_, cur))| (k, cur)).collect();
+        counters.sort_unstable_by_key(|e| e.0);
+        let data = ChangeSet::from_final(self.base, std::iter::empty(), self.data).data;
+        (ChangeSet { counters, data }, self.touched)
     }
 }
 
@@ -114,10 +131,7 @@ impl<R: StateRead + ?Sized> TxState for Overlay<'_, R> {
     #[inline]
     fn counter(&mut self, key: &CounterKey) -> u128 {
         self.touch(key.raw());
-        match self.counters.get(key) {
-            Some(v) => *v,
-            None => self.base.counter(key),
-        }
+        self.entry(key).1
     }
 
     #[inline]
@@ -167,11 +181,10 @@ impl<R: StateRead + ?Sized> Journal for Overlay<'_, R> {
     fn revert(&mut self, to: usize) {
         while self.undo.len() > to {
             match self.undo.pop() {
-                Some(Undo::Counter(k, Some(v))) => {
-                    self.counters.insert(k, v);
-                }
-                Some(Undo::Counter(k, None)) => {
-                    self.counters.remove(&k);
+                Some(Undo::Counter(k, v)) => {
+                    if let Some(e) = self.counters.get_mut(&k) {
+                        e.1 = v;
+                    }
                 }
                 Some(Undo::Data(k, Some(v))) => {
                     self.data.insert(k, v);
