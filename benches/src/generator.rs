@@ -102,7 +102,7 @@ pub async fn run_open_loop<T: LoadTarget>(
     let mut tick = 0u64;
     while next < n {
         // Wake at the next burst boundary, or at the next intended time if later.
-        let boundary = plan.t0 + burst * tick as u32;
+        let boundary = plan.t0 + Duration::from_nanos((burst.as_nanos() as u64).saturating_mul(tick));
         let intended = plan.t0 + Duration::from_nanos(sched.intended_ns(next as u64));
         tokio::time::sleep_until(boundary.max(intended)).await;
         let now = Instant::now();

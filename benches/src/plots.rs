@@ -25,6 +25,18 @@ fn perr<E: std::fmt::Debug>(path: &Path) -> impl Fn(E) -> BenchError + '_ {
     move |e| BenchError::Plot { path: path.to_path_buf(), reason: format!("{e:?}") }
 }
 
+/// Axis label: no decimals from 10 up, trimmed decimals below.
+fn num(v: &f64) -> String {
+    let a = v.abs();
+    if a >= 10.0 || a == 0.0 {
+        format!("{v:.0}")
+    } else if a >= 1.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
 /// A file-name-safe form of a label.
 pub fn slug(s: &str) -> String {
     let mut out: String = s.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
@@ -142,7 +154,14 @@ pub fn cdf(c: &ConfigurationResult, path: &Path) -> Result<(), BenchError> {
         .y_label_area_size(60)
         .build_cartesian_2d((xlo..xhi).log_scale(), 0.0..1.0)
         .map_err(&e)?;
-    chart.configure_mesh().x_desc("latency ms").y_desc("fraction of transactions").draw().map_err(&e)?;
+    chart
+        .configure_mesh()
+        .x_desc("latency ms")
+        .y_desc("fraction of transactions")
+        .x_label_formatter(&num)
+        .y_label_formatter(&num)
+        .draw()
+        .map_err(&e)?;
     for (i, p) in c.points.iter().enumerate() {
         let color = Palette99::pick(i).to_rgba();
         let pts: Vec<(f64, f64)> = curve(p).into_iter().filter(|x| x.0 > 0.0).collect();
@@ -189,7 +208,7 @@ pub fn timeseries(c: &ConfigurationResult, p: &PointResult, path: &Path) -> Resu
         .y_label_area_size(70)
         .build_cartesian_2d(0.0..tmax, 0.0..ymax)
         .map_err(&e)?;
-    chart.configure_mesh().y_desc("tx/s").draw().map_err(&e)?;
+    chart.configure_mesh().y_desc("tx/s").x_label_formatter(&num).y_label_formatter(&num).draw().map_err(&e)?;
     let mut series: Vec<Series<'_>> = vec![
         ("offered", BLACK.to_rgba(), p.timeseries.iter().map(|b| (b.t_s, b.offered_tps)).collect()),
         ("finalized", BLUE.to_rgba(), p.timeseries.iter().map(|b| (b.t_s, b.finalized_tps)).collect()),
@@ -246,6 +265,8 @@ pub fn timeseries(c: &ConfigurationResult, p: &PointResult, path: &Path) -> Resu
         .configure_mesh()
         .x_desc("seconds since the first intended send")
         .y_desc(if use_e2e { "e2e latency ms" } else { "consensus latency ms" })
+        .x_label_formatter(&num)
+        .y_label_formatter(&num)
         .draw()
         .map_err(&e)?;
     for (name, color, idx) in [("p50", BLUE.to_rgba(), 1usize), ("p99", RED.to_rgba(), 2)] {
