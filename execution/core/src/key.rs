@@ -6,13 +6,13 @@
 //! spaces never collide, in the flat state or in the Merkle tree, because the tag is part
 //! of the hashed key.
 //!
-//! Keys are compared bytewise and hashed for in-memory maps with a cheap word mix
-//! ([`RawKey::mix`]) finished with a per-map random seed ([`KeyBuildHasher`]), so that
-//! hash-flooding needs per-process knowledge. Lock tables in the parallel executor use the
-//! unseeded mix: a collision there only serializes two transactions, never changes a result.
+//! Keys are compared word-wise and hashed for in-memory maps with foldhash under a
+//! random per-map seed ([`KeyBuildHasher`]). Keys contain attacker-chosen bytes (any
+//! 32 bytes can be named as a transfer's recipient), so an unseeded hash would let
+//! colliding keys be prepared offline and flood the maps; with the seed they cannot.
 
 use std::fmt;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::{Hash, Hasher};
 
 use lamina_primitives::{Digest, Domain};
 
@@ -52,18 +52,6 @@ impl RawKey {
     pub fn is_counter(&self) -> bool {
         self.0[0] & COUNTER_BIT != 0
     }
-
-    /// A cheap 64-bit mix of all 48 bytes, used for in-memory maps and lock tables.
-    #[inline]
-    pub fn mix(&self) -> u64 {
-        let mut h: u64 = 0x9E37_79B9_7F4A_7C15;
-        for c in self.0.chunks_exact(8) {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(c);
-            h = (h.rotate_left(5) ^ u64::from_le_bytes(w)).wrapping_mul(0x517C_C1B7_2722_0A95);
-        }
-        h ^ (h >> 29)
-    }
 }
 
 impl PartialEq for RawKey {
@@ -100,7 +88,7 @@ impl Ord for RawKey {
 impl Hash for RawKey {
     #[inline]
     fn hash<H: Hasher>(&self, state: &mut H) {
-        state.write_u64(self.mix());
+        state.write(&self.0);
     }
 }
 
@@ -164,54 +152,8 @@ typed_key!(
     false
 );
 
-/// Hasher for [`RawKey`]-keyed maps: the key already wrote a mixed `u64`; this adds a
-/// per-map seed so that colliding keys cannot be precomputed across processes.
-#[derive(Default, Clone, Copy)]
-pub struct KeyHasher {
-    state: u64,
-    seed: u64,
-}
-
-impl Hasher for KeyHasher {
-    #[inline]
-    fn finish(&self) -> u64 {
-        (self.state ^ self.seed).wrapping_mul(0x9E37_79B9_7F4A_7C15)
-    }
-
-    #[inline]
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.state = (self.state.rotate_left(8) ^ u64::from(*b)).wrapping_mul(0x100_0000_01B3);
-        }
-    }
-
-    #[inline]
-    fn write_u64(&mut self, v: u64) {
-        self.state ^= v;
-    }
-}
-
-/// [`BuildHasher`] for [`KeyHasher`].
-#[derive(Clone, Copy)]
-pub struct KeyBuildHasher {
-    seed: u64,
-}
-
-impl Default for KeyBuildHasher {
-    fn default() -> Self {
-        // Per-map seed from the std RandomState (no OS call of our own: std seeds it once).
-        let seed = std::collections::hash_map::RandomState::new().hash_one(0x1a3f_u64);
-        KeyBuildHasher { seed }
-    }
-}
-
-impl BuildHasher for KeyBuildHasher {
-    type Hasher = KeyHasher;
-    #[inline]
-    fn build_hasher(&self) -> KeyHasher {
-        KeyHasher { state: 0, seed: self.seed }
-    }
-}
+/// The hasher of state-key maps: foldhash, seeded randomly per map.
+pub type KeyBuildHasher = foldhash::fast::RandomState;
 
 /// A hash map keyed by state keys with the cheap hasher.
 pub type KeyMap<K, V> = std::collections::HashMap<K, V, KeyBuildHasher>;

@@ -404,11 +404,6 @@ fn flag(a: Access) -> u8 {
 }
 
 #[inline]
-fn seeded(mix: u64, seed: u64) -> u64 {
-    (mix ^ seed).wrapping_mul(0x9E37_79B9_7F4A_7C15)
-}
-
-#[inline]
 fn shard_of(h: u64) -> usize {
     (h >> (64 - SHARD_BITS)) as usize
 }
@@ -443,10 +438,7 @@ pub fn execute_with_stats<M: StateMachine, R: StateRead + ?Sized>(
     let chain = sm.chain_id();
     // Seeded per call, so that keys colliding in the classification tables cannot be
     // prepared in advance (a collision costs probes, never correctness).
-    let seed = {
-        use std::hash::BuildHasher;
-        std::collections::hash_map::RandomState::new().hash_one(0x5eed_u64)
-    };
+    let hasher = crate::key::KeyBuildHasher::default();
 
     // 1. Prepare, in parallel chunks.
     let mut chunks: Vec<Chunk<M::Call, M::Failure>> = txs
@@ -484,7 +476,7 @@ pub fn execute_with_stats<M: StateMachine, R: StateRead + ?Sized>(
                         let counters = set.counters.iter().map(|(k, a)| (*k.raw(), *a));
                         let data = set.data.iter().map(|(k, a)| (*k.raw(), *a));
                         for (key, access) in counters.chain(data) {
-                            let mix = seeded(key.mix(), seed);
+                            let mix = std::hash::BuildHasher::hash_one(&hasher, key);
                             c.entries.push(Entry { key, mix, slot: NONE, access, lock: false });
                         }
                         true
