@@ -31,11 +31,14 @@
 //!    appendable again at `next_seq`.
 //! 3. **Damage is never silently dropped.** If a record that was acknowledged as durable
 //!    is damaged or missing (bit rot, a lost or misdirected write, a segment missing
-//!    between others, a segment of another log),
-//!    [`Log::open`] fails with [`Error::Corruption`] instead of truncating. Only a *torn
-//!    tail* (bytes after the last valid record that were never acknowledged) is
-//!    discarded, and the [`RecoveryReport`] says what was discarded. Reads verify
-//!    checksums and report [`Error::Corruption`] too.
+//!    between others, a segment of another log), the log reports [`Error::Corruption`]
+//!    and never truncates it away: [`Log::open`] fails for damage in the active segment
+//!    and in the structure of any segment; damage inside the payload of a sealed
+//!    (older, fully synced) segment is reported when that record is read, or at open
+//!    with [`Config::verify_sealed_on_open`]. Only a *torn tail* (bytes after the last
+//!    valid record that were never acknowledged) is discarded, and the
+//!    [`RecoveryReport`] says what was discarded. One narrow exception after a power
+//!    loss is described under *Limits* below.
 //! 4. **Fail-stop.** If a write or an fsync fails, the log acknowledges nothing more: the
 //!    failed call and every later append or sync return an error. It never retries a
 //!    failed fsync (after `EIO` the page cache may claim pages are clean that never
