@@ -62,7 +62,7 @@
 //!
 //! **Records** carry their length, sequence number, a *durable claim* and a 128-bit
 //! blake3 checksum chained to the previous record's checksum and keyed by the log's
-//! random id (the format is in [`format`]). The chain and the sequence number make a
+//! random id (the format is in [`format`](mod@format)). The chain and the sequence number make a
 //! misdirected write, a stale record of an older history and a record of another log
 //! fail validation, not only a flipped bit.
 //!
