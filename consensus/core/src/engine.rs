@@ -455,6 +455,12 @@ impl Core {
         self.pending.len()
     }
 
+    /// True while this validator knows of a finalized block it has not output yet (it
+    /// is catching up: fetching blocks or certificates).
+    pub fn is_behind(&self) -> bool {
+        self.rounds.range(self.tip.view.next()..).any(|(_, r)| r.finalization.is_some())
+    }
+
     /// Faults reported per peer (by committee index).
     pub fn peer_faults(&self) -> &[u64] {
         &self.peer_faults

@@ -1,1 +1,399 @@
 //! The consensus service: mempool, batcher, WAL, catch-up and the ordered-log server, driving consensus-core over QUIC.
+//!
+//! A validator process runs, on one QUIC endpoint (its genesis key and address):
+//!
+//! * **intake**: `lamina/intake/1` (QUIC, for genesis nodes and configured client keys)
+//!   and an HTTP/JSON endpoint ([`http`]); both put checked transactions in the
+//!   [`mempool`] and answer `Busy` when it is full;
+//! * the **[`batcher`]**: cuts squares by size or age and disperses them through a
+//!   [`lamina_interfaces::DataAvailability`] implementation; each availability
+//!   certificate goes to the core, which announces it to the other validators and
+//!   orders it;
+//! * the **[`driver`]**: the protocol core ([`lamina_consensus_core`]) on
+//!   `lamina/consensus/1`, with the [`wal`] (fsync before send), catch-up (finalized
+//!   blocks served from the [`ledger`]) and timers;
+//! * the **ordered log**: finalized blocks in the [`ledger`], served in process
+//!   ([`LocalLog`]) and over `lamina/log/1` ([`LogClient`] is the matching client, an
+//!   [`lamina_interfaces::OrderedLog`]).
+//!
+//! Readiness (`/readyz`): `peers` (connected to at least a quorum of the committee,
+//! counting itself) and `caught_up` (no finalized block known that is not yet in the
+//! local log). `/status` adds height, view, mempool and DA state.
+//!
+//! Shutdown: intake answers `Busy`, the batcher finishes dispersals in flight (bounded),
+//! the core stops, the WAL and the ordered log are synced and closed, the endpoint
+//! drains.
+//!
+//! Not done: the mempool is not persisted (accepted transactions still queued when a
+//! validator crashes are lost; clients resubmit, intake is idempotent); only
+//! transactions of this validator's own batches are remembered for duplicate detection.
+
+pub mod batcher;
+pub mod config;
+pub mod driver;
+pub mod error;
+pub mod http;
+pub mod intake;
+pub mod ledger;
+pub mod logserve;
+pub mod mempool;
+pub mod metrics;
+pub mod protocol;
+pub mod wal;
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use lamina_consensus_core::{Core, Recovered, Zip215};
+use lamina_interfaces::DataAvailability;
+use lamina_net::{Endpoint, EndpointConfig, NodeContext, PeerSet, ProtocolConfig};
+use lamina_primitives::{Digest, NodeId};
+use parking_lot::Mutex;
+use tokio::sync::{Notify, mpsc};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub use config::{BatchConfig, Config, MempoolConfig};
+pub use error::Error;
+pub use http::TxJson;
+pub use intake::{Intake, IntakeClient};
+pub use ledger::{Ledger, LocalLog};
+pub use logserve::LogClient;
+pub use protocol::{ConsensusProtocol, IntakeProtocol, LogProtocol};
+
+const TARGET: &str = "lamina::consensus";
+
+/// A running validator (see [`start`]).
+pub struct Validator {
+    intake: Intake,
+    log: LocalLog,
+    ledger: Arc<Ledger>,
+    endpoint: Endpoint,
+    stop_intake: CancellationToken,
+    stop_core: CancellationToken,
+    stop_batcher: CancellationToken,
+    fatal: CancellationToken,
+    error: Arc<Mutex<Option<Error>>>,
+    shared: Arc<driver::Shared>,
+    tasks: Tasks,
+}
+
+struct Tasks {
+    core: JoinHandle<Result<(), Error>>,
+    batcher: JoinHandle<()>,
+    http: Option<JoinHandle<()>>,
+    sender: JoinHandle<()>,
+    outbox: std::thread::JoinHandle<()>,
+    health: JoinHandle<()>,
+}
+
+impl std::fmt::Debug for Validator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Validator").field("height", &self.shared.height.load(Ordering::Relaxed)).finish()
+    }
+}
+
+impl Validator {
+    /// The in-process intake (a [`lamina_interfaces::TxSubmit`]).
+    pub fn intake(&self) -> Intake {
+        self.intake.clone()
+    }
+
+    /// The in-process ordered log (a [`lamina_interfaces::OrderedLog`]).
+    pub fn log(&self) -> LocalLog {
+        self.log.clone()
+    }
+
+    /// Finalized height.
+    pub fn height(&self) -> u64 {
+        self.shared.height.load(Ordering::Relaxed)
+    }
+
+    /// The endpoint the validator serves on.
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    /// Resolves when a local fault (store failure) stopped the validator.
+    pub async fn failed(&self) {
+        self.fatal.cancelled().await
+    }
+
+    /// Graceful stop: intake first, then batching (dispersals in flight finish), then
+    /// the core; the WAL and ordered log are synced and closed; the endpoint drains.
+    pub async fn stop(self) -> Result<(), Error> {
+        self.intake.close();
+        self.stop_intake.cancel();
+        self.stop_batcher.cancel();
+        let _ = self.tasks.batcher.await;
+        self.stop_core.cancel();
+        let core = self.tasks.core.await.map_err(|e| Error::Internal(format!("core task: {e}")))?;
+        // The core task's outbox sender is dropped: the outbox thread drains and closes.
+        let outbox = self.tasks.outbox;
+        let _ = tokio::task::spawn_blocking(move || outbox.join()).await;
+        // The sender ends when the outbox thread drops its channel; the health reporter
+        // is aborted. Both are awaited so that their network handles are gone before the
+        // endpoint shuts down (and its socket is released).
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.tasks.sender).await;
+        self.tasks.health.abort();
+        let _ = self.tasks.health.await;
+        if let Some(h) = self.tasks.http {
+            let _ = h.await;
+        }
+        let ledger = self.ledger.clone();
+        let synced = tokio::task::spawn_blocking(move || ledger.sync()).await;
+        self.endpoint.shutdown().await;
+        core?;
+        if let Some(e) = self.error.lock().take() {
+            return Err(e);
+        }
+        match synced {
+            Ok(r) => r.map(|_| ()),
+            Err(e) => Err(Error::Internal(format!("ledger sync task: {e}"))),
+        }
+    }
+}
+
+/// Every genesis node plus the configured client keys: who may use intake and the log.
+fn clients(ctx: &NodeContext, config: &Config) -> PeerSet {
+    let mut set = PeerSet::new();
+    for n in ctx.genesis.all_nodes() {
+        if n.key != ctx.node_id() {
+            set = set.with_accept(n.key);
+        }
+    }
+    for k in &config.intake_clients {
+        set = set.with_accept(*k);
+    }
+    set
+}
+
+/// Starts a validator on `endpoint` (bound by the caller with this node's key) with the
+/// DA layer `da`. Opens (and recovers) the WAL and ordered log under `ctx.data_dir`.
+pub async fn start<D: DataAvailability + 'static>(
+    endpoint: Endpoint,
+    ctx: NodeContext,
+    config: Config,
+    da: D,
+) -> Result<Validator, Error> {
+    config.validate()?;
+    let genesis = ctx.genesis.clone();
+    let core_cfg = config.core_config(&genesis)?;
+    let me = core_cfg.validators.index_of(&ctx.node_id()).ok_or(Error::NotAValidator)?;
+    let ids: Vec<NodeId> = core_cfg.validators.members.clone();
+
+    // Storage: ordered log and WAL, recovered.
+    let ledger_dir = ctx.data_dir.join("consensus").join("log");
+    let wal_dir = ctx.data_dir.join("consensus").join("wal");
+    for d in [&ledger_dir, &wal_dir] {
+        std::fs::create_dir_all(d).map_err(|e| Error::Config(format!("cannot create {}: {e}", d.display())))?;
+    }
+    let (ledger, wal, replayed) = tokio::task::spawn_blocking({
+        let (ld, wd) = (ledger_dir.clone(), wal_dir.clone());
+        let (ls, ws) = (config.log_segment_bytes, config.wal_segment_bytes);
+        move || -> Result<_, Error> {
+            let ledger = Ledger::open(&ld, ls)?;
+            let (wal, replayed) = wal::Wal::open(&wd, ws)?;
+            Ok((ledger, wal, replayed))
+        }
+    })
+    .await
+    .map_err(|e| Error::Internal(format!("open task: {e}")))??;
+    let ledger = Arc::new(ledger);
+    let recent = ledger.recent(core_cfg.dedup_window)?;
+    let ordered: BTreeSet<Digest> =
+        recent.iter().flat_map(|fb| fb.block.batches.iter().map(|c| c.commitment.attestation_digest())).collect();
+    let batches: Vec<_> =
+        replayed.batches.into_iter().filter(|c| !ordered.contains(&c.commitment.attestation_digest())).collect();
+    tracing::info!(
+        target: TARGET,
+        height = ledger.tip().0,
+        wal_records = replayed.records.len(),
+        pending_batches = batches.len(),
+        "recovered"
+    );
+
+    // The core.
+    let origin = tokio::time::Instant::now();
+    let wall = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+    let recovered = Recovered { finalized: recent, wal: replayed.records, batches };
+    let (core, initial) =
+        Core::new(core_cfg.clone(), Arc::new(ctx.keypair.clone()), Arc::new(Zip215), recovered, Duration::ZERO, wall)?;
+
+    // Mempool and intake.
+    let mempool =
+        Arc::new(Mutex::new(mempool::Mempool::new(config.mempool.clone(), genesis.chains.iter().map(|c| c.id))));
+    let wake = Arc::new(Notify::new());
+    let intake = Intake::new(mempool.clone(), config.mempool.clone(), wake.clone(), config.batch.max_bytes);
+
+    // Network.
+    let (in_tx, in_rx) = mpsc::channel(65_536);
+    let index: HashMap<NodeId, usize> = ids.iter().enumerate().map(|(i, k)| (*k, i)).collect();
+    let peers = PeerSet::dial_entries(&genesis.validators).without(&ctx.node_id());
+    let net = endpoint.register(
+        driver::Inbound { index, tx: in_tx.clone() },
+        peers,
+        ProtocolConfig::for_protocol::<ConsensusProtocol>(),
+    )?;
+    let client_peers = clients(&ctx, &config);
+    endpoint.register(
+        intake::IntakeHandler { intake: intake.clone() },
+        client_peers.clone(),
+        ProtocolConfig::for_protocol::<IntakeProtocol>(),
+    )?;
+    let log = LocalLog::new(ledger.clone());
+    let mut log_cfg = ProtocolConfig::for_protocol::<LogProtocol>();
+    log_cfg.handler_timeout = Duration::from_secs(60);
+    endpoint.register(
+        logserve::LogHandler { log: log.clone(), max_blocks: config.log_max_blocks },
+        client_peers,
+        log_cfg,
+    )?;
+
+    // Tasks.
+    let fatal = CancellationToken::new();
+    let error = Arc::new(Mutex::new(None));
+    let (out_tx, out_rx) = crossbeam_channel::unbounded();
+    let (net_tx, net_rx) = mpsc::unbounded_channel();
+    let outbox = {
+        let (ledger, fatal, error) = (ledger.clone(), fatal.clone(), error.clone());
+        std::thread::Builder::new()
+            .name("consensus-wal".into())
+            .spawn(move || driver::outbox_thread(wal, ledger, out_rx, net_tx, fatal, error))
+            .map_err(|e| Error::Internal(format!("cannot start the WAL thread: {e}")))?
+    };
+    let sender =
+        tokio::spawn(driver::sender_task(net_rx, net.clone(), ids.clone(), me, ledger.clone(), config.log_max_blocks));
+    let shared = Arc::new(driver::Shared::default());
+    shared.height.store(ledger.tip().0, Ordering::Relaxed);
+    let stop_core = CancellationToken::new();
+    let task = driver::CoreTask {
+        core,
+        origin,
+        inbox: in_rx,
+        outbox: out_tx,
+        ledger: ledger.clone(),
+        mempool: mempool.clone(),
+        shared: shared.clone(),
+        own_batches: HashMap::new(),
+        last_stats: Default::default(),
+    };
+    let core = tokio::spawn({
+        let (stop, fatal) = (stop_core.clone(), fatal.clone());
+        async move {
+            let r = task.run(initial, stop).await;
+            if let Err(e) = &r {
+                tracing::error!(target: TARGET, error = %e, "core task stopped");
+                fatal.cancel();
+            }
+            r
+        }
+    });
+    let da_status = Arc::new(Mutex::new(batcher::DaStatus::default()));
+    let stop_batcher = CancellationToken::new();
+    let batcher = tokio::spawn(batcher::run(
+        Arc::new(da),
+        mempool.clone(),
+        config.batch.clone(),
+        wake,
+        in_tx,
+        da_status.clone(),
+        ctx.health.clone(),
+        stop_batcher.clone(),
+        Duration::from_secs(3),
+    ));
+    let stop_intake = CancellationToken::new();
+    let http_addr = config.http_listen.or_else(|| ctx.entry().and_then(|e| e.http));
+    let http = match http_addr {
+        Some(addr) => {
+            let listener = http::bind(addr).await?;
+            tracing::info!(target: TARGET, %addr, "HTTP intake listening");
+            Some(tokio::spawn(http::serve(listener, intake.clone(), ledger.clone(), stop_intake.clone())))
+        }
+        None => None,
+    };
+    let health =
+        tokio::spawn(report_health(ctx.health.clone(), net, core_cfg.quorum(), shared.clone(), mempool, da_status));
+    tracing::info!(target: TARGET, index = me, validators = ids.len(), addr = %endpoint.local_addr(), "validator started");
+    Ok(Validator {
+        intake,
+        log,
+        ledger,
+        endpoint,
+        stop_intake,
+        stop_core,
+        stop_batcher,
+        fatal,
+        error,
+        shared,
+        tasks: Tasks { core, batcher, http, sender, outbox, health },
+    })
+}
+
+/// Publishes `/readyz` checks and `/status` fields every 500 ms.
+async fn report_health(
+    health: lamina_interfaces::Health,
+    net: lamina_net::Network<ConsensusProtocol>,
+    quorum: usize,
+    shared: Arc<driver::Shared>,
+    mempool: Arc<Mutex<mempool::Mempool>>,
+    da: Arc<Mutex<batcher::DaStatus>>,
+) {
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        tick.tick().await;
+        let connected = net.connected_peers().len();
+        let need = quorum.saturating_sub(1);
+        health.set_check("peers", connected >= need, format!("{connected} validators connected, {need} needed"));
+        let behind = shared.behind.load(Ordering::Relaxed);
+        let height = shared.height.load(Ordering::Relaxed);
+        health.set_check(
+            "caught_up",
+            !behind,
+            if behind { format!("catching up (at height {height})") } else { format!("at height {height}") },
+        );
+        let st = mempool.lock().stats();
+        ::metrics::gauge!(metrics::MEMPOOL_TXS).set(st.held as f64);
+        ::metrics::gauge!(metrics::MEMPOOL_BYTES).set(st.held_bytes as f64);
+        health.set_status("height", height);
+        health.set_status("view", shared.view.load(Ordering::Relaxed));
+        health.set_status(
+            "mempool",
+            serde_json::json!({"txs": st.held, "bytes": st.held_bytes, "queued": st.queued, "batches": st.batches}),
+        );
+        health.set_status("pending_batches", shared.pending_batches.load(Ordering::Relaxed));
+        let d = da.lock();
+        health.set_status("da_failures", d.consecutive_failures);
+    }
+}
+
+/// Runs a validator on `endpoint` until `shutdown` (or a local fault), then stops it
+/// gracefully. The binary binds the endpoint (so the DA client can share it) and passes
+/// the DA client as `da`.
+pub async fn run_on<D: DataAvailability + 'static>(
+    endpoint: Endpoint,
+    ctx: NodeContext,
+    config: Config,
+    da: D,
+    shutdown: CancellationToken,
+) -> Result<(), Error> {
+    let v = start(endpoint, ctx, config, da).await?;
+    tokio::select! {
+        _ = shutdown.cancelled() => {}
+        _ = v.failed() => {}
+    }
+    v.stop().await
+}
+
+/// [`run_on`] with an endpoint bound here on the genesis address with default settings.
+pub async fn run<D: DataAvailability + 'static>(
+    ctx: NodeContext,
+    config: Config,
+    da: D,
+    shutdown: CancellationToken,
+) -> Result<(), Error> {
+    let endpoint = ctx.bind_endpoint(EndpointConfig::default())?;
+    run_on(endpoint, ctx, config, da, shutdown).await
+}

@@ -1,0 +1,131 @@
+//! The batcher: cuts squares from the mempool (by size or age), disperses them to DA,
+//! and hands each availability certificate to the core, which announces it to the other
+//! validators and orders it.
+//!
+//! A failed dispersal is retried with the same blobs (doubling the wait up to 5 s) until
+//! it succeeds or the service stops: transactions are never dropped. While DA is down,
+//! no certificate arrives, the mempool fills and intake answers `Busy`; the core keeps
+//! producing empty blocks. At most `max_inflight` dispersals run at once.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use lamina_interfaces::{DataAvailability, Health};
+use parking_lot::Mutex;
+use tokio::sync::{Notify, Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::BatchConfig;
+use crate::driver::Input;
+use crate::mempool::{Cut, Mempool};
+use crate::metrics as m;
+
+const TARGET: &str = "lamina::consensus";
+
+/// Shared DA status for `/status`.
+#[derive(Debug, Default)]
+pub(crate) struct DaStatus {
+    pub(crate) consecutive_failures: u64,
+    pub(crate) last_error: Option<String>,
+}
+
+/// Runs until `stop`; then waits (at most `grace`) for dispersals in flight, so their
+/// certificates still reach the core.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn run<D: DataAvailability + 'static>(
+    da: Arc<D>,
+    mempool: Arc<Mutex<Mempool>>,
+    cfg: BatchConfig,
+    wake: Arc<Notify>,
+    to_core: mpsc::Sender<Input>,
+    status: Arc<Mutex<DaStatus>>,
+    health: Health,
+    stop: CancellationToken,
+    grace: Duration,
+) {
+    let inflight = Arc::new(Semaphore::new(cfg.max_inflight));
+    let delay = Duration::from_millis(cfg.max_delay_ms);
+    let tick = (delay / 2).max(Duration::from_millis(1));
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = wake.notified() => {}
+            _ = tokio::time::sleep(tick) => {}
+        }
+        loop {
+            let Ok(permit) = inflight.clone().try_acquire_owned() else { break };
+            let cut = {
+                let mut mp = mempool.lock();
+                if mp.ready(cfg.max_bytes, delay, Instant::now()) { mp.cut(cfg.max_bytes) } else { None }
+            };
+            let Some(cut) = cut else { break };
+            for (ns, n) in &cut.per_namespace {
+                let label = ns.to_string();
+                metrics::counter!(m::BATCHES, "namespace" => label.clone()).increment(1);
+                metrics::counter!(m::BATCH_TXS, "namespace" => label).increment(*n as u64);
+            }
+            let (da, mempool, to_core, status, health, stop) =
+                (da.clone(), mempool.clone(), to_core.clone(), status.clone(), health.clone(), stop.clone());
+            let retry = Duration::from_millis(cfg.retry_ms);
+            tokio::spawn(async move {
+                let _permit = permit;
+                disperse(da, mempool, cut, to_core, status, health, stop, retry).await;
+            });
+        }
+    }
+    // Let dispersals in flight finish (they hand their certificates to the core).
+    let _ = tokio::time::timeout(grace, inflight.acquire_many(cfg.max_inflight as u32)).await;
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn disperse<D: DataAvailability + 'static>(
+    da: Arc<D>,
+    mempool: Arc<Mutex<Mempool>>,
+    cut: Cut,
+    to_core: mpsc::Sender<Input>,
+    status: Arc<Mutex<DaStatus>>,
+    health: Health,
+    stop: CancellationToken,
+    retry: Duration,
+) {
+    let mut wait = retry;
+    let started = Instant::now();
+    loop {
+        match da.submit(cut.blobs.clone()).await {
+            Ok(cert) => {
+                {
+                    let mut s = status.lock();
+                    s.consecutive_failures = 0;
+                    s.last_error = None;
+                }
+                health.set_status("da", serde_json::json!({"ok": true}));
+                let attestation = cert.commitment.attestation_digest();
+                mempool.lock().certified(cut.id, attestation);
+                let _ = to_core.send(Input::Certified { cert, cut_at: started, txs: cut.txs }).await;
+                return;
+            }
+            Err(e) => {
+                metrics::counter!(m::DA_FAILURES).increment(1);
+                let failures = {
+                    let mut s = status.lock();
+                    s.consecutive_failures += 1;
+                    s.last_error = Some(e.to_string());
+                    s.consecutive_failures
+                };
+                health.set_status("da", serde_json::json!({"ok": false, "failures": failures, "error": e.to_string()}));
+                tracing::warn!(target: TARGET, error = %e, batch = cut.id, txs = cut.txs, "dispersal failed; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = stop.cancelled() => {
+                        // One last attempt happens in the loop; after the stop, give up
+                        // once the wait has grown (the service is shutting down).
+                        if wait >= Duration::from_secs(1) {
+                            return;
+                        }
+                    }
+                }
+                wait = (wait * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}

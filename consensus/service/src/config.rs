@@ -1,0 +1,199 @@
+//! The service's typed configuration (the `[consensus]` section of a validator's
+//! `config.toml`), with documented defaults and `validate()`.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use lamina_interfaces::Genesis;
+use lamina_primitives::PublicKey;
+
+use crate::error::Error;
+
+/// Mempool limits and intake checks.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MempoolConfig {
+    /// Most transactions held (queued, being made available, or certified but not yet
+    /// ordered). A full mempool answers `Busy`. Default 1,000,000.
+    pub max_txs: usize,
+    /// Most payload bytes held. Default 1 GiB.
+    pub max_bytes: usize,
+    /// Most transactions held per sender, so one client cannot fill the mempool.
+    /// Default 20,000.
+    pub max_per_sender: usize,
+    /// Largest transaction accepted (`Transaction::approx_size`). Default 64 KiB.
+    pub max_tx_bytes: usize,
+    /// Verify each transaction's signature (ZIP-215) on intake. Default true. Turning it
+    /// off is for measuring ordering capacity only: execution verifies signatures again.
+    pub verify_signatures: bool,
+    /// Remembered ids of recently ordered transactions (duplicate detection after a
+    /// batch was ordered). Default 1,000,000.
+    pub recent_ids: usize,
+}
+
+impl Default for MempoolConfig {
+    fn default() -> Self {
+        MempoolConfig {
+            max_txs: 1_000_000,
+            max_bytes: 1 << 30,
+            max_per_sender: 20_000,
+            max_tx_bytes: 64 << 10,
+            verify_signatures: true,
+            recent_ids: 1_000_000,
+        }
+    }
+}
+
+/// How batches are cut and made available.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BatchConfig {
+    /// A square is cut when this many transaction bytes are queued (all namespaces
+    /// together; one blob per namespace). Default 1 MiB.
+    pub max_bytes: usize,
+    /// ... or when the oldest queued transaction has waited this long. Default 5 ms.
+    pub max_delay_ms: u64,
+    /// Dispersals to DA in flight at once; more queued batches wait (and the mempool
+    /// fills, which pushes back on intake). Default 4.
+    pub max_inflight: usize,
+    /// Wait before retrying a failed dispersal (doubling up to 5 s). Default 200 ms.
+    pub retry_ms: u64,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        BatchConfig { max_bytes: 1 << 20, max_delay_ms: 5, max_inflight: 4, retry_ms: 200 }
+    }
+}
+
+/// Settings of a consensus validator.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Time to wait for a view's proposal before nullifying the view (ms). Default 500.
+    pub leader_timeout_ms: u64,
+    /// Time to wait for a view's notarization before nullifying it (ms). Default 1000.
+    pub notarization_timeout_ms: u64,
+    /// Retry period: re-send nullify votes and certificates, re-ask for missing data (ms).
+    /// Default 500.
+    pub retry_interval_ms: u64,
+    /// A leader with nothing to order waits this long before an empty block (ms).
+    /// Default 50.
+    pub empty_block_delay_ms: u64,
+    /// Most batches (squares) ordered by one block. Default 512.
+    pub max_batches_per_block: usize,
+    /// Mempool and intake.
+    pub mempool: MempoolConfig,
+    /// Batching.
+    pub batch: BatchConfig,
+    /// Address of the HTTP/JSON intake (`POST /v1/tx`). Default: this validator's
+    /// `http` address in the genesis; none if neither is set.
+    pub http_listen: Option<SocketAddr>,
+    /// Keys of clients (load generators, wallets' gateways) allowed to use the QUIC
+    /// intake and log protocols besides the genesis nodes (hex).
+    pub intake_clients: Vec<PublicKey>,
+    /// Segment size of the WAL (bytes, multiple of 4096). Default 64 MiB.
+    pub wal_segment_bytes: u64,
+    /// Segment size of the ordered-log store (bytes). Default 256 MiB.
+    pub log_segment_bytes: u64,
+    /// Most blocks per ordered-log read (QUIC and catch-up). Default 256.
+    pub log_max_blocks: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            leader_timeout_ms: 500,
+            notarization_timeout_ms: 1000,
+            retry_interval_ms: 500,
+            empty_block_delay_ms: 50,
+            max_batches_per_block: 512,
+            mempool: MempoolConfig::default(),
+            batch: BatchConfig::default(),
+            http_listen: None,
+            intake_clients: Vec::new(),
+            wal_segment_bytes: 64 << 20,
+            log_segment_bytes: 256 << 20,
+            log_max_blocks: 256,
+        }
+    }
+}
+
+impl Config {
+    /// Checks values the service cannot run with (the protocol part is checked again
+    /// with the genesis by [`Config::core_config`]).
+    pub fn validate(&self) -> Result<(), Error> {
+        let bad = |m: &str| Err(Error::Config(m.to_string()));
+        if self.leader_timeout_ms == 0 || self.retry_interval_ms == 0 {
+            return bad("leader_timeout_ms and retry_interval_ms must be positive");
+        }
+        if self.notarization_timeout_ms < self.leader_timeout_ms {
+            return bad("notarization_timeout_ms must be >= leader_timeout_ms");
+        }
+        if self.empty_block_delay_ms >= self.leader_timeout_ms {
+            return bad("empty_block_delay_ms must be < leader_timeout_ms");
+        }
+        let m = &self.mempool;
+        if m.max_txs == 0 || m.max_bytes == 0 || m.max_per_sender == 0 || m.max_tx_bytes == 0 {
+            return bad("mempool limits must be positive");
+        }
+        if m.max_tx_bytes > lamina_primitives::codec::limits::MAX_TX_PAYLOAD + 112 {
+            return bad("mempool.max_tx_bytes exceeds the engine's transaction limit");
+        }
+        let b = &self.batch;
+        if b.max_bytes == 0 || b.max_bytes > 32 << 20 || b.max_inflight == 0 || b.retry_ms == 0 {
+            return bad("batch: need 0 < max_bytes <= 32 MiB, max_inflight > 0, retry_ms > 0");
+        }
+        for (what, v) in [("wal_segment_bytes", self.wal_segment_bytes), ("log_segment_bytes", self.log_segment_bytes)]
+        {
+            if v % 4096 != 0 || v < 16 << 20 {
+                return Err(Error::Config(format!("{what} must be a multiple of 4096 and at least 16 MiB")));
+            }
+        }
+        if self.log_max_blocks == 0 {
+            return bad("log_max_blocks must be positive");
+        }
+        Ok(())
+    }
+
+    /// The protocol core's configuration for this network.
+    pub fn core_config(&self, genesis: &Genesis) -> Result<lamina_consensus_core::Config, Error> {
+        let mut c = lamina_consensus_core::Config::new(
+            genesis.digest(),
+            genesis.validator_committee(),
+            genesis.da_committee(),
+            genesis.da_threshold(),
+        );
+        c.leader_timeout = Duration::from_millis(self.leader_timeout_ms);
+        c.notarization_timeout = Duration::from_millis(self.notarization_timeout_ms);
+        c.retry_interval = Duration::from_millis(self.retry_interval_ms);
+        c.empty_block_delay = Duration::from_millis(self.empty_block_delay_ms);
+        c.max_batches_per_block = self.max_batches_per_block;
+        c.sync_max_blocks = self.log_max_blocks;
+        c.validate().map_err(|e| Error::Config(e.to_string()))?;
+        Ok(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_validate_and_round_trip_through_toml() {
+        let c = Config::default();
+        c.validate().unwrap();
+        let text = toml::to_string(&c).unwrap();
+        let back: Config = toml::from_str(&text).unwrap();
+        assert_eq!(back, c);
+        let partial: Config =
+            toml::from_str("leader_timeout_ms = 300\n[mempool]\nverify_signatures = false\n").unwrap();
+        assert_eq!(partial.leader_timeout_ms, 300);
+        assert!(!partial.mempool.verify_signatures);
+        assert_eq!(partial.batch, BatchConfig::default());
+        assert!(toml::from_str::<Config>("no_such_field = 1").is_err());
+        let mut bad = c;
+        bad.empty_block_delay_ms = bad.leader_timeout_ms;
+        assert!(bad.validate().is_err());
+    }
+}

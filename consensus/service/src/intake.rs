@@ -1,0 +1,294 @@
+//! Transaction intake: the in-process [`Intake`] (a [`TxSubmit`]), its QUIC server
+//! (`lamina/intake/1`) and the QUIC client [`IntakeClient`] (also a [`TxSubmit`]).
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use lamina_interfaces::{Genesis, SubmitError, SubmitOutcome, TxSubmit};
+use lamina_net::{Endpoint, Handler, NetError, Network, PeerSet, ProtocolConfig, Reject};
+use lamina_primitives::sig::{self, SignedDigest};
+use lamina_primitives::{ChainId, NodeId, Transaction};
+use parking_lot::Mutex;
+use tokio::sync::Notify;
+
+use crate::config::MempoolConfig;
+use crate::mempool::Mempool;
+use crate::metrics as m;
+use crate::protocol::{IntakeProtocol, MAX_SUBMIT_TXS, SubmitRequest, SubmitResponse, WireOutcome};
+
+/// Requests with at least this many transactions are checked on a blocking thread.
+const BLOCKING_AT: usize = 32;
+
+/// In-process intake: checks transactions and puts them in the mempool. Cheap to clone.
+#[derive(Clone)]
+pub struct Intake {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    mempool: Arc<Mutex<Mempool>>,
+    cfg: MempoolConfig,
+    chains: BTreeSet<ChainId>,
+    open: AtomicBool,
+    batcher: Arc<Notify>,
+    batch_bytes: usize,
+}
+
+impl std::fmt::Debug for Intake {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Intake").field("open", &self.inner.open.load(Ordering::Relaxed)).finish()
+    }
+}
+
+impl Intake {
+    /// Intake into `mempool`; `batcher` is woken when a batch's worth is queued.
+    pub(crate) fn new(
+        mempool: Arc<Mutex<Mempool>>,
+        cfg: MempoolConfig,
+        batcher: Arc<Notify>,
+        batch_bytes: usize,
+    ) -> Self {
+        let chains = mempool.lock().chains().clone();
+        Intake { inner: Arc::new(Inner { mempool, cfg, chains, open: AtomicBool::new(true), batcher, batch_bytes }) }
+    }
+
+    /// Stops intake: every later submission is answered `Busy` (shutdown).
+    pub fn close(&self) {
+        self.inner.open.store(false, Ordering::Release);
+    }
+
+    /// Checks and inserts transactions (CPU-bound: signature checks are one batch
+    /// verification). One result per transaction, in order.
+    pub fn submit_now(&self, txs: Vec<Transaction>) -> Vec<Result<SubmitOutcome, SubmitError>> {
+        let inner = &self.inner;
+        if !inner.open.load(Ordering::Acquire) {
+            return txs.iter().map(|_| Err(SubmitError::Busy("validator is shutting down".into()))).collect();
+        }
+        let mut results: Vec<Option<Result<SubmitOutcome, SubmitError>>> = vec![None; txs.len()];
+        let mut ids = Vec::with_capacity(txs.len());
+        for (i, tx) in txs.iter().enumerate() {
+            match Mempool::precheck(&inner.cfg, &inner.chains, tx) {
+                Ok(id) => ids.push(Some(id)),
+                Err(e) => {
+                    results[i] = Some(Err(e));
+                    ids.push(None);
+                }
+            }
+        }
+        if inner.cfg.verify_signatures {
+            let idx: Vec<usize> = (0..txs.len()).filter(|&i| ids[i].is_some()).collect();
+            let items: Vec<SignedDigest> = idx
+                .iter()
+                .map(|&i| SignedDigest {
+                    public_key: txs[i].sender,
+                    message: ids[i].map(|id| id.0).unwrap_or_default(),
+                    signature: txs[i].signature,
+                })
+                .collect();
+            let ok = sig::verify_batch_each(&items);
+            for (&i, ok) in idx.iter().zip(ok) {
+                if !ok {
+                    results[i] = Some(Err(SubmitError::BadSignature));
+                    ids[i] = None;
+                }
+            }
+        }
+        let now = Instant::now();
+        let queued = {
+            let mut mp = inner.mempool.lock();
+            for (i, tx) in txs.into_iter().enumerate() {
+                if let Some(id) = ids[i] {
+                    results[i] = Some(mp.insert(tx, id, now));
+                }
+            }
+            mp.queued_bytes()
+        };
+        if queued >= inner.batch_bytes {
+            inner.batcher.notify_one();
+        }
+        let out: Vec<Result<SubmitOutcome, SubmitError>> =
+            results.into_iter().map(|r| r.unwrap_or_else(|| Err(SubmitError::Malformed("unchecked".into())))).collect();
+        for r in &out {
+            let label = match r {
+                Ok(SubmitOutcome::Accepted(_)) => "accepted",
+                Ok(SubmitOutcome::Duplicate(_)) => "duplicate",
+                Err(SubmitError::Busy(_)) => "busy",
+                Err(SubmitError::TooLarge { .. }) => "too_large",
+                Err(SubmitError::UnknownChain(_)) => "unknown_chain",
+                Err(SubmitError::BadSignature) => "bad_signature",
+                Err(_) => "malformed",
+            };
+            metrics::counter!(m::INTAKE, "outcome" => label).increment(1);
+        }
+        out
+    }
+
+    /// [`Intake::submit_now`] on a blocking thread when the batch is large.
+    pub async fn submit_async(&self, txs: Vec<Transaction>) -> Vec<Result<SubmitOutcome, SubmitError>> {
+        if txs.len() < BLOCKING_AT {
+            return self.submit_now(txs);
+        }
+        let this = self.clone();
+        let n = txs.len();
+        match tokio::task::spawn_blocking(move || this.submit_now(txs)).await {
+            Ok(r) => r,
+            Err(e) => (0..n).map(|_| Err(SubmitError::Transport(format!("intake task failed: {e}")))).collect(),
+        }
+    }
+}
+
+impl TxSubmit for Intake {
+    fn submit(&self, tx: Transaction) -> impl Future<Output = Result<SubmitOutcome, SubmitError>> + Send {
+        let r = self.submit_now(vec![tx]).pop().unwrap_or_else(|| Err(SubmitError::Malformed("empty".into())));
+        std::future::ready(r)
+    }
+
+    fn submit_many(
+        &self,
+        txs: Vec<Transaction>,
+    ) -> impl Future<Output = Vec<Result<SubmitOutcome, SubmitError>>> + Send {
+        let this = self.clone();
+        async move { this.submit_async(txs).await }
+    }
+}
+
+/// Serves `lamina/intake/1`.
+pub(crate) struct IntakeHandler {
+    pub(crate) intake: Intake,
+}
+
+impl Handler<IntakeProtocol> for IntakeHandler {
+    async fn request(&self, _peer: NodeId, req: SubmitRequest) -> Result<SubmitResponse, Reject> {
+        if req.txs.len() > MAX_SUBMIT_TXS {
+            return Err(Reject::bad_request(format!(
+                "{} transactions exceed the limit {MAX_SUBMIT_TXS}",
+                req.txs.len()
+            )));
+        }
+        let results = self.intake.submit_async(req.txs).await;
+        Ok(SubmitResponse { results: results.iter().map(WireOutcome::from).collect() })
+    }
+}
+
+/// The QUIC intake client: submits to the validators of a genesis, each sender's
+/// transactions to one validator (see `route`), requests to different validators in
+/// parallel. Cheap to clone.
+#[derive(Clone)]
+pub struct IntakeClient {
+    net: Network<IntakeProtocol>,
+    validators: Vec<NodeId>,
+}
+
+impl std::fmt::Debug for IntakeClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IntakeClient").field("validators", &self.validators.len()).finish()
+    }
+}
+
+struct NoServe;
+impl Handler<IntakeProtocol> for NoServe {}
+
+impl IntakeClient {
+    /// Registers the intake protocol on `endpoint`, dialing every validator of
+    /// `genesis`. The endpoint's key must be a genesis node or one of the validators'
+    /// configured `intake_clients`.
+    pub fn register(endpoint: &Endpoint, genesis: &Genesis) -> Result<Self, NetError> {
+        let peers = PeerSet::dial_entries(&genesis.validators).without(&endpoint.node_id());
+        let net =
+            endpoint.register::<IntakeProtocol, _>(NoServe, peers, ProtocolConfig::for_protocol::<IntakeProtocol>())?;
+        Ok(IntakeClient { net, validators: genesis.validators.iter().map(|v| v.key).collect() })
+    }
+
+    /// Waits until `n` validators are connected.
+    pub async fn wait_for_validators(&self, n: usize, timeout: Duration) -> Result<(), NetError> {
+        self.net.wait_for_peers(n, timeout).await
+    }
+
+    /// Submits to one validator.
+    pub async fn submit_to(
+        &self,
+        validator: &NodeId,
+        txs: Vec<Transaction>,
+    ) -> Result<Vec<Result<SubmitOutcome, SubmitError>>, NetError> {
+        let n = txs.len();
+        let resp = self.net.request(validator, &SubmitRequest { txs }).await?;
+        if resp.results.len() != n {
+            return Err(NetError::MalformedFrame(format!("{} results for {n} transactions", resp.results.len())));
+        }
+        Ok(resp.results.into_iter().map(Into::into).collect())
+    }
+
+    /// The validator a sender's transactions go to: a fixed choice per sender, so that
+    /// resubmitting is idempotent (the same mempool sees it again) and a sender's nonces
+    /// reach one mempool in order. If it is not connected, the next connected one.
+    fn route(&self, sender: &lamina_primitives::PublicKey) -> impl Iterator<Item = NodeId> + '_ {
+        let n = self.validators.len();
+        let first = u64::from_le_bytes(sender.0[..8].try_into().unwrap_or([0; 8])) as usize % n.max(1);
+        (0..n).map(move |k| self.validators[(first + k) % n])
+    }
+
+    async fn submit_chunk(&self, txs: Vec<Transaction>) -> Vec<Result<SubmitOutcome, SubmitError>> {
+        // Group by target validator, keeping each sender's order.
+        let n = txs.len();
+        let mut groups: std::collections::BTreeMap<NodeId, Vec<(usize, Transaction)>> = Default::default();
+        for (i, tx) in txs.into_iter().enumerate() {
+            let target = self.route(&tx.sender).find(|v| self.net.is_connected(v));
+            match target {
+                Some(v) => groups.entry(v).or_default().push((i, tx)),
+                None => groups.entry(self.validators[0]).or_default().push((i, tx)),
+            }
+        }
+        let mut out: Vec<Option<Result<SubmitOutcome, SubmitError>>> = vec![None; n];
+        let sends = groups.into_iter().map(|(v, group)| {
+            let this = self.clone();
+            async move {
+                let (idx, txs): (Vec<usize>, Vec<Transaction>) = group.into_iter().unzip();
+                let r = this.submit_to(&v, txs).await;
+                (idx, r)
+            }
+        });
+        for (idx, r) in futures::future::join_all(sends).await {
+            match r {
+                Ok(results) => {
+                    for (i, r) in idx.into_iter().zip(results) {
+                        out[i] = Some(r);
+                    }
+                }
+                Err(e) => {
+                    for i in idx {
+                        out[i] = Some(Err(SubmitError::Transport(e.to_string())));
+                    }
+                }
+            }
+        }
+        out.into_iter().map(|r| r.unwrap_or_else(|| Err(SubmitError::Transport("no answer".into())))).collect()
+    }
+}
+
+impl TxSubmit for IntakeClient {
+    fn submit(&self, tx: Transaction) -> impl Future<Output = Result<SubmitOutcome, SubmitError>> + Send {
+        let this = self.clone();
+        async move {
+            this.submit_chunk(vec![tx]).await.pop().unwrap_or_else(|| Err(SubmitError::Transport("no answer".into())))
+        }
+    }
+
+    fn submit_many(
+        &self,
+        txs: Vec<Transaction>,
+    ) -> impl Future<Output = Vec<Result<SubmitOutcome, SubmitError>>> + Send {
+        let this = self.clone();
+        async move {
+            let mut out = Vec::with_capacity(txs.len());
+            let mut rest = txs;
+            while !rest.is_empty() {
+                let tail = rest.split_off(rest.len().min(MAX_SUBMIT_TXS));
+                out.extend(this.submit_chunk(rest).await);
+                rest = tail;
+            }
+            out
+        }
+    }
+}

@@ -1,0 +1,242 @@
+//! Test support: a genesis on free loopback ports, an in-process DA layer that signs
+//! real availability certificates with the genesis DA keys, and helpers.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use lamina_consensus_service::{Config, Validator};
+use lamina_interfaces::{Blob, ChainSpec, DaError, DataAvailability, Genesis, Health, NodeEntry, OrderedLog};
+use lamina_net::{Endpoint, EndpointConfig, NodeContext};
+use lamina_primitives::{
+    AvailabilityCertificate, Batch, ChainId, DataCommitment, Digest, FinalizedBlock, Height, Keypair, Namespace,
+    QuorumCertificate, Signature, Transaction, TxId, codec, domains,
+};
+use parking_lot::Mutex;
+
+pub const DA_BASE: u64 = 100;
+pub const CLIENT_KEY: u64 = 900;
+
+pub fn validator_key(i: usize) -> Keypair {
+    Keypair::for_testing(i as u64)
+}
+
+pub fn da_key(i: usize) -> Keypair {
+    Keypair::for_testing(DA_BASE + i as u64)
+}
+
+pub fn client_key() -> Keypair {
+    Keypair::for_testing(CLIENT_KEY)
+}
+
+/// A free UDP port on 127.0.0.1 (bound, then released).
+pub fn free_udp() -> SocketAddr {
+    std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+}
+
+pub fn free_tcp() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+}
+
+fn entry(name: String, key: &Keypair, addr: SocketAddr, http: Option<SocketAddr>) -> NodeEntry {
+    NodeEntry { name, key: key.public(), addr, http, admin: None, chain: None }
+}
+
+/// A genesis with `n` validators (with HTTP intake addresses) and 4 DA nodes.
+pub fn genesis(n: usize) -> Genesis {
+    Genesis {
+        network: "consensus-test".into(),
+        chains: [1u64, 2]
+            .iter()
+            .map(|&id| ChainSpec {
+                id: ChainId(id),
+                name: format!("chain-{id}"),
+                balances: vec![],
+                funded_test_accounts: 0,
+                funded_test_accounts_seed: 0,
+                funded_test_amount: 0,
+            })
+            .collect(),
+        validators: (0..n)
+            .map(|i| entry(format!("validator-{i}"), &validator_key(i), free_udp(), Some(free_tcp())))
+            .collect(),
+        da_nodes: (0..4).map(|i| entry(format!("da-{i}"), &da_key(i), free_udp(), None)).collect(),
+        execution_nodes: vec![],
+        settlement_nodes: vec![],
+        bridge_nodes: vec![],
+        da_threshold: None,
+    }
+}
+
+/// Fast timeouts for tests.
+pub fn config() -> Config {
+    let mut c = Config {
+        leader_timeout_ms: 400,
+        notarization_timeout_ms: 800,
+        retry_interval_ms: 300,
+        empty_block_delay_ms: 30,
+        intake_clients: vec![client_key().public()],
+        wal_segment_bytes: 16 << 20,
+        log_segment_bytes: 16 << 20,
+        ..Config::default()
+    };
+    c.batch.max_delay_ms = 5;
+    c
+}
+
+/// An in-process DA layer: lays blobs out as one "square" (committed by a hash over
+/// the blobs), signs the attestation with the genesis DA keys (real signatures, the
+/// genesis threshold), and keeps the blobs for `get_namespace`. It can be switched off
+/// to simulate an outage. (The real DA layer is tested by its own crate; this one
+/// exercises consensus through the same trait.)
+#[derive(Clone)]
+pub struct TestDa {
+    keys: Arc<Vec<Keypair>>,
+    threshold: usize,
+    squares: Arc<Mutex<BTreeMap<Digest, Vec<Blob>>>>,
+    pub down: Arc<AtomicBool>,
+    pub submitted: Arc<AtomicU64>,
+}
+
+impl TestDa {
+    pub fn new(genesis: &Genesis) -> Self {
+        TestDa {
+            keys: Arc::new((0..genesis.da_nodes.len()).map(da_key).collect()),
+            threshold: genesis.da_threshold(),
+            squares: Default::default(),
+            down: Default::default(),
+            submitted: Default::default(),
+        }
+    }
+
+    pub fn blobs(&self, root: &Digest) -> Option<Vec<Blob>> {
+        self.squares.lock().get(root).cloned()
+    }
+}
+
+impl DataAvailability for TestDa {
+    fn submit(&self, blobs: Vec<Blob>) -> impl Future<Output = Result<AvailabilityCertificate, DaError>> + Send {
+        let this = self.clone();
+        async move {
+            if this.down.load(Ordering::Relaxed) {
+                return Err(DaError::InsufficientNodes { have: 0, need: this.threshold });
+            }
+            let mut h = domains::BATCH.hasher();
+            for b in &blobs {
+                h.update(&b.namespace.0);
+                h.update(&(b.data.len() as u64).to_le_bytes());
+                h.update(&b.data);
+            }
+            let data_root = Digest(*h.finalize().as_bytes());
+            let namespaces: BTreeSet<Namespace> = blobs.iter().map(|b| b.namespace).collect();
+            let commitment = DataCommitment {
+                data_root,
+                square_width: 1,
+                codec: 0,
+                namespaces: namespaces.into_iter().collect(),
+                blob_bytes: blobs.iter().map(|b| b.data.len() as u64).sum(),
+            };
+            let d = commitment.attestation_digest();
+            let votes: Vec<(usize, Signature)> = (0..this.threshold).map(|i| (i, this.keys[i].sign(&d))).collect();
+            this.squares.lock().insert(data_root, blobs);
+            this.submitted.fetch_add(1, Ordering::Relaxed);
+            Ok(AvailabilityCertificate {
+                commitment,
+                signatures: QuorumCertificate::from_votes(d, this.keys.len(), &votes),
+            })
+        }
+    }
+
+    fn get_namespace(
+        &self,
+        commitment: &DataCommitment,
+        namespace: Namespace,
+    ) -> impl Future<Output = Result<Vec<Vec<u8>>, DaError>> + Send {
+        let r = self
+            .squares
+            .lock()
+            .get(&commitment.data_root)
+            .map(|blobs| blobs.iter().filter(|b| b.namespace == namespace).map(|b| b.data.clone()).collect())
+            .ok_or_else(|| DaError::Unavailable("unknown square".into()));
+        std::future::ready(r)
+    }
+}
+
+pub fn context(g: &Arc<Genesis>, i: usize, dir: &Path) -> NodeContext {
+    NodeContext::new(validator_key(i), g.clone(), dir.join(format!("v{i}")), Health::new())
+}
+
+/// Starts validator `i` on its genesis address.
+pub async fn start(g: &Arc<Genesis>, i: usize, dir: &Path, config: Config, da: TestDa) -> Validator {
+    let ctx = context(g, i, dir);
+    // A stopped validator's socket is released once quinn has drained its connections
+    // (a few hundred ms): retry the bind for a while.
+    let mut tries = 0;
+    let endpoint = loop {
+        match Endpoint::bind(&ctx.keypair, EndpointConfig::new(g.validators[i].addr)) {
+            Ok(e) => break e,
+            Err(e) if tries < 100 => {
+                tries += 1;
+                let _ = e;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("cannot bind validator {i}: {e}"),
+        }
+    };
+    lamina_consensus_service::start(endpoint, ctx, config, da).await.unwrap()
+}
+
+/// Signed transactions from a few senders across both chains.
+pub fn txs(start: u64, count: u64, payload: usize) -> Vec<Transaction> {
+    (start..start + count)
+        .map(|n| {
+            let sender = Keypair::for_testing(1_000 + n % 16);
+            Transaction::new_signed(&sender, ChainId(1 + n % 2), n, vec![(n % 251) as u8; payload])
+        })
+        .collect()
+}
+
+/// Waits until `f` is true (polling), or panics with `what` after `timeout`.
+pub async fn eventually(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + timeout;
+    while !f() {
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The blocks without their certificates: validators agree on blocks; each forms its
+/// own 2f+1 certificate (any 2f+1 signers), so certificates may differ.
+pub fn blocks_only(v: &[FinalizedBlock]) -> Vec<lamina_primitives::Block> {
+    v.iter().map(|fb| fb.block.clone()).collect()
+}
+
+/// Every block of `log` up to `height`.
+pub async fn read_all(log: &impl OrderedLog, height: u64) -> Vec<FinalizedBlock> {
+    let mut out = Vec::new();
+    while (out.len() as u64) < height {
+        let from = Height(out.len() as u64 + 1);
+        out.extend(log.read(from, 1000).await.unwrap());
+    }
+    out.truncate(height as usize);
+    out
+}
+
+/// The transaction ids ordered by `blocks`, in order (fetching blobs from `da`).
+pub fn ordered_txs(blocks: &[FinalizedBlock], da: &TestDa) -> Vec<TxId> {
+    let mut out = Vec::new();
+    for fb in blocks {
+        for cert in &fb.block.batches {
+            for blob in da.blobs(&cert.commitment.data_root).expect("square known to the test DA") {
+                let batch: Batch = codec::decode(&blob.data).unwrap();
+                assert_eq!(batch.namespace, blob.namespace);
+                out.extend(batch.txs.iter().map(|t| t.id()));
+            }
+        }
+    }
+    out
+}
