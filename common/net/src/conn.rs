@@ -31,6 +31,7 @@
 //! [`ConnStats`]. Handler panics are caught and answered with an `Internal` rejection.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -72,6 +73,9 @@ pub(crate) struct Shared {
     pub(crate) shutdown: CancellationToken,
     /// In-flight handler invocations (drained on shutdown).
     pub(crate) handlers: TaskTracker,
+    /// Writers of response streams, until the peer has acknowledged everything written
+    /// (drained on shutdown, after the handlers).
+    pub(crate) writers: TaskTracker,
     /// Every other task of the endpoint.
     pub(crate) tasks: TaskTracker,
 }
@@ -135,6 +139,8 @@ pub(crate) struct Conn {
     messages: LaneSlot,
     message_seq: AtomicU64,
     inflight: Arc<Semaphore>,
+    /// Set once the connection is known to be closed (by the close watcher).
+    closed: AtomicBool,
 }
 
 impl Conn {
@@ -167,12 +173,24 @@ impl Conn {
             lanes,
             messages: LaneSlot::default(),
             message_seq: AtomicU64::new(0),
+            closed: AtomicBool::new(false),
         })
     }
 
-    /// True until the connection is closed or lost.
+    /// True until the connection is known to be closed or lost. (A connection that
+    /// just failed may still look alive for a moment; using it then fails with
+    /// [`NetError::ConnectionLost`].)
     pub(crate) fn is_alive(&self) -> bool {
-        self.quinn.close_reason().is_none()
+        !self.closed.load(Ordering::Acquire)
+    }
+
+    /// Marks the connection closed (called by the close watcher) and drops our ends of
+    /// the writer queues, so that the writer tasks end (they hold the connection).
+    pub(crate) fn mark_closed(&self) {
+        self.closed.store(true, Ordering::Release);
+        for slot in self.lanes.iter().chain(std::iter::once(&self.messages)) {
+            slot.current.lock().unwrap_or_else(|e| e.into_inner()).take();
+        }
     }
 
     pub(crate) fn pending_count(&self) -> usize {
@@ -436,8 +454,25 @@ impl Conn {
         let mut chunks: Vec<Bytes> = Vec::new();
         loop {
             if rx.recv_many(&mut batch, WRITE_BATCH).await == 0 {
-                let _ = send.finish();
+                // Finished: wait until the peer has acknowledged (or stopped) the stream,
+                // so that a shutdown waiting on the writers knows the answers arrived.
+                if send.finish().is_ok() {
+                    let _ = send.stopped().await;
+                }
                 break;
+            }
+            if batch.len() < WRITE_BATCH {
+                // Let the tasks that are ready to queue frames (handlers finishing,
+                // requesters) run first, then take what they queued: one write, and one
+                // QUIC packet, for many small frames instead of one each. Costs nothing
+                // when nothing else is runnable.
+                tokio::task::yield_now().await;
+                while batch.len() < WRITE_BATCH {
+                    match rx.try_recv() {
+                        Ok(item) => batch.push(item),
+                        Err(_) => break,
+                    }
+                }
             }
             let (mut frames, mut bytes) = (0u64, 0u64);
             let mut reset = None;
@@ -519,7 +554,7 @@ impl Conn {
     async fn serve_requests(self: Arc<Self>, send: SendStream, mut recv: RecvStream) {
         let (tx, rx) = mpsc::channel(self.core.config.send_queue);
         let c = self.clone();
-        self.shared.tasks.spawn(async move { c.write_stream(send, rx, None).await });
+        self.shared.writers.spawn(async move { c.write_stream(send, rx, None).await });
         let mut decoder = FrameDecoder::new(self.core.config.max_frame);
         let mut requests: Vec<Frame> = Vec::new();
         let shutdown = self.shared.shutdown.clone();
@@ -543,7 +578,7 @@ impl Conn {
                     stopped = true;
                     break;
                 };
-                self.spawn_handler(frame, tx.clone(), permit);
+                self.dispatch(frame, &tx, permit).await;
             }
             if stopped {
                 let _ = recv.stop(VarInt::from_u32(StreamError::SHUTDOWN));
@@ -607,49 +642,89 @@ impl Conn {
         }
     }
 
-    fn spawn_handler(self: &Arc<Self>, frame: Frame, tx: mpsc::Sender<Out>, permit: tokio::sync::OwnedSemaphorePermit) {
-        let conn = self.clone();
-        self.shared.handlers.spawn(async move {
-            let handler = conn.core.handler.clone();
-            let (peer, body) = (conn.peer, frame.body);
-            let call = AssertUnwindSafe(async move { handler.request(peer, body).await }).catch_unwind();
-            let outcome = match tokio::time::timeout(conn.core.config.handler_timeout, call).await {
-                Ok(Ok(Ok(response))) => Ok(response),
-                Ok(Ok(Err(reject))) => {
-                    if reject.kind == RejectKind::Malformed {
-                        conn.stats.fault(Fault::Decode);
-                    }
-                    Err(reject)
-                }
-                Ok(Err(_panic)) => {
-                    conn.stats.fault(Fault::HandlerPanic);
-                    tracing::error!(target: "lamina::net", protocol = %conn.core.name, peer = %conn.peer_label, "request handler panicked");
-                    Err(Reject::internal("handler panicked"))
-                }
-                Err(_) => {
-                    conn.stats.fault(Fault::HandlerTimeout);
-                    Err(Reject::new(RejectKind::Timeout, "handler timed out"))
-                }
-            };
-            let out = match outcome {
-                Ok(body) if body.len() > conn.core.config.max_frame => {
-                    tracing::error!(target: "lamina::net", protocol = %conn.core.name, size = body.len(), "response exceeds max_frame");
-                    OutFrame::new(FrameKind::Error, frame.id, Bytes::from(Reject::internal("response too large").encode()))
-                }
-                Ok(body) => OutFrame::new(FrameKind::Response, frame.id, body),
-                Err(reject) => OutFrame::new(FrameKind::Error, frame.id, Bytes::from(reject.encode())),
-            };
-            if out.body.len() > conn.core.config.inline_max {
-                // Announce the detour on the request's stream first, so that the
-                // requester does not give up when that stream finishes.
-                let _ = tx.send(Out::Frame(OutFrame::new(FrameKind::Detached, frame.id, Bytes::new()))).await;
-                drop(tx);
-                conn.send_alone(out).await;
-            } else {
-                let _ = tx.send(Out::Frame(out)).await;
+    /// Runs the handler for one request. The handler future is polled once right here:
+    /// most handlers answer at once, and then no task is spawned. One that is not done
+    /// continues in its own task (tracked for shutdown), under `handler_timeout`.
+    /// Panics, in the call or in the future, are caught either way.
+    async fn dispatch(
+        self: &Arc<Self>,
+        frame: Frame,
+        tx: &mpsc::Sender<Out>,
+        permit: tokio::sync::OwnedSemaphorePermit,
+    ) {
+        let handler = self.core.handler.clone();
+        let (peer, id) = (self.peer, frame.id);
+        let call: Option<HandlerCall> =
+            std::panic::catch_unwind(AssertUnwindSafe(|| handler.request(peer, frame.body)))
+                .ok()
+                .map(|fut| AssertUnwindSafe(fut).catch_unwind());
+        let Some(mut call) = call else {
+            self.respond(id, Err(HandlerFailure::Panicked), tx).await;
+            return;
+        };
+        let ready = {
+            let mut cx = std::task::Context::from_waker(futures::task::noop_waker_ref());
+            match std::pin::Pin::new(&mut call).poll(&mut cx) {
+                std::task::Poll::Ready(Ok(result)) => Some(Ok(result)),
+                std::task::Poll::Ready(Err(_panic)) => Some(Err(HandlerFailure::Panicked)),
+                std::task::Poll::Pending => None,
             }
+        };
+        if let Some(outcome) = ready {
+            self.respond(id, outcome, tx).await;
+            drop(permit);
+            return;
+        }
+        let conn = self.clone();
+        let tx = tx.clone();
+        self.shared.handlers.spawn(async move {
+            let outcome = match tokio::time::timeout(conn.core.config.handler_timeout, call).await {
+                Ok(Ok(result)) => Ok(result),
+                Ok(Err(_panic)) => Err(HandlerFailure::Panicked),
+                Err(_) => Err(HandlerFailure::TimedOut),
+            };
+            conn.respond(id, outcome, &tx).await;
             drop(permit);
         });
+    }
+
+    /// Sends the answer to request `id`: on the request's stream, or (when large) on a
+    /// stream of its own after a `Detached` marker.
+    async fn respond(&self, id: u64, outcome: Result<Result<Bytes, Reject>, HandlerFailure>, tx: &mpsc::Sender<Out>) {
+        let result = match outcome {
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(reject)) => {
+                if reject.kind == RejectKind::Malformed {
+                    self.stats.fault(Fault::Decode);
+                }
+                Err(reject)
+            }
+            Err(HandlerFailure::Panicked) => {
+                self.stats.fault(Fault::HandlerPanic);
+                tracing::error!(target: "lamina::net", protocol = %self.core.name, peer = %self.peer_label, "request handler panicked");
+                Err(Reject::internal("handler panicked"))
+            }
+            Err(HandlerFailure::TimedOut) => {
+                self.stats.fault(Fault::HandlerTimeout);
+                Err(Reject::new(RejectKind::Timeout, "handler timed out"))
+            }
+        };
+        let out = match result {
+            Ok(body) if body.len() > self.core.config.max_frame => {
+                tracing::error!(target: "lamina::net", protocol = %self.core.name, size = body.len(), "response exceeds max_frame");
+                OutFrame::new(FrameKind::Error, id, Bytes::from(Reject::internal("response too large").encode()))
+            }
+            Ok(body) => OutFrame::new(FrameKind::Response, id, body),
+            Err(reject) => OutFrame::new(FrameKind::Error, id, Bytes::from(reject.encode())),
+        };
+        if out.body.len() > self.core.config.inline_max {
+            // Announce the detour on the request's stream first, so that the requester
+            // does not give up when that stream finishes.
+            let _ = tx.send(Out::Frame(OutFrame::new(FrameKind::Detached, id, Bytes::new()))).await;
+            self.send_alone(out).await;
+        } else {
+            let _ = tx.send(Out::Frame(out)).await;
+        }
     }
 
     /// Sends one frame on a uni stream of its own (large responses).
@@ -659,11 +734,18 @@ impl Conn {
             let mut send = self.quinn.open_uni().await.map_err(|e| e.to_string())?;
             let mut chunks = [Bytes::copy_from_slice(&frame.header), frame.body];
             send.write_all_chunks(&mut chunks).await.map_err(|e| e.to_string())?;
-            send.finish().map_err(|e| e.to_string())
+            send.finish().map_err(|e| e.to_string())?;
+            Ok::<_, String>(send)
         }
         .await;
         match result {
-            Ok(()) => self.stats.sent(1, bytes),
+            Ok(send) => {
+                self.stats.sent(1, bytes);
+                // Delivery is tracked like the other response writers (for shutdown).
+                self.shared.writers.spawn(async move {
+                    let _ = send.stopped().await;
+                });
+            }
             Err(e) => {
                 tracing::debug!(target: "lamina::net", peer = %self.peer_label, error = %e, "large response not sent")
             }
@@ -756,6 +838,15 @@ impl Conn {
             }
         }
     }
+}
+
+/// A handler invocation with panics caught.
+type HandlerCall = futures::future::CatchUnwind<AssertUnwindSafe<crate::protocol::BoxFuture<Result<Bytes, Reject>>>>;
+
+/// Why a handler produced no answer.
+enum HandlerFailure {
+    Panicked,
+    TimedOut,
 }
 
 /// Removes a request from the pending map when its future ends or is dropped.

@@ -148,6 +148,7 @@ impl Endpoint {
         let shared = Arc::new(Shared {
             shutdown: CancellationToken::new(),
             handlers: TaskTracker::new(),
+            writers: TaskTracker::new(),
             tasks: TaskTracker::new(),
         });
         let inner = Arc::new(Inner {
@@ -277,11 +278,16 @@ impl Endpoint {
         }
         let inner = &self.inner;
         tracing::info!(target: "lamina::net", node = %self.node_id(), "endpoint shutting down");
+        // From here on the accept loop refuses new connections (CONNECTION_REFUSED, so
+        // dialers learn at once), and stream readers take no new requests.
         inner.shared.shutdown.cancel();
-        inner.quinn.set_server_config(None);
         let deadline = tokio::time::Instant::now() + inner.config.shutdown_grace;
+        // In-flight handlers finish and answer; then the response streams drain until the
+        // peers have acknowledged every answer.
         inner.shared.handlers.close();
         let _ = tokio::time::timeout_at(deadline, inner.shared.handlers.wait()).await;
+        inner.shared.writers.close();
+        let _ = tokio::time::timeout_at(deadline, inner.shared.writers.wait()).await;
         // Our own requests in flight: wait for their responses (bounded).
         let protocols: Vec<Arc<Proto>> = read(&inner.protocols).values().cloned().collect();
         while tokio::time::Instant::now() < deadline
@@ -289,17 +295,15 @@ impl Endpoint {
         {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        // Give the writers a moment to flush the last responses into quinn, then close.
-        tokio::task::yield_now().await;
         inner.quinn.close(VarInt::from_u32(close::SHUTDOWN), b"shutdown");
         for p in &protocols {
             for c in p.all_conns() {
                 c.fail_all(&NetError::Shutdown);
             }
         }
-        let _ =
-            tokio::time::timeout(Duration::from_secs(1).max(inner.config.shutdown_grace / 4), inner.quinn.wait_idle())
-                .await;
+        // The close frames go out at once; waiting for the draining period (3 PTO) only
+        // lets late packets be answered, so bound it tightly.
+        let _ = tokio::time::timeout(Duration::from_millis(250), inner.quinn.wait_idle()).await;
         inner.shared.tasks.close();
         let _ = tokio::time::timeout(Duration::from_secs(1), inner.shared.tasks.wait()).await;
         *done = true;
@@ -511,19 +515,20 @@ impl Inner {
                     _ = tick.tick() => conn.stats.set_rtt(conn.quinn.rtt()),
                 }
             };
+            conn.mark_closed();
             proto.remove(&conn);
             conn.fail_all(&NetError::ConnectionLost(reason.to_string()));
             tracing::debug!(target: "lamina::net", protocol = %proto.core.name, peer = %conn.peer_label, reason = %reason, "connection closed");
         });
     }
 
+    /// Accepts connections until the endpoint closes; refuses them once shutdown began.
     async fn accept_loop(self: Arc<Self>) {
-        loop {
-            let incoming = tokio::select! {
-                i = self.quinn.accept() => i,
-                () = self.shared.shutdown.cancelled() => return,
-            };
-            let Some(incoming) = incoming else { return };
+        while let Some(incoming) = self.quinn.accept().await {
+            if self.shared.shutdown.is_cancelled() {
+                incoming.refuse();
+                continue;
+            }
             let inner = self.clone();
             self.shared.tasks.spawn(async move { inner.handle_incoming(incoming).await });
         }
@@ -645,6 +650,9 @@ fn dial_error(e: ConnectionError, verifier: &PinnedServerVerifier, addr: SocketA
                 protocol: offered.to_string(),
                 reason: String::from_utf8_lossy(&c.reason).into_owned(),
             }
+        }
+        ConnectionError::ConnectionClosed(c) if c.error_code == TransportErrorCode::CONNECTION_REFUSED => {
+            NetError::Handshake { addr, reason: "refused by the peer (shutting down or at capacity)".into() }
         }
         other => NetError::Handshake { addr, reason: other.to_string() },
     }
@@ -913,6 +921,11 @@ impl RawNetwork {
     }
 }
 
+/// Encodes a value into frame-body bytes without copying rkyv's buffer.
+fn encode_bytes<T: lamina_primitives::Wire>(value: &T) -> Result<Bytes, NetError> {
+    codec::encode_aligned(value).map(Bytes::from_owner).map_err(NetError::Encode)
+}
+
 /// The typed handle on a registered protocol `P`. Cheap to clone.
 pub struct Network<P> {
     raw: RawNetwork,
@@ -944,7 +957,7 @@ impl<P: Protocol> Network<P> {
         request: &P::Request,
         timeout: Duration,
     ) -> Result<P::Response, NetError> {
-        let body = Bytes::from(codec::encode(request).map_err(NetError::Encode)?);
+        let body = encode_bytes(request)?;
         let (result, conn) = self.raw.request_on(peer, body, timeout).await;
         let bytes = result?;
         codec::decode::<P::Response>(&bytes).map_err(|e| {
@@ -957,7 +970,7 @@ impl<P: Protocol> Network<P> {
 
     /// Queues a one-way message (see [`RawNetwork::send`]).
     pub async fn send(&self, peer: &NodeId, message: &P::Message) -> Result<(), NetError> {
-        let body = Bytes::from(codec::encode(message).map_err(NetError::Encode)?);
+        let body = encode_bytes(message)?;
         self.raw.send(peer, body).await
     }
 
@@ -967,7 +980,7 @@ impl<P: Protocol> Network<P> {
         peers: &[NodeId],
         message: &P::Message,
     ) -> Result<Vec<(NodeId, Result<(), NetError>)>, NetError> {
-        let body = Bytes::from(codec::encode(message).map_err(NetError::Encode)?);
+        let body = encode_bytes(message)?;
         Ok(self.raw.broadcast(peers, body).await)
     }
 

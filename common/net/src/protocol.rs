@@ -147,8 +147,8 @@ impl<P: Protocol, H: Handler<P>> RawHandler for Typed<P, H> {
             let request =
                 codec::decode::<P::Request>(&body).map_err(|e| Reject::new(RejectKind::Malformed, e.to_string()))?;
             let response = handler.request(peer, request).await?;
-            codec::encode(&response)
-                .map(Bytes::from)
+            codec::encode_aligned(&response)
+                .map(Bytes::from_owner)
                 .map_err(|e| Reject::internal(format!("cannot encode response: {e}")))
         })
     }

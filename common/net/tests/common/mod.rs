@@ -108,6 +108,7 @@ pub fn test_config(listen: SocketAddr) -> EndpointConfig {
     EndpointConfig {
         backoff: Backoff { initial: Duration::from_millis(20), max: Duration::from_millis(300) },
         shutdown_grace: Duration::from_secs(3),
+        connect_timeout: Duration::from_secs(2),
         ..EndpointConfig::new(listen)
     }
 }
