@@ -32,7 +32,6 @@ use std::time::Duration;
 
 use criterion::measurement::{Measurement, ValueFormatter};
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use lamina_da_core::square::axis_roots;
 use lamina_da_core::{
     Axis, CodecId, CommittedSquare, OriginalSquare, Parallelism, SHARE_SIZE, commit, extend, extend_and_commit,
     extend_and_commit_into, extend_into, repair,
@@ -251,9 +250,6 @@ fn square_group(c: &mut Criterion) {
             g.bench_function(BenchmarkId::new("commit", &id), |b| {
                 b.iter(|| p.install(|| commit(&eds, o.table(), Parallelism::Rayon).unwrap().data_root()))
             });
-            g.bench_function(BenchmarkId::new("axis-roots", &id), |b| {
-                b.iter(|| p.install(|| axis_roots(&eds, Parallelism::Rayon).unwrap()))
-            });
             let mut buf = Some(Vec::new());
             g.bench_function(BenchmarkId::new("extend+commit", format!("k={k} codec=simd t={t}")), |b| {
                 b.iter(|| {
@@ -344,6 +340,7 @@ fn verify_group(c: &mut Criterion) {
     });
     let absent = Namespace(9u64.to_be_bytes());
     let p = sq.namespace_proof(absent).unwrap();
+    g.throughput(Throughput::Bytes(lamina_primitives::codec::encode(&p).unwrap().len() as u64));
     g.bench_function(BenchmarkId::new("namespace", format!("k={k} absent")), |b| {
         b.iter(|| p.verify(&root, absent).unwrap().len())
     });

@@ -22,13 +22,16 @@ use lamina_primitives::{ChainId, Namespace, NodeId};
 struct NoServe;
 impl Handler<DaProtocol> for NoServe {}
 
-/// A raw protocol handle for sending hand-made (bad) requests.
+/// A raw protocol handle for sending hand-made (bad) requests. Its frame limit is
+/// larger than the nodes' so that it can send oversize requests.
 fn raw_net(endpoint: &lamina_net::Endpoint, g: &lamina_interfaces::Genesis) -> Network<DaProtocol> {
     let mut peers = PeerSet::new();
     for e in &g.da_nodes {
         peers = peers.with_dial(e.key, e.addr);
     }
-    endpoint.register::<DaProtocol, _>(NoServe, peers, lamina_da_service::protocol_config()).unwrap()
+    let mut config = lamina_da_service::protocol_config();
+    config.max_frame = 64 << 20;
+    endpoint.register::<DaProtocol, _>(NoServe, peers, config).unwrap()
 }
 
 fn bare_endpoint(j: usize) -> lamina_net::Endpoint {
@@ -126,6 +129,10 @@ async fn bad_input_is_rejected_and_the_node_keeps_serving() {
     let garbage = net.raw().request(&node0, Bytes::from_static(b"\x01\x02\x03 not a request")).await;
     assert!(matches!(garbage, Err(NetError::Rejected(r)) if r.kind == RejectKind::Malformed));
     assert_eq!(rejected(net.request(&node0, &DaRequest::Header(sq.data_root())).await), RejectKind::Unavailable);
+    // An oversize request (above the node's frame limit) fails its stream only.
+    let limit = lamina_da_service::protocol_config().max_frame;
+    let huge = net.raw().request(&node0, Bytes::from(vec![0u8; limit + 4096])).await;
+    assert!(huge.is_err(), "oversize request accepted");
 
     // Nothing of the above was stored or signed; the node still serves everyone.
     let cert = client
