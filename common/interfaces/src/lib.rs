@@ -12,11 +12,13 @@
 //! | [`DataAvailability`] | data availability | consensus (submit), execution (fetch) |
 //! | [`TxSubmit`] | consensus (mempool intake) | clients, load generators, execution (claims) |
 //! | [`Settlement`] | settlement (via the log) | execution |
+//! | [`StatelessExecutor`] | execution (stateless re-execution) | settlement (fraud proofs) |
 //!
 //! The traits use `async fn`-style methods returning `Send` futures and do not depend
 //! on any runtime, so this crate stays pure.
 
 pub mod da;
+pub mod fraud;
 pub mod genesis;
 pub mod health;
 pub mod log;
@@ -24,6 +26,7 @@ pub mod settlement;
 pub mod submit;
 
 pub use da::{Blob, DaError, DataAvailability};
+pub use fraud::{StatelessError, StatelessExecutor};
 pub use genesis::{ChainSpec, Genesis, GenesisBalance, GenesisError, NodeEntry};
 pub use health::Health;
 pub use log::{InMemoryLog, LogError, OrderedLog};

@@ -167,9 +167,20 @@ fn stateless_reexecution_equals_stateful() {
         let r = witness::execute_stateless(&s.ledger, &pre_root, &w, &s.txs).unwrap();
         assert_eq!(r.output, out, "seed {seed}");
         assert_eq!(r.post_root, want, "seed {seed}");
-        // The witness survives the wire.
+        // The witness survives the wire, and the interfaces seam settlement uses gives
+        // the same root from the encoded witness.
         let bytes = encode(&w).unwrap();
         assert_eq!(decode::<witness::Witness>(&bytes).unwrap(), w);
+        use lamina_interfaces::{StatelessError, StatelessExecutor};
+        assert_eq!(s.ledger.reexecute(common::CHAIN, &pre_root, &bytes, &s.txs), Ok(want));
+        assert!(matches!(
+            s.ledger.reexecute(common::CHAIN, &pre_root, &bytes[..bytes.len() / 2], &s.txs),
+            Err(StatelessError::BadWitness(_))
+        ));
+        assert_eq!(
+            s.ledger.reexecute(lamina_primitives::ChainId(99), &pre_root, &bytes, &s.txs),
+            Err(StatelessError::UnknownChain(lamina_primitives::ChainId(99)))
+        );
 
         // Wrong pre-state root.
         let bad_root = Digest([1; 32]);
