@@ -1,44 +1,132 @@
 //! The consensus module: a BFT validator (mempool, batcher, ordering).
 //!
-//! Until the module's protocol lands, its service is the shared peer service of
-//! [`crate::peers`]: it binds the node's QUIC endpoint on its genesis address with its
-//! pinned key, keeps connections to the peers its role needs, reports them in `/status`
-//! and `/readyz`, and on shutdown stops accepting, closes connections and returns.
+//! The service is `lamina_consensus_service::run_on`: it binds the node's QUIC endpoint
+//! (the `[net]` settings and listen address, else the genesis address) with its pinned
+//! key and serves, on that one endpoint, `lamina/consensus/1` to the other validators,
+//! `lamina/intake/1` (transaction intake) and `lamina/log/1` (the ordered log) to every
+//! genesis node and the configured `intake_clients`, plus the HTTP/JSON intake on the
+//! validator's genesis `http` address. Batches are made available through the DA
+//! client (`lamina_da_service::DaClient`, `lamina/da/1`, dialing the genesis DA nodes)
+//! registered on the same endpoint. The WAL and the ordered log live under
+//! `data/consensus/`.
 //!
-//! Peers (issue 2): it dials the other validators (ready with a quorum of the
-//! committee counting itself, `n - f - 1` others) and the DA nodes (ready with as many as
-//! an availability certificate needs, the DA threshold), and accepts connections from
-//! execution, settlement and bridge nodes.
-//!
-//! To plug in the real service, replace `Config` with `lamina_consensus_service::Config` (keeping
-//! a [`ModuleConfig`] impl) and the body of [`start`] with
-//! `lamina_consensus_service::run(ctx.service, config, shutdown)` (binding its endpoint with
-//! `ctx.endpoint`, which carries the `[net]` settings and the listen address).
+//! Readiness: `peers` (a quorum of validators connected, counting this one) and
+//! `caught_up` (no finalized block known that is not yet in the local log), plus the
+//! shared `lamina/node/1` genesis check's per-group needs (see [`peer_plan`] and
+//! [`crate::peers`]), which also lets nodes still on the shared peer service see this
+//! one.
 
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use lamina_net::{Endpoint, ProtocolConfig};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::AnnotatedToml;
 use crate::context::NodeContext;
 use crate::modules::{Module, ModuleConfig};
-use crate::peers::{Need, PeerPlan, others};
+use crate::peers::{GenesisCheck, Need, NodeProtocol, PeerPlan, others};
 
-/// Settings of the consensus module (the `[consensus]` section). None yet: the consensus service
-/// brings its own.
+/// Settings of the consensus module (the `[consensus]` section): the consensus
+/// service's own config, wrapped so that this file can give it its [`ModuleConfig`]
+/// impl.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Config {}
+#[serde(transparent)]
+pub struct Config(pub lamina_consensus_service::Config);
 
 impl ModuleConfig for Config {
     fn validate(&self) -> anyhow::Result<()> {
-        Ok(())
+        Ok(self.0.validate()?)
     }
 
     fn annotate(&self, doc: &mut AnnotatedToml) {
-        doc.comment("(no settings yet: this module currently runs the shared peer service)");
+        let c = &self.0;
+        doc.field(
+            "Time to wait for a view's proposal before voting to skip the view (ms).",
+            "leader_timeout_ms",
+            &c.leader_timeout_ms,
+        );
+        doc.field(
+            "Time to wait for a view's notarization before voting to skip it (ms; >= leader_timeout_ms).",
+            "notarization_timeout_ms",
+            &c.notarization_timeout_ms,
+        );
+        doc.field(
+            "Retry period: re-send skip votes and certificates, re-ask peers for missing blocks (ms).",
+            "retry_interval_ms",
+            &c.retry_interval_ms,
+        );
+        doc.field(
+            "A leader with nothing to order waits this long before proposing an empty block (ms; < leader_timeout_ms).",
+            "empty_block_delay_ms",
+            &c.empty_block_delay_ms,
+        );
+        doc.field("Most batches (DA squares) ordered by one block.", "max_batches_per_block", &c.max_batches_per_block);
+        doc.optional(
+            "HTTP/JSON intake address (POST /v1/tx, /v1/txs; GET /v1/tip). Default: this validator's `http`\n\
+             address in the genesis.",
+            "http_listen",
+            &c.http_listen,
+            "\"127.0.0.1:8100\"",
+        );
+        doc.field(
+            "Public keys (hex) of clients allowed to use the QUIC intake and ordered log besides genesis nodes\n\
+             (load generators, gateways).",
+            "intake_clients",
+            &c.intake_clients,
+        );
+        doc.field(
+            "WAL segment size under data/consensus/wal (bytes; multiple of 4096).",
+            "wal_segment_bytes",
+            &c.wal_segment_bytes,
+        );
+        doc.field(
+            "Ordered-log segment size under data/consensus/log (bytes; multiple of 4096).",
+            "log_segment_bytes",
+            &c.log_segment_bytes,
+        );
+        doc.field("Most blocks per ordered-log read and per catch-up answer.", "log_max_blocks", &c.log_max_blocks);
+        let m = &c.mempool;
+        doc.section(
+            "consensus.mempool",
+            "Mempool limits and intake checks. A full mempool answers \"busy\" (backpressure).",
+        );
+        doc.field(
+            "Most transactions held (queued, being made available, or waiting to be ordered).",
+            "max_txs",
+            &m.max_txs,
+        );
+        doc.field("Most payload bytes held.", "max_bytes", &m.max_bytes);
+        doc.field("Most transactions held per sender.", "max_per_sender", &m.max_per_sender);
+        doc.field("Largest transaction accepted (bytes).", "max_tx_bytes", &m.max_tx_bytes);
+        doc.field(
+            "Verify signatures (ZIP-215) on intake. Turn off only to measure ordering capacity.",
+            "verify_signatures",
+            &m.verify_signatures,
+        );
+        doc.field(
+            "Remembered ids of recently ordered transactions (duplicate detection).",
+            "recent_ids",
+            &m.recent_ids,
+        );
+        let b = &c.batch;
+        doc.section("consensus.batch", "Batching: one DA square per cut, one blob per chain (namespace).");
+        doc.field("Cut when this many transaction bytes are queued.", "max_bytes", &b.max_bytes);
+        doc.field(
+            "... or when the oldest queued transaction has waited this long (ms).",
+            "max_delay_ms",
+            &b.max_delay_ms,
+        );
+        doc.field("Dispersals to DA in flight at once.", "max_inflight", &b.max_inflight);
+        doc.field("Wait before retrying a failed dispersal, doubling up to 5 s (ms).", "retry_ms", &b.retry_ms);
     }
 }
 
-/// The peers this node needs, and which it accepts.
+/// The peers this node needs, and which it accepts, on the shared `lamina/node/1`
+/// genesis check: reported in `/status` (`peers`) with readiness checks per dialed group
+/// (`peers:validators`, `peers:da_nodes`), next to the service's own `peers` and
+/// `caught_up` checks on its consensus connections.
 pub fn peer_plan(ctx: &NodeContext) -> PeerPlan {
     let g = ctx.genesis();
     let committee = g.validator_committee();
@@ -50,8 +138,43 @@ pub fn peer_plan(ctx: &NodeContext) -> PeerPlan {
         .accept("bridge_nodes", Module::Bridge, g.bridge_nodes.clone())
 }
 
-/// Runs the consensus service until `shutdown`.
-pub async fn start(ctx: NodeContext, _config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+/// Runs the consensus validator until `shutdown`.
+pub async fn start(ctx: NodeContext, config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let endpoint = Endpoint::bind(ctx.key(), ctx.endpoint.clone())
+        .with_context(|| format!("cannot bind the QUIC endpoint on {}", ctx.endpoint.listen))?;
+    let da = match lamina_da_service::DaClient::register(&endpoint, ctx.genesis(), Default::default()) {
+        Ok(d) => d,
+        Err(e) => {
+            endpoint.shutdown().await;
+            return Err(e).context("cannot start the DA client");
+        }
+    };
+    let check = GenesisCheck { genesis: ctx.genesis().digest() };
     let plan = peer_plan(&ctx);
-    crate::peers::run(ctx, plan, shutdown).await
+    let node_net = match endpoint.register(
+        check,
+        plan.peer_set(&ctx.me, ctx.module),
+        ProtocolConfig::for_protocol::<NodeProtocol>(),
+    ) {
+        Ok(n) => n,
+        Err(e) => {
+            endpoint.shutdown().await;
+            return Err(e).context("cannot serve the node protocol");
+        }
+    };
+    endpoint.report_to(ctx.health().clone(), Duration::from_millis(ctx.net.stats_interval_ms));
+    let (health, stop) = (ctx.health().clone(), shutdown.clone());
+    plan.publish(&BTreeSet::new(), &health);
+    let reporter = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                _ = tick.tick() => plan.publish(&node_net.connected_peers().into_iter().collect(), &health),
+            }
+        }
+    });
+    let result = lamina_consensus_service::run_on(endpoint, ctx.service, config.0, da, shutdown).await;
+    reporter.abort();
+    Ok(result?)
 }
