@@ -16,7 +16,7 @@
 //! | data root | `H(k ‖ codec ‖ share size ‖ rows root ‖ columns root ‖ table root)` | [`square::SquareRoots`] |
 //! | proofs | cell (sample), axis range, complete namespace, bad encoding | [`proof`], [`fraud`] |
 //! | sampling | 32 samples by default (≥ 99.99 % per client for k <= 512) | [`sampling`] |
-//! | repair | iterative row/column decoding | [`repair`] |
+//! | repair | iterative row/column decoding | [`mod@repair`] |
 //!
 //! # Deviations from Celestia, and why
 //!

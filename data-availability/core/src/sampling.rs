@@ -2,7 +2,7 @@
 //! that buys.
 //!
 //! To make a `2k x 2k` square unrecoverable a producer must withhold a stopping set
-//! ([`crate::repair`]), at least `(k+1)^2` of the `4k^2` cells: a fraction
+//! ([`mod@crate::repair`]), at least `(k+1)^2` of the `4k^2` cells: a fraction
 //! `f(k) = (k+1)^2 / 4k^2`, just above 1/4. A client that verifies `s` cells drawn
 //! uniformly at random (distinct, so never worse than with replacement) misses the
 //! withholding with probability at most

@@ -13,7 +13,7 @@
 //! All three use one shape rule, blake3's: the left subtree of a node over `n > 1`
 //! leaves holds the largest power of two strictly below `n`. A range proof for leaves
 //! `[a, b)` lists, in pre-order, the subtrees disjoint from the range; the verifier
-//! walks the same shape ([`fold_range`]) and consumes them. The same walk with an empty
+//! walks the same shape (`fold_range`) and consumes them. The same walk with an empty
 //! range (`a == b`) proves a *gap* (used for namespace absence).
 
 use blake3::hazmat::{ChainingValue, HasherExt, Mode, merge_subtrees_non_root, merge_subtrees_root};
