@@ -59,8 +59,10 @@ pub struct TransportLimits {
     /// Keep-alive interval, well below the idle timeout. Default 2 s.
     #[serde(rename = "keep_alive_ms", with = "ms")]
     pub keep_alive: Duration,
-    /// Upper bound for path MTU discovery (UDP payload bytes). Default 1452, quinn's and
-    /// the usual Ethernet-path value; loopback-only deployments may raise it.
+    /// Upper bound for path MTU discovery (UDP payload bytes), and (if above 1472) the
+    /// largest datagram accepted. Default 1452, quinn's and the usual Ethernet-path value.
+    /// Links with larger MTUs (loopback, jumbo frames) may raise it, up to 65527: fewer,
+    /// larger packets cost less CPU per byte.
     pub max_udp_payload: u16,
     /// OS send/receive buffer requested for the UDP socket (the kernel may cap it at
     /// `net.core.{r,w}mem_max`). Default 4 MiB, so that bursts at full speed are not
@@ -107,8 +109,8 @@ impl TransportLimits {
         if self.idle_timeout.is_zero() || self.keep_alive.is_zero() || self.keep_alive >= self.idle_timeout {
             return bad("need 0 < keep_alive < idle_timeout");
         }
-        if self.max_udp_payload < 1200 {
-            return bad("max_udp_payload must be at least 1200 (QUIC minimum)");
+        if !(1200..=65_527).contains(&self.max_udp_payload) {
+            return bad("max_udp_payload must be in 1200..=65527");
         }
         Ok(())
     }

@@ -245,40 +245,59 @@ impl Conn {
     pub(crate) async fn request(self: &Arc<Self>, body: Bytes, timeout: Duration) -> Result<Bytes, NetError> {
         self.check_outgoing(body.len())?;
         let deadline = tokio::time::Instant::now() + timeout;
+        let expired = || NetError::Timeout(timeout);
         let lane = if body.len() <= self.core.config.inline_max {
             let i = self.round_robin.fetch_add(1, Ordering::Relaxed) % self.lanes.len();
-            tokio::time::timeout_at(deadline, self.lane(i)).await.map_err(|_| NetError::Timeout(timeout))??
+            match self.current_lane(&self.lanes[i]) {
+                Some(lane) => lane,
+                None => tokio::time::timeout_at(deadline, self.lane(i)).await.map_err(|_| expired())??,
+            }
         } else {
-            tokio::time::timeout_at(deadline, self.open_lane()).await.map_err(|_| NetError::Timeout(timeout))??
+            tokio::time::timeout_at(deadline, self.open_lane()).await.map_err(|_| expired())??
         };
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         self.lock_pending().insert(id, Pending { tx, lane: lane.id });
-        let _guard = PendingGuard { conn: self, id };
-        let frame = OutFrame::new(FrameKind::Request, id, body);
-        match tokio::time::timeout_at(deadline, lane.tx.send(Out::Frame(frame))).await {
-            Err(_) => {
-                self.stats.fault(Fault::RequestTimeout);
-                return Err(NetError::Timeout(timeout));
+        let mut guard = PendingGuard { conn: self, id, armed: true };
+        let frame = Out::Frame(OutFrame::new(FrameKind::Request, id, body));
+        // Fast path: room in the lane's queue. Otherwise wait for room (bounded).
+        match lane.tx.try_send(frame) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                return Err(NetError::ConnectionLost("request stream closed".into()));
             }
-            Ok(Err(_)) => return Err(NetError::ConnectionLost("request stream closed".into())),
-            Ok(Ok(())) => {}
+            Err(mpsc::error::TrySendError::Full(frame)) => {
+                match tokio::time::timeout_at(deadline, lane.tx.send(frame)).await {
+                    Err(_) => {
+                        self.stats.fault(Fault::RequestTimeout);
+                        return Err(expired());
+                    }
+                    Ok(Err(_)) => return Err(NetError::ConnectionLost("request stream closed".into())),
+                    Ok(Ok(())) => {}
+                }
+            }
         }
         // A dedicated lane (large request) is finished once its frame is queued: dropping
         // our sender lets the writer finish the stream after writing it.
         drop(lane);
         match tokio::time::timeout_at(deadline, rx).await {
-            Ok(Ok(Ok(body))) => Ok(body),
-            Ok(Ok(Err(e))) => {
-                if matches!(e, NetError::Rejected(_)) {
-                    self.stats.fault(Fault::Rejected);
+            Ok(answer) => {
+                // Whoever answered removed the entry.
+                guard.armed = false;
+                match answer {
+                    Ok(Ok(body)) => Ok(body),
+                    Ok(Err(e)) => {
+                        if matches!(e, NetError::Rejected(_)) {
+                            self.stats.fault(Fault::Rejected);
+                        }
+                        Err(e)
+                    }
+                    Err(_) => Err(NetError::ConnectionLost("connection dropped".into())),
                 }
-                Err(e)
             }
-            Ok(Err(_)) => Err(NetError::ConnectionLost("connection dropped".into())),
             Err(_) => {
                 self.stats.fault(Fault::RequestTimeout);
-                Err(NetError::Timeout(timeout))
+                Err(expired())
             }
         }
     }
@@ -294,15 +313,20 @@ impl Conn {
             .map_err(|_| NetError::ConnectionLost("message stream closed".into()))
     }
 
+    /// The lane in `slot`, if it is open and usable.
+    fn current_lane(&self, slot: &LaneSlot) -> Option<Lane> {
+        slot.current.lock().unwrap_or_else(|e| e.into_inner()).as_ref().filter(|l| l.usable()).cloned()
+    }
+
     /// The long-lived lane `i`, opened (or reopened) on demand.
     async fn lane(self: &Arc<Self>, i: usize) -> Result<Lane, NetError> {
         let slot = &self.lanes[i];
-        if let Some(l) = slot.current.lock().unwrap_or_else(|e| e.into_inner()).as_ref().filter(|l| l.usable()) {
-            return Ok(l.clone());
+        if let Some(l) = self.current_lane(slot) {
+            return Ok(l);
         }
         let _opening = slot.opening.lock().await;
-        if let Some(l) = slot.current.lock().unwrap_or_else(|e| e.into_inner()).as_ref().filter(|l| l.usable()) {
-            return Ok(l.clone());
+        if let Some(l) = self.current_lane(slot) {
+            return Ok(l);
         }
         let lane = self.open_lane().await?;
         *slot.current.lock().unwrap_or_else(|e| e.into_inner()) = Some(lane.clone());
@@ -849,14 +873,18 @@ enum HandlerFailure {
     TimedOut,
 }
 
-/// Removes a request from the pending map when its future ends or is dropped.
+/// Removes a request from the pending map when its future ends or is dropped without an
+/// answer (timeout, cancellation).
 struct PendingGuard<'a> {
     conn: &'a Conn,
     id: u64,
+    armed: bool,
 }
 
 impl Drop for PendingGuard<'_> {
     fn drop(&mut self) {
-        self.conn.lock_pending().remove(&self.id);
+        if self.armed {
+            self.conn.lock_pending().remove(&self.id);
+        }
     }
 }

@@ -91,8 +91,14 @@ impl Proto {
     /// inbound one.
     fn pick(&self, peer: &NodeId) -> Option<Arc<Conn>> {
         let conns = lock(&self.conns);
-        let list = conns.get(peer)?;
-        list.iter().rev().filter(|c| c.is_alive()).max_by_key(|c| c.direction == Direction::Outbound).cloned()
+        let mut inbound = None;
+        for c in conns.get(peer)?.iter().rev().filter(|c| c.is_alive()) {
+            if c.direction == Direction::Outbound {
+                return Some(c.clone());
+            }
+            inbound = inbound.or(Some(c));
+        }
+        inbound.cloned()
     }
 
     fn add(&self, conn: Arc<Conn>) {
@@ -142,7 +148,12 @@ impl Endpoint {
             let _ = state.set_send_buffer_size((&socket).into(), config.limits.socket_buffer);
         }
         let local_addr = socket.local_addr().map_err(bind_err)?;
-        let ep_config = quinn::EndpointConfig::new(identity.reset_key());
+        let mut ep_config = quinn::EndpointConfig::new(identity.reset_key());
+        // Datagrams we accept: at least quinn's default (1472), and whatever path MTU
+        // discovery may reach.
+        ep_config
+            .max_udp_payload_size(config.limits.max_udp_payload.max(1472))
+            .map_err(|e| NetError::Config(format!("max_udp_payload: {e}")))?;
         let _guard = runtime.enter();
         let quinn = quinn::Endpoint::new(ep_config, None, socket, Arc::new(quinn::TokioRuntime)).map_err(bind_err)?;
         let shared = Arc::new(Shared {
