@@ -93,6 +93,7 @@ async fn disperse<D: DataAvailability + 'static>(
     loop {
         match da.submit(cut.blobs.clone()).await {
             Ok(cert) => {
+                tracing::debug!(target: TARGET, batch = cut.id, txs = cut.txs, bytes = cut.bytes, took = ?started.elapsed(), "batch certified");
                 {
                     let mut s = status.lock();
                     s.consecutive_failures = 0;

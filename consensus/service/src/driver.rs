@@ -182,10 +182,19 @@ impl CoreTask {
                     let now = Instant::now();
                     for a in &attestations {
                         if let Some((cut_at, _)) = self.own_batches.remove(a) {
+                            tracing::debug!(target: TARGET, since_cut = ?now.duration_since(cut_at), height = fb.height().0, "own batch ordered");
                             metrics::histogram!(m::BATCH_LATENCY).record(now.duration_since(cut_at).as_secs_f64());
                         }
                     }
                     let lag = wall_ms().saturating_sub(fb.block.header.timestamp_ms);
+                    tracing::debug!(
+                        target: TARGET,
+                        height = fb.height().0,
+                        view = fb.block.header.view.0,
+                        batches = fb.block.batches.len(),
+                        lag_ms = lag,
+                        "finalized"
+                    );
                     metrics::histogram!(m::FINALIZATION_LATENCY).record(lag as f64 / 1000.0);
                     metrics::gauge!(m::HEIGHT).set(fb.height().0 as f64);
                     *self.shared.last_finalized.lock() = Some(now);
@@ -276,6 +285,9 @@ pub(crate) fn outbox_thread(
                             return fail(e);
                         }
                         metrics::histogram!(m::WAL_SYNC).record(t.elapsed().as_secs_f64());
+                        if t.elapsed() > Duration::from_millis(5) {
+                            tracing::debug!(target: TARGET, took = ?t.elapsed(), "slow WAL sync");
+                        }
                         dirty = false;
                     }
                     let _ = net.send(o);

@@ -43,13 +43,8 @@ impl std::fmt::Debug for Intake {
 }
 
 impl Intake {
-    /// Intake into `mempool`; `batcher` is woken when a batch's worth is queued.
-    pub(crate) fn new(
-        mempool: Arc<Mutex<Mempool>>,
-        cfg: MempoolConfig,
-        batcher: Arc<Notify>,
-        batch_bytes: usize,
-    ) -> Self {
+    /// Intake into `mempool`; `batcher` is woken when `batch_bytes` are queued.
+    pub fn new(mempool: Arc<Mutex<Mempool>>, cfg: MempoolConfig, batcher: Arc<Notify>, batch_bytes: usize) -> Self {
         let chains = mempool.lock().chains().clone();
         Intake { inner: Arc::new(Inner { mempool, cfg, chains, open: AtomicBool::new(true), batcher, batch_bytes }) }
     }

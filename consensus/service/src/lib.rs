@@ -68,6 +68,7 @@ const TARGET: &str = "lamina::consensus";
 /// A running validator (see [`start`]).
 pub struct Validator {
     intake: Intake,
+    to_core: mpsc::Sender<driver::Input>,
     log: LocalLog,
     ledger: Arc<Ledger>,
     endpoint: Endpoint,
@@ -104,6 +105,15 @@ impl Validator {
     /// The in-process ordered log (a [`lamina_interfaces::OrderedLog`]).
     pub fn log(&self) -> LocalLog {
         self.log.clone()
+    }
+
+    /// Orders a batch that was certified outside this validator's batcher (a chain
+    /// builder with its own DA pipeline; the digests-only benchmark). The certificate
+    /// must verify against the genesis DA committee; it is kept in the WAL until
+    /// ordered, like the batcher's own.
+    pub async fn order_certified(&self, cert: lamina_primitives::AvailabilityCertificate) -> Result<(), Error> {
+        let input = driver::Input::Certified { cert, cut_at: std::time::Instant::now(), txs: 0 };
+        self.to_core.send(input).await.map_err(|_| Error::Internal("the core task stopped".into()))
     }
 
     /// Finalized height.
@@ -298,7 +308,7 @@ pub async fn start<D: DataAvailability + 'static>(
         mempool.clone(),
         config.batch.clone(),
         wake,
-        in_tx,
+        in_tx.clone(),
         da_status.clone(),
         ctx.health.clone(),
         stop_batcher.clone(),
@@ -319,6 +329,7 @@ pub async fn start<D: DataAvailability + 'static>(
     tracing::info!(target: TARGET, index = me, validators = ids.len(), addr = %endpoint.local_addr(), "validator started");
     Ok(Validator {
         intake,
+        to_core: in_tx,
         log,
         ledger,
         endpoint,

@@ -108,17 +108,15 @@ fn kill9_one_validator_under_load_then_restart_catches_up_and_logs_agree() {
             let (log, id) = (log.clone(), ids[i]);
             async move { log.tip_of(&id).await.map(|h| h.0).unwrap_or(0) }
         };
-        let wait_tip = |i: usize, at_least: u64, what: &'static str| {
-            async move {
-                let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
-                loop {
-                    let t = tip(i).await;
-                    if t >= at_least {
-                        return t;
-                    }
-                    assert!(tokio::time::Instant::now() < deadline, "{what}: validator {i} at {t}, want {at_least}");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+        let wait_tip = |i: usize, at_least: u64, what: &'static str| async move {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+            loop {
+                let t = tip(i).await;
+                if t >= at_least {
+                    return t;
                 }
+                assert!(tokio::time::Instant::now() < deadline, "{what}: validator {i} at {t}, want {at_least}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
         };
         for i in 0..4 {
