@@ -11,7 +11,8 @@
 //! | [`sigverify`] | the signature stage: batched ZIP-215 across all cores |
 //! | [`sequential`] | the reference executor (the definition of correct) |
 //! | [`parallel`] | the parallel executor: derived access sets, commutative credits, per-sender chains |
-//! | [`smt`], [`state`] | sparse Merkle tree over blake3, authenticated state, proofs |
+//! | [`smt`], [`state_tree`], [`state`] | sparse Merkle tree over blake3 (partial trees and proofs; the full state's arena-stored, sharded tree), authenticated state |
+//! | [`lanes`] | many keyed blake3 hashes of short inputs at once (SIMD across inputs), for merkleization |
 //! | [`changes`] | a block's effect as a canonical, persistable change set |
 //! | [`witness`] | witnesses and stateless re-execution (for fraud proofs) |
 //!
@@ -20,6 +21,7 @@
 
 pub mod changes;
 pub mod key;
+pub mod lanes;
 pub mod ledger;
 pub mod machine;
 pub mod parallel;
@@ -27,6 +29,7 @@ pub mod sequential;
 pub mod sigverify;
 pub mod smt;
 pub mod state;
+pub mod state_tree;
 pub mod witness;
 
 pub use changes::ChangeSet;

@@ -52,7 +52,13 @@ pub fn leaf_hash(path: &Digest, value_hash: &Digest) -> Digest {
     let mut buf = [0u8; 64];
     buf[..32].copy_from_slice(&path.0);
     buf[32..].copy_from_slice(&value_hash.0);
-    LEAF.hash(&buf)
+    leaf_hash_kv(&buf)
+}
+
+/// Hash of a leaf given as `path ‖ value_hash`.
+#[inline]
+pub(crate) fn leaf_hash_kv(kv: &[u8; 64]) -> Digest {
+    LEAF.hash(kv)
 }
 
 /// Hash of an inner node.
@@ -61,7 +67,13 @@ pub fn node_hash(left: &Digest, right: &Digest) -> Digest {
     let mut buf = [0u8; 64];
     buf[..32].copy_from_slice(&left.0);
     buf[32..].copy_from_slice(&right.0);
-    NODE.hash(&buf)
+    node_hash_pair(&buf)
+}
+
+/// Hash of an inner node given as `left ‖ right`.
+#[inline]
+pub(crate) fn node_hash_pair(pair: &[u8; 64]) -> Digest {
+    NODE.hash(pair)
 }
 
 /// Bit `depth` of a path (most significant bit of byte 0 first); 1 goes right.

@@ -14,7 +14,8 @@ use rayon::prelude::*;
 use crate::changes::ChangeSet;
 use crate::key::{CounterKey, DataKey, KeyMap, key_map};
 use crate::machine::StateRead;
-use crate::smt::{Lookup, ProofError, Smt, SmtError, StateProof, Update};
+use crate::smt::{Lookup, ProofError, SmtError, StateProof, Update};
+use crate::state_tree::StateTree;
 
 static VALUE: Domain = Domain::new("lamina execution state value v1");
 
@@ -40,7 +41,7 @@ pub type DataProof = (Option<Arc<[u8]>>, StateProof);
 pub struct AuthenticatedState {
     counters: KeyMap<CounterKey, u128>,
     data: KeyMap<DataKey, Arc<[u8]>>,
-    tree: Smt,
+    tree: StateTree,
 }
 
 impl Default for AuthenticatedState {
@@ -77,7 +78,7 @@ pub fn tree_updates(changes: &ChangeSet, parallel: bool) -> Vec<Update> {
 impl AuthenticatedState {
     /// The empty state.
     pub fn new() -> Self {
-        AuthenticatedState { counters: key_map(1024), data: key_map(64), tree: Smt::new() }
+        AuthenticatedState { counters: key_map(1024), data: key_map(64), tree: StateTree::new() }
     }
 
     /// The state root.
@@ -125,18 +126,18 @@ impl AuthenticatedState {
     }
 
     /// The tree (for multiproofs).
-    pub fn tree(&self) -> &Smt {
+    pub fn tree(&self) -> &StateTree {
         &self.tree
     }
 
     /// A counter's value and a proof of it (non-inclusion when 0).
     pub fn prove_counter(&self, key: &CounterKey) -> Result<(u128, StateProof), SmtError> {
-        Ok((self.counter(key), self.tree.prove(&key.raw().path())?))
+        Ok((self.counter(key), self.tree.prove(&key.raw().path())))
     }
 
     /// A data key's value and a proof of it (non-inclusion when absent).
     pub fn prove_data(&self, key: &DataKey) -> Result<DataProof, SmtError> {
-        Ok((self.data(key), self.tree.prove(&key.raw().path())?))
+        Ok((self.data(key), self.tree.prove(&key.raw().path())))
     }
 
     /// Every counter (unordered), for snapshots.
