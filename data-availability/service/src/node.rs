@@ -234,7 +234,12 @@ pub async fn run(ctx: NodeContext, config: Config, shutdown: CancellationToken) 
 /// protocols on) until `shutdown`: opens the column store under
 /// `ctx.data_dir/columns`, serves [`DaProtocol`], prunes every `prune_interval`. On
 /// shutdown: stop intake and drain (endpoint shutdown), then close the store.
-pub async fn run_on(endpoint: Endpoint, ctx: NodeContext, config: Config, shutdown: CancellationToken) -> Result<(), Error> {
+pub async fn run_on(
+    endpoint: Endpoint,
+    ctx: NodeContext,
+    config: Config,
+    shutdown: CancellationToken,
+) -> Result<(), Error> {
     if let Err(e) = config.validate() {
         endpoint.shutdown().await;
         return Err(e);
@@ -246,7 +251,12 @@ pub async fn run_on(endpoint: Endpoint, ctx: NodeContext, config: Config, shutdo
     result
 }
 
-async fn serve(endpoint: &Endpoint, ctx: &NodeContext, config: &Config, shutdown: &CancellationToken) -> Result<(), Error> {
+async fn serve(
+    endpoint: &Endpoint,
+    ctx: &NodeContext,
+    config: &Config,
+    shutdown: &CancellationToken,
+) -> Result<(), Error> {
     let dir = ctx.data_dir.join("columns");
     std::fs::create_dir_all(&dir).map_err(|e| Error::Config(format!("cannot create {}: {e}", dir.display())))?;
     let store_config = config.store_config();
