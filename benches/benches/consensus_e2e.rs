@@ -80,6 +80,7 @@ fn genesis(t: &Topology) -> Genesis {
         settlement_nodes: vec![],
         bridge_nodes: vec![],
         da_threshold: None,
+        clients: Vec::new(),
     }
 }
 

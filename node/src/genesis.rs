@@ -93,6 +93,7 @@ pub fn empty(network: &str) -> Genesis {
         settlement_nodes: vec![],
         bridge_nodes: vec![],
         da_threshold: None,
+        clients: Vec::new(),
     }
 }
 

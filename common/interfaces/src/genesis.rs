@@ -84,6 +84,20 @@ pub struct Genesis {
     /// nodes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub da_threshold: Option<usize>,
+    /// Client keys (wallets, CLIs, load generators) every service accepts connections
+    /// from: consensus intake and ordered log, DA retrieval, execution queries. They
+    /// are not nodes: nobody dials them and they sign nothing the protocol counts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub clients: Vec<ClientEntry>,
+}
+
+/// A client key named in the genesis (see [`Genesis::clients`]).
+#[derive(Clone, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
+pub struct ClientEntry {
+    /// Human-readable name.
+    pub name: String,
+    /// The client's ed25519 public key (its TLS identity).
+    pub key: PublicKey,
 }
 
 /// Why a genesis file is unusable.
@@ -115,7 +129,8 @@ impl Genesis {
         if self.da_nodes.is_empty() {
             return Err(GenesisError::Missing("DA nodes"));
         }
-        let mut keys: Vec<PublicKey> = self.all_nodes().map(|n| n.key).collect();
+        let mut keys: Vec<PublicKey> =
+            self.all_nodes().map(|n| n.key).chain(self.clients.iter().map(|c| c.key)).collect();
         keys.sort();
         if let Some(w) = keys.windows(2).find(|w| w[0] == w[1]) {
             return Err(GenesisError::DuplicateKey(w[0]));
@@ -217,6 +232,7 @@ mod tests {
             settlement_nodes: vec![],
             bridge_nodes: vec![],
             da_threshold: None,
+            clients: Vec::new(),
         }
     }
 

@@ -27,7 +27,7 @@ pub mod submit;
 
 pub use da::{Blob, DaError, DataAvailability};
 pub use fraud::{StatelessError, StatelessExecutor};
-pub use genesis::{ChainSpec, Genesis, GenesisBalance, GenesisError, NodeEntry};
+pub use genesis::{ChainSpec, ClientEntry, Genesis, GenesisBalance, GenesisError, NodeEntry};
 pub use health::Health;
 pub use log::{InMemoryLog, LogError, OrderedLog};
 pub use settlement::{CheckpointClaim, Settlement, SettlementError};

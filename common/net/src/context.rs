@@ -175,6 +175,7 @@ mod tests {
             settlement_nodes: vec![],
             bridge_nodes: vec![],
             da_threshold: None,
+            clients: Vec::new(),
         };
         let ctx = NodeContext::new(Keypair::for_testing(1), Arc::new(genesis), PathBuf::from("/tmp/x"), Health::new());
         assert_eq!(ctx.role(), Some(Role::Validator));

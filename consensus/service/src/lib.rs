@@ -166,7 +166,7 @@ impl Validator {
     }
 }
 
-/// Every genesis node plus the configured client keys: who may use intake and the log.
+/// Every genesis node plus the genesis and configured client keys: who may use intake and the log.
 fn clients(ctx: &NodeContext, config: &Config) -> PeerSet {
     let mut set = PeerSet::new();
     for n in ctx.genesis.all_nodes() {
@@ -174,7 +174,7 @@ fn clients(ctx: &NodeContext, config: &Config) -> PeerSet {
             set = set.with_accept(n.key);
         }
     }
-    for k in &config.intake_clients {
+    for k in config.intake_clients.iter().chain(ctx.genesis.clients.iter().map(|c| &c.key)) {
         set = set.with_accept(*k);
     }
     set

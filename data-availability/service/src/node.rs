@@ -199,10 +199,14 @@ impl Handler<DaProtocol> for Serve {
     }
 }
 
-/// Every genesis node may talk DA to a DA node (validators disperse, execution nodes
-/// retrieve, any node may sample); DA nodes dial no one.
+/// Every genesis node and genesis client may talk DA to a DA node (validators disperse, execution nodes
+/// retrieve, clients submit blobs and sample); DA nodes dial no one.
 pub fn accepted_peers(ctx: &NodeContext) -> PeerSet {
-    PeerSet::dial_entries(ctx.genesis.all_nodes()).accept_only().without(&ctx.node_id())
+    let mut set = PeerSet::dial_entries(ctx.genesis.all_nodes()).accept_only().without(&ctx.node_id());
+    for c in &ctx.genesis.clients {
+        set = set.with_accept(c.key);
+    }
+    set
 }
 
 /// The protocol settings of the DA node.

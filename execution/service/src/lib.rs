@@ -158,6 +158,32 @@ pub async fn run<L: OrderedLog, D: DataAvailability, S: Settlement>(
     endpoint: lamina_net::EndpointConfig,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
+    let endpoint = ctx.bind_endpoint(endpoint)?;
+    run_on(endpoint, ctx, config, seams, shutdown).await
+}
+
+/// [`run`] on an endpoint the caller bound (the binary registers the seams' clients —
+/// log, DA, intake — on the same endpoint first). The endpoint is shut down on return.
+pub async fn run_on<L: OrderedLog, D: DataAvailability, S: Settlement>(
+    endpoint: lamina_net::Endpoint,
+    ctx: NodeContext,
+    config: Config,
+    seams: Seams<L, D, S>,
+    shutdown: CancellationToken,
+) -> Result<(), Error> {
+    let result = serve(&endpoint, ctx, config, seams, &shutdown).await;
+    shutdown.cancel();
+    endpoint.shutdown().await;
+    result
+}
+
+async fn serve<L: OrderedLog, D: DataAvailability, S: Settlement>(
+    endpoint: &lamina_net::Endpoint,
+    ctx: NodeContext,
+    config: Config,
+    seams: Seams<L, D, S>,
+    shutdown: &CancellationToken,
+) -> Result<(), Error> {
     let Seams { log, da, settlement } = seams;
     config.validate()?;
     let chain = config
@@ -169,14 +195,13 @@ pub async fn run<L: OrderedLog, D: DataAvailability, S: Settlement>(
     let shared = node.shared();
 
     // QUIC queries.
-    let endpoint = ctx.bind_endpoint(endpoint)?;
     let mut peers = lamina_net::PeerSet::new();
     for e in ctx.genesis.all_nodes() {
         if e.key != ctx.node_id() {
             peers = peers.with_accept(e.key);
         }
     }
-    for k in &config.query_clients {
+    for k in config.query_clients.iter().chain(ctx.genesis.clients.iter().map(|c| &c.key)) {
         peers = peers.with_accept(*k);
     }
     let _queries = endpoint.register(
@@ -196,12 +221,11 @@ pub async fn run<L: OrderedLog, D: DataAvailability, S: Settlement>(
         None => None,
     };
 
-    let result = node.follow(&log, &da, &settlement, &ctx.health, &shutdown).await;
+    let result = node.follow(&log, &da, &settlement, &ctx.health, shutdown).await;
     shutdown.cancel();
     if let Some(h) = http {
         let _ = h.await;
     }
-    endpoint.shutdown().await;
     node.close()?;
     result
 }

@@ -1,6 +1,6 @@
 //! The follower: state, persistence, recovery, and the per-block pipeline.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::path::Path;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
@@ -16,6 +16,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::record::{BlockRecord, Header, VERSION};
 use crate::{Config, Error};
+
+/// Heights with transactions whose outcomes [`View::recent`] keeps.
+pub const RECENT_BLOCKS: usize = 4096;
 
 static RECEIPTS_CHAIN: Domain = Domain::new("lamina execution receipts chain v1");
 
@@ -43,6 +46,10 @@ pub struct View {
     pub data_root: Digest,
     /// Every committed receipt by transaction id (the latest inclusion wins).
     pub receipts: HashMap<TxId, ReceiptEntry>,
+    /// Outcomes (tx id, 0 success / 1 failed / 2 rejected) of the last
+    /// [`RECENT_BLOCKS`] committed heights that had transactions, oldest first: load
+    /// generators learn "executed" from it without one query per transaction.
+    pub recent: VecDeque<(Height, Vec<(TxId, u8)>)>,
     /// The chain.
     pub chain: ChainId,
 }
@@ -127,6 +134,7 @@ impl ExecutionNode {
             receipts_root: Digest::ZERO,
             data_root: Digest::ZERO,
             receipts: HashMap::new(),
+            recent: VecDeque::new(),
             chain,
         };
         // Replay.
@@ -287,6 +295,13 @@ impl ExecutionNode {
             store.append_durable(&bytes)?;
             for r in &record.receipts {
                 view.receipts.insert(r.tx_id, ReceiptEntry { height, receipt: r.clone() });
+            }
+            if !record.receipts.is_empty() {
+                if view.recent.len() == RECENT_BLOCKS {
+                    view.recent.pop_front();
+                }
+                let outcomes = record.receipts.iter().map(|r| (r.tx_id, r.commitment_bytes()[32])).collect();
+                view.recent.push_back((height, outcomes));
             }
             view.height = height;
             view.state_root = state_root;

@@ -39,6 +39,9 @@ pub enum QueryRequest {
     Receipt(TxId),
     /// A balance with its proof against the state root.
     BalanceProof(PublicKey, AssetId),
+    /// Outcomes of the committed heights from this one on (as many as fit in one
+    /// answer; see [`crate::node::View::recent`]).
+    Outcomes(Height),
 }
 
 impl lamina_primitives::Wire for QueryRequest {
@@ -74,11 +77,20 @@ pub enum QueryResponse {
     Receipt(Option<(Height, Receipt<LedgerFailure>)>),
     /// A balance with its proof against `status.state_root`.
     BalanceProof(StatusInfo, u128, StateProof),
+    /// (committed height, [(height, [(tx id, 0 success / 1 failed / 2 rejected)])]) for
+    /// the asked heights that had transactions, oldest first. Heights before the
+    /// oldest one kept are absent; the answer stops after [`MAX_OUTCOMES`] entries, so
+    /// ask again from the last height + 1 while it is below the committed height.
+    Outcomes(Height, Vec<(Height, Vec<(TxId, u8)>)>),
 }
+
+/// Most transaction outcomes in one [`QueryResponse::Outcomes`].
+pub const MAX_OUTCOMES: usize = 60_000;
 
 impl lamina_primitives::Wire for QueryResponse {
     const NAME: &'static str = "ExecQueryResponse";
-    const MAX_SIZE: usize = 64 * 1024;
+    // Outcomes: 60k entries of 33 bytes (plus framing) at most.
+    const MAX_SIZE: usize = 4 * 1024 * 1024;
 }
 
 /// The QUIC query protocol.
@@ -134,6 +146,19 @@ pub fn answer(shared: &Shared, q: &QueryRequest) -> QueryResponse {
                 // A full state tree has no opaque nodes; answer with the balance only.
                 Err(_) => QueryResponse::Balance(v.height, v.state.counter(&key)),
             }
+        }
+        QueryRequest::Outcomes(from) => {
+            let v = shared.read();
+            let start = v.recent.partition_point(|(h, _)| h < from);
+            let (mut out, mut n) = (Vec::new(), 0usize);
+            for (h, list) in v.recent.iter().skip(start) {
+                if n > 0 && n + list.len() > MAX_OUTCOMES {
+                    break;
+                }
+                n += list.len();
+                out.push((*h, list.clone()));
+            }
+            QueryResponse::Outcomes(v.height, out)
         }
     }
 }

@@ -77,6 +77,25 @@ async fn follows_in_memory_log_and_matches_reference() {
         }
         other => panic!("no receipt: {other:?}"),
     }
+    // Outcomes: every committed receipt of heights >= 2, in height order, none of height 1.
+    match query::answer(&shared, &QueryRequest::Outcomes(Height(2))) {
+        QueryResponse::Outcomes(h, blocks) => {
+            assert_eq!(h, Height(24));
+            assert!(!blocks.is_empty());
+            assert!(blocks.windows(2).all(|w| w[0].0 < w[1].0));
+            assert!(blocks.iter().all(|(bh, _)| bh.0 >= 2));
+            let v = shared.read();
+            for (bh, list) in &blocks {
+                for (id, kind) in list {
+                    let e = &v.receipts[id];
+                    assert_eq!(e.height, *bh);
+                    assert_eq!(*kind, e.receipt.commitment_bytes()[32]);
+                }
+            }
+            assert!(!blocks.iter().any(|(_, l)| l.iter().any(|(id, _)| *id == tx.id())));
+        }
+        other => panic!("no outcomes: {other:?}"),
+    }
     let acct = Keypair::for_testing(SEED + 3).public();
     match query::answer(&shared, &QueryRequest::BalanceProof(acct, AssetId::NATIVE)) {
         QueryResponse::BalanceProof(info, amount, proof) => {

@@ -4,13 +4,16 @@ use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
-use lamina_interfaces::{ChainSpec, Genesis, NodeEntry};
+use lamina_interfaces::{ChainSpec, ClientEntry, Genesis, NodeEntry};
 use lamina_primitives::ChainId;
 
 use super::state::{DevnetState, NodeRecord, Phase};
 use crate::config::NodeConfig;
 use crate::home::Home;
 use crate::modules::Module;
+
+/// File name (in the devnet directory) of the devnet client's key.
+pub const CLIENT_KEY_FILE: &str = "client.key";
 
 /// The shape of a devnet.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -114,7 +117,7 @@ pub fn prepare_dir(dir: &Path) -> anyhow::Result<()> {
                 std::fs::remove_dir_all(&p).with_context(|| format!("cannot remove {}", p.display()))?;
             }
         }
-        for f in ["genesis.toml", super::state::STATE_FILE] {
+        for f in ["genesis.toml", CLIENT_KEY_FILE, super::state::STATE_FILE] {
             let p = dir.join(f);
             if p.exists() {
                 std::fs::remove_file(&p).with_context(|| format!("cannot remove {}", p.display()))?;
@@ -154,7 +157,12 @@ pub fn create(dir: &Path, spec: &Spec) -> anyhow::Result<DevnetState> {
         settlement_nodes: vec![],
         bridge_nodes: vec![],
         da_threshold: None,
+        clients: Vec::new(),
     };
+    let client = crate::keys::generate()?;
+    let client_key = dir.join(CLIENT_KEY_FILE);
+    crate::keys::write(&client_key, &client)?;
+    genesis.clients.push(ClientEntry { name: "devnet-client".into(), key: client.public() });
     let mut keys = Vec::with_capacity(nodes.len());
     let mut records = Vec::with_capacity(nodes.len());
     for (i, (name, module, chain)) in nodes.iter().enumerate() {
@@ -205,6 +213,7 @@ pub fn create(dir: &Path, spec: &Spec) -> anyhow::Result<DevnetState> {
         kept: false,
         phase: Phase::Starting,
         genesis: genesis_path,
+        client_key,
         nodes: records,
     })
 }

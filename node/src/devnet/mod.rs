@@ -49,21 +49,31 @@ pub struct UpArgs {
     /// DA storage nodes.
     #[arg(long, default_value_t = 4)]
     pub da_nodes: usize,
-    /// Execution nodes (assigned to chains round-robin).
-    #[arg(long, default_value_t = 1)]
-    pub execution: usize,
-    /// Settlement nodes.
-    #[arg(long, default_value_t = 1)]
+    /// Execution nodes, assigned to chains round-robin (default: one per chain).
+    #[arg(long)]
+    pub execution: Option<usize>,
+    /// Settlement nodes (the settlement module only runs its peer service so far).
+    #[arg(long, default_value_t = 0)]
     pub settlement: usize,
     /// Bridge relayers.
     #[arg(long, default_value_t = 0)]
     pub bridge: usize,
     /// Chains (namespaces), ids 1..=N.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 2)]
     pub chains: usize,
     /// Funded deterministic test accounts per chain.
     #[arg(long, default_value_t = 1000)]
     pub funded_accounts: u64,
+    /// Built-in load once the network is ready: signed transfers per second, spread over
+    /// the chains (0: none). Not with --keep or --exit-after-ready.
+    #[arg(long, default_value_t = 10_000)]
+    pub load: u64,
+    /// How long the built-in load runs (then, without --duration, the devnet stops).
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub load_duration: Duration,
+    /// Accounts per chain the load sends between (fewer: more contention).
+    #[arg(long, default_value_t = 1000)]
+    pub load_accounts: u64,
     /// Network name.
     #[arg(long, default_value = "devnet")]
     pub network: String,

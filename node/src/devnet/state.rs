@@ -63,6 +63,10 @@ pub struct DevnetState {
     pub phase: Phase,
     /// The genesis file.
     pub genesis: PathBuf,
+    /// Key file of the devnet's client identity (a genesis client: may submit, read the
+    /// log, use DA and query execution). Client commands and the load generator use it.
+    #[serde(default)]
+    pub client_key: PathBuf,
     /// Every node, in start order.
     pub nodes: Vec<NodeRecord>,
 }
@@ -132,6 +136,7 @@ mod tests {
             kept: false,
             phase: Phase::Ready,
             genesis: dir.path().join("genesis.toml"),
+            client_key: dir.path().join("client.key"),
             nodes: vec![NodeRecord {
                 name: "validator-0".into(),
                 module: Module::Consensus,

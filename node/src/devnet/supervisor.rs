@@ -61,7 +61,7 @@ pub async fn up(a: UpArgs) -> anyhow::Result<ExitCode> {
         network: a.network.clone(),
         validators: a.validators,
         da_nodes: a.da_nodes,
-        execution: a.execution,
+        execution: a.execution.unwrap_or(a.chains),
         settlement: a.settlement,
         bridge: a.bridge,
         chains: a.chains,

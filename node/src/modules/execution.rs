@@ -1,39 +1,76 @@
 //! The execution module: executes one chain's batches from the ordered log and DA.
 //!
-//! Until the module's protocol lands, its service is the shared peer service of
-//! [`crate::peers`]: it binds the node's QUIC endpoint on its genesis address with its
-//! pinned key, keeps connections to the peers its role needs, reports them in `/status`
-//! and `/readyz`, and on shutdown stops accepting, closes connections and returns.
+//! Runs the real execution service ([`lamina_execution_service::run_on`]) on the node's
+//! QUIC endpoint, with the seams built here (layers never import each other; the binary
+//! joins them):
+//!
+//! * the ordered log: the consensus layer's QUIC client
+//!   ([`lamina_consensus_service::LogClient`]), which verifies every block's finality
+//!   certificate and parent link;
+//! * data availability: the DA layer's QUIC client ([`lamina_da_service::DaClient`]),
+//!   which fetches the chain's namespace with completeness proofs;
+//! * settlement: [`lamina_execution_service::adapters::LogSettlement`] over the consensus
+//!   intake client, so signed checkpoint claims are ordered under the settlement
+//!   namespace.
 //!
 //! Peers (issue 2): it dials the validators (ready with `f + 1`, so at least one is
 //! honest) and the DA nodes (ready with `n - t + 1` for DA threshold `t`, so at least one
 //! signer of every availability certificate is reachable), and accepts bridge relayers.
-//!
-//! To plug in the real service, replace `Config` with `lamina_execution_service::Config` (keeping
-//! a [`ModuleConfig`] impl) and the body of [`start`] with
-//! `lamina_execution_service::run(ctx.service, config, shutdown)` (binding its endpoint with
-//! `ctx.endpoint`, which carries the `[net]` settings and the listen address).
 
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use lamina_execution_service::Seams;
+use lamina_execution_service::adapters::LogSettlement;
+use lamina_net::{Endpoint, ProtocolConfig};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::AnnotatedToml;
 use crate::context::NodeContext;
 use crate::modules::{Module, ModuleConfig};
-use crate::peers::{Need, PeerPlan};
+use crate::peers::{GenesisCheck, Need, NodeProtocol, PeerPlan};
 
-/// Settings of the execution module (the `[execution]` section). None yet: the execution service
-/// brings its own.
+/// Settings of the execution module (the `[execution]` section): the execution
+/// service's own.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Config {}
+#[serde(transparent)]
+pub struct Config(pub lamina_execution_service::Config);
 
 impl ModuleConfig for Config {
     fn validate(&self) -> anyhow::Result<()> {
-        Ok(())
+        Ok(self.0.validate()?)
     }
 
     fn annotate(&self, doc: &mut AnnotatedToml) {
-        doc.comment("(no settings yet: this module currently runs the shared peer service)");
+        let c = &self.0;
+        doc.optional("Chain (id) to execute. Default: the chain of this node's genesis entry.", "chain", &c.chain, "1");
+        doc.field("Flat fee per transaction in the native asset (must match every replica).", "fee", &c.fee);
+        doc.field(
+            "Fee collector (hex public key; must match every replica; zero when fee is 0).",
+            "fee_collector",
+            &c.fee_collector,
+        );
+        doc.field("Blocks requested from the ordered log per read.", "read_batch", &c.read_batch);
+        doc.field("Threads for signature checks and execution (0: all cores).", "threads", &c.threads);
+        doc.field(
+            "Verify finality and availability certificates (turn off only for a trusted local log).",
+            "verify_certificates",
+            &c.verify_certificates,
+        );
+        doc.field("Post a checkpoint claim every this many heights (0: never).", "claim_every", &c.claim_every);
+        doc.optional(
+            "HTTP/JSON query address (GET /status, /balance/<account>, /nonce/<account>, /receipt/<tx id>).\n\
+             Default: this node's `http` address in the genesis.",
+            "http_listen",
+            &c.http_listen,
+            "\"127.0.0.1:8300\"",
+        );
+        doc.field(
+            "Public keys (hex) allowed to query over QUIC besides genesis nodes (wallets, load generators).",
+            "query_clients",
+            &c.query_clients,
+        );
     }
 }
 
@@ -49,7 +86,59 @@ pub fn peer_plan(ctx: &NodeContext) -> PeerPlan {
 }
 
 /// Runs the execution service until `shutdown`.
-pub async fn start(ctx: NodeContext, _config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub async fn start(ctx: NodeContext, config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let endpoint = Endpoint::bind(ctx.key(), ctx.endpoint.clone())
+        .with_context(|| format!("cannot bind the QUIC endpoint on {}", ctx.endpoint.listen))?;
+    let seams = match seams(&ctx, &endpoint) {
+        Ok(s) => s,
+        Err(e) => {
+            endpoint.shutdown().await;
+            return Err(e);
+        }
+    };
+    let check = GenesisCheck { genesis: ctx.genesis().digest() };
     let plan = peer_plan(&ctx);
-    crate::peers::run(ctx, plan, shutdown).await
+    let node_net = match endpoint.register(
+        check,
+        plan.peer_set(&ctx.me, ctx.module),
+        ProtocolConfig::for_protocol::<NodeProtocol>(),
+    ) {
+        Ok(n) => n,
+        Err(e) => {
+            endpoint.shutdown().await;
+            return Err(e).context("cannot serve the node protocol");
+        }
+    };
+    endpoint.report_to(ctx.health().clone(), Duration::from_millis(ctx.net.stats_interval_ms));
+    let (health, stop) = (ctx.health().clone(), shutdown.clone());
+    plan.publish(&BTreeSet::new(), &health);
+    let reporter = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                _ = tick.tick() => plan.publish(&node_net.connected_peers().into_iter().collect(), &health),
+            }
+        }
+    });
+    let result = lamina_execution_service::run_on(endpoint, ctx.service, config.0, seams, shutdown).await;
+    reporter.abort();
+    Ok(result?)
+}
+
+type NodeSeams = Seams<
+    lamina_consensus_service::LogClient,
+    lamina_da_service::DaClient,
+    LogSettlement<lamina_consensus_service::IntakeClient>,
+>;
+
+fn seams(ctx: &NodeContext, endpoint: &Endpoint) -> anyhow::Result<NodeSeams> {
+    let genesis = ctx.genesis();
+    let log = lamina_consensus_service::LogClient::register(endpoint, genesis)
+        .context("cannot start the ordered-log client")?;
+    let da = lamina_da_service::DaClient::register(endpoint, genesis, Default::default())
+        .context("cannot start the DA client")?;
+    let intake = lamina_consensus_service::IntakeClient::register(endpoint, genesis)
+        .context("cannot start the intake client")?;
+    Ok(Seams { log, da, settlement: LogSettlement::new(intake, ctx.key().clone()) })
 }

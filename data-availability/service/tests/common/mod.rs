@@ -52,6 +52,7 @@ pub fn genesis(n: usize) -> Genesis {
         settlement_nodes: vec![],
         bridge_nodes: vec![],
         da_threshold: None,
+        clients: Vec::new(),
     };
     g.validate().unwrap();
     g

@@ -49,6 +49,7 @@ pub fn genesis() -> Genesis {
         settlement_nodes: vec![],
         bridge_nodes: vec![],
         da_threshold: None,
+        clients: Vec::new(),
     }
 }
 
