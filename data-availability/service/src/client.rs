@@ -60,6 +60,18 @@ pub enum RetrieveError {
     BadEncoding(Box<BadEncodingProof>),
 }
 
+/// One cell drawn by [`DaClient::sample_cells`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CellSample {
+    /// Row in the extended square.
+    pub row: u32,
+    /// Column in the extended square.
+    pub col: u32,
+    /// The node whose proof of the cell verified against the data root (`None`: no node
+    /// served a valid proof).
+    pub served_by: Option<NodeId>,
+}
+
 /// A client handler: serves nothing (DA nodes never ask clients).
 struct NoServe;
 impl Handler<DaProtocol> for NoServe {}
@@ -469,6 +481,16 @@ impl DaClient {
     /// Light sampling of the square `data_root`: `samples` random cells, each verified
     /// against the data root.
     pub async fn sample(&self, data_root: Digest, samples: u32) -> Result<SamplingOutcome, DaError> {
+        Ok(self.sample_cells(data_root, samples).await?.0)
+    }
+
+    /// [`DaClient::sample`], also reporting each drawn cell (in row, column order): which
+    /// node served a proof that verified, if any.
+    pub async fn sample_cells(
+        &self,
+        data_root: Digest,
+        samples: u32,
+    ) -> Result<(SamplingOutcome, Vec<CellSample>), DaError> {
         let roots = self.roots(data_root).await?;
         let k = roots.k as usize;
         let mut session = {
@@ -498,13 +520,16 @@ impl DaClient {
                 ((r, c), answers)
             });
         }
+        let mut cells = Vec::new();
         while let Some(joined) = set.join_next().await {
             let Ok((cell, answers)) = joined else { continue };
             let mut verified = false;
+            let mut served_by = None;
             for (node, answer) in answers {
                 match answer.map(|p| session.handle_proof(cell, &p)) {
                     Some(Ok(_)) => {
                         verified = true;
+                        served_by.get_or_insert(node);
                         metrics::counter!(m::SAMPLES, "outcome" => "verified").increment(1);
                     }
                     Some(Err(e)) => {
@@ -518,10 +543,41 @@ impl DaClient {
                 metrics::counter!(m::SAMPLES, "outcome" => "missing").increment(1);
                 session.handle_missing(cell);
             }
+            cells.push(CellSample { row: cell.0, col: cell.1, served_by });
         }
         let outcome = session.outcome();
         metrics::gauge!(m::SAMPLING_CONFIDENCE).set(outcome.confidence);
-        Ok(outcome)
+        cells.sort_by_key(|c| (c.row, c.col));
+        Ok((outcome, cells))
+    }
+
+    /// The commitment of the square `data_root`, derived from a header that a DA node
+    /// served and that verifies against `data_root` (for clients that know only the root,
+    /// such as `lamina blob get --data-root`). The header is cached for [`DaClient::retrieve`].
+    pub async fn commitment_of(&self, data_root: Digest) -> Result<DataCommitment, DaError> {
+        if let Some((_, v)) = self.headers.lock().iter().find(|(d, _)| d == &data_root) {
+            return Ok(v.header.commitment());
+        }
+        let mut errors = Vec::new();
+        for node in self.nodes.iter() {
+            match self.ask(node, &DaRequest::Header(data_root)).await {
+                Ok(DaResponse::Header(header)) => match header.verify(&data_root) {
+                    Ok(roots) => {
+                        let commitment = header.commitment();
+                        let mut cache = self.headers.lock();
+                        cache.push_back((data_root, Arc::new(Verified { header, roots })));
+                        while cache.len() > self.config.header_cache.max(1) {
+                            cache.pop_front();
+                        }
+                        return Ok(commitment);
+                    }
+                    Err(e) => self.blame(node, "header", e),
+                },
+                Ok(_) => self.blame(node, "header", "wrong answer type"),
+                Err(e) => errors.push(format!("{node}: {e}")),
+            }
+        }
+        Err(DaError::Unavailable(format!("no DA node served a valid header for {data_root}: {errors:?}")))
     }
 
     async fn roots(&self, data_root: Digest) -> Result<SquareRoots, DaError> {

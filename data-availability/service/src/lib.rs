@@ -33,7 +33,7 @@ mod node;
 pub mod protocol;
 pub mod store;
 
-pub use client::{DaClient, RetrieveError, sample_once};
+pub use client::{CellSample, DaClient, RetrieveError, sample_once};
 pub use config::{ClientConfig, Config};
 pub use error::{Error, Result};
 pub use node::{DaNode, accepted_peers, protocol_config, run, run_on};
