@@ -24,6 +24,9 @@ use tokio::time::Instant;
 use crate::BenchError;
 use crate::tracker::CompletionSink;
 
+/// Blocks whose batches are fetched at once.
+const FETCHES: usize = 16;
+
 /// Counters of a running follower (shared with the target's `sample`).
 #[derive(Debug, Default)]
 pub struct FollowStats {
@@ -63,7 +66,7 @@ pub struct FollowConfig {
 
 /// Follows the log until it is closed; returns an error if the source misbehaves
 /// (a block that does not verify, a gap). Unavailability is retried.
-pub async fn follow_finalized<L: OrderedLog, D: DataAvailability>(
+pub async fn follow_finalized<L: OrderedLog, D: DataAvailability + Send + Sync + 'static>(
     log: L,
     da: D,
     config: FollowConfig,
@@ -71,6 +74,8 @@ pub async fn follow_finalized<L: OrderedLog, D: DataAvailability>(
     stats: Arc<FollowStats>,
 ) -> Result<(), BenchError> {
     let mut next = config.from.max(Height(1));
+    let da = Arc::new(da);
+    let fetches = Arc::new(tokio::sync::Semaphore::new(FETCHES));
     loop {
         let blocks = match log.read(next, config.max_blocks.max(1)).await {
             Ok(b) => b,
@@ -89,30 +94,39 @@ pub async fn follow_finalized<L: OrderedLog, D: DataAvailability>(
             if let Some(c) = &config.committee {
                 fb.verify(c).map_err(|e| BenchError::Target(format!("block {} does not verify: {e}", next)))?;
             }
-            let mut ids = Vec::new();
-            for cert in &fb.block.batches {
-                let c = &cert.commitment;
-                stats.da_bytes.fetch_add(c.blob_bytes, Ordering::Relaxed);
-                for ns in config.namespaces.iter().filter(|ns| c.namespaces.contains(ns)) {
-                    match da.get_namespace(c, *ns).await {
-                        Ok(blobs) => {
-                            for blob in blobs {
-                                match codec::access::<Batch>(&blob) {
-                                    Ok(batch) => ids.extend(batch.txs.iter().map(|t| t.id())),
-                                    Err(_) => {
-                                        stats.batch_errors.fetch_add(1, Ordering::Relaxed);
+            // Each block's batches are fetched on their own task (at most FETCHES at
+            // once), so a slow fetch does not delay reading (and timestamping) the
+            // next blocks.
+            let permit = fetches.clone().acquire_owned().await.map_err(|_| BenchError::Target("closed".into()))?;
+            let (da, sink, st, namespaces) = (da.clone(), sink.clone(), stats.clone(), config.namespaces.clone());
+            tokio::spawn(async move {
+                let stats = st;
+                let _permit = permit;
+                let mut ids = Vec::new();
+                for cert in &fb.block.batches {
+                    let c = &cert.commitment;
+                    stats.da_bytes.fetch_add(c.blob_bytes, Ordering::Relaxed);
+                    for ns in namespaces.iter().filter(|ns| c.namespaces.contains(ns)) {
+                        match da.get_namespace(c, *ns).await {
+                            Ok(blobs) => {
+                                for blob in blobs {
+                                    match codec::access::<Batch>(&blob) {
+                                        Ok(batch) => ids.extend(batch.txs.iter().map(|t| t.id())),
+                                        Err(_) => {
+                                            stats.batch_errors.fetch_add(1, Ordering::Relaxed);
+                                        }
                                     }
                                 }
                             }
-                        }
-                        Err(_) => {
-                            stats.batch_errors.fetch_add(1, Ordering::Relaxed);
+                            Err(_) => {
+                                stats.batch_errors.fetch_add(1, Ordering::Relaxed);
+                            }
                         }
                     }
                 }
-            }
-            stats.txs.fetch_add(ids.len() as u64, Ordering::Relaxed);
-            sink.finalized_at(ids, seen);
+                stats.txs.fetch_add(ids.len() as u64, Ordering::Relaxed);
+                sink.finalized_at(ids, seen);
+            });
             stats.height.store(next.0, Ordering::Relaxed);
             next = next.next();
         }

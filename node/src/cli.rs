@@ -37,9 +37,9 @@ pub enum Command {
     /// The consensus module (BFT validator).
     #[command(subcommand)]
     Consensus(ModuleCmd),
-    /// The data-availability module (DA storage node).
+    /// The data-availability module (DA storage node), and light-client sampling.
     #[command(subcommand)]
-    Da(ModuleCmd),
+    Da(crate::client::DaCmd),
     /// The execution module (one chain's executor).
     #[command(subcommand)]
     Execution(ModuleCmd),
@@ -52,6 +52,15 @@ pub enum Command {
     /// A throwaway local network: every node as its own process on loopback.
     #[command(subcommand)]
     Devnet(crate::devnet::DevnetCmd),
+    /// Transactions: sign, submit to consensus intake, wait for the receipt.
+    #[command(subcommand)]
+    Tx(crate::client::TxCmd),
+    /// Queries to a chain's execution node: balances (with proofs), nonces, receipts.
+    #[command(subcommand)]
+    Query(crate::client::QueryCmd),
+    /// Blobs on the DA layer: submit (disperse and certify) and get (retrieve and verify).
+    #[command(subcommand)]
+    Blob(crate::client::BlobCmd),
 }
 
 /// `lamina keys ...`
@@ -268,11 +277,15 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Keys(c) => keys(c),
         Command::Genesis(c) => genesis(c),
         Command::Consensus(c) => module(Module::Consensus, c),
-        Command::Da(c) => module(Module::Da, c),
+        Command::Da(crate::client::DaCmd::Module(c)) => module(Module::Da, c),
+        Command::Da(crate::client::DaCmd::Sample(a)) => crate::client::da_sample(a),
         Command::Execution(c) => module(Module::Execution, c),
         Command::Settlement(c) => module(Module::Settlement, c),
         Command::Bridge(c) => module(Module::Bridge, c),
         Command::Devnet(c) => crate::devnet::run(c),
+        Command::Tx(c) => crate::client::tx(c),
+        Command::Query(c) => crate::client::query(c),
+        Command::Blob(c) => crate::client::blob(c),
     }
 }
 

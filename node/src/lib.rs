@@ -8,11 +8,13 @@
 //! * [`service`]: `lamina <module> start` (config layering, telemetry, admin server,
 //!   signals, graceful shutdown) around [`modules`], one file per module;
 //! * [`peers`]: the shared "connect to the peers the role needs and report them" service;
-//! * [`devnet`]: `lamina devnet up | down | status`, a multi-process local network.
+//! * [`devnet`]: `lamina devnet up | down | status`, a multi-process local network;
+//! * [`client`]: `lamina tx | query | blob | da sample`, client commands against a running network.
 //!
 //! `anyhow` is used throughout: this is an app, not a library other crates build on.
 
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod context;
 pub mod devnet;
@@ -20,6 +22,7 @@ pub mod genesis;
 pub mod home;
 pub mod init;
 pub mod keys;
+pub mod load;
 pub mod modules;
 pub mod peers;
 pub mod service;

@@ -5,6 +5,8 @@ use std::path::Path;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
+use futures::StreamExt as _;
+
 use lamina_execution_core::ledger::{self, LedgerConfig, LedgerFailure, NativeLedger};
 use lamina_execution_core::{AuthenticatedState, Receipt, parallel, sigverify};
 use lamina_interfaces::{
@@ -16,6 +18,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::record::{BlockRecord, Header, VERSION};
 use crate::{Config, Error};
+
+/// Blocks whose data is fetched from DA concurrently while earlier ones execute.
+const PREFETCH: usize = 8;
+/// Heights an execution node may trail the log tip and still report `caught_up`.
+const CAUGHT_UP_LAG: u64 = 20;
 
 /// Heights with transactions whose outcomes [`View::recent`] keeps.
 pub const RECENT_BLOCKS: usize = 4096;
@@ -72,18 +79,16 @@ impl Shared {
 /// An execution node of one chain: its state, its store, its pipeline.
 pub struct ExecutionNode {
     chain: ChainId,
-    namespace: Namespace,
     ledger: NativeLedger,
     shared: Arc<Shared>,
     store: Arc<Log>,
     key: Keypair,
     validators: Committee,
-    da_committee: Committee,
-    da_threshold: usize,
     verify: bool,
     read_batch: usize,
     claim_every: u64,
     pool: Arc<rayon::ThreadPool>,
+    fetch: Arc<Fetch>,
 }
 
 impl std::fmt::Debug for ExecutionNode {
@@ -173,18 +178,21 @@ impl ExecutionNode {
         let fee_collector = config.fee_collector;
         Ok(ExecutionNode {
             chain,
-            namespace: Namespace::from(chain),
             ledger: NativeLedger::new(LedgerConfig { chain_id: chain, fee: config.fee, fee_collector }),
             shared: Arc::new(Shared(RwLock::new(view))),
             store: Arc::new(store),
             key,
             validators: genesis.validator_committee(),
-            da_committee: genesis.da_committee(),
-            da_threshold: genesis.da_threshold(),
             verify: config.verify_certificates,
             read_batch: config.read_batch,
             claim_every: config.claim_every,
             pool: Arc::new(pool),
+            fetch: Arc::new(Fetch {
+                namespace: Namespace::from(chain),
+                verify: config.verify_certificates,
+                da_committee: genesis.da_committee(),
+                da_threshold: genesis.da_threshold(),
+            }),
         })
     }
 
@@ -196,57 +204,6 @@ impl ExecutionNode {
     /// Last committed height.
     pub fn height(&self) -> Height {
         self.shared.read().height
-    }
-
-    /// Fetches this chain's transactions of a block from DA, in block order.
-    async fn fetch<D: DataAvailability>(
-        &self,
-        block: &FinalizedBlock,
-        da: &D,
-        shutdown: &CancellationToken,
-    ) -> Result<(Vec<lamina_primitives::Transaction>, Option<Digest>), Error> {
-        let mut txs = Vec::new();
-        let mut data_root = None;
-        for cert in &block.block.batches {
-            if cert.commitment.namespaces.binary_search(&self.namespace).is_err() {
-                continue;
-            }
-            if self.verify {
-                cert.verify(&self.da_committee, self.da_threshold)
-                    .map_err(|e| Error::Log(format!("height {}: availability certificate: {e}", block.height())))?;
-            }
-            let mut backoff = Duration::from_millis(50);
-            let blobs = loop {
-                match da.get_namespace(&cert.commitment, self.namespace).await {
-                    Ok(b) => break b,
-                    Err(e @ (DaError::BadCommitment(_) | DaError::Rejected(_))) => {
-                        // Deterministic: the commitment is unusable for everyone.
-                        tracing::warn!(target: "lamina::execution", height = %block.height(), error = %e, "square skipped");
-                        break Vec::new();
-                    }
-                    Err(e) => {
-                        tracing::warn!(target: "lamina::execution", height = %block.height(), error = %e, "DA fetch failed; retrying");
-                        metrics::counter!("lamina_execution_da_retries_total").increment(1);
-                        tokio::select! {
-                            _ = shutdown.cancelled() => return Err(Error::Internal("shutdown during DA fetch".into())),
-                            _ = tokio::time::sleep(backoff) => {}
-                        }
-                        backoff = (backoff * 2).min(Duration::from_secs(5));
-                    }
-                }
-            };
-            data_root = Some(cert.commitment.data_root);
-            for blob in blobs {
-                match lamina_primitives::decode::<Batch>(&blob) {
-                    Ok(b) if b.namespace == self.namespace => txs.extend(b.txs),
-                    Ok(b) => {
-                        tracing::warn!(target: "lamina::execution", ns = %b.namespace, "batch of another namespace skipped")
-                    }
-                    Err(e) => tracing::warn!(target: "lamina::execution", error = %e, "undecodable batch skipped"),
-                }
-            }
-        }
-        Ok((txs, data_root))
     }
 
     /// Processes one finalized block: fetch, verify, execute, persist durably, publish.
@@ -261,10 +218,20 @@ impl ExecutionNode {
         if block.height() != expected {
             return Err(Error::Log(format!("got height {}, expected {expected}", block.height())));
         }
+        let fetched = fetch_block(&self.fetch, block, da, shutdown).await?;
+        self.commit(block, fetched).await
+    }
+
+    /// Verifies and executes `block` with its fetched data, persists durably, publishes.
+    async fn commit(&mut self, block: &FinalizedBlock, fetched: Fetched) -> Result<BlockRecord, Error> {
+        let expected = self.height().next();
+        if block.height() != expected {
+            return Err(Error::Log(format!("got height {}, expected {expected}", block.height())));
+        }
         if self.verify {
             block.verify(&self.validators).map_err(|e| Error::Log(format!("height {}: {e}", block.height())))?;
         }
-        let (txs, data_root) = self.fetch(block, da, shutdown).await?;
+        let (txs, data_root) = fetched;
         let height = block.height();
         let (shared, store, pool, ledger) =
             (self.shared.clone(), self.store.clone(), self.pool.clone(), self.ledger.clone());
@@ -365,11 +332,24 @@ impl ExecutionNode {
                 }
                 Err(e) => return Err(Error::Log(e.to_string())),
             };
+            // Fetch up to PREFETCH blocks' data from DA concurrently; execute in order.
+            let fetch = self.fetch.clone();
+            let futs: Vec<_> = blocks.iter().map(|b| fetch_block(&fetch, b, da, shutdown)).collect();
+            let mut fetched = futures::stream::iter(futs).buffered(PREFETCH);
             for block in &blocks {
                 if shutdown.is_cancelled() {
                     return Ok(());
                 }
-                let record = match self.process(block, da, shutdown).await {
+                let data = match fetched.next().await {
+                    Some(Ok(d)) => d,
+                    Some(Err(Error::Internal(m))) if shutdown.is_cancelled() => {
+                        tracing::info!(target: "lamina::execution", reason = %m, "stopped mid-block");
+                        return Ok(());
+                    }
+                    Some(Err(e)) => return Err(e),
+                    None => return Err(Error::Internal("prefetch ended early".into())),
+                };
+                let record = match self.commit(block, data).await {
                     Err(Error::Internal(m)) if shutdown.is_cancelled() => {
                         tracing::info!(target: "lamina::execution", reason = %m, "stopped mid-block");
                         return Ok(());
@@ -379,15 +359,23 @@ impl ExecutionNode {
                 tracing::debug!(target: "lamina::execution", height = %record.height, txs = record.receipts.len(), root = %record.state_root, "committed");
                 if self.claim_every > 0
                     && record.height.0 % self.claim_every == 0
-                    && let Err(e) = settlement.post_claim(self.claim()).await
+                    && let Err(e) = tokio::select! {
+                        _ = shutdown.cancelled() => return Ok(()),
+                        r = settlement.post_claim(self.claim()) => r,
+                    }
                 {
                     metrics::counter!("lamina_execution_claim_failures_total").increment(1);
                     tracing::warn!(target: "lamina::execution", height = %record.height, error = %e, "claim not posted");
                 }
             }
-            let tip = log.tip().await.unwrap_or(Height(0));
+            let tip = tokio::select! {
+                _ = shutdown.cancelled() => return Ok(()),
+                t = log.tip() => t.unwrap_or(Height(0)),
+            };
             let h = self.height();
-            health.set_check("caught_up", h >= tip, format!("height {h}, log tip {tip}"));
+            // Under load the tip moves while a block executes: within CAUGHT_UP_LAG
+            // heights counts as caught up.
+            health.set_check("caught_up", h.0 + CAUGHT_UP_LAG >= tip.0, format!("height {h}, log tip {tip}"));
             health.set_status("execution_height", h.0);
             health.set_status("execution_state_root", self.shared.read().state_root.to_hex());
         }
@@ -397,5 +385,80 @@ impl ExecutionNode {
     pub fn close(self) -> Result<(), Error> {
         self.store.sync()?;
         Ok(())
+    }
+}
+
+/// What fetching a block's data needs (shared with concurrent prefetches).
+#[derive(Debug)]
+struct Fetch {
+    namespace: Namespace,
+    verify: bool,
+    da_committee: Committee,
+    da_threshold: usize,
+}
+
+/// A block's transactions for this chain (in block order) and the data root of the last
+/// square with the chain's data.
+type Fetched = (Vec<lamina_primitives::Transaction>, Option<Digest>);
+
+/// Fetches this chain's transactions of a block from DA, in block order; the block's
+/// squares are fetched concurrently.
+async fn fetch_block<D: DataAvailability>(
+    f: &Fetch,
+    block: &FinalizedBlock,
+    da: &D,
+    shutdown: &CancellationToken,
+) -> Result<Fetched, Error> {
+    let certs: Vec<_> =
+        block.block.batches.iter().filter(|c| c.commitment.namespaces.binary_search(&f.namespace).is_ok()).collect();
+    let squares =
+        futures::future::try_join_all(certs.iter().map(|cert| fetch_square(f, block, cert, da, shutdown))).await?;
+    let mut txs = Vec::new();
+    for blobs in squares {
+        for blob in blobs {
+            match lamina_primitives::decode::<Batch>(&blob) {
+                Ok(b) if b.namespace == f.namespace => txs.extend(b.txs),
+                Ok(b) => {
+                    tracing::warn!(target: "lamina::execution", ns = %b.namespace, "batch of another namespace skipped")
+                }
+                Err(e) => tracing::warn!(target: "lamina::execution", error = %e, "undecodable batch skipped"),
+            }
+        }
+    }
+    Ok((txs, certs.last().map(|c| c.commitment.data_root)))
+}
+
+/// One square's blobs of the chain's namespace (retried until available; empty if the
+/// commitment is unusable for everyone).
+async fn fetch_square<D: DataAvailability>(
+    f: &Fetch,
+    block: &FinalizedBlock,
+    cert: &lamina_primitives::AvailabilityCertificate,
+    da: &D,
+    shutdown: &CancellationToken,
+) -> Result<Vec<Vec<u8>>, Error> {
+    if f.verify {
+        cert.verify(&f.da_committee, f.da_threshold)
+            .map_err(|e| Error::Log(format!("height {}: availability certificate: {e}", block.height())))?;
+    }
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        match da.get_namespace(&cert.commitment, f.namespace).await {
+            Ok(b) => return Ok(b),
+            Err(e @ (DaError::BadCommitment(_) | DaError::Rejected(_))) => {
+                // Deterministic: the commitment is unusable for everyone.
+                tracing::warn!(target: "lamina::execution", height = %block.height(), error = %e, "square skipped");
+                return Ok(Vec::new());
+            }
+            Err(e) => {
+                tracing::warn!(target: "lamina::execution", height = %block.height(), error = %e, "DA fetch failed; retrying");
+                metrics::counter!("lamina_execution_da_retries_total").increment(1);
+                tokio::select! {
+                    _ = shutdown.cancelled() => return Err(Error::Internal("shutdown during DA fetch".into())),
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
     }
 }

@@ -6,8 +6,14 @@ use std::path::Path;
 use std::process::{Child, Command, ExitCode, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+use std::sync::{Arc, Mutex};
+
 use anyhow::Context as _;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use lamina_benches::{
+    BenchSpec, LiveStatus, LoadSweep, Observer, OutputSpec, PointSpec, Results, TopologySweep, WorkloadSpec,
+    run_bench_with,
+};
 use lamina_telemetry::client;
 use tokio::task::JoinSet;
 
@@ -126,8 +132,13 @@ pub async fn up(a: UpArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     if !a.exit_after_ready {
-        let why = sup.run(a.duration, &mut signals).await;
+        let mut load = if a.load > 0 { Some(BackgroundLoad::start(&sup.st, &a, &dir)?) } else { None };
+        let why = sup.run(a.duration, load.as_mut(), &mut signals).await;
         sup.bar.println(&format!("{why}: stopping the devnet"));
+        if let Some(l) = load {
+            sup.bar.clear();
+            l.report(&dir);
+        }
     }
     sup.stop_all(a.grace, &mut signals, Phase::Stopped).await
 }
@@ -239,15 +250,30 @@ impl Supervisor {
 
     /// Runs until a signal or the end of `duration`; keeps the status line current and
     /// reports processes that die. Returns why it stopped.
-    async fn run(&mut self, duration: Option<Duration>, signals: &mut Signals) -> String {
+    async fn run(
+        &mut self,
+        duration: Option<Duration>,
+        mut load: Option<&mut BackgroundLoad>,
+        signals: &mut Signals,
+    ) -> String {
         let end = duration.map(|d| tokio::time::Instant::now() + d);
         let mut tick = tokio::time::interval(STATUS_POLL);
         let ran = Instant::now();
+        let mut executed: Vec<(usize, f64, Instant)> = Vec::new();
         loop {
+            let load_running = load.as_ref().is_some_and(|l| l.result.is_none());
             tokio::select! {
                 sig = signals.next() => return sig.to_string(),
                 _ = async { match end { Some(e) => tokio::time::sleep_until(e).await, None => std::future::pending().await } } => {
                     return format!("ran for {:.0?}", duration.unwrap_or_default());
+                }
+                r = async { match load.as_mut() { Some(l) => (&mut l.done).await, None => std::future::pending().await } }, if load_running => {
+                    if let Some(l) = load.as_mut() {
+                        l.result = Some(r.unwrap_or_else(|_| Err(anyhow::anyhow!("the load generator thread died"))));
+                    }
+                    if duration.is_none() {
+                        return "load finished".to_string();
+                    }
                 }
                 _ = tick.tick() => {}
             }
@@ -269,9 +295,17 @@ impl Supervisor {
             let n = self.procs.len();
             let dead = self.procs.iter().filter(|p| p.unexpected).count();
             let secs = ran.elapsed().as_secs();
+            let load_line = match load.as_ref() {
+                Some(l) if l.result.is_none() => {
+                    let per_chain = self.executed_per_chain(&mut executed).await;
+                    format!(" | {}{per_chain}", l.line())
+                }
+                Some(_) => " | load done".to_string(),
+                None => String::new(),
+            };
             self.bar.set(
                 &format!(
-                    "devnet: {up}/{n} up, {ready}/{n} ready{}{}",
+                    "devnet: {up}/{n} up, {ready}/{n} ready{}{}{load_line}",
                     if dead > 0 { format!(", {dead} DIED") } else { String::new() },
                     height.map(|h| format!(" | height {h}")).unwrap_or_default(),
                 ),
@@ -361,6 +395,34 @@ impl Supervisor {
         Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
     }
 
+    /// Executed tx/s of each chain since the previous call, from the execution nodes'
+    /// own `lamina_execution_transactions_total` counters (one node per chain).
+    async fn executed_per_chain(&self, prev: &mut Vec<(usize, f64, Instant)>) -> String {
+        let targets: Vec<(usize, SocketAddr)> = (0..self.st.nodes.len())
+            .filter(|&i| self.st.nodes[i].module == crate::modules::Module::Execution && self.procs[i].child.is_some())
+            .map(|i| (i, self.st.nodes[i].admin))
+            .collect();
+        let now = Instant::now();
+        let mut parts = Vec::new();
+        for (i, r) in poll_all(&targets, "/metrics").await {
+            let Some(total) = r.ok().and_then(|resp| {
+                resp.text().lines().find_map(|l| {
+                    l.strip_prefix("lamina_execution_transactions_total ").and_then(|v| v.trim().parse::<f64>().ok())
+                })
+            }) else {
+                continue;
+            };
+            let rate = match prev.iter().find(|p| p.0 == i) {
+                Some(&(_, t0, at)) => (total - t0).max(0.0) / now.duration_since(at).as_secs_f64().max(1e-3),
+                None => 0.0,
+            };
+            prev.retain(|p| p.0 != i);
+            prev.push((i, total, now));
+            parts.push(format!("{} {}", self.st.nodes[i].name, fmt_rate(rate)));
+        }
+        if parts.is_empty() { String::new() } else { format!(" | executed: {}", parts.join(", ")) }
+    }
+
     fn table(&self) -> String {
         let mut s = format!("  {:<14} {:<10} {:>7}  {:<21} {}\n", "NAME", "MODULE", "PID", "QUIC", "ADMIN");
         for rec in &self.st.nodes {
@@ -375,6 +437,106 @@ impl Supervisor {
         }
         s += &format!("  logs: {}\n", self.st.dir.join("logs").display());
         s
+    }
+}
+
+/// `12.3k/s`.
+fn fmt_rate(r: f64) -> String {
+    if r >= 1000.0 { format!("{:.1}k/s", r / 1000.0) } else { format!("{r:.0}/s") }
+}
+
+/// The built-in load of `devnet up`: the benchmark harness on its own thread (it runs
+/// its own multi-threaded runtime), against the running network.
+struct BackgroundLoad {
+    live: Arc<Mutex<Option<LiveStatus>>>,
+    done: tokio::sync::oneshot::Receiver<anyhow::Result<Results>>,
+    result: Option<anyhow::Result<Results>>,
+    rate: u64,
+}
+
+/// Observer that keeps the latest live status for the supervisor's status line.
+struct LiveSlot(Arc<Mutex<Option<LiveStatus>>>);
+
+impl Observer for LiveSlot {
+    fn tick(&mut self, live: &LiveStatus) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(live.clone());
+    }
+}
+
+impl BackgroundLoad {
+    fn start(st: &DevnetState, a: &UpArgs, dir: &Path) -> anyhow::Result<Self> {
+        let handle = crate::load::DevnetHandle::from_state(st)?;
+        let chains = handle.genesis.chains.len();
+        let spec = BenchSpec {
+            name: "devnet-load".into(),
+            topologies: TopologySweep {
+                validators: vec![handle.genesis.validators.len()],
+                da_nodes: vec![handle.genesis.da_nodes.len()],
+                chains: vec![chains],
+                execution_per_chain: (handle.genesis.execution_nodes.len() / chains.max(1)).max(1),
+                funded_accounts: a.funded_accounts,
+            },
+            load: LoadSweep::Fixed { rates: vec![a.load as f64] },
+            point: PointSpec {
+                warmup: Duration::from_secs(2),
+                duration: a.load_duration,
+                drain: Duration::from_secs(10),
+                burst: Duration::from_millis(10),
+                pause_between: Duration::ZERO,
+                ..PointSpec::default()
+            },
+            workload: WorkloadSpec { accounts: a.load_accounts.min(a.funded_accounts), ..WorkloadSpec::default() },
+            output: OutputSpec { dir: dir.join("load"), plots: true, print_summary: false },
+            ..BenchSpec::default()
+        };
+        spec.validate().map_err(|e| anyhow::anyhow!("load: {e}"))?;
+        let mut cluster = crate::load::AttachedCluster { state: st.clone(), handle };
+        let live = Arc::new(Mutex::new(None));
+        let (tx, done) = tokio::sync::oneshot::channel();
+        let slot = live.clone();
+        std::thread::Builder::new().name("lamina-load".into()).spawn(move || {
+            let r = run_bench_with(&spec, &crate::load::DevnetFactory, &mut cluster, &mut LiveSlot(slot));
+            let _ = tx.send(r.map_err(anyhow::Error::from));
+        })?;
+        eprintln!(
+            "load: {} signed transfers/s over {chains} chain(s) for {:.0?} (+2 s warm-up), {} accounts per chain",
+            a.load,
+            a.load_duration,
+            a.load_accounts.min(a.funded_accounts)
+        );
+        Ok(BackgroundLoad { live, done, result: None, rate: a.load })
+    }
+
+    /// The live part of the status line.
+    fn line(&self) -> String {
+        let l = self.live.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        match l {
+            None => format!("load {} tx/s: preparing", self.rate),
+            Some(l) => format!(
+                "load {:.0}s: offered {} | finalized {} | executed {} | p50 {} p99 {}{}",
+                l.elapsed_s,
+                fmt_rate(l.offered_tps),
+                fmt_rate(l.finalized_tps),
+                fmt_rate(l.executed_tps),
+                l.recent_p50_ms.map_or("–".into(), |v| format!("{v:.0}ms")),
+                l.recent_p99_ms.map_or("–".into(), |v| format!("{v:.0}ms")),
+                l.da_bytes.map_or(String::new(), |b| format!(" | DA {:.1} MB", b as f64 / 1e6)),
+            ),
+        }
+    }
+
+    /// Prints the summary table and where the results are.
+    fn report(self, dir: &Path) {
+        match self.result {
+            Some(Ok(r)) => {
+                print!("{}", r.summary_markdown());
+                eprintln!("results: {}", dir.join("load").join("results.json").display());
+                eprintln!("plots and CSV: {}", dir.join("load").display());
+            }
+            Some(Err(e)) => eprintln!("load generator failed: {e:#}"),
+            None => eprintln!("load interrupted before it finished (no results written)"),
+        }
+        eprintln!("logs: {}", dir.join("logs").display());
     }
 }
 

@@ -1,0 +1,721 @@
+//! Client commands against a running network: `lamina tx`, `lamina query`, `lamina blob`
+//! and `lamina da sample`.
+//!
+//! They find the network in a devnet directory (`--devnet <dir>`, default: the last one
+//! `lamina devnet up` created), whose `devnet.json` names the genesis and the devnet's
+//! client key, or in an explicit `--genesis <file> --client-key <file>`. The client key
+//! must be one every service accepts: a genesis client (`[[clients]]`), or a key listed
+//! in the services' `intake_clients` / `query_clients`. Each command binds its own QUIC
+//! endpoint on `127.0.0.1:0` with that key and registers the clients it needs on it:
+//!
+//! * the consensus intake ([`lamina_consensus_service::IntakeClient`]) to submit;
+//! * the execution query protocol ([`lamina_execution_service::query::QueryProtocol`])
+//!   of the chain's execution node(s) for nonces, balances (with state proofs that are
+//!   verified here), receipts and status;
+//! * the DA client ([`lamina_da_service::DaClient`]) to disperse blobs (and check the
+//!   availability certificate), retrieve a namespace's blobs (verified against the data
+//!   root) and sample a square as a light client.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use clap::{Args, Subcommand};
+use lamina_execution_core::ledger::{self, AssetId, LedgerFailure};
+use lamina_execution_core::{Receipt, Status};
+use lamina_execution_service::query::{QueryProtocol, QueryRequest, QueryResponse, StatusInfo};
+use lamina_interfaces::{Blob, ChainSpec, Genesis, NodeEntry, SubmitOutcome, TxSubmit as _};
+use lamina_net::{Endpoint, EndpointConfig, Handler, Network, PeerSet, ProtocolConfig};
+use lamina_primitives::{ChainId, Digest, Height, Keypair, Namespace, NodeId, PublicKey, TxId};
+
+use crate::cli::{ModuleCmd, parse_duration, parse_public_key};
+
+/// How long to wait for the first connection to a service before calling it unreachable.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time limit of one query.
+const QUERY_TIMEOUT: Duration = Duration::from_secs(10);
+
+// ------------------------------------------------------------------ command line
+
+/// Where the network is and who we are on it.
+#[derive(Debug, Clone, Args, Default)]
+pub struct NetArgs {
+    /// Devnet directory (default: the last one `lamina devnet up` created). Its
+    /// `devnet.json` names the genesis and the client key.
+    #[arg(long, conflicts_with = "genesis")]
+    pub devnet: Option<PathBuf>,
+    /// Genesis file of the network (instead of a devnet); needs a client key.
+    #[arg(long)]
+    pub genesis: Option<PathBuf>,
+    /// Client key file: a genesis client, or a key the services list in their
+    /// `intake_clients` / `query_clients` (default: the devnet's `client.key`).
+    #[arg(long)]
+    pub client_key: Option<PathBuf>,
+}
+
+/// `lamina tx ...`
+#[derive(Debug, Subcommand)]
+pub enum TxCmd {
+    /// Sign a native-ledger transfer, submit it to consensus intake and wait for its receipt.
+    Transfer(TransferArgs),
+}
+
+/// `lamina tx transfer` arguments.
+#[derive(Debug, Clone, Args)]
+pub struct TransferArgs {
+    /// The chain (id).
+    #[arg(long)]
+    pub chain: u64,
+    /// Recipient (64-hex-digit public key).
+    #[arg(long, value_parser = parse_public_key)]
+    pub to: PublicKey,
+    /// Amount (in the asset's smallest unit).
+    #[arg(long)]
+    pub amount: u64,
+    /// Asset id (0: the chain's native asset).
+    #[arg(long, default_value_t = 0)]
+    pub asset: u64,
+    /// Sender: this funded deterministic test account of the chain (default: account 0,
+    /// unless --key is given).
+    #[arg(long, conflicts_with = "key")]
+    pub from_test_account: Option<u64>,
+    /// Sender: the key in this file.
+    #[arg(long)]
+    pub key: Option<PathBuf>,
+    /// Print the transaction id once intake accepted it; do not wait for the receipt.
+    #[arg(long)]
+    pub no_wait: bool,
+    /// How long to wait for the receipt.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// The network.
+    #[command(flatten)]
+    pub net: NetArgs,
+}
+
+/// `lamina query ...`
+#[derive(Debug, Subcommand)]
+pub enum QueryCmd {
+    /// An account's balance, optionally with a state proof verified here.
+    Balance(BalanceArgs),
+    /// An account's next nonce.
+    Nonce(AccountArgs),
+    /// A transaction's receipt and the height that included it.
+    Receipt(ReceiptArgs),
+    /// The execution node's committed height and roots.
+    Status(ChainArgs),
+}
+
+/// The chain and network of a query.
+#[derive(Debug, Clone, Args)]
+pub struct ChainArgs {
+    /// The chain (id).
+    #[arg(long)]
+    pub chain: u64,
+    /// The network.
+    #[command(flatten)]
+    pub net: NetArgs,
+}
+
+/// `lamina query balance` arguments.
+#[derive(Debug, Clone, Args)]
+pub struct BalanceArgs {
+    /// The account (64-hex-digit public key).
+    #[arg(value_parser = parse_public_key)]
+    pub account: PublicKey,
+    /// Asset id (0: the chain's native asset).
+    #[arg(long, default_value_t = 0)]
+    pub asset: u64,
+    /// Fetch a Merkle proof of the balance and verify it against the reported state root.
+    #[arg(long)]
+    pub proof: bool,
+    /// Chain and network.
+    #[command(flatten)]
+    pub chain: ChainArgs,
+}
+
+/// `lamina query nonce` arguments.
+#[derive(Debug, Clone, Args)]
+pub struct AccountArgs {
+    /// The account (64-hex-digit public key).
+    #[arg(value_parser = parse_public_key)]
+    pub account: PublicKey,
+    /// Chain and network.
+    #[command(flatten)]
+    pub chain: ChainArgs,
+}
+
+/// `lamina query receipt` arguments.
+#[derive(Debug, Clone, Args)]
+pub struct ReceiptArgs {
+    /// The transaction id (64 hex digits, as `lamina tx transfer` prints it).
+    #[arg(value_parser = parse_tx_id)]
+    pub tx: TxId,
+    /// Chain and network.
+    #[command(flatten)]
+    pub chain: ChainArgs,
+}
+
+/// `lamina blob ...`
+#[derive(Debug, Subcommand)]
+pub enum BlobCmd {
+    /// Disperse a blob to the DA nodes; prints the certified data root.
+    Submit(BlobSubmitArgs),
+    /// Fetch a namespace's blobs from a square, verified against its data root.
+    Get(BlobGetArgs),
+}
+
+/// `lamina blob submit` arguments.
+#[derive(Debug, Clone, Args)]
+#[command(group(clap::ArgGroup::new("input").required(true).args(["file", "data"])))]
+pub struct BlobSubmitArgs {
+    /// Namespace: a chain id (decimal), or 16 hex digits (optionally 0x-prefixed).
+    #[arg(long, value_parser = parse_namespace)]
+    pub namespace: Namespace,
+    /// Read the blob from this file.
+    #[arg(long)]
+    pub file: Option<PathBuf>,
+    /// The blob is this string (UTF-8 bytes).
+    #[arg(long)]
+    pub data: Option<String>,
+    /// The network.
+    #[command(flatten)]
+    pub net: NetArgs,
+}
+
+/// `lamina blob get` arguments.
+#[derive(Debug, Clone, Args)]
+pub struct BlobGetArgs {
+    /// Namespace: a chain id (decimal), or 16 hex digits (optionally 0x-prefixed).
+    #[arg(long, value_parser = parse_namespace)]
+    pub namespace: Namespace,
+    /// Data root of the square (64 hex digits, as `blob submit` prints it).
+    #[arg(long, value_parser = parse_digest)]
+    pub data_root: Digest,
+    /// Write the blobs here instead of standard output (several blobs: concatenated).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// The network.
+    #[command(flatten)]
+    pub net: NetArgs,
+}
+
+/// `lamina da ...`: the module commands, plus light-client sampling.
+#[derive(Debug, Subcommand)]
+pub enum DaCmd {
+    /// Module commands (init, start, config).
+    #[command(flatten)]
+    Module(ModuleCmd),
+    /// Light-client sampling of a square against the DA nodes.
+    Sample(SampleArgs),
+}
+
+/// `lamina da sample` arguments.
+#[derive(Debug, Clone, Args)]
+pub struct SampleArgs {
+    /// Data root of the square (64 hex digits).
+    #[arg(value_parser = parse_digest)]
+    pub data_root: Digest,
+    /// Cells to sample.
+    #[arg(long, default_value_t = 16)]
+    pub samples: u32,
+    /// The network.
+    #[command(flatten)]
+    pub net: NetArgs,
+}
+
+fn parse_tx_id(s: &str) -> anyhow::Result<TxId> {
+    Ok(TxId(parse_digest(s)?))
+}
+
+fn parse_digest(s: &str) -> anyhow::Result<Digest> {
+    Digest::from_hex(s.trim()).with_context(|| format!("{s:?} is not 64 hex digits"))
+}
+
+/// Parses a namespace: a decimal chain id, or 16 hex digits (optionally `0x`-prefixed).
+pub fn parse_namespace(s: &str) -> anyhow::Result<Namespace> {
+    let s = s.trim();
+    let hex_part = s.strip_prefix("0x").unwrap_or(s);
+    if hex_part.len() == 16 && hex_part.bytes().all(|b| b.is_ascii_hexdigit()) {
+        let mut ns = [0u8; 8];
+        hex::decode_to_slice(hex_part, &mut ns).with_context(|| format!("{s:?} is not 16 hex digits"))?;
+        return Ok(Namespace(ns));
+    }
+    let id: u64 =
+        s.parse().with_context(|| format!("{s:?} is neither a chain id (decimal) nor a namespace (16 hex digits)"))?;
+    Ok(Namespace::from(ChainId(id)))
+}
+
+// ------------------------------------------------------------------ the network
+
+/// A resolved network: genesis, client key, and a bound client endpoint.
+struct Net {
+    genesis: Genesis,
+    endpoint: Endpoint,
+    /// Where the network was found (for error messages).
+    source: String,
+}
+
+/// File remembering the last devnet directory (kept in step with `crate::devnet`).
+fn last_devnet_file() -> Option<PathBuf> {
+    directories::ProjectDirs::from("", "", "lamina").map(|d| d.data_dir().join("devnet-last"))
+}
+
+/// The devnet directory: `--devnet`, else the last one `devnet up` created.
+fn devnet_dir(flag: Option<&Path>) -> anyhow::Result<PathBuf> {
+    if let Some(d) = flag {
+        return crate::home::absolute(d);
+    }
+    let hint = "pass --devnet <dir>, or --genesis <file> --client-key <file>";
+    let f = last_devnet_file().with_context(|| format!("no devnet found (no home directory to look in); {hint}"))?;
+    let text = std::fs::read_to_string(&f)
+        .with_context(|| format!("no devnet found ({} is missing: no `lamina devnet up` yet?); {hint}", f.display()))?;
+    Ok(PathBuf::from(text.trim_end_matches('\n')))
+}
+
+impl Net {
+    /// Resolves the genesis and key (`fallback_key`: used when no client key is given
+    /// and there is no devnet, e.g. the sender's own key) and binds an endpoint.
+    fn open(args: &NetArgs, fallback_key: Option<&Path>) -> anyhow::Result<Net> {
+        let (genesis_path, key_path, source) = match &args.genesis {
+            Some(g) => {
+                let key =
+                    args.client_key.clone().or_else(|| fallback_key.map(Path::to_path_buf)).with_context(|| {
+                        format!("--genesis {} needs --client-key <file> (a key the services accept)", g.display())
+                    })?;
+                (g.clone(), key, format!("genesis {}", g.display()))
+            }
+            None => {
+                let dir = devnet_dir(args.devnet.as_deref())?;
+                let state = crate::devnet::state::DevnetState::load(&dir)
+                    .with_context(|| format!("no devnet found at {}", dir.display()))?;
+                use crate::devnet::state::Phase;
+                if matches!(state.phase, Phase::Stopped | Phase::Failed) {
+                    bail!(
+                        "the devnet at {} is not running (phase {:?}); start one with `lamina devnet up --keep`",
+                        dir.display(),
+                        state.phase
+                    );
+                }
+                let key = match &args.client_key {
+                    Some(k) => k.clone(),
+                    None if state.client_key.as_os_str().is_empty() => {
+                        bail!("the devnet at {} has no client key; pass --client-key <file>", dir.display())
+                    }
+                    None => state.client_key.clone(),
+                };
+                (state.genesis.clone(), key, format!("devnet {}", dir.display()))
+            }
+        };
+        let genesis = crate::genesis::load(&genesis_path)?;
+        let key = crate::keys::read(&key_path).with_context(|| format!("cannot read the client key of {source}"))?;
+        let endpoint = Endpoint::bind(&key, EndpointConfig::new(std::net::SocketAddr::from(([127, 0, 0, 1], 0))))
+            .context("cannot bind a client QUIC endpoint on 127.0.0.1")?;
+        Ok(Net { genesis, endpoint, source })
+    }
+
+    /// The chain `id` of the genesis.
+    fn chain(&self, id: u64) -> anyhow::Result<&ChainSpec> {
+        self.genesis.chain(ChainId(id)).with_context(|| {
+            let known: Vec<String> = self.genesis.chains.iter().map(|c| c.id.0.to_string()).collect();
+            format!("chain {id} is unknown to {} (chains: {})", self.source, known.join(", "))
+        })
+    }
+
+    /// A genesis node's name, for output.
+    fn name_of(&self, id: &NodeId) -> String {
+        self.genesis.node(id).map(|n| n.name.clone()).unwrap_or_else(|| id.to_hex()[..16].to_string())
+    }
+
+    /// A query client for the execution node(s) of `chain`.
+    fn queries(&self, chain: u64) -> anyhow::Result<Queries> {
+        self.chain(chain)?;
+        let nodes: Vec<NodeEntry> =
+            self.genesis.execution_nodes.iter().filter(|n| n.chain == Some(ChainId(chain))).cloned().collect();
+        if nodes.is_empty() {
+            bail!("chain {chain} has no execution node in the genesis of {}", self.source);
+        }
+        let net = self
+            .endpoint
+            .register::<QueryProtocol, _>(
+                NoServe,
+                PeerSet::dial_entries(&nodes),
+                ProtocolConfig::for_protocol::<QueryProtocol>(),
+            )
+            .context("cannot start the execution query client")?;
+        Ok(Queries { net, nodes })
+    }
+
+    async fn close(self) {
+        self.endpoint.shutdown().await;
+    }
+}
+
+/// Serves nothing: the client only asks.
+struct NoServe;
+impl Handler<QueryProtocol> for NoServe {}
+
+/// Queries to one chain's execution nodes.
+struct Queries {
+    net: Network<QueryProtocol>,
+    nodes: Vec<NodeEntry>,
+}
+
+impl Queries {
+    /// Asks the first execution node of the chain that answers.
+    async fn ask(&self, req: &QueryRequest) -> anyhow::Result<QueryResponse> {
+        let mut errors = Vec::new();
+        for node in &self.nodes {
+            if !self.net.is_connected(&node.key)
+                && let Err(e) = self.net.wait_connected(&node.key, CONNECT_TIMEOUT).await
+            {
+                errors.push(format!("{} ({}): {e}", node.name, node.addr));
+                continue;
+            }
+            match self.net.request_with_timeout(&node.key, req, QUERY_TIMEOUT).await {
+                Ok(r) => return Ok(r),
+                Err(e) => errors.push(format!("{} ({}): {e}", node.name, node.addr)),
+            }
+        }
+        bail!("execution node unreachable: {}", errors.join("; "))
+    }
+
+    async fn nonce(&self, account: &PublicKey) -> anyhow::Result<(Height, u64)> {
+        match self.ask(&QueryRequest::Nonce(*account)).await? {
+            QueryResponse::Nonce(h, n) => Ok((h, n)),
+            other => bail!("execution node answered a nonce query with {}", kind(&other)),
+        }
+    }
+
+    async fn receipt(&self, tx: TxId) -> anyhow::Result<Option<(Height, Receipt<LedgerFailure>)>> {
+        match self.ask(&QueryRequest::Receipt(tx)).await? {
+            QueryResponse::Receipt(r) => Ok(r),
+            other => bail!("execution node answered a receipt query with {}", kind(&other)),
+        }
+    }
+}
+
+fn kind(r: &QueryResponse) -> &'static str {
+    match r {
+        QueryResponse::Status(_) => "a status",
+        QueryResponse::Balance(..) => "a balance",
+        QueryResponse::Nonce(..) => "a nonce",
+        QueryResponse::Receipt(_) => "a receipt",
+        QueryResponse::BalanceProof(..) => "a balance proof",
+        QueryResponse::Outcomes(..) => "outcomes",
+    }
+}
+
+fn status_text(s: &Status<LedgerFailure>) -> String {
+    match s {
+        Status::Success => "success".into(),
+        Status::Failed(f) => format!("failed ({f})"),
+        Status::Rejected(f) => format!("rejected ({f})"),
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")
+}
+
+/// Runs `f` on a network opened from `args`, closing the endpoint afterwards.
+fn with_net<F>(args: &NetArgs, fallback_key: Option<&Path>, f: F) -> anyhow::Result<ExitCode>
+where
+    F: AsyncFnOnce(&Net) -> anyhow::Result<ExitCode>,
+{
+    let rt = runtime()?;
+    rt.block_on(async {
+        let net = Net::open(args, fallback_key)?;
+        let out = f(&net).await;
+        net.close().await;
+        out
+    })
+}
+
+// ------------------------------------------------------------------ tx
+
+/// Runs `lamina tx ...`.
+pub fn tx(cmd: TxCmd) -> anyhow::Result<ExitCode> {
+    match cmd {
+        TxCmd::Transfer(a) => with_net(&a.net, a.key.as_deref(), async |net| transfer(net, &a).await),
+    }
+}
+
+async fn transfer(net: &Net, a: &TransferArgs) -> anyhow::Result<ExitCode> {
+    let chain = net.chain(a.chain)?;
+    let sender = match &a.key {
+        Some(path) => crate::keys::read(path).context("cannot read the sender key")?,
+        None => {
+            let i = a.from_test_account.unwrap_or(0);
+            if i >= chain.funded_test_accounts {
+                bail!(
+                    "chain {} has {} funded test accounts; --from-test-account {i} is out of range",
+                    a.chain,
+                    chain.funded_test_accounts
+                );
+            }
+            Keypair::for_testing(chain.funded_test_accounts_seed + i)
+        }
+    };
+    let queries = net.queries(a.chain)?;
+    let (_, nonce) = queries.nonce(&sender.public()).await.context("cannot read the sender's nonce")?;
+    let tx = ledger::transfer(&sender, ChainId(a.chain), nonce, a.to, AssetId(a.asset), a.amount);
+    let id = tx.id();
+
+    let intake = lamina_consensus_service::IntakeClient::register(&net.endpoint, &net.genesis)
+        .context("cannot start the intake client")?;
+    let all = net.genesis.validators.len();
+    if intake.wait_for_validators(all, CONNECT_TIMEOUT).await.is_err() {
+        intake.wait_for_validators(1, Duration::from_millis(100)).await.with_context(|| {
+            format!("consensus intake unreachable: no validator of {} answered within {CONNECT_TIMEOUT:?}", net.source)
+        })?;
+    }
+    let outcome = intake.submit(tx).await.map_err(|e| anyhow::anyhow!("consensus intake refused {id}: {e}"))?;
+    println!("tx: {id}");
+    eprintln!(
+        "{} by intake: {} -> {}, {} of asset {}, nonce {nonce}",
+        match outcome {
+            SubmitOutcome::Accepted(_) => "accepted",
+            SubmitOutcome::Duplicate(_) => "already known",
+        },
+        sender.public(),
+        a.to,
+        a.amount,
+        a.asset
+    );
+    if a.no_wait {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let started = Instant::now();
+    let receipt = loop {
+        if let Some(r) = queries.receipt(id).await? {
+            break r;
+        }
+        if started.elapsed() >= a.timeout {
+            bail!(
+                "receipt timeout: chain {}'s execution node has no receipt for {id} after {:?} (it may still be \
+                 ordered; check later with `lamina query receipt {id} --chain {}`)",
+                a.chain,
+                a.timeout,
+                a.chain
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let (height, receipt) = receipt;
+    println!("receipt: {}", status_text(&receipt.status));
+    println!("height: {}", height.0);
+    Ok(if receipt.is_success() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+// ------------------------------------------------------------------ query
+
+/// Runs `lamina query ...`.
+pub fn query(cmd: QueryCmd) -> anyhow::Result<ExitCode> {
+    match cmd {
+        QueryCmd::Balance(a) => with_net(&a.chain.net, None, async |net| balance(net, &a).await),
+        QueryCmd::Nonce(a) => with_net(&a.chain.net, None, async |net| {
+            let (h, n) = net.queries(a.chain.chain)?.nonce(&a.account).await?;
+            println!("nonce: {n}");
+            println!("height: {}", h.0);
+            Ok(ExitCode::SUCCESS)
+        }),
+        QueryCmd::Receipt(a) => {
+            with_net(&a.chain.net, None, async |net| match net.queries(a.chain.chain)?.receipt(a.tx).await? {
+                Some((h, r)) => {
+                    println!("receipt: {}", status_text(&r.status));
+                    println!("height: {}", h.0);
+                    Ok(ExitCode::SUCCESS)
+                }
+                None => {
+                    bail!("chain {}'s execution node has no receipt for {} (not executed yet?)", a.chain.chain, a.tx)
+                }
+            })
+        }
+        QueryCmd::Status(a) => {
+            with_net(&a.net, None, async |net| match net.queries(a.chain)?.ask(&QueryRequest::Status).await? {
+                QueryResponse::Status(s) => {
+                    print_status(&s);
+                    Ok(ExitCode::SUCCESS)
+                }
+                other => bail!("execution node answered a status query with {}", kind(&other)),
+            })
+        }
+    }
+}
+
+fn print_status(s: &StatusInfo) {
+    println!("chain: {}", s.chain.0);
+    println!("height: {}", s.height.0);
+    println!("state_root: {}", s.state_root);
+    println!("receipts_root: {}", s.receipts_root);
+    println!("data_root: {}", s.data_root);
+}
+
+async fn balance(net: &Net, a: &BalanceArgs) -> anyhow::Result<ExitCode> {
+    let queries = net.queries(a.chain.chain)?;
+    let asset = AssetId(a.asset);
+    if !a.proof {
+        return match queries.ask(&QueryRequest::Balance(a.account, asset)).await? {
+            QueryResponse::Balance(h, amount) => {
+                println!("balance: {amount}");
+                println!("height: {}", h.0);
+                Ok(ExitCode::SUCCESS)
+            }
+            other => bail!("execution node answered a balance query with {}", kind(&other)),
+        };
+    }
+    match queries.ask(&QueryRequest::BalanceProof(a.account, asset)).await? {
+        QueryResponse::BalanceProof(info, amount, proof) => {
+            if info.chain != ChainId(a.chain.chain) {
+                bail!("execution node answered for chain {} instead of {}", info.chain.0, a.chain.chain);
+            }
+            let key = ledger::balance_key(&a.account, asset);
+            lamina_execution_core::state::verify_counter(&info.state_root, &key, amount, &proof)
+                .with_context(|| format!("the balance proof does NOT verify against state root {}", info.state_root))?;
+            println!("balance: {amount}");
+            println!("height: {}", info.height.0);
+            println!("state_root: {}", info.state_root);
+            println!(
+                "proof: verified (balance {amount} under state root {} at height {})",
+                info.state_root, info.height.0
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        QueryResponse::Balance(..) => bail!("the execution node could not produce a proof for this balance"),
+        other => bail!("execution node answered a balance-proof query with {}", kind(&other)),
+    }
+}
+
+// ------------------------------------------------------------------ blob and da
+
+fn da_client(net: &Net) -> anyhow::Result<lamina_da_service::DaClient> {
+    lamina_da_service::DaClient::register(&net.endpoint, &net.genesis, Default::default())
+        .context("cannot start the DA client")
+}
+
+async fn wait_da(net: &Net, da: &lamina_da_service::DaClient, n: usize) -> anyhow::Result<()> {
+    da.wait_for_nodes(n, CONNECT_TIMEOUT).await.with_context(|| {
+        format!(
+            "DA nodes unreachable: fewer than {n} of the {} of {} connected",
+            net.genesis.da_nodes.len(),
+            net.source
+        )
+    })
+}
+
+/// Runs `lamina blob ...`.
+pub fn blob(cmd: BlobCmd) -> anyhow::Result<ExitCode> {
+    match cmd {
+        BlobCmd::Submit(a) => {
+            let data = match (&a.file, &a.data) {
+                (Some(f), _) => std::fs::read(f).with_context(|| format!("cannot read {}", f.display()))?,
+                (None, Some(d)) => d.clone().into_bytes(),
+                (None, None) => bail!("give --file <path> or --data <string>"),
+            };
+            if data.is_empty() {
+                bail!("the blob is empty (DA refuses empty blobs)");
+            }
+            with_net(&a.net, None, async |net| blob_submit(net, a.namespace, data).await)
+        }
+        BlobCmd::Get(a) => with_net(&a.net, None, async |net| blob_get(net, &a).await),
+    }
+}
+
+async fn blob_submit(net: &Net, namespace: Namespace, data: Vec<u8>) -> anyhow::Result<ExitCode> {
+    let da = da_client(net)?;
+    let threshold = net.genesis.da_threshold();
+    wait_da(net, &da, threshold).await?;
+    let len = data.len();
+    let cert = da.disperse(vec![Blob { namespace, data }]).await.context("DA dispersal failed")?;
+    cert.verify(&net.genesis.da_committee(), threshold)
+        .context("the availability certificate does not verify against the genesis DA committee")?;
+    let c = &cert.commitment;
+    println!("data_root: {}", c.data_root);
+    println!("namespace: {namespace}");
+    println!("square_width: {}", c.square_width);
+    println!("blob_bytes: {len}");
+    println!("certificate: {} DA signatures (threshold {threshold}), verified", cert.signatures.signer_indices().len());
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn blob_get(net: &Net, a: &BlobGetArgs) -> anyhow::Result<ExitCode> {
+    let da = da_client(net)?;
+    wait_da(net, &da, 1).await?;
+    let commitment = da.commitment_of(a.data_root).await.context("cannot fetch the square's header")?;
+    let blobs = da
+        .retrieve(&commitment, a.namespace)
+        .await
+        .with_context(|| format!("cannot retrieve namespace {} from square {}", a.namespace, a.data_root))?;
+    if blobs.is_empty() {
+        bail!(
+            "square {} holds no blob in namespace {} (absence proven by its namespace table)",
+            a.data_root,
+            a.namespace
+        );
+    }
+    let bytes: Vec<u8> = blobs.concat();
+    match &a.out {
+        Some(path) => std::fs::write(path, &bytes).with_context(|| format!("cannot write {}", path.display()))?,
+        None => {
+            let mut out = std::io::stdout().lock();
+            out.write_all(&bytes).context("cannot write to standard output")?;
+            out.flush()?;
+        }
+    }
+    let sizes: Vec<String> = blobs.iter().map(|b| b.len().to_string()).collect();
+    eprintln!(
+        "{} blob(s) of namespace {} ({} bytes), verified against data root {}",
+        blobs.len(),
+        a.namespace,
+        sizes.join(" + "),
+        a.data_root
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs `lamina da sample`.
+pub fn da_sample(a: SampleArgs) -> anyhow::Result<ExitCode> {
+    if a.samples == 0 {
+        bail!("--samples must be at least 1");
+    }
+    with_net(&a.net, None, async |net| {
+        let da = da_client(net)?;
+        wait_da(net, &da, 1).await?;
+        let (outcome, cells) =
+            da.sample_cells(a.data_root, a.samples).await.with_context(|| format!("cannot sample {}", a.data_root))?;
+        for c in &cells {
+            match &c.served_by {
+                Some(node) => println!("sample ({}, {}): verified (from {})", c.row, c.col, net.name_of(node)),
+                None => println!("sample ({}, {}): MISSING", c.row, c.col),
+            }
+        }
+        println!("verified: {} of {}", outcome.verified, outcome.requested);
+        if outcome.invalid_answers > 0 {
+            println!("invalid answers: {}", outcome.invalid_answers);
+        }
+        println!("available: {}", outcome.available);
+        println!("confidence: {:.6}", outcome.confidence);
+        Ok(if outcome.available { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn namespaces_parse() {
+        assert_eq!(parse_namespace("1").unwrap(), Namespace::from(ChainId(1)));
+        assert_eq!(parse_namespace("0000000000000002").unwrap(), Namespace::from(ChainId(2)));
+        assert_eq!(parse_namespace("0x00000000000000ff").unwrap(), Namespace::from(ChainId(255)));
+        assert!(parse_namespace("chain-1").is_err());
+        assert!(parse_namespace("").is_err());
+    }
+}

@@ -1,0 +1,120 @@
+#![allow(clippy::unwrap_used)]
+//! Client commands (`lamina tx | query | blob | da sample`) against a real devnet: real
+//! processes, real QUIC on 127.0.0.1, real files.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn lamina(xdg: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_lamina"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("LAMINA_") || k == "RUST_LOG" {
+            c.env_remove(k);
+        }
+    }
+    // `devnet up` remembers its directory here; keep it out of the user's home.
+    c.env("XDG_DATA_HOME", xdg);
+    c
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn show(o: &Output) -> String {
+    format!(
+        "status {}\nstdout:\n{}\nstderr:\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn ok(o: Output) -> String {
+    assert!(o.status.success(), "{}", show(&o));
+    String::from_utf8(o.stdout).unwrap()
+}
+
+/// The value of the first `key: value` line.
+fn field<'a>(out: &'a str, key: &str) -> &'a str {
+    let prefix = format!("{key}: ");
+    out.lines().find_map(|l| l.strip_prefix(prefix.as_str())).unwrap_or_else(|| panic!("no {key:?} in:\n{out}"))
+}
+
+/// Stops the devnet when the test ends, passing or not.
+struct Down {
+    xdg: PathBuf,
+    dir: PathBuf,
+}
+
+impl Drop for Down {
+    fn drop(&mut self) {
+        let o = lamina(&self.xdg).args(["devnet", "down", "--dir", s(&self.dir)]).output().unwrap();
+        if !std::thread::panicking() {
+            assert!(o.status.success(), "devnet down: {}", show(&o));
+        }
+    }
+}
+
+#[test]
+fn transfer_query_blob_and_sample_against_a_devnet() {
+    let tmp = tempfile::tempdir().unwrap();
+    let xdg = tmp.path().join("xdg");
+    let dir = tmp.path().join("net");
+    let net = || lamina(&xdg);
+
+    // Errors that need no network are clear.
+    let o = net().args(["query", "nonce", &"11".repeat(32), "--chain", "1"]).output().unwrap();
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no devnet found"), "{}", show(&o));
+
+    let up = net()
+        .args(["devnet", "up", "--dir", s(&dir), "--keep", "--load", "0", "--validators", "4", "--da-nodes", "4"])
+        .args(["--chains", "1", "--funded-accounts", "4"])
+        .output()
+        .unwrap();
+    let _down = Down { xdg: xdg.clone(), dir: dir.clone() };
+    assert!(up.status.success(), "devnet up: {}", show(&up));
+    let d = ["--devnet", s(&dir)];
+
+    let o = net().args(["query", "status", "--chain", "9"]).args(d).output().unwrap();
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("chain 9 is unknown"), "{}", show(&o));
+
+    // A transfer from test account 0 to a fresh key, waited for.
+    let key = tmp.path().join("to.key");
+    let to = ok(net().args(["keys", "generate", "--out", s(&key)]).output().unwrap());
+    let to = to.trim();
+    let out = ok(net()
+        .args(["tx", "transfer", "--chain", "1", "--to", to, "--amount", "12345", "--from-test-account", "0"])
+        .args(d)
+        .output()
+        .unwrap());
+    let tx = field(&out, "tx").to_string();
+    assert_eq!(field(&out, "receipt"), "success", "{out}");
+    let height: u64 = field(&out, "height").parse().unwrap();
+    assert!(height > 0);
+
+    // The balance, with a proof checked locally.
+    let out = ok(net().args(["query", "balance", to, "--chain", "1", "--proof"]).args(d).output().unwrap());
+    assert_eq!(field(&out, "balance"), "12345", "{out}");
+    assert!(field(&out, "proof").starts_with("verified"), "{out}");
+
+    // The receipt again, finding the devnet as the last one `up` created (no --devnet).
+    let out = ok(net().args(["query", "receipt", &tx, "--chain", "1"]).output().unwrap());
+    assert_eq!(field(&out, "receipt"), "success", "{out}");
+    assert_eq!(field(&out, "height"), height.to_string());
+
+    // A blob round trip through DA, then light sampling of its square.
+    let data = "lamina client test blob: \u{1F4E6} bytes survive the round trip";
+    let out = ok(net().args(["blob", "submit", "--namespace", "1", "--data", data]).args(d).output().unwrap());
+    let root = field(&out, "data_root").to_string();
+    assert!(field(&out, "certificate").ends_with("verified"), "{out}");
+    let got = net().args(["blob", "get", "--namespace", "1", "--data-root", &root]).args(d).output().unwrap();
+    assert!(got.status.success(), "{}", show(&got));
+    assert_eq!(got.stdout, data.as_bytes());
+
+    let out = ok(net().args(["da", "sample", &root, "--samples", "8"]).args(d).output().unwrap());
+    assert_eq!(field(&out, "available"), "true", "{out}");
+    assert!(out.lines().filter(|l| l.starts_with("sample (")).all(|l| l.contains("verified")), "{out}");
+}
