@@ -31,6 +31,7 @@ fn up(dir: &Path, args: &[&str]) -> (Child, PathBuf) {
     let out = std::fs::File::create(&out_path).unwrap();
     let child = lamina()
         .args(["devnet", "up", "--dir", s(dir)])
+        .args(if args.contains(&"--load") { &[][..] } else { &["--load", "0"][..] })
         .args(args)
         .stdin(Stdio::null())
         .stdout(out.try_clone().unwrap())
@@ -119,7 +120,7 @@ fn pids(st: &serde_json::Value) -> Vec<u64> {
 fn devnet_comes_up_ready_and_stops_cleanly_on_sigterm() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("net");
-    // The default shape: 4 validators, 4 DA nodes, 1 execution, 1 settlement.
+    // The default shape: 4 validators, 4 DA nodes, 2 chains with one execution node each.
     let (mut child, out) = up(&dir, &[]);
     let st = wait_ready(&dir, &mut child, &out);
     let nodes = st["nodes"].as_array().unwrap().clone();
@@ -248,4 +249,40 @@ fn kept_devnet_is_inspected_and_stopped_by_down() {
         .unwrap();
     assert!(rerun.status.success(), "{}", String::from_utf8_lossy(&rerun.stderr));
     assert_eq!(state(&dir)["phase"], "stopped");
+}
+
+#[test]
+fn devnet_up_runs_the_built_in_load_and_reports() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("net");
+    // The README's main command, shortened: default shape, built-in load for a few
+    // seconds, then the summary and results.json.
+    let (mut child, out) = up(&dir, &["--load", "300", "--load-duration", "4s"]);
+    let status = wait_exit_within(&mut child, &out, Duration::from_secs(240));
+    let output = std::fs::read_to_string(&out).unwrap();
+    assert!(status.success(), "devnet up: {status}\n{output}");
+    assert!(output.contains("| config | offered tx/s |"), "no summary table:\n{output}");
+    assert!(output.contains("load finished: stopping the devnet"), "{output}");
+    let results: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("load/results.json")).unwrap()).unwrap();
+    let point = &results["configurations"][0]["points"][0];
+    assert_eq!(point["offered_tps"].as_f64().unwrap().round(), 300.0, "{point}");
+    // Transactions went all the way: finalized and executed with receipts.
+    assert!(point["finalized_tps"].as_f64().unwrap() > 0.0, "{point}");
+    assert!(point["executed_tps"].as_f64().unwrap() > 0.0, "{point}");
+    assert!(dir.join("load/points.csv").exists());
+}
+
+fn wait_exit_within(child: &mut Child, out: &Path, limit: Duration) -> ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            panic!("devnet up did not finish within {limit:?}:\n{}", std::fs::read_to_string(out).unwrap());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
