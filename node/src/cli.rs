@@ -61,6 +61,9 @@ pub enum Command {
     /// Blobs on the DA layer: submit (disperse and certify) and get (retrieve and verify).
     #[command(subcommand)]
     Blob(crate::client::BlobCmd),
+    /// Benchmark: open-loop load sweeps against fresh multi-process devnets; writes
+    /// results.json, CSV, SVG plots and a markdown summary.
+    Bench(crate::load::BenchArgs),
 }
 
 /// `lamina keys ...`
@@ -286,6 +289,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Tx(c) => crate::client::tx(c),
         Command::Query(c) => crate::client::query(c),
         Command::Blob(c) => crate::client::blob(c),
+        Command::Bench(a) => crate::load::bench(a),
     }
 }
 
