@@ -578,6 +578,25 @@ fn killed_execution_node_restarts_and_catches_up_to_the_same_state() {
 
 #[test]
 fn da_nodes_killed_within_and_beyond_tolerance() {
+    da_outage(phase().max(Duration::from_secs(10)), false);
+}
+
+/// The DA scenario with a minute-long outage, requiring every acknowledged transfer to
+/// succeed (not only to have a receipt).
+#[test]
+#[ignore = "bug: after a DA outage, acknowledged transfers are rejected with BadNonce. The consensus batcher \
+            (consensus/service/src/batcher.rs) hands availability certificates to the core in completion \
+            order, not cut order: when DA comes back, the batches cut early in the outage are still in their \
+            retry backoff (up to 5 s) while a batch cut after the first success (holding the senders' later \
+            nonces) is certified and ordered first. Seen: 87 of 12,320 acknowledged transfers rejected \
+            (BadNonce { expected: 60, got: 94 }) with LAMINA_LONG_TESTS=1."]
+fn acknowledged_transfers_keep_sender_order_across_a_da_outage() {
+    da_outage(Duration::from_secs(60), true);
+}
+
+/// Kills one DA node (within tolerance), then a second (beyond it) for `outage`, then
+/// restarts both. `strict`: every acknowledged transfer must succeed, not only execute.
+fn da_outage(outage: Duration, strict: bool) {
     let _serial = serial();
     let started = Instant::now();
     // 4 DA nodes, threshold 3 (2f + 1): one may be down, not two.
@@ -609,7 +628,7 @@ fn da_nodes_killed_within_and_beyond_tolerance() {
         let mark = load.acked().len();
         let (h, busy_before) = (net.min_height(&validators), load.busy());
         let e = client.exec_status("execution-0").await.unwrap().height.0;
-        tokio::time::sleep(phase().max(Duration::from_secs(10))).await;
+        tokio::time::sleep(outage).await;
         net.wait_heights_above(&validators, h + 5, "two DA nodes down").await;
         client.wait_exec_height_above("execution-0", e + 5, "two DA nodes down").await;
         let stalled: Vec<TxId> = load.acked()[mark..].to_vec();
@@ -641,6 +660,9 @@ fn da_nodes_killed_within_and_beyond_tolerance() {
         client.wait_executed("execution-0", &stats.acked, "DA nodes restarted").await;
         let (ok, failed, rejected) = outcomes(&client, "execution-0", &stats.acked).await;
         eprintln!("outcomes: {ok} succeeded, {failed} failed, {rejected} rejected");
+        if strict {
+            assert_eq!(ok, stats.acked.len(), "acknowledged transfers did not succeed ({failed} failed, {rejected} rejected)");
+        }
         client.shutdown().await;
     });
     eprintln!("test took {:.0?}", started.elapsed());
