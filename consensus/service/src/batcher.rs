@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use lamina_interfaces::{DataAvailability, Health};
 use parking_lot::Mutex;
-use tokio::sync::{Notify, Semaphore, mpsc};
+use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::BatchConfig;
@@ -44,6 +44,21 @@ pub(crate) async fn run<D: DataAvailability + 'static>(
     grace: Duration,
 ) {
     let inflight = Arc::new(Semaphore::new(cfg.max_inflight));
+    // Certificates reach the core in cut order, whatever order the concurrent
+    // dispersals finish in: a sender's transactions are cut in nonce order, and the core
+    // orders a validator's certificates first come, first served, so this keeps each
+    // sender's transactions in nonce order in the log.
+    let (order_tx, mut order_rx) = mpsc::unbounded_channel::<oneshot::Receiver<Input>>();
+    let forwarder = tokio::spawn(async move {
+        while let Some(rx) = order_rx.recv().await {
+            // A dispersal abandoned at shutdown drops its sender: skip it.
+            if let Ok(input) = rx.await
+                && to_core.send(input).await.is_err()
+            {
+                return;
+            }
+        }
+    });
     let delay = Duration::from_millis(cfg.max_delay_ms);
     let tick = (delay / 2).max(Duration::from_millis(1));
     loop {
@@ -64,17 +79,24 @@ pub(crate) async fn run<D: DataAvailability + 'static>(
                 metrics::counter!(m::BATCHES, "namespace" => label.clone()).increment(1);
                 metrics::counter!(m::BATCH_TXS, "namespace" => label).increment(*n as u64);
             }
-            let (da, mempool, to_core, status, health, stop) =
-                (da.clone(), mempool.clone(), to_core.clone(), status.clone(), health.clone(), stop.clone());
+            let (da, mempool, status, health, stop) =
+                (da.clone(), mempool.clone(), status.clone(), health.clone(), stop.clone());
             let retry = Duration::from_millis(cfg.retry_ms);
+            let (done, rx) = oneshot::channel();
+            let _ = order_tx.send(rx);
             tokio::spawn(async move {
                 let _permit = permit;
-                disperse(da, mempool, cut, to_core, status, health, stop, retry).await;
+                disperse(da, mempool, cut, done, status, health, stop, retry).await;
             });
         }
     }
     // Let dispersals in flight finish (they hand their certificates to the core).
-    let _ = tokio::time::timeout(grace, inflight.acquire_many(cfg.max_inflight as u32)).await;
+    let deadline = tokio::time::Instant::now() + grace;
+    let _ = tokio::time::timeout_at(deadline, inflight.acquire_many(cfg.max_inflight as u32)).await;
+    drop(order_tx);
+    if tokio::time::timeout_at(deadline, forwarder).await.is_err() {
+        tracing::warn!(target: TARGET, "certificates of dispersals still in flight were not handed to the core in time");
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -82,7 +104,7 @@ async fn disperse<D: DataAvailability + 'static>(
     da: Arc<D>,
     mempool: Arc<Mutex<Mempool>>,
     cut: Cut,
-    to_core: mpsc::Sender<Input>,
+    done: oneshot::Sender<Input>,
     status: Arc<Mutex<DaStatus>>,
     health: Health,
     stop: CancellationToken,
@@ -102,7 +124,7 @@ async fn disperse<D: DataAvailability + 'static>(
                 health.set_status("da", serde_json::json!({"ok": true}));
                 let attestation = cert.commitment.attestation_digest();
                 mempool.lock().certified(cut.id, attestation);
-                let _ = to_core.send(Input::Certified { cert, cut_at: started, txs: cut.txs }).await;
+                let _ = done.send(Input::Certified { cert, cut_at: started, txs: cut.txs });
                 return;
             }
             Err(e) => {

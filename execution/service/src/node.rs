@@ -299,11 +299,40 @@ impl ExecutionNode {
     }
 
     /// Follows the log from the next height until shutdown (returns `Ok`) or an error.
+    ///
+    /// Claims are posted by a concurrent poster that always sends the newest one (a
+    /// slow settlement path coalesces claims instead of slowing execution down).
     pub async fn follow<L: OrderedLog, D: DataAvailability, S: Settlement>(
         &mut self,
         log: &L,
         da: &D,
         settlement: &S,
+        health: &Health,
+        shutdown: &CancellationToken,
+    ) -> Result<(), Error> {
+        let (claims, mut latest) = tokio::sync::watch::channel::<Option<CheckpointClaim>>(None);
+        let poster = async move {
+            while latest.changed().await.is_ok() {
+                let Some(claim) = latest.borrow_and_update().clone() else { continue };
+                let height = claim.height;
+                if let Err(e) = settlement.post_claim(claim).await {
+                    metrics::counter!("lamina_execution_claim_failures_total").increment(1);
+                    tracing::warn!(target: "lamina::execution", height = %height, error = %e, "claim not posted");
+                }
+            }
+            std::future::pending::<()>().await;
+        };
+        tokio::select! {
+            r = self.follow_inner(log, da, &claims, health, shutdown) => r,
+            () = poster => Ok(()),
+        }
+    }
+
+    async fn follow_inner<L: OrderedLog, D: DataAvailability>(
+        &mut self,
+        log: &L,
+        da: &D,
+        claims: &tokio::sync::watch::Sender<Option<CheckpointClaim>>,
         health: &Health,
         shutdown: &CancellationToken,
     ) -> Result<(), Error> {
@@ -357,15 +386,8 @@ impl ExecutionNode {
                     r => r?,
                 };
                 tracing::debug!(target: "lamina::execution", height = %record.height, txs = record.receipts.len(), root = %record.state_root, "committed");
-                if self.claim_every > 0
-                    && record.height.0 % self.claim_every == 0
-                    && let Err(e) = tokio::select! {
-                        _ = shutdown.cancelled() => return Ok(()),
-                        r = settlement.post_claim(self.claim()) => r,
-                    }
-                {
-                    metrics::counter!("lamina_execution_claim_failures_total").increment(1);
-                    tracing::warn!(target: "lamina::execution", height = %record.height, error = %e, "claim not posted");
+                if self.claim_every > 0 && record.height.0 % self.claim_every == 0 {
+                    claims.send_replace(Some(self.claim()));
                 }
             }
             let tip = tokio::select! {

@@ -62,7 +62,7 @@ pub struct UpArgs {
     #[arg(long, default_value_t = 2)]
     pub chains: usize,
     /// Funded deterministic test accounts per chain.
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = 10_000)]
     pub funded_accounts: u64,
     /// Built-in load once the network is ready: signed transfers per second, spread over
     /// the chains (0: none). Not with --keep or --exit-after-ready.
@@ -71,8 +71,10 @@ pub struct UpArgs {
     /// How long the built-in load runs (then, without --duration, the devnet stops).
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub load_duration: Duration,
-    /// Accounts per chain the load sends between (fewer: more contention).
-    #[arg(long, default_value_t = 1000)]
+    /// Accounts per chain the load sends from and to (fewer: more contention, and each
+    /// sender's transactions closer together; a sender whose transactions reach the log
+    /// out of nonce order has the later ones rejected, and the rest of its run with them).
+    #[arg(long, default_value_t = 10_000)]
     pub load_accounts: u64,
     /// Network name.
     #[arg(long, default_value = "devnet")]
