@@ -66,7 +66,9 @@ pub struct UpArgs {
     pub funded_accounts: u64,
     /// Built-in load once the network is ready: signed transfers per second, spread over
     /// the chains (0: none). Not with --keep or --exit-after-ready.
-    #[arg(long, default_value_t = 10_000)]
+    /// The default is what this 2-core reference box executes end to end with
+    /// sub-second latency (see BENCHMARKS.md).
+    #[arg(long, default_value_t = 4_000)]
     pub load: u64,
     /// How long the built-in load runs (then, without --duration, the devnet stops).
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
