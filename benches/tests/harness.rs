@@ -344,8 +344,9 @@ fn run_bench_sweeps_to_the_stop_rule_and_writes_every_output() {
         assert!(p.achieved_tps <= p.offered_tps * 1.1 + 10.0, "{p:?}");
         let e = p.e2e.as_ref().unwrap();
         let c = p.consensus.as_ref().unwrap();
-        // End to end includes consensus plus execution (3 ms).
-        assert!(e.p50_ms >= c.p50_ms + 2.9, "{e:?} {c:?}");
+        // End to end includes consensus plus execution (3 ms); both percentiles are
+        // HdrHistogram values with 3 significant digits (up to 0.1% each).
+        assert!(e.p50_ms * 1.002 >= c.p50_ms + 2.9, "{e:?} {c:?}");
         assert!(c.min_ms >= 2.25 - 0.01, "never below service + finalize delay: {c:?}");
         assert!(p.da_bytes_per_s.unwrap() > 0.0);
         // Faults: paused and resumed, on a real process.
