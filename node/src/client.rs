@@ -258,21 +258,13 @@ struct Net {
     source: String,
 }
 
-/// File remembering the last devnet directory (kept in step with `crate::devnet`).
-fn last_devnet_file() -> Option<PathBuf> {
-    directories::ProjectDirs::from("", "", "lamina").map(|d| d.data_dir().join("devnet-last"))
-}
-
 /// The devnet directory: `--devnet`, else the last one `devnet up` created.
 fn devnet_dir(flag: Option<&Path>) -> anyhow::Result<PathBuf> {
-    if let Some(d) = flag {
-        return crate::home::absolute(d);
+    match flag {
+        Some(d) => crate::home::absolute(d),
+        None => crate::devnet::last_dir()
+            .context("no devnet found; pass --devnet <dir>, or --genesis <file> --client-key <file>"),
     }
-    let hint = "pass --devnet <dir>, or --genesis <file> --client-key <file>";
-    let f = last_devnet_file().with_context(|| format!("no devnet found (no home directory to look in); {hint}"))?;
-    let text = std::fs::read_to_string(&f)
-        .with_context(|| format!("no devnet found ({} is missing: no `lamina devnet up` yet?); {hint}", f.display()))?;
-    Ok(PathBuf::from(text.trim_end_matches('\n')))
 }
 
 impl Net {

@@ -261,6 +261,41 @@ pub async fn run(ctx: NodeContext, plan: PeerPlan, shutdown: CancellationToken) 
     Ok(())
 }
 
+/// For modules that run a real service on `endpoint`: also answers the shared
+/// `lamina/node/1` genesis check for the peers of `plan`, and keeps `/status`'s `peers`
+/// object current (once a second) until `shutdown`. Returns the reporter task (abort it
+/// when the service returns). On error the endpoint is shut down.
+pub async fn serve_alongside(
+    ctx: &NodeContext,
+    endpoint: &Endpoint,
+    plan: PeerPlan,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let check = GenesisCheck { genesis: ctx.genesis().digest() };
+    let node_net = match endpoint.register(
+        check,
+        plan.peer_set(&ctx.me, ctx.module),
+        ProtocolConfig::for_protocol::<NodeProtocol>(),
+    ) {
+        Ok(n) => n,
+        Err(e) => {
+            endpoint.shutdown().await;
+            return Err(e).context("cannot serve the node protocol");
+        }
+    };
+    let (health, stop) = (ctx.health().clone(), shutdown.clone());
+    plan.publish(&BTreeSet::new(), &health);
+    Ok(tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                _ = tick.tick() => plan.publish(&node_net.connected_peers().into_iter().collect(), &health),
+            }
+        }
+    }))
+}
+
 /// Keeps the peer states and the health handle current until `shutdown`.
 async fn monitor(
     net: &Network<NodeProtocol>,

@@ -153,11 +153,17 @@ pub fn remember_dir(dir: &std::path::Path) {
     }
 }
 
-fn resolve_dir(dir: Option<PathBuf>) -> anyhow::Result<PathBuf> {
-    if let Some(d) = dir {
-        return crate::home::absolute(&d);
-    }
-    let f = last_dir_file().context("no --dir given and no home directory to find the last devnet in")?;
-    let text = std::fs::read_to_string(&f).with_context(|| format!("no --dir given and {} is missing", f.display()))?;
+/// The directory the last `lamina devnet up` recorded.
+pub fn last_dir() -> anyhow::Result<PathBuf> {
+    let f = last_dir_file().context("no home directory to find the last devnet in")?;
+    let text = std::fs::read_to_string(&f)
+        .with_context(|| format!("{} is missing (no `lamina devnet up` yet?)", f.display()))?;
     Ok(PathBuf::from(text.trim_end_matches('\n')))
+}
+
+fn resolve_dir(dir: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    match dir {
+        Some(d) => crate::home::absolute(&d),
+        None => last_dir().context("no --dir given"),
+    }
 }

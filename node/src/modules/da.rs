@@ -8,17 +8,14 @@
 //! `retention_secs`. Readiness: the `store` and `endpoint` checks. On shutdown it stops
 //! intake, drains in-flight requests and closes the store.
 
-use std::collections::BTreeSet;
-use std::time::Duration;
-
 use anyhow::Context as _;
-use lamina_net::{Endpoint, ProtocolConfig};
+use lamina_net::Endpoint;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::AnnotatedToml;
 use crate::context::NodeContext;
 use crate::modules::{Module, ModuleConfig};
-use crate::peers::{GenesisCheck, NodeProtocol, PeerPlan};
+use crate::peers::PeerPlan;
 
 /// Settings of the da module (the `[da]` section): the DA service's own config
 /// (`lamina_da_service::Config`), wrapped so that this file can give it its
@@ -70,31 +67,7 @@ pub async fn start(ctx: NodeContext, config: Config, shutdown: CancellationToken
     config.net = ctx.endpoint.clone();
     let endpoint = Endpoint::bind(ctx.key(), ctx.endpoint.clone())
         .with_context(|| format!("cannot bind the QUIC endpoint on {}", ctx.endpoint.listen))?;
-    let check = GenesisCheck { genesis: ctx.genesis().digest() };
-    let plan = peer_plan(&ctx);
-    let node_net = match endpoint.register(
-        check,
-        plan.peer_set(&ctx.me, ctx.module),
-        ProtocolConfig::for_protocol::<NodeProtocol>(),
-    ) {
-        Ok(n) => n,
-        Err(e) => {
-            endpoint.shutdown().await;
-            return Err(e).context("cannot serve the node protocol");
-        }
-    };
-    // `/status` keeps its `peers` object (accepted groups: reported, not required).
-    let (health, stop) = (ctx.health().clone(), shutdown.clone());
-    plan.publish(&BTreeSet::new(), &health);
-    let reporter = tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(1));
-        loop {
-            tokio::select! {
-                () = stop.cancelled() => return,
-                _ = tick.tick() => plan.publish(&node_net.connected_peers().into_iter().collect(), &health),
-            }
-        }
-    });
+    let reporter = crate::peers::serve_alongside(&ctx, &endpoint, peer_plan(&ctx), &shutdown).await?;
     let result = lamina_da_service::run_on(endpoint, ctx.service, config, shutdown).await;
     reporter.abort();
     Ok(result?)

@@ -17,19 +17,18 @@
 //! honest) and the DA nodes (ready with `n - t + 1` for DA threshold `t`, so at least one
 //! signer of every availability certificate is reachable), and accepts bridge relayers.
 
-use std::collections::BTreeSet;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use lamina_execution_service::Seams;
 use lamina_execution_service::adapters::LogSettlement;
-use lamina_net::{Endpoint, ProtocolConfig};
+use lamina_net::Endpoint;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::AnnotatedToml;
 use crate::context::NodeContext;
 use crate::modules::{Module, ModuleConfig};
-use crate::peers::{GenesisCheck, Need, NodeProtocol, PeerPlan};
+use crate::peers::{Need, PeerPlan};
 
 /// Settings of the execution module (the `[execution]` section): the execution
 /// service's own.
@@ -96,31 +95,8 @@ pub async fn start(ctx: NodeContext, config: Config, shutdown: CancellationToken
             return Err(e);
         }
     };
-    let check = GenesisCheck { genesis: ctx.genesis().digest() };
-    let plan = peer_plan(&ctx);
-    let node_net = match endpoint.register(
-        check,
-        plan.peer_set(&ctx.me, ctx.module),
-        ProtocolConfig::for_protocol::<NodeProtocol>(),
-    ) {
-        Ok(n) => n,
-        Err(e) => {
-            endpoint.shutdown().await;
-            return Err(e).context("cannot serve the node protocol");
-        }
-    };
+    let reporter = crate::peers::serve_alongside(&ctx, &endpoint, peer_plan(&ctx), &shutdown).await?;
     endpoint.report_to(ctx.health().clone(), Duration::from_millis(ctx.net.stats_interval_ms));
-    let (health, stop) = (ctx.health().clone(), shutdown.clone());
-    plan.publish(&BTreeSet::new(), &health);
-    let reporter = tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(1));
-        loop {
-            tokio::select! {
-                () = stop.cancelled() => return,
-                _ = tick.tick() => plan.publish(&node_net.connected_peers().into_iter().collect(), &health),
-            }
-        }
-    });
     let result = lamina_execution_service::run_on(endpoint, ctx.service, config.0, seams, shutdown).await;
     reporter.abort();
     Ok(result?)
