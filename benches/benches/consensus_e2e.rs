@@ -81,6 +81,7 @@ fn genesis(t: &Topology) -> Genesis {
         bridge_nodes: vec![],
         da_threshold: None,
         clients: Vec::new(),
+        settlement: Default::default(),
     }
 }
 

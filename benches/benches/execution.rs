@@ -50,6 +50,9 @@ fn workload(n: u64) -> Workload {
         funded_test_accounts: 0,
         funded_test_accounts_seed: 0,
         funded_test_amount: 0,
+        fee: 0,
+        fee_collector: Default::default(),
+        ledger_version: 1,
     };
     let mut state = AuthenticatedState::new();
     state.apply(&ledger::genesis(&spec), true);

@@ -216,6 +216,9 @@ pub fn devnet_chains(topology: &Topology, funded_amount: u64) -> Vec<ChainSpec> 
             funded_test_accounts: topology.funded_accounts,
             funded_test_accounts_seed: (id - 1) * 1_000_000,
             funded_test_amount: funded_amount,
+            fee: 0,
+            fee_collector: Default::default(),
+            ledger_version: 1,
         })
         .collect()
 }

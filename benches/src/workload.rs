@@ -304,6 +304,9 @@ mod tests {
             funded_test_accounts: accounts,
             funded_test_accounts_seed: (id - 1) * 1_000_000,
             funded_test_amount: 1_000_000,
+            fee: 0,
+            fee_collector: Default::default(),
+            ledger_version: 1,
         }
     }
 

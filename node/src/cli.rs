@@ -43,9 +43,9 @@ pub enum Command {
     /// The execution module (one chain's executor).
     #[command(subcommand)]
     Execution(ModuleCmd),
-    /// The settlement module.
+    /// The settlement module, and queries of claims and finalized roots.
     #[command(subcommand)]
-    Settlement(ModuleCmd),
+    Settlement(crate::settlement_client::SettlementCmd),
     /// The bridge module (relayer).
     #[command(subcommand)]
     Bridge(ModuleCmd),
@@ -127,6 +127,36 @@ pub enum GenesisCmd {
         /// Amount given to each funded test account.
         #[arg(long, default_value_t = 0)]
         funded_test_amount: u64,
+        /// Flat fee per transaction in the native asset (part of the chain's transition
+        /// function: every replica and verifier uses it).
+        #[arg(long, default_value_t = 0)]
+        fee: u64,
+        /// Who receives fees (64 hex digits; required when --fee is not 0).
+        #[arg(long, value_parser = parse_public_key)]
+        fee_collector: Option<PublicKey>,
+    },
+    /// Set the settlement parameters (windows in log heights, bonds) and fund keys on the
+    /// settlement ledger (claimers and challengers bond from it).
+    Settlement {
+        /// The genesis file to edit.
+        #[arg(long, default_value = "genesis.toml")]
+        file: PathBuf,
+        /// Challenge window in log heights.
+        #[arg(long)]
+        window: Option<u64>,
+        /// Bond per claim.
+        #[arg(long)]
+        claim_bond: Option<u64>,
+        /// Bond per challenge.
+        #[arg(long)]
+        challenge_bond: Option<u64>,
+        /// Percent of a slashed claim bond paid to the challenger (0..=100).
+        #[arg(long)]
+        reward_percent: Option<u8>,
+        /// A settlement-ledger balance `<public key hex>=<amount>` (repeatable; adds to
+        /// an existing balance of the key).
+        #[arg(long = "balance", value_name = "KEY=AMOUNT")]
+        balances: Vec<String>,
     },
     /// Add a node to a role.
     AddNode {
@@ -283,7 +313,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Da(crate::client::DaCmd::Module(c)) => module(Module::Da, c),
         Command::Da(crate::client::DaCmd::Sample(a)) => crate::client::da_sample(a),
         Command::Execution(c) => module(Module::Execution, c),
-        Command::Settlement(c) => module(Module::Settlement, c),
+        Command::Settlement(crate::settlement_client::SettlementCmd::Module(c)) => module(Module::Settlement, c),
+        Command::Settlement(c) => crate::settlement_client::run(c),
         Command::Bridge(c) => module(Module::Bridge, c),
         Command::Devnet(c) => crate::devnet::run(c),
         Command::Tx(c) => crate::client::tx(c),
@@ -333,7 +364,12 @@ fn genesis(cmd: GenesisCmd) -> anyhow::Result<ExitCode> {
             funded_test_accounts,
             funded_test_seed,
             funded_test_amount,
+            fee,
+            fee_collector,
         } => {
+            if fee > 0 && fee_collector.is_none() {
+                bail!("--fee {fee} needs --fee-collector <public key>");
+            }
             let mut gen_ = g::load_unvalidated(&file)?;
             let balances = balances.iter().map(|b| g::parse_balance(b)).collect::<anyhow::Result<Vec<_>>>()?;
             g::add_chain(
@@ -345,10 +381,46 @@ fn genesis(cmd: GenesisCmd) -> anyhow::Result<ExitCode> {
                     funded_test_accounts,
                     funded_test_accounts_seed: funded_test_seed,
                     funded_test_amount,
+                    fee,
+                    fee_collector: fee_collector.unwrap_or_default(),
+                    ledger_version: 1,
                 },
             )?;
             g::write(&file, &gen_)?;
             eprintln!("added chain {id} to {}", file.display());
+        }
+        GenesisCmd::Settlement { file, window, claim_bond, challenge_bond, reward_percent, balances } => {
+            let mut gen_ = g::load_unvalidated(&file)?;
+            let st = &mut gen_.settlement;
+            if let Some(w) = window {
+                st.challenge_window = w;
+            }
+            if let Some(b) = claim_bond {
+                st.claim_bond = b;
+            }
+            if let Some(b) = challenge_bond {
+                st.challenge_bond = b;
+            }
+            if let Some(r) = reward_percent {
+                st.challenger_reward_percent = r;
+            }
+            for b in &balances {
+                let b = g::parse_balance(b)?;
+                match st.balances.iter_mut().find(|x| x.account == b.account) {
+                    Some(x) => x.amount = x.amount.checked_add(b.amount).context("settlement balance overflows u64")?,
+                    None => st.balances.push(b),
+                }
+            }
+            let summary = format!(
+                "settlement: window {} heights, claim bond {}, challenge bond {}, reward {}%, {} funded key(s)",
+                st.challenge_window,
+                st.claim_bond,
+                st.challenge_bond,
+                st.challenger_reward_percent,
+                st.balances.len(),
+            );
+            g::write(&file, &gen_)?;
+            eprintln!("{summary} in {}", file.display());
         }
         GenesisCmd::AddNode { file, role, name, key, key_file, home, addr, admin, http, chain } => {
             let key = match (key, key_file, home) {

@@ -251,11 +251,11 @@ pub fn parse_namespace(s: &str) -> anyhow::Result<Namespace> {
 // ------------------------------------------------------------------ the network
 
 /// A resolved network: genesis, client key, and a bound client endpoint.
-struct Net {
-    genesis: Genesis,
-    endpoint: Endpoint,
+pub(crate) struct Net {
+    pub(crate) genesis: Genesis,
+    pub(crate) endpoint: Endpoint,
     /// Where the network was found (for error messages).
-    source: String,
+    pub(crate) source: String,
 }
 
 /// The devnet directory: `--devnet`, else the last one `devnet up` created.
@@ -417,7 +417,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 /// Runs `f` on a network opened from `args`, closing the endpoint afterwards.
-fn with_net<F>(args: &NetArgs, fallback_key: Option<&Path>, f: F) -> anyhow::Result<ExitCode>
+pub(crate) fn with_net<F>(args: &NetArgs, fallback_key: Option<&Path>, f: F) -> anyhow::Result<ExitCode>
 where
     F: AsyncFnOnce(&Net) -> anyhow::Result<ExitCode>,
 {

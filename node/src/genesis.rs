@@ -94,6 +94,7 @@ pub fn empty(network: &str) -> Genesis {
         bridge_nodes: vec![],
         da_threshold: None,
         clients: Vec::new(),
+        settlement: Default::default(),
     }
 }
 
@@ -193,6 +194,9 @@ mod tests {
             funded_test_accounts: 10,
             funded_test_accounts_seed: 1000,
             funded_test_amount: 1_000_000,
+            fee: 0,
+            fee_collector: Default::default(),
+            ledger_version: 1,
         }
     }
 

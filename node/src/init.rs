@@ -155,6 +155,9 @@ mod tests {
             funded_test_accounts: 0,
             funded_test_accounts_seed: 0,
             funded_test_amount: 0,
+            fee: 0,
+            fee_collector: Default::default(),
+            ledger_version: 1,
         });
         for (i, (role, key)) in
             [(Module::Consensus, k.public()), (Module::Da, lamina_primitives::Keypair::for_testing(5).public())]

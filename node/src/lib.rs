@@ -9,7 +9,8 @@
 //!   signals, graceful shutdown) around [`modules`], one file per module;
 //! * [`peers`]: the shared "connect to the peers the role needs and report them" service;
 //! * [`devnet`]: `lamina devnet up | down | status`, a multi-process local network;
-//! * [`client`]: `lamina tx | query | blob | da sample`, client commands against a running network.
+//! * [`client`]: `lamina tx | query | blob | da sample`, client commands against a running network;
+//! * [`settlement_client`]: `lamina settlement status | claims | anchor | account | challenge`.
 //!
 //! `anyhow` is used throughout: this is an app, not a library other crates build on.
 
@@ -26,4 +27,5 @@ pub mod load;
 pub mod modules;
 pub mod peers;
 pub mod service;
+pub mod settlement_client;
 pub mod signals;

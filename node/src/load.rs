@@ -298,6 +298,8 @@ fn launch(exe: &Path, dir: &Path, t: &Topology, log_level: &str) -> anyhow::Resu
         chains: t.chains,
         funded_accounts: t.funded_accounts,
         log_level: log_level.into(),
+        settlement_window: 32,
+        faulty_claims: Vec::new(),
     };
     let st = layout::create(dir, &spec)?;
     st.save()?;

@@ -501,6 +501,9 @@ mod tests {
             funded_test_accounts: 0,
             funded_test_accounts_seed: 0,
             funded_test_amount: 0,
+            fee: 0,
+            fee_collector: Default::default(),
+            ledger_version: 1,
         });
         genesis.validators = vec![entry(0, "v0"), entry(1, "v1")];
         genesis.da_nodes = vec![entry(2, "d0")];

@@ -75,3 +75,19 @@ pub trait DataAvailability: Send + Sync {
         namespace: Namespace,
     ) -> impl Future<Output = Result<Vec<Vec<u8>>, DaError>> + Send;
 }
+
+/// A shared handle serves like the layer it points to (so one client can be used by
+/// concurrent tasks).
+impl<T: DataAvailability + ?Sized> DataAvailability for std::sync::Arc<T> {
+    fn submit(&self, blobs: Vec<Blob>) -> impl Future<Output = Result<AvailabilityCertificate, DaError>> + Send {
+        (**self).submit(blobs)
+    }
+
+    fn get_namespace(
+        &self,
+        commitment: &DataCommitment,
+        namespace: Namespace,
+    ) -> impl Future<Output = Result<Vec<Vec<u8>>, DaError>> + Send {
+        (**self).get_namespace(commitment, namespace)
+    }
+}

@@ -6,7 +6,11 @@
 
 use std::net::SocketAddr;
 
-use lamina_primitives::{ChainId, Committee, Digest, PublicKey, domains};
+use lamina_primitives::{ChainId, Committee, Digest, Domain, PublicKey, domains};
+
+use crate::settlement::LedgerParams;
+
+static NETWORK_ID: Domain = Domain::new("lamina network id v1");
 
 /// One node of a role.
 #[derive(Clone, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
@@ -58,6 +62,63 @@ pub struct ChainSpec {
     /// Amount given to each funded test account.
     #[serde(default)]
     pub funded_test_amount: u64,
+    /// Flat fee per transaction in the native asset (part of the transition function:
+    /// every replica and verifier of the chain uses this value).
+    #[serde(default)]
+    pub fee: u64,
+    /// Who receives fees (zero key when `fee` is 0).
+    #[serde(default)]
+    pub fee_collector: PublicKey,
+    /// Version of the ledger rules the chain runs.
+    #[serde(default = "default_ledger_version")]
+    pub ledger_version: u32,
+}
+
+fn default_ledger_version() -> u32 {
+    1
+}
+
+impl ChainSpec {
+    /// The chain's transition-function parameters.
+    pub fn ledger_params(&self) -> LedgerParams {
+        LedgerParams { version: self.ledger_version, fee: self.fee, fee_collector: self.fee_collector }
+    }
+
+    /// The digest claims of this chain bind ([`LedgerParams::digest`]).
+    pub fn params_digest(&self) -> Digest {
+        self.ledger_params().digest(self.id)
+    }
+}
+
+/// The settlement layer's genesis parameters: windows in log heights, bonds, and the
+/// balances of the settlement ledger that bonds are drawn from.
+#[derive(Clone, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SettlementSpec {
+    /// Challenge window W in log heights: a claim included at height `h` finalizes at
+    /// `h + W` if no fraud proof succeeded and its parent is final.
+    pub challenge_window: u64,
+    /// Bond a claimer locks per claim (returned at finalization, slashed on fraud).
+    pub claim_bond: u64,
+    /// Bond a challenger puts up per challenge (paid to the claimer if the proof fails).
+    pub challenge_bond: u64,
+    /// Percent of a slashed claim bond paid to the successful challenger (the rest is
+    /// burned).
+    pub challenger_reward_percent: u8,
+    /// Balances of the settlement ledger (keys that may claim or challenge).
+    pub balances: Vec<GenesisBalance>,
+}
+
+impl Default for SettlementSpec {
+    fn default() -> Self {
+        SettlementSpec {
+            challenge_window: 1_000,
+            claim_bond: 1_000,
+            challenge_bond: 1_000,
+            challenger_reward_percent: 50,
+            balances: Vec::new(),
+        }
+    }
 }
 
 /// The whole network's genesis.
@@ -89,6 +150,9 @@ pub struct Genesis {
     /// are not nodes: nobody dials them and they sign nothing the protocol counts.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub clients: Vec<ClientEntry>,
+    /// Settlement parameters and the settlement ledger's balances.
+    #[serde(default)]
+    pub settlement: SettlementSpec,
 }
 
 /// A client key named in the genesis (see [`Genesis::clients`]).
@@ -118,6 +182,9 @@ pub enum GenesisError {
     /// An execution node names no chain or an unknown one.
     #[error("execution node {0} has no known chain")]
     ExecutionWithoutChain(String),
+    /// Settlement parameters out of range.
+    #[error("settlement: {0}")]
+    BadSettlement(String),
 }
 
 impl Genesis {
@@ -151,6 +218,13 @@ impl Genesis {
                 Some(c) if self.chains.iter().any(|s| s.id == c) => {}
                 _ => return Err(GenesisError::ExecutionWithoutChain(e.name.clone())),
             }
+        }
+        let st = &self.settlement;
+        if st.challenge_window == 0 {
+            return Err(GenesisError::BadSettlement("challenge_window must be at least 1 height".into()));
+        }
+        if st.challenger_reward_percent > 100 {
+            return Err(GenesisError::BadSettlement("challenger_reward_percent exceeds 100".into()));
         }
         Ok(())
     }
@@ -190,6 +264,12 @@ impl Genesis {
         self.all_nodes().find(|n| &n.key == key)
     }
 
+    /// The network id: what claims, and everything else that must not be replayed on
+    /// another network, bind. Derived from the network name and the genesis digest.
+    pub fn network_id(&self) -> Digest {
+        NETWORK_ID.hash_parts(&[self.network.as_bytes(), self.digest().as_bytes()])
+    }
+
     /// A digest identifying this genesis (of its canonical JSON form); nodes refuse to
     /// start against data written under another genesis.
     pub fn digest(&self) -> Digest {
@@ -225,6 +305,9 @@ mod tests {
                 funded_test_accounts: 0,
                 funded_test_accounts_seed: 0,
                 funded_test_amount: 0,
+                fee: 0,
+                fee_collector: PublicKey::default(),
+                ledger_version: 1,
             }],
             validators: (0..4).map(|i| entry(i, 9000 + i as u16)).collect(),
             da_nodes: (4..8).map(|i| entry(i, 9000 + i as u16)).collect(),
@@ -233,6 +316,7 @@ mod tests {
             bridge_nodes: vec![],
             da_threshold: None,
             clients: Vec::new(),
+            settlement: SettlementSpec::default(),
         }
     }
 

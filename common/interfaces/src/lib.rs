@@ -21,14 +21,15 @@ pub mod da;
 pub mod fraud;
 pub mod genesis;
 pub mod health;
+pub mod inputs;
 pub mod log;
 pub mod settlement;
 pub mod submit;
 
 pub use da::{Blob, DaError, DataAvailability};
-pub use fraud::{StatelessError, StatelessExecutor};
-pub use genesis::{ChainSpec, ClientEntry, Genesis, GenesisBalance, GenesisError, NodeEntry};
+pub use fraud::{ChainReplica, EncodingFraudVerifier, StatelessError, StatelessExecutor, StepOutcome};
+pub use genesis::{ChainSpec, ClientEntry, Genesis, GenesisBalance, GenesisError, NodeEntry, SettlementSpec};
 pub use health::Health;
 pub use log::{InMemoryLog, LogError, OrderedLog};
-pub use settlement::{CheckpointClaim, Settlement, SettlementError};
+pub use settlement::{CheckpointClaim, ClaimStep, LedgerParams, Settlement, SettlementError};
 pub use submit::{SubmitError, SubmitOutcome, TxSubmit};

@@ -168,6 +168,9 @@ mod tests {
                 funded_test_accounts: 0,
                 funded_test_accounts_seed: 0,
                 funded_test_amount: 0,
+                fee: 0,
+                fee_collector: Default::default(),
+                ledger_version: 1,
             }],
             validators: (0..4).map(|i| entry(i, None)).collect(),
             da_nodes: (4..6).map(|i| entry(i, None)).collect(),
@@ -176,6 +179,7 @@ mod tests {
             bridge_nodes: vec![],
             da_threshold: None,
             clients: Vec::new(),
+            settlement: Default::default(),
         };
         let ctx = NodeContext::new(Keypair::for_testing(1), Arc::new(genesis), PathBuf::from("/tmp/x"), Health::new());
         assert_eq!(ctx.role(), Some(Role::Validator));

@@ -596,10 +596,30 @@ pub struct LedgerConfig {
     pub fee_collector: PublicKey,
 }
 
+/// The version of the ledger rules this build implements ([`ChainSpec::ledger_version`]).
+pub const LEDGER_VERSION: u32 = 1;
+
 impl LedgerConfig {
     /// A fee-less ledger for `chain_id`.
     pub fn new(chain_id: ChainId) -> Self {
         LedgerConfig { chain_id, fee: 0, fee_collector: PublicKey::default() }
+    }
+
+    /// The ledger a genesis chain spec defines (every replica and verifier of the chain
+    /// derives it the same way); `None` if the spec asks for ledger rules other than
+    /// [`LEDGER_VERSION`].
+    pub fn from_spec(spec: &ChainSpec) -> Option<Self> {
+        (spec.ledger_version == LEDGER_VERSION).then_some(LedgerConfig {
+            chain_id: spec.id,
+            fee: spec.fee,
+            fee_collector: spec.fee_collector,
+        })
+    }
+
+    /// The transition-function parameters claims bind (see
+    /// [`lamina_interfaces::LedgerParams::digest`]).
+    pub fn params(&self) -> lamina_interfaces::LedgerParams {
+        lamina_interfaces::LedgerParams { version: LEDGER_VERSION, fee: self.fee, fee_collector: self.fee_collector }
     }
 }
 

@@ -15,10 +15,16 @@
 //! | [`lanes`] | many keyed blake3 hashes of short inputs at once (SIMD across inputs), for merkleization |
 //! | [`changes`] | a block's effect as a canonical, persistable change set |
 //! | [`witness`] | witnesses and stateless re-execution (for fraud proofs) |
+//! | [`block`] | the block state machine: one log height's inputs → changes, receipts, outcomes, claim step |
+//! | [`chains`] | settlement's seams over the native ledger: stateless re-execution and full replicas of every genesis chain |
 //!
 //! A block runs as: `sigverify::verify_block` → `parallel::execute` (or
-//! `sequential::execute`) → `AuthenticatedState::apply(changes)` → state root.
+//! `sequential::execute`) → `AuthenticatedState::apply(changes)` → state root;
+//! [`block::execute_block`] wraps that with the per-height rules (steps, receipts
+//! chaining, data roots).
 
+pub mod block;
+pub mod chains;
 pub mod changes;
 pub mod key;
 pub mod lanes;
@@ -32,6 +38,8 @@ pub mod state;
 pub mod state_tree;
 pub mod witness;
 
+pub use block::{BlockResult, ChainHead, Executed, Outcome, execute_block};
+pub use chains::{NativeChains, NativeReplica};
 pub use changes::ChangeSet;
 pub use key::{CounterKey, DataKey, RawKey};
 pub use ledger::{AssetId, LedgerConfig, LedgerFailure, NativeLedger};

@@ -176,22 +176,3 @@ pub fn execute_stateless<M: StateMachine>(
 pub fn stateless_receipts_root<M: StateMachine>(r: &StatelessResult<M::Failure>) -> Digest {
     receipts_root(&r.output.receipts)
 }
-
-impl lamina_interfaces::StatelessExecutor for crate::ledger::NativeLedger {
-    fn reexecute(
-        &self,
-        chain: lamina_primitives::ChainId,
-        pre_state_root: &Digest,
-        witness: &[u8],
-        txs: &[Transaction],
-    ) -> Result<Digest, lamina_interfaces::StatelessError> {
-        use lamina_interfaces::StatelessError;
-        if chain != self.chain_id() {
-            return Err(StatelessError::UnknownChain(chain));
-        }
-        let w: Witness = lamina_primitives::decode(witness).map_err(|e| StatelessError::BadWitness(e.to_string()))?;
-        execute_stateless(self, pre_state_root, &w, txs)
-            .map(|r| r.post_root)
-            .map_err(|e| StatelessError::BadWitness(e.to_string()))
-    }
-}

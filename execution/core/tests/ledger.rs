@@ -24,6 +24,9 @@ fn setup(fee: u64) -> (NativeLedger, AuthenticatedState, Vec<Keypair>) {
         funded_test_accounts: 0,
         funded_test_accounts_seed: 0,
         funded_test_amount: 0,
+        fee: 0,
+        fee_collector: Default::default(),
+        ledger_version: 1,
     };
     let mut st = AuthenticatedState::new();
     st.apply(&ledger::genesis(&spec), false);

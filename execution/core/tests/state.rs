@@ -7,10 +7,13 @@ mod common;
 use std::collections::BTreeMap;
 
 use common::{Params, block};
+use lamina_execution_core::block::{self, ChainHead};
+use lamina_execution_core::machine::receipts_root;
 use lamina_execution_core::smt::{self, ProofError, Smt, StateProof, Terminal};
 use lamina_execution_core::state::{self, AuthenticatedState};
 use lamina_execution_core::witness::{self, WitnessError};
-use lamina_execution_core::{ChangeSet, CounterKey, DataKey, sequential};
+use lamina_execution_core::{ChangeSet, CounterKey, DataKey, NativeChains, sequential};
+use lamina_interfaces::{ChainReplica, StatelessExecutor, StepOutcome};
 use lamina_primitives::{Digest, Keypair, decode, encode};
 use proptest::prelude::*;
 
@@ -168,19 +171,25 @@ fn stateless_reexecution_equals_stateful() {
         assert_eq!(r.output, out, "seed {seed}");
         assert_eq!(r.post_root, want, "seed {seed}");
         // The witness survives the wire, and the interfaces seam settlement uses gives
-        // the same root from the encoded witness.
+        // the same outcome from the encoded witness.
         let bytes = encode(&w).unwrap();
         assert_eq!(decode::<witness::Witness>(&bytes).unwrap(), w);
-        use lamina_interfaces::{StatelessError, StatelessExecutor};
-        assert_eq!(s.ledger.reexecute(common::CHAIN, &pre_root, &bytes, &s.txs), Ok(want));
+        use lamina_interfaces::StatelessError;
+        let chains = NativeChains::new(&common::genesis_of(common::spec(&p, &s.keys)));
+        let outcome = StepOutcome { state_root: want, receipts_root: receipts_root(&out.receipts) };
+        assert_eq!(chains.reexecute(common::CHAIN, &pre_root, &bytes, &s.txs), Ok(outcome));
         assert!(matches!(
-            s.ledger.reexecute(common::CHAIN, &pre_root, &bytes[..bytes.len() / 2], &s.txs),
+            chains.reexecute(common::CHAIN, &pre_root, &bytes[..bytes.len() / 2], &s.txs),
             Err(StatelessError::BadWitness(_))
         ));
         assert_eq!(
-            s.ledger.reexecute(lamina_primitives::ChainId(99), &pre_root, &bytes, &s.txs),
+            chains.reexecute(lamina_primitives::ChainId(99), &pre_root, &bytes, &s.txs),
             Err(StatelessError::UnknownChain(lamina_primitives::ChainId(99)))
         );
+        assert!(matches!(
+            chains.reexecute(common::CHAIN, &Digest([1; 32]), &bytes, &s.txs),
+            Err(StatelessError::BadWitness(_))
+        ));
 
         // Wrong pre-state root.
         let bad_root = Digest([1; 32]);
@@ -230,6 +239,9 @@ fn genesis_funds_test_accounts() {
         funded_test_accounts: 3,
         funded_test_accounts_seed: 100,
         funded_test_amount: 40,
+        fee: 0,
+        fee_collector: Default::default(),
+        ledger_version: 1,
     };
     let mut s = AuthenticatedState::new();
     s.apply(&lamina_execution_core::ledger::genesis(&spec), false);
@@ -241,4 +253,86 @@ fn genesis_funds_test_accounts() {
     }
     assert_eq!(balance(&s, &Keypair::for_testing(103).public(), AssetId::NATIVE), 0);
     assert_eq!(s.counter(&minted_key(AssetId::NATIVE)), 125);
+}
+
+fn random_params() -> impl Strategy<Value = (u64, Params)> {
+    (any::<u64>(), 1u64..40, 0usize..160, 0.0f64..0.5, 0u64..3, 1u64..3000).prop_map(
+        |(seed, accounts, txs, other_ops, fee, funding)| {
+            (seed, Params { accounts, txs, other_ops, fee, funding, ..Params::default() })
+        },
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    /// S11: for random blocks (two steps in a row, the second mostly stale nonces), the
+    /// full executor (the block machine: signature stage, parallel executor, authenticated
+    /// state) and stateless re-execution from its witness give exactly the same state
+    /// root and receipts root; the replica proves its outcome when the claim is wrong.
+    #[test]
+    fn stateless_equals_full_executor_on_random_blocks((seed, p) in random_params()) {
+        let first = block(seed, &p);
+        let second = block(seed.wrapping_add(1), &p);
+        let chains = NativeChains::new(&common::genesis_of(common::spec(&p, &first.keys)));
+        prop_assert_eq!(chains.genesis_root(common::CHAIN).unwrap(), first.state.root());
+        let mut replica = chains.replica(common::CHAIN).unwrap();
+        let mut state = first.state.clone();
+        let mut head = ChainHead::genesis(state.root());
+        for (i, txs) in [&first.txs, &second.txs].into_iter().enumerate() {
+            let pre_root = state.root();
+            prop_assert_eq!(replica.state_root(), pre_root);
+            let height = lamina_primitives::Height(2 * i as u64 + 1);
+            let r = block::execute_block(&first.ledger, &state, &head, height, &[Digest([i as u8; 32])], txs)
+                .apply(&mut state, true);
+            let full = r.step_outcome().unwrap();
+            prop_assert_eq!(full.state_root, state.root());
+            // Stateless from the witness of the pre-state.
+            let mut pre = first.state.clone();
+            if i == 1 {
+                pre = replica_pre_state(&chains, &first.txs);
+            }
+            let verified = lamina_execution_core::sigverify::verify_block(txs);
+            let (_, w) = witness::build(&first.ledger, &pre, txs, &verified).unwrap();
+            let bytes = encode(&w).unwrap();
+            prop_assert_eq!(chains.reexecute(common::CHAIN, &pre_root, &bytes, txs).unwrap(), full);
+            // The replica (same code path as the service) agrees, and with a wrong
+            // expectation returns a witness that re-executes to its own outcome.
+            let wrong = StepOutcome { state_root: Digest([0xAB; 32]), ..full };
+            let (got, proof) = replica.execute_step(txs, Some(&wrong));
+            prop_assert_eq!(got, full);
+            let proof = proof.expect("a witness for a wrong claim");
+            prop_assert_eq!(chains.reexecute(common::CHAIN, &pre_root, &proof, txs).unwrap(), full);
+            // The same witness under a wrong pre-root is refused.
+            prop_assert!(chains.reexecute(common::CHAIN, &wrong.state_root, &proof, txs).is_err());
+            head = r.head;
+        }
+        // With history retained, a step already passed is still provable: the witness
+        // of the first step, built two steps later, re-executes to the first outcome,
+        // and the replica's state is unchanged by building it.
+        let mut hist = chains.replica(common::CHAIN).unwrap();
+        hist.retain_history(4);
+        let (o1, _) = hist.execute_step(&first.txs, None);
+        let (o2, _) = hist.execute_step(&second.txs, None);
+        let genesis_root = chains.genesis_root(common::CHAIN).unwrap();
+        let w1 = hist.past_witness(1, &first.txs).expect("retained");
+        prop_assert_eq!(chains.reexecute(common::CHAIN, &genesis_root, &w1, &first.txs).unwrap(), o1);
+        let w2 = hist.past_witness(0, &second.txs).expect("retained");
+        prop_assert_eq!(chains.reexecute(common::CHAIN, &o1.state_root, &w2, &second.txs).unwrap(), o2);
+        prop_assert_eq!(hist.state_root(), o2.state_root);
+        prop_assert!(hist.past_witness(2, &first.txs).is_none());
+        // A right expectation produces no witness.
+        let mut again = chains.replica(common::CHAIN).unwrap();
+        let (o, _) = again.execute_step(&first.txs, None);
+        let (o2, none) = chains.replica(common::CHAIN).unwrap().execute_step(&first.txs, Some(&o));
+        prop_assert_eq!(o, o2);
+        prop_assert!(none.is_none());
+    }
+}
+
+/// The state after `txs` from genesis, by a fresh replica.
+fn replica_pre_state(chains: &NativeChains, txs: &[lamina_primitives::Transaction]) -> state::AuthenticatedState {
+    let mut r = chains.native_replica(common::CHAIN).unwrap();
+    r.execute_step(txs, None);
+    r.state().clone()
 }

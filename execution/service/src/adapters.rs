@@ -1,6 +1,6 @@
 //! Implementations of the seams for composing in one process and for tests: a
-//! settlement adapter over transaction intake, an in-process DA layer, and an on-disk
-//! ordered-log fixture.
+//! recording settlement sink, an in-process DA layer, and an on-disk ordered-log
+//! fixture.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -8,49 +8,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use lamina_interfaces::{
-    Blob, CheckpointClaim, DaError, DataAvailability, LogError, OrderedLog, Settlement, SettlementError, SubmitError,
-    TxSubmit,
+    Blob, CheckpointClaim, DaError, DataAvailability, LogError, OrderedLog, Settlement, SettlementError,
 };
-use lamina_primitives::{
-    AvailabilityCertificate, ChainId, DataCommitment, Digest, Domain, FinalizedBlock, Height, Keypair, Namespace,
-    Transaction,
-};
-
-/// Posts checkpoint claims as transactions under [`Namespace::SETTLEMENT`] through
-/// transaction intake: the claim (encoded with the codec) is the payload, the chain id is
-/// the settlement namespace's, the nonce is the claim's height (increasing per claimer),
-/// signed by the execution node's key. Settlement replays that namespace of the log.
-#[derive(Debug, Clone)]
-pub struct LogSettlement<T> {
-    submit: T,
-    key: Keypair,
-}
-
-impl<T: TxSubmit> LogSettlement<T> {
-    /// An adapter that submits with `submit`, signing with `key`.
-    pub fn new(submit: T, key: Keypair) -> Self {
-        LogSettlement { submit, key }
-    }
-
-    /// The transaction that carries `claim`.
-    pub fn claim_transaction(key: &Keypair, claim: &CheckpointClaim) -> Result<Transaction, SettlementError> {
-        let payload = lamina_primitives::encode(claim).map_err(|e| SettlementError::Rejected(e.to_string()))?;
-        Ok(Transaction::new_signed(key, ChainId::from(Namespace::SETTLEMENT), claim.height.0, payload))
-    }
-}
-
-impl<T: TxSubmit> Settlement for LogSettlement<T> {
-    async fn post_claim(&self, claim: CheckpointClaim) -> Result<(), SettlementError> {
-        let tx = Self::claim_transaction(&self.key, &claim)?;
-        match self.submit.submit(tx).await {
-            Ok(_) => Ok(()),
-            Err(e @ (SubmitError::Busy(_) | SubmitError::Transport(_))) => {
-                Err(SettlementError::Unavailable(e.to_string()))
-            }
-            Err(e) => Err(SettlementError::Rejected(e.to_string())),
-        }
-    }
-}
+use lamina_primitives::{AvailabilityCertificate, DataCommitment, Digest, Domain, FinalizedBlock, Height, Namespace};
 
 /// A settlement sink that records claims in memory (tests, single-process setups).
 #[derive(Debug, Clone, Default)]
@@ -104,8 +64,13 @@ impl MemoryDa {
 
 impl DataAvailability for MemoryDa {
     async fn submit(&self, mut blobs: Vec<Blob>) -> Result<AvailabilityCertificate, DaError> {
-        if blobs.iter().any(|b| b.data.is_empty() || b.namespace.is_reserved()) {
-            return Err(DaError::Rejected("empty blob or reserved namespace".into()));
+        // Like the real DA layer: the padding and parity namespaces belong to the square
+        // itself; the settlement namespace is data like any chain's.
+        if blobs
+            .iter()
+            .any(|b| b.data.is_empty() || b.namespace == Namespace::PADDING || b.namespace == Namespace::PARITY)
+        {
+            return Err(DaError::Rejected("empty blob or padding/parity namespace".into()));
         }
         let commitment = Self::commitment(&mut blobs);
         self.squares.lock().unwrap_or_else(|e| e.into_inner()).insert(commitment.data_root, blobs);

@@ -1,40 +1,46 @@
 //! The execution service: follows the ordered log, fetches batches from DA, executes, persists state, serves queries.
 //!
 //! One service executes one chain (namespace) with the native ledger
-//! ([`lamina_execution_core::ledger`]). For each finalized block of the ordered log, in
-//! height order, it:
+//! ([`lamina_execution_core::ledger`]) whose parameters (fee, fee collector, rules
+//! version) come from the genesis chain spec. For each finalized block of the ordered
+//! log, in height order, it:
 //!
 //! 1. checks the block's finality certificate against the genesis validators (and each
 //!    relevant availability certificate against the DA committee);
 //! 2. fetches, from every square whose commitment lists the chain's namespace, the
-//!    chain's blobs (`DataAvailability::get_namespace`), decodes each as a
-//!    [`lamina_primitives::Batch`] (a blob that does not decode, or names another
-//!    namespace, is skipped: it is data, so every replica skips it alike);
-//! 3. verifies signatures and executes the block's transactions with the parallel
-//!    executor, applies the change set to the authenticated state;
-//! 4. appends a [`record::BlockRecord`] (change set, receipts, roots) to its lamina-store
-//!    log and waits until it is **durable**; only then does the block count as committed:
-//!    queries see it, the `lamina_execution_height` gauge moves, and
-//! 5. a signed [`lamina_interfaces::CheckpointClaim`] (height, state root, data root,
-//!    chained receipts root) is posted through the [`lamina_interfaces::Settlement`] seam.
+//!    chain's blobs (`DataAvailability::get_namespace`) and extracts the transactions
+//!    with the shared rule ([`lamina_interfaces::inputs`]: a blob that does not decode
+//!    as a batch of the namespace is skipped, alike on every replica);
+//! 3. runs the block state machine ([`lamina_execution_core::block`]): signatures,
+//!    parallel execution, the change set applied to the authenticated state, and, when
+//!    the height carried data for the chain, a claim step (receipts are chained only at
+//!    steps);
+//! 4. appends a [`record::BlockRecord`] (change set, receipts, roots, step) to its
+//!    lamina-store log and waits until it is **durable**; only then does the block count
+//!    as committed: queries see it, the `lamina_execution_height` gauge moves, and
+//! 5. at the claim cut points ([`claims`]) a signed
+//!    [`lamina_interfaces::CheckpointClaim`] over the steps since the previous claim is
+//!    queued to the [`lamina_interfaces::Settlement`] seam; a poster sends the claims in
+//!    order (each extends the previous one), retrying while settlement is unavailable.
 //!
 //! **Restart** replays the records from the genesis state (checking every recorded
-//! state root) and resumes at the next height. **Wiped data** means no records: the
-//! service rebuilds by replaying the log from height 1. **Kill -9** loses at most the
-//! block being processed, which was never reported committed; the torn tail of the
-//! store is discarded by lamina-store's recovery.
+//! state root), rebuilds the claim chain from the records' steps, re-posts the last
+//! claims (settlement ignores ids it has seen) and resumes at the next height. **Wiped
+//! data** means no records: the service rebuilds by replaying the log from height 1.
+//! **Kill -9** loses at most the block being processed, which was never reported
+//! committed; the torn tail of the store is discarded by lamina-store's recovery.
 //!
 //! Queries (balance, nonce, receipt, balance with a state proof, status) are served over
 //! QUIC ([`query::QueryProtocol`], `lamina/execution/1`) and over HTTP/JSON
 //! ([`query::serve_http`]).
 //!
 //! The service is generic over the seams it consumes: the `lamina` binary passes the
-//! consensus layer's QUIC `OrderedLog` client, the DA layer's client and a settlement
-//! adapter ([`adapters::LogSettlement`] posts claims as transactions under the
-//! settlement namespace through `TxSubmit`). Tests use `InMemoryLog`, the on-disk
-//! [`adapters::FileLog`] fixture and the in-process [`adapters::MemoryDa`].
+//! consensus layer's QUIC `OrderedLog` client, the DA layer's client and the settlement
+//! layer's adapter. Tests use `InMemoryLog`, the on-disk [`adapters::FileLog`] fixture,
+//! the in-process [`adapters::MemoryDa`] and [`adapters::RecordingSettlement`].
 
 pub mod adapters;
+pub mod claims;
 pub mod node;
 pub mod query;
 pub mod record;
@@ -54,10 +60,6 @@ pub use node::{ExecutionNode, Shared, View};
 pub struct Config {
     /// The chain to execute. `None`: the chain the genesis assigns to this node.
     pub chain: Option<ChainId>,
-    /// Flat fee per transaction in the native asset (must match every replica).
-    pub fee: u64,
-    /// Fee collector (must match every replica); zero key when `fee` is 0.
-    pub fee_collector: PublicKey,
     /// Blocks requested from the log per read.
     pub read_batch: usize,
     /// Threads for signature verification and execution (0: all cores).
@@ -65,9 +67,16 @@ pub struct Config {
     /// Verify finality and availability certificates (turn off only for tests and for
     /// a trusted local log).
     pub verify_certificates: bool,
-    /// Post a checkpoint claim every this many heights (and at every height with data
-    /// for the chain when 1). 0 disables claims.
+    /// Cut a checkpoint claim at every height divisible by this that has steps (heights
+    /// with data for the chain) since the last claim; 1: a claim per step, and never one
+    /// for an idle chain. 0 disables claims. Every claim extends the previous one, so
+    /// the cut points depend on heights alone and a restarted node rebuilds the same
+    /// claims ([`claims`]).
     pub claim_every: u64,
+    /// **Test and demo only.** Corrupt the state roots of every claim (deterministically,
+    /// self-consistently) so that settlement's fraud proofs can be exercised; the node's
+    /// own state and queries stay correct.
+    pub faulty_claims: bool,
     /// HTTP/JSON query address. `None`: the genesis entry's `http` address, if any.
     pub http_listen: Option<SocketAddr>,
     /// Extra keys allowed to query over QUIC (wallets, tools); every genesis node may.
@@ -78,12 +87,11 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             chain: None,
-            fee: 0,
-            fee_collector: PublicKey::default(),
             read_batch: 64,
             threads: 0,
             verify_certificates: true,
             claim_every: 1,
+            faulty_claims: false,
             http_listen: None,
             query_clients: Vec::new(),
         }
@@ -140,7 +148,8 @@ pub struct Seams<L, D, S> {
     pub log: L,
     /// Data availability (the DA layer's client).
     pub da: D,
-    /// Where claims go (for example [`adapters::LogSettlement`]).
+    /// Where claims go (the settlement layer's adapter over transaction intake, or
+    /// [`adapters::RecordingSettlement`]).
     pub settlement: S,
 }
 

@@ -1,4 +1,6 @@
-//! The follower: state, persistence, recovery, and the per-block pipeline.
+//! The follower: a thin driver over the block state machine
+//! ([`lamina_execution_core::block`]): fetch a block's inputs from DA, execute, persist,
+//! publish, and queue the claims cut by the claim chain ([`crate::claims`]).
 
 use std::collections::{HashMap, VecDeque};
 use std::path::Path;
@@ -7,15 +9,19 @@ use std::time::Duration;
 
 use futures::StreamExt as _;
 
-use lamina_execution_core::ledger::{self, LedgerConfig, LedgerFailure, NativeLedger};
-use lamina_execution_core::{AuthenticatedState, Receipt, parallel, sigverify};
+use lamina_execution_core::block::{self, ChainHead, Outcome};
+use lamina_execution_core::chains::genesis_state;
+use lamina_execution_core::ledger::{LEDGER_VERSION, LedgerConfig, LedgerFailure, NativeLedger};
+use lamina_execution_core::{AuthenticatedState, Receipt};
 use lamina_interfaces::{
-    CheckpointClaim, DaError, DataAvailability, Genesis, Health, LogError, OrderedLog, Settlement,
+    CheckpointClaim, DaError, DataAvailability, Genesis, Health, LogError, OrderedLog, Settlement, SettlementError,
+    inputs,
 };
-use lamina_primitives::{Batch, ChainId, Committee, Digest, Domain, FinalizedBlock, Height, Keypair, Namespace, TxId};
+use lamina_primitives::{ChainId, Committee, Digest, FinalizedBlock, Height, Keypair, Namespace, Transaction, TxId};
 use lamina_store::{Config as StoreConfig, Log};
 use tokio_util::sync::CancellationToken;
 
+use crate::claims::{ClaimChain, ClaimParams};
 use crate::record::{BlockRecord, Header, VERSION};
 use crate::{Config, Error};
 
@@ -26,8 +32,13 @@ const CAUGHT_UP_LAG: u64 = 20;
 
 /// Heights with transactions whose outcomes [`View::recent`] keeps.
 pub const RECENT_BLOCKS: usize = 4096;
-
-static RECEIPTS_CHAIN: Domain = Domain::new("lamina execution receipts chain v1");
+/// Claims rebuilt from the records that a restarted node posts again (settlement
+/// ignores ids it has seen; the claims not yet posted before the restart are among them
+/// unless settlement was unreachable for longer than this many claims).
+pub const REPOST_ON_START: usize = 16;
+/// How long a stopping node keeps trying to post the claims still queued (one attempt
+/// each).
+const DRAIN_ON_STOP: Duration = Duration::from_secs(5);
 
 /// Where a committed receipt lives.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -47,18 +58,30 @@ pub struct View {
     pub height: Height,
     /// State root after `height`.
     pub state_root: Digest,
-    /// Chained receipts root after `height`.
+    /// Receipts root after `height`, chained over every step (height with data).
     pub receipts_root: Digest,
     /// Data root of the last square with this chain's data.
     pub data_root: Digest,
     /// Every committed receipt by transaction id (the latest inclusion wins).
     pub receipts: HashMap<TxId, ReceiptEntry>,
-    /// Outcomes (tx id, 0 success / 1 failed / 2 rejected) of the last
-    /// [`RECENT_BLOCKS`] committed heights that had transactions, oldest first: load
-    /// generators learn "executed" from it without one query per transaction.
-    pub recent: VecDeque<(Height, Vec<(TxId, u8)>)>,
+    /// Outcomes of the last [`RECENT_BLOCKS`] committed heights that had transactions,
+    /// oldest first: load generators learn "executed" from it without one query per
+    /// transaction.
+    pub recent: VecDeque<(Height, Vec<(TxId, Outcome)>)>,
     /// The chain.
     pub chain: ChainId,
+}
+
+impl View {
+    /// The chain head the next height builds on.
+    pub fn head(&self) -> ChainHead {
+        ChainHead {
+            height: self.height,
+            state_root: self.state_root,
+            receipts_root: self.receipts_root,
+            data_root: self.data_root,
+        }
+    }
 }
 
 /// The view shared between the follower and the query servers.
@@ -76,7 +99,7 @@ impl Shared {
     }
 }
 
-/// An execution node of one chain: its state, its store, its pipeline.
+/// An execution node of one chain: its state, its store, its pipeline, its claim chain.
 pub struct ExecutionNode {
     chain: ChainId,
     ledger: NativeLedger,
@@ -86,9 +109,11 @@ pub struct ExecutionNode {
     validators: Committee,
     verify: bool,
     read_batch: usize,
-    claim_every: u64,
     pool: Arc<rayon::ThreadPool>,
     fetch: Arc<Fetch>,
+    claims: ClaimChain,
+    /// Claims made but not yet handed to the poster, oldest first.
+    outbox: VecDeque<CheckpointClaim>,
 }
 
 impl std::fmt::Debug for ExecutionNode {
@@ -97,13 +122,15 @@ impl std::fmt::Debug for ExecutionNode {
     }
 }
 
-fn chain_receipts(prev: &Digest, height: Height, block_root: &Digest) -> Digest {
-    RECEIPTS_CHAIN.hash_parts(&[prev.as_bytes(), &height.0.to_le_bytes(), block_root.as_bytes()])
+fn head_of(r: &BlockRecord) -> ChainHead {
+    ChainHead { height: r.height, state_root: r.state_root, receipts_root: r.receipts_root, data_root: r.data_root }
 }
 
 impl ExecutionNode {
-    /// Opens (or creates) the store in `data_dir/blocks` and rebuilds the state by
-    /// replaying it from the genesis state.
+    /// Opens (or creates) the store in `data_dir/blocks` and rebuilds the state and the
+    /// claim chain by replaying it from the genesis state; the last
+    /// [`REPOST_ON_START`] claims rebuilt are queued to be posted again. The ledger's
+    /// parameters come from the genesis chain spec.
     pub fn open(
         data_dir: &Path,
         genesis: &Genesis,
@@ -112,6 +139,12 @@ impl ExecutionNode {
         config: &Config,
     ) -> Result<Self, Error> {
         let spec = genesis.chain(chain).ok_or_else(|| Error::Config(format!("chain {chain} not in genesis")))?;
+        let ledger_config = LedgerConfig::from_spec(spec).ok_or_else(|| {
+            Error::Config(format!(
+                "chain {chain} runs ledger version {}, this build implements {LEDGER_VERSION}",
+                spec.ledger_version
+            ))
+        })?;
         let store = Log::open(
             data_dir.join("blocks"),
             StoreConfig { name: format!("execution-{chain}"), ..StoreConfig::default() },
@@ -125,13 +158,12 @@ impl ExecutionNode {
             let got: Header = lamina_primitives::decode(rec.bytes()).map_err(|e| Error::BadStore(e.to_string()))?;
             if got != header {
                 return Err(Error::BadStore(format!(
-                    "store was written for chain {} under genesis {}, this node runs chain {chain} under {}",
-                    got.chain, got.genesis, header.genesis
+                    "store was written (format {}) for chain {} under genesis {}, this node runs format {VERSION}, chain {chain} under {}",
+                    got.version, got.chain, got.genesis, header.genesis
                 )));
             }
         }
-        let mut state = AuthenticatedState::new();
-        state.apply(&ledger::genesis(spec), true);
+        let state = genesis_state(spec);
         let mut view = View {
             state_root: state.root(),
             state,
@@ -142,6 +174,17 @@ impl ExecutionNode {
             recent: VecDeque::new(),
             chain,
         };
+        let mut claims = ClaimChain::new(ClaimParams {
+            network: genesis.network_id(),
+            chain,
+            params: spec.params_digest(),
+            claim_every: config.claim_every,
+            faulty: config.faulty_claims,
+        });
+        if config.faulty_claims {
+            tracing::warn!(target: "lamina::execution", %chain, "faulty_claims is on: every claim this node posts is wrong (test/demo only)");
+        }
+        let mut outbox = VecDeque::new();
         // Replay.
         for item in store.iter_from(1) {
             let rec = item?;
@@ -150,11 +193,17 @@ impl ExecutionNode {
                 return Err(Error::BadStore(format!("record for height {} after {}", r.height, view.height)));
             }
             let root = view.state.apply(&r.changes, true);
-            if root != r.state_root {
+            if root != r.state_root || r.step.is_some_and(|s| s.state_root != root || s.height != r.height) {
                 return Err(Error::BadStore(format!(
-                    "height {}: replayed root {root} != recorded {}",
+                    "height {}: replayed root {root} != recorded {} (or its step's)",
                     r.height, r.state_root
                 )));
+            }
+            if let Some(c) = claims.on_commit(r.step, &head_of(&r), &key) {
+                if outbox.len() == REPOST_ON_START {
+                    outbox.pop_front();
+                }
+                outbox.push_back(c);
             }
             for receipt in r.receipts {
                 view.receipts.insert(receipt.tx_id, ReceiptEntry { height: r.height, receipt });
@@ -164,7 +213,7 @@ impl ExecutionNode {
             view.receipts_root = r.receipts_root;
             view.data_root = r.data_root;
         }
-        tracing::info!(target: "lamina::execution", %chain, height = %view.height, root = %view.state_root, "store replayed");
+        tracing::info!(target: "lamina::execution", %chain, height = %view.height, root = %view.state_root, last_claim = %claims.last_claim(), "store replayed");
         let threads = if config.threads == 0 {
             std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
         } else {
@@ -175,17 +224,15 @@ impl ExecutionNode {
             .thread_name(|i| format!("exec-{i}"))
             .build()
             .map_err(|e| Error::Internal(e.to_string()))?;
-        let fee_collector = config.fee_collector;
         Ok(ExecutionNode {
             chain,
-            ledger: NativeLedger::new(LedgerConfig { chain_id: chain, fee: config.fee, fee_collector }),
+            ledger: NativeLedger::new(ledger_config),
             shared: Arc::new(Shared(RwLock::new(view))),
             store: Arc::new(store),
             key,
             validators: genesis.validator_committee(),
             verify: config.verify_certificates,
             read_batch: config.read_batch,
-            claim_every: config.claim_every,
             pool: Arc::new(pool),
             fetch: Arc::new(Fetch {
                 namespace: Namespace::from(chain),
@@ -193,6 +240,8 @@ impl ExecutionNode {
                 da_committee: genesis.da_committee(),
                 da_threshold: genesis.da_threshold(),
             }),
+            claims,
+            outbox,
         })
     }
 
@@ -206,8 +255,14 @@ impl ExecutionNode {
         self.shared.read().height
     }
 
+    /// Id of the last claim this node made ([`Digest::ZERO`] before the first).
+    pub fn last_claim(&self) -> Digest {
+        self.claims.last_claim()
+    }
+
     /// Processes one finalized block: fetch, verify, execute, persist durably, publish.
-    /// Returns the record (committed when this returns `Ok`).
+    /// Returns the record (committed when this returns `Ok`). A claim cut at this
+    /// height is queued for the next [`ExecutionNode::follow`].
     pub async fn process<D: DataAvailability>(
         &mut self,
         block: &FinalizedBlock,
@@ -222,7 +277,8 @@ impl ExecutionNode {
         self.commit(block, fetched).await
     }
 
-    /// Verifies and executes `block` with its fetched data, persists durably, publishes.
+    /// Verifies and executes `block` with its fetched inputs, persists durably,
+    /// publishes, and advances the claim chain.
     async fn commit(&mut self, block: &FinalizedBlock, fetched: Fetched) -> Result<BlockRecord, Error> {
         let expected = self.height().next();
         if block.height() != expected {
@@ -231,31 +287,28 @@ impl ExecutionNode {
         if self.verify {
             block.verify(&self.validators).map_err(|e| Error::Log(format!("height {}: {e}", block.height())))?;
         }
-        let (txs, data_root) = fetched;
+        let Fetched { txs, data_roots } = fetched;
         let height = block.height();
         let (shared, store, pool, ledger) =
             (self.shared.clone(), self.store.clone(), self.pool.clone(), self.ledger.clone());
         let record = tokio::task::spawn_blocking(move || -> Result<BlockRecord, Error> {
             let ntx = txs.len();
-            let (out, prev_receipts, prev_data) = {
+            let executed = {
                 let view = shared.read();
-                let out = pool.install(|| {
-                    let verified = sigverify::verify_block(&txs);
-                    parallel::execute(&ledger, &view.state, &txs, &verified)
-                });
-                (out, view.receipts_root, view.data_root)
+                let head = view.head();
+                pool.install(|| block::execute_block(&ledger, &view.state, &head, height, &data_roots, &txs))
             };
-            let block_root = lamina_execution_core::machine::receipts_root(&out.receipts);
             let mut view = shared.write();
             let st = &mut view.state;
-            let state_root = pool.install(|| st.apply(&out.changes, true));
+            let result = pool.install(|| executed.apply(st, true));
             let record = BlockRecord {
                 height,
-                changes: out.changes,
-                receipts: out.receipts,
-                state_root,
-                receipts_root: chain_receipts(&prev_receipts, height, &block_root),
-                data_root: data_root.unwrap_or(prev_data),
+                changes: result.changes,
+                receipts: result.receipts,
+                state_root: result.head.state_root,
+                receipts_root: result.head.receipts_root,
+                data_root: result.head.data_root,
+                step: result.step,
             };
             let bytes = lamina_primitives::encode(&record).map_err(|e| Error::Internal(e.to_string()))?;
             // Durable before anyone can see it: the write lock is held until then.
@@ -263,15 +316,14 @@ impl ExecutionNode {
             for r in &record.receipts {
                 view.receipts.insert(r.tx_id, ReceiptEntry { height, receipt: r.clone() });
             }
-            if !record.receipts.is_empty() {
+            if !result.outcomes.is_empty() {
                 if view.recent.len() == RECENT_BLOCKS {
                     view.recent.pop_front();
                 }
-                let outcomes = record.receipts.iter().map(|r| (r.tx_id, r.commitment_bytes()[32])).collect();
-                view.recent.push_back((height, outcomes));
+                view.recent.push_back((height, result.outcomes));
             }
             view.height = height;
-            view.state_root = state_root;
+            view.state_root = record.state_root;
             view.receipts_root = record.receipts_root;
             view.data_root = record.data_root;
             metrics::counter!("lamina_execution_transactions_total").increment(ntx as u64);
@@ -280,28 +332,21 @@ impl ExecutionNode {
         .await
         .map_err(|e| Error::Internal(e.to_string()))??;
         metrics::gauge!("lamina_execution_height").set(height.0 as f64);
-        Ok(record)
-    }
-
-    /// A signed claim for the current committed state.
-    pub fn claim(&self) -> CheckpointClaim {
-        let v = self.shared.read();
-        CheckpointClaim {
-            chain_id: self.chain,
-            height: v.height,
-            state_root: v.state_root,
-            data_root: v.data_root,
-            receipts_root: v.receipts_root,
-            claimer: self.key.public(),
-            signature: Default::default(),
+        if let Some(c) = self.claims.on_commit(record.step, &head_of(&record), &self.key) {
+            tracing::debug!(target: "lamina::execution", id = %c.id(), from = %c.from, to = %c.to, steps = c.steps.len(), "claim made");
+            metrics::counter!("lamina_execution_claims_total").increment(1);
+            self.outbox.push_back(c);
         }
-        .sign(&self.key)
+        Ok(record)
     }
 
     /// Follows the log from the next height until shutdown (returns `Ok`) or an error.
     ///
-    /// Claims are posted by a concurrent poster that always sends the newest one (a
-    /// slow settlement path coalesces claims instead of slowing execution down).
+    /// Claims go, in order, to a concurrent poster: a slow settlement path queues claims
+    /// instead of slowing execution down, and none is dropped, since each claim is a
+    /// link of a chain. The poster retries a claim while settlement is unavailable; on
+    /// stop, the claims still queued get one attempt each (bounded in time), and the
+    /// last ones are posted again after a restart ([`REPOST_ON_START`]).
     pub async fn follow<L: OrderedLog, D: DataAvailability, S: Settlement>(
         &mut self,
         log: &L,
@@ -310,21 +355,56 @@ impl ExecutionNode {
         health: &Health,
         shutdown: &CancellationToken,
     ) -> Result<(), Error> {
-        let (claims, mut latest) = tokio::sync::watch::channel::<Option<CheckpointClaim>>(None);
-        let poster = async move {
-            while latest.changed().await.is_ok() {
-                let Some(claim) = latest.borrow_and_update().clone() else { continue };
-                let height = claim.height;
-                if let Err(e) = settlement.post_claim(claim).await {
-                    metrics::counter!("lamina_execution_claim_failures_total").increment(1);
-                    tracing::warn!(target: "lamina::execution", height = %height, error = %e, "claim not posted");
+        let (claims, mut queue) = tokio::sync::mpsc::unbounded_channel::<CheckpointClaim>();
+        let mut current: Option<CheckpointClaim> = None;
+        let result = {
+            let poster = async {
+                loop {
+                    if current.is_none() {
+                        current = queue.recv().await;
+                    }
+                    let Some(claim) = current.clone() else { return };
+                    if !post_with_retry(settlement, claim, shutdown).await {
+                        return;
+                    }
+                    current = None;
                 }
+            };
+            tokio::select! {
+                r = self.follow_inner(log, da, &claims, health, shutdown) => r,
+                // Returns only on shutdown while a claim waits for settlement.
+                () = poster => Ok(()),
             }
-            std::future::pending::<()>().await;
         };
-        tokio::select! {
-            r = self.follow_inner(log, da, &claims, health, shutdown) => r,
-            () = poster => Ok(()),
+        drop(claims);
+        let mut left: Vec<CheckpointClaim> = current.into_iter().collect();
+        while let Ok(c) = queue.try_recv() {
+            left.push(c);
+        }
+        left.extend(self.outbox.drain(..));
+        if !left.is_empty() {
+            let n = left.len();
+            let drain = async {
+                for c in left {
+                    if let Err(e) = settlement.post_claim(c).await {
+                        tracing::warn!(target: "lamina::execution", error = %e, "queued claim not posted on stop");
+                    }
+                }
+            };
+            if tokio::time::timeout(DRAIN_ON_STOP, drain).await.is_err() {
+                tracing::warn!(target: "lamina::execution", claims = n, "stopped before posting every queued claim");
+            }
+        }
+        result
+    }
+
+    /// Hands the claims made so far to the poster, in order.
+    fn send_claims(&mut self, claims: &tokio::sync::mpsc::UnboundedSender<CheckpointClaim>) {
+        while let Some(c) = self.outbox.pop_front() {
+            if let Err(e) = claims.send(c) {
+                self.outbox.push_front(e.0);
+                return;
+            }
         }
     }
 
@@ -332,12 +412,13 @@ impl ExecutionNode {
         &mut self,
         log: &L,
         da: &D,
-        claims: &tokio::sync::watch::Sender<Option<CheckpointClaim>>,
+        claims: &tokio::sync::mpsc::UnboundedSender<CheckpointClaim>,
         health: &Health,
         shutdown: &CancellationToken,
     ) -> Result<(), Error> {
         let mut backoff = Duration::from_millis(50);
         loop {
+            self.send_claims(claims);
             let from = self.height().next();
             let read = tokio::select! {
                 _ = shutdown.cancelled() => return Ok(()),
@@ -386,9 +467,7 @@ impl ExecutionNode {
                     r => r?,
                 };
                 tracing::debug!(target: "lamina::execution", height = %record.height, txs = record.receipts.len(), root = %record.state_root, "committed");
-                if self.claim_every > 0 && record.height.0 % self.claim_every == 0 {
-                    claims.send_replace(Some(self.claim()));
-                }
+                self.send_claims(claims);
             }
             let tip = tokio::select! {
                 _ = shutdown.cancelled() => return Ok(()),
@@ -400,6 +479,7 @@ impl ExecutionNode {
             health.set_check("caught_up", h.0 + CAUGHT_UP_LAG >= tip.0, format!("height {h}, log tip {tip}"));
             health.set_status("execution_height", h.0);
             health.set_status("execution_state_root", self.shared.read().state_root.to_hex());
+            health.set_status("execution_last_claim", self.claims.last_claim().to_hex());
         }
     }
 
@@ -419,35 +499,58 @@ struct Fetch {
     da_threshold: usize,
 }
 
-/// A block's transactions for this chain (in block order) and the data root of the last
-/// square with the chain's data.
-type Fetched = (Vec<lamina_primitives::Transaction>, Option<Digest>);
+/// A block's inputs for this chain: the data roots of its squares listing the chain's
+/// namespace and the transactions extracted from them, in block order.
+#[derive(Debug)]
+struct Fetched {
+    txs: Vec<Transaction>,
+    data_roots: Vec<Digest>,
+}
 
-/// Fetches this chain's transactions of a block from DA, in block order; the block's
-/// squares are fetched concurrently.
+/// Fetches this chain's inputs of a block from DA with the shared extraction rule
+/// ([`inputs`]); the block's squares are fetched concurrently.
 async fn fetch_block<D: DataAvailability>(
     f: &Fetch,
     block: &FinalizedBlock,
     da: &D,
     shutdown: &CancellationToken,
 ) -> Result<Fetched, Error> {
-    let certs: Vec<_> =
-        block.block.batches.iter().filter(|c| c.commitment.namespaces.binary_search(&f.namespace).is_ok()).collect();
+    let certs: Vec<_> = inputs::namespace_certs(block, f.namespace).collect();
     let squares =
         futures::future::try_join_all(certs.iter().map(|cert| fetch_square(f, block, cert, da, shutdown))).await?;
-    let mut txs = Vec::new();
-    for blobs in squares {
-        for blob in blobs {
-            match lamina_primitives::decode::<Batch>(&blob) {
-                Ok(b) if b.namespace == f.namespace => txs.extend(b.txs),
-                Ok(b) => {
-                    tracing::warn!(target: "lamina::execution", ns = %b.namespace, "batch of another namespace skipped")
+    let extracted = inputs::namespace_transactions(f.namespace, &squares);
+    if extracted.skipped > 0 {
+        tracing::warn!(target: "lamina::execution", height = %block.height(), skipped = extracted.skipped, "blobs that are not batches of this chain skipped");
+        metrics::counter!("lamina_execution_skipped_blobs_total").increment(extracted.skipped as u64);
+    }
+    Ok(Fetched { txs: extracted.txs, data_roots: certs.iter().map(|c| c.commitment.data_root).collect() })
+}
+
+/// Posts `claim`, retrying with backoff while settlement is unavailable. Returns `false`
+/// if shutdown came first (the claim is still unposted), `true` otherwise (posted, or
+/// rejected: retrying a rejected claim cannot help).
+async fn post_with_retry<S: Settlement>(settlement: &S, claim: CheckpointClaim, shutdown: &CancellationToken) -> bool {
+    let mut backoff = Duration::from_millis(100);
+    let (to, id) = (claim.to, claim.id());
+    loop {
+        match settlement.post_claim(claim.clone()).await {
+            Ok(()) => return true,
+            Err(e @ SettlementError::Rejected(_)) => {
+                metrics::counter!("lamina_execution_claim_failures_total").increment(1);
+                tracing::error!(target: "lamina::execution", %to, %id, error = %e, "claim rejected by settlement");
+                return true;
+            }
+            Err(e @ SettlementError::Unavailable(_)) => {
+                metrics::counter!("lamina_execution_claim_failures_total").increment(1);
+                tracing::warn!(target: "lamina::execution", %to, error = %e, "claim not posted; retrying");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return false,
+                    _ = tokio::time::sleep(backoff) => {}
                 }
-                Err(e) => tracing::warn!(target: "lamina::execution", error = %e, "undecodable batch skipped"),
+                backoff = (backoff * 2).min(Duration::from_secs(5));
             }
         }
     }
-    Ok((txs, certs.last().map(|c| c.commitment.data_root)))
 }
 
 /// One square's blobs of the chain's namespace (retried until available; empty if the

@@ -77,10 +77,11 @@ pub enum QueryResponse {
     Receipt(Option<(Height, Receipt<LedgerFailure>)>),
     /// A balance with its proof against `status.state_root`.
     BalanceProof(StatusInfo, u128, StateProof),
-    /// (committed height, [(height, [(tx id, 0 success / 1 failed / 2 rejected)])]) for
-    /// the asked heights that had transactions, oldest first. Heights before the
-    /// oldest one kept are absent; the answer stops after [`MAX_OUTCOMES`] entries, so
-    /// ask again from the last height + 1 while it is below the committed height.
+    /// (committed height, [(height, [(tx id, outcome code)])]) for the asked heights
+    /// that had transactions, oldest first. Heights before the oldest one kept are
+    /// absent; the answer stops after [`MAX_OUTCOMES`] entries, so ask again from the
+    /// last height + 1 while it is below the committed height. Outcome codes are
+    /// [`lamina_execution_core::Outcome::as_u8`]: 0 success, 1 failed, 2 rejected.
     Outcomes(Height, Vec<(Height, Vec<(TxId, u8)>)>),
 }
 
@@ -156,7 +157,7 @@ pub fn answer(shared: &Shared, q: &QueryRequest) -> QueryResponse {
                     break;
                 }
                 n += list.len();
-                out.push((*h, list.clone()));
+                out.push((*h, list.iter().map(|(id, o)| (*id, o.as_u8())).collect()));
             }
             QueryResponse::Outcomes(v.height, out)
         }

@@ -3,13 +3,15 @@
 //! The store is a lamina-store [`Log`](lamina_store::Log) in `<data>/blocks`. Record 0 is
 //! a [`Header`] naming the chain and the genesis digest (a node refuses data written
 //! under another genesis or chain). Record `h` (for `h >= 1`) is the [`BlockRecord`] of
-//! log height `h`: the block's change set, its receipts and the roots after it. The
+//! log height `h`: the block's change set, its receipts, the roots after it and its claim step. The
 //! state is rebuilt at start by replaying the change sets in order from the genesis
 //! state, checking each record's state root, so a record is "what the block did", and
-//! a damaged or foreign store is detected, never silently used.
+//! a damaged or foreign store is detected, never silently used. The claim chain
+//! ([`crate::claims`]) is rebuilt from the records' steps.
 
 use lamina_execution_core::ledger::LedgerFailure;
 use lamina_execution_core::{ChangeSet, Receipt};
+use lamina_interfaces::ClaimStep;
 use lamina_primitives::{ChainId, Digest, Height};
 
 /// First record of a store.
@@ -39,10 +41,14 @@ pub struct BlockRecord {
     pub receipts: Vec<Receipt<LedgerFailure>>,
     /// State root after the block.
     pub state_root: Digest,
-    /// Receipts root chained over every block so far.
+    /// Receipts root chained over every step so far (unchanged by heights without data
+    /// for the chain).
     pub receipts_root: Digest,
     /// Data root of the last square at or below this height that held this chain's data.
     pub data_root: Digest,
+    /// The claim step, when the height carried data for the chain (see
+    /// [`lamina_execution_core::block`]).
+    pub step: Option<ClaimStep>,
 }
 
 impl lamina_primitives::Wire for BlockRecord {
@@ -51,4 +57,4 @@ impl lamina_primitives::Wire for BlockRecord {
 }
 
 /// Current format version.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;

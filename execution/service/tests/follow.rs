@@ -60,15 +60,15 @@ async fn follows_in_memory_log_and_matches_reference() {
         assert_eq!(v.height, Height(24));
         assert_eq!(v.state_root, want[23]);
     }
-    // Claims (the poster may coalesce: always the newest), signed, strictly increasing,
-    // with the reference roots.
-    let claims = settlement.0.lock().unwrap().clone();
-    assert!(!claims.is_empty());
-    assert!(claims.windows(2).all(|w| w[0].height < w[1].height));
-    for c in &claims {
-        assert_eq!(c.state_root, want[c.height.0 as usize - 1]);
-        c.verify_signature().unwrap();
-    }
+    // Claims: one per height with data (claim_every 1), chained, with the reference
+    // roots, the last one at 24; none dropped.
+    let steps = reference_steps(&f);
+    let claims = check_claim_chain(&settlement.0.lock().unwrap(), &steps, false);
+    assert_eq!(claims.len(), steps.iter().flatten().count());
+    assert_eq!(claims.last().unwrap().to, Height(24));
+    assert_eq!(claims.last().unwrap().id(), node.last_claim());
+    assert_eq!(claims.last().unwrap().params, f.genesis.chain(CHAIN).unwrap().params_digest());
+    assert_eq!(claims.last().unwrap().network, f.genesis.network_id());
     // Queries: receipts of included transactions, balances with proofs, HTTP.
     let tx = &f.chain_txs[0][0];
     match query::answer(&shared, &QueryRequest::Receipt(tx.id())) {
@@ -193,4 +193,57 @@ async fn rejects_blocks_with_bad_certificates_or_gaps() {
     assert_eq!(node.height(), Height(0));
     node.process(&f.blocks[0], &f.da, &stop).await.unwrap();
     assert_eq!(node.height(), Height(1));
+}
+
+/// Claims are a pure function of the records and the key: a node restarted mid-way
+/// (between cut points, with steps pending) makes exactly the claims of a node that ran
+/// straight through, and every claim lists exactly the heights with data. With
+/// `faulty_claims`, the claims are wrong but self-consistent, and the state is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarted_node_makes_the_same_claims() {
+    let f = fixture(30).await;
+    let steps = reference_steps(&f);
+    let roots = reference_roots(&f);
+    for faulty in [false, true] {
+        let config = lamina_execution_service::Config { claim_every: 4, faulty_claims: faulty, ..config() };
+        // Straight through.
+        let straight = RecordingSettlement::default();
+        let dir = tempfile::tempdir().unwrap();
+        let log = InMemoryLog::new();
+        for b in &f.blocks {
+            log.append(b.clone()).unwrap();
+        }
+        let mut node = ExecutionNode::open(dir.path(), &f.genesis, CHAIN, exec_key(), &config).unwrap();
+        follow_until(&mut node, &log, &f.da, &straight, 30).await;
+        assert_eq!(node.shared().read().state_root, roots[29], "the node's own state stays right");
+        node.close().unwrap();
+        let a = check_claim_chain(&straight.0.lock().unwrap(), &steps, faulty);
+        assert!(a.iter().all(|c| c.to.0 % 4 == 0));
+        assert_eq!(a.last().unwrap().to, Height(28));
+        assert!(a.iter().any(|c| c.steps.len() > 1));
+        // Stopped at 13 (steps 13 pending), restarted.
+        let restarted = RecordingSettlement::default();
+        let dir = tempfile::tempdir().unwrap();
+        let logdir = tempfile::tempdir().unwrap();
+        let flog = FileLog::open(logdir.path()).unwrap();
+        for b in &f.blocks[..13] {
+            flog.append(b).unwrap();
+        }
+        {
+            let mut node = ExecutionNode::open(dir.path(), &f.genesis, CHAIN, exec_key(), &config).unwrap();
+            follow_until(&mut node, &flog, &f.da, &restarted, 13).await;
+            node.close().unwrap();
+        }
+        for b in &f.blocks[13..] {
+            flog.append(b).unwrap();
+        }
+        let mut node = ExecutionNode::open(dir.path(), &f.genesis, CHAIN, exec_key(), &config).unwrap();
+        assert_eq!(node.last_claim(), a.iter().find(|c| c.to == Height(12)).unwrap().id());
+        follow_until(&mut node, &flog, &f.da, &restarted, 30).await;
+        node.close().unwrap();
+        let posted = restarted.0.lock().unwrap().clone();
+        assert!(posted.len() > a.len(), "the last claims are posted again after a restart");
+        let b = check_claim_chain(&posted, &steps, faulty);
+        assert_eq!(a.iter().map(|c| c.id()).collect::<Vec<_>>(), b.iter().map(|c| c.id()).collect::<Vec<_>>());
+    }
 }

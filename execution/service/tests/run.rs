@@ -111,5 +111,8 @@ async fn run_follows_and_serves_quic_and_http() {
     tokio::time::timeout(Duration::from_secs(10), service).await.unwrap().unwrap().unwrap();
     client.shutdown().await;
     stranger.shutdown().await;
-    assert_eq!(settlement.0.lock().unwrap().len(), 10);
+    // One claim per height with data (all but 5 and 10), chained.
+    let claims = check_claim_chain(&settlement.0.lock().unwrap(), &reference_steps(&f), false);
+    assert_eq!(claims.len(), 8);
+    assert_eq!(claims.last().unwrap().to, Height(9));
 }

@@ -36,7 +36,15 @@ pub struct Spec {
     pub funded_accounts: u64,
     /// Log filter written into every node's config.
     pub log_level: String,
+    /// Challenge window of the genesis, in log heights.
+    pub settlement_window: u64,
+    /// Execution nodes (by name) configured to post wrong claims (fault injection).
+    pub faulty_claims: Vec<String>,
 }
+
+/// Settlement-ledger balance the devnet gives every execution and settlement node (so
+/// they can bond claims and challenges).
+pub const DEVNET_BOND_FUNDS: u64 = 1_000_000_000;
 
 impl Spec {
     /// Checks the counts.
@@ -52,6 +60,15 @@ impl Spec {
             bail!("{total} nodes is more than a devnet on one machine should run (at most 256)");
         }
         lamina_telemetry::logging::parse_filter(&self.log_level).context("--log-level")?;
+        if self.settlement_window == 0 {
+            bail!("--settlement-window must be at least 1 height");
+        }
+        let names: Vec<String> = self.nodes().into_iter().map(|n| n.0).collect();
+        for f in &self.faulty_claims {
+            if !f.starts_with("execution-") || !names.contains(f) {
+                bail!("--faulty-claims {f:?} is not an execution node of this devnet (execution-0 …)");
+            }
+        }
         Ok(())
     }
 
@@ -149,6 +166,9 @@ pub fn create(dir: &Path, spec: &Spec) -> anyhow::Result<DevnetState> {
                 funded_test_accounts: spec.funded_accounts,
                 funded_test_accounts_seed: (id - 1) * 1_000_000,
                 funded_test_amount: 1_000_000_000_000,
+                fee: 0,
+                fee_collector: Default::default(),
+                ledger_version: 1,
             })
             .collect(),
         validators: vec![],
@@ -158,6 +178,10 @@ pub fn create(dir: &Path, spec: &Spec) -> anyhow::Result<DevnetState> {
         bridge_nodes: vec![],
         da_threshold: None,
         clients: Vec::new(),
+        settlement: lamina_interfaces::SettlementSpec {
+            challenge_window: spec.settlement_window,
+            ..Default::default()
+        },
     };
     let client = crate::keys::generate()?;
     let client_key = dir.join(CLIENT_KEY_FILE);
@@ -185,6 +209,12 @@ pub fn create(dir: &Path, spec: &Spec) -> anyhow::Result<DevnetState> {
             pid: None,
             exit: None,
         });
+        if matches!(module, Module::Execution | Module::Settlement) {
+            genesis
+                .settlement
+                .balances
+                .push(lamina_interfaces::GenesisBalance { account: key.public(), amount: DEVNET_BOND_FUNDS });
+        }
         keys.push(key);
     }
     crate::genesis::check(&genesis).context("generated devnet genesis is invalid")?;
@@ -197,6 +227,13 @@ pub fn create(dir: &Path, spec: &Spec) -> anyhow::Result<DevnetState> {
         crate::keys::write(&home.key_file(), key)?;
         let mut config = NodeConfig::new(rec.module);
         config.log.level = spec.log_level.clone();
+        if let Some(s) = config.settlement.as_mut() {
+            // Every devnet settlement node verifies: it is what makes claims final safely.
+            s.0.verifier = true;
+        }
+        if let Some(e) = config.execution.as_mut() {
+            e.0.faulty_claims = spec.faulty_claims.contains(&rec.name);
+        }
         crate::init::init(&crate::init::InitOptions {
             module: rec.module,
             home,
@@ -238,6 +275,8 @@ mod tests {
             chains: 2,
             funded_accounts: 10,
             log_level: "info".into(),
+            settlement_window: 8,
+            faulty_claims: vec!["execution-2".into()],
         }
     }
 

@@ -52,9 +52,20 @@ pub struct UpArgs {
     /// Execution nodes, assigned to chains round-robin (default: one per chain).
     #[arg(long)]
     pub execution: Option<usize>,
-    /// Settlement nodes (the settlement module only runs its peer service so far).
-    #[arg(long, default_value_t = 0)]
+    /// Settlement nodes (the first runs in verifier mode: it re-executes every chain's
+    /// claims and challenges wrong ones).
+    #[arg(long, default_value_t = 1)]
     pub settlement: usize,
+    /// Challenge window of the devnet's genesis, in log heights (a devnet makes tens of
+    /// heights per second; production windows are days' worth).
+    #[arg(long, default_value_t = 100)]
+    pub settlement_window: u64,
+    /// Execution nodes (by name, e.g. `execution-0`) that post wrong state roots in their
+    /// claims: fault injection to show the fraud path (challenged, slashed, never
+    /// final). Give the chain a second, honest node (`--execution 4` with 2 chains) so
+    /// its range still finalizes.
+    #[arg(long, value_delimiter = ',')]
+    pub faulty_claims: Vec<String>,
     /// Bridge relayers.
     #[arg(long, default_value_t = 0)]
     pub bridge: usize,

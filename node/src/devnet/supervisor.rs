@@ -47,6 +47,10 @@ struct Supervisor {
     keep: bool,
     bar: StatusLine,
     started: Instant,
+    /// The chain of each node (execution nodes), by index into `st.nodes`.
+    chain_of: Vec<Option<u64>>,
+    /// The latest settlement finality line (status line and final summary).
+    finality: String,
 }
 
 /// Why waiting for readiness ended.
@@ -73,6 +77,8 @@ pub async fn up(a: UpArgs) -> anyhow::Result<ExitCode> {
         chains: a.chains,
         funded_accounts: a.funded_accounts,
         log_level: a.log_level.clone(),
+        settlement_window: a.settlement_window,
+        faulty_claims: a.faulty_claims.clone(),
     };
     let st = layout::create(&dir, &spec)?;
     super::remember_dir(&dir);
@@ -89,8 +95,16 @@ pub async fn up(a: UpArgs) -> anyhow::Result<ExitCode> {
     );
 
     let mut signals = Signals::new()?;
+    let genesis = crate::genesis::load(&st.genesis)?;
+    let chain_of = st
+        .nodes
+        .iter()
+        .map(|n| genesis.execution_nodes.iter().find(|e| e.name == n.name).and_then(|e| e.chain).map(|c| c.0))
+        .collect();
     let mut sup = Supervisor {
         procs: Vec::with_capacity(st.nodes.len()),
+        chain_of,
+        finality: String::new(),
         st,
         keep: a.keep,
         bar: StatusLine::new(),
@@ -138,6 +152,9 @@ pub async fn up(a: UpArgs) -> anyhow::Result<ExitCode> {
         if let Some(l) = load {
             sup.bar.clear();
             l.report(&dir);
+        }
+        if !sup.finality.is_empty() {
+            eprintln!("settlement at stop: {}", sup.finality.trim_start_matches(" | "));
         }
     }
     sup.stop_all(a.grace, &mut signals, Phase::Stopped).await
@@ -284,12 +301,32 @@ impl Supervisor {
                 .collect();
             let answers = poll_all(&live, "/status").await;
             let mut height: Option<u64> = None;
+            let mut exec_heights: std::collections::BTreeMap<u64, u64> = Default::default();
+            let mut finalized: Option<std::collections::BTreeMap<u64, u64>> = None;
             for (i, r) in answers {
                 let doc = r.ok().and_then(|resp| serde_json::from_slice::<serde_json::Value>(&resp.body).ok());
                 self.procs[i].ready = doc.as_ref().is_some_and(|d| d["ready"] == true);
                 if let Some(h) = doc.as_ref().and_then(|d| d["height"].as_u64()) {
                     height = Some(height.map_or(h, |m: u64| m.max(h)));
                 }
+                if let (Some(c), Some(h)) =
+                    (self.chain_of[i], doc.as_ref().and_then(|d| d["execution_height"].as_u64()))
+                {
+                    let e = exec_heights.entry(c).or_default();
+                    *e = (*e).max(h);
+                }
+                if let Some(map) = doc.as_ref().and_then(|d| d["finalized_height"].as_object()) {
+                    let f = finalized.get_or_insert_with(Default::default);
+                    for (c, h) in map {
+                        if let (Ok(c), Some(h)) = (c.parse::<u64>(), h.as_u64()) {
+                            let e = f.entry(c).or_default();
+                            *e = (*e).max(h);
+                        }
+                    }
+                }
+            }
+            if let Some(f) = finalized {
+                self.finality = finality_line(&f, &exec_heights);
             }
             let (up, ready) = self.counts();
             let n = self.procs.len();
@@ -305,9 +342,10 @@ impl Supervisor {
             };
             self.bar.set(
                 &format!(
-                    "devnet: {up}/{n} up, {ready}/{n} ready{}{}{load_line}",
+                    "devnet: {up}/{n} up, {ready}/{n} ready{}{}{load_line}{}",
                     if dead > 0 { format!(", {dead} DIED") } else { String::new() },
                     height.map(|h| format!(" | height {h}")).unwrap_or_default(),
+                    self.finality,
                 ),
                 Some(format!("{:02}:{:02}:{:02} | Ctrl-C stops", secs / 3600, secs / 60 % 60, secs % 60)),
             );
@@ -438,6 +476,22 @@ impl Supervisor {
         s += &format!("  logs: {}\n", self.st.dir.join("logs").display());
         s
     }
+}
+
+/// ` | final: c1 812 (lag 34), c2 790 (lag 35)`: each chain's finalized height and how
+/// far it trails the chain's executed height.
+fn finality_line(
+    finalized: &std::collections::BTreeMap<u64, u64>,
+    executed: &std::collections::BTreeMap<u64, u64>,
+) -> String {
+    let parts: Vec<String> = finalized
+        .iter()
+        .map(|(c, f)| match executed.get(c) {
+            Some(e) => format!("c{c} {f} (lag {})", e.saturating_sub(*f)),
+            None => format!("c{c} {f}"),
+        })
+        .collect();
+    format!(" | final: {}", parts.join(", "))
 }
 
 /// `12.3k/s`.

@@ -52,11 +52,10 @@ impl ModuleConfig for Config {
 /// that any node may sample; this plan is what the shared peer service reports.)
 pub fn peer_plan(ctx: &NodeContext) -> PeerPlan {
     let g = ctx.genesis();
-    PeerPlan::new().accept("validators", Module::Consensus, g.validators.clone()).accept(
-        "execution_nodes",
-        Module::Execution,
-        g.execution_nodes.clone(),
-    )
+    PeerPlan::new()
+        .accept("validators", Module::Consensus, g.validators.clone())
+        .accept("execution_nodes", Module::Execution, g.execution_nodes.clone())
+        .accept("settlement_nodes", Module::Settlement, g.settlement_nodes.clone())
 }
 
 /// Runs the DA storage node until `shutdown`. The endpoint also answers the shared

@@ -9,7 +9,7 @@
 //!   certificate and parent link;
 //! * data availability: the DA layer's QUIC client ([`lamina_da_service::DaClient`]),
 //!   which fetches the chain's namespace with completeness proofs;
-//! * settlement: [`lamina_execution_service::adapters::LogSettlement`] over the consensus
+//! * settlement: [`lamina_settlement_service::client::LogSettlement`] over the consensus
 //!   intake client, so signed checkpoint claims are ordered under the settlement
 //!   namespace.
 //!
@@ -21,8 +21,8 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use lamina_execution_service::Seams;
-use lamina_execution_service::adapters::LogSettlement;
 use lamina_net::Endpoint;
+use lamina_settlement_service::client::LogSettlement;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::AnnotatedToml;
@@ -44,12 +44,6 @@ impl ModuleConfig for Config {
     fn annotate(&self, doc: &mut AnnotatedToml) {
         let c = &self.0;
         doc.optional("Chain (id) to execute. Default: the chain of this node's genesis entry.", "chain", &c.chain, "1");
-        doc.field("Flat fee per transaction in the native asset (must match every replica).", "fee", &c.fee);
-        doc.field(
-            "Fee collector (hex public key; must match every replica; zero when fee is 0).",
-            "fee_collector",
-            &c.fee_collector,
-        );
         doc.field("Blocks requested from the ordered log per read.", "read_batch", &c.read_batch);
         doc.field("Threads for signature checks and execution (0: all cores).", "threads", &c.threads);
         doc.field(
@@ -57,7 +51,18 @@ impl ModuleConfig for Config {
             "verify_certificates",
             &c.verify_certificates,
         );
-        doc.field("Post a checkpoint claim every this many heights (0: never).", "claim_every", &c.claim_every);
+        doc.field(
+            "Cut a checkpoint claim at heights divisible by this, over the heights with data since the last\n\
+             claim (1: a claim per such height; an idle chain claims nothing; 0: never). The fee and the\n\
+             ledger version come from the genesis chain spec.",
+            "claim_every",
+            &c.claim_every,
+        );
+        doc.field(
+            "TEST/DEMO ONLY: post wrong (but self-consistent) claims so that fraud proofs can be exercised.",
+            "faulty_claims",
+            &c.faulty_claims,
+        );
         doc.optional(
             "HTTP/JSON query address (GET /status, /balance/<account>, /nonce/<account>, /receipt/<tx id>).\n\
              Default: this node's `http` address in the genesis.",

@@ -1,18 +1,28 @@
-//! The settlement module: replays the settlement namespace of the log (claims, challenges, finality).
+//! The settlement module: replays the settlement namespace of the log (claims, bonds,
+//! fraud proofs, finality) and, in verifier mode, checks every chain's claims.
 //!
-//! Until the module's protocol lands, its service is the shared peer service of
-//! [`crate::peers`]: it binds the node's QUIC endpoint on its genesis address with its
-//! pinned key, keeps connections to the peers its role needs, reports them in `/status`
-//! and `/readyz`, and on shutdown stops accepting, closes connections and returns.
+//! Runs the real settlement service ([`lamina_settlement_service::run_on`]) on the
+//! node's QUIC endpoint, with the seams built here (layers never import each other; the
+//! binary joins them):
 //!
-//! Peers (issue 2): it dials the validators (ready with `f + 1`, so at least one is
-//! honest).
+//! * the ordered log: the consensus layer's QUIC client
+//!   ([`lamina_consensus_service::LogClient`]);
+//! * data availability: the DA layer's QUIC client ([`lamina_da_service::DaClient`]);
+//! * intake (the verifier's challenges): [`lamina_consensus_service::IntakeClient`];
+//! * stateless re-execution and chain replicas: the execution layer's
+//!   [`lamina_execution_core::NativeChains`] built from the genesis chain specs;
+//! * bad-encoding proofs: the DA layer's [`lamina_da_core::BadEncodingProof`].
 //!
-//! To plug in the real service, replace `Config` with `lamina_settlement_service::Config` (keeping
-//! a [`ModuleConfig`] impl) and the body of [`start`] with
-//! `lamina_settlement_service::run(ctx.service, config, shutdown)` (binding its endpoint with
-//! `ctx.endpoint`, which carries the `[net]` settings and the listen address).
+//! Peers: it dials the validators (ready with `f + 1`) and the DA nodes (ready with
+//! `n - t + 1`), and accepts queries from every genesis node and client.
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use lamina_interfaces::EncodingFraudVerifier;
+use lamina_net::Endpoint;
+use lamina_primitives::Digest;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::AnnotatedToml;
@@ -20,19 +30,44 @@ use crate::context::NodeContext;
 use crate::modules::{Module, ModuleConfig};
 use crate::peers::{Need, PeerPlan};
 
-/// Settings of the settlement module (the `[settlement]` section). None yet: the settlement service
-/// brings its own.
+/// Settings of the settlement module (the `[settlement]` section): the settlement
+/// service's own.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Config {}
+#[serde(transparent)]
+pub struct Config(pub lamina_settlement_service::Config);
 
 impl ModuleConfig for Config {
     fn validate(&self) -> anyhow::Result<()> {
-        Ok(())
+        Ok(self.0.validate()?)
     }
 
     fn annotate(&self, doc: &mut AnnotatedToml) {
-        doc.comment("(no settings yet: this module currently runs the shared peer service)");
+        let c = &self.0;
+        doc.field("Blocks requested from the ordered log per read.", "read_batch", &c.read_batch);
+        doc.field(
+            "Verify finality and availability certificates (turn off only for a trusted local log).",
+            "verify_certificates",
+            &c.verify_certificates,
+        );
+        doc.field(
+            "Verifier mode: replay every chain, compare each claim, and post a fraud proof against wrong ones\n\
+             (needs a funded key in the genesis [settlement] balances to bond challenges).",
+            "verifier",
+            &c.verifier,
+        );
+        doc.field("Chains the verifier replays (empty: every chain).", "verify_chains", &c.verify_chains);
+        doc.field(
+            "Witnesses up to this many bytes go inside the challenge transaction; larger ones go to DA.",
+            "inline_witness_limit",
+            &c.inline_witness_limit,
+        );
+        doc.optional(
+            "HTTP/JSON query address (GET /status, /chain/<id>, /claims/<chain>, /claim/<id>,\n\
+             /anchor/<chain>/<height>, /account/<key>). Default: this node's `http` address in the genesis.",
+            "http_listen",
+            &c.http_listen,
+            "\"127.0.0.1:8400\"",
+        );
     }
 }
 
@@ -40,11 +75,63 @@ impl ModuleConfig for Config {
 pub fn peer_plan(ctx: &NodeContext) -> PeerPlan {
     let g = ctx.genesis();
     let v = g.validator_committee();
-    PeerPlan::new().dial("validators", Module::Consensus, g.validators.clone(), Need::AtLeast(v.max_faulty() + 1))
+    let da_needed = g.da_nodes.len() - g.da_threshold() + 1;
+    PeerPlan::new()
+        .dial("validators", Module::Consensus, g.validators.clone(), Need::AtLeast(v.max_faulty() + 1))
+        .dial("da_nodes", Module::Da, g.da_nodes.clone(), Need::AtLeast(da_needed))
+        .accept("execution_nodes", Module::Execution, g.execution_nodes.clone())
+        .accept("bridge_nodes", Module::Bridge, g.bridge_nodes.clone())
+}
+
+/// Checks bad-encoding proofs with the DA layer's verifier.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DaEncodingVerifier;
+
+impl EncodingFraudVerifier for DaEncodingVerifier {
+    fn verify_bad_encoding(&self, data_root: &Digest, proof: &[u8]) -> Result<(), String> {
+        let p: lamina_da_core::BadEncodingProof = lamina_primitives::decode(proof).map_err(|e| e.to_string())?;
+        p.verify(data_root).map_err(|e| e.to_string())
+    }
 }
 
 /// Runs the settlement service until `shutdown`.
-pub async fn start(ctx: NodeContext, _config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let plan = peer_plan(&ctx);
-    crate::peers::run(ctx, plan, shutdown).await
+pub async fn start(ctx: NodeContext, config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let endpoint = Endpoint::bind(ctx.key(), ctx.endpoint.clone())
+        .with_context(|| format!("cannot bind the QUIC endpoint on {}", ctx.endpoint.listen))?;
+    let seams = match seams(&ctx, &endpoint) {
+        Ok(s) => s,
+        Err(e) => {
+            endpoint.shutdown().await;
+            return Err(e);
+        }
+    };
+    let reporter = crate::peers::serve_alongside(&ctx, &endpoint, peer_plan(&ctx), &shutdown).await?;
+    endpoint.report_to(ctx.health().clone(), Duration::from_millis(ctx.net.stats_interval_ms));
+    let result = lamina_settlement_service::run_on(endpoint, ctx.service, config.0, seams, shutdown).await;
+    reporter.abort();
+    Ok(result?)
+}
+
+type NodeSeams = lamina_settlement_service::Seams<
+    lamina_consensus_service::LogClient,
+    Arc<lamina_da_service::DaClient>,
+    lamina_consensus_service::IntakeClient,
+>;
+
+fn seams(ctx: &NodeContext, endpoint: &Endpoint) -> anyhow::Result<NodeSeams> {
+    let genesis = ctx.genesis();
+    let log = lamina_consensus_service::LogClient::register(endpoint, genesis)
+        .context("cannot start the ordered-log client")?;
+    let da = lamina_da_service::DaClient::register(endpoint, genesis, Default::default())
+        .context("cannot start the DA client")?;
+    let submit = lamina_consensus_service::IntakeClient::register(endpoint, genesis)
+        .context("cannot start the intake client")?;
+    let exec = lamina_execution_core::NativeChains::new(genesis);
+    Ok(lamina_settlement_service::Seams {
+        log,
+        da: Arc::new(da),
+        submit,
+        exec: Arc::new(exec),
+        encoding: Arc::new(DaEncodingVerifier),
+    })
 }

@@ -1,1 +1,42 @@
-//! Lamina's settlement core (types only for now): checkpoint claims, challenges and finality counted in log heights.
+//! Lamina's settlement core: checkpoint claims, bonds, fraud proofs and finality counted in log heights.
+//!
+//! Settlement replays the settlement namespace of the ordered log. Everything here is a
+//! pure, deterministic function of the genesis ([`Params`]) and the ordered inputs: no
+//! clock (windows count log heights), no I/O, no threads. The service crate fetches
+//! what the log references (a challenged step's transactions, DA-held witnesses) and
+//! feeds it in.
+//!
+//! * [`entry`]: what settlement transactions carry ([`Entry`]: claims, challenges,
+//!   bad-encoding proofs) and how to build them.
+//! * [`state`]: the state machine ([`SettlementState`]): the rules, bonds and finality.
+//! * [`anchors`]: finalized [`Anchor`]s and their Merkle proofs ([`AnchorProof`]).
+//! * [`params`]: the parameters taken from the genesis.
+//!
+//! # Guarantees (tested in `tests/`)
+//!
+//! * A claim with a wrong state or receipts root at any step is slashed by one
+//!   challenge within its window and never anchored (S1).
+//! * Finality of an honest claim comes exactly W heights after its inclusion,
+//!   whatever competing claims and failing challenges others post (S2, S4).
+//! * Challenges after the window, duplicate claims, claims for another network, other
+//!   ledger parameters or heights not yet ordered are rejected (S3, S5, S10).
+//! * A forged witness costs the challenger its bond; malformed challenges are rejected
+//!   with no state change (S6, S7).
+//! * Claims over unavailable or badly encoded data, or naming inputs the log did not
+//!   order, never finalize (S8); a claim never finalizes before its parent (S9).
+//! * Bonds are conserved: free + bonded + burned is constant.
+
+pub mod anchors;
+pub mod entry;
+mod error;
+pub mod params;
+pub mod state;
+
+pub use anchors::{Anchor, AnchorProof, verify_anchor};
+pub use entry::{Challenge, Entry, SETTLEMENT_CHAIN, WitnessRef, witness_hash};
+pub use error::Error;
+pub use params::Params;
+pub use state::{
+    Account, ChallengeOutcome, ClaimRecord, ClaimStatus, Event, Input, OrphanReason, ProofInputs, SettlementState,
+    Stats,
+};

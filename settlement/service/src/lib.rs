@@ -1,1 +1,223 @@
-//! The settlement service: follows the ordered log and tracks checkpoint claims per chain.
+//! The settlement service: follows the ordered log, applies claims and fraud proofs, serves finalized roots, and verifies claims.
+//!
+//! One service replays the whole network's settlement namespace with
+//! [`lamina_settlement_core::SettlementState`], the pure state machine that decides
+//! claims, bonds, challenges and finality in log heights. For each finalized block of
+//! the ordered log, in height order, it:
+//!
+//! 1. checks the block's finality certificate (and every availability certificate that
+//!    lists a chain's or the settlement namespace) against the genesis committees;
+//! 2. tells the core which chains had data at this height and under which data roots
+//!    ([`lamina_interfaces::inputs::namespace_data_roots`]), so claims are checked
+//!    against what the log ordered (the DA gate);
+//! 3. fetches the settlement namespace's blobs from DA and extracts its transactions
+//!    with the one shared rule ([`lamina_interfaces::inputs::namespace_transactions`]);
+//!    for each challenge it also fetches the challenged step's chain transactions (and
+//!    a DA-referenced witness), so the core's verdict is a pure function of the log;
+//! 4. appends the height's inputs to its lamina-store log (a restart replays them
+//!    instead of refetching; a `kill -9` loses at most the unsynced tail, which is read
+//!    again from the ordered log), then applies them to the core.
+//!
+//! Queries (status, a chain's finalized root with a proof, claims, accounts) are served
+//! over QUIC ([`query::SettlementProtocol`], `lamina/settlement/1`) and HTTP/JSON
+//! ([`query::serve_http`]). In **verifier mode** ([`Config::verifier`]) the service also
+//! replays every chain ([`lamina_interfaces::ChainReplica`]), compares each claim's
+//! steps with its own results and challenges the first wrong step with a fraud proof
+//! ([`verifier`]).
+//!
+//! [`client::LogSettlement`] is the settlement seam execution nodes post claims through
+//! (a signed [`lamina_settlement_core::Entry::Claim`] transaction via consensus intake);
+//! [`client::SettlementClient`] is the typed QUIC query client.
+
+pub mod client;
+pub mod fetch;
+pub mod follower;
+pub mod query;
+pub mod record;
+pub mod verifier;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use lamina_interfaces::{DataAvailability, EncodingFraudVerifier, OrderedLog, StatelessExecutor, TxSubmit};
+use lamina_net::NodeContext;
+use lamina_primitives::ChainId;
+use tokio_util::sync::CancellationToken;
+
+pub use follower::{Follower, Shared};
+
+/// Configuration of the settlement service.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Blocks requested from the log per read.
+    pub read_batch: usize,
+    /// Verify finality and availability certificates (turn off only for a trusted local
+    /// log).
+    pub verify_certificates: bool,
+    /// Verifier mode: replay every chain, compare claims, challenge wrong ones.
+    pub verifier: bool,
+    /// Chains the verifier replays (empty: every chain of the genesis).
+    pub verify_chains: Vec<ChainId>,
+    /// Witnesses up to this many bytes travel inside the challenge transaction; larger
+    /// ones are dispersed to DA and the challenge carries their commitment.
+    pub inline_witness_limit: usize,
+    /// HTTP/JSON query address. `None`: the genesis entry's `http` address, if any.
+    pub http_listen: Option<SocketAddr>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            read_batch: 64,
+            verify_certificates: true,
+            verifier: false,
+            verify_chains: Vec::new(),
+            inline_witness_limit: 48 * 1024,
+            http_listen: None,
+        }
+    }
+}
+
+impl Config {
+    /// Checks the configuration.
+    pub fn validate(&self) -> Result<(), Error> {
+        if self.read_batch == 0 || self.read_batch > 10_000 {
+            return Err(Error::Config(format!("read_batch {} outside 1..=10000", self.read_batch)));
+        }
+        if self.inline_witness_limit > 60 * 1024 {
+            return Err(Error::Config(
+                "inline_witness_limit above 60 KiB would exceed intake's transaction limit".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Why the service stopped or could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Bad configuration.
+    #[error("config: {0}")]
+    Config(String),
+    /// The store failed (a local fault: fail-stop).
+    #[error("store: {0}")]
+    Store(#[from] lamina_store::Error),
+    /// The store holds data that does not belong here (another network) or does not
+    /// decode: refuse to run on it.
+    #[error("store content invalid: {0}")]
+    BadStore(String),
+    /// The ordered log misbehaved (a gap, a wrong height, a bad certificate).
+    #[error("ordered log: {0}")]
+    Log(String),
+    /// Networking failed at startup.
+    #[error("net: {0}")]
+    Net(#[from] lamina_net::NetError),
+    /// I/O outside the store (HTTP listener).
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+    /// A worker task failed, or the service stopped mid-way.
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+/// The seams the service consumes, built by the binary (layers never import each
+/// other: the binary hands in the consensus log client, the DA client, the intake
+/// client, the execution layer's stateless executor and the DA layer's bad-encoding
+/// verifier).
+pub struct Seams<L, D, T> {
+    /// The ordered log.
+    pub log: L,
+    /// Data availability (settlement entries, challenged steps' data, witnesses).
+    pub da: D,
+    /// Transaction intake (the verifier posts its challenges through it).
+    pub submit: T,
+    /// Stateless re-execution and replicas of every chain.
+    pub exec: Arc<dyn StatelessExecutor>,
+    /// Bad-encoding proof checks.
+    pub encoding: Arc<dyn EncodingFraudVerifier>,
+}
+
+impl<L, D, T> std::fmt::Debug for Seams<L, D, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Seams").finish_non_exhaustive()
+    }
+}
+
+/// Runs the settlement service on an endpoint the caller bound (the binary registers
+/// the seams' clients on it first) until `shutdown`: opens (or replays) the store,
+/// serves queries over QUIC and HTTP, follows the log. The endpoint is shut down on
+/// return.
+pub async fn run_on<L, D, T>(
+    endpoint: lamina_net::Endpoint,
+    ctx: NodeContext,
+    config: Config,
+    seams: Seams<L, D, T>,
+    shutdown: CancellationToken,
+) -> Result<(), Error>
+where
+    L: OrderedLog + 'static,
+    D: DataAvailability + Clone + 'static,
+    T: TxSubmit + Clone + 'static,
+{
+    let result = serve(&endpoint, ctx, config, seams, &shutdown).await;
+    shutdown.cancel();
+    endpoint.shutdown().await;
+    result
+}
+
+async fn serve<L, D, T>(
+    endpoint: &lamina_net::Endpoint,
+    ctx: NodeContext,
+    config: Config,
+    seams: Seams<L, D, T>,
+    shutdown: &CancellationToken,
+) -> Result<(), Error>
+where
+    L: OrderedLog + 'static,
+    D: DataAvailability + Clone + 'static,
+    T: TxSubmit + Clone + 'static,
+{
+    config.validate()?;
+    ctx.health.set_check("caught_up", false, "starting");
+    let mut follower = Follower::open(&ctx, &config, seams.exec.clone(), seams.encoding.clone())?;
+    let shared = follower.shared();
+
+    let mut peers = lamina_net::PeerSet::new();
+    for e in ctx.genesis.all_nodes() {
+        if e.key != ctx.node_id() {
+            peers = peers.with_accept(e.key);
+        }
+    }
+    for c in &ctx.genesis.clients {
+        peers = peers.with_accept(c.key);
+    }
+    let _queries = endpoint.register(
+        query::QuicQueries(shared.clone()),
+        peers,
+        lamina_net::ProtocolConfig::for_protocol::<query::SettlementProtocol>(),
+    )?;
+
+    let http_addr = config.http_listen.or_else(|| ctx.entry().and_then(|e| e.http));
+    let http = match http_addr {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr).await?;
+            tracing::info!(target: "lamina::settlement", %addr, "HTTP queries");
+            Some(tokio::spawn(query::serve_http(listener, shared.clone(), shutdown.clone())))
+        }
+        None => None,
+    };
+
+    let verifier = if config.verifier {
+        Some(verifier::Verifier::new(&ctx, &config, seams.exec.clone(), seams.da.clone(), seams.submit.clone())?)
+    } else {
+        None
+    };
+    let result = follower.follow(&seams.log, &seams.da, verifier, &ctx.health, shutdown).await;
+    shutdown.cancel();
+    if let Some(h) = http {
+        let _ = h.await;
+    }
+    follower.close()?;
+    result
+}

@@ -59,6 +59,9 @@ pub fn genesis(n: usize) -> Genesis {
                 funded_test_accounts: 0,
                 funded_test_accounts_seed: 0,
                 funded_test_amount: 0,
+                fee: 0,
+                fee_collector: Default::default(),
+                ledger_version: 1,
             })
             .collect(),
         validators: (0..n)
@@ -70,6 +73,7 @@ pub fn genesis(n: usize) -> Genesis {
         bridge_nodes: vec![],
         da_threshold: None,
         clients: Vec::new(),
+        settlement: Default::default(),
     }
 }
 

@@ -53,6 +53,7 @@ pub fn genesis(n: usize) -> Genesis {
         bridge_nodes: vec![],
         da_threshold: None,
         clients: Vec::new(),
+        settlement: Default::default(),
     };
     g.validate().unwrap();
     g

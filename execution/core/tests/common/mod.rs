@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use lamina_execution_core::ledger::{self, AssetId, Call, LedgerConfig, NativeLedger};
 use lamina_execution_core::{AuthenticatedState, ChangeSet, Verified};
-use lamina_interfaces::{ChainSpec, GenesisBalance};
+use lamina_interfaces::{ChainSpec, Genesis, GenesisBalance};
 use lamina_primitives::{ChainId, Keypair, Transaction};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -58,18 +58,42 @@ pub struct Setup {
     pub keys: Vec<Keypair>,
 }
 
-pub fn genesis_state(p: &Params, keys: &[Keypair]) -> AuthenticatedState {
+/// The chain spec of a test block: `p.accounts` funded accounts, fee `p.fee` paid to
+/// account 1.
+pub fn spec(p: &Params, keys: &[Keypair]) -> ChainSpec {
     let account = |i: u64| keys[i as usize].public();
-    let spec = ChainSpec {
+    ChainSpec {
         id: CHAIN,
         name: "test".into(),
         balances: (0..p.accounts).map(|i| GenesisBalance { account: account(i), amount: p.funding }).collect(),
         funded_test_accounts: 0,
         funded_test_accounts_seed: 0,
         funded_test_amount: 0,
-    };
+        fee: p.fee,
+        fee_collector: account(1 % p.accounts),
+        ledger_version: 1,
+    }
+}
+
+/// A genesis holding only `spec` (enough for `NativeChains`).
+pub fn genesis_of(spec: ChainSpec) -> Genesis {
+    Genesis {
+        network: "exec-core-test".into(),
+        chains: vec![spec],
+        validators: vec![],
+        da_nodes: vec![],
+        execution_nodes: vec![],
+        settlement_nodes: vec![],
+        bridge_nodes: vec![],
+        da_threshold: None,
+        clients: vec![],
+        settlement: Default::default(),
+    }
+}
+
+pub fn genesis_state(p: &Params, keys: &[Keypair]) -> AuthenticatedState {
     let mut s = AuthenticatedState::new();
-    s.apply(&ledger::genesis(&spec), true);
+    s.apply(&ledger::genesis(&spec(p, keys)), true);
     s
 }
 
@@ -81,8 +105,7 @@ pub fn block(seed: u64, p: &Params) -> Setup {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let keys = keys(p.accounts);
     let account = |i: u64| keys[i as usize].public();
-    let ledger =
-        NativeLedger::new(LedgerConfig { chain_id: CHAIN, fee: p.fee, fee_collector: account(1 % p.accounts) });
+    let ledger = NativeLedger::new(LedgerConfig::from_spec(&spec(p, &keys)).unwrap());
     let state = genesis_state(p, &keys);
     let mut nonces: HashMap<u64, u64> = HashMap::new();
     let mut assets: Vec<(u64, AssetId)> = Vec::new();

@@ -39,6 +39,9 @@ pub fn genesis() -> Genesis {
         funded_test_accounts: ACCOUNTS,
         funded_test_accounts_seed: SEED,
         funded_test_amount: 1_000_000,
+        fee: 0,
+        fee_collector: Default::default(),
+        ledger_version: 1,
     };
     Genesis {
         network: "exec-test".into(),
@@ -50,6 +53,7 @@ pub fn genesis() -> Genesis {
         bridge_nodes: vec![],
         da_threshold: None,
         clients: Vec::new(),
+        settlement: Default::default(),
     }
 }
 
@@ -161,6 +165,64 @@ pub fn reference_roots(f: &Fixture) -> Vec<Digest> {
             st.apply(&out.changes, false)
         })
         .collect()
+}
+
+/// Reference claim steps (index h-1; `None` at heights without data for CHAIN), by the
+/// sequential executor and the interfaces' extraction rule.
+pub fn reference_steps(f: &Fixture) -> Vec<Option<lamina_interfaces::ClaimStep>> {
+    let spec = f.genesis.chain(CHAIN).unwrap();
+    let mut st = AuthenticatedState::new();
+    st.apply(&ledger::genesis(spec), false);
+    let l = NativeLedger::new(LedgerConfig::new(CHAIN));
+    f.chain_txs
+        .iter()
+        .zip(&f.blocks)
+        .map(|(txs, b)| {
+            let roots = lamina_interfaces::inputs::namespace_data_roots(b, Namespace::from(CHAIN));
+            if roots.is_empty() {
+                assert!(txs.is_empty());
+                return None;
+            }
+            let v = sigverify::verify_block_sequential(txs);
+            let out = sequential::execute(&l, &st, txs, &v);
+            Some(lamina_interfaces::ClaimStep {
+                height: b.height(),
+                inputs: lamina_interfaces::settlement::inputs_digest(&roots),
+                state_root: st.apply(&out.changes, false),
+                receipts_root: lamina_execution_core::machine::receipts_root(&out.receipts),
+            })
+        })
+        .collect()
+}
+
+/// Checks that `claims` (deduplicated by id, in order) form one chain from genesis whose
+/// steps are exactly `want`'s up to the last claim, with the reference roots (state
+/// roots corrupted when `faulty`). Returns the claims in chain order.
+pub fn check_claim_chain(
+    claims: &[lamina_interfaces::CheckpointClaim],
+    want: &[Option<lamina_interfaces::ClaimStep>],
+    faulty: bool,
+) -> Vec<lamina_interfaces::CheckpointClaim> {
+    let mut seen = std::collections::HashSet::new();
+    let chain: Vec<_> = claims.iter().filter(|c| seen.insert(c.id())).cloned().collect();
+    let (mut parent, mut from, mut receipts) = (Digest::ZERO, Height(0), Digest::ZERO);
+    let mut steps = Vec::new();
+    for c in &chain {
+        c.verify_signature().unwrap();
+        assert_eq!((c.parent, c.from), (parent, from), "claims chain through their parents");
+        c.check_shape(&receipts).unwrap();
+        assert_eq!(c.chain_id, CHAIN);
+        steps.extend(c.steps.iter().copied());
+        (parent, from, receipts) = (c.id(), c.to, c.receipts_root);
+    }
+    let mut expect: Vec<_> = want[..from.0 as usize].iter().flatten().copied().collect();
+    if faulty {
+        for s in &mut expect {
+            s.state_root.0[0] ^= 0xFF;
+        }
+    }
+    assert_eq!(steps, expect, "claims cover exactly the heights with data");
+    chain
 }
 
 pub fn config() -> lamina_execution_service::Config {

@@ -1,0 +1,158 @@
+//! Settlement: the cost of checking a fraud proof against the cost of executing.
+//!
+//! Group `settlement::fraud_proof/N=…` (one block of 10,000 signed native transfers,
+//! random sender != recipient among N accounts, built like `execution.rs`'s), side by
+//! side:
+//! * `sequential_execute`: what a replica does for the step: the signature stage,
+//!   `sequential::execute` against the full state, applying the change set to the
+//!   authenticated state (a fresh clone per iteration, not timed) and its root;
+//! * `stateless_verify`: what settlement does for a fraud proof:
+//!   `NativeChains::reexecute` from the pre-state root and the encoded witness (decode,
+//!   rebuild the partial tree, check every value, signature stage, sequential execution,
+//!   post-state root, receipts root).
+//!
+//! The witness size per transaction is printed once per N. Target: `stateless_verify`
+//! at most 2x `sequential_execute`.
+//!
+//! Run: `cargo bench -p lamina-benches --bench settlement`
+//! (`LAMINA_BENCH_N=1000,100000` sets N, default 10000; `LAMINA_BENCH_THREADS=k` sets
+//! the signature stage's threads, default all).
+
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use std::time::Duration;
+
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use lamina_execution_core::ledger::{self, AssetId, LedgerConfig, NativeLedger};
+use lamina_execution_core::machine::receipts_root;
+use lamina_execution_core::{AuthenticatedState, NativeChains, sequential, sigverify, witness};
+use lamina_interfaces::{ChainSpec, Genesis, GenesisBalance, StatelessExecutor, StepOutcome};
+use lamina_primitives::{ChainId, Keypair, Transaction};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
+
+const CHAIN: ChainId = ChainId(1);
+const BLOCK: usize = 10_000;
+
+fn genesis(spec: ChainSpec) -> Genesis {
+    Genesis {
+        network: "bench".into(),
+        chains: vec![spec],
+        validators: vec![],
+        da_nodes: vec![],
+        execution_nodes: vec![],
+        settlement_nodes: vec![],
+        bridge_nodes: vec![],
+        da_threshold: None,
+        clients: vec![],
+        settlement: Default::default(),
+    }
+}
+
+struct Workload {
+    chains: NativeChains,
+    ledger: NativeLedger,
+    state: AuthenticatedState,
+    txs: Vec<Transaction>,
+}
+
+fn workload(n: u64) -> Workload {
+    let keys: Vec<Keypair> = (0..n).into_par_iter().map(Keypair::for_testing).collect();
+    let spec = ChainSpec {
+        id: CHAIN,
+        name: "bench".into(),
+        balances: keys.iter().map(|k| GenesisBalance { account: k.public(), amount: 1 << 50 }).collect(),
+        funded_test_accounts: 0,
+        funded_test_accounts_seed: 0,
+        funded_test_amount: 0,
+        fee: 0,
+        fee_collector: Default::default(),
+        ledger_version: 1,
+    };
+    let mut state = AuthenticatedState::new();
+    state.apply(&ledger::genesis(&spec), true);
+    let mut rng = ChaCha8Rng::seed_from_u64(n);
+    let mut nonces = vec![0u64; n as usize];
+    let mut picks = Vec::with_capacity(BLOCK);
+    for _ in 0..BLOCK {
+        let s = rng.random_range(0..n) as usize;
+        let mut r = rng.random_range(0..n - 1) as usize;
+        if r >= s {
+            r += 1;
+        }
+        picks.push((s, r, nonces[s], rng.random_range(1..1000u64)));
+        nonces[s] += 1;
+    }
+    let txs: Vec<Transaction> = picks
+        .par_iter()
+        .map(|&(s, r, nonce, amount)| {
+            ledger::transfer(&keys[s], CHAIN, nonce, keys[r].public(), AssetId::NATIVE, amount)
+        })
+        .collect();
+    let ledger = NativeLedger::new(LedgerConfig::from_spec(&spec).unwrap());
+    Workload { chains: NativeChains::new(&genesis(spec)), ledger, state, txs }
+}
+
+fn ns() -> Vec<u64> {
+    match std::env::var("LAMINA_BENCH_N") {
+        Ok(s) => s.split(',').filter_map(|x| x.trim().parse().ok()).collect(),
+        Err(_) => vec![10_000],
+    }
+}
+
+fn all_threads() -> usize {
+    std::env::var("LAMINA_BENCH_THREADS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
+}
+
+fn fraud_proof_group(c: &mut Criterion) {
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(all_threads()).build().unwrap();
+    for n in ns() {
+        let w = workload(n);
+        let pre_root = w.state.root();
+        let verified = pool.install(|| sigverify::verify_block(&w.txs));
+        let (out, wit) = witness::build(&w.ledger, &w.state, &w.txs, &verified).unwrap();
+        assert!(out.receipts.iter().all(|r| r.is_success()));
+        let bytes = lamina_primitives::encode(&wit).unwrap();
+        let want = StepOutcome {
+            state_root: w.state.clone().apply(&out.changes, false),
+            receipts_root: receipts_root(&out.receipts),
+        };
+        assert_eq!(pool.install(|| w.chains.reexecute(CHAIN, &pre_root, &bytes, &w.txs)), Ok(want));
+        eprintln!(
+            "settlement::fraud_proof/N={n}: witness {} bytes for {BLOCK} transfers ({:.1} bytes/tx, {} keys)",
+            bytes.len(),
+            bytes.len() as f64 / BLOCK as f64,
+            wit.counters.len() + wit.data.len()
+        );
+
+        let mut g = c.benchmark_group(format!("settlement::fraud_proof/N={n}"));
+        g.throughput(Throughput::Elements(BLOCK as u64));
+        g.sample_size(10);
+        g.warm_up_time(Duration::from_millis(500));
+        g.measurement_time(Duration::from_secs(4));
+        g.bench_function("sequential_execute", |b| {
+            b.iter_batched_ref(
+                || w.state.clone(),
+                |s| {
+                    pool.install(|| {
+                        let v = sigverify::verify_block(&w.txs);
+                        let out = sequential::execute(&w.ledger, &*s, &w.txs, &v);
+                        s.apply(&out.changes, false)
+                    })
+                },
+                BatchSize::LargeInput,
+            )
+        });
+        g.bench_function("stateless_verify", |b| {
+            b.iter(|| pool.install(|| w.chains.reexecute(CHAIN, &pre_root, &bytes, &w.txs).unwrap()))
+        });
+        g.finish();
+    }
+}
+
+criterion_group!(benches, fraud_proof_group);
+criterion_main!(benches);

@@ -1,0 +1,99 @@
+//! The settlement rules' parameters, derived once from the genesis.
+
+use std::collections::BTreeMap;
+
+use lamina_interfaces::Genesis;
+use lamina_primitives::{ChainId, Digest, PublicKey};
+
+/// Everything the state machine needs from the genesis: the same genesis gives the same
+/// `Params` on every node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Params {
+    /// Network id ([`Genesis::network_id`]); claims for another network are rejected.
+    pub network: Digest,
+    /// Challenge window W in log heights (at least 1): a claim included at `h` may be
+    /// challenged through `h + W` and finalizes at the end of `h + W` at the earliest.
+    pub window: u64,
+    /// Bond locked per claim.
+    pub claim_bond: u64,
+    /// Bond put up per challenge (paid to the claimer when the challenge fails).
+    pub challenge_bond: u64,
+    /// Percent (at most 100) of a slashed claim bond paid to the challenger; the rest
+    /// is burned.
+    pub challenger_reward_percent: u8,
+    /// The chains that may be claimed, with the [`lamina_interfaces::ChainSpec::params_digest`]
+    /// their claims must bind.
+    pub chains: BTreeMap<ChainId, Digest>,
+    /// Genesis balances of the settlement ledger, sorted by key, duplicates summed.
+    pub balances: Vec<(PublicKey, u64)>,
+}
+
+impl Params {
+    /// The parameters of `genesis`. Out-of-range values are clamped rather than
+    /// refused (a window of 0 becomes 1, a reward above 100 % becomes 100 %);
+    /// [`Genesis::validate`] reports them.
+    pub fn from_genesis(genesis: &Genesis) -> Params {
+        let st = &genesis.settlement;
+        let mut balances: BTreeMap<PublicKey, u64> = BTreeMap::new();
+        for b in &st.balances {
+            let e = balances.entry(b.account).or_default();
+            *e = e.saturating_add(b.amount);
+        }
+        Params {
+            network: genesis.network_id(),
+            window: st.challenge_window.max(1),
+            claim_bond: st.claim_bond,
+            challenge_bond: st.challenge_bond,
+            challenger_reward_percent: st.challenger_reward_percent.min(100),
+            chains: genesis.chains.iter().map(|c| (c.id, c.params_digest())).collect(),
+            balances: balances.into_iter().collect(),
+        }
+    }
+
+    /// Sum of the genesis balances: the settlement ledger's constant total supply
+    /// (free + bonded + burned always adds up to it).
+    pub fn total_supply(&self) -> u128 {
+        self.balances.iter().map(|(_, a)| u128::from(*a)).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lamina_interfaces::{GenesisBalance, SettlementSpec};
+    use lamina_primitives::Keypair;
+
+    #[test]
+    fn from_genesis_sums_duplicates_and_clamps() {
+        let k = |n| Keypair::for_testing(n).public();
+        let genesis = Genesis {
+            network: "p".into(),
+            chains: vec![],
+            validators: vec![],
+            da_nodes: vec![],
+            execution_nodes: vec![],
+            settlement_nodes: vec![],
+            bridge_nodes: vec![],
+            da_threshold: None,
+            clients: vec![],
+            settlement: SettlementSpec {
+                challenge_window: 0,
+                claim_bond: 5,
+                challenge_bond: 6,
+                challenger_reward_percent: 250,
+                balances: vec![
+                    GenesisBalance { account: k(2), amount: 3 },
+                    GenesisBalance { account: k(1), amount: 4 },
+                    GenesisBalance { account: k(2), amount: u64::MAX },
+                ],
+            },
+        };
+        let p = Params::from_genesis(&genesis);
+        assert_eq!((p.window, p.challenger_reward_percent), (1, 100));
+        assert_eq!(p.network, genesis.network_id());
+        let mut want = vec![(k(1), 4), (k(2), u64::MAX)];
+        want.sort();
+        assert_eq!(p.balances, want);
+        assert_eq!(p.total_supply(), 4 + u128::from(u64::MAX));
+    }
+}

@@ -1,0 +1,1130 @@
+//! The settlement state machine: a pure function of the genesis and the ordered log's
+//! settlement namespace (plus, per height, what the log carried for each user chain).
+//!
+//! # Driving it
+//!
+//! For every log height `h`, in order, the service calls
+//! 1. [`SettlementState::observe_block`] with, for each user chain with data in block
+//!    `h`, its data roots in block order ([`lamina_interfaces::inputs::namespace_data_roots`])
+//!    and whether all their availability certificates verified;
+//! 2. [`SettlementState::challenge_target`] for each challenge among the height's
+//!    settlement transactions, fetching that step's chain transactions (and a
+//!    DA-referenced witness) into [`ProofInputs`];
+//! 3. [`SettlementState::apply_entries`] with the height's settlement transactions in log
+//!    order (an empty list for heights without any: finalization runs at every height).
+//!
+//! Heights at or below the last processed one are ignored by both calls, so replaying
+//! a prefix after a restart is harmless. Two instances fed the same calls reach the
+//! same [`SettlementState::state_root`] and emit the same [`Event`]s.
+//!
+//! # Rules
+//!
+//! Every transaction's signature (and every claim's own signature) is checked by one
+//! batch verification per height. A rejected entry changes nothing (no bond moves, no
+//! nonce advances) and is reported as [`Event::EntryRejected`] with a typed [`Error`].
+//! An accepted entry sets its sender's next usable nonce above the transaction's nonce
+//! (nonces must increase, gaps allowed), so no transaction applies twice.
+//!
+//! **Claim** included at height `h`: posted by its claimer, validly signed, for this
+//! network, for a genesis chain with the genesis ledger-params digest, not seen before,
+//! with `to < h` (only heights ordered before it). Its parent is either
+//! [`Digest::ZERO`] (allowed only while the chain has no finalized anchor; then
+//! `from == 0`, pre-state = the executor's genesis root, receipts chained from ZERO), or
+//! the chain's finalized head claim, or a *pending* claim of the chain; `from` equals
+//! the parent's `to`. The claim passes [`CheckpointClaim::check_shape`], and its steps
+//! list exactly the heights in `(from, to]` whose blocks carried data for the chain,
+//! each with the [`lamina_interfaces::settlement::inputs_digest`] of those data roots
+//! (the DA gate); a step over data that was not available or was proven badly encoded
+//! is refused. The claimer's free balance must cover the claim bond, which becomes
+//! bonded. Deadline = `h + W`.
+//!
+//! **Challenge** of step `i` of a claim at height `h`: the claim is pending, was
+//! included before `h`, and `h <= deadline`; `i` is a valid step; the challenger's
+//! free balance covers the challenge bond. The step is re-executed statelessly from its
+//! pre-state root (the previous step's state root, or the parent's for step 0) with
+//! the witness and the step's transactions. If the outcome differs from the step's
+//! roots, fraud is proven: the claim is slashed (the challenger receives
+//! `claim_bond * reward% / 100`, the rest is burned, the challenger keeps its bond) and
+//! every pending descendant is orphaned with its bond refunded. If re-execution agrees
+//! with the claim or fails (a bad or unavailable witness is the challenger's fault),
+//! the challenge bond goes to the claimer.
+//!
+//! **Bad encoding**: a proof accepted by the DA layer's
+//! [`EncodingFraudVerifier`] marks the data root bad; every pending claim with a step
+//! over it can never finalize: it ends `Unavailable` (bond refunded) and its
+//! descendants are orphaned.
+//!
+//! **Finality** at the end of each height `h`: every pending claim with
+//! `deadline <= h` whose parent is final (or genesis, for the first) finalizes, in
+//! inclusion order, cascading to children whose deadline has passed as well. It gets
+//! its bond back and appends an [`Anchor`] to its chain. Competing claims with the same
+//! parent are orphaned (bond refunded) with their descendants. A claim therefore never
+//! finalizes before its deadline, and never before its parent. Since every anchor
+//! extends the previous head with `to` strictly greater, two anchors can never cover
+//! the same range end.
+//!
+//! # Bounded memory
+//!
+//! Per-height data records of a chain are dropped once the chain's head covers them;
+//! at most [`MAX_TERMINAL_PER_CHAIN`] ended claim records are kept per chain. Anchors
+//! (one per finalized claim) are kept for proofs.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+
+use lamina_interfaces::settlement::inputs_digest;
+use lamina_interfaces::{CheckpointClaim, EncodingFraudVerifier, StatelessExecutor, StepOutcome};
+use lamina_primitives::{ChainId, Digest, Domain, Height, PublicKey, SignedDigest, Transaction, TxId, sig};
+
+use crate::anchors::{Anchor, AnchorProof, AnchorTree};
+use crate::entry::{Challenge, Entry, WitnessRef, witness_hash};
+use crate::{Error, Params};
+
+/// Domain of [`SettlementState::state_root`].
+pub static STATE_ROOT: Domain = Domain::new("lamina settlement state v1");
+
+/// Ended (finalized, slashed, orphaned, unavailable) claim records kept per chain.
+pub const MAX_TERMINAL_PER_CHAIN: usize = 1024;
+
+/// Where a claim stands.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
+pub enum ClaimStatus {
+    /// Bonded, within or past its window, not yet final.
+    Pending,
+    /// Anchored; bond returned.
+    Finalized,
+    /// Fraud proven; bond slashed.
+    Slashed,
+    /// Can never finalize (a competing claim finalized, or an ancestor ended without
+    /// finalizing); bond refunded.
+    Orphaned,
+    /// Covers data proven badly encoded; bond refunded.
+    Unavailable,
+}
+
+impl ClaimStatus {
+    /// Lowercase name (`pending`, `finalized`, `slashed`, `orphaned`, `unavailable`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClaimStatus::Pending => "pending",
+            ClaimStatus::Finalized => "finalized",
+            ClaimStatus::Slashed => "slashed",
+            ClaimStatus::Orphaned => "orphaned",
+            ClaimStatus::Unavailable => "unavailable",
+        }
+    }
+
+    fn code(self) -> u8 {
+        match self {
+            ClaimStatus::Pending => 0,
+            ClaimStatus::Finalized => 1,
+            ClaimStatus::Slashed => 2,
+            ClaimStatus::Orphaned => 3,
+            ClaimStatus::Unavailable => 4,
+        }
+    }
+}
+
+/// An accepted claim and what settlement knows about it.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct ClaimRecord {
+    /// The claim's id.
+    pub id: Digest,
+    /// The claim.
+    pub claim: CheckpointClaim,
+    /// Position in the global inclusion order.
+    pub seq: u64,
+    /// Log height that included it.
+    pub included_at: Height,
+    /// Last height a challenge is accepted; it finalizes at the end of this height at
+    /// the earliest.
+    pub deadline: Height,
+    /// State root its first step starts from (the parent's, or the genesis root).
+    pub pre_state_root: Digest,
+    /// Where it stands.
+    pub status: ClaimStatus,
+    /// Height at which it left `Pending`.
+    pub ended_at: Option<Height>,
+}
+
+impl ClaimRecord {
+    /// True while the claim is [`ClaimStatus::Pending`].
+    pub fn is_pending(&self) -> bool {
+        self.status == ClaimStatus::Pending
+    }
+}
+
+/// A settlement ledger account.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct Account {
+    /// Spendable on bonds.
+    pub free: u64,
+    /// Locked in pending claims.
+    pub bonded: u64,
+    /// Smallest nonce the account's next settlement transaction may use.
+    pub next_nonce: u64,
+}
+
+/// Counters since genesis (not part of the state root).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct Stats {
+    /// Claims pending now.
+    pub pending: u64,
+    /// Claims finalized.
+    pub finalized: u64,
+    /// Claims slashed.
+    pub slashed: u64,
+    /// Claims orphaned.
+    pub orphaned: u64,
+    /// Claims ended unavailable.
+    pub unavailable: u64,
+    /// Challenges that proved fraud.
+    pub challenges_ok: u64,
+    /// Challenges that failed (bond paid to the claimer).
+    pub challenges_failed: u64,
+    /// Entries rejected.
+    pub rejected: u64,
+    /// Data roots proven badly encoded.
+    pub bad_encodings: u64,
+}
+
+/// How a challenge ended.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum ChallengeOutcome {
+    /// Fraud proven: the claim is slashed.
+    Slashed,
+    /// No fraud proven: the challenge bond went to the claimer.
+    Failed {
+        /// Why (re-execution agreed, bad or unavailable witness).
+        reason: String,
+    },
+}
+
+/// Why a claim was orphaned.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum OrphanReason {
+    /// A competing claim with the same parent finalized.
+    SiblingFinalized {
+        /// The claim that finalized.
+        winner: Digest,
+    },
+    /// An ancestor ended without finalizing.
+    AncestorEnded {
+        /// The ancestor.
+        ancestor: Digest,
+        /// How it ended.
+        status: ClaimStatus,
+    },
+}
+
+/// What happened while applying a height (for logs, metrics and verifiers).
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum Event {
+    /// A claim was accepted and bonded.
+    ClaimAccepted {
+        /// Claim id.
+        id: Digest,
+        /// Chain.
+        chain: ChainId,
+        /// Range start (exclusive).
+        from: Height,
+        /// Range end (inclusive).
+        to: Height,
+        /// Claimer.
+        claimer: PublicKey,
+        /// Last height a challenge is accepted.
+        deadline: Height,
+    },
+    /// An entry was rejected; nothing changed.
+    EntryRejected {
+        /// The transaction.
+        tx: TxId,
+        /// Its sender.
+        sender: PublicKey,
+        /// Why.
+        error: Error,
+    },
+    /// A challenge was applied.
+    Challenged {
+        /// The claim.
+        claim: Digest,
+        /// The challenger.
+        challenger: PublicKey,
+        /// The challenged step index.
+        step: u32,
+        /// How it ended.
+        outcome: ChallengeOutcome,
+    },
+    /// A claim was slashed.
+    Slashed {
+        /// The claim.
+        claim: Digest,
+        /// Its claimer (who lost the bond).
+        claimer: PublicKey,
+        /// The successful challenger.
+        challenger: PublicKey,
+        /// Paid to the challenger.
+        reward: u64,
+        /// Burned.
+        burned: u64,
+    },
+    /// A claim finalized and was anchored.
+    Finalized {
+        /// The claim.
+        claim: Digest,
+        /// Chain.
+        chain: ChainId,
+        /// Range end.
+        to: Height,
+        /// Anchored state root.
+        state_root: Digest,
+        /// Height at whose end it finalized.
+        at: Height,
+    },
+    /// A claim was orphaned (bond refunded).
+    Orphaned {
+        /// The claim.
+        claim: Digest,
+        /// Why.
+        reason: OrphanReason,
+    },
+    /// A data root was proven badly encoded.
+    BadEncoding {
+        /// The data root.
+        data_root: Digest,
+    },
+    /// A pending claim covers a badly encoded data root and can never finalize (bond
+    /// refunded).
+    ClaimUnavailable {
+        /// The claim.
+        claim: Digest,
+        /// The bad data root.
+        data_root: Digest,
+    },
+}
+
+/// One settlement transaction of a height, with what the service fetched for it.
+#[derive(Clone, Debug)]
+pub struct Input {
+    /// The transaction, as ordered.
+    pub tx: Transaction,
+    /// For a challenge whose [`SettlementState::challenge_target`] is `Some`: the
+    /// proof inputs. Ignored for other entries.
+    pub proof: Option<ProofInputs>,
+}
+
+/// What a challenge needs from outside the log's settlement namespace.
+///
+/// # Contract
+///
+/// Whatever the service supplies must be a deterministic function of the log, or
+/// settlement nodes diverge: `txs` are exactly the chain's transactions at the target
+/// height ([`lamina_interfaces::inputs::namespace_transactions`]; the DA gate made them
+/// available), and `witness` is `Err` only when the referenced blob is unusable for
+/// everyone.
+#[derive(Clone, Debug)]
+pub struct ProofInputs {
+    /// The challenged step's chain transactions, in order.
+    pub txs: Vec<Transaction>,
+    /// For [`WitnessRef::Da`]: the fetched witness bytes, or why they could not be
+    /// fetched (the challenge then fails at the challenger's cost; the core also checks
+    /// the bytes against the reference's hash and length). Ignored for inline witnesses.
+    pub witness: Result<Vec<u8>, String>,
+}
+
+#[derive(Clone, Debug)]
+struct HeightRecord {
+    inputs: Digest,
+    roots: Vec<Digest>,
+    available: bool,
+}
+
+#[derive(Clone, Debug)]
+struct ChainState {
+    params: Digest,
+    /// Heights above the head's `to` that carried data for the chain.
+    records: BTreeMap<Height, HeightRecord>,
+    anchors: Vec<Anchor>,
+    tree: AnchorTree,
+    /// Pending claims by inclusion sequence.
+    pending: BTreeMap<u64, Digest>,
+    /// Ended claims still kept, oldest first.
+    terminal: VecDeque<Digest>,
+}
+
+impl ChainState {
+    fn head(&self) -> Option<&Anchor> {
+        self.anchors.last()
+    }
+}
+
+/// The settlement state machine (see the module docs for the rules).
+#[derive(Clone, Debug)]
+pub struct SettlementState {
+    params: Params,
+    /// Last height processed by `apply_entries`.
+    height: Option<Height>,
+    /// Last height given to `observe_block`.
+    observed: Option<Height>,
+    accounts: HashMap<PublicKey, Account>,
+    burned: u64,
+    claims: HashMap<Digest, ClaimRecord>,
+    /// Pending children per (chain, parent id), in inclusion order.
+    children: HashMap<(ChainId, Digest), Vec<Digest>>,
+    chains: BTreeMap<ChainId, ChainState>,
+    /// (deadline, claim) in inclusion order; deadlines are non-decreasing.
+    queue: VecDeque<(Height, Digest)>,
+    bad_roots: BTreeSet<Digest>,
+    /// Where each recorded data root appeared.
+    root_index: HashMap<Digest, Vec<(ChainId, Height)>>,
+    /// Cache of the executor's genesis roots.
+    genesis_roots: HashMap<ChainId, Digest>,
+    next_seq: u64,
+    stats: Stats,
+}
+
+impl SettlementState {
+    /// The state at genesis: genesis balances, no claims, no anchors.
+    pub fn new(params: Params) -> Self {
+        let accounts = params
+            .balances
+            .iter()
+            .map(|(k, amount)| (*k, Account { free: *amount, bonded: 0, next_nonce: 0 }))
+            .collect();
+        let chains = params
+            .chains
+            .iter()
+            .map(|(id, digest)| {
+                (
+                    *id,
+                    ChainState {
+                        params: *digest,
+                        records: BTreeMap::new(),
+                        anchors: Vec::new(),
+                        tree: AnchorTree::default(),
+                        pending: BTreeMap::new(),
+                        terminal: VecDeque::new(),
+                    },
+                )
+            })
+            .collect();
+        SettlementState {
+            params,
+            height: None,
+            observed: None,
+            accounts,
+            burned: 0,
+            claims: HashMap::new(),
+            children: HashMap::new(),
+            chains,
+            queue: VecDeque::new(),
+            bad_roots: BTreeSet::new(),
+            root_index: HashMap::new(),
+            genesis_roots: HashMap::new(),
+            next_seq: 0,
+            stats: Stats::default(),
+        }
+    }
+
+    /// The parameters.
+    pub fn params(&self) -> &Params {
+        &self.params
+    }
+
+    /// Records what block `height` carried for each user chain: its data roots in block
+    /// order and whether all their availability certificates verified. Call before
+    /// [`SettlementState::apply_entries`] for the same height, for every height. Unknown
+    /// chains, empty root lists and repeated chains are ignored; a height at or below the
+    /// last observed one is ignored entirely.
+    pub fn observe_block(&mut self, height: Height, namespaces: &[(ChainId, Vec<Digest>, bool)]) {
+        if self.observed.is_some_and(|o| height <= o) {
+            return;
+        }
+        self.observed = Some(height);
+        for (chain, roots, certified) in namespaces {
+            if roots.is_empty() {
+                continue;
+            }
+            let Some(cs) = self.chains.get_mut(chain) else { continue };
+            if cs.records.contains_key(&height) {
+                continue;
+            }
+            let available = *certified && !roots.iter().any(|r| self.bad_roots.contains(r));
+            for r in roots {
+                self.root_index.entry(*r).or_default().push((*chain, height));
+            }
+            cs.records.insert(height, HeightRecord { inputs: inputs_digest(roots), roots: roots.clone(), available });
+        }
+    }
+
+    /// The (chain, height) whose transactions the service must fetch to verify `c`;
+    /// `None` if the claim is unknown or not pending, or the step does not exist (the
+    /// challenge will then be rejected without needing a proof).
+    pub fn challenge_target(&self, c: &Challenge) -> Option<(ChainId, Height)> {
+        let rec = self.claims.get(&c.claim)?;
+        if rec.status != ClaimStatus::Pending {
+            return None;
+        }
+        let step = rec.claim.steps.get(c.step as usize)?;
+        Some((rec.claim.chain_id, step.height))
+    }
+
+    /// Applies the settlement transactions of log height `height` in order, then
+    /// finalizes what is due at the end of `height`. Never panics on any input; returns
+    /// what happened. A height at or below the last processed one is ignored (returns no
+    /// events).
+    pub fn apply_entries(
+        &mut self,
+        height: Height,
+        inputs: Vec<Input>,
+        exec: &dyn StatelessExecutor,
+        enc: &dyn EncodingFraudVerifier,
+    ) -> Vec<Event> {
+        let mut events = Vec::new();
+        if self.height.is_some_and(|h| height <= h) {
+            return events;
+        }
+        // Decode everything, then verify every signature of the height in one batch.
+        let mut batch: Vec<SignedDigest> = Vec::with_capacity(inputs.len() * 2);
+        let mut prepared = Vec::with_capacity(inputs.len());
+        for input in inputs {
+            let sd = input.tx.signed_digest();
+            let tx_slot = batch.len();
+            batch.push(sd);
+            let entry = Entry::from_transaction(&input.tx);
+            let claim = match &entry {
+                Ok(Entry::Claim(c)) => {
+                    let id = c.id();
+                    let slot = batch.len();
+                    batch.push(SignedDigest { public_key: c.claimer, message: id, signature: c.signature });
+                    Some((id, slot))
+                }
+                _ => None,
+            };
+            prepared.push((input, sd.message, tx_slot, entry, claim));
+        }
+        let valid = sig::verify_batch_each(&batch);
+        for (input, tx_id, tx_slot, entry, claim) in prepared {
+            let Input { tx, proof } = input;
+            let sender = tx.sender;
+            let result = if !valid[tx_slot] {
+                Err(Error::BadSignature)
+            } else {
+                entry.and_then(|entry| {
+                    let claim = claim.map(|(id, slot)| (id, valid[slot]));
+                    self.apply_entry(height, &tx, entry, claim, proof, exec, enc, &mut events)
+                })
+            };
+            if let Err(error) = result {
+                self.stats.rejected += 1;
+                events.push(Event::EntryRejected { tx: TxId(tx_id), sender, error });
+            }
+        }
+        self.finalize_due(height, &mut events);
+        self.height = Some(height);
+        events
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn apply_entry(
+        &mut self,
+        height: Height,
+        tx: &Transaction,
+        entry: Entry,
+        claim: Option<(Digest, bool)>,
+        proof: Option<ProofInputs>,
+        exec: &dyn StatelessExecutor,
+        enc: &dyn EncodingFraudVerifier,
+        events: &mut Vec<Event>,
+    ) -> Result<(), Error> {
+        let next = self.accounts.get(&tx.sender).map_or(0, |a| a.next_nonce);
+        if tx.nonce < next || tx.nonce == u64::MAX {
+            return Err(Error::StaleNonce { sender: tx.sender, nonce: tx.nonce, next });
+        }
+        match entry {
+            Entry::Claim(c) => {
+                let (id, sig_ok) = claim.unwrap_or_else(|| (c.id(), c.verify_signature().is_ok()));
+                self.apply_claim(height, tx.sender, c, id, sig_ok, exec, events)?;
+            }
+            Entry::Challenge(ch) => self.apply_challenge(height, tx.sender, ch, proof, exec, events)?,
+            Entry::BadEncoding { data_root, proof } => {
+                self.apply_bad_encoding(height, data_root, &proof, enc, events)?
+            }
+        }
+        self.accounts.entry(tx.sender).or_default().next_nonce = tx.nonce + 1;
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn apply_claim(
+        &mut self,
+        height: Height,
+        sender: PublicKey,
+        c: CheckpointClaim,
+        id: Digest,
+        sig_ok: bool,
+        exec: &dyn StatelessExecutor,
+        events: &mut Vec<Event>,
+    ) -> Result<(), Error> {
+        if sender != c.claimer {
+            return Err(Error::SenderMismatch { sender, claimer: c.claimer });
+        }
+        if !sig_ok {
+            return Err(Error::BadClaimSignature);
+        }
+        if c.network != self.params.network {
+            return Err(Error::WrongNetwork { got: c.network, want: self.params.network });
+        }
+        let chain = c.chain_id;
+        let cs = self.chains.get(&chain).ok_or(Error::UnknownChain(chain))?;
+        if c.params != cs.params {
+            return Err(Error::WrongParams { chain, got: c.params, want: cs.params });
+        }
+        let head = cs.head().copied();
+        if self.claims.contains_key(&id) || head.is_some_and(|a| a.claim == id) {
+            return Err(Error::Duplicate(id));
+        }
+        let horizon = self.observed.map_or(Height(0), |o| o.min(Height(height.0.saturating_sub(1))));
+        if c.to >= height || self.observed.is_none_or(|o| c.to > o) {
+            return Err(Error::Future { to: c.to, height: horizon });
+        }
+        if c.state_root.is_zero() || c.receipts_root.is_zero() || c.steps.iter().any(|s| s.state_root.is_zero()) {
+            return Err(Error::ZeroRoot);
+        }
+        let (pre_root, parent_receipts, parent_to) = if c.parent.is_zero() {
+            if head.is_some() {
+                return Err(Error::BadGenesisClaim("the chain already has a finalized anchor"));
+            }
+            if c.from != Height(0) {
+                return Err(Error::BadGenesisClaim("a genesis-parent claim must start at height 0"));
+            }
+            (self.genesis_root(chain, exec)?, Digest::ZERO, Height(0))
+        } else if let Some(a) = head.filter(|a| a.claim == c.parent) {
+            (a.state_root, a.receipts_root, a.to)
+        } else {
+            match self.claims.get(&c.parent) {
+                Some(p) if p.status == ClaimStatus::Pending && p.claim.chain_id == chain => {
+                    (p.claim.state_root, p.claim.receipts_root, p.claim.to)
+                }
+                _ => return Err(Error::BadParent(c.parent)),
+            }
+        };
+        if c.from != parent_to {
+            return Err(Error::RangeMismatch { from: c.from, parent_to });
+        }
+        c.check_shape(&parent_receipts).map_err(Error::Shape)?;
+        let cs = self.chains.get(&chain).ok_or(Error::UnknownChain(chain))?;
+        check_inputs(cs, &c)?;
+        let bond = self.params.claim_bond;
+        let have = self.accounts.get(&sender).map_or(0, |a| a.free);
+        if have < bond {
+            return Err(Error::InsufficientBalance { account: sender, have, need: bond });
+        }
+        // Commit.
+        let acct = self.accounts.entry(sender).or_default();
+        acct.free -= bond;
+        acct.bonded = acct.bonded.saturating_add(bond);
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let deadline = Height(height.0.saturating_add(self.params.window));
+        if let Some(cs) = self.chains.get_mut(&chain) {
+            cs.pending.insert(seq, id);
+        }
+        self.children.entry((chain, c.parent)).or_default().push(id);
+        self.queue.push_back((deadline, id));
+        self.stats.pending += 1;
+        events.push(Event::ClaimAccepted { id, chain, from: c.from, to: c.to, claimer: c.claimer, deadline });
+        self.claims.insert(
+            id,
+            ClaimRecord {
+                id,
+                claim: c,
+                seq,
+                included_at: height,
+                deadline,
+                pre_state_root: pre_root,
+                status: ClaimStatus::Pending,
+                ended_at: None,
+            },
+        );
+        Ok(())
+    }
+
+    fn genesis_root(&mut self, chain: ChainId, exec: &dyn StatelessExecutor) -> Result<Digest, Error> {
+        if let Some(r) = self.genesis_roots.get(&chain) {
+            return Ok(*r);
+        }
+        let r = exec.genesis_root(chain).map_err(|e| Error::NoGenesisRoot { chain, reason: e.to_string() })?;
+        self.genesis_roots.insert(chain, r);
+        Ok(r)
+    }
+
+    fn apply_challenge(
+        &mut self,
+        height: Height,
+        challenger: PublicKey,
+        ch: Challenge,
+        proof: Option<ProofInputs>,
+        exec: &dyn StatelessExecutor,
+        events: &mut Vec<Event>,
+    ) -> Result<(), Error> {
+        let rec = self.claims.get(&ch.claim).ok_or(Error::UnknownClaim(ch.claim))?;
+        if rec.status != ClaimStatus::Pending {
+            return Err(Error::NotPending { claim: ch.claim, status: rec.status });
+        }
+        if height <= rec.included_at {
+            return Err(Error::TooEarly(ch.claim));
+        }
+        if height > rec.deadline {
+            return Err(Error::TooLate { claim: ch.claim, deadline: rec.deadline, height });
+        }
+        let i = ch.step as usize;
+        let step = *rec.claim.steps.get(i).ok_or(Error::BadStep { step: ch.step, steps: rec.claim.steps.len() })?;
+        match &ch.witness {
+            WitnessRef::Inline(w) if w.is_empty() => return Err(Error::EmptyWitness),
+            WitnessRef::Da { len: 0, .. } => return Err(Error::EmptyWitness),
+            _ => {}
+        }
+        let bond = self.params.challenge_bond;
+        let have = self.accounts.get(&challenger).map_or(0, |a| a.free);
+        if have < bond {
+            return Err(Error::InsufficientBalance { account: challenger, have, need: bond });
+        }
+        let proof = proof.ok_or(Error::MissingProof)?;
+        // Everything below changes state: the challenge is decided either way.
+        let pre_root = if i == 0 { rec.pre_state_root } else { rec.claim.steps[i - 1].state_root };
+        let chain = rec.claim.chain_id;
+        let claimer = rec.claim.claimer;
+        let expected = StepOutcome { state_root: step.state_root, receipts_root: step.receipts_root };
+        let verdict = decide(exec, chain, &pre_root, &ch.witness, &proof, &expected);
+        match verdict {
+            Ok(()) => {
+                self.stats.challenges_ok += 1;
+                events.push(Event::Challenged {
+                    claim: ch.claim,
+                    challenger,
+                    step: ch.step,
+                    outcome: ChallengeOutcome::Slashed,
+                });
+                self.slash(ch.claim, challenger, height, events);
+            }
+            Err(reason) => {
+                self.stats.challenges_failed += 1;
+                if let Some(a) = self.accounts.get_mut(&challenger) {
+                    a.free -= bond;
+                }
+                let c = self.accounts.entry(claimer).or_default();
+                c.free = c.free.saturating_add(bond);
+                events.push(Event::Challenged {
+                    claim: ch.claim,
+                    challenger,
+                    step: ch.step,
+                    outcome: ChallengeOutcome::Failed { reason },
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn apply_bad_encoding(
+        &mut self,
+        height: Height,
+        data_root: Digest,
+        proof: &[u8],
+        enc: &dyn EncodingFraudVerifier,
+        events: &mut Vec<Event>,
+    ) -> Result<(), Error> {
+        if self.bad_roots.contains(&data_root) {
+            return Err(Error::AlreadyBad(data_root));
+        }
+        enc.verify_bad_encoding(&data_root, proof).map_err(Error::BadEncodingProof)?;
+        self.bad_roots.insert(data_root);
+        self.stats.bad_encodings += 1;
+        events.push(Event::BadEncoding { data_root });
+        let places = self.root_index.get(&data_root).cloned().unwrap_or_default();
+        for (chain, h) in places {
+            let Some(cs) = self.chains.get_mut(&chain) else { continue };
+            if let Some(r) = cs.records.get_mut(&h) {
+                r.available = false;
+            }
+            let affected: Vec<Digest> = cs
+                .pending
+                .values()
+                .filter(|id| {
+                    self.claims.get(*id).is_some_and(|r| r.claim.steps.binary_search_by_key(&h, |s| s.height).is_ok())
+                })
+                .copied()
+                .collect();
+            for id in affected {
+                if self.claims.get(&id).is_none_or(|r| r.status != ClaimStatus::Pending) {
+                    continue;
+                }
+                self.end_claim(id, ClaimStatus::Unavailable, height);
+                self.refund(id);
+                self.detach_from_parent(id);
+                events.push(Event::ClaimUnavailable { claim: id, data_root });
+                self.orphan_descendants(id, ClaimStatus::Unavailable, height, events);
+            }
+        }
+        Ok(())
+    }
+
+    /// Marks a pending claim ended: status, bookkeeping, bounded retention. Bonds are
+    /// the caller's business.
+    fn end_claim(&mut self, id: Digest, status: ClaimStatus, height: Height) {
+        let Some(rec) = self.claims.get_mut(&id) else { return };
+        rec.status = status;
+        rec.ended_at = Some(height);
+        let (chain, seq) = (rec.claim.chain_id, rec.seq);
+        self.stats.pending = self.stats.pending.saturating_sub(1);
+        match status {
+            ClaimStatus::Finalized => self.stats.finalized += 1,
+            ClaimStatus::Slashed => self.stats.slashed += 1,
+            ClaimStatus::Orphaned => self.stats.orphaned += 1,
+            ClaimStatus::Unavailable => self.stats.unavailable += 1,
+            ClaimStatus::Pending => {}
+        }
+        if let Some(cs) = self.chains.get_mut(&chain) {
+            cs.pending.remove(&seq);
+            cs.terminal.push_back(id);
+            if cs.terminal.len() > MAX_TERMINAL_PER_CHAIN
+                && let Some(old) = cs.terminal.pop_front()
+            {
+                self.claims.remove(&old);
+            }
+        }
+    }
+
+    /// Returns a claim's bond to its claimer's free balance.
+    fn refund(&mut self, id: Digest) {
+        let Some(claimer) = self.claims.get(&id).map(|r| r.claim.claimer) else { return };
+        let bond = self.params.claim_bond;
+        let a = self.accounts.entry(claimer).or_default();
+        a.bonded = a.bonded.saturating_sub(bond);
+        a.free = a.free.saturating_add(bond);
+    }
+
+    /// Removes an ended claim from its parent's pending-children list.
+    fn detach_from_parent(&mut self, id: Digest) {
+        let Some(key) = self.claims.get(&id).map(|r| (r.claim.chain_id, r.claim.parent)) else { return };
+        if let Some(v) = self.children.get_mut(&key) {
+            v.retain(|c| *c != id);
+            if v.is_empty() {
+                self.children.remove(&key);
+            }
+        }
+    }
+
+    fn slash(&mut self, id: Digest, challenger: PublicKey, height: Height, events: &mut Vec<Event>) {
+        let Some(claimer) = self.claims.get(&id).map(|r| r.claim.claimer) else { return };
+        self.end_claim(id, ClaimStatus::Slashed, height);
+        self.detach_from_parent(id);
+        let bond = self.params.claim_bond;
+        let reward = (u128::from(bond) * u128::from(self.params.challenger_reward_percent) / 100) as u64;
+        let burned = bond - reward;
+        let a = self.accounts.entry(claimer).or_default();
+        a.bonded = a.bonded.saturating_sub(bond);
+        let c = self.accounts.entry(challenger).or_default();
+        c.free = c.free.saturating_add(reward);
+        self.burned = self.burned.saturating_add(burned);
+        events.push(Event::Slashed { claim: id, claimer, challenger, reward, burned });
+        self.orphan_descendants(id, ClaimStatus::Slashed, height, events);
+    }
+
+    /// Orphans every pending descendant of `root` (which has just ended with `status`),
+    /// depth first in inclusion order, refunding bonds.
+    fn orphan_descendants(&mut self, root: Digest, status: ClaimStatus, height: Height, events: &mut Vec<Event>) {
+        let Some(chain) = self.claims.get(&root).map(|r| r.claim.chain_id) else { return };
+        let mut stack: Vec<(Digest, Digest, ClaimStatus)> = Vec::new();
+        let push_children = |state: &mut Self, stack: &mut Vec<_>, parent: Digest, st: ClaimStatus| {
+            if let Some(kids) = state.children.remove(&(chain, parent)) {
+                stack.extend(kids.into_iter().rev().map(|k| (k, parent, st)));
+            }
+        };
+        push_children(self, &mut stack, root, status);
+        while let Some((id, ancestor, st)) = stack.pop() {
+            if self.claims.get(&id).is_none_or(|r| r.status != ClaimStatus::Pending) {
+                continue;
+            }
+            self.end_claim(id, ClaimStatus::Orphaned, height);
+            self.refund(id);
+            events.push(Event::Orphaned { claim: id, reason: OrphanReason::AncestorEnded { ancestor, status: st } });
+            push_children(self, &mut stack, id, ClaimStatus::Orphaned);
+        }
+    }
+
+    /// Finalizes every claim due at the end of `height`.
+    fn finalize_due(&mut self, height: Height, events: &mut Vec<Event>) {
+        while let Some(&(deadline, id)) = self.queue.front() {
+            if deadline > height {
+                break;
+            }
+            self.queue.pop_front();
+            self.try_finalize(id, height, events);
+        }
+    }
+
+    fn try_finalize(&mut self, first: Digest, height: Height, events: &mut Vec<Event>) {
+        let mut stack = vec![first];
+        while let Some(id) = stack.pop() {
+            let Some(rec) = self.claims.get(&id) else { continue };
+            if rec.status != ClaimStatus::Pending || rec.deadline > height {
+                continue;
+            }
+            let (chain, parent) = (rec.claim.chain_id, rec.claim.parent);
+            let (to, state_root, receipts_root) = (rec.claim.to, rec.claim.state_root, rec.claim.receipts_root);
+            let Some(cs) = self.chains.get(&chain) else { continue };
+            let parent_final = match cs.head() {
+                None => parent.is_zero(),
+                Some(a) => a.claim == parent,
+            };
+            if !parent_final {
+                // Parent still pending: this claim finalizes when it does (cascade).
+                continue;
+            }
+            self.end_claim(id, ClaimStatus::Finalized, height);
+            self.refund(id);
+            if let Some(cs) = self.chains.get_mut(&chain) {
+                let anchor = Anchor {
+                    chain,
+                    index: cs.anchors.len() as u64,
+                    to,
+                    claim: id,
+                    state_root,
+                    receipts_root,
+                    finalized_at: height,
+                };
+                cs.tree.push(anchor.leaf());
+                cs.anchors.push(anchor);
+                // Records at or below the head can no longer be claimed.
+                let keep = cs.records.split_off(&Height(to.0.saturating_add(1)));
+                let old = std::mem::replace(&mut cs.records, keep);
+                for (h, r) in old {
+                    for root in r.roots {
+                        if let Some(v) = self.root_index.get_mut(&root) {
+                            v.retain(|x| *x != (chain, h));
+                            if v.is_empty() {
+                                self.root_index.remove(&root);
+                            }
+                        }
+                    }
+                }
+            }
+            events.push(Event::Finalized { claim: id, chain, to, state_root, at: height });
+            // Competing claims for the same parent can never finalize.
+            let siblings = self.children.remove(&(chain, parent)).unwrap_or_default();
+            for s in siblings {
+                if s == id || self.claims.get(&s).is_none_or(|r| r.status != ClaimStatus::Pending) {
+                    continue;
+                }
+                self.end_claim(s, ClaimStatus::Orphaned, height);
+                self.refund(s);
+                events.push(Event::Orphaned { claim: s, reason: OrphanReason::SiblingFinalized { winner: id } });
+                self.orphan_descendants(s, ClaimStatus::Orphaned, height, events);
+            }
+            // Children whose window has passed finalize now too, earliest first.
+            if let Some(kids) = self.children.get(&(chain, id)) {
+                stack.extend(kids.iter().rev().copied());
+            }
+        }
+    }
+
+    /// The record of claim `id` (pending claims, and recently ended ones).
+    pub fn claim(&self, id: &Digest) -> Option<&ClaimRecord> {
+        self.claims.get(id)
+    }
+
+    /// Claims of `chain`: pending ones in inclusion order, then the ended ones still
+    /// kept, most recent first.
+    pub fn claims(&self, chain: ChainId) -> impl Iterator<Item = &ClaimRecord> + '_ {
+        let cs = self.chains.get(&chain);
+        let pending = cs.into_iter().flat_map(|c| c.pending.values());
+        let ended = cs.into_iter().flat_map(|c| c.terminal.iter().rev());
+        pending.chain(ended).filter_map(move |id| self.claims.get(id))
+    }
+
+    /// Ids of the pending claims of `chain`, in inclusion order.
+    pub fn pending_claims(&self, chain: ChainId) -> impl Iterator<Item = Digest> + '_ {
+        self.chains.get(&chain).into_iter().flat_map(|c| c.pending.values().copied())
+    }
+
+    /// The chain's finalized head.
+    pub fn finalized(&self, chain: ChainId) -> Option<&Anchor> {
+        self.chains.get(&chain)?.head()
+    }
+
+    /// The last anchor of `chain` whose range ends at or before log height `height`.
+    pub fn finalized_at_or_before(&self, chain: ChainId, height: Height) -> Option<&Anchor> {
+        let anchors = &self.chains.get(&chain)?.anchors;
+        let n = anchors.partition_point(|a| a.to <= height);
+        n.checked_sub(1).map(|i| &anchors[i])
+    }
+
+    /// The anchor of `chain` at position `index`.
+    pub fn anchor(&self, chain: ChainId, index: u64) -> Option<&Anchor> {
+        self.chains.get(&chain)?.anchors.get(usize::try_from(index).ok()?)
+    }
+
+    /// Proof of [`SettlementState::finalized_at_or_before`] against
+    /// [`SettlementState::anchors_root`].
+    pub fn anchor_proof(&self, chain: ChainId, height: Height) -> Option<AnchorProof> {
+        let index = self.finalized_at_or_before(chain, height)?.index;
+        self.anchor_proof_at(chain, index)
+    }
+
+    /// Proof of the anchor at position `index` against [`SettlementState::anchors_root`].
+    pub fn anchor_proof_at(&self, chain: ChainId, index: u64) -> Option<AnchorProof> {
+        let cs = self.chains.get(&chain)?;
+        let i = usize::try_from(index).ok()?;
+        let anchor = *cs.anchors.get(i)?;
+        let proof = cs.tree.proof(i)?;
+        Some(AnchorProof { anchor, proof })
+    }
+
+    /// Merkle root over the chain's anchors ([`crate::Anchor::leaf`], in order); the
+    /// empty-tree root for a chain without anchors or an unknown chain.
+    pub fn anchors_root(&self, chain: ChainId) -> Digest {
+        self.chains.get(&chain).map_or_else(lamina_primitives::merkle::empty_root, |c| c.tree.root())
+    }
+
+    /// An account (all zero if never funded).
+    pub fn account(&self, key: &PublicKey) -> Account {
+        self.accounts.get(key).copied().unwrap_or_default()
+    }
+
+    /// Total burned by slashing.
+    pub fn burned(&self) -> u64 {
+        self.burned
+    }
+
+    /// Free + bonded over all accounts, plus burned: always equals
+    /// [`Params::total_supply`].
+    pub fn total_supply(&self) -> u128 {
+        let held: u128 = self.accounts.values().map(|a| u128::from(a.free) + u128::from(a.bonded)).sum();
+        held + u128::from(self.burned)
+    }
+
+    /// Data roots proven badly encoded, ascending.
+    pub fn bad_data_roots(&self) -> impl Iterator<Item = &Digest> + '_ {
+        self.bad_roots.iter()
+    }
+
+    /// Last height processed by [`SettlementState::apply_entries`] (0 before any).
+    pub fn height(&self) -> Height {
+        self.height.unwrap_or_default()
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    /// A digest of the whole settlement state: last processed and observed heights,
+    /// accounts (sorted by key), each chain's anchor count, anchors root and pending
+    /// claims (id, status, deadline, in inclusion order), bad data roots and the burned
+    /// total. O(state): for queries and tests, not for every height.
+    pub fn state_root(&self) -> Digest {
+        let mut h = STATE_ROOT.hasher();
+        let opt = |x: Option<Height>| {
+            x.map_or([0u8; 9], |v| {
+                let mut b = [1u8; 9];
+                b[1..].copy_from_slice(&v.0.to_le_bytes());
+                b
+            })
+        };
+        h.update(&opt(self.height));
+        h.update(&opt(self.observed));
+        let mut accounts: Vec<_> = self.accounts.iter().collect();
+        accounts.sort_unstable_by_key(|(k, _)| **k);
+        h.update(&(accounts.len() as u64).to_le_bytes());
+        for (k, a) in accounts {
+            h.update(&k.0);
+            h.update(&a.free.to_le_bytes());
+            h.update(&a.bonded.to_le_bytes());
+            h.update(&a.next_nonce.to_le_bytes());
+        }
+        h.update(&(self.chains.len() as u64).to_le_bytes());
+        for (id, cs) in &self.chains {
+            h.update(&id.0.to_le_bytes());
+            h.update(&(cs.anchors.len() as u64).to_le_bytes());
+            h.update(cs.tree.root().as_bytes());
+            h.update(&(cs.pending.len() as u64).to_le_bytes());
+            for cid in cs.pending.values() {
+                h.update(cid.as_bytes());
+                if let Some(r) = self.claims.get(cid) {
+                    h.update(&[r.status.code()]);
+                    h.update(&r.deadline.0.to_le_bytes());
+                }
+            }
+        }
+        h.update(&(self.bad_roots.len() as u64).to_le_bytes());
+        for r in &self.bad_roots {
+            h.update(r.as_bytes());
+        }
+        h.update(&self.burned.to_le_bytes());
+        Digest(*h.finalize().as_bytes())
+    }
+}
+
+/// The DA gate: the steps list exactly the recorded heights with data in `(from, to]`,
+/// with their inputs digests, all available.
+fn check_inputs(cs: &ChainState, c: &CheckpointClaim) -> Result<(), Error> {
+    use std::ops::Bound::{Excluded, Included};
+    let mut log = cs.records.range((Excluded(c.from), Included(c.to)));
+    let mut steps = c.steps.iter();
+    loop {
+        match (log.next(), steps.next()) {
+            (None, None) => return Ok(()),
+            (Some((h, _)), None) => {
+                return Err(Error::InputsMismatch { height: *h, reason: "the log has data here, the claim no step" });
+            }
+            (None, Some(s)) => {
+                return Err(Error::InputsMismatch {
+                    height: s.height,
+                    reason: "the claim has a step, the log no data",
+                });
+            }
+            (Some((h, r)), Some(s)) => {
+                if *h != s.height {
+                    let reason = if *h < s.height {
+                        "the log has data here, the claim no step"
+                    } else {
+                        "the claim has a step, the log no data"
+                    };
+                    return Err(Error::InputsMismatch { height: (*h).min(s.height), reason });
+                }
+                if r.inputs != s.inputs {
+                    return Err(Error::InputsMismatch { height: *h, reason: "inputs digest differs from the log's" });
+                }
+                if !r.available {
+                    return Err(Error::Unavailable(*h));
+                }
+            }
+        }
+    }
+}
+
+/// Decides a challenge: `Ok` if fraud is proven, else why not.
+fn decide(
+    exec: &dyn StatelessExecutor,
+    chain: ChainId,
+    pre_root: &Digest,
+    witness: &WitnessRef,
+    proof: &ProofInputs,
+    expected: &StepOutcome,
+) -> Result<(), String> {
+    let bytes: &[u8] = match witness {
+        WitnessRef::Inline(w) => w,
+        WitnessRef::Da { hash, len, .. } => match &proof.witness {
+            Err(e) => return Err(format!("witness unavailable: {e}")),
+            Ok(w) if w.len() as u64 != *len || witness_hash(w) != *hash => {
+                return Err("witness bytes do not match their reference".into());
+            }
+            Ok(w) => w,
+        },
+    };
+    match exec.reexecute(chain, pre_root, bytes, &proof.txs) {
+        Err(e) => Err(format!("re-execution failed: {e}")),
+        Ok(out) if out == *expected => Err("re-execution agrees with the claim".into()),
+        Ok(_) => Ok(()),
+    }
+}

@@ -1,0 +1,406 @@
+//! The follower: reads the ordered log, gathers each height's inputs, persists them,
+//! and applies them to the settlement state machine.
+
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::Duration;
+
+use futures::StreamExt as _;
+
+use lamina_interfaces::inputs::namespace_data_roots;
+use lamina_interfaces::{
+    DataAvailability, EncodingFraudVerifier, Health, LogError, OrderedLog, StatelessExecutor, TxSubmit,
+};
+use lamina_net::NodeContext;
+use lamina_primitives::{ChainId, Committee, FinalizedBlock, Height, Namespace};
+use lamina_settlement_core::{Entry, Event, Params, SettlementState, WitnessRef};
+use lamina_store::{Config as StoreConfig, Log};
+use tokio_util::sync::CancellationToken;
+
+use crate::record::{ChainData, Header, HeightRecord, StoredInput, VERSION};
+use crate::verifier::Verifier;
+use crate::{Config, Error, fetch};
+
+/// Heights the service may trail the log tip and still report `caught_up`.
+const CAUGHT_UP_LAG: u64 = 20;
+/// Blocks whose settlement data is fetched from DA concurrently while earlier ones apply.
+const PREFETCH: usize = 16;
+
+/// The settlement state shared between the follower and the query servers.
+#[derive(Debug)]
+pub struct Shared {
+    state: RwLock<SettlementState>,
+    /// Highest log height known to exist (for lag reporting).
+    tip: std::sync::atomic::AtomicU64,
+}
+
+impl Shared {
+    /// Read access (queries).
+    pub fn read(&self) -> RwLockReadGuard<'_, SettlementState> {
+        self.state.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, SettlementState> {
+        self.state.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The log tip the follower last saw.
+    pub fn log_tip(&self) -> Height {
+        Height(self.tip.load(std::sync::atomic::Ordering::Relaxed))
+    }
+}
+
+/// The follower of one settlement node.
+pub struct Follower {
+    shared: Arc<Shared>,
+    store: Log,
+    exec: Arc<dyn StatelessExecutor>,
+    encoding: Arc<dyn EncodingFraudVerifier>,
+    verify: bool,
+    validators: Committee,
+    da_committee: Committee,
+    da_threshold: usize,
+    chains: Vec<ChainId>,
+    read_batch: usize,
+}
+
+impl std::fmt::Debug for Follower {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Follower").field("height", &self.shared.read().height()).finish_non_exhaustive()
+    }
+}
+
+impl Follower {
+    /// Opens (or creates) the store in `data_dir/settlement` and rebuilds the state by
+    /// replaying its records from genesis.
+    pub fn open(
+        ctx: &NodeContext,
+        config: &Config,
+        exec: Arc<dyn StatelessExecutor>,
+        encoding: Arc<dyn EncodingFraudVerifier>,
+    ) -> Result<Self, Error> {
+        let genesis = &ctx.genesis;
+        let store = Log::open(
+            ctx.data_dir.join("settlement"),
+            StoreConfig { name: "settlement".into(), ..StoreConfig::default() },
+        )?;
+        let header = Header { version: VERSION, network: genesis.network_id() };
+        if store.next_seq() == 0 {
+            let bytes = lamina_primitives::encode(&header).map_err(|e| Error::Internal(e.to_string()))?;
+            store.append_durable(&bytes)?;
+        } else {
+            let rec = store.read(0)?.ok_or_else(|| Error::BadStore("missing header record".into()))?;
+            let got: Header = lamina_primitives::decode(rec.bytes()).map_err(|e| Error::BadStore(e.to_string()))?;
+            if got != header {
+                return Err(Error::BadStore(format!(
+                    "store was written for network {} (version {}), this node runs {} (version {VERSION})",
+                    got.network, got.version, header.network
+                )));
+            }
+        }
+        let mut state = SettlementState::new(Params::from_genesis(genesis));
+        let mut replayed = 0usize;
+        for item in store.iter_from(1) {
+            let rec = item?;
+            let r: HeightRecord = lamina_primitives::decode(rec.bytes()).map_err(|e| Error::BadStore(e.to_string()))?;
+            if r.height <= state.height() {
+                return Err(Error::BadStore(format!("record for height {} after {}", r.height, state.height())));
+            }
+            apply_gap(&mut state, r.height, exec.as_ref(), encoding.as_ref());
+            state.observe_block(r.height, &r.observed());
+            state.apply_entries(r.height, r.entries.iter().map(StoredInput::to_input).collect(), &*exec, &*encoding);
+            replayed += 1;
+        }
+        tracing::info!(target: "lamina::settlement", height = %state.height(), records = replayed, root = %state.state_root(), "store replayed");
+        Ok(Follower {
+            shared: Arc::new(Shared { state: RwLock::new(state), tip: Default::default() }),
+            store,
+            exec,
+            encoding,
+            verify: config.verify_certificates,
+            validators: genesis.validator_committee(),
+            da_committee: genesis.da_committee(),
+            da_threshold: genesis.da_threshold(),
+            chains: genesis.chains.iter().map(|c| c.id).collect(),
+            read_batch: config.read_batch,
+        })
+    }
+
+    /// The state queries read.
+    pub fn shared(&self) -> Arc<Shared> {
+        self.shared.clone()
+    }
+
+    /// Last processed log height.
+    pub fn height(&self) -> Height {
+        self.shared.read().height()
+    }
+
+    /// Follows the log from the next height until shutdown (returns `Ok`) or an error.
+    pub async fn follow<L: OrderedLog, D: DataAvailability, T: TxSubmit + Clone + 'static>(
+        &mut self,
+        log: &L,
+        da: &D,
+        mut verifier: Option<Verifier<D, T>>,
+        health: &Health,
+        shutdown: &CancellationToken,
+    ) -> Result<(), Error>
+    where
+        D: Clone + 'static,
+    {
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            let from = self.height().next();
+            let read = tokio::select! {
+                _ = shutdown.cancelled() => return Ok(()),
+                r = log.read(from, self.read_batch) => r,
+            };
+            let blocks = match read {
+                Ok(b) => {
+                    backoff = Duration::from_millis(50);
+                    b
+                }
+                Err(LogError::Closed) => return Ok(()),
+                Err(e @ (LogError::Unavailable(_) | LogError::Pruned { .. })) => {
+                    health.set_check("caught_up", false, e.to_string());
+                    tracing::warn!(target: "lamina::settlement", error = %e, "log read failed; retrying");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return Ok(()),
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    continue;
+                }
+                Err(e) => return Err(Error::Log(e.to_string())),
+            };
+            // Fetch the settlement namespace of up to PREFETCH blocks concurrently;
+            // apply in order.
+            let (verify, committee, threshold) = (self.verify, self.da_committee.clone(), self.da_threshold);
+            let futs: Vec<_> =
+                blocks.iter().map(|b| settlement_entries(b, verify, &committee, threshold, da, shutdown)).collect();
+            let mut fetched = futures::stream::iter(futs).buffered(PREFETCH);
+            for block in &blocks {
+                let expected = self.height().next();
+                if block.height() != expected {
+                    return Err(Error::Log(format!("got height {}, expected {expected}", block.height())));
+                }
+                let extracted = match fetched.next().await {
+                    Some(r) => r,
+                    None => return Err(Error::Internal("prefetch ended early".into())),
+                };
+                let record = match async { self.gather(block, extracted?, log, da, shutdown).await }.await {
+                    Err(Error::Internal(m)) if shutdown.is_cancelled() => {
+                        tracing::info!(target: "lamina::settlement", reason = %m, "stopped mid-block");
+                        return Ok(());
+                    }
+                    r => r?,
+                };
+                if let Some(v) = verifier.as_mut() {
+                    v.observe(block, shutdown);
+                }
+                let events = self.apply(&record)?;
+                if let Some(v) = verifier.as_mut() {
+                    match v.on_events(&events, &self.shared, log, shutdown).await {
+                        Err(Error::Internal(m)) if shutdown.is_cancelled() => {
+                            tracing::info!(target: "lamina::settlement", reason = %m, "stopped mid-verification");
+                            return Ok(());
+                        }
+                        r => r?,
+                    }
+                }
+            }
+            // Records are appended per height and synced once per read batch: a kill -9
+            // loses at most this batch, which the restart reads again from the log.
+            self.store.sync()?;
+            let tip = tokio::select! {
+                _ = shutdown.cancelled() => return Ok(()),
+                t = log.tip() => t.unwrap_or(Height(0)),
+            };
+            self.shared.tip.store(tip.0, std::sync::atomic::Ordering::Relaxed);
+            self.report(tip, health);
+        }
+    }
+
+    /// Verifies `block` and gathers what settlement needs of it (`extracted`: its
+    /// settlement-namespace transactions, fetched by [`settlement_entries`]).
+    async fn gather<L: OrderedLog, D: DataAvailability>(
+        &self,
+        block: &FinalizedBlock,
+        extracted: lamina_interfaces::inputs::Extracted,
+        log: &L,
+        da: &D,
+        shutdown: &CancellationToken,
+    ) -> Result<HeightRecord, Error> {
+        let height = block.height();
+        if self.verify {
+            block.verify(&self.validators).map_err(|e| Error::Log(format!("height {height}: {e}")))?;
+        }
+        let mut chains = Vec::new();
+        for &chain in &self.chains {
+            let ns = Namespace::from(chain);
+            let data_roots = namespace_data_roots(block, ns);
+            if data_roots.is_empty() {
+                continue;
+            }
+            let available = !self.verify
+                || lamina_interfaces::inputs::namespace_certs(block, ns)
+                    .all(|c| c.verify(&self.da_committee, self.da_threshold).is_ok());
+            chains.push(ChainData { chain, data_roots, available });
+        }
+        if extracted.skipped > 0 {
+            metrics::counter!("lamina_settlement_blobs_skipped_total").increment(extracted.skipped as u64);
+        }
+        let mut entries = Vec::with_capacity(extracted.txs.len());
+        for tx in extracted.txs {
+            let mut input = StoredInput { tx, step_txs: None, witness: None };
+            if let Ok(Entry::Challenge(c)) = Entry::from_transaction(&input.tx) {
+                let target = self.shared.read().challenge_target(&c);
+                if let Some((chain, at)) = target {
+                    input.step_txs = Some(self.step_transactions(chain, at, log, da, shutdown).await?);
+                    input.witness = Some(witness_bytes(&c.witness, da, shutdown).await?);
+                }
+            }
+            entries.push(input);
+        }
+        Ok(HeightRecord { height, chains, entries })
+    }
+
+    /// The transactions of `chain` at log height `at` (for judging a challenge).
+    async fn step_transactions<L: OrderedLog, D: DataAvailability>(
+        &self,
+        chain: ChainId,
+        at: Height,
+        log: &L,
+        da: &D,
+        shutdown: &CancellationToken,
+    ) -> Result<Vec<lamina_primitives::Transaction>, Error> {
+        let blocks = tokio::select! {
+            _ = shutdown.cancelled() => return Err(Error::Internal("shutdown during log read".into())),
+            r = log.read(at, 1) => r.map_err(|e| Error::Log(format!("reading height {at} for a challenge: {e}")))?,
+        };
+        let block = blocks
+            .into_iter()
+            .next()
+            .filter(|b| b.height() == at)
+            .ok_or_else(|| Error::Log(format!("no block {at}")))?;
+        let ns = Namespace::from(chain);
+        Ok(fetch::namespace(da, &fetch::certs(&block, ns), ns, shutdown).await?.txs)
+    }
+
+    /// Persists (unsynced) and applies one height; returns the core's events.
+    fn apply(&mut self, record: &HeightRecord) -> Result<Vec<Event>, Error> {
+        if !record.is_empty() {
+            let bytes = lamina_primitives::encode(record).map_err(|e| Error::Internal(e.to_string()))?;
+            self.store.append(&bytes)?;
+        }
+        let inputs = record.entries.iter().map(StoredInput::to_input).collect();
+        let events = {
+            let mut state = self.shared.write();
+            state.observe_block(record.height, &record.observed());
+            state.apply_entries(record.height, inputs, &*self.exec, &*self.encoding)
+        };
+        for e in &events {
+            log_event(e);
+        }
+        metrics::gauge!("lamina_settlement_height").set(record.height.0 as f64);
+        Ok(events)
+    }
+
+    fn report(&self, tip: Height, health: &Health) {
+        let state = self.shared.read();
+        let h = state.height();
+        health.set_check("caught_up", h.0 + CAUGHT_UP_LAG >= tip.0, format!("height {h}, log tip {tip}"));
+        health.set_status("settlement_height", h.0);
+        let mut finalized = std::collections::BTreeMap::new();
+        for &chain in &self.chains {
+            let to = state.finalized(chain).map_or(0, |a| a.to.0);
+            metrics::gauge!("lamina_settlement_finalized_height", "chain" => chain.0.to_string()).set(to as f64);
+            finalized.insert(chain.0.to_string(), to);
+        }
+        health.set_status("finalized_height", finalized);
+    }
+
+    /// Flushes and closes the store.
+    pub fn close(self) -> Result<(), Error> {
+        self.store.sync()?;
+        Ok(())
+    }
+}
+
+/// The settlement namespace's transactions of `block` (its availability certificates
+/// checked first when `verify`).
+async fn settlement_entries<D: DataAvailability>(
+    block: &FinalizedBlock,
+    verify: bool,
+    da_committee: &Committee,
+    da_threshold: usize,
+    da: &D,
+    shutdown: &CancellationToken,
+) -> Result<lamina_interfaces::inputs::Extracted, Error> {
+    let certs = fetch::certs(block, Namespace::SETTLEMENT);
+    if verify {
+        for c in &certs {
+            c.verify(da_committee, da_threshold)
+                .map_err(|e| Error::Log(format!("height {}: availability certificate: {e}", block.height())))?;
+        }
+    }
+    fetch::namespace(da, &certs, Namespace::SETTLEMENT, shutdown).await
+}
+
+/// Applies the empty heights between the state's height and `next` (exclusive), so
+/// finalization runs at every height exactly as it did live.
+fn apply_gap(state: &mut SettlementState, next: Height, exec: &dyn StatelessExecutor, enc: &dyn EncodingFraudVerifier) {
+    let mut h = state.height().next();
+    while h < next {
+        state.observe_block(h, &[]);
+        state.apply_entries(h, Vec::new(), exec, enc);
+        h = h.next();
+    }
+}
+
+/// The witness bytes a challenge refers to: inline, or fetched from DA and checked
+/// against its hash. `Ok(Err(_))` is the challenger's fault (unavailable, wrong hash).
+async fn witness_bytes<D: DataAvailability>(
+    w: &WitnessRef,
+    da: &D,
+    shutdown: &CancellationToken,
+) -> Result<Result<Vec<u8>, String>, Error> {
+    match w {
+        WitnessRef::Inline(b) => Ok(Ok(b.clone())),
+        WitnessRef::Da { commitment, namespace, hash, len } => {
+            let fetched = tokio::select! {
+                _ = shutdown.cancelled() => return Err(Error::Internal("shutdown during DA fetch".into())),
+                r = tokio::time::timeout(Duration::from_secs(30), fetch::square(da, commitment, *namespace, shutdown)) => r,
+            };
+            let blobs = match fetched {
+                Ok(b) => b?,
+                Err(_) => return Ok(Err(format!("witness square {} unavailable", commitment.data_root))),
+            };
+            Ok(blobs
+                .into_iter()
+                .find(|b| b.len() as u64 == *len && lamina_settlement_core::witness_hash(b) == *hash)
+                .ok_or_else(|| format!("no blob with the witness hash in square {}", commitment.data_root)))
+        }
+    }
+}
+
+fn log_event(e: &Event) {
+    match e {
+        Event::EntryRejected { .. } => {
+            metrics::counter!("lamina_settlement_entries_rejected_total").increment(1);
+            tracing::warn!(target: "lamina::settlement", event = ?e, "entry rejected");
+        }
+        Event::ClaimAccepted { .. } => {
+            metrics::counter!("lamina_settlement_claims_total").increment(1);
+            tracing::debug!(target: "lamina::settlement", event = ?e, "claim");
+        }
+        Event::Finalized { .. } => {
+            metrics::counter!("lamina_settlement_finalized_total").increment(1);
+            tracing::debug!(target: "lamina::settlement", event = ?e, "finalized");
+        }
+        Event::Slashed { .. } => {
+            metrics::counter!("lamina_settlement_slashed_total").increment(1);
+            tracing::warn!(target: "lamina::settlement", event = ?e, "claim slashed");
+        }
+        _ => tracing::info!(target: "lamina::settlement", event = ?e, "settlement event"),
+    }
+}

@@ -1,0 +1,293 @@
+#![allow(clippy::unwrap_used)]
+//! The settlement service in one process over an in-memory ordered log and the
+//! in-process DA layer, with the execution layer's real executors (`NativeChains`):
+//! an honest and a faulty claimer of one chain, and the service's verifier.
+//!
+//! What must hold: the verifier challenges the faulty claim (built from its retained
+//! history, since the honest claim for the same height was checked first), the fraud
+//! proof slashes it, the honest claim finalizes exactly at its window end, and a
+//! restarted service replays its store to the identical settlement state.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use lamina_execution_core::NativeChains;
+use lamina_execution_core::ledger::{self, AssetId};
+use lamina_execution_service::adapters::MemoryDa;
+use lamina_interfaces::settlement::{chain_receipts, inputs_digest};
+use lamina_interfaces::{
+    Blob, ChainSpec, CheckpointClaim, ClaimStep, DataAvailability, EncodingFraudVerifier, Genesis, GenesisBalance,
+    Health, InMemoryLog, NodeEntry, StatelessExecutor, SubmitError, SubmitOutcome, TxSubmit,
+};
+use lamina_primitives::{
+    Batch, Block, BlockHeader, ChainId, Digest, FinalizedBlock, Height, Keypair, Namespace, PublicKey, Signature,
+    Transaction,
+};
+use lamina_settlement_core::{ClaimStatus, Entry};
+use lamina_settlement_service::verifier::Verifier;
+use lamina_settlement_service::{Config, Follower};
+use tokio_util::sync::CancellationToken;
+
+const CHAIN: ChainId = ChainId(1);
+const WINDOW: u64 = 6;
+const SEED: u64 = 500;
+
+fn honest() -> Keypair {
+    Keypair::for_testing(40)
+}
+fn faulty() -> Keypair {
+    Keypair::for_testing(41)
+}
+fn verifier_key() -> Keypair {
+    Keypair::for_testing(42)
+}
+
+fn entry(i: u64) -> NodeEntry {
+    NodeEntry {
+        name: format!("n{i}"),
+        key: Keypair::for_testing(i).public(),
+        addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        http: None,
+        admin: None,
+        chain: None,
+    }
+}
+
+fn genesis() -> Genesis {
+    let mut g = Genesis {
+        network: "settlement-test".into(),
+        chains: vec![ChainSpec {
+            id: CHAIN,
+            name: "one".into(),
+            balances: vec![],
+            funded_test_accounts: 8,
+            funded_test_accounts_seed: SEED,
+            funded_test_amount: 1_000_000,
+            fee: 0,
+            fee_collector: PublicKey::default(),
+            ledger_version: 1,
+        }],
+        validators: (0..4).map(entry).collect(),
+        da_nodes: (10..14).map(entry).collect(),
+        execution_nodes: vec![],
+        settlement_nodes: vec![NodeEntry { name: "s".into(), ..entry(42) }],
+        bridge_nodes: vec![],
+        da_threshold: None,
+        clients: vec![],
+        settlement: Default::default(),
+    };
+    g.settlement.challenge_window = WINDOW;
+    for k in [honest(), faulty(), verifier_key()] {
+        g.settlement.balances.push(GenesisBalance { account: k.public(), amount: 100_000 });
+    }
+    g
+}
+
+/// Collects what the verifier submits (the test orders it into the next block).
+#[derive(Clone, Default)]
+struct Collect(Arc<Mutex<Vec<Transaction>>>);
+
+impl TxSubmit for Collect {
+    async fn submit(&self, tx: Transaction) -> Result<SubmitOutcome, SubmitError> {
+        let id = tx.id();
+        self.0.lock().unwrap().push(tx);
+        Ok(SubmitOutcome::Accepted(id))
+    }
+
+    async fn submit_many(&self, txs: Vec<Transaction>) -> Vec<Result<SubmitOutcome, SubmitError>> {
+        let mut out = Vec::new();
+        for tx in txs {
+            out.push(self.submit(tx).await);
+        }
+        out
+    }
+}
+
+struct NoBadEncoding;
+impl EncodingFraudVerifier for NoBadEncoding {
+    fn verify_bad_encoding(&self, _: &Digest, _: &[u8]) -> Result<(), String> {
+        Err("no bad-encoding proofs in this test".into())
+    }
+}
+
+/// A sequencer: each block carries at most one square for the chain and one for the
+/// settlement namespace (certificates unsigned: the service runs with certificate
+/// checks off, as the fixture's log is trusted).
+struct Sequencer {
+    log: InMemoryLog,
+    da: MemoryDa,
+    height: u64,
+    parent: Digest,
+}
+
+impl Sequencer {
+    async fn block(&mut self, chain_txs: Vec<Transaction>, settle: Vec<Transaction>) -> (Height, Vec<Digest>) {
+        let mut batches = Vec::new();
+        for (ns, txs) in [(Namespace::from(CHAIN), chain_txs), (Namespace::SETTLEMENT, settle)] {
+            if txs.is_empty() {
+                continue;
+            }
+            let data = lamina_primitives::encode(&Batch { namespace: ns, txs }).unwrap();
+            batches.push(self.da.submit(vec![Blob { namespace: ns, data }]).await.unwrap());
+        }
+        self.height += 1;
+        let header = BlockHeader {
+            height: Height(self.height),
+            parent: self.parent,
+            payload: Block::payload_digest(&batches),
+            ..Default::default()
+        };
+        let roots = batches
+            .iter()
+            .filter(|c| c.commitment.namespaces.contains(&Namespace::from(CHAIN)))
+            .map(|c| c.commitment.data_root)
+            .collect();
+        let block = Block { header, batches };
+        self.parent = block.digest();
+        self.log.append(FinalizedBlock { block, certificate: Default::default() }).unwrap();
+        (Height(self.height), roots)
+    }
+}
+
+fn claim(g: &Genesis, key: &Keypair, step: ClaimStep, to: Height, corrupt: bool) -> CheckpointClaim {
+    let mut step = step;
+    if corrupt {
+        step.state_root.0[0] ^= 1;
+    }
+    CheckpointClaim {
+        network: g.network_id(),
+        chain_id: CHAIN,
+        parent: Digest::ZERO,
+        from: Height(0),
+        to,
+        steps: vec![step],
+        state_root: step.state_root,
+        receipts_root: chain_receipts(&Digest::ZERO, step.height, &step.receipts_root),
+        params: g.chains[0].params_digest(),
+        claimer: PublicKey::default(),
+        signature: Signature::default(),
+    }
+    .sign(key)
+}
+
+fn open(ctx: &lamina_net::NodeContext, exec: &Arc<NativeChains>) -> Follower {
+    let config = Config { verifier: true, verify_certificates: false, ..Config::default() };
+    Follower::open(ctx, &config, exec.clone(), Arc::new(NoBadEncoding)).unwrap()
+}
+
+async fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+    for _ in 0..2000 {
+        if f() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verifier_slashes_the_faulty_claim_and_a_restart_replays_the_same_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = genesis();
+    let exec = Arc::new(NativeChains::new(&g));
+    let ctx =
+        lamina_net::NodeContext::new(verifier_key(), Arc::new(g.clone()), dir.path().to_path_buf(), Health::new());
+    let log = InMemoryLog::new();
+    let da = MemoryDa::new();
+    let submitted = Collect::default();
+    let mut seq = Sequencer { log: log.clone(), da: da.clone(), height: 0, parent: Digest::ZERO };
+
+    let mut follower = open(&ctx, &exec);
+    let shared = follower.shared();
+    let config = Config { verifier: true, verify_certificates: false, ..Config::default() };
+    let verifier = Verifier::new(&ctx, &config, exec.clone(), da.clone(), submitted.clone()).unwrap();
+    let shutdown = CancellationToken::new();
+    let task = {
+        let (log, da, shutdown, health) = (log.clone(), da.clone(), shutdown.clone(), ctx.health.clone());
+        tokio::spawn(async move {
+            follower.follow(&log, &da, Some(verifier), &health, &shutdown).await.unwrap();
+            follower
+        })
+    };
+
+    // Height 1: transfers on the chain.
+    let accounts: Vec<Keypair> = (0..8).map(|i| Keypair::for_testing(SEED + i)).collect();
+    let txs: Vec<Transaction> = (0..6)
+        .map(|i| {
+            ledger::transfer(&accounts[i], CHAIN, 0, accounts[(i + 1) % 8].public(), AssetId::NATIVE, 10 + i as u64)
+        })
+        .collect();
+    let (h1, roots) = seq.block(txs.clone(), vec![]).await;
+    // The honest outcome of that step, from a fresh replica (the execution layer's code).
+    let mut replica = exec.replica(CHAIN).unwrap();
+    let (outcome, _) = replica.execute_step(&txs, None);
+    let step = ClaimStep {
+        height: h1,
+        inputs: inputs_digest(&roots),
+        state_root: outcome.state_root,
+        receipts_root: outcome.receipts_root,
+    };
+
+    // Height 2: the honest claim first, then the faulty one for the same range.
+    let good = claim(&g, &honest(), step, h1, false);
+    let bad = claim(&g, &faulty(), step, h1, true);
+    let entries = vec![
+        Entry::transaction(&honest(), 1, &Entry::Claim(good.clone())).unwrap(),
+        Entry::transaction(&faulty(), 1, &Entry::Claim(bad.clone())).unwrap(),
+    ];
+    let (h2, _) = seq.block(vec![], entries).await;
+
+    // The verifier checks the honest claim, then proves the faulty one wrong from its
+    // retained history, and submits the challenge; the sequencer orders it next.
+    wait_for("a challenge", || !submitted.0.lock().unwrap().is_empty()).await;
+    let challenge = submitted.0.lock().unwrap().remove(0);
+    match Entry::from_transaction(&challenge).unwrap() {
+        Entry::Challenge(c) => {
+            assert_eq!(c.claim, bad.id());
+            assert_eq!(c.step, 0);
+        }
+        other => panic!("verifier submitted {other:?}"),
+    }
+    seq.block(vec![], vec![challenge]).await;
+    wait_for("the slash", || shared.read().claim(&bad.id()).is_some_and(|r| r.status == ClaimStatus::Slashed)).await;
+
+    // Empty heights up to the honest claim's window end: final exactly there.
+    while seq.height < h2.0 + WINDOW {
+        seq.block(vec![], vec![]).await;
+    }
+    wait_for("height", || shared.read().height().0 == seq.height).await;
+    {
+        let s = shared.read();
+        let rec = s.claim(&good.id()).unwrap();
+        assert_eq!(rec.status, ClaimStatus::Finalized);
+        assert_eq!(rec.ended_at, Some(Height(h2.0 + WINDOW)));
+        let anchor = s.finalized(CHAIN).unwrap();
+        assert_eq!((anchor.to, anchor.state_root, anchor.claim), (h1, outcome.state_root, good.id()));
+        // The faulty claimer lost its bond; the challenger was rewarded.
+        assert!(s.account(&faulty().public()).free < 100_000);
+        assert!(s.account(&verifier_key().public()).free > 100_000);
+        assert!(s.burned() > 0);
+        assert_eq!(s.total_supply(), 300_000, "free + bonded + burned is conserved");
+    }
+    let root = shared.read().state_root();
+    let height = shared.read().height();
+
+    // Restart: the store replays to the same state, then the log tops it up.
+    shutdown.cancel();
+    let follower = task.await.unwrap();
+    follower.close().unwrap();
+    let mut again = open(&ctx, &exec);
+    let shared2 = again.shared();
+    let shutdown = CancellationToken::new();
+    let task = {
+        let (log, da, shutdown, health) = (log.clone(), da.clone(), shutdown.clone(), ctx.health.clone());
+        tokio::spawn(async move {
+            again.follow::<_, _, Collect>(&log, &da, None, &health, &shutdown).await.unwrap();
+        })
+    };
+    wait_for("the restarted follower", || shared2.read().height() == height).await;
+    assert_eq!(shared2.read().state_root(), root);
+    shutdown.cancel();
+    task.await.unwrap();
+}
