@@ -79,6 +79,12 @@ impl SettlementClient {
     pub async fn query(&self, request: &SettlementRequest, timeout: Duration) -> Result<SettlementResponse, NetError> {
         let mut last = NetError::Config("no settlement node in the genesis".into());
         for n in &self.nodes {
+            if !self.net.is_connected(n)
+                && let Err(e) = self.net.wait_connected(n, timeout).await
+            {
+                last = e;
+                continue;
+            }
             match self.net.request_with_timeout(n, request, timeout).await {
                 Ok(r) => return Ok(r),
                 Err(e) => last = e,
