@@ -14,6 +14,12 @@
 //! The witness size per transaction is printed once per N. Target: `stateless_verify`
 //! at most 2x `sequential_execute`.
 //!
+//! Group `settlement::replay/claims_per_height=…`: the settlement state machine replaying
+//! a log of 10,000 signed one-step claims (16 chains, one claimer each, claims chained
+//! through their parents, every height also observed with data for each chain and
+//! finalizing the claims of W heights ago) on **one core** (a one-thread rayon pool:
+//! the per-height batch signature check included). Target: ≥ 10,000 claims/s.
+//!
 //! Run: `cargo bench -p lamina-benches --bench settlement`
 //! (`LAMINA_BENCH_N=1000,100000` sets N, default 10000; `LAMINA_BENCH_THREADS=k` sets
 //! the signature stage's threads, default all).
@@ -154,5 +160,124 @@ fn fraud_proof_group(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, fraud_proof_group);
+struct NoBadEncoding;
+impl lamina_interfaces::EncodingFraudVerifier for NoBadEncoding {
+    fn verify_bad_encoding(&self, _: &lamina_primitives::Digest, _: &[u8]) -> Result<(), String> {
+        Err("none".into())
+    }
+}
+
+/// One height of the replay log: the chains' data roots and the settlement entries.
+type ReplayHeight = (lamina_primitives::Height, Vec<(ChainId, Vec<lamina_primitives::Digest>, bool)>, Vec<Transaction>);
+
+/// A log of `claims` one-step claims over `chains` chains, one per chain per height.
+fn replay_log(chains: u64, claims: usize) -> (Genesis, Vec<ReplayHeight>) {
+    use lamina_interfaces::settlement::{chain_receipts, inputs_digest};
+    use lamina_interfaces::{CheckpointClaim, ClaimStep};
+    use lamina_primitives::{Digest, Height, PublicKey, Signature, domains};
+    let claimers: Vec<Keypair> = (0..chains).map(|i| Keypair::for_testing(900 + i)).collect();
+    let mut g = genesis(ChainSpec {
+        id: CHAIN,
+        name: "c".into(),
+        balances: vec![],
+        funded_test_accounts: 0,
+        funded_test_accounts_seed: 0,
+        funded_test_amount: 0,
+        fee: 0,
+        fee_collector: Default::default(),
+        ledger_version: 1,
+    });
+    g.chains =
+        (1..=chains).map(|id| ChainSpec { id: ChainId(id), name: format!("c{id}"), ..g.chains[0].clone() }).collect();
+    g.settlement.challenge_window = 16;
+    g.settlement.balances = claimers.iter().map(|k| GenesisBalance { account: k.public(), amount: 1 << 40 }).collect();
+    let exec = NativeChains::new(&g);
+    let heights = claims / chains as usize;
+    // Per chain: (parent id, to, state root, receipts root).
+    let mut heads: Vec<(Digest, Height, Digest, Digest)> =
+        (1..=chains).map(|c| (Digest::ZERO, Height(0), exec.genesis_root(ChainId(c)).unwrap(), Digest::ZERO)).collect();
+    let mut log = Vec::with_capacity(heights + 1);
+    let root_of = |c: u64, h: u64| domains::BATCH.hash(&[c.to_le_bytes(), h.to_le_bytes()].concat());
+    for h in 1..=heights as u64 + 1 {
+        let observed = (1..=chains).map(|c| (ChainId(c), vec![root_of(c, h)], true)).collect();
+        let mut entries = Vec::new();
+        if h > 1 {
+            // Claim the previous height's step of every chain.
+            let (parent_h, hs) = (Height(h - 1), &mut heads);
+            entries = (0..chains as usize)
+                .into_par_iter()
+                .zip(hs.par_iter_mut())
+                .map(|(i, head)| {
+                    let c = ChainId(i as u64 + 1);
+                    let step = ClaimStep {
+                        height: parent_h,
+                        inputs: inputs_digest(&[root_of(c.0, parent_h.0)]),
+                        state_root: domains::BATCH.hash(&[head.2.0, [i as u8; 32]].concat()),
+                        receipts_root: domains::BATCH.hash(&parent_h.0.to_le_bytes()),
+                    };
+                    let claim = CheckpointClaim {
+                        network: g.network_id(),
+                        chain_id: c,
+                        parent: head.0,
+                        from: head.1,
+                        to: parent_h,
+                        steps: vec![step],
+                        state_root: step.state_root,
+                        receipts_root: chain_receipts(&head.3, parent_h, &step.receipts_root),
+                        params: g.chains[i].params_digest(),
+                        claimer: PublicKey::default(),
+                        signature: Signature::default(),
+                    }
+                    .sign(&claimers[i]);
+                    *head = (claim.id(), claim.to, claim.state_root, claim.receipts_root);
+                    lamina_settlement_core::Entry::transaction(
+                        &claimers[i],
+                        h,
+                        &lamina_settlement_core::Entry::Claim(claim),
+                    )
+                    .unwrap()
+                })
+                .collect();
+        }
+        log.push((Height(h), observed, entries));
+    }
+    (g, log)
+}
+
+fn replay_group(c: &mut Criterion) {
+    let one = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+    for chains in [16u64] {
+        let (g, log) = replay_log(chains, 10_000);
+        let exec = NativeChains::new(&g);
+        let params = lamina_settlement_core::Params::from_genesis(&g);
+        let run = || {
+            let mut st = lamina_settlement_core::SettlementState::new(params.clone());
+            let mut accepted = 0usize;
+            for (h, observed, entries) in &log {
+                st.observe_block(*h, observed);
+                let inputs =
+                    entries.iter().map(|tx| lamina_settlement_core::Input { tx: tx.clone(), proof: None }).collect();
+                for e in st.apply_entries(*h, inputs, &exec, &NoBadEncoding) {
+                    if matches!(e, lamina_settlement_core::Event::ClaimAccepted { .. }) {
+                        accepted += 1;
+                    }
+                }
+            }
+            (accepted, st.stats().finalized)
+        };
+        let (accepted, finalized) = one.install(run);
+        let total: usize = log.iter().map(|l| l.2.len()).sum();
+        assert_eq!(accepted, total, "every claim of the replay log is accepted");
+        eprintln!("settlement::replay: {total} claims accepted, {finalized} finalized");
+        let mut g = c.benchmark_group(format!("settlement::replay/claims_per_height={chains}"));
+        g.throughput(Throughput::Elements(total as u64));
+        g.sample_size(10);
+        g.warm_up_time(Duration::from_millis(500));
+        g.measurement_time(Duration::from_secs(5));
+        g.bench_function("one_core", |b| b.iter(|| one.install(run)));
+        g.finish();
+    }
+}
+
+criterion_group!(benches, fraud_proof_group, replay_group);
 criterion_main!(benches);

@@ -84,8 +84,10 @@ pub enum Error {
     /// whose range does not start at 0.
     #[error("genesis-parent claim not allowed: {0}")]
     BadGenesisClaim(&'static str),
-    /// The parent is neither the chain's finalized head nor a pending claim of the chain.
-    #[error("parent {0} is neither the finalized head nor a pending claim of the chain")]
+    /// The parent is neither the chain's finalized head, nor a duplicate of it, nor a
+    /// pending claim of the chain (it is unknown, of another chain, ended slashed,
+    /// orphaned or unavailable, or ends below the finalized head).
+    #[error("parent {0} is neither the finalized head (or a duplicate of it) nor a pending claim of the chain")]
     BadParent(Digest),
     /// The range does not start where the parent's ended.
     #[error("range starts at {from}, parent ends at {parent_to}")]

@@ -23,7 +23,12 @@
 //! * A forged witness costs the challenger its bond; malformed challenges are rejected
 //!   with no state change (S6, S7).
 //! * Claims over unavailable or badly encoded data, or naming inputs the log did not
-//!   order, never finalize (S8); a claim never finalizes before its parent (S9).
+//!   order, never finalize (S8); a claim never finalizes before its pre-state is
+//!   final, i.e. before its parent or an equivalent claim (S9).
+//! * Several claimers of one chain all keep finalizing: a claim with the same range,
+//!   pre-state and roots as the anchored one finalizes as its duplicate (no second
+//!   anchor) and its children stay valid; claims cut differently lose only the ones
+//!   straddling an anchor boundary, refunded (`tests/claimers.rs`).
 //! * Bonds are conserved: free + bonded + burned is constant.
 
 pub mod anchors;

@@ -30,9 +30,12 @@
 //! with `to < h` (only heights ordered before it). Its parent is either
 //! [`Digest::ZERO`] (allowed only while the chain has no finalized anchor; then
 //! `from == 0`, pre-state = the executor's genesis root, receipts chained from ZERO), or
-//! the chain's finalized head claim, or a *pending* claim of the chain; `from` equals
-//! the parent's `to`. The claim passes [`CheckpointClaim::check_shape`], and its steps
-//! list exactly the heights in `(from, to]` whose blocks carried data for the chain,
+//! the chain's finalized head claim, or a *duplicate* of it (see Finality), or a
+//! *pending* claim of the chain; `from` equals the parent's `to`, and the pre-state is
+//! the parent's state and receipts roots. A parent that ended slashed, orphaned or
+//! unavailable, or one ending below the finalized head (stale), is refused. The claim
+//! passes [`CheckpointClaim::check_shape`], and its steps list exactly the heights in
+//! `(from, to]` whose blocks carried data for the chain,
 //! each with the [`lamina_interfaces::settlement::inputs_digest`] of those data roots
 //! (the DA gate); a step over data that was not available or was proven badly encoded
 //! is refused. The claimer's free balance must cover the claim bond, which becomes
@@ -54,20 +57,35 @@
 //! over it can never finalize: it ends `Unavailable` (bond refunded) and its
 //! descendants are orphaned.
 //!
-//! **Finality** at the end of each height `h`: every pending claim with
-//! `deadline <= h` whose parent is final (or genesis, for the first) finalizes, in
-//! inclusion order, cascading to children whose deadline has passed as well. It gets
-//! its bond back and appends an [`Anchor`] to its chain. Competing claims with the same
-//! parent are orphaned (bond refunded) with their descendants. A claim therefore never
-//! finalizes before its deadline, and never before its parent. Since every anchor
-//! extends the previous head with `to` strictly greater, two anchors can never cover
-//! the same range end.
+//! **Finality** at the end of each height `h`. A chain may have several claimers, each
+//! posting its own chain of claims; claims are compared by the state they commit to,
+//! not by id: two claims of a chain ending at the same `to` with the same state and
+//! receipts roots are *equivalent* parents. A pending claim's pre-state is *final* when
+//! the chain's finalized head ends at its `from` with its pre-state roots (before any
+//! anchor: it starts at 0 from genesis). Every pending claim with `deadline <= h` whose
+//! pre-state is final finalizes, in inclusion order, cascading (in inclusion order) to
+//! claims whose deadline has passed and whose pre-state the new head made final. It
+//! gets its bond back and appends an [`Anchor`] to its chain. The chain's other pending
+//! claims are then resolved against the new head (ending at `T`):
+//! * same `from`, `to == T`, same pre-state and same roots: a **duplicate**: it ends
+//!   [`ClaimStatus::Finalized`] without an anchor ([`ClaimRecord::duplicate_of`] names
+//!   the anchored claim), its bond is returned, and its children stay valid;
+//! * any other claim with `from < T` (overlapping, stale, or ending at `T` with other
+//!   roots or another cut) is orphaned (bond refunded) with its pending descendants;
+//!   so is a claim with `from == T` whose pre-state differs from the head's;
+//! * claims with `from >= T` otherwise wait.
+//!
+//! A claim therefore never finalizes before its deadline, and never before its pre-state
+//! is final. Since every anchor extends the previous head with `to` strictly greater,
+//! two anchors can never cover the same range end. After each finalization, every
+//! pending claim of the chain starts at or above the head's `to`.
 //!
 //! # Bounded memory
 //!
 //! Per-height data records of a chain are dropped once the chain's head covers them;
-//! at most [`MAX_TERMINAL_PER_CHAIN`] ended claim records are kept per chain. Anchors
-//! (one per finalized claim) are kept for proofs.
+//! at most [`MAX_TERMINAL_PER_CHAIN`] ended claim records are kept per chain, plus the
+//! ids of the head's duplicates (dropped at the next anchor). Anchors (one per anchored
+//! claim; duplicates add none) are kept for proofs.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
@@ -80,7 +98,7 @@ use crate::entry::{Challenge, Entry, WitnessRef, witness_hash};
 use crate::{Error, Params};
 
 /// Domain of [`SettlementState::state_root`].
-pub static STATE_ROOT: Domain = Domain::new("lamina settlement state v1");
+pub static STATE_ROOT: Domain = Domain::new("lamina settlement state v2");
 
 /// Ended (finalized, slashed, orphaned, unavailable) claim records kept per chain.
 pub const MAX_TERMINAL_PER_CHAIN: usize = 1024;
@@ -90,11 +108,12 @@ pub const MAX_TERMINAL_PER_CHAIN: usize = 1024;
 pub enum ClaimStatus {
     /// Bonded, within or past its window, not yet final.
     Pending,
-    /// Anchored; bond returned.
+    /// Final; bond returned. Either anchored, or a duplicate of the anchored claim
+    /// (same pre-state, range and roots; [`ClaimRecord::duplicate_of`] is set).
     Finalized,
     /// Fraud proven; bond slashed.
     Slashed,
-    /// Can never finalize (a competing claim finalized, or an ancestor ended without
+    /// Can never finalize (a conflicting claim finalized, or an ancestor ended without
     /// finalizing); bond refunded.
     Orphaned,
     /// Covers data proven badly encoded; bond refunded.
@@ -140,10 +159,15 @@ pub struct ClaimRecord {
     pub deadline: Height,
     /// State root its first step starts from (the parent's, or the genesis root).
     pub pre_state_root: Digest,
+    /// Receipts root its steps chain from (the parent's, or [`Digest::ZERO`]).
+    pub pre_receipts_root: Digest,
     /// Where it stands.
     pub status: ClaimStatus,
     /// Height at which it left `Pending`.
     pub ended_at: Option<Height>,
+    /// For a claim finalized as a duplicate: the anchored claim it duplicates. `None`
+    /// for an anchored claim and for claims that did not finalize.
+    pub duplicate_of: Option<Digest>,
 }
 
 impl ClaimRecord {
@@ -169,8 +193,10 @@ pub struct Account {
 pub struct Stats {
     /// Claims pending now.
     pub pending: u64,
-    /// Claims finalized.
+    /// Claims finalized and anchored (one per anchor).
     pub finalized: u64,
+    /// Claims finalized as duplicates of an anchored claim (no anchor of their own).
+    pub duplicates: u64,
     /// Claims slashed.
     pub slashed: u64,
     /// Claims orphaned.
@@ -202,7 +228,10 @@ pub enum ChallengeOutcome {
 /// Why a claim was orphaned.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub enum OrphanReason {
-    /// A competing claim with the same parent finalized.
+    /// A conflicting claim of the chain finalized: this claim covers heights at or
+    /// below the new head's end without being a duplicate of it (overlapping range,
+    /// other cut points or other roots), or starts at the head's end from another
+    /// pre-state.
     SiblingFinalized {
         /// The claim that finalized.
         winner: Digest,
@@ -280,6 +309,20 @@ pub enum Event {
         /// Height at whose end it finalized.
         at: Height,
     },
+    /// A claim finalized as a duplicate of the claim just anchored (same pre-state,
+    /// range and roots; bond returned, no anchor of its own).
+    Duplicate {
+        /// The claim.
+        claim: Digest,
+        /// Chain.
+        chain: ChainId,
+        /// Range end.
+        to: Height,
+        /// The anchored claim it duplicates.
+        anchored: Digest,
+        /// Height at whose end it finalized.
+        at: Height,
+    },
     /// A claim was orphaned (bond refunded).
     Orphaned {
         /// The claim.
@@ -347,6 +390,9 @@ struct ChainState {
     tree: AnchorTree,
     /// Pending claims by inclusion sequence.
     pending: BTreeMap<u64, Digest>,
+    /// Claims finalized as duplicates of the head (acceptable parents, like the head);
+    /// cleared when the next anchor is appended.
+    head_duplicates: BTreeSet<Digest>,
     /// Ended claims still kept, oldest first.
     terminal: VecDeque<Digest>,
 }
@@ -368,7 +414,8 @@ pub struct SettlementState {
     accounts: HashMap<PublicKey, Account>,
     burned: u64,
     claims: HashMap<Digest, ClaimRecord>,
-    /// Pending children per (chain, parent id), in inclusion order.
+    /// Pending children per (chain, parent id), in inclusion order (only pending claims;
+    /// an entry goes when its last child ends).
     children: HashMap<(ChainId, Digest), Vec<Digest>>,
     chains: BTreeMap<ChainId, ChainState>,
     /// (deadline, claim) in inclusion order; deadlines are non-decreasing.
@@ -402,6 +449,7 @@ impl SettlementState {
                         anchors: Vec::new(),
                         tree: AnchorTree::default(),
                         pending: BTreeMap::new(),
+                        head_duplicates: BTreeSet::new(),
                         terminal: VecDeque::new(),
                     },
                 )
@@ -580,7 +628,8 @@ impl SettlementState {
             return Err(Error::WrongParams { chain, got: c.params, want: cs.params });
         }
         let head = cs.head().copied();
-        if self.claims.contains_key(&id) || head.is_some_and(|a| a.claim == id) {
+        let parent_is_head_duplicate = cs.head_duplicates.contains(&c.parent);
+        if self.claims.contains_key(&id) || head.is_some_and(|a| a.claim == id) || cs.head_duplicates.contains(&id) {
             return Err(Error::Duplicate(id));
         }
         let horizon = self.observed.map_or(Height(0), |o| o.min(Height(height.0.saturating_sub(1))));
@@ -598,11 +647,18 @@ impl SettlementState {
                 return Err(Error::BadGenesisClaim("a genesis-parent claim must start at height 0"));
             }
             (self.genesis_root(chain, exec)?, Digest::ZERO, Height(0))
-        } else if let Some(a) = head.filter(|a| a.claim == c.parent) {
+        } else if let Some(a) = head.filter(|a| a.claim == c.parent || parent_is_head_duplicate) {
+            // The head or an equivalent (duplicate) claim: the same final state.
             (a.state_root, a.receipts_root, a.to)
         } else {
             match self.claims.get(&c.parent) {
-                Some(p) if p.status == ClaimStatus::Pending && p.claim.chain_id == chain => {
+                // A pending parent ending below the head is stale (never the case while
+                // finalization resolves every overlapped pending claim; checked anyway).
+                Some(p)
+                    if p.status == ClaimStatus::Pending
+                        && p.claim.chain_id == chain
+                        && head.is_none_or(|a| p.claim.to >= a.to) =>
+                {
                     (p.claim.state_root, p.claim.receipts_root, p.claim.to)
                 }
                 _ => return Err(Error::BadParent(c.parent)),
@@ -642,8 +698,10 @@ impl SettlementState {
                 included_at: height,
                 deadline,
                 pre_state_root: pre_root,
+                pre_receipts_root: parent_receipts,
                 status: ClaimStatus::Pending,
                 ended_at: None,
+                duplicate_of: None,
             },
         );
         Ok(())
@@ -760,7 +818,6 @@ impl SettlementState {
                 }
                 self.end_claim(id, ClaimStatus::Unavailable, height);
                 self.refund(id);
-                self.detach_from_parent(id);
                 events.push(Event::ClaimUnavailable { claim: id, data_root });
                 self.orphan_descendants(id, ClaimStatus::Unavailable, height, events);
             }
@@ -768,15 +825,19 @@ impl SettlementState {
         Ok(())
     }
 
-    /// Marks a pending claim ended: status, bookkeeping, bounded retention. Bonds are
+    /// Marks a pending claim ended: status, bookkeeping (including leaving its parent's
+    /// pending-children list), bounded retention. Bonds and the claim's own children are
     /// the caller's business.
     fn end_claim(&mut self, id: Digest, status: ClaimStatus, height: Height) {
+        self.detach_from_parent(id);
         let Some(rec) = self.claims.get_mut(&id) else { return };
         rec.status = status;
         rec.ended_at = Some(height);
         let (chain, seq) = (rec.claim.chain_id, rec.seq);
+        let duplicate = rec.duplicate_of.is_some();
         self.stats.pending = self.stats.pending.saturating_sub(1);
         match status {
+            ClaimStatus::Finalized if duplicate => self.stats.duplicates += 1,
             ClaimStatus::Finalized => self.stats.finalized += 1,
             ClaimStatus::Slashed => self.stats.slashed += 1,
             ClaimStatus::Orphaned => self.stats.orphaned += 1,
@@ -817,7 +878,6 @@ impl SettlementState {
     fn slash(&mut self, id: Digest, challenger: PublicKey, height: Height, events: &mut Vec<Event>) {
         let Some(claimer) = self.claims.get(&id).map(|r| r.claim.claimer) else { return };
         self.end_claim(id, ClaimStatus::Slashed, height);
-        self.detach_from_parent(id);
         let bond = self.params.claim_bond;
         let reward = (u128::from(bond) * u128::from(self.params.challenger_reward_percent) / 100) as u64;
         let burned = bond - reward;
@@ -863,67 +923,98 @@ impl SettlementState {
         }
     }
 
+    /// Finalizes `first` if its window has passed and its pre-state is final, then
+    /// cascades: the earliest pending claim of the chain whose window has passed and
+    /// whose pre-state the new head made final follows, and so on.
     fn try_finalize(&mut self, first: Digest, height: Height, events: &mut Vec<Event>) {
-        let mut stack = vec![first];
-        while let Some(id) = stack.pop() {
+        let mut next = Some(first);
+        while let Some(id) = next.take() {
             let Some(rec) = self.claims.get(&id) else { continue };
             if rec.status != ClaimStatus::Pending || rec.deadline > height {
                 continue;
             }
-            let (chain, parent) = (rec.claim.chain_id, rec.claim.parent);
-            let (to, state_root, receipts_root) = (rec.claim.to, rec.claim.state_root, rec.claim.receipts_root);
+            let chain = rec.claim.chain_id;
             let Some(cs) = self.chains.get(&chain) else { continue };
-            let parent_final = match cs.head() {
-                None => parent.is_zero(),
-                Some(a) => a.claim == parent,
-            };
-            if !parent_final {
-                // Parent still pending: this claim finalizes when it does (cascade).
+            if !pre_state_final(cs, rec) {
+                // Pre-state not final yet: it finalizes when it is (cascade).
                 continue;
             }
-            self.end_claim(id, ClaimStatus::Finalized, height);
-            self.refund(id);
-            if let Some(cs) = self.chains.get_mut(&chain) {
-                let anchor = Anchor {
-                    chain,
-                    index: cs.anchors.len() as u64,
-                    to,
-                    claim: id,
-                    state_root,
-                    receipts_root,
-                    finalized_at: height,
-                };
-                cs.tree.push(anchor.leaf());
-                cs.anchors.push(anchor);
-                // Records at or below the head can no longer be claimed.
-                let keep = cs.records.split_off(&Height(to.0.saturating_add(1)));
-                let old = std::mem::replace(&mut cs.records, keep);
-                for (h, r) in old {
-                    for root in r.roots {
-                        if let Some(v) = self.root_index.get_mut(&root) {
-                            v.retain(|x| *x != (chain, h));
-                            if v.is_empty() {
-                                self.root_index.remove(&root);
-                            }
-                        }
+            self.finalize(id, height, events);
+            next = self.chains.get(&chain).and_then(|cs| {
+                cs.pending
+                    .values()
+                    .find(|p| self.claims.get(*p).is_some_and(|r| r.deadline <= height && pre_state_final(cs, r)))
+                    .copied()
+            });
+        }
+    }
+
+    /// Anchors pending claim `id` (window passed, pre-state final), then resolves the
+    /// chain's other pending claims against the new head: duplicates finalize without
+    /// an anchor, claims that can no longer finalize are orphaned with their descendants.
+    fn finalize(&mut self, id: Digest, height: Height, events: &mut Vec<Event>) {
+        let Some(rec) = self.claims.get(&id) else { return };
+        let chain = rec.claim.chain_id;
+        let (from, to, state_root, receipts_root) =
+            (rec.claim.from, rec.claim.to, rec.claim.state_root, rec.claim.receipts_root);
+        let pre = (rec.pre_state_root, rec.pre_receipts_root);
+        self.end_claim(id, ClaimStatus::Finalized, height);
+        self.refund(id);
+        let Some(cs) = self.chains.get_mut(&chain) else { return };
+        let anchor = Anchor {
+            chain,
+            index: cs.anchors.len() as u64,
+            to,
+            claim: id,
+            state_root,
+            receipts_root,
+            finalized_at: height,
+        };
+        cs.tree.push(anchor.leaf());
+        cs.anchors.push(anchor);
+        cs.head_duplicates.clear();
+        // Records at or below the head can no longer be claimed.
+        let keep = cs.records.split_off(&Height(to.0.saturating_add(1)));
+        let old = std::mem::replace(&mut cs.records, keep);
+        let others: Vec<Digest> = cs.pending.values().copied().collect();
+        for (h, r) in old {
+            for root in r.roots {
+                if let Some(v) = self.root_index.get_mut(&root) {
+                    v.retain(|x| *x != (chain, h));
+                    if v.is_empty() {
+                        self.root_index.remove(&root);
                     }
                 }
             }
-            events.push(Event::Finalized { claim: id, chain, to, state_root, at: height });
-            // Competing claims for the same parent can never finalize.
-            let siblings = self.children.remove(&(chain, parent)).unwrap_or_default();
-            for s in siblings {
-                if s == id || self.claims.get(&s).is_none_or(|r| r.status != ClaimStatus::Pending) {
-                    continue;
-                }
-                self.end_claim(s, ClaimStatus::Orphaned, height);
-                self.refund(s);
-                events.push(Event::Orphaned { claim: s, reason: OrphanReason::SiblingFinalized { winner: id } });
-                self.orphan_descendants(s, ClaimStatus::Orphaned, height, events);
+        }
+        events.push(Event::Finalized { claim: id, chain, to, state_root, at: height });
+        // Resolve the other pending claims of the chain, in inclusion order.
+        for p in others {
+            let Some(r) = self.claims.get_mut(&p) else { continue };
+            if r.status != ClaimStatus::Pending {
+                continue; // Orphaned above as a descendant.
             }
-            // Children whose window has passed finalize now too, earliest first.
-            if let Some(kids) = self.children.get(&(chain, id)) {
-                stack.extend(kids.iter().rev().copied());
+            let c = &r.claim;
+            let duplicate = c.from == from
+                && c.to == to
+                && c.state_root == state_root
+                && c.receipts_root == receipts_root
+                && (r.pre_state_root, r.pre_receipts_root) == pre;
+            if duplicate {
+                r.duplicate_of = Some(id);
+                self.end_claim(p, ClaimStatus::Finalized, height);
+                self.refund(p);
+                if let Some(cs) = self.chains.get_mut(&chain) {
+                    cs.head_duplicates.insert(p);
+                }
+                events.push(Event::Duplicate { claim: p, chain, to, anchored: id, at: height });
+            } else if c.from < to
+                || (c.from == to && (r.pre_state_root, r.pre_receipts_root) != (state_root, receipts_root))
+            {
+                self.end_claim(p, ClaimStatus::Orphaned, height);
+                self.refund(p);
+                events.push(Event::Orphaned { claim: p, reason: OrphanReason::SiblingFinalized { winner: id } });
+                self.orphan_descendants(p, ClaimStatus::Orphaned, height, events);
             }
         }
     }
@@ -1019,9 +1110,9 @@ impl SettlementState {
     }
 
     /// A digest of the whole settlement state: last processed and observed heights,
-    /// accounts (sorted by key), each chain's anchor count, anchors root and pending
-    /// claims (id, status, deadline, in inclusion order), bad data roots and the burned
-    /// total. O(state): for queries and tests, not for every height.
+    /// accounts (sorted by key), each chain's anchor count, anchors root, pending
+    /// claims (id, status, deadline, in inclusion order) and the head's duplicates (ids,
+    /// ascending), bad data roots and the burned total. O(state): for queries and tests, not for every height.
     pub fn state_root(&self) -> Digest {
         let mut h = STATE_ROOT.hasher();
         let opt = |x: Option<Height>| {
@@ -1055,6 +1146,10 @@ impl SettlementState {
                     h.update(&r.deadline.0.to_le_bytes());
                 }
             }
+            h.update(&(cs.head_duplicates.len() as u64).to_le_bytes());
+            for d in &cs.head_duplicates {
+                h.update(d.as_bytes());
+            }
         }
         h.update(&(self.bad_roots.len() as u64).to_le_bytes());
         for r in &self.bad_roots {
@@ -1062,6 +1157,15 @@ impl SettlementState {
         }
         h.update(&self.burned.to_le_bytes());
         Digest(*h.finalize().as_bytes())
+    }
+}
+
+/// True when `r`'s pre-state is final: the chain's head ends at its `from` with its
+/// pre-state roots, or, before any anchor, it starts at 0 from genesis.
+fn pre_state_final(cs: &ChainState, r: &ClaimRecord) -> bool {
+    match cs.head() {
+        None => r.claim.parent.is_zero() && r.claim.from == Height(0),
+        Some(a) => a.to == r.claim.from && a.state_root == r.pre_state_root && a.receipts_root == r.pre_receipts_root,
     }
 }
 

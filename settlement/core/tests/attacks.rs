@@ -493,16 +493,37 @@ fn competing_claims_first_included_wins_and_losers_are_refunded() {
     let a = net.claim(&key(1), CHAIN, None, 3);
     let b = net.claim(&key(2), CHAIN, None, 2);
     let b_child = net.claim(&key(3), CHAIN, Some(&b), 3);
-    let txs = vec![post(&mut net, &key(1), &a), post(&mut net, &key(2), &b), post(&mut net, &key(3), &b_child)];
+    // Same range, pre-state and roots as `a` (another claimer): a duplicate, not a loser.
+    let twin = net.claim(&key(5), CHAIN, None, 3);
+    let txs = vec![
+        post(&mut net, &key(1), &a),
+        post(&mut net, &key(2), &b),
+        post(&mut net, &key(3), &b_child),
+        post(&mut net, &key(5), &twin),
+    ];
+    let include = net.next_height();
     net.block(&[], txs);
     let ev = net.idle(W);
     assert_eq!(finalized_ids(&ev).len(), 1);
     assert!(ev.contains(&Event::Orphaned { claim: b.id(), reason: OrphanReason::SiblingFinalized { winner: a.id() } }));
+    // `b_child` ends at `a`'s roots, but from another cut (its parent `b` conflicts).
+    assert_eq!((b_child.to, b_child.state_root), (a.to, a.state_root));
     assert!(ev.contains(&Event::Orphaned {
         claim: b_child.id(),
         reason: OrphanReason::AncestorEnded { ancestor: b.id(), status: ClaimStatus::Orphaned }
     }));
-    for k in 1..=3 {
+    assert!(ev.contains(&Event::Duplicate {
+        claim: twin.id(),
+        chain: CHAIN,
+        to: a.to,
+        anchored: a.id(),
+        at: Height(include + W)
+    }));
+    assert_eq!(net.st.claim(&twin.id()).unwrap().status, ClaimStatus::Finalized);
+    assert_eq!(net.st.claim(&twin.id()).unwrap().duplicate_of, Some(a.id()));
+    assert_eq!(net.st.stats().finalized, 1);
+    assert_eq!(net.st.stats().duplicates, 1);
+    for k in [1, 2, 3, 5] {
         assert_eq!(net.st.account(&key(k).public()).bonded, 0);
         assert_eq!(net.st.account(&key(k).public()).free, FUNDS);
     }

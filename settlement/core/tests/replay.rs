@@ -61,11 +61,40 @@ fn random_log(seed: u64, heights: u64) -> Net {
                         .filter(|r| r.status == ClaimStatus::Pending)
                         .map(|r| r.claim.clone())
                         .collect();
-                    let parent = match rng.below(3) {
+                    // Claims finalized as duplicates of the head are parents like the head.
+                    let head_dups: Vec<CheckpointClaim> = net
+                        .st
+                        .claims(chain)
+                        .filter(|r| {
+                            r.duplicate_of.is_some()
+                                && net
+                                    .st
+                                    .finalized(chain)
+                                    .is_some_and(|a| a.claim == r.duplicate_of.unwrap_or_default())
+                        })
+                        .map(|r| r.claim.clone())
+                        .collect();
+                    let parent = match rng.below(4) {
                         0 => head,
                         1 if !pending.is_empty() => Some(pending[rng.below(pending.len() as u64) as usize].clone()),
+                        2 if !head_dups.is_empty() => {
+                            Some(head_dups[rng.below(head_dups.len() as u64) as usize].clone())
+                        }
                         _ => None,
                     };
+                    // Another claimer re-claiming a pending claim's range from the same
+                    // parent (an equivalent claim when both are honest).
+                    if rng.chance(25) && !pending.is_empty() {
+                        let p = pending[rng.below(pending.len() as u64) as usize].clone();
+                        let parent = known.get(&p.parent).cloned();
+                        if p.parent.is_zero() || parent.is_some() {
+                            let k = key(1 + rng.below(5));
+                            let c = net.claim(&k, chain, parent.as_ref(), p.to.0);
+                            known.insert(c.id(), c.clone());
+                            txs.push(net.tx(&k, &Entry::Claim(c)));
+                            continue;
+                        }
+                    }
                     let from = parent.as_ref().map_or(0, |p| p.to.0);
                     if from + 1 >= h {
                         continue;
@@ -183,6 +212,7 @@ fn random_logs_cover_the_interesting_paths() {
     for seed in 0..6 {
         let s = random_log(seed, 80).st.stats();
         totals.finalized += s.finalized;
+        totals.duplicates += s.duplicates;
         totals.slashed += s.slashed;
         totals.orphaned += s.orphaned;
         totals.challenges_ok += s.challenges_ok;
@@ -190,6 +220,7 @@ fn random_logs_cover_the_interesting_paths() {
         totals.rejected += s.rejected;
     }
     assert!(totals.finalized > 0, "{totals:?}");
+    assert!(totals.duplicates > 0, "{totals:?}");
     assert!(totals.slashed > 0, "{totals:?}");
     assert!(totals.orphaned > 0, "{totals:?}");
     assert!(totals.challenges_failed > 0, "{totals:?}");

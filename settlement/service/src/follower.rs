@@ -397,6 +397,10 @@ fn log_event(e: &Event) {
             metrics::counter!("lamina_settlement_finalized_total").increment(1);
             tracing::debug!(target: "lamina::settlement", event = ?e, "finalized");
         }
+        Event::Duplicate { .. } => {
+            metrics::counter!("lamina_settlement_duplicates_total").increment(1);
+            tracing::debug!(target: "lamina::settlement", event = ?e, "duplicate of the anchored claim");
+        }
         Event::Slashed { .. } => {
             metrics::counter!("lamina_settlement_slashed_total").increment(1);
             tracing::warn!(target: "lamina::settlement", event = ?e, "claim slashed");
