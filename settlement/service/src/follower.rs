@@ -7,9 +7,7 @@ use std::time::Duration;
 use futures::StreamExt as _;
 
 use lamina_interfaces::inputs::namespace_data_roots;
-use lamina_interfaces::{
-    DataAvailability, EncodingFraudVerifier, Health, LogError, OrderedLog, StatelessExecutor, TxSubmit,
-};
+use lamina_interfaces::{DataAvailability, EncodingFraudVerifier, Health, LogError, OrderedLog, StatelessExecutor};
 use lamina_net::NodeContext;
 use lamina_primitives::{ChainId, Committee, FinalizedBlock, Height, Namespace};
 use lamina_settlement_core::{Entry, Event, Params, SettlementState, WitnessRef};
@@ -17,7 +15,7 @@ use lamina_store::{Config as StoreConfig, Log};
 use tokio_util::sync::CancellationToken;
 
 use crate::record::{ChainData, Header, HeightRecord, StoredInput, VERSION};
-use crate::verifier::Verifier;
+use crate::verifier::{Feed, FeedItem};
 use crate::{Config, Error, fetch};
 
 /// Heights the service may trail the log tip and still report `caught_up`.
@@ -136,17 +134,18 @@ impl Follower {
     }
 
     /// Follows the log from the next height until shutdown (returns `Ok`) or an error.
-    pub async fn follow<L: OrderedLog, D: DataAvailability, T: TxSubmit + Clone + 'static>(
+    ///
+    /// With `feed`, every block and the events of applying it are also sent to a
+    /// verifier task ([`crate::verifier::Verifier::run`]), which runs beside the follower
+    /// so that re-executing chains never holds back the settlement height.
+    pub async fn follow<L: OrderedLog, D: DataAvailability>(
         &mut self,
         log: &L,
         da: &D,
-        mut verifier: Option<Verifier<D, T>>,
+        feed: Option<Feed>,
         health: &Health,
         shutdown: &CancellationToken,
-    ) -> Result<(), Error>
-    where
-        D: Clone + 'static,
-    {
+    ) -> Result<(), Error> {
         let mut backoff = Duration::from_millis(50);
         loop {
             let from = self.height().next();
@@ -194,17 +193,12 @@ impl Follower {
                     }
                     r => r?,
                 };
-                if let Some(v) = verifier.as_mut() {
-                    v.observe(block, shutdown);
-                }
                 let events = self.apply(&record)?;
-                if let Some(v) = verifier.as_mut() {
-                    match v.on_events(&events, &self.shared, log, shutdown).await {
-                        Err(Error::Internal(m)) if shutdown.is_cancelled() => {
-                            tracing::info!(target: "lamina::settlement", reason = %m, "stopped mid-verification");
-                            return Ok(());
-                        }
-                        r => r?,
+                if let Some(f) = &feed {
+                    // A closed feed means the verifier stopped; the follower goes on.
+                    let _ = f.send(FeedItem::Block(Box::new(block.clone())));
+                    if !events.is_empty() {
+                        let _ = f.send(FeedItem::Events(events));
                     }
                 }
             }

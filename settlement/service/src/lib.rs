@@ -208,12 +208,22 @@ where
         None => None,
     };
 
-    let verifier = if config.verifier {
-        Some(verifier::Verifier::new(&ctx, &config, seams.exec.clone(), seams.da.clone(), seams.submit.clone())?)
+    let (feed, verifier) = if config.verifier {
+        let v = verifier::Verifier::new(&ctx, &config, seams.exec.clone(), seams.da.clone(), seams.submit.clone())?;
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        (Some(tx), Some((v, rx)))
     } else {
-        None
+        (None, None)
     };
-    let result = follower.follow(&seams.log, &seams.da, verifier, &ctx.health, shutdown).await;
+    // The follower drops the feed when it returns, which ends the verifier.
+    let follow = follower.follow(&seams.log, &seams.da, feed, &ctx.health, shutdown);
+    let verify = async {
+        match verifier {
+            Some((v, rx)) => v.run(rx, &shared, &seams.log, shutdown).await,
+            None => Ok(()),
+        }
+    };
+    let result = tokio::try_join!(follow, verify).map(|_| ());
     shutdown.cancel();
     if let Some(h) = http {
         let _ = h.await;

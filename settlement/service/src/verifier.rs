@@ -60,6 +60,21 @@ struct ChainVerifier {
     steps: u64,
 }
 
+/// What the follower sends the verifier, in log order.
+#[derive(Debug)]
+pub enum FeedItem {
+    /// A block the follower applied.
+    Block(Box<FinalizedBlock>),
+    /// The events of applying it.
+    Events(Vec<Event>),
+}
+
+/// The follower's end of the verifier feed.
+pub type Feed = tokio::sync::mpsc::UnboundedSender<FeedItem>;
+
+/// The verifier's end of the feed.
+pub type FeedReceiver = tokio::sync::mpsc::UnboundedReceiver<FeedItem>;
+
 /// A claim waiting to be checked.
 #[derive(Clone, Copy, Debug)]
 struct Todo {
@@ -138,6 +153,40 @@ impl<D: DataAvailability + Clone + 'static, T: TxSubmit + Clone + 'static> Verif
             todo: VecDeque::new(),
             started: false,
         })
+    }
+
+    /// Runs until the feed closes or `shutdown`: observes each block, checks the claims
+    /// its events accept. It may fall behind the follower under load (it re-executes
+    /// every chain); `lamina_settlement_verifier_height` shows where it is. A verifier
+    /// more than a window behind can no longer challenge in time.
+    pub async fn run<L: OrderedLog>(
+        mut self,
+        mut feed: FeedReceiver,
+        shared: &Shared,
+        log: &L,
+        shutdown: &CancellationToken,
+    ) -> Result<(), Error> {
+        loop {
+            let item = tokio::select! {
+                _ = shutdown.cancelled() => return Ok(()),
+                i = feed.recv() => i,
+            };
+            let r = match item {
+                None => return Ok(()),
+                Some(FeedItem::Block(b)) => {
+                    self.observe(&b, shutdown);
+                    Ok(())
+                }
+                Some(FeedItem::Events(e)) => self.on_events(&e, shared, log, shutdown).await,
+            };
+            match r {
+                Err(Error::Internal(m)) if shutdown.is_cancelled() => {
+                    tracing::info!(target: "lamina::settlement", reason = %m, "verifier stopped mid-check");
+                    return Ok(());
+                }
+                r => r?,
+            }
+        }
     }
 
     /// A new block: prefetch each verified chain's data of it.

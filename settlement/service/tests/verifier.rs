@@ -203,12 +203,17 @@ async fn verifier_slashes_the_faulty_claim_and_a_restart_replays_the_same_state(
     let config = Config { verifier: true, verify_certificates: false, ..Config::default() };
     let verifier = Verifier::new(&ctx, &config, exec.clone(), da.clone(), submitted.clone()).unwrap();
     let shutdown = CancellationToken::new();
+    let (feed, rx) = tokio::sync::mpsc::unbounded_channel();
     let task = {
         let (log, da, shutdown, health) = (log.clone(), da.clone(), shutdown.clone(), ctx.health.clone());
         tokio::spawn(async move {
-            follower.follow(&log, &da, Some(verifier), &health, &shutdown).await.unwrap();
+            follower.follow(&log, &da, Some(feed), &health, &shutdown).await.unwrap();
             follower
         })
+    };
+    let verifying = {
+        let (log, shutdown, shared) = (log.clone(), shutdown.clone(), shared.clone());
+        tokio::spawn(async move { verifier.run(rx, &shared, &log, &shutdown).await.unwrap() })
     };
 
     // Height 1: transfers on the chain.
@@ -276,6 +281,7 @@ async fn verifier_slashes_the_faulty_claim_and_a_restart_replays_the_same_state(
     // Restart: the store replays to the same state, then the log tops it up.
     shutdown.cancel();
     let follower = task.await.unwrap();
+    verifying.await.unwrap();
     follower.close().unwrap();
     let mut again = open(&ctx, &exec);
     let shared2 = again.shared();
@@ -283,7 +289,7 @@ async fn verifier_slashes_the_faulty_claim_and_a_restart_replays_the_same_state(
     let task = {
         let (log, da, shutdown, health) = (log.clone(), da.clone(), shutdown.clone(), ctx.health.clone());
         tokio::spawn(async move {
-            again.follow::<_, _, Collect>(&log, &da, None, &health, &shutdown).await.unwrap();
+            again.follow(&log, &da, None, &health, &shutdown).await.unwrap();
         })
     };
     wait_for("the restarted follower", || shared2.read().height() == height).await;
