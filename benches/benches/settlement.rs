@@ -15,7 +15,7 @@
 //! at most 2x `sequential_execute`.
 //!
 //! Group `settlement::replay/claims_per_height=…`: the settlement state machine replaying
-//! a log of 10,000 signed one-step claims (16 chains, one claimer each, claims chained
+//! a log of 10,000 signed one-step claims (4 or 16 chains, one claimer each, claims chained
 //! through their parents, every height also observed with data for each chain and
 //! finalizing the claims of W heights ago) on **one core** (a one-thread rayon pool:
 //! the per-height batch signature check included). Target: ≥ 10,000 claims/s.
@@ -246,7 +246,7 @@ fn replay_log(chains: u64, claims: usize) -> (Genesis, Vec<ReplayHeight>) {
 
 fn replay_group(c: &mut Criterion) {
     let one = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
-    for chains in [16u64] {
+    for chains in [4u64, 16] {
         let (g, log) = replay_log(chains, 10_000);
         let exec = NativeChains::new(&g);
         let params = lamina_settlement_core::Params::from_genesis(&g);

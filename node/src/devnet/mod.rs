@@ -30,7 +30,7 @@ use crate::cli::parse_duration;
 #[derive(Debug, Subcommand)]
 pub enum DevnetCmd {
     /// Create and run a local network until Ctrl-C (or --duration, --exit-after-ready, --keep).
-    Up(UpArgs),
+    Up(Box<UpArgs>),
     /// Stop a network left running with `up --keep` (or one supervised in another terminal).
     Down(DirArgs),
     /// Show every node's admin /status as a table.
@@ -142,7 +142,7 @@ pub fn run(cmd: DevnetCmd) -> anyhow::Result<ExitCode> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start the runtime")?;
     rt.block_on(async move {
         match cmd {
-            DevnetCmd::Up(a) => supervisor::up(a).await,
+            DevnetCmd::Up(a) => supervisor::up(*a).await,
             DevnetCmd::Down(a) => control::down(resolve_dir(a.dir)?, a.grace).await,
             DevnetCmd::Status(a) => control::status(resolve_dir(a.dir)?, a.json).await,
         }
