@@ -27,7 +27,7 @@ use lamina_execution_core::ledger::{self, AssetId, LedgerFailure};
 use lamina_execution_core::{Receipt, Status};
 use lamina_execution_service::query::{QueryProtocol, QueryRequest, QueryResponse, StatusInfo};
 use lamina_interfaces::{Blob, ChainSpec, Genesis, NodeEntry, SubmitOutcome, TxSubmit as _};
-use lamina_net::{Endpoint, EndpointConfig, Handler, Network, PeerSet, ProtocolConfig};
+use lamina_net::{Endpoint, EndpointConfig, Network, PeerSet, ProtocolConfig};
 use lamina_primitives::{ChainId, Digest, Height, Keypair, Namespace, NodeId, PublicKey, TxId};
 
 use crate::cli::{ModuleCmd, parse_duration, parse_public_key};
@@ -331,8 +331,7 @@ impl Net {
         }
         let net = self
             .endpoint
-            .register::<QueryProtocol, _>(
-                NoServe,
+            .register_client::<QueryProtocol>(
                 PeerSet::dial_entries(&nodes),
                 ProtocolConfig::for_protocol::<QueryProtocol>(),
             )
@@ -344,10 +343,6 @@ impl Net {
         self.endpoint.shutdown().await;
     }
 }
-
-/// Serves nothing: the client only asks.
-struct NoServe;
-impl Handler<QueryProtocol> for NoServe {}
 
 /// Queries to one chain's execution nodes.
 struct Queries {

@@ -26,7 +26,7 @@ use lamina_consensus_service::{IntakeClient, LogClient};
 use lamina_da_service::DaClient;
 use lamina_execution_service::query::{QueryProtocol, QueryRequest, QueryResponse};
 use lamina_interfaces::{Genesis, OrderedLog};
-use lamina_net::{Endpoint, EndpointConfig, Handler, Network, PeerSet, ProtocolConfig};
+use lamina_net::{Endpoint, EndpointConfig, Network, PeerSet, ProtocolConfig};
 use lamina_primitives::{ChainId, Height, Keypair, Namespace, NodeId, Transaction};
 use tokio::task::JoinHandle;
 
@@ -95,9 +95,6 @@ impl LoadTarget for DevnetTarget {
     }
 }
 
-struct NoServe;
-impl Handler<QueryProtocol> for NoServe {}
-
 fn bench_err<E: std::fmt::Display>(what: &str) -> impl Fn(E) -> BenchError + '_ {
     move |e| BenchError::Target(format!("{what}: {e}"))
 }
@@ -123,7 +120,7 @@ impl TargetFactory<DevnetHandle> for DevnetFactory {
             peers = peers.with_dial(e.key, e.addr);
         }
         let queries: Network<QueryProtocol> = endpoint
-            .register(NoServe, peers, ProtocolConfig::for_protocol::<QueryProtocol>())
+            .register_client(peers, ProtocolConfig::for_protocol::<QueryProtocol>())
             .map_err(bench_err("execution query client"))?;
         let quorum = g.validator_committee().quorum();
         intake.wait_for_validators(quorum, CONNECT_WITHIN).await.map_err(bench_err("validators unreachable"))?;

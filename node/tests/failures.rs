@@ -31,7 +31,7 @@ use lamina_execution_core::ledger::{self, LedgerFailure};
 use lamina_execution_core::machine::Receipt;
 use lamina_execution_service::query::{QueryProtocol, QueryRequest, QueryResponse, StatusInfo};
 use lamina_interfaces::{ChainSpec, Genesis, SubmitError, SubmitOutcome, TxSubmit as _};
-use lamina_net::{Endpoint, EndpointConfig, Handler, Network, PeerSet, ProtocolConfig};
+use lamina_net::{Endpoint, EndpointConfig, Network, PeerSet, ProtocolConfig};
 use lamina_primitives::{Height, Keypair, NodeId, Transaction, TxId};
 
 /// Limit of every wait (a loaded 2-core machine, debug builds, ten processes).
@@ -286,9 +286,6 @@ impl Drop for Devnet {
     }
 }
 
-struct NoServe;
-impl Handler<QueryProtocol> for NoServe {}
-
 /// The test's client: the devnet client key on one QUIC endpoint, with the intake
 /// client (every validator) and the execution query protocol (every execution node).
 struct Client {
@@ -308,7 +305,8 @@ impl Client {
             peers = peers.with_dial(e.key, e.addr);
             execs.insert(e.name.clone(), e.key);
         }
-        let query = endpoint.register(NoServe, peers, ProtocolConfig::for_protocol::<QueryProtocol>()).unwrap();
+        let query =
+            endpoint.register_client::<QueryProtocol>(peers, ProtocolConfig::for_protocol::<QueryProtocol>()).unwrap();
         intake.wait_for_validators(net.genesis.validators.len(), WITHIN).await.unwrap();
         for id in execs.values() {
             query.wait_connected(id, WITHIN).await.unwrap();

@@ -21,7 +21,7 @@ use crate::conn::{Conn, ProtoCore, Shared};
 use crate::error::{NetError, close};
 use crate::frame::{FrameDecoder, FrameKind, OutFrame};
 use crate::peers::{PeerSet, short};
-use crate::protocol::{Handler, Protocol, ProtocolId, RawHandler, Typed};
+use crate::protocol::{ClientOnly, Handler, Protocol, ProtocolId, RawHandler, Typed};
 use crate::stats::{ConnectionSnapshot, Direction, Fault, NetSnapshot, ProtocolSnapshot};
 use crate::tls::{self, CertRejection, Identity, PinnedServerVerifier};
 
@@ -205,6 +205,15 @@ impl Endpoint {
     ) -> Result<Network<P>, NetError> {
         let raw = self.register_raw(P::ID, Arc::new(Typed::<P, H>::new(Arc::new(handler))), peers, config)?;
         Ok(Network { raw, _p: PhantomData })
+    }
+
+    /// Registers `P` as a client only: it connects like [`Endpoint::register`] (accepting
+    /// the keys in `peers`, dialing those marked to dial) and serves nothing. Incoming
+    /// requests are rejected with [`crate::RejectKind::Unsupported`], naming the
+    /// protocol; incoming one-way messages are dropped. Returns the handle to send
+    /// requests and messages.
+    pub fn register_client<P: Protocol>(&self, peers: PeerSet, config: ProtocolConfig) -> Result<Network<P>, NetError> {
+        self.register::<P, _>(ClientOnly, peers, config)
     }
 
     /// Serves a protocol with a bytes-level handler (the escape hatch).

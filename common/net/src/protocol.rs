@@ -113,6 +113,23 @@ impl<P: Protocol, H: Handler<P>> Handler<P> for Arc<H> {
     }
 }
 
+/// The handler of a client-only registration ([`crate::Endpoint::register_client`]): it
+/// rejects every request as [`RejectKind::Unsupported`], naming the protocol, and drops
+/// one-way messages. One type serves every protocol.
+pub(crate) struct ClientOnly;
+
+impl<P: Protocol> Handler<P> for ClientOnly {
+    fn request(&self, peer: NodeId, request: P::Request) -> impl Future<Output = Result<P::Response, Reject>> + Send {
+        let _ = (peer, request);
+        async {
+            Err(Reject::new(
+                RejectKind::Unsupported,
+                format!("this node is a client of {}: it serves no requests", P::ID),
+            ))
+        }
+    }
+}
+
 /// A boxed, sendable future.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 

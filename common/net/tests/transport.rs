@@ -60,6 +60,38 @@ async fn typed_request_response_both_directions() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_only_registration_asks_but_rejects_incoming_requests() {
+    let (server, ks) = endpoint(120);
+    let (client, kc) = endpoint(121);
+    let (hs, mut server_messages) = Echo::new();
+    let ns = server.register::<EchoV1, _>(hs, PeerSet::new().with_accept(kc.public()), cfg()).unwrap();
+    let nc =
+        client.register_client::<EchoV1>(PeerSet::new().with_dial(ks.public(), server.local_addr()), cfg()).unwrap();
+    nc.wait_connected(&ks.public(), WAIT).await.unwrap();
+    ns.wait_connected(&kc.public(), WAIT).await.unwrap();
+    // The client asks and sends as usual.
+    assert_eq!(nc.request(&ks.public(), &Msg::echo(1, vec![9])).await.unwrap(), Msg::echo(1, vec![9]));
+    nc.send(&ks.public(), &Msg::echo(2, vec![])).await.unwrap();
+    assert_eq!(server_messages.recv().await.unwrap(), (kc.public(), Msg::echo(2, vec![])));
+    // A request to the client is rejected as unsupported, naming the protocol.
+    let err = ns.request(&kc.public(), &Msg::echo(3, vec![])).await.unwrap_err();
+    match &err {
+        NetError::Rejected(r) => {
+            assert_eq!(r.kind, RejectKind::Unsupported);
+            assert_eq!(r.reason, "this node is a client of lamina/echo/1: it serves no requests");
+        }
+        other => panic!("expected an unsupported rejection, got {other:?}"),
+    }
+    assert!(err.is_peer_fault());
+    // A one-way message to the client is dropped; the connection keeps working both ways.
+    ns.send(&kc.public(), &Msg::echo(4, vec![])).await.unwrap();
+    assert_eq!(nc.request(&ks.public(), &Msg::echo(5, vec![])).await.unwrap().n, 5);
+    assert!(ns.request(&kc.public(), &Msg::echo(6, vec![])).await.is_err());
+    server.shutdown().await;
+    client.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_way_messages_arrive_in_order_and_broadcast_reaches_three_peers() {
     let (hub, khub) = endpoint(10);
     let (hh, _) = Echo::new();

@@ -182,9 +182,6 @@ impl std::fmt::Debug for IntakeClient {
     }
 }
 
-struct NoServe;
-impl Handler<IntakeProtocol> for NoServe {}
-
 impl IntakeClient {
     /// Registers the intake protocol on `endpoint`, dialing every validator of
     /// `genesis`. The endpoint's key must be a genesis node or one of the validators'
@@ -192,7 +189,7 @@ impl IntakeClient {
     pub fn register(endpoint: &Endpoint, genesis: &Genesis) -> Result<Self, NetError> {
         let peers = PeerSet::dial_entries(&genesis.validators).without(&endpoint.node_id());
         let net =
-            endpoint.register::<IntakeProtocol, _>(NoServe, peers, ProtocolConfig::for_protocol::<IntakeProtocol>())?;
+            endpoint.register_client::<IntakeProtocol>(peers, ProtocolConfig::for_protocol::<IntakeProtocol>())?;
         Ok(IntakeClient { net, validators: genesis.validators.iter().map(|v| v.key).collect() })
     }
 

@@ -52,9 +52,6 @@ impl Handler<LogProtocol> for LogHandler {
     }
 }
 
-struct NoServe;
-impl Handler<LogProtocol> for NoServe {}
-
 /// The QUIC ordered-log client. Cheap to clone.
 #[derive(Clone)]
 pub struct LogClient {
@@ -80,7 +77,7 @@ impl LogClient {
         let peers = PeerSet::dial_entries(&genesis.validators).without(&endpoint.node_id());
         let mut cfg = ProtocolConfig::for_protocol::<LogProtocol>();
         cfg.request_timeout = MAX_WAIT + Duration::from_secs(10);
-        let net = endpoint.register::<LogProtocol, _>(NoServe, peers, cfg)?;
+        let net = endpoint.register_client::<LogProtocol>(peers, cfg)?;
         Ok(LogClient {
             net,
             validators: genesis.validators.iter().map(|v| v.key).collect(),

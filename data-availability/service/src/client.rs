@@ -31,7 +31,7 @@ use lamina_da_core::{
     SamplingSession, SquareRoots, extend_and_commit_into,
 };
 use lamina_interfaces::{Blob, DaError, DataAvailability, Genesis};
-use lamina_net::{Endpoint, EndpointConfig, Handler, NetError, Network, PeerSet};
+use lamina_net::{Endpoint, EndpointConfig, NetError, Network, PeerSet};
 use lamina_primitives::{
     AvailabilityCertificate, DataCommitment, Digest, Keypair, Namespace, NodeId, QuorumCertificate, Signature, sig,
 };
@@ -72,10 +72,6 @@ pub struct CellSample {
     pub served_by: Option<NodeId>,
 }
 
-/// A client handler: serves nothing (DA nodes never ask clients).
-struct NoServe;
-impl Handler<DaProtocol> for NoServe {}
-
 /// A verified header and its roots.
 #[derive(Debug)]
 struct Verified {
@@ -111,7 +107,7 @@ impl DaClient {
     pub fn register(endpoint: &Endpoint, genesis: &Genesis, config: ClientConfig) -> Result<Self> {
         config.validate()?;
         let peers = PeerSet::dial_entries(&genesis.da_nodes);
-        let net = endpoint.register::<DaProtocol, _>(NoServe, peers, protocol_config())?;
+        let net = endpoint.register_client::<DaProtocol>(peers, protocol_config())?;
         Ok(DaClient {
             net,
             nodes: genesis.da_committee().members,

@@ -16,11 +16,8 @@ use lamina_da_core::{Assignment, CodecId, CommittedSquare, ExtendedSquare, Origi
 use lamina_da_service::protocol::{ColumnData, DaProtocol, DaRequest, DaResponse, StoreRequest};
 use lamina_da_service::{Config, RetrieveError};
 use lamina_interfaces::{Blob, DataAvailability};
-use lamina_net::{Handler, NetError, Network, PeerSet, RejectKind};
+use lamina_net::{NetError, Network, PeerSet, RejectKind};
 use lamina_primitives::{ChainId, Namespace, NodeId};
-
-struct NoServe;
-impl Handler<DaProtocol> for NoServe {}
 
 /// A raw protocol handle for sending hand-made (bad) requests. Its frame limit is
 /// larger than the nodes' so that it can send oversize requests.
@@ -31,7 +28,7 @@ fn raw_net(endpoint: &lamina_net::Endpoint, g: &lamina_interfaces::Genesis) -> N
     }
     let mut config = lamina_da_service::protocol_config();
     config.max_frame = 64 << 20;
-    endpoint.register::<DaProtocol, _>(NoServe, peers, config).unwrap()
+    endpoint.register_client::<DaProtocol>(peers, config).unwrap()
 }
 
 fn bare_endpoint(j: usize) -> lamina_net::Endpoint {

@@ -434,15 +434,62 @@ pub fn execute_with_stats<M: StateMachine, R: StateRead + ?Sized>(
 ) -> (BlockOutput<M::Failure>, ParallelStats) {
     assert_eq!(txs.len(), verified.len(), "verdicts must match the block (caller invariant)");
     assert!(txs.len() < NONE as usize, "block too large for u32 indices (caller invariant)");
-    let n = txs.len();
+    let fall_back = |mut stats: ParallelStats| {
+        stats.fell_back = true;
+        (sequential::execute(sm, pre, txs, verified), stats)
+    };
+
+    // 1. Prepare.
+    let mut chunks = prepare(sm, pre, txs, verified);
+    let mut stats = ParallelStats { undeclared: chunks.iter().map(|c| c.undeclared).sum(), ..Default::default() };
+
+    // 2. Classify and group.
+    let keys = classify(&mut chunks);
+    stats.slots = keys.len();
+    let (groups, owner) = group(&chunks, txs.len(), keys.len());
+    stats.groups = groups.count();
+    let slots = build_slots(pre, keys, owner, &chunks, &groups.group_of);
+    let schedule = Schedule { sm, txs, chunks, groups, slots };
+
+    // 3. Execute groups.
+    let Ok(mut run) = schedule.execute_groups() else { return fall_back(stats) };
+
+    // 4. Fix up.
+    if !run.deferred.is_empty() {
+        let deferred = schedule.deferred(&run.deferred);
+        stats.deferred = deferred.txs.len();
+        if schedule.fix_up(&mut run, &deferred).is_err() {
+            return fall_back(stats);
+        }
+    }
+
+    // 5. Reduce.
+    (schedule.reduce(run, verified), stats)
+}
+
+/// A transaction touched a key outside its access set, or with a stronger access than
+/// declared: the schedule is unsound and the block falls back to sequential.
+struct Unsound;
+
+/// The chunk and the position within it of transaction `i`.
+#[inline]
+fn loc(i: usize) -> (usize, usize) {
+    (i / CHUNK, i % CHUNK)
+}
+
+/// Phase 1, prepare (parallel over chunks of transactions): decodes each payload, takes
+/// its declared access set or derives one, hashes its keys and sorts them by shard.
+fn prepare<M: StateMachine, R: StateRead + ?Sized>(
+    sm: &M,
+    pre: &R,
+    txs: &[Transaction],
+    verified: &Verified,
+) -> Vec<Chunk<M::Call, M::Failure>> {
     let chain = sm.chain_id();
     // Seeded per call, so that keys colliding in the classification tables cannot be
     // prepared in advance (a collision costs probes, never correctness).
     let hasher = crate::key::KeyBuildHasher::default();
-
-    // 1. Prepare, in parallel chunks.
-    let mut chunks: Vec<Chunk<M::Call, M::Failure>> = txs
-        .par_chunks(CHUNK)
+    txs.par_chunks(CHUNK)
         .enumerate()
         .map_init(AccessSet::default, |set, (ci, ctxs)| {
             let mut c = Chunk {
@@ -506,11 +553,13 @@ pub fn execute_with_stats<M: StateMachine, R: StateRead + ?Sized>(
             c.local_slot = (0..c.entries.len()).map(|_| AtomicU32::new(NONE)).collect();
             c
         })
-        .collect();
-    let mut stats = ParallelStats { undeclared: chunks.iter().map(|c| c.undeclared).sum(), ..Default::default() };
-    let loc = |i: usize| (i / CHUNK, i % CHUNK);
+        .collect()
+}
 
-    // 2. Classify, one shard per task: a key's shard owns its slot number and flags.
+/// Phase 2a, classify (one shard per task: a key's shard owns its slot number and
+/// flags): gives every key a dense slot, then sets each entry's global slot and whether
+/// it locks the key. Returns the keys by slot.
+fn classify<C: Send + Sync, F: Send + Sync>(chunks: &mut [Chunk<C, F>]) -> Vec<RawKey> {
     let shards: Vec<Shard> = (0..SHARDS)
         .into_par_iter()
         .map(|k| {
@@ -519,7 +568,7 @@ pub fn execute_with_stats<M: StateMachine, R: StateRead + ?Sized>(
             let mask = (1usize << bits) - 1;
             let mut table: Vec<u32> = vec![NONE; mask + 1];
             let mut sh = Shard { keys: Vec::with_capacity(total), flags: Vec::with_capacity(total) };
-            for c in &chunks {
+            for c in chunks.iter() {
                 for &j in &c.by_shard[c.shard_start[k] as usize..c.shard_start[k + 1] as usize] {
                     let e = &c.entries[j as usize];
                     let mut idx = (e.mix as usize) & mask;
@@ -549,7 +598,6 @@ pub fn execute_with_stats<M: StateMachine, R: StateRead + ?Sized>(
         shard_base[k + 1] = shard_base[k] + shards[k].keys.len() as u32;
     }
     let nslots = shard_base[SHARDS] as usize;
-    stats.slots = nslots;
     let mut keys: Vec<RawKey> = Vec::with_capacity(nslots);
     let mut flags: Vec<u8> = Vec::with_capacity(nslots);
     for sh in shards {
@@ -568,22 +616,34 @@ pub fn execute_with_stats<M: StateMachine, R: StateRead + ?Sized>(
             };
         }
     });
+    keys
+}
 
-    // Base values, in parallel.
-    type Bases = (Vec<u128>, Vec<Option<Arc<[u8]>>>);
-    let (base_counter, base_data): Bases = keys
-        .par_iter()
-        .with_min_len(256)
-        .map(|k| match CounterKey::from_raw(*k) {
-            Some(c) => (pre.counter(&c), None),
-            None => match DataKey::from_raw(*k) {
-                Some(d) => (0, pre.data(&d)),
-                None => (0, None),
-            },
-        })
-        .unzip();
+/// Transactions joined by the locked keys they share (phase 2b). Each group runs in
+/// block order on one thread.
+struct Groups {
+    /// Per transaction: its group, or NONE for a transaction without a decoded call.
+    group_of: Vec<u32>,
+    /// Every group's members in block order: group `g` is `members[offsets[g]..offsets[g + 1]]`.
+    members: Vec<u32>,
+    offsets: Vec<u32>,
+}
 
-    // Groups: union-find over transactions sharing a locked slot (sequential).
+impl Groups {
+    fn count(&self) -> usize {
+        self.offsets.len() - 1
+    }
+
+    /// Group `g`'s transactions, in block order.
+    fn members(&self, g: u32) -> &[u32] {
+        &self.members[self.offsets[g as usize] as usize..self.offsets[g as usize + 1] as usize]
+    }
+}
+
+/// Phase 2b, group: union-find over the transactions sharing a locked slot (sequential),
+/// group ids in order of their first transaction. Also returns each slot's owner: the
+/// group that locks it, or NONE.
+fn group<C, F>(chunks: &[Chunk<C, F>], n: usize, nslots: usize) -> (Groups, Vec<u32>) {
     let mut parent: Vec<u32> = (0..n as u32).collect();
     let mut last_locker: Vec<u32> = vec![NONE; nslots];
     for (ci, c) in chunks.iter().enumerate() {
@@ -624,9 +684,7 @@ pub fn execute_with_stats<M: StateMachine, R: StateRead + ?Sized>(
         group_sizes[g as usize] += 1;
     }
     drop(parent);
-    let ngroups = group_sizes.len();
-    stats.groups = ngroups;
-    let mut offsets: Vec<u32> = Vec::with_capacity(ngroups + 1);
+    let mut offsets: Vec<u32> = Vec::with_capacity(group_sizes.len() + 1);
     let mut acc = 0u32;
     for s in &group_sizes {
         offsets.push(acc);
@@ -642,15 +700,39 @@ pub fn execute_with_stats<M: StateMachine, R: StateRead + ?Sized>(
         }
     }
     drop(fill);
-
-    // Slot owners and first foreign credits, in parallel.
+    // Slot owners, in parallel.
     let owner: Vec<u32> = last_locker
         .par_iter()
         .with_min_len(1024)
         .map(|&t| if t == NONE { NONE } else { group_of[t as usize] })
         .collect();
-    drop(last_locker);
-    let first_foreign_credit: Vec<AtomicU32> = (0..nslots).map(|_| AtomicU32::new(NONE)).collect();
+    (Groups { group_of, members, offsets }, owner)
+}
+
+/// Phase 2c: the slots the groups run on: each key's pre-block value (read in parallel),
+/// its owner, and the first transaction outside the owner group that credits it.
+fn build_slots<C: Send + Sync, F: Send + Sync, R: StateRead + ?Sized>(
+    pre: &R,
+    keys: Vec<RawKey>,
+    owner: Vec<u32>,
+    chunks: &[Chunk<C, F>],
+    group_of: &[u32],
+) -> Slots {
+    // Base values, in parallel.
+    type Bases = (Vec<u128>, Vec<Option<Arc<[u8]>>>);
+    let (base_counter, base_data): Bases = keys
+        .par_iter()
+        .with_min_len(256)
+        .map(|k| match CounterKey::from_raw(*k) {
+            Some(c) => (pre.counter(&c), None),
+            None => match DataKey::from_raw(*k) {
+                Some(d) => (0, pre.data(&d)),
+                None => (0, None),
+            },
+        })
+        .unzip();
+    // First foreign credits, in parallel.
+    let first_foreign_credit: Vec<AtomicU32> = (0..keys.len()).map(|_| AtomicU32::new(NONE)).collect();
     chunks.par_iter().enumerate().for_each(|(ci, c)| {
         for (k, &(a, b)) in c.ranges.iter().enumerate() {
             let i = (ci * CHUNK + k) as u32;
@@ -662,8 +744,7 @@ pub fn execute_with_stats<M: StateMachine, R: StateRead + ?Sized>(
             }
         }
     });
-
-    let slots = Slots {
+    Slots {
         cells: base_counter
             .par_iter()
             .zip(base_data.par_iter())
@@ -681,102 +762,150 @@ pub fn execute_with_stats<M: StateMachine, R: StateRead + ?Sized>(
         base_data,
         owner,
         first_foreign_credit,
-    };
-    let entries_of = |i: u32| -> &[Entry] {
-        let (ci, k) = loc(i as usize);
-        let (a, b) = chunks[ci].ranges[k];
-        &chunks[ci].entries[a as usize..b as usize]
-    };
-    let call_of = |i: u32| -> Option<Result<&M::Call, &M::Failure>> {
-        let (ci, k) = loc(i as usize);
-        chunks[ci].calls[k].as_ref().map(|c| c.as_ref())
-    };
+    }
+}
 
-    // 3. Execute groups.
-    struct Local {
-        credits: Vec<Credit>,
-        undo: Vec<Undo>,
-        /// (group, first deferred position within the group's members)
-        deferred: Vec<(u32, u32)>,
-    }
-    let statuses: Vec<OnceLock<Status<M::Failure>>> = (0..n).map(|_| OnceLock::new()).collect();
-    let abort = AtomicBool::new(false);
-    let locals: Vec<Local> = (0..ngroups as u32)
-        .into_par_iter()
-        .fold(
-            || Local { credits: Vec::new(), undo: Vec::new(), deferred: Vec::new() },
-            |mut local, g| {
-                let mem = &members[offsets[g as usize] as usize..offsets[g as usize + 1] as usize];
-                for (pos, &i) in mem.iter().enumerate() {
-                    if abort.load(Ordering::Relaxed) {
-                        return local;
-                    }
-                    local.undo.clear();
-                    let mut st = GroupState {
-                        slots: &slots,
-                        entries: entries_of(i),
-                        tx: i,
-                        group: g,
-                        exact: false,
-                        fix_owned: None,
-                        credits: &mut local.credits,
-                        undo: &mut local.undo,
-                        stop: Stop::None,
-                    };
-                    let status = match call_of(i) {
-                        Some(c) => run_tx(sm, &txs[i as usize], true, c, &mut st),
-                        None => unreachable_status(),
-                    };
-                    match st.stop {
-                        Stop::None => {
-                            let _ = statuses[i as usize].set(status);
-                        }
-                        Stop::Uncertain => {
-                            st.revert(0);
-                            local.deferred.push((g, pos as u32));
-                            return local;
-                        }
-                        Stop::Undeclared => {
-                            abort.store(true, Ordering::Relaxed);
-                            return local;
-                        }
-                    }
-                }
-                local
-            },
-        )
-        .collect();
-    if abort.load(Ordering::Relaxed) {
-        stats.fell_back = true;
-        return (sequential::execute(sm, pre, txs, verified), stats);
-    }
-    let mut credits: Vec<Credit> = Vec::with_capacity(locals.iter().map(|l| l.credits.len()).sum());
-    let mut deferred_groups: Vec<(u32, u32)> = Vec::new();
-    for l in locals {
-        credits.extend(l.credits);
-        deferred_groups.extend(l.deferred);
+/// The block as phases 1 and 2 scheduled it: what phases 3 to 5 run on.
+struct Schedule<'a, M: StateMachine> {
+    sm: &'a M,
+    txs: &'a [Transaction],
+    chunks: Vec<Chunk<M::Call, M::Failure>>,
+    groups: Groups,
+    slots: Slots,
+}
+
+/// One worker's share of the group phase.
+struct Local {
+    credits: Vec<Credit>,
+    undo: Vec<Undo>,
+    /// (group, first deferred position within the group's members)
+    deferred: Vec<(u32, u32)>,
+}
+
+/// What the group phase (and then the fix-up) leaves for the reduction.
+struct GroupRun<F> {
+    /// Per transaction: its status, once it has one.
+    statuses: Vec<OnceLock<Status<F>>>,
+    /// Buffered credits, not yet in their slots.
+    credits: Vec<Credit>,
+    /// (group, first deferred position within the group's members)
+    deferred: Vec<(u32, u32)>,
+}
+
+/// The transactions deferred to the fix-up, and the slots their groups own.
+struct Deferred {
+    /// In block order.
+    txs: Vec<u32>,
+    /// Per slot: owned by a deferred group (its credits apply immediately in the fix-up).
+    fix_owned: Vec<bool>,
+}
+
+impl<M: StateMachine> Schedule<'_, M> {
+    /// Transaction `i`'s entries (its keys and accesses).
+    #[inline]
+    fn entries_of(&self, i: u32) -> &[Entry] {
+        let (ci, k) = loc(i as usize);
+        let (a, b) = self.chunks[ci].ranges[k];
+        &self.chunks[ci].entries[a as usize..b as usize]
     }
 
-    // 4. Fix-up.
-    if !deferred_groups.is_empty() {
-        let mut deferred_group = vec![false; ngroups];
-        let mut deferred_txs: Vec<u32> = Vec::new();
-        for &(g, pos) in &deferred_groups {
-            deferred_group[g as usize] = true;
-            deferred_txs
-                .extend_from_slice(&members[(offsets[g as usize] + pos) as usize..offsets[g as usize + 1] as usize]);
+    /// Transaction `i`'s decoded call (`None`: bad signature or wrong chain).
+    #[inline]
+    fn call_of(&self, i: u32) -> Option<Result<&M::Call, &M::Failure>> {
+        let (ci, k) = loc(i as usize);
+        self.chunks[ci].calls[k].as_ref().map(|c| c.as_ref())
+    }
+
+    /// Phase 3, execute (parallel over groups): runs each group in block order until its
+    /// first uncertain transaction.
+    fn execute_groups(&self) -> Result<GroupRun<M::Failure>, Unsound> {
+        let n = self.txs.len();
+        let statuses: Vec<OnceLock<Status<M::Failure>>> = (0..n).map(|_| OnceLock::new()).collect();
+        let abort = AtomicBool::new(false);
+        let locals: Vec<Local> = (0..self.groups.count() as u32)
+            .into_par_iter()
+            .fold(
+                || Local { credits: Vec::new(), undo: Vec::new(), deferred: Vec::new() },
+                |mut local, g| {
+                    let mem = self.groups.members(g);
+                    for (pos, &i) in mem.iter().enumerate() {
+                        if abort.load(Ordering::Relaxed) {
+                            return local;
+                        }
+                        local.undo.clear();
+                        let mut st = GroupState {
+                            slots: &self.slots,
+                            entries: self.entries_of(i),
+                            tx: i,
+                            group: g,
+                            exact: false,
+                            fix_owned: None,
+                            credits: &mut local.credits,
+                            undo: &mut local.undo,
+                            stop: Stop::None,
+                        };
+                        let status = match self.call_of(i) {
+                            Some(c) => run_tx(self.sm, &self.txs[i as usize], true, c, &mut st),
+                            None => unreachable_status(),
+                        };
+                        match st.stop {
+                            Stop::None => {
+                                let _ = statuses[i as usize].set(status);
+                            }
+                            Stop::Uncertain => {
+                                st.revert(0);
+                                local.deferred.push((g, pos as u32));
+                                return local;
+                            }
+                            Stop::Undeclared => {
+                                abort.store(true, Ordering::Relaxed);
+                                return local;
+                            }
+                        }
+                    }
+                    local
+                },
+            )
+            .collect();
+        if abort.load(Ordering::Relaxed) {
+            return Err(Unsound);
         }
-        deferred_txs.sort_unstable();
-        stats.deferred = deferred_txs.len();
-        let fix_owned: Vec<bool> = slots.owner.iter().map(|&o| o != NONE && deferred_group[o as usize]).collect();
+        let mut credits: Vec<Credit> = Vec::with_capacity(locals.iter().map(|l| l.credits.len()).sum());
+        let mut deferred: Vec<(u32, u32)> = Vec::new();
+        for l in locals {
+            credits.extend(l.credits);
+            deferred.extend(l.deferred);
+        }
+        Ok(GroupRun { statuses, credits, deferred })
+    }
+
+    /// The deferred transactions of the groups that stopped at `(group, position)`.
+    fn deferred(&self, stopped: &[(u32, u32)]) -> Deferred {
+        let mut deferred_group = vec![false; self.groups.count()];
+        let mut txs: Vec<u32> = Vec::new();
+        for &(g, pos) in stopped {
+            deferred_group[g as usize] = true;
+            txs.extend_from_slice(&self.groups.members(g)[pos as usize..]);
+        }
+        txs.sort_unstable();
+        let fix_owned = self.slots.owner.iter().map(|&o| o != NONE && deferred_group[o as usize]).collect();
+        Deferred { txs, fix_owned }
+    }
+
+    /// Phase 4, fix up (sequential): runs the deferred transactions in block order
+    /// against exact values, replaying the buffered credits into the slots of deferred
+    /// groups in index order.
+    fn fix_up(&self, run: &mut GroupRun<M::Failure>, deferred: &Deferred) -> Result<(), Unsound> {
+        let fix_owned = &deferred.fix_owned;
         // Buffered credits into slots owned by deferred groups are replayed in order.
         let (mut pending, rest): (Vec<Credit>, Vec<Credit>) =
-            credits.into_iter().partition(|c| fix_owned[c.slot as usize]);
-        credits = rest;
+            std::mem::take(&mut run.credits).into_iter().partition(|c| fix_owned[c.slot as usize]);
+        run.credits = rest;
         pending.sort_by_key(|c| c.tx);
+        let slots = &self.slots;
         let mut next = 0;
         let mut undo = Vec::new();
-        for &i in &deferred_txs {
+        for &i in &deferred.txs {
             while next < pending.len() && pending[next].tx < i {
                 let c = &pending[next];
                 slots.store(c.slot, slots.load(c.slot).saturating_add(c.amount));
@@ -784,68 +913,73 @@ pub fn execute_with_stats<M: StateMachine, R: StateRead + ?Sized>(
             }
             undo.clear();
             let mut st = GroupState {
-                slots: &slots,
-                entries: entries_of(i),
+                slots,
+                entries: self.entries_of(i),
                 tx: i,
-                group: group_of[i as usize],
+                group: self.groups.group_of[i as usize],
                 exact: true,
-                fix_owned: Some(&fix_owned),
-                credits: &mut credits,
+                fix_owned: Some(fix_owned),
+                credits: &mut run.credits,
                 undo: &mut undo,
                 stop: Stop::None,
             };
-            let status = match call_of(i) {
-                Some(c) => run_tx(sm, &txs[i as usize], true, c, &mut st),
+            let status = match self.call_of(i) {
+                Some(c) => run_tx(self.sm, &self.txs[i as usize], true, c, &mut st),
                 None => unreachable_status(),
             };
             if st.stop == Stop::Undeclared {
-                stats.fell_back = true;
-                return (sequential::execute(sm, pre, txs, verified), stats);
+                return Err(Unsound);
             }
-            let _ = statuses[i as usize].set(status);
+            let _ = run.statuses[i as usize].set(status);
         }
         for c in &pending[next..] {
             slots.store(c.slot, slots.load(c.slot).saturating_add(c.amount));
         }
+        Ok(())
     }
 
-    // 5. Reduce and build receipts.
-    let mut final_counter: Vec<u128> =
-        (0..nslots as u32).into_par_iter().with_min_len(1024).map(|s| slots.load(s)).collect();
-    for c in &credits {
-        let v = &mut final_counter[c.slot as usize];
-        *v = v.saturating_add(c.amount);
-    }
-    let receipts: Vec<Receipt<M::Failure>> = statuses
-        .into_par_iter()
-        .enumerate()
-        .with_min_len(256)
-        .map(|(i, s)| Receipt {
-            tx_id: verified.ids[i],
-            status: match s.into_inner() {
-                Some(s) => s,
-                None => pre_rejection(sm, &txs[i], verified.valid[i], call_of(i as u32)),
-            },
-        })
-        .collect();
-    let mut counters: Vec<(CounterKey, u128)> = Vec::new();
-    let mut data: Vec<(DataKey, Option<Vec<u8>>)> = Vec::new();
-    for (s, &fin) in final_counter.iter().enumerate() {
-        let key = slots.keys[s];
-        if let Some(c) = CounterKey::from_raw(key) {
-            if fin != slots.base_counter[s] {
-                counters.push((c, fin));
-            }
-        } else if let Some(d) = DataKey::from_raw(key) {
-            let v = slots.load_data(s as u32);
-            if v.as_deref() != slots.base_data[s].as_deref() {
-                data.push((d, v.map(|b| b.to_vec())));
+    /// Phase 5, reduce: final value of a key = its slot value + its buffered credits;
+    /// builds the receipts and the change set.
+    fn reduce(&self, run: GroupRun<M::Failure>, verified: &Verified) -> BlockOutput<M::Failure> {
+        let slots = &self.slots;
+        let mut final_counter: Vec<u128> =
+            (0..slots.keys.len() as u32).into_par_iter().with_min_len(1024).map(|s| slots.load(s)).collect();
+        for c in &run.credits {
+            let v = &mut final_counter[c.slot as usize];
+            *v = v.saturating_add(c.amount);
+        }
+        let receipts: Vec<Receipt<M::Failure>> = run
+            .statuses
+            .into_par_iter()
+            .enumerate()
+            .with_min_len(256)
+            .map(|(i, s)| Receipt {
+                tx_id: verified.ids[i],
+                status: match s.into_inner() {
+                    Some(s) => s,
+                    None => pre_rejection(self.sm, &self.txs[i], verified.valid[i], self.call_of(i as u32)),
+                },
+            })
+            .collect();
+        let mut counters: Vec<(CounterKey, u128)> = Vec::new();
+        let mut data: Vec<(DataKey, Option<Vec<u8>>)> = Vec::new();
+        for (s, &fin) in final_counter.iter().enumerate() {
+            let key = slots.keys[s];
+            if let Some(c) = CounterKey::from_raw(key) {
+                if fin != slots.base_counter[s] {
+                    counters.push((c, fin));
+                }
+            } else if let Some(d) = DataKey::from_raw(key) {
+                let v = slots.load_data(s as u32);
+                if v.as_deref() != slots.base_data[s].as_deref() {
+                    data.push((d, v.map(|b| b.to_vec())));
+                }
             }
         }
+        counters.par_sort_unstable_by_key(|e| e.0);
+        data.sort_unstable_by_key(|e| e.0);
+        BlockOutput { receipts, changes: ChangeSet { counters, data } }
     }
-    counters.par_sort_unstable_by_key(|e| e.0);
-    data.sort_unstable_by_key(|e| e.0);
-    (BlockOutput { receipts, changes: ChangeSet { counters, data } }, stats)
 }
 
 /// The status of a transaction that never reached a group: bad signature, wrong chain,

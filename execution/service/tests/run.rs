@@ -13,12 +13,9 @@ use lamina_execution_service::adapters::RecordingSettlement;
 use lamina_execution_service::query::{QueryProtocol, QueryRequest, QueryResponse};
 use lamina_execution_service::{Seams, run};
 use lamina_interfaces::{Health, InMemoryLog};
-use lamina_net::{Endpoint, EndpointConfig, Handler, PeerSet, ProtocolConfig};
+use lamina_net::{Endpoint, EndpointConfig, PeerSet, ProtocolConfig};
 use lamina_primitives::{Height, Keypair, NodeId};
 use tokio_util::sync::CancellationToken;
-
-struct NoServe;
-impl Handler<QueryProtocol> for NoServe {}
 
 fn free_udp() -> SocketAddr {
     UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
@@ -66,8 +63,7 @@ async fn run_follows_and_serves_quic_and_http() {
     let client = Endpoint::bind(&client_key, EndpointConfig::new("127.0.0.1:0".parse().unwrap())).unwrap();
     let exec_id: NodeId = exec_key().public();
     let net = client
-        .register(
-            NoServe,
+        .register_client::<QueryProtocol>(
             PeerSet::new().with_dial(exec_id, exec_addr),
             ProtocolConfig::for_protocol::<QueryProtocol>(),
         )
@@ -89,8 +85,7 @@ async fn run_follows_and_serves_quic_and_http() {
     let stranger =
         Endpoint::bind(&Keypair::for_testing(999), EndpointConfig::new("127.0.0.1:0".parse().unwrap())).unwrap();
     let snet = stranger
-        .register(
-            NoServe,
+        .register_client::<QueryProtocol>(
             PeerSet::new().with_dial(exec_id, exec_addr),
             ProtocolConfig::for_protocol::<QueryProtocol>(),
         )

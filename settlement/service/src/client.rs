@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use lamina_interfaces::{CheckpointClaim, Genesis, Settlement, SettlementError, SubmitError, TxSubmit};
-use lamina_net::{Endpoint, Handler, NetError, Network, PeerSet, ProtocolConfig};
+use lamina_net::{Endpoint, NetError, Network, PeerSet, ProtocolConfig};
 use lamina_primitives::{Keypair, NodeId, Transaction};
 use lamina_settlement_core::Entry;
 
@@ -46,9 +46,6 @@ impl<T: TxSubmit> Settlement for LogSettlement<T> {
     }
 }
 
-struct NoServe;
-impl Handler<SettlementProtocol> for NoServe {}
-
 /// The QUIC query client of the settlement nodes. Cheap to clone.
 #[derive(Clone)]
 pub struct SettlementClient {
@@ -67,11 +64,8 @@ impl SettlementClient {
     /// nodes.
     pub fn register(endpoint: &Endpoint, genesis: &Genesis) -> Result<Self, NetError> {
         let peers = PeerSet::dial_entries(&genesis.settlement_nodes).without(&endpoint.node_id());
-        let net = endpoint.register::<SettlementProtocol, _>(
-            NoServe,
-            peers,
-            ProtocolConfig::for_protocol::<SettlementProtocol>(),
-        )?;
+        let net = endpoint
+            .register_client::<SettlementProtocol>(peers, ProtocolConfig::for_protocol::<SettlementProtocol>())?;
         Ok(SettlementClient { net, nodes: genesis.settlement_nodes.iter().map(|n| n.key).collect() })
     }
 
