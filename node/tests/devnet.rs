@@ -120,11 +120,12 @@ fn pids(st: &serde_json::Value) -> Vec<u64> {
 fn devnet_comes_up_ready_and_stops_cleanly_on_sigterm() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("net");
-    // The default shape: 4 validators, 4 DA nodes, 2 chains with one execution node each.
+    // The default shape: 4 validators, 4 DA nodes, 2 chains with one execution node each,
+    // one settlement node.
     let (mut child, out) = up(&dir, &[]);
     let st = wait_ready(&dir, &mut child, &out);
     let nodes = st["nodes"].as_array().unwrap().clone();
-    assert_eq!(nodes.len(), 10);
+    assert_eq!(nodes.len(), 11);
 
     for n in &nodes {
         let admin = n["admin"].as_str().unwrap();

@@ -7,7 +7,8 @@ use lamina_primitives::{ChainId, Digest, Height, PublicKey};
 ///
 /// Every variant except [`Error::Encode`] is "the submitter misbehaved": the entry is
 /// rejected, reported in [`crate::Event::EntryRejected`], and the state is left exactly
-/// as it was (no bond moves, no nonce advances). Nothing here is a local fault: the
+/// as it was (no bond moves, no nonce advances; a claim rejected when its hold expires
+/// or when it is released only leaves the held set). Nothing here is a local fault: the
 /// state machine has none.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Error {
@@ -85,10 +86,35 @@ pub enum Error {
     #[error("genesis-parent claim not allowed: {0}")]
     BadGenesisClaim(&'static str),
     /// The parent is neither the chain's finalized head, nor a duplicate of it, nor a
-    /// pending claim of the chain (it is unknown, of another chain, ended slashed,
-    /// orphaned or unavailable, or ends below the finalized head).
+    /// pending claim of the chain (it is of another chain, ended slashed, orphaned or
+    /// unavailable, or ends below the finalized head). A claim whose parent is not
+    /// known at all is held instead ([`crate::Event::ClaimHeld`]).
     #[error("parent {0} is neither the finalized head (or a duplicate of it) nor a pending claim of the chain")]
     BadParent(Digest),
+    /// The claim's parent is unknown and it cannot be held: its claimer already has
+    /// [`crate::state::MAX_HELD_PER_CLAIMER`] claims held, or [`crate::state::MAX_HELD`]
+    /// claims are held in all.
+    #[error("parent {parent} unknown and no room to hold the claim of {claimer:?} (limit {limit})")]
+    TooManyHeld {
+        /// The unknown parent.
+        parent: Digest,
+        /// The claimer.
+        claimer: PublicKey,
+        /// The limit that was reached.
+        limit: usize,
+    },
+    /// A held claim's parent was not accepted within the challenge window W of the
+    /// height that held it: the claim is dropped (reported at the end of height
+    /// `held_at + W`). It never bonded nor used its nonce.
+    #[error("claim {claim} held at {held_at}: its parent {parent} was not accepted within the window")]
+    HoldExpired {
+        /// The held claim.
+        claim: Digest,
+        /// Its parent, still unknown.
+        parent: Digest,
+        /// The height that held it.
+        held_at: Height,
+    },
     /// The range does not start where the parent's ended.
     #[error("range starts at {from}, parent ends at {parent_to}")]
     RangeMismatch {

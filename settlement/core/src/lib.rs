@@ -29,6 +29,9 @@
 //!   pre-state and roots as the anchored one finalizes as its duplicate (no second
 //!   anchor) and its children stay valid; claims cut differently lose only the ones
 //!   straddling an anchor boundary, refunded (`tests/claimers.rs`).
+//! * A claim whose parent reaches the log after it (consecutive claims of a claimer
+//!   reordered) is held, bounded and expiring, and accepted when its parent is; the
+//!   claimer's chain of claims keeps finalizing (`tests/reorder.rs`).
 //! * Bonds are conserved: free + bonded + burned is constant.
 
 pub mod anchors;
@@ -42,6 +45,6 @@ pub use entry::{Challenge, Entry, SETTLEMENT_CHAIN, WitnessRef, witness_hash};
 pub use error::Error;
 pub use params::Params;
 pub use state::{
-    Account, ChallengeOutcome, ClaimRecord, ClaimStatus, Event, Input, OrphanReason, ProofInputs, SettlementState,
-    Stats,
+    Account, ChallengeOutcome, ClaimRecord, ClaimStatus, Event, HeldClaim, Input, OrphanReason, ProofInputs,
+    SettlementState, Stats,
 };

@@ -25,9 +25,27 @@
 //! An accepted entry sets its sender's next usable nonce above the transaction's nonce
 //! (nonces must increase, gaps allowed), so no transaction applies twice.
 //!
+//! **Held claims.** A claim that passes every check that needs no parent (signature,
+//! network, chain, params, not a known or held id, `to < h`, no zero root, free balance
+//! covering the bond) but whose parent is unknown (not [`Digest::ZERO`], not the head
+//! or a duplicate of it, no claim on record) is *held* ([`Event::ClaimHeld`]) instead of
+//! rejected: two consecutive claims of one claimer may reach the log in the wrong order.
+//! Holding locks no bond and does not use the transaction's nonce (so the parent, with
+//! a lower nonce, still passes); a held id counts as seen (a second copy is a
+//! [`Error::Duplicate`]). At most [`MAX_HELD_PER_CLAIMER`] claims per claimer and
+//! [`MAX_HELD`] in all are held; beyond that the claim is rejected
+//! ([`Error::TooManyHeld`]). When a claim is accepted, the held claims naming it as
+//! parent are checked in full at that same height, in hold order, cascading to their
+//! own held children: each is accepted as if included at that height (its window runs
+//! from there; the claimer's next nonce becomes at least its nonce + 1) or rejected
+//! ([`Event::EntryRejected`] with its own transaction). A claim held at `h` whose
+//! parent was not accepted by the end of `h + W` is rejected with
+//! [`Error::HoldExpired`]. Held claims are part of the state root, in hold order.
+//!
 //! **Claim** included at height `h`: posted by its claimer, validly signed, for this
 //! network, for a genesis chain with the genesis ledger-params digest, not seen before,
-//! with `to < h` (only heights ordered before it). Its parent is either
+//! with `to < h` (only heights ordered before it). Its parent (if unknown, the claim is
+//! held: see *Held claims* above) is either
 //! [`Digest::ZERO`] (allowed only while the chain has no finalized anchor; then
 //! `from == 0`, pre-state = the executor's genesis root, receipts chained from ZERO), or
 //! the chain's finalized head claim, or a *duplicate* of it (see Finality), or a
@@ -85,7 +103,9 @@
 //! Per-height data records of a chain are dropped once the chain's head covers them;
 //! at most [`MAX_TERMINAL_PER_CHAIN`] ended claim records are kept per chain, plus the
 //! ids of the head's duplicates (dropped at the next anchor). Anchors (one per anchored
-//! claim; duplicates add none) are kept for proofs.
+//! claim; duplicates add none) are kept for proofs. Held claims are capped per claimer
+//! and in all, and leave after at most W heights (expiry pops them in hold order, so a
+//! height costs only what it expires or releases).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
@@ -98,10 +118,16 @@ use crate::entry::{Challenge, Entry, WitnessRef, witness_hash};
 use crate::{Error, Params};
 
 /// Domain of [`SettlementState::state_root`].
-pub static STATE_ROOT: Domain = Domain::new("lamina settlement state v2");
+pub static STATE_ROOT: Domain = Domain::new("lamina settlement state v3");
 
 /// Ended (finalized, slashed, orphaned, unavailable) claim records kept per chain.
 pub const MAX_TERMINAL_PER_CHAIN: usize = 1024;
+
+/// Claims held at once per claimer (claims whose parent is not known yet).
+pub const MAX_HELD_PER_CLAIMER: usize = 8;
+
+/// Claims held at once in all.
+pub const MAX_HELD: usize = 1024;
 
 /// Where a claim stands.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
@@ -177,6 +203,24 @@ impl ClaimRecord {
     }
 }
 
+/// A claim whose parent was not known when the log included it (consecutive claims of a
+/// claimer reordered on their way to the log), held until the parent is accepted or
+/// the hold expires. A held claim locks no bond and has not used its transaction's nonce.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct HeldClaim {
+    /// The claim's id.
+    pub id: Digest,
+    /// The claim.
+    pub claim: CheckpointClaim,
+    /// The transaction that carried it.
+    pub tx: TxId,
+    /// That transaction's nonce (used when the claim is accepted).
+    pub nonce: u64,
+    /// Log height that held it; it is rejected at the end of `held_at + W` if its parent
+    /// has not been accepted by then.
+    pub held_at: Height,
+}
+
 /// A settlement ledger account.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct Account {
@@ -211,6 +255,11 @@ pub struct Stats {
     pub rejected: u64,
     /// Data roots proven badly encoded.
     pub bad_encodings: u64,
+    /// Claims held now (parent not known yet).
+    pub held: u64,
+    /// Held claims dropped because their parent did not arrive in time (also counted
+    /// in `rejected`).
+    pub hold_expired: u64,
 }
 
 /// How a challenge ended.
@@ -263,7 +312,19 @@ pub enum Event {
         /// Last height a challenge is accepted.
         deadline: Height,
     },
-    /// An entry was rejected; nothing changed.
+    /// A claim whose parent is not known yet was held (no bond, no nonce used): it is
+    /// checked in full when its parent is accepted, or rejected with
+    /// [`Error::HoldExpired`] if the parent does not arrive within W heights.
+    ClaimHeld {
+        /// Claim id.
+        id: Digest,
+        /// Claimer.
+        claimer: PublicKey,
+        /// The parent it waits for.
+        parent: Digest,
+    },
+    /// An entry was rejected; nothing changed (a held claim rejected when its hold
+    /// expires or when it is released reports its own transaction here).
     EntryRejected {
         /// The transaction.
         tx: TxId,
@@ -426,7 +487,24 @@ pub struct SettlementState {
     /// Cache of the executor's genesis roots.
     genesis_roots: HashMap<ChainId, Digest>,
     next_seq: u64,
+    /// Held claims by hold sequence (hold order; `held_at` is non-decreasing).
+    held: BTreeMap<u64, HeldClaim>,
+    /// Hold sequence of each held claim id.
+    held_ids: HashMap<Digest, u64>,
+    /// Hold sequences of the held claims naming each parent id, ascending.
+    held_children: HashMap<Digest, Vec<u64>>,
+    /// Number of held claims per claimer (no zero entries).
+    held_per_claimer: HashMap<PublicKey, usize>,
+    next_hold: u64,
     stats: Stats,
+}
+
+/// What happened to a claim that passed its checks.
+enum Applied {
+    /// Accepted and bonded.
+    Accepted,
+    /// Held: its parent is not known yet.
+    Held,
 }
 
 impl SettlementState {
@@ -469,6 +547,11 @@ impl SettlementState {
             root_index: HashMap::new(),
             genesis_roots: HashMap::new(),
             next_seq: 0,
+            held: BTreeMap::new(),
+            held_ids: HashMap::new(),
+            held_children: HashMap::new(),
+            held_per_claimer: HashMap::new(),
+            next_hold: 0,
             stats: Stats::default(),
         }
     }
@@ -559,7 +642,7 @@ impl SettlementState {
             } else {
                 entry.and_then(|entry| {
                     let claim = claim.map(|(id, slot)| (id, valid[slot]));
-                    self.apply_entry(height, &tx, entry, claim, proof, exec, enc, &mut events)
+                    self.apply_entry(height, &tx, TxId(tx_id), entry, claim, proof, exec, enc, &mut events)
                 })
             };
             if let Err(error) = result {
@@ -567,6 +650,7 @@ impl SettlementState {
                 events.push(Event::EntryRejected { tx: TxId(tx_id), sender, error });
             }
         }
+        self.expire_held(height, &mut events);
         self.finalize_due(height, &mut events);
         self.height = Some(height);
         events
@@ -577,6 +661,7 @@ impl SettlementState {
         &mut self,
         height: Height,
         tx: &Transaction,
+        tx_id: TxId,
         entry: Entry,
         claim: Option<(Digest, bool)>,
         proof: Option<ProofInputs>,
@@ -588,10 +673,15 @@ impl SettlementState {
         if tx.nonce < next || tx.nonce == u64::MAX {
             return Err(Error::StaleNonce { sender: tx.sender, nonce: tx.nonce, next });
         }
+        let mut accepted_claim = None;
         match entry {
             Entry::Claim(c) => {
                 let (id, sig_ok) = claim.unwrap_or_else(|| (c.id(), c.verify_signature().is_ok()));
-                self.apply_claim(height, tx.sender, c, id, sig_ok, exec, events)?;
+                match self.apply_claim(height, tx.sender, c, id, sig_ok, Some((tx_id, tx.nonce)), exec, events)? {
+                    // Held: no nonce used (its parent, with a lower nonce, may follow).
+                    Applied::Held => return Ok(()),
+                    Applied::Accepted => accepted_claim = Some(id),
+                }
             }
             Entry::Challenge(ch) => self.apply_challenge(height, tx.sender, ch, proof, exec, events)?,
             Entry::BadEncoding { data_root, proof } => {
@@ -599,7 +689,104 @@ impl SettlementState {
             }
         }
         self.accounts.entry(tx.sender).or_default().next_nonce = tx.nonce + 1;
+        if let Some(id) = accepted_claim {
+            self.release_held(id, height, exec, events);
+        }
         Ok(())
+    }
+
+    /// Checks in full, at `height`, the held claims waiting for `parent` (just
+    /// accepted), in hold order, cascading to the held children of each one accepted.
+    fn release_held(&mut self, parent: Digest, height: Height, exec: &dyn StatelessExecutor, events: &mut Vec<Event>) {
+        let mut ready: BTreeSet<u64> = self.held_children.get(&parent).into_iter().flatten().copied().collect();
+        while let Some(seq) = ready.pop_first() {
+            let Some(HeldClaim { id, claim, tx, nonce, .. }) = self.unhold(seq) else { continue };
+            let claimer = claim.claimer;
+            // The signature was verified when the claim was held.
+            match self.apply_claim(height, claimer, claim, id, true, None, exec, events) {
+                Ok(_) => {
+                    let a = self.accounts.entry(claimer).or_default();
+                    a.next_nonce = a.next_nonce.max(nonce.saturating_add(1));
+                    ready.extend(self.held_children.get(&id).into_iter().flatten().copied());
+                }
+                Err(error) => {
+                    self.stats.rejected += 1;
+                    events.push(Event::EntryRejected { tx, sender: claimer, error });
+                }
+            }
+        }
+    }
+
+    /// Holds claim `id` (all checks that need no parent passed; its parent is unknown).
+    fn hold(
+        &mut self,
+        height: Height,
+        c: CheckpointClaim,
+        id: Digest,
+        tx: TxId,
+        nonce: u64,
+        events: &mut Vec<Event>,
+    ) -> Result<Applied, Error> {
+        let (claimer, parent) = (c.claimer, c.parent);
+        let bond = self.params.claim_bond;
+        let have = self.accounts.get(&claimer).map_or(0, |a| a.free);
+        if have < bond {
+            return Err(Error::InsufficientBalance { account: claimer, have, need: bond });
+        }
+        let mine = self.held_per_claimer.get(&claimer).copied().unwrap_or(0);
+        if mine >= MAX_HELD_PER_CLAIMER {
+            return Err(Error::TooManyHeld { parent, claimer, limit: MAX_HELD_PER_CLAIMER });
+        }
+        if self.held.len() >= MAX_HELD {
+            return Err(Error::TooManyHeld { parent, claimer, limit: MAX_HELD });
+        }
+        let seq = self.next_hold;
+        self.next_hold += 1;
+        self.held.insert(seq, HeldClaim { id, claim: c, tx, nonce, held_at: height });
+        self.held_ids.insert(id, seq);
+        self.held_children.entry(parent).or_default().push(seq);
+        *self.held_per_claimer.entry(claimer).or_default() += 1;
+        self.stats.held += 1;
+        events.push(Event::ClaimHeld { id, claimer, parent });
+        Ok(Applied::Held)
+    }
+
+    /// Removes a held claim from every index.
+    fn unhold(&mut self, seq: u64) -> Option<HeldClaim> {
+        let h = self.held.remove(&seq)?;
+        self.held_ids.remove(&h.id);
+        if let Some(v) = self.held_children.get_mut(&h.claim.parent) {
+            v.retain(|s| *s != seq);
+            if v.is_empty() {
+                self.held_children.remove(&h.claim.parent);
+            }
+        }
+        if let Some(n) = self.held_per_claimer.get_mut(&h.claim.claimer) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.held_per_claimer.remove(&h.claim.claimer);
+            }
+        }
+        self.stats.held = self.stats.held.saturating_sub(1);
+        Some(h)
+    }
+
+    /// Rejects the held claims whose window has passed at the end of `height`.
+    fn expire_held(&mut self, height: Height, events: &mut Vec<Event>) {
+        let window = self.params.window;
+        while let Some((&seq, h)) = self.held.first_key_value() {
+            if h.held_at.0.saturating_add(window) > height.0 {
+                break;
+            }
+            let Some(h) = self.unhold(seq) else { break };
+            self.stats.rejected += 1;
+            self.stats.hold_expired += 1;
+            events.push(Event::EntryRejected {
+                tx: h.tx,
+                sender: h.claim.claimer,
+                error: Error::HoldExpired { claim: h.id, parent: h.claim.parent, held_at: h.held_at },
+            });
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -610,9 +797,10 @@ impl SettlementState {
         c: CheckpointClaim,
         id: Digest,
         sig_ok: bool,
+        hold: Option<(TxId, u64)>,
         exec: &dyn StatelessExecutor,
         events: &mut Vec<Event>,
-    ) -> Result<(), Error> {
+    ) -> Result<Applied, Error> {
         if sender != c.claimer {
             return Err(Error::SenderMismatch { sender, claimer: c.claimer });
         }
@@ -629,7 +817,11 @@ impl SettlementState {
         }
         let head = cs.head().copied();
         let parent_is_head_duplicate = cs.head_duplicates.contains(&c.parent);
-        if self.claims.contains_key(&id) || head.is_some_and(|a| a.claim == id) || cs.head_duplicates.contains(&id) {
+        if self.claims.contains_key(&id)
+            || head.is_some_and(|a| a.claim == id)
+            || cs.head_duplicates.contains(&id)
+            || self.held_ids.contains_key(&id)
+        {
             return Err(Error::Duplicate(id));
         }
         let horizon = self.observed.map_or(Height(0), |o| o.min(Height(height.0.saturating_sub(1))));
@@ -650,6 +842,11 @@ impl SettlementState {
         } else if let Some(a) = head.filter(|a| a.claim == c.parent || parent_is_head_duplicate) {
             // The head or an equivalent (duplicate) claim: the same final state.
             (a.state_root, a.receipts_root, a.to)
+        } else if !self.claims.contains_key(&c.parent)
+            && let Some((tx, nonce)) = hold
+        {
+            // Unknown parent (not arrived yet, or held itself): hold the claim.
+            return self.hold(height, c, id, tx, nonce, events);
         } else {
             match self.claims.get(&c.parent) {
                 // A pending parent ending below the head is stale (never the case while
@@ -704,7 +901,7 @@ impl SettlementState {
                 duplicate_of: None,
             },
         );
-        Ok(())
+        Ok(Applied::Accepted)
     }
 
     fn genesis_root(&mut self, chain: ChainId, exec: &dyn StatelessExecutor) -> Result<Digest, Error> {
@@ -1038,6 +1235,16 @@ impl SettlementState {
         self.chains.get(&chain).into_iter().flat_map(|c| c.pending.values().copied())
     }
 
+    /// Held claims (parent not known yet), in hold order.
+    pub fn held_claims(&self) -> impl Iterator<Item = &HeldClaim> + '_ {
+        self.held.values()
+    }
+
+    /// The held claim `id`, if it is held.
+    pub fn held_claim(&self, id: &Digest) -> Option<&HeldClaim> {
+        self.held.get(self.held_ids.get(id)?)
+    }
+
     /// The chain's finalized head.
     pub fn finalized(&self, chain: ChainId) -> Option<&Anchor> {
         self.chains.get(&chain)?.head()
@@ -1112,7 +1319,8 @@ impl SettlementState {
     /// A digest of the whole settlement state: last processed and observed heights,
     /// accounts (sorted by key), each chain's anchor count, anchors root, pending
     /// claims (id, status, deadline, in inclusion order) and the head's duplicates (ids,
-    /// ascending), bad data roots and the burned total. O(state): for queries and tests, not for every height.
+    /// ascending), the held claims (id, transaction id, nonce, held-at height, in hold
+    /// order), bad data roots and the burned total. O(state): for queries and tests, not for every height.
     pub fn state_root(&self) -> Digest {
         let mut h = STATE_ROOT.hasher();
         let opt = |x: Option<Height>| {
@@ -1150,6 +1358,13 @@ impl SettlementState {
             for d in &cs.head_duplicates {
                 h.update(d.as_bytes());
             }
+        }
+        h.update(&(self.held.len() as u64).to_le_bytes());
+        for held in self.held.values() {
+            h.update(held.id.as_bytes());
+            h.update(held.tx.0.as_bytes());
+            h.update(&held.nonce.to_le_bytes());
+            h.update(&held.held_at.0.to_le_bytes());
         }
         h.update(&(self.bad_roots.len() as u64).to_le_bytes());
         for r in &self.bad_roots {

@@ -10,7 +10,9 @@ use std::collections::HashMap;
 use common::*;
 use lamina_interfaces::CheckpointClaim;
 use lamina_primitives::{ChainId, Digest, Height, Transaction};
-use lamina_settlement_core::{Challenge, ClaimStatus, Entry, Params, SETTLEMENT_CHAIN, SettlementState, WitnessRef};
+use lamina_settlement_core::{
+    Challenge, ClaimStatus, Entry, Event, Params, SETTLEMENT_CHAIN, SettlementState, WitnessRef,
+};
 use proptest::prelude::*;
 
 /// splitmix64: a tiny deterministic generator driven by the proptest seed.
@@ -33,13 +35,15 @@ impl Rng {
 }
 
 /// Drives a random but plausible settlement log: honest and lying claims extending
-/// heads, pending claims or genesis; good and forged challenges; bad-encoding proofs;
-/// garbage and replayed transactions.
+/// heads, pending claims or genesis; two consecutive claims of a claimer swapped (in
+/// one height, or the parent a height late: the child is held); good and forged
+/// challenges; bad-encoding proofs; garbage and replayed transactions.
 fn random_log(seed: u64, heights: u64) -> Net {
     let mut rng = Rng(seed);
     let mut net = Net::default();
     let mut known: HashMap<Digest, CheckpointClaim> = HashMap::new();
     let mut sent: Vec<Transaction> = Vec::new();
+    let mut late: Vec<Transaction> = Vec::new();
     for _ in 0..heights {
         let h = net.next_height();
         let mut chains = Vec::new();
@@ -49,7 +53,7 @@ fn random_log(seed: u64, heights: u64) -> Net {
         if rng.chance(30) {
             chains.push((OTHER_CHAIN, 1 + rng.below(2) as usize, rng.chance(92)));
         }
-        let mut txs = Vec::new();
+        let mut txs = std::mem::take(&mut late);
         for _ in 0..rng.below(4) {
             let chain = if rng.chance(70) { CHAIN } else { OTHER_CHAIN };
             match rng.below(100) {
@@ -110,7 +114,21 @@ fn random_log(seed: u64, heights: u64) -> Net {
                         }
                     });
                     known.insert(c.id(), c.clone());
-                    txs.push(net.tx(&k, &Entry::Claim(c)));
+                    let tx = net.tx(&k, &Entry::Claim(c.clone()));
+                    // Sometimes the claimer's next claim overtakes this one.
+                    if rng.chance(20) && c.to.0 + 1 < h {
+                        let to = c.to.0 + 1 + rng.below(h - 1 - c.to.0);
+                        let child = net.claim(&k, chain, Some(&c), to);
+                        known.insert(child.id(), child.clone());
+                        txs.push(net.tx(&k, &Entry::Claim(child)));
+                        if rng.chance(50) {
+                            late.push(tx);
+                        } else {
+                            txs.push(tx);
+                        }
+                    } else {
+                        txs.push(tx);
+                    }
                 }
                 45..75 => {
                     let pending: Vec<(Digest, usize)> = net
@@ -209,8 +227,21 @@ proptest! {
 #[test]
 fn random_logs_cover_the_interesting_paths() {
     let mut totals = lamina_settlement_core::Stats::default();
+    let (mut held, mut released) = (0, 0);
     for seed in 0..6 {
-        let s = random_log(seed, 80).st.stats();
+        let net = random_log(seed, 80);
+        let events: Vec<&Event> = net.events.iter().flatten().collect();
+        let held_ids: Vec<Digest> = events
+            .iter()
+            .filter_map(|e| match e {
+                Event::ClaimHeld { id, .. } => Some(*id),
+                _ => None,
+            })
+            .collect();
+        held += held_ids.len();
+        released +=
+            events.iter().filter(|e| matches!(e, Event::ClaimAccepted { id, .. } if held_ids.contains(id))).count();
+        let s = net.st.stats();
         totals.finalized += s.finalized;
         totals.duplicates += s.duplicates;
         totals.slashed += s.slashed;
@@ -225,5 +256,6 @@ fn random_logs_cover_the_interesting_paths() {
     assert!(totals.orphaned > 0, "{totals:?}");
     assert!(totals.challenges_failed > 0, "{totals:?}");
     assert!(totals.rejected > 0, "{totals:?}");
+    assert!(held > 0 && released > 0, "held {held}, released {released}");
     let _ = ChainId(0);
 }
