@@ -175,6 +175,16 @@ else
         fi
         "$LAMINA" genesis add-node "${args[@]}" >/dev/null
     done
+    # The settlement ledger: execution nodes bond their claims, the settlement node
+    # bonds its challenges (verifier mode), from these balances.
+    balances=()
+    for n in "${NODES[@]}"; do
+        read -r name module _ <<<"$n"
+        if [[ $module == execution || $module == settlement ]]; then
+            balances+=(--balance "$("$LAMINA" keys show --key "$out/keys/$name.key")=1000000000")
+        fi
+    done
+    "$LAMINA" genesis settlement --file "$tmp" "${balances[@]}" >/dev/null 2>&1
     "$LAMINA" genesis validate --file "$tmp" >/dev/null
     mv "$tmp" "$genesis"
 fi

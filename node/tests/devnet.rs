@@ -159,7 +159,7 @@ fn devnet_comes_up_ready_and_stops_cleanly_on_sigterm() {
     let table = lamina().args(["devnet", "status", "--dir", s(&dir)]).output().unwrap();
     assert!(table.status.success(), "{}", String::from_utf8_lossy(&table.stderr));
     let table = String::from_utf8(table.stdout).unwrap();
-    assert_eq!(table.lines().filter(|l| l.contains(" running ") && l.contains(" yes ")).count(), 10, "{table}");
+    assert_eq!(table.lines().filter(|l| l.contains(" running ") && l.contains(" yes ")).count(), 11, "{table}");
 
     // SIGTERM: every node stops cleanly, `up` exits 0, nothing is left behind.
     let node_pids = pids(&st);
@@ -167,7 +167,7 @@ fn devnet_comes_up_ready_and_stops_cleanly_on_sigterm() {
     let status = wait_exit(&mut child, &out);
     let output = std::fs::read_to_string(&out).unwrap();
     assert!(status.success(), "devnet up: {status}\n{output}");
-    assert!(output.contains("stopped 10 nodes: 10 exited cleanly"), "{output}");
+    assert!(output.contains("stopped 11 nodes: 11 exited cleanly"), "{output}");
     for pid in node_pids {
         assert!(!alive(pid), "node process {pid} outlived the devnet");
     }
