@@ -144,6 +144,7 @@ pub fn run(cmd: SettlementCmd) -> anyhow::Result<ExitCode> {
                     println!("account: {}", acc.account);
                     println!("free: {}", acc.free);
                     println!("bonded: {}", acc.bonded);
+                    println!("next_nonce: {}", acc.next_nonce);
                     Ok(ExitCode::SUCCESS)
                 }
                 _ => bail!("settlement node answered an account query with something else"),
@@ -271,7 +272,11 @@ async fn challenge(net: &Net, a: &ChallengeArgs) -> anyhow::Result<ExitCode> {
         WitnessRef::Da { commitment: cert.commitment, namespace: Namespace::SETTLEMENT, hash, len }
     };
     let entry = Entry::Challenge(Challenge { claim, step: a.step, witness });
-    let nonce = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    // The key's next usable nonce on the settlement ledger (nonces only increase per key).
+    let nonce = match ask(net, &SettlementRequest::Account(key.public())).await? {
+        SettlementResponse::Account(acc) => acc.next_nonce,
+        _ => bail!("settlement node answered an account query with something else"),
+    };
     let tx = Entry::transaction(&key, nonce, &entry).context("cannot encode the challenge")?;
     let intake = lamina_consensus_service::IntakeClient::register(&net.endpoint, &net.genesis)
         .context("cannot start the intake client")?;

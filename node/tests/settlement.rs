@@ -196,6 +196,54 @@ fn faulty_claimer_is_slashed_honest_claim_finalizes_and_restart_recomputes() {
     let status: serde_json::Value = serde_json::from_str(&status).unwrap();
     assert!(status["finalized_height"].as_u64().unwrap() >= height, "{status:#}");
 
+    // A manual challenge whose witness proves nothing costs the challenger its bond and
+    // leaves the honest claim alone (the devnet's client key is funded for bonds).
+    let client_key = dir.join("client.key");
+    let client = ok(net().args(["keys", "show", "--key", s(&client_key)]).output().unwrap());
+    let client = client.trim().to_string();
+    let account = |key: &str| {
+        let out = ok(net().args(["settlement", "account", key]).args(d).output().unwrap());
+        field(&out, "free").parse::<u64>().unwrap()
+    };
+    let funds = account(&client);
+    let out = ok(net()
+        .args(["tx", "transfer", "--chain", "1", "--to", to.trim(), "--amount", "8", "--from-test-account", "1"])
+        .args(d)
+        .output()
+        .unwrap());
+    let height2: u64 = field(&out, "height").parse().unwrap();
+    let start = Instant::now();
+    let target = loop {
+        let list = claims(&xdg, &d);
+        if let Some(c) = list.iter().find(|c| {
+            c["claimer"] == honest.as_str()
+                && c["from"].as_u64().unwrap() < height2
+                && c["to"].as_u64().unwrap() >= height2
+                && c["status"] == "pending"
+        }) {
+            break c["id"].as_str().unwrap().to_string();
+        }
+        assert!(start.elapsed() < WITHIN, "no pending honest claim for height {height2}: {list:#?}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let junk = tmp.path().join("junk.witness");
+    std::fs::write(&junk, b"not a witness of anything").unwrap();
+    ok(net()
+        .args(["settlement", "challenge", "--claim", &target, "--step", "0"])
+        .args(["--witness", s(&junk), "--key", s(&client_key)])
+        .args(d)
+        .output()
+        .unwrap());
+    let start = Instant::now();
+    while account(&client) == funds {
+        assert!(start.elapsed() < WITHIN, "the failed challenge never cost the challenger");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert_eq!(account(&client), funds - 1_000, "challenge_bond (default 1000) paid to the claimer");
+    let list = claims(&xdg, &d);
+    let c = list.iter().find(|c| c["id"] == target.as_str()).unwrap();
+    assert_ne!(c["status"], "slashed", "{c:#}");
+
     // kill -9 mid-run, restart: the same finalized root for the same height.
     let mut extra = down.extra.take().unwrap();
     extra.kill().unwrap();

@@ -42,8 +42,8 @@ pub struct Spec {
     pub faulty_claims: Vec<String>,
 }
 
-/// Settlement-ledger balance the devnet gives every execution and settlement node (so
-/// they can bond claims and challenges).
+/// Settlement-ledger balance the devnet gives every execution and settlement node and
+/// its client key (so they can bond claims and challenges).
 pub const DEVNET_BOND_FUNDS: u64 = 1_000_000_000;
 
 impl Spec {
@@ -187,6 +187,11 @@ pub fn create(dir: &Path, spec: &Spec) -> anyhow::Result<DevnetState> {
     let client_key = dir.join(CLIENT_KEY_FILE);
     crate::keys::write(&client_key, &client)?;
     genesis.clients.push(ClientEntry { name: "devnet-client".into(), key: client.public() });
+    // The devnet's client key may also bond challenges (`lamina settlement challenge`).
+    genesis
+        .settlement
+        .balances
+        .push(lamina_interfaces::GenesisBalance { account: client.public(), amount: DEVNET_BOND_FUNDS });
     let mut keys = Vec::with_capacity(nodes.len());
     let mut records = Vec::with_capacity(nodes.len());
     for (i, (name, module, chain)) in nodes.iter().enumerate() {

@@ -149,6 +149,8 @@ pub struct AccountInfo {
     pub free: u64,
     /// Locked in bonds.
     pub bonded: u64,
+    /// Smallest nonce its next settlement transaction may use.
+    pub next_nonce: u64,
 }
 
 /// An answer.
@@ -263,7 +265,12 @@ pub fn answer(shared: &Shared, q: &SettlementRequest) -> SettlementResponse {
         })),
         SettlementRequest::Account(k) => {
             let a = s.account(k);
-            SettlementResponse::Account(AccountInfo { account: *k, free: a.free, bonded: a.bonded })
+            SettlementResponse::Account(AccountInfo {
+                account: *k,
+                free: a.free,
+                bonded: a.bonded,
+                next_nonce: a.next_nonce,
+            })
         }
     }
 }

@@ -95,6 +95,8 @@ pub struct Verifier<D, T> {
     first_observed: Option<Height>,
     todo: VecDeque<Todo>,
     started: bool,
+    /// Nonce of the last challenge posted (each challenge needs a higher one).
+    last_nonce: u64,
 }
 
 impl<D, T> std::fmt::Debug for Verifier<D, T> {
@@ -152,6 +154,7 @@ impl<D: DataAvailability + Clone + 'static, T: TxSubmit + Clone + 'static> Verif
             first_observed: None,
             todo: VecDeque::new(),
             started: false,
+            last_nonce: 0,
         })
     }
 
@@ -319,7 +322,14 @@ impl<D: DataAvailability + Clone + 'static, T: TxSubmit + Clone + 'static> Verif
                 return Ok(());
             };
             tracing::warn!(target: "lamina::settlement", claim = %t.claim, chain = %t.chain, height = %step.height, claimed = %step.state_root, replayed = %got.state_root, "wrong claim: challenging");
-            self.challenge(t.claim, i as u32, witness, shared.read().height(), shutdown);
+            // Nonces only need to increase per key: the settlement height, or one past
+            // the previous challenge when several are posted in one height.
+            let (height, next) = {
+                let s = shared.read();
+                (s.height().0, s.account(&self.key.public()).next_nonce)
+            };
+            self.last_nonce = height.max(next).max(self.last_nonce + 1);
+            self.challenge(t.claim, i as u32, witness, Height(self.last_nonce), shutdown);
             return Ok(());
         }
         Ok(())
