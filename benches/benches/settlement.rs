@@ -29,13 +29,11 @@
 use std::time::Duration;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use lamina_execution_core::ledger::{self, AssetId, LedgerConfig, NativeLedger};
+use lamina_execution_core::ledger::{LedgerConfig, NativeLedger};
 use lamina_execution_core::machine::receipts_root;
 use lamina_execution_core::{AuthenticatedState, NativeChains, sequential, sigverify, witness};
 use lamina_interfaces::{ChainSpec, Genesis, GenesisBalance, StatelessExecutor, StepOutcome};
 use lamina_primitives::{ChainId, Keypair, Transaction};
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
 const CHAIN: ChainId = ChainId(1);
@@ -64,54 +62,17 @@ struct Workload {
 }
 
 fn workload(n: u64) -> Workload {
-    let keys: Vec<Keypair> = (0..n).into_par_iter().map(Keypair::for_testing).collect();
-    let spec = ChainSpec {
-        id: CHAIN,
-        name: "bench".into(),
-        balances: keys.iter().map(|k| GenesisBalance { account: k.public(), amount: 1 << 50 }).collect(),
-        funded_test_accounts: 0,
-        funded_test_accounts_seed: 0,
-        funded_test_amount: 0,
-        fee: 0,
-        fee_collector: Default::default(),
-        ledger_version: 1,
-    };
-    let mut state = AuthenticatedState::new();
-    state.apply(&ledger::genesis(&spec), true);
-    let mut rng = ChaCha8Rng::seed_from_u64(n);
-    let mut nonces = vec![0u64; n as usize];
-    let mut picks = Vec::with_capacity(BLOCK);
-    for _ in 0..BLOCK {
-        let s = rng.random_range(0..n) as usize;
-        let mut r = rng.random_range(0..n - 1) as usize;
-        if r >= s {
-            r += 1;
-        }
-        picks.push((s, r, nonces[s], rng.random_range(1..1000u64)));
-        nonces[s] += 1;
-    }
-    let txs: Vec<Transaction> = picks
-        .par_iter()
-        .map(|&(s, r, nonce, amount)| {
-            ledger::transfer(&keys[s], CHAIN, nonce, keys[r].public(), AssetId::NATIVE, amount)
-        })
-        .collect();
-    let ledger = NativeLedger::new(LedgerConfig::from_spec(&spec).unwrap());
-    Workload { chains: NativeChains::new(&genesis(spec)), ledger, state, txs }
+    let b = lamina_benches::blocks::transfer_block(CHAIN, n, BLOCK);
+    let ledger = NativeLedger::new(LedgerConfig::from_spec(&b.spec).unwrap());
+    Workload { chains: NativeChains::new(&genesis(b.spec)), ledger, state: b.state, txs: b.txs }
 }
 
 fn ns() -> Vec<u64> {
-    match std::env::var("LAMINA_BENCH_N") {
-        Ok(s) => s.split(',').filter_map(|x| x.trim().parse().ok()).collect(),
-        Err(_) => vec![10_000],
-    }
+    lamina_benches::blocks::ns(&[10_000])
 }
 
 fn all_threads() -> usize {
-    std::env::var("LAMINA_BENCH_THREADS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
+    lamina_benches::blocks::all_threads()
 }
 
 fn fraud_proof_group(c: &mut Criterion) {
@@ -176,17 +137,7 @@ fn replay_log(chains: u64, claims: usize) -> (Genesis, Vec<ReplayHeight>) {
     use lamina_interfaces::{CheckpointClaim, ClaimStep};
     use lamina_primitives::{Digest, Height, PublicKey, Signature, domains};
     let claimers: Vec<Keypair> = (0..chains).map(|i| Keypair::for_testing(900 + i)).collect();
-    let mut g = genesis(ChainSpec {
-        id: CHAIN,
-        name: "c".into(),
-        balances: vec![],
-        funded_test_accounts: 0,
-        funded_test_accounts_seed: 0,
-        funded_test_amount: 0,
-        fee: 0,
-        fee_collector: Default::default(),
-        ledger_version: 1,
-    });
+    let mut g = genesis(ChainSpec { id: CHAIN, name: "c".into(), ..ChainSpec::default() });
     g.chains =
         (1..=chains).map(|id| ChainSpec { id: ChainId(id), name: format!("c{id}"), ..g.chains[0].clone() }).collect();
     g.settlement.challenge_window = 16;

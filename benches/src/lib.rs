@@ -53,6 +53,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod blocks;
 pub mod cluster;
 mod error;
 pub mod follow;

@@ -151,13 +151,7 @@ mod tests {
         g.chains.push(lamina_interfaces::ChainSpec {
             id: lamina_primitives::ChainId(1),
             name: "one".into(),
-            balances: vec![],
-            funded_test_accounts: 0,
-            funded_test_accounts_seed: 0,
-            funded_test_amount: 0,
-            fee: 0,
-            fee_collector: Default::default(),
-            ledger_version: 1,
+            ..lamina_interfaces::ChainSpec::default()
         });
         for (i, (role, key)) in
             [(Module::Consensus, k.public()), (Module::Da, lamina_primitives::Keypair::for_testing(5).public())]

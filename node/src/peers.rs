@@ -497,13 +497,7 @@ mod tests {
         genesis.chains.push(lamina_interfaces::ChainSpec {
             id: ChainId(1),
             name: "one".into(),
-            balances: vec![],
-            funded_test_accounts: 0,
-            funded_test_accounts_seed: 0,
-            funded_test_amount: 0,
-            fee: 0,
-            fee_collector: Default::default(),
-            ledger_version: 1,
+            ..lamina_interfaces::ChainSpec::default()
         });
         genesis.validators = vec![entry(0, "v0"), entry(1, "v1")];
         genesis.da_nodes = vec![entry(2, "d0")];

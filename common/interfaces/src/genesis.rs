@@ -78,6 +78,24 @@ fn default_ledger_version() -> u32 {
     1
 }
 
+impl Default for ChainSpec {
+    /// Chain 0 (not a valid user chain: set `id`), no balances, no test accounts, no
+    /// fee, ledger version 1.
+    fn default() -> Self {
+        ChainSpec {
+            id: ChainId(0),
+            name: String::new(),
+            balances: Vec::new(),
+            funded_test_accounts: 0,
+            funded_test_accounts_seed: 0,
+            funded_test_amount: 0,
+            fee: 0,
+            fee_collector: PublicKey::default(),
+            ledger_version: default_ledger_version(),
+        }
+    }
+}
+
 impl ChainSpec {
     /// The chain's transition-function parameters.
     pub fn ledger_params(&self) -> LedgerParams {

@@ -161,17 +161,7 @@ mod tests {
     fn role_peer_sets_exclude_self() {
         let genesis = Genesis {
             network: "t".into(),
-            chains: vec![ChainSpec {
-                id: ChainId(1),
-                name: "one".into(),
-                balances: vec![],
-                funded_test_accounts: 0,
-                funded_test_accounts_seed: 0,
-                funded_test_amount: 0,
-                fee: 0,
-                fee_collector: Default::default(),
-                ledger_version: 1,
-            }],
+            chains: vec![ChainSpec { id: ChainId(1), name: "one".into(), ..ChainSpec::default() }],
             validators: (0..4).map(|i| entry(i, None)).collect(),
             da_nodes: (4..6).map(|i| entry(i, None)).collect(),
             execution_nodes: vec![entry(6, Some(ChainId(1))), entry(7, Some(ChainId(2)))],

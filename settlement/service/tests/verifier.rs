@@ -60,13 +60,10 @@ fn genesis() -> Genesis {
         chains: vec![ChainSpec {
             id: CHAIN,
             name: "one".into(),
-            balances: vec![],
             funded_test_accounts: 8,
             funded_test_accounts_seed: SEED,
             funded_test_amount: 1_000_000,
-            fee: 0,
-            fee_collector: PublicKey::default(),
-            ledger_version: 1,
+            ..ChainSpec::default()
         }],
         validators: (0..4).map(entry).collect(),
         da_nodes: (10..14).map(entry).collect(),

@@ -95,17 +95,7 @@ pub fn key(n: u64) -> Keypair {
 
 /// Claimers are keys 1..=9, challengers 11..=19, all funded.
 pub fn genesis() -> Genesis {
-    let chain = |id: ChainId, name: &str| ChainSpec {
-        id,
-        name: name.into(),
-        balances: vec![],
-        funded_test_accounts: 0,
-        funded_test_accounts_seed: 0,
-        funded_test_amount: 0,
-        fee: 0,
-        fee_collector: PublicKey::default(),
-        ledger_version: 1,
-    };
+    let chain = |id: ChainId, name: &str| ChainSpec { id, name: name.into(), ..ChainSpec::default() };
     Genesis {
         network: "settlement-test".into(),
         chains: vec![chain(CHAIN, "seven"), chain(OTHER_CHAIN, "eight")],
