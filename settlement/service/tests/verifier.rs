@@ -173,6 +173,20 @@ fn open(ctx: &lamina_net::NodeContext, exec: &Arc<NativeChains>) -> Follower {
     Follower::open(ctx, &config, exec.clone(), Arc::new(NoBadEncoding)).unwrap()
 }
 
+/// A minimal HTTP GET: (status code, body).
+async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut resp = String::new();
+    tcp.read_to_string(&mut resp).await.unwrap();
+    let code = resp.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let body = resp.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (code, body)
+}
+
 async fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
     for _ in 0..2000 {
         if f() {
@@ -274,6 +288,28 @@ async fn verifier_slashes_the_faulty_claim_and_a_restart_replays_the_same_state(
     }
     let root = shared.read().state_root();
     let height = shared.read().height();
+
+    // The HTTP/JSON queries answer from the same state.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let http_stop = CancellationToken::new();
+    let http = tokio::spawn(lamina_settlement_service::query::serve_http(listener, shared.clone(), http_stop.clone()));
+    let (code, body) = http_get(addr, "/chain/1").await;
+    assert_eq!(code, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["finalized_height"], h1.0);
+    assert_eq!(v["finalized_root"], outcome.state_root.to_hex());
+    let (code, body) = http_get(addr, &format!("/claim/{}", bad.id().to_hex())).await;
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("\"status\":\"slashed\""), "{body}");
+    let (code, body) = http_get(addr, &format!("/anchor/1/{}", seq.height)).await;
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains(&good.id().to_hex()), "{body}");
+    assert_eq!(http_get(addr, "/chain/9").await.0, 404);
+    assert_eq!(http_get(addr, "/claim/zz").await.0, 400);
+    assert_eq!(http_get(addr, "/nowhere").await.0, 404);
+    http_stop.cancel();
+    http.await.unwrap();
 
     // Restart: the store replays to the same state, then the log tops it up.
     shutdown.cancel();
