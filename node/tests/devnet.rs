@@ -7,6 +7,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+/// The tests of this file each run a whole devnet; run in parallel on a 2-core machine
+/// they starved each other (a load run once ended with no point measured). One at a time.
+static ONE_DEVNET_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_DEVNET_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Generous bounds for a loaded 2-core machine; the tests never assert on speed.
 const READY_WITHIN: Duration = Duration::from_secs(120);
 const EXIT_WITHIN: Duration = Duration::from_secs(60);
@@ -118,6 +126,7 @@ fn pids(st: &serde_json::Value) -> Vec<u64> {
 
 #[test]
 fn devnet_comes_up_ready_and_stops_cleanly_on_sigterm() {
+    let _serial = one_at_a_time();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("net");
     // The default shape: 4 validators, 4 DA nodes, 2 chains with one execution node each,
@@ -182,6 +191,7 @@ fn devnet_comes_up_ready_and_stops_cleanly_on_sigterm() {
 
 #[test]
 fn a_node_that_dies_is_reported_and_up_exits_non_zero() {
+    let _serial = one_at_a_time();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("net");
     let (mut child, out) = up(&dir, &["--validators", "1", "--da-nodes", "1", "--execution", "1", "--settlement", "0"]);
@@ -211,6 +221,7 @@ fn a_node_that_dies_is_reported_and_up_exits_non_zero() {
 
 #[test]
 fn kept_devnet_is_inspected_and_stopped_by_down() {
+    let _serial = one_at_a_time();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("net");
     let out = lamina()
@@ -254,6 +265,7 @@ fn kept_devnet_is_inspected_and_stopped_by_down() {
 
 #[test]
 fn devnet_up_runs_the_built_in_load_and_reports() {
+    let _serial = one_at_a_time();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("net");
     // The README's main command, shortened: default shape, built-in load for a few
@@ -267,7 +279,8 @@ fn devnet_up_runs_the_built_in_load_and_reports() {
     let results: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("load/results.json")).unwrap()).unwrap();
     let point = &results["configurations"][0]["points"][0];
-    assert_eq!(point["offered_tps"].as_f64().unwrap().round(), 300.0, "{point}");
+    let offered = point["offered_tps"].as_f64().unwrap_or_else(|| panic!("no point in {results:#}\n{output}"));
+    assert_eq!(offered.round(), 300.0, "{point}");
     // Transactions went all the way: finalized and executed with receipts.
     assert!(point["finalized_tps"].as_f64().unwrap() > 0.0, "{point}");
     assert!(point["executed_tps"].as_f64().unwrap() > 0.0, "{point}");

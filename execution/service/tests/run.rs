@@ -69,12 +69,22 @@ async fn run_follows_and_serves_quic_and_http() {
         )
         .unwrap();
     net.wait_connected(&exec_id, Duration::from_secs(10)).await.unwrap();
-    match net.request(&exec_id, &QueryRequest::Status).await.unwrap() {
-        QueryResponse::Status(s) => {
-            assert_eq!(s.height, Height(10));
-            assert_eq!(s.state_root, want[9]);
+    // Ready allows a few heights of lag behind the log tip: wait for the last height
+    // rather than assuming it is already executed (that race made this test flaky).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        match net.request(&exec_id, &QueryRequest::Status).await.unwrap() {
+            QueryResponse::Status(s) if s.height == Height(10) => {
+                assert_eq!(s.state_root, want[9]);
+                break;
+            }
+            QueryResponse::Status(s) => {
+                assert!(s.height < Height(10), "executed past the log: {s:?}");
+                assert!(tokio::time::Instant::now() < deadline, "stuck at {s:?}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            other => panic!("unexpected {other:?}"),
         }
-        other => panic!("unexpected {other:?}"),
     }
     let acct = Keypair::for_testing(SEED + 1).public();
     assert!(matches!(
