@@ -109,7 +109,7 @@ fn endpoint_config() -> EndpointConfig {
 }
 
 fn protocol_config() -> ProtocolConfig {
-    ProtocolConfig { max_frame: 4 << 20, ..ProtocolConfig::for_protocol::<Bench>() }
+    ProtocolConfig::for_protocol::<Bench>().with_max_frame(4 << 20)
 }
 
 fn runtime() -> tokio::runtime::Runtime {

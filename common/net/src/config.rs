@@ -28,8 +28,20 @@ mod ms {
 /// QUIC limits applied to every connection of an endpoint (both directions).
 ///
 /// quinn's own defaults leave the connection receive window unbounded and allow 100
-/// streams per direction; these bound memory per peer:
-/// `connection_receive_window + send_window` per connection, at most.
+/// streams per direction; these bound what one peer can make us hold:
+///
+/// * **per connection**: `connection_receive_window` (bytes quinn buffers before we read
+///   them) + `connection_inbound_budget` (requests and messages read but not yet
+///   handled: a frame claims its whole length from the budget when its 13-byte header
+///   arrives, before its body is read, and releases it when its handler returns) +
+///   64 KiB per open stream (bytes read ahead of a claim) + `send_window`;
+/// * **per peer key**: at most `max_connections_per_peer` connections per protocol, and
+///   all its connections together claim at most `peer_inbound_budget`.
+///
+/// Buffers grow with the bytes actually received, never with a length a header claims;
+/// a frame that stops arriving for `read_stall_timeout` is dropped with its stream.
+/// Responses are not claimed: they answer our own requests, so their memory is bounded
+/// by how many we send (and by `max_response` each).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TransportLimits {
@@ -68,6 +80,18 @@ pub struct TransportLimits {
     /// `net.core.{r,w}mem_max`). Default 4 MiB, so that bursts at full speed are not
     /// dropped by the kernel.
     pub socket_buffer: usize,
+    /// Bytes of requests and messages one connection may have in memory (read, not yet
+    /// handled). Default 64 MiB: the largest frame of any protocol (a consensus message
+    /// is at most 64 MiB) fits alone; a frame larger than the budget claims all of it.
+    pub connection_inbound_budget: usize,
+    /// Bytes of requests and messages all connections of one peer key together may have
+    /// in memory. Default 128 MiB.
+    pub peer_inbound_budget: usize,
+    /// Connections one peer key may hold open to us per protocol. Default 8: a node
+    /// needs one, plus room for reconnects racing the close of the old one and for a
+    /// few command-line clients sharing a key. Beyond it, a new connection is closed at
+    /// once with the reason.
+    pub max_connections_per_peer: usize,
 }
 
 impl Default for TransportLimits {
@@ -83,6 +107,9 @@ impl Default for TransportLimits {
             keep_alive: Duration::from_secs(2),
             max_udp_payload: 1452,
             socket_buffer: 4 << 20,
+            connection_inbound_budget: 64 << 20,
+            peer_inbound_budget: 128 << 20,
+            max_connections_per_peer: 8,
         }
     }
 }
@@ -111,6 +138,15 @@ impl TransportLimits {
         }
         if !(1200..=65_527).contains(&self.max_udp_payload) {
             return bad("max_udp_payload must be in 1200..=65527");
+        }
+        if self.connection_inbound_budget == 0 || self.peer_inbound_budget < self.connection_inbound_budget {
+            return bad("need 0 < connection_inbound_budget <= peer_inbound_budget");
+        }
+        if self.peer_inbound_budget > u32::MAX as usize {
+            return bad("peer_inbound_budget must be below 4 GiB");
+        }
+        if self.max_connections_per_peer == 0 {
+            return bad("max_connections_per_peer must be positive");
         }
         Ok(())
     }
@@ -238,16 +274,23 @@ impl EndpointConfig {
     }
 }
 
-/// Per-protocol configuration: framing limits, request lanes, timeouts.
+/// Per-protocol configuration: framing limits per direction, request lanes, timeouts.
+///
+/// Each size limit is checked from a frame's 13-byte header, before its body is read: a
+/// longer incoming frame resets its stream (the peer gets
+/// [`crate::StreamError::FrameTooLarge`]) and is counted; a longer outgoing one fails
+/// locally with [`NetError::FrameTooLarge`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ProtocolConfig {
-    /// Largest frame body accepted or sent, in bytes. A longer incoming frame resets its
-    /// stream (the peer gets [`crate::StreamError::FrameTooLarge`]) and is counted; a
-    /// longer outgoing one fails locally with [`NetError::FrameTooLarge`]. Default
-    /// 4 MiB; [`ProtocolConfig::for_protocol`] uses the largest `Wire::MAX_SIZE` of the
-    /// protocol's types.
-    pub max_frame: usize,
+    /// Largest request body, in bytes. Default 4 MiB; [`ProtocolConfig::for_protocol`]
+    /// uses the request type's `Wire::MAX_SIZE` (a log request is 64 bytes, so a peer
+    /// cannot make a validator buffer more than that per log request).
+    pub max_request: usize,
+    /// Largest response body. Default 4 MiB; `for_protocol`: the response type's.
+    pub max_response: usize,
+    /// Largest one-way message body. Default 4 MiB; `for_protocol`: the message type's.
+    pub max_message: usize,
     /// Requests and responses up to this size share the connection's long-lived,
     /// pipelined request lanes; larger ones get a stream of their own, so that a large
     /// transfer never delays small messages queued behind it. Default 64 KiB.
@@ -267,38 +310,67 @@ pub struct ProtocolConfig {
     pub max_inflight_per_connection: usize,
     /// Frames queued per stream writer before senders wait. Default 1024.
     pub send_queue: usize,
+    /// A frame that has started to arrive and then gets no bytes for this long is
+    /// dropped: its stream is stopped ([`crate::StreamError::Stalled`]) and its budget
+    /// released, so that a peer cannot hold memory with frames it never finishes.
+    /// Default 10 s.
+    #[serde(rename = "read_stall_timeout_ms", with = "ms")]
+    pub read_stall_timeout: Duration,
 }
 
 impl Default for ProtocolConfig {
     fn default() -> Self {
         ProtocolConfig {
-            max_frame: 4 << 20,
+            max_request: 4 << 20,
+            max_response: 4 << 20,
+            max_message: 4 << 20,
             inline_max: 64 << 10,
             lanes: 2,
             request_timeout: Duration::from_secs(10),
             handler_timeout: Duration::from_secs(30),
             max_inflight_per_connection: 1024,
             send_queue: 1024,
+            read_stall_timeout: Duration::from_secs(10),
         }
     }
 }
 
 impl ProtocolConfig {
-    /// Defaults, with `max_frame` the largest `MAX_SIZE` of the protocol's wire types.
+    /// Defaults, with each size limit the `MAX_SIZE` of the protocol's wire type for
+    /// that direction (at least 1 byte, at most `u32::MAX`).
     pub fn for_protocol<P: crate::Protocol>() -> Self {
         use lamina_primitives::Wire;
-        let max_frame = <P::Request as Wire>::MAX_SIZE
-            .max(<P::Response as Wire>::MAX_SIZE)
-            .max(<P::Message as Wire>::MAX_SIZE)
-            .min(u32::MAX as usize);
-        ProtocolConfig { max_frame, ..Self::default() }
+        let limit = |n: usize| n.clamp(1, u32::MAX as usize);
+        ProtocolConfig {
+            max_request: limit(<P::Request as Wire>::MAX_SIZE),
+            max_response: limit(<P::Response as Wire>::MAX_SIZE),
+            max_message: limit(<P::Message as Wire>::MAX_SIZE),
+            ..Self::default()
+        }
+    }
+
+    /// The same configuration with every size limit set to `max` (tests, tools).
+    pub fn with_max_frame(self, max: usize) -> Self {
+        ProtocolConfig { max_request: max, max_response: max, max_message: max, ..self }
+    }
+
+    /// The largest of the three size limits.
+    pub fn max_frame(&self) -> usize {
+        self.max_request.max(self.max_response).max(self.max_message)
     }
 
     /// Checks the values.
     pub fn validate(&self) -> Result<(), NetError> {
         let bad = |m: &str| Err(NetError::Config(m.to_string()));
-        if self.max_frame == 0 || self.max_frame > u32::MAX as usize {
-            return bad("max_frame must be in 1..=u32::MAX");
+        for (what, v) in
+            [("max_request", self.max_request), ("max_response", self.max_response), ("max_message", self.max_message)]
+        {
+            if v == 0 || v > u32::MAX as usize {
+                return Err(NetError::Config(format!("{what} must be in 1..=u32::MAX")));
+            }
+        }
+        if self.read_stall_timeout.is_zero() {
+            return bad("read_stall_timeout must be positive");
         }
         if self.lanes == 0 || self.lanes > 16 {
             return bad("lanes must be in 1..=16");
@@ -341,6 +413,33 @@ mod tests {
     }
 
     #[test]
+    fn limits_follow_each_direction_of_the_protocol() {
+        #[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+        struct Small(u8);
+        impl lamina_primitives::Wire for Small {
+            const NAME: &'static str = "Small";
+            const MAX_SIZE: usize = 64;
+        }
+        #[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+        struct Big(u8);
+        impl lamina_primitives::Wire for Big {
+            const NAME: &'static str = "Big";
+            const MAX_SIZE: usize = 32 << 20;
+        }
+        struct LogLike;
+        impl crate::Protocol for LogLike {
+            const ID: crate::ProtocolId = crate::ProtocolId::new("loglike", 1);
+            type Request = Small;
+            type Response = Big;
+            type Message = crate::Empty;
+        }
+        let c = ProtocolConfig::for_protocol::<LogLike>();
+        assert_eq!((c.max_request, c.max_response, c.max_message), (64, 32 << 20, 1));
+        assert_eq!(c.max_frame(), 32 << 20);
+        c.validate().unwrap();
+    }
+
+    #[test]
     fn bad_limits_rejected() {
         let l = TransportLimits { connection_receive_window: 1, ..Default::default() };
         assert!(l.validate().is_err());
@@ -348,6 +447,10 @@ mod tests {
         assert!(l.validate().is_err());
         let p = ProtocolConfig { lanes: 0, ..Default::default() };
         assert!(p.validate().is_err());
+        let l = TransportLimits { peer_inbound_budget: 1 << 20, ..Default::default() };
+        assert!(l.validate().is_err(), "peer budget below the connection budget");
+        let l = TransportLimits { max_connections_per_peer: 0, ..Default::default() };
+        assert!(l.validate().is_err());
     }
 
     #[test]

@@ -16,14 +16,26 @@
 //! * **Message stream** (uni, long-lived, one per connection and direction): one-way
 //!   messages, delivered and handled in order.
 //! * **Hello** (uni, first stream a server opens): the server's acceptance of the
-//!   connection after its per-protocol check, carrying its `max_frame`.
+//!   connection after its per-protocol check, carrying its `max_request`.
 //!
 //! Either side of a connection may use it as requester; the accepting side of each stream
 //! serves it with the protocol's handler.
 //!
 //! # Faults
 //!
-//! A frame longer than `max_frame` or with an unknown kind makes the receiver stop the
+//! # Memory
+//!
+//! Every frame is checked from its header before its body is read: its kind must be one
+//! the stream carries and its length within that kind's limit (`max_request`,
+//! `max_response`, `max_message`). A request or message then claims its length from the
+//! peer's [`Budget`] (per connection and per peer key); reading waits until the claim is
+//! granted, and the claim is released when the handler returns. Buffers grow with the
+//! bytes received; a partial frame that stalls for `read_stall_timeout` fails its
+//! stream. See [`crate::TransportLimits`] for the resulting bound.
+//!
+//! # Faults
+//!
+//! A frame longer than its limit or with an unexpected kind makes the receiver stop the
 //! stream's receive side and reset its send side with a [`StreamError`] code: that
 //! stream's requests fail at the requester with [`NetError::StreamReset`]; other streams
 //! and connections are untouched. A well-framed body that fails to decode is answered
@@ -48,7 +60,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::ProtocolConfig;
 use crate::error::{NetError, Reject, RejectKind, StreamError};
-use crate::frame::{Frame, FrameDecoder, FrameError, FrameKind, OutFrame};
+use crate::frame::{Frame, FrameDecoder, FrameError, FrameKind, Header, OutFrame};
 use crate::protocol::{ProtocolId, RawHandler};
 use crate::stats::{ConnStats, Direction, Fault};
 
@@ -57,6 +69,102 @@ use crate::stats::{ConnStats, Direction, Fault};
 const COALESCE_MAX: usize = 16 << 10;
 /// Frames taken from a writer queue per write.
 const WRITE_BATCH: usize = 512;
+/// Bytes a stream reader may take beyond the end of the frame it has claimed (the next
+/// frames' starts): the part of a stream's buffer no claim covers.
+pub(crate) const READ_AHEAD: usize = 64 << 10;
+
+/// What a stream carries: it decides the frame kinds accepted and their size limits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Role {
+    /// A bidi stream the peer opened: requests.
+    Requests,
+    /// A bidi stream we opened: responses, errors and detached markers.
+    Responses,
+    /// A uni stream the peer opened: messages, or exactly one response or error.
+    Uni,
+}
+
+/// The receive side of one stream with its decoding state.
+struct Reader {
+    recv: RecvStream,
+    decoder: FrameDecoder,
+    role: Role,
+    /// What the first frame of a uni stream made it.
+    uni_kind: Option<FrameKind>,
+    /// The header of the frame being received has been checked.
+    checked: bool,
+    /// The budget claimed for the frame being received.
+    claim: Option<Claim>,
+}
+
+impl Reader {
+    fn new(recv: RecvStream, role: Role, config: &ProtocolConfig) -> Self {
+        let max = match role {
+            Role::Requests => config.max_request,
+            Role::Responses => config.max_response,
+            Role::Uni => config.max_message.max(config.max_response),
+        };
+        Reader { recv, decoder: FrameDecoder::new(max), role, uni_kind: None, checked: false, claim: None }
+    }
+}
+
+/// Bytes of requests and messages a peer may have in our memory: one semaphore for its
+/// key (shared by all its connections, on every protocol) and one for the connection.
+/// Permits are bytes.
+#[derive(Clone)]
+pub(crate) struct Budget {
+    peer: Arc<Semaphore>,
+    peer_total: usize,
+    conn: Arc<Semaphore>,
+    conn_total: usize,
+}
+
+/// Bytes claimed from a [`Budget`], given back on drop.
+pub(crate) struct Claim {
+    _peer: tokio::sync::OwnedSemaphorePermit,
+    _conn: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl Budget {
+    /// A budget of `conn_total` bytes for a new connection, within the peer's `peer`
+    /// semaphore of `peer_total` bytes.
+    pub(crate) fn new(peer: Arc<Semaphore>, peer_total: usize, conn_total: usize) -> Self {
+        Budget { peer, peer_total, conn: Arc::new(Semaphore::new(conn_total)), conn_total }
+    }
+
+    /// Permits to take for `bytes`: a frame larger than a budget takes all of it, so
+    /// that it can still be received (alone).
+    fn permits(bytes: usize, total: usize) -> u32 {
+        bytes.min(total).min(u32::MAX as usize) as u32
+    }
+
+    /// Claims `bytes` at once if both budgets have room.
+    fn try_claim(&self, bytes: usize) -> Option<Claim> {
+        let peer = self.peer.clone().try_acquire_many_owned(Self::permits(bytes, self.peer_total)).ok()?;
+        let conn = self.conn.clone().try_acquire_many_owned(Self::permits(bytes, self.conn_total)).ok()?;
+        Some(Claim { _peer: peer, _conn: conn })
+    }
+
+    /// Claims `bytes`, waiting for room: the peer's budget first, then the
+    /// connection's (always in this order, so that claims of different connections of
+    /// one peer cannot wait on each other in a cycle). `None` if a semaphore was closed.
+    async fn claim(&self, bytes: usize) -> Option<Claim> {
+        let peer = self.peer.clone().acquire_many_owned(Self::permits(bytes, self.peer_total)).await.ok()?;
+        let conn = self.conn.clone().acquire_many_owned(Self::permits(bytes, self.conn_total)).await.ok()?;
+        Some(Claim { _peer: peer, _conn: conn })
+    }
+
+    /// Bytes claimed on this connection now.
+    pub(crate) fn claimed(&self) -> usize {
+        self.conn_total - self.conn.available_permits()
+    }
+}
+
+/// What a request holds while its handler runs: its in-flight permit and its claim.
+struct Held {
+    _permit: tokio::sync::OwnedSemaphorePermit,
+    _claim: Option<Claim>,
+}
 
 /// The immutable part of a registered protocol, shared by its connections.
 pub(crate) struct ProtoCore {
@@ -129,8 +237,10 @@ pub(crate) struct Conn {
     pub(crate) stats: ConnStats,
     pub(crate) core: Arc<ProtoCore>,
     shared: Arc<Shared>,
-    /// Largest frame the peer accepts (from its hello; our own limit for inbound).
-    peer_max_frame: usize,
+    /// Largest request the peer accepts (from its hello; our own limit for inbound).
+    peer_max_request: usize,
+    /// The peer's inbound budget on this connection.
+    budget: Budget,
     pending: Mutex<HashMap<u64, Pending>>,
     next_id: AtomicU64,
     next_lane: AtomicU64,
@@ -151,7 +261,8 @@ impl Conn {
         direction: Direction,
         core: Arc<ProtoCore>,
         shared: Arc<Shared>,
-        peer_max_frame: usize,
+        peer_max_request: usize,
+        budget: Budget,
     ) -> Arc<Self> {
         let lanes = (0..core.config.lanes).map(|_| LaneSlot::default()).collect();
         Arc::new(Conn {
@@ -165,7 +276,8 @@ impl Conn {
             since: Instant::now(),
             core,
             shared,
-            peer_max_frame,
+            peer_max_request,
+            budget,
             pending: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
             next_lane: AtomicU64::new(1),
@@ -191,6 +303,11 @@ impl Conn {
         for slot in self.lanes.iter().chain(std::iter::once(&self.messages)) {
             slot.current.lock().unwrap_or_else(|e| e.into_inner()).take();
         }
+    }
+
+    /// Bytes of the peer's requests and messages held now on this connection.
+    pub(crate) fn inbound_claimed(&self) -> usize {
+        self.budget.claimed()
     }
 
     pub(crate) fn pending_count(&self) -> usize {
@@ -228,8 +345,13 @@ impl Conn {
         }
     }
 
-    fn check_outgoing(&self, len: usize) -> Result<(), NetError> {
-        let max = self.peer_max_frame.min(self.core.config.max_frame);
+    /// Checks an outgoing request (`request`) or message against the size limits.
+    fn check_outgoing(&self, len: usize, request: bool) -> Result<(), NetError> {
+        let max = if request {
+            self.peer_max_request.min(self.core.config.max_request)
+        } else {
+            self.core.config.max_message
+        };
         if len > max {
             return Err(NetError::FrameTooLarge { size: len, max });
         }
@@ -243,7 +365,7 @@ impl Conn {
 
     /// Sends a request and waits for its response, up to `timeout`.
     pub(crate) async fn request(self: &Arc<Self>, body: Bytes, timeout: Duration) -> Result<Bytes, NetError> {
-        self.check_outgoing(body.len())?;
+        self.check_outgoing(body.len(), true)?;
         let deadline = tokio::time::Instant::now() + timeout;
         let expired = || NetError::Timeout(timeout);
         let lane = if body.len() <= self.core.config.inline_max {
@@ -304,7 +426,7 @@ impl Conn {
 
     /// Queues a one-way message on the connection's message stream.
     pub(crate) async fn send_message(self: &Arc<Self>, body: Bytes) -> Result<(), NetError> {
-        self.check_outgoing(body.len())?;
+        self.check_outgoing(body.len(), false)?;
         let lane = self.message_lane().await?;
         let seq = self.message_seq.fetch_add(1, Ordering::Relaxed);
         lane.tx
@@ -368,23 +490,26 @@ impl Conn {
     }
 
     /// Reads responses on a lane until it ends; fails the lane's pending requests then.
-    async fn read_responses(self: Arc<Self>, mut recv: RecvStream, lane: u64, dead: Arc<AtomicBool>) {
-        let mut decoder = FrameDecoder::new(self.core.config.max_frame);
-        let outcome = self
-            .read_frames(&mut recv, &mut decoder, |frame| match frame.kind {
-                FrameKind::Response | FrameKind::Error => {
-                    self.complete(frame);
-                    Ok(())
-                }
-                FrameKind::Detached => {
+    async fn read_responses(self: Arc<Self>, recv: RecvStream, lane: u64, dead: Arc<AtomicBool>) {
+        let mut reader = Reader::new(recv, Role::Responses, &self.core.config);
+        let mut frames = Vec::new();
+        let outcome = loop {
+            let read = self.read_step(&mut reader, &mut frames).await;
+            for (frame, _) in frames.drain(..) {
+                if frame.kind == FrameKind::Detached {
                     if let Some(p) = self.lock_pending().get_mut(&frame.id) {
                         p.lane = DETACHED;
                     }
-                    Ok(())
+                } else {
+                    self.complete(frame);
                 }
-                _ => Err(FrameError::UnknownKind(frame.kind as u8)),
-            })
-            .await;
+            }
+            match read {
+                Ok(true) => {}
+                Ok(false) => break Ok(()),
+                Err(e) => break Err(e),
+            }
+        };
         dead.store(true, Ordering::Release);
         let err = match outcome {
             Ok(()) => NetError::ConnectionLost("request stream finished by peer".into()),
@@ -406,42 +531,117 @@ impl Conn {
         let _ = p.tx.send(result);
     }
 
-    /// Reads frames from `recv`, passing each to `on_frame`, until the stream finishes
-    /// (`Ok`) or fails. On a framing fault, stops the stream with the matching code and
-    /// counts it; the caller resets its send side if it has one.
-    async fn read_frames(
-        &self,
-        recv: &mut RecvStream,
-        decoder: &mut FrameDecoder,
-        mut on_frame: impl FnMut(Frame) -> Result<(), FrameError>,
-    ) -> Result<(), NetError> {
+    /// Checks a frame's header against what the stream carries, before its body is read:
+    /// the kind, the size limit for that kind, and (for a response on a stream of its
+    /// own) that it answers a request of ours.
+    fn check_header(&self, reader: &mut Reader, h: &Header) -> Result<(), FrameError> {
+        let config = &self.core.config;
+        let limit = match (reader.role, reader.uni_kind, h.kind) {
+            (Role::Requests, _, FrameKind::Request) => config.max_request,
+            (Role::Responses, _, FrameKind::Response | FrameKind::Error | FrameKind::Detached) => config.max_response,
+            (Role::Uni, None | Some(FrameKind::Message), FrameKind::Message) => {
+                reader.uni_kind = Some(FrameKind::Message);
+                config.max_message
+            }
+            (Role::Uni, None, FrameKind::Response | FrameKind::Error) => {
+                // A response stream carries exactly one answer, to a request we sent.
+                if !self.lock_pending().contains_key(&h.id) {
+                    return Err(FrameError::UnknownKind(h.kind as u8));
+                }
+                reader.uni_kind = Some(h.kind);
+                config.max_response
+            }
+            (_, _, k) => return Err(FrameError::UnknownKind(k as u8)),
+        };
+        if h.len > limit {
+            return Err(FrameError::TooLarge { size: h.len, max: limit });
+        }
+        Ok(())
+    }
+
+    /// One step of reading a stream: hands every complete frame buffered to `out` (each
+    /// request or message with its budget claim), then, if none was, reads one chunk.
+    /// `Ok(false)` at the clean end of the stream.
+    ///
+    /// Memory: a request or message claims its whole length from the peer's budget once
+    /// its header has arrived, before its body is read (waiting for the claim stops
+    /// reading, so QUIC flow control pushes back on the peer); at most [`READ_AHEAD`]
+    /// bytes are read beyond a claimed frame; a frame that stops arriving for
+    /// `read_stall_timeout` fails the stream.
+    async fn read_step(&self, reader: &mut Reader, out: &mut Vec<(Frame, Option<Claim>)>) -> Result<bool, NetError> {
         loop {
-            let chunk = match recv.read_chunk(usize::MAX, true).await {
-                Ok(Some(chunk)) => chunk,
-                Ok(None) => {
-                    return decoder.finish().map_err(|_| {
-                        self.stats.fault(Fault::MalformedFrame);
-                        NetError::MalformedFrame("stream ended inside a frame".into())
-                    });
-                }
-                Err(ReadError::Reset(code)) => {
-                    self.stats.fault(Fault::StreamReset);
-                    return Err(NetError::StreamReset(StreamError::from_code(code.into_inner())));
-                }
-                Err(e) => return Err(NetError::ConnectionLost(e.to_string())),
+            let header = match reader.decoder.peek_header() {
+                Ok(Some(h)) => h,
+                Ok(None) => break,
+                Err(e) => return Err(self.framing_fault(&mut reader.recv, e)),
             };
-            decoder.push(&chunk.bytes);
-            loop {
-                let frame = match decoder.next_frame() {
-                    Ok(Some(f)) => f,
-                    Ok(None) => break,
-                    Err(e) => return Err(self.framing_fault(recv, e)),
+            if !reader.checked {
+                if let Err(e) = self.check_header(reader, &header) {
+                    return Err(self.framing_fault(&mut reader.recv, e));
+                }
+                reader.checked = true;
+            }
+            if reader.claim.is_none() && matches!(header.kind, FrameKind::Request | FrameKind::Message) {
+                let bytes = header.frame_len();
+                reader.claim = match self.budget.try_claim(bytes) {
+                    Some(claim) => Some(claim),
+                    // Hand over the frames already read first: their handlers may be
+                    // what releases the budget this one waits for.
+                    None if !out.is_empty() => return Ok(true),
+                    None => {
+                        self.stats.fault(Fault::BudgetWait);
+                        Some(self.budget.claim(bytes).await.ok_or(NetError::Shutdown)?)
+                    }
                 };
-                self.stats.received((crate::frame::HEADER_LEN + frame.body.len()) as u64);
-                if let Err(e) = on_frame(frame) {
-                    return Err(self.framing_fault(recv, e));
+            }
+            match reader.decoder.next_frame() {
+                Ok(Some(frame)) => {
+                    self.stats.received(header.frame_len() as u64);
+                    reader.checked = false;
+                    out.push((frame, reader.claim.take()));
+                }
+                Ok(None) => break,
+                Err(e) => return Err(self.framing_fault(&mut reader.recv, e)),
+            }
+        }
+        if !out.is_empty() {
+            return Ok(true);
+        }
+        // Read up to the end of the current (already claimed) frame, or a little ahead.
+        let buffered = reader.decoder.buffered();
+        let max = match reader.decoder.peek_header() {
+            Ok(Some(h)) => h.frame_len().saturating_sub(buffered).max(READ_AHEAD),
+            _ => READ_AHEAD,
+        };
+        let partial = !reader.decoder.is_empty();
+        let read = reader.recv.read_chunk(max, true);
+        let read = if partial {
+            match tokio::time::timeout(self.core.config.read_stall_timeout, read).await {
+                Ok(r) => r,
+                Err(_) => {
+                    self.stats.fault(Fault::Stalled);
+                    tracing::debug!(target: "lamina::net", peer = %self.peer_label, protocol = %self.core.name, "frame stalled");
+                    let _ = reader.recv.stop(VarInt::from_u32(StreamError::STALLED));
+                    return Err(NetError::StreamReset(StreamError::Stalled));
                 }
             }
+        } else {
+            read.await
+        };
+        match read {
+            Ok(Some(chunk)) => {
+                reader.decoder.push(&chunk.bytes);
+                Ok(true)
+            }
+            Ok(None) => match reader.decoder.finish() {
+                Ok(()) => Ok(false),
+                Err(e) => Err(self.framing_fault(&mut reader.recv, e)),
+            },
+            Err(ReadError::Reset(code)) => {
+                self.stats.fault(Fault::StreamReset);
+                Err(NetError::StreamReset(StreamError::from_code(code.into_inner())))
+            }
+            Err(e) => Err(NetError::ConnectionLost(e.to_string())),
         }
     }
 
@@ -575,25 +775,25 @@ impl Conn {
     /// Serves a bidi stream opened by the peer: each request frame is handled in its own
     /// task; responses are written back on this stream (or on their own uni stream when
     /// large).
-    async fn serve_requests(self: Arc<Self>, send: SendStream, mut recv: RecvStream) {
+    async fn serve_requests(self: Arc<Self>, send: SendStream, recv: RecvStream) {
         let (tx, rx) = mpsc::channel(self.core.config.send_queue);
         let c = self.clone();
         self.shared.writers.spawn(async move { c.write_stream(send, rx, None).await });
-        let mut decoder = FrameDecoder::new(self.core.config.max_frame);
-        let mut requests: Vec<Frame> = Vec::new();
+        let mut reader = Reader::new(recv, Role::Requests, &self.core.config);
+        let mut requests = Vec::new();
         let shutdown = self.shared.shutdown.clone();
         loop {
             // Read what has arrived (one chunk's worth of frames), then dispatch it: the
             // dispatch may wait for in-flight permits, which pushes back on the peer.
             let read = tokio::select! {
-                r = self.read_some(&mut recv, &mut decoder, &mut requests) => r,
+                r = self.read_step(&mut reader, &mut requests) => r,
                 () = shutdown.cancelled() => {
-                    let _ = recv.stop(VarInt::from_u32(StreamError::SHUTDOWN));
+                    let _ = reader.recv.stop(VarInt::from_u32(StreamError::SHUTDOWN));
                     break;
                 }
             };
             let mut stopped = false;
-            for frame in requests.drain(..) {
+            for (frame, claim) in requests.drain(..) {
                 let permit = tokio::select! {
                     p = self.inflight.clone().acquire_owned() => p.ok(),
                     () = shutdown.cancelled() => None,
@@ -602,22 +802,23 @@ impl Conn {
                     stopped = true;
                     break;
                 };
-                self.dispatch(frame, &tx, permit).await;
+                self.dispatch(frame, &tx, Held { _permit: permit, _claim: claim }).await;
             }
             if stopped {
-                let _ = recv.stop(VarInt::from_u32(StreamError::SHUTDOWN));
+                let _ = reader.recv.stop(VarInt::from_u32(StreamError::SHUTDOWN));
                 break;
             }
             match read {
                 Ok(true) => {}
                 Ok(false) => break,
                 Err(e) => {
-                    if matches!(e, NetError::FrameTooLarge { .. } | NetError::MalformedFrame(_)) {
-                        let code = if matches!(e, NetError::FrameTooLarge { .. }) {
-                            StreamError::FRAME_TOO_LARGE
-                        } else {
-                            StreamError::MALFORMED_FRAME
-                        };
+                    let code = match e {
+                        NetError::FrameTooLarge { .. } => Some(StreamError::FRAME_TOO_LARGE),
+                        NetError::MalformedFrame(_) => Some(StreamError::MALFORMED_FRAME),
+                        NetError::StreamReset(StreamError::Stalled) => Some(StreamError::STALLED),
+                        _ => None,
+                    };
+                    if let Some(code) = code {
                         let _ = tx.send(Out::Reset(code)).await;
                     }
                     break;
@@ -628,54 +829,11 @@ impl Conn {
         // clones of `tx`).
     }
 
-    /// Reads one chunk and decodes the request frames in it into `out`. `Ok(false)` at
-    /// the end of the stream.
-    async fn read_some(
-        &self,
-        recv: &mut RecvStream,
-        decoder: &mut FrameDecoder,
-        out: &mut Vec<Frame>,
-    ) -> Result<bool, NetError> {
-        let chunk = match recv.read_chunk(usize::MAX, true).await {
-            Ok(Some(chunk)) => chunk,
-            Ok(None) => {
-                return match decoder.finish() {
-                    Ok(()) => Ok(false),
-                    Err(e) => Err(self.framing_fault(recv, e)),
-                };
-            }
-            Err(ReadError::Reset(code)) => {
-                self.stats.fault(Fault::StreamReset);
-                return Err(NetError::StreamReset(StreamError::from_code(code.into_inner())));
-            }
-            Err(e) => return Err(NetError::ConnectionLost(e.to_string())),
-        };
-        decoder.push(&chunk.bytes);
-        loop {
-            match decoder.next_frame() {
-                Ok(Some(f)) => {
-                    self.stats.received((crate::frame::HEADER_LEN + f.body.len()) as u64);
-                    if f.kind != FrameKind::Request {
-                        return Err(self.framing_fault(recv, FrameError::UnknownKind(f.kind as u8)));
-                    }
-                    out.push(f);
-                }
-                Ok(None) => return Ok(true),
-                Err(e) => return Err(self.framing_fault(recv, e)),
-            }
-        }
-    }
-
     /// Runs the handler for one request. The handler future is polled once right here:
     /// most handlers answer at once, and then no task is spawned. One that is not done
     /// continues in its own task (tracked for shutdown), under `handler_timeout`.
     /// Panics, in the call or in the future, are caught either way.
-    async fn dispatch(
-        self: &Arc<Self>,
-        frame: Frame,
-        tx: &mpsc::Sender<Out>,
-        permit: tokio::sync::OwnedSemaphorePermit,
-    ) {
+    async fn dispatch(self: &Arc<Self>, frame: Frame, tx: &mpsc::Sender<Out>, held: Held) {
         let handler = self.core.handler.clone();
         let (peer, id) = (self.peer, frame.id);
         let call: Option<HandlerCall> =
@@ -696,7 +854,7 @@ impl Conn {
         };
         if let Some(outcome) = ready {
             self.respond(id, outcome, tx).await;
-            drop(permit);
+            drop(held);
             return;
         }
         let conn = self.clone();
@@ -708,7 +866,7 @@ impl Conn {
                 Err(_) => Err(HandlerFailure::TimedOut),
             };
             conn.respond(id, outcome, &tx).await;
-            drop(permit);
+            drop(held);
         });
     }
 
@@ -734,8 +892,8 @@ impl Conn {
             }
         };
         let out = match result {
-            Ok(body) if body.len() > self.core.config.max_frame => {
-                tracing::error!(target: "lamina::net", protocol = %self.core.name, size = body.len(), "response exceeds max_frame");
+            Ok(body) if body.len() > self.core.config.max_response => {
+                tracing::error!(target: "lamina::net", protocol = %self.core.name, size = body.len(), "response exceeds max_response");
                 OutFrame::new(FrameKind::Error, id, Bytes::from(Reject::internal("response too large").encode()))
             }
             Ok(body) => OutFrame::new(FrameKind::Response, id, body),
@@ -778,70 +936,29 @@ impl Conn {
 
     /// Serves a uni stream opened by the peer: the message stream, or one large
     /// response.
-    async fn serve_uni(self: Arc<Self>, mut recv: RecvStream) {
-        let mut decoder = FrameDecoder::new(self.core.config.max_frame);
+    async fn serve_uni(self: Arc<Self>, recv: RecvStream) {
+        let mut reader = Reader::new(recv, Role::Uni, &self.core.config);
         let shutdown = self.shared.shutdown.clone();
-        let mut kind: Option<FrameKind> = None;
-        let mut messages: Vec<Frame> = Vec::new();
+        let mut frames = Vec::new();
         loop {
             let read = tokio::select! {
-                r = self.read_uni_chunk(&mut recv, &mut decoder, &mut kind, &mut messages) => r,
+                r = self.read_step(&mut reader, &mut frames) => r,
                 () = shutdown.cancelled() => {
-                    let _ = recv.stop(VarInt::from_u32(StreamError::SHUTDOWN));
+                    let _ = reader.recv.stop(VarInt::from_u32(StreamError::SHUTDOWN));
                     return;
                 }
             };
-            for m in messages.drain(..) {
-                self.deliver_message(m).await;
+            for (frame, claim) in frames.drain(..) {
+                if frame.kind == FrameKind::Message {
+                    self.deliver_message(frame).await;
+                } else {
+                    self.complete(frame);
+                }
+                drop(claim);
             }
             match read {
                 Ok(true) => {}
                 Ok(false) | Err(_) => return,
-            }
-        }
-    }
-
-    async fn read_uni_chunk(
-        &self,
-        recv: &mut RecvStream,
-        decoder: &mut FrameDecoder,
-        kind: &mut Option<FrameKind>,
-        messages: &mut Vec<Frame>,
-    ) -> Result<bool, NetError> {
-        let chunk = match recv.read_chunk(usize::MAX, true).await {
-            Ok(Some(chunk)) => chunk,
-            Ok(None) => {
-                return match decoder.finish() {
-                    Ok(()) => Ok(false),
-                    Err(e) => Err(self.framing_fault(recv, e)),
-                };
-            }
-            Err(ReadError::Reset(code)) => {
-                self.stats.fault(Fault::StreamReset);
-                return Err(NetError::StreamReset(StreamError::from_code(code.into_inner())));
-            }
-            Err(e) => return Err(NetError::ConnectionLost(e.to_string())),
-        };
-        decoder.push(&chunk.bytes);
-        loop {
-            let frame = match decoder.next_frame() {
-                Ok(Some(f)) => f,
-                Ok(None) => return Ok(true),
-                Err(e) => return Err(self.framing_fault(recv, e)),
-            };
-            self.stats.received((crate::frame::HEADER_LEN + frame.body.len()) as u64);
-            // The first frame decides what the stream is: a message stream carries only
-            // messages; a response stream carries exactly one response or error.
-            match (*kind, frame.kind) {
-                (None | Some(FrameKind::Message), FrameKind::Message) => {
-                    *kind = Some(FrameKind::Message);
-                    messages.push(frame);
-                }
-                (None, FrameKind::Response | FrameKind::Error) => {
-                    *kind = Some(frame.kind);
-                    self.complete(frame);
-                }
-                (_, k) => return Err(self.framing_fault(recv, FrameError::UnknownKind(k as u8))),
             }
         }
     }

@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{EndpointConfig, ProtocolConfig};
-use crate::conn::{Conn, ProtoCore, Shared};
+use crate::conn::{Budget, Conn, ProtoCore, Shared};
 use crate::error::{NetError, close};
 use crate::frame::{FrameDecoder, FrameKind, OutFrame};
 use crate::peers::{PeerSet, short};
@@ -58,6 +58,9 @@ struct Inner {
     shared: Arc<Shared>,
     handshake_failures: Mutex<BTreeMap<&'static str, u64>>,
     shutdown_done: tokio::sync::Mutex<bool>,
+    /// Each peer key's inbound budget, shared by all its connections (entries die with
+    /// the last connection and claim that uses them).
+    peer_budgets: Mutex<HashMap<NodeId, std::sync::Weak<tokio::sync::Semaphore>>>,
 }
 
 /// A registered protocol: its connections, peers and dialers.
@@ -101,8 +104,28 @@ impl Proto {
         inbound.cloned()
     }
 
+    /// Registers `conn` unless its peer already holds `limit` live connections of this
+    /// protocol (checked and added under one lock, so concurrent handshakes of one key
+    /// cannot overshoot). False if refused.
+    fn add_within(&self, conn: &Arc<Conn>, limit: usize) -> bool {
+        {
+            let mut conns = lock(&self.conns);
+            let list = conns.entry(conn.peer).or_default();
+            if list.iter().filter(|c| c.is_alive()).count() >= limit {
+                return false;
+            }
+            list.push(conn.clone());
+        }
+        self.added(conn);
+        true
+    }
+
     fn add(&self, conn: Arc<Conn>) {
         lock(&self.conns).entry(conn.peer).or_default().push(conn.clone());
+        self.added(&conn);
+    }
+
+    fn added(&self, conn: &Arc<Conn>) {
         metrics::gauge!("lamina_net_connections", "protocol" => self.core.name.clone(), "direction" => conn.direction.as_str())
             .increment(1.0);
         self.changed.notify_waiters();
@@ -173,6 +196,7 @@ impl Endpoint {
             shared,
             handshake_failures: Mutex::new(BTreeMap::new()),
             shutdown_done: tokio::sync::Mutex::new(false),
+            peer_budgets: Mutex::new(HashMap::new()),
         });
         let i = inner.clone();
         inner.shared.tasks.spawn(async move { i.accept_loop().await });
@@ -359,6 +383,7 @@ fn protocol_snapshot(p: &Proto) -> ProtocolSnapshot {
                     messages_out: c.stats.msgs_out.load(std::sync::atomic::Ordering::Relaxed),
                     messages_in: c.stats.msgs_in.load(std::sync::atomic::Ordering::Relaxed),
                     pending_requests: c.pending_count(),
+                    inbound_claimed_bytes: c.inbound_claimed(),
                     lost_packets: stats.path.lost_packets,
                     cwnd: stats.path.cwnd,
                     errors: c.stats.faults(),
@@ -515,15 +540,37 @@ impl Inner {
             proto.core.clone(),
             self.shared.clone(),
             peer_max,
+            self.budget_for(&peer),
         );
         self.adopt(proto, &c);
         tracing::info!(target: "lamina::net", protocol = %proto.core.name, peer = %c.peer_label, %addr, "connected");
         Ok(c)
     }
 
+    /// A new connection's inbound budget, within its peer key's.
+    fn budget_for(&self, peer: &NodeId) -> Budget {
+        let limits = &self.config.limits;
+        let mut budgets = lock(&self.peer_budgets);
+        let sem = match budgets.get(peer).and_then(std::sync::Weak::upgrade) {
+            Some(sem) => sem,
+            None => {
+                budgets.retain(|_, w| w.strong_count() > 0);
+                let sem = Arc::new(tokio::sync::Semaphore::new(limits.peer_inbound_budget));
+                budgets.insert(*peer, Arc::downgrade(&sem));
+                sem
+            }
+        };
+        Budget::new(sem, limits.peer_inbound_budget, limits.connection_inbound_budget)
+    }
+
     /// Registers a connection and starts its tasks and its close watcher.
     fn adopt(self: &Arc<Self>, proto: &Arc<Proto>, conn: &Arc<Conn>) {
         proto.add(conn.clone());
+        self.start(proto, conn);
+    }
+
+    /// Starts a registered connection's tasks and its close watcher.
+    fn start(self: &Arc<Self>, proto: &Arc<Proto>, conn: &Arc<Conn>) {
         conn.start();
         let (proto, conn) = (proto.clone(), conn.clone());
         let interval = self.config.stats_interval;
@@ -609,12 +656,27 @@ impl Inner {
             conn.close(VarInt::from_u32(close::SHUTDOWN), b"shutdown");
             return;
         }
-        // Accept: the hello carries our frame limit.
-        let hello = OutFrame::new(
-            FrameKind::Hello,
-            0,
-            Bytes::copy_from_slice(&(proto.core.config.max_frame as u32).to_le_bytes()),
+        // Accept, within the per-key connection cap: the hello carries our request limit.
+        let max = proto.core.config.max_request;
+        let c = Conn::new(
+            conn.clone(),
+            peer,
+            proto.label(&peer),
+            Direction::Inbound,
+            proto.core.clone(),
+            self.shared.clone(),
+            max,
+            self.budget_for(&peer),
         );
+        let limit = self.config.limits.max_connections_per_peer;
+        if !proto.add_within(&c, limit) {
+            let reason = format!("key {peer} already holds {limit} connections for {} (the limit)", proto.core.name);
+            conn.close(VarInt::from_u32(close::TOO_MANY_CONNECTIONS), reason.as_bytes());
+            self.count_handshake_failure("too_many_connections");
+            tracing::debug!(target: "lamina::net", %addr, %peer, protocol = %proto.core.name, "refused a connection over the per-key cap");
+            return;
+        }
+        let hello = OutFrame::new(FrameKind::Hello, 0, Bytes::copy_from_slice(&(max as u32).to_le_bytes()));
         let sent = async {
             let mut s = conn.open_uni().await.map_err(|e| e.to_string())?;
             let mut chunks = [Bytes::copy_from_slice(&hello.header), hello.body.clone()];
@@ -624,12 +686,11 @@ impl Inner {
         .await;
         if let Err(e) = sent {
             tracing::debug!(target: "lamina::net", %addr, error = %e, "could not send hello");
+            c.mark_closed();
+            proto.remove(&c);
             return;
         }
-        let max = proto.core.config.max_frame;
-        let c =
-            Conn::new(conn, peer, proto.label(&peer), Direction::Inbound, proto.core.clone(), self.shared.clone(), max);
-        self.adopt(&proto, &c);
+        self.start(&proto, &c);
         tracing::info!(target: "lamina::net", protocol = %proto.core.name, peer = %c.peer_label, %addr, "accepted");
     }
 }
@@ -664,7 +725,10 @@ fn dial_error(e: ConnectionError, verifier: &PinnedServerVerifier, addr: SocketA
                 reason: String::from_utf8_lossy(&c.reason).into_owned(),
             }
         }
-        ConnectionError::ApplicationClosed(c) if c.error_code == VarInt::from_u32(close::NOT_ALLOWED) => {
+        ConnectionError::ApplicationClosed(c)
+            if c.error_code == VarInt::from_u32(close::NOT_ALLOWED)
+                || c.error_code == VarInt::from_u32(close::TOO_MANY_CONNECTIONS) =>
+        {
             NetError::AccessDenied {
                 addr,
                 protocol: offered.to_string(),

@@ -287,6 +287,8 @@ pub enum StreamError {
     MalformedFrame,
     /// The endpoint is shutting down.
     Shutdown,
+    /// A frame stopped arriving for longer than the receiver's `read_stall_timeout`.
+    Stalled,
     /// A code this version does not know.
     Other(u64),
 }
@@ -295,6 +297,7 @@ impl StreamError {
     pub(crate) const FRAME_TOO_LARGE: u32 = 1;
     pub(crate) const MALFORMED_FRAME: u32 = 2;
     pub(crate) const SHUTDOWN: u32 = 3;
+    pub(crate) const STALLED: u32 = 4;
 
     /// The reason for a QUIC stream error code (as seen in a reset or stop).
     pub fn from_code(code: u64) -> Self {
@@ -302,6 +305,7 @@ impl StreamError {
             c if c == u64::from(Self::FRAME_TOO_LARGE) => StreamError::FrameTooLarge,
             c if c == u64::from(Self::MALFORMED_FRAME) => StreamError::MalformedFrame,
             c if c == u64::from(Self::SHUTDOWN) => StreamError::Shutdown,
+            c if c == u64::from(Self::STALLED) => StreamError::Stalled,
             c => StreamError::Other(c),
         }
     }
@@ -313,6 +317,7 @@ impl fmt::Display for StreamError {
             StreamError::FrameTooLarge => f.write_str("frame too large"),
             StreamError::MalformedFrame => f.write_str("malformed frame"),
             StreamError::Shutdown => f.write_str("peer shutting down"),
+            StreamError::Stalled => f.write_str("frame stalled"),
             StreamError::Other(c) => write!(f, "code {c}"),
         }
     }
@@ -328,6 +333,8 @@ pub(crate) mod close {
     pub const PROTOCOL_VIOLATION: u32 = 2;
     /// The peer was removed from the peer set.
     pub const REMOVED: u32 = 3;
+    /// The peer's key already holds `max_connections_per_peer` connections.
+    pub const TOO_MANY_CONNECTIONS: u32 = 4;
 }
 
 #[cfg(test)]

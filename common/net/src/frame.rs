@@ -4,8 +4,9 @@
 //! frame  = len:u32 LE | kind:u8 | id:u64 LE | body[len]
 //! ```
 //!
-//! `len` counts the body only; a receiver rejects `len > max_frame` as soon as the
-//! 13-byte header has arrived, before buffering the body. Kinds:
+//! `len` counts the body only; a receiver rejects `len` above its limit as soon as the
+//! 13-byte header has arrived, before buffering the body, and its buffer grows only with
+//! the bytes that actually arrive (a header claiming 4 GiB costs 13 bytes). Kinds:
 //!
 //! | kind | where | id | body |
 //! |---|---|---|---|
@@ -122,6 +123,29 @@ impl OutFrame {
     }
 }
 
+/// The header of the frame being received.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Header {
+    /// The kind.
+    pub kind: FrameKind,
+    /// Request id or sequence number.
+    pub id: u64,
+    /// Body length announced.
+    pub len: usize,
+}
+
+impl Header {
+    /// Header plus body: the bytes the whole frame takes.
+    pub fn frame_len(&self) -> usize {
+        HEADER_LEN + self.len
+    }
+}
+
+/// Bodies up to this size are copied out of the receive buffer (cheap at this size), so
+/// that a small frame held by a handler never keeps a large buffer alive; larger bodies
+/// are zero-copy slices of it.
+const COPY_MAX: usize = 16 << 10;
+
 /// Incremental decoder over the bytes of one stream.
 #[derive(Debug)]
 pub struct FrameDecoder {
@@ -145,9 +169,14 @@ impl FrameDecoder {
         self.buf.is_empty()
     }
 
-    /// The next complete frame, `Ok(None)` if more bytes are needed, or an error. After
-    /// an error the stream is unusable (framing is lost).
-    pub fn next_frame(&mut self) -> Result<Option<Frame>, FrameError> {
+    /// Bytes buffered (the current partial frame and whatever follows it).
+    pub fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// The header of the next frame once its 13 bytes have arrived, checked against the
+    /// limit and the known kinds; `Ok(None)` before that.
+    pub fn peek_header(&self) -> Result<Option<Header>, FrameError> {
         if self.buf.len() < HEADER_LEN {
             return Ok(None);
         }
@@ -156,16 +185,28 @@ impl FrameDecoder {
             return Err(FrameError::TooLarge { size: len, max: self.max });
         }
         let kind = FrameKind::from_u8(self.buf[4]).ok_or(FrameError::UnknownKind(self.buf[4]))?;
-        if self.buf.len() < HEADER_LEN + len {
-            // Reserve for the rest of the body once (bounded by `max`, checked above).
-            self.buf.reserve(HEADER_LEN + len - self.buf.len());
-            return Ok(None);
-        }
         let mut id_bytes = [0u8; 8];
         id_bytes.copy_from_slice(&self.buf[5..HEADER_LEN]);
+        Ok(Some(Header { kind, id: u64::from_le_bytes(id_bytes), len }))
+    }
+
+    /// The next complete frame, `Ok(None)` if more bytes are needed, or an error. After
+    /// an error the stream is unusable (framing is lost).
+    pub fn next_frame(&mut self) -> Result<Option<Frame>, FrameError> {
+        let Some(h) = self.peek_header()? else { return Ok(None) };
+        if self.buf.len() < h.frame_len() {
+            // No reservation for the announced length: the buffer grows as bytes arrive.
+            return Ok(None);
+        }
         self.buf.advance(HEADER_LEN);
-        let body = self.buf.split_to(len).freeze();
-        Ok(Some(Frame { kind, id: u64::from_le_bytes(id_bytes), body }))
+        let body = if h.len <= COPY_MAX {
+            let body = Bytes::copy_from_slice(&self.buf[..h.len]);
+            self.buf.advance(h.len);
+            body
+        } else {
+            self.buf.split_to(h.len).freeze()
+        };
+        Ok(Some(Frame { kind: h.kind, id: h.id, body }))
     }
 
     /// Call at end of stream: an error if a partial frame is left.
@@ -214,6 +255,34 @@ mod tests {
         let mut d = FrameDecoder::new(4096);
         d.push(&h);
         assert_eq!(d.next_frame(), Err(FrameError::TooLarge { size: 5000, max: 4096 }));
+    }
+
+    #[test]
+    fn a_header_claiming_a_large_body_reserves_nothing() {
+        let mut d = FrameDecoder::new(1 << 30);
+        d.push(&header(FrameKind::Request, 9, 1 << 30));
+        assert_eq!(d.next_frame(), Ok(None));
+        assert_eq!(d.peek_header(), Ok(Some(Header { kind: FrameKind::Request, id: 9, len: 1 << 30 })));
+        assert!(d.buf.capacity() < 4096, "reserved {} bytes for a 13-byte header", d.buf.capacity());
+        d.push(&[0u8; 1000]);
+        assert!(d.buf.capacity() < 8192);
+    }
+
+    #[test]
+    fn small_bodies_do_not_pin_a_large_buffer() {
+        let mut bytes = header(FrameKind::Request, 1, 1 << 20).to_vec();
+        bytes.extend(vec![1u8; 1 << 20]);
+        bytes.extend_from_slice(&header(FrameKind::Request, 2, 10));
+        bytes.extend_from_slice(&[2u8; 10]);
+        let mut d = FrameDecoder::new(2 << 20);
+        d.push(&bytes);
+        let big = d.next_frame().unwrap().unwrap();
+        let small = d.next_frame().unwrap().unwrap();
+        assert_eq!((big.body.len(), small.body.len(), small.id), (1 << 20, 10, 2));
+        assert_eq!(&small.body[..], &[2u8; 10]);
+        let big_range = big.body.as_ptr() as usize..big.body.as_ptr() as usize + (2 << 20);
+        assert!(!big_range.contains(&(small.body.as_ptr() as usize)), "small body shares the large buffer");
+        assert!(d.is_empty());
     }
 
     #[test]

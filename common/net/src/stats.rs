@@ -39,10 +39,16 @@ pub enum Fault {
     RequestTimeout,
     /// The peer rejected one of our requests.
     Rejected,
+    /// A frame of the peer stopped arriving for `read_stall_timeout`; its stream was
+    /// stopped.
+    Stalled,
+    /// A request or message of the peer waited for room in its inbound budget (the peer
+    /// sends faster than we handle, or holds budget with unfinished frames).
+    BudgetWait,
 }
 
 impl Fault {
-    const ALL: [Fault; 8] = [
+    const ALL: [Fault; 10] = [
         Fault::FrameTooLarge,
         Fault::MalformedFrame,
         Fault::Decode,
@@ -51,6 +57,8 @@ impl Fault {
         Fault::StreamReset,
         Fault::RequestTimeout,
         Fault::Rejected,
+        Fault::Stalled,
+        Fault::BudgetWait,
     ];
 
     /// The metrics label.
@@ -64,6 +72,8 @@ impl Fault {
             Fault::StreamReset => "stream_reset",
             Fault::RequestTimeout => "request_timeout",
             Fault::Rejected => "rejected",
+            Fault::Stalled => "stalled",
+            Fault::BudgetWait => "budget_wait",
         }
     }
 
@@ -194,6 +204,9 @@ pub struct ConnectionSnapshot {
     pub messages_in: u64,
     /// Requests of ours awaiting a response.
     pub pending_requests: usize,
+    /// Bytes of the peer's requests and messages held now (claimed from its inbound
+    /// budget: being received or being handled).
+    pub inbound_claimed_bytes: usize,
     /// UDP datagrams lost (quinn path stats).
     pub lost_packets: u64,
     /// Congestion window, bytes (quinn path stats).

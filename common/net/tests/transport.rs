@@ -258,7 +258,7 @@ async fn raw_exchange(conn: &quinn::Connection, bytes: &[u8]) -> Result<Vec<u8>,
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversize_frame_fails_its_stream_only() {
-    let small = ProtocolConfig { max_frame: 1024, ..cfg() };
+    let small = cfg().with_max_frame(1024);
     let (server, ns, client, nc) = connected_pair(60, small, cfg()).await;
     let ks = server.node_id();
     let kc = client.node_id();

@@ -48,8 +48,12 @@ impl Assignment {
         (0..2 * self.k as u32).filter(|&c| self.holds(node, c)).collect()
     }
 
-    /// True if `node` stores column `c`.
+    /// True if `node` stores column `c` (false for a column outside the `2k` of the
+    /// square).
     pub fn holds(&self, node: usize, c: u32) -> bool {
+        if c as usize >= 2 * self.k {
+            return false;
+        }
         let residue = c as usize % self.nodes;
         (residue + self.nodes - node % self.nodes) % self.nodes < self.replication
     }
@@ -77,6 +81,17 @@ fn guaranteed(n: usize, k: usize, m: usize, r: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn columns_outside_the_square_are_nobodys() {
+        let a = Assignment::new(4, 3, 8);
+        for node in 0..4 {
+            for c in [16u32, 17, 31, 1000, u32::MAX] {
+                assert!(!a.holds(node, c), "node {node} holds column {c}");
+            }
+        }
+        assert!(a.nodes_of(3).iter().all(|&n| a.holds(n, 3)));
+    }
 
     /// Exhaustive check for small committees: every subset of `m` nodes holds at least
     /// the guaranteed number of distinct columns, which is at least `k`.

@@ -86,6 +86,12 @@ impl DaNode {
         let col_len = 2 * k * SHARE_SIZE;
         // Check every column before storing any (work spread over the rayon pool).
         columns.par_iter().try_for_each(|col| {
+            if col.index as usize >= 2 * k {
+                return Err(reject(
+                    "bad_column",
+                    format!("column {} outside the square's {} columns", col.index, 2 * k),
+                ));
+            }
             if !assignment.holds(self.my_index, col.index) {
                 return Err(reject("not_assigned", format!("column {} is not assigned to this node", col.index)));
             }

@@ -27,7 +27,7 @@ fn raw_net(endpoint: &lamina_net::Endpoint, g: &lamina_interfaces::Genesis) -> N
         peers = peers.with_dial(e.key, e.addr);
     }
     let mut config = lamina_da_service::protocol_config();
-    config.max_frame = 64 << 20;
+    config = config.with_max_frame(64 << 20);
     endpoint.register_client::<DaProtocol>(peers, config).unwrap()
 }
 
@@ -79,6 +79,19 @@ async fn bad_input_is_rejected_and_the_node_keeps_serving() {
 
     // A column that is not this node's.
     assert_eq!(rejected(net.request(&node0, &store_req(&sq, &other[..1])).await), RejectKind::BadRequest);
+    // A column index beyond the square's 2k columns (once an out-of-bounds index into
+    // the header's column roots: the node must answer, not panic).
+    let mut req = store_req(&sq, &mine[..1]);
+    if let DaRequest::Store(s) = &mut req {
+        s.columns[0].index = (2 * k + mine[0] as usize) as u32;
+    }
+    match net.request(&node0, &req).await {
+        Err(NetError::Rejected(r)) => {
+            assert_eq!(r.kind, RejectKind::BadRequest);
+            assert!(r.reason.contains("outside"), "{}", r.reason);
+        }
+        other => panic!("out-of-range column: {other:?}"),
+    }
     // A column whose bytes do not match its root.
     let mut req = store_req(&sq, &mine[..1]);
     if let DaRequest::Store(s) = &mut req {
@@ -127,7 +140,7 @@ async fn bad_input_is_rejected_and_the_node_keeps_serving() {
     assert!(matches!(garbage, Err(NetError::Rejected(r)) if r.kind == RejectKind::Malformed));
     assert_eq!(rejected(net.request(&node0, &DaRequest::Header(sq.data_root())).await), RejectKind::Unavailable);
     // An oversize request (above the node's frame limit) fails its stream only.
-    let limit = lamina_da_service::protocol_config().max_frame;
+    let limit = lamina_da_service::protocol_config().max_request;
     let huge = net.raw().request(&node0, Bytes::from(vec![0u8; limit + 4096])).await;
     assert!(huge.is_err(), "oversize request accepted");
 
