@@ -362,6 +362,22 @@ impl NodeConfig {
             "socket_buffer",
             &l.socket_buffer,
         );
+        d.field(
+            "Bytes of requests and messages one connection may have in memory (read, not yet handled);\n\
+             a frame claims its length when its header arrives, before its body is read.",
+            "connection_inbound_budget",
+            &l.connection_inbound_budget,
+        );
+        d.field(
+            "Bytes of requests and messages all connections of one peer key may have in memory.",
+            "peer_inbound_budget",
+            &l.peer_inbound_budget,
+        );
+        d.field(
+            "Connections one peer key may hold open per protocol; more are refused with the reason.",
+            "max_connections_per_peer",
+            &l.max_connections_per_peer,
+        );
 
         d.section(
             "net.backoff",
@@ -599,6 +615,9 @@ mod tests {
                 keep_alive: Duration::from_millis(1_234),
                 max_udp_payload: 1_400,
                 socket_buffer: 1 << 20,
+                connection_inbound_budget: 3 << 20,
+                peer_inbound_budget: 5 << 20,
+                max_connections_per_peer: 13,
             },
             backoff: Backoff { initial: Duration::from_millis(77), max: Duration::from_millis(7_777) },
         };

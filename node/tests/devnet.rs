@@ -270,7 +270,7 @@ fn devnet_up_runs_the_built_in_load_and_reports() {
     let dir = tmp.path().join("net");
     // The README's main command, shortened: default shape, built-in load for a few
     // seconds, then the summary and results.json.
-    let (mut child, out) = up(&dir, &["--load", "300", "--load-duration", "4s"]);
+    let (mut child, out) = up(&dir, &["--load", "1000", "--load-duration", "5s", "--load-accounts", "200"]);
     let status = wait_exit_within(&mut child, &out, Duration::from_secs(240));
     let output = std::fs::read_to_string(&out).unwrap();
     assert!(status.success(), "devnet up: {status}\n{output}");
@@ -280,10 +280,21 @@ fn devnet_up_runs_the_built_in_load_and_reports() {
         serde_json::from_str(&std::fs::read_to_string(dir.join("load/results.json")).unwrap()).unwrap();
     let point = &results["configurations"][0]["points"][0];
     let offered = point["offered_tps"].as_f64().unwrap_or_else(|| panic!("no point in {results:#}\n{output}"));
-    assert_eq!(offered.round(), 300.0, "{point}");
+    assert_eq!(offered.round(), 1000.0, "{point}");
     // Transactions went all the way: finalized and executed with receipts.
     assert!(point["finalized_tps"].as_f64().unwrap() > 0.0, "{point}");
     assert!(point["executed_tps"].as_f64().unwrap() > 0.0, "{point}");
+    // No acknowledged transaction is rejected for nonce order (issue 10): with 200
+    // accounts at 1,000 tx/s, each sender's transactions are ~200 ms apart, so
+    // concurrent intake requests reorder them often; the mempool must put them back.
+    // (A transaction refused `Busy` leaves a gap the generator does not fill, so the
+    // check holds when nothing was refused.)
+    let (busy, rejected) = (&point["submit"]["busy"], &point["exec"]["rejected"]);
+    if busy.as_u64() == Some(0) && point["submit"]["rejected"].as_u64() == Some(0) {
+        assert_eq!(rejected.as_u64(), Some(0), "acknowledged transactions rejected: {point}\n{output}");
+    } else {
+        eprintln!("intake refused some transactions ({busy} busy): the zero-rejection check is skipped");
+    }
     assert!(dir.join("load/points.csv").exists());
 }
 

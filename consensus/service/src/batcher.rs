@@ -62,16 +62,24 @@ pub(crate) async fn run<D: DataAvailability + 'static>(
     let delay = Duration::from_millis(cfg.max_delay_ms);
     let tick = (delay / 2).max(Duration::from_millis(1));
     loop {
+        // With nothing queued or parked, sleep until intake wakes us (it does when the
+        // mempool stops being idle): an idle validator does not tick.
+        let idle = mempool.lock().is_idle();
         tokio::select! {
             _ = stop.cancelled() => break,
             _ = wake.notified() => {}
-            _ = tokio::time::sleep(tick) => {}
+            _ = tokio::time::sleep(tick), if !idle => {}
         }
         loop {
             let Ok(permit) = inflight.clone().try_acquire_owned() else { break };
             let cut = {
                 let mut mp = mempool.lock();
-                if mp.ready(cfg.max_bytes, delay, Instant::now()) { mp.cut(cfg.max_bytes) } else { None }
+                let now = Instant::now();
+                let released = mp.release_gaps(now);
+                if released > 0 {
+                    metrics::counter!(m::NONCE_GAPS_RELEASED).increment(released as u64);
+                }
+                if mp.ready(cfg.max_bytes, delay, now) { mp.cut(cfg.max_bytes) } else { None }
             };
             let Some(cut) = cut else { break };
             for (ns, n) in &cut.per_namespace {

@@ -29,6 +29,17 @@ pub struct MempoolConfig {
     /// Remembered ids of recently ordered transactions (duplicate detection after a
     /// batch was ordered). Default 1,000,000.
     pub recent_ids: usize,
+    /// Senders (per chain) whose next expected nonce is remembered after they have
+    /// nothing held, so that their next transactions keep nonce order. Default 262,144
+    /// (about 20 MiB at most).
+    pub max_tracked_senders: usize,
+    /// How long transactions parked behind a nonce gap wait for the missing nonce
+    /// before they are queued anyway (ms). Default 1000.
+    pub nonce_gap_ms: u64,
+    /// How long the first transaction of a sender the mempool does not know, with a
+    /// nonce above 0, waits for lower nonces still in flight (ms). Default 100: longer
+    /// than intake takes to check one full request on a loaded validator.
+    pub new_sender_wait_ms: u64,
 }
 
 impl Default for MempoolConfig {
@@ -40,6 +51,9 @@ impl Default for MempoolConfig {
             max_tx_bytes: 64 << 10,
             verify_signatures: true,
             recent_ids: 1_000_000,
+            max_tracked_senders: 262_144,
+            nonce_gap_ms: 1000,
+            new_sender_wait_ms: 100,
         }
     }
 }

@@ -91,16 +91,19 @@ impl Intake {
             }
         }
         let now = Instant::now();
-        let queued = {
+        let (queued, was_idle, idle) = {
             let mut mp = inner.mempool.lock();
+            let was_idle = mp.is_idle();
             for (i, tx) in txs.into_iter().enumerate() {
                 if let Some(id) = ids[i] {
                     results[i] = Some(mp.insert(tx, id, now));
                 }
             }
-            mp.queued_bytes()
+            (mp.queued_bytes(), was_idle, mp.is_idle())
         };
-        if queued >= inner.batch_bytes {
+        // Wake the batcher when a square's worth is queued, or when the mempool stops
+        // being idle (the batcher sleeps without a timer while it is).
+        if queued >= inner.batch_bytes || (was_idle && !idle) {
             inner.batcher.notify_one();
         }
         let out: Vec<Result<SubmitOutcome, SubmitError>> =

@@ -368,11 +368,12 @@ async fn report_health(
         let st = mempool.lock().stats();
         ::metrics::gauge!(metrics::MEMPOOL_TXS).set(st.held as f64);
         ::metrics::gauge!(metrics::MEMPOOL_BYTES).set(st.held_bytes as f64);
+        ::metrics::gauge!(metrics::MEMPOOL_PARKED).set(st.parked as f64);
         health.set_status("height", height);
         health.set_status("view", shared.view.load(Ordering::Relaxed));
         health.set_status(
             "mempool",
-            serde_json::json!({"txs": st.held, "bytes": st.held_bytes, "queued": st.queued, "batches": st.batches}),
+            serde_json::json!({"txs": st.held, "bytes": st.held_bytes, "queued": st.queued, "parked": st.parked, "batches": st.batches}),
         );
         health.set_status("pending_batches", shared.pending_batches.load(Ordering::Relaxed));
         let d = da.lock();

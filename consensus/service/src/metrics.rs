@@ -13,6 +13,8 @@
 //! | `lamina_consensus_batch_latency_seconds` | histogram | | batch cut to its block finalized (own batches) |
 //! | `lamina_consensus_mempool_txs` | gauge | | transactions held |
 //! | `lamina_consensus_mempool_bytes` | gauge | | bytes held |
+//! | `lamina_consensus_mempool_parked` | gauge | | transactions parked behind a nonce gap |
+//! | `lamina_consensus_nonce_gaps_released_total` | counter | | parked transactions queued after `nonce_gap_ms` without their missing nonce |
 //! | `lamina_consensus_pending_batches` | gauge | | certified batches waiting for a block |
 //! | `lamina_consensus_batches_total` | counter | `namespace` | batches (blobs) cut, per namespace |
 //! | `lamina_consensus_batch_txs_total` | counter | `namespace` | transactions batched, per namespace |
@@ -61,3 +63,7 @@ pub const FAULTS: &str = "lamina_consensus_peer_faults_total";
 pub const WAL_SYNC: &str = "lamina_consensus_wal_sync_seconds";
 /// Messages received.
 pub const MESSAGES: &str = "lamina_consensus_messages_total";
+/// Transactions parked behind a nonce gap.
+pub const MEMPOOL_PARKED: &str = "lamina_consensus_mempool_parked";
+/// Parked transactions queued after the gap timeout.
+pub const NONCE_GAPS_RELEASED: &str = "lamina_consensus_nonce_gaps_released_total";

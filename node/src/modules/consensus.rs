@@ -109,6 +109,21 @@ impl ModuleConfig for Config {
             "recent_ids",
             &m.recent_ids,
         );
+        doc.field(
+            "Senders (per chain) whose next expected nonce is remembered while they have nothing held.",
+            "max_tracked_senders",
+            &m.max_tracked_senders,
+        );
+        doc.field(
+            "A transaction beyond a nonce gap waits this long (ms) for the missing nonce, then is queued anyway.",
+            "nonce_gap_ms",
+            &m.nonce_gap_ms,
+        );
+        doc.field(
+            "A sender's first transaction, if its nonce is above 0, waits this long (ms) for lower ones in flight.",
+            "new_sender_wait_ms",
+            &m.new_sender_wait_ms,
+        );
         let b = &c.batch;
         doc.section("consensus.batch", "Batching: one DA square per cut, one blob per chain (namespace).");
         doc.field("Cut when this many transaction bytes are queued.", "max_bytes", &b.max_bytes);
