@@ -565,6 +565,27 @@ impl From<Rejection> for LedgerFailure {
     }
 }
 
+impl LedgerFailure {
+    /// A short stable name (metrics labels, logs).
+    pub fn label(&self) -> &'static str {
+        match self {
+            LedgerFailure::BadSignature => "bad_signature",
+            LedgerFailure::WrongChain => "wrong_chain",
+            LedgerFailure::Malformed => "malformed",
+            LedgerFailure::BadNonce { .. } => "bad_nonce",
+            LedgerFailure::FeeUnpaid => "fee_unpaid",
+            LedgerFailure::InsufficientBalance => "insufficient_balance",
+            LedgerFailure::UnknownAsset => "unknown_asset",
+            LedgerFailure::NotIssuer => "not_issuer",
+            LedgerFailure::SupplyOverflow => "supply_overflow",
+            LedgerFailure::AssetExists => "asset_exists",
+            LedgerFailure::BridgeProofInvalid => "bridge_proof_invalid",
+            LedgerFailure::AlreadyReceived => "already_received",
+            LedgerFailure::BadDestination => "bad_destination",
+        }
+    }
+}
+
 impl FailureCode for LedgerFailure {
     fn code(&self) -> u32 {
         match self {

@@ -12,7 +12,7 @@ use futures::StreamExt as _;
 use lamina_execution_core::block::{self, ChainHead, Outcome};
 use lamina_execution_core::chains::genesis_state;
 use lamina_execution_core::ledger::{LEDGER_VERSION, LedgerConfig, LedgerFailure, NativeLedger};
-use lamina_execution_core::{AuthenticatedState, Receipt};
+use lamina_execution_core::{AuthenticatedState, Receipt, Status};
 use lamina_interfaces::{
     CheckpointClaim, DaError, DataAvailability, Genesis, Health, LogError, OrderedLog, Settlement, SettlementError,
     inputs,
@@ -314,6 +314,16 @@ impl ExecutionNode {
             // Durable before anyone can see it: the write lock is held until then.
             store.append_durable(&bytes)?;
             for r in &record.receipts {
+                let (status, failure) = match &r.status {
+                    Status::Success => ("success", None),
+                    Status::Failed(f) => ("failed", Some(f)),
+                    Status::Rejected(f) => ("rejected", Some(f)),
+                };
+                if let Some(f) = failure {
+                    metrics::counter!("lamina_execution_receipts_total", "status" => status, "reason" => f.label())
+                        .increment(1);
+                    tracing::debug!(target: "lamina::execution::outcomes", height = height.0, tx = %r.tx_id, status, reason = %f, "transaction not successful");
+                }
                 view.receipts.insert(r.tx_id, ReceiptEntry { height, receipt: r.clone() });
             }
             if !result.outcomes.is_empty() {
