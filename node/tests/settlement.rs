@@ -113,6 +113,9 @@ fn faulty_claimer_is_slashed_honest_claim_finalizes_and_restart_recomputes() {
         .args(["devnet", "up", "--dir", s(&dir), "--keep", "--load", "0", "--validators", "4", "--da-nodes", "4"])
         .args(["--chains", "1", "--execution", "2", "--funded-accounts", "4", "--settlement", "1"])
         .args(["--settlement-window", WINDOW, "--faulty-claims", "execution-0"])
+        // Windows are counted in heights: an idle devnet with a 50 ms heartbeat makes
+        // ~20 a second, so the window passes in about 30 s.
+        .args(["--heartbeat", "50ms"])
         .output()
         .unwrap();
     let mut down = Down { xdg: xdg.clone(), dir: dir.clone(), extra: None };

@@ -35,9 +35,12 @@ pub struct Config {
     /// re-broadcasts its finalize votes; an unanswered sync request goes to the next
     /// peer. Default 500 ms.
     pub retry_interval: Duration,
-    /// A leader with no batch to propose waits this long for one before proposing an
-    /// empty block (so an idle network does not spin). Must be below `leader_timeout`.
-    /// Default 50 ms.
+    /// The idle heartbeat: a leader with no batch to order waits up to this long for one
+    /// before proposing an empty block, so an idle network makes about one block per
+    /// `empty_block_delay` instead of spinning; a batch arriving meanwhile is proposed at
+    /// once. Every validator adds it to the timeouts of a view that starts with nothing
+    /// to order (a faulty leader of an idle view is therefore replaced after
+    /// `empty_block_delay + leader_timeout`). Default 1 s.
     pub empty_block_delay: Duration,
     /// Most batches (availability certificates) one block may order. Default 512.
     pub max_batches_per_block: usize,
@@ -69,7 +72,7 @@ impl Config {
             leader_timeout: Duration::from_millis(500),
             notarization_timeout: Duration::from_millis(1000),
             retry_interval: Duration::from_millis(500),
-            empty_block_delay: Duration::from_millis(50),
+            empty_block_delay: Duration::from_secs(1),
             max_batches_per_block: 512,
             max_pending_batches_per_validator: 8192,
             max_views_ahead: 64,
@@ -106,8 +109,8 @@ impl Config {
         if self.notarization_timeout < self.leader_timeout {
             return Err(ConfigError::TimeoutOrder("notarization_timeout must be >= leader_timeout"));
         }
-        if self.empty_block_delay >= self.leader_timeout {
-            return Err(ConfigError::TimeoutOrder("empty_block_delay must be < leader_timeout"));
+        if self.empty_block_delay > Duration::from_secs(60) {
+            return Err(ConfigError::TimeoutOrder("empty_block_delay must be at most 60 s"));
         }
         if self.max_batches_per_block == 0 || self.max_batches_per_block > limits::MAX_BATCHES_PER_BLOCK {
             return Err(ConfigError::BadLimit("max_batches_per_block"));
@@ -161,7 +164,7 @@ mod tests {
         bad.notarization_timeout = Duration::from_millis(1);
         assert!(matches!(bad.validate(), Err(ConfigError::TimeoutOrder(_))));
         let mut bad = c.clone();
-        bad.empty_block_delay = bad.leader_timeout;
+        bad.empty_block_delay = Duration::from_secs(3600);
         assert!(matches!(bad.validate(), Err(ConfigError::TimeoutOrder(_))));
         let mut bad = c.clone();
         bad.max_batches_per_block = 0;

@@ -238,6 +238,9 @@ pub struct Core {
     view: View,
     view_entered: Duration,
     propose_at: Option<Duration>,
+    /// The current view started with nothing to order (its timeouts include the idle
+    /// heartbeat `empty_block_delay`).
+    idle_view: bool,
     leader_deadline: Option<Duration>,
     notarization_deadline: Option<Duration>,
     retry_at: Option<Duration>,
@@ -295,6 +298,7 @@ impl Core {
             view: View(0),
             view_entered: now,
             propose_at: None,
+            idle_view: false,
             leader_deadline: None,
             notarization_deadline: None,
             retry_at: None,
@@ -495,7 +499,7 @@ impl Core {
             Message::Certificate(c) if !distrusted => {
                 self.accept_certificate(now, Some(from), c, false);
             }
-            Message::Batch(cert) if !distrusted => self.on_batch(from, cert),
+            Message::Batch(cert) if !distrusted => self.on_batch(now, from, cert),
             Message::SyncRequest(req) if !distrusted => self.on_sync_request(now, from, req),
             Message::SyncResponse(resp) if !distrusted => self.on_sync_response(now, from, resp),
             Message::Finalized(blocks) => self.on_finalized_blocks(now, from, blocks),
@@ -555,6 +559,7 @@ impl Core {
                 return Err(Error::PendingFull(self.pending.len()));
             }
             self.out.push(Action::Broadcast(Message::Batch(cert)));
+            self.work_arrived(now);
         }
         self.advance(now);
         Ok(std::mem::take(&mut self.out))
@@ -569,8 +574,13 @@ impl Core {
         self.view = v;
         self.view_entered = now;
         self.stats.views_entered += 1;
-        self.leader_deadline = Some(now + self.cfg.leader_timeout);
-        self.notarization_deadline = Some(now + self.cfg.notarization_timeout);
+        // With nothing to order, the leader waits up to `empty_block_delay` before it
+        // proposes an empty block (the idle heartbeat): every validator gives the view
+        // that much longer before timing out, until a batch arrives.
+        self.idle_view = !self.has_work();
+        let grace = if self.idle_view { self.cfg.empty_block_delay } else { Duration::ZERO };
+        self.leader_deadline = Some(now + grace + self.cfg.leader_timeout);
+        self.notarization_deadline = Some(now + grace + self.cfg.notarization_timeout);
         self.retry_at = None;
         self.propose_at = if self.cfg.leader(v) == self.me { Some(now + self.cfg.empty_block_delay) } else { None };
     }
@@ -1126,6 +1136,62 @@ impl Core {
         Ok(())
     }
 
+    /// The parent a proposal in view `v` extends — the block notarized in the highest
+    /// view u < v such that every view in (u, v) is nullified (the tip when the walk
+    /// reaches it) — and the batches it may not order again (those in the parent's chain
+    /// and those finalized recently). `None` if a block on the way is missing (sync).
+    fn proposal_base(&self, v: View) -> Option<(Digest, BTreeSet<Digest>)> {
+        let mut w = View(v.0.checked_sub(1)?);
+        let parent = loop {
+            if w <= self.tip.view {
+                break self.tip.digest;
+            }
+            let r = self.rounds.get(&w);
+            if let Some(d) = r.and_then(Round::notarized_digest) {
+                if self.blocks.contains_key(&d) {
+                    break d;
+                }
+                return None;
+            }
+            if r.is_some_and(|r| r.nullification.is_some()) {
+                w = View(w.0 - 1);
+                continue;
+            }
+            return None;
+        };
+        let mut exclude = self.chain_batches(&parent).ok()?;
+        exclude.extend(self.recent.set.iter().copied());
+        Some((parent, exclude))
+    }
+
+    /// True if a proposal in the current view has a batch to order (or this validator
+    /// cannot tell, missing a block): then the view runs on the normal timeouts; with
+    /// nothing to order, the leader may wait `empty_block_delay` first.
+    fn has_work(&self) -> bool {
+        if self.pending.len() == 0 {
+            return false;
+        }
+        match self.proposal_base(self.view) {
+            Some((_, exclude)) => !self.pending.select(1, &exclude).is_empty(),
+            None => true,
+        }
+    }
+
+    /// A batch became pending: a view running on the idle timeouts switches to the
+    /// normal ones (counted from now), since its leader now has something to order.
+    fn work_arrived(&mut self, now: Duration) {
+        if !self.idle_view || !self.has_work() {
+            return;
+        }
+        self.idle_view = false;
+        if let Some(d) = self.leader_deadline {
+            self.leader_deadline = Some(d.min(now + self.cfg.leader_timeout));
+        }
+        if let Some(d) = self.notarization_deadline {
+            self.notarization_deadline = Some(d.min(now + self.cfg.notarization_timeout));
+        }
+    }
+
     /// Leader: build and send the proposal of the current view when possible.
     fn try_propose(&mut self, now: Duration) {
         let v = self.view;
@@ -1137,37 +1203,9 @@ impl Core {
         {
             return;
         }
-        // Parent: the block notarized in the highest view u < v such that every view in
-        // (u, v) is nullified (the tip when the walk reaches it).
-        let mut w = View(v.0 - 1);
-        let parent = loop {
-            if w <= self.tip.view {
-                break self.tip.digest;
-            }
-            let r = self.rounds.get(&w);
-            if let Some(d) = r.and_then(Round::notarized_digest) {
-                if self.blocks.contains_key(&d) {
-                    break d;
-                }
-                self.request_sync(now, None);
-                return;
-            }
-            if r.is_some_and(|r| r.nullification.is_some()) {
-                w = View(w.0 - 1);
-                continue;
-            }
+        let Some((parent, exclude)) = self.proposal_base(v) else {
             self.request_sync(now, None);
             return;
-        };
-        let exclude = match self.chain_batches(&parent) {
-            Ok(mut a) => {
-                a.extend(self.recent.set.iter().copied());
-                a
-            }
-            Err(_) => {
-                self.request_sync(now, None);
-                return;
-            }
         };
         let batches = self.pending.select(self.cfg.max_batches_per_block, &exclude);
         if batches.is_empty() && self.propose_at.is_some_and(|t| now < t) {
@@ -1204,7 +1242,7 @@ impl Core {
 
     // ----------------------------------------------------------------- batches
 
-    fn on_batch(&mut self, from: usize, cert: AvailabilityCertificate) {
+    fn on_batch(&mut self, now: Duration, from: usize, cert: AvailabilityCertificate) {
         let a = cert.commitment.attestation_digest();
         if self.pending.contains(&a) || self.recent.set.contains(&a) {
             return;
@@ -1215,7 +1253,9 @@ impl Core {
         }
         // A full per-origin queue refuses further announcements (the announcer keeps its
         // own copy and its own leader turns will order it).
-        self.pending.add(a, cert, from, self.cfg.max_pending_batches_per_validator);
+        if self.pending.add(a, cert, from, self.cfg.max_pending_batches_per_validator) {
+            self.work_arrived(now);
+        }
     }
 
     // ----------------------------------------------------------------- commit

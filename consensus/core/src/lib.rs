@@ -91,9 +91,11 @@
 //!   parent's certificate and skipped nullifications (at most
 //!   [`messages::MAX_PROPOSAL_CERTIFICATES`]) so that a lagging voter rarely has to
 //!   fetch.
-//! * **Empty blocks are delayed**: a leader with nothing to order waits
-//!   [`Config::empty_block_delay`] before proposing an empty block, so an idle network
-//!   does not spin; a batch arriving meanwhile is proposed at once.
+//! * **Idle heartbeat**: a leader with nothing to order waits
+//!   [`Config::empty_block_delay`] (1 s) before proposing an empty block, so an idle
+//!   network makes one block a second instead of spinning; a batch arriving meanwhile is
+//!   proposed at once. A view that starts with nothing to order gets that much longer
+//!   before validators time out, until a batch arrives.
 //! * **Leaders are round robin**, not random; and the *payload* is the set of pending
 //!   availability certificates, which every validator announces to all others
 //!   ([`Message::Batch`]) so that any leader can order any validator's batches.

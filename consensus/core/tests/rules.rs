@@ -319,7 +319,7 @@ fn ancestors_of_a_finalized_block_get_late_finalize_votes_and_are_output_in_orde
     assert!(voted(&actions, VoteKind::Finalize).is_none(), "{actions:?}");
     assert_eq!(c.view(), View(2));
     // Validator 2 leads view 2: after the empty-block delay it extends b1.
-    let actions = c.handle_timeout(ms(2_200));
+    let actions = c.handle_timeout(ms(2_001) + config().empty_block_delay);
     let b2 = actions
         .iter()
         .find_map(|a| match a {
@@ -331,14 +331,14 @@ fn ancestors_of_a_finalized_block_get_late_finalize_votes_and_are_output_in_orde
     // The others finalize b2. b1 is now final, but has no certificate of its own:
     // validator 2 sends a late finalize vote for it and outputs nothing yet.
     let f2 = certificate(VoteKind::Finalize, 2, b2.digest(), &[0, 1, 3]);
-    let actions = c.handle_message(ms(2_210), 0, Message::Certificate(f2));
+    let actions = c.handle_message(ms(3_010), 0, Message::Certificate(f2));
     assert_eq!(voted(&actions, VoteKind::Finalize), Some(b1.digest()), "{actions:?}");
     assert!(actions.contains(&Action::Persist(WalRecord::Finalized(View(1), b1.digest()))));
     assert!(!actions.iter().any(|a| matches!(a, Action::Finalized(_))));
     // Two more finalize votes on b1 complete its certificate: b1 then b2 are output.
     let mut out = Vec::new();
     for s in [0, 1] {
-        out.extend(c.handle_message(ms(2_220), s, vote(VoteKind::Finalize, 1, b1.digest(), s)));
+        out.extend(c.handle_message(ms(3_020), s, vote(VoteKind::Finalize, 1, b1.digest(), s)));
     }
     let heights: Vec<u64> = out
         .iter()
@@ -355,4 +355,32 @@ fn ancestors_of_a_finalized_block_get_late_finalize_votes_and_are_output_in_orde
             fb.verify(&committee).unwrap();
         }
     }
+}
+
+#[test]
+fn an_idle_view_waits_for_the_heartbeat_and_a_batch_brings_back_the_normal_timeouts() {
+    let ms = Duration::from_millis;
+    let cfg = config();
+    let (lt, hb) = (cfg.leader_timeout, cfg.empty_block_delay);
+    assert!(hb > lt, "the default heartbeat is longer than the leader timeout");
+    // Validator 2 follows view 1 (led by 1) with nothing to order: it does not nullify
+    // at the leader timeout, only once the heartbeat has passed as well.
+    let (mut c, _) = core(2, Recovered::default());
+    assert!(voted(&c.handle_timeout(lt + ms(10)), VoteKind::Nullify).is_none());
+    assert_eq!(voted(&c.handle_timeout(hb + lt + ms(10)), VoteKind::Nullify), Some(Digest::ZERO));
+    // A batch announced during an idle view brings the normal timeout back, from then.
+    let (mut c, _) = core(2, Recovered::default());
+    c.handle_message(ms(100), 3, Message::Batch(cert(7)));
+    assert!(voted(&c.handle_timeout(ms(90) + lt), VoteKind::Nullify).is_none());
+    assert_eq!(voted(&c.handle_timeout(ms(110) + lt), VoteKind::Nullify), Some(Digest::ZERO));
+    // The leader of an idle view proposes nothing before the heartbeat; a batch that
+    // arrives meanwhile is proposed at once.
+    let proposed = |a: &[Action]| a.iter().any(|a| matches!(a, Action::Broadcast(Message::Propose(_))));
+    let (mut l, _) = core(1, Recovered::default());
+    assert!(!proposed(&l.handle_timeout(ms(500))));
+    assert!(proposed(&l.submit_batch(ms(600), cert(8)).unwrap()));
+    // Without a batch, the empty block comes at the heartbeat.
+    let (mut l, _) = core(1, Recovered::default());
+    assert!(!proposed(&l.handle_timeout(hb - ms(10))));
+    assert!(proposed(&l.handle_timeout(hb)));
 }

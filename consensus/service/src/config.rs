@@ -91,8 +91,8 @@ pub struct Config {
     /// Retry period: re-send nullify votes and certificates, re-ask for missing data (ms).
     /// Default 500.
     pub retry_interval_ms: u64,
-    /// A leader with nothing to order waits this long before an empty block (ms).
-    /// Default 50.
+    /// The idle heartbeat: a leader with nothing to order waits this long before an
+    /// empty block (ms); an idle network makes one block per interval. Default 1000.
     pub empty_block_delay_ms: u64,
     /// Most batches (squares) ordered by one block. Default 512.
     pub max_batches_per_block: usize,
@@ -120,7 +120,7 @@ impl Default for Config {
             leader_timeout_ms: 500,
             notarization_timeout_ms: 1000,
             retry_interval_ms: 500,
-            empty_block_delay_ms: 50,
+            empty_block_delay_ms: 1000,
             max_batches_per_block: 512,
             mempool: MempoolConfig::default(),
             batch: BatchConfig::default(),
@@ -144,8 +144,8 @@ impl Config {
         if self.notarization_timeout_ms < self.leader_timeout_ms {
             return bad("notarization_timeout_ms must be >= leader_timeout_ms");
         }
-        if self.empty_block_delay_ms >= self.leader_timeout_ms {
-            return bad("empty_block_delay_ms must be < leader_timeout_ms");
+        if self.empty_block_delay_ms > 60_000 {
+            return bad("empty_block_delay_ms must be at most 60000");
         }
         let m = &self.mempool;
         if m.max_txs == 0 || m.max_bytes == 0 || m.max_per_sender == 0 || m.max_tx_bytes == 0 {
@@ -207,7 +207,7 @@ mod tests {
         assert_eq!(partial.batch, BatchConfig::default());
         assert!(toml::from_str::<Config>("no_such_field = 1").is_err());
         let mut bad = c;
-        bad.empty_block_delay_ms = bad.leader_timeout_ms;
+        bad.empty_block_delay_ms = 3_600_000;
         assert!(bad.validate().is_err());
     }
 }

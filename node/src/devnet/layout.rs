@@ -40,6 +40,9 @@ pub struct Spec {
     pub settlement_window: u64,
     /// Execution nodes (by name) configured to post wrong claims (fault injection).
     pub faulty_claims: Vec<String>,
+    /// The validators' idle heartbeat (`empty_block_delay_ms`): one empty block per
+    /// interval while nothing is ordered.
+    pub heartbeat: std::time::Duration,
 }
 
 /// Settlement-ledger balance the devnet gives every execution and settlement node and
@@ -62,6 +65,9 @@ impl Spec {
         lamina_telemetry::logging::parse_filter(&self.log_level).context("--log-level")?;
         if self.settlement_window == 0 {
             bail!("--settlement-window must be at least 1 height");
+        }
+        if self.heartbeat > std::time::Duration::from_secs(60) {
+            bail!("--heartbeat must be at most 60s");
         }
         let names: Vec<String> = self.nodes().into_iter().map(|n| n.0).collect();
         for f in &self.faulty_claims {
@@ -239,6 +245,9 @@ pub fn create(dir: &Path, spec: &Spec) -> anyhow::Result<DevnetState> {
         if let Some(e) = config.execution.as_mut() {
             e.0.faulty_claims = spec.faulty_claims.contains(&rec.name);
         }
+        if let Some(c) = config.consensus.as_mut() {
+            c.0.empty_block_delay_ms = spec.heartbeat.as_millis() as u64;
+        }
         crate::init::init(&crate::init::InitOptions {
             module: rec.module,
             home,
@@ -282,6 +291,7 @@ mod tests {
             log_level: "info".into(),
             settlement_window: 8,
             faulty_claims: vec!["execution-2".into()],
+            heartbeat: std::time::Duration::from_secs(1),
         }
     }
 

@@ -56,10 +56,16 @@ pub struct UpArgs {
     /// claims and challenges wrong ones).
     #[arg(long, default_value_t = 1)]
     pub settlement: usize,
-    /// Challenge window of the devnet's genesis, in log heights (a devnet makes tens of
-    /// heights per second; production windows are days' worth).
+    /// Challenge window of the devnet's genesis, in log heights (a loaded devnet makes
+    /// tens of heights per second, an idle one one per --heartbeat; production windows
+    /// are days' worth).
     #[arg(long, default_value_t = 100)]
     pub settlement_window: u64,
+    /// The validators' idle heartbeat: with nothing to order, one empty block per
+    /// interval (shorter: windows counted in heights pass faster on an idle devnet, at
+    /// the cost of idle CPU).
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub heartbeat: Duration,
     /// Execution nodes (by name, e.g. `execution-0`) that post wrong state roots in their
     /// claims: fault injection to show the fraud path (challenged, slashed, never
     /// final). Give the chain a second, honest node (`--execution 4` with 2 chains) so

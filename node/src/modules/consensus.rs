@@ -57,7 +57,7 @@ impl ModuleConfig for Config {
             &c.retry_interval_ms,
         );
         doc.field(
-            "A leader with nothing to order waits this long before proposing an empty block (ms; < leader_timeout_ms).",
+            "Idle heartbeat: a leader with nothing to order waits this long before an empty block (ms).",
             "empty_block_delay_ms",
             &c.empty_block_delay_ms,
         );
