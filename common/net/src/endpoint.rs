@@ -61,7 +61,12 @@ struct Inner {
     /// Each peer key's inbound budget, shared by all its connections (entries die with
     /// the last connection and claim that uses them).
     peer_budgets: Mutex<HashMap<NodeId, std::sync::Weak<tokio::sync::Semaphore>>>,
+    /// Per refusal reason: when one was last logged at INFO, and how many since.
+    refusal_logs: Mutex<HashMap<&'static str, (Option<Instant>, u64)>>,
 }
+
+/// At most one INFO line per refusal reason in this interval.
+const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 /// A registered protocol: its connections, peers and dialers.
 struct Proto {
@@ -197,6 +202,7 @@ impl Endpoint {
             handshake_failures: Mutex::new(BTreeMap::new()),
             shutdown_done: tokio::sync::Mutex::new(false),
             peer_budgets: Mutex::new(HashMap::new()),
+            refusal_logs: Mutex::new(HashMap::new()),
         });
         let i = inner.clone();
         inner.shared.tasks.spawn(async move { i.accept_loop().await });
@@ -424,6 +430,24 @@ impl Inner {
         metrics::counter!("lamina_net_handshake_failures_total", "reason" => reason).increment(1);
     }
 
+    /// Whether a refused handshake of `reason` should be logged at INFO now: at most one
+    /// per reason every [`REFUSAL_LOG_INTERVAL`] (the rest go to DEBUG; every refusal is
+    /// counted in `lamina_net_handshake_failures_total`), so a handshake flood cannot
+    /// flood the log. Returns the refusals not logged at INFO since the last one.
+    fn refusal_log_due(&self, reason: &'static str) -> Option<u64> {
+        let mut last = lock(&self.refusal_logs);
+        let now = Instant::now();
+        let entry = last.entry(reason).or_insert((None, 0));
+        if entry.0.is_none_or(|t| now.duration_since(t) >= REFUSAL_LOG_INTERVAL) {
+            let suppressed = entry.1;
+            *entry = (Some(now), 0);
+            Some(suppressed)
+        } else {
+            entry.1 += 1;
+            None
+        }
+    }
+
     /// Starts dialers for the protocol's dialed peers, stops those no longer dialed.
     fn sync_dialers(self: &Arc<Self>, proto: &Arc<Proto>) {
         let me = self.identity.node_id();
@@ -617,7 +641,14 @@ impl Inner {
                 _ => "handshake",
             };
             self.count_handshake_failure(reason);
-            tracing::info!(target: "lamina::net", %addr, reason, error = %e, "refused or failed incoming handshake");
+            match self.refusal_log_due(reason) {
+                Some(suppressed) => {
+                    tracing::info!(target: "lamina::net", %addr, reason, error = %e, suppressed, "refused or failed incoming handshake")
+                }
+                None => {
+                    tracing::debug!(target: "lamina::net", %addr, reason, error = %e, "refused or failed incoming handshake")
+                }
+            }
         };
         // quinn processes the ClientHello in `accept`, so a refusal can surface here.
         let connecting = match incoming.accept() {
@@ -649,7 +680,14 @@ impl Inner {
             let reason = format!("key {peer} is not allowed for {}", proto.core.name);
             conn.close(VarInt::from_u32(close::NOT_ALLOWED), reason.as_bytes());
             self.count_handshake_failure("peer_not_allowed");
-            tracing::info!(target: "lamina::net", %addr, %peer, protocol = %proto.core.name, "refused a key not pinned for this protocol");
+            match self.refusal_log_due("peer_not_allowed") {
+                Some(suppressed) => {
+                    tracing::info!(target: "lamina::net", %addr, %peer, protocol = %proto.core.name, suppressed, "refused a key not pinned for this protocol")
+                }
+                None => {
+                    tracing::debug!(target: "lamina::net", %addr, %peer, protocol = %proto.core.name, "refused a key not pinned for this protocol")
+                }
+            }
             return;
         }
         if self.shared.shutdown.is_cancelled() {

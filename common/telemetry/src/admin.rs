@@ -9,8 +9,9 @@
 //!
 //! `HEAD` is accepted wherever `GET` is; other methods get `405`, other paths `404`.
 //! The server speaks HTTP/1.1, bounds concurrent connections ([`MAX_CONNECTIONS`]; more
-//! are closed at once) and the time to read request headers ([`HEADER_READ_TIMEOUT`]),
-//! and ignores request bodies. It is meant for a local or private address: it has no
+//! are closed at once), the time a new connection may stay silent
+//! ([`FIRST_BYTE_TIMEOUT`]) and the time to read request headers
+//! ([`HEADER_READ_TIMEOUT`]), and ignores request bodies. It is meant for a local or private address: it has no
 //! authentication, and exposes nothing secret.
 //!
 //! [`AdminServer::shutdown`] stops accepting, lets in-flight requests finish (closing
@@ -41,6 +42,9 @@ use crate::prometheus::MetricsHandle;
 pub const MAX_CONNECTIONS: usize = 64;
 /// Time a client has to send its request headers.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// Time a new connection has to send its first byte; a silent one is closed, so that
+/// clients that connect and say nothing cannot hold every slot and keep probes out.
+pub const FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Longest wait for open connections at shutdown.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(3);
 /// How often histogram buffers are drained (see [`MetricsHandle::run_upkeep`]).
@@ -131,6 +135,15 @@ async fn serve(listener: TcpListener, state: Arc<AdminState>, stop: Cancellation
         let stop = stop.clone();
         tracker.spawn(async move {
             let _permit = permit;
+            let mut first = [0u8; 1];
+            let spoke = tokio::select! {
+                r = tokio::time::timeout(FIRST_BYTE_TIMEOUT, stream.peek(&mut first)) => matches!(r, Ok(Ok(n)) if n > 0),
+                _ = stop.cancelled() => false,
+            };
+            if !spoke {
+                tracing::debug!(target: "lamina::admin", %peer, "closing an admin connection that sent nothing");
+                return;
+            }
             let svc = hyper::service::service_fn(move |req| {
                 let state = state.clone();
                 async move { Ok::<_, Infallible>(route(&state, &req)) }
@@ -366,5 +379,31 @@ mod tests {
         let mut out = String::new();
         render_health_gauges(&h, &mut out);
         assert!(out.contains("lamina_health_check_ok{check=\"we\\\"ird\\\\name\\n\"} 1"), "{out}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn silent_connections_do_not_keep_probes_out() {
+        let (s, health) = server(None).await;
+        health.set_check("store", true, "opened");
+        let a = s.local_addr();
+        // Every slot taken by a client that connects and sends nothing.
+        let mut idle = Vec::new();
+        for _ in 0..MAX_CONNECTIONS {
+            idle.push(tokio::net::TcpStream::connect(a).await.unwrap());
+        }
+        // A readiness probe gets through once the silent ones are dropped.
+        let start = std::time::Instant::now();
+        loop {
+            if let Ok(r) = client::get(a, "/readyz", T).await
+                && r.status == 200
+            {
+                break;
+            }
+            assert!(start.elapsed() < Duration::from_secs(20), "probes kept out by silent connections");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        eprintln!("probe answered after {:?}", start.elapsed());
+        drop(idle);
+        s.shutdown().await;
     }
 }
