@@ -238,6 +238,17 @@ pub struct PointResult {
     pub memory: MemoryInfo,
 }
 
+impl PointResult {
+    /// CPU time of the network's processes (every sampled process but the load
+    /// harness, summed) per executed transaction, in microseconds: mean CPU over the
+    /// point divided by the executed rate. `None` without processes or executions.
+    pub fn cpu_us_per_executed_tx(&self) -> Option<f64> {
+        let cores: f64 =
+            self.processes.iter().filter(|p| p.module != "harness").map(|p| p.cpu_percent_mean / 100.0).sum();
+        (cores > 0.0 && self.executed_tps > 0.0).then(|| cores / self.executed_tps * 1e6)
+    }
+}
+
 /// One topology's points.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ConfigurationResult {
@@ -393,8 +404,8 @@ impl Results {
                 if g.dirty { " (dirty)" } else { "" }
             )),
         );
-        s += "| config | offered tx/s | finalized tx/s | executed tx/s | consensus p50 / p99 ms | e2e p50 / p99 ms | DA MB/s | refused | censored | verdict |\n";
-        s += "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|\n";
+        s += "| config | offered tx/s | finalized tx/s | executed tx/s | consensus p50 / p99 ms | e2e p50 / p99 ms | DA MB/s | refused | rejected after accept | CPU µs / executed tx | censored | verdict |\n";
+        s += "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n";
         let lat = |l: &Option<LatencySummary>| match l {
             Some(l) if l.count > 0 => format!("{:.1} / {:.1}", l.p50_ms, l.p99_ms),
             _ => "–".into(),
@@ -404,7 +415,7 @@ impl Results {
                 let censored =
                     p.consensus.as_ref().map_or(0, |l| l.censored).max(p.e2e.as_ref().map_or(0, |l| l.censored));
                 s += &format!(
-                    "| {} | {:.0} | {:.0} | {} | {} | {} | {} | {} | {} | {} |\n",
+                    "| {} | {:.0} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
                     c.label,
                     p.offered_tps,
                     p.finalized_tps,
@@ -413,6 +424,8 @@ impl Results {
                     lat(&p.e2e),
                     p.da_bytes_per_s.map_or("–".into(), |b| format!("{:.2}", b / 1e6)),
                     p.submit.busy + p.submit.rejected,
+                    if c.observes.executed { p.exec.rejected.to_string() } else { "–".into() },
+                    p.cpu_us_per_executed_tx().map_or("–".into(), |u| format!("{u:.0}")),
                     censored,
                     match &p.verdict {
                         Some(Verdict::Pass) => "pass".to_string(),

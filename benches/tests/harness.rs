@@ -381,6 +381,11 @@ fn run_bench_sweeps_to_the_stop_rule_and_writes_every_output() {
     // Summary and plots.
     let md = std::fs::read_to_string(dir.path().join("summary.md")).unwrap();
     assert!(md.contains("| v4 da2 c1 |") && md.contains("0123456789ab"), "{md}");
+    let header = md.lines().find(|l| l.starts_with("| config |")).expect("summary table");
+    assert!(header.contains("rejected after accept") && header.contains("CPU µs / executed tx"), "{header}");
+    for row in md.lines().filter(|l| l.starts_with("| v4 da2 c1 |")) {
+        assert_eq!(row.matches('|').count(), header.matches('|').count(), "{row}");
+    }
     let svgs: Vec<_> = std::fs::read_dir(dir.path())
         .unwrap()
         .map(|e| e.unwrap().path())
