@@ -6,7 +6,8 @@
 //! attributed to the faulty validator where it is detectable.
 //!
 //! 24 seeds per behaviour per CI run (the faulty validator rotates with the seed, so it
-//! leads some views); `LAMINA_LONG_TESTS=1` runs 10x as many.
+//! leads some views); `LAMINA_LONG_TESTS=1` runs 10x as many. At n = 7, f = 2 Byzantine
+//! validators with two different behaviours (chosen by the seed) run together.
 #![allow(clippy::unwrap_used)]
 
 mod sim;
@@ -117,4 +118,41 @@ fn message_flood() {
         let (flood, silent) = (run(Behaviour::Flood), run(Behaviour::Silent));
         assert!(flood * 2 >= silent, "seed {seed}: flood halved progress ({flood} vs {silent} blocks)");
     }
+}
+
+/// Every behaviour, listed for the mixed runs.
+const ALL: [Behaviour; 8] = [
+    Behaviour::EquivocatingLeader,
+    Behaviour::ConflictingVotes,
+    Behaviour::InvalidSignatures,
+    Behaviour::Replay,
+    Behaviour::WithholdVotes,
+    Behaviour::Flood,
+    Behaviour::InvalidAvailability,
+    Behaviour::Silent,
+];
+
+#[test]
+fn two_byzantine_validators_of_seven_with_mixed_behaviours() {
+    let mut failures = Vec::new();
+    let seeds = 20_000..20_000 + count();
+    for seed in seeds.clone() {
+        let mut s = Scenario::random(seed, 7);
+        s.crashes.clear();
+        let (a, b) = ((seed % 7) as usize, ((seed / 7 + 3) % 7) as usize);
+        let b = if b == a { (a + 1) % 7 } else { b };
+        let (ba, bb) = (ALL[(seed % 8) as usize], ALL[((seed / 8 + 5) % 8) as usize]);
+        s.faulty.insert(a, ba);
+        s.faulty.insert(b, bb);
+        match run_checked(s) {
+            Ok(sim) => {
+                assert!(sim.min_height() >= 5, "seed {seed}: honest validators finalized only {}", sim.min_height());
+                for (p, k) in sim.faults_seen() {
+                    assert!(p == a || p == b, "seed {seed}: honest validator {p} blamed for {k:?} ({ba:?}, {bb:?})");
+                }
+            }
+            Err(e) => failures.push(format!("seed {seed} ({ba:?} at {a}, {bb:?} at {b}): {e}")),
+        }
+    }
+    assert!(failures.is_empty(), "{} of {} seeds failed:\n{}", failures.len(), seeds.count(), failures.join("\n"));
 }
