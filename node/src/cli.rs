@@ -25,6 +25,25 @@ pub struct Cli {
     pub command: Command,
 }
 
+impl Cli {
+    /// True for commands that run a service or supervise processes (`<module> start`,
+    /// `devnet`): they must outlive a closed stdout. Every other command is a short
+    /// client command whose output may be piped into `head`.
+    pub fn runs_a_service(&self) -> bool {
+        use crate::client::DaCmd;
+        use crate::settlement_client::SettlementCmd;
+        match &self.command {
+            Command::Devnet(_) => true,
+            Command::Consensus(m)
+            | Command::Execution(m)
+            | Command::Bridge(m)
+            | Command::Da(DaCmd::Module(m))
+            | Command::Settlement(SettlementCmd::Module(m)) => matches!(m, ModuleCmd::Start(_)),
+            _ => false,
+        }
+    }
+}
+
 /// Top-level commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {

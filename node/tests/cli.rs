@@ -144,6 +144,17 @@ fn keys_genesis_and_init_produce_the_expected_files() {
         String::from_utf8(out.stdout).unwrap()
     };
     assert!(show(&[], &[]).contains("# admin_addr = "), "unset in the file");
+    // Output into a pipe whose reader is gone (`lamina ... | head`): a quiet end, not a
+    // panic about a broken pipe.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = Command::new(env!("CARGO_BIN_EXE_lamina"))
+        .args(["consensus", "config", "--home", s(&home)])
+        .stdout(writer)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked") && out.status.code() != Some(101), "{:?}: {err}", out.status);
     assert!(show(&[("LAMINA_ADMIN_ADDR", "127.0.0.1:1111")], &[]).contains("admin_addr = \"127.0.0.1:1111\""));
     let both = show(
         &[("LAMINA_ADMIN_ADDR", "127.0.0.1:1111"), ("LAMINA_LOG_LEVEL", "debug")],
