@@ -11,12 +11,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use lamina_interfaces::{DataAvailability, Health};
+use lamina_primitives::TxId;
 use parking_lot::Mutex;
 use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::BatchConfig;
 use crate::driver::Input;
+use crate::intake_log::IntakeLog;
 use crate::mempool::{Cut, Mempool};
 use crate::metrics as m;
 
@@ -42,19 +44,31 @@ pub(crate) async fn run<D: DataAvailability + 'static>(
     health: Health,
     stop: CancellationToken,
     grace: Duration,
+    log: Option<Arc<IntakeLog>>,
 ) {
     let inflight = Arc::new(Semaphore::new(cfg.max_inflight));
     // Certificates reach the core in cut order, whatever order the concurrent
     // dispersals finish in: a sender's transactions are cut in nonce order, and the core
     // orders a validator's certificates first come, first served, so this keeps each
     // sender's transactions in nonce order in the log.
-    let (order_tx, mut order_rx) = mpsc::unbounded_channel::<oneshot::Receiver<Input>>();
+    let (order_tx, mut order_rx) = mpsc::unbounded_channel::<oneshot::Receiver<(Input, Vec<TxId>)>>();
+    let forwarder_log = log.clone();
     let forwarder = tokio::spawn(async move {
         while let Some(rx) = order_rx.recv().await {
             // A dispersal abandoned at shutdown drops its sender: skip it.
-            if let Ok(input) = rx.await
-                && to_core.send(input).await.is_err()
-            {
+            let Ok((input, ids)) = rx.await else { continue };
+            // The certificate is durable in the intake log, in cut order, before the core
+            // gets it: a restart proposes it again instead of queueing its
+            // transactions again, and never has a later batch without an earlier one.
+            if let (Some(log), Input::Certified { cert, .. }) = (&forwarder_log, &input) {
+                let (log, cert) = (log.clone(), cert.clone());
+                match tokio::task::spawn_blocking(move || log.certified(&cert, &ids)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => tracing::error!(target: TARGET, error = %e, "intake log: certificate not durable"),
+                    Err(e) => tracing::error!(target: TARGET, error = %e, "intake log task failed"),
+                }
+            }
+            if to_core.send(input).await.is_err() {
                 return;
             }
         }
@@ -112,7 +126,7 @@ async fn disperse<D: DataAvailability + 'static>(
     da: Arc<D>,
     mempool: Arc<Mutex<Mempool>>,
     cut: Cut,
-    done: oneshot::Sender<Input>,
+    done: oneshot::Sender<(Input, Vec<TxId>)>,
     status: Arc<Mutex<DaStatus>>,
     health: Health,
     stop: CancellationToken,
@@ -131,8 +145,12 @@ async fn disperse<D: DataAvailability + 'static>(
                 }
                 health.set_status("da", serde_json::json!({"ok": true}));
                 let attestation = cert.commitment.attestation_digest();
-                mempool.lock().certified(cut.id, attestation);
-                let _ = done.send(Input::Certified { cert, cut_at: started, txs: cut.txs });
+                let ids = {
+                    let mut mp = mempool.lock();
+                    mp.certified(cut.id, attestation);
+                    mp.batch_ids(cut.id)
+                };
+                let _ = done.send((Input::Certified { cert, cut_at: started, txs: cut.txs }, ids));
                 return;
             }
             Err(e) => {

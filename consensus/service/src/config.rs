@@ -40,6 +40,11 @@ pub struct MempoolConfig {
     /// nonce above 0, waits for lower nonces still in flight (ms). Default 100: longer
     /// than intake takes to check one full request on a loaded validator.
     pub new_sender_wait_ms: u64,
+    /// Make "accepted" durable: intake answers `Accepted` only once the transaction is
+    /// synced to the validator's intake log, and a restarted validator queues again what
+    /// it had acknowledged but not yet had certified. Default true. Off: acceptance is
+    /// mempool admission only (a killed validator loses what it had not yet certified).
+    pub durable_intake: bool,
 }
 
 impl Default for MempoolConfig {
@@ -54,6 +59,7 @@ impl Default for MempoolConfig {
             max_tracked_senders: 262_144,
             nonce_gap_ms: 1000,
             new_sender_wait_ms: 100,
+            durable_intake: true,
         }
     }
 }

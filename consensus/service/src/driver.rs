@@ -98,6 +98,8 @@ pub(crate) struct CoreTask {
     pub(crate) mempool: Arc<Mutex<Mempool>>,
     pub(crate) shared: Arc<Shared>,
     pub(crate) own_batches: HashMap<Digest, (Instant, usize)>,
+    /// The intake log, told which batches were ordered (so it can prune).
+    pub(crate) intake_log: Option<Arc<crate::intake_log::IntakeLog>>,
     pub(crate) last_stats: Stats,
 }
 
@@ -179,6 +181,9 @@ impl CoreTask {
                     let attestations: Vec<Digest> =
                         fb.block.batches.iter().map(|c| c.commitment.attestation_digest()).collect();
                     self.mempool.lock().ordered(&attestations);
+                    if let Some(log) = &self.intake_log {
+                        log.ordered(&attestations);
+                    }
                     let now = Instant::now();
                     for a in &attestations {
                         if let Some((cut_at, _)) = self.own_batches.remove(a) {

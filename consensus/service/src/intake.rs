@@ -14,6 +14,7 @@ use parking_lot::Mutex;
 use tokio::sync::Notify;
 
 use crate::config::MempoolConfig;
+use crate::intake_log::IntakeLog;
 use crate::mempool::Mempool;
 use crate::metrics as m;
 use crate::protocol::{IntakeProtocol, MAX_SUBMIT_TXS, SubmitRequest, SubmitResponse, WireOutcome};
@@ -34,6 +35,9 @@ struct Inner {
     open: AtomicBool,
     batcher: Arc<Notify>,
     batch_bytes: usize,
+    /// The intake log; `None` without one, and after [`Intake::close`] (which releases
+    /// it, so that a validator restarted in the same process can reopen it).
+    log: Mutex<Option<Arc<IntakeLog>>>,
 }
 
 impl std::fmt::Debug for Intake {
@@ -46,18 +50,38 @@ impl Intake {
     /// Intake into `mempool`; `batcher` is woken when `batch_bytes` are queued.
     pub fn new(mempool: Arc<Mutex<Mempool>>, cfg: MempoolConfig, batcher: Arc<Notify>, batch_bytes: usize) -> Self {
         let chains = mempool.lock().chains().clone();
-        Intake { inner: Arc::new(Inner { mempool, cfg, chains, open: AtomicBool::new(true), batcher, batch_bytes }) }
+        Intake {
+            inner: Arc::new(Inner {
+                mempool,
+                cfg,
+                chains,
+                open: AtomicBool::new(true),
+                batcher,
+                batch_bytes,
+                log: Mutex::new(None),
+            }),
+        }
     }
 
-    /// Stops intake: every later submission is answered `Busy` (shutdown).
+    /// The same intake, acknowledging only what is durable in `log` (see
+    /// [`crate::intake_log`]). Call before sharing it.
+    pub fn with_log(self, log: Option<Arc<IntakeLog>>) -> Self {
+        *self.inner.log.lock() = log;
+        self
+    }
+
+    /// Stops intake: every later submission is answered `Busy` (shutdown), and the
+    /// intake log is released.
     pub fn close(&self) {
         self.inner.open.store(false, Ordering::Release);
+        self.inner.log.lock().take();
     }
 
     /// Checks and inserts transactions (CPU-bound: signature checks are one batch
     /// verification). One result per transaction, in order.
     pub fn submit_now(&self, txs: Vec<Transaction>) -> Vec<Result<SubmitOutcome, SubmitError>> {
         let inner = &self.inner;
+        let log = inner.log.lock().clone();
         if !inner.open.load(Ordering::Acquire) {
             return txs.iter().map(|_| Err(SubmitError::Busy("validator is shutting down".into()))).collect();
         }
@@ -91,16 +115,42 @@ impl Intake {
             }
         }
         let now = Instant::now();
-        let (queued, was_idle, idle) = {
+        let (queued, was_idle, idle, record) = {
             let mut mp = inner.mempool.lock();
             let was_idle = mp.is_idle();
+            let mut accepted = Vec::new();
             for (i, tx) in txs.into_iter().enumerate() {
                 if let Some(id) = ids[i] {
-                    results[i] = Some(mp.insert(tx, id, now));
+                    let keep = log.is_some().then(|| tx.clone());
+                    let r = mp.insert(tx, id, now);
+                    if let (Ok(SubmitOutcome::Accepted(_)), Some(tx)) = (&r, keep) {
+                        accepted.push((i, tx));
+                    }
+                    results[i] = Some(r);
                 }
             }
-            (mp.queued_bytes(), was_idle, mp.is_idle())
+            // Logged under the mempool lock, so the record precedes any `Certified`
+            // record of a batch that cuts these transactions.
+            let record = match &log {
+                Some(log) if !accepted.is_empty() => {
+                    let txs: Vec<Transaction> = accepted.iter().map(|(_, t)| t.clone()).collect();
+                    Some((log.accepted(&txs), accepted))
+                }
+                _ => None,
+            };
+            (mp.queued_bytes(), was_idle, mp.is_idle(), record)
         };
+        if let (Some(log), Some((appended, accepted))) = (&log, record) {
+            let durable = appended.and_then(|seq| log.wait_durable(seq));
+            if let Err(e) = durable {
+                // Not acknowledged: they may still be ordered (they are in the mempool),
+                // as after a timeout; the client may resubmit (a duplicate is harmless).
+                tracing::error!(target: "lamina::consensus", error = %e, "intake log write failed");
+                for (i, _) in accepted {
+                    results[i] = Some(Err(SubmitError::Busy(format!("intake log not durable: {e}"))));
+                }
+            }
+        }
         // Wake the batcher when a square's worth is queued, or when the mempool stops
         // being idle (the batcher sleeps without a timer while it is).
         if queued >= inner.batch_bytes || (was_idle && !idle) {
@@ -123,9 +173,10 @@ impl Intake {
         out
     }
 
-    /// [`Intake::submit_now`] on a blocking thread when the batch is large.
+    /// [`Intake::submit_now`] on a blocking thread when the batch is large or the
+    /// intake log must be synced.
     pub async fn submit_async(&self, txs: Vec<Transaction>) -> Vec<Result<SubmitOutcome, SubmitError>> {
-        if txs.len() < BLOCKING_AT {
+        if txs.len() < BLOCKING_AT && self.inner.log.lock().is_none() {
             return self.submit_now(txs);
         }
         let this = self.clone();

@@ -34,6 +34,7 @@ pub mod driver;
 pub mod error;
 pub mod http;
 pub mod intake;
+pub mod intake_log;
 pub mod ledger;
 pub mod logserve;
 pub mod mempool;
@@ -197,16 +198,19 @@ pub async fn start<D: DataAvailability + 'static>(
     // Storage: ordered log and WAL, recovered.
     let ledger_dir = ctx.data_dir.join("consensus").join("log");
     let wal_dir = ctx.data_dir.join("consensus").join("wal");
-    for d in [&ledger_dir, &wal_dir] {
+    let intake_dir = ctx.data_dir.join("consensus").join("intake");
+    for d in [&ledger_dir, &wal_dir, &intake_dir] {
         std::fs::create_dir_all(d).map_err(|e| Error::Config(format!("cannot create {}: {e}", d.display())))?;
     }
-    let (ledger, wal, replayed) = tokio::task::spawn_blocking({
-        let (ld, wd) = (ledger_dir.clone(), wal_dir.clone());
+    let (ledger, wal, replayed, intake_log) = tokio::task::spawn_blocking({
+        let (ld, wd, id) = (ledger_dir.clone(), wal_dir.clone(), intake_dir.clone());
         let (ls, ws) = (config.log_segment_bytes, config.wal_segment_bytes);
+        let durable = config.mempool.durable_intake;
         move || -> Result<_, Error> {
             let ledger = Ledger::open(&ld, ls)?;
             let (wal, replayed) = wal::Wal::open(&wd, ws)?;
-            Ok((ledger, wal, replayed))
+            let intake_log = if durable { Some(intake_log::IntakeLog::open(&id, ws)?) } else { None };
+            Ok((ledger, wal, replayed, intake_log))
         }
     })
     .await
@@ -215,8 +219,25 @@ pub async fn start<D: DataAvailability + 'static>(
     let recent = ledger.recent(core_cfg.dedup_window)?;
     let ordered: BTreeSet<Digest> =
         recent.iter().flat_map(|fb| fb.block.batches.iter().map(|c| c.commitment.attestation_digest())).collect();
-    let batches: Vec<_> =
-        replayed.batches.into_iter().filter(|c| !ordered.contains(&c.commitment.attestation_digest())).collect();
+    // Own certified batches not yet ordered: from the WAL, and from the intake log
+    // (certificates made durable there just before a crash may not have reached the WAL).
+    let (intake_log, restored) = match intake_log {
+        Some((log, restored)) => (Some(Arc::new(log)), restored),
+        None => (None, intake_log::Restored::default()),
+    };
+    let mut seen = BTreeSet::new();
+    let batches: Vec<_> = replayed
+        .batches
+        .into_iter()
+        .chain(restored.certificates)
+        .filter(|c| {
+            let a = c.commitment.attestation_digest();
+            !ordered.contains(&a) && seen.insert(a)
+        })
+        .collect();
+    if let Some(log) = &intake_log {
+        log.ordered(&ordered.iter().copied().collect::<Vec<_>>());
+    }
     tracing::info!(
         target: TARGET,
         height = ledger.tip().0,
@@ -235,8 +256,20 @@ pub async fn start<D: DataAvailability + 'static>(
     // Mempool and intake.
     let mempool =
         Arc::new(Mutex::new(mempool::Mempool::new(config.mempool.clone(), genesis.chains.iter().map(|c| c.id))));
+    if !restored.transactions.is_empty() {
+        // Acknowledged before a crash and never certified: queue them again.
+        let mut mp = mempool.lock();
+        let now = std::time::Instant::now();
+        let n = restored.transactions.len();
+        for tx in restored.transactions {
+            let id = tx.id();
+            let _ = mp.insert(tx, id, now);
+        }
+        tracing::info!(target: TARGET, transactions = n, "restored acknowledged transactions from the intake log");
+    }
     let wake = Arc::new(Notify::new());
-    let intake = Intake::new(mempool.clone(), config.mempool.clone(), wake.clone(), config.batch.max_bytes);
+    let intake = Intake::new(mempool.clone(), config.mempool.clone(), wake.clone(), config.batch.max_bytes)
+        .with_log(intake_log.clone());
 
     // Network.
     let (in_tx, in_rx) = mpsc::channel(65_536);
@@ -286,6 +319,7 @@ pub async fn start<D: DataAvailability + 'static>(
         outbox: out_tx,
         ledger: ledger.clone(),
         mempool: mempool.clone(),
+        intake_log: intake_log.clone(),
         shared: shared.clone(),
         own_batches: HashMap::new(),
         last_stats: Default::default(),
@@ -313,6 +347,7 @@ pub async fn start<D: DataAvailability + 'static>(
         ctx.health.clone(),
         stop_batcher.clone(),
         Duration::from_secs(3),
+        intake_log,
     ));
     let stop_intake = CancellationToken::new();
     let http_addr = config.http_listen.or_else(|| ctx.entry().and_then(|e| e.http));

@@ -338,6 +338,11 @@ impl Mempool {
         Some(Cut { id, blobs, txs, bytes, per_namespace })
     }
 
+    /// The transactions of cut batch `batch` (empty if unknown).
+    pub fn batch_ids(&self, batch: u64) -> Vec<TxId> {
+        self.batches.get(&batch).cloned().unwrap_or_default()
+    }
+
     /// A batch was certified by DA under `attestation`.
     pub fn certified(&mut self, batch: u64, attestation: Digest) {
         if self.batches.contains_key(&batch) {

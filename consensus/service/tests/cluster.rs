@@ -323,3 +323,45 @@ fn bad_input_from_a_pinned_peer_never_stalls_the_honest_path() {
         }
     });
 }
+
+/// Accepted means durable (issue 12): transactions a validator acknowledged but could not
+/// get certified (its DA is down) are in its intake log; after a restart it queues them
+/// again, and each is ordered exactly once.
+#[test]
+fn acknowledged_transactions_are_ordered_after_a_restart_that_came_before_their_certificate() {
+    rt().block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let g = Arc::new(genesis(4));
+        let da = TestDa::new(&g);
+        let mut vs = Vec::new();
+        for i in 0..4 {
+            let d = if i == 0 { da.with_own_switch(true) } else { da.clone() };
+            vs.push(Some(start(&g, i, dir.path(), config(), d).await));
+        }
+        eventually("first blocks", WAIT, || vs[1].as_ref().unwrap().height() >= 2).await;
+        let out = vs[0].as_ref().unwrap().intake().submit_many(txs(0, 48, 32)).await;
+        let acked: BTreeSet<TxId> =
+            out.iter().filter_map(|r| if let Ok(SubmitOutcome::Accepted(id)) = r { Some(*id) } else { None }).collect();
+        assert_eq!(acked.len(), 48, "{out:?}");
+        // Validator 0 stops before any of them is certified (its DA is down).
+        vs[0].take().unwrap().stop().await.unwrap();
+        // It restarts from its files with DA working: the acknowledged ones are ordered.
+        vs[0] = Some(start(&g, 0, dir.path(), config(), da.clone()).await);
+        let v1 = vs[1].as_ref().unwrap();
+        let deadline = tokio::time::Instant::now() + WAIT;
+        let ordered = loop {
+            let ordered = ordered_txs(&read_all(&v1.log(), v1.height()).await, &da);
+            if acked.iter().all(|id| ordered.contains(id)) {
+                break ordered;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "acknowledged transactions not ordered after the restart");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        for id in &acked {
+            assert_eq!(ordered.iter().filter(|o| *o == id).count(), 1, "{id} ordered more than once");
+        }
+        for v in vs.into_iter().flatten() {
+            v.stop().await.unwrap();
+        }
+    });
+}

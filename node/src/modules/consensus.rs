@@ -124,6 +124,11 @@ impl ModuleConfig for Config {
             "new_sender_wait_ms",
             &m.new_sender_wait_ms,
         );
+        doc.field(
+            "Accepted = durable: answer only once a transaction is synced to the intake log (restored after a crash).",
+            "durable_intake",
+            &m.durable_intake,
+        );
         let b = &c.batch;
         doc.section("consensus.batch", "Batching: one DA square per cut, one blob per chain (namespace).");
         doc.field("Cut when this many transaction bytes are queued.", "max_bytes", &b.max_bytes);

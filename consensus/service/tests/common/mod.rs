@@ -118,6 +118,11 @@ impl TestDa {
         }
     }
 
+    /// The same DA (same squares) with its own on/off switch, starting `down`.
+    pub fn with_own_switch(&self, down: bool) -> TestDa {
+        TestDa { down: Arc::new(AtomicBool::new(down)), ..self.clone() }
+    }
+
     pub fn blobs(&self, root: &Digest) -> Option<Vec<Blob>> {
         self.squares.lock().get(root).cloned()
     }
