@@ -297,6 +297,7 @@ fn launch(exe: &Path, dir: &Path, t: &Topology, log_level: &str) -> anyhow::Resu
         log_level: log_level.into(),
         settlement_window: 32,
         faulty_claims: Vec::new(),
+        faulty_dispersal: Vec::new(),
         heartbeat: std::time::Duration::from_secs(1),
     };
     let st = layout::create(dir, &spec)?;

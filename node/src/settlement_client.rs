@@ -185,6 +185,10 @@ async fn status(net: &Net, a: &StatusArgs) -> anyhow::Result<ExitCode> {
     }
     println!("settlement height: {} (log tip {}, window {} heights)", s.height.0, s.log_tip.0, s.window);
     println!("state root: {}", s.state_root);
+    println!("squares proven wrongly encoded: {}", s.bad_encodings);
+    for root in &s.bad_squares {
+        println!("  bad square {root}");
+    }
     for c in &s.chains {
         println!(
             "chain {}: finalized height {} root {} (claim {}, final at {}); {} pending claim(s)",

@@ -741,3 +741,147 @@ fn killed_validator_restarts_and_catches_up() {
 fn validators_all() -> Vec<String> {
     (0..4).map(|i| format!("validator-{i}")).collect()
 }
+
+/// A minimal HTTP GET of a text document (`/metrics`); `None` if the node does not answer.
+fn get_text(addr: &str, path: &str) -> Option<String> {
+    let addr: SocketAddr = addr.parse().unwrap();
+    let mut tcp = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    tcp.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(tcp, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").ok()?;
+    let mut resp = String::new();
+    tcp.read_to_string(&mut resp).ok()?;
+    Some(resp.split_once("\r\n\r\n")?.1.to_string())
+}
+
+/// The value of an unlabelled counter in a Prometheus text page (0 if absent).
+fn counter(page: &str, name: &str) -> u64 {
+    page.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(' ')))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map_or(0, |v| v as u64)
+}
+
+/// Files named `bad-encoding-*.proof` under `dir`, recursively.
+fn evidence_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else { return out };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(evidence_files(&p));
+        } else if p
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with("bad-encoding-") && n.ends_with(".proof"))
+        {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// A Byzantine disperser (issue 12.2): validator-0 disperses every square with a wrongly
+/// encoded row, which the DA nodes certify (each column is fine). Before, retrieval
+/// turned the fraud proof into "unavailable" and every execution node of the chain
+/// retried forever. Now the verdict is the DA layer's canonical rule, the same for
+/// every node: the chain's data in such a square counts as absent.
+///
+/// What must hold, with real processes under load:
+/// * both execution nodes of the chain keep executing past the bad squares;
+/// * both count the bad squares and keep each proof as a file that verifies;
+/// * both have the same receipts for every acknowledged transaction and the same state
+///   root at the same height; the transactions that went through validator-0 (in bad
+///   squares) have no receipt on either, the others executed;
+/// * the settlement verifier posts the proof and settlement records it.
+#[test]
+fn byzantine_disperser_wrongly_encoded_squares_do_not_stall_execution() {
+    let _serial = serial();
+    let started = Instant::now();
+    let net = Devnet::up(&[
+        "--chains",
+        "1",
+        "--execution",
+        "2",
+        "--settlement",
+        "1",
+        "--funded-accounts",
+        "1000",
+        "--faulty-dispersal",
+        "validator-0",
+    ]);
+    let dir = net.dir.clone();
+    rt().block_on(async {
+        let client = Client::connect(&net).await;
+        let chain = net.genesis.chains[0].clone();
+        let load = Load::start(client.intake.clone(), &chain, 0);
+        tokio::time::sleep(phase()).await;
+        let stats = load.stop().await;
+        eprintln!("load: {} acknowledged, {} busy, {} errors", stats.acked.len(), stats.busy, stats.errors);
+        assert!(!stats.acked.is_empty());
+
+        // Both execution nodes get past everything ordered so far.
+        let h = net.min_height(&validators_all());
+        for exec in ["execution-0", "execution-1"] {
+            client.wait_exec_height_above(exec, h + 2, "past the bad squares").await;
+        }
+        // Both saw bad squares, counted them and kept the proofs.
+        for exec in ["execution-0", "execution-1"] {
+            let page = get_text(net.node(exec)["admin"].as_str().unwrap(), "/metrics").unwrap();
+            let bad = counter(&page, "lamina_execution_bad_squares_total");
+            let files = evidence_files(Path::new(net.node(exec)["home"].as_str().unwrap()));
+            eprintln!("{exec}: {bad} bad squares, {} evidence files", files.len());
+            assert!(bad > 0, "{exec} met no bad square");
+            assert!(!files.is_empty(), "{exec} kept no evidence");
+            let bytes = std::fs::read(&files[0]).unwrap();
+            let proof: lamina_da_core::BadEncodingProof = lamina_primitives::decode(&bytes).unwrap();
+            let name = files[0].file_stem().unwrap().to_str().unwrap().trim_start_matches("bad-encoding-").to_string();
+            proof.verify(&lamina_primitives::Digest::from_hex(&name).unwrap()).unwrap();
+        }
+        // The same outcome for every acknowledged transaction on both.
+        let (mut executed, mut absent) = (0, 0);
+        for id in &stats.acked {
+            let a = client.receipt("execution-0", *id).await.unwrap();
+            let b = client.receipt("execution-1", *id).await.unwrap();
+            assert_eq!(a, b, "receipt of {id} differs between the execution nodes");
+            if a.is_some() { executed += 1 } else { absent += 1 }
+        }
+        eprintln!("acknowledged: {executed} executed, {absent} in wrongly encoded squares (no receipt)");
+        assert!(executed > 0, "nothing executed: the honest validators' batches must");
+        assert!(absent > 0, "validator-0 acknowledged nothing that landed in a bad square");
+        // The same state root at the same height.
+        let start = Instant::now();
+        loop {
+            let (a, b) =
+                (client.exec_status("execution-0").await.unwrap(), client.exec_status("execution-1").await.unwrap());
+            if a.height == b.height {
+                assert_eq!(a, b, "same height, different roots");
+                eprintln!("execution-0 and execution-1 agree at height {}: state root {}", a.height, a.state_root);
+                break;
+            }
+            assert!(start.elapsed() < WITHIN, "never saw both at the same height: {a:?} {b:?}");
+            tokio::time::sleep(Duration::from_millis(7)).await;
+        }
+        // Settlement keeps the evidence (the verifier posted it).
+        let start = Instant::now();
+        loop {
+            let o = lamina().args(["settlement", "status", "--json", "--devnet", s(&dir)]).output().unwrap();
+            if o.status.success() {
+                let st: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+                if st["bad_encodings"].as_u64().unwrap_or(0) > 0 {
+                    eprintln!("settlement recorded {} bad squares", st["bad_encodings"]);
+                    break;
+                }
+            }
+            assert!(
+                start.elapsed() < WITHIN,
+                "settlement recorded no bad-encoding proof: {}\n{}",
+                String::from_utf8_lossy(&o.stdout),
+                tail(&dir.join("logs").join("settlement-0.log"), 30)
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        client.shutdown().await;
+    });
+    eprintln!("test took {:.0?}", started.elapsed());
+    drop(net);
+}

@@ -2,7 +2,7 @@
 
 use std::future::Future;
 
-use lamina_primitives::{AvailabilityCertificate, DataCommitment, Namespace, NodeId};
+use lamina_primitives::{AvailabilityCertificate, DataCommitment, Digest, Namespace, NodeId};
 
 /// A blob: bytes under a namespace. A chain's batch is one blob under its namespace.
 #[derive(Clone, PartialEq, Eq, Debug, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
@@ -47,6 +47,31 @@ pub enum DaError {
     /// Transport failure.
     #[error("transport: {0}")]
     Transport(String),
+    /// The rows holding the namespace are wrongly encoded, by the canonical rule (the
+    /// first `k` cells of a row, as committed by the column roots, do not extend to the
+    /// committed row root). Final and the same for every caller: executors and
+    /// settlement treat the namespace's data in this square as absent (no
+    /// transactions), and keep `proof` (the DA layer's encoded bad-encoding proof,
+    /// checked by [`crate::EncodingFraudVerifier`]) as evidence for settlement.
+    #[error("square {data_root} is wrongly encoded (row {row}); fraud proof of {} bytes", .proof.len())]
+    BadEncoding {
+        /// The square.
+        data_root: Digest,
+        /// The first bad row found in the namespace's range.
+        row: u32,
+        /// The encoded proof.
+        proof: Vec<u8>,
+    },
+}
+
+impl DaError {
+    /// True when the square is unusable for everyone, so the namespace's data in it
+    /// counts as absent rather than being retried: a bad commitment, rejected blobs,
+    /// or a proven bad encoding. Every execution replica and settlement verifier applies
+    /// this same rule.
+    pub fn is_final_for_everyone(&self) -> bool {
+        matches!(self, DaError::BadCommitment(_) | DaError::Rejected(_) | DaError::BadEncoding { .. })
+    }
 }
 
 /// A data-availability layer.
@@ -63,7 +88,9 @@ pub enum DaError {
 ///   square order, each verified against `commitment.data_root` with a namespace range
 ///   proof that shows nothing was left out; an empty vector is a *proven* absence. It
 ///   rebuilds from any `k` columns when nodes are down, and never returns unverified
-///   bytes.
+///   bytes. A wrongly encoded row in the namespace's range is answered with
+///   [`DaError::BadEncoding`] (with its proof), decided by the canonical rule so that
+///   every honest caller reaches the same verdict.
 pub trait DataAvailability: Send + Sync {
     /// Disperses `blobs` as one square and returns its availability certificate.
     fn submit(&self, blobs: Vec<Blob>) -> impl Future<Output = Result<AvailabilityCertificate, DaError>> + Send;

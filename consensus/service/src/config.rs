@@ -118,6 +118,11 @@ pub struct Config {
     pub log_segment_bytes: u64,
     /// Most blocks per ordered-log read (QUIC and catch-up). Default 256.
     pub log_max_blocks: u32,
+    /// **Test and demo only: a Byzantine disperser.** Every square this validator's
+    /// batcher disperses has a wrongly encoded row (DA nodes still certify it), to show
+    /// that execution and settlement reach the same final verdict instead of stalling.
+    /// Read by the node binary, which builds the validator's DA client.
+    pub faulty_dispersal: bool,
 }
 
 impl Default for Config {
@@ -135,6 +140,7 @@ impl Default for Config {
             wal_segment_bytes: 64 << 20,
             log_segment_bytes: 256 << 20,
             log_max_blocks: 256,
+            faulty_dispersal: false,
         }
     }
 }

@@ -19,6 +19,16 @@
 //! are the cells of row `i`, which is a codeword; decoding any `k` of them yields that
 //! codeword, whose root is the committed row root — so [`BadEncodingProof::verify`]
 //! returns [`Error::NotFraud`]. Settlement consumes these proofs later.
+//!
+//! **The canonical rule.** A proof must use exactly the *first* `k` cells of the axis
+//! (the systematic part: positions `0..k`). A disperser can commit column roots whose
+//! cells disagree with the row roots at some positions while every column is still a
+//! codeword; then whether `k` cells "prove" a row bad depends on which `k` were fetched,
+//! and two honest executors could disagree. Fixing the positions makes the verdict a
+//! function of the commitment alone: row `i` is bad iff its first `k` cells, as the
+//! column roots commit them, do not extend to the committed row root. Retrieval
+//! (`lamina-da-service`) decides by the same rule, so an executor, a settlement verifier
+//! and this check always agree.
 
 use lamina_primitives::Digest;
 use lamina_primitives::codec::Wire;
@@ -108,6 +118,9 @@ impl BadEncodingProof {
             axis_bytes[p * SHARE_SIZE..(p + 1) * SHARE_SIZE].copy_from_slice(&cell.chunk[at..at + SHARE_SIZE]);
             known[p] = true;
         }
+        if !known[..k].iter().all(|&b| b) {
+            return Err(malformed("fraud proof", "cells must be the first k of the axis (the canonical rule)"));
+        }
         let mut shards: Vec<&mut [u8]> = axis_bytes.chunks_exact_mut(SHARE_SIZE).collect();
         codec.codec().reconstruct(&mut shards, &known, k)?;
         if axis_root(axis, &axis_bytes) == self.axis_root {
@@ -118,7 +131,8 @@ impl BadEncodingProof {
 
     /// Builds a proof that axis `index` is badly encoded, using the cells at
     /// `positions` (exactly `k` of them) from `square`'s orthogonal axes. The proof
-    /// verifies only if the axis really is bad; use [`find_bad_encoding`] to look.
+    /// verifies only if the axis really is bad and `positions` are `0..k` (the canonical
+    /// rule); use [`find_bad_encoding`] to look.
     pub fn create(square: &CommittedSquare, axis: Axis, index: u32, positions: &[u32]) -> Result<Self> {
         let h = square.header();
         let (own_roots, orth_roots) = match axis {
@@ -213,4 +227,34 @@ pub fn find_bad_encoding(square: &CommittedSquare) -> Result<Option<BadEncodingP
         }
     }
     Ok(None)
+}
+
+/// **Fault injection (tests and demos only): a Byzantine disperser.** Rebuilds `square`
+/// with row `row`'s first parity cell (`(row, k)`) flipped and every column re-extended
+/// from its (now wrong) first half, then commits it again. Every column is still a
+/// codeword that matches its root, so DA nodes checking their own columns store and
+/// sign it; row `row` is wrongly encoded by the canonical rule (its first `k` cells do
+/// not extend to its root), which retrieval of a namespace in that row proves.
+pub fn corrupt_row_encoding(square: CommittedSquare, row: usize) -> Result<CommittedSquare> {
+    let table = square.header().table.clone();
+    let mut eds = square.into_eds();
+    let (k, codec) = (eds.k(), eds.codec());
+    let w = 2 * k;
+    if row >= k {
+        return Err(malformed("fault injection", "row must be in the original half"));
+    }
+    let cells = eds.cells_mut();
+    let at = (row * w + k) * SHARE_SIZE;
+    cells[at..at + SHARE_SIZE].iter_mut().for_each(|b| *b ^= 0x5A);
+    let mut col = vec![0u8; w * SHARE_SIZE];
+    for c in 0..w {
+        for r in 0..w {
+            col[r * SHARE_SIZE..][..SHARE_SIZE].copy_from_slice(&cells[(r * w + c) * SHARE_SIZE..][..SHARE_SIZE]);
+        }
+        encode_axis(codec.codec(), k, &mut col)?;
+        for r in k..w {
+            cells[(r * w + c) * SHARE_SIZE..][..SHARE_SIZE].copy_from_slice(&col[r * SHARE_SIZE..][..SHARE_SIZE]);
+        }
+    }
+    CommittedSquare::commit(eds, &table, crate::Parallelism::Rayon)
 }

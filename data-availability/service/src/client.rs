@@ -10,8 +10,10 @@
 //!   from at least `k` columns — original columns first, then any other columns when
 //!   nodes are down or lie — each slice checked against its column root. Rows missing
 //!   original cells are decoded; **every row used is re-encoded and checked against its
-//!   row root**, so a wrongly encoded square is detected, and answered with a
-//!   [`BadEncodingProof`] built from sample proofs. A node whose answer fails
+//!   row root**. A row that does not match is decided by the canonical rule (its first
+//!   `k` cells, fetched as sample proofs): either those extend to the root (the row is
+//!   used) or the square is wrongly encoded and answered with a [`BadEncodingProof`]
+//!   built from exactly those cells, so every honest caller reaches the same verdict. A node whose answer fails
 //!   verification is blamed ([`DaClient::misbehaving`], metrics) and ignored for the rest
 //!   of the operation.
 //! * **Sample**: fetch the roots, draw cells ([`SamplingSession`]), fetch each from a node
@@ -168,9 +170,14 @@ impl DaClient {
     async fn disperse_inner(&self, blobs: Vec<Blob>) -> Result<AvailabilityCertificate, DaError> {
         let codec = self.config.codec_id();
         let buf = self.buffer.lock().take().unwrap_or_default();
+        let faulty = self.config.faulty_encoding;
         let square = tokio::task::spawn_blocking(move || -> Result<CommittedSquare, lamina_da_core::Error> {
             let ods = OriginalSquare::from_blobs(&blobs, codec)?;
-            extend_and_commit_into(&ods, codec, Parallelism::Rayon, buf)
+            let square = extend_and_commit_into(&ods, codec, Parallelism::Rayon, buf)?;
+            if faulty {
+                return lamina_da_core::fraud::corrupt_row_encoding(square, 0);
+            }
+            Ok(square)
         })
         .await
         .map_err(|e| DaError::Transport(format!("encoder task failed: {e}")))?
@@ -324,8 +331,10 @@ impl DaClient {
                 metrics::counter!(m::ROWS_REBUILT).increment(1);
             }
             if axis_root(Axis::Row, &row) != header.row_roots[r as usize] {
-                let used: Vec<u32> = columns.keys().copied().take(k).collect();
-                return Err(self.bad_encoding(&v, r, &used).await);
+                // The cells fetched do not extend to the row root. Which cells were
+                // fetched must not decide the verdict: settle it by the canonical rule
+                // (the row's first k cells), the same for every caller.
+                row = self.canonical_row(&v, r).await?;
             }
             row.truncate(k * SHARE_SIZE);
             rows.push(row);
@@ -438,37 +447,67 @@ impl DaClient {
         }
     }
 
-    /// Builds a fraud proof for row `r` from sample proofs of `k` of its cells.
-    async fn bad_encoding(&self, v: &Verified, r: u32, columns: &[u32]) -> RetrieveError {
+    /// Decides row `r` by the canonical rule: its first `k` cells, each fetched with a
+    /// sample proof through its column root, extended by the codec, either give the
+    /// committed row root (the row, all `2k` cells, is returned) or do not (a
+    /// [`BadEncodingProof`] built from exactly those cells is returned, which verifies
+    /// from the data root alone). The verdict depends only on the commitment, never on
+    /// which columns a caller happened to fetch first, so every honest executor and
+    /// verifier agrees. A cell no node serves leaves the row undecided: `Unavailable`
+    /// (retry later), never a verdict.
+    async fn canonical_row(&self, v: &Verified, r: u32) -> Result<Vec<u8>, RetrieveError> {
         let k = v.header.k as usize;
         let assignment = Assignment::new(self.nodes.len(), self.threshold, k);
         let data_root = v.roots.data_root();
+        let codec = v.header.codec_id().map_err(|e| DaError::BadCommitment(e.to_string()))?;
         let mut samples = Vec::with_capacity(k);
-        // The columns the row was decoded from first, then any others.
-        let order = columns.iter().copied().chain((0..2 * k as u32).filter(|c| !columns.contains(c)));
-        for c in order {
-            if samples.len() == k {
-                break;
-            }
+        let mut row = vec![0u8; 2 * k * SHARE_SIZE];
+        for c in 0..k as u32 {
+            let mut got = None;
             for node in assignment.nodes_of(c) {
+                let id = self.nodes[node];
                 let req = DaRequest::Sample(CellRef { data_root, row: r, col: c });
-                if let Ok(DaResponse::Sample(p)) = self.ask(&self.nodes[node], &req).await
-                    && p.verify(&data_root).is_ok()
-                    && p.coordinates() == (r, c)
-                {
-                    samples.push(p);
-                    break;
+                match self.ask(&id, &req).await {
+                    Ok(DaResponse::Sample(p)) => match p.verify(&data_root) {
+                        Ok(cell) if p.coordinates() == (r, c) && p.axis == Axis::Col.as_u8() => {
+                            row[c as usize * SHARE_SIZE..][..SHARE_SIZE].copy_from_slice(cell);
+                            got = Some(p);
+                            break;
+                        }
+                        _ => self.blame(&id, "sample", format!("cell ({r}, {c}) does not verify")),
+                    },
+                    Ok(_) => self.blame(&id, "sample", "wrong answer type"),
+                    Err(e) => tracing::debug!(target: TARGET, node = %id, error = %e, "sample unavailable"),
                 }
             }
+            match got {
+                Some(p) => samples.push(p),
+                None => {
+                    return Err(DaError::Unavailable(format!(
+                        "row {r} of {data_root}: the fetched cells do not match the row root and cell ({r}, {c}) \
+                         is unavailable, so the canonical verdict cannot be reached yet"
+                    ))
+                    .into());
+                }
+            }
+        }
+        lamina_da_core::square::encode_axis(codec.codec(), k, &mut row)
+            .map_err(|e| DaError::Unavailable(e.to_string()))?;
+        if axis_root(Axis::Row, &row) == v.header.row_roots[r as usize] {
+            // Canonically good: the columns used first disagree with the row root
+            // elsewhere in the row; the first k cells decide.
+            metrics::counter!(m::ROWS_REBUILT).increment(1);
+            return Ok(row);
         }
         match BadEncodingProof::from_samples(&v.header, Axis::Row, r, &samples) {
             Ok(proof) if proof.verify(&data_root).is_ok() => {
                 tracing::warn!(target: TARGET, %data_root, row = r, "square is wrongly encoded; fraud proof built");
-                RetrieveError::BadEncoding(Box::new(proof))
+                Err(RetrieveError::BadEncoding(Box::new(proof)))
             }
-            _ => RetrieveError::Da(DaError::Unavailable(format!(
+            Ok(_) | Err(_) => Err(DaError::Unavailable(format!(
                 "row {r} of {data_root} does not match its root, and no fraud proof could be assembled"
-            ))),
+            ))
+            .into()),
         }
     }
 
@@ -664,9 +703,10 @@ impl DataAvailability for DaClient {
         async move {
             self.retrieve(&commitment, namespace).await.map_err(|e| match e {
                 RetrieveError::Da(d) => d,
-                RetrieveError::BadEncoding(p) => {
-                    DaError::Unavailable(format!("square is wrongly encoded (row {}); fraud proof produced", p.index))
-                }
+                RetrieveError::BadEncoding(p) => match lamina_primitives::codec::encode(&*p) {
+                    Ok(proof) => DaError::BadEncoding { data_root: commitment.data_root, row: p.index, proof },
+                    Err(e) => DaError::Unavailable(format!("fraud proof does not encode: {e}")),
+                },
             })
         }
     }

@@ -106,6 +106,11 @@ pub struct ClientConfig {
     pub samples: u32,
     /// Verified headers kept in memory. Default 64.
     pub header_cache: usize,
+    /// **Test and demo only: a Byzantine disperser.** Every square this client
+    /// disperses has its first row wrongly encoded
+    /// ([`lamina_da_core::fraud::corrupt_row_encoding`]): DA nodes still certify it, and
+    /// retrieval of the namespace in that row answers with a bad-encoding proof.
+    pub faulty_encoding: bool,
 }
 
 impl Default for ClientConfig {
@@ -117,6 +122,7 @@ impl Default for ClientConfig {
             disperse_timeout: Duration::from_secs(30),
             samples: DEFAULT_SAMPLES,
             header_cache: 64,
+            faulty_encoding: false,
         }
     }
 }

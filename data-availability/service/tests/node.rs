@@ -12,7 +12,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use common::*;
 use lamina_da_core::tree::Axis;
-use lamina_da_core::{Assignment, CodecId, CommittedSquare, ExtendedSquare, OriginalSquare, Parallelism, extend};
+use lamina_da_core::{
+    Assignment, BadEncodingProof, CodecId, CommittedSquare, ExtendedSquare, OriginalSquare, Parallelism, extend,
+};
 use lamina_da_service::protocol::{ColumnData, DaProtocol, DaRequest, DaResponse, StoreRequest};
 use lamina_da_service::{Config, RetrieveError};
 use lamina_interfaces::{Blob, DataAvailability};
@@ -257,17 +259,57 @@ async fn wrongly_encoded_row_is_caught_at_retrieval_with_a_fraud_proof() {
             other => panic!("{other:?}"),
         }
     }
-    // Node 0 is down, so row 0 must be decoded from parity columns: the decoded row
-    // does not match the committed row root.
+    // Node 0 is down, so row 0 is decoded from parity columns and does not match the
+    // committed row root. The verdict is the canonical rule's (the row's first k cells),
+    // and node 0 holds some of those: undecided, so unavailable (retry), not a verdict
+    // that another executor fetching other cells could contradict.
     let (stop0, h0) = nodes.remove(0);
     stop0.cancel();
     h0.await.unwrap();
     match client.retrieve(&bad.commitment(), ns).await {
-        Err(RetrieveError::BadEncoding(proof)) => {
-            assert_eq!((proof.axis, proof.index), (Axis::Row.as_u8(), 0));
-            proof.verify(&bad.data_root()).unwrap();
+        Err(RetrieveError::Da(lamina_interfaces::DaError::Unavailable(m))) => {
+            assert!(m.contains("canonical verdict"), "{m}")
         }
-        other => panic!("expected a fraud proof, got {other:?}"),
+        other => panic!("expected an undecided row, got {other:?}"),
+    }
+    // Node 0 is back: the first k cells are fetched, the row is proven bad, and the
+    // proof (made of exactly those cells) verifies from the data root alone.
+    nodes.insert(0, spawn_node(&g, 0, &dir.path().join("n0"), Config::default()));
+    client.wait_for_nodes(4, Duration::from_secs(10)).await.unwrap();
+    let (fresh, fresh_ep) = common::client(&g, 1);
+    fresh.wait_for_nodes(4, Duration::from_secs(10)).await.unwrap();
+    for (who, c) in [("the same client", None), ("a fresh client", Some((fresh, fresh_ep)))] {
+        let retrieved = match &c {
+            Some((c, _)) => c.retrieve(&bad.commitment(), ns).await,
+            None => client.retrieve(&bad.commitment(), ns).await,
+        };
+        match retrieved {
+            Err(RetrieveError::BadEncoding(proof)) => {
+                assert_eq!((proof.axis, proof.index), (Axis::Row.as_u8(), 0), "{who}");
+                let positions: Vec<u32> = proof.cells.iter().map(|c| c.position).collect();
+                assert_eq!(positions, (0..k as u32).collect::<Vec<_>>(), "{who}: the canonical cells");
+                proof.verify(&bad.data_root()).unwrap();
+            }
+            other => panic!("{who}: expected a fraud proof, got {other:?}"),
+        }
+        // Through the DataAvailability seam: a typed, final error with the proof bytes.
+        let seam = match &c {
+            Some((c, _)) => c.get_namespace(&bad.commitment(), ns).await,
+            None => client.get_namespace(&bad.commitment(), ns).await,
+        };
+        match seam {
+            Err(e @ lamina_interfaces::DaError::BadEncoding { .. }) => {
+                assert!(e.is_final_for_everyone());
+                let lamina_interfaces::DaError::BadEncoding { data_root, row, proof } = e else { unreachable!() };
+                assert_eq!((data_root, row), (bad.data_root(), 0));
+                let p: BadEncodingProof = lamina_primitives::codec::decode(&proof).unwrap();
+                p.verify(&bad.data_root()).unwrap();
+            }
+            other => panic!("{who}: expected DaError::BadEncoding, got {other:?}"),
+        }
+        if let Some((_, e)) = c {
+            e.shutdown().await;
+        }
     }
     ep.shutdown().await;
     endpoint.shutdown().await;

@@ -235,6 +235,7 @@ impl ExecutionNode {
             read_batch: config.read_batch,
             pool: Arc::new(pool),
             fetch: Arc::new(Fetch {
+                evidence_dir: data_dir.join("evidence"),
                 namespace: Namespace::from(chain),
                 verify: config.verify_certificates,
                 da_committee: genesis.da_committee(),
@@ -503,6 +504,8 @@ impl ExecutionNode {
 /// What fetching a block's data needs (shared with concurrent prefetches).
 #[derive(Debug)]
 struct Fetch {
+    /// Where proofs of wrongly encoded squares are kept (`<data>/evidence`).
+    evidence_dir: std::path::PathBuf,
     namespace: Namespace,
     verify: bool,
     da_committee: Committee,
@@ -563,8 +566,36 @@ async fn post_with_retry<S: Settlement>(settlement: &S, claim: CheckpointClaim, 
     }
 }
 
+/// Writes a bad-encoding proof to `dir/bad-encoding-<data root>.proof` (write, sync,
+/// rename: a file that exists is whole) and returns its path; `None` (logged) if the
+/// disk refuses. Evidence is kept for operators and settlement; the verdict does not
+/// depend on it.
+fn keep_evidence(dir: &Path, data_root: &Digest, proof: &[u8]) -> Option<String> {
+    let path = dir.join(format!("bad-encoding-{}.proof", data_root.to_hex()));
+    if path.exists() {
+        return Some(path.display().to_string());
+    }
+    let tmp = path.with_extension("tmp");
+    let write = || -> std::io::Result<()> {
+        std::fs::create_dir_all(dir)?;
+        let mut f = std::fs::File::create(&tmp)?;
+        std::io::Write::write_all(&mut f, proof)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, &path)
+    };
+    match write() {
+        Ok(()) => Some(path.display().to_string()),
+        Err(e) => {
+            tracing::warn!(target: "lamina::execution", path = %path.display(), error = %e, "cannot keep bad-encoding evidence");
+            None
+        }
+    }
+}
+
 /// One square's blobs of the chain's namespace (retried until available; empty if the
-/// commitment is unusable for everyone).
+/// commitment is unusable for everyone, [`DaError::is_final_for_everyone`]: a bad
+/// commitment, rejected blobs, or a square proven wrongly encoded by the canonical rule,
+/// whose proof is kept under `<data>/evidence` for settlement).
 async fn fetch_square<D: DataAvailability>(
     f: &Fetch,
     block: &FinalizedBlock,
@@ -580,7 +611,15 @@ async fn fetch_square<D: DataAvailability>(
     loop {
         match da.get_namespace(&cert.commitment, f.namespace).await {
             Ok(b) => return Ok(b),
-            Err(e @ (DaError::BadCommitment(_) | DaError::Rejected(_))) => {
+            Err(DaError::BadEncoding { data_root, row, proof }) => {
+                // Deterministic (the canonical rule): every replica and every settlement
+                // verifier sees this square's data for the chain as absent.
+                metrics::counter!("lamina_execution_bad_squares_total").increment(1);
+                let kept = keep_evidence(&f.evidence_dir, &data_root, &proof);
+                tracing::error!(target: "lamina::execution", height = %block.height(), %data_root, row, proof_bytes = proof.len(), evidence = %kept.as_deref().unwrap_or("not written"), "square is wrongly encoded: its data counts as absent for this chain; the disperser that certified it is faulty");
+                return Ok(Vec::new());
+            }
+            Err(e) if e.is_final_for_everyone() => {
                 // Deterministic: the commitment is unusable for everyone.
                 tracing::warn!(target: "lamina::execution", height = %block.height(), error = %e, "square skipped");
                 return Ok(Vec::new());

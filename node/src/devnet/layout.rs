@@ -40,6 +40,9 @@ pub struct Spec {
     pub settlement_window: u64,
     /// Execution nodes (by name) configured to post wrong claims (fault injection).
     pub faulty_claims: Vec<String>,
+    /// Validators (by name) whose batcher disperses wrongly encoded squares (fault
+    /// injection).
+    pub faulty_dispersal: Vec<String>,
     /// The validators' idle heartbeat (`empty_block_delay_ms`): one empty block per
     /// interval while nothing is ordered.
     pub heartbeat: std::time::Duration,
@@ -73,6 +76,11 @@ impl Spec {
         for f in &self.faulty_claims {
             if !f.starts_with("execution-") || !names.contains(f) {
                 bail!("--faulty-claims {f:?} is not an execution node of this devnet (execution-0 …)");
+            }
+        }
+        for f in &self.faulty_dispersal {
+            if !f.starts_with("validator-") || !names.contains(f) {
+                bail!("--faulty-dispersal {f:?} is not a validator of this devnet (validator-0 …)");
             }
         }
         Ok(())
@@ -247,6 +255,7 @@ pub fn create(dir: &Path, spec: &Spec) -> anyhow::Result<DevnetState> {
         }
         if let Some(c) = config.consensus.as_mut() {
             c.0.empty_block_delay_ms = spec.heartbeat.as_millis() as u64;
+            c.0.faulty_dispersal = spec.faulty_dispersal.contains(&rec.name);
         }
         crate::init::init(&crate::init::InitOptions {
             module: rec.module,
@@ -291,6 +300,7 @@ mod tests {
             log_level: "info".into(),
             settlement_window: 8,
             faulty_claims: vec!["execution-2".into()],
+            faulty_dispersal: vec![],
             heartbeat: std::time::Duration::from_secs(1),
         }
     }

@@ -72,6 +72,12 @@ pub struct UpArgs {
     /// its range still finalizes.
     #[arg(long, value_delimiter = ',')]
     pub faulty_claims: Vec<String>,
+    /// Validators (by name, e.g. `validator-0`) that disperse every square with a
+    /// wrongly encoded row: fault injection to show that execution nodes agree on it
+    /// (the chain's data in that square counts as absent), keep going, and that the
+    /// settlement verifier posts the proof.
+    #[arg(long, value_delimiter = ',')]
+    pub faulty_dispersal: Vec<String>,
     /// Bridge relayers.
     #[arg(long, default_value_t = 0)]
     pub bridge: usize,

@@ -79,6 +79,7 @@ pub async fn up(a: UpArgs) -> anyhow::Result<ExitCode> {
         log_level: a.log_level.clone(),
         settlement_window: a.settlement_window,
         faulty_claims: a.faulty_claims.clone(),
+        faulty_dispersal: a.faulty_dispersal.clone(),
         heartbeat: a.heartbeat,
     };
     let st = layout::create(&dir, &spec)?;

@@ -86,6 +86,11 @@ impl ModuleConfig for Config {
             &c.log_segment_bytes,
         );
         doc.field("Most blocks per ordered-log read and per catch-up answer.", "log_max_blocks", &c.log_max_blocks);
+        doc.field(
+            "TEST/DEMO ONLY: disperse every square with a wrongly encoded row (a Byzantine disperser).",
+            "faulty_dispersal",
+            &c.faulty_dispersal,
+        );
         let m = &c.mempool;
         doc.section(
             "consensus.mempool",
@@ -161,7 +166,12 @@ pub fn peer_plan(ctx: &NodeContext) -> PeerPlan {
 pub async fn start(ctx: NodeContext, config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let endpoint = Endpoint::bind(ctx.key(), ctx.endpoint.clone())
         .with_context(|| format!("cannot bind the QUIC endpoint on {}", ctx.endpoint.listen))?;
-    let da = match lamina_da_service::DaClient::register(&endpoint, ctx.genesis(), Default::default()) {
+    let da_config =
+        lamina_da_service::ClientConfig { faulty_encoding: config.0.faulty_dispersal, ..Default::default() };
+    if config.0.faulty_dispersal {
+        tracing::warn!(target: "lamina::consensus", "faulty_dispersal is on: every square this validator disperses is wrongly encoded (test/demo only)");
+    }
+    let da = match lamina_da_service::DaClient::register(&endpoint, ctx.genesis(), da_config) {
         Ok(d) => d,
         Err(e) => {
             endpoint.shutdown().await;

@@ -22,9 +22,12 @@
 //!   ledger parameters or heights not yet ordered are rejected (S3, S5, S10).
 //! * A forged witness costs the challenger its bond; malformed challenges are rejected
 //!   with no state change (S6, S7).
-//! * Claims over unavailable or badly encoded data, or naming inputs the log did not
-//!   order, never finalize (S8); a claim never finalizes before its pre-state is
-//!   final, i.e. before its parent or an equivalent claim (S9).
+//! * Claims over data without a valid availability certificate, or naming inputs the
+//!   log did not order, never finalize (S8); a proven wrongly encoded square is
+//!   recorded as evidence and means "no transactions" for the namespaces whose rows
+//!   are bad (the DA layer's canonical rule), so chains keep finalizing over it; a
+//!   claim never finalizes before its pre-state is final, i.e. before its parent or an
+//!   equivalent claim (S9).
 //! * Several claimers of one chain all keep finalizing: a claim with the same range,
 //!   pre-state and roots as the anchored one finalizes as its duplicate (no second
 //!   anchor) and its children stay valid; claims cut differently lose only the ones

@@ -50,13 +50,13 @@
 //! `from == 0`, pre-state = the executor's genesis root, receipts chained from ZERO), or
 //! the chain's finalized head claim, or a *duplicate* of it (see Finality), or a
 //! *pending* claim of the chain; `from` equals the parent's `to`, and the pre-state is
-//! the parent's state and receipts roots. A parent that ended slashed, orphaned or
-//! unavailable, or one ending below the finalized head (stale), is refused. The claim
+//! the parent's state and receipts roots. A parent that ended slashed or orphaned, or
+//! one ending below the finalized head (stale), is refused. The claim
 //! passes [`CheckpointClaim::check_shape`], and its steps list exactly the heights in
 //! `(from, to]` whose blocks carried data for the chain,
 //! each with the [`lamina_interfaces::settlement::inputs_digest`] of those data roots
-//! (the DA gate); a step over data that was not available or was proven badly encoded
-//! is refused. The claimer's free balance must cover the claim bond, which becomes
+//! (the DA gate); a step over data whose availability certificate did not verify is
+//! refused. The claimer's free balance must cover the claim bond, which becomes
 //! bonded. Deadline = `h + W`.
 //!
 //! **Challenge** of step `i` of a claim at height `h`: the claim is pending, was
@@ -71,9 +71,14 @@
 //! the challenge bond goes to the claimer.
 //!
 //! **Bad encoding**: a proof accepted by the DA layer's
-//! [`EncodingFraudVerifier`] marks the data root bad; every pending claim with a step
-//! over it can never finalize: it ends `Unavailable` (bond refunded) and its
-//! descendants are orphaned.
+//! [`EncodingFraudVerifier`] is recorded as evidence against the square (its data root
+//! joins [`SettlementState::bad_data_roots`], [`Event::BadEncoding`]); a second proof
+//! for the same root is rejected. It does not end claims: a wrongly encoded square is
+//! not unavailable data but data with a deterministic meaning — by the DA layer's
+//! canonical rule, the namespaces whose rows are bad have no transactions in it, the
+//! others keep theirs — so execution keeps going and a claim over it is right or wrong
+//! like any other, which a step challenge decides (its re-execution fetches the step's
+//! transactions by the same rule).
 //!
 //! **Finality** at the end of each height `h`. A chain may have several claimers, each
 //! posting its own chain of claims; claims are compared by the state they commit to,
@@ -120,7 +125,7 @@ use crate::{Error, Params};
 /// Domain of [`SettlementState::state_root`].
 pub static STATE_ROOT: Domain = Domain::new("lamina settlement state v3");
 
-/// Ended (finalized, slashed, orphaned, unavailable) claim records kept per chain.
+/// Ended (finalized, slashed, orphaned) claim records kept per chain.
 pub const MAX_TERMINAL_PER_CHAIN: usize = 1024;
 
 /// Claims held at once per claimer (claims whose parent is not known yet).
@@ -142,19 +147,16 @@ pub enum ClaimStatus {
     /// Can never finalize (a conflicting claim finalized, or an ancestor ended without
     /// finalizing); bond refunded.
     Orphaned,
-    /// Covers data proven badly encoded; bond refunded.
-    Unavailable,
 }
 
 impl ClaimStatus {
-    /// Lowercase name (`pending`, `finalized`, `slashed`, `orphaned`, `unavailable`).
+    /// Lowercase name (`pending`, `finalized`, `slashed`, `orphaned`).
     pub fn as_str(self) -> &'static str {
         match self {
             ClaimStatus::Pending => "pending",
             ClaimStatus::Finalized => "finalized",
             ClaimStatus::Slashed => "slashed",
             ClaimStatus::Orphaned => "orphaned",
-            ClaimStatus::Unavailable => "unavailable",
         }
     }
 
@@ -164,7 +166,6 @@ impl ClaimStatus {
             ClaimStatus::Finalized => 1,
             ClaimStatus::Slashed => 2,
             ClaimStatus::Orphaned => 3,
-            ClaimStatus::Unavailable => 4,
         }
     }
 }
@@ -245,8 +246,6 @@ pub struct Stats {
     pub slashed: u64,
     /// Claims orphaned.
     pub orphaned: u64,
-    /// Claims ended unavailable.
-    pub unavailable: u64,
     /// Challenges that proved fraud.
     pub challenges_ok: u64,
     /// Challenges that failed (bond paid to the claimer).
@@ -396,14 +395,6 @@ pub enum Event {
         /// The data root.
         data_root: Digest,
     },
-    /// A pending claim covers a badly encoded data root and can never finalize (bond
-    /// refunded).
-    ClaimUnavailable {
-        /// The claim.
-        claim: Digest,
-        /// The bad data root.
-        data_root: Digest,
-    },
 }
 
 /// One settlement transaction of a height, with what the service fetched for it.
@@ -438,7 +429,6 @@ pub struct ProofInputs {
 #[derive(Clone, Debug)]
 struct HeightRecord {
     inputs: Digest,
-    roots: Vec<Digest>,
     available: bool,
 }
 
@@ -482,8 +472,6 @@ pub struct SettlementState {
     /// (deadline, claim) in inclusion order; deadlines are non-decreasing.
     queue: VecDeque<(Height, Digest)>,
     bad_roots: BTreeSet<Digest>,
-    /// Where each recorded data root appeared.
-    root_index: HashMap<Digest, Vec<(ChainId, Height)>>,
     /// Cache of the executor's genesis roots.
     genesis_roots: HashMap<ChainId, Digest>,
     next_seq: u64,
@@ -544,7 +532,6 @@ impl SettlementState {
             chains,
             queue: VecDeque::new(),
             bad_roots: BTreeSet::new(),
-            root_index: HashMap::new(),
             genesis_roots: HashMap::new(),
             next_seq: 0,
             held: BTreeMap::new(),
@@ -579,11 +566,8 @@ impl SettlementState {
             if cs.records.contains_key(&height) {
                 continue;
             }
-            let available = *certified && !roots.iter().any(|r| self.bad_roots.contains(r));
-            for r in roots {
-                self.root_index.entry(*r).or_default().push((*chain, height));
-            }
-            cs.records.insert(height, HeightRecord { inputs: inputs_digest(roots), roots: roots.clone(), available });
+            let available = *certified;
+            cs.records.insert(height, HeightRecord { inputs: inputs_digest(roots), available });
         }
     }
 
@@ -684,9 +668,7 @@ impl SettlementState {
                 }
             }
             Entry::Challenge(ch) => self.apply_challenge(height, tx.sender, ch, proof, exec, events)?,
-            Entry::BadEncoding { data_root, proof } => {
-                self.apply_bad_encoding(height, data_root, &proof, enc, events)?
-            }
+            Entry::BadEncoding { data_root, proof } => self.apply_bad_encoding(data_root, &proof, enc, events)?,
         }
         self.accounts.entry(tx.sender).or_default().next_nonce = tx.nonce + 1;
         if let Some(id) = accepted_claim {
@@ -982,7 +964,6 @@ impl SettlementState {
 
     fn apply_bad_encoding(
         &mut self,
-        height: Height,
         data_root: Digest,
         proof: &[u8],
         enc: &dyn EncodingFraudVerifier,
@@ -995,30 +976,6 @@ impl SettlementState {
         self.bad_roots.insert(data_root);
         self.stats.bad_encodings += 1;
         events.push(Event::BadEncoding { data_root });
-        let places = self.root_index.get(&data_root).cloned().unwrap_or_default();
-        for (chain, h) in places {
-            let Some(cs) = self.chains.get_mut(&chain) else { continue };
-            if let Some(r) = cs.records.get_mut(&h) {
-                r.available = false;
-            }
-            let affected: Vec<Digest> = cs
-                .pending
-                .values()
-                .filter(|id| {
-                    self.claims.get(*id).is_some_and(|r| r.claim.steps.binary_search_by_key(&h, |s| s.height).is_ok())
-                })
-                .copied()
-                .collect();
-            for id in affected {
-                if self.claims.get(&id).is_none_or(|r| r.status != ClaimStatus::Pending) {
-                    continue;
-                }
-                self.end_claim(id, ClaimStatus::Unavailable, height);
-                self.refund(id);
-                events.push(Event::ClaimUnavailable { claim: id, data_root });
-                self.orphan_descendants(id, ClaimStatus::Unavailable, height, events);
-            }
-        }
         Ok(())
     }
 
@@ -1038,7 +995,6 @@ impl SettlementState {
             ClaimStatus::Finalized => self.stats.finalized += 1,
             ClaimStatus::Slashed => self.stats.slashed += 1,
             ClaimStatus::Orphaned => self.stats.orphaned += 1,
-            ClaimStatus::Unavailable => self.stats.unavailable += 1,
             ClaimStatus::Pending => {}
         }
         if let Some(cs) = self.chains.get_mut(&chain) {
@@ -1171,19 +1127,8 @@ impl SettlementState {
         cs.anchors.push(anchor);
         cs.head_duplicates.clear();
         // Records at or below the head can no longer be claimed.
-        let keep = cs.records.split_off(&Height(to.0.saturating_add(1)));
-        let old = std::mem::replace(&mut cs.records, keep);
+        cs.records = cs.records.split_off(&Height(to.0.saturating_add(1)));
         let others: Vec<Digest> = cs.pending.values().copied().collect();
-        for (h, r) in old {
-            for root in r.roots {
-                if let Some(v) = self.root_index.get_mut(&root) {
-                    v.retain(|x| *x != (chain, h));
-                    if v.is_empty() {
-                        self.root_index.remove(&root);
-                    }
-                }
-            }
-        }
         events.push(Event::Finalized { claim: id, chain, to, state_root, at: height });
         // Resolve the other pending claims of the chain, in inclusion order.
         for p in others {

@@ -2,16 +2,17 @@
 
 use std::time::Duration;
 
+use lamina_interfaces::DataAvailability;
 use lamina_interfaces::inputs::{self, Extracted};
-use lamina_interfaces::{DaError, DataAvailability};
 use lamina_primitives::{AvailabilityCertificate, DataCommitment, FinalizedBlock, Namespace};
 use tokio_util::sync::CancellationToken;
 
 use crate::Error;
 
 /// One square's blobs of `ns`, retried until available. A commitment that is unusable
-/// for everyone (`BadCommitment`, `Rejected`) counts as no blobs, as it does for every
-/// execution replica.
+/// for everyone ([`lamina_interfaces::DaError::is_final_for_everyone`]: a bad commitment, rejected blobs,
+/// or rows proven wrongly encoded by the DA layer's canonical rule) counts as no blobs,
+/// as it does for every execution replica.
 pub async fn square<D: DataAvailability>(
     da: &D,
     commitment: &DataCommitment,
@@ -22,7 +23,7 @@ pub async fn square<D: DataAvailability>(
     loop {
         match da.get_namespace(commitment, ns).await {
             Ok(b) => return Ok(b),
-            Err(e @ (DaError::BadCommitment(_) | DaError::Rejected(_))) => {
+            Err(e) if e.is_final_for_everyone() => {
                 tracing::warn!(target: "lamina::settlement", root = %commitment.data_root, error = %e, "square skipped");
                 return Ok(Vec::new());
             }

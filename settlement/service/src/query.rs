@@ -84,7 +84,15 @@ pub struct StatusInfo {
     pub window: u64,
     /// Per chain.
     pub chains: Vec<ChainStatus>,
+    /// Squares proven wrongly encoded (verified [`lamina_settlement_core::Entry::BadEncoding`]
+    /// proofs kept as evidence), in digest order; at most [`MAX_BAD_SQUARES`] listed.
+    pub bad_squares: Vec<Digest>,
+    /// How many squares have been proven wrongly encoded since genesis.
+    pub bad_encodings: u64,
 }
+
+/// Most bad squares listed in a status answer.
+pub const MAX_BAD_SQUARES: usize = 64;
 
 /// A claim as settlement sees it.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
@@ -214,7 +222,6 @@ pub fn status_name(s: ClaimStatus) -> &'static str {
         ClaimStatus::Finalized => "finalized",
         ClaimStatus::Slashed => "slashed",
         ClaimStatus::Orphaned => "orphaned",
-        ClaimStatus::Unavailable => "unavailable",
     }
 }
 
@@ -245,6 +252,8 @@ pub fn answer(shared: &Shared, q: &SettlementRequest) -> SettlementResponse {
             state_root: s.state_root(),
             window: s.params().window,
             chains: s.params().chains.keys().filter_map(|c| chain_status(&s, *c)).collect(),
+            bad_squares: s.bad_data_roots().take(MAX_BAD_SQUARES).copied().collect(),
+            bad_encodings: s.stats().bad_encodings,
         }),
         SettlementRequest::Chain(c) => SettlementResponse::Chain(chain_status(&s, *c)),
         SettlementRequest::Claims(c) => {

@@ -24,15 +24,23 @@
 //! undo history (the last 1024 steps), builds the witness and rolls forward again. A
 //! wrong step older than that is reported (`lamina_settlement_verifier_unprovable_total`)
 //! but cannot be proven.
+//!
+//! A square the DA layer proves wrongly encoded (its rows for a chain fail the canonical
+//! rule) counts as no transactions for that chain, as it does for execution; the
+//! verifier posts the proof it received as an [`Entry::BadEncoding`] (once per square),
+//! so settlement keeps the evidence against the square.
 
-use std::collections::{BTreeMap, VecDeque};
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::future::Future;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use lamina_interfaces::{Blob, ChainReplica, DataAvailability, OrderedLog, StatelessExecutor, StepOutcome, TxSubmit};
+use lamina_interfaces::{
+    Blob, ChainReplica, DaError, DataAvailability, OrderedLog, StatelessExecutor, StepOutcome, TxSubmit,
+};
 use lamina_net::NodeContext;
 use lamina_primitives::{
-    AvailabilityCertificate, ChainId, Digest, FinalizedBlock, Height, Keypair, Namespace, Transaction,
+    AvailabilityCertificate, ChainId, DataCommitment, Digest, FinalizedBlock, Height, Keypair, Namespace, Transaction,
 };
 use lamina_settlement_core::{Challenge, ClaimStatus, Entry, Event, WitnessRef};
 use tokio::task::JoinHandle;
@@ -86,7 +94,7 @@ struct Todo {
 pub struct Verifier<D, T> {
     key: Keypair,
     exec: Arc<dyn StatelessExecutor>,
-    da: D,
+    da: Noting<D>,
     submit: T,
     inline_limit: usize,
     chains: BTreeMap<ChainId, ChainVerifier>,
@@ -95,8 +103,49 @@ pub struct Verifier<D, T> {
     first_observed: Option<Height>,
     todo: VecDeque<Todo>,
     started: bool,
-    /// Nonce of the last challenge posted (each challenge needs a higher one).
+    /// Nonce of the last entry posted (each entry needs a higher one).
     last_nonce: u64,
+    /// Squares whose bad-encoding proof this process already posted.
+    posted_evidence: HashSet<Digest>,
+}
+
+/// The verifier's DA handle: passes every call through and notes each bad-encoding
+/// proof a retrieval answers with, for the verifier to post to settlement.
+#[derive(Clone)]
+pub struct Noting<D> {
+    inner: D,
+    seen: Arc<Mutex<Vec<Evidence>>>,
+}
+
+/// A square's data root and the encoded proof that it is wrongly encoded.
+type Evidence = (Digest, Vec<u8>);
+
+impl<D> Noting<D> {
+    fn take(&self) -> Vec<Evidence> {
+        std::mem::take(&mut *self.seen.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+impl<D: DataAvailability> DataAvailability for Noting<D> {
+    fn submit(&self, blobs: Vec<Blob>) -> impl Future<Output = Result<AvailabilityCertificate, DaError>> + Send {
+        self.inner.submit(blobs)
+    }
+
+    fn get_namespace(
+        &self,
+        commitment: &DataCommitment,
+        namespace: Namespace,
+    ) -> impl Future<Output = Result<Vec<Vec<u8>>, DaError>> + Send {
+        let fetch = self.inner.get_namespace(commitment, namespace);
+        let seen = self.seen.clone();
+        async move {
+            let r = fetch.await;
+            if let Err(DaError::BadEncoding { data_root, proof, .. }) = &r {
+                seen.lock().unwrap_or_else(|p| p.into_inner()).push((*data_root, proof.clone()));
+            }
+            r
+        }
+    }
 }
 
 impl<D, T> std::fmt::Debug for Verifier<D, T> {
@@ -147,7 +196,7 @@ impl<D: DataAvailability + Clone + 'static, T: TxSubmit + Clone + 'static> Verif
         Ok(Verifier {
             key: ctx.keypair.clone(),
             exec,
-            da,
+            da: Noting { inner: da, seen: Arc::default() },
             submit,
             inline_limit: config.inline_witness_limit,
             chains,
@@ -155,6 +204,7 @@ impl<D: DataAvailability + Clone + 'static, T: TxSubmit + Clone + 'static> Verif
             todo: VecDeque::new(),
             started: false,
             last_nonce: 0,
+            posted_evidence: HashSet::new(),
         })
     }
 
@@ -247,6 +297,7 @@ impl<D: DataAvailability + Clone + 'static, T: TxSubmit + Clone + 'static> Verif
         while let Some(t) = self.todo.pop_front() {
             self.check(t, shared, log, shutdown).await?;
         }
+        self.post_evidence(shared, shutdown);
         for cv in self.chains.values_mut() {
             while cv.pending.len() > MAX_PENDING {
                 let Some((&h, _)) = cv.pending.iter().next() else { break };
@@ -324,15 +375,48 @@ impl<D: DataAvailability + Clone + 'static, T: TxSubmit + Clone + 'static> Verif
             tracing::warn!(target: "lamina::settlement", claim = %t.claim, chain = %t.chain, height = %step.height, claimed = %step.state_root, replayed = %got.state_root, "wrong claim: challenging");
             // Nonces only need to increase per key: the settlement height, or one past
             // the previous challenge when several are posted in one height.
-            let (height, next) = {
-                let s = shared.read();
-                (s.height().0, s.account(&self.key.public()).next_nonce)
-            };
-            self.last_nonce = height.max(next).max(self.last_nonce + 1);
-            self.challenge(t.claim, i as u32, witness, Height(self.last_nonce), shutdown);
+            let nonce = self.next_nonce(shared);
+            self.challenge(t.claim, i as u32, witness, nonce, shutdown);
             return Ok(());
         }
         Ok(())
+    }
+
+    /// The nonce for the next entry: the settlement height, or one past the previous
+    /// entry when several are posted in one height (nonces only need to increase per
+    /// key).
+    fn next_nonce(&mut self, shared: &Shared) -> Height {
+        let (height, next) = {
+            let s = shared.read();
+            (s.height().0, s.account(&self.key.public()).next_nonce)
+        };
+        self.last_nonce = height.max(next).max(self.last_nonce + 1);
+        Height(self.last_nonce)
+    }
+
+    /// Posts every bad-encoding proof the DA layer answered with since the last call,
+    /// once per square and only if settlement does not already hold one for it.
+    fn post_evidence(&mut self, shared: &Shared, shutdown: &CancellationToken) {
+        for (data_root, proof) in self.da.take() {
+            if !self.posted_evidence.insert(data_root) || shared.read().bad_data_roots().any(|r| *r == data_root) {
+                continue;
+            }
+            tracing::warn!(target: "lamina::settlement", %data_root, proof_bytes = proof.len(), "square proven wrongly encoded: posting the proof");
+            let nonce = self.next_nonce(shared);
+            let entry = Entry::BadEncoding { data_root, proof };
+            match Entry::transaction(&self.key, nonce.0, &entry) {
+                Ok(tx) => post_in_background(
+                    self.submit.clone(),
+                    tx,
+                    "bad-encoding proof",
+                    "lamina_settlement_bad_encodings_posted_total",
+                    shutdown,
+                ),
+                Err(e) => {
+                    tracing::error!(target: "lamina::settlement", error = %e, "cannot encode a bad-encoding entry")
+                }
+            }
+        }
     }
 
     /// Posts a challenge in the background (dispersing a large witness to DA first).
@@ -376,25 +460,42 @@ impl<D: DataAvailability + Clone + 'static, T: TxSubmit + Clone + 'static> Verif
                     return;
                 }
             };
-            loop {
-                match submit.submit(tx.clone()).await {
-                    Ok(_) => {
-                        metrics::counter!("lamina_settlement_challenges_posted_total").increment(1);
-                        tracing::info!(target: "lamina::settlement", %claim, step, "challenge posted");
-                        return;
-                    }
-                    Err(e) => {
-                        tracing::warn!(target: "lamina::settlement", error = %e, "challenge not accepted; retrying");
-                        tokio::select! {
-                            _ = shutdown.cancelled() => return,
-                            _ = tokio::time::sleep(backoff) => {}
-                        }
-                        backoff = (backoff * 2).min(Duration::from_secs(5));
-                    }
-                }
-            }
+            tracing::info!(target: "lamina::settlement", %claim, step, "posting challenge");
+            post_in_background(submit, tx, "challenge", "lamina_settlement_challenges_posted_total", &shutdown);
         });
     }
+}
+
+/// Submits `tx` in a background task, retrying with backoff until intake takes it or
+/// `shutdown`; counts `counter` on success.
+fn post_in_background<T: TxSubmit + 'static>(
+    submit: T,
+    tx: Transaction,
+    what: &'static str,
+    counter: &'static str,
+    shutdown: &CancellationToken,
+) {
+    let shutdown = shutdown.clone();
+    tokio::spawn(async move {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match submit.submit(tx.clone()).await {
+                Ok(_) => {
+                    metrics::counter!(counter).increment(1);
+                    tracing::info!(target: "lamina::settlement", what, "posted");
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(target: "lamina::settlement", what, error = %e, "not accepted; retrying");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    });
 }
 
 /// Executes the replica's next step at height `h` (backfilling earlier heights from the
