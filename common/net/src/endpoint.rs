@@ -806,13 +806,91 @@ impl quinn_proto::crypto::ServerConfig for ExplainingServerConfig {
         params: &quinn_proto::transport_parameters::TransportParameters,
     ) -> Box<dyn quinn_proto::crypto::Session> {
         let inner = self.inner.clone().start_session(version, params);
-        Box::new(ExplainingSession { inner, served: self.served.clone() })
+        Box::new(ExplainingSession { inner, served: self.served.clone(), hello: Vec::new() })
     }
 }
+
+/// Most ClientHello bytes kept to find the protocols a client offered.
+const MAX_HELLO: usize = 8 << 10;
 
 struct ExplainingSession {
     inner: Box<dyn quinn_proto::crypto::Session>,
     served: Arc<str>,
+    /// The first handshake bytes received (the ClientHello), up to [`MAX_HELLO`].
+    hello: Vec<u8>,
+}
+
+impl ExplainingSession {
+    /// The served protocols worth telling a client that offered none of them: only other
+    /// versions of the protocols it offered (`lamina/da/2` when it offered
+    /// `lamina/da/1`). An unauthenticated peer learns nothing about the other services
+    /// of this endpoint.
+    fn served_for_client(&self) -> String {
+        let offered = offered_alpns(&self.hello);
+        let family = |p: &[u8]| -> Vec<u8> {
+            match p.iter().rposition(|&b| b == b'/') {
+                Some(i) => p[..i].to_vec(),
+                None => p.to_vec(),
+            }
+        };
+        let wanted: Vec<Vec<u8>> = offered.iter().map(|p| family(p)).collect();
+        self.served
+            .split(',')
+            .filter(|s| !s.is_empty() && wanted.contains(&family(s.as_bytes())))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+/// The ALPN protocol names a TLS 1.3 ClientHello handshake message offers (RFC 8446
+/// section 4.1.2, RFC 7301); empty if `hello` is not a whole ClientHello or has no ALPN
+/// extension. Every length is checked against the bytes present.
+fn offered_alpns(hello: &[u8]) -> Vec<Vec<u8>> {
+    fn take<'a>(b: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
+        if b.len() < n {
+            return None;
+        }
+        let (head, tail) = b.split_at(n);
+        *b = tail;
+        Some(head)
+    }
+    fn len(b: &mut &[u8], width: usize) -> Option<usize> {
+        Some(take(b, width)?.iter().fold(0usize, |acc, &x| (acc << 8) | usize::from(x)))
+    }
+    let parse = || -> Option<Vec<Vec<u8>>> {
+        let mut b = hello;
+        if take(&mut b, 1)? != [1] {
+            return None;
+        }
+        let n = len(&mut b, 3)?;
+        let mut body = take(&mut b, n)?;
+        take(&mut body, 2 + 32)?;
+        let n = len(&mut body, 1)?;
+        take(&mut body, n)?;
+        let n = len(&mut body, 2)?;
+        take(&mut body, n)?;
+        let n = len(&mut body, 1)?;
+        take(&mut body, n)?;
+        let n = len(&mut body, 2)?;
+        let mut exts = take(&mut body, n)?;
+        while !exts.is_empty() {
+            let kind = len(&mut exts, 2)?;
+            let n = len(&mut exts, 2)?;
+            let mut data = take(&mut exts, n)?;
+            if kind == 16 {
+                let n = len(&mut data, 2)?;
+                let mut list = take(&mut data, n)?;
+                let mut out = Vec::new();
+                while !list.is_empty() {
+                    let n = len(&mut list, 1)?;
+                    out.push(take(&mut list, n)?.to_vec());
+                }
+                return Some(out);
+            }
+        }
+        Some(Vec::new())
+    };
+    parse().unwrap_or_default()
 }
 
 impl quinn_proto::crypto::Session for ExplainingSession {
@@ -843,12 +921,20 @@ impl quinn_proto::crypto::Session for ExplainingSession {
     }
 
     fn read_handshake(&mut self, buf: &[u8]) -> Result<bool, quinn_proto::TransportError> {
-        self.inner.read_handshake(buf).map_err(|mut e| {
+        if self.inner.is_handshaking() && self.hello.len() < MAX_HELLO {
+            let room = MAX_HELLO - self.hello.len();
+            self.hello.extend_from_slice(&buf[..buf.len().min(room)]);
+        }
+        let out = self.inner.read_handshake(buf).map_err(|mut e| {
             if e.code == TransportErrorCode::crypto(alert::NO_APPLICATION_PROTOCOL) {
-                e.reason = format!("{SERVED_PREFIX}{}", self.served);
+                e.reason = format!("{SERVED_PREFIX}{}", self.served_for_client());
             }
             e
-        })
+        });
+        if !self.inner.is_handshaking() {
+            self.hello = Vec::new();
+        }
+        out
     }
 
     fn transport_parameters(

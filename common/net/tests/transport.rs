@@ -216,13 +216,36 @@ async fn protocol_version_mismatch_names_offered_and_served() {
     match &err {
         NetError::ProtocolMismatch { offered, served, .. } => {
             assert_eq!(offered, "lamina/echo/2");
-            assert_eq!(served, &vec!["lamina/echo/1".to_string(), "lamina/other/1".to_string()]);
+            // Only the other versions of what was offered: an unauthenticated peer
+            // does not learn that this endpoint also serves lamina/other/1.
+            assert_eq!(served, &vec!["lamina/echo/1".to_string()]);
         }
         other => panic!("unexpected {other:?}"),
     }
     let text = err.to_string();
     assert!(text.contains("offered lamina/echo/2") && text.contains("lamina/echo/1"), "{text}");
     eventually(|| server.snapshot().handshake_failures.get("protocol_mismatch").copied().unwrap_or(0) >= 1).await;
+    server.shutdown().await;
+    client.shutdown().await;
+}
+
+/// A client offering a protocol of which the server serves no version is told nothing
+/// about what the server does serve (it is not authenticated yet).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_protocol_is_refused_without_listing_the_served_ones() {
+    let (server, ks) = endpoint(52);
+    let (client, kc) = endpoint(53);
+    let (h1, _) = Echo::new();
+    server.register::<EchoV1, _>(h1, PeerSet::new().with_accept(kc.public()), cfg()).unwrap();
+    let (hc, _) = Echo::new();
+    let nc = client.register::<Other, _>(hc, PeerSet::new().with_accept(ks.public()), cfg()).unwrap();
+    match nc.connect(ks.public(), server.local_addr()).await.unwrap_err() {
+        NetError::ProtocolMismatch { offered, served, .. } => {
+            assert_eq!(offered, "lamina/other/1");
+            assert!(served.is_empty(), "served protocols leaked: {served:?}");
+        }
+        other => panic!("unexpected {other:?}"),
+    }
     server.shutdown().await;
     client.shutdown().await;
 }

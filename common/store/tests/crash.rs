@@ -6,7 +6,12 @@
 //! child wrote, and that the log is appendable.
 //!
 //! 200 kills by default (a few seconds); `LAMINA_LONG_TESTS=1` runs 2000.
-//! `LAMINA_STORE_CRASH_SEED` replays a seed.
+//! The seed is printed; `LAMINA_STORE_CRASH_SEED` replays it.
+//!
+//! Torn tails: a kill lands inside a write only now and then (0–3 per 200 kills here),
+//! so this test counts them but cannot require one; recovery from a torn tail cut at
+//! *every* byte offset is asserted deterministically in `tests/recovery.rs`
+//! (`truncation_at_any_byte_keeps_a_prefix`).
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};

@@ -1,5 +1,7 @@
 //! Deterministic simulation of the real core: seeded network faults, crash/restart from
-//! the WAL, and checkers for agreement, validity, honest non-equivocation and liveness.
+//! the WAL, Byzantine validators from the catalogue mixed into about 40% of the seeds
+//! (at most f faulty identities, crashed ones included), and checkers for agreement,
+//! validity, honest non-equivocation, liveness, and that no honest validator is blamed.
 //!
 //! * `cargo test -p lamina-consensus-core --test simulation` runs 350 seeds with n = 4
 //!   and 150 with n = 7 (500 per CI run).
@@ -26,11 +28,21 @@ fn run_seeds(n: usize, base: u64, count: u64) {
     let mut failures = Vec::new();
     let mut heights = 0usize;
     let mut runs = 0usize;
+    let mut mixed = 0usize;
     for seed in seeds(base, count) {
-        match run_checked(Scenario::random(seed, n)) {
+        let scenario = Scenario::random(seed, n);
+        let byzantine: Vec<usize> = scenario.faulty.keys().copied().collect();
+        match run_checked(scenario) {
             Ok(sim) => {
                 heights += sim.min_height();
                 runs += 1;
+                mixed += usize::from(!byzantine.is_empty());
+                // Honest validators are never blamed.
+                for (p, k) in sim.faults_seen() {
+                    if !byzantine.contains(&p) {
+                        failures.push(format!("seed {seed}: honest validator {p} blamed for {k:?}"));
+                    }
+                }
             }
             Err(e) => failures.push(e),
         }
@@ -42,6 +54,8 @@ fn run_seeds(n: usize, base: u64, count: u64) {
         runs + failures.len(),
         failures.join("\n")
     );
+    // Byzantine validators are mixed into about 40% of the seeds.
+    assert!(mixed > 0, "no seed mixed in a Byzantine validator");
     // Sanity: the runs did real work.
     assert!(heights / runs.max(1) >= 5, "runs finalized too little: mean min height {}", heights / runs.max(1));
 }

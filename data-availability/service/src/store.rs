@@ -27,11 +27,38 @@ use parking_lot::Mutex;
 use crate::error::{Error, Result};
 use crate::protocol::ColumnData;
 
-/// One stored record.
-#[derive(Clone, PartialEq, Eq, Debug, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
-enum StoredRecord {
-    Square { data_root: Digest, received_at_ms: u64, commitment: DataCommitment, header: DaHeader },
-    Column { data_root: Digest, index: u32, bytes: Vec<u8> },
+pub use record::{ArchivedStoredRecord, StoredRecord};
+
+// The archived twin rkyv derives has undocumented fields; the record itself is documented.
+#[allow(missing_docs)]
+mod record {
+    use lamina_da_core::DaHeader;
+    use lamina_primitives::{DataCommitment, Digest};
+
+    /// One record of the column store (public so that its decoder can be fuzzed).
+    #[derive(Clone, PartialEq, Eq, Debug, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+    pub enum StoredRecord {
+        /// A square's verified header, when its first columns arrive.
+        Square {
+            /// The square.
+            data_root: Digest,
+            /// Wall-clock arrival (ms since the epoch), for retention.
+            received_at_ms: u64,
+            /// What DA nodes attest.
+            commitment: DataCommitment,
+            /// The verified header.
+            header: DaHeader,
+        },
+        /// One stored column.
+        Column {
+            /// The square.
+            data_root: Digest,
+            /// The column index.
+            index: u32,
+            /// The column's cells.
+            bytes: Vec<u8>,
+        },
+    }
 }
 
 impl Wire for StoredRecord {

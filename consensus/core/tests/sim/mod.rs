@@ -218,6 +218,20 @@ pub enum Behaviour {
     Silent,
 }
 
+impl Behaviour {
+    /// Every behaviour of the catalogue.
+    pub const ALL: [Behaviour; 8] = [
+        Behaviour::EquivocatingLeader,
+        Behaviour::ConflictingVotes,
+        Behaviour::InvalidSignatures,
+        Behaviour::Replay,
+        Behaviour::WithholdVotes,
+        Behaviour::Flood,
+        Behaviour::InvalidAvailability,
+        Behaviour::Silent,
+    ];
+}
+
 #[derive(Clone, Debug)]
 pub struct NetModel {
     pub delay_min: Duration,
@@ -261,6 +275,9 @@ pub struct Scenario {
     /// Liveness: every honest node finalizes a new block within this after `heal_at`.
     pub liveness_bound: Option<Duration>,
     pub twins_routing: Option<TwinsRouting>,
+    /// With Twins routing: the network has healed, every message is delivered to
+    /// everyone whatever its round (for liveness checks after the partitioned rounds).
+    pub twins_heal: bool,
     /// Instances that receive one distinct certified batch at time 0 (so that twins
     /// propose different blocks).
     pub initial_batches: Vec<usize>,
@@ -283,6 +300,7 @@ impl Scenario {
             batch_every: Some(Duration::from_millis(60)),
             liveness_bound: Some(Duration::from_secs(4)),
             twins_routing: None,
+            twins_heal: false,
             initial_batches: Vec::new(),
             config: sim_config(n),
         }
@@ -323,6 +341,30 @@ impl Scenario {
             let at = Duration::from_millis(rng.random_range(0..s.heal_at.as_millis() as u64));
             let restart_after = Duration::from_millis(rng.random_range(50..1500));
             s.crashes.push(Crash { node, at, restart_after, torn: rng.random_bool(0.5) });
+        }
+        // Byzantine validators mixed into the random faults (issue 12), drawn from their
+        // own stream so every seed's network faults stay what they were. Crashed
+        // validators count toward f too: at most f faulty identities in all.
+        let mut brng = ChaCha8Rng::seed_from_u64(seed ^ 0xb42_b42b);
+        if f > 0 && brng.random_bool(0.4) {
+            let b = brng.random_range(1..=f);
+            while s.faulty.len() < b {
+                let node = brng.random_range(0..n);
+                let behaviour = Behaviour::ALL[brng.random_range(0..Behaviour::ALL.len())];
+                s.faulty.entry(node).or_insert(behaviour);
+            }
+            let faulty = s.faulty.clone();
+            let mut crashed = BTreeSet::new();
+            s.crashes.retain(|c| {
+                if faulty.contains_key(&c.node) {
+                    return false;
+                }
+                if crashed.contains(&c.node) || crashed.len() + b < f {
+                    crashed.insert(c.node);
+                    return true;
+                }
+                false
+            });
         }
         s
     }
@@ -535,6 +577,11 @@ impl Sim {
         self.run_until(end);
     }
 
+    /// Heals a Twins run: from now on every message is delivered, whatever its round.
+    pub fn heal_twins(&mut self) {
+        Arc::make_mut(&mut self.scenario).twins_heal = true;
+    }
+
     pub fn run_until(&mut self, end: Duration) {
         let _ = self.run_until_round(end, usize::MAX);
     }
@@ -542,13 +589,15 @@ impl Sim {
     /// Runs until `end`. With Twins routing, a message sent in a round (view) beyond the
     /// partitions chosen so far pauses the run before it is delivered and returns that
     /// round, so the caller can choose its partition (or clone the run once per choice)
-    /// and resume; rounds beyond `max_rounds` are dropped.
+    /// and resume; rounds beyond `max_rounds` are dropped. Once the scenario heals
+    /// ([`Scenario::twins_heal`]) every message is delivered.
     pub fn run_until_round(&mut self, end: Duration, max_rounds: usize) -> Option<usize> {
         while let Some(Reverse((t, s))) = self.queue.peek().copied() {
             if t > end {
                 break;
             }
             if self.scenario.twins_routing.is_some()
+                && !self.scenario.twins_heal
                 && let Some(Event::Deliver { to, from_inst, round, .. }) = self.events.get(&s)
             {
                 let r = *round as usize;
@@ -559,12 +608,13 @@ impl Sim {
                     self.queue.pop();
                     self.events.remove(&s);
                     continue;
-                }
-                let part = &self.twins_rounds[r - 1];
-                if part[*from_inst] != part[*to] {
-                    self.queue.pop();
-                    self.events.remove(&s);
-                    continue;
+                } else {
+                    let part = &self.twins_rounds[r - 1];
+                    if part[*from_inst] != part[*to] {
+                        self.queue.pop();
+                        self.events.remove(&s);
+                        continue;
+                    }
                 }
             }
             self.queue.pop();
@@ -573,6 +623,7 @@ impl Sim {
             self.events_processed += 1;
             self.handle(ev);
             if self.scenario.twins_routing.is_some()
+                && !self.scenario.twins_heal
                 && self.twins_rounds.len() >= max_rounds
                 && self.insts.iter().all(|i| i.core.as_ref().is_none_or(|c| c.view().0 > max_rounds as u64))
             {
