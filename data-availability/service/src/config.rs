@@ -51,6 +51,13 @@ pub struct Config {
     /// Size of each column-store segment file. Default 256 MiB (a k = 128 square spread
     /// over 4 nodes is 8 MiB per node). Pruning deletes whole segments.
     pub segment_bytes: u64,
+    /// Most column bytes this node holds, within the retention window, for squares
+    /// first stored by one *client* key (any key that is not a genesis node: wallets,
+    /// `lamina blob submit`). Genesis nodes (validators dispersing batches, settlement
+    /// verifiers dispersing witnesses) are not counted. A store past the quota is refused
+    /// with the figures; the client's space comes back as its squares age out. Default
+    /// 1 GiB.
+    pub client_quota_bytes: u64,
     /// QUIC endpoint settings. Not part of the `[da]` section: the binary fills them from
     /// `[net]` (listen address, limits). A zero port means "the genesis address".
     #[serde(skip)]
@@ -63,6 +70,7 @@ impl Default for Config {
             retention: Duration::from_secs(7 * 24 * 3600),
             prune_interval: Duration::from_secs(60),
             segment_bytes: 256 << 20,
+            client_quota_bytes: 1 << 30,
             net: EndpointConfig::default(),
         }
     }

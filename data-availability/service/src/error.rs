@@ -37,6 +37,20 @@ pub enum Error {
     /// Encoding failure.
     #[error(transparent)]
     Codec(#[from] CodecError),
+    /// A client's store would pass its quota ([`crate::Config::client_quota_bytes`]).
+    #[error(
+        "client {client} holds {used} bytes here; {wanted} more would pass its quota of {quota} bytes (space comes back as its squares leave the retention window)"
+    )]
+    QuotaExceeded {
+        /// The client key.
+        client: lamina_primitives::PublicKey,
+        /// Bytes it holds now.
+        used: u64,
+        /// Bytes this store would add.
+        wanted: u64,
+        /// Its quota.
+        quota: u64,
+    },
     /// A blocking task panicked or was cancelled.
     #[error("background task failed: {0}")]
     Task(String),

@@ -35,6 +35,10 @@ pub struct DaNode {
     threshold: usize,
     store: Arc<ColumnStore>,
     health: lamina_interfaces::Health,
+    /// Genesis node keys: their stores count against no quota.
+    nodes: std::collections::HashSet<NodeId>,
+    /// [`crate::Config::client_quota_bytes`].
+    client_quota: u64,
 }
 
 impl std::fmt::Debug for DaNode {
@@ -71,11 +75,19 @@ impl DaNode {
             threshold: ctx.genesis.da_threshold(),
             store,
             health: ctx.health.clone(),
+            nodes: ctx.genesis.all_nodes().map(|n| n.key).collect(),
+            client_quota: crate::Config::default().client_quota_bytes,
         })
     }
 
-    /// Verifies and stores columns; signs once all assigned columns are held.
-    fn store(&self, req: StoreRequest) -> Result<StoreResponse, Reject> {
+    /// Sets the bytes a client key may hold here ([`crate::Config::client_quota_bytes`]).
+    pub fn with_client_quota(mut self, bytes: u64) -> Self {
+        self.client_quota = bytes;
+        self
+    }
+
+    /// Verifies and stores columns for `peer`; signs once all assigned columns are held.
+    fn store(&self, peer: NodeId, req: StoreRequest) -> Result<StoreResponse, Reject> {
         let StoreRequest { commitment, header, columns } = req;
         let roots = header.verify(&commitment.data_root).map_err(|e| reject("bad_header", e))?;
         header.check_commitment(&commitment).map_err(|e| reject("bad_commitment", e))?;
@@ -110,7 +122,16 @@ impl DaNode {
                 Err(e) => Err(reject("bad_column", e)),
             }
         })?;
-        let held = self.store.insert(&commitment, &header, roots, &columns, now_ms()).map_err(internal)?;
+        let client = (!self.nodes.contains(&peer)).then_some((peer, self.client_quota));
+        let held = match self.store.insert(&commitment, &header, roots, &columns, now_ms(), client) {
+            Ok(held) => held,
+            Err(e @ Error::QuotaExceeded { .. }) => {
+                metrics::counter!(m::REJECTED, "reason" => "quota_exceeded").increment(1);
+                tracing::info!(target: TARGET, %peer, error = %e, "store refused: client quota");
+                return Err(Reject::unavailable(format!("quota_exceeded: {e}")));
+            }
+            Err(e) => return Err(internal(e)),
+        };
         metrics::counter!(m::COLUMNS_STORED).increment(columns.len() as u64);
         metrics::gauge!(m::SQUARES).set(self.store.len() as f64);
         let held_assigned = assigned.iter().filter(|c| held.contains(c)).count();
@@ -125,11 +146,11 @@ impl DaNode {
         Ok(StoreResponse { assigned: assigned.len() as u32, held: held_assigned as u32, attestation })
     }
 
-    /// Answers one request (blocking: disk reads, hashing, fsync). [`run`] calls it
-    /// from the blocking pool for every request of the protocol.
-    pub fn handle(&self, req: DaRequest) -> Result<DaResponse, Reject> {
+    /// Answers one request from `peer` (blocking: disk reads, hashing, fsync). [`run`]
+    /// calls it from the blocking pool for every request of the protocol.
+    pub fn handle(&self, peer: NodeId, req: DaRequest) -> Result<DaResponse, Reject> {
         match req {
-            DaRequest::Store(s) => self.store(s).map(DaResponse::Stored),
+            DaRequest::Store(s) => self.store(peer, s).map(DaResponse::Stored),
             DaRequest::Header(data_root) => {
                 let info = self.store.square(&data_root).ok_or_else(|| unknown(&data_root))?;
                 metrics::counter!(m::SERVED, "kind" => "header").increment(1);
@@ -197,9 +218,9 @@ impl DaNode {
 struct Serve(Arc<DaNode>);
 
 impl Handler<DaProtocol> for Serve {
-    async fn request(&self, _peer: NodeId, request: DaRequest) -> Result<DaResponse, Reject> {
+    async fn request(&self, peer: NodeId, request: DaRequest) -> Result<DaResponse, Reject> {
         let node = self.0.clone();
-        tokio::task::spawn_blocking(move || node.handle(request))
+        tokio::task::spawn_blocking(move || node.handle(peer, request))
             .await
             .map_err(|e| Reject::internal(format!("handler task failed: {e}")))?
     }
@@ -276,7 +297,7 @@ async fn serve(
     let store = Arc::new(store);
     ctx.health.set_check("store", true, format!("{} squares", report.squares));
     metrics::gauge!(m::SQUARES).set(store.len() as f64);
-    let node = Arc::new(DaNode::new(ctx, store.clone())?);
+    let node = Arc::new(DaNode::new(ctx, store.clone())?.with_client_quota(config.client_quota_bytes));
     endpoint.register::<DaProtocol, _>(Serve(node), accepted_peers(ctx), protocol_config())?;
     endpoint.report_to(ctx.health.clone(), Duration::from_secs(2));
     ctx.health.set_check("endpoint", true, format!("serving lamina/da/1 on {}", endpoint.local_addr()));

@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use lamina_da_core::{DaHeader, SquareRoots};
 use lamina_primitives::codec::{self, Wire};
-use lamina_primitives::{DataCommitment, Digest};
+use lamina_primitives::{DataCommitment, Digest, PublicKey};
 use lamina_store::{Log, Seq};
 use parking_lot::Mutex;
 
@@ -33,7 +33,7 @@ pub use record::{ArchivedStoredRecord, StoredRecord};
 #[allow(missing_docs)]
 mod record {
     use lamina_da_core::DaHeader;
-    use lamina_primitives::{DataCommitment, Digest};
+    use lamina_primitives::{DataCommitment, Digest, PublicKey};
 
     /// One record of the column store (public so that its decoder can be fuzzed).
     #[derive(Clone, PartialEq, Eq, Debug, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
@@ -58,6 +58,14 @@ mod record {
             /// The column's cells.
             bytes: Vec<u8>,
         },
+        /// The client key a square's bytes count against (written after its `Square`
+        /// record when a client, not a genesis node, stored it first).
+        Owner {
+            /// The square.
+            data_root: Digest,
+            /// The client.
+            key: PublicKey,
+        },
     }
 }
 
@@ -79,6 +87,10 @@ pub struct SquareInfo {
     pub received_at_ms: u64,
     first_seq: Seq,
     columns: BTreeMap<u32, Seq>,
+    /// The client its bytes count against (`None`: stored first by a genesis node).
+    pub owner: Option<PublicKey>,
+    /// Column bytes held for it.
+    pub bytes: u64,
 }
 
 impl SquareInfo {
@@ -108,6 +120,8 @@ pub struct OpenReport {
 pub struct ColumnStore {
     log: Log,
     index: Mutex<HashMap<Digest, SquareInfo>>,
+    /// Bytes held per client (the sum of its squares' `bytes`); locked after `index`.
+    usage: Mutex<HashMap<PublicKey, u64>>,
 }
 
 impl std::fmt::Debug for ColumnStore {
@@ -139,20 +153,34 @@ impl ColumnStore {
                         received_at_ms,
                         first_seq: seq,
                         columns: BTreeMap::new(),
+                        owner: None,
+                        bytes: 0,
                     });
                     report.squares = index.len();
                 }
-                StoredRecord::Column { data_root, index: c, .. } => match index.get_mut(&data_root) {
+                StoredRecord::Column { data_root, index: c, bytes } => match index.get_mut(&data_root) {
                     Some(info) => {
                         if info.columns.insert(c, seq).is_none() {
                             report.columns += 1;
+                            info.bytes += bytes.len() as u64;
                         }
                     }
                     None => report.orphans += 1,
                 },
+                StoredRecord::Owner { data_root, key } => {
+                    if let Some(info) = index.get_mut(&data_root) {
+                        info.owner.get_or_insert(key);
+                    }
+                }
             }
         }
-        Ok((ColumnStore { log, index: Mutex::new(index) }, report))
+        let mut usage: HashMap<PublicKey, u64> = HashMap::new();
+        for info in index.values() {
+            if let Some(o) = info.owner {
+                *usage.entry(o).or_default() += info.bytes;
+            }
+        }
+        Ok((ColumnStore { log, index: Mutex::new(index), usage: Mutex::new(usage) }, report))
     }
 
     /// The square's info, if held.
@@ -170,8 +198,17 @@ impl ColumnStore {
         self.len() == 0
     }
 
+    /// Bytes held for `client`'s squares.
+    pub fn usage(&self, client: &PublicKey) -> u64 {
+        self.usage.lock().get(client).copied().unwrap_or(0)
+    }
+
     /// Stores a square's header (once) and those of `columns` not yet held, durably,
     /// and returns the columns now held. The caller has verified everything.
+    /// `client`: the storing key and its quota when it is a client (not a genesis
+    /// node). A square's bytes count against the client that stored it first; a store
+    /// by that client that would take it past its quota is refused
+    /// ([`Error::QuotaExceeded`]) before anything is written.
     pub fn insert(
         &self,
         commitment: &DataCommitment,
@@ -179,9 +216,29 @@ impl ColumnStore {
         roots: SquareRoots,
         columns: &[ColumnData],
         now_ms: u64,
+        client: Option<(PublicKey, u64)>,
     ) -> Result<Vec<u32>> {
         let data_root = commitment.data_root;
-        let known = self.index.lock().get(&data_root).map(|i| i.columns.keys().copied().collect::<Vec<_>>());
+        let (known, owner) = match self.index.lock().get(&data_root) {
+            Some(i) => (Some(i.columns.keys().copied().collect::<Vec<_>>()), i.owner),
+            None => (None, client.map(|(k, _)| k)),
+        };
+        let mut fresh_cols: Vec<u32> = Vec::new();
+        let mut fresh = 0u64;
+        for c in columns {
+            if !known.as_ref().is_some_and(|k| k.contains(&c.index)) && !fresh_cols.contains(&c.index) {
+                fresh_cols.push(c.index);
+                fresh += c.bytes.len() as u64;
+            }
+        }
+        if let (Some(o), Some((k, quota))) = (owner, client)
+            && o == k
+        {
+            let used = self.usage(&o);
+            if used.saturating_add(fresh) > quota {
+                return Err(Error::QuotaExceeded { client: o, used, wanted: fresh, quota });
+            }
+        }
         let mut appended: Vec<(u32, Seq)> = Vec::new();
         let mut square_seq = None;
         if known.is_none() {
@@ -192,6 +249,9 @@ impl ColumnStore {
                 header: header.clone(),
             };
             square_seq = Some(self.log.append(&codec::encode(&rec)?)?);
+            if let Some(key) = owner {
+                self.log.append(&codec::encode(&StoredRecord::Owner { data_root, key })?)?;
+            }
         }
         let known = known.unwrap_or_default();
         for col in columns {
@@ -212,9 +272,21 @@ impl ColumnStore {
             received_at_ms: now_ms,
             first_seq: square_seq.unwrap_or(0),
             columns: BTreeMap::new(),
+            owner,
+            bytes: 0,
         });
+        let col_bytes = |c: u32| columns.iter().find(|d| d.index == c).map_or(0, |d| d.bytes.len() as u64);
+        let mut added = 0;
         for (c, seq) in appended {
-            info.columns.entry(c).or_insert(seq);
+            if info.columns.insert(c, seq).is_none() {
+                added += col_bytes(c);
+            }
+        }
+        info.bytes += added;
+        if let Some(o) = info.owner
+            && added > 0
+        {
+            *self.usage.lock().entry(o).or_default() += added;
         }
         Ok(info.columns.keys().copied().collect())
     }
@@ -242,7 +314,20 @@ impl ColumnStore {
         let (dropped, keep_from) = {
             let mut index = self.index.lock();
             let before = index.len();
-            index.retain(|_, i| i.received_at_ms >= cutoff_ms);
+            let mut usage = self.usage.lock();
+            index.retain(|_, i| {
+                let keep = i.received_at_ms >= cutoff_ms;
+                if !keep && let Some(o) = i.owner {
+                    let left = usage.get(&o).copied().unwrap_or(0).saturating_sub(i.bytes);
+                    if left == 0 {
+                        usage.remove(&o);
+                    } else {
+                        usage.insert(o, left);
+                    }
+                }
+                keep
+            });
+            drop(usage);
             let keep_from = index.values().map(|i| i.first_seq).min().unwrap_or_else(|| self.log.next_seq());
             (before - index.len(), keep_from)
         };
@@ -287,12 +372,12 @@ mod tests {
         {
             let (store, report) = ColumnStore::open(dir.path(), small()).unwrap();
             assert_eq!(report, OpenReport::default());
-            let held = store.insert(&a.commitment(), a.header(), *a.roots(), &cols(&a, &[0, 3]), 1_000).unwrap();
+            let held = store.insert(&a.commitment(), a.header(), *a.roots(), &cols(&a, &[0, 3]), 1_000, None).unwrap();
             assert_eq!(held, vec![0, 3]);
             // Idempotent, and later batches add to the set.
-            let held = store.insert(&a.commitment(), a.header(), *a.roots(), &cols(&a, &[3, 5]), 1_500).unwrap();
+            let held = store.insert(&a.commitment(), a.header(), *a.roots(), &cols(&a, &[3, 5]), 1_500, None).unwrap();
             assert_eq!(held, vec![0, 3, 5]);
-            store.insert(&b.commitment(), b.header(), *b.roots(), &cols(&b, &[1]), 5_000).unwrap();
+            store.insert(&b.commitment(), b.header(), *b.roots(), &cols(&b, &[1]), 5_000, None).unwrap();
             store.close().unwrap();
         }
         let (store, report) = ColumnStore::open(dir.path(), small()).unwrap();
@@ -307,5 +392,50 @@ mod tests {
         assert!(store.square(&a.data_root()).is_none());
         assert!(store.square(&b.data_root()).is_some());
         assert_eq!(store.with_column(&b.data_root(), 1, <[u8]>::to_vec).unwrap().unwrap(), b.eds().column(1));
+    }
+
+    #[test]
+    fn a_client_quota_holds_across_reopen_and_frees_with_retention() {
+        let dir = tempfile::tempdir().unwrap();
+        let client = lamina_primitives::Keypair::for_testing(77).public();
+        let other = lamina_primitives::Keypair::for_testing(78).public();
+        let (a, b, c) = (square(1), square(2), square(3));
+        let col = a.eds().column(0).len() as u64;
+        // Room for three columns.
+        let quota = 3 * col;
+        let q = |k| Some((k, quota));
+        {
+            let (store, _) = ColumnStore::open(dir.path(), small()).unwrap();
+            store.insert(&a.commitment(), a.header(), *a.roots(), &cols(&a, &[0, 1]), 1_000, q(client)).unwrap();
+            assert_eq!(store.usage(&client), 2 * col);
+            // Columns already held cost nothing; a node's store of another square is not
+            // counted against anyone.
+            store.insert(&a.commitment(), a.header(), *a.roots(), &cols(&a, &[1]), 1_000, q(client)).unwrap();
+            store.insert(&c.commitment(), c.header(), *c.roots(), &cols(&c, &[0, 1, 2, 3]), 1_000, None).unwrap();
+            assert_eq!(store.usage(&client), 2 * col);
+            // Two more columns would pass the quota: refused, nothing written.
+            let err = store
+                .insert(&b.commitment(), b.header(), *b.roots(), &cols(&b, &[0, 1]), 3_000, q(client))
+                .unwrap_err();
+            assert!(
+                matches!(err, Error::QuotaExceeded { used, wanted, .. } if used == 2 * col && wanted == 2 * col),
+                "{err}"
+            );
+            assert!(store.square(&b.data_root()).is_none());
+            // Another client has its own quota.
+            store.insert(&b.commitment(), b.header(), *b.roots(), &cols(&b, &[0, 1]), 3_000, q(other)).unwrap();
+            store.close().unwrap();
+        }
+        // Usage is rebuilt from the records.
+        let (store, _) = ColumnStore::open(dir.path(), small()).unwrap();
+        assert_eq!((store.usage(&client), store.usage(&other)), (2 * col, 2 * col));
+        // Retention frees the client's space.
+        assert_eq!(store.prune(2_000).unwrap(), 2);
+        assert_eq!(store.usage(&client), 0);
+        let d = square(4);
+        store.insert(&d.commitment(), d.header(), *d.roots(), &cols(&d, &[0, 1, 2]), 4_000, q(client)).unwrap();
+        assert_eq!(store.usage(&client), 3 * col);
+        let e = square(5);
+        store.insert(&e.commitment(), e.header(), *e.roots(), &cols(&e, &[0]), 4_000, q(client)).unwrap_err();
     }
 }

@@ -44,6 +44,12 @@ impl ModuleConfig for Config {
             "segment_bytes",
             &c.segment_bytes,
         );
+        doc.field(
+            "Most column bytes held here, within the retention window, for squares first stored by one client
+             key (not a genesis node); a store past it is refused with the figures.",
+            "client_quota_bytes",
+            &c.client_quota_bytes,
+        );
     }
 }
 

@@ -114,9 +114,9 @@ fn flip(mut v: Vec<u8>) -> Vec<u8> {
 }
 
 impl Handler<DaProtocol> for Liar {
-    async fn request(&self, _peer: NodeId, req: DaRequest) -> Result<DaResponse, Reject> {
+    async fn request(&self, peer: NodeId, req: DaRequest) -> Result<DaResponse, Reject> {
         let node = self.0.clone();
-        let answer = tokio::task::spawn_blocking(move || node.handle(req)).await.unwrap()?;
+        let answer = tokio::task::spawn_blocking(move || node.handle(peer, req)).await.unwrap()?;
         Ok(match answer {
             DaResponse::Ranges(mut slices) => {
                 for s in &mut slices {
