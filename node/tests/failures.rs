@@ -753,12 +753,17 @@ fn get_text(addr: &str, path: &str) -> Option<String> {
     Some(resp.split_once("\r\n\r\n")?.1.to_string())
 }
 
-/// The value of an unlabelled counter in a Prometheus text page (0 if absent).
-fn counter(page: &str, name: &str) -> u64 {
+/// The series of a counter in a Prometheus text page: (labels, value), e.g.
+/// (`{disperser="ab12…"}`, 3); `""` for an unlabelled one.
+fn series(page: &str, name: &str) -> Vec<(String, u64)> {
     page.lines()
-        .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(' ')))
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .map_or(0, |v| v as u64)
+        .filter_map(|l| l.strip_prefix(name))
+        .filter(|r| r.starts_with(' ') || r.starts_with('{'))
+        .filter_map(|r| {
+            let (labels, value) = r.rsplit_once(' ')?;
+            Some((labels.trim().to_string(), value.trim().parse::<f64>().ok()? as u64))
+        })
+        .collect()
 }
 
 /// Files named `bad-encoding-*.proof` under `dir`, recursively.
@@ -788,7 +793,8 @@ fn evidence_files(dir: &Path) -> Vec<PathBuf> {
 ///
 /// What must hold, with real processes under load:
 /// * both execution nodes of the chain keep executing past the bad squares;
-/// * both count the bad squares and keep each proof as a file that verifies;
+/// * both count the bad squares, report validator-0 as their disperser (the DA nodes'
+///   testimony) and keep each proof as a file that verifies;
 /// * both have the same receipts for every acknowledged transaction and the same state
 ///   root at the same height; the transactions that went through validator-0 (in bad
 ///   squares) have no receipt on either, the others executed;
@@ -827,10 +833,13 @@ fn byzantine_disperser_wrongly_encoded_squares_do_not_stall_execution() {
         // Both saw bad squares, counted them and kept the proofs.
         for exec in ["execution-0", "execution-1"] {
             let page = get_text(net.node(exec)["admin"].as_str().unwrap(), "/metrics").unwrap();
-            let bad = counter(&page, "lamina_execution_bad_squares_total");
+            let bad = series(&page, "lamina_execution_bad_squares_total");
             let files = evidence_files(Path::new(net.node(exec)["home"].as_str().unwrap()));
-            eprintln!("{exec}: {bad} bad squares, {} evidence files", files.len());
-            assert!(bad > 0, "{exec} met no bad square");
+            eprintln!("{exec}: bad squares {bad:?}, {} evidence files", files.len());
+            assert!(bad.iter().map(|(_, n)| n).sum::<u64>() > 0, "{exec} met no bad square");
+            // Each is reported with its disperser, validator-0, as the DA nodes testify.
+            let faulty = format!("disperser=\"{}\"", &net.genesis.validators[0].key.to_hex()[..16]);
+            assert!(bad.iter().all(|(labels, _)| labels.contains(&faulty)), "{exec}: {bad:?}, expected {faulty}");
             assert!(!files.is_empty(), "{exec} kept no evidence");
             let bytes = std::fs::read(&files[0]).unwrap();
             let proof: lamina_da_core::BadEncodingProof = lamina_primitives::decode(&bytes).unwrap();

@@ -101,6 +101,14 @@ pub trait DataAvailability: Send + Sync {
         commitment: &DataCommitment,
         namespace: Namespace,
     ) -> impl Future<Output = Result<Vec<Vec<u8>>, DaError>> + Send;
+
+    /// The key that dispersed the square `data_root`, when the layer can tell (the DA
+    /// nodes' testimony; used to report the disperser of a wrongly encoded square).
+    /// `None` by default.
+    fn disperser(&self, data_root: &Digest) -> impl Future<Output = Option<NodeId>> + Send {
+        let _ = data_root;
+        std::future::ready(None)
+    }
 }
 
 /// A shared handle serves like the layer it points to (so one client can be used by
@@ -116,5 +124,9 @@ impl<T: DataAvailability + ?Sized> DataAvailability for std::sync::Arc<T> {
         namespace: Namespace,
     ) -> impl Future<Output = Result<Vec<Vec<u8>>, DaError>> + Send {
         (**self).get_namespace(commitment, namespace)
+    }
+
+    fn disperser(&self, data_root: &Digest) -> impl Future<Output = Option<NodeId>> + Send {
+        (**self).disperser(data_root)
     }
 }

@@ -586,6 +586,25 @@ impl DaClient {
         Ok((outcome, cells))
     }
 
+    /// The key that dispersed the square `data_root`, as the DA nodes that hold it
+    /// testify (each records the key whose store brought the square): the answer most
+    /// nodes give, `None` if none knows. Testimony, not proof: the certificate does not
+    /// carry the disperser's signature, and a lying DA node may answer anything.
+    pub async fn disperser_of(&self, data_root: Digest) -> Option<NodeId> {
+        let mut votes: BTreeMap<NodeId, usize> = BTreeMap::new();
+        let mut set = JoinSet::new();
+        for node in &self.nodes {
+            let (net, config, node) = (self.net.clone(), self.config.clone(), *node);
+            set.spawn(async move { ask(&net, &config, &node, &DaRequest::Disperser(data_root)).await });
+        }
+        while let Some(joined) = set.join_next().await {
+            if let Ok(Ok(DaResponse::Disperser(Some(key)))) = joined {
+                *votes.entry(key).or_default() += 1;
+            }
+        }
+        votes.into_iter().max_by_key(|(_, n)| *n).map(|(k, _)| k)
+    }
+
     /// The commitment of the square `data_root`, derived from a header that a DA node
     /// served and that verifies against `data_root` (for clients that know only the root,
     /// such as `lamina blob get --data-root`). The header is cached for [`DaClient::retrieve`].
@@ -709,6 +728,10 @@ impl DataAvailability for DaClient {
                 },
             })
         }
+    }
+
+    fn disperser(&self, data_root: &Digest) -> impl Future<Output = Option<NodeId>> + Send {
+        self.disperser_of(*data_root)
     }
 }
 

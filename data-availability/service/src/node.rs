@@ -122,8 +122,8 @@ impl DaNode {
                 Err(e) => Err(reject("bad_column", e)),
             }
         })?;
-        let client = (!self.nodes.contains(&peer)).then_some((peer, self.client_quota));
-        let held = match self.store.insert(&commitment, &header, roots, &columns, now_ms(), client) {
+        let quota = (!self.nodes.contains(&peer)).then_some(self.client_quota);
+        let held = match self.store.insert(&commitment, &header, roots, &columns, now_ms(), Some((peer, quota))) {
             Ok(held) => held,
             Err(e @ Error::QuotaExceeded { .. }) => {
                 metrics::counter!(m::REJECTED, "reason" => "quota_exceeded").increment(1);
@@ -195,6 +195,10 @@ impl DaNode {
                 }
                 metrics::counter!(m::SERVED, "kind" => "ranges").increment(1);
                 Ok(DaResponse::Ranges(out))
+            }
+            DaRequest::Disperser(data_root) => {
+                metrics::counter!(m::SERVED, "kind" => "disperser").increment(1);
+                Ok(DaResponse::Disperser(self.store.square(&data_root).and_then(|i| i.owner)))
             }
             DaRequest::Sample(CellRef { data_root, row, col }) => {
                 let info = self.store.square(&data_root).ok_or_else(|| unknown(&data_root))?;

@@ -18,7 +18,7 @@
 use lamina_da_core::{AxisRangeProof, DaHeader, MAX_SQUARE_WIDTH, SHARE_SIZE, SampleProof, SquareRoots};
 use lamina_net::{Empty, Protocol, ProtocolId};
 use lamina_primitives::codec::Wire;
-use lamina_primitives::{DataCommitment, Digest, Signature};
+use lamina_primitives::{DataCommitment, Digest, PublicKey, Signature};
 
 /// The DA protocol.
 pub struct DaProtocol;
@@ -117,6 +117,10 @@ pub enum DaRequest {
     ColumnRanges(RangesRequest),
     /// One cell with its proof.
     Sample(CellRef),
+    /// Which key stored this square here first: for a square dispersed by a validator,
+    /// the disperser. (This node's testimony, not a proof: the certificate does not carry
+    /// the disperser's signature.)
+    Disperser(Digest),
 }
 
 /// A proven slice of one column.
@@ -143,6 +147,9 @@ pub enum DaResponse {
     Ranges(Vec<ColumnSlice>),
     /// Answer to [`DaRequest::Sample`].
     Sample(SampleProof),
+    /// Answer to [`DaRequest::Disperser`] (`None`: unknown square, or stored before
+    /// this node recorded storers).
+    Disperser(Option<PublicKey>),
 }
 
 const HEADER_MAX: usize = <DaHeader as Wire>::MAX_SIZE;

@@ -58,12 +58,12 @@ mod record {
             /// The column's cells.
             bytes: Vec<u8>,
         },
-        /// The client key a square's bytes count against (written after its `Square`
-        /// record when a client, not a genesis node, stored it first).
+        /// The key whose store brought the square here (written after its `Square`
+        /// record): the disperser, and for a client key the one its bytes count against.
         Owner {
             /// The square.
             data_root: Digest,
-            /// The client.
+            /// The storing key.
             key: PublicKey,
         },
     }
@@ -87,7 +87,8 @@ pub struct SquareInfo {
     pub received_at_ms: u64,
     first_seq: Seq,
     columns: BTreeMap<u32, Seq>,
-    /// The client its bytes count against (`None`: stored first by a genesis node).
+    /// The key whose store brought it here (the disperser; for a client key, the one
+    /// its bytes count against). `None` for squares stored without one.
     pub owner: Option<PublicKey>,
     /// Column bytes held for it.
     pub bytes: u64,
@@ -120,7 +121,8 @@ pub struct OpenReport {
 pub struct ColumnStore {
     log: Log,
     index: Mutex<HashMap<Digest, SquareInfo>>,
-    /// Bytes held per client (the sum of its squares' `bytes`); locked after `index`.
+    /// Bytes held per storing key (the sum of its squares' `bytes`); locked after
+    /// `index`.
     usage: Mutex<HashMap<PublicKey, u64>>,
 }
 
@@ -198,17 +200,17 @@ impl ColumnStore {
         self.len() == 0
     }
 
-    /// Bytes held for `client`'s squares.
+    /// Bytes held for the squares `key` stored first.
     pub fn usage(&self, client: &PublicKey) -> u64 {
         self.usage.lock().get(client).copied().unwrap_or(0)
     }
 
     /// Stores a square's header (once) and those of `columns` not yet held, durably,
     /// and returns the columns now held. The caller has verified everything.
-    /// `client`: the storing key and its quota when it is a client (not a genesis
-    /// node). A square's bytes count against the client that stored it first; a store
-    /// by that client that would take it past its quota is refused
-    /// ([`Error::QuotaExceeded`]) before anything is written.
+    /// `storer`: the key storing, and its quota when it is a client (not a genesis
+    /// node). A square records the key that stored it first (its disperser) and its
+    /// bytes count against that key; a store by a client that would take it past its
+    /// quota is refused ([`Error::QuotaExceeded`]) before anything is written.
     pub fn insert(
         &self,
         commitment: &DataCommitment,
@@ -216,13 +218,14 @@ impl ColumnStore {
         roots: SquareRoots,
         columns: &[ColumnData],
         now_ms: u64,
-        client: Option<(PublicKey, u64)>,
+        storer: Option<(PublicKey, Option<u64>)>,
     ) -> Result<Vec<u32>> {
         let data_root = commitment.data_root;
         let (known, owner) = match self.index.lock().get(&data_root) {
             Some(i) => (Some(i.columns.keys().copied().collect::<Vec<_>>()), i.owner),
-            None => (None, client.map(|(k, _)| k)),
+            None => (None, storer.map(|(k, _)| k)),
         };
+        let client = storer.and_then(|(k, q)| q.map(|q| (k, q)));
         let mut fresh_cols: Vec<u32> = Vec::new();
         let mut fresh = 0u64;
         for c in columns {
@@ -395,15 +398,16 @@ mod tests {
     }
 
     #[test]
-    fn a_client_quota_holds_across_reopen_and_frees_with_retention() {
+    fn storers_are_recorded_and_a_client_quota_holds_across_reopen_and_frees_with_retention() {
         let dir = tempfile::tempdir().unwrap();
         let client = lamina_primitives::Keypair::for_testing(77).public();
         let other = lamina_primitives::Keypair::for_testing(78).public();
+        let node = lamina_primitives::Keypair::for_testing(79).public();
         let (a, b, c) = (square(1), square(2), square(3));
         let col = a.eds().column(0).len() as u64;
         // Room for three columns.
         let quota = 3 * col;
-        let q = |k| Some((k, quota));
+        let q = |k| Some((k, Some(quota)));
         {
             let (store, _) = ColumnStore::open(dir.path(), small()).unwrap();
             store.insert(&a.commitment(), a.header(), *a.roots(), &cols(&a, &[0, 1]), 1_000, q(client)).unwrap();
@@ -411,8 +415,13 @@ mod tests {
             // Columns already held cost nothing; a node's store of another square is not
             // counted against anyone.
             store.insert(&a.commitment(), a.header(), *a.roots(), &cols(&a, &[1]), 1_000, q(client)).unwrap();
-            store.insert(&c.commitment(), c.header(), *c.roots(), &cols(&c, &[0, 1, 2, 3]), 1_000, None).unwrap();
+            store
+                .insert(&c.commitment(), c.header(), *c.roots(), &cols(&c, &[0, 1, 2, 3]), 1_000, Some((node, None)))
+                .unwrap();
             assert_eq!(store.usage(&client), 2 * col);
+            // Every square records who stored it first (its disperser).
+            assert_eq!(store.square(&c.data_root()).unwrap().owner, Some(node));
+            assert_eq!(store.square(&a.data_root()).unwrap().owner, Some(client));
             // Two more columns would pass the quota: refused, nothing written.
             let err = store
                 .insert(&b.commitment(), b.header(), *b.roots(), &cols(&b, &[0, 1]), 3_000, q(client))
@@ -426,8 +435,9 @@ mod tests {
             store.insert(&b.commitment(), b.header(), *b.roots(), &cols(&b, &[0, 1]), 3_000, q(other)).unwrap();
             store.close().unwrap();
         }
-        // Usage is rebuilt from the records.
+        // Usage and storers are rebuilt from the records.
         let (store, _) = ColumnStore::open(dir.path(), small()).unwrap();
+        assert_eq!(store.square(&c.data_root()).unwrap().owner, Some(node));
         assert_eq!((store.usage(&client), store.usage(&other)), (2 * col, 2 * col));
         // Retention frees the client's space.
         assert_eq!(store.prune(2_000).unwrap(), 2);

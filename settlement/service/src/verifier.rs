@@ -146,6 +146,10 @@ impl<D: DataAvailability> DataAvailability for Noting<D> {
             r
         }
     }
+
+    fn disperser(&self, data_root: &Digest) -> impl Future<Output = Option<lamina_primitives::NodeId>> + Send {
+        self.inner.disperser(data_root)
+    }
 }
 
 impl<D, T> std::fmt::Debug for Verifier<D, T> {
