@@ -60,4 +60,12 @@ pub trait TxSubmit: Send + Sync {
         &self,
         txs: Vec<Transaction>,
     ) -> impl Future<Output = Vec<Result<SubmitOutcome, SubmitError>>> + Send;
+
+    /// Submits `tx` so that no single validator can keep it out of the log: to every
+    /// validator the implementation can reach, accepted when one accepts it. For what
+    /// must not be censored (fraud proofs, bad-encoding evidence); the copies ordered
+    /// after the first are rejected harmlessly (same id, used nonce). Default: `submit`.
+    fn submit_widely(&self, tx: Transaction) -> impl Future<Output = Result<SubmitOutcome, SubmitError>> + Send {
+        self.submit(tx)
+    }
 }

@@ -337,4 +337,22 @@ impl TxSubmit for IntakeClient {
             out
         }
     }
+
+    fn submit_widely(&self, tx: Transaction) -> impl Future<Output = Result<SubmitOutcome, SubmitError>> + Send {
+        let this = self.clone();
+        async move {
+            let sends = this.validators.iter().map(|v| this.submit_to(v, vec![tx.clone()]));
+            let mut last = Err(SubmitError::Transport("no validator in the genesis".into()));
+            for r in futures::future::join_all(sends).await {
+                match r
+                    .map_err(|e| SubmitError::Transport(e.to_string()))
+                    .and_then(|mut v| v.pop().unwrap_or_else(|| Err(SubmitError::Transport("no answer".into()))))
+                {
+                    Ok(o) => return Ok(o),
+                    Err(e) => last = Err(e),
+                }
+            }
+            last
+        }
+    }
 }

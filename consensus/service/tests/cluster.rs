@@ -365,3 +365,37 @@ fn acknowledged_transactions_are_ordered_after_a_restart_that_came_before_their_
         }
     });
 }
+
+/// `submit_widely` (what a settlement verifier uses for fraud proofs and evidence) hands
+/// the transaction to every validator, so a faulty validator that the sender's key is
+/// routed to cannot keep it out of the log: afterwards each validator's intake already
+/// holds it.
+#[test]
+fn widely_submitted_transaction_reaches_every_validator() {
+    rt().block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let g = Arc::new(genesis(4));
+        let da = TestDa::new(&g);
+        let mut vs = Vec::new();
+        for i in 0..4 {
+            vs.push(start(&g, i, dir.path(), config(), da.clone()).await);
+        }
+        let ep = Endpoint::bind(&client_key(), EndpointConfig::new("127.0.0.1:0".parse().unwrap())).unwrap();
+        let client = IntakeClient::register(&ep, &g).unwrap();
+        client.wait_for_validators(4, WAIT).await.unwrap();
+        let tx = txs(9_000, 1, 100).remove(0);
+        let out = client.submit_widely(tx.clone()).await.unwrap();
+        assert!(matches!(out, SubmitOutcome::Accepted(_) | SubmitOutcome::Duplicate(_)), "{out:?}");
+        for (i, v) in vs.iter().enumerate() {
+            assert_eq!(
+                v.intake().submit(tx.clone()).await.unwrap(),
+                SubmitOutcome::Duplicate(tx.id()),
+                "validator {i} never got the transaction"
+            );
+        }
+        ep.shutdown().await;
+        for v in vs {
+            v.stop().await.unwrap();
+        }
+    });
+}

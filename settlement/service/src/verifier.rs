@@ -470,8 +470,8 @@ impl<D: DataAvailability + Clone + 'static, T: TxSubmit + Clone + 'static> Verif
     }
 }
 
-/// Submits `tx` in a background task, retrying with backoff until intake takes it or
-/// `shutdown`; counts `counter` on success.
+/// Submits `tx` to every validator ([`TxSubmit::submit_widely`]) in a background task,
+/// retrying with backoff until one takes it or `shutdown`; counts `counter` on success.
 fn post_in_background<T: TxSubmit + 'static>(
     submit: T,
     tx: Transaction,
@@ -483,7 +483,9 @@ fn post_in_background<T: TxSubmit + 'static>(
     tokio::spawn(async move {
         let mut backoff = Duration::from_millis(100);
         loop {
-            match submit.submit(tx.clone()).await {
+            // To every validator: a faulty one must not be able to censor a fraud proof
+            // or evidence against itself.
+            match submit.submit_widely(tx.clone()).await {
                 Ok(_) => {
                     metrics::counter!(counter).increment(1);
                     tracing::info!(target: "lamina::settlement", what, "posted");
