@@ -378,6 +378,22 @@ impl Client {
         }
     }
 
+    /// Samples both execution nodes (they keep following empty blocks) until they
+    /// report the same height, and asserts the same state there.
+    async fn assert_same_state(&self, a: &str, b: &str) {
+        let start = Instant::now();
+        loop {
+            let (x, y) = (self.exec_status(a).await.unwrap(), self.exec_status(b).await.unwrap());
+            if x.height == y.height {
+                assert_eq!(x, y, "{a} and {b}: same height, different roots");
+                eprintln!("{a} and {b} agree at height {}: state root {}", x.height, x.state_root);
+                return;
+            }
+            assert!(start.elapsed() < WITHIN, "never saw {a} and {b} at the same height: {x:?} {y:?}");
+            tokio::time::sleep(Duration::from_millis(7)).await;
+        }
+    }
+
     async fn shutdown(self) {
         self.endpoint.shutdown().await;
     }
@@ -556,18 +572,7 @@ fn killed_execution_node_restarts_and_catches_up_to_the_same_state() {
         // sample both until they report the same height.
         let last = client.exec_status("execution-1").await.unwrap().height.0;
         client.wait_exec_height_above("execution-0", last, "execution-0 catching up").await;
-        let start = Instant::now();
-        loop {
-            let (a, b) = (client.exec_status("execution-0").await, client.exec_status("execution-1").await);
-            let (a, b) = (a.unwrap(), b.unwrap());
-            if a.height == b.height {
-                assert_eq!(a, b, "same height, different roots");
-                eprintln!("execution-0 and execution-1 agree at height {}: state root {}", a.height, a.state_root);
-                break;
-            }
-            assert!(start.elapsed() < WITHIN, "never saw both at the same height: {a:?} {b:?}");
-            tokio::time::sleep(Duration::from_millis(7)).await;
-        }
+        client.assert_same_state("execution-0", "execution-1").await;
         client.shutdown().await;
     });
     eprintln!("test took {:.0?}", started.elapsed());
@@ -858,18 +863,7 @@ fn byzantine_disperser_wrongly_encoded_squares_do_not_stall_execution() {
         assert!(executed > 0, "nothing executed: the honest validators' batches must");
         assert!(absent > 0, "validator-0 acknowledged nothing that landed in a bad square");
         // The same state root at the same height.
-        let start = Instant::now();
-        loop {
-            let (a, b) =
-                (client.exec_status("execution-0").await.unwrap(), client.exec_status("execution-1").await.unwrap());
-            if a.height == b.height {
-                assert_eq!(a, b, "same height, different roots");
-                eprintln!("execution-0 and execution-1 agree at height {}: state root {}", a.height, a.state_root);
-                break;
-            }
-            assert!(start.elapsed() < WITHIN, "never saw both at the same height: {a:?} {b:?}");
-            tokio::time::sleep(Duration::from_millis(7)).await;
-        }
+        client.assert_same_state("execution-0", "execution-1").await;
         // Settlement keeps the evidence (the verifier posted it).
         let start = Instant::now();
         loop {
@@ -982,17 +976,7 @@ fn frozen_validator_da_node_and_execution_node_lose_nothing() {
             stats.acked.len(),
             "every acknowledged transfer succeeds ({failed} failed, {rejected} rejected)"
         );
-        let start = Instant::now();
-        loop {
-            let (a, b) =
-                (client.exec_status("execution-0").await.unwrap(), client.exec_status("execution-1").await.unwrap());
-            if a.height == b.height {
-                assert_eq!(a, b, "same height, different roots");
-                break;
-            }
-            assert!(start.elapsed() < WITHIN, "never saw both at the same height: {a:?} {b:?}");
-            tokio::time::sleep(Duration::from_millis(7)).await;
-        }
+        client.assert_same_state("execution-0", "execution-1").await;
         client.shutdown().await;
     });
     eprintln!("test took {:.0?}", started.elapsed());

@@ -13,8 +13,8 @@
 //!   row root**. A row that does not match is decided by the canonical rule (its first
 //!   `k` cells, fetched as sample proofs): either those extend to the root (the row is
 //!   used) or the square is wrongly encoded and answered with a [`BadEncodingProof`]
-//!   built from exactly those cells, so every honest caller reaches the same verdict. A node whose answer fails
-//!   verification is blamed ([`DaClient::misbehaving`], metrics) and ignored for the rest
+//!   built from exactly those cells, so every honest caller reaches the same verdict. A
+//!   node whose answer fails verification is blamed ([`DaClient::misbehaving`], metrics) and ignored for the rest
 //!   of the operation.
 //! * **Sample**: fetch the roots, draw cells ([`SamplingSession`]), fetch each from a node
 //!   holding its column, verify against the data root, report the confidence.
@@ -504,7 +504,7 @@ impl DaClient {
                 tracing::warn!(target: TARGET, %data_root, row = r, "square is wrongly encoded; fraud proof built");
                 Err(RetrieveError::BadEncoding(Box::new(proof)))
             }
-            Ok(_) | Err(_) => Err(DaError::Unavailable(format!(
+            _ => Err(DaError::Unavailable(format!(
                 "row {r} of {data_root} does not match its root, and no fraud proof could be assembled"
             ))
             .into()),

@@ -618,10 +618,11 @@ async fn fetch_square<D: DataAvailability>(
                 // Bounded: a slow or absent DA node must not hold up the verdict.
                 let disperser =
                     tokio::time::timeout(Duration::from_secs(2), da.disperser(&data_root)).await.ok().flatten();
-                let who = disperser.map_or_else(|| "unknown".to_string(), |k| k.to_hex()[..16].to_string());
-                metrics::counter!("lamina_execution_bad_squares_total", "disperser" => who).increment(1);
+                let who = disperser.map_or_else(|| "unknown".to_string(), |k| k.to_hex());
+                metrics::counter!("lamina_execution_bad_squares_total", "disperser" => who.get(..16).unwrap_or(&who).to_string())
+                    .increment(1);
                 let kept = keep_evidence(&f.evidence_dir, &data_root, &proof);
-                tracing::error!(target: "lamina::execution", height = %block.height(), %data_root, row, disperser = %disperser.map_or_else(|| "unknown".to_string(), |k| k.to_hex()), proof_bytes = proof.len(), evidence = %kept.as_deref().unwrap_or("not written"), "square is wrongly encoded: its data counts as absent for this chain; its disperser is faulty");
+                tracing::error!(target: "lamina::execution", height = %block.height(), %data_root, row, disperser = %who, proof_bytes = proof.len(), evidence = %kept.as_deref().unwrap_or("not written"), "square is wrongly encoded: its data counts as absent for this chain; its disperser is faulty");
                 return Ok(Vec::new());
             }
             Err(e) if e.is_final_for_everyone() => {
