@@ -68,6 +68,7 @@ fn node(name: String, key: &Keypair, chain: Option<ChainId>) -> NodeEntry {
 /// node (so that DA nodes serve it retrievals).
 fn genesis(t: &Topology) -> Genesis {
     Genesis {
+        bridge: Default::default(),
         network: "consensus-bench".into(),
         chains: lamina_benches::cluster::devnet_chains(t, 1_000_000_000),
         validators: (0..t.validators)

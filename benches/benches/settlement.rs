@@ -41,6 +41,7 @@ const BLOCK: usize = 10_000;
 
 fn genesis(spec: ChainSpec) -> Genesis {
     Genesis {
+        bridge: Default::default(),
         network: "bench".into(),
         chains: vec![spec],
         validators: vec![],
@@ -79,6 +80,7 @@ fn fraud_proof_group(c: &mut Criterion) {
     let pool = rayon::ThreadPoolBuilder::new().num_threads(all_threads()).build().unwrap();
     for n in ns() {
         let w = workload(n);
+        let env = lamina_interfaces::StepEnv::without_anchors(lamina_primitives::Height(0));
         let pre_root = w.state.root();
         let verified = pool.install(|| sigverify::verify_block(&w.txs));
         let (out, wit) = witness::build(&w.ledger, &w.state, &w.txs, &verified).unwrap();
@@ -88,7 +90,7 @@ fn fraud_proof_group(c: &mut Criterion) {
             state_root: w.state.clone().apply(&out.changes, false),
             receipts_root: receipts_root(&out.receipts),
         };
-        assert_eq!(pool.install(|| w.chains.reexecute(CHAIN, &pre_root, &bytes, &w.txs)), Ok(want));
+        assert_eq!(pool.install(|| w.chains.reexecute(CHAIN, &env, &pre_root, &bytes, &w.txs)), Ok(want));
         eprintln!(
             "settlement::fraud_proof/N={n}: witness {} bytes for {BLOCK} transfers ({:.1} bytes/tx, {} keys)",
             bytes.len(),
@@ -115,7 +117,7 @@ fn fraud_proof_group(c: &mut Criterion) {
             )
         });
         g.bench_function("stateless_verify", |b| {
-            b.iter(|| pool.install(|| w.chains.reexecute(CHAIN, &pre_root, &bytes, &w.txs).unwrap()))
+            b.iter(|| pool.install(|| w.chains.reexecute(CHAIN, &env, &pre_root, &bytes, &w.txs).unwrap()))
         });
         g.finish();
     }

@@ -85,6 +85,7 @@ pub fn write(path: &Path, g: &Genesis) -> anyhow::Result<()> {
 /// An empty genesis for `network` (no chains or nodes yet).
 pub fn empty(network: &str) -> Genesis {
     Genesis {
+        bridge: Default::default(),
         network: network.to_string(),
         chains: vec![],
         validators: vec![],

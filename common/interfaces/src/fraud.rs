@@ -4,6 +4,8 @@
 
 use lamina_primitives::{ChainId, Digest, Transaction};
 
+use crate::StepEnv;
+
 /// Why a stateless re-execution produced no root.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StatelessError {
@@ -40,8 +42,14 @@ pub trait ChainReplica: Send {
     fn chain(&self) -> ChainId;
     /// Current state root.
     fn state_root(&self) -> Digest;
-    /// Executes the next step; see the trait contract.
-    fn execute_step(&mut self, txs: &[Transaction], expected: Option<&StepOutcome>) -> (StepOutcome, Option<Vec<u8>>);
+    /// Executes the next step (at `env.height`, with the anchors `env` shows); see the
+    /// trait contract.
+    fn execute_step(
+        &mut self,
+        env: &StepEnv,
+        txs: &[Transaction],
+        expected: Option<&StepOutcome>,
+    ) -> (StepOutcome, Option<Vec<u8>>);
 
     /// Keeps what is needed to prove any of the last `steps` executed steps (0, the
     /// default, keeps nothing): a verifier facing several claims of the same range
@@ -51,7 +59,7 @@ pub trait ChainReplica: Send {
     /// The witness of the pre-state of the step executed `back` steps before the latest
     /// one (0: the latest), for that step's transactions `txs`; `None` if that step is
     /// no longer retained. The replica's current state is unchanged afterwards.
-    fn past_witness(&mut self, back: usize, txs: &[Transaction]) -> Option<Vec<u8>>;
+    fn past_witness(&mut self, back: usize, env: &StepEnv, txs: &[Transaction]) -> Option<Vec<u8>>;
 }
 
 /// Re-executes one chain's step from a pre-state root and a witness alone.
@@ -73,6 +81,7 @@ pub trait StatelessExecutor: Send + Sync {
     fn reexecute(
         &self,
         chain: ChainId,
+        env: &StepEnv,
         pre_state_root: &Digest,
         witness: &[u8],
         txs: &[Transaction],

@@ -171,6 +171,9 @@ pub struct Genesis {
     /// Settlement parameters and the settlement ledger's balances.
     #[serde(default)]
     pub settlement: SettlementSpec,
+    /// Bridge parameters (rate limits, timeouts, the pause guardian).
+    #[serde(default)]
+    pub bridge: crate::BridgeSpec,
 }
 
 /// A client key named in the genesis (see [`Genesis::clients`]).
@@ -315,6 +318,7 @@ mod tests {
 
     fn genesis() -> Genesis {
         Genesis {
+            bridge: Default::default(),
             network: "test".into(),
             chains: vec![ChainSpec {
                 id: ChainId(1),

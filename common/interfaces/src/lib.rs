@@ -17,6 +17,7 @@
 //! The traits use `async fn`-style methods returning `Send` futures and do not depend
 //! on any runtime, so this crate stays pure.
 
+pub mod bridge;
 pub mod da;
 pub mod fraud;
 pub mod genesis;
@@ -26,6 +27,10 @@ pub mod log;
 pub mod settlement;
 pub mod submit;
 
+pub use bridge::{
+    AnchorList, AnchorRegistry, AnchorView, AnchoredProof, BridgeMessage, BridgeSpec, FinalizedRoot, NoAnchors, Origin,
+    ReceiptKind, StepEnv,
+};
 pub use da::{Blob, DaError, DataAvailability};
 pub use fraud::{ChainReplica, EncodingFraudVerifier, StatelessError, StatelessExecutor, StepOutcome};
 pub use genesis::{ChainSpec, ClientEntry, Genesis, GenesisBalance, GenesisError, NodeEntry, SettlementSpec};

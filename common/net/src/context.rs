@@ -160,6 +160,7 @@ mod tests {
     #[test]
     fn role_peer_sets_exclude_self() {
         let genesis = Genesis {
+            bridge: Default::default(),
             network: "t".into(),
             chains: vec![ChainSpec { id: ChainId(1), name: "one".into(), ..ChainSpec::default() }],
             validators: (0..4).map(|i| entry(i, None)).collect(),

@@ -22,6 +22,9 @@
 //!   and the parallel executor ([`crate::parallel::execute`]), which equals the
 //!   sequential reference.
 
+use std::sync::Arc;
+
+use lamina_interfaces::bridge::{AnchorView, StepEnv};
 use lamina_interfaces::settlement::{chain_receipts, inputs_digest};
 use lamina_interfaces::{ClaimStep, StepOutcome};
 use lamina_primitives::{Digest, Height, Transaction, TxId};
@@ -131,13 +134,15 @@ pub struct BlockResult {
 }
 
 /// Verifies signatures and executes `txs` against `state` on the current rayon pool
-/// (the transaction part of a step, without touching the state).
+/// (the transaction part of a step, without touching the state), in the environment
+/// `ledger` is bound to ([`NativeLedger::at`]).
 pub fn execute_txs(ledger: &NativeLedger, state: &impl StateRead, txs: &[Transaction]) -> BlockOutput<LedgerFailure> {
     let verified = sigverify::verify_block(txs);
     parallel::execute(ledger, state, txs, &verified)
 }
 
-/// Executes log height `height` of the chain whose head is `head`: `data_roots` are the
+/// Executes log height `height` of the chain whose head is `head`, with the anchors
+/// `anchors` shows (only those final before `height` count: [`StepEnv::anchor`]); `data_roots` are the
 /// data roots of the block's squares listing the chain's namespace, in block order
 /// ([`lamina_interfaces::inputs::namespace_data_roots`]); `txs` the transactions
 /// extracted from them ([`lamina_interfaces::inputs::namespace_transactions`]). With no
@@ -146,6 +151,7 @@ pub fn execute_txs(ledger: &NativeLedger, state: &impl StateRead, txs: &[Transac
 /// [`Executed::apply`] to apply the result.
 pub fn execute_block(
     ledger: &NativeLedger,
+    anchors: &Arc<dyn AnchorView>,
     state: &AuthenticatedState,
     head: &ChainHead,
     height: Height,
@@ -155,7 +161,10 @@ pub fn execute_block(
     debug_assert!(height > head.height, "heights run in order");
     let (inputs, output) = match data_roots.last() {
         None => (None, BlockOutput { receipts: Vec::new(), changes: ChangeSet::default() }),
-        Some(last) => (Some((inputs_digest(data_roots), *last)), execute_txs(ledger, state, txs)),
+        Some(last) => {
+            let ledger = ledger.at(StepEnv::new(height, anchors.clone()));
+            (Some((inputs_digest(data_roots), *last)), execute_txs(&ledger, state, txs))
+        }
     };
     let block_receipts_root = receipts_root(&output.receipts);
     Executed { prev: *head, height, inputs, output, block_receipts_root }
@@ -232,6 +241,10 @@ mod tests {
     use crate::ledger::{self, AssetId, LedgerConfig};
     use lamina_primitives::{ChainId, Keypair};
 
+    fn no_anchors() -> Arc<dyn AnchorView> {
+        Arc::new(lamina_interfaces::NoAnchors)
+    }
+
     fn setup() -> (NativeLedger, AuthenticatedState, Vec<Keypair>) {
         let keys: Vec<Keypair> = (0..4).map(Keypair::for_testing).collect();
         let mut st = AuthenticatedState::new();
@@ -259,12 +272,12 @@ mod tests {
         let genesis_root = st.root();
         let head = ChainHead::genesis(genesis_root);
         // No data: nothing changes, no step.
-        let r = execute_block(&l, &st, &head, Height(1), &[], &[]).apply(&mut st, false);
+        let r = execute_block(&l, &no_anchors(), &st, &head, Height(1), &[], &[]).apply(&mut st, false);
         assert_eq!(r.step, None);
         assert_eq!(r.head, ChainHead { height: Height(1), ..head });
         // Data but no decodable transactions: an empty step.
         let root = Digest([5; 32]);
-        let r2 = execute_block(&l, &st, &r.head, Height(2), &[root], &[]).apply(&mut st, false);
+        let r2 = execute_block(&l, &no_anchors(), &st, &r.head, Height(2), &[root], &[]).apply(&mut st, false);
         let step = r2.step.unwrap();
         assert_eq!(step.state_root, genesis_root);
         assert_eq!(step.receipts_root, receipts_root::<LedgerFailure>(&[]));
@@ -277,7 +290,8 @@ mod tests {
             ledger::transfer(&keys[0], ChainId(1), 7, keys[1].public(), AssetId::NATIVE, 5),
             ledger::transfer(&keys[2], ChainId(1), 0, keys[1].public(), AssetId::NATIVE, 5_000),
         ];
-        let r3 = execute_block(&l, &st, &r2.head, Height(4), &[root, Digest([6; 32])], &txs).apply(&mut st, true);
+        let r3 = execute_block(&l, &no_anchors(), &st, &r2.head, Height(4), &[root, Digest([6; 32])], &txs)
+            .apply(&mut st, true);
         let outs: Vec<Outcome> = r3.outcomes.iter().map(|o| o.1).collect();
         assert_eq!(outs, vec![Outcome::Success, Outcome::Rejected, Outcome::Failed]);
         for (o, r) in r3.outcomes.iter().zip(&r3.receipts) {

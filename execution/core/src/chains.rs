@@ -12,12 +12,12 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, OnceLock};
 
-use lamina_interfaces::{ChainReplica, ChainSpec, Genesis, StatelessError, StatelessExecutor, StepOutcome};
+use lamina_interfaces::{ChainReplica, ChainSpec, Genesis, StatelessError, StatelessExecutor, StepEnv, StepOutcome};
 use lamina_primitives::{ChainId, Digest, Transaction};
 
 use crate::block::{execute_txs, inverse};
 use crate::changes::ChangeSet;
-use crate::ledger::{self, InboundVerifier, LedgerConfig, NativeLedger, NoBridge};
+use crate::ledger::{self, LedgerConfig, NativeLedger};
 use crate::machine::receipts_root;
 use crate::sigverify;
 use crate::state::AuthenticatedState;
@@ -53,23 +53,14 @@ pub fn genesis_state(spec: &ChainSpec) -> AuthenticatedState {
 }
 
 impl NativeChains {
-    /// The chains of `genesis`, with no bridge (inbound bridge messages are refused).
+    /// The chains of `genesis` (each step's anchors come with its [`StepEnv`]).
     pub fn new(genesis: &Genesis) -> Self {
-        Self::with_bridge(genesis, Arc::new(NoBridge))
-    }
-
-    /// The chains of `genesis`, checking inbound bridge messages with `bridge`.
-    pub fn with_bridge(genesis: &Genesis, bridge: Arc<dyn InboundVerifier>) -> Self {
         let chains = genesis
             .chains
             .iter()
             .filter_map(|spec| {
-                let config = LedgerConfig::from_spec(spec)?;
-                Some(Chain {
-                    spec: spec.clone(),
-                    ledger: NativeLedger::with_bridge(config, bridge.clone()),
-                    genesis_root: OnceLock::new(),
-                })
+                let config = LedgerConfig::from_genesis(genesis, spec.id)?;
+                Some(Chain { spec: spec.clone(), ledger: NativeLedger::new(config), genesis_root: OnceLock::new() })
             })
             .collect();
         NativeChains { chains: Arc::new(chains) }
@@ -96,13 +87,14 @@ impl StatelessExecutor for NativeChains {
     fn reexecute(
         &self,
         chain: ChainId,
+        env: &StepEnv,
         pre_state_root: &Digest,
         witness: &[u8],
         txs: &[Transaction],
     ) -> Result<StepOutcome, StatelessError> {
         let c = self.chain(chain)?;
         let w: Witness = lamina_primitives::decode(witness).map_err(|e| StatelessError::BadWitness(e.to_string()))?;
-        let r = witness::execute_stateless(&c.ledger, pre_state_root, &w, txs)
+        let r = witness::execute_stateless(&c.ledger.at(env.clone()), pre_state_root, &w, txs)
             .map_err(|e| StatelessError::BadWitness(e.to_string()))?;
         Ok(StepOutcome { state_root: r.post_root, receipts_root: receipts_root(&r.output.receipts) })
     }
@@ -136,9 +128,9 @@ impl NativeReplica {
 
     /// The witness of the current state for `txs` (encoded; `None` if over the codec's
     /// size cap).
-    fn witness_now(&self, txs: &[Transaction]) -> Option<Vec<u8>> {
+    fn witness_now(&self, env: &StepEnv, txs: &[Transaction]) -> Option<Vec<u8>> {
         let verified = sigverify::verify_block(txs);
-        let built = witness::build(&self.ledger, &self.state, txs, &verified);
+        let built = witness::build(&self.ledger.at(env.clone()), &self.state, txs, &verified);
         // A full state tree has no opaque nodes, so pruning it cannot fail.
         let (_, w) = built.expect("full state tree prunes");
         lamina_primitives::encode(&w).ok()
@@ -165,15 +157,20 @@ impl ChainReplica for NativeReplica {
     /// restored, the witness built from it (encoded with the codec), and the step
     /// applied again. A witness that does not encode (over the codec's size cap) is
     /// `None`.
-    fn execute_step(&mut self, txs: &[Transaction], expected: Option<&StepOutcome>) -> (StepOutcome, Option<Vec<u8>>) {
-        let out = execute_txs(&self.ledger, &self.state, txs);
+    fn execute_step(
+        &mut self,
+        env: &StepEnv,
+        txs: &[Transaction],
+        expected: Option<&StepOutcome>,
+    ) -> (StepOutcome, Option<Vec<u8>>) {
+        let out = execute_txs(&self.ledger.at(env.clone()), &self.state, txs);
         let undo = (expected.is_some() || self.retain > 0).then(|| inverse(&self.state, &out.changes));
         let state_root = self.state.apply(&out.changes, true);
         let outcome = StepOutcome { state_root, receipts_root: receipts_root(&out.receipts) };
         let witness = match (expected, &undo) {
             (Some(e), Some(undo)) if *e != outcome => {
                 self.state.apply(undo, true);
-                let w = self.witness_now(txs);
+                let w = self.witness_now(env, txs);
                 self.state.apply(&out.changes, true);
                 w
             }
@@ -197,7 +194,7 @@ impl ChainReplica for NativeReplica {
         }
     }
 
-    fn past_witness(&mut self, back: usize, txs: &[Transaction]) -> Option<Vec<u8>> {
+    fn past_witness(&mut self, back: usize, env: &StepEnv, txs: &[Transaction]) -> Option<Vec<u8>> {
         let n = self.history.len();
         if back >= n {
             return None;
@@ -206,7 +203,7 @@ impl ChainReplica for NativeReplica {
         for (undo, _) in self.history.iter().skip(target).rev() {
             self.state.apply(undo, true);
         }
-        let w = self.witness_now(txs);
+        let w = self.witness_now(env, txs);
         for (_, redo) in self.history.iter().skip(target) {
             self.state.apply(redo, true);
         }

@@ -3,12 +3,30 @@
 //! Accounts are ed25519 public keys. Each account has a nonce and a balance per asset.
 //! Asset 0 is the chain's native asset: it exists at genesis, has no issuer, and pays the
 //! flat fee. Other assets are created by an issuer ([`Call::CreateAsset`]), minted only
-//! by it, transferred by anyone and burned by their holders. Bridge hooks:
-//! [`Call::BridgeLock`] escrows (or, for a wrapped asset going home, burns) an amount and
-//! writes an outbox message into the state, where a relayer can prove it against a
-//! finalized state root; [`Call::BridgeReceive`] checks such a proof through the
-//! configured [`InboundVerifier`] and then unlocks from escrow (the asset is native here)
-//! or mints the wrapped asset (it is foreign), each message at most once.
+//! by it, transferred by anyone and burned by their holders.
+//!
+//! # Bridge
+//!
+//! Messages between the chains of one network ([`lamina_interfaces::bridge`]):
+//!
+//! * [`Call::BridgeLock`] escrows the amount (or, for a wrapped asset going home, burns
+//!   it) and writes a [`BridgeMessage`] at [`outbox_key`]`(dest, sender, nonce)`, with the
+//!   next sequence of the channel to `dest` and `timeout = height + timeout_heights`.
+//! * [`Call::BridgeReceive`] proves a message against a finalized anchor of its source
+//!   chain that the step's [`StepEnv`] shows (finalized before this height, non-zero
+//!   root), by a state proof of exactly its outbox key and bytes. Before the timeout it
+//!   unlocks from escrow (the asset is native here) or mints the wrapped asset, within
+//!   the per-window inflow limit, and records *delivered*; at or after it, it only
+//!   records *timed out*. One receipt per `(source, sequence)`: a second receive fails.
+//! * [`Call::BridgeRefund`] on the source, with a finalized proof that the destination
+//!   recorded *timed out*, returns the amount to the sender, once.
+//! * [`Call::BridgePause`]: the genesis guardian pauses or resumes locks, receives and
+//!   refunds on this chain.
+//!
+//! Messages can only move assets: there is no call in them. Per `(peer chain, local
+//! asset)` the chain counts what it sent ([`bridge_out_key`]), received
+//! ([`bridge_in_key`]) and refunded ([`bridge_refund_key`]), so the supply invariant
+//! across chains can be audited from state alone.
 //!
 //! # Transaction rules
 //!
@@ -32,12 +50,15 @@
 
 use std::sync::Arc;
 
-use lamina_interfaces::ChainSpec;
-use lamina_primitives::{ChainId, Digest, Domain, Keypair, PublicKey, Transaction};
+use lamina_interfaces::bridge::{AnchoredProof, BridgeMessage, BridgeSpec, Origin, ReceiptKind, StepEnv};
+use lamina_interfaces::{ChainSpec, Genesis};
+use lamina_primitives::{ChainId, Digest, Domain, Height, Keypair, PublicKey, Transaction};
 
 use crate::changes::ChangeSet;
 use crate::key::{CounterKey, DataKey};
 use crate::machine::{Access, AccessSet, FailureCode, Rejection, StateMachine, StateRead, TxState};
+use crate::smt::StateProof;
+use crate::state::verify_data;
 
 /// An asset id. 0 is the chain's native asset.
 #[derive(
@@ -66,7 +87,7 @@ impl AssetId {
 
 static ASSET_ID: Domain = Domain::new("lamina execution asset id v1");
 static WRAPPED_ID: Domain = Domain::new("lamina execution wrapped asset id v1");
-static BRIDGE_MESSAGE: Domain = Domain::new("lamina execution bridge message v1");
+static OUTBOX_ENTRY: Domain = Domain::new("lamina execution outbox entry v1");
 
 fn id_from(d: Digest, top: bool) -> AssetId {
     let mut b = [0u8; 8];
@@ -97,6 +118,13 @@ mod tag {
     pub const ESCROW: u8 = 6;
     pub const OUTBOX: u8 = 7;
     pub const INBOUND: u8 = 8;
+    pub const SEQUENCE: u8 = 9;
+    pub const REFUNDED: u8 = 10;
+    pub const INFLOW: u8 = 11;
+    pub const BRIDGE_OUT: u8 = 12;
+    pub const BRIDGE_IN: u8 = 13;
+    pub const BRIDGE_REFUND: u8 = 14;
+    pub const PAUSED: u8 = 15;
 }
 
 /// Key of an account's nonce.
@@ -129,16 +157,108 @@ pub fn escrow_key(dest: ChainId, asset: AssetId) -> CounterKey {
     CounterKey::new(tag::ESCROW, &[&dest.0.to_le_bytes(), &asset.0.to_le_bytes()])
 }
 
-/// Key of the outbound bridge message written by `sender`'s lock transaction with
-/// `nonce` (value: [`BridgeMessage::encode`]). It depends on the transaction alone, so
-/// the lock's access set is known before execution.
-pub fn outbox_key(sender: &PublicKey, nonce: u64) -> DataKey {
-    DataKey::new(tag::OUTBOX, &[&sender.0, &nonce.to_le_bytes()])
+/// Key of the outbound bridge message to `dest` written by `sender`'s lock with `nonce`
+/// (value: [`BridgeMessage::encode`]), in the source chain's state. It depends on the
+/// transaction alone, so a lock's access set is known before execution.
+pub fn outbox_key(dest: ChainId, sender: &PublicKey, nonce: u64) -> DataKey {
+    let id = OUTBOX_ENTRY.hash_parts(&[&dest.0.to_le_bytes(), &sender.0, &nonce.to_le_bytes()]);
+    DataKey::new(tag::OUTBOX, &[id.as_bytes()])
 }
 
-/// Key marking an inbound bridge message as received.
-pub fn inbound_key(id: &Digest) -> DataKey {
-    DataKey::new(tag::INBOUND, &[&id.0])
+/// The outbox key of `m` in its source chain.
+pub fn message_key(m: &BridgeMessage) -> DataKey {
+    outbox_key(m.dest, &m.sender, m.nonce)
+}
+
+/// Key of the destination's receipt of message `sequence` from `source` (value:
+/// [`inbound_value`]).
+pub fn inbound_key(source: ChainId, sequence: u64) -> DataKey {
+    DataKey::new(tag::INBOUND, &[&source.0.to_le_bytes(), &sequence.to_le_bytes()])
+}
+
+/// The stored receipt: `kind ‖ message` (1 + [`BridgeMessage::LEN`] bytes).
+pub fn inbound_value(kind: ReceiptKind, message: &BridgeMessage) -> [u8; 1 + BridgeMessage::LEN] {
+    let mut v = [0u8; 1 + BridgeMessage::LEN];
+    v[0] = kind.as_u8();
+    v[1..].copy_from_slice(&message.encode());
+    v
+}
+
+/// A bridge entry of the state, read back from a changed key and its new value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BridgeEntry {
+    /// An outbound message ([`outbox_key`]).
+    Outbox(BridgeMessage),
+    /// A receipt of an inbound message ([`inbound_key`]).
+    Inbound(ReceiptKind, BridgeMessage),
+    /// An outbound message refunded ([`refunded_key`]).
+    Refunded(BridgeMessage),
+}
+
+impl BridgeEntry {
+    /// The entry a changed data key holds, if it is a bridge entry with a well-formed
+    /// value (the ledger writes only those).
+    pub fn of(key: &DataKey, value: Option<&[u8]>) -> Option<Self> {
+        let v = value?;
+        match key.raw().0[0] {
+            tag::OUTBOX => BridgeMessage::decode(v).ok().map(BridgeEntry::Outbox),
+            tag::REFUNDED => BridgeMessage::decode(v).ok().map(BridgeEntry::Refunded),
+            tag::INBOUND => {
+                let (k, m) = v.split_first()?;
+                Some(BridgeEntry::Inbound(ReceiptKind::from_u8(*k)?, BridgeMessage::decode(m).ok()?))
+            }
+            _ => None,
+        }
+    }
+
+    /// The state key of the entry.
+    pub fn key(&self) -> DataKey {
+        match self {
+            BridgeEntry::Outbox(m) => message_key(m),
+            BridgeEntry::Inbound(_, m) => inbound_key(m.source, m.sequence),
+            BridgeEntry::Refunded(m) => refunded_key(m.dest, m.sequence),
+        }
+    }
+}
+
+/// Counter of the next sequence of the channel to `dest`.
+pub fn sequence_key(dest: ChainId) -> CounterKey {
+    CounterKey::new(tag::SEQUENCE, &[&dest.0.to_le_bytes()])
+}
+
+/// Key marking message `sequence` to `dest` as refunded (value: the message).
+pub fn refunded_key(dest: ChainId, sequence: u64) -> DataKey {
+    DataKey::new(tag::REFUNDED, &[&dest.0.to_le_bytes(), &sequence.to_le_bytes()])
+}
+
+/// Counter of what receives of `origin`'s asset credited in rate-limit window `window`.
+pub fn inflow_key(origin: Origin, window: u64) -> CounterKey {
+    CounterKey::new(tag::INFLOW, &[&origin.chain.0.to_le_bytes(), &origin.asset.to_le_bytes(), &window.to_le_bytes()])
+}
+
+/// Total of local `asset` sent by locks to `peer`.
+pub fn bridge_out_key(peer: ChainId, asset: AssetId) -> CounterKey {
+    CounterKey::new(tag::BRIDGE_OUT, &[&peer.0.to_le_bytes(), &asset.0.to_le_bytes()])
+}
+
+/// Total of local `asset` credited by receives from `peer`.
+pub fn bridge_in_key(peer: ChainId, asset: AssetId) -> CounterKey {
+    CounterKey::new(tag::BRIDGE_IN, &[&peer.0.to_le_bytes(), &asset.0.to_le_bytes()])
+}
+
+/// Total of local `asset` refunded for locks to `peer` that timed out.
+pub fn bridge_refund_key(peer: ChainId, asset: AssetId) -> CounterKey {
+    CounterKey::new(tag::BRIDGE_REFUND, &[&peer.0.to_le_bytes(), &asset.0.to_le_bytes()])
+}
+
+/// Key of the pause switch (absent: the genesis setting; `[1]` paused; `[0]` running).
+pub fn paused_key() -> DataKey {
+    DataKey::new(tag::PAUSED, &[])
+}
+
+/// The local id of the asset a message moves, on `chain`.
+pub fn local_asset(chain: ChainId, origin: Origin) -> AssetId {
+    if origin.chain == chain { AssetId(origin.asset) } else { wrapped_asset_id(origin.chain, AssetId(origin.asset)) }
 }
 
 /// An account's nonce in a state.
@@ -217,96 +337,6 @@ impl AssetInfo {
     }
 }
 
-/// A bridge message: written to the outbox of `source_chain` by a lock, consumed once on
-/// `dest_chain` by a receive.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct BridgeMessage {
-    /// Chain whose outbox holds the message.
-    pub source_chain: ChainId,
-    /// Chain that may consume it.
-    pub dest_chain: ChainId,
-    /// Who locked.
-    pub sender: PublicKey,
-    /// The sender's nonce of the lock transaction (makes the message unique).
-    pub nonce: u64,
-    /// Who receives on the destination.
-    pub recipient: PublicKey,
-    /// Where the asset originates.
-    pub origin_chain: ChainId,
-    /// Its id there.
-    pub origin_asset: AssetId,
-    /// Amount.
-    pub amount: u64,
-}
-
-impl BridgeMessage {
-    /// Encoded length.
-    pub const LEN: usize = 8 + 8 + 32 + 8 + 32 + 8 + 8 + 8;
-
-    /// Encodes the message.
-    pub fn encode(&self) -> Vec<u8> {
-        let mut v = Vec::with_capacity(Self::LEN);
-        v.extend_from_slice(&self.source_chain.0.to_le_bytes());
-        v.extend_from_slice(&self.dest_chain.0.to_le_bytes());
-        v.extend_from_slice(&self.sender.0);
-        v.extend_from_slice(&self.nonce.to_le_bytes());
-        v.extend_from_slice(&self.recipient.0);
-        v.extend_from_slice(&self.origin_chain.0.to_le_bytes());
-        v.extend_from_slice(&self.origin_asset.0.to_le_bytes());
-        v.extend_from_slice(&self.amount.to_le_bytes());
-        v
-    }
-
-    fn read(r: &mut Reader<'_>) -> Option<Self> {
-        Some(BridgeMessage {
-            source_chain: ChainId(r.u64()?),
-            dest_chain: ChainId(r.u64()?),
-            sender: r.pk()?,
-            nonce: r.u64()?,
-            recipient: r.pk()?,
-            origin_chain: ChainId(r.u64()?),
-            origin_asset: AssetId(r.u64()?),
-            amount: r.u64()?,
-        })
-    }
-
-    /// Decodes a message; `None` if malformed.
-    pub fn decode(b: &[u8]) -> Option<Self> {
-        if b.len() != Self::LEN {
-            return None;
-        }
-        Self::read(&mut Reader(b))
-    }
-
-    /// The key of this message in its source chain's outbox.
-    pub fn outbox_key(&self) -> DataKey {
-        outbox_key(&self.sender, self.nonce)
-    }
-
-    /// The message id (its inbound key on the destination).
-    pub fn id(&self) -> Digest {
-        BRIDGE_MESSAGE.hash(&self.encode())
-    }
-}
-
-/// Checks that a bridge message really is in the finalized outbox of its source chain.
-/// The bridge layer provides the implementation (it knows the finalized state roots,
-/// which come from settlement through the log, so the answer is deterministic).
-pub trait InboundVerifier: Send + Sync {
-    /// True if `proof` shows `message` in the outbox of `message.source_chain`.
-    fn verify(&self, message: &BridgeMessage, proof: &[u8]) -> bool;
-}
-
-/// The default verifier: no bridge configured, every inbound message is refused.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct NoBridge;
-
-impl InboundVerifier for NoBridge {
-    fn verify(&self, _: &BridgeMessage, _: &[u8]) -> bool {
-        false
-    }
-}
-
 /// A decoded native-ledger payload.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Call {
@@ -351,13 +381,28 @@ pub enum Call {
         dest_chain: ChainId,
         /// Recipient there.
         recipient: PublicKey,
+        /// Log heights after this one until the message times out (1 ..=
+        /// [`BridgeSpec::max_timeout_heights`]).
+        timeout_heights: u64,
     },
     /// Consumes a message from another chain's outbox.
     BridgeReceive {
         /// The message.
         message: BridgeMessage,
-        /// Proof of the message against the source chain's finalized state.
+        /// [`AnchoredProof`] of the message's outbox entry in the source chain.
         proof: Vec<u8>,
+    },
+    /// Refunds a message of this chain that the destination recorded as timed out.
+    BridgeRefund {
+        /// The message.
+        message: BridgeMessage,
+        /// [`AnchoredProof`] of the destination's *timed out* receipt.
+        proof: Vec<u8>,
+    },
+    /// Pauses (`true`) or resumes bridge operations on this chain (guardian only).
+    BridgePause {
+        /// The new setting.
+        paused: bool,
     },
 }
 
@@ -368,6 +413,8 @@ mod op {
     pub const BURN: u8 = 4;
     pub const BRIDGE_LOCK: u8 = 5;
     pub const BRIDGE_RECEIVE: u8 = 6;
+    pub const BRIDGE_REFUND: u8 = 7;
+    pub const BRIDGE_PAUSE: u8 = 8;
 }
 
 struct Reader<'a>(&'a [u8]);
@@ -426,17 +473,22 @@ impl Call {
                 v.extend_from_slice(&asset.0.to_le_bytes());
                 v.extend_from_slice(&amount.to_le_bytes());
             }
-            Call::BridgeLock { asset, amount, dest_chain, recipient } => {
+            Call::BridgeLock { asset, amount, dest_chain, recipient, timeout_heights } => {
                 v.push(op::BRIDGE_LOCK);
                 v.extend_from_slice(&asset.0.to_le_bytes());
                 v.extend_from_slice(&amount.to_le_bytes());
                 v.extend_from_slice(&dest_chain.0.to_le_bytes());
                 v.extend_from_slice(&recipient.0);
+                v.extend_from_slice(&timeout_heights.to_le_bytes());
             }
-            Call::BridgeReceive { message, proof } => {
-                v.push(op::BRIDGE_RECEIVE);
+            Call::BridgeReceive { message, proof } | Call::BridgeRefund { message, proof } => {
+                v.push(if matches!(self, Call::BridgeReceive { .. }) { op::BRIDGE_RECEIVE } else { op::BRIDGE_REFUND });
                 v.extend_from_slice(&message.encode());
                 v.extend_from_slice(proof);
+            }
+            Call::BridgePause { paused } => {
+                v.push(op::BRIDGE_PAUSE);
+                v.push(u8::from(*paused));
             }
         }
         v
@@ -465,22 +517,37 @@ impl Call {
                 (|| Some(Call::Burn { asset: AssetId(r.u64()?), amount: r.u64()? }))()
             }
             op::BRIDGE_LOCK => {
-                exact(56)?;
+                exact(64)?;
                 (|| {
                     Some(Call::BridgeLock {
                         asset: AssetId(r.u64()?),
                         amount: r.u64()?,
                         dest_chain: ChainId(r.u64()?),
                         recipient: r.pk()?,
+                        timeout_heights: r.u64()?,
                     })
                 })()
             }
-            op::BRIDGE_RECEIVE => {
-                if rest.len() < BridgeMessage::LEN || rest.len() > BridgeMessage::LEN + MAX_BRIDGE_PROOF {
+            op::BRIDGE_RECEIVE | op::BRIDGE_REFUND => {
+                if rest.len() < BridgeMessage::LEN + 8 || rest.len() > BridgeMessage::LEN + MAX_BRIDGE_PROOF {
                     return Err(LedgerFailure::Malformed);
                 }
-                let message = BridgeMessage::read(&mut r);
-                message.map(|message| Call::BridgeReceive { message, proof: r.0.to_vec() })
+                let (m, proof) = rest.split_at(BridgeMessage::LEN);
+                let message = BridgeMessage::decode(m).map_err(|_| LedgerFailure::Malformed)?;
+                let proof = proof.to_vec();
+                Some(if tag == op::BRIDGE_RECEIVE {
+                    Call::BridgeReceive { message, proof }
+                } else {
+                    Call::BridgeRefund { message, proof }
+                })
+            }
+            op::BRIDGE_PAUSE => {
+                exact(1)?;
+                match r.u8() {
+                    Some(0) => Some(Call::BridgePause { paused: false }),
+                    Some(1) => Some(Call::BridgePause { paused: true }),
+                    _ => None,
+                }
             }
             _ => None,
         };
@@ -544,7 +611,8 @@ mod failure {
         /// An asset with this id already exists (failure).
         #[error("asset exists")]
         AssetExists,
-        /// The bridge proof does not verify, or the message is not for this chain (failure).
+        /// The bridge proof does not decode or does not prove exactly the claimed entry
+        /// under the named anchor's state root (failure).
         #[error("bridge message not proven")]
         BridgeProofInvalid,
         /// The bridge message was already received (failure).
@@ -553,6 +621,33 @@ mod failure {
         /// The locked asset cannot go to that destination (failure).
         #[error("bad bridge destination")]
         BadDestination,
+        /// Bridge operations are paused on this chain (failure).
+        #[error("bridge paused")]
+        BridgePaused,
+        /// The lock's timeout is 0 or over the network's maximum (failure).
+        #[error("bad bridge timeout")]
+        BadTimeout,
+        /// The proof names an anchor that is not finalized before this height, or whose
+        /// root is zero (failure; retry once the anchor is final).
+        #[error("anchor not finalized")]
+        AnchorUnknown,
+        /// The receive would exceed the asset's inflow limit for this window (failure;
+        /// retry in a later window).
+        #[error("bridge rate limit")]
+        RateLimited,
+        /// The message was already refunded (failure).
+        #[error("bridge message already refunded")]
+        AlreadyRefunded,
+        /// Only the bridge guardian may pause or resume (failure).
+        #[error("not the bridge guardian")]
+        NotGuardian,
+        /// The message belongs to another network or channel than this call serves
+        /// (failure).
+        #[error("wrong bridge channel")]
+        WrongChannel,
+        /// The network's genesis does not enable the bridge (failure).
+        #[error("bridge not enabled")]
+        BridgeDisabled,
     }
 }
 
@@ -582,6 +677,14 @@ impl LedgerFailure {
             LedgerFailure::BridgeProofInvalid => "bridge_proof_invalid",
             LedgerFailure::AlreadyReceived => "already_received",
             LedgerFailure::BadDestination => "bad_destination",
+            LedgerFailure::BridgePaused => "bridge_paused",
+            LedgerFailure::BadTimeout => "bad_timeout",
+            LedgerFailure::AnchorUnknown => "anchor_unknown",
+            LedgerFailure::RateLimited => "rate_limited",
+            LedgerFailure::AlreadyRefunded => "already_refunded",
+            LedgerFailure::NotGuardian => "not_guardian",
+            LedgerFailure::WrongChannel => "wrong_channel",
+            LedgerFailure::BridgeDisabled => "bridge_disabled",
         }
     }
 }
@@ -602,6 +705,14 @@ impl FailureCode for LedgerFailure {
             LedgerFailure::BridgeProofInvalid => 11,
             LedgerFailure::AlreadyReceived => 12,
             LedgerFailure::BadDestination => 13,
+            LedgerFailure::BridgePaused => 14,
+            LedgerFailure::BadTimeout => 15,
+            LedgerFailure::AnchorUnknown => 16,
+            LedgerFailure::RateLimited => 17,
+            LedgerFailure::AlreadyRefunded => 18,
+            LedgerFailure::NotGuardian => 19,
+            LedgerFailure::WrongChannel => 20,
+            LedgerFailure::BridgeDisabled => 21,
         }
     }
 }
@@ -615,6 +726,10 @@ pub struct LedgerConfig {
     pub fee: u64,
     /// Who receives fees.
     pub fee_collector: PublicKey,
+    /// The network id bridge messages bind ([`Genesis::network_id`]).
+    pub network: Digest,
+    /// Bridge parameters ([`Genesis::bridge`]).
+    pub bridge: BridgeSpec,
 }
 
 /// The version of the ledger rules this build implements ([`ChainSpec::ledger_version`]).
@@ -623,18 +738,37 @@ pub const LEDGER_VERSION: u32 = 1;
 impl LedgerConfig {
     /// A fee-less ledger for `chain_id`.
     pub fn new(chain_id: ChainId) -> Self {
-        LedgerConfig { chain_id, fee: 0, fee_collector: PublicKey::default() }
+        LedgerConfig {
+            chain_id,
+            fee: 0,
+            fee_collector: PublicKey::default(),
+            network: Digest::ZERO,
+            bridge: BridgeSpec::default(),
+        }
     }
 
     /// The ledger a genesis chain spec defines (every replica and verifier of the chain
     /// derives it the same way); `None` if the spec asks for ledger rules other than
     /// [`LEDGER_VERSION`].
+    /// The network id is zero and the bridge parameters the defaults: use
+    /// [`LedgerConfig::from_genesis`] for a chain of a real network.
     pub fn from_spec(spec: &ChainSpec) -> Option<Self> {
         (spec.ledger_version == LEDGER_VERSION).then_some(LedgerConfig {
             chain_id: spec.id,
             fee: spec.fee,
             fee_collector: spec.fee_collector,
+            network: Digest::ZERO,
+            bridge: BridgeSpec::default(),
         })
+    }
+
+    /// The ledger of chain `chain` of `genesis` (its spec, the network id and the bridge
+    /// parameters); `None` if the chain is unknown or asks for other ledger rules.
+    pub fn from_genesis(genesis: &Genesis, chain: ChainId) -> Option<Self> {
+        let mut c = Self::from_spec(genesis.chain(chain)?)?;
+        c.network = genesis.network_id();
+        c.bridge = genesis.bridge.clone();
+        Some(c)
     }
 
     /// The transition-function parameters claims bind (see
@@ -644,28 +778,35 @@ impl LedgerConfig {
     }
 }
 
-/// The native ledger state machine.
+/// The native ledger state machine, bound to the environment of one step
+/// ([`NativeLedger::at`]): the log height and the finalized anchors it may read.
 #[derive(Clone)]
 pub struct NativeLedger {
-    config: LedgerConfig,
-    bridge: Arc<dyn InboundVerifier>,
+    config: Arc<LedgerConfig>,
+    env: StepEnv,
 }
 
 impl std::fmt::Debug for NativeLedger {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NativeLedger").field("config", &self.config).finish_non_exhaustive()
+        f.debug_struct("NativeLedger").field("config", &self.config).field("height", &self.env.height).finish()
     }
 }
 
 impl NativeLedger {
-    /// A ledger with no bridge (inbound messages are refused).
+    /// A ledger at height 0 with no anchors (bridge proofs are refused): call
+    /// [`NativeLedger::at`] for each step.
     pub fn new(config: LedgerConfig) -> Self {
-        NativeLedger { config, bridge: Arc::new(NoBridge) }
+        NativeLedger { config: Arc::new(config), env: StepEnv::without_anchors(Height(0)) }
     }
 
-    /// A ledger whose inbound bridge messages are checked by `bridge`.
-    pub fn with_bridge(config: LedgerConfig, bridge: Arc<dyn InboundVerifier>) -> Self {
-        NativeLedger { config, bridge }
+    /// The same ledger for the step `env` describes (cheap: shares the configuration).
+    pub fn at(&self, env: StepEnv) -> Self {
+        NativeLedger { config: self.config.clone(), env }
+    }
+
+    /// The step environment.
+    pub fn env(&self) -> &StepEnv {
+        &self.env
     }
 
     /// The configuration.
@@ -732,6 +873,7 @@ impl StateMachine for NativeLedger {
                 s.counter(burned_key(*asset), Access::Credit);
             }
             Call::BridgeLock { asset, dest_chain, .. } => {
+                s.data(paused_key(), Access::Read);
                 if *asset != AssetId::NATIVE {
                     s.data(asset_key(*asset), Access::Read);
                 }
@@ -740,19 +882,32 @@ impl StateMachine for NativeLedger {
                 // declaring both is a superset, which the contract allows.
                 s.counter(burned_key(*asset), Access::Credit);
                 s.counter(escrow_key(*dest_chain, *asset), Access::Credit);
-                s.data(outbox_key(me, tx.nonce), Access::Write);
+                s.counter(sequence_key(*dest_chain), Access::Write);
+                s.counter(bridge_out_key(*dest_chain, *asset), Access::Credit);
+                s.data(outbox_key(*dest_chain, me, tx.nonce), Access::Write);
             }
             Call::BridgeReceive { message, .. } => {
-                let id = message.id();
-                s.data(inbound_key(&id), Access::Write);
-                let local = self.receive_asset(message);
-                if message.origin_chain == self.config.chain_id {
-                    s.counter(escrow_key(message.source_chain, local), Access::Debit);
-                } else {
-                    s.data(asset_key(local), Access::Write);
-                    s.counter(minted_key(local), Access::Credit);
-                }
+                s.data(paused_key(), Access::Read);
+                s.data(inbound_key(message.source, message.sequence), Access::Write);
+                let local = local_asset(self.config.chain_id, message.origin);
+                self.credit_accesses(message.origin, local, message.source, s);
                 s.counter(balance_key(&message.recipient, local), Access::Credit);
+                s.counter(bridge_in_key(message.source, local), Access::Credit);
+                if self.config.bridge.inflow_limit > 0 {
+                    s.counter(inflow_key(message.origin, self.window()), Access::Write);
+                }
+            }
+            Call::BridgeRefund { message, .. } => {
+                s.data(paused_key(), Access::Read);
+                s.data(message_key(message), Access::Read);
+                s.data(refunded_key(message.dest, message.sequence), Access::Write);
+                let local = local_asset(self.config.chain_id, message.origin);
+                self.credit_accesses(message.origin, local, message.dest, s);
+                s.counter(balance_key(&message.sender, local), Access::Credit);
+                s.counter(bridge_refund_key(message.dest, local), Access::Credit);
+            }
+            Call::BridgePause { .. } => {
+                s.data(paused_key(), Access::Write);
             }
         }
         true
@@ -821,57 +976,116 @@ impl StateMachine for NativeLedger {
                 state.credit(&burned_key(*asset), u128::from(*amount));
                 Ok(())
             }
-            Call::BridgeLock { asset, amount, dest_chain, recipient } => {
+            Call::BridgeLock { asset, amount, dest_chain, recipient, timeout_heights } => {
+                self.require_running(state)?;
                 if *dest_chain == self.config.chain_id || !dest_chain.is_user_chain() {
                     return Err(LedgerFailure::BadDestination);
                 }
+                if *timeout_heights == 0 || *timeout_heights > self.config.bridge.max_timeout_heights {
+                    return Err(LedgerFailure::BadTimeout);
+                }
                 let info = Self::require_asset(state, *asset)?;
-                let msg = self.lock_message(tx, *asset, *amount, *dest_chain, *recipient, info.as_ref());
+                let origin = match info {
+                    Some(i) if i.kind == AssetKind::Wrapped => {
+                        // A wrapped asset only goes back to its origin, where it is burned
+                        // here and unlocked from escrow there.
+                        if i.origin_chain != *dest_chain {
+                            return Err(LedgerFailure::BadDestination);
+                        }
+                        Origin { chain: i.origin_chain, asset: i.origin_asset.0 }
+                    }
+                    _ => Origin { chain: self.config.chain_id, asset: asset.0 },
+                };
                 if !state.debit(&balance_key(me, *asset), u128::from(*amount)) {
                     return Err(LedgerFailure::InsufficientBalance);
                 }
-                match info {
-                    // A wrapped asset going back to its origin is burned here; the origin
-                    // unlocks it from escrow.
-                    Some(i) if i.kind == AssetKind::Wrapped && i.origin_chain == *dest_chain => {
-                        state.credit(&burned_key(*asset), u128::from(*amount));
-                    }
-                    Some(i) if i.kind == AssetKind::Wrapped => return Err(LedgerFailure::BadDestination),
-                    _ => state.credit(&escrow_key(*dest_chain, *asset), u128::from(*amount)),
+                if origin.chain == self.config.chain_id {
+                    state.credit(&escrow_key(*dest_chain, *asset), u128::from(*amount));
+                } else {
+                    state.credit(&burned_key(*asset), u128::from(*amount));
                 }
-                state.set_data(&outbox_key(me, tx.nonce), Some(msg.encode().into()));
+                let sk = sequence_key(*dest_chain);
+                let sequence = state.counter(&sk) as u64;
+                state.set_counter(&sk, u128::from(sequence) + 1);
+                let msg = BridgeMessage {
+                    network: self.config.network,
+                    source: self.config.chain_id,
+                    dest: *dest_chain,
+                    sequence,
+                    sender: *me,
+                    nonce: tx.nonce,
+                    recipient: *recipient,
+                    origin,
+                    amount: *amount,
+                    timeout: Height(self.env.height.0.saturating_add(*timeout_heights)),
+                };
+                state.credit(&bridge_out_key(*dest_chain, *asset), u128::from(*amount));
+                state.set_data(&outbox_key(*dest_chain, me, tx.nonce), Some(Arc::from(&msg.encode()[..])));
                 Ok(())
             }
             Call::BridgeReceive { message, proof } => {
-                if message.dest_chain != self.config.chain_id || !self.bridge.verify(message, proof) {
-                    return Err(LedgerFailure::BridgeProofInvalid);
+                self.require_running(state)?;
+                if message.dest != self.config.chain_id || message.network != self.config.network {
+                    return Err(LedgerFailure::WrongChannel);
                 }
-                let ik = inbound_key(&message.id());
+                self.verify_anchored(message.source, proof, &message_key(message), &message.encode())?;
+                let ik = inbound_key(message.source, message.sequence);
                 if state.data(&ik).is_some() {
                     return Err(LedgerFailure::AlreadyReceived);
                 }
-                let local = self.receive_asset(message);
-                let amount = u128::from(message.amount);
-                if message.origin_chain == self.config.chain_id {
-                    if !state.debit(&escrow_key(message.source_chain, local), amount) {
-                        return Err(LedgerFailure::InsufficientBalance);
-                    }
-                } else {
-                    let ak = asset_key(local);
-                    if state.data(&ak).is_none() {
-                        let info = AssetInfo {
-                            kind: AssetKind::Wrapped,
-                            issuer: PublicKey::default(),
-                            origin_chain: message.origin_chain,
-                            origin_asset: message.origin_asset,
-                            symbol: *b"wrapped\0",
-                        };
-                        state.set_data(&ak, Some(info.encode().into()));
-                    }
-                    state.credit(&minted_key(local), amount);
+                if self.env.height >= message.timeout {
+                    state.set_data(&ik, Some(Arc::from(&inbound_value(ReceiptKind::TimedOut, message)[..])));
+                    return Ok(());
                 }
+                let amount = u128::from(message.amount);
+                if self.config.bridge.inflow_limit > 0 {
+                    let fk = inflow_key(message.origin, self.window());
+                    let used = state.counter(&fk).saturating_add(amount);
+                    if used > u128::from(self.config.bridge.inflow_limit) {
+                        return Err(LedgerFailure::RateLimited);
+                    }
+                    state.set_counter(&fk, used);
+                }
+                let local = local_asset(self.config.chain_id, message.origin);
+                self.credit_back(state, message.origin, local, message.source, amount)?;
                 state.credit(&balance_key(&message.recipient, local), amount);
-                state.set_data(&ik, Some(Arc::from(&[1u8][..])));
+                state.credit(&bridge_in_key(message.source, local), amount);
+                state.set_data(&ik, Some(Arc::from(&inbound_value(ReceiptKind::Delivered, message)[..])));
+                Ok(())
+            }
+            Call::BridgeRefund { message, proof } => {
+                self.require_running(state)?;
+                if message.source != self.config.chain_id || message.network != self.config.network {
+                    return Err(LedgerFailure::WrongChannel);
+                }
+                // The message must be this chain's own, byte for byte.
+                match state.data(&message_key(message)) {
+                    Some(b) if *b == message.encode()[..] => {}
+                    _ => return Err(LedgerFailure::BridgeProofInvalid),
+                }
+                let rk = refunded_key(message.dest, message.sequence);
+                if state.data(&rk).is_some() {
+                    return Err(LedgerFailure::AlreadyRefunded);
+                }
+                let key = inbound_key(message.source, message.sequence);
+                self.verify_anchored(message.dest, proof, &key, &inbound_value(ReceiptKind::TimedOut, message))?;
+                let amount = u128::from(message.amount);
+                let local = local_asset(self.config.chain_id, message.origin);
+                self.credit_back(state, message.origin, local, message.dest, amount)?;
+                state.credit(&balance_key(&message.sender, local), amount);
+                state.credit(&bridge_refund_key(message.dest, local), amount);
+                state.set_data(&rk, Some(Arc::from(&message.encode()[..])));
+                Ok(())
+            }
+            Call::BridgePause { paused } => {
+                if !self.config.bridge.enabled {
+                    return Err(LedgerFailure::BridgeDisabled);
+                }
+                let g = self.config.bridge.guardian;
+                if g == PublicKey::default() || *me != g {
+                    return Err(LedgerFailure::NotGuardian);
+                }
+                state.set_data(&paused_key(), Some(Arc::from(&[u8::from(*paused)][..])));
                 Ok(())
             }
         }
@@ -879,37 +1093,74 @@ impl StateMachine for NativeLedger {
 }
 
 impl NativeLedger {
-    fn lock_message(
-        &self,
-        tx: &Transaction,
-        asset: AssetId,
-        amount: u64,
-        dest_chain: ChainId,
-        recipient: PublicKey,
-        info: Option<&AssetInfo>,
-    ) -> BridgeMessage {
-        let (origin_chain, origin_asset) = match info {
-            Some(i) if i.kind == AssetKind::Wrapped => (i.origin_chain, i.origin_asset),
-            _ => (self.config.chain_id, asset),
-        };
-        BridgeMessage {
-            source_chain: self.config.chain_id,
-            dest_chain,
-            sender: tx.sender,
-            nonce: tx.nonce,
-            recipient,
-            origin_chain,
-            origin_asset,
-            amount,
+    /// The rate-limit window of this step's height.
+    fn window(&self) -> u64 {
+        self.env.height.0 / self.config.bridge.window_heights.max(1)
+    }
+
+    /// Whether bridge operations are paused in `state`.
+    pub fn is_paused<S: TxState>(&self, state: &mut S) -> bool {
+        match state.data(&paused_key()).as_deref() {
+            Some([b]) => *b == 1,
+            _ => self.config.bridge.paused,
         }
     }
 
-    /// The local asset id a received message credits.
-    fn receive_asset(&self, m: &BridgeMessage) -> AssetId {
-        if m.origin_chain == self.config.chain_id {
-            m.origin_asset
+    fn require_running<S: TxState>(&self, state: &mut S) -> Result<(), LedgerFailure> {
+        if !self.config.bridge.enabled {
+            return Err(LedgerFailure::BridgeDisabled);
+        }
+        if self.is_paused(state) { Err(LedgerFailure::BridgePaused) } else { Ok(()) }
+    }
+
+    /// Checks that `proof` (an [`AnchoredProof`]) shows `key = value` in the state of
+    /// `chain` at one of its anchors final before this height.
+    fn verify_anchored(&self, chain: ChainId, proof: &[u8], key: &DataKey, value: &[u8]) -> Result<(), LedgerFailure> {
+        let p = AnchoredProof::decode(proof).ok_or(LedgerFailure::BridgeProofInvalid)?;
+        let anchor = self.env.anchor(chain, p.anchor_index).ok_or(LedgerFailure::AnchorUnknown)?;
+        let sp: StateProof =
+            lamina_primitives::decode(&p.state_proof).map_err(|_| LedgerFailure::BridgeProofInvalid)?;
+        verify_data(&anchor.state_root, key, Some(value), &sp).map_err(|_| LedgerFailure::BridgeProofInvalid)
+    }
+
+    /// Puts `amount` of `local` back into circulation here for a message with `peer`:
+    /// unlocked from the escrow toward `peer` when this chain is the asset's home,
+    /// minted (wrapped) otherwise.
+    fn credit_back<S: TxState>(
+        &self,
+        state: &mut S,
+        origin: Origin,
+        local: AssetId,
+        peer: ChainId,
+        amount: u128,
+    ) -> Result<(), LedgerFailure> {
+        if origin.chain == self.config.chain_id {
+            if !state.debit(&escrow_key(peer, local), amount) {
+                return Err(LedgerFailure::InsufficientBalance);
+            }
         } else {
-            wrapped_asset_id(m.origin_chain, m.origin_asset)
+            let ak = asset_key(local);
+            if state.data(&ak).is_none() {
+                let info = AssetInfo {
+                    kind: AssetKind::Wrapped,
+                    issuer: PublicKey::default(),
+                    origin_chain: origin.chain,
+                    origin_asset: AssetId(origin.asset),
+                    symbol: *b"wrapped\0",
+                };
+                state.set_data(&ak, Some(info.encode().into()));
+            }
+            state.credit(&minted_key(local), amount);
+        }
+        Ok(())
+    }
+
+    fn credit_accesses(&self, origin: Origin, local: AssetId, peer: ChainId, s: &mut AccessSet) {
+        if origin.chain == self.config.chain_id {
+            s.counter(escrow_key(peer, local), Access::Debit);
+        } else {
+            s.data(asset_key(local), Access::Write);
+            s.counter(minted_key(local), Access::Credit);
         }
     }
 }
@@ -974,6 +1225,7 @@ pub fn burn(keypair: &Keypair, chain: ChainId, nonce: u64, asset: AssetId, amoun
 }
 
 /// A signed bridge lock.
+#[allow(clippy::too_many_arguments)]
 pub fn bridge_lock(
     keypair: &Keypair,
     chain: ChainId,
@@ -982,8 +1234,14 @@ pub fn bridge_lock(
     amount: u64,
     dest_chain: ChainId,
     recipient: PublicKey,
+    timeout_heights: u64,
 ) -> Transaction {
-    Transaction::new_signed(keypair, chain, nonce, Call::BridgeLock { asset, amount, dest_chain, recipient }.encode())
+    Transaction::new_signed(
+        keypair,
+        chain,
+        nonce,
+        Call::BridgeLock { asset, amount, dest_chain, recipient, timeout_heights }.encode(),
+    )
 }
 
 /// A signed bridge receive (anyone may relay it; the relayer pays the fee).
@@ -995,4 +1253,21 @@ pub fn bridge_receive(
     proof: Vec<u8>,
 ) -> Transaction {
     Transaction::new_signed(keypair, chain, nonce, Call::BridgeReceive { message, proof }.encode())
+}
+
+/// A signed bridge refund (anyone may submit it; the amount goes to the message's
+/// sender).
+pub fn bridge_refund(
+    keypair: &Keypair,
+    chain: ChainId,
+    nonce: u64,
+    message: BridgeMessage,
+    proof: Vec<u8>,
+) -> Transaction {
+    Transaction::new_signed(keypair, chain, nonce, Call::BridgeRefund { message, proof }.encode())
+}
+
+/// A signed pause (`true`) or resume of the bridge (guardian only).
+pub fn bridge_pause(keypair: &Keypair, chain: ChainId, nonce: u64, paused: bool) -> Transaction {
+    Transaction::new_signed(keypair, chain, nonce, Call::BridgePause { paused }.encode())
 }

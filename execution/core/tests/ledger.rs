@@ -1,17 +1,14 @@
 #![allow(clippy::unwrap_used)]
-//! Native ledger behaviour: nonces, fees, assets, bridge hooks, typed failures; and the
+//! Native ledger behaviour: nonces, fees, assets, typed failures (the bridge calls are in
+//! `tests/bridge.rs`); and the
 //! signature stage's verdicts.
 
-use std::sync::Arc;
-
-use lamina_execution_core::ledger::{
-    self, AssetId, BridgeMessage, InboundVerifier, LedgerConfig, LedgerFailure, NativeLedger, balance, nonce,
-};
+use lamina_execution_core::ledger::{self, AssetId, LedgerConfig, LedgerFailure, NativeLedger, balance, nonce};
 use lamina_execution_core::machine::StateMachine;
-use lamina_execution_core::state::{self, AuthenticatedState};
+use lamina_execution_core::state::AuthenticatedState;
 use lamina_execution_core::{ChangeSet, StateRead, Status, parallel, sequential, sigverify};
 use lamina_interfaces::{ChainSpec, GenesisBalance};
-use lamina_primitives::{ChainId, Digest, Keypair, Transaction};
+use lamina_primitives::{ChainId, Keypair, Transaction};
 
 const CHAIN: ChainId = ChainId(3);
 
@@ -30,7 +27,7 @@ fn setup(fee: u64) -> (NativeLedger, AuthenticatedState, Vec<Keypair>) {
     };
     let mut st = AuthenticatedState::new();
     st.apply(&ledger::genesis(&spec), false);
-    let l = NativeLedger::new(LedgerConfig { chain_id: CHAIN, fee, fee_collector: keys[3].public() });
+    let l = NativeLedger::new(LedgerConfig { fee, fee_collector: keys[3].public(), ..LedgerConfig::new(CHAIN) });
     (l, st, keys)
 }
 
@@ -127,96 +124,6 @@ fn asset_lifecycle() {
     let s = run(&l, &mut st, &big);
     assert!(s.iter().all(|s| *s == Status::Success));
     assert_eq!(balance(&st, &x.public(), id), 50 + 3 * u128::from(u64::MAX));
-}
-
-/// A verifier that accepts messages whose proof is the message id (stands in for the
-/// bridge's proof check against finalized roots).
-struct IdProof;
-impl InboundVerifier for IdProof {
-    fn verify(&self, m: &BridgeMessage, proof: &[u8]) -> bool {
-        proof == m.id().as_bytes()
-    }
-}
-
-#[test]
-fn bridge_lock_receive_and_return() {
-    let (home_ledger, mut home, k) = setup(0);
-    let away_chain = ChainId(9);
-    let away_ledger = NativeLedger::with_bridge(LedgerConfig::new(away_chain), Arc::new(IdProof));
-    let home_ledger = NativeLedger::with_bridge(home_ledger.config().clone(), Arc::new(IdProof));
-    let mut away = AuthenticatedState::new();
-    let (alice, bob) = (&k[0], &k[1]);
-
-    // Lock 40 at home for bob on the away chain; the outbox holds the message, provably.
-    let s = run(
-        &home_ledger,
-        &mut home,
-        &[ledger::bridge_lock(alice, CHAIN, 0, AssetId::NATIVE, 40, away_chain, bob.public())],
-    );
-    assert_eq!(s[0], Status::Success);
-    assert_eq!(home.counter(&ledger::escrow_key(away_chain, AssetId::NATIVE)), 40);
-    let msg = BridgeMessage {
-        source_chain: CHAIN,
-        dest_chain: away_chain,
-        sender: alice.public(),
-        nonce: 0,
-        recipient: bob.public(),
-        origin_chain: CHAIN,
-        origin_asset: AssetId::NATIVE,
-        amount: 40,
-    };
-    let (stored, proof) = home.prove_data(&msg.outbox_key()).unwrap();
-    assert_eq!(stored.as_deref(), Some(msg.encode().as_slice()));
-    state::verify_data(&home.root(), &msg.outbox_key(), Some(&msg.encode()), &proof).unwrap();
-
-    // Receive on the away chain: wrapped asset minted once; replay and bad proofs fail.
-    let relayer = Keypair::for_testing(70);
-    let good = msg.id().0.to_vec();
-    let s = run(
-        &away_ledger,
-        &mut away,
-        &[
-            ledger::bridge_receive(&relayer, away_chain, 0, msg, vec![0; 32]),
-            ledger::bridge_receive(&relayer, away_chain, 1, msg, good.clone()),
-            ledger::bridge_receive(&relayer, away_chain, 2, msg, good.clone()),
-        ],
-    );
-    assert_eq!(
-        s,
-        vec![
-            Status::Failed(LedgerFailure::BridgeProofInvalid),
-            Status::Success,
-            Status::Failed(LedgerFailure::AlreadyReceived),
-        ]
-    );
-    let wrapped = ledger::wrapped_asset_id(CHAIN, AssetId::NATIVE);
-    assert_eq!(balance(&away, &bob.public(), wrapped), 40);
-
-    // Bob sends 15 home: burned away, unlocked at home from escrow.
-    let s =
-        run(&away_ledger, &mut away, &[ledger::bridge_lock(bob, away_chain, 0, wrapped, 15, CHAIN, alice.public())]);
-    assert_eq!(s[0], Status::Success);
-    assert_eq!(balance(&away, &bob.public(), wrapped), 25);
-    let back = BridgeMessage {
-        source_chain: away_chain,
-        dest_chain: CHAIN,
-        sender: bob.public(),
-        nonce: 0,
-        recipient: alice.public(),
-        origin_chain: CHAIN,
-        origin_asset: AssetId::NATIVE,
-        amount: 15,
-    };
-    assert_eq!(away.data(&back.outbox_key()).as_deref(), Some(back.encode().as_slice()));
-    let s = run(&home_ledger, &mut home, &[ledger::bridge_receive(&relayer, CHAIN, 0, back, back.id().0.to_vec())]);
-    assert_eq!(s[0], Status::Success);
-    assert_eq!(balance(&home, &alice.public(), AssetId::NATIVE), 100 - 40 + 15);
-    assert_eq!(home.counter(&ledger::escrow_key(away_chain, AssetId::NATIVE)), 25);
-    // Without a bridge configured, receives always fail.
-    let (plain, mut st, _) = setup(0);
-    let s = run(&plain, &mut st, &[ledger::bridge_receive(&relayer, CHAIN, 0, back, back.id().0.to_vec())]);
-    assert_eq!(s[0], Status::Failed(LedgerFailure::BridgeProofInvalid));
-    let _ = Digest::ZERO;
 }
 
 #[test]

@@ -177,17 +177,17 @@ fn stateless_reexecution_equals_stateful() {
         use lamina_interfaces::StatelessError;
         let chains = NativeChains::new(&common::genesis_of(common::spec(&p, &s.keys)));
         let outcome = StepOutcome { state_root: want, receipts_root: receipts_root(&out.receipts) };
-        assert_eq!(chains.reexecute(common::CHAIN, &pre_root, &bytes, &s.txs), Ok(outcome));
+        assert_eq!(chains.reexecute(common::CHAIN, &env(), &pre_root, &bytes, &s.txs), Ok(outcome));
         assert!(matches!(
-            chains.reexecute(common::CHAIN, &pre_root, &bytes[..bytes.len() / 2], &s.txs),
+            chains.reexecute(common::CHAIN, &env(), &pre_root, &bytes[..bytes.len() / 2], &s.txs),
             Err(StatelessError::BadWitness(_))
         ));
         assert_eq!(
-            chains.reexecute(lamina_primitives::ChainId(99), &pre_root, &bytes, &s.txs),
+            chains.reexecute(lamina_primitives::ChainId(99), &env(), &pre_root, &bytes, &s.txs),
             Err(StatelessError::UnknownChain(lamina_primitives::ChainId(99)))
         );
         assert!(matches!(
-            chains.reexecute(common::CHAIN, &Digest([1; 32]), &bytes, &s.txs),
+            chains.reexecute(common::CHAIN, &env(), &Digest([1; 32]), &bytes, &s.txs),
             Err(StatelessError::BadWitness(_))
         ));
 
@@ -283,7 +283,8 @@ proptest! {
             let pre_root = state.root();
             prop_assert_eq!(replica.state_root(), pre_root);
             let height = lamina_primitives::Height(2 * i as u64 + 1);
-            let r = block::execute_block(&first.ledger, &state, &head, height, &[Digest([i as u8; 32])], txs)
+            let e = env_at(height);
+            let r = block::execute_block(&first.ledger, e.anchors(), &state, &head, height, &[Digest([i as u8; 32])], txs)
                 .apply(&mut state, true);
             let full = r.step_outcome().unwrap();
             prop_assert_eq!(full.state_root, state.root());
@@ -293,18 +294,18 @@ proptest! {
                 pre = replica_pre_state(&chains, &first.txs);
             }
             let verified = lamina_execution_core::sigverify::verify_block(txs);
-            let (_, w) = witness::build(&first.ledger, &pre, txs, &verified).unwrap();
+            let (_, w) = witness::build(&first.ledger.at(e.clone()), &pre, txs, &verified).unwrap();
             let bytes = encode(&w).unwrap();
-            prop_assert_eq!(chains.reexecute(common::CHAIN, &pre_root, &bytes, txs).unwrap(), full);
+            prop_assert_eq!(chains.reexecute(common::CHAIN, &e, &pre_root, &bytes, txs).unwrap(), full);
             // The replica (same code path as the service) agrees, and with a wrong
             // expectation returns a witness that re-executes to its own outcome.
             let wrong = StepOutcome { state_root: Digest([0xAB; 32]), ..full };
-            let (got, proof) = replica.execute_step(txs, Some(&wrong));
+            let (got, proof) = replica.execute_step(&e, txs, Some(&wrong));
             prop_assert_eq!(got, full);
             let proof = proof.expect("a witness for a wrong claim");
-            prop_assert_eq!(chains.reexecute(common::CHAIN, &pre_root, &proof, txs).unwrap(), full);
+            prop_assert_eq!(chains.reexecute(common::CHAIN, &e, &pre_root, &proof, txs).unwrap(), full);
             // The same witness under a wrong pre-root is refused.
-            prop_assert!(chains.reexecute(common::CHAIN, &wrong.state_root, &proof, txs).is_err());
+            prop_assert!(chains.reexecute(common::CHAIN, &e, &wrong.state_root, &proof, txs).is_err());
             head = r.head;
         }
         // With history retained, a step already passed is still provable: the witness
@@ -312,19 +313,19 @@ proptest! {
         // and the replica's state is unchanged by building it.
         let mut hist = chains.replica(common::CHAIN).unwrap();
         hist.retain_history(4);
-        let (o1, _) = hist.execute_step(&first.txs, None);
-        let (o2, _) = hist.execute_step(&second.txs, None);
+        let (o1, _) = hist.execute_step(&env(), &first.txs, None);
+        let (o2, _) = hist.execute_step(&env(), &second.txs, None);
         let genesis_root = chains.genesis_root(common::CHAIN).unwrap();
-        let w1 = hist.past_witness(1, &first.txs).expect("retained");
-        prop_assert_eq!(chains.reexecute(common::CHAIN, &genesis_root, &w1, &first.txs).unwrap(), o1);
-        let w2 = hist.past_witness(0, &second.txs).expect("retained");
-        prop_assert_eq!(chains.reexecute(common::CHAIN, &o1.state_root, &w2, &second.txs).unwrap(), o2);
+        let w1 = hist.past_witness(1, &env(), &first.txs).expect("retained");
+        prop_assert_eq!(chains.reexecute(common::CHAIN, &env(), &genesis_root, &w1, &first.txs).unwrap(), o1);
+        let w2 = hist.past_witness(0, &env(), &second.txs).expect("retained");
+        prop_assert_eq!(chains.reexecute(common::CHAIN, &env(), &o1.state_root, &w2, &second.txs).unwrap(), o2);
         prop_assert_eq!(hist.state_root(), o2.state_root);
-        prop_assert!(hist.past_witness(2, &first.txs).is_none());
+        prop_assert!(hist.past_witness(2, &env(), &first.txs).is_none());
         // A right expectation produces no witness.
         let mut again = chains.replica(common::CHAIN).unwrap();
-        let (o, _) = again.execute_step(&first.txs, None);
-        let (o2, none) = chains.replica(common::CHAIN).unwrap().execute_step(&first.txs, Some(&o));
+        let (o, _) = again.execute_step(&env(), &first.txs, None);
+        let (o2, none) = chains.replica(common::CHAIN).unwrap().execute_step(&env(), &first.txs, Some(&o));
         prop_assert_eq!(o, o2);
         prop_assert!(none.is_none());
     }
@@ -333,6 +334,16 @@ proptest! {
 /// The state after `txs` from genesis, by a fresh replica.
 fn replica_pre_state(chains: &NativeChains, txs: &[lamina_primitives::Transaction]) -> state::AuthenticatedState {
     let mut r = chains.native_replica(common::CHAIN).unwrap();
-    r.execute_step(txs, None);
+    r.execute_step(&env_at(lamina_primitives::Height(1)), txs, None);
     r.state().clone()
+}
+
+/// The environment the tests' ledgers run at (height 0, no anchors).
+fn env() -> lamina_interfaces::StepEnv {
+    env_at(lamina_primitives::Height(0))
+}
+
+/// The environment of a step at `height` (no anchors).
+fn env_at(height: lamina_primitives::Height) -> lamina_interfaces::StepEnv {
+    lamina_interfaces::StepEnv::without_anchors(height)
 }

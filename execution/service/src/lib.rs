@@ -40,6 +40,7 @@
 //! the in-process [`adapters::MemoryDa`] and [`adapters::RecordingSettlement`].
 
 pub mod adapters;
+pub mod bridge;
 pub mod claims;
 pub mod node;
 pub mod query;

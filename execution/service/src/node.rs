@@ -14,13 +14,14 @@ use lamina_execution_core::chains::genesis_state;
 use lamina_execution_core::ledger::{LEDGER_VERSION, LedgerConfig, LedgerFailure, NativeLedger};
 use lamina_execution_core::{AuthenticatedState, Receipt, Status};
 use lamina_interfaces::{
-    CheckpointClaim, DaError, DataAvailability, Genesis, Health, LogError, OrderedLog, Settlement, SettlementError,
-    inputs,
+    AnchorRegistry, AnchorView, CheckpointClaim, DaError, DataAvailability, Genesis, Health, LogError, NoAnchors,
+    OrderedLog, Settlement, SettlementError, inputs,
 };
 use lamina_primitives::{ChainId, Committee, Digest, FinalizedBlock, Height, Keypair, Namespace, Transaction, TxId};
 use lamina_store::{Config as StoreConfig, Log};
 use tokio_util::sync::CancellationToken;
 
+use crate::bridge::BridgeIndex;
 use crate::claims::{ClaimChain, ClaimParams};
 use crate::record::{BlockRecord, Header, VERSION};
 use crate::{Config, Error};
@@ -70,6 +71,8 @@ pub struct View {
     pub recent: VecDeque<(Height, Vec<(TxId, Outcome)>)>,
     /// The chain.
     pub chain: ChainId,
+    /// Outbound messages, inbound receipts, refunds and their proofs.
+    pub bridge: BridgeIndex,
 }
 
 impl View {
@@ -114,6 +117,8 @@ pub struct ExecutionNode {
     claims: ClaimChain,
     /// Claims made but not yet handed to the poster, oldest first.
     outbox: VecDeque<CheckpointClaim>,
+    /// Settlement's anchor registry (required when the genesis enables the bridge).
+    anchors: Option<Arc<dyn AnchorRegistry>>,
 }
 
 impl std::fmt::Debug for ExecutionNode {
@@ -139,7 +144,7 @@ impl ExecutionNode {
         config: &Config,
     ) -> Result<Self, Error> {
         let spec = genesis.chain(chain).ok_or_else(|| Error::Config(format!("chain {chain} not in genesis")))?;
-        let ledger_config = LedgerConfig::from_spec(spec).ok_or_else(|| {
+        let ledger_config = LedgerConfig::from_genesis(genesis, chain).ok_or_else(|| {
             Error::Config(format!(
                 "chain {chain} runs ledger version {}, this build implements {LEDGER_VERSION}",
                 spec.ledger_version
@@ -173,6 +178,7 @@ impl ExecutionNode {
             receipts: HashMap::new(),
             recent: VecDeque::new(),
             chain,
+            bridge: BridgeIndex::default(),
         };
         let mut claims = ClaimChain::new(ClaimParams {
             network: genesis.network_id(),
@@ -199,7 +205,9 @@ impl ExecutionNode {
                     r.height, r.state_root
                 )));
             }
+            view.bridge.on_record(chain, r.height, &r.changes);
             if let Some(c) = claims.on_commit(r.step, &head_of(&r), &key) {
+                view.bridge.on_cut(r.height, &view.state);
                 if outbox.len() == REPOST_ON_START {
                     outbox.pop_front();
                 }
@@ -243,7 +251,34 @@ impl ExecutionNode {
             }),
             claims,
             outbox,
+            anchors: None,
         })
+    }
+
+    /// Gives the node settlement's anchor registry, which bridge receives and refunds
+    /// are checked against. Required when the genesis enables the bridge: the node then
+    /// executes height `h` only once the registry has applied `h - 1`.
+    pub fn set_anchors(&mut self, registry: Arc<dyn AnchorRegistry>) {
+        self.anchors = Some(registry);
+    }
+
+    /// The anchor view for height `height`, waiting until the registry covers it.
+    async fn anchors_for(&self, height: Height) -> Result<Arc<dyn AnchorView>, Error> {
+        if !self.ledger.config().bridge.enabled {
+            return Ok(Arc::new(NoAnchors));
+        }
+        let Some(reg) = &self.anchors else {
+            return Err(Error::Config(
+                "the genesis enables the bridge: this execution node needs settlement's anchor registry".into(),
+            ));
+        };
+        let mut wait = Duration::from_millis(1);
+        while reg.applied().0 + 1 < height.0 {
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(Duration::from_millis(20));
+        }
+        let view: Arc<dyn AnchorView> = reg.clone();
+        Ok(view)
     }
 
     /// The view queries read.
@@ -290,6 +325,7 @@ impl ExecutionNode {
         }
         let Fetched { txs, data_roots } = fetched;
         let height = block.height();
+        let anchors = self.anchors_for(height).await?;
         let (shared, store, pool, ledger) =
             (self.shared.clone(), self.store.clone(), self.pool.clone(), self.ledger.clone());
         let record = tokio::task::spawn_blocking(move || -> Result<BlockRecord, Error> {
@@ -297,7 +333,7 @@ impl ExecutionNode {
             let executed = {
                 let view = shared.read();
                 let head = view.head();
-                pool.install(|| block::execute_block(&ledger, &view.state, &head, height, &data_roots, &txs))
+                pool.install(|| block::execute_block(&ledger, &anchors, &view.state, &head, height, &data_roots, &txs))
             };
             let mut view = shared.write();
             let st = &mut view.state;
@@ -333,6 +369,8 @@ impl ExecutionNode {
                 }
                 view.recent.push_back((height, result.outcomes));
             }
+            let chain = view.chain;
+            view.bridge.on_record(chain, height, &record.changes);
             view.height = height;
             view.state_root = record.state_root;
             view.receipts_root = record.receipts_root;
@@ -344,6 +382,10 @@ impl ExecutionNode {
         .map_err(|e| Error::Internal(e.to_string()))??;
         metrics::gauge!("lamina_execution_height").set(height.0 as f64);
         if let Some(c) = self.claims.on_commit(record.step, &head_of(&record), &self.key) {
+            // Only this task writes the view, so it still holds the state at the cut.
+            let mut view = self.shared.write();
+            let view = &mut *view;
+            view.bridge.on_cut(record.height, &view.state);
             tracing::debug!(target: "lamina::execution", id = %c.id(), from = %c.from, to = %c.to, steps = c.steps.len(), "claim made");
             metrics::counter!("lamina_execution_claims_total").increment(1);
             self.outbox.push_back(c);

@@ -171,6 +171,7 @@ pub fn create(dir: &Path, spec: &Spec) -> anyhow::Result<DevnetState> {
     std::fs::create_dir_all(&logs_dir).with_context(|| format!("cannot create {}", logs_dir.display()))?;
 
     let mut genesis = Genesis {
+        bridge: Default::default(),
         network: spec.network.clone(),
         chains: (1..=spec.chains as u64)
             .map(|id| ChainSpec {

@@ -45,6 +45,17 @@ pub struct Anchor {
 }
 
 impl Anchor {
+    /// What the bridge reads of this anchor.
+    pub fn finalized_root(&self) -> lamina_interfaces::FinalizedRoot {
+        lamina_interfaces::FinalizedRoot {
+            chain: self.chain,
+            index: self.index,
+            to: self.to,
+            state_root: self.state_root,
+            finalized_at: self.finalized_at,
+        }
+    }
+
     /// The anchor's Merkle leaf: every field under [`ANCHOR_LEAF`].
     pub fn leaf(&self) -> Digest {
         ANCHOR_LEAF.hash_parts(&[

@@ -67,6 +67,7 @@ mod tests {
     fn from_genesis_sums_duplicates_and_clamps() {
         let k = |n| Keypair::for_testing(n).public();
         let genesis = Genesis {
+            bridge: Default::default(),
             network: "p".into(),
             chains: vec![],
             validators: vec![],

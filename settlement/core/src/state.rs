@@ -113,9 +113,10 @@
 //! height costs only what it expires or releases).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
 
 use lamina_interfaces::settlement::inputs_digest;
-use lamina_interfaces::{CheckpointClaim, EncodingFraudVerifier, StatelessExecutor, StepOutcome};
+use lamina_interfaces::{AnchorList, CheckpointClaim, EncodingFraudVerifier, StatelessExecutor, StepEnv, StepOutcome};
 use lamina_primitives::{ChainId, Digest, Domain, Height, PublicKey, SignedDigest, Transaction, TxId, sig};
 
 use crate::anchors::{Anchor, AnchorProof, AnchorTree};
@@ -932,7 +933,10 @@ impl SettlementState {
         let chain = rec.claim.chain_id;
         let claimer = rec.claim.claimer;
         let expected = StepOutcome { state_root: step.state_root, receipts_root: step.receipts_root };
-        let verdict = decide(exec, chain, &pre_root, &ch.witness, &proof, &expected);
+        // The step ran with the anchors final before its height: settlement's own, so
+        // the verdict is a function of the log alone.
+        let env = StepEnv::new(step.height, Arc::new(self.anchor_view(step.height)));
+        let verdict = decide(exec, &env, chain, &pre_root, &ch.witness, &proof, &expected);
         match verdict {
             Ok(()) => {
                 self.stats.challenges_ok += 1;
@@ -1207,6 +1211,16 @@ impl SettlementState {
         self.chains.get(&chain)?.anchors.get(usize::try_from(index).ok()?)
     }
 
+    /// Every chain's anchors finalized before log height `before` (what a step at that
+    /// height may prove bridge messages against).
+    pub fn anchor_view(&self, before: Height) -> AnchorList {
+        self.chains
+            .values()
+            .flat_map(|cs| cs.anchors.iter().take_while(|a| a.finalized_at < before))
+            .map(Anchor::finalized_root)
+            .collect()
+    }
+
     /// Proof of [`SettlementState::finalized_at_or_before`] against
     /// [`SettlementState::anchors_root`].
     pub fn anchor_proof(&self, chain: ChainId, height: Height) -> Option<AnchorProof> {
@@ -1370,6 +1384,7 @@ fn check_inputs(cs: &ChainState, c: &CheckpointClaim) -> Result<(), Error> {
 /// Decides a challenge: `Ok` if fraud is proven, else why not.
 fn decide(
     exec: &dyn StatelessExecutor,
+    env: &StepEnv,
     chain: ChainId,
     pre_root: &Digest,
     witness: &WitnessRef,
@@ -1386,7 +1401,7 @@ fn decide(
             Ok(w) => w,
         },
     };
-    match exec.reexecute(chain, pre_root, bytes, &proof.txs) {
+    match exec.reexecute(chain, env, pre_root, bytes, &proof.txs) {
         Err(e) => Err(format!("re-execution failed: {e}")),
         Ok(out) if out == *expected => Err("re-execution agrees with the claim".into()),
         Ok(_) => Ok(()),

@@ -7,7 +7,9 @@ use std::time::Duration;
 use futures::StreamExt as _;
 
 use lamina_interfaces::inputs::namespace_data_roots;
-use lamina_interfaces::{DataAvailability, EncodingFraudVerifier, Health, LogError, OrderedLog, StatelessExecutor};
+use lamina_interfaces::{
+    AnchorView, DataAvailability, EncodingFraudVerifier, FinalizedRoot, Health, LogError, OrderedLog, StatelessExecutor,
+};
 use lamina_net::NodeContext;
 use lamina_primitives::{ChainId, Committee, FinalizedBlock, Height, Namespace};
 use lamina_settlement_core::{Entry, Event, Params, SettlementState, WitnessRef};
@@ -44,6 +46,21 @@ impl Shared {
     /// The log tip the follower last saw.
     pub fn log_tip(&self) -> Height {
         Height(self.tip.load(std::sync::atomic::Ordering::Relaxed))
+    }
+}
+
+/// Settlement's anchor registry as the follower has built it so far (append-only, so a
+/// reader at log height `h` gets the same answers once the follower has applied `h - 1`).
+impl AnchorView for Shared {
+    fn anchor(&self, chain: ChainId, index: u64) -> Option<FinalizedRoot> {
+        self.read().anchor(chain, index).map(|a| a.finalized_root())
+    }
+}
+
+impl Shared {
+    /// Last height the follower applied (0 before the first).
+    pub fn applied(&self) -> Height {
+        self.read().height()
     }
 }
 

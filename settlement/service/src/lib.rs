@@ -209,7 +209,14 @@ where
     };
 
     let (feed, verifier) = if config.verifier {
-        let v = verifier::Verifier::new(&ctx, &config, seams.exec.clone(), seams.da.clone(), seams.submit.clone())?;
+        let v = verifier::Verifier::new(
+            &ctx,
+            &config,
+            seams.exec.clone(),
+            shared.clone(),
+            seams.da.clone(),
+            seams.submit.clone(),
+        )?;
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         (Some(tx), Some((v, rx)))
     } else {

@@ -36,7 +36,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use lamina_interfaces::{
-    Blob, ChainReplica, DaError, DataAvailability, OrderedLog, StatelessExecutor, StepOutcome, TxSubmit,
+    AnchorView, Blob, ChainReplica, DaError, DataAvailability, OrderedLog, StatelessExecutor, StepEnv, StepOutcome,
+    TxSubmit,
 };
 use lamina_net::NodeContext;
 use lamina_primitives::{
@@ -53,6 +54,9 @@ type Prefetch = JoinHandle<Result<Vec<Transaction>, Error>>;
 
 struct ChainVerifier {
     chain: ChainId,
+    /// Settlement's anchor registry (the follower's state, always at or ahead of the
+    /// heights executed here): each step sees the anchors final before its height.
+    anchors: Arc<dyn AnchorView>,
     replica: Option<Box<dyn ChainReplica>>,
     /// Last height the replica executed (0: genesis).
     executed_to: Height,
@@ -171,6 +175,7 @@ impl<D: DataAvailability + Clone + 'static, T: TxSubmit + Clone + 'static> Verif
         ctx: &NodeContext,
         config: &Config,
         exec: Arc<dyn StatelessExecutor>,
+        anchors: Arc<dyn AnchorView>,
         da: D,
         submit: T,
     ) -> Result<Self, Error> {
@@ -187,6 +192,7 @@ impl<D: DataAvailability + Clone + 'static, T: TxSubmit + Clone + 'static> Verif
                 chain,
                 ChainVerifier {
                     chain,
+                    anchors: anchors.clone(),
                     replica: Some(replica),
                     executed_to: Height(0),
                     pending: BTreeMap::new(),
@@ -572,8 +578,9 @@ async fn past_witness<D: DataAvailability>(
     let Some(certs) = cv.certs.get(&h) else { return Ok(None) };
     let txs = fetch::namespace(da, certs, Namespace::from(cv.chain), shutdown).await?.txs;
     let mut replica = cv.replica.take().ok_or_else(|| Error::Internal("replica lost".into()))?;
+    let env = StepEnv::new(h, cv.anchors.clone());
     let (replica, witness) = tokio::task::spawn_blocking(move || {
-        let w = replica.past_witness(back, &txs);
+        let w = replica.past_witness(back, &env, &txs);
         (replica, w)
     })
     .await
@@ -590,9 +597,10 @@ async fn run_step(
     expected: Option<StepOutcome>,
 ) -> Result<(Digest, StepOutcome, Option<Vec<u8>>), Error> {
     let mut replica = cv.replica.take().ok_or_else(|| Error::Internal("replica lost".into()))?;
+    let env = StepEnv::new(h, cv.anchors.clone());
     let (replica, pre, out, witness) = tokio::task::spawn_blocking(move || {
         let pre = replica.state_root();
-        let (out, witness) = replica.execute_step(&txs, expected.as_ref());
+        let (out, witness) = replica.execute_step(&env, &txs, expected.as_ref());
         (replica, pre, out, witness)
     })
     .await

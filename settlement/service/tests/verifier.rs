@@ -56,6 +56,7 @@ fn entry(i: u64) -> NodeEntry {
 
 fn genesis() -> Genesis {
     let mut g = Genesis {
+        bridge: Default::default(),
         network: "settlement-test".into(),
         chains: vec![ChainSpec {
             id: CHAIN,
@@ -212,7 +213,7 @@ async fn verifier_slashes_the_faulty_claim_and_a_restart_replays_the_same_state(
     let mut follower = open(&ctx, &exec);
     let shared = follower.shared();
     let config = Config { verifier: true, verify_certificates: false, ..Config::default() };
-    let verifier = Verifier::new(&ctx, &config, exec.clone(), da.clone(), submitted.clone()).unwrap();
+    let verifier = Verifier::new(&ctx, &config, exec.clone(), shared.clone(), da.clone(), submitted.clone()).unwrap();
     let shutdown = CancellationToken::new();
     let (feed, rx) = tokio::sync::mpsc::unbounded_channel();
     let task = {
@@ -237,7 +238,7 @@ async fn verifier_slashes_the_faulty_claim_and_a_restart_replays_the_same_state(
     let (h1, roots) = seq.block(txs.clone(), vec![]).await;
     // The honest outcome of that step, from a fresh replica (the execution layer's code).
     let mut replica = exec.replica(CHAIN).unwrap();
-    let (outcome, _) = replica.execute_step(&txs, None);
+    let (outcome, _) = replica.execute_step(&lamina_interfaces::StepEnv::without_anchors(h1), &txs, None);
     let step = ClaimStep {
         height: h1,
         inputs: inputs_digest(&roots),

@@ -49,6 +49,7 @@ fn entry(name: String, key: &Keypair, addr: SocketAddr, http: Option<SocketAddr>
 /// A genesis with `n` validators (with HTTP intake addresses) and 4 DA nodes.
 pub fn genesis(n: usize) -> Genesis {
     Genesis {
+        bridge: Default::default(),
         network: "consensus-test".into(),
         chains: [1u64, 2]
             .iter()

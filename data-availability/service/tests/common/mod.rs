@@ -44,6 +44,7 @@ pub fn client_key(j: usize) -> Keypair {
 /// A genesis with `n` DA nodes on free localhost ports and two validators (clients).
 pub fn genesis(n: usize) -> Genesis {
     let g = Genesis {
+        bridge: Default::default(),
         network: "da-test".into(),
         chains: vec![],
         validators: (0..2).map(|j| entry(format!("v{j}"), &client_key(j), free_port())).collect(),

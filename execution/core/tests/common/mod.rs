@@ -78,6 +78,7 @@ pub fn spec(p: &Params, keys: &[Keypair]) -> ChainSpec {
 /// A genesis holding only `spec` (enough for `NativeChains`).
 pub fn genesis_of(spec: ChainSpec) -> Genesis {
     Genesis {
+        bridge: lamina_interfaces::BridgeSpec { enabled: true, ..Default::default() },
         network: "exec-core-test".into(),
         chains: vec![spec],
         validators: vec![],
@@ -105,7 +106,8 @@ pub fn block(seed: u64, p: &Params) -> Setup {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let keys = keys(p.accounts);
     let account = |i: u64| keys[i as usize].public();
-    let ledger = NativeLedger::new(LedgerConfig::from_spec(&spec(p, &keys)).unwrap());
+    // The ledger every replica of the test genesis runs (bridge on, its network id).
+    let ledger = NativeLedger::new(LedgerConfig::from_genesis(&genesis_of(spec(p, &keys)), CHAIN).unwrap());
     let state = genesis_state(p, &keys);
     let mut nonces: HashMap<u64, u64> = HashMap::new();
     let mut assets: Vec<(u64, AssetId)> = Vec::new();
@@ -151,6 +153,7 @@ pub fn block(seed: u64, p: &Params) -> Setup {
                     amount: amount / 2,
                     dest_chain: ChainId(9),
                     recipient: account(r),
+                    timeout_heights: 10,
                 },
                 5 => Call::Transfer { to: account(r), asset: AssetId(12345), amount: 1 },
                 _ => Call::Transfer { to: account(s), asset: AssetId::NATIVE, amount },

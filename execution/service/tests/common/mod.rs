@@ -44,6 +44,7 @@ pub fn genesis() -> Genesis {
         ledger_version: 1,
     };
     Genesis {
+        bridge: Default::default(),
         network: "exec-test".into(),
         chains: vec![spec(CHAIN), spec(OTHER)],
         validators: (0..4).map(|i| entry(i, None)).collect(),

@@ -54,6 +54,7 @@ impl StatelessExecutor for ToyExec {
     fn reexecute(
         &self,
         chain: ChainId,
+        _env: &lamina_interfaces::StepEnv,
         pre: &Digest,
         witness: &[u8],
         txs: &[Transaction],
@@ -97,6 +98,7 @@ pub fn key(n: u64) -> Keypair {
 pub fn genesis() -> Genesis {
     let chain = |id: ChainId, name: &str| ChainSpec { id, name: name.into(), ..ChainSpec::default() };
     Genesis {
+        bridge: Default::default(),
         network: "settlement-test".into(),
         chains: vec![chain(CHAIN, "seven"), chain(OTHER_CHAIN, "eight")],
         validators: vec![],

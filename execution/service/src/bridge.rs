@@ -1,0 +1,157 @@
+//! The execution node's bridge index: the chain's outbound messages, inbound receipts
+//! and refunds, and the state proofs relayers carry to the other chains.
+//!
+//! A bridge proof must be checked against a *finalized anchor*, i.e. the state root at
+//! the end of a claim's range. Anchors are known only a challenge window later, when
+//! that state is long gone, so the node proves ahead of time: at each claim cut of its
+//! claim chain (the same cut points every node with the same `claim_every` computes,
+//! [`crate::claims`]), it proves every bridge key written since the previous cut
+//! against the state right after the cut. When a claim with those cut points finalizes,
+//! its anchor's `to` is the proof's height and the proof verifies against the anchor's
+//! root. Keys written in a range whose claim was never anchored (a slashed claim, or
+//! anchors cut by another claimer at other heights) have no usable proof here.
+//!
+//! Memory: at most [`MAX_ENTRIES`] entries of each kind are kept (oldest dropped);
+//! persistence on disk is the long-lived-node work (receipts index), not done yet.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use lamina_execution_core::ledger::{self, AssetId, BridgeEntry};
+use lamina_execution_core::{AuthenticatedState, ChangeSet, DataKey, StateRead};
+use lamina_interfaces::{BridgeMessage, ReceiptKind};
+use lamina_primitives::{ChainId, Height};
+
+/// Most outbound messages, receipts, refunds and proofs kept (each).
+pub const MAX_ENTRIES: usize = 200_000;
+
+/// A state proof of a bridge key at a claim cut.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CutProof {
+    /// The cut's height: the proof is against the state root after it.
+    pub at: Height,
+    /// The encoded [`lamina_execution_core::smt::StateProof`].
+    pub proof: Vec<u8>,
+}
+
+/// Where an outbound message or an inbound receipt stands, as this node knows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Indexed {
+    /// The message.
+    pub message: BridgeMessage,
+    /// Height that wrote the entry.
+    pub written_at: Height,
+}
+
+/// The index (see the module docs).
+#[derive(Debug, Default)]
+pub struct BridgeIndex {
+    /// Outbound messages by (destination, sequence).
+    pub outbox: BTreeMap<(ChainId, u64), Indexed>,
+    /// Receipts of inbound messages by (source, sequence).
+    pub inbound: HashMap<(ChainId, u64), (ReceiptKind, Indexed)>,
+    /// Refunded outbound messages by (destination, sequence).
+    pub refunded: HashMap<(ChainId, u64), Height>,
+    /// Proofs of bridge keys at the first cut after their write.
+    pub proofs: HashMap<DataKey, CutProof>,
+    /// (peer chain, local asset) pairs the chain has bridged (for audits).
+    pub pairs: BTreeSet<(ChainId, AssetId)>,
+    /// Bridge keys written since the last cut.
+    pending: Vec<DataKey>,
+    /// Proof keys in insertion order (to drop the oldest).
+    proof_order: std::collections::VecDeque<DataKey>,
+    inbound_order: std::collections::VecDeque<(ChainId, u64)>,
+    refund_order: std::collections::VecDeque<(ChainId, u64)>,
+}
+
+impl BridgeIndex {
+    /// Indexes the bridge entries a committed height wrote.
+    pub fn on_record(&mut self, chain: ChainId, height: Height, changes: &ChangeSet) {
+        for (key, value) in &changes.data {
+            let Some(entry) = BridgeEntry::of(key, value.as_deref()) else { continue };
+            self.pending.push(*key);
+            match entry {
+                BridgeEntry::Outbox(m) => {
+                    self.pairs.insert((m.dest, ledger::local_asset(chain, m.origin)));
+                    self.outbox.insert((m.dest, m.sequence), Indexed { message: m, written_at: height });
+                    if self.outbox.len() > MAX_ENTRIES {
+                        self.outbox.pop_first();
+                    }
+                }
+                BridgeEntry::Inbound(kind, m) => {
+                    self.pairs.insert((m.source, ledger::local_asset(chain, m.origin)));
+                    let k = (m.source, m.sequence);
+                    self.inbound.insert(k, (kind, Indexed { message: m, written_at: height }));
+                    self.inbound_order.push_back(k);
+                    if self.inbound_order.len() > MAX_ENTRIES
+                        && let Some(old) = self.inbound_order.pop_front()
+                    {
+                        self.inbound.remove(&old);
+                    }
+                }
+                BridgeEntry::Refunded(m) => {
+                    let k = (m.dest, m.sequence);
+                    self.refunded.insert(k, height);
+                    self.refund_order.push_back(k);
+                    if self.refund_order.len() > MAX_ENTRIES
+                        && let Some(old) = self.refund_order.pop_front()
+                    {
+                        self.refunded.remove(&old);
+                    }
+                }
+            }
+        }
+    }
+
+    /// A claim was cut at `at` and `state` is the state right after it: proves every
+    /// bridge key written since the previous cut.
+    pub fn on_cut(&mut self, at: Height, state: &AuthenticatedState) {
+        for key in std::mem::take(&mut self.pending) {
+            // A full state tree has no opaque nodes: proving cannot fail.
+            let Ok((_, p)) = state.prove_data(&key) else { continue };
+            let Ok(bytes) = lamina_primitives::encode(&p) else { continue };
+            if self.proofs.insert(key, CutProof { at, proof: bytes }).is_none() {
+                self.proof_order.push_back(key);
+            }
+            if self.proof_order.len() > MAX_ENTRIES
+                && let Some(old) = self.proof_order.pop_front()
+            {
+                self.proofs.remove(&old);
+            }
+        }
+    }
+
+    /// The proof of `key` at its first cut, if made.
+    pub fn proof(&self, key: &DataKey) -> Option<&CutProof> {
+        self.proofs.get(key)
+    }
+}
+
+/// The bridge counters of one (peer chain, local asset) pair, read from the state:
+/// what the supply audit adds up across chains.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct PairTotals {
+    /// Sent by locks to the peer.
+    pub out: u128,
+    /// Credited by receives from the peer.
+    pub inflow: u128,
+    /// Refunded for locks to the peer that timed out.
+    pub refunded: u128,
+    /// Held in escrow toward the peer (assets whose home is this chain).
+    pub escrow: u128,
+    /// The asset's total minted here.
+    pub minted: u128,
+    /// The asset's total burned here.
+    pub burned: u128,
+}
+
+/// The counters of `(peer, asset)` in `state`.
+pub fn pair_totals(state: &impl StateRead, peer: ChainId, asset: AssetId) -> PairTotals {
+    PairTotals {
+        out: state.counter(&ledger::bridge_out_key(peer, asset)),
+        inflow: state.counter(&ledger::bridge_in_key(peer, asset)),
+        refunded: state.counter(&ledger::bridge_refund_key(peer, asset)),
+        escrow: state.counter(&ledger::escrow_key(peer, asset)),
+        minted: state.counter(&ledger::minted_key(asset)),
+        burned: state.counter(&ledger::burned_key(asset)),
+    }
+}
