@@ -392,6 +392,8 @@ fn kind(r: &QueryResponse) -> &'static str {
         QueryResponse::Receipt(_) => "a receipt",
         QueryResponse::BalanceProof(..) => "a balance proof",
         QueryResponse::Outcomes(..) => "outcomes",
+        QueryResponse::Bridge(..) => "bridge entries",
+        QueryResponse::BridgeTotals(..) => "bridge totals",
     }
 }
 

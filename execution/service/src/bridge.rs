@@ -16,6 +16,8 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use lamina_execution_core::ledger::message_key;
+
 use lamina_execution_core::ledger::{self, AssetId, BridgeEntry};
 use lamina_execution_core::{AuthenticatedState, ChangeSet, DataKey, StateRead};
 use lamina_interfaces::{BridgeMessage, ReceiptKind};
@@ -48,7 +50,7 @@ pub struct BridgeIndex {
     /// Outbound messages by (destination, sequence).
     pub outbox: BTreeMap<(ChainId, u64), Indexed>,
     /// Receipts of inbound messages by (source, sequence).
-    pub inbound: HashMap<(ChainId, u64), (ReceiptKind, Indexed)>,
+    pub inbound: BTreeMap<(ChainId, u64), (ReceiptKind, Indexed)>,
     /// Refunded outbound messages by (destination, sequence).
     pub refunded: HashMap<(ChainId, u64), Height>,
     /// Proofs of bridge keys at the first cut after their write.
@@ -124,6 +126,53 @@ impl BridgeIndex {
     pub fn proof(&self, key: &DataKey) -> Option<&CutProof> {
         self.proofs.get(key)
     }
+
+    /// Outbound messages to `dest` from sequence `from` on, at most `max`, as query items.
+    pub fn outbox_items(&self, dest: ChainId, from: u64, max: usize) -> Vec<BridgeItem> {
+        self.outbox
+            .range((dest, from)..(ChainId(dest.0.saturating_add(1)), 0))
+            .filter(|((d, _), _)| *d == dest)
+            .take(max)
+            .map(|((_, seq), e)| BridgeItem {
+                message: e.message.encode().to_vec(),
+                written_at: e.written_at,
+                receipt: 0,
+                proof: self.proof(&message_key(&e.message)).map(|p| (p.at, p.proof.clone())),
+                refunded_at: self.refunded.get(&(dest, *seq)).copied(),
+            })
+            .collect()
+    }
+
+    /// Receipts of messages from `source` from sequence `from` on, at most `max`.
+    pub fn inbound_items(&self, source: ChainId, from: u64, max: usize) -> Vec<BridgeItem> {
+        self.inbound
+            .range((source, from)..(ChainId(source.0.saturating_add(1)), 0))
+            .filter(|((s, _), _)| *s == source)
+            .take(max)
+            .map(|((_, seq), (kind, e))| BridgeItem {
+                message: e.message.encode().to_vec(),
+                written_at: e.written_at,
+                receipt: kind.as_u8(),
+                proof: self.proof(&ledger::inbound_key(source, *seq)).map(|p| (p.at, p.proof.clone())),
+                refunded_at: None,
+            })
+            .collect()
+    }
+}
+
+/// One bridge entry as the query protocol returns it.
+#[derive(Clone, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct BridgeItem {
+    /// The message ([`BridgeMessage::encode`]).
+    pub message: Vec<u8>,
+    /// Height that wrote the entry (the lock, or the receive).
+    pub written_at: Height,
+    /// For receipts: [`ReceiptKind::as_u8`]; 0 for outbound messages.
+    pub receipt: u8,
+    /// (cut height, encoded state proof) of the entry, once a claim cut covered it.
+    pub proof: Option<(Height, Vec<u8>)>,
+    /// For outbound messages: the height that refunded it.
+    pub refunded_at: Option<Height>,
 }
 
 /// The bridge counters of one (peer chain, local asset) pair, read from the state:

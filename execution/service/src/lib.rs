@@ -143,7 +143,6 @@ pub enum Error {
 }
 
 /// The seams the service consumes, built by the binary.
-#[derive(Debug)]
 pub struct Seams<L, D, S> {
     /// The ordered log (the consensus layer's client).
     pub log: L,
@@ -152,6 +151,15 @@ pub struct Seams<L, D, S> {
     /// Where claims go (the settlement layer's adapter over transaction intake, or
     /// [`adapters::RecordingSettlement`]).
     pub settlement: S,
+    /// Settlement's anchor registry, followed in-process (required when the genesis
+    /// enables the bridge; see [`ExecutionNode::set_anchors`]).
+    pub anchors: Option<std::sync::Arc<dyn lamina_interfaces::AnchorRegistry>>,
+}
+
+impl<L, D, S> std::fmt::Debug for Seams<L, D, S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Seams").field("anchors", &self.anchors.is_some()).finish_non_exhaustive()
+    }
 }
 
 /// Runs the execution service until `shutdown` is cancelled: opens (or rebuilds) the
@@ -194,13 +202,20 @@ async fn serve<L: OrderedLog, D: DataAvailability, S: Settlement>(
     seams: Seams<L, D, S>,
     shutdown: &CancellationToken,
 ) -> Result<(), Error> {
-    let Seams { log, da, settlement } = seams;
+    let Seams { log, da, settlement, anchors } = seams;
     config.validate()?;
     let chain = config
         .chain
         .or_else(|| ctx.entry().and_then(|e| e.chain))
         .ok_or_else(|| Error::Config("no chain configured and none in the genesis entry".into()))?;
     let mut node = ExecutionNode::open(&ctx.data_dir, &ctx.genesis, chain, ctx.keypair.clone(), &config)?;
+    if let Some(a) = anchors {
+        node.set_anchors(a);
+    } else if ctx.genesis.bridge.enabled {
+        return Err(Error::Config(
+            "the genesis enables the bridge: the execution service needs settlement's anchor registry".into(),
+        ));
+    }
     ctx.health.set_check("caught_up", false, "starting");
     let shared = node.shared();
 

@@ -12,6 +12,9 @@
 //! | `/nonce/<account hex>` | `{height, account, nonce}` |
 //! | `/receipt/<tx id hex>` | `{height, receipt}` or 404 |
 //! | `/proof/balance/<account hex>[?asset=<id>]` | the balance with its [`StateProof`] against `state_root` |
+//! | `/bridge/outbox/<dest chain>[?from=<seq>]` | outbound messages to that chain, with the height each was proven at |
+//! | `/bridge/inbound/<source chain>[?from=<seq>]` | receipts (`delivered` / `timed_out`) of messages from that chain |
+//! | `/bridge/totals` | the bridge counters per (peer chain, asset): what `lamina bridge audit` adds up |
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,6 +27,7 @@ use lamina_primitives::{ChainId, Digest, Height, NodeId, PublicKey, TxId};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
+use crate::bridge::{BridgeItem, pair_totals};
 use crate::node::Shared;
 
 /// A query.
@@ -42,6 +46,12 @@ pub enum QueryRequest {
     /// Outcomes of the committed heights from this one on (as many as fit in one
     /// answer; see [`crate::node::View::recent`]).
     Outcomes(Height),
+    /// Outbound bridge messages to a chain from a sequence on, with their proofs.
+    BridgeOutbox(ChainId, u64),
+    /// Receipts of bridge messages from a chain from a sequence on, with their proofs.
+    BridgeInbound(ChainId, u64),
+    /// The bridge counters of every (peer chain, local asset) pair bridged so far.
+    BridgeTotals,
 }
 
 impl lamina_primitives::Wire for QueryRequest {
@@ -83,7 +93,14 @@ pub enum QueryResponse {
     /// last height + 1 while it is below the committed height. Outcome codes are
     /// [`lamina_execution_core::Outcome::as_u8`]: 0 success, 1 failed, 2 rejected.
     Outcomes(Height, Vec<(Height, Vec<(TxId, u8)>)>),
+    /// (committed height, items in sequence order, at most [`MAX_BRIDGE_ITEMS`]).
+    Bridge(Height, Vec<BridgeItem>),
+    /// (committed height, [(peer, asset, [out, in, refunded, escrow, minted, burned])]).
+    BridgeTotals(Height, Vec<(ChainId, AssetId, [u128; 6])>),
 }
+
+/// Most items in one [`QueryResponse::Bridge`].
+pub const MAX_BRIDGE_ITEMS: usize = 512;
 
 /// Most transaction outcomes in one [`QueryResponse::Outcomes`].
 pub const MAX_OUTCOMES: usize = 60_000;
@@ -161,6 +178,27 @@ pub fn answer(shared: &Shared, q: &QueryRequest) -> QueryResponse {
             }
             QueryResponse::Outcomes(v.height, out)
         }
+        QueryRequest::BridgeOutbox(dest, from) => {
+            let v = shared.read();
+            QueryResponse::Bridge(v.height, v.bridge.outbox_items(*dest, *from, MAX_BRIDGE_ITEMS))
+        }
+        QueryRequest::BridgeInbound(source, from) => {
+            let v = shared.read();
+            QueryResponse::Bridge(v.height, v.bridge.inbound_items(*source, *from, MAX_BRIDGE_ITEMS))
+        }
+        QueryRequest::BridgeTotals => {
+            let v = shared.read();
+            let totals = v
+                .bridge
+                .pairs
+                .iter()
+                .map(|(peer, asset)| {
+                    let t = pair_totals(&v.state, *peer, *asset);
+                    (*peer, *asset, [t.out, t.inflow, t.refunded, t.escrow, t.minted, t.burned])
+                })
+                .collect();
+            QueryResponse::BridgeTotals(v.height, totals)
+        }
     }
 }
 
@@ -185,6 +223,18 @@ fn parse_asset(query: Option<&str>) -> Result<AssetId, String> {
 
 fn parse_pk(s: &str) -> Result<PublicKey, String> {
     PublicKey::from_hex(s).map_err(|_| format!("bad account {s:?} (64 hex digits)"))
+}
+
+fn bridge_item_json(i: &BridgeItem) -> serde_json::Value {
+    let m = lamina_interfaces::BridgeMessage::decode(&i.message).ok();
+    serde_json::json!({
+        "id": m.map(|m| m.id().to_hex()),
+        "message": m,
+        "written_at": i.written_at,
+        "receipt": lamina_interfaces::ReceiptKind::from_u8(i.receipt),
+        "proven_at": i.proof.as_ref().map(|p| p.0),
+        "refunded_at": i.refunded_at,
+    })
 }
 
 /// Routes one HTTP path to (status code, JSON body).
@@ -230,6 +280,36 @@ pub fn route(shared: &Shared, target: &str) -> (u16, serde_json::Value) {
                 _ => Err((500, "no proof".into())),
             }
         }
+        ["bridge", "outbox", dest] | ["bridge", "inbound", dest] => {
+            let chain = dest.parse().map(ChainId).map_err(|_| (400, format!("bad chain {dest:?}")))?;
+            let from = match query.and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("from="))) {
+                None => 0,
+                Some(f) => f.parse().map_err(|_| (400, format!("bad from {f:?}")))?,
+            };
+            let req = if parts[1] == "outbox" {
+                QueryRequest::BridgeOutbox(chain, from)
+            } else {
+                QueryRequest::BridgeInbound(chain, from)
+            };
+            match answer(shared, &req) {
+                QueryResponse::Bridge(h, items) => Ok(json!({
+                    "height": h,
+                    "items": items.iter().map(bridge_item_json).collect::<Vec<_>>(),
+                })),
+                _ => Err((500, "unexpected answer".into())),
+            }
+        }
+        ["bridge", "totals"] => match answer(shared, &QueryRequest::BridgeTotals) {
+            QueryResponse::BridgeTotals(h, t) => Ok(json!({
+                "height": h,
+                "pairs": t.iter().map(|(peer, asset, c)| json!({
+                    "peer": peer, "asset": asset.0.to_string(),
+                    "out": c[0].to_string(), "in": c[1].to_string(), "refunded": c[2].to_string(),
+                    "escrow": c[3].to_string(), "minted": c[4].to_string(), "burned": c[5].to_string(),
+                })).collect::<Vec<_>>(),
+            })),
+            _ => Err((500, "unexpected answer".into())),
+        },
         _ => Err((404, format!("no route {path}"))),
     })();
     match res {

@@ -46,7 +46,7 @@ async fn run_follows_and_serves_quic_and_http() {
     let service = tokio::spawn(run(
         ctx,
         config,
-        Seams { log: log.clone(), da: f.da.clone(), settlement: settlement.clone() },
+        Seams { log: log.clone(), da: f.da.clone(), settlement: settlement.clone(), anchors: None },
         EndpointConfig::new(exec_addr),
         stop.clone(),
     ));

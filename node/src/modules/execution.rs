@@ -17,6 +17,7 @@
 //! honest) and the DA nodes (ready with `n - t + 1` for DA threshold `t`, so at least one
 //! signer of every availability certificate is reachable), and accepts bridge relayers.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -93,7 +94,7 @@ pub fn peer_plan(ctx: &NodeContext) -> PeerPlan {
 pub async fn start(ctx: NodeContext, config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let endpoint = Endpoint::bind(ctx.key(), ctx.endpoint.clone())
         .with_context(|| format!("cannot bind the QUIC endpoint on {}", ctx.endpoint.listen))?;
-    let seams = match seams(&ctx, &endpoint) {
+    let seams = match seams(&ctx, &endpoint, &shutdown) {
         Ok(s) => s,
         Err(e) => {
             endpoint.shutdown().await;
@@ -109,17 +110,61 @@ pub async fn start(ctx: NodeContext, config: Config, shutdown: CancellationToken
 
 type NodeSeams = Seams<
     lamina_consensus_service::LogClient,
-    lamina_da_service::DaClient,
+    Arc<lamina_da_service::DaClient>,
     LogSettlement<lamina_consensus_service::IntakeClient>,
 >;
 
-fn seams(ctx: &NodeContext, endpoint: &Endpoint) -> anyhow::Result<NodeSeams> {
+fn seams(ctx: &NodeContext, endpoint: &Endpoint, shutdown: &CancellationToken) -> anyhow::Result<NodeSeams> {
     let genesis = ctx.genesis();
     let log = lamina_consensus_service::LogClient::register(endpoint, genesis)
         .context("cannot start the ordered-log client")?;
-    let da = lamina_da_service::DaClient::register(endpoint, genesis, Default::default())
-        .context("cannot start the DA client")?;
+    let da = Arc::new(
+        lamina_da_service::DaClient::register(endpoint, genesis, Default::default())
+            .context("cannot start the DA client")?,
+    );
     let intake = lamina_consensus_service::IntakeClient::register(endpoint, genesis)
         .context("cannot start the intake client")?;
-    Ok(Seams { log, da, settlement: LogSettlement::new(intake, ctx.key().clone()) })
+    let anchors = if genesis.bridge.enabled { Some(anchor_registry(ctx, &log, &da, shutdown)?) } else { None };
+    Ok(Seams { log, da, settlement: LogSettlement::new(intake, ctx.key().clone()), anchors })
+}
+
+/// Settlement's anchor registry for a bridged network: a settlement follower (the same
+/// code a settlement node runs, without the verifier) in this process, with its own
+/// store under `<data>/registry`, following the log beside execution. Bridge receives
+/// and refunds are then checked against the anchors the log finalized, never against
+/// an answer from the network.
+fn anchor_registry(
+    ctx: &NodeContext,
+    log: &lamina_consensus_service::LogClient,
+    da: &Arc<lamina_da_service::DaClient>,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Arc<dyn lamina_interfaces::AnchorRegistry>> {
+    let genesis = ctx.genesis();
+    let sctx = lamina_net::NodeContext::new(
+        ctx.key().clone(),
+        ctx.service.genesis.clone(),
+        ctx.service.data_dir.join("registry"),
+        lamina_interfaces::Health::new(),
+    );
+    let exec = Arc::new(lamina_execution_core::NativeChains::new(genesis));
+    let config = lamina_settlement_service::Config::default();
+    let mut follower = lamina_settlement_service::follower::Follower::open(
+        &sctx,
+        &config,
+        exec,
+        Arc::new(crate::modules::settlement::DaEncodingVerifier),
+    )
+    .context("cannot open the anchor registry (settlement follower) under <data>/registry")?;
+    let shared = follower.shared();
+    let (log, da, shutdown) = (log.clone(), da.clone(), shutdown.clone());
+    tokio::spawn(async move {
+        let health = sctx.health.clone();
+        if let Err(e) = follower.follow(&log, &da, None, &health, &shutdown).await {
+            tracing::error!(target: "lamina::execution", error = %e, "anchor registry stopped; bridge receives wait");
+        }
+        if let Err(e) = follower.close() {
+            tracing::warn!(target: "lamina::execution", error = %e, "anchor registry store not closed cleanly");
+        }
+    });
+    Ok(shared)
 }

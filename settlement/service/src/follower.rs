@@ -57,9 +57,8 @@ impl AnchorView for Shared {
     }
 }
 
-impl Shared {
-    /// Last height the follower applied (0 before the first).
-    pub fn applied(&self) -> Height {
+impl lamina_interfaces::AnchorRegistry for Shared {
+    fn applied(&self) -> Height {
         self.read().height()
     }
 }
