@@ -36,7 +36,7 @@ impl Cli {
             Command::Devnet(_) => true,
             Command::Consensus(m)
             | Command::Execution(m)
-            | Command::Bridge(m)
+            | Command::Bridge(crate::bridge_client::BridgeCmd::Module(m))
             | Command::Da(DaCmd::Module(m))
             | Command::Settlement(SettlementCmd::Module(m)) => matches!(m, ModuleCmd::Start(_)),
             _ => false,
@@ -65,9 +65,9 @@ pub enum Command {
     /// The settlement module, and queries of claims and finalized roots.
     #[command(subcommand)]
     Settlement(crate::settlement_client::SettlementCmd),
-    /// The bridge module (relayer).
+    /// The bridge: the relayer module, and transfers, message status and the supply audit.
     #[command(subcommand)]
-    Bridge(ModuleCmd),
+    Bridge(crate::bridge_client::BridgeCmd),
     /// A throwaway local network: every node as its own process on loopback.
     #[command(subcommand)]
     Devnet(crate::devnet::DevnetCmd),
@@ -334,7 +334,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Execution(c) => module(Module::Execution, c),
         Command::Settlement(crate::settlement_client::SettlementCmd::Module(c)) => module(Module::Settlement, c),
         Command::Settlement(c) => crate::settlement_client::run(c),
-        Command::Bridge(c) => module(Module::Bridge, c),
+        Command::Bridge(crate::bridge_client::BridgeCmd::Module(c)) => module(Module::Bridge, c),
+        Command::Bridge(c) => crate::bridge_client::run(c),
         Command::Devnet(c) => crate::devnet::run(c),
         Command::Tx(c) => crate::client::tx(c),
         Command::Query(c) => crate::client::query(c),

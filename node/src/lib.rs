@@ -10,10 +10,13 @@
 //! * [`peers`]: the shared "connect to the peers the role needs and report them" service;
 //! * [`devnet`]: `lamina devnet up | down | status`, a multi-process local network;
 //! * [`client`]: `lamina tx | query | blob | da sample`, client commands against a running network;
-//! * [`settlement_client`]: `lamina settlement status | claims | anchor | account | challenge`.
+//! * [`settlement_client`]: `lamina settlement status | claims | anchor | account | challenge`;
+//! * [`bridge_net`], [`bridge_client`]: the bridge's network seam and `lamina bridge transfer | status | audit`.
 //!
 //! `anyhow` is used throughout: this is an app, not a library other crates build on.
 
+pub mod bridge_client;
+pub mod bridge_net;
 pub mod cli;
 pub mod client;
 pub mod config;

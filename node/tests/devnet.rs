@@ -226,7 +226,7 @@ fn kept_devnet_is_inspected_and_stopped_by_down() {
     let dir = tmp.path().join("net");
     let out = lamina()
         .args(["devnet", "up", "--dir", s(&dir), "--keep", "--validators", "2", "--da-nodes", "1"])
-        .args(["--execution", "1", "--settlement", "0", "--bridge", "1"])
+        .args(["--execution", "1", "--settlement", "1", "--bridge", "1"])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

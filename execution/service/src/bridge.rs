@@ -14,13 +14,13 @@
 //! Memory: at most [`MAX_ENTRIES`] entries of each kind are kept (oldest dropped);
 //! persistence on disk is the long-lived-node work (receipts index), not done yet.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 
 use lamina_execution_core::ledger::message_key;
 
 use lamina_execution_core::ledger::{self, AssetId, BridgeEntry};
 use lamina_execution_core::{AuthenticatedState, ChangeSet, DataKey, StateRead};
-use lamina_interfaces::{BridgeMessage, ReceiptKind};
+use lamina_interfaces::{BridgeMessage, Origin, ReceiptKind};
 use lamina_primitives::{ChainId, Height};
 
 /// Most outbound messages, receipts, refunds and proofs kept (each).
@@ -55,8 +55,9 @@ pub struct BridgeIndex {
     pub refunded: HashMap<(ChainId, u64), Height>,
     /// Proofs of bridge keys at the first cut after their write.
     pub proofs: HashMap<DataKey, CutProof>,
-    /// (peer chain, local asset) pairs the chain has bridged (for audits).
-    pub pairs: BTreeSet<(ChainId, AssetId)>,
+    /// (peer chain, local asset) pairs the chain has bridged, with the asset's origin
+    /// (for audits).
+    pub pairs: BTreeMap<(ChainId, AssetId), Origin>,
     /// Bridge keys written since the last cut.
     pending: Vec<DataKey>,
     /// Proof keys in insertion order (to drop the oldest).
@@ -73,14 +74,14 @@ impl BridgeIndex {
             self.pending.push(*key);
             match entry {
                 BridgeEntry::Outbox(m) => {
-                    self.pairs.insert((m.dest, ledger::local_asset(chain, m.origin)));
+                    self.pairs.insert((m.dest, ledger::local_asset(chain, m.origin)), m.origin);
                     self.outbox.insert((m.dest, m.sequence), Indexed { message: m, written_at: height });
                     if self.outbox.len() > MAX_ENTRIES {
                         self.outbox.pop_first();
                     }
                 }
                 BridgeEntry::Inbound(kind, m) => {
-                    self.pairs.insert((m.source, ledger::local_asset(chain, m.origin)));
+                    self.pairs.insert((m.source, ledger::local_asset(chain, m.origin)), m.origin);
                     let k = (m.source, m.sequence);
                     self.inbound.insert(k, (kind, Indexed { message: m, written_at: height }));
                     self.inbound_order.push_back(k);

@@ -95,8 +95,9 @@ pub enum QueryResponse {
     Outcomes(Height, Vec<(Height, Vec<(TxId, u8)>)>),
     /// (committed height, items in sequence order, at most [`MAX_BRIDGE_ITEMS`]).
     Bridge(Height, Vec<BridgeItem>),
-    /// (committed height, [(peer, asset, [out, in, refunded, escrow, minted, burned])]).
-    BridgeTotals(Height, Vec<(ChainId, AssetId, [u128; 6])>),
+    /// (committed height, [(peer, local asset, origin chain, origin asset, [out, in,
+    /// refunded, escrow, minted, burned])]).
+    BridgeTotals(Height, Vec<(ChainId, AssetId, ChainId, u64, [u128; 6])>),
 }
 
 /// Most items in one [`QueryResponse::Bridge`].
@@ -192,9 +193,15 @@ pub fn answer(shared: &Shared, q: &QueryRequest) -> QueryResponse {
                 .bridge
                 .pairs
                 .iter()
-                .map(|(peer, asset)| {
+                .map(|((peer, asset), origin)| {
                     let t = pair_totals(&v.state, *peer, *asset);
-                    (*peer, *asset, [t.out, t.inflow, t.refunded, t.escrow, t.minted, t.burned])
+                    (
+                        *peer,
+                        *asset,
+                        origin.chain,
+                        origin.asset,
+                        [t.out, t.inflow, t.refunded, t.escrow, t.minted, t.burned],
+                    )
                 })
                 .collect();
             QueryResponse::BridgeTotals(v.height, totals)
@@ -302,8 +309,9 @@ pub fn route(shared: &Shared, target: &str) -> (u16, serde_json::Value) {
         ["bridge", "totals"] => match answer(shared, &QueryRequest::BridgeTotals) {
             QueryResponse::BridgeTotals(h, t) => Ok(json!({
                 "height": h,
-                "pairs": t.iter().map(|(peer, asset, c)| json!({
+                "pairs": t.iter().map(|(peer, asset, oc, oa, c)| json!({
                     "peer": peer, "asset": asset.0.to_string(),
+                    "origin_chain": oc, "origin_asset": oa.to_string(),
                     "out": c[0].to_string(), "in": c[1].to_string(), "refunded": c[2].to_string(),
                     "escrow": c[3].to_string(), "minted": c[4].to_string(), "burned": c[5].to_string(),
                 })).collect::<Vec<_>>(),

@@ -69,6 +69,9 @@ impl Spec {
         if self.settlement_window == 0 {
             bail!("--settlement-window must be at least 1 height");
         }
+        if self.bridge > 0 && (self.chains < 2 || self.settlement == 0) {
+            bail!("bridge relayers need at least two chains and a settlement node (or pass --bridge 0)");
+        }
         if self.heartbeat > std::time::Duration::from_secs(60) {
             bail!("--heartbeat must be at most 60s");
         }
@@ -171,7 +174,11 @@ pub fn create(dir: &Path, spec: &Spec) -> anyhow::Result<DevnetState> {
     std::fs::create_dir_all(&logs_dir).with_context(|| format!("cannot create {}", logs_dir.display()))?;
 
     let mut genesis = Genesis {
-        bridge: Default::default(),
+        // Relayers need chains to relay between and settlement's anchors.
+        bridge: lamina_interfaces::BridgeSpec {
+            enabled: spec.bridge > 0 && spec.chains >= 2 && spec.settlement > 0,
+            ..Default::default()
+        },
         network: spec.network.clone(),
         chains: (1..=spec.chains as u64)
             .map(|id| ChainSpec {

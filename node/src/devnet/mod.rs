@@ -78,9 +78,11 @@ pub struct UpArgs {
     /// settlement verifier posts the proof.
     #[arg(long, value_delimiter = ',')]
     pub faulty_dispersal: Vec<String>,
-    /// Bridge relayers.
-    #[arg(long, default_value_t = 0)]
-    pub bridge: usize,
+    /// Bridge relayers (default: one when there are at least two chains and a settlement
+    /// node). With at least one, the genesis enables the bridge: every execution node
+    /// then follows settlement's anchors in-process. `--bridge 0` turns the bridge off.
+    #[arg(long)]
+    pub bridge: Option<usize>,
     /// Chains (namespaces), ids 1..=N.
     #[arg(long, default_value_t = 2)]
     pub chains: usize,

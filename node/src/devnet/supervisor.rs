@@ -73,7 +73,7 @@ pub async fn up(a: UpArgs) -> anyhow::Result<ExitCode> {
         da_nodes: a.da_nodes,
         execution: a.execution.unwrap_or(a.chains),
         settlement: a.settlement,
-        bridge: a.bridge,
+        bridge: a.bridge.unwrap_or(usize::from(a.chains >= 2 && a.settlement >= 1)),
         chains: a.chains,
         funded_accounts: a.funded_accounts,
         log_level: a.log_level.clone(),

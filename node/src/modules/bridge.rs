@@ -1,18 +1,18 @@
-//! The bridge module: a relayer between chains (outbox messages proven against finalized roots).
+//! The bridge module: a relayer between the chains of the network
+//! ([`lamina_bridge_service::Relayer`]).
 //!
-//! Until the module's protocol lands, its service is the shared peer service of
-//! [`crate::peers`]: it binds the node's QUIC endpoint on its genesis address with its
-//! pinned key, keeps connections to the peers its role needs, reports them in `/status`
-//! and `/readyz`, and on shutdown stops accepting, closes connections and returns.
+//! It binds the node's QUIC endpoint with its pinned key, registers the execution,
+//! settlement and intake clients ([`crate::bridge_net::NetBridge`]), keeps its progress
+//! in `<data>/relayer.json`, and relays until shutdown. Anyone may run one: the
+//! destination ledgers check every proof, so a relayer is trusted for liveness only.
 //!
-//! Peers (issue 2): it dials the validators (ready with `f + 1`) and the execution
-//! nodes (ready with at least one node of every chain that has execution nodes).
-//!
-//! To plug in the real service, replace `Config` with `lamina_bridge_service::Config` (keeping
-//! a [`ModuleConfig`] impl) and the body of [`start`] with
-//! `lamina_bridge_service::run(ctx.service, config, shutdown)` (binding its endpoint with
-//! `ctx.endpoint`, which carries the `[net]` settings and the listen address).
+//! Peers: it dials the validators (ready with `f + 1`) and the execution nodes (ready
+//! with at least one node of every chain that has execution nodes).
 
+use std::time::Duration;
+
+use anyhow::Context as _;
+use lamina_net::Endpoint;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::AnnotatedToml;
@@ -20,19 +20,28 @@ use crate::context::NodeContext;
 use crate::modules::{Module, ModuleConfig};
 use crate::peers::{Need, PeerPlan};
 
-/// Settings of the bridge module (the `[bridge]` section). None yet: the bridge service
-/// brings its own.
+/// Settings of the bridge module (the `[bridge]` section): the relayer's own.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Config {}
+#[serde(transparent)]
+pub struct Config(pub lamina_bridge_service::Config);
 
 impl ModuleConfig for Config {
     fn validate(&self) -> anyhow::Result<()> {
+        if self.0.resubmit_after_ms == 0 {
+            anyhow::bail!("bridge.resubmit_after_ms must be > 0");
+        }
         Ok(())
     }
 
     fn annotate(&self, doc: &mut AnnotatedToml) {
-        doc.comment("(no settings yet: this module currently runs the shared peer service)");
+        let c = &self.0;
+        doc.field("Pause between relay rounds with nothing to do, in milliseconds.", "idle_poll_ms", &c.idle_poll_ms);
+        doc.field(
+            "A receive or refund not finished after this many milliseconds is submitted again.",
+            "resubmit_after_ms",
+            &c.resubmit_after_ms,
+        );
+        doc.field("Relay only messages from these chains (empty: all).", "chains", &c.chains);
     }
 }
 
@@ -48,8 +57,31 @@ pub fn peer_plan(ctx: &NodeContext) -> PeerPlan {
     )
 }
 
-/// Runs the bridge service until `shutdown`.
-pub async fn start(ctx: NodeContext, _config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let plan = peer_plan(&ctx);
-    crate::peers::run(ctx, plan, shutdown).await
+/// Runs the relayer until `shutdown`.
+pub async fn start(ctx: NodeContext, config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    if !ctx.genesis().bridge.enabled {
+        anyhow::bail!("the genesis does not enable the bridge ([bridge] enabled = false): nothing to relay");
+    }
+    let endpoint = Endpoint::bind(ctx.key(), ctx.endpoint.clone())
+        .with_context(|| format!("cannot bind the QUIC endpoint on {}", ctx.endpoint.listen))?;
+    let net = match crate::bridge_net::NetBridge::register(&endpoint, ctx.genesis()) {
+        Ok(n) => n,
+        Err(e) => {
+            endpoint.shutdown().await;
+            return Err(e);
+        }
+    };
+    let reporter = crate::peers::serve_alongside(&ctx, &endpoint, peer_plan(&ctx), &shutdown).await?;
+    endpoint.report_to(ctx.health().clone(), Duration::from_millis(ctx.net.stats_interval_ms));
+    let result = async {
+        let mut relayer =
+            lamina_bridge_service::Relayer::open(net, ctx.key().clone(), config.0, &ctx.service.data_dir)?;
+        tracing::info!(target: "lamina::bridge", key = %ctx.key().public(), "relaying");
+        relayer.run(ctx.health(), &shutdown).await?;
+        anyhow::Ok(())
+    }
+    .await;
+    reporter.abort();
+    endpoint.shutdown().await;
+    result
 }
