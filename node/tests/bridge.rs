@@ -1,0 +1,158 @@
+#![allow(clippy::unwrap_used)]
+//! The bridge end to end with real processes: a `devnet up --keep` network of two chains,
+//! a settlement node and two racing relayers (`lamina bridge start`). Transfers go each
+//! way; one relayer is killed with SIGKILL mid-run and restarted (it resumes from its
+//! persisted cursors) while the other keeps relaying. Every message must be delivered
+//! exactly once, balances must match to the unit, a message sent with a timeout it
+//! cannot meet must be refunded (never also delivered), and the cross-chain supply
+//! audit must pass, both through the library and through `lamina bridge audit`.
+//!
+//! The settlement window is a few heights and the heartbeat short, so a message is
+//! final within seconds; waits poll with generous limits and never assert on speed.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use common::{Devnet, WITHIN, lamina, s};
+use lamina_bridge_service::BridgeNet as _;
+use lamina_execution_core::ledger::{self, AssetId};
+use lamina_execution_service::query::{QueryRequest, QueryResponse};
+use lamina_interfaces::{ReceiptKind, TxSubmit as _};
+use lamina_net::{Endpoint, EndpointConfig};
+use lamina_node::bridge_net::NetBridge;
+use lamina_primitives::{ChainId, Keypair, PublicKey};
+
+/// Transfers each way.
+const N: u64 = 20;
+const ONE: ChainId = ChainId(1);
+const TWO: ChainId = ChainId(2);
+
+fn test_key(chain: ChainId, i: u64) -> Keypair {
+    Keypair::for_testing((chain.0 - 1) * 1_000_000 + i)
+}
+
+async fn balance(b: &NetBridge, chain: ChainId, who: &PublicKey, asset: AssetId) -> u128 {
+    match b.ask(chain, &QueryRequest::Balance(*who, asset)).await.unwrap() {
+        QueryResponse::Balance(_, v) => v,
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+/// Receipts on `dest` of messages from `source`, by sequence.
+async fn receipts(b: &NetBridge, dest: ChainId, source: ChainId) -> BTreeMap<u64, ReceiptKind> {
+    let (_, items) = b.receipts(dest, source, 0).await.unwrap();
+    items.into_iter().map(|e| (e.message.sequence, e.receipt.unwrap())).collect()
+}
+
+#[test]
+fn racing_relayers_deliver_each_transfer_once_across_a_kill_and_timeouts_are_refunded() {
+    let mut net = Devnet::up(&[
+        "--settlement-window",
+        "4",
+        "--heartbeat",
+        "200ms",
+        "--bridge",
+        "2",
+        "--funded-accounts",
+        "100",
+    ]);
+    assert!(net.genesis.bridge.enabled);
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    rt.block_on(async {
+        let endpoint = Endpoint::bind(&net.client_key, EndpointConfig::new("127.0.0.1:0".parse().unwrap())).unwrap();
+        let b = NetBridge::register(&endpoint, &net.genesis).unwrap();
+        b.intake().wait_for_validators(net.genesis.validators.len(), WITHIN).await.unwrap();
+
+        // N locks each way from distinct senders to their own keys on the other chain,
+        // and one lock from chain 1 whose timeout (1 height) passes before any anchor
+        // can cover it: it must be refunded.
+        let mut txs = Vec::new();
+        let mut expected: BTreeMap<(ChainId, PublicKey), u128> = BTreeMap::new();
+        for (src, dest) in [(ONE, TWO), (TWO, ONE)] {
+            for i in 0..N {
+                let k = test_key(src, i);
+                let amount = 100 + i;
+                txs.push(ledger::bridge_lock(&k, src, 0, AssetId::NATIVE, amount, dest, k.public(), 10_000));
+                *expected.entry((dest, k.public())).or_default() += u128::from(amount);
+            }
+        }
+        let late = test_key(ONE, N);
+        let late_before = balance(&b, ONE, &late.public(), AssetId::NATIVE).await;
+        txs.push(ledger::bridge_lock(&late, ONE, 0, AssetId::NATIVE, 777, TWO, late.public(), 1));
+        for r in b.intake().submit_many(txs).await {
+            r.unwrap();
+        }
+
+        // Kill one relayer once deliveries have begun; restart it a little later.
+        let start = Instant::now();
+        loop {
+            let got = receipts(&b, TWO, ONE).await.len() + receipts(&b, ONE, TWO).await.len();
+            if got > 0 {
+                break;
+            }
+            assert!(start.elapsed() < WITHIN, "no delivery within {WITHIN:?}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        net.kill("bridge-0");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        net.restart("bridge-0");
+        net.wait_ready("bridge-0").await;
+
+        // Every message ends: N delivered each way; the late one timed out and refunded.
+        let start = Instant::now();
+        loop {
+            let to_two = receipts(&b, TWO, ONE).await;
+            let to_one = receipts(&b, ONE, TWO).await;
+            let out = b.all_outbox(ONE, TWO, 0).await.unwrap();
+            let refunded = out.iter().filter(|e| e.refunded_at.is_some()).count();
+            if to_two.len() as u64 == N + 1 && to_one.len() as u64 == N && refunded == 1 {
+                let delivered = to_two.values().filter(|k| **k == ReceiptKind::Delivered).count();
+                assert_eq!(delivered as u64, N);
+                assert!(to_one.values().all(|k| *k == ReceiptKind::Delivered));
+                let late_msg = out.iter().find(|e| e.message.sender == late.public()).unwrap();
+                assert_eq!(to_two[&late_msg.message.sequence], ReceiptKind::TimedOut);
+                assert!(late_msg.refunded_at.is_some());
+                break;
+            }
+            assert!(
+                start.elapsed() < WITHIN,
+                "not all messages ended: {} → 2, {} → 1 received, {refunded} refunded",
+                to_two.len(),
+                to_one.len()
+            );
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+
+        // Balances to the unit: each recipient got its amount once (not twice, for all
+        // the racing and the restart); the late sender has its 777 back.
+        for ((chain, who), amount) in &expected {
+            let origin = if *chain == TWO { ONE } else { TWO };
+            let wrapped = ledger::wrapped_asset_id(origin, AssetId::NATIVE);
+            assert_eq!(balance(&b, *chain, who, wrapped).await, *amount, "{who} on {chain}");
+        }
+        assert_eq!(balance(&b, ONE, &late.public(), AssetId::NATIVE).await, late_before);
+
+        // The supply invariant, through the library and through the CLI.
+        let chains = [ONE, TWO];
+        let mut first = Vec::new();
+        for c in chains {
+            first.push(b.totals(c).await.unwrap());
+        }
+        let mut second = Vec::new();
+        for c in chains {
+            second.push(b.totals(c).await.unwrap());
+        }
+        let report = lamina_bridge_core::audit(&first, &second).unwrap();
+        assert_eq!(report.pairs, 2);
+        endpoint.shutdown().await;
+    });
+    let out = lamina()
+        .args(["bridge", "audit", "--devnet", s(&net.dir)])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("audit: ok"), "{text}");
+}
