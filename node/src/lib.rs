@@ -16,6 +16,7 @@
 //! `anyhow` is used throughout: this is an app, not a library other crates build on.
 
 pub mod bridge_client;
+pub mod bridge_load;
 pub mod bridge_net;
 pub mod cli;
 pub mod client;

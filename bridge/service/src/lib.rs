@@ -69,6 +69,9 @@ pub trait BridgeNet: Send + Sync {
     fn refund_tx(&self, key: &Keypair, nonce: u64, message: &BridgeMessage, proof: Vec<u8>) -> Transaction;
 }
 
+/// Most messages of one channel a round looks at beyond its cursor.
+pub const WINDOW: usize = 8_192;
+
 /// Relayer settings.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -226,6 +229,26 @@ impl<N: BridgeNet> Relayer<N> {
         }
     }
 
+    /// Entries from sequence `from` on, page after page, up to [`WINDOW`] (a channel's
+    /// unfinished messages beyond the cursor are all seen, not just one page).
+    async fn pages<F, Fut>(&self, from: u64, page: F) -> Result<(Height, Vec<Entry>), String>
+    where
+        F: Fn(u64) -> Fut,
+        Fut: Future<Output = Result<(Height, Vec<Entry>), String>>,
+    {
+        let (mut height, mut all) = page(from).await?;
+        while all.len() < WINDOW {
+            let Some(last) = all.last() else { break };
+            let (h, more) = page(last.message.sequence + 1).await?;
+            if more.is_empty() {
+                break;
+            }
+            height = h;
+            all.extend(more);
+        }
+        Ok((height, all))
+    }
+
     /// The index of `chain`'s anchor ending exactly at `at`, if finalized.
     async fn anchor_at(&mut self, chain: ChainId, at: Height) -> Result<Option<u64>, String> {
         if let Some(i) = self.anchors.get(&(chain, at)) {
@@ -272,11 +295,11 @@ impl<N: BridgeNet> Relayer<N> {
                 }
                 let name = channel_name(src, dest);
                 let cursor = self.progress.cursors.get(&name).copied().unwrap_or(0);
-                let (_, outbox) = self.net.outbox(src, dest, cursor).await?;
+                let outbox = self.pages(cursor, |from| self.net.outbox(src, dest, from)).await?.1;
                 if outbox.is_empty() {
                     continue;
                 }
-                let (dest_height, receipts) = self.net.receipts(dest, src, cursor).await?;
+                let (dest_height, receipts) = self.pages(cursor, |from| self.net.receipts(dest, src, from)).await?;
                 let receipts: BTreeMap<u64, Entry> = receipts.into_iter().map(|e| (e.message.sequence, e)).collect();
                 // Anchors the entries' proofs need.
                 let mut src_anchor = HashMap::new();

@@ -1115,7 +1115,7 @@ impl NativeLedger {
 
     /// Checks that `proof` (an [`AnchoredProof`]) shows `key = value` in the state of
     /// `chain` at one of its anchors final before this height.
-    fn verify_anchored(&self, chain: ChainId, proof: &[u8], key: &DataKey, value: &[u8]) -> Result<(), LedgerFailure> {
+    pub fn verify_anchored(&self, chain: ChainId, proof: &[u8], key: &DataKey, value: &[u8]) -> Result<(), LedgerFailure> {
         let p = AnchoredProof::decode(proof).ok_or(LedgerFailure::BridgeProofInvalid)?;
         let anchor = self.env.anchor(chain, p.anchor_index).ok_or(LedgerFailure::AnchorUnknown)?;
         let sp: StateProof =

@@ -95,6 +95,11 @@ pub struct UpArgs {
     /// sub-second latency (see BENCHMARKS.md).
     #[arg(long, default_value_t = 4_000)]
     pub load: u64,
+    /// Share of the built-in load sent as bridge locks (each chain to the next), each
+    /// followed until credited on its destination; the summary adds their latency (lock
+    /// → credited, p50/p99 in ms and log heights) and delivered messages/s per chain.
+    #[arg(long, default_value_t = 0.0)]
+    pub bridge_share: f64,
     /// How long the built-in load runs (then, without --duration, the devnet stops).
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub load_duration: Duration,

@@ -288,7 +288,10 @@ impl Supervisor {
                 }
                 r = async { match load.as_mut() { Some(l) => (&mut l.done).await, None => std::future::pending().await } }, if load_running => {
                     if let Some(l) = load.as_mut() {
-                        l.result = Some(r.unwrap_or_else(|_| Err(anyhow::anyhow!("the load generator thread died"))));
+                        l.result = Some(r.unwrap_or_else(|_| LoadDone {
+                            transfers: Some(Err(anyhow::anyhow!("the load generator thread died"))),
+                            bridge: None,
+                        }));
                     }
                     if duration.is_none() {
                         return "load finished".to_string();
@@ -505,9 +508,17 @@ fn fmt_rate(r: f64) -> String {
 /// its own multi-threaded runtime), against the running network.
 struct BackgroundLoad {
     live: Arc<Mutex<Option<LiveStatus>>>,
-    done: tokio::sync::oneshot::Receiver<anyhow::Result<Results>>,
-    result: Option<anyhow::Result<Results>>,
+    bridge_live: Option<Arc<crate::bridge_load::BridgeLive>>,
+    done: tokio::sync::oneshot::Receiver<LoadDone>,
+    result: Option<LoadDone>,
     rate: u64,
+}
+
+/// What the built-in load produced: the transfer harness's results and the bridge
+/// share's report (each absent when that part did not run).
+struct LoadDone {
+    transfers: Option<anyhow::Result<Results>>,
+    bridge: Option<anyhow::Result<crate::bridge_load::BridgeReport>>,
 }
 
 /// Observer that keeps the latest live status for the supervisor's status line.
@@ -523,6 +534,18 @@ impl BackgroundLoad {
     fn start(st: &DevnetState, a: &UpArgs, dir: &Path) -> anyhow::Result<Self> {
         let handle = crate::load::DevnetHandle::from_state(st)?;
         let chains = handle.genesis.chains.len();
+        let share = a.bridge_share;
+        if !(0.0..=1.0).contains(&share) {
+            anyhow::bail!("--bridge-share must be between 0 and 1");
+        }
+        if share > 0.0 && !handle.genesis.bridge.enabled {
+            anyhow::bail!("--bridge-share needs the bridge (two chains, a settlement node, --bridge >= 1)");
+        }
+        let transfer_rate = (a.load as f64 * (1.0 - share)).round() as u64;
+        let bridge_rate = a.load as f64 * share;
+        // The two parts send from disjoint halves of the funded accounts when both run.
+        let transfer_accounts =
+            if share > 0.0 { a.load_accounts.min(a.funded_accounts / 2) } else { a.load_accounts.min(a.funded_accounts) };
         let spec = BenchSpec {
             name: "devnet-load".into(),
             topologies: TopologySweep {
@@ -532,7 +555,7 @@ impl BackgroundLoad {
                 execution_per_chain: (handle.genesis.execution_nodes.len() / chains.max(1)).max(1),
                 funded_accounts: a.funded_accounts,
             },
-            load: LoadSweep::Fixed { rates: vec![a.load as f64] },
+            load: LoadSweep::Fixed { rates: vec![transfer_rate as f64] },
             point: PointSpec {
                 warmup: Duration::from_secs(2),
                 duration: a.load_duration,
@@ -541,30 +564,73 @@ impl BackgroundLoad {
                 pause_between: Duration::ZERO,
                 ..PointSpec::default()
             },
-            workload: WorkloadSpec { accounts: a.load_accounts.min(a.funded_accounts), ..WorkloadSpec::default() },
+            workload: WorkloadSpec { accounts: transfer_accounts.max(2), ..WorkloadSpec::default() },
             output: OutputSpec { dir: dir.join("load"), plots: true, print_summary: false },
             ..BenchSpec::default()
         };
-        spec.validate().map_err(|e| anyhow::anyhow!("load: {e}"))?;
-        let mut cluster = crate::load::AttachedCluster { state: st.clone(), handle };
+        let genesis = handle.genesis.clone();
         let live = Arc::new(Mutex::new(None));
+        let transfers = if transfer_rate > 0 {
+            spec.validate().map_err(|e| anyhow::anyhow!("load: {e}"))?;
+            let mut cluster = crate::load::AttachedCluster { state: st.clone(), handle };
+            let slot = live.clone();
+            eprintln!(
+                "load: {transfer_rate} signed transfers/s over {chains} chain(s) for {:.0?} (+2 s warm-up), {} accounts per chain",
+                a.load_duration, transfer_accounts
+            );
+            Some(std::thread::Builder::new().name("lamina-load".into()).spawn(move || {
+                run_bench_with(&spec, &crate::load::DevnetFactory, &mut cluster, &mut LiveSlot(slot))
+                    .map_err(anyhow::Error::from)
+            })?)
+        } else {
+            None
+        };
+        let bridge_live = (bridge_rate > 0.0).then(|| Arc::new(crate::bridge_load::BridgeLive::default()));
+        let bridge = match &bridge_live {
+            Some(bl) => {
+                let client_key = crate::keys::read(&st.client_key)?;
+                let bspec = crate::bridge_load::BridgeLoadSpec {
+                    rate: bridge_rate,
+                    duration: a.load_duration + Duration::from_secs(2),
+                    drain: Duration::from_secs(120),
+                    first_account: a.funded_accounts / 2,
+                    accounts: (a.funded_accounts / 2).max(1),
+                };
+                eprintln!(
+                    "load: {bridge_rate:.0} bridge locks/s (each chain to the next) for {:.0?}, followed until credited",
+                    bspec.duration
+                );
+                let bl = bl.clone();
+                Some(std::thread::Builder::new().name("lamina-bridge-load".into()).spawn(move || {
+                    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+                    rt.block_on(crate::bridge_load::run(&genesis, &client_key, &bspec, bl))
+                })?)
+            }
+            None => None,
+        };
         let (tx, done) = tokio::sync::oneshot::channel();
-        let slot = live.clone();
-        std::thread::Builder::new().name("lamina-load".into()).spawn(move || {
-            let r = run_bench_with(&spec, &crate::load::DevnetFactory, &mut cluster, &mut LiveSlot(slot));
-            let _ = tx.send(r.map_err(anyhow::Error::from));
+        std::thread::Builder::new().name("lamina-load-join".into()).spawn(move || {
+            let _ = tx.send(LoadDone { transfers: transfers.map(join_load), bridge: bridge.map(join_load) });
         })?;
-        eprintln!(
-            "load: {} signed transfers/s over {chains} chain(s) for {:.0?} (+2 s warm-up), {} accounts per chain",
-            a.load,
-            a.load_duration,
-            a.load_accounts.min(a.funded_accounts)
-        );
-        Ok(BackgroundLoad { live, done, result: None, rate: a.load })
+        Ok(BackgroundLoad { live, bridge_live, done, result: None, rate: transfer_rate })
     }
 
     /// The live part of the status line.
     fn line(&self) -> String {
+        let bridge = self.bridge_live.as_ref().map_or(String::new(), |b| {
+            format!(
+                " | bridge {} sent, {} credited",
+                b.sent.load(std::sync::atomic::Ordering::Relaxed),
+                b.credited.load(std::sync::atomic::Ordering::Relaxed)
+            )
+        });
+        format!("{}{bridge}", self.transfer_line())
+    }
+
+    fn transfer_line(&self) -> String {
+        if self.rate == 0 {
+            return "bridge load".into();
+        }
         let l = self.live.lock().unwrap_or_else(|e| e.into_inner()).clone();
         match l {
             None => format!("load {} tx/s: preparing", self.rate),
@@ -583,17 +649,40 @@ impl BackgroundLoad {
 
     /// Prints the summary table and where the results are.
     fn report(self, dir: &Path) {
-        match self.result {
+        let Some(done) = self.result else {
+            eprintln!("load interrupted before it finished (no results written)");
+            eprintln!("logs: {}", dir.join("logs").display());
+            return;
+        };
+        match done.transfers {
             Some(Ok(r)) => {
                 print!("{}", r.summary_markdown());
                 eprintln!("results: {}", dir.join("load").join("results.json").display());
                 eprintln!("plots and CSV: {}", dir.join("load").display());
             }
             Some(Err(e)) => eprintln!("load generator failed: {e:#}"),
-            None => eprintln!("load interrupted before it finished (no results written)"),
+            None => {}
+        }
+        match done.bridge {
+            Some(Ok(b)) => {
+                println!("{}", b.line());
+                let path = dir.join("load").join("bridge.json");
+                let written = std::fs::create_dir_all(dir.join("load"))
+                    .and_then(|()| std::fs::write(&path, serde_json::to_vec_pretty(&b).unwrap_or_default()));
+                if written.is_ok() {
+                    eprintln!("bridge results: {}", path.display());
+                }
+            }
+            Some(Err(e)) => eprintln!("bridge load failed: {e:#}"),
+            None => {}
         }
         eprintln!("logs: {}", dir.join("logs").display());
     }
+}
+
+/// A load thread's result (a panic is an error).
+fn join_load<T>(h: std::thread::JoinHandle<anyhow::Result<T>>) -> anyhow::Result<T> {
+    h.join().unwrap_or_else(|_| Err(anyhow::anyhow!("a load thread panicked")))
 }
 
 /// Starts `lamina <module> start --home <home>` with output appended to `log`.
