@@ -19,10 +19,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use lamina_execution_core::StateRead;
 use lamina_execution_core::block::execute_txs;
 use lamina_execution_core::ledger::{self, AssetId, LedgerConfig, NativeLedger};
 use lamina_execution_core::state::AuthenticatedState;
-use lamina_execution_core::StateRead;
 use lamina_interfaces::{AnchorList, AnchoredProof, BridgeMessage, BridgeSpec, FinalizedRoot, StepEnv};
 use lamina_primitives::{ChainId, Digest, Height, Keypair, Transaction};
 
@@ -51,10 +51,8 @@ fn setup(n: u64) -> Setup {
     let src_ledger = NativeLedger::new(config(SRC)).at(StepEnv::without_anchors(Height(1)));
     let senders: Vec<Keypair> =
         (0..MESSAGES as u64).map(|i| Keypair::for_testing(b.spec.funded_test_accounts_seed + i)).collect();
-    let locks: Vec<Transaction> = senders
-        .iter()
-        .map(|k| ledger::bridge_lock(k, SRC, 0, AssetId::NATIVE, 10, DEST, k.public(), 1_000))
-        .collect();
+    let locks: Vec<Transaction> =
+        senders.iter().map(|k| ledger::bridge_lock(k, SRC, 0, AssetId::NATIVE, 10, DEST, k.public(), 1_000)).collect();
     let out = execute_txs(&src_ledger, &src, &locks);
     assert!(out.receipts.iter().all(|r| r.is_success()));
     let root = src.apply(&out.changes, true);

@@ -93,7 +93,12 @@ fn percentile<T: Copy + Ord>(sorted: &[T], p: f64) -> T {
 }
 
 /// Runs the bridge load against the network of `genesis` with `client_key`.
-pub async fn run(genesis: &Genesis, client_key: &Keypair, spec: &BridgeLoadSpec, live: Arc<BridgeLive>) -> anyhow::Result<BridgeReport> {
+pub async fn run(
+    genesis: &Genesis,
+    client_key: &Keypair,
+    spec: &BridgeLoadSpec,
+    live: Arc<BridgeLive>,
+) -> anyhow::Result<BridgeReport> {
     let endpoint = Endpoint::bind(client_key, EndpointConfig::new("127.0.0.1:0".parse()?))
         .context("cannot bind the bridge load's endpoint")?;
     let result = drive(&endpoint, genesis, spec, &live).await;
@@ -101,7 +106,12 @@ pub async fn run(genesis: &Genesis, client_key: &Keypair, spec: &BridgeLoadSpec,
     result
 }
 
-async fn drive(endpoint: &Endpoint, genesis: &Genesis, spec: &BridgeLoadSpec, live: &BridgeLive) -> anyhow::Result<BridgeReport> {
+async fn drive(
+    endpoint: &Endpoint,
+    genesis: &Genesis,
+    spec: &BridgeLoadSpec,
+    live: &BridgeLive,
+) -> anyhow::Result<BridgeReport> {
     let b = NetBridge::register(endpoint, genesis)?;
     b.intake().wait_for_validators(1, Duration::from_secs(30)).await.context("intake unreachable")?;
     let chains: Vec<ChainId> = b.chains();

@@ -1,5 +1,5 @@
 #![allow(clippy::unwrap_used)]
-//! The bridge end to end with real processes: a `devnet up --keep` network of two chains,
+//! The bridge end to end with real processes (B11: adversarial and racing relayers): a `devnet up --keep` network of two chains,
 //! a settlement node and two racing relayers (`lamina bridge start`). Transfers go each
 //! way; one relayer is killed with SIGKILL mid-run and restarted (it resumes from its
 //! persisted cursors) while the other keeps relaying. Every message must be delivered
@@ -47,17 +47,9 @@ async fn receipts(b: &NetBridge, dest: ChainId, source: ChainId) -> BTreeMap<u64
 }
 
 #[test]
-fn racing_relayers_deliver_each_transfer_once_across_a_kill_and_timeouts_are_refunded() {
-    let mut net = Devnet::up(&[
-        "--settlement-window",
-        "4",
-        "--heartbeat",
-        "200ms",
-        "--bridge",
-        "2",
-        "--funded-accounts",
-        "100",
-    ]);
+fn b11_racing_relayers_deliver_each_transfer_once_across_a_kill_and_timeouts_are_refunded() {
+    let mut net =
+        Devnet::up(&["--settlement-window", "4", "--heartbeat", "200ms", "--bridge", "2", "--funded-accounts", "100"]);
     assert!(net.genesis.bridge.enabled);
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     rt.block_on(async {
@@ -148,10 +140,7 @@ fn racing_relayers_deliver_each_transfer_once_across_a_kill_and_timeouts_are_ref
         assert_eq!(report.pairs, 2);
         endpoint.shutdown().await;
     });
-    let out = lamina()
-        .args(["bridge", "audit", "--devnet", s(&net.dir)])
-        .output()
-        .unwrap();
+    let out = lamina().args(["bridge", "audit", "--devnet", s(&net.dir)]).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
     assert!(text.contains("audit: ok"), "{text}");

@@ -1,5 +1,7 @@
-//! Lamina's bridge core: what a relayer decides and what an audit checks, as pure
-//! functions of what the chains and settlement report.
+//! Lamina's bridge core: relayer planning (which receives and refunds are ready) and the cross-chain supply audit.
+//!
+//! What a relayer decides and what an audit checks, as pure functions of what the
+//! chains and settlement report.
 //!
 //! The rules that make the bridge safe are the destination ledger's (proofs against
 //! anchors of settlement's registry, one receipt per message, refunds only against a

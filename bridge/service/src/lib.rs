@@ -1,4 +1,6 @@
-//! The bridge relayer: carries messages between the chains of one network.
+//! The bridge relayer service: relays outbox messages between chains against settlement's anchors, with refunds of timed-out messages.
+//!
+//! It carries messages between the chains of one network.
 //!
 //! A relayer is untrusted and permissionless: it reads each chain's outbox and receipts
 //! from execution nodes and the anchors from settlement, and submits receives (and
@@ -23,10 +25,12 @@
 //!
 //! # Observability
 //!
-//! Metrics: `lamina_bridge_pending_messages`, `lamina_bridge_oldest_pending_heights`,
-//! `lamina_bridge_submitted_total{kind}`, `lamina_bridge_delivered_total`,
-//! `lamina_bridge_refunded_total`. Health: `reachable` (every chain answered in the last
-//! round).
+//! Metrics: `lamina_bridge_pending_messages` (open messages seen in the last round),
+//! `lamina_bridge_oldest_pending_heights` (destination height minus the lock height of
+//! the oldest open message), `lamina_bridge_submitted_total{kind="receive"|"refund"}`,
+//! `lamina_bridge_finished_total` (messages delivered, or timed out and refunded, as
+//! the cursors pass them). Health: `reachable` (every chain answered in the last round);
+//! status `bridge_pending`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -171,6 +175,8 @@ pub struct Relayer<N: BridgeNet> {
     nonces: HashMap<ChainId, u64>,
     /// Anchor index per (chain, exact `to` height), once found.
     anchors: HashMap<(ChainId, Height), u64>,
+    /// Each chain's newest anchored height, read once per round.
+    newest: HashMap<ChainId, Height>,
     stats: Stats,
 }
 
@@ -196,6 +202,7 @@ impl<N: BridgeNet> Relayer<N> {
             in_flight: HashMap::new(),
             nonces: HashMap::new(),
             anchors: HashMap::new(),
+            newest: HashMap::new(),
             stats: Stats::default(),
         })
     }
@@ -254,6 +261,18 @@ impl<N: BridgeNet> Relayer<N> {
         if let Some(i) = self.anchors.get(&(chain, at)) {
             return Ok(Some(*i));
         }
+        // Cut heights above the chain's newest anchor are not final yet: no query.
+        let newest = match self.newest.get(&chain) {
+            Some(n) => *n,
+            None => {
+                let n = self.net.anchor(chain, Height(u64::MAX)).await?.map_or(Height(0), |a| a.to);
+                self.newest.insert(chain, n);
+                n
+            }
+        };
+        if at > newest {
+            return Ok(None);
+        }
         match self.net.anchor(chain, at).await? {
             Some(a) if a.to == at => {
                 self.anchors.insert((chain, at), a.index);
@@ -265,6 +284,7 @@ impl<N: BridgeNet> Relayer<N> {
 
     /// One pass over every channel; returns the number of transactions submitted.
     pub async fn round(&mut self) -> Result<usize, String> {
+        self.newest.clear();
         let chains = self.net.chains();
         let sources: Vec<ChainId> = if self.config.chains.is_empty() {
             chains.clone()
@@ -353,6 +373,27 @@ impl<N: BridgeNet> Relayer<N> {
         self.submit(actions).await
     }
 
+    /// Submits `txs`, retrying the refused ones (same bytes, so the same nonces) a few
+    /// times: a refusal (intake busy, a validator unreachable) would otherwise leave a
+    /// nonce gap that makes every later transaction of this key wait for a resync.
+    async fn submit_retrying(&self, txs: Vec<Transaction>) -> Vec<Result<(), String>> {
+        let mut outcomes = self.net.submit(txs.clone()).await;
+        let mut pause = Duration::from_millis(20);
+        for _ in 0..4 {
+            let refused: Vec<usize> = (0..outcomes.len()).filter(|i| outcomes[*i].is_err()).collect();
+            if refused.is_empty() {
+                break;
+            }
+            tokio::time::sleep(pause).await;
+            pause *= 2;
+            let again = self.net.submit(refused.iter().map(|i| txs[*i].clone()).collect()).await;
+            for (i, r) in refused.into_iter().zip(again) {
+                outcomes[i] = r;
+            }
+        }
+        outcomes
+    }
+
     /// Signs and submits `actions`, grouped by the chain they go to.
     async fn submit(&mut self, actions: Vec<(ChainId, ChainId, Action)>) -> Result<usize, String> {
         let mut by_chain: BTreeMap<ChainId, Vec<(ChainId, ChainId, Action)>> = BTreeMap::new();
@@ -385,7 +426,7 @@ impl<N: BridgeNet> Relayer<N> {
                 keys.push(((src, dest, seq), kind));
             }
             let n = txs.len();
-            let outcomes = self.net.submit(txs).await;
+            let outcomes = self.submit_retrying(txs).await;
             let now = Instant::now();
             let mut accepted = 0u64;
             for ((key, kind), outcome) in keys.into_iter().zip(outcomes) {

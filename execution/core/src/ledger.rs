@@ -444,6 +444,13 @@ impl Reader<'_> {
     }
 }
 
+/// True if `tx` is a bridge receive or refund: the only calls that read the step's
+/// anchors ([`StepEnv::anchor`]). A step without them executes identically with any
+/// anchor view, so a driver need not wait for settlement's registry to cover it.
+pub fn reads_anchors(tx: &Transaction) -> bool {
+    matches!(tx.payload.first(), Some(&(op::BRIDGE_RECEIVE | op::BRIDGE_REFUND)))
+}
+
 /// Largest accepted bridge proof.
 pub const MAX_BRIDGE_PROOF: usize = 64 << 10;
 
@@ -1115,7 +1122,13 @@ impl NativeLedger {
 
     /// Checks that `proof` (an [`AnchoredProof`]) shows `key = value` in the state of
     /// `chain` at one of its anchors final before this height.
-    pub fn verify_anchored(&self, chain: ChainId, proof: &[u8], key: &DataKey, value: &[u8]) -> Result<(), LedgerFailure> {
+    pub fn verify_anchored(
+        &self,
+        chain: ChainId,
+        proof: &[u8],
+        key: &DataKey,
+        value: &[u8],
+    ) -> Result<(), LedgerFailure> {
         let p = AnchoredProof::decode(proof).ok_or(LedgerFailure::BridgeProofInvalid)?;
         let anchor = self.env.anchor(chain, p.anchor_index).ok_or(LedgerFailure::AnchorUnknown)?;
         let sp: StateProof =

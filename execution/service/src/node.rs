@@ -262,9 +262,11 @@ impl ExecutionNode {
         self.anchors = Some(registry);
     }
 
-    /// The anchor view for height `height`, waiting until the registry covers it.
-    async fn anchors_for(&self, height: Height) -> Result<Arc<dyn AnchorView>, Error> {
-        if !self.ledger.config().bridge.enabled {
+    /// The anchor view for height `height`, waiting until the registry covers it when
+    /// the height's transactions read anchors (bridge receives and refunds); other
+    /// heights execute the same with any view, so they never wait.
+    async fn anchors_for(&self, height: Height, txs: &[Transaction]) -> Result<Arc<dyn AnchorView>, Error> {
+        if !self.ledger.config().bridge.enabled || !txs.iter().any(lamina_execution_core::ledger::reads_anchors) {
             return Ok(Arc::new(NoAnchors));
         }
         let Some(reg) = &self.anchors else {
@@ -325,7 +327,7 @@ impl ExecutionNode {
         }
         let Fetched { txs, data_roots } = fetched;
         let height = block.height();
-        let anchors = self.anchors_for(height).await?;
+        let anchors = self.anchors_for(height, &txs).await?;
         let (shared, store, pool, ledger) =
             (self.shared.clone(), self.store.clone(), self.pool.clone(), self.ledger.clone());
         let record = tokio::task::spawn_blocking(move || -> Result<BlockRecord, Error> {

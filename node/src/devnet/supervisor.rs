@@ -544,8 +544,11 @@ impl BackgroundLoad {
         let transfer_rate = (a.load as f64 * (1.0 - share)).round() as u64;
         let bridge_rate = a.load as f64 * share;
         // The two parts send from disjoint halves of the funded accounts when both run.
-        let transfer_accounts =
-            if share > 0.0 { a.load_accounts.min(a.funded_accounts / 2) } else { a.load_accounts.min(a.funded_accounts) };
+        let transfer_accounts = if share > 0.0 {
+            a.load_accounts.min(a.funded_accounts / 2)
+        } else {
+            a.load_accounts.min(a.funded_accounts)
+        };
         let spec = BenchSpec {
             name: "devnet-load".into(),
             topologies: TopologySweep {
