@@ -183,22 +183,34 @@ pub fn context(g: &Arc<Genesis>, i: usize, dir: &Path) -> NodeContext {
 
 /// Starts validator `i` on its genesis address.
 pub async fn start(g: &Arc<Genesis>, i: usize, dir: &Path, config: Config, da: TestDa) -> Validator {
-    let ctx = context(g, i, dir);
-    // A stopped validator's socket is released once quinn has drained its connections
-    // (a few hundred ms): retry the bind for a while.
+    // A restarted validator's ports may still be held for a moment: its QUIC socket
+    // until quinn has drained its connections (a few hundred ms), its HTTP port by a
+    // closing connection or a short-lived socket of a test running beside it. Retry
+    // both binds for a while instead of failing the test on a port race.
     let mut tries = 0;
-    let endpoint = loop {
-        match Endpoint::bind(&ctx.keypair, EndpointConfig::new(g.validators[i].addr)) {
-            Ok(e) => break e,
+    loop {
+        let ctx = context(g, i, dir);
+        let endpoint = match Endpoint::bind(&ctx.keypair, EndpointConfig::new(g.validators[i].addr)) {
+            Ok(e) => e,
             Err(e) if tries < 100 => {
                 tries += 1;
                 let _ = e;
                 tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
             }
             Err(e) => panic!("cannot bind validator {i}: {e}"),
+        };
+        match lamina_consensus_service::start(endpoint, ctx, config.clone(), da.clone()).await {
+            Ok(v) => return v,
+            Err(lamina_consensus_service::Error::Http { source, .. })
+                if source.kind() == std::io::ErrorKind::AddrInUse && tries < 100 =>
+            {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("cannot start validator {i}: {e}"),
         }
-    };
-    lamina_consensus_service::start(endpoint, ctx, config, da).await.unwrap()
+    }
 }
 
 /// Signed transactions from a few senders across both chains.
