@@ -267,8 +267,11 @@ impl Poller {
                 let mut items = Vec::new();
                 let mut from = *c;
                 while let Ok((_, page)) = b.receipts(*dest, *src, from).await {
-                    let Some(last) = page.last() else { break };
-                    from = last.message.sequence + 1;
+                    if page.first().is_none_or(|e| e.message.sequence < from) {
+                        break;
+                    }
+                    let Some(next) = page.last().and_then(|l| l.message.sequence.checked_add(1)) else { break };
+                    from = next;
                     items.extend(page);
                 }
                 for e in items {

@@ -19,6 +19,9 @@ use lamina_primitives::{ChainId, Height, Keypair, NodeId, PublicKey, Transaction
 use lamina_settlement_service::client::SettlementClient;
 use lamina_settlement_service::query::{SettlementRequest, SettlementResponse};
 
+/// Most entries [`NetBridge::all_outbox`] lists.
+pub const MAX_LISTED: usize = 1_000_000;
+
 /// How long one query may take.
 const TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -143,14 +146,21 @@ impl NetBridge {
         }
     }
 
-    /// Every outbound message of `chain` to `dest` from `from` on (all pages).
+    /// Outbound messages of `chain` to `dest` from `from` on, page after page, at most
+    /// [`MAX_LISTED`] (every page must move forward).
     pub async fn all_outbox(&self, chain: ChainId, dest: ChainId, from: u64) -> Result<Vec<Entry>, String> {
-        let mut out = Vec::new();
+        let mut out: Vec<Entry> = Vec::new();
         let mut at = from;
-        loop {
+        while out.len() < MAX_LISTED {
             let (_, page) = self.items(chain, QueryRequest::BridgeOutbox(dest, at)).await?;
-            let Some(last) = page.last() else { break };
-            at = last.message.sequence + 1;
+            if page.first().is_none_or(|e| e.message.sequence < at) {
+                break;
+            }
+            let Some(next) = page.last().and_then(|l| l.message.sequence.checked_add(1)) else {
+                out.extend(page);
+                break;
+            };
+            at = next;
             out.extend(page);
         }
         Ok(out)

@@ -80,7 +80,10 @@ pub struct Plan {
 
 /// Decides what to submit for a channel.
 ///
-/// * `outbox`: the source's messages to `dest` from some cursor on, in sequence order;
+/// * `cursor`: the lowest sequence not known to be finished; the returned
+///   [`Plan::cursor`] moves past a message only if every message from `cursor` up to it
+///   is listed and finished (a gap in the listing never moves it);
+/// * `outbox`: the source's messages to `dest` from `cursor` on, in sequence order;
 /// * `receipts`: the destination's receipts of messages from the source, by sequence;
 /// * `source_anchor(h)` / `dest_anchor(h)`: the index of the finalized anchor of that
 ///   chain whose range ends exactly at `h`, if any (a proof made at cut `h` verifies
@@ -93,13 +96,14 @@ pub struct Plan {
 /// receipt's proof anchored). Receives are submitted even after the timeout: the
 /// destination then records the timeout that the refund needs.
 pub fn plan_channel(
+    cursor: u64,
     outbox: &[Entry],
     receipts: &BTreeMap<u64, Entry>,
     source_anchor: impl Fn(Height) -> Option<u64>,
     dest_anchor: impl Fn(Height) -> Option<u64>,
     in_flight: impl Fn(u64) -> bool,
 ) -> Plan {
-    let mut plan = Plan { cursor: outbox.first().map_or(0, |e| e.message.sequence), ..Plan::default() };
+    let mut plan = Plan { cursor, ..Plan::default() };
     let mut finished_prefix = true;
     for e in outbox {
         let seq = e.message.sequence;
@@ -110,8 +114,10 @@ pub fn plan_channel(
             None => false,
         };
         if finished {
-            if finished_prefix {
-                plan.cursor = seq + 1;
+            if finished_prefix && seq == plan.cursor {
+                plan.cursor = seq.saturating_add(1);
+            } else {
+                finished_prefix = false;
             }
             continue;
         }
@@ -264,15 +270,17 @@ pub fn audit(first: &[ChainTotals], second: &[ChainTotals]) -> Result<AuditRepor
         let h1 = get(first, home, (away, home, asset));
         let a1 = get(first, away, (home, home, asset));
         let expected = h2.out.saturating_sub(h2.inflow).saturating_sub(h2.refunded);
-        if h2.out < h2.inflow + h2.refunded || h2.escrow != expected {
+        if h2.out < h2.inflow.saturating_add(h2.refunded) || h2.escrow != expected {
             bad.push(Violation::Escrow { home, away, asset, escrow: h2.escrow, expected });
         }
-        let supply = a2.minted as i128 - a2.burned as i128;
-        let expected = a2.inflow as i128 + a2.refunded as i128 - a2.out as i128;
+        // Counters are u128 read from the network: compare without overflow.
+        let wide = |v: u128| i128::try_from(v).unwrap_or(i128::MAX);
+        let supply = wide(a2.minted).saturating_sub(wide(a2.burned));
+        let expected = wide(a2.inflow).saturating_add(wide(a2.refunded)).saturating_sub(wide(a2.out));
         if supply != expected {
             bad.push(Violation::Supply { home, away, asset, supply, expected });
         }
-        if a1.inflow + h2.refunded > h2.out {
+        if a1.inflow.saturating_add(h2.refunded) > h2.out {
             bad.push(Violation::Overdrawn {
                 from: home,
                 to: away,
@@ -283,7 +291,7 @@ pub fn audit(first: &[ChainTotals], second: &[ChainTotals]) -> Result<AuditRepor
                 sent: h2.out,
             });
         }
-        if h1.inflow + a2.refunded > a2.out {
+        if h1.inflow.saturating_add(a2.refunded) > a2.out {
             bad.push(Violation::Overdrawn {
                 from: away,
                 to: home,
@@ -294,8 +302,8 @@ pub fn audit(first: &[ChainTotals], second: &[ChainTotals]) -> Result<AuditRepor
                 sent: a2.out,
             });
         }
-        report.escrowed += h2.escrow;
-        report.wrapped += u128::try_from(supply.max(0)).unwrap_or(0);
+        report.escrowed = report.escrowed.saturating_add(h2.escrow);
+        report.wrapped = report.wrapped.saturating_add(u128::try_from(supply.max(0)).unwrap_or(0));
     }
     if bad.is_empty() { Ok(report) } else { Err(bad) }
 }
@@ -344,7 +352,7 @@ mod tests {
                 .collect();
         let anchors = |h: Height| (h == Height(10)).then_some(7);
         let dest = |h: Height| (h == Height(30)).then_some(2);
-        let plan = plan_channel(&outbox, &receipts, anchors, dest, |_| false);
+        let plan = plan_channel(0, &outbox, &receipts, anchors, dest, |_| false);
         assert_eq!(plan.cursor, 1, "0 is delivered, 1 is not");
         let kinds: Vec<_> = plan
             .actions
@@ -364,7 +372,10 @@ mod tests {
         assert_eq!(plan.open[&2], Waiting::NotFinal);
         assert_eq!(plan.open[&3], Waiting::Unproven);
         // In flight: nothing resubmitted.
-        assert!(plan_channel(&outbox, &receipts, anchors, dest, |_| true).actions.is_empty());
+        assert!(plan_channel(0, &outbox, &receipts, anchors, dest, |_| true).actions.is_empty());
+        // A listing that starts above the cursor (an entry missing) never moves it.
+        let d = receipts.clone();
+        assert_eq!(plan_channel(0, &outbox[1..], &d, anchors, dest, |_| false).cursor, 0);
     }
 
     #[test]
@@ -372,7 +383,7 @@ mod tests {
         let mut o = out(0, Some(10));
         o.refunded_at = Some(Height(50));
         let receipts: BTreeMap<u64, Entry> = [receipt(0, ReceiptKind::TimedOut, Some(30))].into_iter().collect();
-        let plan = plan_channel(&[o, out(1, None)], &receipts, |_| Some(0), |_| Some(0), |_| false);
+        let plan = plan_channel(0, &[o, out(1, None)], &receipts, |_| Some(0), |_| Some(0), |_| false);
         assert_eq!(plan.cursor, 1);
         assert!(plan.actions.is_empty());
     }

@@ -245,9 +245,10 @@ impl<N: BridgeNet> Relayer<N> {
     {
         let (mut height, mut all) = page(from).await?;
         while all.len() < WINDOW {
-            let Some(last) = all.last() else { break };
-            let (h, more) = page(last.message.sequence + 1).await?;
-            if more.is_empty() {
+            let Some(next) = all.last().and_then(|l| l.message.sequence.checked_add(1)) else { break };
+            let (h, more) = page(next).await?;
+            // A page must move forward (a node answering the same page again ends it).
+            if more.first().is_none_or(|e| e.message.sequence < next) {
                 break;
             }
             height = h;
@@ -344,6 +345,7 @@ impl<N: BridgeNet> Relayer<N> {
                 }
                 let in_flight = &self.in_flight;
                 let plan = plan_channel(
+                    cursor,
                     &outbox,
                     &receipts,
                     |h| src_anchor.get(&h).copied(),

@@ -655,6 +655,9 @@ mod failure {
         /// The network's genesis does not enable the bridge (failure).
         #[error("bridge not enabled")]
         BridgeDisabled,
+        /// A wrapped asset cannot be burned; it leaves by going home (failure).
+        #[error("wrapped assets cannot be burned")]
+        WrappedBurn,
     }
 }
 
@@ -692,6 +695,7 @@ impl LedgerFailure {
             LedgerFailure::NotGuardian => "not_guardian",
             LedgerFailure::WrongChannel => "wrong_channel",
             LedgerFailure::BridgeDisabled => "bridge_disabled",
+            LedgerFailure::WrappedBurn => "wrapped_burn",
         }
     }
 }
@@ -720,6 +724,7 @@ impl FailureCode for LedgerFailure {
             LedgerFailure::NotGuardian => 19,
             LedgerFailure::WrongChannel => 20,
             LedgerFailure::BridgeDisabled => 21,
+            LedgerFailure::WrappedBurn => 22,
         }
     }
 }
@@ -976,7 +981,11 @@ impl StateMachine for NativeLedger {
                 Ok(())
             }
             Call::Burn { asset, amount } => {
-                Self::require_asset(state, *asset)?;
+                // A wrapped asset leaves only by going home (a lock to its origin), so
+                // the wrapped supply always matches the bridge counters.
+                if Self::require_asset(state, *asset)?.is_some_and(|i| i.kind == AssetKind::Wrapped) {
+                    return Err(LedgerFailure::WrappedBurn);
+                }
                 if !state.debit(&balance_key(me, *asset), u128::from(*amount)) {
                     return Err(LedgerFailure::InsufficientBalance);
                 }

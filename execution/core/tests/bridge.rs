@@ -567,12 +567,12 @@ fn b1_ronin_a_forged_anchor_mints_at_most_the_rate_limit() {
     // wrote. Each forged message verifies; the inflow limit still caps the loss per
     // window, and the audit (`lamina_bridge_core::audit`) flags the credit as
     // delivered > sent.
-    let spec = BridgeSpec { inflow_limit: 500, window_heights: 1_000, ..BridgeSpec::default() };
+    let spec = BridgeSpec { inflow_limit: 250, window_heights: 1_000, ..BridgeSpec::default() };
     let mut net = Net::new(spec);
-    // A forged source state with ten 400-unit messages to AWAY.
+    // A forged source state with ten 100-unit messages to AWAY.
     let mut forged = Net::new(BridgeSpec::default());
     for _ in 0..10 {
-        forged.lock(HOME, 0, AssetId::NATIVE, 400, AWAY, 1_000);
+        assert_eq!(forged.lock(HOME, 0, AssetId::NATIVE, 100, AWAY, 1_000), Status::Success);
     }
     let index = forged.finalize(HOME);
     let root = forged.root(HOME);
@@ -583,11 +583,11 @@ fn b1_ronin_a_forged_anchor_mints_at_most_the_rate_limit() {
         let m = forged.outbox(HOME, AWAY, seq);
         let p = forged.prove(HOME, index, &forged.okey(HOME, AWAY, seq));
         if net.receive(m, p) == Status::Success {
-            credited += 400;
+            credited += 100;
         }
     }
-    assert_eq!(credited, 400, "one message fits the 500 limit, the second would exceed it");
-    assert_eq!(net.bal(AWAY, 1, wrapped()), 400);
+    assert_eq!(credited, 200, "two messages fit the 250 limit, the third would exceed it");
+    assert_eq!(net.bal(AWAY, 1, wrapped()), 200);
 }
 
 #[test]
@@ -606,4 +606,16 @@ fn oversize_and_malformed_payloads_are_rejected_without_effect() {
     let s = net.run(AWAY, &[Transaction::new_signed(&k, AWAY, 0, payload)]);
     assert_eq!(s[0], Status::Rejected(LedgerFailure::Malformed));
     assert_eq!(net.root(AWAY), root, "rejections change nothing");
+}
+
+#[test]
+fn a_wrapped_asset_leaves_only_by_going_home() {
+    let mut net = Net::new(BridgeSpec::default());
+    net.lock(HOME, 0, AssetId::NATIVE, 40, AWAY, 100);
+    assert_eq!(net.relay(HOME, AWAY, 0), Status::Success);
+    let k = net.keys[1].clone();
+    let n = net.nonce(AWAY, 1);
+    let s = net.run(AWAY, &[ledger::burn(&k, AWAY, n, wrapped(), 10)]);
+    assert_eq!(s[0], failed(LedgerFailure::WrappedBurn));
+    assert_eq!(net.bal(AWAY, 1, wrapped()), 40);
 }

@@ -131,8 +131,7 @@ impl BridgeIndex {
     /// Outbound messages to `dest` from sequence `from` on, at most `max`, as query items.
     pub fn outbox_items(&self, dest: ChainId, from: u64, max: usize) -> Vec<BridgeItem> {
         self.outbox
-            .range((dest, from)..(ChainId(dest.0.saturating_add(1)), 0))
-            .filter(|((d, _), _)| *d == dest)
+            .range((dest, from)..=(dest, u64::MAX))
             .take(max)
             .map(|((_, seq), e)| BridgeItem {
                 message: e.message.encode().to_vec(),
@@ -147,8 +146,7 @@ impl BridgeIndex {
     /// Receipts of messages from `source` from sequence `from` on, at most `max`.
     pub fn inbound_items(&self, source: ChainId, from: u64, max: usize) -> Vec<BridgeItem> {
         self.inbound
-            .range((source, from)..(ChainId(source.0.saturating_add(1)), 0))
-            .filter(|((s, _), _)| *s == source)
+            .range((source, from)..=(source, u64::MAX))
             .take(max)
             .map(|((_, seq), (kind, e))| BridgeItem {
                 message: e.message.encode().to_vec(),

@@ -265,7 +265,12 @@ impl ExecutionNode {
     /// The anchor view for height `height`, waiting until the registry covers it when
     /// the height's transactions read anchors (bridge receives and refunds); other
     /// heights execute the same with any view, so they never wait.
-    async fn anchors_for(&self, height: Height, txs: &[Transaction]) -> Result<Arc<dyn AnchorView>, Error> {
+    async fn anchors_for(
+        &self,
+        height: Height,
+        txs: &[Transaction],
+        shutdown: &CancellationToken,
+    ) -> Result<Arc<dyn AnchorView>, Error> {
         if !self.ledger.config().bridge.enabled || !txs.iter().any(lamina_execution_core::ledger::reads_anchors) {
             return Ok(Arc::new(NoAnchors));
         }
@@ -275,9 +280,21 @@ impl ExecutionNode {
             ));
         };
         let mut wait = Duration::from_millis(1);
+        let started = std::time::Instant::now();
+        let mut warned = 0u64;
         while reg.applied().0 + 1 < height.0 {
-            tokio::time::sleep(wait).await;
+            tokio::select! {
+                _ = shutdown.cancelled() => {
+                    return Err(Error::Internal("stopped while waiting for the anchor registry".into()));
+                }
+                _ = tokio::time::sleep(wait) => {}
+            }
             wait = (wait * 2).min(Duration::from_millis(20));
+            let secs = started.elapsed().as_secs();
+            if secs >= 10 * (warned + 1) {
+                warned += 1;
+                tracing::warn!(target: "lamina::execution", %height, registry = %reg.applied(), waited_s = secs, "height with bridge receives waits for the anchor registry");
+            }
         }
         let view: Arc<dyn AnchorView> = reg.clone();
         Ok(view)
@@ -312,12 +329,17 @@ impl ExecutionNode {
             return Err(Error::Log(format!("got height {}, expected {expected}", block.height())));
         }
         let fetched = fetch_block(&self.fetch, block, da, shutdown).await?;
-        self.commit(block, fetched).await
+        self.commit(block, fetched, shutdown).await
     }
 
     /// Verifies and executes `block` with its fetched inputs, persists durably,
     /// publishes, and advances the claim chain.
-    async fn commit(&mut self, block: &FinalizedBlock, fetched: Fetched) -> Result<BlockRecord, Error> {
+    async fn commit(
+        &mut self,
+        block: &FinalizedBlock,
+        fetched: Fetched,
+        shutdown: &CancellationToken,
+    ) -> Result<BlockRecord, Error> {
         let expected = self.height().next();
         if block.height() != expected {
             return Err(Error::Log(format!("got height {}, expected {expected}", block.height())));
@@ -327,7 +349,7 @@ impl ExecutionNode {
         }
         let Fetched { txs, data_roots } = fetched;
         let height = block.height();
-        let anchors = self.anchors_for(height, &txs).await?;
+        let anchors = self.anchors_for(height, &txs, shutdown).await?;
         let (shared, store, pool, ledger) =
             (self.shared.clone(), self.store.clone(), self.pool.clone(), self.ledger.clone());
         let record = tokio::task::spawn_blocking(move || -> Result<BlockRecord, Error> {
@@ -514,7 +536,7 @@ impl ExecutionNode {
                     Some(Err(e)) => return Err(e),
                     None => return Err(Error::Internal("prefetch ended early".into())),
                 };
-                let record = match self.commit(block, data).await {
+                let record = match self.commit(block, data, shutdown).await {
                     Err(Error::Internal(m)) if shutdown.is_cancelled() => {
                         tracing::info!(target: "lamina::execution", reason = %m, "stopped mid-block");
                         return Ok(());

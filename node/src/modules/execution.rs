@@ -160,7 +160,10 @@ fn anchor_registry(
     tokio::spawn(async move {
         let health = sctx.health.clone();
         if let Err(e) = follower.follow(&log, &da, None, &health, &shutdown).await {
-            tracing::error!(target: "lamina::execution", error = %e, "anchor registry stopped; bridge receives wait");
+            // Heights with bridge receives cannot execute without it: stop the node
+            // loudly rather than let it wait forever.
+            tracing::error!(target: "lamina::execution", error = %e, "anchor registry stopped; stopping the execution node");
+            shutdown.cancel();
         }
         if let Err(e) = follower.close() {
             tracing::warn!(target: "lamina::execution", error = %e, "anchor registry store not closed cleanly");
