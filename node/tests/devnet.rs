@@ -130,11 +130,11 @@ fn devnet_comes_up_ready_and_stops_cleanly_on_sigterm() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("net");
     // The default shape: 4 validators, 4 DA nodes, 2 chains with one execution node each,
-    // one settlement node.
+    // one settlement node, one bridge relayer.
     let (mut child, out) = up(&dir, &[]);
     let st = wait_ready(&dir, &mut child, &out);
     let nodes = st["nodes"].as_array().unwrap().clone();
-    assert_eq!(nodes.len(), 11);
+    assert_eq!(nodes.len(), 12);
 
     for n in &nodes {
         let admin = n["admin"].as_str().unwrap();
@@ -168,7 +168,7 @@ fn devnet_comes_up_ready_and_stops_cleanly_on_sigterm() {
     let table = lamina().args(["devnet", "status", "--dir", s(&dir)]).output().unwrap();
     assert!(table.status.success(), "{}", String::from_utf8_lossy(&table.stderr));
     let table = String::from_utf8(table.stdout).unwrap();
-    assert_eq!(table.lines().filter(|l| l.contains(" running ") && l.contains(" yes ")).count(), 11, "{table}");
+    assert_eq!(table.lines().filter(|l| l.contains(" running ") && l.contains(" yes ")).count(), 12, "{table}");
 
     // SIGTERM: every node stops cleanly, `up` exits 0, nothing is left behind.
     let node_pids = pids(&st);
@@ -176,7 +176,7 @@ fn devnet_comes_up_ready_and_stops_cleanly_on_sigterm() {
     let status = wait_exit(&mut child, &out);
     let output = std::fs::read_to_string(&out).unwrap();
     assert!(status.success(), "devnet up: {status}\n{output}");
-    assert!(output.contains("stopped 11 nodes: 11 exited cleanly"), "{output}");
+    assert!(output.contains("stopped 12 nodes: 12 exited cleanly"), "{output}");
     for pid in node_pids {
         assert!(!alive(pid), "node process {pid} outlived the devnet");
     }
@@ -245,7 +245,7 @@ fn kept_devnet_is_inspected_and_stopped_by_down() {
     assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stdout));
     let json = lamina().args(["devnet", "status", "--dir", s(&dir), "--json"]).output().unwrap();
     let docs: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
-    assert_eq!(docs.as_array().unwrap().len(), 5);
+    assert_eq!(docs.as_array().unwrap().len(), 6);
     assert!(docs.as_array().unwrap().iter().all(|d| d["status"]["ready"] == true), "{docs}");
 
     let down = lamina().args(["devnet", "down", "--dir", s(&dir)]).output().unwrap();
