@@ -149,6 +149,15 @@ impl Progress {
     }
 }
 
+/// What one channel's pass produced.
+#[derive(Debug, Default)]
+struct ChannelRound {
+    actions: Vec<Action>,
+    open: u64,
+    oldest: Option<u64>,
+    moved: bool,
+}
+
 /// Counters of one relayer (also exported as metrics).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Stats {
@@ -309,61 +318,24 @@ impl<N: BridgeNet> Relayer<N> {
         let mut pending = 0u64;
         let mut oldest: Option<u64> = None;
         let mut moved = false;
+        // A chain that does not answer stops only its own channels.
+        let mut errors = Vec::new();
         for &src in &sources {
             for &dest in &chains {
                 if src == dest {
                     continue;
                 }
-                let name = channel_name(src, dest);
-                let cursor = self.progress.cursors.get(&name).copied().unwrap_or(0);
-                let outbox = self.pages(cursor, |from| self.net.outbox(src, dest, from)).await?.1;
-                if outbox.is_empty() {
-                    continue;
-                }
-                let (dest_height, receipts) = self.pages(cursor, |from| self.net.receipts(dest, src, from)).await?;
-                let receipts: BTreeMap<u64, Entry> = receipts.into_iter().map(|e| (e.message.sequence, e)).collect();
-                // Anchors the entries' proofs need.
-                let mut src_anchor = HashMap::new();
-                let mut dest_anchor = HashMap::new();
-                for e in &outbox {
-                    match receipts.get(&e.message.sequence) {
-                        Some(r) => {
-                            if let Some((at, _)) = r.proof
-                                && let Some(i) = self.anchor_at(dest, at).await?
-                            {
-                                dest_anchor.insert(at, i);
-                            }
+                match self.channel(src, dest).await {
+                    Ok(c) => {
+                        moved |= c.moved;
+                        pending += c.open;
+                        if let Some(age) = c.oldest {
+                            oldest = Some(oldest.map_or(age, |o| o.max(age)));
                         }
-                        None => {
-                            if let Some((at, _)) = e.proof
-                                && let Some(i) = self.anchor_at(src, at).await?
-                            {
-                                src_anchor.insert(at, i);
-                            }
-                        }
+                        actions.extend(c.actions.into_iter().map(|a| (src, dest, a)));
                     }
+                    Err(e) => errors.push(format!("channel {src} → {dest}: {e}")),
                 }
-                let in_flight = &self.in_flight;
-                let plan = plan_channel(
-                    cursor,
-                    &outbox,
-                    &receipts,
-                    |h| src_anchor.get(&h).copied(),
-                    |h| dest_anchor.get(&h).copied(),
-                    |seq| in_flight.contains_key(&(src, dest, seq)),
-                );
-                if plan.cursor != cursor {
-                    self.stats.finished += plan.cursor - cursor;
-                    metrics::counter!("lamina_bridge_finished_total").increment(plan.cursor - cursor);
-                    self.progress.cursors.insert(name, plan.cursor);
-                    moved = true;
-                }
-                pending += plan.open.len() as u64;
-                for e in outbox.iter().filter(|e| plan.open.contains_key(&e.message.sequence)) {
-                    let age = dest_height.0.saturating_sub(e.written_at.0);
-                    oldest = Some(oldest.map_or(age, |o| o.max(age)));
-                }
-                actions.extend(plan.actions.into_iter().map(|a| (src, dest, a)));
             }
         }
         if moved {
@@ -372,7 +344,65 @@ impl<N: BridgeNet> Relayer<N> {
         self.stats.pending = pending;
         metrics::gauge!("lamina_bridge_pending_messages").set(pending as f64);
         metrics::gauge!("lamina_bridge_oldest_pending_heights").set(oldest.unwrap_or(0) as f64);
-        self.submit(actions).await
+        let sent = self.submit(actions).await?;
+        if errors.is_empty() { Ok(sent) } else { Err(errors.join("; ")) }
+    }
+
+    /// Reads and plans one channel.
+    async fn channel(&mut self, src: ChainId, dest: ChainId) -> Result<ChannelRound, String> {
+        let name = channel_name(src, dest);
+        let cursor = self.progress.cursors.get(&name).copied().unwrap_or(0);
+        let outbox = self.pages(cursor, |from| self.net.outbox(src, dest, from)).await?.1;
+        if outbox.is_empty() {
+            return Ok(ChannelRound::default());
+        }
+        let (dest_height, receipts) = self.pages(cursor, |from| self.net.receipts(dest, src, from)).await?;
+        let receipts: BTreeMap<u64, Entry> = receipts.into_iter().map(|e| (e.message.sequence, e)).collect();
+        // Anchors the entries' proofs need.
+        let mut src_anchor = HashMap::new();
+        let mut dest_anchor = HashMap::new();
+        for e in &outbox {
+            match receipts.get(&e.message.sequence) {
+                Some(r) => {
+                    if let Some((at, _)) = r.proof
+                        && let Some(i) = self.anchor_at(dest, at).await?
+                    {
+                        dest_anchor.insert(at, i);
+                    }
+                }
+                None => {
+                    if let Some((at, _)) = e.proof
+                        && let Some(i) = self.anchor_at(src, at).await?
+                    {
+                        src_anchor.insert(at, i);
+                    }
+                }
+            }
+        }
+        let in_flight = &self.in_flight;
+        let plan = plan_channel(
+            cursor,
+            &outbox,
+            &receipts,
+            |h| src_anchor.get(&h).copied(),
+            |h| dest_anchor.get(&h).copied(),
+            |seq| in_flight.contains_key(&(src, dest, seq)),
+        );
+        let mut round = ChannelRound::default();
+        if plan.cursor != cursor {
+            self.stats.finished += plan.cursor - cursor;
+            metrics::counter!("lamina_bridge_finished_total").increment(plan.cursor - cursor);
+            self.progress.cursors.insert(name, plan.cursor);
+            round.moved = true;
+        }
+        round.open = plan.open.len() as u64;
+        round.oldest = outbox
+            .iter()
+            .filter(|e| plan.open.contains_key(&e.message.sequence))
+            .map(|e| dest_height.0.saturating_sub(e.written_at.0))
+            .max();
+        round.actions = plan.actions;
+        Ok(round)
     }
 
     /// Submits `txs`, retrying the refused ones (same bytes, so the same nonces) a few
