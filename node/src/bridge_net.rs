@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use lamina_bridge_core::{ChainTotals, Counters, Entry};
+use lamina_bridge_core::{ChainTotals, Entry};
 use lamina_bridge_service::BridgeNet;
 use lamina_consensus_service::IntakeClient;
 use lamina_execution_core::ledger;
@@ -119,20 +119,7 @@ impl NetBridge {
             QueryResponse::BridgeTotals(height, list) => Ok(ChainTotals {
                 chain,
                 height,
-                pairs: list
-                    .into_iter()
-                    .map(|(peer, _, oc, oa, c)| {
-                        let counters = Counters {
-                            out: c[0],
-                            inflow: c[1],
-                            refunded: c[2],
-                            escrow: c[3],
-                            minted: c[4],
-                            burned: c[5],
-                        };
-                        ((peer, oc, oa), counters)
-                    })
-                    .collect(),
+                pairs: list.into_iter().map(|(peer, _, oc, oa, c)| ((peer, oc, oa), c)).collect(),
             }),
             _ => Err(format!("chain {chain}: unexpected answer to a totals query")),
         }

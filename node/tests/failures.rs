@@ -18,10 +18,8 @@
 
 mod common;
 
-use common::{Devnet, WITHIN, lamina, phase, s, signal, tail};
+use common::{Devnet, WITHIN, get_text, lamina, phase, s, signal, tail};
 use std::collections::HashMap;
-use std::io::{Read as _, Write as _};
-use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -502,17 +500,6 @@ fn killed_validator_restarts_and_catches_up() {
 
 fn validators_all() -> Vec<String> {
     (0..4).map(|i| format!("validator-{i}")).collect()
-}
-
-/// A minimal HTTP GET of a text document (`/metrics`); `None` if the node does not answer.
-fn get_text(addr: &str, path: &str) -> Option<String> {
-    let addr: SocketAddr = addr.parse().unwrap();
-    let mut tcp = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
-    tcp.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(tcp, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").ok()?;
-    let mut resp = String::new();
-    tcp.read_to_string(&mut resp).ok()?;
-    Some(resp.split_once("\r\n\r\n")?.1.to_string())
 }
 
 /// The series of a counter in a Prometheus text page: (labels, value), e.g.

@@ -148,21 +148,7 @@ pub fn plan_channel(
 }
 
 /// One chain's bridge counters for one (peer chain, local asset) pair.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Counters {
-    /// Sent by locks to the peer.
-    pub out: u128,
-    /// Credited by receives from the peer.
-    pub inflow: u128,
-    /// Refunded for timed-out locks to the peer.
-    pub refunded: u128,
-    /// Escrow toward the peer (home side).
-    pub escrow: u128,
-    /// The local asset's minted total.
-    pub minted: u128,
-    /// The local asset's burned total.
-    pub burned: u128,
-}
+pub use lamina_interfaces::BridgeCounters as Counters;
 
 /// A chain's counters at one height, keyed by (peer, origin chain, origin asset).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

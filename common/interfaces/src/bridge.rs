@@ -307,6 +307,36 @@ impl AnchoredProof {
     }
 }
 
+/// One chain's bridge counters for one (peer chain, local asset) pair, as its state
+/// holds them: what the supply audit adds up across chains.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    rkyv::Archive,
+    rkyv::Serialize,
+    rkyv::Deserialize,
+)]
+pub struct BridgeCounters {
+    /// Sent by locks to the peer.
+    pub out: u128,
+    /// Credited by receives from the peer.
+    pub inflow: u128,
+    /// Refunded for locks to the peer that timed out.
+    pub refunded: u128,
+    /// Held in escrow toward the peer (assets whose home is this chain).
+    pub escrow: u128,
+    /// The local asset's total minted here.
+    pub minted: u128,
+    /// The local asset's total burned here.
+    pub burned: u128,
+}
+
 /// The bridge's genesis parameters (every chain of the network runs the same ones).
 #[derive(Clone, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]

@@ -28,8 +28,8 @@ pub mod settlement;
 pub mod submit;
 
 pub use bridge::{
-    AnchorList, AnchorRegistry, AnchorView, AnchoredProof, BridgeMessage, BridgeSpec, FinalizedRoot, NoAnchors, Origin,
-    ReceiptKind, StepEnv,
+    AnchorList, AnchorRegistry, AnchorView, AnchoredProof, BridgeCounters, BridgeMessage, BridgeSpec, FinalizedRoot,
+    NoAnchors, Origin, ReceiptKind, StepEnv,
 };
 pub use da::{Blob, DaError, DataAvailability};
 pub use fraud::{ChainReplica, EncodingFraudVerifier, StatelessError, StatelessExecutor, StepOutcome};

@@ -20,7 +20,7 @@ use lamina_execution_core::ledger::message_key;
 
 use lamina_execution_core::ledger::{self, AssetId, BridgeEntry};
 use lamina_execution_core::{AuthenticatedState, ChangeSet, DataKey, StateRead};
-use lamina_interfaces::{BridgeMessage, Origin, ReceiptKind};
+use lamina_interfaces::{BridgeCounters, BridgeMessage, Origin, ReceiptKind};
 use lamina_primitives::{ChainId, Height};
 
 /// Most outbound messages, receipts, refunds and proofs kept (each).
@@ -174,27 +174,9 @@ pub struct BridgeItem {
     pub refunded_at: Option<Height>,
 }
 
-/// The bridge counters of one (peer chain, local asset) pair, read from the state:
-/// what the supply audit adds up across chains.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
-pub struct PairTotals {
-    /// Sent by locks to the peer.
-    pub out: u128,
-    /// Credited by receives from the peer.
-    pub inflow: u128,
-    /// Refunded for locks to the peer that timed out.
-    pub refunded: u128,
-    /// Held in escrow toward the peer (assets whose home is this chain).
-    pub escrow: u128,
-    /// The asset's total minted here.
-    pub minted: u128,
-    /// The asset's total burned here.
-    pub burned: u128,
-}
-
 /// The counters of `(peer, asset)` in `state`.
-pub fn pair_totals(state: &impl StateRead, peer: ChainId, asset: AssetId) -> PairTotals {
-    PairTotals {
+pub fn pair_totals(state: &impl StateRead, peer: ChainId, asset: AssetId) -> BridgeCounters {
+    BridgeCounters {
         out: state.counter(&ledger::bridge_out_key(peer, asset)),
         inflow: state.counter(&ledger::bridge_in_key(peer, asset)),
         refunded: state.counter(&ledger::bridge_refund_key(peer, asset)),

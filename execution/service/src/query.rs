@@ -29,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::bridge::{BridgeItem, pair_totals};
 use crate::node::Shared;
+use lamina_interfaces::BridgeCounters;
 
 /// A query.
 #[derive(Clone, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
@@ -95,9 +96,8 @@ pub enum QueryResponse {
     Outcomes(Height, Vec<(Height, Vec<(TxId, u8)>)>),
     /// (committed height, items in sequence order, at most [`MAX_BRIDGE_ITEMS`]).
     Bridge(Height, Vec<BridgeItem>),
-    /// (committed height, [(peer, local asset, origin chain, origin asset, [out, in,
-    /// refunded, escrow, minted, burned])]).
-    BridgeTotals(Height, Vec<(ChainId, AssetId, ChainId, u64, [u128; 6])>),
+    /// (committed height, [(peer, local asset, origin chain, origin asset, counters)]).
+    BridgeTotals(Height, Vec<(ChainId, AssetId, ChainId, u64, BridgeCounters)>),
 }
 
 /// Most items in one [`QueryResponse::Bridge`].
@@ -194,14 +194,7 @@ pub fn answer(shared: &Shared, q: &QueryRequest) -> QueryResponse {
                 .pairs
                 .iter()
                 .map(|((peer, asset), origin)| {
-                    let t = pair_totals(&v.state, *peer, *asset);
-                    (
-                        *peer,
-                        *asset,
-                        origin.chain,
-                        origin.asset,
-                        [t.out, t.inflow, t.refunded, t.escrow, t.minted, t.burned],
-                    )
+                    (*peer, *asset, origin.chain, origin.asset, pair_totals(&v.state, *peer, *asset))
                 })
                 .collect();
             QueryResponse::BridgeTotals(v.height, totals)
@@ -312,8 +305,8 @@ pub fn route(shared: &Shared, target: &str) -> (u16, serde_json::Value) {
                 "pairs": t.iter().map(|(peer, asset, oc, oa, c)| json!({
                     "peer": peer, "asset": asset.0.to_string(),
                     "origin_chain": oc, "origin_asset": oa.to_string(),
-                    "out": c[0].to_string(), "in": c[1].to_string(), "refunded": c[2].to_string(),
-                    "escrow": c[3].to_string(), "minted": c[4].to_string(), "burned": c[5].to_string(),
+                    "out": c.out.to_string(), "in": c.inflow.to_string(), "refunded": c.refunded.to_string(),
+                    "escrow": c.escrow.to_string(), "minted": c.minted.to_string(), "burned": c.burned.to_string(),
                 })).collect::<Vec<_>>(),
             })),
             _ => Err((500, "unexpected answer".into())),

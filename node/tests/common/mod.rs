@@ -38,16 +38,20 @@ pub fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
-/// A minimal HTTP GET of a JSON document; `None` if the node does not answer.
-pub fn get_json(addr: &str, path: &str) -> Option<serde_json::Value> {
+/// A minimal HTTP GET of a text document (`/metrics`); `None` if the node does not answer.
+pub fn get_text(addr: &str, path: &str) -> Option<String> {
     let addr: SocketAddr = addr.parse().unwrap();
     let mut tcp = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
     tcp.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     write!(tcp, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").ok()?;
     let mut resp = String::new();
     tcp.read_to_string(&mut resp).ok()?;
-    let body = resp.split_once("\r\n\r\n")?.1;
-    serde_json::from_str(body).ok()
+    Some(resp.split_once("\r\n\r\n")?.1.to_string())
+}
+
+/// A minimal HTTP GET of a JSON document; `None` if the node does not answer.
+pub fn get_json(addr: &str, path: &str) -> Option<serde_json::Value> {
+    serde_json::from_str(&get_text(addr, path)?).ok()
 }
 
 /// Running and not a zombie.
