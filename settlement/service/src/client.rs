@@ -14,6 +14,13 @@ use crate::query::{SettlementProtocol, SettlementRequest, SettlementResponse};
 /// payload is the encoded [`Entry::Claim`], the chain id is the settlement namespace's,
 /// the nonce is the claim's `to` height, signed by the claimer's key (the key that
 /// bonds it). Settlement replays that namespace of the log.
+///
+/// Each claim goes to every validator ([`TxSubmit::submit_widely`]), as fraud proofs
+/// do: a claim routed to one validator that never orders it (crashed, censoring, or
+/// dispersing squares that are proven wrongly encoded, whose data counts as absent)
+/// would be lost, and every later claim of this claimer would wait for it as parent
+/// until its hold expires — the chain would never finalize again. The copies ordered
+/// after the first are rejected harmlessly by settlement (same id, used nonce).
 #[derive(Debug, Clone)]
 pub struct LogSettlement<T> {
     submit: T,
@@ -36,7 +43,7 @@ impl<T: TxSubmit> LogSettlement<T> {
 impl<T: TxSubmit> Settlement for LogSettlement<T> {
     async fn post_claim(&self, claim: CheckpointClaim) -> Result<(), SettlementError> {
         let tx = Self::claim_transaction(&self.key, &claim)?;
-        match self.submit.submit(tx).await {
+        match self.submit.submit_widely(tx).await {
             Ok(_) => Ok(()),
             Err(e @ (SubmitError::Busy(_) | SubmitError::Transport(_))) => {
                 Err(SettlementError::Unavailable(e.to_string()))
@@ -85,5 +92,59 @@ impl SettlementClient {
             }
         }
         Err(last)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+    use std::sync::{Arc, Mutex};
+
+    use lamina_interfaces::SubmitOutcome;
+    use lamina_primitives::{ChainId, Digest, Height, Signature};
+
+    use super::*;
+
+    /// Records which intake call carried each transaction.
+    #[derive(Clone, Default)]
+    struct Recorder(Arc<Mutex<Vec<&'static str>>>);
+
+    impl TxSubmit for Recorder {
+        fn submit(&self, _tx: Transaction) -> impl Future<Output = Result<SubmitOutcome, SubmitError>> + Send {
+            self.0.lock().unwrap().push("one validator");
+            async { Ok(SubmitOutcome::Accepted(lamina_primitives::TxId(Digest::ZERO))) }
+        }
+        fn submit_many(
+            &self,
+            txs: Vec<Transaction>,
+        ) -> impl Future<Output = Vec<Result<SubmitOutcome, SubmitError>>> + Send {
+            self.0.lock().unwrap().push("one validator");
+            async move { txs.iter().map(|_| Ok(SubmitOutcome::Accepted(lamina_primitives::TxId(Digest::ZERO)))).collect() }
+        }
+        fn submit_widely(&self, _tx: Transaction) -> impl Future<Output = Result<SubmitOutcome, SubmitError>> + Send {
+            self.0.lock().unwrap().push("every validator");
+            async { Ok(SubmitOutcome::Accepted(lamina_primitives::TxId(Digest::ZERO))) }
+        }
+    }
+
+    #[tokio::test]
+    async fn claims_go_to_every_validator_so_one_cannot_lose_them() {
+        let key = Keypair::from_seed([7; 32]);
+        let claim = CheckpointClaim {
+            network: Digest::ZERO,
+            chain_id: ChainId(1),
+            parent: Digest::ZERO,
+            from: Height(0),
+            to: Height(10),
+            steps: vec![],
+            state_root: Digest::ZERO,
+            receipts_root: Digest::ZERO,
+            params: Digest::ZERO,
+            claimer: key.public(),
+            signature: Signature([0; 64]),
+        };
+        let rec = Recorder::default();
+        LogSettlement::new(rec.clone(), key).post_claim(claim).await.unwrap();
+        assert_eq!(*rec.0.lock().unwrap(), vec!["every validator"]);
     }
 }

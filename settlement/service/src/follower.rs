@@ -75,6 +75,38 @@ pub struct Follower {
     da_threshold: usize,
     chains: Vec<ChainId>,
     read_batch: usize,
+    /// Ids of the settlement transactions of the last heights applied here (at most
+    /// [`RECENT_IDS`]): a rejected entry whose id is among them is a copy of one already
+    /// ordered (claims and proofs go to every validator), reported quietly. Logging
+    /// only: the state does not depend on it.
+    recent: RecentIds,
+}
+
+/// How many recent settlement transaction ids the follower remembers to tell copies
+/// from other rejected entries.
+const RECENT_IDS: usize = 4096;
+
+/// A bounded set of transaction ids, oldest evicted first.
+#[derive(Default)]
+struct RecentIds {
+    set: std::collections::HashSet<lamina_primitives::TxId>,
+    order: std::collections::VecDeque<lamina_primitives::TxId>,
+}
+
+impl RecentIds {
+    /// Remembers `id`; `true` if it was already known.
+    fn insert(&mut self, id: lamina_primitives::TxId) -> bool {
+        if !self.set.insert(id) {
+            return true;
+        }
+        self.order.push_back(id);
+        if self.order.len() > RECENT_IDS
+            && let Some(old) = self.order.pop_front()
+        {
+            self.set.remove(&old);
+        }
+        false
+    }
 }
 
 impl std::fmt::Debug for Follower {
@@ -136,6 +168,7 @@ impl Follower {
             da_threshold: genesis.da_threshold(),
             chains: genesis.chains.iter().map(|c| c.id).collect(),
             read_batch: config.read_batch,
+            recent: RecentIds::default(),
         })
     }
 
@@ -308,8 +341,16 @@ impl Follower {
             state.observe_block(record.height, &record.observed());
             state.apply_entries(record.height, inputs, &*self.exec, &*self.encoding)
         };
+        let copies: std::collections::HashSet<_> =
+            record.entries.iter().map(|e| e.tx.id()).filter(|id| self.recent.insert(*id)).collect();
         for e in &events {
-            log_event(e);
+            match e {
+                Event::EntryRejected { tx, .. } if copies.contains(tx) => {
+                    metrics::counter!("lamina_settlement_entry_copies_total").increment(1);
+                    tracing::debug!(target: "lamina::settlement", event = ?e, "copy of an entry already ordered");
+                }
+                e => log_event(e),
+            }
         }
         metrics::gauge!("lamina_settlement_height").set(record.height.0 as f64);
         Ok(events)
