@@ -53,7 +53,7 @@ struct Inner {
     transport: Arc<TransportConfig>,
     local_addr: SocketAddr,
     /// Union of the served protocols' peer sets: what the TLS verifier accepts.
-    allowed: Arc<RwLock<HashSet<NodeId>>>,
+    allowed: Arc<RwLock<tls::Allowed>>,
     protocols: RwLock<BTreeMap<Vec<u8>, Arc<Proto>>>,
     shared: Arc<Shared>,
     handshake_failures: Mutex<BTreeMap<&'static str, u64>>,
@@ -61,6 +61,9 @@ struct Inner {
     /// Each peer key's inbound budget, shared by all its connections (entries die with
     /// the last connection and claim that uses them).
     peer_budgets: Mutex<HashMap<NodeId, std::sync::Weak<tokio::sync::Semaphore>>>,
+    /// The one inbound budget that every key no served protocol pins shares (open
+    /// access): strangers together hold at most `peer_inbound_budget` bytes.
+    open_budget: Arc<tokio::sync::Semaphore>,
     /// Per refusal reason: when one was last logged at INFO, and how many since.
     refusal_logs: Mutex<HashMap<&'static str, (Option<Instant>, u64)>>,
 }
@@ -75,6 +78,10 @@ struct Proto {
     peers: RwLock<PeerSet>,
     conns: Mutex<HashMap<NodeId, Vec<Arc<Conn>>>>,
     dialers: Mutex<HashMap<NodeId, (SocketAddr, CancellationToken)>>,
+    /// Dialed peers whose last dial was refused for a reason redialing will not fix
+    /// soon (our key not allowed, protocol mismatch, another key at the address), with
+    /// the typed reason: requests and waits report it at once instead of timing out.
+    refusals: Mutex<HashMap<NodeId, NetError>>,
     changed: Notify,
 }
 
@@ -123,6 +130,46 @@ impl Proto {
         }
         self.added(conn);
         true
+    }
+
+    /// True if keys this protocol does not pin hold fewer than `max` live connections to
+    /// it (open access). Checked before adding, so concurrent handshakes may overshoot by
+    /// the handshakes in flight (bounded by `max_incoming`).
+    fn open_room(&self, max: usize) -> bool {
+        let peers = read(&self.peers);
+        let conns = lock(&self.conns);
+        let open: usize = conns
+            .iter()
+            .filter(|(k, _)| !peers.contains(k))
+            .map(|(_, l)| l.iter().filter(|c| c.is_alive()).count())
+            .sum();
+        open < max
+    }
+
+    /// Records the outcome of a dial to `peer`: a refusal that redialing will not fix
+    /// soon is kept (and waiters woken) so that requests and waits report it at once;
+    /// success or any other failure clears it.
+    fn note_dial(&self, peer: &NodeId, error: Option<&NetError>) {
+        let mut refusals = lock(&self.refusals);
+        match error {
+            Some(
+                e @ (NetError::AccessDenied { .. }
+                | NetError::ProtocolMismatch { .. }
+                | NetError::UnexpectedPeerKey { .. }),
+            ) => {
+                refusals.insert(*peer, e.clone());
+                drop(refusals);
+                self.changed.notify_waiters();
+            }
+            _ => {
+                refusals.remove(peer);
+            }
+        }
+    }
+
+    /// The recorded refusal of `peer`, if its last dial was refused.
+    fn refusal(&self, peer: &NodeId) -> Option<NetError> {
+        lock(&self.refusals).get(peer).cloned()
     }
 
     fn add(&self, conn: Arc<Conn>) {
@@ -190,13 +237,15 @@ impl Endpoint {
             writers: TaskTracker::new(),
             tasks: TaskTracker::new(),
         });
+        let open_budget = Arc::new(tokio::sync::Semaphore::new(config.limits.peer_inbound_budget));
         let inner = Arc::new(Inner {
             identity,
             config,
             quinn,
             transport,
             local_addr,
-            allowed: Arc::new(RwLock::new(HashSet::new())),
+            allowed: Arc::new(RwLock::new(tls::Allowed::default())),
+            open_budget,
             protocols: RwLock::new(BTreeMap::new()),
             shared,
             handshake_failures: Mutex::new(BTreeMap::new()),
@@ -274,6 +323,7 @@ impl Endpoint {
                 peers: RwLock::new(peers),
                 conns: Mutex::new(HashMap::new()),
                 dialers: Mutex::new(HashMap::new()),
+                refusals: Mutex::new(HashMap::new()),
                 changed: Notify::new(),
             });
             protocols.insert(alpn, proto.clone());
@@ -401,8 +451,10 @@ fn protocol_snapshot(p: &Proto) -> ProtocolSnapshot {
 
 impl Inner {
     fn update_allowed(&self) {
-        let union: HashSet<NodeId> = read(&self.protocols).values().flat_map(|p| read(&p.peers).ids()).collect();
-        *write(&self.allowed) = union;
+        let protocols = read(&self.protocols);
+        let keys: HashSet<NodeId> = protocols.values().flat_map(|p| read(&p.peers).ids()).collect();
+        let any = protocols.values().any(|p| read(&p.peers).is_open());
+        *write(&self.allowed) = tls::Allowed { keys, any };
     }
 
     fn install_server_config(&self) -> Result<(), NetError> {
@@ -484,6 +536,7 @@ impl Inner {
                 r = self.dial(&proto, peer, addr) => r,
                 () = stop.cancelled() => return,
             };
+            proto.note_dial(&peer, dial.as_ref().err());
             match dial {
                 Ok(conn) => {
                     let up = Instant::now();
@@ -527,9 +580,10 @@ impl Inner {
             .connect_with(client, addr, tls::SERVER_NAME)
             .map_err(|e| NetError::Handshake { addr, reason: e.to_string() })?;
         let offered = proto.core.name.clone();
+        let me = self.identity.node_id();
         let handshake = async {
-            let conn = connecting.await.map_err(|e| dial_error(e, &verifier, addr, &offered))?;
-            let mut hello = conn.accept_uni().await.map_err(|e| dial_error(e, &verifier, addr, &offered))?;
+            let conn = connecting.await.map_err(|e| dial_error(e, &verifier, addr, &offered, me))?;
+            let mut hello = conn.accept_uni().await.map_err(|e| dial_error(e, &verifier, addr, &offered, me))?;
             let mut decoder = FrameDecoder::new(16);
             loop {
                 match hello.read_chunk(64, true).await {
@@ -574,6 +628,10 @@ impl Inner {
     /// A new connection's inbound budget, within its peer key's.
     fn budget_for(&self, peer: &NodeId) -> Budget {
         let limits = &self.config.limits;
+        if !read(&self.allowed).keys.contains(peer) {
+            // Not pinned by any protocol (open access): the strangers' shared budget.
+            return Budget::new(self.open_budget.clone(), limits.peer_inbound_budget, limits.connection_inbound_budget);
+        }
         let mut budgets = lock(&self.peer_budgets);
         let sem = match budgets.get(peer).and_then(std::sync::Weak::upgrade) {
             Some(sem) => sem,
@@ -676,8 +734,12 @@ impl Inner {
             self.count_handshake_failure("handshake");
             return;
         };
-        if !read(&proto.peers).contains(&peer) {
-            let reason = format!("key {peer} is not allowed for {}", proto.core.name);
+        let (admitted, pinned) = {
+            let peers = read(&proto.peers);
+            (peers.admits(&peer), peers.contains(&peer))
+        };
+        if !admitted {
+            let reason = format!("key {peer} is not allowed for {} by {}", proto.core.name, self.identity.node_id());
             conn.close(VarInt::from_u32(close::NOT_ALLOWED), reason.as_bytes());
             self.count_handshake_failure("peer_not_allowed");
             match self.refusal_log_due("peer_not_allowed") {
@@ -707,6 +769,14 @@ impl Inner {
             self.budget_for(&peer),
         );
         let limit = self.config.limits.max_connections_per_peer;
+        if !pinned && !proto.open_room(self.config.limits.max_open_connections) {
+            let max = self.config.limits.max_open_connections;
+            let reason = format!("{} already serves {max} connections of keys it does not pin (the limit)", proto.core.name);
+            conn.close(VarInt::from_u32(close::TOO_MANY_CONNECTIONS), reason.as_bytes());
+            self.count_handshake_failure("too_many_open_connections");
+            tracing::debug!(target: "lamina::net", %addr, %peer, protocol = %proto.core.name, "refused an open-access connection over the cap");
+            return;
+        }
         if !proto.add_within(&c, limit) {
             let reason = format!("key {peer} already holds {limit} connections for {} (the limit)", proto.core.name);
             conn.close(VarInt::from_u32(close::TOO_MANY_CONNECTIONS), reason.as_bytes());
@@ -734,7 +804,13 @@ impl Inner {
 }
 
 /// Maps a failed dial to a typed error.
-fn dial_error(e: ConnectionError, verifier: &PinnedServerVerifier, addr: SocketAddr, offered: &str) -> NetError {
+fn dial_error(
+    e: ConnectionError,
+    verifier: &PinnedServerVerifier,
+    addr: SocketAddr,
+    offered: &str,
+    me: NodeId,
+) -> NetError {
     if let Some(r) = verifier.rejection() {
         let presented = match r {
             CertRejection::Unpinned(k) => Some(k),
@@ -757,10 +833,15 @@ fn dial_error(e: ConnectionError, verifier: &PinnedServerVerifier, addr: SocketA
                 .iter()
                 .any(|a| c.error_code == crypto(*a)) =>
         {
+            // The TLS alert says only that the certificate failed: name both keys.
             NetError::AccessDenied {
                 addr,
                 protocol: offered.to_string(),
-                reason: String::from_utf8_lossy(&c.reason).into_owned(),
+                reason: format!(
+                    "key {me} is not allowed by {} (TLS: {})",
+                    verifier.expected(),
+                    String::from_utf8_lossy(&c.reason)
+                ),
             }
         }
         ConnectionError::ApplicationClosed(c)
@@ -993,6 +1074,9 @@ impl RawNetwork {
         if let Some(c) = self.proto.pick(peer) {
             return Ok(c);
         }
+        if let Some(refused) = self.proto.refusal(peer) {
+            return Err(refused);
+        }
         if read(&self.proto.peers).contains(peer) {
             Err(NetError::NotConnected { peer: *peer, protocol: self.proto.core.name.clone() })
         } else {
@@ -1066,22 +1150,39 @@ impl RawNetwork {
         self.proto.pick(peer).is_some()
     }
 
-    /// Waits until `peer` is connected, up to `timeout`.
+    /// Waits until `peer` is connected, up to `timeout`. Fails at once with the typed
+    /// reason when the peer refused our last dial (our key not allowed, protocol
+    /// mismatch, another key at its address).
     pub async fn wait_connected(&self, peer: &NodeId, timeout: Duration) -> Result<(), NetError> {
-        self.wait_until(timeout, || self.is_connected(peer)).await
+        self.wait_until(timeout, || self.is_connected(peer), || self.proto.refusal(peer)).await
     }
 
-    /// Waits until at least `n` distinct peers are connected, up to `timeout`.
+    /// Waits until at least `n` distinct peers are connected, up to `timeout`. Fails at
+    /// once with one of the refusals when so many peers refused our dials that `n` can
+    /// no longer connect.
     pub async fn wait_for_peers(&self, n: usize, timeout: Duration) -> Result<(), NetError> {
-        self.wait_until(timeout, || self.connected_peers().len() >= n).await
+        let refused = || {
+            let refusals = lock(&self.proto.refusals);
+            let reachable = read(&self.proto.peers).len().saturating_sub(refusals.len());
+            if reachable < n { refusals.values().next().cloned() } else { None }
+        };
+        self.wait_until(timeout, || self.connected_peers().len() >= n, refused).await
     }
 
-    async fn wait_until(&self, timeout: Duration, ready: impl Fn() -> bool) -> Result<(), NetError> {
+    async fn wait_until(
+        &self,
+        timeout: Duration,
+        ready: impl Fn() -> bool,
+        refused: impl Fn() -> Option<NetError>,
+    ) -> Result<(), NetError> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let changed = self.proto.changed.notified();
             if ready() {
                 return Ok(());
+            }
+            if let Some(e) = refused() {
+                return Err(e);
             }
             if self.inner.shared.shutdown.is_cancelled() {
                 return Err(NetError::Shutdown);

@@ -34,9 +34,16 @@ pub(crate) fn short(id: &NodeId) -> String {
 
 /// The peers of one protocol: the keys allowed to connect (pinned), and which of them to
 /// dial. Ordered by key.
+///
+/// A set may also be *open*: any other key may connect too (open access, for the
+/// client-facing protocols whose requests authorise themselves — signed transactions —
+/// or are public reads). Keys that are not pinned share one inbound memory budget and
+/// a per-protocol connection cap ([`crate::TransportLimits::max_open_connections`]),
+/// so strangers together cost a bounded amount whatever keys they make up.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PeerSet {
     peers: BTreeMap<NodeId, Peer>,
+    open: bool,
 }
 
 impl PeerSet {
@@ -85,9 +92,10 @@ impl PeerSet {
         self
     }
 
-    /// The union of two sets; on a key in both, `other`'s entry wins unless only this
-    /// one dials.
+    /// The union of two sets (open if either is); on a key in both, `other`'s entry
+    /// wins unless only this one dials.
     pub fn union(mut self, other: &PeerSet) -> Self {
+        self.open |= other.open;
         for (id, p) in &other.peers {
             match self.peers.get_mut(id) {
                 Some(mine) if mine.dial && !p.dial => {
@@ -103,7 +111,23 @@ impl PeerSet {
         self
     }
 
-    /// True if `id` is in the set.
+    /// The same set, open (or not) to keys it does not pin.
+    pub fn open_to_any(mut self, open: bool) -> Self {
+        self.open = open;
+        self
+    }
+
+    /// True if keys that are not pinned may connect.
+    pub fn is_open(&self) -> bool {
+        self.open
+    }
+
+    /// True if `id` may connect: pinned, or the set is open.
+    pub fn admits(&self, id: &NodeId) -> bool {
+        self.open || self.peers.contains_key(id)
+    }
+
+    /// True if `id` is pinned in the set.
     pub fn contains(&self, id: &NodeId) -> bool {
         self.peers.contains_key(id)
     }
@@ -166,7 +190,12 @@ mod tests {
         assert!(both.get(&a).unwrap().dial, "dialing wins over accept-only");
         assert_eq!(both.dialed().count(), 1);
         assert_eq!(both.clone().accept_only().dialed().count(), 0);
-        assert!(!both.without(&a).contains(&a));
+        assert!(!both.clone().without(&a).contains(&a));
         assert_eq!(dial.get(&a).unwrap().label(), a.to_hex()[..16]);
+        let c = Keypair::for_testing(3).public();
+        assert!(!both.admits(&c) && both.admits(&a));
+        let open = both.clone().open_to_any(true);
+        assert!(open.admits(&c) && !open.contains(&c) && open.is_open());
+        assert!(both.union(&open).is_open(), "the union of an open set is open");
     }
 }

@@ -128,7 +128,7 @@ impl Identity {
     /// `alpns`.
     pub(crate) fn server_config(
         &self,
-        allowed: Arc<RwLock<HashSet<NodeId>>>,
+        allowed: Arc<RwLock<Allowed>>,
         alpns: Vec<Vec<u8>>,
     ) -> Result<rustls::ServerConfig, NetError> {
         let verifier =
@@ -296,10 +296,20 @@ impl ServerCertVerifier for PinnedServerVerifier {
     }
 }
 
-/// Server-side verifier: client certificates are mandatory and must carry a key in the
-/// shared allowed set (the union of the served protocols' peer sets).
+/// Who the TLS layer lets finish a handshake: the union of the served protocols' pinned
+/// keys, or any key when one served protocol is open. (Which protocol a key may use is
+/// checked once the handshake names it.)
+#[derive(Debug, Default)]
+pub(crate) struct Allowed {
+    pub(crate) keys: HashSet<NodeId>,
+    pub(crate) any: bool,
+}
+
+/// Server-side verifier: client certificates are mandatory, must be a single
+/// self-signed Ed25519 certificate, and must carry a key in the shared allowed set
+/// (any key when a served protocol is open).
 pub(crate) struct PinnedClientVerifier {
-    allowed: Arc<RwLock<HashSet<NodeId>>>,
+    allowed: Arc<RwLock<Allowed>>,
     algorithms: WebPkiSupportedAlgorithms,
 }
 
@@ -329,7 +339,10 @@ impl ClientCertVerifier for PinnedClientVerifier {
         _now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
         let key = check_chain(end_entity, intermediates).map_err(|r| rejection_error(&r))?;
-        let allowed = self.allowed.read().unwrap_or_else(|e| e.into_inner()).contains(&key);
+        let allowed = {
+            let a = self.allowed.read().unwrap_or_else(|e| e.into_inner());
+            a.any || a.keys.contains(&key)
+        };
         if allowed {
             Ok(ClientCertVerified::assertion())
         } else {
@@ -449,12 +462,17 @@ mod tests {
     #[test]
     fn client_verifier_uses_the_shared_allowed_set() {
         let a = Identity::new(&Keypair::for_testing(1)).unwrap();
-        let allowed = Arc::new(RwLock::new(HashSet::new()));
+        let b = Identity::new(&Keypair::for_testing(2)).unwrap();
+        let allowed = Arc::new(RwLock::new(Allowed::default()));
         let v =
             PinnedClientVerifier { allowed: allowed.clone(), algorithms: a.provider.signature_verification_algorithms };
         assert!(v.verify_client_cert(a.certificate(), &[], UnixTime::now()).is_err());
-        allowed.write().unwrap().insert(a.node_id());
+        allowed.write().unwrap().keys.insert(a.node_id());
         assert!(v.verify_client_cert(a.certificate(), &[], UnixTime::now()).is_ok());
+        assert!(v.verify_client_cert(b.certificate(), &[], UnixTime::now()).is_err());
+        // Open access: any well-formed certificate passes (the protocol decides).
+        allowed.write().unwrap().any = true;
+        assert!(v.verify_client_cert(b.certificate(), &[], UnixTime::now()).is_ok());
     }
 
     #[test]

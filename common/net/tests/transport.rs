@@ -157,6 +157,77 @@ async fn unpinned_client_is_refused_by_the_server() {
     client.shutdown().await;
 }
 
+/// A refused client learns why from the waits and requests themselves, at once: the
+/// dialer's refusal is kept and reported (not a `Timeout` after the full wait).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_client_is_told_why_by_waits_and_requests() {
+    let (server, ks) = endpoint(22);
+    let (client, _kc) = endpoint(23);
+    let (hs, _) = Echo::new();
+    let (hc, _) = Echo::new();
+    let someone = lamina_primitives::Keypair::for_testing(28).public();
+    server.register::<EchoV1, _>(hs, PeerSet::new().with_accept(someone), cfg()).unwrap();
+    let nc =
+        client.register::<EchoV1, _>(hc, PeerSet::new().with_dial(ks.public(), server.local_addr()), cfg()).unwrap();
+    // A wait far longer than the test: it must end with the refusal, not the timeout.
+    let err = nc.wait_connected(&ks.public(), Duration::from_secs(3600)).await.unwrap_err();
+    match &err {
+        NetError::AccessDenied { reason, .. } => {
+            assert!(reason.contains("not allowed") && reason.contains(&ks.public().to_string()), "{reason}")
+        }
+        other => panic!("expected the refusal, got {other:?}"),
+    }
+    let err = nc.wait_for_peers(1, Duration::from_secs(3600)).await.unwrap_err();
+    assert!(matches!(err, NetError::AccessDenied { .. }), "{err:?}");
+    let err = nc.request(&ks.public(), &Msg::echo(1, vec![])).await.unwrap_err();
+    assert!(matches!(err, NetError::AccessDenied { .. }), "{err:?}");
+    server.shutdown().await;
+    client.shutdown().await;
+}
+
+/// An open protocol serves keys it does not pin (any wallet key), within the cap on
+/// such connections; a pinned key is not counted against that cap, and another
+/// protocol of the same endpoint stays closed to the stranger.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_protocol_serves_unknown_keys_within_the_cap() {
+    let mut config = test_config(localhost());
+    config.limits.max_open_connections = 1;
+    let ks = lamina_primitives::Keypair::for_testing(24);
+    let server = lamina_net::Endpoint::bind(&ks, config).unwrap();
+    let (pinned, kp) = endpoint(25);
+    let (stranger, _) = endpoint(26);
+    let (late, _) = endpoint(27);
+    let (hs, _) = Echo::new();
+    let (h2, _) = Echo::new();
+    server.register::<EchoV1, _>(hs, PeerSet::new().with_accept(kp.public()).open_to_any(true), cfg()).unwrap();
+    server.register::<Other, _>(h2, PeerSet::new().with_accept(kp.public()), cfg()).unwrap();
+    let dial = || PeerSet::new().with_dial(ks.public(), server.local_addr());
+    let (ha, _) = Echo::new();
+    let ns = stranger.register::<EchoV1, _>(ha, dial(), cfg()).unwrap();
+    ns.wait_connected(&ks.public(), WAIT).await.unwrap();
+    assert_eq!(ns.request(&ks.public(), &Msg::echo(5, vec![9])).await.unwrap().n, 5);
+    // The pinned key is not an open-access connection.
+    let (hp, _) = Echo::new();
+    let np = pinned.register::<EchoV1, _>(hp, dial(), cfg()).unwrap();
+    np.wait_connected(&ks.public(), WAIT).await.unwrap();
+    // A second stranger is over the cap of 1: refused with the reason, at once.
+    let (hl, _) = Echo::new();
+    let nl = late.register::<EchoV1, _>(hl, dial(), cfg()).unwrap();
+    let err = nl.connect(ks.public(), server.local_addr()).await.unwrap_err();
+    match &err {
+        NetError::AccessDenied { reason, .. } => assert!(reason.contains("does not pin"), "{reason}"),
+        other => panic!("expected the cap refusal, got {other:?}"),
+    }
+    // The stranger cannot use the closed protocol of the same endpoint.
+    let (ho, _) = Echo::new();
+    let no = stranger.register::<Other, _>(ho, dial(), cfg()).unwrap();
+    let err = no.connect(ks.public(), server.local_addr()).await.unwrap_err();
+    assert!(matches!(err, NetError::AccessDenied { .. }), "{err:?}");
+    for ep in [server, pinned, stranger, late] {
+        ep.shutdown().await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_with_unexpected_key_is_refused_by_the_client() {
     let (server, ks) = endpoint(30);
