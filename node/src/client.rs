@@ -462,7 +462,10 @@ async fn transfer(net: &Net, a: &TransferArgs) -> anyhow::Result<ExitCode> {
     let all = net.genesis.validators.len();
     if intake.wait_for_validators(all, CONNECT_TIMEOUT).await.is_err() {
         intake.wait_for_validators(1, Duration::from_millis(100)).await.with_context(|| {
-            format!("consensus intake unreachable: no validator of {} answered within {CONNECT_TIMEOUT:?}", net.source)
+            format!(
+                "consensus intake unreachable: no validator of {} connected (waited up to {CONNECT_TIMEOUT:?})",
+                net.source
+            )
         })?;
     }
     let outcome = intake.submit(tx).await.map_err(|e| anyhow::anyhow!("consensus intake refused {id}: {e}"))?;

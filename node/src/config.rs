@@ -61,6 +61,9 @@ pub struct NodeConfig {
     /// QUIC networking.
     #[serde(default)]
     pub net: NetSection,
+    /// Who may use the client-facing protocols (re-read on SIGHUP).
+    #[serde(default)]
+    pub access: lamina_net::AccessPolicy,
     /// Consensus settings (consensus homes only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub consensus: Option<consensus::Config>,
@@ -181,6 +184,7 @@ impl NodeConfig {
             node: NodeSection::default(),
             log: LogSection::default(),
             net: NetSection::default(),
+            access: lamina_net::AccessPolicy::default(),
             consensus: None,
             da: None,
             execution: None,
@@ -378,6 +382,12 @@ impl NodeConfig {
             "max_connections_per_peer",
             &l.max_connections_per_peer,
         );
+        d.field(
+            "Connections that keys a protocol does not pin (open access) may hold to it, all together;\n\
+             they also share one peer_inbound_budget however many keys they use.",
+            "max_open_connections",
+            &l.max_open_connections,
+        );
 
         d.section(
             "net.backoff",
@@ -386,6 +396,26 @@ impl NodeConfig {
         );
         d.field("First delay, in milliseconds.", "initial_ms", &(n.backoff.initial.as_millis() as u64));
         d.field("Longest delay, in milliseconds.", "max_ms", &(n.backoff.max.as_millis() as u64));
+
+        d.section(
+            "access",
+            "Who may use this node's client-facing protocols: transaction intake and the ordered log\n\
+             (validators), queries (execution, settlement), blob reads and samples (DA). Genesis nodes and\n\
+             genesis [[clients]] always may. Re-read on SIGHUP (`kill -HUP <pid>`): no restart needed.",
+        );
+        d.field(
+            "Any key may connect (true, the default: a transaction's signature and fee authorise it, reads\n\
+             are public; strangers share one memory budget and [net.limits] max_open_connections).\n\
+             false: only genesis nodes, genesis clients and allowed_clients.",
+            "open",
+            &self.access.open,
+        );
+        d.field(
+            "Public keys (hex) allowed besides the genesis ones; also the keys that may store blobs on a\n\
+             DA node (reads are open, storing is not).",
+            "allowed_clients",
+            &self.access.allowed_clients,
+        );
 
         let module_doc = format!("Settings of the {m} service.");
         match m {
@@ -618,8 +648,13 @@ mod tests {
                 connection_inbound_budget: 3 << 20,
                 peer_inbound_budget: 5 << 20,
                 max_connections_per_peer: 13,
+                max_open_connections: 14,
             },
             backoff: Backoff { initial: Duration::from_millis(77), max: Duration::from_millis(7_777) },
+        };
+        c.access = lamina_net::AccessPolicy {
+            open: false,
+            allowed_clients: vec![lamina_primitives::Keypair::for_testing(5).public()],
         };
         c
     }

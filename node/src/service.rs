@@ -26,7 +26,7 @@ use crate::config::{NodeConfig, Override};
 use crate::context::NodeContext;
 use crate::home::Home;
 use crate::modules::Module;
-use crate::signals::Signals;
+use crate::signals::{SignalEvent, Signals};
 
 /// Exit status when the service did not drain within the grace period, or a second
 /// signal forced the exit.
@@ -73,7 +73,7 @@ pub fn start(module: Module, home: PathBuf, flags: &[Override]) -> anyhow::Resul
         .thread_name(format!("lamina-{module}"))
         .build()
         .context("cannot start the async runtime")?;
-    let result = runtime.block_on(run(module, home, cfg, metrics));
+    let result = runtime.block_on(run(module, home, cfg, metrics, flags));
     // Tasks still running (e.g. a connection being torn down) are dropped here; the
     // service has already drained and flushed what it acknowledged.
     runtime.shutdown_timeout(Duration::from_secs(1));
@@ -85,6 +85,26 @@ pub fn start(module: Module, home: PathBuf, flags: &[Override]) -> anyhow::Resul
         Err(e) => tracing::error!(target: "lamina::node", error = format!("{e:#}"), "failed"),
     }
     result
+}
+
+/// SIGHUP: re-reads `config.toml` (with the same environment and flags) and applies its
+/// `[access]` section. A file that does not load changes nothing (logged).
+fn reload(home: &Home, module: Module, flags: &[Override], access: &lamina_net::Access) {
+    match load_config(home, module, flags) {
+        Ok(cfg) => {
+            let policy = cfg.access;
+            tracing::info!(
+                target: "lamina::node",
+                open = policy.open,
+                allowed_clients = policy.allowed_clients.len(),
+                "SIGHUP: client access reloaded"
+            );
+            access.set_policy(policy);
+        }
+        Err(e) => {
+            tracing::error!(target: "lamina::node", error = format!("{e:#}"), "SIGHUP: configuration not reloaded")
+        }
+    }
 }
 
 /// Builds the [`NodeContext`] for `module` from a loaded config and home.
@@ -105,7 +125,8 @@ pub fn context(module: Module, home: &Home, cfg: &NodeConfig, health: Health) ->
     let listen_addr = cfg.net.listen_addr.unwrap_or(me.addr);
     let data_dir = home.data_dir();
     Ok(NodeContext {
-        service: lamina_net::NodeContext::new(key, Arc::new(genesis), data_dir, health),
+        service: lamina_net::NodeContext::new(key, Arc::new(genesis), data_dir, health)
+            .with_access(lamina_net::Access::new(cfg.access.clone())),
         module,
         me,
         home: home.clone(),
@@ -144,6 +165,7 @@ async fn run(
     home: Home,
     cfg: NodeConfig,
     metrics: lamina_telemetry::MetricsHandle,
+    flags: &[Override],
 ) -> anyhow::Result<ExitCode> {
     // First, so that a SIGTERM during startup is a clean stop rather than a kill.
     let mut signals = Signals::new()?;
@@ -160,12 +182,22 @@ async fn run(
     );
 
     let shutdown = CancellationToken::new();
+    let access = ctx.service.access.clone();
     let mut service = tokio::spawn(crate::modules::start(ctx, cfg.clone(), shutdown.clone()));
 
-    // Phase 1: run until a signal or until the service ends on its own.
-    let early = tokio::select! {
-        sig = signals.next() => { tracing::info!(target: "lamina::node", signal = sig, "shutting down"); None }
-        r = &mut service => Some(r),
+    // Phase 1: run until a signal or until the service ends on its own; SIGHUP re-reads
+    // the run-time settings ([access]).
+    let early = loop {
+        tokio::select! {
+            ev = signals.next_event() => match ev {
+                SignalEvent::Stop(sig) => {
+                    tracing::info!(target: "lamina::node", signal = sig, "shutting down");
+                    break None;
+                }
+                SignalEvent::Reload => reload(&home, module, flags, &access),
+            },
+            r = &mut service => break Some(r),
+        }
     };
     let outcome = match early {
         Some(r) => {

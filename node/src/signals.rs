@@ -1,4 +1,4 @@
-//! SIGTERM and SIGINT as one awaitable stream.
+//! SIGTERM and SIGINT as one awaitable stream, and SIGHUP (reload) apart.
 
 use anyhow::Context as _;
 
@@ -7,6 +7,7 @@ use anyhow::Context as _;
 pub struct Signals {
     term: tokio::signal::unix::Signal,
     int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
 }
 
 impl Signals {
@@ -16,14 +17,35 @@ impl Signals {
         Ok(Signals {
             term: signal(SignalKind::terminate()).context("cannot install a SIGTERM handler")?,
             int: signal(SignalKind::interrupt()).context("cannot install a SIGINT handler")?,
+            hup: signal(SignalKind::hangup()).context("cannot install a SIGHUP handler")?,
         })
     }
 
-    /// Waits for the next SIGTERM or SIGINT; returns its name.
-    pub async fn next(&mut self) -> &'static str {
+    /// Waits for the next signal: SIGTERM or SIGINT (stop, with its name) or SIGHUP
+    /// (reload the run-time settings).
+    pub async fn next_event(&mut self) -> SignalEvent {
         tokio::select! {
-            _ = self.term.recv() => "SIGTERM",
-            _ = self.int.recv() => "SIGINT",
+            _ = self.term.recv() => SignalEvent::Stop("SIGTERM"),
+            _ = self.int.recv() => SignalEvent::Stop("SIGINT"),
+            _ = self.hup.recv() => SignalEvent::Reload,
         }
     }
+
+    /// Waits for the next SIGTERM or SIGINT (ignoring SIGHUP); returns its name.
+    pub async fn next(&mut self) -> &'static str {
+        loop {
+            if let SignalEvent::Stop(name) = self.next_event().await {
+                return name;
+            }
+        }
+    }
+}
+
+/// What a signal asks of the process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignalEvent {
+    /// SIGTERM or SIGINT: stop (the signal's name).
+    Stop(&'static str),
+    /// SIGHUP: reload the run-time settings.
+    Reload,
 }

@@ -117,4 +117,50 @@ fn transfer_query_blob_and_sample_against_a_devnet() {
     let out = ok(net().args(["da", "sample", &root, "--samples", "8"]).args(d).output().unwrap());
     assert_eq!(field(&out, "available"), "true", "{out}");
     assert!(out.lines().filter(|l| l.starts_with("sample (")).all(|l| l.contains("verified")), "{out}");
+
+    // Open client access (issue 15): the fresh key is in no genesis list, yet it reads,
+    // samples and spends its own funds; storing blobs still needs a known key.
+    let fresh = ["--client-key", s(&key)];
+    let out = ok(net().args(["query", "balance", to, "--chain", "1"]).args(d).args(fresh).output().unwrap());
+    assert_eq!(field(&out, "balance"), "12345", "{out}");
+    let back = ok(net().args(["keys", "generate", "--out", s(&tmp.path().join("back.key"))]).output().unwrap());
+    let out = ok(net()
+        .args(["tx", "transfer", "--chain", "1", "--to", back.trim(), "--amount", "45", "--key", s(&key)])
+        .args(d)
+        .args(fresh)
+        .output()
+        .unwrap());
+    assert_eq!(field(&out, "receipt"), "success", "{out}");
+    let out = ok(net().args(["da", "sample", &root, "--samples", "4"]).args(d).args(fresh).output().unwrap());
+    assert_eq!(field(&out, "available"), "true", "{out}");
+    let o = net().args(["blob", "submit", "--namespace", "1", "--data", "x"]).args(d).args(fresh).output().unwrap();
+    assert!(!o.status.success(), "{}", show(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("may read but not store"), "{}", show(&o));
+
+    // The operator closes the execution node (`[access] open = false`, SIGHUP, no
+    // restart): the fresh key is refused and told so, the genesis client still reads.
+    let st: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("devnet.json")).unwrap()).unwrap();
+    let exec = st["nodes"].as_array().unwrap().iter().find(|n| n["name"] == "execution-0").unwrap();
+    let config = Path::new(exec["home"].as_str().unwrap()).join("config").join("config.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(text.contains("\nopen = true\n"), "{text}");
+    std::fs::write(&config, text.replace("\nopen = true\n", "\nopen = false\n")).unwrap();
+    // SAFETY: kill(2) with a live pid of the devnet's own child and a valid signal.
+    unsafe { libc::kill(exec["pid"].as_u64().unwrap() as i32, libc::SIGHUP) };
+    let mut refused = None;
+    for _ in 0..40 {
+        let o = net().args(["query", "balance", to, "--chain", "1"]).args(d).args(fresh).output().unwrap();
+        if !o.status.success() {
+            refused = Some(o);
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+    let o = refused.expect("the fresh key is still served after [access] open = false and SIGHUP");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("is not allowed") && err.contains(to), "{}", show(&o));
+    let out = ok(net().args(["query", "balance", to, "--chain", "1"]).args(d).output().unwrap());
+    let left: u64 = field(&out, "balance").parse().unwrap();
+    assert!(left <= 12345 - 45, "the fresh key's transfer was not charged: {out}");
 }

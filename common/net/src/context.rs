@@ -7,6 +7,7 @@ use std::sync::Arc;
 use lamina_interfaces::{Genesis, Health, NodeEntry};
 use lamina_primitives::{ChainId, Keypair, NodeId};
 
+use crate::access::Access;
 use crate::config::EndpointConfig;
 use crate::endpoint::Endpoint;
 use crate::error::NetError;
@@ -44,12 +45,32 @@ pub struct NodeContext {
     pub data_dir: PathBuf,
     /// Readiness checks and `/status` fields, served by the binary's admin server.
     pub health: Health,
+    /// Who may use the client-facing protocols (open by default); register them
+    /// through it with [`NodeContext::client_peers`] as the base.
+    pub access: Access,
 }
 
 impl NodeContext {
     /// A context from its parts.
     pub fn new(keypair: Keypair, genesis: Arc<Genesis>, data_dir: PathBuf, health: Health) -> Self {
-        NodeContext { keypair, genesis, data_dir, health }
+        NodeContext { keypair, genesis, data_dir, health, access: Access::default() }
+    }
+
+    /// The same context with the client-access handle `access`.
+    pub fn with_access(mut self, access: Access) -> Self {
+        self.access = access;
+        self
+    }
+
+    /// The keys a client-facing protocol always admits, whatever the access policy:
+    /// every genesis node (accepted, not dialed) and every genesis client, excluding
+    /// this node.
+    pub fn client_peers(&self) -> PeerSet {
+        let mut set = PeerSet::dial_entries(self.genesis.all_nodes()).accept_only();
+        for c in &self.genesis.clients {
+            set = set.with_accept(c.key);
+        }
+        set.without(&self.node_id())
     }
 
     /// This node's identity.

@@ -771,7 +771,8 @@ impl Inner {
         let limit = self.config.limits.max_connections_per_peer;
         if !pinned && !proto.open_room(self.config.limits.max_open_connections) {
             let max = self.config.limits.max_open_connections;
-            let reason = format!("{} already serves {max} connections of keys it does not pin (the limit)", proto.core.name);
+            let reason =
+                format!("{} already serves {max} connections of keys it does not pin (the limit)", proto.core.name);
             conn.close(VarInt::from_u32(close::TOO_MANY_CONNECTIONS), reason.as_bytes());
             self.count_handshake_failure("too_many_open_connections");
             tracing::debug!(target: "lamina::net", %addr, %peer, protocol = %proto.core.name, "refused an open-access connection over the cap");
@@ -1056,7 +1057,27 @@ pub struct RawNetwork {
     proto: Arc<Proto>,
 }
 
+/// A handle to a registered protocol that does not keep the endpoint alive (for
+/// registries that outlive or are owned by the protocol's own handler).
+#[derive(Clone)]
+pub(crate) struct WeakNetwork {
+    inner: std::sync::Weak<Inner>,
+    proto: std::sync::Weak<Proto>,
+}
+
+impl WeakNetwork {
+    /// The network, if its endpoint still exists.
+    pub(crate) fn upgrade(&self) -> Option<RawNetwork> {
+        Some(RawNetwork { inner: self.inner.upgrade()?, proto: self.proto.upgrade()? })
+    }
+}
+
 impl RawNetwork {
+    /// A handle that does not keep the endpoint alive.
+    pub(crate) fn downgrade(&self) -> WeakNetwork {
+        WeakNetwork { inner: Arc::downgrade(&self.inner), proto: Arc::downgrade(&self.proto) }
+    }
+
     /// The protocol.
     pub fn protocol(&self) -> ProtocolId {
         self.proto.core.id
@@ -1198,14 +1219,14 @@ impl RawNetwork {
         read(&self.proto.peers).clone()
     }
 
-    /// Replaces the peer set (for example at an epoch change): new keys may connect,
-    /// removed keys are disconnected, dialers follow.
+    /// Replaces the peer set (for example at an epoch change, or a new access policy):
+    /// new keys may connect, keys no longer admitted are disconnected, dialers follow.
     pub fn set_peers(&self, peers: PeerSet) {
         let peers = peers.without(&self.inner.identity.node_id());
         *write(&self.proto.peers) = peers.clone();
         self.inner.update_allowed();
         for c in self.proto.all_conns() {
-            if !peers.contains(&c.peer) {
+            if !peers.admits(&c.peer) {
                 c.quinn.close(VarInt::from_u32(close::REMOVED), b"peer removed");
             }
         }

@@ -63,6 +63,7 @@
 //! Services receive a [`NodeContext`] (key, genesis, data directory, health) from the
 //! binary, with peer sets per genesis role.
 
+mod access;
 mod config;
 mod conn;
 mod context;
@@ -74,6 +75,7 @@ mod protocol;
 pub mod stats;
 pub mod tls;
 
+pub use access::{Access, AccessPolicy};
 pub use config::{Backoff, EndpointConfig, ProtocolConfig, TransportLimits};
 pub use context::{NodeContext, Role};
 pub use endpoint::{Endpoint, Network, RawNetwork};

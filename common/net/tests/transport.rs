@@ -543,3 +543,35 @@ async fn shutdown_drains_in_flight_requests_and_refuses_new_ones() {
     // Idempotent.
     server.shutdown().await;
 }
+
+/// A policy change applies at once to protocols registered through [`lamina_net::Access`]:
+/// closing disconnects the strangers and refuses their next dial, keys on the allow-list
+/// stay; the endpoint still shuts down (the registry holds no strong handle).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_policy_changes_apply_to_live_connections() {
+    use lamina_net::{Access, AccessPolicy};
+    let (server, ks) = endpoint(60);
+    let (stranger, _) = endpoint(61);
+    let (friend, kf) = endpoint(62);
+    let access = Access::new(AccessPolicy::default());
+    let (hs, _) = Echo::new();
+    access.register::<EchoV1, _>(&server, hs, PeerSet::new(), cfg()).unwrap();
+    let dial = || PeerSet::new().with_dial(ks.public(), server.local_addr());
+    let (h1, _) = Echo::new();
+    let ns = stranger.register::<EchoV1, _>(h1, dial(), cfg()).unwrap();
+    let (h2, _) = Echo::new();
+    let nf = friend.register::<EchoV1, _>(h2, dial(), cfg()).unwrap();
+    ns.wait_connected(&ks.public(), WAIT).await.unwrap();
+    nf.wait_connected(&ks.public(), WAIT).await.unwrap();
+    access.set_policy(AccessPolicy { open: false, allowed_clients: vec![kf.public()] });
+    eventually(|| !ns.is_connected(&ks.public())).await;
+    let err = ns.connect(ks.public(), server.local_addr()).await.unwrap_err();
+    assert!(matches!(err, NetError::AccessDenied { .. }), "{err:?}");
+    assert_eq!(nf.request(&ks.public(), &Msg::echo(3, vec![])).await.unwrap().n, 3);
+    // Open again: the stranger is served.
+    access.set_policy(AccessPolicy::default());
+    ns.connect(ks.public(), server.local_addr()).await.unwrap();
+    for ep in [server, stranger, friend] {
+        ep.shutdown().await;
+    }
+}

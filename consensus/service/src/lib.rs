@@ -167,15 +167,12 @@ impl Validator {
     }
 }
 
-/// Every genesis node plus the genesis and configured client keys: who may use intake and the log.
+/// The keys intake and the log always admit: every genesis node, the genesis clients and
+/// the configured `intake_clients`. Others may connect as the node's access policy says
+/// (open by default: a transaction's signature and fee authorise it).
 fn clients(ctx: &NodeContext, config: &Config) -> PeerSet {
-    let mut set = PeerSet::new();
-    for n in ctx.genesis.all_nodes() {
-        if n.key != ctx.node_id() {
-            set = set.with_accept(n.key);
-        }
-    }
-    for k in config.intake_clients.iter().chain(ctx.genesis.clients.iter().map(|c| &c.key)) {
+    let mut set = ctx.client_peers();
+    for k in &config.intake_clients {
         set = set.with_accept(*k);
     }
     set
@@ -281,7 +278,8 @@ pub async fn start<D: DataAvailability + 'static>(
         ProtocolConfig::for_protocol::<ConsensusProtocol>(),
     )?;
     let client_peers = clients(&ctx, &config);
-    endpoint.register(
+    ctx.access.register(
+        &endpoint,
         intake::IntakeHandler { intake: intake.clone() },
         client_peers.clone(),
         ProtocolConfig::for_protocol::<IntakeProtocol>(),
@@ -289,7 +287,8 @@ pub async fn start<D: DataAvailability + 'static>(
     let log = LocalLog::new(ledger.clone());
     let mut log_cfg = ProtocolConfig::for_protocol::<LogProtocol>();
     log_cfg.handler_timeout = Duration::from_secs(60);
-    endpoint.register(
+    ctx.access.register(
+        &endpoint,
         logserve::LogHandler { log: log.clone(), max_blocks: config.log_max_blocks },
         client_peers,
         log_cfg,

@@ -200,6 +200,7 @@ impl DaClient {
         }
         let mut votes: Vec<(usize, Signature)> = Vec::new();
         let mut failures = Vec::new();
+        let mut refusals = Vec::new();
         let deadline = tokio::time::sleep(self.config.disperse_timeout);
         tokio::pin!(deadline);
         while votes.len() < self.threshold {
@@ -216,6 +217,9 @@ impl DaClient {
                     }
                     Some(Ok((_, node, Err(e)))) => {
                         tracing::debug!(target: TARGET, node = %node, error = %e, "dispersal to node failed");
+                        if let DaError::Rejected(why) = &e {
+                            refusals.push(why.clone());
+                        }
                         failures.push(format!("{node}: {e}"));
                     }
                 },
@@ -224,6 +228,12 @@ impl DaClient {
         }
         if votes.len() < self.threshold {
             tasks.abort_all();
+            // So many nodes refused the square that the threshold is out of reach: the
+            // caller needs their reason, not a count.
+            if refusals.len() > self.nodes.len() - self.threshold {
+                return Err(DaError::Rejected(refusals.join("; ")));
+            }
+            tracing::debug!(target: TARGET, failures = ?failures, "dispersal short of the threshold");
             return Err(DaError::InsufficientNodes { have: votes.len(), need: self.threshold });
         }
         if tasks.is_empty() {
@@ -697,7 +707,12 @@ async fn disperse_to(
             header: square.header().clone(),
             columns: batch.iter().map(|&c| ColumnData { index: c, bytes: square.eds().column(c as usize) }).collect(),
         });
-        match ask(net, config, node, &req).await.map_err(transport)? {
+        let answer = ask(net, config, node, &req).await.map_err(|e| match e {
+            // The node refused the request itself (not the transport): say why.
+            NetError::Rejected(r) => DaError::Rejected(format!("{node}: {}", r.reason)),
+            e => transport(e),
+        })?;
+        match answer {
             DaResponse::Stored(s) => last = Some(s),
             _ => return Err(DaError::Misbehaving { node: *node, reason: "wrong answer to store".into() }),
         }

@@ -39,6 +39,10 @@ pub struct DaNode {
     nodes: std::collections::HashSet<NodeId>,
     /// [`crate::Config::client_quota_bytes`].
     client_quota: u64,
+    /// Genesis client keys: they may store (within the quota) as well as read.
+    clients: std::collections::HashSet<NodeId>,
+    /// The node's client-access policy: its `allowed_clients` may store too.
+    access: lamina_net::Access,
 }
 
 impl std::fmt::Debug for DaNode {
@@ -77,6 +81,8 @@ impl DaNode {
             health: ctx.health.clone(),
             nodes: ctx.genesis.all_nodes().map(|n| n.key).collect(),
             client_quota: crate::Config::default().client_quota_bytes,
+            clients: ctx.genesis.clients.iter().map(|c| c.key).collect(),
+            access: ctx.access.clone(),
         })
     }
 
@@ -89,6 +95,20 @@ impl DaNode {
     /// Verifies and stores columns for `peer`; signs once all assigned columns are held.
     fn store(&self, peer: NodeId, req: StoreRequest) -> Result<StoreResponse, Reject> {
         let StoreRequest { commitment, header, columns } = req;
+        // Reads are open; storing costs this node disk, so it needs a known key.
+        if !self.nodes.contains(&peer)
+            && !self.clients.contains(&peer)
+            && !self.access.policy().allowed_clients.contains(&peer)
+        {
+            return Err(reject(
+                "not_a_writer",
+                format!(
+                    "key {peer} may read but not store on {}: storing needs a genesis node or client key, \
+                     or one in this node's [access] allowed_clients",
+                    self.keypair.public()
+                ),
+            ));
+        }
         let roots = header.verify(&commitment.data_root).map_err(|e| reject("bad_header", e))?;
         header.check_commitment(&commitment).map_err(|e| reject("bad_commitment", e))?;
         let k = header.k as usize;
@@ -230,14 +250,12 @@ impl Handler<DaProtocol> for Serve {
     }
 }
 
-/// Every genesis node and genesis client may talk DA to a DA node (validators disperse, execution nodes
-/// retrieve, clients submit blobs and sample); DA nodes dial no one.
+/// The keys a DA node always admits: every genesis node and genesis client (validators
+/// disperse, execution nodes retrieve, clients submit blobs and sample); DA nodes dial
+/// no one. Others may connect as the access policy says (open by default: reads are
+/// public; storing needs one of these keys or an `allowed_clients` one).
 pub fn accepted_peers(ctx: &NodeContext) -> PeerSet {
-    let mut set = PeerSet::dial_entries(ctx.genesis.all_nodes()).accept_only().without(&ctx.node_id());
-    for c in &ctx.genesis.clients {
-        set = set.with_accept(c.key);
-    }
-    set
+    ctx.client_peers()
 }
 
 /// The protocol settings of the DA node.
@@ -302,7 +320,7 @@ async fn serve(
     ctx.health.set_check("store", true, format!("{} squares", report.squares));
     metrics::gauge!(m::SQUARES).set(store.len() as f64);
     let node = Arc::new(DaNode::new(ctx, store.clone())?.with_client_quota(config.client_quota_bytes));
-    endpoint.register::<DaProtocol, _>(Serve(node), accepted_peers(ctx), protocol_config())?;
+    ctx.access.register::<DaProtocol, _>(endpoint, Serve(node), accepted_peers(ctx), protocol_config())?;
     endpoint.report_to(ctx.health.clone(), Duration::from_secs(2));
     ctx.health.set_check("endpoint", true, format!("serving lamina/da/1 on {}", endpoint.local_addr()));
     tracing::info!(target: TARGET, addr = %endpoint.local_addr(), "DA node serving");

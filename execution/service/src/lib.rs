@@ -220,16 +220,12 @@ async fn serve<L: OrderedLog, D: DataAvailability, S: Settlement>(
     let shared = node.shared();
 
     // QUIC queries.
-    let mut peers = lamina_net::PeerSet::new();
-    for e in ctx.genesis.all_nodes() {
-        if e.key != ctx.node_id() {
-            peers = peers.with_accept(e.key);
-        }
-    }
-    for k in config.query_clients.iter().chain(ctx.genesis.clients.iter().map(|c| &c.key)) {
+    let mut peers = ctx.client_peers();
+    for k in &config.query_clients {
         peers = peers.with_accept(*k);
     }
-    let _queries = endpoint.register(
+    let _queries = ctx.access.register(
+        endpoint,
         query::QuicQueries(shared.clone()),
         peers,
         lamina_net::ProtocolConfig::for_protocol::<query::QueryProtocol>(),

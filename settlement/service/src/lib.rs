@@ -183,18 +183,10 @@ where
     let mut follower = Follower::open(&ctx, &config, seams.exec.clone(), seams.encoding.clone())?;
     let shared = follower.shared();
 
-    let mut peers = lamina_net::PeerSet::new();
-    for e in ctx.genesis.all_nodes() {
-        if e.key != ctx.node_id() {
-            peers = peers.with_accept(e.key);
-        }
-    }
-    for c in &ctx.genesis.clients {
-        peers = peers.with_accept(c.key);
-    }
-    let _queries = endpoint.register(
+    let _queries = ctx.access.register(
+        endpoint,
         query::QuicQueries(shared.clone()),
-        peers,
+        ctx.client_peers(),
         lamina_net::ProtocolConfig::for_protocol::<query::SettlementProtocol>(),
     )?;
 

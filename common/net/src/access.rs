@@ -1,0 +1,144 @@
+//! Client access: who may use a node's client-facing protocols (transaction intake,
+//! queries, public reads), and changing that while the node runs.
+//!
+//! Node-to-node protocols pin the genesis keys and nothing else. Client-facing ones are
+//! **open by default**: a transaction's own signature and fee authorise it, and reads
+//! are public, so any wallet key may connect (within the caps of
+//! [`crate::TransportLimits::max_open_connections`] and one shared inbound budget). A
+//! consortium that wants to know its clients sets `open = false`: then only genesis
+//! nodes, genesis `[[clients]]` and `allowed_clients` may connect. [`Access::set_policy`]
+//! applies a new policy to every protocol registered through [`Access::register`] at
+//! once (the binary does it on SIGHUP): keys that lose access are disconnected.
+
+use std::sync::{Arc, Mutex};
+
+use lamina_primitives::PublicKey;
+use serde::{Deserialize, Serialize};
+
+use crate::config::ProtocolConfig;
+use crate::endpoint::{Endpoint, Network};
+use crate::error::NetError;
+use crate::peers::PeerSet;
+use crate::protocol::{Handler, Protocol};
+
+/// The access policy of a node's client-facing protocols (`[access]` in `config.toml`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccessPolicy {
+    /// Any key may connect (default). `false`: only genesis nodes, genesis clients and
+    /// `allowed_clients`.
+    pub open: bool,
+    /// Keys allowed besides the genesis nodes and clients (meaningful when `open` is
+    /// false; harmless otherwise).
+    pub allowed_clients: Vec<PublicKey>,
+}
+
+impl Default for AccessPolicy {
+    fn default() -> Self {
+        AccessPolicy { open: true, allowed_clients: Vec::new() }
+    }
+}
+
+impl AccessPolicy {
+    /// `base` (the keys the protocol always admits) with this policy applied.
+    pub fn apply(&self, base: &PeerSet) -> PeerSet {
+        let mut set = base.clone();
+        for k in &self.allowed_clients {
+            if !set.contains(k) {
+                set = set.with_accept(*k);
+            }
+        }
+        set.open_to_any(self.open)
+    }
+}
+
+type Apply = Box<dyn Fn(&AccessPolicy) + Send + Sync>;
+
+/// The handle services register client-facing protocols through, and the binary
+/// changes the policy with. Cheap to clone (shared).
+#[derive(Clone, Default)]
+pub struct Access {
+    inner: Arc<Mutex<Inner>>,
+}
+
+#[derive(Default)]
+struct Inner {
+    policy: AccessPolicy,
+    /// One entry per registered protocol: re-applies a policy to it.
+    nets: Vec<Apply>,
+}
+
+impl std::fmt::Debug for Access {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let inner = self.lock();
+        f.debug_struct("Access").field("policy", &inner.policy).field("protocols", &inner.nets.len()).finish()
+    }
+}
+
+impl Access {
+    /// A handle starting with `policy`.
+    pub fn new(policy: AccessPolicy) -> Self {
+        Access { inner: Arc::new(Mutex::new(Inner { policy, nets: Vec::new() })) }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The policy in force.
+    pub fn policy(&self) -> AccessPolicy {
+        self.lock().policy.clone()
+    }
+
+    /// Serves the client-facing protocol `P` on `endpoint` like
+    /// [`Endpoint::register`], admitting `base` (always) and whatever the policy adds;
+    /// later policies apply to it too.
+    pub fn register<P: Protocol, H: Handler<P>>(
+        &self,
+        endpoint: &Endpoint,
+        handler: H,
+        base: PeerSet,
+        config: ProtocolConfig,
+    ) -> Result<Network<P>, NetError> {
+        let mut inner = self.lock();
+        let net = endpoint.register(handler, inner.policy.apply(&base), config)?;
+        // Weak: the handler may hold this `Access` (a cycle would keep the endpoint and
+        // its socket alive after shutdown).
+        let handle = net.raw().downgrade();
+        inner.nets.push(Box::new(move |policy| {
+            if let Some(net) = handle.upgrade() {
+                net.set_peers(policy.apply(&base));
+            }
+        }));
+        Ok(net)
+    }
+
+    /// Applies `policy` to every registered protocol: newly allowed keys may connect at
+    /// once; connections of keys no longer admitted are closed.
+    pub fn set_policy(&self, policy: AccessPolicy) {
+        let mut inner = self.lock();
+        for apply in &inner.nets {
+            apply(&policy);
+        }
+        inner.policy = policy;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lamina_primitives::Keypair;
+
+    #[test]
+    fn policy_adds_allowed_keys_and_sets_openness() {
+        let a = Keypair::for_testing(1).public();
+        let b = Keypair::for_testing(2).public();
+        let base = PeerSet::new().with_accept(a);
+        let open = AccessPolicy::default().apply(&base);
+        assert!(open.is_open() && open.contains(&a) && open.admits(&b));
+        let closed = AccessPolicy { open: false, allowed_clients: vec![b] }.apply(&base);
+        assert!(!closed.is_open() && closed.contains(&a) && closed.contains(&b));
+        let none = AccessPolicy { open: false, allowed_clients: vec![] }.apply(&base);
+        assert!(!none.admits(&b));
+    }
+}
