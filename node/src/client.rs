@@ -437,6 +437,9 @@ pub fn tx(cmd: TxCmd) -> anyhow::Result<ExitCode> {
 }
 
 async fn transfer(net: &Net, a: &TransferArgs) -> anyhow::Result<ExitCode> {
+    if a.amount == 0 {
+        bail!("amount 0: a transfer must move something (the ledger rejects zero transfers)");
+    }
     let chain = net.chain(a.chain)?;
     let sender = match &a.key {
         Some(path) => crate::keys::read(path).context("cannot read the sender key")?,
@@ -454,6 +457,35 @@ async fn transfer(net: &Net, a: &TransferArgs) -> anyhow::Result<ExitCode> {
     };
     let queries = net.queries(a.chain)?;
     let (_, nonce) = queries.nonce(&sender.public()).await.context("cannot read the sender's nonce")?;
+    // What can never succeed is refused here, before it costs the network: the sender
+    // must hold the amount and the fee (native), as of the node's last height.
+    let (fee, asset) = (chain.fee, AssetId(a.asset));
+    let native = AssetId::NATIVE;
+    let need_native = if asset == native { a.amount.saturating_add(fee) } else { fee };
+    let mut needs = vec![(native, need_native)];
+    if asset != native {
+        needs.push((asset, a.amount));
+    }
+    for (id, need) in needs {
+        if need == 0 {
+            continue;
+        }
+        let (h, have) = match queries.ask(&QueryRequest::Balance(sender.public(), id)).await? {
+            QueryResponse::Balance(h, amount) => (h, amount),
+            other => bail!("execution node answered a balance query with {}", kind(&other)),
+        };
+        if have < u128::from(need) {
+            bail!(
+                "sender {} holds {have} of asset {} on chain {} (height {}); this transfer needs {need} \
+                 (amount {}, fee {fee} in the native asset 0)",
+                sender.public(),
+                id.0,
+                a.chain,
+                h.0,
+                a.amount
+            );
+        }
+    }
     let tx = ledger::transfer(&sender, ChainId(a.chain), nonce, a.to, AssetId(a.asset), a.amount);
     let id = tx.id();
 
@@ -606,11 +638,35 @@ async fn wait_da(net: &Net, da: &lamina_da_service::DaClient, n: usize) -> anyho
 pub fn blob(cmd: BlobCmd) -> anyhow::Result<ExitCode> {
     match cmd {
         BlobCmd::Submit(a) => {
+            let ns = a.namespace;
+            if ns == Namespace::MIN || ns.is_reserved() {
+                bail!(
+                    "namespace {} is reserved (0 and {} and above belong to the engine); use a chain id or \
+                     another namespace",
+                    ns.as_u64(),
+                    lamina_primitives::ChainId::RESERVED_START
+                );
+            }
+            // Checked before the blob is read: a file too large for any square must not
+            // cost the client its size in memory first.
+            let limit = lamina_da_core::max_blob_bytes(lamina_da_service::ClientConfig::default().codec_id());
+            let too_large = |len: u64| {
+                anyhow::anyhow!("the blob is {len} bytes; one DA square holds at most {limit} bytes: split it")
+            };
             let data = match (&a.file, &a.data) {
-                (Some(f), _) => std::fs::read(f).with_context(|| format!("cannot read {}", f.display()))?,
+                (Some(f), _) => {
+                    let len = std::fs::metadata(f).with_context(|| format!("cannot read {}", f.display()))?.len();
+                    if len > limit {
+                        return Err(too_large(len));
+                    }
+                    std::fs::read(f).with_context(|| format!("cannot read {}", f.display()))?
+                }
                 (None, Some(d)) => d.clone().into_bytes(),
                 (None, None) => bail!("give --file <path> or --data <string>"),
             };
+            if data.len() as u64 > limit {
+                return Err(too_large(data.len() as u64));
+            }
             if data.is_empty() {
                 bail!("the blob is empty (DA refuses empty blobs)");
             }

@@ -137,6 +137,25 @@ fn transfer_query_blob_and_sample_against_a_devnet() {
     assert!(!o.status.success(), "{}", show(&o));
     assert!(String::from_utf8_lossy(&o.stderr).contains("may read but not store"), "{}", show(&o));
 
+    // What can never succeed is refused before it reaches the network, with the reason.
+    let refused = |args: &[&str], why: &str| {
+        let o = net().args(args).args(d).output().unwrap();
+        assert!(!o.status.success(), "{}", show(&o));
+        assert!(String::from_utf8_lossy(&o.stderr).contains(why), "expected {why:?}: {}", show(&o));
+    };
+    refused(&["tx", "transfer", "--chain", "1", "--to", to, "--amount", "0"], "amount 0");
+    let back_key = tmp.path().join("back.key");
+    refused(
+        &["tx", "transfer", "--chain", "1", "--to", to, "--amount", "1000", "--key", s(&back_key)],
+        "holds 45 of asset 0",
+    );
+    refused(&["blob", "submit", "--namespace", "0", "--data", "x"], "namespace 0 is reserved");
+    // A sparse file one byte over the largest square: refused from its size alone.
+    let big = tmp.path().join("big.bin");
+    let limit = lamina_da_core::max_blob_bytes(lamina_da_service::ClientConfig::default().codec_id());
+    std::fs::File::create(&big).unwrap().set_len(limit + 1).unwrap();
+    refused(&["blob", "submit", "--namespace", "1", "--file", s(&big)], &format!("at most {limit} bytes"));
+
     // The operator closes the execution node (`[access] open = false`, SIGHUP, no
     // restart): the fresh key is refused and told so, the genesis client still reads.
     let st: serde_json::Value =

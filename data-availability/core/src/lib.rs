@@ -72,7 +72,7 @@ pub use repair::{RepairReport, repair};
 pub use sampling::{DEFAULT_SAMPLES, SamplingSession};
 pub use square::{
     CommittedSquare, DaHeader, ExtendedSquare, OriginalSquare, Parallelism, SquareRoots, commit, extend,
-    extend_and_commit, extend_and_commit_into, extend_into,
+    extend_and_commit, extend_and_commit_into, extend_into, max_blob_bytes,
 };
 pub use table::{NamespaceTable, TableEntry};
 pub use tree::Axis;

@@ -73,6 +73,17 @@ pub fn check_width(k: u64, codec: CodecId) -> Result<()> {
     codec.codec().check_shape(k as usize, k as usize, SHARE_SIZE)
 }
 
+/// The largest blob (bytes) one square can hold with `codec`: the widest square the
+/// codec supports, all of it one blob. Clients check against it before reading a blob
+/// into memory.
+pub fn max_blob_bytes(codec: CodecId) -> u64 {
+    let mut k = MAX_SQUARE_WIDTH as u64;
+    while k > 1 && check_width(k, codec).is_err() {
+        k /= 2;
+    }
+    k * k * SHARE_SIZE as u64
+}
+
 /// The smallest power-of-two width whose square holds `shares` shares.
 pub fn width_for(shares: u64) -> u64 {
     let mut k = 1u64;
