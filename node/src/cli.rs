@@ -18,7 +18,7 @@ use crate::modules::Module;
 /// Lamina: a modular ledger engine (consensus, data availability, execution,
 /// settlement and bridge as separate services over QUIC).
 #[derive(Debug, Parser)]
-#[command(name = "lamina", version, about, long_about = None, propagate_version = true)]
+#[command(name = "lamina", version = crate::build_info::VERSION, about, long_about = None, propagate_version = true)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]

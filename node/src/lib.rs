@@ -18,6 +18,7 @@
 pub mod bridge_client;
 pub mod bridge_load;
 pub mod bridge_net;
+pub mod build_info;
 pub mod cli;
 pub mod client;
 pub mod config;

@@ -470,6 +470,8 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<std::process::ExitCode> {
         faults,
         load_threads: a.load_threads,
         output: OutputSpec { dir: out.clone(), plots: true, print_summary: true },
+        // The revision this binary was built from, whatever directory it runs in.
+        git: crate::build_info::git(),
         ..BenchSpec::default()
     };
     spec.validate().map_err(|e| anyhow::anyhow!("{e}"))?;

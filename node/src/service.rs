@@ -151,6 +151,8 @@ fn static_status(ctx: &NodeContext, home: &Path, admin: SocketAddr) {
     h.set_status("network", &ctx.genesis().network);
     h.set_status("genesis", ctx.genesis().digest().to_hex());
     h.set_status("version", env!("CARGO_PKG_VERSION"));
+    h.set_status("revision", crate::build_info::GIT_SHA);
+    crate::build_info::publish_metric(ctx.module.as_str());
     h.set_status("pid", std::process::id());
     h.set_status("home", home.display().to_string());
     h.set_status("listen_addr", ctx.endpoint.listen.to_string());

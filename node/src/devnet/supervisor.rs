@@ -569,6 +569,7 @@ impl BackgroundLoad {
             },
             workload: WorkloadSpec { accounts: transfer_accounts.max(2), ..WorkloadSpec::default() },
             output: OutputSpec { dir: dir.join("load"), plots: true, print_summary: false },
+            git: crate::build_info::git(),
             ..BenchSpec::default()
         };
         let genesis = handle.genesis.clone();
