@@ -161,6 +161,12 @@ impl PeerPlan {
                 format!("{}/{} {} connected (need {})", r.connected, r.total, g.name, r.need.unwrap_or(0)),
             );
         }
+        for (g, r) in &reports {
+            metrics::gauge!("lamina_node_peers_connected", "group" => *g).set(r.connected as f64);
+            if let Some(n) = r.need {
+                metrics::gauge!("lamina_node_peers_required", "group" => *g).set(n as f64);
+            }
+        }
         health.set_status("peers", &reports);
     }
 }
@@ -262,8 +268,10 @@ pub async fn run(ctx: NodeContext, plan: PeerPlan, shutdown: CancellationToken) 
 }
 
 /// For modules that run a real service on `endpoint`: also answers the shared
-/// `lamina/node/1` genesis check for the peers of `plan`, and keeps `/status`'s `peers`
-/// object current (once a second) until `shutdown`. Returns the reporter task (abort it
+/// `lamina/node/1` genesis check for the peers of `plan`, asks each newly connected
+/// peer for its genesis once (`lamina_node_peer_checks_total{result}`), and keeps
+/// `/status`'s `peers` object and the `lamina_node_peers_connected` /
+/// `lamina_node_peers_required` gauges current (once a second) until `shutdown`. Returns the reporter task (abort it
 /// when the service returns). On error the endpoint is shut down.
 pub async fn serve_alongside(
     ctx: &NodeContext,
@@ -284,13 +292,37 @@ pub async fn serve_alongside(
         }
     };
     let (health, stop) = (ctx.health().clone(), shutdown.clone());
+    let genesis = ctx.genesis().digest();
     plan.publish(&BTreeSet::new(), &health);
     Ok(tokio::spawn(async move {
+        let names = plan.names();
         let mut tick = tokio::time::interval(Duration::from_secs(1));
+        // Peers whose genesis was checked on their current connection: each new
+        // connection is checked once (no periodic pings: an idle node stays idle).
+        let mut checked: BTreeSet<PublicKey> = BTreeSet::new();
         loop {
             tokio::select! {
                 () = stop.cancelled() => return,
-                _ = tick.tick() => plan.publish(&node_net.connected_peers().into_iter().collect(), &health),
+                _ = tick.tick() => {
+                    let connected: BTreeSet<PublicKey> = node_net.connected_peers().into_iter().collect();
+                    checked.retain(|k| connected.contains(k));
+                    for peer in connected.difference(&checked).copied().collect::<Vec<_>>() {
+                        checked.insert(peer);
+                        let (net, name) = (node_net.clone(), names.get(&peer).cloned().unwrap_or_else(|| peer.to_hex()[..16].to_string()));
+                        tokio::spawn(async move {
+                            let r = net.request_with_timeout(&peer, &genesis, Duration::from_secs(5)).await;
+                            let ok = matches!(&r, Ok(theirs) if *theirs == genesis);
+                            let result = if ok { "ok" } else { "failed" };
+                            metrics::counter!("lamina_node_peer_checks_total", "result" => result).increment(1);
+                            match r {
+                                Ok(theirs) if theirs != genesis => tracing::error!(target: "lamina::peers", peer = %name, theirs = %theirs, "peer runs another genesis"),
+                                Err(e) => tracing::debug!(target: "lamina::peers", peer = %name, error = %e, "peer genesis check failed"),
+                                Ok(_) => {}
+                            }
+                        });
+                    }
+                    plan.publish(&connected, &health);
+                }
             }
         }
     }))
