@@ -267,9 +267,12 @@ pub async fn run(ctx: NodeContext, plan: PeerPlan, shutdown: CancellationToken) 
     Ok(())
 }
 
+/// How often a module node re-checks a connected peer's genesis.
+const RECHECK: Duration = Duration::from_secs(30);
+
 /// For modules that run a real service on `endpoint`: also answers the shared
-/// `lamina/node/1` genesis check for the peers of `plan`, asks each newly connected
-/// peer for its genesis once (`lamina_node_peer_checks_total{result}`), and keeps
+/// `lamina/node/1` genesis check for the peers of `plan`, asks each connected peer
+/// for its genesis on connecting and every 30 s (`lamina_node_peer_checks_total{result}`), and keeps
 /// `/status`'s `peers` object and the `lamina_node_peers_connected` /
 /// `lamina_node_peers_required` gauges current (once a second) until `shutdown`. Returns the reporter task (abort it
 /// when the service returns). On error the endpoint is shut down.
@@ -297,25 +300,39 @@ pub async fn serve_alongside(
     Ok(tokio::spawn(async move {
         let names = plan.names();
         let mut tick = tokio::time::interval(Duration::from_secs(1));
-        // Peers whose genesis was checked on their current connection: each new
-        // connection is checked once (no periodic pings: an idle node stays idle).
-        let mut checked: BTreeSet<PublicKey> = BTreeSet::new();
+        // When each connected peer's genesis was last checked: on every new connection,
+        // then every RECHECK (a few requests a minute, not pings: an idle node stays
+        // nearly idle), so a peer on another genesis keeps counting as failed.
+        let mut checked: BTreeMap<PublicKey, Instant> = BTreeMap::new();
+        for result in ["ok", "failed"] {
+            metrics::counter!("lamina_node_peer_checks_total", "result" => result).increment(0);
+        }
         loop {
             tokio::select! {
                 () = stop.cancelled() => return,
                 _ = tick.tick() => {
                     let connected: BTreeSet<PublicKey> = node_net.connected_peers().into_iter().collect();
-                    checked.retain(|k| connected.contains(k));
-                    for peer in connected.difference(&checked).copied().collect::<Vec<_>>() {
-                        checked.insert(peer);
-                        let (net, name) = (node_net.clone(), names.get(&peer).cloned().unwrap_or_else(|| peer.to_hex()[..16].to_string()));
+                    checked.retain(|k, _| connected.contains(k));
+                    let now = Instant::now();
+                    for peer in &connected {
+                        if checked.get(peer).is_some_and(|t| now.duration_since(*t) < RECHECK) {
+                            continue;
+                        }
+                        checked.insert(*peer, now);
+                        let (net, peer) = (node_net.clone(), *peer);
+                        let name = names.get(&peer).cloned().unwrap_or_else(|| peer.to_hex()[..16].to_string());
                         tokio::spawn(async move {
                             let r = net.request_with_timeout(&peer, &genesis, Duration::from_secs(5)).await;
                             let ok = matches!(&r, Ok(theirs) if *theirs == genesis);
                             let result = if ok { "ok" } else { "failed" };
                             metrics::counter!("lamina_node_peer_checks_total", "result" => result).increment(1);
                             match r {
-                                Ok(theirs) if theirs != genesis => tracing::error!(target: "lamina::peers", peer = %name, theirs = %theirs, "peer runs another genesis"),
+                                Ok(theirs) if theirs != genesis => {
+                                    tracing::error!(target: "lamina::peers", peer = %name, theirs = %theirs, "peer runs another genesis")
+                                }
+                                Err(lamina_net::NetError::Rejected(reject)) => {
+                                    tracing::error!(target: "lamina::peers", peer = %name, reason = %reject.reason, "peer refused our genesis")
+                                }
                                 Err(e) => tracing::debug!(target: "lamina::peers", peer = %name, error = %e, "peer genesis check failed"),
                                 Ok(_) => {}
                             }

@@ -170,7 +170,7 @@ async fn run(
     flags: &[Override],
 ) -> anyhow::Result<ExitCode> {
     // First, so that a SIGTERM during startup is a clean stop rather than a kill.
-    let mut signals = Signals::new()?;
+    let mut signals = Signals::with_reload()?;
     let health = Health::new();
     let ctx = context(module, &home, &cfg, health.clone())?;
     let admin_at = admin_addr(module, &cfg, &ctx);

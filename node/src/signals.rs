@@ -7,7 +7,9 @@ use anyhow::Context as _;
 pub struct Signals {
     term: tokio::signal::unix::Signal,
     int: tokio::signal::unix::Signal,
-    hup: tokio::signal::unix::Signal,
+    /// Only for node services ([`Signals::with_reload`]); elsewhere SIGHUP keeps its
+    /// default (a closed terminal ends the process).
+    hup: Option<tokio::signal::unix::Signal>,
 }
 
 impl Signals {
@@ -17,8 +19,16 @@ impl Signals {
         Ok(Signals {
             term: signal(SignalKind::terminate()).context("cannot install a SIGTERM handler")?,
             int: signal(SignalKind::interrupt()).context("cannot install a SIGINT handler")?,
-            hup: signal(SignalKind::hangup()).context("cannot install a SIGHUP handler")?,
+            hup: None,
         })
+    }
+
+    /// [`Signals::new`] plus SIGHUP as [`SignalEvent::Reload`] (node services).
+    pub fn with_reload() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut s = Self::new()?;
+        s.hup = Some(signal(SignalKind::hangup()).context("cannot install a SIGHUP handler")?);
+        Ok(s)
     }
 
     /// Waits for the next signal: SIGTERM or SIGINT (stop, with its name) or SIGHUP
@@ -27,7 +37,7 @@ impl Signals {
         tokio::select! {
             _ = self.term.recv() => SignalEvent::Stop("SIGTERM"),
             _ = self.int.recv() => SignalEvent::Stop("SIGINT"),
-            _ = self.hup.recv() => SignalEvent::Reload,
+            Some(_) = async { match &mut self.hup { Some(h) => h.recv().await, None => std::future::pending().await } } => SignalEvent::Reload,
         }
     }
 

@@ -93,7 +93,9 @@ pub struct TransportLimits {
     /// once with the reason.
     pub max_connections_per_peer: usize,
     /// Connections that keys a protocol does not pin may hold to it at once, all such
-    /// keys together (open access: see [`crate::PeerSet::open_to_any`]). Default 512.
+    /// keys together (open access: see [`crate::PeerSet::open_to_any`]). Default 256.
+    /// Each such connection gets a 1 MiB receive window and shares one in-flight request
+    /// limit (the protocol's `max_inflight_per_connection`) with the other strangers.
     /// Beyond it, a new one is closed at once with the reason. Those keys also share one
     /// inbound budget of `peer_inbound_budget` bytes, however many keys they use.
     pub max_open_connections: usize,
@@ -115,7 +117,7 @@ impl Default for TransportLimits {
             connection_inbound_budget: 64 << 20,
             peer_inbound_budget: 128 << 20,
             max_connections_per_peer: 8,
-            max_open_connections: 512,
+            max_open_connections: 256,
         }
     }
 }

@@ -263,12 +263,15 @@ impl Conn {
         shared: Arc<Shared>,
         peer_max_request: usize,
         budget: Budget,
+        inflight: Option<Arc<Semaphore>>,
     ) -> Arc<Self> {
         let lanes = (0..core.config.lanes).map(|_| LaneSlot::default()).collect();
         Arc::new(Conn {
             remote: quinn.remote_address(),
             stats: ConnStats::new(&core.name, &peer_label),
-            inflight: Arc::new(Semaphore::new(core.config.max_inflight_per_connection)),
+            // Strangers (open access) share their protocol's one semaphore; others get
+            // one per connection.
+            inflight: inflight.unwrap_or_else(|| Arc::new(Semaphore::new(core.config.max_inflight_per_connection))),
             quinn,
             peer,
             peer_label,

@@ -68,6 +68,11 @@ struct Inner {
     refusal_logs: Mutex<HashMap<&'static str, (Option<Instant>, u64)>>,
 }
 
+/// Receive window of a connection from a key the protocol does not pin (open access):
+/// with [`crate::TransportLimits::max_open_connections`] connections, what strangers can
+/// have in flight to one protocol is bounded by their product (256 MiB by default).
+const OPEN_RECEIVE_WINDOW: u64 = 1 << 20;
+
 /// At most one INFO line per refusal reason in this interval.
 const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
@@ -82,6 +87,9 @@ struct Proto {
     /// soon (our key not allowed, protocol mismatch, another key at the address), with
     /// the typed reason: requests and waits report it at once instead of timing out.
     refusals: Mutex<HashMap<NodeId, NetError>>,
+    /// Requests in flight from all keys this protocol does not pin, together (open
+    /// access): strangers cannot crowd out the pinned peers' handlers.
+    open_inflight: Arc<tokio::sync::Semaphore>,
     changed: Notify,
 }
 
@@ -122,6 +130,11 @@ impl Proto {
     fn add_within(&self, conn: &Arc<Conn>, limit: usize) -> bool {
         {
             let mut conns = lock(&self.conns);
+            // Re-checked under the lock: a `set_peers` that removed the key after the
+            // handshake's check has already swept the connections, so refuse here.
+            if !read(&self.peers).admits(&conn.peer) {
+                return false;
+            }
             let list = conns.entry(conn.peer).or_default();
             if list.iter().filter(|c| c.is_alive()).count() >= limit {
                 return false;
@@ -151,12 +164,16 @@ impl Proto {
     /// success or any other failure clears it.
     fn note_dial(&self, peer: &NodeId, error: Option<&NetError>) {
         let mut refusals = lock(&self.refusals);
+        let module = self.core.id.module;
+        let lasting = |e: &NetError| match e {
+            NetError::AccessDenied { .. } | NetError::UnexpectedPeerKey { .. } => true,
+            // Another version of our module: an upgrade apart, not a node still
+            // starting (which serves none of it yet).
+            NetError::ProtocolMismatch { served, .. } => served.iter().any(|p| p.split('/').nth(1) == Some(module)),
+            _ => false,
+        };
         match error {
-            Some(
-                e @ (NetError::AccessDenied { .. }
-                | NetError::ProtocolMismatch { .. }
-                | NetError::UnexpectedPeerKey { .. }),
-            ) => {
+            Some(e) if lasting(e) => {
                 refusals.insert(*peer, e.clone());
                 drop(refusals);
                 self.changed.notify_waiters();
@@ -317,6 +334,7 @@ impl Endpoint {
             if protocols.contains_key(&alpn) {
                 return Err(NetError::Config(format!("{id} is already registered")));
             }
+            let open_inflight = Arc::new(tokio::sync::Semaphore::new(config.max_inflight_per_connection));
             let proto = Arc::new(Proto {
                 core: Arc::new(ProtoCore { id, name: id.to_string(), config, handler }),
                 alpn: alpn.clone(),
@@ -324,6 +342,7 @@ impl Endpoint {
                 conns: Mutex::new(HashMap::new()),
                 dialers: Mutex::new(HashMap::new()),
                 refusals: Mutex::new(HashMap::new()),
+                open_inflight,
                 changed: Notify::new(),
             });
             protocols.insert(alpn, proto.clone());
@@ -510,6 +529,8 @@ impl Inner {
             let keep = wanted.get(id) == Some(addr);
             if !keep {
                 token.cancel();
+                // A refusal by a peer we no longer dial (or now dial elsewhere) is stale.
+                lock(&proto.refusals).remove(id);
             }
             keep
         });
@@ -619,6 +640,7 @@ impl Inner {
             self.shared.clone(),
             peer_max,
             self.budget_for(&peer),
+            None,
         );
         self.adopt(proto, &c);
         tracing::info!(target: "lamina::net", protocol = %proto.core.name, peer = %c.peer_label, %addr, "connected");
@@ -767,7 +789,13 @@ impl Inner {
             self.shared.clone(),
             max,
             self.budget_for(&peer),
+            (!pinned).then(|| proto.open_inflight.clone()),
         );
+        if !pinned {
+            // A stranger's connection gets a small receive window (bytes it may have in
+            // flight to us) instead of a committee member's.
+            conn.set_receive_window(VarInt::from_u64(OPEN_RECEIVE_WINDOW).unwrap_or(VarInt::MAX));
+        }
         let limit = self.config.limits.max_connections_per_peer;
         if !pinned && !proto.open_room(self.config.limits.max_open_connections) {
             let max = self.config.limits.max_open_connections;
@@ -845,10 +873,11 @@ fn dial_error(
                 ),
             }
         }
-        ConnectionError::ApplicationClosed(c)
-            if c.error_code == VarInt::from_u32(close::NOT_ALLOWED)
-                || c.error_code == VarInt::from_u32(close::TOO_MANY_CONNECTIONS) =>
-        {
+        ConnectionError::ApplicationClosed(c) if c.error_code == VarInt::from_u32(close::TOO_MANY_CONNECTIONS) => {
+            // At capacity for now: worth retrying later, not a refusal of our key.
+            NetError::Handshake { addr, reason: format!("busy: {}", String::from_utf8_lossy(&c.reason)) }
+        }
+        ConnectionError::ApplicationClosed(c) if c.error_code == VarInt::from_u32(close::NOT_ALLOWED) => {
             NetError::AccessDenied {
                 addr,
                 protocol: offered.to_string(),
@@ -1183,9 +1212,11 @@ impl RawNetwork {
     /// no longer connect.
     pub async fn wait_for_peers(&self, n: usize, timeout: Duration) -> Result<(), NetError> {
         let refused = || {
+            let connected: HashSet<NodeId> = self.connected_peers().into_iter().collect();
             let refusals = lock(&self.proto.refusals);
-            let reachable = read(&self.proto.peers).len().saturating_sub(refusals.len());
-            if reachable < n { refusals.values().next().cloned() } else { None }
+            let blocked = refusals.keys().filter(|k| !connected.contains(k)).count();
+            let possible = read(&self.proto.peers).len().saturating_sub(blocked);
+            if possible < n { refusals.values().next().cloned() } else { None }
         };
         self.wait_until(timeout, || self.connected_peers().len() >= n, refused).await
     }

@@ -157,7 +157,9 @@ async fn a_hostile_peer_cannot_make_a_node_hold_more_than_its_budget() {
     let nx = extra.register::<EchoV1, _>(hx, PeerSet::new().with_accept(ks.public()), cfg1.clone()).unwrap();
     let err = nx.connect(ks.public(), addr).await.unwrap_err();
     match &err {
-        NetError::AccessDenied { reason, .. } => assert!(reason.contains("connections"), "{reason}"),
+        NetError::Handshake { reason, .. } => {
+            assert!(reason.starts_with("busy") && reason.contains("connections"), "{reason}")
+        }
         other => panic!("over the cap: {other:?}"),
     }
     assert!(server.snapshot().handshake_failures.get("too_many_connections").copied().unwrap_or(0) >= 1);

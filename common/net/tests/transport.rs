@@ -215,7 +215,9 @@ async fn open_protocol_serves_unknown_keys_within_the_cap() {
     let nl = late.register::<EchoV1, _>(hl, dial(), cfg()).unwrap();
     let err = nl.connect(ks.public(), server.local_addr()).await.unwrap_err();
     match &err {
-        NetError::AccessDenied { reason, .. } => assert!(reason.contains("does not pin"), "{reason}"),
+        NetError::Handshake { reason, .. } => {
+            assert!(reason.starts_with("busy") && reason.contains("does not pin"), "{reason}")
+        }
         other => panic!("expected the cap refusal, got {other:?}"),
     }
     // The stranger cannot use the closed protocol of the same endpoint.

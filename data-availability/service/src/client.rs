@@ -447,7 +447,13 @@ impl DaClient {
                     }
                     Err(e) => {
                         tracing::debug!(target: TARGET, node = %id, error = %e, "column ranges unavailable");
-                        if e.is_peer_fault() && !matches!(e, NetError::Rejected(_)) {
+                        // A refusal or a node still starting (its protocol not yet served)
+                        // is not invalid data.
+                        let refusal = matches!(
+                            e,
+                            NetError::Rejected(_) | NetError::AccessDenied { .. } | NetError::ProtocolMismatch { .. }
+                        );
+                        if e.is_peer_fault() && !refusal {
                             self.blame(&id, "column range", &e);
                             bad.insert(node);
                         }

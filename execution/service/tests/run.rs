@@ -35,7 +35,9 @@ async fn run_follows_and_serves_quic_and_http() {
     let http = free_tcp();
     let dir = tempfile::tempdir().unwrap();
     let health = Health::new();
-    let ctx = lamina_net::NodeContext::new(exec_key(), Arc::new(genesis), dir.path().to_path_buf(), health.clone());
+    let access = lamina_net::Access::default();
+    let ctx = lamina_net::NodeContext::new(exec_key(), Arc::new(genesis), dir.path().to_path_buf(), health.clone())
+        .with_access(access.clone());
     let log = InMemoryLog::new();
     for b in &f.blocks {
         log.append(b.clone()).unwrap();
@@ -91,7 +93,7 @@ async fn run_follows_and_serves_quic_and_http() {
         net.request(&exec_id, &QueryRequest::Nonce(acct)).await.unwrap(),
         QueryResponse::Nonce(Height(10), _)
     ));
-    // A key not in genesis is refused during the handshake.
+    // Queries are open by default: a key in no genesis list is served.
     let stranger =
         Endpoint::bind(&Keypair::for_testing(999), EndpointConfig::new("127.0.0.1:0".parse().unwrap())).unwrap();
     let snet = stranger
@@ -100,7 +102,16 @@ async fn run_follows_and_serves_quic_and_http() {
             ProtocolConfig::for_protocol::<QueryProtocol>(),
         )
         .unwrap();
-    assert!(snet.wait_connected(&exec_id, Duration::from_millis(1500)).await.is_err());
+    snet.wait_connected(&exec_id, Duration::from_secs(10)).await.unwrap();
+    assert!(matches!(
+        snet.request(&exec_id, &QueryRequest::Nonce(acct)).await.unwrap(),
+        QueryResponse::Nonce(Height(10), _)
+    ));
+    // Closed to genesis keys: the stranger is disconnected and told why on its next dial.
+    access.set_policy(lamina_net::AccessPolicy { open: false, allowed_clients: vec![] });
+    let err = snet.connect(exec_id, exec_addr).await.unwrap_err();
+    assert!(matches!(err, lamina_net::NetError::AccessDenied { .. }), "{err:?}");
+    stranger.shutdown().await;
 
     // HTTP.
     use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -341,11 +341,29 @@ impl Follower {
             state.observe_block(record.height, &record.observed());
             state.apply_entries(record.height, inputs, &*self.exec, &*self.encoding)
         };
-        let copies: std::collections::HashSet<_> =
-            record.entries.iter().map(|e| e.tx.id()).filter(|id| self.recent.insert(*id)).collect();
+        // Per id, how many of this height's entries are copies of one ordered before
+        // (earlier here, or at an earlier height): that many of its rejections for a
+        // used nonce or a known claim are the copies', reported quietly. The first
+        // copy's own rejection, for any other reason, is logged as usual.
+        let mut copies: std::collections::HashMap<lamina_primitives::TxId, usize> = Default::default();
+        for e in &record.entries {
+            let id = e.tx.id();
+            if self.recent.insert(id) {
+                *copies.entry(id).or_default() += 1;
+            }
+        }
         for e in &events {
+            let copy = match e {
+                Event::EntryRejected {
+                    tx,
+                    error:
+                        lamina_settlement_core::Error::StaleNonce { .. } | lamina_settlement_core::Error::Duplicate(_),
+                    ..
+                } => copies.get_mut(tx).filter(|n| **n > 0).map(|n| *n -= 1).is_some(),
+                _ => false,
+            };
             match e {
-                Event::EntryRejected { tx, .. } if copies.contains(tx) => {
+                e if copy => {
                     metrics::counter!("lamina_settlement_entry_copies_total").increment(1);
                     tracing::debug!(target: "lamina::settlement", event = ?e, "copy of an entry already ordered");
                 }
