@@ -142,7 +142,7 @@ def strip_test_modules(text: str) -> str:
     return "".join(out)
 
 
-MACRO = re.compile(r"\b(?:describe_)?(counter|gauge|histogram)!\s*\(\s*([^,)\s]+)")
+MACRO = re.compile(r"\b(counter|gauge|histogram)!\s*\(\s*([^,)\s]+)")
 CONST = re.compile(r'\bconst\s+([A-Z][A-Z0-9_]*)\s*:\s*&(?:\'static\s+)?str\s*=\s*"(lamina_[a-z0-9_]+)"')
 HAND_TYPE = re.compile(r"#\s*TYPE\s+(lamina_[a-z0-9_]+)\s+(counter|gauge|histogram|summary|untyped)")
 HAND_HELPER = re.compile(r'"(lamina_[a-z0-9_]+)"\s*,\s*"(counter|gauge|histogram|summary|untyped)"')
@@ -648,13 +648,22 @@ def cmd_live(files: list[str]) -> int:
     emitted = emitted_metrics()
     known = known_series(emitted)
     live: set[str] = set()
+    helped: set[str] = set()
     for f in files:
         for line in Path(f).read_text().splitlines():
-            if line and not line.startswith("#"):
+            if line.startswith("# HELP "):
+                helped.add(line.split()[2])
+            elif line and not line.startswith("#"):
                 live.add(re.split(r"[{ ]", line, maxsplit=1)[0])
     unknown = sorted(n for n in live if n.startswith("lamina_") and n not in known)
     for n in unknown:
         problem(f"live metric {n} is not found by the static scan of the code (fix emitted_metrics())")
+    # Every series says what it is: `# HELP` text (describe_* in the emitting crate's
+    # describe_metrics()).
+    for n in sorted(n for n in live if n.startswith("lamina_")):
+        base = n.removesuffix("_sum").removesuffix("_count")
+        if base not in helped and n not in helped:
+            problem(f"live metric {n} has no # HELP text (add it to its crate's describe_metrics())")
     used: set[str] = set()
     for _, expr in rule_exprs(DEPLOY / "prometheus" / "rules.yml"):
         used |= promql_metric_names(expr)

@@ -87,6 +87,30 @@ pub fn start(module: Module, home: PathBuf, flags: &[Override]) -> anyhow::Resul
     result
 }
 
+/// Registers the `# HELP` text of every metric the binary emits (its own and every
+/// layer's) with the installed
+/// `metrics` recorder (call once, after installing it; the binary does).
+pub fn describe_metrics() {
+    lamina_net::describe_metrics();
+    lamina_consensus_service::describe_metrics();
+    lamina_da_service::describe_metrics();
+    lamina_execution_service::describe_metrics();
+    lamina_settlement_service::describe_metrics();
+    lamina_bridge_service::describe_metrics();
+    ::metrics::describe_counter!(
+        "lamina_node_peer_checks_total",
+        "Same-genesis checks of connected peers over lamina/node/1, by result (ok, failed)."
+    );
+    ::metrics::describe_gauge!(
+        "lamina_node_peers_connected",
+        "Peers of each group connected and confirmed on the same genesis, by group."
+    );
+    ::metrics::describe_gauge!(
+        "lamina_node_peers_required",
+        "Peers of each dialed group that must be connected for readiness, by group."
+    );
+}
+
 /// SIGHUP: re-reads `config.toml` (with the same environment and flags) and applies its
 /// `[access]` section. A file that does not load changes nothing (logged).
 fn reload(home: &Home, module: Module, flags: &[Override], access: &lamina_net::Access) {
@@ -171,6 +195,7 @@ async fn run(
 ) -> anyhow::Result<ExitCode> {
     // First, so that a SIGTERM during startup is a clean stop rather than a kill.
     let mut signals = Signals::with_reload()?;
+    describe_metrics();
     let health = Health::new();
     let ctx = context(module, &home, &cfg, health.clone())?;
     let admin_at = admin_addr(module, &cfg, &ctx);

@@ -490,3 +490,24 @@ impl<N: BridgeNet> Relayer<N> {
         Ok(sent)
     }
 }
+
+/// Registers the `# HELP` text of every metric this crate emits with the installed
+/// `metrics` recorder (call once, after installing it; the binary does).
+pub fn describe_metrics() {
+    ::metrics::describe_counter!(
+        "lamina_bridge_finished_total",
+        "Bridge messages finished (delivered, or timed out and refunded) as the channel cursors pass them; no labels."
+    );
+    ::metrics::describe_gauge!(
+        "lamina_bridge_oldest_pending_heights",
+        "Age in heights (destination height minus lock height) of the oldest open bridge message in the last relay round, 0 when none; no labels."
+    );
+    ::metrics::describe_gauge!(
+        "lamina_bridge_pending_messages",
+        "Open bridge messages seen across all channels in the last relay round; no labels."
+    );
+    ::metrics::describe_counter!(
+        "lamina_bridge_submitted_total",
+        "Bridge actions the relayer submitted and had accepted, by kind (receive, refund)."
+    );
+}

@@ -84,3 +84,37 @@ pub use peers::{Peer, PeerSet};
 pub use protocol::{BoxFuture, Empty, Handler, Protocol, ProtocolId, RawHandler};
 pub use stats::{ConnectionSnapshot, Direction, Fault, NetSnapshot, ProtocolSnapshot};
 pub use tls::Identity;
+
+/// Registers the `# HELP` text of every metric this crate emits with the installed
+/// `metrics` recorder (call once, after installing it; the binary does).
+pub fn describe_metrics() {
+    ::metrics::describe_gauge!(
+        "lamina_net_connections",
+        "Live QUIC connections, by protocol (ALPN name) and direction (inbound, outbound)."
+    );
+    ::metrics::describe_counter!(
+        "lamina_net_errors_total",
+        "Faults on QUIC connections, by protocol, peer and kind (frame_too_large, malformed_frame, decode, handler_panic, handler_timeout, stream_reset, request_timeout, rejected, stalled, budget_wait)."
+    );
+    ::metrics::describe_counter!(
+        "lamina_net_handshake_failures_total",
+        "Incoming QUIC connections refused or failed during the handshake, by reason (peer_not_allowed, protocol_mismatch, refused_by_peer, handshake, timeout, too_many_open_connections, too_many_connections)."
+    );
+    ::metrics::describe_counter!(
+        "lamina_net_received_bytes_total",
+        "Frame bytes read from peers, by protocol and peer."
+    );
+    ::metrics::describe_counter!("lamina_net_received_messages_total", "Frames read from peers, by protocol and peer.");
+    ::metrics::describe_gauge!(
+        "lamina_net_rtt_seconds",
+        "Smoothed round-trip time of the connection from QUIC path stats, in seconds, by protocol and peer."
+    );
+    ::metrics::describe_counter!(
+        "lamina_net_sent_bytes_total",
+        "Frame bytes written to peers (headers included), by protocol and peer."
+    );
+    ::metrics::describe_counter!(
+        "lamina_net_sent_messages_total",
+        "Frames written to peers (requests, responses and messages), by protocol and peer."
+    );
+}

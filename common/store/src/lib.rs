@@ -140,3 +140,29 @@ pub use error::{Error, Result};
 pub use log::{Config, Iter, Log, Record, RecoveryReport, Seq, Truncation};
 pub use mem::{CrashMode, Faults, MemStorage};
 pub use storage::{FsFile, FsStorage, ReadView, Storage, StorageFile};
+
+/// Registers the `# HELP` text of every metric this crate emits with the installed
+/// `metrics` recorder (call once, after installing it; the binary does).
+pub fn describe_metrics() {
+    ::metrics::describe_counter!("lamina_store_appended_records_total", "Records written to segment files, by log.");
+    ::metrics::describe_gauge!("lamina_store_durable_seq", "Highest durable (synced) record sequence number, by log.");
+    ::metrics::describe_counter!(
+        "lamina_store_failures_total",
+        "Fatal write or sync errors after which the log refuses further writes, by log."
+    );
+    ::metrics::describe_counter!("lamina_store_segments_created_total", "Segment files created by rotation, by log.");
+    ::metrics::describe_counter!("lamina_store_segments_pruned_total", "Segment files deleted by pruning, by log.");
+    ::metrics::describe_histogram!(
+        "lamina_store_sync_seconds",
+        "Duration of each group-commit fdatasync, in seconds, by log."
+    );
+    ::metrics::describe_counter!("lamina_store_syncs_total", "Group-commit fdatasyncs performed, by log.");
+    ::metrics::describe_counter!(
+        "lamina_store_truncated_bytes_total",
+        "Torn-tail bytes discarded when the log was opened, by log."
+    );
+    ::metrics::describe_counter!(
+        "lamina_store_written_bytes_total",
+        "Record bytes written to segment files (headers included), by log."
+    );
+}

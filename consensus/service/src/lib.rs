@@ -443,3 +443,89 @@ pub async fn run<D: DataAvailability + 'static>(
     let endpoint = ctx.bind_endpoint(EndpointConfig::default())?;
     run_on(endpoint, ctx, config, da, shutdown).await
 }
+
+/// Registers the `# HELP` text of every metric this crate emits with the installed
+/// `metrics` recorder (call once, after installing it; the binary does).
+pub fn describe_metrics() {
+    lamina_store::describe_metrics();
+    ::metrics::describe_histogram!(
+        "lamina_consensus_batch_latency_seconds",
+        "Time from cutting one of this validator's own batches to finalization of the block that orders it, in seconds; no labels."
+    );
+    ::metrics::describe_counter!(
+        "lamina_consensus_batch_txs_total",
+        "Transactions placed into batches cut by this validator, by namespace."
+    );
+    ::metrics::describe_counter!(
+        "lamina_consensus_batches_total",
+        "Batches (DA blobs) cut from the mempool by this validator, by namespace."
+    );
+    ::metrics::describe_counter!(
+        "lamina_consensus_certificates_total",
+        "Quorum certificates this node assembled from received votes; no labels."
+    );
+    ::metrics::describe_counter!(
+        "lamina_consensus_da_failures_total",
+        "Failed DA dispersal attempts of a cut batch (each is retried); no labels."
+    );
+    ::metrics::describe_histogram!(
+        "lamina_consensus_finalization_latency_seconds",
+        "Time from a block's proposal timestamp (leader wall clock) to its finalization on this node, in seconds; no labels."
+    );
+    ::metrics::describe_gauge!(
+        "lamina_consensus_height",
+        "Height of the latest block this node finalized, set on each finalization; no labels."
+    );
+    ::metrics::describe_counter!(
+        "lamina_consensus_intake_total",
+        "Transaction submissions answered by intake, by outcome (accepted, duplicate, busy, too_large, unknown_chain, bad_signature, malformed)."
+    );
+    ::metrics::describe_gauge!(
+        "lamina_consensus_mempool_bytes",
+        "Bytes of transactions held in the mempool; no labels."
+    );
+    ::metrics::describe_gauge!(
+        "lamina_consensus_mempool_parked",
+        "Mempool transactions parked behind a nonce gap (held but not queued for batching); no labels."
+    );
+    ::metrics::describe_gauge!(
+        "lamina_consensus_mempool_txs",
+        "Transactions held in the mempool (from intake until the block ordering their batch finalizes, parked ones included); no labels."
+    );
+    ::metrics::describe_counter!(
+        "lamina_consensus_messages_total",
+        "Consensus messages received from validators, by kind (propose, notarize, nullify, finalize, certificate, batch, sync_request, sync_response, finalized)."
+    );
+    ::metrics::describe_counter!(
+        "lamina_consensus_nonce_gaps_released_total",
+        "Parked transactions queued for batching because their nonce gap stayed open past nonce_gap_ms (or new_sender_wait_ms for a new sender); no labels."
+    );
+    ::metrics::describe_counter!(
+        "lamina_consensus_peer_faults_total",
+        "Peer messages rejected by the consensus engine, by kind (invalid_signature, impersonation, equivocation, invalid_proposal, not_leader, invalid_certificate, invalid_finalized_block, invalid_batch, malformed)."
+    );
+    ::metrics::describe_gauge!(
+        "lamina_consensus_pending_batches",
+        "DA-certified batches waiting to be ordered in a block; no labels."
+    );
+    ::metrics::describe_counter!(
+        "lamina_consensus_proposals_total",
+        "Block proposals made by this validator as leader; no labels."
+    );
+    ::metrics::describe_counter!(
+        "lamina_consensus_timeouts_total",
+        "Leader or notarization timer expiries that made this validator nullify a view it had not yet voted in; no labels."
+    );
+    ::metrics::describe_gauge!(
+        "lamina_consensus_view",
+        "Current consensus view of this node, updated after every engine step; no labels."
+    );
+    ::metrics::describe_counter!(
+        "lamina_consensus_votes_total",
+        "Votes sent by this validator, by kind (notarize, nullify, finalize)."
+    );
+    ::metrics::describe_histogram!(
+        "lamina_consensus_wal_sync_seconds",
+        "Duration of each consensus WAL fsync made before sending messages, in seconds; no labels."
+    );
+}

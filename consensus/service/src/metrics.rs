@@ -25,7 +25,7 @@
 //! | `lamina_consensus_messages_total` | counter | `kind` | consensus messages received |
 //!
 //! Malformed and oversize frames are rejected and counted by the transport
-//! (`lamina_net_faults_total{protocol="lamina/consensus/1"}`).
+//! (`lamina_net_errors_total{protocol="lamina/consensus/1"}`).
 
 /// Finalized height.
 pub const HEIGHT: &str = "lamina_consensus_height";

@@ -37,3 +37,61 @@ pub use client::{CellSample, DaClient, RetrieveError, sample_once};
 pub use config::{ClientConfig, Config};
 pub use error::{Error, Result};
 pub use node::{DaNode, accepted_peers, protocol_config, run, run_on};
+
+/// Registers the `# HELP` text of every metric this crate emits with the installed
+/// `metrics` recorder (call once, after installing it; the binary does).
+pub fn describe_metrics() {
+    lamina_store::describe_metrics();
+    ::metrics::describe_counter!(
+        "lamina_da_dispersals_total",
+        "DA client dispersals finished, by outcome (certified, failed)."
+    );
+    ::metrics::describe_histogram!(
+        "lamina_da_disperse_seconds",
+        "Duration of each DA client dispersal, from blobs to availability certificate or failure, in seconds; no labels."
+    );
+    ::metrics::describe_counter!(
+        "lamina_da_misbehaving_answers_total",
+        "DA node answers that failed the client's verification, by node (first 16 hex characters of its key)."
+    );
+    ::metrics::describe_counter!(
+        "lamina_da_node_attestations_total",
+        "Attestations signed by this DA node once it held every column assigned to it for a square; no labels."
+    );
+    ::metrics::describe_counter!(
+        "lamina_da_node_columns_stored_total",
+        "Columns verified and stored by this DA node from store requests; no labels."
+    );
+    ::metrics::describe_counter!(
+        "lamina_da_node_pruned_squares_total",
+        "Squares dropped from this DA node's column store by the retention period; no labels."
+    );
+    ::metrics::describe_counter!(
+        "lamina_da_node_rejected_total",
+        "Requests this DA node refused, by reason (bad_header, bad_commitment, not_assigned, bad_column, not_codeword, unknown_square, bad_request, quota_exceeded)."
+    );
+    ::metrics::describe_counter!(
+        "lamina_da_node_served_total",
+        "Requests this DA node answered, by kind (header, roots, column, ranges, disperser, sample)."
+    );
+    ::metrics::describe_gauge!(
+        "lamina_da_node_squares",
+        "Squares held in this DA node's column store (set at open, after each store and after pruning); no labels."
+    );
+    ::metrics::describe_counter!(
+        "lamina_da_retrievals_total",
+        "DA client namespace retrievals finished, by outcome (ok, absent, bad_encoding, failed)."
+    );
+    ::metrics::describe_counter!(
+        "lamina_da_rows_rebuilt_total",
+        "Square rows the DA client reconstructed by erasure decoding during retrieval (cells missing or inconsistent with the row root); no labels."
+    );
+    ::metrics::describe_counter!(
+        "lamina_da_samples_total",
+        "DA sampling results, by outcome (verified or invalid per node answer, missing per cell no node answered correctly)."
+    );
+    ::metrics::describe_gauge!(
+        "lamina_da_sampling_confidence",
+        "Availability confidence (0 to 1) of the last sampling run, 0 when any sample failed; no labels."
+    );
+}

@@ -250,3 +250,41 @@ async fn serve<L: OrderedLog, D: DataAvailability, S: Settlement>(
     node.close()?;
     result
 }
+
+/// Registers the `# HELP` text of every metric this crate emits with the installed
+/// `metrics` recorder (call once, after installing it; the binary does).
+pub fn describe_metrics() {
+    lamina_store::describe_metrics();
+    ::metrics::describe_counter!(
+        "lamina_execution_bad_squares_total",
+        "Squares DA proved wrongly encoded while fetching this chain's data (their data counts as absent), by disperser (first 16 hex characters of its key, or unknown)."
+    );
+    ::metrics::describe_counter!(
+        "lamina_execution_claim_failures_total",
+        "Failed attempts to post a checkpoint claim to settlement (rejected, or settlement unavailable and retried); no labels."
+    );
+    ::metrics::describe_counter!(
+        "lamina_execution_claims_total",
+        "Checkpoint claims this execution node made at a checkpoint cut and queued for posting; no labels."
+    );
+    ::metrics::describe_counter!(
+        "lamina_execution_da_retries_total",
+        "DA fetches of this chain's data that failed and were retried; no labels."
+    );
+    ::metrics::describe_gauge!(
+        "lamina_execution_height",
+        "Height of the last block this execution node executed and committed durably; no labels."
+    );
+    ::metrics::describe_counter!(
+        "lamina_execution_receipts_total",
+        "Unsuccessful transaction receipts committed, by status (failed, rejected) and reason (the ledger failure, e.g. bad_nonce, insufficient_balance); successful receipts are not counted."
+    );
+    ::metrics::describe_counter!(
+        "lamina_execution_skipped_blobs_total",
+        "Blobs in this chain's namespace skipped because they do not decode as a batch of the chain; no labels."
+    );
+    ::metrics::describe_counter!(
+        "lamina_execution_transactions_total",
+        "Transactions executed in committed blocks, whatever their outcome; no labels."
+    );
+}

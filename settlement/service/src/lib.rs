@@ -230,3 +230,69 @@ where
     follower.close()?;
     result
 }
+
+/// Registers the `# HELP` text of every metric this crate emits with the installed
+/// `metrics` recorder (call once, after installing it; the binary does).
+pub fn describe_metrics() {
+    lamina_store::describe_metrics();
+    ::metrics::describe_counter!(
+        "lamina_settlement_bad_encodings_posted_total",
+        "Bad-encoding proofs of wrongly encoded squares the settlement verifier submitted to the validators successfully; no labels."
+    );
+    ::metrics::describe_counter!(
+        "lamina_settlement_blobs_skipped_total",
+        "Blobs in the settlement namespace skipped because they do not decode as a settlement batch; no labels."
+    );
+    ::metrics::describe_counter!(
+        "lamina_settlement_challenges_posted_total",
+        "Fraud-proof challenges the settlement verifier submitted to the validators successfully; no labels."
+    );
+    ::metrics::describe_counter!(
+        "lamina_settlement_claims_total",
+        "Checkpoint claims accepted and bonded by settlement; no labels."
+    );
+    ::metrics::describe_counter!(
+        "lamina_settlement_da_retries_total",
+        "DA fetches by settlement (follower or verifier) that failed and were retried; no labels."
+    );
+    ::metrics::describe_counter!(
+        "lamina_settlement_duplicates_total",
+        "Claims finalized as duplicates of the claim just anchored (bond returned, no anchor of their own); no labels."
+    );
+    ::metrics::describe_counter!(
+        "lamina_settlement_entries_rejected_total",
+        "Settlement entries rejected by the settlement state machine, not counting copies of already ordered entries; no labels."
+    );
+    ::metrics::describe_counter!(
+        "lamina_settlement_entry_copies_total",
+        "Rejected settlement entries that were copies of an entry already ordered (used nonce or duplicate); no labels."
+    );
+    ::metrics::describe_gauge!(
+        "lamina_settlement_finalized_height",
+        "Range end of the latest claim finalized and anchored for each chain (0 before any), by chain."
+    );
+    ::metrics::describe_counter!(
+        "lamina_settlement_finalized_total",
+        "Claims finalized and anchored by settlement; no labels."
+    );
+    ::metrics::describe_gauge!(
+        "lamina_settlement_height",
+        "Last consensus log height applied by the settlement follower; no labels."
+    );
+    ::metrics::describe_counter!(
+        "lamina_settlement_slashed_total",
+        "Claims slashed after a successful challenge; no labels."
+    );
+    ::metrics::describe_gauge!(
+        "lamina_settlement_verifier_height",
+        "Height through which the settlement verifier has re-executed each chain, by chain."
+    );
+    ::metrics::describe_counter!(
+        "lamina_settlement_verifier_steps_ok_total",
+        "Claim steps the settlement verifier re-executed and found matching the claimed result; no labels."
+    );
+    ::metrics::describe_counter!(
+        "lamina_settlement_verifier_unprovable_total",
+        "Wrong claim steps the verifier found but could not prove because they are older than the replica's retained history (1024 steps); no labels."
+    );
+}

@@ -162,6 +162,11 @@ impl<D, T> std::fmt::Debug for Verifier<D, T> {
     }
 }
 
+/// Counter of challenges this verifier got accepted by intake.
+const CHALLENGES_POSTED: &str = "lamina_settlement_challenges_posted_total";
+/// Counter of bad-encoding proofs this verifier got accepted by intake.
+const BAD_ENCODINGS_POSTED: &str = "lamina_settlement_bad_encodings_posted_total";
+
 /// Most observed-but-unclaimed heights a chain keeps prefetched; older ones execute
 /// without a claim to compare (a chain nobody claims must not grow memory).
 const MAX_PENDING: usize = 512;
@@ -419,7 +424,7 @@ impl<D: DataAvailability + Clone + 'static, T: TxSubmit + Clone + 'static> Verif
                     self.submit.clone(),
                     tx,
                     "bad-encoding proof",
-                    "lamina_settlement_bad_encodings_posted_total",
+                    metrics::counter!(BAD_ENCODINGS_POSTED),
                     shutdown,
                 ),
                 Err(e) => {
@@ -471,18 +476,18 @@ impl<D: DataAvailability + Clone + 'static, T: TxSubmit + Clone + 'static> Verif
                 }
             };
             tracing::info!(target: "lamina::settlement", %claim, step, "posting challenge");
-            post_in_background(submit, tx, "challenge", "lamina_settlement_challenges_posted_total", &shutdown);
+            post_in_background(submit, tx, "challenge", metrics::counter!(CHALLENGES_POSTED), &shutdown);
         });
     }
 }
 
 /// Submits `tx` to every validator ([`TxSubmit::submit_widely`]) in a background task,
-/// retrying with backoff until one takes it or `shutdown`; counts `counter` on success.
+/// retrying with backoff until one takes it or `shutdown`; counts `posted` on success.
 fn post_in_background<T: TxSubmit + 'static>(
     submit: T,
     tx: Transaction,
     what: &'static str,
-    counter: &'static str,
+    posted: metrics::Counter,
     shutdown: &CancellationToken,
 ) {
     let shutdown = shutdown.clone();
@@ -493,7 +498,7 @@ fn post_in_background<T: TxSubmit + 'static>(
             // or evidence against itself.
             match submit.submit_widely(tx.clone()).await {
                 Ok(_) => {
-                    metrics::counter!(counter).increment(1);
+                    posted.increment(1);
                     tracing::info!(target: "lamina::settlement", what, "posted");
                     return;
                 }
