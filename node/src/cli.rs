@@ -530,20 +530,18 @@ pub fn parse_public_key(s: &str) -> anyhow::Result<PublicKey> {
 /// Parses `500ms`, `5s`, `2m`, `1h`, or a bare number of seconds.
 pub fn parse_duration(s: &str) -> anyhow::Result<Duration> {
     let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let v: f64 = num.parse().with_context(|| format!("{s:?} is not a duration (e.g. 500ms, 5s, 2m)"))?;
-    let secs = match unit.trim() {
-        "ms" => v / 1000.0,
-        "" | "s" => v,
-        "m" | "min" => v * 60.0,
-        "h" => v * 3600.0,
-        u => bail!("unknown duration unit {u:?} in {s:?} (ms, s, m, h)"),
+    // A bare number is seconds (fractions allowed); anything else is humantime's
+    // format: 500ms, 5s, 2m, 1m30s, 1h 15m, 2days.
+    let d = match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && (0.0..=1.0e9).contains(&v) => Duration::from_secs_f64(v),
+        Ok(_) => bail!("duration {s:?} is out of range"),
+        Err(_) => humantime::parse_duration(s)
+            .map_err(|e| anyhow::anyhow!("{s:?} is not a duration ({e}; e.g. 500ms, 5s, 2m, 1m30s, 1h)"))?,
     };
-    if !secs.is_finite() || !(0.0..=1.0e9).contains(&secs) {
+    if d > Duration::from_secs(1_000_000_000) {
         bail!("duration {s:?} is out of range");
     }
-    Ok(Duration::from_secs_f64(secs))
+    Ok(d)
 }
 
 #[cfg(test)]
@@ -562,7 +560,9 @@ mod tests {
         assert_eq!(parse_duration("5s").unwrap(), Duration::from_secs(5));
         assert_eq!(parse_duration("3").unwrap(), Duration::from_secs(3));
         assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
-        assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
+        assert_eq!(parse_duration("1.5").unwrap(), Duration::from_millis(1500));
+        assert_eq!(parse_duration("1m30s").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("1h 15m").unwrap(), Duration::from_secs(4500));
         assert!(parse_duration("5 parsecs").is_err());
         assert!(parse_duration("").is_err());
     }

@@ -7,6 +7,7 @@
 //!   config/node.key       the node's ed25519 key (mode 0600)
 //!   data/VERSION          format version of everything under data/
 //!   data/GENESIS          digest of the genesis the data was written under
+//!   data/node.lock        held (flock) by the running node, with its pid
 //!   data/...              stores (written by the module's service)
 //! ```
 //!
@@ -100,6 +101,55 @@ impl Home {
         self.root.join("data")
     }
 
+    /// `data/node.lock`: held by the node running on this home, with its pid.
+    pub fn lock_file(&self) -> PathBuf {
+        self.data_dir().join("node.lock")
+    }
+
+    /// Takes this home for the calling process (an exclusive `flock` on
+    /// [`Home::lock_file`], which then holds our pid) until the returned value is
+    /// dropped. A second node on the same home is refused with the holder's pid,
+    /// before it binds any port or opens any store.
+    pub fn lock(&self) -> anyhow::Result<HomeLock> {
+        use std::os::fd::AsRawFd as _;
+        let path = self.lock_file();
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        // SAFETY: flock on a valid, owned descriptor; no memory is involved.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            let e = std::io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+                let pid = std::fs::read_to_string(&path).unwrap_or_default();
+                bail!(
+                    "home {} is in use by pid {} (another `lamina ... start` on it); stop that node first",
+                    self.root.display(),
+                    pid.trim()
+                );
+            }
+            return Err(e).with_context(|| format!("cannot lock {}", path.display()));
+        }
+        file.set_len(0).with_context(|| format!("cannot write {}", path.display()))?;
+        writeln!(file, "{}", std::process::id()).with_context(|| format!("cannot write {}", path.display()))?;
+        Ok(HomeLock { _file: file })
+    }
+
+    /// The pid of the node holding this home, if one runs on it now.
+    pub fn holder(&self) -> Option<u32> {
+        use std::os::fd::AsRawFd as _;
+        let file = std::fs::File::open(self.lock_file()).ok()?;
+        // SAFETY: as in `lock`; a shared probe that is released when `file` drops.
+        let free = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) } == 0;
+        if free {
+            return None;
+        }
+        std::fs::read_to_string(self.lock_file()).ok()?.trim().parse().ok()
+    }
+
     /// `data/VERSION`.
     pub fn version_file(&self) -> PathBuf {
         self.data_dir().join("VERSION")
@@ -174,6 +224,13 @@ impl Home {
             Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
         }
     }
+}
+
+/// A running node's hold on its home ([`Home::lock`]); released on drop (or when the
+/// process dies, even by SIGKILL).
+#[derive(Debug)]
+pub struct HomeLock {
+    _file: std::fs::File,
 }
 
 /// Writes `bytes` to `path` via a temporary file in the same directory, fsync and

@@ -69,6 +69,22 @@ pub fn init(opts: &InitOptions) -> anyhow::Result<InitReport> {
         }
         None => None,
     };
+    // Never put a genesis over data written under another one (the node would refuse
+    // to start, and the old genesis would be gone).
+    if let Some((g, _)) = &genesis
+        && let Ok(have) = std::fs::read_to_string(home.genesis_digest_file())
+        && have.trim() != g.digest().to_string()
+    {
+        bail!(
+            "{} was written under genesis {}, and {} is genesis {}; refusing to replace the genesis \
+             (wipe {} first to join the new network, or init without --genesis to keep the current one)",
+            home.data_dir().display(),
+            have.trim(),
+            opts.genesis.as_deref().map(|p| p.display().to_string()).unwrap_or_default(),
+            g.digest(),
+            home.data_dir().display()
+        );
+    }
     home.create_layout()?;
 
     let (key, key_generated) = if home.key_file().exists() {

@@ -197,6 +197,9 @@ async fn run(
     let mut signals = Signals::with_reload()?;
     describe_metrics();
     let health = Health::new();
+    // First of all: a second node on this home stops here, before any port or store.
+    home.check_data_version()?;
+    let _home_lock = home.lock()?;
     let ctx = context(module, &home, &cfg, health.clone())?;
     let admin_at = admin_addr(module, &cfg, &ctx);
     let admin = AdminServer::bind(admin_at, AdminState { health: health.clone(), metrics: Some(metrics) }).await?;

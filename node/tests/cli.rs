@@ -175,4 +175,32 @@ fn keys_genesis_and_init_produce_the_expected_files() {
     let out = lamina(&["consensus", "start", "--home", s(&home), "--admin-addr", "127.0.0.1:0"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("version 99"), "{}", String::from_utf8_lossy(&out.stderr));
+    std::fs::write(home.join("data/VERSION"), "1\n").unwrap();
+
+    // A home held by a running node (here: this test holds its lock, as pid 4242 would)
+    // refuses a second start at once, naming the holder.
+    {
+        use std::os::fd::AsRawFd as _;
+        let lock = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(home.join("data/node.lock"))
+            .unwrap();
+        // SAFETY: flock on a valid, owned descriptor.
+        assert_eq!(unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) }, 0);
+        std::fs::write(home.join("data/node.lock"), "4242\n").unwrap();
+        let out = lamina(&["consensus", "start", "--home", s(&home), "--admin-addr", "127.0.0.1:0"]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains("in use by pid 4242"), "{err}");
+    }
+
+    // init --force never puts a genesis over data written under another one.
+    std::fs::write(home.join("data/GENESIS"), format!("{}\n", "ab".repeat(32))).unwrap();
+    let out = lamina(&["consensus", "init", "--home", s(&home), "--force", "--genesis", s(&g)]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("refusing to replace the genesis"), "{err}");
+    // Without --genesis, --force rewrites config.toml and keeps the genesis.
+    ok(&["consensus", "init", "--home", s(&home), "--force"]);
 }

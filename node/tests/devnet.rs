@@ -248,9 +248,46 @@ fn kept_devnet_is_inspected_and_stopped_by_down() {
     assert_eq!(docs.as_array().unwrap().len(), 6);
     assert!(docs.as_array().unwrap().iter().all(|d| d["status"]["ready"] == true), "{docs}");
 
+    // An operator restarts the execution node by hand (its home from $LAMINA_HOME, so
+    // its command line does not name the home). A second start on that home is refused
+    // with the running node's pid, before it binds anything.
+    let exec = st["nodes"].as_array().unwrap().iter().find(|n| n["module"] == "execution").unwrap().clone();
+    let exec_home = exec["home"].as_str().unwrap().to_string();
+    // SAFETY: kill(2) on the devnet's own node process with a valid signal.
+    unsafe { libc::kill(exec["pid"].as_u64().unwrap() as i32, libc::SIGKILL) };
+    while alive(exec["pid"].as_u64().unwrap()) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let log = std::fs::File::create(tmp.path().join("by-hand.log")).unwrap();
+    let mut by_hand = lamina()
+        .args(["execution", "start"])
+        .env("LAMINA_HOME", &exec_home)
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let lock = Path::new(&exec_home).join("data").join("node.lock");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::fs::read_to_string(&lock).unwrap_or_default().trim() != by_hand.id().to_string() {
+        assert!(Instant::now() < deadline, "the hand-started node never took its home");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let second = lamina().args(["execution", "start", "--home", &exec_home]).output().unwrap();
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(!second.status.success() && err.contains(&format!("in use by pid {}", by_hand.id())), "{err}");
+
+    // `down` stops every node, the one restarted by hand included.
     let down = lamina().args(["devnet", "down", "--dir", s(&dir)]).output().unwrap();
     assert!(down.status.success(), "{}", String::from_utf8_lossy(&down.stderr));
     assert!(node_pids.iter().all(|p| !alive(*p)), "down stops every node");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while by_hand.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = by_hand.kill();
+            panic!("down left the node restarted by hand running");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
     assert_eq!(state(&dir)["phase"], "stopped");
     // A stopped network reports not-ready (non-zero), and its directory can be reused.
     assert!(!lamina().args(["devnet", "status", "--dir", s(&dir)]).output().unwrap().status.success());

@@ -7,6 +7,7 @@ use std::time::Duration;
 use lamina_telemetry::client;
 
 use super::state::{DevnetState, Phase, is_alive, is_our_node, signal};
+use crate::home::Home;
 
 const ADMIN_TIMEOUT: Duration = Duration::from_millis(1500);
 
@@ -25,16 +26,14 @@ pub async fn down(dir: PathBuf, grace: Duration) -> anyhow::Result<ExitCode> {
         if is_alive(sup) {
             anyhow::bail!("the supervisor (pid {sup}) is still running; stop it with Ctrl-C or kill it");
         }
-        eprintln!("stopped");
-        return Ok(ExitCode::SUCCESS);
+        // Nodes restarted by hand are not its children: stopped below.
+        if running(&DevnetState::load(&dir)?).is_empty() {
+            eprintln!("stopped");
+            return Ok(ExitCode::SUCCESS);
+        }
     }
-    let mut st = st;
-    let live: Vec<(usize, u32)> = st
-        .nodes
-        .iter()
-        .enumerate()
-        .filter_map(|(i, n)| n.pid.filter(|&p| is_our_node(p, &n.home)).map(|p| (i, p)))
-        .collect();
+    let mut st = DevnetState::load(&dir)?;
+    let live = running(&st);
     if live.is_empty() {
         eprintln!("no node of the devnet in {} is running", dir.display());
         st.phase = Phase::Stopped;
@@ -53,7 +52,8 @@ pub async fn down(dir: PathBuf, grace: Duration) -> anyhow::Result<ExitCode> {
     let mut killed = 0;
     for &(i, pid) in &live {
         // These are not our children: their exit codes go to whoever adopted them.
-        let how = if is_alive(pid) && is_our_node(pid, &st.nodes[i].home) {
+        let home = &st.nodes[i].home;
+        let how = if is_alive(pid) && (Home::new(home).holder() == Some(pid) || is_our_node(pid, home)) {
             signal(pid, libc::SIGKILL);
             killed += 1;
             format!("killed after {grace:.0?} grace")
@@ -66,6 +66,19 @@ pub async fn down(dir: PathBuf, grace: Duration) -> anyhow::Result<ExitCode> {
     st.save()?;
     eprintln!("stopped {} nodes ({} needed SIGKILL); logs: {}", live.len(), killed, dir.join("logs").display());
     Ok(if killed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// The devnet's nodes that run now, with their pids: the process holding the node's
+/// home (`data/node.lock`: also a node restarted by hand), else the recorded pid if
+/// that process still runs on the home.
+fn running(st: &DevnetState) -> Vec<(usize, u32)> {
+    st.nodes
+        .iter()
+        .enumerate()
+        .filter_map(|(i, n)| {
+            Home::new(&n.home).holder().or_else(|| n.pid.filter(|&p| is_our_node(p, &n.home))).map(|p| (i, p))
+        })
+        .collect()
 }
 
 /// Prints every node's `/status` (table, or JSON with `json`).
