@@ -242,13 +242,86 @@ async fn serve<L: OrderedLog, D: DataAvailability, S: Settlement>(
         None => None,
     };
 
-    let result = node.follow(&log, &da, &settlement, &ctx.health, shutdown).await;
+    let view = node.shared();
+    let result = tokio::select! {
+        r = node.follow(&log, &da, &settlement, &ctx.health, shutdown) => r,
+        () = watch_progress(&log, &view, &ctx.health, shutdown) => Ok(()),
+    };
     shutdown.cancel();
     if let Some(h) = http {
         let _ = h.await;
     }
     node.close()?;
     result
+}
+
+/// How long the executed height may stand still while the log is ahead before the node
+/// reports not ready (`progress` check).
+const STALL: std::time::Duration = std::time::Duration::from_secs(10);
+/// Heights behind the log tip that still count as keeping up (blocks arrive while one
+/// executes).
+const KEEPING_UP: u64 = 20;
+
+/// Watches the executed height against the log tip until `shutdown`: the `progress`
+/// readiness check turns false when the chain cannot progress (the log is more than
+/// [`KEEPING_UP`] heights ahead and nothing executed for [`STALL`]: DA data missing, a
+/// wrong config, a stuck fetch), with the heights in its message; and one INFO line per
+/// 10 s reports the height, heights/s and executed transactions/s.
+async fn watch_progress<L: OrderedLog>(
+    log: &L,
+    view: &std::sync::Arc<node::Shared>,
+    health: &lamina_interfaces::Health,
+    shutdown: &CancellationToken,
+) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(2));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let snapshot = || {
+        let v = view.read();
+        (v.height.0, v.receipts.len())
+    };
+    let (mut last_height, mut moved_at) = (snapshot().0, tokio::time::Instant::now());
+    let (mut report_at, mut report_from) = (tokio::time::Instant::now(), snapshot());
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let tip = tokio::select! {
+            () = shutdown.cancelled() => return,
+            t = tokio::time::timeout(std::time::Duration::from_secs(2), log.tip()) => match t {
+                Ok(Ok(t)) => Some(t.0),
+                _ => None,
+            },
+        };
+        let now = tokio::time::Instant::now();
+        let (height, txs) = snapshot();
+        if height != last_height {
+            (last_height, moved_at) = (height, now);
+        }
+        let still = now.duration_since(moved_at);
+        match tip {
+            Some(tip) if tip > height + KEEPING_UP && still >= STALL => health.set_check(
+                "progress",
+                false,
+                format!("no block executed for {:.0?} at height {height}, log tip {tip}: waiting for this chain's data", still),
+            ),
+            Some(tip) => health.set_check("progress", true, format!("height {height}, log tip {tip}")),
+            None => {}
+        }
+        let since = now.duration_since(report_at);
+        if since >= std::time::Duration::from_secs(10) {
+            let secs = since.as_secs_f64();
+            tracing::info!(
+                target: "lamina::execution",
+                height,
+                log_tip = tip.unwrap_or(0),
+                heights_per_s = format!("{:.1}", height.saturating_sub(report_from.0) as f64 / secs),
+                tx_per_s = format!("{:.0}", txs.saturating_sub(report_from.1) as f64 / secs),
+                "progress"
+            );
+            (report_at, report_from) = (now, (height, txs));
+        }
+    }
 }
 
 /// Registers the `# HELP` text of every metric this crate emits with the installed

@@ -132,3 +132,80 @@ async fn run_follows_and_serves_quic_and_http() {
     assert_eq!(claims.len(), 8);
     assert_eq!(claims.last().unwrap().to, Height(9));
 }
+
+/// DA that answers the first `allowed` retrievals and never answers another: the
+/// chain's data stops arriving while the log keeps growing.
+#[derive(Clone)]
+struct Stalling {
+    inner: lamina_execution_service::adapters::MemoryDa,
+    allowed: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl lamina_interfaces::DataAvailability for Stalling {
+    fn submit(
+        &self,
+        blobs: Vec<lamina_interfaces::Blob>,
+    ) -> impl std::future::Future<
+        Output = Result<lamina_primitives::AvailabilityCertificate, lamina_interfaces::DaError>,
+    > + Send {
+        self.inner.submit(blobs)
+    }
+
+    fn get_namespace(
+        &self,
+        commitment: &lamina_primitives::DataCommitment,
+        namespace: lamina_primitives::Namespace,
+    ) -> impl std::future::Future<Output = Result<Vec<Vec<u8>>, lamina_interfaces::DaError>> + Send {
+        let (inner, commitment) = (self.inner.clone(), commitment.clone());
+        let go = self
+            .allowed
+            .fetch_update(std::sync::atomic::Ordering::SeqCst, std::sync::atomic::Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        async move {
+            if !go {
+                std::future::pending::<()>().await;
+            }
+            inner.get_namespace(&commitment, namespace).await
+        }
+    }
+}
+
+/// A chain that cannot progress (its data never arrives while the log grows) turns the
+/// `progress` readiness check false, naming the height and the log tip; the node stays
+/// alive (it keeps waiting for the data).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chain_that_cannot_progress_is_reported_not_ready() {
+    let f = fixture(40).await;
+    let mut genesis = f.genesis.clone();
+    let exec_addr = free_udp();
+    genesis.execution_nodes[0].addr = exec_addr;
+    let dir = tempfile::tempdir().unwrap();
+    let health = Health::new();
+    let ctx = lamina_net::NodeContext::new(exec_key(), Arc::new(genesis), dir.path().to_path_buf(), health.clone());
+    let log = InMemoryLog::new();
+    for b in &f.blocks {
+        log.append(b.clone()).unwrap();
+    }
+    let da = Stalling { inner: f.da.clone(), allowed: Arc::new(std::sync::atomic::AtomicUsize::new(3)) };
+    let stop = CancellationToken::new();
+    let service = tokio::spawn(run(
+        ctx,
+        config(),
+        Seams { log: log.clone(), da, settlement: RecordingSettlement::default(), anchors: None },
+        EndpointConfig::new(exec_addr),
+        stop.clone(),
+    ));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let detail = loop {
+        if let Some(c) = health.checks().get("progress").filter(|c| !c.ok) {
+            break c.detail.clone();
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never reported the stall: {:?}", health.checks());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(!health.is_ready());
+    assert!(detail.contains("log tip 40") && detail.contains("no block executed"), "{detail}");
+    assert!(!service.is_finished(), "the node keeps waiting for the data");
+    stop.cancel();
+    service.await.unwrap().unwrap();
+}
