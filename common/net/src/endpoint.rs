@@ -1089,21 +1089,23 @@ pub struct RawNetwork {
 /// A handle to a registered protocol that does not keep the endpoint alive (for
 /// registries that outlive or are owned by the protocol's own handler).
 #[derive(Clone)]
-pub(crate) struct WeakNetwork {
+pub struct WeakNetwork {
     inner: std::sync::Weak<Inner>,
     proto: std::sync::Weak<Proto>,
 }
 
 impl WeakNetwork {
     /// The network, if its endpoint still exists.
-    pub(crate) fn upgrade(&self) -> Option<RawNetwork> {
+    pub fn upgrade(&self) -> Option<RawNetwork> {
         Some(RawNetwork { inner: self.inner.upgrade()?, proto: self.proto.upgrade()? })
     }
 }
 
 impl RawNetwork {
-    /// A handle that does not keep the endpoint alive.
-    pub(crate) fn downgrade(&self) -> WeakNetwork {
+    /// A handle that does not keep the endpoint alive: for what a protocol's own handler
+    /// holds (a strong handle there would be a cycle that keeps the socket open after
+    /// shutdown).
+    pub fn downgrade(&self) -> WeakNetwork {
         WeakNetwork { inner: Arc::downgrade(&self.inner), proto: Arc::downgrade(&self.proto) }
     }
 

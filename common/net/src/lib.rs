@@ -78,7 +78,7 @@ pub mod tls;
 pub use access::{Access, AccessPolicy};
 pub use config::{Backoff, EndpointConfig, ProtocolConfig, TransportLimits};
 pub use context::{NodeContext, Role};
-pub use endpoint::{Endpoint, Network, RawNetwork};
+pub use endpoint::{Endpoint, Network, RawNetwork, WeakNetwork};
 pub use error::{NetError, Reject, RejectKind, StreamError};
 pub use peers::{Peer, PeerSet};
 pub use protocol::{BoxFuture, Empty, Handler, Protocol, ProtocolId, RawHandler};

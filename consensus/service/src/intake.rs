@@ -19,6 +19,9 @@ use crate::mempool::Mempool;
 use crate::metrics as m;
 use crate::protocol::{IntakeProtocol, MAX_SUBMIT_TXS, SubmitRequest, SubmitResponse, WireOutcome};
 
+/// Why the validator cannot order now, if it cannot ([`Intake::set_readiness`]).
+type Readiness = Arc<dyn Fn() -> Option<String> + Send + Sync>;
+
 /// Requests with at least this many transactions are checked on a blocking thread.
 const BLOCKING_AT: usize = 32;
 
@@ -33,6 +36,10 @@ struct Inner {
     cfg: MempoolConfig,
     chains: BTreeSet<ChainId>,
     open: AtomicBool,
+    /// Says why this validator cannot order transactions now (`None`: it can), asked
+    /// at each submission: while it answers, submissions are answered `Busy` with the
+    /// reason instead of queueing behind a validator that is not ready.
+    readiness: Mutex<Option<Readiness>>,
     batcher: Arc<Notify>,
     batch_bytes: usize,
     /// The intake log; `None` without one, and after [`Intake::close`] (which releases
@@ -56,6 +63,7 @@ impl Intake {
                 cfg,
                 chains,
                 open: AtomicBool::new(true),
+                readiness: Mutex::new(None),
                 batcher,
                 batch_bytes,
                 log: Mutex::new(None),
@@ -70,10 +78,18 @@ impl Intake {
         self
     }
 
+    /// Sets the readiness test asked at each submission: while it returns a reason, every
+    /// submission is answered `Busy` with it, so a client learns it at once and can go to
+    /// another validator. Without one (the default) intake is always ready.
+    pub fn set_readiness(&self, readiness: impl Fn() -> Option<String> + Send + Sync + 'static) {
+        *self.inner.readiness.lock() = Some(Arc::new(readiness));
+    }
+
     /// Stops intake: every later submission is answered `Busy` (shutdown), and the
     /// intake log is released.
     pub fn close(&self) {
         self.inner.open.store(false, Ordering::Release);
+        self.inner.readiness.lock().take();
         self.inner.log.lock().take();
     }
 
@@ -84,6 +100,11 @@ impl Intake {
         let log = inner.log.lock().clone();
         if !inner.open.load(Ordering::Acquire) {
             return txs.iter().map(|_| Err(SubmitError::Busy("validator is shutting down".into()))).collect();
+        }
+        let readiness = inner.readiness.lock().clone();
+        if let Some(why) = readiness.and_then(|r| r()) {
+            let msg = format!("validator not ready: {why}");
+            return txs.iter().map(|_| Err(SubmitError::Busy(msg.clone()))).collect();
         }
         let mut results: Vec<Option<Result<SubmitOutcome, SubmitError>>> = vec![None; txs.len()];
         let mut ids = Vec::with_capacity(txs.len());

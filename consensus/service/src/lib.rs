@@ -358,8 +358,31 @@ pub async fn start<D: DataAvailability + 'static>(
         }
         None => None,
     };
-    let health =
-        tokio::spawn(report_health(ctx.health.clone(), net, core_cfg.quorum(), shared.clone(), mempool, da_status));
+    let catching_up = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    intake.set_readiness({
+        // Weak: intake is held by the endpoint's own handlers.
+        let (net, need, catching_up, shared) =
+            (net.raw().downgrade(), core_cfg.quorum().saturating_sub(1), catching_up.clone(), shared.clone());
+        move || {
+            let connected = net.upgrade().map_or(0, |n| n.connected_peers().len());
+            if connected < need {
+                Some(format!("{connected} other validators connected, {need} needed for a quorum"))
+            } else if catching_up.load(Ordering::Relaxed) {
+                Some(format!("catching up with the committee (at height {})", shared.height.load(Ordering::Relaxed)))
+            } else {
+                None
+            }
+        }
+    });
+    let health = tokio::spawn(report_health(
+        ctx.health.clone(),
+        net,
+        core_cfg.quorum(),
+        shared.clone(),
+        mempool,
+        da_status,
+        catching_up,
+    ));
     tracing::info!(target: TARGET, index = me, validators = ids.len(), addr = %endpoint.local_addr(), "validator started");
     Ok(Validator {
         intake,
@@ -385,8 +408,10 @@ async fn report_health(
     shared: Arc<driver::Shared>,
     mempool: Arc<Mutex<mempool::Mempool>>,
     da: Arc<Mutex<batcher::DaStatus>>,
+    catching_up: Arc<std::sync::atomic::AtomicBool>,
 ) {
     let mut tick = tokio::time::interval(Duration::from_millis(500));
+    let mut behind_ticks = 0u32;
     loop {
         tick.tick().await;
         let connected = net.connected_peers().len();
@@ -394,6 +419,10 @@ async fn report_health(
         health.set_check("peers", connected >= need, format!("{connected} validators connected, {need} needed"));
         let behind = shared.behind.load(Ordering::Relaxed);
         let height = shared.height.load(Ordering::Relaxed);
+        // Catching up for more than a moment (a finalization arriving just before its
+        // block is normal under load) makes intake refuse; see `intake_readiness`.
+        behind_ticks = if behind { behind_ticks + 1 } else { 0 };
+        catching_up.store(behind_ticks >= 4, Ordering::Relaxed);
         health.set_check(
             "caught_up",
             !behind,

@@ -34,6 +34,8 @@ fn four_validators_order_every_accepted_transaction_once_and_agree() {
         for i in 0..4 {
             vs.push(start(&g, i, dir.path(), config(), da.clone()).await);
         }
+        // Intake answers busy until a validator has its quorum of peers: wait for it.
+        eventually("first blocks", WAIT, || vs.iter().all(|v| v.height() >= 1)).await;
         // In-process intake on two validators, QUIC intake from a client key on all.
         let mut accepted: BTreeSet<TxId> = BTreeSet::new();
         for (k, chunk) in txs(0, 400, 100).chunks(50).enumerate() {
@@ -380,6 +382,7 @@ fn widely_submitted_transaction_reaches_every_validator() {
         for i in 0..4 {
             vs.push(start(&g, i, dir.path(), config(), da.clone()).await);
         }
+        eventually("first blocks", WAIT, || vs.iter().all(|v| v.height() >= 1)).await;
         let ep = Endpoint::bind(&client_key(), EndpointConfig::new("127.0.0.1:0".parse().unwrap())).unwrap();
         let client = IntakeClient::register(&ep, &g).unwrap();
         client.wait_for_validators(4, WAIT).await.unwrap();
@@ -395,6 +398,47 @@ fn widely_submitted_transaction_reaches_every_validator() {
         }
         ep.shutdown().await;
         for v in vs {
+            v.stop().await.unwrap();
+        }
+    });
+}
+
+/// A validator that cannot order (no quorum of peers) does not take transactions it
+/// could only hold: intake answers busy with the reason, at once; once its peers are up,
+/// it accepts.
+#[test]
+fn intake_refuses_with_the_reason_while_its_validator_has_no_quorum() {
+    rt().block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let g = Arc::new(genesis(4));
+        let da = TestDa::new(&g);
+        let v0 = start(&g, 0, dir.path(), config(), da.clone()).await;
+        let tx = txs(0, 1, 10).remove(0);
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            match v0.intake().submit(tx.clone()).await {
+                Err(SubmitError::Busy(why)) => {
+                    assert!(why.contains("needed for a quorum"), "{why}");
+                    break;
+                }
+                other => assert!(tokio::time::Instant::now() < deadline, "alone, intake answered {other:?}"),
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let mut others = Vec::new();
+        for i in 1..4 {
+            others.push(start(&g, i, dir.path(), config(), da.clone()).await);
+        }
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            match v0.intake().submit(tx.clone()).await {
+                Ok(SubmitOutcome::Accepted(_)) => break,
+                other => assert!(tokio::time::Instant::now() < deadline, "with a quorum, intake answered {other:?}"),
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        v0.stop().await.unwrap();
+        for v in others {
             v.stop().await.unwrap();
         }
     });

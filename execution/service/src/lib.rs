@@ -303,7 +303,10 @@ async fn watch_progress<L: OrderedLog>(
             Some(tip) if tip > height + KEEPING_UP && still >= STALL => health.set_check(
                 "progress",
                 false,
-                format!("no block executed for {:.0?} at height {height}, log tip {tip}: waiting for this chain's data", still),
+                format!(
+                    "no block executed for {:.0?} at height {height}, log tip {tip}: waiting for this chain's data",
+                    still
+                ),
             ),
             Some(tip) => health.set_check("progress", true, format!("height {height}, log tip {tip}")),
             None => {}

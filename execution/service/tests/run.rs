@@ -159,7 +159,9 @@ impl lamina_interfaces::DataAvailability for Stalling {
         let (inner, commitment) = (self.inner.clone(), commitment.clone());
         let go = self
             .allowed
-            .fetch_update(std::sync::atomic::Ordering::SeqCst, std::sync::atomic::Ordering::SeqCst, |n| n.checked_sub(1))
+            .fetch_update(std::sync::atomic::Ordering::SeqCst, std::sync::atomic::Ordering::SeqCst, |n| {
+                n.checked_sub(1)
+            })
             .is_ok();
         async move {
             if !go {
