@@ -93,6 +93,9 @@ pub struct TransferArgs {
     /// The network.
     #[command(flatten)]
     pub net: NetArgs,
+    /// Output format.
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 /// `lamina query ...`
@@ -117,6 +120,63 @@ pub struct ChainArgs {
     /// The network.
     #[command(flatten)]
     pub net: NetArgs,
+    /// Output format.
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+/// `--json` for client commands that print a result.
+#[derive(Debug, Clone, Copy, Args, Default)]
+pub struct OutputArgs {
+    /// Print the result as one JSON object (for scripts) instead of `key: value` lines.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// A command's result: `key: value` lines as they come, or (with `--json`) one JSON
+/// object printed at the end. Heights, nonces and counts are JSON numbers; amounts
+/// (up to 128 bits) and digests are strings.
+struct Out {
+    json: bool,
+    fields: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Out {
+    fn new(o: OutputArgs) -> Self {
+        Out { json: o.json, fields: serde_json::Map::new() }
+    }
+
+    /// A text field.
+    fn put(&mut self, key: &str, v: impl std::fmt::Display) {
+        if self.json {
+            self.fields.insert(key.into(), v.to_string().into());
+        } else {
+            println!("{key}: {v}");
+        }
+    }
+
+    /// A numeric field.
+    fn num(&mut self, key: &str, v: u64) {
+        if self.json {
+            self.fields.insert(key.into(), v.into());
+        } else {
+            println!("{key}: {v}");
+        }
+    }
+
+    /// A structured field (JSON only; text output prints its own lines).
+    fn raw(&mut self, key: &str, v: serde_json::Value) {
+        if self.json {
+            self.fields.insert(key.into(), v);
+        }
+    }
+
+    /// Prints the JSON object (nothing more in text mode).
+    fn finish(self) {
+        if self.json {
+            println!("{}", serde_json::Value::Object(self.fields));
+        }
+    }
 }
 
 /// `lamina query balance` arguments.
@@ -183,6 +243,9 @@ pub struct BlobSubmitArgs {
     /// The network.
     #[command(flatten)]
     pub net: NetArgs,
+    /// Output format.
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 /// `lamina blob get` arguments.
@@ -224,6 +287,9 @@ pub struct SampleArgs {
     /// The network.
     #[command(flatten)]
     pub net: NetArgs,
+    /// Output format.
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 fn parse_tx_id(s: &str) -> anyhow::Result<TxId> {
@@ -505,7 +571,8 @@ async fn transfer(net: &Net, a: &TransferArgs) -> anyhow::Result<ExitCode> {
         })?;
     }
     let outcome = intake.submit(tx).await.map_err(|e| anyhow::anyhow!("consensus intake refused {id}: {e}"))?;
-    println!("tx: {id}");
+    let mut out = Out::new(a.output);
+    out.put("tx", id);
     eprintln!(
         "{} by intake: {} -> {}, {} of asset {}, nonce {nonce}",
         match outcome {
@@ -518,6 +585,7 @@ async fn transfer(net: &Net, a: &TransferArgs) -> anyhow::Result<ExitCode> {
         a.asset
     );
     if a.no_wait {
+        out.finish();
         return Ok(ExitCode::SUCCESS);
     }
     let started = Instant::now();
@@ -537,8 +605,9 @@ async fn transfer(net: &Net, a: &TransferArgs) -> anyhow::Result<ExitCode> {
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     let (height, receipt) = receipt;
-    println!("receipt: {}", status_text(&receipt.status));
-    println!("height: {}", height.0);
+    out.put("receipt", status_text(&receipt.status));
+    out.num("height", height.0);
+    out.finish();
     Ok(if receipt.is_success() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
@@ -550,15 +619,19 @@ pub fn query(cmd: QueryCmd) -> anyhow::Result<ExitCode> {
         QueryCmd::Balance(a) => with_net(&a.chain.net, None, async |net| balance(net, &a).await),
         QueryCmd::Nonce(a) => with_net(&a.chain.net, None, async |net| {
             let (h, n) = net.queries(a.chain.chain)?.nonce(&a.account).await?;
-            println!("nonce: {n}");
-            println!("height: {}", h.0);
+            let mut out = Out::new(a.chain.output);
+            out.num("nonce", n);
+            out.num("height", h.0);
+            out.finish();
             Ok(ExitCode::SUCCESS)
         }),
         QueryCmd::Receipt(a) => {
             with_net(&a.chain.net, None, async |net| match net.queries(a.chain.chain)?.receipt(a.tx).await? {
                 Some((h, r)) => {
-                    println!("receipt: {}", status_text(&r.status));
-                    println!("height: {}", h.0);
+                    let mut out = Out::new(a.chain.output);
+                    out.put("receipt", status_text(&r.status));
+                    out.num("height", h.0);
+                    out.finish();
                     Ok(ExitCode::SUCCESS)
                 }
                 None => {
@@ -569,7 +642,9 @@ pub fn query(cmd: QueryCmd) -> anyhow::Result<ExitCode> {
         QueryCmd::Status(a) => {
             with_net(&a.net, None, async |net| match net.queries(a.chain)?.ask(&QueryRequest::Status).await? {
                 QueryResponse::Status(s) => {
-                    print_status(&s);
+                    let mut out = Out::new(a.output);
+                    print_status(&mut out, &s);
+                    out.finish();
                     Ok(ExitCode::SUCCESS)
                 }
                 other => bail!("execution node answered a status query with {}", kind(&other)),
@@ -578,22 +653,24 @@ pub fn query(cmd: QueryCmd) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn print_status(s: &StatusInfo) {
-    println!("chain: {}", s.chain.0);
-    println!("height: {}", s.height.0);
-    println!("state_root: {}", s.state_root);
-    println!("receipts_root: {}", s.receipts_root);
-    println!("data_root: {}", s.data_root);
+fn print_status(out: &mut Out, s: &StatusInfo) {
+    out.num("chain", s.chain.0);
+    out.num("height", s.height.0);
+    out.put("state_root", s.state_root);
+    out.put("receipts_root", s.receipts_root);
+    out.put("data_root", s.data_root);
 }
 
 async fn balance(net: &Net, a: &BalanceArgs) -> anyhow::Result<ExitCode> {
     let queries = net.queries(a.chain.chain)?;
     let asset = AssetId(a.asset);
+    let mut out = Out::new(a.chain.output);
     if !a.proof {
         return match queries.ask(&QueryRequest::Balance(a.account, asset)).await? {
             QueryResponse::Balance(h, amount) => {
-                println!("balance: {amount}");
-                println!("height: {}", h.0);
+                out.put("balance", amount);
+                out.num("height", h.0);
+                out.finish();
                 Ok(ExitCode::SUCCESS)
             }
             other => bail!("execution node answered a balance query with {}", kind(&other)),
@@ -607,13 +684,14 @@ async fn balance(net: &Net, a: &BalanceArgs) -> anyhow::Result<ExitCode> {
             let key = ledger::balance_key(&a.account, asset);
             lamina_execution_core::state::verify_counter(&info.state_root, &key, amount, &proof)
                 .with_context(|| format!("the balance proof does NOT verify against state root {}", info.state_root))?;
-            println!("balance: {amount}");
-            println!("height: {}", info.height.0);
-            println!("state_root: {}", info.state_root);
-            println!(
-                "proof: verified (balance {amount} under state root {} at height {})",
-                info.state_root, info.height.0
+            out.put("balance", amount);
+            out.num("height", info.height.0);
+            out.put("state_root", info.state_root);
+            out.put(
+                "proof",
+                format!("verified (balance {amount} under state root {} at height {})", info.state_root, info.height.0),
             );
+            out.finish();
             Ok(ExitCode::SUCCESS)
         }
         QueryResponse::Balance(..) => bail!("the execution node could not produce a proof for this balance"),
@@ -674,13 +752,13 @@ pub fn blob(cmd: BlobCmd) -> anyhow::Result<ExitCode> {
             if data.is_empty() {
                 bail!("the blob is empty (DA refuses empty blobs)");
             }
-            with_net(&a.net, None, async |net| blob_submit(net, a.namespace, data).await)
+            with_net(&a.net, None, async |net| blob_submit(net, a.namespace, data, a.output).await)
         }
         BlobCmd::Get(a) => with_net(&a.net, None, async |net| blob_get(net, &a).await),
     }
 }
 
-async fn blob_submit(net: &Net, namespace: Namespace, data: Vec<u8>) -> anyhow::Result<ExitCode> {
+async fn blob_submit(net: &Net, namespace: Namespace, data: Vec<u8>, output: OutputArgs) -> anyhow::Result<ExitCode> {
     let da = da_client(net)?;
     let threshold = net.genesis.da_threshold();
     wait_da(net, &da, threshold).await?;
@@ -689,11 +767,16 @@ async fn blob_submit(net: &Net, namespace: Namespace, data: Vec<u8>) -> anyhow::
     cert.verify(&net.genesis.da_committee(), threshold)
         .context("the availability certificate does not verify against the genesis DA committee")?;
     let c = &cert.commitment;
-    println!("data_root: {}", c.data_root);
-    println!("namespace: {namespace}");
-    println!("square_width: {}", c.square_width);
-    println!("blob_bytes: {len}");
-    println!("certificate: {} DA signatures (threshold {threshold}), verified", cert.signatures.signer_indices().len());
+    let mut out = Out::new(output);
+    out.put("data_root", c.data_root);
+    out.put("namespace", namespace);
+    out.num("square_width", u64::from(c.square_width));
+    out.num("blob_bytes", len as u64);
+    out.put(
+        "certificate",
+        format!("{} DA signatures (threshold {threshold}), verified", cert.signatures.signer_indices().len()),
+    );
+    out.finish();
     Ok(ExitCode::SUCCESS)
 }
 
@@ -742,18 +825,26 @@ pub fn da_sample(a: SampleArgs) -> anyhow::Result<ExitCode> {
         wait_da(net, &da, 1).await?;
         let (outcome, cells) =
             da.sample_cells(a.data_root, a.samples).await.with_context(|| format!("cannot sample {}", a.data_root))?;
+        let mut out = Out::new(a.output);
+        let mut samples = Vec::new();
         for c in &cells {
-            match &c.served_by {
-                Some(node) => println!("sample ({}, {}): verified (from {})", c.row, c.col, net.name_of(node)),
-                None => println!("sample ({}, {}): MISSING", c.row, c.col),
+            let from = c.served_by.as_ref().map(|node| net.name_of(node));
+            if !out.json {
+                match &from {
+                    Some(from) => println!("sample ({}, {}): verified (from {from})", c.row, c.col),
+                    None => println!("sample ({}, {}): MISSING", c.row, c.col),
+                }
             }
+            samples.push(serde_json::json!({"row": c.row, "col": c.col, "verified": from.is_some(), "from": from}));
         }
-        println!("verified: {} of {}", outcome.verified, outcome.requested);
+        out.raw("samples", serde_json::Value::Array(samples));
+        out.put("verified", format!("{} of {}", outcome.verified, outcome.requested));
         if outcome.invalid_answers > 0 {
-            println!("invalid answers: {}", outcome.invalid_answers);
+            out.num("invalid answers", outcome.invalid_answers as u64);
         }
-        println!("available: {}", outcome.available);
-        println!("confidence: {:.6}", outcome.confidence);
+        out.put("available", outcome.available);
+        out.put("confidence", format!("{:.6}", outcome.confidence));
+        out.finish();
         Ok(if outcome.available { ExitCode::SUCCESS } else { ExitCode::FAILURE })
     })
 }

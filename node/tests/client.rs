@@ -100,6 +100,15 @@ fn transfer_query_blob_and_sample_against_a_devnet() {
     assert_eq!(field(&out, "balance"), "12345", "{out}");
     assert!(field(&out, "proof").starts_with("verified"), "{out}");
 
+    // --json: one object for scripts (amounts as strings, heights as numbers).
+    let out = ok(net().args(["query", "balance", to, "--chain", "1", "--json"]).args(d).output().unwrap());
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(v["balance"], "12345", "{v}");
+    assert!(v["height"].as_u64().is_some_and(|h| h >= height), "{v}");
+    let out = ok(net().args(["query", "receipt", &tx, "--chain", "1", "--json"]).args(d).output().unwrap());
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!((v["receipt"].as_str(), v["height"].as_u64()), (Some("success"), Some(height)), "{v}");
+
     // The receipt again, finding the devnet as the last one `up` created (no --devnet).
     let out = ok(net().args(["query", "receipt", &tx, "--chain", "1"]).output().unwrap());
     assert_eq!(field(&out, "receipt"), "success", "{out}");
@@ -116,6 +125,10 @@ fn transfer_query_blob_and_sample_against_a_devnet() {
 
     let out = ok(net().args(["da", "sample", &root, "--samples", "8"]).args(d).output().unwrap());
     assert_eq!(field(&out, "available"), "true", "{out}");
+    let out = ok(net().args(["da", "sample", &root, "--samples", "4", "--json"]).args(d).output().unwrap());
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["available"], "true", "{v}");
+    assert_eq!(v["samples"].as_array().map(Vec::len), Some(4), "{v}");
     assert!(out.lines().filter(|l| l.starts_with("sample (")).all(|l| l.contains("verified")), "{out}");
 
     // Open client access (issue 15): the fresh key is in no genesis list, yet it reads,
