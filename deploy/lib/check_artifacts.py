@@ -178,8 +178,8 @@ def emitted_metrics() -> dict[str, tuple[str, str]]:
 
 
 def series_names(name: str, kind: str) -> set[str]:
-    """The series names a metric appears under in the exposition. Histograms are
-    rendered as summaries by lamina-telemetry (`_sum`, `_count`, quantile label)."""
+    """The series names a metric appears under in the exposition. lamina-telemetry
+    renders histograms as Prometheus histograms (`_bucket` with `le`, `_sum`, `_count`)."""
     if kind in ("histogram", "summary"):
         return {name, name + "_sum", name + "_count", name + "_bucket"}
     return {name}
@@ -661,7 +661,7 @@ def cmd_live(files: list[str]) -> int:
     # Every series says what it is: `# HELP` text (describe_* in the emitting crate's
     # describe_metrics()).
     for n in sorted(n for n in live if n.startswith("lamina_")):
-        base = n.removesuffix("_sum").removesuffix("_count")
+        base = n.removesuffix("_sum").removesuffix("_count").removesuffix("_bucket")
         if base not in helped and n not in helped:
             problem(f"live metric {n} has no # HELP text (add it to its crate's describe_metrics())")
     used: set[str] = set()
@@ -673,7 +673,7 @@ def cmd_live(files: list[str]) -> int:
     idle = sorted(n for n in used - live if n.startswith("lamina_"))
     print(f"{len(live)} live series names from {len(files)} nodes; rules and dashboards use {len(used)} names")
     for n in idle:
-        base = n.removesuffix("_sum").removesuffix("_count")
+        base = n.removesuffix("_sum").removesuffix("_count").removesuffix("_bucket")
         where = emitted.get(base, ("?", "?"))[1]
         if n in EVENT_ONLY or base in EVENT_ONLY:
             print(f"  event-only, not seen on these nodes: {n}  ({where})")

@@ -5,9 +5,11 @@
 //! serves `/metrics`) and returns a [`MetricsHandle`] that renders the Prometheus text
 //! format, followed by the process metrics of [`crate::process`].
 //!
-//! Histograms are rendered as summaries (the exporter's default). The handle's
-//! [`MetricsHandle::run_upkeep`] drains histogram buffers; the admin server calls it
-//! periodically so they do not grow between scrapes.
+//! Histograms are rendered as Prometheus histograms with [`LATENCY_BUCKETS`] (every
+//! Lamina histogram is a duration in seconds), so they aggregate across nodes
+//! (`histogram_quantile(0.99, sum by (le) (rate(..._bucket[5m])))`), which summaries
+//! cannot. The handle's [`MetricsHandle::run_upkeep`] drains histogram buffers; the
+//! admin server calls it periodically so they do not grow between scrapes.
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 
@@ -20,9 +22,18 @@ pub struct MetricsHandle {
     process_metrics: bool,
 }
 
+/// Bucket bounds (seconds) of every histogram: from 0.5 ms (an fsync, a local
+/// step) to 30 s (a stalled dispersal).
+pub const LATENCY_BUCKETS: &[f64] =
+    &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+
+fn builder() -> Result<PrometheusBuilder, TelemetryError> {
+    PrometheusBuilder::new().set_buckets(LATENCY_BUCKETS).map_err(|e| TelemetryError::Recorder(e.to_string()))
+}
+
 /// Installs the Prometheus recorder as the process-wide `metrics` recorder.
 pub fn install() -> Result<MetricsHandle, TelemetryError> {
-    let handle = PrometheusBuilder::new().install_recorder().map_err(|e| TelemetryError::Recorder(e.to_string()))?;
+    let handle = builder()?.install_recorder().map_err(|e| TelemetryError::Recorder(e.to_string()))?;
     Ok(MetricsHandle { handle, process_metrics: true })
 }
 
@@ -30,7 +41,8 @@ pub fn install() -> Result<MetricsHandle, TelemetryError> {
 /// embedding several services in one process (use with `metrics::with_local_recorder`
 /// or `metrics::set_global_recorder`). Its rendering omits process metrics.
 pub fn local() -> (PrometheusRecorder, MetricsHandle) {
-    let recorder = PrometheusBuilder::new().build_recorder();
+    // LATENCY_BUCKETS is not empty, so the builder cannot fail.
+    let recorder = builder().unwrap_or_else(|_| PrometheusBuilder::new()).build_recorder();
     let handle = recorder.handle();
     (recorder, MetricsHandle { handle, process_metrics: false })
 }
@@ -54,7 +66,7 @@ impl MetricsHandle {
         out
     }
 
-    /// Drains histogram buffers into their summaries; call periodically.
+    /// Drains histogram buffers into their buckets; call periodically.
     pub fn run_upkeep(&self) {
         self.handle.run_upkeep();
     }
@@ -75,5 +87,19 @@ mod tests {
         assert!(text.contains("lamina_test_events_total{kind=\"a\"} 3"), "{text}");
         assert!(text.contains("lamina_test_peers 4"), "{text}");
         assert!(!text.contains("lamina_process_"), "local handles omit process metrics");
+    }
+
+    #[test]
+    fn histograms_render_as_buckets_that_aggregate() {
+        let (recorder, handle) = local();
+        metrics::with_local_recorder(&recorder, || {
+            metrics::histogram!("lamina_test_wait_seconds").record(0.003);
+            metrics::histogram!("lamina_test_wait_seconds").record(2.0);
+        });
+        let text = handle.render();
+        assert!(text.contains("# TYPE lamina_test_wait_seconds histogram"), "{text}");
+        assert!(text.contains("lamina_test_wait_seconds_bucket{le=\"0.005\"} 1"), "{text}");
+        assert!(text.contains("lamina_test_wait_seconds_bucket{le=\"+Inf\"} 2"), "{text}");
+        assert!(text.contains("lamina_test_wait_seconds_count 2"), "{text}");
     }
 }
