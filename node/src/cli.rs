@@ -232,7 +232,7 @@ pub enum ModuleCmd {
 /// Home selection.
 #[derive(Debug, Clone, Args)]
 pub struct HomeArg {
-    /// Home directory (default: $LAMINA_HOME, else $XDG_DATA_HOME/lamina/<module>).
+    /// Home directory (default: $LAMINA_HOME, else `$XDG_DATA_HOME/lamina/<module>`).
     #[arg(long)]
     pub home: Option<PathBuf>,
 }

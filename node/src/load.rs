@@ -3,7 +3,7 @@
 //! * [`DevnetFactory`] connects a load target to a running network as a genesis client
 //!   (the devnet's `client.key`): transactions go to the validators' QUIC intake
 //!   ([`IntakeClient`]); **finalized** comes from following the ordered log and reading
-//!   the chains' batches back from DA ([`follow::follow_finalized`]); **executed**
+//!   the chains' batches back from DA ([`lamina_benches::follow::follow_finalized`]); **executed**
 //!   comes from each chain's execution node, which publishes the outcomes of every
 //!   committed height ([`QueryRequest::Outcomes`]), so end-to-end latency is
 //!   submit → durable receipt.
@@ -372,7 +372,7 @@ pub struct BenchArgs {
     /// `validator-0`, `da-1`, `execution-0`. Repeatable.
     #[arg(long = "fault")]
     pub faults: Vec<String>,
-    /// Output directory (default: bench-results/<unix time>).
+    /// Output directory (default: `bench-results/<unix time>`).
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Log filter of the nodes.

@@ -13,9 +13,9 @@
 //!
 //! # Pinning
 //!
-//! * Client side ([`PinnedServerVerifier`]): one verifier per dial, pinned to exactly
+//! * Client side (`PinnedServerVerifier`): one verifier per dial, pinned to exactly
 //!   the key that was dialed. The TLS server name is ignored.
-//! * Server side ([`PinnedClientVerifier`]): client certificates are mandatory; a key is
+//! * Server side (`PinnedClientVerifier`): client certificates are mandatory; a key is
 //!   accepted only if it is in the union of the peer sets of the protocols this endpoint
 //!   serves. (rustls does not tell a verifier which ALPN protocol was negotiated, so the
 //!   per-protocol check happens right after the handshake, before any application byte

@@ -6,9 +6,9 @@
 //! |---|---|
 //! | notarize `(v, d)` | `H("lamina consensus notarize v1", network ‖ v ‖ d)` |
 //! | nullify `v` | `H("lamina consensus nullify v1", network ‖ v)` |
-//! | finalize `(v, d)` | [`BlockHeader::finalization_digest`] of the block `d` (fixed by primitives, so that downstream layers verify [`lamina_primitives::FinalizedBlock`]s without this crate) |
+//! | finalize `(v, d)` | [`BlockHeader::finalization_digest`](lamina_primitives::BlockHeader::finalization_digest) of the block `d` (fixed by primitives, so that downstream layers verify [`lamina_primitives::FinalizedBlock`]s without this crate) |
 //!
-//! `d` is a [`BlockHeader::digest`], which itself binds the height, view, parent,
+//! `d` is a [`BlockHeader::digest`](lamina_primitives::BlockHeader::digest), which itself binds the height, view, parent,
 //! proposer, payload and timestamp. A proposal is authenticated by the leader's notarize
 //! signature on its own block (the proposal *is* the leader's notarize vote).
 

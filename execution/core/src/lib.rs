@@ -22,6 +22,40 @@
 //! `sequential::execute`) → `AuthenticatedState::apply(changes)` → state root;
 //! [`block::execute_block`] wraps that with the per-height rules (steps, receipts
 //! chaining, data roots).
+//!
+//! One block on the native ledger, from genesis to a new state root:
+//!
+//! ```
+//! use lamina_execution_core::ledger::{self, AssetId, LedgerConfig, NativeLedger};
+//! use lamina_execution_core::{chains, sequential, sigverify};
+//! use lamina_interfaces::ChainSpec;
+//! use lamina_primitives::{ChainId, Keypair};
+//!
+//! // A chain whose genesis funds two test accounts with 1,000 each.
+//! let spec = ChainSpec {
+//!     id: ChainId(1),
+//!     name: "demo".into(),
+//!     balances: vec![],
+//!     funded_test_accounts: 2,
+//!     funded_test_accounts_seed: 100,
+//!     funded_test_amount: 1_000,
+//!     fee: 0,
+//!     fee_collector: Default::default(),
+//!     ledger_version: ledger::LEDGER_VERSION,
+//! };
+//! let mut state = chains::genesis_state(&spec);
+//! let (alice, bob) = (Keypair::for_testing(100), Keypair::for_testing(101));
+//!
+//! // One block: alice pays bob 250 with nonce 0.
+//! let txs = vec![ledger::transfer(&alice, spec.id, 0, bob.public(), AssetId::NATIVE, 250)];
+//! let verified = sigverify::verify_block(&txs);
+//! let machine = NativeLedger::new(LedgerConfig::new(spec.id));
+//! let out = sequential::execute(&machine, &state, &txs, &verified);
+//! assert!(out.receipts[0].is_success());
+//! let root = state.apply(&out.changes, false);
+//! assert_eq!(root, state.root());
+//! assert_eq!(ledger::balance(&state, &bob.public(), AssetId::NATIVE), 1_250);
+//! ```
 
 pub mod block;
 pub mod chains;
