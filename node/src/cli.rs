@@ -27,13 +27,14 @@ pub struct Cli {
 
 impl Cli {
     /// True for commands that run a service or supervise processes (`<module> start`,
-    /// `devnet`): they must outlive a closed stdout. Every other command is a short
-    /// client command whose output may be piped into `head`.
+    /// `devnet up`): they must outlive a closed stdout. Every other command (`devnet
+    /// status` and `down` included) is a short client command whose output may be piped
+    /// into `head`.
     pub fn runs_a_service(&self) -> bool {
         use crate::client::DaCmd;
         use crate::settlement_client::SettlementCmd;
         match &self.command {
-            Command::Devnet(_) => true,
+            Command::Devnet(d) => matches!(d, crate::devnet::DevnetCmd::Up(_)),
             Command::Consensus(m)
             | Command::Execution(m)
             | Command::Bridge(crate::bridge_client::BridgeCmd::Module(m))

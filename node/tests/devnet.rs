@@ -243,6 +243,12 @@ fn kept_devnet_is_inspected_and_stopped_by_down() {
 
     let status = lamina().args(["devnet", "status", "--dir", s(&dir)]).output().unwrap();
     assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stdout));
+    // `lamina devnet status | head`: a reader that goes away ends the command quietly.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let piped = lamina().args(["devnet", "status", "--dir", s(&dir)]).stdout(writer).output().unwrap();
+    let err = String::from_utf8_lossy(&piped.stderr);
+    assert!(!err.contains("panicked") && piped.status.code() != Some(101), "{:?}: {err}", piped.status);
     let json = lamina().args(["devnet", "status", "--dir", s(&dir), "--json"]).output().unwrap();
     let docs: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     assert_eq!(docs.as_array().unwrap().len(), 6);
