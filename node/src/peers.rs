@@ -322,19 +322,12 @@ pub async fn serve_alongside(
                         let (net, peer) = (node_net.clone(), *peer);
                         let name = names.get(&peer).cloned().unwrap_or_else(|| peer.to_hex()[..16].to_string());
                         tokio::spawn(async move {
-                            let r = net.request_with_timeout(&peer, &genesis, Duration::from_secs(5)).await;
-                            let ok = matches!(&r, Ok(theirs) if *theirs == genesis);
-                            let result = if ok { "ok" } else { "failed" };
-                            metrics::counter!("lamina_node_peer_checks_total", "result" => result).increment(1);
-                            match r {
-                                Ok(theirs) if theirs != genesis => {
-                                    tracing::error!(target: "lamina::peers", peer = %name, theirs = %theirs, "peer runs another genesis")
-                                }
-                                Err(lamina_net::NetError::Rejected(reject)) => {
-                                    tracing::error!(target: "lamina::peers", peer = %name, reason = %reject.reason, "peer refused our genesis")
+                            match check_genesis(&net, &peer, genesis, Duration::from_secs(5)).await {
+                                Ok(()) => {}
+                                Err(e @ CheckError::OtherGenesis(_)) => {
+                                    tracing::error!(target: "lamina::peers", peer = %name, error = %e, "peer runs another genesis")
                                 }
                                 Err(e) => tracing::debug!(target: "lamina::peers", peer = %name, error = %e, "peer genesis check failed"),
-                                Ok(_) => {}
                             }
                         });
                     }
@@ -343,6 +336,43 @@ pub async fn serve_alongside(
             }
         }
     }))
+}
+
+/// Why a peer's genesis check failed.
+#[derive(Debug)]
+enum CheckError {
+    /// The peer runs another genesis (it answered with its own, or refused ours).
+    OtherGenesis(String),
+    /// No answer (transport, timeout).
+    Unanswered(lamina_net::NetError),
+}
+
+impl std::fmt::Display for CheckError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CheckError::OtherGenesis(why) => write!(f, "other genesis: {why}"),
+            CheckError::Unanswered(e) => e.fmt(f),
+        }
+    }
+}
+
+/// Asks `peer` for its genesis (the `lamina/node/1` check): `Ok` when it runs ours.
+/// Counts `lamina_node_peer_checks_total{result}`.
+async fn check_genesis(
+    net: &Network<NodeProtocol>,
+    peer: &PublicKey,
+    genesis: Digest,
+    timeout: Duration,
+) -> Result<(), CheckError> {
+    let r = match net.request_with_timeout(peer, &genesis, timeout).await {
+        Ok(theirs) if theirs == genesis => Ok(()),
+        Ok(theirs) => Err(CheckError::OtherGenesis(format!("peer answered with genesis {theirs}"))),
+        Err(lamina_net::NetError::Rejected(reject)) => Err(CheckError::OtherGenesis(reject.reason)),
+        Err(e) => Err(CheckError::Unanswered(e)),
+    };
+    let result = if r.is_ok() { "ok" } else { "failed" };
+    metrics::counter!("lamina_node_peer_checks_total", "result" => result).increment(1);
+    r
 }
 
 /// Keeps the peer states and the health handle current until `shutdown`.
@@ -358,7 +388,7 @@ async fn monitor(
     let name = |k: &PublicKey| names.get(k).cloned().unwrap_or_else(|| k.to_hex()[..16].to_string());
     let check_timeout = ping_interval.max(Duration::from_secs(1));
     let mut states: BTreeMap<PublicKey, PeerState> = BTreeMap::new();
-    let mut inflight: JoinSet<(PublicKey, Instant, Result<(), String>)> = JoinSet::new();
+    let mut inflight: JoinSet<(PublicKey, Instant, Result<(), CheckError>)> = JoinSet::new();
     let mut pending: BTreeSet<PublicKey> = BTreeSet::new();
     let mut published: Option<BTreeMap<&'static str, GroupReport>> = None;
     let mut tick = tokio::time::interval(POLL);
@@ -377,7 +407,6 @@ async fn monitor(
                         }
                         st.confirmed = true;
                         st.rtt = Some(sent.elapsed());
-                        metrics::counter!("lamina_node_peer_checks_total", "result" => "ok").increment(1);
                     }
                     Err(e) => {
                         if st.confirmed {
@@ -386,7 +415,6 @@ async fn monitor(
                             tracing::debug!(target: "lamina::peers", peer = %name(&peer), error = %e, "peer check failed");
                         }
                         st.confirmed = false;
-                        metrics::counter!("lamina_node_peer_checks_total", "result" => "failed").increment(1);
                     }
                 }
             }
@@ -410,11 +438,7 @@ async fn monitor(
                 pending.insert(*peer);
                 let (net, peer) = (net.clone(), *peer);
                 inflight.spawn(async move {
-                    let r = match net.request_with_timeout(&peer, &genesis, check_timeout).await {
-                        Ok(theirs) if theirs == genesis => Ok(()),
-                        Ok(theirs) => Err(format!("peer answered with genesis {theirs}")),
-                        Err(e) => Err(e.to_string()),
-                    };
+                    let r = check_genesis(&net, &peer, genesis, check_timeout).await;
                     (peer, now, r)
                 });
             }
@@ -424,10 +448,6 @@ async fn monitor(
         let reports = plan.report(&confirmed);
         if published.as_ref() != Some(&reports) {
             for (g, r) in &reports {
-                metrics::gauge!("lamina_node_peers_connected", "group" => *g).set(r.connected as f64);
-                if let Some(n) = r.need {
-                    metrics::gauge!("lamina_node_peers_required", "group" => *g).set(n as f64);
-                }
                 if published.as_ref().and_then(|p| p.get(g)).map(|p| p.ok) != Some(r.ok) && r.need.is_some() {
                     tracing::info!(target: "lamina::peers", group = g, connected = r.connected, need = r.need, ok = r.ok, "peer group");
                 }
