@@ -25,7 +25,7 @@ from pathlib import Path
 
 LAYERS = ["consensus", "data-availability", "execution", "settlement", "bridge"]
 PURE_FORBIDDEN = {"tokio", "quinn", "quinn-proto", "memmap2", "lamina-net", "lamina-store", "lamina-telemetry"}
-APPS = {"lamina-node", "lamina-benches"}
+APPS = {"lamina-node", "lamina-benches", "lamina-examples"}
 
 # Which lamina crates each kind of crate may depend on (normal deps).
 def allowed_lamina_deps(kind, layer):

@@ -324,6 +324,29 @@ pub struct StartArgs {
     pub config: ConfigFlags,
 }
 
+/// The whole `lamina` binary: parses the command line, runs the command, prints a fatal
+/// error once and returns the exit status. A chain builder's binary calls this after
+/// registering its machines ([`crate::machines::register`]).
+pub fn main() -> std::process::ExitCode {
+    use clap::Parser as _;
+    let cli = Cli::parse();
+    if !cli.runs_a_service() {
+        // Rust ignores SIGPIPE, so `println!` panics once a reader like `head` has
+        // closed the pipe. A client command should end quietly instead, as Unix tools do.
+        // SAFETY: resetting a signal disposition to its default before any thread starts.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {

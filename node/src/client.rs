@@ -460,6 +460,8 @@ fn kind(r: &QueryResponse) -> &'static str {
         QueryResponse::Outcomes(..) => "outcomes",
         QueryResponse::Bridge(..) => "bridge entries",
         QueryResponse::BridgeTotals(..) => "bridge totals",
+        QueryResponse::Counter(..) => "a counter",
+        QueryResponse::Data(..) => "a data value",
     }
 }
 

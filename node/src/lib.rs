@@ -5,6 +5,8 @@
 //!
 //! * [`cli`]: the clap command tree and its dispatch;
 //! * [`home`], [`config`], [`keys`], [`genesis`], [`init`]: the operator's files;
+//! * [`machines`]: the chain machines this binary executes (the native ledger, and a
+//!   chain builder's registered ones);
 //! * [`service`]: `lamina <module> start` (config layering, telemetry, admin server,
 //!   signals, graceful shutdown) around [`modules`], one file per module;
 //! * [`peers`]: the shared "connect to the peers the role needs and report them" service;
@@ -29,6 +31,7 @@ pub mod home;
 pub mod init;
 pub mod keys;
 pub mod load;
+pub mod machines;
 pub mod modules;
 pub mod peers;
 pub mod service;

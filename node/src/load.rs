@@ -299,6 +299,7 @@ fn launch(exe: &Path, dir: &Path, t: &Topology, log_level: &str) -> anyhow::Resu
         faulty_claims: Vec::new(),
         faulty_dispersal: Vec::new(),
         heartbeat: std::time::Duration::from_secs(1),
+        ledger_version: lamina_execution_core::ledger::LEDGER_VERSION,
     };
     let st = layout::create(dir, &spec)?;
     st.save()?;

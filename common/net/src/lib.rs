@@ -59,6 +59,8 @@
 //!   and [`Endpoint::snapshot`] for `/status`.
 //! * **Shutdown.** [`Endpoint::shutdown`]: stop intake, drain in-flight requests
 //!   (bounded), close with code 0, wait for the socket to go idle.
+//! * **HTTP queries.** [`http::serve_json`]: the one small HTTP/1.1 JSON server (hyper)
+//!   the services' read-only query routes share.
 //!
 //! Services receive a [`NodeContext`] (key, genesis, data directory, health) from the
 //! binary, with peer sets per genesis role.
@@ -70,6 +72,7 @@ mod context;
 mod endpoint;
 mod error;
 pub mod frame;
+pub mod http;
 mod peers;
 mod protocol;
 pub mod stats;

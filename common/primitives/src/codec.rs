@@ -50,6 +50,26 @@ pub enum CodecError {
     },
 }
 
+/// A type with an rkyv encoding that validated decoding can use: what a generic part of
+/// a [`Wire`] type (a state machine's failure inside a receipt, say) must be. Every type
+/// with these derives and validating archives has it.
+pub trait Codec:
+    Archive<
+        Archived: for<'a> CheckBytes<HighValidator<'a, rancor::Error>>
+                      + Deserialize<Self, HighDeserializer<rancor::Error>>,
+    > + for<'a> Serialize<HighSerializer<AlignedVec, ArenaHandle<'a>, rancor::Error>>
+    + Sized
+{
+}
+
+impl<T> Codec for T where
+    T: Archive<
+            Archived: for<'a> CheckBytes<HighValidator<'a, rancor::Error>>
+                          + Deserialize<T, HighDeserializer<rancor::Error>>,
+        > + for<'a> Serialize<HighSerializer<AlignedVec, ArenaHandle<'a>, rancor::Error>>
+{
+}
+
 /// A type with a frozen wire/disk encoding and a size limit.
 pub trait Wire:
     Archive<

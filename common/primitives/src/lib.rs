@@ -24,7 +24,7 @@ pub mod tx;
 
 pub use block::{AvailabilityCertificate, Block, BlockHeader, DataCommitment, FinalizedBlock};
 pub use cert::{CertError, Committee, QuorumCertificate};
-pub use codec::{CodecError, Wire, decode, encode};
+pub use codec::{Codec, CodecError, Wire, decode, encode};
 pub use hash::{Digest, Domain, domains};
 pub use ids::{ChainId, Height, Namespace, NodeId, Round, TxId, View};
 pub use merkle::{InclusionProof, MerkleTree, ProofError};

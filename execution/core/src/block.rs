@@ -26,15 +26,52 @@ use std::sync::Arc;
 
 use lamina_interfaces::bridge::{AnchorView, StepEnv};
 use lamina_interfaces::settlement::{chain_receipts, inputs_digest};
-use lamina_interfaces::{ClaimStep, StepOutcome};
+use lamina_interfaces::{ChainSpec, ClaimStep, StepOutcome};
 use lamina_primitives::{Digest, Height, Transaction, TxId};
 
 use crate::changes::ChangeSet;
 use crate::ledger::{LedgerFailure, NativeLedger};
-use crate::machine::{Receipt, StateRead, Status, receipts_root};
+use crate::machine::{ChainFailure, Receipt, StateMachine, StateRead, Status, receipts_root};
 use crate::sequential::BlockOutput;
 use crate::state::AuthenticatedState;
 use crate::{parallel, sigverify};
+
+/// A state machine the execution service can run as a chain: the [`StateMachine`] seam
+/// plus what the per-height rules need. The native ledger is one; a chain builder's
+/// machine is another (see the `examples/` workspace member).
+///
+/// Everything here is part of the chain's definition: a pure function of the genesis
+/// chain spec and the step's environment, identical on every replica.
+pub trait ChainMachine: StateMachine<Failure: ChainFailure> + Clone + 'static {
+    /// The chain's genesis state, as changes to the empty state.
+    fn genesis(&self, spec: &ChainSpec) -> ChangeSet;
+
+    /// The machine for the step `env` describes (settlement's anchors final before its
+    /// height). Machines that never read anchors keep the default (themselves).
+    fn at(&self, _env: StepEnv) -> Self {
+        self.clone()
+    }
+
+    /// True when executing `txs` reads settlement's anchors: the service then waits
+    /// until settlement's anchor registry covers the height before it executes it.
+    fn reads_anchors(&self, _txs: &[Transaction]) -> bool {
+        false
+    }
+}
+
+impl ChainMachine for NativeLedger {
+    fn genesis(&self, spec: &ChainSpec) -> ChangeSet {
+        crate::ledger::genesis(spec)
+    }
+
+    fn at(&self, env: StepEnv) -> Self {
+        NativeLedger::at(self, env)
+    }
+
+    fn reads_anchors(&self, txs: &[Transaction]) -> bool {
+        self.config().bridge.enabled && txs.iter().any(crate::ledger::reads_anchors)
+    }
+}
 
 /// What happened to a transaction, without the failure detail (for outcome feeds).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -104,24 +141,24 @@ impl ChainHead {
 /// A height executed against the pre-state but not applied yet (the pre-state is only
 /// read, so queries may keep reading it meanwhile). [`Executed::apply`] finishes it.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Executed {
+pub struct Executed<F = LedgerFailure> {
     prev: ChainHead,
     height: Height,
     /// `Some((inputs digest, last data root))` for a step.
     inputs: Option<(Digest, Digest)>,
-    output: BlockOutput<LedgerFailure>,
+    output: BlockOutput<F>,
     block_receipts_root: Digest,
 }
 
 /// What a log height did to a chain.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct BlockResult {
+pub struct BlockResult<F = LedgerFailure> {
     /// The log height.
     pub height: Height,
     /// Its changes to the state (empty when it is not a step).
     pub changes: ChangeSet,
     /// Receipts of its transactions, in order.
-    pub receipts: Vec<Receipt<LedgerFailure>>,
+    pub receipts: Vec<Receipt<F>>,
     /// Each transaction's outcome, in order.
     pub outcomes: Vec<(TxId, Outcome)>,
     /// Receipts root of this height's transactions alone (the empty list's when it is
@@ -135,10 +172,14 @@ pub struct BlockResult {
 
 /// Verifies signatures and executes `txs` against `state` on the current rayon pool
 /// (the transaction part of a step, without touching the state), in the environment
-/// `ledger` is bound to ([`NativeLedger::at`]).
-pub fn execute_txs(ledger: &NativeLedger, state: &impl StateRead, txs: &[Transaction]) -> BlockOutput<LedgerFailure> {
+/// `machine` is bound to ([`ChainMachine::at`]).
+pub fn execute_txs<M: StateMachine>(
+    machine: &M,
+    state: &impl StateRead,
+    txs: &[Transaction],
+) -> BlockOutput<M::Failure> {
     let verified = sigverify::verify_block(txs);
-    parallel::execute(ledger, state, txs, &verified)
+    parallel::execute(machine, state, txs, &verified)
 }
 
 /// Executes log height `height` of the chain whose head is `head`, with the anchors
@@ -149,28 +190,28 @@ pub fn execute_txs(ledger: &NativeLedger, state: &impl StateRead, txs: &[Transac
 /// data roots the height is not a step and `txs` is ignored (it can only be empty).
 /// Reads `state` (which must be the state committed by `head`); call
 /// [`Executed::apply`] to apply the result.
-pub fn execute_block(
-    ledger: &NativeLedger,
+pub fn execute_block<M: ChainMachine>(
+    machine: &M,
     anchors: &Arc<dyn AnchorView>,
     state: &AuthenticatedState,
     head: &ChainHead,
     height: Height,
     data_roots: &[Digest],
     txs: &[Transaction],
-) -> Executed {
+) -> Executed<M::Failure> {
     debug_assert!(height > head.height, "heights run in order");
     let (inputs, output) = match data_roots.last() {
         None => (None, BlockOutput { receipts: Vec::new(), changes: ChangeSet::default() }),
         Some(last) => {
-            let ledger = ledger.at(StepEnv::new(height, anchors.clone()));
-            (Some((inputs_digest(data_roots), *last)), execute_txs(&ledger, state, txs))
+            let machine = machine.at(StepEnv::new(height, anchors.clone()));
+            (Some((inputs_digest(data_roots), *last)), execute_txs(&machine, state, txs))
         }
     };
     let block_receipts_root = receipts_root(&output.receipts);
     Executed { prev: *head, height, inputs, output, block_receipts_root }
 }
 
-impl Executed {
+impl<F: ChainFailure> Executed<F> {
     /// The height.
     pub fn height(&self) -> Height {
         self.height
@@ -182,13 +223,13 @@ impl Executed {
     }
 
     /// The receipts and changes.
-    pub fn output(&self) -> &BlockOutput<LedgerFailure> {
+    pub fn output(&self) -> &BlockOutput<F> {
         &self.output
     }
 
     /// Applies the changes to `state` (the state [`execute_block`] read; hashing in
     /// parallel on the current rayon pool when `parallel`) and completes the result.
-    pub fn apply(self, state: &mut AuthenticatedState, parallel: bool) -> BlockResult {
+    pub fn apply(self, state: &mut AuthenticatedState, parallel: bool) -> BlockResult<F> {
         let Executed { prev, height, inputs, output, block_receipts_root } = self;
         let outcomes = output.receipts.iter().map(|r| (r.tx_id, Outcome::of(&r.status))).collect();
         let (step, head) = match inputs {
@@ -218,7 +259,7 @@ impl Executed {
     }
 }
 
-impl BlockResult {
+impl<F> BlockResult<F> {
     /// The step's outcome (what [`lamina_interfaces::StatelessExecutor::reexecute`]
     /// returns for it), when the height is a step.
     pub fn step_outcome(&self) -> Option<StepOutcome> {

@@ -700,6 +700,12 @@ impl LedgerFailure {
     }
 }
 
+impl crate::machine::ChainFailure for LedgerFailure {
+    fn label(&self) -> &'static str {
+        LedgerFailure::label(self)
+    }
+}
+
 impl FailureCode for LedgerFailure {
     fn code(&self) -> u32 {
         match self {

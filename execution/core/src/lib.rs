@@ -72,12 +72,12 @@ pub mod state;
 pub mod state_tree;
 pub mod witness;
 
-pub use block::{BlockResult, ChainHead, Executed, Outcome, execute_block};
+pub use block::{BlockResult, ChainHead, ChainMachine, Executed, Outcome, execute_block};
 pub use chains::{NativeChains, NativeReplica};
 pub use changes::ChangeSet;
 pub use key::{CounterKey, DataKey, RawKey};
 pub use ledger::{AssetId, LedgerConfig, LedgerFailure, NativeLedger};
-pub use machine::{Access, AccessSet, Receipt, StateMachine, StateRead, Status, TxState};
+pub use machine::{Access, AccessSet, ChainFailure, FailureCode, Receipt, StateMachine, StateRead, Status, TxState};
 pub use sequential::BlockOutput;
 pub use sigverify::Verified;
 pub use state::AuthenticatedState;

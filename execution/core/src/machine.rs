@@ -144,6 +144,25 @@ pub trait FailureCode {
     fn code(&self) -> u32;
 }
 
+/// A failure type the execution service can persist in its records, serve to clients and
+/// count in metrics: a [`StateMachine::Failure`] of a chain the service runs
+/// ([`crate::block::ChainMachine`]).
+pub trait ChainFailure:
+    FailureCode
+    + Clone
+    + Debug
+    + std::fmt::Display
+    + Eq
+    + Send
+    + Sync
+    + serde::Serialize
+    + lamina_primitives::Codec
+    + 'static
+{
+    /// A short stable name (a metrics label, log field), e.g. `bad_nonce`.
+    fn label(&self) -> &'static str;
+}
+
 /// A chain's transaction logic. See the module documentation for the contract.
 pub trait StateMachine: Send + Sync {
     /// A decoded payload.

@@ -2,8 +2,10 @@
 //!
 //! One service executes one chain (namespace) with the native ledger
 //! ([`lamina_execution_core::ledger`]) whose parameters (fee, fee collector, rules
-//! version) come from the genesis chain spec. For each finalized block of the ordered
-//! log, in height order, it:
+//! version) come from the genesis chain spec ([`run`], [`run_on`]), or with a chain
+//! builder's state machine ([`lamina_execution_core::ChainMachine`], [`run_machine_on`]:
+//! everything below holds for it alike). For each finalized block of the ordered log, in
+//! height order, it:
 //!
 //! 1. checks the block's finality certificate against the genesis validators (and each
 //!    relevant availability certificate against the DA committee);
@@ -48,6 +50,7 @@ pub mod record;
 
 use std::net::SocketAddr;
 
+use lamina_execution_core::ChainMachine;
 use lamina_interfaces::{DataAvailability, OrderedLog, Settlement};
 use lamina_net::NodeContext;
 use lamina_primitives::{ChainId, PublicKey};
@@ -189,26 +192,62 @@ pub async fn run_on<L: OrderedLog, D: DataAvailability, S: Settlement>(
     seams: Seams<L, D, S>,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
-    let result = serve(&endpoint, ctx, config, seams, &shutdown).await;
+    let ledger = config.validate().and_then(|()| node::native_ledger(&ctx.genesis, chain_of(&ctx, &config)?));
+    match ledger {
+        Ok(ledger) => run_machine_on(endpoint, ctx, config, seams, ledger, shutdown).await,
+        Err(e) => {
+            endpoint.shutdown().await;
+            Err(e)
+        }
+    }
+}
+
+/// The chain a node executes: the configured one, or its genesis entry's.
+pub fn chain_of(ctx: &NodeContext, config: &Config) -> Result<ChainId, Error> {
+    config
+        .chain
+        .or_else(|| ctx.entry().and_then(|e| e.chain))
+        .ok_or_else(|| Error::Config("no chain configured and none in the genesis entry".into()))
+}
+
+/// [`run_on`] with a chain builder's state machine instead of the native ledger: the
+/// service executes the chain `machine` names ([`StateMachine::chain_id`], which must be
+/// the chain of `config` or the node's genesis entry). Queries are served with `M`'s
+/// failure type in receipts ([`query::QueryProtocol`]`<M::Failure>`).
+///
+/// [`StateMachine::chain_id`]: lamina_execution_core::StateMachine::chain_id
+pub async fn run_machine_on<M: ChainMachine, L: OrderedLog, D: DataAvailability, S: Settlement>(
+    endpoint: lamina_net::Endpoint,
+    ctx: NodeContext,
+    config: Config,
+    seams: Seams<L, D, S>,
+    machine: M,
+    shutdown: CancellationToken,
+) -> Result<(), Error> {
+    let result = serve(&endpoint, ctx, config, seams, machine, &shutdown).await;
     shutdown.cancel();
     endpoint.shutdown().await;
     result
 }
 
-async fn serve<L: OrderedLog, D: DataAvailability, S: Settlement>(
+async fn serve<M: ChainMachine, L: OrderedLog, D: DataAvailability, S: Settlement>(
     endpoint: &lamina_net::Endpoint,
     ctx: NodeContext,
     config: Config,
     seams: Seams<L, D, S>,
+    machine: M,
     shutdown: &CancellationToken,
 ) -> Result<(), Error> {
     let Seams { log, da, settlement, anchors } = seams;
     config.validate()?;
-    let chain = config
-        .chain
-        .or_else(|| ctx.entry().and_then(|e| e.chain))
-        .ok_or_else(|| Error::Config("no chain configured and none in the genesis entry".into()))?;
-    let mut node = ExecutionNode::open(&ctx.data_dir, &ctx.genesis, chain, ctx.keypair.clone(), &config)?;
+    let chain = chain_of(&ctx, &config)?;
+    if machine.chain_id() != chain {
+        return Err(Error::Config(format!(
+            "this node executes chain {chain}, but its state machine is for chain {}",
+            machine.chain_id()
+        )));
+    }
+    let mut node = ExecutionNode::open_with(machine, &ctx.data_dir, &ctx.genesis, ctx.keypair.clone(), &config)?;
     if let Some(a) = anchors {
         node.set_anchors(a);
     } else if ctx.genesis.bridge.enabled {
@@ -228,7 +267,7 @@ async fn serve<L: OrderedLog, D: DataAvailability, S: Settlement>(
         endpoint,
         query::QuicQueries(shared.clone()),
         peers,
-        lamina_net::ProtocolConfig::for_protocol::<query::QueryProtocol>(),
+        lamina_net::ProtocolConfig::for_protocol::<query::QueryProtocol<M::Failure>>(),
     )?;
 
     // HTTP queries.
@@ -267,9 +306,9 @@ const KEEPING_UP: u64 = 20;
 /// [`KEEPING_UP`] heights ahead and nothing executed for [`STALL`]: DA data missing, a
 /// wrong config, a stuck fetch), with the heights in its message; and one INFO line per
 /// 10 s reports the height, heights/s and executed transactions/s.
-async fn watch_progress<L: OrderedLog>(
+async fn watch_progress<L: OrderedLog, F>(
     log: &L,
-    view: &std::sync::Arc<node::Shared>,
+    view: &std::sync::Arc<node::Shared<F>>,
     health: &lamina_interfaces::Health,
     shutdown: &CancellationToken,
 ) {

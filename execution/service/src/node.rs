@@ -9,10 +9,9 @@ use std::time::Duration;
 
 use futures::StreamExt as _;
 
-use lamina_execution_core::block::{self, ChainHead, Outcome};
-use lamina_execution_core::chains::genesis_state;
+use lamina_execution_core::block::{self, ChainHead, ChainMachine, Outcome};
 use lamina_execution_core::ledger::{LEDGER_VERSION, LedgerConfig, LedgerFailure, NativeLedger};
-use lamina_execution_core::{AuthenticatedState, Receipt, Status};
+use lamina_execution_core::{AuthenticatedState, ChainFailure, Receipt, Status};
 use lamina_interfaces::{
     AnchorRegistry, AnchorView, CheckpointClaim, DaError, DataAvailability, Genesis, Health, LogError, NoAnchors,
     OrderedLog, Settlement, SettlementError, inputs,
@@ -43,16 +42,17 @@ const DRAIN_ON_STOP: Duration = Duration::from_secs(5);
 
 /// Where a committed receipt lives.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
-pub struct ReceiptEntry {
+pub struct ReceiptEntry<F = LedgerFailure> {
     /// Log height of the block that included it.
     pub height: Height,
     /// The receipt.
-    pub receipt: Receipt<LedgerFailure>,
+    pub receipt: Receipt<F>,
 }
 
-/// The committed (durable) state that queries read.
+/// The committed (durable) state that queries read; `F` is the chain machine's failure
+/// type.
 #[derive(Debug)]
-pub struct View {
+pub struct View<F = LedgerFailure> {
     /// The authenticated state after `height`.
     pub state: AuthenticatedState,
     /// Last committed log height (0: genesis).
@@ -64,7 +64,7 @@ pub struct View {
     /// Data root of the last square with this chain's data.
     pub data_root: Digest,
     /// Every committed receipt by transaction id (the latest inclusion wins).
-    pub receipts: HashMap<TxId, ReceiptEntry>,
+    pub receipts: HashMap<TxId, ReceiptEntry<F>>,
     /// Outcomes of the last [`RECENT_BLOCKS`] committed heights that had transactions,
     /// oldest first: load generators learn "executed" from it without one query per
     /// transaction.
@@ -75,7 +75,7 @@ pub struct View {
     pub bridge: BridgeIndex,
 }
 
-impl View {
+impl<F> View<F> {
     /// The chain head the next height builds on.
     pub fn head(&self) -> ChainHead {
         ChainHead {
@@ -89,24 +89,26 @@ impl View {
 
 /// The view shared between the follower and the query servers.
 #[derive(Debug)]
-pub struct Shared(RwLock<View>);
+pub struct Shared<F = LedgerFailure>(RwLock<View<F>>);
 
-impl Shared {
+impl<F> Shared<F> {
     /// Read access (queries).
-    pub fn read(&self) -> RwLockReadGuard<'_, View> {
+    pub fn read(&self) -> RwLockReadGuard<'_, View<F>> {
         self.0.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn write(&self) -> RwLockWriteGuard<'_, View> {
+    fn write(&self) -> RwLockWriteGuard<'_, View<F>> {
         self.0.write().unwrap_or_else(|e| e.into_inner())
     }
 }
 
 /// An execution node of one chain: its state, its store, its pipeline, its claim chain.
-pub struct ExecutionNode {
+/// `M` is the chain's state machine: the native ledger by default
+/// ([`ExecutionNode::open`]), or a chain builder's ([`ExecutionNode::open_with`]).
+pub struct ExecutionNode<M: ChainMachine = NativeLedger> {
     chain: ChainId,
-    ledger: NativeLedger,
-    shared: Arc<Shared>,
+    machine: M,
+    shared: Arc<Shared<M::Failure>>,
     store: Arc<Log>,
     key: Keypair,
     validators: Committee,
@@ -121,21 +123,31 @@ pub struct ExecutionNode {
     anchors: Option<Arc<dyn AnchorRegistry>>,
 }
 
-impl std::fmt::Debug for ExecutionNode {
+impl<M: ChainMachine> std::fmt::Debug for ExecutionNode<M> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ExecutionNode").field("chain", &self.chain).finish_non_exhaustive()
     }
 }
 
-fn head_of(r: &BlockRecord) -> ChainHead {
+fn head_of<F>(r: &BlockRecord<F>) -> ChainHead {
     ChainHead { height: r.height, state_root: r.state_root, receipts_root: r.receipts_root, data_root: r.data_root }
 }
 
-impl ExecutionNode {
-    /// Opens (or creates) the store in `data_dir/blocks` and rebuilds the state and the
-    /// claim chain by replaying it from the genesis state; the last
-    /// [`REPOST_ON_START`] claims rebuilt are queued to be posted again. The ledger's
-    /// parameters come from the genesis chain spec.
+/// The native ledger of `chain`, with the parameters of its genesis chain spec.
+pub fn native_ledger(genesis: &Genesis, chain: ChainId) -> Result<NativeLedger, Error> {
+    let spec = genesis.chain(chain).ok_or_else(|| Error::Config(format!("chain {chain} not in genesis")))?;
+    let config = LedgerConfig::from_genesis(genesis, chain).ok_or_else(|| {
+        Error::Config(format!(
+            "chain {chain} runs ledger version {}, the native ledger is version {LEDGER_VERSION}",
+            spec.ledger_version
+        ))
+    })?;
+    Ok(NativeLedger::new(config))
+}
+
+impl ExecutionNode<NativeLedger> {
+    /// [`ExecutionNode::open_with`] the native ledger of `chain`, whose parameters come
+    /// from the genesis chain spec.
     pub fn open(
         data_dir: &Path,
         genesis: &Genesis,
@@ -143,13 +155,24 @@ impl ExecutionNode {
         key: Keypair,
         config: &Config,
     ) -> Result<Self, Error> {
+        Self::open_with(native_ledger(genesis, chain)?, data_dir, genesis, key, config)
+    }
+}
+
+impl<M: ChainMachine> ExecutionNode<M> {
+    /// Opens (or creates) the store in `data_dir/blocks` for the chain `machine` executes
+    /// ([`lamina_execution_core::StateMachine::chain_id`]) and rebuilds the state and the claim chain by
+    /// replaying it from the genesis state ([`ChainMachine::genesis`]); the last
+    /// [`REPOST_ON_START`] claims rebuilt are queued to be posted again.
+    pub fn open_with(
+        machine: M,
+        data_dir: &Path,
+        genesis: &Genesis,
+        key: Keypair,
+        config: &Config,
+    ) -> Result<Self, Error> {
+        let chain = machine.chain_id();
         let spec = genesis.chain(chain).ok_or_else(|| Error::Config(format!("chain {chain} not in genesis")))?;
-        let ledger_config = LedgerConfig::from_genesis(genesis, chain).ok_or_else(|| {
-            Error::Config(format!(
-                "chain {chain} runs ledger version {}, this build implements {LEDGER_VERSION}",
-                spec.ledger_version
-            ))
-        })?;
         let store = Log::open(
             data_dir.join("blocks"),
             StoreConfig { name: format!("execution-{chain}"), ..StoreConfig::default() },
@@ -168,7 +191,8 @@ impl ExecutionNode {
                 )));
             }
         }
-        let state = genesis_state(spec);
+        let mut state = AuthenticatedState::new();
+        state.apply(&machine.genesis(spec), true);
         let mut view = View {
             state_root: state.root(),
             state,
@@ -194,7 +218,8 @@ impl ExecutionNode {
         // Replay.
         for item in store.iter_from(1) {
             let rec = item?;
-            let r: BlockRecord = lamina_primitives::decode(rec.bytes()).map_err(|e| Error::BadStore(e.to_string()))?;
+            let r: BlockRecord<M::Failure> =
+                lamina_primitives::decode(rec.bytes()).map_err(|e| Error::BadStore(e.to_string()))?;
             if r.height != view.height.next() {
                 return Err(Error::BadStore(format!("record for height {} after {}", r.height, view.height)));
             }
@@ -234,7 +259,7 @@ impl ExecutionNode {
             .map_err(|e| Error::Internal(e.to_string()))?;
         Ok(ExecutionNode {
             chain,
-            ledger: NativeLedger::new(ledger_config),
+            machine,
             shared: Arc::new(Shared(RwLock::new(view))),
             store: Arc::new(store),
             key,
@@ -271,7 +296,7 @@ impl ExecutionNode {
         txs: &[Transaction],
         shutdown: &CancellationToken,
     ) -> Result<Arc<dyn AnchorView>, Error> {
-        if !self.ledger.config().bridge.enabled || !txs.iter().any(lamina_execution_core::ledger::reads_anchors) {
+        if !self.machine.reads_anchors(txs) {
             return Ok(Arc::new(NoAnchors));
         }
         let Some(reg) = &self.anchors else {
@@ -301,7 +326,7 @@ impl ExecutionNode {
     }
 
     /// The view queries read.
-    pub fn shared(&self) -> Arc<Shared> {
+    pub fn shared(&self) -> Arc<Shared<M::Failure>> {
         self.shared.clone()
     }
 
@@ -323,7 +348,7 @@ impl ExecutionNode {
         block: &FinalizedBlock,
         da: &D,
         shutdown: &CancellationToken,
-    ) -> Result<BlockRecord, Error> {
+    ) -> Result<BlockRecord<M::Failure>, Error> {
         let expected = self.height().next();
         if block.height() != expected {
             return Err(Error::Log(format!("got height {}, expected {expected}", block.height())));
@@ -339,7 +364,7 @@ impl ExecutionNode {
         block: &FinalizedBlock,
         fetched: Fetched,
         shutdown: &CancellationToken,
-    ) -> Result<BlockRecord, Error> {
+    ) -> Result<BlockRecord<M::Failure>, Error> {
         let expected = self.height().next();
         if block.height() != expected {
             return Err(Error::Log(format!("got height {}, expected {expected}", block.height())));
@@ -350,14 +375,14 @@ impl ExecutionNode {
         let Fetched { txs, data_roots } = fetched;
         let height = block.height();
         let anchors = self.anchors_for(height, &txs, shutdown).await?;
-        let (shared, store, pool, ledger) =
-            (self.shared.clone(), self.store.clone(), self.pool.clone(), self.ledger.clone());
-        let record = tokio::task::spawn_blocking(move || -> Result<BlockRecord, Error> {
+        let (shared, store, pool, machine) =
+            (self.shared.clone(), self.store.clone(), self.pool.clone(), self.machine.clone());
+        let record = tokio::task::spawn_blocking(move || -> Result<BlockRecord<M::Failure>, Error> {
             let ntx = txs.len();
             let executed = {
                 let view = shared.read();
                 let head = view.head();
-                pool.install(|| block::execute_block(&ledger, &anchors, &view.state, &head, height, &data_roots, &txs))
+                pool.install(|| block::execute_block(&machine, &anchors, &view.state, &head, height, &data_roots, &txs))
             };
             let mut view = shared.write();
             let st = &mut view.state;

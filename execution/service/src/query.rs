@@ -15,16 +15,21 @@
 //! | `/bridge/outbox/<dest chain>[?from=<seq>]` | outbound messages to that chain, with the height each was proven at |
 //! | `/bridge/inbound/<source chain>[?from=<seq>]` | receipts (`delivered` / `timed_out`) of messages from that chain |
 //! | `/bridge/totals` | the bridge counters per (peer chain, asset): what `lamina bridge audit` adds up |
+//! | `/counter/<key hex>` | any counter key's value (96 hex digits; for chain machines other than the native ledger) |
+//! | `/data/<key hex>` | any data key's value, hex (`null` when absent) |
+//!
+//! Balance, nonce, proof and bridge queries read the native ledger's keys; a chain
+//! builder's machine ([`lamina_execution_core::ChainMachine`]) is read with the counter
+//! and data queries, and its receipts carry its own failure type (`F` below).
 
+use std::marker::PhantomData;
 use std::sync::Arc;
-use std::time::Duration;
 
 use lamina_execution_core::ledger::{self, AssetId, LedgerFailure};
 use lamina_execution_core::smt::StateProof;
-use lamina_execution_core::{Receipt, StateRead};
+use lamina_execution_core::{ChainFailure, CounterKey, DataKey, RawKey, Receipt, StateRead};
 use lamina_net::{Empty, Handler, Protocol, ProtocolId, Reject};
 use lamina_primitives::{ChainId, Digest, Height, NodeId, PublicKey, TxId};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
 use crate::bridge::{BridgeItem, pair_totals};
@@ -53,6 +58,10 @@ pub enum QueryRequest {
     BridgeInbound(ChainId, u64),
     /// The bridge counters of every (peer chain, local asset) pair bridged so far.
     BridgeTotals,
+    /// Any counter key's value (a chain builder's machine's state).
+    Counter(CounterKey),
+    /// Any data key's value.
+    Data(DataKey),
 }
 
 impl lamina_primitives::Wire for QueryRequest {
@@ -75,9 +84,10 @@ pub struct StatusInfo {
     pub data_root: Digest,
 }
 
-/// An answer; every variant carries the height it describes.
+/// An answer; every variant carries the height it describes. `F` is the chain machine's
+/// failure type (in receipts).
 #[derive(Clone, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
-pub enum QueryResponse {
+pub enum QueryResponse<F = LedgerFailure> {
     /// Status.
     Status(StatusInfo),
     /// A balance (height, amount).
@@ -85,7 +95,7 @@ pub enum QueryResponse {
     /// A nonce (height, next nonce).
     Nonce(Height, u64),
     /// A receipt and the height that included it, or `None` if unknown.
-    Receipt(Option<(Height, Receipt<LedgerFailure>)>),
+    Receipt(Option<(Height, Receipt<F>)>),
     /// A balance with its proof against `status.state_root`.
     BalanceProof(StatusInfo, u128, StateProof),
     /// (committed height, [(height, [(tx id, outcome code)])]) for the asked heights
@@ -98,7 +108,15 @@ pub enum QueryResponse {
     Bridge(Height, Vec<BridgeItem>),
     /// (committed height, [(peer, local asset, origin chain, origin asset, counters)]).
     BridgeTotals(Height, Vec<(ChainId, AssetId, ChainId, u64, BridgeCounters)>),
+    /// A counter's value (0 when absent).
+    Counter(Height, u128),
+    /// A data key's value, `None` when absent (at most [`MAX_DATA_VALUE`] bytes are
+    /// served; a longer value answers `None` and is logged).
+    Data(Height, Option<Vec<u8>>),
 }
+
+/// Longest data value a [`QueryResponse::Data`] carries.
+pub const MAX_DATA_VALUE: usize = 1 << 20;
 
 /// Most items in one [`QueryResponse::Bridge`].
 pub const MAX_BRIDGE_ITEMS: usize = 512;
@@ -106,24 +124,30 @@ pub const MAX_BRIDGE_ITEMS: usize = 512;
 /// Most transaction outcomes in one [`QueryResponse::Outcomes`].
 pub const MAX_OUTCOMES: usize = 60_000;
 
-impl lamina_primitives::Wire for QueryResponse {
+impl<F: ChainFailure> lamina_primitives::Wire for QueryResponse<F> {
     const NAME: &'static str = "ExecQueryResponse";
     // Outcomes: 60k entries of 33 bytes (plus framing) at most.
     const MAX_SIZE: usize = 4 * 1024 * 1024;
 }
 
-/// The QUIC query protocol.
-#[derive(Debug)]
-pub struct QueryProtocol;
+/// The QUIC query protocol of a chain whose machine fails with `F` (the native ledger's
+/// by default; a client of another machine names its failure type).
+pub struct QueryProtocol<F = LedgerFailure>(PhantomData<fn() -> F>);
 
-impl Protocol for QueryProtocol {
+impl<F> std::fmt::Debug for QueryProtocol<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("QueryProtocol")
+    }
+}
+
+impl<F: ChainFailure> Protocol for QueryProtocol<F> {
     const ID: ProtocolId = ProtocolId::new("execution", 1);
     type Request = QueryRequest;
-    type Response = QueryResponse;
+    type Response = QueryResponse<F>;
     type Message = Empty;
 }
 
-fn status(shared: &Shared) -> StatusInfo {
+fn status<F>(shared: &Shared<F>) -> StatusInfo {
     let v = shared.read();
     StatusInfo {
         chain: v.chain,
@@ -135,7 +159,7 @@ fn status(shared: &Shared) -> StatusInfo {
 }
 
 /// Answers a query from the committed view.
-pub fn answer(shared: &Shared, q: &QueryRequest) -> QueryResponse {
+pub fn answer<F: ChainFailure>(shared: &Shared<F>, q: &QueryRequest) -> QueryResponse<F> {
     match q {
         QueryRequest::Status => QueryResponse::Status(status(shared)),
         QueryRequest::Balance(a, asset) => {
@@ -199,20 +223,40 @@ pub fn answer(shared: &Shared, q: &QueryRequest) -> QueryResponse {
                 .collect();
             QueryResponse::BridgeTotals(v.height, totals)
         }
+        QueryRequest::Counter(key) => {
+            let v = shared.read();
+            QueryResponse::Counter(v.height, v.state.counter(key))
+        }
+        QueryRequest::Data(key) => {
+            let v = shared.read();
+            let value = v.state.data(key).filter(|d| d.len() <= MAX_DATA_VALUE).map(|d| d.to_vec());
+            QueryResponse::Data(v.height, value)
+        }
     }
 }
 
 /// Serves [`QueryProtocol`] from the shared view.
-#[derive(Debug, Clone)]
-pub struct QuicQueries(pub Arc<Shared>);
+#[derive(Debug)]
+pub struct QuicQueries<F = LedgerFailure>(pub Arc<Shared<F>>);
 
-impl Handler<QueryProtocol> for QuicQueries {
-    async fn request(&self, _peer: NodeId, request: QueryRequest) -> Result<QueryResponse, Reject> {
+impl<F> Clone for QuicQueries<F> {
+    fn clone(&self) -> Self {
+        QuicQueries(self.0.clone())
+    }
+}
+
+impl<F: ChainFailure> Handler<QueryProtocol<F>> for QuicQueries<F> {
+    async fn request(&self, _peer: NodeId, request: QueryRequest) -> Result<QueryResponse<F>, Reject> {
         Ok(answer(&self.0, &request))
     }
 }
 
-const MAX_HTTP_REQUEST: usize = 8 * 1024;
+fn parse_key(s: &str) -> Result<RawKey, String> {
+    let bytes = hex::decode(s).map_err(|_| format!("bad key {s:?} (96 hex digits)"))?;
+    let raw: [u8; lamina_execution_core::key::KEY_LEN] =
+        bytes.try_into().map_err(|_| format!("bad key {s:?} (96 hex digits)"))?;
+    Ok(RawKey(raw))
+}
 
 fn parse_asset(query: Option<&str>) -> Result<AssetId, String> {
     match query.and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("asset="))) {
@@ -238,7 +282,7 @@ fn bridge_item_json(i: &BridgeItem) -> serde_json::Value {
 }
 
 /// Routes one HTTP path to (status code, JSON body).
-pub fn route(shared: &Shared, target: &str) -> (u16, serde_json::Value) {
+pub fn route<F: ChainFailure>(shared: &Shared<F>, target: &str) -> (u16, serde_json::Value) {
     use serde_json::json;
     let (path, query) = match target.split_once('?') {
         Some((p, q)) => (p, Some(q)),
@@ -311,6 +355,24 @@ pub fn route(shared: &Shared, target: &str) -> (u16, serde_json::Value) {
             })),
             _ => Err((500, "unexpected answer".into())),
         },
+        ["counter", k] => {
+            let key = CounterKey::from_raw(parse_key(k).map_err(|e| (400, e))?)
+                .ok_or_else(|| (400, format!("{k} is a data key, not a counter key")))?;
+            match answer(shared, &QueryRequest::Counter(key)) {
+                QueryResponse::Counter(h, value) => Ok(json!({"height": h, "key": k, "value": value.to_string()})),
+                _ => Err((500, "unexpected answer".into())),
+            }
+        }
+        ["data", k] => {
+            let key = DataKey::from_raw(parse_key(k).map_err(|e| (400, e))?)
+                .ok_or_else(|| (400, format!("{k} is a counter key, not a data key")))?;
+            match answer(shared, &QueryRequest::Data(key)) {
+                QueryResponse::Data(h, value) => {
+                    Ok(json!({"height": h, "key": k, "value": value.map(|v| hex::encode(&v))}))
+                }
+                _ => Err((500, "unexpected answer".into())),
+            }
+        }
         _ => Err((404, format!("no route {path}"))),
     })();
     match res {
@@ -319,80 +381,12 @@ pub fn route(shared: &Shared, target: &str) -> (u16, serde_json::Value) {
     }
 }
 
-async fn handle_http(mut sock: tokio::net::TcpStream, shared: Arc<Shared>) {
-    let mut buf = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 1024];
-    let head_end = loop {
-        let n = match tokio::time::timeout(Duration::from_secs(5), sock.read(&mut chunk)).await {
-            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return,
-            Ok(Ok(n)) => n,
-        };
-        buf.extend_from_slice(&chunk[..n]);
-        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break p;
-        }
-        if buf.len() > MAX_HTTP_REQUEST {
-            let _ = sock
-                .write_all(
-                    b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
-                )
-                .await;
-            return;
-        }
-    };
-    let head = String::from_utf8_lossy(&buf[..head_end]);
-    let mut line = head.lines().next().unwrap_or("").split(' ');
-    let (method, target) = (line.next().unwrap_or(""), line.next().unwrap_or(""));
-    let (code, body) = if method != "GET" {
-        (405, serde_json::json!({"error": "GET only"}))
-    } else {
-        let shared = shared.clone();
-        let target = target.to_string();
-        match tokio::task::spawn_blocking(move || route(&shared, &target)).await {
-            Ok(r) => r,
-            Err(_) => (500, serde_json::json!({"error": "internal"})),
-        }
-    };
-    let body = body.to_string();
-    let reason = match code {
-        200 => "OK",
-        400 => "Bad Request",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        _ => "Internal Server Error",
-    };
-    let resp = format!(
-        "HTTP/1.1 {code} {reason}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    let _ = sock.write_all(resp.as_bytes()).await;
-    let _ = sock.shutdown().await;
-}
-
-/// Serves the HTTP/JSON queries on `listener` until `shutdown`.
-pub async fn serve_http(listener: tokio::net::TcpListener, shared: Arc<Shared>, shutdown: CancellationToken) {
-    let limit = Arc::new(tokio::sync::Semaphore::new(256));
-    loop {
-        let accepted = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            a = listener.accept() => a,
-        };
-        match accepted {
-            Ok((sock, _)) => {
-                let Ok(permit) = limit.clone().try_acquire_owned() else {
-                    drop(sock);
-                    continue;
-                };
-                let shared = shared.clone();
-                tokio::spawn(async move {
-                    handle_http(sock, shared).await;
-                    drop(permit);
-                });
-            }
-            Err(e) => {
-                tracing::warn!(target: "lamina::execution", error = %e, "HTTP accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    }
+/// Serves the HTTP/JSON queries on `listener` until `shutdown`
+/// ([`lamina_net::http::serve_json`]).
+pub async fn serve_http<F: ChainFailure>(
+    listener: tokio::net::TcpListener,
+    shared: Arc<Shared<F>>,
+    shutdown: CancellationToken,
+) {
+    lamina_net::http::serve_json(listener, move |t: &str| route(&shared, t), "execution", shutdown).await;
 }

@@ -10,7 +10,7 @@
 //! ([`crate::claims`]) is rebuilt from the records' steps.
 
 use lamina_execution_core::ledger::LedgerFailure;
-use lamina_execution_core::{ChangeSet, Receipt};
+use lamina_execution_core::{ChainFailure, ChangeSet, Receipt};
 use lamina_interfaces::ClaimStep;
 use lamina_primitives::{ChainId, Digest, Height};
 
@@ -30,15 +30,15 @@ impl lamina_primitives::Wire for Header {
     const MAX_SIZE: usize = 256;
 }
 
-/// The effect of one log height on the chain.
+/// The effect of one log height on the chain; `F` is the chain machine's failure type.
 #[derive(Clone, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
-pub struct BlockRecord {
+pub struct BlockRecord<F = LedgerFailure> {
     /// Log height.
     pub height: Height,
     /// State changes (empty when the block held no data for this chain).
     pub changes: ChangeSet,
     /// Receipts of the chain's transactions in this block, in order.
-    pub receipts: Vec<Receipt<LedgerFailure>>,
+    pub receipts: Vec<Receipt<F>>,
     /// State root after the block.
     pub state_root: Digest,
     /// Receipts root chained over every step so far (unchanged by heights without data
@@ -51,7 +51,7 @@ pub struct BlockRecord {
     pub step: Option<ClaimStep>,
 }
 
-impl lamina_primitives::Wire for BlockRecord {
+impl<F: ChainFailure> lamina_primitives::Wire for BlockRecord<F> {
     const NAME: &'static str = "ExecBlockRecord";
     const MAX_SIZE: usize = 1 << 30;
 }

@@ -46,6 +46,8 @@ pub struct Spec {
     /// The validators' idle heartbeat (`empty_block_delay_ms`): one empty block per
     /// interval while nothing is ordered.
     pub heartbeat: std::time::Duration,
+    /// Ledger version (state machine) of every chain ([`crate::machines`]).
+    pub ledger_version: u32,
 }
 
 /// Settlement-ledger balance the devnet gives every execution and settlement node and
@@ -71,6 +73,10 @@ impl Spec {
         }
         if self.bridge > 0 && (self.chains < 2 || self.settlement == 0) {
             bail!("bridge relayers need at least two chains and a settlement node (or pass --bridge 0)");
+        }
+        crate::machines::check(self.ledger_version)?;
+        if self.ledger_version != lamina_execution_core::ledger::LEDGER_VERSION && self.bridge > 0 {
+            bail!("the bridge needs the native ledger (ledger version 1); pass --bridge 0");
         }
         if self.heartbeat > std::time::Duration::from_secs(60) {
             bail!("--heartbeat must be at most 60s");
@@ -190,7 +196,7 @@ pub fn create(dir: &Path, spec: &Spec) -> anyhow::Result<DevnetState> {
                 funded_test_amount: 1_000_000_000_000,
                 fee: 0,
                 fee_collector: Default::default(),
-                ledger_version: 1,
+                ledger_version: spec.ledger_version,
             })
             .collect(),
         validators: vec![],
@@ -310,6 +316,7 @@ mod tests {
             faulty_claims: vec!["execution-2".into()],
             faulty_dispersal: vec![],
             heartbeat: std::time::Duration::from_secs(1),
+            ledger_version: 1,
         }
     }
 

@@ -66,6 +66,12 @@ pub struct UpArgs {
     /// the cost of idle CPU).
     #[arg(long, default_value = "1s", value_parser = parse_duration)]
     pub heartbeat: Duration,
+    /// The state machine of every chain, by ledger version: 1 is the native ledger; a
+    /// chain builder's binary also runs the versions it registers
+    /// (`lamina_node::machines`). With another version, the built-in load (native
+    /// transfers) and the bridge are off.
+    #[arg(long, default_value_t = lamina_execution_core::ledger::LEDGER_VERSION)]
+    pub ledger_version: u32,
     /// Execution nodes (by name, e.g. `execution-0`) that post wrong state roots in their
     /// claims: fault injection to show the fraud path (challenged, slashed, never
     /// final). Give the chain a second, honest node (`--execution 4` with 2 chains) so

@@ -62,6 +62,13 @@ enum Wait {
 
 /// Runs `devnet up`.
 pub async fn up(a: UpArgs) -> anyhow::Result<ExitCode> {
+    let native = a.ledger_version == lamina_execution_core::ledger::LEDGER_VERSION;
+    if !native && a.load > 0 && !a.keep && !a.exit_after_ready {
+        anyhow::bail!(
+            "the built-in load sends native-ledger transfers; with --ledger-version {} pass --load 0, --keep or --exit-after-ready",
+            a.ledger_version
+        );
+    }
     let dir = match &a.dir {
         Some(d) => crate::home::absolute(d)?,
         None => layout::temp_dir()?,
@@ -73,7 +80,7 @@ pub async fn up(a: UpArgs) -> anyhow::Result<ExitCode> {
         da_nodes: a.da_nodes,
         execution: a.execution.unwrap_or(a.chains),
         settlement: a.settlement,
-        bridge: a.bridge.unwrap_or(usize::from(a.chains >= 2 && a.settlement >= 1)),
+        bridge: a.bridge.unwrap_or(usize::from(a.chains >= 2 && a.settlement >= 1 && native)),
         chains: a.chains,
         funded_accounts: a.funded_accounts,
         log_level: a.log_level.clone(),
@@ -81,6 +88,7 @@ pub async fn up(a: UpArgs) -> anyhow::Result<ExitCode> {
         faulty_claims: a.faulty_claims.clone(),
         faulty_dispersal: a.faulty_dispersal.clone(),
         heartbeat: a.heartbeat,
+        ledger_version: a.ledger_version,
     };
     let st = layout::create(&dir, &spec)?;
     super::remember_dir(&dir);

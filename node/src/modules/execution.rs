@@ -103,12 +103,44 @@ pub async fn start(ctx: NodeContext, config: Config, shutdown: CancellationToken
     };
     let reporter = crate::peers::serve_alongside(&ctx, &endpoint, peer_plan(&ctx), &shutdown).await?;
     endpoint.report_to(ctx.health().clone(), Duration::from_millis(ctx.net.stats_interval_ms));
-    let result = lamina_execution_service::run_on(endpoint, ctx.service, config.0, seams, shutdown).await;
+    let result = run_chain(endpoint, ctx.service, config.0, seams, shutdown).await;
     reporter.abort();
-    Ok(result?)
+    result
 }
 
-type NodeSeams = Seams<
+/// Runs the execution service with the chain's machine: the native ledger, or the one
+/// registered for the chain's ledger version ([`crate::machines`]).
+async fn run_chain(
+    endpoint: Endpoint,
+    ctx: lamina_net::NodeContext,
+    config: lamina_execution_service::Config,
+    seams: NodeSeams,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let version = lamina_execution_service::chain_of(&ctx, &config)
+        .ok()
+        .and_then(|c| ctx.genesis.chain(c).map(|s| (c, s.ledger_version)));
+    match version {
+        Some((chain, v)) if v != lamina_execution_core::ledger::LEDGER_VERSION => {
+            let Some(run) = crate::machines::runner(v) else {
+                endpoint.shutdown().await;
+                return crate::machines::check(v).with_context(|| format!("chain {chain}"));
+            };
+            let fut = match run(endpoint.clone(), ctx, config, seams, chain, shutdown) {
+                Ok(f) => f,
+                Err(e) => {
+                    endpoint.shutdown().await;
+                    return Err(e.context(format!("cannot build chain {chain}'s state machine")));
+                }
+            };
+            Ok(fut.await?)
+        }
+        _ => Ok(lamina_execution_service::run_on(endpoint, ctx, config, seams, shutdown).await?),
+    }
+}
+
+/// The seams the binary gives the execution service.
+pub(crate) type NodeSeams = Seams<
     lamina_consensus_service::LogClient,
     Arc<lamina_da_service::DaClient>,
     LogSettlement<lamina_consensus_service::IntakeClient>,

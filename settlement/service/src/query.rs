@@ -13,14 +13,8 @@
 //! | `/anchor/<chain>/<height>` | the finalized root at or before `height`, with a Merkle proof against the chain's anchors root |
 //! | `/account/<key hex>` | free and bonded balance on the settlement ledger |
 
-use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::Full;
-use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use lamina_net::{Empty, Handler, Protocol, ProtocolId, Reject};
 use lamina_primitives::{ChainId, Digest, Height, NodeId, PublicKey};
 use lamina_settlement_core::{ClaimRecord, ClaimStatus, SettlementState};
@@ -336,53 +330,17 @@ pub fn to_json(r: &SettlementResponse) -> (u16, serde_json::Value) {
     }
 }
 
-fn http_answer<B>(shared: &Shared, req: &Request<B>) -> Response<Full<Bytes>> {
-    let (code, body) = if req.method() != Method::GET {
-        (405, serde_json::json!({"error": "GET only"}))
-    } else {
-        match parse_route(req.uri().path()) {
-            Ok(q) => to_json(&answer(shared, &q)),
-            Err((code, msg)) => (code, serde_json::json!({ "error": msg })),
-        }
-    };
-    let mut r = Response::new(Full::new(Bytes::from(format!("{body}\n"))));
-    *r.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    r.headers_mut().insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("application/json"));
-    r
+/// Answers one HTTP request target (its query string is ignored).
+fn http_answer(shared: &Shared, target: &str) -> (u16, serde_json::Value) {
+    let path = target.split_once('?').map_or(target, |(p, _)| p);
+    match parse_route(path) {
+        Ok(q) => to_json(&answer(shared, &q)),
+        Err((code, msg)) => (code, serde_json::json!({ "error": msg })),
+    }
 }
 
-/// Most concurrent HTTP connections.
-const MAX_HTTP_CONNECTIONS: usize = 256;
-
-/// Serves the HTTP/JSON queries on `listener` until `shutdown`.
+/// Serves the HTTP/JSON queries on `listener` until `shutdown`
+/// ([`lamina_net::http::serve_json`]).
 pub async fn serve_http(listener: tokio::net::TcpListener, shared: Arc<Shared>, shutdown: CancellationToken) {
-    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_HTTP_CONNECTIONS));
-    loop {
-        let accepted = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            a = listener.accept() => a,
-        };
-        let stream = match accepted {
-            Ok((s, _)) => s,
-            Err(e) => {
-                tracing::debug!(target: "lamina::settlement", error = %e, "HTTP accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let Ok(permit) = slots.clone().try_acquire_owned() else { continue };
-        let (shared, shutdown) = (shared.clone(), shutdown.clone());
-        tokio::spawn(async move {
-            let _permit = permit;
-            let svc = hyper::service::service_fn(move |req| {
-                let shared = shared.clone();
-                async move { Ok::<_, Infallible>(http_answer(&shared, &req)) }
-            });
-            let conn = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc);
-            tokio::select! {
-                _ = conn => {}
-                _ = shutdown.cancelled() => {}
-            }
-        });
-    }
+    lamina_net::http::serve_json(listener, move |t: &str| http_answer(&shared, t), "settlement", shutdown).await;
 }

@@ -184,14 +184,22 @@ impl<D: DataAvailability + Clone + 'static, T: TxSubmit + Clone + 'static> Verif
         da: D,
         submit: T,
     ) -> Result<Self, Error> {
-        let ids: Vec<ChainId> = if config.verify_chains.is_empty() {
-            ctx.genesis.chains.iter().map(|c| c.id).collect()
-        } else {
-            config.verify_chains.clone()
-        };
+        let every = config.verify_chains.is_empty();
+        let ids: Vec<ChainId> =
+            if every { ctx.genesis.chains.iter().map(|c| c.id).collect() } else { config.verify_chains.clone() };
         let mut chains = BTreeMap::new();
         for chain in ids {
-            let mut replica = exec.replica(chain).map_err(|e| Error::Config(format!("verifier: {e}")))?;
+            let mut replica = match exec.replica(chain) {
+                Ok(r) => r,
+                // By default, a chain whose state machine this build cannot re-execute (a
+                // chain builder's, not the native ledger) is left unverified, said once;
+                // one named in `verify_chains` is a configuration error.
+                Err(e @ lamina_interfaces::StatelessError::UnknownChain(_)) if every => {
+                    tracing::warn!(target: "lamina::settlement", %chain, error = %e, "chain not verified: this verifier cannot re-execute its state machine; its claims finalize unchallenged by this node");
+                    continue;
+                }
+                Err(e) => return Err(Error::Config(format!("verifier: {e}"))),
+            };
             replica.retain_history(RETAINED_STEPS);
             chains.insert(
                 chain,
