@@ -517,16 +517,10 @@ fn bench_net(c: &mut Criterion) {
     drop(server);
 }
 
-/// User + system CPU seconds of a process (`/proc/<pid>/stat`), 0 if unreadable.
+/// User + system CPU seconds of a process, 0 if unreadable.
 fn cpu_seconds(pid: &str) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    (ticks(11) + ticks(12)) / if hz > 0.0 { hz } else { 100.0 }
+    let ticks = pid.parse().ok().and_then(|p| lamina_benches::procstat::read(p).ok()).map_or(0, |s| s.cpu_ticks);
+    ticks as f64 / lamina_benches::procstat::clock_ticks() as f64
 }
 
 fn main() {

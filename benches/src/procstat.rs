@@ -1,9 +1,8 @@
-//! Per-process CPU and RSS from `/proc/<pid>/stat` and `/proc/<pid>/statm` (Linux).
+//! Per-process CPU and RSS from `/proc/<pid>/stat` (Linux; read with the `procfs` crate).
 //!
-//! CPU is the change of `utime + stime` (fields 14 and 15 of `stat`, in clock ticks)
-//! over wall time between two samples, in percent of one core (200% = two cores busy).
-//! RSS is `statm`'s second field (resident pages) times the page size. The `comm` field
-//! of `stat` may hold spaces and parentheses, so fields are counted after its *last* `)`.
+//! CPU is the change of `utime + stime` (in clock ticks) over wall time between two
+//! samples, in percent of one core (200% = two cores busy). RSS is resident pages times
+//! the page size.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -24,43 +23,19 @@ pub struct ProcStat {
 
 /// Clock ticks per second (`sysconf(_SC_CLK_TCK)`, 100 on Linux).
 pub fn clock_ticks() -> u64 {
-    // SAFETY: sysconf has no preconditions; it returns -1 for an unknown name.
-    let v = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if v > 0 { v as u64 } else { 100 }
+    procfs::ticks_per_second()
 }
 
-/// Page size in bytes.
-pub fn page_size() -> u64 {
-    // SAFETY: sysconf has no preconditions; it returns -1 for an unknown name.
-    let v = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    if v > 0 { v as u64 } else { 4096 }
-}
-
-/// Parses the text of `/proc/<pid>/stat` into (state, utime + stime).
-pub fn parse_stat(text: &str) -> Option<(char, u64)> {
-    let rest = &text[text.rfind(')')? + 1..];
-    let mut f = rest.split_ascii_whitespace();
-    // After `comm`: field 3 is the state; utime and stime are fields 14 and 15.
-    let state = f.next()?.chars().next()?;
-    let mut f = f.skip(10);
-    let utime: u64 = f.next()?.parse().ok()?;
-    let stime: u64 = f.next()?.parse().ok()?;
-    Some((state, utime.checked_add(stime)?))
-}
-
-/// Parses the text of `/proc/<pid>/statm` into resident pages.
-pub fn parse_statm(text: &str) -> Option<u64> {
-    text.split_ascii_whitespace().nth(1)?.parse().ok()
-}
-
-/// Reads one process.
+/// Reads one process (`procfs`: `/proc/<pid>/stat`).
 pub fn read(pid: u32) -> Result<ProcStat, BenchError> {
     let err = |reason: String| BenchError::Proc { pid, reason };
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).map_err(|e| err(format!("stat: {e}")))?;
-    let (state, cpu_ticks) = parse_stat(&stat).ok_or_else(|| err("stat: malformed".into()))?;
-    let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).map_err(|e| err(format!("statm: {e}")))?;
-    let pages = parse_statm(&statm).ok_or_else(|| err("statm: malformed".into()))?;
-    Ok(ProcStat { state, cpu_ticks, rss_bytes: pages.saturating_mul(page_size()) })
+    let pid = i32::try_from(pid).map_err(|_| err("not a pid".into()))?;
+    let stat = procfs::process::Process::new(pid).and_then(|p| p.stat()).map_err(|e| err(e.to_string()))?;
+    Ok(ProcStat {
+        state: stat.state,
+        cpu_ticks: stat.utime.saturating_add(stat.stime),
+        rss_bytes: stat.rss.saturating_mul(procfs::page_size()),
+    })
 }
 
 /// One process's sampled series.
@@ -193,17 +168,6 @@ impl Sampler {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn parses_stat_with_awkward_command_names() {
-        let text =
-            "1234 (a) b (c)) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 75 0 0 20 0 1 0 5 1000 200 18446744073709551615";
-        assert_eq!(parse_stat(text), Some(('S', 325)));
-        assert_eq!(parse_stat("garbage"), None);
-        assert_eq!(parse_stat("1 (x) R 1 2"), None);
-        assert_eq!(parse_statm("2000 345 100 1 0 200 0\n"), Some(345));
-        assert_eq!(parse_statm("2000"), None);
-    }
 
     #[test]
     fn reads_this_process() {

@@ -14,6 +14,55 @@
 //!   at a claim cut.
 //! * [`plan_channel`]: the receives and refunds of one channel that can be submitted now.
 //! * [`audit`]: the supply invariant across chains from the bridge counters.
+//!
+//! # Example
+//!
+//! A relayer plans the channel `1 → 2`. Message 0 was proven at the claim cut of
+//! height 10, which settlement has finalized as chain 1's anchor 0, so it is ready to be
+//! received; message 1 is not covered by a cut yet.
+//!
+//! ```
+//! use std::collections::BTreeMap;
+//!
+//! use lamina_bridge_core::{Action, Entry, Waiting, plan_channel};
+//! use lamina_interfaces::{AnchoredProof, BridgeMessage, Origin, ReceiptKind};
+//! use lamina_primitives::{ChainId, Digest, Height, Keypair};
+//!
+//! let outbox_entry = |sequence, proof| Entry {
+//!     message: BridgeMessage {
+//!         network: Digest([1; 32]),
+//!         source: ChainId(1),
+//!         dest: ChainId(2),
+//!         sequence,
+//!         sender: Keypair::for_testing(1).public(),
+//!         nonce: sequence,
+//!         recipient: Keypair::for_testing(2).public(),
+//!         origin: Origin { chain: ChainId(1), asset: 0 },
+//!         amount: 50,
+//!         timeout: Height(100),
+//!     },
+//!     written_at: Height(5),
+//!     receipt: None,
+//!     proof,
+//!     refunded_at: None,
+//! };
+//! let outbox = [outbox_entry(0, Some((Height(10), b"state proof".to_vec()))), outbox_entry(1, None)];
+//! // Chain 1's finalized anchor whose range ends at a height (only 10); chain 2 has none.
+//! let source_anchor = |to: Height| (to == Height(10)).then_some(0);
+//!
+//! let plan = plan_channel(0, &outbox, &BTreeMap::new(), source_anchor, |_| None, |_| false);
+//! let [Action::Receive { message, proof }] = plan.actions.as_slice() else { panic!("{plan:?}") };
+//! assert_eq!(message.sequence, 0);
+//! assert_eq!(AnchoredProof::decode(proof).unwrap().anchor_index, 0);
+//! assert_eq!(plan.open[&1], Waiting::Unproven);
+//! assert_eq!(plan.cursor, 0);
+//!
+//! // Once chain 2 reports the delivery, message 0 is finished and the cursor passes it.
+//! let delivered = Entry { receipt: Some(ReceiptKind::Delivered), ..outbox[0].clone() };
+//! let plan = plan_channel(0, &outbox, &BTreeMap::from([(0, delivered)]), source_anchor, |_| None, |_| false);
+//! assert!(plan.actions.is_empty());
+//! assert_eq!(plan.cursor, 1);
+//! ```
 
 use std::collections::BTreeMap;
 

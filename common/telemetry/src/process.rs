@@ -32,68 +32,19 @@ pub struct ProcessStats {
     pub start_time_seconds: Option<f64>,
 }
 
-/// The fields of `/proc/<pid>/stat` that we use, parsed from its text.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct StatFields {
-    /// User-mode CPU time in clock ticks.
-    pub utime: u64,
-    /// Kernel-mode CPU time in clock ticks.
-    pub stime: u64,
-    /// Number of threads.
-    pub num_threads: u64,
-    /// Start time after boot in clock ticks.
-    pub starttime: u64,
-    /// Virtual memory size in bytes.
-    pub vsize: u64,
-    /// Resident set size in pages.
-    pub rss_pages: u64,
-}
-
-/// Parses the text of `/proc/<pid>/stat`. The command name (field 2) may contain spaces
-/// and parentheses, so fields are counted from the last `)`.
-pub fn parse_stat(text: &str) -> Option<StatFields> {
-    let rest = &text[text.rfind(')')? + 1..];
-    // `rest` starts at field 3 (state); field n is at index n - 3.
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let get = |n: usize| -> Option<u64> { f.get(n - 3)?.parse().ok() };
-    Some(StatFields {
-        utime: get(14)?,
-        stime: get(15)?,
-        num_threads: get(20)?,
-        starttime: get(22)?,
-        vsize: get(23)?,
-        rss_pages: get(24)?,
-    })
-}
-
-/// Parses `btime` (boot time, Unix seconds) from the text of `/proc/stat`.
-pub fn parse_btime(text: &str) -> Option<u64> {
-    text.lines().find_map(|l| l.strip_prefix("btime ")).and_then(|v| v.trim().parse().ok())
-}
-
-fn sysconf(name: libc::c_int) -> Option<u64> {
-    // SAFETY: sysconf only reads a configuration value; it has no memory-safety
-    // preconditions.
-    let v = unsafe { libc::sysconf(name) };
-    (v > 0).then_some(v as u64)
-}
-
-/// Reads the current process's stats; None where `/proc` is unavailable.
+/// Reads the current process's stats (the `procfs` crate); None where `/proc` is
+/// unavailable.
 pub fn sample() -> Option<ProcessStats> {
-    let stat = parse_stat(&std::fs::read_to_string("/proc/self/stat").ok()?)?;
-    let ticks = sysconf(libc::_SC_CLK_TCK)? as f64;
-    let page = sysconf(libc::_SC_PAGESIZE)?;
-    let open_fds = std::fs::read_dir("/proc/self/fd").ok().map(|d| d.count() as u64);
-    let start_time_seconds = std::fs::read_to_string("/proc/stat")
-        .ok()
-        .and_then(|t| parse_btime(&t))
-        .map(|btime| btime as f64 + stat.starttime as f64 / ticks);
+    let me = procfs::process::Process::myself().ok()?;
+    let stat = me.stat().ok()?;
+    let ticks = procfs::ticks_per_second() as f64;
+    let start_time_seconds = procfs::boot_time_secs().ok().map(|btime| btime as f64 + stat.starttime as f64 / ticks);
     Some(ProcessStats {
         cpu_seconds: (stat.utime + stat.stime) as f64 / ticks,
-        resident_bytes: stat.rss_pages * page,
+        resident_bytes: stat.rss.saturating_mul(procfs::page_size()),
         virtual_bytes: stat.vsize,
-        threads: stat.num_threads,
-        open_fds,
+        threads: u64::try_from(stat.num_threads).unwrap_or(0),
+        open_fds: me.fd_count().ok().map(|n| n as u64),
         start_time_seconds,
     })
 }
@@ -142,26 +93,6 @@ impl ProcessStats {
 mod tests {
     use super::*;
 
-    #[test]
-    fn parses_stat_with_awkward_command_names() {
-        // Fields 3.. of a real line; the comm contains a space and a parenthesis.
-        let line = "4242 (lamina (x) y) S 1 4242 4242 0 -1 4194560 1000 0 0 0 250 75 0 0 20 0 9 0 \
-                    123456 987654321 2048 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0";
-        let f = parse_stat(line).unwrap();
-        assert_eq!(
-            f,
-            StatFields { utime: 250, stime: 75, num_threads: 9, starttime: 123456, vsize: 987654321, rss_pages: 2048 }
-        );
-        assert_eq!(parse_stat("garbage"), None);
-        assert_eq!(parse_stat("1 (x) S 1 2"), None);
-    }
-
-    #[test]
-    fn parses_btime() {
-        assert_eq!(parse_btime("cpu 1 2 3\nbtime 1700000000\nprocesses 5\n"), Some(1_700_000_000));
-        assert_eq!(parse_btime("cpu 1 2 3\n"), None);
-    }
-
     #[cfg(target_os = "linux")]
     #[test]
     fn samples_this_process() {
@@ -169,6 +100,7 @@ mod tests {
         assert!(s.resident_bytes > 0);
         assert!(s.threads >= 1);
         assert!(s.open_fds.unwrap() >= 3);
+        assert!(s.start_time_seconds.unwrap() > 1.6e9, "after 2020");
         let mut text = String::new();
         s.render(&mut text);
         assert!(text.contains("# TYPE lamina_process_cpu_seconds_total counter\n"));

@@ -112,6 +112,68 @@
 //! the driver makes it durable before sending. A restarted core, given its WAL and the
 //! tail of its ordered log ([`Recovered`]), resumes at or above the highest view it acted
 //! in and never signs a conflicting message (it re-sends an interrupted proposal as is).
+//!
+//! # Example
+//!
+//! Four validators (f = 1) order one batch. The loop plays the driver over an in-memory
+//! network: it delivers every broadcast and send, and collects each core's
+//! [`Action::Finalized`] blocks, its ordered log.
+//!
+//! ```
+//! use std::collections::VecDeque;
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//!
+//! use lamina_consensus_core::{Action, Config, Core, Recovered, Zip215};
+//! use lamina_primitives::{
+//!     AvailabilityCertificate, Committee, DataCommitment, Digest, Height, Keypair, QuorumCertificate,
+//! };
+//!
+//! let committee = |ids: &[u64]| Committee::new(ids.iter().map(|&i| Keypair::for_testing(i).public()).collect());
+//! let config = Config::new(Digest([7; 32]), committee(&[0, 1, 2, 3]).unwrap(), committee(&[9]).unwrap(), 1);
+//! let now = Duration::from_millis(1);
+//! let mut cores: Vec<Core> = (0..4)
+//!     .map(|i| {
+//!         let key = Arc::new(Keypair::for_testing(i));
+//!         Core::new(config.clone(), key, Arc::new(Zip215), Recovered::default(), now, 0).unwrap().0
+//!     })
+//!     .collect();
+//!
+//! // A batch certified by the DA committee (one member here), given to validator 1,
+//! // the leader of view 1, which proposes it at once.
+//! let commitment = DataCommitment { data_root: Digest([1; 32]), square_width: 1, ..Default::default() };
+//! let digest = commitment.attestation_digest();
+//! let signatures = QuorumCertificate::from_votes(digest, 1, &[(0, Keypair::for_testing(9).sign(&digest))]);
+//! let batch = AvailabilityCertificate { commitment, signatures };
+//! let actions = cores[1].submit_batch(now, batch.clone()).unwrap();
+//!
+//! // (validator that emitted it, action), performed in order.
+//! let mut network: VecDeque<(usize, Action)> = actions.into_iter().map(|a| (1, a)).collect();
+//! let mut logs = vec![Vec::new(); 4];
+//! while let Some((from, action)) = network.pop_front() {
+//!     let deliveries = match action {
+//!         Action::Broadcast(m) => (0..4).filter(|&to| to != from).map(|to| (to, m.clone())).collect(),
+//!         Action::Send { to, message } => vec![(to, message)],
+//!         Action::Finalized(block) => {
+//!             logs[from].push(block);
+//!             vec![]
+//!         }
+//!         _ => vec![], // Persist (a WAL write), PruneWal, ServeFinalized, Fault
+//!     };
+//!     for (to, m) in deliveries {
+//!         network.extend(cores[to].handle_message(now, from, m).into_iter().map(|a| (to, a)));
+//!     }
+//! }
+//!
+//! // Every validator output the same block 1, ordering the batch, with a certificate of
+//! // 2f+1 finalize votes that anyone downstream checks against the committee.
+//! for (core, log) in cores.iter().zip(&logs) {
+//!     assert_eq!(core.finalized_height(), Height(1));
+//!     assert_eq!(log, &logs[0]);
+//!     assert_eq!(log[0].block.batches, vec![batch.clone()]);
+//!     log[0].verify(&config.validators).unwrap();
+//! }
+//! ```
 
 pub mod action;
 pub mod config;

@@ -111,6 +111,18 @@ async fn follows_in_memory_log_and_matches_reference() {
     assert_eq!(body["height"], 24);
     let (code, _) = query::route(&shared, "/balance/zz");
     assert_eq!(code, 400);
+    // Any key, as a chain builder's machine is read: the same balance as a raw counter.
+    let key = ledger::balance_key(&acct, AssetId::NATIVE);
+    let balance = ledger::balance(&shared.read().state, &acct, AssetId::NATIVE);
+    assert!(balance > 0);
+    assert_eq!(query::answer(&shared, &QueryRequest::Counter(key)), QueryResponse::Counter(Height(24), balance));
+    let key_hex = hex::encode(key.raw().0);
+    let (code, body) = query::route(&shared, &format!("/counter/{key_hex}"));
+    assert_eq!((code, body["value"].as_str()), (200, Some(balance.to_string().as_str())), "{body}");
+    let (code, body) = query::route(&shared, &format!("/data/{key_hex}"));
+    assert_eq!(code, 400, "a counter key is not a data key: {body}");
+    let (code, _) = query::route(&shared, "/counter/abcd");
+    assert_eq!(code, 400);
     let (code, _) = query::route(&shared, &format!("/receipt/{}", lamina_primitives::Digest([7; 32]).to_hex()));
     assert_eq!(code, 404);
     // Real HTTP over a socket.
