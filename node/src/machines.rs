@@ -94,18 +94,6 @@ pub fn check(version: u32) -> anyhow::Result<()> {
 }
 
 /// The runner of a registered version (`None` for the native ledger or an unknown one).
-pub(crate) fn runner(
-    version: u32,
-) -> Option<
-    impl FnOnce(
-        Endpoint,
-        lamina_net::NodeContext,
-        lamina_execution_service::Config,
-        NodeSeams,
-        ChainId,
-        CancellationToken,
-    ) -> anyhow::Result<RunFuture>,
-> {
-    let r = registry().lock().unwrap_or_else(|e| e.into_inner()).get(&version).cloned()?;
-    Some(move |e, c, cfg, s, chain, stop| (r.run)(e, c, cfg, s, chain, stop))
+pub(crate) fn runner(version: u32) -> Option<Runner> {
+    registry().lock().unwrap_or_else(|e| e.into_inner()).get(&version).map(|r| r.run.clone())
 }

@@ -204,3 +204,18 @@ fn keys_genesis_and_init_produce_the_expected_files() {
     // Without --genesis, --force rewrites config.toml and keeps the genesis.
     ok(&["consensus", "init", "--home", s(&home), "--force"]);
 }
+
+#[test]
+fn a_ledger_version_this_binary_does_not_run_is_refused_before_anything_is_created() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("net");
+    let out = lamina(&["devnet", "up", "--dir", s(&dir), "--keep", "--load", "0", "--ledger-version", "7"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("ledger version 7 is not executed by this binary (it runs: 1 (native ledger))"), "{err}");
+    assert!(!dir.join("genesis.toml").exists(), "no genesis written for a refused devnet");
+    // Another machine's devnet without the bridge's or the load's native transfers.
+    let out = lamina(&["devnet", "up", "--dir", s(&dir), "--ledger-version", "7"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("the built-in load sends native-ledger transfers"), "{err}");
+}
