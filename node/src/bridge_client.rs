@@ -24,7 +24,7 @@ use lamina_primitives::{ChainId, Digest, Height, Keypair, PublicKey};
 
 use crate::bridge_net::NetBridge;
 use crate::cli::{ModuleCmd, parse_duration, parse_public_key};
-use crate::client::{NetArgs, with_net};
+use crate::client::{NetArgs, Out, OutputArgs, with_net};
 
 /// `lamina bridge ...`
 #[derive(Debug, Subcommand)]
@@ -84,6 +84,9 @@ pub struct TransferArgs {
 pub struct StatusArgs {
     /// The message id (64 hex digits, as `transfer` prints it).
     pub id: String,
+    /// Output format.
+    #[command(flatten)]
+    pub output: OutputArgs,
     /// The network.
     #[command(flatten)]
     pub net: NetArgs,
@@ -110,7 +113,7 @@ pub fn run(cmd: BridgeCmd) -> anyhow::Result<ExitCode> {
         }),
         BridgeCmd::Status(a) => with_net(&a.net, None, async |net| {
             let bridge = NetBridge::register(&net.endpoint, &net.genesis)?;
-            status(&bridge, &a.id).await
+            status(&bridge, &a.id, Out::new(a.output)).await
         }),
         BridgeCmd::Audit(a) => with_net(&a.net, None, async |net| {
             let bridge = NetBridge::register(&net.endpoint, &net.genesis)?;
@@ -264,7 +267,7 @@ async fn find_own(
         .with_context(|| format!("the lock executed but chain {src}'s execution node does not list its message"))
 }
 
-async fn status(bridge: &NetBridge, id: &str) -> anyhow::Result<ExitCode> {
+async fn status(bridge: &NetBridge, id: &str, mut out: Out) -> anyhow::Result<ExitCode> {
     let id = Digest::from_hex(id).map_err(|_| anyhow::anyhow!("bad message id {id:?} (64 hex digits)"))?;
     for src in bridge.chains() {
         for dest in bridge.chains() {
@@ -273,38 +276,72 @@ async fn status(bridge: &NetBridge, id: &str) -> anyhow::Result<ExitCode> {
             }
             let all = bridge.all_outbox(src, dest, 0).await.map_err(anyhow::Error::msg)?;
             let Some(e) = all.into_iter().find(|e| e.message.id() == id) else { continue };
-            print_status(bridge, &e.message, &e).await?;
+            print_status(bridge, &e.message, &e, &mut out).await?;
+            out.finish();
             return Ok(ExitCode::SUCCESS);
         }
     }
-    println!("message {id}: not found in any chain's outbox");
+    out.put("message", id);
+    out.put("state", "not found in any chain's outbox");
+    out.finish();
     Ok(ExitCode::FAILURE)
 }
 
-async fn print_status(bridge: &NetBridge, m: &BridgeMessage, e: &Entry) -> anyhow::Result<()> {
-    println!("message: {}", m.id());
-    println!("channel: chain {} → chain {}, sequence {}", m.source, m.dest, m.sequence);
-    println!("amount: {} (origin chain {} asset {}), to {}", m.amount, m.origin.chain, m.origin.asset, m.recipient);
-    println!("locked: height {} (timeout height {})", e.written_at.0, m.timeout.0);
+/// The message's life so far: `key: value` lines, or one JSON object with `--json`
+/// (`state` is the furthest stage reached: locked, proven, finalized, delivered,
+/// timed_out or refunded).
+async fn print_status(bridge: &NetBridge, m: &BridgeMessage, e: &Entry, out: &mut Out) -> anyhow::Result<()> {
+    out.put("message", m.id());
+    out.put("channel", format!("chain {} → chain {}, sequence {}", m.source, m.dest, m.sequence));
+    out.raw("source", m.source.0.into());
+    out.raw("dest", m.dest.0.into());
+    out.raw("sequence", m.sequence.into());
+    out.put(
+        "amount",
+        format!("{} (origin chain {} asset {}), to {}", m.amount, m.origin.chain, m.origin.asset, m.recipient),
+    );
+    out.raw("value", m.amount.to_string().into());
+    out.raw("recipient", m.recipient.to_hex().into());
+    out.put("locked", format!("height {} (timeout height {})", e.written_at.0, m.timeout.0));
+    out.raw("locked_at", e.written_at.0.into());
+    out.raw("timeout", m.timeout.0.into());
+    let mut state = "locked";
     match e.proof {
-        None => println!("proven: not yet (no claim cut since the lock)"),
+        None => out.put("proven", "not yet (no claim cut since the lock)"),
         Some((at, _)) => match bridge.anchor(m.source, at).await.map_err(anyhow::Error::msg)? {
             Some(a) if a.to == at => {
-                println!("finalized: anchor {} (to height {}) at height {}", a.index, a.to.0, a.finalized_at.0)
+                state = "finalized";
+                out.put(
+                    "finalized",
+                    format!("anchor {} (to height {}) at height {}", a.index, a.to.0, a.finalized_at.0),
+                );
+                out.raw("finalized_at", a.finalized_at.0.into());
             }
-            _ => println!("proven: at claim cut {} (not finalized yet)", at.0),
+            _ => {
+                state = "proven";
+                out.put("proven", format!("at claim cut {} (not finalized yet)", at.0));
+            }
         },
     }
     let (_, r) = bridge.receipts(m.dest, m.source, m.sequence).await.map_err(anyhow::Error::msg)?;
     match r.into_iter().find(|r| r.message.sequence == m.sequence) {
-        None => println!("destination: not received yet"),
+        None => out.put("destination", "not received yet"),
         Some(r) => {
-            println!("destination: {:?} at height {}", r.receipt.unwrap_or(ReceiptKind::Delivered), r.written_at.0)
+            let kind = r.receipt.unwrap_or(ReceiptKind::Delivered);
+            state = match kind {
+                ReceiptKind::Delivered => "delivered",
+                _ => "timed_out",
+            };
+            out.put("destination", format!("{kind:?} at height {}", r.written_at.0));
+            out.raw("received_at", r.written_at.0.into());
         }
     }
     if let Some(h) = e.refunded_at {
-        println!("refunded: height {}", h.0);
+        state = "refunded";
+        out.put("refunded", format!("height {}", h.0));
+        out.raw("refunded_at", h.0.into());
     }
+    out.raw("state", state.into());
     Ok(())
 }
 

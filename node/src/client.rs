@@ -136,18 +136,18 @@ pub struct OutputArgs {
 /// A command's result: `key: value` lines as they come, or (with `--json`) one JSON
 /// object printed at the end. Heights, nonces and counts are JSON numbers; amounts
 /// (up to 128 bits) and digests are strings.
-struct Out {
+pub(crate) struct Out {
     json: bool,
     fields: serde_json::Map<String, serde_json::Value>,
 }
 
 impl Out {
-    fn new(o: OutputArgs) -> Self {
+    pub(crate) fn new(o: OutputArgs) -> Self {
         Out { json: o.json, fields: serde_json::Map::new() }
     }
 
     /// A text field.
-    fn put(&mut self, key: &str, v: impl std::fmt::Display) {
+    pub(crate) fn put(&mut self, key: &str, v: impl std::fmt::Display) {
         if self.json {
             self.fields.insert(key.into(), v.to_string().into());
         } else {
@@ -156,7 +156,7 @@ impl Out {
     }
 
     /// A numeric field.
-    fn num(&mut self, key: &str, v: u64) {
+    pub(crate) fn num(&mut self, key: &str, v: u64) {
         if self.json {
             self.fields.insert(key.into(), v.into());
         } else {
@@ -165,14 +165,14 @@ impl Out {
     }
 
     /// A structured field (JSON only; text output prints its own lines).
-    fn raw(&mut self, key: &str, v: serde_json::Value) {
+    pub(crate) fn raw(&mut self, key: &str, v: serde_json::Value) {
         if self.json {
             self.fields.insert(key.into(), v);
         }
     }
 
     /// Prints the JSON object (nothing more in text mode).
-    fn finish(self) {
+    pub(crate) fn finish(self) {
         if self.json {
             println!("{}", serde_json::Value::Object(self.fields));
         }

@@ -52,7 +52,7 @@ fn b11_racing_relayers_deliver_each_transfer_once_across_a_kill_and_timeouts_are
         Devnet::up(&["--settlement-window", "4", "--heartbeat", "200ms", "--bridge", "2", "--funded-accounts", "100"]);
     assert!(net.genesis.bridge.enabled);
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    rt.block_on(async {
+    let late_id = rt.block_on(async {
         let endpoint = Endpoint::bind(&net.client_key, EndpointConfig::new("127.0.0.1:0".parse().unwrap())).unwrap();
         let b = NetBridge::register(&endpoint, &net.genesis).unwrap();
         b.intake().wait_for_validators(net.genesis.validators.len(), WITHIN).await.unwrap();
@@ -138,8 +138,19 @@ fn b11_racing_relayers_deliver_each_transfer_once_across_a_kill_and_timeouts_are
         }
         let report = lamina_bridge_core::audit(&first, &second).unwrap();
         assert_eq!(report.pairs, 2);
+        let out = b.all_outbox(ONE, TWO, 0).await.unwrap();
+        let late_id = out.iter().find(|e| e.message.sender == late.public()).unwrap().message.id();
         endpoint.shutdown().await;
+        late_id
     });
+    // `bridge status --json` for scripts: the late message's whole life.
+    let out =
+        lamina().args(["bridge", "status", &late_id.to_hex(), "--json", "--devnet", s(&net.dir)]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["state"], "refunded", "{v}");
+    assert_eq!((v["source"].as_u64(), v["dest"].as_u64(), v["value"].as_str()), (Some(1), Some(2), Some("777")), "{v}");
+    assert!(v["received_at"].as_u64().is_some() && v["refunded_at"].as_u64().is_some(), "{v}");
     let out = lamina().args(["bridge", "audit", "--devnet", s(&net.dir)]).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
