@@ -106,12 +106,11 @@ impl Home {
         self.data_dir().join("node.lock")
     }
 
-    /// Takes this home for the calling process (an exclusive `flock` on
+    /// Takes this home for the calling process (an exclusive lock, `flock` on Linux, on
     /// [`Home::lock_file`], which then holds our pid) until the returned value is
     /// dropped. A second node on the same home is refused with the holder's pid,
     /// before it binds any port or opens any store.
     pub fn lock(&self) -> anyhow::Result<HomeLock> {
-        use std::os::fd::AsRawFd as _;
         let path = self.lock_file();
         let mut file = std::fs::OpenOptions::new()
             .read(true)
@@ -120,10 +119,9 @@ impl Home {
             .truncate(false)
             .open(&path)
             .with_context(|| format!("cannot open {}", path.display()))?;
-        // SAFETY: flock on a valid, owned descriptor; no memory is involved.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-            let e = std::io::Error::last_os_error();
-            if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
                 let pid = std::fs::read_to_string(&path).unwrap_or_default();
                 bail!(
                     "home {} is in use by pid {} (another `lamina ... start` on it); stop that node first",
@@ -131,7 +129,9 @@ impl Home {
                     pid.trim()
                 );
             }
-            return Err(e).with_context(|| format!("cannot lock {}", path.display()));
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(e).with_context(|| format!("cannot lock {}", path.display()));
+            }
         }
         file.set_len(0).with_context(|| format!("cannot write {}", path.display()))?;
         writeln!(file, "{}", std::process::id()).with_context(|| format!("cannot write {}", path.display()))?;
@@ -140,11 +140,9 @@ impl Home {
 
     /// The pid of the node holding this home, if one runs on it now.
     pub fn holder(&self) -> Option<u32> {
-        use std::os::fd::AsRawFd as _;
         let file = std::fs::File::open(self.lock_file()).ok()?;
-        // SAFETY: as in `lock`; a shared probe that is released when `file` drops.
-        let free = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) } == 0;
-        if free {
+        // A shared probe, released when `file` drops.
+        if file.try_lock_shared().is_ok() {
             return None;
         }
         std::fs::read_to_string(self.lock_file()).ok()?.trim().parse().ok()

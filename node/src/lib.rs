@@ -37,3 +37,4 @@ pub mod peers;
 pub mod service;
 pub mod settlement_client;
 pub mod signals;
+pub mod table;

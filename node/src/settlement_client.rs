@@ -199,22 +199,26 @@ async fn status(net: &Net, a: &StatusArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn print_claims(claims: &[ClaimInfo]) {
-    println!(
-        "{:<16} {:>9} {:>9} {:>9} {:>9}  {:<11} {:<16}",
-        "CLAIM", "FROM", "TO", "INCLUDED", "DEADLINE", "STATUS", "CLAIMER"
+    let rows = claims.iter().map(|c| {
+        vec![
+            c.id.to_hex()[..16].to_string(),
+            c.from.0.to_string(),
+            c.to.0.to_string(),
+            c.included_at.0.to_string(),
+            c.deadline.0.to_string(),
+            c.status.to_string(),
+            c.claimer.to_hex()[..16].to_string(),
+        ]
+    });
+    print!(
+        "{}",
+        crate::table::plain(
+            &["CLAIM", "FROM", "TO", "INCLUDED", "DEADLINE", "STATUS", "CLAIMER"],
+            &[1, 2, 3, 4],
+            rows,
+            ""
+        )
     );
-    for c in claims {
-        println!(
-            "{:<16} {:>9} {:>9} {:>9} {:>9}  {:<11} {:<16}",
-            &c.id.to_hex()[..16],
-            c.from.0,
-            c.to.0,
-            c.included_at.0,
-            c.deadline.0,
-            c.status,
-            &c.claimer.to_hex()[..16]
-        );
-    }
 }
 
 async fn anchor(net: &Net, a: &AnchorArgs) -> anyhow::Result<ExitCode> {

@@ -180,7 +180,6 @@ fn keys_genesis_and_init_produce_the_expected_files() {
     // A home held by a running node (here: this test holds its lock, as pid 4242 would)
     // refuses a second start at once, naming the holder.
     {
-        use std::os::fd::AsRawFd as _;
         let lock = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
@@ -188,8 +187,7 @@ fn keys_genesis_and_init_produce_the_expected_files() {
             .truncate(false)
             .open(home.join("data/node.lock"))
             .unwrap();
-        // SAFETY: flock on a valid, owned descriptor.
-        assert_eq!(unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) }, 0);
+        lock.try_lock().unwrap();
         std::fs::write(home.join("data/node.lock"), "4242\n").unwrap();
         let out = lamina(&["consensus", "start", "--home", s(&home), "--admin-addr", "127.0.0.1:0"]);
         let err = String::from_utf8_lossy(&out.stderr);

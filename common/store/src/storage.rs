@@ -72,7 +72,7 @@ pub trait Storage: Send + Sync + 'static {
 
 /// The production storage: one directory, one file per segment.
 ///
-/// Opening takes an exclusive `flock` on `<dir>/LOCK`, held until the value is dropped,
+/// Opening takes an exclusive lock (`flock` on Linux) on `<dir>/LOCK`, held until the value is dropped,
 /// so two processes (or two logs in one process) can never open the same directory.
 /// Files are created with mode 0600 and the directory with 0700.
 #[derive(Debug)]
@@ -98,15 +98,10 @@ impl FsStorage {
             .mode(0o600)
             .open(dir.join("LOCK"))
             .map_err(Error::io("open lock file"))?;
-        // SAFETY: flock on a valid, owned descriptor; no memory is involved.
-        let rc = unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-        if rc != 0 {
-            let e = io::Error::last_os_error();
-            return Err(if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
-                Error::Locked { path: dir }
-            } else {
-                Error::Io { op: "flock log directory", source: e }
-            });
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => return Err(Error::Locked { path: dir }),
+            Err(fs::TryLockError::Error(e)) => return Err(Error::Io { op: "lock log directory", source: e }),
         }
         let dir_handle = File::open(&dir).map_err(Error::io("open log directory"))?;
         Ok(FsStorage { dir, dir_handle, _lock: lock })

@@ -109,11 +109,8 @@ pub async fn status(dir: PathBuf, json: bool) -> anyhow::Result<ExitCode> {
     }
     let phase = serde_json::to_value(st.phase)?.as_str().unwrap_or_default().to_string();
     println!("devnet {} ({phase}{})", dir.display(), if st.kept { ", kept" } else { "" });
-    println!(
-        "{:<14} {:<10} {:>7} {:<8} {:<6} {:<22} PEERS (connected/total)",
-        "NAME", "MODULE", "PID", "PROCESS", "READY", "ADMIN"
-    );
     let mut all_ready = true;
+    let mut rows = Vec::new();
     for (i, n) in st.nodes.iter().enumerate() {
         let alive = n.pid.is_some_and(|p| is_our_node(p, &n.home));
         let (ready, peers) = match &docs[i] {
@@ -121,17 +118,25 @@ pub async fn status(dir: PathBuf, json: bool) -> anyhow::Result<ExitCode> {
             None => ("-", errors[i].clone().map(|_| "(admin not answering)".to_string()).unwrap_or_default()),
         };
         all_ready &= ready == "yes";
-        println!(
-            "{:<14} {:<10} {:>7} {:<8} {:<6} {:<22} {}",
-            n.name,
-            n.module.as_str(),
+        rows.push(vec![
+            n.name.clone(),
+            n.module.as_str().to_string(),
             n.pid.map(|p| p.to_string()).unwrap_or_default(),
-            if alive { "running" } else { "stopped" },
-            ready,
+            if alive { "running" } else { "stopped" }.to_string(),
+            ready.to_string(),
             n.admin.to_string(),
             peers,
-        );
+        ]);
     }
+    print!(
+        "{}",
+        crate::table::plain(
+            &["NAME", "MODULE", "PID", "PROCESS", "READY", "ADMIN", "PEERS (connected/total)"],
+            &[2],
+            rows,
+            ""
+        )
+    );
     Ok(if all_ready { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 

@@ -475,17 +475,16 @@ impl Supervisor {
     }
 
     fn table(&self) -> String {
-        let mut s = format!("  {:<14} {:<10} {:>7}  {:<21} {}\n", "NAME", "MODULE", "PID", "QUIC", "ADMIN");
-        for rec in &self.st.nodes {
-            s += &format!(
-                "  {:<14} {:<10} {:>7}  {:<21} http://{}/status\n",
-                rec.name,
-                rec.module.as_str(),
+        let rows = self.st.nodes.iter().map(|rec| {
+            vec![
+                rec.name.clone(),
+                rec.module.as_str().to_string(),
                 rec.pid.map(|p| p.to_string()).unwrap_or_default(),
                 rec.quic.to_string(),
-                rec.admin
-            );
-        }
+                format!("http://{}/status", rec.admin),
+            ]
+        });
+        let mut s = crate::table::plain(&["NAME", "MODULE", "PID", "QUIC", "ADMIN"], &[2], rows, "  ");
         s += &format!("  logs: {}\n", self.st.dir.join("logs").display());
         s
     }
