@@ -318,15 +318,14 @@ impl Results {
 
     /// The points table as CSV (one row per point; header first).
     pub fn points_csv(&self) -> String {
-        let mut s = String::from(POINTS_CSV_HEADER);
-        s.push('\n');
+        let mut w = csv_writer(POINTS_CSV_HEADER);
         let f = |v: Option<f64>| v.map(|x| format!("{x:.3}")).unwrap_or_default();
         for c in &self.configurations {
             for p in &c.points {
                 let cons = p.consensus.as_ref();
                 let e2e = p.e2e.as_ref();
                 let row = [
-                    csv_field(&c.label),
+                    c.label.clone(),
                     c.topology.validators.to_string(),
                     c.topology.da_nodes.to_string(),
                     c.topology.chains.to_string(),
@@ -354,39 +353,37 @@ impl Results {
                         None => String::new(),
                     },
                 ];
-                s.push_str(&row.join(","));
-                s.push('\n');
+                write_row(&mut w, &row);
             }
         }
-        s
+        finish_csv(w)
     }
 
     /// Every point's time series as CSV.
     pub fn timeseries_csv(&self) -> String {
-        let mut s = String::from(TIMESERIES_CSV_HEADER);
-        s.push('\n');
+        let mut w = csv_writer(TIMESERIES_CSV_HEADER);
         let f = |v: Option<f64>| v.map(|x| format!("{x:.3}")).unwrap_or_default();
         for c in &self.configurations {
             for p in &c.points {
                 for b in &p.timeseries {
-                    s.push_str(&format!(
-                        "{},{:.1},{:.3},{:.1},{:.1},{:.1},{:.1},{},{},{},{}\n",
-                        csv_field(&c.label),
-                        p.offered_tps,
-                        b.t_s,
-                        b.offered_tps,
-                        b.sent_tps,
-                        b.finalized_tps,
-                        b.executed_tps,
+                    let row = [
+                        c.label.clone(),
+                        format!("{:.1}", p.offered_tps),
+                        format!("{:.3}", b.t_s),
+                        format!("{:.1}", b.offered_tps),
+                        format!("{:.1}", b.sent_tps),
+                        format!("{:.1}", b.finalized_tps),
+                        format!("{:.1}", b.executed_tps),
                         f(b.consensus_p50_ms),
                         f(b.consensus_p99_ms),
                         f(b.e2e_p50_ms),
-                        f(b.e2e_p99_ms)
-                    ));
+                        f(b.e2e_p99_ms),
+                    ];
+                    write_row(&mut w, &row);
                 }
             }
         }
-        s
+        finish_csv(w)
     }
 
     /// A markdown summary: run header and one table row per point.
@@ -463,8 +460,22 @@ pub const POINTS_CSV_HEADER: &str = "config,validators,da_nodes,chains,offered_t
 /// Header of `timeseries.csv`.
 pub const TIMESERIES_CSV_HEADER: &str = "config,point_offered_tps,t_s,offered_tps,sent_tps,finalized_tps,executed_tps,consensus_p50_ms,consensus_p99_ms,e2e_p50_ms,e2e_p99_ms";
 
-fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_string() }
+/// A CSV writer (the `csv` crate: RFC 4180 quoting, `\n` line ends) into memory, with
+/// `header` (comma-separated names) written.
+fn csv_writer(header: &str) -> csv::Writer<Vec<u8>> {
+    let mut w = csv::WriterBuilder::new().terminator(csv::Terminator::Any(b'\n')).from_writer(Vec::new());
+    write_row(&mut w, &header.split(',').collect::<Vec<_>>());
+    w
+}
+
+fn write_row<T: AsRef<[u8]>>(w: &mut csv::Writer<Vec<u8>>, row: &[T]) {
+    // Writing to memory cannot fail (no I/O); a failure would be a bug in csv.
+    w.write_record(row).expect("CSV into memory");
+}
+
+fn finish_csv(w: csv::Writer<Vec<u8>>) -> String {
+    let bytes = w.into_inner().expect("CSV into memory");
+    String::from_utf8(bytes).expect("CSV of UTF-8 fields is UTF-8")
 }
 
 /// Writes `path` via a temporary file in the same directory and a rename.

@@ -372,9 +372,11 @@ fn run_bench_sweeps_to_the_stop_rule_and_writes_every_output() {
     let mut lines = csv.lines();
     assert_eq!(lines.next(), Some(POINTS_CSV_HEADER));
     let cols = POINTS_CSV_HEADER.split(',').count();
-    let rows: Vec<&str> = lines.collect();
+    assert_eq!(lines.count(), points.len());
+    let mut reader = csv::Reader::from_reader(csv.as_bytes());
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
     assert_eq!(rows.len(), points.len());
-    assert!(rows.iter().all(|r| r.split(',').count() == cols));
+    assert!(rows.iter().all(|r| r.len() == cols && &r[0] == "v4 da2 c1"), "{rows:?}");
     let ts = std::fs::read_to_string(dir.path().join("timeseries.csv")).unwrap();
     assert_eq!(ts.lines().next(), Some(TIMESERIES_CSV_HEADER));
 
