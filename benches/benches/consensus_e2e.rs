@@ -27,7 +27,6 @@
 
 use std::collections::HashMap;
 use std::io::Write as _;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -56,12 +55,8 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
-fn free_udp() -> SocketAddr {
-    std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
-}
-
 fn node(name: String, key: &Keypair, chain: Option<ChainId>) -> NodeEntry {
-    NodeEntry { name, key: key.public(), addr: free_udp(), http: None, admin: None, chain }
+    NodeEntry { name, key: key.public(), addr: lamina_net::ports::one_udp(), http: None, admin: None, chain }
 }
 
 /// The benchmark network: validators, DA nodes, and the load client as an execution

@@ -74,6 +74,7 @@ mod error;
 pub mod frame;
 pub mod http;
 mod peers;
+pub mod ports;
 mod protocol;
 pub mod stats;
 pub mod tls;

@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,22 +16,14 @@ use lamina_net::{Endpoint, EndpointConfig, PeerSet, ProtocolConfig};
 use lamina_primitives::{Height, Keypair, NodeId};
 use tokio_util::sync::CancellationToken;
 
-fn free_udp() -> SocketAddr {
-    UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
-}
-
-fn free_tcp() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_follows_and_serves_quic_and_http() {
     let f = fixture(10).await;
     let want = reference_roots(&f);
     let mut genesis = f.genesis.clone();
-    let exec_addr = free_udp();
+    let exec_addr = lamina_net::ports::one_udp();
     genesis.execution_nodes[0].addr = exec_addr;
-    let http = free_tcp();
+    let http = lamina_net::ports::one_tcp();
     let dir = tempfile::tempdir().unwrap();
     let health = Health::new();
     let access = lamina_net::Access::default();
@@ -179,7 +170,7 @@ impl lamina_interfaces::DataAvailability for Stalling {
 async fn a_chain_that_cannot_progress_is_reported_not_ready() {
     let f = fixture(40).await;
     let mut genesis = f.genesis.clone();
-    let exec_addr = free_udp();
+    let exec_addr = lamina_net::ports::one_udp();
     genesis.execution_nodes[0].addr = exec_addr;
     let dir = tempfile::tempdir().unwrap();
     let health = Health::new();

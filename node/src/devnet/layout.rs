@@ -1,6 +1,6 @@
 //! Creating a devnet on disk: keys, genesis, one home per node, free loopback ports.
 
-use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
@@ -121,18 +121,11 @@ impl Spec {
 }
 
 /// Free loopback ports: `n` UDP ports (QUIC) and `n` TCP ports (admin), all distinct
-/// within their protocol. The sockets are held until every port is chosen, then
-/// released for the nodes to bind; another process could take one in between, in which
-/// case that node fails to start and the devnet reports it.
+/// within their protocol ([`lamina_net::ports`]).
 pub fn free_ports(n: usize) -> anyhow::Result<(Vec<SocketAddr>, Vec<SocketAddr>)> {
-    let lo = SocketAddr::from(([127, 0, 0, 1], 0));
-    let udp: Vec<UdpSocket> =
-        (0..n).map(|_| UdpSocket::bind(lo)).collect::<Result<_, _>>().context("no free UDP port")?;
-    let tcp: Vec<TcpListener> =
-        (0..n).map(|_| TcpListener::bind(lo)).collect::<Result<_, _>>().context("no free TCP port")?;
-    let u = udp.iter().map(UdpSocket::local_addr).collect::<Result<_, _>>()?;
-    let t = tcp.iter().map(TcpListener::local_addr).collect::<Result<_, _>>()?;
-    Ok((u, t))
+    let udp = lamina_net::ports::free_udp(n).context("no free UDP port")?;
+    let tcp = lamina_net::ports::free_tcp(n).context("no free TCP port")?;
+    Ok((udp, tcp))
 }
 
 /// Prepares `dir` for a new devnet: creates it, or clears the files of a previous,

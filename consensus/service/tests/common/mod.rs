@@ -33,15 +33,6 @@ pub fn client_key() -> Keypair {
     Keypair::for_testing(CLIENT_KEY)
 }
 
-/// A free UDP port on 127.0.0.1 (bound, then released).
-pub fn free_udp() -> SocketAddr {
-    std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
-}
-
-pub fn free_tcp() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
-}
-
 fn entry(name: String, key: &Keypair, addr: SocketAddr, http: Option<SocketAddr>) -> NodeEntry {
     NodeEntry { name, key: key.public(), addr, http, admin: None, chain: None }
 }
@@ -66,9 +57,16 @@ pub fn genesis(n: usize) -> Genesis {
             })
             .collect(),
         validators: (0..n)
-            .map(|i| entry(format!("validator-{i}"), &validator_key(i), free_udp(), Some(free_tcp())))
+            .map(|i| {
+                entry(
+                    format!("validator-{i}"),
+                    &validator_key(i),
+                    lamina_net::ports::one_udp(),
+                    Some(lamina_net::ports::one_tcp()),
+                )
+            })
             .collect(),
-        da_nodes: (0..4).map(|i| entry(format!("da-{i}"), &da_key(i), free_udp(), None)).collect(),
+        da_nodes: (0..4).map(|i| entry(format!("da-{i}"), &da_key(i), lamina_net::ports::one_udp(), None)).collect(),
         execution_nodes: vec![],
         settlement_nodes: vec![],
         bridge_nodes: vec![],

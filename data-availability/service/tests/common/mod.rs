@@ -3,7 +3,7 @@
 
 #![allow(dead_code, clippy::unwrap_used)]
 
-use std::net::{SocketAddr, UdpSocket};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -18,7 +18,7 @@ use lamina_primitives::{Batch, ChainId, Keypair, Namespace, NodeId, Transaction,
 use tokio_util::sync::CancellationToken;
 
 pub fn free_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    lamina_net::ports::one_udp().port()
 }
 
 fn entry(name: String, key: &Keypair, port: u16) -> NodeEntry {
