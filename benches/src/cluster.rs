@@ -18,6 +18,7 @@
 //! `PR_SET_PDEATHSIG` (as the devnet supervisor does: the signal fires when the *thread*
 //! that forked exits) therefore keeps its children tied to a long-lived thread.
 
+use nix::sys::signal::Signal;
 use std::ffi::OsString;
 use std::fmt;
 use std::path::PathBuf;
@@ -321,9 +322,7 @@ impl<H> ProcessCluster<H> {
             use std::os::unix::process::CommandExt as _;
             cmd.pre_exec(|| {
                 // If the harness dies without stopping us, die too (no orphans).
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
+                nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?;
                 Ok(())
             });
         }
@@ -337,15 +336,12 @@ impl<H> ProcessCluster<H> {
             .ok_or_else(|| BenchError::Cluster(format!("no instance {instance}")))
     }
 
-    fn signal(child: &Child, sig: libc::c_int) -> Result<(), BenchError> {
-        let pid = libc::pid_t::try_from(child.id()).map_err(|_| BenchError::Cluster("pid out of range".into()))?;
-        // SAFETY: kill has no memory-safety preconditions; the pid is our own child,
-        // not yet reaped (we hold its Child), so it cannot have been reused.
-        if unsafe { libc::kill(pid, sig) } == 0 {
-            Ok(())
-        } else {
-            Err(BenchError::Cluster(format!("kill({pid}, {sig}): {}", std::io::Error::last_os_error())))
-        }
+    fn signal(child: &Child, sig: Signal) -> Result<(), BenchError> {
+        let pid = i32::try_from(child.id()).map_err(|_| BenchError::Cluster("pid out of range".into()))?;
+        // The pid is our own child, not yet reaped (we hold its Child), so it cannot
+        // have been reused.
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig)
+            .map_err(|e| BenchError::Cluster(format!("kill({pid}, {sig}): {e}")))
     }
 
     /// SIGTERM, wait up to `grace`, then SIGKILL; reaps the child.
@@ -354,8 +350,8 @@ impl<H> ProcessCluster<H> {
             return Ok(());
         }
         // A stopped process cannot act on SIGTERM; let it run first.
-        let _ = Self::signal(child, libc::SIGCONT);
-        Self::signal(child, libc::SIGTERM)?;
+        let _ = Self::signal(child, Signal::SIGCONT);
+        Self::signal(child, Signal::SIGTERM)?;
         let deadline = Instant::now() + grace;
         while Instant::now() < deadline {
             if let Ok(Some(_)) = child.try_wait() {
@@ -417,7 +413,7 @@ impl<H> Cluster for ProcessCluster<H> {
             }
             FaultAction::Pause | FaultAction::Resume => {
                 let c = r.child.as_ref().ok_or_else(|| BenchError::Cluster(format!("{instance} is not running")))?;
-                Self::signal(c, if action == FaultAction::Pause { libc::SIGSTOP } else { libc::SIGCONT })
+                Self::signal(c, if action == FaultAction::Pause { Signal::SIGSTOP } else { Signal::SIGCONT })
             }
             FaultAction::Restart => {
                 if let Some(c) = r.child.as_mut()

@@ -334,9 +334,9 @@ pub fn main() -> std::process::ExitCode {
         // Rust ignores SIGPIPE, so `println!` panics once a reader like `head` has
         // closed the pipe. A client command should end quietly instead, as Unix tools do.
         // SAFETY: resetting a signal disposition to its default before any thread starts.
-        unsafe {
-            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-        }
+        let _ = unsafe {
+            nix::sys::signal::signal(nix::sys::signal::Signal::SIGPIPE, nix::sys::signal::SigHandler::SigDfl)
+        };
     }
     match run(cli) {
         Ok(code) => code,

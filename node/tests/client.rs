@@ -178,8 +178,11 @@ fn transfer_query_blob_and_sample_against_a_devnet() {
     let text = std::fs::read_to_string(&config).unwrap();
     assert!(text.contains("\nopen = true\n"), "{text}");
     std::fs::write(&config, text.replace("\nopen = true\n", "\nopen = false\n")).unwrap();
-    // SAFETY: kill(2) with a live pid of the devnet's own child and a valid signal.
-    unsafe { libc::kill(exec["pid"].as_u64().unwrap() as i32, libc::SIGHUP) };
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(exec["pid"].as_u64().unwrap() as i32),
+        nix::sys::signal::Signal::SIGHUP,
+    )
+    .unwrap();
     let mut refused = None;
     for _ in 0..40 {
         let o = net().args(["query", "balance", to, "--chain", "1"]).args(d).args(fresh).output().unwrap();

@@ -87,13 +87,11 @@ fn wait_exit(child: &mut Child, out: &Path) -> ExitStatus {
 }
 
 fn sigterm(pid: u32) {
-    // SAFETY: kill has no memory-safety preconditions.
-    assert_eq!(unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) }, 0);
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
 }
 
 fn sigkill(pid: u32) {
-    // SAFETY: as above.
-    assert_eq!(unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) }, 0);
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL).unwrap();
 }
 
 /// Running and not a zombie.
@@ -259,8 +257,11 @@ fn kept_devnet_is_inspected_and_stopped_by_down() {
     // with the running node's pid, before it binds anything.
     let exec = st["nodes"].as_array().unwrap().iter().find(|n| n["module"] == "execution").unwrap().clone();
     let exec_home = exec["home"].as_str().unwrap().to_string();
-    // SAFETY: kill(2) on the devnet's own node process with a valid signal.
-    unsafe { libc::kill(exec["pid"].as_u64().unwrap() as i32, libc::SIGKILL) };
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(exec["pid"].as_u64().unwrap() as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
     while alive(exec["pid"].as_u64().unwrap()) {
         std::thread::sleep(Duration::from_millis(20));
     }

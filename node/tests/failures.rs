@@ -672,7 +672,7 @@ fn frozen_validator_da_node_and_execution_node_lose_nothing() {
             let h = net.min_height(&others);
             let e = client.exec_status(watcher).await.unwrap().height.0;
             let pid = net.pid(victim);
-            signal(pid, libc::SIGSTOP);
+            signal(pid, nix::sys::signal::Signal::SIGSTOP);
             eprintln!("froze {victim} (pid {pid}) for {pause:?}");
             let frozen = Instant::now();
             if victim.starts_with("validator") {
@@ -687,7 +687,7 @@ fn frozen_validator_da_node_and_execution_node_lose_nothing() {
                     tokio::time::sleep(left).await;
                 }
             }
-            signal(pid, libc::SIGCONT);
+            signal(pid, nix::sys::signal::Signal::SIGCONT);
             eprintln!("resumed {victim} after {:.1?}", frozen.elapsed());
             let start = Instant::now();
             while !net.status(victim).is_some_and(|s| s["ready"] == true) {

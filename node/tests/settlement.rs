@@ -75,8 +75,7 @@ impl Drop for Down {
 }
 
 fn sigkill(pid: u64) {
-    // SAFETY: kill has no memory-safety preconditions.
-    unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL).unwrap();
 }
 
 fn node<'a>(st: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {

@@ -17,7 +17,7 @@ pub async fn down(dir: PathBuf, grace: Duration) -> anyhow::Result<ExitCode> {
     let st = DevnetState::load(&dir)?;
     if let Some(sup) = st.supervisor.filter(|&p| p != std::process::id() && is_alive(p)) {
         eprintln!("asking the supervising `lamina devnet up` (pid {sup}) to stop the network");
-        signal(sup, libc::SIGTERM);
+        signal(sup, nix::sys::signal::Signal::SIGTERM);
         // It stops the nodes itself within its own grace period.
         let deadline = tokio::time::Instant::now() + grace + Duration::from_secs(5);
         while is_alive(sup) && tokio::time::Instant::now() < deadline {
@@ -43,7 +43,7 @@ pub async fn down(dir: PathBuf, grace: Duration) -> anyhow::Result<ExitCode> {
     st.phase = Phase::Stopping;
     st.save()?;
     for &(_, pid) in &live {
-        signal(pid, libc::SIGTERM);
+        signal(pid, nix::sys::signal::Signal::SIGTERM);
     }
     let deadline = tokio::time::Instant::now() + grace;
     while live.iter().any(|&(_, p)| is_alive(p)) && tokio::time::Instant::now() < deadline {
@@ -54,7 +54,7 @@ pub async fn down(dir: PathBuf, grace: Duration) -> anyhow::Result<ExitCode> {
         // These are not our children: their exit codes go to whoever adopted them.
         let home = &st.nodes[i].home;
         let how = if is_alive(pid) && (Home::new(home).holder() == Some(pid) || is_our_node(pid, home)) {
-            signal(pid, libc::SIGKILL);
+            signal(pid, nix::sys::signal::Signal::SIGKILL);
             killed += 1;
             format!("killed after {grace:.0?} grace")
         } else {

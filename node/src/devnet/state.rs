@@ -95,14 +95,11 @@ impl DevnetState {
 
 /// True if `pid` is a running (not zombie) process.
 pub fn is_alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => {
-            // Field 3 (state) follows the last ')' of the command name.
-            let state = stat.rfind(')').and_then(|i| stat[i + 1..].split_whitespace().next());
-            !matches!(state, Some("Z") | Some("X") | None)
-        }
-        Err(_) => false,
-    }
+    // Zombie (Z) or dead (X): exited, not reaped yet.
+    i32::try_from(pid)
+        .ok()
+        .and_then(|pid| procfs::process::Process::new(pid).and_then(|p| p.stat()).ok())
+        .is_some_and(|stat| !matches!(stat.state, 'Z' | 'X'))
 }
 
 /// True if `pid` is running and is the lamina process of the node at `home` (guards
@@ -117,10 +114,9 @@ pub fn is_our_node(pid: u32, home: &Path) -> bool {
 }
 
 /// Sends `signal` to `pid`; false if there is no such process.
-pub fn signal(pid: u32, signal: libc::c_int) -> bool {
-    let Ok(pid) = libc::pid_t::try_from(pid) else { return false };
-    // SAFETY: kill has no memory-safety preconditions; a wrong pid is an error return.
-    unsafe { libc::kill(pid, signal) == 0 }
+pub fn signal(pid: u32, signal: nix::sys::signal::Signal) -> bool {
+    let Ok(pid) = i32::try_from(pid) else { return false };
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal).is_ok()
 }
 
 #[cfg(test)]

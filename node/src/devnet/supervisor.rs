@@ -379,7 +379,7 @@ impl Supervisor {
         let mut asked = vec![false; self.procs.len()];
         for (i, p) in self.procs.iter().enumerate() {
             if let Some(c) = &p.child {
-                asked[i] = super::state::signal(c.id(), libc::SIGTERM);
+                asked[i] = super::state::signal(c.id(), nix::sys::signal::Signal::SIGTERM);
             }
         }
         let deadline = tokio::time::Instant::now() + grace;
@@ -714,30 +714,23 @@ fn spawn_node(exe: &Path, module: &str, home: &Path, log: &Path, detach: bool) -
             cmd.env_remove(&k);
         }
     }
-    let parent = std::process::id() as libc::pid_t;
+    let parent = nix::unistd::getpid();
     let pre_exec = move || -> std::io::Result<()> {
-        // SAFETY: only async-signal-safe system calls between fork and exec (setsid,
-        // setpgid, prctl, getppid), with plain integer arguments; no allocation.
-        unsafe {
-            if detach {
-                // Own session: no terminal signals, survives this process.
-                if libc::setsid() < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-            } else {
-                // Own process group: Ctrl-C in the terminal reaches only the supervisor,
-                // which stops the nodes in order.
-                if libc::setpgid(0, 0) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                // If the supervisor dies without stopping us (SIGKILL), get SIGTERM:
-                // no orphaned nodes.
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM as libc::c_ulong, 0, 0, 0) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                if libc::getppid() != parent {
-                    return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
-                }
+        // Only async-signal-safe system calls between fork and exec (setsid, setpgid,
+        // prctl, getppid), with plain integer arguments; no allocation.
+        if detach {
+            // Own session: no terminal signals, survives this process.
+            nix::unistd::setsid()?;
+        } else {
+            // Own process group: Ctrl-C in the terminal reaches only the supervisor,
+            // which stops the nodes in order.
+            let me = nix::unistd::Pid::from_raw(0);
+            nix::unistd::setpgid(me, me)?;
+            // If the supervisor dies without stopping us (SIGKILL), get SIGTERM:
+            // no orphaned nodes.
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM)?;
+            if nix::unistd::getppid() != parent {
+                return Err(std::io::Error::from(nix::errno::Errno::ESRCH));
             }
         }
         Ok(())

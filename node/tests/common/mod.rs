@@ -65,9 +65,8 @@ pub fn alive(pid: u32) -> bool {
     }
 }
 
-pub fn signal(pid: u32, sig: libc::c_int) {
-    // SAFETY: kill has no memory-safety preconditions.
-    unsafe { libc::kill(pid as libc::pid_t, sig) };
+pub fn signal(pid: u32, sig: nix::sys::signal::Signal) {
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig);
 }
 
 pub fn tail(path: &Path, lines: usize) -> String {
@@ -152,7 +151,7 @@ impl Devnet {
     pub fn kill(&mut self, name: &str) {
         let pid = self.pid(name);
         assert!(alive(pid), "{name} (pid {pid}) is not running before the kill");
-        signal(pid, libc::SIGKILL);
+        signal(pid, nix::sys::signal::Signal::SIGKILL);
         if let Some(mut c) = self.restarted.remove(name) {
             c.wait().unwrap();
         }
@@ -243,7 +242,7 @@ impl Devnet {
 impl Drop for Devnet {
     fn drop(&mut self) {
         for c in self.restarted.values() {
-            signal(c.id(), libc::SIGTERM);
+            signal(c.id(), nix::sys::signal::Signal::SIGTERM);
         }
         let start = Instant::now();
         for c in self.restarted.values_mut() {
