@@ -68,18 +68,103 @@ pub fn check(g: &Genesis) -> anyhow::Result<()> {
 /// The TOML text of `g`, with a header naming its digest.
 pub fn to_toml(g: &Genesis) -> anyhow::Result<String> {
     let body = toml::to_string_pretty(g).context("genesis cannot be written as TOML")?;
-    Ok(format!(
-        "# Lamina genesis: the committee file every node of network {:?} shares.\n\
-         # Nodes are pinned by the keys below. Digest (of the canonical JSON form): {}\n\
-         # Check it with `lamina genesis validate --file <this file>`.\n\n{body}",
-        g.network,
-        g.digest()
-    ))
+    Ok(format!("{}{body}", header(g)))
 }
 
-/// Writes `g` to `path` atomically.
+fn header(g: &Genesis) -> String {
+    format!(
+        "{HEADER_START} the committee file every node of network {:?} shares.\n\
+         # Nodes are pinned by the keys below. Digest (of the canonical JSON form): {}\n\
+         # Check it with `lamina genesis validate --file <this file>`.\n\n",
+        g.network,
+        g.digest()
+    )
+}
+
+const HEADER_START: &str = "# Lamina genesis:";
+
+/// Writes `g` to `path` atomically. When `path` already holds a genesis (the CLI's
+/// `genesis add-node`, `add-chain`, … edit it in place), the comments an operator wrote
+/// in it are kept (toml_edit): above or beside any key, above any table, and above or in
+/// each node or chain entry (matched by `name`, or `id` for chains). Only the header,
+/// which names the digest, is rewritten.
 pub fn write(path: &Path, g: &Genesis) -> anyhow::Result<()> {
-    crate::home::write_atomic(path, to_toml(g)?.as_bytes())
+    let body = toml::to_string_pretty(g).context("genesis cannot be written as TOML")?;
+    let old = std::fs::read_to_string(path).ok().and_then(|t| t.parse::<toml_edit::DocumentMut>().ok());
+    let body = match old {
+        Some(old) => keep_comments(&old, &body)?,
+        None => body,
+    };
+    crate::home::write_atomic(path, format!("{}{body}", header(g)).as_bytes())
+}
+
+/// `new_text` with the comments of `old` carried over to the same keys and entries.
+fn keep_comments(old: &toml_edit::DocumentMut, new_text: &str) -> anyhow::Result<String> {
+    let mut new: toml_edit::DocumentMut = new_text.parse().context("genesis TOML does not parse back")?;
+    carry_table(old.as_table(), new.as_table_mut());
+    Ok(new.to_string())
+}
+
+/// A decor prefix without the header lines [`header`] writes (they are regenerated).
+fn without_header(prefix: &str) -> String {
+    let mut lines = prefix.split_inclusive('\n').peekable();
+    if lines.peek().is_some_and(|l| l.starts_with(HEADER_START)) {
+        // The three header lines and the blank line after them.
+        return lines.skip(3).skip_while(|l| l.trim().is_empty()).collect();
+    }
+    prefix.to_string()
+}
+
+fn carry_decor(old: &toml_edit::Decor, new: &mut toml_edit::Decor) {
+    if let Some(p) = old.prefix().and_then(|p| p.as_str()) {
+        new.set_prefix(without_header(p));
+    }
+    if let Some(s) = old.suffix().and_then(|s| s.as_str()) {
+        new.set_suffix(s.to_string());
+    }
+}
+
+fn carry_table(old: &toml_edit::Table, new: &mut toml_edit::Table) {
+    for (mut key, item) in new.iter_mut() {
+        let Some((old_key, old_item)) = old.get_key_value(key.get()) else { continue };
+        carry_decor(old_key.leaf_decor(), key.leaf_decor_mut());
+        carry_item(old_item, item);
+    }
+}
+
+fn carry_item(old: &toml_edit::Item, new: &mut toml_edit::Item) {
+    use toml_edit::Item;
+    match (old, new) {
+        (Item::Table(o), Item::Table(n)) => {
+            carry_decor(o.decor(), n.decor_mut());
+            carry_table(o, n);
+        }
+        (Item::ArrayOfTables(o), Item::ArrayOfTables(n)) => {
+            for t in n.iter_mut() {
+                if let Some(ot) = o.iter().find(|ot| same_entry(ot, t)) {
+                    carry_decor(ot.decor(), t.decor_mut());
+                    carry_table(ot, t);
+                }
+            }
+        }
+        (Item::Value(o), Item::Value(n)) => {
+            // Only a trailing comment (`x = 1 # why`): the spacing is the new file's.
+            if let Some(s) = o.decor().suffix().and_then(|s| s.as_str())
+                && s.contains('#')
+            {
+                n.decor_mut().set_suffix(s.to_string());
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The same node or chain entry in two versions of a genesis: same `name`, else same `id`.
+fn same_entry(a: &toml_edit::Table, b: &toml_edit::Table) -> bool {
+    ["name", "id"].iter().find_map(|k| {
+        let (x, y) = (a.get(k)?.as_value()?, b.get(k)?.as_value()?);
+        Some(x.to_string().trim() == y.to_string().trim())
+    }) == Some(true)
 }
 
 /// An empty genesis for `network` (no chains or nodes yet).
@@ -274,6 +359,50 @@ mod tests {
         assert!(load(&p).unwrap_err().to_string().contains("not a genesis"));
         std::fs::write(&p, to_toml(&empty("x")).unwrap()).unwrap();
         assert!(format!("{:#}", load(&p).unwrap_err()).contains("no validators"));
+    }
+
+    #[test]
+    fn rewriting_keeps_an_operators_comments() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("genesis.toml");
+        let mut g = empty("net");
+        g.validators.push(NodeEntry {
+            name: "v0".into(),
+            key: Keypair::for_testing(1).public(),
+            addr: "127.0.0.1:9000".parse().unwrap(),
+            http: None,
+            admin: None,
+            chain: None,
+        });
+        write(&p, &g).unwrap();
+        // An operator annotates the file by hand.
+        let text = std::fs::read_to_string(&p).unwrap();
+        let text = text
+            .replacen("network = ", "# Our consortium's network.\nnetwork = ", 1)
+            .replacen("[[validators]]\n", "# Run by ACME (ops@acme.example).\n[[validators]]\n", 1)
+            .replacen("addr = \"127.0.0.1:9000\"", "addr = \"127.0.0.1:9000\" # behind the LB", 1);
+        std::fs::write(&p, &text).unwrap();
+        // The CLI adds a node: the comments stay, the content is the new genesis.
+        g.validators.insert(
+            0,
+            NodeEntry {
+                name: "a-new".into(),
+                key: Keypair::for_testing(2).public(),
+                addr: "127.0.0.1:9001".parse().unwrap(),
+                http: None,
+                admin: None,
+                chain: None,
+            },
+        );
+        write(&p, &g).unwrap();
+        let after = std::fs::read_to_string(&p).unwrap();
+        assert!(after.contains("# Our consortium's network.\nnetwork = "), "{after}");
+        assert!(after.contains("# Run by ACME (ops@acme.example).\n[[validators]]\nname = \"v0\""), "{after}");
+        assert!(after.contains("addr = \"127.0.0.1:9000\" # behind the LB"), "{after}");
+        assert_eq!(after.matches(HEADER_START).count(), 1, "{after}");
+        assert!(after.contains(&g.digest().to_string()), "{after}");
+        let back: Genesis = toml::from_str(&after).unwrap();
+        assert_eq!(back, g);
     }
 
     #[test]
