@@ -214,6 +214,7 @@ async fn run(
     let shutdown = CancellationToken::new();
     let access = ctx.service.access.clone();
     let mut service = tokio::spawn(crate::modules::start(ctx, cfg.clone(), shutdown.clone()));
+    let progress = tokio::spawn(progress_lines(module, health.clone(), shutdown.clone()));
 
     // Phase 1: run until a signal or until the service ends on its own; SIGHUP re-reads
     // the run-time settings ([access]).
@@ -229,6 +230,7 @@ async fn run(
             r = &mut service => break Some(r),
         }
     };
+    progress.abort();
     let outcome = match early {
         Some(r) => {
             // The service ended without being asked to: a fatal fault (or a bug).
@@ -265,4 +267,50 @@ async fn run(
     };
     admin.shutdown().await;
     outcome
+}
+
+/// How often a running node logs one INFO progress line.
+const PROGRESS_EVERY: Duration = Duration::from_secs(10);
+
+/// One INFO line per [`PROGRESS_EVERY`] with the module's height, heights per second and
+/// the `/status` fields operators watch first (the execution service logs its own line,
+/// with executed transactions per second).
+async fn progress_lines(module: Module, health: Health, shutdown: CancellationToken) {
+    let (height_key, fields): (Option<&str>, &[&str]) = match module {
+        Module::Consensus => (Some("height"), &["view", "mempool", "pending_batches", "da_failures"]),
+        Module::Settlement => (Some("settlement_height"), &["finalized_height"]),
+        Module::Da => (None, &["da_squares", "da_last_attested"]),
+        Module::Bridge => (None, &["bridge_pending"]),
+        Module::Execution => return,
+    };
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + PROGRESS_EVERY, PROGRESS_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last: Option<(u64, tokio::time::Instant)> = None;
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let status = health.status_json();
+        let height = height_key.and_then(|k| status[k].as_u64());
+        let now = tokio::time::Instant::now();
+        let rate = match (height, last) {
+            (Some(h), Some((h0, t0))) => format!("{:.1}", h.saturating_sub(h0) as f64 / (now - t0).as_secs_f64()),
+            _ => "-".into(),
+        };
+        if let Some(h) = height {
+            last = Some((h, now));
+        }
+        let shown: serde_json::Map<String, serde_json::Value> =
+            fields.iter().filter_map(|f| status.get(*f).map(|v| (f.to_string(), v.clone()))).collect();
+        tracing::info!(
+            target: "lamina::node",
+            %module,
+            ready = status["ready"].as_bool().unwrap_or(false),
+            height = %height.map_or_else(|| "-".to_string(), |h| h.to_string()),
+            heights_per_s = %rate,
+            status = %serde_json::Value::Object(shown),
+            "progress"
+        );
+    }
 }

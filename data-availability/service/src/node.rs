@@ -154,6 +154,7 @@ impl DaNode {
         };
         metrics::counter!(m::COLUMNS_STORED).increment(columns.len() as u64);
         metrics::gauge!(m::SQUARES).set(self.store.len() as f64);
+        self.health.set_status("da_squares", self.store.len());
         let held_assigned = assigned.iter().filter(|c| held.contains(c)).count();
         let attestation = if held_assigned == assigned.len() {
             metrics::counter!(m::ATTESTATIONS).increment(1);
