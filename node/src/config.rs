@@ -388,6 +388,11 @@ impl NodeConfig {
             "max_open_connections",
             &l.max_open_connections,
         );
+        d.field(
+            "Of those, connections from one IP address (any keys); more are refused with the reason.",
+            "max_open_connections_per_ip",
+            &l.max_open_connections_per_ip,
+        );
 
         d.section(
             "net.backoff",
@@ -649,6 +654,7 @@ mod tests {
                 peer_inbound_budget: 5 << 20,
                 max_connections_per_peer: 13,
                 max_open_connections: 14,
+                max_open_connections_per_ip: 15,
             },
             backoff: Backoff { initial: Duration::from_millis(77), max: Duration::from_millis(7_777) },
         };

@@ -99,6 +99,10 @@ pub struct TransportLimits {
     /// Beyond it, a new one is closed at once with the reason. Those keys also share one
     /// inbound budget of `peer_inbound_budget` bytes, however many keys they use.
     pub max_open_connections: usize,
+    /// Of those, connections from one IP address (any keys). Default 32: minting keys
+    /// from one machine cannot take every stranger slot, while a NAT shared by many
+    /// wallets still fits. Beyond it, a new one is closed at once with the reason.
+    pub max_open_connections_per_ip: usize,
 }
 
 impl Default for TransportLimits {
@@ -118,6 +122,7 @@ impl Default for TransportLimits {
             peer_inbound_budget: 128 << 20,
             max_connections_per_peer: 8,
             max_open_connections: 256,
+            max_open_connections_per_ip: 32,
         }
     }
 }

@@ -145,18 +145,28 @@ impl Proto {
         true
     }
 
-    /// True if keys this protocol does not pin hold fewer than `max` live connections to
-    /// it (open access). Checked before adding, so concurrent handshakes may overshoot by
-    /// the handshakes in flight (bounded by `max_incoming`).
-    fn open_room(&self, max: usize) -> bool {
+    /// Why a new connection of a key this protocol does not pin (open access) from `ip`
+    /// would be over the caps: `max` such connections in all, `per_ip` from one address;
+    /// `None` if there is room. Checked before adding, so concurrent handshakes may
+    /// overshoot by the handshakes in flight (bounded by `max_incoming`).
+    fn open_room(&self, max: usize, per_ip: usize, ip: std::net::IpAddr) -> Option<String> {
         let peers = read(&self.peers);
         let conns = lock(&self.conns);
-        let open: usize = conns
-            .iter()
-            .filter(|(k, _)| !peers.contains(k))
-            .map(|(_, l)| l.iter().filter(|c| c.is_alive()).count())
-            .sum();
-        open < max
+        let (mut open, mut from_ip) = (0usize, 0usize);
+        for c in conns.iter().filter(|(k, _)| !peers.contains(k)).flat_map(|(_, l)| l.iter()).filter(|c| c.is_alive()) {
+            open += 1;
+            from_ip += usize::from(c.remote.ip() == ip);
+        }
+        if open >= max {
+            Some(format!("{} already serves {max} connections of keys it does not pin (the limit)", self.core.name))
+        } else if from_ip >= per_ip {
+            Some(format!(
+                "{} already serves {per_ip} connections of keys it does not pin from {ip} (the per-address limit)",
+                self.core.name
+            ))
+        } else {
+            None
+        }
     }
 
     /// Records the outcome of a dial to `peer`: a refusal that redialing will not fix
@@ -797,10 +807,13 @@ impl Inner {
             conn.set_receive_window(VarInt::from_u64(OPEN_RECEIVE_WINDOW).unwrap_or(VarInt::MAX));
         }
         let limit = self.config.limits.max_connections_per_peer;
-        if !pinned && !proto.open_room(self.config.limits.max_open_connections) {
-            let max = self.config.limits.max_open_connections;
-            let reason =
-                format!("{} already serves {max} connections of keys it does not pin (the limit)", proto.core.name);
+        let over = if pinned {
+            None
+        } else {
+            let l = &self.config.limits;
+            proto.open_room(l.max_open_connections, l.max_open_connections_per_ip, addr.ip())
+        };
+        if let Some(reason) = over {
             conn.close(VarInt::from_u32(close::TOO_MANY_CONNECTIONS), reason.as_bytes());
             self.count_handshake_failure("too_many_open_connections");
             tracing::debug!(target: "lamina::net", %addr, %peer, protocol = %proto.core.name, "refused an open-access connection over the cap");

@@ -185,6 +185,43 @@ async fn refused_client_is_told_why_by_waits_and_requests() {
     client.shutdown().await;
 }
 
+/// Strangers from one address share a smaller cap than strangers in all: minting keys
+/// on one machine cannot take every open slot. The refusal names the address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_connections_are_capped_per_address() {
+    let mut config = test_config(localhost());
+    config.limits.max_open_connections = 10;
+    config.limits.max_open_connections_per_ip = 2;
+    let ks = lamina_primitives::Keypair::for_testing(34);
+    let server = lamina_net::Endpoint::bind(&ks, config).unwrap();
+    let (hs, _) = Echo::new();
+    server.register::<EchoV1, _>(hs, PeerSet::new().open_to_any(true), cfg()).unwrap();
+    let dial = || PeerSet::new().with_dial(ks.public(), server.local_addr());
+    let mut clients = Vec::new();
+    for seed in 35..37 {
+        let (ep, _) = endpoint(seed);
+        let (h, _) = Echo::new();
+        let n = ep.register::<EchoV1, _>(h, dial(), cfg()).unwrap();
+        n.wait_connected(&ks.public(), WAIT).await.unwrap();
+        clients.push(ep);
+    }
+    let (third, _) = endpoint(37);
+    let (h, _) = Echo::new();
+    let n = third.register::<EchoV1, _>(h, dial(), cfg()).unwrap();
+    let err = n.connect(ks.public(), server.local_addr()).await.unwrap_err();
+    match &err {
+        NetError::Handshake { reason, .. } => {
+            assert!(reason.starts_with("busy") && reason.contains("from 127.0.0.1"), "{reason}")
+        }
+        other => panic!("expected the per-address refusal, got {other:?}"),
+    }
+    clients.push(third);
+    server.shutdown().await;
+    for ep in clients {
+        ep.shutdown().await;
+    }
+}
+
 /// An open protocol serves keys it does not pin (any wallet key), within the cap on
 /// such connections; a pinned key is not counted against that cap, and another
 /// protocol of the same endpoint stays closed to the stranger.
