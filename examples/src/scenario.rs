@@ -11,9 +11,9 @@ use std::time::Duration;
 use anyhow::{Context as _, bail, ensure};
 use lamina_consensus_service::IntakeClient;
 use lamina_execution_core::{Receipt, Status};
-use lamina_execution_service::query::{QueryProtocol, QueryRequest, QueryResponse};
-use lamina_interfaces::{Genesis, NodeEntry, TxSubmit};
-use lamina_net::{Endpoint, EndpointConfig, Network, PeerSet, ProtocolConfig};
+use lamina_execution_service::client::QueryClient;
+use lamina_interfaces::{Genesis, TxSubmit};
+use lamina_net::{Endpoint, EndpointConfig};
 use lamina_primitives::{ChainId, Height, Keypair, PublicKey, TxId};
 
 use crate::counter::{Call, CounterFailure, counter_key, note_key, total_key};
@@ -53,8 +53,7 @@ struct Wallet {
     key: Keypair,
     endpoint: Endpoint,
     intake: IntakeClient,
-    queries: Network<QueryProtocol<CounterFailure>>,
-    nodes: Vec<NodeEntry>,
+    queries: QueryClient<CounterFailure>,
     validators: usize,
 }
 
@@ -64,52 +63,24 @@ impl Wallet {
         let endpoint = Endpoint::bind(&key, EndpointConfig::new(std::net::SocketAddr::from(([127, 0, 0, 1], 0))))
             .context("cannot bind a client endpoint")?;
         let intake = IntakeClient::register(&endpoint, genesis).context("intake client")?;
-        let nodes: Vec<NodeEntry> =
-            genesis.execution_nodes.iter().filter(|n| n.chain == Some(chain)).cloned().collect();
-        ensure!(!nodes.is_empty(), "chain {chain} has no execution node in the genesis");
-        let queries = endpoint
-            .register_client::<QueryProtocol<CounterFailure>>(
-                PeerSet::dial_entries(&nodes),
-                ProtocolConfig::for_protocol::<QueryProtocol<CounterFailure>>(),
-            )
-            .context("query client")?;
-        Ok(Wallet { key, endpoint, intake, queries, nodes, validators: genesis.validators.len() })
+        let queries = QueryClient::register_chain(&endpoint, genesis, chain).context("query client")?;
+        ensure!(!queries.nodes(chain).is_empty(), "chain {chain} has no execution node in the genesis");
+        Ok(Wallet { key, endpoint, intake, queries, validators: genesis.validators.len() })
     }
 
-    /// Asks the first execution node of the chain that answers.
-    async fn ask(&self, q: &QueryRequest) -> anyhow::Result<QueryResponse<CounterFailure>> {
-        let mut errors = Vec::new();
-        for n in &self.nodes {
-            if let Err(e) = self.queries.wait_connected(&n.key, Duration::from_secs(10)).await {
-                errors.push(format!("{}: {e}", n.name));
-                continue;
-            }
-            match self.queries.request(&n.key, q).await {
-                Ok(r) => return Ok(r),
-                Err(e) => errors.push(format!("{}: {e}", n.name)),
-            }
-        }
-        bail!("no execution node answered: {}", errors.join("; "))
-    }
-
-    async fn receipt(&self, id: TxId, timeout: Duration) -> anyhow::Result<(Height, Receipt<CounterFailure>)> {
+    async fn receipt(
+        &self,
+        chain: ChainId,
+        id: TxId,
+        timeout: Duration,
+    ) -> anyhow::Result<(Height, Receipt<CounterFailure>)> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            match self.ask(&QueryRequest::Receipt(id)).await? {
-                QueryResponse::Receipt(Some(r)) => return Ok(r),
-                QueryResponse::Receipt(None) if tokio::time::Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-                QueryResponse::Receipt(None) => bail!("transaction {id} not executed within {timeout:?}"),
-                other => bail!("unexpected answer to a receipt query: {other:?}"),
+            match self.queries.receipt(chain, id).await? {
+                Some(r) => return Ok(r),
+                None if tokio::time::Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(200)).await,
+                None => bail!("transaction {id} not executed within {timeout:?}"),
             }
-        }
-    }
-
-    async fn counter(&self, key: lamina_execution_core::CounterKey) -> anyhow::Result<(Height, u128)> {
-        match self.ask(&QueryRequest::Counter(key)).await? {
-            QueryResponse::Counter(h, v) => Ok((h, v)),
-            other => bail!("unexpected answer to a counter query: {other:?}"),
         }
     }
 }
@@ -135,7 +106,7 @@ async fn scenario(w: &Wallet, chain: ChainId, timeout: Duration) -> anyhow::Resu
     }
     let mut receipts = Vec::new();
     for id in ids {
-        receipts.push(w.receipt(id, timeout).await?);
+        receipts.push(w.receipt(chain, id, timeout).await?);
     }
     let statuses: Vec<_> = receipts.iter().map(|(_, r)| r.status.clone()).collect();
     ensure!(
@@ -143,13 +114,13 @@ async fn scenario(w: &Wallet, chain: ChainId, timeout: Duration) -> anyhow::Resu
         "unexpected outcomes: {statuses:?}"
     );
     let last = receipts.iter().map(|(h, _)| *h).max().unwrap_or_default();
-    let (height, counter) = w.counter(counter_key(&w.key.public())).await?;
+    let (height, counter) = w.queries.counter(chain, counter_key(&w.key.public())).await?;
     ensure!(height >= last, "state read at height {height}, before the receipts' {last}");
     ensure!(counter == 12, "counter {counter}, expected 12 (5 + 7; the failed subtraction changes nothing)");
-    let (_, total) = w.counter(total_key()).await?;
+    let (_, total) = w.queries.counter(chain, total_key()).await?;
     ensure!(total >= 12, "chain total {total} below this wallet's counter");
-    match w.ask(&QueryRequest::Data(note_key(&w.key.public()))).await? {
-        QueryResponse::Data(_, Some(v)) if v == note => {}
+    match w.queries.data(chain, note_key(&w.key.public())).await? {
+        (_, Some(v)) if v == note => {}
         other => bail!("note not stored: {other:?}"),
     }
     Ok(Report { wallet: w.key.public(), receipts, counter, total, height })

@@ -3,7 +3,6 @@
 //! consensus intake. Used by the relayer module and by `lamina bridge transfer | status |
 //! audit`.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -12,10 +11,11 @@ use lamina_bridge_service::BridgeNet;
 use lamina_consensus_service::IntakeClient;
 use lamina_execution_core::ledger;
 use lamina_execution_service::bridge::BridgeItem;
-use lamina_execution_service::query::{QueryProtocol, QueryRequest, QueryResponse};
+use lamina_execution_service::client::QueryClient;
+use lamina_execution_service::query::{QueryRequest, QueryResponse};
 use lamina_interfaces::{BridgeMessage, FinalizedRoot, Genesis, ReceiptKind, TxSubmit as _};
-use lamina_net::{Endpoint, Network, PeerSet, ProtocolConfig};
-use lamina_primitives::{ChainId, Height, Keypair, NodeId, PublicKey, Transaction};
+use lamina_net::Endpoint;
+use lamina_primitives::{ChainId, Height, Keypair, PublicKey, Transaction};
 use lamina_settlement_service::client::SettlementClient;
 use lamina_settlement_service::query::{SettlementRequest, SettlementResponse};
 
@@ -30,16 +30,14 @@ pub struct NetBridge {
     genesis: Genesis,
     /// One execution query client for every execution node (one registration per
     /// protocol and endpoint).
-    exec: Network<QueryProtocol>,
-    /// Execution nodes per chain.
-    chains: BTreeMap<ChainId, Vec<NodeId>>,
+    exec: QueryClient,
     settlement: SettlementClient,
     intake: IntakeClient,
 }
 
 impl std::fmt::Debug for NetBridge {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NetBridge").field("chains", &self.chains.keys().collect::<Vec<_>>()).finish_non_exhaustive()
+        f.debug_struct("NetBridge").field("exec", &self.exec).finish_non_exhaustive()
     }
 }
 
@@ -56,25 +54,14 @@ fn entry(i: &BridgeItem) -> Option<Entry> {
 impl NetBridge {
     /// Registers the clients on `endpoint` (which must not already serve them).
     pub fn register(endpoint: &Endpoint, genesis: &Genesis) -> anyhow::Result<Self> {
-        let mut chains: BTreeMap<ChainId, Vec<NodeId>> = BTreeMap::new();
-        for n in &genesis.execution_nodes {
-            if let Some(c) = n.chain {
-                chains.entry(c).or_default().push(n.key);
-            }
-        }
-        let exec = endpoint
-            .register_client::<QueryProtocol>(
-                PeerSet::dial_entries(&genesis.execution_nodes).without(&endpoint.node_id()),
-                ProtocolConfig::for_protocol::<QueryProtocol>(),
-            )
-            .context("cannot start the execution query client")?;
+        let exec = QueryClient::register(endpoint, genesis).context("cannot start the execution query client")?;
         if genesis.settlement_nodes.is_empty() {
             anyhow::bail!("the genesis has no settlement node: the bridge needs finalized anchors");
         }
         let settlement =
             SettlementClient::register(endpoint, genesis).context("cannot start the settlement query client")?;
         let intake = IntakeClient::register(endpoint, genesis).context("cannot start the intake client")?;
-        Ok(NetBridge { genesis: genesis.clone(), exec, chains, settlement, intake })
+        Ok(NetBridge { genesis: genesis.clone(), exec, settlement, intake })
     }
 
     /// The intake client.
@@ -89,21 +76,7 @@ impl NetBridge {
 
     /// Asks `chain`'s execution nodes in turn until one answers.
     pub async fn ask(&self, chain: ChainId, req: &QueryRequest) -> Result<QueryResponse, String> {
-        let nodes = self.chains.get(&chain).ok_or_else(|| format!("chain {chain} has no execution node"))?;
-        let mut last = String::from("no execution node");
-        for n in nodes {
-            if !self.exec.is_connected(n)
-                && let Err(e) = self.exec.wait_connected(n, TIMEOUT).await
-            {
-                last = e.to_string();
-                continue;
-            }
-            match self.exec.request_with_timeout(n, req, TIMEOUT).await {
-                Ok(r) => return Ok(r),
-                Err(e) => last = e.to_string(),
-            }
-        }
-        Err(format!("chain {chain}: execution node unreachable: {last}"))
+        self.exec.ask(chain, req).await.map_err(|e| format!("chain {chain}: {e}"))
     }
 
     async fn items(&self, chain: ChainId, req: QueryRequest) -> Result<(Height, Vec<Entry>), String> {
@@ -156,7 +129,7 @@ impl NetBridge {
 
 impl BridgeNet for NetBridge {
     fn chains(&self) -> Vec<ChainId> {
-        self.chains.keys().copied().collect()
+        self.exec.chains()
     }
 
     async fn outbox(&self, chain: ChainId, dest: ChainId, from: u64) -> Result<(Height, Vec<Entry>), String> {

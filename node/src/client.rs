@@ -25,17 +25,16 @@ use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand};
 use lamina_execution_core::ledger::{self, AssetId, LedgerFailure};
 use lamina_execution_core::{Receipt, Status};
-use lamina_execution_service::query::{QueryProtocol, QueryRequest, QueryResponse, StatusInfo};
-use lamina_interfaces::{Blob, ChainSpec, Genesis, NodeEntry, SubmitOutcome, TxSubmit as _};
-use lamina_net::{Endpoint, EndpointConfig, Network, PeerSet, ProtocolConfig};
+use lamina_execution_service::client::{QueryClient, kind};
+use lamina_execution_service::query::{QueryRequest, QueryResponse, StatusInfo};
+use lamina_interfaces::{Blob, ChainSpec, Genesis, SubmitOutcome, TxSubmit as _};
+use lamina_net::{Endpoint, EndpointConfig};
 use lamina_primitives::{ChainId, Digest, Height, Keypair, Namespace, NodeId, PublicKey, TxId};
 
 use crate::cli::{ModuleCmd, parse_duration, parse_public_key};
 
 /// How long to wait for the first connection to a service before calling it unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// Time limit of one query.
-const QUERY_TIMEOUT: Duration = Duration::from_secs(10);
 
 // ------------------------------------------------------------------ command line
 
@@ -390,19 +389,13 @@ impl Net {
     /// A query client for the execution node(s) of `chain`.
     fn queries(&self, chain: u64) -> anyhow::Result<Queries> {
         self.chain(chain)?;
-        let nodes: Vec<NodeEntry> =
-            self.genesis.execution_nodes.iter().filter(|n| n.chain == Some(ChainId(chain))).cloned().collect();
-        if nodes.is_empty() {
+        let chain = ChainId(chain);
+        let client = QueryClient::register_chain(&self.endpoint, &self.genesis, chain)
+            .context("cannot start the execution query client")?;
+        if client.nodes(chain).is_empty() {
             bail!("chain {chain} has no execution node in the genesis of {}", self.source);
         }
-        let net = self
-            .endpoint
-            .register_client::<QueryProtocol>(
-                PeerSet::dial_entries(&nodes),
-                ProtocolConfig::for_protocol::<QueryProtocol>(),
-            )
-            .context("cannot start the execution query client")?;
-        Ok(Queries { net, nodes })
+        Ok(Queries { client, chain })
     }
 
     async fn close(self) {
@@ -410,58 +403,24 @@ impl Net {
     }
 }
 
-/// Queries to one chain's execution nodes.
+/// Queries to one chain's execution nodes ([`QueryClient`]).
 struct Queries {
-    net: Network<QueryProtocol>,
-    nodes: Vec<NodeEntry>,
+    client: QueryClient,
+    chain: ChainId,
 }
 
 impl Queries {
     /// Asks the first execution node of the chain that answers.
     async fn ask(&self, req: &QueryRequest) -> anyhow::Result<QueryResponse> {
-        let mut errors = Vec::new();
-        for node in &self.nodes {
-            if !self.net.is_connected(&node.key)
-                && let Err(e) = self.net.wait_connected(&node.key, CONNECT_TIMEOUT).await
-            {
-                errors.push(format!("{} ({}): {e}", node.name, node.addr));
-                continue;
-            }
-            match self.net.request_with_timeout(&node.key, req, QUERY_TIMEOUT).await {
-                Ok(r) => return Ok(r),
-                Err(e) => errors.push(format!("{} ({}): {e}", node.name, node.addr)),
-            }
-        }
-        bail!("execution node unreachable: {}", errors.join("; "))
+        Ok(self.client.ask(self.chain, req).await?)
     }
 
     async fn nonce(&self, account: &PublicKey) -> anyhow::Result<(Height, u64)> {
-        match self.ask(&QueryRequest::Nonce(*account)).await? {
-            QueryResponse::Nonce(h, n) => Ok((h, n)),
-            other => bail!("execution node answered a nonce query with {}", kind(&other)),
-        }
+        Ok(self.client.nonce(self.chain, *account).await?)
     }
 
     async fn receipt(&self, tx: TxId) -> anyhow::Result<Option<(Height, Receipt<LedgerFailure>)>> {
-        match self.ask(&QueryRequest::Receipt(tx)).await? {
-            QueryResponse::Receipt(r) => Ok(r),
-            other => bail!("execution node answered a receipt query with {}", kind(&other)),
-        }
-    }
-}
-
-fn kind(r: &QueryResponse) -> &'static str {
-    match r {
-        QueryResponse::Status(_) => "a status",
-        QueryResponse::Balance(..) => "a balance",
-        QueryResponse::Nonce(..) => "a nonce",
-        QueryResponse::Receipt(_) => "a receipt",
-        QueryResponse::BalanceProof(..) => "a balance proof",
-        QueryResponse::Outcomes(..) => "outcomes",
-        QueryResponse::Bridge(..) => "bridge entries",
-        QueryResponse::BridgeTotals(..) => "bridge totals",
-        QueryResponse::Counter(..) => "a counter",
-        QueryResponse::Data(..) => "a data value",
+        Ok(self.client.receipt(self.chain, tx).await?)
     }
 }
 
