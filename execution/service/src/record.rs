@@ -58,3 +58,78 @@ impl<F: ChainFailure> lamina_primitives::Wire for BlockRecord<F> {
 
 /// Current format version.
 pub const VERSION: u32 = 2;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lamina_execution_core::machine::FailureCode;
+    use lamina_execution_core::{Receipt, Status};
+    use lamina_primitives::TxId;
+
+    // rkyv's derive generates undocumented items for the fields of enum variants.
+    #[allow(missing_docs)]
+    mod failure {
+        /// A chain builder's failure type, with a field (as the native ledger's bad nonce).
+        #[derive(
+            Clone,
+            Debug,
+            PartialEq,
+            Eq,
+            thiserror::Error,
+            serde::Serialize,
+            rkyv::Archive,
+            rkyv::Serialize,
+            rkyv::Deserialize,
+        )]
+        pub enum Custom {
+            #[error("too low: {0}")]
+            TooLow(u64),
+            #[error("denied")]
+            Denied,
+        }
+    }
+    use failure::Custom;
+
+    impl FailureCode for Custom {
+        fn code(&self) -> u32 {
+            match self {
+                Custom::TooLow(_) => 1,
+                Custom::Denied => 2,
+            }
+        }
+    }
+
+    impl ChainFailure for Custom {
+        fn label(&self) -> &'static str {
+            match self {
+                Custom::TooLow(_) => "too_low",
+                Custom::Denied => "denied",
+            }
+        }
+    }
+
+    /// What a restart decodes: a record of another machine's receipts survives the
+    /// round trip through the store's encoding, and bad bytes are refused.
+    #[test]
+    fn records_of_a_custom_machine_round_trip() {
+        let r = BlockRecord::<Custom> {
+            height: Height(7),
+            changes: ChangeSet::default(),
+            receipts: vec![
+                Receipt { tx_id: TxId(Digest([1; 32])), status: Status::Success },
+                Receipt { tx_id: TxId(Digest([2; 32])), status: Status::Failed(Custom::TooLow(3)) },
+                Receipt { tx_id: TxId(Digest([3; 32])), status: Status::Rejected(Custom::Denied) },
+            ],
+            state_root: Digest([4; 32]),
+            receipts_root: Digest([5; 32]),
+            data_root: Digest([6; 32]),
+            step: None,
+        };
+        let bytes = lamina_primitives::encode(&r).unwrap();
+        assert_eq!(lamina_primitives::decode::<BlockRecord<Custom>>(&bytes).unwrap(), r);
+        let mut bad = bytes.clone();
+        let n = bad.len();
+        bad.truncate(n / 2);
+        assert!(lamina_primitives::decode::<BlockRecord<Custom>>(&bad).is_err());
+    }
+}
