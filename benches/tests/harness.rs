@@ -490,8 +490,16 @@ fn samples_cpu_and_rss_of_a_real_child_and_faults_it() {
     assert_eq!(procs.len(), 1);
     let pid = procs[0].pid;
 
-    // CPU time of a busy child increases; its RSS is positive.
-    let first = procstat::read(pid).unwrap();
+    // CPU time of a busy child increases; its RSS is positive. `spawn` returns as soon as
+    // the exec began, when the new image may not have touched a page yet: wait for one.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let first = loop {
+        let r = procstat::read(pid).unwrap();
+        if r.rss_bytes > 0 || std::time::Instant::now() > deadline {
+            break r;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
     assert!(first.rss_bytes > 0);
     let origin = std::time::Instant::now();
     let mut sampler = procstat::Sampler::new(origin);
