@@ -9,8 +9,10 @@
 //! `counter-chain`): every command, the devnet, config, keys, metrics and deploy files
 //! work unchanged, and `devnet up` runs copies of that binary.
 //!
-//! Settlement's verifier re-executes only native-ledger chains; a registered machine's
-//! claims are not fraud-checked by it (its chains are skipped with a warning).
+//! Settlement re-executes only native-ledger chains: for a registered machine's chain it
+//! knows the genesis root ([`Chains`]), so claims are accepted and finalize after the
+//! challenge window, but no fraud proof can be built or checked for them (the verifier
+//! skips such chains with a warning).
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -21,8 +23,9 @@ use anyhow::bail;
 use lamina_execution_core::ChainMachine;
 use lamina_execution_core::ledger::LEDGER_VERSION;
 use lamina_interfaces::Genesis;
+use lamina_interfaces::{ChainReplica, StatelessError, StatelessExecutor, StepEnv, StepOutcome};
 use lamina_net::Endpoint;
-use lamina_primitives::ChainId;
+use lamina_primitives::{ChainId, Digest, Transaction};
 use tokio_util::sync::CancellationToken;
 
 use crate::modules::execution::NodeSeams;
@@ -43,10 +46,14 @@ type Runner = Arc<
         + Sync,
 >;
 
+/// The genesis state root of a chain of one registered machine.
+type GenesisRoot = Arc<dyn Fn(&Genesis, ChainId) -> anyhow::Result<Digest> + Send + Sync>;
+
 #[derive(Clone)]
 struct Registered {
     name: &'static str,
     run: Runner,
+    genesis_root: GenesisRoot,
 }
 
 fn registry() -> &'static Mutex<BTreeMap<u32, Registered>> {
@@ -73,7 +80,12 @@ pub fn register<M: ChainMachine>(
         let machine = make(&ctx.genesis, chain)?;
         Ok(Box::pin(lamina_execution_service::run_machine_on(endpoint, ctx, config, seams, machine, shutdown)))
     });
-    reg.insert(version, Registered { name, run });
+    let genesis_root: GenesisRoot = Arc::new(move |genesis, chain| {
+        let spec = genesis.chain(chain).ok_or_else(|| anyhow::anyhow!("chain {chain} not in genesis"))?;
+        let mut state = lamina_execution_core::AuthenticatedState::new();
+        Ok(state.apply(&make(genesis, chain)?.genesis(spec), false))
+    });
+    reg.insert(version, Registered { name, run, genesis_root });
     Ok(())
 }
 
@@ -96,4 +108,53 @@ pub fn check(version: u32) -> anyhow::Result<()> {
 /// The runner of a registered version (`None` for the native ledger or an unknown one).
 pub(crate) fn runner(version: u32) -> Option<Runner> {
     registry().lock().unwrap_or_else(|e| e.into_inner()).get(&version).map(|r| r.run.clone())
+}
+
+/// Settlement's execution seam for every chain this binary runs: the native ledger's
+/// ([`lamina_execution_core::NativeChains`]), plus the genesis roots of registered
+/// machines' chains (so their claims extend a known root). Re-execution and replicas
+/// stay native-only: [`StatelessError::UnknownChain`] for other chains.
+pub struct Chains {
+    native: lamina_execution_core::NativeChains,
+    genesis: Arc<Genesis>,
+}
+
+impl Chains {
+    /// The chains of `genesis`.
+    pub fn new(genesis: Arc<Genesis>) -> Self {
+        Chains { native: lamina_execution_core::NativeChains::new(&genesis), genesis }
+    }
+}
+
+impl StatelessExecutor for Chains {
+    fn reexecute(
+        &self,
+        chain: ChainId,
+        env: &StepEnv,
+        pre_state_root: &Digest,
+        witness: &[u8],
+        txs: &[Transaction],
+    ) -> Result<StepOutcome, StatelessError> {
+        self.native.reexecute(chain, env, pre_state_root, witness, txs)
+    }
+
+    fn genesis_root(&self, chain: ChainId) -> Result<Digest, StatelessError> {
+        match self.native.genesis_root(chain) {
+            Err(StatelessError::UnknownChain(_)) => {
+                let version = self.genesis.chain(chain).ok_or(StatelessError::UnknownChain(chain))?.ledger_version;
+                let root =
+                    registry().lock().unwrap_or_else(|e| e.into_inner()).get(&version).map(|r| r.genesis_root.clone());
+                let root = root.ok_or(StatelessError::UnknownChain(chain))?;
+                root(&self.genesis, chain).map_err(|e| {
+                    tracing::error!(target: "lamina::settlement", %chain, error = format!("{e:#}"), "genesis root of a registered machine");
+                    StatelessError::UnknownChain(chain)
+                })
+            }
+            r => r,
+        }
+    }
+
+    fn replica(&self, chain: ChainId) -> Result<Box<dyn ChainReplica>, StatelessError> {
+        self.native.replica(chain)
+    }
 }

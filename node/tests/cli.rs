@@ -212,6 +212,14 @@ fn a_ledger_version_this_binary_does_not_run_is_refused_before_anything_is_creat
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("ledger version 7 is not executed by this binary (it runs: 1 (native ledger))"), "{err}");
     assert!(!dir.join("genesis.toml").exists(), "no genesis written for a refused devnet");
+    // Refused before the directory is looked at: an unrelated file there is not the
+    // reason given, and stays.
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("keep.txt"), "mine").unwrap();
+    let out = lamina(&["devnet", "up", "--dir", s(&dir), "--keep", "--load", "0", "--ledger-version", "7"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("ledger version 7"), "{err}");
+    assert!(dir.join("keep.txt").exists());
     // Another machine's devnet without the bridge's or the load's native transfers.
     let out = lamina(&["devnet", "up", "--dir", s(&dir), "--ledger-version", "7"]);
     let err = String::from_utf8_lossy(&out.stderr);

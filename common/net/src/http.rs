@@ -4,7 +4,8 @@
 //! JSON bodies for curl and dashboards. This module is the one server they share: it
 //! bounds concurrent connections, answers anything but `GET` with 405, runs the route
 //! function on the blocking pool (routes read shared state under locks and may build
-//! proofs), and stops accepting on shutdown.
+//! proofs) with at most [`MAX_HTTP_CONNECTIONS`] routes running, even for clients that
+//! have gone (more are answered 503), and stops accepting on shutdown.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -28,16 +29,29 @@ pub trait JsonRoute: Fn(&str) -> (u16, serde_json::Value) + Send + Sync + 'stati
 
 impl<F: Fn(&str) -> (u16, serde_json::Value) + Send + Sync + 'static> JsonRoute for F {}
 
-async fn answer<R: JsonRoute>(route: Arc<R>, req: Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
+async fn answer<R: JsonRoute>(
+    route: Arc<R>,
+    work: Arc<tokio::sync::Semaphore>,
+    req: Request<hyper::body::Incoming>,
+) -> Response<Full<Bytes>> {
     let (code, body) = if req.method() != Method::GET {
         (405, serde_json::json!({"error": "GET only"}))
-    } else {
+    } else if let Ok(permit) = work.try_acquire_owned() {
         let target =
             req.uri().path_and_query().map_or_else(|| req.uri().path().to_string(), |p| p.as_str().to_string());
-        match tokio::task::spawn_blocking(move || route(&target)).await {
+        // The permit lives as long as the route runs, even if the client has gone: a
+        // client closing and reconnecting cannot pile up blocking work.
+        match tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            route(&target)
+        })
+        .await
+        {
             Ok(r) => r,
             Err(_) => (500, serde_json::json!({"error": "internal"})),
         }
+    } else {
+        (503, serde_json::json!({"error": "busy: too many queries in progress; retry"}))
     };
     let mut r = Response::new(Full::new(Bytes::from(format!("{body}\n"))));
     *r.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -55,6 +69,7 @@ pub async fn serve_json<R: JsonRoute>(
 ) {
     let route = Arc::new(route);
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_HTTP_CONNECTIONS));
+    let work = Arc::new(tokio::sync::Semaphore::new(MAX_HTTP_CONNECTIONS));
     loop {
         let accepted = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -70,12 +85,12 @@ pub async fn serve_json<R: JsonRoute>(
             }
         };
         let Ok(permit) = slots.clone().try_acquire_owned() else { continue };
-        let (route, shutdown) = (route.clone(), shutdown.clone());
+        let (route, work, shutdown) = (route.clone(), work.clone(), shutdown.clone());
         tokio::spawn(async move {
             let _permit = permit;
             let svc = hyper::service::service_fn(move |req| {
-                let route = route.clone();
-                async move { Ok::<_, Infallible>(answer(route, req).await) }
+                let (route, work) = (route.clone(), work.clone());
+                async move { Ok::<_, Infallible>(answer(route, work, req).await) }
             });
             let conn = hyper::server::conn::http1::Builder::new()
                 .max_buf_size(64 * 1024)

@@ -53,7 +53,10 @@ pub trait ChainMachine: StateMachine<Failure: ChainFailure> + Clone + 'static {
     }
 
     /// True when executing `txs` reads settlement's anchors: the service then waits
-    /// until settlement's anchor registry covers the height before it executes it.
+    /// until settlement's anchor registry covers the height before it executes it. The
+    /// registry runs only on a genesis that enables the bridge; elsewhere a `true` here
+    /// stops the node with a configuration error at that height, so machines must
+    /// return `false` there.
     fn reads_anchors(&self, _txs: &[Transaction]) -> bool {
         false
     }

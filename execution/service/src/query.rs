@@ -111,7 +111,7 @@ pub enum QueryResponse<F = LedgerFailure> {
     /// A counter's value (0 when absent).
     Counter(Height, u128),
     /// A data key's value, `None` when absent (at most [`MAX_DATA_VALUE`] bytes are
-    /// served; a longer value answers `None` and is logged).
+    /// served: a longer value also answers `None`).
     Data(Height, Option<Vec<u8>>),
 }
 

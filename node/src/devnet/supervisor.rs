@@ -69,11 +69,6 @@ pub async fn up(a: UpArgs) -> anyhow::Result<ExitCode> {
             a.ledger_version
         );
     }
-    let dir = match &a.dir {
-        Some(d) => crate::home::absolute(d)?,
-        None => layout::temp_dir()?,
-    };
-    layout::prepare_dir(&dir)?;
     let spec = Spec {
         network: a.network.clone(),
         validators: a.validators,
@@ -90,6 +85,13 @@ pub async fn up(a: UpArgs) -> anyhow::Result<ExitCode> {
         heartbeat: a.heartbeat,
         ledger_version: a.ledger_version,
     };
+    // Refuse a bad spec before choosing, creating or clearing any directory.
+    spec.validate()?;
+    let dir = match &a.dir {
+        Some(d) => crate::home::absolute(d)?,
+        None => layout::temp_dir()?,
+    };
+    layout::prepare_dir(&dir)?;
     let st = layout::create(&dir, &spec)?;
     super::remember_dir(&dir);
     eprintln!(

@@ -126,7 +126,7 @@ fn seams(ctx: &NodeContext, endpoint: &Endpoint) -> anyhow::Result<NodeSeams> {
         .context("cannot start the DA client")?;
     let submit = lamina_consensus_service::IntakeClient::register(endpoint, genesis)
         .context("cannot start the intake client")?;
-    let exec = lamina_execution_core::NativeChains::new(genesis);
+    let exec = crate::machines::Chains::new(genesis.clone());
     Ok(lamina_settlement_service::Seams {
         log,
         da: Arc::new(da),
