@@ -71,13 +71,7 @@ impl<T> Codec for T where
 }
 
 /// A type with a frozen wire/disk encoding and a size limit.
-pub trait Wire:
-    Archive<
-        Archived: for<'a> CheckBytes<HighValidator<'a, rancor::Error>>
-                      + Deserialize<Self, HighDeserializer<rancor::Error>>,
-    > + for<'a> Serialize<HighSerializer<AlignedVec, ArenaHandle<'a>, rancor::Error>>
-    + Sized
-{
+pub trait Wire: Codec {
     /// Name used in errors and metrics.
     const NAME: &'static str;
     /// Largest accepted encoding, in bytes.
