@@ -124,6 +124,9 @@ impl TargetFactory<DevnetHandle> for DevnetFactory {
             .map_err(bench_err("execution query client"))?;
         let quorum = g.validator_committee().quorum();
         intake.wait_for_validators(quorum, CONNECT_WITHIN).await.map_err(bench_err("validators unreachable"))?;
+        // The log is another protocol with its own connections: wait for them too, or the
+        // first tip read can find none yet ("no validator connected", a flake seen once).
+        log.wait_for_validators(1, CONNECT_WITHIN).await.map_err(bench_err("validators' log unreachable"))?;
 
         let tip = log.tip().await.map_err(|e| BenchError::Target(format!("log tip: {e}")))?;
         let chains: Vec<ChainId> = deployment.chains.iter().map(|c| c.id).collect();
