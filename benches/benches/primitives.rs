@@ -88,6 +88,13 @@ fn ed25519_group(c: &mut Criterion) {
     g.bench_function("verify_single/lamina_zip215", |b| {
         b.iter(|| sig::verify(&one.public_key, &one.message, &one.signature).unwrap())
     });
+    // The key cache (issue 10): decoding a key against finding it decoded.
+    g.bench_function("decode_key/uncached", |b| {
+        b.iter(|| sig::decode_key_uncached(std::hint::black_box(&one.public_key)).unwrap())
+    });
+    g.bench_function("decode_key/cached", |b| {
+        b.iter(|| sig::decode_key_cached(std::hint::black_box(&one.public_key)).unwrap())
+    });
     let vk = ed25519_consensus::VerificationKey::try_from(one.public_key.0).unwrap();
     g.bench_function("verify_single/ed25519_consensus", |b| {
         b.iter(|| vk.verify(&s.consensus[0].1, &s.consensus[0].2).unwrap())

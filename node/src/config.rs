@@ -601,9 +601,24 @@ fn apply(table: &mut toml::Table, o: &Override) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// True when `o` sets a field of another module's section (`consensus.…` for a DA
+/// home). The environment is often shared by every process of a machine (a devnet, one
+/// systemd environment file), so such an environment override is skipped rather than
+/// refused; a section of another module in the file itself is still an error.
+fn for_other_module(table: &toml::Table, o: &Override) -> bool {
+    let Some(first) = o.path.first() else { return false };
+    let Ok(section) = first.parse::<Module>() else { return false };
+    let home = table.get("module").and_then(toml::Value::as_str).and_then(|m| m.parse::<Module>().ok());
+    home.is_some_and(|home| home != section)
+}
+
 /// Parses `file_text`, applies `env` then `flags`, deserializes and validates.
+/// Environment overrides of another module's section are skipped
+/// ([`for_other_module`]).
 pub fn load_layered(file_text: &str, origin: &str, env: &[Override], flags: &[Override]) -> anyhow::Result<NodeConfig> {
     let mut table: toml::Table = toml::from_str(file_text).with_context(|| format!("{origin} is not valid TOML"))?;
+    let env: Vec<Override> = env.iter().filter(|o| !for_other_module(&table, o)).cloned().collect();
+    let env = env.as_slice();
     for o in env.iter().chain(flags) {
         apply(&mut table, o)?;
     }
@@ -775,6 +790,30 @@ mod tests {
         assert_eq!(c.net.limits.idle_timeout, Duration::from_secs(60));
         assert_eq!(c.net.connect_timeout_ms, 5_000, "from the environment");
         assert_eq!(c.log.level, "debug", "untouched by flags, still from the environment");
+    }
+
+    #[test]
+    fn environment_of_another_module_is_skipped_but_a_file_section_is_refused() {
+        let shared = env_overrides(env(&[
+            ("LAMINA__CONSENSUS__BATCH__MAX_INFLIGHT", "1"),
+            ("LAMINA__DA__RETENTION_SECS", "oops: not even a number"),
+        ]))
+        .unwrap();
+        let consensus = load_layered(&NodeConfig::new(Module::Consensus).to_annotated_toml(), "f", &shared, &[]);
+        assert_eq!(consensus.unwrap().consensus.unwrap().0.batch.max_inflight, 1);
+        // A DA home skips the consensus override; its own bad value is still reported.
+        let da = format!(
+            "{:#}",
+            load_layered(&NodeConfig::new(Module::Da).to_annotated_toml(), "f", &shared, &[]).unwrap_err()
+        );
+        assert!(da.contains("LAMINA__DA__RETENTION_SECS") && !da.contains("CONSENSUS"), "{da}");
+        // A flag naming another module's section is still an error.
+        let flag = [Override::parsed("consensus.batch.max_inflight", "1", "--set")];
+        let err = format!(
+            "{:#}",
+            load_layered(&NodeConfig::new(Module::Da).to_annotated_toml(), "f", &[], &flag).unwrap_err()
+        );
+        assert!(err.contains("does not apply to a da home"), "{err}");
     }
 
     #[test]

@@ -217,8 +217,7 @@ pub struct VerifyingKey {
 impl VerifyingKey {
     /// Decodes a public key under ZIP-215 rules (non-canonical encodings accepted).
     pub fn new(pk: &PublicKey) -> Result<Self, SignatureError> {
-        let point = CompressedEdwardsY(pk.0).decompress().ok_or(SignatureError::InvalidPublicKey)?;
-        Ok(VerifyingKey { bytes: pk.0, point })
+        Ok(VerifyingKey { bytes: pk.0, point: decode_key(pk)? })
     }
 
     /// The key as transmitted.
@@ -240,6 +239,77 @@ impl VerifyingKey {
 /// Verifies one signature under ZIP-215.
 pub fn verify(pk: &PublicKey, msg: &Digest, sig: &Signature) -> Result<(), SignatureError> {
     VerifyingKey::new(pk)?.verify(msg, sig)
+}
+
+/// Decoded public keys, shared by every verification in the process.
+///
+/// Decoding a key (a square root in the field) is about a fifth of a signature check,
+/// and senders sign many transactions, so intake, execution and settlement each decode a
+/// sender's key once instead of per signature. The cache is direct-mapped (a key has
+/// one slot, chosen by its bytes) with a fixed size, [`KEY_CACHE_SLOTS`]: memory is
+/// bounded whatever keys arrive, and keys that collide only cost their decoding again.
+/// Only keys that decode are kept, and a hit compares all 32 bytes, so the cache
+/// changes how fast a verdict comes, never the verdict.
+struct KeyCache {
+    shards: Vec<std::sync::Mutex<Vec<Slot>>>,
+}
+
+/// One slot of the [`KeyCache`]: a key's bytes and its point, or nothing.
+type Slot = Option<([u8; 32], EdwardsPoint)>;
+
+/// Slots of the process-wide key cache (about 200 bytes each: 12.6 MiB in all, allocated
+/// on first use).
+pub const KEY_CACHE_SLOTS: usize = 1 << 16;
+const KEY_CACHE_SHARDS: usize = 64;
+
+static KEY_CACHE: std::sync::LazyLock<KeyCache> = std::sync::LazyLock::new(|| KeyCache {
+    shards: (0..KEY_CACHE_SHARDS)
+        .map(|_| std::sync::Mutex::new(vec![None; KEY_CACHE_SLOTS / KEY_CACHE_SHARDS]))
+        .collect(),
+});
+
+impl KeyCache {
+    fn slot(key: &[u8; 32]) -> (usize, usize) {
+        // Key bytes are uniformly distributed for honest keys; a chosen key can only
+        // evict another from its slot, which costs a decoding, not a wrong answer.
+        let h = u64::from_le_bytes(key[..8].try_into().unwrap_or_default()) as usize;
+        (h % KEY_CACHE_SHARDS, (h / KEY_CACHE_SHARDS) % (KEY_CACHE_SLOTS / KEY_CACHE_SHARDS))
+    }
+
+    fn get(&self, key: &[u8; 32]) -> Option<EdwardsPoint> {
+        let (shard, slot) = Self::slot(key);
+        let guard = self.shards[shard].lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        guard[slot].as_ref().filter(|(k, _)| k == key).map(|(_, p)| *p)
+    }
+
+    fn put(&self, key: &[u8; 32], point: EdwardsPoint) {
+        let (shard, slot) = Self::slot(key);
+        let mut guard = self.shards[shard].lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        guard[slot] = Some((*key, point));
+    }
+}
+
+/// `pk` decoded to a curve point under ZIP-215 (non-canonical encodings accepted),
+/// through the process-wide [`KeyCache`].
+fn decode_key(pk: &PublicKey) -> Result<EdwardsPoint, SignatureError> {
+    if let Some(p) = KEY_CACHE.get(&pk.0) {
+        return Ok(p);
+    }
+    let p = CompressedEdwardsY(pk.0).decompress().ok_or(SignatureError::InvalidPublicKey)?;
+    KEY_CACHE.put(&pk.0, p);
+    Ok(p)
+}
+
+/// `pk` decoded without the cache: for benchmarks that compare the two.
+#[doc(hidden)]
+pub fn decode_key_uncached(pk: &PublicKey) -> Result<(), SignatureError> {
+    CompressedEdwardsY(pk.0).decompress().map(|_| ()).ok_or(SignatureError::InvalidPublicKey)
+}
+
+/// `pk` decoded through the cache: for benchmarks that compare the two.
+#[doc(hidden)]
+pub fn decode_key_cached(pk: &PublicKey) -> Result<(), SignatureError> {
+    decode_key(pk).map(|_| ())
 }
 
 fn split_signature(sig: &Signature) -> Result<(EdwardsPoint, Scalar), SignatureError> {
@@ -301,7 +371,7 @@ pub fn verify_batch(items: &[SignedDigest]) -> Result<(), SignatureError> {
         match key_index.get(&it.public_key.0) {
             Some(&idx) => scalars[idx] += zk,
             None => {
-                let a = CompressedEdwardsY(it.public_key.0).decompress().ok_or(SignatureError::InvalidPublicKey)?;
+                let a = decode_key(&it.public_key)?;
                 key_index.insert(it.public_key.0, points.len());
                 scalars.push(zk);
                 points.push(a);
@@ -368,6 +438,43 @@ mod tests {
         let kp = Keypair::for_testing(n);
         let m = domains::TX_ID.hash(msg);
         SignedDigest { public_key: kp.public(), message: m, signature: kp.sign(&m) }
+    }
+
+    #[test]
+    fn keys_sharing_a_cache_slot_keep_their_own_verdicts() {
+        let it = item(7, b"slot");
+        verify(&it.public_key, &it.message, &it.signature).unwrap();
+        // Other keys in the same slot: same first 8 bytes, different rest. One that is not
+        // a point and one that is (found by varying a later byte).
+        let mut not_point = None;
+        let mut point = None;
+        for b in 0..=255u8 {
+            let mut k = it.public_key;
+            k.0[20] ^= b;
+            if k == it.public_key {
+                continue;
+            }
+            let decodes = CompressedEdwardsY(k.0).decompress().is_some();
+            if decodes && point.is_none() {
+                point = Some(k);
+            }
+            if !decodes && not_point.is_none() {
+                not_point = Some(k);
+            }
+        }
+        let (point, not_point) = (point.unwrap(), not_point.unwrap());
+        assert_eq!(KeyCache::slot(&point.0), KeyCache::slot(&it.public_key.0));
+        for _ in 0..2 {
+            assert_eq!(verify(&not_point, &it.message, &it.signature), Err(SignatureError::InvalidPublicKey));
+            assert_eq!(verify(&point, &it.message, &it.signature), Err(SignatureError::Mismatch));
+            verify(&it.public_key, &it.message, &it.signature).unwrap();
+            let forged = SignedDigest { public_key: point, ..it };
+            assert_eq!(verify_batch_each(&[it, forged, it, it, it]), vec![true, false, true, true, true]);
+        }
+        // A key that does not decode is never cached.
+        let (shard, slot) = KeyCache::slot(&not_point.0);
+        let held = KEY_CACHE.shards[shard].lock().unwrap()[slot].map(|(k, _)| k);
+        assert_ne!(held, Some(not_point.0));
     }
 
     #[test]

@@ -71,8 +71,8 @@ pub use proof::{AxisRangeProof, NamespaceProof, SampleProof};
 pub use repair::{RepairReport, repair};
 pub use sampling::{DEFAULT_SAMPLES, SamplingSession};
 pub use square::{
-    CommittedSquare, DaHeader, ExtendedSquare, OriginalSquare, Parallelism, SquareRoots, commit, extend,
-    extend_and_commit, extend_and_commit_into, extend_into, max_blob_bytes,
+    CommittedSquare, DaHeader, ExtendedSquare, OriginalSquare, PARALLEL_FROM_WIDTH, Parallelism, SquareRoots, commit,
+    extend, extend_and_commit, extend_and_commit_into, extend_into, max_blob_bytes,
 };
 pub use table::{NamespaceTable, TableEntry};
 pub use tree::Axis;

@@ -48,7 +48,20 @@ pub enum Parallelism {
     Rayon,
 }
 
+/// Squares narrower than this (original width `k`; 32 is 512 KiB of shares) are encoded
+/// and checked on the calling thread. Their work is a millisecond or less, and handing it
+/// to rayon costs more than it saves on a busy machine: idle rayon workers spin (yield in
+/// a loop) before they sleep, which on a loaded 2-core box cost a DA node about a fifth
+/// of its CPU with squares of a few KiB (issue 10, measured with `perf`).
+pub const PARALLEL_FROM_WIDTH: usize = 32;
+
 impl Parallelism {
+    /// Rayon for squares of original width `k` at least [`PARALLEL_FROM_WIDTH`], the
+    /// calling thread below it. Both give identical results.
+    pub fn for_width(k: usize) -> Self {
+        if k >= PARALLEL_FROM_WIDTH { Parallelism::Rayon } else { Parallelism::Sequential }
+    }
+
     /// Maps `f` over `items` sequentially or on rayon, keeping order.
     pub(crate) fn map<T: Send, R: Send>(
         self,

@@ -173,7 +173,7 @@ impl DaClient {
         let faulty = self.config.faulty_encoding;
         let square = tokio::task::spawn_blocking(move || -> Result<CommittedSquare, lamina_da_core::Error> {
             let ods = OriginalSquare::from_blobs(&blobs, codec)?;
-            let square = extend_and_commit_into(&ods, codec, Parallelism::Rayon, buf)?;
+            let square = extend_and_commit_into(&ods, codec, Parallelism::for_width(ods.k()), buf)?;
             if faulty {
                 return lamina_da_core::fraud::corrupt_row_encoding(square, 0);
             }

@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use lamina_da_core::fraud::is_codeword;
 use lamina_da_core::tree::{Axis, axis_root};
-use lamina_da_core::{Assignment, AxisRangeProof, SHARE_SIZE, SampleProof};
+use lamina_da_core::{Assignment, AxisRangeProof, Parallelism, SHARE_SIZE, SampleProof};
 use lamina_net::{Endpoint, Handler, NodeContext, PeerSet, ProtocolConfig, Reject};
 use lamina_primitives::{Keypair, NodeId};
 use rayon::prelude::*;
@@ -16,8 +16,8 @@ use crate::config::Config;
 use crate::error::{Error, Result, task_err};
 use crate::metrics as m;
 use crate::protocol::{
-    CellRef, ColumnRef, ColumnSlice, DaProtocol, DaRequest, DaResponse, MAX_RANGES_BYTES, RangesRequest, StoreRequest,
-    StoreResponse,
+    CellRef, ColumnData, ColumnRef, ColumnSlice, DaProtocol, DaRequest, DaResponse, MAX_RANGES_BYTES, RangesRequest,
+    StoreRequest, StoreResponse,
 };
 use crate::store::ColumnStore;
 
@@ -116,8 +116,9 @@ impl DaNode {
         let assignment = Assignment::new(self.committee_size, self.threshold, k);
         let assigned = assignment.columns_of(self.my_index);
         let col_len = 2 * k * SHARE_SIZE;
-        // Check every column before storing any (work spread over the rayon pool).
-        columns.par_iter().try_for_each(|col| {
+        // Check every column before storing any (spread over the rayon pool for wide
+        // squares only: see `Parallelism::for_width`).
+        let check = |col: &ColumnData| {
             if col.index as usize >= 2 * k {
                 return Err(reject(
                     "bad_column",
@@ -141,7 +142,11 @@ impl DaNode {
                 Ok(false) => Err(reject("not_codeword", format!("column {} is not a codeword", col.index))),
                 Err(e) => Err(reject("bad_column", e)),
             }
-        })?;
+        };
+        match Parallelism::for_width(k) {
+            Parallelism::Rayon => columns.par_iter().try_for_each(check)?,
+            Parallelism::Sequential => columns.iter().try_for_each(check)?,
+        }
         let quota = (!self.nodes.contains(&peer)).then_some(self.client_quota);
         let held = match self.store.insert(&commitment, &header, roots, &columns, now_ms(), Some((peer, quota))) {
             Ok(held) => held,

@@ -106,6 +106,11 @@ pub struct UpArgs {
     /// → credited, p50/p99 in ms and log heights) and delivered messages/s per chain.
     #[arg(long, default_value_t = 0.0)]
     pub bridge_share: f64,
+    /// After the built-in load finishes (or --duration passes), measure the idle network's
+    /// CPU over this window, after a 3 s settle, and print it with the summary (all node
+    /// processes summed, in % of one core). 0 skips it.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub idle_cpu: Duration,
     /// How long the built-in load runs (then, without --duration, the devnet stops).
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub load_duration: Duration,

@@ -168,6 +168,13 @@ pub async fn up(a: UpArgs) -> anyhow::Result<ExitCode> {
         if !sup.finality.is_empty() {
             eprintln!("settlement at stop: {}", sup.finality.trim_start_matches(" | "));
         }
+        let quiet = why == "load finished" || why.starts_with("ran for");
+        if quiet && !a.idle_cpu.is_zero() {
+            match sup.idle_cpu(a.idle_cpu, &mut signals).await {
+                Some(line) => println!("{line}"),
+                None => eprintln!("idle CPU: not measured (interrupted, or a node exited)"),
+            }
+        }
     }
     sup.stop_all(a.grace, &mut signals, Phase::Stopped).await
 }
@@ -365,6 +372,53 @@ impl Supervisor {
                 Some(format!("{:02}:{:02}:{:02} | Ctrl-C stops", secs / 3600, secs / 60 % 60, secs % 60)),
             );
         }
+    }
+
+    /// The idle network's CPU: every node process's user + system time over `window`,
+    /// after a 3 s settle (claims and dispersals of the last load finishing), in % of
+    /// one core, with the busiest process. `None` if interrupted or a node exited.
+    async fn idle_cpu(&mut self, window: Duration, signals: &mut Signals) -> Option<String> {
+        const SETTLE: Duration = Duration::from_secs(3);
+        self.bar.set(&format!("measuring idle CPU over {window:?}"), None);
+        let wait = async {
+            tokio::time::sleep(SETTLE).await;
+            let before = self.cpu_ticks()?;
+            let t0 = Instant::now();
+            tokio::time::sleep(window).await;
+            let after = self.cpu_ticks()?;
+            Some((before, after, t0.elapsed()))
+        };
+        let measured = tokio::select! {
+            _ = signals.next() => None,
+            m = wait => m,
+        };
+        self.bar.clear();
+        let (before, after, elapsed) = measured?;
+        let hz = lamina_benches::procstat::clock_ticks() as f64;
+        let pct = |ticks: u64| ticks as f64 / hz / elapsed.as_secs_f64() * 100.0;
+        let per: Vec<(String, f64)> =
+            before.iter().zip(&after).map(|((name, b), (_, a))| (name.clone(), pct(a.saturating_sub(*b)))).collect();
+        let total: f64 = per.iter().map(|(_, p)| p).sum();
+        let (busiest, most) = per.iter().cloned().max_by(|a, b| a.1.total_cmp(&b.1))?;
+        Some(format!(
+            "idle CPU: {total:.1}% of one core over {:.0}s, all {} node processes (goal <= 10%); busiest {busiest} {most:.1}%",
+            elapsed.as_secs_f64(),
+            per.len()
+        ))
+    }
+
+    /// CPU ticks (user + system) of every node process, by name; `None` if one is gone.
+    fn cpu_ticks(&mut self) -> Option<Vec<(String, u64)>> {
+        self.reap(false);
+        self.st
+            .nodes
+            .iter()
+            .zip(&self.procs)
+            .map(|(rec, p)| {
+                let pid = p.child.as_ref()?.id();
+                Some((rec.name.clone(), lamina_benches::procstat::read(pid).ok()?.cpu_ticks))
+            })
+            .collect()
     }
 
     /// SIGTERM to every live node, wait up to `grace`, SIGKILL the rest; records how each
