@@ -274,16 +274,37 @@ impl Cluster for AttachedCluster {
 
 /// A cluster that creates a fresh devnet under `root` for each topology (same layout as
 /// `lamina devnet up`) and runs every node as a child process of this one.
-pub fn devnet_cluster(root: &Path, log_level: &str) -> anyhow::Result<ProcessCluster<DevnetHandle>> {
+///
+/// Unless `keep_data`, a network's node data (`nodes/*/data`, about 2.7 GB for the
+/// default topology, most of it preallocated log segments) is deleted when the next
+/// network is launched; [`drop_node_data`] removes the last one's. Configs and logs stay.
+pub fn devnet_cluster(root: &Path, log_level: &str, keep_data: bool) -> anyhow::Result<ProcessCluster<DevnetHandle>> {
     let exe = std::env::current_exe()?;
     let root = root.to_path_buf();
     let log_level = log_level.to_string();
     let mut n = 0usize;
     Ok(ProcessCluster::new(move |t: &Topology| {
+        if n > 0 && !keep_data {
+            drop_node_data(&root.join(format!("net-{n}")));
+        }
         n += 1;
         let dir: PathBuf = root.join(format!("net-{n}"));
         launch(&exe, &dir, t, &log_level).map_err(|e| BenchError::Cluster(format!("{e:#}")))
     }))
+}
+
+/// Deletes the node data (`nodes/*/data`) of a stopped benchmark network, keeping its
+/// configs and logs. Best effort: what cannot be removed is left and reported.
+pub fn drop_node_data(net: &Path) {
+    let Ok(nodes) = std::fs::read_dir(net.join("nodes")) else { return };
+    for node in nodes.flatten() {
+        let data = node.path().join("data");
+        if data.exists()
+            && let Err(e) = std::fs::remove_dir_all(&data)
+        {
+            eprintln!("bench: cannot remove {}: {e}", data.display());
+        }
+    }
 }
 
 fn launch(exe: &Path, dir: &Path, t: &Topology, log_level: &str) -> anyhow::Result<Launch<DevnetHandle>> {
@@ -385,6 +406,10 @@ pub struct BenchArgs {
     /// Threads of the load generator's runtime.
     #[arg(long, default_value_t = 2)]
     pub load_threads: usize,
+    /// Keep each network's node data after it stops (about 2.7 GB per network with the
+    /// default topology). Without it only configs and logs are kept.
+    #[arg(long)]
+    pub keep_data: bool,
 }
 
 /// Parses `kill:execution-0@10..20`.
@@ -481,8 +506,17 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<std::process::ExitCode> {
     spec.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
     std::fs::create_dir_all(&out)?;
     let out = crate::home::absolute(&out)?;
-    let mut cluster = devnet_cluster(&out.join("networks"), &a.log_level)?;
+    let networks = out.join("networks");
+    let mut cluster = devnet_cluster(&networks, &a.log_level, a.keep_data)?;
     let results = lamina_benches::run_bench(&spec, &DevnetFactory, &mut cluster).map_err(|e| anyhow::anyhow!("{e}"))?;
+    drop(cluster);
+    if !a.keep_data
+        && let Ok(nets) = std::fs::read_dir(&networks)
+    {
+        for net in nets.flatten() {
+            drop_node_data(&net.path());
+        }
+    }
     eprintln!("results: {}", out.join("results.json").display());
     let failed = results.configurations.iter().any(|c| c.error.is_some());
     Ok(if failed { std::process::ExitCode::FAILURE } else { std::process::ExitCode::SUCCESS })

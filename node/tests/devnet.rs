@@ -314,7 +314,8 @@ fn devnet_up_runs_the_built_in_load_and_reports() {
     let dir = tmp.path().join("net");
     // The README's main command, shortened: default shape, built-in load for a few
     // seconds, then the summary and results.json.
-    let (mut child, out) = up(&dir, &["--load", "1000", "--load-duration", "5s", "--load-accounts", "200"]);
+    let (mut child, out) =
+        up(&dir, &["--load", "1000", "--load-duration", "5s", "--load-accounts", "200", "--idle-cpu", "2s"]);
     let status = wait_exit_within(&mut child, &out, Duration::from_secs(240));
     let output = std::fs::read_to_string(&out).unwrap();
     assert!(status.success(), "devnet up: {status}\n{output}");
@@ -340,6 +341,16 @@ fn devnet_up_runs_the_built_in_load_and_reports() {
         eprintln!("intake refused some transactions ({busy} busy): the zero-rejection check is skipped");
     }
     assert!(dir.join("load/points.csv").exists());
+    // The idle network's CPU, measured after the load (issue 10).
+    let idle = output.lines().find(|l| l.starts_with("idle CPU: ")).unwrap_or_else(|| panic!("{output}"));
+    assert!(idle.contains("% of one core over") && idle.contains("node processes"), "{idle}");
+    // A clean stop drops the nodes' data and keeps their configs and logs.
+    let nodes: Vec<PathBuf> = std::fs::read_dir(dir.join("nodes")).unwrap().map(|e| e.unwrap().path()).collect();
+    assert!(!nodes.is_empty());
+    for n in &nodes {
+        assert!(!n.join("data").exists() && n.join("config/config.toml").exists(), "{}", n.display());
+    }
+    assert!(std::fs::read_dir(dir.join("logs")).unwrap().count() >= nodes.len());
 }
 
 fn wait_exit_within(child: &mut Child, out: &Path, limit: Duration) -> ExitStatus {

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use lamina_interfaces::{Genesis, SubmitError, SubmitOutcome, TxSubmit};
 use lamina_net::{Endpoint, Handler, NetError, Network, PeerSet, ProtocolConfig, Reject};
 use lamina_primitives::sig::{self, SignedDigest};
-use lamina_primitives::{ChainId, NodeId, Transaction};
+use lamina_primitives::{ChainId, NodeId, Transaction, TxId};
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 
@@ -18,6 +18,7 @@ use crate::intake_log::IntakeLog;
 use crate::mempool::Mempool;
 use crate::metrics as m;
 use crate::protocol::{IntakeProtocol, MAX_SUBMIT_TXS, SubmitRequest, SubmitResponse, WireOutcome};
+use crate::sigcheck::SigChecker;
 
 /// Why the validator cannot order now, if it cannot ([`Intake::set_readiness`]).
 type Readiness = Arc<dyn Fn() -> Option<String> + Send + Sync>;
@@ -45,6 +46,8 @@ struct Inner {
     /// The intake log; `None` without one, and after [`Intake::close`] (which releases
     /// it, so that a validator restarted in the same process can reopen it).
     log: Mutex<Option<Arc<IntakeLog>>>,
+    /// Checks the signatures of concurrent async submissions as one batch.
+    checker: SigChecker,
 }
 
 impl std::fmt::Debug for Intake {
@@ -67,6 +70,8 @@ impl Intake {
                 batcher,
                 batch_bytes,
                 log: Mutex::new(None),
+                checker: SigChecker::start(SigChecker::default_threads())
+                    .expect("cannot start the intake signature threads"),
             }),
         }
     }
@@ -93,18 +98,31 @@ impl Intake {
         self.inner.log.lock().take();
     }
 
-    /// Checks and inserts transactions (CPU-bound: signature checks are one batch
-    /// verification). One result per transaction, in order.
+    /// Checks and inserts transactions on the calling thread (signature checks are one
+    /// batch verification of this request alone). One result per transaction, in order.
     pub fn submit_now(&self, txs: Vec<Transaction>) -> Vec<Result<SubmitOutcome, SubmitError>> {
+        let mut p = match self.prepare(txs) {
+            Ok(p) => p,
+            Err(answer) => return answer,
+        };
+        if let Some(items) = p.signed() {
+            let ok = sig::verify_batch_each(&items);
+            p.apply_verdicts(&ok);
+        }
+        self.finish(p)
+    }
+
+    /// The open, readiness and per-transaction checks (size, chain, id) that come before
+    /// signatures; `Err` is the whole answer when the request cannot be taken at all.
+    fn prepare(&self, txs: Vec<Transaction>) -> Result<Prepared, Vec<Result<SubmitOutcome, SubmitError>>> {
         let inner = &self.inner;
-        let log = inner.log.lock().clone();
         if !inner.open.load(Ordering::Acquire) {
-            return txs.iter().map(|_| Err(SubmitError::Busy("validator is shutting down".into()))).collect();
+            return Err(txs.iter().map(|_| Err(SubmitError::Busy("validator is shutting down".into()))).collect());
         }
         let readiness = inner.readiness.lock().clone();
         if let Some(why) = readiness.and_then(|r| r()) {
             let msg = format!("validator not ready: {why}");
-            return txs.iter().map(|_| Err(SubmitError::Busy(msg.clone()))).collect();
+            return Err(txs.iter().map(|_| Err(SubmitError::Busy(msg.clone()))).collect());
         }
         let mut results: Vec<Option<Result<SubmitOutcome, SubmitError>>> = vec![None; txs.len()];
         let mut ids = Vec::with_capacity(txs.len());
@@ -117,24 +135,15 @@ impl Intake {
                 }
             }
         }
-        if inner.cfg.verify_signatures {
-            let idx: Vec<usize> = (0..txs.len()).filter(|&i| ids[i].is_some()).collect();
-            let items: Vec<SignedDigest> = idx
-                .iter()
-                .map(|&i| SignedDigest {
-                    public_key: txs[i].sender,
-                    message: ids[i].map(|id| id.0).unwrap_or_default(),
-                    signature: txs[i].signature,
-                })
-                .collect();
-            let ok = sig::verify_batch_each(&items);
-            for (&i, ok) in idx.iter().zip(ok) {
-                if !ok {
-                    results[i] = Some(Err(SubmitError::BadSignature));
-                    ids[i] = None;
-                }
-            }
-        }
+        Ok(Prepared { txs, ids, results, verify: inner.cfg.verify_signatures })
+    }
+
+    /// Inserts what passed every check into the mempool, logs it, waits until it is
+    /// durable (with an intake log) and answers. Blocks on the intake log's sync.
+    fn finish(&self, p: Prepared) -> Vec<Result<SubmitOutcome, SubmitError>> {
+        let inner = &self.inner;
+        let Prepared { txs, ids, mut results, .. } = p;
+        let log = inner.log.lock().clone();
         let now = Instant::now();
         let (queued, was_idle, idle, record) = {
             let mut mp = inner.mempool.lock();
@@ -194,17 +203,76 @@ impl Intake {
         out
     }
 
-    /// [`Intake::submit_now`] on a blocking thread when the batch is large or the
-    /// intake log must be synced.
+    /// [`Intake::submit_now`] for async callers: signatures go to the shared
+    /// [`SigChecker`], which checks concurrent requests as one batch; large requests
+    /// are prepared, and the mempool insert and intake-log sync always run, on a
+    /// blocking thread.
     pub async fn submit_async(&self, txs: Vec<Transaction>) -> Vec<Result<SubmitOutcome, SubmitError>> {
-        if txs.len() < BLOCKING_AT && self.inner.log.lock().is_none() {
-            return self.submit_now(txs);
+        let n = txs.len();
+        let failed = |e: tokio::task::JoinError| {
+            (0..n).map(|_| Err(SubmitError::Transport(format!("intake task failed: {e}")))).collect()
+        };
+        let prepared = if n < BLOCKING_AT {
+            self.prepare(txs)
+        } else {
+            let this = self.clone();
+            match tokio::task::spawn_blocking(move || this.prepare(txs)).await {
+                Ok(p) => p,
+                Err(e) => return failed(e),
+            }
+        };
+        let mut p = match prepared {
+            Ok(p) => p,
+            Err(answer) => return answer,
+        };
+        if let Some(items) = p.signed() {
+            let ok = self.inner.checker.check(items).await;
+            p.apply_verdicts(&ok);
+        }
+        if n < BLOCKING_AT && self.inner.log.lock().is_none() {
+            return self.finish(p);
         }
         let this = self.clone();
-        let n = txs.len();
-        match tokio::task::spawn_blocking(move || this.submit_now(txs)).await {
+        match tokio::task::spawn_blocking(move || this.finish(p)).await {
             Ok(r) => r,
-            Err(e) => (0..n).map(|_| Err(SubmitError::Transport(format!("intake task failed: {e}")))).collect(),
+            Err(e) => failed(e),
+        }
+    }
+}
+
+/// A request between its checks: the transactions, their ids (`None`: refused, with its
+/// answer in `results`).
+struct Prepared {
+    txs: Vec<Transaction>,
+    ids: Vec<Option<TxId>>,
+    results: Vec<Option<Result<SubmitOutcome, SubmitError>>>,
+    verify: bool,
+}
+
+impl Prepared {
+    /// What to verify, in the order of the transactions still standing; `None` when
+    /// signatures are not checked here or nothing is left to check.
+    fn signed(&self) -> Option<Vec<SignedDigest>> {
+        let items: Vec<SignedDigest> = self
+            .txs
+            .iter()
+            .zip(&self.ids)
+            .filter_map(|(tx, id)| {
+                id.map(|id| SignedDigest { public_key: tx.sender, message: id.0, signature: tx.signature })
+            })
+            .collect();
+        (self.verify && !items.is_empty()).then_some(items)
+    }
+
+    /// Refuses the transactions whose signature failed (`ok` in [`Prepared::signed`]
+    /// order; a short answer refuses the rest).
+    fn apply_verdicts(&mut self, ok: &[bool]) {
+        let mut verdicts = ok.iter();
+        for (i, id) in self.ids.iter_mut().enumerate() {
+            if id.is_some() && !verdicts.next().copied().unwrap_or(false) {
+                self.results[i] = Some(Err(SubmitError::BadSignature));
+                *id = None;
+            }
         }
     }
 }

@@ -40,6 +40,7 @@ pub mod logserve;
 pub mod mempool;
 pub mod metrics;
 pub mod protocol;
+mod sigcheck;
 pub mod wal;
 
 use std::collections::{BTreeSet, HashMap};
@@ -508,6 +509,14 @@ pub fn describe_metrics() {
     ::metrics::describe_counter!(
         "lamina_consensus_intake_total",
         "Transaction submissions answered by intake, by outcome (accepted, duplicate, busy, too_large, unknown_chain, bad_signature, malformed)."
+    );
+    ::metrics::describe_counter!(
+        "lamina_consensus_intake_signature_passes_total",
+        "Intake verifier passes (each checks the signatures of every request queued meanwhile as one batch); no labels."
+    );
+    ::metrics::describe_counter!(
+        "lamina_consensus_intake_signatures_total",
+        "Signatures checked by intake verifier passes (divided by the passes: the mean batch); no labels."
     );
     ::metrics::describe_gauge!(
         "lamina_consensus_mempool_bytes",

@@ -20,6 +20,8 @@
 //! | `lamina_consensus_batch_txs_total` | counter | `namespace` | transactions batched, per namespace |
 //! | `lamina_consensus_da_failures_total` | counter | | failed dispersals (retried) |
 //! | `lamina_consensus_intake_total` | counter | `outcome` | intake answers |
+//! | `lamina_consensus_intake_signature_passes_total` | counter | | intake verifier passes (one batch each) |
+//! | `lamina_consensus_intake_signatures_total` | counter | | signatures those passes checked |
 //! | `lamina_consensus_peer_faults_total` | counter | `kind` | rejected peer messages (bad signature, equivocation, invalid proposal, ...) |
 //! | `lamina_consensus_wal_sync_seconds` | histogram | | WAL group-commit fsync time |
 //! | `lamina_consensus_messages_total` | counter | `kind` | consensus messages received |
@@ -57,6 +59,10 @@ pub const BATCH_TXS: &str = "lamina_consensus_batch_txs_total";
 pub const DA_FAILURES: &str = "lamina_consensus_da_failures_total";
 /// Intake answers.
 pub const INTAKE: &str = "lamina_consensus_intake_total";
+/// Intake verifier passes.
+pub const INTAKE_SIG_PASSES: &str = "lamina_consensus_intake_signature_passes_total";
+/// Signatures checked by intake verifier passes.
+pub const INTAKE_SIGS: &str = "lamina_consensus_intake_signatures_total";
 /// Peer faults.
 pub const FAULTS: &str = "lamina_consensus_peer_faults_total";
 /// WAL fsync time.

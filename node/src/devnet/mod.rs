@@ -128,6 +128,10 @@ pub struct UpArgs {
     /// Once ready, leave the network running detached and return (stop it with `devnet down`).
     #[arg(long, conflicts_with_all = ["exit_after_ready", "duration"])]
     pub keep: bool,
+    /// After every node stopped cleanly, keep their data directories (`nodes/*/data`,
+    /// about 2.7 GB for the default topology). Without it only configs and logs stay.
+    #[arg(long)]
+    pub keep_data: bool,
     /// Once ready, stop the network and exit (for scripts and tests).
     #[arg(long, conflicts_with = "duration")]
     pub exit_after_ready: bool,

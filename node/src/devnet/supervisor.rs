@@ -45,6 +45,8 @@ struct Supervisor {
     st: DevnetState,
     procs: Vec<Proc>,
     keep: bool,
+    /// Keep the nodes' data after a clean stop (`--keep-data`).
+    keep_data: bool,
     bar: StatusLine,
     started: Instant,
     /// The chain of each node (execution nodes), by index into `st.nodes`.
@@ -119,6 +121,7 @@ pub async fn up(a: UpArgs) -> anyhow::Result<ExitCode> {
         finality: String::new(),
         st,
         keep: a.keep,
+        keep_data: a.keep_data,
         bar: StatusLine::new(),
         started: Instant::now(),
     };
@@ -499,6 +502,12 @@ impl Supervisor {
         }
         eprintln!("logs: {}", self.st.dir.join("logs").display());
         let ok = clean == n && final_phase == Phase::Stopped;
+        if ok && !self.keep_data {
+            // Every node stopped cleanly: its data (preallocated log segments, about
+            // 2.7 GB for the default topology) is of no further use, since `devnet up`
+            // on this directory starts afresh. Configs and logs stay.
+            crate::load::drop_node_data(&self.st.dir);
+        }
         Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
     }
 
