@@ -99,7 +99,7 @@ pub struct UpArgs {
     /// the chains (0: none). Not with --keep or --exit-after-ready.
     /// The default is what this 2-core reference box executes end to end with
     /// sub-second latency (see BENCHMARKS.md).
-    #[arg(long, default_value_t = 4_000)]
+    #[arg(long, default_value_t = 6_000)]
     pub load: u64,
     /// Share of the built-in load sent as bridge locks (each chain to the next), each
     /// followed until credited on its destination; the summary adds their latency (lock

@@ -762,6 +762,14 @@ fn join_load<T>(h: std::thread::JoinHandle<anyhow::Result<T>>) -> anyhow::Result
 }
 
 /// Starts `lamina <module> start --home <home>` with output appended to `log`.
+/// True for `LAMINA__<MODULE>__…` (a module's own section: consensus, da, execution,
+/// settlement, bridge).
+fn names_a_module_section(var: &str) -> bool {
+    var.strip_prefix("LAMINA__")
+        .and_then(|rest| rest.split("__").next())
+        .is_some_and(|section| section.to_ascii_lowercase().parse::<crate::modules::Module>().is_ok())
+}
+
 fn spawn_node(exe: &Path, module: &str, home: &Path, log: &Path, detach: bool) -> anyhow::Result<Child> {
     let out = OpenOptions::new()
         .create(true)
@@ -772,10 +780,12 @@ fn spawn_node(exe: &Path, module: &str, home: &Path, log: &Path, detach: bool) -
     let mut cmd = Command::new(exe);
     cmd.arg(module).arg("start").arg("--home").arg(home).stdin(Stdio::null()).stdout(out).stderr(err);
     // The node's config file decides; overrides meant for this process must not leak in
-    // (e.g. one LAMINA_ADMIN_ADDR for every node).
+    // (e.g. one LAMINA_ADMIN_ADDR for every node). Overrides of a module's own section
+    // (`LAMINA__CONSENSUS__…`) do pass: they tune that module's nodes, and the others
+    // skip them (`config::load_layered`).
     for (k, _) in std::env::vars_os() {
         let ks = k.to_string_lossy();
-        if ks.starts_with("LAMINA_") || ks == "RUST_LOG" {
+        if (ks.starts_with("LAMINA_") || ks == "RUST_LOG") && !names_a_module_section(&ks) {
             cmd.env_remove(&k);
         }
     }

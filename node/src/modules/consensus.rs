@@ -138,7 +138,8 @@ impl ModuleConfig for Config {
         doc.section("consensus.batch", "Batching: one DA square per cut, one blob per chain (namespace).");
         doc.field("Cut when this many transaction bytes are queued.", "max_bytes", &b.max_bytes);
         doc.field(
-            "... or when the oldest queued transaction has waited this long (ms).",
+            "... or when the oldest queued transaction has waited this long (ms). Fewer, larger squares cost\n\
+             less per transaction; a lone transaction waits up to this long.",
             "max_delay_ms",
             &b.max_delay_ms,
         );
