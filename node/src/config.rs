@@ -18,6 +18,8 @@
 //! | `LAMINA_LOG_FILE` | `[log] file` |
 //! | `LAMINA__<SECTION>__<FIELD>` | any field, e.g. `LAMINA__NET__CONNECT_TIMEOUT_MS=2000`, `LAMINA__NET__LIMITS__IDLE_TIMEOUT_MS=20000` |
 //!
+//! A generic variable naming another module's section (`LAMINA__CONSENSUS__…` seen by a
+//! DA node) is skipped, so one environment can serve every module's processes.
 //! Values of the generic `LAMINA__…` form are parsed as TOML values when they parse
 //! (`2000`, `true`, `"text"`, `[1, 2]`) and taken as strings otherwise. `LAMINA_HOME`
 //! chooses the home directory (see [`crate::home`]); other `LAMINA_*` variables are not
@@ -613,8 +615,8 @@ fn for_other_module(table: &toml::Table, o: &Override) -> bool {
 }
 
 /// Parses `file_text`, applies `env` then `flags`, deserializes and validates.
-/// Environment overrides of another module's section are skipped
-/// ([`for_other_module`]).
+/// Environment overrides of another module's section (`LAMINA__CONSENSUS__…` for a DA
+/// home) are skipped: the environment is often shared by every process of a machine.
 pub fn load_layered(file_text: &str, origin: &str, env: &[Override], flags: &[Override]) -> anyhow::Result<NodeConfig> {
     let mut table: toml::Table = toml::from_str(file_text).with_context(|| format!("{origin} is not valid TOML"))?;
     let env: Vec<Override> = env.iter().filter(|o| !for_other_module(&table, o)).cloned().collect();

@@ -14,7 +14,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use lamina_benches::follow::{FollowConfig, FollowStats, follow_finalized};
@@ -274,21 +274,21 @@ impl Cluster for AttachedCluster {
 
 /// A cluster that creates a fresh devnet under `root` for each topology (same layout as
 /// `lamina devnet up`) and runs every node as a child process of this one.
-///
-/// Unless `keep_data`, a network's node data (`nodes/*/data`, about 2.7 GB for the
-/// default topology, most of it preallocated log segments) is deleted when the next
-/// network is launched; [`drop_node_data`] removes the last one's. Configs and logs stay.
-pub fn devnet_cluster(root: &Path, log_level: &str, keep_data: bool) -> anyhow::Result<ProcessCluster<DevnetHandle>> {
+/// Every network directory it creates is added to `created` (for [`drop_node_data`]
+/// once the run is over).
+pub fn devnet_cluster(
+    root: &Path,
+    log_level: &str,
+    created: Arc<Mutex<Vec<PathBuf>>>,
+) -> anyhow::Result<ProcessCluster<DevnetHandle>> {
     let exe = std::env::current_exe()?;
     let root = root.to_path_buf();
     let log_level = log_level.to_string();
     let mut n = 0usize;
     Ok(ProcessCluster::new(move |t: &Topology| {
-        if n > 0 && !keep_data {
-            drop_node_data(&root.join(format!("net-{n}")));
-        }
         n += 1;
         let dir: PathBuf = root.join(format!("net-{n}"));
+        created.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(dir.clone());
         launch(&exe, &dir, t, &log_level).map_err(|e| BenchError::Cluster(format!("{e:#}")))
     }))
 }
@@ -406,8 +406,9 @@ pub struct BenchArgs {
     /// Threads of the load generator's runtime.
     #[arg(long, default_value_t = 2)]
     pub load_threads: usize,
-    /// Keep each network's node data after it stops (about 2.7 GB per network with the
-    /// default topology). Without it only configs and logs are kept.
+    /// Keep each network's node data after the run (about 2.7 GB per network with the
+    /// default topology). Without it only configs and logs are kept, unless a
+    /// configuration failed (then everything is kept).
     #[arg(long)]
     pub keep_data: bool,
 }
@@ -506,18 +507,18 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<std::process::ExitCode> {
     spec.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
     std::fs::create_dir_all(&out)?;
     let out = crate::home::absolute(&out)?;
-    let networks = out.join("networks");
-    let mut cluster = devnet_cluster(&networks, &a.log_level, a.keep_data)?;
+    let created = Arc::new(Mutex::new(Vec::new()));
+    let mut cluster = devnet_cluster(&out.join("networks"), &a.log_level, created.clone())?;
     let results = lamina_benches::run_bench(&spec, &DevnetFactory, &mut cluster).map_err(|e| anyhow::anyhow!("{e}"))?;
     drop(cluster);
-    if !a.keep_data
-        && let Ok(nets) = std::fs::read_dir(&networks)
-    {
-        for net in nets.flatten() {
-            drop_node_data(&net.path());
+    let failed = results.configurations.iter().any(|c| c.error.is_some());
+    // The networks this run made, once stopped: their data (about 2.7 GB each) goes
+    // unless asked to keep it or a configuration failed (then it is evidence).
+    if !a.keep_data && !failed {
+        for net in created.lock().unwrap_or_else(std::sync::PoisonError::into_inner).iter() {
+            drop_node_data(net);
         }
     }
     eprintln!("results: {}", out.join("results.json").display());
-    let failed = results.configurations.iter().any(|c| c.error.is_some());
     Ok(if failed { std::process::ExitCode::FAILURE } else { std::process::ExitCode::SUCCESS })
 }

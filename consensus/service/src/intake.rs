@@ -70,8 +70,7 @@ impl Intake {
                 batcher,
                 batch_bytes,
                 log: Mutex::new(None),
-                checker: SigChecker::start(SigChecker::default_threads())
-                    .expect("cannot start the intake signature threads"),
+                checker: SigChecker::start(SigChecker::default_threads()),
             }),
         }
     }
@@ -140,10 +139,17 @@ impl Intake {
 
     /// Inserts what passed every check into the mempool, logs it, waits until it is
     /// durable (with an intake log) and answers. Blocks on the intake log's sync.
-    fn finish(&self, p: Prepared) -> Vec<Result<SubmitOutcome, SubmitError>> {
+    fn finish(&self, mut p: Prepared) -> Vec<Result<SubmitOutcome, SubmitError>> {
         let inner = &self.inner;
-        let Prepared { txs, ids, mut results, .. } = p;
+        // The log first, then `open`: `close` clears `open` before it releases the log,
+        // so a request that still sees intake open also holds the log, and one that
+        // waited for its signatures while intake closed is refused, never acknowledged
+        // without its intake-log record.
         let log = inner.log.lock().clone();
+        if !inner.open.load(Ordering::Acquire) {
+            p.refuse_standing("validator is shutting down");
+        }
+        let Prepared { txs, ids, mut results, .. } = p;
         let now = Instant::now();
         let (queued, was_idle, idle, record) = {
             let mut mp = inner.mempool.lock();
@@ -203,8 +209,9 @@ impl Intake {
         out
     }
 
-    /// [`Intake::submit_now`] for async callers: signatures go to the shared
-    /// [`SigChecker`], which checks concurrent requests as one batch; large requests
+    /// [`Intake::submit_now`] for async callers: signatures go to a checker shared by
+    /// every request (`sigcheck`), which checks concurrent requests as one batch; large
+    /// requests
     /// are prepared, and the mempool insert and intake-log sync always run, on a
     /// blocking thread.
     pub async fn submit_async(&self, txs: Vec<Transaction>) -> Vec<Result<SubmitOutcome, SubmitError>> {
@@ -226,8 +233,10 @@ impl Intake {
             Err(answer) => return answer,
         };
         if let Some(items) = p.signed() {
-            let ok = self.inner.checker.check(items).await;
-            p.apply_verdicts(&ok);
+            match self.inner.checker.check(items).await {
+                Ok(ok) => p.apply_verdicts(&ok),
+                Err(why) => p.refuse_standing(&why),
+            }
         }
         if n < BLOCKING_AT && self.inner.log.lock().is_none() {
             return self.finish(p);
@@ -262,6 +271,15 @@ impl Prepared {
             })
             .collect();
         (self.verify && !items.is_empty()).then_some(items)
+    }
+
+    /// Answers `Busy` with `why` to every transaction still standing.
+    fn refuse_standing(&mut self, why: &str) {
+        for (i, id) in self.ids.iter_mut().enumerate() {
+            if id.take().is_some() {
+                self.results[i] = Some(Err(SubmitError::Busy(why.to_string())));
+            }
+        }
     }
 
     /// Refuses the transactions whose signature failed (`ok` in [`Prepared::signed`]

@@ -404,7 +404,7 @@ impl Supervisor {
         let total: f64 = per.iter().map(|(_, p)| p).sum();
         let (busiest, most) = per.iter().cloned().max_by(|a, b| a.1.total_cmp(&b.1))?;
         Some(format!(
-            "idle CPU: {total:.1}% of one core over {:.0}s, all {} node processes (goal <= 10%); busiest {busiest} {most:.1}%",
+            "idle CPU: {total:.1}% of one core over {:.0}s, all {} node processes; busiest {busiest} {most:.1}%",
             elapsed.as_secs_f64(),
             per.len()
         ))
@@ -761,7 +761,6 @@ fn join_load<T>(h: std::thread::JoinHandle<anyhow::Result<T>>) -> anyhow::Result
     h.join().unwrap_or_else(|_| Err(anyhow::anyhow!("a load thread panicked")))
 }
 
-/// Starts `lamina <module> start --home <home>` with output appended to `log`.
 /// True for `LAMINA__<MODULE>__…` (a module's own section: consensus, da, execution,
 /// settlement, bridge).
 fn names_a_module_section(var: &str) -> bool {
@@ -770,6 +769,7 @@ fn names_a_module_section(var: &str) -> bool {
         .is_some_and(|section| section.to_ascii_lowercase().parse::<crate::modules::Module>().is_ok())
 }
 
+/// Starts `lamina <module> start --home <home>` with output appended to `log`.
 fn spawn_node(exe: &Path, module: &str, home: &Path, log: &Path, detach: bool) -> anyhow::Result<Child> {
     let out = OpenOptions::new()
         .create(true)
