@@ -260,7 +260,7 @@ struct KeyCache {
 /// One slot of the [`KeyCache`]: a key's bytes and its point, or nothing.
 type Slot = Option<([u8; 32], EdwardsPoint)>;
 
-/// Slots of the process-wide key cache (about 200 bytes each: 12.6 MiB in all, allocated
+/// Slots of the process-wide key cache (about 200 bytes each: 12.5 MiB in all, allocated
 /// on first use).
 pub const KEY_CACHE_SLOTS: usize = 1 << 16;
 const KEY_CACHE_SHARDS: usize = 64;
