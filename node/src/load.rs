@@ -274,8 +274,8 @@ impl Cluster for AttachedCluster {
 
 /// A cluster that creates a fresh devnet under `root` for each topology (same layout as
 /// `lamina devnet up`) and runs every node as a child process of this one.
-/// Every network directory it creates is added to `created` (for [`drop_node_data`]
-/// once the run is over).
+/// Every network directory it creates is added to `created` (for
+/// [`layout::drop_node_data`] once the run is over).
 pub fn devnet_cluster(
     root: &Path,
     log_level: &str,
@@ -291,20 +291,6 @@ pub fn devnet_cluster(
         created.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(dir.clone());
         launch(&exe, &dir, t, &log_level).map_err(|e| BenchError::Cluster(format!("{e:#}")))
     }))
-}
-
-/// Deletes the node data (`nodes/*/data`) of a stopped benchmark network, keeping its
-/// configs and logs. Best effort: what cannot be removed is left and reported.
-pub fn drop_node_data(net: &Path) {
-    let Ok(nodes) = std::fs::read_dir(net.join("nodes")) else { return };
-    for node in nodes.flatten() {
-        let data = node.path().join("data");
-        if data.exists()
-            && let Err(e) = std::fs::remove_dir_all(&data)
-        {
-            eprintln!("bench: cannot remove {}: {e}", data.display());
-        }
-    }
 }
 
 fn launch(exe: &Path, dir: &Path, t: &Topology, log_level: &str) -> anyhow::Result<Launch<DevnetHandle>> {
@@ -516,7 +502,7 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<std::process::ExitCode> {
     // unless asked to keep it or a configuration failed (then it is evidence).
     if !a.keep_data && !failed {
         for net in created.lock().unwrap_or_else(std::sync::PoisonError::into_inner).iter() {
-            drop_node_data(net);
+            layout::drop_node_data(net);
         }
     }
     eprintln!("results: {}", out.join("results.json").display());

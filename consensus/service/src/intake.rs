@@ -104,7 +104,7 @@ impl Intake {
             Ok(p) => p,
             Err(answer) => return answer,
         };
-        if let Some(items) = p.signed() {
+        if let Some(items) = p.signed().filter(|_| self.inner.cfg.verify_signatures) {
             let ok = sig::verify_batch_each(&items);
             p.apply_verdicts(&ok);
         }
@@ -134,7 +134,7 @@ impl Intake {
                 }
             }
         }
-        Ok(Prepared { txs, ids, results, verify: inner.cfg.verify_signatures })
+        Ok(Prepared { txs, ids, results })
     }
 
     /// Inserts what passed every check into the mempool, logs it, waits until it is
@@ -210,10 +210,9 @@ impl Intake {
     }
 
     /// [`Intake::submit_now`] for async callers: signatures go to a checker shared by
-    /// every request (`sigcheck`), which checks concurrent requests as one batch; large
-    /// requests
-    /// are prepared, and the mempool insert and intake-log sync always run, on a
-    /// blocking thread.
+    /// every request (`sigcheck`), which checks concurrent requests as one batch. Large
+    /// requests are prepared on a blocking thread, and so is the mempool insert when the
+    /// request is large or the intake log must be synced.
     pub async fn submit_async(&self, txs: Vec<Transaction>) -> Vec<Result<SubmitOutcome, SubmitError>> {
         let n = txs.len();
         let failed = |e: tokio::task::JoinError| {
@@ -232,7 +231,7 @@ impl Intake {
             Ok(p) => p,
             Err(answer) => return answer,
         };
-        if let Some(items) = p.signed() {
+        if let Some(items) = p.signed().filter(|_| self.inner.cfg.verify_signatures) {
             match self.inner.checker.check(items).await {
                 Ok(ok) => p.apply_verdicts(&ok),
                 Err(why) => p.refuse_standing(&why),
@@ -255,12 +254,11 @@ struct Prepared {
     txs: Vec<Transaction>,
     ids: Vec<Option<TxId>>,
     results: Vec<Option<Result<SubmitOutcome, SubmitError>>>,
-    verify: bool,
 }
 
 impl Prepared {
     /// What to verify, in the order of the transactions still standing; `None` when
-    /// signatures are not checked here or nothing is left to check.
+    /// nothing is left to check.
     fn signed(&self) -> Option<Vec<SignedDigest>> {
         let items: Vec<SignedDigest> = self
             .txs
@@ -270,7 +268,7 @@ impl Prepared {
                 id.map(|id| SignedDigest { public_key: tx.sender, message: id.0, signature: tx.signature })
             })
             .collect();
-        (self.verify && !items.is_empty()).then_some(items)
+        (!items.is_empty()).then_some(items)
     }
 
     /// Answers `Busy` with `why` to every transaction still standing.

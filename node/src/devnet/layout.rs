@@ -285,6 +285,21 @@ pub fn create(dir: &Path, spec: &Spec) -> anyhow::Result<DevnetState> {
     })
 }
 
+/// Deletes the node data (`nodes/*/data`) of a stopped network (a devnet or a bench
+/// network), keeping its configs and logs. Best effort: what cannot be removed is left
+/// and reported.
+pub fn drop_node_data(net: &Path) {
+    let Ok(nodes) = std::fs::read_dir(net.join("nodes")) else { return };
+    for node in nodes.flatten() {
+        let data = node.path().join("data");
+        if data.exists()
+            && let Err(e) = std::fs::remove_dir_all(&data)
+        {
+            eprintln!("cannot remove {}: {e}", data.display());
+        }
+    }
+}
+
 /// A new directory under the system temp dir, kept after exit (it holds the logs).
 pub fn temp_dir() -> anyhow::Result<PathBuf> {
     Ok(tempfile::Builder::new().prefix("lamina-devnet-").tempdir().context("cannot create a temp directory")?.keep())

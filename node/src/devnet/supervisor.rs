@@ -506,7 +506,7 @@ impl Supervisor {
             // Every node stopped cleanly: its data (preallocated log segments, about
             // 2.7 GB for the default topology) is of no further use, since `devnet up`
             // on this directory starts afresh. Configs and logs stay.
-            crate::load::drop_node_data(&self.st.dir);
+            layout::drop_node_data(&self.st.dir);
         }
         Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
     }
