@@ -11,8 +11,10 @@
 //! root. Keys written in a range whose claim was never anchored (a slashed claim, or
 //! anchors cut by another claimer at other heights) have no usable proof here.
 //!
-//! Memory: at most [`MAX_ENTRIES`] entries of each kind are kept (oldest dropped);
-//! persistence on disk is the long-lived-node work (receipts index), not done yet.
+//! Memory: at most [`MAX_ENTRIES`] entries of each kind are kept (oldest dropped). The
+//! index is saved whole in every state snapshot ([`BridgeIndex::image`], in the
+//! snapshot's node file, [`crate::snapshot`]), so a node restarting from a snapshot keeps
+//! its proofs; it is not stored incrementally on disk.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -156,6 +158,86 @@ impl BridgeIndex {
                 refunded_at: None,
             })
             .collect()
+    }
+}
+
+/// A [`BridgeIndex`] as a snapshot stores it: every map as a list (sorted where the map
+/// is unordered), every insertion order as it was.
+#[derive(Clone, Debug, Default, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct BridgeImage {
+    /// (destination, sequence, encoded message, written at).
+    pub outbox: Vec<(ChainId, u64, Vec<u8>, Height)>,
+    /// (source, sequence, receipt kind code, encoded message, written at).
+    pub inbound: Vec<(ChainId, u64, u8, Vec<u8>, Height)>,
+    /// (destination, sequence, refunded at).
+    pub refunded: Vec<(ChainId, u64, Height)>,
+    /// (key, cut height, encoded proof).
+    pub proofs: Vec<(DataKey, Height, Vec<u8>)>,
+    /// (peer, local asset, origin chain, origin asset).
+    pub pairs: Vec<(ChainId, AssetId, ChainId, u64)>,
+    /// Keys written since the last cut.
+    pub pending: Vec<DataKey>,
+    /// Proof keys in insertion order.
+    pub proof_order: Vec<DataKey>,
+    /// Inbound keys in insertion order.
+    pub inbound_order: Vec<(ChainId, u64)>,
+    /// Refund keys in insertion order.
+    pub refund_order: Vec<(ChainId, u64)>,
+}
+
+impl lamina_primitives::Wire for BridgeImage {
+    const NAME: &'static str = "ExecBridgeImage";
+    const MAX_SIZE: usize = 1 << 30;
+}
+
+impl BridgeIndex {
+    /// The index as a snapshot stores it.
+    pub fn image(&self) -> BridgeImage {
+        let mut refunded: Vec<_> = self.refunded.iter().map(|((c, s), h)| (*c, *s, *h)).collect();
+        refunded.sort_unstable();
+        let mut proofs: Vec<_> = self.proofs.iter().map(|(k, p)| (*k, p.at, p.proof.clone())).collect();
+        proofs.sort_unstable_by_key(|p| p.0);
+        BridgeImage {
+            outbox: self
+                .outbox
+                .iter()
+                .map(|((d, s), e)| (*d, *s, e.message.encode().to_vec(), e.written_at))
+                .collect(),
+            inbound: self
+                .inbound
+                .iter()
+                .map(|((c, s), (k, e))| (*c, *s, k.as_u8(), e.message.encode().to_vec(), e.written_at))
+                .collect(),
+            refunded,
+            proofs,
+            pairs: self.pairs.iter().map(|((p, a), o)| (*p, *a, o.chain, o.asset)).collect(),
+            pending: self.pending.clone(),
+            proof_order: self.proof_order.iter().copied().collect(),
+            inbound_order: self.inbound_order.iter().copied().collect(),
+            refund_order: self.refund_order.iter().copied().collect(),
+        }
+    }
+
+    /// Rebuilds an index from its image; `Err` names the first entry that does not
+    /// decode.
+    pub fn from_image(img: BridgeImage) -> Result<Self, String> {
+        let msg = |b: &[u8]| BridgeMessage::decode(b).map_err(|e| format!("bridge message: {e}"));
+        let mut ix = BridgeIndex::default();
+        for (d, s, m, at) in img.outbox {
+            ix.outbox.insert((d, s), Indexed { message: msg(&m)?, written_at: at });
+        }
+        for (c, s, k, m, at) in img.inbound {
+            let kind = ReceiptKind::from_u8(k).ok_or_else(|| format!("receipt kind {k}"))?;
+            ix.inbound.insert((c, s), (kind, Indexed { message: msg(&m)?, written_at: at }));
+        }
+        ix.refunded = img.refunded.into_iter().map(|(c, s, h)| ((c, s), h)).collect();
+        ix.proofs = img.proofs.into_iter().map(|(k, at, proof)| (k, CutProof { at, proof })).collect();
+        ix.pairs = img.pairs.into_iter().map(|(p, a, chain, asset)| ((p, a), Origin { chain, asset })).collect();
+        ix.pending = img.pending;
+        ix.proof_order = img.proof_order.into();
+        ix.inbound_order = img.inbound_order.into();
+        ix.refund_order = img.refund_order.into();
+        Ok(ix)
     }
 }
 

@@ -59,6 +59,19 @@ impl ClaimChain {
         self.parent
     }
 
+    /// Height the next claim starts after (the last claim's `to`; 0 before the first).
+    pub fn from(&self) -> Height {
+        self.from
+    }
+
+    /// Continues a claim chain saved in a snapshot: the last claim's id and `to`, and
+    /// the steps committed since.
+    pub fn restore(&mut self, parent: Digest, from: Height, pending: Vec<ClaimStep>) {
+        self.parent = parent;
+        self.from = from;
+        self.pending = pending;
+    }
+
     /// Steps committed since the last claim.
     pub fn pending(&self) -> &[ClaimStep] {
         &self.pending

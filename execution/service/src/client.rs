@@ -31,6 +31,17 @@ pub enum QueryError {
     /// No execution node of the chain answered; each one's reason.
     #[error("execution node unreachable: {}", .0.join("; "))]
     Unreachable(Vec<String>),
+    /// The asked height was pruned by the node's retention window.
+    #[error("height {height} was pruned: the node keeps records from height {retained_from} on")]
+    Pruned {
+        /// The asked height.
+        height: Height,
+        /// The lowest height the node keeps.
+        retained_from: Height,
+    },
+    /// The node could not read its own store.
+    #[error("execution node failed to answer: {0}")]
+    Failed(String),
     /// A node answered with another kind of answer (a bug or a foreign node).
     #[error("execution node answered a {asked} query with {got}")]
     Unexpected {
@@ -61,6 +72,9 @@ pub fn kind<F>(r: &QueryResponse<F>) -> &'static str {
         QueryResponse::Balance(..) => "a balance",
         QueryResponse::Nonce(..) => "a nonce",
         QueryResponse::Receipt(_) => "a receipt",
+        QueryResponse::BlockReceipts(..) => "block receipts",
+        QueryResponse::Pruned(_) => "pruned",
+        QueryResponse::Failed(_) => "a failure",
         QueryResponse::BalanceProof(..) => "a balance proof",
         QueryResponse::Outcomes(..) => "outcomes",
         QueryResponse::Bridge(..) => "bridge entries",
@@ -168,7 +182,29 @@ impl<F: ChainFailure> QueryClient<F> {
     pub async fn receipt(&self, chain: ChainId, tx: TxId) -> Result<Option<(Height, Receipt<F>)>, QueryError> {
         match self.ask(chain, &QueryRequest::Receipt(tx)).await? {
             QueryResponse::Receipt(r) => Ok(r),
+            QueryResponse::Failed(e) => Err(QueryError::Failed(e)),
             other => Err(QueryError::Unexpected { asked: "receipt", got: kind(&other) }),
+        }
+    }
+
+    /// Every receipt of a committed height, in block order, with the committed height
+    /// the answer was read at; [`QueryError::Pruned`] when the height was pruned.
+    pub async fn block_receipts(&self, chain: ChainId, height: Height) -> Result<(Height, Vec<Receipt<F>>), QueryError> {
+        let mut out = Vec::new();
+        loop {
+            let skip = u32::try_from(out.len()).unwrap_or(u32::MAX);
+            match self.ask(chain, &QueryRequest::BlockReceipts(height, skip)).await? {
+                QueryResponse::BlockReceipts(committed, _, total, page) => {
+                    let empty = page.is_empty();
+                    out.extend(page);
+                    if empty || out.len() >= total as usize {
+                        return Ok((committed, out));
+                    }
+                }
+                QueryResponse::Pruned(from) => return Err(QueryError::Pruned { height, retained_from: from }),
+                QueryResponse::Failed(e) => return Err(QueryError::Failed(e)),
+                other => return Err(QueryError::Unexpected { asked: "block receipts", got: kind(&other) }),
+            }
         }
     }
 

@@ -45,9 +45,11 @@ pub mod adapters;
 pub mod bridge;
 pub mod claims;
 pub mod client;
+pub mod index;
 pub mod node;
 pub mod query;
 pub mod record;
+pub mod snapshot;
 
 use std::net::SocketAddr;
 
@@ -86,6 +88,22 @@ pub struct Config {
     pub http_listen: Option<SocketAddr>,
     /// Extra keys allowed to query over QUIC (wallets, tools); every genesis node may.
     pub query_clients: Vec<PublicKey>,
+    /// Write a state snapshot after every height divisible by this (0: never). A
+    /// restart loads the newest snapshot and replays only the records after it
+    /// ([`snapshot`]).
+    pub snapshot_every: u64,
+    /// Snapshots kept on disk (the newest; at least 1).
+    pub keep_snapshots: usize,
+    /// Heights of block records and receipts kept below the tip. Older ones are pruned
+    /// after each snapshot (never above the oldest snapshot kept, which needs the records
+    /// after it); queries for them answer "pruned". 0: keep everything.
+    pub retain_heights: u64,
+    /// Page cache of the receipt index ([`index`]), in MiB.
+    pub index_cache_mib: usize,
+    /// Size of one segment file of the block records, in KiB (a multiple of 4, at least
+    /// 16). Records are pruned by whole segments; a block record must fit in one
+    /// (at most 16 MiB).
+    pub segment_kib: u64,
 }
 
 impl Default for Config {
@@ -99,6 +117,11 @@ impl Default for Config {
             faulty_claims: false,
             http_listen: None,
             query_clients: Vec::new(),
+            snapshot_every: 10_000,
+            keep_snapshots: 2,
+            retain_heights: 200_000,
+            index_cache_mib: 32,
+            segment_kib: 64 * 1024,
         }
     }
 }
@@ -108,6 +131,18 @@ impl Config {
     pub fn validate(&self) -> Result<(), Error> {
         if self.read_batch == 0 || self.read_batch > 10_000 {
             return Err(Error::Config(format!("read_batch {} outside 1..=10000", self.read_batch)));
+        }
+        if self.segment_kib < 16 || !self.segment_kib.is_multiple_of(4) || self.segment_kib > 4 * 1024 * 1024 {
+            return Err(Error::Config(format!(
+                "segment_kib {} must be a multiple of 4 in 16..=4194304",
+                self.segment_kib
+            )));
+        }
+        if self.keep_snapshots == 0 {
+            return Err(Error::Config("keep_snapshots must be at least 1".into()));
+        }
+        if self.index_cache_mib == 0 || self.index_cache_mib > 65_536 {
+            return Err(Error::Config(format!("index_cache_mib {} outside 1..=65536", self.index_cache_mib)));
         }
         if let Some(c) = self.chain
             && !c.is_user_chain()
@@ -132,6 +167,12 @@ pub enum Error {
     /// match): refuse to run on it.
     #[error("store content invalid: {0}")]
     BadStore(String),
+    /// The receipt index failed (a local fault: fail-stop).
+    #[error("receipt index: {0}")]
+    Index(String),
+    /// A snapshot is damaged, foreign or unreadable: it is not used.
+    #[error("snapshot: {0}")]
+    BadSnapshot(String),
     /// The ordered log misbehaved (a gap, a wrong height, a bad certificate).
     #[error("ordered log: {0}")]
     Log(String),
@@ -317,7 +358,7 @@ async fn watch_progress<L: OrderedLog, F>(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let snapshot = || {
         let v = view.read();
-        (v.height.0, v.receipts.len())
+        (v.height.0, v.executed as usize)
     };
     let (mut last_height, mut moved_at) = (snapshot().0, tokio::time::Instant::now());
     let (mut report_at, mut report_from) = (tokio::time::Instant::now(), snapshot());

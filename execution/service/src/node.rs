@@ -2,8 +2,9 @@
 //! ([`lamina_execution_core::block`]): fetch a block's inputs from DA, execute, persist,
 //! publish, and queue the claims cut by the claim chain ([`crate::claims`]).
 
-use std::collections::{HashMap, VecDeque};
-use std::path::Path;
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
@@ -11,7 +12,7 @@ use futures::StreamExt as _;
 
 use lamina_execution_core::block::{self, ChainHead, ChainMachine, Outcome};
 use lamina_execution_core::ledger::{LEDGER_VERSION, LedgerConfig, LedgerFailure, NativeLedger};
-use lamina_execution_core::{AuthenticatedState, ChainFailure, Receipt, Status};
+use lamina_execution_core::{AuthenticatedState, ChainFailure, Status};
 use lamina_interfaces::{
     AnchorRegistry, AnchorView, CheckpointClaim, DaError, DataAvailability, Genesis, Health, LogError, NoAnchors,
     OrderedLog, Settlement, SettlementError, inputs,
@@ -22,7 +23,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::bridge::BridgeIndex;
 use crate::claims::{ClaimChain, ClaimParams};
-use crate::record::{BlockRecord, Header, VERSION};
+use crate::index::ReceiptIndex;
+use crate::record::{BlockRecord, Header, Records, VERSION};
+use crate::snapshot::{self, Capture, NodeImage};
 use crate::{Config, Error};
 
 /// Blocks whose data is fetched from DA concurrently while earlier ones execute.
@@ -40,15 +43,6 @@ pub const REPOST_ON_START: usize = 16;
 /// each).
 const DRAIN_ON_STOP: Duration = Duration::from_secs(5);
 
-/// Where a committed receipt lives.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
-pub struct ReceiptEntry<F = LedgerFailure> {
-    /// Log height of the block that included it.
-    pub height: Height,
-    /// The receipt.
-    pub receipt: Receipt<F>,
-}
-
 /// The committed (durable) state that queries read; `F` is the chain machine's failure
 /// type.
 #[derive(Debug)]
@@ -63,8 +57,14 @@ pub struct View<F = LedgerFailure> {
     pub receipts_root: Digest,
     /// Data root of the last square with this chain's data.
     pub data_root: Digest,
-    /// Every committed receipt by transaction id (the latest inclusion wins).
-    pub receipts: HashMap<TxId, ReceiptEntry<F>>,
+    /// Every retained receipt by transaction id, on disk (the latest inclusion wins).
+    pub index: Arc<ReceiptIndex>,
+    /// The block records, on disk.
+    pub records: Arc<Records>,
+    /// Lowest height whose records and receipts are retained (1: nothing pruned).
+    pub retained_from: Height,
+    /// Transactions executed by this process (for rates).
+    pub executed: u64,
     /// Outcomes of the last [`RECENT_BLOCKS`] committed heights that had transactions,
     /// oldest first: load generators learn "executed" from it without one query per
     /// transaction.
@@ -73,6 +73,8 @@ pub struct View<F = LedgerFailure> {
     pub chain: ChainId,
     /// Outbound messages, inbound receipts, refunds and their proofs.
     pub bridge: BridgeIndex,
+    /// The failure type of the receipts on disk.
+    pub failure: std::marker::PhantomData<fn() -> F>,
 }
 
 impl<F> View<F> {
@@ -109,7 +111,7 @@ pub struct ExecutionNode<M: ChainMachine = NativeLedger> {
     chain: ChainId,
     machine: M,
     shared: Arc<Shared<M::Failure>>,
-    store: Arc<Log>,
+    store: Arc<Records>,
     key: Keypair,
     validators: Committee,
     verify: bool,
@@ -121,6 +123,22 @@ pub struct ExecutionNode<M: ChainMachine = NativeLedger> {
     outbox: VecDeque<CheckpointClaim>,
     /// Settlement's anchor registry (required when the genesis enables the bridge).
     anchors: Option<Arc<dyn AnchorRegistry>>,
+    /// The last claims made, oldest first (at most [`REPOST_ON_START`]): saved in
+    /// snapshots to be posted again after a restart.
+    made: VecDeque<CheckpointClaim>,
+    snapshots: Snapshots,
+}
+
+/// When snapshots are written and what is pruned after them.
+#[derive(Debug)]
+struct Snapshots {
+    dir: PathBuf,
+    genesis: Digest,
+    every: u64,
+    keep: usize,
+    retain: u64,
+    /// A snapshot is being written (one at a time; a due one is skipped meanwhile).
+    busy: Arc<AtomicBool>,
 }
 
 impl<M: ChainMachine> std::fmt::Debug for ExecutionNode<M> {
@@ -160,10 +178,12 @@ impl ExecutionNode<NativeLedger> {
 }
 
 impl<M: ChainMachine> ExecutionNode<M> {
-    /// Opens (or creates) the store in `data_dir/blocks` for the chain `machine` executes
-    /// ([`lamina_execution_core::StateMachine::chain_id`]) and rebuilds the state and the claim chain by
-    /// replaying it from the genesis state ([`ChainMachine::genesis`]); the last
-    /// [`REPOST_ON_START`] claims rebuilt are queued to be posted again.
+    /// Opens (or creates) the store in `data_dir` for the chain `machine` executes
+    /// ([`lamina_execution_core::StateMachine::chain_id`]): loads the newest snapshot
+    /// that verifies (or the genesis state, [`ChainMachine::genesis`]), replays the
+    /// records after it, re-indexes receipts the index lost in a crash, and queues the
+    /// last [`REPOST_ON_START`] claims made to be posted again. Restart time depends on
+    /// the state's size and [`Config::snapshot_every`], not on the chain's history.
     pub fn open_with(
         machine: M,
         data_dir: &Path,
@@ -173,36 +193,26 @@ impl<M: ChainMachine> ExecutionNode<M> {
     ) -> Result<Self, Error> {
         let chain = machine.chain_id();
         let spec = genesis.chain(chain).ok_or_else(|| Error::Config(format!("chain {chain} not in genesis")))?;
-        let store = Log::open(
-            data_dir.join("blocks"),
-            StoreConfig { name: format!("execution-{chain}"), ..StoreConfig::default() },
-        )?;
+        std::fs::create_dir_all(data_dir)?;
         let header = Header { version: VERSION, chain, genesis: genesis.digest() };
-        if store.next_seq() == 0 {
-            let bytes = lamina_primitives::encode(&header).map_err(|e| Error::Internal(e.to_string()))?;
-            store.append_durable(&bytes)?;
-        } else {
-            let rec = store.read(0)?.ok_or_else(|| Error::BadStore("missing header record".into()))?;
-            let got: Header = lamina_primitives::decode(rec.bytes()).map_err(|e| Error::BadStore(e.to_string()))?;
-            if got != header {
-                return Err(Error::BadStore(format!(
-                    "store was written (format {}) for chain {} under genesis {}, this node runs format {VERSION}, chain {chain} under {}",
-                    got.version, got.chain, got.genesis, header.genesis
-                )));
-            }
-        }
-        let mut state = AuthenticatedState::new();
-        state.apply(&machine.genesis(spec), true);
-        let mut view = View {
-            state_root: state.root(),
-            state,
-            height: Height(0),
-            receipts_root: Digest::ZERO,
-            data_root: Digest::ZERO,
-            receipts: HashMap::new(),
-            recent: VecDeque::new(),
-            chain,
-            bridge: BridgeIndex::default(),
+        let (index, _) = ReceiptIndex::open(&data_dir.join("index.redb"), &header, config.index_cache_mib << 20)?;
+        let segment_size = (config.segment_kib << 10).min(u64::from(u32::MAX) - 4095);
+        let log = Log::open(
+            data_dir.join("blocks"),
+            StoreConfig {
+                name: format!("execution-{chain}"),
+                segment_size,
+                max_record_size: StoreConfig::capacity(segment_size).min(16 << 20),
+                ..StoreConfig::default()
+            },
+        )?;
+        let snapshots = Snapshots {
+            dir: data_dir.join("snapshots"),
+            genesis: header.genesis,
+            every: config.snapshot_every,
+            keep: config.keep_snapshots,
+            retain: config.retain_heights,
+            busy: Arc::new(AtomicBool::new(false)),
         };
         let mut claims = ClaimChain::new(ClaimParams {
             network: genesis.network_id(),
@@ -214,15 +224,96 @@ impl<M: ChainMachine> ExecutionNode<M> {
         if config.faulty_claims {
             tracing::warn!(target: "lamina::execution", %chain, "faulty_claims is on: every claim this node posts is wrong (test/demo only)");
         }
-        let mut outbox = VecDeque::new();
-        // Replay.
-        for item in store.iter_from(1) {
-            let rec = item?;
-            let r: BlockRecord<M::Failure> =
-                lamina_primitives::decode(rec.bytes()).map_err(|e| Error::BadStore(e.to_string()))?;
-            if r.height != view.height.next() {
-                return Err(Error::BadStore(format!("record for height {} after {}", r.height, view.height)));
+        // The newest snapshot that verifies, else the genesis state.
+        let mut start = None;
+        for (height, dir) in snapshot::list(&snapshots.dir) {
+            match snapshot::load(&dir, &header.genesis, chain) {
+                Ok(l) => {
+                    start = Some(l);
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(target: "lamina::execution", %chain, %height, error = %e, "snapshot unusable; trying an older one");
+                }
             }
+        }
+        let mut made = VecDeque::new();
+        let (state, head, bridge) = match start {
+            Some(l) => {
+                let m = &l.manifest;
+                claims.restore(l.node.claim_parent, l.node.claim_from, l.node.claim_pending.clone());
+                made.extend(l.node.reposts.iter().cloned());
+                let bridge = lamina_primitives::decode(&l.node.bridge)
+                    .map_err(|e| Error::BadSnapshot(format!("bridge index: {e}")))
+                    .and_then(|img| BridgeIndex::from_image(img).map_err(Error::BadSnapshot))?;
+                tracing::info!(target: "lamina::execution", %chain, height = %m.height, keys = m.keys, root = %m.state_root, "state loaded from snapshot");
+                let head = ChainHead {
+                    height: m.height,
+                    state_root: m.state_root,
+                    receipts_root: m.receipts_root,
+                    data_root: m.data_root,
+                };
+                (l.state, head, bridge)
+            }
+            None => {
+                let mut state = AuthenticatedState::new();
+                state.apply(&machine.genesis(spec), true);
+                let head = ChainHead {
+                    height: Height(0),
+                    state_root: state.root(),
+                    receipts_root: Digest::ZERO,
+                    data_root: Digest::ZERO,
+                };
+                (state, head, BridgeIndex::default())
+            }
+        };
+        let records = Records::new::<M::Failure>(log, head.height.next())?;
+        let first = records.first_height();
+        if first > head.height.next() {
+            return Err(Error::BadStore(format!(
+                "the state is at height {} but the records start at {first}: the snapshot they follow is missing or damaged; import a snapshot (lamina execution snapshot import) or wipe the data directory",
+                head.height
+            )));
+        }
+        if records.next_height() < head.height.next() {
+            return Err(Error::BadStore(format!(
+                "the snapshot is at height {} but the records end at {}: they cannot continue it; wipe {} to start from the snapshot",
+                head.height,
+                records.next_height().0.saturating_sub(1),
+                data_dir.join("blocks").display()
+            )));
+        }
+        let index = Arc::new(index);
+        let retained_from = index.retained_from()?.max(first).min(head.height.next());
+        let mut view = View {
+            state_root: head.state_root,
+            state,
+            height: head.height,
+            receipts_root: head.receipts_root,
+            data_root: head.data_root,
+            index: index.clone(),
+            records: Arc::new(records),
+            retained_from,
+            executed: 0,
+            recent: VecDeque::new(),
+            chain,
+            bridge,
+            failure: std::marker::PhantomData,
+        };
+        // Re-index the receipts the index lost in a crash (it returns to its last durable
+        // commit, which may be older than the snapshot), then replay the records after
+        // the start, indexing those the index lacks.
+        let indexed = index.indexed()?;
+        let mut h = indexed.next().max(view.retained_from);
+        while h <= view.height {
+            if let Some(r) = view.records.get::<M::Failure>(h)? {
+                index.insert(r.height, &r.receipts)?;
+            }
+            h = h.next();
+        }
+        h = view.height.next();
+        let mut replayed = 0u64;
+        while let Some(r) = view.records.get::<M::Failure>(h)? {
             let root = view.state.apply(&r.changes, true);
             if root != r.state_root || r.step.is_some_and(|s| s.state_root != root || s.height != r.height) {
                 return Err(Error::BadStore(format!(
@@ -233,20 +324,23 @@ impl<M: ChainMachine> ExecutionNode<M> {
             view.bridge.on_record(chain, r.height, &r.changes);
             if let Some(c) = claims.on_commit(r.step, &head_of(&r), &key) {
                 view.bridge.on_cut(r.height, &view.state);
-                if outbox.len() == REPOST_ON_START {
-                    outbox.pop_front();
+                if made.len() == REPOST_ON_START {
+                    made.pop_front();
                 }
-                outbox.push_back(c);
+                made.push_back(c);
             }
-            for receipt in r.receipts {
-                view.receipts.insert(receipt.tx_id, ReceiptEntry { height: r.height, receipt });
+            if r.height > indexed {
+                index.insert(r.height, &r.receipts)?;
             }
             view.height = r.height;
             view.state_root = root;
             view.receipts_root = r.receipts_root;
             view.data_root = r.data_root;
+            h = h.next();
+            replayed += 1;
         }
-        tracing::info!(target: "lamina::execution", %chain, height = %view.height, root = %view.state_root, last_claim = %claims.last_claim(), "store replayed");
+        index.sync()?;
+        tracing::info!(target: "lamina::execution", %chain, height = %view.height, replayed, retained_from = %view.retained_from, root = %view.state_root, last_claim = %claims.last_claim(), "store opened");
         let threads = if config.threads == 0 {
             std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
         } else {
@@ -257,11 +351,12 @@ impl<M: ChainMachine> ExecutionNode<M> {
             .thread_name(|i| format!("exec-{i}"))
             .build()
             .map_err(|e| Error::Internal(e.to_string()))?;
+        let store = view.records.clone();
         Ok(ExecutionNode {
             chain,
             machine,
             shared: Arc::new(Shared(RwLock::new(view))),
-            store: Arc::new(store),
+            store,
             key,
             validators: genesis.validator_committee(),
             verify: config.verify_certificates,
@@ -275,8 +370,10 @@ impl<M: ChainMachine> ExecutionNode<M> {
                 da_threshold: genesis.da_threshold(),
             }),
             claims,
-            outbox,
+            outbox: made.clone(),
             anchors: None,
+            made,
+            snapshots,
         })
     }
 
@@ -398,7 +495,8 @@ impl<M: ChainMachine> ExecutionNode<M> {
             };
             let bytes = lamina_primitives::encode(&record).map_err(|e| Error::Internal(e.to_string()))?;
             // Durable before anyone can see it: the write lock is held until then.
-            store.append_durable(&bytes)?;
+            store.append_durable(height, &bytes)?;
+            view.index.insert(height, &record.receipts)?;
             for r in &record.receipts {
                 let (status, failure) = match &r.status {
                     Status::Success => ("success", None),
@@ -410,7 +508,6 @@ impl<M: ChainMachine> ExecutionNode<M> {
                         .increment(1);
                     tracing::debug!(target: "lamina::execution::outcomes", height = height.0, tx = %r.tx_id, status, reason = %f, "transaction not successful");
                 }
-                view.receipts.insert(r.tx_id, ReceiptEntry { height, receipt: r.clone() });
             }
             if !result.outcomes.is_empty() {
                 if view.recent.len() == RECENT_BLOCKS {
@@ -424,6 +521,7 @@ impl<M: ChainMachine> ExecutionNode<M> {
             view.state_root = record.state_root;
             view.receipts_root = record.receipts_root;
             view.data_root = record.data_root;
+            view.executed += ntx as u64;
             metrics::counter!("lamina_execution_transactions_total").increment(ntx as u64);
             Ok(record)
         })
@@ -437,9 +535,70 @@ impl<M: ChainMachine> ExecutionNode<M> {
             view.bridge.on_cut(record.height, &view.state);
             tracing::debug!(target: "lamina::execution", id = %c.id(), from = %c.from, to = %c.to, steps = c.steps.len(), "claim made");
             metrics::counter!("lamina_execution_claims_total").increment(1);
+            if self.made.len() == REPOST_ON_START {
+                self.made.pop_front();
+            }
+            self.made.push_back(c.clone());
             self.outbox.push_back(c);
         }
+        if self.snapshots.every > 0 && height.0.is_multiple_of(self.snapshots.every) {
+            self.snapshot_in_background();
+        }
         Ok(record)
+    }
+
+    /// Captures the committed state and this node's progress and writes them as a
+    /// snapshot on a thread of its own, then drops old snapshots and prunes records and
+    /// receipts below the retention window ([`prune`]). Skipped (logged) while the
+    /// previous snapshot is still being written.
+    fn snapshot_in_background(&self) {
+        if self.snapshots.busy.swap(true, Ordering::AcqRel) {
+            tracing::warn!(target: "lamina::execution", "snapshot due but the previous one is still being written; skipped");
+            return;
+        }
+        let (head, capture, bridge) = {
+            let v = self.shared.read();
+            (v.head(), Capture::of(&v.state), v.bridge.image())
+        };
+        let node = NodeImage {
+            claim_parent: self.claims.last_claim(),
+            claim_from: self.claims.from(),
+            claim_pending: self.claims.pending().to_vec(),
+            reposts: self.made.iter().cloned().collect(),
+            bridge: lamina_primitives::encode(&bridge).unwrap_or_default(),
+        };
+        let s = snapshot::Head {
+            genesis: self.snapshots.genesis,
+            chain: self.chain,
+            height: head.height,
+            state_root: head.state_root,
+            receipts_root: head.receipts_root,
+            data_root: head.data_root,
+        };
+        let (dir, keep, retain, busy) =
+            (self.snapshots.dir.clone(), self.snapshots.keep, self.snapshots.retain, self.snapshots.busy.clone());
+        let shared = self.shared.clone();
+        let spawned = std::thread::Builder::new().name("exec-snapshot".into()).spawn(move || {
+            let started = std::time::Instant::now();
+            let result = std::fs::create_dir_all(&dir)
+                .map_err(Error::from)
+                .and_then(|()| snapshot::write(&dir, s, capture, &node))
+                .and_then(|m| {
+                    metrics::counter!("lamina_execution_snapshots_total").increment(1);
+                    tracing::info!(target: "lamina::execution", height = %m.height, keys = m.keys, chunks = m.chunks.len(), ms = started.elapsed().as_millis() as u64, "snapshot written");
+                    snapshot::retain(&dir, keep)?;
+                    prune(&shared, &dir, keep, retain, m.height)
+                });
+            if let Err(e) = result {
+                metrics::counter!("lamina_execution_snapshot_failures_total").increment(1);
+                tracing::error!(target: "lamina::execution", error = %e, "snapshot or pruning failed");
+            }
+            busy.store(false, Ordering::Release);
+        });
+        if let Err(e) = spawned {
+            tracing::error!(target: "lamina::execution", error = %e, "cannot start the snapshot thread");
+            self.snapshots.busy.store(false, Ordering::Release);
+        }
     }
 
     /// Follows the log from the next height until shutdown (returns `Ok`) or an error.
@@ -585,11 +744,80 @@ impl<M: ChainMachine> ExecutionNode<M> {
         }
     }
 
-    /// Flushes and closes the store.
+    /// Flushes and closes the store (waits for a snapshot being written).
     pub fn close(self) -> Result<(), Error> {
+        while self.snapshots.busy.load(Ordering::Acquire) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
         self.store.sync()?;
+        self.shared.read().index.sync()?;
         Ok(())
     }
+
+    /// Writes a snapshot of the committed state now, in `dir` (a path of one's choice;
+    /// see [`crate::snapshot`]), without pruning anything. For operators' exports.
+    pub fn export_snapshot(&self, dir: &Path) -> Result<snapshot::Manifest, Error> {
+        let v = self.shared.read();
+        let head = v.head();
+        let node = NodeImage {
+            claim_parent: self.claims.last_claim(),
+            claim_from: self.claims.from(),
+            claim_pending: self.claims.pending().to_vec(),
+            reposts: self.made.iter().cloned().collect(),
+            bridge: lamina_primitives::encode(&v.bridge.image()).map_err(|e| Error::Internal(e.to_string()))?,
+        };
+        let s = snapshot::Head {
+            genesis: self.snapshots.genesis,
+            chain: self.chain,
+            height: head.height,
+            state_root: head.state_root,
+            receipts_root: head.receipts_root,
+            data_root: head.data_root,
+        };
+        std::fs::create_dir_all(dir)?;
+        snapshot::write(dir, s, Capture::of(&v.state), &node)
+    }
+}
+
+/// Prunes, after the snapshot at `snapshot_height` was written, the records and receipts
+/// below `min(oldest snapshot kept, snapshot height - retain)` (nothing when `retain` is
+/// 0): the receipts of each pruned height are removed from the index first, in batches
+/// that each move `retained_from` (durably), then whole record segments below it.
+fn prune<F: ChainFailure>(
+    shared: &Shared<F>,
+    dir: &Path,
+    keep: usize,
+    retain: u64,
+    snapshot_height: Height,
+) -> Result<(), Error> {
+    if retain == 0 {
+        return Ok(());
+    }
+    let oldest_kept = snapshot::list(dir).into_iter().take(keep.max(1)).last().map_or(Height(0), |(h, _)| h);
+    let below = Height(oldest_kept.0.min(snapshot_height.0.saturating_sub(retain)) + 1);
+    let (index, records, from) = {
+        let v = shared.read();
+        (v.index.clone(), v.records.clone(), v.retained_from)
+    };
+    if below <= from {
+        return Ok(());
+    }
+    const BATCH: usize = 10_000;
+    let mut ids = Vec::new();
+    let mut h = from;
+    while h < below {
+        if let Some(r) = records.get::<F>(h)? {
+            ids.extend(r.receipts.iter().map(|r| r.tx_id));
+        }
+        h = h.next();
+        if ids.len() >= BATCH || h == below {
+            index.prune(ids.drain(..), h)?;
+            shared.write().retained_from = h;
+        }
+    }
+    let segments = records.prune_below(below)?;
+    tracing::info!(target: "lamina::execution", retained_from = %below, segments, "pruned records and receipts");
+    Ok(())
 }
 
 /// What fetching a block's data needs (shared with concurrent prefetches).

@@ -10,7 +10,8 @@
 //! | `/status` | `{chain, height, state_root, receipts_root, data_root}` |
 //! | `/balance/<account hex>[?asset=<id>]` | `{height, account, asset, amount}` |
 //! | `/nonce/<account hex>` | `{height, account, nonce}` |
-//! | `/receipt/<tx id hex>` | `{height, receipt}` or 404 |
+//! | `/receipt/<tx id hex>` | `{height, receipt}` or 404 (unknown, or included below the retained heights) |
+//! | `/block/<height>/receipts[?skip=<n>]` | `{committed, height, total, receipts}` (at most [`MAX_BLOCK_RECEIPTS`] from `skip`), or 410 when the height was pruned |
 //! | `/proof/balance/<account hex>[?asset=<id>]` | the balance with its [`StateProof`] against `state_root` |
 //! | `/bridge/outbox/<dest chain>[?from=<seq>]` | outbound messages to that chain, with the height each was proven at |
 //! | `/bridge/inbound/<source chain>[?from=<seq>]` | receipts (`delivered` / `timed_out`) of messages from that chain |
@@ -47,6 +48,8 @@ pub enum QueryRequest {
     Nonce(PublicKey),
     /// A transaction's receipt.
     Receipt(TxId),
+    /// The receipts of a committed height, in block order, skipping the first `n`.
+    BlockReceipts(Height, u32),
     /// A balance with its proof against the state root.
     BalanceProof(PublicKey, AssetId),
     /// Outcomes of the committed heights from this one on (as many as fit in one
@@ -94,8 +97,17 @@ pub enum QueryResponse<F = LedgerFailure> {
     Balance(Height, u128),
     /// A nonce (height, next nonce).
     Nonce(Height, u64),
-    /// A receipt and the height that included it, or `None` if unknown.
+    /// A receipt and the height that included it, or `None` if unknown among the
+    /// retained heights.
     Receipt(Option<(Height, Receipt<F>)>),
+    /// (committed height, asked height, receipts in the block, at most
+    /// [`MAX_BLOCK_RECEIPTS`] of them from the asked position on). A height above the
+    /// committed one has no receipts yet.
+    BlockReceipts(Height, Height, u32, Vec<Receipt<F>>),
+    /// The asked height was pruned: records and receipts are kept from this height on.
+    Pruned(Height),
+    /// The node could not read its own store (a local fault, logged there).
+    Failed(String),
     /// A balance with its proof against `status.state_root`.
     BalanceProof(StatusInfo, u128, StateProof),
     /// (committed height, [(height, [(tx id, outcome code)])]) for the asked heights
@@ -120,6 +132,9 @@ pub const MAX_DATA_VALUE: usize = 1 << 20;
 
 /// Most items in one [`QueryResponse::Bridge`].
 pub const MAX_BRIDGE_ITEMS: usize = 512;
+
+/// Most receipts in one [`QueryResponse::BlockReceipts`].
+pub const MAX_BLOCK_RECEIPTS: usize = 16_384;
 
 /// Most transaction outcomes in one [`QueryResponse::Outcomes`].
 pub const MAX_OUTCOMES: usize = 60_000;
@@ -158,6 +173,11 @@ fn status<F>(shared: &Shared<F>) -> StatusInfo {
     }
 }
 
+fn failed<F>(e: crate::Error) -> QueryResponse<F> {
+    tracing::error!(target: "lamina::execution", error = %e, "query could not read the store");
+    QueryResponse::Failed(e.to_string())
+}
+
 /// Answers a query from the committed view.
 pub fn answer<F: ChainFailure>(shared: &Shared<F>, q: &QueryRequest) -> QueryResponse<F> {
     match q {
@@ -171,8 +191,33 @@ pub fn answer<F: ChainFailure>(shared: &Shared<F>, q: &QueryRequest) -> QueryRes
             QueryResponse::Nonce(v.height, ledger::nonce(&v.state, a))
         }
         QueryRequest::Receipt(id) => {
-            let v = shared.read();
-            QueryResponse::Receipt(v.receipts.get(id).map(|e| (e.height, e.receipt.clone())))
+            let index = shared.read().index.clone();
+            match index.get::<F>(id) {
+                Ok(e) => QueryResponse::Receipt(e.map(|e| (e.height, e.receipt))),
+                Err(e) => failed(e),
+            }
+        }
+        QueryRequest::BlockReceipts(height, skip) => {
+            let (committed, retained_from, records) = {
+                let v = shared.read();
+                (v.height, v.retained_from, v.records.clone())
+            };
+            if *height < retained_from {
+                return QueryResponse::Pruned(retained_from);
+            }
+            if *height > committed {
+                return QueryResponse::BlockReceipts(committed, *height, 0, Vec::new());
+            }
+            match records.get::<F>(*height) {
+                Ok(Some(r)) => {
+                    let total = r.receipts.len() as u32;
+                    let page = r.receipts.into_iter().skip(*skip as usize).take(MAX_BLOCK_RECEIPTS).collect();
+                    QueryResponse::BlockReceipts(committed, *height, total, page)
+                }
+                // Pruned meanwhile (the segment went after the view was read).
+                Ok(None) => QueryResponse::Pruned(shared.read().retained_from),
+                Err(e) => failed(e),
+            }
         }
         QueryRequest::BalanceProof(a, asset) => {
             let v = shared.read();
@@ -311,7 +356,28 @@ pub fn route<F: ChainFailure>(shared: &Shared<F>, target: &str) -> (u16, serde_j
             let id = Digest::from_hex(id).map_err(|_| (400, format!("bad tx id {id:?}")))?;
             match answer(shared, &QueryRequest::Receipt(TxId(id))) {
                 QueryResponse::Receipt(Some((h, r))) => Ok(json!({"height": h, "receipt": r})),
-                QueryResponse::Receipt(None) => Err((404, "unknown transaction".into())),
+                QueryResponse::Receipt(None) => {
+                    let from = shared.read().retained_from;
+                    Err((404, format!("unknown transaction (receipts are kept from height {from} on)")))
+                }
+                QueryResponse::Failed(e) => Err((500, e)),
+                _ => Err((500, "unexpected answer".into())),
+            }
+        }
+        ["block", h, "receipts"] => {
+            let height = h.parse().map(Height).map_err(|_| (400, format!("bad height {h:?}")))?;
+            let skip = match query.and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("skip="))) {
+                None => 0,
+                Some(n) => n.parse().map_err(|_| (400, format!("bad skip {n:?}")))?,
+            };
+            match answer(shared, &QueryRequest::BlockReceipts(height, skip)) {
+                QueryResponse::BlockReceipts(committed, height, total, receipts) => {
+                    Ok(json!({"committed": committed, "height": height, "total": total, "receipts": receipts}))
+                }
+                QueryResponse::Pruned(from) => {
+                    Err((410, format!("height {height} was pruned: records are kept from height {from} on")))
+                }
+                QueryResponse::Failed(e) => Err((500, e)),
                 _ => Err((500, "unexpected answer".into())),
             }
         }

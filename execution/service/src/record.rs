@@ -1,18 +1,22 @@
 //! What the service persists: one record per log height it has processed.
 //!
-//! The store is a lamina-store [`Log`](lamina_store::Log) in `<data>/blocks`. Record 0 is
-//! a [`Header`] naming the chain and the genesis digest (a node refuses data written
-//! under another genesis or chain). Record `h` (for `h >= 1`) is the [`BlockRecord`] of
-//! log height `h`: the block's change set, its receipts, the roots after it and its claim step. The
-//! state is rebuilt at start by replaying the change sets in order from the genesis
-//! state, checking each record's state root, so a record is "what the block did", and
-//! a damaged or foreign store is detected, never silently used. The claim chain
-//! ([`crate::claims`]) is rebuilt from the records' steps.
+//! The records are a lamina-store [`Log`] in `<data>/blocks`, one [`BlockRecord`] per log
+//! height in height order, with no gap ([`Records`] addresses them by height). A record
+//! is "what the block did": its change set, its receipts, the roots after it and its
+//! claim step. The [`Header`] naming the chain and the genesis digest lives in the
+//! receipt index ([`crate::index`]): a node refuses data written under another genesis or
+//! chain. The state is rebuilt at start from the newest snapshot ([`crate::snapshot`],
+//! or the genesis state) by replaying the records after it in order, checking each
+//! record's state root, so a damaged or foreign store is detected, never silently used.
+//! Records below the retention window are pruned (whole segments).
 
 use lamina_execution_core::ledger::LedgerFailure;
 use lamina_execution_core::{ChainFailure, ChangeSet, Receipt};
 use lamina_interfaces::ClaimStep;
 use lamina_primitives::{ChainId, Digest, Height};
+use lamina_store::Log;
+
+use crate::Error;
 
 /// First record of a store.
 #[derive(Clone, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
@@ -56,8 +60,80 @@ impl<F: ChainFailure> lamina_primitives::Wire for BlockRecord<F> {
     const MAX_SIZE: usize = 1 << 30;
 }
 
-/// Current format version.
-pub const VERSION: u32 = 2;
+/// Current format version (3: header in the index, records addressed by height, no
+/// header record).
+pub const VERSION: u32 = 3;
+
+/// The block records, addressed by height: the record of height `h` is at sequence
+/// number `h - offset`.
+#[derive(Debug)]
+pub struct Records {
+    log: Log,
+    offset: u64,
+}
+
+impl Records {
+    /// Wraps `log`; `next` is the height the next appended record must have when the log
+    /// holds none. The offset comes from the first retained record otherwise.
+    pub fn new<F: ChainFailure>(log: Log, next: Height) -> Result<Self, Error> {
+        let first = log.first_seq();
+        let offset = if first == log.next_seq() {
+            next.0.checked_sub(first).ok_or_else(|| Error::BadStore("empty store ahead of the state".into()))?
+        } else {
+            let rec = log.read(first)?.ok_or_else(|| Error::BadStore(format!("record {first} missing")))?;
+            let r: BlockRecord<F> = lamina_primitives::decode(rec.bytes()).map_err(|e| {
+                Error::BadStore(format!(
+                    "first record: {e} (data written by a Lamina older than format {VERSION}? wipe the data directory: the node rebuilds from the log)"
+                ))
+            })?;
+            r.height.0.checked_sub(first).ok_or_else(|| Error::BadStore("record height below its position".into()))?
+        };
+        Ok(Records { log, offset })
+    }
+
+    /// Lowest height with a record still on disk (equals [`Records::next_height`] when
+    /// none is).
+    pub fn first_height(&self) -> Height {
+        Height(self.log.first_seq() + self.offset)
+    }
+
+    /// The height the next appended record must have.
+    pub fn next_height(&self) -> Height {
+        Height(self.log.next_seq() + self.offset)
+    }
+
+    /// The record of `height`, if on disk.
+    pub fn get<F: ChainFailure>(&self, height: Height) -> Result<Option<BlockRecord<F>>, Error> {
+        let Some(seq) = height.0.checked_sub(self.offset) else { return Ok(None) };
+        let Some(rec) = self.log.read(seq)? else { return Ok(None) };
+        let r: BlockRecord<F> = lamina_primitives::decode(rec.bytes()).map_err(|e| Error::BadStore(e.to_string()))?;
+        if r.height != height {
+            return Err(Error::BadStore(format!("record at the place of height {height} is of height {}", r.height)));
+        }
+        Ok(Some(r))
+    }
+
+    /// Appends `record` (which must be of [`Records::next_height`]) and waits until it is
+    /// durable.
+    pub fn append_durable(&self, height: Height, bytes: &[u8]) -> Result<(), Error> {
+        if height != self.next_height() {
+            return Err(Error::Internal(format!("record of height {height}, expected {}", self.next_height())));
+        }
+        self.log.append_durable(bytes)?;
+        Ok(())
+    }
+
+    /// Deletes the segments whose records are all below `height`; returns how many.
+    pub fn prune_below(&self, height: Height) -> Result<usize, Error> {
+        Ok(self.log.prune_below(height.0.saturating_sub(self.offset))?)
+    }
+
+    /// Makes every appended record durable.
+    pub fn sync(&self) -> Result<(), Error> {
+        self.log.sync()?;
+        Ok(())
+    }
+}
 
 #[cfg(test)]
 mod tests {

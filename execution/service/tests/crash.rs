@@ -1,5 +1,7 @@
 #![allow(clippy::unwrap_used)]
-//! Kill -9 at random points loses nothing that was reported committed.
+//! Kill -9 at random points loses nothing that was reported committed, including while
+//! snapshots are written and records and receipts pruned (a snapshot every 4 heights,
+//! a retention window of 6, small record segments).
 //!
 //! The test re-runs its own binary as a child (`LAMINA_EXEC_CRASH_CHILD=<dir>`) that
 //! follows an on-disk log fixture and prints `COMMITTED <height> <state root>` whenever
@@ -14,6 +16,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::*;
+use lamina_execution_core::ledger;
 use lamina_execution_service::ExecutionNode;
 use lamina_execution_service::adapters::{FileLog, RecordingSettlement};
 use lamina_interfaces::Health;
@@ -24,13 +27,42 @@ use tokio_util::sync::CancellationToken;
 const HEIGHTS: u64 = 60;
 const CHILD_ENV: &str = "LAMINA_EXEC_CRASH_CHILD";
 
+fn crash_config() -> lamina_execution_service::Config {
+    lamina_execution_service::Config {
+        snapshot_every: 4,
+        keep_snapshots: 2,
+        retain_heights: 6,
+        segment_kib: 64,
+        ..config()
+    }
+}
+
+/// Every receipt of every retained record is in the index, at its height or a later
+/// one (a transaction included again).
+fn index_matches_records(node: &ExecutionNode) {
+    let shared = node.shared();
+    let v = shared.read();
+    let (mut h, mut n) = (v.retained_from, 0);
+    while h <= v.height {
+        if let Some(r) = v.records.get::<ledger::LedgerFailure>(h).unwrap() {
+            for rc in &r.receipts {
+                let e = v.index.get::<ledger::LedgerFailure>(&rc.tx_id).unwrap().expect("indexed");
+                assert!(e.height >= h, "receipt of {} indexed at {}", h, e.height);
+                n += 1;
+            }
+        }
+        h = h.next();
+    }
+    assert!(v.height.0 < 8 || n > 0, "retained heights hold receipts");
+}
+
 fn child(dir: &str) {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     rt.block_on(async {
         let f = fixture(HEIGHTS).await;
         let base = std::path::Path::new(dir);
         let log = FileLog::open(&base.join("log")).unwrap();
-        let mut node = ExecutionNode::open(&base.join("exec"), &f.genesis, CHAIN, exec_key(), &config()).unwrap();
+        let mut node = ExecutionNode::open(&base.join("exec"), &f.genesis, CHAIN, exec_key(), &crash_config()).unwrap();
         let shared = node.shared();
         tokio::spawn(async move {
             let mut last = u64::MAX;
@@ -103,7 +135,7 @@ fn kill_9_loses_nothing_reported_committed() {
             assert_eq!(root, want[h as usize - 1].to_hex(), "round {round}: reported root at {h}");
         }
         // Reopen: nothing reported is lost, and the store replays to the reference.
-        let node = ExecutionNode::open(&dir.path().join("exec"), &f.genesis, CHAIN, exec_key(), &config()).unwrap();
+        let node = ExecutionNode::open(&dir.path().join("exec"), &f.genesis, CHAIN, exec_key(), &crash_config()).unwrap();
         let now = node.height().0;
         assert!(now >= h, "round {round}: reported {h}, recovered {now}");
         if now > 0 {
@@ -111,13 +143,14 @@ fn kill_9_loses_nothing_reported_committed() {
         }
         eprintln!("round {round}: killed after reporting {h}, recovered at {now}");
         assert!(now >= reached);
+        index_matches_records(&node);
         reached = now;
         node.close().unwrap();
     }
     // Finish in-process.
     rt.block_on(async {
         let log = FileLog::open(&dir.path().join("log")).unwrap();
-        let mut node = ExecutionNode::open(&dir.path().join("exec"), &f.genesis, CHAIN, exec_key(), &config()).unwrap();
+        let mut node = ExecutionNode::open(&dir.path().join("exec"), &f.genesis, CHAIN, exec_key(), &crash_config()).unwrap();
         let stop = CancellationToken::new();
         let shared = node.shared();
         let s2 = stop.clone();
@@ -130,5 +163,6 @@ fn kill_9_loses_nothing_reported_committed() {
         node.follow(&log, &f.da, &RecordingSettlement::default(), &Health::new(), &stop).await.unwrap();
         w.await.unwrap();
         assert_eq!(node.shared().read().state_root, want[HEIGHTS as usize - 1]);
+        index_matches_records(&node);
     });
 }

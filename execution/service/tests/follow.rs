@@ -12,6 +12,7 @@ use lamina_execution_core::ledger::{self, AssetId};
 use lamina_execution_core::state;
 use lamina_execution_service::adapters::{FileLog, RecordingSettlement};
 use lamina_execution_service::query::{self, QueryRequest, QueryResponse};
+use lamina_execution_service::snapshot;
 use lamina_execution_service::{Error, ExecutionNode};
 use lamina_interfaces::{Health, InMemoryLog};
 use lamina_primitives::{Height, Keypair};
@@ -85,10 +86,10 @@ async fn follows_in_memory_log_and_matches_reference() {
             assert!(!blocks.is_empty());
             assert!(blocks.windows(2).all(|w| w[0].0 < w[1].0));
             assert!(blocks.iter().all(|(bh, _)| bh.0 >= 2));
-            let v = shared.read();
+            let index = shared.read().index.clone();
             for (bh, list) in &blocks {
                 for (id, kind) in list {
-                    let e = &v.receipts[id];
+                    let e = index.get::<ledger::LedgerFailure>(id).unwrap().unwrap();
                     assert_eq!(e.height, *bh);
                     assert_eq!(*kind, e.receipt.commitment_bytes()[32]);
                 }
@@ -258,4 +259,101 @@ async fn restarted_node_makes_the_same_claims() {
         let b = check_claim_chain(&posted, &steps, faulty);
         assert_eq!(a.iter().map(|c| c.id()).collect::<Vec<_>>(), b.iter().map(|c| c.id()).collect::<Vec<_>>());
     }
+}
+
+/// Long-lived nodes: snapshots every 5 heights (2 kept) and a retention window of 6
+/// heights. A restart loads the newest snapshot and replays only the records after it;
+/// pruned heights answer "pruned" and their receipts are gone; a damaged newest snapshot
+/// falls back to the older one; an exported snapshot imported into an empty home starts
+/// a node at its height that then follows the log; without the snapshot the pruned
+/// records are missing and the node refuses to start, saying why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshots_bound_restart_and_pruning_keeps_what_is_needed() {
+    let f = fixture(36).await;
+    let want = reference_roots(&f);
+    let config = lamina_execution_service::Config {
+        snapshot_every: 5,
+        keep_snapshots: 2,
+        retain_heights: 6,
+        segment_kib: 64,
+        ..config()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("exec");
+    let log = InMemoryLog::new();
+    for b in &f.blocks[..30] {
+        log.append(b.clone()).unwrap();
+    }
+    let settlement = RecordingSettlement::default();
+    let first_tx = f.chain_txs[0][0].id();
+    {
+        let mut node = ExecutionNode::open(&data, &f.genesis, CHAIN, exec_key(), &config).unwrap();
+        follow_until(&mut node, &log, &f.da, &settlement, 30).await;
+        node.close().unwrap();
+    }
+    let snaps = snapshot::list(&data.join("snapshots"));
+    assert_eq!(snaps.iter().map(|s| s.0.0).collect::<Vec<_>>(), vec![30, 25]);
+    let node = ExecutionNode::open(&data, &f.genesis, CHAIN, exec_key(), &config).unwrap();
+    let shared = node.shared();
+    {
+        let v = shared.read();
+        assert_eq!((v.height, v.state_root), (Height(30), want[29]));
+        // Pruned below min(oldest kept 25, 30 - 6) + 1 = 25 (after the snapshot of 30).
+        assert_eq!(v.retained_from, Height(25));
+    }
+    assert_eq!(query::answer(&shared, &QueryRequest::Receipt(first_tx)), QueryResponse::Receipt(None));
+    assert_eq!(query::answer(&shared, &QueryRequest::BlockReceipts(Height(3), 0)), QueryResponse::Pruned(Height(25)));
+    let (code, body) = query::route(&shared, "/block/3/receipts");
+    assert_eq!(code, 410, "{body}");
+    match query::answer(&shared, &QueryRequest::BlockReceipts(Height(28), 0)) {
+        QueryResponse::BlockReceipts(committed, h, total, receipts) => {
+            assert_eq!((committed, h, total as usize), (Height(30), Height(28), receipts.len()));
+            let index = shared.read().index.clone();
+            for r in &receipts {
+                let e = index.get::<ledger::LedgerFailure>(&r.tx_id).unwrap().unwrap();
+                assert_eq!((e.height, &e.receipt), (Height(28), r));
+            }
+        }
+        other => panic!("no block receipts: {other:?}"),
+    }
+    // Export now (height 30) for the import below.
+    let exported = dir.path().join("exported");
+    let manifest = node.export_snapshot(&exported).unwrap();
+    assert_eq!((manifest.height, manifest.state_root), (Height(30), want[29]));
+    node.close().unwrap();
+    drop(shared); // the view holds the index open
+
+    for b in &f.blocks[30..] {
+        log.append(b.clone()).unwrap();
+    }
+    // A damaged newest snapshot: the older one (25) is loaded and records 26.. replayed.
+    let newest = &snaps[0].1;
+    let chunk = newest.join("chunk-000000");
+    let mut bytes = std::fs::read(&chunk).unwrap();
+    bytes[10] ^= 0xFF;
+    std::fs::write(&chunk, &bytes).unwrap();
+    {
+        let mut node = ExecutionNode::open(&data, &f.genesis, CHAIN, exec_key(), &config).unwrap();
+        assert_eq!((node.height(), node.shared().read().state_root), (Height(30), want[29]));
+        follow_until(&mut node, &log, &f.da, &settlement, 36).await;
+        assert_eq!(node.shared().read().state_root, want[35]);
+        node.close().unwrap();
+    }
+    // Without any snapshot the records that were pruned are missing: a clear refusal.
+    std::fs::remove_dir_all(data.join("snapshots")).unwrap();
+    match ExecutionNode::open(&data, &f.genesis, CHAIN, exec_key(), &config) {
+        Err(Error::BadStore(m)) => assert!(m.contains("snapshot"), "{m}"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+
+    // Import into an empty home: starts at 30, follows the log to 36.
+    let home = dir.path().join("imported");
+    let name = snapshot::dir_name(Height(30));
+    snapshot::copy(&exported.join(&name), &home.join("snapshots").join(&name), &f.genesis.digest(), CHAIN).unwrap();
+    let mut node = ExecutionNode::open(&home, &f.genesis, CHAIN, exec_key(), &config).unwrap();
+    assert_eq!((node.height(), node.shared().read().state_root), (Height(30), want[29]));
+    assert_eq!(node.shared().read().retained_from, Height(31));
+    follow_until(&mut node, &log, &f.da, &settlement, 36).await;
+    assert_eq!(node.shared().read().state_root, want[35]);
+    node.close().unwrap();
 }
