@@ -36,7 +36,7 @@ impl Cli {
         match &self.command {
             Command::Devnet(d) => matches!(d, crate::devnet::DevnetCmd::Up(_)),
             Command::Consensus(m)
-            | Command::Execution(m)
+            | Command::Execution(crate::execution_cmd::ExecutionCmd::Module(m))
             | Command::Bridge(crate::bridge_client::BridgeCmd::Module(m))
             | Command::Da(DaCmd::Module(m))
             | Command::Settlement(SettlementCmd::Module(m)) => matches!(m, ModuleCmd::Start(_)),
@@ -60,9 +60,9 @@ pub enum Command {
     /// The data-availability module (DA storage node), and light-client sampling.
     #[command(subcommand)]
     Da(crate::client::DaCmd),
-    /// The execution module (one chain's executor).
+    /// The execution module (one chain's executor), and its state snapshots.
     #[command(subcommand)]
-    Execution(ModuleCmd),
+    Execution(crate::execution_cmd::ExecutionCmd),
     /// The settlement module, and queries of claims and finalized roots.
     #[command(subcommand)]
     Settlement(crate::settlement_client::SettlementCmd),
@@ -355,7 +355,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Consensus(c) => module(Module::Consensus, c),
         Command::Da(crate::client::DaCmd::Module(c)) => module(Module::Da, c),
         Command::Da(crate::client::DaCmd::Sample(a)) => crate::client::da_sample(a),
-        Command::Execution(c) => module(Module::Execution, c),
+        Command::Execution(c) => crate::execution_cmd::run(c),
         Command::Settlement(crate::settlement_client::SettlementCmd::Module(c)) => module(Module::Settlement, c),
         Command::Settlement(c) => crate::settlement_client::run(c),
         Command::Bridge(crate::bridge_client::BridgeCmd::Module(c)) => module(Module::Bridge, c),
@@ -491,11 +491,11 @@ fn genesis(cmd: GenesisCmd) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn home_for(module: Module, arg: &HomeArg) -> anyhow::Result<Home> {
+pub(crate) fn home_for(module: Module, arg: &HomeArg) -> anyhow::Result<Home> {
     Ok(Home::new(crate::home::resolve(arg.home.as_deref(), std::env::var_os(crate::home::HOME_ENV), module)?))
 }
 
-fn module(module: Module, cmd: ModuleCmd) -> anyhow::Result<ExitCode> {
+pub(crate) fn module(module: Module, cmd: ModuleCmd) -> anyhow::Result<ExitCode> {
     match cmd {
         ModuleCmd::Init(a) => {
             let home = home_for(module, &a.home)?;

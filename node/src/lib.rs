@@ -26,6 +26,7 @@ pub mod client;
 pub mod config;
 pub mod context;
 pub mod devnet;
+pub mod execution_cmd;
 pub mod genesis;
 pub mod home;
 pub mod init;

@@ -334,6 +334,97 @@ fn killed_execution_node_restarts_and_catches_up_to_the_same_state() {
     drop(net);
 }
 
+/// Long-lived nodes (issue 13): an execution node loses its data; the operator exports
+/// the other node's newest snapshot (`lamina execution snapshot export`) and imports it
+/// into the wiped home (`… import`). Restarted, the node starts at the snapshot's height
+/// (the history before it is not re-executed), catches up under load and ends with the
+/// same state root. A damaged copy is refused by `import`, which installs nothing.
+#[test]
+fn wiped_execution_node_restored_from_a_snapshot_catches_up() {
+    let _serial = serial();
+    let mut net = Devnet::up_env(
+        &["--chains", "1", "--execution", "2", "--funded-accounts", "1000"],
+        &[("LAMINA__EXECUTION__SNAPSHOT_EVERY", "20")],
+    );
+    let home0 = PathBuf::from(net.node("execution-0")["home"].as_str().unwrap());
+    let home1 = net.node("execution-1")["home"].as_str().unwrap().to_string();
+    rt().block_on(async {
+        let client = Client::connect(&net).await;
+        let chain = net.genesis.chains[0].clone();
+        let load = Load::start(client.intake.clone(), &chain, 0);
+        tokio::time::sleep(phase()).await;
+        net.kill("execution-0");
+
+        // execution-1 writes a snapshot every 20 heights: export its newest.
+        let start = Instant::now();
+        let listed = loop {
+            let out = lamina().args(["execution", "snapshot", "list", "--home", &home1, "--json"]).output().unwrap();
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            if !v.as_array().unwrap().is_empty() {
+                break v;
+            }
+            assert!(start.elapsed() < WITHIN, "execution-1 wrote no snapshot");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        };
+        let snap_height = listed[0]["height"].as_u64().unwrap();
+        let out_dir = net.dir.join("exported");
+        let out = lamina()
+            .args(["execution", "snapshot", "export", "--home", &home1, "--out", s(&out_dir)])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "export: {}", String::from_utf8_lossy(&out.stderr));
+
+        // Wipe execution-0's chain data.
+        let data = home0.join("data");
+        for d in ["blocks", "snapshots"] {
+            let _ = std::fs::remove_dir_all(data.join(d));
+        }
+        std::fs::remove_file(data.join("index.redb")).unwrap();
+
+        // A damaged copy is refused; nothing is installed.
+        let bad = net.dir.join("exported-bad");
+        std::fs::create_dir_all(&bad).unwrap();
+        for e in std::fs::read_dir(&out_dir).unwrap() {
+            let e = e.unwrap();
+            std::fs::copy(e.path(), bad.join(e.file_name())).unwrap();
+        }
+        let chunk = bad.join("chunk-000000");
+        let mut bytes = std::fs::read(&chunk).unwrap();
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 0x55;
+        std::fs::write(&chunk, bytes).unwrap();
+        let out = lamina()
+            .args(["execution", "snapshot", "import", "--home", s(&home0), "--from", s(&bad)])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains("digest"), "damaged import: {err}");
+        let installed = std::fs::read_dir(data.join("snapshots")).map(|d| d.count()).unwrap_or(0);
+        assert_eq!(installed, 0, "nothing installed from a damaged snapshot");
+
+        let out = lamina()
+            .args(["execution", "snapshot", "import", "--home", s(&home0), "--from", s(&out_dir)])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "import: {}", String::from_utf8_lossy(&out.stderr));
+
+        net.restart("execution-0");
+        net.wait_ready("execution-0").await;
+        tokio::time::sleep(phase()).await;
+        let stats = load.stop().await;
+        client.wait_executed("execution-1", &stats.acked, "after the restore").await;
+        let log = std::fs::read_to_string(net.restart_log("execution-0")).unwrap();
+        assert!(log.contains("state loaded from snapshot"), "{}", tail(&net.restart_log("execution-0"), 20));
+        let last = client.exec_status("execution-1").await.unwrap().height.0;
+        assert!(last > snap_height);
+        client.wait_exec_height_above("execution-0", last, "execution-0 catching up from the snapshot").await;
+        client.assert_same_state("execution-0", "execution-1").await;
+        client.shutdown().await;
+    });
+    drop(net);
+}
+
 #[test]
 fn da_nodes_killed_within_and_beyond_tolerance() {
     da_outage(phase().max(Duration::from_secs(10)), false);

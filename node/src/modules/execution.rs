@@ -76,6 +76,26 @@ impl ModuleConfig for Config {
             "query_clients",
             &c.query_clients,
         );
+        doc.field(
+            "Write a state snapshot (under <data>/snapshots) after every height divisible by this (0: never).\n\
+             A restart loads the newest snapshot and replays only the block records after it;\n\
+             `lamina execution snapshot export|import` moves one to a new node.",
+            "snapshot_every",
+            &c.snapshot_every,
+        );
+        doc.field("Snapshots kept on disk (the newest; at least 1).", "keep_snapshots", &c.keep_snapshots);
+        doc.field(
+            "Heights of block records and receipts kept below the tip; older ones are pruned after each\n\
+             snapshot (never those the oldest kept snapshot needs). Queries for them answer \"pruned\". 0: keep all.",
+            "retain_heights",
+            &c.retain_heights,
+        );
+        doc.field("Page cache of the on-disk receipt index, in MiB.", "index_cache_mib", &c.index_cache_mib);
+        doc.field(
+            "Size of one block-record segment file, in KiB (records are pruned by whole segments).",
+            "segment_kib",
+            &c.segment_kib,
+        );
     }
 }
 

@@ -90,11 +90,18 @@ pub struct Devnet {
 
 impl Devnet {
     pub fn up(args: &[&str]) -> Devnet {
+        Self::up_env(args, &[])
+    }
+
+    /// [`Devnet::up`] with environment variables for `devnet up` (which passes
+    /// `LAMINA__<MODULE>__…` ones to its nodes).
+    pub fn up_env(args: &[&str], env: &[(&str, &str)]) -> Devnet {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("net");
         let out = lamina()
             .args(["devnet", "up", "--dir", s(&dir), "--keep", "--load", "0", "--ready-timeout", "180s"])
             .args(args)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .output()
             .unwrap();

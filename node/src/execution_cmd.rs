@@ -1,0 +1,198 @@
+//! `lamina execution …`: the module commands, and state snapshots for operators.
+//!
+//! An execution node writes a snapshot of its chain's state every `snapshot_every`
+//! heights under `<home>/data/snapshots/` ([`lamina_execution_service::snapshot`]).
+//! `snapshot list` shows them, `snapshot export` copies one out (verified: every chunk
+//! and the rebuilt state root), and `snapshot import` verifies one and installs it in a
+//! fresh home, whose node then starts at the snapshot's height and follows the log from
+//! there instead of re-executing the chain's whole history.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context as _, bail};
+use clap::{Args, Subcommand};
+use lamina_execution_service::snapshot;
+use lamina_primitives::{ChainId, Digest};
+
+use crate::cli::{HomeArg, ModuleCmd};
+use crate::home::Home;
+use crate::modules::Module;
+
+/// `lamina execution …`
+#[derive(Debug, Subcommand)]
+pub enum ExecutionCmd {
+    /// Module commands (init, start, config).
+    #[command(flatten)]
+    Module(ModuleCmd),
+    /// State snapshots: list, export, import.
+    #[command(subcommand)]
+    Snapshot(SnapshotCmd),
+}
+
+/// `lamina execution snapshot …`
+#[derive(Debug, Subcommand)]
+pub enum SnapshotCmd {
+    /// The snapshots in a home: height, keys, chunks, state root, size.
+    List(ListArgs),
+    /// Copy a snapshot out of a home (the newest, or `--height`), after verifying it.
+    /// The node may be running.
+    Export(ExportArgs),
+    /// Verify a snapshot and install it in a home without execution data (after
+    /// `lamina execution init`); `start` then begins at its height.
+    Import(ImportArgs),
+}
+
+/// `snapshot list` arguments.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// The execution node's home.
+    #[command(flatten)]
+    pub home: HomeArg,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `snapshot export` arguments.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// The execution node's home.
+    #[command(flatten)]
+    pub home: HomeArg,
+    /// The snapshot's height (default: the newest).
+    #[arg(long)]
+    pub height: Option<u64>,
+    /// Directory to create with the snapshot's files.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+/// `snapshot import` arguments.
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The execution node's home (initialized, never started).
+    #[command(flatten)]
+    pub home: HomeArg,
+    /// The snapshot directory (as written by `export`).
+    #[arg(long)]
+    pub from: PathBuf,
+}
+
+/// Runs an `execution` command.
+pub fn run(cmd: ExecutionCmd) -> anyhow::Result<ExitCode> {
+    match cmd {
+        ExecutionCmd::Module(c) => crate::cli::module(Module::Execution, c),
+        ExecutionCmd::Snapshot(SnapshotCmd::List(a)) => list(a),
+        ExecutionCmd::Snapshot(SnapshotCmd::Export(a)) => export(a),
+        ExecutionCmd::Snapshot(SnapshotCmd::Import(a)) => import(a),
+    }
+}
+
+/// The home, its genesis digest and the chain its node executes.
+fn home_chain(arg: &HomeArg) -> anyhow::Result<(Home, Digest, ChainId)> {
+    let home = crate::cli::home_for(Module::Execution, arg)?;
+    let cfg = crate::service::load_config(&home, Module::Execution, &[])?;
+    let genesis = crate::genesis::load(&home.genesis_file())?;
+    let key = crate::keys::read_public(&home.key_file())?;
+    let chain = cfg
+        .execution
+        .and_then(|c| c.0.chain)
+        .or_else(|| genesis.execution_nodes.iter().find(|n| n.key == key).and_then(|n| n.chain))
+        .with_context(|| {
+            format!("{}: no chain configured and this node's key is not an execution node of the genesis", home.root().display())
+        })?;
+    Ok((home, genesis.digest(), chain))
+}
+
+fn snapshots_dir(home: &Home) -> PathBuf {
+    home.data_dir().join("snapshots")
+}
+
+fn list(a: ListArgs) -> anyhow::Result<ExitCode> {
+    let (home, _, chain) = home_chain(&a.home)?;
+    let mut rows = Vec::new();
+    for (height, dir) in snapshot::list(&snapshots_dir(&home)) {
+        match snapshot::read_manifest(&dir) {
+            Ok(m) => {
+                let bytes: u64 = m.chunks.iter().map(|c| c.bytes).sum::<u64>() + m.node.bytes;
+                rows.push(serde_json::json!({
+                    "height": height.0, "chain": m.chain.0, "keys": m.keys, "chunks": m.chunks.len(),
+                    "state_root": m.state_root.to_hex(), "bytes": bytes, "id": m.id().to_hex(),
+                    "path": dir.display().to_string(),
+                }));
+            }
+            Err(e) => rows.push(serde_json::json!({"height": height.0, "error": e.to_string(), "path": dir.display().to_string()})),
+        }
+    }
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if rows.is_empty() {
+        println!("no snapshots in {} (chain {chain})", snapshots_dir(&home).display());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let cell = |r: &serde_json::Value, k: &str| r.get(k).map_or_else(|| "-".to_string(), |v| v.to_string().trim_matches('"').to_string());
+    print!(
+        "{}",
+        crate::table::plain(
+            &["HEIGHT", "KEYS", "CHUNKS", "BYTES", "STATE ROOT"],
+            &[0, 1, 2, 3],
+            rows.iter().map(|r| {
+                let root = r.get("state_root").map_or_else(|| cell(r, "error"), |_| cell(r, "state_root"));
+                vec![cell(r, "height"), cell(r, "keys"), cell(r, "chunks"), cell(r, "bytes"), root]
+            }),
+            "",
+        )
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn export(a: ExportArgs) -> anyhow::Result<ExitCode> {
+    let (home, genesis, chain) = home_chain(&a.home)?;
+    let all = snapshot::list(&snapshots_dir(&home));
+    let Some((height, dir)) = (match a.height {
+        Some(h) => all.into_iter().find(|(sh, _)| sh.0 == h),
+        None => all.into_iter().next(),
+    }) else {
+        bail!(
+            "no snapshot{} in {}: nodes write one every `snapshot_every` heights",
+            a.height.map(|h| format!(" of height {h}")).unwrap_or_default(),
+            snapshots_dir(&home).display()
+        );
+    };
+    let m = snapshot::copy(&dir, &a.out, &genesis, chain)
+        .with_context(|| format!("cannot export the snapshot of height {height}"))?;
+    eprintln!("exported the snapshot of chain {chain} at height {height} ({} keys, {} chunks, verified)", m.keys, m.chunks.len());
+    println!("{}", a.out.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn import(a: ImportArgs) -> anyhow::Result<ExitCode> {
+    let (home, genesis, chain) = home_chain(&a.home)?;
+    let _lock = home.lock()?;
+    let data = home.data_dir();
+    for existing in ["blocks", "index.redb"] {
+        if data.join(existing).exists() {
+            bail!(
+                "{} already holds execution data ({existing}): import into a fresh home (`lamina execution init`), or remove {} and {} first",
+                home.root().display(),
+                data.join("blocks").display(),
+                data.join("index.redb").display()
+            );
+        }
+    }
+    let m = snapshot::read_manifest(&a.from)?;
+    let to = snapshots_dir(&home).join(snapshot::dir_name(m.height));
+    std::fs::create_dir_all(snapshots_dir(&home))?;
+    let m = snapshot::copy(&a.from, &to, &genesis, chain).context("the snapshot does not verify; nothing was installed")?;
+    eprintln!(
+        "installed the snapshot of chain {chain} at height {} (root {}, {} keys); `lamina execution start` follows the log from height {}",
+        m.height,
+        m.state_root,
+        m.keys,
+        m.height.next()
+    );
+    Ok(ExitCode::SUCCESS)
+}
