@@ -100,7 +100,10 @@ fn home_chain(arg: &HomeArg) -> anyhow::Result<(Home, Digest, ChainId)> {
         .and_then(|c| c.0.chain)
         .or_else(|| genesis.execution_nodes.iter().find(|n| n.key == key).and_then(|n| n.chain))
         .with_context(|| {
-            format!("{}: no chain configured and this node's key is not an execution node of the genesis", home.root().display())
+            format!(
+                "{}: no chain configured and this node's key is not an execution node of the genesis",
+                home.root().display()
+            )
         })?;
     Ok((home, genesis.digest(), chain))
 }
@@ -122,7 +125,9 @@ fn list(a: ListArgs) -> anyhow::Result<ExitCode> {
                     "path": dir.display().to_string(),
                 }));
             }
-            Err(e) => rows.push(serde_json::json!({"height": height.0, "error": e.to_string(), "path": dir.display().to_string()})),
+            Err(e) => rows.push(
+                serde_json::json!({"height": height.0, "error": e.to_string(), "path": dir.display().to_string()}),
+            ),
         }
     }
     if a.json {
@@ -133,7 +138,9 @@ fn list(a: ListArgs) -> anyhow::Result<ExitCode> {
         println!("no snapshots in {} (chain {chain})", snapshots_dir(&home).display());
         return Ok(ExitCode::SUCCESS);
     }
-    let cell = |r: &serde_json::Value, k: &str| r.get(k).map_or_else(|| "-".to_string(), |v| v.to_string().trim_matches('"').to_string());
+    let cell = |r: &serde_json::Value, k: &str| {
+        r.get(k).map_or_else(|| "-".to_string(), |v| v.to_string().trim_matches('"').to_string())
+    };
     print!(
         "{}",
         crate::table::plain(
@@ -164,7 +171,11 @@ fn export(a: ExportArgs) -> anyhow::Result<ExitCode> {
     };
     let m = snapshot::copy(&dir, &a.out, &genesis, chain)
         .with_context(|| format!("cannot export the snapshot of height {height}"))?;
-    eprintln!("exported the snapshot of chain {chain} at height {height} ({} keys, {} chunks, verified)", m.keys, m.chunks.len());
+    eprintln!(
+        "exported the snapshot of chain {chain} at height {height} ({} keys, {} chunks, verified)",
+        m.keys,
+        m.chunks.len()
+    );
     println!("{}", a.out.display());
     Ok(ExitCode::SUCCESS)
 }
@@ -186,7 +197,8 @@ fn import(a: ImportArgs) -> anyhow::Result<ExitCode> {
     let m = snapshot::read_manifest(&a.from)?;
     let to = snapshots_dir(&home).join(snapshot::dir_name(m.height));
     std::fs::create_dir_all(snapshots_dir(&home))?;
-    let m = snapshot::copy(&a.from, &to, &genesis, chain).context("the snapshot does not verify; nothing was installed")?;
+    let m =
+        snapshot::copy(&a.from, &to, &genesis, chain).context("the snapshot does not verify; nothing was installed")?;
     eprintln!(
         "installed the snapshot of chain {chain} at height {} (root {}, {} keys); `lamina execution start` follows the log from height {}",
         m.height,

@@ -334,13 +334,19 @@ fn killed_execution_node_restarts_and_catches_up_to_the_same_state() {
     drop(net);
 }
 
-/// Long-lived nodes (issue 13): an execution node loses its data; the operator exports
-/// the other node's newest snapshot (`lamina execution snapshot export`) and imports it
-/// into the wiped home (`… import`). Restarted, the node starts at the snapshot's height
-/// (the history before it is not re-executed), catches up under load and ends with the
-/// same state root. A damaged copy is refused by `import`, which installs nothing.
+/// Long-lived nodes (issue 13), with the real binary under load. An execution node
+/// loses its data twice:
+///
+/// 1. restarted with an empty data directory, it state-syncs: fetches the newest
+///    snapshot from the chain's other execution node over QUIC, starts at its height
+///    (the history before it is not re-executed) and catches up;
+/// 2. the operator exports the other node's newest snapshot
+///    (`lamina execution snapshot export`) and imports it into the wiped home
+///    (`… import`); a damaged copy is refused by `import`, which installs nothing.
+///
+/// Each time it ends with the same state root as the node that never stopped.
 #[test]
-fn wiped_execution_node_restored_from_a_snapshot_catches_up() {
+fn wiped_execution_node_state_syncs_or_imports_a_snapshot_and_catches_up() {
     let _serial = serial();
     let mut net = Devnet::up_env(
         &["--chains", "1", "--execution", "2", "--funded-accounts", "1000"],
@@ -377,10 +383,30 @@ fn wiped_execution_node_restored_from_a_snapshot_catches_up() {
 
         // Wipe execution-0's chain data.
         let data = home0.join("data");
-        for d in ["blocks", "snapshots"] {
-            let _ = std::fs::remove_dir_all(data.join(d));
-        }
-        std::fs::remove_file(data.join("index.redb")).unwrap();
+        let wipe = || {
+            for d in ["blocks", "snapshots"] {
+                let _ = std::fs::remove_dir_all(data.join(d));
+            }
+            std::fs::remove_file(data.join("index.redb")).unwrap();
+        };
+        wipe();
+
+        // 1. State sync from execution-1.
+        net.restart("execution-0");
+        net.wait_ready("execution-0").await;
+        let log = std::fs::read_to_string(net.restart_log("execution-0")).unwrap();
+        assert!(
+            log.contains("state sync: snapshot fetched and installed"),
+            "{}",
+            tail(&net.restart_log("execution-0"), 20)
+        );
+        let last = client.exec_status("execution-1").await.unwrap().height.0;
+        client.wait_exec_height_above("execution-0", last, "execution-0 catching up after state sync").await;
+        client.assert_same_state("execution-0", "execution-1").await;
+        net.kill("execution-0");
+        wipe();
+
+        // 2. Export and import by hand.
 
         // A damaged copy is refused; nothing is installed.
         let bad = net.dir.join("exported-bad");

@@ -198,11 +198,7 @@ impl BridgeIndex {
         let mut proofs: Vec<_> = self.proofs.iter().map(|(k, p)| (*k, p.at, p.proof.clone())).collect();
         proofs.sort_unstable_by_key(|p| p.0);
         BridgeImage {
-            outbox: self
-                .outbox
-                .iter()
-                .map(|((d, s), e)| (*d, *s, e.message.encode().to_vec(), e.written_at))
-                .collect(),
+            outbox: self.outbox.iter().map(|((d, s), e)| (*d, *s, e.message.encode().to_vec(), e.written_at)).collect(),
             inbound: self
                 .inbound
                 .iter()

@@ -189,7 +189,11 @@ impl<F: ChainFailure> QueryClient<F> {
 
     /// Every receipt of a committed height, in block order, with the committed height
     /// the answer was read at; [`QueryError::Pruned`] when the height was pruned.
-    pub async fn block_receipts(&self, chain: ChainId, height: Height) -> Result<(Height, Vec<Receipt<F>>), QueryError> {
+    pub async fn block_receipts(
+        &self,
+        chain: ChainId,
+        height: Height,
+    ) -> Result<(Height, Vec<Receipt<F>>), QueryError> {
         let mut out = Vec::new();
         loop {
             let skip = u32::try_from(out.len()).unwrap_or(u32::MAX);

@@ -50,7 +50,8 @@ fn db_err(e: impl std::fmt::Display) -> Error {
 }
 
 fn u64_of(bytes: &[u8]) -> Result<u64, Error> {
-    let b: [u8; 8] = bytes.try_into().map_err(|_| Error::BadStore(format!("index: {} bytes for a height", bytes.len())))?;
+    let b: [u8; 8] =
+        bytes.try_into().map_err(|_| Error::BadStore(format!("index: {} bytes for a height", bytes.len())))?;
     Ok(u64::from_le_bytes(b))
 }
 

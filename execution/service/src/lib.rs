@@ -50,6 +50,7 @@ pub mod node;
 pub mod query;
 pub mod record;
 pub mod snapshot;
+pub mod sync;
 
 use std::net::SocketAddr;
 
@@ -92,12 +93,20 @@ pub struct Config {
     /// restart loads the newest snapshot and replays only the records after it
     /// ([`snapshot`]).
     pub snapshot_every: u64,
+    /// Also write a snapshot once this many transactions executed since the last one
+    /// (0: heights only), so that a restart replays at most about this many
+    /// transactions however full the blocks are.
+    pub snapshot_every_txs: u64,
     /// Snapshots kept on disk (the newest; at least 1).
     pub keep_snapshots: usize,
     /// Heights of block records and receipts kept below the tip. Older ones are pruned
     /// after each snapshot (never above the oldest snapshot kept, which needs the records
     /// after it); queries for them answer "pruned". 0: keep everything.
     pub retain_heights: u64,
+    /// When the data directory is empty, fetch the newest snapshot of the chain from its
+    /// other execution nodes and start from it ([`sync`]); otherwise (or when no peer
+    /// offers one) replay the log from genesis.
+    pub state_sync: bool,
     /// Page cache of the receipt index ([`index`]), in MiB.
     pub index_cache_mib: usize,
     /// Size of one segment file of the block records, in KiB (a multiple of 4, at least
@@ -118,8 +127,10 @@ impl Default for Config {
             http_listen: None,
             query_clients: Vec::new(),
             snapshot_every: 10_000,
+            snapshot_every_txs: 500_000,
             keep_snapshots: 2,
             retain_heights: 200_000,
+            state_sync: true,
             index_cache_mib: 32,
             segment_kib: 64 * 1024,
         }
@@ -288,6 +299,46 @@ async fn serve<M: ChainMachine, L: OrderedLog, D: DataAvailability, S: Settlemen
             "this node executes chain {chain}, but its state machine is for chain {}",
             machine.chain_id()
         )));
+    }
+    // Snapshots are served to the chain's other execution nodes (and any client); a node
+    // with an empty data directory first fetches one (state sync).
+    let chain_peers: Vec<_> = ctx
+        .genesis
+        .execution_nodes
+        .iter()
+        .filter(|n| n.chain == Some(chain) && n.key != ctx.node_id())
+        .cloned()
+        .collect();
+    let syncing = config.state_sync && sync::is_empty(&ctx.data_dir) && !chain_peers.is_empty();
+    let mut base = ctx.client_peers();
+    if syncing {
+        for n in &chain_peers {
+            base = base.with_dial(n.key, n.addr);
+        }
+    }
+    let snapshots = ctx.access.register(
+        endpoint,
+        sync::SnapshotServer { dir: ctx.data_dir.join("snapshots") },
+        base,
+        lamina_net::ProtocolConfig::for_protocol::<sync::SnapshotProtocol>(),
+    )?;
+    if syncing {
+        let keys: Vec<_> = chain_peers.iter().map(|n| n.key).collect();
+        let dir = ctx.data_dir.join("snapshots");
+        std::fs::create_dir_all(&dir)?;
+        let genesis = ctx.genesis.digest();
+        let synced = tokio::select! {
+            r = sync::sync(&snapshots, &keys, &dir, &genesis, chain, &ctx.health) => r?,
+            () = shutdown.cancelled() => return Ok(()),
+        };
+        match synced {
+            sync::Synced::Installed { manifest, rejected } => {
+                tracing::info!(target: "lamina::execution", %chain, height = %manifest.height, keys = manifest.keys, root = %manifest.state_root, rejected_chunks = rejected, "state sync: snapshot fetched and installed");
+            }
+            sync::Synced::Fallback(why) => {
+                tracing::warn!(target: "lamina::execution", %chain, reason = %why, "state sync: no snapshot; replaying the log from genesis");
+            }
+        }
     }
     let mut node = ExecutionNode::open_with(machine, &ctx.data_dir, &ctx.genesis, ctx.keypair.clone(), &config)?;
     if let Some(a) = anchors {

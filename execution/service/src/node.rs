@@ -135,6 +135,11 @@ struct Snapshots {
     dir: PathBuf,
     genesis: Digest,
     every: u64,
+    /// Also after this many transactions since the last snapshot (0: no such rule).
+    every_txs: u64,
+    /// Transactions executed since the last snapshot (counted from the snapshot loaded
+    /// at start, through the replayed records).
+    since: u64,
     keep: usize,
     retain: u64,
     /// A snapshot is being written (one at a time; a due one is skipped meanwhile).
@@ -183,7 +188,8 @@ impl<M: ChainMachine> ExecutionNode<M> {
     /// that verifies (or the genesis state, [`ChainMachine::genesis`]), replays the
     /// records after it, re-indexes receipts the index lost in a crash, and queues the
     /// last [`REPOST_ON_START`] claims made to be posted again. Restart time depends on
-    /// the state's size and [`Config::snapshot_every`], not on the chain's history.
+    /// the state's size and the snapshot interval ([`Config::snapshot_every`],
+    /// [`Config::snapshot_every_txs`]), not on the chain's history.
     pub fn open_with(
         machine: M,
         data_dir: &Path,
@@ -210,6 +216,8 @@ impl<M: ChainMachine> ExecutionNode<M> {
             dir: data_dir.join("snapshots"),
             genesis: header.genesis,
             every: config.snapshot_every,
+            every_txs: config.snapshot_every_txs,
+            since: 0,
             keep: config.keep_snapshots,
             retain: config.retain_heights,
             busy: Arc::new(AtomicBool::new(false)),
@@ -312,7 +320,7 @@ impl<M: ChainMachine> ExecutionNode<M> {
             h = h.next();
         }
         h = view.height.next();
-        let mut replayed = 0u64;
+        let (mut replayed, mut replayed_txs) = (0u64, 0u64);
         while let Some(r) = view.records.get::<M::Failure>(h)? {
             let root = view.state.apply(&r.changes, true);
             if root != r.state_root || r.step.is_some_and(|s| s.state_root != root || s.height != r.height) {
@@ -338,6 +346,7 @@ impl<M: ChainMachine> ExecutionNode<M> {
             view.data_root = r.data_root;
             h = h.next();
             replayed += 1;
+            replayed_txs += r.receipts.len() as u64;
         }
         index.sync()?;
         tracing::info!(target: "lamina::execution", %chain, height = %view.height, replayed, retained_from = %view.retained_from, root = %view.state_root, last_claim = %claims.last_claim(), "store opened");
@@ -352,6 +361,8 @@ impl<M: ChainMachine> ExecutionNode<M> {
             .build()
             .map_err(|e| Error::Internal(e.to_string()))?;
         let store = view.records.clone();
+        let mut snapshots = snapshots;
+        snapshots.since = replayed_txs;
         Ok(ExecutionNode {
             chain,
             machine,
@@ -541,7 +552,11 @@ impl<M: ChainMachine> ExecutionNode<M> {
             self.made.push_back(c.clone());
             self.outbox.push_back(c);
         }
-        if self.snapshots.every > 0 && height.0.is_multiple_of(self.snapshots.every) {
+        self.snapshots.since += record.receipts.len() as u64;
+        let by_height = self.snapshots.every > 0 && height.0.is_multiple_of(self.snapshots.every);
+        let by_txs = self.snapshots.every_txs > 0 && self.snapshots.since >= self.snapshots.every_txs;
+        if by_height || by_txs {
+            self.snapshots.since = 0;
             self.snapshot_in_background();
         }
         Ok(record)
@@ -793,7 +808,7 @@ fn prune<F: ChainFailure>(
     if retain == 0 {
         return Ok(());
     }
-    let oldest_kept = snapshot::list(dir).into_iter().take(keep.max(1)).last().map_or(Height(0), |(h, _)| h);
+    let oldest_kept = snapshot::list(dir).into_iter().take(keep.max(1)).map(|(h, _)| h).min().unwrap_or(Height(0));
     let below = Height(oldest_kept.0.min(snapshot_height.0.saturating_sub(retain)) + 1);
     let (index, records, from) = {
         let v = shared.read();

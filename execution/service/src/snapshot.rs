@@ -176,7 +176,8 @@ pub fn dir_name(height: Height) -> String {
     format!("{:020}", height.0)
 }
 
-fn chunk_name(i: usize) -> String {
+/// The file name of chunk `i`.
+pub fn chunk_name(i: usize) -> String {
     format!("chunk-{i:06}")
 }
 
@@ -301,8 +302,7 @@ pub fn check_chunk(
 ) -> Result<ChangeSet, Error> {
     let what = chunk_name(i);
     info.check(&what, bytes)?;
-    let chunk: ChangeSet =
-        lamina_primitives::decode(bytes).map_err(|e| Error::BadSnapshot(format!("{what}: {e}")))?;
+    let chunk: ChangeSet = lamina_primitives::decode(bytes).map_err(|e| Error::BadSnapshot(format!("{what}: {e}")))?;
     for (k, v) in &chunk.counters {
         if after.1.is_some() {
             return Err(Error::BadSnapshot(format!("{what}: a counter after data keys")));
@@ -379,7 +379,7 @@ pub fn list(parent: &Path) -> Vec<(Height, PathBuf)> {
             Some((Height(name.parse().ok()?), e.path()))
         })
         .collect();
-    out.sort_by(|a, b| b.0.cmp(&a.0));
+    out.sort_by_key(|e| std::cmp::Reverse(e.0));
     out
 }
 

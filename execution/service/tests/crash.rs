@@ -135,7 +135,8 @@ fn kill_9_loses_nothing_reported_committed() {
             assert_eq!(root, want[h as usize - 1].to_hex(), "round {round}: reported root at {h}");
         }
         // Reopen: nothing reported is lost, and the store replays to the reference.
-        let node = ExecutionNode::open(&dir.path().join("exec"), &f.genesis, CHAIN, exec_key(), &crash_config()).unwrap();
+        let node =
+            ExecutionNode::open(&dir.path().join("exec"), &f.genesis, CHAIN, exec_key(), &crash_config()).unwrap();
         let now = node.height().0;
         assert!(now >= h, "round {round}: reported {h}, recovered {now}");
         if now > 0 {
@@ -150,7 +151,8 @@ fn kill_9_loses_nothing_reported_committed() {
     // Finish in-process.
     rt.block_on(async {
         let log = FileLog::open(&dir.path().join("log")).unwrap();
-        let mut node = ExecutionNode::open(&dir.path().join("exec"), &f.genesis, CHAIN, exec_key(), &crash_config()).unwrap();
+        let mut node =
+            ExecutionNode::open(&dir.path().join("exec"), &f.genesis, CHAIN, exec_key(), &crash_config()).unwrap();
         let stop = CancellationToken::new();
         let shared = node.shared();
         let s2 = stop.clone();

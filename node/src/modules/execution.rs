@@ -83,6 +83,18 @@ impl ModuleConfig for Config {
             "snapshot_every",
             &c.snapshot_every,
         );
+        doc.field(
+            "Also write a snapshot once this many transactions executed since the last one (0: heights only);\n\
+             bounds what a restart replays however full the blocks are.",
+            "snapshot_every_txs",
+            &c.snapshot_every_txs,
+        );
+        doc.field(
+            "With an empty data directory, fetch the newest snapshot from the chain's other execution nodes\n\
+             (state sync) and start from it; otherwise, or when none offers one, replay the log from genesis.",
+            "state_sync",
+            &c.state_sync,
+        );
         doc.field("Snapshots kept on disk (the newest; at least 1).", "keep_snapshots", &c.keep_snapshots);
         doc.field(
             "Heights of block records and receipts kept below the tip; older ones are pruned after each\n\

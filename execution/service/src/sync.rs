@@ -1,0 +1,289 @@
+//! State sync: a new execution node (empty data directory) fetches the newest snapshot
+//! of its chain from the chain's other execution nodes over QUIC, verifies it, and
+//! starts from its height instead of re-executing the whole log.
+//!
+//! Every execution node serves its snapshot directory ([`crate::snapshot`]) with
+//! [`SnapshotProtocol`] (`lamina/execution-snapshot/1`): the newest manifest, then any
+//! file of a snapshot it still holds. Files are served as they are on disk; the
+//! fetching side trusts nothing:
+//!
+//! 1. it asks every peer for its newest manifest, keeps those of its genesis and chain,
+//!    and picks the highest height (ties: the manifest most peers agree on, by state
+//!    root and chunk list);
+//! 2. it fetches each chunk from the peers that offered that same state, in turn,
+//!    checking each against the manifest's digest and size. A chunk that does not
+//!    match is rejected (logged with the peer) and fetched from the next peer; keys
+//!    must increase across chunks;
+//! 3. it fetches the node file (claim chain and bridge index) from the peer whose
+//!    manifest it picked, writes the snapshot like a local one (`<name>.tmp`, fsync,
+//!    rename), and the node then opens it, which rebuilds the tree and checks the
+//!    state root against the manifest before anything is used.
+//!
+//! If no peer offers a usable snapshot, or none of them can serve one of its files, the
+//! node falls back to replaying the log from genesis (logged). The `state_sync` readiness
+//! check says which phase it is in.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use lamina_interfaces::Health;
+use lamina_net::{Empty, Handler, Network, Protocol, ProtocolId, Reject, RejectKind};
+use lamina_primitives::{ChainId, Digest, Height, NodeId};
+
+use crate::Error;
+use crate::snapshot::{self, FileInfo, Manifest};
+
+/// Largest file served or accepted (a manifest, a chunk, a node file).
+pub const MAX_FILE: usize = 40 << 20;
+/// How long one request may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a peer may take to connect before it is skipped.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Which file of a snapshot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub enum FileId {
+    /// The manifest.
+    Manifest,
+    /// Chunk `i`.
+    Chunk(u32),
+    /// The node file.
+    Node,
+}
+
+/// A request of [`SnapshotProtocol`].
+#[derive(Clone, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub enum SnapshotRequest {
+    /// The newest snapshot's manifest.
+    Latest,
+    /// A file of the snapshot at a height.
+    File(Height, FileId),
+}
+
+impl lamina_primitives::Wire for SnapshotRequest {
+    const NAME: &'static str = "ExecSnapshotRequest";
+    const MAX_SIZE: usize = 64;
+}
+
+/// An answer of [`SnapshotProtocol`].
+#[derive(Clone, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub enum SnapshotResponse {
+    /// The file's bytes (for `Latest`: the newest manifest's).
+    File(Vec<u8>),
+    /// No such snapshot or file here (never written, or pruned meanwhile).
+    Missing,
+}
+
+impl lamina_primitives::Wire for SnapshotResponse {
+    const NAME: &'static str = "ExecSnapshotResponse";
+    const MAX_SIZE: usize = MAX_FILE + 1024;
+}
+
+/// The snapshot protocol (see the module docs).
+#[derive(Debug)]
+pub struct SnapshotProtocol;
+
+impl Protocol for SnapshotProtocol {
+    const ID: ProtocolId = ProtocolId::new("execution-snapshot", 1);
+    type Request = SnapshotRequest;
+    type Response = SnapshotResponse;
+    type Message = Empty;
+}
+
+/// Serves the snapshots under a directory.
+#[derive(Clone, Debug)]
+pub struct SnapshotServer {
+    /// `<data>/snapshots`.
+    pub dir: PathBuf,
+}
+
+fn read_small(path: &Path) -> Option<Vec<u8>> {
+    let len = std::fs::metadata(path).ok()?.len();
+    if len > MAX_FILE as u64 {
+        tracing::warn!(target: "lamina::execution", path = %path.display(), len, "snapshot file too large to serve");
+        return None;
+    }
+    std::fs::read(path).ok()
+}
+
+impl SnapshotServer {
+    fn answer(&self, req: &SnapshotRequest) -> SnapshotResponse {
+        let file = match req {
+            SnapshotRequest::Latest => {
+                snapshot::list(&self.dir).into_iter().next().and_then(|(_, d)| read_small(&d.join("manifest")))
+            }
+            SnapshotRequest::File(h, id) => {
+                let dir = self.dir.join(snapshot::dir_name(*h));
+                let name = match id {
+                    FileId::Manifest => "manifest".to_string(),
+                    FileId::Chunk(i) => snapshot::chunk_name(*i as usize),
+                    FileId::Node => "node".to_string(),
+                };
+                read_small(&dir.join(name))
+            }
+        };
+        file.map_or(SnapshotResponse::Missing, SnapshotResponse::File)
+    }
+}
+
+impl Handler<SnapshotProtocol> for SnapshotServer {
+    async fn request(&self, _peer: NodeId, request: SnapshotRequest) -> Result<SnapshotResponse, Reject> {
+        let server = self.clone();
+        tokio::task::spawn_blocking(move || server.answer(&request))
+            .await
+            .map_err(|e| Reject::new(RejectKind::Internal, e.to_string()))
+    }
+}
+
+/// What a sync did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Synced {
+    /// A snapshot was fetched and installed: its manifest, and how many chunks were
+    /// rejected (and fetched again from another peer).
+    Installed {
+        /// The manifest.
+        manifest: Box<Manifest>,
+        /// Chunks rejected on the way.
+        rejected: usize,
+    },
+    /// No peer offered a usable snapshot, or its files could not all be fetched: the
+    /// node replays the log from genesis. The reason.
+    Fallback(String),
+}
+
+async fn ask(net: &Network<SnapshotProtocol>, peer: &NodeId, req: &SnapshotRequest) -> Option<Vec<u8>> {
+    if !net.is_connected(peer) && net.wait_connected(peer, CONNECT_TIMEOUT).await.is_err() {
+        return None;
+    }
+    match net.request_with_timeout(peer, req, REQUEST_TIMEOUT).await {
+        Ok(SnapshotResponse::File(b)) => Some(b),
+        Ok(SnapshotResponse::Missing) => None,
+        Err(e) => {
+            tracing::warn!(target: "lamina::execution", %peer, error = %e, "snapshot request failed");
+            None
+        }
+    }
+}
+
+/// Same state: same height, root, keys and chunks (node files differ between peers).
+fn same_state(a: &Manifest, b: &Manifest) -> bool {
+    (a.height, a.state_root, a.keys, &a.chunks) == (b.height, b.state_root, b.keys, &b.chunks)
+}
+
+/// Fetches the newest snapshot of `chain` from `peers` into `dir` (see the module
+/// docs). `health`'s `state_sync` check follows the phases.
+pub async fn sync(
+    net: &Network<SnapshotProtocol>,
+    peers: &[NodeId],
+    dir: &Path,
+    genesis: &Digest,
+    chain: ChainId,
+    health: &Health,
+) -> Result<Synced, Error> {
+    health.set_check("state_sync", false, "asking peers for their newest snapshot");
+    let mut offers: Vec<(NodeId, Manifest)> = Vec::new();
+    for p in peers {
+        let Some(bytes) = ask(net, p, &SnapshotRequest::Latest).await else { continue };
+        match lamina_primitives::decode::<Manifest>(&bytes) {
+            Ok(m) if m.genesis == *genesis && m.chain == chain && m.version == snapshot::SNAPSHOT_VERSION => {
+                offers.push((*p, m));
+            }
+            Ok(m) => {
+                tracing::warn!(target: "lamina::execution", peer = %p, chain = %m.chain, version = m.version, "peer offers a snapshot of another chain, genesis or format; ignored")
+            }
+            Err(e) => {
+                tracing::warn!(target: "lamina::execution", peer = %p, error = %e, "peer's manifest does not decode; ignored")
+            }
+        }
+    }
+    let Some(best) = offers.iter().map(|(_, m)| m.height).max() else {
+        let why = format!("no snapshot offered by {} peer(s)", peers.len());
+        health.set_check("state_sync", true, format!("{why}: replaying the log"));
+        return Ok(Synced::Fallback(why));
+    };
+    // At the best height, the state most peers agree on; its first offerer's node file.
+    let at_best: Vec<&(NodeId, Manifest)> = offers.iter().filter(|(_, m)| m.height == best).collect();
+    let (chosen_peer, chosen) = at_best
+        .iter()
+        .max_by_key(|(_, m)| at_best.iter().filter(|(_, o)| same_state(m, o)).count())
+        .map(|(p, m)| (*p, m.clone()))
+        .ok_or_else(|| Error::Internal("no offer at the best height".into()))?;
+    let sources: Vec<NodeId> = at_best.iter().filter(|(_, m)| same_state(m, &chosen)).map(|(p, _)| *p).collect();
+    tracing::info!(target: "lamina::execution", %chain, height = %chosen.height, keys = chosen.keys, chunks = chosen.chunks.len(), peers = sources.len(), "state sync: fetching snapshot");
+
+    let tmp = dir.join(format!("{}.tmp", snapshot::dir_name(chosen.height)));
+    let io = |e: std::io::Error| Error::BadSnapshot(format!("writing {}: {e}", tmp.display()));
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).map_err(io)?;
+    }
+    std::fs::create_dir_all(&tmp).map_err(io)?;
+    let mut rejected = 0;
+    let mut after = (None, None);
+    let n = chosen.chunks.len();
+    for (i, info) in chosen.chunks.iter().enumerate() {
+        health.set_check("state_sync", false, format!("height {}: chunk {}/{n}", chosen.height, i + 1));
+        let mut got = None;
+        for k in 0..sources.len() {
+            let peer = &sources[(i + k) % sources.len()];
+            let Some(bytes) = ask(net, peer, &SnapshotRequest::File(chosen.height, FileId::Chunk(i as u32))).await
+            else {
+                continue;
+            };
+            let mut next = after;
+            match snapshot::check_chunk(info, i, &bytes, &mut next) {
+                Ok(_) => {
+                    after = next;
+                    got = Some(bytes);
+                    break;
+                }
+                Err(e) => {
+                    rejected += 1;
+                    metrics::counter!("lamina_execution_sync_rejected_chunks_total").increment(1);
+                    tracing::warn!(target: "lamina::execution", %peer, chunk = i, error = %e, "state sync: chunk rejected; asking another peer");
+                }
+            }
+        }
+        let Some(bytes) = got else {
+            let why = format!("chunk {i} of the snapshot at {} could not be fetched from any peer", chosen.height);
+            let _ = std::fs::remove_dir_all(&tmp);
+            health.set_check("state_sync", true, format!("{why}: replaying the log"));
+            return Ok(Synced::Fallback(why));
+        };
+        write_file(&tmp.join(snapshot::chunk_name(i)), &bytes).map_err(io)?;
+    }
+    let node = ask(net, &chosen_peer, &SnapshotRequest::File(chosen.height, FileId::Node)).await;
+    let node_ok = node.as_deref().is_some_and(|b| check(&chosen.node, b));
+    let Some(node) = node.filter(|_| node_ok) else {
+        let why = format!("the node file of the snapshot at {} could not be fetched", chosen.height);
+        let _ = std::fs::remove_dir_all(&tmp);
+        health.set_check("state_sync", true, format!("{why}: replaying the log"));
+        return Ok(Synced::Fallback(why));
+    };
+    write_file(&tmp.join("node"), &node).map_err(io)?;
+    let manifest_bytes = lamina_primitives::encode(&chosen).map_err(|e| Error::Internal(e.to_string()))?;
+    write_file(&tmp.join("manifest"), &manifest_bytes).map_err(io)?;
+    std::fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(io)?;
+    let to = dir.join(snapshot::dir_name(chosen.height));
+    std::fs::rename(&tmp, &to).map_err(io)?;
+    std::fs::File::open(dir).and_then(|f| f.sync_all()).map_err(io)?;
+    health.set_check("state_sync", true, format!("synced from a snapshot at height {}", chosen.height));
+    Ok(Synced::Installed { manifest: Box::new(chosen), rejected })
+}
+
+fn check(info: &FileInfo, bytes: &[u8]) -> bool {
+    info.check("node", bytes).is_ok()
+}
+
+fn write_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut f = std::fs::File::create(path)?;
+    std::io::Write::write_all(&mut f, bytes)?;
+    f.sync_all()
+}
+
+/// True when `data_dir` holds no execution data yet (no records, no index, no
+/// snapshot): a node that may state-sync.
+pub fn is_empty(data_dir: &Path) -> bool {
+    !data_dir.join("blocks").exists()
+        && !data_dir.join("index.redb").exists()
+        && snapshot::list(&data_dir.join("snapshots")).is_empty()
+}
