@@ -123,12 +123,23 @@ pub struct Config {
     pub log_segment_bytes: u64,
     /// Most blocks per ordered-log read (QUIC and catch-up). Default 256.
     pub log_max_blocks: u32,
+    /// Finalized blocks kept below the tip in the ordered-log store (0: all, the
+    /// default). Older segments are deleted; reads below the oldest kept height answer
+    /// `Pruned`, so a lagging execution node must state-sync. Every reader that starts
+    /// from genesis (a new settlement node, an execution node's anchor registry, a
+    /// validator far behind) then needs another validator that keeps more. At least
+    /// [`MIN_LOG_RETAIN`].
+    pub log_retain_heights: u64,
     /// **Test and demo only: a Byzantine disperser.** Every square this validator's
     /// batcher disperses has a wrongly encoded row (DA nodes still certify it), to show
     /// that execution and settlement reach the same final verdict instead of stalling.
     /// Read by the node binary, which builds the validator's DA client.
     pub faulty_dispersal: bool,
 }
+
+/// Smallest nonzero [`Config::log_retain_heights`]: a restarting core reads the last
+/// `dedup_window` blocks (4,096 by default) back from the ordered log.
+pub const MIN_LOG_RETAIN: u64 = 10_000;
 
 impl Default for Config {
     fn default() -> Self {
@@ -145,6 +156,7 @@ impl Default for Config {
             wal_segment_bytes: 64 << 20,
             log_segment_bytes: 256 << 20,
             log_max_blocks: 256,
+            log_retain_heights: 0,
             faulty_dispersal: false,
         }
     }
@@ -183,6 +195,9 @@ impl Config {
         }
         if self.log_max_blocks == 0 {
             return bad("log_max_blocks must be positive");
+        }
+        if self.log_retain_heights != 0 && self.log_retain_heights < MIN_LOG_RETAIN {
+            return Err(Error::Config(format!("log_retain_heights must be 0 (keep all) or at least {MIN_LOG_RETAIN}")));
         }
         Ok(())
     }

@@ -255,6 +255,7 @@ impl CoreTask {
 pub(crate) fn outbox_thread(
     mut wal: Wal,
     ledger: Arc<Ledger>,
+    log_retain: u64,
     rx: crossbeam_channel::Receiver<Out>,
     net: mpsc::UnboundedSender<Outgoing>,
     fatal: CancellationToken,
@@ -315,6 +316,17 @@ pub(crate) fn outbox_thread(
             // protected the views up to it go.
             if let Err(e) = ledger.sync().and_then(|_| wal.prune(v)) {
                 return fail(e);
+            }
+            // Ordered-log retention (`log_retain_heights`): whole segments below the window.
+            let tip = ledger.tip().0;
+            if log_retain > 0 && tip > log_retain {
+                match ledger.prune_below(lamina_primitives::Height(tip - log_retain)) {
+                    Ok(0) => {}
+                    Ok(n) => {
+                        tracing::info!(target: TARGET, segments = n, oldest = ledger.first().0, "ordered log pruned by retention")
+                    }
+                    Err(e) => return fail(e),
+                }
             }
         }
     }

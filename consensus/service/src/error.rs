@@ -32,6 +32,10 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// The heights asked for were pruned from this validator's ordered log; the oldest
+    /// height it keeps.
+    #[error("heights below {0} were pruned from this validator's ordered log")]
+    Pruned(u64),
     /// The ordered log on disk does not chain (wrong height or parent).
     #[error("ordered log is inconsistent at height {0}")]
     BrokenLog(u64),

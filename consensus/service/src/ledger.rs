@@ -77,6 +77,17 @@ impl Ledger {
         Height(*self.tip.borrow())
     }
 
+    /// The oldest height still stored (1 until something is pruned).
+    pub fn first(&self) -> Height {
+        Height(self.log.first_seq() + 1)
+    }
+
+    /// Deletes the store segments whose blocks are all below `height` (whole segments:
+    /// some blocks below it may stay). Returns how many segments went.
+    pub fn prune_below(&self, height: Height) -> Result<usize, Error> {
+        self.log.prune_below(height.0.saturating_sub(1)).map_err(Error::store("ordered log"))
+    }
+
     /// Makes every appended block durable (blocking: call from a blocking context).
     pub fn sync(&self) -> Result<Height, Error> {
         self.log.sync().map_err(Error::store("ordered log"))?;
@@ -84,8 +95,12 @@ impl Ledger {
     }
 
     /// The blocks from `from` on: at most `max`, and at most about `max_bytes` (at least
-    /// one block if any).
+    /// one block if any); [`Error::Pruned`] when `from` is below [`Ledger::first`].
     pub fn read(&self, from: Height, max: usize, max_bytes: usize) -> Result<Vec<FinalizedBlock>, Error> {
+        let first = self.first();
+        if from.0.max(1) < first.0 {
+            return Err(Error::Pruned(first.0));
+        }
         let tip = self.tip().0;
         let mut out = Vec::new();
         let mut bytes = 0usize;
@@ -163,7 +178,10 @@ impl LocalLog {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             if *rx.borrow_and_update() >= from.0 {
-                return self.ledger.read(from, max, max_bytes).map_err(|e| LogError::Unavailable(e.to_string()));
+                return self.ledger.read(from, max, max_bytes).map_err(|e| match e {
+                    Error::Pruned(oldest) => LogError::Pruned { requested: from, oldest: Height(oldest) },
+                    e => LogError::Unavailable(e.to_string()),
+                });
             }
             match tokio::time::timeout_at(deadline, rx.changed()).await {
                 Ok(Ok(())) => continue,
@@ -229,5 +247,38 @@ mod tests {
         assert_eq!(l.recent(2).unwrap().len(), 2);
         let next = fb(6, l.recent(1).unwrap()[0].block.digest());
         l.append(&next).unwrap();
+    }
+
+    /// Retention: pruning deletes whole segments below a height; reads below the oldest
+    /// kept height are refused as pruned (typed, also through the `OrderedLog` view), the
+    /// rest reads as before, and a reopened ledger keeps its tip and oldest height.
+    #[tokio::test]
+    async fn pruned_heights_are_refused_and_the_rest_still_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let l = Arc::new(Ledger::open(dir.path(), 64 << 10).unwrap());
+        let mut parent = Digest::ZERO;
+        for h in 1..=2000 {
+            let b = fb(h, parent);
+            parent = b.block.digest();
+            l.append(&b).unwrap();
+        }
+        l.sync().unwrap();
+        assert_eq!(l.first(), Height(1));
+        assert!(l.prune_below(Height(1500)).unwrap() > 0);
+        let first = l.first();
+        assert!(first > Height(1) && first <= Height(1500), "{first}");
+        assert!(matches!(l.read(Height(1), 5, 1 << 20), Err(Error::Pruned(o)) if o == first.0));
+        assert_eq!(l.read(first, 1, 1 << 20).unwrap()[0].height(), first);
+        let local = LocalLog::new(l.clone());
+        match local.read_wait(Height(3), 1, 1 << 20, std::time::Duration::ZERO).await {
+            Err(LogError::Pruned { requested, oldest }) => assert_eq!((requested, oldest), (Height(3), first)),
+            other => panic!("expected pruned, got {other:?}"),
+        }
+        drop(local);
+        let l = Arc::into_inner(l).unwrap();
+        l.close().unwrap();
+        let l = Ledger::open(dir.path(), 64 << 10).unwrap();
+        assert_eq!((l.tip(), l.first()), (Height(2000), first));
+        assert_eq!(l.recent(3).unwrap().len(), 3);
     }
 }

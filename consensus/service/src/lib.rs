@@ -302,9 +302,10 @@ pub async fn start<D: DataAvailability + 'static>(
     let (net_tx, net_rx) = mpsc::unbounded_channel();
     let outbox = {
         let (ledger, fatal, error) = (ledger.clone(), fatal.clone(), error.clone());
+        let log_retain = config.log_retain_heights;
         std::thread::Builder::new()
             .name("consensus-wal".into())
-            .spawn(move || driver::outbox_thread(wal, ledger, out_rx, net_tx, fatal, error))
+            .spawn(move || driver::outbox_thread(wal, ledger, log_retain, out_rx, net_tx, fatal, error))
             .map_err(|e| Error::Internal(format!("cannot start the WAL thread: {e}")))?
     };
     let sender =

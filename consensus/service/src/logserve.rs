@@ -41,12 +41,11 @@ impl Handler<LogProtocol> for LogHandler {
                 }
                 let wait = Duration::from_millis(u64::from(wait_ms)).min(MAX_WAIT);
                 let max = max.clamp(1, self.max_blocks) as usize;
-                let blocks = self
-                    .log
-                    .read_wait(Height(from), max, MAX_LOG_RESPONSE, wait)
-                    .await
-                    .map_err(|e| Reject::unavailable(e.to_string()))?;
-                Ok(LogResponse::Blocks(blocks))
+                match self.log.read_wait(Height(from), max, MAX_LOG_RESPONSE, wait).await {
+                    Ok(blocks) => Ok(LogResponse::Blocks(blocks)),
+                    Err(LogError::Pruned { oldest, .. }) => Ok(LogResponse::Pruned(oldest.0)),
+                    Err(e) => Err(Reject::unavailable(e.to_string())),
+                }
             }
         }
     }
@@ -174,7 +173,7 @@ impl OrderedLog for LogClient {
             if from.0 == 0 {
                 return Err(LogError::GenesisHasNoBlock);
             }
-            let mut failures = 0usize;
+            let (mut failures, mut pruned) = (0usize, 0usize);
             let mut last_err = LogError::Unavailable("no validator connected".into());
             loop {
                 let Some(v) = this.pick() else {
@@ -188,7 +187,14 @@ impl OrderedLog for LogClient {
                 match this.read_once(&v, from, max).await {
                     Ok(blocks) if !blocks.is_empty() => return Ok(blocks),
                     Ok(_) => continue, // long poll expired: ask again
-                    Err(e @ LogError::Pruned { .. }) => return Err(e),
+                    // Another validator may keep more: ask each before giving up.
+                    Err(e @ LogError::Pruned { .. }) => {
+                        pruned += 1;
+                        last_err = e;
+                        if pruned >= this.validators.len().max(1) {
+                            return Err(last_err);
+                        }
+                    }
                     Err(e) => {
                         failures += 1;
                         last_err = e;

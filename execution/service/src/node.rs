@@ -707,8 +707,18 @@ impl<M: ChainMachine> ExecutionNode<M> {
                 }
                 Err(LogError::Closed) => return Ok(()),
                 Err(e @ (LogError::Unavailable(_) | LogError::Pruned { .. })) => {
-                    health.set_check("caught_up", false, e.to_string());
-                    tracing::warn!(target: "lamina::execution", error = %e, "log read failed; retrying");
+                    if let LogError::Pruned { oldest, .. } = e {
+                        // No validator keeps the heights this node needs: replay cannot
+                        // catch up. Said plainly, and retried (a validator may keep more).
+                        let m = format!(
+                            "the ordered log is pruned below height {oldest} and this node needs height {from}: it cannot catch up by replay; stop it, empty its data directory and start it again to state-sync from the chain's other execution nodes, or import a snapshot (lamina execution snapshot import)"
+                        );
+                        health.set_check("caught_up", false, m.clone());
+                        tracing::error!(target: "lamina::execution", "{m}");
+                    } else {
+                        health.set_check("caught_up", false, e.to_string());
+                        tracing::warn!(target: "lamina::execution", error = %e, "log read failed; retrying");
+                    }
                     tokio::select! {
                         _ = shutdown.cancelled() => return Ok(()),
                         _ = tokio::time::sleep(backoff) => {}

@@ -87,6 +87,14 @@ impl ModuleConfig for Config {
         );
         doc.field("Most blocks per ordered-log read and per catch-up answer.", "log_max_blocks", &c.log_max_blocks);
         doc.field(
+            "Finalized blocks kept below the tip in the ordered log (0: all). Older segments are deleted and\n\
+             reads below the oldest kept height answer \"pruned\": a lagging execution node must state-sync, and\n\
+             readers that start from genesis (a new settlement node, a far-behind validator) need a validator\n\
+             that keeps more. 0 or at least 10000.",
+            "log_retain_heights",
+            &c.log_retain_heights,
+        );
+        doc.field(
             "TEST/DEMO ONLY: disperse every square with a wrongly encoded row (a Byzantine disperser).",
             "faulty_dispersal",
             &c.faulty_dispersal,
