@@ -80,6 +80,11 @@ pub fn write_all(results: &Results, dir: &Path) -> Result<Vec<PathBuf>, BenchErr
             let path = dir.join(format!("timeseries-{}-{:.0}tps.svg", slug(&c.label), p.offered_tps));
             timeseries(c, p, &path)?;
             out.push(path);
+            if p.process_series.iter().any(|s| !s.rss.is_empty()) {
+                let path = dir.join(format!("memory-{}-{:.0}tps.svg", slug(&c.label), p.offered_tps));
+                memory(c, p, &path)?;
+                out.push(path);
+            }
         }
     }
     Ok(out)
@@ -177,6 +182,49 @@ pub fn cdf(c: &ConfigurationResult, path: &Path) -> Result<(), BenchError> {
     chart
         .configure_series_labels()
         .position(SeriesLabelPosition::LowerRight)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()
+        .map_err(&e)?;
+    root.present().map_err(&e)?;
+    Ok(())
+}
+
+/// Resident memory of every sampled process over one point (a soak shows whether it
+/// levels off).
+pub fn memory(c: &ConfigurationResult, p: &PointResult, path: &Path) -> Result<(), BenchError> {
+    let e = perr(path);
+    let root = SVGBackend::new(path, SIZE).into_drawing_area();
+    root.fill(&WHITE).map_err(&e)?;
+    const MIB: f64 = 1024.0 * 1024.0;
+    let tmax = p.process_series.iter().flat_map(|s| s.rss.last()).map(|r| r.0).fold(p.elapsed_s, f64::max).max(0.1);
+    let ymax = p.process_series.iter().flat_map(|s| &s.rss).map(|r| r.1 as f64 / MIB).fold(1.0, f64::max) * 1.15;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(format!("{}: resident memory at {:.0} tx/s offered", c.label, p.offered_tps), (FONT, 20))
+        .margin(10)
+        .x_label_area_size(40)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0.0..tmax, 0.0..ymax)
+        .map_err(&e)?;
+    chart
+        .configure_mesh()
+        .x_desc("s")
+        .y_desc("RSS (MiB)")
+        .x_label_formatter(&num)
+        .y_label_formatter(&num)
+        .draw()
+        .map_err(&e)?;
+    for (i, s) in p.process_series.iter().filter(|s| !s.rss.is_empty()).enumerate() {
+        let color = Palette99::pick(i).to_rgba();
+        chart
+            .draw_series(LineSeries::new(s.rss.iter().map(|r| (r.0, r.1 as f64 / MIB)), color.stroke_width(2)))
+            .map_err(&e)?
+            .label(s.name.clone())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
         .draw()
