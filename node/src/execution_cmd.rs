@@ -1,7 +1,9 @@
 //! `lamina execution …`: the module commands, and state snapshots for operators.
 //!
 //! An execution node writes a snapshot of its chain's state every `snapshot_every`
-//! heights under `<home>/data/snapshots/` ([`lamina_execution_service::snapshot`]).
+//! heights or `snapshot_every_txs` transactions under `<home>/data/snapshots/`
+//! ([`lamina_execution_service::snapshot`]). A node started from another node's snapshot
+//! makes no claims (it does not continue a claim chain it did not check).
 //! `snapshot list` shows them, `snapshot export` copies one out (verified: every chunk
 //! and the rebuilt state root), and `snapshot import` verifies one and installs it in a
 //! fresh home, whose node then starts at the snapshot's height and follows the log from
@@ -184,6 +186,13 @@ fn import(a: ImportArgs) -> anyhow::Result<ExitCode> {
     let (home, genesis, chain) = home_chain(&a.home)?;
     let _lock = home.lock()?;
     let data = home.data_dir();
+    if !snapshot::list(&snapshots_dir(&home)).is_empty() {
+        bail!(
+            "{} already holds snapshots: import into a fresh home (`lamina execution init`), or remove {} first",
+            home.root().display(),
+            snapshots_dir(&home).display()
+        );
+    }
     for existing in ["blocks", "index.redb"] {
         if data.join(existing).exists() {
             bail!(

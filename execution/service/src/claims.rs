@@ -54,6 +54,11 @@ impl ClaimChain {
         ClaimChain { params, parent: Digest::ZERO, from: Height(0), pending: Vec::new() }
     }
 
+    /// The cut interval in force (0: no claims).
+    pub fn claim_every(&self) -> u64 {
+        self.params.claim_every
+    }
+
     /// Id of the last claim made ([`Digest::ZERO`] before the first).
     pub fn last_claim(&self) -> Digest {
         self.parent

@@ -201,7 +201,9 @@ impl<F: ChainFailure> QueryClient<F> {
                 QueryResponse::BlockReceipts(committed, _, total, page) => {
                     let empty = page.is_empty();
                     out.extend(page);
-                    if empty || out.len() >= total as usize {
+                    // A block holds at most what fits in a 16 MiB record: stop there
+                    // whatever `total` a node claims.
+                    if empty || out.len() >= total as usize || out.len() >= 1 << 20 {
                         return Ok((committed, out));
                     }
                 }

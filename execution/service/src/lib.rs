@@ -107,6 +107,10 @@ pub struct Config {
     /// other execution nodes and start from it ([`sync`]); otherwise (or when no peer
     /// offers one) replay the log from genesis.
     pub state_sync: bool,
+    /// How many of the chain's execution nodes must offer the identical snapshot before
+    /// state sync adopts it (1: any one genesis-listed execution node of the chain is
+    /// trusted for the state it starts from).
+    pub state_sync_quorum: usize,
     /// Page cache of the receipt index ([`index`]), in MiB.
     pub index_cache_mib: usize,
     /// Size of one segment file of the block records, in KiB (a multiple of 4, at least
@@ -131,6 +135,7 @@ impl Default for Config {
             keep_snapshots: 2,
             retain_heights: 200_000,
             state_sync: true,
+            state_sync_quorum: 1,
             index_cache_mib: 32,
             segment_kib: 64 * 1024,
         }
@@ -143,11 +148,14 @@ impl Config {
         if self.read_batch == 0 || self.read_batch > 10_000 {
             return Err(Error::Config(format!("read_batch {} outside 1..=10000", self.read_batch)));
         }
-        if self.segment_kib < 16 || !self.segment_kib.is_multiple_of(4) || self.segment_kib > 4 * 1024 * 1024 {
+        if self.segment_kib < 64 || !self.segment_kib.is_multiple_of(4) || self.segment_kib > 4 * 1024 * 1024 {
             return Err(Error::Config(format!(
-                "segment_kib {} must be a multiple of 4 in 16..=4194304",
+                "segment_kib {} must be a multiple of 4 in 64..=4194304",
                 self.segment_kib
             )));
+        }
+        if self.state_sync_quorum == 0 {
+            return Err(Error::Config("state_sync_quorum must be at least 1".into()));
         }
         if self.keep_snapshots == 0 {
             return Err(Error::Config("keep_snapshots must be at least 1".into()));
@@ -327,8 +335,10 @@ async fn serve<M: ChainMachine, L: OrderedLog, D: DataAvailability, S: Settlemen
         let dir = ctx.data_dir.join("snapshots");
         std::fs::create_dir_all(&dir)?;
         let genesis = ctx.genesis.digest();
+        let tip = tokio::time::timeout(std::time::Duration::from_secs(5), log.tip()).await.ok().and_then(|t| t.ok());
+        let trust = sync::Trust { quorum: config.state_sync_quorum, max_height: tip };
         let synced = tokio::select! {
-            r = sync::sync(&snapshots, &keys, &dir, &genesis, chain, &ctx.health) => r?,
+            r = sync::sync(&snapshots, &keys, &dir, &genesis, chain, trust, &ctx.health) => r?,
             () = shutdown.cancelled() => return Ok(()),
         };
         match synced {

@@ -129,6 +129,15 @@ pub struct ExecutionNode<M: ChainMachine = NativeLedger> {
     snapshots: Snapshots,
 }
 
+/// Clears a flag when dropped.
+struct ClearOnDrop(Arc<AtomicBool>);
+
+impl Drop for ClearOnDrop {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
 /// When snapshots are written and what is pruned after them.
 #[derive(Debug)]
 struct Snapshots {
@@ -140,6 +149,9 @@ struct Snapshots {
     /// Transactions executed since the last snapshot (counted from the snapshot loaded
     /// at start, through the replayed records).
     since: u64,
+    /// This node's key and effective `claim_every`, saved with its claim chain.
+    claimer: lamina_primitives::PublicKey,
+    claim_every: u64,
     keep: usize,
     retain: u64,
     /// A snapshot is being written (one at a time; a due one is skipped meanwhile).
@@ -218,6 +230,8 @@ impl<M: ChainMachine> ExecutionNode<M> {
             every: config.snapshot_every,
             every_txs: config.snapshot_every_txs,
             since: 0,
+            claimer: key.public(),
+            claim_every: config.claim_every,
             keep: config.keep_snapshots,
             retain: config.retain_heights,
             busy: Arc::new(AtomicBool::new(false)),
@@ -241,7 +255,10 @@ impl<M: ChainMachine> ExecutionNode<M> {
                     break;
                 }
                 Err(e) => {
-                    tracing::warn!(target: "lamina::execution", %chain, %height, error = %e, "snapshot unusable; trying an older one");
+                    tracing::warn!(target: "lamina::execution", %chain, %height, error = %e, "snapshot unusable: set aside; trying an older one");
+                    if let Err(e) = snapshot::set_aside(&dir) {
+                        tracing::warn!(target: "lamina::execution", path = %dir.display(), error = %e, "cannot set the unusable snapshot aside");
+                    }
                 }
             }
         }
@@ -249,8 +266,24 @@ impl<M: ChainMachine> ExecutionNode<M> {
         let (state, head, bridge) = match start {
             Some(l) => {
                 let m = &l.manifest;
-                claims.restore(l.node.claim_parent, l.node.claim_from, l.node.claim_pending.clone());
-                made.extend(l.node.reposts.iter().cloned());
+                if l.node.claimer == key.public() && l.node.claim_every == config.claim_every {
+                    claims.restore(l.node.claim_parent, l.node.claim_from, l.node.claim_pending.clone());
+                    made.extend(l.node.reposts.iter().cloned());
+                } else if config.claim_every != 0 {
+                    // The pending steps and the last claim are another node's (an
+                    // imported or state-synced snapshot), or were cut with another
+                    // `claim_every`: continuing them could sign a claim this node never
+                    // checked. Such a node claims nothing (its state and queries are
+                    // unaffected); a node claims again once it has replayed from genesis.
+                    tracing::warn!(target: "lamina::execution", %chain, height = %m.height, "started from a snapshot of another node's claim chain (or another claim_every): this node makes no claims");
+                    claims = ClaimChain::new(ClaimParams {
+                        network: genesis.network_id(),
+                        chain,
+                        params: spec.params_digest(),
+                        claim_every: 0,
+                        faulty: false,
+                    });
+                }
                 let bridge = lamina_primitives::decode(&l.node.bridge)
                     .map_err(|e| Error::BadSnapshot(format!("bridge index: {e}")))
                     .and_then(|img| BridgeIndex::from_image(img).map_err(Error::BadSnapshot))?;
@@ -292,7 +325,9 @@ impl<M: ChainMachine> ExecutionNode<M> {
             )));
         }
         let index = Arc::new(index);
-        let retained_from = index.retained_from()?.max(first).min(head.height.next());
+        // Heights below both the index's window and the first record on disk are pruned
+        // (for an imported snapshot with no records: everything up to it).
+        let retained_from = index.retained_from()?.max(first);
         let mut view = View {
             state_root: head.state_root,
             state,
@@ -363,6 +398,8 @@ impl<M: ChainMachine> ExecutionNode<M> {
         let store = view.records.clone();
         let mut snapshots = snapshots;
         snapshots.since = replayed_txs;
+        snapshots.claimer = key.public();
+        snapshots.claim_every = claims.claim_every();
         Ok(ExecutionNode {
             chain,
             machine,
@@ -555,21 +592,20 @@ impl<M: ChainMachine> ExecutionNode<M> {
         self.snapshots.since += record.receipts.len() as u64;
         let by_height = self.snapshots.every > 0 && height.0.is_multiple_of(self.snapshots.every);
         let by_txs = self.snapshots.every_txs > 0 && self.snapshots.since >= self.snapshots.every_txs;
-        if by_height || by_txs {
+        if (by_height || by_txs) && self.snapshot_in_background() {
             self.snapshots.since = 0;
-            self.snapshot_in_background();
         }
         Ok(record)
     }
 
     /// Captures the committed state and this node's progress and writes them as a
     /// snapshot on a thread of its own, then drops old snapshots and prunes records and
-    /// receipts below the retention window ([`prune`]). Skipped (logged) while the
-    /// previous snapshot is still being written.
-    fn snapshot_in_background(&self) {
+    /// receipts below the retention window ([`prune`]). Skipped (logged; `false`) while
+    /// the previous snapshot is still being written.
+    fn snapshot_in_background(&self) -> bool {
         if self.snapshots.busy.swap(true, Ordering::AcqRel) {
             tracing::warn!(target: "lamina::execution", "snapshot due but the previous one is still being written; skipped");
-            return;
+            return false;
         }
         let (head, capture, bridge) = {
             let v = self.shared.read();
@@ -581,6 +617,8 @@ impl<M: ChainMachine> ExecutionNode<M> {
             claim_pending: self.claims.pending().to_vec(),
             reposts: self.made.iter().cloned().collect(),
             bridge: lamina_primitives::encode(&bridge).unwrap_or_default(),
+            claimer: self.snapshots.claimer,
+            claim_every: self.snapshots.claim_every,
         };
         let s = snapshot::Head {
             genesis: self.snapshots.genesis,
@@ -594,6 +632,8 @@ impl<M: ChainMachine> ExecutionNode<M> {
             (self.snapshots.dir.clone(), self.snapshots.keep, self.snapshots.retain, self.snapshots.busy.clone());
         let shared = self.shared.clone();
         let spawned = std::thread::Builder::new().name("exec-snapshot".into()).spawn(move || {
+            // Clears `busy` however the thread ends (a panic included).
+            let _busy = ClearOnDrop(busy);
             let started = std::time::Instant::now();
             let result = std::fs::create_dir_all(&dir)
                 .map_err(Error::from)
@@ -601,6 +641,9 @@ impl<M: ChainMachine> ExecutionNode<M> {
                 .and_then(|m| {
                     metrics::counter!("lamina_execution_snapshots_total").increment(1);
                     tracing::info!(target: "lamina::execution", height = %m.height, keys = m.keys, chunks = m.chunks.len(), ms = started.elapsed().as_millis() as u64, "snapshot written");
+                    // Bounds what a crash makes the next start re-index.
+                    let index = shared.read().index.clone();
+                    index.sync()?;
                     snapshot::retain(&dir, keep)?;
                     prune(&shared, &dir, keep, retain, m.height)
                 });
@@ -608,12 +651,13 @@ impl<M: ChainMachine> ExecutionNode<M> {
                 metrics::counter!("lamina_execution_snapshot_failures_total").increment(1);
                 tracing::error!(target: "lamina::execution", error = %e, "snapshot or pruning failed");
             }
-            busy.store(false, Ordering::Release);
         });
         if let Err(e) = spawned {
             tracing::error!(target: "lamina::execution", error = %e, "cannot start the snapshot thread");
             self.snapshots.busy.store(false, Ordering::Release);
+            return false;
         }
+        true
     }
 
     /// Follows the log from the next height until shutdown (returns `Ok`) or an error.
@@ -779,8 +823,8 @@ impl<M: ChainMachine> ExecutionNode<M> {
         Ok(())
     }
 
-    /// Writes a snapshot of the committed state now, in `dir` (a path of one's choice;
-    /// see [`crate::snapshot`]), without pruning anything. For operators' exports.
+    /// Writes a snapshot of the committed state now, as `dir/<height>` (see
+    /// [`crate::snapshot::dir_name`]), without pruning anything.
     pub fn export_snapshot(&self, dir: &Path) -> Result<snapshot::Manifest, Error> {
         let v = self.shared.read();
         let head = v.head();
@@ -790,6 +834,8 @@ impl<M: ChainMachine> ExecutionNode<M> {
             claim_pending: self.claims.pending().to_vec(),
             reposts: self.made.iter().cloned().collect(),
             bridge: lamina_primitives::encode(&v.bridge.image()).map_err(|e| Error::Internal(e.to_string()))?,
+            claimer: self.snapshots.claimer,
+            claim_every: self.snapshots.claim_every,
         };
         let s = snapshot::Head {
             genesis: self.snapshots.genesis,
@@ -805,8 +851,8 @@ impl<M: ChainMachine> ExecutionNode<M> {
 }
 
 /// Prunes, after the snapshot at `snapshot_height` was written, the records and receipts
-/// below `min(oldest snapshot kept, snapshot height - retain)` (nothing when `retain` is
-/// 0): the receipts of each pruned height are removed from the index first, in batches
+/// of heights up to `min(oldest snapshot kept, snapshot height - retain)` (nothing when
+/// `retain` is 0): the receipts of each pruned height are removed from the index first, in batches
 /// that each move `retained_from` (durably), then whole record segments below it.
 fn prune<F: ChainFailure>(
     shared: &Shared<F>,

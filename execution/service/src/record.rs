@@ -18,7 +18,7 @@ use lamina_store::Log;
 
 use crate::Error;
 
-/// First record of a store.
+/// What a store was written for (kept in the receipt index, [`crate::index`]).
 #[derive(Clone, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 pub struct Header {
     /// Format version.

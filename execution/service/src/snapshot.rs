@@ -33,7 +33,7 @@ use std::sync::Arc;
 
 use lamina_execution_core::{AuthenticatedState, ChangeSet, CounterKey, DataKey};
 use lamina_interfaces::{CheckpointClaim, ClaimStep};
-use lamina_primitives::{ChainId, Digest, Domain, Height};
+use lamina_primitives::{ChainId, Digest, Domain, Height, PublicKey};
 
 use crate::Error;
 
@@ -43,8 +43,13 @@ pub const SNAPSHOT_VERSION: u32 = 1;
 pub const CHUNK_MAX_ENTRIES: usize = 65_536;
 /// A chunk is cut once its keys and values reach this many bytes.
 pub const CHUNK_MAX_BYTES: usize = 4 << 20;
-/// Largest manifest accepted (about 30 million keys' worth of chunk entries).
+/// Largest manifest accepted (its chunk list dominates: about 40 bytes per chunk).
 const MANIFEST_MAX: usize = 32 << 20;
+/// Largest chunk file accepted: [`CHUNK_MAX_BYTES`] plus the value that crossed it.
+pub const MAX_CHUNK_FILE: u64 = 40 << 20;
+/// Largest total of a snapshot's chunk files accepted (a peer's manifest cannot make
+/// a syncing node fetch and store more).
+pub const MAX_SNAPSHOT_BYTES: u64 = 64 << 30;
 /// Largest node file accepted.
 const NODE_MAX: usize = 1 << 30;
 
@@ -128,6 +133,10 @@ pub struct NodeImage {
     pub reposts: Vec<CheckpointClaim>,
     /// The bridge index ([`crate::bridge::BridgeImage`], encoded).
     pub bridge: Vec<u8>,
+    /// Whose claim chain this is (the writer's key).
+    pub claimer: PublicKey,
+    /// The writer's `claim_every` (the pending steps depend on it).
+    pub claim_every: u64,
 }
 
 impl lamina_primitives::Wire for NodeImage {
@@ -226,19 +235,33 @@ fn chunks(mut capture: Capture) -> Vec<ChangeSet> {
 
 /// Writes the snapshot of `capture` (the state after `head.height`) and `node` under
 /// `parent/<dir_name(height)>`, atomically (see the module docs). An existing snapshot
-/// of that height is kept. Returns its manifest.
+/// of that height is replaced; nothing is left behind on failure. Returns its manifest.
 pub fn write(parent: &Path, head: Head, capture: Capture, node: &NodeImage) -> Result<Manifest, Error> {
     let keys = (capture.counters.len() + capture.data.len()) as u64;
     let dir = parent.join(dir_name(head.height));
-    if dir.exists() {
-        return read_manifest(&dir);
-    }
     let tmp = parent.join(format!("{}.tmp", dir_name(head.height)));
+    let result = write_into(&tmp, &dir, parent, head, keys, capture, node);
+    if result.is_err() {
+        // Leave nothing half-written behind (a full disk would otherwise keep copies).
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+    result
+}
+
+fn write_into(
+    tmp: &Path,
+    dir: &Path,
+    parent: &Path,
+    head: Head,
+    keys: u64,
+    capture: Capture,
+    node: &NodeImage,
+) -> Result<Manifest, Error> {
     let io = |e: std::io::Error| Error::BadSnapshot(format!("writing {}: {e}", tmp.display()));
     if tmp.exists() {
-        std::fs::remove_dir_all(&tmp).map_err(io)?;
+        std::fs::remove_dir_all(tmp).map_err(io)?;
     }
-    std::fs::create_dir_all(&tmp).map_err(io)?;
+    std::fs::create_dir_all(tmp).map_err(io)?;
     let mut infos = Vec::new();
     for (i, chunk) in chunks(capture).into_iter().enumerate() {
         let bytes = lamina_primitives::encode(&chunk).map_err(|e| Error::Internal(e.to_string()))?;
@@ -261,8 +284,13 @@ pub fn write(parent: &Path, head: Head, capture: Capture, node: &NodeImage) -> R
     };
     let bytes = lamina_primitives::encode(&manifest).map_err(|e| Error::Internal(e.to_string()))?;
     write_file(&tmp.join("manifest"), &bytes).map_err(io)?;
-    sync_dir(&tmp).map_err(io)?;
-    std::fs::rename(&tmp, &dir).map_err(io)?;
+    sync_dir(tmp).map_err(io)?;
+    // A snapshot of this height already here (a restart from an older one replayed
+    // through it) may be the damaged one that made the restart fall back: replace it.
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).map_err(io)?;
+    }
+    std::fs::rename(tmp, dir).map_err(io)?;
     sync_dir(parent).map_err(io)?;
     Ok(manifest)
 }
@@ -288,7 +316,31 @@ pub fn read_manifest(dir: &Path) -> Result<Manifest, Error> {
             m.version
         )));
     }
+    check_manifest(&m).map_err(|e| Error::BadSnapshot(format!("{}: {e}", dir.display())))?;
     Ok(m)
+}
+
+/// Bounds a manifest from anywhere before any of its files is read or fetched: each
+/// chunk at most [`MAX_CHUNK_FILE`] bytes, all of them at most [`MAX_SNAPSHOT_BYTES`],
+/// at most [`CHUNK_MAX_ENTRIES`] keys per chunk, a node file of at most 1 GiB.
+pub fn check_manifest(m: &Manifest) -> Result<(), String> {
+    let mut total = 0u64;
+    for (i, c) in m.chunks.iter().enumerate() {
+        if c.bytes > MAX_CHUNK_FILE {
+            return Err(format!("chunk {i} of {} bytes, more than {MAX_CHUNK_FILE}", c.bytes));
+        }
+        total += c.bytes;
+    }
+    if total > MAX_SNAPSHOT_BYTES {
+        return Err(format!("{total} bytes of chunks, more than {MAX_SNAPSHOT_BYTES}"));
+    }
+    if m.keys > (m.chunks.len() as u64) * CHUNK_MAX_ENTRIES as u64 {
+        return Err(format!("{} keys in {} chunks", m.keys, m.chunks.len()));
+    }
+    if m.node.bytes > NODE_MAX as u64 {
+        return Err(format!("node file of {} bytes", m.node.bytes));
+    }
+    Ok(())
 }
 
 /// Checks one chunk's bytes against its manifest entry and decodes it; `after` is the
@@ -303,6 +355,16 @@ pub fn check_chunk(
     let what = chunk_name(i);
     info.check(&what, bytes)?;
     let chunk: ChangeSet = lamina_primitives::decode(bytes).map_err(|e| Error::BadSnapshot(format!("{what}: {e}")))?;
+    if chunk.counters.len() + chunk.data.len() > CHUNK_MAX_ENTRIES {
+        return Err(Error::BadSnapshot(format!("{what}: more than {CHUNK_MAX_ENTRIES} keys")));
+    }
+    // A key's kind is in its bytes: a counter key that is really a data key (or the
+    // reverse) would pass the root check yet put a phantom entry in the flat state.
+    if chunk.counters.iter().any(|(k, _)| CounterKey::from_raw(*k.raw()).is_none())
+        || chunk.data.iter().any(|(k, _)| DataKey::from_raw(*k.raw()).is_none())
+    {
+        return Err(Error::BadSnapshot(format!("{what}: a key of the wrong kind")));
+    }
     for (k, v) in &chunk.counters {
         if after.1.is_some() {
             return Err(Error::BadSnapshot(format!("{what}: a counter after data keys")));
@@ -383,8 +445,9 @@ pub fn list(parent: &Path) -> Vec<(Height, PathBuf)> {
     out
 }
 
-/// Removes every snapshot under `parent` but the newest `keep`, and leftover `.tmp`
-/// directories of interrupted writes. Returns how many were removed.
+/// Removes every snapshot under `parent` but the newest `keep`, leftover `.tmp`
+/// directories of interrupted writes and `.bad` ones set aside ([`set_aside`]).
+/// Returns how many were removed.
 pub fn retain(parent: &Path, keep: usize) -> std::io::Result<usize> {
     let mut removed = 0;
     for (_, dir) in list(parent).into_iter().skip(keep.max(1)) {
@@ -393,13 +456,26 @@ pub fn retain(parent: &Path, keep: usize) -> std::io::Result<usize> {
     }
     if let Ok(entries) = std::fs::read_dir(parent) {
         for e in entries.filter_map(|e| e.ok()) {
-            if e.file_name().to_string_lossy().ends_with(".tmp") {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.ends_with(".tmp") || name.ends_with(".bad") {
                 std::fs::remove_dir_all(e.path())?;
                 removed += 1;
             }
         }
     }
     Ok(removed)
+}
+
+/// Renames a snapshot that does not load to `<name>.bad`, so that it is neither loaded,
+/// served nor counted among the kept ones again ([`retain`] removes it later).
+pub fn set_aside(dir: &Path) -> std::io::Result<()> {
+    let mut bad = dir.as_os_str().to_owned();
+    bad.push(".bad");
+    let bad = PathBuf::from(bad);
+    if bad.exists() {
+        std::fs::remove_dir_all(&bad)?;
+    }
+    std::fs::rename(dir, bad)
 }
 
 /// Copies the snapshot in `from` to `to` (created; must not exist), checking every file

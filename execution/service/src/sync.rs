@@ -4,23 +4,29 @@
 //!
 //! Every execution node serves its snapshot directory ([`crate::snapshot`]) with
 //! [`SnapshotProtocol`] (`lamina/execution-snapshot/1`): the newest manifest, then any
-//! file of a snapshot it still holds. Files are served as they are on disk; the
-//! fetching side trusts nothing:
+//! file of a snapshot it still holds. Files are served as they are on disk. The
+//! fetching side checks every byte against a manifest, but **which state it adopts is a
+//! matter of trust**: the peers are the chain's execution nodes listed in the genesis,
+//! and [`Trust::quorum`] of them (`state_sync_quorum`, 1 by default) must offer the
+//! identical state. Checking the snapshot's root against a claim finalized on
+//! settlement is not done yet.
 //!
-//! 1. it asks every peer for its newest manifest, keeps those of its genesis and chain,
-//!    and picks the highest height (ties: the manifest most peers agree on, by state
-//!    root and chunk list);
+//! 1. it asks every peer for its newest manifest, keeps those of its genesis and chain
+//!    that are not above the log tip and within bounds, and picks the state offered by
+//!    the most peers (same height, root, keys and chunks), the highest among equals;
 //! 2. it fetches each chunk from the peers that offered that same state, in turn,
 //!    checking each against the manifest's digest and size. A chunk that does not
 //!    match is rejected (logged with the peer) and fetched from the next peer; keys
 //!    must increase across chunks;
-//! 3. it fetches the node file (claim chain and bridge index) from the peer whose
-//!    manifest it picked, writes the snapshot like a local one (`<name>.tmp`, fsync,
-//!    rename), and the node then opens it, which rebuilds the tree and checks the
-//!    state root against the manifest before anything is used.
+//! 3. it fetches the node file (bridge index; the peer's claim chain, which the node
+//!    does not continue: a node started from another node's snapshot makes no claims)
+//!    from the peer whose manifest it picked, writes the snapshot like a local one
+//!    (`<name>.tmp`, fsync), loads it whole (tree rebuilt, root checked against the
+//!    manifest) and only then renames it into place.
 //!
-//! If no peer offers a usable snapshot, or none of them can serve one of its files, the
-//! node falls back to replaying the log from genesis (logged). The `state_sync` readiness
+//! If no peer offers a usable snapshot, too few agree, or its files cannot all be
+//! fetched (after asking again up to three times: a peer may prune a snapshot
+//! mid-sync), the node falls back to replaying the log from genesis (logged). The `state_sync` readiness
 //! check says which phase it is in.
 
 use std::path::{Path, PathBuf};
@@ -170,45 +176,100 @@ fn same_state(a: &Manifest, b: &Manifest) -> bool {
     (a.height, a.state_root, a.keys, &a.chunks) == (b.height, b.state_root, b.keys, &b.chunks)
 }
 
-/// Fetches the newest snapshot of `chain` from `peers` into `dir` (see the module
-/// docs). `health`'s `state_sync` check follows the phases.
+/// What a sync may accept.
+#[derive(Clone, Copy, Debug)]
+pub struct Trust {
+    /// Peers that must offer the identical state (height, root, keys, chunks) before it
+    /// is fetched (at least 1).
+    pub quorum: usize,
+    /// Highest height a snapshot may have (the log tip when known): a manifest beyond
+    /// it is a lie.
+    pub max_height: Option<Height>,
+}
+
+/// Fetches a snapshot of `chain` from `peers` into `dir` (see the module docs): the state
+/// offered by the most peers (at least `trust.quorum`; the highest height among equals),
+/// verified whole before it is installed. A file that no peer serves any more (it was
+/// pruned meanwhile) makes it ask again, up to three times. `health`'s `state_sync`
+/// check follows the phases.
 pub async fn sync(
     net: &Network<SnapshotProtocol>,
     peers: &[NodeId],
     dir: &Path,
     genesis: &Digest,
     chain: ChainId,
+    trust: Trust,
     health: &Health,
 ) -> Result<Synced, Error> {
+    let mut why = String::new();
+    for attempt in 0..3 {
+        match sync_once(net, peers, dir, genesis, chain, trust, health).await? {
+            Ok(s) => return Ok(s),
+            Err((reason, retry)) => {
+                tracing::warn!(target: "lamina::execution", attempt, reason = %reason, "state sync attempt failed");
+                why = reason;
+                if !retry {
+                    break;
+                }
+            }
+        }
+    }
+    health.set_check("state_sync", true, format!("{why}: replaying the log"));
+    Ok(Synced::Fallback(why))
+}
+
+/// One attempt: `Ok(Err((reason, worth retrying)))` when nothing was installed.
+#[allow(clippy::type_complexity)]
+async fn sync_once(
+    net: &Network<SnapshotProtocol>,
+    peers: &[NodeId],
+    dir: &Path,
+    genesis: &Digest,
+    chain: ChainId,
+    trust: Trust,
+    health: &Health,
+) -> Result<Result<Synced, (String, bool)>, Error> {
     health.set_check("state_sync", false, "asking peers for their newest snapshot");
     let mut offers: Vec<(NodeId, Manifest)> = Vec::new();
     for p in peers {
         let Some(bytes) = ask(net, p, &SnapshotRequest::Latest).await else { continue };
         match lamina_primitives::decode::<Manifest>(&bytes) {
-            Ok(m) if m.genesis == *genesis && m.chain == chain && m.version == snapshot::SNAPSHOT_VERSION => {
-                offers.push((*p, m));
+            Ok(m) if m.genesis != *genesis || m.chain != chain || m.version != snapshot::SNAPSHOT_VERSION => {
+                tracing::warn!(target: "lamina::execution", peer = %p, chain = %m.chain, version = m.version, "peer offers a snapshot of another chain, genesis or format; ignored");
             }
-            Ok(m) => {
-                tracing::warn!(target: "lamina::execution", peer = %p, chain = %m.chain, version = m.version, "peer offers a snapshot of another chain, genesis or format; ignored")
+            Ok(m) if trust.max_height.is_some_and(|t| m.height > t) => {
+                tracing::warn!(target: "lamina::execution", peer = %p, height = %m.height, tip = ?trust.max_height, "peer offers a snapshot above the log tip; ignored");
             }
+            Ok(m) => match snapshot::check_manifest(&m) {
+                Ok(()) => offers.push((*p, m)),
+                Err(e) => {
+                    tracing::warn!(target: "lamina::execution", peer = %p, error = %e, "peer's manifest is out of bounds; ignored")
+                }
+            },
             Err(e) => {
                 tracing::warn!(target: "lamina::execution", peer = %p, error = %e, "peer's manifest does not decode; ignored")
             }
         }
     }
-    let Some(best) = offers.iter().map(|(_, m)| m.height).max() else {
-        let why = format!("no snapshot offered by {} peer(s)", peers.len());
-        health.set_check("state_sync", true, format!("{why}: replaying the log"));
-        return Ok(Synced::Fallback(why));
+    // The state offered by the most peers; among equals, the highest.
+    let support = |m: &Manifest| offers.iter().filter(|(_, o)| same_state(m, o)).count();
+    let Some((chosen_peer, chosen)) =
+        offers.iter().max_by_key(|(_, m)| (support(m), m.height)).map(|(p, m)| (*p, m.clone()))
+    else {
+        return Ok(Err((format!("no snapshot offered by {} peer(s)", peers.len()), false)));
     };
-    // At the best height, the state most peers agree on; its first offerer's node file.
-    let at_best: Vec<&(NodeId, Manifest)> = offers.iter().filter(|(_, m)| m.height == best).collect();
-    let (chosen_peer, chosen) = at_best
-        .iter()
-        .max_by_key(|(_, m)| at_best.iter().filter(|(_, o)| same_state(m, o)).count())
-        .map(|(p, m)| (*p, m.clone()))
-        .ok_or_else(|| Error::Internal("no offer at the best height".into()))?;
-    let sources: Vec<NodeId> = at_best.iter().filter(|(_, m)| same_state(m, &chosen)).map(|(p, _)| *p).collect();
+    let sources: Vec<NodeId> = offers.iter().filter(|(_, m)| same_state(m, &chosen)).map(|(p, _)| *p).collect();
+    if sources.len() < trust.quorum.max(1) {
+        return Ok(Err((
+            format!(
+                "the best snapshot (height {}) is offered by {} peer(s), fewer than the quorum of {}",
+                chosen.height,
+                sources.len(),
+                trust.quorum
+            ),
+            false,
+        )));
+    }
     tracing::info!(target: "lamina::execution", %chain, height = %chosen.height, keys = chosen.keys, chunks = chosen.chunks.len(), peers = sources.len(), "state sync: fetching snapshot");
 
     let tmp = dir.join(format!("{}.tmp", snapshot::dir_name(chosen.height)));
@@ -217,6 +278,10 @@ pub async fn sync(
         std::fs::remove_dir_all(&tmp).map_err(io)?;
     }
     std::fs::create_dir_all(&tmp).map_err(io)?;
+    let give_up = |why: String| {
+        let _ = std::fs::remove_dir_all(&tmp);
+        Ok(Err((why, true)))
+    };
     let mut rejected = 0;
     let mut after = (None, None);
     let n = chosen.chunks.len();
@@ -244,30 +309,40 @@ pub async fn sync(
             }
         }
         let Some(bytes) = got else {
-            let why = format!("chunk {i} of the snapshot at {} could not be fetched from any peer", chosen.height);
-            let _ = std::fs::remove_dir_all(&tmp);
-            health.set_check("state_sync", true, format!("{why}: replaying the log"));
-            return Ok(Synced::Fallback(why));
+            return give_up(format!(
+                "chunk {i} of the snapshot at {} could not be fetched from any peer",
+                chosen.height
+            ));
         };
         write_file(&tmp.join(snapshot::chunk_name(i)), &bytes).map_err(io)?;
     }
     let node = ask(net, &chosen_peer, &SnapshotRequest::File(chosen.height, FileId::Node)).await;
-    let node_ok = node.as_deref().is_some_and(|b| check(&chosen.node, b));
-    let Some(node) = node.filter(|_| node_ok) else {
-        let why = format!("the node file of the snapshot at {} could not be fetched", chosen.height);
-        let _ = std::fs::remove_dir_all(&tmp);
-        health.set_check("state_sync", true, format!("{why}: replaying the log"));
-        return Ok(Synced::Fallback(why));
+    let Some(node) = node.filter(|b| check(&chosen.node, b)) else {
+        return give_up(format!("the node file of the snapshot at {} could not be fetched", chosen.height));
     };
     write_file(&tmp.join("node"), &node).map_err(io)?;
     let manifest_bytes = lamina_primitives::encode(&chosen).map_err(|e| Error::Internal(e.to_string()))?;
     write_file(&tmp.join("manifest"), &manifest_bytes).map_err(io)?;
     std::fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(io)?;
+    // The whole snapshot (tree rebuilt, root checked) before it can be the node's newest:
+    // a bad one is never installed, served or kept.
+    health.set_check("state_sync", false, format!("height {}: verifying the state root", chosen.height));
+    let verify = {
+        let (tmp, genesis) = (tmp.clone(), *genesis);
+        tokio::task::spawn_blocking(move || snapshot::load(&tmp, &genesis, chain).map(|_| ()))
+            .await
+            .map_err(|e| Error::Internal(e.to_string()))?
+    };
+    if let Err(e) = verify {
+        metrics::counter!("lamina_execution_sync_rejected_snapshots_total").increment(1);
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Ok(Err((format!("the snapshot at {} does not verify: {e}", chosen.height), false)));
+    }
     let to = dir.join(snapshot::dir_name(chosen.height));
     std::fs::rename(&tmp, &to).map_err(io)?;
     std::fs::File::open(dir).and_then(|f| f.sync_all()).map_err(io)?;
     health.set_check("state_sync", true, format!("synced from a snapshot at height {}", chosen.height));
-    Ok(Synced::Installed { manifest: Box::new(chosen), rejected })
+    Ok(Ok(Synced::Installed { manifest: Box::new(chosen), rejected }))
 }
 
 fn check(info: &FileInfo, bytes: &[u8]) -> bool {

@@ -265,8 +265,9 @@ async fn restarted_node_makes_the_same_claims() {
 /// heights. A restart loads the newest snapshot and replays only the records after it;
 /// pruned heights answer "pruned" and their receipts are gone; a damaged newest snapshot
 /// falls back to the older one; an exported snapshot imported into an empty home starts
-/// a node at its height that then follows the log; without the snapshot the pruned
-/// records are missing and the node refuses to start, saying why.
+/// a node at its height that then follows the log (and claims nothing when the snapshot
+/// is another key's); without the snapshot the pruned records are missing and the node
+/// refuses to start, saying why.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn snapshots_bound_restart_and_pruning_keeps_what_is_needed() {
     let f = fixture(36).await;
@@ -355,5 +356,17 @@ async fn snapshots_bound_restart_and_pruning_keeps_what_is_needed() {
     assert_eq!(node.shared().read().retained_from, Height(31));
     follow_until(&mut node, &log, &f.da, &settlement, 36).await;
     assert_eq!(node.shared().read().state_root, want[35]);
+    node.close().unwrap();
+
+    // Imported under another key: the state is the same, but the node does not continue
+    // a claim chain it did not make, so it claims nothing.
+    let home = dir.path().join("imported-other-key");
+    snapshot::copy(&exported.join(&name), &home.join("snapshots").join(&name), &f.genesis.digest(), CHAIN).unwrap();
+    let other = lamina_primitives::Keypair::for_testing(77);
+    let mut node = ExecutionNode::open(&home, &f.genesis, CHAIN, other, &config).unwrap();
+    let quiet = RecordingSettlement::default();
+    follow_until(&mut node, &log, &f.da, &quiet, 36).await;
+    assert_eq!(node.shared().read().state_root, want[35]);
+    assert!(quiet.0.lock().unwrap().is_empty(), "no claims from another node's claim chain");
     node.close().unwrap();
 }

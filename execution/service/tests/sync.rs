@@ -3,7 +3,8 @@
 //! fresh node fetches the newest snapshot from two peers, one of which has a damaged
 //! chunk on disk; the damaged chunk is rejected and fetched from the other peer, the
 //! node opens at the snapshot's height with the reference root and follows the log from
-//! there. With no snapshot anywhere, the sync says so and the node replays from genesis.
+//! there. Too few agreeing peers, or offers above the log tip, fetch nothing. With no
+//! snapshot anywhere, the sync says so and the node replays from genesis.
 
 mod common;
 
@@ -12,7 +13,7 @@ use std::time::Duration;
 use common::*;
 use lamina_execution_service::adapters::RecordingSettlement;
 use lamina_execution_service::snapshot;
-use lamina_execution_service::sync::{self, SnapshotProtocol, SnapshotServer, Synced};
+use lamina_execution_service::sync::{self, SnapshotProtocol, SnapshotServer, Synced, Trust};
 use lamina_execution_service::{Config, ExecutionNode};
 use lamina_interfaces::{Health, InMemoryLog};
 use lamina_net::{Endpoint, EndpointConfig, PeerSet, ProtocolConfig};
@@ -91,8 +92,16 @@ async fn fresh_node_syncs_from_peers_and_rejects_a_damaged_chunk() {
         .register(SnapshotServer { dir: snaps.clone() }, dial, ProtocolConfig::for_protocol::<SnapshotProtocol>())
         .unwrap();
     let keys: Vec<_> = peers.iter().map(|p| p.node_id()).collect();
+    // Trust: more agreeing peers than exist, or a log tip below what they offer, and
+    // nothing is fetched.
+    for trust in [Trust { quorum: 3, max_height: None }, Trust { quorum: 1, max_height: Some(Height(29)) }] {
+        let r = sync::sync(&net, &keys, &snaps, &f.genesis.digest(), CHAIN, trust, &Health::new()).await.unwrap();
+        assert!(matches!(r, Synced::Fallback(_)), "{trust:?}: {r:?}");
+        assert!(snapshot::list(&snaps).is_empty());
+    }
     let health = Health::new();
-    match sync::sync(&net, &keys, &snaps, &f.genesis.digest(), CHAIN, &health).await.unwrap() {
+    let trust = Trust { quorum: 2, max_height: Some(Height(30)) };
+    match sync::sync(&net, &keys, &snaps, &f.genesis.digest(), CHAIN, trust, &health).await.unwrap() {
         Synced::Installed { manifest, rejected } => {
             assert_eq!((manifest.height, manifest.state_root), (Height(30), want[29]));
             assert_eq!(rejected, 1, "the damaged chunk from peer 0 is rejected once");
@@ -127,8 +136,17 @@ async fn fresh_node_syncs_from_peers_and_rejects_a_damaged_chunk() {
             ProtocolConfig::for_protocol::<SnapshotProtocol>(),
         )
         .unwrap();
-    let r =
-        sync::sync(&lnet, &[server.node_id()], empty.path(), &f.genesis.digest(), CHAIN, &Health::new()).await.unwrap();
+    let r = sync::sync(
+        &lnet,
+        &[server.node_id()],
+        empty.path(),
+        &f.genesis.digest(),
+        CHAIN,
+        Trust { quorum: 1, max_height: None },
+        &Health::new(),
+    )
+    .await
+    .unwrap();
     assert!(matches!(r, Synced::Fallback(_)), "{r:?}");
     for e in peers.iter().chain([&syncer, &lonely, &server]) {
         e.shutdown().await;

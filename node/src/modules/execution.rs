@@ -95,6 +95,12 @@ impl ModuleConfig for Config {
             "state_sync",
             &c.state_sync,
         );
+        doc.field(
+            "How many of the chain's execution nodes must offer the identical snapshot before state sync\n\
+             adopts it (1: any one genesis-listed execution node of the chain is trusted for the state).",
+            "state_sync_quorum",
+            &c.state_sync_quorum,
+        );
         doc.field("Snapshots kept on disk (the newest; at least 1).", "keep_snapshots", &c.keep_snapshots);
         doc.field(
             "Heights of block records and receipts kept below the tip; older ones are pruned after each\n\
@@ -104,7 +110,8 @@ impl ModuleConfig for Config {
         );
         doc.field("Page cache of the on-disk receipt index, in MiB.", "index_cache_mib", &c.index_cache_mib);
         doc.field(
-            "Size of one block-record segment file, in KiB (records are pruned by whole segments).",
+            "Size of one block-record segment file, in KiB (records are pruned by whole segments; a block\n\
+             record must fit in one).",
             "segment_kib",
             &c.segment_kib,
         );
