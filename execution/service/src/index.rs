@@ -152,10 +152,13 @@ impl ReceiptIndex {
 
     /// Removes the receipts of `ids` included below `from` (a transaction included
     /// again later keeps its later receipt) and moves `retained_from` to `from`, in one
-    /// durable commit (which makes every earlier commit durable too).
-    pub fn prune(&self, ids: impl IntoIterator<Item = TxId>, from: Height) -> Result<(), Error> {
+    /// commit; with `durable`, a synced one (which makes every earlier commit durable
+    /// too). An unsynced prune lost in a crash only brings receipts back: the records
+    /// they came from are deleted after a durable one.
+    pub fn prune(&self, ids: impl IntoIterator<Item = TxId>, from: Height, durable: bool) -> Result<(), Error> {
         let mut tx = self.db.begin_write().map_err(db_err)?;
-        tx.set_durability(Durability::Immediate).map_err(db_err)?;
+        let d = if durable { Durability::Immediate } else { Durability::None };
+        tx.set_durability(d).map_err(db_err)?;
         {
             let mut table = tx.open_table(RECEIPTS).map_err(db_err)?;
             for id in ids {
@@ -229,7 +232,7 @@ mod tests {
         assert_eq!(ix.retained_from().unwrap(), Height(1));
         let got = ix.get::<LedgerFailure>(&receipt(3).tx_id).unwrap().unwrap();
         assert_eq!((got.height, got.receipt), (Height(2), receipt(3)));
-        ix.prune([receipt(1).tx_id, receipt(2).tx_id], Height(2)).unwrap();
+        ix.prune([receipt(1).tx_id, receipt(2).tx_id], Height(2), true).unwrap();
         assert!(ix.get::<LedgerFailure>(&receipt(1).tx_id).unwrap().is_none());
         assert_eq!(ix.retained_from().unwrap(), Height(2));
         assert_eq!(ix.len().unwrap(), 1);

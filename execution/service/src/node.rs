@@ -853,7 +853,7 @@ impl<M: ChainMachine> ExecutionNode<M> {
 /// Prunes, after the snapshot at `snapshot_height` was written, the records and receipts
 /// of heights up to `min(oldest snapshot kept, snapshot height - retain)` (nothing when
 /// `retain` is 0): the receipts of each pruned height are removed from the index first, in batches
-/// that each move `retained_from` (durably), then whole record segments below it.
+/// that each move `retained_from` (the last one synced), then whole record segments below it.
 fn prune<F: ChainFailure>(
     shared: &Shared<F>,
     dir: &Path,
@@ -873,7 +873,10 @@ fn prune<F: ChainFailure>(
     if below <= from {
         return Ok(());
     }
-    const BATCH: usize = 10_000;
+    // Small unsynced batches: the follower's per-height index commits get the (single)
+    // redb writer between them instead of waiting behind one long transaction; the
+    // last batch is synced before any record is deleted.
+    const BATCH: usize = 2_000;
     let mut ids = Vec::new();
     let mut h = from;
     while h < below {
@@ -882,7 +885,7 @@ fn prune<F: ChainFailure>(
         }
         h = h.next();
         if ids.len() >= BATCH || h == below {
-            index.prune(ids.drain(..), h)?;
+            index.prune(ids.drain(..), h, h == below)?;
             shared.write().retained_from = h;
         }
     }
