@@ -83,7 +83,9 @@ fn account(i: u64) -> PublicKey {
 /// Writes the history; returns the heights at which snapshots were taken.
 fn build(data: &Path, g: &Genesis, txs: u64, per_height: u64, accounts: u64, snap_below: &[u64]) -> Vec<Height> {
     let header = Header { version: VERSION, chain: CHAIN, genesis: g.digest() };
-    let (index, _) = ReceiptIndex::open(&data.join("index.redb"), &header, 64 << 20).unwrap();
+    let (index, _) =
+        ReceiptIndex::open(&data.join("index.redb"), &header, 64 << 20, lamina_execution_service::index::EPOCH)
+            .unwrap();
     let log =
         Log::open(data.join("blocks"), StoreConfig { name: "execution-1".into(), ..StoreConfig::default() }).unwrap();
     let records = Records::new::<LedgerFailure>(log, Height(1)).unwrap();

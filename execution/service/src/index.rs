@@ -6,15 +6,26 @@
 //! highest height indexed, and the lowest height retained (`retained_from`: receipts
 //! and records below it were pruned).
 //!
+//! Receipts are kept in one table per epoch of heights (`receipts-<epoch>`;
+//! [`crate::Config::index_epoch_heights`], default [`EPOCH`]), so that
+//! pruning drops whole tables instead of deleting keys one by one: random deletes in a
+//! B-tree of millions of keys cost seconds of CPU and hold redb's single writer, which
+//! the follower needs at every height (a soak showed 10–20 s stalls). A lookup asks
+//! the tables newest first (a few dozen at most with the default window), so the latest
+//! inclusion of a transaction wins.
+//!
 //! The index is derived data: block records ([`crate::record`]) are the source of
 //! truth. Each height's receipts are inserted in one transaction that also moves
 //! `indexed`; those commits are not synced ([`redb::Durability::None`]), because the
-//! record itself was already made durable. [`ReceiptIndex::prune`] commits durably,
-//! which also makes every earlier commit durable. After a crash redb returns to its last
-//! durable commit, and the node re-indexes the records above `indexed` on open. Memory
-//! is redb's page cache, bounded by [`crate::Config::index_cache_mib`].
+//! record itself was already made durable. [`ReceiptIndex::prune`] and
+//! [`ReceiptIndex::sync`] commit durably, which also makes every earlier commit durable.
+//! After a crash redb returns to its last durable commit, and the node re-indexes the
+//! records above `indexed` on open. Memory is redb's page cache, bounded by
+//! [`crate::Config::index_cache_mib`], and the set of epochs.
 
+use std::collections::BTreeSet;
 use std::path::Path;
+use std::sync::Mutex;
 
 use lamina_execution_core::{ChainFailure, Receipt};
 use lamina_primitives::{Height, TxId};
@@ -23,7 +34,11 @@ use redb::{Database, Durability, ReadableDatabase, ReadableTable, ReadableTableM
 use crate::Error;
 use crate::record::Header;
 
-const RECEIPTS: TableDefinition<'_, &[u8; 32], &[u8]> = TableDefinition::new("receipts");
+/// Default heights per receipts table: the granularity of pruning
+/// ([`crate::Config::index_epoch_heights`]; an index keeps the value it was created with).
+pub const EPOCH: u64 = 4096;
+const EPOCH_SIZE: &str = "epoch_heights";
+const EPOCH_PREFIX: &str = "receipts-";
 const META: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("meta");
 
 const HEADER: &str = "header";
@@ -55,9 +70,21 @@ fn u64_of(bytes: &[u8]) -> Result<u64, Error> {
     Ok(u64::from_le_bytes(b))
 }
 
+fn epoch_name(epoch: u64) -> String {
+    format!("{EPOCH_PREFIX}{epoch:016x}")
+}
+
+fn epoch_def(name: &str) -> TableDefinition<'_, &'static [u8; 32], &'static [u8]> {
+    TableDefinition::new(name)
+}
+
 /// The receipt index (see the module docs).
 pub struct ReceiptIndex {
     db: Database,
+    /// Epochs with a table, oldest first.
+    epochs: Mutex<BTreeSet<u64>>,
+    /// Heights per epoch.
+    epoch: u64,
 }
 
 impl std::fmt::Debug for ReceiptIndex {
@@ -68,11 +95,26 @@ impl std::fmt::Debug for ReceiptIndex {
 
 impl ReceiptIndex {
     /// Opens (or creates) the index at `path` with a page cache of `cache_bytes`, and
-    /// checks that it was written under `header`; a new index records it. Returns the
-    /// index and whether it was new.
-    pub fn open(path: &Path, header: &Header, cache_bytes: usize) -> Result<(Self, bool), Error> {
+    /// checks that it was written under `header`; a new index records it, and `epoch`
+    /// heights per table (an existing index keeps its own). Returns the index and
+    /// whether it was new.
+    pub fn open(path: &Path, header: &Header, cache_bytes: usize, epoch: u64) -> Result<(Self, bool), Error> {
         let db = redb::Builder::new().set_cache_size(cache_bytes).create(path).map_err(db_err)?;
-        let index = ReceiptIndex { db };
+        let mut epochs = BTreeSet::new();
+        {
+            let tx = db.begin_read().map_err(db_err)?;
+            for t in tx.list_tables().map_err(db_err)? {
+                if let Some(hex) = redb::TableHandle::name(&t).strip_prefix(EPOCH_PREFIX) {
+                    let e = u64::from_str_radix(hex, 16)
+                        .map_err(|_| Error::BadStore(format!("index: table {}", redb::TableHandle::name(&t))))?;
+                    epochs.insert(e);
+                }
+            }
+        }
+        let mut index = ReceiptIndex { db, epochs: Mutex::new(epochs), epoch: epoch.max(1) };
+        if let Some(b) = index.meta(EPOCH_SIZE)? {
+            index.epoch = u64_of(&b)?.max(1);
+        }
         let stored = index.meta(HEADER)?;
         let fresh = match stored {
             Some(bytes) => {
@@ -92,7 +134,7 @@ impl ReceiptIndex {
                 {
                     let mut meta = tx.open_table(META).map_err(db_err)?;
                     meta.insert(HEADER, bytes.as_slice()).map_err(db_err)?;
-                    tx.open_table(RECEIPTS).map_err(db_err)?;
+                    meta.insert(EPOCH_SIZE, index.epoch.to_le_bytes().as_slice()).map_err(db_err)?;
                 }
                 tx.commit().map_err(db_err)?;
                 true
@@ -122,12 +164,18 @@ impl ReceiptIndex {
         Ok(Height(self.meta(RETAINED_FROM)?.map(|b| u64_of(&b)).transpose()?.unwrap_or(1)))
     }
 
+    fn epochs(&self) -> std::sync::MutexGuard<'_, BTreeSet<u64>> {
+        self.epochs.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Indexes `height`'s receipts and moves `indexed` to it, in one (unsynced) commit.
     pub fn insert<F: ChainFailure>(&self, height: Height, receipts: &[Receipt<F>]) -> Result<(), Error> {
+        let epoch = height.0 / self.epoch;
+        let name = epoch_name(epoch);
         let mut tx = self.db.begin_write().map_err(db_err)?;
         tx.set_durability(Durability::None).map_err(db_err)?;
         {
-            let mut table = tx.open_table(RECEIPTS).map_err(db_err)?;
+            let mut table = tx.open_table(epoch_def(&name)).map_err(db_err)?;
             for r in receipts {
                 let entry = Indexed { height, receipt: r.clone() };
                 let mut bytes = height.0.to_le_bytes().to_vec();
@@ -137,45 +185,65 @@ impl ReceiptIndex {
             let mut meta = tx.open_table(META).map_err(db_err)?;
             meta.insert(INDEXED, height.0.to_le_bytes().as_slice()).map_err(db_err)?;
         }
-        tx.commit().map_err(db_err)
+        tx.commit().map_err(db_err)?;
+        self.epochs().insert(epoch);
+        Ok(())
     }
 
-    /// The receipt of `id` and the height that included it, if indexed.
+    /// The receipt of `id` and the height that included it (its latest inclusion), if
+    /// indexed.
     pub fn get<F: ChainFailure>(&self, id: &TxId) -> Result<Option<Indexed<F>>, Error> {
+        let epochs: Vec<u64> = self.epochs().iter().rev().copied().collect();
         let tx = self.db.begin_read().map_err(db_err)?;
-        let table = tx.open_table(RECEIPTS).map_err(db_err)?;
-        let Some(v) = table.get(&id.0.0).map_err(db_err)? else { return Ok(None) };
-        let entry: Indexed<F> = lamina_primitives::decode(v.value().get(8..).unwrap_or_default())
-            .map_err(|e| Error::BadStore(format!("receipt index: {e}")))?;
-        Ok(Some(entry))
+        for e in epochs {
+            let name = epoch_name(e);
+            let table = match tx.open_table(epoch_def(&name)) {
+                Ok(t) => t,
+                // Dropped by a prune since the list was read.
+                Err(redb::TableError::TableDoesNotExist(_)) => continue,
+                Err(e) => return Err(db_err(e)),
+            };
+            if let Some(v) = table.get(&id.0.0).map_err(db_err)? {
+                let entry: Indexed<F> = lamina_primitives::decode(v.value().get(8..).unwrap_or_default())
+                    .map_err(|e| Error::BadStore(format!("receipt index: {e}")))?;
+                return Ok(Some(entry));
+            }
+        }
+        Ok(None)
     }
 
-    /// Removes the receipts of `ids` included below `from` (a transaction included
-    /// again later keeps its later receipt) and moves `retained_from` to `from`, in one
-    /// commit; with `durable`, a synced one (which makes every earlier commit durable
-    /// too). An unsynced prune lost in a crash only brings receipts back: the records
-    /// they came from are deleted after a durable one.
-    pub fn prune(&self, ids: impl IntoIterator<Item = TxId>, from: Height, durable: bool) -> Result<(), Error> {
+    /// Drops the receipts of every epoch entirely below `below` and moves
+    /// `retained_from` to the first height still indexed (at most `below`), in one
+    /// durable commit (which makes every earlier commit durable too). Returns the new
+    /// `retained_from`: records below it may go.
+    pub fn prune(&self, below: Height) -> Result<Height, Error> {
+        let current = self.retained_from()?;
+        let (drop, first_kept): (Vec<u64>, Option<u64>) = {
+            let epochs = self.epochs();
+            let n = self.epoch;
+            let drop = epochs.iter().copied().filter(|e| (e + 1) * n <= below.0).collect();
+            (drop, epochs.iter().copied().find(|e| (e + 1) * n > below.0))
+        };
+        let from = Height(first_kept.map_or(below.0, |e| (e * self.epoch).clamp(1, below.0)).max(current.0));
+        if drop.is_empty() && from == current {
+            return Ok(current);
+        }
         let mut tx = self.db.begin_write().map_err(db_err)?;
-        let d = if durable { Durability::Immediate } else { Durability::None };
-        tx.set_durability(d).map_err(db_err)?;
+        tx.set_durability(Durability::Immediate).map_err(db_err)?;
         {
-            let mut table = tx.open_table(RECEIPTS).map_err(db_err)?;
-            for id in ids {
-                let old = match table.get(&id.0.0).map_err(db_err)? {
-                    // A value is the height (8 bytes, little endian), then the
-                    // encoded entry; a damaged one is dropped with the pruned ones.
-                    Some(v) => v.value().get(..8).map(u64_of).transpose()?.is_none_or(|h| h < from.0),
-                    None => false,
-                };
-                if old {
-                    table.remove(&id.0.0).map_err(db_err)?;
-                }
+            for e in &drop {
+                let name = epoch_name(*e);
+                tx.delete_table(epoch_def(&name)).map_err(db_err)?;
             }
             let mut meta = tx.open_table(META).map_err(db_err)?;
             meta.insert(RETAINED_FROM, from.0.to_le_bytes().as_slice()).map_err(db_err)?;
         }
-        tx.commit().map_err(db_err)
+        tx.commit().map_err(db_err)?;
+        let mut epochs = self.epochs();
+        for e in drop {
+            epochs.remove(&e);
+        }
+        Ok(from)
     }
 
     /// Makes every commit so far durable.
@@ -187,9 +255,18 @@ impl ReceiptIndex {
 
     /// Number of receipts indexed.
     pub fn len(&self) -> Result<u64, Error> {
+        let epochs: Vec<u64> = self.epochs().iter().copied().collect();
         let tx = self.db.begin_read().map_err(db_err)?;
-        let table = tx.open_table(RECEIPTS).map_err(db_err)?;
-        table.len().map_err(db_err)
+        let mut n = 0;
+        for e in epochs {
+            let name = epoch_name(e);
+            match tx.open_table(epoch_def(&name)) {
+                Ok(t) => n += t.len().map_err(db_err)?,
+                Err(redb::TableError::TableDoesNotExist(_)) => {}
+                Err(e) => return Err(db_err(e)),
+            }
+        }
+        Ok(n)
     }
 
     /// True when no receipt is indexed.
@@ -213,31 +290,43 @@ mod tests {
         Receipt { tx_id: TxId(Digest([i; 32])), status: Status::Success }
     }
 
-    /// Receipts survive a reopen once synced, prune removes them and moves
-    /// `retained_from`, and an index of another chain is refused.
+    /// Receipts survive a reopen once synced; prune drops whole epochs and moves
+    /// `retained_from` to the first height still indexed; the latest inclusion of a
+    /// transaction wins; an index of another chain is refused.
     #[test]
     fn index_round_trips_prunes_and_refuses_a_foreign_header() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("index.redb");
         {
-            let (ix, fresh) = ReceiptIndex::open(&path, &header(1), 1 << 20).unwrap();
+            let (ix, fresh) = ReceiptIndex::open(&path, &header(1), 1 << 20, EPOCH).unwrap();
             assert!(fresh);
             ix.insert(Height(1), &[receipt(1), receipt(2)]).unwrap();
             ix.insert(Height(2), &[receipt(3)]).unwrap();
             ix.sync().unwrap();
         }
-        let (ix, fresh) = ReceiptIndex::open(&path, &header(1), 1 << 20).unwrap();
+        let (ix, fresh) = ReceiptIndex::open(&path, &header(1), 1 << 20, EPOCH).unwrap();
         assert!(!fresh);
         assert_eq!(ix.indexed().unwrap(), Height(2));
         assert_eq!(ix.retained_from().unwrap(), Height(1));
         let got = ix.get::<LedgerFailure>(&receipt(3).tx_id).unwrap().unwrap();
         assert_eq!((got.height, got.receipt), (Height(2), receipt(3)));
-        ix.prune([receipt(1).tx_id, receipt(2).tx_id], Height(2), true).unwrap();
-        assert!(ix.get::<LedgerFailure>(&receipt(1).tx_id).unwrap().is_none());
-        assert_eq!(ix.retained_from().unwrap(), Height(2));
-        assert_eq!(ix.len().unwrap(), 1);
+        // Epochs: receipt 4 in the next one, receipt 1 included again there (latest wins).
+        ix.insert(Height(EPOCH + 5), &[receipt(4), receipt(1)]).unwrap();
+        assert_eq!(ix.get::<LedgerFailure>(&receipt(1).tx_id).unwrap().unwrap().height, Height(EPOCH + 5));
+        // Below a height inside the first epoch: nothing dropped, nothing moves.
+        assert_eq!(ix.prune(Height(100)).unwrap(), Height(1));
+        assert_eq!(ix.len().unwrap(), 5);
+        // Below the second epoch's middle: the first epoch goes, retained from its end.
+        assert_eq!(ix.prune(Height(EPOCH + 10)).unwrap(), Height(EPOCH));
+        assert!(ix.get::<LedgerFailure>(&receipt(3).tx_id).unwrap().is_none());
+        assert_eq!(ix.get::<LedgerFailure>(&receipt(1).tx_id).unwrap().unwrap().height, Height(EPOCH + 5));
+        assert_eq!(ix.retained_from().unwrap(), Height(EPOCH));
+        assert_eq!(ix.len().unwrap(), 2);
         drop(ix);
-        let err = ReceiptIndex::open(&path, &header(2), 1 << 20).unwrap_err();
+        let (ix, _) = ReceiptIndex::open(&path, &header(1), 1 << 20, EPOCH).unwrap();
+        assert_eq!((ix.len().unwrap(), ix.retained_from().unwrap()), (2, Height(EPOCH)));
+        drop(ix);
+        let err = ReceiptIndex::open(&path, &header(2), 1 << 20, EPOCH).unwrap_err();
         assert!(matches!(err, Error::BadStore(_)), "{err}");
     }
 }

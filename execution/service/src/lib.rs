@@ -113,6 +113,9 @@ pub struct Config {
     pub state_sync_quorum: usize,
     /// Page cache of the receipt index ([`index`]), in MiB.
     pub index_cache_mib: usize,
+    /// Heights per receipt-index table: receipts are pruned a whole table at a time
+    /// (an existing index keeps the value it was created with).
+    pub index_epoch_heights: u64,
     /// Size of one segment file of the block records, in KiB (a multiple of 4, at least
     /// 16). Records are pruned by whole segments; a block record must fit in one
     /// (at most 16 MiB).
@@ -137,6 +140,7 @@ impl Default for Config {
             state_sync: true,
             state_sync_quorum: 1,
             index_cache_mib: 32,
+            index_epoch_heights: index::EPOCH,
             segment_kib: 64 * 1024,
         }
     }
@@ -153,6 +157,9 @@ impl Config {
                 "segment_kib {} must be a multiple of 4 in 64..=4194304",
                 self.segment_kib
             )));
+        }
+        if self.index_epoch_heights == 0 {
+            return Err(Error::Config("index_epoch_heights must be at least 1".into()));
         }
         if self.state_sync_quorum == 0 {
             return Err(Error::Config("state_sync_quorum must be at least 1".into()));

@@ -213,7 +213,12 @@ impl<M: ChainMachine> ExecutionNode<M> {
         let spec = genesis.chain(chain).ok_or_else(|| Error::Config(format!("chain {chain} not in genesis")))?;
         std::fs::create_dir_all(data_dir)?;
         let header = Header { version: VERSION, chain, genesis: genesis.digest() };
-        let (index, _) = ReceiptIndex::open(&data_dir.join("index.redb"), &header, config.index_cache_mib << 20)?;
+        let (index, _) = ReceiptIndex::open(
+            &data_dir.join("index.redb"),
+            &header,
+            config.index_cache_mib << 20,
+            config.index_epoch_heights,
+        )?;
         let segment_size = (config.segment_kib << 10).min(u64::from(u32::MAX) - 4095);
         let log = Log::open(
             data_dir.join("blocks"),
@@ -592,19 +597,31 @@ impl<M: ChainMachine> ExecutionNode<M> {
         self.snapshots.since += record.receipts.len() as u64;
         let by_height = self.snapshots.every > 0 && height.0.is_multiple_of(self.snapshots.every);
         let by_txs = self.snapshots.every_txs > 0 && self.snapshots.since >= self.snapshots.every_txs;
-        if (by_height || by_txs) && self.snapshot_in_background() {
-            self.snapshots.since = 0;
+        if by_height || by_txs {
+            // The previous snapshot finishes first (normally long done): every node then
+            // has snapshots at the same heights, which state sync relies on to find
+            // agreeing peers, and a restart replays at most one interval.
+            let mut waited = false;
+            while self.snapshots.busy.load(Ordering::Acquire) {
+                if !waited {
+                    tracing::warn!(target: "lamina::execution", %height, "snapshot due while the previous one is still being written; waiting for it");
+                    waited = true;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            if self.snapshot_in_background() {
+                self.snapshots.since = 0;
+            }
         }
         Ok(record)
     }
 
     /// Captures the committed state and this node's progress and writes them as a
     /// snapshot on a thread of its own, then drops old snapshots and prunes records and
-    /// receipts below the retention window ([`prune`]). Skipped (logged; `false`) while
-    /// the previous snapshot is still being written.
+    /// receipts below the retention window ([`prune`]). `false` (logged) when no thread
+    /// could be started, or one is still writing (the caller waits for it first).
     fn snapshot_in_background(&self) -> bool {
         if self.snapshots.busy.swap(true, Ordering::AcqRel) {
-            tracing::warn!(target: "lamina::execution", "snapshot due but the previous one is still being written; skipped");
             return false;
         }
         let (head, capture, bridge) = {
@@ -852,8 +869,9 @@ impl<M: ChainMachine> ExecutionNode<M> {
 
 /// Prunes, after the snapshot at `snapshot_height` was written, the records and receipts
 /// of heights up to `min(oldest snapshot kept, snapshot height - retain)` (nothing when
-/// `retain` is 0): the receipts of each pruned height are removed from the index first, in batches
-/// that each move `retained_from` (the last one synced), then whole record segments below it.
+/// `retain` is 0), at the index's granularity ([`crate::Config::index_epoch_heights`]): whole
+/// epochs of receipts first (one synced commit that moves `retained_from`), then whole
+/// record segments below the new `retained_from`.
 fn prune<F: ChainFailure>(
     shared: &Shared<F>,
     dir: &Path,
@@ -873,24 +891,13 @@ fn prune<F: ChainFailure>(
     if below <= from {
         return Ok(());
     }
-    // Small unsynced batches: the follower's per-height index commits get the (single)
-    // redb writer between them instead of waiting behind one long transaction; the
-    // last batch is synced before any record is deleted.
-    const BATCH: usize = 2_000;
-    let mut ids = Vec::new();
-    let mut h = from;
-    while h < below {
-        if let Some(r) = records.get::<F>(h)? {
-            ids.extend(r.receipts.iter().map(|r| r.tx_id));
-        }
-        h = h.next();
-        if ids.len() >= BATCH || h == below {
-            index.prune(ids.drain(..), h, h == below)?;
-            shared.write().retained_from = h;
-        }
-    }
-    let segments = records.prune_below(below)?;
-    tracing::info!(target: "lamina::execution", retained_from = %below, segments, "pruned records and receipts");
+    // Whole epochs of receipts go in one cheap commit (tables dropped, no key by key
+    // deletes); records go below the first height still indexed, so records and
+    // receipts agree on what is retained.
+    let from = index.prune(below)?;
+    shared.write().retained_from = from;
+    let segments = records.prune_below(from)?;
+    tracing::info!(target: "lamina::execution", retained_from = %from, segments, "pruned records and receipts");
     Ok(())
 }
 

@@ -33,6 +33,7 @@ fn crash_config() -> lamina_execution_service::Config {
         keep_snapshots: 2,
         retain_heights: 6,
         segment_kib: 64,
+        index_epoch_heights: 2,
         ..config()
     }
 }

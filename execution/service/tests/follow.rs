@@ -277,6 +277,7 @@ async fn snapshots_bound_restart_and_pruning_keeps_what_is_needed() {
         keep_snapshots: 2,
         retain_heights: 6,
         segment_kib: 64,
+        index_epoch_heights: 4,
         ..config()
     };
     let dir = tempfile::tempdir().unwrap();
@@ -299,11 +300,12 @@ async fn snapshots_bound_restart_and_pruning_keeps_what_is_needed() {
     {
         let v = shared.read();
         assert_eq!((v.height, v.state_root), (Height(30), want[29]));
-        // Pruned below min(oldest kept 25, 30 - 6) + 1 = 25 (after the snapshot of 30).
-        assert_eq!(v.retained_from, Height(25));
+        // Pruned below min(oldest kept 25, 30 - 6) + 1 = 25 (after the snapshot of 30), by
+        // whole index epochs of 4 heights: retained from 24.
+        assert_eq!(v.retained_from, Height(24));
     }
     assert_eq!(query::answer(&shared, &QueryRequest::Receipt(first_tx)), QueryResponse::Receipt(None));
-    assert_eq!(query::answer(&shared, &QueryRequest::BlockReceipts(Height(3), 0)), QueryResponse::Pruned(Height(25)));
+    assert_eq!(query::answer(&shared, &QueryRequest::BlockReceipts(Height(3), 0)), QueryResponse::Pruned(Height(24)));
     let (code, body) = query::route(&shared, "/block/3/receipts");
     assert_eq!(code, 410, "{body}");
     match query::answer(&shared, &QueryRequest::BlockReceipts(Height(28), 0)) {

@@ -110,6 +110,12 @@ impl ModuleConfig for Config {
         );
         doc.field("Page cache of the on-disk receipt index, in MiB.", "index_cache_mib", &c.index_cache_mib);
         doc.field(
+            "Heights per receipt-index table: receipts are pruned a whole table at a time (an existing\n\
+             index keeps the value it was created with).",
+            "index_epoch_heights",
+            &c.index_epoch_heights,
+        );
+        doc.field(
             "Size of one block-record segment file, in KiB (records are pruned by whole segments; a block\n\
              record must fit in one).",
             "segment_kib",
