@@ -393,8 +393,11 @@ fn run_bench_sweeps_to_the_stop_rule_and_writes_every_output() {
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e == "svg"))
         .collect();
-    // throughput-latency + one CDF + one time series per point.
-    assert_eq!(svgs.len(), 2 + points.len(), "{svgs:?}");
+    // throughput-latency + one CDF + one time series per point + one memory plot per
+    // point with sampled processes.
+    let with_rss = points.iter().filter(|p| p.process_series.iter().any(|s| !s.rss.is_empty())).count();
+    assert!(with_rss > 0, "the sampler saw the processes");
+    assert_eq!(svgs.len(), 2 + points.len() + with_rss, "{svgs:?}");
     for s in &svgs {
         assert_well_formed_svg(s);
     }
