@@ -616,24 +616,16 @@ impl<M: ChainMachine> ExecutionNode<M> {
         Ok(record)
     }
 
-    /// Captures the committed state and this node's progress and writes them as a
-    /// snapshot on a thread of its own, then drops old snapshots and prunes records and
-    /// receipts below the retention window ([`prune`]). `false` (logged) when no thread
-    /// could be started, or one is still writing (the caller waits for it first).
-    fn snapshot_in_background(&self) -> bool {
-        if self.snapshots.busy.swap(true, Ordering::AcqRel) {
-            return false;
-        }
-        let (head, capture, bridge) = {
-            let v = self.shared.read();
-            (v.head(), Capture::of(&v.state), v.bridge.image())
-        };
+    /// The header and the node file of a snapshot of `view` (the committed view, read
+    /// under its lock) with this node's claim chain.
+    fn snapshot_parts(&self, view: &View<M::Failure>) -> Result<(snapshot::Head, NodeImage), Error> {
+        let head = view.head();
         let node = NodeImage {
             claim_parent: self.claims.last_claim(),
             claim_from: self.claims.from(),
             claim_pending: self.claims.pending().to_vec(),
             reposts: self.made.iter().cloned().collect(),
-            bridge: lamina_primitives::encode(&bridge).unwrap_or_default(),
+            bridge: lamina_primitives::encode(&view.bridge.image()).map_err(|e| Error::Internal(e.to_string()))?,
             claimer: self.snapshots.claimer,
             claim_every: self.snapshots.claim_every,
         };
@@ -644,6 +636,29 @@ impl<M: ChainMachine> ExecutionNode<M> {
             state_root: head.state_root,
             receipts_root: head.receipts_root,
             data_root: head.data_root,
+        };
+        Ok((s, node))
+    }
+
+    /// Captures the committed state and this node's progress and writes them as a
+    /// snapshot on a thread of its own, then drops old snapshots and prunes records and
+    /// receipts below the retention window ([`prune`]). `false` (logged) when no thread
+    /// could be started, or one is still writing (the caller waits for it first).
+    fn snapshot_in_background(&self) -> bool {
+        if self.snapshots.busy.swap(true, Ordering::AcqRel) {
+            return false;
+        }
+        let parts = {
+            let v = self.shared.read();
+            self.snapshot_parts(&v).map(|(head, node)| (head, Capture::of(&v.state), node))
+        };
+        let (s, capture, node) = match parts {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!(target: "lamina::execution", error = %e, "cannot capture a snapshot");
+                self.snapshots.busy.store(false, Ordering::Release);
+                return false;
+            }
         };
         let (dir, keep, retain, busy) =
             (self.snapshots.dir.clone(), self.snapshots.keep, self.snapshots.retain, self.snapshots.busy.clone());
@@ -844,24 +859,7 @@ impl<M: ChainMachine> ExecutionNode<M> {
     /// [`crate::snapshot::dir_name`]), without pruning anything.
     pub fn export_snapshot(&self, dir: &Path) -> Result<snapshot::Manifest, Error> {
         let v = self.shared.read();
-        let head = v.head();
-        let node = NodeImage {
-            claim_parent: self.claims.last_claim(),
-            claim_from: self.claims.from(),
-            claim_pending: self.claims.pending().to_vec(),
-            reposts: self.made.iter().cloned().collect(),
-            bridge: lamina_primitives::encode(&v.bridge.image()).map_err(|e| Error::Internal(e.to_string()))?,
-            claimer: self.snapshots.claimer,
-            claim_every: self.snapshots.claim_every,
-        };
-        let s = snapshot::Head {
-            genesis: self.snapshots.genesis,
-            chain: self.chain,
-            height: head.height,
-            state_root: head.state_root,
-            receipts_root: head.receipts_root,
-            data_root: head.data_root,
-        };
+        let (s, node) = self.snapshot_parts(&v)?;
         std::fs::create_dir_all(dir)?;
         snapshot::write(dir, s, Capture::of(&v.state), &node)
     }

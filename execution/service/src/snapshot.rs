@@ -190,13 +190,15 @@ pub fn chunk_name(i: usize) -> String {
     format!("chunk-{i:06}")
 }
 
-fn write_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+/// Writes `bytes` to a new file at `path` and fsyncs it.
+pub(crate) fn write_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let mut f = std::fs::File::create(path)?;
     std::io::Write::write_all(&mut f, bytes)?;
     f.sync_all()
 }
 
-fn sync_dir(path: &Path) -> std::io::Result<()> {
+/// Fsyncs a directory (its entries).
+pub(crate) fn sync_dir(path: &Path) -> std::io::Result<()> {
     std::fs::File::open(path)?.sync_all()
 }
 

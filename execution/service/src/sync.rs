@@ -314,16 +314,16 @@ async fn sync_once(
                 chosen.height
             ));
         };
-        write_file(&tmp.join(snapshot::chunk_name(i)), &bytes).map_err(io)?;
+        snapshot::write_file(&tmp.join(snapshot::chunk_name(i)), &bytes).map_err(io)?;
     }
     let node = ask(net, &chosen_peer, &SnapshotRequest::File(chosen.height, FileId::Node)).await;
     let Some(node) = node.filter(|b| check(&chosen.node, b)) else {
         return give_up(format!("the node file of the snapshot at {} could not be fetched", chosen.height));
     };
-    write_file(&tmp.join("node"), &node).map_err(io)?;
+    snapshot::write_file(&tmp.join("node"), &node).map_err(io)?;
     let manifest_bytes = lamina_primitives::encode(&chosen).map_err(|e| Error::Internal(e.to_string()))?;
-    write_file(&tmp.join("manifest"), &manifest_bytes).map_err(io)?;
-    std::fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(io)?;
+    snapshot::write_file(&tmp.join("manifest"), &manifest_bytes).map_err(io)?;
+    snapshot::sync_dir(&tmp).map_err(io)?;
     // The whole snapshot (tree rebuilt, root checked) before it can be the node's newest:
     // a bad one is never installed, served or kept.
     health.set_check("state_sync", false, format!("height {}: verifying the state root", chosen.height));
@@ -340,19 +340,13 @@ async fn sync_once(
     }
     let to = dir.join(snapshot::dir_name(chosen.height));
     std::fs::rename(&tmp, &to).map_err(io)?;
-    std::fs::File::open(dir).and_then(|f| f.sync_all()).map_err(io)?;
+    snapshot::sync_dir(dir).map_err(io)?;
     health.set_check("state_sync", true, format!("synced from a snapshot at height {}", chosen.height));
     Ok(Ok(Synced::Installed { manifest: Box::new(chosen), rejected }))
 }
 
 fn check(info: &FileInfo, bytes: &[u8]) -> bool {
     info.check("node", bytes).is_ok()
-}
-
-fn write_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let mut f = std::fs::File::create(path)?;
-    std::io::Write::write_all(&mut f, bytes)?;
-    f.sync_all()
 }
 
 /// True when `data_dir` holds no execution data yet (no records, no index, no
