@@ -40,12 +40,19 @@ mod millis {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
-    /// Squares received longer ago than this are pruned and no longer served. Default
-    /// 7 days (Celestia's sampling window): light clients may sample, and executors
-    /// re-fetch, any square younger than this.
+    /// A square that a block of the ordered log carried is kept until the log's tip
+    /// passes that block's height plus this many heights, then pruned and no longer
+    /// served. Applies when the node follows the log (the binary's DA node does); at
+    /// least [`crate::min_retain_heights`] (settlement's challenge window plus a
+    /// margin). Default 200,000 heights (execution's default record window, so that a
+    /// lagging executor or a node syncing from its peers' snapshots can still fetch).
+    pub retain_heights: u64,
+    /// Squares that no followed block carried (dispersed but never ordered, or every
+    /// square of a node that follows no log) are pruned this long after they arrived.
+    /// Default 7 days (Celestia's sampling window).
     #[serde(rename = "retention_secs", with = "secs")]
     pub retention: Duration,
-    /// How often the node prunes. Default 60 s.
+    /// How often the node follows the log and prunes. Default 60 s.
     #[serde(rename = "prune_interval_secs", with = "secs")]
     pub prune_interval: Duration,
     /// Size of each column-store segment file. Default 256 MiB (a k = 128 square spread
@@ -67,6 +74,7 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
+            retain_heights: 200_000,
             retention: Duration::from_secs(7 * 24 * 3600),
             prune_interval: Duration::from_secs(60),
             segment_bytes: 256 << 20,
@@ -79,8 +87,10 @@ impl Default for Config {
 impl Config {
     /// Checks the values.
     pub fn validate(&self) -> Result<()> {
-        if self.retention.is_zero() || self.prune_interval.is_zero() {
-            return Err(Error::Config("retention_secs and prune_interval_secs must be positive".into()));
+        if self.retention.is_zero() || self.prune_interval.is_zero() || self.retain_heights == 0 {
+            return Err(Error::Config(
+                "retain_heights, retention_secs and prune_interval_secs must be positive".into(),
+            ));
         }
         self.store_config().validate().map_err(|e| Error::Config(format!("segment_bytes: {e}")))?;
         self.net.validate().map_err(|e| Error::Config(format!("net: {e}")))?;

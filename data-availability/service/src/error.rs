@@ -54,6 +54,10 @@ pub enum Error {
     /// A blocking task panicked or was cancelled.
     #[error("background task failed: {0}")]
     Task(String),
+    /// The ordered log could not be read while following it (the node keeps serving
+    /// and retries at the next prune tick).
+    #[error("ordered log: {0}")]
+    Log(String),
     /// An operation of the DA interface failed.
     #[error(transparent)]
     Da(#[from] DaError),

@@ -7,7 +7,11 @@
 //!   that it is a codeword of the committed codec), stores it durably, signs an
 //!   attestation over the [`lamina_primitives::DataCommitment`] once it holds every
 //!   column assigned to it ([`lamina_da_core::Assignment`]), serves headers, columns,
-//!   column ranges and samples with proofs, and prunes squares older than the retention.
+//!   column ranges and samples with proofs, and prunes by retention. [`run_following`]
+//!   also follows the ordered log and keeps each square for `retain_heights` log
+//!   heights after the block that ordered it (at least settlement's challenge window
+//!   plus a margin, [`min_retain_heights`]); squares no block carried keep the
+//!   wall-clock `retention_secs`.
 //! * [`DaClient`]: the QUIC implementation of [`lamina_interfaces::DataAvailability`]:
 //!   `submit` disperses a square and returns the availability certificate;
 //!   `get_namespace` retrieves and verifies a namespace's blobs, rebuilding from any `k`
@@ -36,7 +40,7 @@ pub mod store;
 pub use client::{CellSample, DaClient, RetrieveError, sample_once};
 pub use config::{ClientConfig, Config};
 pub use error::{Error, Result};
-pub use node::{DaNode, accepted_peers, protocol_config, run, run_on};
+pub use node::{DaNode, accepted_peers, min_retain_heights, protocol_config, run, run_following, run_on};
 
 /// Registers the `# HELP` text of every metric this crate emits with the installed
 /// `metrics` recorder (call once, after installing it; the binary does).
@@ -64,7 +68,11 @@ pub fn describe_metrics() {
     );
     ::metrics::describe_counter!(
         "lamina_da_node_pruned_squares_total",
-        "Squares dropped from this DA node's column store by the retention period; no labels."
+        "Squares dropped from this DA node's column store by retention (log heights, or the wall-clock period for squares no block carried); no labels."
+    );
+    ::metrics::describe_gauge!(
+        "lamina_da_node_followed_height",
+        "Last ordered-log height this DA node followed to learn which block ordered each square (0: it follows no log); no labels."
     );
     ::metrics::describe_counter!(
         "lamina_da_node_rejected_total",

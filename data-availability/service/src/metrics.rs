@@ -10,6 +10,8 @@
 //!   `ranges`, `sample`).
 //! * `lamina_da_node_squares`: squares held (gauge).
 //! * `lamina_da_node_pruned_squares_total`: squares dropped by retention.
+//! * `lamina_da_node_followed_height`: last log height the node followed (gauge; 0 for
+//!   a node that follows no log).
 //!
 //! Client side:
 //! * `lamina_da_disperse_seconds`: time from blobs to certificate (histogram).
@@ -26,6 +28,7 @@ pub(crate) const REJECTED: &str = "lamina_da_node_rejected_total";
 pub(crate) const SERVED: &str = "lamina_da_node_served_total";
 pub(crate) const SQUARES: &str = "lamina_da_node_squares";
 pub(crate) const PRUNED: &str = "lamina_da_node_pruned_squares_total";
+pub(crate) const FOLLOWED: &str = "lamina_da_node_followed_height";
 pub(crate) const DISPERSE_SECONDS: &str = "lamina_da_disperse_seconds";
 pub(crate) const DISPERSALS: &str = "lamina_da_dispersals_total";
 pub(crate) const RETRIEVALS: &str = "lamina_da_retrievals_total";

@@ -7,8 +7,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use lamina_da_core::fraud::is_codeword;
 use lamina_da_core::tree::{Axis, axis_root};
 use lamina_da_core::{Assignment, AxisRangeProof, Parallelism, SHARE_SIZE, SampleProof};
+use lamina_interfaces::{InMemoryLog, LogError, OrderedLog};
 use lamina_net::{Endpoint, Handler, NodeContext, PeerSet, ProtocolConfig, Reject};
-use lamina_primitives::{Keypair, NodeId};
+use lamina_primitives::{Digest, Height, Keypair, NodeId};
 use rayon::prelude::*;
 use tokio_util::sync::CancellationToken;
 
@@ -293,27 +294,114 @@ pub async fn run(ctx: NodeContext, config: Config, shutdown: CancellationToken) 
 /// protocols on) until `shutdown`: opens the column store under
 /// `ctx.data_dir/columns`, serves [`DaProtocol`], prunes every `prune_interval`. On
 /// shutdown: stop intake and drain (endpoint shutdown), then close the store.
+///
+/// This node follows no log, so every square is kept for the wall-clock
+/// `retention_secs`; [`run_following`] is the node that prunes by log heights.
 pub async fn run_on(
     endpoint: Endpoint,
     ctx: NodeContext,
     config: Config,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
+    run_inner(endpoint, ctx, config, None::<InMemoryLog>, shutdown).await
+}
+
+/// [`run_on`] for a node that follows the ordered log `log` (the binary gives it the
+/// consensus layer's verifying QUIC client): at each prune tick it reads the blocks
+/// finalized since the last tick, records the height that ordered each square it
+/// holds, and drops squares ordered more than `retain_heights` below the followed tip.
+/// Squares no block carried keep the wall-clock `retention_secs`. Refuses to start
+/// with a `retain_heights` under [`min_retain_heights`] for this genesis (settlement's
+/// challenge window plus a margin).
+pub async fn run_following<L: OrderedLog>(
+    endpoint: Endpoint,
+    ctx: NodeContext,
+    config: Config,
+    log: L,
+    shutdown: CancellationToken,
+) -> Result<(), Error> {
+    let floor = min_retain_heights(&ctx.genesis);
+    if config.retain_heights < floor {
+        endpoint.shutdown().await;
+        return Err(Error::Config(format!(
+            "retain_heights = {} is under {floor}: squares must outlive settlement's challenge window ({} heights) \
+             by a margin, so that every challenged step's data can still be fetched",
+            config.retain_heights, ctx.genesis.settlement.challenge_window
+        )));
+    }
+    run_inner(endpoint, ctx, config, Some(log), shutdown).await
+}
+
+/// The least `retain_heights` a DA node following the log accepts: settlement's
+/// challenge window `W` plus a margin of `max(W, 1000)` heights (a challenge filed at
+/// the window's last height is ordered and judged after it, and a lagging verifier or
+/// executor still fetches the step's data).
+pub fn min_retain_heights(genesis: &lamina_interfaces::Genesis) -> u64 {
+    let w = genesis.settlement.challenge_window;
+    w.saturating_add(w.max(1_000))
+}
+
+async fn run_inner<L: OrderedLog>(
+    endpoint: Endpoint,
+    ctx: NodeContext,
+    config: Config,
+    log: Option<L>,
+    shutdown: CancellationToken,
+) -> Result<(), Error> {
     if let Err(e) = config.validate() {
         endpoint.shutdown().await;
         return Err(e);
     }
-    let result = serve(&endpoint, &ctx, &config, &shutdown).await;
+    let result = serve(&endpoint, &ctx, &config, log.as_ref(), &shutdown).await;
     ctx.health.set_check("endpoint", false, "shutting down");
     endpoint.shutdown().await;
     tracing::info!(target: TARGET, "DA node stopped");
     result
 }
 
-async fn serve(
+/// Most blocks asked for in one log read while following.
+const FOLLOW_READ: usize = 512;
+
+/// Reads the log from the store's followed height to the tip and records which held
+/// squares each block ordered. Cancel-safe: what was recorded stays recorded, and
+/// re-reading a height is harmless.
+async fn follow<L: OrderedLog>(
+    log: &L,
+    store: &Arc<ColumnStore>,
+    health: &lamina_interfaces::Health,
+) -> Result<(), Error> {
+    let log_err = |e: LogError| Error::Log(e.to_string());
+    let tip = log.tip().await.map_err(log_err)?.0;
+    let mut from = store.followed() + 1;
+    while from <= tip {
+        let blocks = match log.read(Height(from), FOLLOW_READ).await {
+            Ok(b) => b,
+            Err(LogError::Pruned { oldest, .. }) if oldest.0 > from => {
+                tracing::warn!(target: TARGET, from, oldest = oldest.0, "log pruned below the followed height; squares ordered in the gap keep the wall-clock retention");
+                from = oldest.0;
+                continue;
+            }
+            Err(e) => return Err(log_err(e)),
+        };
+        let Some(last) = blocks.last().map(|b| b.height().0) else { break };
+        let ordered: Vec<(u64, Digest)> = blocks
+            .iter()
+            .flat_map(|b| b.block.batches.iter().map(move |c| (b.height().0, c.commitment.data_root)))
+            .collect();
+        let s = store.clone();
+        tokio::task::spawn_blocking(move || s.mark_ordered(last, &ordered)).await.map_err(task_err)??;
+        metrics::gauge!(m::FOLLOWED).set(last as f64);
+        health.set_status("followed_height", last);
+        from = last + 1;
+    }
+    Ok(())
+}
+
+async fn serve<L: OrderedLog>(
     endpoint: &Endpoint,
     ctx: &NodeContext,
     config: &Config,
+    log: Option<&L>,
     shutdown: &CancellationToken,
 ) -> Result<(), Error> {
     let dir = ctx.data_dir.join("columns");
@@ -321,7 +409,9 @@ async fn serve(
     let store_config = config.store_config();
     let (store, report) =
         tokio::task::spawn_blocking(move || ColumnStore::open(&dir, store_config)).await.map_err(task_err)??;
-    tracing::info!(target: TARGET, squares = report.squares, columns = report.columns, orphans = report.orphans, "column store open");
+    tracing::info!(target: TARGET, squares = report.squares, columns = report.columns, orphans = report.orphans, followed = report.followed, "column store open");
+    metrics::gauge!(m::FOLLOWED).set(report.followed as f64);
+    ctx.health.set_status("followed_height", report.followed);
     let store = Arc::new(store);
     ctx.health.set_check("store", true, format!("{} squares", report.squares));
     metrics::gauge!(m::SQUARES).set(store.len() as f64);
@@ -333,15 +423,31 @@ async fn serve(
 
     let mut tick = tokio::time::interval(config.prune_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut follow_failed = false;
     // Every insert was synced before it was acknowledged; dropping the store's last
     // reference (when the endpoint's handlers go) closes the log.
     loop {
         tokio::select! {
             () = shutdown.cancelled() => break Ok(()),
             _ = tick.tick() => {
+                if let Some(log) = log {
+                    tokio::select! {
+                        () = shutdown.cancelled() => break Ok(()),
+                        r = follow(log, &store, &ctx.health) => match r {
+                            Ok(()) => follow_failed = false,
+                            // Once (validators still starting) is routine; twice in a row is not.
+                            Err(e) if !follow_failed => {
+                                follow_failed = true;
+                                tracing::debug!(target: TARGET, error = %e, "cannot follow the log yet");
+                            }
+                            Err(e) => tracing::warn!(target: TARGET, error = %e, followed = store.followed(), "cannot follow the log; squares ordered since are kept until it can"),
+                        },
+                    }
+                }
                 let cutoff = now_ms().saturating_sub(config.retention.as_millis() as u64);
+                let below = store.followed().saturating_sub(config.retain_heights);
                 let s = store.clone();
-                match tokio::task::spawn_blocking(move || s.prune(cutoff)).await.map_err(task_err) {
+                match tokio::task::spawn_blocking(move || s.prune(cutoff, below)).await.map_err(task_err) {
                     Ok(Ok(0)) => {}
                     Ok(Ok(n)) => {
                         metrics::counter!(m::PRUNED).increment(n as u64);

@@ -5,12 +5,22 @@
 //! bytes are untrusted):
 //! * `Square`: data root, arrival time, the signed commitment and the header; written
 //!   once per square, before its columns;
-//! * `Column`: data root, column index, the column's bytes.
+//! * `Column`: data root, column index, the column's bytes;
+//! * `Owner`: the key whose store brought the square here;
+//! * `Ordered`: the log heights at which held squares were ordered, and how far the node
+//!   has followed the log (written by the node's log follower; see [`ColumnStore::mark_ordered`]).
 //!
 //! A square's columns are durable (`fdatasync`) before the node signs for them. The log
 //! is append-only in arrival order, so retention prunes a prefix: every segment below
 //! the first record of the oldest retained square. Expired squares leave the index at
-//! once, even when their records share a segment with younger ones.
+//! once, even when their records share a segment with younger ones. A square's
+//! `Ordered` record always comes after its `Square` record, so it survives as long as
+//! the square does.
+//!
+//! Retention ([`ColumnStore::prune`]): a square the log ordered at height `h` is kept
+//! until the followed tip passes `h + retain_heights`; a square never seen ordered (a
+//! dispersal that no block carried, or a node that follows no log) is kept for the
+//! wall-clock retention.
 //!
 //! All methods block on disk I/O; async callers use `spawn_blocking`.
 
@@ -66,6 +76,15 @@ mod record {
             /// The storing key.
             key: PublicKey,
         },
+        /// Squares held here that the log ordered, each with the height of the block
+        /// that carried it, and the highest height followed when this was written (the
+        /// follower resumes after it).
+        Ordered {
+            /// Last log height followed.
+            followed: u64,
+            /// (height, data root) for held squares ordered since the previous record.
+            squares: Vec<(u64, Digest)>,
+        },
     }
 }
 
@@ -92,6 +111,8 @@ pub struct SquareInfo {
     pub owner: Option<PublicKey>,
     /// Column bytes held for it.
     pub bytes: u64,
+    /// Log height of the block that ordered it, once the node's follower saw it.
+    pub ordered_at: Option<u64>,
 }
 
 impl SquareInfo {
@@ -115,12 +136,23 @@ pub struct OpenReport {
     pub columns: usize,
     /// Column records whose square record was already pruned (ignored).
     pub orphans: usize,
+    /// Highest log height the follower had recorded (0: none).
+    pub followed: u64,
 }
+
+/// Most (height, root) pairs in one `Ordered` record (36 bytes each, well under the
+/// record bound).
+pub const MAX_ORDERED_PER_RECORD: usize = 16_384;
 
 /// The column store (see the module docs).
 pub struct ColumnStore {
     log: Log,
     index: Mutex<HashMap<Digest, SquareInfo>>,
+    /// Highest log height the follower recorded (0: none).
+    followed: std::sync::atomic::AtomicU64,
+    /// The last `Ordered` record: pruning keeps it, so that `followed` survives a
+    /// reopen even when every square has expired.
+    last_mark: Mutex<Option<Seq>>,
     /// Bytes held per storing key (the sum of its squares' `bytes`); locked after
     /// `index`.
     usage: Mutex<HashMap<PublicKey, u64>>,
@@ -142,6 +174,8 @@ impl ColumnStore {
         let log = Log::open(dir, config)?;
         let mut index: HashMap<Digest, SquareInfo> = HashMap::new();
         let mut report = OpenReport::default();
+        let mut followed = 0u64;
+        let mut last_mark = None;
         for rec in log.iter_from(log.first_seq()) {
             let rec = rec?;
             let seq = rec.seq();
@@ -157,6 +191,7 @@ impl ColumnStore {
                         columns: BTreeMap::new(),
                         owner: None,
                         bytes: 0,
+                        ordered_at: None,
                     });
                     report.squares = index.len();
                 }
@@ -174,6 +209,18 @@ impl ColumnStore {
                         info.owner.get_or_insert(key);
                     }
                 }
+                StoredRecord::Ordered { followed: f, squares } => {
+                    if squares.len() > MAX_ORDERED_PER_RECORD {
+                        return Err(bad(seq, "ordered record over its bound"));
+                    }
+                    followed = followed.max(f);
+                    last_mark = Some(seq);
+                    for (h, root) in squares {
+                        if let Some(info) = index.get_mut(&root) {
+                            info.ordered_at = Some(info.ordered_at.map_or(h, |o| o.max(h)));
+                        }
+                    }
+                }
             }
         }
         let mut usage: HashMap<PublicKey, u64> = HashMap::new();
@@ -182,7 +229,15 @@ impl ColumnStore {
                 *usage.entry(o).or_default() += info.bytes;
             }
         }
-        Ok((ColumnStore { log, index: Mutex::new(index), usage: Mutex::new(usage) }, report))
+        report.followed = followed;
+        let store = ColumnStore {
+            log,
+            index: Mutex::new(index),
+            followed: std::sync::atomic::AtomicU64::new(followed),
+            last_mark: Mutex::new(last_mark),
+            usage: Mutex::new(usage),
+        };
+        Ok((store, report))
     }
 
     /// The square's info, if held.
@@ -277,6 +332,7 @@ impl ColumnStore {
             columns: BTreeMap::new(),
             owner,
             bytes: 0,
+            ordered_at: None,
         });
         let col_bytes = |c: u32| columns.iter().find(|d| d.index == c).map_or(0, |d| d.bytes.len() as u64);
         let mut added = 0;
@@ -311,15 +367,60 @@ impl ColumnStore {
         }
     }
 
-    /// Drops squares that arrived before `cutoff_ms` from the index and deletes the log
-    /// segments that hold only such squares. Returns the squares dropped.
-    pub fn prune(&self, cutoff_ms: u64) -> Result<usize> {
+    /// Highest log height the follower recorded (0: none); the follower resumes after it.
+    pub fn followed(&self) -> u64 {
+        self.followed.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Records that the log was followed through height `followed` and that each
+    /// `(height, data root)` in `ordered` was carried by the block at that height.
+    /// Roots not held here are skipped (a square that arrives after its block was
+    /// followed is never marked, and falls to the wall-clock retention). Not synced:
+    /// the next column store syncs it, and a crash only makes the follower read again
+    /// from an earlier height (marking is idempotent). Heights at or below what was
+    /// already followed are accepted (re-reads after a crash).
+    pub fn mark_ordered(&self, followed: u64, ordered: &[(u64, Digest)]) -> Result<()> {
+        let held: Vec<(u64, Digest)> = {
+            let index = self.index.lock();
+            ordered.iter().filter(|(_, r)| index.contains_key(r)).copied().collect()
+        };
+        if held.is_empty() && followed <= self.followed() {
+            return Ok(());
+        }
+        let mut chunks: Vec<&[(u64, Digest)]> = held.chunks(MAX_ORDERED_PER_RECORD).collect();
+        if chunks.is_empty() {
+            chunks.push(&[]);
+        }
+        for chunk in chunks {
+            let rec = StoredRecord::Ordered { followed, squares: chunk.to_vec() };
+            let seq = self.log.append(&codec::encode(&rec)?)?;
+            *self.last_mark.lock() = Some(seq);
+        }
+        self.log.sync()?;
+        let mut index = self.index.lock();
+        for (h, root) in held {
+            if let Some(info) = index.get_mut(&root) {
+                info.ordered_at = Some(info.ordered_at.map_or(h, |o| o.max(h)));
+            }
+        }
+        self.followed.fetch_max(followed, std::sync::atomic::Ordering::AcqRel);
+        Ok(())
+    }
+
+    /// Drops expired squares from the index and deletes the log segments that hold only
+    /// such squares. A square is expired when it was ordered at a height below
+    /// `below_height`, or, never seen ordered, arrived before `cutoff_ms`. Returns the
+    /// squares dropped.
+    pub fn prune(&self, cutoff_ms: u64, below_height: u64) -> Result<usize> {
         let (dropped, keep_from) = {
             let mut index = self.index.lock();
             let before = index.len();
             let mut usage = self.usage.lock();
             index.retain(|_, i| {
-                let keep = i.received_at_ms >= cutoff_ms;
+                let keep = match i.ordered_at {
+                    Some(h) => h >= below_height,
+                    None => i.received_at_ms >= cutoff_ms,
+                };
                 if !keep && let Some(o) = i.owner {
                     let left = usage.get(&o).copied().unwrap_or(0).saturating_sub(i.bytes);
                     if left == 0 {
@@ -331,7 +432,11 @@ impl ColumnStore {
                 keep
             });
             drop(usage);
-            let keep_from = index.values().map(|i| i.first_seq).min().unwrap_or_else(|| self.log.next_seq());
+            let oldest = index.values().map(|i| i.first_seq).min().unwrap_or_else(|| self.log.next_seq());
+            let keep_from = match *self.last_mark.lock() {
+                Some(mark) => oldest.min(mark),
+                None => oldest,
+            };
             (before - index.len(), keep_from)
         };
         if dropped > 0 {
@@ -391,7 +496,7 @@ mod tests {
         let got = store.with_column(&a.data_root(), 5, <[u8]>::to_vec).unwrap().unwrap();
         assert_eq!(got, a.eds().column(5));
         assert_eq!(store.with_column(&a.data_root(), 6, |_| ()).unwrap(), None);
-        assert_eq!(store.prune(2_000).unwrap(), 1);
+        assert_eq!(store.prune(2_000, 0).unwrap(), 1);
         assert!(store.square(&a.data_root()).is_none());
         assert!(store.square(&b.data_root()).is_some());
         assert_eq!(store.with_column(&b.data_root(), 1, <[u8]>::to_vec).unwrap().unwrap(), b.eds().column(1));
@@ -440,7 +545,7 @@ mod tests {
         assert_eq!(store.square(&c.data_root()).unwrap().owner, Some(node));
         assert_eq!((store.usage(&client), store.usage(&other)), (2 * col, 2 * col));
         // Retention frees the client's space.
-        assert_eq!(store.prune(2_000).unwrap(), 2);
+        assert_eq!(store.prune(2_000, 0).unwrap(), 2);
         assert_eq!(store.usage(&client), 0);
         let d = square(4);
         store.insert(&d.commitment(), d.header(), *d.roots(), &cols(&d, &[0, 1, 2]), 4_000, q(client)).unwrap();

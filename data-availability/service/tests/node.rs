@@ -213,6 +213,123 @@ async fn retention_prunes_old_squares() {
     }
 }
 
+/// A node that follows the log keeps a square until the tip passes the height of the
+/// block that ordered it plus `retain_heights`, then prunes it; a square no block
+/// carried keeps the wall-clock retention; the followed height survives a restart;
+/// a `retain_heights` under settlement's challenge window plus margin is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_following_node_prunes_ordered_squares_by_log_height_and_keeps_unordered_ones() {
+    use lamina_interfaces::{Health, InMemoryLog};
+    use lamina_primitives::{AvailabilityCertificate, Block, BlockHeader, FinalizedBlock, Height};
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut genesis = genesis(4);
+    genesis.settlement.challenge_window = 1;
+    let g = Arc::new(genesis);
+    let floor = lamina_da_service::min_retain_heights(&g);
+    assert_eq!(floor, 1_001);
+    let config = Config {
+        retain_heights: floor,
+        retention: Duration::from_secs(3_600),
+        prune_interval: Duration::from_millis(100),
+        ..Config::default()
+    };
+    let log = InMemoryLog::new();
+    let block = |h: u64, batches: Vec<AvailabilityCertificate>| FinalizedBlock {
+        block: Block { header: BlockHeader { height: Height(h), ..Default::default() }, batches },
+        certificate: Default::default(),
+    };
+    let spawn = |i: usize, health: Health| {
+        let ctx = lamina_net::NodeContext::new(da_key(i), g.clone(), dir.path().join(format!("n{i}")), health);
+        let (stop, cfg, log) = (tokio_util::sync::CancellationToken::new(), config.clone(), log.clone());
+        let s = stop.clone();
+        let ep = lamina_net::Endpoint::bind(
+            &da_key(i),
+            lamina_net::EndpointConfig { listen: g.da_nodes[i].addr, ..Default::default() },
+        )
+        .unwrap();
+        (stop, tokio::spawn(async move { lamina_da_service::run_following(ep, ctx, cfg, log, s).await.unwrap() }))
+    };
+    let healths: Vec<Health> = (0..4).map(|_| Health::new()).collect();
+    let mut nodes: Vec<_> = (0..4).map(|i| spawn(i, healths[i].clone())).collect();
+    let followed = |hs: &[Health]| -> Vec<u64> {
+        hs.iter().map(|h| h.status_json()["followed_height"].as_u64().unwrap_or(0)).collect()
+    };
+    let wait_followed = |hs: Vec<Health>, want: u64| async move {
+        for _ in 0..300 {
+            if followed(&hs).iter().all(|&f| f >= want) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("nodes did not follow to {want}: {:?}", followed(&hs));
+    };
+    let available = |cert: AvailabilityCertificate, j: usize| {
+        let g = g.clone();
+        async move {
+            // A fresh client each time: no cached header.
+            let (c, ep) = common::client(&g, j);
+            c.wait_for_nodes(4, Duration::from_secs(10)).await.unwrap();
+            let r = c.get_namespace(&cert.commitment, Namespace::from(ChainId(4))).await;
+            ep.shutdown().await;
+            r.is_ok()
+        }
+    };
+
+    let (client, endpoint) = client(&g, 0);
+    client.wait_for_nodes(4, Duration::from_secs(10)).await.unwrap();
+    let ordered =
+        client.submit(vec![Blob { namespace: Namespace::from(ChainId(4)), data: vec![1; 5_000] }]).await.unwrap();
+    let unordered =
+        client.submit(vec![Blob { namespace: Namespace::from(ChainId(4)), data: vec![2; 5_000] }]).await.unwrap();
+    let cert = |c: &lamina_primitives::AvailabilityCertificate| c.clone();
+    // Block 2 orders the first square; blocks up to 2 + retain_heights keep it.
+    log.append(block(1, vec![])).unwrap();
+    log.append(block(2, vec![cert(&ordered)])).unwrap();
+    for h in 3..=2 + floor {
+        log.append(block(h, vec![])).unwrap();
+    }
+    wait_followed(healths.clone(), 2 + floor).await;
+    assert!(available(cert(&ordered), 1).await, "pruned while still inside the window");
+
+    // A restart keeps what was followed (the follower resumes after it).
+    let (stop, h) = nodes.remove(0);
+    stop.cancel();
+    h.await.unwrap();
+    let fresh = Health::new();
+    nodes.insert(0, spawn(0, fresh.clone()));
+    wait_followed(vec![fresh.clone()], 2 + floor).await;
+
+    // One more height: the ordered square leaves every node; the unordered one stays.
+    log.append(block(3 + floor, vec![])).unwrap();
+    let mut hs = healths.clone();
+    hs[0] = fresh;
+    wait_followed(hs, 3 + floor).await;
+    let mut gone = false;
+    for _ in 0..100 {
+        if !available(cert(&ordered), 1).await {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(gone, "the ordered square outlived its window");
+    assert!(available(cert(&unordered), 1).await, "a square no block carried was pruned by heights");
+
+    // Under the floor: refused with the reason.
+    let ctx = lamina_net::NodeContext::new(da_key(0), g.clone(), dir.path().join("low"), Health::new());
+    let ep = lamina_net::Endpoint::bind(&da_key(0), lamina_net::EndpointConfig::default()).unwrap();
+    let low = Config { retain_heights: floor - 1, ..config.clone() };
+    let err = lamina_da_service::run_following(ep, ctx, low, log.clone(), Default::default()).await.unwrap_err();
+    assert!(err.to_string().contains("challenge window"), "{err}");
+
+    endpoint.shutdown().await;
+    for (stop, h) in nodes {
+        stop.cancel();
+        h.await.unwrap();
+    }
+}
+
 /// A disperser with a broken row encoder: every column is a codeword matching its root,
 /// so every DA node stores and signs; retrieval of a namespace in the bad row detects
 /// it against the row root and returns a fraud proof that verifies from the data root.

@@ -1,12 +1,15 @@
 //! The data-availability module: a DA storage node (stores columns of erasure-coded squares, signs availability).
 //!
-//! The service is `lamina_da_service::run`: it binds the node's QUIC endpoint (the `[net]`
+//! The service is `lamina_da_service::run_following`: it binds the node's QUIC endpoint (the `[net]`
 //! settings and listen address, else the genesis address) with its pinned key, serves
 //! `lamina/da/1` to every genesis node (validators disperse, execution nodes retrieve,
 //! any node may sample), keeps the columns it is assigned in a column store under
-//! `data/columns`, signs availability attestations, and prunes squares older than
-//! `retention_secs`. Readiness: the `store` and `endpoint` checks. On shutdown it stops
-//! intake, drains in-flight requests and closes the store.
+//! `data/columns`, signs availability attestations, follows the ordered log (the
+//! consensus layer's verifying QUIC client, read once per prune tick) to learn which
+//! block ordered each square, and prunes squares ordered more than `retain_heights`
+//! below the tip (squares no block carried: after `retention_secs`). Readiness: the
+//! `store` and `endpoint` checks. On shutdown it stops intake, drains in-flight
+//! requests and closes the store.
 
 use anyhow::Context as _;
 use lamina_net::Endpoint;
@@ -32,12 +35,22 @@ impl ModuleConfig for Config {
     fn annotate(&self, doc: &mut AnnotatedToml) {
         let c = &self.0;
         doc.field(
-            "Squares received longer ago than this are pruned and no longer served (seconds; default 7 days,\n\
+            "A square ordered by the log at height h is pruned once the tip passes h + retain_heights (log\n\
+             heights; at least settlement's challenge window plus max(window, 1000); default 200,000).",
+            "retain_heights",
+            &c.retain_heights,
+        );
+        doc.field(
+            "Squares no block carried are pruned this long after they arrived (seconds; default 7 days,\n\
              the light-client sampling window).",
             "retention_secs",
             &c.retention.as_secs(),
         );
-        doc.field("How often to prune (seconds).", "prune_interval_secs", &c.prune_interval.as_secs());
+        doc.field(
+            "How often to follow the log and prune (seconds).",
+            "prune_interval_secs",
+            &c.prune_interval.as_secs(),
+        );
         doc.field(
             "Size of each column-store segment file under data/columns (bytes; a multiple of 4096).\n\
              Pruning deletes whole segments.",
@@ -53,8 +66,9 @@ impl ModuleConfig for Config {
     }
 }
 
-/// The peers a DA node talks to: it dials no one; validators (dispersal) and execution
-/// nodes (retrieval) connect to it. (The service itself accepts every genesis node, so
+/// The peers a DA node talks to: it dials the validators only to read the ordered log
+/// (once per prune tick); validators (dispersal) and execution nodes (retrieval)
+/// connect to it. (The service itself accepts every genesis node, so
 /// that any node may sample; this plan is what the shared peer service reports.)
 pub fn peer_plan(ctx: &NodeContext) -> PeerPlan {
     let g = ctx.genesis();
@@ -73,7 +87,9 @@ pub async fn start(ctx: NodeContext, config: Config, shutdown: CancellationToken
     let endpoint = Endpoint::bind(ctx.key(), ctx.endpoint.clone())
         .with_context(|| format!("cannot bind the QUIC endpoint on {}", ctx.endpoint.listen))?;
     let reporter = crate::peers::serve_alongside(&ctx, &endpoint, peer_plan(&ctx), &shutdown).await?;
-    let result = lamina_da_service::run_on(endpoint, ctx.service, config, shutdown).await;
+    let log = lamina_consensus_service::LogClient::register(&endpoint, ctx.genesis())
+        .context("cannot start the ordered-log client")?;
+    let result = lamina_da_service::run_following(endpoint, ctx.service, config, log, shutdown).await;
     reporter.abort();
     Ok(result?)
 }
