@@ -130,6 +130,7 @@
 //! and syncs, for simulation tests.
 
 pub mod error;
+mod file;
 pub mod format;
 pub mod log;
 pub mod mem;
@@ -137,6 +138,7 @@ pub mod metrics;
 pub mod storage;
 
 pub use error::{Error, Result};
+pub use file::{replace_file, sync_dir};
 pub use log::{Config, Iter, Log, Record, RecoveryReport, Seq, Truncation};
 pub use mem::{CrashMode, Faults, MemStorage};
 pub use storage::{FsFile, FsStorage, ReadView, Storage, StorageFile};

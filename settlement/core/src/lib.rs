@@ -136,6 +136,6 @@ pub use entry::{Challenge, Entry, SETTLEMENT_CHAIN, WitnessRef, witness_hash};
 pub use error::Error;
 pub use params::Params;
 pub use state::{
-    Account, ChallengeOutcome, ClaimRecord, ClaimStatus, Event, HeldClaim, Input, OrphanReason, ProofInputs,
-    SettlementState, Stats,
+    Account, ChainImage, ChallengeOutcome, ClaimRecord, ClaimStatus, Event, HeldClaim, ImageError, Input, OrphanReason,
+    ProofInputs, SettlementState, StateImage, Stats,
 };

@@ -120,8 +120,11 @@ use lamina_interfaces::{AnchorList, CheckpointClaim, EncodingFraudVerifier, Stat
 use lamina_primitives::{ChainId, Digest, Domain, Height, PublicKey, SignedDigest, Transaction, TxId, sig};
 
 use crate::anchors::{Anchor, AnchorProof, AnchorTree};
+
+mod image;
 use crate::entry::{Challenge, Entry, WitnessRef, witness_hash};
 use crate::{Error, Params};
+pub use image::{ChainImage, ImageError, StateImage};
 
 /// Domain of [`SettlementState::state_root`].
 pub static STATE_ROOT: Domain = Domain::new("lamina settlement state v3");
@@ -136,7 +139,18 @@ pub const MAX_HELD_PER_CLAIMER: usize = 8;
 pub const MAX_HELD: usize = 1024;
 
 /// Where a claim stands.
-#[derive(Clone, Copy, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Debug,
+    serde::Serialize,
+    serde::Deserialize,
+    rkyv::Archive,
+    rkyv::Serialize,
+    rkyv::Deserialize,
+)]
 pub enum ClaimStatus {
     /// Bonded, within or past its window, not yet final.
     Pending,
@@ -172,7 +186,7 @@ impl ClaimStatus {
 }
 
 /// An accepted claim and what settlement knows about it.
-#[derive(Clone, PartialEq, Eq, Debug)]
+#[derive(Clone, PartialEq, Eq, Debug, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 pub struct ClaimRecord {
     /// The claim's id.
     pub id: Digest,
@@ -208,7 +222,7 @@ impl ClaimRecord {
 /// A claim whose parent was not known when the log included it (consecutive claims of a
 /// claimer reordered on their way to the log), held until the parent is accepted or
 /// the hold expires. A held claim locks no bond and has not used its transaction's nonce.
-#[derive(Clone, PartialEq, Eq, Debug)]
+#[derive(Clone, PartialEq, Eq, Debug, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 pub struct HeldClaim {
     /// The claim's id.
     pub id: Digest,
@@ -224,7 +238,19 @@ pub struct HeldClaim {
 }
 
 /// A settlement ledger account.
-#[derive(Clone, Copy, PartialEq, Eq, Debug, Default, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Debug,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+    rkyv::Archive,
+    rkyv::Serialize,
+    rkyv::Deserialize,
+)]
 pub struct Account {
     /// Spendable on bonds.
     pub free: u64,
@@ -235,7 +261,19 @@ pub struct Account {
 }
 
 /// Counters since genesis (not part of the state root).
-#[derive(Clone, Copy, PartialEq, Eq, Debug, Default, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Debug,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+    rkyv::Archive,
+    rkyv::Serialize,
+    rkyv::Deserialize,
+)]
 pub struct Stats {
     /// Claims pending now.
     pub pending: u64,

@@ -13,10 +13,11 @@ use lamina_interfaces::{
 use lamina_net::NodeContext;
 use lamina_primitives::{ChainId, Committee, FinalizedBlock, Height, Namespace};
 use lamina_settlement_core::{Entry, Event, Params, SettlementState, WitnessRef};
-use lamina_store::{Config as StoreConfig, Log};
+use lamina_store::Log;
 use tokio_util::sync::CancellationToken;
 
 use crate::record::{ChainData, Header, HeightRecord, StoredInput, VERSION};
+use crate::snapshot::Snapshots;
 use crate::verifier::{Feed, FeedItem};
 use crate::{Config, Error, fetch};
 
@@ -75,6 +76,12 @@ pub struct Follower {
     da_threshold: usize,
     chains: Vec<ChainId>,
     read_batch: usize,
+    snapshots: Snapshots,
+    snapshot_every: u64,
+    keep_snapshots: usize,
+    /// Height of the last snapshot written or loaded.
+    last_snapshot: Height,
+    network: lamina_primitives::Digest,
     /// Ids of the settlement transactions of the last heights applied here (at most
     /// [`RECENT_IDS`]): a rejected entry whose id is among them is a copy of one already
     /// ordered (claims and proofs go to every validator), reported quietly. Logging
@@ -116,8 +123,10 @@ impl std::fmt::Debug for Follower {
 }
 
 impl Follower {
-    /// Opens (or creates) the store in `data_dir/settlement` and rebuilds the state by
-    /// replaying its records from genesis.
+    /// Opens (or creates) the store in `data_dir/settlement` and rebuilds the state: from
+    /// the newest snapshot that loads (see [`crate::snapshot`]) and the records after
+    /// it, else by replaying the records from genesis. Refuses a store whose early
+    /// records were pruned when no snapshot loads.
     pub fn open(
         ctx: &NodeContext,
         config: &Config,
@@ -125,15 +134,13 @@ impl Follower {
         encoding: Arc<dyn EncodingFraudVerifier>,
     ) -> Result<Self, Error> {
         let genesis = &ctx.genesis;
-        let store = Log::open(
-            ctx.data_dir.join("settlement"),
-            StoreConfig { name: "settlement".into(), ..StoreConfig::default() },
-        )?;
-        let header = Header { version: VERSION, network: genesis.network_id() };
+        let store = Log::open(ctx.data_dir.join("settlement"), config.store_config())?;
+        let network = genesis.network_id();
+        let header = Header { version: VERSION, network };
         if store.next_seq() == 0 {
             let bytes = lamina_primitives::encode(&header).map_err(|e| Error::Internal(e.to_string()))?;
             store.append_durable(&bytes)?;
-        } else {
+        } else if store.first_seq() == 0 {
             let rec = store.read(0)?.ok_or_else(|| Error::BadStore("missing header record".into()))?;
             let got: Header = lamina_primitives::decode(rec.bytes()).map_err(|e| Error::BadStore(e.to_string()))?;
             if got != header {
@@ -143,12 +150,53 @@ impl Follower {
                 )));
             }
         }
-        let mut state = SettlementState::new(Params::from_genesis(genesis));
+        // Else the header was pruned with the oldest records: the snapshot that must
+        // load below binds the network instead.
+        let params = Params::from_genesis(genesis);
+        let snapshots = Snapshots::new(&ctx.data_dir);
+        let first = store.first_seq().max(1);
+        let mut loaded = None;
+        for (h, path) in
+            snapshots.list().map_err(|e| Error::BadStore(format!("cannot list snapshots: {e}")))?.into_iter().rev()
+        {
+            match Snapshots::load(&path, network, &params) {
+                // Usable only if every record after it is still in the store.
+                Ok(l) if l.records_from >= first || first <= 1 => {
+                    loaded = Some(l);
+                    break;
+                }
+                Ok(l) => {
+                    tracing::warn!(target: "lamina::settlement", height = %h, records_from = l.records_from, first_record = first, "snapshot older than the store's first record; not used");
+                }
+                Err(e) => {
+                    tracing::warn!(target: "lamina::settlement", path = %path.display(), error = %e, "snapshot does not load; set aside");
+                    Snapshots::set_aside(&path);
+                }
+            }
+        }
+        let (mut state, from, last_snapshot) = match loaded {
+            Some(l) => {
+                tracing::info!(target: "lamina::settlement", height = %l.height, "state loaded from snapshot");
+                (l.state, l.records_from.max(first), l.height)
+            }
+            None if first > 1 => {
+                return Err(Error::BadStore(format!(
+                    "records before {first} were pruned and no snapshot under {} loads: move {} aside to rebuild \
+                     settlement from the ordered log",
+                    snapshots.dir().display(),
+                    ctx.data_dir.join("settlement").display()
+                )));
+            }
+            None => (SettlementState::new(params), 1, Height(0)),
+        };
         let mut replayed = 0usize;
-        for item in store.iter_from(1) {
+        for item in store.iter_from(from) {
             let rec = item?;
             let r: HeightRecord = lamina_primitives::decode(rec.bytes()).map_err(|e| Error::BadStore(e.to_string()))?;
             if r.height <= state.height() {
+                if r.height <= last_snapshot {
+                    continue; // Already in the snapshot.
+                }
                 return Err(Error::BadStore(format!("record for height {} after {}", r.height, state.height())));
             }
             apply_gap(&mut state, r.height, exec.as_ref(), encoding.as_ref());
@@ -168,8 +216,53 @@ impl Follower {
             da_threshold: genesis.da_threshold(),
             chains: genesis.chains.iter().map(|c| c.id).collect(),
             read_batch: config.read_batch,
+            snapshots,
+            snapshot_every: config.snapshot_every,
+            keep_snapshots: config.keep_snapshots.max(1),
+            last_snapshot,
+            network,
             recent: RecentIds::default(),
         })
+    }
+
+    /// Writes a snapshot when `snapshot_every` heights have passed since the last one,
+    /// then deletes older snapshots and the records below the oldest kept one. Called
+    /// right after the store's sync, so the snapshot's `records_from` is exact. A
+    /// snapshot that cannot be written is logged and tried again one interval later
+    /// (the records stay); a store that fails to prune stops the node (fail-stop).
+    async fn maybe_snapshot(&mut self) -> Result<(), Error> {
+        let (height, image, root) = {
+            let state = self.shared.read();
+            let h = state.height();
+            if self.snapshot_every == 0 || h.0 < self.last_snapshot.0.saturating_add(self.snapshot_every) {
+                return Ok(());
+            }
+            (h, state.image(), state.state_root())
+        };
+        let records_from = self.store.next_seq();
+        let (snapshots, network, keep) = (self.snapshots.clone(), self.network, self.keep_snapshots);
+        let written = tokio::task::spawn_blocking(move || -> Result<Option<u64>, String> {
+            snapshots.write(network, root, height, records_from, image)?;
+            snapshots.retain(keep, network).map_err(|e| format!("cannot delete old snapshots: {e}"))
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("snapshot task: {e}")))?;
+        match written {
+            Ok(keep_from) => {
+                self.last_snapshot = height;
+                metrics::gauge!("lamina_settlement_snapshot_height").set(height.0 as f64);
+                tracing::info!(target: "lamina::settlement", %height, %root, "snapshot written");
+                if let Some(seq) = keep_from {
+                    self.store.prune_below(seq)?;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(target: "lamina::settlement", %height, error = %e, "snapshot not written; records kept");
+                // Try again after another full interval rather than at every batch.
+                self.last_snapshot = height;
+            }
+        }
+        Ok(())
     }
 
     /// The state queries read.
@@ -254,6 +347,7 @@ impl Follower {
             // Records are appended per height and synced once per read batch: a kill -9
             // loses at most this batch, which the restart reads again from the log.
             self.store.sync()?;
+            self.maybe_snapshot().await?;
             let tip = tokio::select! {
                 _ = shutdown.cancelled() => return Ok(()),
                 t = log.tip() => t.unwrap_or(Height(0)),

@@ -18,6 +18,10 @@
 //!    instead of refetching; a `kill -9` loses at most the unsynced tail, which is read
 //!    again from the ordered log), then applies them to the core.
 //!
+//! Every [`Config::snapshot_every`] heights it writes a snapshot of the state
+//! ([`snapshot`]); a restart loads the newest good one and replays only the records
+//! after it, and records below the oldest kept snapshot are deleted.
+//!
 //! Queries (status, a chain's finalized root with a proof, claims, accounts) are served
 //! over QUIC ([`query::SettlementProtocol`], `lamina/settlement/1`) and HTTP/JSON
 //! ([`query::serve_http`]). In **verifier mode** ([`Config::verifier`]) the service also
@@ -34,6 +38,7 @@ pub mod fetch;
 pub mod follower;
 pub mod query;
 pub mod record;
+pub mod snapshot;
 pub mod verifier;
 
 use std::net::SocketAddr;
@@ -64,6 +69,18 @@ pub struct Config {
     pub inline_witness_limit: usize,
     /// HTTP/JSON query address. `None`: the genesis entry's `http` address, if any.
     pub http_listen: Option<SocketAddr>,
+    /// Write a snapshot of the settlement state every this many log heights (0: never),
+    /// so that a restart replays only the records after the newest one
+    /// ([`snapshot`]). Default 10,000.
+    pub snapshot_every: u64,
+    /// Snapshots kept (at least 1). The store's records below the oldest kept one are
+    /// deleted: disk stays bounded by the snapshots plus `keep_snapshots ×
+    /// snapshot_every` heights of records. Default 2.
+    pub keep_snapshots: usize,
+    /// Size of each settlement store segment file (bytes; a multiple of 4096, at least
+    /// 17 MiB so that a height's record of up to 16 MiB fits). Pruning deletes whole
+    /// segments. Default 64 MiB.
+    pub segment_bytes: u64,
 }
 
 impl Default for Config {
@@ -75,6 +92,9 @@ impl Default for Config {
             verify_chains: Vec::new(),
             inline_witness_limit: 48 * 1024,
             http_listen: None,
+            snapshot_every: 10_000,
+            keep_snapshots: 2,
+            segment_bytes: 64 << 20,
         }
     }
 }
@@ -85,12 +105,31 @@ impl Config {
         if self.read_batch == 0 || self.read_batch > 10_000 {
             return Err(Error::Config(format!("read_batch {} outside 1..=10000", self.read_batch)));
         }
+        if self.keep_snapshots == 0 {
+            return Err(Error::Config("keep_snapshots must be at least 1".into()));
+        }
+        if self.segment_bytes < 17 << 20 {
+            return Err(Error::Config(format!("segment_bytes {} is under 17 MiB", self.segment_bytes)));
+        }
+        self.store_config().validate().map_err(|e| Error::Config(format!("segment_bytes: {e}")))?;
         if self.inline_witness_limit > 60 * 1024 {
             return Err(Error::Config(
                 "inline_witness_limit above 60 KiB would exceed intake's transaction limit".into(),
             ));
         }
         Ok(())
+    }
+}
+
+impl Config {
+    /// The settlement store's log configuration.
+    pub fn store_config(&self) -> lamina_store::Config {
+        lamina_store::Config {
+            name: "settlement".into(),
+            segment_size: self.segment_bytes,
+            max_record_size: lamina_store::Config::capacity(self.segment_bytes).min(16 << 20),
+            ..lamina_store::Config::default()
+        }
     }
 }
 

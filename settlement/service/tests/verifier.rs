@@ -331,3 +331,100 @@ async fn verifier_slashes_the_faulty_claim_and_a_restart_replays_the_same_state(
     shutdown.cancel();
     task.await.unwrap();
 }
+
+/// Snapshots bound the store: every `snapshot_every` heights the follower writes one,
+/// keeps the newest two and deletes the records below the oldest kept. A restart loads
+/// the newest snapshot (the store's first records, header included, are gone) and
+/// reaches the same state; a damaged snapshot is set aside and the older one used; with
+/// no snapshot left the node refuses the pruned store with the reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshots_bound_the_store_and_a_restart_resumes_from_the_newest_good_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = genesis();
+    let exec = Arc::new(NativeChains::new(&g));
+    let ctx =
+        lamina_net::NodeContext::new(verifier_key(), Arc::new(g.clone()), dir.path().to_path_buf(), Health::new());
+    let log = InMemoryLog::new();
+    let da = MemoryDa::new();
+    let mut seq = Sequencer { log: log.clone(), da: da.clone(), height: 0, parent: Digest::ZERO };
+    // Tiny segments (16 KiB, about 40 records each; 200 records fill 7 without
+    // pruning), so that pruning shows; the service's own validation asks for 17 MiB.
+    let config = Config {
+        verify_certificates: false,
+        snapshot_every: 10,
+        keep_snapshots: 2,
+        segment_bytes: 16 << 10,
+        ..Config::default()
+    };
+    let open = || Follower::open(&ctx, &config, exec.clone(), Arc::new(NoBadEncoding));
+    let run = |mut f: Follower| {
+        let shutdown = CancellationToken::new();
+        let (log, da, s, health) = (log.clone(), da.clone(), shutdown.clone(), ctx.health.clone());
+        let task = tokio::spawn(async move {
+            f.follow(&log, &da, None, &health, &s).await.unwrap();
+            f
+        });
+        (shutdown, task)
+    };
+    let stop = |(shutdown, task): (CancellationToken, tokio::task::JoinHandle<Follower>)| async move {
+        shutdown.cancel();
+        task.await.unwrap().close().unwrap();
+    };
+    let segments = || std::fs::read_dir(dir.path().join("settlement")).unwrap().count();
+    let snapshots = || lamina_settlement_service::snapshot::Snapshots::new(dir.path()).list().unwrap();
+
+    let follower = open().unwrap();
+    let shared = follower.shared();
+    let running = run(follower);
+    let payer = Keypair::for_testing(SEED);
+    for n in 0..200u64 {
+        let tx = ledger::transfer(&payer, CHAIN, n, Keypair::for_testing(SEED + 1).public(), AssetId::NATIVE, 1);
+        seq.block(vec![tx], vec![]).await;
+    }
+    wait_for("height 200", || shared.read().height() == Height(200)).await;
+    let root = shared.read().state_root();
+    stop(running).await;
+
+    let kept = snapshots();
+    assert_eq!(kept.len(), 2, "{kept:?}");
+    assert!(kept[1].0.0 >= 190, "newest snapshot at {}", kept[1].0);
+    // Only the records after the older kept snapshot remain (and the segment being
+    // written).
+    assert!(segments() <= 3, "{} segment files", segments());
+
+    // Restart: loads the newest snapshot (the header record was pruned: a replay from
+    // genesis is impossible), replays the records after it.
+    let again = open().unwrap();
+    assert_eq!(again.shared().read().state_root(), root);
+    assert_eq!(again.height(), Height(200));
+    again.close().unwrap();
+
+    // A damaged newest snapshot is set aside; the older one plus its records give the
+    // same state.
+    let newest = kept[1].1.clone();
+    let mut bytes = std::fs::read(&newest).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x55;
+    std::fs::write(&newest, bytes).unwrap();
+    let third = open().unwrap();
+    assert_eq!(third.shared().read().state_root(), root);
+    assert!(!newest.exists());
+    assert!(newest.with_extension("snap.bad").exists());
+    // It goes on following and snapshotting.
+    let shared3 = third.shared();
+    let running = run(third);
+    for n in 200..230u64 {
+        let tx = ledger::transfer(&payer, CHAIN, n, Keypair::for_testing(SEED + 1).public(), AssetId::NATIVE, 1);
+        seq.block(vec![tx], vec![]).await;
+    }
+    wait_for("height 230", || shared3.read().height() == Height(230)).await;
+    stop(running).await;
+    assert!(snapshots().last().unwrap().0 >= Height(220));
+
+    // No snapshot left: the pruned store is refused, with what to do.
+    for (_, p) in snapshots() {
+        std::fs::remove_file(p).unwrap();
+    }
+    let err = open().unwrap_err().to_string();
+    assert!(err.contains("pruned") && err.contains("no snapshot"), "{err}");
+}
