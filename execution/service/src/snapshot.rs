@@ -197,10 +197,7 @@ pub(crate) fn write_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     f.sync_all()
 }
 
-/// Fsyncs a directory (its entries).
-pub(crate) fn sync_dir(path: &Path) -> std::io::Result<()> {
-    std::fs::File::open(path)?.sync_all()
-}
+pub(crate) use lamina_store::sync_dir;
 
 /// Sorts `capture` into chunks (see the module docs).
 fn chunks(mut capture: Capture) -> Vec<ChangeSet> {

@@ -61,6 +61,23 @@ impl ModuleConfig for Config {
             "inline_witness_limit",
             &c.inline_witness_limit,
         );
+        doc.field(
+            "Write a snapshot of the settlement state under data/settlement-snapshots every this many log\n\
+             heights (0: never); a restart loads the newest and replays only the records after it.",
+            "snapshot_every",
+            &c.snapshot_every,
+        );
+        doc.field(
+            "Snapshots kept (at least 1); the store's records below the oldest kept one are deleted.",
+            "keep_snapshots",
+            &c.keep_snapshots,
+        );
+        doc.field(
+            "Size of each settlement store segment file (bytes; a multiple of 4096, at least 17 MiB).\n\
+             Pruning deletes whole segments.",
+            "segment_bytes",
+            &c.segment_bytes,
+        );
         doc.optional(
             "HTTP/JSON query address (GET /status, /chain/<id>, /claims/<chain>, /claim/<id>,\n\
              /anchor/<chain>/<height>, /account/<key>). Default: this node's `http` address in the genesis.",
