@@ -7,13 +7,18 @@
 //! `snapshot list` shows them, `snapshot export` copies one out (verified: every chunk
 //! and the rebuilt state root), and `snapshot import` verifies one and installs it in a
 //! fresh home, whose node then starts at the snapshot's height and follows the log from
-//! there instead of re-executing the chain's whole history.
+//! there instead of re-executing the chain's whole history. `sync-status` follows a
+//! running node's state sync (a node started with an empty data directory fetches a
+//! snapshot from its peers) with a progress bar.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use lamina_execution_service::snapshot;
 use lamina_primitives::{ChainId, Digest};
 
@@ -30,6 +35,20 @@ pub enum ExecutionCmd {
     /// State snapshots: list, export, import.
     #[command(subcommand)]
     Snapshot(SnapshotCmd),
+    /// Follow a running node's state sync: a progress bar over the snapshot's chunks
+    /// until it is verified and installed (or the node falls back to replaying the log).
+    SyncStatus(SyncStatusArgs),
+}
+
+/// `sync-status` arguments.
+#[derive(Debug, Args)]
+pub struct SyncStatusArgs {
+    /// The execution node's home (to find its admin address).
+    #[command(flatten)]
+    pub home: HomeArg,
+    /// The node's admin HTTP address (default: from the home's config and genesis).
+    #[arg(long)]
+    pub admin_addr: Option<SocketAddr>,
 }
 
 /// `lamina execution snapshot …`
@@ -88,7 +107,89 @@ pub fn run(cmd: ExecutionCmd) -> anyhow::Result<ExitCode> {
         ExecutionCmd::Snapshot(SnapshotCmd::List(a)) => list(a),
         ExecutionCmd::Snapshot(SnapshotCmd::Export(a)) => export(a),
         ExecutionCmd::Snapshot(SnapshotCmd::Import(a)) => import(a),
+        ExecutionCmd::SyncStatus(a) => sync_status(a),
     }
+}
+
+/// `lamina execution sync-status`: polls the node's `/status` (4 times a second) and
+/// draws the `state_sync` progress (bytes of chunks fetched and checked) until the
+/// `state_sync` check passes. Off a terminal it prints one line per change.
+fn sync_status(a: SyncStatusArgs) -> anyhow::Result<ExitCode> {
+    let addr = match a.admin_addr {
+        Some(addr) => addr,
+        None => {
+            let home = crate::cli::home_for(Module::Execution, &a.home)?;
+            let cfg = crate::service::load_config(&home, Module::Execution, &[])?;
+            let genesis = crate::genesis::load(&home.genesis_file())?;
+            let key = crate::keys::read_public(&home.key_file())?;
+            crate::service::admin_address(Module::Execution, &cfg, genesis.node(&key).and_then(|n| n.admin))
+        }
+    };
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start the runtime")?;
+    rt.block_on(watch_sync(addr))
+}
+
+async fn watch_sync(addr: SocketAddr) -> anyhow::Result<ExitCode> {
+    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+    bar.set_style(
+        ProgressStyle::with_template("{spinner:.green} {msg} [{bar:30}] {bytes}/{total_bytes}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let mut last = String::new();
+    let mut unreachable_since: Option<Instant> = None;
+    loop {
+        match lamina_telemetry::client::get_json(addr, "/status", Duration::from_secs(5)).await {
+            Ok((_, v)) => {
+                unreachable_since = None;
+                let check = &v["checks"]["state_sync"];
+                let detail = check["detail"].as_str().unwrap_or_default().to_string();
+                match check["ok"].as_bool() {
+                    Some(true) => {
+                        bar.finish_and_clear();
+                        println!("state sync: {detail}");
+                        return Ok(ExitCode::SUCCESS);
+                    }
+                    Some(false) => {
+                        let p = &v["state_sync"];
+                        let progress = p["bytes"].as_u64().map(|total| (p["bytes_done"].as_u64().unwrap_or(0), total));
+                        show(&bar, &mut last, format!("state sync: {detail}"), progress);
+                    }
+                    None if v["ready"].as_bool() == Some(true) => {
+                        bar.finish_and_clear();
+                        println!("the node is ready and did not state-sync (it had data, or no peer to sync from)");
+                        return Ok(ExitCode::SUCCESS);
+                    }
+                    None => show(&bar, &mut last, "waiting for the node to start".into(), None),
+                }
+            }
+            Err(e) => {
+                let since = *unreachable_since.get_or_insert_with(Instant::now);
+                if since.elapsed() > Duration::from_secs(30) {
+                    bar.finish_and_clear();
+                    bail!("cannot reach the node's admin server at {addr} (for 30 s): {e}");
+                }
+                show(&bar, &mut last, format!("waiting for the admin server at {addr}"), None);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// One progress update: the bar on a terminal, else a line when the message changes.
+fn show(bar: &ProgressBar, last: &mut String, msg: String, progress: Option<(u64, u64)>) {
+    if bar.is_hidden() {
+        if msg != *last {
+            eprintln!("{msg}");
+            *last = msg;
+        }
+        return;
+    }
+    if let Some((done, total)) = progress {
+        bar.set_length(total);
+        bar.set_position(done);
+    }
+    bar.set_message(msg);
+    bar.tick();
 }
 
 /// The home, its genesis digest and the chain its node executes.

@@ -160,9 +160,15 @@ pub fn context(module: Module, home: &Home, cfg: &NodeConfig, health: Health) ->
 }
 
 fn admin_addr(module: Module, cfg: &NodeConfig, ctx: &NodeContext) -> SocketAddr {
+    admin_address(module, cfg, ctx.me.admin)
+}
+
+/// Where a node's admin server listens: `[node] admin_addr`, else the `admin` address
+/// its genesis entry lists (`genesis_admin`), else `127.0.0.1:<module default>`.
+pub(crate) fn admin_address(module: Module, cfg: &NodeConfig, genesis_admin: Option<SocketAddr>) -> SocketAddr {
     cfg.node
         .admin_addr
-        .or(ctx.me.admin)
+        .or(genesis_admin)
         .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], module.default_admin_port())))
 }
 

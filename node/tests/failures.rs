@@ -400,6 +400,10 @@ fn wiped_execution_node_state_syncs_or_imports_a_snapshot_and_catches_up() {
             "{}",
             tail(&net.restart_log("execution-0"), 20)
         );
+        // The operator's view of it: `sync-status` reads the node's /status.
+        let out = lamina().args(["execution", "sync-status", "--home", s(&home0)]).output().unwrap();
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success() && said.contains("synced from a snapshot at height"), "sync-status: {said}");
         let last = client.exec_status("execution-1").await.unwrap().height.0;
         client.wait_exec_height_above("execution-0", last, "execution-0 catching up after state sync").await;
         client.assert_same_state("execution-0", "execution-1").await;

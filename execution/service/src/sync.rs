@@ -285,8 +285,14 @@ async fn sync_once(
     let mut rejected = 0;
     let mut after = (None, None);
     let n = chosen.chunks.len();
+    let bytes_total: u64 = chosen.chunks.iter().map(|c| c.bytes).sum();
+    let mut bytes_done = 0u64;
     for (i, info) in chosen.chunks.iter().enumerate() {
         health.set_check("state_sync", false, format!("height {}: chunk {}/{n}", chosen.height, i + 1));
+        health.set_status(
+            "state_sync",
+            Progress { height: chosen.height.0, chunks_done: i, chunks: n, bytes_done, bytes: bytes_total },
+        );
         let mut got = None;
         for k in 0..sources.len() {
             let peer = &sources[(i + k) % sources.len()];
@@ -315,7 +321,12 @@ async fn sync_once(
             ));
         };
         snapshot::write_file(&tmp.join(snapshot::chunk_name(i)), &bytes).map_err(io)?;
+        bytes_done += bytes.len() as u64;
     }
+    health.set_status(
+        "state_sync",
+        Progress { height: chosen.height.0, chunks_done: n, chunks: n, bytes_done, bytes: bytes_total },
+    );
     let node = ask(net, &chosen_peer, &SnapshotRequest::File(chosen.height, FileId::Node)).await;
     let Some(node) = node.filter(|b| check(&chosen.node, b)) else {
         return give_up(format!("the node file of the snapshot at {} could not be fetched", chosen.height));
@@ -343,6 +354,22 @@ async fn sync_once(
     snapshot::sync_dir(dir).map_err(io)?;
     health.set_check("state_sync", true, format!("synced from a snapshot at height {}", chosen.height));
     Ok(Ok(Synced::Installed { manifest: Box::new(chosen), rejected }))
+}
+
+/// The `state_sync` field of the node's `/status` while chunks are fetched (what
+/// `lamina execution sync-status` draws its bar from).
+#[derive(Clone, Copy, Debug, serde::Serialize)]
+struct Progress {
+    /// Height of the snapshot being fetched.
+    height: u64,
+    /// Chunks fetched and checked.
+    chunks_done: usize,
+    /// Chunks in all.
+    chunks: usize,
+    /// Bytes of the chunks fetched.
+    bytes_done: u64,
+    /// Bytes of all chunks.
+    bytes: u64,
 }
 
 fn check(info: &FileInfo, bytes: &[u8]) -> bool {

@@ -284,7 +284,7 @@ impl Follower {
         &mut self,
         log: &L,
         da: &D,
-        feed: Option<Feed>,
+        mut feed: Option<Feed>,
         health: &Health,
         shutdown: &CancellationToken,
     ) -> Result<(), Error> {
@@ -337,10 +337,25 @@ impl Follower {
                 };
                 let events = self.apply(&record)?;
                 if let Some(f) = &feed {
-                    // A closed feed means the verifier stopped; the follower goes on.
-                    let _ = f.send(FeedItem::Block(Box::new(block.clone())));
-                    if !events.is_empty() {
-                        let _ = f.send(FeedItem::Events(events));
+                    // A closed feed means the verifier stopped; the follower goes on. A
+                    // full one means it fell FEED_CAPACITY items behind: dropping the
+                    // feed ends it, so the node does not hold every block since.
+                    let mut sent = f.try_send(FeedItem::Block(Box::new(block.clone())));
+                    if sent.is_ok() && !events.is_empty() {
+                        sent = f.try_send(FeedItem::Events(events));
+                    }
+                    if let Err(tokio::sync::mpsc::error::TrySendError::Full(_)) = sent {
+                        tracing::error!(
+                            target: "lamina::settlement",
+                            height = %block.height(),
+                            backlog = crate::verifier::FEED_CAPACITY,
+                            "the verifier fell too far behind (it re-executes every chain, or waits on data DA no \
+                             longer holds); it stops here, and claims after this height are not checked by this node \
+                             (a restart replays the chains from genesis, which needs DA to still hold them)"
+                        );
+                        metrics::counter!("lamina_settlement_verifier_dropped_total").increment(1);
+                        health.set_status("verifier", "stopped: fell too far behind the follower");
+                        feed = None;
                     }
                 }
             }

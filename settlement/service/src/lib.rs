@@ -248,7 +248,7 @@ where
             seams.da.clone(),
             seams.submit.clone(),
         )?;
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let (tx, rx) = verifier::feed();
         (Some(tx), Some((v, rx)))
     } else {
         (None, None)

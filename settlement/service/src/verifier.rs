@@ -82,10 +82,21 @@ pub enum FeedItem {
 }
 
 /// The follower's end of the verifier feed.
-pub type Feed = tokio::sync::mpsc::UnboundedSender<FeedItem>;
+pub type Feed = tokio::sync::mpsc::Sender<FeedItem>;
 
 /// The verifier's end of the feed.
-pub type FeedReceiver = tokio::sync::mpsc::UnboundedReceiver<FeedItem>;
+pub type FeedReceiver = tokio::sync::mpsc::Receiver<FeedItem>;
+
+/// Items the feed holds before the follower gives up on the verifier: about 4,000
+/// blocks (a block and its events are two items), a few tens of MB. A verifier that
+/// falls this far behind (it re-executes every chain, or waits on data that is gone)
+/// is dropped with an error instead of making the node hold every block since.
+pub const FEED_CAPACITY: usize = 8_192;
+
+/// A verifier feed of [`FEED_CAPACITY`] items.
+pub fn feed() -> (Feed, FeedReceiver) {
+    tokio::sync::mpsc::channel(FEED_CAPACITY)
+}
 
 /// A claim waiting to be checked.
 #[derive(Clone, Copy, Debug)]

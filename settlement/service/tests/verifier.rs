@@ -215,7 +215,7 @@ async fn verifier_slashes_the_faulty_claim_and_a_restart_replays_the_same_state(
     let config = Config { verifier: true, verify_certificates: false, ..Config::default() };
     let verifier = Verifier::new(&ctx, &config, exec.clone(), shared.clone(), da.clone(), submitted.clone()).unwrap();
     let shutdown = CancellationToken::new();
-    let (feed, rx) = tokio::sync::mpsc::unbounded_channel();
+    let (feed, rx) = lamina_settlement_service::verifier::feed();
     let task = {
         let (log, da, shutdown, health) = (log.clone(), da.clone(), shutdown.clone(), ctx.health.clone());
         tokio::spawn(async move {
@@ -427,4 +427,42 @@ async fn snapshots_bound_the_store_and_a_restart_resumes_from_the_newest_good_on
     }
     let err = open().unwrap_err().to_string();
     assert!(err.contains("pruned") && err.contains("no snapshot"), "{err}");
+}
+
+/// A verifier that stops taking blocks (stuck on data DA no longer holds, or too slow)
+/// is dropped once the feed is full, and the follower goes on: the node does not hold
+/// every block since in memory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_verifier_that_falls_too_far_behind_is_dropped_and_the_follower_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = genesis();
+    let exec = Arc::new(NativeChains::new(&g));
+    let ctx =
+        lamina_net::NodeContext::new(verifier_key(), Arc::new(g.clone()), dir.path().to_path_buf(), Health::new());
+    let log = InMemoryLog::new();
+    let da = MemoryDa::new();
+    let mut seq = Sequencer { log: log.clone(), da: da.clone(), height: 0, parent: Digest::ZERO };
+    let mut follower = open(&ctx, &exec);
+    let shared = follower.shared();
+    let (feed, mut rx) = lamina_settlement_service::verifier::feed();
+    let shutdown = CancellationToken::new();
+    let task = {
+        let (log, da, shutdown, health) = (log.clone(), da.clone(), shutdown.clone(), ctx.health.clone());
+        tokio::spawn(async move { follower.follow(&log, &da, Some(feed), &health, &shutdown).await.unwrap() })
+    };
+    // Nobody reads the feed. Empty blocks send one item each.
+    let blocks = lamina_settlement_service::verifier::FEED_CAPACITY as u64 + 100;
+    for _ in 0..blocks {
+        seq.block(vec![], vec![]).await;
+    }
+    wait_for("the follower", || shared.read().height() == Height(blocks)).await;
+    assert!(ctx.health.status_json()["verifier"].as_str().unwrap().contains("fell too far behind"));
+    // The feed was dropped: the verifier's end drains what it holds, then ends.
+    let mut held = 0;
+    while rx.recv().await.is_some() {
+        held += 1;
+    }
+    assert_eq!(held, lamina_settlement_service::verifier::FEED_CAPACITY);
+    shutdown.cancel();
+    task.await.unwrap();
 }
