@@ -349,8 +349,10 @@ async fn snapshots_bound_the_store_and_a_restart_resumes_from_the_newest_good_on
     let mut seq = Sequencer { log: log.clone(), da: da.clone(), height: 0, parent: Digest::ZERO };
     // Tiny segments (16 KiB, about 40 records each; 200 records fill 7 without
     // pruning), so that pruning shows; the service's own validation asks for 17 MiB.
+    // Reads of at most 5 blocks: a snapshot lands within 5 heights of every tenth.
     let config = Config {
         verify_certificates: false,
+        read_batch: 5,
         snapshot_every: 10,
         keep_snapshots: 2,
         segment_bytes: 16 << 10,
@@ -370,7 +372,12 @@ async fn snapshots_bound_the_store_and_a_restart_resumes_from_the_newest_good_on
         shutdown.cancel();
         task.await.unwrap().close().unwrap();
     };
-    let segments = || std::fs::read_dir(dir.path().join("settlement")).unwrap().count();
+    let segments = || {
+        std::fs::read_dir(dir.path().join("settlement"))
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "seg"))
+            .count()
+    };
     let snapshots = || lamina_settlement_service::snapshot::Snapshots::new(dir.path()).list().unwrap();
 
     let follower = open().unwrap();
@@ -387,9 +394,9 @@ async fn snapshots_bound_the_store_and_a_restart_resumes_from_the_newest_good_on
 
     let kept = snapshots();
     assert_eq!(kept.len(), 2, "{kept:?}");
-    assert!(kept[1].0.0 >= 190, "newest snapshot at {}", kept[1].0);
-    // Only the records after the older kept snapshot remain (and the segment being
-    // written).
+    assert!(kept[1].0.0 > 185, "newest snapshot at {}", kept[1].0);
+    // Only the records after the older kept snapshot remain (at most ~30 records: the
+    // segments holding them, and the one being written).
     assert!(segments() <= 3, "{} segment files", segments());
 
     // Restart: loads the newest snapshot (the header record was pruned: a replay from
@@ -419,7 +426,7 @@ async fn snapshots_bound_the_store_and_a_restart_resumes_from_the_newest_good_on
     }
     wait_for("height 230", || shared3.read().height() == Height(230)).await;
     stop(running).await;
-    assert!(snapshots().last().unwrap().0 >= Height(220));
+    assert!(snapshots().last().unwrap().0 > Height(215));
 
     // No snapshot left: the pruned store is refused, with what to do.
     for (_, p) in snapshots() {
