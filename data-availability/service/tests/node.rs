@@ -243,11 +243,23 @@ async fn a_following_node_prunes_ordered_squares_by_log_height_and_keeps_unorder
         let ctx = lamina_net::NodeContext::new(da_key(i), g.clone(), dir.path().join(format!("n{i}")), health);
         let (stop, cfg, log) = (tokio_util::sync::CancellationToken::new(), config.clone(), log.clone());
         let s = stop.clone();
-        let ep = lamina_net::Endpoint::bind(
-            &da_key(i),
-            lamina_net::EndpointConfig { listen: g.da_nodes[i].addr, ..Default::default() },
-        )
-        .unwrap();
+        // A restarted node rebinds its genesis address; the previous endpoint's socket
+        // may take a moment to close.
+        let bind = || {
+            lamina_net::Endpoint::bind(
+                &da_key(i),
+                lamina_net::EndpointConfig { listen: g.da_nodes[i].addr, ..Default::default() },
+            )
+        };
+        let mut ep = bind();
+        for _ in 0..50 {
+            if ep.is_ok() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+            ep = bind();
+        }
+        let ep = ep.unwrap();
         (stop, tokio::spawn(async move { lamina_da_service::run_following(ep, ctx, cfg, log, s).await.unwrap() }))
     };
     let healths: Vec<Health> = (0..4).map(|_| Health::new()).collect();
