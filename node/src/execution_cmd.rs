@@ -20,7 +20,8 @@ use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use lamina_execution_service::snapshot;
-use lamina_primitives::{ChainId, Digest};
+use lamina_interfaces::Genesis;
+use lamina_primitives::{ChainId, Digest, PublicKey};
 
 use crate::cli::{HomeArg, ModuleCmd};
 use crate::home::Home;
@@ -118,10 +119,7 @@ fn sync_status(a: SyncStatusArgs) -> anyhow::Result<ExitCode> {
     let addr = match a.admin_addr {
         Some(addr) => addr,
         None => {
-            let home = crate::cli::home_for(Module::Execution, &a.home)?;
-            let cfg = crate::service::load_config(&home, Module::Execution, &[])?;
-            let genesis = crate::genesis::load(&home.genesis_file())?;
-            let key = crate::keys::read_public(&home.key_file())?;
+            let (_, cfg, genesis, key) = home_files(&a.home)?;
             crate::service::admin_address(Module::Execution, &cfg, genesis.node(&key).and_then(|n| n.admin))
         }
     };
@@ -193,11 +191,17 @@ fn show(bar: &ProgressBar, last: &mut String, msg: String, progress: Option<(u64
 }
 
 /// The home, its genesis digest and the chain its node executes.
-fn home_chain(arg: &HomeArg) -> anyhow::Result<(Home, Digest, ChainId)> {
+/// An execution home's config, genesis and node key.
+fn home_files(arg: &HomeArg) -> anyhow::Result<(Home, crate::config::NodeConfig, Genesis, PublicKey)> {
     let home = crate::cli::home_for(Module::Execution, arg)?;
     let cfg = crate::service::load_config(&home, Module::Execution, &[])?;
     let genesis = crate::genesis::load(&home.genesis_file())?;
     let key = crate::keys::read_public(&home.key_file())?;
+    Ok((home, cfg, genesis, key))
+}
+
+fn home_chain(arg: &HomeArg) -> anyhow::Result<(Home, Digest, ChainId)> {
+    let (home, cfg, genesis, key) = home_files(arg)?;
     let chain = cfg
         .execution
         .and_then(|c| c.0.chain)

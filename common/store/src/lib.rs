@@ -138,7 +138,7 @@ pub mod metrics;
 pub mod storage;
 
 pub use error::{Error, Result};
-pub use file::{replace_file, sync_dir};
+pub use file::{replace_file, sync_dir, write_synced};
 pub use log::{Config, Iter, Log, Record, RecoveryReport, Seq, Truncation};
 pub use mem::{CrashMode, Faults, MemStorage};
 pub use storage::{FsFile, FsStorage, ReadView, Storage, StorageFile};

@@ -190,14 +190,7 @@ pub fn chunk_name(i: usize) -> String {
     format!("chunk-{i:06}")
 }
 
-/// Writes `bytes` to a new file at `path` and fsyncs it.
-pub(crate) fn write_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let mut f = std::fs::File::create(path)?;
-    std::io::Write::write_all(&mut f, bytes)?;
-    f.sync_all()
-}
-
-pub(crate) use lamina_store::sync_dir;
+pub(crate) use lamina_store::{sync_dir, write_synced as write_file};
 
 /// Sorts `capture` into chunks (see the module docs).
 fn chunks(mut capture: Capture) -> Vec<ChangeSet> {

@@ -243,7 +243,7 @@ impl Follower {
         let (snapshots, network, keep) = (self.snapshots.clone(), self.network, self.keep_snapshots);
         let written = tokio::task::spawn_blocking(move || -> Result<Option<u64>, String> {
             snapshots.write(network, root, height, records_from, image)?;
-            snapshots.retain(keep, network).map_err(|e| format!("cannot delete old snapshots: {e}"))
+            snapshots.retain(keep).map_err(|e| format!("cannot delete old snapshots: {e}"))
         })
         .await
         .map_err(|e| Error::Internal(format!("snapshot task: {e}")))?;

@@ -2,14 +2,17 @@
 //! heights, so that a restart loads the newest one and replays only the records after
 //! it, and the records below the oldest kept snapshot can be deleted.
 //!
-//! A snapshot is one file, `<data>/settlement-snapshots/state-<height, 20 digits>.snap`:
-//! a 32-byte digest of the rest (blake3, domain-separated), then a [`SnapshotFile`] (rkyv, decoded with
+//! A snapshot is one file,
+//! `<data>/settlement-snapshots/state-<height>-<records_from>.snap` (each 20 digits; the
+//! name tells pruning what it needs without reading the file): a 32-byte digest of the
+//! rest (blake3, domain-separated), then a [`SnapshotFile`] (rkyv, decoded with
 //! validation). It is written to a temporary file, fsynced, renamed into place and the
 //! directory fsynced ([`lamina_store::replace_file`]), so a crash leaves the old set of
 //! snapshots or the new one. Loading checks, in order: the size bound, the digest, the
-//! decoding, the format version, the network id, that the image fits the genesis and is
-//! consistent ([`SettlementState::from_image`]), and that the rebuilt state's root is
-//! the recorded one. A snapshot that fails is renamed `<name>.bad` and an older one is
+//! decoding, the format version, the network id, that the name matches the content,
+//! that the image fits the genesis and is consistent ([`SettlementState::from_image`]),
+//! and that the rebuilt state's root is the recorded one. A snapshot that fails is
+//! renamed `<name>.bad` and an older one is
 //! tried. Snapshots are local: they are never served to peers.
 
 use std::path::{Path, PathBuf};
@@ -76,12 +79,19 @@ impl Snapshots {
         &self.dir
     }
 
-    fn path(&self, height: Height) -> PathBuf {
-        self.dir.join(format!("state-{:020}.snap", height.0))
+    fn path(&self, height: Height, records_from: u64) -> PathBuf {
+        self.dir.join(format!("state-{:020}-{records_from:020}.snap", height.0))
+    }
+
+    /// (height, records_from) from a snapshot's file name; `None` for other names.
+    fn parse_name(name: &str) -> Option<(Height, u64)> {
+        let (h, r) = name.strip_prefix("state-")?.strip_suffix(".snap")?.split_once('-')?;
+        let num = |d: &str| (d.len() == 20 && d.bytes().all(|b| b.is_ascii_digit())).then(|| d.parse::<u64>().ok())?;
+        Some((Height(num(h)?), num(r)?))
     }
 
     /// The snapshots present, by height ascending (names other than
-    /// `state-<20 digits>.snap` are ignored).
+    /// `state-<20 digits>-<20 digits>.snap` are ignored).
     pub fn list(&self) -> std::io::Result<Vec<(Height, PathBuf)>> {
         let entries = match std::fs::read_dir(&self.dir) {
             Ok(e) => e,
@@ -92,13 +102,8 @@ impl Snapshots {
         for e in entries {
             let e = e?;
             let name = e.file_name();
-            let Some(name) = name.to_str() else { continue };
-            let Some(digits) = name.strip_prefix("state-").and_then(|n| n.strip_suffix(".snap")) else { continue };
-            if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
-                continue;
-            }
-            if let Ok(h) = digits.parse::<u64>() {
-                out.push((Height(h), e.path()));
+            if let Some((h, _)) = name.to_str().and_then(Self::parse_name) {
+                out.push((h, e.path()));
             }
         }
         out.sort_unstable_by_key(|(h, _)| *h);
@@ -120,7 +125,7 @@ impl Snapshots {
         bytes.extend_from_slice(FILE_DIGEST.hash(&body).as_bytes());
         bytes.extend_from_slice(&body);
         std::fs::create_dir_all(&self.dir).map_err(|e| format!("cannot create {}: {e}", self.dir.display()))?;
-        let path = self.path(height);
+        let path = self.path(height, records_from);
         lamina_store::replace_file(&path, &bytes).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
         Ok(path)
     }
@@ -152,6 +157,13 @@ impl Snapshots {
         if file.network != network {
             return Err(format!("written for network {}, this node runs {network}", file.network));
         }
+        let named = path.file_name().and_then(|n| n.to_str()).and_then(Self::parse_name);
+        if named != Some((file.height, file.records_from)) {
+            return Err(format!(
+                "its name does not match its height {} and records {}",
+                file.height, file.records_from
+            ));
+        }
         let state = SettlementState::from_image(params.clone(), file.image).map_err(|e| e.to_string())?;
         if state.height() != file.height {
             return Err(format!("state at height {}, file says {}", state.height(), file.height));
@@ -173,11 +185,10 @@ impl Snapshots {
         }
     }
 
-    /// Deletes all but the newest `keep` snapshots (and earlier `.bad` ones are left
-    /// alone). Returns what a loader of the oldest one kept needs: its
-    /// [`SnapshotFile::records_from`], read from the file; `None` when none is kept or
-    /// it does not read.
-    pub fn retain(&self, keep: usize, network: Digest) -> std::io::Result<Option<u64>> {
+    /// Deletes all but the newest `keep` snapshots (`.bad` ones are left alone). Returns
+    /// what a loader of the oldest one kept needs: its [`SnapshotFile::records_from`]
+    /// (from its name); `None` when none is kept.
+    pub fn retain(&self, keep: usize) -> std::io::Result<Option<u64>> {
         let list = self.list()?;
         let cut = list.len().saturating_sub(keep.max(1));
         for (_, p) in &list[..cut] {
@@ -186,15 +197,6 @@ impl Snapshots {
         if cut > 0 {
             lamina_store::sync_dir(&self.dir)?;
         }
-        Ok(list.get(cut).and_then(|(_, p)| Self::records_from(p, network)))
-    }
-
-    /// [`SnapshotFile::records_from`] of the snapshot at `path`, read without rebuilding
-    /// the state (digest and encoding checked); `None` if it does not read or is
-    /// another network's.
-    fn records_from(path: &Path, network: Digest) -> Option<u64> {
-        let body = Self::read_checked(path).ok()?;
-        let file = lamina_primitives::codec::access::<SnapshotFile>(&body).ok()?;
-        (file.version.to_native() == VERSION && file.network.0 == network.0).then(|| file.records_from.to_native())
+        Ok(list.get(cut).and_then(|(_, p)| Self::parse_name(p.file_name()?.to_str()?)).map(|(_, r)| r))
     }
 }

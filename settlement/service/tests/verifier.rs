@@ -169,6 +169,30 @@ fn claim(g: &Genesis, key: &Keypair, step: ClaimStep, to: Height, corrupt: bool)
     .sign(key)
 }
 
+/// What every test here starts from: a data directory, the genesis, the executors, the
+/// verifier's node context, an in-memory log and DA, and a sequencer over them.
+struct Fixture {
+    dir: tempfile::TempDir,
+    g: Genesis,
+    exec: Arc<NativeChains>,
+    ctx: lamina_net::NodeContext,
+    log: InMemoryLog,
+    da: MemoryDa,
+    seq: Sequencer,
+}
+
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let g = genesis();
+    let exec = Arc::new(NativeChains::new(&g));
+    let ctx =
+        lamina_net::NodeContext::new(verifier_key(), Arc::new(g.clone()), dir.path().to_path_buf(), Health::new());
+    let log = InMemoryLog::new();
+    let da = MemoryDa::new();
+    let seq = Sequencer { log: log.clone(), da: da.clone(), height: 0, parent: Digest::ZERO };
+    Fixture { dir, g, exec, ctx, log, da, seq }
+}
+
 fn open(ctx: &lamina_net::NodeContext, exec: &Arc<NativeChains>) -> Follower {
     let config = Config { verifier: true, verify_certificates: false, ..Config::default() };
     Follower::open(ctx, &config, exec.clone(), Arc::new(NoBadEncoding)).unwrap()
@@ -200,15 +224,8 @@ async fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn verifier_slashes_the_faulty_claim_and_a_restart_replays_the_same_state() {
-    let dir = tempfile::tempdir().unwrap();
-    let g = genesis();
-    let exec = Arc::new(NativeChains::new(&g));
-    let ctx =
-        lamina_net::NodeContext::new(verifier_key(), Arc::new(g.clone()), dir.path().to_path_buf(), Health::new());
-    let log = InMemoryLog::new();
-    let da = MemoryDa::new();
+    let Fixture { dir: _dir, g, exec, ctx, log, da, mut seq } = fixture();
     let submitted = Collect::default();
-    let mut seq = Sequencer { log: log.clone(), da: da.clone(), height: 0, parent: Digest::ZERO };
 
     let mut follower = open(&ctx, &exec);
     let shared = follower.shared();
@@ -339,14 +356,7 @@ async fn verifier_slashes_the_faulty_claim_and_a_restart_replays_the_same_state(
 /// no snapshot left the node refuses the pruned store with the reason.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn snapshots_bound_the_store_and_a_restart_resumes_from_the_newest_good_one() {
-    let dir = tempfile::tempdir().unwrap();
-    let g = genesis();
-    let exec = Arc::new(NativeChains::new(&g));
-    let ctx =
-        lamina_net::NodeContext::new(verifier_key(), Arc::new(g.clone()), dir.path().to_path_buf(), Health::new());
-    let log = InMemoryLog::new();
-    let da = MemoryDa::new();
-    let mut seq = Sequencer { log: log.clone(), da: da.clone(), height: 0, parent: Digest::ZERO };
+    let Fixture { dir, g: _, exec, ctx, log, da, mut seq } = fixture();
     // Tiny segments (16 KiB, about 40 records each; 200 records fill 7 without
     // pruning), so that pruning shows; the service's own validation asks for 17 MiB.
     // Reads of at most 5 blocks: a snapshot lands within 5 heights of every tenth.
@@ -441,14 +451,7 @@ async fn snapshots_bound_the_store_and_a_restart_resumes_from_the_newest_good_on
 /// every block since in memory.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_verifier_that_falls_too_far_behind_is_dropped_and_the_follower_goes_on() {
-    let dir = tempfile::tempdir().unwrap();
-    let g = genesis();
-    let exec = Arc::new(NativeChains::new(&g));
-    let ctx =
-        lamina_net::NodeContext::new(verifier_key(), Arc::new(g.clone()), dir.path().to_path_buf(), Health::new());
-    let log = InMemoryLog::new();
-    let da = MemoryDa::new();
-    let mut seq = Sequencer { log: log.clone(), da: da.clone(), height: 0, parent: Digest::ZERO };
+    let Fixture { dir: _dir, g: _, exec, ctx, log, da, mut seq } = fixture();
     let mut follower = open(&ctx, &exec);
     let shared = follower.shared();
     let (feed, mut rx) = lamina_settlement_service::verifier::feed();
