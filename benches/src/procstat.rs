@@ -2,7 +2,10 @@
 //!
 //! CPU is the change of `utime + stime` (in clock ticks) over wall time between two
 //! samples, in percent of one core (200% = two cores busy). RSS is resident pages times
-//! the page size.
+//! the page size. Anonymous RSS (`RssAnon` of `/proc/<pid>/status`: heap and other
+//! memory the process allocated, without its mapped files) is read beside it, because a
+//! node that maps its store segments has an RSS that follows its disk window and the
+//! kernel's page cache, not its allocations.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -19,6 +22,8 @@ pub struct ProcStat {
     pub cpu_ticks: u64,
     /// Resident set size, bytes.
     pub rss_bytes: u64,
+    /// Anonymous resident memory, bytes (`None` when the kernel does not report it).
+    pub rss_anon_bytes: Option<u64>,
 }
 
 /// Clock ticks per second (`sysconf(_SC_CLK_TCK)`, 100 on Linux).
@@ -30,11 +35,14 @@ pub fn clock_ticks() -> u64 {
 pub fn read(pid: u32) -> Result<ProcStat, BenchError> {
     let err = |reason: String| BenchError::Proc { pid, reason };
     let pid = i32::try_from(pid).map_err(|_| err("not a pid".into()))?;
-    let stat = procfs::process::Process::new(pid).and_then(|p| p.stat()).map_err(|e| err(e.to_string()))?;
+    let process = procfs::process::Process::new(pid).map_err(|e| err(e.to_string()))?;
+    let stat = process.stat().map_err(|e| err(e.to_string()))?;
+    let anon = process.status().ok().and_then(|s| s.rssanon).map(|kib| kib.saturating_mul(1024));
     Ok(ProcStat {
         state: stat.state,
         cpu_ticks: stat.utime.saturating_add(stat.stime),
         rss_bytes: stat.rss.saturating_mul(procfs::page_size()),
+        rss_anon_bytes: anon,
     })
 }
 
@@ -51,6 +59,10 @@ pub struct ProcessSeries {
     pub cpu: Vec<(f64, f64)>,
     /// `(t_s, rss_bytes)` per reading.
     pub rss: Vec<(f64, u64)>,
+    /// `(t_s, anonymous rss_bytes)` per reading where the kernel reported it (empty in
+    /// results written before it was recorded).
+    #[serde(default)]
+    pub rss_anon: Vec<(f64, u64)>,
 }
 
 /// Summary of one process over a point.
@@ -146,6 +158,9 @@ impl Sampler {
                 series.pids.push(p.pid);
             }
             series.rss.push((t, s.rss_bytes));
+            if let Some(anon) = s.rss_anon_bytes {
+                series.rss_anon.push((t, anon));
+            }
             if let Some((pid, at, ticks)) = self.prev.get(&p.name)
                 && *pid == p.pid
             {
@@ -173,6 +188,7 @@ mod tests {
     fn reads_this_process() {
         let me = read(std::process::id()).unwrap();
         assert!(me.rss_bytes > 0);
+        assert!(me.rss_anon_bytes.is_some_and(|a| a > 0 && a <= me.rss_bytes + (1 << 20)));
         assert!(matches!(me.state, 'R' | 'S' | 'D'));
         assert!(matches!(read(u32::MAX), Err(BenchError::Proc { .. })));
     }
