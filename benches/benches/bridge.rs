@@ -57,9 +57,16 @@ fn setup(n: u64) -> Setup {
     assert!(out.receipts.iter().all(|r| r.is_success()));
     let root = src.apply(&out.changes, true);
     let anchors: Arc<AnchorList> = Arc::new(
-        [FinalizedRoot { chain: SRC, index: 0, to: Height(1), state_root: root, finalized_at: Height(1) }]
-            .into_iter()
-            .collect(),
+        [FinalizedRoot {
+            chain: SRC,
+            index: 0,
+            to: Height(1),
+            state_root: root,
+            finalized_at: Height(1),
+            usable_until: None,
+        }]
+        .into_iter()
+        .collect(),
     );
     let proven: Vec<(BridgeMessage, Vec<u8>)> = senders
         .iter()

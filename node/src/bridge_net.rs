@@ -155,6 +155,7 @@ impl BridgeNet for NetBridge {
                 to: a.height,
                 state_root: a.state_root,
                 finalized_at: a.finalized_at,
+                usable_until: None,
             })),
             Ok(_) => Err("settlement: unexpected answer to an anchor query".into()),
             Err(e) => Err(format!("settlement unreachable: {e}")),

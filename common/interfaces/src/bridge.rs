@@ -37,6 +37,12 @@ pub struct FinalizedRoot {
     pub state_root: Digest,
     /// Log height at whose end the claim finalized.
     pub finalized_at: Height,
+    /// Last log height whose steps may prove against this anchor: the anchor window
+    /// ([`crate::SettlementSpec::anchor_window`]) after the chain's next anchor
+    /// finalized. `None` while this is the chain's newest anchor (or the view does not
+    /// know the next one yet).
+    #[serde(default)]
+    pub usable_until: Option<Height>,
 }
 
 /// Read access to settlement's registry of finalized anchors.
@@ -44,9 +50,13 @@ pub struct FinalizedRoot {
 /// # Contract
 ///
 /// Anchors are append-only: once `anchor(chain, i)` returns a root, it returns the same
-/// root forever. A view may know anchors finalized after the height a step runs at;
-/// the reader (the ledger) ignores those ([`StepEnv::anchor`]), so a view that is
-/// *complete up to* a step's height gives the same verdict as any later one.
+/// root, except that `usable_until` goes from `None` to its value once the chain's
+/// next anchor is known. A view may know anchors finalized after the height a step
+/// runs at; the reader (the ledger) ignores those, and an anchor is usable at a height
+/// only through its `usable_until` ([`StepEnv::anchor`]). Since `usable_until` is
+/// never earlier than the next anchor's finalization, a view that is *complete up to*
+/// a step's height gives the same verdict as any later one. A view may forget an
+/// anchor once no step it will still serve can use it ([`AnchorRegistry::hold`]).
 pub trait AnchorView: Send + Sync {
     /// The `index`-th finalized anchor of `chain`, if known.
     fn anchor(&self, chain: ChainId, index: u64) -> Option<FinalizedRoot>;
@@ -54,10 +64,47 @@ pub trait AnchorView: Send + Sync {
 
 /// An anchor view built by following the log (settlement's follower, in a settlement
 /// node or inside an execution node of a bridged network).
+///
+/// It forgets anchors that no step can use any more (past their `usable_until`). A
+/// reader that executes steps behind the registry's own position (an execution node's
+/// driver, a verifier) takes a [`AnchorHold`] so that nothing its next steps need is
+/// forgotten, and checks [`AnchorRegistry::serves_from`] before its first step.
 pub trait AnchorRegistry: AnchorView {
     /// Last log height applied: the view is complete for steps at heights up to
     /// `applied() + 1`.
     fn applied(&self) -> Height;
+    /// Lowest step height the view can still serve: anchors usable only below it are
+    /// forgotten. A reader about to execute a lower height must not use this view
+    /// (its verdicts could differ from the network's).
+    fn serves_from(&self) -> Height;
+    /// Keeps every anchor usable at `from` or above until the hold is advanced or
+    /// dropped.
+    fn hold(&self, from: Height) -> AnchorHold;
+}
+
+/// A reader's promise to an [`AnchorRegistry`] that it will execute only heights at
+/// or above its position from now on (see [`AnchorRegistry::hold`]). Dropping it
+/// releases the registry.
+#[derive(Debug)]
+pub struct AnchorHold(Arc<std::sync::atomic::AtomicU64>);
+
+impl AnchorHold {
+    /// A hold at `from`, and the shared position a registry keeps (weakly) to read it.
+    pub fn new(from: Height) -> (AnchorHold, std::sync::Weak<std::sync::atomic::AtomicU64>) {
+        let at = Arc::new(std::sync::atomic::AtomicU64::new(from.0));
+        let weak = Arc::downgrade(&at);
+        (AnchorHold(at), weak)
+    }
+
+    /// Moves the hold up to `to` (never down).
+    pub fn advance(&self, to: Height) {
+        self.0.fetch_max(to.0, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The lowest height the holder may still execute.
+    pub fn position(&self) -> Height {
+        Height(self.0.load(std::sync::atomic::Ordering::Relaxed))
+    }
 }
 
 /// A view with no anchors (no bridge: every proof is refused).
@@ -129,13 +176,14 @@ impl StepEnv {
         StepEnv { height, anchors: Arc::new(NoAnchors) }
     }
 
-    /// The `index`-th anchor of `chain` if it finalized strictly before this height
-    /// and commits to a non-zero state root; `None` otherwise (the zero root is never
-    /// trusted).
+    /// The `index`-th anchor of `chain` if it finalized strictly before this height,
+    /// is still usable at it (`usable_until` not passed) and commits to a non-zero
+    /// state root; `None` otherwise (the zero root is never trusted).
     pub fn anchor(&self, chain: ChainId, index: u64) -> Option<FinalizedRoot> {
         self.anchors
             .anchor(chain, index)
             .filter(|a| a.chain == chain && a.index == index && a.finalized_at < self.height)
+            .filter(|a| a.usable_until.is_none_or(|u| self.height <= u))
             .filter(|a| a.state_root != Digest::ZERO)
     }
 
@@ -417,12 +465,42 @@ mod tests {
             to: Height(10),
             state_root: Digest([root; 32]),
             finalized_at: Height(finalized_at),
+            usable_until: None,
         };
         let view: Arc<AnchorList> = Arc::new([a(0, 20, 1), a(1, 30, 0)].into_iter().collect());
         assert!(StepEnv::new(Height(20), view.clone()).anchor(ChainId(1), 0).is_none());
         assert!(StepEnv::new(Height(21), view.clone()).anchor(ChainId(1), 0).is_some());
         assert!(StepEnv::new(Height(21), view.clone()).anchor(ChainId(2), 0).is_none());
         assert!(StepEnv::new(Height(99), view).anchor(ChainId(1), 1).is_none(), "zero root never trusted");
+    }
+
+    #[test]
+    fn step_env_hides_anchors_past_their_window() {
+        let old = FinalizedRoot {
+            chain: ChainId(1),
+            index: 0,
+            to: Height(10),
+            state_root: Digest([1; 32]),
+            finalized_at: Height(20),
+            usable_until: Some(Height(130)),
+        };
+        let view: Arc<AnchorList> = Arc::new([old].into_iter().collect());
+        assert!(
+            StepEnv::new(Height(130), view.clone()).anchor(ChainId(1), 0).is_some(),
+            "usable through its last height"
+        );
+        assert!(StepEnv::new(Height(131), view).anchor(ChainId(1), 0).is_none(), "expired one height later");
+    }
+
+    #[test]
+    fn holds_only_move_up_and_release_on_drop() {
+        let (hold, weak) = AnchorHold::new(Height(10));
+        hold.advance(Height(15));
+        hold.advance(Height(12));
+        assert_eq!(hold.position(), Height(15));
+        assert_eq!(weak.upgrade().map(|a| a.load(std::sync::atomic::Ordering::Relaxed)), Some(15));
+        drop(hold);
+        assert!(weak.upgrade().is_none());
     }
 
     #[test]

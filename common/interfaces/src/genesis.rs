@@ -108,6 +108,10 @@ impl ChainSpec {
     }
 }
 
+/// Default [`SettlementSpec::anchor_window`]: 20,000 heights (under 7 minutes at the
+/// devnet's full load, hours on a quiet network).
+pub const DEFAULT_ANCHOR_WINDOW: u64 = 20_000;
+
 /// The settlement layer's genesis parameters: windows in log heights, bonds, and the
 /// balances of the settlement ledger that bonds are drawn from.
 #[derive(Clone, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
@@ -123,6 +127,13 @@ pub struct SettlementSpec {
     /// Percent of a slashed claim bond paid to the successful challenger (the rest is
     /// burned).
     pub challenger_reward_percent: u8,
+    /// Anchor window in log heights: an anchor stays usable for bridge proofs until
+    /// this many heights after the next anchor of its chain finalized (a chain's newest
+    /// anchor is always usable), after which nodes may forget it. Bounds the anchor
+    /// history every settlement node and anchor registry holds; execution nodes
+    /// re-prove open bridge keys every half window so a usable proof always exists. At
+    /// least `challenge_window`.
+    pub anchor_window: u64,
     /// Balances of the settlement ledger (keys that may claim or challenge).
     pub balances: Vec<GenesisBalance>,
 }
@@ -134,6 +145,7 @@ impl Default for SettlementSpec {
             claim_bond: 1_000,
             challenge_bond: 1_000,
             challenger_reward_percent: 50,
+            anchor_window: DEFAULT_ANCHOR_WINDOW,
             balances: Vec::new(),
         }
     }
@@ -246,6 +258,12 @@ impl Genesis {
         }
         if st.challenger_reward_percent > 100 {
             return Err(GenesisError::BadSettlement("challenger_reward_percent exceeds 100".into()));
+        }
+        if st.anchor_window < st.challenge_window {
+            return Err(GenesisError::BadSettlement(format!(
+                "anchor_window ({}) must be at least challenge_window ({})",
+                st.anchor_window, st.challenge_window
+            )));
         }
         Ok(())
     }

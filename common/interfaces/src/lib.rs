@@ -28,12 +28,14 @@ pub mod settlement;
 pub mod submit;
 
 pub use bridge::{
-    AnchorList, AnchorRegistry, AnchorView, AnchoredProof, BridgeCounters, BridgeMessage, BridgeSpec, FinalizedRoot,
-    NoAnchors, Origin, ReceiptKind, StepEnv,
+    AnchorHold, AnchorList, AnchorRegistry, AnchorView, AnchoredProof, BridgeCounters, BridgeMessage, BridgeSpec,
+    FinalizedRoot, NoAnchors, Origin, ReceiptKind, StepEnv,
 };
 pub use da::{Blob, DaError, DataAvailability};
 pub use fraud::{ChainReplica, EncodingFraudVerifier, StatelessError, StatelessExecutor, StepOutcome};
-pub use genesis::{ChainSpec, ClientEntry, Genesis, GenesisBalance, GenesisError, NodeEntry, SettlementSpec};
+pub use genesis::{
+    ChainSpec, ClientEntry, DEFAULT_ANCHOR_WINDOW, Genesis, GenesisBalance, GenesisError, NodeEntry, SettlementSpec,
+};
 pub use health::Health;
 pub use log::{InMemoryLog, LogError, OrderedLog};
 pub use settlement::{CheckpointClaim, ClaimStep, LedgerParams, Settlement, SettlementError};

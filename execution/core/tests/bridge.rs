@@ -102,6 +102,7 @@ impl Net {
             to: Height(self.height),
             state_root: root,
             finalized_at: Height(self.height),
+            usable_until: None,
         });
         self.height += 1;
         index
@@ -224,8 +225,14 @@ fn b4_nomad_unproven_messages_and_zero_roots_are_never_processed() {
     let s = net.run(AWAY, &[ledger::bridge_receive(&net.keys[4].clone(), AWAY, 0, m, vec![])]);
     assert_eq!(s[0], Status::Rejected(LedgerFailure::Malformed));
     // An anchor whose root is zero is never trusted (Nomad's `confirmAt[0x00] = 1`).
-    let zero =
-        FinalizedRoot { chain: HOME, index: 0, to: Height(1), state_root: Digest::ZERO, finalized_at: Height(1) };
+    let zero = FinalizedRoot {
+        chain: HOME,
+        index: 0,
+        to: Height(1),
+        state_root: Digest::ZERO,
+        finalized_at: Height(1),
+        usable_until: None,
+    };
     net.anchors.push(zero);
     let p = net.prove(HOME, 0, &net.okey(HOME, AWAY, 0));
     assert_eq!(net.receive(m, p), failed(LedgerFailure::AnchorUnknown));
@@ -253,6 +260,7 @@ fn b3_b9_anchor_must_be_final_before_the_height_and_of_the_source_chain() {
         to: Height(net.height),
         state_root: root,
         finalized_at: Height(net.height + 1),
+        usable_until: None,
     });
     let p = net.prove(HOME, 0, &net.okey(HOME, AWAY, 0));
     assert_eq!(net.receive(m, p.clone()), failed(LedgerFailure::AnchorUnknown));
@@ -267,6 +275,7 @@ fn b3_b9_anchor_must_be_final_before_the_height_and_of_the_source_chain() {
         to: Height(1),
         state_root: root,
         finalized_at: Height(1),
+        usable_until: None,
     });
     net2.idle(1);
     let p = net2.prove(HOME, 0, &net2.okey(HOME, AWAY, 0));
@@ -576,7 +585,14 @@ fn b1_ronin_a_forged_anchor_mints_at_most_the_rate_limit() {
     }
     let index = forged.finalize(HOME);
     let root = forged.root(HOME);
-    net.anchors.push(FinalizedRoot { chain: HOME, index, to: Height(1), state_root: root, finalized_at: Height(1) });
+    net.anchors.push(FinalizedRoot {
+        chain: HOME,
+        index,
+        to: Height(1),
+        state_root: root,
+        finalized_at: Height(1),
+        usable_until: None,
+    });
     net.idle(2);
     let mut credited = 0u128;
     for seq in 0..10 {

@@ -11,6 +11,14 @@
 //! root. Keys written in a range whose claim was never anchored (a slashed claim, or
 //! anchors cut by another claimer at other heights) have no usable proof here.
 //!
+//! An anchor is usable only through the anchor window after its chain's next anchor
+//! ([`lamina_interfaces::SettlementSpec::anchor_window`]), so a proof does not stay
+//! good forever: at each cut, the proofs older than half the window are made again
+//! against the state after that cut ([`BridgeIndex::set_refresh_after`]; at most
+//! [`MAX_REFRESH_PER_CUT`] per cut, oldest first). A message still undelivered then has
+//! a proof against a newer anchor well before the old one expires (this also gives a
+//! key whose first cut was never anchored another chance).
+//!
 //! Memory: at most [`MAX_ENTRIES`] entries of each kind are kept (oldest dropped). The
 //! index is saved whole in every state snapshot ([`BridgeIndex::image`], in the
 //! snapshot's node file, [`crate::snapshot`]), so a node restarting from a snapshot keeps
@@ -27,6 +35,9 @@ use lamina_primitives::{ChainId, Height};
 
 /// Most outbound messages, receipts, refunds and proofs kept (each).
 pub const MAX_ENTRIES: usize = 200_000;
+
+/// Most proofs made again at one cut (the rest wait for the next cuts).
+pub const MAX_REFRESH_PER_CUT: usize = 4_096;
 
 /// A state proof of a bridge key at a claim cut.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -62,8 +73,14 @@ pub struct BridgeIndex {
     pub pairs: BTreeMap<(ChainId, AssetId), Origin>,
     /// Bridge keys written since the last cut.
     pending: Vec<DataKey>,
-    /// Proof keys in insertion order (to drop the oldest).
+    /// Proof keys in the order their proofs were made (to drop the oldest, and to
+    /// refresh the oldest): a key proven again is pushed again, and its earlier
+    /// entries are counted in `order_stale`.
     proof_order: std::collections::VecDeque<DataKey>,
+    /// Per key, how many of its entries in `proof_order` are earlier than its last one.
+    order_stale: HashMap<DataKey, u32>,
+    /// Age in heights after which a proof is made again at the next cut (0: never).
+    refresh_after: u64,
     inbound_order: std::collections::VecDeque<(ChainId, u64)>,
     refund_order: std::collections::VecDeque<(ChainId, u64)>,
 }
@@ -107,19 +124,75 @@ impl BridgeIndex {
         }
     }
 
+    /// Proofs older than `heights` are made again at the next cuts (half the anchor
+    /// window, so a proof's anchor is still usable when the new one's finalizes; 0 turns
+    /// refreshing off).
+    pub fn set_refresh_after(&mut self, heights: u64) {
+        self.refresh_after = heights;
+    }
+
     /// A claim was cut at `at` and `state` is the state right after it: proves every
-    /// bridge key written since the previous cut.
+    /// bridge key written since the previous cut, and again the oldest proofs past
+    /// their refresh age.
     pub fn on_cut(&mut self, at: Height, state: &AuthenticatedState) {
         for key in std::mem::take(&mut self.pending) {
-            // A full state tree has no opaque nodes: proving cannot fail.
-            let Ok((_, p)) = state.prove_data(&key) else { continue };
-            let Ok(bytes) = lamina_primitives::encode(&p) else { continue };
-            if self.proofs.insert(key, CutProof { at, proof: bytes }).is_none() {
-                self.proof_order.push_back(key);
+            self.prove(key, at, state);
+        }
+        if self.refresh_after == 0 {
+            return;
+        }
+        let mut refreshed = 0;
+        while refreshed < MAX_REFRESH_PER_CUT {
+            let Some(key) = self.proof_order.front().copied() else { break };
+            if self.pop_stale_front() {
+                continue;
             }
-            if self.proof_order.len() > MAX_ENTRIES
-                && let Some(old) = self.proof_order.pop_front()
-            {
+            match self.proofs.get(&key) {
+                Some(p) if p.at.0.saturating_add(self.refresh_after) > at.0 => break,
+                Some(_) => {
+                    // Its only entry leaves the order here: the new proof is not a
+                    // second one.
+                    self.proof_order.pop_front();
+                    self.proofs.remove(&key);
+                    self.prove(key, at, state);
+                    refreshed += 1;
+                }
+                None => {
+                    self.proof_order.pop_front();
+                }
+            }
+        }
+        if refreshed > 0 {
+            metrics::counter!("lamina_execution_bridge_proofs_refreshed_total").increment(refreshed as u64);
+        }
+    }
+
+    /// Pops the front of `proof_order` if it is an earlier entry of a key pushed again.
+    fn pop_stale_front(&mut self) -> bool {
+        let Some(key) = self.proof_order.front() else { return false };
+        let Some(n) = self.order_stale.get_mut(key) else { return false };
+        *n -= 1;
+        if *n == 0 {
+            self.order_stale.remove(key);
+        }
+        self.proof_order.pop_front();
+        true
+    }
+
+    /// Proves `key` against `state` (the state after cut `at`).
+    fn prove(&mut self, key: DataKey, at: Height, state: &AuthenticatedState) {
+        // A full state tree has no opaque nodes: proving cannot fail.
+        let Ok((_, p)) = state.prove_data(&key) else { return };
+        let Ok(bytes) = lamina_primitives::encode(&p) else { return };
+        if self.proofs.insert(key, CutProof { at, proof: bytes }).is_some() {
+            *self.order_stale.entry(key).or_default() += 1;
+        }
+        self.proof_order.push_back(key);
+        while self.proof_order.len() > MAX_ENTRIES {
+            if self.pop_stale_front() {
+                continue;
+            }
+            if let Some(old) = self.proof_order.pop_front() {
                 self.proofs.remove(&old);
             }
         }
@@ -230,6 +303,14 @@ impl BridgeIndex {
         ix.proofs = img.proofs.into_iter().map(|(k, at, proof)| (k, CutProof { at, proof })).collect();
         ix.pairs = img.pairs.into_iter().map(|(p, a, chain, asset)| ((p, a), Origin { chain, asset })).collect();
         ix.pending = img.pending;
+        for k in &img.proof_order {
+            *ix.order_stale.entry(*k).or_default() += 1;
+        }
+        // The last entry of each key is not stale.
+        ix.order_stale.retain(|_, n| {
+            *n -= 1;
+            *n > 0
+        });
         ix.proof_order = img.proof_order.into();
         ix.inbound_order = img.inbound_order.into();
         ix.refund_order = img.refund_order.into();
@@ -261,5 +342,106 @@ pub fn pair_totals(state: &impl StateRead, peer: ChainId, asset: AssetId) -> Bri
         escrow: state.counter(&ledger::escrow_key(peer, asset)),
         minted: state.counter(&ledger::minted_key(asset)),
         burned: state.counter(&ledger::burned_key(asset)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lamina_execution_core::state::verify_data;
+    use lamina_primitives::{Digest, Keypair};
+
+    fn lock(sequence: u64) -> (DataKey, BridgeMessage) {
+        let m = BridgeMessage {
+            network: Digest([1; 32]),
+            source: ChainId(1),
+            dest: ChainId(2),
+            sequence,
+            sender: Keypair::for_testing(1).public(),
+            nonce: sequence,
+            recipient: Keypair::for_testing(2).public(),
+            origin: Origin { chain: ChainId(1), asset: 0 },
+            amount: 10,
+            timeout: Height(1_000_000),
+        };
+        (message_key(&m), m)
+    }
+
+    /// Writes `seqs` as outbox entries at `height`, with the cut right after.
+    fn write(ix: &mut BridgeIndex, state: &mut AuthenticatedState, height: u64, seqs: std::ops::Range<u64>) {
+        let changes =
+            ChangeSet { counters: vec![], data: seqs.map(lock).map(|(k, m)| (k, Some(m.encode().to_vec()))).collect() };
+        state.apply(&changes, false);
+        ix.on_record(ChainId(1), Height(height), &changes);
+        ix.on_cut(Height(height), state);
+    }
+
+    fn proof_height(ix: &BridgeIndex, seq: u64) -> Height {
+        ix.proof(&lock(seq).0).expect("proven").at
+    }
+
+    #[test]
+    fn proofs_older_than_half_the_window_are_made_again_at_a_later_cut() {
+        let mut ix = BridgeIndex::default();
+        ix.set_refresh_after(100);
+        let mut state = AuthenticatedState::new();
+        write(&mut ix, &mut state, 10, 0..3);
+        write(&mut ix, &mut state, 60, 3..5);
+        // Not old enough yet: nothing is proven again.
+        write(&mut ix, &mut state, 109, 5..6);
+        assert_eq!((0..3).map(|s| proof_height(&ix, s)).collect::<Vec<_>>(), vec![Height(10); 3]);
+        // At 110 the proofs of height 10 are 100 heights old: made again against the
+        // state after 110, and they verify against it (the anchor of that cut).
+        write(&mut ix, &mut state, 110, 6..7);
+        for s in 0..3 {
+            assert_eq!(proof_height(&ix, s), Height(110));
+            let (key, m) = lock(s);
+            let proof = lamina_primitives::decode(&ix.proof(&key).unwrap().proof).unwrap();
+            verify_data(&state.root(), &key, Some(&m.encode()), &proof).unwrap();
+        }
+        assert_eq!(proof_height(&ix, 3), Height(60), "younger proofs wait");
+        // The order stays by age: the next refresh takes 3 and 4 (from 60), then the
+        // refreshed ones again only 100 heights after 110.
+        write(&mut ix, &mut state, 160, 7..8);
+        assert_eq!((proof_height(&ix, 3), proof_height(&ix, 4)), (Height(160), Height(160)));
+        assert_eq!(proof_height(&ix, 0), Height(110));
+        // A snapshot's image keeps the order (and the refresh age is set again by the
+        // node that loads it).
+        let mut back = BridgeIndex::from_image(ix.image()).unwrap();
+        back.set_refresh_after(100);
+        write(&mut back, &mut state, 210, 8..9);
+        assert_eq!(proof_height(&back, 0), Height(210));
+        assert_eq!(proof_height(&back, 3), Height(160));
+        assert!(back.order_stale.is_empty() && ix.order_stale.is_empty());
+        assert_eq!(back.proof_order.len(), back.proofs.len());
+    }
+
+    #[test]
+    fn a_key_proven_again_is_refreshed_by_its_newest_proof() {
+        let mut ix = BridgeIndex::default();
+        ix.set_refresh_after(100);
+        let mut state = AuthenticatedState::new();
+        write(&mut ix, &mut state, 10, 0..2);
+        // Key 0 is written again at 50: a new proof, pushed to the back; its earlier
+        // entry, now at the front, is stale and dropped by that cut's refresh pass.
+        write(&mut ix, &mut state, 50, 0..1);
+        assert_eq!(ix.proof_order.iter().copied().collect::<Vec<_>>(), vec![lock(1).0, lock(0).0]);
+        write(&mut ix, &mut state, 110, 2..3);
+        // Key 1 (from 10) is refreshed; key 0's proof from 50 is not old enough.
+        assert_eq!(proof_height(&ix, 1), Height(110));
+        assert_eq!(proof_height(&ix, 0), Height(50));
+        assert!(ix.order_stale.is_empty());
+        let back = BridgeIndex::from_image(ix.image()).unwrap();
+        assert_eq!(back.proof_order, ix.proof_order);
+        assert!(back.order_stale.is_empty());
+    }
+
+    #[test]
+    fn refreshing_is_off_by_default() {
+        let mut ix = BridgeIndex::default();
+        let mut state = AuthenticatedState::new();
+        write(&mut ix, &mut state, 10, 0..1);
+        write(&mut ix, &mut state, 1_000_000, 1..2);
+        assert_eq!(proof_height(&ix, 0), Height(10));
     }
 }

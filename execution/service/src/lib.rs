@@ -359,7 +359,7 @@ async fn serve<M: ChainMachine, L: OrderedLog, D: DataAvailability, S: Settlemen
     }
     let mut node = ExecutionNode::open_with(machine, &ctx.data_dir, &ctx.genesis, ctx.keypair.clone(), &config)?;
     if let Some(a) = anchors {
-        node.set_anchors(a);
+        node.set_anchors(a)?;
     } else if ctx.genesis.bridge.enabled {
         return Err(Error::Config(
             "the genesis enables the bridge: the execution service needs settlement's anchor registry".into(),

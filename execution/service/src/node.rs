@@ -123,6 +123,9 @@ pub struct ExecutionNode<M: ChainMachine = NativeLedger> {
     outbox: VecDeque<CheckpointClaim>,
     /// Settlement's anchor registry (required when the genesis enables the bridge).
     anchors: Option<Arc<dyn AnchorRegistry>>,
+    /// This node's hold on the registry: at the next height to execute, moved up as
+    /// heights are committed durably (so a crash never needs an anchor it released).
+    anchor_hold: Option<lamina_interfaces::AnchorHold>,
     /// The last claims made, oldest first (at most [`REPOST_ON_START`]): saved in
     /// snapshots to be posted again after a restart.
     made: VecDeque<CheckpointClaim>,
@@ -268,7 +271,7 @@ impl<M: ChainMachine> ExecutionNode<M> {
             }
         }
         let mut made = VecDeque::new();
-        let (state, head, bridge) = match start {
+        let (state, head, mut bridge) = match start {
             Some(l) => {
                 let m = &l.manifest;
                 if l.node.claimer == key.public() && l.node.claim_every == config.claim_every {
@@ -313,6 +316,7 @@ impl<M: ChainMachine> ExecutionNode<M> {
                 (state, head, BridgeIndex::default())
             }
         };
+        bridge.set_refresh_after(genesis.settlement.anchor_window / 2);
         let records = Records::new::<M::Failure>(log, head.height.next())?;
         let first = records.first_height();
         if first > head.height.next() {
@@ -425,6 +429,7 @@ impl<M: ChainMachine> ExecutionNode<M> {
             claims,
             outbox: made.clone(),
             anchors: None,
+            anchor_hold: None,
             made,
             snapshots,
         })
@@ -432,9 +437,23 @@ impl<M: ChainMachine> ExecutionNode<M> {
 
     /// Gives the node settlement's anchor registry, which bridge receives and refunds
     /// are checked against. Required when the genesis enables the bridge: the node then
-    /// executes height `h` only once the registry has applied `h - 1`.
-    pub fn set_anchors(&mut self, registry: Arc<dyn AnchorRegistry>) {
+    /// executes height `h` only once the registry has applied `h - 1`. The node holds
+    /// the registry at its next height ([`AnchorRegistry::hold`]); a registry that
+    /// already forgot anchors that height may need is refused (its verdicts on bridge
+    /// proofs could differ from the network's).
+    pub fn set_anchors(&mut self, registry: Arc<dyn AnchorRegistry>) -> Result<(), Error> {
+        let next = self.height().next();
+        let hold = registry.hold(next);
+        let serves = registry.serves_from();
+        if serves > next {
+            return Err(Error::Config(format!(
+                "the anchor registry forgot anchors that height {next} may need (it serves heights from {serves}): \
+                 move <data>/registry aside so it is rebuilt from the ordered log"
+            )));
+        }
         self.anchors = Some(registry);
+        self.anchor_hold = Some(hold);
+        Ok(())
     }
 
     /// The anchor view for height `height`, waiting until the registry covers it when
@@ -581,6 +600,11 @@ impl<M: ChainMachine> ExecutionNode<M> {
         .await
         .map_err(|e| Error::Internal(e.to_string()))??;
         metrics::gauge!("lamina_execution_height").set(height.0 as f64);
+        // The record is durable: a restart resumes above it, so the registry may forget
+        // what only this height needed.
+        if let Some(hold) = &self.anchor_hold {
+            hold.advance(height.next());
+        }
         if let Some(c) = self.claims.on_commit(record.step, &head_of(&record), &self.key) {
             // Only this task writes the view, so it still holds the state at the cut.
             let mut view = self.shared.write();

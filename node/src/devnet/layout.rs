@@ -201,6 +201,7 @@ pub fn create(dir: &Path, spec: &Spec) -> anyhow::Result<DevnetState> {
         clients: Vec::new(),
         settlement: lamina_interfaces::SettlementSpec {
             challenge_window: spec.settlement_window,
+            anchor_window: lamina_interfaces::DEFAULT_ANCHOR_WINDOW.max(spec.settlement_window),
             ..Default::default()
         },
     };

@@ -233,6 +233,8 @@ fn anchor_registry(
     )
     .context("cannot open the anchor registry (settlement follower) under <data>/registry")?;
     let shared = follower.shared();
+    // It forgets old anchors only once the execution node holds it at its next height.
+    shared.wait_for_hold();
     let (log, da, shutdown) = (log.clone(), da.clone(), shutdown.clone());
     tokio::spawn(async move {
         let health = sctx.health.clone();

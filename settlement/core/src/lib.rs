@@ -80,6 +80,7 @@
 //!     claim_bond: 100,
 //!     challenge_bond: 50,
 //!     challenger_reward_percent: 50,
+//!     anchor_window: 100,
 //!     chains: [(chain, Digest([2; 32]))].into(),
 //!     balances: vec![(claimer.public(), 1_000)],
 //! };

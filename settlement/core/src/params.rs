@@ -21,6 +21,10 @@ pub struct Params {
     /// Percent (at most 100) of a slashed claim bond paid to the challenger; the rest
     /// is burned.
     pub challenger_reward_percent: u8,
+    /// Anchor window in log heights ([`lamina_interfaces::SettlementSpec::anchor_window`]):
+    /// an anchor is usable for bridge proofs through this many heights after its
+    /// chain's next anchor finalized.
+    pub anchor_window: u64,
     /// The chains that may be claimed, with the [`lamina_interfaces::ChainSpec::params_digest`]
     /// their claims must bind.
     pub chains: BTreeMap<ChainId, Digest>,
@@ -30,7 +34,7 @@ pub struct Params {
 
 impl Params {
     /// The parameters of `genesis`. Out-of-range values are clamped rather than
-    /// refused (a window of 0 becomes 1, a reward above 100 % becomes 100 %);
+    /// refused (windows of 0 become 1, a reward above 100 % becomes 100 %);
     /// [`Genesis::validate`] reports them.
     pub fn from_genesis(genesis: &Genesis) -> Params {
         let st = &genesis.settlement;
@@ -45,6 +49,7 @@ impl Params {
             claim_bond: st.claim_bond,
             challenge_bond: st.challenge_bond,
             challenger_reward_percent: st.challenger_reward_percent.min(100),
+            anchor_window: st.anchor_window.max(1),
             chains: genesis.chains.iter().map(|c| (c.id, c.params_digest())).collect(),
             balances: balances.into_iter().collect(),
         }
@@ -82,6 +87,7 @@ mod tests {
                 claim_bond: 5,
                 challenge_bond: 6,
                 challenger_reward_percent: 250,
+                anchor_window: 0,
                 balances: vec![
                     GenesisBalance { account: k(2), amount: 3 },
                     GenesisBalance { account: k(1), amount: 4 },
@@ -90,7 +96,7 @@ mod tests {
             },
         };
         let p = Params::from_genesis(&genesis);
-        assert_eq!((p.window, p.challenger_reward_percent), (1, 100));
+        assert_eq!((p.window, p.challenger_reward_percent, p.anchor_window), (1, 100, 1));
         assert_eq!(p.network, genesis.network_id());
         let mut want = vec![(k(1), 4), (k(2), u64::MAX)];
         want.sort();

@@ -108,7 +108,11 @@
 //! Per-height data records of a chain are dropped once the chain's head covers them;
 //! at most [`MAX_TERMINAL_PER_CHAIN`] ended claim records are kept per chain, plus the
 //! ids of the head's duplicates (dropped at the next anchor). Anchors (one per anchored
-//! claim; duplicates add none) are kept for proofs. Held claims are capped per claimer
+//! claim; duplicates add none) are kept while a step may still prove against them: a
+//! chain's anchor is usable for bridge proofs through `anchor_window` heights after the
+//! chain's next anchor finalized ([`lamina_interfaces::FinalizedRoot::usable_until`]),
+//! and [`SettlementState::forget_anchors`] drops the ones no step at or above a floor
+//! can use, keeping the anchors' Merkle root and the proofs of the rest. Held claims are capped per claimer
 //! and in all, and leave after at most W heights (expiry pops them in hold order, so a
 //! height costs only what it expires or releases).
 
@@ -476,7 +480,11 @@ struct ChainState {
     params: Digest,
     /// Heights above the head's `to` that carried data for the chain.
     records: BTreeMap<Height, HeightRecord>,
-    anchors: Vec<Anchor>,
+    /// The anchors still kept, oldest first (contiguous indexes ending at the head;
+    /// older ones are forgotten by [`SettlementState::forget_anchors`]).
+    anchors: VecDeque<Anchor>,
+    /// Merkle tree over every anchor ever appended (forgotten ones included, as
+    /// frontier nodes).
     tree: AnchorTree,
     /// Pending claims by inclusion sequence.
     pending: BTreeMap<u64, Digest>,
@@ -489,7 +497,22 @@ struct ChainState {
 
 impl ChainState {
     fn head(&self) -> Option<&Anchor> {
-        self.anchors.last()
+        self.anchors.back()
+    }
+
+    /// The kept anchor at position `index`.
+    fn anchor(&self, index: u64) -> Option<&Anchor> {
+        let first = self.anchors.front()?.index;
+        self.anchors.get(usize::try_from(index.checked_sub(first)?).ok()?)
+    }
+
+    /// Anchor `a` (kept here) as the bridge reads it, with its window.
+    fn finalized_root(&self, a: &Anchor, window: u64) -> lamina_interfaces::FinalizedRoot {
+        let next = a.index.checked_add(1).and_then(|i| self.anchor(i));
+        lamina_interfaces::FinalizedRoot {
+            usable_until: next.map(|n| Height(n.finalized_at.0.saturating_add(window))),
+            ..a.finalized_root()
+        }
     }
 }
 
@@ -551,7 +574,7 @@ impl SettlementState {
                     ChainState {
                         params: *digest,
                         records: BTreeMap::new(),
-                        anchors: Vec::new(),
+                        anchors: VecDeque::new(),
                         tree: AnchorTree::default(),
                         pending: BTreeMap::new(),
                         head_duplicates: BTreeSet::new(),
@@ -1158,7 +1181,7 @@ impl SettlementState {
         let Some(cs) = self.chains.get_mut(&chain) else { return };
         let anchor = Anchor {
             chain,
-            index: cs.anchors.len() as u64,
+            index: cs.tree.len() as u64,
             to,
             claim: id,
             state_root,
@@ -1166,7 +1189,7 @@ impl SettlementState {
             finalized_at: height,
         };
         cs.tree.push(anchor.leaf());
-        cs.anchors.push(anchor);
+        cs.anchors.push_back(anchor);
         cs.head_duplicates.clear();
         // Records at or below the head can no longer be claimed.
         cs.records = cs.records.split_off(&Height(to.0.saturating_add(1)));
@@ -1237,26 +1260,82 @@ impl SettlementState {
         self.chains.get(&chain)?.head()
     }
 
-    /// The last anchor of `chain` whose range ends at or before log height `height`.
+    /// The last anchor of `chain` whose range ends at or before log height `height`;
+    /// `None` also when that anchor was forgotten.
     pub fn finalized_at_or_before(&self, chain: ChainId, height: Height) -> Option<&Anchor> {
         let anchors = &self.chains.get(&chain)?.anchors;
         let n = anchors.partition_point(|a| a.to <= height);
         n.checked_sub(1).map(|i| &anchors[i])
     }
 
-    /// The anchor of `chain` at position `index`.
+    /// The anchor of `chain` at position `index`, if kept.
     pub fn anchor(&self, chain: ChainId, index: u64) -> Option<&Anchor> {
-        self.chains.get(&chain)?.anchors.get(usize::try_from(index).ok()?)
+        self.chains.get(&chain)?.anchor(index)
     }
 
-    /// Every chain's anchors finalized before log height `before` (what a step at that
-    /// height may prove bridge messages against).
+    /// The anchor of `chain` at position `index` as bridge proofs read it (with its
+    /// `usable_until`), if kept.
+    pub fn anchor_root(&self, chain: ChainId, index: u64) -> Option<lamina_interfaces::FinalizedRoot> {
+        let cs = self.chains.get(&chain)?;
+        cs.anchor(index).map(|a| cs.finalized_root(a, self.params.anchor_window))
+    }
+
+    /// Every chain's kept anchors finalized before log height `before` (what a step at
+    /// that height may prove bridge messages against, with their windows).
     pub fn anchor_view(&self, before: Height) -> AnchorList {
+        let w = self.params.anchor_window;
         self.chains
             .values()
-            .flat_map(|cs| cs.anchors.iter().take_while(|a| a.finalized_at < before))
-            .map(Anchor::finalized_root)
+            .flat_map(|cs| {
+                cs.anchors.iter().take_while(|a| a.finalized_at < before).map(move |a| cs.finalized_root(a, w))
+            })
             .collect()
+    }
+
+    /// Lowest step height whose anchors the rules may still need: the oldest height
+    /// with data that no anchor covers yet, over all chains (pending and future claims,
+    /// and so every challenge, are about such heights), or the next height when there is
+    /// none. A pure function of the state.
+    pub fn anchor_floor(&self) -> Height {
+        let next = Height(self.height().0.saturating_add(1));
+        self.chains.values().filter_map(|cs| cs.records.keys().next().copied()).fold(next, Height::min)
+    }
+
+    /// Forgets the anchors no step at `below` or above can use (their chain's next
+    /// anchor finalized more than the anchor window before `below`), with the tree
+    /// nodes only their proofs needed. Each chain keeps at least its head. The state
+    /// root does not change (it binds the anchor count and the tree root, not what is
+    /// kept). Callers pass at most [`SettlementState::anchor_floor`] (the rules' own
+    /// need), lowered to the oldest height a local reader will still execute; what is
+    /// kept is then node-local, and only queries for forgotten anchors see it.
+    pub fn forget_anchors(&mut self, below: Height) {
+        let w = self.params.anchor_window;
+        for cs in self.chains.values_mut() {
+            let mut forgot = false;
+            while cs.anchors.len() >= 2 && cs.anchors[1].finalized_at.0.saturating_add(w) < below.0 {
+                cs.anchors.pop_front();
+                forgot = true;
+            }
+            if forgot && let Some(front) = cs.anchors.front() {
+                cs.tree.forget_below(front.index as usize);
+            }
+        }
+    }
+
+    /// Lowest step height whose bridge proofs this state can still judge: one past the
+    /// last height at which a forgotten anchor was usable (0 if none was forgotten).
+    pub fn serves_from(&self) -> Height {
+        let w = self.params.anchor_window;
+        self.chains
+            .values()
+            .filter_map(|cs| cs.anchors.front().filter(|a| a.index > 0))
+            .map(|a| Height(a.finalized_at.0.saturating_add(w).saturating_add(1)))
+            .fold(Height(0), Height::max)
+    }
+
+    /// Number of anchors kept, over all chains.
+    pub fn anchors_kept(&self) -> usize {
+        self.chains.values().map(|cs| cs.anchors.len()).sum()
     }
 
     /// Proof of [`SettlementState::finalized_at_or_before`] against
@@ -1269,9 +1348,8 @@ impl SettlementState {
     /// Proof of the anchor at position `index` against [`SettlementState::anchors_root`].
     pub fn anchor_proof_at(&self, chain: ChainId, index: u64) -> Option<AnchorProof> {
         let cs = self.chains.get(&chain)?;
-        let i = usize::try_from(index).ok()?;
-        let anchor = *cs.anchors.get(i)?;
-        let proof = cs.tree.proof(i)?;
+        let anchor = *cs.anchor(index)?;
+        let proof = cs.tree.proof(usize::try_from(index).ok()?)?;
         Some(AnchorProof { anchor, proof })
     }
 
@@ -1341,7 +1419,7 @@ impl SettlementState {
         h.update(&(self.chains.len() as u64).to_le_bytes());
         for (id, cs) in &self.chains {
             h.update(&id.0.to_le_bytes());
-            h.update(&(cs.anchors.len() as u64).to_le_bytes());
+            h.update(&(cs.tree.len() as u64).to_le_bytes());
             h.update(cs.tree.root().as_bytes());
             h.update(&(cs.pending.len() as u64).to_le_bytes());
             for cid in cs.pending.values() {

@@ -245,15 +245,130 @@ proptest! {
                     .unwrap();
                 prop_assert_eq!(loaded.state_root(), st.state_root());
                 prop_assert_eq!(loaded.image(), image);
+                prop_assert_eq!(loaded.serves_from(), st.serves_from());
                 st = loaded;
             }
             prop_assert_eq!(&apply_to(&mut st, hl), &net.events[k], "height {}", hl.height);
+            // This node forgets what the rules no longer need (the reference never does).
+            st.forget_anchors(st.anchor_floor());
+            prop_assert!(st.serves_from() <= st.anchor_floor());
         }
         prop_assert_eq!(st.state_root(), net.st.state_root());
         prop_assert_eq!(st.stats(), net.st.stats());
+        let floor = st.anchor_floor();
         for chain in [CHAIN, OTHER_CHAIN] {
             prop_assert_eq!(st.anchors_root(chain), net.st.anchors_root(chain));
+            prop_assert_eq!(st.finalized(chain), net.st.finalized(chain), "the head is always kept");
+            // Every anchor a step at or above the floor may use is kept, identical, and
+            // proven against the same root.
+            for i in 0.. {
+                let Some(full) = net.st.anchor_root(chain, i) else { break };
+                match st.anchor_root(chain, i) {
+                    Some(kept) => {
+                        prop_assert_eq!(kept, full);
+                        prop_assert_eq!(st.anchor_proof_at(chain, i), net.st.anchor_proof_at(chain, i));
+                    }
+                    None => prop_assert!(
+                        full.usable_until.is_some_and(|u| u < floor),
+                        "anchor {} forgotten while usable at {}", i, floor
+                    ),
+                }
+            }
         }
+    }
+}
+
+/// A log where one honest claimer per chain claims every `every` heights with data
+/// (every claim finalizes a window later: many anchors), with some empty heights.
+fn steady_log(seed: u64, heights: u64, every: u64) -> Net {
+    let mut rng = Rng(seed);
+    let mut net = Net::default();
+    let claimers = [(CHAIN, key(1)), (OTHER_CHAIN, key(2))];
+    let mut parents: [Option<CheckpointClaim>; 2] = [None, None];
+    for _ in 0..heights {
+        let mut chains = vec![(CHAIN, 1 + rng.below(2) as usize, true)];
+        if rng.chance(60) {
+            chains.push((OTHER_CHAIN, 1, true));
+        }
+        if rng.chance(10) {
+            chains.clear();
+        }
+        let h = net.next_height();
+        let mut txs = Vec::new();
+        if h > 1 && (h - 1).is_multiple_of(every) {
+            for (i, (chain, k)) in claimers.iter().enumerate() {
+                let c = net.claim(k, *chain, parents[i].as_ref(), h - 1);
+                if c.steps.is_empty() {
+                    continue;
+                }
+                txs.push(net.tx(k, &Entry::Claim(c.clone())));
+                parents[i] = Some(c);
+            }
+        }
+        net.block(&chains, txs);
+    }
+    net
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+
+    /// A node that forgets anchors (below the rules' floor, restarting from snapshot
+    /// images now and then) emits the same events and reaches the same state root as
+    /// one that keeps every anchor; every anchor a step at or above the floor may use
+    /// is kept, identical, and proven against the same root; and what it keeps stays
+    /// bounded by the window.
+    #[test]
+    fn forgetting_anchors_changes_nothing_a_step_can_see(
+        seed in any::<u64>(),
+        every in 1u64..4,
+        splits in proptest::collection::vec(0usize..300, 0..4),
+    ) {
+        let net = steady_log(seed, 300, every);
+        let params = Params::from_genesis(&net.genesis);
+        let mut st = SettlementState::new(params.clone());
+        let mut most = 0;
+        for (k, hl) in net.log.iter().enumerate() {
+            if splits.contains(&k) {
+                let bytes = lamina_primitives::codec::encode(&st.image()).unwrap();
+                let loaded = SettlementState::from_image(params.clone(), lamina_primitives::codec::decode(&bytes).unwrap())
+                    .unwrap();
+                prop_assert_eq!(loaded.state_root(), st.state_root());
+                prop_assert_eq!(loaded.serves_from(), st.serves_from());
+                st = loaded;
+            }
+            prop_assert_eq!(&apply_to(&mut st, hl), &net.events[k], "height {}", hl.height);
+            st.forget_anchors(st.anchor_floor());
+            prop_assert!(st.serves_from() <= st.anchor_floor());
+            most = most.max(st.anchors_kept());
+        }
+        prop_assert_eq!(st.state_root(), net.st.state_root());
+        let floor = st.anchor_floor();
+        let mut total = 0;
+        for chain in [CHAIN, OTHER_CHAIN] {
+            prop_assert_eq!(st.anchors_root(chain), net.st.anchors_root(chain));
+            prop_assert_eq!(st.finalized(chain), net.st.finalized(chain), "the head is always kept");
+            for i in 0.. {
+                let Some(full) = net.st.anchor_root(chain, i) else { break };
+                total += 1;
+                match st.anchor_root(chain, i) {
+                    Some(kept) => {
+                        prop_assert_eq!(kept, full);
+                        prop_assert_eq!(st.anchor_proof_at(chain, i), net.st.anchor_proof_at(chain, i));
+                        prop_assert!(st.anchor_proof_at(chain, i).unwrap().verify(&st.anchors_root(chain)).is_ok());
+                    }
+                    None => prop_assert!(
+                        full.usable_until.is_some_and(|u| u < floor),
+                        "anchor {} forgotten while usable at {}", i, floor
+                    ),
+                }
+            }
+        }
+        // ~300 / every anchors per chain, of which a window's worth (W = 10 heights
+        // after the next anchor, plus the claims' own window) stays.
+        prop_assert!(total >= 100, "{} anchors", total);
+        prop_assert!(most <= 2 * (3 * W as usize + 4), "{} anchors kept at most, of {}", most, total);
+        prop_assert!(st.anchor(CHAIN, 0).is_none());
     }
 }
 
@@ -287,6 +402,28 @@ fn inconsistent_images_are_refused() {
     let mut fewer = good;
     fewer.chains.pop();
     assert!(refused(fewer).contains("chains"));
+    // Anchors that are not the tree's leaves, a gap in the anchors, a damaged tree.
+    let mut st = SettlementState::new(params.clone());
+    let steady = steady_log(5, 120, 2);
+    for hl in &steady.log {
+        apply_to(&mut st, hl);
+        st.forget_anchors(st.anchor_floor());
+    }
+    let good = st.image();
+    assert!(good.chains[0].anchors.len() >= 2 && good.chains[0].anchors[0].index > 0);
+    assert!(SettlementState::from_image(params.clone(), good.clone()).is_ok());
+    let mut forged = good.clone();
+    forged.chains[0].anchors[1].state_root = Digest([7; 32]);
+    let why = |image, case: &str| SettlementState::from_image(params.clone(), image).expect_err(case).to_string();
+    assert!(why(forged, "forged").contains("is not the tree's leaf"));
+    // (Dropping the oldest kept anchor is consistent: it is what forgetting one more
+    // does. Dropping one in the middle is not.)
+    let mut gap = good.clone();
+    gap.chains[0].anchors.remove(1);
+    assert!(why(gap, "gap").contains("the tree has"));
+    let mut cut = good;
+    cut.chains[0].tree[0].nodes.pop();
+    assert!(why(cut, "cut").contains("anchors tree"));
 }
 
 /// The random logs exercise every path at least once over a few seeds (guards the

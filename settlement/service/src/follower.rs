@@ -32,6 +32,16 @@ pub struct Shared {
     state: RwLock<SettlementState>,
     /// Highest log height known to exist (for lag reporting).
     tip: std::sync::atomic::AtomicU64,
+    /// Readers' holds on the anchors ([`lamina_interfaces::AnchorRegistry::hold`]).
+    holds: std::sync::Mutex<Holds>,
+}
+
+/// The live holds on a registry's anchors.
+#[derive(Debug, Default)]
+struct Holds {
+    positions: Vec<std::sync::Weak<std::sync::atomic::AtomicU64>>,
+    /// Forget nothing until the first hold arrives ([`Shared::wait_for_hold`]).
+    waiting: bool,
 }
 
 impl Shared {
@@ -48,19 +58,70 @@ impl Shared {
     pub fn log_tip(&self) -> Height {
         Height(self.tip.load(std::sync::atomic::Ordering::Relaxed))
     }
+
+    fn new(state: SettlementState) -> Self {
+        Shared { state: RwLock::new(state), tip: Default::default(), holds: Default::default() }
+    }
+
+    /// Makes the follower forget no anchor until a reader takes its first hold (an
+    /// execution node's registry, started before the node knows its height).
+    pub fn wait_for_hold(&self) {
+        self.holds.lock().unwrap_or_else(|e| e.into_inner()).waiting = true;
+    }
+
+    /// The lowest position of the live holds (`Some(0)` while waiting for the first).
+    fn held_from(&self) -> Option<Height> {
+        let mut holds = self.holds.lock().unwrap_or_else(|e| e.into_inner());
+        if holds.waiting {
+            return Some(Height(0));
+        }
+        let mut low = None;
+        holds.positions.retain(|w| match w.upgrade() {
+            Some(at) => {
+                let h = Height(at.load(std::sync::atomic::Ordering::Relaxed));
+                low = Some(low.map_or(h, |l: Height| l.min(h)));
+                true
+            }
+            None => false,
+        });
+        low
+    }
+
+    /// Forgets the anchors no step can use any more: below the rules' own floor and
+    /// every reader's hold.
+    fn forget_anchors(&self) {
+        let held = self.held_from();
+        let mut state = self.write();
+        let floor = state.anchor_floor();
+        let below = held.map_or(floor, |h| floor.min(h));
+        state.forget_anchors(below);
+        metrics::gauge!("lamina_settlement_anchors_kept").set(state.anchors_kept() as f64);
+    }
 }
 
 /// Settlement's anchor registry as the follower has built it so far (append-only, so a
 /// reader at log height `h` gets the same answers once the follower has applied `h - 1`).
 impl AnchorView for Shared {
     fn anchor(&self, chain: ChainId, index: u64) -> Option<FinalizedRoot> {
-        self.read().anchor(chain, index).map(|a| a.finalized_root())
+        self.read().anchor_root(chain, index)
     }
 }
 
 impl lamina_interfaces::AnchorRegistry for Shared {
     fn applied(&self) -> Height {
         self.read().height()
+    }
+
+    fn serves_from(&self) -> Height {
+        self.read().serves_from()
+    }
+
+    fn hold(&self, from: Height) -> lamina_interfaces::AnchorHold {
+        let (hold, position) = lamina_interfaces::AnchorHold::new(from);
+        let mut holds = self.holds.lock().unwrap_or_else(|e| e.into_inner());
+        holds.positions.push(position);
+        holds.waiting = false;
+        hold
     }
 }
 
@@ -206,7 +267,7 @@ impl Follower {
         }
         tracing::info!(target: "lamina::settlement", height = %state.height(), records = replayed, root = %state.state_root(), "store replayed");
         Ok(Follower {
-            shared: Arc::new(Shared { state: RwLock::new(state), tip: Default::default() }),
+            shared: Arc::new(Shared::new(state)),
             store,
             exec,
             encoding,
@@ -362,6 +423,7 @@ impl Follower {
             // Records are appended per height and synced once per read batch: a kill -9
             // loses at most this batch, which the restart reads again from the log.
             self.store.sync()?;
+            self.shared.forget_anchors();
             self.maybe_snapshot().await?;
             let tip = tokio::select! {
                 _ = shutdown.cancelled() => return Ok(()),

@@ -24,7 +24,7 @@ use lamina_settlement_core::{Params, SettlementState, StateImage};
 static FILE_DIGEST: Domain = Domain::new("lamina settlement snapshot file v1");
 
 /// Current snapshot format version.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 
 /// Name of the snapshot directory under the data directory.
 pub const DIR: &str = "settlement-snapshots";

@@ -36,8 +36,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use lamina_interfaces::{
-    AnchorView, Blob, ChainReplica, DaError, DataAvailability, OrderedLog, StatelessExecutor, StepEnv, StepOutcome,
-    TxSubmit,
+    AnchorRegistry, AnchorView, Blob, ChainReplica, DaError, DataAvailability, OrderedLog, StatelessExecutor, StepEnv,
+    StepOutcome, TxSubmit,
 };
 use lamina_net::NodeContext;
 use lamina_primitives::{
@@ -57,6 +57,8 @@ struct ChainVerifier {
     /// Settlement's anchor registry (the follower's state, always at or ahead of the
     /// heights executed here): each step sees the anchors final before its height.
     anchors: Arc<dyn AnchorView>,
+    /// Keeps the registry from forgetting anchors the replica's next steps may read.
+    hold: lamina_interfaces::AnchorHold,
     replica: Option<Box<dyn ChainReplica>>,
     /// Last height the replica executed (0: genesis).
     executed_to: Height,
@@ -191,10 +193,16 @@ impl<D: DataAvailability + Clone + 'static, T: TxSubmit + Clone + 'static> Verif
         ctx: &NodeContext,
         config: &Config,
         exec: Arc<dyn StatelessExecutor>,
-        anchors: Arc<dyn AnchorView>,
+        anchors: Arc<dyn AnchorRegistry>,
         da: D,
         submit: T,
     ) -> Result<Self, Error> {
+        // The replicas start from genesis (see the module docs).
+        let serves = anchors.serves_from();
+        if serves > Height(1) {
+            tracing::warn!(target: "lamina::settlement", serves_from = %serves, "verifier replays from genesis, but this node loaded a snapshot that forgot the anchors of heights below this; a bridge step there may replay differently, after which the replica disagrees with every later claim's pre-state and challenges nothing (no false challenge)");
+        }
+        let view: Arc<dyn AnchorView> = anchors.clone();
         let every = config.verify_chains.is_empty();
         let ids: Vec<ChainId> =
             if every { ctx.genesis.chains.iter().map(|c| c.id).collect() } else { config.verify_chains.clone() };
@@ -216,7 +224,8 @@ impl<D: DataAvailability + Clone + 'static, T: TxSubmit + Clone + 'static> Verif
                 chain,
                 ChainVerifier {
                     chain,
-                    anchors: anchors.clone(),
+                    anchors: view.clone(),
+                    hold: anchors.hold(Height(1)),
                     replica: Some(replica),
                     executed_to: Height(0),
                     pending: BTreeMap::new(),
@@ -576,6 +585,7 @@ async fn execute<L: OrderedLog, D: DataAvailability>(
                 }
             }
             cv.executed_to = cv.executed_to.max(bh);
+            cv.hold.advance(cv.executed_to.next());
             at = bh.next();
         }
     }
@@ -631,6 +641,7 @@ async fn run_step(
     .map_err(|e| Error::Internal(e.to_string()))?;
     cv.replica = Some(replica);
     cv.executed_to = h;
+    cv.hold.advance(h.next());
     cv.results.insert(h, (pre, out, cv.steps));
     cv.certs.insert(h, certs);
     cv.steps += 1;

@@ -2,8 +2,10 @@
 //! every so many heights and restarts from it instead of replaying from genesis.
 //!
 //! The image holds what the rules read and nothing they can rebuild: the indexes of
-//! held claims and the anchors' Merkle tree are rebuilt on load, the cache of genesis
-//! roots starts empty. Maps become lists sorted by key, so two nodes at the same height
+//! held claims are rebuilt on load, the cache of genesis roots starts empty. The
+//! anchors' Merkle tree is stored as the nodes it kept (its forgotten part is only
+//! frontier nodes, which cannot be rebuilt from the kept anchors); its leaves and every
+//! parent with both children kept are checked on load. Maps become lists sorted by key, so two nodes at the same height
 //! write identical bytes. [`SettlementState::from_image`] checks that the image is
 //! consistent (every referenced claim present, the chains and balances of the genesis,
 //! bonds conserved); the caller then compares [`SettlementState::state_root`] with the
@@ -15,7 +17,7 @@ use lamina_primitives::{ChainId, Digest, Height, PublicKey, Wire};
 
 use super::{Account, ChainState, ClaimRecord, HeightRecord, HeldClaim, SettlementState, Stats};
 use crate::Params;
-use crate::anchors::{Anchor, AnchorTree};
+use crate::anchors::{Anchor, AnchorTree, TreeLevel};
 
 /// Why an image was refused by [`SettlementState::from_image`].
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -32,8 +34,10 @@ pub struct ChainImage {
     /// Heights above the head's `to` that carried data for it: (height, inputs digest,
     /// every certificate verified).
     pub records: Vec<(Height, Digest, bool)>,
-    /// Its anchors, oldest first.
+    /// Its kept anchors, oldest first (contiguous indexes).
     pub anchors: Vec<Anchor>,
+    /// The anchors' Merkle tree: the nodes kept per level.
+    pub tree: Vec<TreeLevel>,
     /// Pending claims by inclusion sequence.
     pub pending: Vec<(u64, Digest)>,
     /// Claims finalized as duplicates of the head.
@@ -99,7 +103,8 @@ impl SettlementState {
                 chain: *id,
                 params: cs.params,
                 records: cs.records.iter().map(|(h, r)| (*h, r.inputs, r.available)).collect(),
-                anchors: cs.anchors.clone(),
+                anchors: cs.anchors.iter().copied().collect(),
+                tree: cs.tree.levels(),
                 pending: cs.pending.iter().map(|(s, d)| (*s, *d)).collect(),
                 head_duplicates: cs.head_duplicates.iter().copied().collect(),
                 terminal: cs.terminal.iter().copied().collect(),
@@ -189,12 +194,25 @@ impl SettlementState {
             if cs.params != ci.params {
                 return Err(inconsistent(format!("chain {} has other ledger parameters", ci.chain)));
             }
-            let mut tree = AnchorTree::default();
-            for a in &ci.anchors {
+            let first = ci.anchors.first().map_or(0, |a| a.index);
+            let from = usize::try_from(first).map_err(|_| inconsistent("anchor index out of range"))?;
+            let tree = AnchorTree::from_levels(ci.tree, if ci.anchors.is_empty() { 0 } else { from })
+                .map_err(|e| inconsistent(format!("chain {}: anchors tree: {e}", ci.chain)))?;
+            if tree.len() as u64 != first + ci.anchors.len() as u64 {
+                return Err(inconsistent(format!(
+                    "chain {}: {} anchors from index {first}, the tree has {} leaves",
+                    ci.chain,
+                    ci.anchors.len(),
+                    tree.len()
+                )));
+            }
+            for (k, a) in ci.anchors.iter().enumerate() {
                 if a.chain != ci.chain {
                     return Err(inconsistent(format!("an anchor of chain {} listed under {}", a.chain, ci.chain)));
                 }
-                tree.push(a.leaf());
+                if a.index != first + k as u64 || tree.leaf(from + k) != Some(a.leaf()) {
+                    return Err(inconsistent(format!("chain {}: anchor {} is not the tree's leaf", ci.chain, a.index)));
+                }
             }
             for (_, id) in &ci.pending {
                 known(&state, id)?;
@@ -209,7 +227,7 @@ impl SettlementState {
                     .into_iter()
                     .map(|(h, inputs, available)| (h, HeightRecord { inputs, available }))
                     .collect::<BTreeMap<_, _>>(),
-                anchors: ci.anchors,
+                anchors: ci.anchors.into_iter().collect(),
                 tree,
                 pending: ci.pending.into_iter().collect(),
                 head_duplicates: ci.head_duplicates.into_iter().collect::<BTreeSet<_>>(),

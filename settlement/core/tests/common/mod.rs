@@ -113,6 +113,7 @@ pub fn genesis() -> Genesis {
             claim_bond: CLAIM_BOND,
             challenge_bond: CHALLENGE_BOND,
             challenger_reward_percent: REWARD_PERCENT,
+            anchor_window: W,
             balances: (1..20).map(|i| GenesisBalance { account: key(i).public(), amount: FUNDS }).collect(),
         },
     }
