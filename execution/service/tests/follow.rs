@@ -372,3 +372,71 @@ async fn snapshots_bound_restart_and_pruning_keeps_what_is_needed() {
     assert!(quiet.0.lock().unwrap().is_empty(), "no claims from another node's claim chain");
     node.close().unwrap();
 }
+
+/// A registry that keeps (weakly) the holds taken on it and says it serves from `serves`.
+struct FakeRegistry {
+    serves: Height,
+    positions: std::sync::Mutex<Vec<std::sync::Weak<std::sync::atomic::AtomicU64>>>,
+}
+
+impl lamina_interfaces::AnchorView for FakeRegistry {
+    fn anchor(&self, _: lamina_primitives::ChainId, _: u64) -> Option<lamina_interfaces::FinalizedRoot> {
+        None
+    }
+}
+
+impl lamina_interfaces::AnchorRegistry for FakeRegistry {
+    fn applied(&self) -> Height {
+        Height(u64::MAX - 1)
+    }
+    fn serves_from(&self) -> Height {
+        self.serves
+    }
+    fn hold(&self, from: Height) -> lamina_interfaces::AnchorHold {
+        let (hold, at) = lamina_interfaces::AnchorHold::new(from);
+        self.positions.lock().unwrap().push(at);
+        hold
+    }
+}
+
+impl FakeRegistry {
+    fn new(serves: u64) -> std::sync::Arc<Self> {
+        std::sync::Arc::new(FakeRegistry { serves: Height(serves), positions: Default::default() })
+    }
+    fn positions(&self) -> Vec<u64> {
+        self.positions
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|w| w.upgrade())
+            .map(|a| a.load(std::sync::atomic::Ordering::Relaxed))
+            .collect()
+    }
+}
+
+/// The node holds the anchor registry at its next height and moves the hold up as it
+/// commits; a registry that already forgot what the next height may need is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_node_holds_the_anchor_registry_at_its_next_height() {
+    let f = fixture(12).await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = InMemoryLog::new();
+    for b in &f.blocks {
+        log.append(b.clone()).unwrap();
+    }
+    let registry = FakeRegistry::new(0);
+    let mut node = ExecutionNode::open(dir.path(), &f.genesis, CHAIN, exec_key(), &config()).unwrap();
+    node.set_anchors(registry.clone()).unwrap();
+    assert_eq!(registry.positions(), vec![1], "held at the next height");
+    follow_until(&mut node, &log, &f.da, &RecordingSettlement::default(), 12).await;
+    assert_eq!(registry.positions(), vec![13], "moved up with every durable height");
+    drop(node);
+    assert!(registry.positions().is_empty(), "a node that stops releases its hold");
+
+    // Restarted at height 12, it needs the anchors of height 13 on: a registry serving
+    // only from 14 is refused, one serving from 13 is fine.
+    let mut node = ExecutionNode::open(dir.path(), &f.genesis, CHAIN, exec_key(), &config()).unwrap();
+    let err = node.set_anchors(FakeRegistry::new(14)).unwrap_err().to_string();
+    assert!(err.contains("forgot anchors") && err.contains("registry"), "{err}");
+    node.set_anchors(FakeRegistry::new(13)).unwrap();
+}

@@ -648,3 +648,49 @@ fn log_event(e: &Event) {
         _ => tracing::info!(target: "lamina::settlement", event = ?e, "settlement event"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lamina_interfaces::AnchorRegistry;
+
+    fn shared() -> Shared {
+        Shared::new(SettlementState::new(Params {
+            network: lamina_primitives::Digest::ZERO,
+            window: 1,
+            claim_bond: 0,
+            challenge_bond: 0,
+            challenger_reward_percent: 0,
+            anchor_window: 1,
+            chains: Default::default(),
+            balances: vec![],
+        }))
+    }
+
+    #[test]
+    fn the_lowest_live_hold_bounds_forgetting_and_a_dropped_one_releases_it() {
+        let s = shared();
+        assert_eq!(s.held_from(), None, "no reader: the rules' floor alone");
+        let a = s.hold(Height(10));
+        let b = s.hold(Height(7));
+        assert_eq!(s.held_from(), Some(Height(7)));
+        b.advance(Height(12));
+        assert_eq!(s.held_from(), Some(Height(10)));
+        drop(a);
+        assert_eq!(s.held_from(), Some(Height(12)));
+        drop(b);
+        assert_eq!(s.held_from(), None);
+        assert!(s.holds.lock().unwrap().positions.is_empty(), "dead holds are swept");
+    }
+
+    #[test]
+    fn a_registry_waiting_for_its_reader_forgets_nothing_until_the_first_hold() {
+        let s = shared();
+        s.wait_for_hold();
+        assert_eq!(s.held_from(), Some(Height(0)));
+        let h = s.hold(Height(500));
+        assert_eq!(s.held_from(), Some(Height(500)));
+        drop(h);
+        assert_eq!(s.held_from(), None);
+    }
+}
