@@ -306,6 +306,7 @@ fn launch(exe: &Path, dir: &Path, t: &Topology, log_level: &str) -> anyhow::Resu
         funded_accounts: t.funded_accounts,
         log_level: log_level.into(),
         settlement_window: 32,
+        anchor_window: lamina_interfaces::DEFAULT_ANCHOR_WINDOW,
         faulty_claims: Vec::new(),
         faulty_dispersal: Vec::new(),
         heartbeat: std::time::Duration::from_secs(1),

@@ -9,6 +9,9 @@
 //!
 //! The settlement window is a few heights and the heartbeat short, so a message is
 //! final within seconds; waits poll with generous limits and never assert on speed.
+//! The anchor window is 6 heights, so during the run every node forgets old anchors
+//! and the execution nodes prove open messages again every 3 heights: a message whose
+//! relayer was killed is delivered against a newer anchor than its first proof's.
 
 mod common;
 
@@ -48,8 +51,18 @@ async fn receipts(b: &NetBridge, dest: ChainId, source: ChainId) -> BTreeMap<u64
 
 #[test]
 fn b11_racing_relayers_deliver_each_transfer_once_across_a_kill_and_timeouts_are_refunded() {
-    let mut net =
-        Devnet::up(&["--settlement-window", "4", "--heartbeat", "200ms", "--bridge", "2", "--funded-accounts", "100"]);
+    let mut net = Devnet::up(&[
+        "--settlement-window",
+        "4",
+        "--anchor-window",
+        "6",
+        "--heartbeat",
+        "200ms",
+        "--bridge",
+        "2",
+        "--funded-accounts",
+        "100",
+    ]);
     assert!(net.genesis.bridge.enabled);
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let late_id = rt.block_on(async {
@@ -155,4 +168,31 @@ fn b11_racing_relayers_deliver_each_transfer_once_across_a_kill_and_timeouts_are
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
     assert!(text.contains("audit: ok"), "{text}");
+
+    // The 6-height anchor window was exercised: the settlement node forgot anchors (it
+    // no longer serves the first heights), and the execution nodes proved messages
+    // again against newer anchors.
+    // (Forgetting runs as the log moves on: idle heights come every 200 ms.)
+    let started = Instant::now();
+    let serves_from = loop {
+        let st = net.status("settlement-0").unwrap();
+        let serves_from = st["anchors_serve_from"].as_u64().unwrap_or_default();
+        if serves_from > 1 || started.elapsed() > WITHIN {
+            break serves_from;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(serves_from > 1, "settlement forgot no anchor");
+    let refreshed: f64 = net
+        .names("execution-")
+        .iter()
+        .filter_map(|n| common::get_text(net.node(n)["admin"].as_str().unwrap(), "/metrics"))
+        .flat_map(|m| {
+            m.lines()
+                .filter(|l| l.starts_with("lamina_execution_bridge_proofs_refreshed_total"))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .collect::<Vec<_>>()
+        })
+        .sum();
+    assert!(refreshed > 0.0, "no bridge proof was made again");
 }

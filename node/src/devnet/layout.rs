@@ -38,6 +38,8 @@ pub struct Spec {
     pub log_level: String,
     /// Challenge window of the genesis, in log heights.
     pub settlement_window: u64,
+    /// Anchor window of the genesis, in log heights (at least the challenge window).
+    pub anchor_window: u64,
     /// Execution nodes (by name) configured to post wrong claims (fault injection).
     pub faulty_claims: Vec<String>,
     /// Validators (by name) whose batcher disperses wrongly encoded squares (fault
@@ -70,6 +72,13 @@ impl Spec {
         lamina_telemetry::logging::parse_filter(&self.log_level).context("--log-level")?;
         if self.settlement_window == 0 {
             bail!("--settlement-window must be at least 1 height");
+        }
+        if self.anchor_window < self.settlement_window {
+            bail!(
+                "--anchor-window ({}) must be at least --settlement-window ({})",
+                self.anchor_window,
+                self.settlement_window
+            );
         }
         if self.bridge > 0 && (self.chains < 2 || self.settlement == 0) {
             bail!("bridge relayers need at least two chains and a settlement node (or pass --bridge 0)");
@@ -201,7 +210,7 @@ pub fn create(dir: &Path, spec: &Spec) -> anyhow::Result<DevnetState> {
         clients: Vec::new(),
         settlement: lamina_interfaces::SettlementSpec {
             challenge_window: spec.settlement_window,
-            anchor_window: lamina_interfaces::DEFAULT_ANCHOR_WINDOW.max(spec.settlement_window),
+            anchor_window: spec.anchor_window,
             ..Default::default()
         },
     };
@@ -322,6 +331,7 @@ mod tests {
             funded_accounts: 10,
             log_level: "info".into(),
             settlement_window: 8,
+            anchor_window: 8,
             faulty_claims: vec!["execution-2".into()],
             faulty_dispersal: vec![],
             heartbeat: std::time::Duration::from_secs(1),

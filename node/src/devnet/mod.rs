@@ -61,6 +61,11 @@ pub struct UpArgs {
     /// are days' worth).
     #[arg(long, default_value_t = 100)]
     pub settlement_window: u64,
+    /// Anchor window of the devnet's genesis, in log heights: an anchor stays usable
+    /// for bridge proofs this long after its chain's next one finalized, then nodes
+    /// forget it (at least --settlement-window).
+    #[arg(long, default_value_t = lamina_interfaces::DEFAULT_ANCHOR_WINDOW)]
+    pub anchor_window: u64,
     /// The validators' idle heartbeat: with nothing to order, one empty block per
     /// interval (shorter: windows counted in heights pass faster on an idle devnet, at
     /// the cost of idle CPU).

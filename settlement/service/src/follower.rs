@@ -557,6 +557,8 @@ impl Follower {
             finalized.insert(chain.0.to_string(), to);
         }
         health.set_status("finalized_height", finalized);
+        health.set_status("anchors_kept", state.anchors_kept());
+        health.set_status("anchors_serve_from", state.serves_from().0);
     }
 
     /// Flushes and closes the store.

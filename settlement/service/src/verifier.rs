@@ -288,11 +288,16 @@ impl<D: DataAvailability + Clone + 'static, T: TxSubmit + Clone + 'static> Verif
     /// A new block: prefetch each verified chain's data of it.
     pub fn observe(&mut self, block: &FinalizedBlock, shutdown: &CancellationToken) {
         let h = block.height();
-        self.first_observed.get_or_insert(h);
+        let first = *self.first_observed.get_or_insert(h);
         for cv in self.chains.values_mut() {
             let ns = Namespace::from(cv.chain);
             let certs = fetch::certs(block, ns);
             if certs.is_empty() {
+                // Nothing of this chain here: when nothing observed is left to execute
+                // (and the backfill is done), the replica's next step is above `h`.
+                if cv.pending.is_empty() && cv.executed_to.next() >= first {
+                    cv.hold.advance(h.next());
+                }
                 continue;
             }
             let (da, shutdown, c) = (self.da.clone(), shutdown.clone(), certs.clone());
