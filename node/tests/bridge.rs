@@ -9,9 +9,10 @@
 //!
 //! The settlement window is a few heights and the heartbeat short, so a message is
 //! final within seconds; waits poll with generous limits and never assert on speed.
-//! The anchor window is 6 heights, so during the run every node forgets old anchors
-//! and the execution nodes prove open messages again every 3 heights: a message whose
-//! relayer was killed is delivered against a newer anchor than its first proof's.
+//! The anchor window is 16 heights (the least for a window of 4), so during the run
+//! every node forgets old anchors and the execution nodes prove messages again every 8
+//! heights: a message whose relayer was killed can be delivered against a newer anchor
+//! than its first proof's.
 
 mod common;
 
@@ -55,7 +56,7 @@ fn b11_racing_relayers_deliver_each_transfer_once_across_a_kill_and_timeouts_are
         "--settlement-window",
         "4",
         "--anchor-window",
-        "6",
+        "16",
         "--heartbeat",
         "200ms",
         "--bridge",
@@ -169,7 +170,7 @@ fn b11_racing_relayers_deliver_each_transfer_once_across_a_kill_and_timeouts_are
     assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
     assert!(text.contains("audit: ok"), "{text}");
 
-    // The 6-height anchor window was exercised: the settlement node forgot anchors (it
+    // The 16-height anchor window was exercised: the settlement node forgot anchors (it
     // no longer serves the first heights), and the execution nodes proved messages
     // again against newer anchors.
     // (Forgetting runs as the log moves on: idle heights come every 200 ms.)

@@ -131,8 +131,8 @@ pub struct SettlementSpec {
     /// this many heights after the next anchor of its chain finalized (a chain's newest
     /// anchor is always usable), after which nodes may forget it. Bounds the anchor
     /// history every settlement node and anchor registry holds; execution nodes
-    /// re-prove open bridge keys every half window so a usable proof always exists. At
-    /// least `challenge_window`.
+    /// prove bridge keys again every half window so a usable proof always exists. At
+    /// least 4 x `challenge_window`.
     pub anchor_window: u64,
     /// Balances of the settlement ledger (keys that may claim or challenge).
     pub balances: Vec<GenesisBalance>,
@@ -259,9 +259,10 @@ impl Genesis {
         if st.challenger_reward_percent > 100 {
             return Err(GenesisError::BadSettlement("challenger_reward_percent exceeds 100".into()));
         }
-        if st.anchor_window < st.challenge_window {
+        if st.anchor_window < st.challenge_window.saturating_mul(4) {
             return Err(GenesisError::BadSettlement(format!(
-                "anchor_window ({}) must be at least challenge_window ({})",
+                "anchor_window ({}) must be at least 4 x challenge_window ({}): execution nodes refresh bridge \
+                 proofs every half window and serve a new one after two challenge windows",
                 st.anchor_window, st.challenge_window
             )));
         }

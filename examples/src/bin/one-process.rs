@@ -52,6 +52,7 @@ async fn main() -> anyhow::Result<()> {
         funded_accounts: 0,
         log_level: "warn".into(),
         settlement_window: 100,
+        anchor_window: lamina_interfaces::DEFAULT_ANCHOR_WINDOW,
         faulty_claims: vec![],
         faulty_dispersal: vec![],
         heartbeat: Duration::from_secs(1),

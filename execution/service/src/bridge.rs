@@ -14,10 +14,14 @@
 //! An anchor is usable only through the anchor window after its chain's next anchor
 //! ([`lamina_interfaces::SettlementSpec::anchor_window`]), so a proof does not stay
 //! good forever: at each cut, the proofs older than half the window are made again
-//! against the state after that cut ([`BridgeIndex::set_refresh_after`]; at most
-//! [`MAX_REFRESH_PER_CUT`] per cut, oldest first). A message still undelivered then has
-//! a proof against a newer anchor well before the old one expires (this also gives a
-//! key whose first cut was never anchored another chance).
+//! against the state after that cut ([`BridgeIndex::set_refresh`]; at most
+//! [`MAX_REFRESH_PER_CUT`] per cut, oldest first; every proven key, delivered ones
+//! too, since the node cannot tell). The new cut is anchored only a challenge window
+//! (plus the claim's trip to the log) later, so the previous proof is still served
+//! until the new one is `settle_after` heights old (twice the challenge window); the
+//! genesis requires `anchor_window >= 4 x challenge_window`, so the old anchor is
+//! still usable until then. An undelivered message thus always has a usable proof
+//! (and a key whose first cut was never anchored gets another chance).
 //!
 //! Memory: at most [`MAX_ENTRIES`] entries of each kind are kept (oldest dropped). The
 //! index is saved whole in every state snapshot ([`BridgeIndex::image`], in the
@@ -66,8 +70,11 @@ pub struct BridgeIndex {
     pub inbound: BTreeMap<(ChainId, u64), (ReceiptKind, Indexed)>,
     /// Refunded outbound messages by (destination, sequence).
     pub refunded: HashMap<(ChainId, u64), Height>,
-    /// Proofs of bridge keys at the first cut after their write.
+    /// Proofs of bridge keys at the first cut after their write (or at the cut that
+    /// last refreshed them).
     pub proofs: HashMap<DataKey, CutProof>,
+    /// For keys refreshed lately: the proof before, served until the new one settles.
+    previous: HashMap<DataKey, CutProof>,
     /// (peer chain, local asset) pairs the chain has bridged, with the asset's origin
     /// (for audits).
     pub pairs: BTreeMap<(ChainId, AssetId), Origin>,
@@ -81,6 +88,8 @@ pub struct BridgeIndex {
     order_stale: HashMap<DataKey, u32>,
     /// Age in heights after which a proof is made again at the next cut (0: never).
     refresh_after: u64,
+    /// Age in heights from which a refreshed proof is served instead of the previous.
+    settle_after: u64,
     inbound_order: std::collections::VecDeque<(ChainId, u64)>,
     refund_order: std::collections::VecDeque<(ChainId, u64)>,
 }
@@ -124,11 +133,22 @@ impl BridgeIndex {
         }
     }
 
-    /// Proofs older than `heights` are made again at the next cuts (half the anchor
-    /// window, so a proof's anchor is still usable when the new one's finalizes; 0 turns
-    /// refreshing off).
-    pub fn set_refresh_after(&mut self, heights: u64) {
-        self.refresh_after = heights;
+    /// Proofs older than `refresh_after` heights are made again at the next cuts (half
+    /// the anchor window; 0 turns refreshing off), and a refreshed proof is served only
+    /// once it is `settle_after` heights old (twice the challenge window: its cut's
+    /// claim has finalized), the previous one until then.
+    pub fn set_refresh(&mut self, refresh_after: u64, settle_after: u64) {
+        self.refresh_after = refresh_after;
+        self.settle_after = settle_after;
+    }
+
+    /// The proof of `key` to serve at height `now` (see [`BridgeIndex::set_refresh`]).
+    pub fn served_proof(&self, key: &DataKey, now: Height) -> Option<&CutProof> {
+        let current = self.proofs.get(key)?;
+        match self.previous.get(key) {
+            Some(p) if current.at.0.saturating_add(self.settle_after) > now.0 => Some(p),
+            _ => Some(current),
+        }
     }
 
     /// A claim was cut at `at` and `state` is the state right after it: proves every
@@ -136,6 +156,8 @@ impl BridgeIndex {
     /// their refresh age.
     pub fn on_cut(&mut self, at: Height, state: &AuthenticatedState) {
         for key in std::mem::take(&mut self.pending) {
+            // A new write: a proof of the key's earlier value is of no use.
+            self.previous.remove(&key);
             self.prove(key, at, state);
         }
         if self.refresh_after == 0 {
@@ -153,7 +175,9 @@ impl BridgeIndex {
                     // Its only entry leaves the order here: the new proof is not a
                     // second one.
                     self.proof_order.pop_front();
-                    self.proofs.remove(&key);
+                    if let Some(old) = self.proofs.remove(&key) {
+                        self.previous.insert(key, old);
+                    }
                     self.prove(key, at, state);
                     refreshed += 1;
                 }
@@ -194,6 +218,7 @@ impl BridgeIndex {
             }
             if let Some(old) = self.proof_order.pop_front() {
                 self.proofs.remove(&old);
+                self.previous.remove(&old);
             }
         }
     }
@@ -203,8 +228,9 @@ impl BridgeIndex {
         self.proofs.get(key)
     }
 
-    /// Outbound messages to `dest` from sequence `from` on, at most `max`, as query items.
-    pub fn outbox_items(&self, dest: ChainId, from: u64, max: usize) -> Vec<BridgeItem> {
+    /// Outbound messages to `dest` from sequence `from` on, at most `max`, as query items
+    /// (proofs as served at height `now`).
+    pub fn outbox_items(&self, dest: ChainId, from: u64, max: usize, now: Height) -> Vec<BridgeItem> {
         self.outbox
             .range((dest, from)..=(dest, u64::MAX))
             .take(max)
@@ -212,14 +238,15 @@ impl BridgeIndex {
                 message: e.message.encode().to_vec(),
                 written_at: e.written_at,
                 receipt: 0,
-                proof: self.proof(&message_key(&e.message)).map(|p| (p.at, p.proof.clone())),
+                proof: self.served_proof(&message_key(&e.message), now).map(|p| (p.at, p.proof.clone())),
                 refunded_at: self.refunded.get(&(dest, *seq)).copied(),
             })
             .collect()
     }
 
-    /// Receipts of messages from `source` from sequence `from` on, at most `max`.
-    pub fn inbound_items(&self, source: ChainId, from: u64, max: usize) -> Vec<BridgeItem> {
+    /// Receipts of messages from `source` from sequence `from` on, at most `max` (proofs
+    /// as served at height `now`).
+    pub fn inbound_items(&self, source: ChainId, from: u64, max: usize, now: Height) -> Vec<BridgeItem> {
         self.inbound
             .range((source, from)..=(source, u64::MAX))
             .take(max)
@@ -227,7 +254,7 @@ impl BridgeIndex {
                 message: e.message.encode().to_vec(),
                 written_at: e.written_at,
                 receipt: kind.as_u8(),
-                proof: self.proof(&ledger::inbound_key(source, *seq)).map(|p| (p.at, p.proof.clone())),
+                proof: self.served_proof(&ledger::inbound_key(source, *seq), now).map(|p| (p.at, p.proof.clone())),
                 refunded_at: None,
             })
             .collect()
@@ -246,6 +273,8 @@ pub struct BridgeImage {
     pub refunded: Vec<(ChainId, u64, Height)>,
     /// (key, cut height, encoded proof).
     pub proofs: Vec<(DataKey, Height, Vec<u8>)>,
+    /// Proofs before a recent refresh: (key, cut height, encoded proof).
+    pub previous: Vec<(DataKey, Height, Vec<u8>)>,
     /// (peer, local asset, origin chain, origin asset).
     pub pairs: Vec<(ChainId, AssetId, ChainId, u64)>,
     /// Keys written since the last cut.
@@ -270,6 +299,8 @@ impl BridgeIndex {
         refunded.sort_unstable();
         let mut proofs: Vec<_> = self.proofs.iter().map(|(k, p)| (*k, p.at, p.proof.clone())).collect();
         proofs.sort_unstable_by_key(|p| p.0);
+        let mut previous: Vec<_> = self.previous.iter().map(|(k, p)| (*k, p.at, p.proof.clone())).collect();
+        previous.sort_unstable_by_key(|p| p.0);
         BridgeImage {
             outbox: self.outbox.iter().map(|((d, s), e)| (*d, *s, e.message.encode().to_vec(), e.written_at)).collect(),
             inbound: self
@@ -279,6 +310,7 @@ impl BridgeIndex {
                 .collect(),
             refunded,
             proofs,
+            previous,
             pairs: self.pairs.iter().map(|((p, a), o)| (*p, *a, o.chain, o.asset)).collect(),
             pending: self.pending.clone(),
             proof_order: self.proof_order.iter().copied().collect(),
@@ -301,6 +333,7 @@ impl BridgeIndex {
         }
         ix.refunded = img.refunded.into_iter().map(|(c, s, h)| ((c, s), h)).collect();
         ix.proofs = img.proofs.into_iter().map(|(k, at, proof)| (k, CutProof { at, proof })).collect();
+        ix.previous = img.previous.into_iter().map(|(k, at, proof)| (k, CutProof { at, proof })).collect();
         ix.pairs = img.pairs.into_iter().map(|(p, a, chain, asset)| ((p, a), Origin { chain, asset })).collect();
         ix.pending = img.pending;
         for k in &img.proof_order {
@@ -383,7 +416,7 @@ mod tests {
     #[test]
     fn proofs_older_than_half_the_window_are_made_again_at_a_later_cut() {
         let mut ix = BridgeIndex::default();
-        ix.set_refresh_after(100);
+        ix.set_refresh(100, 0);
         let mut state = AuthenticatedState::new();
         write(&mut ix, &mut state, 10, 0..3);
         write(&mut ix, &mut state, 60, 3..5);
@@ -408,7 +441,7 @@ mod tests {
         // A snapshot's image keeps the order (and the refresh age is set again by the
         // node that loads it).
         let mut back = BridgeIndex::from_image(ix.image()).unwrap();
-        back.set_refresh_after(100);
+        back.set_refresh(100, 0);
         write(&mut back, &mut state, 210, 8..9);
         assert_eq!(proof_height(&back, 0), Height(210));
         assert_eq!(proof_height(&back, 3), Height(160));
@@ -419,7 +452,7 @@ mod tests {
     #[test]
     fn a_key_proven_again_is_refreshed_by_its_newest_proof() {
         let mut ix = BridgeIndex::default();
-        ix.set_refresh_after(100);
+        ix.set_refresh(100, 0);
         let mut state = AuthenticatedState::new();
         write(&mut ix, &mut state, 10, 0..2);
         // Key 0 is written again at 50: a new proof, pushed to the back; its earlier
@@ -434,6 +467,31 @@ mod tests {
         let back = BridgeIndex::from_image(ix.image()).unwrap();
         assert_eq!(back.proof_order, ix.proof_order);
         assert!(back.order_stale.is_empty());
+    }
+
+    #[test]
+    fn the_previous_proof_is_served_until_the_refreshed_one_settles() {
+        let mut ix = BridgeIndex::default();
+        ix.set_refresh(100, 20);
+        let mut state = AuthenticatedState::new();
+        write(&mut ix, &mut state, 10, 0..1);
+        write(&mut ix, &mut state, 110, 1..2);
+        let key = lock(0).0;
+        assert_eq!(proof_height(&ix, 0), Height(110), "made again at 110");
+        let served = |ix: &BridgeIndex, now| ix.served_proof(&key, Height(now)).unwrap().at;
+        // Until its cut's claim can have finalized, relayers get the proof at 10.
+        assert_eq!(served(&ix, 110), Height(10));
+        assert_eq!(served(&ix, 129), Height(10));
+        assert_eq!(served(&ix, 130), Height(110));
+        let item = |ix: &BridgeIndex, now| ix.outbox_items(ChainId(2), 0, 1, Height(now))[0].proof.clone().unwrap().0;
+        assert_eq!((item(&ix, 120), item(&ix, 140)), (Height(10), Height(110)));
+        // Kept across a snapshot.
+        let mut back = BridgeIndex::from_image(ix.image()).unwrap();
+        back.set_refresh(100, 20);
+        assert_eq!(served(&back, 120), Height(10));
+        // A new write of the key drops the old proof (it proves the earlier value).
+        write(&mut back, &mut state, 115, 0..1);
+        assert_eq!(served(&back, 116), Height(115));
     }
 
     #[test]

@@ -316,7 +316,8 @@ impl<M: ChainMachine> ExecutionNode<M> {
                 (state, head, BridgeIndex::default())
             }
         };
-        bridge.set_refresh_after(genesis.settlement.anchor_window / 2);
+        let st = &genesis.settlement;
+        bridge.set_refresh((st.anchor_window / 2).max(1), st.challenge_window.max(1).saturating_mul(2));
         let records = Records::new::<M::Failure>(log, head.height.next())?;
         let first = records.first_height();
         if first > head.height.next() {

@@ -250,11 +250,11 @@ pub fn answer<F: ChainFailure>(shared: &Shared<F>, q: &QueryRequest) -> QueryRes
         }
         QueryRequest::BridgeOutbox(dest, from) => {
             let v = shared.read();
-            QueryResponse::Bridge(v.height, v.bridge.outbox_items(*dest, *from, MAX_BRIDGE_ITEMS))
+            QueryResponse::Bridge(v.height, v.bridge.outbox_items(*dest, *from, MAX_BRIDGE_ITEMS, v.height))
         }
         QueryRequest::BridgeInbound(source, from) => {
             let v = shared.read();
-            QueryResponse::Bridge(v.height, v.bridge.inbound_items(*source, *from, MAX_BRIDGE_ITEMS))
+            QueryResponse::Bridge(v.height, v.bridge.inbound_items(*source, *from, MAX_BRIDGE_ITEMS, v.height))
         }
         QueryRequest::BridgeTotals => {
             let v = shared.read();

@@ -38,7 +38,7 @@ use lamina_primitives::{ChainId, Digest, Domain, Height, PublicKey};
 use crate::Error;
 
 /// Format version of snapshots this node writes and reads.
-pub const SNAPSHOT_VERSION: u32 = 1;
+pub const SNAPSHOT_VERSION: u32 = 2;
 /// Most keys in one chunk.
 pub const CHUNK_MAX_ENTRIES: usize = 65_536;
 /// A chunk is cut once its keys and values reach this many bytes.

@@ -73,9 +73,9 @@ impl Spec {
         if self.settlement_window == 0 {
             bail!("--settlement-window must be at least 1 height");
         }
-        if self.anchor_window < self.settlement_window {
+        if self.anchor_window < self.settlement_window.saturating_mul(4) {
             bail!(
-                "--anchor-window ({}) must be at least --settlement-window ({})",
+                "--anchor-window ({}) must be at least 4 x --settlement-window ({})",
                 self.anchor_window,
                 self.settlement_window
             );
@@ -331,7 +331,7 @@ mod tests {
             funded_accounts: 10,
             log_level: "info".into(),
             settlement_window: 8,
-            anchor_window: 8,
+            anchor_window: 32,
             faulty_claims: vec!["execution-2".into()],
             faulty_dispersal: vec![],
             heartbeat: std::time::Duration::from_secs(1),

@@ -63,9 +63,9 @@ pub struct UpArgs {
     pub settlement_window: u64,
     /// Anchor window of the devnet's genesis, in log heights: an anchor stays usable
     /// for bridge proofs this long after its chain's next one finalized, then nodes
-    /// forget it (at least --settlement-window).
-    #[arg(long, default_value_t = lamina_interfaces::DEFAULT_ANCHOR_WINDOW)]
-    pub anchor_window: u64,
+    /// forget it (at least 4 x --settlement-window; default 20,000 or that).
+    #[arg(long)]
+    pub anchor_window: Option<u64>,
     /// The validators' idle heartbeat: with nothing to order, one empty block per
     /// interval (shorter: windows counted in heights pass faster on an idle devnet, at
     /// the cost of idle CPU).

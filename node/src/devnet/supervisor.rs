@@ -82,7 +82,9 @@ pub async fn up(a: UpArgs) -> anyhow::Result<ExitCode> {
         funded_accounts: a.funded_accounts,
         log_level: a.log_level.clone(),
         settlement_window: a.settlement_window,
-        anchor_window: a.anchor_window,
+        anchor_window: a
+            .anchor_window
+            .unwrap_or(lamina_interfaces::DEFAULT_ANCHOR_WINDOW.max(a.settlement_window.saturating_mul(4))),
         faulty_claims: a.faulty_claims.clone(),
         faulty_dispersal: a.faulty_dispersal.clone(),
         heartbeat: a.heartbeat,

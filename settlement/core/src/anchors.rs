@@ -243,7 +243,10 @@ impl AnchorTree {
         }
         let mut t = AnchorTree::default();
         for lv in levels {
-            let offset = usize::try_from(lv.offset).map_err(|_| "level offset out of range".to_string())?;
+            let offset = usize::try_from(lv.offset)
+                .ok()
+                .filter(|o| o.checked_add(lv.nodes.len()).is_some_and(|end| end <= u64::MAX as usize / 2))
+                .ok_or_else(|| "level offset out of range".to_string())?;
             t.offsets.push(offset);
             t.levels.push(lv.nodes.into_iter().collect());
         }

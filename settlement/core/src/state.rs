@@ -112,9 +112,9 @@
 //! chain's anchor is usable for bridge proofs through `anchor_window` heights after the
 //! chain's next anchor finalized ([`lamina_interfaces::FinalizedRoot::usable_until`]),
 //! and [`SettlementState::forget_anchors`] drops the ones no step at or above a floor
-//! can use, keeping the anchors' Merkle root and the proofs of the rest. Held claims are capped per claimer
-//! and in all, and leave after at most W heights (expiry pops them in hold order, so a
-//! height costs only what it expires or releases).
+//! can use, keeping the anchors' Merkle root and the proofs of the rest. Held claims
+//! are capped per claimer and in all, and leave after at most W heights (expiry pops
+//! them in hold order, so a height costs only what it expires or releases).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;

@@ -90,8 +90,10 @@ impl Shared {
     /// Forgets the anchors no step can use any more: below the rules' own floor and
     /// every reader's hold.
     fn forget_anchors(&self) {
-        let held = self.held_from();
+        // Holds are read under the write lock: a reader that takes its hold and then
+        // reads `serves_from` either is counted here or sees what this forgot.
         let mut state = self.write();
+        let held = self.held_from();
         let floor = state.anchor_floor();
         let below = held.map_or(floor, |h| floor.min(h));
         state.forget_anchors(below);

@@ -201,6 +201,7 @@ impl<D: DataAvailability + Clone + 'static, T: TxSubmit + Clone + 'static> Verif
         let serves = anchors.serves_from();
         if serves > Height(1) {
             tracing::warn!(target: "lamina::settlement", serves_from = %serves, "verifier replays from genesis, but this node loaded a snapshot that forgot the anchors of heights below this; a bridge step there may replay differently, after which the replica disagrees with every later claim's pre-state and challenges nothing (no false challenge)");
+            ctx.health.set_status("verifier_blind_below", serves.0);
         }
         let view: Arc<dyn AnchorView> = anchors.clone();
         let every = config.verify_chains.is_empty();
@@ -225,7 +226,8 @@ impl<D: DataAvailability + Clone + 'static, T: TxSubmit + Clone + 'static> Verif
                 ChainVerifier {
                     chain,
                     anchors: view.clone(),
-                    hold: anchors.hold(Height(1)),
+                    // What is forgotten already cannot be held.
+                    hold: anchors.hold(serves.max(Height(1))),
                     replica: Some(replica),
                     executed_to: Height(0),
                     pending: BTreeMap::new(),
