@@ -104,7 +104,8 @@ pub fn verify_anchor(anchors_root: &Digest, anchor: &Anchor, proof: &InclusionPr
     proof.verify(anchors_root, &anchor.leaf()).map_err(Error::AnchorProof)
 }
 
-/// One level of an [`AnchorTree`]: its nodes from absolute position `offset` on.
+/// One level of a chain's anchors Merkle tree as a snapshot stores it: the nodes kept,
+/// from absolute position `offset` on.
 #[derive(Clone, Debug, Default, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 pub struct TreeLevel {
     /// Absolute position of `nodes[0]` in the level.
