@@ -481,6 +481,10 @@ async fn watch_progress<L: OrderedLog, F>(
 pub fn describe_metrics() {
     lamina_store::describe_metrics();
     ::metrics::describe_counter!(
+        "lamina_execution_bridge_proofs_refreshed_total",
+        "Bridge key proofs made again at a claim cut because they were older than half the anchor window (so a relayer always has a proof against a usable anchor); no labels."
+    );
+    ::metrics::describe_counter!(
         "lamina_execution_bad_squares_total",
         "Squares DA proved wrongly encoded while fetching this chain's data (their data counts as absent), by disperser (first 16 hex characters of its key, or unknown)."
     );

@@ -274,6 +274,10 @@ where
 /// `metrics` recorder (call once, after installing it; the binary does).
 pub fn describe_metrics() {
     lamina_store::describe_metrics();
+    ::metrics::describe_gauge!(
+        "lamina_settlement_anchors_kept",
+        "Anchors this node keeps over all chains: those a bridge proof may still use (the anchor window after the next anchor of their chain), plus each chain's newest; no labels."
+    );
     ::metrics::describe_counter!(
         "lamina_settlement_bad_encodings_posted_total",
         "Bad-encoding proofs of wrongly encoded squares the settlement verifier submitted to the validators successfully; no labels."
