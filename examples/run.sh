@@ -11,8 +11,13 @@
 set -euo pipefail
 bin=${1:-target/debug}
 "$bin/one-process"
-dir=$(mktemp -d)/net
-cleanup() { "$bin/counter-chain" devnet down --dir "$dir" >/dev/null 2>&1 || true; }
+root=$(mktemp -d)
+dir=$root/net
+# `devnet down` stops the nodes; the directory (preallocated segments, ~3 GB) goes too.
+cleanup() {
+    "$bin/counter-chain" devnet down --dir "$dir" >/dev/null 2>&1 || true
+    rm -rf "$root"
+}
 trap cleanup EXIT
 "$bin/counter-chain" devnet up --dir "$dir" --keep --load 0 --ledger-version 100 \
     --chains 1 --validators 4 --da-nodes 4 --settlement 1 --settlement-window 4 --heartbeat 200ms \

@@ -5,8 +5,9 @@ set -euo pipefail
 LAMINA=${1:-target/release/lamina}
 shift || true
 dir=$(mktemp -d)
+# `devnet down` stops the nodes; the directory (preallocated segments, ~3 GB) goes too.
+trap '"$LAMINA" devnet down --dir "$dir/net" >/dev/null 2>&1 || true; rm -rf "$dir"' EXIT
 "$LAMINA" devnet up --dir "$dir/net" --keep --load 0 "$@" >/dev/null
-trap '"$LAMINA" devnet down --dir "$dir/net" >/dev/null 2>&1 || true' EXIT
 sleep 5
 mapfile -t nodes < <(python3 -c "import json,sys;d=json.load(open(sys.argv[1]));[print(n['name'],n['pid']) for n in d['nodes']]" "$dir/net/devnet.json")
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
