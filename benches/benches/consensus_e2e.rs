@@ -56,15 +56,13 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
 }
 
 fn node(name: String, key: &Keypair, chain: Option<ChainId>) -> NodeEntry {
-    NodeEntry { name, key: key.public(), addr: lamina_net::ports::one_udp(), http: None, admin: None, chain }
+    NodeEntry { chain, ..lamina_test_utils::node(name, key, lamina_net::ports::one_udp()) }
 }
 
 /// The benchmark network: validators, DA nodes, and the load client as an execution
 /// node (so that DA nodes serve it retrievals).
 fn genesis(t: &Topology) -> Genesis {
     Genesis {
-        bridge: Default::default(),
-        network: "consensus-bench".into(),
         chains: lamina_benches::cluster::devnet_chains(t, 1_000_000_000),
         validators: (0..t.validators)
             .map(|i| node(format!("validator-{i}"), &Keypair::for_testing(VALIDATOR_KEY + i as u64), None))
@@ -73,11 +71,7 @@ fn genesis(t: &Topology) -> Genesis {
             .map(|i| node(format!("da-{i}"), &Keypair::for_testing(DA_KEY + i as u64), None))
             .collect(),
         execution_nodes: vec![node("bench-client".into(), &Keypair::for_testing(CLIENT_KEY), Some(ChainId(1)))],
-        settlement_nodes: vec![],
-        bridge_nodes: vec![],
-        da_threshold: None,
-        clients: Vec::new(),
-        settlement: Default::default(),
+        ..lamina_test_utils::genesis("consensus-bench")
     }
 }
 

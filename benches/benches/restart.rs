@@ -49,27 +49,12 @@ fn env(name: &str, default: u64) -> u64 {
 
 fn genesis() -> Genesis {
     Genesis {
-        bridge: Default::default(),
-        network: "restart-bench".into(),
         chains: vec![ChainSpec {
-            id: CHAIN,
             name: "bench".into(),
-            balances: vec![],
-            funded_test_accounts: 0,
-            funded_test_accounts_seed: 0,
-            funded_test_amount: 0,
-            fee: 0,
-            fee_collector: PublicKey::default(),
             ledger_version: ledger::LEDGER_VERSION,
+            ..lamina_test_utils::chain(CHAIN.0)
         }],
-        validators: vec![],
-        da_nodes: vec![],
-        execution_nodes: vec![],
-        settlement_nodes: vec![],
-        bridge_nodes: vec![],
-        da_threshold: None,
-        clients: vec![],
-        settlement: Default::default(),
+        ..lamina_test_utils::genesis("restart-bench")
     }
 }
 

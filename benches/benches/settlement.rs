@@ -40,19 +40,7 @@ const CHAIN: ChainId = ChainId(1);
 const BLOCK: usize = 10_000;
 
 fn genesis(spec: ChainSpec) -> Genesis {
-    Genesis {
-        bridge: Default::default(),
-        network: "bench".into(),
-        chains: vec![spec],
-        validators: vec![],
-        da_nodes: vec![],
-        execution_nodes: vec![],
-        settlement_nodes: vec![],
-        bridge_nodes: vec![],
-        da_threshold: None,
-        clients: vec![],
-        settlement: Default::default(),
-    }
+    Genesis { chains: vec![spec], ..lamina_test_utils::genesis("bench") }
 }
 
 struct Workload {

@@ -168,30 +168,18 @@ mod tests {
     use lamina_interfaces::ChainSpec;
 
     fn entry(i: u64, chain: Option<ChainId>) -> NodeEntry {
-        NodeEntry {
-            name: format!("n{i}"),
-            key: Keypair::for_testing(i).public(),
-            addr: SocketAddr::from(([127, 0, 0, 1], 9000 + i as u16)),
-            http: None,
-            admin: None,
-            chain,
-        }
+        let addr = lamina_test_utils::localhost(9000 + i as u16);
+        NodeEntry { chain, ..lamina_test_utils::node(format!("n{i}"), &Keypair::for_testing(i), addr) }
     }
 
     #[test]
     fn role_peer_sets_exclude_self() {
         let genesis = Genesis {
-            bridge: Default::default(),
-            network: "t".into(),
             chains: vec![ChainSpec { id: ChainId(1), name: "one".into(), ..ChainSpec::default() }],
             validators: (0..4).map(|i| entry(i, None)).collect(),
             da_nodes: (4..6).map(|i| entry(i, None)).collect(),
             execution_nodes: vec![entry(6, Some(ChainId(1))), entry(7, Some(ChainId(2)))],
-            settlement_nodes: vec![],
-            bridge_nodes: vec![],
-            da_threshold: None,
-            clients: Vec::new(),
-            settlement: Default::default(),
+            ..lamina_test_utils::genesis("t")
         };
         let ctx = NodeContext::new(Keypair::for_testing(1), Arc::new(genesis), PathBuf::from("/tmp/x"), Health::new());
         assert_eq!(ctx.role(), Some(Role::Validator));

@@ -72,16 +72,6 @@ mod tests {
     fn from_genesis_sums_duplicates_and_clamps() {
         let k = |n| Keypair::for_testing(n).public();
         let genesis = Genesis {
-            bridge: Default::default(),
-            network: "p".into(),
-            chains: vec![],
-            validators: vec![],
-            da_nodes: vec![],
-            execution_nodes: vec![],
-            settlement_nodes: vec![],
-            bridge_nodes: vec![],
-            da_threshold: None,
-            clients: vec![],
             settlement: SettlementSpec {
                 challenge_window: 0,
                 claim_bond: 5,
@@ -94,6 +84,7 @@ mod tests {
                     GenesisBalance { account: k(2), amount: u64::MAX },
                 ],
             },
+            ..lamina_test_utils::genesis("p")
         };
         let p = Params::from_genesis(&genesis);
         assert_eq!((p.window, p.challenger_reward_percent, p.anchor_window), (1, 100, 1));

@@ -44,20 +44,11 @@ fn verifier_key() -> Keypair {
 }
 
 fn entry(i: u64) -> NodeEntry {
-    NodeEntry {
-        name: format!("n{i}"),
-        key: Keypair::for_testing(i).public(),
-        addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-        http: None,
-        admin: None,
-        chain: None,
-    }
+    lamina_test_utils::node(format!("n{i}"), &Keypair::for_testing(i), lamina_test_utils::localhost(0))
 }
 
 fn genesis() -> Genesis {
     let mut g = Genesis {
-        bridge: Default::default(),
-        network: "settlement-test".into(),
         chains: vec![ChainSpec {
             id: CHAIN,
             name: "one".into(),
@@ -68,12 +59,8 @@ fn genesis() -> Genesis {
         }],
         validators: (0..4).map(entry).collect(),
         da_nodes: (10..14).map(entry).collect(),
-        execution_nodes: vec![],
         settlement_nodes: vec![NodeEntry { name: "s".into(), ..entry(42) }],
-        bridge_nodes: vec![],
-        da_threshold: None,
-        clients: vec![],
-        settlement: Default::default(),
+        ..lamina_test_utils::genesis("settlement-test")
     };
     g.settlement.challenge_window = WINDOW;
     for k in [honest(), faulty(), verifier_key()] {

@@ -3,14 +3,13 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use lamina_consensus_service::{Config, Validator};
-use lamina_interfaces::{Blob, ChainSpec, DaError, DataAvailability, Genesis, Health, NodeEntry, OrderedLog};
+use lamina_interfaces::{Blob, DaError, DataAvailability, Genesis, Health, NodeEntry, OrderedLog};
 use lamina_net::{Endpoint, EndpointConfig, NodeContext};
 use lamina_primitives::{
     AvailabilityCertificate, Batch, ChainId, DataCommitment, Digest, FinalizedBlock, Height, Keypair, Namespace,
@@ -33,46 +32,19 @@ pub fn client_key() -> Keypair {
     Keypair::for_testing(CLIENT_KEY)
 }
 
-fn entry(name: String, key: &Keypair, addr: SocketAddr, http: Option<SocketAddr>) -> NodeEntry {
-    NodeEntry { name, key: key.public(), addr, http, admin: None, chain: None }
-}
-
 /// A genesis with `n` validators (with HTTP intake addresses) and 4 DA nodes.
 pub fn genesis(n: usize) -> Genesis {
+    use lamina_test_utils::{chain, genesis, node};
     Genesis {
-        bridge: Default::default(),
-        network: "consensus-test".into(),
-        chains: [1u64, 2]
-            .iter()
-            .map(|&id| ChainSpec {
-                id: ChainId(id),
-                name: format!("chain-{id}"),
-                balances: vec![],
-                funded_test_accounts: 0,
-                funded_test_accounts_seed: 0,
-                funded_test_amount: 0,
-                fee: 0,
-                fee_collector: Default::default(),
-                ledger_version: 1,
-            })
-            .collect(),
+        chains: vec![chain(1), chain(2)],
         validators: (0..n)
-            .map(|i| {
-                entry(
-                    format!("validator-{i}"),
-                    &validator_key(i),
-                    lamina_net::ports::one_udp(),
-                    Some(lamina_net::ports::one_tcp()),
-                )
+            .map(|i| NodeEntry {
+                http: Some(lamina_net::ports::one_tcp()),
+                ..node(format!("validator-{i}"), &validator_key(i), lamina_net::ports::one_udp())
             })
             .collect(),
-        da_nodes: (0..4).map(|i| entry(format!("da-{i}"), &da_key(i), lamina_net::ports::one_udp(), None)).collect(),
-        execution_nodes: vec![],
-        settlement_nodes: vec![],
-        bridge_nodes: vec![],
-        da_threshold: None,
-        clients: Vec::new(),
-        settlement: Default::default(),
+        da_nodes: (0..4).map(|i| node(format!("da-{i}"), &da_key(i), lamina_net::ports::one_udp())).collect(),
+        ..genesis("consensus-test")
     }
 }
 

@@ -3,7 +3,6 @@
 
 #![allow(dead_code, clippy::unwrap_used)]
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -12,25 +11,10 @@ use std::time::Duration;
 use lamina_da_service::protocol::{DaProtocol, DaRequest, DaResponse};
 use lamina_da_service::store::ColumnStore;
 use lamina_da_service::{ClientConfig, Config, DaClient, DaNode, accepted_peers, protocol_config};
-use lamina_interfaces::{Blob, Genesis, Health, NodeEntry};
+use lamina_interfaces::{Blob, Genesis, Health};
 use lamina_net::{Endpoint, EndpointConfig, Handler, NodeContext, Reject};
 use lamina_primitives::{Batch, ChainId, Keypair, Namespace, NodeId, Transaction, codec};
 use tokio_util::sync::CancellationToken;
-
-pub fn free_port() -> u16 {
-    lamina_net::ports::one_udp().port()
-}
-
-fn entry(name: String, key: &Keypair, port: u16) -> NodeEntry {
-    NodeEntry {
-        name,
-        key: key.public(),
-        addr: SocketAddr::from(([127, 0, 0, 1], port)),
-        http: None,
-        admin: None,
-        chain: None,
-    }
-}
 
 /// Key seeds: DA node `i` is `100 + i`; client (validator) `j` is `j`.
 pub fn da_key(i: usize) -> Keypair {
@@ -43,18 +27,12 @@ pub fn client_key(j: usize) -> Keypair {
 
 /// A genesis with `n` DA nodes on free localhost ports and two validators (clients).
 pub fn genesis(n: usize) -> Genesis {
+    use lamina_net::ports::one_udp;
+    use lamina_test_utils::node;
     let g = Genesis {
-        bridge: Default::default(),
-        network: "da-test".into(),
-        chains: vec![],
-        validators: (0..2).map(|j| entry(format!("v{j}"), &client_key(j), free_port())).collect(),
-        da_nodes: (0..n).map(|i| entry(format!("da{i}"), &da_key(i), free_port())).collect(),
-        execution_nodes: vec![],
-        settlement_nodes: vec![],
-        bridge_nodes: vec![],
-        da_threshold: None,
-        clients: Vec::new(),
-        settlement: Default::default(),
+        validators: (0..2).map(|j| node(format!("v{j}"), &client_key(j), one_udp())).collect(),
+        da_nodes: (0..n).map(|i| node(format!("da{i}"), &da_key(i), one_udp())).collect(),
+        ..lamina_test_utils::genesis("da-test")
     };
     g.validate().unwrap();
     g
@@ -82,7 +60,7 @@ pub fn client_config() -> ClientConfig {
 }
 
 pub fn client(genesis: &Genesis, j: usize) -> (DaClient, Endpoint) {
-    DaClient::bind(&client_key(j), genesis, SocketAddr::from(([127, 0, 0, 1], 0)), client_config()).unwrap()
+    DaClient::bind(&client_key(j), genesis, lamina_test_utils::localhost(0), client_config()).unwrap()
 }
 
 pub fn node_context(genesis: &Arc<Genesis>, i: usize, data: &Path) -> NodeContext {

@@ -79,16 +79,8 @@ pub fn spec(p: &Params, keys: &[Keypair]) -> ChainSpec {
 pub fn genesis_of(spec: ChainSpec) -> Genesis {
     Genesis {
         bridge: lamina_interfaces::BridgeSpec { enabled: true, ..Default::default() },
-        network: "exec-core-test".into(),
         chains: vec![spec],
-        validators: vec![],
-        da_nodes: vec![],
-        execution_nodes: vec![],
-        settlement_nodes: vec![],
-        bridge_nodes: vec![],
-        da_threshold: None,
-        clients: vec![],
-        settlement: Default::default(),
+        ..lamina_test_utils::genesis("exec-core-test")
     }
 }
 

@@ -3,8 +3,6 @@
 //! parent test and its child process.
 #![allow(dead_code, clippy::unwrap_used)]
 
-use std::net::SocketAddr;
-
 use lamina_execution_core::ledger::{self, AssetId, LedgerConfig, NativeLedger};
 use lamina_execution_core::{AuthenticatedState, sequential, sigverify};
 use lamina_execution_service::adapters::MemoryDa;
@@ -22,39 +20,25 @@ pub const SEED: u64 = 1000;
 
 fn entry(i: u64, chain: Option<ChainId>) -> NodeEntry {
     NodeEntry {
-        name: format!("n{i}"),
-        key: Keypair::for_testing(i).public(),
-        addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-        http: None,
-        admin: None,
         chain,
+        ..lamina_test_utils::node(format!("n{i}"), &Keypair::for_testing(i), lamina_test_utils::localhost(0))
     }
 }
 
 pub fn genesis() -> Genesis {
     let spec = |id: ChainId| ChainSpec {
-        id,
         name: format!("c{}", id.0),
-        balances: vec![],
         funded_test_accounts: ACCOUNTS,
         funded_test_accounts_seed: SEED,
         funded_test_amount: 1_000_000,
-        fee: 0,
-        fee_collector: Default::default(),
-        ledger_version: 1,
+        ..lamina_test_utils::chain(id.0)
     };
     Genesis {
-        bridge: Default::default(),
-        network: "exec-test".into(),
         chains: vec![spec(CHAIN), spec(OTHER)],
         validators: (0..4).map(|i| entry(i, None)).collect(),
         da_nodes: (10..14).map(|i| entry(i, None)).collect(),
         execution_nodes: vec![entry(20, Some(CHAIN))],
-        settlement_nodes: vec![],
-        bridge_nodes: vec![],
-        da_threshold: None,
-        clients: Vec::new(),
-        settlement: Default::default(),
+        ..lamina_test_utils::genesis("exec-test")
     }
 }
 

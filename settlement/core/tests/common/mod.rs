@@ -96,18 +96,9 @@ pub fn key(n: u64) -> Keypair {
 
 /// Claimers are keys 1..=9, challengers 11..=19, all funded.
 pub fn genesis() -> Genesis {
-    let chain = |id: ChainId, name: &str| ChainSpec { id, name: name.into(), ..ChainSpec::default() };
+    let chain = |id: ChainId, name: &str| ChainSpec { name: name.into(), ..lamina_test_utils::chain(id.0) };
     Genesis {
-        bridge: Default::default(),
-        network: "settlement-test".into(),
         chains: vec![chain(CHAIN, "seven"), chain(OTHER_CHAIN, "eight")],
-        validators: vec![],
-        da_nodes: vec![],
-        execution_nodes: vec![],
-        settlement_nodes: vec![],
-        bridge_nodes: vec![],
-        da_threshold: None,
-        clients: vec![],
         settlement: SettlementSpec {
             challenge_window: W,
             claim_bond: CLAIM_BOND,
@@ -116,6 +107,7 @@ pub fn genesis() -> Genesis {
             anchor_window: W,
             balances: (1..20).map(|i| GenesisBalance { account: key(i).public(), amount: FUNDS }).collect(),
         },
+        ..lamina_test_utils::genesis("settlement-test")
     }
 }
 
