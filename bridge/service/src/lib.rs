@@ -94,9 +94,27 @@ impl Default for Config {
     }
 }
 
+impl Config {
+    /// Checks the settings: an idle relayer must pause between rounds (0 would spin a
+    /// core with nothing to do) and an action must get time to finish before it is sent
+    /// again.
+    pub fn validate(&self) -> Result<(), Error> {
+        if self.idle_poll_ms == 0 {
+            return Err(Error::Config("idle_poll_ms must be > 0".into()));
+        }
+        if self.resubmit_after_ms == 0 {
+            return Err(Error::Config("resubmit_after_ms must be > 0".into()));
+        }
+        Ok(())
+    }
+}
+
 /// Why the relayer stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// A setting is out of range ([`Config::validate`]).
+    #[error("bridge config: {0}")]
+    Config(String),
     /// Its progress file cannot be read or written.
     #[error("relayer state {path}: {reason}")]
     State {
@@ -182,8 +200,13 @@ pub struct Relayer<N: BridgeNet> {
     in_flight: HashMap<(ChainId, ChainId, u64), Instant>,
     /// Next nonce per chain for this relayer's key (re-read when an action expires).
     nonces: HashMap<ChainId, u64>,
-    /// Anchor index per (chain, exact `to` height), once found.
+    /// Anchor index per (chain, exact `to` height), once found, for the anchors this
+    /// round's entries needed.
     anchors: HashMap<(ChainId, Height), u64>,
+    /// The previous round's [`Self::anchors`]: an entry still needed moves back, the
+    /// rest are dropped when the next round starts. The cache so stays bounded by what
+    /// the open messages need (at most [`WINDOW`] per channel), not by history.
+    anchors_before: HashMap<(ChainId, Height), u64>,
     /// Each chain's newest anchored height, read once per round.
     newest: HashMap<ChainId, Height>,
     stats: Stats,
@@ -196,8 +219,10 @@ impl<N: BridgeNet> std::fmt::Debug for Relayer<N> {
 }
 
 impl<N: BridgeNet> Relayer<N> {
-    /// A relayer signing with `key`, keeping its progress in `data_dir/relayer.json`.
+    /// A relayer signing with `key`, keeping its progress in `data_dir/relayer.json`
+    /// ([`Error::Config`] if `config` does not validate).
     pub fn open(net: N, key: Keypair, config: Config, data_dir: &Path) -> Result<Self, Error> {
+        config.validate()?;
         std::fs::create_dir_all(data_dir)
             .map_err(|e| Error::State { path: data_dir.to_path_buf(), reason: e.to_string() })?;
         let state_path = data_dir.join("relayer.json");
@@ -211,6 +236,7 @@ impl<N: BridgeNet> Relayer<N> {
             in_flight: HashMap::new(),
             nonces: HashMap::new(),
             anchors: HashMap::new(),
+            anchors_before: HashMap::new(),
             newest: HashMap::new(),
             stats: Stats::default(),
         })
@@ -271,6 +297,10 @@ impl<N: BridgeNet> Relayer<N> {
         if let Some(i) = self.anchors.get(&(chain, at)) {
             return Ok(Some(*i));
         }
+        if let Some(i) = self.anchors_before.remove(&(chain, at)) {
+            self.anchors.insert((chain, at), i);
+            return Ok(Some(i));
+        }
         // Cut heights above the chain's newest anchor are not final yet: no query.
         let newest = match self.newest.get(&chain) {
             Some(n) => *n,
@@ -295,6 +325,7 @@ impl<N: BridgeNet> Relayer<N> {
     /// One pass over every channel; returns the number of transactions submitted.
     pub async fn round(&mut self) -> Result<usize, String> {
         self.newest.clear();
+        self.anchors_before = std::mem::take(&mut self.anchors);
         let chains = self.net.chains();
         let sources: Vec<ChainId> = if self.config.chains.is_empty() {
             chains.clone()
@@ -510,4 +541,18 @@ pub fn describe_metrics() {
         "lamina_bridge_submitted_total",
         "Bridge actions the relayer submitted and had accepted, by kind (receive, refund)."
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_validation_refuses_spinning_and_instant_resubmits() {
+        assert!(Config::default().validate().is_ok());
+        let spin = Config { idle_poll_ms: 0, ..Config::default() };
+        assert!(matches!(spin.validate(), Err(Error::Config(m)) if m.contains("idle_poll_ms")));
+        let instant = Config { resubmit_after_ms: 0, ..Config::default() };
+        assert!(matches!(instant.validate(), Err(Error::Config(m)) if m.contains("resubmit_after_ms")));
+    }
 }

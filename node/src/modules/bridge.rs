@@ -27,10 +27,7 @@ pub struct Config(pub lamina_bridge_service::Config);
 
 impl ModuleConfig for Config {
     fn validate(&self) -> anyhow::Result<()> {
-        if self.0.resubmit_after_ms == 0 {
-            anyhow::bail!("bridge.resubmit_after_ms must be > 0");
-        }
-        Ok(())
+        Ok(self.0.validate()?)
     }
 
     fn annotate(&self, doc: &mut AnnotatedToml) {
