@@ -1,7 +1,7 @@
 //! Lamina's execution core: state-machine seam, native ledger, sequential and parallel executors, authenticated state.
 //!
-//! Pure computation: no I/O, no clock, no async. Parallelism is rayon (the one exception
-//! DESIGN.md allows a core crate), and every parallel algorithm has a sequential twin
+//! Pure computation: no I/O, no clock, no async. Parallelism is rayon (the exception
+//! DESIGN.md allows core crates), and every parallel algorithm has a sequential twin
 //! that a property test holds it to.
 //!
 //! | module | what |
@@ -10,7 +10,7 @@
 //! | [`ledger`] | the native multi-asset ledger (nonces, fees, assets, bridge hooks) |
 //! | [`sigverify`] | the signature stage: batched ZIP-215 across all cores |
 //! | [`sequential`] | the reference executor (the definition of correct) |
-//! | [`parallel`] | the parallel executor: derived access sets, commutative credits, per-sender chains |
+//! | [`parallel`] | the parallel executor: derived access sets, commutative credits, conflict groups (not Block-STM) |
 //! | [`smt`], [`state_tree`], [`state`] | sparse Merkle tree over blake3 (partial trees and proofs; the full state's arena-stored, sharded tree), authenticated state |
 //! | [`lanes`] | many keyed blake3 hashes of short inputs at once (SIMD across inputs), for merkleization |
 //! | [`changes`] | a block's effect as a canonical, persistable change set |

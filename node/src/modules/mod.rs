@@ -13,7 +13,8 @@
 //! The binary ([`crate::service`]) does everything around it: home, config layering,
 //! logging, metrics, the admin server, signals, and building the [`NodeContext`]. A
 //! layer engineer replaces one file with their real service
-//! (`lamina_<layer>_service::run(ctx, config, shutdown)`), keeping the shape.
+//! (`lamina_<layer>_service::run_on(endpoint, ctx, config, seams, shutdown)`), keeping the
+//! shape.
 
 use std::fmt;
 use std::str::FromStr;
