@@ -204,8 +204,8 @@ pub struct Relayer<N: BridgeNet> {
     /// round's entries needed.
     anchors: HashMap<(ChainId, Height), u64>,
     /// The previous round's [`Self::anchors`]: an entry still needed moves back, the
-    /// rest are dropped when the next round starts. The cache so stays bounded by what
-    /// the open messages need (at most [`WINDOW`] per channel), not by history.
+    /// rest are dropped when the next round starts. The cache so holds two rounds'
+    /// lookups (each about [`WINDOW`] per channel at most), not history.
     anchors_before: HashMap<(ChainId, Height), u64>,
     /// Each chain's newest anchored height, read once per round.
     newest: HashMap<ChainId, Height>,
@@ -546,6 +546,112 @@ pub fn describe_metrics() {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use lamina_interfaces::Origin;
+    use lamina_primitives::Digest;
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// Two chains; chain 1's outbox to chain 2 is whatever the test sets, each entry
+    /// proven at the cut height given, no receipts; every cut height at or below 100
+    /// is an anchor (index = height). Counts anchor queries.
+    #[derive(Default)]
+    struct FakeNet {
+        proofs_at: Mutex<Vec<u64>>,
+        anchor_queries: AtomicUsize,
+    }
+
+    fn message(sequence: u64) -> BridgeMessage {
+        BridgeMessage {
+            network: Digest::default(),
+            source: ChainId(1),
+            dest: ChainId(2),
+            sequence,
+            sender: PublicKey::default(),
+            nonce: sequence,
+            recipient: PublicKey::default(),
+            origin: Origin { chain: ChainId(1), asset: 0 },
+            amount: 1,
+            timeout: Height(1_000_000),
+        }
+    }
+
+    impl BridgeNet for &FakeNet {
+        fn chains(&self) -> Vec<ChainId> {
+            vec![ChainId(1), ChainId(2)]
+        }
+        async fn outbox(&self, chain: ChainId, _: ChainId, from: u64) -> Result<(Height, Vec<Entry>), String> {
+            if chain != ChainId(1) {
+                return Ok((Height(200), Vec::new()));
+            }
+            let proofs = self.proofs_at.lock().unwrap().clone();
+            let entries = proofs
+                .iter()
+                .enumerate()
+                .map(|(i, &h)| Entry {
+                    message: message(i as u64),
+                    written_at: Height(1),
+                    receipt: None,
+                    proof: Some((Height(h), vec![0])),
+                    refunded_at: None,
+                })
+                .filter(|e| e.message.sequence >= from)
+                .collect();
+            Ok((Height(200), entries))
+        }
+        async fn receipts(&self, _: ChainId, _: ChainId, _: u64) -> Result<(Height, Vec<Entry>), String> {
+            Ok((Height(200), Vec::new()))
+        }
+        async fn nonce(&self, _: ChainId, _: PublicKey) -> Result<u64, String> {
+            Ok(0)
+        }
+        async fn anchor(&self, chain: ChainId, at: Height) -> Result<Option<FinalizedRoot>, String> {
+            self.anchor_queries.fetch_add(1, Ordering::SeqCst);
+            let to = Height(at.0.min(100));
+            Ok(Some(FinalizedRoot {
+                chain,
+                index: to.0,
+                to,
+                state_root: Digest::default(),
+                finalized_at: Height(to.0 + 10),
+                usable_until: None,
+            }))
+        }
+        async fn submit(&self, txs: Vec<Transaction>) -> Vec<Result<(), String>> {
+            txs.iter().map(|_| Ok(())).collect()
+        }
+        fn receive_tx(&self, key: &Keypair, nonce: u64, message: &BridgeMessage, _: Vec<u8>) -> Transaction {
+            Transaction::new_signed(key, message.dest, nonce, vec![1])
+        }
+        fn refund_tx(&self, key: &Keypair, nonce: u64, message: &BridgeMessage, _: Vec<u8>) -> Transaction {
+            Transaction::new_signed(key, message.source, nonce, vec![2])
+        }
+    }
+
+    #[tokio::test]
+    async fn the_anchor_cache_keeps_only_what_open_messages_still_need() {
+        let net = FakeNet::default();
+        *net.proofs_at.lock().unwrap() = vec![10, 20];
+        let dir = tempfile::tempdir().unwrap();
+        let mut relayer = Relayer::open(&net, Keypair::for_testing(1), Config::default(), dir.path()).unwrap();
+        let queries = || net.anchor_queries.swap(0, Ordering::SeqCst);
+
+        relayer.round().await.unwrap();
+        assert_eq!(queries(), 3, "the newest anchor, then the anchors at 10 and 20");
+        relayer.round().await.unwrap();
+        assert_eq!(queries(), 0, "both anchors come from the cache");
+
+        // The message proven at 10 is gone from the listing (finished).
+        *net.proofs_at.lock().unwrap() = vec![20];
+        relayer.round().await.unwrap();
+        relayer.round().await.unwrap();
+        assert_eq!(queries(), 0);
+        assert_eq!(relayer.anchors.len() + relayer.anchors_before.len(), 1, "the anchor at 10 was dropped");
+
+        // Needed again, it is asked for again (with the newest, read once a round).
+        *net.proofs_at.lock().unwrap() = vec![10, 20];
+        relayer.round().await.unwrap();
+        assert_eq!(queries(), 2);
+    }
 
     #[test]
     fn config_validation_refuses_spinning_and_instant_resubmits() {

@@ -1,7 +1,6 @@
-//! Test support for Lamina (dev-dependency only): the fixtures that tests across the
-//! layers share, so that a genesis or a node entry is built one way everywhere.
+//! Test support for Lamina: the fixtures tests across the layers share (genesis, chains, node entries) (dev-dependency only).
 //!
-//! A test states only what it needs and takes the rest from [`genesis`]:
+//! A genesis or a node entry is so built one way everywhere: a test states only what it needs and takes the rest from [`genesis`]:
 //!
 //! ```
 //! use lamina_interfaces::Genesis;

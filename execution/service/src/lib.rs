@@ -237,8 +237,8 @@ impl<L, D, S> std::fmt::Debug for Seams<L, D, S> {
 /// store under `ctx.data_dir`, serves queries over QUIC (an endpoint bound with
 /// `endpoint`, on the node's genesis address) and HTTP, and follows the log.
 ///
-/// [`run_on`] with an endpoint bound here from `endpoint`. Like every service it takes
-/// the seams as an argument: layers never import each other, so the binary constructs the consensus layer's log
+/// [`run_on`] with an endpoint bound here from `endpoint`. It takes the seams as an
+/// argument: layers never import each other, so the binary constructs the consensus layer's log
 /// client, the DA client and the settlement adapter and hands them in.
 pub async fn run<L: OrderedLog, D: DataAvailability, S: Settlement>(
     ctx: NodeContext,
