@@ -22,8 +22,8 @@ use lamina_execution_service::query::{QueryRequest, QueryResponse};
 use lamina_interfaces::{BridgeMessage, ReceiptKind, SubmitOutcome, TxSubmit as _};
 use lamina_primitives::{ChainId, Digest, Height, Keypair, PublicKey};
 
+use crate::args::{ModuleCmd, parse_duration, parse_public_key};
 use crate::bridge_net::NetBridge;
-use crate::cli::{ModuleCmd, parse_duration, parse_public_key};
 use crate::client::{NetArgs, Out, OutputArgs, with_net};
 
 /// `lamina bridge ...`

@@ -31,7 +31,7 @@ use lamina_interfaces::{Blob, ChainSpec, Genesis, SubmitOutcome, TxSubmit as _};
 use lamina_net::{Endpoint, EndpointConfig};
 use lamina_primitives::{ChainId, Digest, Height, Keypair, Namespace, NodeId, PublicKey, TxId};
 
-use crate::cli::{ModuleCmd, parse_duration, parse_public_key};
+use crate::args::{ModuleCmd, parse_duration, parse_public_key};
 
 /// How long to wait for the first connection to a service before calling it unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);

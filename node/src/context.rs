@@ -8,7 +8,7 @@ use lamina_primitives::Keypair;
 
 use crate::config::NetSection;
 use crate::home::Home;
-use crate::modules::Module;
+use crate::module::Module;
 
 /// A node's identity, network, storage location and health handle.
 ///

@@ -23,9 +23,9 @@ use lamina_execution_service::snapshot;
 use lamina_interfaces::Genesis;
 use lamina_primitives::{ChainId, Digest, PublicKey};
 
-use crate::cli::{HomeArg, ModuleCmd};
+use crate::args::{HomeArg, ModuleCmd};
 use crate::home::Home;
-use crate::modules::Module;
+use crate::module::Module;
 
 /// `lamina execution …`
 #[derive(Debug, Subcommand)]
@@ -104,7 +104,7 @@ pub struct ImportArgs {
 /// Runs an `execution` command.
 pub fn run(cmd: ExecutionCmd) -> anyhow::Result<ExitCode> {
     match cmd {
-        ExecutionCmd::Module(c) => crate::cli::module(Module::Execution, c),
+        ExecutionCmd::Module(c) => crate::module_cmd::run(Module::Execution, c),
         ExecutionCmd::Snapshot(SnapshotCmd::List(a)) => list(a),
         ExecutionCmd::Snapshot(SnapshotCmd::Export(a)) => export(a),
         ExecutionCmd::Snapshot(SnapshotCmd::Import(a)) => import(a),
@@ -193,7 +193,7 @@ fn show(bar: &ProgressBar, last: &mut String, msg: String, progress: Option<(u64
 /// The home, its genesis digest and the chain its node executes.
 /// An execution home's config, genesis and node key.
 fn home_files(arg: &HomeArg) -> anyhow::Result<(Home, crate::config::NodeConfig, Genesis, PublicKey)> {
-    let home = crate::cli::home_for(Module::Execution, arg)?;
+    let home = crate::module_cmd::home_for(Module::Execution, arg)?;
     let cfg = crate::service::load_config(&home, Module::Execution, &[])?;
     let genesis = crate::genesis::load(&home.genesis_file())?;
     let key = crate::keys::read_public(&home.key_file())?;

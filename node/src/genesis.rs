@@ -12,7 +12,7 @@ use anyhow::{Context as _, bail};
 use lamina_interfaces::{ChainSpec, Genesis, GenesisBalance, NodeEntry};
 use lamina_primitives::{ChainId, PublicKey};
 
-use crate::modules::Module;
+use crate::module::Module;
 
 /// Reads and validates the genesis at `path`.
 pub fn load(path: &Path) -> anyhow::Result<Genesis> {

@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context as _, bail};
 use lamina_primitives::Digest;
 
-use crate::modules::Module;
+use crate::module::Module;
 
 /// Format version of the `data/` directory this binary reads and writes. A node refuses
 /// to start on any other version (a later release brings a migration instead).

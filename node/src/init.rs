@@ -12,7 +12,7 @@ use lamina_primitives::PublicKey;
 
 use crate::config::NodeConfig;
 use crate::home::Home;
-use crate::modules::Module;
+use crate::module::Module;
 
 /// What `init` is asked to do.
 #[derive(Clone, Debug)]

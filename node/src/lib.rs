@@ -3,7 +3,10 @@
 //! `main.rs` only parses the command line and calls [`cli::run`]; everything else lives
 //! here so it can be unit-tested:
 //!
-//! * [`cli`]: the clap command tree and its dispatch;
+//! * [`cli`]: the clap command tree and its dispatch (nothing imports it but `main`);
+//! * [`module`], [`annotated`], [`args`]: leaves every other file may use (the module
+//!   enum and its config shape, the annotated-TOML writer, shared flags and parsers);
+//! * [`module_cmd`]: `lamina <module> init | start | config`;
 //! * [`home`], [`config`], [`keys`], [`genesis`], [`init`]: the operator's files;
 //! * [`machines`]: the chain machines this binary executes (the native ledger, and a
 //!   chain builder's registered ones);
@@ -17,6 +20,8 @@
 //!
 //! `anyhow` is used throughout: this is an app, not a library other crates build on.
 
+pub mod annotated;
+pub mod args;
 pub mod bridge_client;
 pub mod bridge_load;
 pub mod bridge_net;
@@ -33,6 +38,8 @@ pub mod init;
 pub mod keys;
 pub mod load;
 pub mod machines;
+pub mod module;
+pub mod module_cmd;
 pub mod modules;
 pub mod peers;
 pub mod service;

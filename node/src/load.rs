@@ -371,13 +371,13 @@ pub struct BenchArgs {
     #[arg(long)]
     pub tx_size: Option<usize>,
     /// Measured time per point.
-    #[arg(long, default_value = "30s", value_parser = crate::cli::parse_duration)]
+    #[arg(long, default_value = "30s", value_parser = crate::args::parse_duration)]
     pub duration: Duration,
     /// Warm-up per point (load offered, not measured).
-    #[arg(long, default_value = "5s", value_parser = crate::cli::parse_duration)]
+    #[arg(long, default_value = "5s", value_parser = crate::args::parse_duration)]
     pub warmup: Duration,
     /// Time after a point's load for the last transactions to complete.
-    #[arg(long, default_value = "10s", value_parser = crate::cli::parse_duration)]
+    #[arg(long, default_value = "10s", value_parser = crate::args::parse_duration)]
     pub drain: Duration,
     /// A fault in every point: `<kill|terminate|pause>:<instance>@<t>[..<t2>]`, seconds
     /// after the point's start; at t2 the instance is restarted (resumed). Instances:

@@ -28,7 +28,13 @@ use lamina_net::Endpoint;
 use lamina_primitives::{ChainId, Digest, Transaction};
 use tokio_util::sync::CancellationToken;
 
-use crate::modules::execution::NodeSeams;
+/// The seams the binary gives an execution service: the ordered-log and DA clients and
+/// settlement through the log (a registered machine's runner receives them built).
+pub type NodeSeams = lamina_execution_service::Seams<
+    lamina_consensus_service::LogClient,
+    Arc<lamina_da_service::DaClient>,
+    lamina_settlement_service::client::LogSettlement<lamina_consensus_service::IntakeClient>,
+>;
 
 type RunFuture = Pin<Box<dyn Future<Output = Result<(), lamina_execution_service::Error>> + Send>>;
 

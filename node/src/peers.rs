@@ -28,7 +28,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::context::NodeContext;
-use crate::modules::Module;
+use crate::module::Module;
 
 /// How many peers of a group must be connected for the node to be ready.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -6,7 +6,7 @@
 //! 3. Check `data/VERSION`, load the key (0600), load and validate the genesis, find this
 //!    node in its module's role, bind `data/` to the genesis digest.
 //! 4. Serve the admin endpoints; install SIGTERM/SIGINT handlers.
-//! 5. Run the module ([`crate::modules::start`]) until a signal: then `/readyz` turns
+//! 5. Run the module ([`start_module`]) until a signal: then `/readyz` turns
 //!    503 at once (stop intake), the service drains and flushes within
 //!    `[node] shutdown_grace_ms`, the admin server closes last, and the process exits 0.
 //!    A second signal, or a drain that overruns the grace period, exits non-zero.
@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{NodeConfig, Override};
 use crate::context::NodeContext;
 use crate::home::Home;
-use crate::modules::Module;
+use crate::module::Module;
 use crate::signals::{SignalEvent, Signals};
 
 /// Exit status when the service did not drain within the grace period, or a second
@@ -219,7 +219,7 @@ async fn run(
 
     let shutdown = CancellationToken::new();
     let access = ctx.service.access.clone();
-    let mut service = tokio::spawn(crate::modules::start(ctx, cfg.clone(), shutdown.clone()));
+    let mut service = tokio::spawn(start_module(ctx, cfg.clone(), shutdown.clone()));
     let progress = tokio::spawn(progress_lines(module, health.clone(), shutdown.clone()));
 
     // Phase 1: run until a signal or until the service ends on its own; SIGHUP re-reads
@@ -318,5 +318,22 @@ async fn progress_lines(module: Module, health: Health, shutdown: CancellationTo
             status = %serde_json::Value::Object(shown),
             "progress"
         );
+    }
+}
+
+/// Runs `config.module`'s service: the one place that maps a module to its file.
+pub async fn start_module(ctx: NodeContext, config: NodeConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
+    match ctx.module {
+        Module::Consensus => {
+            crate::modules::consensus::start(ctx, config.consensus.unwrap_or_default(), shutdown).await
+        }
+        Module::Da => crate::modules::da::start(ctx, config.da.unwrap_or_default(), shutdown).await,
+        Module::Execution => {
+            crate::modules::execution::start(ctx, config.execution.unwrap_or_default(), shutdown).await
+        }
+        Module::Settlement => {
+            crate::modules::settlement::start(ctx, config.settlement.unwrap_or_default(), shutdown).await
+        }
+        Module::Bridge => crate::modules::bridge::start(ctx, config.bridge.unwrap_or_default(), shutdown).await,
     }
 }

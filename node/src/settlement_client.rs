@@ -15,7 +15,7 @@ use lamina_settlement_core::{Challenge, Entry, WitnessRef};
 use lamina_settlement_service::client::SettlementClient;
 use lamina_settlement_service::query::{ClaimInfo, SettlementRequest, SettlementResponse};
 
-use crate::cli::{ModuleCmd, parse_public_key};
+use crate::args::{ModuleCmd, parse_public_key};
 use crate::client::{Net, NetArgs, with_net};
 
 const QUERY_TIMEOUT: Duration = Duration::from_secs(10);

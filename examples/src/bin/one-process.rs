@@ -16,7 +16,7 @@ use lamina_examples::counter::{COUNTER_LEDGER_VERSION, CounterMachine};
 use lamina_interfaces::Health;
 use lamina_node::devnet::layout::{self, Spec};
 use lamina_node::home::Home;
-use lamina_node::modules::Module;
+use lamina_node::module::Module;
 use lamina_primitives::ChainId;
 use tokio_util::sync::CancellationToken;
 
@@ -74,7 +74,7 @@ async fn main() -> anyhow::Result<()> {
                 .with_context(|| format!("node {}", node.name))?;
             healths.push((node.name.clone(), health));
             let (name, stop) = (node.name.clone(), shutdown.clone());
-            tasks.spawn(async move { (name, lamina_node::modules::start(ctx, config, stop).await) });
+            tasks.spawn(async move { (name, lamina_node::service::start_module(ctx, config, stop).await) });
         }
     }
     println!("{} nodes started in this process ({}); waiting until ready", healths.len(), dir.display());

@@ -10,7 +10,7 @@ use lamina_primitives::ChainId;
 use super::state::{DevnetState, NodeRecord, Phase};
 use crate::config::NodeConfig;
 use crate::home::Home;
-use crate::modules::Module;
+use crate::module::Module;
 
 /// File name (in the devnet directory) of the devnet client's key.
 pub const CLIENT_KEY_FILE: &str = "client.key";

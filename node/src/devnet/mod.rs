@@ -24,7 +24,7 @@ pub mod layout;
 pub mod state;
 pub mod supervisor;
 
-use crate::cli::parse_duration;
+use crate::args::parse_duration;
 
 /// `lamina devnet ...`
 #[derive(Debug, Subcommand)]

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 
-use crate::modules::Module;
+use crate::module::Module;
 
 /// Name of the state file in a devnet directory.
 pub const STATE_FILE: &str = "devnet.json";

@@ -518,7 +518,7 @@ impl Supervisor {
     /// own `lamina_execution_transactions_total` counters (one node per chain).
     async fn executed_per_chain(&self, prev: &mut Vec<(usize, f64, Instant)>) -> String {
         let targets: Vec<(usize, SocketAddr)> = (0..self.st.nodes.len())
-            .filter(|&i| self.st.nodes[i].module == crate::modules::Module::Execution && self.procs[i].child.is_some())
+            .filter(|&i| self.st.nodes[i].module == crate::module::Module::Execution && self.procs[i].child.is_some())
             .map(|i| (i, self.st.nodes[i].admin))
             .collect();
         let now = Instant::now();
@@ -769,7 +769,7 @@ fn join_load<T>(h: std::thread::JoinHandle<anyhow::Result<T>>) -> anyhow::Result
 fn names_a_module_section(var: &str) -> bool {
     var.strip_prefix("LAMINA__")
         .and_then(|rest| rest.split("__").next())
-        .is_some_and(|section| section.to_ascii_lowercase().parse::<crate::modules::Module>().is_ok())
+        .is_some_and(|section| section.to_ascii_lowercase().parse::<crate::module::Module>().is_ok())
 }
 
 /// Starts `lamina <module> start --home <home>` with output appended to `log`.

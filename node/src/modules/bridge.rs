@@ -15,9 +15,9 @@ use anyhow::Context as _;
 use lamina_net::Endpoint;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::AnnotatedToml;
+use crate::annotated::AnnotatedToml;
 use crate::context::NodeContext;
-use crate::modules::{Module, ModuleConfig};
+use crate::module::{Module, ModuleConfig};
 use crate::peers::{Need, PeerPlan};
 
 /// Settings of the bridge module (the `[bridge]` section): the relayer's own.

@@ -22,9 +22,9 @@ use anyhow::Context as _;
 use lamina_net::Endpoint;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::AnnotatedToml;
+use crate::annotated::AnnotatedToml;
 use crate::context::NodeContext;
-use crate::modules::{Module, ModuleConfig};
+use crate::module::{Module, ModuleConfig};
 use crate::peers::{Need, PeerPlan, others};
 
 /// Settings of the consensus module (the `[consensus]` section): the consensus

@@ -15,9 +15,9 @@ use anyhow::Context as _;
 use lamina_net::Endpoint;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::AnnotatedToml;
+use crate::annotated::AnnotatedToml;
 use crate::context::NodeContext;
-use crate::modules::{Module, ModuleConfig};
+use crate::module::{Module, ModuleConfig};
 use crate::peers::PeerPlan;
 
 /// Settings of the da module (the `[da]` section): the DA service's own config

@@ -26,9 +26,10 @@ use lamina_net::Endpoint;
 use lamina_settlement_service::client::LogSettlement;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::AnnotatedToml;
+use crate::annotated::AnnotatedToml;
 use crate::context::NodeContext;
-use crate::modules::{Module, ModuleConfig};
+use crate::machines::NodeSeams;
+use crate::module::{Module, ModuleConfig};
 use crate::peers::{Need, PeerPlan};
 
 /// Settings of the execution module (the `[execution]` section): the execution
@@ -183,13 +184,6 @@ async fn run_chain(
         _ => Ok(lamina_execution_service::run_on(endpoint, ctx, config, seams, shutdown).await?),
     }
 }
-
-/// The seams the binary gives the execution service.
-pub(crate) type NodeSeams = Seams<
-    lamina_consensus_service::LogClient,
-    Arc<lamina_da_service::DaClient>,
-    LogSettlement<lamina_consensus_service::IntakeClient>,
->;
 
 fn seams(ctx: &NodeContext, endpoint: &Endpoint, shutdown: &CancellationToken) -> anyhow::Result<NodeSeams> {
     let genesis = ctx.genesis();

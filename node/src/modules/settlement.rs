@@ -25,9 +25,9 @@ use lamina_net::Endpoint;
 use lamina_primitives::Digest;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::AnnotatedToml;
+use crate::annotated::AnnotatedToml;
 use crate::context::NodeContext;
-use crate::modules::{Module, ModuleConfig};
+use crate::module::{Module, ModuleConfig};
 use crate::peers::{Need, PeerPlan};
 
 /// Settings of the settlement module (the `[settlement]` section): the settlement
