@@ -12,7 +12,11 @@ Reads `cargo metadata` (the resolved graph) and every member's Cargo.toml, and f
 4. imports do not point downward (e.g. a core crate depending on a service crate,
    primitives depending on another lamina crate, a library depending on an app);
 5. lamina-telemetry is used by anything but an app (node, benches);
-6. a member declares a dependency without `workspace = true` (one version table).
+6. a member declares a dependency without `workspace = true` (one version table);
+7. lamina-node depends on lamina-benches other than as an optional dependency (the load
+   harness is behind the binary's `bench` feature, so an operator's build leaves it out);
+8. the files of `node/src` import each other in a cycle (`crate::x` paths outside tests):
+   shared pieces live in leaf files, and the command files sit above them.
 
 Usage: scripts/check-layering.py [--self-test]
 """
@@ -142,9 +146,71 @@ def check(meta, root):
                 if not (isinstance(spec, dict) and spec.get("workspace") is True):
                     errors.append(f"{name}: dependency {dep} must use `workspace = true`")
 
+        # 7. the binary reaches the harness only through a feature
+        if name == "lamina-node":
+            spec = manifest.get("dependencies", {}).get("lamina-benches")
+            if spec is not None and not (isinstance(spec, dict) and spec.get("optional") is True):
+                errors.append("lamina-node depends on lamina-benches without a feature (make it optional, behind `bench`)")
+
         if kind == "unknown":
             errors.append(f"{name} lives outside the layout of DESIGN.md ({pkg['manifest_path']})")
     return errors
+
+
+def file_cycles(src):
+    """Cycles among the files of one crate's `src`, from their `crate::` paths (test
+    modules and comments left out). Returns each cycle's files, sorted."""
+    import re
+
+    files = {}
+    for f in sorted(Path(src).rglob("*.rs")):
+        rel = f.relative_to(src).with_suffix("").as_posix()
+        files[rel[: -len("/mod")] if rel.endswith("/mod") else rel] = f
+    edges = {m: set() for m in files}
+    for m, f in files.items():
+        text = f.read_text()
+        cut = text.find("#[cfg(test)]\nmod tests")
+        text = text if cut < 0 else text[:cut]
+        text = "\n".join(line for line in text.splitlines() if not line.strip().startswith("//"))
+        for a, b in re.findall(r"crate::([a-z_0-9]+)(?:::([a-z_0-9]+))?", text):
+            for c in ([f"{a}/{b}", a] if b else [a]):
+                if c in files:
+                    if c != m:
+                        edges[m].add(c)
+                    break
+    return strongly_connected(edges)
+
+
+def strongly_connected(edges):
+    """Tarjan's algorithm: the strongly connected components with more than one node."""
+    index, low, stack, on, out, counter = {}, {}, [], set(), [], [0]
+
+    def visit(v):
+        index[v] = low[v] = counter[0]
+        counter[0] += 1
+        stack.append(v)
+        on.add(v)
+        for w in sorted(edges[v]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                out.append(sorted(comp))
+
+    for v in sorted(edges):
+        if v not in index:
+            visit(v)
+    return out
 
 
 def self_test():
@@ -168,6 +234,8 @@ def self_test():
     errs = check(bad, root)
     assert any("lamina-primitives is pure" in e for e in errs) or not tokio, errs
     assert any("layer execution" in e and "lamina-da-core" in e for e in errs), errs
+    cycle = strongly_connected({"cli": {"client"}, "client": {"cli"}, "args": set()})
+    assert cycle == [["cli", "client"]], cycle
     print("layering self-test: planted violations detected")
 
 
@@ -187,6 +255,8 @@ def main():
         self_test()
         return 0
     errors = check(load(root), root)
+    for cycle in file_cycles(root / "node" / "src"):
+        errors.append(f"node/src files import each other in a cycle: {' -> '.join(cycle)}")
     for e in errors:
         print(f"layering: {e}", file=sys.stderr)
     if errors:

@@ -25,6 +25,7 @@ pub fn has_revision() -> bool {
 }
 
 /// The revision for benchmark results: `None` when built outside a checkout.
+#[cfg(feature = "bench")]
 pub fn git() -> Option<lamina_benches::results::GitInfo> {
     has_revision()
         .then(|| lamina_benches::results::GitInfo { revision: GIT_SHA.to_string(), dirty: GIT_DIRTY == "true" })

@@ -81,6 +81,7 @@ pub enum Command {
     Blob(crate::client::BlobCmd),
     /// Benchmark: open-loop load sweeps against fresh multi-process devnets; writes
     /// results.json, CSV, SVG plots and a markdown summary.
+    #[cfg(feature = "bench")]
     Bench(crate::load::BenchArgs),
 }
 
@@ -259,6 +260,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Tx(c) => crate::client::tx(c),
         Command::Query(c) => crate::client::query(c),
         Command::Blob(c) => crate::client::blob(c),
+        #[cfg(feature = "bench")]
         Command::Bench(a) => crate::load::bench(a),
     }
 }

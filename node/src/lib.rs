@@ -14,6 +14,9 @@
 //!   signals, graceful shutdown) around [`modules`], one file per module;
 //! * [`peers`]: the shared "connect to the peers the role needs and report them" service;
 //! * [`devnet`]: `lamina devnet up | down | status`, a multi-process local network;
+//! * `load` (feature `bench`, on by default): `lamina bench` and the built-in load of
+//!   `devnet up`, on the benchmark harness (`lamina-benches`), which a build without the
+//!   feature does not link;
 //! * [`client`]: `lamina tx | query | blob | da sample`, client commands against a running network;
 //! * [`settlement_client`]: `lamina settlement status | claims | anchor | account | challenge`;
 //! * [`bridge_net`], [`bridge_client`]: the bridge's network seam and `lamina bridge transfer | status | audit`.
@@ -36,6 +39,7 @@ pub mod genesis;
 pub mod home;
 pub mod init;
 pub mod keys;
+#[cfg(feature = "bench")]
 pub mod load;
 pub mod machines;
 pub mod module;

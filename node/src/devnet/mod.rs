@@ -21,10 +21,18 @@ use clap::{Args, Subcommand};
 
 pub mod control;
 pub mod layout;
+pub mod load;
 pub mod state;
 pub mod supervisor;
 
 use crate::args::parse_duration;
+
+/// `devnet up --load`'s default (signed transfers per second).
+#[cfg(feature = "bench")]
+pub const DEFAULT_LOAD: u64 = 6_000;
+/// `devnet up --load`'s default: no load generator without the `bench` feature.
+#[cfg(not(feature = "bench"))]
+pub const DEFAULT_LOAD: u64 = 0;
 
 /// `lamina devnet ...`
 #[derive(Debug, Subcommand)]
@@ -103,8 +111,9 @@ pub struct UpArgs {
     /// Built-in load once the network is ready: signed transfers per second, spread over
     /// the chains (0: none). Not with --keep or --exit-after-ready.
     /// The default is what this 2-core reference box executes end to end with
-    /// sub-second latency (see BENCHMARKS.md).
-    #[arg(long, default_value_t = 6_000)]
+    /// sub-second latency (see BENCHMARKS.md); 0 in a binary built without the `bench`
+    /// feature, which has no load generator.
+    #[arg(long, default_value_t = DEFAULT_LOAD)]
     pub load: u64,
     /// Share of the built-in load sent as bridge locks (each chain to the next), each
     /// followed until credited on its destination; the summary adds their latency (lock
