@@ -85,14 +85,18 @@ pub struct NodeConfig {
 }
 
 /// `[node]`: process-level settings.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct NodeSection {
-    /// Admin HTTP address (`/metrics`, `/livez`, `/readyz`, `/status`). `None`: the
-    /// `admin` address genesis lists for this node, else `127.0.0.1:<module default>`.
+    /// Admin HTTP address serving `/metrics`, `/livez`, `/readyz` and `/status` (no
+    /// authentication: keep it local or private). Unset: the `admin` address genesis
+    /// lists for this node, else `127.0.0.1:<module default>`: 9100 (consensus), 9101
+    /// (da), 9102 (execution), 9103 (settlement), 9104 (bridge).
+    #[schemars(example = SocketAddr::from(([127, 0, 0, 1], 9100)))]
     pub admin_addr: Option<SocketAddr>,
-    /// Longest time the service gets to drain and flush after SIGTERM before the process
-    /// exits anyway (with a non-zero status), in milliseconds.
+    /// Longest time the service gets to drain and flush after SIGTERM/SIGINT before the
+    /// process exits anyway (with a non-zero status), in milliseconds (100..=600000).
+    /// Keep container/systemd stop timeouts above it.
     pub shutdown_grace_ms: u64,
 }
 
@@ -103,14 +107,16 @@ impl Default for NodeSection {
 }
 
 /// `[log]`: logging.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogSection {
-    /// `text` or `json`.
+    /// Line format: "text" or "json".
+    #[schemars(with = "String")]
     pub format: LogFormat,
-    /// Filter in `RUST_LOG` syntax.
+    /// Filter in `RUST_LOG` syntax, e.g. "info" or "lamina::net=debug,info".
     pub level: String,
-    /// Also append logs to this file (relative paths are relative to the home).
+    /// Also append log lines to this file (relative paths are relative to the home).
+    #[schemars(example = &"data/node.log")]
     pub file: Option<PathBuf>,
 }
 
@@ -122,25 +128,30 @@ impl Default for LogSection {
 
 /// `[net]`: QUIC networking. Maps onto [`lamina_net::EndpointConfig`]
 /// ([`NetSection::endpoint_config`]) plus the peer service's ping interval.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct NetSection {
-    /// UDP address to bind. `None`: the address genesis lists for this node.
+    /// UDP address to bind. Unset: the address genesis lists for this node's key.
+    #[schemars(example = SocketAddr::from(([0, 0, 0, 0], 7000)))]
     pub listen_addr: Option<SocketAddr>,
     /// Time allowed for one dial (handshake plus the peer's acceptance), in milliseconds.
     pub connect_timeout_ms: u64,
-    /// Time the endpoint gives in-flight requests at shutdown before closing, in
-    /// milliseconds (part of `[node] shutdown_grace_ms`).
+    /// Time in-flight requests get at shutdown before connections close, in
+    /// milliseconds (part of, and below, `node.shutdown_grace_ms`).
     pub shutdown_grace_ms: u64,
     /// How often per-connection statistics (RTT, bytes) are refreshed for metrics and
     /// `/status`, in milliseconds.
     pub stats_interval_ms: u64,
     /// How often each connected peer is asked to confirm it runs the same genesis
-    /// (which also measures the application round trip), in milliseconds.
+    /// (which also measures the application round trip), in milliseconds; at least 100
+    /// and at most half of `net.limits.idle_timeout_ms`.
     pub ping_interval_ms: u64,
-    /// QUIC limits (`[net.limits]`).
+    /// QUIC limits per connection (both directions); they bound the memory a peer can
+    /// use.
     pub limits: TransportLimits,
-    /// Redial backoff (`[net.backoff]`).
+    /// Redialing a lost or unreachable peer: the delay doubles per failure from
+    /// `initial_ms` up to `max_ms`, with jitter (each wait is uniform in
+    /// `[delay/2, delay]`).
     pub backoff: Backoff,
 }
 
@@ -269,184 +280,26 @@ impl NodeConfig {
         d.field("The module this home runs: consensus | da | execution | settlement | bridge.", "module", &self.module);
 
         d.section("node", "Process-level settings.");
-        d.optional(
-            "Admin HTTP address serving /metrics, /livez, /readyz and /status (no authentication: keep it\n\
-             local or private). Unset: the `admin` address genesis lists for this node, else\n\
-             127.0.0.1:9100 (consensus), 9101 (da), 9102 (execution), 9103 (settlement), 9104 (bridge).",
-            "admin_addr",
-            &self.node.admin_addr,
-            "\"127.0.0.1:9100\"",
-        );
-        d.field(
-            "Time allowed to drain and flush after SIGTERM/SIGINT before exiting anyway (non-zero status),\n\
-             in milliseconds. Keep container/systemd stop timeouts above it.",
-            "shutdown_grace_ms",
-            &self.node.shutdown_grace_ms,
-        );
-
+        d.fields_of("node", &self.node);
         d.section("log", "Logging (to standard error, and to `file` if set).");
-        d.field("Line format: \"text\" or \"json\".", "format", &self.log.format);
-        d.field("Filter in RUST_LOG syntax, e.g. \"info\" or \"lamina::net=debug,info\".", "level", &self.log.level);
-        d.optional(
-            "Also append log lines to this file (relative paths are relative to the home).",
-            "file",
-            &self.log.file,
-            "\"data/node.log\"",
-        );
-
-        let n = &self.net;
+        d.fields_of("log", &self.log);
         d.section("net", "QUIC networking (peers and their keys come from config/genesis.toml).");
-        d.optional(
-            "UDP address to bind. Unset: the address genesis lists for this node's key.",
-            "listen_addr",
-            &n.listen_addr,
-            "\"0.0.0.0:7000\"",
-        );
-        d.field(
-            "Time allowed for one dial (handshake plus the peer's acceptance), in milliseconds.",
-            "connect_timeout_ms",
-            &n.connect_timeout_ms,
-        );
-        d.field(
-            "Time in-flight requests get at shutdown before connections close, in milliseconds\n\
-             (must be below [node] shutdown_grace_ms).",
-            "shutdown_grace_ms",
-            &n.shutdown_grace_ms,
-        );
-        d.field(
-            "How often per-connection statistics (RTT, bytes) are refreshed, in milliseconds.",
-            "stats_interval_ms",
-            &n.stats_interval_ms,
-        );
-        d.field(
-            "How often each connected peer is asked to confirm it runs the same genesis (also measures\n\
-             the round trip), in milliseconds; at most half of [net.limits] idle_timeout_ms.",
-            "ping_interval_ms",
-            &n.ping_interval_ms,
-        );
-
-        let l = &n.limits;
-        d.section("net.limits", "QUIC limits per connection (both directions); they bound the memory a peer can use.");
-        d.field(
-            "Bytes a peer may have in flight to us on one connection, all streams together.",
-            "connection_receive_window",
-            &l.connection_receive_window,
-        );
-        d.field(
-            "Bytes a peer may have in flight to us on one stream.",
-            "stream_receive_window",
-            &l.stream_receive_window,
-        );
-        d.field("Bytes buffered for sending on one connection before writers wait.", "send_window", &l.send_window);
-        d.field(
-            "Concurrent bidirectional streams a peer may open.",
-            "max_concurrent_bidi_streams",
-            &l.max_concurrent_bidi_streams,
-        );
-        d.field(
-            "Concurrent unidirectional streams a peer may open.",
-            "max_concurrent_uni_streams",
-            &l.max_concurrent_uni_streams,
-        );
-        d.field("Connection attempts being handshaken at once.", "max_incoming", &l.max_incoming);
-        d.field(
-            "Close a connection after this long without packets, in milliseconds.",
-            "idle_timeout_ms",
-            &(l.idle_timeout.as_millis() as u64),
-        );
-        d.field(
-            "Keep-alive interval, in milliseconds (below idle_timeout_ms).",
-            "keep_alive_ms",
-            &(l.keep_alive.as_millis() as u64),
-        );
-        d.field(
-            "Upper bound for path MTU discovery, in UDP payload bytes (at least 1200).",
-            "max_udp_payload",
-            &l.max_udp_payload,
-        );
-        d.field(
-            "OS send/receive buffer requested for the UDP socket, in bytes (the kernel may cap it).",
-            "socket_buffer",
-            &l.socket_buffer,
-        );
-        d.field(
-            "Bytes of requests and messages one connection may have in memory (read, not yet handled);\n\
-             a frame claims its length when its header arrives, before its body is read.",
-            "connection_inbound_budget",
-            &l.connection_inbound_budget,
-        );
-        d.field(
-            "Bytes of requests and messages all connections of one peer key may have in memory.",
-            "peer_inbound_budget",
-            &l.peer_inbound_budget,
-        );
-        d.field(
-            "Connections one peer key may hold open per protocol; more are refused with the reason.",
-            "max_connections_per_peer",
-            &l.max_connections_per_peer,
-        );
-        d.field(
-            "Connections that keys a protocol does not pin (open access) may hold to it, all together;\n\
-             they also share one peer_inbound_budget however many keys they use.",
-            "max_open_connections",
-            &l.max_open_connections,
-        );
-        d.field(
-            "Of those, connections from one IP address (any keys); more are refused with the reason.",
-            "max_open_connections_per_ip",
-            &l.max_open_connections_per_ip,
-        );
-
-        d.section(
-            "net.backoff",
-            "Redialing a lost or unreachable peer: the delay doubles per failure from initial_ms up to\n\
-             max_ms, with jitter (each wait is uniform in [delay/2, delay]).",
-        );
-        d.field("First delay, in milliseconds.", "initial_ms", &(n.backoff.initial.as_millis() as u64));
-        d.field("Longest delay, in milliseconds.", "max_ms", &(n.backoff.max.as_millis() as u64));
-
+        d.fields_of("net", &self.net);
         d.section(
             "access",
             "Who may use this node's client-facing protocols: transaction intake and the ordered log\n\
              (validators), queries (execution, settlement), blob reads and samples (DA). Genesis nodes and\n\
              genesis [[clients]] always may. Re-read on SIGHUP (`kill -HUP <pid>`): no restart needed.",
         );
-        d.field(
-            "Any key may connect (true, the default: a transaction's signature and fee authorise it, reads\n\
-             are public; strangers share one memory budget and [net.limits] max_open_connections).\n\
-             false: only genesis nodes, genesis clients and allowed_clients.",
-            "open",
-            &self.access.open,
-        );
-        d.field(
-            "Public keys (hex) allowed besides the genesis ones; also the keys that may store blobs on a\n\
-             DA node (reads are open, storing is not).",
-            "allowed_clients",
-            &self.access.allowed_clients,
-        );
+        d.fields_of("access", &self.access);
 
-        let module_doc = format!("Settings of the {m} service.");
+        d.section(m.as_str(), &format!("Settings of the {m} service."));
         match m {
-            Module::Consensus => {
-                d.section("consensus", &module_doc);
-                self.consensus.clone().unwrap_or_default().annotate(&mut d);
-            }
-            Module::Da => {
-                d.section("da", &module_doc);
-                self.da.clone().unwrap_or_default().annotate(&mut d);
-            }
-            Module::Execution => {
-                d.section("execution", &module_doc);
-                self.execution.clone().unwrap_or_default().annotate(&mut d);
-            }
-            Module::Settlement => {
-                d.section("settlement", &module_doc);
-                self.settlement.clone().unwrap_or_default().annotate(&mut d);
-            }
-            Module::Bridge => {
-                d.section("bridge", &module_doc);
-                self.bridge.clone().unwrap_or_default().annotate(&mut d);
-            }
+            Module::Consensus => d.fields_of(m.as_str(), &self.consensus.clone().unwrap_or_default()),
+            Module::Da => d.fields_of(m.as_str(), &self.da.clone().unwrap_or_default()),
+            Module::Execution => d.fields_of(m.as_str(), &self.execution.clone().unwrap_or_default()),
+            Module::Settlement => d.fields_of(m.as_str(), &self.settlement.clone().unwrap_or_default()),
+            Module::Bridge => d.fields_of(m.as_str(), &self.bridge.clone().unwrap_or_default()),
         }
         d.finish()
     }
@@ -689,6 +542,88 @@ mod tests {
                     .unwrap_or_else(|| panic!("{section}.{key} is not written in\n{text}"));
                 assert!(lines[start + at - 1].starts_with('#'), "{section}.{key} has no comment");
             }
+        }
+    }
+
+    /// `f` applied to every section of `c` that `to_annotated_toml` writes from a schema.
+    fn per_section<R>(c: &NodeConfig, f: fn(&str, &dyn Section) -> Vec<R>) -> Vec<R> {
+        let module: Box<dyn Section> = match c.module {
+            Module::Consensus => Box::new(c.consensus.clone().unwrap_or_default()),
+            Module::Da => Box::new(c.da.clone().unwrap_or_default()),
+            Module::Execution => Box::new(c.execution.clone().unwrap_or_default()),
+            Module::Settlement => Box::new(c.settlement.clone().unwrap_or_default()),
+            Module::Bridge => Box::new(c.bridge.clone().unwrap_or_default()),
+        };
+        let mut out = f("node", &c.node);
+        out.extend(f("log", &c.log));
+        out.extend(f("net", &c.net));
+        out.extend(f("access", &c.access));
+        out.extend(f(c.module.as_str(), module.as_ref()));
+        out
+    }
+
+    /// A config section, object-safe: what the tests ask of its schema.
+    trait Section {
+        fn undocumented(&self, name: &str) -> Vec<String>;
+        fn unset(&self, name: &str) -> Vec<(String, String, Option<String>)>;
+    }
+
+    impl<T: schemars::JsonSchema + serde::Serialize> Section for T {
+        fn undocumented(&self, name: &str) -> Vec<String> {
+            crate::annotated::undocumented(name, self)
+        }
+        fn unset(&self, name: &str) -> Vec<(String, String, Option<String>)> {
+            crate::annotated::unset_fields(name, self)
+        }
+    }
+
+    /// Every field of every section (the node's own and each module's, nested tables
+    /// included) has a non-empty doc comment, and every serialized key is in the schema:
+    /// a field added without a doc comment fails here.
+    #[test]
+    fn every_field_of_every_section_has_a_doc_comment() {
+        for m in Module::ALL {
+            for c in [NodeConfig::new(m), nondefault(m)] {
+                let problems = per_section(&c, |name, s| s.undocumented(name));
+                assert!(problems.is_empty(), "{m}: {problems:#?}");
+                let text = c.to_annotated_toml();
+                let long: Vec<&str> = text.lines().filter(|l| l.chars().count() > 100).collect();
+                assert!(long.is_empty(), "{m}: lines over 100 columns: {long:#?}");
+            }
+        }
+    }
+
+    /// Every optional field that is unset by default is written as a commented example,
+    /// `# key = example`, in its own table, and the examples are valid: uncommenting them
+    /// all gives a config that loads, validates and sets every one of those fields.
+    #[test]
+    fn every_unset_optional_field_renders_its_commented_example() {
+        for m in Module::ALL {
+            let c = NodeConfig::new(m);
+            let unset = per_section(&c, |name, s| s.unset(name));
+            let keys: Vec<String> = unset.iter().map(|(t, k, _)| format!("{t}.{k}")).collect();
+            for want in ["node.admin_addr", "log.file", "net.listen_addr"] {
+                assert!(keys.iter().any(|k| k == want), "{m}: {want} is not among the unset fields {keys:?}");
+            }
+            let text = c.to_annotated_toml();
+            let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+            for (table, key, example) in &unset {
+                let example = example.as_ref().unwrap_or_else(|| panic!("{table}.{key} has no example"));
+                let start = lines.iter().position(|l| *l == format!("[{table}]")).expect("table header");
+                let end =
+                    lines[start + 1..].iter().position(|l| l.starts_with('[')).map_or(lines.len(), |e| start + 1 + e);
+                let line = format!("# {key} = {example}");
+                let at = lines[start..end]
+                    .iter()
+                    .position(|l| *l == line)
+                    .unwrap_or_else(|| panic!("no {line:?} in [{table}] of\n{text}"));
+                assert!(lines[start + at - 1].starts_with("# "), "{table}.{key}: no comment above its example");
+                lines[start + at] = format!("{key} = {example}");
+            }
+            let set = load_layered(&lines.join("\n"), "examples", &[], &[])
+                .unwrap_or_else(|e| panic!("{m}: the uncommented examples do not load: {e:#}"));
+            let still = per_section(&set, |name, s| s.unset(name));
+            assert!(still.is_empty(), "{m}: still unset with every example uncommented: {still:?}");
         }
     }
 

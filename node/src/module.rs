@@ -6,8 +6,6 @@ use std::str::FromStr;
 
 use lamina_interfaces::{Genesis, NodeEntry};
 
-use crate::annotated::AnnotatedToml;
-
 /// A module (role) of the engine.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -90,14 +88,12 @@ impl FromStr for Module {
     }
 }
 
-/// What every module's `Config` provides.
+/// What every module's `Config` provides. Its section of `config.toml` is written from
+/// its schema ([`crate::annotated::AnnotatedToml::fields_of`]): every field's doc comment
+/// is the comment above it, and every optional field has a `#[schemars(example = ...)]`.
 pub trait ModuleConfig:
-    serde::Serialize + serde::de::DeserializeOwned + Default + Clone + PartialEq + fmt::Debug
+    serde::Serialize + serde::de::DeserializeOwned + schemars::JsonSchema + Default + Clone + PartialEq + fmt::Debug
 {
     /// Checks values that types cannot (ranges, consistency).
     fn validate(&self) -> anyhow::Result<()>;
-
-    /// Writes the fields of the module's section, each with a comment (the section
-    /// header is written by the caller).
-    fn annotate(&self, doc: &mut AnnotatedToml);
 }

@@ -77,14 +77,16 @@ pub trait BridgeNet: Send + Sync {
 pub const WINDOW: usize = 8_192;
 
 /// Relayer settings.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
-    /// Pause between rounds when there was nothing to do, in milliseconds.
+    /// Pause between relay rounds when there was nothing to do, in milliseconds (above 0).
     pub idle_poll_ms: u64,
-    /// An action not finished after this many milliseconds is submitted again.
+    /// An action (a receive or a refund) not finished after this many milliseconds is
+    /// submitted again (above 0).
     pub resubmit_after_ms: u64,
-    /// Only relay these channels' sources (empty: every chain).
+    /// Relay only messages from these source chains (empty: every chain).
+    #[schemars(with = "Vec<u64>")]
     pub chains: Vec<ChainId>,
 }
 

@@ -22,14 +22,18 @@ use crate::peers::PeerSet;
 use crate::protocol::{Handler, Protocol};
 
 /// The access policy of a node's client-facing protocols (`[access]` in `config.toml`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct AccessPolicy {
-    /// Any key may connect (default). `false`: only genesis nodes, genesis clients and
+    /// Any key may connect (true, the default: a transaction's signature and fee
+    /// authorise it, reads are public; strangers share one memory budget and
+    /// `net.limits.max_open_connections`). false: only genesis nodes, genesis clients and
     /// `allowed_clients`.
     pub open: bool,
-    /// Keys allowed besides the genesis nodes and clients (meaningful when `open` is
-    /// false; harmless otherwise).
+    /// Public keys (hex) allowed besides the genesis nodes and clients (meaningful for
+    /// connecting when `open` is false; harmless otherwise); also the keys that may store
+    /// blobs on a DA node (reads are open, storing is not).
+    #[schemars(with = "Vec<String>")]
     pub allowed_clients: Vec<PublicKey>,
 }
 

@@ -42,7 +42,7 @@ mod ms {
 /// a frame that stops arriving for `read_stall_timeout` is dropped with its stream.
 /// Responses are not claimed: they answer our own requests, so their memory is bounded
 /// by how many we send (and by `max_response` each).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct TransportLimits {
     /// Bytes a peer may have in flight to us on one connection, all streams together.
@@ -53,7 +53,7 @@ pub struct TransportLimits {
     /// frame streams at full speed, and no single stream can take the whole connection
     /// window.
     pub stream_receive_window: u64,
-    /// Bytes we buffer for sending on one connection before writers wait. Default 16 MiB.
+    /// Bytes buffered for sending on one connection before writers wait. Default 16 MiB.
     pub send_window: u64,
     /// Concurrent bidirectional streams a peer may open. Default 64: a handful of
     /// request lanes, plus dedicated streams for large requests; bounds stream floods.
@@ -64,28 +64,32 @@ pub struct TransportLimits {
     /// Connection attempts being handshaken at once. Default 256 (quinn: 65,536): enough
     /// for a committee, small enough that a handshake flood stays cheap.
     pub max_incoming: usize,
-    /// A connection with no packets for this long is closed. Default 10 s (quinn: 30 s):
-    /// faster failure detection on fixed peer links.
+    /// A connection with no packets for this long is closed, in milliseconds. Default
+    /// 10 s (quinn: 30 s): faster failure detection on fixed peer links.
     #[serde(rename = "idle_timeout_ms", with = "ms")]
+    #[schemars(with = "u64")]
     pub idle_timeout: Duration,
-    /// Keep-alive interval, well below the idle timeout. Default 2 s.
+    /// Keep-alive interval, in milliseconds; below `idle_timeout_ms` (well below). Default
+    /// 2 s.
     #[serde(rename = "keep_alive_ms", with = "ms")]
+    #[schemars(with = "u64")]
     pub keep_alive: Duration,
-    /// Upper bound for path MTU discovery (UDP payload bytes), and (if above 1472) the
-    /// largest datagram accepted. Default 1452, quinn's and the usual Ethernet-path value.
-    /// Links with larger MTUs (loopback, jumbo frames) may raise it, up to 65527: fewer,
-    /// larger packets cost less CPU per byte.
+    /// Upper bound for path MTU discovery (UDP payload bytes, 1200..=65527), and (if above
+    /// 1472) the largest datagram accepted. Default 1452, quinn's and the usual
+    /// Ethernet-path value. Links with larger MTUs (loopback, jumbo frames) may raise it:
+    /// fewer, larger packets cost less CPU per byte.
     pub max_udp_payload: u16,
-    /// OS send/receive buffer requested for the UDP socket (the kernel may cap it at
+    /// OS send/receive buffer requested for the UDP socket, in bytes (the kernel may cap it at
     /// `net.core.{r,w}mem_max`). Default 4 MiB, so that bursts at full speed are not
     /// dropped by the kernel.
     pub socket_buffer: usize,
     /// Bytes of requests and messages one connection may have in memory (read, not yet
-    /// handled). Default 64 MiB: the largest frame of any protocol (a consensus message
-    /// is at most 64 MiB) fits alone; a frame larger than the budget claims all of it.
+    /// handled); a frame claims its length when its header arrives, before its body is
+    /// read. Default 64 MiB: the largest frame of any protocol (a consensus message is at
+    /// most 64 MiB) fits alone; a frame larger than the budget claims all of it.
     pub connection_inbound_budget: usize,
     /// Bytes of requests and messages all connections of one peer key together may have
-    /// in memory. Default 128 MiB.
+    /// in memory (at least `connection_inbound_budget`, below 4 GiB). Default 128 MiB.
     pub peer_inbound_budget: usize,
     /// Connections one peer key may hold open to us per protocol. Default 8: a node
     /// needs one, plus room for reconnects racing the close of the old one and for a
@@ -194,14 +198,17 @@ impl TransportLimits {
 /// Attempt `n` (0-based, counting consecutive failures) waits a uniformly random time in
 /// `[d/2, d]` with `d = min(initial * 2^n, max)`. The jitter spreads the redials of many
 /// nodes that lost the same peer at the same moment.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct Backoff {
-    /// First delay. Default 100 ms.
+    /// First delay, in milliseconds. Default 100.
     #[serde(rename = "initial_ms", with = "ms")]
+    #[schemars(with = "u64")]
     pub initial: Duration,
-    /// Cap. Default 5 s: a restarted peer is found again within about 5 s.
+    /// Longest delay (the cap), in milliseconds; at least `initial_ms`. Default 5000: a
+    /// restarted peer is found again within about 5 s.
     #[serde(rename = "max_ms", with = "ms")]
+    #[schemars(with = "u64")]
     pub max: Duration,
 }
 

@@ -10,7 +10,7 @@ use lamina_primitives::PublicKey;
 use crate::error::Error;
 
 /// Mempool limits and intake checks.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct MempoolConfig {
     /// Most transactions held (queued, being made available, or certified but not yet
@@ -21,7 +21,7 @@ pub struct MempoolConfig {
     /// Most transactions held per sender, so one client cannot fill the mempool.
     /// Default 20,000.
     pub max_per_sender: usize,
-    /// Largest transaction accepted (`Transaction::approx_size`). Default 64 KiB.
+    /// Largest transaction accepted, in bytes (`Transaction::approx_size`). Default 64 KiB.
     pub max_tx_bytes: usize,
     /// Verify each transaction's signature (ZIP-215) on intake. Default true. Turning it
     /// off is for measuring ordering capacity only: execution verifies signatures again.
@@ -33,8 +33,8 @@ pub struct MempoolConfig {
     /// nothing held, so that their next transactions keep nonce order. Default 262,144
     /// (about 20 MiB at most).
     pub max_tracked_senders: usize,
-    /// How long transactions parked behind a nonce gap wait for the missing nonce
-    /// before they are queued anyway (ms). Default 1000.
+    /// How long a transaction parked behind a nonce gap waits for the missing nonce
+    /// before it is queued anyway (ms). Default 1000.
     pub nonce_gap_ms: u64,
     /// How long the first transaction of a sender the mempool does not know, with a
     /// nonce above 0, waits for lower nonces still in flight (ms). Default 100: longer
@@ -65,13 +65,13 @@ impl Default for MempoolConfig {
 }
 
 /// How batches are cut and made available.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct BatchConfig {
     /// A square is cut when this many transaction bytes are queued (all namespaces
-    /// together; one blob per namespace). Default 1 MiB.
+    /// together; one blob per chain's namespace). At most 32 MiB. Default 1 MiB.
     pub max_bytes: usize,
-    /// ... or when the oldest queued transaction has waited this long. Default 50 ms:
+    /// ... or when the oldest queued transaction has waited this long (ms). Default 50:
     /// every square costs each DA node a store, a sync and a signature and every
     /// validator a certificate check whatever its size, so on a loaded network fewer,
     /// larger squares lower latency as well as CPU (4,000 tx/s on the 2-core box: e2e
@@ -92,48 +92,55 @@ impl Default for BatchConfig {
 }
 
 /// Settings of a consensus validator.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
-    /// Time to wait for a view's proposal before nullifying the view (ms). Default 500.
-    pub leader_timeout_ms: u64,
-    /// Time to wait for a view's notarization before nullifying it (ms). Default 1000.
-    pub notarization_timeout_ms: u64,
-    /// Retry period: re-send nullify votes and certificates, re-ask for missing data (ms).
+    /// Time to wait for a view's proposal before voting to skip (nullify) the view (ms).
     /// Default 500.
+    pub leader_timeout_ms: u64,
+    /// Time to wait for a view's notarization before voting to skip (nullify) it (ms; at
+    /// least `leader_timeout_ms`). Default 1000.
+    pub notarization_timeout_ms: u64,
+    /// Retry period: re-send skip (nullify) votes and certificates, re-ask peers for
+    /// missing blocks (ms). Default 500.
     pub retry_interval_ms: u64,
     /// The idle heartbeat: a leader with nothing to order waits this long before an
-    /// empty block (ms); an idle network makes one block per interval. Default 1000.
+    /// empty block (ms; at most 60000); an idle network makes one block per interval.
+    /// Default 1000.
     pub empty_block_delay_ms: u64,
-    /// Most batches (squares) ordered by one block. Default 512.
+    /// Most batches (DA squares) ordered by one block. Default 512.
     pub max_batches_per_block: usize,
-    /// Mempool and intake.
+    /// Mempool limits and intake checks. A full mempool answers "busy" (backpressure).
     pub mempool: MempoolConfig,
-    /// Batching.
+    /// Batching: one DA square per cut, one blob per chain (namespace).
     pub batch: BatchConfig,
-    /// Address of the HTTP/JSON intake (`POST /v1/tx`). Default: this validator's
-    /// `http` address in the genesis; none if neither is set.
+    /// HTTP/JSON intake address (`POST /v1/tx`, `/v1/txs`; `GET /v1/tip`). Unset: this
+    /// validator's `http` address in the genesis; no HTTP intake if neither is set.
+    #[schemars(example = SocketAddr::from(([127, 0, 0, 1], 8100)))]
     pub http_listen: Option<SocketAddr>,
-    /// Keys of clients (load generators, wallets' gateways) allowed to use the QUIC
-    /// intake and log protocols besides the genesis nodes (hex).
+    /// Public keys (hex) of clients allowed to use the QUIC intake and ordered log
+    /// besides the genesis nodes (load generators, wallets' gateways).
+    #[schemars(with = "Vec<String>")]
     pub intake_clients: Vec<PublicKey>,
-    /// Segment size of the WAL (bytes, multiple of 4096). Default 64 MiB.
+    /// WAL segment size under `data/consensus/wal` (bytes; a multiple of 4096, at least
+    /// 16 MiB). Default 64 MiB.
     pub wal_segment_bytes: u64,
-    /// Segment size of the ordered-log store (bytes). Default 256 MiB.
+    /// Ordered-log segment size under `data/consensus/log` (bytes; a multiple of 4096, at
+    /// least 16 MiB). Default 256 MiB.
     pub log_segment_bytes: u64,
-    /// Most blocks per ordered-log read (QUIC and catch-up). Default 256.
+    /// Most blocks per ordered-log read and per catch-up answer. Default 256.
     pub log_max_blocks: u32,
-    /// Finalized blocks kept below the tip in the ordered-log store (0: all, the
-    /// default). Older segments are deleted; reads below the oldest kept height answer
-    /// `Pruned`, so a lagging execution node must state-sync. Every reader that starts
-    /// from genesis (a new settlement node, an execution node's anchor registry, a
-    /// validator far behind) then needs another validator that keeps more. At least
-    /// [`MIN_LOG_RETAIN`].
+    /// Finalized blocks kept below the tip in the ordered log (0: all, the default).
+    /// Older segments are deleted; reads below the oldest kept height answer "pruned",
+    /// so a lagging execution node must state-sync. Every reader that starts from
+    /// genesis (a new settlement node, an execution node's anchor registry, a validator
+    /// far behind) then needs another validator that keeps more. 0 or at least
+    /// [`MIN_LOG_RETAIN`] (10,000).
     pub log_retain_heights: u64,
-    /// **Test and demo only: a Byzantine disperser.** Every square this validator's
-    /// batcher disperses has a wrongly encoded row (DA nodes still certify it), to show
-    /// that execution and settlement reach the same final verdict instead of stalling.
-    /// Read by the node binary, which builds the validator's DA client.
+    /// **TEST/DEMO ONLY: a Byzantine disperser.** Every square this validator disperses
+    /// has a wrongly encoded row (DA nodes still certify it), to show that execution and
+    /// settlement reach the same final verdict instead of stalling. Read by the node
+    /// binary, which builds the validator's DA client.
     pub faulty_dispersal: bool,
 }
 

@@ -37,26 +37,30 @@ mod millis {
 }
 
 /// Settings of a DA storage node (the `[da]` section of its `config.toml`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// A square that a block of the ordered log carried is kept until the log's tip
     /// passes that block's height plus this many heights, then pruned and no longer
     /// served. Applies when the node follows the log (the binary's DA node does); at
-    /// least [`crate::min_retain_heights`] (settlement's challenge window plus a
-    /// margin). Default 200,000 heights (execution's default record window, so that a
-    /// lagging executor or a node syncing from its peers' snapshots can still fetch).
+    /// least settlement's challenge window plus max(window, 1000)
+    /// ([`crate::min_retain_heights`]). Default 200,000 heights (execution's default
+    /// record window, so that a lagging executor or a node syncing from its peers'
+    /// snapshots can still fetch).
     pub retain_heights: u64,
     /// Squares that no followed block carried (dispersed but never ordered, or every
-    /// square of a node that follows no log) are pruned this long after they arrived.
-    /// Default 7 days (Celestia's sampling window).
+    /// square of a node that follows no log) are pruned this long after they arrived
+    /// (seconds). Default 7 days, the light-client sampling window (as Celestia's).
     #[serde(rename = "retention_secs", with = "secs")]
+    #[schemars(with = "u64")]
     pub retention: Duration,
-    /// How often the node follows the log and prunes. Default 60 s.
+    /// How often the node follows the log and prunes (seconds). Default 60.
     #[serde(rename = "prune_interval_secs", with = "secs")]
+    #[schemars(with = "u64")]
     pub prune_interval: Duration,
-    /// Size of each column-store segment file. Default 256 MiB (a k = 128 square spread
-    /// over 4 nodes is 8 MiB per node). Pruning deletes whole segments.
+    /// Size of each column-store segment file under `data/columns` (bytes; a multiple of
+    /// 4096). Default 256 MiB (a k = 128 square spread over 4 nodes is 8 MiB per node).
+    /// Pruning deletes whole segments.
     pub segment_bytes: u64,
     /// Most column bytes this node holds, within the retention window, for squares
     /// first stored by one *client* key (any key that is not a genesis node: wallets,

@@ -63,12 +63,13 @@ use tokio_util::sync::CancellationToken;
 pub use node::{ExecutionNode, Shared, View};
 
 /// Configuration of the execution service.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
-    /// The chain to execute. `None`: the chain the genesis assigns to this node.
+    /// The chain (id) to execute. Unset: the chain of this node's genesis entry.
+    #[schemars(with = "Option<u64>", example = 1)]
     pub chain: Option<ChainId>,
-    /// Blocks requested from the log per read.
+    /// Blocks requested from the ordered log per read (1..=10000).
     pub read_batch: usize,
     /// Threads for signature verification and execution (0: all cores).
     pub threads: usize,
@@ -79,19 +80,25 @@ pub struct Config {
     /// with data for the chain) since the last claim; 1: a claim per step, and never one
     /// for an idle chain. 0 disables claims. Every claim extends the previous one, so
     /// the cut points depend on heights alone and a restarted node rebuilds the same
-    /// claims ([`claims`]).
+    /// claims (see [`claims`]). The claim's fee and ledger version come from the genesis
+    /// chain spec.
     pub claim_every: u64,
-    /// **Test and demo only.** Corrupt the state roots of every claim (deterministically,
-    /// self-consistently) so that settlement's fraud proofs can be exercised; the node's
-    /// own state and queries stay correct.
+    /// **TEST/DEMO ONLY:** post wrong (but self-consistent) claims, so that settlement's
+    /// fraud proofs can be exercised: the state roots of every claim are corrupted
+    /// deterministically; the node's own state and queries stay correct.
     pub faulty_claims: bool,
-    /// HTTP/JSON query address. `None`: the genesis entry's `http` address, if any.
+    /// HTTP/JSON query address (`GET /status`, `/balance/<account>`, `/nonce/<account>`,
+    /// `/receipt/<tx id>`). Unset: this node's `http` address in the genesis, if any.
+    #[schemars(example = SocketAddr::from(([127, 0, 0, 1], 8300)))]
     pub http_listen: Option<SocketAddr>,
-    /// Extra keys allowed to query over QUIC (wallets, tools); every genesis node may.
+    /// Public keys (hex) allowed to query over QUIC besides the genesis nodes, which
+    /// always may (wallets, load generators, tools).
+    #[schemars(with = "Vec<String>")]
     pub query_clients: Vec<PublicKey>,
-    /// Write a state snapshot after every height divisible by this (0: never). A
-    /// restart loads the newest snapshot and replays only the records after it
-    /// ([`snapshot`]).
+    /// Write a state snapshot (under `<data>/snapshots`) after every height divisible by
+    /// this (0: never). A restart loads the newest snapshot and replays only the block
+    /// records after it (see [`snapshot`]); `lamina execution snapshot export|import`
+    /// moves one to a new node.
     pub snapshot_every: u64,
     /// Also write a snapshot once this many transactions executed since the last one
     /// (0: heights only), so that a restart replays at most about this many
@@ -103,22 +110,22 @@ pub struct Config {
     /// after each snapshot (never above the oldest snapshot kept, which needs the records
     /// after it); queries for them answer "pruned". 0: keep everything.
     pub retain_heights: u64,
-    /// When the data directory is empty, fetch the newest snapshot of the chain from its
-    /// other execution nodes and start from it ([`sync`]); otherwise (or when no peer
-    /// offers one) replay the log from genesis.
+    /// With an empty data directory, fetch the newest snapshot of the chain from its
+    /// other execution nodes (state sync, see [`sync`]) and start from it; otherwise (or
+    /// when no peer offers one) replay the log from genesis.
     pub state_sync: bool,
     /// How many of the chain's execution nodes must offer the identical snapshot before
     /// state sync adopts it (1: any one genesis-listed execution node of the chain is
     /// trusted for the state it starts from).
     pub state_sync_quorum: usize,
-    /// Page cache of the receipt index ([`index`]), in MiB.
+    /// Page cache of the on-disk receipt index (see [`index`]), in MiB (1..=65536).
     pub index_cache_mib: usize,
     /// Heights per receipt-index table: receipts are pruned a whole table at a time
     /// (an existing index keeps the value it was created with).
     pub index_epoch_heights: u64,
-    /// Size of one segment file of the block records, in KiB (a multiple of 4, at least
-    /// 16). Records are pruned by whole segments; a block record must fit in one
-    /// (at most 16 MiB).
+    /// Size of one segment file of the block records, in KiB (a multiple of 4 in
+    /// 64..=4194304). Records are pruned by whole segments; a block record (at most
+    /// 16 MiB) must fit in one.
     pub segment_kib: u64,
 }
 

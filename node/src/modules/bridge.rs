@@ -15,30 +15,18 @@ use anyhow::Context as _;
 use lamina_net::Endpoint;
 use tokio_util::sync::CancellationToken;
 
-use crate::annotated::AnnotatedToml;
 use crate::context::NodeContext;
 use crate::module::{Module, ModuleConfig};
 use crate::peers::{Need, PeerPlan};
 
 /// Settings of the bridge module (the `[bridge]` section): the relayer's own.
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 #[serde(transparent)]
 pub struct Config(pub lamina_bridge_service::Config);
 
 impl ModuleConfig for Config {
     fn validate(&self) -> anyhow::Result<()> {
         Ok(self.0.validate()?)
-    }
-
-    fn annotate(&self, doc: &mut AnnotatedToml) {
-        let c = &self.0;
-        doc.field("Pause between relay rounds with nothing to do, in milliseconds.", "idle_poll_ms", &c.idle_poll_ms);
-        doc.field(
-            "A receive or refund not finished after this many milliseconds is submitted again.",
-            "resubmit_after_ms",
-            &c.resubmit_after_ms,
-        );
-        doc.field("Relay only messages from these chains (empty: all).", "chains", &c.chains);
     }
 }
 

@@ -15,7 +15,6 @@ use anyhow::Context as _;
 use lamina_net::Endpoint;
 use tokio_util::sync::CancellationToken;
 
-use crate::annotated::AnnotatedToml;
 use crate::context::NodeContext;
 use crate::module::{Module, ModuleConfig};
 use crate::peers::PeerPlan;
@@ -23,46 +22,13 @@ use crate::peers::PeerPlan;
 /// Settings of the da module (the `[da]` section): the DA service's own config
 /// (`lamina_da_service::Config`), wrapped so that this file can give it its
 /// [`ModuleConfig`] impl.
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 #[serde(transparent)]
 pub struct Config(pub lamina_da_service::Config);
 
 impl ModuleConfig for Config {
     fn validate(&self) -> anyhow::Result<()> {
         Ok(self.0.validate()?)
-    }
-
-    fn annotate(&self, doc: &mut AnnotatedToml) {
-        let c = &self.0;
-        doc.field(
-            "A square ordered by the log at height h is pruned once the tip passes h + retain_heights (log\n\
-             heights; at least settlement's challenge window plus max(window, 1000); default 200,000).",
-            "retain_heights",
-            &c.retain_heights,
-        );
-        doc.field(
-            "Squares no block carried are pruned this long after they arrived (seconds; default 7 days,\n\
-             the light-client sampling window).",
-            "retention_secs",
-            &c.retention.as_secs(),
-        );
-        doc.field(
-            "How often to follow the log and prune (seconds).",
-            "prune_interval_secs",
-            &c.prune_interval.as_secs(),
-        );
-        doc.field(
-            "Size of each column-store segment file under data/columns (bytes; a multiple of 4096).\n\
-             Pruning deletes whole segments.",
-            "segment_bytes",
-            &c.segment_bytes,
-        );
-        doc.field(
-            "Most column bytes held here, within the retention window, for squares first stored by one client
-             key (not a genesis node); a store past it is refused with the figures.",
-            "client_quota_bytes",
-            &c.client_quota_bytes,
-        );
     }
 }
 

@@ -26,7 +26,6 @@ use lamina_net::Endpoint;
 use lamina_settlement_service::client::LogSettlement;
 use tokio_util::sync::CancellationToken;
 
-use crate::annotated::AnnotatedToml;
 use crate::context::NodeContext;
 use crate::machines::NodeSeams;
 use crate::module::{Module, ModuleConfig};
@@ -34,94 +33,13 @@ use crate::peers::{Need, PeerPlan};
 
 /// Settings of the execution module (the `[execution]` section): the execution
 /// service's own.
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 #[serde(transparent)]
 pub struct Config(pub lamina_execution_service::Config);
 
 impl ModuleConfig for Config {
     fn validate(&self) -> anyhow::Result<()> {
         Ok(self.0.validate()?)
-    }
-
-    fn annotate(&self, doc: &mut AnnotatedToml) {
-        let c = &self.0;
-        doc.optional("Chain (id) to execute. Default: the chain of this node's genesis entry.", "chain", &c.chain, "1");
-        doc.field("Blocks requested from the ordered log per read.", "read_batch", &c.read_batch);
-        doc.field("Threads for signature checks and execution (0: all cores).", "threads", &c.threads);
-        doc.field(
-            "Verify finality and availability certificates (turn off only for a trusted local log).",
-            "verify_certificates",
-            &c.verify_certificates,
-        );
-        doc.field(
-            "Cut a checkpoint claim at heights divisible by this, over the heights with data since the last\n\
-             claim (1: a claim per such height; an idle chain claims nothing; 0: never). The fee and the\n\
-             ledger version come from the genesis chain spec.",
-            "claim_every",
-            &c.claim_every,
-        );
-        doc.field(
-            "TEST/DEMO ONLY: post wrong (but self-consistent) claims so that fraud proofs can be exercised.",
-            "faulty_claims",
-            &c.faulty_claims,
-        );
-        doc.optional(
-            "HTTP/JSON query address (GET /status, /balance/<account>, /nonce/<account>, /receipt/<tx id>).\n\
-             Default: this node's `http` address in the genesis.",
-            "http_listen",
-            &c.http_listen,
-            "\"127.0.0.1:8300\"",
-        );
-        doc.field(
-            "Public keys (hex) allowed to query over QUIC besides genesis nodes (wallets, load generators).",
-            "query_clients",
-            &c.query_clients,
-        );
-        doc.field(
-            "Write a state snapshot (under <data>/snapshots) after every height divisible by this (0: never).\n\
-             A restart loads the newest snapshot and replays only the block records after it;\n\
-             `lamina execution snapshot export|import` moves one to a new node.",
-            "snapshot_every",
-            &c.snapshot_every,
-        );
-        doc.field(
-            "Also write a snapshot once this many transactions executed since the last one (0: heights only);\n\
-             bounds what a restart replays however full the blocks are.",
-            "snapshot_every_txs",
-            &c.snapshot_every_txs,
-        );
-        doc.field(
-            "With an empty data directory, fetch the newest snapshot from the chain's other execution nodes\n\
-             (state sync) and start from it; otherwise, or when none offers one, replay the log from genesis.",
-            "state_sync",
-            &c.state_sync,
-        );
-        doc.field(
-            "How many of the chain's execution nodes must offer the identical snapshot before state sync\n\
-             adopts it (1: any one genesis-listed execution node of the chain is trusted for the state).",
-            "state_sync_quorum",
-            &c.state_sync_quorum,
-        );
-        doc.field("Snapshots kept on disk (the newest; at least 1).", "keep_snapshots", &c.keep_snapshots);
-        doc.field(
-            "Heights of block records and receipts kept below the tip; older ones are pruned after each\n\
-             snapshot (never those the oldest kept snapshot needs). Queries for them answer \"pruned\". 0: keep all.",
-            "retain_heights",
-            &c.retain_heights,
-        );
-        doc.field("Page cache of the on-disk receipt index, in MiB.", "index_cache_mib", &c.index_cache_mib);
-        doc.field(
-            "Heights per receipt-index table: receipts are pruned a whole table at a time (an existing\n\
-             index keeps the value it was created with).",
-            "index_epoch_heights",
-            &c.index_epoch_heights,
-        );
-        doc.field(
-            "Size of one block-record segment file, in KiB (records are pruned by whole segments; a block\n\
-             record must fit in one).",
-            "segment_kib",
-            &c.segment_kib,
-        );
     }
 }
 

@@ -4,7 +4,8 @@
 //! `bridge.rs`) provides:
 //!
 //! * `Config`: the module's own settings (the `[<module>]` section of `config.toml`),
-//!   implementing [`crate::module::ModuleConfig`] (defaults, `validate()`, annotated TOML);
+//!   implementing [`crate::module::ModuleConfig`] (defaults, `validate()`, and a JSON schema
+//!   whose field doc comments are the comments of its annotated TOML);
 //! * `async fn start(ctx: NodeContext, config: Config, shutdown: CancellationToken) -> anyhow::Result<()>`:
 //!   runs the module's service until `shutdown` is cancelled, then stops intake, drains,
 //!   flushes and returns `Ok(())`. An `Err` is a fatal local fault: the process exits

@@ -25,66 +25,19 @@ use lamina_net::Endpoint;
 use lamina_primitives::Digest;
 use tokio_util::sync::CancellationToken;
 
-use crate::annotated::AnnotatedToml;
 use crate::context::NodeContext;
 use crate::module::{Module, ModuleConfig};
 use crate::peers::{Need, PeerPlan};
 
 /// Settings of the settlement module (the `[settlement]` section): the settlement
 /// service's own.
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 #[serde(transparent)]
 pub struct Config(pub lamina_settlement_service::Config);
 
 impl ModuleConfig for Config {
     fn validate(&self) -> anyhow::Result<()> {
         Ok(self.0.validate()?)
-    }
-
-    fn annotate(&self, doc: &mut AnnotatedToml) {
-        let c = &self.0;
-        doc.field("Blocks requested from the ordered log per read.", "read_batch", &c.read_batch);
-        doc.field(
-            "Verify finality and availability certificates (turn off only for a trusted local log).",
-            "verify_certificates",
-            &c.verify_certificates,
-        );
-        doc.field(
-            "Verifier mode: replay every chain, compare each claim, and post a fraud proof against wrong ones\n\
-             (needs a funded key in the genesis [settlement] balances to bond challenges).",
-            "verifier",
-            &c.verifier,
-        );
-        doc.field("Chains the verifier replays (empty: every chain).", "verify_chains", &c.verify_chains);
-        doc.field(
-            "Witnesses up to this many bytes go inside the challenge transaction; larger ones go to DA.",
-            "inline_witness_limit",
-            &c.inline_witness_limit,
-        );
-        doc.field(
-            "Write a snapshot of the settlement state under data/settlement-snapshots every this many log\n\
-             heights (0: never); a restart loads the newest and replays only the records after it.",
-            "snapshot_every",
-            &c.snapshot_every,
-        );
-        doc.field(
-            "Snapshots kept (at least 1); the store's records below the oldest kept one are deleted.",
-            "keep_snapshots",
-            &c.keep_snapshots,
-        );
-        doc.field(
-            "Size of each settlement store segment file (bytes; a multiple of 4096, at least 17 MiB).\n\
-             Pruning deletes whole segments.",
-            "segment_bytes",
-            &c.segment_bytes,
-        );
-        doc.optional(
-            "HTTP/JSON query address (GET /status, /chain/<id>, /claims/<chain>, /claim/<id>,\n\
-             /anchor/<chain>/<height>, /account/<key>). Default: this node's `http` address in the genesis.",
-            "http_listen",
-            &c.http_listen,
-            "\"127.0.0.1:8400\"",
-        );
     }
 }
 

@@ -52,26 +52,33 @@ use tokio_util::sync::CancellationToken;
 pub use follower::{Follower, Shared};
 
 /// Configuration of the settlement service.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
-    /// Blocks requested from the log per read.
+    /// Blocks requested from the ordered log per read (1..=10000).
     pub read_batch: usize,
     /// Verify finality and availability certificates (turn off only for a trusted local
     /// log).
     pub verify_certificates: bool,
-    /// Verifier mode: replay every chain, compare claims, challenge wrong ones.
+    /// Verifier mode: replay every chain, compare each claim, and post a fraud proof
+    /// against wrong ones (needs a funded key in the genesis `[settlement]` balances to
+    /// bond challenges).
     pub verifier: bool,
     /// Chains the verifier replays (empty: every chain of the genesis).
+    #[schemars(with = "Vec<u64>")]
     pub verify_chains: Vec<ChainId>,
     /// Witnesses up to this many bytes travel inside the challenge transaction; larger
-    /// ones are dispersed to DA and the challenge carries their commitment.
+    /// ones are dispersed to DA and the challenge carries their commitment. At most
+    /// 60 KiB.
     pub inline_witness_limit: usize,
-    /// HTTP/JSON query address. `None`: the genesis entry's `http` address, if any.
+    /// HTTP/JSON query address (`GET /status`, `/chain/<id>`, `/claims/<chain>`,
+    /// `/claim/<id>`, `/anchor/<chain>/<height>`, `/account/<key>`). Unset: this node's
+    /// `http` address in the genesis, if any.
+    #[schemars(example = SocketAddr::from(([127, 0, 0, 1], 8400)))]
     pub http_listen: Option<SocketAddr>,
-    /// Write a snapshot of the settlement state every this many log heights (0: never),
-    /// so that a restart replays only the records after the newest one
-    /// ([`snapshot`]). Default 10,000.
+    /// Write a snapshot of the settlement state under `data/settlement-snapshots` every
+    /// this many log heights (0: never), so that a restart loads the newest and replays
+    /// only the records after it (see [`snapshot`]). Default 10,000.
     pub snapshot_every: u64,
     /// Snapshots kept (at least 1). The store's records below the oldest kept one are
     /// deleted: disk stays bounded by the snapshots plus `keep_snapshots ×
