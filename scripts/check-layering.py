@@ -5,7 +5,8 @@ Reads `cargo metadata` (the resolved graph) and every member's Cargo.toml, and f
 
 1. a pure crate (lamina-primitives, lamina-interfaces, any *-core) depends, directly or
    transitively through normal dependencies, on tokio, quinn, quinn-proto, memmap2,
-   lamina-net, lamina-store, lamina-telemetry or any service crate;
+   lamina-net, lamina-store, lamina-telemetry or any service crate; a layer's client
+   crate (`<layer>/client`) reaches lamina-store or a service crate;
 2. a crate of one layer (consensus, data-availability, execution, settlement, bridge)
    depends on a crate of another layer;
 3. lamina-test-utils appears as a normal or build dependency anywhere;
@@ -45,8 +46,11 @@ def allowed_lamina_deps(kind, layer):
         return {"lamina-primitives", "lamina-interfaces", "lamina-store", "lamina-net"}
     if kind == "core":
         return {"lamina-primitives", "lamina-interfaces"}
+    if kind == "client":
+        # a layer's clients: its protocols' messages and typed clients, no service internals
+        return {"lamina-primitives", "lamina-interfaces", "lamina-net", f"core:{layer}"}
     if kind == "service":
-        return {"lamina-primitives", "lamina-interfaces", "lamina-net", "lamina-store", f"core:{layer}"}
+        return {"lamina-primitives", "lamina-interfaces", "lamina-net", "lamina-store", f"core:{layer}", f"client:{layer}"}
     if kind == "app":
         return None  # anything
     return set()
@@ -105,6 +109,14 @@ def check(meta, root):
             if bad:
                 errors.append(f"{name} is pure but depends (transitively) on {sorted(bad)}")
 
+        # 1b. clients carry no service internals (storage, servers)
+        if kind == "client":
+            bad = ({"lamina-store"} & trans_names) | {
+                n for n in trans_names if n.startswith("lamina-") and n.endswith("-service")
+            }
+            if bad:
+                errors.append(f"{name} is a client but depends (transitively) on {sorted(bad)}")
+
         # 2. no cross-layer dependency
         if layer:
             for dn in trans_names:
@@ -128,7 +140,7 @@ def check(meta, root):
                 if not dn.startswith("lamina-"):
                     continue
                 dk = layer_of_name.get(dn)
-                ok = dn in allowed or (dk and dk[0] == "core" and f"core:{dk[1]}" in allowed)
+                ok = dn in allowed or (dk and dk[0] in ("core", "client") and f"{dk[0]}:{dk[1]}" in allowed)
                 if not ok:
                     errors.append(f"{name} ({kind}) may not depend on {dn}")
 
@@ -231,7 +243,13 @@ def self_test():
             n["deps"].append({"pkg": tokio, "dep_kinds": [{"kind": None}]})
         if n["id"] == exec_core:
             n["deps"].append({"pkg": da_core, "dep_kinds": [{"kind": None}]})
+    client = ids.get("lamina-consensus-client")
+    service = ids["lamina-consensus-service"]
+    for n in bad["resolve"]["nodes"]:
+        if n["id"] == client:
+            n["deps"].append({"pkg": service, "dep_kinds": [{"kind": None}]})
     errs = check(bad, root)
+    assert not client or any("is a client but depends" in e for e in errs), errs
     assert any("lamina-primitives is pure" in e for e in errs) or not tokio, errs
     assert any("layer execution" in e and "lamina-da-core" in e for e in errs), errs
     cycle = strongly_connected({"cli": {"client"}, "client": {"cli"}, "args": set()})

@@ -37,7 +37,8 @@ use lamina_benches::{
     PayloadKind, PointSpec, ProcessCluster, ProcessSpec, SubmitAdapter, TargetFactory, Topology, TopologySweep,
     WorkloadSpec, run_bench,
 };
-use lamina_consensus_service::{Config, IntakeClient, LogClient};
+use lamina_consensus_client::{IntakeClient, LogClient};
+use lamina_consensus_service::Config;
 use lamina_interfaces::{Blob, DaError, DataAvailability, Genesis, Health, NodeEntry, OrderedLog};
 use lamina_net::{Endpoint, EndpointConfig, NodeContext};
 use lamina_primitives::{

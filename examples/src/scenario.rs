@@ -9,9 +9,9 @@
 use std::time::Duration;
 
 use anyhow::{Context as _, bail, ensure};
-use lamina_consensus_service::IntakeClient;
+use lamina_consensus_client::IntakeClient;
+use lamina_execution_client::client::QueryClient;
 use lamina_execution_core::{Receipt, Status};
-use lamina_execution_service::client::QueryClient;
 use lamina_interfaces::{Genesis, TxSubmit};
 use lamina_net::{Endpoint, EndpointConfig};
 use lamina_primitives::{ChainId, Height, Keypair, PublicKey, TxId};

@@ -7,7 +7,7 @@ use lamina_execution_core::changes::ChangeSet;
 use lamina_execution_core::ledger::{LedgerConfig, NativeLedger};
 use lamina_execution_core::smt::StateProof;
 use lamina_execution_core::witness::{Witness, execute_stateless};
-use lamina_execution_service::query::{QueryRequest, QueryResponse};
+use lamina_execution_client::protocol::{QueryRequest, QueryResponse};
 use lamina_execution_service::record::{BlockRecord, Header};
 use lamina_fuzz::{roundtrip, select};
 use lamina_primitives::{ChainId, Digest};

@@ -2,7 +2,7 @@
 //! (requests a node decodes from any allowed peer, responses a client decodes).
 #![no_main]
 
-use lamina_consensus_service::protocol::{LogRequest, LogResponse, SubmitRequest, SubmitResponse};
+use lamina_consensus_client::protocol::{LogRequest, LogResponse, SubmitRequest, SubmitResponse};
 use lamina_fuzz::{roundtrip, select};
 use libfuzzer_sys::fuzz_target;
 

@@ -8,7 +8,7 @@ use lamina_interfaces::CheckpointClaim;
 use lamina_primitives::Digest;
 use lamina_settlement_core::anchors::AnchorProof;
 use lamina_settlement_core::Entry;
-use lamina_settlement_service::query::{SettlementRequest, SettlementResponse};
+use lamina_settlement_client::protocol::{SettlementRequest, SettlementResponse};
 use lamina_settlement_service::record::{Header, HeightRecord};
 use libfuzzer_sys::fuzz_target;
 

@@ -17,8 +17,8 @@ use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand};
 use lamina_bridge_core::Entry;
 use lamina_bridge_service::BridgeNet as _;
+use lamina_execution_client::protocol::{QueryRequest, QueryResponse};
 use lamina_execution_core::ledger::{self, AssetId};
-use lamina_execution_service::query::{QueryRequest, QueryResponse};
 use lamina_interfaces::{BridgeMessage, ReceiptKind, SubmitOutcome, TxSubmit as _};
 use lamina_primitives::{ChainId, Digest, Height, Keypair, PublicKey};
 

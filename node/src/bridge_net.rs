@@ -8,16 +8,16 @@ use std::time::Duration;
 use anyhow::Context as _;
 use lamina_bridge_core::{ChainTotals, Entry};
 use lamina_bridge_service::BridgeNet;
-use lamina_consensus_service::IntakeClient;
+use lamina_consensus_client::IntakeClient;
+use lamina_execution_client::BridgeItem;
+use lamina_execution_client::client::QueryClient;
+use lamina_execution_client::protocol::{QueryRequest, QueryResponse};
 use lamina_execution_core::ledger;
-use lamina_execution_service::bridge::BridgeItem;
-use lamina_execution_service::client::QueryClient;
-use lamina_execution_service::query::{QueryRequest, QueryResponse};
 use lamina_interfaces::{BridgeMessage, FinalizedRoot, Genesis, ReceiptKind, TxSubmit as _};
 use lamina_net::Endpoint;
 use lamina_primitives::{ChainId, Height, Keypair, PublicKey, Transaction};
-use lamina_settlement_service::client::SettlementClient;
-use lamina_settlement_service::query::{SettlementRequest, SettlementResponse};
+use lamina_settlement_client::client::SettlementClient;
+use lamina_settlement_client::protocol::{SettlementRequest, SettlementResponse};
 
 /// Most entries [`NetBridge::all_outbox`] lists.
 pub const MAX_LISTED: usize = 1_000_000;

@@ -8,8 +8,8 @@
 //! in the services' `intake_clients` / `query_clients`. Each command binds its own QUIC
 //! endpoint on `127.0.0.1:0` with that key and registers the clients it needs on it:
 //!
-//! * the consensus intake ([`lamina_consensus_service::IntakeClient`]) to submit;
-//! * the execution query protocol ([`lamina_execution_service::query::QueryProtocol`])
+//! * the consensus intake ([`lamina_consensus_client::IntakeClient`]) to submit;
+//! * the execution query protocol ([`lamina_execution_client::protocol::QueryProtocol`])
 //!   of the chain's execution node(s) for nonces, balances (with state proofs that are
 //!   verified here), receipts and status;
 //! * the DA client ([`lamina_da_service::DaClient`]) to disperse blobs (and check the
@@ -23,10 +23,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand};
+use lamina_execution_client::client::{QueryClient, kind};
+use lamina_execution_client::protocol::{QueryRequest, QueryResponse, StatusInfo};
 use lamina_execution_core::ledger::{self, AssetId, LedgerFailure};
 use lamina_execution_core::{Receipt, Status};
-use lamina_execution_service::client::{QueryClient, kind};
-use lamina_execution_service::query::{QueryRequest, QueryResponse, StatusInfo};
 use lamina_interfaces::{Blob, ChainSpec, Genesis, SubmitOutcome, TxSubmit as _};
 use lamina_net::{Endpoint, EndpointConfig};
 use lamina_primitives::{ChainId, Digest, Height, Keypair, Namespace, NodeId, PublicKey, TxId};
@@ -516,7 +516,7 @@ async fn transfer(net: &Net, a: &TransferArgs) -> anyhow::Result<ExitCode> {
     let tx = ledger::transfer(&sender, ChainId(a.chain), nonce, a.to, AssetId(a.asset), a.amount);
     let id = tx.id();
 
-    let intake = lamina_consensus_service::IntakeClient::register(&net.endpoint, &net.genesis)
+    let intake = lamina_consensus_client::IntakeClient::register(&net.endpoint, &net.genesis)
         .context("cannot start the intake client")?;
     let all = net.genesis.validators.len();
     let started = std::time::Instant::now();

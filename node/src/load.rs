@@ -22,9 +22,9 @@ use lamina_benches::{
     BenchError, Cluster, CompletionSink, Deployment, ExecStatus, FaultAction, Instance, Launch, LoadTarget, Observes,
     ProcessCluster, ProcessRef, ProcessSpec, SubmitAdapter, TargetFactory, TargetSample, Topology,
 };
-use lamina_consensus_service::{IntakeClient, LogClient};
+use lamina_consensus_client::{IntakeClient, LogClient};
 use lamina_da_service::DaClient;
-use lamina_execution_service::query::{QueryProtocol, QueryRequest, QueryResponse};
+use lamina_execution_client::protocol::{QueryProtocol, QueryRequest, QueryResponse};
 use lamina_interfaces::{Genesis, OrderedLog};
 use lamina_net::{Endpoint, EndpointConfig, Network, PeerSet, ProtocolConfig};
 use lamina_primitives::{ChainId, Height, Keypair, Namespace, NodeId, Transaction};

@@ -31,9 +31,9 @@ use tokio_util::sync::CancellationToken;
 /// The seams the binary gives an execution service: the ordered-log and DA clients and
 /// settlement through the log (a registered machine's runner receives them built).
 pub type NodeSeams = lamina_execution_service::Seams<
-    lamina_consensus_service::LogClient,
+    lamina_consensus_client::LogClient,
     Arc<lamina_da_service::DaClient>,
-    lamina_settlement_service::client::LogSettlement<lamina_consensus_service::IntakeClient>,
+    lamina_settlement_client::client::LogSettlement<lamina_consensus_client::IntakeClient>,
 >;
 
 type RunFuture = Pin<Box<dyn Future<Output = Result<(), lamina_execution_service::Error>> + Send>>;

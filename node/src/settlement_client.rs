@@ -1,6 +1,6 @@
 //! `lamina settlement status|claims|anchor|account|challenge`: client commands against
 //! the network's settlement nodes (the typed QUIC query client
-//! [`lamina_settlement_service::client::SettlementClient`]), found the same way as the
+//! [`lamina_settlement_client::client::SettlementClient`]), found the same way as the
 //! other client commands (`--devnet`, or `--genesis` with `--client-key`).
 
 use std::path::PathBuf;
@@ -11,9 +11,9 @@ use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand};
 use lamina_interfaces::{Blob, DataAvailability as _, TxSubmit as _};
 use lamina_primitives::{ChainId, Digest, Height, Namespace, PublicKey};
+use lamina_settlement_client::client::SettlementClient;
+use lamina_settlement_client::protocol::{ClaimInfo, SettlementRequest, SettlementResponse};
 use lamina_settlement_core::{Challenge, Entry, WitnessRef};
-use lamina_settlement_service::client::SettlementClient;
-use lamina_settlement_service::query::{ClaimInfo, SettlementRequest, SettlementResponse};
 
 use crate::args::{ModuleCmd, parse_public_key};
 use crate::client::{Net, NetArgs, with_net};
@@ -286,7 +286,7 @@ async fn challenge(net: &Net, a: &ChallengeArgs) -> anyhow::Result<ExitCode> {
         _ => bail!("settlement node answered an account query with something else"),
     };
     let tx = Entry::transaction(&key, nonce, &entry).context("cannot encode the challenge")?;
-    let intake = lamina_consensus_service::IntakeClient::register(&net.endpoint, &net.genesis)
+    let intake = lamina_consensus_client::IntakeClient::register(&net.endpoint, &net.genesis)
         .context("cannot start the intake client")?;
     intake.wait_for_validators(1, Duration::from_secs(10)).await.context("no validator reachable")?;
     let outcome = intake.submit(tx.clone()).await.context("intake refused the challenge")?;

@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 
 use common::{Devnet, WITHIN, lamina, s};
 use lamina_bridge_service::BridgeNet as _;
+use lamina_execution_client::protocol::{QueryRequest, QueryResponse};
 use lamina_execution_core::ledger::{self, AssetId};
-use lamina_execution_service::query::{QueryRequest, QueryResponse};
 use lamina_interfaces::{ReceiptKind, TxSubmit as _};
 use lamina_net::{Endpoint, EndpointConfig};
 use lamina_node::bridge_net::NetBridge;

@@ -25,11 +25,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use lamina_consensus_service::IntakeClient;
+use lamina_consensus_client::IntakeClient;
+use lamina_execution_client::protocol::{QueryProtocol, QueryRequest, QueryResponse, StatusInfo};
 use lamina_execution_core::AssetId;
 use lamina_execution_core::ledger::{self, LedgerFailure};
 use lamina_execution_core::machine::Receipt;
-use lamina_execution_service::query::{QueryProtocol, QueryRequest, QueryResponse, StatusInfo};
 use lamina_interfaces::{ChainSpec, SubmitError, SubmitOutcome, TxSubmit as _};
 use lamina_net::{Endpoint, EndpointConfig, Network, PeerSet, ProtocolConfig};
 use lamina_primitives::{Height, Keypair, NodeId, Transaction, TxId};

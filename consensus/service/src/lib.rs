@@ -13,7 +13,7 @@
 //!   `lamina/consensus/1`, with the [`wal`] (fsync before send), catch-up (finalized
 //!   blocks served from the [`ledger`]) and timers;
 //! * the **ordered log**: finalized blocks in the [`ledger`], served in process
-//!   ([`LocalLog`]) and over `lamina/log/1` ([`LogClient`] is the matching client, an
+//!   ([`LocalLog`]) and over `lamina/log/1` ([`lamina_consensus_client::LogClient`] is the matching client, an
 //!   [`lamina_interfaces::OrderedLog`]).
 //!
 //! Readiness (`/readyz`): `peers` (connected to at least a quorum of the committee,
@@ -60,9 +60,8 @@ use tokio_util::sync::CancellationToken;
 pub use config::{BatchConfig, Config, MempoolConfig};
 pub use error::Error;
 pub use http::TxJson;
-pub use intake::{Intake, IntakeClient};
+pub use intake::Intake;
 pub use ledger::{Ledger, LocalLog};
-pub use logserve::LogClient;
 pub use protocol::{ConsensusProtocol, IntakeProtocol, LogProtocol};
 
 const TARGET: &str = "lamina::consensus";

@@ -11,8 +11,9 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use common::*;
+use lamina_consensus_client::{IntakeClient, LogClient};
 use lamina_consensus_service::ConsensusProtocol;
-use lamina_consensus_service::{IntakeClient, LogClient, TxJson};
+use lamina_consensus_service::TxJson;
 use lamina_interfaces::{OrderedLog, SubmitError, SubmitOutcome, TxSubmit};
 use lamina_net::{Endpoint, EndpointConfig, PeerSet, Protocol, ProtocolConfig, RawNetwork, Reject};
 use lamina_primitives::NodeId;

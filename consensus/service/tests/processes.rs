@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use common::*;
-use lamina_consensus_service::{IntakeClient, LogClient};
+use lamina_consensus_client::{IntakeClient, LogClient};
 use lamina_interfaces::{Genesis, SubmitOutcome, TxSubmit};
 use lamina_net::{Endpoint, EndpointConfig};
 use lamina_primitives::{Height, NodeId};

@@ -32,6 +32,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use lamina_execution_core::ledger::message_key;
 
+use lamina_execution_client::BridgeItem;
 use lamina_execution_core::ledger::{self, AssetId, BridgeEntry};
 use lamina_execution_core::{AuthenticatedState, ChangeSet, DataKey, StateRead};
 use lamina_interfaces::{BridgeCounters, BridgeMessage, Origin, ReceiptKind};
@@ -349,21 +350,6 @@ impl BridgeIndex {
         ix.refund_order = img.refund_order.into();
         Ok(ix)
     }
-}
-
-/// One bridge entry as the query protocol returns it.
-#[derive(Clone, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
-pub struct BridgeItem {
-    /// The message ([`BridgeMessage::encode`]).
-    pub message: Vec<u8>,
-    /// Height that wrote the entry (the lock, or the receive).
-    pub written_at: Height,
-    /// For receipts: [`ReceiptKind::as_u8`]; 0 for outbound messages.
-    pub receipt: u8,
-    /// (cut height, encoded state proof) of the entry, once a claim cut covered it.
-    pub proof: Option<(Height, Vec<u8>)>,
-    /// For outbound messages: the height that refunded it.
-    pub refunded_at: Option<Height>,
 }
 
 /// The counters of `(peer, asset)` in `state`.

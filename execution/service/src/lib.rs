@@ -34,7 +34,7 @@
 //!
 //! Queries (balance, nonce, receipt, balance with a state proof, status) are served over
 //! QUIC ([`query::QueryProtocol`], `lamina/execution/1`) and over HTTP/JSON
-//! ([`query::serve_http`]); [`client::QueryClient`] is the typed client.
+//! ([`query::serve_http`]); `lamina_execution_client::QueryClient` is the typed client.
 //!
 //! The service is generic over the seams it consumes: the `lamina` binary passes the
 //! consensus layer's QUIC `OrderedLog` client, the DA layer's client and the settlement
@@ -44,7 +44,6 @@
 pub mod adapters;
 pub mod bridge;
 pub mod claims;
-pub mod client;
 pub mod index;
 pub mod node;
 pub mod query;

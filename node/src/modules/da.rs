@@ -53,7 +53,7 @@ pub async fn start(ctx: NodeContext, config: Config, shutdown: CancellationToken
     let endpoint = Endpoint::bind(ctx.key(), ctx.endpoint.clone())
         .with_context(|| format!("cannot bind the QUIC endpoint on {}", ctx.endpoint.listen))?;
     let reporter = crate::peers::serve_alongside(&ctx, &endpoint, peer_plan(&ctx), &shutdown).await?;
-    let log = lamina_consensus_service::LogClient::register(&endpoint, ctx.genesis())
+    let log = lamina_consensus_client::LogClient::register(&endpoint, ctx.genesis())
         .context("cannot start the ordered-log client")?;
     let result = lamina_da_service::run_following(endpoint, ctx.service, config, log, shutdown).await;
     reporter.abort();

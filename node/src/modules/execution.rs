@@ -5,11 +5,11 @@
 //! joins them):
 //!
 //! * the ordered log: the consensus layer's QUIC client
-//!   ([`lamina_consensus_service::LogClient`]), which verifies every block's finality
+//!   ([`lamina_consensus_client::LogClient`]), which verifies every block's finality
 //!   certificate and parent link;
 //! * data availability: the DA layer's QUIC client ([`lamina_da_service::DaClient`]),
 //!   which fetches the chain's namespace with completeness proofs;
-//! * settlement: [`lamina_settlement_service::client::LogSettlement`] over the consensus
+//! * settlement: [`lamina_settlement_client::client::LogSettlement`] over the consensus
 //!   intake client, so signed checkpoint claims are ordered under the settlement
 //!   namespace.
 //!
@@ -23,7 +23,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use lamina_execution_service::Seams;
 use lamina_net::Endpoint;
-use lamina_settlement_service::client::LogSettlement;
+use lamina_settlement_client::client::LogSettlement;
 use tokio_util::sync::CancellationToken;
 
 use crate::context::NodeContext;
@@ -105,14 +105,14 @@ async fn run_chain(
 
 fn seams(ctx: &NodeContext, endpoint: &Endpoint, shutdown: &CancellationToken) -> anyhow::Result<NodeSeams> {
     let genesis = ctx.genesis();
-    let log = lamina_consensus_service::LogClient::register(endpoint, genesis)
+    let log = lamina_consensus_client::LogClient::register(endpoint, genesis)
         .context("cannot start the ordered-log client")?;
     let da = Arc::new(
         lamina_da_service::DaClient::register(endpoint, genesis, Default::default())
             .context("cannot start the DA client")?,
     );
-    let intake = lamina_consensus_service::IntakeClient::register(endpoint, genesis)
-        .context("cannot start the intake client")?;
+    let intake =
+        lamina_consensus_client::IntakeClient::register(endpoint, genesis).context("cannot start the intake client")?;
     let anchors = if genesis.bridge.enabled { Some(anchor_registry(ctx, &log, &da, shutdown)?) } else { None };
     Ok(Seams { log, da, settlement: LogSettlement::new(intake, ctx.key().clone()), anchors })
 }
@@ -124,7 +124,7 @@ fn seams(ctx: &NodeContext, endpoint: &Endpoint, shutdown: &CancellationToken) -
 /// an answer from the network.
 fn anchor_registry(
     ctx: &NodeContext,
-    log: &lamina_consensus_service::LogClient,
+    log: &lamina_consensus_client::LogClient,
     da: &Arc<lamina_da_service::DaClient>,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<Arc<dyn lamina_interfaces::AnchorRegistry>> {

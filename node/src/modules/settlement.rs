@@ -6,9 +6,9 @@
 //! binary joins them):
 //!
 //! * the ordered log: the consensus layer's QUIC client
-//!   ([`lamina_consensus_service::LogClient`]);
+//!   ([`lamina_consensus_client::LogClient`]);
 //! * data availability: the DA layer's QUIC client ([`lamina_da_service::DaClient`]);
-//! * intake (the verifier's challenges): [`lamina_consensus_service::IntakeClient`];
+//! * intake (the verifier's challenges): [`lamina_consensus_client::IntakeClient`];
 //! * stateless re-execution and chain replicas: the execution layer's
 //!   [`lamina_execution_core::NativeChains`] built from the genesis chain specs;
 //! * bad-encoding proofs: the DA layer's [`lamina_da_core::BadEncodingProof`].
@@ -83,19 +83,19 @@ pub async fn start(ctx: NodeContext, config: Config, shutdown: CancellationToken
 }
 
 type NodeSeams = lamina_settlement_service::Seams<
-    lamina_consensus_service::LogClient,
+    lamina_consensus_client::LogClient,
     Arc<lamina_da_service::DaClient>,
-    lamina_consensus_service::IntakeClient,
+    lamina_consensus_client::IntakeClient,
 >;
 
 fn seams(ctx: &NodeContext, endpoint: &Endpoint) -> anyhow::Result<NodeSeams> {
     let genesis = ctx.genesis();
-    let log = lamina_consensus_service::LogClient::register(endpoint, genesis)
+    let log = lamina_consensus_client::LogClient::register(endpoint, genesis)
         .context("cannot start the ordered-log client")?;
     let da = lamina_da_service::DaClient::register(endpoint, genesis, Default::default())
         .context("cannot start the DA client")?;
-    let submit = lamina_consensus_service::IntakeClient::register(endpoint, genesis)
-        .context("cannot start the intake client")?;
+    let submit =
+        lamina_consensus_client::IntakeClient::register(endpoint, genesis).context("cannot start the intake client")?;
     let exec = crate::machines::Chains::new(genesis.clone());
     Ok(lamina_settlement_service::Seams {
         log,

@@ -29,11 +29,10 @@
 //! steps with its own results and challenges the first wrong step with a fraud proof
 //! ([`verifier`]).
 //!
-//! [`client::LogSettlement`] is the settlement seam execution nodes post claims through
+//! `lamina_settlement_client::LogSettlement` is the settlement seam execution nodes post claims through
 //! (a signed [`lamina_settlement_core::Entry::Claim`] transaction via consensus intake);
-//! [`client::SettlementClient`] is the typed QUIC query client.
+//! `lamina_settlement_client::SettlementClient` is the typed QUIC query client.
 
-pub mod client;
 pub mod fetch;
 pub mod follower;
 pub mod query;

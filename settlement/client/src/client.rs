@@ -8,7 +8,7 @@ use lamina_net::{Endpoint, NetError, Network, PeerSet, ProtocolConfig};
 use lamina_primitives::{Keypair, NodeId, Transaction};
 use lamina_settlement_core::Entry;
 
-use crate::query::{SettlementProtocol, SettlementRequest, SettlementResponse};
+use crate::protocol::{SettlementProtocol, SettlementRequest, SettlementResponse};
 
 /// Posts checkpoint claims as settlement transactions through transaction intake: the
 /// payload is the encoded [`Entry::Claim`], the chain id is the settlement namespace's,

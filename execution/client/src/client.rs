@@ -15,7 +15,7 @@ use lamina_interfaces::{Genesis, NodeEntry};
 use lamina_net::{Endpoint, NetError, Network, PeerSet, ProtocolConfig};
 use lamina_primitives::{ChainId, Height, PublicKey, TxId};
 
-use crate::query::{QueryProtocol, QueryRequest, QueryResponse, StatusInfo};
+use crate::protocol::{QueryProtocol, QueryRequest, QueryResponse, StatusInfo};
 
 /// How long a node may take to connect before the next one is asked.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
