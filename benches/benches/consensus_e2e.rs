@@ -132,7 +132,7 @@ fn child(spec: String) {
                     Health::new(),
                 );
                 let endpoint = ctx.bind_endpoint(EndpointConfig::default()).unwrap();
-                let da = lamina_da_service::DaClient::register(&endpoint, &g, Default::default()).unwrap();
+                let da = lamina_da_client::DaClient::register(&endpoint, &g, Default::default()).unwrap();
                 lamina_consensus_service::run_on(endpoint, ctx, validator_config(verify), da, shutdown).await.unwrap();
             }
             "digests" => {
@@ -265,7 +265,7 @@ impl TargetFactory<Handle> for Factory {
             .map_err(|e| err(&e))?;
         let intake = IntakeClient::register(&ep, g).map_err(|e| err(&e))?;
         let log = LogClient::register(&ep, g).map_err(|e| err(&e))?;
-        let da = lamina_da_service::DaClient::register(&ep, g, Default::default()).map_err(|e| err(&e))?;
+        let da = lamina_da_client::DaClient::register(&ep, g, Default::default()).map_err(|e| err(&e))?;
         let n = g.validators.len();
         intake.wait_for_validators(n, Duration::from_secs(60)).await.map_err(|e| err(&e))?;
         log.wait_for_validators(n, Duration::from_secs(60)).await.map_err(|e| err(&e))?;
@@ -297,7 +297,7 @@ impl TargetFactory<Handle> for Factory {
 /// box lags behind the log under load.)
 async fn follow(
     log: LogClient,
-    da: Arc<lamina_da_service::DaClient>,
+    da: Arc<lamina_da_client::DaClient>,
     from: Height,
     namespaces: Vec<Namespace>,
     sink: CompletionSink,

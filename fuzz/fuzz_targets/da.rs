@@ -3,7 +3,7 @@
 #![no_main]
 
 use lamina_da_core::DaHeader;
-use lamina_da_service::protocol::{DaRequest, DaResponse};
+use lamina_da_client::protocol::{DaRequest, DaResponse};
 use lamina_da_service::store::StoredRecord;
 use lamina_fuzz::{roundtrip, select};
 use libfuzzer_sys::fuzz_target;

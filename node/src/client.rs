@@ -12,7 +12,7 @@
 //! * the execution query protocol ([`lamina_execution_client::protocol::QueryProtocol`])
 //!   of the chain's execution node(s) for nonces, balances (with state proofs that are
 //!   verified here), receipts and status;
-//! * the DA client ([`lamina_da_service::DaClient`]) to disperse blobs (and check the
+//! * the DA client ([`lamina_da_client::DaClient`]) to disperse blobs (and check the
 //!   availability certificate), retrieve a namespace's blobs (verified against the data
 //!   root) and sample a square as a light client.
 
@@ -662,12 +662,12 @@ async fn balance(net: &Net, a: &BalanceArgs) -> anyhow::Result<ExitCode> {
 
 // ------------------------------------------------------------------ blob and da
 
-fn da_client(net: &Net) -> anyhow::Result<lamina_da_service::DaClient> {
-    lamina_da_service::DaClient::register(&net.endpoint, &net.genesis, Default::default())
+fn da_client(net: &Net) -> anyhow::Result<lamina_da_client::DaClient> {
+    lamina_da_client::DaClient::register(&net.endpoint, &net.genesis, Default::default())
         .context("cannot start the DA client")
 }
 
-async fn wait_da(net: &Net, da: &lamina_da_service::DaClient, n: usize) -> anyhow::Result<()> {
+async fn wait_da(net: &Net, da: &lamina_da_client::DaClient, n: usize) -> anyhow::Result<()> {
     da.wait_for_nodes(n, CONNECT_TIMEOUT).await.with_context(|| {
         format!(
             "DA nodes unreachable: fewer than {n} of the {} of {} connected",
@@ -692,7 +692,7 @@ pub fn blob(cmd: BlobCmd) -> anyhow::Result<ExitCode> {
             }
             // Checked before the blob is read: a file too large for any square must not
             // cost the client its size in memory first.
-            let limit = lamina_da_core::max_blob_bytes(lamina_da_service::ClientConfig::default().codec_id());
+            let limit = lamina_da_core::max_blob_bytes(lamina_da_client::ClientConfig::default().codec_id());
             let too_large = |len: u64| {
                 anyhow::anyhow!("the blob is {len} bytes; one DA square holds at most {limit} bytes: split it")
             };

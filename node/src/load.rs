@@ -23,7 +23,7 @@ use lamina_benches::{
     ProcessCluster, ProcessRef, ProcessSpec, SubmitAdapter, TargetFactory, TargetSample, Topology,
 };
 use lamina_consensus_client::{IntakeClient, LogClient};
-use lamina_da_service::DaClient;
+use lamina_da_client::DaClient;
 use lamina_execution_client::protocol::{QueryProtocol, QueryRequest, QueryResponse};
 use lamina_interfaces::{Genesis, OrderedLog};
 use lamina_net::{Endpoint, EndpointConfig, Network, PeerSet, ProtocolConfig};

@@ -32,7 +32,7 @@ use tokio_util::sync::CancellationToken;
 /// settlement through the log (a registered machine's runner receives them built).
 pub type NodeSeams = lamina_execution_service::Seams<
     lamina_consensus_client::LogClient,
-    Arc<lamina_da_service::DaClient>,
+    Arc<lamina_da_client::DaClient>,
     lamina_settlement_client::client::LogSettlement<lamina_consensus_client::IntakeClient>,
 >;
 

@@ -268,7 +268,7 @@ async fn challenge(net: &Net, a: &ChallengeArgs) -> anyhow::Result<ExitCode> {
     let witness = if witness.len() <= INLINE_WITNESS {
         WitnessRef::Inline(witness)
     } else {
-        let da = lamina_da_service::DaClient::register(&net.endpoint, &net.genesis, Default::default())
+        let da = lamina_da_client::DaClient::register(&net.endpoint, &net.genesis, Default::default())
             .context("cannot start the DA client")?;
         let hash = lamina_settlement_core::witness_hash(&witness);
         let len = witness.len() as u64;

@@ -165,7 +165,7 @@ fn transfer_query_blob_and_sample_against_a_devnet() {
     refused(&["blob", "submit", "--namespace", "0", "--data", "x"], "namespace 0 is reserved");
     // A sparse file one byte over the largest square: refused from its size alone.
     let big = tmp.path().join("big.bin");
-    let limit = lamina_da_core::max_blob_bytes(lamina_da_service::ClientConfig::default().codec_id());
+    let limit = lamina_da_core::max_blob_bytes(lamina_da_client::ClientConfig::default().codec_id());
     std::fs::File::create(&big).unwrap().set_len(limit + 1).unwrap();
     refused(&["blob", "submit", "--namespace", "1", "--file", s(&big)], &format!("at most {limit} bytes"));
 

@@ -1,8 +1,8 @@
-//! Typed configuration: the DA node's `[da]` section and the client's settings.
+//! Typed configuration: the DA node's `[da]` section. The client's settings
+//! (`ClientConfig`) live in `lamina-da-client`.
 
 use std::time::Duration;
 
-use lamina_da_core::{CodecId, DEFAULT_SAMPLES};
 use lamina_net::EndpointConfig;
 use serde::{Deserialize, Serialize};
 
@@ -19,20 +19,6 @@ mod secs {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         Ok(Duration::from_secs(u64::deserialize(d)?))
-    }
-}
-
-mod millis {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_u64(d.as_millis() as u64)
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        Ok(Duration::from_millis(u64::deserialize(d)?))
     }
 }
 
@@ -108,63 +94,6 @@ impl Config {
     }
 }
 
-/// Settings of a DA client: the disperser, retrieval and the light sampler.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct ClientConfig {
-    /// Codec id for new squares (1 = Leopard GF(2^16), 2 = Vandermonde GF(2^8)).
-    pub codec: u8,
-    /// Time allowed per request to a DA node. Default 10 s.
-    #[serde(rename = "request_timeout_ms", with = "millis")]
-    pub request_timeout: Duration,
-    /// How long to wait for a connection to a node that is not connected before
-    /// skipping it. Default 1 s.
-    #[serde(rename = "connect_wait_ms", with = "millis")]
-    pub connect_wait: Duration,
-    /// How long `submit` waits for attestations before giving up. Default 30 s.
-    #[serde(rename = "disperse_timeout_ms", with = "millis")]
-    pub disperse_timeout: Duration,
-    /// Samples per light-sampling run. Default 32 (>= 99.99 % confidence for k <= 512).
-    pub samples: u32,
-    /// Verified headers kept in memory. Default 64.
-    pub header_cache: usize,
-    /// **Test and demo only: a Byzantine disperser.** Every square this client
-    /// disperses has its first row wrongly encoded
-    /// ([`lamina_da_core::fraud::corrupt_row_encoding`]): DA nodes still certify it, and
-    /// retrieval of the namespace in that row answers with a bad-encoding proof.
-    pub faulty_encoding: bool,
-}
-
-impl Default for ClientConfig {
-    fn default() -> Self {
-        ClientConfig {
-            codec: CodecId::default().as_u8(),
-            request_timeout: Duration::from_secs(10),
-            connect_wait: Duration::from_secs(1),
-            disperse_timeout: Duration::from_secs(30),
-            samples: DEFAULT_SAMPLES,
-            header_cache: 64,
-            faulty_encoding: false,
-        }
-    }
-}
-
-impl ClientConfig {
-    /// Checks the values.
-    pub fn validate(&self) -> Result<()> {
-        CodecId::from_u8(self.codec).map_err(|e| Error::Config(e.to_string()))?;
-        if self.request_timeout.is_zero() || self.disperse_timeout.is_zero() || self.samples == 0 {
-            return Err(Error::Config("timeouts and samples must be positive".into()));
-        }
-        Ok(())
-    }
-
-    /// The codec.
-    pub fn codec_id(&self) -> CodecId {
-        CodecId::from_u8(self.codec).unwrap_or_default()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -172,13 +101,11 @@ mod tests {
     #[test]
     fn defaults_validate_and_round_trip_through_toml_form() {
         Config::default().validate().unwrap();
-        ClientConfig::default().validate().unwrap();
         let json = serde_json::to_string(&Config::default()).unwrap();
         assert!(json.contains("retention_secs"));
         let back: Config = serde_json::from_str(&json).unwrap();
         assert_eq!(back, Config::default());
         let bad = Config { segment_bytes: 1000, ..Config::default() };
         assert!(bad.validate().is_err());
-        assert!(ClientConfig { codec: 9, ..ClientConfig::default() }.validate().is_err());
     }
 }

@@ -3,7 +3,7 @@
 use lamina_interfaces::DaError;
 use lamina_primitives::CodecError;
 
-/// What can stop a DA service or client operation.
+/// What can stop a DA service operation (a client's error converts into it).
 ///
 /// Peer misbehaviour inside an operation (a node answering with bad data) is not an
 /// error of the operation: it is blamed, counted, and the operation continues with
@@ -68,4 +68,17 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 pub(crate) fn task_err(e: tokio::task::JoinError) -> Error {
     Error::Task(e.to_string())
+}
+
+impl From<lamina_da_client::Error> for Error {
+    fn from(e: lamina_da_client::Error) -> Self {
+        use lamina_da_client::Error as C;
+        match e {
+            C::Config(m) => Error::Config(m),
+            C::Net(e) => Error::Net(e),
+            C::Core(e) => Error::Core(e),
+            C::Codec(e) => Error::Codec(e),
+            C::Da(e) => Error::Da(e),
+        }
+    }
 }

@@ -1,4 +1,4 @@
-//! The DA service: disperser, DA storage node, retrieval and light sampler over QUIC.
+//! The DA service: the DA storage node over QUIC (its clients are lamina-da-client).
 //!
 //! Thin async drivers around `lamina-da-core`, over `lamina-net` (QUIC, pinned keys,
 //! ALPN `lamina/da/1`) and `lamina-store` (the column store).
@@ -12,11 +12,9 @@
 //!   heights after the block that ordered it (at least settlement's challenge window
 //!   plus a margin, [`min_retain_heights`]); squares no block carried keep the
 //!   wall-clock `retention_secs`.
-//! * [`DaClient`]: the QUIC implementation of [`lamina_interfaces::DataAvailability`]:
-//!   `submit` disperses a square and returns the availability certificate;
-//!   `get_namespace` retrieves and verifies a namespace's blobs, rebuilding from any `k`
-//!   columns and blaming nodes that serve bad data; [`DaClient::sample`] is the light
-//!   sampler, and [`sample_once`] the body of `lamina da sample <data-root>`.
+//! * `DaClient` (in `lamina-da-client`, with the protocol's messages): the QUIC
+//!   implementation of [`lamina_interfaces::DataAvailability`] that dispersers,
+//!   retrieval clients and light samplers use.
 //! * [`lamina_da_core::InProcessDa`] is the in-process implementation of the same trait.
 //!
 //! Bad input from the network (malformed or oversize requests, columns that do not
@@ -29,35 +27,23 @@
 //! missed a dispersal does not fetch its columns from peers afterwards (repair by
 //! peers); dispersal sends each node its columns directly from the disperser.
 
-mod client;
 pub mod config;
 pub mod error;
 pub mod metrics;
 mod node;
-pub mod protocol;
 pub mod store;
 
-pub use client::{CellSample, DaClient, RetrieveError, sample_once};
-pub use config::{ClientConfig, Config};
+pub use config::Config;
 pub use error::{Error, Result};
-pub use node::{DaNode, accepted_peers, min_retain_heights, protocol_config, run, run_following, run_on};
+/// The DA protocol's messages, from `lamina-da-client` (which the node's server answers).
+pub use lamina_da_client::protocol;
+pub use node::{DaNode, accepted_peers, min_retain_heights, run, run_following, run_on};
 
 /// Registers the `# HELP` text of every metric this crate emits with the installed
 /// `metrics` recorder (call once, after installing it; the binary does).
 pub fn describe_metrics() {
     lamina_store::describe_metrics();
-    ::metrics::describe_counter!(
-        "lamina_da_dispersals_total",
-        "DA client dispersals finished, by outcome (certified, failed)."
-    );
-    ::metrics::describe_histogram!(
-        "lamina_da_disperse_seconds",
-        "Duration of each DA client dispersal, from blobs to availability certificate or failure, in seconds; no labels."
-    );
-    ::metrics::describe_counter!(
-        "lamina_da_misbehaving_answers_total",
-        "DA node answers that failed the client's verification, by node (first 16 hex characters of its key)."
-    );
+    lamina_da_client::describe_metrics();
     ::metrics::describe_counter!(
         "lamina_da_node_attestations_total",
         "Attestations signed by this DA node once it held every column assigned to it for a square; no labels."
@@ -85,21 +71,5 @@ pub fn describe_metrics() {
     ::metrics::describe_gauge!(
         "lamina_da_node_squares",
         "Squares held in this DA node's column store (set at open, after each store and after pruning); no labels."
-    );
-    ::metrics::describe_counter!(
-        "lamina_da_retrievals_total",
-        "DA client namespace retrievals finished, by outcome (ok, absent, bad_encoding, failed)."
-    );
-    ::metrics::describe_counter!(
-        "lamina_da_rows_rebuilt_total",
-        "Square rows the DA client reconstructed by erasure decoding during retrieval (cells missing or inconsistent with the row root); no labels."
-    );
-    ::metrics::describe_counter!(
-        "lamina_da_samples_total",
-        "DA sampling results, by outcome (verified or invalid per node answer, missing per cell no node answered correctly)."
-    );
-    ::metrics::describe_gauge!(
-        "lamina_da_sampling_confidence",
-        "Availability confidence (0 to 1) of the last sampling run, 0 when any sample failed; no labels."
     );
 }

@@ -8,7 +8,7 @@ use lamina_da_core::fraud::is_codeword;
 use lamina_da_core::tree::{Axis, axis_root};
 use lamina_da_core::{Assignment, AxisRangeProof, Parallelism, SHARE_SIZE, SampleProof};
 use lamina_interfaces::{InMemoryLog, LogError, OrderedLog};
-use lamina_net::{Endpoint, Handler, NodeContext, PeerSet, ProtocolConfig, Reject};
+use lamina_net::{Endpoint, Handler, NodeContext, PeerSet, Reject};
 use lamina_primitives::{Digest, Height, Keypair, NodeId};
 use rayon::prelude::*;
 use tokio_util::sync::CancellationToken;
@@ -18,7 +18,7 @@ use crate::error::{Error, Result, task_err};
 use crate::metrics as m;
 use crate::protocol::{
     CellRef, ColumnData, ColumnRef, ColumnSlice, DaProtocol, DaRequest, DaResponse, MAX_RANGES_BYTES, RangesRequest,
-    StoreRequest, StoreResponse,
+    StoreRequest, StoreResponse, protocol_config,
 };
 use crate::store::ColumnStore;
 
@@ -263,17 +263,6 @@ impl Handler<DaProtocol> for Serve {
 /// public; storing needs one of these keys or an `allowed_clients` one).
 pub fn accepted_peers(ctx: &NodeContext) -> PeerSet {
     ctx.client_peers()
-}
-
-/// The protocol settings of the DA node.
-pub fn protocol_config() -> ProtocolConfig {
-    ProtocolConfig {
-        request_timeout: Duration::from_secs(30),
-        handler_timeout: Duration::from_secs(60),
-        // A store request may carry 32 MiB: bound what one peer can have in memory.
-        max_inflight_per_connection: 64,
-        ..ProtocolConfig::for_protocol::<DaProtocol>()
-    }
 }
 
 /// Runs a DA storage node until `shutdown`: binds the endpoint (genesis address unless

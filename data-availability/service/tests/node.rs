@@ -11,12 +11,13 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::*;
+use lamina_da_client::RetrieveError;
+use lamina_da_client::protocol::{ColumnData, DaProtocol, DaRequest, DaResponse, StoreRequest};
 use lamina_da_core::tree::Axis;
 use lamina_da_core::{
     Assignment, BadEncodingProof, CodecId, CommittedSquare, ExtendedSquare, OriginalSquare, Parallelism, extend,
 };
-use lamina_da_service::protocol::{ColumnData, DaProtocol, DaRequest, DaResponse, StoreRequest};
-use lamina_da_service::{Config, RetrieveError};
+use lamina_da_service::Config;
 use lamina_interfaces::{Blob, DataAvailability};
 use lamina_net::{NetError, Network, PeerSet, RejectKind};
 use lamina_primitives::{ChainId, Namespace, NodeId};
@@ -28,7 +29,7 @@ fn raw_net(endpoint: &lamina_net::Endpoint, g: &lamina_interfaces::Genesis) -> N
     for e in &g.da_nodes {
         peers = peers.with_dial(e.key, e.addr);
     }
-    let mut config = lamina_da_service::protocol_config();
+    let mut config = lamina_da_client::protocol_config();
     config = config.with_max_frame(64 << 20);
     endpoint.register_client::<DaProtocol>(peers, config).unwrap()
 }
@@ -142,7 +143,7 @@ async fn bad_input_is_rejected_and_the_node_keeps_serving() {
     assert!(matches!(garbage, Err(NetError::Rejected(r)) if r.kind == RejectKind::Malformed));
     assert_eq!(rejected(net.request(&node0, &DaRequest::Header(sq.data_root())).await), RejectKind::Unavailable);
     // An oversize request (above the node's frame limit) fails its stream only.
-    let limit = lamina_da_service::protocol_config().max_request;
+    let limit = lamina_da_client::protocol_config().max_request;
     let huge = net.raw().request(&node0, Bytes::from(vec![0u8; limit + 4096])).await;
     assert!(huge.is_err(), "oversize request accepted");
 
@@ -159,18 +160,15 @@ async fn bad_input_is_rejected_and_the_node_keeps_serving() {
     let got = client.get_namespace(&cert.commitment, Namespace::from(ChainId(2))).await.unwrap();
     assert_eq!(got, vec![vec![3 ^ 0xFF; 9_000]]);
     // Out-of-range requests are typed rejections.
-    let req = DaRequest::ColumnRanges(lamina_da_service::protocol::RangesRequest {
+    let req = DaRequest::ColumnRanges(lamina_da_client::protocol::RangesRequest {
         data_root: sq.data_root(),
         first_row: 5,
         end_row: 5,
         columns: vec![0],
     });
     assert_eq!(rejected(net.request(&node0, &req).await), RejectKind::BadRequest);
-    let req = DaRequest::Sample(lamina_da_service::protocol::CellRef {
-        data_root: sq.data_root(),
-        row: 10_000,
-        col: mine[0],
-    });
+    let req =
+        DaRequest::Sample(lamina_da_client::protocol::CellRef { data_root: sq.data_root(), row: 10_000, col: mine[0] });
     assert_eq!(rejected(net.request(&node0, &req).await), RejectKind::BadRequest);
     // And a good sample verifies.
     let p = client.fetch_sample(&node0, sq.data_root(), 1, mine[0]).await.unwrap();

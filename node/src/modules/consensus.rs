@@ -6,7 +6,7 @@
 //! `lamina/intake/1` (transaction intake) and `lamina/log/1` (the ordered log) to every
 //! genesis node and the configured `intake_clients`, plus the HTTP/JSON intake on the
 //! validator's genesis `http` address. Batches are made available through the DA
-//! client (`lamina_da_service::DaClient`, `lamina/da/1`, dialing the genesis DA nodes)
+//! client (`lamina_da_client::DaClient`, `lamina/da/1`, dialing the genesis DA nodes)
 //! registered on the same endpoint. The WAL and the ordered log live under
 //! `data/consensus/`.
 //!
@@ -58,12 +58,11 @@ pub fn peer_plan(ctx: &NodeContext) -> PeerPlan {
 pub async fn start(ctx: NodeContext, config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let endpoint = Endpoint::bind(ctx.key(), ctx.endpoint.clone())
         .with_context(|| format!("cannot bind the QUIC endpoint on {}", ctx.endpoint.listen))?;
-    let da_config =
-        lamina_da_service::ClientConfig { faulty_encoding: config.0.faulty_dispersal, ..Default::default() };
+    let da_config = lamina_da_client::ClientConfig { faulty_encoding: config.0.faulty_dispersal, ..Default::default() };
     if config.0.faulty_dispersal {
         tracing::warn!(target: "lamina::consensus", "faulty_dispersal is on: every square this validator disperses is wrongly encoded (test/demo only)");
     }
-    let da = match lamina_da_service::DaClient::register(&endpoint, ctx.genesis(), da_config) {
+    let da = match lamina_da_client::DaClient::register(&endpoint, ctx.genesis(), da_config) {
         Ok(d) => d,
         Err(e) => {
             endpoint.shutdown().await;

@@ -7,7 +7,7 @@
 //! * the ordered log: the consensus layer's QUIC client
 //!   ([`lamina_consensus_client::LogClient`]), which verifies every block's finality
 //!   certificate and parent link;
-//! * data availability: the DA layer's QUIC client ([`lamina_da_service::DaClient`]),
+//! * data availability: the DA layer's QUIC client ([`lamina_da_client::DaClient`]),
 //!   which fetches the chain's namespace with completeness proofs;
 //! * settlement: [`lamina_settlement_client::client::LogSettlement`] over the consensus
 //!   intake client, so signed checkpoint claims are ordered under the settlement
@@ -108,7 +108,7 @@ fn seams(ctx: &NodeContext, endpoint: &Endpoint, shutdown: &CancellationToken) -
     let log = lamina_consensus_client::LogClient::register(endpoint, genesis)
         .context("cannot start the ordered-log client")?;
     let da = Arc::new(
-        lamina_da_service::DaClient::register(endpoint, genesis, Default::default())
+        lamina_da_client::DaClient::register(endpoint, genesis, Default::default())
             .context("cannot start the DA client")?,
     );
     let intake =
@@ -125,7 +125,7 @@ fn seams(ctx: &NodeContext, endpoint: &Endpoint, shutdown: &CancellationToken) -
 fn anchor_registry(
     ctx: &NodeContext,
     log: &lamina_consensus_client::LogClient,
-    da: &Arc<lamina_da_service::DaClient>,
+    da: &Arc<lamina_da_client::DaClient>,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<Arc<dyn lamina_interfaces::AnchorRegistry>> {
     let genesis = ctx.genesis();

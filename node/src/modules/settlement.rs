@@ -7,7 +7,7 @@
 //!
 //! * the ordered log: the consensus layer's QUIC client
 //!   ([`lamina_consensus_client::LogClient`]);
-//! * data availability: the DA layer's QUIC client ([`lamina_da_service::DaClient`]);
+//! * data availability: the DA layer's QUIC client ([`lamina_da_client::DaClient`]);
 //! * intake (the verifier's challenges): [`lamina_consensus_client::IntakeClient`];
 //! * stateless re-execution and chain replicas: the execution layer's
 //!   [`lamina_execution_core::NativeChains`] built from the genesis chain specs;
@@ -84,7 +84,7 @@ pub async fn start(ctx: NodeContext, config: Config, shutdown: CancellationToken
 
 type NodeSeams = lamina_settlement_service::Seams<
     lamina_consensus_client::LogClient,
-    Arc<lamina_da_service::DaClient>,
+    Arc<lamina_da_client::DaClient>,
     lamina_consensus_client::IntakeClient,
 >;
 
@@ -92,7 +92,7 @@ fn seams(ctx: &NodeContext, endpoint: &Endpoint) -> anyhow::Result<NodeSeams> {
     let genesis = ctx.genesis();
     let log = lamina_consensus_client::LogClient::register(endpoint, genesis)
         .context("cannot start the ordered-log client")?;
-    let da = lamina_da_service::DaClient::register(endpoint, genesis, Default::default())
+    let da = lamina_da_client::DaClient::register(endpoint, genesis, Default::default())
         .context("cannot start the DA client")?;
     let submit =
         lamina_consensus_client::IntakeClient::register(endpoint, genesis).context("cannot start the intake client")?;

@@ -8,9 +8,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use lamina_da_service::protocol::{DaProtocol, DaRequest, DaResponse};
+use lamina_da_client::protocol::{DaProtocol, DaRequest, DaResponse};
+use lamina_da_client::{ClientConfig, DaClient, protocol_config};
 use lamina_da_service::store::ColumnStore;
-use lamina_da_service::{ClientConfig, Config, DaClient, DaNode, accepted_peers, protocol_config};
+use lamina_da_service::{Config, DaNode, accepted_peers};
 use lamina_interfaces::{Blob, Genesis, Health};
 use lamina_net::{Endpoint, EndpointConfig, Handler, NodeContext, Reject};
 use lamina_primitives::{Batch, ChainId, Keypair, Namespace, NodeId, Transaction, codec};

@@ -43,10 +43,9 @@ use tokio::task::JoinSet;
 use crate::config::ClientConfig;
 use crate::error::{Error, Result};
 use crate::metrics as m;
-use crate::node::protocol_config;
 use crate::protocol::{
     CellRef, ColumnData, DaProtocol, DaRequest, DaResponse, MAX_RANGES_BYTES, MAX_STORE_BYTES, RangesRequest,
-    StoreRequest, StoreResponse,
+    StoreRequest, StoreResponse, protocol_config,
 };
 
 const TARGET: &str = "lamina::da";

@@ -16,7 +16,9 @@
 //! [`lamina_net::Reject::unavailable`].
 
 use lamina_da_core::{AxisRangeProof, DaHeader, MAX_SQUARE_WIDTH, SHARE_SIZE, SampleProof, SquareRoots};
-use lamina_net::{Empty, Protocol, ProtocolId};
+use std::time::Duration;
+
+use lamina_net::{Empty, Protocol, ProtocolConfig, ProtocolId};
 use lamina_primitives::codec::Wire;
 use lamina_primitives::{DataCommitment, Digest, PublicKey, Signature};
 
@@ -166,4 +168,16 @@ impl Wire for DaResponse {
         let a = if HEADER_MAX > column { HEADER_MAX } else { column };
         if a > MAX_RANGES_BYTES + (1 << 20) { a } else { MAX_RANGES_BYTES + (1 << 20) }
     };
+}
+
+/// The protocol settings of `lamina/da/1`, on both sides (the node's server and every
+/// client): timeouts, and how many requests one connection may have in flight.
+pub fn protocol_config() -> ProtocolConfig {
+    ProtocolConfig {
+        request_timeout: Duration::from_secs(30),
+        handler_timeout: Duration::from_secs(60),
+        // A store request may carry 32 MiB: bound what one peer can have in memory.
+        max_inflight_per_connection: 64,
+        ..ProtocolConfig::for_protocol::<DaProtocol>()
+    }
 }
