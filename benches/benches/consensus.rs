@@ -141,7 +141,7 @@ fn bench_intake(c: &mut Criterion) {
             b.iter_batched(
                 || {
                     let cfg = MempoolConfig { verify_signatures: verify, ..MempoolConfig::default() };
-                    let mp = Arc::new(Mutex::new(Mempool::new(cfg.clone(), [ChainId(1)])));
+                    let mp = Arc::new(Mutex::new(Mempool::new(cfg.limits(), [ChainId(1)])));
                     (Intake::new(mp, cfg, Arc::new(tokio::sync::Notify::new()), usize::MAX), txs.clone())
                 },
                 |(intake, txs)| intake.submit_now(txs),

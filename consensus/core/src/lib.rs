@@ -182,6 +182,7 @@ pub mod config;
 pub mod crypto;
 pub mod engine;
 pub mod error;
+pub mod mempool;
 pub mod messages;
 pub mod wal;
 
@@ -190,5 +191,6 @@ pub use config::Config;
 pub use crypto::{Signer, Verifier, Zip215};
 pub use engine::{Core, Stats};
 pub use error::{ConfigError, Error};
+pub use mempool::{Cut, Mempool, MempoolLimits, MempoolStats};
 pub use messages::{Certificate, Message, Proposal, SyncRequest, SyncResponse, Vote, VoteKind, vote_digest};
 pub use wal::{Recovered, WalRecord};

@@ -88,7 +88,7 @@ pub(crate) async fn run<D: DataAvailability + 'static>(
             let Ok(permit) = inflight.clone().try_acquire_owned() else { break };
             let cut = {
                 let mut mp = mempool.lock();
-                let now = Instant::now();
+                let now = crate::mempool::now();
                 let released = mp.release_gaps(now);
                 if released > 0 {
                     metrics::counter!(m::NONCE_GAPS_RELEASED).increment(released as u64);

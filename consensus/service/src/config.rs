@@ -47,6 +47,22 @@ pub struct MempoolConfig {
     pub durable_intake: bool,
 }
 
+impl MempoolConfig {
+    /// The limits the mempool state machine reads.
+    pub fn limits(&self) -> lamina_consensus_core::MempoolLimits {
+        lamina_consensus_core::MempoolLimits {
+            max_txs: self.max_txs,
+            max_bytes: self.max_bytes,
+            max_per_sender: self.max_per_sender,
+            max_tx_bytes: self.max_tx_bytes,
+            recent_ids: self.recent_ids,
+            max_tracked_senders: self.max_tracked_senders,
+            nonce_gap_ms: self.nonce_gap_ms,
+            new_sender_wait_ms: self.new_sender_wait_ms,
+        }
+    }
+}
+
 impl Default for MempoolConfig {
     fn default() -> Self {
         MempoolConfig {

@@ -5,7 +5,6 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
 
 use lamina_interfaces::{SubmitError, SubmitOutcome, TxSubmit};
 use lamina_net::{Handler, Reject};
@@ -16,7 +15,7 @@ use tokio::sync::Notify;
 
 use crate::config::MempoolConfig;
 use crate::intake_log::IntakeLog;
-use crate::mempool::Mempool;
+use crate::mempool::{Mempool, MempoolLimits};
 use crate::metrics as m;
 use crate::protocol::{IntakeProtocol, MAX_SUBMIT_TXS, SubmitRequest, SubmitResponse, WireOutcome};
 use crate::sigcheck::SigChecker;
@@ -36,6 +35,8 @@ pub struct Intake {
 struct Inner {
     mempool: Arc<Mutex<Mempool>>,
     cfg: MempoolConfig,
+    /// `cfg`'s limits, as the mempool's prechecks read them.
+    limits: MempoolLimits,
     chains: BTreeSet<ChainId>,
     open: AtomicBool,
     /// Says why this validator cannot order transactions now (`None`: it can), asked
@@ -64,6 +65,7 @@ impl Intake {
         Intake {
             inner: Arc::new(Inner {
                 mempool,
+                limits: cfg.limits(),
                 cfg,
                 chains,
                 open: AtomicBool::new(true),
@@ -127,7 +129,7 @@ impl Intake {
         let mut results: Vec<Option<Result<SubmitOutcome, SubmitError>>> = vec![None; txs.len()];
         let mut ids = Vec::with_capacity(txs.len());
         for (i, tx) in txs.iter().enumerate() {
-            match Mempool::precheck(&inner.cfg, &inner.chains, tx) {
+            match Mempool::precheck(&inner.limits, &inner.chains, tx) {
                 Ok(id) => ids.push(Some(id)),
                 Err(e) => {
                     results[i] = Some(Err(e));
@@ -151,7 +153,7 @@ impl Intake {
             p.refuse_standing("validator is shutting down");
         }
         let Prepared { txs, ids, mut results, .. } = p;
-        let now = Instant::now();
+        let now = crate::mempool::now();
         let (queued, was_idle, idle, record) = {
             let mut mp = inner.mempool.lock();
             let was_idle = mp.is_idle();

@@ -252,11 +252,11 @@ pub async fn start<D: DataAvailability + 'static>(
 
     // Mempool and intake.
     let mempool =
-        Arc::new(Mutex::new(mempool::Mempool::new(config.mempool.clone(), genesis.chains.iter().map(|c| c.id))));
+        Arc::new(Mutex::new(mempool::Mempool::new(config.mempool.limits(), genesis.chains.iter().map(|c| c.id))));
     if !restored.transactions.is_empty() {
         // Acknowledged before a crash and never certified: queue them again.
         let mut mp = mempool.lock();
-        let now = std::time::Instant::now();
+        let now = mempool::now();
         let n = restored.transactions.len();
         for tx in restored.transactions {
             let id = tx.id();

@@ -1,0 +1,697 @@
+//! The mempool: checked transactions waiting to be batched, and the bookkeeping of
+//! batches until they are ordered. A pure state machine, like the consensus [`crate::Core`]:
+//! time comes in as an argument (`now`, a [`Duration`] since any fixed start), so the
+//! deterministic simulation drives it with simulated time and the service with the clock.
+//!
+//! A transaction is *held* from intake until the block ordering its batch is finalized:
+//! queued (per namespace), then in a batch being made available, then in a certified
+//! batch waiting for a leader. Limits apply to everything held, so a DA outage or a
+//! slow consensus fills the mempool and intake answers `Busy` (backpressure), never a
+//! silent drop. Per-sender limits keep one client from taking it all.
+//!
+//! Checks on intake: size, chain id (a genesis chain or the settlement namespace),
+//! signature (ZIP-215, batch-verified outside the lock by the caller), duplicate id
+//! (held, or ordered recently).
+//!
+//! # Nonce order per sender
+//!
+//! Each chain's ledger (and settlement) rejects a skipped nonce, so a sender's
+//! transactions must leave in nonce order, whatever order concurrent intake requests
+//! reach the lock in. The mempool remembers, per (sender, chain), the nonce it expects
+//! next (one past the highest it queued in order), and:
+//!
+//! * the expected nonce is queued, followed by any parked ones it makes contiguous;
+//! * a nonce beyond a gap is **parked** (accepted, held, not queued) until the gap is
+//!   filled; if the gap is still open after `nonce_gap_ms`, the parked transactions are
+//!   queued anyway in nonce order (the missing one went to another validator, or will
+//!   never come: then the ledger rejects the skip, as the sender asked for);
+//! * a sender the mempool does not know is expected from nonce 0 (a new account); a
+//!   higher first nonce (a returning sender) is parked for at most `new_sender_wait_ms`,
+//!   so that lower nonces still in flight in concurrent requests can overtake it;
+//! * a nonce lower than expected (after a gap was given up on) is queued, and each cut
+//!   batch lists every sender's transactions in nonce order.
+//!
+//! The expected nonce outlives the sender's held transactions (the last
+//! `max_tracked_senders` idle senders are remembered), so that a steady stream of one
+//! sender keeps its order across batches.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::time::Duration;
+
+use lamina_interfaces::{Blob, SubmitError, SubmitOutcome};
+use lamina_primitives::{Batch, ChainId, Digest, Namespace, PublicKey, Transaction, TxId, codec};
+
+/// The mempool's limits and nonce-order timeouts (the service's `[consensus.mempool]`
+/// settings that the state machine reads).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MempoolLimits {
+    /// Most transactions held (queued, being made available, or certified but not yet
+    /// ordered).
+    pub max_txs: usize,
+    /// Most payload bytes held.
+    pub max_bytes: usize,
+    /// Most transactions held per sender.
+    pub max_per_sender: usize,
+    /// Largest transaction accepted (bytes).
+    pub max_tx_bytes: usize,
+    /// Remembered ids of recently ordered transactions (duplicate detection).
+    pub recent_ids: usize,
+    /// Senders (per chain) whose next expected nonce is remembered while they hold nothing.
+    pub max_tracked_senders: usize,
+    /// How long a transaction beyond a nonce gap waits for the missing nonce (ms).
+    pub nonce_gap_ms: u64,
+    /// How long a sender's first transaction, if its nonce is above 0, waits for lower
+    /// ones in flight (ms).
+    pub new_sender_wait_ms: u64,
+}
+
+impl Default for MempoolLimits {
+    /// The service's defaults.
+    fn default() -> Self {
+        MempoolLimits {
+            max_txs: 1_000_000,
+            max_bytes: 1 << 30,
+            max_per_sender: 20_000,
+            max_tx_bytes: 64 << 10,
+            recent_ids: 1_000_000,
+            max_tracked_senders: 262_144,
+            nonce_gap_ms: 1000,
+            new_sender_wait_ms: 100,
+        }
+    }
+}
+
+/// Where a (sender, chain) is in nonce order.
+#[derive(Debug, Default)]
+struct Sequence {
+    /// The nonce expected next: one past the highest queued in order (0 for a sender
+    /// seen for the first time).
+    next: u64,
+    /// Transactions beyond a gap, by nonce.
+    parked: BTreeMap<u64, (Transaction, TxId, Duration)>,
+    /// When the open gap was found (the first transaction parked), if one is open.
+    gap_since: Option<Duration>,
+}
+
+/// One transaction's bookkeeping while held.
+#[derive(Clone, Copy, Debug)]
+struct Held {
+    sender: PublicKey,
+    bytes: usize,
+}
+
+/// A cut batch: the blobs to disperse (one per namespace) and the ids it holds.
+#[derive(Debug)]
+pub struct Cut {
+    /// Local batch id.
+    pub id: u64,
+    /// One blob per namespace (`codec::encode(&Batch)`), in namespace order.
+    pub blobs: Vec<Blob>,
+    /// Transactions in the batch.
+    pub txs: usize,
+    /// Bytes of transactions in the batch.
+    pub bytes: usize,
+    /// (namespace, transactions) per blob, for metrics.
+    pub per_namespace: Vec<(Namespace, usize)>,
+}
+
+/// Counters for metrics and `/status`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MempoolStats {
+    /// Transactions held.
+    pub held: usize,
+    /// Bytes held.
+    pub held_bytes: usize,
+    /// Transactions queued (not yet in a batch).
+    pub queued: usize,
+    /// Batches cut and not yet ordered.
+    pub batches: usize,
+    /// Transactions parked behind a nonce gap.
+    pub parked: usize,
+}
+
+/// The mempool (callers wrap it in a mutex).
+#[derive(Debug)]
+pub struct Mempool {
+    cfg: MempoolLimits,
+    chains: BTreeSet<ChainId>,
+    queues: BTreeMap<Namespace, VecDeque<(Transaction, TxId, Duration)>>,
+    queued: usize,
+    queued_bytes: usize,
+    held: HashMap<TxId, Held>,
+    held_bytes: usize,
+    per_sender: HashMap<PublicKey, usize>,
+    batches: HashMap<u64, Vec<TxId>>,
+    by_attestation: HashMap<Digest, u64>,
+    next_batch: u64,
+    recent: VecDeque<TxId>,
+    recent_set: HashSet<TxId>,
+    sequences: HashMap<(PublicKey, ChainId), Sequence>,
+    /// Sequences whose sender went idle (nothing held), oldest first: forgotten beyond
+    /// `max_tracked_senders`.
+    idle: VecDeque<(PublicKey, ChainId)>,
+    /// Open gaps of known sequences, oldest first: (when found, sequence).
+    gaps: VecDeque<(Duration, (PublicKey, ChainId))>,
+    /// Open gaps of senders seen for the first time, oldest first (shorter timeout).
+    first_gaps: VecDeque<(Duration, (PublicKey, ChainId))>,
+    parked: usize,
+}
+
+impl Mempool {
+    /// An empty mempool accepting the given chains (plus the settlement namespace).
+    pub fn new(cfg: MempoolLimits, chains: impl IntoIterator<Item = ChainId>) -> Self {
+        let mut chains: BTreeSet<ChainId> = chains.into_iter().collect();
+        chains.insert(ChainId::from(Namespace::SETTLEMENT));
+        Mempool {
+            cfg,
+            chains,
+            queues: BTreeMap::new(),
+            queued: 0,
+            queued_bytes: 0,
+            held: HashMap::new(),
+            held_bytes: 0,
+            per_sender: HashMap::new(),
+            batches: HashMap::new(),
+            by_attestation: HashMap::new(),
+            next_batch: 0,
+            recent: VecDeque::new(),
+            recent_set: HashSet::new(),
+            sequences: HashMap::new(),
+            idle: VecDeque::new(),
+            gaps: VecDeque::new(),
+            first_gaps: VecDeque::new(),
+            parked: 0,
+        }
+    }
+
+    /// True if nothing waits to be cut: no queued and no parked transaction (the batcher
+    /// then sleeps until intake wakes it).
+    pub fn is_idle(&self) -> bool {
+        self.queued == 0 && self.parked == 0
+    }
+
+    /// The checks that need no lock and no signature: size and chain. `Ok` carries the id.
+    pub fn precheck(cfg: &MempoolLimits, chains: &BTreeSet<ChainId>, tx: &Transaction) -> Result<TxId, SubmitError> {
+        let size = tx.approx_size();
+        if size > cfg.max_tx_bytes {
+            return Err(SubmitError::TooLarge { size, max: cfg.max_tx_bytes });
+        }
+        if !chains.contains(&tx.chain_id) {
+            return Err(SubmitError::UnknownChain(tx.chain_id.0));
+        }
+        Ok(tx.id())
+    }
+
+    /// The chains accepted.
+    pub fn chains(&self) -> &BTreeSet<ChainId> {
+        &self.chains
+    }
+
+    /// Inserts a prechecked, signature-checked transaction.
+    pub fn insert(&mut self, tx: Transaction, id: TxId, now: Duration) -> Result<SubmitOutcome, SubmitError> {
+        if self.held.contains_key(&id) || self.recent_set.contains(&id) {
+            return Ok(SubmitOutcome::Duplicate(id));
+        }
+        let bytes = tx.approx_size();
+        if self.held.len() >= self.cfg.max_txs || self.held_bytes + bytes > self.cfg.max_bytes {
+            return Err(SubmitError::Busy(format!("mempool full ({} transactions held)", self.held.len())));
+        }
+        let count = self.per_sender.entry(tx.sender).or_default();
+        if *count >= self.cfg.max_per_sender {
+            return Err(SubmitError::Busy(format!("sender has {} transactions pending (limit)", *count)));
+        }
+        let key = (tx.sender, tx.chain_id);
+        let nonce = tx.nonce;
+        let seq = self.sequences.get_mut(&key);
+        if let Some(seq) = &seq
+            && nonce > seq.next
+            && seq.parked.contains_key(&nonce)
+        {
+            return Err(SubmitError::Malformed(format!(
+                "another transaction with nonce {nonce} of this sender is already waiting"
+            )));
+        }
+        *count += 1;
+        self.held.insert(id, Held { sender: tx.sender, bytes });
+        self.held_bytes += bytes;
+        // A sender seen for the first time is expected from nonce 0 (a new account); a
+        // higher first nonce waits `new_sender_wait_ms` for lower ones in flight.
+        let (seq, first) = match seq {
+            Some(seq) => (seq, false),
+            None => (self.sequences.entry(key).or_default(), true),
+        };
+        if nonce == seq.next {
+            seq.next = nonce.saturating_add(1);
+            let mut ready = Vec::new();
+            while let Some(entry) = seq.parked.remove(&seq.next) {
+                seq.next = seq.next.saturating_add(1);
+                ready.push(entry);
+            }
+            if seq.parked.is_empty() {
+                seq.gap_since = None;
+            }
+            self.parked -= ready.len();
+            self.enqueue(tx, id, now);
+            for (tx, id, t) in ready {
+                self.enqueue(tx, id, t);
+            }
+        } else if nonce > seq.next {
+            if seq.gap_since.is_none() {
+                seq.gap_since = Some(now);
+                let fifo = if first { &mut self.first_gaps } else { &mut self.gaps };
+                fifo.push_back((now, key));
+            }
+            seq.parked.insert(nonce, (tx, id, now));
+            self.parked += 1;
+        } else {
+            // Lower than expected: a late transaction of a sequence whose gap was given
+            // up on, or one sent through another validator. Queued; `cut` puts it before
+            // its successors if they are in the same batch.
+            self.enqueue(tx, id, now);
+        }
+        Ok(SubmitOutcome::Accepted(id))
+    }
+
+    fn enqueue(&mut self, tx: Transaction, id: TxId, at: Duration) {
+        self.queued += 1;
+        self.queued_bytes += tx.approx_size();
+        self.queues.entry(Namespace::from(tx.chain_id)).or_default().push_back((tx, id, at));
+    }
+
+    /// Queues, in nonce order, the parked transactions of every gap open for longer
+    /// than its timeout (`nonce_gap_ms`, or `new_sender_wait_ms` for a sender's first
+    /// gap); the sequence continues after them. Returns how many were queued.
+    pub fn release_gaps(&mut self, now: Duration) -> usize {
+        let timeouts =
+            [Duration::from_millis(self.cfg.nonce_gap_ms), Duration::from_millis(self.cfg.new_sender_wait_ms)];
+        let mut released = 0;
+        for (first, timeout) in [false, true].into_iter().zip(timeouts) {
+            loop {
+                let fifo = if first { &mut self.first_gaps } else { &mut self.gaps };
+                let Some((since, key)) = fifo.front().copied() else { break };
+                if now.saturating_sub(since) < timeout {
+                    break;
+                }
+                fifo.pop_front();
+                // Skip entries of gaps that were filled since (a later gap of the same
+                // sequence has its own entry).
+                let Some(seq) = self.sequences.get_mut(&key).filter(|s| s.gap_since == Some(since)) else {
+                    continue;
+                };
+                let parked = std::mem::take(&mut seq.parked);
+                seq.gap_since = None;
+                if let Some((&last, _)) = parked.last_key_value() {
+                    seq.next = last.saturating_add(1);
+                }
+                self.parked -= parked.len();
+                released += parked.len();
+                for (tx, id, _) in parked.into_values() {
+                    // Their age counts from the release, so the batcher does not cut
+                    // them ahead of what is already queued for being old.
+                    self.enqueue(tx, id, now);
+                }
+            }
+        }
+        released
+    }
+
+    /// True if a batch should be cut now: enough bytes queued, or the oldest queued
+    /// transaction waited `max_delay`.
+    pub fn ready(&self, max_bytes: usize, max_delay: Duration, now: Duration) -> bool {
+        self.queued > 0
+            && (self.queued_bytes >= max_bytes
+                || self.queues.values().filter_map(|q| q.front()).any(|(_, _, t)| now.saturating_sub(*t) >= max_delay))
+    }
+
+    /// Bytes queued.
+    pub fn queued_bytes(&self) -> usize {
+        self.queued_bytes
+    }
+
+    /// Cuts a batch of up to `max_bytes` (at least one transaction), oldest first per
+    /// namespace; `None` if nothing is queued.
+    pub fn cut(&mut self, max_bytes: usize) -> Option<Cut> {
+        if self.queued == 0 {
+            return None;
+        }
+        let id = self.next_batch;
+        self.next_batch += 1;
+        let mut ids = Vec::new();
+        let mut blobs = Vec::new();
+        let mut per_namespace = Vec::new();
+        let mut bytes = 0usize;
+        // Share the budget fairly: take round-robin one transaction per namespace.
+        let mut taken: BTreeMap<Namespace, Vec<Transaction>> = BTreeMap::new();
+        loop {
+            let mut progressed = false;
+            for (ns, q) in self.queues.iter_mut() {
+                let Some((tx, _, _)) = q.front() else { continue };
+                let size = tx.approx_size();
+                if !ids.is_empty() && bytes + size > max_bytes {
+                    continue;
+                }
+                let Some((tx, txid, _)) = q.pop_front() else { continue };
+                bytes += size;
+                ids.push(txid);
+                taken.entry(*ns).or_default().push(tx);
+                progressed = true;
+            }
+            if !progressed || bytes >= max_bytes {
+                break;
+            }
+        }
+        self.queues.retain(|_, q| !q.is_empty());
+        self.queued -= ids.len();
+        self.queued_bytes -= bytes;
+        for (ns, mut txs) in taken {
+            in_nonce_order(&mut txs);
+            per_namespace.push((ns, txs.len()));
+            let batch = Batch { namespace: ns, txs };
+            // Within MAX_BATCH by construction (max_bytes <= 32 MiB).
+            let data = codec::encode(&batch).unwrap_or_default();
+            blobs.push(Blob { namespace: ns, data });
+        }
+        let txs = ids.len();
+        self.batches.insert(id, ids);
+        Some(Cut { id, blobs, txs, bytes, per_namespace })
+    }
+
+    /// The transactions of cut batch `batch` (empty if unknown).
+    pub fn batch_ids(&self, batch: u64) -> Vec<TxId> {
+        self.batches.get(&batch).cloned().unwrap_or_default()
+    }
+
+    /// A batch was certified by DA under `attestation`.
+    pub fn certified(&mut self, batch: u64, attestation: Digest) {
+        if self.batches.contains_key(&batch) {
+            self.by_attestation.insert(attestation, batch);
+        }
+    }
+
+    /// Blocks ordered these attestations: release the transactions of our batches among
+    /// them. Returns how many transactions were released.
+    pub fn ordered(&mut self, attestations: &[Digest]) -> usize {
+        let mut released = 0;
+        for a in attestations {
+            let Some(batch) = self.by_attestation.remove(a) else { continue };
+            let Some(ids) = self.batches.remove(&batch) else { continue };
+            for id in ids {
+                if let Some(h) = self.held.remove(&id) {
+                    self.held_bytes -= h.bytes;
+                    if let Some(c) = self.per_sender.get_mut(&h.sender) {
+                        *c -= 1;
+                        if *c == 0 {
+                            self.per_sender.remove(&h.sender);
+                            self.went_idle(h.sender);
+                        }
+                    }
+                    released += 1;
+                }
+                if self.cfg.recent_ids > 0 {
+                    if self.recent.len() >= self.cfg.recent_ids
+                        && let Some(old) = self.recent.pop_front()
+                    {
+                        self.recent_set.remove(&old);
+                    }
+                    self.recent.push_back(id);
+                    self.recent_set.insert(id);
+                }
+            }
+        }
+        released
+    }
+
+    /// A sender has nothing held any more: remember its sequences for a while, and
+    /// forget the oldest idle ones beyond `max_tracked_senders`.
+    fn went_idle(&mut self, sender: PublicKey) {
+        // The sender's chains: usually one; the chain set is small.
+        for chain in &self.chains {
+            if self.sequences.contains_key(&(sender, *chain)) {
+                self.idle.push_back((sender, *chain));
+            }
+        }
+        while self.idle.len() > self.cfg.max_tracked_senders {
+            let Some(key) = self.idle.pop_front() else { break };
+            let busy = self.per_sender.contains_key(&key.0);
+            if !busy && self.sequences.get(&key).is_some_and(|s| s.parked.is_empty()) {
+                self.sequences.remove(&key);
+            }
+        }
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> MempoolStats {
+        MempoolStats {
+            held: self.held.len(),
+            held_bytes: self.held_bytes,
+            queued: self.queued,
+            batches: self.batches.len(),
+            parked: self.parked,
+        }
+    }
+}
+
+/// Puts every sender's transactions of one batch in nonce order, in the positions its
+/// transactions already take (other senders' positions are unchanged). Costs one pass
+/// when nothing is out of order.
+fn in_nonce_order(txs: &mut [Transaction]) {
+    let mut last: HashMap<PublicKey, u64> = HashMap::new();
+    let mut sorted = true;
+    for tx in txs.iter() {
+        if let Some(prev) = last.insert(tx.sender, tx.nonce)
+            && prev > tx.nonce
+        {
+            sorted = false;
+        }
+    }
+    if sorted {
+        return;
+    }
+    let mut positions: HashMap<PublicKey, Vec<usize>> = HashMap::new();
+    for (i, tx) in txs.iter().enumerate() {
+        positions.entry(tx.sender).or_default().push(i);
+    }
+    for idx in positions.into_values().filter(|p| p.len() > 1) {
+        let mut group: Vec<Transaction> = idx.iter().map(|&i| txs[i].clone()).collect();
+        group.sort_by_key(|t| t.nonce);
+        for (&i, tx) in idx.iter().zip(group) {
+            txs[i] = tx;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lamina_primitives::Keypair;
+
+    fn tx(k: u64, chain: u64, nonce: u64, len: usize) -> Transaction {
+        Transaction::new_signed(&Keypair::for_testing(k), ChainId(chain), nonce, vec![7; len])
+    }
+
+    fn cfg() -> MempoolLimits {
+        MempoolLimits { max_txs: 10, max_per_sender: 4, ..MempoolLimits::default() }
+    }
+
+    fn add(m: &mut Mempool, t: Transaction) -> Result<SubmitOutcome, SubmitError> {
+        let id = Mempool::precheck(&cfg(), m.chains(), &t)?;
+        m.insert(t, id, Duration::ZERO)
+    }
+
+    #[test]
+    fn checks_limits_and_duplicates() {
+        let mut m = Mempool::new(cfg(), [ChainId(1), ChainId(2)]);
+        assert!(matches!(add(&mut m, tx(1, 1, 0, 10)), Ok(SubmitOutcome::Accepted(_))));
+        assert!(matches!(add(&mut m, tx(1, 1, 0, 10)), Ok(SubmitOutcome::Duplicate(_))));
+        assert_eq!(add(&mut m, tx(1, 9, 0, 10)), Err(SubmitError::UnknownChain(9)));
+        assert!(matches!(add(&mut m, tx(1, 1, 1, 100_000)), Err(SubmitError::TooLarge { .. })));
+        for n in 1..4 {
+            add(&mut m, tx(1, 1, n, 10)).unwrap();
+        }
+        assert!(matches!(add(&mut m, tx(1, 1, 9, 10)), Err(SubmitError::Busy(_))), "per-sender limit");
+        for k in 2..8 {
+            add(&mut m, tx(k, 2, 0, 10)).unwrap();
+        }
+        assert_eq!(m.stats().held, 10);
+        assert!(matches!(add(&mut m, tx(20, 2, 0, 10)), Err(SubmitError::Busy(_))), "mempool full");
+        // Settlement claims are accepted under the settlement namespace.
+        let mut m2 = Mempool::new(cfg(), [ChainId(1)]);
+        let claim = Transaction::new_signed(&Keypair::for_testing(3), ChainId::from(Namespace::SETTLEMENT), 0, vec![1]);
+        assert!(add(&mut m2, claim).is_ok());
+    }
+
+    #[test]
+    fn batches_hold_until_ordered_then_release_and_remember_ids() {
+        let mut m = Mempool::new(cfg(), [ChainId(1), ChainId(2)]);
+        let a = tx(1, 1, 0, 10);
+        add(&mut m, a.clone()).unwrap();
+        add(&mut m, tx(2, 2, 0, 10)).unwrap();
+        add(&mut m, tx(3, 2, 0, 10)).unwrap();
+        assert!(m.ready(1, std::time::Duration::from_secs(100), Duration::ZERO));
+        let cut = m.cut(1 << 20).unwrap();
+        assert_eq!(cut.txs, 3);
+        assert_eq!(cut.blobs.len(), 2);
+        let b: Batch = codec::decode(&cut.blobs[1].data).unwrap();
+        assert_eq!((b.namespace, b.txs.len()), (Namespace::from(ChainId(2)), 2));
+        assert_eq!(m.stats().held, 3, "held until ordered");
+        assert!(m.cut(1 << 20).is_none());
+        m.certified(cut.id, Digest([5; 32]));
+        assert_eq!(m.ordered(&[Digest([6; 32])]), 0);
+        assert_eq!(m.ordered(&[Digest([5; 32])]), 3);
+        assert_eq!(m.stats(), MempoolStats::default());
+        assert!(matches!(add(&mut m, a), Ok(SubmitOutcome::Duplicate(_))), "recently ordered");
+    }
+
+    #[test]
+    fn cut_respects_the_byte_budget() {
+        let mut m = Mempool::new(MempoolLimits::default(), [ChainId(1)]);
+        for n in 0..10 {
+            add(&mut m, tx(1, 1, n, 400)).unwrap();
+        }
+        let cut = m.cut(1000).unwrap();
+        assert_eq!(cut.txs, 1, "512-byte txs: one fits in 1000 bytes, a second does not");
+        assert_eq!(m.stats().queued, 9);
+    }
+
+    /// Every transaction of every cut, in log order.
+    fn drain_all(m: &mut Mempool) -> Vec<Transaction> {
+        let mut out = Vec::new();
+        while let Some(cut) = m.cut(1 << 20) {
+            for b in &cut.blobs {
+                let batch: Batch = codec::decode(&b.data).unwrap();
+                out.extend(batch.txs);
+            }
+        }
+        out
+    }
+
+    fn nonces_of(txs: &[Transaction], k: u64) -> Vec<u64> {
+        let key = Keypair::for_testing(k).public();
+        txs.iter().filter(|t| t.sender == key).map(|t| t.nonce).collect()
+    }
+
+    #[test]
+    fn a_nonce_beyond_a_gap_is_parked_until_the_gap_fills() {
+        let mut m = Mempool::new(MempoolLimits::default(), [ChainId(1)]);
+        add(&mut m, tx(1, 1, 0, 10)).unwrap();
+        assert_eq!(nonces_of(&drain_all(&mut m), 1), vec![0]);
+        // Two concurrent requests reached the lock in the wrong order: 3 and 2 before 1.
+        assert!(matches!(add(&mut m, tx(1, 1, 3, 10)), Ok(SubmitOutcome::Accepted(_))));
+        assert!(matches!(add(&mut m, tx(1, 1, 2, 10)), Ok(SubmitOutcome::Accepted(_))));
+        assert_eq!(m.stats().parked, 2);
+        assert!(m.cut(1 << 20).is_none(), "nothing is cut across a gap");
+        assert!(!m.is_idle());
+        add(&mut m, tx(1, 1, 1, 10)).unwrap();
+        assert_eq!(m.stats().parked, 0);
+        assert_eq!(nonces_of(&drain_all(&mut m), 1), vec![1, 2, 3]);
+        // A second transaction for a parked nonce is refused: it could never execute.
+        add(&mut m, tx(1, 1, 6, 10)).unwrap();
+        let other = tx(1, 1, 6, 11);
+        assert!(matches!(add(&mut m, other), Err(SubmitError::Malformed(_))));
+    }
+
+    #[test]
+    fn a_gap_that_never_fills_is_released_after_the_timeout() {
+        let mut m = Mempool::new(MempoolLimits::default(), [ChainId(1)]);
+        let t0 = Duration::ZERO;
+        m.insert(tx(1, 1, 0, 10), tx(1, 1, 0, 10).id(), t0).unwrap();
+        let late = tx(1, 1, 5, 10);
+        m.insert(late.clone(), late.id(), t0).unwrap();
+        let later = tx(1, 1, 6, 10);
+        m.insert(later.clone(), later.id(), t0).unwrap();
+        assert_eq!(m.release_gaps(t0 + Duration::from_millis(500)), 0);
+        assert_eq!(m.release_gaps(t0 + Duration::from_secs(2)), 2);
+        assert_eq!(nonces_of(&drain_all(&mut m), 1), vec![0, 5, 6]);
+        // The sequence continues after the released ones.
+        add(&mut m, tx(1, 1, 7, 10)).unwrap();
+        assert_eq!(m.stats().parked, 0);
+    }
+
+    #[test]
+    fn idle_senders_are_remembered_up_to_the_limit() {
+        let cfg = MempoolLimits { max_tracked_senders: 2, ..MempoolLimits::default() };
+        let mut m = Mempool::new(cfg, [ChainId(1)]);
+        for k in 1..=5 {
+            add(&mut m, tx(k, 1, 0, 10)).unwrap();
+        }
+        let cut = m.cut(1 << 20).unwrap();
+        assert_eq!(m.sequences.len(), 5, "senders with transactions held are all tracked");
+        m.certified(cut.id, Digest([1; 32]));
+        m.ordered(&[Digest([1; 32])]);
+        assert_eq!(m.sequences.len(), 2, "idle senders beyond the limit are forgotten");
+        // A remembered sender keeps its order: its nonce 2 waits for 1.
+        add(&mut m, tx(5, 1, 2, 10)).unwrap();
+        assert_eq!(m.stats().parked, 1);
+    }
+
+    #[test]
+    fn a_new_sender_waits_briefly_for_lower_nonces_in_flight() {
+        let mut m = Mempool::new(MempoolLimits::default(), [ChainId(1)]);
+        let t0 = Duration::ZERO;
+        let ins = |m: &mut Mempool, t: Transaction, at: Duration| m.insert(t.clone(), t.id(), at).unwrap();
+        // A new account's nonce 1 overtakes its nonce 0: it waits, then both go in order.
+        ins(&mut m, tx(1, 1, 1, 10), t0);
+        assert!(m.cut(1 << 20).is_none());
+        ins(&mut m, tx(1, 1, 0, 10), t0);
+        assert_eq!(nonces_of(&drain_all(&mut m), 1), vec![0, 1]);
+        // A returning sender (first seen at nonce 7) waits new_sender_wait_ms at most...
+        ins(&mut m, tx(2, 1, 7, 10), t0);
+        ins(&mut m, tx(2, 1, 8, 10), t0);
+        assert_eq!(m.release_gaps(t0 + Duration::from_millis(50)), 0);
+        // ...and a lower nonce that arrives meanwhile goes first.
+        ins(&mut m, tx(2, 1, 6, 10), t0 + Duration::from_millis(60));
+        assert_eq!(m.release_gaps(t0 + Duration::from_millis(150)), 3);
+        assert_eq!(nonces_of(&drain_all(&mut m), 2), vec![6, 7, 8]);
+        // Its sequence then continues without waiting.
+        ins(&mut m, tx(2, 1, 9, 10), t0);
+        assert_eq!(nonces_of(&drain_all(&mut m), 2), vec![9]);
+    }
+
+    #[test]
+    fn a_late_lower_nonce_is_sorted_within_its_batch() {
+        let mut txs = vec![tx(1, 1, 5, 10), tx(2, 1, 0, 10), tx(1, 1, 4, 10), tx(2, 1, 1, 10)];
+        in_nonce_order(&mut txs);
+        assert_eq!(nonces_of(&txs, 1), vec![4, 5]);
+        assert_eq!(nonces_of(&txs, 2), vec![0, 1]);
+        assert_eq!(txs[1].sender, Keypair::for_testing(2).public(), "other senders keep their places");
+    }
+
+    #[test]
+    fn nonce_order_survives_any_arrival_order_and_any_cut_points() {
+        use rand::seq::SliceRandom;
+        use rand::{Rng, SeedableRng};
+        for seed in 0..20u64 {
+            let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+            let mut m = Mempool::new(MempoolLimits::default(), [ChainId(1), ChainId(2)]);
+            let senders = 1..=12u64;
+            // New accounts: every nonce from 0 arrives in random order within a window
+            // (requests of 2..24 transactions checked concurrently), with cuts and
+            // ordering at random points.
+            let mut log = Vec::new();
+            let mut rest: Vec<(u64, u64)> = senders.clone().flat_map(|k| (0..=40).map(move |n| (k, n))).collect();
+            // Mostly in order, with local reordering (as concurrent requests produce).
+            rest.sort_by_key(|&(k, n)| (n, k));
+            for w in rest.chunks_mut(rng.random_range(2..24)) {
+                w.shuffle(&mut rng);
+            }
+            for (k, n) in rest {
+                add(&mut m, tx(k, 1 + k % 2, n, 10)).unwrap();
+                if rng.random_bool(0.05) {
+                    log.extend(drain_all(&mut m));
+                    // Order what was cut: senders go idle and must keep their place.
+                    let ids: Vec<u64> = m.batches.keys().copied().collect();
+                    for b in ids {
+                        let a = Digest([b as u8; 32]);
+                        m.certified(b, a);
+                        m.ordered(&[a]);
+                    }
+                }
+            }
+            assert_eq!(m.stats().parked, 0, "seed {seed}: every gap filled");
+            log.extend(drain_all(&mut m));
+            for k in senders.clone() {
+                assert_eq!(nonces_of(&log, k), (0..=40).collect::<Vec<_>>(), "seed {seed}, sender {k}");
+            }
+        }
+    }
+}
