@@ -28,8 +28,24 @@
 //! * a sender the mempool does not know is expected from nonce 0 (a new account); a
 //!   higher first nonce (a returning sender) is parked for at most `new_sender_wait_ms`,
 //!   so that lower nonces still in flight in concurrent requests can overtake it;
+//! * after a (re)start ([`Mempool::recover_from`]), every sender is unknown while its
+//!   clients retry what the stopped validator did not acknowledge: for `nonce_gap_ms`,
+//!   a sender's first transaction waits as long as a known sender's gap;
 //! * a nonce lower than expected (after a gap was given up on) is queued, and each cut
 //!   batch lists every sender's transactions in nonce order.
+//!
+//! # Batches in flight
+//!
+//! Consensus orders the batches of one validator in the order leaders learn of them,
+//! and a leader can learn of a later batch first (announcements are reordered or lost
+//! and re-sent). So a sequence (sender, chain) with transactions in a cut batch that is
+//! not yet ordered has no further transactions cut: they stay queued (other senders'
+//! go by them) until [`Mempool::ordered`] reports that batch. A sender's transactions
+//! are thus in at most one unordered batch, and their log order is their nonce order
+//! whatever order consensus gives the validator's batches. The cost: a busy sender's
+//! next transactions wait for its previous batch to be ordered (a few message delays);
+//! the deterministic simulation (`tests/mempool_sim.rs`) checks the property under
+//! reordering, loss, partitions and crashes.
 //!
 //! The expected nonce outlives the sender's held transactions (the last
 //! `max_tracked_senders` idle senders are remembered), so that a steady stream of one
@@ -82,7 +98,7 @@ impl Default for MempoolLimits {
 }
 
 /// Where a (sender, chain) is in nonce order.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 struct Sequence {
     /// The nonce expected next: one past the highest queued in order (0 for a sender
     /// seen for the first time).
@@ -131,7 +147,7 @@ pub struct MempoolStats {
 }
 
 /// The mempool (callers wrap it in a mutex).
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Mempool {
     cfg: MempoolLimits,
     chains: BTreeSet<ChainId>,
@@ -155,6 +171,14 @@ pub struct Mempool {
     /// Open gaps of senders seen for the first time, oldest first (shorter timeout).
     first_gaps: VecDeque<(Duration, (PublicKey, ChainId))>,
     parked: usize,
+    /// Sequences with transactions in a cut batch not yet ordered: how many such
+    /// batches. Their further transactions wait in the queue (see "Batches in flight").
+    in_flight: HashMap<(PublicKey, ChainId), usize>,
+    /// Until then, a sender seen for the first time waits `nonce_gap_ms` (not
+    /// `new_sender_wait_ms`) for lower nonces: see [`Mempool::recover_from`].
+    recovering_until: Duration,
+    /// The sequences each cut batch (or restored certificate) holds, until ordered.
+    batch_sequences: HashMap<u64, Vec<(PublicKey, ChainId)>>,
 }
 
 impl Mempool {
@@ -181,6 +205,9 @@ impl Mempool {
             gaps: VecDeque::new(),
             first_gaps: VecDeque::new(),
             parked: 0,
+            in_flight: HashMap::new(),
+            recovering_until: Duration::ZERO,
+            batch_sequences: HashMap::new(),
         }
     }
 
@@ -236,9 +263,11 @@ impl Mempool {
         self.held_bytes += bytes;
         // A sender seen for the first time is expected from nonce 0 (a new account); a
         // higher first nonce waits `new_sender_wait_ms` for lower ones in flight.
+        // While recovering (see `recover_from`), every gap waits the full `nonce_gap_ms`.
+        let recovering = now < self.recovering_until;
         let (seq, first) = match seq {
             Some(seq) => (seq, false),
-            None => (self.sequences.entry(key).or_default(), true),
+            None => (self.sequences.entry(key).or_default(), !recovering),
         };
         if nonce == seq.next {
             seq.next = nonce.saturating_add(1);
@@ -335,22 +364,27 @@ impl Mempool {
             return None;
         }
         let id = self.next_batch;
-        self.next_batch += 1;
         let mut ids = Vec::new();
         let mut blobs = Vec::new();
         let mut per_namespace = Vec::new();
         let mut bytes = 0usize;
         // Share the budget fairly: take round-robin one transaction per namespace.
         let mut taken: BTreeMap<Namespace, Vec<Transaction>> = BTreeMap::new();
+        // Per namespace, how many leading transactions wait for a batch in flight.
+        let mut skip: BTreeMap<Namespace, usize> = BTreeMap::new();
         loop {
             let mut progressed = false;
             for (ns, q) in self.queues.iter_mut() {
-                let Some((tx, _, _)) = q.front() else { continue };
+                let at = skip.entry(*ns).or_default();
+                while q.get(*at).is_some_and(|(tx, _, _)| self.in_flight.contains_key(&(tx.sender, tx.chain_id))) {
+                    *at += 1;
+                }
+                let Some((tx, _, _)) = q.get(*at) else { continue };
                 let size = tx.approx_size();
                 if !ids.is_empty() && bytes + size > max_bytes {
                     continue;
                 }
-                let Some((tx, txid, _)) = q.pop_front() else { continue };
+                let Some((tx, txid, _)) = q.remove(*at) else { continue };
                 bytes += size;
                 ids.push(txid);
                 taken.entry(*ns).or_default().push(tx);
@@ -360,9 +394,22 @@ impl Mempool {
                 break;
             }
         }
+        if ids.is_empty() {
+            // Everything queued waits for batches in flight.
+            return None;
+        }
+        self.next_batch += 1;
         self.queues.retain(|_, q| !q.is_empty());
         self.queued -= ids.len();
         self.queued_bytes -= bytes;
+        let mut sequences: Vec<(PublicKey, ChainId)> =
+            taken.values().flatten().map(|tx| (tx.sender, tx.chain_id)).collect();
+        sequences.sort_unstable_by_key(|(s, c)| (s.0, c.0));
+        sequences.dedup();
+        for s in &sequences {
+            *self.in_flight.entry(*s).or_default() += 1;
+        }
+        self.batch_sequences.insert(id, sequences);
         for (ns, mut txs) in taken {
             in_nonce_order(&mut txs);
             per_namespace.push((ns, txs.len()));
@@ -374,6 +421,49 @@ impl Mempool {
         let txs = ids.len();
         self.batches.insert(id, ids);
         Some(Cut { id, blobs, txs, bytes, per_namespace })
+    }
+
+    /// A batch of ours was ordered: its sequences may go into the next cut again.
+    fn land(&mut self, batch: u64) {
+        for s in self.batch_sequences.remove(&batch).unwrap_or_default() {
+            if let Some(n) = self.in_flight.get_mut(&s) {
+                *n -= 1;
+                if *n == 0 {
+                    self.in_flight.remove(&s);
+                }
+            }
+        }
+    }
+
+    /// A validator (re)started at `now`: it does not know which nonce its senders are at,
+    /// and their next transactions may be on their way again (clients retry what a
+    /// stopped validator did not acknowledge, and may retry them out of order). For
+    /// `nonce_gap_ms` from `now`, a sender seen for the first time is therefore parked
+    /// as long as a known sender's gap would be, rather than `new_sender_wait_ms`.
+    pub fn recover_from(&mut self, now: Duration) {
+        self.recovering_until = now + Duration::from_millis(self.cfg.nonce_gap_ms);
+    }
+
+    /// After a restart: a batch this validator had certified before it stopped and that
+    /// is not known to be ordered (the intake log's certificate, given back to the core)
+    /// holds these (sender, chain) sequences. Their queued transactions wait until the
+    /// block ordering `attestation` is reported to [`Mempool::ordered`].
+    pub fn in_flight_until_ordered(
+        &mut self,
+        attestation: Digest,
+        sequences: impl IntoIterator<Item = (PublicKey, ChainId)>,
+    ) {
+        let id = self.next_batch;
+        self.next_batch += 1;
+        let mut sequences: Vec<(PublicKey, ChainId)> = sequences.into_iter().collect();
+        sequences.sort_unstable_by_key(|(s, c)| (s.0, c.0));
+        sequences.dedup();
+        for s in &sequences {
+            *self.in_flight.entry(*s).or_default() += 1;
+        }
+        self.batch_sequences.insert(id, sequences);
+        self.batches.insert(id, Vec::new());
+        self.by_attestation.insert(attestation, id);
     }
 
     /// The transactions of cut batch `batch` (empty if unknown).
@@ -394,6 +484,7 @@ impl Mempool {
         let mut released = 0;
         for a in attestations {
             let Some(batch) = self.by_attestation.remove(a) else { continue };
+            self.land(batch);
             let Some(ids) = self.batches.remove(&batch) else { continue };
             for id in ids {
                 if let Some(h) = self.held.remove(&id) {
@@ -553,16 +644,59 @@ mod tests {
         assert_eq!(m.stats().queued, 9);
     }
 
-    /// Every transaction of every cut, in log order.
+    /// A unique attestation for cut `id`.
+    fn attestation(id: u64) -> Digest {
+        lamina_primitives::domains::BATCH.hash(&id.to_le_bytes())
+    }
+
+    fn txs_of(cut: &Cut) -> Vec<Transaction> {
+        cut.blobs.iter().flat_map(|b| codec::decode::<Batch>(&b.data).unwrap().txs).collect()
+    }
+
+    /// Every transaction of every cut, in log order (each cut certified and ordered
+    /// before the next).
     fn drain_all(m: &mut Mempool) -> Vec<Transaction> {
         let mut out = Vec::new();
         while let Some(cut) = m.cut(1 << 20) {
-            for b in &cut.blobs {
-                let batch: Batch = codec::decode(&b.data).unwrap();
-                out.extend(batch.txs);
-            }
+            out.extend(txs_of(&cut));
+            m.certified(cut.id, attestation(cut.id));
+            m.ordered(&[attestation(cut.id)]);
         }
         out
+    }
+
+    #[test]
+    fn a_senders_next_transactions_wait_until_its_batch_in_flight_is_ordered() {
+        let mut m = Mempool::new(MempoolLimits::default(), [ChainId(1)]);
+        add(&mut m, tx(1, 1, 0, 10)).unwrap();
+        add(&mut m, tx(2, 1, 0, 10)).unwrap();
+        let first = m.cut(1 << 20).unwrap();
+        assert_eq!(first.txs, 2);
+        m.certified(first.id, attestation(first.id));
+        // Sender 1's nonce 1 waits for the first batch; sender 3 goes by it.
+        add(&mut m, tx(1, 1, 1, 10)).unwrap();
+        add(&mut m, tx(3, 1, 0, 10)).unwrap();
+        let second = m.cut(1 << 20).unwrap();
+        assert_eq!(nonces_of(&txs_of(&second), 3), vec![0]);
+        assert!(nonces_of(&txs_of(&second), 1).is_empty(), "nonce 1 must not race nonce 0's batch");
+        assert!(m.cut(1 << 20).is_none(), "only a waiting transaction is queued");
+        assert_eq!(m.stats().queued, 1);
+        // Ordering another validator's batch changes nothing; ordering ours releases it.
+        m.ordered(&[attestation(99)]);
+        assert!(m.cut(1 << 20).is_none());
+        m.ordered(&[attestation(first.id)]);
+        assert_eq!(nonces_of(&txs_of(&m.cut(1 << 20).unwrap()), 1), vec![1]);
+    }
+
+    #[test]
+    fn a_restored_certificate_holds_its_senders_until_ordered() {
+        let mut m = Mempool::new(MempoolLimits::default(), [ChainId(1)]);
+        let key = Keypair::for_testing(1).public();
+        m.in_flight_until_ordered(attestation(500), [(key, ChainId(1))]);
+        add(&mut m, tx(1, 1, 0, 10)).unwrap();
+        assert!(m.cut(1 << 20).is_none());
+        m.ordered(&[attestation(500)]);
+        assert_eq!(nonces_of(&drain_all(&mut m), 1), vec![0]);
     }
 
     fn nonces_of(txs: &[Transaction], k: u64) -> Vec<u64> {

@@ -19,7 +19,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 
-use lamina_primitives::{AvailabilityCertificate, Digest, Transaction, TxId, Wire, codec};
+use lamina_primitives::{AvailabilityCertificate, ChainId, Digest, PublicKey, Transaction, TxId, Wire, codec};
 use lamina_store::{Config as StoreConfig, Log};
 use parking_lot::Mutex;
 
@@ -73,6 +73,10 @@ pub struct Restored {
     pub transactions: Vec<Transaction>,
     /// Certified, not known to be ordered: to give back to the core.
     pub certificates: Vec<AvailabilityCertificate>,
+    /// For each of `certificates` (by attestation digest): the (sender, chain) sequences
+    /// its transactions belong to, as far as the log still holds them, so the mempool
+    /// holds those senders' next transactions until it is ordered.
+    pub in_flight: Vec<(Digest, Vec<(PublicKey, ChainId)>)>,
 }
 
 impl std::fmt::Debug for IntakeLog {
@@ -97,6 +101,7 @@ impl IntakeLog {
         let log = Log::open(dir, cfg).map_err(Error::store("intake log"))?;
         let mut accepted: Vec<(u64, Transaction)> = Vec::new();
         let mut certified: HashSet<TxId> = HashSet::new();
+        let mut batch_ids: Vec<(Digest, Vec<TxId>)> = Vec::new();
         let mut u = Uncertified::default();
         let mut restored = Restored::default();
         for rec in log.iter_from(log.first_seq()) {
@@ -109,13 +114,20 @@ impl IntakeLog {
             match entry {
                 IntakeRecord::Accepted(txs) => accepted.extend(txs.into_iter().map(|t| (rec.seq(), t))),
                 IntakeRecord::Certified(cert, ids) => {
-                    certified.extend(ids);
                     let a = cert.commitment.attestation_digest();
+                    batch_ids.push((a, ids.clone()));
+                    certified.extend(ids);
                     u.unordered.insert(rec.seq(), a);
                     u.record_of_batch.insert(a, rec.seq());
                     restored.certificates.push(cert);
                 }
             }
+        }
+        let sequence_of: HashMap<TxId, (PublicKey, ChainId)> =
+            accepted.iter().map(|(_, t)| (t.id(), (t.sender, t.chain_id))).collect();
+        for (a, ids) in batch_ids {
+            let sequences = ids.iter().filter_map(|id| sequence_of.get(id).copied()).collect();
+            restored.in_flight.push((a, sequences));
         }
         for (seq, tx) in accepted {
             let id = tx.id();
@@ -231,6 +243,11 @@ mod tests {
         assert_eq!(r.transactions, vec![tx(1)], "only the accepted, uncertified one");
         // Ordering is not recorded durably: the core recognises ordered certificates.
         assert_eq!(r.certificates.len(), 2);
+        // Each certificate names the senders its transactions came from (the mempool
+        // holds their next transactions until it is ordered).
+        let a2 = cert(2).commitment.attestation_digest();
+        let (_, seqs) = r.in_flight.iter().find(|(a, _)| *a == a2).unwrap();
+        assert_eq!(seqs, &vec![(tx(2).sender, tx(2).chain_id)]);
         log.certified(&cert(3), &[tx(1).id()]).unwrap();
         drop(log);
         let (_, r) = IntakeLog::open(dir.path(), 1 << 20).unwrap();

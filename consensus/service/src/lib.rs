@@ -223,6 +223,7 @@ pub async fn start<D: DataAvailability + 'static>(
         None => (None, intake_log::Restored::default()),
     };
     let mut seen = BTreeSet::new();
+    let in_flight: Vec<_> = restored.in_flight.into_iter().filter(|(a, _)| !ordered.contains(a)).collect();
     let batches: Vec<_> = replayed
         .batches
         .into_iter()
@@ -253,6 +254,15 @@ pub async fn start<D: DataAvailability + 'static>(
     // Mempool and intake.
     let mempool =
         Arc::new(Mutex::new(mempool::Mempool::new(config.mempool.limits(), genesis.chains.iter().map(|c| c.id))));
+    {
+        // It knows no sender's nonce yet, and its own certified batches not yet ordered
+        // hold their senders' next transactions until they are.
+        let mut mp = mempool.lock();
+        mp.recover_from(mempool::now());
+        for (a, sequences) in in_flight {
+            mp.in_flight_until_ordered(a, sequences);
+        }
+    }
     if !restored.transactions.is_empty() {
         // Acknowledged before a crash and never certified: queue them again.
         let mut mp = mempool.lock();

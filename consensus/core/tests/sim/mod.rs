@@ -16,12 +16,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use lamina_consensus_core::{
-    Action, Config, Core, FaultKind, Message, Proposal, Recovered, Signer, Verifier, Vote, VoteKind, WalRecord,
+    Action, Config, Core, FaultKind, Mempool, MempoolLimits, Message, Proposal, Recovered, Signer, Verifier, Vote,
+    VoteKind, WalRecord,
 };
+use lamina_interfaces::{Blob, SubmitError, SubmitOutcome};
 use lamina_primitives::sig::SignedDigest;
 use lamina_primitives::{
-    AvailabilityCertificate, Committee, DataCommitment, Digest, FinalizedBlock, Keypair, Namespace, PublicKey,
-    QuorumCertificate, Signature, View,
+    AvailabilityCertificate, Batch, ChainId, Committee, DataCommitment, Digest, FinalizedBlock, Keypair, Namespace,
+    PublicKey, QuorumCertificate, Signature, Transaction, TxId, View,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -169,6 +171,32 @@ pub fn make_cert(memo: &Arc<Memo>, tag: u64) -> AvailabilityCertificate {
     AvailabilityCertificate { commitment, signatures: QuorumCertificate::from_votes(d, DA_NODES as usize, &votes) }
 }
 
+/// A valid availability certificate for real blobs (the simulation's DA: the data root
+/// hashes the blobs, and the DA committee's signatures are real).
+pub fn make_cert_for(memo: &Arc<Memo>, blobs: &[Blob]) -> AvailabilityCertificate {
+    let mut h = lamina_primitives::domains::BATCH.hasher();
+    for b in blobs {
+        h.update(&b.namespace.0);
+        h.update(&(b.data.len() as u64).to_le_bytes());
+        h.update(&b.data);
+    }
+    let commitment = DataCommitment {
+        data_root: Digest(*h.finalize().as_bytes()),
+        square_width: 4,
+        codec: 0,
+        namespaces: blobs.iter().map(|b| b.namespace).collect(),
+        blob_bytes: blobs.iter().map(|b| b.data.len() as u64).sum(),
+    };
+    let d = commitment.attestation_digest();
+    let votes: Vec<(usize, Signature)> = (0..DA_THRESHOLD)
+        .map(|i| {
+            let s = MemoSigner { key: da_key(i as u64), memo: memo.clone() };
+            (i, s.sign(&d))
+        })
+        .collect();
+    AvailabilityCertificate { commitment, signatures: QuorumCertificate::from_votes(d, DA_NODES as usize, &votes) }
+}
+
 /// An availability certificate with a forged (invalid) signature.
 pub fn make_bad_cert(memo: &Arc<Memo>, tag: u64) -> AvailabilityCertificate {
     let mut c = make_cert(memo, tag);
@@ -257,6 +285,44 @@ impl NetModel {
 #[derive(Clone, Debug)]
 pub struct TwinsRouting;
 
+/// Client transactions through every validator's mempool (the consensus core's
+/// [`Mempool`] state machine, driven as the service drives it): each sender sends its
+/// nonces in order, to one validator (its home, as the intake client routes), and the
+/// client-to-validator delay lets consecutive transactions overtake each other. A
+/// validator that is down refuses, and the client retries. Batches are cut by the
+/// mempool's rules, "dispersed" to the simulation's DA (a map from attestation to
+/// blobs), certified, and submitted to the core; ordered blocks release them. Intake is
+/// durable: what a validator acknowledged and had not yet certified is restored when it
+/// restarts. [`Sim::check_nonce_order`] then executes the ordered log's transactions as
+/// a ledger does (per sender, nonces in order) and counts what it would reject.
+#[derive(Clone, Debug)]
+pub struct TxLoad {
+    pub senders: u64,
+    pub per_sender: u64,
+    pub chains: u64,
+    /// A sender sends its next nonce this long after the previous one.
+    pub spacing: Duration,
+    /// Client-to-validator delay, uniform in `[0, delay_max)`.
+    pub delay_max: Duration,
+    /// A refused transaction is sent again after this long.
+    pub retry: Duration,
+    pub limits: MempoolLimits,
+    pub batch_bytes: usize,
+    pub batch_delay: Duration,
+}
+
+/// What executing the ordered log's transactions found ([`Sim::check_nonce_order`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NonceReport {
+    /// Transactions executed (first copy, in nonce order).
+    pub executed: u64,
+    /// Later copies of an executed transaction (harmless: the ledger refuses a used nonce).
+    pub duplicates: u64,
+    /// Transactions a ledger would reject for a skipped nonce: acknowledged by a
+    /// validator, then ordered before a lower nonce of the same sender.
+    pub out_of_order: u64,
+}
+
 #[derive(Clone, Debug)]
 pub struct Scenario {
     pub seed: u64,
@@ -282,6 +348,8 @@ pub struct Scenario {
     /// propose different blocks).
     pub initial_batches: Vec<usize>,
     pub config: Config,
+    /// Client transactions through the mempools instead of synthetic batches.
+    pub txs: Option<TxLoad>,
 }
 
 impl Scenario {
@@ -303,6 +371,7 @@ impl Scenario {
             twins_heal: false,
             initial_batches: Vec::new(),
             config: sim_config(n),
+            txs: None,
         }
     }
 
@@ -395,6 +464,11 @@ enum Event {
     Submit {
         inst: usize,
     },
+    /// A client's transaction reaches a validator's intake.
+    Tx {
+        inst: usize,
+        tx: Transaction,
+    },
 }
 
 /// What an honest identity signed, in send order, for the equivocation checker.
@@ -426,6 +500,10 @@ pub struct Instance {
     /// Messages seen (for the replay behaviour).
     seen: Vec<Message>,
     sent: Vec<Message>,
+    /// With [`Scenario::txs`]: the mempool (lost in a crash).
+    pub mempool: Option<Mempool>,
+    /// Acknowledged and not yet certified (the durable intake log): restored on restart.
+    pub acked: Vec<Transaction>,
 }
 
 #[derive(Clone)]
@@ -449,6 +527,11 @@ pub struct Sim {
     pub messages_sent: u64,
     /// Twins: partitions (group per instance) chosen so far, one per round.
     pub twins_rounds: Vec<Vec<u8>>,
+    /// The simulation's DA: each certified batch's blobs, by attestation digest.
+    pub da: BTreeMap<Digest, Vec<Blob>>,
+    /// Client transactions sent, and acknowledged (`Accepted`) by a validator.
+    pub txs_sent: u64,
+    pub txs_accepted: u64,
 }
 
 pub fn wall(now: Duration) -> u64 {
@@ -476,6 +559,8 @@ impl Sim {
                     timer_at: None,
                     seen: Vec::new(),
                     sent: Vec::new(),
+                    mempool: None,
+                    acked: Vec::new(),
                 });
             }
         }
@@ -496,6 +581,9 @@ impl Sim {
             events_processed: 0,
             messages_sent: 0,
             twins_rounds: Vec::new(),
+            da: BTreeMap::new(),
+            txs_sent: 0,
+            txs_accepted: 0,
         };
         for i in 0..sim.insts.len() {
             sim.start(i);
@@ -506,6 +594,23 @@ impl Sim {
                 if sim.insts[i].id == c.node {
                     sim.schedule(c.at, Event::Crash { inst: i, torn: c.torn });
                     sim.schedule(c.at + c.restart_after, Event::Restart { inst: i });
+                }
+            }
+        }
+        if let Some(load) = sim.scenario.txs.clone() {
+            for s in 0..load.senders {
+                let key = Keypair::for_testing(10_000 + s);
+                let chain = ChainId(1 + s % load.chains);
+                // The home validator: the first instance of identity `s mod n`.
+                let home = (0..sim.insts.len()).find(|&i| sim.insts[i].id == (s as usize) % sim.scenario.n).unwrap();
+                let offset = Duration::from_millis(sim.rng.random_range(0..load.spacing.as_millis().max(1) as u64));
+                for nonce in 0..load.per_sender {
+                    let tx = Transaction::new_signed(&key, chain, nonce, vec![s as u8; 64]);
+                    let delay =
+                        Duration::from_millis(sim.rng.random_range(0..load.delay_max.as_millis().max(1) as u64));
+                    let at = offset + load.spacing * nonce as u32 + delay;
+                    sim.txs_sent += 1;
+                    sim.schedule(at, Event::Tx { inst: home, tx });
                 }
             }
         }
@@ -556,6 +661,30 @@ impl Sim {
         .expect("core starts from its own WAL");
         self.insts[i].core = Some(core);
         self.insts[i].timer_at = None;
+        if let Some(load) = &self.scenario.txs
+            && self.insts[i].mempool.is_none()
+        {
+            // A (re)start: a new mempool, and what intake had acknowledged and not yet
+            // certified queued again, in acknowledgement order (the service's intake log).
+            let chains = (1..=load.chains).map(ChainId);
+            let mut mp = Mempool::new(load.limits.clone(), chains);
+            mp.recover_from(self.now);
+            for tx in &self.insts[i].acked {
+                let _ = mp.insert(tx.clone(), tx.id(), self.now);
+            }
+            // Its certified batches not yet ordered (given back to the core) hold their
+            // senders, as the service restores them from the intake log.
+            for cert in &self.insts[i].batches {
+                let a = cert.commitment.attestation_digest();
+                let Some(blobs) = self.da.get(&a) else { continue };
+                let sequences = blobs
+                    .iter()
+                    .filter_map(|b| lamina_primitives::codec::decode::<Batch>(&b.data).ok())
+                    .flat_map(|b| b.txs.into_iter().map(|tx| (tx.sender, tx.chain_id)));
+                mp.in_flight_until_ordered(a, sequences);
+            }
+            self.insts[i].mempool = Some(mp);
+        }
         self.perform(i, actions);
         self.reschedule_timer(i);
     }
@@ -672,6 +801,7 @@ impl Sim {
                     self.insts[inst].torn_pending = true;
                 } else {
                     self.insts[inst].core = None;
+                    self.insts[inst].mempool = None;
                 }
             }
             Event::Restart { inst } => {
@@ -681,6 +811,8 @@ impl Sim {
                     self.start(inst);
                 }
             }
+            Event::Submit { inst } if self.scenario.txs.is_some() => self.cut_batch(inst),
+            Event::Tx { inst, tx } => self.intake(inst, tx),
             Event::Submit { inst } => {
                 let every = self.scenario.batch_every.unwrap_or(Duration::from_secs(1));
                 if self.now < self.scenario.heal_at
@@ -712,6 +844,98 @@ impl Sim {
         }
     }
 
+    /// A client's transaction at validator `inst`'s intake: the mempool's checks, then
+    /// acknowledged (and durable) or refused; a refusal (down, busy) is retried.
+    fn intake(&mut self, inst: usize, tx: Transaction) {
+        let load = self.scenario.txs.clone().expect("transactions only with a TxLoad");
+        let retry = |sim: &mut Self, tx| sim.schedule(sim.now + load.retry, Event::Tx { inst, tx });
+        if self.insts[inst].core.is_none() {
+            return retry(self, tx);
+        }
+        let Some(mp) = self.insts[inst].mempool.as_mut() else { return retry(self, tx) };
+        let id =
+            Mempool::precheck(&load.limits, mp.chains(), &tx).expect("the workload's transactions pass the checks");
+        match mp.insert(tx.clone(), id, self.now) {
+            Ok(SubmitOutcome::Accepted(_)) => {
+                self.txs_accepted += 1;
+                self.insts[inst].acked.push(tx);
+            }
+            Ok(_) => {}
+            Err(SubmitError::Busy(_)) => retry(self, tx),
+            Err(e) => panic!("seed {}: intake refused a valid transaction: {e}", self.scenario.seed),
+        }
+    }
+
+    /// The batcher's tick at validator `inst`: release expired nonce gaps, cut a batch
+    /// when the mempool is ready, disperse and certify it, and submit it to the core.
+    fn cut_batch(&mut self, inst: usize) {
+        let load = self.scenario.txs.clone().expect("cut_batch only with a TxLoad");
+        if self.now + load.batch_delay < self.scenario.end {
+            self.schedule(self.now + load.batch_delay / 2, Event::Submit { inst });
+        }
+        if self.insts[inst].core.is_none() {
+            return;
+        }
+        let now = self.now;
+        let Some(mp) = self.insts[inst].mempool.as_mut() else { return };
+        mp.release_gaps(now);
+        if !mp.ready(load.batch_bytes, load.batch_delay, now) {
+            return;
+        }
+        let Some(cut) = mp.cut(load.batch_bytes) else { return };
+        let cert = make_cert_for(&self.memo, &cut.blobs);
+        let a = cert.commitment.attestation_digest();
+        mp.certified(cut.id, a);
+        let ids: BTreeSet<TxId> = mp.batch_ids(cut.id).into_iter().collect();
+        // Certified: no longer in the intake log (the core keeps the certificate).
+        self.insts[inst].acked.retain(|t| !ids.contains(&t.id()));
+        self.da.insert(a, cut.blobs);
+        let core = self.insts[inst].core.as_mut().unwrap();
+        match core.submit_batch(self.now, cert.clone()) {
+            Ok(actions) => {
+                self.submitted.insert(a, self.now);
+                self.insts[inst].batches.push(cert);
+                self.perform(inst, actions);
+            }
+            Err(e) => panic!("seed {}: local submit refused: {e}", self.scenario.seed),
+        }
+        self.reschedule_timer(inst);
+    }
+
+    /// Executes the longest honest ordered log's transactions as a ledger does: per
+    /// (sender, chain), the next nonce executes, a used one is a duplicate, a higher one
+    /// is rejected (a skipped nonce). Errors if a block orders a batch the DA never saw.
+    pub fn check_nonce_order(&self) -> Result<NonceReport, String> {
+        let seed = self.scenario.seed;
+        let log =
+            self.honest().into_iter().map(|i| &self.insts[i].log).max_by_key(|l| l.len()).cloned().unwrap_or_default();
+        let mut next: HashMap<(PublicKey, ChainId), u64> = HashMap::new();
+        let mut report = NonceReport::default();
+        for fb in &log {
+            for cert in &fb.block.batches {
+                let a = cert.commitment.attestation_digest();
+                let blobs =
+                    self.da.get(&a).ok_or_else(|| format!("seed {seed}: ordered batch {a} was never dispersed"))?;
+                for blob in blobs {
+                    let batch: Batch = lamina_primitives::codec::decode(&blob.data)
+                        .map_err(|e| format!("seed {seed}: a cut batch does not decode: {e}"))?;
+                    for tx in batch.txs {
+                        let n = next.entry((tx.sender, tx.chain_id)).or_default();
+                        if tx.nonce == *n {
+                            *n += 1;
+                            report.executed += 1;
+                        } else if tx.nonce < *n {
+                            report.duplicates += 1;
+                        } else {
+                            report.out_of_order += 1;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(report)
+    }
+
     fn is_honest(&self, i: usize) -> bool {
         self.insts[i].behaviour.is_none() && !self.scenario.twins.contains(&self.insts[i].id)
     }
@@ -734,6 +958,7 @@ impl Sim {
         }
         if crash_after.is_some() {
             self.insts[i].core = None;
+            self.insts[i].mempool = None;
             self.insts[i].torn_pending = false;
         }
     }
@@ -779,6 +1004,9 @@ impl Sim {
                 let ordered: BTreeSet<Digest> =
                     fb.block.batches.iter().map(|c| c.commitment.attestation_digest()).collect();
                 self.insts[i].batches.retain(|c| !ordered.contains(&c.commitment.attestation_digest()));
+                if let Some(mp) = self.insts[i].mempool.as_mut() {
+                    mp.ordered(&ordered.iter().copied().collect::<Vec<_>>());
+                }
                 let h = &fb.block.header;
                 self.headers.insert(fb.block.digest(), (h.height.0, h.parent));
                 self.certified_final.insert(fb.block.digest());
