@@ -4,7 +4,6 @@
 //! results files, plots, process sampling and faults on real child processes, and the
 //! ordered-log follower.
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,7 +15,7 @@ use lamina_benches::results::{POINTS_CSV_HEADER, TIMESERIES_CSV_HEADER};
 use lamina_benches::stats::{self, Window};
 use lamina_benches::tracker::{Records, SubmitState};
 use lamina_benches::*;
-use lamina_interfaces::{Blob, DaError, DataAvailability, InMemoryLog, OrderedLog};
+use lamina_interfaces::{Blob, InMemoryLog, OrderedLog};
 use lamina_primitives::{
     AvailabilityCertificate, Block, BlockHeader, ChainId, DataCommitment, Digest, FinalizedBlock, Height, Namespace,
     Transaction,
@@ -551,28 +550,6 @@ fn samples_cpu_and_rss_of_a_real_child_and_faults_it() {
     assert!(cluster.processes().is_empty());
 }
 
-/// An in-memory DA for the follower test: blobs by data root.
-#[derive(Clone, Default)]
-struct MapDa(Arc<std::sync::Mutex<HashMap<Digest, Vec<Blob>>>>);
-
-impl DataAvailability for MapDa {
-    fn submit(
-        &self,
-        _blobs: Vec<Blob>,
-    ) -> impl std::future::Future<Output = Result<AvailabilityCertificate, DaError>> + Send {
-        std::future::ready(Err(DaError::Rejected("not used".into())))
-    }
-
-    fn get_namespace(
-        &self,
-        commitment: &DataCommitment,
-        namespace: Namespace,
-    ) -> impl std::future::Future<Output = Result<Vec<Vec<u8>>, DaError>> + Send {
-        let blobs = self.0.lock().unwrap().get(&commitment.data_root).cloned().unwrap_or_default();
-        std::future::ready(Ok(blobs.into_iter().filter(|b| b.namespace == namespace).map(|b| b.data).collect()))
-    }
-}
-
 #[tokio::test]
 async fn follower_reports_every_transaction_of_the_benchmarked_chain() {
     let all = txs(30, 5);
@@ -582,7 +559,7 @@ async fn follower_reports_every_transaction_of_the_benchmarked_chain() {
     sink.install(tracker.clone());
     let ns = Namespace::from(ChainId(1));
     let other = Namespace::from(ChainId(2));
-    let da = MapDa::default();
+    let da = lamina_test_utils::FakeDa::new();
     let log = InMemoryLog::new();
     let mut parent = Digest::ZERO;
     // 3 blocks of 10 transactions; each square also holds another chain's blob.
@@ -592,7 +569,7 @@ async fn follower_reports_every_transaction_of_the_benchmarked_chain() {
         let foreign = lamina_primitives::encode(&lamina_primitives::Batch { namespace: other, txs: vec![] }).unwrap();
         let root = Digest([h as u8 + 1; 32]);
         let bytes = (data.len() + foreign.len()) as u64;
-        da.0.lock().unwrap().insert(root, vec![Blob { namespace: ns, data }, Blob { namespace: other, data: foreign }]);
+        da.insert(root, vec![Blob { namespace: ns, data }, Blob { namespace: other, data: foreign }]);
         let cert = AvailabilityCertificate {
             commitment: DataCommitment {
                 data_root: root,

@@ -30,7 +30,7 @@ fn four_validators_order_every_accepted_transaction_once_and_agree() {
     rt().block_on(async {
         let dir = tempfile::tempdir().unwrap();
         let g = Arc::new(genesis(4));
-        let da = TestDa::new(&g);
+        let da = test_da(&g);
         let mut vs = Vec::new();
         for i in 0..4 {
             vs.push(start(&g, i, dir.path(), config(), da.clone()).await);
@@ -124,7 +124,7 @@ fn http_intake_checks_and_answers_in_json() {
     rt().block_on(async {
         let dir = tempfile::tempdir().unwrap();
         let g = Arc::new(genesis(1));
-        let v = start(&g, 0, dir.path(), config(), TestDa::new(&g)).await;
+        let v = start(&g, 0, dir.path(), config(), test_da(&g)).await;
         let http = g.validators[0].http.unwrap();
         let post = |path: &'static str, body: String| async move {
             let stream = tokio::net::TcpStream::connect(http).await.unwrap();
@@ -171,7 +171,7 @@ fn da_outage_keeps_blocks_coming_pushes_back_on_intake_then_recovers() {
     rt().block_on(async {
         let dir = tempfile::tempdir().unwrap();
         let g = Arc::new(genesis(4));
-        let da = TestDa::new(&g);
+        let da = test_da(&g);
         let mut cfg = config();
         cfg.mempool.max_txs = 200;
         cfg.batch.retry_ms = 50;
@@ -219,7 +219,7 @@ fn restarted_validator_catches_up_and_logs_agree() {
     rt().block_on(async {
         let dir = tempfile::tempdir().unwrap();
         let g = Arc::new(genesis(4));
-        let da = TestDa::new(&g);
+        let da = test_da(&g);
         let mut vs = Vec::new();
         for i in 0..4 {
             vs.push(Some(start(&g, i, dir.path(), config(), da.clone()).await));
@@ -259,7 +259,7 @@ fn bad_input_from_a_pinned_peer_never_stalls_the_honest_path() {
     rt().block_on(async {
         let dir = tempfile::tempdir().unwrap();
         let g = Arc::new(genesis(4));
-        let da = TestDa::new(&g);
+        let da = test_da(&g);
         let mut vs = Vec::new();
         for i in 0..3 {
             vs.push(start(&g, i, dir.path(), config(), da.clone()).await);
@@ -335,7 +335,7 @@ fn acknowledged_transactions_are_ordered_after_a_restart_that_came_before_their_
     rt().block_on(async {
         let dir = tempfile::tempdir().unwrap();
         let g = Arc::new(genesis(4));
-        let da = TestDa::new(&g);
+        let da = test_da(&g);
         let mut vs = Vec::new();
         for i in 0..4 {
             let d = if i == 0 { da.with_own_switch(true) } else { da.clone() };
@@ -378,7 +378,7 @@ fn widely_submitted_transaction_reaches_every_validator() {
     rt().block_on(async {
         let dir = tempfile::tempdir().unwrap();
         let g = Arc::new(genesis(4));
-        let da = TestDa::new(&g);
+        let da = test_da(&g);
         let mut vs = Vec::new();
         for i in 0..4 {
             vs.push(start(&g, i, dir.path(), config(), da.clone()).await);
@@ -412,7 +412,7 @@ fn intake_refuses_with_the_reason_while_its_validator_has_no_quorum() {
     rt().block_on(async {
         let dir = tempfile::tempdir().unwrap();
         let g = Arc::new(genesis(4));
-        let da = TestDa::new(&g);
+        let da = test_da(&g);
         let v0 = start(&g, 0, dir.path(), config(), da.clone()).await;
         let tx = txs(0, 1, 10).remove(0);
         let deadline = tokio::time::Instant::now() + WAIT;

@@ -38,7 +38,7 @@ fn child() {
     let g = Arc::new(g);
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     rt.block_on(async move {
-        let v = start(&g, index, &dir, config(), TestDa::new(&g)).await;
+        let v = start(&g, index, &dir, config(), test_da(&g)).await;
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         std::thread::spawn(move || {
             let mut buf = [0u8; 64];

@@ -27,7 +27,7 @@ pub enum QueryRequest {
     /// A balance with its proof against the state root.
     BalanceProof(PublicKey, AssetId),
     /// Outcomes of the committed heights from this one on (as many as fit in one
-    /// answer; see [`crate::node::View::recent`]).
+    /// answer; see the execution service's `View::recent`).
     Outcomes(Height),
     /// Outbound bridge messages to a chain from a sequence on, with their proofs.
     BridgeOutbox(ChainId, u64),

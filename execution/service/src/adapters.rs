@@ -1,16 +1,14 @@
 //! Implementations of the seams for composing in one process and for tests: a
-//! recording settlement sink, an in-process DA layer, and an on-disk ordered-log
-//! fixture.
+//! recording settlement sink and an on-disk ordered-log fixture. (The tests' in-memory
+//! DA layer is `lamina_test_utils::FakeDa`; the in-process one with real squares is
+//! `lamina_da_core::InProcessDa`.)
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use lamina_interfaces::{
-    Blob, CheckpointClaim, DaError, DataAvailability, LogError, OrderedLog, Settlement, SettlementError,
-};
-use lamina_primitives::{AvailabilityCertificate, DataCommitment, Digest, Domain, FinalizedBlock, Height, Namespace};
+use lamina_interfaces::{CheckpointClaim, LogError, OrderedLog, Settlement, SettlementError};
+use lamina_primitives::{FinalizedBlock, Height};
 
 /// A settlement sink that records claims in memory (tests, single-process setups).
 #[derive(Debug, Clone, Default)]
@@ -21,68 +19,6 @@ impl Settlement for RecordingSettlement {
         claim.verify_signature().map_err(|e| SettlementError::Rejected(e.to_string()))?;
         self.0.lock().unwrap_or_else(|e| e.into_inner()).push(claim);
         Ok(())
-    }
-}
-
-static MEMORY_DA_ROOT: Domain = Domain::new("lamina execution memory da root v1");
-
-/// An in-process DA layer: keeps submitted blobs in memory, keyed by a data root that
-/// hashes them. No erasure coding and no DA committee: its certificates carry no
-/// signatures, so use it with certificate verification off. For composing layers in
-/// one process and for tests; the DA layer's QUIC client implements the same trait.
-#[derive(Debug, Clone, Default)]
-pub struct MemoryDa {
-    squares: Arc<Mutex<HashMap<Digest, Vec<Blob>>>>,
-}
-
-impl MemoryDa {
-    /// An empty DA layer.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// The commitment `submit` would return for `blobs` (in namespace order).
-    pub fn commitment(blobs: &mut [Blob]) -> DataCommitment {
-        blobs.sort_by_key(|b| b.namespace);
-        let mut h = MEMORY_DA_ROOT.hasher();
-        for b in blobs.iter() {
-            h.update(&b.namespace.0);
-            h.update(&(b.data.len() as u64).to_le_bytes());
-            h.update(&b.data);
-        }
-        let mut namespaces: Vec<Namespace> = blobs.iter().map(|b| b.namespace).collect();
-        namespaces.dedup();
-        DataCommitment {
-            data_root: Digest(*h.finalize().as_bytes()),
-            square_width: 1,
-            codec: 0,
-            namespaces,
-            blob_bytes: blobs.iter().map(|b| b.data.len() as u64).sum(),
-        }
-    }
-}
-
-impl DataAvailability for MemoryDa {
-    async fn submit(&self, mut blobs: Vec<Blob>) -> Result<AvailabilityCertificate, DaError> {
-        // Like the real DA layer: the padding and parity namespaces belong to the square
-        // itself; the settlement namespace is data like any chain's.
-        if blobs
-            .iter()
-            .any(|b| b.data.is_empty() || b.namespace == Namespace::PADDING || b.namespace == Namespace::PARITY)
-        {
-            return Err(DaError::Rejected("empty blob or padding/parity namespace".into()));
-        }
-        let commitment = Self::commitment(&mut blobs);
-        self.squares.lock().unwrap_or_else(|e| e.into_inner()).insert(commitment.data_root, blobs);
-        Ok(AvailabilityCertificate { commitment, signatures: Default::default() })
-    }
-
-    async fn get_namespace(&self, commitment: &DataCommitment, namespace: Namespace) -> Result<Vec<Vec<u8>>, DaError> {
-        let squares = self.squares.lock().unwrap_or_else(|e| e.into_inner());
-        let blobs = squares
-            .get(&commitment.data_root)
-            .ok_or_else(|| DaError::Unavailable(format!("no square {}", commitment.data_root)))?;
-        Ok(blobs.iter().filter(|b| b.namespace == namespace).map(|b| b.data.clone()).collect())
     }
 }
 

@@ -39,7 +39,8 @@
 //! The service is generic over the seams it consumes: the `lamina` binary passes the
 //! consensus layer's QUIC `OrderedLog` client, the DA layer's client and the settlement
 //! layer's adapter. Tests use `InMemoryLog`, the on-disk [`adapters::FileLog`] fixture,
-//! the in-process [`adapters::MemoryDa`] and [`adapters::RecordingSettlement`].
+//! the shared in-memory DA (`lamina_test_utils::FakeDa`) and
+//! [`adapters::RecordingSettlement`].
 
 pub mod adapters;
 pub mod bridge;

@@ -12,7 +12,7 @@
 //! | `/nonce/<account hex>` | `{height, account, nonce}` |
 //! | `/receipt/<tx id hex>` | `{height, receipt}` or 404 (unknown, or included below the retained heights) |
 //! | `/block/<height>/receipts[?skip=<n>]` | `{committed, height, total, receipts}` (at most [`MAX_BLOCK_RECEIPTS`] from `skip`), or 410 when the height was pruned |
-//! | `/proof/balance/<account hex>[?asset=<id>]` | the balance with its [`StateProof`] against `state_root` |
+//! | `/proof/balance/<account hex>[?asset=<id>]` | the balance with its [`lamina_execution_core::smt::StateProof`] against `state_root` |
 //! | `/bridge/outbox/<dest chain>[?from=<seq>]` | outbound messages to that chain, with the height each was proven at |
 //! | `/bridge/inbound/<source chain>[?from=<seq>]` | receipts (`delivered` / `timed_out`) of messages from that chain |
 //! | `/bridge/totals` | the bridge counters per (peer chain, asset): what `lamina bridge audit` adds up |

@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 async fn follow_until(
     node: &mut ExecutionNode,
     log: &impl lamina_interfaces::OrderedLog,
-    da: &lamina_execution_service::adapters::MemoryDa,
+    da: &lamina_test_utils::FakeDa,
     settlement: &RecordingSettlement,
     target: u64,
 ) {

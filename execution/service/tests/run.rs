@@ -128,7 +128,7 @@ async fn run_follows_and_serves_quic_and_http() {
 /// chain's data stops arriving while the log keeps growing.
 #[derive(Clone)]
 struct Stalling {
-    inner: lamina_execution_service::adapters::MemoryDa,
+    inner: lamina_test_utils::FakeDa,
     allowed: Arc<std::sync::atomic::AtomicUsize>,
 }
 

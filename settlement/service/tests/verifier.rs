@@ -14,7 +14,6 @@ use std::time::Duration;
 
 use lamina_execution_core::NativeChains;
 use lamina_execution_core::ledger::{self, AssetId};
-use lamina_execution_service::adapters::MemoryDa;
 use lamina_interfaces::settlement::{chain_receipts, inputs_digest};
 use lamina_interfaces::{
     Blob, ChainSpec, CheckpointClaim, ClaimStep, DataAvailability, EncodingFraudVerifier, Genesis, GenesisBalance,
@@ -27,6 +26,7 @@ use lamina_primitives::{
 use lamina_settlement_core::{ClaimStatus, Entry};
 use lamina_settlement_service::verifier::Verifier;
 use lamina_settlement_service::{Config, Follower};
+use lamina_test_utils::FakeDa;
 use tokio_util::sync::CancellationToken;
 
 const CHAIN: ChainId = ChainId(1);
@@ -101,7 +101,7 @@ impl EncodingFraudVerifier for NoBadEncoding {
 /// checks off, as the fixture's log is trusted).
 struct Sequencer {
     log: InMemoryLog,
-    da: MemoryDa,
+    da: FakeDa,
     height: u64,
     parent: Digest,
 }
@@ -164,7 +164,7 @@ struct Fixture {
     exec: Arc<NativeChains>,
     ctx: lamina_net::NodeContext,
     log: InMemoryLog,
-    da: MemoryDa,
+    da: FakeDa,
     seq: Sequencer,
 }
 
@@ -175,7 +175,7 @@ fn fixture() -> Fixture {
     let ctx =
         lamina_net::NodeContext::new(verifier_key(), Arc::new(g.clone()), dir.path().to_path_buf(), Health::new());
     let log = InMemoryLog::new();
-    let da = MemoryDa::new();
+    let da = FakeDa::new();
     let seq = Sequencer { log: log.clone(), da: da.clone(), height: 0, parent: Digest::ZERO };
     Fixture { dir, g, exec, ctx, log, da, seq }
 }

@@ -1,21 +1,16 @@
-//! Test support: a genesis on free loopback ports, an in-process DA layer that signs
+//! Test support: a genesis on free loopback ports, the shared in-memory DA layer signing
 //! real availability certificates with the genesis DA keys, and helpers.
 #![allow(dead_code, clippy::unwrap_used)]
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use lamina_consensus_service::{Config, Validator};
-use lamina_interfaces::{Blob, DaError, DataAvailability, Genesis, Health, NodeEntry, OrderedLog};
+use lamina_interfaces::{Genesis, Health, NodeEntry, OrderedLog};
 use lamina_net::{Endpoint, EndpointConfig, NodeContext};
-use lamina_primitives::{
-    AvailabilityCertificate, Batch, ChainId, DataCommitment, Digest, FinalizedBlock, Height, Keypair, Namespace,
-    QuorumCertificate, Signature, Transaction, TxId, codec, domains,
-};
-use parking_lot::Mutex;
+use lamina_primitives::{Batch, ChainId, FinalizedBlock, Height, Keypair, Transaction, TxId, codec};
+pub use lamina_test_utils::FakeDa;
 
 pub const DA_BASE: u64 = 100;
 pub const CLIENT_KEY: u64 = 900;
@@ -64,87 +59,10 @@ pub fn config() -> Config {
     c
 }
 
-/// An in-process DA layer: lays blobs out as one "square" (committed by a hash over
-/// the blobs), signs the attestation with the genesis DA keys (real signatures, the
-/// genesis threshold), and keeps the blobs for `get_namespace`. It can be switched off
-/// to simulate an outage. (The real DA layer is tested by its own crate; this one
-/// exercises consensus through the same trait.)
-#[derive(Clone)]
-pub struct TestDa {
-    keys: Arc<Vec<Keypair>>,
-    threshold: usize,
-    squares: Arc<Mutex<BTreeMap<Digest, Vec<Blob>>>>,
-    pub down: Arc<AtomicBool>,
-    pub submitted: Arc<AtomicU64>,
-}
-
-impl TestDa {
-    pub fn new(genesis: &Genesis) -> Self {
-        TestDa {
-            keys: Arc::new((0..genesis.da_nodes.len()).map(da_key).collect()),
-            threshold: genesis.da_threshold(),
-            squares: Default::default(),
-            down: Default::default(),
-            submitted: Default::default(),
-        }
-    }
-
-    /// The same DA (same squares) with its own on/off switch, starting `down`.
-    pub fn with_own_switch(&self, down: bool) -> TestDa {
-        TestDa { down: Arc::new(AtomicBool::new(down)), ..self.clone() }
-    }
-
-    pub fn blobs(&self, root: &Digest) -> Option<Vec<Blob>> {
-        self.squares.lock().get(root).cloned()
-    }
-}
-
-impl DataAvailability for TestDa {
-    fn submit(&self, blobs: Vec<Blob>) -> impl Future<Output = Result<AvailabilityCertificate, DaError>> + Send {
-        let this = self.clone();
-        async move {
-            if this.down.load(Ordering::Relaxed) {
-                return Err(DaError::InsufficientNodes { have: 0, need: this.threshold });
-            }
-            let mut h = domains::BATCH.hasher();
-            for b in &blobs {
-                h.update(&b.namespace.0);
-                h.update(&(b.data.len() as u64).to_le_bytes());
-                h.update(&b.data);
-            }
-            let data_root = Digest(*h.finalize().as_bytes());
-            let namespaces: BTreeSet<Namespace> = blobs.iter().map(|b| b.namespace).collect();
-            let commitment = DataCommitment {
-                data_root,
-                square_width: 1,
-                codec: 0,
-                namespaces: namespaces.into_iter().collect(),
-                blob_bytes: blobs.iter().map(|b| b.data.len() as u64).sum(),
-            };
-            let d = commitment.attestation_digest();
-            let votes: Vec<(usize, Signature)> = (0..this.threshold).map(|i| (i, this.keys[i].sign(&d))).collect();
-            this.squares.lock().insert(data_root, blobs);
-            this.submitted.fetch_add(1, Ordering::Relaxed);
-            Ok(AvailabilityCertificate {
-                commitment,
-                signatures: QuorumCertificate::from_votes(d, this.keys.len(), &votes),
-            })
-        }
-    }
-
-    fn get_namespace(
-        &self,
-        commitment: &DataCommitment,
-        namespace: Namespace,
-    ) -> impl Future<Output = Result<Vec<Vec<u8>>, DaError>> + Send {
-        let r = self
-            .squares
-            .lock()
-            .get(&commitment.data_root)
-            .map(|blobs| blobs.iter().filter(|b| b.namespace == namespace).map(|b| b.data.clone()).collect())
-            .ok_or_else(|| DaError::Unavailable("unknown square".into()));
-        std::future::ready(r)
-    }
+/// The tests' DA layer: [`FakeDa`] signing with the genesis DA keys at the genesis
+/// threshold (real signatures, so validators verify certificates as in production).
+pub fn test_da(g: &Genesis) -> FakeDa {
+    FakeDa::signed_by((0..g.da_nodes.len()).map(da_key).collect(), g.da_threshold())
 }
 
 pub fn context(g: &Arc<Genesis>, i: usize, dir: &Path) -> NodeContext {
@@ -152,7 +70,7 @@ pub fn context(g: &Arc<Genesis>, i: usize, dir: &Path) -> NodeContext {
 }
 
 /// Starts validator `i` on its genesis address.
-pub async fn start(g: &Arc<Genesis>, i: usize, dir: &Path, config: Config, da: TestDa) -> Validator {
+pub async fn start(g: &Arc<Genesis>, i: usize, dir: &Path, config: Config, da: FakeDa) -> Validator {
     // A restarted validator's ports may still be held for a moment: its QUIC socket
     // until quinn has drained its connections (a few hundred ms), its HTTP port by a
     // closing connection or a short-lived socket of a test running beside it. Retry
@@ -220,7 +138,7 @@ pub async fn read_all(log: &impl OrderedLog, height: u64) -> Vec<FinalizedBlock>
 }
 
 /// The transaction ids ordered by `blocks`, in order (fetching blobs from `da`).
-pub fn ordered_txs(blocks: &[FinalizedBlock], da: &TestDa) -> Vec<TxId> {
+pub fn ordered_txs(blocks: &[FinalizedBlock], da: &FakeDa) -> Vec<TxId> {
     let mut out = Vec::new();
     for fb in blocks {
         for cert in &fb.block.batches {

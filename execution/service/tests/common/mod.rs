@@ -5,12 +5,12 @@
 
 use lamina_execution_core::ledger::{self, AssetId, LedgerConfig, NativeLedger};
 use lamina_execution_core::{AuthenticatedState, sequential, sigverify};
-use lamina_execution_service::adapters::MemoryDa;
 use lamina_interfaces::{Blob, ChainSpec, DataAvailability, Genesis, NodeEntry};
 use lamina_primitives::{
     Batch, Block, BlockHeader, ChainId, Digest, FinalizedBlock, Height, Keypair, Namespace, QuorumCertificate,
     Transaction, View,
 };
+use lamina_test_utils::FakeDa;
 use rand::{Rng, SeedableRng};
 
 pub const CHAIN: ChainId = ChainId(1);
@@ -49,7 +49,7 @@ pub fn exec_key() -> Keypair {
 pub struct Fixture {
     pub genesis: Genesis,
     pub blocks: Vec<FinalizedBlock>,
-    pub da: MemoryDa,
+    pub da: FakeDa,
     /// Each height's transactions for CHAIN, in execution order.
     pub chain_txs: Vec<Vec<Transaction>>,
 }
@@ -66,7 +66,7 @@ pub async fn fixture(heights: u64) -> Fixture {
     let validators: Vec<Keypair> = (0..4).map(Keypair::for_testing).collect();
     let da_keys: Vec<Keypair> = (10..14).map(Keypair::for_testing).collect();
     let accounts: Vec<Keypair> = (0..ACCOUNTS).map(|i| Keypair::for_testing(SEED + i)).collect();
-    let da = MemoryDa::new();
+    let da = FakeDa::new();
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
     let mut nonces = vec![0u64; ACCOUNTS as usize];
     let mut parent = Digest::ZERO;
