@@ -460,6 +460,12 @@ impl Core {
         self.pending.len()
     }
 
+    /// Whether the batch certified under `attestation` waits to be ordered (a submitted
+    /// or recovered batch that is not pending was refused, or was ordered already).
+    pub fn is_pending(&self, attestation: &Digest) -> bool {
+        self.pending.contains(attestation)
+    }
+
     /// True while this validator knows of a finalized block it has not output yet (it
     /// is catching up: fetching blocks or certificates).
     pub fn is_behind(&self) -> bool {

@@ -97,6 +97,10 @@ impl Default for MempoolLimits {
     }
 }
 
+/// How far into a queue [`Mempool::ready`] looks for a transaction that is not waiting
+/// for a batch in flight (beyond it, the age check waits for the next batch).
+const READY_SCAN: usize = 256;
+
 /// Where a (sender, chain) is in nonce order.
 #[derive(Clone, Debug, Default)]
 struct Sequence {
@@ -347,9 +351,15 @@ impl Mempool {
     /// True if a batch should be cut now: enough bytes queued, or the oldest queued
     /// transaction waited `max_delay`.
     pub fn ready(&self, max_bytes: usize, max_delay: Duration, now: Duration) -> bool {
-        self.queued > 0
-            && (self.queued_bytes >= max_bytes
-                || self.queues.values().filter_map(|q| q.front()).any(|(_, _, t)| now.saturating_sub(*t) >= max_delay))
+        // The oldest transaction that may go into a batch now (not waiting for a batch in
+        // flight), looking a bounded way into each queue.
+        let eligible_aged = self.queues.values().any(|q| {
+            q.iter()
+                .take(READY_SCAN)
+                .find(|(tx, _, _)| !self.in_flight.contains_key(&(tx.sender, tx.chain_id)))
+                .is_some_and(|(_, _, t)| now.saturating_sub(*t) >= max_delay)
+        });
+        self.queued > 0 && (self.queued_bytes >= max_bytes || eligible_aged)
     }
 
     /// Bytes queued.
@@ -369,25 +379,27 @@ impl Mempool {
         let mut per_namespace = Vec::new();
         let mut bytes = 0usize;
         // Share the budget fairly: take round-robin one transaction per namespace.
-        let mut taken: BTreeMap<Namespace, Vec<Transaction>> = BTreeMap::new();
-        // Per namespace, how many leading transactions wait for a batch in flight.
-        let mut skip: BTreeMap<Namespace, usize> = BTreeMap::new();
+        // First choose (by queue position), then take the chosen out of each queue in one
+        // pass: a transaction waiting for a batch in flight is skipped, not moved.
+        let mut chosen: BTreeMap<Namespace, Vec<usize>> = BTreeMap::new();
+        // Per namespace, the next queue position to look at.
+        let mut at: BTreeMap<Namespace, usize> = BTreeMap::new();
         loop {
             let mut progressed = false;
-            for (ns, q) in self.queues.iter_mut() {
-                let at = skip.entry(*ns).or_default();
-                while q.get(*at).is_some_and(|(tx, _, _)| self.in_flight.contains_key(&(tx.sender, tx.chain_id))) {
-                    *at += 1;
+            for (ns, q) in self.queues.iter() {
+                let i = at.entry(*ns).or_default();
+                while q.get(*i).is_some_and(|(tx, _, _)| self.in_flight.contains_key(&(tx.sender, tx.chain_id))) {
+                    *i += 1;
                 }
-                let Some((tx, _, _)) = q.get(*at) else { continue };
+                let Some((tx, txid, _)) = q.get(*i) else { continue };
                 let size = tx.approx_size();
                 if !ids.is_empty() && bytes + size > max_bytes {
                     continue;
                 }
-                let Some((tx, txid, _)) = q.remove(*at) else { continue };
                 bytes += size;
-                ids.push(txid);
-                taken.entry(*ns).or_default().push(tx);
+                ids.push(*txid);
+                chosen.entry(*ns).or_default().push(*i);
+                *i += 1;
                 progressed = true;
             }
             if !progressed || bytes >= max_bytes {
@@ -397,6 +409,21 @@ impl Mempool {
         if ids.is_empty() {
             // Everything queued waits for batches in flight.
             return None;
+        }
+        let mut taken: BTreeMap<Namespace, Vec<Transaction>> = BTreeMap::new();
+        for (ns, positions) in chosen {
+            let Some(q) = self.queues.get_mut(&ns) else { continue };
+            let mut next = positions.into_iter().peekable();
+            let mut kept = VecDeque::with_capacity(q.len());
+            for (i, entry) in std::mem::take(q).into_iter().enumerate() {
+                if next.peek() == Some(&i) {
+                    next.next();
+                    taken.entry(ns).or_default().push(entry.0);
+                } else {
+                    kept.push_back(entry);
+                }
+            }
+            *q = kept;
         }
         self.next_batch += 1;
         self.queues.retain(|_, q| !q.is_empty());
@@ -473,8 +500,23 @@ impl Mempool {
 
     /// A batch was certified by DA under `attestation`.
     pub fn certified(&mut self, batch: u64, attestation: Digest) {
-        if self.batches.contains_key(&batch) {
-            self.by_attestation.insert(attestation, batch);
+        if self.batches.contains_key(&batch)
+            && let Some(older) = self.by_attestation.insert(attestation, batch)
+            && older != batch
+        {
+            // The same bytes cut again (a resubmitted transaction) certify to the same
+            // attestation: one ordering releases both, so release the older hold now.
+            self.land(older);
+        }
+    }
+
+    /// Our batch certified under `attestation` will not be ordered through this
+    /// validator (the core refused it, or had ordered those same bytes already): its
+    /// senders' next transactions may be cut again. Its transactions stay held until
+    /// an ordering reports `attestation` or the validator restarts.
+    pub fn abandon(&mut self, attestation: &Digest) {
+        if let Some(&batch) = self.by_attestation.get(attestation) {
+            self.land(batch);
         }
     }
 
@@ -686,6 +728,21 @@ mod tests {
         assert!(m.cut(1 << 20).is_none());
         m.ordered(&[attestation(first.id)]);
         assert_eq!(nonces_of(&txs_of(&m.cut(1 << 20).unwrap()), 1), vec![1]);
+    }
+
+    #[test]
+    fn an_abandoned_batch_releases_its_senders() {
+        let mut m = Mempool::new(MempoolLimits::default(), [ChainId(1)]);
+        add(&mut m, tx(1, 1, 0, 10)).unwrap();
+        let first = m.cut(1 << 20).unwrap();
+        m.certified(first.id, attestation(first.id));
+        add(&mut m, tx(1, 1, 1, 10)).unwrap();
+        assert!(m.cut(1 << 20).is_none());
+        // The core refused the certificate: the sender is not held hostage by it.
+        m.abandon(&attestation(first.id));
+        assert_eq!(nonces_of(&txs_of(&m.cut(1 << 20).unwrap()), 1), vec![1]);
+        // A later report of the abandoned batch changes nothing (no double release).
+        m.ordered(&[attestation(first.id)]);
     }
 
     #[test]

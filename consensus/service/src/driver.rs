@@ -152,9 +152,16 @@ impl CoreTask {
                 // Kept in the WAL until ordered, so a restart re-proposes it.
                 self.send_out(Out::Persist(WalEntry::Batch(cert.clone())))?;
                 match self.core.submit_batch(now, cert) {
+                    // Not pending after an accepted submit: those same bytes were ordered
+                    // already (a resubmitted transaction cut again); nothing will order it.
+                    Ok(actions) if !self.core.is_pending(&a) => {
+                        self.mempool.lock().abandon(&a);
+                        actions
+                    }
                     Ok(actions) => actions,
                     Err(e) => {
-                        tracing::error!(target: TARGET, error = %e, "DA returned a certificate that does not verify");
+                        tracing::error!(target: TARGET, error = %e, attestation = %a, "the core refused our certified batch; its transactions wait for a restart or a resubmission");
+                        self.mempool.lock().abandon(&a);
                         Vec::new()
                     }
                 }

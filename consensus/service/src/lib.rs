@@ -24,8 +24,8 @@
 //! the core stops, the WAL and the ordered log are synced and closed, the endpoint
 //! drains.
 //!
-//! Not done: the mempool is not persisted (accepted transactions still queued when a
-//! validator crashes are lost; clients resubmit, intake is idempotent); only
+//! Accepted transactions are durable in the intake log (`[consensus.mempool]
+//! durable_intake`, on by default) and queued again after a crash. Not done: only
 //! transactions of this validator's own batches are remembered for duplicate detection.
 
 pub mod batcher;
@@ -259,7 +259,9 @@ pub async fn start<D: DataAvailability + 'static>(
         // hold their senders' next transactions until they are.
         let mut mp = mempool.lock();
         mp.recover_from(mempool::now());
-        for (a, sequences) in in_flight {
+        // Only for certificates the core took back (it drops one that no longer
+        // verifies or does not fit): nothing would ever order the others.
+        for (a, sequences) in in_flight.into_iter().filter(|(a, _)| core.is_pending(a)) {
             mp.in_flight_until_ordered(a, sequences);
         }
     }

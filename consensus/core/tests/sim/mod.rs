@@ -893,6 +893,12 @@ impl Sim {
         let core = self.insts[inst].core.as_mut().unwrap();
         match core.submit_batch(self.now, cert.clone()) {
             Ok(actions) => {
+                if !core.is_pending(&a)
+                    && let Some(mp) = self.insts[inst].mempool.as_mut()
+                {
+                    // As the service's driver does: nothing will order it through us.
+                    mp.abandon(&a);
+                }
                 self.submitted.insert(a, self.now);
                 self.insts[inst].batches.push(cert);
                 self.perform(inst, actions);
