@@ -22,7 +22,7 @@ mod sim;
 use std::time::Duration;
 
 use lamina_consensus_core::MempoolLimits;
-use sim::{NonceReport, Scenario, TxLoad, run_checked};
+use sim::{NonceReport, Scenario, TxLoad, run_checked, seeds};
 
 fn load() -> TxLoad {
     TxLoad {
@@ -69,12 +69,6 @@ fn run(seed: u64, n: usize) -> Result<NonceReport, String> {
         ));
     }
     Ok(report)
-}
-
-fn seeds(base: u64, count: u64) -> impl Iterator<Item = u64> {
-    let long = std::env::var("LAMINA_LONG_TESTS").is_ok_and(|v| v == "1");
-    let count = if long { count * 10 } else { count };
-    (0..count).map(move |i| base + i)
 }
 
 fn run_seeds(n: usize, base: u64, count: u64) {

@@ -16,13 +16,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sim::{Memo, Scenario, Sim, run_checked};
-
-fn seeds(base: u64, count: u64) -> impl Iterator<Item = u64> {
-    let long = std::env::var("LAMINA_LONG_TESTS").is_ok_and(|v| v == "1");
-    let count = if long { count * 10 } else { count };
-    (0..count).map(move |i| base + i)
-}
+use sim::{Memo, Scenario, Sim, run_checked, seeds};
 
 fn run_seeds(n: usize, base: u64, count: u64) {
     let mut failures = Vec::new();

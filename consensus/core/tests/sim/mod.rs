@@ -152,6 +152,13 @@ pub fn sim_config(n: usize) -> Config {
     c
 }
 
+/// Seeds `base..base + count`, ten times as many with `LAMINA_LONG_TESTS=1`.
+pub fn seeds(base: u64, count: u64) -> impl Iterator<Item = u64> {
+    let long = std::env::var("LAMINA_LONG_TESTS").is_ok_and(|v| v == "1");
+    let count = if long { count * 10 } else { count };
+    (0..count).map(move |i| base + i)
+}
+
 /// A valid availability certificate for a synthetic square (real DA signatures).
 pub fn make_cert(memo: &Arc<Memo>, tag: u64) -> AvailabilityCertificate {
     let commitment = DataCommitment {
@@ -161,6 +168,11 @@ pub fn make_cert(memo: &Arc<Memo>, tag: u64) -> AvailabilityCertificate {
         namespaces: vec![Namespace::from(lamina_primitives::ChainId(1 + tag % 3))],
         blob_bytes: 512 * (1 + tag % 7),
     };
+    certify(memo, commitment)
+}
+
+/// `commitment` signed by the DA committee at its threshold (real, memoized signatures).
+fn certify(memo: &Arc<Memo>, commitment: DataCommitment) -> AvailabilityCertificate {
     let d = commitment.attestation_digest();
     let votes: Vec<(usize, Signature)> = (0..DA_THRESHOLD)
         .map(|i| {
@@ -171,30 +183,10 @@ pub fn make_cert(memo: &Arc<Memo>, tag: u64) -> AvailabilityCertificate {
     AvailabilityCertificate { commitment, signatures: QuorumCertificate::from_votes(d, DA_NODES as usize, &votes) }
 }
 
-/// A valid availability certificate for real blobs (the simulation's DA: the data root
-/// hashes the blobs, and the DA committee's signatures are real).
+/// A valid availability certificate for real blobs (the simulation's DA: the shared
+/// fake DA's commitment, which hashes the blobs, signed for real by the DA committee).
 pub fn make_cert_for(memo: &Arc<Memo>, blobs: &[Blob]) -> AvailabilityCertificate {
-    let mut h = lamina_primitives::domains::BATCH.hasher();
-    for b in blobs {
-        h.update(&b.namespace.0);
-        h.update(&(b.data.len() as u64).to_le_bytes());
-        h.update(&b.data);
-    }
-    let commitment = DataCommitment {
-        data_root: Digest(*h.finalize().as_bytes()),
-        square_width: 4,
-        codec: 0,
-        namespaces: blobs.iter().map(|b| b.namespace).collect(),
-        blob_bytes: blobs.iter().map(|b| b.data.len() as u64).sum(),
-    };
-    let d = commitment.attestation_digest();
-    let votes: Vec<(usize, Signature)> = (0..DA_THRESHOLD)
-        .map(|i| {
-            let s = MemoSigner { key: da_key(i as u64), memo: memo.clone() };
-            (i, s.sign(&d))
-        })
-        .collect();
-    AvailabilityCertificate { commitment, signatures: QuorumCertificate::from_votes(d, DA_NODES as usize, &votes) }
+    certify(memo, lamina_test_utils::FakeDa::commitment(&mut blobs.to_vec()))
 }
 
 /// An availability certificate with a forged (invalid) signature.
