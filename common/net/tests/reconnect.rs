@@ -1,29 +1,26 @@
 //! A dialed peer that disappears (its process is killed) and comes back on the same
 //! address is reconnected automatically. The peer is a real child process (this test
-//! binary, re-executed with an environment variable), killed with SIGKILL.
+//! binary, re-executed through `lamina_test_utils::child`), killed with SIGKILL.
 #![allow(clippy::unwrap_used)]
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::*;
 use lamina_net::{Endpoint, PeerSet, ProtocolConfig};
 use lamina_primitives::Keypair;
+use lamina_test_utils::child::{self, TestChild};
 
-const CHILD_ENV: &str = "LAMINA_NET_TEST_CHILD";
 const SERVER_SEED: u64 = 500;
 const CLIENT_SEED: u64 = 501;
 
 /// Not a test by itself: the body of the child process, which serves the echo protocol
-/// until it is killed. Returns at once unless the environment variable is set.
+/// on `port` until it is killed. Returns at once unless started by [`TestChild`].
 #[test]
 fn child_server() {
-    let Ok(port) = std::env::var(CHILD_ENV) else { return };
-    let port: u16 = port.parse().unwrap();
+    let Some(port) = child::spec::<u16>("child_server") else { return };
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
     rt.block_on(async {
         let key = Keypair::for_testing(SERVER_SEED);
@@ -36,40 +33,10 @@ fn child_server() {
     });
 }
 
-/// A child process, killed (SIGKILL) and reaped on drop.
-struct Child(std::process::Child);
-
-impl Child {
-    fn kill(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-fn spawn_server(port: u16) -> (Child, SocketAddr) {
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["child_server", "--exact", "--nocapture", "--test-threads=1"])
-        .env(CHILD_ENV, port.to_string())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let child = Child(child);
-    for line in BufReader::new(stdout).lines() {
-        let line = line.unwrap();
-        // libtest prints "test child_server ... " on the same line first.
-        if let Some(at) = line.find("READY ") {
-            return (child, line[at + 6..].trim().parse().unwrap());
-        }
-    }
-    panic!("child exited before it was ready");
+fn spawn_server(port: u16) -> (TestChild, SocketAddr) {
+    let mut child = TestChild::piped("child_server", &port);
+    let addr = child.wait_for("READY ", Duration::from_secs(60)).expect("child exited before it was ready");
+    (child, addr.parse().unwrap())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,22 +8,20 @@
 //! 200 kills by default (a few seconds); `LAMINA_LONG_TESTS=1` runs 2000.
 //! The seed is printed; `LAMINA_STORE_CRASH_SEED` replays it.
 //!
-//! Torn tails: a kill lands inside a write only now and then (0–3 per 200 kills here),
+//! Torn tails: a kill lands inside a write only now and then (from none to about ten per 200 kills here),
 //! so this test counts them but cannot require one; recovery from a torn tail cut at
 //! *every* byte offset is asserted deterministically in `tests/recovery.rs`
 //! (`truncation_at_any_byte_keeps_a_prefix`).
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Write};
-use std::path::Path;
-use std::process::{Command, Stdio};
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use lamina_store::{Config, Log};
+use lamina_test_utils::child::{self, TestChild};
 use rand::{Rng, SeedableRng, rngs::StdRng};
-
-const DIR_ENV: &str = "LAMINA_STORE_CRASH_DIR";
 
 fn cfg() -> Config {
     Config {
@@ -57,11 +55,12 @@ fn parse(bytes: &[u8]) -> Option<(u64, u64)> {
     Some((t, i))
 }
 
-/// The child: never returns on its own; the parent kills it.
+/// The child, started with the log's directory and the round: never returns on its
+/// own; the parent kills it.
 #[test]
 #[ignore = "entry point of the crash test's child process"]
 fn crash_child() {
-    let Some(dir) = std::env::var_os(DIR_ENV) else { return };
+    let Some((dir, start)) = child::spec::<(PathBuf, u64)>("crash_child") else { return };
     // A failing worker must end the process, so the parent sees EOF rather than a stall.
     std::panic::set_hook(Box::new(|info| {
         eprintln!("crash child: {info}");
@@ -77,7 +76,6 @@ fn crash_child() {
             o.flush().unwrap();
         }
     };
-    let start: u64 = std::env::var("LAMINA_STORE_CRASH_ROUND").unwrap().parse().unwrap();
     let mut threads = Vec::new();
     // Thread 1: group commit, one record at a time. Thread 2: batches of appends + sync.
     for t in [2 * start + 1, 2 * start + 2] {
@@ -158,31 +156,15 @@ fn sigkill_at_random_points_loses_no_acknowledged_record() {
     eprintln!("crash test seed {seed} (LAMINA_STORE_CRASH_SEED to replay the kill points)");
     let mut rng = StdRng::seed_from_u64(seed);
     let dir = tempfile::tempdir().unwrap();
-    let exe = std::env::current_exe().unwrap();
     let mut model = Model { acked: BTreeMap::new(), pruned_below: 0 };
     let mut total_acks = 0usize;
     let mut torn_tails = 0usize;
     for round in 0..rounds {
-        let mut child = Command::new(&exe)
-            .args(["--ignored", "--exact", "crash_child", "--nocapture", "--test-threads=1"])
-            .env(DIR_ENV, dir.path())
-            .env("LAMINA_STORE_CRASH_ROUND", round.to_string())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        // Lines arrive through a thread so that a stalled child (a deadlock in the log)
-        // fails the test instead of hanging it.
-        let (tx, lines) = std::sync::mpsc::channel::<String>();
-        let reader = std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let mut child = TestChild::piped("crash_child", &(dir.path(), round));
         let record = |line: &str, model: &mut Model| {
+            // libtest prints "test crash_child ... " without a newline before the child
+            // runs: its first report shares that line.
+            let line = line.rsplit_once("... ").map_or(line, |(_, report)| report);
             let parts: Vec<&str> = line.split(' ').collect();
             match parts.as_slice() {
                 ["ack", seq, t, i] => {
@@ -203,23 +185,19 @@ fn sigkill_at_random_points_loses_no_acknowledged_record() {
             let want = rng.random_range(1..40);
             let mut got = 0;
             while got < want {
-                match lines.recv_timeout(Duration::from_secs(60)) {
-                    Ok(line) => got += usize::from(record(&line, &mut model)),
-                    Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
-                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-                        child.kill().unwrap();
-                        panic!("round {round}: the child made no progress for 60 s (deadlock?)");
-                    }
+                match child.next_line(Duration::from_secs(60)) {
+                    Some(line) => got += usize::from(record(&line, &mut model)),
+                    None if child.output_closed() => break,
+                    // A stalled child (a deadlock in the log) fails the test.
+                    None => panic!("round {round}: the child made no progress for 60 s (deadlock?)"),
                 }
             }
         }
-        child.kill().unwrap(); // SIGKILL
+        child.kill(); // SIGKILL
         // Lines already in the pipe were acknowledged before the kill: they count too.
-        reader.join().unwrap();
-        for line in lines.try_iter() {
+        while let Some(line) = child.next_line(Duration::from_secs(60)) {
             record(&line, &mut model);
         }
-        child.wait().unwrap();
         total_acks = model.acked.len();
         torn_tails += usize::from(verify(dir.path(), &mut model, round));
     }

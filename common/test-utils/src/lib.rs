@@ -1,4 +1,4 @@
-//! Test support for Lamina: the fixtures tests across the layers share (genesis, chains, node entries, an in-memory DA) (dev-dependency only).
+//! Test support for Lamina: the fixtures tests across the layers share (genesis, chains, node entries, an in-memory DA, child processes) (dev-dependency only).
 //!
 //! A genesis or a node entry is so built one way everywhere: a test states only what it needs and takes the rest from [`genesis`]:
 //!
@@ -16,8 +16,13 @@
 //! assert!(g.validate().is_ok());
 //! ```
 //!
+//! A test that runs a node in its own process (to kill it with `SIGKILL` and restart it)
+//! uses [`child::TestChild`].
+//!
 //! The consensus layer's deterministic simulation (seeded network, time and crashes) is
 //! in `consensus/core/tests/sim`, next to the state machine it drives.
+
+pub mod child;
 
 use std::collections::BTreeMap;
 use std::future::Future;

@@ -10,9 +10,7 @@
 
 mod common;
 
-use std::io::Read as _;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
@@ -22,80 +20,41 @@ use lamina_consensus_client::{IntakeClient, LogClient};
 use lamina_interfaces::{Genesis, SubmitOutcome, TxSubmit};
 use lamina_net::{Endpoint, EndpointConfig};
 use lamina_primitives::{Height, NodeId};
+use lamina_test_utils::child::{self, TestChild};
 
-const CHILD_ENV: &str = "LAMINA_CONSENSUS_CHILD";
+/// What a validator process runs: validator `index` of `genesis`, its files under `dir`.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Spec {
+    index: usize,
+    genesis: Genesis,
+    dir: PathBuf,
+}
 
-/// The child-process entry point: a no-op unless `LAMINA_CONSENSUS_CHILD` is set. Runs
-/// one validator until its stdin closes (graceful stop) or it is killed.
+/// The child-process entry point: an empty test unless started by [`TestChild`]. Runs
+/// one validator until `SIGTERM` (graceful stop) or `SIGKILL`.
 #[test]
-fn child() {
-    let Ok(spec) = std::env::var(CHILD_ENV) else { return };
-    let mut parts = spec.splitn(3, ';');
-    let index: usize = parts.next().unwrap().parse().unwrap();
-    let genesis_path = PathBuf::from(parts.next().unwrap());
-    let dir = PathBuf::from(parts.next().unwrap());
-    let g: Genesis = serde_json::from_slice(&std::fs::read(&genesis_path).unwrap()).unwrap();
-    let g = Arc::new(g);
+fn validator_child() {
+    let Some(spec) = child::spec::<Spec>("validator_child") else { return };
+    let g = Arc::new(spec.genesis);
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     rt.block_on(async move {
-        let v = start(&g, index, &dir, config(), test_da(&g)).await;
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 64];
-            while std::io::stdin().read(&mut buf).map(|n| n > 0).unwrap_or(false) {}
-            let _ = tx.send(());
-        });
-        let _ = rx.await;
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).unwrap();
+        let v = start(&g, spec.index, &spec.dir, config(), test_da(&g)).await;
+        term.recv().await;
         v.stop().await.unwrap();
     });
 }
 
-struct Proc {
-    child: Option<Child>,
-    index: usize,
-}
-
-impl Proc {
-    fn spawn(index: usize, genesis: &Path, dir: &Path) -> Self {
-        let child = Command::new(std::env::current_exe().unwrap())
-            .args(["child", "--exact", "--nocapture", "--test-threads=1"])
-            .env(CHILD_ENV, format!("{index};{};{}", genesis.display(), dir.display()))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        Proc { child: Some(child), index }
-    }
-
-    fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            c.kill().unwrap(); // SIGKILL
-            c.wait().unwrap();
-        }
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            drop(c.stdin.take()); // EOF: graceful stop
-            let status = c.wait().unwrap();
-            assert!(status.success(), "validator {} exited with {status}", self.index);
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        self.kill9();
-    }
+fn validator(g: &Genesis, index: usize, dir: &std::path::Path) -> TestChild {
+    let spec = Spec { index, genesis: g.clone(), dir: dir.to_path_buf() };
+    TestChild::logged("validator_child", &spec, &dir.join(format!("validator{index}.log")))
 }
 
 #[test]
 fn kill9_one_validator_under_load_then_restart_catches_up_and_logs_agree() {
     let dir = tempfile::tempdir().unwrap();
     let g = genesis(4);
-    let gpath = dir.path().join("genesis.json");
-    std::fs::write(&gpath, serde_json::to_vec(&g).unwrap()).unwrap();
-    let mut procs: Vec<Proc> = (0..4).map(|i| Proc::spawn(i, &gpath, dir.path())).collect();
+    let mut procs: Vec<TestChild> = (0..4).map(|i| validator(&g, i, dir.path())).collect();
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     rt.block_on(async {
         let ep = Endpoint::bind(&client_key(), EndpointConfig::new("127.0.0.1:0".parse().unwrap())).unwrap();
@@ -142,13 +101,13 @@ fn kill9_one_validator_under_load_then_restart_catches_up_and_logs_agree() {
         tokio::time::sleep(Duration::from_secs(2)).await;
 
         // kill -9 validator 3 under load: the others keep finalizing.
-        procs[3].kill9();
+        procs[3].kill();
         let h = tip(0).await;
         for i in 0..3 {
             wait_tip(i, h + 20, "progress without validator 3").await;
         }
         // Restart it from its files: it catches up.
-        procs[3] = Proc::spawn(3, &gpath, dir.path());
+        procs[3].restart();
         let target = tip(0).await;
         wait_tip(3, target, "catch-up after restart").await;
         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -190,7 +149,8 @@ fn kill9_one_validator_under_load_then_restart_catches_up_and_logs_agree() {
         }
         ep.shutdown().await;
     });
-    for p in &mut procs {
-        p.stop();
+    for (i, p) in procs.iter_mut().enumerate() {
+        let status = p.terminate(Duration::from_secs(20));
+        assert!(status.is_some_and(|s| s.success()), "validator {i} did not stop cleanly: {status:?}");
     }
 }

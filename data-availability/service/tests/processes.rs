@@ -19,12 +19,11 @@ use common::*;
 use lamina_da_core::Assignment;
 use lamina_interfaces::DataAvailability;
 use lamina_primitives::{Batch, ChainId, Namespace, codec};
+use lamina_test_utils::child::TestChild;
 
-const CHILD: &str = "child";
-
-/// The child-process entry point (a no-op unless `LAMINA_DA_CHILD` is set).
+/// The child-process entry point (an empty test unless started by `start_child`).
 #[test]
-fn child() {
+fn da_child() {
     child_main();
 }
 
@@ -36,7 +35,7 @@ fn rt() -> tokio::runtime::Runtime {
 fn crash_tolerance_and_restart() {
     let dir = tempfile::tempdir().unwrap();
     let g = genesis(4);
-    let mut nodes: Vec<ChildNode> = (0..4).map(|i| ChildNode::start(CHILD, &g, i, dir.path(), false)).collect();
+    let mut nodes: Vec<TestChild> = (0..4).map(|i| start_child(&g, i, dir.path(), false)).collect();
     rt().block_on(async {
         let (client, endpoint) = client(&g, 0);
         client.wait_for_nodes(4, Duration::from_secs(20)).await.unwrap();
@@ -80,7 +79,7 @@ fn crash_tolerance_and_restart() {
         assert_eq!(outcome.confidence, 0.0);
 
         // Restart it on the same files: it serves its stored columns again.
-        nodes[0].restart(CHILD, dir.path());
+        nodes[0].restart();
         let node0 = g.da_nodes[0].key;
         let mut served = None;
         for _ in 0..100 {
@@ -110,7 +109,7 @@ fn lying_node_is_detected_and_data_still_retrieved() {
     let dir = tempfile::tempdir().unwrap();
     let g = genesis(4);
     let liar = 2;
-    let _nodes: Vec<ChildNode> = (0..4).map(|i| ChildNode::start(CHILD, &g, i, dir.path(), i == liar)).collect();
+    let _nodes: Vec<TestChild> = (0..4).map(|i| start_child(&g, i, dir.path(), i == liar)).collect();
     rt().block_on(async {
         let (client, endpoint) = client(&g, 1);
         client.wait_for_nodes(4, Duration::from_secs(20)).await.unwrap();

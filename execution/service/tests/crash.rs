@@ -3,7 +3,7 @@
 //! snapshots are written and records and receipts pruned (a snapshot every 4 heights,
 //! a retention window of 6, small record segments).
 //!
-//! The test re-runs its own binary as a child (`LAMINA_EXEC_CRASH_CHILD=<dir>`) that
+//! The test re-runs its own binary as a child (`exec_child`, through `TestChild`) that
 //! follows an on-disk log fixture and prints `COMMITTED <height> <state root>` whenever
 //! its committed height moves. The parent SIGKILLs it after a random number of lines,
 //! reopens the store in-process, and checks that the node is at or past every reported
@@ -11,8 +11,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use common::*;
@@ -21,11 +20,11 @@ use lamina_execution_service::ExecutionNode;
 use lamina_execution_service::adapters::{FileLog, RecordingSettlement};
 use lamina_interfaces::Health;
 use lamina_primitives::Height;
+use lamina_test_utils::child::{self, TestChild};
 use rand::{Rng, SeedableRng};
 use tokio_util::sync::CancellationToken;
 
 const HEIGHTS: u64 = 60;
-const CHILD_ENV: &str = "LAMINA_EXEC_CRASH_CHILD";
 
 fn crash_config() -> lamina_execution_service::Config {
     lamina_execution_service::Config {
@@ -57,11 +56,15 @@ fn index_matches_records(node: &ExecutionNode) {
     assert!(v.height.0 < 8 || n > 0, "retained heights hold receipts");
 }
 
-fn child(dir: &str) {
+/// The child: follows the log fixture under the directory it is started with and
+/// reports each committed height, until killed. An empty test in a normal run.
+#[test]
+fn exec_child() {
+    let Some(dir) = child::spec::<PathBuf>("exec_child") else { return };
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     rt.block_on(async {
         let f = fixture(HEIGHTS).await;
-        let base = std::path::Path::new(dir);
+        let base = dir.as_path();
         let log = FileLog::open(&base.join("log")).unwrap();
         let mut node = ExecutionNode::open(&base.join("exec"), &f.genesis, CHAIN, exec_key(), &crash_config()).unwrap();
         let shared = node.shared();
@@ -86,10 +89,6 @@ fn child(dir: &str) {
 
 #[test]
 fn kill_9_loses_nothing_reported_committed() {
-    if let Ok(dir) = std::env::var(CHILD_ENV) {
-        child(&dir);
-        return;
-    }
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let f = rt.block_on(fixture(HEIGHTS));
     let want = reference_roots(&f);
@@ -104,33 +103,20 @@ fn kill_9_loses_nothing_reported_committed() {
     let rounds = if std::env::var("LAMINA_LONG_TESTS").is_ok() { 12 } else { 4 };
     let mut reached = 0;
     for round in 0..rounds {
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "kill_9_loses_nothing_reported_committed", "--nocapture", "--test-threads=1"])
-            .env(CHILD_ENV, dir.path())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
+        let mut child = TestChild::piped("exec_child", &dir.path());
         let kill_after = rng.random_range(2..12);
         let mut reported: Option<(u64, String)> = None;
-        let mut lines = BufReader::new(stdout).lines();
         let mut seen = 0;
-        while let Some(Ok(line)) = lines.next() {
-            // The harness prints "test … ... " without a newline before the test runs,
-            // so the child's first report may share that line: look anywhere in it.
-            if let Some((_, rest)) = line.split_once("COMMITTED ") {
-                let mut it = rest.split(' ');
-                let h: u64 = it.next().unwrap().parse().unwrap();
-                reported = Some((h, it.next().unwrap().to_string()));
-                seen += 1;
-                if seen >= kill_after || h == HEIGHTS {
-                    break;
-                }
+        while let Some(rest) = child.wait_for("COMMITTED ", Duration::from_secs(120)) {
+            let mut it = rest.split(' ');
+            let h: u64 = it.next().unwrap().parse().unwrap();
+            reported = Some((h, it.next().unwrap().to_string()));
+            seen += 1;
+            if seen >= kill_after || h == HEIGHTS {
+                break;
             }
         }
-        child.kill().unwrap(); // SIGKILL
-        child.wait().unwrap();
+        child.kill(); // SIGKILL
         let (h, root) = reported.expect("child reported nothing");
         if h > 0 {
             assert_eq!(root, want[h as usize - 1].to_hex(), "round {round}: reported root at {h}");

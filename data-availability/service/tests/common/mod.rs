@@ -4,7 +4,6 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,6 +14,7 @@ use lamina_da_service::{Config, DaNode, accepted_peers};
 use lamina_interfaces::{Blob, Genesis, Health};
 use lamina_net::{Endpoint, EndpointConfig, Handler, NodeContext, Reject};
 use lamina_primitives::{Batch, ChainId, Keypair, Namespace, NodeId, Transaction, codec};
+use lamina_test_utils::child::TestChild;
 use tokio_util::sync::CancellationToken;
 
 /// Key seeds: DA node `i` is `100 + i`; client (validator) `j` is `j`.
@@ -127,17 +127,25 @@ pub async fn run_liar(genesis: Arc<Genesis>, i: usize, data: PathBuf, shutdown: 
     endpoint.shutdown().await;
 }
 
-/// The child-process side: when `LAMINA_DA_CHILD` names a spec file, run the node it
-/// describes until killed or SIGTERM. Called from a `#[test]` of each multi-process
-/// test binary; a no-op in a normal test run.
+/// What a DA node process runs: node `index` of `genesis` with its files under `data`,
+/// lying (see [`Liar`]) if `lie`.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct ChildSpec {
+    pub genesis: Genesis,
+    pub index: usize,
+    pub data: PathBuf,
+    pub lie: bool,
+}
+
+/// The entry each multi-process test binary defines as `#[test] fn da_child()`, calling
+/// [`child_main`].
+pub const CHILD: &str = "da_child";
+
+/// The child-process side: when this process was started by [`start_child`], run the
+/// node its spec describes until killed or `SIGTERM`; a no-op in a normal test run.
 pub fn child_main() {
-    let Ok(spec) = std::env::var("LAMINA_DA_CHILD") else { return };
-    let spec: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(spec).unwrap()).unwrap();
-    let genesis: Genesis = serde_json::from_value(spec["genesis"].clone()).unwrap();
-    let genesis = Arc::new(genesis);
-    let i = spec["index"].as_u64().unwrap() as usize;
-    let data = PathBuf::from(spec["data"].as_str().unwrap());
-    let lie = spec["lie"].as_bool().unwrap_or(false);
+    let Some(spec) = lamina_test_utils::child::spec::<ChildSpec>(CHILD) else { return };
+    let genesis = Arc::new(spec.genesis);
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     rt.block_on(async move {
         let stop = CancellationToken::new();
@@ -147,70 +155,20 @@ pub fn child_main() {
             term.recv().await;
             s.cancel();
         });
-        if lie {
-            run_liar(genesis, i, data, stop).await;
+        if spec.lie {
+            run_liar(genesis, spec.index, spec.data, stop).await;
         } else {
-            let ctx = node_context(&genesis, i, &data);
+            let ctx = node_context(&genesis, spec.index, &spec.data);
             lamina_da_service::run(ctx, Config::default(), stop).await.unwrap();
         }
     });
-    std::process::exit(0);
 }
 
-/// A DA node running as a child process.
-pub struct ChildNode {
-    pub index: usize,
-    spec: PathBuf,
-    child: Option<Child>,
-}
-
-impl ChildNode {
-    /// Starts node `index` of `genesis` with its data under `dir` (`test_name` is the
-    /// `#[test]` that calls [`child_main`]).
-    pub fn start(test_name: &str, genesis: &Genesis, index: usize, dir: &Path, lie: bool) -> Self {
-        let data = dir.join(format!("da{index}"));
-        std::fs::create_dir_all(&data).unwrap();
-        let spec = dir.join(format!("da{index}.json"));
-        let doc = serde_json::json!({ "genesis": genesis, "index": index, "data": data, "lie": lie });
-        std::fs::write(&spec, serde_json::to_vec(&doc).unwrap()).unwrap();
-        let mut node = ChildNode { index, spec, child: None };
-        node.spawn(test_name, dir);
-        node
-    }
-
-    fn spawn(&mut self, test_name: &str, dir: &Path) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(dir.join(format!("da{}.log", self.index)))
-            .unwrap();
-        let child = Command::new(std::env::current_exe().unwrap())
-            .args([test_name, "--exact", "--nocapture", "--test-threads=1"])
-            .env("LAMINA_DA_CHILD", &self.spec)
-            .stdout(Stdio::from(log.try_clone().unwrap()))
-            .stderr(Stdio::from(log))
-            .spawn()
-            .unwrap();
-        self.child = Some(child);
-    }
-
-    /// SIGKILL (a crash).
-    pub fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            c.kill().unwrap();
-            c.wait().unwrap();
-        }
-    }
-
-    /// Starts the process again on the same data directory.
-    pub fn restart(&mut self, test_name: &str, dir: &Path) {
-        self.kill();
-        self.spawn(test_name, dir);
-    }
-}
-
-impl Drop for ChildNode {
-    fn drop(&mut self) {
-        self.kill();
-    }
+/// Starts DA node `index` of `genesis` as a child process, its data under `dir/da<index>`
+/// and its output in `dir/da<index>.log`.
+pub fn start_child(genesis: &Genesis, index: usize, dir: &Path, lie: bool) -> TestChild {
+    let data = dir.join(format!("da{index}"));
+    std::fs::create_dir_all(&data).unwrap();
+    let spec = ChildSpec { genesis: genesis.clone(), index, data, lie };
+    TestChild::logged(CHILD, &spec, &dir.join(format!("da{index}.log")))
 }
