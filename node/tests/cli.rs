@@ -1,27 +1,21 @@
 #![allow(clippy::unwrap_used)]
 //! The operator commands of the real `lamina` binary: keys, genesis, init, config.
 
+mod common;
+
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
+
+use common::s;
 
 fn lamina(args: &[&str]) -> Output {
     lamina_env(args, &[])
 }
 
+/// `lamina <args>` with a clean environment plus `env`.
 fn lamina_env(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_lamina"));
-    c.args(args);
-    // A clean slate: no overrides from the environment running the tests.
-    for (k, _) in std::env::vars() {
-        if k.starts_with("LAMINA_") || k == "RUST_LOG" {
-            c.env_remove(k);
-        }
-    }
-    for (k, v) in env {
-        c.env(k, v);
-    }
-    c.output().unwrap()
+    common::lamina().args(args).envs(env.iter().copied()).output().unwrap()
 }
 
 fn ok(args: &[&str]) -> String {
@@ -32,10 +26,6 @@ fn ok(args: &[&str]) -> String {
 
 fn mode(p: &Path) -> u32 {
     std::fs::metadata(p).unwrap().permissions().mode() & 0o777
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
 }
 
 #[test]
@@ -148,11 +138,7 @@ fn keys_genesis_and_init_produce_the_expected_files() {
     // panic about a broken pipe.
     let (reader, writer) = std::io::pipe().unwrap();
     drop(reader);
-    let out = Command::new(env!("CARGO_BIN_EXE_lamina"))
-        .args(["consensus", "config", "--home", s(&home)])
-        .stdout(writer)
-        .output()
-        .unwrap();
+    let out = common::lamina().args(["consensus", "config", "--home", s(&home)]).stdout(writer).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!err.contains("panicked") && out.status.code() != Some(101), "{:?}: {err}", out.status);
     assert!(show(&[("LAMINA_ADMIN_ADDR", "127.0.0.1:1111")], &[]).contains("admin_addr = \"127.0.0.1:1111\""));

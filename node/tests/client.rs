@@ -2,80 +2,29 @@
 //! Client commands (`lamina tx | query | blob | da sample`) against a real devnet: real
 //! processes, real QUIC on 127.0.0.1, real files.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-fn lamina(xdg: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_lamina"));
-    for (k, _) in std::env::vars() {
-        if k.starts_with("LAMINA_") || k == "RUST_LOG" {
-            c.env_remove(k);
-        }
-    }
-    // `devnet up` remembers its directory here; keep it out of the user's home.
-    c.env("XDG_DATA_HOME", xdg);
-    c
-}
+use std::path::Path;
 
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-fn show(o: &Output) -> String {
-    format!(
-        "status {}\nstdout:\n{}\nstderr:\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn ok(o: Output) -> String {
-    assert!(o.status.success(), "{}", show(&o));
-    String::from_utf8(o.stdout).unwrap()
-}
-
-/// The value of the first `key: value` line.
-fn field<'a>(out: &'a str, key: &str) -> &'a str {
-    let prefix = format!("{key}: ");
-    out.lines().find_map(|l| l.strip_prefix(prefix.as_str())).unwrap_or_else(|| panic!("no {key:?} in:\n{out}"))
-}
-
-/// Stops the devnet when the test ends, passing or not.
-struct Down {
-    xdg: PathBuf,
-    dir: PathBuf,
-}
-
-impl Drop for Down {
-    fn drop(&mut self) {
-        let o = lamina(&self.xdg).args(["devnet", "down", "--dir", s(&self.dir)]).output().unwrap();
-        if !std::thread::panicking() {
-            assert!(o.status.success(), "devnet down: {}", show(&o));
-        }
-    }
-}
+use common::*;
 
 #[test]
 fn transfer_query_blob_and_sample_against_a_devnet() {
-    let tmp = tempfile::tempdir().unwrap();
-    let xdg = tmp.path().join("xdg");
-    let dir = tmp.path().join("net");
-    let net = || lamina(&xdg);
-
     // Errors that need no network are clear.
-    let o = net().args(["query", "nonce", &"11".repeat(32), "--chain", "1"]).output().unwrap();
+    let empty = tempfile::tempdir().unwrap();
+    let o = lamina()
+        .env("XDG_DATA_HOME", empty.path())
+        .args(["query", "nonce", &"11".repeat(32), "--chain", "1"])
+        .output()
+        .unwrap();
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("no devnet found"), "{}", show(&o));
 
-    let up = net()
-        .args(["devnet", "up", "--dir", s(&dir), "--keep", "--load", "0", "--validators", "4", "--da-nodes", "4"])
-        .args(["--chains", "1", "--funded-accounts", "4"])
-        .output()
-        .unwrap();
-    let _down = Down { xdg: xdg.clone(), dir: dir.clone() };
-    assert!(up.status.success(), "devnet up: {}", show(&up));
+    let devnet = Devnet::up(&["--validators", "4", "--da-nodes", "4", "--chains", "1", "--funded-accounts", "4"]);
+    let dir = devnet.dir.clone();
     let d = ["--devnet", s(&dir)];
+    let tmp = tempfile::tempdir().unwrap();
+    let net = || devnet.cmd();
 
     let o = net().args(["query", "status", "--chain", "9"]).args(d).output().unwrap();
     assert!(!o.status.success());
@@ -171,18 +120,12 @@ fn transfer_query_blob_and_sample_against_a_devnet() {
 
     // The operator closes the execution node (`[access] open = false`, SIGHUP, no
     // restart): the fresh key is refused and told so, the genesis client still reads.
-    let st: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("devnet.json")).unwrap()).unwrap();
-    let exec = st["nodes"].as_array().unwrap().iter().find(|n| n["name"] == "execution-0").unwrap();
+    let exec = devnet.node("execution-0");
     let config = Path::new(exec["home"].as_str().unwrap()).join("config").join("config.toml");
     let text = std::fs::read_to_string(&config).unwrap();
     assert!(text.contains("\nopen = true\n"), "{text}");
     std::fs::write(&config, text.replace("\nopen = true\n", "\nopen = false\n")).unwrap();
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(exec["pid"].as_u64().unwrap() as i32),
-        nix::sys::signal::Signal::SIGHUP,
-    )
-    .unwrap();
+    signal(devnet.pid("execution-0"), nix::sys::signal::Signal::SIGHUP);
     let mut refused = None;
     for _ in 0..40 {
         let o = net().args(["query", "balance", to, "--chain", "1"]).args(d).args(fresh).output().unwrap();

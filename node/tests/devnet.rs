@@ -1,11 +1,13 @@
 #![allow(clippy::unwrap_used)]
 //! `lamina devnet` with the real binary: real processes, real QUIC on 127.0.0.1, real files.
 
-use std::io::{Read as _, Write as _};
-use std::net::{SocketAddr, TcpStream};
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
+
+use common::{alive, lamina, s};
 
 /// The tests of this file each run a whole devnet; run in parallel on a 2-core machine
 /// they starved each other (a load run once ended with no point measured). One at a time.
@@ -18,20 +20,6 @@ fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
 /// Generous bounds for a loaded 2-core machine; the tests never assert on speed.
 const READY_WITHIN: Duration = Duration::from_secs(120);
 const EXIT_WITHIN: Duration = Duration::from_secs(60);
-
-fn lamina() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_lamina"));
-    for (k, _) in std::env::vars() {
-        if k.starts_with("LAMINA_") || k == "RUST_LOG" {
-            c.env_remove(k);
-        }
-    }
-    c
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
 
 /// `lamina devnet up --dir <dir> <args>` in the background, output to `<dir>.out`.
 fn up(dir: &Path, args: &[&str]) -> (Child, PathBuf) {
@@ -94,28 +82,9 @@ fn sigkill(pid: u32) {
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL).unwrap();
 }
 
-/// Running and not a zombie.
-fn alive(pid: u64) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => {
-            let state = stat.rfind(')').and_then(|i| stat[i + 1..].split_whitespace().next()).unwrap_or("");
-            state != "Z" && state != "X"
-        }
-        Err(_) => false,
-    }
-}
-
-/// A minimal HTTP GET: (status code, body).
+/// A minimal HTTP GET that must be answered: (status code, body).
 fn get(addr: &str, path: &str) -> (u16, String) {
-    let addr: SocketAddr = addr.parse().unwrap();
-    let mut tcp = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
-    tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    write!(tcp, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
-    let mut resp = String::new();
-    tcp.read_to_string(&mut resp).unwrap();
-    let code = resp.split_whitespace().nth(1).unwrap().parse().unwrap();
-    let body = resp.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
-    (code, body)
+    common::http_get(addr, path).unwrap_or_else(|| panic!("{addr}{path} did not answer"))
 }
 
 fn pids(st: &serde_json::Value) -> Vec<u64> {

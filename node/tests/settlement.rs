@@ -10,92 +10,18 @@
 //! * the settlement node killed with -9 mid-run recomputes the same finalized root for
 //!   the same height after a restart.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+mod common;
+
 use std::time::{Duration, Instant};
+
+use common::*;
 
 /// Long enough for a restart of the verifier and a challenge to be ordered inside it,
 /// even on a loaded 2-core machine (heights come ~20–60/s here).
 const WINDOW: &str = "600";
-/// Generous bound for a loaded machine; the test never asserts on speed.
-const WITHIN: Duration = Duration::from_secs(240);
 
-fn lamina(xdg: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_lamina"));
-    for (k, _) in std::env::vars() {
-        if k.starts_with("LAMINA_") || k == "RUST_LOG" {
-            c.env_remove(k);
-        }
-    }
-    c.env("XDG_DATA_HOME", xdg);
-    c
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-fn show(o: &Output) -> String {
-    format!(
-        "status {}\nstdout:\n{}\nstderr:\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn ok(o: Output) -> String {
-    assert!(o.status.success(), "{}", show(&o));
-    String::from_utf8(o.stdout).unwrap()
-}
-
-fn field<'a>(out: &'a str, key: &str) -> &'a str {
-    let prefix = format!("{key}: ");
-    out.lines().find_map(|l| l.strip_prefix(prefix.as_str())).unwrap_or_else(|| panic!("no {key:?} in:\n{out}"))
-}
-
-/// Stops the devnet (and a restarted settlement node) when the test ends.
-struct Down {
-    xdg: PathBuf,
-    dir: PathBuf,
-    extra: Option<Child>,
-}
-
-impl Drop for Down {
-    fn drop(&mut self) {
-        if let Some(c) = self.extra.as_mut() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        let o = lamina(&self.xdg).args(["devnet", "down", "--dir", s(&self.dir)]).output().unwrap();
-        if !std::thread::panicking() {
-            assert!(o.status.success(), "devnet down: {}", show(&o));
-        }
-    }
-}
-
-fn sigkill(pid: u64) {
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL).unwrap();
-}
-
-fn node<'a>(st: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
-    st["nodes"].as_array().unwrap().iter().find(|n| n["name"] == name).unwrap()
-}
-
-/// Starts `lamina settlement start` on the devnet's settlement home, output to a log.
-fn start_settlement(xdg: &Path, home: &Path, log: &Path) -> Child {
-    let out = std::fs::File::create(log).unwrap();
-    lamina(xdg)
-        .args(["settlement", "start", "--home", s(home)])
-        .stdin(Stdio::null())
-        .stdout(out.try_clone().unwrap())
-        .stderr(out)
-        .spawn()
-        .unwrap()
-}
-
-fn claims(xdg: &Path, d: &[&str]) -> Vec<serde_json::Value> {
-    let o = lamina(xdg).args(["settlement", "claims", "--chain", "1", "--json"]).args(d).output().unwrap();
+fn claims(net: &Devnet, d: &[&str]) -> Vec<serde_json::Value> {
+    let o = net.cmd().args(["settlement", "claims", "--chain", "1", "--json"]).args(d).output().unwrap();
     if !o.status.success() {
         return Vec::new();
     }
@@ -104,24 +30,16 @@ fn claims(xdg: &Path, d: &[&str]) -> Vec<serde_json::Value> {
 
 #[test]
 fn faulty_claimer_is_slashed_honest_claim_finalizes_and_restart_recomputes() {
+    // Windows are counted in heights: an idle devnet with a 50 ms heartbeat makes ~20 a
+    // second, so the window passes in about 30 s.
+    let args = format!(
+        "--validators 4 --da-nodes 4 --chains 1 --execution 2 --funded-accounts 4 --settlement 1 \
+         --settlement-window {WINDOW} --faulty-claims execution-0 --heartbeat 50ms"
+    );
+    let mut devnet = Devnet::up(&args.split_whitespace().collect::<Vec<_>>());
     let tmp = tempfile::tempdir().unwrap();
-    let xdg = tmp.path().join("xdg");
-    let dir = tmp.path().join("net");
-    let net = || lamina(&xdg);
-    let up = net()
-        .args(["devnet", "up", "--dir", s(&dir), "--keep", "--load", "0", "--validators", "4", "--da-nodes", "4"])
-        .args(["--chains", "1", "--execution", "2", "--funded-accounts", "4", "--settlement", "1"])
-        .args(["--settlement-window", WINDOW, "--faulty-claims", "execution-0"])
-        // Windows are counted in heights: an idle devnet with a 50 ms heartbeat makes
-        // ~20 a second, so the window passes in about 30 s.
-        .args(["--heartbeat", "50ms"])
-        .output()
-        .unwrap();
-    let mut down = Down { xdg: xdg.clone(), dir: dir.clone(), extra: None };
-    assert!(up.status.success(), "devnet up: {}", show(&up));
+    let dir = devnet.dir.clone();
     let d = ["--devnet", s(&dir)];
-    let st: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("devnet.json")).unwrap()).unwrap();
     let genesis: toml::Value = toml::from_str(&std::fs::read_to_string(dir.join("genesis.toml")).unwrap()).unwrap();
     let key_of = |name: &str| {
         genesis["execution_nodes"].as_array().unwrap().iter().find(|n| n["name"].as_str() == Some(name)).unwrap()["key"]
@@ -130,16 +48,15 @@ fn faulty_claimer_is_slashed_honest_claim_finalizes_and_restart_recomputes() {
             .to_string()
     };
     let (faulty, honest) = (key_of("execution-0"), key_of("execution-1"));
-    let settlement = node(&st, "settlement-0");
-    let home = PathBuf::from(settlement["home"].as_str().unwrap());
 
     // The verifier goes offline (kill -9) before anything is claimed.
-    sigkill(settlement["pid"].as_u64().unwrap());
+    devnet.kill("settlement-0");
 
     // One transfer: a height with data for chain 1, claimed by both execution nodes.
     let key = tmp.path().join("to.key");
-    let to = ok(net().args(["keys", "generate", "--out", s(&key)]).output().unwrap());
-    let out = ok(net()
+    let to = ok(devnet.cmd().args(["keys", "generate", "--out", s(&key)]).output().unwrap());
+    let out = ok(devnet
+        .cmd()
         .args(["tx", "transfer", "--chain", "1", "--to", to.trim(), "--amount", "7", "--from-test-account", "0"])
         .args(d)
         .output()
@@ -149,13 +66,13 @@ fn faulty_claimer_is_slashed_honest_claim_finalizes_and_restart_recomputes() {
 
     // The verifier returns (inside the window) and catches up from its store and the log.
     std::thread::sleep(Duration::from_secs(1));
-    down.extra = Some(start_settlement(&xdg, &home, &tmp.path().join("settlement-1.log")));
+    devnet.restart("settlement-0");
 
     // The faulty claim covering `height` is slashed; the honest one finalizes.
     let covers = |c: &serde_json::Value| c["from"].as_u64().unwrap() < height && c["to"].as_u64().unwrap() >= height;
     let start = Instant::now();
     let (slashed, finalized) = loop {
-        let list = claims(&xdg, &d);
+        let list = claims(&devnet, &d);
         let slashed =
             list.iter().find(|c| c["claimer"] == faulty.as_str() && covers(c) && c["status"] == "slashed").cloned();
         let finalized =
@@ -170,7 +87,7 @@ fn faulty_claimer_is_slashed_honest_claim_finalizes_and_restart_recomputes() {
         assert!(
             start.elapsed() < WITHIN,
             "no slash + finalization in time; claims: {list:#?}\nsettlement log:\n{}",
-            std::fs::read_to_string(tmp.path().join("settlement-1.log")).unwrap_or_default()
+            tail(&devnet.restart_log("settlement-0"), 60)
         );
         std::thread::sleep(Duration::from_millis(500));
     };
@@ -179,10 +96,11 @@ fn faulty_claimer_is_slashed_honest_claim_finalizes_and_restart_recomputes() {
     assert_eq!(finalized["deadline"].as_u64().unwrap(), finalized["included_at"].as_u64().unwrap() + window);
 
     // The finalized root equals the honest execution node's state root at that height.
-    let out = ok(net().args(["query", "status", "--chain", "1"]).args(d).output().unwrap());
+    let out = ok(devnet.cmd().args(["query", "status", "--chain", "1"]).args(d).output().unwrap());
     let exec_height: u64 = field(&out, "height").parse().unwrap();
     let to_height = finalized["to"].as_u64().unwrap();
-    let anchor = ok(net()
+    let anchor = ok(devnet
+        .cmd()
         .args(["settlement", "anchor", "--chain", "1", "--height", &to_height.to_string()])
         .args(d)
         .output()
@@ -194,21 +112,22 @@ fn faulty_claimer_is_slashed_honest_claim_finalizes_and_restart_recomputes() {
     }
 
     // The faulty claimer lost its bond; `settlement status --chain 1 --json` shows the root.
-    let status = ok(net().args(["settlement", "status", "--chain", "1", "--json"]).args(d).output().unwrap());
+    let status = ok(devnet.cmd().args(["settlement", "status", "--chain", "1", "--json"]).args(d).output().unwrap());
     let status: serde_json::Value = serde_json::from_str(&status).unwrap();
     assert!(status["finalized_height"].as_u64().unwrap() >= height, "{status:#}");
 
     // A manual challenge whose witness proves nothing costs the challenger its bond and
     // leaves the honest claim alone (the devnet's client key is funded for bonds).
     let client_key = dir.join("client.key");
-    let client = ok(net().args(["keys", "show", "--key", s(&client_key)]).output().unwrap());
+    let client = ok(devnet.cmd().args(["keys", "show", "--key", s(&client_key)]).output().unwrap());
     let client = client.trim().to_string();
     let account = |key: &str| {
-        let out = ok(net().args(["settlement", "account", key]).args(d).output().unwrap());
+        let out = ok(devnet.cmd().args(["settlement", "account", key]).args(d).output().unwrap());
         field(&out, "free").parse::<u64>().unwrap()
     };
     let funds = account(&client);
-    let out = ok(net()
+    let out = ok(devnet
+        .cmd()
         .args(["tx", "transfer", "--chain", "1", "--to", to.trim(), "--amount", "8", "--from-test-account", "1"])
         .args(d)
         .output()
@@ -216,7 +135,7 @@ fn faulty_claimer_is_slashed_honest_claim_finalizes_and_restart_recomputes() {
     let height2: u64 = field(&out, "height").parse().unwrap();
     let start = Instant::now();
     let target = loop {
-        let list = claims(&xdg, &d);
+        let list = claims(&devnet, &d);
         if let Some(c) = list.iter().find(|c| {
             c["claimer"] == honest.as_str()
                 && c["from"].as_u64().unwrap() < height2
@@ -230,7 +149,8 @@ fn faulty_claimer_is_slashed_honest_claim_finalizes_and_restart_recomputes() {
     };
     let junk = tmp.path().join("junk.witness");
     std::fs::write(&junk, b"not a witness of anything").unwrap();
-    ok(net()
+    ok(devnet
+        .cmd()
         .args(["settlement", "challenge", "--claim", &target, "--step", "0"])
         .args(["--witness", s(&junk), "--key", s(&client_key)])
         .args(d)
@@ -242,18 +162,17 @@ fn faulty_claimer_is_slashed_honest_claim_finalizes_and_restart_recomputes() {
         std::thread::sleep(Duration::from_millis(300));
     }
     assert_eq!(account(&client), funds - 1_000, "challenge_bond (default 1000) paid to the claimer");
-    let list = claims(&xdg, &d);
+    let list = claims(&devnet, &d);
     let c = list.iter().find(|c| c["id"] == target.as_str()).unwrap();
     assert_ne!(c["status"], "slashed", "{c:#}");
 
     // kill -9 mid-run, restart: the same finalized root for the same height.
-    let mut extra = down.extra.take().unwrap();
-    extra.kill().unwrap();
-    extra.wait().unwrap();
-    down.extra = Some(start_settlement(&xdg, &home, &tmp.path().join("settlement-2.log")));
+    devnet.kill("settlement-0");
+    devnet.restart("settlement-0");
     let start = Instant::now();
     let again = loop {
-        let o = net()
+        let o = devnet
+            .cmd()
             .args(["settlement", "anchor", "--chain", "1", "--height", &to_height.to_string()])
             .args(d)
             .output()

@@ -1,12 +1,14 @@
-//! Helpers shared by the multi-process tests: a `devnet up --keep` network of real
-//! `lamina` processes, with kill/restart and admin-status access.
+//! Helpers shared by the tests of the real `lamina` binary: the command with a clean
+//! environment, its output checks, and the one way these tests run a network: a
+//! [`Devnet`] (`devnet up --keep`) of real processes, with kill/restart and admin-status
+//! access. (`tests/devnet.rs` runs `devnet up` in the foreground: that is what it tests.)
 #![allow(dead_code)]
 
 use std::collections::HashMap;
 use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use lamina_interfaces::Genesis;
@@ -24,6 +26,8 @@ pub fn phase() -> Duration {
     if long() { Duration::from_secs(60) } else { Duration::from_secs(6) }
 }
 
+/// `lamina` with a clean environment: no `LAMINA_*` overrides or `RUST_LOG` from the
+/// environment running the tests.
 pub fn lamina() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_lamina"));
     for (k, _) in std::env::vars() {
@@ -38,15 +42,43 @@ pub fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
-/// A minimal HTTP GET of a text document (`/metrics`); `None` if the node does not answer.
-pub fn get_text(addr: &str, path: &str) -> Option<String> {
+/// A command's exit status and output, for a failing assertion.
+pub fn show(o: &Output) -> String {
+    format!(
+        "status {}\nstdout:\n{}\nstderr:\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// The standard output of a command that must succeed.
+pub fn ok(o: Output) -> String {
+    assert!(o.status.success(), "{}", show(&o));
+    String::from_utf8(o.stdout).unwrap()
+}
+
+/// The value of the first `key: value` line.
+pub fn field<'a>(out: &'a str, key: &str) -> &'a str {
+    let prefix = format!("{key}: ");
+    out.lines().find_map(|l| l.strip_prefix(prefix.as_str())).unwrap_or_else(|| panic!("no {key:?} in:\n{out}"))
+}
+
+/// A minimal HTTP GET: (status code, body); `None` if the node does not answer.
+pub fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
     let addr: SocketAddr = addr.parse().unwrap();
     let mut tcp = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
     tcp.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     write!(tcp, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").ok()?;
     let mut resp = String::new();
     tcp.read_to_string(&mut resp).ok()?;
-    Some(resp.split_once("\r\n\r\n")?.1.to_string())
+    let code = resp.split_whitespace().nth(1)?.parse().ok()?;
+    Some((code, resp.split_once("\r\n\r\n")?.1.to_string()))
+}
+
+/// A minimal HTTP GET of a text document (`/metrics`); `None` if the node does not answer.
+pub fn get_text(addr: &str, path: &str) -> Option<String> {
+    http_get(addr, path).map(|(_, body)| body)
 }
 
 /// A minimal HTTP GET of a JSON document; `None` if the node does not answer.
@@ -55,7 +87,8 @@ pub fn get_json(addr: &str, path: &str) -> Option<serde_json::Value> {
 }
 
 /// Running and not a zombie.
-pub fn alive(pid: u32) -> bool {
+pub fn alive(pid: impl Into<u64>) -> bool {
+    let pid = pid.into();
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Ok(stat) => {
             let state = stat.rfind(')').and_then(|i| stat[i + 1..].split_whitespace().next()).unwrap_or("");
@@ -81,6 +114,9 @@ pub fn tail(path: &Path, lines: usize) -> String {
 pub struct Devnet {
     pub tmp: Option<tempfile::TempDir>,
     pub dir: PathBuf,
+    /// `XDG_DATA_HOME` of every command on this network, where `devnet up` remembers
+    /// it: inside the test's directory, never the user's.
+    pub xdg: PathBuf,
     pub genesis: Genesis,
     pub client_key: Keypair,
     pub nodes: Vec<serde_json::Value>,
@@ -98,7 +134,9 @@ impl Devnet {
     pub fn up_env(args: &[&str], env: &[(&str, &str)]) -> Devnet {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("net");
+        let xdg = tmp.path().join("xdg");
         let out = lamina()
+            .env("XDG_DATA_HOME", &xdg)
             .args(["devnet", "up", "--dir", s(&dir), "--keep", "--load", "0", "--ready-timeout", "180s"])
             .args(args)
             .envs(env.iter().copied())
@@ -108,6 +146,7 @@ impl Devnet {
         let mut net = Devnet {
             tmp: Some(tmp),
             dir: dir.clone(),
+            xdg,
             genesis: lamina_node::genesis::empty("placeholder"),
             client_key: Keypair::for_testing(0),
             nodes: Vec::new(),
@@ -126,6 +165,13 @@ impl Devnet {
         net.genesis = lamina_node::genesis::load(Path::new(st["genesis"].as_str().unwrap())).unwrap();
         net.client_key = lamina_node::keys::read(Path::new(st["client_key"].as_str().unwrap())).unwrap();
         net
+    }
+
+    /// `lamina` with a clean environment, for this network (its `XDG_DATA_HOME`).
+    pub fn cmd(&self) -> Command {
+        let mut c = lamina();
+        c.env("XDG_DATA_HOME", &self.xdg);
+        c
     }
 
     pub fn node(&self, name: &str) -> &serde_json::Value {
@@ -184,7 +230,8 @@ impl Devnet {
             n += 1;
         };
         let out = std::fs::File::create(&log).unwrap();
-        let child = lamina()
+        let child = self
+            .cmd()
             .args([module, "start", "--home", home])
             .stdin(Stdio::null())
             .stdout(out.try_clone().unwrap())
@@ -259,11 +306,14 @@ impl Drop for Devnet {
             let _ = c.kill();
             let _ = c.wait();
         }
-        let _ = lamina().args(["devnet", "down", "--dir", s(&self.dir)]).stdin(Stdio::null()).output();
-        if std::thread::panicking()
-            && let Some(tmp) = self.tmp.take()
-        {
-            eprintln!("devnet directory kept for its logs: {}", tmp.keep().display());
+        let down = self.cmd().args(["devnet", "down", "--dir", s(&self.dir)]).stdin(Stdio::null()).output();
+        if std::thread::panicking() {
+            if let Some(tmp) = self.tmp.take() {
+                eprintln!("devnet directory kept for its logs: {}", tmp.keep().display());
+            }
+        } else {
+            let down = down.unwrap();
+            assert!(down.status.success(), "devnet down: {}", show(&down));
         }
     }
 }
