@@ -42,6 +42,13 @@ pub struct Config {
     /// to order (a faulty leader of an idle view is therefore replaced after
     /// `empty_block_delay + leader_timeout`). Default 1 s.
     pub empty_block_delay: Duration,
+    /// Under load, blocks grow instead of heights multiplying: a leader proposes no
+    /// sooner than this after it entered its view, and orders everything pending then.
+    /// Each height costs every validator the same whatever it holds (a proposal, two
+    /// signed votes per validator and their checks, WAL syncs, a dozen messages), so this
+    /// bounds that cost to one height per interval; a batch waits at most this long
+    /// more. Zero proposes at once. Must be less than `leader_timeout`. Default 50 ms.
+    pub min_block_interval: Duration,
     /// Most batches (availability certificates) one block may order. Default 512.
     pub max_batches_per_block: usize,
     /// Most certified batches held for proposal per announcing validator; further
@@ -73,6 +80,7 @@ impl Config {
             notarization_timeout: Duration::from_millis(1000),
             retry_interval: Duration::from_millis(500),
             empty_block_delay: Duration::from_secs(1),
+            min_block_interval: Duration::from_millis(50),
             max_batches_per_block: 512,
             max_pending_batches_per_validator: 8192,
             max_views_ahead: 64,
@@ -108,6 +116,9 @@ impl Config {
         }
         if self.notarization_timeout < self.leader_timeout {
             return Err(ConfigError::TimeoutOrder("notarization_timeout must be >= leader_timeout"));
+        }
+        if self.min_block_interval >= self.leader_timeout {
+            return Err(ConfigError::TimeoutOrder("min_block_interval must be less than leader_timeout"));
         }
         if self.empty_block_delay > Duration::from_secs(60) {
             return Err(ConfigError::TimeoutOrder("empty_block_delay must be at most 60 s"));
@@ -165,6 +176,9 @@ mod tests {
         assert!(matches!(bad.validate(), Err(ConfigError::TimeoutOrder(_))));
         let mut bad = c.clone();
         bad.empty_block_delay = Duration::from_secs(3600);
+        assert!(matches!(bad.validate(), Err(ConfigError::TimeoutOrder(_))));
+        let mut bad = c.clone();
+        bad.min_block_interval = bad.leader_timeout;
         assert!(matches!(bad.validate(), Err(ConfigError::TimeoutOrder(_))));
         let mut bad = c.clone();
         bad.max_batches_per_block = 0;

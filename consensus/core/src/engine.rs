@@ -238,7 +238,10 @@ pub struct Core {
     wall_offset_ms: i128,
     view: View,
     view_entered: Duration,
+    /// Leader: until then, propose only if a batch is waiting (the idle heartbeat).
     propose_at: Option<Duration>,
+    /// Leader: no proposal before then (`min_block_interval` after entering the view).
+    hold_until: Option<Duration>,
     /// The current view started with nothing to order (its timeouts include the idle
     /// heartbeat `empty_block_delay`).
     idle_view: bool,
@@ -299,6 +302,7 @@ impl Core {
             view: View(0),
             view_entered: now,
             propose_at: None,
+            hold_until: None,
             idle_view: false,
             leader_deadline: None,
             notarization_deadline: None,
@@ -481,6 +485,7 @@ impl Core {
     pub fn next_deadline(&self) -> Option<Duration> {
         [
             self.propose_at,
+            self.hold_until,
             self.leader_deadline,
             self.notarization_deadline,
             self.retry_at,
@@ -550,6 +555,9 @@ impl Core {
             // empty block) as soon as it can.
             self.propose_at = None;
         }
+        if due(self.hold_until) {
+            self.hold_until = None;
+        }
         self.advance(now);
         std::mem::take(&mut self.out)
     }
@@ -589,7 +597,9 @@ impl Core {
         self.leader_deadline = Some(now + grace + self.cfg.leader_timeout);
         self.notarization_deadline = Some(now + grace + self.cfg.notarization_timeout);
         self.retry_at = None;
-        self.propose_at = if self.cfg.leader(v) == self.me { Some(now + self.cfg.empty_block_delay) } else { None };
+        let leader = self.cfg.leader(v) == self.me;
+        self.propose_at = leader.then(|| now + self.cfg.empty_block_delay);
+        self.hold_until = (leader && !self.cfg.min_block_interval.is_zero()).then(|| now + self.cfg.min_block_interval);
     }
 
     fn nullify_current(&mut self, now: Duration) {
@@ -1218,6 +1228,10 @@ impl Core {
         {
             return;
         }
+        if self.hold_until.is_some_and(|t| now < t) {
+            // Blocks grow instead of heights multiplying (`min_block_interval`).
+            return;
+        }
         let Some((parent, chain)) = self.proposal_base(v) else {
             self.request_sync(now, None);
             return;
@@ -1245,6 +1259,7 @@ impl Core {
         self.stats.proposals_made += 1;
         self.stats.notarize_sent += 1;
         self.propose_at = None;
+        self.hold_until = None;
         self.blocks.insert(d, block.clone());
         let r = self.rounds.entry(v).or_default();
         r.my_proposal = Some(block);

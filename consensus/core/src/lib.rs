@@ -96,6 +96,10 @@
 //!   network makes one block a second instead of spinning; a batch arriving meanwhile is
 //!   proposed at once. A view that starts with nothing to order gets that much longer
 //!   before validators time out, until a batch arrives.
+//! * **Minimum block interval**: under load, a leader proposes no sooner than
+//!   [`Config::min_block_interval`] (50 ms) after it entered its view, so blocks grow
+//!   instead of heights multiplying: the fixed cost of a height (votes, signatures, WAL
+//!   syncs, messages) is paid at most once per interval, not once per network round trip.
 //! * **Leaders are round robin**, not random; and the *payload* is the set of pending
 //!   availability certificates, which every validator announces to all others
 //!   ([`Message::Batch`]) so that any leader can order any validator's batches.
@@ -140,12 +144,16 @@
 //!     .collect();
 //!
 //! // A batch certified by the DA committee (one member here), given to validator 1,
-//! // the leader of view 1, which proposes it at once.
+//! // the leader of view 1, which proposes it once `min_block_interval` has passed since
+//! // it entered the view (its timer: `next_deadline`, then `handle_timeout`).
 //! let commitment = DataCommitment { data_root: Digest([1; 32]), square_width: 1, ..Default::default() };
 //! let digest = commitment.attestation_digest();
 //! let signatures = QuorumCertificate::from_votes(digest, 1, &[(0, Keypair::for_testing(9).sign(&digest))]);
 //! let batch = AvailabilityCertificate { commitment, signatures };
-//! let actions = cores[1].submit_batch(now, batch.clone()).unwrap();
+//! let mut actions = cores[1].submit_batch(now, batch.clone()).unwrap();
+//! let now = cores[1].next_deadline().unwrap();
+//! assert_eq!(now, Duration::from_millis(1) + config.min_block_interval);
+//! actions.extend(cores[1].handle_timeout(now));
 //!
 //! // (validator that emitted it, action), performed in order.
 //! let mut network: VecDeque<(usize, Action)> = actions.into_iter().map(|a| (1, a)).collect();

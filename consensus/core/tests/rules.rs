@@ -384,3 +384,33 @@ fn an_idle_view_waits_for_the_heartbeat_and_a_batch_brings_back_the_normal_timeo
     assert!(!proposed(&l.handle_timeout(hb - ms(10))));
     assert!(proposed(&l.handle_timeout(hb)));
 }
+
+#[test]
+fn under_load_a_leader_waits_the_minimum_block_interval_and_orders_everything_pending() {
+    let ms = Duration::from_millis;
+    let gap = config().min_block_interval;
+    assert!(gap > Duration::ZERO, "the default interval is not zero");
+    let proposal = |a: &[Action]| {
+        a.iter().find_map(|a| match a {
+            Action::Broadcast(Message::Propose(p)) => Some(p.block.clone()),
+            _ => None,
+        })
+    };
+    // Validator 1 leads view 1 (entered at 0). Batches arriving before the interval has
+    // passed wait; at the interval, one block orders all of them (up to the limit).
+    let (mut l, _) = core(1, Recovered::default());
+    assert!(proposal(&l.submit_batch(ms(1), cert(1)).unwrap()).is_none());
+    assert!(proposal(&l.handle_message(ms(2), 3, Message::Batch(cert(2)))).is_none());
+    assert_eq!(l.next_deadline(), Some(gap), "the leader wakes up at the interval");
+    assert!(proposal(&l.handle_timeout(gap - ms(1))).is_none());
+    let block = proposal(&l.handle_timeout(gap)).expect("proposes at the interval");
+    assert_eq!(block.batches.len(), 2, "one block for both batches");
+    // A batch that arrives after the interval is proposed at once.
+    let (mut l, _) = core(1, Recovered::default());
+    assert!(proposal(&l.submit_batch(gap + ms(5), cert(3)).unwrap()).is_some());
+    // Zero interval: proposed at once, as before.
+    let mut cfg = config();
+    cfg.min_block_interval = Duration::ZERO;
+    let (mut l, _) = Core::new(cfg, Arc::new(key(1)), Arc::new(Zip215), Recovered::default(), ms(0), 1_000).unwrap();
+    assert!(proposal(&l.submit_batch(ms(1), cert(4)).unwrap()).is_some());
+}

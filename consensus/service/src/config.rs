@@ -124,6 +124,12 @@ pub struct Config {
     /// empty block (ms; at most 60000); an idle network makes one block per interval.
     /// Default 1000.
     pub empty_block_delay_ms: u64,
+    /// Under load, blocks grow instead of heights multiplying: a leader proposes no
+    /// sooner than this after its view began (ms; less than `leader_timeout_ms`; 0
+    /// proposes at once). Every height costs each validator votes, signatures, WAL
+    /// syncs and messages whatever it holds; this bounds how many a second it pays for,
+    /// at up to this much more latency per transaction. Default 50.
+    pub min_block_interval_ms: u64,
     /// Most batches (DA squares) ordered by one block. Default 512.
     pub max_batches_per_block: usize,
     /// Mempool limits and intake checks. A full mempool answers "busy" (backpressure).
@@ -171,6 +177,7 @@ impl Default for Config {
             notarization_timeout_ms: 1000,
             retry_interval_ms: 500,
             empty_block_delay_ms: 1000,
+            min_block_interval_ms: 50,
             max_batches_per_block: 512,
             mempool: MempoolConfig::default(),
             batch: BatchConfig::default(),
@@ -195,6 +202,9 @@ impl Config {
         }
         if self.notarization_timeout_ms < self.leader_timeout_ms {
             return bad("notarization_timeout_ms must be >= leader_timeout_ms");
+        }
+        if self.min_block_interval_ms >= self.leader_timeout_ms {
+            return bad("min_block_interval_ms must be less than leader_timeout_ms");
         }
         if self.empty_block_delay_ms > 60_000 {
             return bad("empty_block_delay_ms must be at most 60000");
@@ -237,6 +247,7 @@ impl Config {
         c.notarization_timeout = Duration::from_millis(self.notarization_timeout_ms);
         c.retry_interval = Duration::from_millis(self.retry_interval_ms);
         c.empty_block_delay = Duration::from_millis(self.empty_block_delay_ms);
+        c.min_block_interval = Duration::from_millis(self.min_block_interval_ms);
         c.max_batches_per_block = self.max_batches_per_block;
         c.sync_max_blocks = self.log_max_blocks;
         c.validate().map_err(|e| Error::Config(e.to_string()))?;
