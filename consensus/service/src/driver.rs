@@ -189,7 +189,7 @@ impl CoreTask {
                         fb.block.batches.iter().map(|c| c.commitment.attestation_digest()).collect();
                     self.mempool.lock().ordered(&attestations);
                     if let Some(log) = &self.intake_log {
-                        log.ordered(&attestations);
+                        log.ordered(&attestations)?;
                     }
                     let now = Instant::now();
                     for a in &attestations {

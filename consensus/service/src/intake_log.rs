@@ -5,11 +5,15 @@
 //! batch is certified by DA, a `Certified` record with the certificate and the batch's
 //! transaction ids is made durable before the certificate goes to the core, in cut
 //! order (so a certified batch implies every earlier batch is certified too: a sender's
-//! nonce order survives a crash). After a crash, the certificates not yet ordered are
-//! given back to the core (it proposes them again; certificates already ordered are
-//! recognised by attestation), and the transactions of `Accepted` records that no
-//! `Certified` record names are put back in the mempool. So a transaction acknowledged by
-//! a validator that is then killed is ordered once it restarts, and not twice.
+//! nonce order survives a crash). When such a batch is ordered, an `Ordered` record
+//! names it (appended without a sync of its own: it is durable with the next group
+//! commit, and survives a killed process at once). After a crash, the certificates
+//! with no `Ordered` record are given back to the core (it proposes them again; one
+//! whose `Ordered` record was lost with the machine is still recognised by attestation
+//! in the last `dedup_window` heights of the ordered log), and the transactions of
+//! `Accepted` records that no `Certified` record names are put back in the mempool. So a
+//! transaction acknowledged by a validator that is then killed is ordered once it
+//! restarts, and not twice, however long ago its batch was ordered.
 //!
 //! Pruning: the lowest record still needed — an `Accepted` record with a transaction
 //! not yet certified, or a `Certified` record whose batch is not yet ordered — bounds
@@ -32,6 +36,8 @@ pub enum IntakeRecord {
     Accepted(Vec<Transaction>),
     /// A batch DA certified: its availability certificate and its transactions.
     Certified(AvailabilityCertificate, Vec<TxId>),
+    /// Batches of earlier `Certified` records that were ordered (attestation digests).
+    Ordered(Vec<Digest>),
 }
 
 impl Wire for IntakeRecord {
@@ -121,8 +127,19 @@ impl IntakeLog {
                     u.record_of_batch.insert(a, rec.seq());
                     restored.certificates.push(cert);
                 }
+                IntakeRecord::Ordered(attestations) => {
+                    for a in attestations {
+                        if let Some(seq) = u.record_of_batch.remove(&a) {
+                            u.unordered.remove(&seq);
+                        }
+                    }
+                }
             }
         }
+        // Only the batches with no `Ordered` record go back to the core.
+        let unordered: HashSet<Digest> = u.record_of_batch.keys().copied().collect();
+        restored.certificates.retain(|c| unordered.contains(&c.commitment.attestation_digest()));
+        batch_ids.retain(|(a, _)| unordered.contains(a));
         let sequence_of: HashMap<TxId, (PublicKey, ChainId)> =
             accepted.iter().map(|(_, t)| (t.id(), (t.sender, t.chain_id))).collect();
         for (a, ids) in batch_ids {
@@ -187,14 +204,22 @@ impl IntakeLog {
     }
 
     /// Batches were ordered: their `Certified` records are no longer needed (the
-    /// segments go at the next [`IntakeLog::certified`]). Cheap; never blocks on I/O.
-    pub fn ordered(&self, attestations: &[Digest]) {
+    /// segments go at the next [`IntakeLog::certified`]), and an `Ordered` record names
+    /// those of them this log certified, so that a restart does not give them back.
+    /// Never waits for a sync (the record is durable with the next group commit).
+    pub fn ordered(&self, attestations: &[Digest]) -> Result<(), Error> {
         let mut u = self.uncertified.lock();
+        let mut mine = Vec::new();
         for a in attestations {
             if let Some(seq) = u.record_of_batch.remove(a) {
                 u.unordered.remove(&seq);
+                mine.push(*a);
             }
         }
+        if !mine.is_empty() {
+            self.log.append(&encode(&IntakeRecord::Ordered(mine))?).map_err(Error::store("intake log"))?;
+        }
+        Ok(())
     }
 
     fn prune(&self) -> Result<(), Error> {
@@ -237,12 +262,14 @@ mod tests {
             log.wait_durable(s).unwrap();
             log.certified(&cert(1), &[tx(0).id()]).unwrap();
             log.certified(&cert(2), &[tx(2).id()]).unwrap();
-            log.ordered(&[cert(1).commitment.attestation_digest()]);
+            log.ordered(&[cert(1).commitment.attestation_digest()]).unwrap();
         }
         let (log, r) = IntakeLog::open(dir.path(), 1 << 20).unwrap();
         assert_eq!(r.transactions, vec![tx(1)], "only the accepted, uncertified one");
-        // Ordering is not recorded durably: the core recognises ordered certificates.
-        assert_eq!(r.certificates.len(), 2);
+        // The ordered batch is not given back, however long ago it was ordered.
+        let a1 = cert(1).commitment.attestation_digest();
+        assert_eq!(r.certificates, vec![cert(2)]);
+        assert!(r.in_flight.iter().all(|(a, _)| *a != a1));
         // Each certificate names the senders its transactions came from (the mempool
         // holds their next transactions until it is ordered).
         let a2 = cert(2).commitment.attestation_digest();
@@ -265,7 +292,7 @@ mod tests {
             log.wait_durable(s).unwrap();
             let c = cert((round % 250) as u8);
             log.certified(&c, &txs.iter().map(Transaction::id).collect::<Vec<_>>()).unwrap();
-            log.ordered(&[c.commitment.attestation_digest()]);
+            log.ordered(&[c.commitment.attestation_digest()]).unwrap();
         }
         assert!(files() <= 4, "{} files left for a log whose batches are all ordered", files());
         // An unordered batch holds its segment (and everything after it).

@@ -234,7 +234,7 @@ pub async fn start<D: DataAvailability + 'static>(
         })
         .collect();
     if let Some(log) = &intake_log {
-        log.ordered(&ordered.iter().copied().collect::<Vec<_>>());
+        log.ordered(&ordered.iter().copied().collect::<Vec<_>>())?;
     }
     tracing::info!(
         target: TARGET,
