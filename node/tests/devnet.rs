@@ -7,7 +7,15 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{alive, lamina, s};
+use common::{alive, s};
+
+/// `lamina` with a clean environment and an `XDG_DATA_HOME` under cargo's target
+/// directory, where `devnet up` remembers its last directory (never the user's).
+fn lamina() -> std::process::Command {
+    let mut c = common::lamina();
+    c.env("XDG_DATA_HOME", Path::new(env!("CARGO_TARGET_TMPDIR")).join("devnet-test-xdg"));
+    c
+}
 
 /// The tests of this file each run a whole devnet; run in parallel on a 2-core machine
 /// they starved each other (a load run once ended with no point measured). One at a time.
