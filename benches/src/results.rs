@@ -8,7 +8,8 @@
 //!   "schema": "lamina-bench-results", "schema_version": 1,
 //!   "name": str, "started_unix_ms": int, "finished_unix_ms": int, "lamina_version": str,
 //!   "git": {"revision": str, "dirty": bool} | null,
-//!   "machine": {"hostname", "cores", "memory_bytes", "cpu_model", "kernel", "os", "arch"},
+//!   "machine": {"hostname", "cores", "memory_bytes", "cpu_model", "kernel", "os", "arch",
+//!               "sig_floor_us" (µs per signature, batched ZIP-215, one core) | null},
 //!   "spec": BenchSpec (as given, durations in seconds),
 //!   "configurations": [{
 //!     "label": "v4 da4 c1", "topology": {...}, "observes": {"finalized", "executed"},
@@ -106,6 +107,38 @@ pub struct MachineInfo {
     pub os: String,
     /// Architecture.
     pub arch: String,
+    /// Microseconds of one core per signature in a batched ZIP-215 verification of
+    /// [`SIG_FLOOR_BATCH`] signatures (keys decoded once and cached, as nodes run it; the
+    /// best of three), measured at the start of the run on this machine: the physical
+    /// floor of what one signed transfer can cost (issue 10). `None` in results written
+    /// before it was measured.
+    #[serde(default)]
+    pub sig_floor_us: Option<f64>,
+}
+
+/// Signatures per batch in the [`MachineInfo::sig_floor_us`] measurement.
+pub const SIG_FLOOR_BATCH: usize = 1024;
+
+/// Measures [`MachineInfo::sig_floor_us`] on the calling thread.
+pub fn measure_sig_floor_us() -> f64 {
+    use lamina_primitives::sig::SignedDigest;
+    use lamina_primitives::{Digest, Keypair};
+    let items: Vec<SignedDigest> = (0..SIG_FLOOR_BATCH as u64)
+        .map(|i| {
+            let key = Keypair::for_testing(1_000_000 + i);
+            let message = Digest([(i % 251) as u8; 32]);
+            SignedDigest { public_key: key.public(), message, signature: key.sign(&message) }
+        })
+        .collect();
+    (0..4)
+        .map(|round| {
+            let start = std::time::Instant::now();
+            let ok = lamina_primitives::sig::verify_batch(&items).is_ok();
+            debug_assert!(ok, "the floor's signatures verify");
+            // The first round decodes and caches the keys; it is not counted.
+            if round == 0 { f64::INFINITY } else { start.elapsed().as_secs_f64() * 1e6 / SIG_FLOOR_BATCH as f64 }
+        })
+        .fold(f64::INFINITY, f64::min)
 }
 
 impl MachineInfo {
@@ -134,6 +167,7 @@ impl MachineInfo {
             kernel: read("/proc/sys/kernel/osrelease").trim().to_string(),
             os: std::env::consts::OS.to_string(),
             arch: std::env::consts::ARCH.to_string(),
+            sig_floor_us: None,
         }
     }
 }
@@ -401,6 +435,12 @@ impl Results {
                 if g.dirty { " (dirty)" } else { "" }
             )),
         );
+        if let Some(floor) = self.machine.sig_floor_us {
+            s += &format!(
+                "signature floor: {floor:.1} µs of one core per batched ZIP-215 check ({SIG_FLOOR_BATCH} signatures); \
+                 CPU per executed tx is shown with its multiple of it\n\n"
+            );
+        }
         s += "| config | offered tx/s | finalized tx/s | executed tx/s | consensus p50 / p99 ms | e2e p50 / p99 ms | DA MB/s | refused | rejected after accept | CPU µs / executed tx | censored | verdict |\n";
         s += "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n";
         let lat = |l: &Option<LatencySummary>| match l {
@@ -422,7 +462,10 @@ impl Results {
                     p.da_bytes_per_s.map_or("–".into(), |b| format!("{:.2}", b / 1e6)),
                     p.submit.busy + p.submit.rejected,
                     if c.observes.executed { p.exec.rejected.to_string() } else { "–".into() },
-                    p.cpu_us_per_executed_tx().map_or("–".into(), |u| format!("{u:.0}")),
+                    p.cpu_us_per_executed_tx().map_or("–".into(), |u| match self.machine.sig_floor_us {
+                        Some(floor) if floor > 0.0 => format!("{u:.0} ({:.1}x)", u / floor),
+                        _ => format!("{u:.0}"),
+                    }),
                     censored,
                     match &p.verdict {
                         Some(Verdict::Pass) => "pass".to_string(),

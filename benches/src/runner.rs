@@ -297,7 +297,8 @@ where
         finished_unix_ms: 0,
         lamina_version: env!("CARGO_PKG_VERSION").into(),
         git: spec.git.clone().or_else(GitInfo::detect),
-        machine: MachineInfo::detect(),
+        // Measured first, before any network of the run loads the machine.
+        machine: MachineInfo { sig_floor_us: Some(crate::results::measure_sig_floor_us()), ..MachineInfo::detect() },
         spec: spec.clone(),
         configurations: Vec::new(),
     };

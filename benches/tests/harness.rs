@@ -365,6 +365,9 @@ fn run_bench_sweeps_to_the_stop_rule_and_writes_every_output() {
     assert_eq!(back, results);
     assert_eq!(back.schema_version, SCHEMA_VERSION);
     assert!(back.machine.cores >= 1 && back.machine.memory_bytes > 0);
+    // The signature floor is measured with the run, and the summary shows it.
+    let floor = back.machine.sig_floor_us.expect("the run measured the signature floor");
+    assert!(floor.is_finite() && floor > 0.0, "{floor}");
 
     // CSVs.
     let csv = std::fs::read_to_string(dir.path().join("points.csv")).unwrap();
@@ -384,6 +387,7 @@ fn run_bench_sweeps_to_the_stop_rule_and_writes_every_output() {
     assert!(md.contains("| v4 da2 c1 |") && md.contains("0123456789ab"), "{md}");
     let header = md.lines().find(|l| l.starts_with("| config |")).expect("summary table");
     assert!(header.contains("rejected after accept") && header.contains("CPU µs / executed tx"), "{header}");
+    assert!(md.contains("signature floor: "), "{md}");
     for row in md.lines().filter(|l| l.starts_with("| v4 da2 c1 |")) {
         assert_eq!(row.matches('|').count(), header.matches('|').count(), "{row}");
     }
