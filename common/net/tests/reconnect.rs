@@ -33,6 +33,9 @@ fn child_server() {
     });
 }
 
+/// Started on a runtime worker (`block_in_place`), not a blocking-pool thread: the
+/// child's parent-death signal follows the thread that started it, and an idle pool
+/// thread exits after 10 s.
 fn spawn_server(port: u16) -> (TestChild, SocketAddr) {
     let mut child = TestChild::piped("child_server", &port);
     let addr = child.wait_for("READY ", Duration::from_secs(60)).expect("child exited before it was ready");
@@ -41,7 +44,7 @@ fn spawn_server(port: u16) -> (TestChild, SocketAddr) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_peer_restarted_on_same_address_is_redialed() {
-    let (mut child, addr) = tokio::task::spawn_blocking(|| spawn_server(0)).await.unwrap();
+    let (mut child, addr) = tokio::task::block_in_place(|| spawn_server(0));
     let server = Keypair::for_testing(SERVER_SEED).public();
     let kc = Keypair::for_testing(CLIENT_SEED);
     let mut cfg = test_config(localhost());
@@ -63,7 +66,7 @@ async fn killed_peer_restarted_on_same_address_is_redialed() {
     assert!(!err.is_local_fault(), "{err:?}");
 
     // It comes back on the same address; the dialer finds it without help.
-    let (_child2, addr2) = tokio::task::spawn_blocking(move || spawn_server(addr.port())).await.unwrap();
+    let (_child2, addr2) = tokio::task::block_in_place(|| spawn_server(addr.port()));
     assert_eq!(addr2, addr);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     let mut n = 3;

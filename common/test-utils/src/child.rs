@@ -33,6 +33,10 @@
 //!
 //! A child dies with its test: on drop, when the test panics, and (by the parent-death
 //! signal) when the test process itself is killed, so no test leaves a process behind.
+//! The parent-death signal follows the *thread* that started the child: start it from
+//! the test's own thread or a runtime worker, never from a pool thread that may exit
+//! while the child is still wanted (`tokio::task::spawn_blocking`'s idle threads exit
+//! after 10 s; use `block_in_place`).
 
 use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
