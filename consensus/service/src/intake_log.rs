@@ -137,9 +137,8 @@ impl IntakeLog {
             }
         }
         // Only the batches with no `Ordered` record go back to the core.
-        let unordered: HashSet<Digest> = u.record_of_batch.keys().copied().collect();
-        restored.certificates.retain(|c| unordered.contains(&c.commitment.attestation_digest()));
-        batch_ids.retain(|(a, _)| unordered.contains(a));
+        restored.certificates.retain(|c| u.record_of_batch.contains_key(&c.commitment.attestation_digest()));
+        batch_ids.retain(|(a, _)| u.record_of_batch.contains_key(a));
         let sequence_of: HashMap<TxId, (PublicKey, ChainId)> =
             accepted.iter().map(|(_, t)| (t.id(), (t.sender, t.chain_id))).collect();
         for (a, ids) in batch_ids {
