@@ -54,6 +54,8 @@ struct Inner {
     local_addr: SocketAddr,
     /// Union of the served protocols' peer sets: what the TLS verifier accepts.
     allowed: Arc<RwLock<tls::Allowed>>,
+    /// Registered protocols by ALPN name: every version of a registration's range maps
+    /// to the same `Proto` (see [`Inner::registered`] for each one once).
     protocols: RwLock<BTreeMap<Vec<u8>, Arc<Proto>>>,
     shared: Arc<Shared>,
     handshake_failures: Mutex<BTreeMap<&'static str, u64>>,
@@ -79,7 +81,9 @@ const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
 /// A registered protocol: its connections, peers and dialers.
 struct Proto {
     core: Arc<ProtoCore>,
-    alpn: Vec<u8>,
+    /// The ALPN names of the protocol's versions, newest first (what its dialers offer;
+    /// each is a key of `Inner::protocols`).
+    alpns: Vec<Vec<u8>>,
     peers: RwLock<PeerSet>,
     conns: Mutex<HashMap<NodeId, Vec<Arc<Conn>>>>,
     dialers: Mutex<HashMap<NodeId, (SocketAddr, CancellationToken)>>,
@@ -323,6 +327,12 @@ impl Endpoint {
     }
 
     /// Serves a protocol with a bytes-level handler (the escape hatch).
+    ///
+    /// Every version of `id`'s range is served (and offered when dialing) by this one
+    /// registration. Fails with [`NetError::Config`] if `id` is not
+    /// [valid](ProtocolId::is_valid) or if any of its versions is already registered on
+    /// this endpoint (`lamina/da/1` and `lamina/da/1..2` conflict; `lamina/da/1` and
+    /// `lamina/da/2` may be registered side by side).
     pub fn register_raw(
         &self,
         id: ProtocolId,
@@ -330,24 +340,28 @@ impl Endpoint {
         peers: PeerSet,
         config: ProtocolConfig,
     ) -> Result<RawNetwork, NetError> {
-        if !id.is_valid() {
-            return Err(NetError::Config(format!("invalid protocol module name {:?}", id.module)));
+        if let Some(problem) = id.problem() {
+            return Err(NetError::Config(problem));
         }
         config.validate()?;
         if self.inner.shared.shutdown.is_cancelled() {
             return Err(NetError::Shutdown);
         }
         let peers = peers.without(&self.node_id());
-        let alpn = id.alpn();
+        let alpns = id.alpns();
         let proto = {
             let mut protocols = write(&self.inner.protocols);
-            if protocols.contains_key(&alpn) {
-                return Err(NetError::Config(format!("{id} is already registered")));
+            if let Some(taken) = alpns.iter().find_map(|a| protocols.get(a)) {
+                return Err(NetError::Config(if taken.core.id == id {
+                    format!("{} is already registered", id.range_name())
+                } else {
+                    format!("{} overlaps the registered {}", id.range_name(), taken.core.id.range_name())
+                }));
             }
             let open_inflight = Arc::new(tokio::sync::Semaphore::new(config.max_inflight_per_connection));
             let proto = Arc::new(Proto {
                 core: Arc::new(ProtoCore { id, name: id.to_string(), config, handler }),
-                alpn: alpn.clone(),
+                alpns: alpns.clone(),
                 peers: RwLock::new(peers),
                 conns: Mutex::new(HashMap::new()),
                 dialers: Mutex::new(HashMap::new()),
@@ -355,23 +369,25 @@ impl Endpoint {
                 open_inflight,
                 changed: Notify::new(),
             });
-            protocols.insert(alpn, proto.clone());
+            for alpn in alpns {
+                protocols.insert(alpn, proto.clone());
+            }
             proto
         };
         self.inner.update_allowed();
         if let Err(e) = self.inner.install_server_config() {
-            write(&self.inner.protocols).remove(&proto.alpn);
+            write(&self.inner.protocols).retain(|_, p| !Arc::ptr_eq(p, &proto));
             self.inner.update_allowed();
             return Err(e);
         }
         self.inner.sync_dialers(&proto);
-        tracing::info!(target: "lamina::net", protocol = %id, peers = read(&proto.peers).len(), "protocol registered");
+        tracing::info!(target: "lamina::net", protocol = %id.range_name(), peers = read(&proto.peers).len(), "protocol registered");
         Ok(RawNetwork { inner: self.inner.clone(), proto })
     }
 
     /// A snapshot of every protocol's connections, for `/status`.
     pub fn snapshot(&self) -> NetSnapshot {
-        let protocols = read(&self.inner.protocols).values().cloned().collect::<Vec<_>>();
+        let protocols = self.inner.registered();
         NetSnapshot {
             node: self.node_id(),
             local_addr: self.local_addr(),
@@ -418,7 +434,7 @@ impl Endpoint {
         inner.shared.writers.close();
         let _ = tokio::time::timeout_at(deadline, inner.shared.writers.wait()).await;
         // Our own requests in flight: wait for their responses (bounded).
-        let protocols: Vec<Arc<Proto>> = read(&inner.protocols).values().cloned().collect();
+        let protocols = inner.registered();
         while tokio::time::Instant::now() < deadline
             && protocols.iter().flat_map(|p| p.all_conns()).any(|c| c.is_alive() && c.pending_count() > 0)
         {
@@ -448,6 +464,7 @@ fn protocol_snapshot(p: &Proto) -> ProtocolSnapshot {
     connected.dedup();
     ProtocolSnapshot {
         protocol: p.core.name.clone(),
+        min_version: p.core.id.min_version,
         peers_allowed: peers.len(),
         peers_dialed: peers.dialed().count(),
         peers_connected: connected.len(),
@@ -461,6 +478,7 @@ fn protocol_snapshot(p: &Proto) -> ProtocolSnapshot {
                     peer_label: c.peer_label.clone(),
                     remote_addr: c.remote,
                     direction: c.direction,
+                    version: c.version,
                     rtt_ms: c.quinn.rtt().as_secs_f64() * 1e3,
                     connected_secs: c.since.elapsed().as_secs_f64(),
                     bytes_out: c.stats.bytes_out.load(std::sync::atomic::Ordering::Relaxed),
@@ -478,11 +496,36 @@ fn protocol_snapshot(p: &Proto) -> ProtocolSnapshot {
     }
 }
 
+/// The server's ALPN list for the registered protocols `ids`: every version of each,
+/// ordered by module name, then **newest version first**. rustls's server picks the first
+/// name of its own list that the client offered, so this order makes the handshake settle
+/// on the highest version both ends speak. Deterministic for a given set of ids.
+fn server_alpns(ids: impl IntoIterator<Item = ProtocolId>) -> Vec<Vec<u8>> {
+    let mut versions: Vec<(&'static str, u32)> =
+        ids.into_iter().flat_map(|id| id.versions().map(move |v| (id.module, v))).collect();
+    versions.sort_by(|a, b| a.0.cmp(b.0).then(b.1.cmp(&a.1)));
+    versions.dedup();
+    versions.into_iter().map(|(module, v)| ProtocolId::new(module, v).alpn()).collect()
+}
+
 impl Inner {
-    fn update_allowed(&self) {
+    /// Each registered protocol once (the map holds one entry per version), in the order
+    /// of their first ALPN name.
+    fn registered(&self) -> Vec<Arc<Proto>> {
         let protocols = read(&self.protocols);
-        let keys: HashSet<NodeId> = protocols.values().flat_map(|p| read(&p.peers).ids()).collect();
-        let any = protocols.values().any(|p| read(&p.peers).is_open());
+        let mut out: Vec<Arc<Proto>> = Vec::with_capacity(protocols.len());
+        for p in protocols.values() {
+            if !out.iter().any(|q| Arc::ptr_eq(p, q)) {
+                out.push(p.clone());
+            }
+        }
+        out
+    }
+
+    fn update_allowed(&self) {
+        let protocols = self.registered();
+        let keys: HashSet<NodeId> = protocols.iter().flat_map(|p| read(&p.peers).ids()).collect();
+        let any = protocols.iter().any(|p| read(&p.peers).is_open());
         *write(&self.allowed) = tls::Allowed { keys, any };
     }
 
@@ -490,9 +533,10 @@ impl Inner {
         if self.shared.shutdown.is_cancelled() {
             return Err(NetError::Shutdown);
         }
-        let (alpns, names): (Vec<Vec<u8>>, Vec<String>) =
-            read(&self.protocols).values().map(|p| (p.alpn.clone(), p.core.name.clone())).unzip();
-        let tls = self.identity.server_config(self.allowed.clone(), alpns)?;
+        let ids: Vec<ProtocolId> = self.registered().iter().map(|p| p.core.id).collect();
+        // What a refused client is told we serve (filtered to its module): the ranges.
+        let names: Vec<String> = ids.iter().map(ProtocolId::range_name).collect();
+        let tls = self.identity.server_config(self.allowed.clone(), server_alpns(ids))?;
         let quic = QuicServerConfig::try_from(tls).map_err(|e| NetError::Tls(e.to_string()))?;
         let crypto = Arc::new(ExplainingServerConfig { inner: Arc::new(quic), served: Arc::from(names.join(",")) });
         let mut server = quinn::ServerConfig::with_crypto(crypto);
@@ -602,7 +646,7 @@ impl Inner {
 
     /// One dial: handshake, then the server's hello (its acceptance for the protocol).
     async fn dial(self: &Arc<Self>, proto: &Arc<Proto>, peer: NodeId, addr: SocketAddr) -> Result<Arc<Conn>, NetError> {
-        let (tls, verifier) = self.identity.client_config(peer, proto.alpn.clone())?;
+        let (tls, verifier) = self.identity.client_config(peer, proto.alpns.clone())?;
         let quic = QuicClientConfig::try_from(tls).map_err(|e| NetError::Tls(e.to_string()))?;
         let mut client = quinn::ClientConfig::new(Arc::new(quic));
         client.transport_config(self.transport.clone());
@@ -610,11 +654,16 @@ impl Inner {
             .quinn
             .connect_with(client, addr, tls::SERVER_NAME)
             .map_err(|e| NetError::Handshake { addr, reason: e.to_string() })?;
-        let offered = proto.core.name.clone();
+        let id = proto.core.id;
         let me = self.identity.node_id();
         let handshake = async {
-            let conn = connecting.await.map_err(|e| dial_error(e, &verifier, addr, &offered, me))?;
-            let mut hello = conn.accept_uni().await.map_err(|e| dial_error(e, &verifier, addr, &offered, me))?;
+            let conn = connecting.await.map_err(|e| dial_error(e, &verifier, addr, id, me))?;
+            // The server chose one of the versions we offered (rustls checks that).
+            let version = negotiated(&conn).and_then(|a| id.version_of(&a)).ok_or_else(|| NetError::Handshake {
+                addr,
+                reason: format!("the server chose no version of {} we offered", id.range_name()),
+            })?;
+            let mut hello = conn.accept_uni().await.map_err(|e| dial_error(e, &verifier, addr, id, me))?;
             let mut decoder = FrameDecoder::new(16);
             loop {
                 match hello.read_chunk(64, true).await {
@@ -630,9 +679,9 @@ impl Inner {
                 .filter(|f| f.kind == FrameKind::Hello && f.body.len() == 4)
                 .ok_or_else(|| NetError::Handshake { addr, reason: "malformed hello".into() })?;
             let peer_max = u32::from_le_bytes([frame.body[0], frame.body[1], frame.body[2], frame.body[3]]) as usize;
-            Ok((conn, peer_max))
+            Ok((conn, version, peer_max))
         };
-        let (conn, peer_max) = match tokio::time::timeout(self.config.connect_timeout, handshake).await {
+        let (conn, version, peer_max) = match tokio::time::timeout(self.config.connect_timeout, handshake).await {
             Ok(r) => r?,
             Err(_) => {
                 return Err(NetError::Handshake {
@@ -646,6 +695,7 @@ impl Inner {
             peer,
             proto.label(&peer),
             Direction::Outbound,
+            version,
             proto.core.clone(),
             self.shared.clone(),
             peer_max,
@@ -653,7 +703,7 @@ impl Inner {
             None,
         );
         self.adopt(proto, &c);
-        tracing::info!(target: "lamina::net", protocol = %proto.core.name, peer = %c.peer_label, %addr, "connected");
+        tracing::info!(target: "lamina::net", protocol = %proto.core.name, version, peer = %c.peer_label, %addr, "connected");
         Ok(c)
     }
 
@@ -753,13 +803,16 @@ impl Inner {
                 return;
             }
         };
-        let alpn = conn.handshake_data().and_then(|d| d.downcast::<HandshakeData>().ok()).and_then(|h| h.protocol);
-        let proto = alpn.and_then(|a| read(&self.protocols).get(&a).cloned());
+        let negotiated = negotiated(&conn).and_then(|a| {
+            let proto = read(&self.protocols).get(&a).cloned()?;
+            let version = proto.core.id.version_of(&a)?;
+            Some((proto, version))
+        });
         let peer = conn
             .peer_identity()
             .and_then(|p| p.downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>().ok())
             .and_then(|certs| certs.first().and_then(tls::ed25519_key_of));
-        let (Some(proto), Some(peer)) = (proto, peer) else {
+        let (Some((proto, version)), Some(peer)) = (negotiated, peer) else {
             // Unreachable with our TLS config (ALPN and client certificate are both
             // mandatory), but never trust that silently.
             conn.close(VarInt::from_u32(close::PROTOCOL_VIOLATION), b"no protocol or no key");
@@ -795,6 +848,7 @@ impl Inner {
             peer,
             proto.label(&peer),
             Direction::Inbound,
+            version,
             proto.core.clone(),
             self.shared.clone(),
             max,
@@ -841,16 +895,21 @@ impl Inner {
             return;
         }
         self.start(&proto, &c);
-        tracing::info!(target: "lamina::net", protocol = %proto.core.name, peer = %c.peer_label, %addr, "accepted");
+        tracing::info!(target: "lamina::net", protocol = %proto.core.name, version, peer = %c.peer_label, %addr, "accepted");
     }
 }
 
-/// Maps a failed dial to a typed error.
+/// The ALPN name a finished handshake settled on.
+fn negotiated(conn: &quinn::Connection) -> Option<Vec<u8>> {
+    conn.handshake_data().and_then(|d| d.downcast::<HandshakeData>().ok()).and_then(|h| h.protocol)
+}
+
+/// Maps a failed dial of protocol `id` to a typed error.
 fn dial_error(
     e: ConnectionError,
     verifier: &PinnedServerVerifier,
     addr: SocketAddr,
-    offered: &str,
+    id: ProtocolId,
     me: NodeId,
 ) -> NetError {
     if let Some(r) = verifier.rejection() {
@@ -868,7 +927,7 @@ fn dial_error(
                 .strip_prefix(SERVED_PREFIX)
                 .map(|s| s.split(',').filter(|p| !p.is_empty()).map(str::to_string).collect())
                 .unwrap_or_default();
-            NetError::ProtocolMismatch { addr, offered: offered.to_string(), served }
+            NetError::ProtocolMismatch { addr, offered: id.range_name(), served }
         }
         ConnectionError::ConnectionClosed(c)
             if [alert::ACCESS_DENIED, alert::BAD_CERTIFICATE, alert::CERTIFICATE_UNKNOWN, alert::DECRYPT_ERROR]
@@ -878,7 +937,7 @@ fn dial_error(
             // The TLS alert says only that the certificate failed: name both keys.
             NetError::AccessDenied {
                 addr,
-                protocol: offered.to_string(),
+                protocol: id.to_string(),
                 reason: format!(
                     "key {me} is not allowed by {} (TLS: {})",
                     verifier.expected(),
@@ -893,7 +952,7 @@ fn dial_error(
         ConnectionError::ApplicationClosed(c) if c.error_code == VarInt::from_u32(close::NOT_ALLOWED) => {
             NetError::AccessDenied {
                 addr,
-                protocol: offered.to_string(),
+                protocol: id.to_string(),
                 reason: String::from_utf8_lossy(&c.reason).into_owned(),
             }
         }
@@ -946,9 +1005,9 @@ struct ExplainingSession {
 
 impl ExplainingSession {
     /// The served protocols worth telling a client that offered none of them: only other
-    /// versions of the protocols it offered (`lamina/da/2` when it offered
-    /// `lamina/da/1`). An unauthenticated peer learns nothing about the other services
-    /// of this endpoint.
+    /// versions of the protocols it offered (`lamina/da/2..3` when it offered
+    /// `lamina/da/1`, or several versions of `da`). An unauthenticated peer learns
+    /// nothing about the other services of this endpoint.
     fn served_for_client(&self) -> String {
         let offered = offered_alpns(&self.hello);
         let family = |p: &[u8]| -> Vec<u8> {
@@ -1215,6 +1274,18 @@ impl RawNetwork {
         self.proto.pick(peer).is_some()
     }
 
+    /// The protocol version negotiated with `peer`: that of the connection requests and
+    /// messages to `peer` go out on now (the highest version both nodes speak), or `None`
+    /// if there is no live connection.
+    ///
+    /// A sender checks it before sending what only newer versions have (see
+    /// [`ProtocolId`]). A registration's versions never change, so the live connections
+    /// with a peer carry the same version; it changes when the peer restarts with other
+    /// versions, which ends its old connections.
+    pub fn version(&self, peer: &NodeId) -> Option<u32> {
+        self.proto.pick(peer).map(|c| c.version)
+    }
+
     /// Waits until `peer` is connected, up to `timeout`. Fails at once with the typed
     /// reason when the peer refused our last dial (our key not allowed, protocol
     /// mismatch, another key at its address).
@@ -1375,6 +1446,12 @@ impl<P: Protocol> Network<P> {
         self.raw.is_connected(peer)
     }
 
+    /// The version of `P` negotiated with `peer`, `None` if not connected: gate what only
+    /// newer versions have on it (see [`RawNetwork::version`] and [`ProtocolId`]).
+    pub fn version(&self, peer: &NodeId) -> Option<u32> {
+        self.raw.version(peer)
+    }
+
     /// Waits until `peer` is connected, up to `timeout`.
     pub async fn wait_connected(&self, peer: &NodeId, timeout: Duration) -> Result<(), NetError> {
         self.raw.wait_connected(peer, timeout).await
@@ -1393,5 +1470,40 @@ impl<P: Protocol> Network<P> {
     /// Replaces the peer set (see [`RawNetwork::set_peers`]).
     pub fn set_peers(&self, peers: PeerSet) {
         self.raw.set_peers(peers)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(alpns: Vec<Vec<u8>>) -> Vec<String> {
+        alpns.into_iter().map(|a| String::from_utf8(a).unwrap()).collect()
+    }
+
+    #[test]
+    fn server_alpns_put_newer_versions_first_within_a_module() {
+        let ids = [
+            ProtocolId::new("other", 1),
+            ProtocolId::range("echo", 1, 2),
+            ProtocolId::range("da", 8, 11),
+            ProtocolId::new("echo", 3),
+        ];
+        let expected = [
+            "lamina/da/11",
+            "lamina/da/10",
+            "lamina/da/9",
+            "lamina/da/8",
+            "lamina/echo/3",
+            "lamina/echo/2",
+            "lamina/echo/1",
+            "lamina/other/1",
+        ];
+        assert_eq!(names(server_alpns(ids)), expected);
+        // Deterministic: the registration order does not matter.
+        let mut reversed = ids;
+        reversed.reverse();
+        assert_eq!(names(server_alpns(reversed)), expected);
+        assert!(server_alpns([]).is_empty());
     }
 }

@@ -45,14 +45,17 @@ pub enum NetError {
         /// What the peer said.
         reason: String,
     },
-    /// No common ALPN protocol: the peer serves other protocols or versions.
+    /// No common ALPN protocol: the peer serves other protocols, or versions of ours
+    /// outside our range.
     #[error("protocol mismatch with {addr}: offered {offered}, peer serves [{}]", served.join(", "))]
     ProtocolMismatch {
         /// Where we dialed.
         addr: SocketAddr,
-        /// What we offered (`lamina/<module>/<version>`).
+        /// What we offered: `lamina/<module>/<version>`, or `lamina/<module>/<min>..<max>`
+        /// for a range ([`crate::ProtocolId::range_name`]).
         offered: String,
-        /// What the peer serves (from its refusal; empty if it did not say).
+        /// The versions of the offered module the peer serves, in the same form (from its
+        /// refusal; empty if it did not say or serves none of that module).
         served: Vec<String>,
     },
     /// The TLS/QUIC handshake failed for another reason (timeout, bad certificate, ...).

@@ -6,6 +6,13 @@
 //! a validator speaks `lamina/consensus/1` to validators, serves the ordered log to
 //! execution nodes, and talks DA to DA nodes, all on one socket.
 //!
+//! A protocol may speak a **range of versions** ([`ProtocolId::range`], e.g.
+//! `lamina/da/1..2`: one ALPN name per version), so that nodes upgrade one at a time: the
+//! dialer offers all its versions, the server serves all of its own, newest first, and
+//! the handshake settles on the highest version both speak ([`Network::version`] reports
+//! it per peer). The versions of a range share the wire types; a sender uses what only
+//! newer versions have when the peer's negotiated version has it ([`ProtocolId`]).
+//!
 //! ```no_run
 //! use std::time::Duration;
 //! use lamina_net::{Endpoint, EndpointConfig, Empty, Handler, PeerSet, Protocol, ProtocolConfig, ProtocolId, Reject};
@@ -42,10 +49,13 @@
 //! * **Identity = key.** A node's certificate is derived from its ed25519 key; both
 //!   sides of every handshake verify the other's key against pinned keys, and refuse
 //!   anything else *during the handshake* ([`tls`] explains the details).
-//! * **Protocols.** A peer offering a protocol or version we do not serve is refused
-//!   with a TLS `no_application_protocol` alert; the dialer gets
-//!   [`NetError::ProtocolMismatch`] naming what it offered and what we serve. A key
-//!   pinned for one protocol cannot use another ([`NetError::AccessDenied`]).
+//! * **Protocols.** Each connection runs the highest version of its protocol that both
+//!   ends speak. A peer offering no protocol version we serve is refused with a TLS
+//!   `no_application_protocol` alert; the dialer gets [`NetError::ProtocolMismatch`]
+//!   naming the versions it offered and those we serve of that module (`offered
+//!   lamina/echo/3..4, peer serves [lamina/echo/1..2]`), at once rather than after
+//!   redials. A key pinned for one protocol cannot use another
+//!   ([`NetError::AccessDenied`]).
 //! * **Messaging.** Typed request/response ([`Network::request`]) and one-way messages
 //!   ([`Network::send`], [`Network::broadcast`]), decoded only through
 //!   `lamina_primitives::codec` (size cap, then validation). Requests are pipelined on a

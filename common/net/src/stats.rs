@@ -1,6 +1,8 @@
 //! Per-connection counters, exported through the `metrics` facade and as a snapshot.
 //!
-//! Metrics (labels `protocol` = ALPN name, `peer` = genesis name or key prefix):
+//! Metrics (labels `protocol` = the protocol's name, i.e. the ALPN name of its newest
+//! version, whichever version a connection negotiated; `peer` = genesis name or key
+//! prefix):
 //!
 //! | name | type | meaning |
 //! |---|---|---|
@@ -190,6 +192,9 @@ pub struct ConnectionSnapshot {
     pub remote_addr: SocketAddr,
     /// Who dialed.
     pub direction: Direction,
+    /// The protocol version negotiated for this connection (the highest both nodes
+    /// speak).
+    pub version: u32,
     /// Smoothed round-trip time, milliseconds.
     pub rtt_ms: f64,
     /// Seconds since the connection was established.
@@ -218,8 +223,11 @@ pub struct ConnectionSnapshot {
 /// One protocol, as shown in `/status`.
 #[derive(Clone, Debug, Serialize)]
 pub struct ProtocolSnapshot {
-    /// ALPN name.
+    /// ALPN name of the newest version served (`lamina/<module>/<version>`).
     pub protocol: String,
+    /// The oldest version served: this node speaks `min_version` up to the version in
+    /// `protocol`.
+    pub min_version: u32,
     /// Keys allowed to connect.
     pub peers_allowed: usize,
     /// Keys dialed by this node.

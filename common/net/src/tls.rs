@@ -105,11 +105,12 @@ impl Identity {
         &self.certified.cert[0]
     }
 
-    /// A client config for one dial, pinned to `expected`, offering `alpn`.
+    /// A client config for one dial, pinned to `expected`, offering `alpns` (a
+    /// protocol's versions, newest first; the server picks among them).
     pub(crate) fn client_config(
         &self,
         expected: NodeId,
-        alpn: Vec<u8>,
+        alpns: Vec<Vec<u8>>,
     ) -> Result<(rustls::ClientConfig, Arc<PinnedServerVerifier>), NetError> {
         let verifier = Arc::new(PinnedServerVerifier::new(expected, self.provider.clone()));
         let mut cfg = rustls::ClientConfig::builder_with_provider(self.provider.clone())
@@ -118,14 +119,15 @@ impl Identity {
             .dangerous()
             .with_custom_certificate_verifier(verifier.clone())
             .with_client_cert_resolver(Arc::new(FixedClientCert(self.certified.clone())));
-        cfg.alpn_protocols = vec![alpn];
+        cfg.alpn_protocols = alpns;
         cfg.resumption = rustls::client::Resumption::disabled();
         cfg.enable_early_data = false;
         Ok((cfg, verifier))
     }
 
     /// The server config: client certificates mandatory, pinned to `allowed`, serving
-    /// `alpns`.
+    /// `alpns`. Their order is the server's preference: rustls picks the first of them
+    /// that the client offered.
     pub(crate) fn server_config(
         &self,
         allowed: Arc<RwLock<Allowed>>,
