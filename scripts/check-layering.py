@@ -28,7 +28,7 @@ import sys
 import tomllib
 from pathlib import Path
 
-LAYERS = ["consensus", "data-availability", "execution", "settlement", "bridge"]
+LAYERS = ["consensus", "data-availability", "execution", "settlement", "bridge", "governance"]
 PURE_FORBIDDEN = {"tokio", "quinn", "quinn-proto", "memmap2", "lamina-net", "lamina-store", "lamina-telemetry"}
 APPS = {"lamina-node", "lamina-benches", "lamina-examples"}
 

@@ -171,6 +171,7 @@ fn same_entry(a: &toml_edit::Table, b: &toml_edit::Table) -> bool {
 pub fn empty(network: &str) -> Genesis {
     Genesis {
         bridge: Default::default(),
+        governance: Default::default(),
         network: network.to_string(),
         chains: vec![],
         validators: vec![],

@@ -186,6 +186,65 @@ pub struct Genesis {
     /// Bridge parameters (rate limits, timeouts, the pause guardian).
     #[serde(default)]
     pub bridge: crate::BridgeSpec,
+    /// On-chain governance: who votes, with what weight, and how epochs and votes are
+    /// counted in log heights. Left out of the file (and so of the digest) when it is
+    /// the default, so genesis files written before governance keep their digest.
+    #[serde(default, skip_serializing_if = "GovernanceSpec::is_default")]
+    pub governance: GovernanceSpec,
+}
+
+/// A voting member of on-chain governance (see [`GovernanceSpec`]).
+#[derive(Clone, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
+pub struct MemberEntry {
+    /// Human-readable name (an organisation).
+    pub name: String,
+    /// The key the member signs proposals and votes with.
+    pub key: PublicKey,
+    /// Voting weight (at least 1).
+    pub weight: u64,
+}
+
+/// Parameters of on-chain governance, fixed at genesis. Membership and the other
+/// parameters change by vote; these rules of the vote itself do not.
+#[derive(Clone, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct GovernanceSpec {
+    /// Voting members. Empty means every genesis validator, weight 1.
+    pub members: Vec<MemberEntry>,
+    /// Heights per epoch: membership and parameter changes take effect after a height
+    /// that is a multiple of this (an epoch boundary).
+    pub epoch_length: u64,
+    /// Heights a proposal stays open for votes after the height that included it. A
+    /// proposal closes earlier once its outcome cannot change.
+    pub voting_period: u64,
+    /// Percent of the total weight that must vote (yes or no) for a proposal to pass.
+    pub quorum_percent: u8,
+    /// Percent of the weight voting that must vote yes.
+    pub threshold_percent: u8,
+}
+
+/// Default heights per epoch.
+pub const DEFAULT_EPOCH_LENGTH: u64 = 100;
+/// Default voting period in heights.
+pub const DEFAULT_VOTING_PERIOD: u64 = 1_000;
+
+impl Default for GovernanceSpec {
+    fn default() -> Self {
+        GovernanceSpec {
+            members: Vec::new(),
+            epoch_length: DEFAULT_EPOCH_LENGTH,
+            voting_period: DEFAULT_VOTING_PERIOD,
+            quorum_percent: 50,
+            threshold_percent: 67,
+        }
+    }
+}
+
+impl GovernanceSpec {
+    /// True when this is [`GovernanceSpec::default`] (then it is not written to the file).
+    pub fn is_default(&self) -> bool {
+        self == &GovernanceSpec::default()
+    }
 }
 
 /// A client key named in the genesis (see [`Genesis::clients`]).
@@ -218,7 +277,13 @@ pub enum GenesisError {
     /// Settlement parameters out of range.
     #[error("settlement: {0}")]
     BadSettlement(String),
+    /// Governance parameters out of range.
+    #[error("governance: {0}")]
+    BadGovernance(String),
 }
+
+/// Largest voting weight of one member (so that any sum of weights fits a `u64`).
+pub const MAX_MEMBER_WEIGHT: u64 = 1 << 32;
 
 impl Genesis {
     /// Checks internal consistency.
@@ -259,6 +324,24 @@ impl Genesis {
         if st.challenger_reward_percent > 100 {
             return Err(GenesisError::BadSettlement("challenger_reward_percent exceeds 100".into()));
         }
+        let gov = &self.governance;
+        if gov.epoch_length == 0 || gov.voting_period == 0 {
+            return Err(GenesisError::BadGovernance("epoch_length and voting_period must be at least 1 height".into()));
+        }
+        if !(1..=100).contains(&gov.quorum_percent) || !(1..=100).contains(&gov.threshold_percent) {
+            return Err(GenesisError::BadGovernance("quorum_percent and threshold_percent must be in 1..=100".into()));
+        }
+        let mut members: Vec<PublicKey> = gov.members.iter().map(|m| m.key).collect();
+        members.sort();
+        if let Some(w) = members.windows(2).find(|w| w[0] == w[1]) {
+            return Err(GenesisError::DuplicateKey(w[0]));
+        }
+        if let Some(m) = gov.members.iter().find(|m| m.weight == 0 || m.weight > MAX_MEMBER_WEIGHT) {
+            return Err(GenesisError::BadGovernance(format!(
+                "member {} has weight {}: weights are 1..={MAX_MEMBER_WEIGHT}",
+                m.name, m.weight
+            )));
+        }
         if st.anchor_window < st.challenge_window.saturating_mul(4) {
             return Err(GenesisError::BadSettlement(format!(
                 "anchor_window ({}) must be at least 4 x challenge_window ({}): execution nodes refresh bridge \
@@ -282,6 +365,15 @@ impl Genesis {
     /// The validator committee, in genesis order.
     pub fn validator_committee(&self) -> Committee {
         Committee { members: self.validators.iter().map(|v| v.key).collect() }
+    }
+
+    /// The voting members of governance: [`GovernanceSpec::members`], or every validator
+    /// with weight 1 when none are named.
+    pub fn governance_members(&self) -> Vec<MemberEntry> {
+        if !self.governance.members.is_empty() {
+            return self.governance.members.clone();
+        }
+        self.validators.iter().map(|v| MemberEntry { name: v.name.clone(), key: v.key, weight: 1 }).collect()
     }
 
     /// The DA committee, in genesis order.
@@ -338,6 +430,7 @@ mod tests {
     fn genesis() -> Genesis {
         Genesis {
             bridge: Default::default(),
+            governance: Default::default(),
             network: "test".into(),
             chains: vec![ChainSpec {
                 id: ChainId(1),
@@ -387,5 +480,36 @@ mod tests {
         let mut g = genesis();
         g.execution_nodes[0].chain = Some(ChainId(9));
         assert!(matches!(g.validate(), Err(GenesisError::ExecutionWithoutChain(_))));
+    }
+
+    #[test]
+    fn default_governance_is_not_written_so_old_digests_stay() {
+        let g = Genesis {
+            network: "n".into(),
+            chains: vec![],
+            validators: vec![entry(1, 1)],
+            da_nodes: vec![entry(2, 2)],
+            execution_nodes: vec![],
+            settlement_nodes: vec![],
+            bridge_nodes: vec![],
+            da_threshold: None,
+            clients: vec![],
+            settlement: Default::default(),
+            bridge: Default::default(),
+            governance: Default::default(),
+        };
+        let json = serde_json::to_string(&g).unwrap();
+        assert!(!json.contains("governance"), "{json}");
+        assert_eq!(g.governance_members().len(), 1);
+        let mut named = g.clone();
+        named.governance.members =
+            vec![MemberEntry { name: "org".into(), key: Keypair::for_testing(9).public(), weight: 3 }];
+        assert_ne!(named.digest(), g.digest());
+        named.validate().unwrap();
+        named.governance.members[0].weight = 0;
+        assert!(matches!(named.validate(), Err(GenesisError::BadGovernance(_))));
+        let mut bad = g.clone();
+        bad.governance.quorum_percent = 0;
+        assert!(matches!(bad.validate(), Err(GenesisError::BadGovernance(_))));
     }
 }

@@ -34,7 +34,8 @@ pub use bridge::{
 pub use da::{Blob, DaError, DataAvailability};
 pub use fraud::{ChainReplica, EncodingFraudVerifier, StatelessError, StatelessExecutor, StepOutcome};
 pub use genesis::{
-    ChainSpec, ClientEntry, DEFAULT_ANCHOR_WINDOW, Genesis, GenesisBalance, GenesisError, NodeEntry, SettlementSpec,
+    ChainSpec, ClientEntry, DEFAULT_ANCHOR_WINDOW, Genesis, GenesisBalance, GenesisError, GovernanceSpec,
+    MAX_MEMBER_WEIGHT, MemberEntry, NodeEntry, SettlementSpec,
 };
 pub use health::Health;
 pub use log::{InMemoryLog, LogError, OrderedLog};

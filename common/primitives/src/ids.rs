@@ -89,6 +89,8 @@ impl Namespace {
     pub const MIN: Namespace = Namespace([0; 8]);
     /// Namespace of settlement messages (checkpoint claims, challenges).
     pub const SETTLEMENT: Namespace = Namespace([0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x01]);
+    /// Namespace of governance transactions (proposals and votes).
+    pub const GOVERNANCE: Namespace = Namespace([0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x02]);
     /// Namespace of padding shares that fill a square after the last blob.
     pub const PADDING: Namespace = Namespace([0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFE]);
     /// Namespace of parity (erasure-coded) shares; the largest namespace.
@@ -99,7 +101,7 @@ impl Namespace {
         u64::from_be_bytes(self.0)
     }
 
-    /// True for namespaces reserved by the engine (settlement, padding, parity).
+    /// True for namespaces reserved by the engine (settlement, governance, padding, parity).
     pub fn is_reserved(self) -> bool {
         self.as_u64() >= ChainId::RESERVED_START
     }
@@ -185,6 +187,8 @@ mod tests {
         assert!(Namespace::SETTLEMENT < Namespace::PADDING);
         assert!(Namespace::PADDING < Namespace::PARITY);
         assert!(Namespace::SETTLEMENT.is_reserved());
+        assert!(Namespace::GOVERNANCE.is_reserved());
+        assert!(Namespace::SETTLEMENT < Namespace::GOVERNANCE && Namespace::GOVERNANCE < Namespace::PADDING);
         assert!(!a.is_reserved());
         assert!(ChainId(1).is_user_chain());
         assert!(!ChainId(0).is_user_chain());

@@ -51,6 +51,7 @@ pub fn genesis(network: &str) -> Genesis {
         clients: Vec::new(),
         settlement: Default::default(),
         bridge: Default::default(),
+        governance: Default::default(),
     }
 }
 

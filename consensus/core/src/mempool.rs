@@ -186,10 +186,12 @@ pub struct Mempool {
 }
 
 impl Mempool {
-    /// An empty mempool accepting the given chains (plus the settlement namespace).
+    /// An empty mempool accepting the given chains (plus the settlement and governance
+    /// namespaces).
     pub fn new(cfg: MempoolLimits, chains: impl IntoIterator<Item = ChainId>) -> Self {
         let mut chains: BTreeSet<ChainId> = chains.into_iter().collect();
         chains.insert(ChainId::from(Namespace::SETTLEMENT));
+        chains.insert(ChainId::from(Namespace::GOVERNANCE));
         Mempool {
             cfg,
             chains,

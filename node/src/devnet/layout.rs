@@ -213,6 +213,7 @@ pub fn create(dir: &Path, spec: &Spec) -> anyhow::Result<DevnetState> {
             anchor_window: spec.anchor_window,
             ..Default::default()
         },
+        governance: Default::default(),
     };
     let client = crate::keys::generate()?;
     let client_key = dir.join(CLIENT_KEY_FILE);

@@ -1,0 +1,468 @@
+//! The governance state machine's rules: passing, rejecting, epochs, and bad input.
+#![allow(clippy::unwrap_used)]
+
+use lamina_governance_core::state::{KEEP_CLOSED, MAX_OPEN_PER_MEMBER};
+use lamina_governance_core::{Action, Entry, Error, Event, GovernanceState, NodeSpec, Param, Status};
+use lamina_interfaces::{ClientEntry, Genesis, GovernanceSpec, MemberEntry};
+use lamina_primitives::{ChainId, Height, Keypair, PublicKey, Transaction, sig};
+use lamina_test_utils::{chain, genesis, localhost, node};
+use proptest::prelude::*;
+
+const L: u64 = 10;
+const PERIOD: u64 = 5;
+
+fn member(i: u64) -> Keypair {
+    Keypair::for_testing(i)
+}
+
+/// Four validators (keys 0..4), four DA nodes, chain 1, a client key; members are the
+/// validators with weight 1 unless `weights` names others (keys 0.., weights given).
+fn net(weights: &[u64]) -> Genesis {
+    Genesis {
+        chains: vec![chain(1)],
+        validators: (0..4).map(|i| node(format!("validator-{i}"), &member(i), localhost(0))).collect(),
+        da_nodes: (0..4).map(|i| node(format!("da-{i}"), &Keypair::for_testing(100 + i), localhost(0))).collect(),
+        clients: vec![ClientEntry { name: "wallet".into(), key: Keypair::for_testing(200).public() }],
+        governance: GovernanceSpec {
+            members: weights
+                .iter()
+                .enumerate()
+                .map(|(i, &w)| MemberEntry { name: format!("org-{i}"), key: member(i as u64).public(), weight: w })
+                .collect(),
+            epoch_length: L,
+            voting_period: PERIOD,
+            quorum_percent: 50,
+            threshold_percent: 67,
+        },
+        ..genesis("gov-test")
+    }
+}
+
+struct Net {
+    gov: GovernanceState,
+    nonces: Vec<u64>,
+    height: u64,
+}
+
+impl Net {
+    fn new(weights: &[u64]) -> Self {
+        let g = net(weights);
+        g.validate().unwrap();
+        Net { gov: GovernanceState::new(&g), nonces: vec![0; 300], height: 0 }
+    }
+
+    fn tx(&mut self, who: u64, entry: Entry) -> Transaction {
+        let n = self.nonces[who as usize];
+        self.nonces[who as usize] += 1;
+        Entry::transaction(&member(who), n, &entry).unwrap()
+    }
+
+    fn propose(&mut self, who: u64, action: Action) -> Transaction {
+        self.tx(who, Entry::Propose { action, reason: "test".into() })
+    }
+
+    fn vote(&mut self, who: u64, proposal: u64, approve: bool) -> Transaction {
+        self.tx(who, Entry::Vote { proposal, approve })
+    }
+
+    /// Applies the next height with `txs`.
+    fn block(&mut self, txs: Vec<Transaction>) -> Vec<Event> {
+        self.height += 1;
+        self.gov.apply_block(Height(self.height), &txs).unwrap()
+    }
+
+    /// Applies `txs` at the next height and expects the one rejection `want`, with the
+    /// state's digest unchanged by it.
+    fn rejected(&mut self, tx: Transaction, want: impl Fn(&Error) -> bool) {
+        let mut twin = self.gov.clone();
+        let before = self.gov.clone();
+        self.height += 1;
+        let events = self.gov.apply_block(Height(self.height), std::slice::from_ref(&tx)).unwrap();
+        let errors: Vec<&Error> = events
+            .iter()
+            .filter_map(|e| match e {
+                Event::TxRejected { error, .. } => Some(error),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(errors.len(), 1, "{events:?}");
+        assert!(want(errors[0]), "unexpected rejection {:?}", errors[0]);
+        // The same height without the transaction gives the same state.
+        twin.apply_block(Height(self.height), &[]).unwrap();
+        assert_eq!(twin.digest(), self.gov.digest(), "a rejected transaction changed the state");
+        assert_ne!(before.height(), self.gov.height());
+    }
+}
+
+fn spec(i: u64) -> NodeSpec {
+    NodeSpec {
+        name: format!("new-{i}"),
+        key: Keypair::for_testing(i).public(),
+        addr: format!("127.0.0.1:{}", 9000 + i),
+        http: None,
+    }
+}
+
+fn passed(events: &[Event], id: u64) -> Option<Height> {
+    events.iter().find_map(|e| match e {
+        Event::Passed { id: i, boundary } if *i == id => Some(*boundary),
+        _ => None,
+    })
+}
+
+fn invalid_key() -> PublicKey {
+    // Not every 32-byte string is a point on the curve: find one that is not.
+    (0u8..=255)
+        .map(|b| PublicKey([b; 32]))
+        .find(|k| sig::decode_key_uncached(k).is_err())
+        .expect("some repeated byte is not a curve point")
+}
+
+#[test]
+fn a_validator_added_by_vote_joins_at_the_next_boundary_not_before() {
+    let mut n = Net::new(&[]);
+    let p = n.propose(0, Action::AddValidator(spec(50)));
+    assert_eq!(n.block(vec![p]), vec![Event::Proposed { id: 1, proposer: member(0).public() }]);
+    let votes = vec![n.vote(0, 1, true), n.vote(1, 1, true)];
+    let events = n.block(votes);
+    assert_eq!(passed(&events, 1), None, "2 of 4 is below 67%");
+    let v = n.vote(2, 1, true);
+    let events = n.block(vec![v]);
+    assert_eq!(passed(&events, 1), Some(Height(L)), "3 of 4 passes at once: {events:?}");
+    // Heights up to the boundary keep the old committee.
+    while n.height < L - 1 {
+        n.block(vec![]);
+        assert_eq!(n.gov.epoch().membership.validators.len(), 4);
+        assert_eq!(n.gov.epoch().number, 0);
+    }
+    let events = n.block(vec![]);
+    assert!(events.contains(&Event::Applied { id: 1, epoch: 1 }), "{events:?}");
+    assert!(events.contains(&Event::EpochStarted { epoch: 1, first_height: Height(L + 1), changed: true }));
+    let epoch = n.gov.epoch();
+    assert_eq!(epoch.membership.validators.len(), 5);
+    assert_eq!(epoch.membership.validators[4].key, Keypair::for_testing(50).public());
+    assert_eq!(epoch.membership.validators[4].addr, "127.0.0.1:9050".parse::<std::net::SocketAddr>().unwrap());
+    assert_eq!(n.gov.proposal(1).unwrap().status, Status::Applied { at: Height(L), epoch: 1 });
+    // An epoch without changes still starts, unchanged.
+    for _ in 0..L {
+        n.block(vec![]);
+    }
+    assert_eq!(n.gov.epoch().number, 2);
+    assert_eq!(n.gov.epoch().membership.validators.len(), 5);
+}
+
+#[test]
+fn a_proposal_passing_at_a_boundary_height_applies_there() {
+    let mut n = Net::new(&[]);
+    while n.height < L - 2 {
+        n.block(vec![]);
+    }
+    let p = n.propose(0, Action::AddClient { name: "new-wallet".into(), key: Keypair::for_testing(300).public() });
+    n.block(vec![p]);
+    let votes = vec![n.vote(0, 1, true), n.vote(1, 1, true), n.vote(3, 1, true)];
+    let events = n.block(votes);
+    assert_eq!(n.height, L);
+    assert_eq!(passed(&events, 1), Some(Height(L)));
+    assert!(events.contains(&Event::Applied { id: 1, epoch: 1 }));
+    assert!(n.gov.epoch().membership.clients.iter().any(|c| c.key == Keypair::for_testing(300).public()));
+}
+
+#[test]
+fn quorum_and_threshold_decide_at_the_end_of_the_period_or_earlier() {
+    // Weights 3, 1, 1, 1 (total 6): quorum 50% = 3, threshold 67% of those voting.
+    let mut n = Net::new(&[3, 1, 1, 1]);
+    // Proposal 1: only member 1 votes yes: quorum not reached when the period ends.
+    let p = n.propose(1, Action::RemoveClient { key: Keypair::for_testing(200).public() });
+    n.block(vec![p]);
+    let v = n.vote(1, 1, true);
+    n.block(vec![v]);
+    let mut events = Vec::new();
+    for _ in 0..PERIOD {
+        events.extend(n.block(vec![]));
+    }
+    let why = events
+        .iter()
+        .find_map(|e| match e {
+            Event::Rejected { id: 1, why } => Some(why.clone()),
+            _ => None,
+        })
+        .expect("rejected at the period's end");
+    assert!(why.contains("quorum"), "{why}");
+    assert_eq!(n.gov.proposal(1).unwrap().status, Status::Rejected { at: Height(1 + PERIOD), why });
+
+    // Proposal 2: the heavy member votes no: it can no longer pass, rejected at once.
+    let p = n.propose(2, Action::SetParam { param: Param::Fee { chain: ChainId(1) }, value: 3 });
+    n.block(vec![p]);
+    let v = n.vote(0, 2, false);
+    let events = n.block(vec![v]);
+    assert!(events.iter().any(|e| matches!(e, Event::Rejected { id: 2, .. })), "{events:?}");
+
+    // Proposal 3: the heavy member alone: 3 of 6 voting is the quorum, 100% yes.
+    let p = n.propose(0, Action::SetParam { param: Param::Fee { chain: ChainId(1) }, value: 3 });
+    n.block(vec![p]);
+    let v = n.vote(0, 3, true);
+    let events = n.block(vec![v]);
+    assert_eq!(passed(&events, 3), None, "undecided: the others could still outvote it");
+    let mut events = Vec::new();
+    for _ in 0..PERIOD {
+        events.extend(n.block(vec![]));
+    }
+    assert!(passed(&events, 3).is_some(), "{events:?}");
+    while !matches!(n.gov.proposal(3).unwrap().status, Status::Applied { .. }) {
+        n.block(vec![]);
+    }
+    assert_eq!(n.gov.epoch().membership.settings.fees[&ChainId(1)], 3);
+}
+
+#[test]
+fn bad_input_is_rejected_with_a_typed_error_and_changes_nothing() {
+    let mut n = Net::new(&[]);
+    let p = n.propose(0, Action::AddValidator(spec(60)));
+    n.block(vec![p]);
+
+    // A vote from a key that is not a member.
+    let stranger =
+        Entry::transaction(&Keypair::for_testing(77), 0, &Entry::Vote { proposal: 1, approve: true }).unwrap();
+    n.rejected(stranger, |e| matches!(e, Error::NotMember(_)));
+    // A duplicate vote.
+    let v = n.vote(1, 1, false);
+    n.block(vec![v]);
+    let again = n.vote(1, 1, true);
+    n.rejected(again, |e| matches!(e, Error::AlreadyVoted { id: 1, .. }));
+    // A replayed transaction (its nonce is used).
+    let first = Entry::transaction(&member(1), 0, &Entry::Vote { proposal: 1, approve: true }).unwrap();
+    n.rejected(first, |e| matches!(e, Error::StaleNonce { nonce: 0, next: 1, .. }));
+    // A vote on a proposal that never existed.
+    let unknown = n.vote(2, 99, true);
+    n.rejected(unknown, |e| matches!(e, Error::UnknownProposal(99)));
+    // A bad signature.
+    let mut forged = n.vote(2, 1, true);
+    forged.payload = lamina_primitives::encode(&Entry::Vote { proposal: 1, approve: false }).unwrap();
+    n.rejected(forged, |e| matches!(e, Error::BadSignature));
+    // Bytes that are not an entry, and a transaction of another chain.
+    let junk = Transaction::new_signed(&member(2), lamina_governance_core::GOVERNANCE_CHAIN, 50, vec![7; 40]);
+    n.rejected(junk, |e| matches!(e, Error::Malformed(_)));
+    let other = Transaction::new_signed(&member(2), ChainId(1), 51, vec![]);
+    n.rejected(other, |e| matches!(e, Error::NotGovernance(_)));
+
+    // Proposals with a malformed key, name, address, value or reason.
+    let bad_key = n.propose(2, Action::AddClient { name: "x".into(), key: invalid_key() });
+    n.rejected(bad_key, |e| matches!(e, Error::MalformedKey(_)));
+    let bad_name = n.propose(2, Action::AddValidator(NodeSpec { name: "two words".into(), ..spec(61) }));
+    n.rejected(bad_name, |e| matches!(e, Error::InvalidAction(_)));
+    let bad_addr = n.propose(2, Action::AddDaNode(NodeSpec { addr: "localhost:1".into(), ..spec(62) }));
+    n.rejected(bad_addr, |e| matches!(e, Error::InvalidAction(_)));
+    let bad_value = n.propose(2, Action::SetParam { param: Param::ChallengeWindow, value: 0 });
+    n.rejected(bad_value, |e| matches!(e, Error::InvalidAction(_)));
+    let no_chain = n.propose(2, Action::SetParam { param: Param::Fee { chain: ChainId(9) }, value: 1 });
+    n.rejected(no_chain, |e| matches!(e, Error::InvalidAction(_)));
+    let long = n
+        .tx(2, Entry::Propose { action: Action::RemoveValidator { key: member(3).public() }, reason: "x".repeat(281) });
+    n.rejected(long, |e| matches!(e, Error::InvalidAction(_)));
+    // Actions that do not apply to the membership.
+    let taken = n.propose(2, Action::AddDaNode(NodeSpec { key: member(3).public(), ..spec(63) }));
+    n.rejected(taken, |e| matches!(e, Error::Inapplicable(_)));
+    let absent = n.propose(2, Action::RemoveValidator { key: Keypair::for_testing(64).public() });
+    n.rejected(absent, |e| matches!(e, Error::Inapplicable(_)));
+
+    // A vote after the period: proposal 1 closed (rejected: 1 no, no quorum of yes).
+    while n.gov.proposal(1).unwrap().status == Status::Open {
+        n.block(vec![]);
+    }
+    let late = n.vote(3, 1, true);
+    n.rejected(late, |e| matches!(e, Error::NotOpen { id: 1, .. }));
+}
+
+#[test]
+fn members_who_joined_after_a_proposal_opened_do_not_vote_on_it() {
+    // Member 9 joins with weight 2 at the first boundary and votes on a later proposal.
+    let mut n = Net::new(&[]);
+    let p = n.propose(0, Action::SetMemberWeight { name: "org-9".into(), key: member(9).public(), weight: 2 });
+    n.block(vec![p]);
+    let votes = vec![n.vote(0, 1, true), n.vote(1, 1, true), n.vote(2, 1, true)];
+    n.block(votes);
+    while n.gov.epoch().number == 0 {
+        n.block(vec![]);
+    }
+    assert_eq!(n.gov.epoch().membership.weight(&member(9).public()), 2);
+    assert_eq!(n.gov.epoch().membership.total_weight(), 6);
+    let p = n.propose(1, Action::RemoveClient { key: Keypair::for_testing(200).public() });
+    n.block(vec![p]);
+    let v = n.vote(9, 2, true);
+    let events = n.block(vec![v]);
+    assert!(events.iter().any(|e| matches!(e, Event::Voted { id: 2, weight: 2, .. })), "{events:?}");
+
+    // A proposal opened before a member joined: the member is not in its electorate.
+    let mut m = Net::new(&[]);
+    while m.height < L - 3 {
+        m.block(vec![]);
+    }
+    let add = m.propose(0, Action::SetMemberWeight { name: "org-9".into(), key: member(9).public(), weight: 1 });
+    m.block(vec![add]);
+    let votes = vec![m.vote(0, 1, true), m.vote(1, 1, true), m.vote(2, 1, true)];
+    m.block(votes);
+    let early = m.propose(3, Action::RemoveClient { key: Keypair::for_testing(200).public() });
+    m.block(vec![early]);
+    m.block(vec![]); // height L: the boundary; member 9 joins after it.
+    assert_eq!(m.gov.epoch().number, 1);
+    assert_eq!(m.gov.epoch().membership.weight(&member(9).public()), 1);
+    let v = m.vote(9, 2, true);
+    m.rejected(v, |e| matches!(e, Error::NotInElectorate { id: 2, .. }));
+}
+
+#[test]
+fn a_passed_action_that_no_longer_applies_fails_and_the_others_apply() {
+    let mut n = Net::new(&[]);
+    let target = member(3).public();
+    let a = n.propose(0, Action::RemoveValidator { key: target });
+    let b = n.propose(1, Action::RemoveValidator { key: target });
+    let c = n.propose(2, Action::SetParam { param: Param::MaxBatchesPerBlock, value: 64 });
+    n.block(vec![a, b, c]);
+    let mut votes = Vec::new();
+    for id in 1..=3 {
+        for who in 0..3 {
+            votes.push(n.vote(who, id, true));
+        }
+    }
+    n.block(votes);
+    let mut events = Vec::new();
+    while n.gov.epoch().number == 0 {
+        events.extend(n.block(vec![]));
+    }
+    assert!(events.contains(&Event::Applied { id: 1, epoch: 1 }));
+    assert!(events.iter().any(|e| matches!(e, Event::Failed { id: 2, reason } if reason.contains("not a validator"))));
+    assert!(events.contains(&Event::Applied { id: 3, epoch: 1 }));
+    let m = &n.gov.epoch().membership;
+    assert_eq!(m.validators.len(), 3);
+    assert_eq!(m.settings.max_batches_per_block, 64);
+    // Voting members are not the committee: the removed validator keeps its vote until
+    // a SetMemberWeight removes it.
+    assert_eq!(m.weight(&target), 1);
+}
+
+#[test]
+fn the_last_validator_cannot_be_removed() {
+    let mut g = net(&[1]);
+    g.validators.truncate(1);
+    let mut gov = GovernanceState::new(&g);
+    let tx = Entry::transaction(
+        &member(0),
+        0,
+        &Entry::Propose { action: Action::RemoveValidator { key: member(0).public() }, reason: String::new() },
+    )
+    .unwrap();
+    let events = gov.apply_block(Height(1), &[tx]).unwrap();
+    assert!(matches!(&events[..], [Event::TxRejected { error: Error::Inapplicable(_), .. }]), "{events:?}");
+}
+
+#[test]
+fn open_proposals_are_bounded_per_member_and_closed_ones_are_forgotten() {
+    let mut n = Net::new(&[]);
+    let mut txs = Vec::new();
+    for i in 0..MAX_OPEN_PER_MEMBER as u64 {
+        txs.push(
+            n.propose(0, Action::AddClient { name: format!("c{i}"), key: Keypair::for_testing(400 + i).public() }),
+        );
+    }
+    n.block(txs);
+    let one_more = n.propose(0, Action::AddClient { name: "c".into(), key: Keypair::for_testing(499).public() });
+    n.rejected(one_more, |e| matches!(e, Error::TooManyProposals(_)));
+
+    // Many proposals, each rejected by two no votes: the kept ones stay bounded.
+    let mut m = Net::new(&[]);
+    for round in 0..(KEEP_CLOSED as u64 + 40) {
+        let p = m.propose(round % 4, Action::RemoveClient { key: Keypair::for_testing(200).public() });
+        let id = round + 1;
+        let no = vec![p, m.vote(0, id, false), m.vote(1, id, false)];
+        m.block(no);
+    }
+    assert!(m.gov.proposals().count() <= KEEP_CLOSED);
+    assert!(m.gov.proposal(1).is_none(), "the oldest closed proposal is forgotten");
+    assert!(m.gov.proposal(KEEP_CLOSED as u64 + 40).is_some());
+}
+
+#[test]
+fn blocks_must_come_in_height_order() {
+    let mut gov = GovernanceState::new(&net(&[]));
+    gov.apply_block(Height(5), &[]).unwrap();
+    assert_eq!(gov.apply_block(Height(5), &[]), Err(Error::OutOfOrder { height: Height(5), last: Height(5) }));
+    assert!(gov.apply_block(Height(4), &[]).is_err());
+}
+
+/// One random governance transaction.
+#[derive(Clone, Debug)]
+enum Op {
+    Propose { who: u64, kind: u8, target: u64 },
+    Vote { who: u64, proposal: u64, approve: bool },
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        (0u64..6, 0u8..6, 0u64..8).prop_map(|(who, kind, target)| Op::Propose { who, kind, target }),
+        (0u64..6, 1u64..12, any::<bool>()).prop_map(|(who, proposal, approve)| Op::Vote { who, proposal, approve }),
+    ]
+}
+
+fn action(kind: u8, target: u64) -> Action {
+    match kind {
+        0 => Action::AddValidator(spec(500 + target)),
+        1 => Action::RemoveValidator { key: member(target % 5).public() },
+        2 => Action::AddClient { name: format!("c{target}"), key: Keypair::for_testing(600 + target).public() },
+        3 => Action::RemoveDaNode { key: Keypair::for_testing(100 + target % 5).public() },
+        4 => Action::SetParam { param: Param::Fee { chain: ChainId(1) }, value: target },
+        _ => {
+            Action::SetMemberWeight { name: format!("m{target}"), key: member(target % 6).public(), weight: target % 3 }
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Replaying the same log gives the same state, whether the heights without
+    /// governance transactions are applied or skipped; membership changes only at
+    /// boundaries; weights never leave the electorate's total.
+    #[test]
+    fn replay_is_deterministic_and_epochs_change_only_at_boundaries(
+        blocks in proptest::collection::vec((1u64..4, proptest::collection::vec(op(), 0..4)), 1..40)
+    ) {
+        let g = net(&[]);
+        let mut full = GovernanceState::new(&g);
+        let mut sparse = GovernanceState::new(&g);
+        let mut nonces = [0u64; 6];
+        let mut h = 0u64;
+        for (gap, ops) in blocks {
+            // Heights in the gap carry no governance transaction: `full` applies them,
+            // `sparse` skips them.
+            for _ in 1..gap {
+                h += 1;
+                let before = full.epoch().clone();
+                full.apply_block(Height(h), &[]).unwrap();
+                if full.epoch().membership != before.membership {
+                    prop_assert_eq!(h % L, 0);
+                }
+            }
+            h += 1;
+            let txs: Vec<Transaction> = ops.iter().map(|o| {
+                let (who, entry) = match o {
+                    Op::Propose { who, kind, target } => (*who, Entry::Propose { action: action(*kind, *target), reason: String::new() }),
+                    Op::Vote { who, proposal, approve } => (*who, Entry::Vote { proposal: *proposal, approve: *approve }),
+                };
+                let n = nonces[who as usize];
+                nonces[who as usize] += 1;
+                Entry::transaction(&member(who), n, &entry).unwrap()
+            }).collect();
+            let before = full.epoch().clone();
+            full.apply_block(Height(h), &txs).unwrap();
+            if full.epoch().membership != before.membership {
+                prop_assert_eq!(h % L, 0);
+            }
+            sparse.apply_block(Height(h), &txs).unwrap();
+            prop_assert_eq!(full.digest(), sparse.digest());
+            prop_assert_eq!(full.epoch().number, h / L);
+            for p in full.proposals() {
+                prop_assert!(p.yes + p.no <= p.total_weight());
+            }
+        }
+    }
+}
