@@ -70,6 +70,10 @@ pub enum Command {
     /// A throwaway local network: every node as its own process on loopback.
     #[command(subcommand)]
     Devnet(crate::devnet::DevnetCmd),
+    /// On-chain governance: propose and vote on membership and parameter changes, and
+    /// see the current epoch.
+    #[command(subcommand)]
+    Gov(crate::gov::GovCmd),
     /// Transactions: sign, submit to consensus intake, wait for the receipt.
     #[command(subcommand)]
     Tx(crate::client::TxCmd),
@@ -258,6 +262,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bridge(c) => crate::bridge_client::run(c),
         Command::Devnet(c) => crate::devnet::run(c),
         Command::Tx(c) => crate::client::tx(c),
+        Command::Gov(c) => crate::gov::run(c),
         Command::Query(c) => crate::client::query(c),
         Command::Blob(c) => crate::client::blob(c),
         #[cfg(feature = "bench")]

@@ -34,7 +34,7 @@ use lamina_primitives::{ChainId, Digest, Height, Keypair, Namespace, NodeId, Pub
 use crate::args::{ModuleCmd, parse_duration, parse_public_key};
 
 /// How long to wait for the first connection to a service before calling it unreachable.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 // ------------------------------------------------------------------ command line
 
@@ -398,6 +398,26 @@ impl Net {
         Ok(Queries { client, chain })
     }
 
+    /// An intake client connected to all validators if they come within
+    /// `CONNECT_TIMEOUT` (so a sender's own validator gets its transaction), else to any
+    /// one within what is left of the wait.
+    pub(crate) async fn intake(&self) -> anyhow::Result<lamina_consensus_client::IntakeClient> {
+        let intake = lamina_consensus_client::IntakeClient::register(&self.endpoint, &self.genesis)
+            .context("cannot start the intake client")?;
+        let all = self.genesis.validators.len();
+        let started = std::time::Instant::now();
+        if intake.wait_for_validators(all, CONNECT_TIMEOUT).await.is_err() {
+            let left = CONNECT_TIMEOUT.saturating_sub(started.elapsed()).max(Duration::from_millis(100));
+            intake.wait_for_validators(1, left).await.with_context(|| {
+                format!(
+                    "consensus intake unreachable: no validator of {} connected (waited up to {CONNECT_TIMEOUT:?})",
+                    self.source
+                )
+            })?;
+        }
+        Ok(intake)
+    }
+
     async fn close(self) {
         self.endpoint.shutdown().await;
     }
@@ -516,21 +536,7 @@ async fn transfer(net: &Net, a: &TransferArgs) -> anyhow::Result<ExitCode> {
     let tx = ledger::transfer(&sender, ChainId(a.chain), nonce, a.to, AssetId(a.asset), a.amount);
     let id = tx.id();
 
-    let intake = lamina_consensus_client::IntakeClient::register(&net.endpoint, &net.genesis)
-        .context("cannot start the intake client")?;
-    let all = net.genesis.validators.len();
-    let started = std::time::Instant::now();
-    // All validators if they come (so the sender's own validator gets the transfer),
-    // else any one within what is left of the wait.
-    if intake.wait_for_validators(all, CONNECT_TIMEOUT).await.is_err() {
-        let left = CONNECT_TIMEOUT.saturating_sub(started.elapsed()).max(Duration::from_millis(100));
-        intake.wait_for_validators(1, left).await.with_context(|| {
-            format!(
-                "consensus intake unreachable: no validator of {} connected (waited up to {CONNECT_TIMEOUT:?})",
-                net.source
-            )
-        })?;
-    }
+    let intake = net.intake().await?;
     let outcome = intake.submit(tx).await.map_err(|e| anyhow::anyhow!("consensus intake refused {id}: {e}"))?;
     let mut out = Out::new(a.output);
     out.put("tx", id);

@@ -19,6 +19,7 @@
 //!   feature does not link;
 //! * [`client`]: `lamina tx | query | blob | da sample`, client commands against a running network;
 //! * [`settlement_client`]: `lamina settlement status | claims | anchor | account | challenge`;
+//! * [`gov`]: `lamina gov propose | vote | status`, on-chain governance replayed from the log;
 //! * [`bridge_net`], [`bridge_client`]: the bridge's network seam and `lamina bridge transfer | status | audit`.
 //!
 //! `anyhow` is used throughout: this is an app, not a library other crates build on.
@@ -36,6 +37,7 @@ pub mod context;
 pub mod devnet;
 pub mod execution_cmd;
 pub mod genesis;
+pub mod gov;
 pub mod home;
 pub mod init;
 pub mod keys;

@@ -311,6 +311,8 @@ fn launch(exe: &Path, dir: &Path, t: &Topology, log_level: &str) -> anyhow::Resu
         faulty_dispersal: Vec::new(),
         heartbeat: std::time::Duration::from_secs(1),
         ledger_version: lamina_execution_core::ledger::LEDGER_VERSION,
+        epoch_length: lamina_interfaces::genesis::DEFAULT_EPOCH_LENGTH,
+        voting_period: lamina_interfaces::genesis::DEFAULT_VOTING_PERIOD,
     };
     let st = layout::create(dir, &spec)?;
     st.save()?;

@@ -150,6 +150,24 @@ impl std::fmt::Display for Param {
     }
 }
 
+impl std::fmt::Display for Action {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Action::AddValidator(n) => write!(f, "add validator {} ({}) at {}", n.name, n.key, n.addr),
+            Action::RemoveValidator { key } => write!(f, "remove validator {key}"),
+            Action::AddDaNode(n) => write!(f, "add DA node {} ({}) at {}", n.name, n.key, n.addr),
+            Action::RemoveDaNode { key } => write!(f, "remove DA node {key}"),
+            Action::AddClient { name, key } => write!(f, "add client {name} ({key})"),
+            Action::RemoveClient { key } => write!(f, "remove client {key}"),
+            Action::SetParam { param, value } => write!(f, "set {param} to {value}"),
+            Action::SetMemberWeight { name, key, weight: 0 } => write!(f, "remove member {name} ({key})"),
+            Action::SetMemberWeight { name, key, weight } => {
+                write!(f, "set the weight of member {name} ({key}) to {weight}")
+            }
+        }
+    }
+}
+
 impl Param {
     /// Parses the names `lamina gov propose set-param` takes: `fee:<chain>`,
     /// `max_batches_per_block`, `challenge_window`, `bridge_inflow_limit`,

@@ -202,6 +202,8 @@ pub enum Event {
         id: u64,
         /// Who proposed it.
         proposer: PublicKey,
+        /// The transaction that proposed it.
+        tx: TxId,
     },
     /// A vote was counted.
     Voted {
@@ -213,6 +215,8 @@ pub enum Event {
         approve: bool,
         /// The vote's weight.
         weight: u64,
+        /// The transaction that carried it.
+        tx: TxId,
     },
     /// A proposal passed; it applies at the end of `boundary`.
     Passed {
@@ -389,8 +393,8 @@ impl GovernanceState {
             return Err(Error::StaleNonce { sender, nonce: tx.nonce, next });
         }
         let events = match entry {
-            Entry::Propose { action, reason } => self.propose(height, sender, action, reason)?,
-            Entry::Vote { proposal, approve } => self.vote(height, sender, proposal, approve)?,
+            Entry::Propose { action, reason } => self.propose(height, tx.id(), sender, action, reason)?,
+            Entry::Vote { proposal, approve } => self.vote(height, tx.id(), sender, proposal, approve)?,
         };
         self.nonces.insert(sender, tx.nonce.saturating_add(1));
         Ok(events)
@@ -399,6 +403,7 @@ impl GovernanceState {
     fn propose(
         &mut self,
         height: Height,
+        tx: TxId,
         proposer: PublicKey,
         action: Action,
         reason: String,
@@ -434,10 +439,17 @@ impl GovernanceState {
                 status: Status::Open,
             },
         );
-        Ok(vec![Event::Proposed { id, proposer }])
+        Ok(vec![Event::Proposed { id, proposer, tx }])
     }
 
-    fn vote(&mut self, height: Height, voter: PublicKey, id: u64, approve: bool) -> Result<Vec<Event>, Error> {
+    fn vote(
+        &mut self,
+        height: Height,
+        tx: TxId,
+        voter: PublicKey,
+        id: u64,
+        approve: bool,
+    ) -> Result<Vec<Event>, Error> {
         let params = self.params.clone();
         let boundary = self.boundary_at_or_after(height);
         let p = self.proposals.get_mut(&id).ok_or(Error::UnknownProposal(id))?;
@@ -456,7 +468,7 @@ impl GovernanceState {
         } else {
             p.no += weight;
         }
-        let mut events = vec![Event::Voted { id, voter, approve, weight }];
+        let mut events = vec![Event::Voted { id, voter, approve, weight, tx }];
         match p.decide(&params, false) {
             Some(Ok(())) => {
                 p.status = Status::Passed { at: height };

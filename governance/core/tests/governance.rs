@@ -122,7 +122,8 @@ fn invalid_key() -> PublicKey {
 fn a_validator_added_by_vote_joins_at_the_next_boundary_not_before() {
     let mut n = Net::new(&[]);
     let p = n.propose(0, Action::AddValidator(spec(50)));
-    assert_eq!(n.block(vec![p]), vec![Event::Proposed { id: 1, proposer: member(0).public() }]);
+    let tx = p.id();
+    assert_eq!(n.block(vec![p]), vec![Event::Proposed { id: 1, proposer: member(0).public(), tx }]);
     let votes = vec![n.vote(0, 1, true), n.vote(1, 1, true)];
     let events = n.block(votes);
     assert_eq!(passed(&events, 1), None, "2 of 4 is below 67%");

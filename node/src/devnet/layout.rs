@@ -50,6 +50,10 @@ pub struct Spec {
     pub heartbeat: std::time::Duration,
     /// Ledger version (state machine) of every chain ([`crate::machines`]).
     pub ledger_version: u32,
+    /// Governance epoch length of the genesis, in log heights.
+    pub epoch_length: u64,
+    /// Governance voting period of the genesis, in log heights.
+    pub voting_period: u64,
 }
 
 /// Settlement-ledger balance the devnet gives every execution and settlement node and
@@ -213,7 +217,11 @@ pub fn create(dir: &Path, spec: &Spec) -> anyhow::Result<DevnetState> {
             anchor_window: spec.anchor_window,
             ..Default::default()
         },
-        governance: Default::default(),
+        governance: lamina_interfaces::GovernanceSpec {
+            epoch_length: spec.epoch_length,
+            voting_period: spec.voting_period,
+            ..Default::default()
+        },
     };
     let client = crate::keys::generate()?;
     let client_key = dir.join(CLIENT_KEY_FILE);
@@ -337,6 +345,8 @@ mod tests {
             faulty_dispersal: vec![],
             heartbeat: std::time::Duration::from_secs(1),
             ledger_version: 1,
+            epoch_length: 20,
+            voting_period: 100,
         }
     }
 

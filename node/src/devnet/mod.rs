@@ -79,6 +79,13 @@ pub struct UpArgs {
     /// the cost of idle CPU).
     #[arg(long, default_value = "1s", value_parser = parse_duration)]
     pub heartbeat: Duration,
+    /// Governance epoch length of the devnet's genesis, in log heights: passed proposals
+    /// (`lamina gov`) take effect after the next multiple of it.
+    #[arg(long, default_value_t = 20)]
+    pub epoch_length: u64,
+    /// Governance voting period of the devnet's genesis, in log heights.
+    #[arg(long, default_value_t = 100)]
+    pub voting_period: u64,
     /// The state machine of every chain, by ledger version: 1 is the native ledger; a
     /// chain builder's binary also runs the versions it registers
     /// (`lamina_node::machines`). With another version, the built-in load (native

@@ -84,6 +84,8 @@ pub async fn up(a: UpArgs) -> anyhow::Result<ExitCode> {
         faulty_dispersal: a.faulty_dispersal.clone(),
         heartbeat: a.heartbeat,
         ledger_version: a.ledger_version,
+        epoch_length: a.epoch_length,
+        voting_period: a.voting_period,
     };
     if cfg!(not(feature = "bench")) && a.load > 0 && !a.keep && !a.exit_after_ready {
         anyhow::bail!(
