@@ -15,18 +15,12 @@ use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand};
 use lamina_consensus_client::LogClient;
 use lamina_da_client::DaClient;
-use lamina_governance_core::{Action, Entry, Event, GovernanceState, Membership, NodeSpec, Param, Proposal, Status};
-use lamina_interfaces::inputs;
-use lamina_interfaces::{DataAvailability as _, OrderedLog as _, TxSubmit as _};
-use lamina_primitives::{Height, Namespace, PublicKey, TxId};
+use lamina_governance_core::{Action, Entry, Event, Membership, NodeSpec, Param, Proposal, Status};
+use lamina_interfaces::TxSubmit as _;
+use lamina_primitives::{Height, PublicKey, TxId};
 
 use crate::args::{parse_duration, parse_public_key};
 use crate::client::{CONNECT_TIMEOUT, Net, NetArgs, OutputArgs, with_net};
-
-/// Blocks asked for per log read while replaying.
-const READ_BATCH: usize = 256;
-/// How long one DA fetch of a governance square is retried before giving up.
-const DA_PATIENCE: Duration = Duration::from_secs(30);
 
 /// `lamina gov ...`
 #[derive(Debug, Subcommand)]
@@ -255,86 +249,17 @@ fn action_of(p: ProposeCmd) -> (Action, ProposeArgs) {
 
 // ------------------------------------------------------------------ replay
 
-/// The governance state replayed from the log, kept up to date by [`Follower::catch_up`].
-pub(crate) struct Follower {
-    log: LogClient,
-    da: DaClient,
-    state: GovernanceState,
-    /// The next block to read.
-    next: Height,
-}
+type Follower = crate::governed::Follower<LogClient, DaClient>;
 
-impl Follower {
-    /// Connects to the validators (log) and DA nodes of `net`, at genesis.
-    pub(crate) async fn open(net: &Net) -> anyhow::Result<Follower> {
-        let log = LogClient::register(&net.endpoint, &net.genesis).context("cannot start the log client")?;
-        log.wait_for_validators(1, CONNECT_TIMEOUT)
-            .await
-            .with_context(|| format!("no validator of {} answered for the log", net.source))?;
-        let da = DaClient::register(&net.endpoint, &net.genesis, Default::default())
-            .context("cannot start the DA client")?;
-        Ok(Follower { log, da, state: GovernanceState::new(&net.genesis), next: Height(1) })
-    }
-
-    /// The replayed state.
-    pub(crate) fn state(&self) -> &GovernanceState {
-        &self.state
-    }
-
-    /// Reads and applies every block up to the validators' tip; returns the events.
-    /// Heights without governance data are skipped (one read of their blocks, no DA
-    /// fetch), then the state is advanced to the tip.
-    pub(crate) async fn catch_up(&mut self) -> anyhow::Result<Vec<Event>> {
-        let tip = self.log.tip().await.context("cannot read the log's tip")?;
-        let mut events = Vec::new();
-        while self.next <= tip {
-            let blocks = self.log.read(self.next, READ_BATCH).await.map_err(|e| match e {
-                lamina_interfaces::LogError::Pruned { oldest, .. } => anyhow::anyhow!(
-                    "the validators pruned the log below height {}: replaying governance needs it from height 1 \
-                     (not built yet: governance snapshots)",
-                    oldest.0
-                ),
-                e => anyhow::anyhow!("cannot read the log from height {}: {e}", self.next.0),
-            })?;
-            if blocks.is_empty() {
-                break;
-            }
-            for block in blocks {
-                let height = block.height();
-                let certs: Vec<_> = inputs::namespace_certs(&block, Namespace::GOVERNANCE).cloned().collect();
-                if !certs.is_empty() {
-                    let mut squares = Vec::with_capacity(certs.len());
-                    for c in &certs {
-                        squares.push(self.square(&c.commitment).await?);
-                    }
-                    let txs = inputs::namespace_transactions(Namespace::GOVERNANCE, &squares).txs;
-                    events.extend(self.state.apply_block(height, &txs)?);
-                }
-                self.next = height.next();
-            }
-        }
-        let last = Height(self.next.0 - 1);
-        if last > self.state.height() {
-            events.extend(self.state.apply_block(last, &[])?);
-        }
-        Ok(events)
-    }
-
-    /// The governance blobs of one square, retried for [`DA_PATIENCE`]. A square
-    /// unusable for everyone counts as empty, as it does for every replica.
-    async fn square(&self, commitment: &lamina_primitives::DataCommitment) -> anyhow::Result<Vec<Vec<u8>>> {
-        let started = Instant::now();
-        loop {
-            match self.da.get_namespace(commitment, Namespace::GOVERNANCE).await {
-                Ok(blobs) => return Ok(blobs),
-                Err(e) if e.is_final_for_everyone() => return Ok(Vec::new()),
-                Err(e) if started.elapsed() >= DA_PATIENCE => {
-                    bail!("cannot fetch the governance data of square {} from DA: {e}", commitment.data_root)
-                }
-                Err(_) => tokio::time::sleep(Duration::from_millis(300)).await,
-            }
-        }
-    }
+/// A follower of `net`'s log and DA layer, at genesis.
+async fn follower(net: &Net) -> anyhow::Result<Follower> {
+    let log = LogClient::register(&net.endpoint, &net.genesis).context("cannot start the log client")?;
+    log.wait_for_validators(1, CONNECT_TIMEOUT)
+        .await
+        .with_context(|| format!("no validator of {} answered for the log", net.source))?;
+    let da =
+        DaClient::register(&net.endpoint, &net.genesis, Default::default()).context("cannot start the DA client")?;
+    Ok(Follower::new(&net.genesis, log, da))
 }
 
 // ------------------------------------------------------------------ propose and vote
@@ -342,7 +267,7 @@ impl Follower {
 async fn submit(net: &Net, signer: &Signer, entry: Entry) -> anyhow::Result<ExitCode> {
     let key = crate::keys::read(&signer.member_key).context("cannot read the member key")?;
     let me = key.public();
-    let mut follower = Follower::open(net).await?;
+    let mut follower = follower(net).await?;
     follower.catch_up().await?;
     let state = follower.state();
     // What can never be accepted is refused here, with the reason the log would give.
@@ -423,8 +348,11 @@ fn report(follower: &Follower, events: &[Event], out: &mut crate::client::Out) -
         out.num("no", p.no);
         out.num("total_weight", p.total_weight());
         out.num("closes_at", p.closes_at.0);
-        if let Status::Passed { at } = p.status {
-            out.num("applies_at", state.boundary_at_or_after(at).0);
+        // The boundary it applies (or applied) at.
+        match p.status {
+            Status::Passed { at } => out.num("applies_at", state.boundary_at_or_after(at).0),
+            Status::Applied { at, .. } | Status::Failed { at, .. } => out.num("applies_at", at.0),
+            _ => {}
         }
     }
     out.num("height", state.height().0);
@@ -435,7 +363,7 @@ fn report(follower: &Follower, events: &[Event], out: &mut crate::client::Out) -
 // ------------------------------------------------------------------ status
 
 async fn status(net: &Net, json: bool) -> anyhow::Result<ExitCode> {
-    let mut follower = Follower::open(net).await?;
+    let mut follower = follower(net).await?;
     follower.catch_up().await?;
     let state = follower.state();
     let epoch = state.epoch();

@@ -20,6 +20,8 @@
 //! * [`client`]: `lamina tx | query | blob | da sample`, client commands against a running network;
 //! * [`settlement_client`]: `lamina settlement status | claims | anchor | account | challenge`;
 //! * [`gov`]: `lamina gov propose | vote | status`, on-chain governance replayed from the log;
+//! * [`governed`]: following governance (for `gov` and for module nodes, which apply each
+//!   epoch's client keys without a restart);
 //! * [`bridge_net`], [`bridge_client`]: the bridge's network seam and `lamina bridge transfer | status | audit`.
 //!
 //! `anyhow` is used throughout: this is an app, not a library other crates build on.
@@ -38,6 +40,7 @@ pub mod devnet;
 pub mod execution_cmd;
 pub mod genesis;
 pub mod gov;
+pub mod governed;
 pub mod home;
 pub mod init;
 pub mod keys;

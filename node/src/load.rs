@@ -313,6 +313,7 @@ fn launch(exe: &Path, dir: &Path, t: &Topology, log_level: &str) -> anyhow::Resu
         ledger_version: lamina_execution_core::ledger::LEDGER_VERSION,
         epoch_length: lamina_interfaces::genesis::DEFAULT_EPOCH_LENGTH,
         voting_period: lamina_interfaces::genesis::DEFAULT_VOTING_PERIOD,
+        closed_access: false,
     };
     let st = layout::create(dir, &spec)?;
     st.save()?;

@@ -106,6 +106,10 @@ pub fn describe_metrics() {
         "Peers of each group connected and confirmed on the same genesis, by group."
     );
     ::metrics::describe_gauge!(
+        "lamina_governance_epoch",
+        "The governance epoch this node's follower of the log is in (its membership and parameters)."
+    );
+    ::metrics::describe_gauge!(
         "lamina_node_peers_required",
         "Peers of each dialed group that must be connected for readiness, by group."
     );

@@ -9,6 +9,10 @@
 //! nodes, genesis `[[clients]]` and `allowed_clients` may connect. [`Access::set_policy`]
 //! applies a new policy to every protocol registered through [`Access::register`] at
 //! once (the binary does it on SIGHUP): keys that lose access are disconnected.
+//!
+//! On-chain governance changes the client keys by vote (`lamina gov propose add-client`);
+//! a node that follows it applies each epoch's list with [`Access::set_governed_clients`]
+//! the same way, without a restart.
 
 use std::sync::{Arc, Mutex};
 
@@ -56,7 +60,7 @@ impl AccessPolicy {
     }
 }
 
-type Apply = Box<dyn Fn(&AccessPolicy) + Send + Sync>;
+type Apply = Box<dyn Fn(&AccessPolicy, &GovernedClients) + Send + Sync>;
 
 /// The handle services register client-facing protocols through, and the binary
 /// changes the policy with. Cheap to clone (shared).
@@ -68,8 +72,34 @@ pub struct Access {
 #[derive(Default)]
 struct Inner {
     policy: AccessPolicy,
+    governed: GovernedClients,
     /// One entry per registered protocol: re-applies a policy to it.
     nets: Vec<Apply>,
+}
+
+/// The client keys on-chain governance changed, relative to the genesis's `[[clients]]`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GovernedClients {
+    /// Client keys added by vote.
+    pub added: Vec<PublicKey>,
+    /// Genesis client keys removed by vote: no longer admitted, even though the
+    /// protocols' base sets (built from the genesis) list them.
+    pub removed: Vec<PublicKey>,
+}
+
+impl GovernedClients {
+    fn apply(&self, policy: &AccessPolicy, base: &PeerSet) -> PeerSet {
+        let mut set = base.clone();
+        for k in &self.removed {
+            set = set.without(k);
+        }
+        for k in &self.added {
+            if !set.contains(k) {
+                set = set.with_accept(*k);
+            }
+        }
+        policy.apply(&set)
+    }
 }
 
 impl std::fmt::Debug for Access {
@@ -82,7 +112,7 @@ impl std::fmt::Debug for Access {
 impl Access {
     /// A handle starting with `policy`.
     pub fn new(policy: AccessPolicy) -> Self {
-        Access { inner: Arc::new(Mutex::new(Inner { policy, nets: Vec::new() })) }
+        Access { inner: Arc::new(Mutex::new(Inner { policy, governed: GovernedClients::default(), nets: Vec::new() })) }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -105,13 +135,13 @@ impl Access {
         config: ProtocolConfig,
     ) -> Result<Network<P>, NetError> {
         let mut inner = self.lock();
-        let net = endpoint.register(handler, inner.policy.apply(&base), config)?;
+        let net = endpoint.register(handler, inner.governed.apply(&inner.policy, &base), config)?;
         // Weak: the handler may hold this `Access` (a cycle would keep the endpoint and
         // its socket alive after shutdown).
         let handle = net.raw().downgrade();
-        inner.nets.push(Box::new(move |policy| {
+        inner.nets.push(Box::new(move |policy, governed| {
             if let Some(net) = handle.upgrade() {
-                net.set_peers(policy.apply(&base));
+                net.set_peers(governed.apply(policy, &base));
             }
         }));
         Ok(net)
@@ -122,9 +152,26 @@ impl Access {
     pub fn set_policy(&self, policy: AccessPolicy) {
         let mut inner = self.lock();
         for apply in &inner.nets {
-            apply(&policy);
+            apply(&policy, &inner.governed);
         }
         inner.policy = policy;
+    }
+
+    /// The client keys governance changed, as last set.
+    pub fn governed_clients(&self) -> GovernedClients {
+        self.lock().governed.clone()
+    }
+
+    /// Applies an epoch's client keys to every registered protocol, like
+    /// [`Access::set_policy`]: added keys may connect at once (where access is
+    /// restricted; open access admits every key anyway), connections of removed genesis
+    /// clients are closed. The operator's `allowed_clients` still apply on top.
+    pub fn set_governed_clients(&self, governed: GovernedClients) {
+        let mut inner = self.lock();
+        for apply in &inner.nets {
+            apply(&inner.policy, &governed);
+        }
+        inner.governed = governed;
     }
 }
 
@@ -144,5 +191,20 @@ mod tests {
         assert!(!closed.is_open() && closed.contains(&a) && closed.contains(&b));
         let none = AccessPolicy { open: false, allowed_clients: vec![] }.apply(&base);
         assert!(!none.admits(&b));
+    }
+
+    #[test]
+    fn governed_clients_add_and_remove_keys_under_the_policy() {
+        let a = Keypair::for_testing(1).public();
+        let b = Keypair::for_testing(2).public();
+        let c = Keypair::for_testing(3).public();
+        let base = PeerSet::new().with_accept(a);
+        let closed = AccessPolicy { open: false, allowed_clients: vec![c] };
+        let g = GovernedClients { added: vec![b], removed: vec![a] };
+        let set = g.apply(&closed, &base);
+        assert!(!set.admits(&a) && set.admits(&b) && set.admits(&c));
+        // Open access still admits a removed key as a stranger, not as a pinned client.
+        let open = g.apply(&AccessPolicy::default(), &base);
+        assert!(!open.contains(&a) && open.contains(&b) && open.admits(&a));
     }
 }

@@ -89,7 +89,7 @@ mod protocol;
 pub mod stats;
 pub mod tls;
 
-pub use access::{Access, AccessPolicy};
+pub use access::{Access, AccessPolicy, GovernedClients};
 pub use config::{Backoff, EndpointConfig, ProtocolConfig, TransportLimits};
 pub use context::{NodeContext, Role};
 pub use endpoint::{Endpoint, Network, RawNetwork, WeakNetwork};

@@ -54,6 +54,12 @@ impl LogClient {
         })
     }
 
+    /// A clone with its own parent check, for a second reader at another position (a
+    /// plain clone shares the check of consecutive reads with the original).
+    pub fn independent_reader(&self) -> Self {
+        LogClient { last: Arc::new(Mutex::new(None)), ..self.clone() }
+    }
+
     /// Waits until `n` validators are connected.
     pub async fn wait_for_validators(&self, n: usize, timeout: Duration) -> Result<(), NetError> {
         self.net.wait_for_peers(n, timeout).await

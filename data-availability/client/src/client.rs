@@ -84,6 +84,9 @@ struct Verified {
 pub struct DaClient {
     net: Network<DaProtocol>,
     nodes: Vec<NodeId>,
+    /// This client's own key: a DA node's own process (its governance follower) reading
+    /// through a second endpoint is never served by itself, so reads skip it at once.
+    me: NodeId,
     threshold: usize,
     config: ClientConfig,
     headers: Mutex<VecDeque<(Digest, Arc<Verified>)>>,
@@ -112,6 +115,7 @@ impl DaClient {
         Ok(DaClient {
             net,
             nodes: genesis.da_committee().members,
+            me: endpoint.node_id(),
             threshold: genesis.da_threshold(),
             config,
             headers: Mutex::new(VecDeque::new()),
@@ -256,7 +260,7 @@ impl DaClient {
             return Ok(v.clone());
         }
         let mut errors = Vec::new();
-        for node in self.nodes.iter() {
+        for node in self.nodes.iter().filter(|n| **n != self.me) {
             match self.ask(node, &DaRequest::Header(commitment.data_root)).await {
                 Ok(DaResponse::Header(header)) => {
                     let checked = header
@@ -373,7 +377,8 @@ impl DaClient {
         let assignment = Assignment::new(self.nodes.len(), self.threshold, k);
         let mut have: BTreeMap<u32, Vec<u8>> = BTreeMap::new();
         let mut tried: HashSet<(usize, u32)> = HashSet::new();
-        let mut bad: HashSet<usize> = HashSet::new();
+        // Never ask ourselves (see `me`).
+        let mut bad: HashSet<usize> = self.nodes.iter().position(|n| *n == self.me).into_iter().collect();
         let per_col = (r1 - r0) as usize * SHARE_SIZE + 2048;
         let max_cols = (MAX_RANGES_BYTES / per_col).max(1);
         let data_root = header.data_root();

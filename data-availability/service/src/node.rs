@@ -96,16 +96,18 @@ impl DaNode {
     /// Verifies and stores columns for `peer`; signs once all assigned columns are held.
     fn store(&self, peer: NodeId, req: StoreRequest) -> Result<StoreResponse, Reject> {
         let StoreRequest { commitment, header, columns } = req;
-        // Reads are open; storing costs this node disk, so it needs a known key.
-        if !self.nodes.contains(&peer)
-            && !self.clients.contains(&peer)
-            && !self.access.policy().allowed_clients.contains(&peer)
-        {
+        // Reads are open; storing costs this node disk, so it needs a known key: a
+        // genesis node, a client of the current governance epoch (genesis clients not
+        // removed by vote, and those added), or one the operator allows.
+        let governed = self.access.governed_clients();
+        let client =
+            (self.clients.contains(&peer) && !governed.removed.contains(&peer)) || governed.added.contains(&peer);
+        if !self.nodes.contains(&peer) && !client && !self.access.policy().allowed_clients.contains(&peer) {
             return Err(reject(
                 "not_a_writer",
                 format!(
-                    "key {peer} may read but not store on {}: storing needs a genesis node or client key, \
-                     or one in this node's [access] allowed_clients",
+                    "key {peer} may read but not store on {}: storing needs a genesis node key, a client key of \
+                     the genesis or added by governance, or one in this node's [access] allowed_clients",
                     self.keypair.public()
                 ),
             ));

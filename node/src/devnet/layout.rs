@@ -52,6 +52,9 @@ pub struct Spec {
     pub ledger_version: u32,
     /// Governance epoch length of the genesis, in log heights.
     pub epoch_length: u64,
+    /// Every node's client access is restricted (`[access] open = false`): only genesis
+    /// nodes and clients, and client keys added by governance, may connect.
+    pub closed_access: bool,
     /// Governance voting period of the genesis, in log heights.
     pub voting_period: u64,
 }
@@ -272,6 +275,7 @@ pub fn create(dir: &Path, spec: &Spec) -> anyhow::Result<DevnetState> {
         crate::keys::write(&home.key_file(), key)?;
         let mut config = NodeConfig::new(rec.module);
         config.log.level = spec.log_level.clone();
+        config.access.open = !spec.closed_access;
         if let Some(s) = config.settlement.as_mut() {
             // Every devnet settlement node verifies: it is what makes claims final safely.
             s.0.verifier = true;
@@ -347,6 +351,7 @@ mod tests {
             ledger_version: 1,
             epoch_length: 20,
             voting_period: 100,
+            closed_access: false,
         }
     }
 

@@ -86,6 +86,11 @@ pub struct UpArgs {
     /// Governance voting period of the devnet's genesis, in log heights.
     #[arg(long, default_value_t = 100)]
     pub voting_period: u64,
+    /// Restrict every node's client access (`[access] open = false`), as a consortium
+    /// would: only genesis nodes and clients, and client keys added by a vote
+    /// (`lamina gov propose add-client`), may connect.
+    #[arg(long)]
+    pub closed_access: bool,
     /// The state machine of every chain, by ledger version: 1 is the native ledger; a
     /// chain builder's binary also runs the versions it registers
     /// (`lamina_node::machines`). With another version, the built-in load (native

@@ -86,6 +86,7 @@ pub async fn up(a: UpArgs) -> anyhow::Result<ExitCode> {
         ledger_version: a.ledger_version,
         epoch_length: a.epoch_length,
         voting_period: a.voting_period,
+        closed_access: a.closed_access,
     };
     if cfg!(not(feature = "bench")) && a.load > 0 && !a.keep && !a.exit_after_ready {
         anyhow::bail!(

@@ -69,9 +69,30 @@ pub async fn start(ctx: NodeContext, config: Config, shutdown: CancellationToken
             return Err(e).context("cannot start the DA client");
         }
     };
+    let da = std::sync::Arc::new(da);
     let reporter = crate::peers::serve_alongside(&ctx, &endpoint, peer_plan(&ctx), &shutdown).await?;
     endpoint.report_to(ctx.health().clone(), Duration::from_millis(ctx.net.stats_interval_ms));
-    let result = lamina_consensus_service::run_on(endpoint, ctx.service, config.0, da, shutdown).await;
+    let (genesis, access, health) = (ctx.genesis().clone(), ctx.service.access.clone(), ctx.health().clone());
+    let gov_dir = ctx.service.data_dir.join("governance");
+    let validator = match lamina_consensus_service::start(endpoint, ctx.service, config.0, da.clone()).await {
+        Ok(v) => v,
+        Err(e) => {
+            reporter.abort();
+            return Err(e.into());
+        }
+    };
+    // Governance follows this validator's own log: each epoch's client keys apply to
+    // intake and the log server without a restart.
+    let follower = crate::governed::Follower::resume(&genesis, validator.log(), da, &gov_dir);
+    let stop_gov = shutdown.child_token();
+    let gov = crate::governed::spawn_client_access(genesis, follower, access, health, stop_gov.clone());
+    tokio::select! {
+        _ = shutdown.cancelled() => {}
+        _ = validator.failed() => {}
+    }
+    stop_gov.cancel();
+    let _ = gov.await;
+    let result = validator.stop().await;
     reporter.abort();
     Ok(result?)
 }

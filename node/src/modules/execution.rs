@@ -114,6 +114,7 @@ fn seams(ctx: &NodeContext, endpoint: &Endpoint, shutdown: &CancellationToken) -
     let intake =
         lamina_consensus_client::IntakeClient::register(endpoint, genesis).context("cannot start the intake client")?;
     let anchors = if genesis.bridge.enabled { Some(anchor_registry(ctx, &log, &da, shutdown)?) } else { None };
+    crate::governed::spawn_on_client_node(ctx, &log, &da, shutdown);
     Ok(Seams { log, da, settlement: LogSettlement::new(intake, ctx.key().clone()), anchors })
 }
 

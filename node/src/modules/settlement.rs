@@ -77,6 +77,7 @@ pub async fn start(ctx: NodeContext, config: Config, shutdown: CancellationToken
     };
     let reporter = crate::peers::serve_alongside(&ctx, &endpoint, peer_plan(&ctx), &shutdown).await?;
     endpoint.report_to(ctx.health().clone(), Duration::from_millis(ctx.net.stats_interval_ms));
+    crate::governed::spawn_on_client_node(&ctx, &seams.log, &seams.da, &shutdown);
     let result = lamina_settlement_service::run_on(endpoint, ctx.service, config.0, seams, shutdown).await;
     reporter.abort();
     Ok(result?)

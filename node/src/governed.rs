@@ -1,0 +1,241 @@
+//! Following on-chain governance: the governance namespace of the ordered log replayed
+//! into a [`GovernanceState`], for `lamina gov` and for module nodes that apply each
+//! epoch's client keys to their client-facing protocols without a restart.
+//!
+//! The state is a pure function of the log (`lamina-governance-core`), so a follower
+//! needs only a log reader and a DA reader: it reads every block, fetches the squares
+//! whose certificates name [`Namespace::GOVERNANCE`] and applies their transactions;
+//! heights without governance data cost one block read and no DA fetch. A node's
+//! follower saves its state at each epoch change (`<data>/governance/state.json`, a cache
+//! bound to the genesis digest) so a restart resumes there instead of at height 1.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use lamina_governance_core::{Event, GovernanceState};
+use lamina_interfaces::{DataAvailability, Genesis, LogError, OrderedLog, inputs};
+use lamina_net::{Access, GovernedClients};
+use lamina_primitives::{DataCommitment, Digest, Height, Namespace};
+use tokio_util::sync::CancellationToken;
+
+/// Blocks asked for per log read.
+const READ_BATCH: usize = 256;
+/// How long one DA fetch of a governance square is retried before giving up.
+const DA_PATIENCE: Duration = Duration::from_secs(30);
+/// Pause after a failed read before the next attempt (module nodes).
+const RETRY: Duration = Duration::from_secs(1);
+
+/// A governance state kept up to date from a log and a DA layer.
+pub struct Follower<L, D> {
+    log: L,
+    da: D,
+    genesis: Digest,
+    state: GovernanceState,
+    /// The next block to read.
+    next: Height,
+    /// Where the state is saved at each epoch change, if anywhere.
+    save: Option<PathBuf>,
+}
+
+/// What [`Follower::save`] writes: the state and the genesis it belongs to.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Saved {
+    genesis: Digest,
+    state: GovernanceState,
+}
+
+impl<L: OrderedLog, D: DataAvailability> Follower<L, D> {
+    /// A follower at genesis (height 0).
+    pub fn new(genesis: &Genesis, log: L, da: D) -> Self {
+        Follower {
+            log,
+            da,
+            genesis: genesis.digest(),
+            state: GovernanceState::new(genesis),
+            next: Height(1),
+            save: None,
+        }
+    }
+
+    /// A follower that resumes from the state saved in `dir` (if it is there, readable
+    /// and of this genesis; otherwise from genesis) and saves there at each epoch change.
+    pub fn resume(genesis: &Genesis, log: L, da: D, dir: &Path) -> Self {
+        let mut f = Follower::new(genesis, log, da);
+        let path = dir.join("state.json");
+        match std::fs::read(&path).map(|b| serde_json::from_slice::<Saved>(&b)) {
+            Ok(Ok(saved)) if saved.genesis == f.genesis => {
+                f.next = saved.state.height().next();
+                f.state = saved.state;
+            }
+            Ok(Ok(_)) => {
+                tracing::warn!(target: "lamina::governance", path = %path.display(), "saved governance state is of another genesis; replaying from height 1")
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(target: "lamina::governance", path = %path.display(), error = %e, "saved governance state unreadable; replaying from height 1")
+            }
+            Err(_) => {}
+        }
+        f.save = Some(path);
+        f
+    }
+
+    /// The replayed state.
+    pub fn state(&self) -> &GovernanceState {
+        &self.state
+    }
+
+    /// Reads the next blocks (waiting for them as the log's `read` does), applies them
+    /// and advances the state to the last one read. Returns the events.
+    pub async fn step(&mut self) -> anyhow::Result<Vec<Event>> {
+        let blocks = self.log.read(self.next, READ_BATCH).await.map_err(|e| match e {
+            LogError::Pruned { oldest, .. } => anyhow::anyhow!(
+                "the log is pruned below height {}: governance replays it from height 1 (or from a node's saved \
+                 state); governance snapshots from peers are not built",
+                oldest.0
+            ),
+            e => anyhow::anyhow!("cannot read the log from height {}: {e}", self.next.0),
+        })?;
+        let mut events = Vec::new();
+        for block in &blocks {
+            let height = block.height();
+            let certs: Vec<_> = inputs::namespace_certs(block, Namespace::GOVERNANCE).collect();
+            if !certs.is_empty() {
+                tracing::debug!(target: "lamina::governance", height = height.0, squares = certs.len(), "fetching governance data");
+                let mut squares = Vec::with_capacity(certs.len());
+                for c in certs {
+                    squares.push(self.square(&c.commitment).await?);
+                }
+                let txs = inputs::namespace_transactions(Namespace::GOVERNANCE, &squares).txs;
+                events.extend(self.state.apply_block(height, &txs)?);
+            }
+            self.next = height.next();
+        }
+        if let Some(last) = blocks.last().map(|b| b.height())
+            && last > self.state.height()
+        {
+            events.extend(self.state.apply_block(last, &[])?);
+        }
+        if events.iter().any(|e| matches!(e, Event::EpochStarted { .. })) {
+            self.save_state();
+        }
+        Ok(events)
+    }
+
+    /// Reads and applies every block up to the log's tip now.
+    pub async fn catch_up(&mut self) -> anyhow::Result<Vec<Event>> {
+        let tip = self.log.tip().await.context("cannot read the log's tip")?;
+        let mut events = Vec::new();
+        while self.next <= tip {
+            events.extend(self.step().await?);
+        }
+        Ok(events)
+    }
+
+    /// The governance blobs of one square, retried for [`DA_PATIENCE`]. A square
+    /// unusable for everyone counts as empty, as it does for every replica.
+    async fn square(&self, commitment: &DataCommitment) -> anyhow::Result<Vec<Vec<u8>>> {
+        let started = Instant::now();
+        loop {
+            match self.da.get_namespace(commitment, Namespace::GOVERNANCE).await {
+                Ok(blobs) => return Ok(blobs),
+                Err(e) if e.is_final_for_everyone() => return Ok(Vec::new()),
+                Err(e) if started.elapsed() >= DA_PATIENCE => {
+                    bail!("cannot fetch the governance data of square {} from DA: {e}", commitment.data_root)
+                }
+                Err(e) => {
+                    tracing::debug!(target: "lamina::governance", root = %commitment.data_root, error = %e, "DA fetch failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(300)).await
+                }
+            }
+        }
+    }
+
+    /// Writes the state where [`Follower::resume`] finds it (write, sync, rename). A
+    /// failure is logged: the file is a cache, and the next epoch change tries again.
+    fn save_state(&self) {
+        let Some(path) = &self.save else { return };
+        let write = || -> std::io::Result<()> {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            let tmp = path.with_extension("json.tmp");
+            let saved = Saved { genesis: self.genesis, state: self.state.clone() };
+            let bytes = serde_json::to_vec(&saved).map_err(std::io::Error::other)?;
+            let mut f = std::fs::File::create(&tmp)?;
+            std::io::Write::write_all(&mut f, &bytes)?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, path)
+        };
+        if let Err(e) = write() {
+            tracing::warn!(target: "lamina::governance", path = %path.display(), error = %e, "cannot save the governance state");
+        }
+    }
+}
+
+/// The client keys of the current epoch, relative to the genesis's.
+pub fn governed_clients(genesis: &Genesis, state: &GovernanceState) -> GovernedClients {
+    let now = &state.epoch().membership.clients;
+    GovernedClients {
+        added: now.iter().filter(|c| !genesis.clients.iter().any(|g| g.key == c.key)).map(|c| c.key).collect(),
+        removed: genesis.clients.iter().filter(|g| !now.iter().any(|c| c.key == g.key)).map(|g| g.key).collect(),
+    }
+}
+
+/// Follows governance until `shutdown` and applies each epoch's client keys to
+/// `access` (a module node whose client access is restricted). Reports the epoch in
+/// `/status` (`governance`) and as `lamina_governance_epoch`.
+pub fn spawn_client_access<L, D>(
+    genesis: std::sync::Arc<Genesis>,
+    mut follower: Follower<L, D>,
+    access: Access,
+    health: lamina_interfaces::Health,
+    shutdown: CancellationToken,
+) -> tokio::task::JoinHandle<()>
+where
+    L: OrderedLog + Send + Sync + 'static,
+    D: DataAvailability + Send + Sync + 'static,
+{
+    tokio::spawn(async move {
+        let mut applied = None;
+        loop {
+            let clients = governed_clients(&genesis, follower.state());
+            if applied.as_ref() != Some(&clients) {
+                let epoch = follower.state().epoch().number;
+                tracing::info!(target: "lamina::governance", epoch, added = clients.added.len(), removed = clients.removed.len(), "applying the epoch's client keys");
+                access.set_governed_clients(clients.clone());
+                applied = Some(clients);
+            }
+            let s = follower.state();
+            health.set_status(
+                "governance",
+                serde_json::json!({ "height": s.height().0, "epoch": s.epoch().number, "first_height": s.epoch().first_height.0 }),
+            );
+            metrics::gauge!("lamina_governance_epoch").set(s.epoch().number as f64);
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                r = follower.step() => if let Err(e) = r {
+                    tracing::warn!(target: "lamina::governance", error = %e, "governance follower: retrying");
+                    tokio::select! {
+                        () = shutdown.cancelled() => return,
+                        () = tokio::time::sleep(RETRY) => {}
+                    }
+                },
+            }
+        }
+    })
+}
+
+/// [`spawn_client_access`] on a node that reads the log and DA as a client (execution,
+/// settlement): its own log reader, state saved under `<data>/governance`.
+pub fn spawn_on_client_node(
+    ctx: &crate::context::NodeContext,
+    log: &lamina_consensus_client::LogClient,
+    da: &std::sync::Arc<lamina_da_client::DaClient>,
+    shutdown: &CancellationToken,
+) {
+    let genesis = ctx.genesis().clone();
+    let dir = ctx.service.data_dir.join("governance");
+    let follower = Follower::resume(&genesis, log.independent_reader(), da.clone(), &dir);
+    spawn_client_access(genesis, follower, ctx.service.access.clone(), ctx.health().clone(), shutdown.clone());
+}
