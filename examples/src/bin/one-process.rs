@@ -57,6 +57,9 @@ async fn main() -> anyhow::Result<()> {
         faulty_dispersal: vec![],
         heartbeat: Duration::from_secs(1),
         ledger_version: COUNTER_LEDGER_VERSION,
+        epoch_length: lamina_interfaces::genesis::DEFAULT_EPOCH_LENGTH,
+        voting_period: lamina_interfaces::genesis::DEFAULT_VOTING_PERIOD,
+        closed_access: false,
     };
     let state = layout::create(&dir, &spec)?;
     let genesis = lamina_node::genesis::load(&state.genesis)?;
