@@ -335,6 +335,8 @@ impl Supervisor {
                 .collect();
             let answers = poll_all(&live, "/status").await;
             let mut height: Option<u64> = None;
+            // The governance epoch the most advanced node's follower is in.
+            let mut epoch: Option<u64> = None;
             let mut exec_heights: std::collections::BTreeMap<u64, u64> = Default::default();
             let mut finalized: Option<std::collections::BTreeMap<u64, u64>> = None;
             for (i, r) in answers {
@@ -342,6 +344,9 @@ impl Supervisor {
                 self.procs[i].ready = doc.as_ref().is_some_and(|d| d["ready"] == true);
                 if let Some(h) = doc.as_ref().and_then(|d| d["height"].as_u64()) {
                     height = Some(height.map_or(h, |m: u64| m.max(h)));
+                }
+                if let Some(e) = doc.as_ref().and_then(|d| d["governance"]["epoch"].as_u64()) {
+                    epoch = Some(epoch.map_or(e, |m: u64| m.max(e)));
                 }
                 if let (Some(c), Some(h)) =
                     (self.chain_of[i], doc.as_ref().and_then(|d| d["execution_height"].as_u64()))
@@ -376,9 +381,10 @@ impl Supervisor {
             };
             self.bar.set(
                 &format!(
-                    "devnet: {up}/{n} up, {ready}/{n} ready{}{}{load_line}{}",
+                    "devnet: {up}/{n} up, {ready}/{n} ready{}{}{}{load_line}{}",
                     if dead > 0 { format!(", {dead} DIED") } else { String::new() },
                     height.map(|h| format!(" | height {h}")).unwrap_or_default(),
+                    epoch.map(|e| format!(", epoch {e}")).unwrap_or_default(),
                     self.finality,
                 ),
                 Some(format!("{:02}:{:02}:{:02} | Ctrl-C stops", secs / 3600, secs / 60 % 60, secs % 60)),
