@@ -22,6 +22,9 @@ pub enum ModuleCmd {
     Start(StartArgs),
     /// Print the effective configuration (file < environment < flags), annotated.
     Config(StartArgs),
+    /// Migrate the home's data to this binary's format version (with the node stopped);
+    /// `start` refuses data of an older version and names this command.
+    Migrate(HomeArg),
 }
 
 /// Home selection.

@@ -25,8 +25,29 @@ use lamina_primitives::Digest;
 use crate::module::Module;
 
 /// Format version of the `data/` directory this binary reads and writes. A node refuses
-/// to start on any other version (a later release brings a migration instead).
-pub const DATA_FORMAT_VERSION: u32 = 1;
+/// to start on any other version: an older one names `lamina <module> migrate` (see
+/// [`MIGRATIONS`]), a newer one the newer release it needs.
+pub const DATA_FORMAT_VERSION: u32 = 2;
+
+/// One step of `lamina <module> migrate`: from a data format version to the next.
+#[derive(Debug)]
+pub struct Migration {
+    /// The version it migrates from (to `from + 1`).
+    pub from: u32,
+    /// What changed, for the operator.
+    pub what: &'static str,
+    /// Rewrites what must be rewritten in `data/` (the version file is written after it).
+    pub run: fn(&Home) -> anyhow::Result<()>,
+}
+
+/// Every migration step, in order: version `n` migrates by the steps with `from >= n`.
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    from: 1,
+    what: "consensus's intake log may hold `Ordered` records (which a version-1 binary cannot \
+           read) and nodes keep their governance state in data/governance/; version-1 data \
+           reads unchanged, so nothing is rewritten",
+    run: |_| Ok(()),
+}];
 
 /// Environment variable naming the home directory.
 pub const HOME_ENV: &str = "LAMINA_HOME";
@@ -194,14 +215,54 @@ impl Home {
             .trim()
             .parse()
             .with_context(|| format!("{} does not hold a format version: {:?}", path.display(), text.trim()))?;
-        if v != DATA_FORMAT_VERSION {
+        if v > DATA_FORMAT_VERSION {
             bail!(
                 "{} says data format version {v}, but this binary supports only version {DATA_FORMAT_VERSION}; \
-                 refusing to start (use the matching lamina release, or migrate the data)",
+                 refusing to start (the data was written by a newer lamina release: use it, or a newer one)",
                 path.display()
             );
         }
+        if v < DATA_FORMAT_VERSION {
+            bail!(
+                "{} says data format version {v}, older than this binary's {DATA_FORMAT_VERSION}; refusing to start: \
+                 migrate it first with `lamina <module> migrate --home {}` (with the node stopped)",
+                path.display(),
+                self.root.display()
+            );
+        }
         Ok(())
+    }
+
+    /// Migrates `data/` to [`DATA_FORMAT_VERSION`] step by step ([`MIGRATIONS`]), each
+    /// step's version written (atomically) once it is done, holding the home's lock so
+    /// no node runs on it meanwhile. Returns the steps applied (none if already current).
+    pub fn migrate(&self) -> anyhow::Result<Vec<&'static Migration>> {
+        let _lock = self.lock()?;
+        let path = self.version_file();
+        let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        let mut v: u32 = text
+            .trim()
+            .parse()
+            .with_context(|| format!("{} does not hold a format version: {:?}", path.display(), text.trim()))?;
+        if v > DATA_FORMAT_VERSION {
+            bail!(
+                "{} says data format version {v}, newer than this binary's {DATA_FORMAT_VERSION}: a binary cannot \
+                 migrate data backwards",
+                path.display()
+            );
+        }
+        let mut done = Vec::new();
+        while v < DATA_FORMAT_VERSION {
+            let step = MIGRATIONS
+                .iter()
+                .find(|m| m.from == v)
+                .with_context(|| format!("no migration from data format version {v} in this binary"))?;
+            (step.run)(self).with_context(|| format!("migrating {} from version {v}", self.root.display()))?;
+            v += 1;
+            write_atomic(&path, format!("{v}\n").as_bytes())?;
+            done.push(step);
+        }
+        Ok(done)
     }
 
     /// Binds `data/` to a genesis: records its digest on first start, and refuses a data
@@ -286,9 +347,17 @@ mod tests {
         assert!(home.check_data_version().unwrap_err().to_string().contains("missing"));
         home.create_layout().unwrap();
         home.check_data_version().unwrap();
-        std::fs::write(home.version_file(), "2\n").unwrap();
+        std::fs::write(home.version_file(), format!("{}\n", DATA_FORMAT_VERSION + 1)).unwrap();
         let e = home.check_data_version().unwrap_err().to_string();
-        assert!(e.contains("version 2") && e.contains("refusing"), "{e}");
+        assert!(e.contains("newer lamina") && e.contains("refusing"), "{e}");
+        assert!(home.migrate().unwrap_err().to_string().contains("backwards"));
+        // An older version is refused, naming the command; migrate brings it up to date.
+        std::fs::write(home.version_file(), "1\n").unwrap();
+        let e = home.check_data_version().unwrap_err().to_string();
+        assert!(e.contains("migrate"), "{e}");
+        assert_eq!(home.migrate().unwrap().len(), DATA_FORMAT_VERSION as usize - 1);
+        home.check_data_version().unwrap();
+        assert!(home.migrate().unwrap().is_empty());
         std::fs::write(home.version_file(), "banana").unwrap();
         assert!(home.check_data_version().is_err());
         // create_layout never overwrites an existing VERSION.

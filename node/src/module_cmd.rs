@@ -1,4 +1,4 @@
-//! `lamina <module> init | start | config`: the commands every module has, run for the
+//! `lamina <module> init | start | config | migrate`: the commands every module has, run for the
 //! module named on the command line (the dispatcher in [`crate::cli`], and the module
 //! commands that add their own subcommands, call [`run`]).
 
@@ -15,7 +15,7 @@ pub fn home_for(module: Module, arg: &HomeArg) -> anyhow::Result<Home> {
     Ok(Home::new(crate::home::resolve(arg.home.as_deref(), std::env::var_os(crate::home::HOME_ENV), module)?))
 }
 
-/// Runs `lamina <module> init | start | config` for `module`.
+/// Runs `lamina <module> init | start | config | migrate` for `module`.
 pub fn run(module: Module, cmd: ModuleCmd) -> anyhow::Result<ExitCode> {
     match cmd {
         ModuleCmd::Init(a) => {
@@ -62,6 +62,27 @@ pub fn run(module: Module, cmd: ModuleCmd) -> anyhow::Result<ExitCode> {
             let home = home_for(module, &a.home)?;
             let cfg = crate::service::load_config(&home, module, &a.config.overrides()?)?;
             print!("{}", cfg.to_annotated_toml());
+            Ok(ExitCode::SUCCESS)
+        }
+        ModuleCmd::Migrate(a) => {
+            let home = home_for(module, &a)?;
+            let steps = home.migrate()?;
+            if steps.is_empty() {
+                eprintln!(
+                    "{} is already at data format version {}",
+                    home.root().display(),
+                    crate::home::DATA_FORMAT_VERSION
+                );
+            }
+            for step in steps {
+                eprintln!(
+                    "migrated {} from version {} to {}: {}",
+                    home.root().display(),
+                    step.from,
+                    step.from + 1,
+                    step.what
+                );
+            }
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -110,7 +110,7 @@ fn keys_genesis_and_init_produce_the_expected_files() {
     assert!(text.contains("module = \"consensus\"") && text.contains("# Admin HTTP address"), "{text}");
     assert_eq!(mode(&home.join("config/node.key")), 0o600);
     assert_eq!(mode(&home.join("config")), 0o700);
-    assert_eq!(std::fs::read_to_string(home.join("data/VERSION")).unwrap().trim(), "1");
+    assert_eq!(std::fs::read_to_string(home.join("data/VERSION")).unwrap().trim(), "2");
     assert_eq!(
         std::fs::read_to_string(home.join("config/genesis.toml")).unwrap(),
         std::fs::read_to_string(&g).unwrap()
@@ -161,7 +161,21 @@ fn keys_genesis_and_init_produce_the_expected_files() {
     let out = lamina(&["consensus", "start", "--home", s(&home), "--admin-addr", "127.0.0.1:0"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("version 99"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!lamina(&["consensus", "migrate", "--home", s(&home)]).status.success(), "no migrating backwards");
+    // An older version is refused, naming the migration; `migrate` brings it up to date.
     std::fs::write(home.join("data/VERSION"), "1\n").unwrap();
+    let out = lamina(&["consensus", "start", "--home", s(&home), "--admin-addr", "127.0.0.1:0"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("version 1") && err.contains("lamina <module> migrate"), "{err}");
+    let out = lamina(&["consensus", "migrate", "--home", s(&home)]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("from version 1 to 2"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(std::fs::read_to_string(home.join("data/VERSION")).unwrap().trim(), "2");
 
     // A home held by a running node (here: this test holds its lock, as pid 4242 would)
     // refuses a second start at once, naming the holder.
