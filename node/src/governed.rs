@@ -183,13 +183,15 @@ pub fn governed_clients(genesis: &Genesis, state: &GovernanceState) -> GovernedC
 }
 
 /// Follows governance until `shutdown` and applies each epoch's client keys to
-/// `access` (a module node whose client access is restricted). Reports the epoch in
-/// `/status` (`governance`) and as `lamina_governance_epoch`.
+/// `access` (they matter where client access is restricted, and for who may store on
+/// DA). Calls `on_epoch` with the state at the start and at each new epoch. Reports the
+/// epoch in `/status` (`governance`) and as `lamina_governance_epoch`.
 pub fn spawn_client_access<L, D>(
     genesis: std::sync::Arc<Genesis>,
     mut follower: Follower<L, D>,
     access: Access,
     health: lamina_interfaces::Health,
+    on_epoch: impl Fn(&GovernanceState) + Send + 'static,
     shutdown: CancellationToken,
 ) -> tokio::task::JoinHandle<()>
 where
@@ -198,7 +200,12 @@ where
 {
     tokio::spawn(async move {
         let mut applied = None;
+        let mut epoch_seen = None;
         loop {
+            if epoch_seen != Some(follower.state().epoch().number) {
+                epoch_seen = Some(follower.state().epoch().number);
+                on_epoch(follower.state());
+            }
             let clients = governed_clients(&genesis, follower.state());
             if applied.as_ref() != Some(&clients) {
                 let epoch = follower.state().epoch().number;
@@ -237,5 +244,68 @@ pub fn spawn_on_client_node(
     let genesis = ctx.genesis().clone();
     let dir = ctx.service.data_dir.join("governance");
     let follower = Follower::resume(&genesis, log.independent_reader(), da.clone(), &dir);
-    spawn_client_access(genesis, follower, ctx.service.access.clone(), ctx.health().clone(), shutdown.clone());
+    spawn_client_access(genesis, follower, ctx.service.access.clone(), ctx.health().clone(), |_| {}, shutdown.clone());
+}
+
+/// The voting members of an epoch (weight above 0), and its number: what a validator's
+/// intake admits governance transactions from.
+#[derive(Debug, Default)]
+pub struct Members {
+    /// The epoch.
+    pub epoch: u64,
+    /// Their keys.
+    pub keys: std::collections::BTreeSet<lamina_primitives::PublicKey>,
+}
+
+impl Members {
+    /// The members of `state`'s current epoch.
+    pub fn of(state: &GovernanceState) -> Self {
+        let m = &state.epoch().membership.members;
+        Members { epoch: state.epoch().number, keys: m.iter().filter(|m| m.weight > 0).map(|m| m.key).collect() }
+    }
+
+    /// Why `tx` is not admitted: a governance transaction from a key that is not a
+    /// member (as this node's follower sees the epoch). `None` for every other
+    /// transaction.
+    pub fn refuse(&self, tx: &lamina_primitives::Transaction) -> Option<String> {
+        (tx.chain_id == lamina_governance_core::GOVERNANCE_CHAIN && !self.keys.contains(&tx.sender)).then(|| {
+            format!(
+                "{} is not a voting member of governance epoch {}: only members may send governance transactions",
+                tx.sender, self.epoch
+            )
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lamina_governance_core::{Entry, GOVERNANCE_CHAIN};
+    use lamina_primitives::{ChainId, Keypair, Transaction};
+
+    #[test]
+    fn intake_admits_governance_transactions_from_members_only() {
+        let mut genesis = crate::genesis::empty("members");
+        genesis.validators = (0..4)
+            .map(|i| lamina_interfaces::NodeEntry {
+                name: format!("v{i}"),
+                key: Keypair::for_testing(i).public(),
+                addr: std::net::SocketAddr::from(([127, 0, 0, 1], 9000 + i as u16)),
+                http: None,
+                admin: None,
+                chain: None,
+            })
+            .collect();
+        let members = Members::of(&GovernanceState::new(&genesis));
+        let vote = Entry::Vote { proposal: 1, approve: true };
+        let member = Entry::transaction(&Keypair::for_testing(2), 0, &vote).unwrap();
+        assert_eq!(members.refuse(&member), None);
+        let stranger = Entry::transaction(&Keypair::for_testing(9), 0, &vote).unwrap();
+        let why = members.refuse(&stranger).unwrap();
+        assert!(why.contains("not a voting member of governance epoch 0"), "{why}");
+        // Other namespaces are not its business.
+        let transfer = Transaction::new_signed(&Keypair::for_testing(9), ChainId(1), 0, vec![]);
+        assert_eq!(members.refuse(&transfer), None);
+        assert_eq!(stranger.chain_id, GOVERNANCE_CHAIN);
+    }
 }

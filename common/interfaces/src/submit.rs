@@ -41,6 +41,11 @@ pub enum SubmitError {
     /// is safe: intake deduplicates by transaction id.
     #[error("transport: {0}")]
     Transport(String),
+    /// The network's rules do not admit this sender's transaction (a governance
+    /// transaction from a key that is not a voting member): resubmitting will not help
+    /// until the rules change.
+    #[error("not admitted: {0}")]
+    NotAdmitted(String),
 }
 
 /// Intake of signed transactions.

@@ -842,11 +842,13 @@ impl Conn {
     /// Panics, in the call or in the future, are caught either way.
     async fn dispatch(self: &Arc<Self>, frame: Frame, tx: &mpsc::Sender<Out>, held: Held) {
         let handler = self.core.handler.clone();
-        let (peer, id) = (self.peer, frame.id);
+        let (peer, id, version) = (self.peer, frame.id, self.version);
         let call: Option<HandlerCall> =
-            std::panic::catch_unwind(AssertUnwindSafe(|| handler.request(peer, frame.body)))
-                .ok()
-                .map(|fut| AssertUnwindSafe(fut).catch_unwind());
+            std::panic::catch_unwind(AssertUnwindSafe(|| handler.request(peer, frame.body))).ok().map(|fut| {
+                let scoped: crate::protocol::BoxFuture<_> =
+                    Box::pin(crate::protocol::REQUEST_VERSION.scope(version, fut));
+                AssertUnwindSafe(scoped).catch_unwind()
+            });
         let Some(mut call) = call else {
             self.respond(id, Err(HandlerFailure::Panicked), tx).await;
             return;
@@ -972,8 +974,11 @@ impl Conn {
 
     async fn deliver_message(&self, frame: Frame) {
         let handler = self.core.handler.clone();
-        let (peer, body) = (self.peer, frame.body);
-        let call = AssertUnwindSafe(async move { handler.message(peer, body).await }).catch_unwind();
+        let (peer, body, version) = (self.peer, frame.body, self.version);
+        let call = AssertUnwindSafe(
+            crate::protocol::REQUEST_VERSION.scope(version, async move { handler.message(peer, body).await }),
+        )
+        .catch_unwind();
         match call.await {
             Ok(Ok(())) => {}
             Ok(Err(reject)) => {

@@ -95,7 +95,7 @@ pub use context::{NodeContext, Role};
 pub use endpoint::{Endpoint, Network, RawNetwork, WeakNetwork};
 pub use error::{NetError, Reject, RejectKind, StreamError};
 pub use peers::{Peer, PeerSet};
-pub use protocol::{BoxFuture, Empty, Handler, Protocol, ProtocolId, RawHandler};
+pub use protocol::{BoxFuture, Empty, Handler, Protocol, ProtocolId, RawHandler, request_version};
 pub use stats::{ConnectionSnapshot, Direction, Fault, NetSnapshot, ProtocolSnapshot};
 pub use tls::Identity;
 

@@ -237,6 +237,23 @@ impl<P: Protocol> Handler<P> for ClientOnly {
 /// A boxed, sendable future.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
+tokio::task_local! {
+    /// The negotiated version of the connection whose request or message is being
+    /// handled (set around every handler call).
+    pub(crate) static REQUEST_VERSION: u32;
+}
+
+/// The protocol version negotiated on the connection that carried the request or
+/// message being handled, when called from a [`Handler`] or [`RawHandler`] (in the
+/// handler's own future, not in tasks it spawns); `None` anywhere else.
+///
+/// A handler uses it to answer in what that connection's version can decode: two
+/// clients with one key may speak different versions of a range at the same time, so
+/// the version of "the peer" ([`crate::Network::version`]) is not enough for answers.
+pub fn request_version() -> Option<u32> {
+    REQUEST_VERSION.try_with(|v| *v).ok()
+}
+
 /// The bytes-level handler: the escape hatch for zero-copy or untyped protocols.
 ///
 /// Same contract as [`Handler`], but the bodies are raw frame bodies (already checked

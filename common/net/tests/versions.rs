@@ -96,6 +96,11 @@ async fn a_v2_node_and_a_v1_node_interoperate() {
     assert_eq!(na.version(&kb.public()), Some(1));
     assert_eq!(nb.version(&ka.public()), Some(1));
     assert_eq!(na.raw().version(&kb.public()), Some(1));
+    // A handler learns the version of the connection a request came on.
+    let asks = Msg { op: op::VERSION, n: 0, data: vec![] };
+    assert_eq!(nb.request(&ka.public(), &asks).await.unwrap().n, 1);
+    assert_eq!(na.request(&kb.public(), &asks).await.unwrap().n, 1);
+    assert_eq!(lamina_net::request_version(), None, "outside a handler");
     // Both directions of the pair negotiated version 1 (outbound and inbound parsing).
     eventually(|| {
         let snap = a.snapshot();
@@ -117,6 +122,7 @@ async fn a_v2_node_and_a_v1_node_interoperate() {
     nc.wait_connected(&ka.public(), WAIT).await.unwrap();
     assert_eq!(na.request(&kc.public(), &Msg::echo(3, vec![])).await.unwrap().n, 3);
     assert_eq!(nc.request(&ka.public(), &Msg::echo(4, vec![])).await.unwrap().n, 4);
+    assert_eq!(nc.request(&ka.public(), &Msg { op: op::VERSION, n: 0, data: vec![] }).await.unwrap().n, 2);
     assert_eq!(na.version(&kc.public()), Some(2));
     assert_eq!(nc.version(&ka.public()), Some(2));
     assert!(c.snapshot().protocols[0].connections.iter().all(|c| c.version == 2));

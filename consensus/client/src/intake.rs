@@ -1,5 +1,5 @@
 //! [`IntakeClient`]: submits transactions to the validators' QUIC intake
-//! (`lamina/intake/1`).
+//! (`lamina/intake/1..2`).
 
 use std::time::Duration;
 
@@ -33,6 +33,12 @@ impl IntakeClient {
         let net =
             endpoint.register_client::<IntakeProtocol>(peers, ProtocolConfig::for_protocol::<IntakeProtocol>())?;
         Ok(IntakeClient { net, validators: genesis.validators.iter().map(|v| v.key).collect() })
+    }
+
+    /// The intake protocol version negotiated with `validator` (`None` while not
+    /// connected): 2 with a validator of this release, 1 with an older one.
+    pub fn version(&self, validator: &NodeId) -> Option<u32> {
+        self.net.version(validator)
     }
 
     /// Waits until `n` validators are connected.

@@ -2,20 +2,24 @@
 //!
 //! | ALPN | who may connect | what |
 //! |---|---|---|
-//! | `lamina/intake/1` | every genesis node, plus configured client keys | [`SubmitRequest`] → [`SubmitResponse`] |
+//! | `lamina/intake/1..2` | any key (access policy) | [`SubmitRequest`] → [`SubmitResponse`] |
 //! | `lamina/log/1` | every genesis node | [`LogRequest`] → [`LogResponse`]: the ordered log |
 
 use lamina_interfaces::{SubmitError, SubmitOutcome};
 use std::time::Duration;
 
+// Intake versions: 1, and 2, which adds [`WireOutcome::NotAdmitted`]. A validator answers
+// a version-1 client with `Malformed("not admitted: …")` instead ([`WireOutcome::for_version`]),
+// so clients of either version work against validators of either version.
+
 use lamina_net::{Empty, Protocol, ProtocolId};
 use lamina_primitives::{FinalizedBlock, Height, Transaction, Wire};
 
-/// Transaction intake.
+/// Transaction intake, versions 1 and 2 (see [`WireOutcome::NotAdmitted`]).
 pub struct IntakeProtocol;
 
 impl Protocol for IntakeProtocol {
-    const ID: ProtocolId = ProtocolId::new("intake", 1);
+    const ID: ProtocolId = ProtocolId::range("intake", 1, 2);
     type Request = SubmitRequest;
     type Response = SubmitResponse;
     type Message = Empty;
@@ -77,6 +81,19 @@ pub enum WireOutcome {
     BadSignature,
     /// Malformed.
     Malformed(String),
+    /// Not admitted by the network's rules (version 2 of the intake protocol).
+    NotAdmitted(String),
+}
+
+impl WireOutcome {
+    /// This outcome as intake protocol `version` can carry it: version 1 has no
+    /// `NotAdmitted`, which it gets as `Malformed("not admitted: …")`.
+    pub fn for_version(self, version: u32) -> WireOutcome {
+        match self {
+            WireOutcome::NotAdmitted(why) if version < 2 => WireOutcome::Malformed(format!("not admitted: {why}")),
+            other => other,
+        }
+    }
 }
 
 impl From<&Result<SubmitOutcome, SubmitError>> for WireOutcome {
@@ -90,6 +107,7 @@ impl From<&Result<SubmitOutcome, SubmitError>> for WireOutcome {
             Err(SubmitError::BadSignature) => WireOutcome::BadSignature,
             Err(SubmitError::Malformed(s)) => WireOutcome::Malformed(s.clone()),
             Err(SubmitError::Transport(s)) => WireOutcome::Malformed(format!("transport: {s}")),
+            Err(SubmitError::NotAdmitted(s)) => WireOutcome::NotAdmitted(s.clone()),
         }
     }
 }
@@ -105,6 +123,7 @@ impl From<WireOutcome> for Result<SubmitOutcome, SubmitError> {
             WireOutcome::UnknownChain(c) => Err(SubmitError::UnknownChain(c)),
             WireOutcome::BadSignature => Err(SubmitError::BadSignature),
             WireOutcome::Malformed(s) => Err(SubmitError::Malformed(s)),
+            WireOutcome::NotAdmitted(s) => Err(SubmitError::NotAdmitted(s)),
         }
     }
 }

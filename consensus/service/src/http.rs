@@ -84,6 +84,7 @@ pub fn outcome_json(r: &Result<SubmitOutcome, SubmitError>) -> (StatusCode, serd
         Err(SubmitError::BadSignature) => (StatusCode::BAD_REQUEST, json!({"error": "bad_signature"})),
         Err(SubmitError::Malformed(d)) => (StatusCode::BAD_REQUEST, json!({"error": "malformed", "detail": d})),
         Err(SubmitError::Transport(d)) => (StatusCode::SERVICE_UNAVAILABLE, json!({"error": "busy", "detail": d})),
+        Err(SubmitError::NotAdmitted(d)) => (StatusCode::FORBIDDEN, json!({"error": "not_admitted", "detail": d})),
     }
 }
 

@@ -22,6 +22,7 @@ use crate::sigcheck::SigChecker;
 
 /// Why the validator cannot order now, if it cannot ([`Intake::set_readiness`]).
 type Readiness = Arc<dyn Fn() -> Option<String> + Send + Sync>;
+type Admission = Arc<dyn Fn(&Transaction) -> Option<String> + Send + Sync>;
 
 /// Requests with at least this many transactions are checked on a blocking thread.
 const BLOCKING_AT: usize = 32;
@@ -43,6 +44,9 @@ struct Inner {
     /// at each submission: while it answers, submissions are answered `Busy` with the
     /// reason instead of queueing behind a validator that is not ready.
     readiness: Mutex<Option<Readiness>>,
+    /// Says why a transaction is not admitted (`None`: it is), asked per transaction
+    /// after the size and chain checks; see [`Intake::set_admission`].
+    admission: Mutex<Option<Admission>>,
     batcher: Arc<Notify>,
     batch_bytes: usize,
     /// The intake log; `None` without one, and after [`Intake::close`] (which releases
@@ -70,6 +74,7 @@ impl Intake {
                 chains,
                 open: AtomicBool::new(true),
                 readiness: Mutex::new(None),
+                admission: Mutex::new(None),
                 batcher,
                 batch_bytes,
                 log: Mutex::new(None),
@@ -90,6 +95,15 @@ impl Intake {
     /// another validator. Without one (the default) intake is always ready.
     pub fn set_readiness(&self, readiness: impl Fn() -> Option<String> + Send + Sync + 'static) {
         *self.inner.readiness.lock() = Some(Arc::new(readiness));
+    }
+
+    /// Sets the admission rule asked for each transaction that passed the size and chain
+    /// checks: a reason refuses it as [`SubmitError::NotAdmitted`] (the node uses it to
+    /// refuse governance transactions from keys that are not voting members, so that
+    /// strangers cannot make every node fetch and check them). Without one every
+    /// transaction is admitted.
+    pub fn set_admission(&self, admission: impl Fn(&Transaction) -> Option<String> + Send + Sync + 'static) {
+        *self.inner.admission.lock() = Some(Arc::new(admission));
     }
 
     /// Stops intake: every later submission is answered `Busy` (shutdown), and the
@@ -128,8 +142,15 @@ impl Intake {
         }
         let mut results: Vec<Option<Result<SubmitOutcome, SubmitError>>> = vec![None; txs.len()];
         let mut ids = Vec::with_capacity(txs.len());
+        let admission = inner.admission.lock().clone();
         for (i, tx) in txs.iter().enumerate() {
-            match Mempool::precheck(&inner.limits, &inner.chains, tx) {
+            let checked = Mempool::precheck(&inner.limits, &inner.chains, tx).and_then(|id| {
+                match admission.as_ref().and_then(|a| a(tx)) {
+                    Some(why) => Err(SubmitError::NotAdmitted(why)),
+                    None => Ok(id),
+                }
+            });
+            match checked {
                 Ok(id) => ids.push(Some(id)),
                 Err(e) => {
                     results[i] = Some(Err(e));
@@ -205,6 +226,7 @@ impl Intake {
                 Err(SubmitError::TooLarge { .. }) => "too_large",
                 Err(SubmitError::UnknownChain(_)) => "unknown_chain",
                 Err(SubmitError::BadSignature) => "bad_signature",
+                Err(SubmitError::NotAdmitted(_)) => "not_admitted",
                 Err(_) => "malformed",
             };
             metrics::counter!(m::INTAKE, "outcome" => label).increment(1);
@@ -311,7 +333,7 @@ impl TxSubmit for Intake {
     }
 }
 
-/// Serves `lamina/intake/1`.
+/// Serves `lamina/intake/1..2`.
 pub(crate) struct IntakeHandler {
     pub(crate) intake: Intake,
 }
@@ -325,6 +347,8 @@ impl Handler<IntakeProtocol> for IntakeHandler {
             )));
         }
         let results = self.intake.submit_async(req.txs).await;
-        Ok(SubmitResponse { results: results.iter().map(WireOutcome::from).collect() })
+        // Answer in what this connection's version can decode (1 has no NotAdmitted).
+        let version = lamina_net::request_version().unwrap_or(1);
+        Ok(SubmitResponse { results: results.iter().map(|r| WireOutcome::from(r).for_version(version)).collect() })
     }
 }

@@ -16,6 +16,7 @@
 //! [`crate::peers`]), which also lets nodes still on the shared peer service see this
 //! one.
 
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -69,7 +70,7 @@ pub async fn start(ctx: NodeContext, config: Config, shutdown: CancellationToken
             return Err(e).context("cannot start the DA client");
         }
     };
-    let da = std::sync::Arc::new(da);
+    let da = Arc::new(da);
     let reporter = crate::peers::serve_alongside(&ctx, &endpoint, peer_plan(&ctx), &shutdown).await?;
     endpoint.report_to(ctx.health().clone(), Duration::from_millis(ctx.net.stats_interval_ms));
     let (genesis, access, health) = (ctx.genesis().clone(), ctx.service.access.clone(), ctx.health().clone());
@@ -84,8 +85,16 @@ pub async fn start(ctx: NodeContext, config: Config, shutdown: CancellationToken
     // Governance follows this validator's own log: each epoch's client keys apply to
     // intake and the log server without a restart.
     let follower = crate::governed::Follower::resume(&genesis, validator.log(), da, &gov_dir);
+    // Intake admits governance transactions from the epoch's voting members only, so a
+    // stranger cannot make every node fetch and check governance squares.
+    let members = Arc::new(RwLock::new(crate::governed::Members::of(follower.state())));
+    let admitted = members.clone();
+    validator.intake().set_admission(move |tx| admitted.read().unwrap_or_else(|e| e.into_inner()).refuse(tx));
+    let on_epoch = move |state: &lamina_governance_core::GovernanceState| {
+        *members.write().unwrap_or_else(|e| e.into_inner()) = crate::governed::Members::of(state);
+    };
     let stop_gov = shutdown.child_token();
-    let gov = crate::governed::spawn_client_access(genesis, follower, access, health, stop_gov.clone());
+    let gov = crate::governed::spawn_client_access(genesis, follower, access, health, on_epoch, stop_gov.clone());
     tokio::select! {
         _ = shutdown.cancelled() => {}
         _ = validator.failed() => {}

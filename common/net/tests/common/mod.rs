@@ -33,6 +33,8 @@ pub mod op {
     pub const REJECT: u8 = 3;
     /// Answer after 300 ms.
     pub const SLOW: u8 = 4;
+    /// Answer with the connection's negotiated version in `n` (after a yield).
+    pub const VERSION: u8 = 5;
 }
 
 impl Msg {
@@ -89,6 +91,10 @@ impl<P: Protocol<Request = Msg, Response = Msg, Message = Msg>> Handler<P> for E
             op::SLOW => {
                 tokio::time::sleep(Duration::from_millis(300)).await;
                 Ok(req)
+            }
+            op::VERSION => {
+                tokio::task::yield_now().await;
+                Ok(Msg { n: u64::from(lamina_net::request_version().unwrap_or(0)), ..req })
             }
             _ => Ok(req),
         }
