@@ -260,7 +260,16 @@ async fn follower(net: &Net) -> anyhow::Result<Follower> {
         .with_context(|| format!("no validator of {} answered for the log", net.source))?;
     let da =
         DaClient::register(&net.endpoint, &net.genesis, Default::default()).context("cannot start the DA client")?;
-    Ok(Follower::new(&net.genesis, log, da))
+    // Resume from what the last command on this network replayed
+    // (`$XDG_DATA_HOME/lamina/governance/<genesis digest>/`), so only the first command
+    // reads the whole log.
+    Ok(match directories::ProjectDirs::from("", "", "lamina") {
+        Some(d) => {
+            let dir = d.data_dir().join("governance").join(net.genesis.digest().to_string());
+            Follower::resume(&net.genesis, log, da, &dir)
+        }
+        None => Follower::new(&net.genesis, log, da),
+    })
 }
 
 // ------------------------------------------------------------------ propose and vote
@@ -270,6 +279,7 @@ async fn submit(net: &Net, signer: &Signer, entry: Entry) -> anyhow::Result<Exit
     let me = key.public();
     let mut follower = follower(net).await?;
     follower.catch_up().await?;
+    follower.save();
     let state = follower.state();
     // What can never be accepted is refused here, with the reason the log would give.
     if state.epoch().membership.weight(&me) == 0 {
@@ -311,6 +321,7 @@ async fn submit(net: &Net, signer: &Signer, entry: Entry) -> anyhow::Result<Exit
         return Ok(ExitCode::SUCCESS);
     }
     let outcome = wait_in_log(&mut follower, id, signer.timeout).await?;
+    follower.save();
     let ok = report(&follower, &outcome, &mut out);
     out.finish();
     Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
@@ -389,6 +400,7 @@ fn report(follower: &Follower, events: &[Event], out: &mut crate::client::Out) -
 async fn status(net: &Net, json: bool) -> anyhow::Result<ExitCode> {
     let mut follower = follower(net).await?;
     follower.catch_up().await?;
+    follower.save();
     let state = follower.state();
     let epoch = state.epoch();
     let next_boundary = state.boundary_at_or_after(Height(state.height().0 + 1));

@@ -151,6 +151,12 @@ impl<L: OrderedLog, D: DataAvailability> Follower<L, D> {
         }
     }
 
+    /// Saves the state now (for [`Follower::resume`]); a follower made by
+    /// [`Follower::new`] has nowhere to save and does nothing.
+    pub fn save(&self) {
+        self.save_state();
+    }
+
     /// Writes the state where [`Follower::resume`] finds it (write, sync, rename). A
     /// failure is logged: the file is a cache, and the next epoch change tries again.
     fn save_state(&self) {
@@ -159,7 +165,8 @@ impl<L: OrderedLog, D: DataAvailability> Follower<L, D> {
             if let Some(dir) = path.parent() {
                 std::fs::create_dir_all(dir)?;
             }
-            let tmp = path.with_extension("json.tmp");
+            // One writer per process: concurrent `lamina gov` commands never share a tmp file.
+            let tmp = path.with_extension(format!("json.{}.tmp", std::process::id()));
             let saved = Saved { genesis: self.genesis, state: self.state.clone() };
             let bytes = serde_json::to_vec(&saved).map_err(std::io::Error::other)?;
             let mut f = std::fs::File::create(&tmp)?;
