@@ -181,6 +181,29 @@ pub enum GenesisCmd {
         #[arg(long = "balance", value_name = "KEY=AMOUNT")]
         balances: Vec<String>,
     },
+    /// Set on-chain governance's rules and voting members (`[governance]`): who votes,
+    /// with what weight, and how epochs and votes count heights.
+    Governance {
+        /// The genesis file to edit.
+        #[arg(long, default_value = "genesis.toml")]
+        file: PathBuf,
+        /// A voting member `<name>=<public key hex>:<weight>` (repeatable; replaces a
+        /// member of the same key). Without members, the validators vote, weight 1 each.
+        #[arg(long = "member", value_name = "NAME=KEY:WEIGHT")]
+        members: Vec<String>,
+        /// Heights per epoch: passed proposals apply after the next multiple.
+        #[arg(long)]
+        epoch_length: Option<u64>,
+        /// Heights a proposal stays open.
+        #[arg(long)]
+        voting_period: Option<u64>,
+        /// Percent of the total weight that must vote (1..=100).
+        #[arg(long)]
+        quorum_percent: Option<u8>,
+        /// Percent of the weight voting that must vote yes (1..=100).
+        #[arg(long)]
+        threshold_percent: Option<u8>,
+    },
     /// Add a node to a role.
     AddNode {
         /// The genesis file to edit.
@@ -364,6 +387,45 @@ fn genesis(cmd: GenesisCmd) -> anyhow::Result<ExitCode> {
                 st.challenge_bond,
                 st.challenger_reward_percent,
                 st.balances.len(),
+            );
+            g::write(&file, &gen_)?;
+            eprintln!("{summary} in {}", file.display());
+        }
+        GenesisCmd::Governance { file, members, epoch_length, voting_period, quorum_percent, threshold_percent } => {
+            let mut gen_ = g::load_unvalidated(&file)?;
+            let gov = &mut gen_.governance;
+            for m in &members {
+                let m = g::parse_member(m)?;
+                match gov.members.iter_mut().find(|x| x.key == m.key) {
+                    Some(x) => *x = m,
+                    None => gov.members.push(m),
+                }
+            }
+            if let Some(v) = epoch_length {
+                gov.epoch_length = v;
+            }
+            if let Some(v) = voting_period {
+                gov.voting_period = v;
+            }
+            if let Some(v) = quorum_percent {
+                gov.quorum_percent = v;
+            }
+            if let Some(v) = threshold_percent {
+                gov.threshold_percent = v;
+            }
+            let total: u64 = gen_.governance_members().iter().map(|m| m.weight).sum();
+            let gov = &gen_.governance;
+            let summary = format!(
+                "governance: {} (total weight {total}), epochs of {} heights, votes open {} heights, quorum {}%, threshold {}%",
+                if gov.members.is_empty() {
+                    "the validators vote".to_string()
+                } else {
+                    format!("{} members", gov.members.len())
+                },
+                gov.epoch_length,
+                gov.voting_period,
+                gov.quorum_percent,
+                gov.threshold_percent,
             );
             g::write(&file, &gen_)?;
             eprintln!("{summary} in {}", file.display());

@@ -232,6 +232,19 @@ pub fn parse_balance(s: &str) -> anyhow::Result<GenesisBalance> {
     Ok(GenesisBalance { account, amount })
 }
 
+/// Parses a voting member `<name>=<public key hex>:<weight>`.
+pub fn parse_member(s: &str) -> anyhow::Result<lamina_interfaces::MemberEntry> {
+    let (name, rest) =
+        s.split_once('=').with_context(|| format!("{s:?}: expected <name>=<public key hex>:<weight>"))?;
+    let (k, w) = rest.split_once(':').with_context(|| format!("{s:?}: expected <name>=<public key hex>:<weight>"))?;
+    let key = PublicKey::from_hex(k.trim()).with_context(|| format!("{k:?} is not a 64-hex-digit public key"))?;
+    let weight: u64 = w.trim().parse().with_context(|| format!("{w:?} is not a weight"))?;
+    if name.trim().is_empty() {
+        bail!("{s:?}: the member needs a name");
+    }
+    Ok(lamina_interfaces::MemberEntry { name: name.trim().to_string(), key, weight })
+}
+
 /// A short human summary: roles, counts, chains, digest.
 pub fn summary(g: &Genesis) -> String {
     let mut s = format!("network {:?}, digest {}\n", g.network, g.digest());
@@ -254,6 +267,16 @@ pub fn summary(g: &Genesis) -> String {
             c.funded_test_accounts
         );
     }
+    let members = g.governance_members();
+    let gov = &g.governance;
+    s += &format!(
+        "  governance: {} voting members (weight {}), epochs of {} heights, quorum {}%, threshold {}%\n",
+        members.len(),
+        members.iter().map(|m| m.weight).sum::<u64>(),
+        gov.epoch_length,
+        gov.quorum_percent,
+        gov.threshold_percent
+    );
     s
 }
 

@@ -288,7 +288,54 @@ impl Members {
 mod tests {
     use super::*;
     use lamina_governance_core::{Entry, GOVERNANCE_CHAIN};
-    use lamina_primitives::{ChainId, Keypair, Transaction};
+    use lamina_interfaces::{Blob, DaError, InMemoryLog};
+    use lamina_primitives::{
+        AvailabilityCertificate, Block, BlockHeader, ChainId, FinalizedBlock, Keypair, Transaction,
+    };
+
+    /// A DA layer with nothing in it (the blocks below carry no governance data).
+    struct NoDa;
+    impl DataAvailability for NoDa {
+        async fn submit(&self, _: Vec<Blob>) -> Result<AvailabilityCertificate, DaError> {
+            Err(DaError::Unavailable("none".into()))
+        }
+        async fn get_namespace(&self, _: &DataCommitment, _: Namespace) -> Result<Vec<Vec<u8>>, DaError> {
+            Err(DaError::Unavailable("none".into()))
+        }
+    }
+
+    fn log_of(heights: u64) -> InMemoryLog {
+        let log = InMemoryLog::new();
+        let mut parent = Digest::ZERO;
+        for h in 1..=heights {
+            let block =
+                Block { header: BlockHeader { height: Height(h), parent, ..Default::default() }, batches: vec![] };
+            parent = block.digest();
+            log.append(FinalizedBlock { block, certificate: Default::default() }).unwrap();
+        }
+        log
+    }
+
+    #[tokio::test]
+    async fn a_follower_resumes_from_its_saved_state_of_the_same_genesis_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut g = crate::genesis::empty("resume");
+        g.governance.epoch_length = 10;
+        let mut f = Follower::resume(&g, log_of(25), NoDa, dir.path());
+        f.catch_up().await.unwrap();
+        assert_eq!((f.state().height(), f.state().epoch().number), (Height(25), 2));
+        // Saved at the epoch change (height 20); an explicit save keeps height 25.
+        f.save();
+        let again = Follower::resume(&g, log_of(25), NoDa, dir.path());
+        assert_eq!(again.state().digest(), f.state().digest());
+        assert_eq!(again.next, Height(26));
+        // Another genesis, or a torn file: replayed from height 1.
+        let other = crate::genesis::empty("another");
+        assert_eq!(Follower::resume(&other, log_of(1), NoDa, dir.path()).next, Height(1));
+        std::fs::write(dir.path().join("state.json"), b"{\"genesis\":").unwrap();
+        let torn = Follower::resume(&g, log_of(25), NoDa, dir.path());
+        assert_eq!((torn.next, torn.state().height()), (Height(1), Height(0)));
+    }
 
     #[test]
     fn intake_admits_governance_transactions_from_members_only() {

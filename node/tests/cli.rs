@@ -95,9 +95,21 @@ fn keys_genesis_and_init_produce_the_expected_files() {
         "127.0.0.1:17002",
     ]);
     assert!(!dup.status.success(), "a key may appear once");
+    // governance: the genesis's voting members and rules; a zero weight does not validate.
+    let without = std::fs::read_to_string(&g).unwrap();
+    ok(&["genesis", "governance", "--file", s(&g), "--member", &format!("org-a={pk}:3"), "--epoch-length", "50"]);
+    let with = std::fs::read_to_string(&g).unwrap();
+    assert!(!without.contains("[governance]") && with.contains("[governance]") && with.contains("org-a"), "{with}");
+    ok(&["genesis", "governance", "--file", s(&g), "--member", &format!("org-a={pk}:0")]);
+    assert!(!lamina(&["genesis", "validate", "--file", s(&g)]).status.success(), "weight 0");
+    ok(&["genesis", "governance", "--file", s(&g), "--member", &format!("org-a={pk}:2")]);
+    assert!(!lamina(&["genesis", "governance", "--file", s(&g), "--member", "no-key"]).status.success());
     let summary = ok(&["genesis", "validate", "--file", s(&g)]);
     assert!(
-        summary.contains("1 validators") && summary.contains("chain 7") && summary.ends_with("valid\n"),
+        summary.contains("1 validators")
+            && summary.contains("chain 7")
+            && summary.contains("governance: 1 voting members (weight 2), epochs of 50 heights")
+            && summary.ends_with("valid\n"),
         "{summary}"
     );
 

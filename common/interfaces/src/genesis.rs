@@ -336,6 +336,12 @@ impl Genesis {
         if let Some(w) = members.windows(2).find(|w| w[0] == w[1]) {
             return Err(GenesisError::DuplicateKey(w[0]));
         }
+        if let Some(m) = gov.members.iter().find(|m| lamina_primitives::sig::decode_key_uncached(&m.key).is_err()) {
+            return Err(GenesisError::BadGovernance(format!(
+                "member {} has key {}, which is not a valid ed25519 public key",
+                m.name, m.key
+            )));
+        }
         if let Some(m) = gov.members.iter().find(|m| m.weight == 0 || m.weight > MAX_MEMBER_WEIGHT) {
             return Err(GenesisError::BadGovernance(format!(
                 "member {} has weight {}: weights are 1..={MAX_MEMBER_WEIGHT}",
