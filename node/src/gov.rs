@@ -156,6 +156,11 @@ pub struct Signer {
     /// How long to wait for the transaction to reach the log.
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     pub timeout: Duration,
+    /// Heights (after the newest this command saw) during which the transaction may be
+    /// applied; later it is rejected as expired, so it cannot be replayed into another
+    /// meaning.
+    #[arg(long, default_value_t = 1_000)]
+    pub valid_for: u64,
     /// Output format.
     #[command(flatten)]
     pub output: OutputArgs,
@@ -222,16 +227,23 @@ pub fn run(cmd: GovCmd) -> anyhow::Result<ExitCode> {
     match cmd {
         GovCmd::Status(a) => with_net(&a.net, None, async |net| status(net, a.json).await),
         GovCmd::Vote(a) => {
-            let entry = Entry::Vote { proposal: a.proposal, approve: a.choice == Choice::Yes };
-            with_net(&a.signer.net, Some(&a.signer.member_key), async |net| submit(net, &a.signer, entry).await)
+            let what = What::Vote { proposal: a.proposal, approve: a.choice == Choice::Yes };
+            with_net(&a.signer.net, Some(&a.signer.member_key), async |net| submit(net, &a.signer, what).await)
         }
         GovCmd::Propose(p) => {
             let (action, common) = action_of(p);
-            let entry = Entry::Propose { action, reason: common.reason.clone() };
+            let what = What::Propose { action, reason: common.reason.clone() };
             let signer = &common.signer;
-            with_net(&signer.net, Some(&signer.member_key), async |net| submit(net, signer, entry).await)
+            with_net(&signer.net, Some(&signer.member_key), async |net| submit(net, signer, what).await)
         }
     }
+}
+
+/// What a command asks for, before the log tells the rest (the validity height, the
+/// proposal's opening transaction).
+enum What {
+    Propose { action: Action, reason: String },
+    Vote { proposal: u64, approve: bool },
 }
 
 fn action_of(p: ProposeCmd) -> (Action, ProposeArgs) {
@@ -274,7 +286,7 @@ async fn follower(net: &Net) -> anyhow::Result<Follower> {
 
 // ------------------------------------------------------------------ propose and vote
 
-async fn submit(net: &Net, signer: &Signer, entry: Entry) -> anyhow::Result<ExitCode> {
+async fn submit(net: &Net, signer: &Signer, what: What) -> anyhow::Result<ExitCode> {
     let key = crate::keys::read(&signer.member_key).context("cannot read the member key")?;
     let me = key.public();
     let mut follower = follower(net).await?;
@@ -287,33 +299,41 @@ async fn submit(net: &Net, signer: &Signer, entry: Entry) -> anyhow::Result<Exit
             state.epoch().membership.members.iter().map(|m| format!("{} ({})", m.name, m.key)).collect();
         bail!("{me} is not a voting member of epoch {}; members: {}", state.epoch().number, members.join(", "));
     }
-    match &entry {
-        Entry::Propose { action, .. } => state
-            .epoch()
-            .membership
-            .check(action)
-            .with_context(|| format!("the proposal \"{action}\" would be rejected"))?,
-        Entry::Vote { proposal, .. } => match state.proposal(*proposal) {
+    let valid_until = state.height().0.saturating_add(signer.valid_for);
+    let entry = match what {
+        What::Propose { action, reason } => {
+            state
+                .epoch()
+                .membership
+                .check(&action)
+                .with_context(|| format!("the proposal \"{action}\" would be rejected"))?;
+            if let Some(gap) = not_applied_yet(&action) {
+                eprintln!("note: governance records this change, but {gap}");
+            }
+            Entry::Propose { action, reason, valid_until }
+        }
+        What::Vote { proposal, approve } => match state.proposal(proposal) {
             None => bail!("there is no proposal {proposal} (see `lamina gov status`)"),
             Some(p) if p.status != Status::Open => bail!("proposal {proposal} is {}: it takes no votes", p.status),
             Some(p) if p.votes.contains_key(&me) => bail!("{me} already voted on proposal {proposal}"),
             Some(p) if !p.electorate.contains_key(&me) => {
                 bail!("{me} joined after proposal {proposal} opened: it may not vote on it")
             }
-            Some(_) => {}
+            Some(p) => Entry::Vote { proposal, proposal_tx: p.tx.0, approve, valid_until },
         },
-    }
-    if let Entry::Propose { action, .. } = &entry
-        && let Some(gap) = not_applied_yet(action)
-    {
-        eprintln!("note: governance records this change, but {gap}");
-    }
-    let nonce = state.next_nonce(&me);
+    };
+    // The log's next nonce, or past the last one this machine used for the key (a
+    // transaction sent with --no-wait may not be in the log yet; gaps are allowed).
+    let nonces = crate::governed::NonceBook::for_network(&net.genesis);
+    let nonce = state.next_nonce(&me).max(nonces.as_ref().map_or(0, |b| b.next(&me)));
     let tx = Entry::transaction(&key, nonce, &entry)?;
     let id = tx.id();
     let intake = net.intake().await?;
     intake.submit(tx).await.map_err(|e| anyhow::anyhow!("consensus intake refused {id}: {e}"))?;
-    eprintln!("accepted by intake: {id} (nonce {nonce})");
+    if let Some(book) = &nonces {
+        book.used(&me, nonce);
+    }
+    eprintln!("accepted by intake: {id} (nonce {nonce}, valid until height {valid_until})");
     let mut out = crate::client::Out::new(signer.output);
     out.put("tx", id);
     if signer.no_wait {
@@ -349,7 +369,17 @@ fn not_applied_yet(action: &Action) -> Option<&'static str> {
 async fn wait_in_log(follower: &mut Follower, id: TxId, timeout: Duration) -> anyhow::Result<Vec<Event>> {
     let started = Instant::now();
     loop {
-        let events = follower.catch_up().await?;
+        // A failed read or DA fetch is retried until the timeout: the follower keeps the
+        // events of what it applied before the failure for the next call.
+        let events = match follower.catch_up().await {
+            Ok(events) => events,
+            Err(e) if started.elapsed() < timeout => {
+                eprintln!("following the log: {e:#}; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         let ours = |e: &Event| match e {
             Event::Proposed { tx, .. } | Event::Voted { tx, .. } | Event::TxRejected { tx, .. } => *tx == id,
             _ => false,

@@ -36,6 +36,10 @@ pub struct Follower<L, D> {
     next: Height,
     /// Where the state is saved at each epoch change, if anywhere.
     save: Option<PathBuf>,
+    /// Events of blocks applied by a step that then failed: returned by the next one.
+    pending: Vec<Event>,
+    /// Serialises background saves (the newest state is written last).
+    saving: std::sync::Arc<std::sync::Mutex<()>>,
 }
 
 /// What [`Follower::save`] writes: the state and the genesis it belongs to.
@@ -55,6 +59,8 @@ impl<L: OrderedLog, D: DataAvailability> Follower<L, D> {
             state: GovernanceState::new(genesis),
             next: Height(1),
             save: None,
+            pending: Vec::new(),
+            saving: Default::default(),
         }
     }
 
@@ -86,7 +92,8 @@ impl<L: OrderedLog, D: DataAvailability> Follower<L, D> {
     }
 
     /// Reads the next blocks (waiting for them as the log's `read` does), applies them
-    /// and advances the state to the last one read. Returns the events.
+    /// and advances the state to the last one read. Returns the events, including those
+    /// of blocks a failed call applied before its failure.
     pub async fn step(&mut self) -> anyhow::Result<Vec<Event>> {
         let blocks = self.log.read(self.next, READ_BATCH).await.map_err(|e| match e {
             LogError::Pruned { oldest, .. } => anyhow::anyhow!(
@@ -96,7 +103,7 @@ impl<L: OrderedLog, D: DataAvailability> Follower<L, D> {
             ),
             e => anyhow::anyhow!("cannot read the log from height {}: {e}", self.next.0),
         })?;
-        let mut events = Vec::new();
+        let changed_epoch = self.state.epoch().number;
         for block in &blocks {
             let height = block.height();
             let certs: Vec<_> = inputs::namespace_certs(block, Namespace::GOVERNANCE).collect();
@@ -107,19 +114,21 @@ impl<L: OrderedLog, D: DataAvailability> Follower<L, D> {
                     squares.push(self.square(&c.commitment).await?);
                 }
                 let txs = inputs::namespace_transactions(Namespace::GOVERNANCE, &squares).txs;
-                events.extend(self.state.apply_block(height, &txs)?);
+                let events = self.state.apply_block(height, &txs)?;
+                self.pending.extend(events);
             }
             self.next = height.next();
         }
         if let Some(last) = blocks.last().map(|b| b.height())
             && last > self.state.height()
         {
-            events.extend(self.state.apply_block(last, &[])?);
+            let events = self.state.apply_block(last, &[])?;
+            self.pending.extend(events);
         }
-        if events.iter().any(|e| matches!(e, Event::EpochStarted { .. })) {
-            self.save_state();
+        if self.state.epoch().number != changed_epoch {
+            self.save_in_background();
         }
-        Ok(events)
+        Ok(std::mem::take(&mut self.pending))
     }
 
     /// Reads and applies every block up to the log's tip now.
@@ -151,32 +160,75 @@ impl<L: OrderedLog, D: DataAvailability> Follower<L, D> {
         }
     }
 
-    /// Saves the state now (for [`Follower::resume`]); a follower made by
-    /// [`Follower::new`] has nowhere to save and does nothing.
+    /// Saves the state now (for [`Follower::resume`]), on the calling thread; a
+    /// follower made by [`Follower::new`] has nowhere to save and does nothing.
     pub fn save(&self) {
-        self.save_state();
+        if let Some(path) = &self.save {
+            write_saved(path, &Saved { genesis: self.genesis, state: self.state.clone() }, &self.saving);
+        }
     }
 
-    /// Writes the state where [`Follower::resume`] finds it (write, sync, rename). A
-    /// failure is logged: the file is a cache, and the next epoch change tries again.
-    fn save_state(&self) {
-        let Some(path) = &self.save else { return };
-        let write = || -> std::io::Result<()> {
-            if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir)?;
-            }
-            // One writer per process: concurrent `lamina gov` commands never share a tmp file.
-            let tmp = path.with_extension(format!("json.{}.tmp", std::process::id()));
+    /// [`Follower::save`] on a blocking thread (a node's follower runs on the runtime).
+    fn save_in_background(&self) {
+        if let Some(path) = self.save.clone() {
             let saved = Saved { genesis: self.genesis, state: self.state.clone() };
-            let bytes = serde_json::to_vec(&saved).map_err(std::io::Error::other)?;
-            let mut f = std::fs::File::create(&tmp)?;
-            std::io::Write::write_all(&mut f, &bytes)?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, path)
-        };
-        if let Err(e) = write() {
-            tracing::warn!(target: "lamina::governance", path = %path.display(), error = %e, "cannot save the governance state");
+            let saving = self.saving.clone();
+            tokio::task::spawn_blocking(move || write_saved(&path, &saved, &saving));
         }
+    }
+}
+
+/// Writes `saved` where [`Follower::resume`] finds it (write, sync, rename), one writer at
+/// a time. A failure is logged: the file is a cache, and the next epoch change tries
+/// again.
+fn write_saved(path: &Path, saved: &Saved, saving: &std::sync::Mutex<()>) {
+    let _one = saving.lock().unwrap_or_else(|e| e.into_inner());
+    let write = || -> std::io::Result<()> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        // One writer per process: concurrent `lamina gov` commands never share a tmp file.
+        let tmp = path.with_extension(format!("json.{}.tmp", std::process::id()));
+        let bytes = serde_json::to_vec(saved).map_err(std::io::Error::other)?;
+        let mut f = std::fs::File::create(&tmp)?;
+        std::io::Write::write_all(&mut f, &bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    };
+    if let Err(e) = write() {
+        tracing::warn!(target: "lamina::governance", path = %path.display(), error = %e, "cannot save the governance state");
+    }
+}
+
+/// The nonces `lamina gov` used per member key on one network
+/// (`$XDG_DATA_HOME/lamina/governance/<genesis digest>/nonces/<key>`), so that commands
+/// in quick succession (or with `--no-wait`) never reuse one the log has not shown yet.
+pub struct NonceBook {
+    dir: PathBuf,
+}
+
+impl NonceBook {
+    /// The book of `genesis`'s network, if there is a data directory.
+    pub fn for_network(genesis: &Genesis) -> Option<NonceBook> {
+        let d = directories::ProjectDirs::from("", "", "lamina")?;
+        Some(NonceBook { dir: d.data_dir().join("governance").join(genesis.digest().to_string()).join("nonces") })
+    }
+
+    /// One past the last nonce used for `key` (0 if none).
+    pub fn next(&self, key: &lamina_primitives::PublicKey) -> u64 {
+        std::fs::read_to_string(self.dir.join(key.to_hex()))
+            .ok()
+            .and_then(|t| t.trim().parse::<u64>().ok())
+            .map_or(0, |n| n.saturating_add(1))
+    }
+
+    /// Records that `nonce` was used for `key` (best effort).
+    pub fn used(&self, key: &lamina_primitives::PublicKey, nonce: u64) {
+        if nonce < self.next(key) {
+            return;
+        }
+        let _ = std::fs::create_dir_all(&self.dir);
+        let _ = crate::home::write_atomic(&self.dir.join(key.to_hex()), format!("{nonce}\n").as_bytes());
     }
 }
 
@@ -191,14 +243,15 @@ pub fn governed_clients(genesis: &Genesis, state: &GovernanceState) -> GovernedC
 
 /// Follows governance until `shutdown` and applies each epoch's client keys to
 /// `access` (they matter where client access is restricted, and for who may store on
-/// DA). Calls `on_epoch` with the state at the start and at each new epoch. Reports the
-/// epoch in `/status` (`governance`) and as `lamina_governance_epoch`.
+/// DA). Calls `on_update` with the state at the start and after every step that changed
+/// it. Reports the epoch (and the last error, while retrying) in `/status`
+/// (`governance`) and as `lamina_governance_epoch`.
 pub fn spawn_client_access<L, D>(
     genesis: std::sync::Arc<Genesis>,
     mut follower: Follower<L, D>,
     access: Access,
     health: lamina_interfaces::Health,
-    on_epoch: impl Fn(&GovernanceState) + Send + 'static,
+    on_update: impl Fn(&GovernanceState) + Send + 'static,
     shutdown: CancellationToken,
 ) -> tokio::task::JoinHandle<()>
 where
@@ -207,12 +260,10 @@ where
 {
     tokio::spawn(async move {
         let mut applied = None;
-        let mut epoch_seen = None;
+        let mut last_error: Option<String> = None;
+        let mut backoff = RETRY;
+        on_update(follower.state());
         loop {
-            if epoch_seen != Some(follower.state().epoch().number) {
-                epoch_seen = Some(follower.state().epoch().number);
-                on_epoch(follower.state());
-            }
             let clients = governed_clients(&genesis, follower.state());
             if applied.as_ref() != Some(&clients) {
                 let epoch = follower.state().epoch().number;
@@ -223,16 +274,34 @@ where
             let s = follower.state();
             health.set_status(
                 "governance",
-                serde_json::json!({ "height": s.height().0, "epoch": s.epoch().number, "first_height": s.epoch().first_height.0 }),
+                serde_json::json!({
+                    "height": s.height().0,
+                    "epoch": s.epoch().number,
+                    "first_height": s.epoch().first_height.0,
+                    "error": last_error,
+                }),
             );
             metrics::gauge!("lamina_governance_epoch").set(s.epoch().number as f64);
             tokio::select! {
                 () = shutdown.cancelled() => return,
-                r = follower.step() => if let Err(e) = r {
-                    tracing::warn!(target: "lamina::governance", error = %e, "governance follower: retrying");
-                    tokio::select! {
-                        () = shutdown.cancelled() => return,
-                        () = tokio::time::sleep(RETRY) => {}
+                r = follower.step() => match r {
+                    Ok(events) => {
+                        last_error = None;
+                        backoff = RETRY;
+                        if !events.is_empty() {
+                            on_update(follower.state());
+                        }
+                    }
+                    Err(e) => {
+                        // A pruned log or a DA outage: retried, slower each time (up to
+                        // a minute), with the reason in /status meanwhile.
+                        tracing::warn!(target: "lamina::governance", error = %format!("{e:#}"), retry_in = ?backoff, "governance follower: retrying");
+                        last_error = Some(format!("{e:#}"));
+                        tokio::select! {
+                            () = shutdown.cancelled() => return,
+                            () = tokio::time::sleep(backoff) => {}
+                        }
+                        backoff = (backoff * 2).min(Duration::from_secs(60));
                     }
                 },
             }
@@ -254,33 +323,44 @@ pub fn spawn_on_client_node(
     spawn_client_access(genesis, follower, ctx.service.access.clone(), ctx.health().clone(), |_| {}, shutdown.clone());
 }
 
-/// The voting members of an epoch (weight above 0), and its number: what a validator's
-/// intake admits governance transactions from.
+/// The voting members of an epoch (weight above 0) with their next nonces, and its
+/// number: what a validator's intake admits governance transactions from.
 #[derive(Debug, Default)]
 pub struct Members {
     /// The epoch.
     pub epoch: u64,
-    /// Their keys.
-    pub keys: std::collections::BTreeSet<lamina_primitives::PublicKey>,
+    /// Each member's key and the smallest nonce the log still accepts from it.
+    pub next: std::collections::BTreeMap<lamina_primitives::PublicKey, u64>,
 }
 
 impl Members {
-    /// The members of `state`'s current epoch.
+    /// The members of `state`'s current epoch, with their nonces.
     pub fn of(state: &GovernanceState) -> Self {
         let m = &state.epoch().membership.members;
-        Members { epoch: state.epoch().number, keys: m.iter().filter(|m| m.weight > 0).map(|m| m.key).collect() }
+        Members {
+            epoch: state.epoch().number,
+            next: m.iter().filter(|m| m.weight > 0).map(|m| (m.key, state.next_nonce(&m.key))).collect(),
+        }
     }
 
     /// Why `tx` is not admitted: a governance transaction from a key that is not a
-    /// member (as this node's follower sees the epoch). `None` for every other
-    /// transaction.
+    /// member, or with a nonce the log already used (a replay of a member's old
+    /// transaction, which anyone could resend), as this node's follower sees the log.
+    /// `None` for every other transaction.
     pub fn refuse(&self, tx: &lamina_primitives::Transaction) -> Option<String> {
-        (tx.chain_id == lamina_governance_core::GOVERNANCE_CHAIN && !self.keys.contains(&tx.sender)).then(|| {
-            format!(
+        if tx.chain_id != lamina_governance_core::GOVERNANCE_CHAIN {
+            return None;
+        }
+        match self.next.get(&tx.sender) {
+            None => Some(format!(
                 "{} is not a voting member of governance epoch {}: only members may send governance transactions",
                 tx.sender, self.epoch
-            )
-        })
+            )),
+            Some(&next) if tx.nonce < next => {
+                Some(format!("nonce {} of {} is already used (next is {next}): a replay", tx.nonce, tx.sender))
+            }
+            Some(_) => None,
+        }
     }
 }
 
@@ -351,7 +431,7 @@ mod tests {
             })
             .collect();
         let members = Members::of(&GovernanceState::new(&genesis));
-        let vote = Entry::Vote { proposal: 1, approve: true };
+        let vote = Entry::Vote { proposal: 1, proposal_tx: Digest::ZERO, approve: true, valid_until: 9 };
         let member = Entry::transaction(&Keypair::for_testing(2), 0, &vote).unwrap();
         assert_eq!(members.refuse(&member), None);
         let stranger = Entry::transaction(&Keypair::for_testing(9), 0, &vote).unwrap();
@@ -361,5 +441,9 @@ mod tests {
         let transfer = Transaction::new_signed(&Keypair::for_testing(9), ChainId(1), 0, vec![]);
         assert_eq!(members.refuse(&transfer), None);
         assert_eq!(stranger.chain_id, GOVERNANCE_CHAIN);
+        // A member's nonce the log already used: a replay anyone could send.
+        let mut used = members;
+        used.next.insert(Keypair::for_testing(2).public(), 1);
+        assert!(used.refuse(&member).unwrap().contains("already used"));
     }
 }

@@ -284,6 +284,10 @@ pub enum GenesisError {
 
 /// Largest voting weight of one member (so that any sum of weights fits a `u64`).
 pub const MAX_MEMBER_WEIGHT: u64 = 1 << 32;
+/// Most voting members at once (bounds what each governance proposal's electorate holds).
+pub const MAX_MEMBERS: usize = 256;
+/// Most nodes of one role, and most client keys, a genesis and governance may name.
+pub const MAX_ROLE: usize = 1_024;
 
 impl Genesis {
     /// Checks internal consistency.
@@ -323,6 +327,19 @@ impl Genesis {
         }
         if st.challenger_reward_percent > 100 {
             return Err(GenesisError::BadSettlement("challenger_reward_percent exceeds 100".into()));
+        }
+        for (role, n) in
+            [("validators", self.validators.len()), ("DA nodes", self.da_nodes.len()), ("clients", self.clients.len())]
+        {
+            if n > MAX_ROLE {
+                return Err(GenesisError::BadGovernance(format!("{n} {role}: at most {MAX_ROLE}")));
+            }
+        }
+        if self.governance_members().len() > MAX_MEMBERS {
+            return Err(GenesisError::BadGovernance(format!(
+                "{} voting members (without [governance] members: the validators): at most {MAX_MEMBERS}",
+                self.governance_members().len()
+            )));
         }
         let gov = &self.governance;
         if gov.epoch_length == 0 || gov.voting_period == 0 {

@@ -27,9 +27,15 @@ pub use types::*;
 // rkyv's derive generates undocumented items for the fields of enum variants.
 #[allow(missing_docs)]
 mod types {
-    use lamina_primitives::{ChainId, PublicKey};
+    use lamina_primitives::{ChainId, Digest, PublicKey};
 
     /// One governance action of a member.
+    ///
+    /// A rejected transaction changes nothing, so its nonce stays unused and anyone could
+    /// resubmit it later, when it might apply: every entry therefore carries the last
+    /// height it may be applied at (`valid_until`), and a vote names the transaction that
+    /// opened the proposal, so a vote signed for one proposal never counts for another
+    /// that later gets the same id.
     #[derive(Clone, PartialEq, Eq, Debug, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
     pub enum Entry {
         /// Opens a proposal; its id is the next proposal number.
@@ -38,13 +44,19 @@ mod types {
             action: Action,
             /// Why, for the other members (at most [`crate::entry::MAX_REASON`] bytes).
             reason: String,
+            /// The last log height at which it may be applied.
+            valid_until: u64,
         },
         /// A vote on an open proposal.
         Vote {
             /// The proposal's id.
             proposal: u64,
+            /// The id of the transaction that opened it ([`crate::Proposal::tx`]).
+            proposal_tx: Digest,
             /// Yes (true) or no.
             approve: bool,
+            /// The last log height at which it may be applied.
+            valid_until: u64,
         },
     }
 
@@ -232,12 +244,19 @@ mod tests {
                     http: None,
                 }),
                 reason: "grow".into(),
+                valid_until: 10,
             },
             Entry::Propose {
                 action: Action::SetParam { param: Param::Fee { chain: ChainId(2) }, value: 5 },
                 reason: "".into(),
+                valid_until: u64::MAX,
             },
-            Entry::Vote { proposal: 3, approve: false },
+            Entry::Vote {
+                proposal: 3,
+                proposal_tx: lamina_primitives::Digest([7; 32]),
+                approve: false,
+                valid_until: 1,
+            },
         ] {
             let tx = Entry::transaction(&key, 7, &entry).unwrap();
             assert!(tx.verify().is_ok());

@@ -75,6 +75,20 @@ pub enum Error {
         /// The key.
         voter: PublicKey,
     },
+    /// The entry's `valid_until` height has passed (a late or replayed transaction).
+    #[error("valid until height {valid_until}, applied at {height}")]
+    Expired {
+        /// Its last valid height.
+        valid_until: u64,
+        /// The height it reached the log at.
+        height: Height,
+    },
+    /// The vote names another transaction than the one that opened the proposal.
+    #[error("the vote was signed for another proposal than {id}")]
+    WrongProposal {
+        /// The proposal id it named.
+        id: u64,
+    },
     /// Blocks must be applied at increasing heights.
     #[error("height {height} applied after {last}")]
     OutOfOrder {

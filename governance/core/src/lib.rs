@@ -25,7 +25,7 @@
 //!   previous one with the passed actions applied in id order.
 //! * Replaying the same heights gives the same state, whether heights without
 //!   governance transactions are applied or skipped.
-//! * Memory is bounded: open proposals ([`state::MAX_OPEN`], [`state::MAX_OPEN_PER_MEMBER`]),
+//! * Memory is bounded: open and passed proposals ([`state::MAX_OPEN`], [`state::MAX_OPEN_PER_MEMBER`]),
 //!   closed proposals kept ([`state::KEEP_CLOSED`]), members ([`membership::MAX_MEMBERS`])
 //!   and nodes per role ([`membership::MAX_ROLE`]).
 //!
@@ -52,12 +52,13 @@
 //!
 //! let new = Keypair::for_testing(40).public();
 //! let action = Action::AddValidator(NodeSpec { name: "v4".into(), key: new, addr: "127.0.0.1:9400".into(), http: None });
-//! let propose = Entry::transaction(&members[0], 0, &Entry::Propose { action, reason: "a fifth organisation".into() })?;
+//! let entry = Entry::Propose { action, reason: "a fifth organisation".into(), valid_until: 50 };
+//! let propose = Entry::transaction(&members[0], 0, &entry)?;
 //! gov.apply_block(Height(3), &[propose])?;
-//! let votes: Vec<_> = members[..3]
-//!     .iter()
-//!     .map(|k| Entry::transaction(k, 1, &Entry::Vote { proposal: 1, approve: true }))
-//!     .collect::<Result<_, _>>()?;
+//! // A vote names the proposal's id and the transaction that opened it.
+//! let opened_by = gov.proposal(1).unwrap().tx.0;
+//! let vote = Entry::Vote { proposal: 1, proposal_tx: opened_by, approve: true, valid_until: 50 };
+//! let votes: Vec<_> = members[..3].iter().map(|k| Entry::transaction(k, 1, &vote)).collect::<Result<_, _>>()?;
 //! let events = gov.apply_block(Height(4), &votes)?;
 //! assert!(events.contains(&Event::Passed { id: 1, boundary: Height(100) }));
 //! assert_eq!(gov.epoch().membership.validators.len(), 4, "not before the boundary");

@@ -10,10 +10,7 @@ use lamina_primitives::{ChainId, PublicKey, sig};
 use crate::Error;
 use crate::entry::{Action, MAX_ADDR, MAX_NAME, NodeSpec, Param};
 
-/// Most voting members at once (bounds what each proposal's electorate holds).
-pub const MAX_MEMBERS: usize = 256;
-/// Most nodes of one role, and most client keys, that governance may reach.
-pub const MAX_ROLE: usize = 1_024;
+pub use lamina_interfaces::genesis::{MAX_MEMBERS, MAX_ROLE};
 
 /// The parameters governance may change, with their values in an epoch.
 #[derive(Clone, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
@@ -141,9 +138,12 @@ impl Membership {
         self.members.iter().find(|m| &m.key == key).map_or(0, |m| m.weight)
     }
 
-    /// DA signatures an availability certificate needs in this epoch.
+    /// DA signatures an availability certificate needs in this epoch: the genesis's
+    /// fixed threshold, else the committee's quorum `n - f` (as
+    /// [`Genesis::da_threshold`]).
     pub fn da_threshold(&self) -> usize {
-        self.da_threshold.unwrap_or(2 * (self.da_nodes.len().saturating_sub(1) / 3) + 1)
+        let n = self.da_nodes.len();
+        self.da_threshold.unwrap_or(n - n.saturating_sub(1) / 3)
     }
 
     fn key_in_use(&self, key: &PublicKey) -> Option<&'static str> {

@@ -35,9 +35,9 @@ use crate::Error;
 use crate::entry::{Action, Entry, MAX_REASON};
 use crate::membership::Membership;
 
-/// Most proposals open at once in the network.
+/// Most proposals open or passed (waiting for their boundary) at once in the network.
 pub const MAX_OPEN: usize = 64;
-/// Most proposals one member has open at once.
+/// Most proposals one member has open or passed at once.
 pub const MAX_OPEN_PER_MEMBER: usize = 4;
 /// Closed proposals kept for queries (the oldest are forgotten first).
 pub const KEEP_CLOSED: usize = 256;
@@ -134,6 +134,8 @@ pub struct Proposal {
     pub id: u64,
     /// The member who proposed it.
     pub proposer: PublicKey,
+    /// The transaction that opened it (votes name it).
+    pub tx: TxId,
     /// What changes if it passes.
     pub action: Action,
     /// Why, in the proposer's words.
@@ -392,9 +394,17 @@ impl GovernanceState {
         if tx.nonce < next {
             return Err(Error::StaleNonce { sender, nonce: tx.nonce, next });
         }
+        let valid_until = match &entry {
+            Entry::Propose { valid_until, .. } | Entry::Vote { valid_until, .. } => *valid_until,
+        };
+        if height.0 > valid_until {
+            return Err(Error::Expired { valid_until, height });
+        }
         let events = match entry {
-            Entry::Propose { action, reason } => self.propose(height, tx.id(), sender, action, reason)?,
-            Entry::Vote { proposal, approve } => self.vote(height, tx.id(), sender, proposal, approve)?,
+            Entry::Propose { action, reason, .. } => self.propose(height, tx.id(), sender, action, reason)?,
+            Entry::Vote { proposal, proposal_tx, approve, .. } => {
+                self.vote(height, tx.id(), sender, proposal, proposal_tx, approve)?
+            }
         };
         self.nonces.insert(sender, tx.nonce.saturating_add(1));
         Ok(events)
@@ -412,7 +422,8 @@ impl GovernanceState {
             return Err(Error::InvalidAction(format!("reason of {} bytes exceeds {MAX_REASON}", reason.len())));
         }
         self.epoch.membership.check(&action)?;
-        let open = self.proposals.values().filter(|p| p.status == Status::Open);
+        // Passed proposals wait for their boundary: they count until they apply.
+        let open = self.proposals.values().filter(|p| matches!(p.status, Status::Open | Status::Passed { .. }));
         let (all, mine) = open.fold((0, 0), |(a, m), p| (a + 1, m + usize::from(p.proposer == proposer)));
         if all >= MAX_OPEN {
             return Err(Error::TooManyProposals(format!("{MAX_OPEN} are open in the network")));
@@ -428,6 +439,7 @@ impl GovernanceState {
             Proposal {
                 id,
                 proposer,
+                tx,
                 action,
                 reason,
                 proposed_at: height,
@@ -448,11 +460,15 @@ impl GovernanceState {
         tx: TxId,
         voter: PublicKey,
         id: u64,
+        proposal_tx: Digest,
         approve: bool,
     ) -> Result<Vec<Event>, Error> {
         let params = self.params.clone();
         let boundary = self.boundary_at_or_after(height);
         let p = self.proposals.get_mut(&id).ok_or(Error::UnknownProposal(id))?;
+        if p.tx.0 != proposal_tx {
+            return Err(Error::WrongProposal { id });
+        }
         if p.status != Status::Open {
             return Err(Error::NotOpen { id, status: p.status.to_string() });
         }

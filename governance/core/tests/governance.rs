@@ -4,7 +4,7 @@
 use lamina_governance_core::state::{KEEP_CLOSED, MAX_OPEN_PER_MEMBER};
 use lamina_governance_core::{Action, Entry, Error, Event, GovernanceState, NodeSpec, Param, Status};
 use lamina_interfaces::{ClientEntry, Genesis, GovernanceSpec, MemberEntry};
-use lamina_primitives::{ChainId, Height, Keypair, PublicKey, Transaction, sig};
+use lamina_primitives::{ChainId, Digest, Height, Keypair, PublicKey, Transaction, sig};
 use lamina_test_utils::{chain, genesis, localhost, node};
 use proptest::prelude::*;
 
@@ -58,11 +58,18 @@ impl Net {
     }
 
     fn propose(&mut self, who: u64, action: Action) -> Transaction {
-        self.tx(who, Entry::Propose { action, reason: "test".into() })
+        self.tx(who, Entry::Propose { action, reason: "test".into(), valid_until: u64::MAX })
     }
 
+    /// A vote on proposal `proposal` as it is now (bound to its opening transaction).
     fn vote(&mut self, who: u64, proposal: u64, approve: bool) -> Transaction {
-        self.tx(who, Entry::Vote { proposal, approve })
+        let proposal_tx = opened_by(&self.gov, proposal);
+        self.vote_for(who, proposal, proposal_tx, approve)
+    }
+
+    /// A vote on proposal `proposal`, opened by transaction `proposal_tx`.
+    fn vote_for(&mut self, who: u64, proposal: u64, proposal_tx: Digest, approve: bool) -> Transaction {
+        self.tx(who, Entry::Vote { proposal, proposal_tx, approve, valid_until: u64::MAX })
     }
 
     /// Applies the next height with `txs`.
@@ -92,6 +99,11 @@ impl Net {
         assert_eq!(twin.digest(), self.gov.digest(), "a rejected transaction changed the state");
         assert_ne!(before.height(), self.gov.height());
     }
+}
+
+/// The transaction that opened proposal `id` (zero if there is none).
+fn opened_by(gov: &GovernanceState, id: u64) -> Digest {
+    gov.proposal(id).map_or(Digest::ZERO, |p| p.tx.0)
 }
 
 fn spec(i: u64) -> NodeSpec {
@@ -222,8 +234,9 @@ fn bad_input_is_rejected_with_a_typed_error_and_changes_nothing() {
     n.block(vec![p]);
 
     // A vote from a key that is not a member.
-    let stranger =
-        Entry::transaction(&Keypair::for_testing(77), 0, &Entry::Vote { proposal: 1, approve: true }).unwrap();
+    let bound = opened_by(&n.gov, 1);
+    let vote = |approve| Entry::Vote { proposal: 1, proposal_tx: bound, approve, valid_until: u64::MAX };
+    let stranger = Entry::transaction(&Keypair::for_testing(77), 0, &vote(true)).unwrap();
     n.rejected(stranger, |e| matches!(e, Error::NotMember(_)));
     // A duplicate vote.
     let v = n.vote(1, 1, false);
@@ -231,14 +244,14 @@ fn bad_input_is_rejected_with_a_typed_error_and_changes_nothing() {
     let again = n.vote(1, 1, true);
     n.rejected(again, |e| matches!(e, Error::AlreadyVoted { id: 1, .. }));
     // A replayed transaction (its nonce is used).
-    let first = Entry::transaction(&member(1), 0, &Entry::Vote { proposal: 1, approve: true }).unwrap();
+    let first = Entry::transaction(&member(1), 0, &vote(true)).unwrap();
     n.rejected(first, |e| matches!(e, Error::StaleNonce { nonce: 0, next: 1, .. }));
     // A vote on a proposal that never existed.
     let unknown = n.vote(2, 99, true);
     n.rejected(unknown, |e| matches!(e, Error::UnknownProposal(99)));
     // A bad signature.
     let mut forged = n.vote(2, 1, true);
-    forged.payload = lamina_primitives::encode(&Entry::Vote { proposal: 1, approve: false }).unwrap();
+    forged.payload = lamina_primitives::encode(&vote(false)).unwrap();
     n.rejected(forged, |e| matches!(e, Error::BadSignature));
     // Bytes that are not an entry, and a transaction of another chain.
     let junk = Transaction::new_signed(&member(2), lamina_governance_core::GOVERNANCE_CHAIN, 50, vec![7; 40]);
@@ -257,8 +270,12 @@ fn bad_input_is_rejected_with_a_typed_error_and_changes_nothing() {
     n.rejected(bad_value, |e| matches!(e, Error::InvalidAction(_)));
     let no_chain = n.propose(2, Action::SetParam { param: Param::Fee { chain: ChainId(9) }, value: 1 });
     n.rejected(no_chain, |e| matches!(e, Error::InvalidAction(_)));
-    let long = n
-        .tx(2, Entry::Propose { action: Action::RemoveValidator { key: member(3).public() }, reason: "x".repeat(281) });
+    let long_reason = Entry::Propose {
+        action: Action::RemoveValidator { key: member(3).public() },
+        reason: "x".repeat(281),
+        valid_until: u64::MAX,
+    };
+    let long = n.tx(2, long_reason);
     n.rejected(long, |e| matches!(e, Error::InvalidAction(_)));
     // Actions that do not apply to the membership.
     let taken = n.propose(2, Action::AddDaNode(NodeSpec { key: member(3).public(), ..spec(63) }));
@@ -272,6 +289,32 @@ fn bad_input_is_rejected_with_a_typed_error_and_changes_nothing() {
     }
     let late = n.vote(3, 1, true);
     n.rejected(late, |e| matches!(e, Error::NotOpen { id: 1, .. }));
+}
+
+#[test]
+fn a_rejected_transaction_cannot_be_replayed_into_meaning_later() {
+    let mut n = Net::new(&[]);
+    // A vote on proposal 1 before it exists is rejected, and its nonce stays unused...
+    let early =
+        n.tx(1, Entry::Vote { proposal: 1, proposal_tx: Digest([9; 32]), approve: true, valid_until: u64::MAX });
+    n.rejected(early.clone(), |e| matches!(e, Error::UnknownProposal(1)));
+    // ...but once proposal 1 opens, the same signed vote does not count for it: it
+    // named another opening transaction.
+    let p = n.propose(0, Action::RemoveClient { key: Keypair::for_testing(200).public() });
+    n.block(vec![p]);
+    n.rejected(early, |e| matches!(e, Error::WrongProposal { id: 1 }));
+    // An entry that reaches the log after its last valid height (late, or replayed) is
+    // rejected: it expired.
+    let late = n.tx(
+        2,
+        Entry::Propose {
+            action: Action::RemoveClient { key: Keypair::for_testing(200).public() },
+            reason: String::new(),
+            valid_until: n.height + 1,
+        },
+    );
+    n.block(vec![]);
+    n.rejected(late, |e| matches!(e, Error::Expired { .. }));
 }
 
 #[test]
@@ -349,7 +392,11 @@ fn the_last_validator_cannot_be_removed() {
     let tx = Entry::transaction(
         &member(0),
         0,
-        &Entry::Propose { action: Action::RemoveValidator { key: member(0).public() }, reason: String::new() },
+        &Entry::Propose {
+            action: Action::RemoveValidator { key: member(0).public() },
+            reason: String::new(),
+            valid_until: u64::MAX,
+        },
     )
     .unwrap();
     let events = gov.apply_block(Height(1), &[tx]).unwrap();
@@ -374,7 +421,9 @@ fn open_proposals_are_bounded_per_member_and_closed_ones_are_forgotten() {
     for round in 0..(KEEP_CLOSED as u64 + 40) {
         let p = m.propose(round % 4, Action::RemoveClient { key: Keypair::for_testing(200).public() });
         let id = round + 1;
-        let no = vec![p, m.vote(0, id, false), m.vote(1, id, false)];
+        // Votes in the proposal's own block name its transaction directly.
+        let opened = p.id().0;
+        let no = vec![p, m.vote_for(0, id, opened, false), m.vote_for(1, id, opened, false)];
         m.block(no);
     }
     assert!(m.gov.proposals().count() <= KEEP_CLOSED);
@@ -446,8 +495,11 @@ proptest! {
             h += 1;
             let txs: Vec<Transaction> = ops.iter().map(|o| {
                 let (who, entry) = match o {
-                    Op::Propose { who, kind, target } => (*who, Entry::Propose { action: action(*kind, *target), reason: String::new() }),
-                    Op::Vote { who, proposal, approve } => (*who, Entry::Vote { proposal: *proposal, approve: *approve }),
+                    Op::Propose { who, kind, target } => (*who, Entry::Propose { action: action(*kind, *target), reason: String::new(), valid_until: u64::MAX }),
+                    Op::Vote { who, proposal, approve } => {
+                        let proposal_tx = opened_by(&full, *proposal);
+                        (*who, Entry::Vote { proposal: *proposal, proposal_tx, approve: *approve, valid_until: u64::MAX })
+                    }
                 };
                 let n = nonces[who as usize];
                 nonces[who as usize] += 1;
