@@ -264,7 +264,9 @@ fn action_of(p: ProposeCmd) -> (Action, ProposeArgs) {
 
 type Follower = crate::governed::Follower<LogClient, DaClient>;
 
-/// A follower of `net`'s log and DA layer, at genesis.
+/// A follower of `net`'s log and DA layer, resuming from what the last command on this
+/// network replayed ([`crate::governed::cli_dir`]), so only the first command reads the
+/// whole log.
 async fn follower(net: &Net) -> anyhow::Result<Follower> {
     let log = LogClient::register(&net.endpoint, &net.genesis).context("cannot start the log client")?;
     log.wait_for_validators(1, CONNECT_TIMEOUT)
@@ -272,14 +274,8 @@ async fn follower(net: &Net) -> anyhow::Result<Follower> {
         .with_context(|| format!("no validator of {} answered for the log", net.source))?;
     let da =
         DaClient::register(&net.endpoint, &net.genesis, Default::default()).context("cannot start the DA client")?;
-    // Resume from what the last command on this network replayed
-    // (`$XDG_DATA_HOME/lamina/governance/<genesis digest>/`), so only the first command
-    // reads the whole log.
-    Ok(match directories::ProjectDirs::from("", "", "lamina") {
-        Some(d) => {
-            let dir = d.data_dir().join("governance").join(net.genesis.digest().to_string());
-            Follower::resume(&net.genesis, log, da, &dir)
-        }
+    Ok(match crate::governed::cli_dir(&net.genesis) {
+        Some(dir) => Follower::resume(&net.genesis, log, da, &dir),
         None => Follower::new(&net.genesis, log, da),
     })
 }

@@ -207,11 +207,17 @@ pub struct NonceBook {
     dir: PathBuf,
 }
 
+/// Where `lamina gov` keeps what it knows of `genesis`'s network
+/// (`$XDG_DATA_HOME/lamina/governance/<genesis digest>/`), if there is a data directory.
+pub fn cli_dir(genesis: &Genesis) -> Option<PathBuf> {
+    let d = directories::ProjectDirs::from("", "", "lamina")?;
+    Some(d.data_dir().join("governance").join(genesis.digest().to_string()))
+}
+
 impl NonceBook {
     /// The book of `genesis`'s network, if there is a data directory.
     pub fn for_network(genesis: &Genesis) -> Option<NonceBook> {
-        let d = directories::ProjectDirs::from("", "", "lamina")?;
-        Some(NonceBook { dir: d.data_dir().join("governance").join(genesis.digest().to_string()).join("nonces") })
+        Some(NonceBook { dir: cli_dir(genesis)?.join("nonces") })
     }
 
     /// One past the last nonce used for `key` (0 if none).
