@@ -55,27 +55,7 @@ pub async fn start(ctx: NodeContext, config: Config, shutdown: CancellationToken
     let reporter = crate::peers::serve_alongside(&ctx, &endpoint, peer_plan(&ctx), &shutdown).await?;
     let log = lamina_consensus_client::LogClient::register(&endpoint, ctx.genesis())
         .context("cannot start the ordered-log client")?;
-    // Governance's client keys apply here too (reads where access is restricted, and who
-    // may store). Its DA reads go through a second endpoint on an ephemeral port, since
-    // this one serves the DA protocol.
-    // A DA node never reads from itself, so with no other DA node it cannot follow (not
-    // built: reading its own columns from its store); it keeps the genesis clients.
-    let gov_endpoint = if ctx.genesis().da_nodes.len() > 1 {
-        let listen = std::net::SocketAddr::new(ctx.endpoint.listen.ip(), 0);
-        let gov_endpoint = Endpoint::bind(ctx.key(), lamina_net::EndpointConfig::new(listen))
-            .with_context(|| format!("cannot bind the governance follower's QUIC endpoint on {listen}"))?;
-        let da = lamina_da_client::DaClient::register(&gov_endpoint, ctx.genesis(), Default::default())
-            .context("cannot start the governance follower's DA client")?;
-        crate::governed::spawn_on_client_node(&ctx, &log, &std::sync::Arc::new(da), &shutdown);
-        Some(gov_endpoint)
-    } else {
-        tracing::warn!(target: "lamina::governance", "the only DA node does not follow governance: client keys added or removed by vote do not apply here");
-        None
-    };
     let result = lamina_da_service::run_following(endpoint, ctx.service, config, log, shutdown).await;
-    if let Some(e) = gov_endpoint {
-        e.shutdown().await;
-    }
     reporter.abort();
     Ok(result?)
 }
