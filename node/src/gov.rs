@@ -354,9 +354,11 @@ fn not_applied_yet(action: &Action) -> Option<&'static str> {
         Action::AddDaNode(_) | Action::RemoveDaNode { .. } => {
             Some("the DA layer does not switch committees yet: dispersal keeps the genesis DA committee")
         }
-        Action::SetParam { .. } => {
-            Some("no layer reads governance parameters yet: fees, limits and windows stay as the genesis sets them")
-        }
+        Action::SetParam { param: Param::Fee { .. }, .. } => None,
+        Action::SetParam { .. } => Some(
+            "no layer reads this parameter yet (only chain fees apply): it stays as the genesis sets it, and \
+             `lamina gov status` shows the epoch's value",
+        ),
         Action::AddClient { .. } | Action::RemoveClient { .. } | Action::SetMemberWeight { .. } => None,
     }
 }

@@ -247,15 +247,67 @@ pub fn governed_clients(genesis: &Genesis, state: &GovernanceState) -> GovernedC
     }
 }
 
+/// Governance's parameters as a node's follower has applied them: what the execution
+/// and settlement layers read a chain's fee at a height from
+/// ([`lamina_interfaces::ParamsRegistry`]). The follower publishes after each step: the
+/// fee schedule first, then the height, so a reader that sees height `h` applied gets the
+/// schedule of `h` or later (identical for heights up to `h + 1`).
+pub struct GovernedParams {
+    fees: std::sync::RwLock<std::sync::Arc<lamina_governance_core::FeeSchedule>>,
+    applied: std::sync::atomic::AtomicU64,
+}
+
+impl GovernedParams {
+    /// The parameters of `state`.
+    pub fn new(state: &GovernanceState) -> std::sync::Arc<Self> {
+        std::sync::Arc::new(GovernedParams {
+            fees: std::sync::RwLock::new(std::sync::Arc::new(state.fees().clone())),
+            applied: std::sync::atomic::AtomicU64::new(state.height().0),
+        })
+    }
+
+    /// Publishes `state`'s parameters and height.
+    pub fn publish(&self, state: &GovernanceState) {
+        {
+            let mut fees = self.fees.write().unwrap_or_else(|e| e.into_inner());
+            if **fees != *state.fees() {
+                *fees = std::sync::Arc::new(state.fees().clone());
+            }
+        }
+        self.applied.fetch_max(state.height().0, std::sync::atomic::Ordering::Release);
+    }
+
+    fn schedule(&self) -> std::sync::Arc<lamina_governance_core::FeeSchedule> {
+        self.fees.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+impl lamina_interfaces::ParamsView for GovernedParams {
+    fn fee(&self, chain: lamina_primitives::ChainId, height: Height) -> Option<u64> {
+        self.schedule().fee_at(chain, height)
+    }
+}
+
+impl lamina_interfaces::ParamsRegistry for GovernedParams {
+    fn applied(&self) -> Height {
+        Height(self.applied.load(std::sync::atomic::Ordering::Acquire))
+    }
+
+    fn serves_from(&self) -> Height {
+        self.schedule().serves_from()
+    }
+}
+
 /// Follows governance until `shutdown` and applies each epoch's client keys to
 /// `access` (they matter where client access is restricted, and for who may store on
-/// DA). Calls `on_update` with the state at the start and after every step that changed
-/// it. Reports the epoch (and the last error, while retrying) in `/status`
+/// DA), and publishes the parameters to `params` after every step. Calls `on_update`
+/// with the state at the start and after every step that changed it. Reports the epoch (and the last error, while retrying) in `/status`
 /// (`governance`) and as `lamina_governance_epoch`.
 pub fn spawn_client_access<L, D>(
     genesis: std::sync::Arc<Genesis>,
     mut follower: Follower<L, D>,
     access: Access,
+    params: std::sync::Arc<GovernedParams>,
     health: lamina_interfaces::Health,
     on_update: impl Fn(&GovernanceState) + Send + 'static,
     shutdown: CancellationToken,
@@ -269,6 +321,7 @@ where
         let mut last_error: Option<String> = None;
         let mut backoff = RETRY;
         on_update(follower.state());
+        params.publish(follower.state());
         loop {
             let clients = governed_clients(&genesis, follower.state());
             if applied.as_ref() != Some(&clients) {
@@ -290,43 +343,57 @@ where
             metrics::gauge!("lamina_governance_epoch").set(s.epoch().number as f64);
             tokio::select! {
                 () = shutdown.cancelled() => return,
-                r = follower.step() => match r {
-                    Ok(events) => {
-                        last_error = None;
-                        backoff = RETRY;
-                        if !events.is_empty() {
-                            on_update(follower.state());
+                r = follower.step() => {
+                    params.publish(follower.state());
+                    match r {
+                        Ok(events) => {
+                            last_error = None;
+                            backoff = RETRY;
+                            if !events.is_empty() {
+                                on_update(follower.state());
+                            }
+                        }
+                        Err(e) => {
+                            // A pruned log or a DA outage: retried, slower each time (up to
+                            // a minute), with the reason in /status meanwhile.
+                            tracing::warn!(target: "lamina::governance", error = %format!("{e:#}"), retry_in = ?backoff, "governance follower: retrying");
+                            last_error = Some(format!("{e:#}"));
+                            tokio::select! {
+                                () = shutdown.cancelled() => return,
+                                () = tokio::time::sleep(backoff) => {}
+                            }
+                            backoff = (backoff * 2).min(Duration::from_secs(60));
                         }
                     }
-                    Err(e) => {
-                        // A pruned log or a DA outage: retried, slower each time (up to
-                        // a minute), with the reason in /status meanwhile.
-                        tracing::warn!(target: "lamina::governance", error = %format!("{e:#}"), retry_in = ?backoff, "governance follower: retrying");
-                        last_error = Some(format!("{e:#}"));
-                        tokio::select! {
-                            () = shutdown.cancelled() => return,
-                            () = tokio::time::sleep(backoff) => {}
-                        }
-                        backoff = (backoff * 2).min(Duration::from_secs(60));
-                    }
-                },
+                }
             }
         }
     })
 }
 
 /// [`spawn_client_access`] on a node that reads the log and DA as a client (execution,
-/// settlement): its own log reader, state saved under `<data>/governance`.
+/// settlement): its own log reader, state saved under `<data>/governance`. Returns the
+/// parameters it publishes.
 pub fn spawn_on_client_node(
     ctx: &crate::context::NodeContext,
     log: &lamina_consensus_client::LogClient,
     da: &std::sync::Arc<lamina_da_client::DaClient>,
     shutdown: &CancellationToken,
-) {
+) -> std::sync::Arc<GovernedParams> {
     let genesis = ctx.genesis().clone();
     let dir = ctx.service.data_dir.join("governance");
     let follower = Follower::resume(&genesis, log.independent_reader(), da.clone(), &dir);
-    spawn_client_access(genesis, follower, ctx.service.access.clone(), ctx.health().clone(), |_| {}, shutdown.clone());
+    let params = GovernedParams::new(follower.state());
+    spawn_client_access(
+        genesis,
+        follower,
+        ctx.service.access.clone(),
+        params.clone(),
+        ctx.health().clone(),
+        |_| {},
+        shutdown.clone(),
+    );
+    params
 }
 
 /// The voting members of an epoch (weight above 0) with their next nonces, and its

@@ -130,6 +130,12 @@ impl Chains {
     pub fn new(genesis: Arc<Genesis>) -> Self {
         Chains { native: lamina_execution_core::NativeChains::new(&genesis), genesis }
     }
+
+    /// The same chains charging governance's fee from `params`
+    /// ([`lamina_execution_core::NativeChains::with_params`]).
+    pub fn with_params(self, params: Arc<dyn lamina_interfaces::ParamsView>) -> Self {
+        Chains { native: self.native.with_params(params), genesis: self.genesis }
+    }
 }
 
 impl StatelessExecutor for Chains {

@@ -1,8 +1,11 @@
 #![allow(clippy::unwrap_used)]
 //! On-chain governance against a real devnet (real processes, QUIC, files): a consortium
 //! with restricted client access adds a client key by vote, the key connects and submits
-//! without any node restarting, then a vote removes it and it is refused at the
-//! handshake. `lamina gov` refuses what the log would reject, with the reason.
+//! without any node restarting; a vote changes the chain's fee and the blocks of the next
+//! epoch charge it, while the settlement node's verifier, re-executing every step,
+//! agrees (no challenge, the claims finalize); then a vote removes the key and it is
+//! refused at the handshake. `lamina gov` refuses what the log would reject, with the
+//! reason.
 
 mod common;
 
@@ -56,12 +59,13 @@ fn pass(devnet: &Devnet, proposal: &[&str]) -> u64 {
     last["applies_at"].as_u64().unwrap()
 }
 
-/// Waits until every validator and execution node reports (in `/status`) a governance
-/// epoch that starts after `boundary` (DA nodes do not follow governance yet).
+/// Waits until every validator, execution and settlement node reports (in `/status`) a
+/// governance epoch that starts after `boundary` (DA nodes do not follow governance yet).
 fn wait_applied(devnet: &Devnet, boundary: u64) {
     let deadline = Instant::now() + phase();
     let mut names = devnet.names("validator-");
     names.extend(devnet.names("execution-"));
+    names.extend(devnet.names("settlement-"));
     for name in names {
         loop {
             let first = devnet.status(&name).and_then(|s| s["governance"]["first_height"].as_u64());
@@ -72,6 +76,22 @@ fn wait_applied(devnet: &Devnet, boundary: u64) {
             std::thread::sleep(Duration::from_millis(100));
         }
     }
+}
+
+/// `key`'s native balance on chain 1.
+fn balance(devnet: &Devnet, key: &str) -> u64 {
+    let out =
+        ok(devnet.cmd().args(["query", "balance", "--chain", "1", key, "--devnet", s(&devnet.dir)]).output().unwrap());
+    field(&out, "balance").parse().unwrap()
+}
+
+/// A counter or gauge of a node's `/metrics` (0 when it was never set).
+fn metric(devnet: &Devnet, name: &str, metric: &str) -> f64 {
+    let text = get_text(devnet.node(name)["admin"].as_str().unwrap(), "/metrics").unwrap_or_default();
+    text.lines()
+        .filter(|l| l.starts_with(metric) && !l.starts_with('#'))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }
 
 #[test]
@@ -86,7 +106,9 @@ fn a_consortium_adds_and_removes_a_client_key_by_vote_without_restarts() {
         "--funded-accounts",
         "4",
         "--settlement",
-        "0",
+        "1",
+        "--settlement-window",
+        "8",
         "--closed-access",
         "--heartbeat",
         "100ms",
@@ -144,6 +166,42 @@ fn a_consortium_adds_and_removes_a_client_key_by_vote_without_restarts() {
     assert_eq!(field(&out, "receipt"), "success", "{out}");
     let g = gov_status(&devnet);
     assert!(g["membership"]["clients"].as_array().unwrap().iter().any(|c| c["key"] == acme), "{g}");
+
+    // A vote changes chain 1's fee: the blocks of the next epoch charge it, the heights
+    // before it kept charging the genesis fee (0), and settlement's verifier, which
+    // re-executes every step with the fee governance set for its height, agrees.
+    let funded = ok(transfer("100"));
+    assert_eq!(field(&funded, "receipt"), "success", "{funded}");
+    let before = balance(&devnet, &acme);
+    assert_eq!(before, 105, "no fee at genesis");
+    let boundary = pass(&devnet, &["set-param", "fee:1", "7"]);
+    wait_applied(&devnet, boundary);
+    let out = ok(devnet
+        .cmd()
+        .args(["tx", "transfer", "--chain", "1", "--to", &acme, "--amount", "10", "--key", s(&key)])
+        .args(d)
+        .args(as_acme)
+        .output()
+        .unwrap());
+    assert_eq!(field(&out, "receipt"), "success", "{out}");
+    let paid_at: u64 = field(&out, "height").parse().unwrap();
+    assert!(paid_at > boundary, "executed at {paid_at}, the fee applies after {boundary}");
+    assert_eq!(balance(&devnet, &acme), before - 7, "a transfer to oneself costs exactly the new fee");
+    let g = gov_status(&devnet);
+    assert_eq!(g["membership"]["settings"]["fees"]["1"], 7, "{g}");
+    let deadline = Instant::now() + phase();
+    loop {
+        let finalized = devnet.status("settlement-0").and_then(|s| s["finalized_height"]["1"].as_u64());
+        if finalized.is_some_and(|f| f >= paid_at) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no claim covering height {paid_at} finalized: {finalized:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let verified = metric(&devnet, "settlement-0", "lamina_settlement_verifier_height");
+    assert!(verified >= paid_at as f64, "the verifier re-executed up to {verified}, not {paid_at}");
+    assert_eq!(metric(&devnet, "settlement-0", "lamina_settlement_challenges_posted_total"), 0.0);
+    assert_eq!(metric(&devnet, "settlement-0", "lamina_settlement_slashed_total"), 0.0);
 
     // A duplicate vote is refused (proposal 1 is applied: it takes no votes).
     let o = devnet

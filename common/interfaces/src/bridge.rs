@@ -151,12 +151,14 @@ impl AnchorView for AnchorList {
 }
 
 /// What a step (one log height of one chain) may read besides its chain's state: the
-/// height itself and the anchors finalized before it.
+/// height itself, the anchors finalized before it and the parameters governance set
+/// for it.
 #[derive(Clone)]
 pub struct StepEnv {
     /// The log height being executed.
     pub height: Height,
     anchors: Arc<dyn AnchorView>,
+    params: Option<Arc<dyn crate::ParamsView>>,
 }
 
 impl std::fmt::Debug for StepEnv {
@@ -168,12 +170,29 @@ impl std::fmt::Debug for StepEnv {
 impl StepEnv {
     /// The environment of log height `height` with anchors from `anchors`.
     pub fn new(height: Height, anchors: Arc<dyn AnchorView>) -> Self {
-        StepEnv { height, anchors }
+        StepEnv { height, anchors, params: None }
     }
 
     /// Height `height` with no anchors at all.
     pub fn without_anchors(height: Height) -> Self {
-        StepEnv { height, anchors: Arc::new(NoAnchors) }
+        StepEnv { height, anchors: Arc::new(NoAnchors), params: None }
+    }
+
+    /// The same environment reading governance's parameters from `params` (without
+    /// one, every parameter keeps its genesis value).
+    pub fn with_params(mut self, params: Arc<dyn crate::ParamsView>) -> Self {
+        self.params = Some(params);
+        self
+    }
+
+    /// Whether a parameters view is set.
+    pub fn has_params(&self) -> bool {
+        self.params.is_some()
+    }
+
+    /// The fee governance set for `chain` at this height; `None`: the genesis value.
+    pub fn fee(&self, chain: ChainId) -> Option<u64> {
+        self.params.as_ref().and_then(|p| p.fee(chain, self.height))
     }
 
     /// The `index`-th anchor of `chain` if it finalized strictly before this height,

@@ -13,6 +13,7 @@
 //! | [`TxSubmit`] | consensus (mempool intake) | clients, load generators, execution (claims) |
 //! | [`Settlement`] | settlement (via the log) | execution |
 //! | [`StatelessExecutor`] | execution (stateless re-execution) | settlement (fraud proofs) |
+//! | [`ParamsView`] | governance (a node's follower) | execution, settlement (a chain's fee at a height) |
 //!
 //! The traits use `async fn`-style methods returning `Send` futures and do not depend
 //! on any runtime, so this crate stays pure.
@@ -21,6 +22,7 @@ pub mod bridge;
 pub mod da;
 pub mod fraud;
 pub mod genesis;
+pub mod governed;
 pub mod health;
 pub mod inputs;
 pub mod log;
@@ -37,6 +39,7 @@ pub use genesis::{
     ChainSpec, ClientEntry, DEFAULT_ANCHOR_WINDOW, Genesis, GenesisBalance, GenesisError, GovernanceSpec,
     MAX_MEMBER_WEIGHT, MemberEntry, NodeEntry, SettlementSpec,
 };
+pub use governed::{GenesisParams, ParamsRegistry, ParamsView};
 pub use health::Health;
 pub use log::{InMemoryLog, LogError, OrderedLog};
 pub use settlement::{CheckpointClaim, ClaimStep, LedgerParams, Settlement, SettlementError};

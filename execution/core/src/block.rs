@@ -22,9 +22,7 @@
 //!   and the parallel executor ([`crate::parallel::execute`]), which equals the
 //!   sequential reference.
 
-use std::sync::Arc;
-
-use lamina_interfaces::bridge::{AnchorView, StepEnv};
+use lamina_interfaces::bridge::StepEnv;
 use lamina_interfaces::settlement::{chain_receipts, inputs_digest};
 use lamina_interfaces::{ChainSpec, ClaimStep, StepOutcome};
 use lamina_primitives::{Digest, Height, Transaction, TxId};
@@ -185,8 +183,9 @@ pub fn execute_txs<M: StateMachine>(
     parallel::execute(machine, state, txs, &verified)
 }
 
-/// Executes log height `height` of the chain whose head is `head`, with the anchors
-/// `anchors` shows (only those final before `height` count: [`StepEnv::anchor`]); `data_roots` are the
+/// Executes log height `env.height` of the chain whose head is `head`, in the step
+/// environment `env`: the anchors it shows (only those final before the height count:
+/// [`StepEnv::anchor`]) and governance's parameters for the height. `data_roots` are the
 /// data roots of the block's squares listing the chain's namespace, in block order
 /// ([`lamina_interfaces::inputs::namespace_data_roots`]); `txs` the transactions
 /// extracted from them ([`lamina_interfaces::inputs::namespace_transactions`]). With no
@@ -195,18 +194,18 @@ pub fn execute_txs<M: StateMachine>(
 /// [`Executed::apply`] to apply the result.
 pub fn execute_block<M: ChainMachine>(
     machine: &M,
-    anchors: &Arc<dyn AnchorView>,
+    env: StepEnv,
     state: &AuthenticatedState,
     head: &ChainHead,
-    height: Height,
     data_roots: &[Digest],
     txs: &[Transaction],
 ) -> Executed<M::Failure> {
+    let height = env.height;
     debug_assert!(height > head.height, "heights run in order");
     let (inputs, output) = match data_roots.last() {
         None => (None, BlockOutput { receipts: Vec::new(), changes: ChangeSet::default() }),
         Some(last) => {
-            let machine = machine.at(StepEnv::new(height, anchors.clone()));
+            let machine = machine.at(env);
             (Some((inputs_digest(data_roots), *last)), execute_txs(&machine, state, txs))
         }
     };
@@ -285,8 +284,8 @@ mod tests {
     use crate::ledger::{self, AssetId, LedgerConfig};
     use lamina_primitives::{ChainId, Keypair};
 
-    fn no_anchors() -> Arc<dyn AnchorView> {
-        Arc::new(lamina_interfaces::NoAnchors)
+    fn env(height: u64) -> StepEnv {
+        StepEnv::without_anchors(Height(height))
     }
 
     fn setup() -> (NativeLedger, AuthenticatedState, Vec<Keypair>) {
@@ -316,12 +315,12 @@ mod tests {
         let genesis_root = st.root();
         let head = ChainHead::genesis(genesis_root);
         // No data: nothing changes, no step.
-        let r = execute_block(&l, &no_anchors(), &st, &head, Height(1), &[], &[]).apply(&mut st, false);
+        let r = execute_block(&l, env(1), &st, &head, &[], &[]).apply(&mut st, false);
         assert_eq!(r.step, None);
         assert_eq!(r.head, ChainHead { height: Height(1), ..head });
         // Data but no decodable transactions: an empty step.
         let root = Digest([5; 32]);
-        let r2 = execute_block(&l, &no_anchors(), &st, &r.head, Height(2), &[root], &[]).apply(&mut st, false);
+        let r2 = execute_block(&l, env(2), &st, &r.head, &[root], &[]).apply(&mut st, false);
         let step = r2.step.unwrap();
         assert_eq!(step.state_root, genesis_root);
         assert_eq!(step.receipts_root, receipts_root::<LedgerFailure>(&[]));
@@ -334,8 +333,7 @@ mod tests {
             ledger::transfer(&keys[0], ChainId(1), 7, keys[1].public(), AssetId::NATIVE, 5),
             ledger::transfer(&keys[2], ChainId(1), 0, keys[1].public(), AssetId::NATIVE, 5_000),
         ];
-        let r3 = execute_block(&l, &no_anchors(), &st, &r2.head, Height(4), &[root, Digest([6; 32])], &txs)
-            .apply(&mut st, true);
+        let r3 = execute_block(&l, env(4), &st, &r2.head, &[root, Digest([6; 32])], &txs).apply(&mut st, true);
         let outs: Vec<Outcome> = r3.outcomes.iter().map(|o| o.1).collect();
         assert_eq!(outs, vec![Outcome::Success, Outcome::Rejected, Outcome::Failed]);
         for (o, r) in r3.outcomes.iter().zip(&r3.receipts) {
@@ -346,6 +344,38 @@ mod tests {
         assert_ne!(r3.head.state_root, genesis_root);
         assert_eq!(r3.head.data_root, Digest([6; 32]));
         assert_eq!(r3.step_outcome().unwrap().state_root, st.root());
+    }
+
+    /// Governance's fee schedule for the test: 9 from height 10 on, the genesis fee before.
+    struct FeeFrom10;
+
+    impl lamina_interfaces::ParamsView for FeeFrom10 {
+        fn fee(&self, chain: ChainId, height: Height) -> Option<u64> {
+            (chain == ChainId(1) && height.0 >= 10).then_some(9)
+        }
+    }
+
+    #[test]
+    fn the_fee_is_the_one_governance_set_for_the_height() {
+        let (l, st, keys) = setup();
+        let collector = ledger::balance_key(&l.config().fee_collector, AssetId::NATIVE);
+        let charged = |ledger: &NativeLedger, env: StepEnv| {
+            let txs = vec![ledger::transfer(&keys[0], ChainId(1), 0, keys[1].public(), AssetId::NATIVE, 5)];
+            let out = execute_txs(&ledger.at(env), &st, &txs);
+            assert_eq!(out.receipts[0].status, crate::Status::Success);
+            let mut after = st.clone();
+            after.apply(&out.changes, false);
+            after.counter(&collector) - st.counter(&collector)
+        };
+        let view: std::sync::Arc<dyn lamina_interfaces::ParamsView> = std::sync::Arc::new(FeeFrom10);
+        // From the environment.
+        assert_eq!(charged(&l, env(9).with_params(view.clone())), 0, "genesis fee before the change");
+        assert_eq!(charged(&l, env(10).with_params(view.clone())), 9);
+        // From the ledger, for environments that bring none (settlement's re-execution).
+        let governed = l.clone().with_params(view);
+        assert_eq!(charged(&governed, env(9)), 0);
+        assert_eq!(charged(&governed, env(10)), 9);
+        assert_eq!(charged(&l, env(10)), 0, "no view: the genesis fee");
     }
 
     #[test]

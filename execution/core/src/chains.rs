@@ -66,6 +66,23 @@ impl NativeChains {
         NativeChains { chains: Arc::new(chains) }
     }
 
+    /// The same chains charging governance's fee from `params` (see
+    /// [`NativeLedger::with_params`]) in re-execution and replicas. The caller makes
+    /// sure the view has applied the heights before each step it serves
+    /// ([`lamina_interfaces::ParamsRegistry::applied`]).
+    pub fn with_params(self, params: Arc<dyn lamina_interfaces::ParamsView>) -> Self {
+        let chains = self
+            .chains
+            .iter()
+            .map(|c| Chain {
+                spec: c.spec.clone(),
+                ledger: c.ledger.clone().with_params(params.clone()),
+                genesis_root: c.genesis_root.clone(),
+            })
+            .collect();
+        NativeChains { chains: Arc::new(chains) }
+    }
+
     fn chain(&self, id: ChainId) -> Result<&Chain, StatelessError> {
         self.chains.iter().find(|c| c.spec.id == id).ok_or(StatelessError::UnknownChain(id))
     }

@@ -802,6 +802,11 @@ impl LedgerConfig {
 pub struct NativeLedger {
     config: Arc<LedgerConfig>,
     env: StepEnv,
+    /// Governance's parameters, given to every step whose environment has none
+    /// ([`NativeLedger::with_params`]).
+    params: Option<Arc<dyn lamina_interfaces::ParamsView>>,
+    /// The fee of this step, resolved once by [`NativeLedger::at`].
+    fee: u64,
 }
 
 impl std::fmt::Debug for NativeLedger {
@@ -814,12 +819,32 @@ impl NativeLedger {
     /// A ledger at height 0 with no anchors (bridge proofs are refused): call
     /// [`NativeLedger::at`] for each step.
     pub fn new(config: LedgerConfig) -> Self {
-        NativeLedger { config: Arc::new(config), env: StepEnv::without_anchors(Height(0)) }
+        let fee = config.fee;
+        NativeLedger { config: Arc::new(config), env: StepEnv::without_anchors(Height(0)), params: None, fee }
+    }
+
+    /// The same ledger reading governance's parameters (the fee) from `params` at every
+    /// step whose environment brings none: what a settlement node's re-execution and
+    /// replicas run with, so that they charge what the execution nodes charged.
+    pub fn with_params(mut self, params: Arc<dyn lamina_interfaces::ParamsView>) -> Self {
+        self.params = Some(params);
+        self
     }
 
     /// The same ledger for the step `env` describes (cheap: shares the configuration).
     pub fn at(&self, env: StepEnv) -> Self {
-        NativeLedger { config: self.config.clone(), env }
+        let env = match &self.params {
+            Some(p) if !env.has_params() => env.with_params(p.clone()),
+            _ => env,
+        };
+        let fee = env.fee(self.config.chain_id).unwrap_or(self.config.fee);
+        NativeLedger { config: self.config.clone(), env, params: self.params.clone(), fee }
+    }
+
+    /// The flat fee charged at this step: governance's value for the height if it set
+    /// one ([`StepEnv::fee`]), else the genesis chain spec's.
+    pub fn fee(&self) -> u64 {
+        self.fee
     }
 
     /// The step environment.
@@ -845,7 +870,7 @@ impl NativeLedger {
 
     fn fee_accesses(&self, tx: &Transaction, set: &mut AccessSet) {
         set.counter(nonce_key(&tx.sender), Access::Write);
-        if self.config.fee > 0 {
+        if self.fee() > 0 {
             set.counter(balance_key(&tx.sender, AssetId::NATIVE), Access::Debit);
             set.counter(balance_key(&self.config.fee_collector, AssetId::NATIVE), Access::Credit);
         }
@@ -937,11 +962,12 @@ impl StateMachine for NativeLedger {
         if u128::from(tx.nonce) != expected {
             return Err(LedgerFailure::BadNonce { expected: expected as u64, got: tx.nonce });
         }
-        if self.config.fee > 0 {
-            if !state.debit(&balance_key(&tx.sender, AssetId::NATIVE), u128::from(self.config.fee)) {
+        let fee = self.fee();
+        if fee > 0 {
+            if !state.debit(&balance_key(&tx.sender, AssetId::NATIVE), u128::from(fee)) {
                 return Err(LedgerFailure::FeeUnpaid);
             }
-            state.credit(&balance_key(&self.config.fee_collector, AssetId::NATIVE), u128::from(self.config.fee));
+            state.credit(&balance_key(&self.config.fee_collector, AssetId::NATIVE), u128::from(fee));
         }
         state.set_counter(&nk, expected + 1);
         Ok(())

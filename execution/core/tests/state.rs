@@ -284,7 +284,7 @@ proptest! {
             prop_assert_eq!(replica.state_root(), pre_root);
             let height = lamina_primitives::Height(2 * i as u64 + 1);
             let e = env_at(height);
-            let r = block::execute_block(&first.ledger, e.anchors(), &state, &head, height, &[Digest([i as u8; 32])], txs)
+            let r = block::execute_block(&first.ledger, e.clone(), &state, &head, &[Digest([i as u8; 32])], txs)
                 .apply(&mut state, true);
             let full = r.step_outcome().unwrap();
             prop_assert_eq!(full.state_root, state.root());

@@ -232,11 +232,17 @@ pub struct Seams<L, D, S> {
     /// Settlement's anchor registry, followed in-process (required when the genesis
     /// enables the bridge; see [`ExecutionNode::set_anchors`]).
     pub anchors: Option<std::sync::Arc<dyn lamina_interfaces::AnchorRegistry>>,
+    /// Governance's parameters, followed in-process (see [`ExecutionNode::set_params`]);
+    /// without it every height runs with the genesis parameters.
+    pub params: Option<std::sync::Arc<dyn lamina_interfaces::ParamsRegistry>>,
 }
 
 impl<L, D, S> std::fmt::Debug for Seams<L, D, S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Seams").field("anchors", &self.anchors.is_some()).finish_non_exhaustive()
+        f.debug_struct("Seams")
+            .field("anchors", &self.anchors.is_some())
+            .field("params", &self.params.is_some())
+            .finish_non_exhaustive()
     }
 }
 
@@ -313,7 +319,7 @@ async fn serve<M: ChainMachine, L: OrderedLog, D: DataAvailability, S: Settlemen
     machine: M,
     shutdown: &CancellationToken,
 ) -> Result<(), Error> {
-    let Seams { log, da, settlement, anchors } = seams;
+    let Seams { log, da, settlement, anchors, params } = seams;
     config.validate()?;
     let chain = chain_of(&ctx, &config)?;
     if machine.chain_id() != chain {
@@ -365,6 +371,9 @@ async fn serve<M: ChainMachine, L: OrderedLog, D: DataAvailability, S: Settlemen
         }
     }
     let mut node = ExecutionNode::open_with(machine, &ctx.data_dir, &ctx.genesis, ctx.keypair.clone(), &config)?;
+    if let Some(p) = params {
+        node.set_params(p)?;
+    }
     if let Some(a) = anchors {
         node.set_anchors(a)?;
     } else if ctx.genesis.bridge.enabled {

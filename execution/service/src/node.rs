@@ -15,7 +15,7 @@ use lamina_execution_core::ledger::{LEDGER_VERSION, LedgerConfig, LedgerFailure,
 use lamina_execution_core::{AuthenticatedState, ChainFailure, Status};
 use lamina_interfaces::{
     AnchorRegistry, AnchorView, CheckpointClaim, DaError, DataAvailability, Genesis, Health, LogError, NoAnchors,
-    OrderedLog, Settlement, SettlementError, inputs,
+    OrderedLog, ParamsRegistry, Settlement, SettlementError, StepEnv, inputs,
 };
 use lamina_primitives::{ChainId, Committee, Digest, FinalizedBlock, Height, Keypair, Namespace, Transaction, TxId};
 use lamina_store::{Config as StoreConfig, Log};
@@ -126,6 +126,8 @@ pub struct ExecutionNode<M: ChainMachine = NativeLedger> {
     /// This node's hold on the registry: at the next height to execute, moved up as
     /// heights are committed durably (so a crash never needs an anchor it released).
     anchor_hold: Option<lamina_interfaces::AnchorHold>,
+    /// Governance's parameters (the fee at each height), if this node follows them.
+    params: Option<Arc<dyn ParamsRegistry>>,
     /// The last claims made, oldest first (at most [`REPOST_ON_START`]): saved in
     /// snapshots to be posted again after a restart.
     made: VecDeque<CheckpointClaim>,
@@ -431,6 +433,7 @@ impl<M: ChainMachine> ExecutionNode<M> {
             outbox: made.clone(),
             anchors: None,
             anchor_hold: None,
+            params: None,
             made,
             snapshots,
         })
@@ -457,6 +460,39 @@ impl<M: ChainMachine> ExecutionNode<M> {
         Ok(())
     }
 
+    /// Gives the node governance's parameters (a chain's fee changes by vote at epoch
+    /// boundaries). The node then executes height `h` only once the registry has
+    /// applied `h - 1`, so every replica charges the same fee at `h`. A registry that no
+    /// longer serves the next height is refused.
+    pub fn set_params(&mut self, registry: Arc<dyn ParamsRegistry>) -> Result<(), Error> {
+        let next = self.height().next();
+        let serves = registry.serves_from();
+        if serves > next {
+            return Err(Error::Config(format!(
+                "governance's parameter history starts at height {serves}, after this node's next height {next}: \
+                 restore a newer snapshot of this chain"
+            )));
+        }
+        self.params = Some(registry);
+        Ok(())
+    }
+
+    /// The step environment of height `height`: its anchors ([`ExecutionNode::anchors_for`])
+    /// and governance's parameters once the registry has applied `height - 1` (a height
+    /// without transactions charges no fee, so it never waits).
+    async fn env_for(
+        &self,
+        height: Height,
+        txs: &[Transaction],
+        shutdown: &CancellationToken,
+    ) -> Result<StepEnv, Error> {
+        let env = StepEnv::new(height, self.anchors_for(height, txs, shutdown).await?);
+        let Some(reg) = self.params.as_ref().filter(|_| !txs.is_empty()) else { return Ok(env) };
+        wait_until(shutdown, "governance's parameters", height, || reg.applied().0 + 1 >= height.0).await?;
+        let view: Arc<dyn lamina_interfaces::ParamsView> = reg.clone();
+        Ok(env.with_params(view))
+    }
+
     /// The anchor view for height `height`, waiting until the registry covers it when
     /// the height's transactions read anchors (bridge receives and refunds); other
     /// heights execute the same with any view, so they never wait.
@@ -474,23 +510,7 @@ impl<M: ChainMachine> ExecutionNode<M> {
                 "the genesis enables the bridge: this execution node needs settlement's anchor registry".into(),
             ));
         };
-        let mut wait = Duration::from_millis(1);
-        let started = std::time::Instant::now();
-        let mut warned = 0u64;
-        while reg.applied().0 + 1 < height.0 {
-            tokio::select! {
-                _ = shutdown.cancelled() => {
-                    return Err(Error::Internal("stopped while waiting for the anchor registry".into()));
-                }
-                _ = tokio::time::sleep(wait) => {}
-            }
-            wait = (wait * 2).min(Duration::from_millis(20));
-            let secs = started.elapsed().as_secs();
-            if secs >= 10 * (warned + 1) {
-                warned += 1;
-                tracing::warn!(target: "lamina::execution", %height, registry = %reg.applied(), waited_s = secs, "height with bridge receives waits for the anchor registry");
-            }
-        }
+        wait_until(shutdown, "the anchor registry", height, || reg.applied().0 + 1 >= height.0).await?;
         let view: Arc<dyn AnchorView> = reg.clone();
         Ok(view)
     }
@@ -544,7 +564,7 @@ impl<M: ChainMachine> ExecutionNode<M> {
         }
         let Fetched { txs, data_roots } = fetched;
         let height = block.height();
-        let anchors = self.anchors_for(height, &txs, shutdown).await?;
+        let env = self.env_for(height, &txs, shutdown).await?;
         let (shared, store, pool, machine) =
             (self.shared.clone(), self.store.clone(), self.pool.clone(), self.machine.clone());
         let record = tokio::task::spawn_blocking(move || -> Result<BlockRecord<M::Failure>, Error> {
@@ -552,7 +572,7 @@ impl<M: ChainMachine> ExecutionNode<M> {
             let executed = {
                 let view = shared.read();
                 let head = view.head();
-                pool.install(|| block::execute_block(&machine, &anchors, &view.state, &head, height, &data_roots, &txs))
+                pool.install(|| block::execute_block(&machine, env, &view.state, &head, &data_roots, &txs))
             };
             let mut view = shared.write();
             let st = &mut view.state;
@@ -1064,4 +1084,32 @@ async fn fetch_square<D: DataAvailability>(
             }
         }
     }
+}
+
+/// Waits (polling, 1 ms growing to 20 ms) until `ready()`, warning every 10 s that height
+/// `height` waits for `what`; fails only on shutdown.
+async fn wait_until(
+    shutdown: &CancellationToken,
+    what: &str,
+    height: Height,
+    ready: impl Fn() -> bool,
+) -> Result<(), Error> {
+    let mut wait = Duration::from_millis(1);
+    let started = std::time::Instant::now();
+    let mut warned = 0u64;
+    while !ready() {
+        tokio::select! {
+            _ = shutdown.cancelled() => {
+                return Err(Error::Internal(format!("stopped while waiting for {what}")));
+            }
+            _ = tokio::time::sleep(wait) => {}
+        }
+        wait = (wait * 2).min(Duration::from_millis(20));
+        let secs = started.elapsed().as_secs();
+        if secs >= 10 * (warned + 1) {
+            warned += 1;
+            tracing::warn!(target: "lamina::execution", %height, waited_s = secs, "height waits for {what}");
+        }
+    }
+    Ok(())
 }

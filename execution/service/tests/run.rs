@@ -39,7 +39,7 @@ async fn run_follows_and_serves_quic_and_http() {
     let service = tokio::spawn(run(
         ctx,
         config,
-        Seams { log: log.clone(), da: f.da.clone(), settlement: settlement.clone(), anchors: None },
+        Seams { log: log.clone(), da: f.da.clone(), settlement: settlement.clone(), anchors: None, params: None },
         EndpointConfig::new(exec_addr),
         stop.clone(),
     ));
@@ -184,7 +184,7 @@ async fn a_chain_that_cannot_progress_is_reported_not_ready() {
     let service = tokio::spawn(run(
         ctx,
         config(),
-        Seams { log: log.clone(), da, settlement: RecordingSettlement::default(), anchors: None },
+        Seams { log: log.clone(), da, settlement: RecordingSettlement::default(), anchors: None, params: None },
         EndpointConfig::new(exec_addr),
         stop.clone(),
     ));

@@ -78,4 +78,4 @@ pub mod state;
 pub use entry::{Action, Entry, GOVERNANCE_CHAIN, NodeSpec, Param};
 pub use error::Error;
 pub use membership::{Membership, Settings};
-pub use state::{Epoch, Event, GovernanceState, Params, Proposal, Status};
+pub use state::{Epoch, Event, FeeSchedule, GovernanceState, Params, Proposal, Status};

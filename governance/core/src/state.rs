@@ -29,7 +29,7 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use lamina_interfaces::Genesis;
-use lamina_primitives::{Digest, Domain, Height, PublicKey, Transaction, TxId};
+use lamina_primitives::{ChainId, Digest, Domain, Height, PublicKey, Transaction, TxId};
 
 use crate::Error;
 use crate::entry::{Action, Entry, MAX_REASON};
@@ -41,6 +41,10 @@ pub const MAX_OPEN: usize = 64;
 pub const MAX_OPEN_PER_MEMBER: usize = 4;
 /// Closed proposals kept for queries (the oldest are forgotten first).
 pub const KEEP_CLOSED: usize = 256;
+/// Fee changes kept per chain ([`GovernanceState::fee_at`]): older ones are forgotten,
+/// and heights before the oldest kept change are no longer answered
+/// ([`FeeSchedule::serves_from`]). A chain's fee changes at most once per epoch.
+pub const KEEP_FEE_CHANGES: usize = 64;
 
 static STATE: Domain = Domain::new("lamina governance state v1");
 
@@ -282,6 +286,44 @@ pub struct GovernanceState {
     closed: VecDeque<u64>,
     /// Next usable nonce of each member that sent an accepted transaction.
     nonces: BTreeMap<PublicKey, u64>,
+    /// What execution charges at each height ([`GovernanceState::fee_at`]).
+    fees: FeeSchedule,
+}
+
+/// Per chain, the fee from each height on where it changed, oldest first: the genesis
+/// fee from height 1, then one entry per epoch that changed it (the last
+/// [`KEEP_FEE_CHANGES`]).
+#[derive(Clone, PartialEq, Eq, Debug, Default, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct FeeSchedule(BTreeMap<ChainId, VecDeque<(Height, u64)>>);
+
+impl FeeSchedule {
+    /// The genesis fees, from height 1.
+    pub fn from_genesis(genesis: &Genesis) -> Self {
+        FeeSchedule(genesis.chains.iter().map(|c| (c.id, VecDeque::from([(Height(1), c.fee)]))).collect())
+    }
+
+    /// The fee of `chain` at `height` as far as this schedule knows (see
+    /// [`GovernanceState::fee_at`]).
+    pub fn fee_at(&self, chain: ChainId, height: Height) -> Option<u64> {
+        let history = self.0.get(&chain)?;
+        let after = history.partition_point(|(from, _)| *from <= height);
+        after.checked_sub(1).map(|i| history[i].1)
+    }
+
+    /// The lowest height [`FeeSchedule::fee_at`] answers for every chain.
+    pub fn serves_from(&self) -> Height {
+        self.0.values().filter_map(|h| h.front().map(|(from, _)| *from)).max().unwrap_or(Height(1))
+    }
+
+    /// Records that `chain`'s fee is `fee` from height `from` on.
+    fn record(&mut self, chain: ChainId, from: Height, fee: u64) {
+        let history = self.0.entry(chain).or_default();
+        history.push_back((from, fee));
+        if history.len() > KEEP_FEE_CHANGES {
+            history.pop_front();
+        }
+    }
 }
 
 impl GovernanceState {
@@ -295,6 +337,7 @@ impl GovernanceState {
             proposals: BTreeMap::new(),
             closed: VecDeque::new(),
             nonces: BTreeMap::new(),
+            fees: FeeSchedule::from_genesis(genesis),
         }
     }
 
@@ -326,6 +369,20 @@ impl GovernanceState {
     /// The smallest nonce `member` may use next.
     pub fn next_nonce(&self, member: &PublicKey) -> u64 {
         self.nonces.get(member).copied().unwrap_or(0)
+    }
+
+    /// The fee of `chain` for transactions executed at log height `height`, as decided
+    /// by the heights applied so far: final for heights up to `self.height() + 1` (a
+    /// change decided later starts after a later boundary). `None` for an unknown chain
+    /// or a height before [`FeeSchedule::serves_from`] (that part of the history
+    /// is forgotten).
+    pub fn fee_at(&self, chain: ChainId, height: Height) -> Option<u64> {
+        self.fees.fee_at(chain, height)
+    }
+
+    /// The fee history kept ([`GovernanceState::fee_at`] reads it).
+    pub fn fees(&self) -> &FeeSchedule {
+        &self.fees
     }
 
     /// The boundary height at or after `height`.
@@ -546,7 +603,13 @@ impl GovernanceState {
             self.closed.push_back(id);
         }
         let changed = membership != before;
-        self.epoch = Epoch { number, first_height: Height(boundary.0 + 1), membership };
+        let first_height = Height(boundary.0 + 1);
+        for (chain, fee) in &membership.settings.fees {
+            if before.settings.fees.get(chain) != Some(fee) {
+                self.fees.record(*chain, first_height, *fee);
+            }
+        }
+        self.epoch = Epoch { number, first_height, membership };
         events.push(Event::EpochStarted { epoch: number, first_height: self.epoch.first_height, changed });
     }
 
@@ -556,5 +619,27 @@ impl GovernanceState {
                 self.proposals.remove(&id);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fee_schedule_keeps_the_last_changes_and_says_from_where_it_answers() {
+        let mut s = FeeSchedule(BTreeMap::from([(ChainId(1), VecDeque::from([(Height(1), 5)]))]));
+        for i in 1..=KEEP_FEE_CHANGES as u64 {
+            s.record(ChainId(1), Height(i * 10 + 1), i);
+        }
+        // The genesis entry is forgotten: heights before the oldest kept change are not
+        // answered rather than answered wrongly.
+        assert_eq!(s.serves_from(), Height(11));
+        assert_eq!(s.fee_at(ChainId(1), Height(10)), None);
+        assert_eq!(s.fee_at(ChainId(1), Height(11)), Some(1));
+        assert_eq!(s.fee_at(ChainId(1), Height(21)), Some(2));
+        assert_eq!(s.fee_at(ChainId(1), Height(30)), Some(2));
+        assert_eq!(s.fee_at(ChainId(1), Height(u64::MAX)), Some(KEEP_FEE_CHANGES as u64));
+        assert_eq!(s.fee_at(ChainId(2), Height(30)), None);
     }
 }

@@ -228,6 +228,39 @@ fn quorum_and_threshold_decide_at_the_end_of_the_period_or_earlier() {
 }
 
 #[test]
+fn a_fee_change_applies_from_the_height_after_its_boundary_and_earlier_heights_keep_the_old_fee() {
+    let mut n = Net::new(&[]);
+    let genesis_fee = net(&[]).chains[0].fee;
+    assert_eq!(n.gov.fee_at(ChainId(1), Height(1)), Some(genesis_fee));
+    assert_eq!(n.gov.fee_at(ChainId(9), Height(1)), None, "unknown chain");
+    let mut changes = Vec::new();
+    for value in [7u64, 11] {
+        let p = n.propose(0, Action::SetParam { param: Param::Fee { chain: ChainId(1) }, value });
+        n.block(vec![p]);
+        let id = n.gov.proposals().map(|p| p.id).max().unwrap();
+        let votes: Vec<_> = (0..3).map(|who| n.vote(who, id, true)).collect();
+        let events = n.block(votes);
+        let boundary = passed(&events, id).expect("passed early");
+        // Before the boundary ends, the heights after it still show the old fee: the
+        // history answers only what the applied heights decided.
+        let old = n.gov.fee_at(ChainId(1), Height(boundary.0 + 1));
+        while n.gov.height() < boundary {
+            n.block(vec![]);
+        }
+        assert_eq!(n.gov.fee_at(ChainId(1), boundary), old, "the boundary height keeps the old fee");
+        assert_eq!(n.gov.fee_at(ChainId(1), Height(boundary.0 + 1)), Some(value));
+        changes.push((boundary, value));
+    }
+    // Every earlier height answers with the fee it was executed with.
+    assert_eq!(n.gov.fee_at(ChainId(1), Height(1)), Some(genesis_fee));
+    assert_eq!(n.gov.fee_at(ChainId(1), changes[0].0), Some(genesis_fee));
+    assert_eq!(n.gov.fee_at(ChainId(1), Height(changes[0].0.0 + 1)), Some(7));
+    assert_eq!(n.gov.fee_at(ChainId(1), changes[1].0), Some(7));
+    assert_eq!(n.gov.fee_at(ChainId(1), Height(changes[1].0.0 + 1)), Some(11));
+    assert_eq!(n.gov.fees().serves_from(), Height(1));
+}
+
+#[test]
 fn bad_input_is_rejected_with_a_typed_error_and_changes_nothing() {
     let mut n = Net::new(&[]);
     let p = n.propose(0, Action::AddValidator(spec(60)));

@@ -94,7 +94,10 @@ pub async fn start(ctx: NodeContext, config: Config, shutdown: CancellationToken
         *members.write().unwrap_or_else(|e| e.into_inner()) = crate::governed::Members::of(state);
     };
     let stop_gov = shutdown.child_token();
-    let gov = crate::governed::spawn_client_access(genesis, follower, access, health, on_epoch, stop_gov.clone());
+    // Validators read no parameter yet (the block limit stays the genesis's).
+    let params = crate::governed::GovernedParams::new(follower.state());
+    let gov =
+        crate::governed::spawn_client_access(genesis, follower, access, params, health, on_epoch, stop_gov.clone());
     tokio::select! {
         _ = shutdown.cancelled() => {}
         _ = validator.failed() => {}

@@ -58,7 +58,7 @@ pub fn peer_plan(ctx: &NodeContext) -> PeerPlan {
 pub async fn start(ctx: NodeContext, config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let endpoint = Endpoint::bind(ctx.key(), ctx.endpoint.clone())
         .with_context(|| format!("cannot bind the QUIC endpoint on {}", ctx.endpoint.listen))?;
-    let seams = match seams(&ctx, &endpoint, &shutdown) {
+    let seams = match seams(&ctx, &endpoint, &shutdown).await {
         Ok(s) => s,
         Err(e) => {
             endpoint.shutdown().await;
@@ -103,7 +103,7 @@ async fn run_chain(
     }
 }
 
-fn seams(ctx: &NodeContext, endpoint: &Endpoint, shutdown: &CancellationToken) -> anyhow::Result<NodeSeams> {
+async fn seams(ctx: &NodeContext, endpoint: &Endpoint, shutdown: &CancellationToken) -> anyhow::Result<NodeSeams> {
     let genesis = ctx.genesis();
     let log = lamina_consensus_client::LogClient::register(endpoint, genesis)
         .context("cannot start the ordered-log client")?;
@@ -113,9 +113,11 @@ fn seams(ctx: &NodeContext, endpoint: &Endpoint, shutdown: &CancellationToken) -
     );
     let intake =
         lamina_consensus_client::IntakeClient::register(endpoint, genesis).context("cannot start the intake client")?;
-    let anchors = if genesis.bridge.enabled { Some(anchor_registry(ctx, &log, &da, shutdown)?) } else { None };
-    crate::governed::spawn_on_client_node(ctx, &log, &da, shutdown);
-    Ok(Seams { log, da, settlement: LogSettlement::new(intake, ctx.key().clone()), anchors })
+    // Governance first: the fee each height charges comes from it.
+    let params = crate::governed::spawn_on_client_node(ctx, &log, &da, shutdown);
+    let anchors =
+        if genesis.bridge.enabled { Some(anchor_registry(ctx, &log, &da, &params, shutdown).await?) } else { None };
+    Ok(Seams { log, da, settlement: LogSettlement::new(intake, ctx.key().clone()), anchors, params: Some(params) })
 }
 
 /// Settlement's anchor registry for a bridged network: a settlement follower (the same
@@ -123,10 +125,11 @@ fn seams(ctx: &NodeContext, endpoint: &Endpoint, shutdown: &CancellationToken) -
 /// store under `<data>/registry`, following the log beside execution. Bridge receives
 /// and refunds are then checked against the anchors the log finalized, never against
 /// an answer from the network.
-fn anchor_registry(
+async fn anchor_registry(
     ctx: &NodeContext,
     log: &lamina_consensus_client::LogClient,
     da: &Arc<lamina_da_client::DaClient>,
+    params: &Arc<crate::governed::GovernedParams>,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<Arc<dyn lamina_interfaces::AnchorRegistry>> {
     let genesis = ctx.genesis();
@@ -136,14 +139,17 @@ fn anchor_registry(
         ctx.service.data_dir.join("registry"),
         lamina_interfaces::Health::new(),
     );
-    let exec = Arc::new(lamina_execution_core::NativeChains::new(genesis));
+    let exec = Arc::new(lamina_execution_core::NativeChains::new(genesis).with_params(params.clone()));
     let config = lamina_settlement_service::Config::default();
     let mut follower = lamina_settlement_service::follower::Follower::open(
         &sctx,
         &config,
         exec,
         Arc::new(crate::modules::settlement::DaEncodingVerifier),
+        Some(params.clone()),
+        shutdown,
     )
+    .await
     .context("cannot open the anchor registry (settlement follower) under <data>/registry")?;
     let shared = follower.shared();
     // It forgets old anchors only once the execution node holds it at its next height.

@@ -68,7 +68,7 @@ impl EncodingFraudVerifier for DaEncodingVerifier {
 pub async fn start(ctx: NodeContext, config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let endpoint = Endpoint::bind(ctx.key(), ctx.endpoint.clone())
         .with_context(|| format!("cannot bind the QUIC endpoint on {}", ctx.endpoint.listen))?;
-    let seams = match seams(&ctx, &endpoint) {
+    let seams = match seams(&ctx, &endpoint, &shutdown) {
         Ok(s) => s,
         Err(e) => {
             endpoint.shutdown().await;
@@ -77,7 +77,6 @@ pub async fn start(ctx: NodeContext, config: Config, shutdown: CancellationToken
     };
     let reporter = crate::peers::serve_alongside(&ctx, &endpoint, peer_plan(&ctx), &shutdown).await?;
     endpoint.report_to(ctx.health().clone(), Duration::from_millis(ctx.net.stats_interval_ms));
-    crate::governed::spawn_on_client_node(&ctx, &seams.log, &seams.da, &shutdown);
     let result = lamina_settlement_service::run_on(endpoint, ctx.service, config.0, seams, shutdown).await;
     reporter.abort();
     Ok(result?)
@@ -89,7 +88,7 @@ type NodeSeams = lamina_settlement_service::Seams<
     lamina_consensus_client::IntakeClient,
 >;
 
-fn seams(ctx: &NodeContext, endpoint: &Endpoint) -> anyhow::Result<NodeSeams> {
+fn seams(ctx: &NodeContext, endpoint: &Endpoint, shutdown: &CancellationToken) -> anyhow::Result<NodeSeams> {
     let genesis = ctx.genesis();
     let log = lamina_consensus_client::LogClient::register(endpoint, genesis)
         .context("cannot start the ordered-log client")?;
@@ -97,12 +96,16 @@ fn seams(ctx: &NodeContext, endpoint: &Endpoint) -> anyhow::Result<NodeSeams> {
         .context("cannot start the DA client")?;
     let submit =
         lamina_consensus_client::IntakeClient::register(endpoint, genesis).context("cannot start the intake client")?;
-    let exec = crate::machines::Chains::new(genesis.clone());
+    let da = Arc::new(da);
+    // Re-execution charges the fee governance set for each height, as execution did.
+    let params = crate::governed::spawn_on_client_node(ctx, &log, &da, shutdown);
+    let exec = crate::machines::Chains::new(genesis.clone()).with_params(params.clone());
     Ok(lamina_settlement_service::Seams {
         log,
-        da: Arc::new(da),
+        da,
         submit,
         exec: Arc::new(exec),
         encoding: Arc::new(DaEncodingVerifier),
+        params: Some(params),
     })
 }

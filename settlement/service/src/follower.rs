@@ -8,7 +8,8 @@ use futures::StreamExt as _;
 
 use lamina_interfaces::inputs::namespace_data_roots;
 use lamina_interfaces::{
-    AnchorView, DataAvailability, EncodingFraudVerifier, FinalizedRoot, Health, LogError, OrderedLog, StatelessExecutor,
+    AnchorView, DataAvailability, EncodingFraudVerifier, FinalizedRoot, Health, LogError, OrderedLog, ParamsRegistry,
+    StatelessExecutor,
 };
 use lamina_net::NodeContext;
 use lamina_primitives::{ChainId, Committee, FinalizedBlock, Height, Namespace};
@@ -150,6 +151,8 @@ pub struct Follower {
     /// ordered (claims and proofs go to every validator), reported quietly. Logging
     /// only: the state does not depend on it.
     recent: RecentIds,
+    /// Governance's parameters that `exec` charges by, if the node follows them.
+    params: Option<Arc<dyn ParamsRegistry>>,
 }
 
 /// How many recent settlement transaction ids the follower remembers to tell copies
@@ -190,11 +193,18 @@ impl Follower {
     /// the newest snapshot that loads (see [`crate::snapshot`]) and the records after
     /// it, else by replaying the records from genesis. Refuses a store whose early
     /// records were pruned when no snapshot loads.
-    pub fn open(
+    ///
+    /// With `governed` (governance's parameters, which `exec` charges by), every height
+    /// whose chains' steps settlement may re-execute is applied only once the registry
+    /// has applied the height before it (see [`Follower::follow`]); the replay here waits
+    /// for it at heights holding a challenge, and fails on `shutdown`.
+    pub async fn open(
         ctx: &NodeContext,
         config: &Config,
         exec: Arc<dyn StatelessExecutor>,
         encoding: Arc<dyn EncodingFraudVerifier>,
+        governed: Option<Arc<dyn ParamsRegistry>>,
+        shutdown: &CancellationToken,
     ) -> Result<Self, Error> {
         let genesis = &ctx.genesis;
         let store = Log::open(ctx.data_dir.join("settlement"), config.store_config())?;
@@ -262,6 +272,9 @@ impl Follower {
                 }
                 return Err(Error::BadStore(format!("record for height {} after {}", r.height, state.height())));
             }
+            if r.entries.iter().any(|e| e.step_txs.is_some()) {
+                wait_for_params(governed.as_deref(), r.height, shutdown).await?;
+            }
             apply_gap(&mut state, r.height, exec.as_ref(), encoding.as_ref());
             state.observe_block(r.height, &r.observed());
             state.apply_entries(r.height, r.entries.iter().map(StoredInput::to_input).collect(), &*exec, &*encoding);
@@ -285,6 +298,7 @@ impl Follower {
             last_snapshot,
             network,
             recent: RecentIds::default(),
+            params: governed,
         })
     }
 
@@ -398,6 +412,14 @@ impl Follower {
                     }
                     r => r?,
                 };
+                // Steps settlement or the verifier may re-execute at this height need
+                // governance's parameters up to the height before.
+                if !record.chains.is_empty() || record.entries.iter().any(|e| e.step_txs.is_some()) {
+                    match wait_for_params(self.params.as_deref(), record.height, shutdown).await {
+                        Err(_) if shutdown.is_cancelled() => return Ok(()),
+                        r => r?,
+                    }
+                }
                 let events = self.apply(&record)?;
                 if let Some(f) = &feed {
                     // A closed feed means the verifier stopped; the follower goes on. A
@@ -592,6 +614,34 @@ async fn settlement_entries<D: DataAvailability>(
 
 /// Applies the empty heights between the state's height and `next` (exclusive), so
 /// finalization runs at every height exactly as it did live.
+/// Waits until `params` (if any) has applied every height below `height`, polling (1 ms
+/// growing to 20 ms) and warning every 10 s; fails on `shutdown`.
+async fn wait_for_params(
+    params: Option<&dyn ParamsRegistry>,
+    height: Height,
+    shutdown: &CancellationToken,
+) -> Result<(), Error> {
+    let Some(reg) = params else { return Ok(()) };
+    let mut wait = Duration::from_millis(1);
+    let started = std::time::Instant::now();
+    let mut warned = 0u64;
+    while reg.applied().0 + 1 < height.0 {
+        tokio::select! {
+            _ = shutdown.cancelled() => {
+                return Err(Error::Internal("stopped while waiting for governance's parameters".into()));
+            }
+            _ = tokio::time::sleep(wait) => {}
+        }
+        wait = (wait * 2).min(Duration::from_millis(20));
+        let secs = started.elapsed().as_secs();
+        if secs >= 10 * (warned + 1) {
+            warned += 1;
+            tracing::warn!(target: "lamina::settlement", %height, governance = %reg.applied(), waited_s = secs, "height waits for governance's parameters");
+        }
+    }
+    Ok(())
+}
+
 fn apply_gap(state: &mut SettlementState, next: Height, exec: &dyn StatelessExecutor, enc: &dyn EncodingFraudVerifier) {
     let mut h = state.height().next();
     while h < next {

@@ -181,6 +181,9 @@ pub struct Seams<L, D, T> {
     pub exec: Arc<dyn StatelessExecutor>,
     /// Bad-encoding proof checks.
     pub encoding: Arc<dyn EncodingFraudVerifier>,
+    /// Governance's parameters that `exec` charges by (see [`Follower::open`]); without
+    /// it, settlement assumes `exec` reads none.
+    pub params: Option<Arc<dyn lamina_interfaces::ParamsRegistry>>,
 }
 
 impl<L, D, T> std::fmt::Debug for Seams<L, D, T> {
@@ -225,7 +228,9 @@ where
 {
     config.validate()?;
     ctx.health.set_check("caught_up", false, "starting");
-    let mut follower = Follower::open(&ctx, &config, seams.exec.clone(), seams.encoding.clone())?;
+    let mut follower =
+        Follower::open(&ctx, &config, seams.exec.clone(), seams.encoding.clone(), seams.params.clone(), shutdown)
+            .await?;
     let shared = follower.shared();
 
     let _queries = ctx.access.register(

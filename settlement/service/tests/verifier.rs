@@ -180,9 +180,9 @@ fn fixture() -> Fixture {
     Fixture { dir, g, exec, ctx, log, da, seq }
 }
 
-fn open(ctx: &lamina_net::NodeContext, exec: &Arc<NativeChains>) -> Follower {
+async fn open(ctx: &lamina_net::NodeContext, exec: &Arc<NativeChains>) -> Follower {
     let config = Config { verifier: true, verify_certificates: false, ..Config::default() };
-    Follower::open(ctx, &config, exec.clone(), Arc::new(NoBadEncoding)).unwrap()
+    Follower::open(ctx, &config, exec.clone(), Arc::new(NoBadEncoding), None, &CancellationToken::new()).await.unwrap()
 }
 
 /// A minimal HTTP GET: (status code, body).
@@ -214,7 +214,7 @@ async fn verifier_slashes_the_faulty_claim_and_a_restart_replays_the_same_state(
     let Fixture { dir: _dir, g, exec, ctx, log, da, mut seq } = fixture();
     let submitted = Collect::default();
 
-    let mut follower = open(&ctx, &exec);
+    let mut follower = open(&ctx, &exec).await;
     let shared = follower.shared();
     let config = Config { verifier: true, verify_certificates: false, ..Config::default() };
     let verifier = Verifier::new(&ctx, &config, exec.clone(), shared.clone(), da.clone(), submitted.clone()).unwrap();
@@ -321,7 +321,7 @@ async fn verifier_slashes_the_faulty_claim_and_a_restart_replays_the_same_state(
     let follower = task.await.unwrap();
     verifying.await.unwrap();
     follower.close().unwrap();
-    let mut again = open(&ctx, &exec);
+    let mut again = open(&ctx, &exec).await;
     let shared2 = again.shared();
     let shutdown = CancellationToken::new();
     let task = {
@@ -355,7 +355,8 @@ async fn snapshots_bound_the_store_and_a_restart_resumes_from_the_newest_good_on
         segment_bytes: 16 << 10,
         ..Config::default()
     };
-    let open = || Follower::open(&ctx, &config, exec.clone(), Arc::new(NoBadEncoding));
+    let never = CancellationToken::new();
+    let open = || Follower::open(&ctx, &config, exec.clone(), Arc::new(NoBadEncoding), None, &never);
     let run = |mut f: Follower| {
         let shutdown = CancellationToken::new();
         let (log, da, s, health) = (log.clone(), da.clone(), shutdown.clone(), ctx.health.clone());
@@ -377,7 +378,7 @@ async fn snapshots_bound_the_store_and_a_restart_resumes_from_the_newest_good_on
     };
     let snapshots = || lamina_settlement_service::snapshot::Snapshots::new(dir.path()).list().unwrap();
 
-    let follower = open().unwrap();
+    let follower = open().await.unwrap();
     let shared = follower.shared();
     let running = run(follower);
     let payer = Keypair::for_testing(SEED);
@@ -398,7 +399,7 @@ async fn snapshots_bound_the_store_and_a_restart_resumes_from_the_newest_good_on
 
     // Restart: loads the newest snapshot (the header record was pruned: a replay from
     // genesis is impossible), replays the records after it.
-    let again = open().unwrap();
+    let again = open().await.unwrap();
     assert_eq!(again.shared().read().state_root(), root);
     assert_eq!(again.height(), Height(200));
     again.close().unwrap();
@@ -410,7 +411,7 @@ async fn snapshots_bound_the_store_and_a_restart_resumes_from_the_newest_good_on
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0x55;
     std::fs::write(&newest, bytes).unwrap();
-    let third = open().unwrap();
+    let third = open().await.unwrap();
     assert_eq!(third.shared().read().state_root(), root);
     assert!(!newest.exists());
     assert!(newest.with_extension("snap.bad").exists());
@@ -429,7 +430,7 @@ async fn snapshots_bound_the_store_and_a_restart_resumes_from_the_newest_good_on
     for (_, p) in snapshots() {
         std::fs::remove_file(p).unwrap();
     }
-    let err = open().unwrap_err().to_string();
+    let err = open().await.unwrap_err().to_string();
     assert!(err.contains("pruned") && err.contains("no snapshot"), "{err}");
 }
 
@@ -439,7 +440,7 @@ async fn snapshots_bound_the_store_and_a_restart_resumes_from_the_newest_good_on
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_verifier_that_falls_too_far_behind_is_dropped_and_the_follower_goes_on() {
     let Fixture { dir: _dir, g: _, exec, ctx, log, da, mut seq } = fixture();
-    let mut follower = open(&ctx, &exec);
+    let mut follower = open(&ctx, &exec).await;
     let shared = follower.shared();
     let (feed, mut rx) = lamina_settlement_service::verifier::feed();
     let shutdown = CancellationToken::new();
