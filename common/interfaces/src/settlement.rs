@@ -48,7 +48,9 @@ pub fn inputs_digest(data_roots: &[Digest]) -> Digest {
 
 /// The parameters that define a chain's transition function. Every replica and every
 /// verifier must run the same ones, so they live in the genesis chain spec and claims
-/// bind their digest.
+/// bind their digest. The fee here is the genesis fee: governance may change it from an
+/// epoch on ([`crate::ParamsView`]), which every replica and verifier reads from the
+/// same log, so claims keep binding the genesis digest.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct LedgerParams {
     /// Version of the ledger's rules.
