@@ -4,8 +4,8 @@
 //! without any node restarting; a vote changes the chain's fee and the blocks of the next
 //! epoch charge it, while the settlement node's verifier, re-executing every step,
 //! agrees (no challenge, the claims finalize); then a vote removes the key and it is
-//! refused at the handshake. `lamina gov` refuses what the log would reject, with the
-//! reason.
+//! refused at the handshake, by validators and DA nodes alike. `lamina gov` refuses what
+//! the log would reject, with the reason.
 
 mod common;
 
@@ -59,11 +59,12 @@ fn pass(devnet: &Devnet, proposal: &[&str]) -> u64 {
     last["applies_at"].as_u64().unwrap()
 }
 
-/// Waits until every validator, execution and settlement node reports (in `/status`) a
-/// governance epoch that starts after `boundary` (DA nodes do not follow governance yet).
+/// Waits until every node reports (in `/status`) a governance epoch that starts after
+/// `boundary`.
 fn wait_applied(devnet: &Devnet, boundary: u64) {
     let deadline = Instant::now() + phase();
     let mut names = devnet.names("validator-");
+    names.extend(devnet.names("da-"));
     names.extend(devnet.names("execution-"));
     names.extend(devnet.names("settlement-"));
     for name in names {
@@ -76,6 +77,14 @@ fn wait_applied(devnet: &Devnet, boundary: u64) {
             std::thread::sleep(Duration::from_millis(100));
         }
     }
+}
+
+/// `lamina da sample` of chain 1's latest square with the client key `key`.
+fn sample(devnet: &Devnet, key: &Path) -> std::process::Output {
+    let d = ["--devnet", s(&devnet.dir)];
+    let status = ok(devnet.cmd().args(["query", "status", "--chain", "1"]).args(d).output().unwrap());
+    let root = field(&status, "data_root").to_string();
+    devnet.cmd().args(["da", "sample", &root, "--samples", "4", "--client-key", s(key)]).args(d).output().unwrap()
 }
 
 /// `key`'s native balance on chain 1.
@@ -136,6 +145,8 @@ fn a_consortium_adds_and_removes_a_client_key_by_vote_without_restarts() {
     let o = transfer("5");
     assert!(!o.status.success(), "{}", show(&o));
     assert!(String::from_utf8_lossy(&o.stderr).contains("is not allowed"), "{}", show(&o));
+    let o = sample(&devnet, &key);
+    assert!(!o.status.success(), "{}", show(&o));
     let g = gov_status(&devnet);
     assert_eq!(g["membership"]["clients"].as_array().unwrap().len(), 1, "{g}");
 
@@ -164,6 +175,9 @@ fn a_consortium_adds_and_removes_a_client_key_by_vote_without_restarts() {
     eprintln!("add-client: proposal to applied everywhere in {:?}", started.elapsed());
     let out = ok(transfer("5"));
     assert_eq!(field(&out, "receipt"), "success", "{out}");
+    // DA nodes admit it too: it samples a square.
+    let sampled = ok(sample(&devnet, &key));
+    assert!(!sampled.is_empty());
     let g = gov_status(&devnet);
     assert!(g["membership"]["clients"].as_array().unwrap().iter().any(|c| c["key"] == acme), "{g}");
 
@@ -218,6 +232,9 @@ fn a_consortium_adds_and_removes_a_client_key_by_vote_without_restarts() {
     wait_applied(&devnet, boundary);
     let o = transfer("5");
     assert!(!o.status.success(), "{}", show(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("is not allowed"), "{}", show(&o));
+    let o = sample(&devnet, &key);
+    assert!(!o.status.success(), "DA nodes still serve a removed key: {}", show(&o));
     assert!(String::from_utf8_lossy(&o.stderr).contains("is not allowed"), "{}", show(&o));
 
     // Every node is the process that started: nothing restarted.

@@ -85,7 +85,7 @@ pub struct DaClient {
     net: Network<DaProtocol>,
     nodes: Vec<NodeId>,
     /// This client's own key: a DA node's own process (its governance follower) reading
-    /// through a second endpoint is never served by itself, so reads skip it at once.
+    /// through its registration is never served by itself, so reads skip it at once.
     me: NodeId,
     threshold: usize,
     config: ClientConfig,
@@ -112,10 +112,19 @@ impl DaClient {
         config.validate()?;
         let peers = PeerSet::dial_entries(&genesis.da_nodes);
         let net = endpoint.register_client::<DaProtocol>(peers, protocol_config())?;
+        Self::over(net, endpoint.node_id(), genesis, config)
+    }
+
+    /// A client over a registration of the DA protocol that already exists: a DA node's
+    /// own (`lamina_da_service::ReadHandle`), which also serves requests. `me` is the
+    /// registering endpoint's key: reads never ask it (a node does not connect to
+    /// itself), so they need enough of the other DA nodes.
+    pub fn over(net: Network<DaProtocol>, me: NodeId, genesis: &Genesis, config: ClientConfig) -> Result<Self> {
+        config.validate()?;
         Ok(DaClient {
             net,
             nodes: genesis.da_committee().members,
-            me: endpoint.node_id(),
+            me,
             threshold: genesis.da_threshold(),
             config,
             headers: Mutex::new(VecDeque::new()),

@@ -37,7 +37,7 @@ pub use config::Config;
 pub use error::{Error, Result};
 /// The DA protocol's messages, from `lamina-da-client` (which the node's server answers).
 pub use lamina_da_client::protocol;
-pub use node::{DaNode, accepted_peers, min_retain_heights, run, run_following, run_on};
+pub use node::{DaNode, ReadHandle, accepted_peers, min_retain_heights, run, run_following, run_on};
 
 /// Registers the `# HELP` text of every metric this crate emits with the installed
 /// `metrics` recorder (call once, after installing it; the binary does).

@@ -261,11 +261,17 @@ impl Handler<DaProtocol> for Serve {
 
 /// The keys a DA node always admits: every genesis node and genesis client (validators
 /// disperse, execution nodes retrieve, clients submit blobs and sample); DA nodes dial
-/// no one. Others may connect as the access policy says (open by default: reads are
+/// no one here (a node given a [`ReadHandle`] dials the other DA nodes). Others may connect as the access policy says (open by default: reads are
 /// public; storing needs one of these keys or an `allowed_clients` one).
 pub fn accepted_peers(ctx: &NodeContext) -> PeerSet {
     ctx.client_peers()
 }
+
+/// Where a DA node that reads the DA layer itself (its governance follower) gets its
+/// handle: the node's own `lamina/da` registration, whose requests go to the other DA
+/// nodes on the same connections (no second endpoint, no second port). A node given
+/// one also dials the other DA nodes ([`run_following`]).
+pub type ReadHandle = tokio::sync::oneshot::Sender<lamina_net::Network<DaProtocol>>;
 
 /// Runs a DA storage node until `shutdown`: binds the endpoint (genesis address unless
 /// `config.net` names a port) and calls [`run_on`].
@@ -294,7 +300,7 @@ pub async fn run_on(
     config: Config,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
-    run_inner(endpoint, ctx, config, None::<InMemoryLog>, shutdown).await
+    run_inner(endpoint, ctx, config, None::<InMemoryLog>, None, shutdown).await
 }
 
 /// [`run_on`] for a node that follows the ordered log `log` (the binary gives it the
@@ -304,11 +310,15 @@ pub async fn run_on(
 /// Squares no block carried keep the wall-clock `retention_secs`. Refuses to start
 /// with a `retain_heights` under [`min_retain_heights`] for this genesis (settlement's
 /// challenge window plus a margin).
+///
+/// With `reads`, the node also dials the other DA nodes and sends its registration's
+/// handle there once it serves, for the process's own DA reads ([`ReadHandle`]).
 pub async fn run_following<L: OrderedLog>(
     endpoint: Endpoint,
     ctx: NodeContext,
     config: Config,
     log: L,
+    reads: Option<ReadHandle>,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
     let floor = min_retain_heights(&ctx.genesis);
@@ -320,7 +330,7 @@ pub async fn run_following<L: OrderedLog>(
             config.retain_heights, ctx.genesis.settlement.challenge_window
         )));
     }
-    run_inner(endpoint, ctx, config, Some(log), shutdown).await
+    run_inner(endpoint, ctx, config, Some(log), reads, shutdown).await
 }
 
 /// The least `retain_heights` a DA node following the log accepts: settlement's
@@ -337,13 +347,14 @@ async fn run_inner<L: OrderedLog>(
     ctx: NodeContext,
     config: Config,
     log: Option<L>,
+    reads: Option<ReadHandle>,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
     if let Err(e) = config.validate() {
         endpoint.shutdown().await;
         return Err(e);
     }
-    let result = serve(&endpoint, &ctx, &config, log.as_ref(), &shutdown).await;
+    let result = serve(&endpoint, &ctx, &config, log.as_ref(), reads, &shutdown).await;
     ctx.health.set_check("endpoint", false, "shutting down");
     endpoint.shutdown().await;
     tracing::info!(target: TARGET, "DA node stopped");
@@ -393,6 +404,7 @@ async fn serve<L: OrderedLog>(
     ctx: &NodeContext,
     config: &Config,
     log: Option<&L>,
+    reads: Option<ReadHandle>,
     shutdown: &CancellationToken,
 ) -> Result<(), Error> {
     let dir = ctx.data_dir.join("columns");
@@ -407,7 +419,16 @@ async fn serve<L: OrderedLog>(
     ctx.health.set_check("store", true, format!("{} squares", report.squares));
     metrics::gauge!(m::SQUARES).set(store.len() as f64);
     let node = Arc::new(DaNode::new(ctx, store.clone())?.with_client_quota(config.client_quota_bytes));
-    ctx.access.register::<DaProtocol, _>(endpoint, Serve(node), accepted_peers(ctx), protocol_config())?;
+    let mut peers = accepted_peers(ctx);
+    if reads.is_some() {
+        let others = PeerSet::dial_entries(&ctx.genesis.da_nodes).without(&ctx.node_id());
+        peers = peers.union(&others);
+    }
+    let net = ctx.access.register::<DaProtocol, _>(endpoint, Serve(node), peers, protocol_config())?;
+    if let Some(reads) = reads {
+        // The reader may be gone already (its node stopping): nothing to hand over then.
+        let _ = reads.send(net);
+    }
     endpoint.report_to(ctx.health.clone(), Duration::from_secs(2));
     ctx.health.set_check("endpoint", true, format!("serving lamina/da/1 on {}", endpoint.local_addr()));
     tracing::info!(target: TARGET, addr = %endpoint.local_addr(), "DA node serving");

@@ -258,7 +258,7 @@ async fn a_following_node_prunes_ordered_squares_by_log_height_and_keeps_unorder
             ep = bind();
         }
         let ep = ep.unwrap();
-        (stop, tokio::spawn(async move { lamina_da_service::run_following(ep, ctx, cfg, log, s).await.unwrap() }))
+        (stop, tokio::spawn(async move { lamina_da_service::run_following(ep, ctx, cfg, log, None, s).await.unwrap() }))
     };
     let healths: Vec<Health> = (0..4).map(|_| Health::new()).collect();
     let mut nodes: Vec<_> = (0..4).map(|i| spawn(i, healths[i].clone())).collect();
@@ -330,7 +330,7 @@ async fn a_following_node_prunes_ordered_squares_by_log_height_and_keeps_unorder
     let ctx = lamina_net::NodeContext::new(da_key(0), g.clone(), dir.path().join("low"), Health::new());
     let ep = lamina_net::Endpoint::bind(&da_key(0), lamina_net::EndpointConfig::default()).unwrap();
     let low = Config { retain_heights: floor - 1, ..config.clone() };
-    let err = lamina_da_service::run_following(ep, ctx, low, log.clone(), Default::default()).await.unwrap_err();
+    let err = lamina_da_service::run_following(ep, ctx, low, log.clone(), None, Default::default()).await.unwrap_err();
     assert!(err.to_string().contains("challenge window"), "{err}");
 
     endpoint.shutdown().await;

@@ -10,6 +10,10 @@
 //! below the tip (squares no block carried: after `retention_secs`). Readiness: the
 //! `store` and `endpoint` checks. On shutdown it stops intake, drains in-flight
 //! requests and closes the store.
+//!
+//! It follows governance too (`crate::governed`): each epoch's client keys apply to its
+//! DA protocol without a restart. The follower reads governance squares through the
+//! node's own `lamina/da` registration, so DA nodes dial each other.
 
 use anyhow::Context as _;
 use lamina_net::Endpoint;
@@ -55,7 +59,32 @@ pub async fn start(ctx: NodeContext, config: Config, shutdown: CancellationToken
     let reporter = crate::peers::serve_alongside(&ctx, &endpoint, peer_plan(&ctx), &shutdown).await?;
     let log = lamina_consensus_client::LogClient::register(&endpoint, ctx.genesis())
         .context("cannot start the ordered-log client")?;
-    let result = lamina_da_service::run_following(endpoint, ctx.service, config, log, shutdown).await;
+    // Governance: each epoch's client keys apply to this node's DA protocol. Its reads of
+    // governance squares go through the node's own registration (to the other DA
+    // nodes), handed over once the node serves.
+    let (reads, registered) = tokio::sync::oneshot::channel();
+    let follower = {
+        let (genesis, reader, me) = (ctx.genesis().clone(), log.independent_reader(), endpoint.node_id());
+        let (access, health, stop) = (ctx.service.access.clone(), ctx.health().clone(), shutdown.clone());
+        let dir = ctx.service.data_dir.join("governance");
+        tokio::spawn(async move {
+            let Ok(net) = registered.await else { return };
+            let da = match lamina_da_client::DaClient::over(net, me, &genesis, Default::default()) {
+                Ok(da) => std::sync::Arc::new(da),
+                Err(e) => {
+                    tracing::error!(target: "lamina::governance", error = %e, "DA reads for governance unavailable; this node keeps the genesis client keys");
+                    return;
+                }
+            };
+            let follower = crate::governed::Follower::resume(&genesis, reader, da, &dir);
+            // DA nodes read no parameter.
+            let params = crate::governed::GovernedParams::new(follower.state());
+            let task = crate::governed::spawn_client_access(genesis, follower, access, params, health, |_| {}, stop);
+            let _ = task.await;
+        })
+    };
+    let result = lamina_da_service::run_following(endpoint, ctx.service, config, log, Some(reads), shutdown).await;
+    follower.abort();
     reporter.abort();
     Ok(result?)
 }
