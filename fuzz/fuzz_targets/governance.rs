@@ -4,7 +4,7 @@
 #![no_main]
 
 use lamina_fuzz::{roundtrip, select};
-use lamina_governance_core::{Entry, Event, GOVERNANCE_CHAIN, GovernanceState};
+use lamina_governance_core::{Entry, Envelope, Event, GOVERNANCE_CHAIN, GovernanceState};
 use lamina_interfaces::{Genesis, NodeEntry};
 use lamina_primitives::{Height, Keypair, Transaction};
 use libfuzzer_sys::fuzz_target;
@@ -30,19 +30,28 @@ fn genesis() -> Genesis {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Some((which, bytes)) = select(data, 2) else { return };
+    let Some((which, bytes)) = select(data, 3) else { return };
     match which {
         0 => {
             roundtrip::<Entry>(bytes);
         }
+        1 => {
+            roundtrip::<Envelope>(bytes);
+        }
         _ => {
-            // Chunks of the input, each the payload of a governance transaction from a
-            // member (the first byte picks it), one block per chunk.
-            let mut gov = GovernanceState::new(&genesis());
+            // Chunks of the input, each a governance transaction from a member (the first
+            // byte picks it), one block per chunk: an entry's encoding is sent for this
+            // network (so the machine sees it), other bytes as the raw payload.
+            let genesis = genesis();
+            let network = genesis.network_id();
+            let mut gov = GovernanceState::new(&genesis);
             for (i, chunk) in bytes.chunks(64).enumerate() {
                 let Some((&who, payload)) = chunk.split_first() else { continue };
                 let key = Keypair::for_testing(u64::from(who % 5));
-                let tx = Transaction::new_signed(&key, GOVERNANCE_CHAIN, i as u64, payload.to_vec());
+                let tx = match lamina_primitives::decode::<Entry>(payload) {
+                    Ok(entry) => Entry::transaction(&key, network, i as u64, &entry).expect("decoded entries encode"),
+                    Err(_) => Transaction::new_signed(&key, GOVERNANCE_CHAIN, i as u64, payload.to_vec()),
+                };
                 let before = gov.clone();
                 let height = Height(1 + 2 * i as u64);
                 let events = gov.apply_block(height, &[tx]).expect("heights increase");

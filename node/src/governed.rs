@@ -38,8 +38,9 @@ pub struct Follower<L, D> {
     save: Option<PathBuf>,
     /// Events of blocks applied by a step that then failed: returned by the next one.
     pending: Vec<Event>,
-    /// Serialises background saves (the newest state is written last).
-    saving: std::sync::Arc<std::sync::Mutex<()>>,
+    /// Serialises saves and holds the height of the last state written: a save of a
+    /// state no newer (a background save that ran late) writes nothing.
+    saving: std::sync::Arc<std::sync::Mutex<Height>>,
 }
 
 /// What [`Follower::save`] writes: the state and the genesis it belongs to.
@@ -179,10 +180,13 @@ impl<L: OrderedLog, D: DataAvailability> Follower<L, D> {
 }
 
 /// Writes `saved` where [`Follower::resume`] finds it (write, sync, rename), one writer at
-/// a time. A failure is logged: the file is a cache, and the next epoch change tries
-/// again.
-fn write_saved(path: &Path, saved: &Saved, saving: &std::sync::Mutex<()>) {
-    let _one = saving.lock().unwrap_or_else(|e| e.into_inner());
+/// a time, unless a state at least as new was written already. A failure is logged: the file is a
+/// cache, and the next epoch change tries again.
+fn write_saved(path: &Path, saved: &Saved, saving: &std::sync::Mutex<Height>) {
+    let mut last = saving.lock().unwrap_or_else(|e| e.into_inner());
+    if saved.state.height() <= *last {
+        return;
+    }
     let write = || -> std::io::Result<()> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
@@ -195,8 +199,11 @@ fn write_saved(path: &Path, saved: &Saved, saving: &std::sync::Mutex<()>) {
         f.sync_all()?;
         std::fs::rename(&tmp, path)
     };
-    if let Err(e) = write() {
-        tracing::warn!(target: "lamina::governance", path = %path.display(), error = %e, "cannot save the governance state");
+    match write() {
+        Ok(()) => *last = saved.state.height(),
+        Err(e) => {
+            tracing::warn!(target: "lamina::governance", path = %path.display(), error = %e, "cannot save the governance state")
+        }
     }
 }
 
@@ -505,9 +512,9 @@ mod tests {
             .collect();
         let members = Members::of(&GovernanceState::new(&genesis));
         let vote = Entry::Vote { proposal: 1, proposal_tx: Digest::ZERO, approve: true, valid_until: 9 };
-        let member = Entry::transaction(&Keypair::for_testing(2), 0, &vote).unwrap();
+        let member = Entry::transaction(&Keypair::for_testing(2), genesis.network_id(), 0, &vote).unwrap();
         assert_eq!(members.refuse(&member), None);
-        let stranger = Entry::transaction(&Keypair::for_testing(9), 0, &vote).unwrap();
+        let stranger = Entry::transaction(&Keypair::for_testing(9), genesis.network_id(), 0, &vote).unwrap();
         let why = members.refuse(&stranger).unwrap();
         assert!(why.contains("not a voting member of governance epoch 0"), "{why}");
         // Other namespaces are not its business.

@@ -3,11 +3,14 @@
 //! A governance transaction is an ordinary [`Transaction`] with
 //! `chain_id == `[`GOVERNANCE_CHAIN`] (the chain of
 //! [`Namespace::GOVERNANCE`](lamina_primitives::Namespace::GOVERNANCE)) whose payload is
-//! the codec encoding of one [`Entry`]. Its sender is the voting member; its nonce
-//! protects against replay (nonces of a sender only increase; see [`crate::state`]).
+//! the codec encoding of one [`Envelope`]: an [`Entry`] and the network it is for (the
+//! genesis's `network_id`), so the member's signature binds the network and an entry
+//! signed for one network is refused on every other ([`Error::WrongNetwork`]). Its
+//! sender is the voting member; its nonce protects against replay (nonces of a sender
+//! only increase; see [`crate::state`]).
 
 use lamina_primitives::codec::limits;
-use lamina_primitives::{ChainId, CodecError, Keypair, Transaction, Wire};
+use lamina_primitives::{ChainId, CodecError, Digest, Keypair, Transaction, Wire};
 
 use crate::Error;
 
@@ -58,6 +61,15 @@ mod types {
             /// The last log height at which it may be applied.
             valid_until: u64,
         },
+    }
+
+    /// A governance transaction's payload: the entry and the network it is for.
+    #[derive(Clone, PartialEq, Eq, Debug, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+    pub struct Envelope {
+        /// The network ([`lamina_interfaces::Genesis::network_id`]).
+        pub network: Digest,
+        /// The entry.
+        pub entry: Entry,
     }
 
     /// A change to the membership or to a parameter, applied at an epoch boundary.
@@ -198,20 +210,37 @@ impl Param {
     pub const MAX_VALUE: u64 = limits::MAX_TX_PAYLOAD as u64 * (1 << 30);
 }
 
+impl Wire for Envelope {
+    const NAME: &'static str = "GovernanceEnvelope";
+    const MAX_SIZE: usize = Entry::MAX_SIZE + 64;
+}
+
 impl Entry {
-    /// Builds the signed governance transaction carrying `entry`. Fails only if the entry
-    /// is too large.
-    pub fn transaction(key: &Keypair, nonce: u64, entry: &Entry) -> Result<Transaction, Error> {
-        let payload = lamina_primitives::encode(entry).map_err(|e| Error::Encode(e.to_string()))?;
+    /// Builds the signed governance transaction carrying `entry` for the network
+    /// `network` ([`lamina_interfaces::Genesis::network_id`]). Fails only if the entry is
+    /// too large.
+    pub fn transaction(key: &Keypair, network: Digest, nonce: u64, entry: &Entry) -> Result<Transaction, Error> {
+        let envelope = Envelope { network, entry: entry.clone() };
+        let payload = lamina_primitives::encode(&envelope).map_err(|e| Error::Encode(e.to_string()))?;
         Ok(Transaction::new_signed(key, GOVERNANCE_CHAIN, nonce, payload))
     }
 
-    /// The entry a governance transaction carries (the signature is not checked here).
-    pub fn from_transaction(tx: &Transaction) -> Result<Entry, Error> {
+    /// The entry a governance transaction for `network` carries (the signature is not
+    /// checked here): [`Error::WrongNetwork`] if it was signed for another network.
+    pub fn from_transaction(tx: &Transaction, network: &Digest) -> Result<Entry, Error> {
+        let envelope = Self::envelope(tx)?;
+        if envelope.network != *network {
+            return Err(Error::WrongNetwork { got: envelope.network, want: *network });
+        }
+        Ok(envelope.entry)
+    }
+
+    /// The envelope a governance transaction carries, for any network.
+    pub fn envelope(tx: &Transaction) -> Result<Envelope, Error> {
         if tx.chain_id != GOVERNANCE_CHAIN {
             return Err(Error::NotGovernance(tx.chain_id));
         }
-        lamina_primitives::decode::<Entry>(&tx.payload).map_err(|e| {
+        lamina_primitives::decode::<Envelope>(&tx.payload).map_err(|e| {
             // Keep the error (and so the events) a function of the bytes alone.
             Error::Malformed(match e {
                 CodecError::TooLarge { size, max, .. } => format!("{size} bytes exceed the limit of {max}"),
@@ -231,6 +260,8 @@ mod tests {
         assert_eq!(GOVERNANCE_CHAIN, ChainId::from(Namespace::GOVERNANCE));
         assert!(!GOVERNANCE_CHAIN.is_user_chain());
     }
+
+    const NET: Digest = Digest([7; 32]);
 
     #[test]
     fn entries_round_trip_through_transactions() {
@@ -258,14 +289,17 @@ mod tests {
                 valid_until: 1,
             },
         ] {
-            let tx = Entry::transaction(&key, 7, &entry).unwrap();
+            let tx = Entry::transaction(&key, NET, 7, &entry).unwrap();
             assert!(tx.verify().is_ok());
-            assert_eq!(Entry::from_transaction(&tx).unwrap(), entry);
+            assert_eq!(Entry::from_transaction(&tx, &NET).unwrap(), entry);
+            // Signed for one network, refused on any other.
+            let other = Digest([8; 32]);
+            assert_eq!(Entry::from_transaction(&tx, &other), Err(Error::WrongNetwork { got: NET, want: other }));
         }
         let other = Transaction::new_signed(&key, ChainId(1), 0, vec![]);
-        assert!(matches!(Entry::from_transaction(&other), Err(Error::NotGovernance(_))));
+        assert!(matches!(Entry::from_transaction(&other, &NET), Err(Error::NotGovernance(_))));
         let junk = Transaction::new_signed(&key, GOVERNANCE_CHAIN, 0, vec![0xFF; 9]);
-        assert!(matches!(Entry::from_transaction(&junk), Err(Error::Malformed(_))));
+        assert!(matches!(Entry::from_transaction(&junk, &NET), Err(Error::Malformed(_))));
     }
 
     #[test]

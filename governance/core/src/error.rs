@@ -1,6 +1,6 @@
 //! The crate's one error type.
 
-use lamina_primitives::{ChainId, Height, PublicKey};
+use lamina_primitives::{ChainId, Digest, Height, PublicKey};
 
 /// Why a governance transaction was rejected (or, for [`Error::Encode`], could not be
 /// built; for [`Error::OutOfOrder`], why a block was not applied).
@@ -13,7 +13,15 @@ pub enum Error {
     /// The transaction is not addressed to the governance namespace.
     #[error("transaction for chain {0} is not a governance transaction")]
     NotGovernance(ChainId),
-    /// The payload does not decode as an [`crate::Entry`].
+    /// The entry was signed for another network.
+    #[error("entry is for network {got}, not this network {want}")]
+    WrongNetwork {
+        /// The network the entry names.
+        got: Digest,
+        /// This network.
+        want: Digest,
+    },
+    /// The payload does not decode as an [`crate::entry::Envelope`].
     #[error("malformed entry: {0}")]
     Malformed(String),
     /// An entry could not be encoded (too large for a transaction).

@@ -59,6 +59,8 @@ pub struct Params {
     pub quorum_percent: u8,
     /// Percent of the weight voting that must vote yes.
     pub threshold_percent: u8,
+    /// The network ([`Genesis::network_id`]): entries signed for another are refused.
+    pub network: Digest,
 }
 
 impl Params {
@@ -70,6 +72,7 @@ impl Params {
             voting_period: g.voting_period.max(1),
             quorum_percent: g.quorum_percent.clamp(1, 100),
             threshold_percent: g.threshold_percent.clamp(1, 100),
+            network: genesis.network_id(),
         }
     }
 }
@@ -440,7 +443,7 @@ impl GovernanceState {
     }
 
     fn apply_tx(&mut self, height: Height, tx: &Transaction) -> Result<Vec<Event>, Error> {
-        let entry = Entry::from_transaction(tx)?;
+        let entry = Entry::from_transaction(tx, &self.params.network)?;
         tx.verify().map_err(|_| Error::BadSignature)?;
         let sender = tx.sender;
         let weight = self.epoch.membership.weight(&sender);

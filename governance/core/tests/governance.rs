@@ -2,7 +2,7 @@
 #![allow(clippy::unwrap_used)]
 
 use lamina_governance_core::state::{KEEP_CLOSED, MAX_OPEN_PER_MEMBER};
-use lamina_governance_core::{Action, Entry, Error, Event, GovernanceState, NodeSpec, Param, Status};
+use lamina_governance_core::{Action, Entry, Envelope, Error, Event, GovernanceState, NodeSpec, Param, Status};
 use lamina_interfaces::{ClientEntry, Genesis, GovernanceSpec, MemberEntry};
 use lamina_primitives::{ChainId, Digest, Height, Keypair, PublicKey, Transaction, sig};
 use lamina_test_utils::{chain, genesis, localhost, node};
@@ -40,6 +40,7 @@ fn net(weights: &[u64]) -> Genesis {
 
 struct Net {
     gov: GovernanceState,
+    network: Digest,
     nonces: Vec<u64>,
     height: u64,
 }
@@ -48,13 +49,13 @@ impl Net {
     fn new(weights: &[u64]) -> Self {
         let g = net(weights);
         g.validate().unwrap();
-        Net { gov: GovernanceState::new(&g), nonces: vec![0; 300], height: 0 }
+        Net { gov: GovernanceState::new(&g), network: g.network_id(), nonces: vec![0; 300], height: 0 }
     }
 
     fn tx(&mut self, who: u64, entry: Entry) -> Transaction {
         let n = self.nonces[who as usize];
         self.nonces[who as usize] += 1;
-        Entry::transaction(&member(who), n, &entry).unwrap()
+        Entry::transaction(&member(who), self.network, n, &entry).unwrap()
     }
 
     fn propose(&mut self, who: u64, action: Action) -> Transaction {
@@ -269,7 +270,7 @@ fn bad_input_is_rejected_with_a_typed_error_and_changes_nothing() {
     // A vote from a key that is not a member.
     let bound = opened_by(&n.gov, 1);
     let vote = |approve| Entry::Vote { proposal: 1, proposal_tx: bound, approve, valid_until: u64::MAX };
-    let stranger = Entry::transaction(&Keypair::for_testing(77), 0, &vote(true)).unwrap();
+    let stranger = Entry::transaction(&Keypair::for_testing(77), n.network, 0, &vote(true)).unwrap();
     n.rejected(stranger, |e| matches!(e, Error::NotMember(_)));
     // A duplicate vote.
     let v = n.vote(1, 1, false);
@@ -277,14 +278,17 @@ fn bad_input_is_rejected_with_a_typed_error_and_changes_nothing() {
     let again = n.vote(1, 1, true);
     n.rejected(again, |e| matches!(e, Error::AlreadyVoted { id: 1, .. }));
     // A replayed transaction (its nonce is used).
-    let first = Entry::transaction(&member(1), 0, &vote(true)).unwrap();
+    let first = Entry::transaction(&member(1), n.network, 0, &vote(true)).unwrap();
     n.rejected(first, |e| matches!(e, Error::StaleNonce { nonce: 0, next: 1, .. }));
+    // A member's vote signed for another network (the same keys may serve several).
+    let elsewhere = Entry::transaction(&member(2), Digest([9; 32]), 0, &vote(true)).unwrap();
+    n.rejected(elsewhere, |e| matches!(e, Error::WrongNetwork { .. }));
     // A vote on a proposal that never existed.
     let unknown = n.vote(2, 99, true);
     n.rejected(unknown, |e| matches!(e, Error::UnknownProposal(99)));
     // A bad signature.
     let mut forged = n.vote(2, 1, true);
-    forged.payload = lamina_primitives::encode(&vote(false)).unwrap();
+    forged.payload = lamina_primitives::encode(&Envelope { network: n.network, entry: vote(false) }).unwrap();
     n.rejected(forged, |e| matches!(e, Error::BadSignature));
     // Bytes that are not an entry, and a transaction of another chain.
     let junk = Transaction::new_signed(&member(2), lamina_governance_core::GOVERNANCE_CHAIN, 50, vec![7; 40]);
@@ -424,6 +428,7 @@ fn the_last_validator_cannot_be_removed() {
     let mut gov = GovernanceState::new(&g);
     let tx = Entry::transaction(
         &member(0),
+        g.network_id(),
         0,
         &Entry::Propose {
             action: Action::RemoveValidator { key: member(0).public() },
@@ -536,7 +541,7 @@ proptest! {
                 };
                 let n = nonces[who as usize];
                 nonces[who as usize] += 1;
-                Entry::transaction(&member(who), n, &entry).unwrap()
+                Entry::transaction(&member(who), g.network_id(), n, &entry).unwrap()
             }).collect();
             let before = full.epoch().clone();
             full.apply_block(Height(h), &txs).unwrap();
