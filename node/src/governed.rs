@@ -255,49 +255,62 @@ pub fn governed_clients(genesis: &Genesis, state: &GovernanceState) -> GovernedC
 }
 
 /// Governance's parameters as a node's follower has applied them: what the execution
-/// and settlement layers read a chain's fee at a height from
+/// and settlement layers read a chain's fee and the bridge's inflow limit at a height from
 /// ([`lamina_interfaces::ParamsRegistry`]). The follower publishes after each step: the
-/// fee schedule first, then the height, so a reader that sees height `h` applied gets the
-/// schedule of `h` or later (identical for heights up to `h + 1`).
+/// schedule first, then how far it is final, so a reader that sees it final through `h`
+/// gets a schedule that answers every height up to `h` as any later one does.
 pub struct GovernedParams {
-    fees: std::sync::RwLock<std::sync::Arc<lamina_governance_core::FeeSchedule>>,
-    applied: std::sync::atomic::AtomicU64,
+    schedule: std::sync::RwLock<std::sync::Arc<lamina_governance_core::ParamSchedule>>,
+    final_through: std::sync::atomic::AtomicU64,
 }
 
 impl GovernedParams {
     /// The parameters of `state`.
     pub fn new(state: &GovernanceState) -> std::sync::Arc<Self> {
         std::sync::Arc::new(GovernedParams {
-            fees: std::sync::RwLock::new(std::sync::Arc::new(state.fees().clone())),
-            applied: std::sync::atomic::AtomicU64::new(state.height().0),
+            schedule: std::sync::RwLock::new(std::sync::Arc::new(state.schedule().clone())),
+            final_through: std::sync::atomic::AtomicU64::new(Self::final_of(state).0),
         })
+    }
+
+    /// The first boundary after the last height `state` applied: no change decided
+    /// later can apply before the height after it.
+    fn final_of(state: &GovernanceState) -> Height {
+        let l = state.params().epoch_length.max(1);
+        Height((state.height().0 / l).saturating_add(1).saturating_mul(l))
     }
 
     /// Publishes `state`'s parameters and height.
     pub fn publish(&self, state: &GovernanceState) {
         {
-            let mut fees = self.fees.write().unwrap_or_else(|e| e.into_inner());
-            if **fees != *state.fees() {
-                *fees = std::sync::Arc::new(state.fees().clone());
+            let mut schedule = self.schedule.write().unwrap_or_else(|e| e.into_inner());
+            if **schedule != *state.schedule() {
+                *schedule = std::sync::Arc::new(state.schedule().clone());
             }
         }
-        self.applied.fetch_max(state.height().0, std::sync::atomic::Ordering::Release);
+        self.final_through.fetch_max(Self::final_of(state).0, std::sync::atomic::Ordering::Release);
     }
 
-    fn schedule(&self) -> std::sync::Arc<lamina_governance_core::FeeSchedule> {
-        self.fees.read().unwrap_or_else(|e| e.into_inner()).clone()
+    fn schedule(&self) -> std::sync::Arc<lamina_governance_core::ParamSchedule> {
+        self.schedule.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 }
 
 impl lamina_interfaces::ParamsView for GovernedParams {
-    fn fee(&self, chain: lamina_primitives::ChainId, height: Height) -> Option<u64> {
-        self.schedule().fee_at(chain, height)
+    fn value(&self, param: lamina_interfaces::GovernedParam, height: Height) -> Option<u64> {
+        use lamina_governance_core::Param;
+        use lamina_interfaces::GovernedParam as G;
+        let param = match param {
+            G::Fee(chain) => Param::Fee { chain },
+            G::BridgeInflowLimit => Param::BridgeInflowLimit,
+        };
+        self.schedule().value_at(param, height)
     }
 }
 
 impl lamina_interfaces::ParamsRegistry for GovernedParams {
-    fn applied(&self) -> Height {
-        Height(self.applied.load(std::sync::atomic::Ordering::Acquire))
+    fn final_through(&self) -> Height {
+        Height(self.final_through.load(std::sync::atomic::Ordering::Acquire))
     }
 
     fn serves_from(&self) -> Height {
@@ -495,6 +508,25 @@ mod tests {
         std::fs::write(dir.path().join("state.json"), b"{\"genesis\":").unwrap();
         let torn = Follower::resume(&g, log_of(25), NoDa, dir.path());
         assert_eq!((torn.next, torn.state().height()), (Height(1), Height(0)));
+    }
+
+    #[tokio::test]
+    async fn parameters_are_final_through_the_first_boundary_after_the_applied_height() {
+        use lamina_interfaces::ParamsRegistry as _;
+        let mut g = crate::genesis::empty("final");
+        g.governance.epoch_length = 10;
+        let mut f = Follower::new(&g, log_of(30), NoDa);
+        let params = GovernedParams::new(f.state());
+        assert_eq!(params.final_through(), Height(10), "at genesis: the first epoch");
+        while f.state().height() < Height(25) {
+            f.step().await.unwrap();
+        }
+        params.publish(f.state());
+        // A change decided by height 30 applies from 31: heights up to 30 are final.
+        assert_eq!((f.state().height(), params.final_through()), (Height(30), Height(40)));
+        let mut partial = GovernanceState::new(&g);
+        partial.apply_block(Height(25), &[]).unwrap();
+        assert_eq!(GovernedParams::final_of(&partial), Height(30));
     }
 
     #[test]

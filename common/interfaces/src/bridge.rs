@@ -190,9 +190,14 @@ impl StepEnv {
         self.params.is_some()
     }
 
+    /// The value governance set for `param` at this height; `None`: the genesis value.
+    pub fn param(&self, param: crate::GovernedParam) -> Option<u64> {
+        self.params.as_ref().and_then(|p| p.value(param, self.height))
+    }
+
     /// The fee governance set for `chain` at this height; `None`: the genesis value.
     pub fn fee(&self, chain: ChainId) -> Option<u64> {
-        self.params.as_ref().and_then(|p| p.fee(chain, self.height))
+        self.param(crate::GovernedParam::Fee(chain))
     }
 
     /// The `index`-th anchor of `chain` if it finalized strictly before this height,

@@ -1,31 +1,46 @@
 //! What on-chain governance decides that the other layers read: parameters that change
-//! by vote after the genesis (today a chain's fee), as a function of the log height.
+//! by vote after the genesis (a chain's fee, the bridge's rate limit), as a function of
+//! the log height.
 //!
 //! Governance is a pure function of the ordered log (`lamina-governance-core`), so the
-//! value in force at a height is the same on every node. A reader executing height `h`
-//! must use a view that has applied every height up to `h - 1` (a change decided at a
-//! boundary `b` starts at `b + 1`): [`ParamsRegistry::applied`] tells it when it may.
+//! value in force at a height is the same on every node. A change applies at the end of
+//! an epoch boundary `b` and holds from `b + 1`, so a view that has applied height `a`
+//! already knows every value up to the next boundary after `a`: a reader executing
+//! height `h` waits only until [`ParamsRegistry::final_through`] reaches `h`.
 
 use lamina_primitives::{ChainId, Height};
+
+/// A parameter governance may change that a step reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum GovernedParam {
+    /// A chain's flat fee per transaction ([`crate::ChainSpec::fee`] at genesis).
+    Fee(ChainId),
+    /// The bridge's inflow limit per window ([`crate::BridgeSpec::inflow_limit`]; 0: none).
+    /// (The window's length is not governed: the ledger keys each window's usage by
+    /// its index, which a new length would map onto an old window's counter.)
+    BridgeInflowLimit,
+}
 
 /// Parameters set by governance, as of a log height.
 ///
 /// # Contract
 ///
-/// `fee(chain, h)` is the flat fee of `chain` for transactions executed at log height
-/// `h`. A view that has applied every height below `h` gives the same answer as any
-/// later view. `None` means "the genesis value" (an unknown chain, or a view with no
-/// governance at all); a view never answers `None` for a known chain at a height it
-/// serves ([`ParamsRegistry::serves_from`]).
+/// `value(p, h)` is the value of `p` for a step executed at log height `h`. A view whose
+/// [`ParamsRegistry::final_through`] is at least `h` gives the same answer as any later
+/// view. `None`
+/// means "the genesis value" (an unknown chain, or a view with no governance at all); a
+/// view never answers `None` for a known parameter at a height it serves
+/// ([`ParamsRegistry::serves_from`]).
 pub trait ParamsView: Send + Sync {
-    /// The fee of `chain` at `height` (see the trait contract).
-    fn fee(&self, chain: ChainId, height: Height) -> Option<u64>;
+    /// The value of `param` at `height` (see the trait contract).
+    fn value(&self, param: GovernedParam, height: Height) -> Option<u64>;
 }
 
 /// A parameters view built by following the log (a node's governance follower).
 pub trait ParamsRegistry: ParamsView {
-    /// Last log height applied: answers are final for heights up to `applied() + 1`.
-    fn applied(&self) -> Height;
+    /// The highest height whose answers are final: the first epoch boundary after the
+    /// last height applied (changes apply only at boundaries, from the height after).
+    fn final_through(&self) -> Height;
     /// Lowest height answered exactly (older history is forgotten). A reader about to
     /// execute a lower height must not use this view.
     fn serves_from(&self) -> Height;
@@ -37,7 +52,7 @@ pub trait ParamsRegistry: ParamsView {
 pub struct GenesisParams;
 
 impl ParamsView for GenesisParams {
-    fn fee(&self, _: ChainId, _: Height) -> Option<u64> {
+    fn value(&self, _: GovernedParam, _: Height) -> Option<u64> {
         None
     }
 }

@@ -39,7 +39,7 @@ pub use genesis::{
     ChainSpec, ClientEntry, DEFAULT_ANCHOR_WINDOW, Genesis, GenesisBalance, GenesisError, GovernanceSpec,
     MAX_MEMBER_WEIGHT, MemberEntry, NodeEntry, SettlementSpec,
 };
-pub use governed::{GenesisParams, ParamsRegistry, ParamsView};
+pub use governed::{GenesisParams, GovernedParam, ParamsRegistry, ParamsView};
 pub use health::Health;
 pub use log::{InMemoryLog, LogError, OrderedLog};
 pub use settlement::{CheckpointClaim, ClaimStep, LedgerParams, Settlement, SettlementError};

@@ -350,8 +350,8 @@ mod tests {
     struct FeeFrom10;
 
     impl lamina_interfaces::ParamsView for FeeFrom10 {
-        fn fee(&self, chain: ChainId, height: Height) -> Option<u64> {
-            (chain == ChainId(1) && height.0 >= 10).then_some(9)
+        fn value(&self, param: lamina_interfaces::GovernedParam, height: Height) -> Option<u64> {
+            (param == lamina_interfaces::GovernedParam::Fee(ChainId(1)) && height.0 >= 10).then_some(9)
         }
     }
 

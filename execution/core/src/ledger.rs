@@ -805,8 +805,26 @@ pub struct NativeLedger {
     /// Governance's parameters, given to every step whose environment has none
     /// ([`NativeLedger::with_params`]).
     params: Option<Arc<dyn lamina_interfaces::ParamsView>>,
-    /// The fee of this step, resolved once by [`NativeLedger::at`].
+    /// The governed parameters of this step, resolved once by [`NativeLedger::at`].
+    resolved: Resolved,
+}
+
+/// The parameters governance may change, as in force at one step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Resolved {
     fee: u64,
+    inflow_limit: u64,
+}
+
+impl Resolved {
+    /// `config`'s values, overridden by what `env` says governance set.
+    fn at(config: &LedgerConfig, env: &StepEnv) -> Self {
+        use lamina_interfaces::GovernedParam as P;
+        Resolved {
+            fee: env.param(P::Fee(config.chain_id)).unwrap_or(config.fee),
+            inflow_limit: env.param(P::BridgeInflowLimit).unwrap_or(config.bridge.inflow_limit),
+        }
+    }
 }
 
 impl std::fmt::Debug for NativeLedger {
@@ -819,12 +837,13 @@ impl NativeLedger {
     /// A ledger at height 0 with no anchors (bridge proofs are refused): call
     /// [`NativeLedger::at`] for each step.
     pub fn new(config: LedgerConfig) -> Self {
-        let fee = config.fee;
-        NativeLedger { config: Arc::new(config), env: StepEnv::without_anchors(Height(0)), params: None, fee }
+        let env = StepEnv::without_anchors(Height(0));
+        let resolved = Resolved::at(&config, &env);
+        NativeLedger { config: Arc::new(config), env, params: None, resolved }
     }
 
-    /// The same ledger reading governance's parameters (the fee) from `params` at every
-    /// step whose environment brings none: what a settlement node's re-execution and
+    /// The same ledger reading governance's parameters (the fee, the bridge's rate limit)
+    /// from `params` at every step whose environment brings none: what a settlement node's re-execution and
     /// replicas run with, so that they charge what the execution nodes charged.
     pub fn with_params(mut self, params: Arc<dyn lamina_interfaces::ParamsView>) -> Self {
         self.params = Some(params);
@@ -837,14 +856,14 @@ impl NativeLedger {
             Some(p) if !env.has_params() => env.with_params(p.clone()),
             _ => env,
         };
-        let fee = env.fee(self.config.chain_id).unwrap_or(self.config.fee);
-        NativeLedger { config: self.config.clone(), env, params: self.params.clone(), fee }
+        let resolved = Resolved::at(&self.config, &env);
+        NativeLedger { config: self.config.clone(), env, params: self.params.clone(), resolved }
     }
 
     /// The flat fee charged at this step: governance's value for the height if it set
     /// one ([`StepEnv::fee`]), else the genesis chain spec's.
     pub fn fee(&self) -> u64 {
-        self.fee
+        self.resolved.fee
     }
 
     /// The step environment.
@@ -936,7 +955,7 @@ impl StateMachine for NativeLedger {
                 self.credit_accesses(message.origin, local, message.source, s);
                 s.counter(balance_key(&message.recipient, local), Access::Credit);
                 s.counter(bridge_in_key(message.source, local), Access::Credit);
-                if self.config.bridge.inflow_limit > 0 {
+                if self.resolved.inflow_limit > 0 {
                     s.counter(inflow_key(message.origin, self.window()), Access::Write);
                 }
             }
@@ -1086,10 +1105,10 @@ impl StateMachine for NativeLedger {
                     return Ok(());
                 }
                 let amount = u128::from(message.amount);
-                if self.config.bridge.inflow_limit > 0 {
+                if self.resolved.inflow_limit > 0 {
                     let fk = inflow_key(message.origin, self.window());
                     let used = state.counter(&fk).saturating_add(amount);
-                    if used > u128::from(self.config.bridge.inflow_limit) {
+                    if used > u128::from(self.resolved.inflow_limit) {
                         return Err(LedgerFailure::RateLimited);
                     }
                     state.set_counter(&fk, used);

@@ -480,6 +480,44 @@ fn b13_rate_limit_and_pause() {
     assert_eq!(off.lock(HOME, 0, AssetId::NATIVE, 5, AWAY, 100), failed(LedgerFailure::BridgeDisabled));
 }
 
+/// Governance's bridge limit from height `from` on: 200 per window (the genesis says 100).
+struct RaisedFrom {
+    from: u64,
+}
+
+impl lamina_interfaces::ParamsView for RaisedFrom {
+    fn value(&self, param: lamina_interfaces::GovernedParam, height: Height) -> Option<u64> {
+        use lamina_interfaces::GovernedParam as P;
+        match param {
+            _ if height.0 < self.from => None,
+            P::BridgeInflowLimit => Some(200),
+            P::Fee(_) => None,
+        }
+    }
+}
+
+#[test]
+fn the_rate_limit_is_the_one_governance_set_for_the_height() {
+    let spec = BridgeSpec { inflow_limit: 100, window_heights: 10_000, ..BridgeSpec::default() };
+    let mut net = Net::new(spec);
+    let from = 1_000;
+    for c in net.chains.values_mut() {
+        c.ledger = c.ledger.clone().with_params(Arc::new(RaisedFrom { from }));
+    }
+    for _ in 0..3 {
+        net.lock(HOME, 0, AssetId::NATIVE, 60, AWAY, 10_000);
+    }
+    // Before the change: the genesis limit, 100 per window.
+    assert_eq!(net.relay(HOME, AWAY, 0), Status::Success);
+    assert_eq!(net.relay(HOME, AWAY, 1), failed(LedgerFailure::RateLimited));
+    // From the change on, in the same window: 200, so the two others fit.
+    net.idle(from - net.height);
+    assert_eq!(net.relay(HOME, AWAY, 1), Status::Success);
+    assert_eq!(net.relay(HOME, AWAY, 2), Status::Success);
+    assert_eq!(net.bal(AWAY, 1, wrapped()), 180);
+    check_conservation(&net);
+}
+
 /// The supply invariant across the two chains, from state alone (see
 /// `ledger::bridge_out_key`): escrow and wrapped supply match the bridge counters, and
 /// nothing is delivered or refunded that was not sent.

@@ -461,8 +461,9 @@ impl<M: ChainMachine> ExecutionNode<M> {
     }
 
     /// Gives the node governance's parameters (a chain's fee changes by vote at epoch
-    /// boundaries). The node then executes height `h` only once the registry has
-    /// applied `h - 1`, so every replica charges the same fee at `h`. A registry that no
+    /// boundaries). The node then executes height `h` only once the registry's answers
+    /// are final for `h` ([`ParamsRegistry::final_through`]), so every replica charges
+    /// the same fee at `h`. A registry that no
     /// longer serves the next height is refused.
     pub fn set_params(&mut self, registry: Arc<dyn ParamsRegistry>) -> Result<(), Error> {
         let next = self.height().next();
@@ -478,8 +479,8 @@ impl<M: ChainMachine> ExecutionNode<M> {
     }
 
     /// The step environment of height `height`: its anchors ([`ExecutionNode::anchors_for`])
-    /// and governance's parameters once the registry has applied `height - 1` (a height
-    /// without transactions charges no fee, so it never waits).
+    /// and governance's parameters once the registry's answers are final for `height` (a
+    /// height without transactions charges no fee, so it never waits).
     async fn env_for(
         &self,
         height: Height,
@@ -488,7 +489,7 @@ impl<M: ChainMachine> ExecutionNode<M> {
     ) -> Result<StepEnv, Error> {
         let env = StepEnv::new(height, self.anchors_for(height, txs, shutdown).await?);
         let Some(reg) = self.params.as_ref().filter(|_| !txs.is_empty()) else { return Ok(env) };
-        wait_until(shutdown, "governance's parameters", height, || reg.applied().0 + 1 >= height.0).await?;
+        wait_until(shutdown, "governance's parameters", height, || reg.final_through() >= height).await?;
         let view: Arc<dyn lamina_interfaces::ParamsView> = reg.clone();
         Ok(env.with_params(view))
     }

@@ -79,4 +79,4 @@ pub mod state;
 pub use entry::{Action, Entry, Envelope, GOVERNANCE_CHAIN, NodeSpec, Param};
 pub use error::Error;
 pub use membership::{Membership, Settings};
-pub use state::{Epoch, Event, FeeSchedule, GovernanceState, Params, Proposal, Status};
+pub use state::{Epoch, Event, GovernanceState, ParamSchedule, Params, Proposal, Status};

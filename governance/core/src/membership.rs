@@ -42,6 +42,17 @@ impl Settings {
         }
     }
 
+    /// Every parameter with its value: each chain's fee, then the others.
+    pub fn all(&self) -> Vec<(Param, u64)> {
+        let mut all: Vec<(Param, u64)> = self.fees.iter().map(|(c, v)| (Param::Fee { chain: *c }, *v)).collect();
+        for p in
+            [Param::MaxBatchesPerBlock, Param::ChallengeWindow, Param::BridgeInflowLimit, Param::BridgeWindowHeights]
+        {
+            all.extend(self.get(p).map(|v| (p, v)));
+        }
+        all
+    }
+
     /// A parameter's value (`None` for the fee of an unknown chain).
     pub fn get(&self, param: Param) -> Option<u64> {
         Some(match param {

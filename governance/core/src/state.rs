@@ -32,8 +32,9 @@ use lamina_interfaces::Genesis;
 use lamina_primitives::{ChainId, Digest, Domain, Height, PublicKey, Transaction, TxId};
 
 use crate::Error;
+use crate::entry::Param;
 use crate::entry::{Action, Entry, MAX_REASON};
-use crate::membership::Membership;
+use crate::membership::{Membership, Settings};
 
 /// Most proposals open or passed (waiting for their boundary) at once in the network.
 pub const MAX_OPEN: usize = 64;
@@ -41,10 +42,10 @@ pub const MAX_OPEN: usize = 64;
 pub const MAX_OPEN_PER_MEMBER: usize = 4;
 /// Closed proposals kept for queries (the oldest are forgotten first).
 pub const KEEP_CLOSED: usize = 256;
-/// Fee changes kept per chain ([`GovernanceState::fee_at`]): older ones are forgotten,
-/// and heights before the oldest kept change are no longer answered
-/// ([`FeeSchedule::serves_from`]). A chain's fee changes at most once per epoch.
-pub const KEEP_FEE_CHANGES: usize = 64;
+/// Changes kept per parameter ([`GovernanceState::value_at`]): older ones are
+/// forgotten, and heights before the oldest kept change are no longer answered
+/// ([`ParamSchedule::serves_from`]). A parameter changes at most once per epoch.
+pub const KEEP_PARAM_CHANGES: usize = 64;
 
 static STATE: Domain = Domain::new("lamina governance state v1");
 
@@ -289,41 +290,53 @@ pub struct GovernanceState {
     closed: VecDeque<u64>,
     /// Next usable nonce of each member that sent an accepted transaction.
     nonces: BTreeMap<PublicKey, u64>,
-    /// What execution charges at each height ([`GovernanceState::fee_at`]).
-    fees: FeeSchedule,
+    /// Every parameter's value at each height ([`GovernanceState::value_at`]).
+    schedule: ParamSchedule,
 }
 
-/// Per chain, the fee from each height on where it changed, oldest first: the genesis
-/// fee from height 1, then one entry per epoch that changed it (the last
-/// [`KEEP_FEE_CHANGES`]).
+/// Per parameter, its value from each height on where it changed, oldest first: the
+/// genesis value from height 1, then one entry per epoch that changed it (the last
+/// [`KEEP_PARAM_CHANGES`]). Sorted by parameter.
 #[derive(Clone, PartialEq, Eq, Debug, Default, serde::Serialize, serde::Deserialize)]
 #[serde(transparent)]
-pub struct FeeSchedule(BTreeMap<ChainId, VecDeque<(Height, u64)>>);
+pub struct ParamSchedule(Vec<(Param, VecDeque<(Height, u64)>)>);
 
-impl FeeSchedule {
-    /// The genesis fees, from height 1.
-    pub fn from_genesis(genesis: &Genesis) -> Self {
-        FeeSchedule(genesis.chains.iter().map(|c| (c.id, VecDeque::from([(Height(1), c.fee)]))).collect())
+impl ParamSchedule {
+    /// Every parameter at its value in `settings`, from height 1.
+    pub fn from_settings(settings: &Settings) -> Self {
+        let mut s = ParamSchedule::default();
+        for (param, value) in settings.all() {
+            s.record(param, Height(1), value);
+        }
+        s
     }
 
-    /// The fee of `chain` at `height` as far as this schedule knows (see
-    /// [`GovernanceState::fee_at`]).
-    pub fn fee_at(&self, chain: ChainId, height: Height) -> Option<u64> {
-        let history = self.0.get(&chain)?;
+    /// The value of `param` at `height` as far as this schedule knows (see
+    /// [`GovernanceState::value_at`]).
+    pub fn value_at(&self, param: Param, height: Height) -> Option<u64> {
+        let i = self.0.binary_search_by_key(&param, |(p, _)| *p).ok()?;
+        let history = &self.0[i].1;
         let after = history.partition_point(|(from, _)| *from <= height);
         after.checked_sub(1).map(|i| history[i].1)
     }
 
-    /// The lowest height [`FeeSchedule::fee_at`] answers for every chain.
+    /// The lowest height [`ParamSchedule::value_at`] answers for every parameter.
     pub fn serves_from(&self) -> Height {
-        self.0.values().filter_map(|h| h.front().map(|(from, _)| *from)).max().unwrap_or(Height(1))
+        self.0.iter().filter_map(|(_, h)| h.front().map(|(from, _)| *from)).max().unwrap_or(Height(1))
     }
 
-    /// Records that `chain`'s fee is `fee` from height `from` on.
-    fn record(&mut self, chain: ChainId, from: Height, fee: u64) {
-        let history = self.0.entry(chain).or_default();
-        history.push_back((from, fee));
-        if history.len() > KEEP_FEE_CHANGES {
+    /// Records that `param` is `value` from height `from` on.
+    fn record(&mut self, param: Param, from: Height, value: u64) {
+        let i = match self.0.binary_search_by_key(&param, |(p, _)| *p) {
+            Ok(i) => i,
+            Err(i) => {
+                self.0.insert(i, (param, VecDeque::new()));
+                i
+            }
+        };
+        let history = &mut self.0[i].1;
+        history.push_back((from, value));
+        if history.len() > KEEP_PARAM_CHANGES {
             history.pop_front();
         }
     }
@@ -340,7 +353,7 @@ impl GovernanceState {
             proposals: BTreeMap::new(),
             closed: VecDeque::new(),
             nonces: BTreeMap::new(),
-            fees: FeeSchedule::from_genesis(genesis),
+            schedule: ParamSchedule::from_settings(&Settings::from_genesis(genesis)),
         }
     }
 
@@ -374,18 +387,23 @@ impl GovernanceState {
         self.nonces.get(member).copied().unwrap_or(0)
     }
 
-    /// The fee of `chain` for transactions executed at log height `height`, as decided
-    /// by the heights applied so far: final for heights up to `self.height() + 1` (a
-    /// change decided later starts after a later boundary). `None` for an unknown chain
-    /// or a height before [`FeeSchedule::serves_from`] (that part of the history
+    /// The value of `param` for a step executed at log height `height`, as decided by
+    /// the heights applied so far: final for heights up to `self.height() + 1` (a change
+    /// decided later starts after a later boundary). `None` for the fee of an unknown
+    /// chain or a height before [`ParamSchedule::serves_from`] (that part of the history
     /// is forgotten).
-    pub fn fee_at(&self, chain: ChainId, height: Height) -> Option<u64> {
-        self.fees.fee_at(chain, height)
+    pub fn value_at(&self, param: Param, height: Height) -> Option<u64> {
+        self.schedule.value_at(param, height)
     }
 
-    /// The fee history kept ([`GovernanceState::fee_at`] reads it).
-    pub fn fees(&self) -> &FeeSchedule {
-        &self.fees
+    /// The fee of `chain` at `height` ([`GovernanceState::value_at`]).
+    pub fn fee_at(&self, chain: ChainId, height: Height) -> Option<u64> {
+        self.value_at(Param::Fee { chain }, height)
+    }
+
+    /// The parameter history kept ([`GovernanceState::value_at`] reads it).
+    pub fn schedule(&self) -> &ParamSchedule {
+        &self.schedule
     }
 
     /// The boundary height at or after `height`.
@@ -607,9 +625,9 @@ impl GovernanceState {
         }
         let changed = membership != before;
         let first_height = Height(boundary.0 + 1);
-        for (chain, fee) in &membership.settings.fees {
-            if before.settings.fees.get(chain) != Some(fee) {
-                self.fees.record(*chain, first_height, *fee);
+        for (param, value) in membership.settings.all() {
+            if before.settings.get(param) != Some(value) {
+                self.schedule.record(param, first_height, value);
             }
         }
         self.epoch = Epoch { number, first_height, membership };
@@ -630,19 +648,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_fee_schedule_keeps_the_last_changes_and_says_from_where_it_answers() {
-        let mut s = FeeSchedule(BTreeMap::from([(ChainId(1), VecDeque::from([(Height(1), 5)]))]));
-        for i in 1..=KEEP_FEE_CHANGES as u64 {
-            s.record(ChainId(1), Height(i * 10 + 1), i);
+    fn a_schedule_keeps_the_last_changes_and_says_from_where_it_answers() {
+        let fee = Param::Fee { chain: ChainId(1) };
+        let mut s = ParamSchedule::default();
+        s.record(fee, Height(1), 5);
+        s.record(Param::ChallengeWindow, Height(1), 9);
+        for i in 1..=KEEP_PARAM_CHANGES as u64 {
+            s.record(fee, Height(i * 10 + 1), i);
         }
         // The genesis entry is forgotten: heights before the oldest kept change are not
         // answered rather than answered wrongly.
         assert_eq!(s.serves_from(), Height(11));
-        assert_eq!(s.fee_at(ChainId(1), Height(10)), None);
-        assert_eq!(s.fee_at(ChainId(1), Height(11)), Some(1));
-        assert_eq!(s.fee_at(ChainId(1), Height(21)), Some(2));
-        assert_eq!(s.fee_at(ChainId(1), Height(30)), Some(2));
-        assert_eq!(s.fee_at(ChainId(1), Height(u64::MAX)), Some(KEEP_FEE_CHANGES as u64));
-        assert_eq!(s.fee_at(ChainId(2), Height(30)), None);
+        assert_eq!(s.value_at(fee, Height(10)), None);
+        assert_eq!(s.value_at(fee, Height(11)), Some(1));
+        assert_eq!(s.value_at(fee, Height(21)), Some(2));
+        assert_eq!(s.value_at(fee, Height(30)), Some(2));
+        assert_eq!(s.value_at(fee, Height(u64::MAX)), Some(KEEP_PARAM_CHANGES as u64));
+        assert_eq!(s.value_at(Param::ChallengeWindow, Height(5)), Some(9));
+        assert_eq!(s.value_at(Param::Fee { chain: ChainId(2) }, Height(30)), None);
     }
 }

@@ -258,7 +258,7 @@ fn a_fee_change_applies_from_the_height_after_its_boundary_and_earlier_heights_k
     assert_eq!(n.gov.fee_at(ChainId(1), Height(changes[0].0.0 + 1)), Some(7));
     assert_eq!(n.gov.fee_at(ChainId(1), changes[1].0), Some(7));
     assert_eq!(n.gov.fee_at(ChainId(1), Height(changes[1].0.0 + 1)), Some(11));
-    assert_eq!(n.gov.fees().serves_from(), Height(1));
+    assert_eq!(n.gov.schedule().serves_from(), Height(1));
 }
 
 #[test]

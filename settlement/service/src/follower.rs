@@ -195,9 +195,9 @@ impl Follower {
     /// records were pruned when no snapshot loads.
     ///
     /// With `governed` (governance's parameters, which `exec` charges by), every height
-    /// whose chains' steps settlement may re-execute is applied only once the registry
-    /// has applied the height before it (see [`Follower::follow`]); the replay here waits
-    /// for it at heights holding a challenge, and fails on `shutdown`.
+    /// whose chains' steps settlement may re-execute is applied only once the registry's
+    /// answers are final for it (see [`Follower::follow`]); the replay here waits for
+    /// that at heights holding a challenge, and fails on `shutdown`.
     pub async fn open(
         ctx: &NodeContext,
         config: &Config,
@@ -614,7 +614,7 @@ async fn settlement_entries<D: DataAvailability>(
 
 /// Applies the empty heights between the state's height and `next` (exclusive), so
 /// finalization runs at every height exactly as it did live.
-/// Waits until `params` (if any) has applied every height below `height`, polling (1 ms
+/// Waits until the answers of `params` (if any) are final for `height`, polling (1 ms
 /// growing to 20 ms) and warning every 10 s; fails on `shutdown`.
 async fn wait_for_params(
     params: Option<&dyn ParamsRegistry>,
@@ -625,7 +625,7 @@ async fn wait_for_params(
     let mut wait = Duration::from_millis(1);
     let started = std::time::Instant::now();
     let mut warned = 0u64;
-    while reg.applied().0 + 1 < height.0 {
+    while reg.final_through() < height {
         tokio::select! {
             _ = shutdown.cancelled() => {
                 return Err(Error::Internal("stopped while waiting for governance's parameters".into()));
@@ -636,7 +636,7 @@ async fn wait_for_params(
         let secs = started.elapsed().as_secs();
         if secs >= 10 * (warned + 1) {
             warned += 1;
-            tracing::warn!(target: "lamina::settlement", %height, governance = %reg.applied(), waited_s = secs, "height waits for governance's parameters");
+            tracing::warn!(target: "lamina::settlement", %height, governance_final_through = %reg.final_through(), waited_s = secs, "height waits for governance's parameters");
         }
     }
     Ok(())
