@@ -282,11 +282,10 @@ impl GovernedParams {
 
     /// Publishes `state`'s parameters and height.
     pub fn publish(&self, state: &GovernanceState) {
-        {
-            let mut schedule = self.schedule.write().unwrap_or_else(|e| e.into_inner());
-            if **schedule != *state.schedule() {
-                *schedule = std::sync::Arc::new(state.schedule().clone());
-            }
+        let changed = **self.schedule.read().unwrap_or_else(|e| e.into_inner()) != *state.schedule();
+        if changed {
+            // One writer (the follower's task): nothing changes between the check and here.
+            *self.schedule.write().unwrap_or_else(|e| e.into_inner()) = std::sync::Arc::new(state.schedule().clone());
         }
         self.final_through.fetch_max(Self::final_of(state).0, std::sync::atomic::Ordering::Release);
     }

@@ -69,7 +69,7 @@ impl NativeChains {
     /// The same chains charging governance's fee from `params` (see
     /// [`NativeLedger::with_params`]) in re-execution and replicas. The caller makes
     /// sure the view has applied the heights before each step it serves
-    /// ([`lamina_interfaces::ParamsRegistry::applied`]).
+    /// ([`lamina_interfaces::ParamsRegistry::final_through`]).
     pub fn with_params(self, params: Arc<dyn lamina_interfaces::ParamsView>) -> Self {
         let chains = self
             .chains

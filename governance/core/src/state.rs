@@ -44,8 +44,9 @@ pub const MAX_OPEN_PER_MEMBER: usize = 4;
 pub const KEEP_CLOSED: usize = 256;
 /// Changes kept per parameter ([`GovernanceState::value_at`]): older ones are
 /// forgotten, and heights before the oldest kept change are no longer answered
-/// ([`ParamSchedule::serves_from`]). A parameter changes at most once per epoch.
-pub const KEEP_PARAM_CHANGES: usize = 64;
+/// ([`ParamSchedule::serves_from`]; readers refuse such heights loudly). A parameter
+/// changes at most once per epoch, and each change is a passed vote.
+pub const KEEP_PARAM_CHANGES: usize = 1024;
 
 static STATE: Domain = Domain::new("lamina governance state v1");
 

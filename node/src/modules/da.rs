@@ -63,9 +63,11 @@ pub async fn start(ctx: NodeContext, config: Config, shutdown: CancellationToken
     // governance squares go through the node's own registration (to the other DA
     // nodes), handed over once the node serves.
     let (reads, registered) = tokio::sync::oneshot::channel();
+    let stop_follower = shutdown.child_token();
     let follower = {
         let (genesis, reader, me) = (ctx.genesis().clone(), log.independent_reader(), endpoint.node_id());
-        let (access, health, stop) = (ctx.service.access.clone(), ctx.health().clone(), shutdown.clone());
+        let stop = stop_follower.clone();
+        let (access, health) = (ctx.service.access.clone(), ctx.health().clone());
         let dir = ctx.service.data_dir.join("governance");
         tokio::spawn(async move {
             let Ok(net) = registered.await else { return };
@@ -84,6 +86,7 @@ pub async fn start(ctx: NodeContext, config: Config, shutdown: CancellationToken
         })
     };
     let result = lamina_da_service::run_following(endpoint, ctx.service, config, log, Some(reads), shutdown).await;
+    stop_follower.cancel();
     follower.abort();
     reporter.abort();
     Ok(result?)

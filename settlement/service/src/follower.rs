@@ -412,13 +412,12 @@ impl Follower {
                     }
                     r => r?,
                 };
-                // Steps settlement or the verifier may re-execute at this height need
-                // governance's parameters up to the height before.
-                if !record.chains.is_empty() || record.entries.iter().any(|e| e.step_txs.is_some()) {
-                    match wait_for_params(self.params.as_deref(), record.height, shutdown).await {
-                        Err(_) if shutdown.is_cancelled() => return Ok(()),
-                        r => r?,
-                    }
+                // Steps settlement may re-execute at this height, and every step the
+                // verifier executes up to it (it backfills from genesis after a restart),
+                // need governance's parameters final through it.
+                match wait_for_params(self.params.as_deref(), record.height, shutdown).await {
+                    Err(_) if shutdown.is_cancelled() => return Ok(()),
+                    r => r?,
                 }
                 let events = self.apply(&record)?;
                 if let Some(f) = &feed {
@@ -612,8 +611,6 @@ async fn settlement_entries<D: DataAvailability>(
     fetch::namespace(da, &certs, Namespace::SETTLEMENT, shutdown).await
 }
 
-/// Applies the empty heights between the state's height and `next` (exclusive), so
-/// finalization runs at every height exactly as it did live.
 /// Waits until the answers of `params` (if any) are final for `height`, polling (1 ms
 /// growing to 20 ms) and warning every 10 s; fails on `shutdown`.
 async fn wait_for_params(
@@ -622,6 +619,13 @@ async fn wait_for_params(
     shutdown: &CancellationToken,
 ) -> Result<(), Error> {
     let Some(reg) = params else { return Ok(()) };
+    if reg.serves_from() > height {
+        return Err(Error::Config(format!(
+            "governance's parameter history starts at height {}, after height {height}: this node cannot \
+             re-execute that height as the network did",
+            reg.serves_from()
+        )));
+    }
     let mut wait = Duration::from_millis(1);
     let started = std::time::Instant::now();
     let mut warned = 0u64;
@@ -642,6 +646,8 @@ async fn wait_for_params(
     Ok(())
 }
 
+/// Applies the empty heights between the state's height and `next` (exclusive), so
+/// finalization runs at every height exactly as it did live.
 fn apply_gap(state: &mut SettlementState, next: Height, exec: &dyn StatelessExecutor, enc: &dyn EncodingFraudVerifier) {
     let mut h = state.height().next();
     while h < next {

@@ -228,9 +228,13 @@ where
 {
     config.validate()?;
     ctx.health.set_check("caught_up", false, "starting");
-    let mut follower =
-        Follower::open(&ctx, &config, seams.exec.clone(), seams.encoding.clone(), seams.params.clone(), shutdown)
-            .await?;
+    let opened =
+        Follower::open(&ctx, &config, seams.exec.clone(), seams.encoding.clone(), seams.params.clone(), shutdown).await;
+    let mut follower = match opened {
+        // Stopped while the replay waited for governance: a clean stop, not a failure.
+        Err(_) if shutdown.is_cancelled() => return Ok(()),
+        r => r?,
+    };
     let shared = follower.shared();
 
     let _queries = ctx.access.register(
