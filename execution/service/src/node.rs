@@ -463,8 +463,7 @@ impl<M: ChainMachine> ExecutionNode<M> {
     /// Gives the node governance's parameters (a chain's fee changes by vote at epoch
     /// boundaries). The node then executes height `h` only once the registry's answers
     /// are final for `h` ([`ParamsRegistry::final_through`]), so every replica charges
-    /// the same fee at `h`. A registry that no
-    /// longer serves the next height is refused.
+    /// the same fee at `h`. A registry that no longer serves the next height is refused.
     pub fn set_params(&mut self, registry: Arc<dyn ParamsRegistry>) -> Result<(), Error> {
         let next = self.height().next();
         let serves = registry.serves_from();
