@@ -423,6 +423,8 @@ pub struct Members {
     pub epoch: u64,
     /// Each member's key and the smallest nonce the log still accepts from it.
     pub next: std::collections::BTreeMap<lamina_primitives::PublicKey, u64>,
+    /// The network governance entries must name.
+    pub network: Digest,
 }
 
 impl Members {
@@ -430,14 +432,16 @@ impl Members {
     pub fn of(state: &GovernanceState) -> Self {
         let m = &state.epoch().membership.members;
         Members {
+            network: state.params().network,
             epoch: state.epoch().number,
             next: m.iter().filter(|m| m.weight > 0).map(|m| (m.key, state.next_nonce(&m.key))).collect(),
         }
     }
 
     /// Why `tx` is not admitted: a governance transaction from a key that is not a
-    /// member, or with a nonce the log already used (a replay of a member's old
-    /// transaction, which anyone could resend), as this node's follower sees the log.
+    /// member, with a nonce the log already used (a replay of a member's old
+    /// transaction, which anyone could resend), as this node's follower sees the log, or
+    /// signed for another network.
     /// `None` for every other transaction.
     pub fn refuse(&self, tx: &lamina_primitives::Transaction) -> Option<String> {
         if tx.chain_id != lamina_governance_core::GOVERNANCE_CHAIN {
@@ -451,7 +455,14 @@ impl Members {
             Some(&next) if tx.nonce < next => {
                 Some(format!("nonce {} of {} is already used (next is {next}): a replay", tx.nonce, tx.sender))
             }
-            Some(_) => None,
+            // Decoded only for members' governance transactions (rare): an entry signed
+            // for another network would only be rejected in the log.
+            Some(_) => match lamina_governance_core::Entry::envelope(tx) {
+                Ok(e) if e.network != self.network => {
+                    Some(format!("the entry is signed for network {}, not this network {}", e.network, self.network))
+                }
+                _ => None,
+            },
         }
     }
 }
@@ -553,6 +564,9 @@ mod tests {
         assert_eq!(members.refuse(&transfer), None);
         assert_eq!(stranger.chain_id, GOVERNANCE_CHAIN);
         // A member's nonce the log already used: a replay anyone could send.
+        // A member's entry signed for another network.
+        let elsewhere = Entry::transaction(&Keypair::for_testing(2), Digest([3; 32]), 0, &vote).unwrap();
+        assert!(members.refuse(&elsewhere).unwrap().contains("signed for network"));
         let mut used = members;
         used.next.insert(Keypair::for_testing(2).public(), 1);
         assert!(used.refuse(&member).unwrap().contains("already used"));
