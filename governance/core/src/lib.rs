@@ -9,7 +9,9 @@
 //!
 //! * [`entry`]: what governance transactions carry ([`Entry`]: proposals and votes;
 //!   [`Action`]: the changes) and how to build them.
-//! * [`state`]: the state machine ([`GovernanceState`]): the rules of the vote, epochs.
+//! * [`state`]: the state machine ([`GovernanceState`]): the rules of the vote, epochs,
+//!   and each parameter's value by height ([`ParamSchedule`]), which the execution and
+//!   settlement layers read through `lamina_interfaces::ParamsView`.
 //! * [`membership`]: who is in the network during an epoch ([`Membership`]) and the
 //!   parameters governance may change ([`Settings`]).
 //!
@@ -18,8 +20,8 @@
 //! * A rejected transaction changes nothing: votes from non-members or from members who
 //!   joined after the proposal, duplicate votes, votes after the period or on decided
 //!   proposals, proposals with malformed keys, names or addresses, replayed nonces, bad
-//!   signatures and undecodable payloads each get a typed [`Error`] and leave the state's
-//!   [`GovernanceState::digest`] as it was.
+//!   signatures, undecodable payloads and entries signed for another network each get a
+//!   typed [`Error`] and leave the state's [`GovernanceState::digest`] as it was.
 //! * A proposal that passes applies exactly at the end of the first epoch boundary at or
 //!   after the height it passed, never earlier; the next epoch's membership is the
 //!   previous one with the passed actions applied in id order.
@@ -27,7 +29,8 @@
 //!   governance transactions are applied or skipped.
 //! * Memory is bounded: open and passed proposals ([`state::MAX_OPEN`], [`state::MAX_OPEN_PER_MEMBER`]),
 //!   closed proposals kept ([`state::KEEP_CLOSED`]), members ([`membership::MAX_MEMBERS`])
-//!   and nodes per role ([`membership::MAX_ROLE`]).
+//!   and nodes per role ([`membership::MAX_ROLE`]); the parameter history keeps each
+//!   parameter's last [`state::KEEP_PARAM_CHANGES`] changes.
 //!
 //! # Example
 //!
