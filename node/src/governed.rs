@@ -180,8 +180,8 @@ impl<L: OrderedLog, D: DataAvailability> Follower<L, D> {
 }
 
 /// Writes `saved` where [`Follower::resume`] finds it (write, sync, rename), one writer at
-/// a time, unless a state at least as new was written already. A failure is logged: the file is a
-/// cache, and the next epoch change tries again.
+/// a time, unless a state at least as new was written already. A failure is logged: the
+/// file is a cache, and the next epoch change tries again.
 fn write_saved(path: &Path, saved: &Saved, saving: &std::sync::Mutex<Height>) {
     let mut last = saving.lock().unwrap_or_else(|e| e.into_inner());
     if saved.state.height() <= *last {
@@ -320,8 +320,9 @@ impl lamina_interfaces::ParamsRegistry for GovernedParams {
 /// Follows governance until `shutdown` and applies each epoch's client keys to
 /// `access` (they matter where client access is restricted, and for who may store on
 /// DA), and publishes the parameters to `params` after every step. Calls `on_update`
-/// with the state at the start and after every step that changed it. Reports the epoch (and the last error, while retrying) in `/status`
-/// (`governance`) and as `lamina_governance_epoch`.
+/// with the state at the start and after every step that changed it. Reports the epoch
+/// (and the last error, while retrying) in `/status` (`governance`) and as
+/// `lamina_governance_epoch`.
 pub fn spawn_client_access<L, D>(
     genesis: std::sync::Arc<Genesis>,
     mut follower: Follower<L, D>,
