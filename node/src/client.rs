@@ -508,12 +508,9 @@ async fn transfer(net: &Net, a: &TransferArgs) -> anyhow::Result<ExitCode> {
     // must hold the amount, as of the node's last height. The fee is not counted:
     // governance may have changed the genesis fee (a receipt says `fee_unpaid` if the
     // sender cannot pay the fee in force).
-    let needs = [(AssetId(a.asset), a.amount)];
-    for (id, need) in needs {
-        if need == 0 {
-            continue;
-        }
-        let (h, have) = match queries.ask(&QueryRequest::Balance(sender.public(), id)).await? {
+    let (asset, need) = (AssetId(a.asset), a.amount);
+    if need > 0 {
+        let (h, have) = match queries.ask(&QueryRequest::Balance(sender.public(), asset)).await? {
             QueryResponse::Balance(h, amount) => (h, amount),
             other => bail!("execution node answered a balance query with {}", kind(&other)),
         };
@@ -522,7 +519,7 @@ async fn transfer(net: &Net, a: &TransferArgs) -> anyhow::Result<ExitCode> {
                 "sender {} holds {have} of asset {} on chain {} (height {}); this transfer needs {need}, plus \
                  the chain's fee in the native asset 0",
                 sender.public(),
-                id.0,
+                asset.0,
                 a.chain,
                 h.0,
             );

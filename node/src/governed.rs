@@ -319,7 +319,8 @@ impl lamina_interfaces::ParamsRegistry for GovernedParams {
 
 /// Follows governance until `shutdown` and applies each epoch's client keys to
 /// `access` (they matter where client access is restricted, and for who may store on
-/// DA), and publishes the parameters to `params` after every step. Calls `on_update`
+/// DA), and publishes the parameters to `params` (if given: nodes that read them) after
+/// every step. Calls `on_update`
 /// with the state at the start and after every step that changed it. Reports the epoch
 /// (and the last error, while retrying) in `/status` (`governance`) and as
 /// `lamina_governance_epoch`.
@@ -327,7 +328,7 @@ pub fn spawn_client_access<L, D>(
     genesis: std::sync::Arc<Genesis>,
     mut follower: Follower<L, D>,
     access: Access,
-    params: std::sync::Arc<GovernedParams>,
+    params: Option<std::sync::Arc<GovernedParams>>,
     health: lamina_interfaces::Health,
     on_update: impl Fn(&GovernanceState) + Send + 'static,
     shutdown: CancellationToken,
@@ -340,8 +341,13 @@ where
         let mut applied = None;
         let mut last_error: Option<String> = None;
         let mut backoff = RETRY;
+        let publish = |state: &GovernanceState| {
+            if let Some(p) = &params {
+                p.publish(state);
+            }
+        };
         on_update(follower.state());
-        params.publish(follower.state());
+        publish(follower.state());
         loop {
             let clients = governed_clients(&genesis, follower.state());
             if applied.as_ref() != Some(&clients) {
@@ -364,7 +370,7 @@ where
             tokio::select! {
                 () = shutdown.cancelled() => return,
                 r = follower.step() => {
-                    params.publish(follower.state());
+                    publish(follower.state());
                     match r {
                         Ok(events) => {
                             last_error = None;
@@ -408,7 +414,7 @@ pub fn spawn_on_client_node(
         genesis,
         follower,
         ctx.service.access.clone(),
-        params.clone(),
+        Some(params.clone()),
         ctx.health().clone(),
         |_| {},
         shutdown.clone(),

@@ -95,9 +95,7 @@ pub async fn start(ctx: NodeContext, config: Config, shutdown: CancellationToken
     };
     let stop_gov = shutdown.child_token();
     // Validators read no parameter yet (the block limit stays the genesis's).
-    let params = crate::governed::GovernedParams::new(follower.state());
-    let gov =
-        crate::governed::spawn_client_access(genesis, follower, access, params, health, on_epoch, stop_gov.clone());
+    let gov = crate::governed::spawn_client_access(genesis, follower, access, None, health, on_epoch, stop_gov.clone());
     tokio::select! {
         _ = shutdown.cancelled() => {}
         _ = validator.failed() => {}

@@ -64,7 +64,7 @@ pub async fn start(ctx: NodeContext, config: Config, shutdown: CancellationToken
     // nodes), handed over once the node serves.
     let (reads, registered) = tokio::sync::oneshot::channel();
     let stop_follower = shutdown.child_token();
-    let follower = {
+    {
         let (genesis, reader, me) = (ctx.genesis().clone(), log.independent_reader(), endpoint.node_id());
         let stop = stop_follower.clone();
         let (access, health) = (ctx.service.access.clone(), ctx.health().clone());
@@ -80,14 +80,12 @@ pub async fn start(ctx: NodeContext, config: Config, shutdown: CancellationToken
             };
             let follower = crate::governed::Follower::resume(&genesis, reader, da, &dir);
             // DA nodes read no parameter.
-            let params = crate::governed::GovernedParams::new(follower.state());
-            let task = crate::governed::spawn_client_access(genesis, follower, access, params, health, |_| {}, stop);
-            let _ = task.await;
-        })
-    };
+            crate::governed::spawn_client_access(genesis, follower, access, None, health, |_| {}, stop);
+        });
+    }
     let result = lamina_da_service::run_following(endpoint, ctx.service, config, log, Some(reads), shutdown).await;
+    // Stops the follower; one not started yet ends when the service drops its handle.
     stop_follower.cancel();
-    follower.abort();
     reporter.abort();
     Ok(result?)
 }
