@@ -74,6 +74,27 @@ fn epoch_name(epoch: u64) -> String {
     format!("{EPOCH_PREFIX}{epoch:016x}")
 }
 
+/// The epochs that have a receipts table, among `tables`.
+fn epochs_of(tables: impl IntoIterator<Item = impl redb::TableHandle>) -> Result<BTreeSet<u64>, Error> {
+    let mut epochs = BTreeSet::new();
+    for t in tables {
+        if let Some(hex) = t.name().strip_prefix(EPOCH_PREFIX) {
+            let e = u64::from_str_radix(hex, 16).map_err(|_| Error::BadStore(format!("index: table {}", t.name())))?;
+            epochs.insert(e);
+        }
+    }
+    Ok(epochs)
+}
+
+/// What pruning below `below` does to an index of `epochs` (each of `n` heights) retained
+/// from `current`: the epochs to drop (every one entirely below `below`) and the new
+/// `retained_from` (the first height still indexed, at most `below`, never backwards).
+fn plan(epochs: &BTreeSet<u64>, n: u64, below: Height, current: u64) -> (Vec<u64>, u64) {
+    let drop = epochs.iter().copied().filter(|e| (e + 1) * n <= below.0).collect();
+    let first_kept = epochs.iter().copied().find(|e| (e + 1) * n > below.0);
+    (drop, first_kept.map_or(below.0, |e| (e * n).clamp(1, below.0)).max(current))
+}
+
 fn epoch_def(name: &str) -> TableDefinition<'_, &'static [u8; 32], &'static [u8]> {
     TableDefinition::new(name)
 }
@@ -100,17 +121,7 @@ impl ReceiptIndex {
     /// whether it was new.
     pub fn open(path: &Path, header: &Header, cache_bytes: usize, epoch: u64) -> Result<(Self, bool), Error> {
         let db = redb::Builder::new().set_cache_size(cache_bytes).create(path).map_err(db_err)?;
-        let mut epochs = BTreeSet::new();
-        {
-            let tx = db.begin_read().map_err(db_err)?;
-            for t in tx.list_tables().map_err(db_err)? {
-                if let Some(hex) = redb::TableHandle::name(&t).strip_prefix(EPOCH_PREFIX) {
-                    let e = u64::from_str_radix(hex, 16)
-                        .map_err(|_| Error::BadStore(format!("index: table {}", redb::TableHandle::name(&t))))?;
-                    epochs.insert(e);
-                }
-            }
-        }
+        let epochs = epochs_of(db.begin_read().map_err(db_err)?.list_tables().map_err(db_err)?)?;
         let mut index = ReceiptIndex { db, epochs: Mutex::new(epochs), epoch: epoch.max(1) };
         if let Some(b) = index.meta(EPOCH_SIZE)? {
             index.epoch = u64_of(&b)?.max(1);
@@ -212,38 +223,51 @@ impl ReceiptIndex {
         Ok(None)
     }
 
-    /// Drops the receipts of every epoch entirely below `below` and moves
-    /// `retained_from` to the first height still indexed (at most `below`), in one
-    /// durable commit (which makes every earlier commit durable too). Returns the new
-    /// `retained_from`: records below it may go.
-    pub fn prune(&self, below: Height) -> Result<Height, Error> {
+    /// The `retained_from` that [`ReceiptIndex::prune`] with `below` would set now,
+    /// without changing anything: a caller moves its readers' lower bound there first,
+    /// so that none of them asks for a receipt while its epoch is being dropped.
+    pub fn prune_point(&self, below: Height) -> Result<Height, Error> {
         let current = self.retained_from()?;
-        let (drop, first_kept): (Vec<u64>, Option<u64>) = {
-            let epochs = self.epochs();
-            let n = self.epoch;
-            let drop = epochs.iter().copied().filter(|e| (e + 1) * n <= below.0).collect();
-            (drop, epochs.iter().copied().find(|e| (e + 1) * n > below.0))
-        };
-        let from = Height(first_kept.map_or(below.0, |e| (e * self.epoch).clamp(1, below.0)).max(current.0));
-        if drop.is_empty() && from == current {
-            return Ok(current);
-        }
+        let tx = self.db.begin_read().map_err(db_err)?;
+        let (_, from) = plan(&epochs_of(tx.list_tables().map_err(db_err)?)?, self.epoch, below, current.0);
+        Ok(Height(from))
+    }
+
+    /// Drops the receipts of every epoch entirely below `below` and moves
+    /// `retained_from` to the first height still indexed (at most `below`; never
+    /// backwards), in one durable commit (which makes every earlier commit durable too).
+    /// Returns the new `retained_from`: records below it may go.
+    ///
+    /// What to drop is read inside the write transaction (redb serialises writers), so
+    /// prunes racing each other cannot leave `retained_from` below a dropped epoch.
+    pub fn prune(&self, below: Height) -> Result<Height, Error> {
+        let n = self.epoch;
         let mut tx = self.db.begin_write().map_err(db_err)?;
         tx.set_durability(Durability::Immediate).map_err(db_err)?;
+        let current = {
+            let meta = tx.open_table(META).map_err(db_err)?;
+            let v = meta.get(RETAINED_FROM).map_err(db_err)?;
+            v.map(|b| u64_of(b.value())).transpose()?.unwrap_or(1)
+        };
+        let (drop, from) = plan(&epochs_of(tx.list_tables().map_err(db_err)?)?, n, below, current);
+        if drop.is_empty() && from == current {
+            tx.abort().map_err(db_err)?;
+            return Ok(Height(current));
+        }
+        for e in &drop {
+            let name = epoch_name(*e);
+            tx.delete_table(epoch_def(&name)).map_err(db_err)?;
+        }
         {
-            for e in &drop {
-                let name = epoch_name(*e);
-                tx.delete_table(epoch_def(&name)).map_err(db_err)?;
-            }
             let mut meta = tx.open_table(META).map_err(db_err)?;
-            meta.insert(RETAINED_FROM, from.0.to_le_bytes().as_slice()).map_err(db_err)?;
+            meta.insert(RETAINED_FROM, from.to_le_bytes().as_slice()).map_err(db_err)?;
         }
         tx.commit().map_err(db_err)?;
         let mut epochs = self.epochs();
         for e in drop {
             epochs.remove(&e);
         }
-        Ok(from)
+        Ok(Height(from))
     }
 
     /// Makes every commit so far durable.
@@ -316,8 +340,14 @@ mod tests {
         // Below a height inside the first epoch: nothing dropped, nothing moves.
         assert_eq!(ix.prune(Height(100)).unwrap(), Height(1));
         assert_eq!(ix.len().unwrap(), 5);
-        // Below the second epoch's middle: the first epoch goes, retained from its end.
+        // Below the second epoch's middle: the first epoch goes, retained from its end
+        // (as planned beforehand).
+        assert_eq!(ix.prune_point(Height(EPOCH + 10)).unwrap(), Height(EPOCH));
+        assert_eq!(ix.len().unwrap(), 5, "planning changes nothing");
         assert_eq!(ix.prune(Height(EPOCH + 10)).unwrap(), Height(EPOCH));
+        // A lower bound below the current one moves nothing back.
+        assert_eq!(ix.prune_point(Height(3)).unwrap(), Height(EPOCH));
+        assert_eq!(ix.prune(Height(3)).unwrap(), Height(EPOCH));
         assert!(ix.get::<LedgerFailure>(&receipt(3).tx_id).unwrap().is_none());
         assert_eq!(ix.get::<LedgerFailure>(&receipt(1).tx_id).unwrap().unwrap().height, Height(EPOCH + 5));
         assert_eq!(ix.retained_from().unwrap(), Height(EPOCH));

@@ -941,11 +941,21 @@ fn prune<F: ChainFailure>(
     if below <= from {
         return Ok(());
     }
-    // Whole epochs of receipts go in one cheap commit (tables dropped, no key by key
-    // deletes); records go below the first height still indexed, so records and
-    // receipts agree on what is retained.
-    let from = index.prune(below)?;
-    shared.write().retained_from = from;
+    // Readers stop asking below the new lower bound first (they read under the view's
+    // lock, so none is midway through a lookup), then whole epochs of receipts go in
+    // one cheap commit (tables dropped, no key by key deletes), then records below the
+    // first height still indexed: records and receipts agree on what is retained at
+    // every moment.
+    let point = index.prune_point(below)?;
+    if point <= from {
+        return Ok(());
+    }
+    shared.write().retained_from = point;
+    // The same as `point` (this thread is the only pruner); the larger bound otherwise.
+    let from = index.prune(below)?.max(point);
+    if from > point {
+        shared.write().retained_from = from;
+    }
     let segments = records.prune_below(from)?;
     tracing::info!(target: "lamina::execution", retained_from = %from, segments, "pruned records and receipts");
     Ok(())

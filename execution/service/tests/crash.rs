@@ -46,7 +46,16 @@ fn index_matches_records(node: &ExecutionNode) {
     while h <= v.height {
         if let Some(r) = v.records.get::<ledger::LedgerFailure>(h).unwrap() {
             for rc in &r.receipts {
-                let e = v.index.get::<ledger::LedgerFailure>(&rc.tx_id).unwrap().expect("indexed");
+                let e = v.index.get::<ledger::LedgerFailure>(&rc.tx_id).unwrap().unwrap_or_else(|| {
+                    panic!(
+                        "receipt {} of height {h} not indexed (retained {}..={}, index retained from {}, indexed to {})",
+                        rc.tx_id,
+                        v.retained_from,
+                        v.height,
+                        v.index.retained_from().unwrap(),
+                        v.index.indexed().unwrap()
+                    )
+                });
                 assert!(e.height >= h, "receipt of {} indexed at {}", h, e.height);
                 n += 1;
             }
