@@ -440,3 +440,53 @@ async fn the_node_holds_the_anchor_registry_at_its_next_height() {
     assert!(err.contains("forgot anchors") && err.contains("registry"), "{err}");
     node.set_anchors(FakeRegistry::new(13)).unwrap();
 }
+
+/// A reader of a live node never sees a retained height whose receipts are gone: the
+/// view's lower bound moves before pruning drops receipts, and records go last. A
+/// snapshot and a prune every 2 heights, while a thread checks the lowest retained
+/// height without pause.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_reader_never_sees_a_retained_height_without_its_receipts() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    const HEIGHTS: u64 = 40;
+    let f = fixture(HEIGHTS).await;
+    let config = lamina_execution_service::Config {
+        snapshot_every: 2,
+        keep_snapshots: 1,
+        retain_heights: 2,
+        segment_kib: 64,
+        index_epoch_heights: 1,
+        ..config()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let log = InMemoryLog::new();
+    for b in &f.blocks {
+        log.append(b.clone()).unwrap();
+    }
+    let mut node = ExecutionNode::open(&dir.path().join("exec"), &f.genesis, CHAIN, exec_key(), &config).unwrap();
+    let done = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let (shared, done) = (node.shared(), done.clone());
+        std::thread::spawn(move || {
+            let (mut checked, mut bounds) = (0u64, std::collections::BTreeSet::new());
+            while !done.load(Ordering::Acquire) {
+                let v = shared.read();
+                let h = v.retained_from;
+                bounds.insert(h);
+                let Some(r) = v.records.get::<ledger::LedgerFailure>(h).unwrap() else { continue };
+                for rc in &r.receipts {
+                    let got = v.index.get::<ledger::LedgerFailure>(&rc.tx_id).unwrap();
+                    assert!(got.is_some(), "height {h} is retained, but its receipt {} is gone", rc.tx_id);
+                    checked += 1;
+                }
+            }
+            (checked, bounds.len())
+        })
+    };
+    follow_until(&mut node, &log, &f.da, &RecordingSettlement::default(), HEIGHTS).await;
+    node.close().unwrap(); // waits for the last snapshot and prune
+    done.store(true, Ordering::Release);
+    let (checked, bounds) = reader.join().unwrap();
+    assert!(checked > 0 && bounds >= 10, "the reader saw {bounds} lower bounds and checked {checked} receipts");
+}
