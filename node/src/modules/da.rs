@@ -64,7 +64,12 @@ pub async fn start(ctx: NodeContext, config: Config, shutdown: CancellationToken
     // nodes), handed over once the node serves.
     let (reads, registered) = tokio::sync::oneshot::channel();
     let stop_follower = shutdown.child_token();
-    {
+    // Reads never ask this node itself, so a DA node alone in its committee has no one
+    // to read governance squares from (not built: reading its own columns).
+    let alone = ctx.genesis().da_committee().members.iter().all(|m| *m == endpoint.node_id());
+    if alone {
+        tracing::warn!(target: "lamina::governance", "this DA node is the only one in the DA committee and cannot read governance squares: it keeps the genesis client keys");
+    } else {
         let (genesis, reader, me) = (ctx.genesis().clone(), log.independent_reader(), endpoint.node_id());
         let stop = stop_follower.clone();
         let (access, health) = (ctx.service.access.clone(), ctx.health().clone());
@@ -83,7 +88,8 @@ pub async fn start(ctx: NodeContext, config: Config, shutdown: CancellationToken
             crate::governed::spawn_client_access(genesis, follower, access, None, health, |_| {}, stop);
         });
     }
-    let result = lamina_da_service::run_following(endpoint, ctx.service, config, log, Some(reads), shutdown).await;
+    let reads = (!alone).then_some(reads);
+    let result = lamina_da_service::run_following(endpoint, ctx.service, config, log, reads, shutdown).await;
     // Stops the follower; one not started yet ends when the service drops its handle.
     stop_follower.cancel();
     reporter.abort();

@@ -62,6 +62,12 @@ pub async fn start(ctx: NodeContext, config: Config, shutdown: CancellationToken
         Ok(s) => s,
         Err(e) => {
             endpoint.shutdown().await;
+            // A stop while the anchor registry replays (it may wait for governance's
+            // parameters) is a clean stop, not a failure.
+            if shutdown.is_cancelled() {
+                tracing::info!(target: "lamina::execution", error = format!("{e:#}"), "stopped while starting");
+                return Ok(());
+            }
             return Err(e);
         }
     };

@@ -255,6 +255,13 @@ where
     };
 
     let (feed, verifier) = if config.verifier {
+        // The replicas replay from genesis (the verifier module's docs); below what
+        // governance's parameter history still answers they cannot charge what the
+        // network charged.
+        if let Some(serves) = seams.params.as_ref().map(|p| p.serves_from()).filter(|s| s.0 > 1) {
+            tracing::warn!(target: "lamina::settlement", serves_from = %serves, "verifier replays from genesis, but governance's parameter history starts later; a step below it may be charged differently, after which the replica disagrees with every later claim's pre-state and challenges nothing (no false challenge)");
+            ctx.health.set_status("verifier_params_blind_below", serves.0);
+        }
         let v = verifier::Verifier::new(
             &ctx,
             &config,
