@@ -295,15 +295,45 @@ impl GovernedParams {
     }
 }
 
+/// Governance's parameter name for a layer's.
+fn param_of(param: lamina_interfaces::GovernedParam) -> lamina_governance_core::Param {
+    use lamina_governance_core::Param;
+    use lamina_interfaces::GovernedParam as G;
+    match param {
+        G::Fee(chain) => Param::Fee { chain },
+        G::BridgeInflowLimit => Param::BridgeInflowLimit,
+    }
+}
+
 impl lamina_interfaces::ParamsView for GovernedParams {
     fn value(&self, param: lamina_interfaces::GovernedParam, height: Height) -> Option<u64> {
-        use lamina_governance_core::Param;
-        use lamina_interfaces::GovernedParam as G;
-        let param = match param {
-            G::Fee(chain) => Param::Fee { chain },
-            G::BridgeInflowLimit => Param::BridgeInflowLimit,
-        };
-        self.schedule().value_at(param, height)
+        self.schedule().value_at(param_of(param), height)
+    }
+}
+
+/// [`GovernedParams`] frozen at one publication ([`lamina_interfaces::ParamsRegistry::frozen`]).
+struct FrozenParams {
+    schedule: std::sync::Arc<lamina_governance_core::ParamSchedule>,
+    final_through: Height,
+}
+
+impl lamina_interfaces::ParamsView for FrozenParams {
+    fn value(&self, param: lamina_interfaces::GovernedParam, height: Height) -> Option<u64> {
+        self.schedule.value_at(param_of(param), height)
+    }
+}
+
+impl lamina_interfaces::ParamsRegistry for FrozenParams {
+    fn final_through(&self) -> Height {
+        self.final_through
+    }
+
+    fn serves_from(&self) -> Height {
+        self.schedule.serves_from()
+    }
+
+    fn frozen(&self) -> std::sync::Arc<dyn lamina_interfaces::ParamsRegistry> {
+        std::sync::Arc::new(FrozenParams { schedule: self.schedule.clone(), final_through: self.final_through })
     }
 }
 
@@ -314,6 +344,12 @@ impl lamina_interfaces::ParamsRegistry for GovernedParams {
 
     fn serves_from(&self) -> Height {
         self.schedule().serves_from()
+    }
+
+    fn frozen(&self) -> std::sync::Arc<dyn lamina_interfaces::ParamsRegistry> {
+        // `final_through` first: the schedule read after it answers at least that far.
+        let final_through = lamina_interfaces::ParamsRegistry::final_through(self);
+        std::sync::Arc::new(FrozenParams { schedule: self.schedule(), final_through })
     }
 }
 
@@ -535,12 +571,16 @@ mod tests {
         let mut f = Follower::new(&g, log_of(30), NoDa);
         let params = GovernedParams::new(f.state());
         assert_eq!(params.final_through(), Height(10), "at genesis: the first epoch");
+        let frozen = params.frozen();
         while f.state().height() < Height(25) {
             f.step().await.unwrap();
         }
         params.publish(f.state());
         // A change decided by height 30 applies from 31: heights up to 30 are final.
         assert_eq!((f.state().height(), params.final_through()), (Height(30), Height(40)));
+        // A frozen view keeps what it was given; a new one sees the publication.
+        assert_eq!((frozen.final_through(), params.frozen().final_through()), (Height(10), Height(40)));
+        assert_eq!(frozen.serves_from(), params.frozen().serves_from());
         let mut partial = GovernanceState::new(&g);
         partial.apply_block(Height(25), &[]).unwrap();
         assert_eq!(GovernedParams::final_of(&partial), Height(30));

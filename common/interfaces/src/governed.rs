@@ -44,6 +44,11 @@ pub trait ParamsRegistry: ParamsView {
     /// Lowest height answered exactly (older history is forgotten). A reader about to
     /// execute a lower height must not use this view.
     fn serves_from(&self) -> Height;
+    /// The answers as they stand now, frozen: what the registry learns or forgets
+    /// later does not change them. A reader checks the frozen view's
+    /// [`ParamsRegistry::serves_from`] and executes with that same view, so no
+    /// forgetting can fall between the check and the step.
+    fn frozen(&self) -> std::sync::Arc<dyn ParamsRegistry>;
 }
 
 /// The genesis values everywhere (no governance changes): what a chain composed without

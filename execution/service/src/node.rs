@@ -488,15 +488,18 @@ impl<M: ChainMachine> ExecutionNode<M> {
     ) -> Result<StepEnv, Error> {
         let env = StepEnv::new(height, self.anchors_for(height, txs, shutdown).await?);
         let Some(reg) = self.params.as_ref().filter(|_| !txs.is_empty()) else { return Ok(env) };
-        if reg.serves_from() > height {
+        wait_until(shutdown, "governance's parameters", height, || reg.final_through() >= height).await?;
+        // Checked and used as one frozen view: the follower cannot forget what this
+        // height needs between the check and the step.
+        let view = reg.frozen();
+        if view.serves_from() > height {
             return Err(Error::Config(format!(
                 "governance's parameter history starts at height {}, after height {height}: this node cannot \
                  execute that height as the network did (restore a newer snapshot of this chain)",
-                reg.serves_from()
+                view.serves_from()
             )));
         }
-        wait_until(shutdown, "governance's parameters", height, || reg.final_through() >= height).await?;
-        let view: Arc<dyn lamina_interfaces::ParamsView> = reg.clone();
+        let view: Arc<dyn lamina_interfaces::ParamsView> = view;
         Ok(env.with_params(view))
     }
 
