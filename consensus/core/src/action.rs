@@ -163,4 +163,7 @@ pub enum ProposalError {
     TimestampRegressed,
     /// `header.proposer` is not the view's leader.
     WrongProposer,
+    /// A block above the epoch's last height that orders batches (blocks there are
+    /// only an empty suffix that lets the boundary block be finalized: [`crate::epoch`]).
+    BeyondEpochEnd,
 }

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use lamina_primitives::codec::limits;
-use lamina_primitives::{Committee, Digest};
+use lamina_primitives::{Committee, Digest, Height};
 
 use crate::error::ConfigError;
 
@@ -66,6 +66,16 @@ pub struct Config {
     pub sync_min_interval: Duration,
     /// How many recent heights are remembered to reject a batch ordered twice. Default 4096.
     pub dedup_window: u64,
+    /// The epoch this core runs ([`crate::epoch`]): `validators` is that epoch's
+    /// committee, and the core acts only in the epoch's views. 0 (the genesis committee)
+    /// unless the committee changed by vote.
+    pub epoch: u64,
+    /// The epoch's last height, if known when the core starts (later:
+    /// [`crate::Core::end_epoch_at`]). `None` while no boundary is decided.
+    pub last_height: Option<Height>,
+    /// The horizon the core starts with ([`crate::Core::set_horizon`]): no block above
+    /// it is output. `None`: no limit (a network whose committee never changes).
+    pub horizon: Option<Height>,
 }
 
 impl Config {
@@ -88,6 +98,9 @@ impl Config {
             sync_max_certificates: 256,
             sync_min_interval: Duration::from_millis(20),
             dedup_window: 4096,
+            epoch: 0,
+            last_height: None,
+            horizon: None,
         }
     }
 

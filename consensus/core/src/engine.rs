@@ -13,6 +13,7 @@ use lamina_primitives::{
 use crate::action::{Action, Evidence, Fault, FaultKind, ProposalError};
 use crate::config::Config;
 use crate::crypto::{Signer, Verifier};
+use crate::epoch::{epoch_of, first_view};
 use crate::error::{ConfigError, Error};
 use crate::messages::{
     Certificate, MAX_PROPOSAL_CERTIFICATES, Message, Proposal, SyncRequest, SyncResponse, Vote, VoteKind, vote_digest,
@@ -263,6 +264,12 @@ pub struct Core {
     peer_faults: Vec<u64>,
     stats: Stats,
     out: Vec<Action>,
+    /// The epoch's last height, once the driver knows it ([`Core::end_epoch_at`]).
+    last_height: Option<Height>,
+    /// No block above this height is output ([`Core::set_horizon`]).
+    horizon: Option<Height>,
+    /// The epoch's last height was output: the core does nothing more.
+    done: bool,
 }
 
 impl std::fmt::Debug for Core {
@@ -292,6 +299,7 @@ impl Core {
         let my_key = signer.public_key();
         let me = config.validators.index_of(&my_key).ok_or(ConfigError::NotAValidator)?;
         let n = config.n();
+        let (last_height, horizon) = (config.last_height, config.horizon);
         let mut core = Core {
             cfg: Arc::new(config),
             signer,
@@ -322,9 +330,27 @@ impl Core {
             peer_faults: vec![0; n],
             stats: Stats::default(),
             out: Vec::new(),
+            last_height,
+            horizon,
+            done: false,
         };
         let batches = std::mem::take(&mut recovered.batches);
         core.restore(recovered)?;
+        // An epoch after the first starts from the previous epoch's last block; a tip of
+        // a later epoch means the driver picked the wrong core.
+        let epoch = core.cfg.epoch;
+        if (epoch > 0 && core.tip.cert.is_none()) || epoch_of(core.tip.view) > epoch {
+            return Err(Error::WrongEpochTip { epoch, tip: core.tip.height });
+        }
+        if let Some(last) = last_height {
+            if core.tip.height > last {
+                return Err(Error::EpochEnd { last, tip: core.tip.height });
+            }
+            if core.tip.height == last {
+                core.finish();
+                return Ok((core, Vec::new()));
+            }
+        }
         for cert in batches {
             let a = cert.commitment.attestation_digest();
             if core.recent.set.contains(&a) || core.verify_batch(&cert).is_err() {
@@ -334,7 +360,7 @@ impl Core {
                 core.out.push(Action::Broadcast(Message::Batch(cert)));
             }
         }
-        let start = View(core.tip.view.0 + 1).max(core.view);
+        let start = View(core.tip.view.0 + 1).max(core.view).max(first_view(core.cfg.epoch));
         core.view = View(start.0 - 1);
         core.enter_view(now, start);
         // A proposal signed before the crash is re-sent as is (never a different one).
@@ -379,7 +405,8 @@ impl Core {
         let mut max_view = View(0);
         for rec in recovered.wal {
             let v = rec.view();
-            if v <= tip_view {
+            // Records of other epochs belong to other cores.
+            if v <= tip_view || epoch_of(v) != self.cfg.epoch {
                 continue;
             }
             let r = self.rounds.entry(v).or_default();
@@ -429,6 +456,80 @@ impl Core {
         self.view
     }
 
+    /// The epoch this core runs ([`Config::epoch`]).
+    pub fn epoch(&self) -> u64 {
+        self.cfg.epoch
+    }
+
+    /// The epoch's last height, if the driver named it ([`Core::end_epoch_at`]).
+    pub fn last_height(&self) -> Option<Height> {
+        self.last_height
+    }
+
+    /// True once the epoch's last height was output: the core then ignores every input
+    /// and the next epoch's core carries on from that block.
+    pub fn epoch_done(&self) -> bool {
+        self.done
+    }
+
+    /// Names the epoch's last height (the boundary, from the schedule governance
+    /// decided). Blocks above it may only be empty and are never output; once it is
+    /// output the core is done. Fails if the core already output a block above it, or
+    /// was told a different last height.
+    pub fn end_epoch_at(&mut self, now: Duration, last: Height) -> Result<Vec<Action>, Error> {
+        if self.tip.height > last || self.last_height.is_some_and(|l| l != last) {
+            return Err(Error::EpochEnd { last, tip: self.tip.height });
+        }
+        self.last_height = Some(last);
+        if self.tip.height == last {
+            self.finish();
+        }
+        self.advance(now);
+        Ok(std::mem::take(&mut self.out))
+    }
+
+    /// Outputs no block above `through` (`None`: no limit) until told otherwise. A driver
+    /// whose schedule is decided on the log sets it to the height through which it knows
+    /// every boundary, so that it never outputs a block of the next epoch under this
+    /// committee; consensus itself goes on, and held blocks are output when the horizon
+    /// moves.
+    pub fn set_horizon(&mut self, now: Duration, through: Option<Height>) -> Vec<Action> {
+        self.horizon = through;
+        self.advance(now);
+        std::mem::take(&mut self.out)
+    }
+
+    /// The highest height this core may output now.
+    fn output_limit(&self) -> Height {
+        let limit = self.last_height.unwrap_or(Height(u64::MAX));
+        self.horizon.map_or(limit, |h| h.min(limit))
+    }
+
+    /// The epoch ended: stop every timer, keep nothing to do.
+    fn finish(&mut self) {
+        self.done = true;
+        self.propose_at = None;
+        self.hold_until = None;
+        self.leader_deadline = None;
+        self.notarization_deadline = None;
+        self.retry_at = None;
+        self.commit_retry_at = None;
+        self.sync_outstanding = None;
+        self.rounds.clear();
+        self.blocks.clear();
+    }
+
+    /// Batches that wait to be ordered, oldest first: the next epoch's core takes them
+    /// over when this one is done.
+    pub fn pending(&self) -> Vec<AvailabilityCertificate> {
+        self.pending.select(usize::MAX, |_| false)
+    }
+
+    /// True if `view` is one of this core's epoch.
+    fn in_epoch(&self, view: View) -> bool {
+        epoch_of(view) == self.cfg.epoch
+    }
+
     /// Height of the last block output.
     pub fn finalized_height(&self) -> Height {
         self.tip.height
@@ -472,8 +573,14 @@ impl Core {
 
     /// True while this validator knows of a finalized block it has not output yet (it
     /// is catching up: fetching blocks or certificates).
+    ///
+    /// Finalized blocks it holds on purpose (above its horizon or its epoch's last
+    /// height) do not count.
     pub fn is_behind(&self) -> bool {
-        self.rounds.range(self.tip.view.next()..).any(|(_, r)| r.finalization.is_some())
+        let limit = self.output_limit();
+        self.rounds.range(self.tip.view.next()..).any(|(_, r)| {
+            r.finalization.as_ref().is_some_and(|(d, _)| self.blocks.get(d).is_none_or(|b| b.header.height <= limit))
+        })
     }
 
     /// Faults reported per peer (by committee index).
@@ -501,7 +608,7 @@ impl Core {
 
     /// A message from validator `from` (authenticated by the transport).
     pub fn handle_message(&mut self, now: Duration, from: usize, message: Message) -> Vec<Action> {
-        if from >= self.cfg.n() || from == self.me {
+        if from >= self.cfg.n() || from == self.me || self.done {
             return Vec::new();
         }
         let distrusted = self.peer_faults[from] >= PEER_FAULT_LIMIT;
@@ -523,6 +630,9 @@ impl Core {
 
     /// Timers: call when `now` reaches [`Core::next_deadline`] (calling early is harmless).
     pub fn handle_timeout(&mut self, now: Duration) -> Vec<Action> {
+        if self.done {
+            return Vec::new();
+        }
         let due = |t: Option<Duration>| t.is_some_and(|t| t <= now);
         if due(self.leader_deadline) {
             self.leader_deadline = None;
@@ -565,6 +675,9 @@ impl Core {
     /// A batch this validator had certified by DA: verified, queued for ordering and
     /// announced to the other validators so that any leader can order it.
     pub fn submit_batch(&mut self, now: Duration, cert: AvailabilityCertificate) -> Result<Vec<Action>, Error> {
+        if self.done {
+            return Err(Error::EpochEnded(self.cfg.epoch));
+        }
         let attestation = cert.commitment.attestation_digest();
         if let Err(source) = self.verify_batch(&cert) {
             return Err(Error::InvalidAvailability { attestation, source });
@@ -583,7 +696,9 @@ impl Core {
     // ----------------------------------------------------------------- views
 
     fn enter_view(&mut self, now: Duration, v: View) {
-        if v <= self.view {
+        if v <= self.view || !self.in_epoch(v) {
+            // Past the epoch's last view the core stays put: the next view is another
+            // epoch's (about 6.8 years of views at the fastest rate).
             return;
         }
         self.view = v;
@@ -668,6 +783,10 @@ impl Core {
     // ----------------------------------------------------------------- votes
 
     fn on_vote(&mut self, now: Duration, from: usize, vote: Vote) {
+        if !self.in_epoch(vote.view) {
+            // Another epoch's: its core (the driver routes by view) handles it.
+            return;
+        }
         if vote.signer as usize != from {
             self.fault(from, FaultKind::Impersonation { claimed: vote.signer });
             return;
@@ -815,7 +934,7 @@ impl Core {
     /// Verifies (unless formed here) and records a certificate; returns whether it was new.
     fn accept_certificate(&mut self, now: Duration, from: Option<usize>, cert: Certificate, verified: bool) -> bool {
         let v = cert.view;
-        if v <= self.tip.view {
+        if v <= self.tip.view || !self.in_epoch(v) {
             return false;
         }
         if self.rounds.get(&v).is_some_and(|r| r.has_certificate(cert.kind)) {
@@ -928,7 +1047,8 @@ impl Core {
         } else {
             self.blocks.get(&parent).map(|b| b.header.view).unwrap_or(self.tip.view)
         };
-        for w in (parent_view.0 + 1)..v.0 {
+        let from = (parent_view.0 + 1).max(first_view(self.cfg.epoch).0);
+        for w in from..v.0 {
             if certificates.len() >= MAX_PROPOSAL_CERTIFICATES {
                 break;
             }
@@ -941,6 +1061,10 @@ impl Core {
 
     fn on_proposal(&mut self, now: Duration, from: usize, p: Proposal) {
         let v = p.block.header.view;
+        if !self.in_epoch(v) {
+            // Another epoch's (indices and leaders differ there): not this core's to judge.
+            return;
+        }
         if self.cfg.leader(v) != from {
             self.fault(from, FaultKind::NotLeader { view: v });
             return;
@@ -1075,7 +1199,7 @@ impl Core {
         let Some((p_height, p_view, p_ts)) = self.parent_info(&h.parent) else {
             return Check::Missing;
         };
-        if p_view >= v || p_view < self.tip.view {
+        if p_view >= v || p_view < self.tip.view || (h.parent != self.tip.digest && !self.in_epoch(p_view)) {
             return Check::Invalid(ProposalError::BadParent);
         }
         if h.parent != self.tip.digest {
@@ -1085,13 +1209,18 @@ impl Core {
                 None => return Check::Missing,
             }
         }
-        for w in (p_view.0 + 1)..v.0 {
+        // Views of an earlier epoch (between the tip and this epoch's first view) count
+        // as skipped.
+        for w in (p_view.0 + 1).max(first_view(self.cfg.epoch).0)..v.0 {
             if self.rounds.get(&View(w)).is_none_or(|r| r.nullification.is_none()) {
                 return Check::Missing;
             }
         }
         if h.height != p_height.next() {
             return Check::Invalid(ProposalError::WrongHeight { expected: p_height.next(), actual: h.height });
+        }
+        if self.last_height.is_some_and(|l| h.height > l) && !p.block.batches.is_empty() {
+            return Check::Invalid(ProposalError::BeyondEpochEnd);
         }
         if h.timestamp_ms < p_ts {
             return Check::Invalid(ProposalError::TimestampRegressed);
@@ -1161,7 +1290,7 @@ impl Core {
     fn proposal_base(&self, v: View) -> Option<(Digest, BTreeSet<Digest>)> {
         let mut w = View(v.0.checked_sub(1)?);
         let parent = loop {
-            if w <= self.tip.view {
+            if w <= self.tip.view || !self.in_epoch(w) {
                 break self.tip.digest;
             }
             let r = self.rounds.get(&w);
@@ -1236,11 +1365,25 @@ impl Core {
             self.request_sync(now, None);
             return;
         };
-        let batches = self.pending.select(self.cfg.max_batches_per_block, |a| self.excluded(&chain, a));
-        if batches.is_empty() && self.propose_at.is_some_and(|t| now < t) {
+        let Some((p_height, _, p_ts)) = self.parent_info(&parent) else { return };
+        // Above the epoch's last height only an empty suffix, proposed at once: it
+        // exists to finalize the boundary block. Above the horizon the leader cannot
+        // tell whether the height is past the boundary, so it orders nothing there.
+        let suffix = self.last_height.is_some_and(|l| p_height >= l);
+        if !suffix && self.horizon.is_some_and(|h| p_height >= h) {
+            // Above the horizon the leader cannot tell whether the height is past the
+            // epoch's end: it proposes nothing until the horizon moves (voters time out
+            // as usual; nothing above the horizon grows meanwhile).
             return;
         }
-        let Some((p_height, _, p_ts)) = self.parent_info(&parent) else { return };
+        let batches = if suffix {
+            Vec::new()
+        } else {
+            self.pending.select(self.cfg.max_batches_per_block, |a| self.excluded(&chain, a))
+        };
+        if batches.is_empty() && !suffix && self.propose_at.is_some_and(|t| now < t) {
+            return;
+        }
         let wall = (self.wall_offset_ms + now.as_millis() as i128).max(0) as u64;
         let header = BlockHeader {
             height: p_height.next(),
@@ -1332,6 +1475,12 @@ impl Core {
             }
             let Some(next) = path.last().copied() else { return };
             let Some(block) = self.blocks.get(&next).cloned() else { return };
+            if block.header.height > self.output_limit() {
+                // Held until the driver knows the schedule that far, or never output
+                // (above the epoch's last height).
+                self.commit_retry_at = None;
+                return;
+            }
             let nv = block.header.view;
             let cert = self.rounds.get(&nv).and_then(|r| r.finalization.clone()).filter(|(fd, _)| *fd == next);
             match cert {
@@ -1402,6 +1551,9 @@ impl Core {
         if self.view <= tip_view {
             self.enter_view(now, tip_view.next());
         }
+        if self.last_height == Some(h.height) {
+            self.finish();
+        }
     }
 
     // ----------------------------------------------------------------- sync
@@ -1427,7 +1579,8 @@ impl Core {
         };
         self.sync_outstanding = Some((peer, now + self.cfg.retry_interval));
         self.stats.sync_requests += 1;
-        let req = SyncRequest { tip: self.tip.height, from_view: self.tip.view.next() };
+        let from_view = self.tip.view.next().max(first_view(self.cfg.epoch));
+        let req = SyncRequest { tip: self.tip.height, from_view };
         self.out.push(Action::Send { to: peer, message: Message::SyncRequest(req) });
     }
 
@@ -1523,6 +1676,11 @@ impl Core {
             if h <= self.tip.height {
                 continue;
             }
+            // Past what this core may output, or another epoch's block (a peer serves
+            // its log, which goes on into the next epoch): the next core takes them.
+            if self.done || h > self.output_limit() || !self.in_epoch(fb.block.header.view) {
+                break;
+            }
             if h != self.tip.height.next() || fb.block.header.parent != self.tip.digest {
                 break;
             }
@@ -1560,8 +1718,16 @@ impl Core {
     /// Runs the rules that may fire after any input until nothing changes.
     fn advance(&mut self, now: Duration) {
         for _ in 0..64 {
+            if self.done {
+                break;
+            }
             let before = (self.view, self.tip.height, self.out.len());
             self.try_commit(now);
+            if self.done {
+                // The commit ended the epoch (and cleared the rounds): nothing more is
+                // signed in it.
+                break;
+            }
             self.try_vote(now);
             self.try_propose(now);
             if before == (self.view, self.tip.height, self.out.len()) {

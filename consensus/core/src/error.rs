@@ -76,4 +76,29 @@ pub enum Error {
     /// Too many batches are pending; retry after some are ordered.
     #[error("pending batch queue is full ({0})")]
     PendingFull(usize),
+    /// [`crate::Core::end_epoch_at`] named a height the core already output past (the
+    /// driver learnt the boundary too late: it must hold outputs with
+    /// [`crate::Core::set_horizon`] until it knows the schedule), or a different last
+    /// height than it named before.
+    #[error("epoch cannot end at height {last}: the core is at height {tip}, or was told another end")]
+    EpochEnd {
+        /// The last height named.
+        last: Height,
+        /// The core's finalized height.
+        tip: Height,
+    },
+    /// The recovered log's tip cannot start this epoch: an epoch after the first needs
+    /// the previous epoch's last block, and a tip of a later epoch belongs to a later
+    /// core.
+    #[error("epoch {epoch} cannot start from the log's tip at height {tip}")]
+    WrongEpochTip {
+        /// The epoch of the core.
+        epoch: u64,
+        /// The tip's height.
+        tip: Height,
+    },
+    /// This core's epoch has ended ([`crate::Core::epoch_done`]): the next epoch's core
+    /// takes batches.
+    #[error("epoch {0} has ended")]
+    EpochEnded(u64),
 }

@@ -108,7 +108,9 @@
 //!   downstream layers need not know the network id), and are bound to the network only
 //!   through the header chain.
 //! * **Equivocation evidence** is reported ([`FaultKind::Equivocation`]) but there is no
-//!   slashing or reconfiguration: the committee is fixed by the genesis.
+//!   slashing.
+//! * **Epochs**: the committee may change at boundary heights, one core per epoch, each
+//!   epoch owning its own range of views ([`epoch`]).
 //!
 //! # Crash safety
 //!
@@ -189,6 +191,7 @@ pub mod action;
 pub mod config;
 pub mod crypto;
 pub mod engine;
+pub mod epoch;
 pub mod error;
 pub mod mempool;
 pub mod messages;
@@ -198,6 +201,7 @@ pub use action::{Action, Evidence, Fault, FaultKind, ProposalError};
 pub use config::Config;
 pub use crypto::{Signer, Verifier, Zip215};
 pub use engine::{Core, Stats};
+pub use epoch::{EpochCheckError, EpochInfo, VIEWS_PER_EPOCH, check_finalized, epoch_of, first_view, last_view};
 pub use error::{ConfigError, Error};
 pub use mempool::{Cut, Mempool, MempoolLimits, MempoolStats};
 pub use messages::{Certificate, Message, Proposal, SyncRequest, SyncResponse, Vote, VoteKind, vote_digest};

@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use lamina_consensus_core::{
     Action, Certificate, Config, Core, Error, FaultKind, Message, Proposal, ProposalError, Recovered, Vote, VoteKind,
-    WalRecord, Zip215, vote_digest,
+    WalRecord, Zip215, first_view, vote_digest,
 };
 use lamina_primitives::{
-    AvailabilityCertificate, Block, BlockHeader, Committee, DataCommitment, Digest, Height, Keypair, Namespace,
-    QuorumCertificate, Signature, View,
+    AvailabilityCertificate, Block, BlockHeader, Committee, DataCommitment, Digest, FinalizedBlock, Height, Keypair,
+    Namespace, QuorumCertificate, Signature, View,
 };
 
 const N: usize = 4;
@@ -413,4 +413,127 @@ fn under_load_a_leader_waits_the_minimum_block_interval_and_orders_everything_pe
     cfg.min_block_interval = Duration::ZERO;
     let (mut l, _) = Core::new(cfg, Arc::new(key(1)), Arc::new(Zip215), Recovered::default(), ms(0), 1_000).unwrap();
     assert!(proposal(&l.submit_batch(ms(1), cert(4)).unwrap()).is_some());
+}
+
+// ------------------------------------------------------------------ epochs
+
+fn epoch_core(me: usize, cfg: Config, recovered: Recovered) -> Result<(Core, Vec<Action>), Error> {
+    Core::new(cfg, Arc::new(key(me)), Arc::new(Zip215), recovered, Duration::ZERO, 1_000)
+}
+
+fn outputs(actions: &[Action]) -> Vec<Height> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Finalized(fb) => Some(fb.height()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn ms(v: u64) -> Duration {
+    Duration::from_millis(v)
+}
+
+#[test]
+fn a_boundary_block_whose_view_failed_is_finalized_through_an_empty_suffix_that_is_never_output() {
+    // Epoch 0 ends at height 1. View 1's block is notarized but not finalized in its
+    // view (one finalize vote short); validator 2 leads view 2 and must extend it with
+    // an empty block although a batch waits; that block's finalization finalizes height
+    // 1 (late votes), which is output, and then the core is done.
+    let mut cfg = config();
+    cfg.last_height = Some(Height(1));
+    let (mut c, _) = epoch_core(2, cfg, Recovered::default()).unwrap();
+    let b1 = block(1, 1, Digest::ZERO, 1_000, vec![cert(1)]);
+    c.handle_message(T, 1, propose(b1.clone(), vec![]));
+    let actions =
+        c.handle_message(T, 0, Message::Certificate(certificate(VoteKind::Notarize, 1, b1.digest(), &[0, 1, 2])));
+    assert_eq!(voted(&actions, VoteKind::Finalize), Some(b1.digest()));
+    assert_eq!(c.view(), View(2));
+    c.submit_batch(T, cert(7)).unwrap();
+    let actions = c.handle_timeout(T + ms(60));
+    let suffix = actions
+        .iter()
+        .find_map(|a| match a {
+            Action::Broadcast(Message::Propose(p)) => Some(p.block.clone()),
+            _ => None,
+        })
+        .expect("the leader proposes the suffix");
+    assert_eq!(suffix.header.height, Height(2));
+    assert!(suffix.batches.is_empty(), "a block above the epoch's end orders nothing");
+    // The suffix is finalized: height 1 is final as its ancestor; one more finalize
+    // vote for it (a late one) completes its own certificate.
+    let fin = certificate(VoteKind::Finalize, 2, suffix.digest(), &[0, 1, 2]);
+    let actions = c.handle_message(T + ms(61), 0, Message::Certificate(fin));
+    assert!(outputs(&actions).is_empty(), "height 1 has no certificate of its own yet");
+    assert!(!c.epoch_done());
+    let actions = c.handle_message(T + ms(62), 0, vote(VoteKind::Finalize, 1, b1.digest(), 0));
+    assert!(outputs(&actions).is_empty());
+    let actions = c.handle_message(T + ms(63), 3, vote(VoteKind::Finalize, 1, b1.digest(), 3));
+    assert_eq!(outputs(&actions), vec![Height(1)], "only the boundary block is output: {actions:?}");
+    assert!(c.epoch_done());
+    assert_eq!(c.next_deadline(), None, "a finished core has no timers");
+    assert!(c.handle_message(T + ms(64), 1, vote(VoteKind::Nullify, 3, Digest::ZERO, 1)).is_empty());
+    assert!(matches!(c.submit_batch(T + ms(64), cert(8)), Err(Error::EpochEnded(0))));
+    assert!(c.pending().iter().any(|b| *b == cert(7)), "the waiting batch is handed to the next epoch");
+}
+
+#[test]
+fn a_block_above_the_epochs_end_that_orders_batches_is_rejected() {
+    let mut cfg = config();
+    cfg.last_height = Some(Height(1));
+    let (mut c, _) = epoch_core(2, cfg, Recovered::default()).unwrap();
+    let b1 = block(1, 1, Digest::ZERO, 1_000, vec![]);
+    c.handle_message(T, 1, propose(b1.clone(), vec![]));
+    let notarized = certificate(VoteKind::Notarize, 1, b1.digest(), &[0, 1, 3]);
+    let skipped = certificate(VoteKind::Nullify, 2, Digest::ZERO, &[0, 1, 3]);
+    let b3 = block(3, 2, b1.digest(), 1_000, vec![cert(1)]);
+    let actions = c.handle_message(T, 3, propose(b3, vec![notarized, skipped]));
+    assert_eq!(rejection(&actions), Some(ProposalError::BeyondEpochEnd));
+}
+
+#[test]
+fn the_next_epoch_starts_from_the_boundary_block_in_its_own_views() {
+    let b1 = block(1, 1, Digest::ZERO, 1_000, vec![]);
+    let qc = certificate(VoteKind::Finalize, 1, b1.digest(), &[0, 1, 2]).qc;
+    let tail =
+        Recovered { finalized: vec![FinalizedBlock { block: b1.clone(), certificate: qc }], ..Default::default() };
+    let mut cfg = config();
+    cfg.epoch = 1;
+    // An epoch after the first cannot start from genesis.
+    assert!(matches!(epoch_core(2, cfg.clone(), Recovered::default()), Err(Error::WrongEpochTip { epoch: 1, .. })));
+    let (mut c, _) = epoch_core(2, cfg.clone(), tail.clone()).unwrap();
+    let v = first_view(1);
+    assert_eq!(c.view(), v);
+    // Epoch 0's messages are not this core's: ignored, nobody blamed.
+    let actions = c.handle_message(T, 3, vote(VoteKind::Nullify, 3, Digest::ZERO, 0));
+    assert!(actions.iter().all(|a| !matches!(a, Action::Fault(_))), "{actions:?}");
+    let old = block(2, 2, b1.digest(), 1_000, vec![]);
+    assert!(c.handle_message(T, 2 % N + 1, propose(old, vec![])).iter().all(|a| !matches!(a, Action::Fault(_))));
+    // The first view's proposal extends the boundary block (the views in between are
+    // epoch 0's and count as skipped) and is voted for.
+    let b2 = block(v.0, 2, b1.digest(), 1_000, vec![cert(1)]);
+    let actions = c.handle_message(T, (v.0 % N as u64) as usize, propose(b2.clone(), vec![]));
+    assert_eq!(voted(&actions, VoteKind::Notarize), Some(b2.digest()), "{actions:?}");
+    // A core told to end before its tip refuses.
+    cfg.last_height = Some(Height(0));
+    assert!(matches!(epoch_core(2, cfg, tail), Err(Error::EpochEnd { .. })));
+}
+
+#[test]
+fn blocks_above_the_horizon_are_held_until_it_moves() {
+    let mut cfg = config();
+    cfg.horizon = Some(Height(0));
+    let (mut c, _) = epoch_core(2, cfg, Recovered::default()).unwrap();
+    let b1 = block(1, 1, Digest::ZERO, 1_000, vec![]);
+    c.handle_message(T, 1, propose(b1.clone(), vec![]));
+    let actions =
+        c.handle_message(T, 0, Message::Certificate(certificate(VoteKind::Finalize, 1, b1.digest(), &[0, 1, 3])));
+    assert!(outputs(&actions).is_empty(), "held: the schedule is not known at height 1");
+    assert!(!c.is_behind(), "a block held on purpose is not lag");
+    assert_eq!(outputs(&c.set_horizon(T, Some(Height(1)))), vec![Height(1)]);
+    // Told the end afterwards: too late for a height already output past.
+    assert!(matches!(c.end_epoch_at(T, Height(0)), Err(Error::EpochEnd { .. })));
+    assert!(c.end_epoch_at(T, Height(1)).unwrap().is_empty());
+    assert!(c.epoch_done());
 }

@@ -82,4 +82,6 @@ pub mod state;
 pub use entry::{Action, Entry, Envelope, GOVERNANCE_CHAIN, NodeSpec, Param};
 pub use error::Error;
 pub use membership::{Membership, Settings};
-pub use state::{Epoch, Event, GovernanceState, ParamSchedule, Params, Proposal, Status};
+pub use state::{
+    CommitteeEpoch, Epoch, Event, GovernanceState, KEEP_COMMITTEE_CHANGES, ParamSchedule, Params, Proposal, Status,
+};

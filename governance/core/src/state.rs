@@ -47,6 +47,9 @@ pub const KEEP_CLOSED: usize = 256;
 /// ([`ParamSchedule::serves_from`]; readers refuse such heights loudly). A parameter
 /// changes at most once per epoch, and each change is a passed vote.
 pub const KEEP_PARAM_CHANGES: usize = 1024;
+/// Committee changes kept ([`GovernanceState::committee_at`]); heights before the
+/// oldest kept one are no longer answered.
+pub const KEEP_COMMITTEE_CHANGES: usize = 1024;
 
 static STATE: Domain = Domain::new("lamina governance state v1");
 
@@ -293,6 +296,27 @@ pub struct GovernanceState {
     nonces: BTreeMap<PublicKey, u64>,
     /// Every parameter's value at each height ([`GovernanceState::value_at`]).
     schedule: ParamSchedule,
+    /// The consensus committee of each height ([`GovernanceState::committee_at`]).
+    committees: VecDeque<CommitteeEpoch>,
+}
+
+/// A consensus epoch as governance decided it: from `first_height` on (until the next
+/// one's), `validators` order the log. Consensus epochs count committee changes (0 is
+/// the genesis committee) and are not governance epochs: a governance epoch that leaves
+/// the validator list as it was does not start one.
+///
+/// A change applied at governance boundary `B` takes effect at height `B + L + 1` (`L`
+/// = `epoch_length`): one governance epoch of lag, so every validator's governance
+/// follower has `L` heights to learn it before its consensus needs it
+/// ([`GovernanceState::committee_known_through`]).
+#[derive(Clone, PartialEq, Eq, Debug, serde::Serialize, serde::Deserialize)]
+pub struct CommitteeEpoch {
+    /// Consensus epoch number (`lamina_consensus_core::Config::epoch`).
+    pub epoch: u64,
+    /// The first height this committee orders.
+    pub first_height: Height,
+    /// The validators' keys, in order (leader rotation follows it).
+    pub validators: Vec<PublicKey>,
 }
 
 /// Per parameter, its value from each height on where it changed, oldest first: the
@@ -355,6 +379,11 @@ impl GovernanceState {
             closed: VecDeque::new(),
             nonces: BTreeMap::new(),
             schedule: ParamSchedule::from_settings(&Settings::from_genesis(genesis)),
+            committees: VecDeque::from([CommitteeEpoch {
+                epoch: 0,
+                first_height: Height(1),
+                validators: genesis.validators.iter().map(|v| v.key).collect(),
+            }]),
         }
     }
 
@@ -405,6 +434,28 @@ impl GovernanceState {
     /// The parameter history kept ([`GovernanceState::value_at`] reads it).
     pub fn schedule(&self) -> &ParamSchedule {
         &self.schedule
+    }
+
+    /// The consensus committee that orders `height`, as decided by the heights applied
+    /// so far: final for heights up to [`GovernanceState::committee_known_through`].
+    /// `None` for a height before the oldest change kept ([`KEEP_COMMITTEE_CHANGES`]).
+    pub fn committee_at(&self, height: Height) -> Option<&CommitteeEpoch> {
+        let after = self.committees.partition_point(|c| c.first_height <= height);
+        after.checked_sub(1).and_then(|i| self.committees.get(i))
+    }
+
+    /// The committee changes kept, oldest first.
+    pub fn committees(&self) -> impl Iterator<Item = &CommitteeEpoch> {
+        self.committees.iter()
+    }
+
+    /// The highest height whose committee no later governance decision can change:
+    /// a change applied at a boundary after [`GovernanceState::height`] takes effect
+    /// more than `epoch_length` heights after it. A consensus driver outputs no block
+    /// above this (`Core::set_horizon`), so it never orders a height under a committee
+    /// it has not learnt was replaced.
+    pub fn committee_known_through(&self) -> Height {
+        Height(self.height.0.saturating_add(self.params.epoch_length))
     }
 
     /// The boundary height at or after `height`.
@@ -626,6 +677,16 @@ impl GovernanceState {
         }
         let changed = membership != before;
         let first_height = Height(boundary.0 + 1);
+        let validators: Vec<PublicKey> = membership.validators.iter().map(|v| v.key).collect();
+        let last = self.committees.back();
+        if last.is_none_or(|c| c.validators != validators) {
+            let epoch = last.map_or(0, |c| c.epoch + 1);
+            let from = Height(first_height.0.saturating_add(self.params.epoch_length));
+            self.committees.push_back(CommitteeEpoch { epoch, first_height: from, validators });
+            if self.committees.len() > KEEP_COMMITTEE_CHANGES {
+                self.committees.pop_front();
+            }
+        }
         for (param, value) in membership.settings.all() {
             if before.settings.get(param) != Some(value) {
                 self.schedule.record(param, first_height, value);

@@ -166,6 +166,50 @@ fn a_validator_added_by_vote_joins_at_the_next_boundary_not_before() {
 }
 
 #[test]
+fn a_committee_change_orders_from_one_epoch_after_its_boundary_and_is_known_that_far_ahead() {
+    let mut n = Net::new(&[]);
+    let genesis_keys: Vec<PublicKey> = (0..4).map(|i| member(i).public()).collect();
+    let at = |n: &Net, h: u64| n.gov.committee_at(Height(h)).map(|c| (c.epoch, c.validators.clone()));
+    assert_eq!(at(&n, 1), Some((0, genesis_keys.clone())));
+    assert_eq!(n.gov.committee_known_through(), Height(L), "nothing decided yet, one epoch of lag");
+    let p = n.propose(0, Action::AddValidator(spec(50)));
+    n.block(vec![p]);
+    let votes = vec![n.vote(0, 1, true), n.vote(1, 1, true), n.vote(2, 1, true)];
+    n.block(votes);
+    while n.height < L {
+        n.block(vec![]);
+    }
+    // Applied at boundary L (governance epoch 1 starts at L + 1), but the consensus
+    // committee changes one governance epoch later, at 2L + 1.
+    let mut five = genesis_keys.clone();
+    five.push(Keypair::for_testing(50).public());
+    assert_eq!(at(&n, L + 1), Some((0, genesis_keys.clone())));
+    assert_eq!(at(&n, 2 * L), Some((0, genesis_keys.clone())));
+    assert_eq!(at(&n, 2 * L + 1), Some((1, five.clone())));
+    assert_eq!(n.gov.committee_known_through(), Height(2 * L));
+    // A boundary that leaves the validators alone starts no consensus epoch.
+    while n.height < 2 * L {
+        n.block(vec![]);
+    }
+    assert_eq!(n.gov.committees().count(), 2);
+    // Removing one: consensus epoch 2 from the boundary after next.
+    let p = n.propose(1, Action::RemoveValidator { key: member(3).public() });
+    n.block(vec![p]);
+    let votes = vec![n.vote(0, 2, true), n.vote(1, 2, true), n.vote(2, 2, true)];
+    n.block(votes);
+    while n.height < 3 * L {
+        assert_eq!(at(&n, 4 * L + 1).unwrap().0, 1, "not decided before its boundary");
+        n.block(vec![]);
+    }
+    let four: Vec<PublicKey> = five.iter().copied().filter(|k| *k != member(3).public()).collect();
+    assert_eq!(at(&n, 4 * L), Some((1, five)));
+    assert_eq!(at(&n, 4 * L + 1), Some((2, four)));
+    // Every committee for a height up to the horizon is final: the same heights
+    // replayed on another node agree, and no decision after it changes them.
+    assert!(n.gov.committee_known_through() >= Height(4 * L));
+}
+
+#[test]
 fn a_proposal_passing_at_a_boundary_height_applies_there() {
     let mut n = Net::new(&[]);
     while n.height < L - 2 {
