@@ -22,13 +22,18 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use lamina_consensus_core::{Action, Core, FaultKind, Message, Stats};
-use lamina_net::{Handler, Network};
-use lamina_primitives::{AvailabilityCertificate, Digest, NodeId, View};
+use lamina_consensus_core::{
+    Action, Config as CoreConfig, Core, FaultKind, Message, Recovered, Stats, SyncRequest, WalRecord, Zip215,
+    check_finalized, epoch_of, first_view,
+};
+use lamina_net::{Handler, Network, PeerSet};
+
+use lamina_primitives::{AvailabilityCertificate, Digest, FinalizedBlock, Keypair, NodeId, View};
 use parking_lot::Mutex;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::epochs::Schedule;
 use crate::error::Error;
 use crate::ledger::Ledger;
 use crate::mempool::Mempool;
@@ -42,10 +47,12 @@ const SERVE_BYTES: usize = 8 << 20;
 
 /// Inputs of the core task.
 pub(crate) enum Input {
-    /// A message from a validator (committee index).
-    Message { from: usize, msg: Message },
+    /// A message from a validator.
+    Message { from: NodeId, msg: Message },
     /// One of our batches was certified by DA.
     Certified { cert: AvailabilityCertificate, cut_at: Instant, txs: usize },
+    /// The committee schedule grew ([`crate::Validator::set_schedule`]).
+    Schedule(Schedule),
 }
 
 /// What the core task tells the outbox thread, in order.
@@ -58,9 +65,11 @@ pub(crate) enum Out {
 
 /// What the sender task sends.
 pub(crate) enum Outgoing {
-    Broadcast(Message),
-    To(usize, Message),
-    Serve { to: usize, from: u64, max: u32 },
+    Broadcast(Arc<Vec<NodeId>>, Message),
+    To(NodeId, Message),
+    Serve { to: NodeId, from: u64, max: u32 },
+    /// Who may connect on `lamina/consensus` (and whom to dial) changed.
+    Peers(PeerSet),
 }
 
 /// State shared with health reporting.
@@ -74,23 +83,47 @@ pub(crate) struct Shared {
 }
 
 /// Receives `lamina/consensus/1` messages and queues them for the core task.
+/// (The endpoint admits only the validators of the epochs this node follows.)
 pub(crate) struct Inbound {
-    pub(crate) index: HashMap<NodeId, usize>,
     pub(crate) tx: mpsc::Sender<Input>,
 }
 
 impl Handler<ConsensusProtocol> for Inbound {
     async fn message(&self, peer: NodeId, msg: Message) {
-        let Some(&from) = self.index.get(&peer) else { return };
         metrics::counter!(m::MESSAGES, "kind" => msg.kind_name()).increment(1);
         // A full queue pushes back on this peer only (QUIC flow control).
-        let _ = self.tx.send(Input::Message { from, msg }).await;
+        let _ = self.tx.send(Input::Message { from: peer, msg }).await;
     }
+}
+
+/// What a validator needs to start the core of any epoch.
+pub(crate) struct Epochs {
+    /// The core configuration of the genesis committee (tuning knobs included); each
+    /// epoch's core gets a copy with its own committee.
+    pub(crate) template: CoreConfig,
+    pub(crate) keypair: Keypair,
+    /// `None`: the genesis committee forever, nothing held (committees never change).
+    pub(crate) schedule: Option<Schedule>,
+    /// WAL records recovered at start, for the first core created.
+    pub(crate) recovered_wal: Vec<WalRecord>,
+    /// Batches to hand to the next core (own ones recovered at start, or those the
+    /// previous epoch's core did not order).
+    pub(crate) carry: Vec<AvailabilityCertificate>,
+    /// The committee of the running core's epoch, by index.
+    pub(crate) committee: Vec<NodeId>,
+    /// The same, without this node: whom a broadcast goes to.
+    pub(crate) others: Arc<Vec<NodeId>>,
+    /// Outside the committee: when to ask a member for the next blocks.
+    pub(crate) follow_at: Option<Duration>,
+    pub(crate) follow_next: usize,
 }
 
 /// The core task.
 pub(crate) struct CoreTask {
-    pub(crate) core: Core,
+    /// The core of the current epoch; `None` while this node is not a member of the
+    /// epoch its next height belongs to, or does not know that epoch yet.
+    pub(crate) core: Option<Core>,
+    pub(crate) epochs: Epochs,
     pub(crate) origin: tokio::time::Instant,
     pub(crate) inbox: mpsc::Receiver<Input>,
     pub(crate) outbox: crossbeam_channel::Sender<Out>,
@@ -115,8 +148,10 @@ impl CoreTask {
     /// Runs until `stop` or until the inbox closes; returns a local fault if one stops it.
     pub(crate) async fn run(mut self, initial: Vec<Action>, stop: CancellationToken) -> Result<(), Error> {
         self.route(initial)?;
+        self.settle()?;
         loop {
-            let deadline = self.core.next_deadline().map(|d| self.origin + d);
+            let core_deadline = self.core.as_ref().and_then(Core::next_deadline);
+            let deadline = [core_deadline, self.epochs.follow_at].into_iter().flatten().min().map(|d| self.origin + d);
             tokio::select! {
                 biased;
                 _ = stop.cancelled() => break,
@@ -133,8 +168,14 @@ impl CoreTask {
                 }
                 _ = async { match deadline { Some(d) => tokio::time::sleep_until(d).await, None => std::future::pending().await } } => {
                     let now = self.now();
-                    let actions = self.core.handle_timeout(now);
-                    self.route(actions)?;
+                    if let Some(core) = self.core.as_mut() {
+                        let actions = core.handle_timeout(now);
+                        self.route(actions)?;
+                    }
+                    if self.epochs.follow_at.is_some_and(|t| t <= now) {
+                        self.follow_request(now);
+                    }
+                    self.settle()?;
                 }
             }
             self.publish();
@@ -144,17 +185,22 @@ impl CoreTask {
 
     fn input(&mut self, input: Input) -> Result<(), Error> {
         let now = self.now();
-        let actions = match input {
-            Input::Message { from, msg } => self.core.handle_message(now, from, msg),
+        match input {
+            Input::Message { from, msg } => self.message(now, from, msg, true)?,
             Input::Certified { cert, cut_at, txs } => {
                 let a = cert.commitment.attestation_digest();
                 self.own_batches.insert(a, (cut_at, txs));
                 // Kept in the WAL until ordered, so a restart re-proposes it.
                 self.send_out(Out::Persist(WalEntry::Batch(cert.clone())))?;
-                match self.core.submit_batch(now, cert) {
+                let Some(core) = self.core.as_mut() else {
+                    // Between cores (or outside the committee): the next core takes it.
+                    self.epochs.carry.push(cert);
+                    return Ok(());
+                };
+                let actions = match core.submit_batch(now, cert) {
                     // Not pending after an accepted submit: those same bytes were ordered
                     // already (a resubmitted transaction cut again); nothing will order it.
-                    Ok(actions) if !self.core.is_pending(&a) => {
+                    Ok(actions) if !core.is_pending(&a) => {
                         self.mempool.lock().abandon(&a);
                         actions
                     }
@@ -164,57 +210,232 @@ impl CoreTask {
                         self.mempool.lock().abandon(&a);
                         Vec::new()
                     }
+                };
+                self.route(actions)?;
+            }
+            Input::Schedule(schedule) => {
+                let peers = schedule.peers(self.ledger.tip().next(), &self.epochs.keypair.public());
+                self.epochs.schedule = Some(schedule);
+                self.send_out(Out::Send(Outgoing::Peers(peers)))?;
+                let (now, horizon) = (self.now(), self.epochs.schedule.as_ref().map(|s| s.known_through));
+                if let Some(core) = self.core.as_mut() {
+                    let actions = core.set_horizon(now, horizon);
+                    self.route(actions)?;
                 }
             }
+        }
+        self.settle()
+    }
+
+    /// A message from `from`: to the core when the sender is in its committee (the core
+    /// ignores other epochs' messages); a request for blocks from anyone else (a peer
+    /// still in an earlier epoch, or following) is answered from the ordered log; blocks
+    /// served to a node outside the committee are checked and appended.
+    fn message(&mut self, now: Duration, from: NodeId, msg: Message, again: bool) -> Result<(), Error> {
+        let index = self.core.as_ref().and_then(|_| self.epochs.committee.iter().position(|k| *k == from));
+        let epoch = self.core.as_ref().map(Core::epoch);
+        if let Message::SyncRequest(req) = &msg
+            && (index.is_none() || epoch != Some(epoch_of(req.from_view)))
+        {
+            if req.tip < self.ledger.tip() {
+                let max = self.epochs.template.sync_max_blocks;
+                self.send_out(Out::Send(Outgoing::Serve { to: from, from: req.tip.0 + 1, max }))?;
+            }
+            return Ok(());
+        }
+        let (Some(core), Some(index)) = (self.core.as_mut(), index) else {
+            if let Message::Finalized(blocks) = msg
+                && self.core.is_none()
+            {
+                self.follow(blocks)?;
+            }
+            return Ok(());
         };
-        self.route(actions)
+        let replay = (again && matches!(msg, Message::Finalized(_))).then(|| msg.clone());
+        let actions = core.handle_message(now, index, msg);
+        self.route(actions)?;
+        self.settle()?;
+        // Blocks past the old epoch's end go on to the next core or the follower.
+        if let Some(Message::Finalized(blocks)) = replay
+            && blocks.last().is_some_and(|b| b.height() > self.ledger.tip())
+            && self.core.as_ref().map(Core::epoch) != epoch
+        {
+            self.message(now, from, Message::Finalized(blocks), false)?;
+        }
+        Ok(())
+    }
+
+    /// The epoch driver: drop a finished core, start the core of the epoch the next
+    /// height belongs to when this node is a member (else follow the log), and tell a
+    /// running core where its epoch ends.
+    fn settle(&mut self) -> Result<(), Error> {
+        for _ in 0..8 {
+            let now = self.now();
+            if let Some(core) = self.core.as_ref()
+                && core.epoch_done()
+            {
+                let pending = core.pending();
+                tracing::info!(target: TARGET, epoch = core.epoch(), height = core.finalized_height().0, "epoch ended");
+                self.epochs.carry.extend(pending);
+                self.core = None;
+                continue;
+            }
+            let Some(schedule) = self.epochs.schedule.as_ref() else { return Ok(()) };
+            if let Some(core) = self.core.as_mut() {
+                if core.last_height().is_none()
+                    && let Some(last) = schedule.last_height(core.epoch()).filter(|l| *l <= schedule.known_through)
+                {
+                    let actions = core.end_epoch_at(now, last).map_err(Error::Core)?;
+                    self.route(actions)?;
+                    continue;
+                }
+                return Ok(());
+            }
+            let next = self.ledger.tip().next();
+            let Some(epoch) = schedule.epoch_for(next).cloned() else {
+                self.epochs.follow_at = None;
+                return Ok(()); // waits for the schedule to reach its next height
+            };
+            let me = self.epochs.keypair.public();
+            if !epoch.validators.iter().any(|v| v.key == me) {
+                if self.epochs.follow_at.is_none() {
+                    tracing::info!(target: TARGET, epoch = epoch.epoch, height = next.0, "not in this epoch's committee: following the log");
+                    self.epochs.follow_at = Some(now);
+                }
+                return Ok(());
+            }
+            self.epochs.follow_at = None;
+            let mut cfg = self.epochs.template.clone();
+            cfg.epoch = epoch.epoch;
+            cfg.validators = epoch.info().map(|i| i.validators).ok_or_else(|| Error::Config("bad committee".into()))?;
+            cfg.horizon = Some(schedule.known_through);
+            cfg.last_height = schedule.last_height(epoch.epoch).filter(|l| *l <= schedule.known_through);
+            let recovered = Recovered {
+                finalized: self.ledger.recent(cfg.dedup_window)?,
+                wal: std::mem::take(&mut self.epochs.recovered_wal),
+                batches: std::mem::take(&mut self.epochs.carry),
+            };
+            let wall = wall_ms();
+            let (core, actions) =
+                Core::new(cfg, Arc::new(self.epochs.keypair.clone()), Arc::new(Zip215), recovered, now, wall)
+                    .map_err(Error::Core)?;
+            tracing::info!(target: TARGET, epoch = epoch.epoch, height = next.0, validators = epoch.validators.len(), "epoch core started");
+            self.set_committee(epoch.keys());
+            self.core = Some(core);
+            self.route(actions)?;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn set_committee(&mut self, committee: Vec<NodeId>) {
+        let me = self.epochs.keypair.public();
+        self.epochs.others = Arc::new(committee.iter().copied().filter(|k| *k != me).collect());
+        self.epochs.committee = committee;
+    }
+
+    /// Outside the committee: ask the next member of the next height's epoch for blocks.
+    fn follow_request(&mut self, now: Duration) {
+        self.epochs.follow_at = Some(now + self.epochs.template.retry_interval);
+        let Some(schedule) = self.epochs.schedule.as_ref() else { return };
+        let tip = self.ledger.tip();
+        let Some(epoch) = schedule.epoch_for(tip.next()) else { return };
+        let members = epoch.keys();
+        let peer = members[self.epochs.follow_next % members.len()];
+        self.epochs.follow_next = self.epochs.follow_next.wrapping_add(1);
+        let req = SyncRequest { tip, from_view: first_view(epoch.epoch) };
+        let _ = self.send_out(Out::Send(Outgoing::To(peer, Message::SyncRequest(req))));
+    }
+
+    /// Outside the committee: appends the served blocks that extend the log, each checked
+    /// against the committee of its height's epoch, up to where this node's own core
+    /// takes over (or its schedule ends).
+    fn follow(&mut self, blocks: Vec<FinalizedBlock>) -> Result<(), Error> {
+        let me = self.epochs.keypair.public();
+        for fb in blocks {
+            let tip = self.ledger.tip();
+            if fb.height() <= tip {
+                continue;
+            }
+            let Some(schedule) = self.epochs.schedule.as_ref() else { return Ok(()) };
+            let Some(epoch) = schedule.epoch_for(fb.height()) else { return Ok(()) };
+            if fb.height() != tip.next() || epoch.validators.iter().any(|v| v.key == me) {
+                return Ok(());
+            }
+            let parent = self.ledger.recent(1)?.last().map_or(Digest::ZERO, |b| b.block.digest());
+            let Some(info) = epoch.info() else { return Ok(()) };
+            let checked = if fb.block.header.parent != parent {
+                Err(format!("height {} does not extend the log", fb.height()))
+            } else if !fb.block.payload_matches() {
+                Err(format!("height {}: payload digest mismatch", fb.height()))
+            } else {
+                check_finalized(&fb, &info).map_err(|e| e.to_string())
+            };
+            if let Err(reason) = checked {
+                tracing::warn!(target: TARGET, %reason, "served block refused");
+                return Ok(());
+            }
+            self.output(fb)?;
+        }
+        Ok(())
     }
 
     fn send_out(&self, out: Out) -> Result<(), Error> {
         self.outbox.send(out).map_err(|_| Error::Internal("outbox thread stopped".into()))
     }
 
+    /// Appends a finalized block to the ordered log, with its bookkeeping.
+    fn output(&mut self, fb: FinalizedBlock) -> Result<(), Error> {
+        self.ledger.append(&fb)?;
+        let attestations: Vec<Digest> = fb.block.batches.iter().map(|c| c.commitment.attestation_digest()).collect();
+        self.mempool.lock().ordered(&attestations);
+        if let Some(log) = &self.intake_log {
+            log.ordered(&attestations)?;
+        }
+        let now = Instant::now();
+        for a in &attestations {
+            if let Some((cut_at, _)) = self.own_batches.remove(a) {
+                tracing::debug!(target: TARGET, since_cut = ?now.duration_since(cut_at), height = fb.height().0, "own batch ordered");
+                metrics::histogram!(m::BATCH_LATENCY).record(now.duration_since(cut_at).as_secs_f64());
+            }
+        }
+        self.epochs.carry.retain(|c| !attestations.contains(&c.commitment.attestation_digest()));
+        let lag = wall_ms().saturating_sub(fb.block.header.timestamp_ms);
+        tracing::debug!(
+            target: TARGET,
+            height = fb.height().0,
+            view = fb.block.header.view.0,
+            batches = fb.block.batches.len(),
+            lag_ms = lag,
+            "finalized"
+        );
+        metrics::histogram!(m::FINALIZATION_LATENCY).record(lag as f64 / 1000.0);
+        metrics::gauge!(m::HEIGHT).set(fb.height().0 as f64);
+        *self.shared.last_finalized.lock() = Some(now);
+        self.shared.height.store(fb.height().0, Ordering::Relaxed);
+        if !attestations.is_empty() {
+            self.send_out(Out::BatchesOrdered(attestations))?;
+        }
+        Ok(())
+    }
+
     fn route(&mut self, actions: Vec<Action>) -> Result<(), Error> {
         for a in actions {
             match a {
                 Action::Persist(rec) => self.send_out(Out::Persist(WalEntry::Core(rec)))?,
-                Action::Broadcast(msg) => self.send_out(Out::Send(Outgoing::Broadcast(msg)))?,
-                Action::Send { to, message } => self.send_out(Out::Send(Outgoing::To(to, message)))?,
+                Action::Broadcast(msg) => {
+                    self.send_out(Out::Send(Outgoing::Broadcast(self.epochs.others.clone(), msg)))?
+                }
+                Action::Send { to, message } => {
+                    if let Some(peer) = self.epochs.committee.get(to) {
+                        self.send_out(Out::Send(Outgoing::To(*peer, message)))?
+                    }
+                }
                 Action::ServeFinalized { to, from, max } => {
-                    self.send_out(Out::Send(Outgoing::Serve { to, from: from.0, max }))?
-                }
-                Action::Finalized(fb) => {
-                    self.ledger.append(&fb)?;
-                    let attestations: Vec<Digest> =
-                        fb.block.batches.iter().map(|c| c.commitment.attestation_digest()).collect();
-                    self.mempool.lock().ordered(&attestations);
-                    if let Some(log) = &self.intake_log {
-                        log.ordered(&attestations)?;
-                    }
-                    let now = Instant::now();
-                    for a in &attestations {
-                        if let Some((cut_at, _)) = self.own_batches.remove(a) {
-                            tracing::debug!(target: TARGET, since_cut = ?now.duration_since(cut_at), height = fb.height().0, "own batch ordered");
-                            metrics::histogram!(m::BATCH_LATENCY).record(now.duration_since(cut_at).as_secs_f64());
-                        }
-                    }
-                    let lag = wall_ms().saturating_sub(fb.block.header.timestamp_ms);
-                    tracing::debug!(
-                        target: TARGET,
-                        height = fb.height().0,
-                        view = fb.block.header.view.0,
-                        batches = fb.block.batches.len(),
-                        lag_ms = lag,
-                        "finalized"
-                    );
-                    metrics::histogram!(m::FINALIZATION_LATENCY).record(lag as f64 / 1000.0);
-                    metrics::gauge!(m::HEIGHT).set(fb.height().0 as f64);
-                    *self.shared.last_finalized.lock() = Some(now);
-                    self.shared.height.store(fb.height().0, Ordering::Relaxed);
-                    if !attestations.is_empty() {
-                        self.send_out(Out::BatchesOrdered(attestations))?;
+                    if let Some(peer) = self.epochs.committee.get(to) {
+                        self.send_out(Out::Send(Outgoing::Serve { to: *peer, from: from.0, max }))?
                     }
                 }
+                Action::Finalized(fb) => self.output(fb)?,
                 Action::PruneWal { through } => self.send_out(Out::PruneWal(through))?,
                 Action::Fault(f) => {
                     let kind = match &f.kind {
@@ -237,7 +458,11 @@ impl CoreTask {
     }
 
     fn publish(&mut self) {
-        let s = self.core.stats().clone();
+        let Some(core) = self.core.as_ref() else {
+            self.shared.behind.store(false, Ordering::Relaxed);
+            return;
+        };
+        let s = core.stats().clone();
         let d = |a: u64, b: u64| a.saturating_sub(b);
         let l = &self.last_stats;
         metrics::counter!(m::PROPOSALS).increment(d(s.proposals_made, l.proposals_made));
@@ -247,12 +472,12 @@ impl CoreTask {
         metrics::counter!(m::TIMEOUTS).increment(d(s.timeouts, l.timeouts));
         metrics::counter!(m::CERTIFICATES).increment(d(s.certificates_formed, l.certificates_formed));
         self.last_stats = s;
-        let view = self.core.view().0;
+        let view = core.view().0;
         metrics::gauge!(m::VIEW).set(view as f64);
-        metrics::gauge!(m::PENDING_BATCHES).set(self.core.pending_batches() as f64);
+        metrics::gauge!(m::PENDING_BATCHES).set(core.pending_batches() as f64);
         self.shared.view.store(view, Ordering::Relaxed);
-        self.shared.behind.store(self.core.is_behind(), Ordering::Relaxed);
-        self.shared.pending_batches.store(self.core.pending_batches() as u64, Ordering::Relaxed);
+        self.shared.behind.store(core.is_behind(), Ordering::Relaxed);
+        self.shared.pending_batches.store(core.pending_batches() as u64, Ordering::Relaxed);
     }
 }
 
@@ -346,15 +571,12 @@ pub(crate) fn outbox_thread(
 pub(crate) async fn sender_task(
     mut rx: mpsc::UnboundedReceiver<Outgoing>,
     net: Network<ConsensusProtocol>,
-    ids: Vec<NodeId>,
-    me: usize,
     ledger: Arc<Ledger>,
     max_blocks: u32,
 ) {
-    let peers: Vec<NodeId> = ids.iter().enumerate().filter(|(i, _)| *i != me).map(|(_, k)| *k).collect();
     while let Some(o) = rx.recv().await {
         match o {
-            Outgoing::Broadcast(msg) => match net.broadcast(&peers, &msg).await {
+            Outgoing::Broadcast(peers, msg) => match net.broadcast(&peers, &msg).await {
                 Ok(results) => {
                     for (peer, r) in results {
                         if let Err(e) = r {
@@ -364,16 +586,13 @@ pub(crate) async fn sender_task(
                 }
                 Err(e) => tracing::warn!(target: TARGET, error = %e, "cannot encode a broadcast"),
             },
-            Outgoing::To(to, msg) => {
-                if let Some(peer) = ids.get(to)
-                    && let Err(e) = net.send(peer, &msg).await
-                {
+            Outgoing::To(peer, msg) => {
+                if let Err(e) = net.send(&peer, &msg).await {
                     tracing::trace!(target: TARGET, %peer, error = %e, "send failed");
                 }
             }
-            Outgoing::Serve { to, from, max } => {
+            Outgoing::Serve { to: peer, from, max } => {
                 let (net, ledger) = (net.clone(), ledger.clone());
-                let Some(peer) = ids.get(to).copied() else { continue };
                 let max = max.min(max_blocks) as usize;
                 tokio::spawn(async move {
                     let read = tokio::task::spawn_blocking(move || {
@@ -387,6 +606,7 @@ pub(crate) async fn sender_task(
                     }
                 });
             }
+            Outgoing::Peers(peers) => net.set_peers(peers),
         }
     }
 }

@@ -31,6 +31,7 @@
 pub mod batcher;
 pub mod config;
 pub mod driver;
+pub mod epochs;
 pub mod error;
 pub mod http;
 pub mod intake;
@@ -58,6 +59,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use config::{BatchConfig, Config, MempoolConfig};
+pub use epochs::{Schedule, ScheduledEpoch};
 pub use error::Error;
 pub use http::TxJson;
 pub use intake::Intake;
@@ -114,6 +116,15 @@ impl Validator {
     /// ordered, like the batcher's own.
     pub async fn order_certified(&self, cert: lamina_primitives::AvailabilityCertificate) -> Result<(), Error> {
         let input = driver::Input::Certified { cert, cut_at: std::time::Instant::now(), txs: 0 };
+        self.to_core.send(input).await.map_err(|_| Error::Internal("the core task stopped".into()))
+    }
+
+    /// The committee schedule grew (from the node's governance follower): the
+    /// validator starts, ends and follows epochs by it. Only for a validator started with
+    /// a schedule ([`start_with_schedule`]).
+    pub async fn set_schedule(&self, schedule: Schedule) -> Result<(), Error> {
+        schedule.validate().map_err(Error::Config)?;
+        let input = driver::Input::Schedule(schedule);
         self.to_core.send(input).await.map_err(|_| Error::Internal("the core task stopped".into()))
     }
 
@@ -186,10 +197,30 @@ pub async fn start<D: DataAvailability + 'static>(
     config: Config,
     da: D,
 ) -> Result<Validator, Error> {
+    start_with_schedule(endpoint, ctx, config, da, None).await
+}
+
+/// [`start`] for a network whose committees change by vote: the validator runs the
+/// epochs of `schedule` (what its governance follower knows at start; later
+/// [`Validator::set_schedule`]), one core per epoch it is a member of, and follows the
+/// log through the others. `None` is [`start`]: the genesis committee forever.
+pub async fn start_with_schedule<D: DataAvailability + 'static>(
+    endpoint: Endpoint,
+    ctx: NodeContext,
+    config: Config,
+    da: D,
+    schedule: Option<Schedule>,
+) -> Result<Validator, Error> {
     config.validate()?;
+    if let Some(s) = &schedule {
+        s.validate().map_err(Error::Config)?;
+    }
     let genesis = ctx.genesis.clone();
     let core_cfg = config.core_config(&genesis)?;
-    let me = core_cfg.validators.index_of(&ctx.node_id()).ok_or(Error::NotAValidator)?;
+    let me = core_cfg.validators.index_of(&ctx.node_id());
+    if me.is_none() && schedule.is_none() {
+        return Err(Error::NotAValidator);
+    }
     let ids: Vec<NodeId> = core_cfg.validators.members.clone();
 
     // Storage: ordered log and WAL, recovered.
@@ -247,9 +278,16 @@ pub async fn start<D: DataAvailability + 'static>(
     // The core.
     let origin = tokio::time::Instant::now();
     let wall = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
-    let recovered = Recovered { finalized: recent, wal: replayed.records, batches };
-    let (core, initial) =
-        Core::new(core_cfg.clone(), Arc::new(ctx.keypair.clone()), Arc::new(Zip215), recovered, Duration::ZERO, wall)?;
+    // Without a schedule the genesis committee's core starts now; with one, the core
+    // task starts the core of the epoch the next height belongs to once it knows it.
+    let (core, initial, recovered_wal, carry) = if schedule.is_none() {
+        let recovered = Recovered { finalized: recent, wal: replayed.records, batches };
+        let (core, initial) =
+            Core::new(core_cfg.clone(), Arc::new(ctx.keypair.clone()), Arc::new(Zip215), recovered, Duration::ZERO, wall)?;
+        (Some(core), initial, Vec::new(), Vec::new())
+    } else {
+        (None, Vec::new(), replayed.records, batches)
+    };
 
     // Mempool and intake.
     let mempool =
@@ -261,7 +299,9 @@ pub async fn start<D: DataAvailability + 'static>(
         mp.recover_from(mempool::now());
         // Only for certificates the core took back (it drops one that no longer
         // verifies or does not fit): nothing would ever order the others.
-        for (a, sequences) in in_flight.into_iter().filter(|(a, _)| core.is_pending(a)) {
+        let waiting: BTreeSet<Digest> = carry.iter().map(|c| c.commitment.attestation_digest()).collect();
+        let kept = |a: &Digest| core.as_ref().map_or(waiting.contains(a), |c| c.is_pending(a));
+        for (a, sequences) in in_flight.into_iter().filter(|(a, _)| kept(a)) {
             mp.in_flight_until_ordered(a, sequences);
         }
     }
@@ -282,10 +322,12 @@ pub async fn start<D: DataAvailability + 'static>(
 
     // Network.
     let (in_tx, in_rx) = mpsc::channel(65_536);
-    let index: HashMap<NodeId, usize> = ids.iter().enumerate().map(|(i, k)| (*k, i)).collect();
-    let peers = PeerSet::dial_entries(&genesis.validators).without(&ctx.node_id());
+    let peers = match &schedule {
+        Some(s) => s.peers(ledger.tip().next(), &ctx.node_id()),
+        None => PeerSet::dial_entries(&genesis.validators).without(&ctx.node_id()),
+    };
     let net = endpoint.register(
-        driver::Inbound { index, tx: in_tx.clone() },
+        driver::Inbound { tx: in_tx.clone() },
         peers,
         ProtocolConfig::for_protocol::<ConsensusProtocol>(),
     )?;
@@ -319,13 +361,24 @@ pub async fn start<D: DataAvailability + 'static>(
             .spawn(move || driver::outbox_thread(wal, ledger, log_retain, out_rx, net_tx, fatal, error))
             .map_err(|e| Error::Internal(format!("cannot start the WAL thread: {e}")))?
     };
-    let sender =
-        tokio::spawn(driver::sender_task(net_rx, net.clone(), ids.clone(), me, ledger.clone(), config.log_max_blocks));
+    let sender = tokio::spawn(driver::sender_task(net_rx, net.clone(), ledger.clone(), config.log_max_blocks));
     let shared = Arc::new(driver::Shared::default());
     shared.height.store(ledger.tip().0, Ordering::Relaxed);
     let stop_core = CancellationToken::new();
-    let task = driver::CoreTask {
+    let epochs = driver::Epochs {
+        template: core_cfg.clone(),
+        keypair: ctx.keypair.clone(),
+        schedule,
+        recovered_wal,
+        carry,
+        committee: Vec::new(),
+        others: Arc::new(Vec::new()),
+        follow_at: None,
+        follow_next: 0,
+    };
+    let mut task = driver::CoreTask {
         core,
+        epochs,
         origin,
         inbox: in_rx,
         outbox: out_tx,
@@ -336,6 +389,9 @@ pub async fn start<D: DataAvailability + 'static>(
         own_batches: HashMap::new(),
         last_stats: Default::default(),
     };
+    if task.core.is_some() {
+        task.set_committee(ids.clone());
+    }
     let core = tokio::spawn({
         let (stop, fatal) = (stop_core.clone(), fatal.clone());
         async move {
@@ -396,7 +452,7 @@ pub async fn start<D: DataAvailability + 'static>(
         da_status,
         catching_up,
     ));
-    tracing::info!(target: TARGET, index = me, validators = ids.len(), addr = %endpoint.local_addr(), "validator started");
+    tracing::info!(target: TARGET, index = ?me, validators = ids.len(), addr = %endpoint.local_addr(), "validator started");
     Ok(Validator {
         intake,
         to_core: in_tx,

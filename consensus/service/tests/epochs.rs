@@ -1,0 +1,152 @@
+//! Committee switches between real validators over QUIC, with real files: five
+//! validator keys, four in the genesis; the schedule (as governance would decide it)
+//! removes validator 0 and adds validator 4 at height 8, then brings validator 0 back
+//! at height 16. Each validator learns the schedule only a few heights ahead of its own
+//! log (its horizon), as from its governance follower. Transactions submitted before,
+//! across and after the switches are each ordered once; every validator, the one that
+//! left and came back and the one that joined included, ends with the same log, every
+//! block of which verifies against the committee of its height's epoch; the joined
+//! validator proposes in its epochs.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use lamina_consensus_core::check_finalized;
+use lamina_consensus_service::{Schedule, ScheduledEpoch, Validator};
+use lamina_interfaces::{NodeEntry, SubmitOutcome, TxSubmit};
+use lamina_net::{Endpoint, EndpointConfig, NodeContext};
+use lamina_primitives::{Height, TxId};
+
+const WAIT: Duration = Duration::from_secs(60);
+/// How far past its own log a validator's schedule reaches.
+const LAG: u64 = 3;
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+}
+
+fn schedule(entries: &[NodeEntry], known_through: u64) -> Schedule {
+    let epoch = |epoch: u64, first: u64, who: &[usize]| ScheduledEpoch {
+        epoch,
+        first_height: Height(first),
+        validators: who.iter().map(|&i| entries[i].clone()).collect(),
+    };
+    Schedule {
+        epochs: vec![epoch(0, 1, &[0, 1, 2, 3]), epoch(1, 8, &[1, 2, 3, 4]), epoch(2, 16, &[4, 0, 1, 2, 3])],
+        known_through: Height(known_through),
+    }
+}
+
+async fn start_scheduled(
+    g: &Arc<lamina_interfaces::Genesis>,
+    entries: &[NodeEntry],
+    i: usize,
+    dir: &std::path::Path,
+    da: FakeDa,
+) -> Validator {
+    let ctx = NodeContext::new(validator_key(i), g.clone(), dir.join(format!("v{i}")), lamina_interfaces::Health::new());
+    let endpoint = Endpoint::bind(&ctx.keypair, EndpointConfig::new(entries[i].addr)).unwrap();
+    lamina_consensus_service::start_with_schedule(endpoint, ctx, config(), da, Some(schedule(entries, LAG)))
+        .await
+        .unwrap()
+}
+
+#[test]
+fn validators_leave_join_and_return_by_schedule_and_agree_on_one_log() {
+    rt().block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let g = Arc::new(genesis(4));
+        let mut entries = g.validators.clone();
+        entries.push(lamina_test_utils::node("validator-4", &validator_key(4), lamina_net::ports::one_udp()));
+        let da = test_da(&g);
+        let mut vs = Vec::new();
+        for i in 0..5 {
+            vs.push(Arc::new(start_scheduled(&g, &entries, i, dir.path(), da.clone()).await));
+        }
+        // Each validator's governance follower: the schedule reaches LAG heights past
+        // its own log.
+        let stop = tokio_util::sync::CancellationToken::new();
+        for v in &vs {
+            let (v, entries, stop) = (v.clone(), entries.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut last = 0;
+                while !stop.is_cancelled() {
+                    let h = v.height();
+                    if h != last || last == 0 {
+                        last = h.max(1);
+                        let _ = v.set_schedule(schedule(&entries, h + LAG)).await;
+                    }
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            });
+        }
+        eventually("first blocks", WAIT, || vs[1].height() >= 1).await;
+        // Transactions through validator 1 (a member of every epoch), in rounds that
+        // straddle both switches.
+        let mut accepted: BTreeSet<TxId> = BTreeSet::new();
+        let mut round = 0u64;
+        while vs[1].height() < 26 {
+            assert!(round < 2_000, "the log stopped at height {}", vs[1].height());
+            for r in vs[1].intake().submit_many(txs(round * 20, 20, 64)).await {
+                if let Ok(SubmitOutcome::Accepted(id)) = r {
+                    accepted.insert(id);
+                }
+            }
+            round += 1;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(!accepted.is_empty());
+        // Everyone, the validator that left and the one that joined included, reaches
+        // the same height and every accepted transaction is ordered.
+        let log1 = vs[1].log();
+        let deadline = tokio::time::Instant::now() + WAIT;
+        let (height, blocks) = loop {
+            let height = vs.iter().map(|v| v.height()).min().unwrap();
+            let blocks = read_all(&log1, height).await;
+            let ordered: BTreeSet<TxId> = ordered_txs(&blocks, &da).into_iter().collect();
+            if height >= 26 && accepted.is_subset(&ordered) {
+                break (height, blocks);
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "heights {:?}, {} of {} ordered",
+                vs.iter().map(|v| v.height()).collect::<Vec<_>>(),
+                accepted.intersection(&ordered).count(),
+                accepted.len()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        stop.cancel();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let ordered = ordered_txs(&blocks, &da);
+        assert_eq!(ordered.len(), ordered.iter().collect::<BTreeSet<_>>().len(), "a transaction ordered twice");
+        let full = schedule(&entries, u64::MAX);
+        for v in &vs {
+            let mine = read_all(&v.log(), height).await;
+            assert_eq!(blocks_only(&mine), blocks_only(&blocks), "logs differ");
+            for fb in &mine {
+                let epoch = full.epoch_for(fb.height()).unwrap();
+                check_finalized(fb, &epoch.info().unwrap()).unwrap_or_else(|e| panic!("{e}"));
+            }
+        }
+        // The validator that joined proposed in its epochs; the one that left did not
+        // while it was out, and did again after it came back.
+        let proposer = |i: usize, from: u64, to: u64| {
+            blocks.iter().any(|b| {
+                (from..to).contains(&b.height().0) && b.block.header.proposer == validator_key(i).public()
+            })
+        };
+        assert!(!proposer(4, 1, 8), "validator 4 proposed before it joined");
+        assert!(proposer(4, 8, height + 1), "validator 4 never proposed after joining");
+        assert!(!proposer(0, 8, 16), "validator 0 proposed while out of the committee");
+        assert!(proposer(0, 16, height + 1), "validator 0 never proposed after it came back");
+        for v in vs {
+            Arc::try_unwrap(v).ok().unwrap().stop().await.unwrap();
+        }
+    });
+}
