@@ -1,8 +1,9 @@
 //! [`LogClient`]: the ordered log over QUIC (`lamina/log/1`), an [`OrderedLog`] for
 //! execution, settlement and bridge nodes.
 //!
-//! The client trusts no validator: every block it returns verifies against the genesis
-//! validator committee ([`FinalizedBlock::verify`]), heights are consecutive from the
+//! The client trusts no validator: every block it returns verifies against the validator
+//! committee of its height (the genesis committee, or the epoch's from
+//! [`LogClient::set_schedule`] where committees change by vote), heights are consecutive from the
 //! one asked for, and each block's parent is the previous block (also across reads, for
 //! a caller reading sequentially). A validator that sends anything else is skipped
 //! (`LogError::Invalid` if no validator answers correctly).
@@ -11,9 +12,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use lamina_interfaces::{Genesis, LogError, OrderedLog};
+use lamina_consensus_core::{CommitteeSchedule, EpochCheckError};
+use lamina_interfaces::{Genesis, LogError, NodeEntry, OrderedLog};
 use lamina_net::{Endpoint, NetError, Network, PeerSet, ProtocolConfig};
-use lamina_primitives::{Committee, Digest, FinalizedBlock, Height, NodeId};
+use lamina_primitives::{Digest, FinalizedBlock, Height, NodeId};
 use parking_lot::Mutex;
 
 use crate::protocol::{LogProtocol, LogRequest, LogResponse, MAX_READ_WAIT, ReadRequest};
@@ -22,8 +24,10 @@ use crate::protocol::{LogProtocol, LogRequest, LogResponse, MAX_READ_WAIT, ReadR
 #[derive(Clone)]
 pub struct LogClient {
     net: Network<LogProtocol>,
-    validators: Vec<NodeId>,
-    committee: Arc<Committee>,
+    me: NodeId,
+    validators: Arc<parking_lot::RwLock<Vec<NodeId>>>,
+    /// The committee of each height, as far as known.
+    schedule: Arc<parking_lot::RwLock<CommitteeSchedule>>,
     next: Arc<AtomicUsize>,
     /// The last block returned: (height, header digest), to check the next read's parent.
     last: Arc<Mutex<Option<(Height, Digest)>>>,
@@ -32,7 +36,7 @@ pub struct LogClient {
 
 impl std::fmt::Debug for LogClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LogClient").field("validators", &self.validators.len()).finish()
+        f.debug_struct("LogClient").field("validators", &self.validators.read().len()).finish()
     }
 }
 
@@ -46,8 +50,9 @@ impl LogClient {
         let net = endpoint.register_client::<LogProtocol>(peers, cfg)?;
         Ok(LogClient {
             net,
-            validators: genesis.validators.iter().map(|v| v.key).collect(),
-            committee: Arc::new(genesis.validator_committee()),
+            me: endpoint.node_id(),
+            validators: Arc::new(parking_lot::RwLock::new(genesis.validators.iter().map(|v| v.key).collect())),
+            schedule: Arc::new(parking_lot::RwLock::new(CommitteeSchedule::fixed(genesis.validator_committee()))),
             next: Arc::new(AtomicUsize::new(0)),
             last: Arc::new(Mutex::new(None)),
             wait: Duration::from_secs(10),
@@ -60,16 +65,31 @@ impl LogClient {
         LogClient { last: Arc::new(Mutex::new(None)), ..self.clone() }
     }
 
+    /// Where committees change by vote: from now on every block is checked against the
+    /// committee of its height's epoch, blocks above `schedule.known_through` are not
+    /// returned yet (a read stops before them), and reads go to `validators` (those of
+    /// the epochs the log is in now and next). Shared by every clone.
+    pub fn set_schedule(&self, schedule: CommitteeSchedule, validators: &[NodeEntry]) {
+        let me = self.me;
+        let ids: Vec<NodeId> = validators.iter().map(|v| v.key).filter(|k| *k != me).collect();
+        self.net.set_peers(PeerSet::dial_entries(validators).without(&me));
+        *self.validators.write() = ids;
+        *self.schedule.write() = schedule;
+    }
+
     /// Waits until `n` validators are connected.
     pub async fn wait_for_validators(&self, n: usize, timeout: Duration) -> Result<(), NetError> {
         self.net.wait_for_peers(n, timeout).await
     }
 
-    fn check(&self, from: Height, blocks: &[FinalizedBlock]) -> Result<(), String> {
+    /// Checks `blocks` read from `from`; returns how many may be returned (those above
+    /// the schedule's reach are left for a later read).
+    fn check(&self, from: Height, blocks: &[FinalizedBlock]) -> Result<usize, String> {
         let mut parent = match *self.last.lock() {
             Some((h, d)) if h.next() == from => Some(d),
             _ => None,
         };
+        let schedule = self.schedule.read();
         for (i, fb) in blocks.iter().enumerate() {
             let want = Height(from.0 + i as u64);
             if fb.height() != want {
@@ -80,10 +100,14 @@ impl LogClient {
             {
                 return Err(format!("block {want} does not extend the previous block"));
             }
-            fb.verify(&self.committee).map_err(|e| format!("block {want}: {e}"))?;
+            match schedule.check(fb) {
+                Ok(()) => {}
+                Err(EpochCheckError::Unknown { .. }) if i > 0 => return Ok(i),
+                Err(e) => return Err(format!("block {want}: {e}")),
+            }
             parent = Some(fb.block.digest());
         }
-        Ok(())
+        Ok(blocks.len())
     }
 
     async fn read_once(&self, v: &NodeId, from: Height, max: usize) -> Result<Vec<FinalizedBlock>, LogError> {
@@ -93,8 +117,18 @@ impl LogClient {
             wait_ms: self.wait.as_millis() as u32,
         });
         match self.net.request(v, &req).await {
-            Ok(LogResponse::Blocks(blocks)) => {
-                self.check(from, &blocks).map_err(LogError::Invalid)?;
+            Ok(LogResponse::Blocks(mut blocks)) => {
+                if let Some(first) = blocks.first()
+                    && let Err(lamina_consensus_core::EpochCheckError::Unknown { known_through, .. }) =
+                        self.schedule.read().check(first)
+                {
+                    return Err(LogError::Unavailable(format!(
+                        "the committee of height {} is not known yet (the schedule reaches {known_through})",
+                        first.height()
+                    )));
+                }
+                let keep = self.check(from, &blocks).map_err(LogError::Invalid)?;
+                blocks.truncate(keep);
                 if let Some(last) = blocks.last() {
                     *self.last.lock() = Some((last.height(), last.block.digest()));
                 }
@@ -129,10 +163,11 @@ impl LogClient {
     }
 
     fn pick(&self) -> Option<NodeId> {
-        for _ in 0..self.validators.len() {
-            let i = self.next.fetch_add(1, Ordering::Relaxed) % self.validators.len();
-            if self.net.is_connected(&self.validators[i]) {
-                return Some(self.validators[i]);
+        let validators = self.validators.read().clone();
+        for _ in 0..validators.len() {
+            let i = self.next.fetch_add(1, Ordering::Relaxed) % validators.len();
+            if self.net.is_connected(&validators[i]) {
+                return Some(validators[i]);
             }
         }
         None
@@ -164,14 +199,14 @@ impl OrderedLog for LogClient {
                     Err(e @ LogError::Pruned { .. }) => {
                         pruned += 1;
                         last_err = e;
-                        if pruned >= this.validators.len().max(1) {
+                        if pruned >= this.validators.read().len().max(1) {
                             return Err(last_err);
                         }
                     }
                     Err(e) => {
                         failures += 1;
                         last_err = e;
-                        if failures >= 3 * this.validators.len().max(1) {
+                        if failures >= 3 * this.validators.read().len().max(1) {
                             return Err(last_err);
                         }
                     }

@@ -108,6 +108,15 @@ pub enum EpochCheckError {
         /// The epoch its height belongs to.
         epoch: u64,
     },
+    /// The reader does not know the committee of this height yet (its schedule reaches
+    /// only so far): not the block's fault; read it again later.
+    #[error("the committee of height {height} is not known yet (known through {known_through})")]
+    Unknown {
+        /// The block's height.
+        height: Height,
+        /// How far the reader's schedule reaches.
+        known_through: Height,
+    },
     /// The certificate does not verify against the epoch's committee.
     #[error("block at height {height}: {reason}")]
     Certificate {
@@ -130,6 +139,42 @@ pub fn check_finalized(block: &FinalizedBlock, info: &EpochInfo) -> Result<(), E
         return Err(EpochCheckError::WrongEpoch { height, view, epoch: info.epoch });
     }
     block.verify(&info.validators).map_err(|reason| EpochCheckError::Certificate { height, reason })
+}
+
+/// The committee of each height as far as a reader of the log knows it (from its
+/// governance follower): what [`check_finalized`] needs for every block.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CommitteeSchedule {
+    /// Epochs, oldest first, by increasing first height.
+    pub epochs: Vec<EpochInfo>,
+    /// Every boundary at or below this height is in `epochs`.
+    pub known_through: Height,
+}
+
+impl CommitteeSchedule {
+    /// The genesis committee, for every height (a network whose committee never changes).
+    pub fn fixed(validators: Committee) -> Self {
+        CommitteeSchedule {
+            epochs: vec![EpochInfo { epoch: 0, first_height: Height(1), validators }],
+            known_through: Height(u64::MAX),
+        }
+    }
+
+    /// The epoch `height` belongs to, if known.
+    pub fn epoch_for(&self, height: Height) -> Option<&EpochInfo> {
+        if height > self.known_through {
+            return None;
+        }
+        self.epochs.iter().rev().find(|e| e.first_height <= height)
+    }
+
+    /// [`check_finalized`] against the epoch of the block's height.
+    pub fn check(&self, block: &FinalizedBlock) -> Result<(), EpochCheckError> {
+        let height = block.height();
+        let info =
+            self.epoch_for(height).ok_or(EpochCheckError::Unknown { height, known_through: self.known_through })?;
+        check_finalized(block, info)
+    }
 }
 
 #[cfg(test)]

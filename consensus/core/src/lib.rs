@@ -201,7 +201,9 @@ pub use action::{Action, Evidence, Fault, FaultKind, ProposalError};
 pub use config::Config;
 pub use crypto::{Signer, Verifier, Zip215};
 pub use engine::{Core, Stats};
-pub use epoch::{EpochCheckError, EpochInfo, VIEWS_PER_EPOCH, check_finalized, epoch_of, first_view, last_view};
+pub use epoch::{
+    CommitteeSchedule, EpochCheckError, EpochInfo, VIEWS_PER_EPOCH, check_finalized, epoch_of, first_view, last_view,
+};
 pub use error::{ConfigError, Error};
 pub use mempool::{Cut, Mempool, MempoolLimits, MempoolStats};
 pub use messages::{Certificate, Message, Proposal, SyncRequest, SyncResponse, Vote, VoteKind, vote_digest};

@@ -67,7 +67,11 @@ pub(crate) enum Out {
 pub(crate) enum Outgoing {
     Broadcast(Arc<Vec<NodeId>>, Message),
     To(NodeId, Message),
-    Serve { to: NodeId, from: u64, max: u32 },
+    Serve {
+        to: NodeId,
+        from: u64,
+        max: u32,
+    },
     /// Who may connect on `lamina/consensus` (and whom to dial) changed.
     Peers(PeerSet),
 }

@@ -7,7 +7,7 @@
 //! one core per epoch it is a member of, and follows the log (checking each block against
 //! its epoch's committee) through the epochs it is not.
 
-use lamina_consensus_core::EpochInfo;
+use lamina_consensus_core::{CommitteeSchedule, EpochInfo};
 use lamina_interfaces::NodeEntry;
 use lamina_net::PeerSet;
 use lamina_primitives::{Committee, Height, NodeId};
@@ -81,6 +81,14 @@ impl Schedule {
     /// The epoch numbered `epoch`.
     pub fn get(&self, epoch: u64) -> Option<&ScheduledEpoch> {
         self.epochs.iter().find(|e| e.epoch == epoch)
+    }
+
+    /// The committees alone, for readers of the log ([`CommitteeSchedule::check`]).
+    pub fn committees(&self) -> CommitteeSchedule {
+        CommitteeSchedule {
+            epochs: self.epochs.iter().filter_map(ScheduledEpoch::info).collect(),
+            known_through: self.known_through,
+        }
     }
 
     /// The last height of `epoch`, if the next epoch is known.

@@ -282,8 +282,14 @@ pub async fn start_with_schedule<D: DataAvailability + 'static>(
     // task starts the core of the epoch the next height belongs to once it knows it.
     let (core, initial, recovered_wal, carry) = if schedule.is_none() {
         let recovered = Recovered { finalized: recent, wal: replayed.records, batches };
-        let (core, initial) =
-            Core::new(core_cfg.clone(), Arc::new(ctx.keypair.clone()), Arc::new(Zip215), recovered, Duration::ZERO, wall)?;
+        let (core, initial) = Core::new(
+            core_cfg.clone(),
+            Arc::new(ctx.keypair.clone()),
+            Arc::new(Zip215),
+            recovered,
+            Duration::ZERO,
+            wall,
+        )?;
         (Some(core), initial, Vec::new(), Vec::new())
     } else {
         (None, Vec::new(), replayed.records, batches)

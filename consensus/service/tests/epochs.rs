@@ -18,7 +18,7 @@ use std::time::Duration;
 use common::*;
 use lamina_consensus_core::check_finalized;
 use lamina_consensus_service::{Schedule, ScheduledEpoch, Validator};
-use lamina_interfaces::{NodeEntry, SubmitOutcome, TxSubmit};
+use lamina_interfaces::{NodeEntry, OrderedLog, SubmitOutcome, TxSubmit};
 use lamina_net::{Endpoint, EndpointConfig, NodeContext};
 use lamina_primitives::{Height, TxId};
 
@@ -49,7 +49,8 @@ async fn start_scheduled(
     dir: &std::path::Path,
     da: FakeDa,
 ) -> Validator {
-    let ctx = NodeContext::new(validator_key(i), g.clone(), dir.join(format!("v{i}")), lamina_interfaces::Health::new());
+    let ctx =
+        NodeContext::new(validator_key(i), g.clone(), dir.join(format!("v{i}")), lamina_interfaces::Health::new());
     let endpoint = Endpoint::bind(&ctx.keypair, EndpointConfig::new(entries[i].addr)).unwrap();
     lamina_consensus_service::start_with_schedule(endpoint, ctx, config(), da, Some(schedule(entries, LAG)))
         .await
@@ -134,12 +135,33 @@ fn validators_leave_join_and_return_by_schedule_and_agree_on_one_log() {
                 check_finalized(fb, &epoch.info().unwrap()).unwrap_or_else(|e| panic!("{e}"));
             }
         }
+        // A reader of the log over QUIC checks each block against its height's
+        // committee; one that knows only the genesis committee refuses epoch 1's blocks,
+        // and one whose schedule stops short returns the blocks up to where it reaches.
+        let ep = Endpoint::bind(&client_key(), EndpointConfig::new("127.0.0.1:0".parse().unwrap())).unwrap();
+        let reader = lamina_consensus_client::LogClient::register(&ep, &g).unwrap();
+        reader.wait_for_validators(3, WAIT).await.unwrap();
+        let genesis_only = reader.independent_reader();
+        let early = genesis_only.read(Height(1), 7).await.unwrap();
+        assert_eq!(early.len(), 7);
+        assert!(
+            matches!(genesis_only.read(Height(8), 1).await, Err(lamina_interfaces::LogError::Invalid(_))),
+            "a block of epoch 1 passed the genesis committee's check"
+        );
+        reader.set_schedule(schedule(&entries, 12).committees(), &entries);
+        let partial = reader.read(Height(1), 100).await.unwrap();
+        assert_eq!(partial.len(), 12, "reads stop where the schedule does");
+        reader.set_schedule(full.committees(), &entries);
+        let mut all = partial;
+        all.extend(reader.read(Height(13), height as usize - 12).await.unwrap());
+        assert_eq!(blocks_only(&all), blocks_only(&blocks));
+        ep.shutdown().await;
         // The validator that joined proposed in its epochs; the one that left did not
         // while it was out, and did again after it came back.
         let proposer = |i: usize, from: u64, to: u64| {
-            blocks.iter().any(|b| {
-                (from..to).contains(&b.height().0) && b.block.header.proposer == validator_key(i).public()
-            })
+            blocks
+                .iter()
+                .any(|b| (from..to).contains(&b.height().0) && b.block.header.proposer == validator_key(i).public())
         };
         assert!(!proposer(4, 1, 8), "validator 4 proposed before it joined");
         assert!(proposer(4, 8, height + 1), "validator 4 never proposed after joining");
