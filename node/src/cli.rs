@@ -197,6 +197,9 @@ pub enum GenesisCmd {
         /// Heights a proposal stays open.
         #[arg(long)]
         voting_period: Option<u64>,
+        /// Validators added or removed by vote join or leave the consensus committee.
+        #[arg(long)]
+        committee_changes: bool,
         /// Percent of the total weight that must vote (1..=100).
         #[arg(long)]
         quorum_percent: Option<u8>,
@@ -391,7 +394,15 @@ fn genesis(cmd: GenesisCmd) -> anyhow::Result<ExitCode> {
             g::write(&file, &gen_)?;
             eprintln!("{summary} in {}", file.display());
         }
-        GenesisCmd::Governance { file, members, epoch_length, voting_period, quorum_percent, threshold_percent } => {
+        GenesisCmd::Governance {
+            file,
+            members,
+            epoch_length,
+            voting_period,
+            quorum_percent,
+            threshold_percent,
+            committee_changes,
+        } => {
             let mut gen_ = g::load_unvalidated(&file)?;
             let gov = &mut gen_.governance;
             for m in &members {
@@ -412,6 +423,9 @@ fn genesis(cmd: GenesisCmd) -> anyhow::Result<ExitCode> {
             }
             if let Some(v) = threshold_percent {
                 gov.threshold_percent = v;
+            }
+            if committee_changes {
+                gov.committee_changes = true;
             }
             let total: u64 = gen_.governance_members().iter().map(|m| m.weight).sum();
             let gov = &gen_.governance;

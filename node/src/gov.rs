@@ -274,10 +274,13 @@ async fn follower(net: &Net) -> anyhow::Result<Follower> {
         .with_context(|| format!("no validator of {} answered for the log", net.source))?;
     let da =
         DaClient::register(&net.endpoint, &net.genesis, Default::default()).context("cannot start the DA client")?;
-    Ok(match crate::governed::cli_dir(&net.genesis) {
+    let (reader, genesis) = (log.clone(), net.genesis.clone());
+    let follower = match crate::governed::cli_dir(&net.genesis) {
         Some(dir) => Follower::resume(&net.genesis, log, da, &dir),
         None => Follower::new(&net.genesis, log, da),
-    })
+    };
+    // Where committees change, each block is checked against its height's committee.
+    Ok(follower.observe(move |state| crate::governed::follow_committees(&reader, &genesis, state)))
 }
 
 // ------------------------------------------------------------------ propose and vote
@@ -303,7 +306,7 @@ async fn submit(net: &Net, signer: &Signer, what: What) -> anyhow::Result<ExitCo
                 .membership
                 .check(&action)
                 .with_context(|| format!("the proposal \"{action}\" would be rejected"))?;
-            if let Some(gap) = not_applied_yet(&action) {
+            if let Some(gap) = not_applied_yet(&action, net.genesis.governance.committee_changes) {
                 eprintln!("note: governance records this change, but {gap}");
             }
             Entry::Propose { action, reason, valid_until }
@@ -345,11 +348,12 @@ async fn submit(net: &Net, signer: &Signer, what: What) -> anyhow::Result<ExitCo
 
 /// What the nodes do not yet apply of `action` (issue 14 is not finished): said before
 /// such a proposal is submitted, so nobody expects more than a record.
-fn not_applied_yet(action: &Action) -> Option<&'static str> {
+fn not_applied_yet(action: &Action, committee_changes: bool) -> Option<&'static str> {
     match action {
+        Action::AddValidator(_) | Action::RemoveValidator { .. } if committee_changes => None,
         Action::AddValidator(_) | Action::RemoveValidator { .. } => Some(
-            "consensus does not switch committees yet: validators keep the genesis committee (the epoch's committee \
-             is shown by `lamina gov status`)",
+            "this network's genesis does not let committees change ([governance] committee_changes is off): \
+             validators keep the genesis committee (the epoch's recorded membership is shown by `lamina gov status`)",
         ),
         Action::AddDaNode(_) | Action::RemoveDaNode { .. } => {
             Some("the DA layer does not switch committees yet: dispersal keeps the genesis DA committee")
@@ -440,6 +444,9 @@ async fn status(net: &Net, json: bool) -> anyhow::Result<ExitCode> {
             "next_boundary": next_boundary.0,
             "params": state.params(),
             "membership": epoch.membership,
+            "committee_changes": net.genesis.governance.committee_changes,
+            "committees": state.committees().collect::<Vec<_>>(),
+            "committee_known_through": state.committee_known_through().0,
             "digest": state.digest().to_string(),
             "proposals": state.proposals().collect::<Vec<_>>(),
         });
@@ -456,6 +463,13 @@ async fn status(net: &Net, json: bool) -> anyhow::Result<ExitCode> {
         p.epoch_length
     );
     print_membership(&epoch.membership);
+    if net.genesis.governance.committee_changes {
+        for c in state.committees() {
+            println!("consensus epoch {}: {} validators from height {}", c.epoch, c.validators.len(), c.first_height.0);
+        }
+    } else {
+        println!("consensus: the genesis validators ([governance] committee_changes is off)");
+    }
     println!(
         "votes: quorum {}% of the weight, {}% yes of those voting, open {} heights",
         p.quorum_percent, p.threshold_percent, p.voting_period

@@ -41,6 +41,8 @@ pub struct Follower<L, D> {
     /// Serialises saves and holds the height of the last state written: a save of a
     /// state no newer (a background save that ran late) writes nothing.
     saving: std::sync::Arc<std::sync::Mutex<Height>>,
+    /// Called with the state after every step ([`Follower::observe`]).
+    observer: Option<Box<dyn Fn(&GovernanceState) + Send + Sync>>,
 }
 
 /// What [`Follower::save`] writes: the state and the genesis it belongs to.
@@ -62,7 +64,17 @@ impl<L: OrderedLog, D: DataAvailability> Follower<L, D> {
             save: None,
             pending: Vec::new(),
             saving: Default::default(),
+            observer: None,
         }
+    }
+
+    /// Calls `f` with the state now and after every step (cheap work only: it runs on
+    /// the follower's task). A reader of the log through a `LogClient` uses it to keep
+    /// the client's committee schedule as far ahead as governance decided it.
+    pub fn observe(mut self, f: impl Fn(&GovernanceState) + Send + Sync + 'static) -> Self {
+        f(&self.state);
+        self.observer = Some(Box::new(f));
+        self
     }
 
     /// A follower that resumes from the state saved in `dir` (if it is there, readable
@@ -128,6 +140,9 @@ impl<L: OrderedLog, D: DataAvailability> Follower<L, D> {
         }
         if self.state.epoch().number != changed_epoch {
             self.save_in_background();
+        }
+        if let Some(f) = &self.observer {
+            f(&self.state);
         }
         Ok(std::mem::take(&mut self.pending))
     }
@@ -356,8 +371,8 @@ impl lamina_interfaces::ParamsRegistry for GovernedParams {
 /// Follows governance until `shutdown` and applies each epoch's client keys to
 /// `access` (they matter where client access is restricted, and for who may store on
 /// DA), and publishes the parameters to `params` (if given: nodes that read them) after
-/// every step. Calls `on_update`
-/// with the state at the start and after every step that changed it. Reports the epoch
+/// every step. Calls `on_update` (which must be cheap)
+/// with the state at the start and after every step. Reports the epoch
 /// (and the last error, while retrying) in `/status` (`governance`) and as
 /// `lamina_governance_epoch`.
 pub fn spawn_client_access<L, D>(
@@ -408,12 +423,12 @@ where
                 r = follower.step() => {
                     publish(follower.state());
                     match r {
-                        Ok(events) => {
+                        Ok(_) => {
                             last_error = None;
                             backoff = RETRY;
-                            if !events.is_empty() {
-                                on_update(follower.state());
-                            }
+                            // After every step, not only those with events: the
+                            // committee schedule's reach grows with the height.
+                            on_update(follower.state());
                         }
                         Err(e) => {
                             // A pruned log or a DA outage: retried, slower each time (up to
@@ -446,16 +461,66 @@ pub fn spawn_on_client_node(
     let dir = ctx.service.data_dir.join("governance");
     let follower = Follower::resume(&genesis, log.independent_reader(), da.clone(), &dir);
     let params = GovernedParams::new(follower.state());
+    let (log, g) = (log.clone(), genesis.clone());
     spawn_client_access(
         genesis,
         follower,
         ctx.service.access.clone(),
         Some(params.clone()),
         ctx.health().clone(),
-        |_| {},
+        move |state| follow_committees(&log, &g, state),
         shutdown.clone(),
     );
     params
+}
+
+/// The consensus committee schedule `state` decided, for a validator's
+/// [`lamina_consensus_service::Validator::set_schedule`]: each consensus epoch kept, with
+/// each validator's address from the current membership (else the genesis; a validator
+/// known to neither, of an old epoch, gets an unroutable address: it is never dialed,
+/// but may dial in), final through `state.committee_known_through()`.
+pub fn consensus_schedule(genesis: &Genesis, state: &GovernanceState) -> lamina_consensus_service::Schedule {
+    let entry = |key: &lamina_primitives::PublicKey| {
+        let known = state.epoch().membership.validators.iter().chain(genesis.validators.iter()).find(|v| v.key == *key);
+        known.cloned().unwrap_or_else(|| lamina_interfaces::NodeEntry {
+            name: "validator-unknown".into(),
+            key: *key,
+            addr: std::net::SocketAddr::from(([0, 0, 0, 0], 0)),
+            http: None,
+            admin: None,
+            chain: None,
+        })
+    };
+    lamina_consensus_service::Schedule {
+        epochs: state
+            .committees()
+            .map(|c| lamina_consensus_service::ScheduledEpoch {
+                epoch: c.epoch,
+                first_height: c.first_height,
+                validators: c.validators.iter().map(entry).collect(),
+            })
+            .collect(),
+        known_through: state.committee_known_through(),
+    }
+}
+
+/// Where committees change by vote (`[governance] committee_changes`): points `log`
+/// (and every clone of it) at the committee of each height that `state` decided, and at
+/// the validators of the current and later epochs. Elsewhere it does nothing (the
+/// genesis committee orders every height).
+pub fn follow_committees(log: &lamina_consensus_client::LogClient, genesis: &Genesis, state: &GovernanceState) {
+    if !genesis.governance.committee_changes {
+        return;
+    }
+    let schedule = consensus_schedule(genesis, state);
+    let current = schedule.epoch_for(state.height().next()).or(schedule.epochs.last()).map_or(0, |e| e.epoch);
+    let entries: Vec<lamina_interfaces::NodeEntry> = schedule
+        .epochs
+        .iter()
+        .filter(|e| e.epoch + 1 >= current)
+        .flat_map(|e| e.validators.iter().cloned())
+        .collect();
+    log.set_schedule(schedule.committees(), &entries);
 }
 
 /// The voting members of an epoch (weight above 0) with their next nonces, and its

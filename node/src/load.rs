@@ -314,6 +314,7 @@ fn launch(exe: &Path, dir: &Path, t: &Topology, log_level: &str) -> anyhow::Resu
         epoch_length: lamina_interfaces::genesis::DEFAULT_EPOCH_LENGTH,
         voting_period: lamina_interfaces::genesis::DEFAULT_VOTING_PERIOD,
         closed_access: false,
+        committee_changes: false,
     };
     let st = layout::create(dir, &spec)?;
     st.save()?;

@@ -257,3 +257,87 @@ fn a_consortium_adds_and_removes_a_client_key_by_vote_without_restarts() {
         assert!(alive(pid), "node {pid} is gone");
     }
 }
+
+#[test]
+fn a_validator_removed_by_vote_leaves_the_committee_and_every_node_follows_without_restarts() {
+    let devnet = Devnet::up(&[
+        "--validators",
+        "4",
+        "--da-nodes",
+        "2",
+        "--chains",
+        "1",
+        "--funded-accounts",
+        "2",
+        "--settlement",
+        "1",
+        "--settlement-window",
+        "8",
+        "--heartbeat",
+        "100ms",
+        "--epoch-length",
+        "10",
+        "--committee-changes",
+    ]);
+    let d = ["--devnet", s(&devnet.dir)];
+    let pids: Vec<u32> = devnet.nodes.iter().map(|n| n["pid"].as_u64().unwrap() as u32).collect();
+    let leaving = ok(devnet.cmd().args(["keys", "show", "--key", s(&member(&devnet, 3))]).output().unwrap());
+    let leaving = leaving.trim().to_string();
+    let started = Instant::now();
+    let boundary = pass(&devnet, &["remove-validator", "--key", &leaving]);
+    // The committee changes one governance epoch after the boundary that applies it.
+    let switch = boundary + 10 + 1;
+    let validators = devnet.names("validator-");
+    let deadline = Instant::now() + phase();
+    while devnet.min_height(&validators) < switch + 10 {
+        assert!(Instant::now() < deadline, "the log stopped near the switch at {switch}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    eprintln!("remove-validator: proposal to the new committee ordering {} heights in {:?}", 10, started.elapsed());
+    // The three that stay vote in consensus epoch 1; the removed one only follows the log
+    // (its /status shows no consensus epoch) and proposes no more.
+    for name in &validators {
+        let epoch = devnet.status(name).unwrap()["consensus_epoch"].clone();
+        if name == "validator-3" {
+            assert!(epoch.is_null(), "{name} still in a committee: {epoch}");
+        } else {
+            assert_eq!(epoch, 1, "{name}");
+        }
+    }
+    let proposals = || metric(&devnet, "validator-3", "lamina_consensus_proposals_total").unwrap();
+    let before = proposals();
+    let height = devnet.height("validator-0").unwrap();
+    while devnet.height("validator-0").unwrap() < height + 8 {
+        assert!(Instant::now() < deadline, "the log stopped after the switch");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(proposals(), before, "the removed validator still proposes");
+    assert!(devnet.height("validator-3").unwrap() >= height, "the removed validator stopped following");
+    // Readers check each block against its height's committee: a transfer after the
+    // switch executes, and settlement finalizes a claim past it.
+    let out = ok(devnet
+        .cmd()
+        .args(["tx", "transfer", "--chain", "1", "--to", &leaving, "--amount", "3", "--from-test-account", "1"])
+        .args(d)
+        .output()
+        .unwrap());
+    assert_eq!(field(&out, "receipt"), "success", "{out}");
+    let paid_at: u64 = field(&out, "height").parse().unwrap();
+    assert!(paid_at > switch, "executed at {paid_at}, before the switch at {switch}");
+    loop {
+        let finalized = devnet.status("settlement-0").and_then(|s| s["finalized_height"]["1"].as_u64());
+        if finalized.is_some_and(|f| f >= paid_at) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no claim covering height {paid_at} finalized: {finalized:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // `lamina gov status` shows the committee of each consensus epoch.
+    let g = gov_status(&devnet);
+    let committees = g["committees"].as_array().unwrap_or_else(|| panic!("{g}"));
+    assert_eq!(committees.len(), 2, "{g}");
+    assert_eq!(committees[1]["first_height"], switch, "{g}");
+    assert!(!committees[1]["validators"].as_array().unwrap().iter().any(|v| v == leaving.as_str()), "{g}");
+    let now: Vec<u32> = devnet.nodes.iter().map(|n| n["name"].as_str().unwrap()).map(|n| devnet.pid(n)).collect();
+    assert_eq!(now, pids, "a node restarted");
+}

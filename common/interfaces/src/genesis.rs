@@ -221,6 +221,13 @@ pub struct GovernanceSpec {
     pub quorum_percent: u8,
     /// Percent of the weight voting that must vote yes.
     pub threshold_percent: u8,
+    /// Validators added or removed by vote join or leave the consensus committee (one
+    /// governance epoch after the boundary that applies the change). Off: the genesis
+    /// validators order the log forever and such votes change only the recorded
+    /// membership. Not written when off, so genesis files written before it keep their
+    /// digest.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub committee_changes: bool,
 }
 
 /// Default heights per epoch.
@@ -236,6 +243,7 @@ impl Default for GovernanceSpec {
             voting_period: DEFAULT_VOTING_PERIOD,
             quorum_percent: 50,
             threshold_percent: 67,
+            committee_changes: false,
         }
     }
 }

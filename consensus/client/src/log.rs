@@ -72,7 +72,10 @@ impl LogClient {
     pub fn set_schedule(&self, schedule: CommitteeSchedule, validators: &[NodeEntry]) {
         let me = self.me;
         let ids: Vec<NodeId> = validators.iter().map(|v| v.key).filter(|k| *k != me).collect();
-        self.net.set_peers(PeerSet::dial_entries(validators).without(&me));
+        let peers = PeerSet::dial_entries(validators).without(&me);
+        if self.net.peers() != peers {
+            self.net.set_peers(peers);
+        }
         *self.validators.write() = ids;
         *self.schedule.write() = schedule;
     }

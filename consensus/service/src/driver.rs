@@ -84,6 +84,8 @@ pub(crate) struct Shared {
     pub(crate) behind: AtomicBool,
     pub(crate) pending_batches: AtomicU64,
     pub(crate) last_finalized: Mutex<Option<Instant>>,
+    /// The consensus epoch of the running core, plus one (0: no core, the node follows).
+    pub(crate) epoch_plus_one: AtomicU64,
 }
 
 /// Receives `lamina/consensus/1` messages and queues them for the core task.
@@ -120,6 +122,8 @@ pub(crate) struct Epochs {
     /// Outside the committee: when to ask a member for the next blocks.
     pub(crate) follow_at: Option<Duration>,
     pub(crate) follow_next: usize,
+    /// The peer set last applied (applied again only when it changes).
+    pub(crate) peers: Option<PeerSet>,
 }
 
 /// The core task.
@@ -220,7 +224,10 @@ impl CoreTask {
             Input::Schedule(schedule) => {
                 let peers = schedule.peers(self.ledger.tip().next(), &self.epochs.keypair.public());
                 self.epochs.schedule = Some(schedule);
-                self.send_out(Out::Send(Outgoing::Peers(peers)))?;
+                if self.epochs.peers.as_ref() != Some(&peers) {
+                    self.epochs.peers = Some(peers.clone());
+                    self.send_out(Out::Send(Outgoing::Peers(peers)))?;
+                }
                 let (now, horizon) = (self.now(), self.epochs.schedule.as_ref().map(|s| s.known_through));
                 if let Some(core) = self.core.as_mut() {
                     let actions = core.set_horizon(now, horizon);
@@ -464,8 +471,10 @@ impl CoreTask {
     fn publish(&mut self) {
         let Some(core) = self.core.as_ref() else {
             self.shared.behind.store(false, Ordering::Relaxed);
+            self.shared.epoch_plus_one.store(0, Ordering::Relaxed);
             return;
         };
+        self.shared.epoch_plus_one.store(core.epoch() + 1, Ordering::Relaxed);
         let s = core.stats().clone();
         let d = |a: u64, b: u64| a.saturating_sub(b);
         let l = &self.last_stats;

@@ -381,6 +381,7 @@ pub async fn start_with_schedule<D: DataAvailability + 'static>(
         others: Arc::new(Vec::new()),
         follow_at: None,
         follow_next: 0,
+        peers: None,
     };
     let mut task = driver::CoreTask {
         core,
@@ -509,6 +510,10 @@ async fn report_health(
         ::metrics::gauge!(metrics::MEMPOOL_PARKED).set(st.parked as f64);
         health.set_status("height", height);
         health.set_status("view", shared.view.load(Ordering::Relaxed));
+        // The consensus epoch this validator votes in; null while it only follows the
+        // log (outside the committee, or waiting for its schedule).
+        let epoch = shared.epoch_plus_one.load(Ordering::Relaxed).checked_sub(1);
+        health.set_status("consensus_epoch", epoch);
         health.set_status(
             "mempool",
             serde_json::json!({"txs": st.held, "bytes": st.held_bytes, "queued": st.queued, "parked": st.parked, "batches": st.batches}),

@@ -57,6 +57,8 @@ pub struct Spec {
     pub closed_access: bool,
     /// Governance voting period of the genesis, in log heights.
     pub voting_period: u64,
+    /// Committees change by vote (`[governance] committee_changes`).
+    pub committee_changes: bool,
 }
 
 /// Settlement-ledger balance the devnet gives every execution and settlement node and
@@ -223,6 +225,7 @@ pub fn create(dir: &Path, spec: &Spec) -> anyhow::Result<DevnetState> {
         governance: lamina_interfaces::GovernanceSpec {
             epoch_length: spec.epoch_length,
             voting_period: spec.voting_period,
+            committee_changes: spec.committee_changes,
             ..Default::default()
         },
     };
@@ -352,6 +355,7 @@ mod tests {
             epoch_length: 20,
             voting_period: 100,
             closed_access: false,
+            committee_changes: false,
         }
     }
 

@@ -86,6 +86,10 @@ pub struct UpArgs {
     /// Governance voting period of the devnet's genesis, in log heights.
     #[arg(long, default_value_t = 100)]
     pub voting_period: u64,
+    /// Validators added or removed by vote join or leave the consensus committee
+    /// (`[governance] committee_changes` in the genesis).
+    #[arg(long)]
+    pub committee_changes: bool,
     /// Restrict every node's client access (`[access] open = false`), as a consortium
     /// would: only genesis nodes and clients, and client keys added by a vote
     /// (`lamina gov propose add-client`), may connect.

@@ -87,6 +87,7 @@ pub async fn up(a: UpArgs) -> anyhow::Result<ExitCode> {
         epoch_length: a.epoch_length,
         voting_period: a.voting_period,
         closed_access: a.closed_access,
+        committee_changes: a.committee_changes,
     };
     if cfg!(not(feature = "bench")) && a.load > 0 && !a.keep && !a.exit_after_ready {
         anyhow::bail!(

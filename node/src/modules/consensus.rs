@@ -75,7 +75,20 @@ pub async fn start(ctx: NodeContext, config: Config, shutdown: CancellationToken
     endpoint.report_to(ctx.health().clone(), Duration::from_millis(ctx.net.stats_interval_ms));
     let (genesis, access, health) = (ctx.genesis().clone(), ctx.service.access.clone(), ctx.health().clone());
     let gov_dir = ctx.service.data_dir.join("governance");
-    let validator = match lamina_consensus_service::start(endpoint, ctx.service, config.0, da.clone()).await {
+    // Where committees change by vote, the validator runs the epochs governance decides:
+    // it starts knowing no height's committee and its core starts once this node's
+    // governance follower (below, on its own log) reports the schedule.
+    let changes = genesis.governance.committee_changes;
+    let initial = changes.then(|| lamina_consensus_service::Schedule {
+        epochs: vec![lamina_consensus_service::ScheduledEpoch {
+            epoch: 0,
+            first_height: lamina_primitives::Height(1),
+            validators: genesis.validators.clone(),
+        }],
+        known_through: lamina_primitives::Height(0),
+    });
+    let started = lamina_consensus_service::start_with_schedule(endpoint, ctx.service, config.0, da.clone(), initial);
+    let validator = match started.await {
         Ok(v) => v,
         Err(e) => {
             reporter.abort();
@@ -90,15 +103,43 @@ pub async fn start(ctx: NodeContext, config: Config, shutdown: CancellationToken
     let members = Arc::new(RwLock::new(crate::governed::Members::of(follower.state())));
     let admitted = members.clone();
     validator.intake().set_admission(move |tx| admitted.read().unwrap_or_else(|e| e.into_inner()).refuse(tx));
+    let (schedule_tx, mut schedule_rx) = tokio::sync::watch::channel(None);
+    let g = genesis.clone();
     let on_epoch = move |state: &lamina_governance_core::GovernanceState| {
         *members.write().unwrap_or_else(|e| e.into_inner()) = crate::governed::Members::of(state);
+        if changes {
+            let schedule = crate::governed::consensus_schedule(&g, state);
+            schedule_tx.send_if_modified(|s| {
+                let new = s.as_ref() != Some(&schedule);
+                *s = Some(schedule);
+                new
+            });
+        }
     };
     let stop_gov = shutdown.child_token();
     // Validators read no parameter yet (the block limit stays the genesis's).
     let gov = crate::governed::spawn_client_access(genesis, follower, access, None, health, on_epoch, stop_gov.clone());
-    tokio::select! {
-        _ = shutdown.cancelled() => {}
-        _ = validator.failed() => {}
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = validator.failed() => break,
+            changed = schedule_rx.changed() => {
+                if changed.is_err() {
+                    // The follower stopped: no schedule will come; wait for the end.
+                    tokio::select! {
+                        _ = shutdown.cancelled() => {}
+                        _ = validator.failed() => {}
+                    }
+                    break;
+                }
+                let schedule = schedule_rx.borrow_and_update().clone();
+                if let Some(s) = schedule
+                    && let Err(e) = validator.set_schedule(s).await
+                {
+                    tracing::error!(target: "lamina::consensus", error = %e, "cannot apply the committee schedule");
+                }
+            }
+        }
     }
     stop_gov.cancel();
     let _ = gov.await;

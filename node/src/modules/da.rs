@@ -83,9 +83,14 @@ pub async fn start(ctx: NodeContext, config: Config, shutdown: CancellationToken
                     return;
                 }
             };
-            let follower = crate::governed::Follower::resume(&genesis, reader, da, &dir);
-            // DA nodes read no parameter.
-            crate::governed::spawn_client_access(genesis, follower, access, None, health, |_| {}, stop);
+            let follower = crate::governed::Follower::resume(&genesis, reader.clone(), da, &dir);
+            // DA nodes read no parameter; where committees change, the log client checks
+            // each block against its height's committee.
+            let g = genesis.clone();
+            let on_update = move |state: &lamina_governance_core::GovernanceState| {
+                crate::governed::follow_committees(&reader, &g, state)
+            };
+            crate::governed::spawn_client_access(genesis, follower, access, None, health, on_update, stop);
         });
     }
     let reads = (!alone).then_some(reads);
