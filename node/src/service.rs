@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use lamina_interfaces::Health;
+use lamina_interfaces::{Health, NodeEntry};
 use lamina_telemetry::{AdminServer, AdminState, LogConfig};
 use tokio_util::sync::CancellationToken;
 
@@ -140,15 +140,36 @@ pub fn context(module: Module, home: &Home, cfg: &NodeConfig, health: Health) ->
     home.check_data_version()?;
     let key = crate::keys::read(&home.key_file())?;
     let genesis = crate::genesis::load(&home.genesis_file())?;
-    let me = module.entries(&genesis).iter().find(|n| n.key == key.public()).cloned().with_context(|| {
-        format!(
+    let listed = module.entries(&genesis).iter().find(|n| n.key == key.public()).cloned();
+    let me = match listed {
+        Some(me) => me,
+        // Where committees change by vote, a validator may join after the genesis: it
+        // follows the log until the epoch whose committee names it. Its address is its
+        // own `[net] listen_addr` (the one its add-validator proposal named).
+        None if module == Module::Consensus && genesis.governance.committee_changes => {
+            let addr = cfg.net.listen_addr.with_context(|| {
+                format!(
+                    "this node's key {} is not a genesis validator: set `[net] listen_addr` (`--listen-addr`) to the \
+                     address its add-validator proposal names",
+                    key.public()
+                )
+            })?;
+            tracing::info!(target: "lamina::node", key = %key.public(), %addr, "not a genesis validator: following the log until a committee names this key");
+            NodeEntry { name: "validator".into(), key: key.public(), addr, http: None, admin: None, chain: None }
+        }
+        None => anyhow::bail!(
             "this node's key {} is not among the genesis {} of {} \
-             (add it with `lamina genesis add-node --role {module} ...`, then copy the genesis into every home)",
+             (add it with `lamina genesis add-node --role {module} ...`, then copy the genesis into every home{})",
             key.public(),
             module.role_name(),
-            home.genesis_file().display()
-        )
-    })?;
+            home.genesis_file().display(),
+            if module == Module::Consensus {
+                "; or, where `[governance] committee_changes` is on, add it by vote"
+            } else {
+                ""
+            }
+        ),
+    };
     home.check_genesis_digest(&genesis.digest())?;
     let listen_addr = cfg.net.listen_addr.unwrap_or(me.addr);
     let data_dir = home.data_dir();

@@ -258,8 +258,22 @@ fn a_consortium_adds_and_removes_a_client_key_by_vote_without_restarts() {
     }
 }
 
+/// A free local port (bound and released: a race is possible but unlikely).
+fn free_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Waits until every one of `names` reports a finalized height of at least `height`.
+fn wait_height(devnet: &Devnet, names: &[String], height: u64, what: &str) {
+    let deadline = Instant::now() + phase();
+    while devnet.min_height(names) < height {
+        assert!(Instant::now() < deadline, "{what}: the log did not reach {height}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 #[test]
-fn a_validator_removed_by_vote_leaves_the_committee_and_every_node_follows_without_restarts() {
+fn a_fifth_validator_joins_by_vote_then_one_leaves_and_every_node_follows_without_restarts() {
     let devnet = Devnet::up(&[
         "--validators",
         "4",
@@ -281,40 +295,80 @@ fn a_validator_removed_by_vote_leaves_the_committee_and_every_node_follows_witho
     ]);
     let d = ["--devnet", s(&devnet.dir)];
     let pids: Vec<u32> = devnet.nodes.iter().map(|n| n["pid"].as_u64().unwrap() as u32).collect();
+    let validators = devnet.names("validator-");
+
+    // A fifth organisation's operator makes a home with the network's genesis and its own
+    // key, and starts the validator: not in any committee yet, it follows the log.
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("validator-4");
+    let genesis = Path::new(devnet.node("validator-0")["home"].as_str().unwrap()).join("config").join("genesis.toml");
+    let quic = format!("127.0.0.1:{}", free_port());
+    let admin = format!("127.0.0.1:{}", free_port());
+    ok(devnet
+        .cmd()
+        .args(["consensus", "init", "--home", s(&home), "--genesis", s(&genesis)])
+        .args(["--listen-addr", &quic, "--admin-addr", &admin, "--set", "consensus.empty_block_delay_ms=100"])
+        .output()
+        .unwrap());
+    let joining = ok(devnet.cmd().args(["keys", "show", "--home", s(&home)]).output().unwrap()).trim().to_string();
+    let log = std::fs::File::create(tmp.path().join("validator-4.log")).unwrap();
+    let mut fifth = devnet
+        .cmd()
+        .args(["consensus", "start", "--home", s(&home)])
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let fifth_status = || get_json(&admin, "/status");
+    let started = Instant::now();
+    let boundary = pass(&devnet, &["add-validator", "--name", "validator-4", "--key", &joining, "--addr", &quic]);
+    // The committee changes one governance epoch after the boundary that applies it.
+    let joined = boundary + 10 + 1;
+    wait_height(&devnet, &validators, joined + 5, "after the fifth validator joined");
+    eprintln!("add-validator: proposal to the new committee ordering 5 heights in {:?}", started.elapsed());
+    let deadline = Instant::now() + phase();
+    loop {
+        let st = fifth_status();
+        let (epoch, height) = st.as_ref().map_or((None, 0), |s| (s["consensus_epoch"].as_u64(), s["height"].as_u64().unwrap_or(0)));
+        let proposed = get_text(&admin, "/metrics")
+            .and_then(|t| t.lines().find(|l| l.starts_with("lamina_consensus_proposals_total")).map(str::to_string));
+        if epoch == Some(1) && height >= joined + 5 && proposed.is_some_and(|l| !l.ends_with(" 0")) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the fifth validator does not vote: {st:?}; log: {}",
+            tail(&tmp.path().join("validator-4.log"), 30)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // Then one of the genesis validators is removed by vote.
     let leaving = ok(devnet.cmd().args(["keys", "show", "--key", s(&member(&devnet, 3))]).output().unwrap());
     let leaving = leaving.trim().to_string();
     let started = Instant::now();
     let boundary = pass(&devnet, &["remove-validator", "--key", &leaving]);
-    // The committee changes one governance epoch after the boundary that applies it.
-    let switch = boundary + 10 + 1;
-    let validators = devnet.names("validator-");
-    let deadline = Instant::now() + phase();
-    while devnet.min_height(&validators) < switch + 10 {
-        assert!(Instant::now() < deadline, "the log stopped near the switch at {switch}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    eprintln!("remove-validator: proposal to the new committee ordering {} heights in {:?}", 10, started.elapsed());
-    // The three that stay vote in consensus epoch 1; the removed one only follows the log
+    let left = boundary + 10 + 1;
+    wait_height(&devnet, &validators, left + 10, "after validator-3 left");
+    eprintln!("remove-validator: proposal to the new committee ordering 10 heights in {:?}", started.elapsed());
+    // The four that stay vote in consensus epoch 2; the removed one only follows the log
     // (its /status shows no consensus epoch) and proposes no more.
     for name in &validators {
         let epoch = devnet.status(name).unwrap()["consensus_epoch"].clone();
         if name == "validator-3" {
             assert!(epoch.is_null(), "{name} still in a committee: {epoch}");
         } else {
-            assert_eq!(epoch, 1, "{name}");
+            assert_eq!(epoch, 2, "{name}");
         }
     }
+    assert_eq!(fifth_status().unwrap()["consensus_epoch"], 2);
     let proposals = || metric(&devnet, "validator-3", "lamina_consensus_proposals_total").unwrap();
     let before = proposals();
     let height = devnet.height("validator-0").unwrap();
-    while devnet.height("validator-0").unwrap() < height + 8 {
-        assert!(Instant::now() < deadline, "the log stopped after the switch");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_height(&devnet, &validators, height + 8, "after the removal");
     assert_eq!(proposals(), before, "the removed validator still proposes");
-    assert!(devnet.height("validator-3").unwrap() >= height, "the removed validator stopped following");
     // Readers check each block against its height's committee: a transfer after the
-    // switch executes, and settlement finalizes a claim past it.
+    // switches executes, and settlement finalizes a claim past it.
     let out = ok(devnet
         .cmd()
         .args(["tx", "transfer", "--chain", "1", "--to", &leaving, "--amount", "3", "--from-test-account", "1"])
@@ -323,7 +377,8 @@ fn a_validator_removed_by_vote_leaves_the_committee_and_every_node_follows_witho
         .unwrap());
     assert_eq!(field(&out, "receipt"), "success", "{out}");
     let paid_at: u64 = field(&out, "height").parse().unwrap();
-    assert!(paid_at > switch, "executed at {paid_at}, before the switch at {switch}");
+    assert!(paid_at > left, "executed at {paid_at}, before the switch at {left}");
+    let deadline = Instant::now() + phase();
     loop {
         let finalized = devnet.status("settlement-0").and_then(|s| s["finalized_height"]["1"].as_u64());
         if finalized.is_some_and(|f| f >= paid_at) {
@@ -335,9 +390,15 @@ fn a_validator_removed_by_vote_leaves_the_committee_and_every_node_follows_witho
     // `lamina gov status` shows the committee of each consensus epoch.
     let g = gov_status(&devnet);
     let committees = g["committees"].as_array().unwrap_or_else(|| panic!("{g}"));
-    assert_eq!(committees.len(), 2, "{g}");
-    assert_eq!(committees[1]["first_height"], switch, "{g}");
-    assert!(!committees[1]["validators"].as_array().unwrap().iter().any(|v| v == leaving.as_str()), "{g}");
+    assert_eq!(committees.len(), 3, "{g}");
+    assert_eq!(committees[1]["first_height"], joined, "{g}");
+    assert_eq!(committees[2]["first_height"], left, "{g}");
+    let last: Vec<&str> = committees[2]["validators"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    assert!(last.contains(&joining.as_str()) && !last.contains(&leaving.as_str()), "{g}");
+    // No node restarted.
     let now: Vec<u32> = devnet.nodes.iter().map(|n| n["name"].as_str().unwrap()).map(|n| devnet.pid(n)).collect();
     assert_eq!(now, pids, "a node restarted");
+    assert!(fifth.try_wait().unwrap().is_none(), "the fifth validator exited");
+    let _ = fifth.kill();
+    let _ = fifth.wait();
 }

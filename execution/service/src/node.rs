@@ -114,7 +114,11 @@ pub struct ExecutionNode<M: ChainMachine = NativeLedger> {
     store: Arc<Records>,
     key: Keypair,
     validators: Committee,
-    verify: bool,
+    /// Check each block's certificate against the genesis committee here too. Off where
+    /// committees change by vote (`[governance] committee_changes`): this service does
+    /// not know each height's committee; the log reader checks every block against it
+    /// (`lamina_consensus_core::CommitteeSchedule`).
+    verify_blocks: bool,
     read_batch: usize,
     pool: Arc<rayon::ThreadPool>,
     fetch: Arc<Fetch>,
@@ -419,7 +423,7 @@ impl<M: ChainMachine> ExecutionNode<M> {
             store,
             key,
             validators: genesis.validator_committee(),
-            verify: config.verify_certificates,
+            verify_blocks: config.verify_certificates && !genesis.governance.committee_changes,
             read_batch: config.read_batch,
             pool: Arc::new(pool),
             fetch: Arc::new(Fetch {
@@ -569,7 +573,7 @@ impl<M: ChainMachine> ExecutionNode<M> {
         if block.height() != expected {
             return Err(Error::Log(format!("got height {}, expected {expected}", block.height())));
         }
-        if self.verify {
+        if self.verify_blocks {
             block.verify(&self.validators).map_err(|e| Error::Log(format!("height {}: {e}", block.height())))?;
         }
         let Fetched { txs, data_roots } = fetched;
