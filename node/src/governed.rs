@@ -42,8 +42,11 @@ pub struct Follower<L, D> {
     /// state no newer (a background save that ran late) writes nothing.
     saving: std::sync::Arc<std::sync::Mutex<Height>>,
     /// Called with the state after every step ([`Follower::observe`]).
-    observer: Option<Box<dyn Fn(&GovernanceState) + Send + Sync>>,
+    observer: Option<Observer>,
 }
+
+/// What [`Follower::observe`] registers.
+type Observer = Box<dyn Fn(&GovernanceState) + Send + Sync>;
 
 /// What [`Follower::save`] writes: the state and the genesis it belongs to.
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -514,12 +517,8 @@ pub fn follow_committees(log: &lamina_consensus_client::LogClient, genesis: &Gen
     }
     let schedule = consensus_schedule(genesis, state);
     let current = schedule.epoch_for(state.height().next()).or(schedule.epochs.last()).map_or(0, |e| e.epoch);
-    let entries: Vec<lamina_interfaces::NodeEntry> = schedule
-        .epochs
-        .iter()
-        .filter(|e| e.epoch + 1 >= current)
-        .flat_map(|e| e.validators.iter().cloned())
-        .collect();
+    let entries: Vec<lamina_interfaces::NodeEntry> =
+        schedule.epochs.iter().filter(|e| e.epoch + 1 >= current).flat_map(|e| e.validators.iter().cloned()).collect();
     log.set_schedule(schedule.committees(), &entries);
 }
 

@@ -329,7 +329,8 @@ fn a_fifth_validator_joins_by_vote_then_one_leaves_and_every_node_follows_withou
     let deadline = Instant::now() + phase();
     loop {
         let st = fifth_status();
-        let (epoch, height) = st.as_ref().map_or((None, 0), |s| (s["consensus_epoch"].as_u64(), s["height"].as_u64().unwrap_or(0)));
+        let (epoch, height) =
+            st.as_ref().map_or((None, 0), |s| (s["consensus_epoch"].as_u64(), s["height"].as_u64().unwrap_or(0)));
         let proposed = get_text(&admin, "/metrics")
             .and_then(|t| t.lines().find(|l| l.starts_with("lamina_consensus_proposals_total")).map(str::to_string));
         if epoch == Some(1) && height >= joined + 5 && proposed.is_some_and(|l| !l.ends_with(" 0")) {

@@ -60,6 +60,7 @@ async fn main() -> anyhow::Result<()> {
         epoch_length: lamina_interfaces::genesis::DEFAULT_EPOCH_LENGTH,
         voting_period: lamina_interfaces::genesis::DEFAULT_VOTING_PERIOD,
         closed_access: false,
+        committee_changes: false,
     };
     let state = layout::create(&dir, &spec)?;
     let genesis = lamina_node::genesis::load(&state.genesis)?;

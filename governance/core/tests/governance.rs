@@ -33,6 +33,7 @@ fn net(weights: &[u64]) -> Genesis {
             voting_period: PERIOD,
             quorum_percent: 50,
             threshold_percent: 67,
+            committee_changes: false,
         },
         ..genesis("gov-test")
     }
