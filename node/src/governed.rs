@@ -86,7 +86,8 @@ impl<L: OrderedLog, D: DataAvailability> Follower<L, D> {
         let mut f = Follower::new(genesis, log, da);
         let path = dir.join("state.json");
         match std::fs::read(&path).map(|b| serde_json::from_slice::<Saved>(&b)) {
-            Ok(Ok(saved)) if saved.genesis == f.genesis => {
+            Ok(Ok(mut saved)) if saved.genesis == f.genesis => {
+                saved.state.upgrade(genesis);
                 f.next = saved.state.height().next();
                 f.state = saved.state;
             }
@@ -266,8 +267,16 @@ impl NonceBook {
 /// The client keys of the current epoch, relative to the genesis's.
 pub fn governed_clients(genesis: &Genesis, state: &GovernanceState) -> GovernedClients {
     let now = &state.epoch().membership.clients;
+    let mut added: Vec<_> =
+        now.iter().filter(|c| !genesis.clients.iter().any(|g| g.key == c.key)).map(|c| c.key).collect();
+    // A validator added by vote disperses its batches to DA and reads the log like a
+    // genesis node (where committees change by vote).
+    if genesis.governance.committee_changes {
+        let validators = &state.epoch().membership.validators;
+        added.extend(validators.iter().filter(|v| !genesis.validators.iter().any(|g| g.key == v.key)).map(|v| v.key));
+    }
     GovernedClients {
-        added: now.iter().filter(|c| !genesis.clients.iter().any(|g| g.key == c.key)).map(|c| c.key).collect(),
+        added,
         removed: genesis.clients.iter().filter(|g| !now.iter().any(|c| c.key == g.key)).map(|g| g.key).collect(),
     }
 }

@@ -52,11 +52,22 @@ impl LogClient {
             net,
             me: endpoint.node_id(),
             validators: Arc::new(parking_lot::RwLock::new(genesis.validators.iter().map(|v| v.key).collect())),
-            schedule: Arc::new(parking_lot::RwLock::new(CommitteeSchedule::fixed(genesis.validator_committee()))),
+            schedule: Arc::new(parking_lot::RwLock::new(Self::initial_schedule(genesis))),
             next: Arc::new(AtomicUsize::new(0)),
             last: Arc::new(Mutex::new(None)),
             wait: Duration::from_secs(10),
         })
+    }
+
+    /// The genesis committee for every height; where committees change by vote, for no
+    /// height until the reader's governance follower sets the schedule (a block of a
+    /// later epoch could otherwise pass as the genesis committee's).
+    fn initial_schedule(genesis: &Genesis) -> CommitteeSchedule {
+        let mut s = CommitteeSchedule::fixed(genesis.validator_committee());
+        if genesis.governance.committee_changes {
+            s.known_through = Height(0);
+        }
+        s
     }
 
     /// A clone with its own parent check, for a second reader at another position (a
@@ -114,6 +125,12 @@ impl LogClient {
     }
 
     async fn read_once(&self, v: &NodeId, from: Height, max: usize) -> Result<Vec<FinalizedBlock>, LogError> {
+        let known_through = self.schedule.read().known_through;
+        if from > known_through {
+            return Err(LogError::Unavailable(format!(
+                "the committee of height {from} is not known yet (the schedule reaches {known_through})"
+            )));
+        }
         let req = LogRequest::Read(ReadRequest {
             from: from.0,
             max: max.min(u32::MAX as usize) as u32,

@@ -110,7 +110,10 @@ pub(crate) struct Epochs {
     pub(crate) keypair: Keypair,
     /// `None`: the genesis committee forever, nothing held (committees never change).
     pub(crate) schedule: Option<Schedule>,
-    /// WAL records recovered at start, for the first core created.
+    /// WAL records recovered at start, not yet handed to a core: each core gets those
+    /// of its own epoch (a crash may have left records of the next epoch's first views
+    /// while the ledger lost the boundary block, so the first core created after a
+    /// restart may be an earlier epoch's).
     pub(crate) recovered_wal: Vec<WalRecord>,
     /// Batches to hand to the next core (own ones recovered at start, or those the
     /// previous epoch's core did not order).
@@ -124,6 +127,11 @@ pub(crate) struct Epochs {
     pub(crate) follow_next: usize,
     /// The peer set last applied (applied again only when it changes).
     pub(crate) peers: Option<PeerSet>,
+    /// When each peer was last served blocks from the ledger outside the core (at most
+    /// one answer per `sync_min_interval`; only admitted peers send messages).
+    pub(crate) served: HashMap<NodeId, Duration>,
+    /// The digest of the ledger's last block, while following (no disk read per block).
+    pub(crate) followed_tip: Option<(lamina_primitives::Height, Digest)>,
 }
 
 /// The core task.
@@ -245,10 +253,15 @@ impl CoreTask {
     fn message(&mut self, now: Duration, from: NodeId, msg: Message, again: bool) -> Result<(), Error> {
         let index = self.core.as_ref().and_then(|_| self.epochs.committee.iter().position(|k| *k == from));
         let epoch = self.core.as_ref().map(Core::epoch);
+        // Without a schedule every request goes to the core, as it always did.
         if let Message::SyncRequest(req) = &msg
+            && self.epochs.schedule.is_some()
             && (index.is_none() || epoch != Some(epoch_of(req.from_view)))
         {
-            if req.tip < self.ledger.tip() {
+            let min = self.epochs.template.sync_min_interval;
+            let recent = self.epochs.served.get(&from).is_some_and(|t| now < *t + min);
+            if req.tip < self.ledger.tip() && !recent {
+                self.epochs.served.insert(from, now);
                 let max = self.epochs.template.sync_max_blocks;
                 self.send_out(Out::Send(Outgoing::Serve { to: from, from: req.tip.0 + 1, max }))?;
             }
@@ -262,7 +275,8 @@ impl CoreTask {
             }
             return Ok(());
         };
-        let replay = (again && matches!(msg, Message::Finalized(_))).then(|| msg.clone());
+        let replay =
+            (again && self.epochs.schedule.is_some() && matches!(msg, Message::Finalized(_))).then(|| msg.clone());
         let actions = core.handle_message(now, index, msg);
         self.route(actions)?;
         self.settle()?;
@@ -321,9 +335,14 @@ impl CoreTask {
             cfg.validators = epoch.info().map(|i| i.validators).ok_or_else(|| Error::Config("bad committee".into()))?;
             cfg.horizon = Some(schedule.known_through);
             cfg.last_height = schedule.last_height(epoch.epoch).filter(|l| *l <= schedule.known_through);
+            let (mine, later): (Vec<WalRecord>, Vec<WalRecord>) = std::mem::take(&mut self.epochs.recovered_wal)
+                .into_iter()
+                .filter(|r| epoch_of(r.view()) >= epoch.epoch)
+                .partition(|r| epoch_of(r.view()) == epoch.epoch);
+            self.epochs.recovered_wal = later;
             let recovered = Recovered {
                 finalized: self.ledger.recent(cfg.dedup_window)?,
-                wal: std::mem::take(&mut self.epochs.recovered_wal),
+                wal: mine,
                 batches: std::mem::take(&mut self.epochs.carry),
             };
             let wall = wall_ms();
@@ -372,7 +391,10 @@ impl CoreTask {
             if fb.height() != tip.next() || epoch.validators.iter().any(|v| v.key == me) {
                 return Ok(());
             }
-            let parent = self.ledger.recent(1)?.last().map_or(Digest::ZERO, |b| b.block.digest());
+            let parent = match self.epochs.followed_tip {
+                Some((h, d)) if h == tip => d,
+                _ => self.ledger.recent(1)?.last().map_or(Digest::ZERO, |b| b.block.digest()),
+            };
             let Some(info) = epoch.info() else { return Ok(()) };
             let checked = if fb.block.header.parent != parent {
                 Err(format!("height {} does not extend the log", fb.height()))
@@ -385,6 +407,7 @@ impl CoreTask {
                 tracing::warn!(target: TARGET, %reason, "served block refused");
                 return Ok(());
             }
+            self.epochs.followed_tip = Some((fb.height(), fb.block.digest()));
             self.output(fb)?;
         }
         Ok(())

@@ -371,6 +371,7 @@ pub async fn start_with_schedule<D: DataAvailability + 'static>(
     let shared = Arc::new(driver::Shared::default());
     shared.height.store(ledger.tip().0, Ordering::Relaxed);
     let stop_core = CancellationToken::new();
+    let scheduled = schedule.is_some();
     let epochs = driver::Epochs {
         template: core_cfg.clone(),
         keypair: ctx.keypair.clone(),
@@ -382,6 +383,8 @@ pub async fn start_with_schedule<D: DataAvailability + 'static>(
         follow_at: None,
         follow_next: 0,
         peers: None,
+        served: HashMap::new(),
+        followed_tip: None,
     };
     let mut task = driver::CoreTask {
         core,
@@ -441,7 +444,10 @@ pub async fn start_with_schedule<D: DataAvailability + 'static>(
             (net.raw().downgrade(), core_cfg.quorum().saturating_sub(1), catching_up.clone(), shared.clone());
         move || {
             let connected = net.upgrade().map_or(0, |n| n.connected_peers().len());
-            if connected < need {
+            if scheduled && shared.epoch_plus_one.load(Ordering::Relaxed) == 0 {
+                // Outside the committee nothing would order its batches.
+                Some("this validator is not in the current committee (it follows the log): submit to a member".into())
+            } else if connected < need {
                 Some(format!("{connected} other validators connected, {need} needed for a quorum"))
             } else if catching_up.load(Ordering::Relaxed) {
                 Some(format!("catching up with the committee (at height {})", shared.height.load(Ordering::Relaxed)))

@@ -297,6 +297,8 @@ pub struct GovernanceState {
     /// Every parameter's value at each height ([`GovernanceState::value_at`]).
     schedule: ParamSchedule,
     /// The consensus committee of each height ([`GovernanceState::committee_at`]).
+    /// Absent from states saved before it existed ([`GovernanceState::upgrade`]).
+    #[serde(default)]
     committees: VecDeque<CommitteeEpoch>,
 }
 
@@ -434,6 +436,19 @@ impl GovernanceState {
     /// The parameter history kept ([`GovernanceState::value_at`] reads it).
     pub fn schedule(&self) -> &ParamSchedule {
         &self.schedule
+    }
+
+    /// Completes a state saved by an earlier release: one without the committee
+    /// schedule gets the genesis committee from height 1 (no committee could change
+    /// before the schedule existed). Call it on every state read back from disk.
+    pub fn upgrade(&mut self, genesis: &Genesis) {
+        if self.committees.is_empty() {
+            self.committees.push_back(CommitteeEpoch {
+                epoch: 0,
+                first_height: Height(1),
+                validators: genesis.validators.iter().map(|v| v.key).collect(),
+            });
+        }
     }
 
     /// The consensus committee that orders `height`, as decided by the heights applied

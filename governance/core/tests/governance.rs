@@ -211,6 +211,19 @@ fn a_committee_change_orders_from_one_epoch_after_its_boundary_and_is_known_that
 }
 
 #[test]
+fn a_state_saved_before_the_committee_schedule_gets_the_genesis_committee() {
+    let mut n = Net::new(&[]);
+    n.block(vec![]);
+    let mut json: serde_json::Value = serde_json::to_value(&n.gov).unwrap();
+    json.as_object_mut().unwrap().remove("committees");
+    let mut old: GovernanceState = serde_json::from_value(json).unwrap();
+    assert_eq!(old.committee_at(Height(1)), None, "nothing to answer from before upgrading");
+    old.upgrade(&net(&[]));
+    assert_eq!(old.committee_at(Height(5)), n.gov.committee_at(Height(5)));
+    assert_eq!(old.digest(), n.gov.digest());
+}
+
+#[test]
 fn a_proposal_passing_at_a_boundary_height_applies_there() {
     let mut n = Net::new(&[]);
     while n.height < L - 2 {
