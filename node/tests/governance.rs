@@ -106,6 +106,19 @@ fn metric(devnet: &Devnet, name: &str, metric: &str) -> Option<f64> {
     )
 }
 
+/// Waits until settlement finalized a claim of chain 1 covering `height`.
+fn wait_settled(devnet: &Devnet, height: u64) {
+    let deadline = Instant::now() + phase();
+    loop {
+        let finalized = devnet.status("settlement-0").and_then(|s| s["finalized_height"]["1"].as_u64());
+        if finalized.is_some_and(|f| f >= height) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no claim covering height {height} finalized: {finalized:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 #[test]
 fn a_consortium_adds_and_removes_a_client_key_by_vote_without_restarts() {
     let devnet = Devnet::up(&[
@@ -207,15 +220,7 @@ fn a_consortium_adds_and_removes_a_client_key_by_vote_without_restarts() {
     assert_eq!(balance(&devnet, &acme), before - 7, "a transfer to oneself costs exactly the new fee");
     let g = gov_status(&devnet);
     assert_eq!(g["membership"]["settings"]["fees"]["1"], 7, "{g}");
-    let deadline = Instant::now() + phase();
-    loop {
-        let finalized = devnet.status("settlement-0").and_then(|s| s["finalized_height"]["1"].as_u64());
-        if finalized.is_some_and(|f| f >= paid_at) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "no claim covering height {paid_at} finalized: {finalized:?}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_settled(&devnet, paid_at);
     // The verifier may trail the follower (claims finalize whether or not it checked
     // them): wait until it has re-executed the height that paid the new fee.
     let deadline = Instant::now() + phase();
@@ -379,15 +384,7 @@ fn a_fifth_validator_joins_by_vote_then_one_leaves_and_every_node_follows_withou
     assert_eq!(field(&out, "receipt"), "success", "{out}");
     let paid_at: u64 = field(&out, "height").parse().unwrap();
     assert!(paid_at > left, "executed at {paid_at}, before the switch at {left}");
-    let deadline = Instant::now() + phase();
-    loop {
-        let finalized = devnet.status("settlement-0").and_then(|s| s["finalized_height"]["1"].as_u64());
-        if finalized.is_some_and(|f| f >= paid_at) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "no claim covering height {paid_at} finalized: {finalized:?}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_settled(&devnet, paid_at);
     // `lamina gov status` shows the committee of each consensus epoch.
     let g = gov_status(&devnet);
     let committees = g["committees"].as_array().unwrap_or_else(|| panic!("{g}"));
