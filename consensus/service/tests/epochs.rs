@@ -2,7 +2,8 @@
 //! validator keys, four in the genesis; the schedule (as governance would decide it)
 //! removes validator 0 and adds validator 4 at height 8, then brings validator 0 back
 //! at height 16. Each validator learns the schedule only a few heights ahead of its own
-//! log (its horizon), as from its governance follower. Transactions submitted before,
+//! log (its horizon), as from its governance follower; one validator restarts in the
+//! middle. Transactions submitted before,
 //! across and after the switches are each ordered once; every validator, the one that
 //! left and came back and the one that joined included, ends with the same log, every
 //! block of which verifies against the committee of its height's epoch; the joined
@@ -49,12 +50,49 @@ async fn start_scheduled(
     dir: &std::path::Path,
     da: FakeDa,
 ) -> Validator {
-    let ctx =
-        NodeContext::new(validator_key(i), g.clone(), dir.join(format!("v{i}")), lamina_interfaces::Health::new());
-    let endpoint = Endpoint::bind(&ctx.keypair, EndpointConfig::new(entries[i].addr)).unwrap();
-    lamina_consensus_service::start_with_schedule(endpoint, ctx, config(), da, Some(schedule(entries, LAG)))
-        .await
-        .unwrap()
+    // A restarted validator's port may still be held for a moment: retry the bind.
+    let mut tries = 0;
+    loop {
+        let ctx =
+            NodeContext::new(validator_key(i), g.clone(), dir.join(format!("v{i}")), lamina_interfaces::Health::new());
+        match Endpoint::bind(&ctx.keypair, EndpointConfig::new(entries[i].addr)) {
+            Ok(endpoint) => {
+                let started = lamina_consensus_service::start_with_schedule(
+                    endpoint,
+                    ctx,
+                    config(),
+                    da,
+                    Some(schedule(entries, LAG)),
+                );
+                return started.await.unwrap();
+            }
+            Err(e) => {
+                tries += 1;
+                assert!(tries < 100, "cannot bind validator {i}: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+/// Validator `v`'s governance follower, as the node runs it: the schedule reaches `LAG`
+/// heights past its own log.
+fn follow_schedule(
+    v: Arc<Validator>,
+    entries: Vec<NodeEntry>,
+    stop: tokio_util::sync::CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut last = 0;
+        while !stop.is_cancelled() {
+            let h = v.height();
+            if h != last || last == 0 {
+                last = h.max(1);
+                let _ = v.set_schedule(schedule(&entries, h + LAG)).await;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
 }
 
 #[test]
@@ -69,30 +107,35 @@ fn validators_leave_join_and_return_by_schedule_and_agree_on_one_log() {
         for i in 0..5 {
             vs.push(Arc::new(start_scheduled(&g, &entries, i, dir.path(), da.clone()).await));
         }
-        // Each validator's governance follower: the schedule reaches LAG heights past
-        // its own log.
         let stop = tokio_util::sync::CancellationToken::new();
-        for v in &vs {
-            let (v, entries, stop) = (v.clone(), entries.clone(), stop.clone());
-            tokio::spawn(async move {
-                let mut last = 0;
-                while !stop.is_cancelled() {
-                    let h = v.height();
-                    if h != last || last == 0 {
-                        last = h.max(1);
-                        let _ = v.set_schedule(schedule(&entries, h + LAG)).await;
-                    }
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                }
-            });
-        }
+        let mut followers: Vec<_> = vs
+            .iter()
+            .map(|v| {
+                let token = stop.child_token();
+                (token.clone(), follow_schedule(v.clone(), entries.clone(), token))
+            })
+            .collect();
         eventually("first blocks", WAIT, || vs[1].height() >= 1).await;
         // Transactions through validator 1 (a member of every epoch), in rounds that
         // straddle both switches.
         let mut accepted: BTreeSet<TxId> = BTreeSet::new();
         let mut round = 0u64;
+        let mut restarted = false;
         while vs[1].height() < 26 {
             assert!(round < 2_000, "the log stopped at height {}", vs[1].height());
+            // Validator 2 restarts in epoch 1: from its WAL and log, it knows no epoch
+            // until its schedule comes, then resumes in its epoch's core.
+            if !restarted && vs[1].height() >= 10 {
+                restarted = true;
+                let (token, handle) = followers.remove(2);
+                token.cancel();
+                handle.await.unwrap();
+                Arc::try_unwrap(vs.remove(2)).ok().unwrap().stop().await.unwrap();
+                let v = Arc::new(start_scheduled(&g, &entries, 2, dir.path(), da.clone()).await);
+                let token = stop.child_token();
+                followers.insert(2, (token.clone(), follow_schedule(v.clone(), entries.clone(), token)));
+                vs.insert(2, v);
+            }
             for r in vs[1].intake().submit_many(txs(round * 20, 20, 64)).await {
                 if let Ok(SubmitOutcome::Accepted(id)) = r {
                     accepted.insert(id);
@@ -102,6 +145,7 @@ fn validators_leave_join_and_return_by_schedule_and_agree_on_one_log() {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         assert!(!accepted.is_empty());
+        assert!(restarted, "validator 2 never restarted");
         // Everyone, the validator that left and the one that joined included, reaches
         // the same height and every accepted transaction is ordered.
         let log1 = vs[1].log();
@@ -123,7 +167,9 @@ fn validators_leave_join_and_return_by_schedule_and_agree_on_one_log() {
             tokio::time::sleep(Duration::from_millis(50)).await;
         };
         stop.cancel();
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        for (_, handle) in followers {
+            handle.await.unwrap();
+        }
         let ordered = ordered_txs(&blocks, &da);
         assert_eq!(ordered.len(), ordered.iter().collect::<BTreeSet<_>>().len(), "a transaction ordered twice");
         let full = schedule(&entries, u64::MAX);
