@@ -461,6 +461,11 @@ impl Core {
         self.cfg.epoch
     }
 
+    /// The horizon ([`Core::set_horizon`]): no block above it is output.
+    pub fn horizon(&self) -> Option<Height> {
+        self.horizon
+    }
+
     /// The epoch's last height, if the driver named it ([`Core::end_epoch_at`]).
     pub fn last_height(&self) -> Option<Height> {
         self.last_height

@@ -37,6 +37,9 @@
 //!
 //! # What the driver must do
 //!
+//! * Name the epoch's end ([`crate::Core::end_epoch_at`]) before moving the horizon
+//!   past it: a Byzantine leader may have extended the chain above the horizon, and
+//!   those blocks would be output under this committee.
 //! * Route each message by the epoch of its view ([`epoch_of`]) to that epoch's core,
 //!   with the sender's index in *that* epoch's committee. A core ignores other epochs'
 //!   messages without blaming anyone, so misrouting costs liveness, not safety.

@@ -236,11 +236,7 @@ impl CoreTask {
                     self.epochs.peers = Some(peers.clone());
                     self.send_out(Out::Send(Outgoing::Peers(peers)))?;
                 }
-                let (now, horizon) = (self.now(), self.epochs.schedule.as_ref().map(|s| s.known_through));
-                if let Some(core) = self.core.as_mut() {
-                    let actions = core.set_horizon(now, horizon);
-                    self.route(actions)?;
-                }
+                // `settle` names the epoch's end first, then moves the horizon.
             }
         }
         self.settle()
@@ -307,10 +303,17 @@ impl CoreTask {
             }
             let Some(schedule) = self.epochs.schedule.as_ref() else { return Ok(()) };
             if let Some(core) = self.core.as_mut() {
+                // The end first: a horizon moved past the boundary before the core knows
+                // it would let it output the next epoch's heights under this committee.
                 if core.last_height().is_none()
                     && let Some(last) = schedule.last_height(core.epoch()).filter(|l| *l <= schedule.known_through)
                 {
                     let actions = core.end_epoch_at(now, last).map_err(Error::Core)?;
+                    self.route(actions)?;
+                    continue;
+                }
+                if core.horizon() != Some(schedule.known_through) {
+                    let actions = core.set_horizon(now, Some(schedule.known_through));
                     self.route(actions)?;
                     continue;
                 }
