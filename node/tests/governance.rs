@@ -317,13 +317,15 @@ fn a_fifth_validator_joins_by_vote_then_one_leaves_and_every_node_follows_withou
         .unwrap());
     let joining = ok(devnet.cmd().args(["keys", "show", "--home", s(&home)]).output().unwrap()).trim().to_string();
     let log = std::fs::File::create(tmp.path().join("validator-4.log")).unwrap();
-    let mut fifth = devnet
-        .cmd()
-        .args(["consensus", "start", "--home", s(&home)])
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .unwrap();
+    let mut fifth = Reaped(
+        devnet
+            .cmd()
+            .args(["consensus", "start", "--home", s(&home)])
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
     let fifth_status = || get_json(&admin, "/status");
     let started = Instant::now();
     let boundary = pass(&devnet, &["add-validator", "--name", "validator-4", "--key", &joining, "--addr", &quic]);
@@ -396,7 +398,15 @@ fn a_fifth_validator_joins_by_vote_then_one_leaves_and_every_node_follows_withou
     // No node restarted.
     let now: Vec<u32> = devnet.nodes.iter().map(|n| n["name"].as_str().unwrap()).map(|n| devnet.pid(n)).collect();
     assert_eq!(now, pids, "a node restarted");
-    assert!(fifth.try_wait().unwrap().is_none(), "the fifth validator exited");
-    let _ = fifth.kill();
-    let _ = fifth.wait();
+    assert!(fifth.0.try_wait().unwrap().is_none(), "the fifth validator exited");
+}
+
+/// A child process killed when dropped, so that a failing test leaves no node running.
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
