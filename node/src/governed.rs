@@ -525,10 +525,9 @@ pub fn follow_committees(log: &lamina_consensus_client::LogClient, genesis: &Gen
         return;
     }
     let schedule = consensus_schedule(genesis, state);
-    let current = schedule.epoch_for(state.height().next()).or(schedule.epochs.last()).map_or(0, |e| e.epoch);
-    let entries: Vec<lamina_interfaces::NodeEntry> =
-        schedule.epochs.iter().filter(|e| e.epoch + 1 >= current).flat_map(|e| e.validators.iter().cloned()).collect();
-    log.set_schedule(schedule.committees(), &entries);
+    let validators: Vec<lamina_interfaces::NodeEntry> =
+        schedule.current_validators(state.height().next()).into_iter().cloned().collect();
+    log.set_schedule(schedule.committees(), &validators);
 }
 
 /// The voting members of an epoch (weight above 0) with their next nonces, and its

@@ -116,7 +116,7 @@ impl LogClient {
             }
             match schedule.check(fb) {
                 Ok(()) => {}
-                Err(EpochCheckError::Unknown { .. }) if i > 0 => return Ok(i),
+                Err(EpochCheckError::Unknown { .. }) => return Ok(i),
                 Err(e) => return Err(format!("block {want}: {e}")),
             }
             parent = Some(fb.block.digest());
@@ -138,16 +138,12 @@ impl LogClient {
         });
         match self.net.request(v, &req).await {
             Ok(LogResponse::Blocks(mut blocks)) => {
-                if let Some(first) = blocks.first()
-                    && let Err(lamina_consensus_core::EpochCheckError::Unknown { known_through, .. }) =
-                        self.schedule.read().check(first)
-                {
+                let keep = self.check(from, &blocks).map_err(LogError::Invalid)?;
+                if keep == 0 && !blocks.is_empty() {
                     return Err(LogError::Unavailable(format!(
-                        "the committee of height {} is not known yet (the schedule reaches {known_through})",
-                        first.height()
+                        "the committee of height {from} is not known (the schedule reaches {known_through})"
                     )));
                 }
-                let keep = self.check(from, &blocks).map_err(LogError::Invalid)?;
                 blocks.truncate(keep);
                 if let Some(last) = blocks.last() {
                     *self.last.lock() = Some((last.height(), last.block.digest()));

@@ -306,7 +306,7 @@ impl CoreTask {
                 // The end first: a horizon moved past the boundary before the core knows
                 // it would let it output the next epoch's heights under this committee.
                 if core.last_height().is_none()
-                    && let Some(last) = schedule.last_height(core.epoch()).filter(|l| *l <= schedule.known_through)
+                    && let Some(last) = schedule.last_height(core.epoch())
                 {
                     let actions = core.end_epoch_at(now, last).map_err(Error::Core)?;
                     self.route(actions)?;
@@ -337,7 +337,7 @@ impl CoreTask {
             cfg.epoch = epoch.epoch;
             cfg.validators = epoch.info().map(|i| i.validators).ok_or_else(|| Error::Config("bad committee".into()))?;
             cfg.horizon = Some(schedule.known_through);
-            cfg.last_height = schedule.last_height(epoch.epoch).filter(|l| *l <= schedule.known_through);
+            cfg.last_height = schedule.last_height(epoch.epoch);
             let (mine, later): (Vec<WalRecord>, Vec<WalRecord>) = std::mem::take(&mut self.epochs.recovered_wal)
                 .into_iter()
                 .filter(|r| epoch_of(r.view()) >= epoch.epoch)

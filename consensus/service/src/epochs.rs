@@ -91,21 +91,34 @@ impl Schedule {
         }
     }
 
-    /// The last height of `epoch`, if the next epoch is known.
+    /// The last height of `epoch`, if the next epoch is known and starts within
+    /// [`Schedule::known_through`] (one past it at most).
     pub fn last_height(&self, epoch: u64) -> Option<Height> {
-        self.get(epoch.saturating_add(1)).map(|n| Height(n.first_height.0.saturating_sub(1)))
+        self.get(epoch.saturating_add(1))
+            .map(|n| Height(n.first_height.0.saturating_sub(1)))
+            .filter(|l| *l <= self.known_through)
     }
-}
 
-impl Schedule {
-    /// Who may connect on `lamina/consensus` when the log's next height is `next`: the
-    /// validators of the epoch before that height's (to finish it with those still in
-    /// it), of that epoch and of every later one known; `me` excluded. Validators of
-    /// older epochs only are refused (and disconnected).
-    pub fn peers(&self, next: Height, me: &NodeId) -> PeerSet {
+    /// A validator's schedule before its governance follower reports: the genesis
+    /// committee, known through no height (no core starts until the follower says).
+    pub fn unknown(genesis_validators: Vec<NodeEntry>) -> Self {
+        Schedule {
+            epochs: vec![ScheduledEpoch { epoch: 0, first_height: Height(1), validators: genesis_validators }],
+            known_through: Height(0),
+        }
+    }
+
+    /// The validators to talk to when the log's next height is `next`: those of the
+    /// epoch before that height's (to finish it with those still in it), of that epoch
+    /// and of every later one known. Validators of older epochs only are left out.
+    pub fn current_validators(&self, next: Height) -> Vec<&NodeEntry> {
         let current = self.epoch_for(next).or(self.epochs.last()).map_or(0, |e| e.epoch);
-        let entries: Vec<&NodeEntry> =
-            self.epochs.iter().filter(|e| e.epoch + 1 >= current).flat_map(|e| e.validators.iter()).collect();
-        PeerSet::dial_entries(entries).without(me)
+        self.epochs.iter().filter(|e| e.epoch + 1 >= current).flat_map(|e| e.validators.iter()).collect()
+    }
+
+    /// Who may connect on `lamina/consensus` ([`Schedule::current_validators`]), `me`
+    /// excluded: the others are refused (and disconnected).
+    pub fn peers(&self, next: Height, me: &NodeId) -> PeerSet {
+        PeerSet::dial_entries(self.current_validators(next)).without(me)
     }
 }

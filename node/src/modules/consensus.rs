@@ -79,14 +79,7 @@ pub async fn start(ctx: NodeContext, config: Config, shutdown: CancellationToken
     // it starts knowing no height's committee and its core starts once this node's
     // governance follower (below, on its own log) reports the schedule.
     let changes = genesis.governance.committee_changes;
-    let initial = changes.then(|| lamina_consensus_service::Schedule {
-        epochs: vec![lamina_consensus_service::ScheduledEpoch {
-            epoch: 0,
-            first_height: lamina_primitives::Height(1),
-            validators: genesis.validators.clone(),
-        }],
-        known_through: lamina_primitives::Height(0),
-    });
+    let initial = changes.then(|| lamina_consensus_service::Schedule::unknown(genesis.validators.clone()));
     let started = lamina_consensus_service::start_with_schedule(endpoint, ctx.service, config.0, da.clone(), initial);
     let validator = match started.await {
         Ok(v) => v,
