@@ -23,11 +23,11 @@
 //! records above `indexed` on open. Memory is redb's page cache, bounded by
 //! [`crate::Config::index_cache_mib`], and the set of epochs.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::path::Path;
 use std::sync::Mutex;
 
-use lamina_execution_core::{ChainFailure, Receipt};
+use lamina_execution_core::{ChainFailure, Receipt, Status};
 use lamina_primitives::{Height, TxId};
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 
@@ -180,14 +180,29 @@ impl ReceiptIndex {
     }
 
     /// Indexes `height`'s receipts and moves `indexed` to it, in one (unsynced) commit.
+    ///
+    /// A later inclusion of a transaction replaces its receipt, except that a rejection
+    /// never replaces an execution: a transaction ordered twice (a client resubmitted it
+    /// to another validator, or a removed validator handed it over) is executed once and
+    /// rejected the second time for its used nonce, and its sender must be told that it
+    /// executed. (Its id binds the nonce, so once executed it can only be rejected.)
     pub fn insert<F: ChainFailure>(&self, height: Height, receipts: &[Receipt<F>]) -> Result<(), Error> {
         let epoch = height.0 / self.epoch;
         let name = epoch_name(epoch);
         let mut tx = self.db.begin_write().map_err(db_err)?;
         tx.set_durability(Durability::None).map_err(db_err)?;
+        // Only rejections look for an earlier execution (rare: replays, nonce gaps).
+        let executed: HashSet<TxId> = {
+            let rejected: Vec<&TxId> =
+                receipts.iter().filter(|r| matches!(r.status, Status::Rejected(_))).map(|r| &r.tx_id).collect();
+            if rejected.is_empty() { HashSet::new() } else { self.executed_among::<F>(&tx, receipts, &rejected)? }
+        };
         {
             let mut table = tx.open_table(epoch_def(&name)).map_err(db_err)?;
             for r in receipts {
+                if matches!(r.status, Status::Rejected(_)) && executed.contains(&r.tx_id) {
+                    continue;
+                }
                 let entry = Indexed { height, receipt: r.clone() };
                 let mut bytes = height.0.to_le_bytes().to_vec();
                 bytes.extend(lamina_primitives::encode(&entry).map_err(|e| Error::Internal(e.to_string()))?);
@@ -201,7 +216,51 @@ impl ReceiptIndex {
         Ok(())
     }
 
-    /// The receipt of `id` and the height that included it (its latest inclusion), if
+    /// Which of `ids` executed (succeeded or failed, not rejected) at an indexed height,
+    /// or earlier among `receipts` (the height being inserted).
+    fn executed_among<F: ChainFailure>(
+        &self,
+        tx: &redb::WriteTransaction,
+        receipts: &[Receipt<F>],
+        ids: &[&TxId],
+    ) -> Result<HashSet<TxId>, Error> {
+        let ran = |s: &Status<F>| !matches!(s, Status::Rejected(_));
+        let mut out: HashSet<TxId> = HashSet::new();
+        // Within the height: an execution before the rejection (a batch ordered twice in
+        // one block).
+        let mut seen = HashSet::new();
+        for r in receipts {
+            if ran(&r.status) {
+                seen.insert(r.tx_id);
+            } else if seen.contains(&r.tx_id) {
+                out.insert(r.tx_id);
+            }
+        }
+        let epochs: Vec<u64> = self.epochs().iter().rev().copied().collect();
+        for e in epochs {
+            let name = epoch_name(e);
+            let table = match tx.open_table(epoch_def(&name)) {
+                Ok(t) => t,
+                Err(e) => return Err(db_err(e)),
+            };
+            for id in ids {
+                if out.contains(*id) {
+                    continue;
+                }
+                if let Some(v) = table.get(&id.0.0).map_err(db_err)? {
+                    let entry: Indexed<F> = lamina_primitives::decode(v.value().get(8..).unwrap_or_default())
+                        .map_err(|e| Error::BadStore(format!("receipt index: {e}")))?;
+                    if ran(&entry.receipt.status) {
+                        out.insert(**id);
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The receipt of `id` and the height that included it (its latest inclusion, or
+    /// the execution a later rejection did not replace: [`ReceiptIndex::insert`]), if
     /// indexed.
     pub fn get<F: ChainFailure>(&self, id: &TxId) -> Result<Option<Indexed<F>>, Error> {
         let epochs: Vec<u64> = self.epochs().iter().rev().copied().collect();
@@ -312,6 +371,33 @@ mod tests {
 
     fn receipt(i: u8) -> Receipt<LedgerFailure> {
         Receipt { tx_id: TxId(Digest([i; 32])), status: Status::Success }
+    }
+
+    fn rejected(i: u8, got: u64) -> Receipt<LedgerFailure> {
+        Receipt { tx_id: TxId(Digest([i; 32])), status: Status::Rejected(LedgerFailure::BadNonce { expected: 9, got }) }
+    }
+
+    /// A transaction ordered twice: its second inclusion is rejected for its used nonce,
+    /// and the index keeps the execution, whether the two are in one height, in two, or
+    /// in two epochs of tables. A rejection followed by an execution (a nonce gap filled
+    /// later) ends as the execution; two rejections keep the latest.
+    #[test]
+    fn a_rejection_never_replaces_an_execution() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ix, _) = ReceiptIndex::open(&dir.path().join("index.redb"), &header(1), 1 << 20, EPOCH).unwrap();
+        let get = |i: u8| ix.get::<LedgerFailure>(&receipt(i).tx_id).unwrap().unwrap();
+        ix.insert(Height(1), &[receipt(1), receipt(2), rejected(2, 2), rejected(3, 1)]).unwrap();
+        assert_eq!((get(2).height, get(2).receipt), (Height(1), receipt(2)), "same height");
+        ix.insert(Height(2), &[rejected(1, 1), rejected(3, 2), receipt(4)]).unwrap();
+        assert_eq!((get(1).height, get(1).receipt), (Height(1), receipt(1)), "later height");
+        assert_eq!((get(3).height, get(3).receipt), (Height(2), rejected(3, 2)), "two rejections: the latest");
+        ix.insert(Height(EPOCH + 1), &[rejected(4, 4), rejected(1, 1), receipt(3)]).unwrap();
+        assert_eq!((get(4).height, get(4).receipt), (Height(2), receipt(4)), "later epoch");
+        assert_eq!((get(1).height, get(1).receipt), (Height(1), receipt(1)));
+        assert_eq!((get(3).height, get(3).receipt), (Height(EPOCH + 1), receipt(3)), "rejected, then executed");
+        // A rejection of a transaction never executed is indexed as before.
+        ix.insert(Height(EPOCH + 2), &[rejected(5, 0)]).unwrap();
+        assert_eq!(get(5).receipt, rejected(5, 0));
     }
 
     /// Receipts survive a reopen once synced; prune drops whole epochs and moves
