@@ -1,6 +1,7 @@
 //! The batcher: cuts squares from the mempool (by size or age), disperses them to DA,
 //! and hands each availability certificate to the core, which announces it to the other
-//! validators and orders it.
+//! validators and orders it. A validator that knows it leaves the committee cuts what
+//! it holds at once instead of waiting for `max_delay`.
 //!
 //! A failed dispersal is retried with the same blobs (doubling the wait up to 5 s) until
 //! it succeeds or the service stops: transactions are never dropped. While DA is down,
@@ -8,6 +9,7 @@
 //! producing empty blocks. At most `max_inflight` dispersals run at once.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use lamina_interfaces::{DataAvailability, Health};
@@ -17,12 +19,14 @@ use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::BatchConfig;
-use crate::driver::Input;
+use crate::driver::{Input, Shared};
 use crate::intake_log::IntakeLog;
 use crate::mempool::{Cut, Mempool};
 use crate::metrics as m;
 
 const TARGET: &str = "lamina::consensus";
+/// How often a validator leaving the committee looks for something to cut.
+const LEAVING_TICK: Duration = Duration::from_millis(5);
 
 /// Shared DA status for `/status`.
 #[derive(Debug, Default)]
@@ -45,6 +49,7 @@ pub(crate) async fn run<D: DataAvailability + 'static>(
     stop: CancellationToken,
     grace: Duration,
     log: Option<Arc<IntakeLog>>,
+    shared: Arc<Shared>,
 ) {
     let inflight = Arc::new(Semaphore::new(cfg.max_inflight));
     // Certificates reach the core in cut order, whatever order the concurrent
@@ -73,9 +78,13 @@ pub(crate) async fn run<D: DataAvailability + 'static>(
             }
         }
     });
-    let delay = Duration::from_millis(cfg.max_delay_ms);
-    let tick = (delay / 2).max(Duration::from_millis(1));
+    let max_delay = Duration::from_millis(cfg.max_delay_ms);
     loop {
+        // A validator leaving the committee (intake already refuses) cuts what it holds
+        // at once, so that it is certified and announced while its core still runs.
+        let leaving = shared.leaving_after.load(Ordering::Relaxed) > 0;
+        let delay = if leaving { Duration::ZERO } else { max_delay };
+        let tick = if leaving { LEAVING_TICK } else { (delay / 2).max(Duration::from_millis(1)) };
         // With nothing queued or parked, sleep until intake wakes us (it does when the
         // mempool stops being idle): an idle validator does not tick.
         let idle = mempool.lock().is_idle();

@@ -86,6 +86,12 @@ pub(crate) struct Shared {
     pub(crate) last_finalized: Mutex<Option<Instant>>,
     /// The consensus epoch of the running core, plus one (0: no core, the node follows).
     pub(crate) epoch_plus_one: AtomicU64,
+    /// The last height of the running core's epoch when this validator is not in the
+    /// next epoch's committee (a vote removed it); 0 otherwise. Intake refuses new
+    /// transactions from the moment the schedule says so, so that what it acknowledged
+    /// is cut, certified and announced while this core still runs: the members carry
+    /// announced batches into their next epoch and order them there.
+    pub(crate) leaving_after: AtomicU64,
 }
 
 /// Receives `lamina/consensus/1` messages and queues them for the core task.
@@ -210,6 +216,12 @@ impl CoreTask {
                 self.send_out(Out::Persist(WalEntry::Batch(cert.clone())))?;
                 let Some(core) = self.core.as_mut() else {
                     // Between cores (or outside the committee): the next core takes it.
+                    if self.epochs.follow_at.is_some() {
+                        // Cut before this validator left, certified after its last core
+                        // ended (it cuts at once from when it knows, so DA took longer
+                        // than the rest of that epoch): no member has it.
+                        tracing::warn!(target: TARGET, attestation = %a, txs, "batch certified after this validator left the committee: its transactions wait until it is a member again (clients may resubmit them to a member)");
+                    }
                     self.epochs.carry.push(cert);
                     return Ok(());
                 };
@@ -498,9 +510,17 @@ impl CoreTask {
         let Some(core) = self.core.as_ref() else {
             self.shared.behind.store(false, Ordering::Relaxed);
             self.shared.epoch_plus_one.store(0, Ordering::Relaxed);
+            self.shared.leaving_after.store(0, Ordering::Relaxed);
             return;
         };
         self.shared.epoch_plus_one.store(core.epoch() + 1, Ordering::Relaxed);
+        let me = self.epochs.keypair.public();
+        let leaving = self.epochs.schedule.as_ref().and_then(|s| {
+            let last = s.last_height(core.epoch())?;
+            let next = s.epoch_for(last.next())?;
+            (!next.validators.iter().any(|v| v.key == me)).then_some(last.0)
+        });
+        self.shared.leaving_after.store(leaving.unwrap_or(0), Ordering::Relaxed);
         let s = core.stats().clone();
         let d = |a: u64, b: u64| a.saturating_sub(b);
         let l = &self.last_stats;

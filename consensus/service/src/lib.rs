@@ -426,6 +426,7 @@ pub async fn start_with_schedule<D: DataAvailability + 'static>(
         stop_batcher.clone(),
         Duration::from_secs(3),
         intake_log,
+        shared.clone(),
     ));
     let stop_intake = CancellationToken::new();
     let http_addr = config.http_listen.or_else(|| ctx.entry().and_then(|e| e.http));
@@ -444,9 +445,16 @@ pub async fn start_with_schedule<D: DataAvailability + 'static>(
             (net.raw().downgrade(), core_cfg.quorum().saturating_sub(1), catching_up.clone(), shared.clone());
         move || {
             let connected = net.upgrade().map_or(0, |n| n.connected_peers().len());
+            let leaving_after = shared.leaving_after.load(Ordering::Relaxed);
             if scheduled && shared.epoch_plus_one.load(Ordering::Relaxed) == 0 {
                 // Outside the committee nothing would order its batches.
                 Some("this validator is not in the current committee (it follows the log): submit to a member".into())
+            } else if scheduled && leaving_after > 0 {
+                // What it already acknowledged is ordered before it leaves (or carried
+                // by the members); nothing would order what it accepted later.
+                Some(format!(
+                    "this validator leaves the committee after height {leaving_after} (removed by vote): submit to a member"
+                ))
             } else if connected < need {
                 Some(format!("{connected} other validators connected, {need} needed for a quorum"))
             } else if catching_up.load(Ordering::Relaxed) {

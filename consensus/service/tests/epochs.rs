@@ -4,7 +4,8 @@
 //! at height 16. Each validator learns the schedule only a few heights ahead of its own
 //! log (its horizon), as from its governance follower; one validator restarts in the
 //! middle. Transactions submitted before,
-//! across and after the switches are each ordered once; every validator, the one that
+//! across and after the switches are each ordered once, those validator 0 acknowledged
+//! just before it left included (from when it knows it leaves, it refuses new ones); every validator, the one that
 //! left and came back and the one that joined included, ends with the same log, every
 //! block of which verifies against the committee of its height's epoch; the joined
 //! validator proposes in its epochs.
@@ -19,9 +20,9 @@ use std::time::Duration;
 use common::*;
 use lamina_consensus_core::check_finalized;
 use lamina_consensus_service::{Schedule, ScheduledEpoch, Validator};
-use lamina_interfaces::{NodeEntry, OrderedLog, SubmitOutcome, TxSubmit};
+use lamina_interfaces::{NodeEntry, OrderedLog, SubmitError, SubmitOutcome, TxSubmit};
 use lamina_net::{Endpoint, EndpointConfig, NodeContext};
-use lamina_primitives::{Height, TxId};
+use lamina_primitives::{ChainId, Height, Transaction, TxId};
 
 const WAIT: Duration = Duration::from_secs(60);
 /// How far past its own log a validator's schedule reaches.
@@ -57,13 +58,15 @@ async fn start_scheduled(
             NodeContext::new(validator_key(i), g.clone(), dir.join(format!("v{i}")), lamina_interfaces::Health::new());
         match Endpoint::bind(&ctx.keypair, EndpointConfig::new(entries[i].addr)) {
             Ok(endpoint) => {
-                let started = lamina_consensus_service::start_with_schedule(
-                    endpoint,
-                    ctx,
-                    config(),
-                    da,
-                    Some(schedule(entries, LAG)),
-                );
+                // Validator 0, which leaves at height 8, holds transactions long before
+                // it cuts them: without the cut at once when it knows it leaves, those
+                // it acknowledged last would be certified after its core ended.
+                let mut cfg = config();
+                if i == 0 {
+                    cfg.batch.max_delay_ms = 400;
+                }
+                let started =
+                    lamina_consensus_service::start_with_schedule(endpoint, ctx, cfg, da, Some(schedule(entries, LAG)));
                 return started.await.unwrap();
             }
             Err(e) => {
@@ -119,6 +122,9 @@ fn validators_leave_join_and_return_by_schedule_and_agree_on_one_log() {
         // Transactions through validator 1 (a member of every epoch), in rounds that
         // straddle both switches.
         let mut accepted: BTreeSet<TxId> = BTreeSet::new();
+        let mut accepted_by_0: BTreeSet<TxId> = BTreeSet::new();
+        let mut leaving_refused = false;
+        let mut rounds_0 = 0u64;
         let mut round = 0u64;
         let mut restarted = false;
         while vs[1].height() < 26 {
@@ -141,10 +147,35 @@ fn validators_leave_join_and_return_by_schedule_and_agree_on_one_log() {
                     accepted.insert(id);
                 }
             }
+            // And through validator 0 up to its removal: what it acknowledged before it
+            // left must be ordered too (by the members, after it left).
+            if vs[0].height() < 8 {
+                // Twenty senders, one transaction each per round, nonces without gaps
+                // (a gap would be held back: DESIGN.md, "Per-sender order").
+                let batch: Vec<Transaction> = (0..20u64)
+                    .map(|k| {
+                        let sender = lamina_primitives::Keypair::for_testing(5_000 + k);
+                        Transaction::new_signed(&sender, ChainId(1 + k % 2), rounds_0, vec![7; 64])
+                    })
+                    .collect();
+                rounds_0 += 1;
+                for r in vs[0].intake().submit_many(batch).await {
+                    match r {
+                        Ok(SubmitOutcome::Accepted(id)) => {
+                            accepted.insert(id);
+                            accepted_by_0.insert(id);
+                        }
+                        Err(SubmitError::Busy(why)) if why.contains("leaves the committee") => leaving_refused = true,
+                        _ => {}
+                    }
+                }
+            }
             round += 1;
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         assert!(!accepted.is_empty());
+        assert!(!accepted_by_0.is_empty(), "validator 0 accepted nothing before it left");
+        assert!(leaving_refused, "validator 0 never refused a transaction for leaving the committee");
         assert!(restarted, "validator 2 never restarted");
         // Everyone, the validator that left and the one that joined included, reaches
         // the same height and every accepted transaction is ordered.
@@ -172,6 +203,16 @@ fn validators_leave_join_and_return_by_schedule_and_agree_on_one_log() {
         }
         let ordered = ordered_txs(&blocks, &da);
         assert_eq!(ordered.len(), ordered.iter().collect::<BTreeSet<_>>().len(), "a transaction ordered twice");
+        // Validator 0's are ordered while it is out (by the members), not only once it
+        // is back in epoch 2 (its own core would order what it still held).
+        let before_return: BTreeSet<TxId> = ordered_txs(&blocks[..15.min(blocks.len())], &da).into_iter().collect();
+        let missing = accepted_by_0.difference(&before_return).count();
+        assert_eq!(
+            missing,
+            0,
+            "{missing} of {} acknowledged by validator 0 waited for its return",
+            accepted_by_0.len()
+        );
         let full = schedule(&entries, u64::MAX);
         for v in &vs {
             let mine = read_all(&v.log(), height).await;
