@@ -329,6 +329,7 @@ fn param_of(param: lamina_interfaces::GovernedParam) -> lamina_governance_core::
     match param {
         G::Fee(chain) => Param::Fee { chain },
         G::BridgeInflowLimit => Param::BridgeInflowLimit,
+        G::ChallengeWindow => Param::ChallengeWindow,
     }
 }
 

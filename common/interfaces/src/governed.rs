@@ -1,5 +1,6 @@
 //! What on-chain governance decides that the other layers read: parameters that change
-//! by vote after the genesis (a chain's fee, the bridge's rate limit), as a function of
+//! by vote after the genesis (a chain's fee, the bridge's rate limit, settlement's
+//! challenge window), as a function of
 //! the log height.
 //!
 //! Governance is a pure function of the ordered log (`lamina-governance-core`), so the
@@ -19,6 +20,10 @@ pub enum GovernedParam {
     /// (The window's length is not governed: the ledger keys each window's usage by
     /// its index, which a new length would map onto an old window's counter.)
     BridgeInflowLimit,
+    /// Settlement's challenge window in heights ([`crate::SettlementSpec::challenge_window`]):
+    /// a claim's deadline is fixed when it is included, from the window in force at that
+    /// height, and a later change does not move it.
+    ChallengeWindow,
 }
 
 /// Parameters set by governance, as of a log height.

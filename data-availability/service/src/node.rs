@@ -330,7 +330,25 @@ pub async fn run_following<L: OrderedLog>(
             config.retain_heights, ctx.genesis.settlement.challenge_window
         )));
     }
+    // Governance may raise the window up to a quarter of the anchor window.
+    let governable = governable_retain_heights(&ctx.genesis);
+    if config.retain_heights < governable {
+        tracing::warn!(
+            target: "lamina::da",
+            retain_heights = config.retain_heights,
+            needed = governable,
+            "governance may raise settlement's challenge window to a quarter of the anchor window; squares would then \
+             need {governable} heights of retention"
+        );
+    }
     run_inner(endpoint, ctx, config, Some(log), reads, shutdown).await
+}
+
+/// [`min_retain_heights`] for the largest challenge window governance may set (a
+/// quarter of the anchor window).
+pub fn governable_retain_heights(genesis: &lamina_interfaces::Genesis) -> u64 {
+    let w = (genesis.settlement.anchor_window / 4).max(genesis.settlement.challenge_window);
+    w.saturating_add(w.max(1_000))
 }
 
 /// The least `retain_heights` a DA node following the log accepts: settlement's

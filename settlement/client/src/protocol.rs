@@ -57,7 +57,8 @@ pub struct StatusInfo {
     pub log_tip: Height,
     /// Digest of the whole settlement state.
     pub state_root: Digest,
-    /// Challenge window, in log heights.
+    /// Challenge window in force at `height`, in log heights (governance may change it;
+    /// each claim keeps the deadline it got when included).
     pub window: u64,
     /// Per chain.
     pub chains: Vec<ChainStatus>,

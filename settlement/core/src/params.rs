@@ -11,8 +11,10 @@ use lamina_primitives::{ChainId, Digest, PublicKey};
 pub struct Params {
     /// Network id ([`Genesis::network_id`]); claims for another network are rejected.
     pub network: Digest,
-    /// Challenge window W in log heights (at least 1): a claim included at `h` may be
-    /// challenged through `h + W` and finalizes at the end of `h + W` at the earliest.
+    /// The genesis challenge window W in log heights (at least 1): a claim included at
+    /// `h` may be challenged through `h + W` and finalizes at the end of `h + W` at the
+    /// earliest. Governance may change it from an epoch on
+    /// ([`crate::SettlementState::window_at`]).
     pub window: u64,
     /// Bond locked per claim.
     pub claim_bond: u64,

@@ -120,7 +120,10 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 
 use lamina_interfaces::settlement::inputs_digest;
-use lamina_interfaces::{AnchorList, CheckpointClaim, EncodingFraudVerifier, StatelessExecutor, StepEnv, StepOutcome};
+use lamina_interfaces::{
+    AnchorList, CheckpointClaim, EncodingFraudVerifier, GenesisParams, GovernedParam, ParamsView, StatelessExecutor,
+    StepEnv, StepOutcome,
+};
 use lamina_primitives::{ChainId, Digest, Domain, Height, PublicKey, SignedDigest, Transaction, TxId, sig};
 
 use crate::anchors::{Anchor, AnchorProof, AnchorTree};
@@ -236,8 +239,8 @@ pub struct HeldClaim {
     pub tx: TxId,
     /// That transaction's nonce (used when the claim is accepted).
     pub nonce: u64,
-    /// Log height that held it; it is rejected at the end of `held_at + W` if its parent
-    /// has not been accepted by then.
+    /// Log height that held it; it is rejected at the end of `held_at + W` (the window in
+    /// force at `held_at`) if its parent has not been accepted by then.
     pub held_at: Height,
 }
 
@@ -531,7 +534,8 @@ pub struct SettlementState {
     /// an entry goes when its last child ends).
     children: HashMap<(ChainId, Digest), Vec<Digest>>,
     chains: BTreeMap<ChainId, ChainState>,
-    /// (deadline, claim) in inclusion order; deadlines are non-decreasing.
+    /// (deadline, claim), deadlines non-decreasing (inclusion order among equal ones;
+    /// a governed window may give a later claim an earlier deadline).
     queue: VecDeque<(Height, Digest)>,
     bad_roots: BTreeSet<Digest>,
     /// Cache of the executor's genesis roots.
@@ -547,6 +551,9 @@ pub struct SettlementState {
     held_per_claimer: HashMap<PublicKey, usize>,
     next_hold: u64,
     stats: Stats,
+    /// The challenge window in force at the height being applied (set by
+    /// [`SettlementState::apply_entries_governed`] from governance's view; not state).
+    window: u64,
 }
 
 /// What happened to a claim that passed its checks.
@@ -560,6 +567,7 @@ enum Applied {
 impl SettlementState {
     /// The state at genesis: genesis balances, no claims, no anchors.
     pub fn new(params: Params) -> Self {
+        let params_window = params.window;
         let accounts = params
             .balances
             .iter()
@@ -602,12 +610,25 @@ impl SettlementState {
             held_per_claimer: HashMap::new(),
             next_hold: 0,
             stats: Stats::default(),
+            window: params_window,
         }
     }
 
     /// The parameters.
     pub fn params(&self) -> &Params {
         &self.params
+    }
+
+    /// The challenge window in force at the last height applied since this state was
+    /// created or loaded (the genesis's before that): what `status` reports.
+    pub fn window(&self) -> u64 {
+        self.window
+    }
+
+    /// The challenge window (heights) for claims included at `height`: governance's
+    /// value there ([`GovernedParam::ChallengeWindow`]), else the genesis's; at least 1.
+    pub fn window_at(&self, governed: &dyn ParamsView, height: Height) -> u64 {
+        governed.value(GovernedParam::ChallengeWindow, height).unwrap_or(self.params.window).max(1)
     }
 
     /// Records what block `height` carried for each user chain: its data roots in block
@@ -656,10 +677,29 @@ impl SettlementState {
         exec: &dyn StatelessExecutor,
         enc: &dyn EncodingFraudVerifier,
     ) -> Vec<Event> {
+        self.apply_entries_governed(height, inputs, exec, enc, &GenesisParams)
+    }
+
+    /// [`SettlementState::apply_entries`] on a network whose governance may change the
+    /// challenge window: a claim included (or released from hold) at `height` gets the
+    /// deadline `height + W(height)`, and a held claim expires at the end of
+    /// `held_at + W(held_at)`, `W` read from `governed` ([`SettlementState::window_at`]).
+    /// `governed` must answer finally for every height applied (a node waits for its
+    /// governance follower's `final_through`); the same answers give the same state on
+    /// every node.
+    pub fn apply_entries_governed(
+        &mut self,
+        height: Height,
+        inputs: Vec<Input>,
+        exec: &dyn StatelessExecutor,
+        enc: &dyn EncodingFraudVerifier,
+        governed: &dyn ParamsView,
+    ) -> Vec<Event> {
         let mut events = Vec::new();
         if self.height.is_some_and(|h| height <= h) {
             return events;
         }
+        self.window = self.window_at(governed, height);
         // Decode everything, then verify every signature of the height in one batch.
         let mut batch: Vec<SignedDigest> = Vec::with_capacity(inputs.len() * 2);
         let mut prepared = Vec::with_capacity(inputs.len());
@@ -696,7 +736,7 @@ impl SettlementState {
                 events.push(Event::EntryRejected { tx: TxId(tx_id), sender, error });
             }
         }
-        self.expire_held(height, &mut events);
+        self.expire_held(height, governed, &mut events);
         self.finalize_due(height, &mut events);
         self.height = Some(height);
         events
@@ -815,14 +855,23 @@ impl SettlementState {
         Some(h)
     }
 
-    /// Rejects the held claims whose window has passed at the end of `height`.
-    fn expire_held(&mut self, height: Height, events: &mut Vec<Event>) {
-        let window = self.params.window;
-        while let Some((&seq, h)) = self.held.first_key_value() {
-            if h.held_at.0.saturating_add(window) > height.0 {
-                break;
+    /// Rejects the held claims whose window (the one in force when each was held) has
+    /// passed at the end of `height`, in hold order.
+    fn expire_held(&mut self, height: Height, governed: &dyn ParamsView, events: &mut Vec<Event>) {
+        if self.held.is_empty() {
+            return;
+        }
+        // At most MAX_HELD; windows differ per hold height once governance changes it.
+        let mut windows: BTreeMap<Height, u64> = BTreeMap::new();
+        let mut due = Vec::new();
+        for (&seq, h) in &self.held {
+            let w = *windows.entry(h.held_at).or_insert_with(|| self.window_at(governed, h.held_at));
+            if h.held_at.0.saturating_add(w) <= height.0 {
+                due.push(seq);
             }
-            let Some(h) = self.unhold(seq) else { break };
+        }
+        for seq in due {
+            let Some(h) = self.unhold(seq) else { continue };
             self.stats.rejected += 1;
             self.stats.hold_expired += 1;
             events.push(Event::EntryRejected {
@@ -922,12 +971,15 @@ impl SettlementState {
         acct.bonded = acct.bonded.saturating_add(bond);
         let seq = self.next_seq;
         self.next_seq += 1;
-        let deadline = Height(height.0.saturating_add(self.params.window));
+        let deadline = Height(height.0.saturating_add(self.window));
         if let Some(cs) = self.chains.get_mut(&chain) {
             cs.pending.insert(seq, id);
         }
         self.children.entry((chain, c.parent)).or_default().push(id);
-        self.queue.push_back((deadline, id));
+        // After every deadline not later than this one (a shorter window than earlier
+        // claims' puts it before them).
+        let at = self.queue.partition_point(|(d, _)| *d <= deadline);
+        self.queue.insert(at, (deadline, id));
         self.stats.pending += 1;
         events.push(Event::ClaimAccepted { id, chain, from: c.from, to: c.to, claimer: c.claimer, deadline });
         self.claims.insert(

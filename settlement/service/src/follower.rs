@@ -8,8 +8,8 @@ use futures::StreamExt as _;
 
 use lamina_interfaces::inputs::namespace_data_roots;
 use lamina_interfaces::{
-    AnchorView, DataAvailability, EncodingFraudVerifier, FinalizedRoot, Health, LogError, OrderedLog, ParamsRegistry,
-    StatelessExecutor,
+    AnchorView, DataAvailability, EncodingFraudVerifier, FinalizedRoot, GenesisParams, Health, LogError, OrderedLog,
+    ParamsRegistry, ParamsView, StatelessExecutor,
 };
 use lamina_net::NodeContext;
 use lamina_primitives::{ChainId, Committee, FinalizedBlock, Height, Namespace};
@@ -276,12 +276,22 @@ impl Follower {
                 }
                 return Err(Error::BadStore(format!("record for height {} after {}", r.height, state.height())));
             }
-            if r.entries.iter().any(|e| e.step_txs.is_some()) {
+            // Re-executed steps read governance's parameters, and so does every claim's
+            // deadline (the challenge window in force at its height).
+            if !r.entries.is_empty() {
                 wait_for_params(governed.as_deref(), r.height, shutdown).await?;
             }
-            apply_gap(&mut state, r.height, exec.as_ref(), encoding.as_ref());
+            let frozen = governed.as_ref().map(|g| g.frozen());
+            let view = view_of(frozen.as_deref());
+            apply_gap(&mut state, r.height, exec.as_ref(), encoding.as_ref(), view);
             state.observe_block(r.height, &r.observed());
-            state.apply_entries(r.height, r.entries.iter().map(StoredInput::to_input).collect(), &*exec, &*encoding);
+            state.apply_entries_governed(
+                r.height,
+                r.entries.iter().map(StoredInput::to_input).collect(),
+                &*exec,
+                &*encoding,
+                view,
+            );
             replayed += 1;
         }
         tracing::info!(target: "lamina::settlement", height = %state.height(), records = replayed, root = %state.state_root(), "store replayed");
@@ -535,10 +545,17 @@ impl Follower {
             self.store.append(&bytes)?;
         }
         let inputs = record.entries.iter().map(StoredInput::to_input).collect();
+        let frozen = self.params.as_ref().map(|g| g.frozen());
         let events = {
             let mut state = self.shared.write();
             state.observe_block(record.height, &record.observed());
-            state.apply_entries(record.height, inputs, &*self.exec, &*self.encoding)
+            state.apply_entries_governed(
+                record.height,
+                inputs,
+                &*self.exec,
+                &*self.encoding,
+                view_of(frozen.as_deref()),
+            )
         };
         // Per id, how many of this height's entries are copies of one ordered before
         // (earlier here, or at an earlier height): that many of its rejections for a
@@ -616,6 +633,14 @@ async fn settlement_entries<D: DataAvailability>(
     fetch::namespace(da, &certs, Namespace::SETTLEMENT, shutdown).await
 }
 
+/// Governance's answers as the core reads them: the genesis values without a follower.
+fn view_of(governed: Option<&dyn ParamsRegistry>) -> &dyn ParamsView {
+    match governed {
+        Some(g) => g,
+        None => &GenesisParams,
+    }
+}
+
 /// Waits until the answers of `params` (if any) are final for `height`, polling (1 ms
 /// growing to 20 ms) and warning every 10 s; fails on `shutdown`.
 async fn wait_for_params(
@@ -653,11 +678,17 @@ async fn wait_for_params(
 
 /// Applies the empty heights between the state's height and `next` (exclusive), so
 /// finalization runs at every height exactly as it did live.
-fn apply_gap(state: &mut SettlementState, next: Height, exec: &dyn StatelessExecutor, enc: &dyn EncodingFraudVerifier) {
+fn apply_gap(
+    state: &mut SettlementState,
+    next: Height,
+    exec: &dyn StatelessExecutor,
+    enc: &dyn EncodingFraudVerifier,
+    governed: &dyn ParamsView,
+) {
     let mut h = state.height().next();
     while h < next {
         state.observe_block(h, &[]);
-        state.apply_entries(h, Vec::new(), exec, enc);
+        state.apply_entries_governed(h, Vec::new(), exec, enc, governed);
         h = h.next();
     }
 }

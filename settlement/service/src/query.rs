@@ -78,7 +78,7 @@ pub fn answer(shared: &Shared, q: &SettlementRequest) -> SettlementResponse {
             height: s.height(),
             log_tip: shared.log_tip().max(s.height()),
             state_root: s.state_root(),
-            window: s.params().window,
+            window: s.window(),
             chains: s.params().chains.keys().filter_map(|c| chain_status(&s, *c)).collect(),
             bad_squares: s.bad_data_roots().take(MAX_BAD_SQUARES).copied().collect(),
             bad_encodings: s.stats().bad_encodings,

@@ -63,7 +63,7 @@ pub struct StateImage {
     pub children: Vec<(ChainId, Digest, Vec<Digest>)>,
     /// Per chain, by id.
     pub chains: Vec<ChainImage>,
-    /// (deadline, claim) in inclusion order.
+    /// (deadline, claim) in deadline order (inclusion order among equal deadlines).
     pub queue: Vec<(Height, Digest)>,
     /// Data roots proven badly encoded.
     pub bad_roots: Vec<Digest>,
@@ -237,6 +237,9 @@ impl SettlementState {
         }
         for (_, id) in &queue {
             known(&state, id)?;
+        }
+        if queue.windows(2).any(|w| w[0].0 > w[1].0) {
+            return Err(inconsistent("the finalization queue is not in deadline order"));
         }
         state.queue = queue.into_iter().collect();
         state.bad_roots = bad_roots.into_iter().collect();

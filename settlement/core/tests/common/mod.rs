@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use lamina_interfaces::settlement::{chain_receipts, inputs_digest};
 use lamina_interfaces::{
-    ChainReplica, ChainSpec, CheckpointClaim, ClaimStep, EncodingFraudVerifier, Genesis, GenesisBalance,
+    ChainReplica, ChainSpec, CheckpointClaim, ClaimStep, EncodingFraudVerifier, Genesis, GenesisBalance, ParamsView,
     SettlementSpec, StatelessError, StatelessExecutor, StepOutcome,
 };
 use lamina_primitives::{ChainId, Digest, Domain, Height, Keypair, PublicKey, Signature, Transaction};
@@ -137,6 +137,8 @@ pub struct Net {
     pub log: Vec<HeightLog>,
     pub events: Vec<Vec<Event>>,
     user_nonce: u64,
+    /// Governance's parameters, when the test changes some (the genesis's otherwise).
+    pub governed: Option<std::sync::Arc<dyn ParamsView>>,
 }
 
 impl Default for Net {
@@ -157,6 +159,7 @@ impl Net {
             log: Vec::new(),
             events: Vec::new(),
             user_nonce: 0,
+            governed: None,
         }
     }
 
@@ -226,7 +229,10 @@ impl Net {
 
     pub fn apply(&mut self, hl: HeightLog) -> Vec<Event> {
         self.st.observe_block(hl.height, &hl.namespaces);
-        let events = self.st.apply_entries(hl.height, hl.inputs.clone(), &ToyExec, &ToyEnc);
+        let events = match &self.governed {
+            Some(g) => self.st.apply_entries_governed(hl.height, hl.inputs.clone(), &ToyExec, &ToyEnc, g.as_ref()),
+            None => self.st.apply_entries(hl.height, hl.inputs.clone(), &ToyExec, &ToyEnc),
+        };
         self.log.push(hl);
         self.events.push(events.clone());
         events
