@@ -235,6 +235,41 @@ fn a_consortium_adds_and_removes_a_client_key_by_vote_without_restarts() {
     assert_eq!(metric(&devnet, "settlement-0", "lamina_settlement_challenges_posted_total"), Some(0.0));
     assert_eq!(metric(&devnet, "settlement-0", "lamina_settlement_slashed_total"), Some(0.0));
 
+    // A vote changes settlement's challenge window (8 in the genesis): a claim included
+    // after the change gets the new window, the earlier ones keep their deadlines.
+    let boundary = pass(&devnet, &["set-param", "challenge_window", "12"]);
+    wait_applied(&devnet, boundary);
+    let out = ok(transfer("1"));
+    let at: u64 = field(&out, "height").parse().unwrap();
+    let deadline = Instant::now() + phase();
+    let claims = loop {
+        let claims: serde_json::Value = serde_json::from_str(&ok(devnet
+            .cmd()
+            .args(["settlement", "claims", "--chain", "1", "--json"])
+            .args(d)
+            .output()
+            .unwrap()))
+        .unwrap();
+        let covered = claims.as_array().unwrap().iter().any(|c| c["to"].as_u64().unwrap() >= at);
+        if covered {
+            break claims;
+        }
+        assert!(Instant::now() < deadline, "no claim covers height {at}: {claims}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let mut after = 0;
+    for c in claims.as_array().unwrap() {
+        let (included, due) = (c["included_at"].as_u64().unwrap(), c["deadline"].as_u64().unwrap());
+        let window = if included > boundary { 12 } else { 8 };
+        after += usize::from(included > boundary);
+        assert_eq!(due, included + window, "claim {c}: window in force at its inclusion");
+    }
+    assert!(after > 0, "no claim included after the change at {boundary}: {claims}");
+    let st: serde_json::Value =
+        serde_json::from_str(&ok(devnet.cmd().args(["settlement", "status", "--json"]).args(d).output().unwrap()))
+            .unwrap();
+    assert_eq!(st["window"], 12, "{st}");
+
     // A duplicate vote is refused (proposal 1 is applied: it takes no votes).
     let o = devnet
         .cmd()
