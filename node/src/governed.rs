@@ -16,7 +16,7 @@ use anyhow::{Context as _, bail};
 use lamina_governance_core::{Event, GovernanceState};
 use lamina_interfaces::{DataAvailability, Genesis, LogError, OrderedLog, inputs};
 use lamina_net::{Access, GovernedClients};
-use lamina_primitives::{DataCommitment, Digest, Height, Namespace};
+use lamina_primitives::{Committee, DataCommitment, Digest, Height, Namespace};
 use tokio_util::sync::CancellationToken;
 
 /// Blocks asked for per log read.
@@ -468,23 +468,39 @@ pub fn spawn_on_client_node(
     ctx: &crate::context::NodeContext,
     log: &lamina_consensus_client::LogClient,
     da: &std::sync::Arc<lamina_da_client::DaClient>,
+    plan: &crate::peers::PlanHandle,
     shutdown: &CancellationToken,
 ) -> std::sync::Arc<GovernedParams> {
     let genesis = ctx.genesis().clone();
     let dir = ctx.service.data_dir.join("governance");
     let follower = Follower::resume(&genesis, log.independent_reader(), da.clone(), &dir);
     let params = GovernedParams::new(follower.state());
-    let (log, g) = (log.clone(), genesis.clone());
+    let (log, g, plan) = (log.clone(), genesis.clone(), plan.clone());
     spawn_client_access(
         genesis,
         follower,
         ctx.service.access.clone(),
         Some(params.clone()),
         ctx.health().clone(),
-        move |state| follow_committees(&log, &g, state),
+        move |state| {
+            follow_committees(&log, &g, state);
+            // The epoch's validators count for readiness (a reader needs f + 1 of them).
+            if let Some(validators) = member_validators(&g, state) {
+                let need = Committee { members: validators.iter().map(|v| v.key).collect() }.max_faulty() + 1;
+                plan.set_group("validators", validators, Some(crate::peers::Need::AtLeast(need)));
+            }
+        },
         shutdown.clone(),
     );
     params
+}
+
+/// Where committees change by vote (`[governance] committee_changes`): the validators
+/// of `state`'s epoch, for the peer plans' `validators` groups, so that a validator
+/// added by vote passes every node's `lamina/node/1` check and readiness counts the
+/// epoch's committee; `None` where the genesis committee stays.
+pub fn member_validators(genesis: &Genesis, state: &GovernanceState) -> Option<Vec<lamina_interfaces::NodeEntry>> {
+    genesis.governance.committee_changes.then(|| state.epoch().membership.validators.clone())
 }
 
 /// The consensus committee schedule `state` decided, for a validator's

@@ -270,18 +270,53 @@ pub async fn run(ctx: NodeContext, plan: PeerPlan, shutdown: CancellationToken) 
 /// How often a module node re-checks a connected peer's genesis.
 const RECHECK: Duration = Duration::from_secs(30);
 
+/// A plan being served by [`serve_alongside`], which governance may change: a group's
+/// peers (and requirement) are replaced, and the `lamina/node/1` peer set follows.
+#[derive(Clone)]
+pub struct PlanHandle {
+    plan: std::sync::Arc<std::sync::RwLock<PeerPlan>>,
+    net: lamina_net::Network<NodeProtocol>,
+    me: NodeEntry,
+    role: Module,
+}
+
+impl PlanHandle {
+    /// Replaces the peers of group `name` (and its requirement, if it has one: `need`
+    /// is ignored for a group this node accepts), then admits (and dials) the new set on
+    /// `lamina/node/1`. Nothing happens if the group is absent or unchanged.
+    pub fn set_group(&self, name: &str, peers: Vec<NodeEntry>, need: Option<Need>) {
+        let set = {
+            let mut plan = self.plan.write().unwrap_or_else(|e| e.into_inner());
+            let Some(g) = plan.groups.iter_mut().find(|g| g.name == name) else { return };
+            let need = if g.direction == Direction::Dial { need.or(g.need) } else { None };
+            if g.peers == peers && g.need == need {
+                return;
+            }
+            g.peers = peers;
+            g.need = need;
+            plan.peer_set(&self.me, self.role)
+        };
+        self.net.raw().set_peers(set);
+    }
+
+    fn snapshot(&self) -> PeerPlan {
+        self.plan.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
 /// For modules that run a real service on `endpoint`: also answers the shared
 /// `lamina/node/1` genesis check for the peers of `plan`, asks each connected peer
 /// for its genesis on connecting and every 30 s (`lamina_node_peer_checks_total{result}`), and keeps
 /// `/status`'s `peers` object and the `lamina_node_peers_connected` /
 /// `lamina_node_peers_required` gauges current (once a second) until `shutdown`. Returns the reporter task (abort it
-/// when the service returns). On error the endpoint is shut down.
+/// when the service returns) and a handle through which governance changes the plan
+/// (its validators). On error the endpoint is shut down.
 pub async fn serve_alongside(
     ctx: &NodeContext,
     endpoint: &Endpoint,
     plan: PeerPlan,
     shutdown: &CancellationToken,
-) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+) -> anyhow::Result<(tokio::task::JoinHandle<()>, PlanHandle)> {
     let check = GenesisCheck { genesis: ctx.genesis().digest() };
     let node_net = match endpoint.register(
         check,
@@ -297,8 +332,14 @@ pub async fn serve_alongside(
     let (health, stop) = (ctx.health().clone(), shutdown.clone());
     let genesis = ctx.genesis().digest();
     plan.publish(&BTreeSet::new(), &health);
-    Ok(tokio::spawn(async move {
-        let names = plan.names();
+    let handle = PlanHandle {
+        plan: std::sync::Arc::new(std::sync::RwLock::new(plan)),
+        net: node_net.clone(),
+        me: ctx.me.clone(),
+        role: ctx.module,
+    };
+    let shared = handle.clone();
+    let task = tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         // When each connected peer's genesis was last checked: on every new connection,
         // then every RECHECK (a few requests a minute, not pings: an idle node stays
@@ -311,6 +352,8 @@ pub async fn serve_alongside(
             tokio::select! {
                 () = stop.cancelled() => return,
                 _ = tick.tick() => {
+                    let plan = shared.snapshot();
+                    let names = plan.names();
                     let connected: BTreeSet<PublicKey> = node_net.connected_peers().into_iter().collect();
                     checked.retain(|k, _| connected.contains(k));
                     let now = Instant::now();
@@ -335,7 +378,8 @@ pub async fn serve_alongside(
                 }
             }
         }
-    }))
+    });
+    Ok((task, handle))
 }
 
 /// Why a peer's genesis check failed.

@@ -386,6 +386,18 @@ fn a_fifth_validator_joins_by_vote_then_one_leaves_and_every_node_follows_withou
         std::thread::sleep(Duration::from_millis(100));
     }
 
+    // It is ready: the others and the DA nodes admit it on the `lamina/node/1` check
+    // (they follow governance), and its readiness counts the epoch's committee.
+    let deadline = Instant::now() + phase();
+    loop {
+        let ready = http_get(&admin, "/readyz");
+        if ready.as_ref().is_some_and(|(code, _)| *code == 200) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the fifth validator votes but is not ready: {ready:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
     // Then one of the genesis validators is removed by vote.
     let leaving = ok(devnet.cmd().args(["keys", "show", "--key", s(&member(&devnet, 3))]).output().unwrap());
     let leaving = leaving.trim().to_string();

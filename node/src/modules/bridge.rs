@@ -56,7 +56,7 @@ pub async fn start(ctx: NodeContext, config: Config, shutdown: CancellationToken
             return Err(e);
         }
     };
-    let reporter = crate::peers::serve_alongside(&ctx, &endpoint, peer_plan(&ctx), &shutdown).await?;
+    let (reporter, _plan) = crate::peers::serve_alongside(&ctx, &endpoint, peer_plan(&ctx), &shutdown).await?;
     endpoint.report_to(ctx.health().clone(), Duration::from_millis(ctx.net.stats_interval_ms));
     let result = async {
         let mut relayer =

@@ -21,6 +21,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use lamina_net::Endpoint;
+use lamina_primitives::Committee;
 use tokio_util::sync::CancellationToken;
 
 use crate::context::NodeContext;
@@ -71,7 +72,7 @@ pub async fn start(ctx: NodeContext, config: Config, shutdown: CancellationToken
         }
     };
     let da = Arc::new(da);
-    let reporter = crate::peers::serve_alongside(&ctx, &endpoint, peer_plan(&ctx), &shutdown).await?;
+    let (reporter, plan) = crate::peers::serve_alongside(&ctx, &endpoint, peer_plan(&ctx), &shutdown).await?;
     endpoint.report_to(ctx.health().clone(), Duration::from_millis(ctx.net.stats_interval_ms));
     let (genesis, access, health) = (ctx.genesis().clone(), ctx.service.access.clone(), ctx.health().clone());
     let gov_dir = ctx.service.data_dir.join("governance");
@@ -98,8 +99,15 @@ pub async fn start(ctx: NodeContext, config: Config, shutdown: CancellationToken
     validator.intake().set_admission(move |tx| admitted.read().unwrap_or_else(|e| e.into_inner()).refuse(tx));
     let (schedule_tx, mut schedule_rx) = tokio::sync::watch::channel(None);
     let g = genesis.clone();
+    let me = ctx.me.clone();
     let on_epoch = move |state: &lamina_governance_core::GovernanceState| {
         *members.write().unwrap_or_else(|e| e.into_inner()) = crate::governed::Members::of(state);
+        // The other validators of the epoch pass the `lamina/node/1` check and count
+        // for readiness, those added by vote included.
+        if let Some(validators) = crate::governed::member_validators(&g, state) {
+            let need = Committee { members: validators.iter().map(|v| v.key).collect() }.quorum().saturating_sub(1);
+            plan.set_group("validators", others(&validators, &me), Some(Need::AtLeast(need)));
+        }
         if changes {
             let schedule = crate::governed::consensus_schedule(&g, state);
             schedule_tx.send_if_modified(|s| {

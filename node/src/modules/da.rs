@@ -56,7 +56,7 @@ pub async fn start(ctx: NodeContext, config: Config, shutdown: CancellationToken
     config.net = ctx.endpoint.clone();
     let endpoint = Endpoint::bind(ctx.key(), ctx.endpoint.clone())
         .with_context(|| format!("cannot bind the QUIC endpoint on {}", ctx.endpoint.listen))?;
-    let reporter = crate::peers::serve_alongside(&ctx, &endpoint, peer_plan(&ctx), &shutdown).await?;
+    let (reporter, plan) = crate::peers::serve_alongside(&ctx, &endpoint, peer_plan(&ctx), &shutdown).await?;
     let log = lamina_consensus_client::LogClient::register(&endpoint, ctx.genesis())
         .context("cannot start the ordered-log client")?;
     // Governance: each epoch's client keys apply to this node's DA protocol. Its reads of
@@ -88,7 +88,11 @@ pub async fn start(ctx: NodeContext, config: Config, shutdown: CancellationToken
             // each block against its height's committee.
             let g = genesis.clone();
             let on_update = move |state: &lamina_governance_core::GovernanceState| {
-                crate::governed::follow_committees(&reader, &g, state)
+                crate::governed::follow_committees(&reader, &g, state);
+                // Validators added by vote pass this node's `lamina/node/1` check.
+                if let Some(validators) = crate::governed::member_validators(&g, state) {
+                    plan.set_group("validators", validators, None);
+                }
             };
             crate::governed::spawn_client_access(genesis, follower, access, None, health, on_update, stop);
         });

@@ -58,9 +58,11 @@ pub fn peer_plan(ctx: &NodeContext) -> PeerPlan {
 pub async fn start(ctx: NodeContext, config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let endpoint = Endpoint::bind(ctx.key(), ctx.endpoint.clone())
         .with_context(|| format!("cannot bind the QUIC endpoint on {}", ctx.endpoint.listen))?;
-    let seams = match seams(&ctx, &endpoint, &shutdown).await {
+    let (reporter, plan) = crate::peers::serve_alongside(&ctx, &endpoint, peer_plan(&ctx), &shutdown).await?;
+    let seams = match seams(&ctx, &endpoint, &plan, &shutdown).await {
         Ok(s) => s,
         Err(e) => {
+            reporter.abort();
             endpoint.shutdown().await;
             // A stop while the anchor registry replays (it may wait for governance's
             // parameters) is a clean stop, not a failure.
@@ -71,7 +73,6 @@ pub async fn start(ctx: NodeContext, config: Config, shutdown: CancellationToken
             return Err(e);
         }
     };
-    let reporter = crate::peers::serve_alongside(&ctx, &endpoint, peer_plan(&ctx), &shutdown).await?;
     endpoint.report_to(ctx.health().clone(), Duration::from_millis(ctx.net.stats_interval_ms));
     let result = run_chain(endpoint, ctx.service, config.0, seams, shutdown).await;
     reporter.abort();
@@ -109,7 +110,12 @@ async fn run_chain(
     }
 }
 
-async fn seams(ctx: &NodeContext, endpoint: &Endpoint, shutdown: &CancellationToken) -> anyhow::Result<NodeSeams> {
+async fn seams(
+    ctx: &NodeContext,
+    endpoint: &Endpoint,
+    plan: &crate::peers::PlanHandle,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<NodeSeams> {
     let genesis = ctx.genesis();
     let log = lamina_consensus_client::LogClient::register(endpoint, genesis)
         .context("cannot start the ordered-log client")?;
@@ -120,7 +126,7 @@ async fn seams(ctx: &NodeContext, endpoint: &Endpoint, shutdown: &CancellationTo
     let intake =
         lamina_consensus_client::IntakeClient::register(endpoint, genesis).context("cannot start the intake client")?;
     // Governance first: the fee each height charges comes from it.
-    let params = crate::governed::spawn_on_client_node(ctx, &log, &da, shutdown);
+    let params = crate::governed::spawn_on_client_node(ctx, &log, &da, plan, shutdown);
     let anchors =
         if genesis.bridge.enabled { Some(anchor_registry(ctx, &log, &da, &params, shutdown).await?) } else { None };
     Ok(Seams { log, da, settlement: LogSettlement::new(intake, ctx.key().clone()), anchors, params: Some(params) })

@@ -68,14 +68,15 @@ impl EncodingFraudVerifier for DaEncodingVerifier {
 pub async fn start(ctx: NodeContext, config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let endpoint = Endpoint::bind(ctx.key(), ctx.endpoint.clone())
         .with_context(|| format!("cannot bind the QUIC endpoint on {}", ctx.endpoint.listen))?;
-    let seams = match seams(&ctx, &endpoint, &shutdown) {
+    let (reporter, plan) = crate::peers::serve_alongside(&ctx, &endpoint, peer_plan(&ctx), &shutdown).await?;
+    let seams = match seams(&ctx, &endpoint, &plan, &shutdown) {
         Ok(s) => s,
         Err(e) => {
+            reporter.abort();
             endpoint.shutdown().await;
             return Err(e);
         }
     };
-    let reporter = crate::peers::serve_alongside(&ctx, &endpoint, peer_plan(&ctx), &shutdown).await?;
     endpoint.report_to(ctx.health().clone(), Duration::from_millis(ctx.net.stats_interval_ms));
     let result = lamina_settlement_service::run_on(endpoint, ctx.service, config.0, seams, shutdown).await;
     reporter.abort();
@@ -88,7 +89,12 @@ type NodeSeams = lamina_settlement_service::Seams<
     lamina_consensus_client::IntakeClient,
 >;
 
-fn seams(ctx: &NodeContext, endpoint: &Endpoint, shutdown: &CancellationToken) -> anyhow::Result<NodeSeams> {
+fn seams(
+    ctx: &NodeContext,
+    endpoint: &Endpoint,
+    plan: &crate::peers::PlanHandle,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<NodeSeams> {
     let genesis = ctx.genesis();
     let log = lamina_consensus_client::LogClient::register(endpoint, genesis)
         .context("cannot start the ordered-log client")?;
@@ -98,7 +104,7 @@ fn seams(ctx: &NodeContext, endpoint: &Endpoint, shutdown: &CancellationToken) -
         lamina_consensus_client::IntakeClient::register(endpoint, genesis).context("cannot start the intake client")?;
     let da = Arc::new(da);
     // Re-execution charges the fee governance set for each height, as execution did.
-    let params = crate::governed::spawn_on_client_node(ctx, &log, &da, shutdown);
+    let params = crate::governed::spawn_on_client_node(ctx, &log, &da, plan, shutdown);
     let exec = crate::machines::Chains::new(genesis.clone()).with_params(params.clone());
     Ok(lamina_settlement_service::Seams {
         log,
