@@ -11,11 +11,17 @@
 //! every block with [`check_finalized`]. The network drops, delays, reorders and
 //! partitions messages until `heal`; nodes crash and restart from their WAL and log.
 //!
+//! Half the seeds also have one Byzantine key in the pool (so at most one faulty member
+//! per committee of 4 to 6): in every committee that has it, it equivocates as leader,
+//! sends conflicting votes, corrupts its signatures, withholds its votes, sends nothing
+//! at all, or floods duplicates, as the consensus simulation's catalogue does within an
+//! epoch (`sim::Behaviour`).
+//!
 //! Checkers: every node's log is a prefix of one chain; every block verifies against
 //! the committee of its height's epoch, in that epoch's views (so no old-epoch suffix
 //! block is ever output); no batch is ordered twice; no honest validator signs two
-//! different votes of one kind in a view; after the heal every node reaches the last
-//! epoch and goes on.
+//! different votes of one kind in a view, and none is blamed for a fault; after the
+//! heal every honest node reaches the last epoch and goes on.
 //!
 //! * `cargo test -p lamina-consensus-core --test epochs` runs 240 seeds (2,400 with
 //!   `LAMINA_LONG_TESTS=1`).
@@ -31,18 +37,23 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use lamina_consensus_core::{
-    Action, Config, Core, EpochInfo, Message, Recovered, SyncRequest, VoteKind, WalRecord, check_finalized, epoch_of,
-    first_view,
+    Action, Config, Core, EpochInfo, Message, Proposal, Recovered, Signer, SyncRequest, Vote, VoteKind, WalRecord,
+    check_finalized, epoch_of, first_view, vote_digest,
 };
 use lamina_primitives::{AvailabilityCertificate, Committee, Digest, FinalizedBlock, Height, View};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use sim::{DA_THRESHOLD, Memo, MemoSigner, MemoVerifier, da_committee, make_cert, network_id, seeds, validator_key};
+use sim::{
+    Behaviour, DA_THRESHOLD, Memo, MemoSigner, MemoVerifier, corrupt, da_committee, make_cert, network_id, seeds,
+    validator_key,
+};
 
 /// Heights between governance deciding a boundary and the boundary.
 const LAG: u64 = 3;
 /// Most blocks a node serves from its log per request.
 const SERVE_MAX: usize = 16;
+/// Most batches per block.
+const MAX_BATCHES: usize = 8;
 
 #[derive(Clone, Debug)]
 struct EpochPlan {
@@ -66,7 +77,21 @@ struct Scenario {
     batch_every: Duration,
     /// Negative control: the driver never tells a core where its epoch ends.
     forget_boundaries: bool,
+    /// One Byzantine key of the pool and what it does: it runs the honest core and
+    /// changes what it sends, in every epoch whose committee has it (at most one faulty
+    /// member per committee: committees have 4 to 6 members, so f = 1).
+    byzantine: Option<(usize, Behaviour)>,
 }
+
+/// What the Byzantine key may do across switches.
+const BYZANTINE: [Behaviour; 6] = [
+    Behaviour::EquivocatingLeader,
+    Behaviour::ConflictingVotes,
+    Behaviour::InvalidSignatures,
+    Behaviour::WithholdVotes,
+    Behaviour::Silent,
+    Behaviour::Flood,
+];
 
 impl Scenario {
     fn random(seed: u64) -> Self {
@@ -117,7 +142,7 @@ impl Scenario {
             let groups: Vec<u8> = (0..pool).map(|_| rng.random_range(0..2)).collect();
             partitions.push((start, end.min(heal), groups));
         }
-        Scenario {
+        let mut s = Scenario {
             seed,
             pool,
             epochs,
@@ -129,7 +154,20 @@ impl Scenario {
             partitions,
             batch_every: Duration::from_millis(rng.random_range(5..60)),
             forget_boundaries: false,
+            byzantine: None,
+        };
+        // From their own stream, so that each seed's schedule and faults stay as they
+        // were: half the seeds get a Byzantine key (it does not also crash).
+        let mut brng = ChaCha8Rng::seed_from_u64(seed ^ 0xb42_b42b);
+        if brng.random_bool(0.5) {
+            let node = brng.random_range(0..pool);
+            s.byzantine = Some((node, BYZANTINE[brng.random_range(0..BYZANTINE.len())]));
+            s.crashes.retain(|c| c.0 != node);
+            // Its views as leader time out (or are nullified): more time to reach the
+            // last epoch.
+            s.end = heal + Duration::from_secs(9);
         }
+        s
     }
 
     /// The epoch of height `h` (heights at or above the last plan's first belong to it).
@@ -198,6 +236,8 @@ struct Sim {
     late_votes: BTreeSet<(usize, View)>,
     /// Blocks a follower refused (each a failure: honest nodes serve only valid blocks).
     rejected: Vec<String>,
+    /// Faults honest cores blamed on the Byzantine key.
+    blamed: usize,
 }
 
 impl Sim {
@@ -219,6 +259,7 @@ impl Sim {
             suffix_proposals: 0,
             late_votes: BTreeSet::new(),
             rejected: Vec::new(),
+            blamed: 0,
         };
         for (node, at, down) in sim.s.crashes.clone() {
             sim.schedule(at, Event::Crash { node });
@@ -304,8 +345,10 @@ impl Sim {
             Event::Batch => {
                 self.tag += 1;
                 let cert = make_cert(&self.memo, self.s.seed * 1_000_000 + self.tag);
-                let members: Vec<usize> =
-                    (0..self.nodes.len()).filter(|&i| self.nodes[i].up && self.nodes[i].core.is_some()).collect();
+                // Batches go to honest members (a Byzantine one's are its own business).
+                let members: Vec<usize> = (0..self.nodes.len())
+                    .filter(|&i| self.nodes[i].up && self.nodes[i].core.is_some() && !self.is_byzantine(i))
+                    .collect();
                 if !members.is_empty() && self.now < self.s.end - Duration::from_secs(2) {
                     let i = members[self.rng.random_range(0..members.len())];
                     let now = self.now;
@@ -394,7 +437,7 @@ impl Sim {
         c.retry_interval = Duration::from_millis(200);
         c.empty_block_delay = Duration::from_millis(40);
         c.sync_max_blocks = SERVE_MAX as u32;
-        c.max_batches_per_block = 8;
+        c.max_batches_per_block = MAX_BATCHES;
         c.epoch = e as u64;
         // What the node's governance follower knows when the core starts.
         let horizon = self.horizon(i);
@@ -442,8 +485,13 @@ impl Sim {
         Some(self.s.epochs[core.epoch() as usize].members.clone())
     }
 
+    fn is_byzantine(&self, i: usize) -> bool {
+        self.s.byzantine.is_some_and(|(b, _)| b == i)
+    }
+
     fn perform(&mut self, i: usize, actions: Vec<Action>) {
         let Some(members) = self.members_of_core(i) else { return };
+        let actions = if self.is_byzantine(i) { self.byzantine(i, &members, actions) } else { actions };
         for a in actions {
             match a {
                 Action::Persist(rec) => self.nodes[i].wal.push(rec),
@@ -462,6 +510,7 @@ impl Sim {
                 Action::ServeFinalized { to, from, .. } => self.serve(i, members[to], from.0),
                 Action::Finalized(fb) => self.append(i, fb),
                 Action::PruneWal { through } => self.nodes[i].wal.retain(|r| r.view() > through),
+                Action::Fault(f) if self.is_byzantine(members[f.peer]) => self.blamed += 1,
                 Action::Fault(f) => {
                     panic!("seed {}: node {i} blamed honest node {} for {:?}", self.s.seed, members[f.peer], f.kind)
                 }
@@ -480,7 +529,80 @@ impl Sim {
         self.schedule(self.now + lag, Event::Governance { node: i, height });
     }
 
+    /// What the Byzantine key `i` sends instead of `actions` (its honest core's), as the
+    /// consensus simulation's catalogue does within one epoch; `members` is the
+    /// committee of its core's epoch (`Send` targets are indexes into it).
+    fn byzantine(&mut self, i: usize, members: &[usize], actions: Vec<Action>) -> Vec<Action> {
+        let Some((_, behaviour)) = self.s.byzantine else { return actions };
+        let me = members.iter().position(|&m| m == i).expect("a core's node is in its committee");
+        let key = MemoSigner { key: validator_key(i), memo: self.memo.clone() };
+        let net = network_id();
+        let others: Vec<usize> = (0..members.len()).filter(|&t| t != me).collect();
+        let mut out = Vec::new();
+        for a in actions {
+            match (behaviour, a) {
+                (Behaviour::Silent, Action::Broadcast(_) | Action::Send { .. } | Action::ServeFinalized { .. }) => {}
+                (Behaviour::WithholdVotes, Action::Broadcast(Message::Vote(_))) => {}
+                (Behaviour::EquivocatingLeader, Action::Broadcast(Message::Propose(p))) => {
+                    // A second block on the same parent: half the committee gets each,
+                    // the first of them both (the evidence).
+                    let mut other = p.block.clone();
+                    other.header.timestamp_ms += 1;
+                    let d2 = other.digest();
+                    let sig2 = key.sign(&vote_digest(&net, VoteKind::Notarize, other.header.view, &d2));
+                    let p2 = Proposal { block: other, signature: sig2, certificates: p.certificates.clone() };
+                    for (k, &to) in others.iter().enumerate() {
+                        let m = if k % 2 == 0 { p.clone() } else { p2.clone() };
+                        out.push(Action::Send { to, message: Message::Propose(m) });
+                        if k == 0 {
+                            out.push(Action::Send { to, message: Message::Propose(p2.clone()) });
+                        }
+                    }
+                }
+                (Behaviour::ConflictingVotes, Action::Broadcast(Message::Vote(v))) => {
+                    // Its vote to half, a conflicting one to the other half, and a
+                    // nullify of the same view to all.
+                    let mut d = v.digest;
+                    d.0[0] ^= 0xA5;
+                    let kind = if v.kind == VoteKind::Nullify { VoteKind::Finalize } else { v.kind };
+                    let sig = key.sign(&vote_digest(&net, kind, v.view, &d));
+                    let conflicting = Vote { kind, view: v.view, digest: d, signer: me as u32, signature: sig };
+                    for (k, &to) in others.iter().enumerate() {
+                        let m = if k % 2 == 0 { v.clone() } else { conflicting.clone() };
+                        out.push(Action::Send { to, message: Message::Vote(m) });
+                    }
+                    if v.kind != VoteKind::Nullify {
+                        let sig = key.sign(&vote_digest(&net, VoteKind::Nullify, v.view, &Digest::ZERO));
+                        let nullify = Vote {
+                            kind: VoteKind::Nullify,
+                            view: v.view,
+                            digest: Digest::ZERO,
+                            signer: me as u32,
+                            signature: sig,
+                        };
+                        out.push(Action::Broadcast(Message::Vote(nullify)));
+                    }
+                }
+                (Behaviour::InvalidSignatures, Action::Broadcast(m)) => out.push(Action::Broadcast(corrupt(m))),
+                (Behaviour::InvalidSignatures, Action::Send { to, message }) => {
+                    out.push(Action::Send { to, message: corrupt(message) })
+                }
+                (Behaviour::Flood, Action::Broadcast(m)) => {
+                    for _ in 0..3 {
+                        out.push(Action::Broadcast(m.clone()));
+                    }
+                }
+                (_, a) => out.push(a),
+            }
+        }
+        out
+    }
+
     fn record_signed(&mut self, i: usize, m: &Message) {
+        // The equivocation checker is about honest validators.
+        if self.is_byzantine(i) {
+            return;
+        }
         let (kind, view, digest) = match m {
             Message::Vote(v) => (v.kind, v.view, v.digest),
             Message::Propose(p) => {
@@ -668,17 +790,21 @@ impl Sim {
                 return Err(format!("seed {seed}: node {i}'s log diverges"));
             }
         }
-        // Liveness: after the heal, every node reached the last epoch and it went on.
+        // Liveness: after the heal, every honest node reached the last epoch and it went
+        // on (a Byzantine key that sends nothing, its requests for blocks included, may
+        // stay behind).
         let last = self.s.epochs.last().unwrap().first_height;
         for (i, n) in self.nodes.iter().enumerate() {
-            if (n.log.len() as u64) < last + 2 {
+            if !self.is_byzantine(i) && (n.log.len() as u64) < last + 2 {
                 return Err(format!(
                     "seed {seed}: node {i} stopped at height {} (last epoch starts at {last})",
                     n.log.len()
                 ));
             }
         }
-        if ordered.len() < self.submitted.len() / 2 {
+        // At least half the batches, or half of what the blocks could hold (a silent
+        // leader's views make fewer blocks than 5 ms batches fill).
+        if ordered.len() < (self.submitted.len() / 2).min(longest.len() * MAX_BATCHES / 2) {
             return Err(format!("seed {seed}: only {} of {} batches ordered", ordered.len(), self.submitted.len()));
         }
         Ok(())
@@ -698,11 +824,17 @@ fn committees_switch_safely_under_faults() {
     let mut count = 0;
     let mut with_suffix = 0;
     let mut with_late_boundary = 0;
+    let mut byzantine: BTreeMap<String, usize> = BTreeMap::new();
+    let mut blamed = 0;
     for seed in seeds(50_000, 240) {
         let s = Scenario::random(seed);
         switches += s.epochs.len() - 1;
         count += 1;
+        if let Some((_, b)) = s.byzantine {
+            *byzantine.entry(format!("{b:?}")).or_insert(0usize) += 1;
+        }
         let sim = run(s);
+        blamed += sim.blamed;
         with_suffix += usize::from(sim.suffix_proposals > 0);
         with_late_boundary += usize::from(sim.boundaries_finalized_late() > 0);
         if let Err(e) = sim.check() {
@@ -713,9 +845,14 @@ fn committees_switch_safely_under_faults() {
     assert!(switches >= 2 * count, "the schedules switched committees only {switches} times");
     // The faults make some boundary views fail, so the suffix path runs.
     assert!(with_suffix > 0, "no seed needed a suffix block to finalize a boundary");
+    // Half the seeds have a Byzantine key, and the honest cores caught it.
+    let with_byzantine: usize = byzantine.values().sum();
+    assert!(with_byzantine * 3 >= count, "only {with_byzantine} of {count} seeds had a Byzantine key");
+    assert!(blamed > 0, "no honest core ever blamed the Byzantine key");
     println!(
         "{count} seeds, {switches} committee switches, {with_suffix} seeds with suffix proposals, \
-         {with_late_boundary} with a boundary block finalized by late votes"
+         {with_late_boundary} with a boundary block finalized by late votes, {with_byzantine} with a Byzantine \
+         key {byzantine:?} ({blamed} faults blamed on it)"
     );
 }
 

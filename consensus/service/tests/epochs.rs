@@ -2,8 +2,8 @@
 //! validator keys, four in the genesis; the schedule (as governance would decide it)
 //! removes validator 0 and adds validator 4 at height 8, then brings validator 0 back
 //! at height 16. Each validator learns the schedule only a few heights ahead of its own
-//! log (its horizon), as from its governance follower; one validator restarts in the
-//! middle. Transactions submitted before,
+//! log (its horizon), as from its governance follower; one validator restarts as soon
+//! as it has epoch 1's boundary block, another in the middle of epoch 2. Transactions submitted before,
 //! across and after the switches are each ordered once, those validator 0 acknowledged
 //! just before it left included (from when it knows it leaves, it refuses new ones); every validator, the one that
 //! left and came back and the one that joined included, ends with the same log, every
@@ -127,20 +127,33 @@ fn validators_leave_join_and_return_by_schedule_and_agree_on_one_log() {
         let mut rounds_0 = 0u64;
         let mut round = 0u64;
         let mut restarted = false;
-        while vs[1].height() < 26 {
+        let (mut restarted_at_boundary, mut boundary_restart_height) = (false, 0);
+        while vs[1].height() < 26 || !restarted {
             assert!(round < 2_000, "the log stopped at height {}", vs[1].height());
-            // Validator 2 restarts in epoch 1: from its WAL and log, it knows no epoch
-            // until its schedule comes, then resumes in its epoch's core.
-            if !restarted && vs[1].height() >= 10 {
+            // Validator 2 restarts in the middle of epoch 2: from its WAL and log, it
+            // knows no epoch until its schedule comes, then resumes in its epoch's core.
+            // Validator 3 restarts as soon as it has the boundary block of epoch 1
+            // (height 15): its WAL may hold records of both epochs, each core gets its
+            // own.
+            let restart = if !restarted_at_boundary && vs[3].height() >= 15 {
+                restarted_at_boundary = true;
+                boundary_restart_height = vs[3].height();
+                Some(3)
+            } else if !restarted && restarted_at_boundary && vs[1].height() >= 19 {
                 restarted = true;
-                let (token, handle) = followers.remove(2);
+                Some(2)
+            } else {
+                None
+            };
+            if let Some(i) = restart {
+                let (token, handle) = followers.remove(i);
                 token.cancel();
                 handle.await.unwrap();
-                Arc::try_unwrap(vs.remove(2)).ok().unwrap().stop().await.unwrap();
-                let v = Arc::new(start_scheduled(&g, &entries, 2, dir.path(), da.clone()).await);
+                Arc::try_unwrap(vs.remove(i)).ok().unwrap().stop().await.unwrap();
+                let v = Arc::new(start_scheduled(&g, &entries, i, dir.path(), da.clone()).await);
                 let token = stop.child_token();
-                followers.insert(2, (token.clone(), follow_schedule(v.clone(), entries.clone(), token)));
-                vs.insert(2, v);
+                followers.insert(i, (token.clone(), follow_schedule(v.clone(), entries.clone(), token)));
+                vs.insert(i, v);
             }
             for r in vs[1].intake().submit_many(txs(round * 20, 20, 64)).await {
                 if let Ok(SubmitOutcome::Accepted(id)) = r {
@@ -177,6 +190,8 @@ fn validators_leave_join_and_return_by_schedule_and_agree_on_one_log() {
         assert!(!accepted_by_0.is_empty(), "validator 0 accepted nothing before it left");
         assert!(leaving_refused, "validator 0 never refused a transaction for leaving the committee");
         assert!(restarted, "validator 2 never restarted");
+        assert!(restarted_at_boundary, "validator 3 never restarted at the boundary");
+        eprintln!("validator 3 restarted at height {boundary_restart_height} (epoch 2 starts at 16)");
         // Everyone, the validator that left and the one that joined included, reaches
         // the same height and every accepted transaction is ordered.
         let log1 = vs[1].log();

@@ -1502,7 +1502,8 @@ impl Sim {
     }
 }
 
-fn corrupt(m: Message) -> Message {
+/// `m` with its signature corrupted (a Byzantine sender's invalid signatures).
+pub fn corrupt(m: Message) -> Message {
     match m {
         Message::Vote(mut v) => {
             v.signature.0[10] ^= 1;
