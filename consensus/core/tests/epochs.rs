@@ -37,15 +37,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use lamina_consensus_core::{
-    Action, Config, Core, EpochInfo, Message, Proposal, Recovered, Signer, SyncRequest, Vote, VoteKind, WalRecord,
-    check_finalized, epoch_of, first_view, vote_digest,
+    Action, Config, Core, EpochInfo, Message, Recovered, SyncRequest, VoteKind, WalRecord, check_finalized, epoch_of,
+    first_view,
 };
 use lamina_primitives::{AvailabilityCertificate, Committee, Digest, FinalizedBlock, Height, View};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use sim::{
-    Behaviour, DA_THRESHOLD, Memo, MemoSigner, MemoVerifier, corrupt, da_committee, make_cert, network_id, seeds,
-    validator_key,
+    Behaviour, DA_THRESHOLD, Memo, MemoSigner, MemoVerifier, corrupt, da_committee, equivocal_proposal, make_cert,
+    network_id, seeds, signed_vote, validator_key,
 };
 
 /// Heights between governance deciding a boundary and the boundary.
@@ -546,11 +546,7 @@ impl Sim {
                 (Behaviour::EquivocatingLeader, Action::Broadcast(Message::Propose(p))) => {
                     // A second block on the same parent: half the committee gets each,
                     // the first of them both (the evidence).
-                    let mut other = p.block.clone();
-                    other.header.timestamp_ms += 1;
-                    let d2 = other.digest();
-                    let sig2 = key.sign(&vote_digest(&net, VoteKind::Notarize, other.header.view, &d2));
-                    let p2 = Proposal { block: other, signature: sig2, certificates: p.certificates.clone() };
+                    let p2 = equivocal_proposal(&key, &net, &p);
                     for (k, &to) in others.iter().enumerate() {
                         let m = if k % 2 == 0 { p.clone() } else { p2.clone() };
                         out.push(Action::Send { to, message: Message::Propose(m) });
@@ -565,21 +561,13 @@ impl Sim {
                     let mut d = v.digest;
                     d.0[0] ^= 0xA5;
                     let kind = if v.kind == VoteKind::Nullify { VoteKind::Finalize } else { v.kind };
-                    let sig = key.sign(&vote_digest(&net, kind, v.view, &d));
-                    let conflicting = Vote { kind, view: v.view, digest: d, signer: me as u32, signature: sig };
+                    let conflicting = signed_vote(&key, &net, kind, v.view, d, me as u32);
                     for (k, &to) in others.iter().enumerate() {
                         let m = if k % 2 == 0 { v.clone() } else { conflicting.clone() };
                         out.push(Action::Send { to, message: Message::Vote(m) });
                     }
                     if v.kind != VoteKind::Nullify {
-                        let sig = key.sign(&vote_digest(&net, VoteKind::Nullify, v.view, &Digest::ZERO));
-                        let nullify = Vote {
-                            kind: VoteKind::Nullify,
-                            view: v.view,
-                            digest: Digest::ZERO,
-                            signer: me as u32,
-                            signature: sig,
-                        };
+                        let nullify = signed_vote(&key, &net, VoteKind::Nullify, v.view, Digest::ZERO, me as u32);
                         out.push(Action::Broadcast(Message::Vote(nullify)));
                     }
                 }

@@ -1113,13 +1113,7 @@ impl Sim {
                 (Behaviour::Silent, Action::Broadcast(_) | Action::Send { .. } | Action::ServeFinalized { .. }) => {}
                 (Behaviour::WithholdVotes, Action::Broadcast(Message::Vote(_))) => {}
                 (Behaviour::EquivocatingLeader, Action::Broadcast(Message::Propose(p))) => {
-                    // Second block: same parent, different timestamp.
-                    let mut other = p.block.clone();
-                    other.header.timestamp_ms += 1;
-                    let d2 = other.digest();
-                    let sig2 =
-                        key.sign(&lamina_consensus_core::vote_digest(&net, VoteKind::Notarize, other.header.view, &d2));
-                    let p2 = Proposal { block: other, signature: sig2, certificates: p.certificates.clone() };
+                    let p2 = equivocal_proposal(&key, &net, &p);
                     // Even validators get one block, odd ones the other; the first even
                     // validator gets both (so that someone holds the evidence).
                     let witness = (0..n).find(|t| *t != id && t % 2 == 0);
@@ -1157,27 +1151,14 @@ impl Sim {
                         VoteKind::Nullify => vec![(VoteKind::Finalize, d), (VoteKind::Notarize, d)],
                     };
                     for (kind, d) in conflicting {
-                        let sig = key.sign(&lamina_consensus_core::vote_digest(&net, kind, v.view, &d));
-                        let vote = Vote { kind, view: v.view, digest: d, signer: id as u32, signature: sig };
+                        let vote = signed_vote(&key, &net, kind, v.view, d, id as u32);
                         for to in (0..n).filter(|t| *t != id && t % 2 == 1) {
                             out.push(Action::Send { to, message: Message::Vote(vote.clone()) });
                         }
                     }
                     // Nullify the same view as well.
                     if v.kind != VoteKind::Nullify {
-                        let sig = key.sign(&lamina_consensus_core::vote_digest(
-                            &net,
-                            VoteKind::Nullify,
-                            v.view,
-                            &Digest::ZERO,
-                        ));
-                        let vote = Vote {
-                            kind: VoteKind::Nullify,
-                            view: v.view,
-                            digest: Digest::ZERO,
-                            signer: id as u32,
-                            signature: sig,
-                        };
+                        let vote = signed_vote(&key, &net, VoteKind::Nullify, v.view, Digest::ZERO, id as u32);
                         out.push(Action::Broadcast(Message::Vote(vote)));
                     }
                 }
@@ -1500,6 +1481,22 @@ impl Sim {
     pub fn faults_seen(&self) -> Vec<(usize, FaultKind)> {
         self.honest().iter().flat_map(|&i| self.insts[i].faults.clone()).collect()
     }
+}
+
+/// A vote `key` signs (a Byzantine sender's, which the simulation's behaviours forge).
+pub fn signed_vote(key: &MemoSigner, net: &Digest, kind: VoteKind, view: View, digest: Digest, signer: u32) -> Vote {
+    let signature = key.sign(&lamina_consensus_core::vote_digest(net, kind, view, &digest));
+    Vote { kind, view, digest, signer, signature }
+}
+
+/// An equivocating leader's second proposal: `p`'s block with another timestamp (same
+/// parent, same view), signed by `key`.
+pub fn equivocal_proposal(key: &MemoSigner, net: &Digest, p: &Proposal) -> Proposal {
+    let mut block = p.block.clone();
+    block.header.timestamp_ms += 1;
+    let d = block.digest();
+    let signature = key.sign(&lamina_consensus_core::vote_digest(net, VoteKind::Notarize, block.header.view, &d));
+    Proposal { block, signature, certificates: p.certificates.clone() }
 }
 
 /// `m` with its signature corrupted (a Byzantine sender's invalid signatures).
