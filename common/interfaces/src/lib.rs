@@ -43,4 +43,4 @@ pub use governed::{GenesisParams, GovernedParam, ParamsRegistry, ParamsView};
 pub use health::Health;
 pub use log::{InMemoryLog, LogError, OrderedLog};
 pub use settlement::{CheckpointClaim, ClaimStep, LedgerParams, Settlement, SettlementError};
-pub use submit::{SubmitError, SubmitOutcome, TxSubmit};
+pub use submit::{OUTSIDE_COMMITTEE, SubmitError, SubmitOutcome, TxSubmit};

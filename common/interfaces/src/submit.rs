@@ -48,6 +48,21 @@ pub enum SubmitError {
     NotAdmitted(String),
 }
 
+/// Marker in a [`SubmitError::Busy`] reason from a validator outside the committee that
+/// orders next: it follows the log, or a vote removed it and it leaves at a known
+/// height. Nothing it accepted would be ordered, so a client submits to another
+/// validator instead of waiting for it ([`SubmitError::is_outside_committee`]). (A
+/// marker, not a variant: older clients decode the reason as plain `Busy`.)
+pub const OUTSIDE_COMMITTEE: &str = "outside the committee";
+
+impl SubmitError {
+    /// True for a refusal from a validator outside the committee ([`OUTSIDE_COMMITTEE`]):
+    /// submit to another validator.
+    pub fn is_outside_committee(&self) -> bool {
+        matches!(self, SubmitError::Busy(why) if why.contains(OUTSIDE_COMMITTEE))
+    }
+}
+
 /// Intake of signed transactions.
 ///
 /// # Contract

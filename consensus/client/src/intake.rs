@@ -1,7 +1,7 @@
 //! [`IntakeClient`]: submits transactions to the validators' QUIC intake
 //! (`lamina/intake/1..2`).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use lamina_interfaces::{Genesis, SubmitError, SubmitOutcome, TxSubmit};
 use lamina_net::{Endpoint, NetError, Network, PeerSet, ProtocolConfig};
@@ -16,7 +16,14 @@ use crate::protocol::{IntakeProtocol, MAX_SUBMIT_TXS, SubmitRequest};
 pub struct IntakeClient {
     net: Network<IntakeProtocol>,
     validators: Vec<NodeId>,
+    /// Validators that answered they are outside the committee, and when: skipped by
+    /// `route` for [`OUTSIDE_TTL`].
+    outside: std::sync::Arc<parking_lot::Mutex<std::collections::HashMap<NodeId, Instant>>>,
 }
+
+/// How long a validator that said it is outside the committee is skipped before it is
+/// asked again (it may be voted back in).
+const OUTSIDE_TTL: Duration = Duration::from_secs(10);
 
 impl std::fmt::Debug for IntakeClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -32,7 +39,11 @@ impl IntakeClient {
         let peers = PeerSet::dial_entries(&genesis.validators).without(&endpoint.node_id());
         let net =
             endpoint.register_client::<IntakeProtocol>(peers, ProtocolConfig::for_protocol::<IntakeProtocol>())?;
-        Ok(IntakeClient { net, validators: genesis.validators.iter().map(|v| v.key).collect() })
+        Ok(IntakeClient {
+            net,
+            validators: genesis.validators.iter().map(|v| v.key).collect(),
+            outside: Default::default(),
+        })
     }
 
     /// The intake protocol version negotiated with `validator` (`None` while not
@@ -52,55 +63,94 @@ impl IntakeClient {
         validator: &NodeId,
         txs: Vec<Transaction>,
     ) -> Result<Vec<Result<SubmitOutcome, SubmitError>>, NetError> {
+        self.submit_keeping(validator, txs).await.0
+    }
+
+    /// [`IntakeClient::submit_to`], handing the transactions back (for a retry elsewhere).
+    async fn submit_keeping(
+        &self,
+        validator: &NodeId,
+        txs: Vec<Transaction>,
+    ) -> (Result<Vec<Result<SubmitOutcome, SubmitError>>, NetError>, Vec<Transaction>) {
         let n = txs.len();
-        let resp = self.net.request(validator, &SubmitRequest { txs }).await?;
-        if resp.results.len() != n {
-            return Err(NetError::MalformedFrame(format!("{} results for {n} transactions", resp.results.len())));
-        }
-        Ok(resp.results.into_iter().map(Into::into).collect())
+        let req = SubmitRequest { txs };
+        let answer = match self.net.request(validator, &req).await {
+            Ok(resp) if resp.results.len() != n => {
+                Err(NetError::MalformedFrame(format!("{} results for {n} transactions", resp.results.len())))
+            }
+            Ok(resp) => Ok(resp.results.into_iter().map(Into::into).collect()),
+            Err(e) => Err(e),
+        };
+        (answer, req.txs)
     }
 
     /// The validator a sender's transactions go to: a fixed choice per sender, so that
     /// resubmitting is idempotent (the same mempool sees it again) and a sender's nonces
-    /// reach one mempool in order. If it is not connected, the next connected one.
+    /// reach one mempool in order. If it is not connected, or said lately that it is
+    /// outside the committee, the next one.
     fn route(&self, sender: &lamina_primitives::PublicKey) -> impl Iterator<Item = NodeId> + '_ {
         let n = self.validators.len();
         let first = u64::from_le_bytes(sender.0[..8].try_into().unwrap_or([0; 8])) as usize % n.max(1);
         (0..n).map(move |k| self.validators[(first + k) % n])
     }
 
+    /// Whether `v` said within [`OUTSIDE_TTL`] that it is outside the committee.
+    fn is_outside(&self, v: &NodeId) -> bool {
+        let mut outside = self.outside.lock();
+        outside.retain(|_, at| at.elapsed() < OUTSIDE_TTL);
+        outside.contains_key(v)
+    }
+
     async fn submit_chunk(&self, txs: Vec<Transaction>) -> Vec<Result<SubmitOutcome, SubmitError>> {
-        // Group by target validator, keeping each sender's order.
         let n = txs.len();
-        let mut groups: std::collections::BTreeMap<NodeId, Vec<(usize, Transaction)>> = Default::default();
-        for (i, tx) in txs.into_iter().enumerate() {
-            let target = self.route(&tx.sender).find(|v| self.net.is_connected(v));
-            match target {
-                Some(v) => groups.entry(v).or_default().push((i, tx)),
-                None => groups.entry(self.validators[0]).or_default().push((i, tx)),
-            }
-        }
         let mut out: Vec<Option<Result<SubmitOutcome, SubmitError>>> = vec![None; n];
-        let sends = groups.into_iter().map(|(v, group)| {
-            let this = self.clone();
-            async move {
-                let (idx, txs): (Vec<usize>, Vec<Transaction>) = group.into_iter().unzip();
-                let r = this.submit_to(&v, txs).await;
-                (idx, r)
+        let mut pending: Vec<(usize, Transaction)> = txs.into_iter().enumerate().collect();
+        // A validator outside the committee refuses everything (nothing it accepted
+        // would be ordered): its senders go on to the next validator of their route,
+        // each round skipping the validators that said so.
+        for _ in 0..self.validators.len().max(1) {
+            if pending.is_empty() {
+                break;
             }
-        });
-        for (idx, r) in futures::future::join_all(sends).await {
-            match r {
-                Ok(results) => {
-                    for (i, r) in idx.into_iter().zip(results) {
-                        out[i] = Some(r);
+            // Group by target validator, keeping each sender's order.
+            pending.sort_by_key(|(i, _)| *i);
+            let mut groups: std::collections::BTreeMap<NodeId, Vec<(usize, Transaction)>> = Default::default();
+            for (i, tx) in pending.drain(..) {
+                let usable = |v: &NodeId| self.net.is_connected(v) && !self.is_outside(v);
+                let target = self.route(&tx.sender).find(usable).or_else(|| self.route(&tx.sender).next());
+                groups.entry(target.unwrap_or(self.validators[0])).or_default().push((i, tx));
+            }
+            let sends = groups.into_iter().map(|(v, group)| {
+                let this = self.clone();
+                async move {
+                    let (idx, txs): (Vec<usize>, Vec<Transaction>) = group.into_iter().unzip();
+                    let (r, txs) = this.submit_keeping(&v, txs).await;
+                    (v, idx, txs, r)
+                }
+            });
+            for (v, idx, txs, r) in futures::future::join_all(sends).await {
+                match r {
+                    Ok(results) => {
+                        for ((i, tx), r) in idx.into_iter().zip(txs).zip(results) {
+                            if let Err(e) = &r
+                                && e.is_outside_committee()
+                            {
+                                self.outside.lock().insert(v, Instant::now());
+                                pending.push((i, tx));
+                            }
+                            out[i] = Some(r);
+                        }
+                    }
+                    Err(e) => {
+                        for i in idx {
+                            out[i] = Some(Err(SubmitError::Transport(e.to_string())));
+                        }
                     }
                 }
-                Err(e) => {
-                    for i in idx {
-                        out[i] = Some(Err(SubmitError::Transport(e.to_string())));
-                    }
-                }
+            }
+            // Retry only where another validator is left to ask.
+            if self.validators.iter().all(|v| self.is_outside(v)) {
+                break;
             }
         }
         out.into_iter().map(|r| r.unwrap_or_else(|| Err(SubmitError::Transport("no answer".into())))).collect()

@@ -50,7 +50,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use lamina_consensus_core::{Core, Recovered, Zip215};
-use lamina_interfaces::DataAvailability;
+use lamina_interfaces::{DataAvailability, OUTSIDE_COMMITTEE};
 use lamina_net::{Endpoint, EndpointConfig, NodeContext, PeerSet, ProtocolConfig};
 use lamina_primitives::{Digest, NodeId};
 use parking_lot::Mutex;
@@ -448,12 +448,12 @@ pub async fn start_with_schedule<D: DataAvailability + 'static>(
             let leaving_after = shared.leaving_after.load(Ordering::Relaxed);
             if scheduled && shared.epoch_plus_one.load(Ordering::Relaxed) == 0 {
                 // Outside the committee nothing would order its batches.
-                Some("this validator is not in the current committee (it follows the log): submit to a member".into())
+                Some(format!("{OUTSIDE_COMMITTEE}: this validator follows the log; submit to a member"))
             } else if scheduled && leaving_after > 0 {
                 // What it already acknowledged is ordered before it leaves (or carried
                 // by the members); nothing would order what it accepted later.
                 Some(format!(
-                    "this validator leaves the committee after height {leaving_after} (removed by vote): submit to a member"
+                    "{OUTSIDE_COMMITTEE} after height {leaving_after}: this validator was removed by vote; submit to a member"
                 ))
             } else if connected < need {
                 Some(format!("{connected} other validators connected, {need} needed for a quorum"))

@@ -119,6 +119,15 @@ fn validators_leave_join_and_return_by_schedule_and_agree_on_one_log() {
             })
             .collect();
         eventually("first blocks", WAIT, || vs[1].height() >= 1).await;
+        // A client over QUIC, and a sender its route sends to validator 0 first.
+        let ep = Endpoint::bind(&client_key(), EndpointConfig::new("127.0.0.1:0".parse().unwrap())).unwrap();
+        let intake = lamina_consensus_client::IntakeClient::register(&ep, &g).unwrap();
+        intake.wait_for_validators(4, WAIT).await.unwrap();
+        let routed_to_0 = (6_000u64..)
+            .map(lamina_primitives::Keypair::for_testing)
+            .find(|k| u64::from_le_bytes(k.public().0[..8].try_into().unwrap()) % 4 == 0)
+            .unwrap();
+        let mut failed_over = false;
         // Transactions through validator 1 (a member of every epoch), in rounds that
         // straddle both switches.
         let mut accepted: BTreeSet<TxId> = BTreeSet::new();
@@ -178,9 +187,21 @@ fn validators_leave_join_and_return_by_schedule_and_agree_on_one_log() {
                             accepted.insert(id);
                             accepted_by_0.insert(id);
                         }
-                        Err(SubmitError::Busy(why)) if why.contains("leaves the committee") => leaving_refused = true,
+                        Err(SubmitError::Busy(why)) if why.contains("removed by vote") => leaving_refused = true,
                         _ => {}
                     }
+                }
+            }
+            // While validator 0 is out (epoch 1), a transaction whose sender routes to it
+            // goes to the next validator: the client skips one outside the committee.
+            if !failed_over && (10..14).contains(&vs[1].height()) && vs[0].height() >= 8 {
+                let tx = Transaction::new_signed(&routed_to_0, ChainId(1), 0, vec![9; 64]);
+                match intake.submit(tx).await {
+                    Ok(SubmitOutcome::Accepted(id)) => {
+                        accepted.insert(id);
+                        failed_over = true;
+                    }
+                    other => panic!("a sender routed to the validator outside the committee: {other:?}"),
                 }
             }
             round += 1;
@@ -191,6 +212,7 @@ fn validators_leave_join_and_return_by_schedule_and_agree_on_one_log() {
         assert!(leaving_refused, "validator 0 never refused a transaction for leaving the committee");
         assert!(restarted, "validator 2 never restarted");
         assert!(restarted_at_boundary, "validator 3 never restarted at the boundary");
+        assert!(failed_over, "no transaction was submitted while validator 0 was out");
         eprintln!("validator 3 restarted at height {boundary_restart_height} (epoch 2 starts at 16)");
         // Everyone, the validator that left and the one that joined included, reaches
         // the same height and every accepted transaction is ordered.
@@ -240,7 +262,6 @@ fn validators_leave_join_and_return_by_schedule_and_agree_on_one_log() {
         // A reader of the log over QUIC checks each block against its height's
         // committee; one that knows only the genesis committee refuses epoch 1's blocks,
         // and one whose schedule stops short returns the blocks up to where it reaches.
-        let ep = Endpoint::bind(&client_key(), EndpointConfig::new("127.0.0.1:0".parse().unwrap())).unwrap();
         let reader = lamina_consensus_client::LogClient::register(&ep, &g).unwrap();
         reader.wait_for_validators(3, WAIT).await.unwrap();
         let genesis_only = reader.independent_reader();
