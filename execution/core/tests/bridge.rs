@@ -491,7 +491,7 @@ impl lamina_interfaces::ParamsView for RaisedFrom {
         match param {
             _ if height.0 < self.from => None,
             P::BridgeInflowLimit => Some(200),
-            P::Fee(_) => None,
+            P::Fee(_) | P::ChallengeWindow => None,
         }
     }
 }
