@@ -319,6 +319,18 @@ impl Mempool {
     pub fn release_gaps(&mut self, now: Duration) -> usize {
         let timeouts =
             [Duration::from_millis(self.cfg.nonce_gap_ms), Duration::from_millis(self.cfg.new_sender_wait_ms)];
+        self.release(now, timeouts)
+    }
+
+    /// Queues every parked transaction now, whatever its gap's age, in nonce order per
+    /// sender: for a validator that takes no more transactions (it leaves the
+    /// committee), so no lower nonce can arrive here to fill a gap. Returns how many.
+    pub fn release_all_gaps(&mut self, now: Duration) -> usize {
+        self.release(now, [Duration::ZERO; 2])
+    }
+
+    /// Releases the gaps open at least `timeouts` (known senders', first gaps').
+    fn release(&mut self, now: Duration, timeouts: [Duration; 2]) -> usize {
         let mut released = 0;
         for (first, timeout) in [false, true].into_iter().zip(timeouts) {
             loop {
@@ -798,6 +810,23 @@ mod tests {
         // The sequence continues after the released ones.
         add(&mut m, tx(1, 1, 7, 10)).unwrap();
         assert_eq!(m.stats().parked, 0);
+    }
+
+    #[test]
+    fn a_validator_that_takes_no_more_releases_every_gap_at_once() {
+        let mut m = Mempool::new(MempoolLimits::default(), [ChainId(1)]);
+        let t0 = Duration::ZERO;
+        m.insert(tx(1, 1, 0, 10), tx(1, 1, 0, 10).id(), t0).unwrap();
+        for (k, n) in [(1, 5), (1, 6), (2, 3)] {
+            let t = tx(k, 1, n, 10);
+            m.insert(t.clone(), t.id(), t0).unwrap();
+        }
+        assert_eq!(m.stats().parked, 3, "a known sender's gap and a new sender's first nonce");
+        assert_eq!(m.release_gaps(t0), 0, "no timeout has passed");
+        assert_eq!(m.release_all_gaps(t0), 3);
+        assert_eq!(m.stats().parked, 0);
+        let all = drain_all(&mut m);
+        assert_eq!((nonces_of(&all, 1), nonces_of(&all, 2)), (vec![0, 5, 6], vec![3]));
     }
 
     #[test]

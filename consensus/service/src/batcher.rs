@@ -98,7 +98,9 @@ pub(crate) async fn run<D: DataAvailability + 'static>(
             let cut = {
                 let mut mp = mempool.lock();
                 let now = crate::mempool::now();
-                let released = mp.release_gaps(now);
+                // Leaving, it takes no more transactions: no lower nonce can come to
+                // fill a gap, so what is parked goes now.
+                let released = if leaving { mp.release_all_gaps(now) } else { mp.release_gaps(now) };
                 if released > 0 {
                     metrics::counter!(m::NONCE_GAPS_RELEASED).increment(released as u64);
                 }

@@ -156,6 +156,9 @@ pub(crate) struct CoreTask {
     /// The intake log, told which batches were ordered (so it can prune).
     pub(crate) intake_log: Option<Arc<crate::intake_log::IntakeLog>>,
     pub(crate) last_stats: Stats,
+    /// Wakes the batcher (when this validator learns it leaves the committee, so that it
+    /// cuts at once instead of at its next tick).
+    pub(crate) batcher_wake: Arc<tokio::sync::Notify>,
 }
 
 fn wall_ms() -> u64 {
@@ -520,7 +523,10 @@ impl CoreTask {
             let next = s.epoch_for(last.next())?;
             (!next.validators.iter().any(|v| v.key == me)).then_some(last.0)
         });
-        self.shared.leaving_after.store(leaving.unwrap_or(0), Ordering::Relaxed);
+        let was = self.shared.leaving_after.swap(leaving.unwrap_or(0), Ordering::Relaxed);
+        if was == 0 && leaving.is_some() {
+            self.batcher_wake.notify_one();
+        }
         let s = core.stats().clone();
         let d = |a: u64, b: u64| a.saturating_sub(b);
         let l = &self.last_stats;

@@ -398,6 +398,7 @@ pub async fn start_with_schedule<D: DataAvailability + 'static>(
         shared: shared.clone(),
         own_batches: HashMap::new(),
         last_stats: Default::default(),
+        batcher_wake: wake.clone(),
     };
     if task.core.is_some() {
         task.set_committee(ids.clone());

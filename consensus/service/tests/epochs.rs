@@ -26,7 +26,7 @@ use lamina_primitives::{ChainId, Height, Transaction, TxId};
 
 const WAIT: Duration = Duration::from_secs(60);
 /// How far past its own log a validator's schedule reaches.
-const LAG: u64 = 3;
+const LAG: u64 = 5;
 
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
