@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use lamina_benches::blocks::SCOPE;
 use lamina_execution_core::StateRead;
 use lamina_execution_core::block::execute_txs;
 use lamina_execution_core::ledger::{self, AssetId, LedgerConfig, NativeLedger};
@@ -48,12 +49,14 @@ fn config(chain: ChainId) -> LedgerConfig {
 fn setup(n: u64) -> Setup {
     let b = lamina_benches::blocks::transfer_block(SRC, n, 0);
     let mut src = b.state;
-    let src_ledger = NativeLedger::new(config(SRC)).at(StepEnv::without_anchors(Height(1)));
+    let src_ledger = NativeLedger::new(config(SRC)).at(StepEnv::without_anchors(Height(1), SCOPE));
     let senders: Vec<Keypair> =
         (0..MESSAGES as u64).map(|i| Keypair::for_testing(b.spec.funded_test_accounts_seed + i)).collect();
-    let locks: Vec<Transaction> =
-        senders.iter().map(|k| ledger::bridge_lock(k, SRC, 0, AssetId::NATIVE, 10, DEST, k.public(), 1_000)).collect();
-    let out = execute_txs(&src_ledger, &src, &locks);
+    let locks: Vec<Transaction> = senders
+        .iter()
+        .map(|k| ledger::bridge_lock(k, SCOPE, SRC, 0, AssetId::NATIVE, 10, DEST, k.public(), 1_000))
+        .collect();
+    let out = execute_txs(&src_ledger, SCOPE, &src, &locks);
     assert!(out.receipts.iter().all(|r| r.is_success()));
     let root = src.apply(&out.changes, true);
     let anchors: Arc<AnchorList> = Arc::new(
@@ -81,9 +84,9 @@ fn setup(n: u64) -> Setup {
     let receives = proven
         .iter()
         .enumerate()
-        .map(|(i, (m, p))| ledger::bridge_receive(&relayer, DEST, i as u64, *m, p.clone()))
+        .map(|(i, (m, p))| ledger::bridge_receive(&relayer, SCOPE, DEST, i as u64, *m, p.clone()))
         .collect();
-    let dest_ledger = NativeLedger::new(config(DEST)).at(StepEnv::new(Height(2), anchors));
+    let dest_ledger = NativeLedger::new(config(DEST)).at(StepEnv::new(Height(2), SCOPE, anchors));
     Setup { dest_ledger, dest_state: AuthenticatedState::new(), proven, receives }
 }
 
@@ -103,7 +106,7 @@ fn bridge_group(c: &mut Criterion) {
         g.sample_size(20).measurement_time(Duration::from_secs(10));
         g.bench_function("execute_1000_receives", |b| {
             b.iter(|| {
-                let out = execute_txs(&s.dest_ledger, &s.dest_state, &s.receives);
+                let out = execute_txs(&s.dest_ledger, SCOPE, &s.dest_state, &s.receives);
                 debug_assert!(out.receipts.iter().all(|r| r.is_success()));
                 out
             })

@@ -128,8 +128,9 @@ fn bench_order(c: &mut Criterion) {
 }
 
 fn bench_intake(c: &mut Criterion) {
+    let scope = lamina_primitives::TxScope::Network(lamina_primitives::Digest([1; 32]));
     let txs: Vec<Transaction> = (0..1024u64)
-        .map(|i| Transaction::new_signed(&Keypair::for_testing(100 + i % 64), ChainId(1), i, vec![7; 400]))
+        .map(|i| Transaction::new_signed(&Keypair::for_testing(100 + i % 64), scope, ChainId(1), i, vec![7; 400]))
         .collect();
     assert_eq!(txs[0].approx_size(), 512);
     let mut g = c.benchmark_group("consensus::intake");
@@ -142,7 +143,7 @@ fn bench_intake(c: &mut Criterion) {
                 || {
                     let cfg = MempoolConfig { verify_signatures: verify, ..MempoolConfig::default() };
                     let mp = Arc::new(Mutex::new(Mempool::new(cfg.limits(), [ChainId(1)])));
-                    (Intake::new(mp, cfg, Arc::new(tokio::sync::Notify::new()), usize::MAX), txs.clone())
+                    (Intake::new(mp, cfg, scope, Arc::new(tokio::sync::Notify::new()), usize::MAX), txs.clone())
                 },
                 |(intake, txs)| intake.submit_now(txs),
                 criterion::BatchSize::LargeInput,

@@ -380,7 +380,7 @@ fn run_txs(dir: &Path, rates: Vec<f64>, duration: Duration, verify: bool, out: P
         for i in 0..t.validators {
             processes.push(spawn("validator", i, v));
         }
-        Ok(Launch { chains: g.chains.clone(), processes, handle: Handle { genesis: g } })
+        Ok(Launch { chains: g.chains.clone(), scope: g.tx_scope(), processes, handle: Handle { genesis: g } })
     });
     let spec = BenchSpec {
         name: format!(

@@ -22,6 +22,7 @@
 use std::time::Duration;
 
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use lamina_benches::blocks::SCOPE;
 use lamina_execution_core::ledger::{LedgerConfig, NativeLedger};
 use lamina_execution_core::sigverify::{self, Verified};
 use lamina_execution_core::{AuthenticatedState, ChangeSet, CounterKey, parallel, sequential};
@@ -41,7 +42,7 @@ struct Workload {
 
 fn workload(n: u64) -> Workload {
     let b = lamina_benches::blocks::transfer_block(CHAIN, n, BLOCK);
-    let verified = sigverify::verify_block(&b.txs);
+    let verified = sigverify::verify_block(SCOPE, &b.txs);
     assert!(verified.valid.iter().all(|v| *v));
     let ledger = NativeLedger::new(LedgerConfig::new(CHAIN));
     Workload { ledger, state: b.state, txs: b.txs, verified }
@@ -85,14 +86,14 @@ fn exec_group(c: &mut Criterion) {
         g.measurement_time(Duration::from_secs(4));
         g.bench_function("sequential+sig", |b| {
             b.iter(|| {
-                let v = sigverify::verify_block_sequential(&w.txs);
+                let v = sigverify::verify_block_sequential(SCOPE, &w.txs);
                 sequential::execute(&w.ledger, &w.state, &w.txs, &v)
             })
         });
         g.bench_function("parallel+sig threads=1", |b| {
             b.iter(|| {
                 p1.install(|| {
-                    let v = sigverify::verify_block(&w.txs);
+                    let v = sigverify::verify_block(SCOPE, &w.txs);
                     parallel::execute(&w.ledger, &w.state, &w.txs, &v)
                 })
             })
@@ -100,7 +101,7 @@ fn exec_group(c: &mut Criterion) {
         g.bench_function(format!("parallel+sig threads={all}"), |b| {
             b.iter(|| {
                 pall.install(|| {
-                    let v = sigverify::verify_block(&w.txs);
+                    let v = sigverify::verify_block(SCOPE, &w.txs);
                     parallel::execute(&w.ledger, &w.state, &w.txs, &v)
                 })
             })
@@ -111,12 +112,12 @@ fn exec_group(c: &mut Criterion) {
         g.throughput(Throughput::Elements(BLOCK as u64));
         g.sample_size(10);
         g.measurement_time(Duration::from_secs(4));
-        let items: Vec<_> = w.txs.iter().map(Transaction::signed_digest).collect();
+        let items: Vec<_> = w.txs.iter().map(|t| t.signed_digest(SCOPE)).collect();
         g.bench_function(format!("raw batch verify threads={all}"), |b| {
             b.iter(|| assert_eq!(pall.install(|| sigverify::raw_batch_verify(&items)), BLOCK))
         });
         g.bench_function(format!("signature stage threads={all}"), |b| {
-            b.iter(|| pall.install(|| sigverify::verify_block(&w.txs)))
+            b.iter(|| pall.install(|| sigverify::verify_block(SCOPE, &w.txs)))
         });
         g.finish();
 

@@ -21,7 +21,12 @@ use lamina_primitives::TxId;
 
 fn workload(accounts: u64) -> Workload {
     let topo = Topology { funded_accounts: accounts, ..Default::default() };
-    Workload::new(&WorkloadSpec { accounts, ..Default::default() }, &devnet_chains(&topo, 1)).unwrap()
+    Workload::new(
+        &WorkloadSpec { accounts, ..Default::default() },
+        &devnet_chains(&topo, 1),
+        lamina_primitives::TxScope::ChainOnly,
+    )
+    .unwrap()
 }
 
 fn sign(c: &mut Criterion) {

@@ -33,11 +33,14 @@ use lamina_execution_core::ledger::{LedgerConfig, NativeLedger};
 use lamina_execution_core::machine::receipts_root;
 use lamina_execution_core::{AuthenticatedState, NativeChains, sequential, sigverify, witness};
 use lamina_interfaces::{ChainSpec, Genesis, GenesisBalance, StatelessExecutor, StepOutcome};
-use lamina_primitives::{ChainId, Keypair, Transaction};
+use lamina_primitives::{ChainId, Keypair, Transaction, TxScope};
 use rayon::prelude::*;
 
 const CHAIN: ChainId = ChainId(1);
 const BLOCK: usize = 10_000;
+
+/// What the block's transfers (`lamina_benches::blocks`) bind.
+const SCOPE: TxScope = lamina_benches::blocks::SCOPE;
 
 fn genesis(spec: ChainSpec) -> Genesis {
     Genesis { chains: vec![spec], ..lamina_test_utils::genesis("bench") }
@@ -68,9 +71,9 @@ fn fraud_proof_group(c: &mut Criterion) {
     let pool = rayon::ThreadPoolBuilder::new().num_threads(all_threads()).build().unwrap();
     for n in ns() {
         let w = workload(n);
-        let env = lamina_interfaces::StepEnv::without_anchors(lamina_primitives::Height(0));
+        let env = lamina_interfaces::StepEnv::without_anchors(lamina_primitives::Height(0), SCOPE);
         let pre_root = w.state.root();
-        let verified = pool.install(|| sigverify::verify_block(&w.txs));
+        let verified = pool.install(|| sigverify::verify_block(SCOPE, &w.txs));
         let (out, wit) = witness::build(&w.ledger, &w.state, &w.txs, &verified).unwrap();
         assert!(out.receipts.iter().all(|r| r.is_success()));
         let bytes = lamina_primitives::encode(&wit).unwrap();
@@ -96,7 +99,7 @@ fn fraud_proof_group(c: &mut Criterion) {
                 || w.state.clone(),
                 |s| {
                     pool.install(|| {
-                        let v = sigverify::verify_block(&w.txs);
+                        let v = sigverify::verify_block(SCOPE, &w.txs);
                         let out = sequential::execute(&w.ledger, &*s, &w.txs, &v);
                         s.apply(&out.changes, false)
                     })
@@ -138,6 +141,7 @@ fn replay_log(chains: u64, claims: usize) -> (Genesis, Vec<ReplayHeight>) {
     let mut heads: Vec<(Digest, Height, Digest, Digest)> =
         (1..=chains).map(|c| (Digest::ZERO, Height(0), exec.genesis_root(ChainId(c)).unwrap(), Digest::ZERO)).collect();
     let mut log = Vec::with_capacity(heights + 1);
+    let scope = g.tx_scope();
     let root_of = |c: u64, h: u64| domains::BATCH.hash(&[c.to_le_bytes(), h.to_le_bytes()].concat());
     for h in 1..=heights as u64 + 1 {
         let observed = (1..=chains).map(|c| (ChainId(c), vec![root_of(c, h)], true)).collect();
@@ -173,6 +177,7 @@ fn replay_log(chains: u64, claims: usize) -> (Genesis, Vec<ReplayHeight>) {
                     *head = (claim.id(), claim.to, claim.state_root, claim.receipts_root);
                     lamina_settlement_core::Entry::transaction(
                         &claimers[i],
+                        scope,
                         h,
                         &lamina_settlement_core::Entry::Claim(claim),
                     )

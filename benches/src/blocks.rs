@@ -4,7 +4,11 @@
 use lamina_execution_core::AuthenticatedState;
 use lamina_execution_core::ledger::{self, AssetId};
 use lamina_interfaces::{ChainSpec, GenesisBalance};
-use lamina_primitives::{ChainId, Keypair, Transaction};
+use lamina_primitives::{ChainId, Digest, Keypair, Transaction, TxScope};
+
+/// What the blocks' transfers are signed for: a network of their own, as every new
+/// network's transactions bind one (verifiers of these blocks use the same scope).
+pub const SCOPE: TxScope = TxScope::Network(Digest([0xbe; 32]));
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
@@ -49,7 +53,7 @@ pub fn transfer_block(chain: ChainId, n: u64, block: usize) -> TransferBlock {
     let txs = picks
         .par_iter()
         .map(|&(s, r, nonce, amount)| {
-            ledger::transfer(&keys[s], chain, nonce, keys[r].public(), AssetId::NATIVE, amount)
+            ledger::transfer(&keys[s], SCOPE, chain, nonce, keys[r].public(), AssetId::NATIVE, amount)
         })
         .collect();
     TransferBlock { keys, spec, state, txs }

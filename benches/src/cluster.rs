@@ -26,6 +26,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use lamina_interfaces::ChainSpec;
+use lamina_primitives::TxScope;
 
 use crate::BenchError;
 
@@ -65,6 +66,9 @@ pub struct Deployment<H> {
     /// Its chains with their funded test accounts (from its genesis): the workload
     /// signs with these keys.
     pub chains: Vec<ChainSpec>,
+    /// What its transaction signatures bind (`Genesis::tx_scope`): the workload signs
+    /// in it.
+    pub scope: TxScope,
     /// Whatever the target factory needs to connect (addresses, genesis, a directory).
     pub handle: H,
 }
@@ -228,7 +232,13 @@ impl Cluster for InProcessCluster {
     type Handle = ();
 
     fn start(&mut self, topology: &Topology) -> Result<Deployment<()>, BenchError> {
-        Ok(Deployment { topology: topology.clone(), chains: devnet_chains(topology, self.funded_amount), handle: () })
+        // In-process targets run no genesis of their own: nothing binds a network.
+        Ok(Deployment {
+            topology: topology.clone(),
+            chains: devnet_chains(topology, self.funded_amount),
+            scope: TxScope::ChainOnly,
+            handle: (),
+        })
     }
 
     fn processes(&self) -> Vec<ProcessRef> {
@@ -264,6 +274,8 @@ pub struct ProcessSpec {
 pub struct Launch<H> {
     /// The deployment's chains.
     pub chains: Vec<ChainSpec>,
+    /// What its transaction signatures bind.
+    pub scope: TxScope,
     /// The processes, started in order.
     pub processes: Vec<ProcessSpec>,
     /// The factory's handle.
@@ -381,7 +393,7 @@ impl<H> Cluster for ProcessCluster<H> {
             };
             self.running.push(Running { spec, child: Some(child) });
         }
-        Ok(Deployment { topology: topology.clone(), chains: launch.chains, handle: launch.handle })
+        Ok(Deployment { topology: topology.clone(), chains: launch.chains, scope: launch.scope, handle: launch.handle })
     }
 
     fn processes(&self) -> Vec<ProcessRef> {

@@ -381,7 +381,7 @@ where
     if !conf.observes.finalized && !conf.observes.executed {
         return Err(BenchError::Target("the target observes neither finalization nor execution".into()));
     }
-    let mut workload = Workload::new(&spec.workload, &deployment.chains)?;
+    let mut workload = Workload::new(&spec.workload, &deployment.chains, deployment.scope)?;
     let mut driver = spec.load.driver(spec.stop.clone());
     let mut rate = driver.first();
     while let Some(r) = rate {

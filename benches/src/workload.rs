@@ -24,7 +24,7 @@
 use lamina_execution_core::AssetId;
 use lamina_execution_core::ledger::{self, Call};
 use lamina_interfaces::ChainSpec;
-use lamina_primitives::{ChainId, Keypair, PublicKey, Transaction};
+use lamina_primitives::{ChainId, Keypair, PublicKey, Transaction, TxScope};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
@@ -110,8 +110,16 @@ impl WorkloadSpec {
 /// state machine's transactions; it must be deterministic (same inputs, same bytes).
 pub trait PayloadBuilder: Send + Sync {
     /// A signed transaction from `keypair` on `chain` with `nonce` that moves `amount`
-    /// to `to`.
-    fn build(&self, keypair: &Keypair, chain: ChainId, nonce: u64, to: PublicKey, amount: u64) -> Transaction;
+    /// to `to`, signed for a network of scope `scope`.
+    fn build(
+        &self,
+        keypair: &Keypair,
+        scope: TxScope,
+        chain: ChainId,
+        nonce: u64,
+        to: PublicKey,
+        amount: u64,
+    ) -> Transaction;
 
     /// Length of the payloads it builds (for memory estimates).
     fn payload_len(&self) -> usize;
@@ -122,8 +130,16 @@ pub trait PayloadBuilder: Send + Sync {
 pub struct NativeTransfer;
 
 impl PayloadBuilder for NativeTransfer {
-    fn build(&self, keypair: &Keypair, chain: ChainId, nonce: u64, to: PublicKey, amount: u64) -> Transaction {
-        ledger::transfer(keypair, chain, nonce, to, AssetId::NATIVE, amount)
+    fn build(
+        &self,
+        keypair: &Keypair,
+        scope: TxScope,
+        chain: ChainId,
+        nonce: u64,
+        to: PublicKey,
+        amount: u64,
+    ) -> Transaction {
+        ledger::transfer(keypair, scope, chain, nonce, to, AssetId::NATIVE, amount)
     }
 
     fn payload_len(&self) -> usize {
@@ -139,10 +155,18 @@ pub struct PaddedTransfer {
 }
 
 impl PayloadBuilder for PaddedTransfer {
-    fn build(&self, keypair: &Keypair, chain: ChainId, nonce: u64, to: PublicKey, amount: u64) -> Transaction {
+    fn build(
+        &self,
+        keypair: &Keypair,
+        scope: TxScope,
+        chain: ChainId,
+        nonce: u64,
+        to: PublicKey,
+        amount: u64,
+    ) -> Transaction {
         let mut payload = Call::Transfer { to, asset: AssetId::NATIVE, amount }.encode();
         payload.resize(self.payload_len.max(payload.len()), 0);
-        Transaction::new_signed(keypair, chain, nonce, payload)
+        Transaction::new_signed(keypair, scope, chain, nonce, payload)
     }
 
     fn payload_len(&self) -> usize {
@@ -183,6 +207,7 @@ struct ChainAccounts {
 /// The workload of one deployment: keys, nonces and the RNG, carried across points.
 pub struct Workload {
     chains: Vec<ChainAccounts>,
+    scope: TxScope,
     builder: Box<dyn PayloadBuilder>,
     amount: u64,
     rng: ChaCha8Rng,
@@ -201,8 +226,9 @@ impl std::fmt::Debug for Workload {
 impl Workload {
     /// The workload for a deployment's chains. Uses each chain's funded test accounts
     /// (`Keypair::for_testing(funded_test_accounts_seed + i)`, `i < spec.accounts`);
-    /// fails if a chain funds fewer than `spec.accounts`.
-    pub fn new(spec: &WorkloadSpec, chains: &[ChainSpec]) -> Result<Self, BenchError> {
+    /// fails if a chain funds fewer than `spec.accounts`. Transactions are signed for a
+    /// network of scope `scope` (the deployment's, [`crate::Deployment::scope`]).
+    pub fn new(spec: &WorkloadSpec, chains: &[ChainSpec], scope: TxScope) -> Result<Self, BenchError> {
         spec.validate()?;
         if chains.is_empty() {
             return Err(BenchError::Workload("the deployment has no chains".into()));
@@ -225,6 +251,7 @@ impl Workload {
         }
         Ok(Workload {
             chains: out,
+            scope,
             builder,
             amount: spec.amount,
             rng: ChaCha8Rng::seed_from_u64(spec.seed),
@@ -272,7 +299,7 @@ impl Workload {
 
     fn sign_one(&self, p: &TxPlan) -> Transaction {
         let c = &self.chains[p.chain as usize];
-        self.builder.build(&c.keys[p.from as usize], c.id, p.nonce, c.publics[p.to as usize], self.amount)
+        self.builder.build(&c.keys[p.from as usize], self.scope, c.id, p.nonce, c.publics[p.to as usize], self.amount)
     }
 
     /// Signs planned transactions on all cores (rayon), in plan order.
@@ -313,7 +340,7 @@ mod tests {
     #[test]
     fn plans_distinct_endpoints_and_consecutive_nonces_per_sender() {
         let spec = WorkloadSpec { accounts: 3, ..Default::default() };
-        let mut w = Workload::new(&spec, &[chain(1, 5), chain(2, 5)]).unwrap();
+        let mut w = Workload::new(&spec, &[chain(1, 5), chain(2, 5)], TxScope::ChainOnly).unwrap();
         let a = w.plan(500);
         let b = w.plan(500);
         let mut next = std::collections::HashMap::new();
@@ -330,10 +357,10 @@ mod tests {
     #[test]
     fn native_transfers_are_signed_and_decode_as_transfers() {
         let spec = WorkloadSpec { accounts: 4, amount: 7, ..Default::default() };
-        let mut w = Workload::new(&spec, &[chain(1, 4)]).unwrap();
+        let mut w = Workload::new(&spec, &[chain(1, 4)], TxScope::ChainOnly).unwrap();
         let txs = w.generate(20);
         for tx in &txs {
-            tx.verify().unwrap();
+            tx.verify(TxScope::ChainOnly).unwrap();
             assert_eq!(tx.approx_size(), NATIVE_TRANSFER_TX_SIZE);
             let Call::Transfer { amount, .. } = Call::decode(&tx.payload).unwrap() else { panic!("not a transfer") };
             assert_eq!(amount, 7);
@@ -350,9 +377,9 @@ mod tests {
             payload: PayloadKind::PaddedTransfer,
             ..Default::default()
         };
-        let mut w = Workload::new(&spec, &[chain(3, 2)]).unwrap();
+        let mut w = Workload::new(&spec, &[chain(3, 2)], TxScope::ChainOnly).unwrap();
         for tx in w.generate(5) {
-            tx.verify().unwrap();
+            tx.verify(TxScope::ChainOnly).unwrap();
             assert_eq!(tx.approx_size(), 512);
         }
     }
@@ -366,7 +393,7 @@ mod tests {
         let bad = WorkloadSpec { tx_size: Some(100), payload: PayloadKind::PaddedTransfer, ..Default::default() };
         assert!(bad.validate().is_err());
         let spec = WorkloadSpec { accounts: 10, ..Default::default() };
-        assert!(Workload::new(&spec, &[chain(1, 9)]).is_err(), "too few funded accounts");
-        assert!(Workload::new(&spec, &[]).is_err());
+        assert!(Workload::new(&spec, &[chain(1, 9)], TxScope::ChainOnly).is_err(), "too few funded accounts");
+        assert!(Workload::new(&spec, &[], TxScope::ChainOnly).is_err());
     }
 }

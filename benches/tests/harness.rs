@@ -18,14 +18,14 @@ use lamina_benches::*;
 use lamina_interfaces::{Blob, InMemoryLog, OrderedLog};
 use lamina_primitives::{
     AvailabilityCertificate, Block, BlockHeader, ChainId, DataCommitment, Digest, FinalizedBlock, Height, Namespace,
-    Transaction,
+    Transaction, TxScope,
 };
 use proptest::prelude::*;
 
 fn txs(n: usize, accounts: u64) -> Vec<Transaction> {
     let topo = Topology { chains: 1, funded_accounts: accounts, ..Default::default() };
     let spec = WorkloadSpec { accounts, ..Default::default() };
-    Workload::new(&spec, &devnet_chains(&topo, 1_000_000)).unwrap().generate(n)
+    Workload::new(&spec, &devnet_chains(&topo, 1_000_000), TxScope::ChainOnly).unwrap().generate(n)
 }
 
 /// Runs one point against a synthetic target on the current (paused) runtime.
@@ -203,7 +203,7 @@ proptest! {
             tx_size: padded.then_some(300),
             ..Default::default()
         };
-        let mut w = Workload::new(&spec, &devnet_chains(&topo, 10)).unwrap();
+        let mut w = Workload::new(&spec, &devnet_chains(&topo, 10), TxScope::ChainOnly).unwrap();
         let _ = w.plan(7); // nonces continue from an earlier point
         let plan = w.plan(n);
         prop_assert_eq!(w.sign_parallel(&plan), w.sign_sequential(&plan));
@@ -261,7 +261,7 @@ fn sleeper_cluster() -> ProcessCluster<()> {
                 log: None,
             })
             .collect();
-        Ok(Launch { chains: devnet_chains(t, 1_000_000), processes, handle: () })
+        Ok(Launch { chains: devnet_chains(t, 1_000_000), scope: TxScope::ChainOnly, processes, handle: () })
     })
 }
 
@@ -480,6 +480,7 @@ fn samples_cpu_and_rss_of_a_real_child_and_faults_it() {
     let mut cluster = ProcessCluster::new(|t: &Topology| {
         Ok(Launch {
             chains: devnet_chains(t, 1),
+            scope: TxScope::ChainOnly,
             processes: vec![ProcessSpec {
                 instance: Instance::new("execution", 0),
                 module: "execution".into(),

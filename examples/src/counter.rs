@@ -25,7 +25,7 @@ use lamina_execution_core::{
     Access, AccessSet, ChainFailure, ChainMachine, ChangeSet, CounterKey, DataKey, StateMachine, StateRead, TxState,
 };
 use lamina_interfaces::ChainSpec;
-use lamina_primitives::{ChainId, Keypair, PublicKey, Transaction};
+use lamina_primitives::{ChainId, Keypair, PublicKey, Transaction, TxScope};
 
 /// The ledger version a genesis chain spec names to run this machine.
 pub const COUNTER_LEDGER_VERSION: u32 = 100;
@@ -95,9 +95,10 @@ impl Call {
         }
     }
 
-    /// A signed transaction of this operation.
-    pub fn sign(&self, key: &Keypair, chain: ChainId, nonce: u64) -> Transaction {
-        Transaction::new_signed(key, chain, nonce, self.encode())
+    /// A signed transaction of this operation, for a network of scope `scope`
+    /// (`Genesis::tx_scope`).
+    pub fn sign(&self, key: &Keypair, scope: TxScope, chain: ChainId, nonce: u64) -> Transaction {
+        Transaction::new_signed(key, scope, chain, nonce, self.encode())
     }
 }
 
@@ -298,16 +299,16 @@ mod tests {
         };
         state.apply(&m.genesis(&spec), false);
         let txs = vec![
-            Call::Add(5).sign(&a, ChainId(1), 0),
-            Call::Add(7).sign(&a, ChainId(1), 1),
-            Call::Sub(100).sign(&a, ChainId(1), 2),
-            Call::Note(b"hello".to_vec()).sign(&a, ChainId(1), 3),
-            Call::Sub(4).sign(&b, ChainId(1), 0),
-            Call::Add(1).sign(&b, ChainId(1), 7),
-            Transaction::new_signed(&b, ChainId(1), 1, vec![0xff]),
-            Call::Add(1).sign(&a, ChainId(2), 4),
+            Call::Add(5).sign(&a, TxScope::ChainOnly, ChainId(1), 0),
+            Call::Add(7).sign(&a, TxScope::ChainOnly, ChainId(1), 1),
+            Call::Sub(100).sign(&a, TxScope::ChainOnly, ChainId(1), 2),
+            Call::Note(b"hello".to_vec()).sign(&a, TxScope::ChainOnly, ChainId(1), 3),
+            Call::Sub(4).sign(&b, TxScope::ChainOnly, ChainId(1), 0),
+            Call::Add(1).sign(&b, TxScope::ChainOnly, ChainId(1), 7),
+            Transaction::new_signed(&b, TxScope::ChainOnly, ChainId(1), 1, vec![0xff]),
+            Call::Add(1).sign(&a, TxScope::ChainOnly, ChainId(2), 4),
         ];
-        let verified = sigverify::verify_block(&txs);
+        let verified = sigverify::verify_block(TxScope::ChainOnly, &txs);
         let seq = sequential::execute(&m, &state, &txs, &verified);
         let par = parallel::execute(&m, &state, &txs, &verified);
         assert_eq!(seq, par);

@@ -51,6 +51,8 @@ impl std::fmt::Display for Report {
 /// A wallet's connections to one counter chain.
 struct Wallet {
     key: Keypair,
+    /// What the network's transaction signatures bind.
+    scope: lamina_primitives::TxScope,
     endpoint: Endpoint,
     intake: IntakeClient,
     queries: QueryClient<CounterFailure>,
@@ -65,7 +67,7 @@ impl Wallet {
         let intake = IntakeClient::register(&endpoint, genesis).context("intake client")?;
         let queries = QueryClient::register_chain(&endpoint, genesis, chain).context("query client")?;
         ensure!(!queries.nodes(chain).is_empty(), "chain {chain} has no execution node in the genesis");
-        Ok(Wallet { key, endpoint, intake, queries, validators: genesis.validators.len() })
+        Ok(Wallet { key, scope: genesis.tx_scope(), endpoint, intake, queries, validators: genesis.validators.len() })
     }
 
     async fn receipt(
@@ -99,7 +101,7 @@ async fn scenario(w: &Wallet, chain: ChainId, timeout: Duration) -> anyhow::Resu
     w.intake.wait_for_validators(w.validators, Duration::from_secs(30)).await.context("validators unreachable")?;
     let note = format!("hello from {}", &w.key.public().to_hex()[..8]).into_bytes();
     let calls = [Call::Add(5), Call::Add(7), Call::Sub(100), Call::Note(note.clone())];
-    let txs: Vec<_> = calls.iter().enumerate().map(|(n, c)| c.sign(&w.key, chain, n as u64)).collect();
+    let txs: Vec<_> = calls.iter().enumerate().map(|(n, c)| c.sign(&w.key, w.scope, chain, n as u64)).collect();
     let ids: Vec<TxId> = txs.iter().map(|t| t.id()).collect();
     for (i, r) in w.intake.submit_many(txs).await.into_iter().enumerate() {
         r.with_context(|| format!("intake refused operation {i}"))?;

@@ -40,7 +40,7 @@ fuzz_target!(|data: &[u8]| {
         _ => {
             if let Some(w) = roundtrip::<Witness>(bytes) {
                 let ledger = NativeLedger::new(LedgerConfig::new(ChainId(1)));
-                let _ = execute_stateless(&ledger, &Digest::ZERO, &w, &[]);
+                let _ = execute_stateless(&ledger, lamina_primitives::TxScope::ChainOnly, &Digest::ZERO, &w, &[]);
             }
         }
     }

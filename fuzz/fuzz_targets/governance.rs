@@ -44,13 +44,14 @@ fuzz_target!(|data: &[u8]| {
             // network (so the machine sees it), other bytes as the raw payload.
             let genesis = genesis();
             let network = genesis.network_id();
+            let scope = genesis.tx_scope();
             let mut gov = GovernanceState::new(&genesis);
             for (i, chunk) in bytes.chunks(64).enumerate() {
                 let Some((&who, payload)) = chunk.split_first() else { continue };
                 let key = Keypair::for_testing(u64::from(who % 5));
                 let tx = match lamina_primitives::decode::<Entry>(payload) {
-                    Ok(entry) => Entry::transaction(&key, network, i as u64, &entry).expect("decoded entries encode"),
-                    Err(_) => Transaction::new_signed(&key, GOVERNANCE_CHAIN, i as u64, payload.to_vec()),
+                    Ok(entry) => Entry::transaction(&key, scope, network, i as u64, &entry).expect("decoded entries encode"),
+                    Err(_) => Transaction::new_signed(&key, scope, GOVERNANCE_CHAIN, i as u64, payload.to_vec()),
                 };
                 let before = gov.clone();
                 let height = Height(1 + 2 * i as u64);

@@ -13,7 +13,8 @@ fuzz_target!(|data: &[u8]| {
         0 => {
             if let Some(tx) = roundtrip::<Transaction>(bytes) {
                 let _ = tx.id();
-                let _ = tx.verify();
+                let _ = tx.verify(lamina_primitives::TxScope::ChainOnly);
+                let _ = tx.verify(lamina_primitives::TxScope::Network(Digest([1; 32])));
             }
         }
         1 => {

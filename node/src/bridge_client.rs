@@ -151,7 +151,17 @@ async fn transfer(bridge: &NetBridge, a: &TransferArgs) -> anyhow::Result<ExitCo
     };
     let to = a.to.unwrap_or(sender.public());
     let nonce = bridge.nonce(src, sender.public()).await.map_err(anyhow::Error::msg)?;
-    let tx = ledger::bridge_lock(&sender, src, nonce, asset, a.amount, dest, to, a.timeout_heights);
+    let tx = ledger::bridge_lock(
+        &sender,
+        bridge.genesis().tx_scope(),
+        src,
+        nonce,
+        asset,
+        a.amount,
+        dest,
+        to,
+        a.timeout_heights,
+    );
     let tx_id = tx.id();
     let intake = bridge.intake();
     intake.wait_for_validators(1, Duration::from_secs(10)).await.context("consensus intake unreachable")?;

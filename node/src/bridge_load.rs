@@ -113,6 +113,7 @@ async fn drive(
     live: &BridgeLive,
 ) -> anyhow::Result<BridgeReport> {
     let b = NetBridge::register(endpoint, genesis)?;
+    let scope = genesis.tx_scope();
     b.intake().wait_for_validators(1, Duration::from_secs(30)).await.context("intake unreachable")?;
     let chains: Vec<ChainId> = b.chains();
     if chains.len() < 2 {
@@ -149,7 +150,7 @@ async fn drive(
                 let k = ((i / chains.len() as u64) % spec.accounts) as usize;
                 let key = &keys[&src][k];
                 let n = nonces.entry((src, k)).or_default();
-                txs.push(ledger::bridge_lock(key, src, *n, AssetId::NATIVE, 1, dest, key.public(), 1_000_000));
+                txs.push(ledger::bridge_lock(key, scope, src, *n, AssetId::NATIVE, 1, dest, key.public(), 1_000_000));
                 meta.push((src, key.public(), *n));
                 *n += 1;
                 i += 1;

@@ -15,7 +15,7 @@ use lamina_execution_client::protocol::{QueryRequest, QueryResponse};
 use lamina_execution_core::ledger;
 use lamina_interfaces::{BridgeMessage, FinalizedRoot, Genesis, ReceiptKind, TxSubmit as _};
 use lamina_net::Endpoint;
-use lamina_primitives::{ChainId, Height, Keypair, PublicKey, Transaction};
+use lamina_primitives::{ChainId, Height, Keypair, PublicKey, Transaction, TxScope};
 use lamina_settlement_client::client::SettlementClient;
 use lamina_settlement_client::protocol::{SettlementRequest, SettlementResponse};
 
@@ -28,6 +28,9 @@ const TIMEOUT: Duration = Duration::from_secs(5);
 /// The bridge's view of a network.
 pub struct NetBridge {
     genesis: Genesis,
+    /// What the network's transaction signatures bind: receipts and refunds are signed
+    /// in it.
+    scope: TxScope,
     /// One execution query client for every execution node (one registration per
     /// protocol and endpoint).
     exec: QueryClient,
@@ -61,7 +64,7 @@ impl NetBridge {
         let settlement =
             SettlementClient::register(endpoint, genesis).context("cannot start the settlement query client")?;
         let intake = IntakeClient::register(endpoint, genesis).context("cannot start the intake client")?;
-        Ok(NetBridge { genesis: genesis.clone(), exec, settlement, intake })
+        Ok(NetBridge { scope: genesis.tx_scope(), genesis: genesis.clone(), exec, settlement, intake })
     }
 
     /// The intake client.
@@ -167,10 +170,10 @@ impl BridgeNet for NetBridge {
     }
 
     fn receive_tx(&self, key: &Keypair, nonce: u64, m: &BridgeMessage, proof: Vec<u8>) -> Transaction {
-        ledger::bridge_receive(key, m.dest, nonce, *m, proof)
+        ledger::bridge_receive(key, self.scope, m.dest, nonce, *m, proof)
     }
 
     fn refund_tx(&self, key: &Keypair, nonce: u64, m: &BridgeMessage, proof: Vec<u8>) -> Transaction {
-        ledger::bridge_refund(key, m.source, nonce, *m, proof)
+        ledger::bridge_refund(key, self.scope, m.source, nonce, *m, proof)
     }
 }

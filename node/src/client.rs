@@ -525,7 +525,8 @@ async fn transfer(net: &Net, a: &TransferArgs) -> anyhow::Result<ExitCode> {
             );
         }
     }
-    let tx = ledger::transfer(&sender, ChainId(a.chain), nonce, a.to, AssetId(a.asset), a.amount);
+    let tx =
+        ledger::transfer(&sender, net.genesis.tx_scope(), ChainId(a.chain), nonce, a.to, AssetId(a.asset), a.amount);
     let id = tx.id();
 
     let intake = net.intake().await?;

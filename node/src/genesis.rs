@@ -167,11 +167,13 @@ fn same_entry(a: &toml_edit::Table, b: &toml_edit::Table) -> bool {
     }) == Some(true)
 }
 
-/// An empty genesis for `network` (no chains or nodes yet).
+/// An empty genesis for `network` (no chains or nodes yet). Its transactions'
+/// signatures bind the network id, as every new network's do.
 pub fn empty(network: &str) -> Genesis {
     Genesis {
         bridge: Default::default(),
         governance: Default::default(),
+        tx_binds_network: true,
         network: network.to_string(),
         chains: vec![],
         validators: vec![],

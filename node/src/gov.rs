@@ -325,7 +325,7 @@ async fn submit(net: &Net, signer: &Signer, what: What) -> anyhow::Result<ExitCo
     // transaction sent with --no-wait may not be in the log yet; gaps are allowed).
     let nonces = crate::governed::NonceBook::for_network(&net.genesis);
     let nonce = state.next_nonce(&me).max(nonces.as_ref().map_or(0, |b| b.next(&me)));
-    let tx = Entry::transaction(&key, net.genesis.network_id(), nonce, &entry)?;
+    let tx = Entry::transaction(&key, net.genesis.tx_scope(), net.genesis.network_id(), nonce, &entry)?;
     let id = tx.id();
     let intake = net.intake().await?;
     intake.submit(tx).await.map_err(|e| anyhow::anyhow!("consensus intake refused {id}: {e}"))?;

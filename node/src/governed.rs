@@ -605,7 +605,7 @@ mod tests {
     use lamina_governance_core::{Entry, GOVERNANCE_CHAIN};
     use lamina_interfaces::{Blob, DaError, InMemoryLog};
     use lamina_primitives::{
-        AvailabilityCertificate, Block, BlockHeader, ChainId, FinalizedBlock, Keypair, Transaction,
+        AvailabilityCertificate, Block, BlockHeader, ChainId, FinalizedBlock, Keypair, Transaction, TxScope,
     };
 
     /// A DA layer with nothing in it (the blocks below carry no governance data).
@@ -690,18 +690,22 @@ mod tests {
             .collect();
         let members = Members::of(&GovernanceState::new(&genesis));
         let vote = Entry::Vote { proposal: 1, proposal_tx: Digest::ZERO, approve: true, valid_until: 9 };
-        let member = Entry::transaction(&Keypair::for_testing(2), genesis.network_id(), 0, &vote).unwrap();
+        let member =
+            Entry::transaction(&Keypair::for_testing(2), genesis.tx_scope(), genesis.network_id(), 0, &vote).unwrap();
         assert_eq!(members.refuse(&member), None);
-        let stranger = Entry::transaction(&Keypair::for_testing(9), genesis.network_id(), 0, &vote).unwrap();
+        let stranger =
+            Entry::transaction(&Keypair::for_testing(9), genesis.tx_scope(), genesis.network_id(), 0, &vote).unwrap();
         let why = members.refuse(&stranger).unwrap();
         assert!(why.contains("not a voting member of governance epoch 0"), "{why}");
         // Other namespaces are not its business.
-        let transfer = Transaction::new_signed(&Keypair::for_testing(9), ChainId(1), 0, vec![]);
+        let transfer = Transaction::new_signed(&Keypair::for_testing(9), genesis.tx_scope(), ChainId(1), 0, vec![]);
         assert_eq!(members.refuse(&transfer), None);
         assert_eq!(stranger.chain_id, GOVERNANCE_CHAIN);
         // A member's nonce the log already used: a replay anyone could send.
         // A member's entry signed for another network.
-        let elsewhere = Entry::transaction(&Keypair::for_testing(2), Digest([3; 32]), 0, &vote).unwrap();
+        let elsewhere =
+            Entry::transaction(&Keypair::for_testing(2), TxScope::Network(Digest([3; 32])), Digest([3; 32]), 0, &vote)
+                .unwrap();
         assert!(members.refuse(&elsewhere).unwrap().contains("signed for network"));
         let mut used = members;
         used.next.insert(Keypair::for_testing(2).public(), 1);

@@ -249,6 +249,7 @@ impl Cluster for AttachedCluster {
         Ok(Deployment {
             topology: topology.clone(),
             chains: self.handle.genesis.chains.clone(),
+            scope: self.handle.genesis.tx_scope(),
             handle: self.handle.clone(),
         })
     }
@@ -333,7 +334,7 @@ fn launch(exe: &Path, dir: &Path, t: &Topology, log_level: &str) -> anyhow::Resu
             }
         })
         .collect();
-    Ok(Launch { chains: handle.genesis.chains.clone(), processes, handle })
+    Ok(Launch { chains: handle.genesis.chains.clone(), scope: handle.genesis.tx_scope(), processes, handle })
 }
 
 /// `lamina bench`: sweeps offered load (and topologies) against fresh devnets.

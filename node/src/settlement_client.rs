@@ -285,7 +285,7 @@ async fn challenge(net: &Net, a: &ChallengeArgs) -> anyhow::Result<ExitCode> {
         SettlementResponse::Account(acc) => acc.next_nonce,
         _ => bail!("settlement node answered an account query with something else"),
     };
-    let tx = Entry::transaction(&key, nonce, &entry).context("cannot encode the challenge")?;
+    let tx = Entry::transaction(&key, net.genesis.tx_scope(), nonce, &entry).context("cannot encode the challenge")?;
     let intake = lamina_consensus_client::IntakeClient::register(&net.endpoint, &net.genesis)
         .context("cannot start the intake client")?;
     intake.wait_for_validators(1, Duration::from_secs(10)).await.context("no validator reachable")?;

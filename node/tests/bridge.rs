@@ -69,6 +69,7 @@ fn b11_racing_relayers_deliver_each_transfer_once_across_a_kill_and_timeouts_are
     let late_id = rt.block_on(async {
         let endpoint = Endpoint::bind(&net.client_key, EndpointConfig::new("127.0.0.1:0".parse().unwrap())).unwrap();
         let b = NetBridge::register(&endpoint, &net.genesis).unwrap();
+        let scope = net.genesis.tx_scope();
         b.intake().wait_for_validators(net.genesis.validators.len(), WITHIN).await.unwrap();
 
         // N locks each way from distinct senders to their own keys on the other chain,
@@ -80,13 +81,13 @@ fn b11_racing_relayers_deliver_each_transfer_once_across_a_kill_and_timeouts_are
             for i in 0..N {
                 let k = test_key(src, i);
                 let amount = 100 + i;
-                txs.push(ledger::bridge_lock(&k, src, 0, AssetId::NATIVE, amount, dest, k.public(), 10_000));
+                txs.push(ledger::bridge_lock(&k, scope, src, 0, AssetId::NATIVE, amount, dest, k.public(), 10_000));
                 *expected.entry((dest, k.public())).or_default() += u128::from(amount);
             }
         }
         let late = test_key(ONE, N);
         let late_before = balance(&b, ONE, &late.public(), AssetId::NATIVE).await;
-        txs.push(ledger::bridge_lock(&late, ONE, 0, AssetId::NATIVE, 777, TWO, late.public(), 1));
+        txs.push(ledger::bridge_lock(&late, scope, ONE, 0, AssetId::NATIVE, 777, TWO, late.public(), 1));
         for r in b.intake().submit_many(txs).await {
             r.unwrap();
         }

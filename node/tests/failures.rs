@@ -32,7 +32,7 @@ use lamina_execution_core::ledger::{self, LedgerFailure};
 use lamina_execution_core::machine::Receipt;
 use lamina_interfaces::{ChainSpec, SubmitError, SubmitOutcome, TxSubmit as _};
 use lamina_net::{Endpoint, EndpointConfig, Network, PeerSet, ProtocolConfig};
-use lamina_primitives::{Height, Keypair, NodeId, Transaction, TxId};
+use lamina_primitives::{Height, Keypair, NodeId, Transaction, TxId, TxScope};
 
 /// Transfers submitted per tick of the load (one per sender), and the tick.
 const PER_TICK: usize = 10;
@@ -46,6 +46,8 @@ const SENDERS: u64 = 100;
 struct Client {
     endpoint: Endpoint,
     intake: IntakeClient,
+    /// What the network's transaction signatures bind.
+    scope: TxScope,
     query: Network<QueryProtocol>,
     execs: HashMap<String, NodeId>,
 }
@@ -66,7 +68,7 @@ impl Client {
         for id in execs.values() {
             query.wait_connected(id, WITHIN).await.unwrap();
         }
-        Client { endpoint, intake, query, execs }
+        Client { endpoint, intake, scope: net.genesis.tx_scope(), query, execs }
     }
 
     async fn ask(&self, exec: &str, q: &QueryRequest) -> Option<QueryResponse> {
@@ -174,7 +176,7 @@ struct Load {
 }
 
 impl Load {
-    fn start(intake: IntakeClient, chain: &ChainSpec, first: u64) -> Load {
+    fn start(intake: IntakeClient, scope: TxScope, chain: &ChainSpec, first: u64) -> Load {
         assert!(first + SENDERS < chain.funded_test_accounts, "not enough funded test accounts");
         let keys: Vec<Keypair> =
             (0..=SENDERS).map(|i| Keypair::for_testing(chain.funded_test_accounts_seed + first + i)).collect();
@@ -198,7 +200,7 @@ impl Load {
                         pending[i]
                             .get_or_insert_with(|| {
                                 let to = keys[i + 1].public();
-                                ledger::transfer(&keys[i], chain_id, nonces[i], to, AssetId::NATIVE, 1)
+                                ledger::transfer(&keys[i], scope, chain_id, nonces[i], to, AssetId::NATIVE, 1)
                             })
                             .clone()
                     })
@@ -281,7 +283,7 @@ fn killed_execution_node_restarts_and_catches_up_to_the_same_state() {
         let chain = net.genesis.chains[0].clone();
 
         // Load, then kill execution-0 in the middle of it.
-        let load = Load::start(client.intake.clone(), &chain, 0);
+        let load = Load::start(client.intake.clone(), client.scope, &chain, 0);
         tokio::time::sleep(phase()).await;
         let before = load.acked();
         assert!(!before.is_empty(), "no transaction acknowledged: {:?}", load.stats.lock().unwrap());
@@ -357,7 +359,7 @@ fn wiped_execution_node_state_syncs_or_imports_a_snapshot_and_catches_up() {
     rt().block_on(async {
         let client = Client::connect(&net).await;
         let chain = net.genesis.chains[0].clone();
-        let load = Load::start(client.intake.clone(), &chain, 0);
+        let load = Load::start(client.intake.clone(), client.scope, &chain, 0);
         tokio::time::sleep(phase()).await;
         net.kill("execution-0");
 
@@ -483,7 +485,7 @@ fn da_outage(outage: Duration, strict: bool) {
     rt().block_on(async {
         let client = Client::connect(&net).await;
         let chain = net.genesis.chains[0].clone();
-        let load = Load::start(client.intake.clone(), &chain, 0);
+        let load = Load::start(client.intake.clone(), client.scope, &chain, 0);
         tokio::time::sleep(phase()).await;
 
         // One DA node down: within tolerance, everything flows.
@@ -557,7 +559,7 @@ fn killed_validator_restarts_and_catches_up() {
         let chain = net.genesis.chains[0].clone();
 
         // Kill validator-3 under load (senders 0..100).
-        let first = Load::start(client.intake.clone(), &chain, 0);
+        let first = Load::start(client.intake.clone(), client.scope, &chain, 0);
         tokio::time::sleep(phase()).await;
         net.kill("validator-3");
         let first = first.stop().await;
@@ -566,7 +568,7 @@ fn killed_validator_restarts_and_catches_up() {
         // senders, so that none waits on a nonce lost with the killed mempool) execute.
         let h = net.min_height(&others);
         let e = client.exec_status("execution-0").await.unwrap().height.0;
-        let during = Load::start(client.intake.clone(), &chain, 200);
+        let during = Load::start(client.intake.clone(), client.scope, &chain, 200);
         tokio::time::sleep(phase()).await;
         net.wait_heights_above(&others, h + 5, "validator-3 down").await;
         client.wait_exec_height_above("execution-0", e + 5, "validator-3 down").await;
@@ -689,7 +691,7 @@ fn byzantine_disperser_wrongly_encoded_squares_do_not_stall_execution() {
     rt().block_on(async {
         let client = Client::connect(&net).await;
         let chain = net.genesis.chains[0].clone();
-        let load = Load::start(client.intake.clone(), &chain, 0);
+        let load = Load::start(client.intake.clone(), client.scope, &chain, 0);
         tokio::time::sleep(phase()).await;
         let stats = load.stop().await;
         eprintln!("load: {} acknowledged, {} busy, {} errors", stats.acked.len(), stats.busy, stats.errors);
@@ -780,7 +782,7 @@ fn frozen_validator_da_node_and_execution_node_lose_nothing() {
     rt().block_on(async {
         let client = Client::connect(&net).await;
         let chain = net.genesis.chains[0].clone();
-        let load = Load::start(client.intake.clone(), &chain, 0);
+        let load = Load::start(client.intake.clone(), client.scope, &chain, 0);
         let validators = validators_all();
         for (victim, pause) in [
             ("validator-3", Duration::from_secs(6)),

@@ -549,7 +549,7 @@ pub fn describe_metrics() {
 mod tests {
     use super::*;
     use lamina_interfaces::Origin;
-    use lamina_primitives::Digest;
+    use lamina_primitives::{Digest, TxScope};
     use std::sync::Mutex;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -622,10 +622,10 @@ mod tests {
             txs.iter().map(|_| Ok(())).collect()
         }
         fn receive_tx(&self, key: &Keypair, nonce: u64, message: &BridgeMessage, _: Vec<u8>) -> Transaction {
-            Transaction::new_signed(key, message.dest, nonce, vec![1])
+            Transaction::new_signed(key, TxScope::ChainOnly, message.dest, nonce, vec![1])
         }
         fn refund_tx(&self, key: &Keypair, nonce: u64, message: &BridgeMessage, _: Vec<u8>) -> Transaction {
-            Transaction::new_signed(key, message.source, nonce, vec![2])
+            Transaction::new_signed(key, TxScope::ChainOnly, message.source, nonce, vec![2])
         }
     }
 

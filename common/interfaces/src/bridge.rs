@@ -18,7 +18,7 @@
 
 use std::sync::Arc;
 
-use lamina_primitives::{ChainId, Digest, Domain, Height, PublicKey};
+use lamina_primitives::{ChainId, Digest, Domain, Height, PublicKey, TxScope};
 
 /// Domain of [`BridgeMessage::id`].
 pub static BRIDGE_MESSAGE: Domain = Domain::new("lamina bridge message v2");
@@ -151,31 +151,35 @@ impl AnchorView for AnchorList {
 }
 
 /// What a step (one log height of one chain) may read besides its chain's state: the
-/// height itself, the anchors finalized before it and the parameters governance set
-/// for it.
+/// height itself, what the network's transaction signatures bind, the anchors
+/// finalized before it and the parameters governance set for it.
 #[derive(Clone)]
 pub struct StepEnv {
     /// The log height being executed.
     pub height: Height,
+    /// What the network's transaction signatures bind (`Genesis::tx_scope`): the
+    /// signature stage verifies every transaction of the step in it.
+    pub scope: TxScope,
     anchors: Arc<dyn AnchorView>,
     params: Option<Arc<dyn crate::ParamsView>>,
 }
 
 impl std::fmt::Debug for StepEnv {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StepEnv").field("height", &self.height).finish_non_exhaustive()
+        f.debug_struct("StepEnv").field("height", &self.height).field("scope", &self.scope).finish_non_exhaustive()
     }
 }
 
 impl StepEnv {
-    /// The environment of log height `height` with anchors from `anchors`.
-    pub fn new(height: Height, anchors: Arc<dyn AnchorView>) -> Self {
-        StepEnv { height, anchors, params: None }
+    /// The environment of log height `height` on a network of scope `scope`, with
+    /// anchors from `anchors`.
+    pub fn new(height: Height, scope: TxScope, anchors: Arc<dyn AnchorView>) -> Self {
+        StepEnv { height, scope, anchors, params: None }
     }
 
-    /// Height `height` with no anchors at all.
-    pub fn without_anchors(height: Height) -> Self {
-        StepEnv { height, anchors: Arc::new(NoAnchors), params: None }
+    /// Height `height` on a network of scope `scope`, with no anchors at all.
+    pub fn without_anchors(height: Height, scope: TxScope) -> Self {
+        StepEnv { height, scope, anchors: Arc::new(NoAnchors), params: None }
     }
 
     /// The same environment reading governance's parameters from `params` (without
@@ -492,10 +496,13 @@ mod tests {
             usable_until: None,
         };
         let view: Arc<AnchorList> = Arc::new([a(0, 20, 1), a(1, 30, 0)].into_iter().collect());
-        assert!(StepEnv::new(Height(20), view.clone()).anchor(ChainId(1), 0).is_none());
-        assert!(StepEnv::new(Height(21), view.clone()).anchor(ChainId(1), 0).is_some());
-        assert!(StepEnv::new(Height(21), view.clone()).anchor(ChainId(2), 0).is_none());
-        assert!(StepEnv::new(Height(99), view).anchor(ChainId(1), 1).is_none(), "zero root never trusted");
+        assert!(StepEnv::new(Height(20), TxScope::ChainOnly, view.clone()).anchor(ChainId(1), 0).is_none());
+        assert!(StepEnv::new(Height(21), TxScope::ChainOnly, view.clone()).anchor(ChainId(1), 0).is_some());
+        assert!(StepEnv::new(Height(21), TxScope::ChainOnly, view.clone()).anchor(ChainId(2), 0).is_none());
+        assert!(
+            StepEnv::new(Height(99), TxScope::ChainOnly, view).anchor(ChainId(1), 1).is_none(),
+            "zero root never trusted"
+        );
     }
 
     #[test]
@@ -510,10 +517,13 @@ mod tests {
         };
         let view: Arc<AnchorList> = Arc::new([old].into_iter().collect());
         assert!(
-            StepEnv::new(Height(130), view.clone()).anchor(ChainId(1), 0).is_some(),
+            StepEnv::new(Height(130), TxScope::ChainOnly, view.clone()).anchor(ChainId(1), 0).is_some(),
             "usable through its last height"
         );
-        assert!(StepEnv::new(Height(131), view).anchor(ChainId(1), 0).is_none(), "expired one height later");
+        assert!(
+            StepEnv::new(Height(131), TxScope::ChainOnly, view).anchor(ChainId(1), 0).is_none(),
+            "expired one height later"
+        );
     }
 
     #[test]

@@ -6,7 +6,7 @@
 
 use std::net::SocketAddr;
 
-use lamina_primitives::{ChainId, Committee, Digest, Domain, PublicKey, domains};
+use lamina_primitives::{ChainId, Committee, Digest, Domain, PublicKey, TxScope, domains};
 
 use crate::settlement::LedgerParams;
 
@@ -191,6 +191,13 @@ pub struct Genesis {
     /// the default, so genesis files written before governance keep their digest.
     #[serde(default, skip_serializing_if = "GovernanceSpec::is_default")]
     pub governance: GovernanceSpec,
+    /// Every transaction's signature binds the network id ([`Genesis::tx_scope`]), so
+    /// that no transaction signed for this network verifies on another, even one with
+    /// the same chain ids and keys. New genesis files set it (`lamina genesis`, `lamina
+    /// devnet`); files written before it leave it out (and so keep their digest, their
+    /// data and their clients' chain-only signatures).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tx_binds_network: bool,
 }
 
 /// A voting member of on-chain governance (see [`GovernanceSpec`]).
@@ -433,6 +440,13 @@ impl Genesis {
         NETWORK_ID.hash_parts(&[self.network.as_bytes(), self.digest().as_bytes()])
     }
 
+    /// What every transaction signature of this network binds: the network id where
+    /// [`Genesis::tx_binds_network`] is set, else the chain only. Signers and verifiers
+    /// of the network use it (it costs a genesis digest: compute it once).
+    pub fn tx_scope(&self) -> TxScope {
+        if self.tx_binds_network { TxScope::Network(self.network_id()) } else { TxScope::ChainOnly }
+    }
+
     /// A digest identifying this genesis (of its canonical JSON form); nodes refuse to
     /// start against data written under another genesis.
     pub fn digest(&self) -> Digest {
@@ -462,6 +476,7 @@ mod tests {
         Genesis {
             bridge: Default::default(),
             governance: Default::default(),
+            tx_binds_network: true,
             network: "test".into(),
             chains: vec![ChainSpec {
                 id: ChainId(1),
@@ -528,9 +543,16 @@ mod tests {
             settlement: Default::default(),
             bridge: Default::default(),
             governance: Default::default(),
+            tx_binds_network: false,
         };
         let json = serde_json::to_string(&g).unwrap();
         assert!(!json.contains("governance"), "{json}");
+        assert!(!json.contains("tx_binds_network"), "{json}");
+        assert_eq!(g.tx_scope(), TxScope::ChainOnly);
+        let mut bound = g.clone();
+        bound.tx_binds_network = true;
+        assert_ne!(bound.digest(), g.digest());
+        assert_eq!(bound.tx_scope(), TxScope::Network(bound.network_id()));
         assert_eq!(g.governance_members().len(), 1);
         let mut named = g.clone();
         named.governance.members =

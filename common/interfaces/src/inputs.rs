@@ -58,7 +58,7 @@ mod tests {
     fn skips_undecodable_and_foreign_batches_in_order() {
         let ns = Namespace::from(ChainId(1));
         let kp = Keypair::for_testing(1);
-        let tx = |n| Transaction::new_signed(&kp, ChainId(1), n, vec![n as u8]);
+        let tx = |n| Transaction::new_signed(&kp, lamina_primitives::TxScope::ChainOnly, ChainId(1), n, vec![n as u8]);
         let batch = |ns, txs| lamina_primitives::encode(&Batch { namespace: ns, txs }).unwrap();
         let squares = vec![
             vec![batch(ns, vec![tx(0), tx(1)]), b"garbage".to_vec()],

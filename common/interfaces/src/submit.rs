@@ -31,8 +31,10 @@ pub enum SubmitError {
     /// The chain id is not served by this network.
     #[error("unknown chain {0}")]
     UnknownChain(u64),
-    /// The signature does not verify (ZIP-215).
-    #[error("invalid signature")]
+    /// The signature does not verify (ZIP-215) in the network's scope
+    /// (`Genesis::tx_scope`): a transaction signed for another network, or without the
+    /// network id where the genesis binds it, fails too.
+    #[error("invalid signature (a transaction signed for another network fails here too)")]
     BadSignature,
     /// Malformed request bytes.
     #[error("malformed: {0}")]

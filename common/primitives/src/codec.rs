@@ -183,7 +183,7 @@ mod tests {
     #[test]
     fn round_trip_and_access() {
         let kp = Keypair::for_testing(4);
-        let tx = Transaction::new_signed(&kp, ChainId(9), 1, vec![1, 2, 3]);
+        let tx = Transaction::new_signed(&kp, crate::TxScope::ChainOnly, ChainId(9), 1, vec![1, 2, 3]);
         let bytes = encode(&tx).unwrap();
         assert_eq!(decode::<Transaction>(&bytes).unwrap(), tx);
         let view = access::<Transaction>(&bytes).unwrap();
@@ -199,7 +199,7 @@ mod tests {
     #[test]
     fn truncated_and_garbage_rejected() {
         let kp = Keypair::for_testing(4);
-        let tx = Transaction::new_signed(&kp, ChainId(9), 1, vec![7; 100]);
+        let tx = Transaction::new_signed(&kp, crate::TxScope::ChainOnly, ChainId(9), 1, vec![7; 100]);
         let bytes = encode(&tx).unwrap();
         for cut in [0, 1, 10, bytes.len() / 2, bytes.len() - 1] {
             assert!(decode::<Transaction>(&bytes[..cut]).is_err(), "cut {cut}");

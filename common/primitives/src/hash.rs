@@ -132,6 +132,9 @@ pub mod domains {
 
     /// Transaction id: hash of a transaction's signing bytes.
     pub static TX_ID: Domain = Domain::new("lamina tx id v1");
+    /// What a transaction's signature covers on a network whose transactions bind the
+    /// network id ([`crate::TxScope::Network`]): hash of the network id and the tx id.
+    pub static TX_NETWORK: Domain = Domain::new("lamina tx network v1");
     /// Leaf of the generic binary Merkle tree.
     pub static MERKLE_LEAF: Domain = Domain::new("lamina merkle leaf v1");
     /// Inner node of the generic binary Merkle tree.

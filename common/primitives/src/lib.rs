@@ -29,7 +29,7 @@ pub use hash::{Digest, Domain, domains};
 pub use ids::{ChainId, Height, Namespace, NodeId, Round, TxId, View};
 pub use merkle::{InclusionProof, MerkleTree, ProofError};
 pub use sig::{Keypair, PublicKey, SecretKey, Signature, SignatureError, SignedDigest, VerifyingKey};
-pub use tx::{Batch, Transaction};
+pub use tx::{Batch, Transaction, TxScope};
 
 /// Implements serde for a fixed-size byte newtype as a lowercase hex string.
 #[doc(hidden)]

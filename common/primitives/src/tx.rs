@@ -7,9 +7,11 @@ use crate::sig::{self, Keypair, PublicKey, Signature, SignatureError, SignedDige
 /// A signed transaction: an opaque payload that a chain's state machine interprets,
 /// wrapped with the fields every layer needs (who, which chain, which nonce).
 ///
-/// The signature covers [`Transaction::id`], the `lamina tx id v1` hash of
-/// `chain_id ‖ sender ‖ nonce ‖ len(payload) ‖ payload` (integers little-endian), so a
-/// transaction cannot be replayed on another chain or with another nonce.
+/// Its id ([`Transaction::id`]) is the `lamina tx id v1` hash of
+/// `chain_id ‖ sender ‖ nonce ‖ len(payload) ‖ payload` (integers little-endian). The
+/// signature covers the id and, on a network whose genesis binds it, the network id
+/// ([`TxScope`]): a transaction cannot be replayed on another chain, with another
+/// nonce, or (where bound) on another network.
 #[derive(Clone, PartialEq, Eq, Debug, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 pub struct Transaction {
     /// The chain this transaction is for.
@@ -20,8 +22,33 @@ pub struct Transaction {
     pub nonce: u64,
     /// State-machine specific bytes.
     pub payload: Vec<u8>,
-    /// ed25519 signature (ZIP-215 rules) over [`Transaction::id`].
+    /// ed25519 signature (ZIP-215 rules) over [`TxScope::message`] of the id.
     pub signature: Signature,
+}
+
+/// What a transaction's signature binds besides the transaction's own fields: a
+/// property of the network (its genesis), the same for every transaction of it. Every
+/// signer and verifier of a network must use the network's scope
+/// (`Genesis::tx_scope`); a transaction signed under another scope fails verification.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum TxScope {
+    /// The signature covers the id only, which binds the chain id but not the network:
+    /// a key used on two networks with the same chain id could have a transaction
+    /// replayed from one to the other. Networks whose genesis predates network binding.
+    ChainOnly,
+    /// The signature covers the `lamina tx network v1` hash of this network id and the
+    /// transaction id, so a transaction signed for one network fails on every other.
+    Network(Digest),
+}
+
+impl TxScope {
+    /// The message a transaction with id `id` is signed over in this scope.
+    pub fn message(&self, id: &TxId) -> Digest {
+        match self {
+            TxScope::ChainOnly => id.0,
+            TxScope::Network(network) => domains::TX_NETWORK.hash_parts(&[network.as_bytes(), id.0.as_bytes()]),
+        }
+    }
 }
 
 /// Computes the id (= signed digest) of the given transaction fields.
@@ -36,27 +63,28 @@ pub fn tx_id(chain_id: ChainId, sender: &PublicKey, nonce: u64, payload: &[u8]) 
 }
 
 impl Transaction {
-    /// Builds and signs a transaction.
-    pub fn new_signed(keypair: &Keypair, chain_id: ChainId, nonce: u64, payload: Vec<u8>) -> Self {
+    /// Builds and signs a transaction for a network of scope `scope`.
+    pub fn new_signed(keypair: &Keypair, scope: TxScope, chain_id: ChainId, nonce: u64, payload: Vec<u8>) -> Self {
         let sender = keypair.public();
         let id = tx_id(chain_id, &sender, nonce, &payload);
-        let signature = keypair.sign(&id.0);
+        let signature = keypair.sign(&scope.message(&id));
         Transaction { chain_id, sender, nonce, payload, signature }
     }
 
-    /// The transaction id: the digest the sender signed.
+    /// The transaction id (independent of the scope and the signature).
     pub fn id(&self) -> TxId {
         tx_id(self.chain_id, &self.sender, self.nonce, &self.payload)
     }
 
-    /// The (key, digest, signature) triple for batch verification.
-    pub fn signed_digest(&self) -> SignedDigest {
-        SignedDigest { public_key: self.sender, message: self.id().0, signature: self.signature }
+    /// The (key, message, signature) triple for batch verification in `scope`.
+    pub fn signed_digest(&self, scope: TxScope) -> SignedDigest {
+        SignedDigest { public_key: self.sender, message: scope.message(&self.id()), signature: self.signature }
     }
 
-    /// Verifies the signature on its own (ZIP-215). Prefer batch verification for many.
-    pub fn verify(&self) -> Result<(), SignatureError> {
-        sig::verify(&self.sender, &self.id().0, &self.signature)
+    /// Verifies the signature in `scope` on its own (ZIP-215). Prefer batch
+    /// verification for many.
+    pub fn verify(&self, scope: TxScope) -> Result<(), SignatureError> {
+        sig::verify(&self.sender, &scope.message(&self.id()), &self.signature)
     }
 
     /// Size of the fields that the sender controls, for intake limits.
@@ -71,11 +99,11 @@ impl ArchivedTransaction {
         tx_id(ChainId(self.chain_id.0.to_native()), &PublicKey(self.sender.0), self.nonce.to_native(), &self.payload)
     }
 
-    /// The (key, digest, signature) triple of an archived transaction.
-    pub fn signed_digest(&self) -> SignedDigest {
+    /// The (key, message, signature) triple of an archived transaction in `scope`.
+    pub fn signed_digest(&self, scope: TxScope) -> SignedDigest {
         SignedDigest {
             public_key: PublicKey(self.sender.0),
-            message: self.id().0,
+            message: scope.message(&self.id()),
             signature: Signature(self.signature.0),
         }
     }
@@ -102,29 +130,48 @@ impl Batch {
 mod tests {
     use super::*;
 
+    const NET: TxScope = TxScope::Network(Digest([5; 32]));
+
     #[test]
     fn signed_transaction_verifies_and_binds_every_field() {
+        for scope in [TxScope::ChainOnly, NET] {
+            let kp = Keypair::for_testing(1);
+            let tx = Transaction::new_signed(&kp, scope, ChainId(7), 3, b"pay".to_vec());
+            tx.verify(scope).unwrap();
+            let mut t = tx.clone();
+            t.chain_id = ChainId(8);
+            assert!(t.verify(scope).is_err());
+            let mut t = tx.clone();
+            t.nonce = 4;
+            assert!(t.verify(scope).is_err());
+            let mut t = tx.clone();
+            t.payload.push(0);
+            assert!(t.verify(scope).is_err());
+            let mut t = tx;
+            t.sender = Keypair::for_testing(2).public();
+            assert!(t.verify(scope).is_err());
+        }
+    }
+
+    #[test]
+    fn a_bound_signature_holds_on_its_network_only() {
         let kp = Keypair::for_testing(1);
-        let tx = Transaction::new_signed(&kp, ChainId(7), 3, b"pay".to_vec());
-        tx.verify().unwrap();
-        let mut t = tx.clone();
-        t.chain_id = ChainId(8);
-        assert!(t.verify().is_err());
-        let mut t = tx.clone();
-        t.nonce = 4;
-        assert!(t.verify().is_err());
-        let mut t = tx.clone();
-        t.payload.push(0);
-        assert!(t.verify().is_err());
-        let mut t = tx;
-        t.sender = Keypair::for_testing(2).public();
-        assert!(t.verify().is_err());
+        let tx = Transaction::new_signed(&kp, NET, ChainId(7), 3, b"pay".to_vec());
+        tx.verify(NET).unwrap();
+        assert!(tx.verify(TxScope::Network(Digest([6; 32]))).is_err(), "another network");
+        assert!(tx.verify(TxScope::ChainOnly).is_err(), "a network that binds nothing");
+        let legacy = Transaction::new_signed(&kp, TxScope::ChainOnly, ChainId(7), 3, b"pay".to_vec());
+        assert!(legacy.verify(NET).is_err(), "an unbound signature on a bound network");
+        assert_eq!(legacy.id(), tx.id(), "the id does not depend on the scope");
+        let bytes = crate::codec::encode_aligned(&tx).unwrap();
+        let a = crate::codec::access::<Transaction>(&bytes).unwrap();
+        assert_eq!(a.signed_digest(NET), tx.signed_digest(NET));
     }
 
     #[test]
     fn id_does_not_depend_on_signature() {
         let kp = Keypair::for_testing(1);
-        let tx = Transaction::new_signed(&kp, ChainId(7), 3, b"pay".to_vec());
+        let tx = Transaction::new_signed(&kp, NET, ChainId(7), 3, b"pay".to_vec());
         let mut t = tx.clone();
         t.signature.0[0] ^= 1;
         assert_eq!(t.id(), tx.id());

@@ -7,8 +7,8 @@
 use lamina_primitives::merkle::MerkleTree;
 use lamina_primitives::{
     AvailabilityCertificate, Batch, Block, BlockHeader, ChainId, Committee, DataCommitment, Digest, FinalizedBlock,
-    Height, InclusionProof, Keypair, Namespace, QuorumCertificate, Transaction, TxId, View, Wire, decode, domains,
-    encode,
+    Height, InclusionProof, Keypair, Namespace, QuorumCertificate, Transaction, TxId, TxScope, View, Wire, decode,
+    domains, encode,
 };
 
 struct Fixtures {
@@ -26,8 +26,8 @@ struct Fixtures {
 
 fn fixtures() -> Fixtures {
     let keys: Vec<Keypair> = (0..4).map(Keypair::for_testing).collect();
-    let tx = Transaction::new_signed(&keys[0], ChainId(7), 42, b"transfer 10 to bob".to_vec());
-    let tx2 = Transaction::new_signed(&keys[1], ChainId(7), 0, vec![]);
+    let tx = Transaction::new_signed(&keys[0], TxScope::ChainOnly, ChainId(7), 42, b"transfer 10 to bob".to_vec());
+    let tx2 = Transaction::new_signed(&keys[1], TxScope::ChainOnly, ChainId(7), 0, vec![]);
     let batch = Batch { namespace: Namespace::from(ChainId(7)), txs: vec![tx.clone(), tx2] };
     let committee = Committee::new(keys.iter().map(|k| k.public()).collect()).unwrap();
     let commitment = DataCommitment {
@@ -86,6 +86,7 @@ fn actual() -> Vec<String> {
         fingerprint(&Height(77)),
         format!("tx_id {}", f.tx.id()),
         format!("tx_sig {}", hex::encode(f.tx.signature.0)),
+        format!("tx_network_message {}", TxScope::Network(Digest([9; 32])).message(&f.tx.id())),
         format!("attestation {}", f.commitment.attestation_digest()),
         format!("header {}", f.header.digest()),
         format!("payload {}", f.header.payload),
@@ -112,6 +113,7 @@ const GOLDEN: &[&str] = &[
     "Height 8 10d98f7354eadd6ab1e55cfe668c8c11",
     "tx_id 7e58b44a182dd0b47693d762c2a5f8f395c77ec7bda7dce91c35bd797955fd32",
     "tx_sig 95636b46e413aed192e10a41634ad8736b041ca9bef53a05b8d814e2b48a3c44dfced7a759968b72cfabdddc182fc9229f328d19e073edeaf33a9e92062b3005",
+    "tx_network_message dfb871705b50e9b18f2952c8f6b7e1ed11f52e9b85c139b95089a0e96c738e3a",
     "attestation 58d2ce7cae49db15b1bcdd6a99ccdf652e2619f83da502301c6d903ad893347d",
     "header 798011c141cab2d1ce45b2fc53b4235b7b40d4da5b8f1daccfb65c840fb98bc9",
     "payload fda14a7504897a2ee29321b9e4ec84528ae4d9f04246eea6cdac6779fc32e77c",

@@ -6,13 +6,17 @@
 use lamina_primitives::merkle::{MerkleTree, leaf_hash};
 use lamina_primitives::{
     AvailabilityCertificate, Batch, Block, BlockHeader, ChainId, Committee, DataCommitment, Digest, FinalizedBlock,
-    Height, InclusionProof, Keypair, Namespace, QuorumCertificate, Transaction, View, Wire, decode, encode,
+    Height, InclusionProof, Keypair, Namespace, QuorumCertificate, Transaction, TxScope, View, Wire, decode, encode,
 };
 use proptest::prelude::*;
 
+const SCOPE: TxScope = TxScope::Network(Digest([3; 32]));
+
 fn arb_tx() -> impl Strategy<Value = Transaction> {
     (0u64..8, 1u64..1000, any::<u64>(), proptest::collection::vec(any::<u8>(), 0..300)).prop_map(
-        |(k, chain, nonce, payload)| Transaction::new_signed(&Keypair::for_testing(k), ChainId(chain), nonce, payload),
+        |(k, chain, nonce, payload)| {
+            Transaction::new_signed(&Keypair::for_testing(k), SCOPE, ChainId(chain), nonce, payload)
+        },
     )
 }
 
@@ -100,7 +104,7 @@ proptest! {
     #[test]
     fn transactions_round_trip(tx in arb_tx()) {
         round_trip(&tx)?;
-        prop_assert!(tx.verify().is_ok());
+        prop_assert!(tx.verify(SCOPE).is_ok());
     }
 
     #[test]

@@ -36,7 +36,8 @@ use lamina_primitives::{
 };
 
 /// A genesis named `network` with nothing in it: no chains, no nodes, no clients, the
-/// default settlement and bridge parameters. It does not validate until the test adds
+/// default settlement and bridge parameters, transactions bound to the network (as a
+/// new network's are). It does not validate until the test adds
 /// a committee; fill it with struct update syntax (`Genesis { .., ..genesis("t") }`).
 pub fn genesis(network: &str) -> Genesis {
     Genesis {
@@ -52,6 +53,7 @@ pub fn genesis(network: &str) -> Genesis {
         settlement: Default::default(),
         bridge: Default::default(),
         governance: Default::default(),
+        tx_binds_network: true,
     }
 }
 

@@ -630,10 +630,10 @@ fn in_nonce_order(txs: &mut [Transaction]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use lamina_primitives::Keypair;
+    use lamina_primitives::{Keypair, TxScope};
 
     fn tx(k: u64, chain: u64, nonce: u64, len: usize) -> Transaction {
-        Transaction::new_signed(&Keypair::for_testing(k), ChainId(chain), nonce, vec![7; len])
+        Transaction::new_signed(&Keypair::for_testing(k), TxScope::ChainOnly, ChainId(chain), nonce, vec![7; len])
     }
 
     fn cfg() -> MempoolLimits {
@@ -663,7 +663,13 @@ mod tests {
         assert!(matches!(add(&mut m, tx(20, 2, 0, 10)), Err(SubmitError::Busy(_))), "mempool full");
         // Settlement claims are accepted under the settlement namespace.
         let mut m2 = Mempool::new(cfg(), [ChainId(1)]);
-        let claim = Transaction::new_signed(&Keypair::for_testing(3), ChainId::from(Namespace::SETTLEMENT), 0, vec![1]);
+        let claim = Transaction::new_signed(
+            &Keypair::for_testing(3),
+            TxScope::ChainOnly,
+            ChainId::from(Namespace::SETTLEMENT),
+            0,
+            vec![1],
+        );
         assert!(add(&mut m2, claim).is_ok());
     }
 

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use lamina_interfaces::{SubmitError, SubmitOutcome, TxSubmit};
 use lamina_net::{Handler, Reject};
 use lamina_primitives::sig::{self, SignedDigest};
-use lamina_primitives::{ChainId, NodeId, Transaction, TxId};
+use lamina_primitives::{ChainId, NodeId, Transaction, TxId, TxScope};
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 
@@ -39,6 +39,8 @@ struct Inner {
     /// `cfg`'s limits, as the mempool's prechecks read them.
     limits: MempoolLimits,
     chains: BTreeSet<ChainId>,
+    /// What the network's transaction signatures bind (`Genesis::tx_scope`).
+    scope: TxScope,
     open: AtomicBool,
     /// Says why this validator cannot order transactions now (`None`: it can), asked
     /// at each submission: while it answers, submissions are answered `Busy` with the
@@ -63,8 +65,15 @@ impl std::fmt::Debug for Intake {
 }
 
 impl Intake {
-    /// Intake into `mempool`; `batcher` is woken when `batch_bytes` are queued.
-    pub fn new(mempool: Arc<Mutex<Mempool>>, cfg: MempoolConfig, batcher: Arc<Notify>, batch_bytes: usize) -> Self {
+    /// Intake into `mempool`, checking signatures in `scope` (the network's,
+    /// `Genesis::tx_scope`); `batcher` is woken when `batch_bytes` are queued.
+    pub fn new(
+        mempool: Arc<Mutex<Mempool>>,
+        cfg: MempoolConfig,
+        scope: TxScope,
+        batcher: Arc<Notify>,
+        batch_bytes: usize,
+    ) -> Self {
         let chains = mempool.lock().chains().clone();
         Intake {
             inner: Arc::new(Inner {
@@ -72,6 +81,7 @@ impl Intake {
                 limits: cfg.limits(),
                 cfg,
                 chains,
+                scope,
                 open: AtomicBool::new(true),
                 readiness: Mutex::new(None),
                 admission: Mutex::new(None),
@@ -121,7 +131,7 @@ impl Intake {
             Ok(p) => p,
             Err(answer) => return answer,
         };
-        if let Some(items) = p.signed().filter(|_| self.inner.cfg.verify_signatures) {
+        if let Some(items) = p.signed(self.inner.scope).filter(|_| self.inner.cfg.verify_signatures) {
             let ok = sig::verify_batch_each(&items);
             p.apply_verdicts(&ok);
         }
@@ -256,7 +266,7 @@ impl Intake {
             Ok(p) => p,
             Err(answer) => return answer,
         };
-        if let Some(items) = p.signed().filter(|_| self.inner.cfg.verify_signatures) {
+        if let Some(items) = p.signed(self.inner.scope).filter(|_| self.inner.cfg.verify_signatures) {
             match self.inner.checker.check(items).await {
                 Ok(ok) => p.apply_verdicts(&ok),
                 Err(why) => p.refuse_standing(&why),
@@ -284,13 +294,17 @@ struct Prepared {
 impl Prepared {
     /// What to verify, in the order of the transactions still standing; `None` when
     /// nothing is left to check.
-    fn signed(&self) -> Option<Vec<SignedDigest>> {
+    fn signed(&self, scope: TxScope) -> Option<Vec<SignedDigest>> {
         let items: Vec<SignedDigest> = self
             .txs
             .iter()
             .zip(&self.ids)
             .filter_map(|(tx, id)| {
-                id.map(|id| SignedDigest { public_key: tx.sender, message: id.0, signature: tx.signature })
+                id.map(|id| SignedDigest {
+                    public_key: tx.sender,
+                    message: scope.message(&id),
+                    signature: tx.signature,
+                })
             })
             .collect();
         (!items.is_empty()).then_some(items)

@@ -231,10 +231,10 @@ impl IntakeLog {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use lamina_primitives::{ChainId, DataCommitment, Keypair, Namespace, QuorumCertificate};
+    use lamina_primitives::{ChainId, DataCommitment, Keypair, Namespace, QuorumCertificate, TxScope};
 
     fn tx(n: u64) -> Transaction {
-        Transaction::new_signed(&Keypair::for_testing(1), ChainId(1), n, vec![1; 10])
+        Transaction::new_signed(&Keypair::for_testing(1), TxScope::ChainOnly, ChainId(1), n, vec![1; 10])
     }
 
     fn cert(tag: u8) -> AvailabilityCertificate {

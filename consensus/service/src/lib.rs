@@ -323,8 +323,9 @@ pub async fn start_with_schedule<D: DataAvailability + 'static>(
         tracing::info!(target: TARGET, transactions = n, "restored acknowledged transactions from the intake log");
     }
     let wake = Arc::new(Notify::new());
-    let intake = Intake::new(mempool.clone(), config.mempool.clone(), wake.clone(), config.batch.max_bytes)
-        .with_log(intake_log.clone());
+    let intake =
+        Intake::new(mempool.clone(), config.mempool.clone(), genesis.tx_scope(), wake.clone(), config.batch.max_bytes)
+            .with_log(intake_log.clone());
 
     // Network.
     let (in_tx, in_rx) = mpsc::channel(65_536);

@@ -17,7 +17,7 @@ use lamina_consensus_service::TxJson;
 use lamina_interfaces::{OrderedLog, SubmitError, SubmitOutcome, TxSubmit};
 use lamina_net::{Endpoint, EndpointConfig, PeerSet, Protocol, ProtocolConfig, RawNetwork, Reject};
 use lamina_primitives::NodeId;
-use lamina_primitives::{Height, Keypair, Transaction, TxId};
+use lamina_primitives::{Height, Keypair, Transaction, TxId, TxScope};
 
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
@@ -39,7 +39,7 @@ fn four_validators_order_every_accepted_transaction_once_and_agree() {
         eventually("first blocks", WAIT, || vs.iter().all(|v| v.height() >= 1)).await;
         // In-process intake on two validators, QUIC intake from a client key on all.
         let mut accepted: BTreeSet<TxId> = BTreeSet::new();
-        for (k, chunk) in txs(0, 400, 100).chunks(50).enumerate() {
+        for (k, chunk) in txs(&g, 0, 400, 100).chunks(50).enumerate() {
             let out = vs[k % 2].intake().submit_many(chunk.to_vec()).await;
             for r in out {
                 match r {
@@ -56,7 +56,7 @@ fn four_validators_order_every_accepted_transaction_once_and_agree() {
             (ep, c)
         };
         client.wait_for_validators(4, WAIT).await.unwrap();
-        let more = txs(400, 300, 200);
+        let more = txs(&g, 400, 300, 200);
         for r in client.submit_many(more.clone()).await {
             match r {
                 Ok(SubmitOutcome::Accepted(id)) => {
@@ -140,7 +140,7 @@ fn http_intake_checks_and_answers_in_json() {
             let body = http_body_util::BodyExt::collect(resp.into_body()).await.unwrap().to_bytes();
             (status, serde_json::from_slice::<serde_json::Value>(&body).unwrap())
         };
-        let tx = txs(0, 1, 10).remove(0);
+        let tx = txs(&g, 0, 1, 10).remove(0);
         let json = serde_json::to_string(&TxJson::from_tx(&tx)).unwrap();
         let (s, v1) = post("/v1/tx", json.clone()).await;
         assert_eq!((s, v1["outcome"].as_str()), (200, Some("accepted")), "{v1}");
@@ -152,12 +152,19 @@ fn http_intake_checks_and_answers_in_json() {
         bad.nonce += 1; // signature no longer matches
         let (s, e) = post("/v1/tx", serde_json::to_string(&TxJson::from_tx(&bad)).unwrap()).await;
         assert_eq!((s, e["error"].as_str()), (400, Some("bad_signature")));
-        let other = Transaction::new_signed(&Keypair::for_testing(5), lamina_primitives::ChainId(77), 0, vec![1]);
+        // Signed for another network, or without this network's id: refused the same way.
+        for scope in [TxScope::Network(lamina_primitives::Digest([1; 32])), TxScope::ChainOnly] {
+            let foreign = Transaction::new_signed(&Keypair::for_testing(1_000), scope, tx.chain_id, 40, vec![1]);
+            let (s, e) = post("/v1/tx", serde_json::to_string(&TxJson::from_tx(&foreign)).unwrap()).await;
+            assert_eq!((s, e["error"].as_str()), (400, Some("bad_signature")), "{scope:?}");
+        }
+        let other =
+            Transaction::new_signed(&Keypair::for_testing(5), g.tx_scope(), lamina_primitives::ChainId(77), 0, vec![1]);
         let (s, e) = post("/v1/tx", serde_json::to_string(&TxJson::from_tx(&other)).unwrap()).await;
         assert_eq!((s, e["error"].as_str()), (400, Some("unknown_chain")));
         let (s, e) = post("/v1/tx", "{not json".into()).await;
         assert_eq!((s, e["error"].as_str()), (400, Some("malformed")));
-        let list: Vec<TxJson> = txs(10, 3, 10).iter().map(TxJson::from_tx).collect();
+        let list: Vec<TxJson> = txs(&g, 10, 3, 10).iter().map(TxJson::from_tx).collect();
         let (s, arr) = post("/v1/txs", serde_json::to_string(&list).unwrap()).await;
         assert_eq!(s, 200);
         assert_eq!(arr.as_array().unwrap().len(), 3);
@@ -183,7 +190,7 @@ fn da_outage_keeps_blocks_coming_pushes_back_on_intake_then_recovers() {
         da.down.store(true, Ordering::Relaxed);
         let before = vs[0].height();
         // Intake fills the mempool, then answers Busy: nothing is dropped silently.
-        let out = vs[0].intake().submit_many(txs(0, 300, 50)).await;
+        let out = vs[0].intake().submit_many(txs(&g, 0, 300, 50)).await;
         let accepted = out.iter().filter(|r| matches!(r, Ok(SubmitOutcome::Accepted(_)))).count();
         let busy = out.iter().filter(|r| matches!(r, Err(SubmitError::Busy(_)))).count();
         assert_eq!((accepted, busy), (200, 100), "{out:?}");
@@ -206,7 +213,7 @@ fn da_outage_keeps_blocks_coming_pushes_back_on_intake_then_recovers() {
             assert!(tokio::time::Instant::now() < deadline, "held transactions not ordered after DA came back");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        let out = vs[0].intake().submit_many(txs(1_000, 10, 50)).await;
+        let out = vs[0].intake().submit_many(txs(&g, 1_000, 10, 50)).await;
         assert!(out.iter().all(|r| matches!(r, Ok(SubmitOutcome::Accepted(_)))), "{out:?}");
         for v in vs {
             v.stop().await.unwrap();
@@ -229,7 +236,7 @@ fn restarted_validator_catches_up_and_logs_agree() {
         vs[3].take().unwrap().stop().await.unwrap();
         let h = vs[0].as_ref().unwrap().height();
         for k in 0..5 {
-            vs[k % 3].as_ref().unwrap().intake().submit_many(txs(k as u64 * 100, 100, 64)).await;
+            vs[k % 3].as_ref().unwrap().intake().submit_many(txs(&g, k as u64 * 100, 100, 64)).await;
         }
         eventually("progress without validator 3", WAIT, || vs[0].as_ref().unwrap().height() >= h + 20).await;
         // Restart it from its files: it catches up from the others.
@@ -342,7 +349,7 @@ fn acknowledged_transactions_are_ordered_after_a_restart_that_came_before_their_
             vs.push(Some(start(&g, i, dir.path(), config(), d).await));
         }
         eventually("first blocks", WAIT, || vs[1].as_ref().unwrap().height() >= 2).await;
-        let out = vs[0].as_ref().unwrap().intake().submit_many(txs(0, 48, 32)).await;
+        let out = vs[0].as_ref().unwrap().intake().submit_many(txs(&g, 0, 48, 32)).await;
         let acked: BTreeSet<TxId> =
             out.iter().filter_map(|r| if let Ok(SubmitOutcome::Accepted(id)) = r { Some(*id) } else { None }).collect();
         assert_eq!(acked.len(), 48, "{out:?}");
@@ -387,7 +394,7 @@ fn widely_submitted_transaction_reaches_every_validator() {
         let ep = Endpoint::bind(&client_key(), EndpointConfig::new("127.0.0.1:0".parse().unwrap())).unwrap();
         let client = IntakeClient::register(&ep, &g).unwrap();
         client.wait_for_validators(4, WAIT).await.unwrap();
-        let tx = txs(9_000, 1, 100).remove(0);
+        let tx = txs(&g, 9_000, 1, 100).remove(0);
         let out = client.submit_widely(tx.clone()).await.unwrap();
         assert!(matches!(out, SubmitOutcome::Accepted(_) | SubmitOutcome::Duplicate(_)), "{out:?}");
         for (i, v) in vs.iter().enumerate() {
@@ -414,7 +421,7 @@ fn intake_refuses_with_the_reason_while_its_validator_has_no_quorum() {
         let g = Arc::new(genesis(4));
         let da = test_da(&g);
         let v0 = start(&g, 0, dir.path(), config(), da.clone()).await;
-        let tx = txs(0, 1, 10).remove(0);
+        let tx = txs(&g, 0, 1, 10).remove(0);
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
             match v0.intake().submit(tx.clone()).await {

@@ -164,7 +164,7 @@ fn validators_leave_join_and_return_by_schedule_and_agree_on_one_log() {
                 followers.insert(i, (token.clone(), follow_schedule(v.clone(), entries.clone(), token)));
                 vs.insert(i, v);
             }
-            for r in vs[1].intake().submit_many(txs(round * 20, 20, 64)).await {
+            for r in vs[1].intake().submit_many(txs(&g, round * 20, 20, 64)).await {
                 if let Ok(SubmitOutcome::Accepted(id)) = r {
                     accepted.insert(id);
                 }
@@ -177,7 +177,7 @@ fn validators_leave_join_and_return_by_schedule_and_agree_on_one_log() {
                 let batch: Vec<Transaction> = (0..20u64)
                     .map(|k| {
                         let sender = lamina_primitives::Keypair::for_testing(5_000 + k);
-                        Transaction::new_signed(&sender, ChainId(1 + k % 2), rounds_0, vec![7; 64])
+                        Transaction::new_signed(&sender, g.tx_scope(), ChainId(1 + k % 2), rounds_0, vec![7; 64])
                     })
                     .collect();
                 rounds_0 += 1;
@@ -195,7 +195,7 @@ fn validators_leave_join_and_return_by_schedule_and_agree_on_one_log() {
             // While validator 0 is out (epoch 1), a transaction whose sender routes to it
             // goes to the next validator: the client skips one outside the committee.
             if !failed_over && (10..14).contains(&vs[1].height()) && vs[0].height() >= 8 {
-                let tx = Transaction::new_signed(&routed_to_0, ChainId(1), 0, vec![9; 64]);
+                let tx = Transaction::new_signed(&routed_to_0, g.tx_scope(), ChainId(1), 0, vec![9; 64]);
                 match intake.submit(tx).await {
                     Ok(SubmitOutcome::Accepted(id)) => {
                         accepted.insert(id);

@@ -39,8 +39,9 @@ fn a_v1_and_a_v2_intake_client_use_one_validator_each_answered_in_its_version() 
         v.intake().set_admission(move |tx| {
             (tx.chain_id == ChainId(2) && tx.sender == closed).then(|| "chain 2 is closed to this key".to_string())
         });
-        let refused = Transaction::new_signed(&Keypair::for_testing(77), ChainId(2), 0, vec![1]);
-        let admitted = |n: u64| Transaction::new_signed(&Keypair::for_testing(78), ChainId(1), n, vec![2]);
+        let refused = Transaction::new_signed(&Keypair::for_testing(77), g.tx_scope(), ChainId(2), 0, vec![1]);
+        let admitted =
+            |n: u64| Transaction::new_signed(&Keypair::for_testing(78), g.tx_scope(), ChainId(1), n, vec![2]);
         let validator = g.validators[0].key;
 
         // Version 1..2 (today's client): the typed refusal.

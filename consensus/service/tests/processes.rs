@@ -86,11 +86,11 @@ fn kill9_one_validator_under_load_then_restart_catches_up_and_logs_agree() {
         let running = Arc::new(AtomicBool::new(true));
         let accepted = Arc::new(AtomicU64::new(0));
         let load = tokio::spawn({
-            let (intake, running, accepted) = (intake.clone(), running.clone(), accepted.clone());
+            let (intake, running, accepted, g) = (intake.clone(), running.clone(), accepted.clone(), g.clone());
             async move {
                 let mut n = 0u64;
                 while running.load(Ordering::Relaxed) {
-                    let out = intake.submit_many(txs(n, 100, 200)).await;
+                    let out = intake.submit_many(txs(&g, n, 100, 200)).await;
                     n += 100;
                     let ok = out.iter().filter(|r| matches!(r, Ok(SubmitOutcome::Accepted(_)))).count();
                     accepted.fetch_add(ok as u64, Ordering::Relaxed);

@@ -9,7 +9,7 @@ use std::task::{Context, Poll, Waker};
 
 use lamina_da_core::InProcessDa;
 use lamina_interfaces::{Blob, DaError, DataAvailability};
-use lamina_primitives::{Batch, ChainId, Keypair, Namespace, Transaction, codec};
+use lamina_primitives::{Batch, ChainId, Keypair, Namespace, Transaction, TxScope, codec};
 
 /// Polls a future that never waits (the in-process implementation is synchronous).
 fn now<F: Future>(f: F) -> F::Output {
@@ -23,7 +23,9 @@ fn now<F: Future>(f: F) -> F::Output {
 fn batch_blob(chain: u64, n: u64) -> (Batch, Blob) {
     let kp = Keypair::for_testing(chain);
     let ns = Namespace::from(ChainId(chain));
-    let txs = (0..n).map(|i| Transaction::new_signed(&kp, ChainId(chain), i, vec![i as u8; 100])).collect();
+    let txs = (0..n)
+        .map(|i| Transaction::new_signed(&kp, TxScope::ChainOnly, ChainId(chain), i, vec![i as u8; 100]))
+        .collect();
     let batch = Batch { namespace: ns, txs };
     let blob = Blob { namespace: ns, data: codec::encode(&batch).unwrap() };
     (batch, blob)

@@ -25,7 +25,7 @@
 use lamina_interfaces::bridge::StepEnv;
 use lamina_interfaces::settlement::{chain_receipts, inputs_digest};
 use lamina_interfaces::{ChainSpec, ClaimStep, StepOutcome};
-use lamina_primitives::{Digest, Height, Transaction, TxId};
+use lamina_primitives::{Digest, Height, Transaction, TxId, TxScope};
 
 use crate::changes::ChangeSet;
 use crate::ledger::{LedgerFailure, NativeLedger};
@@ -176,10 +176,11 @@ pub struct BlockResult<F = LedgerFailure> {
 /// `machine` is bound to ([`ChainMachine::at`]).
 pub fn execute_txs<M: StateMachine>(
     machine: &M,
+    scope: TxScope,
     state: &impl StateRead,
     txs: &[Transaction],
 ) -> BlockOutput<M::Failure> {
-    let verified = sigverify::verify_block(txs);
+    let verified = sigverify::verify_block(scope, txs);
     parallel::execute(machine, state, txs, &verified)
 }
 
@@ -205,8 +206,9 @@ pub fn execute_block<M: ChainMachine>(
     let (inputs, output) = match data_roots.last() {
         None => (None, BlockOutput { receipts: Vec::new(), changes: ChangeSet::default() }),
         Some(last) => {
+            let scope = env.scope;
             let machine = machine.at(env);
-            (Some((inputs_digest(data_roots), *last)), execute_txs(&machine, state, txs))
+            (Some((inputs_digest(data_roots), *last)), execute_txs(&machine, scope, state, txs))
         }
     };
     let block_receipts_root = receipts_root(&output.receipts);
@@ -284,8 +286,10 @@ mod tests {
     use crate::ledger::{self, AssetId, LedgerConfig};
     use lamina_primitives::{ChainId, Keypair};
 
+    const SCOPE: TxScope = TxScope::Network(Digest([0x5c; 32]));
+
     fn env(height: u64) -> StepEnv {
-        StepEnv::without_anchors(Height(height))
+        StepEnv::without_anchors(Height(height), SCOPE)
     }
 
     fn setup() -> (NativeLedger, AuthenticatedState, Vec<Keypair>) {
@@ -329,9 +333,9 @@ mod tests {
         assert_eq!(r2.head.data_root, root);
         // A transfer, a bad nonce: outcomes typed, state root moves.
         let txs = vec![
-            ledger::transfer(&keys[0], ChainId(1), 0, keys[1].public(), AssetId::NATIVE, 5),
-            ledger::transfer(&keys[0], ChainId(1), 7, keys[1].public(), AssetId::NATIVE, 5),
-            ledger::transfer(&keys[2], ChainId(1), 0, keys[1].public(), AssetId::NATIVE, 5_000),
+            ledger::transfer(&keys[0], SCOPE, ChainId(1), 0, keys[1].public(), AssetId::NATIVE, 5),
+            ledger::transfer(&keys[0], SCOPE, ChainId(1), 7, keys[1].public(), AssetId::NATIVE, 5),
+            ledger::transfer(&keys[2], SCOPE, ChainId(1), 0, keys[1].public(), AssetId::NATIVE, 5_000),
         ];
         let r3 = execute_block(&l, env(4), &st, &r2.head, &[root, Digest([6; 32])], &txs).apply(&mut st, true);
         let outs: Vec<Outcome> = r3.outcomes.iter().map(|o| o.1).collect();
@@ -360,8 +364,8 @@ mod tests {
         let (l, st, keys) = setup();
         let collector = ledger::balance_key(&l.config().fee_collector, AssetId::NATIVE);
         let charged = |ledger: &NativeLedger, env: StepEnv| {
-            let txs = vec![ledger::transfer(&keys[0], ChainId(1), 0, keys[1].public(), AssetId::NATIVE, 5)];
-            let out = execute_txs(&ledger.at(env), &st, &txs);
+            let txs = vec![ledger::transfer(&keys[0], SCOPE, ChainId(1), 0, keys[1].public(), AssetId::NATIVE, 5)];
+            let out = execute_txs(&ledger.at(env), SCOPE, &st, &txs);
             assert_eq!(out.receipts[0].status, crate::Status::Success);
             let mut after = st.clone();
             after.apply(&out.changes, false);
@@ -382,8 +386,8 @@ mod tests {
     fn inverse_restores_the_root() {
         let (l, mut st, keys) = setup();
         let pre = st.root();
-        let txs = vec![ledger::transfer(&keys[0], ChainId(1), 0, keys[3].public(), AssetId::NATIVE, 1_000)];
-        let out = execute_txs(&l, &st, &txs);
+        let txs = vec![ledger::transfer(&keys[0], SCOPE, ChainId(1), 0, keys[3].public(), AssetId::NATIVE, 1_000)];
+        let out = execute_txs(&l, SCOPE, &st, &txs);
         let undo = inverse(&st, &out.changes);
         assert_ne!(st.apply(&out.changes, false), pre);
         assert_eq!(st.apply(&undo, false), pre);

@@ -111,7 +111,7 @@ impl StatelessExecutor for NativeChains {
     ) -> Result<StepOutcome, StatelessError> {
         let c = self.chain(chain)?;
         let w: Witness = lamina_primitives::decode(witness).map_err(|e| StatelessError::BadWitness(e.to_string()))?;
-        let r = witness::execute_stateless(&c.ledger.at(env.clone()), pre_state_root, &w, txs)
+        let r = witness::execute_stateless(&c.ledger.at(env.clone()), env.scope, pre_state_root, &w, txs)
             .map_err(|e| StatelessError::BadWitness(e.to_string()))?;
         Ok(StepOutcome { state_root: r.post_root, receipts_root: receipts_root(&r.output.receipts) })
     }
@@ -146,7 +146,7 @@ impl NativeReplica {
     /// The witness of the current state for `txs` (encoded; `None` if over the codec's
     /// size cap).
     fn witness_now(&self, env: &StepEnv, txs: &[Transaction]) -> Option<Vec<u8>> {
-        let verified = sigverify::verify_block(txs);
+        let verified = sigverify::verify_block(env.scope, txs);
         let built = witness::build(&self.ledger.at(env.clone()), &self.state, txs, &verified);
         // A full state tree has no opaque nodes, so pruning it cannot fail.
         let (_, w) = built.expect("full state tree prunes");
@@ -180,7 +180,7 @@ impl ChainReplica for NativeReplica {
         txs: &[Transaction],
         expected: Option<&StepOutcome>,
     ) -> (StepOutcome, Option<Vec<u8>>) {
-        let out = execute_txs(&self.ledger.at(env.clone()), &self.state, txs);
+        let out = execute_txs(&self.ledger.at(env.clone()), env.scope, &self.state, txs);
         let undo = (expected.is_some() || self.retain > 0).then(|| inverse(&self.state, &out.changes));
         let state_root = self.state.apply(&out.changes, true);
         let outcome = StepOutcome { state_root, receipts_root: receipts_root(&out.receipts) };

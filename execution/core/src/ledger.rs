@@ -52,7 +52,7 @@ use std::sync::Arc;
 
 use lamina_interfaces::bridge::{AnchoredProof, BridgeMessage, BridgeSpec, Origin, ReceiptKind, StepEnv};
 use lamina_interfaces::{ChainSpec, Genesis};
-use lamina_primitives::{ChainId, Digest, Domain, Height, Keypair, PublicKey, Transaction};
+use lamina_primitives::{ChainId, Digest, Domain, Height, Keypair, PublicKey, Transaction, TxScope};
 
 use crate::changes::ChangeSet;
 use crate::key::{CounterKey, DataKey};
@@ -837,7 +837,9 @@ impl NativeLedger {
     /// A ledger at height 0 with no anchors (bridge proofs are refused): call
     /// [`NativeLedger::at`] for each step.
     pub fn new(config: LedgerConfig) -> Self {
-        let env = StepEnv::without_anchors(Height(0));
+        // The ledger reads no signature (the signature stage runs before it, in the
+        // step's own scope), so the scope of this placeholder environment is unused.
+        let env = StepEnv::without_anchors(Height(0), TxScope::ChainOnly);
         let resolved = Resolved::at(&config, &env);
         NativeLedger { config: Arc::new(config), env, params: None, resolved }
     }
@@ -1272,35 +1274,51 @@ pub fn genesis(spec: &ChainSpec) -> ChangeSet {
 /// A signed transfer of `amount` of `asset` to `to`.
 pub fn transfer(
     keypair: &Keypair,
+    scope: TxScope,
     chain: ChainId,
     nonce: u64,
     to: PublicKey,
     asset: AssetId,
     amount: u64,
 ) -> Transaction {
-    Transaction::new_signed(keypair, chain, nonce, Call::Transfer { to, asset, amount }.encode())
+    Transaction::new_signed(keypair, scope, chain, nonce, Call::Transfer { to, asset, amount }.encode())
 }
 
 /// A signed asset creation; returns the transaction and the new asset's id.
-pub fn create_asset(keypair: &Keypair, chain: ChainId, nonce: u64, symbol: [u8; 8]) -> (Transaction, AssetId) {
+pub fn create_asset(
+    keypair: &Keypair,
+    scope: TxScope,
+    chain: ChainId,
+    nonce: u64,
+    symbol: [u8; 8],
+) -> (Transaction, AssetId) {
     let id = created_asset_id(chain, &keypair.public(), nonce);
-    (Transaction::new_signed(keypair, chain, nonce, Call::CreateAsset { symbol }.encode()), id)
+    (Transaction::new_signed(keypair, scope, chain, nonce, Call::CreateAsset { symbol }.encode()), id)
 }
 
 /// A signed mint (issuer only).
-pub fn mint(keypair: &Keypair, chain: ChainId, nonce: u64, asset: AssetId, to: PublicKey, amount: u64) -> Transaction {
-    Transaction::new_signed(keypair, chain, nonce, Call::Mint { asset, to, amount }.encode())
+pub fn mint(
+    keypair: &Keypair,
+    scope: TxScope,
+    chain: ChainId,
+    nonce: u64,
+    asset: AssetId,
+    to: PublicKey,
+    amount: u64,
+) -> Transaction {
+    Transaction::new_signed(keypair, scope, chain, nonce, Call::Mint { asset, to, amount }.encode())
 }
 
 /// A signed burn.
-pub fn burn(keypair: &Keypair, chain: ChainId, nonce: u64, asset: AssetId, amount: u64) -> Transaction {
-    Transaction::new_signed(keypair, chain, nonce, Call::Burn { asset, amount }.encode())
+pub fn burn(keypair: &Keypair, scope: TxScope, chain: ChainId, nonce: u64, asset: AssetId, amount: u64) -> Transaction {
+    Transaction::new_signed(keypair, scope, chain, nonce, Call::Burn { asset, amount }.encode())
 }
 
 /// A signed bridge lock.
 #[allow(clippy::too_many_arguments)]
 pub fn bridge_lock(
     keypair: &Keypair,
+    scope: TxScope,
     chain: ChainId,
     nonce: u64,
     asset: AssetId,
@@ -1311,6 +1329,7 @@ pub fn bridge_lock(
 ) -> Transaction {
     Transaction::new_signed(
         keypair,
+        scope,
         chain,
         nonce,
         Call::BridgeLock { asset, amount, dest_chain, recipient, timeout_heights }.encode(),
@@ -1320,27 +1339,29 @@ pub fn bridge_lock(
 /// A signed bridge receive (anyone may relay it; the relayer pays the fee).
 pub fn bridge_receive(
     keypair: &Keypair,
+    scope: TxScope,
     chain: ChainId,
     nonce: u64,
     message: BridgeMessage,
     proof: Vec<u8>,
 ) -> Transaction {
-    Transaction::new_signed(keypair, chain, nonce, Call::BridgeReceive { message, proof }.encode())
+    Transaction::new_signed(keypair, scope, chain, nonce, Call::BridgeReceive { message, proof }.encode())
 }
 
 /// A signed bridge refund (anyone may submit it; the amount goes to the message's
 /// sender).
 pub fn bridge_refund(
     keypair: &Keypair,
+    scope: TxScope,
     chain: ChainId,
     nonce: u64,
     message: BridgeMessage,
     proof: Vec<u8>,
 ) -> Transaction {
-    Transaction::new_signed(keypair, chain, nonce, Call::BridgeRefund { message, proof }.encode())
+    Transaction::new_signed(keypair, scope, chain, nonce, Call::BridgeRefund { message, proof }.encode())
 }
 
 /// A signed pause (`true`) or resume of the bridge (guardian only).
-pub fn bridge_pause(keypair: &Keypair, chain: ChainId, nonce: u64, paused: bool) -> Transaction {
-    Transaction::new_signed(keypair, chain, nonce, Call::BridgePause { paused }.encode())
+pub fn bridge_pause(keypair: &Keypair, scope: TxScope, chain: ChainId, nonce: u64, paused: bool) -> Transaction {
+    Transaction::new_signed(keypair, scope, chain, nonce, Call::BridgePause { paused }.encode())
 }

@@ -29,8 +29,10 @@
 //! use lamina_execution_core::ledger::{self, AssetId, LedgerConfig, NativeLedger};
 //! use lamina_execution_core::{chains, sequential, sigverify};
 //! use lamina_interfaces::ChainSpec;
-//! use lamina_primitives::{ChainId, Keypair};
+//! use lamina_primitives::{ChainId, Digest, Keypair, TxScope};
 //!
+//! // Transactions of this network bind its id (`Genesis::tx_scope` gives a real one).
+//! let scope = TxScope::Network(Digest([1; 32]));
 //! // A chain whose genesis funds two test accounts with 1,000 each.
 //! let spec = ChainSpec {
 //!     id: ChainId(1),
@@ -47,8 +49,8 @@
 //! let (alice, bob) = (Keypair::for_testing(100), Keypair::for_testing(101));
 //!
 //! // One block: alice pays bob 250 with nonce 0.
-//! let txs = vec![ledger::transfer(&alice, spec.id, 0, bob.public(), AssetId::NATIVE, 250)];
-//! let verified = sigverify::verify_block(&txs);
+//! let txs = vec![ledger::transfer(&alice, scope, spec.id, 0, bob.public(), AssetId::NATIVE, 250)];
+//! let verified = sigverify::verify_block(scope, &txs);
 //! let machine = NativeLedger::new(LedgerConfig::new(spec.id));
 //! let out = sequential::execute(&machine, &state, &txs, &verified);
 //! assert!(out.receipts[0].is_success());

@@ -13,7 +13,7 @@
 //! one thread.
 
 use lamina_primitives::sig::{self, SignedDigest};
-use lamina_primitives::{Transaction, TxId};
+use lamina_primitives::{Transaction, TxId, TxScope};
 use rayon::prelude::*;
 
 /// Largest batch handed to one multiscalar multiplication (the per-signature cost stops
@@ -59,20 +59,27 @@ fn verify_chunk(chunk: &[SignedDigest]) -> Vec<bool> {
     sig::verify_batch_each(chunk)
 }
 
-/// Verifies a block on the current rayon pool.
-pub fn verify_block(txs: &[Transaction]) -> Verified {
-    let items: Vec<SignedDigest> = txs.par_iter().map(Transaction::signed_digest).collect();
+/// A transaction's id and what its signature must verify as in `scope`.
+fn signed(tx: &Transaction, scope: TxScope) -> (TxId, SignedDigest) {
+    let id = tx.id();
+    (id, SignedDigest { public_key: tx.sender, message: scope.message(&id), signature: tx.signature })
+}
+
+/// Verifies a block of a network of scope `scope` (what its signatures bind) on the
+/// current rayon pool.
+pub fn verify_block(scope: TxScope, txs: &[Transaction]) -> Verified {
+    let (ids, items): (Vec<TxId>, Vec<SignedDigest>) = txs.par_iter().map(|tx| signed(tx, scope)).unzip();
     let size = chunk_size(items.len(), rayon::current_num_threads());
     let valid: Vec<bool> = items.par_chunks(size).flat_map_iter(verify_chunk).collect();
-    Verified { ids: items.iter().map(|i| TxId(i.message)).collect(), valid }
+    Verified { ids, valid }
 }
 
 /// The sequential twin of [`verify_block`]: same verdicts, one thread.
-pub fn verify_block_sequential(txs: &[Transaction]) -> Verified {
-    let items: Vec<SignedDigest> = txs.iter().map(Transaction::signed_digest).collect();
+pub fn verify_block_sequential(scope: TxScope, txs: &[Transaction]) -> Verified {
+    let (ids, items): (Vec<TxId>, Vec<SignedDigest>) = txs.iter().map(|tx| signed(tx, scope)).unzip();
     let size = chunk_size(items.len(), 1);
     let valid: Vec<bool> = items.chunks(size).flat_map(verify_chunk).collect();
-    Verified { ids: items.iter().map(|i| TxId(i.message)).collect(), valid }
+    Verified { ids, valid }
 }
 
 /// Raw batch verification of the given signatures across the pool, with the same

@@ -15,7 +15,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use lamina_primitives::{Digest, Transaction};
+use lamina_primitives::{Digest, Transaction, TxScope};
 
 use crate::key::{CounterKey, DataKey, KeyMap, RawKey, key_map};
 use crate::machine::{StateMachine, StateRead, receipts_root};
@@ -137,9 +137,11 @@ fn check(tree: &Smt, key: &RawKey, value_hash: Option<Digest>) -> Result<(), Wit
 }
 
 /// Re-executes a block from the pre-state root and a witness alone; returns the
-/// post-state root. Verifies the block's signatures itself (on the current rayon pool).
+/// post-state root. Verifies the block's signatures itself, in `scope` (on the current
+/// rayon pool).
 pub fn execute_stateless<M: StateMachine>(
     sm: &M,
+    scope: TxScope,
     pre_root: &Digest,
     witness: &Witness,
     txs: &[Transaction],
@@ -158,7 +160,7 @@ pub fn execute_stateless<M: StateMachine>(
         check(&tree, k.raw(), data_value_hash(v.as_deref()))?;
         data.insert(*k, v.as_deref().map(Arc::from));
     }
-    let verified = sigverify::verify_block(txs);
+    let verified = sigverify::verify_block(scope, txs);
     let output = {
         let pre = WitnessState { tree: &tree, counters, data, missing: AtomicBool::new(false) };
         let out = sequential::execute(sm, &pre, txs, &verified);

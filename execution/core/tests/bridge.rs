@@ -21,7 +21,10 @@ use lamina_interfaces::{
     AnchorList, AnchoredProof, BridgeMessage, BridgeSpec, ChainSpec, FinalizedRoot, GenesisBalance, ReceiptKind,
     StepEnv,
 };
-use lamina_primitives::{ChainId, Digest, Height, Keypair, Transaction};
+use lamina_primitives::{ChainId, Digest, Height, Keypair, Transaction, TxScope};
+
+/// What the tests' transactions bind: a network of their own.
+const SCOPE: TxScope = TxScope::Network(Digest([0x5c; 32]));
 use proptest::prelude::*;
 
 const HOME: ChainId = ChainId(1);
@@ -77,11 +80,11 @@ impl Net {
     /// One log height: `txs` on `chain` (both executors must agree); returns statuses.
     fn run(&mut self, chain: ChainId, txs: &[Transaction]) -> Vec<Status<LedgerFailure>> {
         self.height += 1;
-        let env = StepEnv::new(Height(self.height), Arc::new(self.anchors.clone()));
+        let env = StepEnv::new(Height(self.height), SCOPE, Arc::new(self.anchors.clone()));
         let c = self.chains.get_mut(&chain).unwrap();
         let l = c.ledger.at(env);
-        let out = execute_txs(&l, &c.state, txs);
-        let v = sigverify::verify_block(txs);
+        let out = execute_txs(&l, SCOPE, &c.state, txs);
+        let v = sigverify::verify_block(SCOPE, txs);
         assert_eq!(sequential::execute(&l, &c.state, txs, &v), out, "executors agree");
         c.state.apply(&out.changes, false);
         out.receipts.into_iter().map(|r| r.status).collect()
@@ -146,19 +149,19 @@ impl Net {
     ) -> Status<LedgerFailure> {
         let n = self.nonce(chain, who);
         let to = self.keys[who as usize + 1].public();
-        let tx = ledger::bridge_lock(&self.keys[who as usize], chain, n, asset, amount, dest, to, timeout);
+        let tx = ledger::bridge_lock(&self.keys[who as usize], SCOPE, chain, n, asset, amount, dest, to, timeout);
         self.run(chain, &[tx]).remove(0)
     }
 
     fn receive(&mut self, m: BridgeMessage, proof: Vec<u8>) -> Status<LedgerFailure> {
         let n = self.nonce(m.dest, 5);
-        let tx = ledger::bridge_receive(&self.keys[5], m.dest, n, m, proof);
+        let tx = ledger::bridge_receive(&self.keys[5], SCOPE, m.dest, n, m, proof);
         self.run(m.dest, &[tx]).remove(0)
     }
 
     fn refund(&mut self, m: BridgeMessage, proof: Vec<u8>) -> Status<LedgerFailure> {
         let n = self.nonce(m.source, 5);
-        let tx = ledger::bridge_refund(&self.keys[5], m.source, n, m, proof);
+        let tx = ledger::bridge_refund(&self.keys[5], SCOPE, m.source, n, m, proof);
         self.run(m.source, &[tx]).remove(0)
     }
 
@@ -222,7 +225,7 @@ fn b4_nomad_unproven_messages_and_zero_roots_are_never_processed() {
     net.lock(HOME, 0, AssetId::NATIVE, 40, AWAY, 100);
     let m = net.outbox(HOME, AWAY, 0);
     // No proof at all: the payload does not even decode.
-    let s = net.run(AWAY, &[ledger::bridge_receive(&net.keys[4].clone(), AWAY, 0, m, vec![])]);
+    let s = net.run(AWAY, &[ledger::bridge_receive(&net.keys[4].clone(), SCOPE, AWAY, 0, m, vec![])]);
     assert_eq!(s[0], Status::Rejected(LedgerFailure::Malformed));
     // An anchor whose root is zero is never trusted (Nomad's `confirmAt[0x00] = 1`).
     let zero = FinalizedRoot {
@@ -298,10 +301,10 @@ fn b5_poly_a_message_only_moves_assets() {
     let m = net.outbox(HOME, AWAY, 0);
     let i = net.finalize(HOME);
     let proof = net.prove(HOME, i, &net.okey(HOME, AWAY, 0));
-    let env = StepEnv::new(Height(net.height + 1), Arc::new(net.anchors.clone()));
+    let env = StepEnv::new(Height(net.height + 1), SCOPE, Arc::new(net.anchors.clone()));
     let c = &net.chains[&AWAY];
-    let tx = ledger::bridge_receive(&net.keys[5], AWAY, 0, m, proof);
-    let out = execute_txs(&c.ledger.at(env.clone()), &c.state, &[tx]);
+    let tx = ledger::bridge_receive(&net.keys[5], SCOPE, AWAY, 0, m, proof);
+    let out = execute_txs(&c.ledger.at(env.clone()), SCOPE, &c.state, &[tx]);
     assert!(out.receipts[0].is_success());
     let w = wrapped();
     let mut allowed_counters = vec![
@@ -321,7 +324,7 @@ fn b5_poly_a_message_only_moves_assets() {
     assert_eq!(data, want);
     // The pause switch answers to the guardian's own transaction only.
     assert_eq!(
-        net.run(AWAY, &[ledger::bridge_pause(&net.keys[5].clone(), AWAY, 0, true)])[0],
+        net.run(AWAY, &[ledger::bridge_pause(&net.keys[5].clone(), SCOPE, AWAY, 0, true)])[0],
         failed(LedgerFailure::NotGuardian)
     );
 }
@@ -376,7 +379,7 @@ fn b7_omni_replay_on_another_network_chain_or_twice_is_refused() {
     assert_eq!(net.receive(fork, p.clone()), failed(LedgerFailure::WrongChannel));
     // The same message submitted to a chain it is not for.
     let n = net.nonce(ChainId(3), 5);
-    let s = net.run(ChainId(3), &[ledger::bridge_receive(&net.keys[5].clone(), ChainId(3), n, m, p.clone())]);
+    let s = net.run(ChainId(3), &[ledger::bridge_receive(&net.keys[5].clone(), SCOPE, ChainId(3), n, m, p.clone())]);
     assert_eq!(s[0], failed(LedgerFailure::WrongChannel));
     // Delivered once; a replay of the very same transaction bytes is a used nonce, a
     // fresh transaction with the same message is a duplicate.
@@ -459,14 +462,14 @@ fn b13_rate_limit_and_pause() {
     // Paused by the guardian: locks, receives and refunds all stop; resumed, they work.
     let g = 4u8;
     let n = net.nonce(HOME, g);
-    assert_eq!(net.run(HOME, &[ledger::bridge_pause(&guardian, HOME, n, true)])[0], Status::Success);
+    assert_eq!(net.run(HOME, &[ledger::bridge_pause(&guardian, SCOPE, HOME, n, true)])[0], Status::Success);
     assert_eq!(net.lock(HOME, 0, AssetId::NATIVE, 5, AWAY, 100), failed(LedgerFailure::BridgePaused));
     let n = net.nonce(AWAY, g);
-    assert_eq!(net.run(AWAY, &[ledger::bridge_pause(&guardian, AWAY, n, true)])[0], Status::Success);
+    assert_eq!(net.run(AWAY, &[ledger::bridge_pause(&guardian, SCOPE, AWAY, n, true)])[0], Status::Success);
     net.lock(AWAY, 1, wrapped(), 5, HOME, 100);
     assert_eq!(net.lock(AWAY, 1, wrapped(), 5, HOME, 100), failed(LedgerFailure::BridgePaused));
     let n = net.nonce(HOME, g);
-    assert_eq!(net.run(HOME, &[ledger::bridge_pause(&guardian, HOME, n, false)])[0], Status::Success);
+    assert_eq!(net.run(HOME, &[ledger::bridge_pause(&guardian, SCOPE, HOME, n, false)])[0], Status::Success);
     assert_eq!(net.lock(HOME, 0, AssetId::NATIVE, 5, AWAY, 100), Status::Success);
     // The chain still paused refuses the receive.
     assert_eq!(net.relay(HOME, AWAY, 2), failed(LedgerFailure::BridgePaused));
@@ -652,12 +655,12 @@ fn oversize_and_malformed_payloads_are_rejected_without_effect() {
     let root = net.root(AWAY);
     let big = vec![0u8; ledger::MAX_BRIDGE_PROOF + 1];
     let k = net.keys[4].clone();
-    let s = net.run(AWAY, &[ledger::bridge_receive(&k, AWAY, 0, m, big)]);
+    let s = net.run(AWAY, &[ledger::bridge_receive(&k, SCOPE, AWAY, 0, m, big)]);
     assert_eq!(s[0], Status::Rejected(LedgerFailure::Malformed));
     // A payload cut inside the message.
     let mut payload = ledger::Call::BridgeReceive { message: m, proof: vec![0; 16] }.encode();
     payload.truncate(40);
-    let s = net.run(AWAY, &[Transaction::new_signed(&k, AWAY, 0, payload)]);
+    let s = net.run(AWAY, &[Transaction::new_signed(&k, SCOPE, AWAY, 0, payload)]);
     assert_eq!(s[0], Status::Rejected(LedgerFailure::Malformed));
     assert_eq!(net.root(AWAY), root, "rejections change nothing");
 }
@@ -669,7 +672,7 @@ fn a_wrapped_asset_leaves_only_by_going_home() {
     assert_eq!(net.relay(HOME, AWAY, 0), Status::Success);
     let k = net.keys[1].clone();
     let n = net.nonce(AWAY, 1);
-    let s = net.run(AWAY, &[ledger::burn(&k, AWAY, n, wrapped(), 10)]);
+    let s = net.run(AWAY, &[ledger::burn(&k, SCOPE, AWAY, n, wrapped(), 10)]);
     assert_eq!(s[0], failed(LedgerFailure::WrappedBurn));
     assert_eq!(net.bal(AWAY, 1, wrapped()), 40);
 }

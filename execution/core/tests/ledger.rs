@@ -8,7 +8,10 @@ use lamina_execution_core::machine::StateMachine;
 use lamina_execution_core::state::AuthenticatedState;
 use lamina_execution_core::{ChangeSet, StateRead, Status, parallel, sequential, sigverify};
 use lamina_interfaces::{ChainSpec, GenesisBalance};
-use lamina_primitives::{ChainId, Keypair, Transaction};
+use lamina_primitives::{ChainId, Digest, Keypair, Transaction, TxScope};
+
+/// What the tests' transactions bind: a network of their own.
+const SCOPE: TxScope = TxScope::Network(Digest([0x5c; 32]));
 
 const CHAIN: ChainId = ChainId(3);
 
@@ -33,7 +36,7 @@ fn setup(fee: u64) -> (NativeLedger, AuthenticatedState, Vec<Keypair>) {
 
 /// Runs a block with both executors (they must agree), applies it, returns statuses.
 fn run<M: StateMachine>(l: &M, st: &mut AuthenticatedState, txs: &[Transaction]) -> Vec<Status<M::Failure>> {
-    let v = sigverify::verify_block(txs);
+    let v = sigverify::verify_block(SCOPE, txs);
     let seq = sequential::execute(l, st, txs, &v);
     let par = parallel::execute(l, st, txs, &v);
     assert_eq!(seq, par);
@@ -46,13 +49,13 @@ fn transfers_nonces_and_fees() {
     let (l, mut st, k) = setup(2);
     let (a, b, c) = (&k[0], &k[1], &k[3]);
     let txs = vec![
-        ledger::transfer(a, CHAIN, 0, b.public(), AssetId::NATIVE, 30),
-        ledger::transfer(a, CHAIN, 0, b.public(), AssetId::NATIVE, 30), // used nonce
-        ledger::transfer(a, CHAIN, 5, b.public(), AssetId::NATIVE, 30), // skipped nonce
-        ledger::transfer(a, CHAIN, 1, b.public(), AssetId::NATIVE, 1000), // overdraft: fails, pays fee
-        ledger::transfer(c, CHAIN, 0, b.public(), AssetId::NATIVE, 1),  // collector has 2 fees: pays 2, sends 1
-        ledger::transfer(a, ChainId(4), 2, b.public(), AssetId::NATIVE, 1), // wrong chain
-        ledger::transfer(a, CHAIN, 2, b.public(), AssetId(77), 1),      // unknown asset: fails, pays fee
+        ledger::transfer(a, SCOPE, CHAIN, 0, b.public(), AssetId::NATIVE, 30),
+        ledger::transfer(a, SCOPE, CHAIN, 0, b.public(), AssetId::NATIVE, 30), // used nonce
+        ledger::transfer(a, SCOPE, CHAIN, 5, b.public(), AssetId::NATIVE, 30), // skipped nonce
+        ledger::transfer(a, SCOPE, CHAIN, 1, b.public(), AssetId::NATIVE, 1000), // overdraft: fails, pays fee
+        ledger::transfer(c, SCOPE, CHAIN, 0, b.public(), AssetId::NATIVE, 1),  // collector has 2 fees: pays 2, sends 1
+        ledger::transfer(a, SCOPE, ChainId(4), 2, b.public(), AssetId::NATIVE, 1), // wrong chain
+        ledger::transfer(a, SCOPE, CHAIN, 2, b.public(), AssetId(77), 1),      // unknown asset: fails, pays fee
     ];
     let s = run(&l, &mut st, &txs);
     assert_eq!(s[0], Status::Success);
@@ -70,7 +73,7 @@ fn transfers_nonces_and_fees() {
     assert_eq!(balance(&st, &c.public(), AssetId::NATIVE), 5);
     // A fee-less account cannot pay: rejected, no state change.
     let poor = Keypair::for_testing(50);
-    let s = run(&l, &mut st, &[ledger::transfer(&poor, CHAIN, 0, b.public(), AssetId::NATIVE, 0)]);
+    let s = run(&l, &mut st, &[ledger::transfer(&poor, SCOPE, CHAIN, 0, b.public(), AssetId::NATIVE, 0)]);
     assert_eq!(s[0], Status::Rejected(LedgerFailure::FeeUnpaid));
     assert_eq!(nonce(&st, &poor.public()), 0);
 }
@@ -78,7 +81,7 @@ fn transfers_nonces_and_fees() {
 #[test]
 fn bad_signatures_are_rejected_without_effect() {
     let (l, mut st, k) = setup(0);
-    let mut t = ledger::transfer(&k[0], CHAIN, 0, k[1].public(), AssetId::NATIVE, 10);
+    let mut t = ledger::transfer(&k[0], SCOPE, CHAIN, 0, k[1].public(), AssetId::NATIVE, 10);
     t.signature.0[10] ^= 4;
     let root = st.root();
     let s = run(&l, &mut st, &[t]);
@@ -90,15 +93,15 @@ fn bad_signatures_are_rejected_without_effect() {
 fn asset_lifecycle() {
     let (l, mut st, k) = setup(0);
     let (issuer, x) = (&k[0], &k[1]);
-    let (create, id) = ledger::create_asset(issuer, CHAIN, 0, *b"GOLD\0\0\0\0");
+    let (create, id) = ledger::create_asset(issuer, SCOPE, CHAIN, 0, *b"GOLD\0\0\0\0");
     let txs = vec![
         create,
-        ledger::mint(issuer, CHAIN, 1, id, x.public(), 500),
-        ledger::mint(x, CHAIN, 0, id, x.public(), 500), // not issuer
-        ledger::transfer(x, CHAIN, 1, issuer.public(), id, 200),
-        ledger::burn(x, CHAIN, 2, id, 250),
-        ledger::burn(x, CHAIN, 3, id, 51),                              // only 50 left
-        ledger::mint(issuer, CHAIN, 2, AssetId::NATIVE, x.public(), 1), // native has no issuer
+        ledger::mint(issuer, SCOPE, CHAIN, 1, id, x.public(), 500),
+        ledger::mint(x, SCOPE, CHAIN, 0, id, x.public(), 500), // not issuer
+        ledger::transfer(x, SCOPE, CHAIN, 1, issuer.public(), id, 200),
+        ledger::burn(x, SCOPE, CHAIN, 2, id, 250),
+        ledger::burn(x, SCOPE, CHAIN, 3, id, 51), // only 50 left
+        ledger::mint(issuer, SCOPE, CHAIN, 2, AssetId::NATIVE, x.public(), 1), // native has no issuer
     ];
     let s = run(&l, &mut st, &txs);
     assert_eq!(
@@ -119,7 +122,7 @@ fn asset_lifecycle() {
     // Creating the same id again is impossible (nonce is part of it); a mint near the cap fails.
     let mut big = Vec::new();
     for n in 3..6 {
-        big.push(ledger::mint(issuer, CHAIN, n, id, x.public(), u64::MAX));
+        big.push(ledger::mint(issuer, SCOPE, CHAIN, n, id, x.public(), u64::MAX));
     }
     let s = run(&l, &mut st, &big);
     assert!(s.iter().all(|s| *s == Status::Success));
@@ -149,6 +152,7 @@ fn signature_stage_verdicts_do_not_depend_on_threads_or_batching() {
         .map(|i| {
             ledger::transfer(
                 &keys[(i % 20) as usize],
+                SCOPE,
                 CHAIN,
                 i / 20,
                 keys[((i + 1) % 20) as usize].public(),
@@ -161,10 +165,10 @@ fn signature_stage_verdicts_do_not_depend_on_threads_or_batching() {
         txs[i].signature.0[33] ^= 1;
     }
     txs[500].payload.push(1); // signature no longer matches the payload
-    let seq = sigverify::verify_block_sequential(&txs);
+    let seq = sigverify::verify_block_sequential(SCOPE, &txs);
     for threads in [1, 2, 3] {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
-        assert_eq!(pool.install(|| sigverify::verify_block(&txs)), seq);
+        assert_eq!(pool.install(|| sigverify::verify_block(SCOPE, &txs)), seq);
     }
     let bad: Vec<usize> = seq.valid.iter().enumerate().filter(|(_, v)| !**v).map(|(i, _)| i).collect();
     assert_eq!(bad, vec![0, 17, 500, 1023, 1024, 2999]);

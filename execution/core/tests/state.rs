@@ -6,7 +6,7 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::{Params, block};
+use common::{Params, SCOPE, block};
 use lamina_execution_core::block::{self, ChainHead};
 use lamina_execution_core::machine::receipts_root;
 use lamina_execution_core::smt::{self, ProofError, Smt, StateProof, Terminal};
@@ -167,7 +167,7 @@ fn stateless_reexecution_equals_stateful() {
             let mut post = s.state.clone();
             post.apply(&out.changes, true)
         };
-        let r = witness::execute_stateless(&s.ledger, &pre_root, &w, &s.txs).unwrap();
+        let r = witness::execute_stateless(&s.ledger, SCOPE, &pre_root, &w, &s.txs).unwrap();
         assert_eq!(r.output, out, "seed {seed}");
         assert_eq!(r.post_root, want, "seed {seed}");
         // The witness survives the wire, and the interfaces seam settlement uses gives
@@ -194,7 +194,7 @@ fn stateless_reexecution_equals_stateful() {
         // Wrong pre-state root.
         let bad_root = Digest([1; 32]);
         assert!(matches!(
-            witness::execute_stateless(&s.ledger, &bad_root, &w, &s.txs),
+            witness::execute_stateless(&s.ledger, SCOPE, &bad_root, &w, &s.txs),
             Err(WitnessError::RootMismatch { .. })
         ));
         // A tampered value.
@@ -202,7 +202,7 @@ fn stateless_reexecution_equals_stateful() {
         if let Some(e) = t.counters.iter_mut().find(|e| e.1 > 0) {
             e.1 += 1;
             assert!(matches!(
-                witness::execute_stateless(&s.ledger, &pre_root, &t, &s.txs),
+                witness::execute_stateless(&s.ledger, SCOPE, &pre_root, &t, &s.txs),
                 Err(WitnessError::BadValue(_))
             ));
         }
@@ -210,20 +210,20 @@ fn stateless_reexecution_equals_stateful() {
         let mut t = w.clone();
         let pos = t.counters.iter().position(|e| e.1 > 0).unwrap();
         t.counters.remove(pos);
-        assert_eq!(witness::execute_stateless(&s.ledger, &pre_root, &t, &s.txs), Err(WitnessError::Incomplete));
+        assert_eq!(witness::execute_stateless(&s.ledger, SCOPE, &pre_root, &t, &s.txs), Err(WitnessError::Incomplete));
         // A tampered multiproof.
         let mut t = w.clone();
         if let Some(n) = t.nodes.iter_mut().find(|n| matches!(n, smt::ProofNode::Opaque(_))) {
             *n = smt::ProofNode::Opaque(Digest([3; 32]));
             assert!(matches!(
-                witness::execute_stateless(&s.ledger, &pre_root, &t, &s.txs),
+                witness::execute_stateless(&s.ledger, SCOPE, &pre_root, &t, &s.txs),
                 Err(WitnessError::RootMismatch { .. })
             ));
         }
         // A different block under the same witness does not give the claimed root.
         let mut other = s.txs.clone();
         other.reverse();
-        if let Ok(r2) = witness::execute_stateless(&s.ledger, &pre_root, &w, &other) {
+        if let Ok(r2) = witness::execute_stateless(&s.ledger, SCOPE, &pre_root, &w, &other) {
             assert!(r2.post_root != want || r2.output.receipts != out.receipts);
         }
         let _ = &s.keys;
@@ -293,7 +293,7 @@ proptest! {
             if i == 1 {
                 pre = replica_pre_state(&chains, &first.txs);
             }
-            let verified = lamina_execution_core::sigverify::verify_block(txs);
+            let verified = lamina_execution_core::sigverify::verify_block(SCOPE, txs);
             let (_, w) = witness::build(&first.ledger.at(e.clone()), &pre, txs, &verified).unwrap();
             let bytes = encode(&w).unwrap();
             prop_assert_eq!(chains.reexecute(common::CHAIN, &e, &pre_root, &bytes, txs).unwrap(), full);
@@ -345,5 +345,5 @@ fn env() -> lamina_interfaces::StepEnv {
 
 /// The environment of a step at `height` (no anchors).
 fn env_at(height: lamina_primitives::Height) -> lamina_interfaces::StepEnv {
-    lamina_interfaces::StepEnv::without_anchors(height)
+    lamina_interfaces::StepEnv::without_anchors(height, SCOPE)
 }

@@ -113,6 +113,8 @@ pub struct ExecutionNode<M: ChainMachine = NativeLedger> {
     shared: Arc<Shared<M::Failure>>,
     store: Arc<Records>,
     key: Keypair,
+    /// What the network's transaction signatures bind (`Genesis::tx_scope`).
+    scope: lamina_primitives::TxScope,
     validators: Committee,
     /// Check each block's certificate against the genesis committee here too. Off where
     /// committees change by vote (`[governance] committee_changes`): this service does
@@ -422,6 +424,7 @@ impl<M: ChainMachine> ExecutionNode<M> {
             shared: Arc::new(Shared(RwLock::new(view))),
             store,
             key,
+            scope: genesis.tx_scope(),
             validators: genesis.validator_committee(),
             verify_blocks: config.verify_certificates && !genesis.governance.committee_changes,
             read_batch: config.read_batch,
@@ -490,7 +493,7 @@ impl<M: ChainMachine> ExecutionNode<M> {
         txs: &[Transaction],
         shutdown: &CancellationToken,
     ) -> Result<StepEnv, Error> {
-        let env = StepEnv::new(height, self.anchors_for(height, txs, shutdown).await?);
+        let env = StepEnv::new(height, self.scope, self.anchors_for(height, txs, shutdown).await?);
         let Some(reg) = self.params.as_ref().filter(|_| !txs.is_empty()) else { return Ok(env) };
         wait_until(shutdown, "governance's parameters", height, || reg.final_through() >= height).await?;
         // Checked and used as one frozen view: the follower cannot forget what this

@@ -10,7 +10,7 @@
 //! only increase; see [`crate::state`]).
 
 use lamina_primitives::codec::limits;
-use lamina_primitives::{ChainId, CodecError, Digest, Keypair, Transaction, Wire};
+use lamina_primitives::{ChainId, CodecError, Digest, Keypair, Transaction, TxScope, Wire};
 
 use crate::Error;
 
@@ -217,12 +217,19 @@ impl Wire for Envelope {
 
 impl Entry {
     /// Builds the signed governance transaction carrying `entry` for the network
-    /// `network` ([`lamina_interfaces::Genesis::network_id`]). Fails only if the entry is
-    /// too large.
-    pub fn transaction(key: &Keypair, network: Digest, nonce: u64, entry: &Entry) -> Result<Transaction, Error> {
+    /// `network` ([`lamina_interfaces::Genesis::network_id`]), signed in the network's
+    /// scope `scope` ([`lamina_interfaces::Genesis::tx_scope`]). Fails only if the entry
+    /// is too large.
+    pub fn transaction(
+        key: &Keypair,
+        scope: TxScope,
+        network: Digest,
+        nonce: u64,
+        entry: &Entry,
+    ) -> Result<Transaction, Error> {
         let envelope = Envelope { network, entry: entry.clone() };
         let payload = lamina_primitives::encode(&envelope).map_err(|e| Error::Encode(e.to_string()))?;
-        Ok(Transaction::new_signed(key, GOVERNANCE_CHAIN, nonce, payload))
+        Ok(Transaction::new_signed(key, scope, GOVERNANCE_CHAIN, nonce, payload))
     }
 
     /// The entry a governance transaction for `network` carries (the signature is not
@@ -289,16 +296,16 @@ mod tests {
                 valid_until: 1,
             },
         ] {
-            let tx = Entry::transaction(&key, NET, 7, &entry).unwrap();
-            assert!(tx.verify().is_ok());
+            let tx = Entry::transaction(&key, TxScope::Network(NET), NET, 7, &entry).unwrap();
+            assert!(tx.verify(TxScope::Network(NET)).is_ok());
             assert_eq!(Entry::from_transaction(&tx, &NET).unwrap(), entry);
             // Signed for one network, refused on any other.
             let other = Digest([8; 32]);
             assert_eq!(Entry::from_transaction(&tx, &other), Err(Error::WrongNetwork { got: NET, want: other }));
         }
-        let other = Transaction::new_signed(&key, ChainId(1), 0, vec![]);
+        let other = Transaction::new_signed(&key, TxScope::Network(NET), ChainId(1), 0, vec![]);
         assert!(matches!(Entry::from_transaction(&other, &NET), Err(Error::NotGovernance(_))));
-        let junk = Transaction::new_signed(&key, GOVERNANCE_CHAIN, 0, vec![0xFF; 9]);
+        let junk = Transaction::new_signed(&key, TxScope::Network(NET), GOVERNANCE_CHAIN, 0, vec![0xFF; 9]);
         assert!(matches!(Entry::from_transaction(&junk, &NET), Err(Error::Malformed(_))));
     }
 

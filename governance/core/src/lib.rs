@@ -56,13 +56,14 @@
 //! let new = Keypair::for_testing(40).public();
 //! let action = Action::AddValidator(NodeSpec { name: "v4".into(), key: new, addr: "127.0.0.1:9400".into(), http: None });
 //! let entry = Entry::Propose { action, reason: "a fifth organisation".into(), valid_until: 50 };
-//! let propose = Entry::transaction(&members[0], genesis.network_id(), 0, &entry)?;
+//! let (scope, net) = (genesis.tx_scope(), genesis.network_id());
+//! let propose = Entry::transaction(&members[0], scope, net, 0, &entry)?;
 //! gov.apply_block(Height(3), &[propose])?;
 //! // A vote names the proposal's id and the transaction that opened it.
 //! let opened_by = gov.proposal(1).unwrap().tx.0;
 //! let vote = Entry::Vote { proposal: 1, proposal_tx: opened_by, approve: true, valid_until: 50 };
-//! let net = genesis.network_id();
-//! let votes: Vec<_> = members[..3].iter().map(|k| Entry::transaction(k, net, 1, &vote)).collect::<Result<_, _>>()?;
+//! let votes: Vec<_> =
+//!     members[..3].iter().map(|k| Entry::transaction(k, scope, net, 1, &vote)).collect::<Result<_, _>>()?;
 //! let events = gov.apply_block(Height(4), &votes)?;
 //! assert!(events.contains(&Event::Passed { id: 1, boundary: Height(100) }));
 //! assert_eq!(gov.epoch().membership.validators.len(), 4, "not before the boundary");

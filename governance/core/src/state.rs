@@ -29,7 +29,7 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use lamina_interfaces::Genesis;
-use lamina_primitives::{ChainId, Digest, Domain, Height, PublicKey, Transaction, TxId};
+use lamina_primitives::{ChainId, Digest, Domain, Height, PublicKey, Transaction, TxId, TxScope};
 
 use crate::Error;
 use crate::entry::Param;
@@ -66,6 +66,10 @@ pub struct Params {
     pub threshold_percent: u8,
     /// The network ([`Genesis::network_id`]): entries signed for another are refused.
     pub network: Digest,
+    /// Transactions' signatures bind the network too ([`Genesis::tx_binds_network`]).
+    /// Not written when off, so states saved before it keep their digest.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tx_binds_network: bool,
 }
 
 impl Params {
@@ -78,7 +82,13 @@ impl Params {
             quorum_percent: g.quorum_percent.clamp(1, 100),
             threshold_percent: g.threshold_percent.clamp(1, 100),
             network: genesis.network_id(),
+            tx_binds_network: genesis.tx_binds_network,
         }
+    }
+
+    /// What the network's transaction signatures bind ([`Genesis::tx_scope`]).
+    pub fn scope(&self) -> TxScope {
+        if self.tx_binds_network { TxScope::Network(self.network) } else { TxScope::ChainOnly }
     }
 }
 
@@ -529,7 +539,7 @@ impl GovernanceState {
 
     fn apply_tx(&mut self, height: Height, tx: &Transaction) -> Result<Vec<Event>, Error> {
         let entry = Entry::from_transaction(tx, &self.params.network)?;
-        tx.verify().map_err(|_| Error::BadSignature)?;
+        tx.verify(self.params.scope()).map_err(|_| Error::BadSignature)?;
         let sender = tx.sender;
         let weight = self.epoch.membership.weight(&sender);
         if weight == 0 {

@@ -4,7 +4,7 @@
 use lamina_governance_core::state::{KEEP_CLOSED, MAX_OPEN_PER_MEMBER};
 use lamina_governance_core::{Action, Entry, Envelope, Error, Event, GovernanceState, NodeSpec, Param, Status};
 use lamina_interfaces::{ClientEntry, Genesis, GovernanceSpec, MemberEntry};
-use lamina_primitives::{ChainId, Digest, Height, Keypair, PublicKey, Transaction, sig};
+use lamina_primitives::{ChainId, Digest, Height, Keypair, PublicKey, Transaction, TxScope, sig};
 use lamina_test_utils::{chain, genesis, localhost, node};
 use proptest::prelude::*;
 
@@ -42,6 +42,7 @@ fn net(weights: &[u64]) -> Genesis {
 struct Net {
     gov: GovernanceState,
     network: Digest,
+    scope: TxScope,
     nonces: Vec<u64>,
     height: u64,
 }
@@ -50,13 +51,19 @@ impl Net {
     fn new(weights: &[u64]) -> Self {
         let g = net(weights);
         g.validate().unwrap();
-        Net { gov: GovernanceState::new(&g), network: g.network_id(), nonces: vec![0; 300], height: 0 }
+        Net {
+            gov: GovernanceState::new(&g),
+            network: g.network_id(),
+            scope: g.tx_scope(),
+            nonces: vec![0; 300],
+            height: 0,
+        }
     }
 
     fn tx(&mut self, who: u64, entry: Entry) -> Transaction {
         let n = self.nonces[who as usize];
         self.nonces[who as usize] += 1;
-        Entry::transaction(&member(who), self.network, n, &entry).unwrap()
+        Entry::transaction(&member(who), self.scope, self.network, n, &entry).unwrap()
     }
 
     fn propose(&mut self, who: u64, action: Action) -> Transaction {
@@ -328,7 +335,7 @@ fn bad_input_is_rejected_with_a_typed_error_and_changes_nothing() {
     // A vote from a key that is not a member.
     let bound = opened_by(&n.gov, 1);
     let vote = |approve| Entry::Vote { proposal: 1, proposal_tx: bound, approve, valid_until: u64::MAX };
-    let stranger = Entry::transaction(&Keypair::for_testing(77), n.network, 0, &vote(true)).unwrap();
+    let stranger = Entry::transaction(&Keypair::for_testing(77), n.scope, n.network, 0, &vote(true)).unwrap();
     n.rejected(stranger, |e| matches!(e, Error::NotMember(_)));
     // A duplicate vote.
     let v = n.vote(1, 1, false);
@@ -336,11 +343,15 @@ fn bad_input_is_rejected_with_a_typed_error_and_changes_nothing() {
     let again = n.vote(1, 1, true);
     n.rejected(again, |e| matches!(e, Error::AlreadyVoted { id: 1, .. }));
     // A replayed transaction (its nonce is used).
-    let first = Entry::transaction(&member(1), n.network, 0, &vote(true)).unwrap();
+    let first = Entry::transaction(&member(1), n.scope, n.network, 0, &vote(true)).unwrap();
     n.rejected(first, |e| matches!(e, Error::StaleNonce { nonce: 0, next: 1, .. }));
     // A member's vote signed for another network (the same keys may serve several).
-    let elsewhere = Entry::transaction(&member(2), Digest([9; 32]), 0, &vote(true)).unwrap();
+    let elsewhere =
+        Entry::transaction(&member(2), TxScope::Network(Digest([9; 32])), Digest([9; 32]), 0, &vote(true)).unwrap();
     n.rejected(elsewhere, |e| matches!(e, Error::WrongNetwork { .. }));
+    // The right envelope, but a signature that does not bind the network.
+    let unbound = Entry::transaction(&member(2), TxScope::ChainOnly, n.network, 0, &vote(true)).unwrap();
+    n.rejected(unbound, |e| matches!(e, Error::BadSignature));
     // A vote on a proposal that never existed.
     let unknown = n.vote(2, 99, true);
     n.rejected(unknown, |e| matches!(e, Error::UnknownProposal(99)));
@@ -349,9 +360,9 @@ fn bad_input_is_rejected_with_a_typed_error_and_changes_nothing() {
     forged.payload = lamina_primitives::encode(&Envelope { network: n.network, entry: vote(false) }).unwrap();
     n.rejected(forged, |e| matches!(e, Error::BadSignature));
     // Bytes that are not an entry, and a transaction of another chain.
-    let junk = Transaction::new_signed(&member(2), lamina_governance_core::GOVERNANCE_CHAIN, 50, vec![7; 40]);
+    let junk = Transaction::new_signed(&member(2), n.scope, lamina_governance_core::GOVERNANCE_CHAIN, 50, vec![7; 40]);
     n.rejected(junk, |e| matches!(e, Error::Malformed(_)));
-    let other = Transaction::new_signed(&member(2), ChainId(1), 51, vec![]);
+    let other = Transaction::new_signed(&member(2), n.scope, ChainId(1), 51, vec![]);
     n.rejected(other, |e| matches!(e, Error::NotGovernance(_)));
 
     // Proposals with a malformed key, name, address, value or reason.
@@ -486,6 +497,7 @@ fn the_last_validator_cannot_be_removed() {
     let mut gov = GovernanceState::new(&g);
     let tx = Entry::transaction(
         &member(0),
+        g.tx_scope(),
         g.network_id(),
         0,
         &Entry::Propose {
@@ -599,7 +611,7 @@ proptest! {
                 };
                 let n = nonces[who as usize];
                 nonces[who as usize] += 1;
-                Entry::transaction(&member(who), g.network_id(), n, &entry).unwrap()
+                Entry::transaction(&member(who), g.tx_scope(), g.network_id(), n, &entry).unwrap()
             }).collect();
             let before = full.epoch().clone();
             full.apply_block(Height(h), &txs).unwrap();

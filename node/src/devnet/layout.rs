@@ -228,6 +228,7 @@ pub fn create(dir: &Path, spec: &Spec) -> anyhow::Result<DevnetState> {
             committee_changes: spec.committee_changes,
             ..Default::default()
         },
+        tx_binds_network: true,
     };
     let client = crate::keys::generate()?;
     let client_key = dir.join(CLIENT_KEY_FILE);

@@ -129,7 +129,13 @@ async fn seams(
     let params = crate::governed::spawn_on_client_node(ctx, &log, &da, plan, shutdown);
     let anchors =
         if genesis.bridge.enabled { Some(anchor_registry(ctx, &log, &da, &params, shutdown).await?) } else { None };
-    Ok(Seams { log, da, settlement: LogSettlement::new(intake, ctx.key().clone()), anchors, params: Some(params) })
+    Ok(Seams {
+        log,
+        da,
+        settlement: LogSettlement::new(intake, ctx.key().clone(), ctx.genesis().tx_scope()),
+        anchors,
+        params: Some(params),
+    })
 }
 
 /// Settlement's anchor registry for a bridged network: a settlement follower (the same

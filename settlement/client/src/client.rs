@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use lamina_interfaces::{CheckpointClaim, Genesis, Settlement, SettlementError, SubmitError, TxSubmit};
 use lamina_net::{Endpoint, NetError, Network, PeerSet, ProtocolConfig};
-use lamina_primitives::{Keypair, NodeId, Transaction};
+use lamina_primitives::{Keypair, NodeId, Transaction, TxScope};
 use lamina_settlement_core::Entry;
 
 use crate::protocol::{SettlementProtocol, SettlementRequest, SettlementResponse};
@@ -25,24 +25,30 @@ use crate::protocol::{SettlementProtocol, SettlementRequest, SettlementResponse}
 pub struct LogSettlement<T> {
     submit: T,
     key: Keypair,
+    scope: TxScope,
 }
 
 impl<T: TxSubmit> LogSettlement<T> {
-    /// An adapter that submits with `submit`, signing with `key`.
-    pub fn new(submit: T, key: Keypair) -> Self {
-        LogSettlement { submit, key }
+    /// An adapter that submits with `submit`, signing with `key` for a network of
+    /// scope `scope` (`Genesis::tx_scope`).
+    pub fn new(submit: T, key: Keypair, scope: TxScope) -> Self {
+        LogSettlement { submit, key, scope }
     }
 
-    /// The transaction that carries `claim`.
-    pub fn claim_transaction(key: &Keypair, claim: &CheckpointClaim) -> Result<Transaction, SettlementError> {
-        Entry::transaction(key, claim.to.0, &Entry::Claim(claim.clone()))
+    /// The transaction that carries `claim`, signed for a network of scope `scope`.
+    pub fn claim_transaction(
+        key: &Keypair,
+        scope: TxScope,
+        claim: &CheckpointClaim,
+    ) -> Result<Transaction, SettlementError> {
+        Entry::transaction(key, scope, claim.to.0, &Entry::Claim(claim.clone()))
             .map_err(|e| SettlementError::Rejected(e.to_string()))
     }
 }
 
 impl<T: TxSubmit> Settlement for LogSettlement<T> {
     async fn post_claim(&self, claim: CheckpointClaim) -> Result<(), SettlementError> {
-        let tx = Self::claim_transaction(&self.key, &claim)?;
+        let tx = Self::claim_transaction(&self.key, self.scope, &claim)?;
         match self.submit.submit_widely(tx).await {
             Ok(_) => Ok(()),
             Err(e @ (SubmitError::Busy(_) | SubmitError::Transport(_))) => {
@@ -144,7 +150,7 @@ mod tests {
             signature: Signature([0; 64]),
         };
         let rec = Recorder::default();
-        LogSettlement::new(rec.clone(), key).post_claim(claim).await.unwrap();
+        LogSettlement::new(rec.clone(), key, TxScope::ChainOnly).post_claim(claim).await.unwrap();
         assert_eq!(*rec.0.lock().unwrap(), vec!["every validator"]);
     }
 }

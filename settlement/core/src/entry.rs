@@ -7,7 +7,7 @@
 //! (see [`crate::state`]).
 
 use lamina_primitives::codec::limits;
-use lamina_primitives::{ChainId, CodecError, Digest, Domain, Keypair, Transaction, Wire};
+use lamina_primitives::{ChainId, CodecError, Digest, Domain, Keypair, Transaction, TxScope, Wire};
 
 use crate::Error;
 
@@ -87,11 +87,12 @@ impl Wire for Entry {
 }
 
 impl Entry {
-    /// Builds the signed settlement transaction carrying `entry`. Fails only if the entry
+    /// Builds the signed settlement transaction carrying `entry`, for a network of
+    /// scope `scope` ([`lamina_interfaces::Genesis::tx_scope`]). Fails only if the entry
     /// is too large for a transaction.
-    pub fn transaction(key: &Keypair, nonce: u64, entry: &Entry) -> Result<Transaction, Error> {
+    pub fn transaction(key: &Keypair, scope: TxScope, nonce: u64, entry: &Entry) -> Result<Transaction, Error> {
         let payload = lamina_primitives::encode(entry).map_err(|e| Error::Encode(e.to_string()))?;
-        Ok(Transaction::new_signed(key, SETTLEMENT_CHAIN, nonce, payload))
+        Ok(Transaction::new_signed(key, scope, SETTLEMENT_CHAIN, nonce, payload))
     }
 
     /// The entry a settlement transaction carries (the signature is not checked here).
@@ -139,11 +140,11 @@ mod tests {
             Entry::BadEncoding { data_root: WITNESS.hash(b"r"), proof: vec![9; 10] },
         ];
         for (i, e) in entries.iter().enumerate() {
-            let tx = Entry::transaction(&key, i as u64, e).unwrap();
-            tx.verify().unwrap();
+            let tx = Entry::transaction(&key, TxScope::ChainOnly, i as u64, e).unwrap();
+            tx.verify(TxScope::ChainOnly).unwrap();
             assert_eq!(&Entry::from_transaction(&tx).unwrap(), e);
         }
-        let mut tx = Entry::transaction(&key, 0, &entries[0]).unwrap();
+        let mut tx = Entry::transaction(&key, TxScope::ChainOnly, 0, &entries[0]).unwrap();
         tx.payload.truncate(3);
         assert!(matches!(Entry::from_transaction(&tx), Err(Error::Malformed(_))));
         tx.chain_id = ChainId(1);

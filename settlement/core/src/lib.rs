@@ -49,7 +49,7 @@
 //!     ChainReplica, CheckpointClaim, ClaimStep, EncodingFraudVerifier, StatelessError, StatelessExecutor, StepEnv,
 //!     StepOutcome,
 //! };
-//! use lamina_primitives::{ChainId, Digest, Height, Keypair, Signature, Transaction};
+//! use lamina_primitives::{ChainId, Digest, Height, Keypair, Signature, Transaction, TxScope};
 //! use lamina_settlement_core::{Entry, Event, Input, Params, SettlementState};
 //!
 //! // The execution and DA layers' seams. An unchallenged claim needs only the genesis root.
@@ -76,6 +76,7 @@
 //! let (chain, claimer) = (ChainId(7), Keypair::for_testing(1));
 //! let params = Params {
 //!     network: Digest([9; 32]),
+//!     scope: TxScope::Network(Digest([9; 32])),
 //!     window: 3,
 //!     claim_bond: 100,
 //!     challenge_bond: 50,
@@ -108,7 +109,7 @@
 //!     signature: Signature::default(),
 //! }
 //! .sign(&claimer);
-//! let tx = Entry::transaction(&claimer, 0, &Entry::Claim(claim.clone())).unwrap();
+//! let tx = Entry::transaction(&claimer, params.scope, 0, &Entry::Claim(claim.clone())).unwrap();
 //! st.observe_block(Height(2), &[]);
 //! let events = st.apply_entries(Height(2), vec![Input { tx, proof: None }], &Exec, &NoDa);
 //! assert!(matches!(events[..], [Event::ClaimAccepted { deadline: Height(5), .. }]), "{events:?}");

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use lamina_interfaces::Genesis;
-use lamina_primitives::{ChainId, Digest, PublicKey};
+use lamina_primitives::{ChainId, Digest, PublicKey, TxScope};
 
 /// Everything the state machine needs from the genesis: the same genesis gives the same
 /// `Params` on every node.
@@ -11,6 +11,9 @@ use lamina_primitives::{ChainId, Digest, PublicKey};
 pub struct Params {
     /// Network id ([`Genesis::network_id`]); claims for another network are rejected.
     pub network: Digest,
+    /// What the network's transaction signatures bind ([`Genesis::tx_scope`]):
+    /// settlement transactions are verified in it.
+    pub scope: TxScope,
     /// The genesis challenge window W in log heights (at least 1): a claim included at
     /// `h` may be challenged through `h + W` and finalizes at the end of `h + W` at the
     /// earliest. Governance may change it from an epoch on
@@ -47,6 +50,7 @@ impl Params {
         }
         Params {
             network: genesis.network_id(),
+            scope: genesis.tx_scope(),
             window: st.challenge_window.max(1),
             claim_bond: st.claim_bond,
             challenge_bond: st.challenge_bond,

@@ -704,7 +704,8 @@ impl SettlementState {
         let mut batch: Vec<SignedDigest> = Vec::with_capacity(inputs.len() * 2);
         let mut prepared = Vec::with_capacity(inputs.len());
         for input in inputs {
-            let sd = input.tx.signed_digest();
+            let tx_id = input.tx.id();
+            let sd = input.tx.signed_digest(self.params.scope);
             let tx_slot = batch.len();
             batch.push(sd);
             let entry = Entry::from_transaction(&input.tx);
@@ -717,7 +718,7 @@ impl SettlementState {
                 }
                 _ => None,
             };
-            prepared.push((input, sd.message, tx_slot, entry, claim));
+            prepared.push((input, tx_id, tx_slot, entry, claim));
         }
         let valid = sig::verify_batch_each(&batch);
         for (input, tx_id, tx_slot, entry, claim) in prepared {
@@ -728,12 +729,12 @@ impl SettlementState {
             } else {
                 entry.and_then(|entry| {
                     let claim = claim.map(|(id, slot)| (id, valid[slot]));
-                    self.apply_entry(height, &tx, TxId(tx_id), entry, claim, proof, exec, enc, &mut events)
+                    self.apply_entry(height, &tx, tx_id, entry, claim, proof, exec, enc, &mut events)
                 })
             };
             if let Err(error) = result {
                 self.stats.rejected += 1;
-                events.push(Event::EntryRejected { tx: TxId(tx_id), sender, error });
+                events.push(Event::EntryRejected { tx: tx_id, sender, error });
             }
         }
         self.expire_held(height, governed, &mut events);
@@ -1048,7 +1049,7 @@ impl SettlementState {
         let expected = StepOutcome { state_root: step.state_root, receipts_root: step.receipts_root };
         // The step ran with the anchors final before its height: settlement's own, so
         // the verdict is a function of the log alone.
-        let env = StepEnv::new(step.height, Arc::new(self.anchor_view(step.height)));
+        let env = StepEnv::new(step.height, self.params.scope, Arc::new(self.anchor_view(step.height)));
         let verdict = decide(exec, &env, chain, &pre_root, &ch.witness, &proof, &expected);
         match verdict {
             Ok(()) => {

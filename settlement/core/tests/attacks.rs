@@ -6,7 +6,7 @@ mod common;
 
 use common::*;
 use lamina_interfaces::LedgerParams;
-use lamina_primitives::{Digest, Height, Keypair, PublicKey, Transaction, Wire};
+use lamina_primitives::{Digest, Height, Keypair, PublicKey, Transaction, TxScope, Wire};
 use lamina_settlement_core::{
     Challenge, ChallengeOutcome, ClaimStatus, Entry, Error, Event, Input, OrphanReason, ProofInputs, WitnessRef,
     witness_hash,
@@ -580,9 +580,10 @@ fn bad_signature_and_malformed_entries_rejected_state_unchanged() {
     let mut bad_sig = post(&mut net, &key(1), &good);
     bad_sig.signature.0[5] ^= 1;
     // Payload garbage (validly signed).
-    let garbage = Transaction::new_signed(&key(2), lamina_settlement_core::SETTLEMENT_CHAIN, 0, vec![1, 2, 3]);
+    let garbage =
+        Transaction::new_signed(&key(2), net.scope, lamina_settlement_core::SETTLEMENT_CHAIN, 0, vec![1, 2, 3]);
     // Valid entry sent to a user chain.
-    let wrong_chain = Transaction::new_signed(&key(2), CHAIN, 1, bad_sig.payload.clone());
+    let wrong_chain = Transaction::new_signed(&key(2), net.scope, CHAIN, 1, bad_sig.payload.clone());
     // Someone else posts the claim.
     let stolen = post(&mut net, &key(3), &good);
     // The claim's own signature broken, transaction signed fine.
@@ -592,14 +593,21 @@ fn bad_signature_and_malformed_entries_rejected_state_unchanged() {
     // An oversized payload.
     let huge = Transaction::new_signed(
         &key(4),
+        net.scope,
         lamina_settlement_core::SETTLEMENT_CHAIN,
         0,
         vec![0; <Entry as Wire>::MAX_SIZE + 1],
     );
-    let txs = vec![bad_sig, garbage, wrong_chain, stolen, forged_tx, huge];
+    // The claim signed for another network (or without this one's id: the network
+    // binds it).
+    let elsewhere =
+        Entry::transaction(&key(1), TxScope::Network(Digest([1; 32])), 9, &Entry::Claim(good.clone())).unwrap();
+    let unbound = Entry::transaction(&key(1), TxScope::ChainOnly, 10, &Entry::Claim(good.clone())).unwrap();
+    let txs = vec![bad_sig, garbage, wrong_chain, stolen, forged_tx, huge, elsewhere, unbound];
     let ev = net.block(&[], txs);
     let errs = rejected(&ev);
-    assert_eq!(errs.len(), 6, "{ev:?}");
+    assert_eq!(errs.len(), 8, "{ev:?}");
+    assert_eq!(&errs[6..], [Error::BadSignature, Error::BadSignature]);
     assert_eq!(errs[0], Error::BadSignature);
     assert!(matches!(errs[1], Error::Malformed(_)));
     assert!(matches!(errs[2], Error::NotSettlement(_)));
@@ -608,7 +616,7 @@ fn bad_signature_and_malformed_entries_rejected_state_unchanged() {
     assert!(matches!(errs[5], Error::Malformed(_)));
     twin.idle(1);
     assert_eq!(net.st.state_root(), twin.st.state_root());
-    assert_eq!(net.st.stats().rejected, 6);
+    assert_eq!(net.st.stats().rejected, 8);
 
     // Valid entries in the same batch as invalid ones are still applied.
     let mut broken = post(&mut net, &key(5), &good);

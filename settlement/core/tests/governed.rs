@@ -11,8 +11,8 @@ use std::sync::Arc;
 
 use common::*;
 use lamina_interfaces::{GovernedParam, ParamsView};
-use lamina_primitives::{Digest, Height, Keypair, Transaction};
-use lamina_settlement_core::{Entry, Error, Event, SettlementState};
+use lamina_primitives::{Digest, Height};
+use lamina_settlement_core::{Error, Event, SettlementState};
 
 /// The window is `W` through height `from - 1`, then `w` (as governance answers after a
 /// change applied at boundary `from - 1`).
@@ -25,10 +25,6 @@ impl ParamsView for WindowFrom {
     fn value(&self, param: GovernedParam, height: Height) -> Option<u64> {
         (param == GovernedParam::ChallengeWindow && height.0 >= self.from).then_some(self.w)
     }
-}
-
-fn post(k: &Keypair, c: &lamina_interfaces::CheckpointClaim) -> Transaction {
-    Entry::transaction(k, c.to.0, &Entry::Claim(c.clone())).unwrap()
 }
 
 fn finalized(events: &[Event]) -> Vec<Digest> {
@@ -52,7 +48,7 @@ fn a_governed_window_sets_the_deadlines_of_claims_included_after_it() {
     net.block(&[(CHAIN, 2, true), (OTHER_CHAIN, 1, true)], vec![]);
     let a = net.claim(&key(1), CHAIN, None, 1);
     let at_a = net.next_height();
-    net.block(&[], vec![post(&key(1), &a)]);
+    net.block(&[], vec![claim_tx(&key(1), &a)]);
     assert_eq!(net.st.claim(&a.id()).unwrap().deadline, Height(at_a + W));
     assert_eq!(net.st.window(), W);
     // A claim held (its parent unknown) before the change keeps the window W too.
@@ -60,7 +56,7 @@ fn a_governed_window_sets_the_deadlines_of_claims_included_after_it() {
     let p = net.claim(&key(3), OTHER_CHAIN, None, 1);
     let child = net.claim(&key(3), OTHER_CHAIN, Some(&p), 3);
     let held_at = net.next_height();
-    net.block(&[], vec![post(&key(3), &child)]);
+    net.block(&[], vec![claim_tx(&key(3), &child)]);
     assert!(net.st.held_claim(&child.id()).is_some());
     while net.next_height() < change {
         net.idle(1);
@@ -69,7 +65,7 @@ fn a_governed_window_sets_the_deadlines_of_claims_included_after_it() {
     // comes before the earlier claim's, and it finalizes first.
     let b = net.claim(&key(2), OTHER_CHAIN, None, 1);
     let at_b = net.next_height();
-    net.block(&[], vec![post(&key(2), &b)]);
+    net.block(&[], vec![claim_tx(&key(2), &b)]);
     assert_eq!(net.st.claim(&b.id()).unwrap().deadline, Height(at_b + SHORT));
     assert_eq!(net.st.claim(&a.id()).unwrap().deadline, Height(at_a + W), "a later change moves no deadline");
     assert_eq!(net.st.window(), SHORT);
@@ -80,7 +76,7 @@ fn a_governed_window_sets_the_deadlines_of_claims_included_after_it() {
     let p2 = net.claim(&key(4), CHAIN, None, 1);
     let child2 = net.claim(&key(4), CHAIN, Some(&p2), net.next_height() - 1);
     let held_at2 = net.next_height();
-    net.block(&[], vec![post(&key(4), &child2)]);
+    net.block(&[], vec![claim_tx(&key(4), &child2)]);
     assert!(net.st.held_claim(&child2.id()).is_some());
     let mut expired = Vec::new();
     while net.next_height() <= (at_a + W).max(held_at + W) {
@@ -129,7 +125,7 @@ fn a_longer_window_delays_finality_and_a_snapshot_keeps_the_deadlines() {
     net.block(&[(CHAIN, 1, true)], vec![]);
     let a = net.claim(&key(1), CHAIN, None, 1);
     let at = net.next_height();
-    net.block(&[], vec![post(&key(1), &a)]);
+    net.block(&[], vec![claim_tx(&key(1), &a)]);
     assert_eq!(net.st.claim(&a.id()).unwrap().deadline, Height(at + LONG));
     // A snapshot image taken now loads with the same deadlines and root.
     let loaded = SettlementState::from_image(net.params(), net.st.image()).unwrap();

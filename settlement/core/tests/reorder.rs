@@ -10,12 +10,7 @@ use common::*;
 use lamina_interfaces::CheckpointClaim;
 use lamina_primitives::{Digest, Height, Keypair, Transaction};
 use lamina_settlement_core::state::MAX_HELD_PER_CLAIMER;
-use lamina_settlement_core::{ClaimStatus, Entry, Error, Event};
-
-/// A claim transaction with `nonce = claim.to`, as the execution nodes send them.
-fn post(k: &Keypair, c: &CheckpointClaim) -> Transaction {
-    Entry::transaction(k, c.to.0, &Entry::Claim(c.clone())).unwrap()
-}
+use lamina_settlement_core::{ClaimStatus, Error, Event};
 
 fn held(events: &[Event]) -> Vec<Digest> {
     events
@@ -59,7 +54,7 @@ fn child_before_parent_is_held_then_both_accepted() {
     let root_before = net.st.state_root();
 
     // The child reaches the log first: held, no bond, no nonce.
-    let ev = net.block(&[], vec![post(&a, child)]);
+    let ev = net.block(&[], vec![claim_tx(&a, child)]);
     assert_eq!(held(&ev), vec![child.id()]);
     assert!(accepted(&ev).is_empty() && rejected(&ev).is_empty(), "{ev:?}");
     assert!(ev.contains(&Event::ClaimHeld { id: child.id(), claimer: a.public(), parent: parent.id() }));
@@ -71,13 +66,13 @@ fn child_before_parent_is_held_then_both_accepted() {
     assert_ne!(net.st.state_root(), root_before, "held claims are part of the state root");
     assert_eq!(net.st.stats().held, 1);
     // The same transaction again: the held id counts as seen.
-    let ev = net.block(&[], vec![post(&a, child)]);
+    let ev = net.block(&[], vec![claim_tx(&a, child)]);
     assert_eq!(rejected(&ev), vec![Error::Duplicate(child.id())]);
 
     // The parent arrives, with its lower nonce: both are accepted at this height.
     net.idle(2);
     let at = net.next_height();
-    let ev = net.block(&[], vec![post(&a, parent)]);
+    let ev = net.block(&[], vec![claim_tx(&a, parent)]);
     assert!(rejected(&ev).is_empty(), "{ev:?}");
     assert_eq!(accepted(&ev), vec![parent.id(), child.id()]);
     for c in [parent, child] {
@@ -114,7 +109,7 @@ fn held_claim_expires_after_the_window() {
     let a = key(1);
     let cs = claim_chain(&mut net, &a, 2);
     let (parent, child) = (&cs[0], &cs[1]);
-    let child_tx = post(&a, child);
+    let child_tx = claim_tx(&a, child);
     let held_at = net.next_height();
     let ev = net.block(&[], vec![child_tx.clone()]);
     assert_eq!(held(&ev), vec![child.id()]);
@@ -140,7 +135,7 @@ fn held_claim_expires_after_the_window() {
 
     // The parent arriving later is accepted alone; the expired child, sent again (its
     // nonce was never used), is then accepted too.
-    let ev = net.block(&[], vec![post(&a, parent)]);
+    let ev = net.block(&[], vec![claim_tx(&a, parent)]);
     assert_eq!(accepted(&ev), vec![parent.id()]);
     let ev = net.block(&[], vec![child_tx]);
     assert_eq!(accepted(&ev), vec![child.id()]);
@@ -157,7 +152,7 @@ fn held_claims_are_bounded_per_claimer() {
     let cs = claim_chain(&mut net, &a, MAX_HELD_PER_CLAIMER + 2);
     // Everything but the first claim arrives: the first MAX_HELD_PER_CLAIMER are held,
     // the next one is refused.
-    let txs: Vec<Transaction> = cs[1..].iter().map(|c| post(&a, c)).collect();
+    let txs: Vec<Transaction> = cs[1..].iter().map(|c| claim_tx(&a, c)).collect();
     let ev = net.block(&[], txs);
     assert_eq!(held(&ev), cs[1..=MAX_HELD_PER_CLAIMER].iter().map(|c| c.id()).collect::<Vec<_>>());
     let last = cs.last().unwrap();
@@ -172,13 +167,13 @@ fn held_claims_are_bounded_per_claimer() {
     assert_eq!(net.st.held_claims().count(), MAX_HELD_PER_CLAIMER);
     // The cap is per claimer: another claimer can still be held.
     let other = net.claim(&b, CHAIN, Some(&cs[0]), cs[1].to.0);
-    let ev = net.block(&[], vec![post(&b, &other)]);
+    let ev = net.block(&[], vec![claim_tx(&b, &other)]);
     assert_eq!(held(&ev), vec![other.id()]);
     assert_eq!(net.st.account(&a.public()).next_nonce, 0);
 
     // The first claim arrives: the held ones are accepted in hold order (cascading
     // along the chain), the other claimer's too.
-    let ev = net.block(&[], vec![post(&a, &cs[0])]);
+    let ev = net.block(&[], vec![claim_tx(&a, &cs[0])]);
     // Released: cs[1] and `other` (by cs[0]), then cs[2] (by cs[1]), ...; always the
     // lowest hold sequence first, and `other` was held last.
     let mut want: Vec<Digest> = cs[..=MAX_HELD_PER_CLAIMER].iter().map(|c| c.id()).collect();
@@ -188,7 +183,7 @@ fn held_claims_are_bounded_per_claimer() {
     assert_eq!(net.st.held_claims().count(), 0);
     assert_eq!(net.st.account(&a.public()).next_nonce, cs[MAX_HELD_PER_CLAIMER].to.0 + 1);
     // The refused claim can be sent again now that its parent is known.
-    let ev = net.block(&[], vec![post(&a, last)]);
+    let ev = net.block(&[], vec![claim_tx(&a, last)]);
     assert_eq!(accepted(&ev), vec![last.id()]);
     net.idle(W + 1);
     for c in &cs {
@@ -217,21 +212,21 @@ fn reordered_claimer_keeps_claiming() {
         let mut txs = Vec::new();
         match round {
             // Held back, sent after the next claim in the same height.
-            3 => stash.push(post(&a, &c)),
+            3 => stash.push(claim_tx(&a, &c)),
             4 => {
-                txs.push(post(&a, &c));
+                txs.push(claim_tx(&a, &c));
                 txs.append(&mut stash);
             }
             // Held back a whole height: the next claim is held meanwhile.
-            6 => stash.push(post(&a, &c)),
-            7 => txs.push(post(&a, &c)),
+            6 => stash.push(claim_tx(&a, &c)),
+            7 => txs.push(claim_tx(&a, &c)),
             8 => {
                 txs.append(&mut stash);
-                txs.push(post(&a, &c));
+                txs.push(claim_tx(&a, &c));
             }
-            _ => txs.push(post(&a, &c)),
+            _ => txs.push(claim_tx(&a, &c)),
         }
-        txs.push(post(&b, &d));
+        txs.push(claim_tx(&b, &d));
         events.extend(net.block(&[], txs));
         ca.push(c);
         cb.push(d);

@@ -166,6 +166,7 @@ fn random_log(seed: u64, heights: u64) -> Net {
                 82..90 => {
                     txs.push(Transaction::new_signed(
                         &key(17),
+                        net.scope,
                         SETTLEMENT_CHAIN,
                         rng.next(),
                         rng.next().to_le_bytes().to_vec(),

@@ -753,6 +753,7 @@ mod tests {
     fn shared() -> Shared {
         Shared::new(SettlementState::new(Params {
             network: lamina_primitives::Digest::ZERO,
+            scope: lamina_primitives::TxScope::ChainOnly,
             window: 1,
             claim_bond: 0,
             challenge_bond: 0,

@@ -42,6 +42,7 @@ use lamina_interfaces::{
 use lamina_net::NodeContext;
 use lamina_primitives::{
     AvailabilityCertificate, ChainId, DataCommitment, Digest, FinalizedBlock, Height, Keypair, Namespace, Transaction,
+    TxScope,
 };
 use lamina_settlement_core::{Challenge, ClaimStatus, Entry, Event, WitnessRef};
 use tokio::task::JoinHandle;
@@ -54,6 +55,8 @@ type Prefetch = JoinHandle<Result<Vec<Transaction>, Error>>;
 
 struct ChainVerifier {
     chain: ChainId,
+    /// What the network's transaction signatures bind: the replica verifies in it.
+    scope: TxScope,
     /// Settlement's anchor registry (the follower's state, always at or ahead of the
     /// heights executed here): each step sees the anchors final before its height.
     anchors: Arc<dyn AnchorView>,
@@ -110,6 +113,9 @@ struct Todo {
 /// The verifier of one settlement node (see the module docs).
 pub struct Verifier<D, T> {
     key: Keypair,
+    /// What the network's transaction signatures bind: the entries it posts are signed
+    /// in it.
+    scope: TxScope,
     exec: Arc<dyn StatelessExecutor>,
     da: Noting<D>,
     submit: T,
@@ -225,6 +231,7 @@ impl<D: DataAvailability + Clone + 'static, T: TxSubmit + Clone + 'static> Verif
                 chain,
                 ChainVerifier {
                     chain,
+                    scope: ctx.genesis.tx_scope(),
                     anchors: view.clone(),
                     // What is forgotten already cannot be held.
                     hold: anchors.hold(serves.max(Height(1))),
@@ -240,6 +247,7 @@ impl<D: DataAvailability + Clone + 'static, T: TxSubmit + Clone + 'static> Verif
         tracing::info!(target: "lamina::settlement", chains = ?chains.keys().collect::<Vec<_>>(), "verifier mode");
         Ok(Verifier {
             key: ctx.keypair.clone(),
+            scope: ctx.genesis.tx_scope(),
             exec,
             da: Noting { inner: da, seen: Arc::default() },
             submit,
@@ -454,7 +462,7 @@ impl<D: DataAvailability + Clone + 'static, T: TxSubmit + Clone + 'static> Verif
             tracing::warn!(target: "lamina::settlement", %data_root, proof_bytes = proof.len(), "square proven wrongly encoded: posting the proof");
             let nonce = self.next_nonce(shared);
             let entry = Entry::BadEncoding { data_root, proof };
-            match Entry::transaction(&self.key, nonce.0, &entry) {
+            match Entry::transaction(&self.key, self.scope, nonce.0, &entry) {
                 Ok(tx) => post_in_background(
                     self.submit.clone(),
                     tx,
@@ -472,6 +480,7 @@ impl<D: DataAvailability + Clone + 'static, T: TxSubmit + Clone + 'static> Verif
     /// Posts a challenge in the background (dispersing a large witness to DA first).
     fn challenge(&self, claim: Digest, step: u32, witness: Vec<u8>, nonce: Height, shutdown: &CancellationToken) {
         let (key, da, submit, inline) = (self.key.clone(), self.da.clone(), self.submit.clone(), self.inline_limit);
+        let scope = self.scope;
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
             let mut backoff = Duration::from_millis(100);
@@ -503,7 +512,7 @@ impl<D: DataAvailability + Clone + 'static, T: TxSubmit + Clone + 'static> Verif
                 }
             };
             let entry = Entry::Challenge(Challenge { claim, step, witness: witness_ref });
-            let tx = match Entry::transaction(&key, nonce.0, &entry) {
+            let tx = match Entry::transaction(&key, scope, nonce.0, &entry) {
                 Ok(tx) => tx,
                 Err(e) => {
                     tracing::error!(target: "lamina::settlement", error = %e, "cannot encode challenge");
@@ -619,7 +628,7 @@ async fn past_witness<D: DataAvailability>(
     let Some(certs) = cv.certs.get(&h) else { return Ok(None) };
     let txs = fetch::namespace(da, certs, Namespace::from(cv.chain), shutdown).await?.txs;
     let mut replica = cv.replica.take().ok_or_else(|| Error::Internal("replica lost".into()))?;
-    let env = StepEnv::new(h, cv.anchors.clone());
+    let env = StepEnv::new(h, cv.scope, cv.anchors.clone());
     let (replica, witness) = tokio::task::spawn_blocking(move || {
         let w = replica.past_witness(back, &env, &txs);
         (replica, w)
@@ -638,7 +647,7 @@ async fn run_step(
     expected: Option<StepOutcome>,
 ) -> Result<(Digest, StepOutcome, Option<Vec<u8>>), Error> {
     let mut replica = cv.replica.take().ok_or_else(|| Error::Internal("replica lost".into()))?;
-    let env = StepEnv::new(h, cv.anchors.clone());
+    let env = StepEnv::new(h, cv.scope, cv.anchors.clone());
     let (replica, pre, out, witness) = tokio::task::spawn_blocking(move || {
         let pre = replica.state_root();
         let (out, witness) = replica.execute_step(&env, &txs, expected.as_ref());

@@ -236,13 +236,21 @@ async fn verifier_slashes_the_faulty_claim_and_a_restart_replays_the_same_state(
     let accounts: Vec<Keypair> = (0..8).map(|i| Keypair::for_testing(SEED + i)).collect();
     let txs: Vec<Transaction> = (0..6)
         .map(|i| {
-            ledger::transfer(&accounts[i], CHAIN, 0, accounts[(i + 1) % 8].public(), AssetId::NATIVE, 10 + i as u64)
+            ledger::transfer(
+                &accounts[i],
+                g.tx_scope(),
+                CHAIN,
+                0,
+                accounts[(i + 1) % 8].public(),
+                AssetId::NATIVE,
+                10 + i as u64,
+            )
         })
         .collect();
     let (h1, roots) = seq.block(txs.clone(), vec![]).await;
     // The honest outcome of that step, from a fresh replica (the execution layer's code).
     let mut replica = exec.replica(CHAIN).unwrap();
-    let (outcome, _) = replica.execute_step(&lamina_interfaces::StepEnv::without_anchors(h1), &txs, None);
+    let (outcome, _) = replica.execute_step(&lamina_interfaces::StepEnv::without_anchors(h1, g.tx_scope()), &txs, None);
     let step = ClaimStep {
         height: h1,
         inputs: inputs_digest(&roots),
@@ -254,8 +262,8 @@ async fn verifier_slashes_the_faulty_claim_and_a_restart_replays_the_same_state(
     let good = claim(&g, &honest(), step, h1, false);
     let bad = claim(&g, &faulty(), step, h1, true);
     let entries = vec![
-        Entry::transaction(&honest(), 1, &Entry::Claim(good.clone())).unwrap(),
-        Entry::transaction(&faulty(), 1, &Entry::Claim(bad.clone())).unwrap(),
+        Entry::transaction(&honest(), g.tx_scope(), 1, &Entry::Claim(good.clone())).unwrap(),
+        Entry::transaction(&faulty(), g.tx_scope(), 1, &Entry::Claim(bad.clone())).unwrap(),
     ];
     let (h2, _) = seq.block(vec![], entries).await;
 
@@ -383,7 +391,15 @@ async fn snapshots_bound_the_store_and_a_restart_resumes_from_the_newest_good_on
     let running = run(follower);
     let payer = Keypair::for_testing(SEED);
     for n in 0..200u64 {
-        let tx = ledger::transfer(&payer, CHAIN, n, Keypair::for_testing(SEED + 1).public(), AssetId::NATIVE, 1);
+        let tx = ledger::transfer(
+            &payer,
+            genesis().tx_scope(),
+            CHAIN,
+            n,
+            Keypair::for_testing(SEED + 1).public(),
+            AssetId::NATIVE,
+            1,
+        );
         seq.block(vec![tx], vec![]).await;
     }
     wait_for("height 200", || shared.read().height() == Height(200)).await;
@@ -419,7 +435,15 @@ async fn snapshots_bound_the_store_and_a_restart_resumes_from_the_newest_good_on
     let shared3 = third.shared();
     let running = run(third);
     for n in 200..230u64 {
-        let tx = ledger::transfer(&payer, CHAIN, n, Keypair::for_testing(SEED + 1).public(), AssetId::NATIVE, 1);
+        let tx = ledger::transfer(
+            &payer,
+            genesis().tx_scope(),
+            CHAIN,
+            n,
+            Keypair::for_testing(SEED + 1).public(),
+            AssetId::NATIVE,
+            1,
+        );
         seq.block(vec![tx], vec![]).await;
     }
     wait_for("height 230", || shared3.read().height() == Height(230)).await;

@@ -23,7 +23,7 @@ use lamina_interfaces::{Blob, SubmitError, SubmitOutcome};
 use lamina_primitives::sig::SignedDigest;
 use lamina_primitives::{
     AvailabilityCertificate, Batch, ChainId, Committee, DataCommitment, Digest, FinalizedBlock, Keypair, Namespace,
-    PublicKey, QuorumCertificate, Signature, Transaction, TxId, View,
+    PublicKey, QuorumCertificate, Signature, Transaction, TxId, TxScope, View,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -597,7 +597,7 @@ impl Sim {
                 let home = (0..sim.insts.len()).find(|&i| sim.insts[i].id == (s as usize) % sim.scenario.n).unwrap();
                 let offset = Duration::from_millis(sim.rng.random_range(0..load.spacing.as_millis().max(1) as u64));
                 for nonce in 0..load.per_sender {
-                    let tx = Transaction::new_signed(&key, chain, nonce, vec![s as u8; 64]);
+                    let tx = Transaction::new_signed(&key, TxScope::ChainOnly, chain, nonce, vec![s as u8; 64]);
                     let delay =
                         Duration::from_millis(sim.rng.random_range(0..load.delay_max.as_millis().max(1) as u64));
                     let at = offset + load.spacing * nonce as u32 + delay;

@@ -101,12 +101,13 @@ pub async fn start(g: &Arc<Genesis>, i: usize, dir: &Path, config: Config, da: F
     }
 }
 
-/// Signed transactions from a few senders across both chains.
-pub fn txs(start: u64, count: u64, payload: usize) -> Vec<Transaction> {
+/// Signed transactions from a few senders across both chains, for the network of `g`.
+pub fn txs(g: &Genesis, start: u64, count: u64, payload: usize) -> Vec<Transaction> {
+    let scope = g.tx_scope();
     (start..start + count)
         .map(|n| {
             let sender = Keypair::for_testing(1_000 + n % 16);
-            Transaction::new_signed(&sender, ChainId(1 + n % 2), n, vec![(n % 251) as u8; payload])
+            Transaction::new_signed(&sender, scope, ChainId(1 + n % 2), n, vec![(n % 251) as u8; payload])
         })
         .collect()
 }

@@ -13,7 +13,7 @@ use lamina_da_service::store::ColumnStore;
 use lamina_da_service::{Config, DaNode, accepted_peers};
 use lamina_interfaces::{Blob, Genesis, Health};
 use lamina_net::{Endpoint, EndpointConfig, Handler, NodeContext, Reject};
-use lamina_primitives::{Batch, ChainId, Keypair, Namespace, NodeId, Transaction, codec};
+use lamina_primitives::{Batch, ChainId, Keypair, Namespace, NodeId, Transaction, TxScope, codec};
 use lamina_test_utils::child::TestChild;
 use tokio_util::sync::CancellationToken;
 
@@ -44,7 +44,15 @@ pub fn batch(chain: u64, n: u64, size: usize) -> (Batch, Blob) {
     let kp = Keypair::for_testing(1_000 + chain);
     let ns = Namespace::from(ChainId(chain));
     let txs = (0..n)
-        .map(|i| Transaction::new_signed(&kp, ChainId(chain), i, vec![(i % 251) as u8 ^ chain as u8; size]))
+        .map(|i| {
+            Transaction::new_signed(
+                &kp,
+                TxScope::ChainOnly,
+                ChainId(chain),
+                i,
+                vec![(i % 251) as u8 ^ chain as u8; size],
+            )
+        })
         .collect();
     let batch = Batch { namespace: ns, txs };
     let blob = Blob { namespace: ns, data: codec::encode(&batch).unwrap() };

@@ -6,7 +6,11 @@ use std::collections::HashMap;
 use lamina_execution_core::ledger::{self, AssetId, Call, LedgerConfig, NativeLedger};
 use lamina_execution_core::{AuthenticatedState, ChangeSet, Verified};
 use lamina_interfaces::{ChainSpec, Genesis, GenesisBalance};
-use lamina_primitives::{ChainId, Keypair, Transaction};
+use lamina_primitives::{ChainId, Digest, Keypair, Transaction, TxScope};
+
+/// What the tests' transactions bind: a network of their own (every layer that
+/// verifies them is given the same scope).
+pub const SCOPE: TxScope = TxScope::Network(Digest([0x5c; 32]));
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -91,7 +95,7 @@ pub fn genesis_state(p: &Params, keys: &[Keypair]) -> AuthenticatedState {
 }
 
 fn tx(sender: &Keypair, nonce: u64, call: &Call) -> Transaction {
-    Transaction::new_signed(sender, CHAIN, nonce, call.encode())
+    Transaction::new_signed(sender, SCOPE, CHAIN, nonce, call.encode())
 }
 
 pub fn block(seed: u64, p: &Params) -> Setup {
@@ -157,10 +161,10 @@ pub fn block(seed: u64, p: &Params) -> Setup {
         // Occasional malformed payloads and wrong chains.
         if rng.random_bool(0.01) {
             t.payload.truncate(t.payload.len() / 2);
-            t = Transaction::new_signed(&keys[s as usize], CHAIN, t.nonce, t.payload);
+            t = Transaction::new_signed(&keys[s as usize], SCOPE, CHAIN, t.nonce, t.payload);
         }
         if rng.random_bool(0.01) {
-            t = Transaction::new_signed(&keys[s as usize], ChainId(8), t.nonce, t.payload);
+            t = Transaction::new_signed(&keys[s as usize], SCOPE, ChainId(8), t.nonce, t.payload);
         }
         // Mints by a non-issuer: swap the sender in sometimes.
         if matches!(call, Call::Mint { .. }) && rng.random_bool(0.7) {
@@ -179,7 +183,7 @@ pub fn block(seed: u64, p: &Params) -> Setup {
         }
         txs.push(t);
     }
-    let verified = lamina_execution_core::sigverify::verify_block(&txs);
+    let verified = lamina_execution_core::sigverify::verify_block(SCOPE, &txs);
     Setup { ledger, state, txs, verified, keys }
 }
 

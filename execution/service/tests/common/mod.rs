@@ -63,6 +63,7 @@ fn sign_qc(keys: &[Keypair], digest: Digest, signers: usize) -> QuorumCertificat
 /// for OTHER, a few a garbage blob under CHAIN's namespace.
 pub async fn fixture(heights: u64) -> Fixture {
     let genesis = genesis();
+    let scope = genesis.tx_scope();
     let validators: Vec<Keypair> = (0..4).map(Keypair::for_testing).collect();
     let da_keys: Vec<Keypair> = (10..14).map(Keypair::for_testing).collect();
     let accounts: Vec<Keypair> = (0..ACCOUNTS).map(|i| Keypair::for_testing(SEED + i)).collect();
@@ -87,6 +88,7 @@ pub async fn fixture(heights: u64) -> Fixture {
                 let r = rng.random_range(0..ACCOUNTS) as usize;
                 let mut t = ledger::transfer(
                     &accounts[s],
+                    scope,
                     CHAIN,
                     nonces[s],
                     accounts[r].public(),
@@ -105,7 +107,7 @@ pub async fn fixture(heights: u64) -> Fixture {
                 data: lamina_primitives::encode(&Batch { namespace: Namespace::from(CHAIN), txs }).unwrap(),
             }];
             if h % 2 == 0 {
-                let t = ledger::transfer(&accounts[0], OTHER, h, accounts[1].public(), AssetId::NATIVE, 1);
+                let t = ledger::transfer(&accounts[0], scope, OTHER, h, accounts[1].public(), AssetId::NATIVE, 1);
                 blobs.push(Blob {
                     namespace: Namespace::from(OTHER),
                     data: lamina_primitives::encode(&Batch { namespace: Namespace::from(OTHER), txs: vec![t] })
@@ -145,7 +147,7 @@ pub fn reference_roots(f: &Fixture) -> Vec<Digest> {
     f.chain_txs
         .iter()
         .map(|txs| {
-            let v = sigverify::verify_block_sequential(txs);
+            let v = sigverify::verify_block_sequential(f.genesis.tx_scope(), txs);
             let out = sequential::execute(&l, &st, txs, &v);
             st.apply(&out.changes, false)
         })
@@ -168,7 +170,7 @@ pub fn reference_steps(f: &Fixture) -> Vec<Option<lamina_interfaces::ClaimStep>>
                 assert!(txs.is_empty());
                 return None;
             }
-            let v = sigverify::verify_block_sequential(txs);
+            let v = sigverify::verify_block_sequential(f.genesis.tx_scope(), txs);
             let out = sequential::execute(&l, &st, txs, &v);
             Some(lamina_interfaces::ClaimStep {
                 height: b.height(),

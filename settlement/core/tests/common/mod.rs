@@ -10,7 +10,7 @@ use lamina_interfaces::{
     ChainReplica, ChainSpec, CheckpointClaim, ClaimStep, EncodingFraudVerifier, Genesis, GenesisBalance, ParamsView,
     SettlementSpec, StatelessError, StatelessExecutor, StepOutcome,
 };
-use lamina_primitives::{ChainId, Digest, Domain, Height, Keypair, PublicKey, Signature, Transaction};
+use lamina_primitives::{ChainId, Digest, Domain, Height, Keypair, PublicKey, Signature, Transaction, TxScope};
 use lamina_settlement_core::{
     Challenge, Entry, Event, Input, Params, ProofInputs, SettlementState, WitnessRef, witness_hash,
 };
@@ -111,6 +111,13 @@ pub fn genesis() -> Genesis {
     }
 }
 
+/// A claim's transaction on the network of [`genesis`], with `nonce = claim.to` as the
+/// execution nodes send them.
+#[allow(dead_code)] // Not every test binary posts claims this way.
+pub fn claim_tx(k: &Keypair, c: &lamina_interfaces::CheckpointClaim) -> Transaction {
+    Entry::transaction(k, genesis().tx_scope(), c.to.0, &Entry::Claim(c.clone())).unwrap()
+}
+
 /// What one log height carried, as the service hands it to the core.
 #[derive(Clone, Debug)]
 pub struct HeightLog {
@@ -130,6 +137,8 @@ pub struct ChainData {
 /// The settlement service, played by the test.
 pub struct Net {
     pub genesis: Genesis,
+    /// What the genesis's transaction signatures bind.
+    pub scope: TxScope,
     pub st: SettlementState,
     pub data: BTreeMap<(ChainId, u64), ChainData>,
     pub blobs: HashMap<Digest, Vec<u8>>,
@@ -151,6 +160,7 @@ impl Net {
     pub fn new(genesis: Genesis) -> Self {
         let st = SettlementState::new(Params::from_genesis(&genesis));
         Net {
+            scope: genesis.tx_scope(),
             genesis,
             st,
             data: BTreeMap::new(),
@@ -191,7 +201,7 @@ impl Net {
     /// A settlement transaction from `key` with its next nonce.
     pub fn tx(&mut self, key: &Keypair, entry: &Entry) -> Transaction {
         let n = self.nonces.entry(key.public()).or_default();
-        let tx = Entry::transaction(key, *n, entry).unwrap();
+        let tx = Entry::transaction(key, self.scope, *n, entry).unwrap();
         *n += 1;
         tx
     }
