@@ -358,10 +358,13 @@ fn not_applied_yet(action: &Action, committee_changes: bool) -> Option<&'static 
         Action::AddDaNode(_) | Action::RemoveDaNode { .. } => {
             Some("the DA layer does not switch committees yet: dispersal keeps the genesis DA committee")
         }
-        Action::SetParam { param: Param::Fee { .. } | Param::BridgeInflowLimit | Param::ChallengeWindow, .. } => None,
+        Action::SetParam {
+            param: Param::Fee { .. } | Param::BridgeInflowLimit | Param::ChallengeWindow | Param::MaxBatchesPerBlock,
+            ..
+        } => None,
         Action::SetParam { .. } => Some(
-            "no layer reads this parameter yet (chain fees, the bridge's inflow limit and the challenge window \
-             apply): it stays as the genesis sets it, and `lamina gov status` shows the epoch's value",
+            "no layer reads this parameter yet (chain fees, the block limit, the bridge's inflow limit and the \
+             challenge window apply): it stays as the genesis sets it, and `lamina gov status` shows the epoch's value",
         ),
         Action::AddClient { .. } | Action::RemoveClient { .. } | Action::SetMemberWeight { .. } => None,
     }

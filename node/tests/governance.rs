@@ -270,6 +270,25 @@ fn a_consortium_adds_and_removes_a_client_key_by_vote_without_restarts() {
             .unwrap();
     assert_eq!(st["window"], 12, "{st}");
 
+    // A vote lowers the block limit: every validator's own blocks order at most 2
+    // batches from the next epoch on (a proposer policy: validity keeps the network's
+    // cap).
+    let boundary = pass(&devnet, &["set-param", "max_batches_per_block", "2"]);
+    wait_applied(&devnet, boundary);
+    let deadline = Instant::now() + phase();
+    for name in devnet.names("validator-") {
+        loop {
+            let limit = devnet.status(&name).and_then(|s| s["governed_batch_limit"].as_u64());
+            if limit == Some(2) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{name} applies the block limit {limit:?}, not 2");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    let out = ok(transfer("1"));
+    assert_eq!(field(&out, "receipt"), "success", "{out}");
+
     // A duplicate vote is refused (proposal 1 is applied: it takes no votes).
     let o = devnet
         .cmd()

@@ -11,8 +11,9 @@ use crate::error::ConfigError;
 ///
 /// The committee and network id come from the genesis; the rest are tuning knobs with
 /// defaults chosen for a LAN / loopback deployment (see each field). Every validator
-/// of a network must use the same `network`, `validators`, `da_committee` and
-/// `da_threshold`; timeouts and limits may differ per node.
+/// of a network must use the same `network`, `validators`, `da_committee`,
+/// `da_threshold` and `max_batches_per_block` (validity rules); timeouts, the
+/// proposer's `propose_batches` and the other limits may differ per node.
 #[derive(Clone, Debug)]
 pub struct Config {
     /// Network id (the genesis digest). Bound into every notarize and nullify signature
@@ -49,8 +50,14 @@ pub struct Config {
     /// bounds that cost to one height per interval; a batch waits at most this long
     /// more. Zero proposes at once. Must be less than `leader_timeout`. Default 50 ms.
     pub min_block_interval: Duration,
-    /// Most batches (availability certificates) one block may order. Default 512.
+    /// Most batches (availability certificates) one block may order: a validity rule,
+    /// the same on every validator of a network (the service uses the network's cap,
+    /// `limits::MAX_BATCHES_PER_BLOCK`). Default 4096.
     pub max_batches_per_block: usize,
+    /// Most batches this validator's own proposals order (a proposer policy; never more
+    /// than `max_batches_per_block`); governance may lower it network-wide
+    /// ([`crate::Core::set_batch_limit`]). Default 512.
+    pub propose_batches: usize,
     /// Most certified batches held for proposal per announcing validator; further
     /// announcements from that validator are refused until some are ordered. Default 8192.
     pub max_pending_batches_per_validator: usize,
@@ -91,7 +98,8 @@ impl Config {
             retry_interval: Duration::from_millis(500),
             empty_block_delay: Duration::from_secs(1),
             min_block_interval: Duration::from_millis(50),
-            max_batches_per_block: 512,
+            max_batches_per_block: limits::MAX_BATCHES_PER_BLOCK,
+            propose_batches: 512,
             max_pending_batches_per_validator: 8192,
             max_views_ahead: 64,
             sync_max_blocks: 128,
@@ -138,6 +146,9 @@ impl Config {
         }
         if self.max_batches_per_block == 0 || self.max_batches_per_block > limits::MAX_BATCHES_PER_BLOCK {
             return Err(ConfigError::BadLimit("max_batches_per_block"));
+        }
+        if self.propose_batches == 0 {
+            return Err(ConfigError::BadLimit("propose_batches"));
         }
         if self.max_pending_batches_per_validator == 0 {
             return Err(ConfigError::BadLimit("max_pending_batches_per_validator"));

@@ -268,6 +268,8 @@ pub struct Core {
     last_height: Option<Height>,
     /// No block above this height is output ([`Core::set_horizon`]).
     horizon: Option<Height>,
+    /// Governance's limit on the batches one block orders ([`Core::set_batch_limit`]).
+    batch_limit: Option<usize>,
     /// The epoch's last height was output: the core does nothing more.
     done: bool,
 }
@@ -332,6 +334,7 @@ impl Core {
             out: Vec::new(),
             last_height,
             horizon,
+            batch_limit: None,
             done: false,
         };
         let batches = std::mem::take(&mut recovered.batches);
@@ -502,6 +505,23 @@ impl Core {
         self.horizon = through;
         self.advance(now);
         std::mem::take(&mut self.out)
+    }
+
+    /// The network's limit on the batches one block orders, as governance set it
+    /// (`set-param max_batches_per_block`; `None`: none set): this validator's
+    /// proposals order at most the smaller of it and
+    /// [`crate::Config::propose_batches`]. A proposer policy, not a validity rule: the
+    /// driver learns it from its governance follower, which may lag behind another
+    /// validator's by a few heights, so proposals are judged by
+    /// [`crate::Config::max_batches_per_block`] alone.
+    pub fn set_batch_limit(&mut self, limit: Option<usize>) {
+        self.batch_limit = limit.map(|l| l.max(1));
+    }
+
+    /// Most batches this validator's next proposal orders.
+    fn propose_limit(&self) -> usize {
+        let own = self.cfg.propose_batches.min(self.cfg.max_batches_per_block);
+        self.batch_limit.map_or(own, |l| l.min(own))
     }
 
     /// The highest height this core may output now.
@@ -1381,11 +1401,8 @@ impl Core {
             // as usual; nothing above the horizon grows meanwhile).
             return;
         }
-        let batches = if suffix {
-            Vec::new()
-        } else {
-            self.pending.select(self.cfg.max_batches_per_block, |a| self.excluded(&chain, a))
-        };
+        let batches =
+            if suffix { Vec::new() } else { self.pending.select(self.propose_limit(), |a| self.excluded(&chain, a)) };
         if batches.is_empty() && !suffix && self.propose_at.is_some_and(|t| now < t) {
             return;
         }

@@ -415,6 +415,48 @@ fn under_load_a_leader_waits_the_minimum_block_interval_and_orders_everything_pe
     assert!(proposal(&l.submit_batch(ms(1), cert(4)).unwrap()).is_some());
 }
 
+#[test]
+fn governance_block_limit_bounds_own_proposals_but_not_validity() {
+    let ms = Duration::from_millis;
+    let gap = config().min_block_interval;
+    let proposal = |a: &[Action]| {
+        a.iter().find_map(|a| match a {
+            Action::Broadcast(Message::Propose(p)) => Some(p.block.clone()),
+            _ => None,
+        })
+    };
+    // Validator 1 leads view 1 with three batches pending: the network's limit (3)
+    // would order them all; governance's limit of 2 orders two.
+    let (mut l, _) = core(1, Recovered::default());
+    l.set_batch_limit(Some(2));
+    for tag in 1..=3 {
+        assert!(proposal(&l.submit_batch(ms(1), cert(tag)).unwrap()).is_none());
+    }
+    let first = proposal(&l.handle_timeout(gap)).expect("proposes at the interval");
+    assert_eq!(first.batches.len(), 2, "governance's limit");
+    // This node's own policy is lower still: the smaller one holds.
+    let mut cfg = config();
+    cfg.propose_batches = 1;
+    let (mut l, _) = Core::new(cfg, Arc::new(key(1)), Arc::new(Zip215), Recovered::default(), ms(0), 1_000).unwrap();
+    l.set_batch_limit(Some(2));
+    for tag in 1..=3 {
+        l.submit_batch(ms(1), cert(tag)).unwrap();
+    }
+    assert_eq!(proposal(&l.handle_timeout(gap)).unwrap().batches.len(), 1);
+    // Another leader's block with three batches is valid for a validator whose own
+    // limit is 1: proposals are judged by the network's cap alone, the same on every
+    // validator (a follower that learnt the limit later must not refuse what others
+    // accept).
+    let mut cfg = config();
+    cfg.propose_batches = 1;
+    let (mut c, _) = Core::new(cfg, Arc::new(key(2)), Arc::new(Zip215), Recovered::default(), ms(0), 1_000).unwrap();
+    c.set_batch_limit(Some(1));
+    let b = block(1, 1, Digest::ZERO, 1_000, vec![cert(1), cert(2), cert(3)]);
+    let actions = c.handle_message(T, 1, propose(b.clone(), vec![]));
+    assert_eq!(rejection(&actions), None, "{actions:?}");
+    assert_eq!(voted(&actions, VoteKind::Notarize), Some(b.digest()));
+}
+
 // ------------------------------------------------------------------ epochs
 
 fn epoch_core(me: usize, cfg: Config, recovered: Recovered) -> Result<(Core, Vec<Action>), Error> {

@@ -130,7 +130,10 @@ pub struct Config {
     /// syncs and messages whatever it holds; this bounds how many a second it pays for,
     /// at up to this much more latency per transaction. Default 50.
     pub min_block_interval_ms: u64,
-    /// Most batches (DA squares) ordered by one block. Default 512.
+    /// Most batches (DA squares) this validator's own blocks order. Default 512. A
+    /// proposer policy: governance may lower it network-wide (`lamina gov propose
+    /// set-param max_batches_per_block N`), and a block from another validator is valid
+    /// with up to the network's cap of 4,096.
     pub max_batches_per_block: usize,
     /// Mempool limits and intake checks. A full mempool answers "busy" (backpressure).
     pub mempool: MempoolConfig,
@@ -248,7 +251,9 @@ impl Config {
         c.retry_interval = Duration::from_millis(self.retry_interval_ms);
         c.empty_block_delay = Duration::from_millis(self.empty_block_delay_ms);
         c.min_block_interval = Duration::from_millis(self.min_block_interval_ms);
-        c.max_batches_per_block = self.max_batches_per_block;
+        // The validity cap is the network's; this node's setting is how many its own
+        // proposals order.
+        c.propose_batches = self.max_batches_per_block;
         c.sync_max_blocks = self.log_max_blocks;
         c.validate().map_err(|e| Error::Config(e.to_string()))?;
         Ok(c)

@@ -53,6 +53,8 @@ pub(crate) enum Input {
     Certified { cert: AvailabilityCertificate, cut_at: Instant, txs: usize },
     /// The committee schedule grew ([`crate::Validator::set_schedule`]).
     Schedule(Schedule),
+    /// Governance's block limit changed ([`crate::Validator::set_batch_limit`]).
+    BatchLimit(Option<usize>),
 }
 
 /// What the core task tells the outbox thread, in order.
@@ -92,6 +94,8 @@ pub(crate) struct Shared {
     /// is cut, certified and announced while this core still runs: the members carry
     /// announced batches into their next epoch and order them there.
     pub(crate) leaving_after: AtomicU64,
+    /// Governance's block limit as this validator applies it (0: none set).
+    pub(crate) batch_limit: AtomicU64,
 }
 
 /// Receives `lamina/consensus/1` messages and queues them for the core task.
@@ -138,6 +142,8 @@ pub(crate) struct Epochs {
     pub(crate) served: HashMap<NodeId, Duration>,
     /// The digest of the ledger's last block, while following (no disk read per block).
     pub(crate) followed_tip: Option<(lamina_primitives::Height, Digest)>,
+    /// Governance's block limit, for every core (each new epoch's too).
+    pub(crate) batch_limit: Option<usize>,
 }
 
 /// The core task.
@@ -253,6 +259,16 @@ impl CoreTask {
                 }
                 // `settle` names the epoch's end first, then moves the horizon.
             }
+            Input::BatchLimit(limit) => {
+                if self.epochs.batch_limit != limit {
+                    tracing::info!(target: TARGET, limit = ?limit, "governance's block limit applies to this validator's proposals");
+                }
+                self.epochs.batch_limit = limit;
+                self.shared.batch_limit.store(limit.map_or(0, |l| l as u64), Ordering::Relaxed);
+                if let Some(core) = self.core.as_mut() {
+                    core.set_batch_limit(limit);
+                }
+            }
         }
         self.settle()
     }
@@ -364,11 +380,12 @@ impl CoreTask {
                 batches: std::mem::take(&mut self.epochs.carry),
             };
             let wall = wall_ms();
-            let (core, actions) =
+            let (mut core, actions) =
                 Core::new(cfg, Arc::new(self.epochs.keypair.clone()), Arc::new(Zip215), recovered, now, wall)
                     .map_err(Error::Core)?;
             tracing::info!(target: TARGET, epoch = epoch.epoch, height = next.0, validators = epoch.validators.len(), "epoch core started");
             self.set_committee(epoch.keys());
+            core.set_batch_limit(self.epochs.batch_limit);
             self.core = Some(core);
             self.route(actions)?;
         }

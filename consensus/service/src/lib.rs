@@ -128,6 +128,16 @@ impl Validator {
         self.to_core.send(input).await.map_err(|_| Error::Internal("the core task stopped".into()))
     }
 
+    /// Governance's limit on the batches one block orders (`set-param
+    /// max_batches_per_block`; `None`: none set), from the node's governance follower:
+    /// this validator's proposals order at most it (and at most its own
+    /// `max_batches_per_block`). A proposer policy, not a validity rule (see
+    /// `lamina_consensus_core::Core::set_batch_limit`).
+    pub async fn set_batch_limit(&self, limit: Option<usize>) -> Result<(), Error> {
+        let input = driver::Input::BatchLimit(limit);
+        self.to_core.send(input).await.map_err(|_| Error::Internal("the core task stopped".into()))
+    }
+
     /// Finalized height.
     pub fn height(&self) -> u64 {
         self.shared.height.load(Ordering::Relaxed)
@@ -386,6 +396,7 @@ pub async fn start_with_schedule<D: DataAvailability + 'static>(
         peers: None,
         served: HashMap::new(),
         followed_tip: None,
+        batch_limit: None,
     };
     let mut task = driver::CoreTask {
         core,
@@ -535,6 +546,8 @@ async fn report_health(
             serde_json::json!({"txs": st.held, "bytes": st.held_bytes, "queued": st.queued, "parked": st.parked, "batches": st.batches}),
         );
         health.set_status("pending_batches", shared.pending_batches.load(Ordering::Relaxed));
+        // Governance's limit on the batches of this validator's blocks (null: none set).
+        health.set_status("governed_batch_limit", Some(shared.batch_limit.load(Ordering::Relaxed)).filter(|&l| l > 0));
         let d = da.lock();
         health.set_status("da_failures", d.consecutive_failures);
     }

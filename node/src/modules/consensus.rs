@@ -98,10 +98,17 @@ pub async fn start(ctx: NodeContext, config: Config, shutdown: CancellationToken
     let admitted = members.clone();
     validator.intake().set_admission(move |tx| admitted.read().unwrap_or_else(|e| e.into_inner()).refuse(tx));
     let (schedule_tx, mut schedule_rx) = tokio::sync::watch::channel(None);
+    // Governance's block limit in force after the follower's height: this validator's
+    // proposals order at most it (a proposer policy; validity uses the network's cap).
+    let (limit_tx, mut limit_rx) = tokio::sync::watch::channel(None::<usize>);
     let g = genesis.clone();
     let me = ctx.me.clone();
     let on_epoch = move |state: &lamina_governance_core::GovernanceState| {
         *members.write().unwrap_or_else(|e| e.into_inner()) = crate::governed::Members::of(state);
+        let limit = state
+            .value_at(lamina_governance_core::Param::MaxBatchesPerBlock, state.height().next())
+            .map(|v| usize::try_from(v).unwrap_or(usize::MAX));
+        limit_tx.send_if_modified(|l| std::mem::replace(l, limit) != limit);
         // The other validators of the epoch pass the `lamina/node/1` check and count
         // for readiness, those added by vote included.
         if let Some(validators) = crate::governed::member_validators(&g, state) {
@@ -118,12 +125,21 @@ pub async fn start(ctx: NodeContext, config: Config, shutdown: CancellationToken
         }
     };
     let stop_gov = shutdown.child_token();
-    // Validators read no parameter yet (the block limit stays the genesis's).
+    // Validators read the block limit (above), through this closure rather than the
+    // parameter registry: no step of theirs waits for governance.
     let gov = crate::governed::spawn_client_access(genesis, follower, access, None, health, on_epoch, stop_gov.clone());
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = validator.failed() => break,
+            changed = limit_rx.changed(), if !limit_rx.is_closed() => {
+                if changed.is_ok() {
+                    let limit = *limit_rx.borrow_and_update();
+                    if let Err(e) = validator.set_batch_limit(limit).await {
+                        tracing::error!(target: "lamina::consensus", error = %e, "cannot apply governance's block limit");
+                    }
+                }
+            }
             changed = schedule_rx.changed() => {
                 if changed.is_err() {
                     // The follower stopped: no schedule will come; wait for the end.
