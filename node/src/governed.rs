@@ -468,6 +468,7 @@ pub fn spawn_on_client_node(
     ctx: &crate::context::NodeContext,
     log: &lamina_consensus_client::LogClient,
     da: &std::sync::Arc<lamina_da_client::DaClient>,
+    intake: &lamina_consensus_client::IntakeClient,
     plan: &crate::peers::PlanHandle,
     shutdown: &CancellationToken,
 ) -> std::sync::Arc<GovernedParams> {
@@ -475,7 +476,7 @@ pub fn spawn_on_client_node(
     let dir = ctx.service.data_dir.join("governance");
     let follower = Follower::resume(&genesis, log.independent_reader(), da.clone(), &dir);
     let params = GovernedParams::new(follower.state());
-    let (log, g, plan) = (log.clone(), genesis.clone(), plan.clone());
+    let (log, intake, g, plan) = (log.clone(), intake.clone(), genesis.clone(), plan.clone());
     spawn_client_access(
         genesis,
         follower,
@@ -483,7 +484,7 @@ pub fn spawn_on_client_node(
         Some(params.clone()),
         ctx.health().clone(),
         move |state| {
-            follow_committees(&log, &g, state);
+            follow_committees_with(&log, Some(&intake), &g, state);
             // The epoch's validators count for readiness (a reader needs f + 1 of them).
             if let Some(validators) = member_validators(&g, state) {
                 let need = Committee { members: validators.iter().map(|v| v.key).collect() }.max_faulty() + 1;
@@ -538,6 +539,19 @@ pub fn consensus_schedule(genesis: &Genesis, state: &GovernanceState) -> lamina_
 /// the validators of the current and later epochs. Elsewhere it does nothing (the
 /// genesis committee orders every height).
 pub fn follow_committees(log: &lamina_consensus_client::LogClient, genesis: &Genesis, state: &GovernanceState) {
+    follow_committees_with(log, None, genesis, state);
+}
+
+/// [`follow_committees`], and points `intake` (and every clone of it), if given, at the
+/// validators of the consensus epoch after `state`'s height, so that transactions go
+/// to the committee that orders them: validators added by vote included, removed ones
+/// (which would refuse them) left out.
+pub fn follow_committees_with(
+    log: &lamina_consensus_client::LogClient,
+    intake: Option<&lamina_consensus_client::IntakeClient>,
+    genesis: &Genesis,
+    state: &GovernanceState,
+) {
     if !genesis.governance.committee_changes {
         return;
     }
@@ -545,6 +559,9 @@ pub fn follow_committees(log: &lamina_consensus_client::LogClient, genesis: &Gen
     let validators: Vec<lamina_interfaces::NodeEntry> =
         schedule.current_validators(state.height().next()).into_iter().cloned().collect();
     log.set_schedule(schedule.committees(), &validators);
+    if let Some(intake) = intake {
+        intake.set_validators(&validators);
+    }
 }
 
 /// The voting members of an epoch (weight above 0) with their next nonces, and its

@@ -3,31 +3,46 @@
 
 use std::time::{Duration, Instant};
 
-use lamina_interfaces::{Genesis, SubmitError, SubmitOutcome, TxSubmit};
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use lamina_interfaces::{Genesis, NodeEntry, SubmitError, SubmitOutcome, TxSubmit};
 use lamina_net::{Endpoint, NetError, Network, PeerSet, ProtocolConfig};
 use lamina_primitives::{NodeId, Transaction};
+use parking_lot::{Mutex, RwLock};
 
 use crate::protocol::{IntakeProtocol, MAX_SUBMIT_TXS, SubmitRequest};
 
-/// The QUIC intake client: submits to the validators of a genesis, each sender's
-/// transactions to one validator (see `route`), requests to different validators in
-/// parallel. Cheap to clone.
+/// The QUIC intake client: submits to the validators of a genesis (or, where a node
+/// follows governance, of the current epoch: [`IntakeClient::set_validators`]), each
+/// sender's transactions to one validator (see `route`), requests to different
+/// validators in parallel. Cheap to clone; clones share the validator list.
 #[derive(Clone)]
 pub struct IntakeClient {
     net: Network<IntakeProtocol>,
-    validators: Vec<NodeId>,
+    validators: Arc<RwLock<Arc<Vec<NodeId>>>>,
     /// Validators that answered they are outside the committee, and when: skipped by
     /// `route` for [`OUTSIDE_TTL`].
-    outside: std::sync::Arc<parking_lot::Mutex<std::collections::HashMap<NodeId, Instant>>>,
+    outside: Arc<Mutex<std::collections::HashMap<NodeId, Instant>>>,
 }
 
 /// How long a validator that said it is outside the committee is skipped before it is
 /// asked again (it may be voted back in).
 const OUTSIDE_TTL: Duration = Duration::from_secs(10);
 
+/// The validators a sender's transactions go to, in order of preference: a fixed
+/// choice per sender among `validators`, so that resubmitting is idempotent (the same
+/// mempool sees it again) and a sender's nonces reach one mempool in order; if it is
+/// not connected, or said lately that it is outside the committee, the next one.
+fn route<'a>(validators: &'a [NodeId], sender: &lamina_primitives::PublicKey) -> impl Iterator<Item = NodeId> + 'a {
+    let n = validators.len();
+    let first = u64::from_le_bytes(sender.0[..8].try_into().unwrap_or([0; 8])) as usize % n.max(1);
+    (0..n).map(move |k| validators[(first + k) % n])
+}
+
 impl std::fmt::Debug for IntakeClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("IntakeClient").field("validators", &self.validators.len()).finish()
+        f.debug_struct("IntakeClient").field("validators", &self.validators.read().len()).finish()
     }
 }
 
@@ -41,9 +56,28 @@ impl IntakeClient {
             endpoint.register_client::<IntakeProtocol>(peers, ProtocolConfig::for_protocol::<IntakeProtocol>())?;
         Ok(IntakeClient {
             net,
-            validators: genesis.validators.iter().map(|v| v.key).collect(),
+            validators: Arc::new(RwLock::new(Arc::new(genesis.validators.iter().map(|v| v.key).collect()))),
             outside: Default::default(),
         })
+    }
+
+    /// Submits to `validators` from now on (the current epoch's committee, from a
+    /// governance follower, where committees change by vote), dialing those not dialed
+    /// yet and closing the connections to the others. Every clone follows. A sender's
+    /// route is a function of the list, so a change may send its next transactions to
+    /// another validator than its earlier ones (see DESIGN.md, "Per-sender order").
+    pub fn set_validators(&self, validators: &[NodeEntry]) {
+        let keys: Vec<NodeId> = validators.iter().map(|v| v.key).collect();
+        if keys.is_empty() || **self.validators.read() == keys {
+            return;
+        }
+        self.net.set_peers(PeerSet::dial_entries(validators));
+        *self.validators.write() = Arc::new(keys);
+    }
+
+    /// The validators submitted to, in route order.
+    pub fn validators(&self) -> Arc<Vec<NodeId>> {
+        self.validators.read().clone()
     }
 
     /// The intake protocol version negotiated with `validator` (`None` while not
@@ -84,41 +118,38 @@ impl IntakeClient {
         (answer, req.txs)
     }
 
-    /// The validator a sender's transactions go to: a fixed choice per sender, so that
-    /// resubmitting is idempotent (the same mempool sees it again) and a sender's nonces
-    /// reach one mempool in order. If it is not connected, or said lately that it is
-    /// outside the committee, the next one.
-    fn route(&self, sender: &lamina_primitives::PublicKey) -> impl Iterator<Item = NodeId> + '_ {
-        let n = self.validators.len();
-        let first = u64::from_le_bytes(sender.0[..8].try_into().unwrap_or([0; 8])) as usize % n.max(1);
-        (0..n).map(move |k| self.validators[(first + k) % n])
-    }
-
-    /// Whether `v` said within [`OUTSIDE_TTL`] that it is outside the committee.
-    fn is_outside(&self, v: &NodeId) -> bool {
+    /// The validators that said within [`OUTSIDE_TTL`] that they are outside the
+    /// committee.
+    fn outside_now(&self) -> HashSet<NodeId> {
         let mut outside = self.outside.lock();
         outside.retain(|_, at| at.elapsed() < OUTSIDE_TTL);
-        outside.contains_key(v)
+        outside.keys().copied().collect()
     }
 
     async fn submit_chunk(&self, txs: Vec<Transaction>) -> Vec<Result<SubmitOutcome, SubmitError>> {
         let n = txs.len();
         let mut out: Vec<Option<Result<SubmitOutcome, SubmitError>>> = vec![None; n];
         let mut pending: Vec<(usize, Transaction)> = txs.into_iter().enumerate().collect();
+        let validators = self.validators();
+        let Some(&any) = validators.first() else {
+            return vec![Err(SubmitError::Transport("no validator to submit to".into())); n];
+        };
         // A validator outside the committee refuses everything (nothing it accepted
         // would be ordered): its senders go on to the next validator of their route,
         // each round skipping the validators that said so.
-        for _ in 0..self.validators.len().max(1) {
+        for _ in 0..validators.len() {
             if pending.is_empty() {
                 break;
             }
             // Group by target validator, keeping each sender's order.
             pending.sort_by_key(|(i, _)| *i);
+            let outside = self.outside_now();
+            let usable = |v: &NodeId| self.net.is_connected(v) && !outside.contains(v);
             let mut groups: std::collections::BTreeMap<NodeId, Vec<(usize, Transaction)>> = Default::default();
             for (i, tx) in pending.drain(..) {
-                let usable = |v: &NodeId| self.net.is_connected(v) && !self.is_outside(v);
-                let target = self.route(&tx.sender).find(usable).or_else(|| self.route(&tx.sender).next());
-                groups.entry(target.unwrap_or(self.validators[0])).or_default().push((i, tx));
+                let target =
+                    route(&validators, &tx.sender).find(usable).or_else(|| route(&validators, &tx.sender).next());
+                groups.entry(target.unwrap_or(any)).or_default().push((i, tx));
             }
             let sends = groups.into_iter().map(|(v, group)| {
                 let this = self.clone();
@@ -149,7 +180,8 @@ impl IntakeClient {
                 }
             }
             // Retry only where another validator is left to ask.
-            if self.validators.iter().all(|v| self.is_outside(v)) {
+            let outside = self.outside_now();
+            if validators.iter().all(|v| outside.contains(v)) {
                 break;
             }
         }
@@ -185,8 +217,9 @@ impl TxSubmit for IntakeClient {
     fn submit_widely(&self, tx: Transaction) -> impl Future<Output = Result<SubmitOutcome, SubmitError>> + Send {
         let this = self.clone();
         async move {
-            let sends = this.validators.iter().map(|v| this.submit_to(v, vec![tx.clone()]));
-            let mut last = Err(SubmitError::Transport("no validator in the genesis".into()));
+            let validators = this.validators();
+            let sends = validators.iter().map(|v| this.submit_to(v, vec![tx.clone()]));
+            let mut last = Err(SubmitError::Transport("no validator to submit to".into()));
             for r in futures::future::join_all(sends).await {
                 match r
                     .map_err(|e| SubmitError::Transport(e.to_string()))

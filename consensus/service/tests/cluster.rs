@@ -381,7 +381,7 @@ fn acknowledged_transactions_are_ordered_after_a_restart_that_came_before_their_
 /// routed to cannot keep it out of the log: afterwards each validator's intake already
 /// holds it.
 #[test]
-fn widely_submitted_transaction_reaches_every_validator() {
+fn widely_submitted_transaction_reaches_every_validator_and_routes_follow_the_set_committee() {
     rt().block_on(async {
         let dir = tempfile::tempdir().unwrap();
         let g = Arc::new(genesis(4));
@@ -404,6 +404,19 @@ fn widely_submitted_transaction_reaches_every_validator() {
                 "validator {i} never got the transaction"
             );
         }
+        // The committee as governance sets it (here: validator 2 alone): every sender's
+        // transactions go to it, and the others are no longer dialed.
+        client.set_validators(&[g.validators[2].clone()]);
+        assert_eq!(*client.validators(), vec![g.validators[2].key]);
+        client.wait_for_validators(1, WAIT).await.unwrap();
+        let batch = txs(&g, 9_100, 16, 10);
+        for r in client.submit_many(batch.clone()).await {
+            assert!(matches!(r, Ok(SubmitOutcome::Accepted(_))), "{r:?}");
+        }
+        for tx in batch {
+            assert_eq!(vs[2].intake().submit(tx.clone()).await.unwrap(), SubmitOutcome::Duplicate(tx.id()));
+        }
+        eventually("validator 0 disconnected", WAIT, || client.version(&g.validators[0].key).is_none()).await;
         ep.shutdown().await;
         for v in vs {
             v.stop().await.unwrap();

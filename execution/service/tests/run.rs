@@ -18,11 +18,11 @@ use tokio_util::sync::CancellationToken;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_follows_and_serves_quic_and_http() {
-    let f = fixture(10).await;
-    let want = reference_roots(&f);
-    let mut genesis = f.genesis.clone();
+    let mut genesis = common::genesis();
     let exec_addr = lamina_net::ports::one_udp();
     genesis.execution_nodes[0].addr = exec_addr;
+    let f = fixture_with(10, genesis.clone()).await;
+    let want = reference_roots(&f);
     let http = lamina_net::ports::one_tcp();
     let dir = tempfile::tempdir().unwrap();
     let health = Health::new();
@@ -168,10 +168,10 @@ impl lamina_interfaces::DataAvailability for Stalling {
 /// alive (it keeps waiting for the data).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_chain_that_cannot_progress_is_reported_not_ready() {
-    let f = fixture(40).await;
-    let mut genesis = f.genesis.clone();
+    let mut genesis = common::genesis();
     let exec_addr = lamina_net::ports::one_udp();
     genesis.execution_nodes[0].addr = exec_addr;
+    let f = fixture_with(40, genesis.clone()).await;
     let dir = tempfile::tempdir().unwrap();
     let health = Health::new();
     let ctx = lamina_net::NodeContext::new(exec_key(), Arc::new(genesis), dir.path().to_path_buf(), health.clone());

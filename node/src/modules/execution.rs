@@ -126,7 +126,7 @@ async fn seams(
     let intake =
         lamina_consensus_client::IntakeClient::register(endpoint, genesis).context("cannot start the intake client")?;
     // Governance first: the fee each height charges comes from it.
-    let params = crate::governed::spawn_on_client_node(ctx, &log, &da, plan, shutdown);
+    let params = crate::governed::spawn_on_client_node(ctx, &log, &da, &intake, plan, shutdown);
     let anchors =
         if genesis.bridge.enabled { Some(anchor_registry(ctx, &log, &da, &params, shutdown).await?) } else { None };
     Ok(Seams {

@@ -104,7 +104,7 @@ fn seams(
         lamina_consensus_client::IntakeClient::register(endpoint, genesis).context("cannot start the intake client")?;
     let da = Arc::new(da);
     // Re-execution charges the fee governance set for each height, as execution did.
-    let params = crate::governed::spawn_on_client_node(ctx, &log, &da, plan, shutdown);
+    let params = crate::governed::spawn_on_client_node(ctx, &log, &da, &submit, plan, shutdown);
     let exec = crate::machines::Chains::new(genesis.clone()).with_params(params.clone());
     Ok(lamina_settlement_service::Seams {
         log,

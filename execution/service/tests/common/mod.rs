@@ -62,7 +62,12 @@ fn sign_qc(keys: &[Keypair], digest: Digest, signers: usize) -> QuorumCertificat
 /// `heights` blocks; most carry a batch for CHAIN (some two, some none), some a batch
 /// for OTHER, a few a garbage blob under CHAIN's namespace.
 pub async fn fixture(heights: u64) -> Fixture {
-    let genesis = genesis();
+    fixture_with(heights, genesis()).await
+}
+
+/// [`fixture`] on `genesis` (a variant of [`genesis`]): its transactions are signed for
+/// that network (the network id hashes the whole genesis, addresses included).
+pub async fn fixture_with(heights: u64, genesis: Genesis) -> Fixture {
     let scope = genesis.tx_scope();
     let validators: Vec<Keypair> = (0..4).map(Keypair::for_testing).collect();
     let da_keys: Vec<Keypair> = (10..14).map(Keypair::for_testing).collect();
