@@ -26,7 +26,7 @@ use lamina_benches::blocks::SCOPE;
 use lamina_execution_core::ledger::{LedgerConfig, NativeLedger};
 use lamina_execution_core::sigverify::{self, Verified};
 use lamina_execution_core::{AuthenticatedState, ChangeSet, CounterKey, parallel, sequential};
-use lamina_primitives::{ChainId, Transaction};
+use lamina_primitives::{ChainId, Transaction, TxScope};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -118,6 +118,14 @@ fn exec_group(c: &mut Criterion) {
         });
         g.bench_function(format!("signature stage threads={all}"), |b| {
             b.iter(|| pall.install(|| sigverify::verify_block(SCOPE, &w.txs)))
+        });
+        // What binding the network adds per transaction: one more hash over the id.
+        let ids: Vec<_> = w.txs.iter().map(Transaction::id).collect();
+        g.bench_function("signed messages, chain only (threads=1)", |b| {
+            b.iter(|| ids.iter().map(|id| TxScope::ChainOnly.message(id)).fold(0u8, |a, m| a ^ m.0[0]))
+        });
+        g.bench_function("signed messages, network bound (threads=1)", |b| {
+            b.iter(|| ids.iter().map(|id| SCOPE.message(id)).fold(0u8, |a, m| a ^ m.0[0]))
         });
         g.finish();
 

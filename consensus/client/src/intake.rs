@@ -1,10 +1,9 @@
 //! [`IntakeClient`]: submits transactions to the validators' QUIC intake
 //! (`lamina/intake/1..2`).
 
-use std::time::{Duration, Instant};
-
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use lamina_interfaces::{Genesis, NodeEntry, SubmitError, SubmitOutcome, TxSubmit};
 use lamina_net::{Endpoint, NetError, Network, PeerSet, ProtocolConfig};
