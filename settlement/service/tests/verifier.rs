@@ -390,17 +390,11 @@ async fn snapshots_bound_the_store_and_a_restart_resumes_from_the_newest_good_on
     let shared = follower.shared();
     let running = run(follower);
     let payer = Keypair::for_testing(SEED);
+    let scope = genesis().tx_scope();
+    let pay =
+        |n| ledger::transfer(&payer, scope, CHAIN, n, Keypair::for_testing(SEED + 1).public(), AssetId::NATIVE, 1);
     for n in 0..200u64 {
-        let tx = ledger::transfer(
-            &payer,
-            genesis().tx_scope(),
-            CHAIN,
-            n,
-            Keypair::for_testing(SEED + 1).public(),
-            AssetId::NATIVE,
-            1,
-        );
-        seq.block(vec![tx], vec![]).await;
+        seq.block(vec![pay(n)], vec![]).await;
     }
     wait_for("height 200", || shared.read().height() == Height(200)).await;
     let root = shared.read().state_root();
@@ -435,16 +429,7 @@ async fn snapshots_bound_the_store_and_a_restart_resumes_from_the_newest_good_on
     let shared3 = third.shared();
     let running = run(third);
     for n in 200..230u64 {
-        let tx = ledger::transfer(
-            &payer,
-            genesis().tx_scope(),
-            CHAIN,
-            n,
-            Keypair::for_testing(SEED + 1).public(),
-            AssetId::NATIVE,
-            1,
-        );
-        seq.block(vec![tx], vec![]).await;
+        seq.block(vec![pay(n)], vec![]).await;
     }
     wait_for("height 230", || shared3.read().height() == Height(230)).await;
     stop(running).await;
