@@ -543,9 +543,11 @@ pub fn follow_committees(log: &lamina_consensus_client::LogClient, genesis: &Gen
 }
 
 /// [`follow_committees`], and points `intake` (and every clone of it), if given, at the
-/// validators of the consensus epoch after `state`'s height, so that transactions go
-/// to the committee that orders them: validators added by vote included, removed ones
-/// (which would refuse them) left out.
+/// committee that orders the heights after `state`'s, so that transactions go to
+/// validators that take them: those of that consensus epoch (validators added by vote
+/// included, once their epoch starts) that are also in the last epoch known, since one
+/// that leaves refuses new transactions from when it knows (the whole epoch if none
+/// stays).
 pub fn follow_committees_with(
     log: &lamina_consensus_client::LogClient,
     intake: Option<&lamina_consensus_client::IntakeClient>,
@@ -560,7 +562,13 @@ pub fn follow_committees_with(
         schedule.current_validators(state.height().next()).into_iter().cloned().collect();
     log.set_schedule(schedule.committees(), &validators);
     if let Some(intake) = intake {
-        intake.set_validators(&validators);
+        let current = schedule.epoch_for(state.height().next()).or(schedule.epochs.last());
+        let last = schedule.epochs.last();
+        if let (Some(current), Some(last)) = (current, last) {
+            let stays: Vec<lamina_interfaces::NodeEntry> =
+                current.validators.iter().filter(|v| last.validators.iter().any(|l| l.key == v.key)).cloned().collect();
+            intake.set_validators(if stays.is_empty() { &current.validators } else { &stays });
+        }
     }
 }
 
@@ -727,5 +735,96 @@ mod tests {
         let mut used = members;
         used.next.insert(Keypair::for_testing(2).public(), 1);
         assert!(used.refuse(&member).unwrap().contains("already used"));
+    }
+
+    #[tokio::test]
+    async fn a_client_nodes_intake_follows_the_committee_governance_decided() {
+        use lamina_governance_core::{Action, NodeSpec};
+        let node = |i: u64| lamina_interfaces::NodeEntry {
+            name: format!("validator-{i}"),
+            key: Keypair::for_testing(i).public(),
+            addr: std::net::SocketAddr::from(([127, 0, 0, 1], 9000 + i as u16)),
+            http: None,
+            admin: None,
+            chain: None,
+        };
+        let mut g = crate::genesis::empty("intake");
+        g.validators = (0..4).map(node).collect();
+        g.governance.epoch_length = 10;
+        g.governance.committee_changes = true;
+        let (scope, net) = (g.tx_scope(), g.network_id());
+        // Members 0..2 of 4 (the validators) add a fifth validator: passed at height 2,
+        // applied at the boundary 10, it orders from height 21.
+        let mut state = GovernanceState::new(&g);
+        let fifth = Keypair::for_testing(40).public();
+        let add = Action::AddValidator(NodeSpec {
+            name: "validator-4".into(),
+            key: fifth,
+            addr: "127.0.0.1:9040".into(),
+            http: None,
+        });
+        let propose = Entry::Propose { action: add, reason: "a fifth organisation".into(), valid_until: 100 };
+        let tx = Entry::transaction(&Keypair::for_testing(0), scope, net, 0, &propose).unwrap();
+        state.apply_block(Height(1), &[tx]).unwrap();
+        let opened_by = state.proposal(1).unwrap().tx.0;
+        let vote = Entry::Vote { proposal: 1, proposal_tx: opened_by, approve: true, valid_until: 100 };
+        let votes: Vec<Transaction> = (0..3)
+            .map(|i| Entry::transaction(&Keypair::for_testing(i), scope, net, u64::from(i == 0), &vote).unwrap())
+            .collect();
+        state.apply_block(Height(2), &votes).unwrap();
+        let endpoint = lamina_net::Endpoint::bind(
+            &Keypair::for_testing(99),
+            lamina_net::EndpointConfig::new(([127, 0, 0, 1], 0).into()),
+        )
+        .unwrap();
+        let log = lamina_consensus_client::LogClient::register(&endpoint, &g).unwrap();
+        let intake = lamina_consensus_client::IntakeClient::register(&endpoint, &g).unwrap();
+        let genesis_keys: Vec<_> = g.validators.iter().map(|v| v.key).collect();
+        // Height 10 is the boundary: the next epoch's committee is still the genesis one.
+        state.apply_block(Height(10), &[]).unwrap();
+        follow_committees_with(&log, Some(&intake), &g, &state);
+        assert_eq!(*intake.validators(), genesis_keys);
+        // Height 20: the committee of height 21 has the fifth validator, last.
+        state.apply_block(Height(20), &[]).unwrap();
+        follow_committees_with(&log, Some(&intake), &g, &state);
+        let mut with_fifth = genesis_keys.clone();
+        with_fifth.push(fifth);
+        assert_eq!(*intake.validators(), with_fifth);
+        // Then validator 3 is removed (applied at 30, out from 41): from when that is
+        // known it refuses new transactions, so clients leave it out at once.
+        let remove = Entry::Propose {
+            action: Action::RemoveValidator { key: g.validators[3].key },
+            reason: "leaves".into(),
+            valid_until: 100,
+        };
+        let tx = Entry::transaction(&Keypair::for_testing(0), scope, net, 2, &remove).unwrap();
+        state.apply_block(Height(21), &[tx]).unwrap();
+        let opened_by = state.proposal(2).unwrap().tx.0;
+        let vote = Entry::Vote { proposal: 2, proposal_tx: opened_by, approve: true, valid_until: 100 };
+        let votes: Vec<Transaction> = (0..3)
+            .map(|i| {
+                Entry::transaction(&Keypair::for_testing(i), scope, net, 1 + u64::from(i == 0) * 2, &vote).unwrap()
+            })
+            .collect();
+        state.apply_block(Height(22), &votes).unwrap();
+        state.apply_block(Height(30), &[]).unwrap();
+        follow_committees_with(&log, Some(&intake), &g, &state);
+        let staying: Vec<_> = with_fifth.iter().copied().filter(|k| *k != g.validators[3].key).collect();
+        assert_eq!(*intake.validators(), staying, "the leaving validator is left out before it leaves");
+        // Where committees never change, clients keep the genesis validators.
+        let mut fixed = g.clone();
+        fixed.governance.committee_changes = false;
+        let other = lamina_consensus_client::IntakeClient::register(
+            &lamina_net::Endpoint::bind(
+                &Keypair::for_testing(98),
+                lamina_net::EndpointConfig::new(([127, 0, 0, 1], 0).into()),
+            )
+            .unwrap(),
+            &fixed,
+        )
+        .unwrap();
+        follow_committees_with(&log, Some(&other), &fixed, &state);
+        assert_eq!(*other.validators(), genesis_keys);
+        endpoint.shutdown().await;
     }
 }
