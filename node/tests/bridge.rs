@@ -185,6 +185,11 @@ fn b11_racing_relayers_deliver_each_transfer_once_across_a_kill_and_timeouts_are
         std::thread::sleep(Duration::from_millis(200));
     };
     assert!(serves_from > 1, "settlement forgot no anchor");
+    // Relayers follow governance like the other client nodes.
+    for name in net.names("bridge-") {
+        let st = net.status(&name).unwrap();
+        assert!(st["governance"]["epoch"].as_u64().is_some(), "{name}: {st}");
+    }
     let refreshed: f64 = net
         .names("execution-")
         .iter()

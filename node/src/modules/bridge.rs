@@ -8,6 +8,10 @@
 //!
 //! Peers: it dials the validators (ready with `f + 1`) and the execution nodes (ready
 //! with at least one node of every chain that has execution nodes).
+//!
+//! It follows governance like the other client nodes (its own log and DA readers, state
+//! in `<data>/governance`): where committees change by vote, its readiness counts the
+//! epoch's validators and its intake client submits to the epoch's committee.
 
 use std::time::Duration;
 
@@ -56,8 +60,25 @@ pub async fn start(ctx: NodeContext, config: Config, shutdown: CancellationToken
             return Err(e);
         }
     };
-    let (reporter, _plan) = crate::peers::serve_alongside(&ctx, &endpoint, peer_plan(&ctx), &shutdown).await?;
+    let readers = (|| {
+        let log = lamina_consensus_client::LogClient::register(&endpoint, ctx.genesis())
+            .context("cannot start the ordered-log client")?;
+        let da = lamina_da_client::DaClient::register(&endpoint, ctx.genesis(), Default::default())
+            .context("cannot start the DA client")?;
+        anyhow::Ok((log, std::sync::Arc::new(da)))
+    })();
+    let (log, da) = match readers {
+        Ok(r) => r,
+        Err(e) => {
+            endpoint.shutdown().await;
+            return Err(e);
+        }
+    };
+    let (reporter, plan) = crate::peers::serve_alongside(&ctx, &endpoint, peer_plan(&ctx), &shutdown).await?;
     endpoint.report_to(ctx.health().clone(), Duration::from_millis(ctx.net.stats_interval_ms));
+    // Governance: the committee its readiness counts and its transactions go to. (It
+    // reads no parameter: the destination ledgers apply them.)
+    let _params = crate::governed::spawn_on_client_node(&ctx, &log, &da, net.intake(), &plan, &shutdown);
     let result = async {
         let mut relayer =
             lamina_bridge_service::Relayer::open(net, ctx.key().clone(), config.0, &ctx.service.data_dir)?;
