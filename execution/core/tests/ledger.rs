@@ -90,6 +90,24 @@ fn bad_signatures_are_rejected_without_effect() {
 }
 
 #[test]
+fn transactions_signed_for_another_network_are_rejected_without_effect() {
+    let (l, mut st, k) = setup(0);
+    let root = st.root();
+    // The same transfer, validly signed for another network and without any network:
+    // neither verifies here (the ids are this network's, the signatures are not).
+    let elsewhere =
+        ledger::transfer(&k[0], TxScope::Network(Digest([1; 32])), CHAIN, 0, k[1].public(), AssetId::NATIVE, 10);
+    let unbound = ledger::transfer(&k[0], TxScope::ChainOnly, CHAIN, 0, k[1].public(), AssetId::NATIVE, 10);
+    assert_eq!(elsewhere.id(), unbound.id());
+    let s = run(&l, &mut st, &[elsewhere, unbound]);
+    assert_eq!(s, vec![Status::Rejected(LedgerFailure::BadSignature); 2]);
+    assert_eq!(st.root(), root);
+    // Signed for this network, it executes.
+    let here = ledger::transfer(&k[0], SCOPE, CHAIN, 0, k[1].public(), AssetId::NATIVE, 10);
+    assert_eq!(run(&l, &mut st, &[here])[0], Status::Success);
+}
+
+#[test]
 fn asset_lifecycle() {
     let (l, mut st, k) = setup(0);
     let (issuer, x) = (&k[0], &k[1]);
