@@ -398,13 +398,40 @@ impl Net {
         Ok(Queries { client, chain })
     }
 
-    /// An intake client connected to all validators if they come within
-    /// `CONNECT_TIMEOUT` (so a sender's own validator gets its transaction), else to any
-    /// one within what is left of the wait.
+    /// An intake client for the validators that order the next heights: where
+    /// committees change by vote, the committee governance decided (replayed from the
+    /// log the way `lamina gov` does, resuming from what the last command kept; if that
+    /// fails, the genesis validators, with the client's failover), else the genesis
+    /// validators. See [`Net::intake_to`].
     pub(crate) async fn intake(&self) -> anyhow::Result<lamina_consensus_client::IntakeClient> {
+        let committee = if self.genesis.governance.committee_changes {
+            match crate::gov::committee(self).await {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("warning: cannot replay governance ({e:#}); submitting to the genesis validators");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        self.intake_to(committee).await
+    }
+
+    /// An intake client for `committee` (the genesis validators if `None`), connected
+    /// to all of them if they come within `CONNECT_TIMEOUT` (so a sender's own
+    /// validator gets its transaction), else to any one within what is left of the wait.
+    pub(crate) async fn intake_to(
+        &self,
+        committee: Option<Vec<lamina_interfaces::NodeEntry>>,
+    ) -> anyhow::Result<lamina_consensus_client::IntakeClient> {
         let intake = lamina_consensus_client::IntakeClient::register(&self.endpoint, &self.genesis)
             .context("cannot start the intake client")?;
-        let all = self.genesis.validators.len();
+        if let Some(c) = committee {
+            intake.set_validators(&c);
+            eprintln!("submitting to the committee governance decided: {} validators", intake.validators().len());
+        }
+        let all = intake.validators().len();
         let started = std::time::Instant::now();
         if intake.wait_for_validators(all, CONNECT_TIMEOUT).await.is_err() {
             let left = CONNECT_TIMEOUT.saturating_sub(started.elapsed()).max(Duration::from_millis(100));

@@ -283,6 +283,19 @@ async fn follower(net: &Net) -> anyhow::Result<Follower> {
     Ok(follower.observe(move |state| crate::governed::follow_committees(&reader, &genesis, state)))
 }
 
+/// Where committees change by vote, the committee that orders the next heights
+/// ([`crate::governed::intake_committee`]), from a replay of the log that resumes from
+/// what the last command kept; `None` elsewhere.
+pub(crate) async fn committee(net: &Net) -> anyhow::Result<Option<Vec<lamina_interfaces::NodeEntry>>> {
+    if !net.genesis.governance.committee_changes {
+        return Ok(None);
+    }
+    let mut follower = follower(net).await?;
+    follower.catch_up().await?;
+    follower.save();
+    Ok(crate::governed::intake_committee(&net.genesis, follower.state()))
+}
+
 // ------------------------------------------------------------------ propose and vote
 
 async fn submit(net: &Net, signer: &Signer, what: What) -> anyhow::Result<ExitCode> {
@@ -327,7 +340,7 @@ async fn submit(net: &Net, signer: &Signer, what: What) -> anyhow::Result<ExitCo
     let nonce = state.next_nonce(&me).max(nonces.as_ref().map_or(0, |b| b.next(&me)));
     let tx = Entry::transaction(&key, net.genesis.tx_scope(), net.genesis.network_id(), nonce, &entry)?;
     let id = tx.id();
-    let intake = net.intake().await?;
+    let intake = net.intake_to(crate::governed::intake_committee(&net.genesis, state)).await?;
     intake.submit(tx).await.map_err(|e| anyhow::anyhow!("consensus intake refused {id}: {e}"))?;
     if let Some(book) = &nonces {
         book.used(&me, nonce);

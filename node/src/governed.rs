@@ -561,15 +561,32 @@ pub fn follow_committees_with(
     let validators: Vec<lamina_interfaces::NodeEntry> =
         schedule.current_validators(state.height().next()).into_iter().cloned().collect();
     log.set_schedule(schedule.committees(), &validators);
-    if let Some(intake) = intake {
-        let current = schedule.epoch_for(state.height().next()).or(schedule.epochs.last());
-        let last = schedule.epochs.last();
-        if let (Some(current), Some(last)) = (current, last) {
-            let stays: Vec<lamina_interfaces::NodeEntry> =
-                current.validators.iter().filter(|v| last.validators.iter().any(|l| l.key == v.key)).cloned().collect();
-            intake.set_validators(if stays.is_empty() { &current.validators } else { &stays });
-        }
+    if let Some(intake) = intake
+        && let Some(committee) = committee_for_intake(&schedule, state)
+    {
+        intake.set_validators(&committee);
     }
+}
+
+/// Where committees change by vote, the validators a client should submit to after
+/// `state`'s height (see [`follow_committees_with`]); `None` elsewhere (the genesis
+/// validators order every height).
+pub fn intake_committee(genesis: &Genesis, state: &GovernanceState) -> Option<Vec<lamina_interfaces::NodeEntry>> {
+    genesis.governance.committee_changes.then(|| committee_for_intake(&consensus_schedule(genesis, state), state))?
+}
+
+/// The validators of the consensus epoch after `state`'s height that are also in the
+/// last epoch known (a leaving validator refuses new transactions from when it knows);
+/// the whole epoch if none stays.
+fn committee_for_intake(
+    schedule: &lamina_consensus_service::Schedule,
+    state: &GovernanceState,
+) -> Option<Vec<lamina_interfaces::NodeEntry>> {
+    let current = schedule.epoch_for(state.height().next()).or(schedule.epochs.last())?;
+    let last = schedule.epochs.last()?;
+    let stays: Vec<lamina_interfaces::NodeEntry> =
+        current.validators.iter().filter(|v| last.validators.iter().any(|l| l.key == v.key)).cloned().collect();
+    Some(if stays.is_empty() { current.validators.clone() } else { stays })
 }
 
 /// The voting members of an epoch (weight above 0) with their next nonces, and its

@@ -443,12 +443,17 @@ fn a_fifth_validator_joins_by_vote_then_one_leaves_and_every_node_follows_withou
     assert_eq!(proposals(), before, "the removed validator still proposes");
     // Readers check each block against its height's committee: a transfer after the
     // switches executes, and settlement finalizes a claim past it.
-    let out = ok(devnet
+    // The CLI submits to the committee governance decided (it replays the log like
+    // `lamina gov`): the four that stay, the fifth included.
+    let o = devnet
         .cmd()
         .args(["tx", "transfer", "--chain", "1", "--to", &leaving, "--amount", "3", "--from-test-account", "1"])
         .args(d)
         .output()
-        .unwrap());
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    let out = ok(o);
+    assert!(err.contains("submitting to the committee governance decided: 4 validators"), "{err}");
     assert_eq!(field(&out, "receipt"), "success", "{out}");
     let paid_at: u64 = field(&out, "height").parse().unwrap();
     assert!(paid_at > left, "executed at {paid_at}, before the switch at {left}");
