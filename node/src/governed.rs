@@ -661,6 +661,18 @@ mod tests {
         }
     }
 
+    /// Validator `i`: key `Keypair::for_testing(i)`, a local address.
+    fn validator(i: u64) -> lamina_interfaces::NodeEntry {
+        lamina_interfaces::NodeEntry {
+            name: format!("validator-{i}"),
+            key: Keypair::for_testing(i).public(),
+            addr: std::net::SocketAddr::from(([127, 0, 0, 1], 9000 + i as u16)),
+            http: None,
+            admin: None,
+            chain: None,
+        }
+    }
+
     fn log_of(heights: u64) -> InMemoryLog {
         let log = InMemoryLog::new();
         let mut parent = Digest::ZERO;
@@ -720,16 +732,7 @@ mod tests {
     #[test]
     fn intake_admits_governance_transactions_from_members_only() {
         let mut genesis = crate::genesis::empty("members");
-        genesis.validators = (0..4)
-            .map(|i| lamina_interfaces::NodeEntry {
-                name: format!("v{i}"),
-                key: Keypair::for_testing(i).public(),
-                addr: std::net::SocketAddr::from(([127, 0, 0, 1], 9000 + i as u16)),
-                http: None,
-                admin: None,
-                chain: None,
-            })
-            .collect();
+        genesis.validators = (0..4).map(validator).collect();
         let members = Members::of(&GovernanceState::new(&genesis));
         let vote = Entry::Vote { proposal: 1, proposal_tx: Digest::ZERO, approve: true, valid_until: 9 };
         let member =
@@ -757,16 +760,8 @@ mod tests {
     #[tokio::test]
     async fn a_client_nodes_intake_follows_the_committee_governance_decided() {
         use lamina_governance_core::{Action, NodeSpec};
-        let node = |i: u64| lamina_interfaces::NodeEntry {
-            name: format!("validator-{i}"),
-            key: Keypair::for_testing(i).public(),
-            addr: std::net::SocketAddr::from(([127, 0, 0, 1], 9000 + i as u16)),
-            http: None,
-            admin: None,
-            chain: None,
-        };
         let mut g = crate::genesis::empty("intake");
-        g.validators = (0..4).map(node).collect();
+        g.validators = (0..4).map(validator).collect();
         g.governance.epoch_length = 10;
         g.governance.committee_changes = true;
         let (scope, net) = (g.tx_scope(), g.network_id());
