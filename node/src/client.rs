@@ -405,7 +405,7 @@ impl Net {
     /// validators. See [`Net::intake_to`].
     pub(crate) async fn intake(&self) -> anyhow::Result<lamina_consensus_client::IntakeClient> {
         let committee = if self.genesis.governance.committee_changes {
-            match crate::gov::committee(self).await {
+            match crate::governed::cli_committee(&self.endpoint, &self.genesis, &self.source, CONNECT_TIMEOUT).await {
                 Ok(c) => c,
                 Err(e) => {
                     eprintln!("warning: cannot replay governance ({e:#}); submitting to the genesis validators");

@@ -264,36 +264,9 @@ fn action_of(p: ProposeCmd) -> (Action, ProposeArgs) {
 
 type Follower = crate::governed::Follower<LogClient, DaClient>;
 
-/// A follower of `net`'s log and DA layer, resuming from what the last command on this
-/// network replayed ([`crate::governed::cli_dir`]), so only the first command reads the
-/// whole log.
+/// A follower of `net`'s log and DA layer ([`crate::governed::cli_follower`]).
 async fn follower(net: &Net) -> anyhow::Result<Follower> {
-    let log = LogClient::register(&net.endpoint, &net.genesis).context("cannot start the log client")?;
-    log.wait_for_validators(1, CONNECT_TIMEOUT)
-        .await
-        .with_context(|| format!("no validator of {} answered for the log", net.source))?;
-    let da =
-        DaClient::register(&net.endpoint, &net.genesis, Default::default()).context("cannot start the DA client")?;
-    let (reader, genesis) = (log.clone(), net.genesis.clone());
-    let follower = match crate::governed::cli_dir(&net.genesis) {
-        Some(dir) => Follower::resume(&net.genesis, log, da, &dir),
-        None => Follower::new(&net.genesis, log, da),
-    };
-    // Where committees change, each block is checked against its height's committee.
-    Ok(follower.observe(move |state| crate::governed::follow_committees(&reader, &genesis, state)))
-}
-
-/// Where committees change by vote, the committee that orders the next heights
-/// ([`crate::governed::intake_committee`]), from a replay of the log that resumes from
-/// what the last command kept; `None` elsewhere.
-pub(crate) async fn committee(net: &Net) -> anyhow::Result<Option<Vec<lamina_interfaces::NodeEntry>>> {
-    if !net.genesis.governance.committee_changes {
-        return Ok(None);
-    }
-    let mut follower = follower(net).await?;
-    follower.catch_up().await?;
-    follower.save();
-    Ok(crate::governed::intake_committee(&net.genesis, follower.state()))
+    crate::governed::cli_follower(&net.endpoint, &net.genesis, &net.source, CONNECT_TIMEOUT).await
 }
 
 // ------------------------------------------------------------------ propose and vote

@@ -496,6 +496,50 @@ pub fn spawn_on_client_node(
     params
 }
 
+/// A command-line follower of the log and DA layer of `genesis`, over clients it
+/// registers on `endpoint` (`source` names the network in errors), resuming from what
+/// the last command on this network replayed ([`cli_dir`]), so only the first command
+/// reads the whole log. Where committees change, each block is checked against its
+/// height's committee.
+pub async fn cli_follower(
+    endpoint: &lamina_net::Endpoint,
+    genesis: &Genesis,
+    source: &str,
+    connect: std::time::Duration,
+) -> anyhow::Result<Follower<lamina_consensus_client::LogClient, lamina_da_client::DaClient>> {
+    use anyhow::Context as _;
+    let log = lamina_consensus_client::LogClient::register(endpoint, genesis).context("cannot start the log client")?;
+    log.wait_for_validators(1, connect)
+        .await
+        .with_context(|| format!("no validator of {source} answered for the log"))?;
+    let da = lamina_da_client::DaClient::register(endpoint, genesis, Default::default())
+        .context("cannot start the DA client")?;
+    let (reader, g) = (log.clone(), genesis.clone());
+    let follower = match cli_dir(genesis) {
+        Some(dir) => Follower::resume(genesis, log, da, &dir),
+        None => Follower::new(genesis, log, da),
+    };
+    Ok(follower.observe(move |state| follow_committees(&reader, &g, state)))
+}
+
+/// Where committees change by vote, the committee a command-line client submits to
+/// ([`intake_committee`]), from a replay by [`cli_follower`] (kept for the next
+/// command); `None` elsewhere.
+pub async fn cli_committee(
+    endpoint: &lamina_net::Endpoint,
+    genesis: &Genesis,
+    source: &str,
+    connect: std::time::Duration,
+) -> anyhow::Result<Option<Vec<lamina_interfaces::NodeEntry>>> {
+    if !genesis.governance.committee_changes {
+        return Ok(None);
+    }
+    let mut follower = cli_follower(endpoint, genesis, source, connect).await?;
+    follower.catch_up().await?;
+    follower.save();
+    Ok(intake_committee(genesis, follower.state()))
+}
+
 /// Where committees change by vote (`[governance] committee_changes`): the validators
 /// of `state`'s epoch, for the peer plans' `validators` groups, so that a validator
 /// added by vote passes every node's `lamina/node/1` check and readiness counts the
