@@ -5,13 +5,15 @@
 //! epoch charge it, while the settlement node's verifier, re-executing every step,
 //! agrees (no challenge, the claims finalize); then a vote removes the key and it is
 //! refused at the handshake, by validators and DA nodes alike. `lamina gov` refuses what
-//! the log would reject, with the reason.
+//! the log would reject, with the reason. Under load ([`common::load`]), a fifth validator
+//! joins by vote and one leaves: every acknowledged transfer executes, none is rejected.
 
 mod common;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use common::load::{Client, Load, outcomes, rt};
 use common::*;
 
 /// A validator's node key file (the voting members are the validators, weight 1 each).
@@ -341,7 +343,7 @@ fn a_fifth_validator_joins_by_vote_then_one_leaves_and_every_node_follows_withou
         "--chains",
         "1",
         "--funded-accounts",
-        "2",
+        "120",
         "--settlement",
         "1",
         "--settlement-window",
@@ -355,6 +357,13 @@ fn a_fifth_validator_joins_by_vote_then_one_leaves_and_every_node_follows_withou
     let d = ["--devnet", s(&devnet.dir)];
     let pids: Vec<u32> = devnet.nodes.iter().map(|n| n["pid"].as_u64().unwrap() as u32).collect();
     let validators = devnet.names("validator-");
+    // The load runs through both switches: test accounts 10..=110 (the CLI's transfer
+    // below uses account 1). Its client routes among the genesis validators; one removed
+    // refuses with the `OUTSIDE_COMMITTEE` marker and the client sends on to the next.
+    let rt = rt();
+    let _in_rt = rt.enter();
+    let client = rt.block_on(Client::connect(&devnet));
+    let load = Load::start(client.intake.clone(), client.scope, &devnet.genesis.chains[0], 10);
 
     // A fifth organisation's operator makes a home with the network's genesis and its own
     // key, and starts the validator: not in any committee yet, it follows the log.
@@ -405,6 +414,20 @@ fn a_fifth_validator_joins_by_vote_then_one_leaves_and_every_node_follows_withou
         std::thread::sleep(Duration::from_millis(100));
     }
 
+    // A client that follows governance routes among the new committee (as execution
+    // nodes and the CLI do): the load's senders are spread over the five from here.
+    let mut five = devnet.genesis.validators.clone();
+    five.push(lamina_interfaces::NodeEntry {
+        name: "validator-4".into(),
+        key: lamina_primitives::PublicKey::from_hex(&joining).unwrap(),
+        addr: quic.parse().unwrap(),
+        http: None,
+        admin: None,
+        chain: None,
+    });
+    client.intake.set_validators(&five);
+    let acked_before_five = load.acked().len();
+
     // It is ready: the others and the DA nodes admit it on the `lamina/node/1` check
     // (they follow governance), and its readiness counts the epoch's committee.
     let deadline = Instant::now() + phase();
@@ -418,6 +441,17 @@ fn a_fifth_validator_joins_by_vote_then_one_leaves_and_every_node_follows_withou
     }
 
     // Then one of the genesis validators is removed by vote.
+    let deadline = Instant::now() + phase();
+    while load.acked().len() < acked_before_five + 50 {
+        let stats = format!("{:?}", load.stats.lock().unwrap());
+        assert!(Instant::now() < deadline, "the load stalls after the switch to five: {stats}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let accepted = get_text(&admin, "/metrics").and_then(|t| {
+        let line = t.lines().find(|l| l.starts_with("lamina_consensus_intake_total{outcome=\"accepted\"}"))?;
+        line.rsplit(' ').next()?.parse::<f64>().ok()
+    });
+    assert!(accepted.is_some_and(|n| n > 0.0), "the fifth validator took no transaction: {accepted:?}");
     let leaving = ok(devnet.cmd().args(["keys", "show", "--key", s(&member(&devnet, 3))]).output().unwrap());
     let leaving = leaving.trim().to_string();
     let started = Instant::now();
@@ -470,6 +504,28 @@ fn a_fifth_validator_joins_by_vote_then_one_leaves_and_every_node_follows_withou
     let now: Vec<u32> = devnet.nodes.iter().map(|n| n["name"].as_str().unwrap()).map(|n| devnet.pid(n)).collect();
     assert_eq!(now, pids, "a node restarted");
     assert!(fifth.0.try_wait().unwrap().is_none(), "the fifth validator exited");
+
+    // No acknowledged transaction was lost or rejected across the two switches.
+    let stats = rt.block_on(load.stop());
+    eprintln!(
+        "load: {} acknowledged, {} busy, {} errors ({:?})",
+        stats.acked.len(),
+        stats.busy,
+        stats.errors,
+        stats.last_error
+    );
+    assert!(stats.acked.len() > 100, "too little load acknowledged: {}", stats.acked.len());
+    rt.block_on(async {
+        client.wait_executed("execution-0", &stats.acked, "acknowledged across the committee switches").await;
+        let (ok, failed, rejected) = outcomes(&client, "execution-0", &stats.acked).await;
+        eprintln!("outcomes: {ok} succeeded, {failed} failed, {rejected} rejected");
+        assert_eq!(
+            ok,
+            stats.acked.len(),
+            "acknowledged transfers did not succeed ({failed} failed, {rejected} rejected)"
+        );
+        client.shutdown().await;
+    });
 }
 
 /// A child process killed when dropped, so that a failing test leaves no node running.

@@ -4,6 +4,8 @@
 //! access. (`tests/devnet.rs` runs `devnet up` in the foreground: that is what it tests.)
 #![allow(dead_code)]
 
+pub mod load;
+
 use std::collections::HashMap;
 use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
