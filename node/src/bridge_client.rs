@@ -109,6 +109,7 @@ pub fn run(cmd: BridgeCmd) -> anyhow::Result<ExitCode> {
         BridgeCmd::Module(_) => unreachable!("module commands are dispatched by the cli"),
         BridgeCmd::Transfer(a) => with_net(&a.net, a.key.as_deref(), async |net| {
             let bridge = NetBridge::register(&net.endpoint, &net.genesis)?;
+            net.route_to_committee(bridge.intake()).await;
             transfer(&bridge, &a).await
         }),
         BridgeCmd::Status(a) => with_net(&a.net, None, async |net| {

@@ -321,6 +321,16 @@ pub(crate) struct Net {
     pub(crate) endpoint: Endpoint,
     /// Where the network was found (for error messages).
     pub(crate) source: String,
+    /// The DA client, registered on `endpoint` on first use ([`Net::da`]): a protocol
+    /// registers once per endpoint, and a command may need it twice (a witness to
+    /// disperse and a governance replay).
+    da: std::sync::OnceLock<std::sync::Arc<lamina_da_client::DaClient>>,
+}
+
+/// Points `intake` at `committee`, saying so on stderr.
+fn use_committee(intake: &lamina_consensus_client::IntakeClient, committee: &[lamina_interfaces::NodeEntry]) {
+    intake.set_validators(committee);
+    eprintln!("submitting to the committee governance decided: {} validators", intake.validators().len());
 }
 
 /// The devnet directory: `--devnet`, else the last one `devnet up` created.
@@ -370,7 +380,7 @@ impl Net {
         let key = crate::keys::read(&key_path).with_context(|| format!("cannot read the client key of {source}"))?;
         let endpoint = Endpoint::bind(&key, EndpointConfig::new(std::net::SocketAddr::from(([127, 0, 0, 1], 0))))
             .context("cannot bind a client QUIC endpoint on 127.0.0.1")?;
-        Ok(Net { genesis, endpoint, source })
+        Ok(Net { genesis, endpoint, source, da: std::sync::OnceLock::new() })
     }
 
     /// The chain `id` of the genesis.
@@ -404,18 +414,47 @@ impl Net {
     /// fails, the genesis validators, with the client's failover), else the genesis
     /// validators. See [`Net::intake_to`].
     pub(crate) async fn intake(&self) -> anyhow::Result<lamina_consensus_client::IntakeClient> {
-        let committee = if self.genesis.governance.committee_changes {
-            match crate::governed::cli_committee(&self.endpoint, &self.genesis, &self.source, CONNECT_TIMEOUT).await {
-                Ok(c) => c,
-                Err(e) => {
-                    eprintln!("warning: cannot replay governance ({e:#}); submitting to the genesis validators");
-                    None
-                }
+        self.intake_to(self.committee().await).await
+    }
+
+    /// Where committees change by vote, the validators that order the next heights
+    /// ([`crate::governed::cli_committee`]); `None` (the genesis validators) elsewhere,
+    /// and, with a warning, where the replay fails.
+    pub(crate) async fn committee(&self) -> Option<Vec<lamina_interfaces::NodeEntry>> {
+        if !self.genesis.governance.committee_changes {
+            return None;
+        }
+        let da = match self.da() {
+            Ok(da) => da,
+            Err(e) => {
+                eprintln!("warning: {e:#}; submitting to the genesis validators");
+                return None;
             }
-        } else {
-            None
         };
-        self.intake_to(committee).await
+        match crate::governed::cli_committee(&self.endpoint, &self.genesis, da, &self.source, CONNECT_TIMEOUT).await {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("warning: cannot replay governance ({e:#}); submitting to the genesis validators");
+                None
+            }
+        }
+    }
+
+    /// Points `intake` at [`Net::committee`] where it is known, saying so on stderr.
+    pub(crate) async fn route_to_committee(&self, intake: &lamina_consensus_client::IntakeClient) {
+        if let Some(c) = self.committee().await {
+            use_committee(intake, &c);
+        }
+    }
+
+    /// The DA client on this command's endpoint (registered on first use).
+    pub(crate) fn da(&self) -> anyhow::Result<std::sync::Arc<lamina_da_client::DaClient>> {
+        if let Some(da) = self.da.get() {
+            return Ok(da.clone());
+        }
+        let da = lamina_da_client::DaClient::register(&self.endpoint, &self.genesis, Default::default())
+            .context("cannot start the DA client")?;
+        Ok(self.da.get_or_init(|| std::sync::Arc::new(da)).clone())
     }
 
     /// An intake client for `committee` (the genesis validators if `None`), connected
@@ -428,8 +467,7 @@ impl Net {
         let intake = lamina_consensus_client::IntakeClient::register(&self.endpoint, &self.genesis)
             .context("cannot start the intake client")?;
         if let Some(c) = committee {
-            intake.set_validators(&c);
-            eprintln!("submitting to the committee governance decided: {} validators", intake.validators().len());
+            use_committee(&intake, &c);
         }
         let all = intake.validators().len();
         let started = std::time::Instant::now();
@@ -688,11 +726,6 @@ async fn balance(net: &Net, a: &BalanceArgs) -> anyhow::Result<ExitCode> {
 
 // ------------------------------------------------------------------ blob and da
 
-fn da_client(net: &Net) -> anyhow::Result<lamina_da_client::DaClient> {
-    lamina_da_client::DaClient::register(&net.endpoint, &net.genesis, Default::default())
-        .context("cannot start the DA client")
-}
-
 async fn wait_da(net: &Net, da: &lamina_da_client::DaClient, n: usize) -> anyhow::Result<()> {
     da.wait_for_nodes(n, CONNECT_TIMEOUT).await.with_context(|| {
         format!(
@@ -746,7 +779,7 @@ pub fn blob(cmd: BlobCmd) -> anyhow::Result<ExitCode> {
 }
 
 async fn blob_submit(net: &Net, namespace: Namespace, data: Vec<u8>, output: OutputArgs) -> anyhow::Result<ExitCode> {
-    let da = da_client(net)?;
+    let da = net.da()?;
     let threshold = net.genesis.da_threshold();
     wait_da(net, &da, threshold).await?;
     let len = data.len();
@@ -768,7 +801,7 @@ async fn blob_submit(net: &Net, namespace: Namespace, data: Vec<u8>, output: Out
 }
 
 async fn blob_get(net: &Net, a: &BlobGetArgs) -> anyhow::Result<ExitCode> {
-    let da = da_client(net)?;
+    let da = net.da()?;
     wait_da(net, &da, 1).await?;
     let commitment = da.commitment_of(a.data_root).await.context("cannot fetch the square's header")?;
     let blobs = da
@@ -808,7 +841,7 @@ pub fn da_sample(a: SampleArgs) -> anyhow::Result<ExitCode> {
         bail!("--samples must be at least 1");
     }
     with_net(&a.net, None, async |net| {
-        let da = da_client(net)?;
+        let da = net.da()?;
         wait_da(net, &da, 1).await?;
         let (outcome, cells) =
             da.sample_cells(a.data_root, a.samples).await.with_context(|| format!("cannot sample {}", a.data_root))?;

@@ -262,11 +262,11 @@ fn action_of(p: ProposeCmd) -> (Action, ProposeArgs) {
 
 // ------------------------------------------------------------------ replay
 
-type Follower = crate::governed::Follower<LogClient, DaClient>;
+type Follower = crate::governed::Follower<LogClient, std::sync::Arc<DaClient>>;
 
 /// A follower of `net`'s log and DA layer ([`crate::governed::cli_follower`]).
 async fn follower(net: &Net) -> anyhow::Result<Follower> {
-    crate::governed::cli_follower(&net.endpoint, &net.genesis, &net.source, CONNECT_TIMEOUT).await
+    crate::governed::cli_follower(&net.endpoint, &net.genesis, net.da()?, &net.source, CONNECT_TIMEOUT).await
 }
 
 // ------------------------------------------------------------------ propose and vote

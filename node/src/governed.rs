@@ -9,6 +9,7 @@
 //! follower saves its state at each epoch change (`<data>/governance/state.json`, a cache
 //! bound to the genesis digest) so a restart resumes there instead of at height 1.
 
+use std::sync::Arc;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -496,24 +497,51 @@ pub fn spawn_on_client_node(
     params
 }
 
-/// A command-line follower of the log and DA layer of `genesis`, over clients it
-/// registers on `endpoint` (`source` names the network in errors), resuming from what
+/// Follows governance for a client that is not a node (the load generator): points
+/// `log` and `intake` at each epoch's committee ([`follow_committees_with`]), replaying
+/// the log from height 1 (nothing is saved) and retrying a failed step a second
+/// later. `None` where the committee never changes; abort the task to stop it.
+pub fn spawn_committee_follower(
+    genesis: &Genesis,
+    log: &lamina_consensus_client::LogClient,
+    da: Arc<lamina_da_client::DaClient>,
+    intake: &lamina_consensus_client::IntakeClient,
+) -> Option<tokio::task::JoinHandle<()>> {
+    if !genesis.governance.committee_changes {
+        return None;
+    }
+    let (l, i, g) = (log.clone(), intake.clone(), genesis.clone());
+    let mut follower = Follower::new(genesis, log.independent_reader(), da)
+        .observe(move |state| follow_committees_with(&l, Some(&i), &g, state));
+    follow_committees_with(log, Some(intake), genesis, follower.state());
+    Some(tokio::spawn(async move {
+        loop {
+            if let Err(e) = follower.step().await {
+                tracing::warn!(target: "lamina::governance", error = %format!("{e:#}"), retry_in = ?RETRY, "committee follower: retrying");
+                tokio::time::sleep(RETRY).await;
+            }
+        }
+    }))
+}
+
+/// A command-line follower of the log and DA layer of `genesis`, over a log client it
+/// registers on `endpoint` and the command's DA client `da` (`source` names the network
+/// in errors), resuming from what
 /// the last command on this network replayed ([`cli_dir`]), so only the first command
 /// reads the whole log. Where committees change, each block is checked against its
 /// height's committee.
 pub async fn cli_follower(
     endpoint: &lamina_net::Endpoint,
     genesis: &Genesis,
+    da: Arc<lamina_da_client::DaClient>,
     source: &str,
     connect: std::time::Duration,
-) -> anyhow::Result<Follower<lamina_consensus_client::LogClient, lamina_da_client::DaClient>> {
+) -> anyhow::Result<Follower<lamina_consensus_client::LogClient, Arc<lamina_da_client::DaClient>>> {
     use anyhow::Context as _;
     let log = lamina_consensus_client::LogClient::register(endpoint, genesis).context("cannot start the log client")?;
     log.wait_for_validators(1, connect)
         .await
         .with_context(|| format!("no validator of {source} answered for the log"))?;
-    let da = lamina_da_client::DaClient::register(endpoint, genesis, Default::default())
-        .context("cannot start the DA client")?;
     let (reader, g) = (log.clone(), genesis.clone());
     let follower = match cli_dir(genesis) {
         Some(dir) => Follower::resume(genesis, log, da, &dir),
@@ -528,13 +556,14 @@ pub async fn cli_follower(
 pub async fn cli_committee(
     endpoint: &lamina_net::Endpoint,
     genesis: &Genesis,
+    da: Arc<lamina_da_client::DaClient>,
     source: &str,
     connect: std::time::Duration,
 ) -> anyhow::Result<Option<Vec<lamina_interfaces::NodeEntry>>> {
     if !genesis.governance.committee_changes {
         return Ok(None);
     }
-    let mut follower = cli_follower(endpoint, genesis, source, connect).await?;
+    let mut follower = cli_follower(endpoint, genesis, da, source, connect).await?;
     follower.catch_up().await?;
     follower.save();
     Ok(intake_committee(genesis, follower.state()))

@@ -114,7 +114,7 @@ impl TargetFactory<DevnetHandle> for DevnetFactory {
             .map_err(bench_err("cannot bind the load generator's endpoint"))?;
         let intake = IntakeClient::register(&endpoint, g).map_err(bench_err("intake client"))?;
         let log = LogClient::register(&endpoint, g).map_err(bench_err("log client"))?;
-        let da = DaClient::register(&endpoint, g, Default::default()).map_err(bench_err("DA client"))?;
+        let da = Arc::new(DaClient::register(&endpoint, g, Default::default()).map_err(bench_err("DA client"))?);
         let mut peers = PeerSet::new();
         for e in &g.execution_nodes {
             peers = peers.with_dial(e.key, e.addr);
@@ -138,6 +138,10 @@ impl TargetFactory<DevnetHandle> for DevnetFactory {
             committee: None, // LogClient verifies every block's certificate
             max_blocks: 64,
         };
+        // Where committees change by vote, the log client checks each block against
+        // its height's committee and the intake client routes among the current one,
+        // both from a governance follower of the load's own.
+        tasks.extend(crate::governed::spawn_committee_follower(g, &log, da.clone(), &intake));
         let (fs, fstats) = (sink.clone(), stats.clone());
         tasks.push(tokio::spawn(async move {
             if let Err(e) = follow_finalized(log, da, config, fs, fstats).await {

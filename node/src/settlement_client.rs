@@ -268,8 +268,7 @@ async fn challenge(net: &Net, a: &ChallengeArgs) -> anyhow::Result<ExitCode> {
     let witness = if witness.len() <= INLINE_WITNESS {
         WitnessRef::Inline(witness)
     } else {
-        let da = lamina_da_client::DaClient::register(&net.endpoint, &net.genesis, Default::default())
-            .context("cannot start the DA client")?;
+        let da = net.da()?;
         let hash = lamina_settlement_core::witness_hash(&witness);
         let len = witness.len() as u64;
         let cert = da
@@ -286,9 +285,7 @@ async fn challenge(net: &Net, a: &ChallengeArgs) -> anyhow::Result<ExitCode> {
         _ => bail!("settlement node answered an account query with something else"),
     };
     let tx = Entry::transaction(&key, net.genesis.tx_scope(), nonce, &entry).context("cannot encode the challenge")?;
-    let intake = lamina_consensus_client::IntakeClient::register(&net.endpoint, &net.genesis)
-        .context("cannot start the intake client")?;
-    intake.wait_for_validators(1, Duration::from_secs(10)).await.context("no validator reachable")?;
+    let intake = net.intake().await?;
     let outcome = intake.submit(tx.clone()).await.context("intake refused the challenge")?;
     println!("challenge submitted: tx {} ({outcome:?})", tx.id());
     println!("follow it with `lamina settlement claims --chain <id>` (the claim turns `slashed` if the proof holds)");
