@@ -9,8 +9,8 @@
 //! follower saves its state at each epoch change (`<data>/governance/state.json`, a cache
 //! bound to the genesis digest) so a restart resumes there instead of at height 1.
 
-use std::sync::Arc;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};

@@ -6,7 +6,7 @@
 
 use std::net::SocketAddr;
 
-use lamina_primitives::{ChainId, Committee, Digest, Domain, PublicKey, TxScope, domains};
+use lamina_primitives::{ChainId, Committee, DaCommittee, Digest, Domain, PublicKey, TxScope, domains};
 
 use crate::settlement::LedgerParams;
 
@@ -422,6 +422,23 @@ impl Genesis {
     /// DA signatures required for an availability certificate.
     pub fn da_threshold(&self) -> usize {
         self.da_threshold.unwrap_or_else(|| self.da_committee().quorum())
+    }
+
+    /// The genesis DA committee, as certificates name it (its attestations sign the
+    /// plain digest).
+    pub fn da(&self) -> DaCommittee {
+        DaCommittee::genesis(self.da_committee(), self.da_threshold())
+    }
+
+    /// The DA committee of `members` (in order) and `threshold`: the genesis one where
+    /// they are the genesis's, else one changed by vote, whose attestations bind its id.
+    pub fn da_committee_of(&self, members: Vec<PublicKey>, threshold: usize) -> DaCommittee {
+        let members = Committee { members };
+        if members == self.da_committee() && threshold == self.da_threshold() {
+            DaCommittee::genesis(members, threshold)
+        } else {
+            DaCommittee::governed(members, threshold)
+        }
     }
 
     /// The chain spec for `id`.

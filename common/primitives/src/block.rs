@@ -61,6 +61,76 @@ impl AvailabilityCertificate {
     }
 }
 
+/// A DA committee: the DA nodes that store squares and attest them, in order (their
+/// index decides which columns each stores), and the signatures a certificate needs.
+///
+/// The genesis committee's nodes sign [`DataCommitment::attestation_digest`], as they
+/// always did (`tag` is `None`), so the certificates of a log written before committees
+/// could change keep verifying. A committee changed by vote has a `tag`, its id
+/// ([`DaCommittee::id_of`]), and its nodes sign the attestation digest bound to it
+/// ([`DaCommittee::digest_for`]): an attestation a node gave as a member of one committee
+/// (holding that committee's columns) never counts for another, where its position, and
+/// so its columns, may differ. A certificate carries the digest it signs, so the
+/// committee it was made for is read off it ([`DaCommittee::made`]).
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct DaCommittee {
+    /// The DA nodes, in order.
+    pub members: Committee,
+    /// Signatures a certificate needs (at most the committee's size).
+    pub threshold: usize,
+    /// `None` for the genesis committee; otherwise [`DaCommittee::id_of`] of it.
+    pub tag: Option<Digest>,
+}
+
+impl DaCommittee {
+    /// The genesis committee (attestations sign the plain digest).
+    pub fn genesis(members: Committee, threshold: usize) -> Self {
+        DaCommittee { members, threshold, tag: None }
+    }
+
+    /// A committee changed by vote (attestations bind its id).
+    pub fn governed(members: Committee, threshold: usize) -> Self {
+        let tag = Some(Self::id_of(&members, threshold));
+        DaCommittee { members, threshold, tag }
+    }
+
+    /// The id of a committee: its threshold and its members, in order.
+    pub fn id_of(members: &Committee, threshold: usize) -> Digest {
+        let mut h = domains::DA_COMMITTEE.hasher();
+        h.update(&(threshold as u64).to_le_bytes());
+        h.update(&(members.members.len() as u64).to_le_bytes());
+        for m in &members.members {
+            h.update(&m.0);
+        }
+        Digest(*h.finalize().as_bytes())
+    }
+
+    /// The digest this committee's nodes sign for `commitment`.
+    pub fn digest_for(&self, commitment: &DataCommitment) -> Digest {
+        let plain = commitment.attestation_digest();
+        match &self.tag {
+            None => plain,
+            Some(id) => {
+                let mut h = domains::DA_ATTESTATION_COMMITTEE.hasher();
+                h.update(id.as_bytes());
+                h.update(plain.as_bytes());
+                Digest(*h.finalize().as_bytes())
+            }
+        }
+    }
+
+    /// True if `cert` was made for this committee (it signs this committee's digest);
+    /// says nothing about its signatures ([`DaCommittee::verify`]).
+    pub fn made(&self, cert: &AvailabilityCertificate) -> bool {
+        cert.signatures.digest == self.digest_for(&cert.commitment)
+    }
+
+    /// Verifies `cert` against this committee and its threshold.
+    pub fn verify(&self, cert: &AvailabilityCertificate) -> Result<(), CertError> {
+        cert.signatures.verify(&self.members, &self.digest_for(&cert.commitment), self.threshold)
+    }
+}
+
 /// A block header. Consensus votes on [`BlockHeader::digest`].
 #[derive(Clone, PartialEq, Eq, Debug, Default, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 pub struct BlockHeader {
@@ -190,5 +260,45 @@ mod tests {
         let mut c2 = c.clone();
         c2.namespaces.push(Namespace::SETTLEMENT);
         assert_ne!(c.attestation_digest(), c2.attestation_digest());
+    }
+
+    fn certify(keys: &[Keypair], committee: &DaCommittee, commitment: &DataCommitment) -> AvailabilityCertificate {
+        let digest = committee.digest_for(commitment);
+        let votes: Vec<(usize, crate::Signature)> =
+            keys.iter().enumerate().map(|(i, k)| (i, k.sign(&digest))).collect();
+        AvailabilityCertificate {
+            commitment: commitment.clone(),
+            signatures: QuorumCertificate::from_votes(digest, keys.len(), &votes),
+        }
+    }
+
+    #[test]
+    fn an_attestation_counts_only_for_the_committee_it_was_made_for() {
+        let keys: Vec<Keypair> = (0..4).map(Keypair::for_testing).collect();
+        let members = Committee::new(keys.iter().map(|k| k.public()).collect()).unwrap();
+        let genesis = DaCommittee::genesis(members.clone(), 3);
+        let commitment = DataCommitment { square_width: 4, ..Default::default() };
+        // The genesis committee signs the plain digest, as before committees changed.
+        assert_eq!(genesis.digest_for(&commitment), commitment.attestation_digest());
+        let old = certify(&keys, &genesis, &commitment);
+        assert!(genesis.made(&old));
+        genesis.verify(&old).unwrap();
+        assert!(old.verify(&members, 3).is_ok());
+
+        // The same keys as a committee changed by vote (another threshold, or the same
+        // nodes in another order: other columns each) sign another digest.
+        let voted = DaCommittee::governed(members.clone(), 2);
+        let reordered = {
+            let mut m = members.members.clone();
+            m.swap(0, 1);
+            DaCommittee::governed(Committee::new(m).unwrap(), 3)
+        };
+        let new = certify(&keys, &voted, &commitment);
+        assert!(voted.made(&new) && !genesis.made(&new) && !reordered.made(&new));
+        voted.verify(&new).unwrap();
+        assert!(genesis.verify(&new).is_err(), "a certificate of another committee verifies");
+        assert!(voted.verify(&old).is_err(), "the genesis committee's certificate verifies for another");
+        assert!(reordered.verify(&new).is_err());
+        assert_ne!(DaCommittee::id_of(&members, 2), DaCommittee::id_of(&members, 3));
     }
 }

@@ -150,6 +150,11 @@ pub mod domains {
     pub static BLOCK_PAYLOAD: Domain = Domain::new("lamina block payload v1");
     /// What a DA node signs when it attests that it stores its part of a square.
     pub static DA_ATTESTATION: Domain = Domain::new("lamina da attestation v1");
+    /// What a DA node of a committee changed by vote signs: the attestation digest bound
+    /// to the committee's id ([`crate::DaCommittee`]).
+    pub static DA_ATTESTATION_COMMITTEE: Domain = Domain::new("lamina da attestation committee v1");
+    /// A DA committee's id: its threshold and members, in order.
+    pub static DA_COMMITTEE: Domain = Domain::new("lamina da committee v1");
     /// Batch contents (a chain's blob) digest.
     pub static BATCH: Domain = Domain::new("lamina batch v1");
     /// Transcript from which batch-verification coefficients are drawn.

@@ -22,7 +22,7 @@ pub mod merkle;
 pub mod sig;
 pub mod tx;
 
-pub use block::{AvailabilityCertificate, Block, BlockHeader, DataCommitment, FinalizedBlock};
+pub use block::{AvailabilityCertificate, Block, BlockHeader, DaCommittee, DataCommitment, FinalizedBlock};
 pub use cert::{CertError, Committee, QuorumCertificate};
 pub use codec::{Codec, CodecError, Wire, decode, encode};
 pub use hash::{Digest, Domain, domains};

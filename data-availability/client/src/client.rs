@@ -32,10 +32,11 @@ use lamina_da_core::{
     Assignment, BadEncodingProof, CommittedSquare, DaHeader, OriginalSquare, Parallelism, SHARE_SIZE, SampleProof,
     SamplingSession, SquareRoots, extend_and_commit_into,
 };
-use lamina_interfaces::{Blob, DaError, DataAvailability, Genesis};
+use lamina_interfaces::{Blob, DaError, DataAvailability, Genesis, NodeEntry};
 use lamina_net::{Endpoint, EndpointConfig, NetError, Network, PeerSet};
 use lamina_primitives::{
-    AvailabilityCertificate, DataCommitment, Digest, Keypair, Namespace, NodeId, QuorumCertificate, Signature, sig,
+    AvailabilityCertificate, DaCommittee, DataCommitment, Digest, Keypair, Namespace, NodeId, QuorumCertificate,
+    Signature, sig,
 };
 use parking_lot::Mutex;
 use tokio::task::JoinSet;
@@ -44,8 +45,8 @@ use crate::config::ClientConfig;
 use crate::error::{Error, Result};
 use crate::metrics as m;
 use crate::protocol::{
-    CellRef, ColumnData, DaProtocol, DaRequest, DaResponse, MAX_RANGES_BYTES, MAX_STORE_BYTES, RangesRequest,
-    StoreRequest, StoreResponse, protocol_config,
+    CellRef, ColumnData, CommitteeStore, DaProtocol, DaRequest, DaResponse, MAX_RANGES_BYTES, MAX_STORE_BYTES,
+    RangesRequest, StoreRequest, StoreResponse, protocol_config,
 };
 
 const TARGET: &str = "lamina::da";
@@ -80,14 +81,57 @@ struct Verified {
     roots: SquareRoots,
 }
 
+/// The DA committees a client knows, newest first: the first disperses, and a square
+/// is looked for under each in turn (one changed by vote keeps serving the squares it
+/// stored until they are pruned).
+#[derive(Debug)]
+struct Committees {
+    list: Vec<DaCommittee>,
+}
+
+impl Committees {
+    fn dispersal(&self) -> &DaCommittee {
+        &self.list[0]
+    }
+
+    /// Every node of every committee, newest committee first, each once.
+    fn nodes(&self) -> Vec<NodeId> {
+        let mut out: Vec<NodeId> = Vec::new();
+        for n in self.list.iter().flat_map(|c| c.members.members.iter()) {
+            if !out.contains(n) {
+                out.push(*n);
+            }
+        }
+        out
+    }
+
+    /// The nodes that store column `c` of a width-`k` square under some committee.
+    fn owners(&self, k: usize, c: u32) -> Vec<NodeId> {
+        let mut out: Vec<NodeId> = Vec::new();
+        for committee in &self.list {
+            let a = Assignment::new(committee.members.size(), committee.threshold, k);
+            for i in a.nodes_of(c) {
+                let n = committee.members.members[i];
+                if !out.contains(&n) {
+                    out.push(n);
+                }
+            }
+        }
+        out
+    }
+}
+
 /// The QUIC DA client (see the module docs).
 pub struct DaClient {
     net: Network<DaProtocol>,
-    nodes: Vec<NodeId>,
+    /// The committees ([`DaClient::set_committees`]); the genesis one until then.
+    committees: parking_lot::RwLock<Arc<Committees>>,
+    /// Whether this client registered the protocol itself (then it dials the nodes of
+    /// the committees it knows); a DA node's own registration is the node's to manage.
+    owns_registration: bool,
     /// This client's own key: a DA node's own process (its governance follower) reading
     /// through its registration is never served by itself, so reads skip it at once.
     me: NodeId,
-    threshold: usize,
     config: ClientConfig,
     headers: Mutex<VecDeque<(Digest, Arc<Verified>)>>,
     blamed: Mutex<BTreeMap<NodeId, u64>>,
@@ -96,7 +140,7 @@ pub struct DaClient {
 
 impl std::fmt::Debug for DaClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DaClient").field("nodes", &self.nodes.len()).field("threshold", &self.threshold).finish()
+        f.debug_struct("DaClient").field("committees", &self.committees.read().list.len()).finish()
     }
 }
 
@@ -112,7 +156,9 @@ impl DaClient {
         config.validate()?;
         let peers = PeerSet::dial_entries(&genesis.da_nodes);
         let net = endpoint.register_client::<DaProtocol>(peers, protocol_config())?;
-        Self::over(net, endpoint.node_id(), genesis, config)
+        let mut client = Self::over(net, endpoint.node_id(), genesis, config)?;
+        client.owns_registration = true;
+        Ok(client)
     }
 
     /// A client over a registration of the DA protocol that already exists: a DA node's
@@ -123,9 +169,9 @@ impl DaClient {
         config.validate()?;
         Ok(DaClient {
             net,
-            nodes: genesis.da_committee().members,
+            committees: parking_lot::RwLock::new(Arc::new(Committees { list: vec![genesis.da()] })),
+            owns_registration: false,
             me,
-            threshold: genesis.da_threshold(),
             config,
             headers: Mutex::new(VecDeque::new()),
             blamed: Mutex::new(BTreeMap::new()),
@@ -144,6 +190,39 @@ impl DaClient {
         let endpoint = Endpoint::bind(keypair, EndpointConfig::new(listen))?;
         let client = Self::register(&endpoint, genesis, config)?;
         Ok((client, endpoint))
+    }
+
+    /// Replaces the committees this client knows, newest first: it disperses to the
+    /// first and looks for a square under each in turn. `nodes` are the addresses of
+    /// their members: a client that registered the protocol itself dials exactly them;
+    /// one over a DA node's registration adds them to the node's peers. An empty list
+    /// is ignored.
+    pub fn set_committees(&self, committees: Vec<DaCommittee>, nodes: &[NodeEntry]) {
+        if committees.is_empty() {
+            return;
+        }
+        {
+            let mut current = self.committees.write();
+            if current.list == committees {
+                return;
+            }
+            *current = Arc::new(Committees { list: committees });
+        }
+        let dial = PeerSet::dial_entries(nodes);
+        if self.owns_registration {
+            self.net.set_peers(dial);
+        } else {
+            self.net.set_peers(self.net.peers().union(&dial));
+        }
+    }
+
+    /// The committees this client knows, newest first (the first disperses).
+    pub fn committees(&self) -> Vec<DaCommittee> {
+        self.committees.read().list.clone()
+    }
+
+    fn view(&self) -> Arc<Committees> {
+        self.committees.read().clone()
     }
 
     /// Waits until at least `n` DA nodes are connected (or `timeout`).
@@ -196,17 +275,20 @@ impl DaClient {
         .map_err(lamina_da_core::inprocess::to_da_error)?;
         let square = Arc::new(square);
         let commitment = square.commitment();
-        let digest = commitment.attestation_digest();
+        let view = self.view();
+        let committee = view.dispersal();
+        let (nodes, threshold) = (&committee.members.members, committee.threshold);
+        let digest = committee.digest_for(&commitment);
         let k = square.eds().k();
-        let assignment = Assignment::new(self.nodes.len(), self.threshold, k);
+        let assignment = Assignment::new(nodes.len(), threshold, k);
 
         let mut tasks = JoinSet::new();
-        for (i, node) in self.nodes.iter().enumerate() {
+        for (i, node) in nodes.iter().enumerate() {
             let (net, config, square, commitment) =
                 (self.net.clone(), self.config.clone(), square.clone(), commitment.clone());
-            let (node, columns) = (*node, assignment.columns_of(i));
+            let (node, columns, tag) = (*node, assignment.columns_of(i), committee.tag);
             tasks.spawn(async move {
-                let r = disperse_to(&net, &config, &node, &square, &commitment, &columns).await;
+                let r = disperse_to(&net, &config, &node, &square, &commitment, &columns, tag).await;
                 (i, node, r)
             });
         }
@@ -215,7 +297,7 @@ impl DaClient {
         let mut refusals = Vec::new();
         let deadline = tokio::time::sleep(self.config.disperse_timeout);
         tokio::pin!(deadline);
-        while votes.len() < self.threshold {
+        while votes.len() < threshold {
             tokio::select! {
                 next = tasks.join_next() => match next {
                     None => break,
@@ -238,15 +320,15 @@ impl DaClient {
                 () = &mut deadline => break,
             }
         }
-        if votes.len() < self.threshold {
+        if votes.len() < threshold {
             tasks.abort_all();
             // So many nodes refused the square that the threshold is out of reach: the
             // caller needs their reason, not a count.
-            if refusals.len() > self.nodes.len() - self.threshold {
+            if refusals.len() > nodes.len() - threshold {
                 return Err(DaError::Rejected(refusals.join("; ")));
             }
             tracing::debug!(target: TARGET, failures = ?failures, "dispersal short of the threshold");
-            return Err(DaError::InsufficientNodes { have: votes.len(), need: self.threshold });
+            return Err(DaError::InsufficientNodes { have: votes.len(), need: threshold });
         }
         if tasks.is_empty() {
             drop(tasks);
@@ -257,7 +339,7 @@ impl DaClient {
             // The rest of the committee keeps receiving its columns.
             tasks.detach_all();
         }
-        let signatures = QuorumCertificate::from_votes(digest, self.nodes.len(), &votes);
+        let signatures = QuorumCertificate::from_votes(digest, nodes.len(), &votes);
         tracing::debug!(target: TARGET, data_root = %commitment.data_root, k, signers = votes.len(), "square certified");
         Ok(AvailabilityCertificate { commitment, signatures })
     }
@@ -269,7 +351,7 @@ impl DaClient {
             return Ok(v.clone());
         }
         let mut errors = Vec::new();
-        for node in self.nodes.iter().filter(|n| **n != self.me) {
+        for node in self.view().nodes().iter().filter(|n| **n != self.me) {
             match self.ask(node, &DaRequest::Header(commitment.data_root)).await {
                 Ok(DaResponse::Header(header)) => {
                     let checked = header
@@ -379,21 +461,46 @@ impl DaClient {
     }
 
     /// Rows `[r0, r1)` of at least `k` distinct columns, each slice verified against its
-    /// column root: original columns first, then others as nodes fail.
+    /// column root: original columns first, then others as nodes fail, under each
+    /// committee the client knows in turn (newest first) until enough are held. Under a
+    /// committee that did not store the square its nodes answer that they do not hold
+    /// it, which blames no one.
     async fn fetch_rows(&self, header: &DaHeader, r0: u32, r1: u32) -> Result<BTreeMap<u32, Vec<u8>>, DaError> {
         let k = header.k as usize;
-        let w = 2 * k as u32;
-        let assignment = Assignment::new(self.nodes.len(), self.threshold, k);
         let mut have: BTreeMap<u32, Vec<u8>> = BTreeMap::new();
-        let mut tried: HashSet<(usize, u32)> = HashSet::new();
         // Never ask ourselves (see `me`).
-        let mut bad: HashSet<usize> = self.nodes.iter().position(|n| *n == self.me).into_iter().collect();
+        let mut bad: HashSet<NodeId> = HashSet::from([self.me]);
+        let view = self.view();
+        for committee in &view.list {
+            self.fetch_rows_from(committee, header, (r0, r1), &mut have, &mut bad).await;
+            if have.len() >= k {
+                return Ok(have);
+            }
+        }
+        Err(DaError::InsufficientNodes { have: have.len(), need: k })
+    }
+
+    /// [`DaClient::fetch_rows`] under one committee's assignment, adding to `have` until
+    /// it holds `k` columns or no node of `committee` is left to ask.
+    async fn fetch_rows_from(
+        &self,
+        committee: &DaCommittee,
+        header: &DaHeader,
+        (r0, r1): (u32, u32),
+        have: &mut BTreeMap<u32, Vec<u8>>,
+        bad: &mut HashSet<NodeId>,
+    ) {
+        let k = header.k as usize;
+        let w = 2 * k as u32;
+        let nodes = &committee.members.members;
+        let assignment = Assignment::new(nodes.len(), committee.threshold, k);
+        let mut tried: HashSet<(usize, u32)> = HashSet::new();
         let per_col = (r1 - r0) as usize * SHARE_SIZE + 2048;
         let max_cols = (MAX_RANGES_BYTES / per_col).max(1);
         let data_root = header.data_root();
         loop {
             if have.len() >= k {
-                return Ok(have);
+                return;
             }
             // Plan: the next columns we lack, each from an owner not yet tried.
             let mut plan: BTreeMap<usize, Vec<u32>> = BTreeMap::new();
@@ -406,7 +513,7 @@ impl DaClient {
                     continue;
                 }
                 if let Some(&node) =
-                    assignment.nodes_of(c).iter().find(|&&o| !bad.contains(&o) && !tried.contains(&(o, c)))
+                    assignment.nodes_of(c).iter().find(|&&o| !bad.contains(&nodes[o]) && !tried.contains(&(o, c)))
                 {
                     tried.insert((node, c));
                     plan.entry(node).or_default().push(c);
@@ -414,7 +521,7 @@ impl DaClient {
                 }
             }
             if plan.is_empty() {
-                return Err(DaError::InsufficientNodes { have: have.len(), need: k });
+                return;
             }
             let mut set = JoinSet::new();
             for (node, cols) in plan {
@@ -425,13 +532,13 @@ impl DaClient {
                         end_row: r1,
                         columns: chunk.to_vec(),
                     });
-                    let (net, config, id) = (self.net.clone(), self.config.clone(), self.nodes[node]);
+                    let (net, config, id) = (self.net.clone(), self.config.clone(), nodes[node]);
                     set.spawn(async move { (node, ask(&net, &config, &id, &req).await) });
                 }
             }
             while let Some(joined) = set.join_next().await {
                 let Ok((node, answer)) = joined else { continue };
-                let id = self.nodes[node];
+                let id = nodes[node];
                 match answer {
                     Ok(DaResponse::Ranges(slices)) => {
                         for s in slices {
@@ -448,7 +555,7 @@ impl DaClient {
                                 }
                                 None => {
                                     self.blame(&id, "column range", format!("column {c} does not verify"));
-                                    bad.insert(node);
+                                    bad.insert(id);
                                     break;
                                 }
                             }
@@ -456,7 +563,7 @@ impl DaClient {
                     }
                     Ok(_) => {
                         self.blame(&id, "column range", "wrong answer type");
-                        bad.insert(node);
+                        bad.insert(id);
                     }
                     Err(e) => {
                         tracing::debug!(target: TARGET, node = %id, error = %e, "column ranges unavailable");
@@ -468,7 +575,7 @@ impl DaClient {
                         );
                         if e.is_peer_fault() && !refusal {
                             self.blame(&id, "column range", &e);
-                            bad.insert(node);
+                            bad.insert(id);
                         }
                     }
                 }
@@ -486,15 +593,14 @@ impl DaClient {
     /// (retry later), never a verdict.
     async fn canonical_row(&self, v: &Verified, r: u32) -> Result<Vec<u8>, RetrieveError> {
         let k = v.header.k as usize;
-        let assignment = Assignment::new(self.nodes.len(), self.threshold, k);
+        let view = self.view();
         let data_root = v.roots.data_root();
         let codec = v.header.codec_id().map_err(|e| DaError::BadCommitment(e.to_string()))?;
         let mut samples = Vec::with_capacity(k);
         let mut row = vec![0u8; 2 * k * SHARE_SIZE];
         for c in 0..k as u32 {
             let mut got = None;
-            for node in assignment.nodes_of(c) {
-                let id = self.nodes[node];
+            for id in view.owners(k, c).into_iter().filter(|n| *n != self.me) {
                 let req = DaRequest::Sample(CellRef { data_root, row: r, col: c });
                 match self.ask(&id, &req).await {
                     Ok(DaResponse::Sample(p)) => match p.verify(&data_root) {
@@ -561,10 +667,10 @@ impl DaClient {
             let mut rng = rand::rng();
             SamplingSession::new(data_root, roots.k, samples, &mut rng)
         };
-        let assignment = Assignment::new(self.nodes.len(), self.threshold, k);
+        let view = self.view();
         let mut set = JoinSet::new();
         for (r, c) in session.cells() {
-            let owners: Vec<NodeId> = assignment.nodes_of(c).into_iter().map(|i| self.nodes[i]).collect();
+            let owners = view.owners(k, c);
             let (net, config) = (self.net.clone(), self.config.clone());
             set.spawn(async move {
                 let mut answers = Vec::new();
@@ -622,8 +728,8 @@ impl DaClient {
     pub async fn disperser_of(&self, data_root: Digest) -> Option<NodeId> {
         let mut votes: BTreeMap<NodeId, usize> = BTreeMap::new();
         let mut set = JoinSet::new();
-        for node in &self.nodes {
-            let (net, config, node) = (self.net.clone(), self.config.clone(), *node);
+        for node in self.view().nodes() {
+            let (net, config) = (self.net.clone(), self.config.clone());
             set.spawn(async move { ask(&net, &config, &node, &DaRequest::Disperser(data_root)).await });
         }
         while let Some(joined) = set.join_next().await {
@@ -642,7 +748,7 @@ impl DaClient {
             return Ok(v.header.commitment());
         }
         let mut errors = Vec::new();
-        for node in self.nodes.iter() {
+        for node in &self.view().nodes() {
             match self.ask(node, &DaRequest::Header(data_root)).await {
                 Ok(DaResponse::Header(header)) => match header.verify(&data_root) {
                     Ok(roots) => {
@@ -664,7 +770,7 @@ impl DaClient {
     }
 
     async fn roots(&self, data_root: Digest) -> Result<SquareRoots, DaError> {
-        for node in &self.nodes {
+        for node in &self.view().nodes() {
             match self.ask(node, &DaRequest::Roots(data_root)).await {
                 Ok(DaResponse::Roots(r)) => match r.check(&data_root) {
                     Ok(_) => return Ok(r),
@@ -707,7 +813,9 @@ async fn ask(
     net.request_with_timeout(node, req, config.request_timeout).await
 }
 
-/// Sends `node` its columns in batches; returns its attestation.
+/// Sends `node` its columns in batches; returns its attestation. `committee` is the
+/// tag of a committee changed by vote ([`DaCommittee::tag`]): such stores need
+/// `lamina/da/2`.
 async fn disperse_to(
     net: &Network<DaProtocol>,
     config: &ClientConfig,
@@ -715,17 +823,32 @@ async fn disperse_to(
     square: &CommittedSquare,
     commitment: &DataCommitment,
     columns: &[u32],
+    committee: Option<Digest>,
 ) -> Result<Signature, DaError> {
+    if committee.is_some() {
+        if !net.is_connected(node) {
+            net.wait_connected(node, config.connect_wait).await.map_err(transport)?;
+        }
+        if net.version(node).is_some_and(|v| v < 2) {
+            return Err(DaError::Rejected(format!(
+                "{node} speaks only lamina/da/1, which cannot store for a DA committee changed by vote"
+            )));
+        }
+    }
     let col_len = square.eds().row_len();
     let per_batch = (MAX_STORE_BYTES / col_len).max(1);
     let batches: Vec<&[u32]> = if columns.is_empty() { vec![&[]] } else { columns.chunks(per_batch).collect() };
     let mut last: Option<StoreResponse> = None;
     for batch in batches {
-        let req = DaRequest::Store(StoreRequest {
+        let store = StoreRequest {
             commitment: commitment.clone(),
             header: square.header().clone(),
             columns: batch.iter().map(|&c| ColumnData { index: c, bytes: square.eds().column(c as usize) }).collect(),
-        });
+        };
+        let req = match committee {
+            None => DaRequest::Store(store),
+            Some(committee) => DaRequest::StoreFor(CommitteeStore { committee, store }),
+        };
         let answer = ask(net, config, node, &req).await.map_err(|e| match e {
             // The node refused the request itself (not the transport): say why.
             NetError::Rejected(r) => DaError::Rejected(format!("{node}: {}", r.reason)),

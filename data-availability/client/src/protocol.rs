@@ -1,9 +1,16 @@
-//! The DA wire protocol, `lamina/da/1`: typed requests and responses between dispersers,
-//! retrieval clients, light samplers and DA storage nodes.
+//! The DA wire protocol, `lamina/da/1..2`: typed requests and responses between
+//! dispersers, retrieval clients, light samplers and DA storage nodes.
+//!
+//! Version 2 adds [`DaRequest::StoreFor`]: a store for a DA committee changed by vote,
+//! named by its id, so that the node knows its position (and so its columns) in it and
+//! signs the attestation bound to it ([`lamina_primitives::DaCommittee`]). A version-1
+//! node stores for the genesis committee only; a client stores for another committee
+//! only over version 2. Everything else is the same in both versions.
 //!
 //! | request | answer | who asks |
 //! |---|---|---|
-//! | [`DaRequest::Store`] | [`DaResponse::Stored`]: columns held, and the node's attestation signature once it durably holds every column assigned to it | disperser |
+//! | [`DaRequest::Store`] | [`DaResponse::Stored`]: columns held, and the node's attestation signature once it durably holds every column assigned to it (genesis committee) | disperser |
+//! | [`DaRequest::StoreFor`] (v2) | [`DaResponse::Stored`], as `Store`, for the committee it names | disperser |
 //! | [`DaRequest::Header`] | [`DaResponse::Header`]: all axis roots and the namespace table | retrieval |
 //! | [`DaRequest::Roots`] | [`DaResponse::Roots`]: the five values behind the data root | light sampler |
 //! | [`DaRequest::Column`] | [`DaResponse::Column`]: a whole column | repair, audits |
@@ -26,7 +33,7 @@ use lamina_primitives::{DataCommitment, Digest, PublicKey, Signature};
 pub struct DaProtocol;
 
 impl Protocol for DaProtocol {
-    const ID: ProtocolId = ProtocolId::new("da", 1);
+    const ID: ProtocolId = ProtocolId::range("da", 1, 2);
     type Request = DaRequest;
     type Response = DaResponse;
     type Message = Empty;
@@ -123,6 +130,18 @@ pub enum DaRequest {
     /// the disperser. (This node's testimony, not a proof: the certificate does not carry
     /// the disperser's signature.)
     Disperser(Digest),
+    /// (Version 2.) Store columns for the DA committee whose id this names, and attest
+    /// for it once all columns assigned to this node in it are held.
+    StoreFor(CommitteeStore),
+}
+
+/// A store for a DA committee changed by vote ([`DaRequest::StoreFor`]).
+#[derive(Clone, PartialEq, Eq, Debug, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct CommitteeStore {
+    /// The committee's id ([`lamina_primitives::DaCommittee::tag`]).
+    pub committee: Digest,
+    /// The columns.
+    pub store: StoreRequest,
 }
 
 /// A proven slice of one column.

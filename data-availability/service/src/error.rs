@@ -13,9 +13,6 @@ pub enum Error {
     /// Invalid configuration.
     #[error("invalid configuration: {0}")]
     Config(String),
-    /// This node's key is not a DA node of the genesis.
-    #[error("this node's key is not among the genesis DA nodes")]
-    NotInCommittee,
     /// Transport failure (bind, shutdown).
     #[error(transparent)]
     Net(#[from] lamina_net::NetError),

@@ -37,7 +37,7 @@ pub use config::Config;
 pub use error::{Error, Result};
 /// The DA protocol's messages, from `lamina-da-client` (which the node's server answers).
 pub use lamina_da_client::protocol;
-pub use node::{DaNode, ReadHandle, accepted_peers, min_retain_heights, run, run_following, run_on};
+pub use node::{DaCommittees, DaNode, ReadHandle, accepted_peers, min_retain_heights, run, run_following, run_on};
 
 /// Registers the `# HELP` text of every metric this crate emits with the installed
 /// `metrics` recorder (call once, after installing it; the binary does).
@@ -62,7 +62,7 @@ pub fn describe_metrics() {
     );
     ::metrics::describe_counter!(
         "lamina_da_node_rejected_total",
-        "Requests this DA node refused, by reason (bad_header, bad_commitment, not_assigned, bad_column, not_codeword, unknown_square, bad_request, quota_exceeded)."
+        "Requests this DA node refused, by reason (bad_header, bad_commitment, not_in_committee, unknown_committee, not_assigned, bad_column, not_codeword, unknown_square, bad_request, quota_exceeded)."
     );
     ::metrics::describe_counter!(
         "lamina_da_node_served_total",

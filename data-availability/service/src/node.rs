@@ -9,7 +9,7 @@ use lamina_da_core::tree::{Axis, axis_root};
 use lamina_da_core::{Assignment, AxisRangeProof, Parallelism, SHARE_SIZE, SampleProof};
 use lamina_interfaces::{InMemoryLog, LogError, OrderedLog};
 use lamina_net::{Endpoint, Handler, NodeContext, PeerSet, Reject};
-use lamina_primitives::{Digest, Height, Keypair, NodeId};
+use lamina_primitives::{DaCommittee, Digest, Height, Keypair, NodeId};
 use rayon::prelude::*;
 use tokio_util::sync::CancellationToken;
 
@@ -17,8 +17,8 @@ use crate::config::Config;
 use crate::error::{Error, Result, task_err};
 use crate::metrics as m;
 use crate::protocol::{
-    CellRef, ColumnData, ColumnRef, ColumnSlice, DaProtocol, DaRequest, DaResponse, MAX_RANGES_BYTES, RangesRequest,
-    StoreRequest, StoreResponse, protocol_config,
+    CellRef, ColumnData, ColumnRef, ColumnSlice, CommitteeStore, DaProtocol, DaRequest, DaResponse, MAX_RANGES_BYTES,
+    RangesRequest, StoreRequest, StoreResponse, protocol_config,
 };
 use crate::store::ColumnStore;
 
@@ -28,12 +28,32 @@ pub(crate) fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
+/// The DA committees changed by vote that a node knows (its governance follower sets
+/// them; [`DaCommittees::set`]), so that it stores for them ([`DaRequest::StoreFor`]).
+/// Cloning shares them. The genesis committee is always known.
+#[derive(Clone, Debug, Default)]
+pub struct DaCommittees(Arc<parking_lot::RwLock<Vec<DaCommittee>>>);
+
+impl DaCommittees {
+    /// Replaces the committees known (those without a tag, the genesis one, are left
+    /// out: it is always known).
+    pub fn set(&self, committees: Vec<DaCommittee>) {
+        *self.0.write() = committees.into_iter().filter(|c| c.tag.is_some()).collect();
+    }
+
+    /// The committee changed by vote whose id is `tag`, if known.
+    pub fn get(&self, tag: &Digest) -> Option<DaCommittee> {
+        self.0.read().iter().find(|c| c.tag.as_ref() == Some(tag)).cloned()
+    }
+}
+
 /// Serves [`DaProtocol`] for one DA node.
 pub struct DaNode {
     keypair: Keypair,
-    my_index: usize,
-    committee_size: usize,
-    threshold: usize,
+    /// The genesis DA committee ([`DaRequest::Store`]).
+    genesis: DaCommittee,
+    /// Committees changed by vote ([`DaRequest::StoreFor`]).
+    committees: DaCommittees,
     store: Arc<ColumnStore>,
     health: lamina_interfaces::Health,
     /// Genesis node keys: their stores count against no quota.
@@ -48,7 +68,7 @@ pub struct DaNode {
 
 impl std::fmt::Debug for DaNode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DaNode").field("index", &self.my_index).field("store", &self.store).finish()
+        f.debug_struct("DaNode").field("key", &self.keypair.public()).field("store", &self.store).finish()
     }
 }
 
@@ -69,15 +89,15 @@ fn internal(e: Error) -> Reject {
 }
 
 impl DaNode {
-    /// A node with its key, committee position and store.
+    /// A node with its key and store. It stores for the genesis committee where it is
+    /// a member, and for the committees changed by vote it is given
+    /// ([`DaNode::with_committees`]) where it is one of theirs; a node in none (one
+    /// started before the vote that adds it) serves reads only.
     pub fn new(ctx: &NodeContext, store: Arc<ColumnStore>) -> Result<Self> {
-        let committee = ctx.genesis.da_committee();
-        let my_index = committee.index_of(&ctx.node_id()).ok_or(Error::NotInCommittee)?;
         Ok(DaNode {
             keypair: ctx.keypair.clone(),
-            my_index,
-            committee_size: committee.size(),
-            threshold: ctx.genesis.da_threshold(),
+            genesis: ctx.genesis.da(),
+            committees: DaCommittees::default(),
             store,
             health: ctx.health.clone(),
             nodes: ctx.genesis.all_nodes().map(|n| n.key).collect(),
@@ -87,15 +107,32 @@ impl DaNode {
         })
     }
 
+    /// Stores for `committees` too (shared: later changes apply).
+    pub fn with_committees(mut self, committees: DaCommittees) -> Self {
+        self.committees = committees;
+        self
+    }
+
     /// Sets the bytes a client key may hold here ([`crate::Config::client_quota_bytes`]).
     pub fn with_client_quota(mut self, bytes: u64) -> Self {
         self.client_quota = bytes;
         self
     }
 
-    /// Verifies and stores columns for `peer`; signs once all assigned columns are held.
-    fn store(&self, peer: NodeId, req: StoreRequest) -> Result<StoreResponse, Reject> {
+    /// Verifies and stores columns for `peer`, as the member of `committee` it is; signs
+    /// `committee`'s attestation once all columns assigned to it there are held.
+    fn store(&self, peer: NodeId, req: StoreRequest, committee: &DaCommittee) -> Result<StoreResponse, Reject> {
         let StoreRequest { commitment, header, columns } = req;
+        let Some(my_index) = committee.members.index_of(&self.keypair.public()) else {
+            return Err(reject(
+                "not_in_committee",
+                format!(
+                    "{} is not a member of the DA committee this store is for ({})",
+                    self.keypair.public(),
+                    committee.tag.map_or("the genesis committee".to_string(), |t| format!("committee {t}"))
+                ),
+            ));
+        };
         // Reads are open; storing costs this node disk, so it needs a known key: a
         // genesis node, a client of the current governance epoch (genesis clients not
         // removed by vote, and those added), or one the operator allows.
@@ -116,8 +153,8 @@ impl DaNode {
         header.check_commitment(&commitment).map_err(|e| reject("bad_commitment", e))?;
         let k = header.k as usize;
         let codec = header.codec_id().map_err(|e| reject("bad_header", e))?;
-        let assignment = Assignment::new(self.committee_size, self.threshold, k);
-        let assigned = assignment.columns_of(self.my_index);
+        let assignment = Assignment::new(committee.members.size(), committee.threshold, k);
+        let assigned = assignment.columns_of(my_index);
         let col_len = 2 * k * SHARE_SIZE;
         // Check every column before storing any (spread over the rayon pool for wide
         // squares only: see `Parallelism::for_width`).
@@ -128,7 +165,7 @@ impl DaNode {
                     format!("column {} outside the square's {} columns", col.index, 2 * k),
                 ));
             }
-            if !assignment.holds(self.my_index, col.index) {
+            if !assignment.holds(my_index, col.index) {
                 return Err(reject("not_assigned", format!("column {} is not assigned to this node", col.index)));
             }
             if col.bytes.len() != col_len {
@@ -168,7 +205,7 @@ impl DaNode {
             metrics::counter!(m::ATTESTATIONS).increment(1);
             self.health.set_status("da_last_attested", commitment.data_root.to_hex());
             tracing::debug!(target: TARGET, data_root = %commitment.data_root, columns = held_assigned, "attested");
-            Some(self.keypair.sign(&commitment.attestation_digest()))
+            Some(self.keypair.sign(&committee.digest_for(&commitment)))
         } else {
             None
         };
@@ -179,7 +216,18 @@ impl DaNode {
     /// calls it from the blocking pool for every request of the protocol.
     pub fn handle(&self, peer: NodeId, req: DaRequest) -> Result<DaResponse, Reject> {
         match req {
-            DaRequest::Store(s) => self.store(peer, s).map(DaResponse::Stored),
+            DaRequest::Store(s) => self.store(peer, s, &self.genesis).map(DaResponse::Stored),
+            DaRequest::StoreFor(CommitteeStore { committee, store }) => {
+                let Some(c) = self.committees.get(&committee) else {
+                    metrics::counter!(m::REJECTED, "reason" => "unknown_committee").increment(1);
+                    // Retryable: this node's governance follower may not have reached it.
+                    return Err(Reject::unavailable(format!(
+                        "unknown_committee: DA committee {committee} is not one this node knows (its governance \
+                         follower may not have reached the vote yet)"
+                    )));
+                };
+                self.store(peer, store, &c).map(DaResponse::Stored)
+            }
             DaRequest::Header(data_root) => {
                 let info = self.store.square(&data_root).ok_or_else(|| unknown(&data_root))?;
                 metrics::counter!(m::SERVED, "kind" => "header").increment(1);
@@ -300,7 +348,7 @@ pub async fn run_on(
     config: Config,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
-    run_inner(endpoint, ctx, config, None::<InMemoryLog>, None, shutdown).await
+    run_inner(endpoint, ctx, config, None::<InMemoryLog>, None, DaCommittees::default(), shutdown).await
 }
 
 /// [`run_on`] for a node that follows the ordered log `log` (the binary gives it the
@@ -312,13 +360,15 @@ pub async fn run_on(
 /// challenge window plus a margin).
 ///
 /// With `reads`, the node also dials the other DA nodes and sends its registration's
-/// handle there once it serves, for the process's own DA reads ([`ReadHandle`]).
+/// handle there once it serves, for the process's own DA reads ([`ReadHandle`]). It
+/// stores for the genesis committee and for `committees` (its governance follower's).
 pub async fn run_following<L: OrderedLog>(
     endpoint: Endpoint,
     ctx: NodeContext,
     config: Config,
     log: L,
     reads: Option<ReadHandle>,
+    committees: DaCommittees,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
     let floor = min_retain_heights(&ctx.genesis);
@@ -341,7 +391,7 @@ pub async fn run_following<L: OrderedLog>(
              need {governable} heights of retention"
         );
     }
-    run_inner(endpoint, ctx, config, Some(log), reads, shutdown).await
+    run_inner(endpoint, ctx, config, Some(log), reads, committees, shutdown).await
 }
 
 /// [`min_retain_heights`] for the largest challenge window governance may set (a
@@ -366,13 +416,14 @@ async fn run_inner<L: OrderedLog>(
     config: Config,
     log: Option<L>,
     reads: Option<ReadHandle>,
+    committees: DaCommittees,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
     if let Err(e) = config.validate() {
         endpoint.shutdown().await;
         return Err(e);
     }
-    let result = serve(&endpoint, &ctx, &config, log.as_ref(), reads, &shutdown).await;
+    let result = serve(&endpoint, &ctx, &config, log.as_ref(), reads, committees, &shutdown).await;
     ctx.health.set_check("endpoint", false, "shutting down");
     endpoint.shutdown().await;
     tracing::info!(target: TARGET, "DA node stopped");
@@ -423,6 +474,7 @@ async fn serve<L: OrderedLog>(
     config: &Config,
     log: Option<&L>,
     reads: Option<ReadHandle>,
+    committees: DaCommittees,
     shutdown: &CancellationToken,
 ) -> Result<(), Error> {
     let dir = ctx.data_dir.join("columns");
@@ -436,7 +488,9 @@ async fn serve<L: OrderedLog>(
     let store = Arc::new(store);
     ctx.health.set_check("store", true, format!("{} squares", report.squares));
     metrics::gauge!(m::SQUARES).set(store.len() as f64);
-    let node = Arc::new(DaNode::new(ctx, store.clone())?.with_client_quota(config.client_quota_bytes));
+    let node = Arc::new(
+        DaNode::new(ctx, store.clone())?.with_committees(committees).with_client_quota(config.client_quota_bytes),
+    );
     let mut peers = accepted_peers(ctx);
     if reads.is_some() {
         let others = PeerSet::dial_entries(&ctx.genesis.da_nodes).without(&ctx.node_id());
@@ -448,7 +502,7 @@ async fn serve<L: OrderedLog>(
         let _ = reads.send(net);
     }
     endpoint.report_to(ctx.health.clone(), Duration::from_secs(2));
-    ctx.health.set_check("endpoint", true, format!("serving lamina/da/1 on {}", endpoint.local_addr()));
+    ctx.health.set_check("endpoint", true, format!("serving lamina/da/1..2 on {}", endpoint.local_addr()));
     tracing::info!(target: TARGET, addr = %endpoint.local_addr(), "DA node serving");
 
     let mut tick = tokio::time::interval(config.prune_interval);

@@ -258,7 +258,12 @@ async fn a_following_node_prunes_ordered_squares_by_log_height_and_keeps_unorder
             ep = bind();
         }
         let ep = ep.unwrap();
-        (stop, tokio::spawn(async move { lamina_da_service::run_following(ep, ctx, cfg, log, None, s).await.unwrap() }))
+        (
+            stop,
+            tokio::spawn(async move {
+                lamina_da_service::run_following(ep, ctx, cfg, log, None, Default::default(), s).await.unwrap()
+            }),
+        )
     };
     let healths: Vec<Health> = (0..4).map(|_| Health::new()).collect();
     let mut nodes: Vec<_> = (0..4).map(|i| spawn(i, healths[i].clone())).collect();
@@ -330,7 +335,9 @@ async fn a_following_node_prunes_ordered_squares_by_log_height_and_keeps_unorder
     let ctx = lamina_net::NodeContext::new(da_key(0), g.clone(), dir.path().join("low"), Health::new());
     let ep = lamina_net::Endpoint::bind(&da_key(0), lamina_net::EndpointConfig::default()).unwrap();
     let low = Config { retain_heights: floor - 1, ..config.clone() };
-    let err = lamina_da_service::run_following(ep, ctx, low, log.clone(), None, Default::default()).await.unwrap_err();
+    let err = lamina_da_service::run_following(ep, ctx, low, log.clone(), None, Default::default(), Default::default())
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("challenge window"), "{err}");
 
     endpoint.shutdown().await;
@@ -444,4 +451,112 @@ async fn wrongly_encoded_row_is_caught_at_retrieval_with_a_fraud_proof() {
         stop.cancel();
         h.await.unwrap();
     }
+}
+
+/// DA committees changed by vote: a node outside the genesis committee stores for the
+/// committee that names it (`lamina/da/2`'s `StoreFor`) and attests for that committee
+/// only; a client that knows both committees disperses to the new one and reads the
+/// squares of either; a node refuses a store for a committee it does not know or is not
+/// in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_committee_changed_by_vote_stores_new_squares_and_old_ones_stay_readable() {
+    use lamina_interfaces::{Health, InMemoryLog};
+    use lamina_primitives::{Committee, DaCommittee};
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut genesis = genesis(4);
+    // da3 is not in the genesis committee: it starts outside it.
+    let extra = genesis.da_nodes.pop().unwrap();
+    genesis.validate().unwrap();
+    let g = Arc::new(genesis);
+    let old = g.da();
+    assert_eq!(old.members.size(), 3);
+    let mut keys = old.members.members.clone();
+    keys.push(extra.key);
+    let new = g.da_committee_of(keys, 3);
+    assert!(new.tag.is_some());
+    let mut everyone = g.da_nodes.clone();
+    everyone.push(extra.clone());
+
+    let committees = lamina_da_service::DaCommittees::default();
+    let mut stops = Vec::new();
+    for (i, entry) in everyone.iter().enumerate() {
+        let ctx = lamina_net::NodeContext::new(da_key(i), g.clone(), dir.path().join(format!("n{i}")), Health::new());
+        let ep = lamina_net::Endpoint::bind(&da_key(i), lamina_net::EndpointConfig::new(entry.addr)).unwrap();
+        let (stop, c) = (tokio_util::sync::CancellationToken::new(), committees.clone());
+        let s = stop.clone();
+        let log = InMemoryLog::new();
+        tokio::spawn(async move {
+            lamina_da_service::run_following(ep, ctx, Config::default(), log, None, c, s).await.unwrap()
+        });
+        stops.push(stop);
+    }
+    let (client, endpoint) = client(&g, 0);
+    client.wait_for_nodes(3, Duration::from_secs(10)).await.unwrap();
+    let (_, blob_a) = batch(1, 20, 100);
+    let cert_a = client.submit(vec![blob_a.clone()]).await.unwrap();
+    assert!(old.made(&cert_a));
+    old.verify(&cert_a).unwrap();
+
+    // Before the nodes know the new committee, a store for it is refused (retryable).
+    client.set_committees(vec![new.clone(), old.clone()], &everyone);
+    client.wait_for_nodes(4, Duration::from_secs(10)).await.unwrap();
+    let (_, blob_b) = batch(2, 20, 100);
+    let early = client.submit(vec![blob_b.clone()]).await.unwrap_err();
+    assert!(early.to_string().contains("unknown_committee"), "{early}");
+
+    committees.set(vec![new.clone()]);
+    let cert_b = client.submit(vec![blob_b.clone()]).await.unwrap();
+    assert!(new.made(&cert_b) && !old.made(&cert_b));
+    new.verify(&cert_b).unwrap();
+    assert!(old.verify(&cert_b).is_err() && new.verify(&cert_a).is_err());
+    assert!(cert_b.signatures.signer_indices().len() >= 3);
+
+    // A reader that knows both committees (the new one first) reads both squares: the
+    // old one after the new committee's nodes said they do not hold it.
+    let (reader, reader_ep) = self::client(&g, 1);
+    reader.set_committees(vec![new.clone(), old.clone()], &everyone);
+    reader.wait_for_nodes(4, Duration::from_secs(10)).await.unwrap();
+    let ns = |c: u64| Namespace::from(ChainId(c));
+    assert_eq!(reader.get_namespace(&cert_a.commitment, ns(1)).await.unwrap(), vec![blob_a.data.clone()]);
+    assert_eq!(reader.get_namespace(&cert_b.commitment, ns(2)).await.unwrap(), vec![blob_b.data.clone()]);
+    assert!(reader.misbehaving().is_empty(), "honest nodes blamed: {:?}", reader.misbehaving());
+    // The new node holds its columns of the new square, and nothing of the old one.
+    let k = cert_b.commitment.square_width as usize;
+    let assigned = Assignment::new(4, 3, k).columns_of(3);
+    let raw_ep = bare_endpoint(2);
+    let raw: Network<DaProtocol> = raw_ep
+        .register_client::<DaProtocol>(
+            PeerSet::new().with_dial(extra.key, extra.addr),
+            lamina_da_client::protocol_config(),
+        )
+        .unwrap();
+    raw.wait_connected(&extra.key, Duration::from_secs(10)).await.unwrap();
+    let col = DaRequest::Column(lamina_da_client::protocol::ColumnRef {
+        data_root: cert_b.commitment.data_root,
+        index: assigned[0],
+    });
+    assert!(matches!(raw.request(&extra.key, &col).await.unwrap(), DaResponse::Column(_)));
+    let header_a = DaRequest::Header(cert_a.commitment.data_root);
+    assert_eq!(rejected(raw.request(&extra.key, &header_a).await), RejectKind::Unavailable);
+
+    // A store for the genesis committee, which da3 is not in, is refused with the reason.
+    match raw.request(&extra.key, &store_req(&square(9), &[0])).await {
+        Err(NetError::Rejected(r)) => assert!(r.reason.contains("not_in_committee"), "{}", r.reason),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    // And a committee nobody set is unknown.
+    let stranger = DaCommittee::governed(Committee::new(vec![extra.key]).unwrap(), 1);
+    let only = vec![stranger, old.clone()];
+    client.set_committees(only, &everyone);
+    let (_, blob_c) = batch(3, 5, 100);
+    let refused = client.submit(vec![blob_c]).await.unwrap_err();
+    assert!(refused.to_string().contains("unknown_committee"), "{refused}");
+
+    for s in stops {
+        s.cancel();
+    }
+    endpoint.shutdown().await;
+    reader_ep.shutdown().await;
+    raw_ep.shutdown().await;
 }

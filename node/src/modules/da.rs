@@ -98,7 +98,9 @@ pub async fn start(ctx: NodeContext, config: Config, shutdown: CancellationToken
         });
     }
     let reads = (!alone).then_some(reads);
-    let result = lamina_da_service::run_following(endpoint, ctx.service, config, log, reads, shutdown).await;
+    let committees = lamina_da_service::DaCommittees::default();
+    let result =
+        lamina_da_service::run_following(endpoint, ctx.service, config, log, reads, committees, shutdown).await;
     // Stops the follower; one not started yet ends when the service drops its handle.
     stop_follower.cancel();
     reporter.abort();
