@@ -447,6 +447,19 @@ impl Net {
         }
     }
 
+    /// [`Net::da`], pointed at the DA committees governance decided where committees
+    /// change by vote (replayed the way [`Net::committee`] does; with a warning and the
+    /// genesis committee if that fails), so that squares of a committee changed by vote
+    /// are found and new ones go to the current committee.
+    pub(crate) async fn da_following(&self) -> anyhow::Result<std::sync::Arc<lamina_da_client::DaClient>> {
+        let da = self.da()?;
+        if self.genesis.governance.committee_changes {
+            // The replay's follower points this client at the committees as it goes.
+            let _ = self.committee().await;
+        }
+        Ok(da)
+    }
+
     /// The DA client on this command's endpoint (registered on first use).
     pub(crate) fn da(&self) -> anyhow::Result<std::sync::Arc<lamina_da_client::DaClient>> {
         if let Some(da) = self.da.get() {
@@ -779,13 +792,15 @@ pub fn blob(cmd: BlobCmd) -> anyhow::Result<ExitCode> {
 }
 
 async fn blob_submit(net: &Net, namespace: Namespace, data: Vec<u8>, output: OutputArgs) -> anyhow::Result<ExitCode> {
-    let da = net.da()?;
-    let threshold = net.genesis.da_threshold();
+    let da = net.da_following().await?;
+    // The committee it disperses to: the genesis one, or where committees change by
+    // vote the one governance decided for the next heights.
+    let committee = da.committees().swap_remove(0);
+    let threshold = committee.threshold;
     wait_da(net, &da, threshold).await?;
     let len = data.len();
     let cert = da.disperse(vec![Blob { namespace, data }]).await.context("DA dispersal failed")?;
-    cert.verify(&net.genesis.da_committee(), threshold)
-        .context("the availability certificate does not verify against the genesis DA committee")?;
+    committee.verify(&cert).context("the availability certificate does not verify against the DA committee")?;
     let c = &cert.commitment;
     let mut out = Out::new(output);
     out.put("data_root", c.data_root);
@@ -801,7 +816,7 @@ async fn blob_submit(net: &Net, namespace: Namespace, data: Vec<u8>, output: Out
 }
 
 async fn blob_get(net: &Net, a: &BlobGetArgs) -> anyhow::Result<ExitCode> {
-    let da = net.da()?;
+    let da = net.da_following().await?;
     wait_da(net, &da, 1).await?;
     let commitment = da.commitment_of(a.data_root).await.context("cannot fetch the square's header")?;
     let blobs = da
@@ -841,7 +856,7 @@ pub fn da_sample(a: SampleArgs) -> anyhow::Result<ExitCode> {
         bail!("--samples must be at least 1");
     }
     with_net(&a.net, None, async |net| {
-        let da = net.da()?;
+        let da = net.da_following().await?;
         wait_da(net, &da, 1).await?;
         let (outcome, cells) =
             da.sample_cells(a.data_root, a.samples).await.with_context(|| format!("cannot sample {}", a.data_root))?;

@@ -336,14 +336,22 @@ async fn submit(net: &Net, signer: &Signer, what: What) -> anyhow::Result<ExitCo
 /// such a proposal is submitted, so nobody expects more than a record.
 fn not_applied_yet(action: &Action, committee_changes: bool) -> Option<&'static str> {
     match action {
-        Action::AddValidator(_) | Action::RemoveValidator { .. } if committee_changes => None,
-        Action::AddValidator(_) | Action::RemoveValidator { .. } => Some(
-            "this network's genesis does not let committees change ([governance] committee_changes is off): \
-             validators keep the genesis committee (the epoch's recorded membership is shown by `lamina gov status`)",
-        ),
-        Action::AddDaNode(_) | Action::RemoveDaNode { .. } => {
-            Some("the DA layer does not switch committees yet: dispersal keeps the genesis DA committee")
+        Action::AddValidator(_)
+        | Action::RemoveValidator { .. }
+        | Action::AddDaNode(_)
+        | Action::RemoveDaNode { .. }
+            if committee_changes =>
+        {
+            None
         }
+        Action::AddValidator(_)
+        | Action::RemoveValidator { .. }
+        | Action::AddDaNode(_)
+        | Action::RemoveDaNode { .. } => Some(
+            "this network's genesis does not let committees change ([governance] committee_changes is off): \
+                 validators and DA nodes keep the genesis committees (the epoch's recorded membership is shown by \
+                 `lamina gov status`)",
+        ),
         Action::SetParam {
             param: Param::Fee { .. } | Param::BridgeInflowLimit | Param::ChallengeWindow | Param::MaxBatchesPerBlock,
             ..
@@ -454,7 +462,14 @@ async fn status(net: &Net, json: bool) -> anyhow::Result<ExitCode> {
     print_membership(&epoch.membership);
     if net.genesis.governance.committee_changes {
         for c in state.committees() {
-            println!("consensus epoch {}: {} validators from height {}", c.epoch, c.validators.len(), c.first_height.0);
+            println!(
+                "consensus epoch {}: {} validators and {} DA nodes (certificates need {}) from height {}",
+                c.epoch,
+                c.validators.len(),
+                c.da_nodes.len(),
+                c.da_threshold,
+                c.first_height.0
+            );
         }
     } else {
         println!("consensus: the genesis validators ([governance] committee_changes is off)");

@@ -271,10 +271,13 @@ pub fn governed_clients(genesis: &Genesis, state: &GovernanceState) -> GovernedC
     let mut added: Vec<_> =
         now.iter().filter(|c| !genesis.clients.iter().any(|g| g.key == c.key)).map(|c| c.key).collect();
     // A validator added by vote disperses its batches to DA and reads the log like a
-    // genesis node (where committees change by vote).
+    // genesis node, and a DA node added by vote reads the log and the other DA nodes
+    // (where committees change by vote).
     if genesis.governance.committee_changes {
         let validators = &state.epoch().membership.validators;
         added.extend(validators.iter().filter(|v| !genesis.validators.iter().any(|g| g.key == v.key)).map(|v| v.key));
+        let da = &state.epoch().membership.da_nodes;
+        added.extend(da.iter().filter(|v| !genesis.da_nodes.iter().any(|g| g.key == v.key)).map(|v| v.key));
     }
     GovernedClients {
         added,
@@ -477,7 +480,7 @@ pub fn spawn_on_client_node(
     let dir = ctx.service.data_dir.join("governance");
     let follower = Follower::resume(&genesis, log.independent_reader(), da.clone(), &dir);
     let params = GovernedParams::new(follower.state());
-    let (log, intake, g, plan) = (log.clone(), intake.clone(), genesis.clone(), plan.clone());
+    let (log, intake, g, plan, da) = (log.clone(), intake.clone(), genesis.clone(), plan.clone(), da.clone());
     spawn_client_access(
         genesis,
         follower,
@@ -486,6 +489,12 @@ pub fn spawn_on_client_node(
         ctx.health().clone(),
         move |state| {
             follow_committees_with(&log, Some(&intake), &g, state);
+            follow_da_committees(&da, &g, state);
+            // Reading needs n - t + 1 of the current DA committee.
+            if let Some((nodes, c)) = da_group(&g, state) {
+                let need = c.members.size().saturating_sub(c.threshold) + 1;
+                plan.set_group("da_nodes", nodes, Some(crate::peers::Need::AtLeast(need)));
+            }
             // The epoch's validators count for readiness (a reader needs f + 1 of them).
             if let Some(validators) = member_validators(&g, state) {
                 let need = Committee { members: validators.iter().map(|v| v.key).collect() }.max_faulty() + 1;
@@ -510,10 +519,11 @@ pub fn spawn_committee_follower(
     if !genesis.governance.committee_changes {
         return None;
     }
-    let (l, i, g) = (log.clone(), intake.clone(), genesis.clone());
-    let mut follower = Follower::new(genesis, log.independent_reader(), da)
-        .observe(move |state| follow_committees_with(&l, Some(&i), &g, state));
-    follow_committees_with(log, Some(intake), genesis, follower.state());
+    let (l, i, g, d) = (log.clone(), intake.clone(), genesis.clone(), da.clone());
+    let mut follower = Follower::new(genesis, log.independent_reader(), da).observe(move |state| {
+        follow_committees_with(&l, Some(&i), &g, state);
+        follow_da_committees(&d, &g, state);
+    });
     Some(tokio::spawn(async move {
         loop {
             if let Err(e) = follower.step().await {
@@ -542,12 +552,15 @@ pub async fn cli_follower(
     log.wait_for_validators(1, connect)
         .await
         .with_context(|| format!("no validator of {source} answered for the log"))?;
-    let (reader, g) = (log.clone(), genesis.clone());
+    let (reader, g, d) = (log.clone(), genesis.clone(), da.clone());
     let follower = match cli_dir(genesis) {
         Some(dir) => Follower::resume(genesis, log, da, &dir),
         None => Follower::new(genesis, log, da),
     };
-    Ok(follower.observe(move |state| follow_committees(&reader, &g, state)))
+    Ok(follower.observe(move |state| {
+        follow_committees(&reader, &g, state);
+        follow_da_committees(&d, &g, state);
+    }))
 }
 
 /// Where committees change by vote, the committee a command-line client submits to
@@ -601,6 +614,7 @@ pub fn consensus_schedule(genesis: &Genesis, state: &GovernanceState) -> lamina_
                 epoch: c.epoch,
                 first_height: c.first_height,
                 validators: c.validators.iter().map(entry).collect(),
+                da: (!c.da_nodes.is_empty()).then(|| genesis.da_committee_of(c.da_nodes.clone(), c.da_threshold)),
             })
             .collect(),
         known_through: state.committee_known_through(),
@@ -638,6 +652,65 @@ pub fn follow_committees_with(
         && let Some(committee) = committee_for_intake(&schedule, state)
     {
         intake.set_validators(&committee);
+    }
+}
+
+/// Where committees change by vote (`[governance] committee_changes`), the DA
+/// committees `state` decided, for a DA client ([`lamina_da_client::DaClient::set_committees`]):
+/// the committee of the heights after `state`'s first (a client disperses to it: a
+/// batch certified by it is ordered in its consensus epoch or the next, whose core still
+/// accepts it), then the later ones known, then the older ones kept, newest first (a
+/// square is looked for under each in turn); and the addresses of their nodes known
+/// from the current membership or the genesis. `None` elsewhere: the genesis committee
+/// stays.
+pub fn da_committees(
+    genesis: &Genesis,
+    state: &GovernanceState,
+) -> Option<(Vec<lamina_primitives::DaCommittee>, Vec<lamina_interfaces::NodeEntry>)> {
+    if !genesis.governance.committee_changes {
+        return None;
+    }
+    let epochs: Vec<&lamina_governance_core::CommitteeEpoch> =
+        state.committees().filter(|c| !c.da_nodes.is_empty()).collect();
+    let next = state.height().next();
+    let current = epochs.iter().rposition(|c| c.first_height <= next).unwrap_or(0);
+    let order = std::iter::once(current).chain(current + 1..epochs.len()).chain((0..current).rev());
+    let mut committees: Vec<lamina_primitives::DaCommittee> = Vec::new();
+    for i in order {
+        let c = genesis.da_committee_of(epochs[i].da_nodes.clone(), epochs[i].da_threshold);
+        if !committees.contains(&c) {
+            committees.push(c);
+        }
+    }
+    let known = state.epoch().membership.da_nodes.iter().chain(genesis.da_nodes.iter());
+    let mut nodes: Vec<lamina_interfaces::NodeEntry> = Vec::new();
+    for n in known {
+        let wanted = committees.iter().any(|c| c.members.members.contains(&n.key));
+        if wanted && !nodes.iter().any(|m| m.key == n.key) {
+            nodes.push(n.clone());
+        }
+    }
+    Some((committees, nodes))
+}
+
+/// Where committees change by vote, the DA committee a client disperses to after
+/// `state`'s height (the first of [`da_committees`]) with its nodes' entries, for the
+/// peer plans' `da_nodes` groups; `None` elsewhere.
+pub fn da_group(
+    genesis: &Genesis,
+    state: &GovernanceState,
+) -> Option<(Vec<lamina_interfaces::NodeEntry>, lamina_primitives::DaCommittee)> {
+    let (committees, nodes) = da_committees(genesis, state)?;
+    let current = committees.into_iter().next()?;
+    let entries = nodes.into_iter().filter(|n| current.members.members.contains(&n.key)).collect();
+    Some((entries, current))
+}
+
+/// Points `da` at the DA committees `state` decided ([`da_committees`]); does nothing
+/// where committees do not change.
+pub fn follow_da_committees(da: &lamina_da_client::DaClient, genesis: &Genesis, state: &GovernanceState) {
+    if let Some((committees, nodes)) = da_committees(genesis, state) {
+        da.set_committees(committees, &nodes);
     }
 }
 

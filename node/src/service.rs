@@ -143,19 +143,23 @@ pub fn context(module: Module, home: &Home, cfg: &NodeConfig, health: Health) ->
     let listed = module.entries(&genesis).iter().find(|n| n.key == key.public()).cloned();
     let me = match listed {
         Some(me) => me,
-        // Where committees change by vote, a validator may join after the genesis: it
-        // follows the log until the epoch whose committee names it. Its address is its
-        // own `[net] listen_addr` (the one its add-validator proposal named).
-        None if module == Module::Consensus && genesis.governance.committee_changes => {
+        // Where committees change by vote, a validator or DA node may join after the
+        // genesis: a validator follows the log until the epoch whose committee names it,
+        // a DA node serves reads until then. Its address is its own `[net] listen_addr`
+        // (the one its add-validator or add-da-node proposal named).
+        None if matches!(module, Module::Consensus | Module::Da) && genesis.governance.committee_changes => {
+            let (what, proposal) =
+                if module == Module::Consensus { ("validator", "add-validator") } else { ("DA node", "add-da-node") };
             let addr = cfg.net.listen_addr.with_context(|| {
                 format!(
-                    "this node's key {} is not a genesis validator: set `[net] listen_addr` (`--listen-addr`) to the \
-                     address its add-validator proposal names",
+                    "this node's key {} is not a genesis {what}: set `[net] listen_addr` (`--listen-addr`) to the \
+                     address its {proposal} proposal names",
                     key.public()
                 )
             })?;
-            tracing::info!(target: "lamina::node", key = %key.public(), %addr, "not a genesis validator: following the log until a committee names this key");
-            NodeEntry { name: "validator".into(), key: key.public(), addr, http: None, admin: None, chain: None }
+            tracing::info!(target: "lamina::node", key = %key.public(), %addr, "not a genesis {what}: waiting for a committee that names this key");
+            let name = if module == Module::Consensus { "validator" } else { "da" };
+            NodeEntry { name: name.into(), key: key.public(), addr, http: None, admin: None, chain: None }
         }
         None => anyhow::bail!(
             "this node's key {} is not among the genesis {} of {} \
@@ -163,7 +167,7 @@ pub fn context(module: Module, home: &Home, cfg: &NodeConfig, health: Health) ->
             key.public(),
             module.role_name(),
             home.genesis_file().display(),
-            if module == Module::Consensus {
+            if matches!(module, Module::Consensus | Module::Da) {
                 "; or, where `[governance] committee_changes` is on, add it by vote"
             } else {
                 ""

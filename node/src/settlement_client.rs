@@ -268,7 +268,7 @@ async fn challenge(net: &Net, a: &ChallengeArgs) -> anyhow::Result<ExitCode> {
     let witness = if witness.len() <= INLINE_WITNESS {
         WitnessRef::Inline(witness)
     } else {
-        let da = net.da()?;
+        let da = net.da_following().await?;
         let hash = lamina_settlement_core::witness_hash(&witness);
         let len = witness.len() as u64;
         let cert = da

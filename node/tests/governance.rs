@@ -537,3 +537,138 @@ impl Drop for Reaped {
         let _ = self.0.wait();
     }
 }
+
+/// The DA committee changes by vote under load: a third DA node, started by its operator
+/// with the network's genesis, is added by vote and stores (and attests) the squares of
+/// the heights from its consensus epoch on; then a genesis DA node is removed. Squares
+/// certified before each switch stay readable under their committee, every acknowledged
+/// transfer executes, and no node restarts.
+#[test]
+fn a_da_node_joins_by_vote_then_one_leaves_and_squares_of_every_committee_stay_readable() {
+    let devnet = Devnet::up(&[
+        "--validators",
+        "4",
+        "--da-nodes",
+        "2",
+        "--chains",
+        "1",
+        "--funded-accounts",
+        "120",
+        "--heartbeat",
+        "100ms",
+        "--epoch-length",
+        "10",
+        "--committee-changes",
+    ]);
+    let d = ["--devnet", s(&devnet.dir)];
+    let pids: Vec<u32> = devnet.nodes.iter().map(|n| n["pid"].as_u64().unwrap() as u32).collect();
+    let validators = devnet.names("validator-");
+    let rt = rt();
+    let _in_rt = rt.enter();
+    let client = rt.block_on(Client::connect(&devnet));
+    let load = Load::start(client.intake.clone(), client.scope, &devnet.genesis.chains[0], 10);
+    let blob = |data: &str| {
+        let out =
+            ok(devnet.cmd().args(["blob", "submit", "--namespace", "7", "--data", data]).args(d).output().unwrap());
+        (field(&out, "data_root").to_string(), field(&out, "certificate").to_string())
+    };
+    let get = |root: &str| {
+        let o = devnet.cmd().args(["blob", "get", "--namespace", "7", "--data-root", root]).args(d).output().unwrap();
+        ok(o)
+    };
+    let (genesis_square, _) = blob("certified by the genesis DA committee");
+
+    // A new organisation's operator starts a DA node with the genesis: not in the DA
+    // committee yet, it serves reads only.
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("da-2");
+    let genesis = Path::new(devnet.node("validator-0")["home"].as_str().unwrap()).join("config").join("genesis.toml");
+    let quic = format!("127.0.0.1:{}", free_port());
+    let admin = format!("127.0.0.1:{}", free_port());
+    ok(devnet
+        .cmd()
+        .args(["da", "init", "--home", s(&home), "--genesis", s(&genesis)])
+        .args(["--listen-addr", &quic, "--admin-addr", &admin])
+        .output()
+        .unwrap());
+    let joining = ok(devnet.cmd().args(["keys", "show", "--home", s(&home)]).output().unwrap()).trim().to_string();
+    let log = std::fs::File::create(tmp.path().join("da-2.log")).unwrap();
+    let third = Reaped(
+        devnet
+            .cmd()
+            .args(["da", "start", "--home", s(&home)])
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+    let attested = || {
+        get_text(&admin, "/metrics").and_then(|t| {
+            let line = t.lines().find(|l| l.starts_with("lamina_da_node_attestations_total"))?;
+            line.rsplit(' ').next()?.parse::<f64>().ok()
+        })
+    };
+
+    let started = Instant::now();
+    let boundary = pass(&devnet, &["add-da-node", "--name", "da-2", "--key", &joining, "--addr", &quic]);
+    let joined = boundary + 10 + 1;
+    wait_height(&devnet, &validators, joined + 5, "after the third DA node joined");
+    eprintln!("add-da-node: proposal to the new committee ordering 5 heights in {:?}", started.elapsed());
+    // The load's squares from the switch on are stored on the new node too.
+    let deadline = Instant::now() + phase();
+    while attested().unwrap_or(0.0) < 1.0 {
+        assert!(
+            Instant::now() < deadline,
+            "the third DA node attests nothing: {:?}; log: {}",
+            attested(),
+            tail(&tmp.path().join("da-2.log"), 30)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (three_square, cert) = blob("certified by three DA nodes");
+    assert!(cert.starts_with("3 DA signatures (threshold 3)"), "{cert}");
+    let g = gov_status(&devnet);
+    let committees = g["committees"].as_array().unwrap_or_else(|| panic!("{g}"));
+    assert_eq!(committees.len(), 2, "{g}");
+    assert_eq!(committees[1]["first_height"], joined, "{g}");
+    assert_eq!(committees[1]["da_nodes"].as_array().unwrap().len(), 3, "{g}");
+    assert_eq!(committees[1]["validators"], committees[0]["validators"], "{g}");
+
+    // Then a genesis DA node leaves.
+    let leaving = devnet.genesis.da_nodes[0].key.to_string();
+    let boundary = pass(&devnet, &["remove-da-node", "--key", &leaving]);
+    let left = boundary + 10 + 1;
+    wait_height(&devnet, &validators, left + 5, "after da-0 left");
+    let (two_square, cert) = blob("certified by the two that stay");
+    assert!(cert.starts_with("2 DA signatures (threshold 2)"), "{cert}");
+
+    // Squares of every committee are read under their own.
+    assert!(get(&genesis_square).contains("certified by the genesis DA committee"));
+    assert!(get(&three_square).contains("certified by three DA nodes"));
+    assert!(get(&two_square).contains("certified by the two that stay"));
+
+    // No acknowledged transaction was lost or rejected across the switches.
+    let stats = rt.block_on(load.stop());
+    eprintln!(
+        "load: {} acknowledged, {} busy, {} errors ({:?})",
+        stats.acked.len(),
+        stats.busy,
+        stats.errors,
+        stats.last_error
+    );
+    assert!(stats.acked.len() > 100, "too little load acknowledged: {}", stats.acked.len());
+    rt.block_on(async {
+        client.wait_executed("execution-0", &stats.acked, "acknowledged across the DA committee switches").await;
+        let (ok, failed, rejected) = outcomes(&client, "execution-0", &stats.acked).await;
+        eprintln!("outcomes: {ok} succeeded, {failed} failed, {rejected} rejected");
+        assert_eq!(
+            ok,
+            stats.acked.len(),
+            "acknowledged transfers did not succeed ({failed} failed, {rejected} rejected)"
+        );
+        client.shutdown().await;
+    });
+    let now: Vec<u32> = devnet.nodes.iter().map(|n| n["name"].as_str().unwrap()).map(|n| devnet.pid(n)).collect();
+    assert_eq!(now, pids, "a node restarted");
+    drop(third);
+}

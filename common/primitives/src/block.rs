@@ -107,8 +107,14 @@ impl DaCommittee {
 
     /// The digest this committee's nodes sign for `commitment`.
     pub fn digest_for(&self, commitment: &DataCommitment) -> Digest {
+        Self::digest_with(self.tag.as_ref(), commitment)
+    }
+
+    /// The digest the nodes of the committee tagged `tag` sign for `commitment`
+    /// ([`DaCommittee::digest_for`]).
+    pub fn digest_with(tag: Option<&Digest>, commitment: &DataCommitment) -> Digest {
         let plain = commitment.attestation_digest();
-        match &self.tag {
+        match tag {
             None => plain,
             Some(id) => {
                 let mut h = domains::DA_ATTESTATION_COMMITTEE.hasher();

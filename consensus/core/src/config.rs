@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use lamina_primitives::codec::limits;
-use lamina_primitives::{Committee, Digest, Height};
+use lamina_primitives::{Committee, DaCommittee, Digest, Height};
 
 use crate::error::ConfigError;
 
@@ -25,6 +25,15 @@ pub struct Config {
     pub da_committee: Committee,
     /// DA signatures required on an availability certificate.
     pub da_threshold: usize,
+    /// Where the epoch's DA committee is one changed by vote, its id: its nodes'
+    /// attestations bind it ([`lamina_primitives::DaCommittee`]). `None` for the genesis
+    /// committee, whose attestations sign the plain digest.
+    pub da_tag: Option<Digest>,
+    /// The previous consensus epoch's DA committee, where it differs from this one's:
+    /// its certificates still make a batch proposable in this epoch (batches certified
+    /// before the switch, and those a core that ended handed over), and no later
+    /// epoch's. `None` where the DA committee did not change.
+    pub da_previous: Option<DaCommittee>,
     /// How long a validator waits in a view for the leader's proposal before it
     /// nullifies the view. Default 500 ms.
     pub leader_timeout: Duration,
@@ -93,6 +102,8 @@ impl Config {
             validators,
             da_committee,
             da_threshold,
+            da_tag: None,
+            da_previous: None,
             leader_timeout: Duration::from_millis(500),
             notarization_timeout: Duration::from_millis(1000),
             retry_interval: Duration::from_millis(500),

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use lamina_primitives::sig::SignedDigest;
 use lamina_primitives::{
-    AvailabilityCertificate, Block, BlockHeader, CertError, Digest, FinalizedBlock, Height, PublicKey,
+    AvailabilityCertificate, Block, BlockHeader, CertError, DaCommittee, Digest, FinalizedBlock, Height, PublicKey,
     QuorumCertificate, Signature, View,
 };
 
@@ -1280,19 +1280,25 @@ impl Core {
         if self.verified_batches.contains(&id) {
             return Ok(());
         }
-        let expected = cert.commitment.attestation_digest();
-        let signers = cert.signatures.check_shape(&self.cfg.da_committee, &expected, self.cfg.da_threshold)?;
+        // The epoch's DA committee, or the previous epoch's where it changed: the digest
+        // a certificate signs names the committee it was made for.
+        let mut committee = (&self.cfg.da_committee, self.cfg.da_threshold);
+        let mut expected = DaCommittee::digest_with(self.cfg.da_tag.as_ref(), &cert.commitment);
+        if let Some(previous) = &self.cfg.da_previous
+            && cert.signatures.digest != expected
+            && previous.made(cert)
+        {
+            committee = (&previous.members, previous.threshold);
+            expected = previous.digest_for(&cert.commitment);
+        }
+        let signers = cert.signatures.check_shape(committee.0, &expected, committee.1)?;
         if !cert.commitment.namespaces_sorted() {
             return Err(CertError::WrongDigest { expected, actual: cert.signatures.digest });
         }
         let items: Vec<SignedDigest> = signers
             .iter()
             .zip(&cert.signatures.signatures)
-            .map(|(&i, s)| SignedDigest {
-                public_key: self.cfg.da_committee.members[i],
-                message: expected,
-                signature: *s,
-            })
+            .map(|(&i, s)| SignedDigest { public_key: committee.0.members[i], message: expected, signature: *s })
             .collect();
         if !self.verifier.verify_all(&items) {
             return Err(CertError::BadSignature);

@@ -10,8 +10,8 @@ use lamina_consensus_core::{
     WalRecord, Zip215, first_view, vote_digest,
 };
 use lamina_primitives::{
-    AvailabilityCertificate, Block, BlockHeader, Committee, DataCommitment, Digest, FinalizedBlock, Height, Keypair,
-    Namespace, QuorumCertificate, Signature, View,
+    AvailabilityCertificate, Block, BlockHeader, Committee, DaCommittee, DataCommitment, Digest, FinalizedBlock,
+    Height, Keypair, Namespace, QuorumCertificate, Signature, View,
 };
 
 const N: usize = 4;
@@ -560,6 +560,61 @@ fn the_next_epoch_starts_from_the_boundary_block_in_its_own_views() {
     // A core told to end before its tip refuses.
     cfg.last_height = Some(Height(0));
     assert!(matches!(epoch_core(2, cfg, tail), Err(Error::EpochEnd { .. })));
+}
+
+/// A certificate of square `tag` from DA keys `keys` (3 signers), made for `committee`.
+fn cert_in(tag: u8, committee: &DaCommittee, keys: &[usize]) -> AvailabilityCertificate {
+    let mut c = cert(tag);
+    let d = committee.digest_for(&c.commitment);
+    let votes: Vec<(usize, Signature)> = (0..3).map(|i| (i, da_key(keys[i]).sign(&d))).collect();
+    c.signatures = QuorumCertificate::from_votes(d, keys.len(), &votes);
+    c
+}
+
+#[test]
+fn an_epoch_with_a_new_da_committee_accepts_its_certificates_and_the_previous_ones_only() {
+    let b1 = block(1, 1, Digest::ZERO, 1_000, vec![]);
+    let qc = certificate(VoteKind::Finalize, 1, b1.digest(), &[0, 1, 2]).qc;
+    let tail =
+        Recovered { finalized: vec![FinalizedBlock { block: b1.clone(), certificate: qc }], ..Default::default() };
+    let genesis_da = DaCommittee::genesis(config().da_committee, 3);
+    // DA node 0 leaves and node 4 joins: the same validators, a new DA committee.
+    let new_keys = [1, 2, 3, 4];
+    let members = Committee::new(new_keys.iter().map(|&i| da_key(i).public()).collect()).unwrap();
+    let new_da = DaCommittee::governed(members, 3);
+    let epoch_config = |epoch: u64, previous: Option<DaCommittee>| {
+        let mut cfg = config();
+        cfg.epoch = epoch;
+        cfg.da_committee = new_da.members.clone();
+        cfg.da_threshold = 3;
+        cfg.da_tag = new_da.tag;
+        cfg.da_previous = previous;
+        cfg
+    };
+    let judge = |cfg: Config, batch: AvailabilityCertificate| {
+        let (mut c, _) = epoch_core(2, cfg, tail.clone()).unwrap();
+        let b = block(c.view().0, 2, b1.digest(), 1_000, vec![batch]);
+        let actions = c.handle_message(T, (c.view().0 % N as u64) as usize, propose(b.clone(), vec![]));
+        (voted(&actions, VoteKind::Notarize) == Some(b.digest()), rejection(&actions))
+    };
+    // In the epoch of the switch: the new committee's certificates, and the genesis
+    // committee's (batches certified before the switch) are both valid.
+    let cfg = epoch_config(1, Some(genesis_da.clone()));
+    assert_eq!(judge(cfg.clone(), cert_in(1, &new_da, &new_keys)), (true, None));
+    assert_eq!(judge(cfg.clone(), cert(2)), (true, None));
+    // The genesis committee's signatures presented as the new committee's (the same
+    // nodes signed the plain digest) do not verify for it.
+    let mut forged = cert(3);
+    forged.signatures = cert_in(3, &genesis_da, &[1, 2, 3, 0]).signatures;
+    assert!(!judge(cfg.clone(), forged).0);
+    // A committee nobody decided: rejected, the leader blamed.
+    let stranger = DaCommittee::governed(Committee::new(vec![da_key(9).public()]).unwrap(), 1);
+    let (ok, why) = judge(cfg, cert_in(4, &stranger, &[9, 9, 9]));
+    assert!(!ok && why.is_some());
+    // An epoch later (no DA change since), the genesis committee's certificates no
+    // longer count.
+    let (ok, why) = judge(epoch_config(1, None), cert(5));
+    assert!(!ok && why.is_some(), "{why:?}");
 }
 
 #[test]

@@ -28,7 +28,7 @@ use lamina_consensus_core::{
 };
 use lamina_net::{Handler, Network, PeerSet};
 
-use lamina_primitives::{AvailabilityCertificate, Digest, FinalizedBlock, Keypair, NodeId, View};
+use lamina_primitives::{AvailabilityCertificate, DaCommittee, Digest, FinalizedBlock, Keypair, NodeId, View};
 use parking_lot::Mutex;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -365,6 +365,20 @@ impl CoreTask {
             }
             self.epochs.follow_at = None;
             let mut cfg = self.epochs.template.clone();
+            // The epoch's DA committee, and the previous epoch's where it differs (its
+            // certificates stay valid for one epoch: batches certified before the switch).
+            let genesis_da = DaCommittee::genesis(cfg.da_committee.clone(), cfg.da_threshold);
+            let da = epoch.da.clone().unwrap_or_else(|| genesis_da.clone());
+            let previous = epoch
+                .epoch
+                .checked_sub(1)
+                .and_then(|e| schedule.get(e))
+                .map(|p| p.da.clone().unwrap_or_else(|| genesis_da.clone()))
+                .filter(|p| *p != da);
+            cfg.da_committee = da.members;
+            cfg.da_threshold = da.threshold;
+            cfg.da_tag = da.tag;
+            cfg.da_previous = previous;
             cfg.epoch = epoch.epoch;
             cfg.validators = epoch.info().map(|i| i.validators).ok_or_else(|| Error::Config("bad committee".into()))?;
             cfg.horizon = Some(schedule.known_through);

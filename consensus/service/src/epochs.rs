@@ -10,9 +10,10 @@
 use lamina_consensus_core::{CommitteeSchedule, EpochInfo};
 use lamina_interfaces::NodeEntry;
 use lamina_net::PeerSet;
-use lamina_primitives::{Committee, Height, NodeId};
+use lamina_primitives::{Committee, DaCommittee, Height, NodeId};
 
-/// One consensus epoch: from `first_height` on, `validators` order the log.
+/// One consensus epoch: from `first_height` on, `validators` order the log and its DA
+/// committee certifies the squares they order.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ScheduledEpoch {
     /// Consensus epoch number (0: the genesis committee).
@@ -21,6 +22,8 @@ pub struct ScheduledEpoch {
     pub first_height: Height,
     /// Its validators, in order, with the addresses to dial them at.
     pub validators: Vec<NodeEntry>,
+    /// Its DA committee; `None`: the genesis one.
+    pub da: Option<DaCommittee>,
 }
 
 impl ScheduledEpoch {
@@ -103,7 +106,12 @@ impl Schedule {
     /// committee, known through no height (no core starts until the follower says).
     pub fn unknown(genesis_validators: Vec<NodeEntry>) -> Self {
         Schedule {
-            epochs: vec![ScheduledEpoch { epoch: 0, first_height: Height(1), validators: genesis_validators }],
+            epochs: vec![ScheduledEpoch {
+                epoch: 0,
+                first_height: Height(1),
+                validators: genesis_validators,
+                da: None,
+            }],
             known_through: Height(0),
         }
     }

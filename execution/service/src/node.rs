@@ -432,7 +432,10 @@ impl<M: ChainMachine> ExecutionNode<M> {
             fetch: Arc::new(Fetch {
                 evidence_dir: data_dir.join("evidence"),
                 namespace: Namespace::from(chain),
-                verify: config.verify_certificates,
+                // Where committees change by vote, not against the genesis DA committee
+                // (see `verify_blocks`): the epoch's core checked each certificate
+                // against its DA committee.
+                verify: config.verify_certificates && !genesis.governance.committee_changes,
                 da_committee: genesis.da_committee(),
                 da_threshold: genesis.da_threshold(),
             }),

@@ -313,9 +313,10 @@ pub struct GovernanceState {
 }
 
 /// A consensus epoch as governance decided it: from `first_height` on (until the next
-/// one's), `validators` order the log. Consensus epochs count committee changes (0 is
-/// the genesis committee) and are not governance epochs: a governance epoch that leaves
-/// the validator list as it was does not start one.
+/// one's), `validators` order the log and the DA committee (`da_nodes`, `da_threshold`)
+/// certifies the squares its blocks order. Consensus epochs count committee changes (0
+/// is the genesis committees) and are not governance epochs: a governance epoch that
+/// leaves both committees as they were does not start one.
 ///
 /// A change applied at governance boundary `B` takes effect at height `B + L + 1` (`L`
 /// = `epoch_length`): one governance epoch of lag, so every validator's governance
@@ -329,6 +330,14 @@ pub struct CommitteeEpoch {
     pub first_height: Height,
     /// The validators' keys, in order (leader rotation follows it).
     pub validators: Vec<PublicKey>,
+    /// The DA nodes' keys, in order (a node's position decides its columns). Empty in
+    /// states saved before DA committees changed by vote ([`GovernanceState::upgrade`]
+    /// fills in the genesis's).
+    #[serde(default)]
+    pub da_nodes: Vec<PublicKey>,
+    /// The signatures an availability certificate needs from `da_nodes`.
+    #[serde(default)]
+    pub da_threshold: usize,
 }
 
 /// Per parameter, its value from each height on where it changed, oldest first: the
@@ -395,6 +404,8 @@ impl GovernanceState {
                 epoch: 0,
                 first_height: Height(1),
                 validators: genesis.validators.iter().map(|v| v.key).collect(),
+                da_nodes: genesis.da_committee().members,
+                da_threshold: genesis.da_threshold(),
             }]),
         }
     }
@@ -450,14 +461,22 @@ impl GovernanceState {
 
     /// Completes a state saved by an earlier release: one without the committee
     /// schedule gets the genesis committee from height 1 (no committee could change
-    /// before the schedule existed). Call it on every state read back from disk.
+    /// before the schedule existed), and epochs saved without their DA committee get
+    /// the genesis one (the DA committee could not change before it was kept). Call it
+    /// on every state read back from disk.
     pub fn upgrade(&mut self, genesis: &Genesis) {
         if self.committees.is_empty() {
             self.committees.push_back(CommitteeEpoch {
                 epoch: 0,
                 first_height: Height(1),
                 validators: genesis.validators.iter().map(|v| v.key).collect(),
+                da_nodes: Vec::new(),
+                da_threshold: 0,
             });
+        }
+        for c in self.committees.iter_mut().filter(|c| c.da_nodes.is_empty()) {
+            c.da_nodes = genesis.da_committee().members;
+            c.da_threshold = genesis.da_threshold();
         }
     }
 
@@ -703,11 +722,13 @@ impl GovernanceState {
         let changed = membership != before;
         let first_height = Height(boundary.0 + 1);
         let validators: Vec<PublicKey> = membership.validators.iter().map(|v| v.key).collect();
+        let da_nodes: Vec<PublicKey> = membership.da_nodes.iter().map(|v| v.key).collect();
+        let da_threshold = membership.da_threshold();
         let last = self.committees.back();
-        if last.is_none_or(|c| c.validators != validators) {
+        if last.is_none_or(|c| c.validators != validators || c.da_nodes != da_nodes || c.da_threshold != da_threshold) {
             let epoch = last.map_or(0, |c| c.epoch + 1);
             let from = Height(first_height.0.saturating_add(self.params.epoch_length));
-            self.committees.push_back(CommitteeEpoch { epoch, first_height: from, validators });
+            self.committees.push_back(CommitteeEpoch { epoch, first_height: from, validators, da_nodes, da_threshold });
             if self.committees.len() > KEEP_COMMITTEE_CHANGES {
                 self.committees.pop_front();
             }

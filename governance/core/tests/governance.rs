@@ -218,6 +218,30 @@ fn a_committee_change_orders_from_one_epoch_after_its_boundary_and_is_known_that
 }
 
 #[test]
+fn a_da_committee_change_starts_a_consensus_epoch_of_its_own() {
+    let mut n = Net::new(&[]);
+    let genesis = net(&[]);
+    let validators: Vec<PublicKey> = (0..4).map(|i| member(i).public()).collect();
+    let da = |n: &Net, h: u64| n.gov.committee_at(Height(h)).map(|c| (c.epoch, c.da_nodes.clone(), c.da_threshold));
+    assert_eq!(da(&n, 1), Some((0, genesis.da_committee().members, genesis.da_threshold())));
+    let p = n.propose(0, Action::AddDaNode(spec(60)));
+    n.block(vec![p]);
+    let votes = vec![n.vote(0, 1, true), n.vote(1, 1, true), n.vote(2, 1, true)];
+    n.block(votes);
+    while n.height < L {
+        n.block(vec![]);
+    }
+    // The validators stay; the DA committee grows, from the same height a validator
+    // change would take effect, with the threshold of the new committee.
+    let mut nodes = genesis.da_committee().members;
+    nodes.push(Keypair::for_testing(60).public());
+    let threshold = nodes.len() - (nodes.len() - 1) / 3;
+    assert_eq!(da(&n, 2 * L).map(|d| d.0), Some(0));
+    assert_eq!(da(&n, 2 * L + 1), Some((1, nodes, threshold)));
+    assert_eq!(n.gov.committee_at(Height(2 * L + 1)).unwrap().validators, validators);
+}
+
+#[test]
 fn a_state_saved_before_the_committee_schedule_gets_the_genesis_committee() {
     let mut n = Net::new(&[]);
     n.block(vec![]);
@@ -225,6 +249,17 @@ fn a_state_saved_before_the_committee_schedule_gets_the_genesis_committee() {
     json.as_object_mut().unwrap().remove("committees");
     let mut old: GovernanceState = serde_json::from_value(json).unwrap();
     assert_eq!(old.committee_at(Height(1)), None, "nothing to answer from before upgrading");
+    old.upgrade(&net(&[]));
+    assert_eq!(old.committee_at(Height(5)), n.gov.committee_at(Height(5)));
+    assert_eq!(old.digest(), n.gov.digest());
+    // One saved with the schedule but before DA committees were kept in it.
+    let mut json: serde_json::Value = serde_json::to_value(&n.gov).unwrap();
+    for c in json["committees"].as_array_mut().unwrap() {
+        let c = c.as_object_mut().unwrap();
+        c.remove("da_nodes");
+        c.remove("da_threshold");
+    }
+    let mut old: GovernanceState = serde_json::from_value(json).unwrap();
     old.upgrade(&net(&[]));
     assert_eq!(old.committee_at(Height(5)), n.gov.committee_at(Height(5)));
     assert_eq!(old.digest(), n.gov.digest());

@@ -91,6 +91,7 @@ pub async fn start(ctx: NodeContext, config: Config, shutdown: CancellationToken
     };
     // Governance follows this validator's own log: each epoch's client keys apply to
     // intake and the log server without a restart.
+    let dispersal = da.clone();
     let follower = crate::governed::Follower::resume(&genesis, validator.log(), da, &gov_dir);
     // Intake admits governance transactions from the epoch's voting members only, so a
     // stranger cannot make every node fetch and check governance squares.
@@ -116,6 +117,14 @@ pub async fn start(ctx: NodeContext, config: Config, shutdown: CancellationToken
             plan.set_group("validators", others(&validators, &me), Some(Need::AtLeast(need)));
         }
         if changes {
+            // The batcher disperses to the DA committee of the heights after the
+            // follower's (this validator's own log): a batch it certifies is ordered in
+            // that committee's consensus epoch or the next, whose core still accepts it.
+            crate::governed::follow_da_committees(&dispersal, &g, state);
+            // Dispersal needs the threshold of the current DA committee.
+            if let Some((nodes, c)) = crate::governed::da_group(&g, state) {
+                plan.set_group("da_nodes", nodes, Some(Need::AtLeast(c.threshold)));
+            }
             let schedule = crate::governed::consensus_schedule(&g, state);
             schedule_tx.send_if_modified(|s| {
                 let new = s.as_ref() != Some(&schedule);

@@ -67,6 +67,8 @@ pub async fn start(ctx: NodeContext, config: Config, shutdown: CancellationToken
     // Reads never ask this node itself, so a DA node alone in its committee has no one
     // to read governance squares from (not built: reading its own columns).
     let alone = ctx.genesis().da_committee().members.iter().all(|m| *m == endpoint.node_id());
+    // The DA committees changed by vote this node stores for, from its follower.
+    let committees = lamina_da_service::DaCommittees::default();
     if alone {
         tracing::warn!(target: "lamina::governance", "this DA node is the only one in the DA committee and cannot read governance squares: it keeps the genesis client keys");
     } else {
@@ -74,6 +76,7 @@ pub async fn start(ctx: NodeContext, config: Config, shutdown: CancellationToken
         let stop = stop_follower.clone();
         let (access, health) = (ctx.service.access.clone(), ctx.health().clone());
         let dir = ctx.service.data_dir.join("governance");
+        let stores_for = committees.clone();
         tokio::spawn(async move {
             let Ok(net) = registered.await else { return };
             let da = match lamina_da_client::DaClient::over(net, me, &genesis, Default::default()) {
@@ -83,12 +86,18 @@ pub async fn start(ctx: NodeContext, config: Config, shutdown: CancellationToken
                     return;
                 }
             };
-            let follower = crate::governed::Follower::resume(&genesis, reader.clone(), da, &dir);
+            let follower = crate::governed::Follower::resume(&genesis, reader.clone(), da.clone(), &dir);
             // DA nodes read no parameter; where committees change, the log client checks
             // each block against its height's committee.
             let g = genesis.clone();
             let on_update = move |state: &lamina_governance_core::GovernanceState| {
                 crate::governed::follow_committees(&reader, &g, state);
+                // Where committees change, it stores for (and reads under) each DA
+                // committee governance decided, and dials their nodes.
+                if let Some((list, _)) = crate::governed::da_committees(&g, state) {
+                    stores_for.set(list);
+                }
+                crate::governed::follow_da_committees(&da, &g, state);
                 // Validators added by vote pass this node's `lamina/node/1` check.
                 if let Some(validators) = crate::governed::member_validators(&g, state) {
                     plan.set_group("validators", validators, None);
@@ -98,7 +107,6 @@ pub async fn start(ctx: NodeContext, config: Config, shutdown: CancellationToken
         });
     }
     let reads = (!alone).then_some(reads);
-    let committees = lamina_da_service::DaCommittees::default();
     let result =
         lamina_da_service::run_following(endpoint, ctx.service, config, log, reads, committees, shutdown).await;
     // Stops the follower; one not started yet ends when the service drops its handle.

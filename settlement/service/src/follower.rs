@@ -300,7 +300,12 @@ impl Follower {
             store,
             exec,
             encoding,
-            verify: config.verify_certificates,
+            // Where committees change by vote, neither the block certificates nor the
+            // availability certificates are checked again here against the genesis
+            // committees: the log client checks each block against its height's
+            // validators, whose core checked each availability certificate against the
+            // epoch's DA committee.
+            verify: config.verify_certificates && !genesis.governance.committee_changes,
             verify_blocks: config.verify_certificates && !genesis.governance.committee_changes,
             validators: genesis.validator_committee(),
             da_committee: genesis.da_committee(),
