@@ -5,7 +5,7 @@
 //!   `get_namespace` retrieves and verifies a namespace's blobs, rebuilding from any `k`
 //!   columns and blaming nodes that serve bad data; [`DaClient::sample`] is the light
 //!   sampler, and [`sample_once`] the body of `lamina da sample <data-root>`.
-//! * [`protocol`]: `lamina/da/1`'s requests and responses, which DA storage nodes
+//! * [`protocol`]: `lamina/da/1..2`'s requests and responses, which DA storage nodes
 //!   (`lamina-da-service`) answer, and [`protocol::protocol_config`], its settings.
 //!
 //! It links no column store and no server: a wallet, a light client or a validator's

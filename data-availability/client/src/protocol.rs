@@ -189,7 +189,7 @@ impl Wire for DaResponse {
     };
 }
 
-/// The protocol settings of `lamina/da/1`, on both sides (the node's server and every
+/// The protocol settings of `lamina/da/1..2`, on both sides (the node's server and every
 /// client): timeouts, and how many requests one connection may have in flight.
 pub fn protocol_config() -> ProtocolConfig {
     ProtocolConfig {

@@ -1,7 +1,7 @@
 //! The DA service: the DA storage node over QUIC (its clients are lamina-da-client).
 //!
 //! Thin async drivers around `lamina-da-core`, over `lamina-net` (QUIC, pinned keys,
-//! ALPN `lamina/da/1`) and `lamina-store` (the column store).
+//! ALPN `lamina/da/1..2`) and `lamina-store` (the column store).
 //!
 //! * [`run`] (or [`run_on`] with an endpoint the caller bound): the DA storage node role. Verifies each received column (its root, and
 //!   that it is a codeword of the committed codec), stores it durably, signs an

@@ -6,7 +6,7 @@
 //! `lamina/intake/1` (transaction intake) and `lamina/log/1` (the ordered log) to every
 //! genesis node and the configured `intake_clients`, plus the HTTP/JSON intake on the
 //! validator's genesis `http` address. Batches are made available through the DA
-//! client (`lamina_da_client::DaClient`, `lamina/da/1`, dialing the genesis DA nodes)
+//! client (`lamina_da_client::DaClient`, `lamina/da/1..2`, dialing the DA committee governance decided, else the genesis one)
 //! registered on the same endpoint. The WAL and the ordered log live under
 //! `data/consensus/`.
 //!

@@ -2,7 +2,7 @@
 //!
 //! The service is `lamina_da_service::run_following`: it binds the node's QUIC endpoint (the `[net]`
 //! settings and listen address, else the genesis address) with its pinned key, serves
-//! `lamina/da/1` to every genesis node (validators disperse, execution nodes retrieve,
+//! `lamina/da/1..2` to every genesis node (validators disperse, execution nodes retrieve,
 //! any node may sample), keeps the columns it is assigned in a column store under
 //! `data/columns`, signs availability attestations, follows the ordered log (the
 //! consensus layer's verifying QUIC client, read once per prune tick) to learn which
@@ -12,7 +12,9 @@
 //! requests and closes the store.
 //!
 //! It follows governance too (`crate::governed`): each epoch's client keys apply to its
-//! DA protocol without a restart. The follower reads governance squares through the
+//! DA protocol without a restart, and where committees change by vote it stores for the
+//! DA committees governance decided (a DA node the genesis does not list starts and
+//! serves reads until one names it). The follower reads governance squares through the
 //! node's own `lamina/da` registration, so DA nodes dial each other.
 
 use anyhow::Context as _;
