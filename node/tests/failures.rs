@@ -63,13 +63,7 @@ fn killed_execution_node_restarts_and_catches_up_to_the_same_state() {
         net.wait_ready("execution-0").await;
         tokio::time::sleep(phase()).await;
         let stats = load.stop().await;
-        eprintln!(
-            "load: {} acknowledged, {} busy, {} errors ({:?})",
-            stats.acked.len(),
-            stats.busy,
-            stats.errors,
-            stats.last_error
-        );
+        stats.print();
         let all = stats.acked;
         for exec in ["execution-0", "execution-1"] {
             client.wait_executed(exec, &all, "after the restart").await;
@@ -287,13 +281,7 @@ fn da_outage(outage: Duration, strict: bool) {
         net.wait_ready("da-3").await;
         tokio::time::sleep(phase()).await;
         let stats = load.stop().await;
-        eprintln!(
-            "load: {} acknowledged, {} busy, {} errors ({:?})",
-            stats.acked.len(),
-            stats.busy,
-            stats.errors,
-            stats.last_error
-        );
+        stats.print();
         assert!(stats.acked.len() > mark + stalled.len(), "no transaction acknowledged after the DA nodes came back");
         client.wait_executed("execution-0", &stats.acked, "DA nodes restarted").await;
         let (ok, failed, rejected) = outcomes(&client, "execution-0", &stats.acked).await;
@@ -351,13 +339,7 @@ fn killed_validator_restarts_and_catches_up() {
         }
         tokio::time::sleep(phase()).await;
         let during = during.stop().await;
-        eprintln!(
-            "load: {} acknowledged, {} busy, {} errors ({:?})",
-            during.acked.len(),
-            during.busy,
-            during.errors,
-            during.last_error
-        );
+        during.print();
         client.wait_executed("execution-0", &during.acked, "validator-3 restarted").await;
         let h = net.min_height(&validators_all());
         net.wait_heights_above(&validators_all(), h + 5, "validator-3 restarted").await;
@@ -580,13 +562,7 @@ fn frozen_validator_da_node_and_execution_node_lose_nothing() {
         }
         tokio::time::sleep(phase() / 2).await;
         let stats = load.stop().await;
-        eprintln!(
-            "load: {} acknowledged, {} busy, {} errors ({:?})",
-            stats.acked.len(),
-            stats.busy,
-            stats.errors,
-            stats.last_error
-        );
+        stats.print();
         assert!(!stats.acked.is_empty());
         for exec in ["execution-0", "execution-1"] {
             client.wait_executed(exec, &stats.acked, "after the gray failures").await;

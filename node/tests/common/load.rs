@@ -152,6 +152,32 @@ pub struct LoadStats {
     pub last_error: Option<String>,
 }
 
+impl LoadStats {
+    /// Prints what the load did (for the test's log).
+    pub fn print(&self) {
+        eprintln!(
+            "load: {} acknowledged, {} busy, {} errors ({:?})",
+            self.acked.len(),
+            self.busy,
+            self.errors,
+            self.last_error
+        );
+    }
+}
+
+/// Waits until `exec` has a receipt for every one of `acked` and asserts that each
+/// succeeded: none lost, none rejected (for instance for its nonce), none failed.
+pub async fn assert_all_succeed(client: &Client, exec: &str, acked: &[TxId], what: &str) {
+    client.wait_executed(exec, acked, what).await;
+    let (ok, failed, rejected) = outcomes(client, exec, acked).await;
+    eprintln!("outcomes: {ok} succeeded, {failed} failed, {rejected} rejected");
+    assert_eq!(
+        ok,
+        acked.len(),
+        "{what}: acknowledged transfers did not succeed ({failed} failed, {rejected} rejected)"
+    );
+}
+
 /// Signed transfers from `SENDERS` funded accounts (`first..first + SENDERS`) of one
 /// chain, `PER_TICK` per tick, each to the next account; a refused transaction is
 /// resubmitted unchanged (same id) on the sender's next turn.
