@@ -352,14 +352,7 @@ fn not_applied_yet(action: &Action, committee_changes: bool) -> Option<&'static 
                  validators and DA nodes keep the genesis committees (the epoch's recorded membership is shown by \
                  `lamina gov status`)",
         ),
-        Action::SetParam {
-            param: Param::Fee { .. } | Param::BridgeInflowLimit | Param::ChallengeWindow | Param::MaxBatchesPerBlock,
-            ..
-        } => None,
-        Action::SetParam { .. } => Some(
-            "no layer reads this parameter yet (chain fees, the block limit, the bridge's inflow limit and the \
-             challenge window apply): it stays as the genesis sets it, and `lamina gov status` shows the epoch's value",
-        ),
+        Action::SetParam { .. } => None,
         Action::AddClient { .. } | Action::RemoveClient { .. } | Action::SetMemberWeight { .. } => None,
     }
 }

@@ -333,6 +333,7 @@ fn param_of(param: lamina_interfaces::GovernedParam) -> lamina_governance_core::
     match param {
         G::Fee(chain) => Param::Fee { chain },
         G::BridgeInflowLimit => Param::BridgeInflowLimit,
+        G::BridgeWindowHeights => Param::BridgeWindowHeights,
         G::ChallengeWindow => Param::ChallengeWindow,
     }
 }
@@ -340,6 +341,10 @@ fn param_of(param: lamina_interfaces::GovernedParam) -> lamina_governance_core::
 impl lamina_interfaces::ParamsView for GovernedParams {
     fn value(&self, param: lamina_interfaces::GovernedParam, height: Height) -> Option<u64> {
         self.schedule().value_at(param_of(param), height)
+    }
+
+    fn since(&self, param: lamina_interfaces::GovernedParam, height: Height) -> Option<Height> {
+        self.schedule().since(param_of(param), height)
     }
 }
 
@@ -352,6 +357,10 @@ struct FrozenParams {
 impl lamina_interfaces::ParamsView for FrozenParams {
     fn value(&self, param: lamina_interfaces::GovernedParam, height: Height) -> Option<u64> {
         self.schedule.value_at(param_of(param), height)
+    }
+
+    fn since(&self, param: lamina_interfaces::GovernedParam, height: Height) -> Option<Height> {
+        self.schedule.since(param_of(param), height)
     }
 }
 

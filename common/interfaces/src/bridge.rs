@@ -199,6 +199,12 @@ impl StepEnv {
         self.params.as_ref().and_then(|p| p.value(param, self.height))
     }
 
+    /// The height from which [`StepEnv::param`]'s answer holds ([`crate::ParamsView::since`]);
+    /// `None`: the genesis value, from height 1.
+    pub fn param_since(&self, param: crate::GovernedParam) -> Option<Height> {
+        self.params.as_ref().and_then(|p| p.since(param, self.height))
+    }
+
     /// The fee governance set for `chain` at this height; `None`: the genesis value.
     pub fn fee(&self, chain: ChainId) -> Option<u64> {
         self.param(crate::GovernedParam::Fee(chain))

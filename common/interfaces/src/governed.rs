@@ -1,6 +1,6 @@
 //! What on-chain governance decides that the other layers read: parameters that change
-//! by vote after the genesis (a chain's fee, the bridge's rate limit, settlement's
-//! challenge window), as a function of
+//! by vote after the genesis (a chain's fee, the bridge's rate limit and window,
+//! settlement's challenge window), as a function of
 //! the log height.
 //!
 //! Governance is a pure function of the ordered log (`lamina-governance-core`), so the
@@ -17,9 +17,11 @@ pub enum GovernedParam {
     /// A chain's flat fee per transaction ([`crate::ChainSpec::fee`] at genesis).
     Fee(ChainId),
     /// The bridge's inflow limit per window ([`crate::BridgeSpec::inflow_limit`]; 0: none).
-    /// (The window's length is not governed: the ledger keys each window's usage by
-    /// its index, which a new length would map onto an old window's counter.)
     BridgeInflowLimit,
+    /// The bridge's rate-limit window in heights ([`crate::BridgeSpec::window_heights`]).
+    /// Windows are aligned to the height a length took effect from
+    /// ([`ParamsView::since`]), so a change never maps onto an old window's usage.
+    BridgeWindowHeights,
     /// Settlement's challenge window in heights ([`crate::SettlementSpec::challenge_window`]):
     /// a claim's deadline is fixed when it is included, from the window in force at that
     /// height, and a later change does not move it.
@@ -39,6 +41,16 @@ pub enum GovernedParam {
 pub trait ParamsView: Send + Sync {
     /// The value of `param` at `height` (see the trait contract).
     fn value(&self, param: GovernedParam, height: Height) -> Option<u64>;
+
+    /// The height from which [`ParamsView::value`]'s answer for `height` holds: `1` for
+    /// the genesis value, else the first height after the boundary that applied the
+    /// change. `None`: the view does not say (the genesis view, whose values hold from
+    /// height 1); a view that answers `value` for a governed change should answer this
+    /// too, as the bridge's windows are aligned to it.
+    fn since(&self, param: GovernedParam, height: Height) -> Option<Height> {
+        let _ = (param, height);
+        None
+    }
 }
 
 /// A parameters view built by following the log (a node's governance follower).

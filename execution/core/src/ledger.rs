@@ -231,6 +231,10 @@ pub fn refunded_key(dest: ChainId, sequence: u64) -> DataKey {
     DataKey::new(tag::REFUNDED, &[&dest.0.to_le_bytes(), &sequence.to_le_bytes()])
 }
 
+/// The top bit of a window key ([`inflow_key`]) whose window starts at the height a
+/// governed length took effect (see `NativeLedger::window`).
+pub const WINDOW_FROM_CHANGE: u64 = 1 << 63;
+
 /// Counter of what receives of `origin`'s asset credited in rate-limit window `window`.
 pub fn inflow_key(origin: Origin, window: u64) -> CounterKey {
     CounterKey::new(tag::INFLOW, &[&origin.chain.0.to_le_bytes(), &origin.asset.to_le_bytes(), &window.to_le_bytes()])
@@ -814,6 +818,9 @@ pub struct NativeLedger {
 struct Resolved {
     fee: u64,
     inflow_limit: u64,
+    /// The bridge's window length, and the height it holds from where governance
+    /// changed it (`None`: the genesis length, windows aligned to height 0).
+    window: (u64, Option<Height>),
 }
 
 impl Resolved {
@@ -823,6 +830,10 @@ impl Resolved {
         Resolved {
             fee: env.param(P::Fee(config.chain_id)).unwrap_or(config.fee),
             inflow_limit: env.param(P::BridgeInflowLimit).unwrap_or(config.bridge.inflow_limit),
+            window: (
+                env.param(P::BridgeWindowHeights).unwrap_or(config.bridge.window_heights),
+                env.param_since(P::BridgeWindowHeights).filter(|h| h.0 > 1),
+            ),
         }
     }
 }
@@ -1162,9 +1173,21 @@ impl StateMachine for NativeLedger {
 }
 
 impl NativeLedger {
-    /// The rate-limit window of this step's height.
+    /// The rate-limit window of this step's height, as its usage counter's key
+    /// ([`inflow_key`]). With the genesis length, windows are `[i·W, (i+1)·W)` and the key
+    /// is `i` (as before the length could change). Once governance changes the length
+    /// to `W'` from height `s`, windows are `[s + j·W', s + (j+1)·W')` and the key is
+    /// their first height with the top bit set: a new length never maps onto an old
+    /// window's usage (nor onto a genesis window's index, all below `2^63`).
     fn window(&self) -> u64 {
-        self.env.height.0 / self.config.bridge.window_heights.max(1)
+        let h = self.env.height.0;
+        match self.resolved.window {
+            (w, None) => h / w.max(1),
+            (w, Some(since)) => {
+                let w = w.max(1);
+                WINDOW_FROM_CHANGE | (since.0 + (h.saturating_sub(since.0) / w) * w)
+            }
+        }
     }
 
     /// Whether bridge operations are paused in `state`.

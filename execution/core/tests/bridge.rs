@@ -494,9 +494,56 @@ impl lamina_interfaces::ParamsView for RaisedFrom {
         match param {
             _ if height.0 < self.from => None,
             P::BridgeInflowLimit => Some(200),
-            P::Fee(_) | P::ChallengeWindow => None,
+            P::Fee(_) | P::ChallengeWindow | P::BridgeWindowHeights => None,
         }
     }
+}
+
+/// Governance's bridge window of `w` heights from height `from` on (the genesis says
+/// 10,000).
+struct WindowFrom {
+    from: u64,
+    w: u64,
+}
+
+impl lamina_interfaces::ParamsView for WindowFrom {
+    fn value(&self, param: lamina_interfaces::GovernedParam, height: Height) -> Option<u64> {
+        (param == lamina_interfaces::GovernedParam::BridgeWindowHeights && height.0 >= self.from).then_some(self.w)
+    }
+
+    fn since(&self, param: lamina_interfaces::GovernedParam, height: Height) -> Option<Height> {
+        self.value(param, height).map(|_| Height(self.from))
+    }
+}
+
+#[test]
+fn a_window_length_set_by_vote_starts_its_windows_at_the_change() {
+    let spec = BridgeSpec { inflow_limit: 100, window_heights: 10_000, ..BridgeSpec::default() };
+    let mut net = Net::new(spec);
+    // From height 1,025 on, windows of 50 heights: [1025, 1075), [1075, 1125), ...
+    let (from, w) = (1_025, 50);
+    for c in net.chains.values_mut() {
+        c.ledger = c.ledger.clone().with_params(Arc::new(WindowFrom { from, w }));
+    }
+    for _ in 0..3 {
+        net.lock(HOME, 0, AssetId::NATIVE, 60, AWAY, 10_000);
+    }
+    // The genesis window [0, 10000) takes 100: the second receive is refused.
+    assert_eq!(net.relay(HOME, AWAY, 0), Status::Success);
+    assert_eq!(net.relay(HOME, AWAY, 1), failed(LedgerFailure::RateLimited));
+    // The first window of the new length starts at the change, with nothing used (a
+    // relay finalizes at one height and receives at the next).
+    net.idle(from - 2 - net.height);
+    assert_eq!(net.relay(HOME, AWAY, 1), Status::Success);
+    assert_eq!(net.height, from);
+    assert_eq!(net.relay(HOME, AWAY, 2), failed(LedgerFailure::RateLimited));
+    // Its last height is still that window (aligned to the change, not to 50)...
+    net.idle(from + w - 3 - net.height);
+    assert_eq!(net.relay(HOME, AWAY, 2), failed(LedgerFailure::RateLimited));
+    assert_eq!(net.height, from + w - 1);
+    // ...and the next one starts fresh.
+    assert_eq!(net.relay(HOME, AWAY, 2), Status::Success);
+    assert_eq!(net.bal(AWAY, 1, wrapped()), 180);
 }
 
 #[test]

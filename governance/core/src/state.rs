@@ -366,6 +366,15 @@ impl ParamSchedule {
         after.checked_sub(1).map(|i| history[i].1)
     }
 
+    /// The height from which [`ParamSchedule::value_at`]'s answer for `height` holds
+    /// (height 1 for the genesis value).
+    pub fn since(&self, param: Param, height: Height) -> Option<Height> {
+        let i = self.0.binary_search_by_key(&param, |(p, _)| *p).ok()?;
+        let history = &self.0[i].1;
+        let after = history.partition_point(|(from, _)| *from <= height);
+        after.checked_sub(1).map(|i| history[i].0)
+    }
+
     /// The lowest height [`ParamSchedule::value_at`] answers for every parameter.
     pub fn serves_from(&self) -> Height {
         self.0.iter().filter_map(|(_, h)| h.front().map(|(from, _)| *from)).max().unwrap_or(Height(1))

@@ -359,6 +359,13 @@ fn a_fee_change_applies_from_the_height_after_its_boundary_and_earlier_heights_k
     assert_eq!(n.gov.fee_at(ChainId(1), changes[1].0), Some(7));
     assert_eq!(n.gov.fee_at(ChainId(1), Height(changes[1].0.0 + 1)), Some(11));
     assert_eq!(n.gov.schedule().serves_from(), Height(1));
+    // And from which height each answer holds (the bridge aligns its windows to it).
+    let fee = Param::Fee { chain: ChainId(1) };
+    let since = |h: Height| n.gov.schedule().since(fee, h);
+    assert_eq!(since(changes[0].0), Some(Height(1)));
+    assert_eq!(since(Height(changes[0].0.0 + 1)), Some(Height(changes[0].0.0 + 1)));
+    assert_eq!(since(changes[1].0), Some(Height(changes[0].0.0 + 1)));
+    assert_eq!(since(Height(changes[1].0.0 + 5)), Some(Height(changes[1].0.0 + 1)));
 }
 
 #[test]
