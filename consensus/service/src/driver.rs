@@ -379,6 +379,10 @@ impl CoreTask {
             cfg.da_threshold = da.threshold;
             cfg.da_tag = da.tag;
             cfg.da_previous = previous;
+            // The epoch's block limit, as governance set it, within the network's cap.
+            if let Some(limit) = epoch.max_batches {
+                cfg.max_batches_per_block = limit.clamp(1, cfg.max_batches_per_block);
+            }
             cfg.epoch = epoch.epoch;
             cfg.validators = epoch.info().map(|i| i.validators).ok_or_else(|| Error::Config("bad committee".into()))?;
             cfg.horizon = Some(schedule.known_through);

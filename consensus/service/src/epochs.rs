@@ -24,6 +24,9 @@ pub struct ScheduledEpoch {
     pub validators: Vec<NodeEntry>,
     /// Its DA committee; `None`: the genesis one.
     pub da: Option<DaCommittee>,
+    /// Most batches one of its blocks may order (a validity rule of the epoch, never
+    /// above the network's cap); `None`: the cap.
+    pub max_batches: Option<usize>,
 }
 
 impl ScheduledEpoch {
@@ -111,6 +114,7 @@ impl Schedule {
                 first_height: Height(1),
                 validators: genesis_validators,
                 da: None,
+                max_batches: None,
             }],
             known_through: Height(0),
         }

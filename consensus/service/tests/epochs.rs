@@ -38,6 +38,7 @@ fn schedule(entries: &[NodeEntry], known_through: u64) -> Schedule {
         first_height: Height(first),
         validators: who.iter().map(|&i| entries[i].clone()).collect(),
         da: None,
+        max_batches: None,
     };
     Schedule {
         epochs: vec![epoch(0, 1, &[0, 1, 2, 3]), epoch(1, 8, &[1, 2, 3, 4]), epoch(2, 16, &[4, 0, 1, 2, 3])],

@@ -313,10 +313,11 @@ pub struct GovernanceState {
 }
 
 /// A consensus epoch as governance decided it: from `first_height` on (until the next
-/// one's), `validators` order the log and the DA committee (`da_nodes`, `da_threshold`)
-/// certifies the squares its blocks order. Consensus epochs count committee changes (0
-/// is the genesis committees) and are not governance epochs: a governance epoch that
-/// leaves both committees as they were does not start one.
+/// one's), `validators` order the log, the DA committee (`da_nodes`, `da_threshold`)
+/// certifies the squares its blocks order, and its blocks order at most
+/// `max_batches_per_block` batches. Consensus epochs count changes of these (0 is the
+/// genesis's) and are not governance epochs: a governance epoch that leaves them as
+/// they were does not start one.
 ///
 /// A change applied at governance boundary `B` takes effect at height `B + L + 1` (`L`
 /// = `epoch_length`): one governance epoch of lag, so every validator's governance
@@ -338,6 +339,12 @@ pub struct CommitteeEpoch {
     /// The signatures an availability certificate needs from `da_nodes`.
     #[serde(default)]
     pub da_threshold: usize,
+    /// Most batches one block of this epoch may order (`max_batches_per_block` as
+    /// governance set it by the boundary that started the epoch): a validity rule for
+    /// the epoch. 0 in states saved before it was kept ([`GovernanceState::upgrade`]
+    /// fills in the genesis's).
+    #[serde(default)]
+    pub max_batches_per_block: u64,
 }
 
 /// Per parameter, its value from each height on where it changed, oldest first: the
@@ -415,6 +422,7 @@ impl GovernanceState {
                 validators: genesis.validators.iter().map(|v| v.key).collect(),
                 da_nodes: genesis.da_committee().members,
                 da_threshold: genesis.da_threshold(),
+                max_batches_per_block: Settings::from_genesis(genesis).max_batches_per_block,
             }]),
         }
     }
@@ -481,11 +489,15 @@ impl GovernanceState {
                 validators: genesis.validators.iter().map(|v| v.key).collect(),
                 da_nodes: Vec::new(),
                 da_threshold: 0,
+                max_batches_per_block: 0,
             });
         }
         for c in self.committees.iter_mut().filter(|c| c.da_nodes.is_empty()) {
             c.da_nodes = genesis.da_committee().members;
             c.da_threshold = genesis.da_threshold();
+        }
+        for c in self.committees.iter_mut().filter(|c| c.max_batches_per_block == 0) {
+            c.max_batches_per_block = Settings::from_genesis(genesis).max_batches_per_block;
         }
     }
 
@@ -733,11 +745,24 @@ impl GovernanceState {
         let validators: Vec<PublicKey> = membership.validators.iter().map(|v| v.key).collect();
         let da_nodes: Vec<PublicKey> = membership.da_nodes.iter().map(|v| v.key).collect();
         let da_threshold = membership.da_threshold();
+        let max_batches_per_block = membership.settings.max_batches_per_block;
         let last = self.committees.back();
-        if last.is_none_or(|c| c.validators != validators || c.da_nodes != da_nodes || c.da_threshold != da_threshold) {
+        if last.is_none_or(|c| {
+            c.validators != validators
+                || c.da_nodes != da_nodes
+                || c.da_threshold != da_threshold
+                || c.max_batches_per_block != max_batches_per_block
+        }) {
             let epoch = last.map_or(0, |c| c.epoch + 1);
             let from = Height(first_height.0.saturating_add(self.params.epoch_length));
-            self.committees.push_back(CommitteeEpoch { epoch, first_height: from, validators, da_nodes, da_threshold });
+            self.committees.push_back(CommitteeEpoch {
+                epoch,
+                first_height: from,
+                validators,
+                da_nodes,
+                da_threshold,
+                max_batches_per_block,
+            });
             if self.committees.len() > KEEP_COMMITTEE_CHANGES {
                 self.committees.pop_front();
             }

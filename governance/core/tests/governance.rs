@@ -242,6 +242,29 @@ fn a_da_committee_change_starts_a_consensus_epoch_of_its_own() {
 }
 
 #[test]
+fn a_block_limit_change_starts_a_consensus_epoch_whose_blocks_it_bounds() {
+    let mut n = Net::new(&[]);
+    let limit = |n: &Net, h: u64| n.gov.committee_at(Height(h)).map(|c| (c.epoch, c.max_batches_per_block));
+    assert_eq!(limit(&n, 1), Some((0, 4096)));
+    let p = n.propose(0, Action::SetParam { param: Param::MaxBatchesPerBlock, value: 64 });
+    n.block(vec![p]);
+    let votes = vec![n.vote(0, 1, true), n.vote(1, 1, true), n.vote(2, 1, true)];
+    n.block(votes);
+    while n.height < L {
+        n.block(vec![]);
+    }
+    // Proposers read it from the boundary on (a policy); as a validity rule it starts
+    // with the consensus epoch one governance epoch later, like a committee change.
+    assert_eq!(n.gov.value_at(Param::MaxBatchesPerBlock, Height(L + 1)), Some(64));
+    assert_eq!(limit(&n, 2 * L), Some((0, 4096)));
+    assert_eq!(limit(&n, 2 * L + 1), Some((1, 64)));
+    assert_eq!(
+        n.gov.committee_at(Height(2 * L + 1)).unwrap().validators,
+        n.gov.committee_at(Height(1)).unwrap().validators
+    );
+}
+
+#[test]
 fn a_state_saved_before_the_committee_schedule_gets_the_genesis_committee() {
     let mut n = Net::new(&[]);
     n.block(vec![]);
@@ -258,6 +281,7 @@ fn a_state_saved_before_the_committee_schedule_gets_the_genesis_committee() {
         let c = c.as_object_mut().unwrap();
         c.remove("da_nodes");
         c.remove("da_threshold");
+        c.remove("max_batches_per_block");
     }
     let mut old: GovernanceState = serde_json::from_value(json).unwrap();
     old.upgrade(&net(&[]));
