@@ -28,22 +28,41 @@ pub(crate) fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
-/// The DA committees changed by vote that a node knows (its governance follower sets
-/// them; [`DaCommittees::set`]), so that it stores for them ([`DaRequest::StoreFor`]).
-/// Cloning shares them. The genesis committee is always known.
+/// What a node's governance follower tells it about membership changed by vote: the DA
+/// committees it knows ([`DaCommittees::set`]), so that it stores for them
+/// ([`DaRequest::StoreFor`]), and the validators added by vote
+/// ([`DaCommittees::set_validators`]), whose stores count against no client quota, as
+/// the genesis nodes' do not. Cloning shares them. The genesis committee is always known.
 #[derive(Clone, Debug, Default)]
-pub struct DaCommittees(Arc<parking_lot::RwLock<Vec<DaCommittee>>>);
+pub struct DaCommittees(Arc<parking_lot::RwLock<Governed>>);
+
+#[derive(Debug, Default)]
+struct Governed {
+    committees: Vec<DaCommittee>,
+    validators: std::collections::HashSet<NodeId>,
+}
 
 impl DaCommittees {
     /// Replaces the committees known (those without a tag, the genesis one, are left
     /// out: it is always known).
     pub fn set(&self, committees: Vec<DaCommittee>) {
-        *self.0.write() = committees.into_iter().filter(|c| c.tag.is_some()).collect();
+        self.0.write().committees = committees.into_iter().filter(|c| c.tag.is_some()).collect();
     }
 
     /// The committee changed by vote whose id is `tag`, if known.
     pub fn get(&self, tag: &Digest) -> Option<DaCommittee> {
-        self.0.read().iter().find(|c| c.tag.as_ref() == Some(tag)).cloned()
+        self.0.read().committees.iter().find(|c| c.tag.as_ref() == Some(tag)).cloned()
+    }
+
+    /// Replaces the validators added by vote (their batches are stored without a
+    /// client quota).
+    pub fn set_validators(&self, validators: impl IntoIterator<Item = NodeId>) {
+        self.0.write().validators = validators.into_iter().collect();
+    }
+
+    /// True if `key` is a validator added by vote.
+    pub fn is_validator(&self, key: &NodeId) -> bool {
+        self.0.read().validators.contains(key)
     }
 }
 
@@ -187,7 +206,9 @@ impl DaNode {
             Parallelism::Rayon => columns.par_iter().try_for_each(check)?,
             Parallelism::Sequential => columns.iter().try_for_each(check)?,
         }
-        let quota = (!self.nodes.contains(&peer)).then_some(self.client_quota);
+        // Validators (of the genesis or added by vote) disperse every batch: their
+        // volume is bounded by consensus, not by a quota.
+        let quota = (!self.nodes.contains(&peer) && !self.committees.is_validator(&peer)).then_some(self.client_quota);
         let held = match self.store.insert(&commitment, &header, roots, &columns, now_ms(), Some((peer, quota))) {
             Ok(held) => held,
             Err(e @ Error::QuotaExceeded { .. }) => {

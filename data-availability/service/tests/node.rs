@@ -560,3 +560,35 @@ async fn a_committee_changed_by_vote_stores_new_squares_and_old_ones_stay_readab
     reader_ep.shutdown().await;
     raw_ep.shutdown().await;
 }
+
+/// A validator added by vote disperses every batch, as the genesis ones do: once the
+/// node's governance follower names it, its stores count against no client quota (a
+/// client key added by vote stays held to it).
+#[test]
+fn a_validator_added_by_vote_stores_without_the_client_quota() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = Arc::new(genesis(4));
+    let ctx = node_context(&g, 0, dir.path());
+    let joined = lamina_primitives::Keypair::for_testing(77).public();
+    ctx.access.set_governed_clients(lamina_net::GovernedClients { added: vec![joined], removed: vec![] });
+    std::fs::create_dir_all(dir.path().join("columns")).unwrap();
+    let (store, _) =
+        lamina_da_service::store::ColumnStore::open(&dir.path().join("columns"), Config::default().store_config())
+            .unwrap();
+    let committees = lamina_da_service::DaCommittees::default();
+    let node = lamina_da_service::DaNode::new(&ctx, Arc::new(store))
+        .unwrap()
+        .with_committees(committees.clone())
+        .with_client_quota(1);
+    let sq = square(5);
+    let assigned = Assignment::new(4, g.da_threshold(), sq.eds().k()).columns_of(0);
+    match node.handle(joined, store_req(&sq, &assigned)) {
+        Err(r) => assert!(r.reason.contains("quota_exceeded"), "{}", r.reason),
+        Ok(other) => panic!("stored past the quota: {other:?}"),
+    }
+    committees.set_validators([joined]);
+    match node.handle(joined, store_req(&sq, &assigned)) {
+        Ok(DaResponse::Stored(s)) => assert!(s.attestation.is_some(), "{s:?}"),
+        other => panic!("a validator's store refused: {other:?}"),
+    }
+}

@@ -100,8 +100,10 @@ pub async fn start(ctx: NodeContext, config: Config, shutdown: CancellationToken
                     stores_for.set(list);
                 }
                 crate::governed::follow_da_committees(&da, &g, state);
-                // Validators added by vote pass this node's `lamina/node/1` check.
+                // Validators added by vote pass this node's `lamina/node/1` check, and
+                // store their batches here without a client quota.
                 if let Some(validators) = crate::governed::member_validators(&g, state) {
+                    stores_for.set_validators(validators.iter().map(|v| v.key));
                     plan.set_group("validators", validators, None);
                 }
             };
