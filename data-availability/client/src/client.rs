@@ -81,9 +81,9 @@ struct Verified {
     roots: SquareRoots,
 }
 
-/// The DA committees a client knows, newest first: the first disperses, and a square
-/// is looked for under each in turn (one changed by vote keeps serving the squares it
-/// stored until they are pruned).
+/// The DA committees a client knows: the first is the one it disperses to, and a square
+/// is looked for under each in list order (a committee changed by vote keeps serving
+/// the squares it stored until they are pruned).
 #[derive(Debug)]
 struct Committees {
     list: Vec<DaCommittee>,
@@ -94,7 +94,7 @@ impl Committees {
         &self.list[0]
     }
 
-    /// Every node of every committee, newest committee first, each once.
+    /// Every node of every committee, in list order, each once.
     fn nodes(&self) -> Vec<NodeId> {
         let mut out: Vec<NodeId> = Vec::new();
         for n in self.list.iter().flat_map(|c| c.members.members.iter()) {
@@ -192,8 +192,10 @@ impl DaClient {
         Ok((client, endpoint))
     }
 
-    /// Replaces the committees this client knows, newest first: it disperses to the
-    /// first and looks for a square under each in turn. `nodes` are the addresses of
+    /// Replaces the committees this client knows: it disperses to the first and looks
+    /// for a square under each in list order (a node's governance follower gives the
+    /// committee of its next heights first, then the later ones known, then the older
+    /// ones, newest first: `lamina-node`'s `governed::da_committees`). `nodes` are the addresses of
     /// their members: a client that registered the protocol itself dials exactly them;
     /// one over a DA node's registration adds them to the node's peers. An empty list
     /// is ignored.
@@ -216,7 +218,7 @@ impl DaClient {
         }
     }
 
-    /// The committees this client knows, newest first (the first disperses).
+    /// The committees this client knows, in list order (the first disperses).
     pub fn committees(&self) -> Vec<DaCommittee> {
         self.committees.read().list.clone()
     }
