@@ -996,4 +996,56 @@ mod tests {
         assert_eq!(*other.validators(), genesis_keys);
         endpoint.shutdown().await;
     }
+
+    #[test]
+    fn da_clients_disperse_to_the_committee_of_their_next_heights_and_read_under_all() {
+        use lamina_governance_core::{Action, NodeSpec};
+        let mut g = crate::genesis::empty("da committees");
+        g.validators = (0..4).map(validator).collect();
+        g.da_nodes = (10..12).map(validator).collect();
+        g.governance.epoch_length = 10;
+        g.governance.committee_changes = true;
+        let (scope, net) = (g.tx_scope(), g.network_id());
+        // A third DA node: passed at height 2, applied at the boundary 10, it stores the
+        // squares of the heights from 21 on.
+        let mut state = GovernanceState::new(&g);
+        let third = Keypair::for_testing(12).public();
+        let add =
+            Action::AddDaNode(NodeSpec { name: "da-2".into(), key: third, addr: "127.0.0.1:9012".into(), http: None });
+        let propose = Entry::Propose { action: add, reason: "a third DA node".into(), valid_until: 100 };
+        state
+            .apply_block(Height(1), &[Entry::transaction(&Keypair::for_testing(0), scope, net, 0, &propose).unwrap()])
+            .unwrap();
+        let opened_by = state.proposal(1).unwrap().tx.0;
+        let vote = Entry::Vote { proposal: 1, proposal_tx: opened_by, approve: true, valid_until: 100 };
+        let votes: Vec<Transaction> = (0..3)
+            .map(|i| Entry::transaction(&Keypair::for_testing(i), scope, net, u64::from(i == 0), &vote).unwrap())
+            .collect();
+        state.apply_block(Height(2), &votes).unwrap();
+        let genesis_da = g.da();
+        let keys = |c: &lamina_primitives::DaCommittee| c.members.members.clone();
+        // Before the boundary nothing changed; at it, the new committee is known but
+        // its heights have not come: the genesis committee disperses, the new one is
+        // looked at next.
+        let (list, _) = da_committees(&g, &state).unwrap();
+        assert_eq!(list, vec![genesis_da.clone()]);
+        state.apply_block(Height(10), &[]).unwrap();
+        let (list, nodes) = da_committees(&g, &state).unwrap();
+        assert_eq!(list.len(), 2);
+        assert_eq!(list[0], genesis_da);
+        assert_eq!(keys(&list[1]), vec![g.da_nodes[0].key, g.da_nodes[1].key, third]);
+        assert_eq!((list[1].threshold, list[1].tag.is_some()), (3, true));
+        assert!(nodes.iter().any(|n| n.key == third && n.addr.port() == 9012), "{nodes:?}");
+        // From height 20 on (the next height is the switch), it disperses to the new
+        // committee and still reads under the genesis one.
+        state.apply_block(Height(20), &[]).unwrap();
+        let (list, _) = da_committees(&g, &state).unwrap();
+        assert_eq!(keys(&list[0]).len(), 3);
+        assert_eq!(list[1], genesis_da);
+        let (group, current) = da_group(&g, &state).unwrap();
+        assert_eq!((group.len(), current), (3, list[0].clone()));
+        // Where committees never change, clients keep the genesis committee.
+        g.governance.committee_changes = false;
+        assert!(da_committees(&g, &state).is_none());
+    }
 }
