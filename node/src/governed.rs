@@ -87,8 +87,10 @@ impl<L: OrderedLog, D: DataAvailability> Follower<L, D> {
         let mut f = Follower::new(genesis, log, da);
         let path = dir.join("state.json");
         match std::fs::read(&path).map(|b| serde_json::from_slice::<Saved>(&b)) {
-            Ok(Ok(mut saved)) if saved.genesis == f.genesis => {
-                saved.state.upgrade(genesis);
+            Ok(Ok(saved)) if saved.genesis == f.genesis && !saved.state.is_complete() => {
+                tracing::warn!(target: "lamina::governance", path = %path.display(), height = saved.state.height().0, "saved governance state is of an earlier release (no DA committees or block limits in its committee schedule); replaying from height 1")
+            }
+            Ok(Ok(saved)) if saved.genesis == f.genesis => {
                 f.next = saved.state.height().next();
                 f.state = saved.state;
             }
@@ -852,6 +854,7 @@ mod tests {
         assert_eq!((f.state().height(), f.state().epoch().number), (Height(25), 2));
         // Saved at the epoch change (height 20); an explicit save keeps height 25.
         f.save();
+        let text = std::fs::read_to_string(dir.path().join("state.json")).unwrap();
         let again = Follower::resume(&g, log_of(25), NoDa, dir.path());
         assert_eq!(again.state().digest(), f.state().digest());
         assert_eq!(again.next, Height(26));
@@ -861,6 +864,12 @@ mod tests {
         std::fs::write(dir.path().join("state.json"), b"{\"genesis\":").unwrap();
         let torn = Follower::resume(&g, log_of(25), NoDa, dir.path());
         assert_eq!((torn.next, torn.state().height()), (Height(1), Height(0)));
+        // A state an earlier release saved (no block limit in its committee schedule):
+        // replayed from height 1 rather than completed.
+        let old = text.replace("\"max_batches_per_block\":4096", "\"max_batches_per_block\":0");
+        assert_ne!(old, text);
+        std::fs::write(dir.path().join("state.json"), old).unwrap();
+        assert_eq!(Follower::resume(&g, log_of(25), NoDa, dir.path()).next, Height(1));
     }
 
     #[tokio::test]

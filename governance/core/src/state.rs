@@ -307,7 +307,7 @@ pub struct GovernanceState {
     /// Every parameter's value at each height ([`GovernanceState::value_at`]).
     schedule: ParamSchedule,
     /// The consensus committee of each height ([`GovernanceState::committee_at`]).
-    /// Absent from states saved before it existed ([`GovernanceState::upgrade`]).
+    /// Absent from states saved before it existed ([`GovernanceState::is_complete`]).
     #[serde(default)]
     committees: VecDeque<CommitteeEpoch>,
 }
@@ -332,8 +332,8 @@ pub struct CommitteeEpoch {
     /// The validators' keys, in order (leader rotation follows it).
     pub validators: Vec<PublicKey>,
     /// The DA nodes' keys, in order (a node's position decides its columns). Empty in
-    /// states saved before DA committees changed by vote ([`GovernanceState::upgrade`]
-    /// fills in the genesis's).
+    /// states saved before DA committees changed by vote
+    /// ([`GovernanceState::is_complete`]).
     #[serde(default)]
     pub da_nodes: Vec<PublicKey>,
     /// The signatures an availability certificate needs from `da_nodes`.
@@ -341,8 +341,8 @@ pub struct CommitteeEpoch {
     pub da_threshold: usize,
     /// Most batches one block of this epoch may order (`max_batches_per_block` as
     /// governance set it by the boundary that started the epoch): a validity rule for
-    /// the epoch. 0 in states saved before it was kept ([`GovernanceState::upgrade`]
-    /// fills in the genesis's).
+    /// the epoch. 0 in states saved before it was kept
+    /// ([`GovernanceState::is_complete`]).
     #[serde(default)]
     pub max_batches_per_block: u64,
 }
@@ -476,29 +476,16 @@ impl GovernanceState {
         &self.schedule
     }
 
-    /// Completes a state saved by an earlier release: one without the committee
-    /// schedule gets the genesis committee from height 1 (no committee could change
-    /// before the schedule existed), and epochs saved without their DA committee get
-    /// the genesis one (the DA committee could not change before it was kept). Call it
-    /// on every state read back from disk.
-    pub fn upgrade(&mut self, genesis: &Genesis) {
-        if self.committees.is_empty() {
-            self.committees.push_back(CommitteeEpoch {
-                epoch: 0,
-                first_height: Height(1),
-                validators: genesis.validators.iter().map(|v| v.key).collect(),
-                da_nodes: Vec::new(),
-                da_threshold: 0,
-                max_batches_per_block: 0,
-            });
-        }
-        for c in self.committees.iter_mut().filter(|c| c.da_nodes.is_empty()) {
-            c.da_nodes = genesis.da_committee().members;
-            c.da_threshold = genesis.da_threshold();
-        }
-        for c in self.committees.iter_mut().filter(|c| c.max_batches_per_block == 0) {
-            c.max_batches_per_block = Settings::from_genesis(genesis).max_batches_per_block;
-        }
+    /// Whether a state read back from disk holds everything this release keeps: the
+    /// committee schedule, with each consensus epoch's DA committee and block limit. A
+    /// state saved by an earlier release does not, and cannot be completed exactly: a
+    /// DA-node or block-limit change it applied starts a consensus epoch under today's
+    /// rules, which its schedule lacks. A follower replays such a state from height 1
+    /// instead (the saved state is a cache), so every node derives the same schedule.
+    pub fn is_complete(&self) -> bool {
+        // The three fields came in one release; the block limit is never 0 once kept
+        // (governance accepts 1 and more), so its absence marks an earlier release's.
+        !self.committees.is_empty() && self.committees.iter().all(|c| c.max_batches_per_block > 0)
     }
 
     /// The consensus committee that orders `height`, as decided by the heights applied
