@@ -923,25 +923,21 @@ mod tests {
         assert!(used.refuse(&member).unwrap().contains("already used"));
     }
 
-    #[tokio::test]
-    async fn a_client_nodes_intake_follows_the_committee_governance_decided() {
-        use lamina_governance_core::{Action, NodeSpec};
-        let mut g = crate::genesis::empty("intake");
+    /// A genesis of 4 validators (the voting members) whose committees change by vote,
+    /// with epochs of 10 heights.
+    fn committee_genesis(name: &str) -> Genesis {
+        let mut g = crate::genesis::empty(name);
         g.validators = (0..4).map(validator).collect();
         g.governance.epoch_length = 10;
         g.governance.committee_changes = true;
+        g
+    }
+
+    /// Members 0..2 of 4 pass `action` as the first proposal: proposed at height 1,
+    /// voted at height 2, applied at the boundary 10.
+    fn pass_first(g: &Genesis, state: &mut GovernanceState, action: lamina_governance_core::Action) {
         let (scope, net) = (g.tx_scope(), g.network_id());
-        // Members 0..2 of 4 (the validators) add a fifth validator: passed at height 2,
-        // applied at the boundary 10, it orders from height 21.
-        let mut state = GovernanceState::new(&g);
-        let fifth = Keypair::for_testing(40).public();
-        let add = Action::AddValidator(NodeSpec {
-            name: "validator-4".into(),
-            key: fifth,
-            addr: "127.0.0.1:9040".into(),
-            http: None,
-        });
-        let propose = Entry::Propose { action: add, reason: "a fifth organisation".into(), valid_until: 100 };
+        let propose = Entry::Propose { action, reason: "by vote".into(), valid_until: 100 };
         let tx = Entry::transaction(&Keypair::for_testing(0), scope, net, 0, &propose).unwrap();
         state.apply_block(Height(1), &[tx]).unwrap();
         let opened_by = state.proposal(1).unwrap().tx.0;
@@ -950,6 +946,23 @@ mod tests {
             .map(|i| Entry::transaction(&Keypair::for_testing(i), scope, net, u64::from(i == 0), &vote).unwrap())
             .collect();
         state.apply_block(Height(2), &votes).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_client_nodes_intake_follows_the_committee_governance_decided() {
+        use lamina_governance_core::{Action, NodeSpec};
+        let g = committee_genesis("intake");
+        let (scope, net) = (g.tx_scope(), g.network_id());
+        // A fifth validator: it orders from height 21.
+        let mut state = GovernanceState::new(&g);
+        let fifth = Keypair::for_testing(40).public();
+        let add = Action::AddValidator(NodeSpec {
+            name: "validator-4".into(),
+            key: fifth,
+            addr: "127.0.0.1:9040".into(),
+            http: None,
+        });
+        pass_first(&g, &mut state, add);
         let endpoint = lamina_net::Endpoint::bind(
             &Keypair::for_testing(99),
             lamina_net::EndpointConfig::new(([127, 0, 0, 1], 0).into()),
@@ -1009,28 +1022,14 @@ mod tests {
     #[test]
     fn da_clients_disperse_to_the_committee_of_their_next_heights_and_read_under_all() {
         use lamina_governance_core::{Action, NodeSpec};
-        let mut g = crate::genesis::empty("da committees");
-        g.validators = (0..4).map(validator).collect();
+        let mut g = committee_genesis("da committees");
         g.da_nodes = (10..12).map(validator).collect();
-        g.governance.epoch_length = 10;
-        g.governance.committee_changes = true;
-        let (scope, net) = (g.tx_scope(), g.network_id());
-        // A third DA node: passed at height 2, applied at the boundary 10, it stores the
-        // squares of the heights from 21 on.
+        // A third DA node: it stores the squares of the heights from 21 on.
         let mut state = GovernanceState::new(&g);
         let third = Keypair::for_testing(12).public();
         let add =
             Action::AddDaNode(NodeSpec { name: "da-2".into(), key: third, addr: "127.0.0.1:9012".into(), http: None });
-        let propose = Entry::Propose { action: add, reason: "a third DA node".into(), valid_until: 100 };
-        state
-            .apply_block(Height(1), &[Entry::transaction(&Keypair::for_testing(0), scope, net, 0, &propose).unwrap()])
-            .unwrap();
-        let opened_by = state.proposal(1).unwrap().tx.0;
-        let vote = Entry::Vote { proposal: 1, proposal_tx: opened_by, approve: true, valid_until: 100 };
-        let votes: Vec<Transaction> = (0..3)
-            .map(|i| Entry::transaction(&Keypair::for_testing(i), scope, net, u64::from(i == 0), &vote).unwrap())
-            .collect();
-        state.apply_block(Height(2), &votes).unwrap();
+        pass_first(&g, &mut state, add);
         let genesis_da = g.da();
         let keys = |c: &lamina_primitives::DaCommittee| c.members.members.clone();
         // Before the boundary nothing changed; at it, the new committee is known but

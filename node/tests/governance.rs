@@ -333,37 +333,35 @@ fn wait_height(devnet: &Devnet, names: &[String], height: u64, what: &str) {
     }
 }
 
+/// A devnet whose committees change by vote (4 validators, 2 DA nodes, one chain with
+/// 120 funded accounts, 100 ms heartbeat, epochs of 10 heights; `extra` adds to it),
+/// its nodes' pids, and the load of the network tests started on it: test accounts
+/// 10..=110 (the CLI's transfers use account 1), through the validators' intake.
+fn committee_devnet(extra: &[&str]) -> (Devnet, Vec<u32>, tokio::runtime::Runtime, Client, Load) {
+    let mut args = vec!["--validators", "4", "--da-nodes", "2", "--chains", "1", "--funded-accounts", "120"];
+    args.extend(["--heartbeat", "100ms", "--epoch-length", "10", "--committee-changes"]);
+    args.extend(extra);
+    let devnet = Devnet::up(&args);
+    let pids: Vec<u32> = devnet.nodes.iter().map(|n| n["pid"].as_u64().unwrap() as u32).collect();
+    let rt = rt();
+    let client = rt.block_on(Client::connect(&devnet));
+    let load = {
+        let _in_rt = rt.enter();
+        Load::start(client.intake.clone(), client.scope, &devnet.genesis.chains[0], 10)
+    };
+    (devnet, pids, rt, client, load)
+}
+
 #[test]
 fn a_fifth_validator_joins_by_vote_then_one_leaves_and_every_node_follows_without_restarts() {
-    let devnet = Devnet::up(&[
-        "--validators",
-        "4",
-        "--da-nodes",
-        "2",
-        "--chains",
-        "1",
-        "--funded-accounts",
-        "120",
-        "--settlement",
-        "1",
-        "--settlement-window",
-        "8",
-        "--heartbeat",
-        "100ms",
-        "--epoch-length",
-        "10",
-        "--committee-changes",
-    ]);
-    let d = ["--devnet", s(&devnet.dir)];
-    let pids: Vec<u32> = devnet.nodes.iter().map(|n| n["pid"].as_u64().unwrap() as u32).collect();
-    let validators = devnet.names("validator-");
-    // The load runs through both switches: test accounts 10..=110 (the CLI's transfer
-    // below uses account 1). Its client routes among the genesis validators; one removed
-    // refuses with the `OUTSIDE_COMMITTEE` marker and the client sends on to the next.
-    let rt = rt();
+    // The load runs through both switches. Its client routes among the genesis
+    // validators; one removed refuses with the `OUTSIDE_COMMITTEE` marker and the client
+    // sends on to the next.
+    let (devnet, pids, rt, client, load) = committee_devnet(&["--settlement", "1", "--settlement-window", "8"]);
+    // `set_validators` below dials: it needs the runtime.
     let _in_rt = rt.enter();
-    let client = rt.block_on(Client::connect(&devnet));
-    let load = Load::start(client.intake.clone(), client.scope, &devnet.genesis.chains[0], 10);
+    let d = ["--devnet", s(&devnet.dir)];
+    let validators = devnet.names("validator-");
 
     // A fifth organisation's operator makes a home with the network's genesis and its own
     // key, and starts the validator: not in any committee yet, it follows the log.
@@ -532,28 +530,9 @@ impl Drop for Reaped {
 /// transfer executes, and no node restarts.
 #[test]
 fn a_da_node_joins_by_vote_then_one_leaves_and_squares_of_every_committee_stay_readable() {
-    let devnet = Devnet::up(&[
-        "--validators",
-        "4",
-        "--da-nodes",
-        "2",
-        "--chains",
-        "1",
-        "--funded-accounts",
-        "120",
-        "--heartbeat",
-        "100ms",
-        "--epoch-length",
-        "10",
-        "--committee-changes",
-    ]);
+    let (devnet, pids, rt, client, load) = committee_devnet(&[]);
     let d = ["--devnet", s(&devnet.dir)];
-    let pids: Vec<u32> = devnet.nodes.iter().map(|n| n["pid"].as_u64().unwrap() as u32).collect();
     let validators = devnet.names("validator-");
-    let rt = rt();
-    let _in_rt = rt.enter();
-    let client = rt.block_on(Client::connect(&devnet));
-    let load = Load::start(client.intake.clone(), client.scope, &devnet.genesis.chains[0], 10);
     let blob = |data: &str| {
         let out =
             ok(devnet.cmd().args(["blob", "submit", "--namespace", "7", "--data", data]).args(d).output().unwrap());
