@@ -325,6 +325,9 @@ pub(crate) struct Net {
     /// registers once per endpoint, and a command may need it twice (a witness to
     /// disperse and a governance replay).
     da: std::sync::OnceLock<std::sync::Arc<lamina_da_client::DaClient>>,
+    /// [`Net::committee`]'s answer, replayed at most once per command (the replay
+    /// registers the log protocol on `endpoint`, which can be done only once).
+    committee: tokio::sync::OnceCell<Option<Vec<lamina_interfaces::NodeEntry>>>,
 }
 
 /// Points `intake` at `committee`, saying so on stderr.
@@ -380,7 +383,7 @@ impl Net {
         let key = crate::keys::read(&key_path).with_context(|| format!("cannot read the client key of {source}"))?;
         let endpoint = Endpoint::bind(&key, EndpointConfig::new(std::net::SocketAddr::from(([127, 0, 0, 1], 0))))
             .context("cannot bind a client QUIC endpoint on 127.0.0.1")?;
-        Ok(Net { genesis, endpoint, source, da: std::sync::OnceLock::new() })
+        Ok(Net { genesis, endpoint, source, da: std::sync::OnceLock::new(), committee: tokio::sync::OnceCell::new() })
     }
 
     /// The chain `id` of the genesis.
@@ -424,6 +427,11 @@ impl Net {
         if !self.genesis.governance.committee_changes {
             return None;
         }
+        self.committee.get_or_init(|| self.replay_committee()).await.clone()
+    }
+
+    /// The replay behind [`Net::committee`].
+    async fn replay_committee(&self) -> Option<Vec<lamina_interfaces::NodeEntry>> {
         let da = match self.da() {
             Ok(da) => da,
             Err(e) => {

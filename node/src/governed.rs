@@ -500,9 +500,10 @@ pub fn spawn_on_client_node(
         ctx.health().clone(),
         move |state| {
             follow_committees_with(&log, Some(&intake), &g, state);
-            follow_da_committees(&da, &g, state);
             // Reading needs n - t + 1 of the current DA committee.
-            if let Some((nodes, c)) = da_group(&g, state) {
+            if let Some(committees) = da_committees(&g, state) {
+                committees.apply(&da);
+                let (c, nodes) = committees.current();
                 let need = c.members.size().saturating_sub(c.threshold) + 1;
                 plan.set_group("da_nodes", nodes, Some(crate::peers::Need::AtLeast(need)));
             }
@@ -676,10 +677,7 @@ pub fn follow_committees_with(
 /// square is looked for under each in turn); and the addresses of their nodes known
 /// from the current membership or the genesis. `None` elsewhere: the genesis committee
 /// stays.
-pub fn da_committees(
-    genesis: &Genesis,
-    state: &GovernanceState,
-) -> Option<(Vec<lamina_primitives::DaCommittee>, Vec<lamina_interfaces::NodeEntry>)> {
+pub fn da_committees(genesis: &Genesis, state: &GovernanceState) -> Option<DaCommittees> {
     if !genesis.governance.committee_changes {
         return None;
     }
@@ -703,27 +701,38 @@ pub fn da_committees(
             nodes.push(n.clone());
         }
     }
-    Some((committees, nodes))
+    Some(DaCommittees { committees, nodes })
 }
 
-/// Where committees change by vote, the DA committee a client disperses to after
-/// `state`'s height (the first of [`da_committees`]) with its nodes' entries, for the
-/// peer plans' `da_nodes` groups; `None` elsewhere.
-pub fn da_group(
-    genesis: &Genesis,
-    state: &GovernanceState,
-) -> Option<(Vec<lamina_interfaces::NodeEntry>, lamina_primitives::DaCommittee)> {
-    let (committees, nodes) = da_committees(genesis, state)?;
-    let current = committees.into_iter().next()?;
-    let entries = nodes.into_iter().filter(|n| current.members.members.contains(&n.key)).collect();
-    Some((entries, current))
+/// The DA committees governance decided, in a client's order ([`da_committees`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DaCommittees {
+    /// The committee of the next heights first, then the later ones, then the older.
+    pub committees: Vec<lamina_primitives::DaCommittee>,
+    /// The entries (addresses) of their nodes that are known.
+    pub nodes: Vec<lamina_interfaces::NodeEntry>,
+}
+
+impl DaCommittees {
+    /// Points `da` at these committees and dials their nodes.
+    pub fn apply(&self, da: &lamina_da_client::DaClient) {
+        da.set_committees(self.committees.clone(), &self.nodes);
+    }
+
+    /// The committee a client disperses to, with its nodes' entries (for the peer
+    /// plans' `da_nodes` groups).
+    pub fn current(&self) -> (&lamina_primitives::DaCommittee, Vec<lamina_interfaces::NodeEntry>) {
+        let current = &self.committees[0];
+        let entries = self.nodes.iter().filter(|n| current.members.members.contains(&n.key)).cloned().collect();
+        (current, entries)
+    }
 }
 
 /// Points `da` at the DA committees `state` decided ([`da_committees`]); does nothing
 /// where committees do not change.
 pub fn follow_da_committees(da: &lamina_da_client::DaClient, genesis: &Genesis, state: &GovernanceState) {
-    if let Some((committees, nodes)) = da_committees(genesis, state) {
-        da.set_committees(committees, &nodes);
+    if let Some(c) = da_committees(genesis, state) {
+        c.apply(da);
     }
 }
 
@@ -1035,10 +1044,10 @@ mod tests {
         // Before the boundary nothing changed; at it, the new committee is known but
         // its heights have not come: the genesis committee disperses, the new one is
         // looked at next.
-        let (list, _) = da_committees(&g, &state).unwrap();
+        let list = da_committees(&g, &state).unwrap().committees;
         assert_eq!(list, vec![genesis_da.clone()]);
         state.apply_block(Height(10), &[]).unwrap();
-        let (list, nodes) = da_committees(&g, &state).unwrap();
+        let DaCommittees { committees: list, nodes } = da_committees(&g, &state).unwrap();
         assert_eq!(list.len(), 2);
         assert_eq!(list[0], genesis_da);
         assert_eq!(keys(&list[1]), vec![g.da_nodes[0].key, g.da_nodes[1].key, third]);
@@ -1047,11 +1056,12 @@ mod tests {
         // From height 20 on (the next height is the switch), it disperses to the new
         // committee and still reads under the genesis one.
         state.apply_block(Height(20), &[]).unwrap();
-        let (list, _) = da_committees(&g, &state).unwrap();
+        let committees = da_committees(&g, &state).unwrap();
+        let list = &committees.committees;
         assert_eq!(keys(&list[0]).len(), 3);
         assert_eq!(list[1], genesis_da);
-        let (group, current) = da_group(&g, &state).unwrap();
-        assert_eq!((group.len(), current), (3, list[0].clone()));
+        let (current, group) = committees.current();
+        assert_eq!((group.len(), current), (3, &list[0]));
         // Where committees never change, clients keep the genesis committee.
         g.governance.committee_changes = false;
         assert!(da_committees(&g, &state).is_none());

@@ -120,9 +120,10 @@ pub async fn start(ctx: NodeContext, config: Config, shutdown: CancellationToken
             // The batcher disperses to the DA committee of the heights after the
             // follower's (this validator's own log): a batch it certifies is ordered in
             // that committee's consensus epoch or the next, whose core still accepts it.
-            crate::governed::follow_da_committees(&dispersal, &g, state);
             // Dispersal needs the threshold of the current DA committee.
-            if let Some((nodes, c)) = crate::governed::da_group(&g, state) {
+            if let Some(committees) = crate::governed::da_committees(&g, state) {
+                committees.apply(&dispersal);
+                let (c, nodes) = committees.current();
                 plan.set_group("da_nodes", nodes, Some(Need::AtLeast(c.threshold)));
             }
             let schedule = crate::governed::consensus_schedule(&g, state);

@@ -96,10 +96,10 @@ pub async fn start(ctx: NodeContext, config: Config, shutdown: CancellationToken
                 crate::governed::follow_committees(&reader, &g, state);
                 // Where committees change, it stores for (and reads under) each DA
                 // committee governance decided, and dials their nodes.
-                if let Some((list, _)) = crate::governed::da_committees(&g, state) {
-                    stores_for.set(list);
+                if let Some(committees) = crate::governed::da_committees(&g, state) {
+                    stores_for.set(committees.committees.clone());
+                    committees.apply(&da);
                 }
-                crate::governed::follow_da_committees(&da, &g, state);
                 // Validators added by vote pass this node's `lamina/node/1` check, and
                 // store their batches here without a client quota.
                 if let Some(validators) = crate::governed::member_validators(&g, state) {
