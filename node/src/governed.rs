@@ -677,7 +677,7 @@ pub fn follow_committees_with(
 /// square is looked for under each in turn); and the addresses of their nodes known
 /// from the current membership or the genesis. `None` elsewhere: the genesis committee
 /// stays.
-pub fn da_committees(genesis: &Genesis, state: &GovernanceState) -> Option<DaCommittees> {
+pub fn da_committees(genesis: &Genesis, state: &GovernanceState) -> Option<GovernedDa> {
     if !genesis.governance.committee_changes {
         return None;
     }
@@ -701,19 +701,20 @@ pub fn da_committees(genesis: &Genesis, state: &GovernanceState) -> Option<DaCom
             nodes.push(n.clone());
         }
     }
-    Some(DaCommittees { committees, nodes })
+    Some(GovernedDa { committees, nodes })
 }
 
-/// The DA committees governance decided, in a client's order ([`da_committees`]).
+/// The DA committees governance decided, in a client's order ([`da_committees`]) (not to be
+/// confused with `lamina_da_service::DaCommittees`, what a DA node stores for).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct DaCommittees {
+pub struct GovernedDa {
     /// The committee of the next heights first, then the later ones, then the older.
     pub committees: Vec<lamina_primitives::DaCommittee>,
     /// The entries (addresses) of their nodes that are known.
     pub nodes: Vec<lamina_interfaces::NodeEntry>,
 }
 
-impl DaCommittees {
+impl GovernedDa {
     /// Points `da` at these committees and dials their nodes.
     pub fn apply(&self, da: &lamina_da_client::DaClient) {
         da.set_committees(self.committees.clone(), &self.nodes);
@@ -1047,7 +1048,7 @@ mod tests {
         let list = da_committees(&g, &state).unwrap().committees;
         assert_eq!(list, vec![genesis_da.clone()]);
         state.apply_block(Height(10), &[]).unwrap();
-        let DaCommittees { committees: list, nodes } = da_committees(&g, &state).unwrap();
+        let GovernedDa { committees: list, nodes } = da_committees(&g, &state).unwrap();
         assert_eq!(list.len(), 2);
         assert_eq!(list[0], genesis_da);
         assert_eq!(keys(&list[1]), vec![g.da_nodes[0].key, g.da_nodes[1].key, third]);
