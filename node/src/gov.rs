@@ -97,8 +97,8 @@ pub enum ProposeCmd {
         #[command(flatten)]
         common: ProposeArgs,
     },
-    /// Change a parameter: `fee:<chain>`, `max_batches_per_block`, `challenge_window`,
-    /// `bridge_inflow_limit`, `bridge_window_heights`.
+    /// Change a parameter: `fee:<chain>`, `max_batches_per_block`, `max_batch_bytes`,
+    /// `challenge_window`, `bridge_inflow_limit`, `bridge_window_heights`.
     SetParam {
         /// The parameter.
         #[arg(value_parser = parse_param)]
@@ -207,8 +207,8 @@ pub struct StatusArgs {
 fn parse_param(s: &str) -> anyhow::Result<Param> {
     Param::parse(s).with_context(|| {
         format!(
-            "{s:?} is not a parameter: fee:<chain>, max_batches_per_block, challenge_window, bridge_inflow_limit, \
-             bridge_window_heights"
+            "{s:?} is not a parameter: fee:<chain>, max_batches_per_block, max_batch_bytes, challenge_window, \
+             bridge_inflow_limit, bridge_window_heights"
         )
     })
 }
@@ -456,11 +456,14 @@ async fn status(net: &Net, json: bool) -> anyhow::Result<ExitCode> {
     if net.genesis.governance.committee_changes {
         for c in state.committees() {
             println!(
-                "consensus epoch {}: {} validators and {} DA nodes (certificates need {}) from height {}",
+                "consensus epoch {}: {} validators and {} DA nodes (certificates need {}), blocks of at most {} \
+                 batches of at most {} bytes, from height {}",
                 c.epoch,
                 c.validators.len(),
                 c.da_nodes.len(),
                 c.da_threshold,
+                c.max_batches_per_block,
+                c.max_batch_bytes,
                 c.first_height.0
             );
         }
@@ -511,10 +514,11 @@ fn print_membership(m: &Membership) {
     let s = &m.settings;
     let fees: Vec<String> = s.fees.iter().map(|(c, f)| format!("chain {} {f}", c.0)).collect();
     println!(
-        "parameters: fees [{}], max_batches_per_block {}, challenge_window {}, bridge_inflow_limit {}, \
-         bridge_window_heights {}",
+        "parameters: fees [{}], max_batches_per_block {}, max_batch_bytes {}, challenge_window {}, \
+         bridge_inflow_limit {}, bridge_window_heights {}",
         fees.join(", "),
         s.max_batches_per_block,
+        s.max_batch_bytes,
         s.challenge_window,
         s.bridge_inflow_limit,
         s.bridge_window_heights

@@ -291,6 +291,24 @@ fn a_consortium_adds_and_removes_a_client_key_by_vote_without_restarts() {
     let out = ok(transfer("1"));
     assert_eq!(field(&out, "receipt"), "success", "{out}");
 
+    // A vote lowers the batch size limit: every validator's batches stay within it from
+    // the boundary on (a validity rule only where committees change by vote).
+    let boundary = pass(&devnet, &["set-param", "max_batch_bytes", "131072"]);
+    wait_applied(&devnet, boundary);
+    let deadline = Instant::now() + phase();
+    for name in devnet.names("validator-") {
+        loop {
+            let limit = devnet.status(&name).and_then(|s| s["governed_batch_bytes"].as_u64());
+            if limit == Some(131_072) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{name} applies the batch size limit {limit:?}, not 131072");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    let out = ok(transfer("1"));
+    assert_eq!(field(&out, "receipt"), "success", "{out}");
+
     // A duplicate vote is refused (proposal 1 is applied: it takes no votes).
     let o = devnet
         .cmd()
@@ -614,6 +632,27 @@ fn a_da_node_joins_by_vote_then_one_leaves_and_squares_of_every_committee_stay_r
     assert!(get(&genesis_square).contains("certified by the genesis DA committee"));
     assert!(get(&three_square).contains("certified by three DA nodes"));
     assert!(get(&two_square).contains("certified by the two that stay"));
+
+    // A vote lowers the batch size limit: a consensus epoch of its own, whose cores
+    // refuse larger batches, while every validator's batcher already cuts within it.
+    let boundary = pass(&devnet, &["set-param", "max_batch_bytes", "131072"]);
+    let limited = boundary + 10 + 1;
+    wait_height(&devnet, &validators, limited + 5, "after the batch size limit");
+    let g = gov_status(&devnet);
+    let last = &g["committees"].as_array().unwrap_or_else(|| panic!("{g}"))[3];
+    assert_eq!(
+        (last["first_height"].as_u64(), last["max_batch_bytes"].as_u64()),
+        (Some(limited), Some(131_072)),
+        "{g}"
+    );
+    for name in &validators {
+        let st = devnet.status(name).unwrap();
+        assert_eq!(
+            (st["consensus_epoch"].as_u64(), st["governed_batch_bytes"].as_u64()),
+            (Some(3), Some(131_072)),
+            "{name}"
+        );
+    }
 
     // No acknowledged transaction was lost or rejected across the switches.
     let stats = rt.block_on(load.stop());

@@ -59,6 +59,15 @@ pub enum CertError {
     /// At least one signature is invalid.
     #[error("invalid signature in certificate")]
     BadSignature,
+    /// The square certifies more blob bytes than the rules of its epoch allow (the
+    /// batch size limit governance sets).
+    #[error("batch of {blob_bytes} blob bytes exceeds the limit of {max}")]
+    BatchTooLarge {
+        /// The certified square's blob bytes.
+        blob_bytes: u64,
+        /// The limit.
+        max: u64,
+    },
 }
 
 impl Committee {

@@ -120,6 +120,21 @@ pub struct Batch {
 }
 
 impl Batch {
+    /// Bytes a batch's encoding adds once, beyond its transactions' (the namespace and
+    /// the list's header, with room for alignment). With [`Batch::ENCODING_PER_TX`] it
+    /// bounds a blob's size before it is encoded ([`Batch::encoded_bound`]), so that a
+    /// batcher can cut under a byte limit that applies to the encoded blobs.
+    pub const ENCODING_PER_BATCH: usize = 32;
+    /// Bytes the encoding adds per transaction beyond [`Transaction::approx_size`] (the
+    /// payload's relative pointer and length, with room for alignment).
+    pub const ENCODING_PER_TX: usize = 16;
+
+    /// An upper bound of the encoded size of a batch of transactions whose
+    /// [`Transaction::approx_size`] sum to `approx` (`txs` of them).
+    pub fn encoded_bound(txs: usize, approx: usize) -> usize {
+        Self::ENCODING_PER_BATCH + approx + txs * Self::ENCODING_PER_TX
+    }
+
     /// Digest of the batch's encoded bytes (the blob).
     pub fn digest_of_blob(blob: &[u8]) -> Digest {
         domains::BATCH.hash(blob)
@@ -131,6 +146,28 @@ mod tests {
     use super::*;
 
     const NET: TxScope = TxScope::Network(Digest([5; 32]));
+
+    #[test]
+    fn encoded_bound_bounds_every_batch_encoding() {
+        let kp = Keypair::for_testing(2);
+        let mut tightest = usize::MAX;
+        for n in [0usize, 1, 2, 3, 7, 64, 300] {
+            for base in [0usize, 1, 7, 8, 9, 63, 1000, 65_536] {
+                // Payload sizes vary inside a batch, so alignment padding varies too.
+                let txs: Vec<Transaction> = (0..n)
+                    .map(|i| Transaction::new_signed(&kp, NET, ChainId(1), i as u64, vec![9; base + i % 11]))
+                    .collect();
+                let approx = txs.iter().map(Transaction::approx_size).sum();
+                let encoded =
+                    crate::codec::encode(&Batch { namespace: Namespace([0, 0, 0, 0, 0, 0, 0, 1]), txs }).unwrap().len();
+                let bound = Batch::encoded_bound(n, approx);
+                assert!(encoded <= bound, "{n} transactions of {base}+ bytes: {encoded} > {bound}");
+                tightest = tightest.min(bound - encoded);
+            }
+        }
+        // The bound is not loose by more than its own allowances.
+        assert!(tightest <= Batch::ENCODING_PER_BATCH, "slack {tightest}");
+    }
 
     #[test]
     fn signed_transaction_verifies_and_binds_every_field() {

@@ -183,6 +183,9 @@ pub struct Mempool {
     recovering_until: Duration,
     /// The sequences each cut batch (or restored certificate) holds, until ordered.
     batch_sequences: HashMap<u64, Vec<(PublicKey, ChainId)>>,
+    /// Governance's limit on a batch's blob bytes as encoded (`None`: none set): a cut
+    /// stays within it, and a transaction that cannot fit in a batch alone is refused.
+    batch_bytes: Option<usize>,
 }
 
 impl Mempool {
@@ -214,7 +217,28 @@ impl Mempool {
             in_flight: HashMap::new(),
             recovering_until: Duration::ZERO,
             batch_sequences: HashMap::new(),
+            batch_bytes: None,
         }
+    }
+
+    /// Sets governance's limit on the blob bytes of one batch (`set-param
+    /// max_batch_bytes`; `None`: none): every later cut's blobs, encoded, stay within it,
+    /// and [`Mempool::insert`] refuses a transaction too large to fit alone. The caller
+    /// passes the smallest limit of the consensus epochs a batch cut now may be ordered
+    /// in, so that its certificate stays valid whichever orders it.
+    pub fn set_batch_bytes(&mut self, limit: Option<u64>) {
+        self.batch_bytes = limit.map(|l| usize::try_from(l).unwrap_or(usize::MAX));
+    }
+
+    /// Governance's batch limit as set ([`Mempool::set_batch_bytes`]).
+    pub fn batch_bytes(&self) -> Option<u64> {
+        self.batch_bytes.map(|l| l as u64)
+    }
+
+    /// The largest transaction ([`Transaction::approx_size`]) the batch limit leaves room
+    /// for, `None` without one.
+    pub fn batch_room(&self) -> Option<usize> {
+        self.batch_bytes.map(|l| l.saturating_sub(Batch::encoded_bound(1, 0)))
     }
 
     /// True if nothing waits to be cut: no queued and no parked transaction (the batcher
@@ -246,6 +270,11 @@ impl Mempool {
             return Ok(SubmitOutcome::Duplicate(id));
         }
         let bytes = tx.approx_size();
+        if let Some(max) = self.batch_room()
+            && bytes > max
+        {
+            return Err(SubmitError::TooLarge { size: bytes, max });
+        }
         if self.held.len() >= self.cfg.max_txs || self.held_bytes + bytes > self.cfg.max_bytes {
             return Err(SubmitError::Busy(format!("mempool full ({} transactions held)", self.held.len())));
         }
@@ -373,7 +402,8 @@ impl Mempool {
                 .find(|(tx, _, _)| !self.in_flight.contains_key(&(tx.sender, tx.chain_id)))
                 .is_some_and(|(_, _, t)| now.saturating_sub(*t) >= max_delay)
         });
-        self.queued > 0 && (self.queued_bytes >= max_bytes || eligible_aged)
+        let full = self.queued_bytes >= max_bytes || self.batch_room().is_some_and(|r| self.queued_bytes >= r);
+        self.queued > 0 && (full || eligible_aged)
     }
 
     /// Bytes queued.
@@ -382,7 +412,8 @@ impl Mempool {
     }
 
     /// Cuts a batch of up to `max_bytes` (at least one transaction), oldest first per
-    /// namespace; `None` if nothing is queued.
+    /// namespace, whose blobs stay within the batch limit ([`Mempool::set_batch_bytes`]);
+    /// `None` if nothing is queued.
     pub fn cut(&mut self, max_bytes: usize) -> Option<Cut> {
         if self.queued == 0 {
             return None;
@@ -392,6 +423,7 @@ impl Mempool {
         let mut blobs = Vec::new();
         let mut per_namespace = Vec::new();
         let mut bytes = 0usize;
+        let mut encoded = 0usize;
         // Share the budget fairly: take round-robin one transaction per namespace.
         // First choose (by queue position), then take the chosen out of each queue in one
         // pass: a transaction waiting for a batch in flight is skipped, not moved.
@@ -407,9 +439,16 @@ impl Mempool {
                 }
                 let Some((tx, txid, _)) = q.get(*i) else { continue };
                 let size = tx.approx_size();
-                if !ids.is_empty() && bytes + size > max_bytes {
+                // The blobs' encoded size if it is taken: each transaction's encoding,
+                // and each namespace's batch header.
+                let grown = encoded
+                    + size
+                    + Batch::ENCODING_PER_TX
+                    + if chosen.contains_key(ns) { 0 } else { Batch::ENCODING_PER_BATCH };
+                if !ids.is_empty() && (bytes + size > max_bytes || self.batch_bytes.is_some_and(|l| grown > l)) {
                     continue;
                 }
+                encoded = grown;
                 bytes += size;
                 ids.push(*txid);
                 chosen.entry(*ns).or_default().push(*i);
@@ -693,6 +732,44 @@ mod tests {
         assert_eq!(m.ordered(&[Digest([5; 32])]), 3);
         assert_eq!(m.stats(), MempoolStats::default());
         assert!(matches!(add(&mut m, a), Ok(SubmitOutcome::Duplicate(_))), "recently ordered");
+    }
+
+    #[test]
+    fn governed_batch_limit_bounds_every_cut_and_refuses_what_cannot_fit() {
+        let mut m =
+            Mempool::new(MempoolLimits { max_per_sender: 1000, ..MempoolLimits::default() }, [ChainId(1), ChainId(2)]);
+        const LIMIT: u64 = 4_000;
+        m.set_batch_bytes(Some(LIMIT));
+        let room = m.batch_room().unwrap();
+        assert_eq!(room, LIMIT as usize - Batch::ENCODING_PER_BATCH - Batch::ENCODING_PER_TX);
+        // A transaction that cannot fit in a batch alone is refused at once, with the room.
+        let big = tx(9, 1, 0, room - 111);
+        assert_eq!(add(&mut m, big), Err(SubmitError::TooLarge { size: room + 1, max: room }));
+        add(&mut m, tx(9, 1, 0, room - 112)).unwrap();
+        // Two chains, varied sizes: every cut's blobs, encoded, stay within the limit,
+        // though the node's own budget (1 MiB) would take everything at once.
+        for n in 0..60u64 {
+            add(&mut m, tx(1, 1 + n % 2, n / 2, 10 + (n as usize * 37) % 300)).unwrap();
+        }
+        assert!(m.ready(1 << 20, Duration::from_secs(100), Duration::ZERO), "a full batch is ready");
+        let mut cuts = 0;
+        while let Some(cut) = m.cut(1 << 20) {
+            let encoded: usize = cut.blobs.iter().map(|b| b.data.len()).sum();
+            assert!(encoded as u64 <= LIMIT, "cut of {} transactions: {encoded} bytes", cut.txs);
+            // Not cut needlessly small either, unless it took the rest.
+            assert!(m.stats().queued == 0 || encoded as u64 > LIMIT / 2, "{encoded}");
+            cuts += 1;
+            m.certified(cut.id, Digest([cuts as u8; 32]));
+            m.ordered(&[Digest([cuts as u8; 32])]);
+        }
+        assert!(cuts >= 6, "{cuts} cuts");
+        assert_eq!(m.stats().queued, 0);
+        // Lifted: one cut takes what is queued.
+        m.set_batch_bytes(None);
+        for n in 30..90u64 {
+            add(&mut m, tx(1, 1, n, 200)).unwrap();
+        }
+        assert_eq!(m.cut(1 << 20).map(|c| c.txs), Some(60));
     }
 
     #[test]

@@ -29,20 +29,29 @@ fn config() -> Config {
     let da = Committee::new((0..4).map(|i| da_key(i).public()).collect()).unwrap();
     let mut c = Config::new(Digest([3; 32]), v, da, 3);
     c.max_batches_per_block = 3;
+    c.max_batch_bytes = MAX_BATCH_BYTES;
     c
 }
+
+/// The batch size limit of [`config`] (governance's `max_batch_bytes`).
+const MAX_BATCH_BYTES: u64 = 1_000;
 
 fn core(me: usize, recovered: Recovered) -> (Core, Vec<Action>) {
     Core::new(config(), Arc::new(key(me)), Arc::new(Zip215), recovered, Duration::ZERO, 1_000).unwrap()
 }
 
 fn cert(tag: u8) -> AvailabilityCertificate {
+    cert_of(tag, 100)
+}
+
+/// A certificate, by 3 of the 4 DA nodes, of a square holding `blob_bytes`.
+fn cert_of(tag: u8, blob_bytes: u64) -> AvailabilityCertificate {
     let commitment = DataCommitment {
         data_root: Digest([tag; 32]),
         square_width: 2,
         codec: 0,
         namespaces: vec![Namespace::from(lamina_primitives::ChainId(1))],
-        blob_bytes: 100,
+        blob_bytes,
     };
     let d = commitment.attestation_digest();
     let votes: Vec<(usize, Signature)> = (0..3).map(|i| (i, da_key(i).sign(&d))).collect();
@@ -155,6 +164,17 @@ fn each_validity_rule_rejects_and_blames_the_leader() {
                 reason: lamina_primitives::CertError::BelowThreshold { signers: 1, threshold: 3 },
             },
         ),
+        (
+            // Certified by the DA committee, but larger than the epoch's batch limit.
+            block(1, 1, Digest::ZERO, 1_000, vec![cert_of(7, MAX_BATCH_BYTES), cert_of(8, MAX_BATCH_BYTES + 1)]),
+            ProposalError::InvalidAvailability {
+                index: 1,
+                reason: lamina_primitives::CertError::BatchTooLarge {
+                    blob_bytes: MAX_BATCH_BYTES + 1,
+                    max: MAX_BATCH_BYTES,
+                },
+            },
+        ),
     ];
     for (b, want) in cases {
         let (mut c, _) = core(2, Recovered::default());
@@ -166,6 +186,16 @@ fn each_validity_rule_rejects_and_blames_the_leader() {
         assert!(voted(&actions, VoteKind::Nullify).is_some(), "{want:?}: no nullify");
         assert_eq!(c.peer_faults()[1], 1);
     }
+}
+
+#[test]
+fn a_batch_over_the_size_limit_is_refused_when_announced() {
+    let (mut c, _) = core(2, Recovered::default());
+    c.handle_message(T, 3, Message::Batch(cert_of(1, MAX_BATCH_BYTES + 1)));
+    assert_eq!(c.pending_batches(), 0, "not held for proposal");
+    assert_eq!(c.peer_faults()[3], 1, "the announcer is blamed");
+    c.handle_message(T, 3, Message::Batch(cert_of(2, MAX_BATCH_BYTES)));
+    assert_eq!(c.pending_batches(), 1, "at the limit it is held");
 }
 
 #[test]

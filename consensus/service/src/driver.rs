@@ -383,6 +383,10 @@ impl CoreTask {
             if let Some(limit) = epoch.max_batches {
                 cfg.max_batches_per_block = limit.clamp(1, cfg.max_batches_per_block);
             }
+            // Its batch size limit likewise.
+            if let Some(limit) = epoch.max_batch_bytes {
+                cfg.max_batch_bytes = limit.clamp(1, cfg.max_batch_bytes);
+            }
             cfg.epoch = epoch.epoch;
             cfg.validators = epoch.info().map(|i| i.validators).ok_or_else(|| Error::Config("bad committee".into()))?;
             cfg.horizon = Some(schedule.known_through);

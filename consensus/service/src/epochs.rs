@@ -27,6 +27,9 @@ pub struct ScheduledEpoch {
     /// Most batches one of its blocks may order (a validity rule of the epoch, never
     /// above the network's cap); `None`: the cap.
     pub max_batches: Option<usize>,
+    /// Most blob bytes one batch it orders may carry (a validity rule of the epoch,
+    /// never above the engine's `limits::MAX_BATCH`); `None`: that cap.
+    pub max_batch_bytes: Option<u64>,
 }
 
 impl ScheduledEpoch {
@@ -115,6 +118,7 @@ impl Schedule {
                 validators: genesis_validators,
                 da: None,
                 max_batches: None,
+                max_batch_bytes: None,
             }],
             known_through: Height(0),
         }

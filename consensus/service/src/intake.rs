@@ -116,6 +116,24 @@ impl Intake {
         *self.inner.admission.lock() = Some(Arc::new(admission));
     }
 
+    /// Sets governance's limit on one batch's blob bytes (`None`: none): the batcher
+    /// cuts within it, and intake refuses a transaction too large to fit in a batch
+    /// alone (`TooLarge`, with the room left) instead of holding it forever
+    /// ([`crate::mempool::Mempool::set_batch_bytes`]).
+    pub fn set_batch_bytes(&self, limit: Option<u64>) {
+        let changed = {
+            let mut mp = self.inner.mempool.lock();
+            let changed = mp.batch_bytes() != limit;
+            mp.set_batch_bytes(limit);
+            changed
+        };
+        if changed {
+            tracing::info!(target: "lamina::consensus", limit = ?limit, "governance's batch size limit applies to this validator's batches");
+            // A lower limit may make what is queued a full batch now.
+            self.inner.batcher.notify_one();
+        }
+    }
+
     /// Stops intake: every later submission is answered `Busy` (shutdown), and the
     /// intake log is released.
     pub fn close(&self) {

@@ -138,6 +138,17 @@ impl Validator {
         self.to_core.send(input).await.map_err(|_| Error::Internal("the core task stopped".into()))
     }
 
+    /// Governance's limit on one batch's blob bytes (`set-param max_batch_bytes`;
+    /// `None`: none set), from the node's governance follower: the smallest limit of
+    /// the consensus epochs a batch cut now may be ordered in
+    /// (`GovernanceState::batch_bytes_from`). This validator's batches stay within it,
+    /// and intake refuses a transaction that cannot fit in one; where committees change
+    /// by vote, each epoch's core also refuses larger batches (a validity rule,
+    /// [`ScheduledEpoch::max_batch_bytes`]).
+    pub fn set_batch_bytes(&self, limit: Option<u64>) {
+        self.intake.set_batch_bytes(limit);
+    }
+
     /// Finalized height.
     pub fn height(&self) -> u64 {
         self.shared.height.load(Ordering::Relaxed)
@@ -548,6 +559,8 @@ async fn report_health(
         health.set_status("pending_batches", shared.pending_batches.load(Ordering::Relaxed));
         // Governance's limit on the batches of this validator's blocks (null: none set).
         health.set_status("governed_batch_limit", Some(shared.batch_limit.load(Ordering::Relaxed)).filter(|&l| l > 0));
+        // Governance's limit on the blob bytes of this validator's batches (null: none).
+        health.set_status("governed_batch_bytes", mempool.lock().batch_bytes());
         let d = da.lock();
         health.set_status("da_failures", d.consecutive_failures);
     }

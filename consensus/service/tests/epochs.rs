@@ -39,6 +39,7 @@ fn schedule(entries: &[NodeEntry], known_through: u64) -> Schedule {
         validators: who.iter().map(|&i| entries[i].clone()).collect(),
         da: None,
         max_batches: None,
+        max_batch_bytes: None,
     };
     Schedule {
         epochs: vec![epoch(0, 1, &[0, 1, 2, 3]), epoch(1, 8, &[1, 2, 3, 4]), epoch(2, 16, &[4, 0, 1, 2, 3])],
@@ -294,6 +295,116 @@ fn validators_leave_join_and_return_by_schedule_and_agree_on_one_log() {
         assert!(proposer(0, 16, height + 1), "validator 0 never proposed after it came back");
         for v in vs {
             Arc::try_unwrap(v).ok().unwrap().stop().await.unwrap();
+        }
+    });
+}
+
+/// Governance's batch size limit as a validity rule of an epoch: epoch 1 (from height
+/// 60, the same four validators) allows batches of at most 4,000 blob bytes. Validators
+/// 1–3 were told the limit, as their governance follower tells them, so their intake
+/// refuses a transaction that cannot fit in a batch. Validator 0 was not (a batcher that
+/// ignores governance): the batch over the limit it certifies in epoch 0 is ordered,
+/// the one it certifies in epoch 1 is refused by every core (its own included) and
+/// never ordered, while small transactions keep being ordered.
+#[test]
+fn a_batch_over_its_epochs_size_limit_is_never_ordered() {
+    const LIMIT: u64 = 4_000;
+    const FROM: u64 = 60;
+    rt().block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let g = Arc::new(genesis(4));
+        let entries = g.validators.clone();
+        let da = test_da(&g);
+        let epoch = |epoch: u64, first: u64, limit: Option<u64>| ScheduledEpoch {
+            epoch,
+            first_height: Height(first),
+            validators: entries.clone(),
+            da: None,
+            max_batches: None,
+            max_batch_bytes: limit,
+        };
+        let schedule =
+            Schedule { epochs: vec![epoch(0, 1, None), epoch(1, FROM, Some(LIMIT))], known_through: Height(1_000) };
+        let mut vs = Vec::new();
+        for (i, entry) in entries.iter().enumerate() {
+            let ctx = context(&g, i, dir.path());
+            let endpoint = Endpoint::bind(&ctx.keypair, EndpointConfig::new(entry.addr)).unwrap();
+            let started = lamina_consensus_service::start_with_schedule(
+                endpoint,
+                ctx,
+                config(),
+                da.clone(),
+                Some(schedule.clone()),
+            );
+            let v = started.await.unwrap();
+            if i > 0 {
+                v.set_batch_bytes(Some(LIMIT));
+            }
+            vs.push(v);
+        }
+        eventually("first blocks", WAIT, || vs[1].height() >= 1).await;
+        let big = |k: u64| {
+            let sender = lamina_primitives::Keypair::for_testing(7_000 + k);
+            Transaction::new_signed(&sender, g.tx_scope(), ChainId(1), 0, vec![3; 5_000])
+        };
+        let accepted = |r: Vec<Result<SubmitOutcome, SubmitError>>| match &r[..] {
+            [Ok(SubmitOutcome::Accepted(id))] => *id,
+            other => panic!("{other:?}"),
+        };
+        // In epoch 0 validator 0's batch over the limit is valid.
+        let early = accepted(vs[0].intake().submit_many(vec![big(0)]).await);
+        assert!(vs[0].height() < FROM - 10, "epoch 1 came too soon for the test: {}", vs[0].height());
+        eventually("epoch 1", WAIT, || vs[1].height() > FROM).await;
+        // In epoch 1: refused at intake where the limit is known, ordered nowhere where not.
+        let late = accepted(vs[0].intake().submit_many(vec![big(1)]).await);
+        match &vs[1].intake().submit_many(vec![big(2)]).await[..] {
+            [Err(SubmitError::TooLarge { max, .. })] => assert!((*max as u64) < LIMIT),
+            other => panic!("validator 1 took a transaction that cannot fit in a batch: {other:?}"),
+        }
+        let mut small = BTreeSet::new();
+        for round in 0..10 {
+            for r in vs[1].intake().submit_many(txs(&g, round * 10, 10, 100)).await {
+                if let Ok(SubmitOutcome::Accepted(id)) = r {
+                    small.insert(id);
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(small.len(), 100);
+        let log = vs[1].log();
+        let deadline = tokio::time::Instant::now() + WAIT;
+        let blocks = loop {
+            let height = vs[1].height();
+            let blocks = read_all(&log, height).await;
+            let ordered: BTreeSet<TxId> = ordered_txs(&blocks, &da).into_iter().collect();
+            if small.is_subset(&ordered) && height > FROM + 10 {
+                break blocks;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{} of 100 ordered by height {height}",
+                small.intersection(&ordered).count()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let ordered = ordered_txs(&blocks, &da);
+        assert!(
+            ordered_txs(&blocks[..FROM as usize - 1], &da).contains(&early),
+            "the batch certified in epoch 0 was not ordered in it"
+        );
+        assert!(!ordered.contains(&late), "a batch over epoch 1's limit was ordered");
+        for fb in &blocks[FROM as usize - 1..] {
+            for cert in &fb.block.batches {
+                assert!(
+                    cert.commitment.blob_bytes <= LIMIT,
+                    "height {}: {} blob bytes",
+                    fb.height().0,
+                    cert.commitment.blob_bytes
+                );
+            }
+        }
+        for v in vs {
+            v.stop().await.unwrap();
         }
     });
 }

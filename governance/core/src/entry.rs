@@ -154,6 +154,8 @@ mod types {
         BridgeInflowLimit,
         /// The bridge's rate-limit window in heights.
         BridgeWindowHeights,
+        /// Most blob bytes one batch (one availability certificate's square) carries.
+        MaxBatchBytes,
     }
 }
 
@@ -170,6 +172,7 @@ impl std::fmt::Display for Param {
             Param::ChallengeWindow => f.write_str("challenge_window"),
             Param::BridgeInflowLimit => f.write_str("bridge_inflow_limit"),
             Param::BridgeWindowHeights => f.write_str("bridge_window_heights"),
+            Param::MaxBatchBytes => f.write_str("max_batch_bytes"),
         }
     }
 }
@@ -194,11 +197,12 @@ impl std::fmt::Display for Action {
 
 impl Param {
     /// Parses the names `lamina gov propose set-param` takes: `fee:<chain>`,
-    /// `max_batches_per_block`, `challenge_window`, `bridge_inflow_limit`,
-    /// `bridge_window_heights`.
+    /// `max_batches_per_block`, `max_batch_bytes`, `challenge_window`,
+    /// `bridge_inflow_limit`, `bridge_window_heights`.
     pub fn parse(s: &str) -> Option<Param> {
         Some(match s {
             "max_batches_per_block" => Param::MaxBatchesPerBlock,
+            "max_batch_bytes" => Param::MaxBatchBytes,
             "challenge_window" => Param::ChallengeWindow,
             "bridge_inflow_limit" => Param::BridgeInflowLimit,
             "bridge_window_heights" => Param::BridgeWindowHeights,

@@ -27,6 +27,11 @@ pub struct Settings {
     pub bridge_inflow_limit: u64,
     /// The bridge's rate-limit window in heights.
     pub bridge_window_heights: u64,
+    /// Most blob bytes one batch carries (a consensus validity rule where committees
+    /// change by vote). Absent from states saved before it existed, which cannot have
+    /// changed it: the genesis value.
+    #[serde(default = "Settings::genesis_batch_bytes")]
+    pub max_batch_bytes: u64,
 }
 
 impl Settings {
@@ -39,15 +44,30 @@ impl Settings {
             anchor_window: genesis.settlement.anchor_window,
             bridge_inflow_limit: genesis.bridge.inflow_limit,
             bridge_window_heights: genesis.bridge.window_heights,
+            max_batch_bytes: Self::genesis_batch_bytes(),
         }
     }
+
+    /// The batch limit of every genesis: the engine's largest batch
+    /// (`limits::MAX_BATCH`, more than a square holds), so only the square limits it.
+    pub fn genesis_batch_bytes() -> u64 {
+        limits::MAX_BATCH as u64
+    }
+
+    /// The smallest batch limit governance may set: room for a transaction of intake's
+    /// default size limit (64 KiB) twice over, with the blob's encoding.
+    pub const MIN_BATCH_BYTES: u64 = 128 << 10;
 
     /// Every parameter with its value: each chain's fee, then the others.
     pub fn all(&self) -> Vec<(Param, u64)> {
         let mut all: Vec<(Param, u64)> = self.fees.iter().map(|(c, v)| (Param::Fee { chain: *c }, *v)).collect();
-        for p in
-            [Param::MaxBatchesPerBlock, Param::ChallengeWindow, Param::BridgeInflowLimit, Param::BridgeWindowHeights]
-        {
+        for p in [
+            Param::MaxBatchesPerBlock,
+            Param::ChallengeWindow,
+            Param::BridgeInflowLimit,
+            Param::BridgeWindowHeights,
+            Param::MaxBatchBytes,
+        ] {
             all.extend(self.get(p).map(|v| (p, v)));
         }
         all
@@ -61,6 +81,7 @@ impl Settings {
             Param::ChallengeWindow => self.challenge_window,
             Param::BridgeInflowLimit => self.bridge_inflow_limit,
             Param::BridgeWindowHeights => self.bridge_window_heights,
+            Param::MaxBatchBytes => self.max_batch_bytes,
         })
     }
 
@@ -79,6 +100,9 @@ impl Settings {
                 bad(format!("must be in 1..={} (a quarter of the anchor window)", self.anchor_window / 4))
             }
             Param::BridgeWindowHeights if value == 0 => bad("must be at least 1".into()),
+            Param::MaxBatchBytes if !(Self::MIN_BATCH_BYTES..=Self::genesis_batch_bytes()).contains(&value) => {
+                bad(format!("must be in {}..={}", Self::MIN_BATCH_BYTES, Self::genesis_batch_bytes()))
+            }
             _ => Ok(()),
         }
     }
@@ -92,6 +116,7 @@ impl Settings {
             Param::ChallengeWindow => self.challenge_window = value,
             Param::BridgeInflowLimit => self.bridge_inflow_limit = value,
             Param::BridgeWindowHeights => self.bridge_window_heights = value,
+            Param::MaxBatchBytes => self.max_batch_bytes = value,
         }
     }
 }

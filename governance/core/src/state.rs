@@ -315,7 +315,8 @@ pub struct GovernanceState {
 /// A consensus epoch as governance decided it: from `first_height` on (until the next
 /// one's), `validators` order the log, the DA committee (`da_nodes`, `da_threshold`)
 /// certifies the squares its blocks order, and its blocks order at most
-/// `max_batches_per_block` batches. Consensus epochs count changes of these (0 is the
+/// `max_batches_per_block` batches of at most `max_batch_bytes` blob bytes each.
+/// Consensus epochs count changes of these (0 is the
 /// genesis's) and are not governance epochs: a governance epoch that leaves them as
 /// they were does not start one.
 ///
@@ -345,6 +346,12 @@ pub struct CommitteeEpoch {
     /// ([`GovernanceState::is_complete`]).
     #[serde(default)]
     pub max_batches_per_block: u64,
+    /// Most blob bytes one batch ordered in this epoch may carry (`max_batch_bytes` as
+    /// governance set it by the boundary that started the epoch): a validity rule for
+    /// the epoch. Absent from states saved before it existed, which cannot have
+    /// changed it: the genesis value.
+    #[serde(default = "Settings::genesis_batch_bytes")]
+    pub max_batch_bytes: u64,
 }
 
 /// Per parameter, its value from each height on where it changed, oldest first: the
@@ -423,6 +430,7 @@ impl GovernanceState {
                 da_nodes: genesis.da_committee().members,
                 da_threshold: genesis.da_threshold(),
                 max_batches_per_block: Settings::from_genesis(genesis).max_batches_per_block,
+                max_batch_bytes: Settings::genesis_batch_bytes(),
             }]),
         }
     }
@@ -494,6 +502,16 @@ impl GovernanceState {
     pub fn committee_at(&self, height: Height) -> Option<&CommitteeEpoch> {
         let after = self.committees.partition_point(|c| c.first_height <= height);
         after.checked_sub(1).and_then(|i| self.committees.get(i))
+    }
+
+    /// The batch limit a batcher cuts under after `height`: the smallest
+    /// `max_batch_bytes` of the consensus epoch that orders `height` and of every later
+    /// one decided so far. A batch certified now may be ordered in any of them (a
+    /// raised limit applies only once its epoch starts, a lowered one already binds
+    /// the next), so it stays valid whichever orders it.
+    pub fn batch_bytes_from(&self, height: Height) -> u64 {
+        let from = self.committees.partition_point(|c| c.first_height <= height).saturating_sub(1);
+        self.committees.iter().skip(from).map(|c| c.max_batch_bytes).min().unwrap_or_else(Settings::genesis_batch_bytes)
     }
 
     /// The committee changes kept, oldest first.
@@ -733,12 +751,14 @@ impl GovernanceState {
         let da_nodes: Vec<PublicKey> = membership.da_nodes.iter().map(|v| v.key).collect();
         let da_threshold = membership.da_threshold();
         let max_batches_per_block = membership.settings.max_batches_per_block;
+        let max_batch_bytes = membership.settings.max_batch_bytes;
         let last = self.committees.back();
         if last.is_none_or(|c| {
             c.validators != validators
                 || c.da_nodes != da_nodes
                 || c.da_threshold != da_threshold
                 || c.max_batches_per_block != max_batches_per_block
+                || c.max_batch_bytes != max_batch_bytes
         }) {
             let epoch = last.map_or(0, |c| c.epoch + 1);
             let from = Height(first_height.0.saturating_add(self.params.epoch_length));
@@ -749,6 +769,7 @@ impl GovernanceState {
                 da_nodes,
                 da_threshold,
                 max_batches_per_block,
+                max_batch_bytes,
             });
             if self.committees.len() > KEEP_COMMITTEE_CHANGES {
                 self.committees.pop_front();

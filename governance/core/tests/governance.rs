@@ -2,7 +2,9 @@
 #![allow(clippy::unwrap_used)]
 
 use lamina_governance_core::state::{KEEP_CLOSED, MAX_OPEN_PER_MEMBER};
-use lamina_governance_core::{Action, Entry, Envelope, Error, Event, GovernanceState, NodeSpec, Param, Status};
+use lamina_governance_core::{
+    Action, Entry, Envelope, Error, Event, GovernanceState, NodeSpec, Param, Settings, Status,
+};
 use lamina_interfaces::{ClientEntry, Genesis, GovernanceSpec, MemberEntry};
 use lamina_primitives::{ChainId, Digest, Height, Keypair, PublicKey, Transaction, TxScope, sig};
 use lamina_test_utils::{chain, genesis, localhost, node};
@@ -265,6 +267,43 @@ fn a_block_limit_change_starts_a_consensus_epoch_whose_blocks_it_bounds() {
 }
 
 #[test]
+fn a_batch_size_change_starts_a_consensus_epoch_and_batchers_cut_under_both_limits() {
+    let mut n = Net::new(&[]);
+    let genesis = Settings::genesis_batch_bytes();
+    let limit = |n: &Net, h: u64| n.gov.committee_at(Height(h)).map(|c| (c.epoch, c.max_batch_bytes));
+    let pass = |n: &mut Net, value: u64, id: u64| {
+        let p = n.propose(0, Action::SetParam { param: Param::MaxBatchBytes, value });
+        n.block(vec![p]);
+        let votes = vec![n.vote(0, id, true), n.vote(1, id, true), n.vote(2, id, true)];
+        n.block(votes);
+    };
+    assert_eq!(limit(&n, 1), Some((0, genesis)));
+    assert_eq!(n.gov.batch_bytes_from(Height(1)), genesis);
+    // Lowered: batchers cut under it from the boundary on, a governance epoch before
+    // it becomes a validity rule, since a batch cut then may be ordered after it.
+    pass(&mut n, 256 << 10, 1);
+    while n.height < L {
+        n.block(vec![]);
+    }
+    assert_eq!(limit(&n, 2 * L), Some((0, genesis)));
+    assert_eq!(limit(&n, 2 * L + 1), Some((1, 256 << 10)));
+    assert_eq!(n.gov.batch_bytes_from(Height(L + 1)), 256 << 10);
+    assert_eq!(
+        n.gov.committee_at(Height(2 * L + 1)).unwrap().validators,
+        n.gov.committee_at(Height(1)).unwrap().validators
+    );
+    // Raised again: the lower limit binds batchers until the raise's epoch starts.
+    pass(&mut n, 1 << 20, 2);
+    while n.height < 2 * L {
+        n.block(vec![]);
+    }
+    assert_eq!(limit(&n, 3 * L + 1), Some((2, 1 << 20)));
+    assert_eq!(n.gov.batch_bytes_from(Height(2 * L + 1)), 256 << 10, "epoch 1 still orders these heights");
+    assert_eq!(n.gov.batch_bytes_from(Height(3 * L + 1)), 1 << 20);
+    assert_eq!(n.gov.value_at(Param::MaxBatchBytes, Height(2 * L + 1)), Some(1 << 20));
+}
+
+#[test]
 fn a_state_saved_by_an_earlier_release_is_not_complete_and_is_replayed() {
     let mut n = Net::new(&[]);
     n.block(vec![]);
@@ -440,6 +479,10 @@ fn bad_input_is_rejected_with_a_typed_error_and_changes_nothing() {
     n.rejected(bad_addr, |e| matches!(e, Error::InvalidAction(_)));
     let bad_value = n.propose(2, Action::SetParam { param: Param::ChallengeWindow, value: 0 });
     n.rejected(bad_value, |e| matches!(e, Error::InvalidAction(_)));
+    for bytes in [0, Settings::MIN_BATCH_BYTES - 1, Settings::genesis_batch_bytes() + 1] {
+        let bad_batch = n.propose(2, Action::SetParam { param: Param::MaxBatchBytes, value: bytes });
+        n.rejected(bad_batch, |e| matches!(e, Error::InvalidAction(_)));
+    }
     let no_chain = n.propose(2, Action::SetParam { param: Param::Fee { chain: ChainId(9) }, value: 1 });
     n.rejected(no_chain, |e| matches!(e, Error::InvalidAction(_)));
     let long_reason = Entry::Propose {

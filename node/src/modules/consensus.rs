@@ -104,8 +104,15 @@ pub async fn start(ctx: NodeContext, config: Config, shutdown: CancellationToken
     let (limit_tx, mut limit_rx) = tokio::sync::watch::channel(None::<usize>);
     let g = genesis.clone();
     let me = ctx.me.clone();
+    let intake = validator.intake();
     let on_epoch = move |state: &lamina_governance_core::GovernanceState| {
         *members.write().unwrap_or_else(|e| e.into_inner()) = crate::governed::Members::of(state);
+        // Governance's batch size limit: this validator's batches stay within the
+        // smallest limit of the epochs they may be ordered in (a validity rule of each
+        // epoch where committees change by vote), and intake refuses a transaction
+        // that cannot fit in one.
+        let bytes = state.batch_bytes_from(state.height().next());
+        intake.set_batch_bytes(Some(bytes).filter(|&b| b < lamina_governance_core::Settings::genesis_batch_bytes()));
         let limit = state
             .value_at(lamina_governance_core::Param::MaxBatchesPerBlock, state.height().next())
             .map(|v| usize::try_from(v).unwrap_or(usize::MAX));
