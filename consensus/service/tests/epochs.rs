@@ -305,7 +305,8 @@ fn validators_leave_join_and_return_by_schedule_and_agree_on_one_log() {
 /// refuses a transaction that cannot fit in a batch. Validator 0 was not (a batcher that
 /// ignores governance): the batch over the limit it certifies in epoch 0 is ordered,
 /// the one it certifies in epoch 1 is refused by every core (its own included) and
-/// never ordered, while small transactions keep being ordered.
+/// never ordered, while small transactions keep being ordered. Epoch 1's block limit
+/// (one batch) holds as well.
 #[test]
 fn a_batch_over_its_epochs_size_limit_is_never_ordered() {
     const LIMIT: u64 = 4_000;
@@ -320,7 +321,9 @@ fn a_batch_over_its_epochs_size_limit_is_never_ordered() {
             first_height: Height(first),
             validators: entries.clone(),
             da: None,
-            max_batches: None,
+            // Epoch 1 also orders at most one batch per block (the block limit's
+            // validity rule; no validator was told it as a proposer policy).
+            max_batches: limit.map(|_| 1),
             max_batch_bytes: limit,
         };
         let schedule =
@@ -394,6 +397,7 @@ fn a_batch_over_its_epochs_size_limit_is_never_ordered() {
         );
         assert!(!ordered.contains(&late), "a batch over epoch 1's limit was ordered");
         for fb in &blocks[FROM as usize - 1..] {
+            assert!(fb.block.batches.len() <= 1, "height {}: {} batches", fb.height().0, fb.block.batches.len());
             for cert in &fb.block.batches {
                 assert!(
                     cert.commitment.blob_bytes <= LIMIT,
