@@ -5,8 +5,10 @@
 //! epoch charge it, while the settlement node's verifier, re-executing every step,
 //! agrees (no challenge, the claims finalize); then a vote removes the key and it is
 //! refused at the handshake, by validators and DA nodes alike. `lamina gov` refuses what
-//! the log would reject, with the reason. Under load ([`common::load`]), a fifth validator
-//! joins by vote and one leaves: every acknowledged transfer executes, none is rejected.
+//! the log would reject, with the reason. Under load ([`common::load`]) in every test: a
+//! fifth validator joins by vote and one leaves, a DA node joins and one leaves, and the
+//! client key, fee and limits change; every acknowledged transfer executes, none is
+//! rejected.
 
 mod common;
 
@@ -131,7 +133,7 @@ fn a_consortium_adds_and_removes_a_client_key_by_vote_without_restarts() {
         "--chains",
         "1",
         "--funded-accounts",
-        "4",
+        "120",
         "--settlement",
         "1",
         "--settlement-window",
@@ -144,6 +146,13 @@ fn a_consortium_adds_and_removes_a_client_key_by_vote_without_restarts() {
     ]);
     let d = ["--devnet", s(&devnet.dir)];
     let pids: Vec<u32> = devnet.nodes.iter().map(|n| n["pid"].as_u64().unwrap() as u32).collect();
+    // Load from the genesis client key through every change below.
+    let rt = rt();
+    let client = rt.block_on(Client::connect(&devnet));
+    let load = {
+        let _in_rt = rt.enter();
+        Load::start(client.intake.clone(), client.scope, &devnet.genesis.chains[0], 10)
+    };
     let tmp = tempfile::tempdir().unwrap();
     let key = tmp.path().join("acme.key");
     let acme = ok(devnet.cmd().args(["keys", "generate", "--out", s(&key)]).output().unwrap());
@@ -335,6 +344,16 @@ fn a_consortium_adds_and_removes_a_client_key_by_vote_without_restarts() {
     for pid in pids {
         assert!(alive(pid), "node {pid} is gone");
     }
+
+    // No acknowledged transaction was lost or rejected across the changes (the load's
+    // transfers paid the new fee from its epoch on).
+    let stats = rt.block_on(load.stop());
+    stats.print();
+    assert!(stats.acked.len() > 100, "too little load acknowledged: {}", stats.acked.len());
+    rt.block_on(async {
+        assert_all_succeed(&client, "execution-0", &stats.acked, "acknowledged across the parameter changes").await;
+        client.shutdown().await;
+    });
 }
 
 /// A free local port (bound and released: a race is possible but unlikely).
