@@ -45,6 +45,10 @@ pub struct MempoolConfig {
     /// it had acknowledged but not yet had certified. Default true. Off: acceptance is
     /// mempool admission only (a killed validator loses what it had not yet certified).
     pub durable_intake: bool,
+    /// Threads that check intake's signatures (each checks everything queued as one
+    /// batch). 0, the default: one per core, at most 4. Where several validators share
+    /// a machine (a devnet, a benchmark), fewer threads each make larger batches.
+    pub signature_threads: usize,
 }
 
 impl MempoolConfig {
@@ -76,6 +80,7 @@ impl Default for MempoolConfig {
             nonce_gap_ms: 1000,
             new_sender_wait_ms: 100,
             durable_intake: true,
+            signature_threads: 0,
         }
     }
 }
@@ -215,6 +220,9 @@ impl Config {
         let m = &self.mempool;
         if m.max_txs == 0 || m.max_bytes == 0 || m.max_per_sender == 0 || m.max_tx_bytes == 0 {
             return bad("mempool limits must be positive");
+        }
+        if m.signature_threads > crate::sigcheck::MAX_THREADS {
+            return bad("mempool.signature_threads must be at most 4 (0: one per core)");
         }
         if m.max_tx_bytes > lamina_primitives::codec::limits::MAX_TX_PAYLOAD + 112 {
             return bad("mempool.max_tx_bytes exceeds the engine's transaction limit");

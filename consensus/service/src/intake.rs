@@ -75,6 +75,10 @@ impl Intake {
         batch_bytes: usize,
     ) -> Self {
         let chains = mempool.lock().chains().clone();
+        let threads = match cfg.signature_threads {
+            0 => SigChecker::default_threads(),
+            n => n,
+        };
         Intake {
             inner: Arc::new(Inner {
                 mempool,
@@ -88,7 +92,7 @@ impl Intake {
                 batcher,
                 batch_bytes,
                 log: Mutex::new(None),
-                checker: SigChecker::start(SigChecker::default_threads()),
+                checker: SigChecker::start(threads),
             }),
         }
     }

@@ -289,6 +289,10 @@ pub fn create(dir: &Path, spec: &Spec) -> anyhow::Result<DevnetState> {
         }
         if let Some(c) = config.consensus.as_mut() {
             c.0.empty_block_delay_ms = spec.heartbeat.as_millis() as u64;
+            // The validators share this machine's cores: each checks intake signatures
+            // on its share of them, in larger batches (BENCHMARKS.md, "intake
+            // signature threads").
+            c.0.mempool.signature_threads = intake_signature_threads(spec.validators);
             c.0.faulty_dispersal = spec.faulty_dispersal.contains(&rec.name);
         }
         crate::init::init(&crate::init::InitOptions {
@@ -332,6 +336,13 @@ pub fn temp_dir() -> anyhow::Result<PathBuf> {
     Ok(tempfile::Builder::new().prefix("lamina-devnet-").tempdir().context("cannot create a temp directory")?.keep())
 }
 
+/// Intake signature threads for each of `validators` validators on this machine: its
+/// cores shared among them, at least 1, at most the service's 4.
+fn intake_signature_threads(validators: usize) -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    (cores / validators.max(1)).clamp(1, 4)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -358,6 +369,14 @@ mod tests {
             closed_access: false,
             committee_changes: false,
         }
+    }
+
+    #[test]
+    fn validators_share_the_cores_for_intake_signatures() {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        assert_eq!(intake_signature_threads(1), cores.min(4));
+        assert_eq!(intake_signature_threads(cores * 2), 1, "at least one each");
+        assert_eq!(intake_signature_threads(0), cores.min(4));
     }
 
     #[test]
