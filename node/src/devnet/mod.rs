@@ -29,7 +29,7 @@ use crate::args::parse_duration;
 
 /// `devnet up --load`'s default (signed transfers per second).
 #[cfg(feature = "bench")]
-pub const DEFAULT_LOAD: u64 = 8_000;
+pub const DEFAULT_LOAD: u64 = 10_000;
 /// `devnet up --load`'s default: no load generator without the `bench` feature.
 #[cfg(not(feature = "bench"))]
 pub const DEFAULT_LOAD: u64 = 0;
