@@ -332,8 +332,9 @@ async fn submit(net: &Net, signer: &Signer, what: What) -> anyhow::Result<ExitCo
     Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
-/// What the nodes do not yet apply of `action` (issue 14 is not finished): said before
-/// such a proposal is submitted, so nobody expects more than a record.
+/// What the nodes of this network do not apply of `action` (committee changes where the
+/// genesis leaves `committee_changes` off): said before such a proposal is submitted,
+/// so nobody expects more than a record.
 fn not_applied_yet(action: &Action, committee_changes: bool) -> Option<&'static str> {
     match action {
         Action::AddValidator(_)
