@@ -332,6 +332,11 @@ async fn submit(net: &Net, signer: &Signer, what: What) -> anyhow::Result<ExitCo
     Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
+/// A batch size limit as `lamina gov status` prints it (0: none set).
+fn batch_limit(bytes: u64) -> String {
+    if bytes == 0 { "any size (no batch limit)".into() } else { format!("at most {bytes} bytes") }
+}
+
 /// What the nodes of this network do not apply of `action` (committee changes where the
 /// genesis leaves `committee_changes` off): said before such a proposal is submitted,
 /// so nobody expects more than a record.
@@ -458,13 +463,13 @@ async fn status(net: &Net, json: bool) -> anyhow::Result<ExitCode> {
         for c in state.committees() {
             println!(
                 "consensus epoch {}: {} validators and {} DA nodes (certificates need {}), blocks of at most {} \
-                 batches of at most {} bytes, from height {}",
+                 batches of {}, from height {}",
                 c.epoch,
                 c.validators.len(),
                 c.da_nodes.len(),
                 c.da_threshold,
                 c.max_batches_per_block,
-                c.max_batch_bytes,
+                batch_limit(c.max_batch_bytes),
                 c.first_height.0
             );
         }
@@ -519,7 +524,7 @@ fn print_membership(m: &Membership) {
          bridge_inflow_limit {}, bridge_window_heights {}",
         fees.join(", "),
         s.max_batches_per_block,
-        s.max_batch_bytes,
+        if s.max_batch_bytes == 0 { "0 (no limit)".to_string() } else { s.max_batch_bytes.to_string() },
         s.challenge_window,
         s.bridge_inflow_limit,
         s.bridge_window_heights

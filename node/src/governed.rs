@@ -629,7 +629,7 @@ pub fn consensus_schedule(genesis: &Genesis, state: &GovernanceState) -> lamina_
                 da: (!c.da_nodes.is_empty()).then(|| genesis.da_committee_of(c.da_nodes.clone(), c.da_threshold)),
                 max_batches: (c.max_batches_per_block > 0)
                     .then(|| usize::try_from(c.max_batches_per_block).unwrap_or(usize::MAX)),
-                max_batch_bytes: Some(c.max_batch_bytes),
+                max_batch_bytes: (c.max_batch_bytes > 0).then_some(c.max_batch_bytes),
             })
             .collect(),
         known_through: state.committee_known_through(),

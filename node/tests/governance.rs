@@ -300,8 +300,10 @@ fn a_consortium_adds_and_removes_a_client_key_by_vote_without_restarts() {
     let out = ok(transfer("1"));
     assert_eq!(field(&out, "receipt"), "success", "{out}");
 
-    // A vote lowers the batch size limit: every validator's batches stay within it from
-    // the boundary on (a validity rule only where committees change by vote).
+    // A vote sets a batch size limit: every validator's batcher and intake apply it from
+    // the boundary on (a validity rule only where committees change by vote; the cuts
+    // themselves are checked in `consensus/core`, a refused batch in
+    // `consensus/service/tests/epochs.rs`).
     let boundary = pass(&devnet, &["set-param", "max_batch_bytes", "131072"]);
     wait_applied(&devnet, boundary);
     let deadline = Instant::now() + phase();
@@ -652,8 +654,9 @@ fn a_da_node_joins_by_vote_then_one_leaves_and_squares_of_every_committee_stay_r
     assert!(get(&three_square).contains("certified by three DA nodes"));
     assert!(get(&two_square).contains("certified by the two that stay"));
 
-    // A vote lowers the batch size limit: a consensus epoch of its own, whose cores
-    // refuse larger batches, while every validator's batcher already cuts within it.
+    // A vote sets a batch size limit: a consensus epoch of its own starts (whose cores
+    // refuse larger batches), every validator's batcher applies it, and the load goes
+    // on through the switch.
     let boundary = pass(&devnet, &["set-param", "max_batch_bytes", "131072"]);
     let limited = boundary + 10 + 1;
     wait_height(&devnet, &validators, limited + 5, "after the batch size limit");

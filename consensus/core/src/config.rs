@@ -63,12 +63,12 @@ pub struct Config {
     /// the same on every validator of a network (the service uses the network's cap,
     /// `limits::MAX_BATCHES_PER_BLOCK`). Default 4096.
     pub max_batches_per_block: usize,
-    /// Most blob bytes one batch (one availability certificate's square) may carry: a
-    /// validity rule of the epoch, checked on `blob_bytes` wherever a certificate is
-    /// verified (announcements, proposals, batches handed over from the previous
-    /// epoch). Governance may lower it (`set-param max_batch_bytes`). Default
-    /// `limits::MAX_BATCH` (64 MiB: no square holds more).
-    pub max_batch_bytes: u64,
+    /// Most blob bytes one batch (one availability certificate's square) may carry, if
+    /// governance set a limit (`set-param max_batch_bytes`): a validity rule of the
+    /// epoch, checked on `blob_bytes` wherever a certificate is verified
+    /// (announcements, proposals, batches handed over from the previous epoch, this
+    /// validator's own). Default `None`: no limit but the square's.
+    pub max_batch_bytes: Option<u64>,
     /// Most batches this validator's own proposals order (a proposer policy; never more
     /// than `max_batches_per_block`); governance may lower it network-wide
     /// ([`crate::Core::set_batch_limit`]). Default 512.
@@ -116,7 +116,7 @@ impl Config {
             empty_block_delay: Duration::from_secs(1),
             min_block_interval: Duration::from_millis(50),
             max_batches_per_block: limits::MAX_BATCHES_PER_BLOCK,
-            max_batch_bytes: limits::MAX_BATCH as u64,
+            max_batch_bytes: None,
             propose_batches: 512,
             max_pending_batches_per_validator: 8192,
             max_views_ahead: 64,
@@ -165,7 +165,7 @@ impl Config {
         if self.max_batches_per_block == 0 || self.max_batches_per_block > limits::MAX_BATCHES_PER_BLOCK {
             return Err(ConfigError::BadLimit("max_batches_per_block"));
         }
-        if self.max_batch_bytes == 0 || self.max_batch_bytes > limits::MAX_BATCH as u64 {
+        if self.max_batch_bytes == Some(0) {
             return Err(ConfigError::BadLimit("max_batch_bytes"));
         }
         if self.propose_batches == 0 {

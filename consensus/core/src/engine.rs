@@ -1270,11 +1270,10 @@ impl Core {
 
     /// Verifies an availability certificate, with a cache of those already verified.
     fn verify_batch(&mut self, cert: &AvailabilityCertificate) -> Result<(), CertError> {
-        if cert.commitment.blob_bytes > self.cfg.max_batch_bytes {
-            return Err(CertError::BatchTooLarge {
-                blob_bytes: cert.commitment.blob_bytes,
-                max: self.cfg.max_batch_bytes,
-            });
+        if let Some(max) = self.cfg.max_batch_bytes
+            && cert.commitment.blob_bytes > max
+        {
+            return Err(CertError::BatchTooLarge { blob_bytes: cert.commitment.blob_bytes, max });
         }
         let mut h = blake3::Hasher::new();
         h.update(cert.commitment.attestation_digest().as_bytes());

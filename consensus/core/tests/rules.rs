@@ -29,7 +29,7 @@ fn config() -> Config {
     let da = Committee::new((0..4).map(|i| da_key(i).public()).collect()).unwrap();
     let mut c = Config::new(Digest([3; 32]), v, da, 3);
     c.max_batches_per_block = 3;
-    c.max_batch_bytes = MAX_BATCH_BYTES;
+    c.max_batch_bytes = Some(MAX_BATCH_BYTES);
     c
 }
 

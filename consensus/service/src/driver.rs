@@ -383,10 +383,8 @@ impl CoreTask {
             if let Some(limit) = epoch.max_batches {
                 cfg.max_batches_per_block = limit.clamp(1, cfg.max_batches_per_block);
             }
-            // Its batch size limit likewise.
-            if let Some(limit) = epoch.max_batch_bytes {
-                cfg.max_batch_bytes = limit.clamp(1, cfg.max_batch_bytes);
-            }
+            // Its batch size limit, if governance set one.
+            cfg.max_batch_bytes = epoch.max_batch_bytes.map(|l| l.max(1));
             cfg.epoch = epoch.epoch;
             cfg.validators = epoch.info().map(|i| i.validators).ok_or_else(|| Error::Config("bad committee".into()))?;
             cfg.horizon = Some(schedule.known_through);
@@ -396,6 +394,7 @@ impl CoreTask {
                 .filter(|r| epoch_of(r.view()) >= epoch.epoch)
                 .partition(|r| epoch_of(r.view()) == epoch.epoch);
             self.epochs.recovered_wal = later;
+            let carried: Vec<Digest> = self.epochs.carry.iter().map(|c| c.commitment.attestation_digest()).collect();
             let recovered = Recovered {
                 finalized: self.ledger.recent(cfg.dedup_window)?,
                 wal: mine,
@@ -405,6 +404,15 @@ impl CoreTask {
             let (mut core, actions) =
                 Core::new(cfg, Arc::new(self.epochs.keypair.clone()), Arc::new(Zip215), recovered, now, wall)
                     .map_err(Error::Core)?;
+            // A batch of ours the new epoch's rules refuse (certified by a DA committee
+            // two switches old, or over a batch size limit lowered since) is not held
+            // for proposal: let its senders' next transactions be cut again, as when the
+            // core refuses a batch as it is certified. Its own transactions wait for a
+            // restart or a resubmission.
+            for a in carried.iter().filter(|a| self.own_batches.contains_key(a) && !core.is_pending(a)) {
+                tracing::error!(target: TARGET, attestation = %a, epoch = epoch.epoch, "the new epoch's core refused our certified batch; its transactions wait for a restart or a resubmission");
+                self.mempool.lock().abandon(a);
+            }
             tracing::info!(target: TARGET, epoch = epoch.epoch, height = next.0, validators = epoch.validators.len(), "epoch core started");
             self.set_committee(epoch.keys());
             core.set_batch_limit(self.epochs.batch_limit);

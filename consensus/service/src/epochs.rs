@@ -27,8 +27,8 @@ pub struct ScheduledEpoch {
     /// Most batches one of its blocks may order (a validity rule of the epoch, never
     /// above the network's cap); `None`: the cap.
     pub max_batches: Option<usize>,
-    /// Most blob bytes one batch it orders may carry (a validity rule of the epoch,
-    /// never above the engine's `limits::MAX_BATCH`); `None`: that cap.
+    /// Most blob bytes one batch it orders may carry (a validity rule of the epoch);
+    /// `None`: no limit but the square's.
     pub max_batch_bytes: Option<u64>,
 }
 

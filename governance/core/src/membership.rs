@@ -28,9 +28,9 @@ pub struct Settings {
     /// The bridge's rate-limit window in heights.
     pub bridge_window_heights: u64,
     /// Most blob bytes one batch carries (a consensus validity rule where committees
-    /// change by vote). Absent from states saved before it existed, which cannot have
-    /// changed it: the genesis value.
-    #[serde(default = "Settings::genesis_batch_bytes")]
+    /// change by vote); 0, the genesis value: no limit but the square's. Absent from
+    /// states saved before it existed, which cannot have changed it.
+    #[serde(default)]
     pub max_batch_bytes: u64,
 }
 
@@ -44,19 +44,17 @@ impl Settings {
             anchor_window: genesis.settlement.anchor_window,
             bridge_inflow_limit: genesis.bridge.inflow_limit,
             bridge_window_heights: genesis.bridge.window_heights,
-            max_batch_bytes: Self::genesis_batch_bytes(),
+            max_batch_bytes: 0,
         }
-    }
-
-    /// The batch limit of every genesis: the engine's largest batch
-    /// (`limits::MAX_BATCH`, more than a square holds), so only the square limits it.
-    pub fn genesis_batch_bytes() -> u64 {
-        limits::MAX_BATCH as u64
     }
 
     /// The smallest batch limit governance may set: room for a transaction of intake's
     /// default size limit (64 KiB) twice over, with the blob's encoding.
     pub const MIN_BATCH_BYTES: u64 = 128 << 10;
+    /// The largest batch limit governance may set: the engine's largest batch blob
+    /// (`limits::MAX_BATCH`). 0 lifts the limit (the genesis value): a square then holds
+    /// what its widest shape holds.
+    pub const MAX_BATCH_BYTES: u64 = limits::MAX_BATCH as u64;
 
     /// Every parameter with its value: each chain's fee, then the others.
     pub fn all(&self) -> Vec<(Param, u64)> {
@@ -100,8 +98,8 @@ impl Settings {
                 bad(format!("must be in 1..={} (a quarter of the anchor window)", self.anchor_window / 4))
             }
             Param::BridgeWindowHeights if value == 0 => bad("must be at least 1".into()),
-            Param::MaxBatchBytes if !(Self::MIN_BATCH_BYTES..=Self::genesis_batch_bytes()).contains(&value) => {
-                bad(format!("must be in {}..={}", Self::MIN_BATCH_BYTES, Self::genesis_batch_bytes()))
+            Param::MaxBatchBytes if value != 0 && !(Self::MIN_BATCH_BYTES..=Self::MAX_BATCH_BYTES).contains(&value) => {
+                bad(format!("must be 0 (no limit) or in {}..={}", Self::MIN_BATCH_BYTES, Self::MAX_BATCH_BYTES))
             }
             _ => Ok(()),
         }

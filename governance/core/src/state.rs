@@ -347,10 +347,10 @@ pub struct CommitteeEpoch {
     #[serde(default)]
     pub max_batches_per_block: u64,
     /// Most blob bytes one batch ordered in this epoch may carry (`max_batch_bytes` as
-    /// governance set it by the boundary that started the epoch): a validity rule for
-    /// the epoch. Absent from states saved before it existed, which cannot have
-    /// changed it: the genesis value.
-    #[serde(default = "Settings::genesis_batch_bytes")]
+    /// governance set it by the boundary that started the epoch; 0: no limit): a
+    /// validity rule for the epoch. Absent from states saved before it existed, which
+    /// cannot have changed it (0, the genesis value).
+    #[serde(default)]
     pub max_batch_bytes: u64,
 }
 
@@ -430,7 +430,7 @@ impl GovernanceState {
                 da_nodes: genesis.da_committee().members,
                 da_threshold: genesis.da_threshold(),
                 max_batches_per_block: Settings::from_genesis(genesis).max_batches_per_block,
-                max_batch_bytes: Settings::genesis_batch_bytes(),
+                max_batch_bytes: 0,
             }]),
         }
     }
@@ -491,8 +491,10 @@ impl GovernanceState {
     /// rules, which its schedule lacks. A follower replays such a state from height 1
     /// instead (the saved state is a cache), so every node derives the same schedule.
     pub fn is_complete(&self) -> bool {
-        // The three fields came in one release; the block limit is never 0 once kept
-        // (governance accepts 1 and more), so its absence marks an earlier release's.
+        // DA nodes, threshold and block limit came in one release; the block limit is
+        // never 0 once kept (governance accepts 1 and more), so its absence marks an
+        // earlier release's. The batch size limit came later, and a state without it
+        // is complete: no release before it could change it, so 0 (none) is right.
         !self.committees.is_empty() && self.committees.iter().all(|c| c.max_batches_per_block > 0)
     }
 
@@ -504,14 +506,14 @@ impl GovernanceState {
         after.checked_sub(1).and_then(|i| self.committees.get(i))
     }
 
-    /// The batch limit a batcher cuts under after `height`: the smallest
+    /// The batch limit a batcher cuts under after `height` (`None`: none): the smallest
     /// `max_batch_bytes` of the consensus epoch that orders `height` and of every later
     /// one decided so far. A batch certified now may be ordered in any of them (a
-    /// raised limit applies only once its epoch starts, a lowered one already binds
-    /// the next), so it stays valid whichever orders it.
-    pub fn batch_bytes_from(&self, height: Height) -> u64 {
+    /// raised or lifted limit applies only once its epoch starts, a lowered one already
+    /// binds the next), so it stays valid whichever orders it.
+    pub fn batch_bytes_from(&self, height: Height) -> Option<u64> {
         let from = self.committees.partition_point(|c| c.first_height <= height).saturating_sub(1);
-        self.committees.iter().skip(from).map(|c| c.max_batch_bytes).min().unwrap_or_else(Settings::genesis_batch_bytes)
+        self.committees.iter().skip(from).map(|c| c.max_batch_bytes).filter(|&b| b > 0).min()
     }
 
     /// The committee changes kept, oldest first.

@@ -269,7 +269,6 @@ fn a_block_limit_change_starts_a_consensus_epoch_whose_blocks_it_bounds() {
 #[test]
 fn a_batch_size_change_starts_a_consensus_epoch_and_batchers_cut_under_both_limits() {
     let mut n = Net::new(&[]);
-    let genesis = Settings::genesis_batch_bytes();
     let limit = |n: &Net, h: u64| n.gov.committee_at(Height(h)).map(|c| (c.epoch, c.max_batch_bytes));
     let pass = |n: &mut Net, value: u64, id: u64| {
         let p = n.propose(0, Action::SetParam { param: Param::MaxBatchBytes, value });
@@ -277,17 +276,18 @@ fn a_batch_size_change_starts_a_consensus_epoch_and_batchers_cut_under_both_limi
         let votes = vec![n.vote(0, id, true), n.vote(1, id, true), n.vote(2, id, true)];
         n.block(votes);
     };
-    assert_eq!(limit(&n, 1), Some((0, genesis)));
-    assert_eq!(n.gov.batch_bytes_from(Height(1)), genesis);
+    // No limit at genesis (0): only the square bounds a batch.
+    assert_eq!(limit(&n, 1), Some((0, 0)));
+    assert_eq!(n.gov.batch_bytes_from(Height(1)), None);
     // Lowered: batchers cut under it from the boundary on, a governance epoch before
     // it becomes a validity rule, since a batch cut then may be ordered after it.
     pass(&mut n, 256 << 10, 1);
     while n.height < L {
         n.block(vec![]);
     }
-    assert_eq!(limit(&n, 2 * L), Some((0, genesis)));
+    assert_eq!(limit(&n, 2 * L), Some((0, 0)));
     assert_eq!(limit(&n, 2 * L + 1), Some((1, 256 << 10)));
-    assert_eq!(n.gov.batch_bytes_from(Height(L + 1)), 256 << 10);
+    assert_eq!(n.gov.batch_bytes_from(Height(L + 1)), Some(256 << 10));
     assert_eq!(
         n.gov.committee_at(Height(2 * L + 1)).unwrap().validators,
         n.gov.committee_at(Height(1)).unwrap().validators
@@ -298,9 +298,17 @@ fn a_batch_size_change_starts_a_consensus_epoch_and_batchers_cut_under_both_limi
         n.block(vec![]);
     }
     assert_eq!(limit(&n, 3 * L + 1), Some((2, 1 << 20)));
-    assert_eq!(n.gov.batch_bytes_from(Height(2 * L + 1)), 256 << 10, "epoch 1 still orders these heights");
-    assert_eq!(n.gov.batch_bytes_from(Height(3 * L + 1)), 1 << 20);
+    assert_eq!(n.gov.batch_bytes_from(Height(2 * L + 1)), Some(256 << 10), "epoch 1 still orders these heights");
+    assert_eq!(n.gov.batch_bytes_from(Height(3 * L + 1)), Some(1 << 20));
     assert_eq!(n.gov.value_at(Param::MaxBatchBytes, Height(2 * L + 1)), Some(1 << 20));
+    // Lifted (0): from its epoch on, no limit.
+    pass(&mut n, 0, 3);
+    while n.height < 3 * L {
+        n.block(vec![]);
+    }
+    assert_eq!(limit(&n, 4 * L + 1), Some((3, 0)));
+    assert_eq!(n.gov.batch_bytes_from(Height(3 * L + 1)), Some(1 << 20), "until the lift's epoch");
+    assert_eq!(n.gov.batch_bytes_from(Height(4 * L + 1)), None);
 }
 
 #[test]
@@ -326,6 +334,18 @@ fn a_state_saved_by_an_earlier_release_is_not_complete_and_is_replayed() {
     }
     let old: GovernanceState = serde_json::from_value(json).unwrap();
     assert!(!old.is_complete());
+    // Saved before the batch size limit existed: complete, with no limit (no release
+    // before it could set one).
+    let mut json: serde_json::Value = serde_json::to_value(&n.gov).unwrap();
+    for c in json["committees"].as_array_mut().unwrap() {
+        c.as_object_mut().unwrap().remove("max_batch_bytes");
+    }
+    json["epoch"]["membership"]["settings"].as_object_mut().unwrap().remove("max_batch_bytes");
+    let old: GovernanceState = serde_json::from_value(json).unwrap();
+    assert!(old.is_complete());
+    assert_eq!(old.committee_at(Height(1)).unwrap().max_batch_bytes, 0);
+    assert_eq!(old.epoch().membership.settings.max_batch_bytes, 0);
+    assert_eq!(old.digest(), n.gov.digest(), "the same state as one that never lacked it");
 }
 
 #[test]
@@ -479,7 +499,7 @@ fn bad_input_is_rejected_with_a_typed_error_and_changes_nothing() {
     n.rejected(bad_addr, |e| matches!(e, Error::InvalidAction(_)));
     let bad_value = n.propose(2, Action::SetParam { param: Param::ChallengeWindow, value: 0 });
     n.rejected(bad_value, |e| matches!(e, Error::InvalidAction(_)));
-    for bytes in [0, Settings::MIN_BATCH_BYTES - 1, Settings::genesis_batch_bytes() + 1] {
+    for bytes in [1, Settings::MIN_BATCH_BYTES - 1, Settings::MAX_BATCH_BYTES + 1] {
         let bad_batch = n.propose(2, Action::SetParam { param: Param::MaxBatchBytes, value: bytes });
         n.rejected(bad_batch, |e| matches!(e, Error::InvalidAction(_)));
     }

@@ -111,8 +111,7 @@ pub async fn start(ctx: NodeContext, config: Config, shutdown: CancellationToken
         // smallest limit of the epochs they may be ordered in (a validity rule of each
         // epoch where committees change by vote), and intake refuses a transaction
         // that cannot fit in one.
-        let bytes = state.batch_bytes_from(state.height().next());
-        intake.set_batch_bytes(Some(bytes).filter(|&b| b < lamina_governance_core::Settings::genesis_batch_bytes()));
+        intake.set_batch_bytes(state.batch_bytes_from(state.height().next()));
         let limit = state
             .value_at(lamina_governance_core::Param::MaxBatchesPerBlock, state.height().next())
             .map(|v| usize::try_from(v).unwrap_or(usize::MAX));
