@@ -428,3 +428,85 @@ fn a_batch_over_its_epochs_size_limit_is_never_ordered() {
         }
     });
 }
+
+/// A batch of ours that the next epoch's rules refuse when it is handed over (here: over
+/// epoch 1's batch size limit, certified between epoch 0's end and epoch 1's start,
+/// while DA was down for validator 0) is abandoned, so its sender's next transaction is
+/// cut and ordered; before, the sender stayed "in flight" on that validator, which cut
+/// nothing more of it until a restart.
+#[test]
+fn a_batch_refused_at_an_epoch_handover_does_not_hold_its_sender() {
+    const LIMIT: u64 = 4_000;
+    const FROM: u64 = 20;
+    rt().block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let g = Arc::new(genesis(4));
+        let entries = g.validators.clone();
+        let da = test_da(&g);
+        // Validator 0's DA, with its own switch.
+        let da0 = da.with_own_switch(false);
+        let epoch = |epoch: u64, first: u64, limit: Option<u64>| ScheduledEpoch {
+            epoch,
+            first_height: Height(first),
+            validators: entries.clone(),
+            da: None,
+            max_batches: None,
+            max_batch_bytes: limit,
+        };
+        let epochs = vec![epoch(0, 1, None), epoch(1, FROM, Some(LIMIT))];
+        // Known up to epoch 0's end: the log stops there, between the two cores.
+        let schedule = Schedule { epochs: epochs.clone(), known_through: Height(FROM - 1) };
+        let mut vs = Vec::new();
+        for (i, entry) in entries.iter().enumerate() {
+            let ctx = context(&g, i, dir.path());
+            let endpoint = Endpoint::bind(&ctx.keypair, EndpointConfig::new(entry.addr)).unwrap();
+            let d = if i == 0 { da0.clone() } else { da.clone() };
+            let started =
+                lamina_consensus_service::start_with_schedule(endpoint, ctx, config(), d, Some(schedule.clone()));
+            vs.push(started.await.unwrap());
+        }
+        eventually("first blocks", WAIT, || vs[0].height() >= 1).await;
+        let sender = lamina_primitives::Keypair::for_testing(8_000);
+        let tx =
+            |nonce: u64, len: usize| Transaction::new_signed(&sender, g.tx_scope(), ChainId(1), nonce, vec![4; len]);
+        let accepted = |r: Vec<Result<SubmitOutcome, SubmitError>>| match &r[..] {
+            [Ok(SubmitOutcome::Accepted(id))] => *id,
+            other => panic!("{other:?}"),
+        };
+        // Cut in epoch 0, but not certified before it ends: DA is down for validator 0.
+        da0.down.store(true, std::sync::atomic::Ordering::Relaxed);
+        let big = accepted(vs[0].intake().submit_many(vec![tx(0, 5_000)]).await);
+        // Cut alone (the batch delay is 5 ms); the sender's next transaction then waits
+        // behind its batch in flight.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let next = accepted(vs[0].intake().submit_many(vec![tx(1, 100)]).await);
+        eventually("the end of epoch 0", WAIT, || vs.iter().all(|v| v.height() == FROM - 1)).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        // Certified now, while no core runs: carried to epoch 1's core, which refuses it.
+        let before = da0.submitted.load(std::sync::atomic::Ordering::Relaxed);
+        da0.down.store(false, std::sync::atomic::Ordering::Relaxed);
+        eventually("the certificate", WAIT, || da0.submitted.load(std::sync::atomic::Ordering::Relaxed) > before).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        for v in &vs {
+            v.set_schedule(Schedule { epochs: epochs.clone(), known_through: Height(1_000) }).await.unwrap();
+        }
+        let log = vs[1].log();
+        let deadline = tokio::time::Instant::now() + WAIT;
+        let ordered = loop {
+            let height = vs[1].height();
+            let ordered = ordered_txs(&read_all(&log, height).await, &da);
+            if ordered.contains(&next) && height > FROM + 5 {
+                break ordered;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the sender's next transaction was never ordered (height {height})"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert!(!ordered.contains(&big), "a batch over epoch 1's limit was ordered");
+        for v in vs {
+            v.stop().await.unwrap();
+        }
+    });
+}
