@@ -286,17 +286,7 @@ fn a_consortium_adds_and_removes_a_client_key_by_vote_without_restarts() {
     // cap).
     let boundary = pass(&devnet, &["set-param", "max_batches_per_block", "2"]);
     wait_applied(&devnet, boundary);
-    let deadline = Instant::now() + phase();
-    for name in devnet.names("validator-") {
-        loop {
-            let limit = devnet.status(&name).and_then(|s| s["governed_batch_limit"].as_u64());
-            if limit == Some(2) {
-                break;
-            }
-            assert!(Instant::now() < deadline, "{name} applies the block limit {limit:?}, not 2");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
+    wait_validators_report(&devnet, "governed_batch_limit", 2);
     let out = ok(transfer("1"));
     assert_eq!(field(&out, "receipt"), "success", "{out}");
 
@@ -306,17 +296,7 @@ fn a_consortium_adds_and_removes_a_client_key_by_vote_without_restarts() {
     // `consensus/service/tests/epochs.rs`).
     let boundary = pass(&devnet, &["set-param", "max_batch_bytes", "131072"]);
     wait_applied(&devnet, boundary);
-    let deadline = Instant::now() + phase();
-    for name in devnet.names("validator-") {
-        loop {
-            let limit = devnet.status(&name).and_then(|s| s["governed_batch_bytes"].as_u64());
-            if limit == Some(131_072) {
-                break;
-            }
-            assert!(Instant::now() < deadline, "{name} applies the batch size limit {limit:?}, not 131072");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
+    wait_validators_report(&devnet, "governed_batch_bytes", 131_072);
     let out = ok(transfer("1"));
     assert_eq!(field(&out, "receipt"), "success", "{out}");
 
@@ -356,6 +336,22 @@ fn a_consortium_adds_and_removes_a_client_key_by_vote_without_restarts() {
         assert_all_succeed(&client, "execution-0", &stats.acked, "acknowledged across the parameter changes").await;
         client.shutdown().await;
     });
+}
+
+/// Waits until every validator's `/status` shows `field` = `value` (a governed limit
+/// it applies).
+fn wait_validators_report(devnet: &Devnet, field: &str, value: u64) {
+    let deadline = Instant::now() + phase();
+    for name in devnet.names("validator-") {
+        loop {
+            let now = devnet.status(&name).and_then(|s| s[field].as_u64());
+            if now == Some(value) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{name} reports {field} {now:?}, not {value}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
 }
 
 /// A free local port (bound and released: a race is possible but unlikely).

@@ -299,6 +299,39 @@ fn validators_leave_join_and_return_by_schedule_and_agree_on_one_log() {
     });
 }
 
+/// Epoch 0 (from height 1, no batch size limit) and epoch 1 (from `from`, at most
+/// `limit` blob bytes per batch), both of the genesis validators; with `max_batches`,
+/// epoch 1 also orders at most that many batches per block.
+fn limited_epochs(entries: &[NodeEntry], from: u64, limit: u64, max_batches: Option<usize>) -> Vec<ScheduledEpoch> {
+    let epoch = |epoch: u64, first: u64, limit: Option<u64>, max_batches: Option<usize>| ScheduledEpoch {
+        epoch,
+        first_height: Height(first),
+        validators: entries.to_vec(),
+        da: None,
+        max_batches,
+        max_batch_bytes: limit,
+    };
+    vec![epoch(0, 1, None, None), epoch(1, from, Some(limit), max_batches)]
+}
+
+/// Starts the genesis validators with `schedule`, validator `i` on `da(i)`.
+async fn start_all(
+    g: &Arc<lamina_interfaces::Genesis>,
+    dir: &std::path::Path,
+    schedule: &Schedule,
+    da: impl Fn(usize) -> FakeDa,
+) -> Vec<Validator> {
+    let mut vs = Vec::new();
+    for (i, entry) in g.validators.iter().enumerate() {
+        let ctx = context(g, i, dir);
+        let endpoint = Endpoint::bind(&ctx.keypair, EndpointConfig::new(entry.addr)).unwrap();
+        let started =
+            lamina_consensus_service::start_with_schedule(endpoint, ctx, config(), da(i), Some(schedule.clone()));
+        vs.push(started.await.unwrap());
+    }
+    vs
+}
+
 /// Governance's batch size limit as a validity rule of an epoch: epoch 1 (from height
 /// 60, the same four validators) allows batches of at most 4,000 blob bytes. Validators
 /// 1–3 were told the limit, as their governance follower tells them, so their intake
@@ -315,38 +348,16 @@ fn a_batch_over_its_epochs_size_limit_is_never_ordered() {
     rt().block_on(async {
         let dir = tempfile::tempdir().unwrap();
         let g = Arc::new(genesis(4));
-        let entries = g.validators.clone();
         let da = test_da(&g);
-        let epoch = |epoch: u64, first: u64, limit: Option<u64>| ScheduledEpoch {
-            epoch,
-            first_height: Height(first),
-            validators: entries.clone(),
-            da: None,
-            // Epoch 1 also orders at most one batch per block (the block limit's
-            // validity rule; no validator was told it as a proposer policy).
-            max_batches: limit.map(|_| 1),
-            max_batch_bytes: limit,
-        };
-        // Known only up to epoch 0's end at first, so the log waits there (the horizon)
-        // until the test has seen its batch of epoch 0 ordered, however slow the box.
-        let epochs = vec![epoch(0, 1, None), epoch(1, FROM, Some(LIMIT))];
+        // Epoch 1 also orders at most one batch per block (the block limit's validity
+        // rule; no validator was told it as a proposer policy). Known only up to epoch
+        // 0's end at first, so the log waits there (the horizon) until the test has seen
+        // its batch of epoch 0 ordered, however slow the box.
+        let epochs = limited_epochs(&g.validators, FROM, LIMIT, Some(1));
         let schedule = Schedule { epochs: epochs.clone(), known_through: Height(FROM - 1) };
-        let mut vs = Vec::new();
-        for (i, entry) in entries.iter().enumerate() {
-            let ctx = context(&g, i, dir.path());
-            let endpoint = Endpoint::bind(&ctx.keypair, EndpointConfig::new(entry.addr)).unwrap();
-            let started = lamina_consensus_service::start_with_schedule(
-                endpoint,
-                ctx,
-                config(),
-                da.clone(),
-                Some(schedule.clone()),
-            );
-            let v = started.await.unwrap();
-            if i > 0 {
-                v.set_batch_bytes(Some(LIMIT));
-            }
-            vs.push(v);
+        let vs = start_all(&g, dir.path(), &schedule, |_| da.clone()).await;
+        for v in &vs[1..] {
+            v.set_batch_bytes(Some(LIMIT));
         }
         eventually("first blocks", WAIT, || vs[1].height() >= 1).await;
         let big = |k: u64| {
@@ -441,30 +452,13 @@ fn a_batch_refused_at_an_epoch_handover_does_not_hold_its_sender() {
     rt().block_on(async {
         let dir = tempfile::tempdir().unwrap();
         let g = Arc::new(genesis(4));
-        let entries = g.validators.clone();
         let da = test_da(&g);
         // Validator 0's DA, with its own switch.
         let da0 = da.with_own_switch(false);
-        let epoch = |epoch: u64, first: u64, limit: Option<u64>| ScheduledEpoch {
-            epoch,
-            first_height: Height(first),
-            validators: entries.clone(),
-            da: None,
-            max_batches: None,
-            max_batch_bytes: limit,
-        };
-        let epochs = vec![epoch(0, 1, None), epoch(1, FROM, Some(LIMIT))];
         // Known up to epoch 0's end: the log stops there, between the two cores.
+        let epochs = limited_epochs(&g.validators, FROM, LIMIT, None);
         let schedule = Schedule { epochs: epochs.clone(), known_through: Height(FROM - 1) };
-        let mut vs = Vec::new();
-        for (i, entry) in entries.iter().enumerate() {
-            let ctx = context(&g, i, dir.path());
-            let endpoint = Endpoint::bind(&ctx.keypair, EndpointConfig::new(entry.addr)).unwrap();
-            let d = if i == 0 { da0.clone() } else { da.clone() };
-            let started =
-                lamina_consensus_service::start_with_schedule(endpoint, ctx, config(), d, Some(schedule.clone()));
-            vs.push(started.await.unwrap());
-        }
+        let vs = start_all(&g, dir.path(), &schedule, |i| if i == 0 { da0.clone() } else { da.clone() }).await;
         eventually("first blocks", WAIT, || vs[0].height() >= 1).await;
         let sender = lamina_primitives::Keypair::for_testing(8_000);
         let tx =
