@@ -47,7 +47,9 @@ pub struct MempoolConfig {
     pub durable_intake: bool,
     /// Threads that check intake's signatures (each checks everything queued as one
     /// batch). 0, the default: one per core, at most 4. Where several validators share
-    /// a machine (a devnet, a benchmark), fewer threads each make larger batches.
+    /// a machine (a devnet, a benchmark), give each its share of the cores: more
+    /// verifier threads than cores kept every process waiting for a core under load
+    /// (BENCHMARKS.md, "one intake signature thread per validator").
     pub signature_threads: usize,
 }
 

@@ -290,8 +290,8 @@ pub fn create(dir: &Path, spec: &Spec) -> anyhow::Result<DevnetState> {
         if let Some(c) = config.consensus.as_mut() {
             c.0.empty_block_delay_ms = spec.heartbeat.as_millis() as u64;
             // The validators share this machine's cores: each checks intake signatures
-            // on its share of them, in larger batches (BENCHMARKS.md, "intake
-            // signature threads").
+            // on its share of them, so that verifier threads do not outnumber the cores
+            // (BENCHMARKS.md, "one intake signature thread per validator").
             c.0.mempool.signature_threads = intake_signature_threads(spec.validators);
             c.0.faulty_dispersal = spec.faulty_dispersal.contains(&rec.name);
         }
