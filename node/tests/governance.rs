@@ -145,14 +145,8 @@ fn a_consortium_adds_and_removes_a_client_key_by_vote_without_restarts() {
         "10",
     ]);
     let d = ["--devnet", s(&devnet.dir)];
-    let pids: Vec<u32> = devnet.nodes.iter().map(|n| n["pid"].as_u64().unwrap() as u32).collect();
     // Load from the genesis client key through every change below.
-    let rt = rt();
-    let client = rt.block_on(Client::connect(&devnet));
-    let load = {
-        let _in_rt = rt.enter();
-        Load::start(client.intake.clone(), client.scope, &devnet.genesis.chains[0], 10)
-    };
+    let (pids, rt, client, load) = start_load(&devnet);
     let tmp = tempfile::tempdir().unwrap();
     let key = tmp.path().join("acme.key");
     let acme = ok(devnet.cmd().args(["keys", "generate", "--out", s(&key)]).output().unwrap());
@@ -329,11 +323,17 @@ fn a_consortium_adds_and_removes_a_client_key_by_vote_without_restarts() {
 
     // No acknowledged transaction was lost or rejected across the changes (the load's
     // transfers paid the new fee from its epoch on).
+    stop_load_and_check(&rt, load, client, "acknowledged across the parameter changes");
+}
+
+/// Stops `load` and checks that it was acknowledged enough and that every transfer
+/// acknowledged executed with success on execution-0 (none lost, none rejected).
+fn stop_load_and_check(rt: &tokio::runtime::Runtime, load: Load, client: Client, what: &str) {
     let stats = rt.block_on(load.stop());
     stats.print();
     assert!(stats.acked.len() > 100, "too little load acknowledged: {}", stats.acked.len());
     rt.block_on(async {
-        assert_all_succeed(&client, "execution-0", &stats.acked, "acknowledged across the parameter changes").await;
+        assert_all_succeed(&client, "execution-0", &stats.acked, what).await;
         client.shutdown().await;
     });
 }
@@ -377,14 +377,21 @@ fn committee_devnet(extra: &[&str]) -> (Devnet, Vec<u32>, tokio::runtime::Runtim
     args.extend(["--heartbeat", "100ms", "--epoch-length", "10", "--committee-changes"]);
     args.extend(extra);
     let devnet = Devnet::up(&args);
+    let (pids, rt, client, load) = start_load(&devnet);
+    (devnet, pids, rt, client, load)
+}
+
+/// The node processes' pids as started, and the load ([`common::load`]) from test
+/// accounts 10..=110 of the first chain, through the validators' intake.
+fn start_load(devnet: &Devnet) -> (Vec<u32>, tokio::runtime::Runtime, Client, Load) {
     let pids: Vec<u32> = devnet.nodes.iter().map(|n| n["pid"].as_u64().unwrap() as u32).collect();
     let rt = rt();
-    let client = rt.block_on(Client::connect(&devnet));
+    let client = rt.block_on(Client::connect(devnet));
     let load = {
         let _in_rt = rt.enter();
         Load::start(client.intake.clone(), client.scope, &devnet.genesis.chains[0], 10)
     };
-    (devnet, pids, rt, client, load)
+    (pids, rt, client, load)
 }
 
 #[test]
@@ -539,13 +546,7 @@ fn a_fifth_validator_joins_by_vote_then_one_leaves_and_every_node_follows_withou
     assert!(fifth.0.try_wait().unwrap().is_none(), "the fifth validator exited");
 
     // No acknowledged transaction was lost or rejected across the two switches.
-    let stats = rt.block_on(load.stop());
-    stats.print();
-    assert!(stats.acked.len() > 100, "too little load acknowledged: {}", stats.acked.len());
-    rt.block_on(async {
-        assert_all_succeed(&client, "execution-0", &stats.acked, "acknowledged across the committee switches").await;
-        client.shutdown().await;
-    });
+    stop_load_and_check(&rt, load, client, "acknowledged across the committee switches");
 }
 
 /// A child process killed when dropped, so that a failing test leaves no node running.
@@ -673,13 +674,7 @@ fn a_da_node_joins_by_vote_then_one_leaves_and_squares_of_every_committee_stay_r
     }
 
     // No acknowledged transaction was lost or rejected across the switches.
-    let stats = rt.block_on(load.stop());
-    stats.print();
-    assert!(stats.acked.len() > 100, "too little load acknowledged: {}", stats.acked.len());
-    rt.block_on(async {
-        assert_all_succeed(&client, "execution-0", &stats.acked, "acknowledged across the DA committee switches").await;
-        client.shutdown().await;
-    });
+    stop_load_and_check(&rt, load, client, "acknowledged across the DA committee switches");
     let now: Vec<u32> = devnet.nodes.iter().map(|n| n["name"].as_str().unwrap()).map(|n| devnet.pid(n)).collect();
     assert_eq!(now, pids, "a node restarted");
     drop(third);

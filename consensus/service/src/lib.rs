@@ -542,7 +542,10 @@ async fn report_health(
             !behind,
             if behind { format!("catching up (at height {height})") } else { format!("at height {height}") },
         );
-        let st = mempool.lock().stats();
+        let (st, batch_bytes) = {
+            let mp = mempool.lock();
+            (mp.stats(), mp.batch_bytes())
+        };
         ::metrics::gauge!(metrics::MEMPOOL_TXS).set(st.held as f64);
         ::metrics::gauge!(metrics::MEMPOOL_BYTES).set(st.held_bytes as f64);
         ::metrics::gauge!(metrics::MEMPOOL_PARKED).set(st.parked as f64);
@@ -560,7 +563,7 @@ async fn report_health(
         // Governance's limit on the batches of this validator's blocks (null: none set).
         health.set_status("governed_batch_limit", Some(shared.batch_limit.load(Ordering::Relaxed)).filter(|&l| l > 0));
         // Governance's limit on the blob bytes of this validator's batches (null: none).
-        health.set_status("governed_batch_bytes", mempool.lock().batch_bytes());
+        health.set_status("governed_batch_bytes", batch_bytes);
         let d = da.lock();
         health.set_status("da_failures", d.consecutive_failures);
     }
