@@ -241,6 +241,13 @@ impl Mempool {
         self.batch_bytes.map(|l| l.saturating_sub(Batch::encoded_bound(1, 0)))
     }
 
+    /// This validator's batches cut (or restored from its intake log) and not yet
+    /// ordered, nor abandoned. The service's batcher waits longer before cutting more
+    /// while there are enough of them (`[consensus.batch] max_unordered`).
+    pub fn unordered_batches(&self) -> usize {
+        self.batch_sequences.len()
+    }
+
     /// True if nothing waits to be cut: no queued and no parked transaction (the batcher
     /// then sleeps until intake wakes it).
     pub fn is_idle(&self) -> bool {
@@ -391,17 +398,25 @@ impl Mempool {
         released
     }
 
+    /// When the oldest transaction that may go into a batch now (not waiting for a
+    /// batch in flight) was queued, looking a bounded way into each queue; `None` if
+    /// there is none. The batcher cuts once it has waited the batch delay.
+    pub fn oldest_eligible(&self) -> Option<Duration> {
+        self.queues
+            .values()
+            .filter_map(|q| {
+                q.iter()
+                    .take(READY_SCAN)
+                    .find(|(tx, _, _)| !self.in_flight.contains_key(&(tx.sender, tx.chain_id)))
+                    .map(|(_, _, t)| *t)
+            })
+            .min()
+    }
+
     /// True if a batch should be cut now: enough bytes queued, or the oldest queued
     /// transaction waited `max_delay`.
     pub fn ready(&self, max_bytes: usize, max_delay: Duration, now: Duration) -> bool {
-        // The oldest transaction that may go into a batch now (not waiting for a batch in
-        // flight), looking a bounded way into each queue.
-        let eligible_aged = self.queues.values().any(|q| {
-            q.iter()
-                .take(READY_SCAN)
-                .find(|(tx, _, _)| !self.in_flight.contains_key(&(tx.sender, tx.chain_id)))
-                .is_some_and(|(_, _, t)| now.saturating_sub(*t) >= max_delay)
-        });
+        let eligible_aged = self.oldest_eligible().is_some_and(|t| now.saturating_sub(t) >= max_delay);
         let full = self.queued_bytes >= max_bytes || self.batch_room().is_some_and(|r| self.queued_bytes >= r);
         self.queued > 0 && (full || eligible_aged)
     }
@@ -809,8 +824,10 @@ mod tests {
         let mut m = Mempool::new(MempoolLimits::default(), [ChainId(1)]);
         add(&mut m, tx(1, 1, 0, 10)).unwrap();
         add(&mut m, tx(2, 1, 0, 10)).unwrap();
+        assert_eq!(m.unordered_batches(), 0);
         let first = m.cut(1 << 20).unwrap();
         assert_eq!(first.txs, 2);
+        assert_eq!(m.unordered_batches(), 1);
         m.certified(first.id, attestation(first.id));
         // Sender 1's nonce 1 waits for the first batch; sender 3 goes by it.
         add(&mut m, tx(1, 1, 1, 10)).unwrap();
@@ -820,10 +837,13 @@ mod tests {
         assert!(nonces_of(&txs_of(&second), 1).is_empty(), "nonce 1 must not race nonce 0's batch");
         assert!(m.cut(1 << 20).is_none(), "only a waiting transaction is queued");
         assert_eq!(m.stats().queued, 1);
+        assert_eq!(m.unordered_batches(), 2);
         // Ordering another validator's batch changes nothing; ordering ours releases it.
         m.ordered(&[attestation(99)]);
         assert!(m.cut(1 << 20).is_none());
+        assert_eq!(m.unordered_batches(), 2);
         m.ordered(&[attestation(first.id)]);
+        assert_eq!(m.unordered_batches(), 1, "the second batch is not ordered yet");
         assert_eq!(nonces_of(&txs_of(&m.cut(1 << 20).unwrap()), 1), vec![1]);
     }
 
@@ -835,8 +855,11 @@ mod tests {
         m.certified(first.id, attestation(first.id));
         add(&mut m, tx(1, 1, 1, 10)).unwrap();
         assert!(m.cut(1 << 20).is_none());
-        // The core refused the certificate: the sender is not held hostage by it.
+        // The core refused the certificate: the sender is not held hostage by it, nor
+        // the batcher (the batch no longer counts as unordered).
+        assert_eq!(m.unordered_batches(), 1);
         m.abandon(&attestation(first.id));
+        assert_eq!(m.unordered_batches(), 0);
         assert_eq!(nonces_of(&txs_of(&m.cut(1 << 20).unwrap()), 1), vec![1]);
         // A later report of the abandoned batch changes nothing (no double release).
         m.ordered(&[attestation(first.id)]);
@@ -847,9 +870,11 @@ mod tests {
         let mut m = Mempool::new(MempoolLimits::default(), [ChainId(1)]);
         let key = Keypair::for_testing(1).public();
         m.in_flight_until_ordered(attestation(500), [(key, ChainId(1))]);
+        assert_eq!(m.unordered_batches(), 1);
         add(&mut m, tx(1, 1, 0, 10)).unwrap();
         assert!(m.cut(1 << 20).is_none());
         m.ordered(&[attestation(500)]);
+        assert_eq!(m.unordered_batches(), 0);
         assert_eq!(nonces_of(&drain_all(&mut m), 1), vec![0]);
     }
 

@@ -79,6 +79,11 @@ pub(crate) async fn run<D: DataAvailability + 'static>(
         }
     });
     let max_delay = Duration::from_millis(cfg.max_delay_ms);
+    let busy_delay = Duration::from_millis(cfg.busy_delay_ms).max(max_delay);
+    // The batcher looks for a batch to cut on ticks, and whenever it is woken. Ticks
+    // start when work arrives in an idle mempool (so a lone transaction is cut
+    // `max_delay` after it came); a later wake does not move them.
+    let mut next_tick: Option<tokio::time::Instant> = None;
     loop {
         // A validator leaving the committee (intake already refuses) cuts what it holds
         // at once, so that it is certified and announced while its core still runs.
@@ -86,12 +91,20 @@ pub(crate) async fn run<D: DataAvailability + 'static>(
         let delay = if leaving { Duration::ZERO } else { max_delay };
         let tick = if leaving { LEAVING_TICK } else { (delay / 2).max(Duration::from_millis(1)) };
         // With nothing queued or parked, sleep until intake wakes us (it does when the
-        // mempool stops being idle): an idle validator does not tick.
+        // mempool stops being idle): an idle validator does not tick. The driver wakes
+        // us too when one of our batches is ordered (see `cut_delay`).
         let idle = mempool.lock().is_idle();
+        let now = tokio::time::Instant::now();
+        let due = match next_tick {
+            _ if idle => None,
+            Some(t) if t > now => Some(t.min(now + tick)),
+            _ => Some(now + tick),
+        };
+        next_tick = due;
         tokio::select! {
             _ = stop.cancelled() => break,
             _ = wake.notified() => {}
-            _ = tokio::time::sleep(tick), if !idle => {}
+            _ = tokio::time::sleep_until(due.unwrap_or(now)), if due.is_some() => {}
         }
         loop {
             let Ok(permit) = inflight.clone().try_acquire_owned() else { break };
@@ -104,6 +117,7 @@ pub(crate) async fn run<D: DataAvailability + 'static>(
                 if released > 0 {
                     metrics::counter!(m::NONCE_GAPS_RELEASED).increment(released as u64);
                 }
+                let delay = cut_delay(&cfg, &mp, delay, busy_delay);
                 if mp.ready(cfg.max_bytes, delay, now) { mp.cut(cfg.max_bytes) } else { None }
             };
             let Some(cut) = cut else { break };
@@ -129,6 +143,23 @@ pub(crate) async fn run<D: DataAvailability + 'static>(
     drop(order_tx);
     if tokio::time::timeout_at(deadline, forwarder).await.is_err() {
         tracing::warn!(target: TARGET, "certificates of dispersals still in flight were not handed to the core in time");
+    }
+}
+
+/// How long the oldest transaction waits for a cut: `delay` (zero while leaving the
+/// committee), or `busy_delay` under load (`busy_bytes` queued) while `max_unordered` of
+/// our batches are unordered. Then the next batch waits for one of them to be ordered
+/// (the driver wakes the batcher), so that it grows with the load instead of the
+/// squares multiplying.
+fn cut_delay(cfg: &BatchConfig, mp: &Mempool, delay: Duration, busy_delay: Duration) -> Duration {
+    if !delay.is_zero()
+        && cfg.max_unordered > 0
+        && mp.queued_bytes() >= cfg.busy_bytes
+        && mp.unordered_batches() >= cfg.max_unordered
+    {
+        busy_delay
+    } else {
+        delay
     }
 }
 
@@ -187,5 +218,48 @@ async fn disperse<D: DataAvailability + 'static>(
                 wait = (wait * 2).min(Duration::from_secs(5));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use lamina_primitives::{ChainId, Keypair, Transaction, TxScope};
+
+    use super::*;
+    use crate::mempool::MempoolLimits;
+
+    fn queue(m: &mut Mempool, sender: u64) {
+        let tx =
+            Transaction::new_signed(&Keypair::for_testing(sender), TxScope::ChainOnly, ChainId(1), 0, vec![7; 100]);
+        let id = Mempool::precheck(&MempoolLimits::default(), m.chains(), &tx).unwrap();
+        m.insert(tx, id, Duration::ZERO).unwrap();
+    }
+
+    /// The next cut waits `busy_delay` while `max_unordered` of our batches are cut and
+    /// not yet ordered and `busy_bytes` are queued, `max_delay` otherwise; a leaving
+    /// validator (delay zero) never waits, and 0 turns the rule off.
+    #[test]
+    fn the_next_cut_waits_for_an_unordered_batch() {
+        let (max, busy) = (Duration::from_millis(50), Duration::from_millis(200));
+        let cfg = BatchConfig::default();
+        assert_eq!((cfg.max_unordered, cfg.busy_delay_ms), (1, 200));
+        let mut m = Mempool::new(MempoolLimits::default(), [ChainId(1)]);
+        assert_eq!(cut_delay(&cfg, &m, max, busy), max, "nothing unordered");
+        queue(&mut m, 1);
+        let cut = m.cut(1 << 20).unwrap();
+        assert_eq!(cut_delay(&cfg, &m, max, busy), max, "one batch cut, not ordered, but nothing queued");
+        for sender in 2..200 {
+            queue(&mut m, sender);
+        }
+        assert!(m.queued_bytes() >= cfg.busy_bytes);
+        assert_eq!(cut_delay(&cfg, &m, max, busy), busy, "one batch cut, not ordered, under load");
+        assert_eq!(cut_delay(&cfg, &m, Duration::ZERO, busy), Duration::ZERO, "leaving");
+        let off = BatchConfig { max_unordered: 0, ..BatchConfig::default() };
+        assert_eq!(cut_delay(&off, &m, max, busy), max, "rule off");
+        let two = BatchConfig { max_unordered: 2, ..BatchConfig::default() };
+        assert_eq!(cut_delay(&two, &m, max, busy), max, "one of two allowed");
+        m.certified(cut.id, lamina_primitives::Digest([9; 32]));
+        m.ordered(&[lamina_primitives::Digest([9; 32])]);
+        assert_eq!(cut_delay(&cfg, &m, max, busy), max, "ordered");
     }
 }

@@ -486,7 +486,17 @@ impl CoreTask {
     fn output(&mut self, fb: FinalizedBlock) -> Result<(), Error> {
         self.ledger.append(&fb)?;
         let attestations: Vec<Digest> = fb.block.batches.iter().map(|c| c.commitment.attestation_digest()).collect();
-        self.mempool.lock().ordered(&attestations);
+        let landed = {
+            let mut mp = self.mempool.lock();
+            let before = mp.unordered_batches();
+            mp.ordered(&attestations);
+            mp.unordered_batches() < before
+        };
+        if landed {
+            // The batcher may be waiting for one of our batches to be ordered
+            // (`[consensus.batch] max_unordered`).
+            self.batcher_wake.notify_one();
+        }
         if let Some(log) = &self.intake_log {
             log.ordered(&attestations)?;
         }
