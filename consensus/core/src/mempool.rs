@@ -400,8 +400,8 @@ impl Mempool {
 
     /// When the oldest transaction that may go into a batch now (not waiting for a
     /// batch in flight) was queued, looking a bounded way into each queue; `None` if
-    /// there is none. The batcher cuts once it has waited the batch delay.
-    pub fn oldest_eligible(&self) -> Option<Duration> {
+    /// there is none.
+    fn oldest_eligible(&self) -> Option<Duration> {
         self.queues
             .values()
             .filter_map(|q| {

@@ -123,8 +123,7 @@ pub struct BatchConfig {
     pub busy_bytes: usize,
     /// How long the oldest transaction that may be cut waits for a cut while the
     /// `max_unordered` rule applies (ms); a value below `max_delay_ms` counts as
-    /// `max_delay_ms`.
-    /// Default 200.
+    /// `max_delay_ms`. Default 200.
     pub busy_delay_ms: u64,
     /// Wait before retrying a failed dispersal (doubling up to 5 s). Default 200 ms.
     pub retry_ms: u64,
