@@ -13,6 +13,10 @@
 //!   and sequentially.
 //! * `execution::merkle_updates`: merkleized state updates per second on an in-memory
 //!   state of 1M keys.
+//! * `execution::receipt_index/...`: one height's receipts (500, random transaction ids)
+//!   written to the on-disk receipt index holding 0.5 or 2 million receipts already.
+//!   The time is the process's **CPU** time (`CLOCK_PROCESS_CPUTIME_ID`), so the index's
+//!   background sorting and flushing count, not only the caller's wait.
 //!
 //! Run: `cargo bench -p lamina-benches --bench execution`
 //! (`LAMINA_BENCH_N=2,100` restricts N; `LAMINA_BENCH_THREADS=k` sets "all".)
@@ -180,5 +184,57 @@ fn merkle_group(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, exec_group, merkle_group);
+/// CPU time of the whole process (every thread).
+fn process_cpu() -> Duration {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid timespec for the call to fill.
+    unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+fn index_group(c: &mut Criterion) {
+    use lamina_execution_core::ledger::LedgerFailure;
+    use lamina_execution_core::{Receipt, Status};
+    use lamina_execution_service::index::{self, ReceiptIndex};
+    use lamina_execution_service::record::{Header, VERSION};
+    use lamina_primitives::{Digest, Height, TxId};
+
+    const PER_HEIGHT: u64 = 500;
+    let header = Header { version: VERSION, chain: ChainId(1), genesis: Digest([7; 32]) };
+    let mut next_id = 0u64;
+    let mut receipts = move |n: u64| -> Vec<Receipt<LedgerFailure>> {
+        (0..n)
+            .map(|_| {
+                next_id += 1;
+                let id = lamina_primitives::domains::TX_ID.hash(&next_id.to_le_bytes());
+                Receipt { tx_id: TxId(id), status: Status::Success }
+            })
+            .collect()
+    };
+    for held in [500_000u64, 2_000_000] {
+        let dir = tempfile::tempdir().unwrap();
+        let (ix, _) = ReceiptIndex::open(&dir.path().join(index::DIR), &header, 32 << 20, index::EPOCH).unwrap();
+        let mut h = 0u64;
+        while h * PER_HEIGHT < held {
+            h += 1;
+            ix.insert(Height(h), &receipts(PER_HEIGHT)).unwrap();
+        }
+        let mut g = c.benchmark_group(format!("execution::receipt_index/held={held}"));
+        g.throughput(Throughput::Elements(PER_HEIGHT));
+        g.bench_function("insert one height, process CPU", |b| {
+            b.iter_custom(|iters| {
+                let batches: Vec<_> = (0..iters).map(|_| receipts(PER_HEIGHT)).collect();
+                let start = process_cpu();
+                for r in &batches {
+                    h += 1;
+                    ix.insert(Height(h), r).unwrap();
+                }
+                process_cpu() - start
+            })
+        });
+        g.finish();
+    }
+}
+
+criterion_group!(benches, exec_group, merkle_group, index_group);
 criterion_main!(benches);

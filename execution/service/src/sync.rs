@@ -380,6 +380,7 @@ fn check(info: &FileInfo, bytes: &[u8]) -> bool {
 /// snapshot): a node that may state-sync.
 pub fn is_empty(data_dir: &Path) -> bool {
     !data_dir.join("blocks").exists()
-        && !data_dir.join("index.redb").exists()
+        && !data_dir.join(crate::index::DIR).exists()
+        && !data_dir.join(crate::index::LEGACY_FILE).exists()
         && snapshot::list(&data_dir.join("snapshots")).is_empty()
 }
