@@ -15,8 +15,8 @@
 //!   state of 1M keys.
 //! * `execution::receipt_index/...`: one height's receipts (500, random transaction ids)
 //!   written to the on-disk receipt index holding 0.5 or 2 million receipts already.
-//!   The time is the process's **CPU** time (`CLOCK_PROCESS_CPUTIME_ID`), so the index's
-//!   background sorting and flushing count, not only the caller's wait.
+//!   The time is the process's **CPU** time (`CLOCK_PROCESS_CPUTIME_ID`), so background
+//!   work of an index store (an LSM's sorting, for one) would count too.
 //!
 //! Run: `cargo bench -p lamina-benches --bench execution`
 //! (`LAMINA_BENCH_N=2,100` restricts N; `LAMINA_BENCH_THREADS=k` sets "all".)
@@ -213,7 +213,7 @@ fn index_group(c: &mut Criterion) {
     };
     for held in [500_000u64, 2_000_000] {
         let dir = tempfile::tempdir().unwrap();
-        let (ix, _) = ReceiptIndex::open(&dir.path().join(index::DIR), &header, 32 << 20, index::EPOCH).unwrap();
+        let (ix, _) = ReceiptIndex::open(&dir.path().join("index.redb"), &header, 32 << 20, index::EPOCH).unwrap();
         let mut h = 0u64;
         while h * PER_HEIGHT < held {
             h += 1;

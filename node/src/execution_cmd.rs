@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use lamina_execution_service::{index, snapshot};
+use lamina_execution_service::snapshot;
 use lamina_interfaces::Genesis;
 use lamina_primitives::{ChainId, Digest, PublicKey};
 
@@ -298,13 +298,13 @@ fn import(a: ImportArgs) -> anyhow::Result<ExitCode> {
             snapshots_dir(&home).display()
         );
     }
-    for existing in ["blocks", index::DIR, index::LEGACY_FILE] {
+    for existing in ["blocks", "index.redb"] {
         if data.join(existing).exists() {
             bail!(
                 "{} already holds execution data ({existing}): import into a fresh home (`lamina execution init`), or remove {} and {} first",
                 home.root().display(),
                 data.join("blocks").display(),
-                data.join(index::DIR).display()
+                data.join("index.redb").display()
             );
         }
     }

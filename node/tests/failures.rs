@@ -143,7 +143,7 @@ fn wiped_execution_node_state_syncs_or_imports_a_snapshot_and_catches_up() {
             for d in ["blocks", "snapshots"] {
                 let _ = std::fs::remove_dir_all(data.join(d));
             }
-            std::fs::remove_dir_all(data.join(lamina_execution_service::index::DIR)).unwrap();
+            std::fs::remove_file(data.join("index.redb")).unwrap();
         };
         wipe();
 

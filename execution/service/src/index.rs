@@ -1,67 +1,45 @@
 //! The receipt index: every retained receipt by transaction id, on disk.
 //!
-//! An LSM store ([`fjall`]) in `<data>/index` holds, for every transaction of a
-//! retained height, its receipt and the height that included it, plus three facts about
-//! the store: the [`Header`] (format, chain, genesis) the data was written under, the
+//! A redb database in `<data>/index.redb` holds, for every transaction of a retained
+//! height, its receipt and the height that included it, plus three facts about the
+//! store: the [`Header`] (format, chain, genesis) the data was written under, the
 //! highest height indexed, and the lowest height retained (`retained_from`: receipts
 //! and records below it were pruned).
 //!
-//! Why an LSM and not a B-tree: the keys are transaction ids, uniformly random, and a
-//! node inserts thousands a second. A copy-on-write B-tree (redb, used until
-//! 2026-12-07) rewrote a 4 KiB page per insert once the table outgrew its cache: 13–17
-//! µs of CPU per receipt at 0.5–2 million receipts, and 1,088 MB of file for 2.5
-//! million. An LSM appends to a journal and a memtable, and sorts in the background:
-//! 3–4.5 µs per receipt and under a third of the disk, with per-segment bloom filters
-//! for lookups (BENCHMARKS.md, "the receipt index as an LSM"). An open replays the
-//! journal not yet sorted to disk, at most [`JOURNAL`] bytes.
-//!
-//! Receipts are kept in one partition per epoch of heights (`receipts-<epoch>`;
-//! [`crate::Config::index_epoch_heights`], default [`EPOCH`]), so that pruning drops
-//! whole partitions instead of deleting keys one by one. A lookup asks the partitions
-//! newest first, so the latest inclusion of a transaction wins.
+//! Receipts are kept in one table per epoch of heights (`receipts-<epoch>`;
+//! [`crate::Config::index_epoch_heights`], default [`EPOCH`]), so that
+//! pruning drops whole tables instead of deleting keys one by one: random deletes in a
+//! B-tree of millions of keys cost seconds of CPU and hold redb's single writer, which
+//! the follower needs at every height (a soak showed 10–20 s stalls). A lookup asks
+//! the tables newest first (a few dozen at most with the default window), so the latest
+//! inclusion of a transaction wins.
 //!
 //! The index is derived data: block records ([`crate::record`]) are the source of
-//! truth. Each height's receipts are written in one atomic batch that also moves
-//! `indexed`; batches are handed to the operating system (they survive `kill -9`) but not
-//! synced, because the record itself was already made durable. [`ReceiptIndex::prune`]
-//! and [`ReceiptIndex::sync`] sync, which also makes every earlier batch durable. After
-//! a crash the store recovers a prefix of its batches, and the node re-indexes the
-//! records above `indexed` on open. Memory is the store's block cache
-//! ([`crate::Config::index_cache_mib`]), its write buffer ([`WRITE_BUFFER`]), and the
-//! set of epochs.
+//! truth. Each height's receipts are inserted in one transaction that also moves
+//! `indexed`; those commits are not synced ([`redb::Durability::None`]), because the
+//! record itself was already made durable. [`ReceiptIndex::prune`] and
+//! [`ReceiptIndex::sync`] commit durably, which also makes every earlier commit durable.
+//! After a crash redb returns to its last durable commit, and the node re-indexes the
+//! records above `indexed` on open. Memory is redb's page cache, bounded by
+//! [`crate::Config::index_cache_mib`], and the set of epochs.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeSet, HashSet};
 use std::path::Path;
 use std::sync::Mutex;
 
-use fjall::{CompressionType, Keyspace, PartitionCreateOptions, PartitionHandle, PersistMode};
 use lamina_execution_core::{ChainFailure, Receipt, Status};
 use lamina_primitives::{Height, TxId};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 
 use crate::Error;
 use crate::record::Header;
 
-/// The index's directory under an execution node's data directory.
-pub const DIR: &str = "index";
-/// Where the index was before 2026-12-07 (a redb file); a node removes it on start and
-/// indexes its retained records again.
-pub const LEGACY_FILE: &str = "index.redb";
-
-/// Default heights per receipts partition: the granularity of pruning
+/// Default heights per receipts table: the granularity of pruning
 /// ([`crate::Config::index_epoch_heights`]; an index keeps the value it was created with).
 pub const EPOCH: u64 = 4096;
-/// Most bytes of memtables (written, not yet sorted to disk) across the index.
-pub const WRITE_BUFFER: u64 = 32 << 20;
-/// Most bytes of one partition's memtable before it is sorted to disk.
-const MEMTABLE: u32 = 8 << 20;
-/// Most bytes of journal kept before memtables are flushed to make room: what an open
-/// replays at most. The `meta` partition's memtable (one small write per height) never
-/// fills on its own, so this bound is what makes it flush and lets old journals go
-/// (128 MiB made a restart replay about 1.5 s of journal; fjall's minimum is 24 MiB).
-pub const JOURNAL: u64 = 32 << 20;
 const EPOCH_SIZE: &str = "epoch_heights";
 const EPOCH_PREFIX: &str = "receipts-";
-const META: &str = "meta";
+const META: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("meta");
 
 const HEADER: &str = "header";
 const INDEXED: &str = "indexed";
@@ -96,28 +74,36 @@ fn epoch_name(epoch: u64) -> String {
     format!("{EPOCH_PREFIX}{epoch:016x}")
 }
 
+/// The epochs that have a receipts table, among `tables`.
+fn epochs_of(tables: impl IntoIterator<Item = impl redb::TableHandle>) -> Result<BTreeSet<u64>, Error> {
+    let mut epochs = BTreeSet::new();
+    for t in tables {
+        if let Some(hex) = t.name().strip_prefix(EPOCH_PREFIX) {
+            let e = u64::from_str_radix(hex, 16).map_err(|_| Error::BadStore(format!("index: table {}", t.name())))?;
+            epochs.insert(e);
+        }
+    }
+    Ok(epochs)
+}
+
 /// What pruning below `below` does to an index of `epochs` (each of `n` heights) retained
 /// from `current`: the epochs to drop (every one entirely below `below`) and the new
 /// `retained_from` (the first height still indexed, at most `below`, never backwards).
-fn plan<'a>(epochs: impl Iterator<Item = &'a u64> + Clone, n: u64, below: Height, current: u64) -> (Vec<u64>, u64) {
-    let drop = epochs.clone().copied().filter(|e| (e + 1) * n <= below.0).collect();
-    let first_kept = epochs.copied().find(|e| (e + 1) * n > below.0);
+fn plan(epochs: &BTreeSet<u64>, n: u64, below: Height, current: u64) -> (Vec<u64>, u64) {
+    let drop = epochs.iter().copied().filter(|e| (e + 1) * n <= below.0).collect();
+    let first_kept = epochs.iter().copied().find(|e| (e + 1) * n > below.0);
     (drop, first_kept.map_or(below.0, |e| (e * n).clamp(1, below.0)).max(current))
 }
 
-fn partition_options() -> PartitionCreateOptions {
-    // Keys are hashes and values mostly hashes too: compression would cost CPU for
-    // nothing.
-    PartitionCreateOptions::default().compression(CompressionType::None).max_memtable_size(MEMTABLE)
+fn epoch_def(name: &str) -> TableDefinition<'_, &'static [u8; 32], &'static [u8]> {
+    TableDefinition::new(name)
 }
 
 /// The receipt index (see the module docs).
 pub struct ReceiptIndex {
-    keyspace: Keyspace,
-    meta: PartitionHandle,
-    /// The receipts partition of each epoch, oldest first. Held while a prune drops
-    /// partitions, so prunes do not race each other.
-    epochs: Mutex<BTreeMap<u64, PartitionHandle>>,
+    db: Database,
+    /// Epochs with a table, oldest first.
+    epochs: Mutex<BTreeSet<u64>>,
     /// Heights per epoch.
     epoch: u64,
 }
@@ -129,27 +115,14 @@ impl std::fmt::Debug for ReceiptIndex {
 }
 
 impl ReceiptIndex {
-    /// Opens (or creates) the index in the directory `path` with a block cache of
-    /// `cache_bytes`, and checks that it was written under `header`; a new index records
-    /// it, and `epoch` heights per partition (an existing index keeps its own). Returns
-    /// the index and whether it was new.
+    /// Opens (or creates) the index at `path` with a page cache of `cache_bytes`, and
+    /// checks that it was written under `header`; a new index records it, and `epoch`
+    /// heights per table (an existing index keeps its own). Returns the index and
+    /// whether it was new.
     pub fn open(path: &Path, header: &Header, cache_bytes: usize, epoch: u64) -> Result<(Self, bool), Error> {
-        let keyspace = fjall::Config::new(path)
-            .cache_size(cache_bytes as u64)
-            .max_write_buffer_size(WRITE_BUFFER)
-            .max_journaling_size(JOURNAL)
-            .flush_workers(1)
-            .compaction_workers(1)
-            .open()
-            .map_err(db_err)?;
-        let meta = keyspace.open_partition(META, partition_options()).map_err(db_err)?;
-        let mut epochs = BTreeMap::new();
-        for name in keyspace.list_partitions() {
-            let Some(hex) = name.strip_prefix(EPOCH_PREFIX) else { continue };
-            let e = u64::from_str_radix(hex, 16).map_err(|_| Error::BadStore(format!("index: partition {name}")))?;
-            epochs.insert(e, keyspace.open_partition(&name, partition_options()).map_err(db_err)?);
-        }
-        let mut index = ReceiptIndex { keyspace, meta, epochs: Mutex::new(epochs), epoch: epoch.max(1) };
+        let db = redb::Builder::new().set_cache_size(cache_bytes).create(path).map_err(db_err)?;
+        let epochs = epochs_of(db.begin_read().map_err(db_err)?.list_tables().map_err(db_err)?)?;
+        let mut index = ReceiptIndex { db, epochs: Mutex::new(epochs), epoch: epoch.max(1) };
         if let Some(b) = index.meta(EPOCH_SIZE)? {
             index.epoch = u64_of(&b)?.max(1);
         }
@@ -167,11 +140,14 @@ impl ReceiptIndex {
             }
             None => {
                 let bytes = lamina_primitives::encode(header).map_err(|e| Error::Internal(e.to_string()))?;
-                let mut batch = index.keyspace.batch();
-                batch.insert(&index.meta, HEADER, bytes);
-                batch.insert(&index.meta, EPOCH_SIZE, index.epoch.to_le_bytes());
-                batch.commit().map_err(db_err)?;
-                index.sync()?;
+                let mut tx = index.db.begin_write().map_err(db_err)?;
+                tx.set_durability(Durability::Immediate).map_err(db_err)?;
+                {
+                    let mut meta = tx.open_table(META).map_err(db_err)?;
+                    meta.insert(HEADER, bytes.as_slice()).map_err(db_err)?;
+                    meta.insert(EPOCH_SIZE, index.epoch.to_le_bytes().as_slice()).map_err(db_err)?;
+                }
+                tx.commit().map_err(db_err)?;
                 true
             }
         };
@@ -179,7 +155,13 @@ impl ReceiptIndex {
     }
 
     fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, Error> {
-        Ok(self.meta.get(key).map_err(db_err)?.map(|v| v.to_vec()))
+        let tx = self.db.begin_read().map_err(db_err)?;
+        let table = match tx.open_table(META) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(db_err(e)),
+        };
+        Ok(table.get(key).map_err(db_err)?.map(|v| v.value().to_vec()))
     }
 
     /// Highest height whose receipts are indexed (0: none).
@@ -193,16 +175,11 @@ impl ReceiptIndex {
         Ok(Height(self.meta(RETAINED_FROM)?.map(|b| u64_of(&b)).transpose()?.unwrap_or(1)))
     }
 
-    fn epochs(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, PartitionHandle>> {
+    fn epochs(&self) -> std::sync::MutexGuard<'_, BTreeSet<u64>> {
         self.epochs.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The receipts partitions, newest first.
-    fn newest_first(&self) -> Vec<(u64, PartitionHandle)> {
-        self.epochs().iter().rev().map(|(e, p)| (*e, p.clone())).collect()
-    }
-
-    /// Indexes `height`'s receipts and moves `indexed` to it, in one (unsynced) batch.
+    /// Indexes `height`'s receipts and moves `indexed` to it, in one (unsynced) commit.
     ///
     /// A later inclusion of a transaction replaces its receipt, except that a rejection
     /// never replaces an execution: a transaction ordered twice (a client resubmitted it
@@ -211,40 +188,42 @@ impl ReceiptIndex {
     /// executed. (Its id binds the nonce, so once executed it can only be rejected.)
     pub fn insert<F: ChainFailure>(&self, height: Height, receipts: &[Receipt<F>]) -> Result<(), Error> {
         let epoch = height.0 / self.epoch;
-        let partition = {
-            let mut epochs = self.epochs();
-            match epochs.get(&epoch) {
-                Some(p) => p.clone(),
-                None => {
-                    let p = self.keyspace.open_partition(&epoch_name(epoch), partition_options()).map_err(db_err)?;
-                    epochs.insert(epoch, p.clone());
-                    p
-                }
-            }
-        };
+        let name = epoch_name(epoch);
+        let mut tx = self.db.begin_write().map_err(db_err)?;
+        tx.set_durability(Durability::None).map_err(db_err)?;
         // Only rejections look for an earlier execution (rare: replays, nonce gaps).
         let executed: HashSet<TxId> = {
             let rejected: Vec<&TxId> =
                 receipts.iter().filter(|r| matches!(r.status, Status::Rejected(_))).map(|r| &r.tx_id).collect();
-            if rejected.is_empty() { HashSet::new() } else { self.executed_among::<F>(receipts, &rejected)? }
+            if rejected.is_empty() { HashSet::new() } else { self.executed_among::<F>(&tx, receipts, &rejected)? }
         };
-        let mut batch = self.keyspace.batch();
-        for r in receipts {
-            if matches!(r.status, Status::Rejected(_)) && executed.contains(&r.tx_id) {
-                continue;
+        {
+            let mut table = tx.open_table(epoch_def(&name)).map_err(db_err)?;
+            for r in receipts {
+                if matches!(r.status, Status::Rejected(_)) && executed.contains(&r.tx_id) {
+                    continue;
+                }
+                let entry = Indexed { height, receipt: r.clone() };
+                let mut bytes = height.0.to_le_bytes().to_vec();
+                bytes.extend(lamina_primitives::encode(&entry).map_err(|e| Error::Internal(e.to_string()))?);
+                table.insert(&r.tx_id.0.0, bytes.as_slice()).map_err(db_err)?;
             }
-            let entry = Indexed { height, receipt: r.clone() };
-            let mut bytes = height.0.to_le_bytes().to_vec();
-            bytes.extend(lamina_primitives::encode(&entry).map_err(|e| Error::Internal(e.to_string()))?);
-            batch.insert(&partition, r.tx_id.0.0, bytes);
+            let mut meta = tx.open_table(META).map_err(db_err)?;
+            meta.insert(INDEXED, height.0.to_le_bytes().as_slice()).map_err(db_err)?;
         }
-        batch.insert(&self.meta, INDEXED, height.0.to_le_bytes());
-        batch.commit().map_err(db_err)
+        tx.commit().map_err(db_err)?;
+        self.epochs().insert(epoch);
+        Ok(())
     }
 
     /// Which of `ids` executed (succeeded or failed, not rejected) at an indexed height,
     /// or earlier among `receipts` (the height being inserted).
-    fn executed_among<F: ChainFailure>(&self, receipts: &[Receipt<F>], ids: &[&TxId]) -> Result<HashSet<TxId>, Error> {
+    fn executed_among<F: ChainFailure>(
+        &self,
+        tx: &redb::WriteTransaction,
+        receipts: &[Receipt<F>],
+        ids: &[&TxId],
+    ) -> Result<HashSet<TxId>, Error> {
         let ran = |s: &Status<F>| !matches!(s, Status::Rejected(_));
         let mut out: HashSet<TxId> = HashSet::new();
         // Within the height: an execution before the rejection (a batch ordered twice in
@@ -257,13 +236,20 @@ impl ReceiptIndex {
                 out.insert(r.tx_id);
             }
         }
-        for (_, partition) in self.newest_first() {
+        let epochs: Vec<u64> = self.epochs().iter().rev().copied().collect();
+        for e in epochs {
+            let name = epoch_name(e);
+            let table = match tx.open_table(epoch_def(&name)) {
+                Ok(t) => t,
+                Err(e) => return Err(db_err(e)),
+            };
             for id in ids {
                 if out.contains(*id) {
                     continue;
                 }
-                if let Some(v) = partition.get(id.0.0).map_err(db_err)? {
-                    let entry: Indexed<F> = decode_entry(&v)?;
+                if let Some(v) = table.get(&id.0.0).map_err(db_err)? {
+                    let entry: Indexed<F> = lamina_primitives::decode(v.value().get(8..).unwrap_or_default())
+                        .map_err(|e| Error::BadStore(format!("receipt index: {e}")))?;
                     if ran(&entry.receipt.status) {
                         out.insert(**id);
                     }
@@ -277,13 +263,20 @@ impl ReceiptIndex {
     /// the execution a later rejection did not replace: [`ReceiptIndex::insert`]), if
     /// indexed.
     pub fn get<F: ChainFailure>(&self, id: &TxId) -> Result<Option<Indexed<F>>, Error> {
-        for (e, partition) in self.newest_first() {
-            match partition.get(id.0.0) {
-                Ok(Some(v)) => return Ok(Some(decode_entry(&v)?)),
-                Ok(None) => {}
+        let epochs: Vec<u64> = self.epochs().iter().rev().copied().collect();
+        let tx = self.db.begin_read().map_err(db_err)?;
+        for e in epochs {
+            let name = epoch_name(e);
+            let table = match tx.open_table(epoch_def(&name)) {
+                Ok(t) => t,
                 // Dropped by a prune since the list was read.
-                Err(_) if !self.epochs().contains_key(&e) => {}
-                Err(err) => return Err(db_err(err)),
+                Err(redb::TableError::TableDoesNotExist(_)) => continue,
+                Err(e) => return Err(db_err(e)),
+            };
+            if let Some(v) = table.get(&id.0.0).map_err(db_err)? {
+                let entry: Indexed<F> = lamina_primitives::decode(v.value().get(8..).unwrap_or_default())
+                    .map_err(|e| Error::BadStore(format!("receipt index: {e}")))?;
+                return Ok(Some(entry));
             }
         }
         Ok(None)
@@ -294,65 +287,75 @@ impl ReceiptIndex {
     /// so that none of them asks for a receipt while its epoch is being dropped.
     pub fn prune_point(&self, below: Height) -> Result<Height, Error> {
         let current = self.retained_from()?;
-        let epochs = self.epochs();
-        let (_, from) = plan(epochs.keys(), self.epoch, below, current.0);
+        let tx = self.db.begin_read().map_err(db_err)?;
+        let (_, from) = plan(&epochs_of(tx.list_tables().map_err(db_err)?)?, self.epoch, below, current.0);
         Ok(Height(from))
     }
 
     /// Drops the receipts of every epoch entirely below `below` and moves
     /// `retained_from` to the first height still indexed (at most `below`; never
-    /// backwards). `retained_from` is synced before any partition goes (a crash between
-    /// the two leaves partitions below it, which the next prune drops), and that sync
-    /// makes every earlier batch durable too. Returns the new `retained_from`: records
-    /// below it may go.
+    /// backwards), in one durable commit (which makes every earlier commit durable too).
+    /// Returns the new `retained_from`: records below it may go.
     ///
-    /// The epochs are held locked throughout, so prunes racing each other cannot leave
-    /// `retained_from` below a dropped epoch.
+    /// What to drop is read inside the write transaction (redb serialises writers), so
+    /// prunes racing each other cannot leave `retained_from` below a dropped epoch.
     pub fn prune(&self, below: Height) -> Result<Height, Error> {
-        let mut epochs = self.epochs();
-        let current = self.retained_from()?.0;
-        let (drop, from) = plan(epochs.keys(), self.epoch, below, current);
+        let n = self.epoch;
+        let mut tx = self.db.begin_write().map_err(db_err)?;
+        tx.set_durability(Durability::Immediate).map_err(db_err)?;
+        let current = {
+            let meta = tx.open_table(META).map_err(db_err)?;
+            let v = meta.get(RETAINED_FROM).map_err(db_err)?;
+            v.map(|b| u64_of(b.value())).transpose()?.unwrap_or(1)
+        };
+        let (drop, from) = plan(&epochs_of(tx.list_tables().map_err(db_err)?)?, n, below, current);
         if drop.is_empty() && from == current {
+            tx.abort().map_err(db_err)?;
             return Ok(Height(current));
         }
-        self.meta.insert(RETAINED_FROM, from.to_le_bytes()).map_err(db_err)?;
-        self.sync()?;
+        for e in &drop {
+            let name = epoch_name(*e);
+            tx.delete_table(epoch_def(&name)).map_err(db_err)?;
+        }
+        {
+            let mut meta = tx.open_table(META).map_err(db_err)?;
+            meta.insert(RETAINED_FROM, from.to_le_bytes().as_slice()).map_err(db_err)?;
+        }
+        tx.commit().map_err(db_err)?;
+        let mut epochs = self.epochs();
         for e in drop {
-            if let Some(partition) = epochs.remove(&e) {
-                self.keyspace.delete_partition(partition).map_err(db_err)?;
-            }
+            epochs.remove(&e);
         }
         Ok(Height(from))
     }
 
-    /// Makes every batch so far durable.
+    /// Makes every commit so far durable.
     pub fn sync(&self) -> Result<(), Error> {
-        self.keyspace.persist(PersistMode::SyncAll).map_err(db_err)
+        let mut tx = self.db.begin_write().map_err(db_err)?;
+        tx.set_durability(Durability::Immediate).map_err(db_err)?;
+        tx.commit().map_err(db_err)
     }
 
-    /// Number of receipts indexed (counts them: for tests and tools, not a hot path).
+    /// Number of receipts indexed.
     pub fn len(&self) -> Result<u64, Error> {
+        let epochs: Vec<u64> = self.epochs().iter().copied().collect();
+        let tx = self.db.begin_read().map_err(db_err)?;
         let mut n = 0;
-        for (_, partition) in self.newest_first() {
-            n += partition.len().map_err(db_err)? as u64;
+        for e in epochs {
+            let name = epoch_name(e);
+            match tx.open_table(epoch_def(&name)) {
+                Ok(t) => n += t.len().map_err(db_err)?,
+                Err(redb::TableError::TableDoesNotExist(_)) => {}
+                Err(e) => return Err(db_err(e)),
+            }
         }
         Ok(n)
     }
 
     /// True when no receipt is indexed.
     pub fn is_empty(&self) -> Result<bool, Error> {
-        for (_, partition) in self.newest_first() {
-            if !partition.is_empty().map_err(db_err)? {
-                return Ok(false);
-            }
-        }
-        Ok(true)
+        Ok(self.len()? == 0)
     }
-}
-
-fn decode_entry<F: ChainFailure>(v: &[u8]) -> Result<Indexed<F>, Error> {
-    lamina_primitives::decode(v.get(8..).unwrap_or_default())
-        .map_err(|e| Error::BadStore(format!("receipt index: {e}")))
 }
 
 #[cfg(test)]
@@ -381,7 +384,7 @@ mod tests {
     #[test]
     fn a_rejection_never_replaces_an_execution() {
         let dir = tempfile::tempdir().unwrap();
-        let (ix, _) = ReceiptIndex::open(&dir.path().join("index"), &header(1), 1 << 20, EPOCH).unwrap();
+        let (ix, _) = ReceiptIndex::open(&dir.path().join("index.redb"), &header(1), 1 << 20, EPOCH).unwrap();
         let get = |i: u8| ix.get::<LedgerFailure>(&receipt(i).tx_id).unwrap().unwrap();
         ix.insert(Height(1), &[receipt(1), receipt(2), rejected(2, 2), rejected(3, 1)]).unwrap();
         assert_eq!((get(2).height, get(2).receipt), (Height(1), receipt(2)), "same height");
@@ -403,7 +406,7 @@ mod tests {
     #[test]
     fn index_round_trips_prunes_and_refuses_a_foreign_header() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("index");
+        let path = dir.path().join("index.redb");
         {
             let (ix, fresh) = ReceiptIndex::open(&path, &header(1), 1 << 20, EPOCH).unwrap();
             assert!(fresh);

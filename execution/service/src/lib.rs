@@ -118,9 +118,9 @@ pub struct Config {
     /// state sync adopts it (1: any one genesis-listed execution node of the chain is
     /// trusted for the state it starts from).
     pub state_sync_quorum: usize,
-    /// Block cache of the on-disk receipt index (see [`index`]), in MiB (1..=65536).
+    /// Page cache of the on-disk receipt index (see [`index`]), in MiB (1..=65536).
     pub index_cache_mib: usize,
-    /// Heights per receipt-index partition: receipts are pruned a whole partition at a time
+    /// Heights per receipt-index table: receipts are pruned a whole table at a time
     /// (an existing index keeps the value it was created with).
     pub index_epoch_heights: u64,
     /// Size of one segment file of the block records, in KiB (a multiple of 4 in

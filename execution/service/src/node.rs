@@ -224,13 +224,8 @@ impl<M: ChainMachine> ExecutionNode<M> {
         let spec = genesis.chain(chain).ok_or_else(|| Error::Config(format!("chain {chain} not in genesis")))?;
         std::fs::create_dir_all(data_dir)?;
         let header = Header { version: VERSION, chain, genesis: genesis.digest() };
-        let legacy = data_dir.join(crate::index::LEGACY_FILE);
-        if legacy.exists() {
-            tracing::info!(target: "lamina::execution", path = %legacy.display(), "removing the receipt index of an earlier release; the retained records are indexed again");
-            std::fs::remove_file(&legacy)?;
-        }
         let (index, _) = ReceiptIndex::open(
-            &data_dir.join(crate::index::DIR),
+            &data_dir.join("index.redb"),
             &header,
             config.index_cache_mib << 20,
             config.index_epoch_heights,

@@ -380,7 +380,6 @@ fn check(info: &FileInfo, bytes: &[u8]) -> bool {
 /// snapshot): a node that may state-sync.
 pub fn is_empty(data_dir: &Path) -> bool {
     !data_dir.join("blocks").exists()
-        && !data_dir.join(crate::index::DIR).exists()
-        && !data_dir.join(crate::index::LEGACY_FILE).exists()
+        && !data_dir.join("index.redb").exists()
         && snapshot::list(&data_dir.join("snapshots")).is_empty()
 }
