@@ -14,7 +14,8 @@
 //! * `execution::merkle_updates`: merkleized state updates per second on an in-memory
 //!   state of 1M keys.
 //! * `execution::receipt_index/...`: one height's receipts (500, random transaction ids)
-//!   written to the on-disk receipt index holding 0.5 or 2 million receipts already.
+//!   written to the on-disk receipt index holding 0.5 or 2 million receipts already
+//!   (both within the index's first epoch of heights, so one table).
 //!   The time is the process's **CPU** time (`CLOCK_PROCESS_CPUTIME_ID`), so background
 //!   work of an index store (an LSM's sorting, for one) would count too.
 //!
