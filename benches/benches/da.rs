@@ -76,11 +76,7 @@ fn widths() -> Vec<usize> {
 struct ThreadCpu;
 
 fn thread_cpu_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: `ts` is a valid, writable timespec; CLOCK_THREAD_CPUTIME_ID is supported on
-    // Linux, and on failure the zeroed value is returned.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+    lamina_benches::procstat::cpu_clock_ns(libc::CLOCK_THREAD_CPUTIME_ID)
 }
 
 impl Measurement for ThreadCpu {

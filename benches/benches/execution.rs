@@ -187,10 +187,7 @@ fn merkle_group(c: &mut Criterion) {
 
 /// CPU time of the whole process (every thread).
 fn process_cpu() -> Duration {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: `ts` is a valid timespec for the call to fill.
-    unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+    Duration::from_nanos(lamina_benches::procstat::cpu_clock_ns(libc::CLOCK_PROCESS_CPUTIME_ID))
 }
 
 fn index_group(c: &mut Criterion) {

@@ -26,6 +26,16 @@ pub struct ProcStat {
     pub rss_anon_bytes: Option<u64>,
 }
 
+/// CPU time so far on `clock`, in nanoseconds: `libc::CLOCK_THREAD_CPUTIME_ID` (the
+/// calling thread) or `libc::CLOCK_PROCESS_CPUTIME_ID` (every thread of this process).
+/// Unlike `/proc`'s ticks it resolves single benchmark iterations; 0 if the clock fails.
+pub fn cpu_clock_ns(clock: libc::clockid_t) -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid, writable timespec; on failure it stays zeroed.
+    unsafe { libc::clock_gettime(clock, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
 /// Clock ticks per second (`sysconf(_SC_CLK_TCK)`, 100 on Linux).
 pub fn clock_ticks() -> u64 {
     procfs::ticks_per_second()
