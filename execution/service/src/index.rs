@@ -1,31 +1,41 @@
 //! The receipt index: every retained receipt by transaction id, on disk.
 //!
 //! A redb database in `<data>/index.redb` holds, for every transaction of a retained
-//! height, its receipt and the height that included it, plus three facts about the
-//! store: the [`Header`] (format, chain, genesis) the data was written under, the
-//! highest height indexed, and the lowest height retained (`retained_from`: receipts
-//! and records below it were pruned).
+//! height, its receipt and the height that included it, plus facts about the store:
+//! the [`Header`] (format, chain, genesis) the data was written under, its layout, the
+//! highest height written (`indexed`), and the lowest height retained (`retained_from`:
+//! receipts and records below it were pruned).
 //!
-//! Receipts are kept in one table per epoch of heights (`receipts-<epoch>`;
-//! [`crate::Config::index_epoch_heights`], default [`EPOCH`]), so that
-//! pruning drops whole tables instead of deleting keys one by one: random deletes in a
-//! B-tree of millions of keys cost seconds of CPU and hold redb's single writer, which
-//! the follower needs at every height (a soak showed 10–20 s stalls). A lookup asks
-//! the tables newest first (a few dozen at most with the default window), so the latest
-//! inclusion of a transaction wins.
+//! **Written in sorted runs, not key by key.** Transaction ids are hashes, so inserting
+//! each height's receipts into one big B-tree lands every insert on its own leaf, and
+//! once the tree outgrows the page cache each insert reads, copies and rewrites a 4 KiB
+//! page (10–17 µs of CPU per receipt at 0.5–2 million receipts held). Instead, receipts
+//! are first buffered in memory (the *tail*), and written when [`ReceiptIndex::insert`]
+//! says a flush is due ([`FLUSH_RECEIPTS`] receipts or [`FLUSH_HEIGHTS`] heights
+//! buffered): sorted, in one commit, into tables that stay small ([`TABLE_RECEIPTS`]
+//! receipts or [`crate::Config::index_epoch_heights`] heights each), so a flush touches
+//! each leaf of its table many times and writes it once (about 1.7 µs per receipt;
+//! BENCHMARKS.md, "the receipt index written in sorted runs").
+//!
+//! Each table (`receipts-from-<first height>`) holds the receipts of a range of whole
+//! heights, from its first height to the next table's; pruning drops whole tables
+//! instead of deleting keys one by one (random deletes in a B-tree of millions of keys
+//! cost seconds of redb's single writer). A lookup asks the tail, then the tables newest
+//! first, so the latest inclusion of a transaction wins. The number of tables is the
+//! larger of retained heights / `index_epoch_heights` and retained receipts /
+//! [`TABLE_RECEIPTS`]; a lookup of an unknown id asks each.
 //!
 //! The index is derived data: block records ([`crate::record`]) are the source of
-//! truth. Each height's receipts are inserted in one transaction that also moves
-//! `indexed`; those commits are not synced ([`redb::Durability::None`]), because the
-//! record itself was already made durable. [`ReceiptIndex::prune`] and
-//! [`ReceiptIndex::sync`] commit durably, which also makes every earlier commit durable.
-//! After a crash redb returns to its last durable commit, and the node re-indexes the
-//! records above `indexed` on open. Memory is redb's page cache, bounded by
-//! [`crate::Config::index_cache_mib`], and the set of epochs.
+//! truth. Flushes are not synced ([`redb::Durability::None`]), because the records
+//! were already made durable; [`ReceiptIndex::sync`] and [`ReceiptIndex::prune`] commit
+//! durably, which makes every earlier commit durable too. After a crash (the tail is
+//! lost, and redb returns to its last durable commit) the node re-indexes the records
+//! above `indexed` on open. Memory is the tail (at most a few times [`FLUSH_RECEIPTS`]
+//! receipts) and redb's page cache, bounded by [`crate::Config::index_cache_mib`].
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use lamina_execution_core::{ChainFailure, Receipt, Status};
 use lamina_primitives::{Height, TxId};
@@ -34,19 +44,37 @@ use redb::{Database, Durability, ReadableDatabase, ReadableTable, ReadableTableM
 use crate::Error;
 use crate::record::Header;
 
-/// Default heights per receipts table: the granularity of pruning
+/// Default most heights per receipts table: the granularity of pruning on a quiet chain
 /// ([`crate::Config::index_epoch_heights`]; an index keeps the value it was created with).
 pub const EPOCH: u64 = 4096;
+/// A table takes no new height once it holds this many receipts: small tables keep a
+/// flush's sorted writes dense (a flush into a table of millions of keys would again
+/// rewrite a page per receipt).
+pub const TABLE_RECEIPTS: u64 = 262_144;
+/// Receipts buffered before [`ReceiptIndex::insert`] says a flush is due.
+pub const FLUSH_RECEIPTS: usize = 65_536;
+/// Heights buffered before a flush is due, whatever they hold (a quiet chain's tail
+/// still reaches disk, and a restart re-indexes at most this many records).
+pub const FLUSH_HEIGHTS: u64 = 1024;
+/// Beyond this many buffered receipts, an insert flushes by itself (a caller that
+/// never flushes cannot grow the tail without bound; the node flushes when due).
+const TAIL_LIMIT: usize = 4 * FLUSH_RECEIPTS;
+
+/// The on-disk layout this code writes: 2 is sorted runs into small tables. Layout 1
+/// (one table per epoch, named by epoch number, no `layout` key) is rebuilt from the
+/// records on open.
+const LAYOUT_VERSION: u64 = 2;
 const EPOCH_SIZE: &str = "epoch_heights";
-const EPOCH_PREFIX: &str = "receipts-";
+const TABLE_PREFIX: &str = "receipts-from-";
 const META: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("meta");
 
 const HEADER: &str = "header";
+const LAYOUT: &str = "layout";
 const INDEXED: &str = "indexed";
 const RETAINED_FROM: &str = "retained_from";
 
-/// A receipt as the index stores it (after its height, 8 bytes little endian, which
-/// pruning reads without decoding).
+/// A receipt as the index stores it (after its height, 8 bytes little endian, which a
+/// flush reads without decoding).
 #[derive(Clone, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 pub struct Indexed<F> {
     /// Height that included the transaction.
@@ -70,41 +98,78 @@ fn u64_of(bytes: &[u8]) -> Result<u64, Error> {
     Ok(u64::from_le_bytes(b))
 }
 
-fn epoch_name(epoch: u64) -> String {
-    format!("{EPOCH_PREFIX}{epoch:016x}")
+fn decode_entry<F: ChainFailure>(bytes: &[u8]) -> Result<Indexed<F>, Error> {
+    lamina_primitives::decode(bytes.get(8..).unwrap_or_default())
+        .map_err(|e| Error::BadStore(format!("receipt index: {e}")))
 }
 
-/// The epochs that have a receipts table, among `tables`.
-fn epochs_of(tables: impl IntoIterator<Item = impl redb::TableHandle>) -> Result<BTreeSet<u64>, Error> {
-    let mut epochs = BTreeSet::new();
+fn table_name(first: u64) -> String {
+    format!("{TABLE_PREFIX}{first:016x}")
+}
+
+/// The first heights of the receipts tables among `tables`.
+fn tables_of(tables: impl IntoIterator<Item = impl redb::TableHandle>) -> Result<BTreeSet<u64>, Error> {
+    let mut firsts = BTreeSet::new();
     for t in tables {
-        if let Some(hex) = t.name().strip_prefix(EPOCH_PREFIX) {
-            let e = u64::from_str_radix(hex, 16).map_err(|_| Error::BadStore(format!("index: table {}", t.name())))?;
-            epochs.insert(e);
+        if let Some(hex) = t.name().strip_prefix(TABLE_PREFIX) {
+            let h = u64::from_str_radix(hex, 16).map_err(|_| Error::BadStore(format!("index: table {}", t.name())))?;
+            firsts.insert(h);
         }
     }
-    Ok(epochs)
+    Ok(firsts)
 }
 
-/// What pruning below `below` does to an index of `epochs` (each of `n` heights) retained
-/// from `current`: the epochs to drop (every one entirely below `below`) and the new
-/// `retained_from` (the first height still indexed, at most `below`, never backwards).
-fn plan(epochs: &BTreeSet<u64>, n: u64, below: Height, current: u64) -> (Vec<u64>, u64) {
-    let drop = epochs.iter().copied().filter(|e| (e + 1) * n <= below.0).collect();
-    let first_kept = epochs.iter().copied().find(|e| (e + 1) * n > below.0);
-    (drop, first_kept.map_or(below.0, |e| (e * n).clamp(1, below.0)).max(current))
+/// What pruning below `below` does to an index of `tables` (their first heights; each
+/// holds the heights up to the next one's first) retained from `current`: the tables
+/// to drop (every one whose heights are all below `below`; never the newest, which is
+/// still being filled) and the new `retained_from` (the first height of the oldest
+/// table kept, at most `below`, never backwards).
+fn plan(tables: &BTreeSet<u64>, below: Height, current: u64) -> (Vec<u64>, u64) {
+    let firsts: Vec<u64> = tables.iter().copied().collect();
+    let drop: Vec<u64> = firsts.windows(2).filter(|w| w[1] <= below.0).map(|w| w[0]).collect();
+    let Some(&kept) = firsts.get(drop.len()) else {
+        return (drop, current);
+    };
+    (drop, kept.clamp(1, below.0.max(1)).max(current))
 }
 
-fn epoch_def(name: &str) -> TableDefinition<'_, &'static [u8; 32], &'static [u8]> {
+fn table_def(name: &str) -> TableDefinition<'_, &'static [u8; 32], &'static [u8]> {
     TableDefinition::new(name)
+}
+
+/// Receipts buffered in memory, not yet written to a table.
+#[derive(Debug, Default)]
+struct Tail {
+    /// The stored bytes (height, then the encoded [`Indexed`]) by transaction id: the
+    /// latest inclusion of each.
+    entries: HashMap<[u8; 32], Vec<u8>>,
+    /// The lowest and highest heights inserted since the last flush (`None`: none).
+    heights: Option<(Height, Height)>,
+}
+
+/// The tail being filled, and the one a flush is writing (readers still see it).
+#[derive(Debug, Default)]
+struct Buffer {
+    current: Tail,
+    frozen: Option<Arc<Tail>>,
+}
+
+/// What the single writer knows: the newest table's first height and receipts.
+#[derive(Debug)]
+struct Writer {
+    newest: Option<(u64, u64)>,
 }
 
 /// The receipt index (see the module docs).
 pub struct ReceiptIndex {
     db: Database,
-    /// Epochs with a table, oldest first.
-    epochs: Mutex<BTreeSet<u64>>,
-    /// Heights per epoch.
+    /// First heights of the tables, oldest first.
+    tables: Mutex<BTreeSet<u64>>,
+    buffer: Mutex<Buffer>,
+    /// Serialises flushes, syncs and prunes (redb serialises its writers anyway; this
+    /// keeps tails written in order and the newest table's count exact).
+    writer: Mutex<Writer>,
+    /// Most heights per table.
     epoch: u64,
 }
 
@@ -114,15 +179,33 @@ impl std::fmt::Debug for ReceiptIndex {
     }
 }
 
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 impl ReceiptIndex {
     /// Opens (or creates) the index at `path` with a page cache of `cache_bytes`, and
     /// checks that it was written under `header`; a new index records it, and `epoch`
-    /// heights per table (an existing index keeps its own). Returns the index and
-    /// whether it was new.
+    /// most heights per table (an existing index keeps its own). An index in an older
+    /// layout is removed and created again empty (the caller re-indexes it from the
+    /// records). Returns the index and whether it was new.
     pub fn open(path: &Path, header: &Header, cache_bytes: usize, epoch: u64) -> Result<(Self, bool), Error> {
-        let db = redb::Builder::new().set_cache_size(cache_bytes).create(path).map_err(db_err)?;
-        let epochs = epochs_of(db.begin_read().map_err(db_err)?.list_tables().map_err(db_err)?)?;
-        let mut index = ReceiptIndex { db, epochs: Mutex::new(epochs), epoch: epoch.max(1) };
+        let create = || redb::Builder::new().set_cache_size(cache_bytes).create(path).map_err(db_err);
+        let mut db = create()?;
+        if meta_of(&db, HEADER)?.is_some() && meta_of(&db, LAYOUT)?.is_none() {
+            tracing::warn!(target: "lamina::execution", path = %path.display(), "the receipt index is in an older layout; rebuilding it from the block records");
+            drop(db);
+            std::fs::remove_file(path)?;
+            db = create()?;
+        }
+        let tables = tables_of(db.begin_read().map_err(db_err)?.list_tables().map_err(db_err)?)?;
+        let mut index = ReceiptIndex {
+            db,
+            tables: Mutex::new(tables),
+            buffer: Mutex::new(Buffer::default()),
+            writer: Mutex::new(Writer { newest: None }),
+            epoch: epoch.max(1),
+        };
         if let Some(b) = index.meta(EPOCH_SIZE)? {
             index.epoch = u64_of(&b)?.max(1);
         }
@@ -136,6 +219,14 @@ impl ReceiptIndex {
                         got.version, got.chain, got.genesis, header.version, header.chain, header.genesis
                     )));
                 }
+                match index.meta(LAYOUT)?.map(|b| u64_of(&b)).transpose()? {
+                    Some(LAYOUT_VERSION) => {}
+                    other => {
+                        return Err(Error::BadStore(format!(
+                            "receipt index layout {other:?}; this node writes layout {LAYOUT_VERSION}"
+                        )));
+                    }
+                }
                 false
             }
             None => {
@@ -145,26 +236,29 @@ impl ReceiptIndex {
                 {
                     let mut meta = tx.open_table(META).map_err(db_err)?;
                     meta.insert(HEADER, bytes.as_slice()).map_err(db_err)?;
+                    meta.insert(LAYOUT, LAYOUT_VERSION.to_le_bytes().as_slice()).map_err(db_err)?;
                     meta.insert(EPOCH_SIZE, index.epoch.to_le_bytes().as_slice()).map_err(db_err)?;
                 }
                 tx.commit().map_err(db_err)?;
                 true
             }
         };
+        let newest = lock(&index.tables).last().copied();
+        if let Some(first) = newest {
+            let tx = index.db.begin_read().map_err(db_err)?;
+            let name = table_name(first);
+            let n = tx.open_table(table_def(&name)).map_err(db_err)?.len().map_err(db_err)?;
+            lock(&index.writer).newest = Some((first, n));
+        }
         Ok((index, fresh))
     }
 
     fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, Error> {
-        let tx = self.db.begin_read().map_err(db_err)?;
-        let table = match tx.open_table(META) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
-            Err(e) => return Err(db_err(e)),
-        };
-        Ok(table.get(key).map_err(db_err)?.map(|v| v.value().to_vec()))
+        meta_of(&self.db, key)
     }
 
-    /// Highest height whose receipts are indexed (0: none).
+    /// Highest height whose receipts are written to a table (0: none). Heights above it
+    /// are in the memory tail or not inserted yet.
     pub fn indexed(&self) -> Result<Height, Error> {
         Ok(Height(self.meta(INDEXED)?.map(|b| u64_of(&b)).transpose()?.unwrap_or(0)))
     }
@@ -175,132 +269,190 @@ impl ReceiptIndex {
         Ok(Height(self.meta(RETAINED_FROM)?.map(|b| u64_of(&b)).transpose()?.unwrap_or(1)))
     }
 
-    fn epochs(&self) -> std::sync::MutexGuard<'_, BTreeSet<u64>> {
-        self.epochs.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Indexes `height`'s receipts and moves `indexed` to it, in one (unsynced) commit.
+    /// Adds `height`'s receipts to the memory tail (readers see them at once) and
+    /// returns whether a flush is due: the caller then calls [`ReceiptIndex::flush`],
+    /// outside any lock its readers need. Heights come in increasing order, each above
+    /// [`ReceiptIndex::indexed`]. (Past four times [`FLUSH_RECEIPTS`] buffered, the
+    /// insert flushes by itself.)
     ///
     /// A later inclusion of a transaction replaces its receipt, except that a rejection
     /// never replaces an execution: a transaction ordered twice (a client resubmitted it
     /// to another validator, or a removed validator handed it over) is executed once and
     /// rejected the second time for its used nonce, and its sender must be told that it
     /// executed. (Its id binds the nonce, so once executed it can only be rejected.)
-    pub fn insert<F: ChainFailure>(&self, height: Height, receipts: &[Receipt<F>]) -> Result<(), Error> {
-        let epoch = height.0 / self.epoch;
-        let name = epoch_name(epoch);
-        let mut tx = self.db.begin_write().map_err(db_err)?;
-        tx.set_durability(Durability::None).map_err(db_err)?;
+    pub fn insert<F: ChainFailure>(&self, height: Height, receipts: &[Receipt<F>]) -> Result<bool, Error> {
         // Only rejections look for an earlier execution (rare: replays, nonce gaps).
-        let executed: HashSet<TxId> = {
-            let rejected: Vec<&TxId> =
-                receipts.iter().filter(|r| matches!(r.status, Status::Rejected(_))).map(|r| &r.tx_id).collect();
-            if rejected.is_empty() { HashSet::new() } else { self.executed_among::<F>(&tx, receipts, &rejected)? }
+        let executed: HashSet<TxId> = if receipts.iter().any(|r| matches!(r.status, Status::Rejected(_))) {
+            self.executed_among(receipts)?
+        } else {
+            HashSet::new()
         };
-        {
-            let mut table = tx.open_table(epoch_def(&name)).map_err(db_err)?;
-            for r in receipts {
-                if matches!(r.status, Status::Rejected(_)) && executed.contains(&r.tx_id) {
-                    continue;
-                }
-                let entry = Indexed { height, receipt: r.clone() };
-                let mut bytes = height.0.to_le_bytes().to_vec();
-                bytes.extend(lamina_primitives::encode(&entry).map_err(|e| Error::Internal(e.to_string()))?);
-                table.insert(&r.tx_id.0.0, bytes.as_slice()).map_err(db_err)?;
+        let mut encoded = Vec::with_capacity(receipts.len());
+        for r in receipts {
+            if matches!(r.status, Status::Rejected(_)) && executed.contains(&r.tx_id) {
+                continue;
             }
-            let mut meta = tx.open_table(META).map_err(db_err)?;
-            meta.insert(INDEXED, height.0.to_le_bytes().as_slice()).map_err(db_err)?;
+            let entry = Indexed { height, receipt: r.clone() };
+            let mut bytes = height.0.to_le_bytes().to_vec();
+            bytes.extend(lamina_primitives::encode(&entry).map_err(|e| Error::Internal(e.to_string()))?);
+            encoded.push((r.tx_id.0.0, bytes));
         }
-        tx.commit().map_err(db_err)?;
-        self.epochs().insert(epoch);
-        Ok(())
+        let (due, over) = {
+            let mut b = lock(&self.buffer);
+            let tail = &mut b.current;
+            tail.entries.extend(encoded);
+            let (low, _) = tail.heights.unwrap_or((height, height));
+            tail.heights = Some((low, height));
+            let n = tail.entries.len();
+            (n >= FLUSH_RECEIPTS || height.0.saturating_sub(low.0) + 1 >= FLUSH_HEIGHTS, n >= TAIL_LIMIT)
+        };
+        if over {
+            self.flush()?;
+            return Ok(false);
+        }
+        Ok(due)
     }
 
-    /// Which of `ids` executed (succeeded or failed, not rejected) at an indexed height,
-    /// or earlier among `receipts` (the height being inserted).
-    fn executed_among<F: ChainFailure>(
-        &self,
-        tx: &redb::WriteTransaction,
-        receipts: &[Receipt<F>],
-        ids: &[&TxId],
-    ) -> Result<HashSet<TxId>, Error> {
+    /// Which of the rejected transactions among `receipts` executed (succeeded or
+    /// failed, not rejected): earlier in `receipts` (a batch ordered twice in one
+    /// block), or at a height already inserted.
+    fn executed_among<F: ChainFailure>(&self, receipts: &[Receipt<F>]) -> Result<HashSet<TxId>, Error> {
         let ran = |s: &Status<F>| !matches!(s, Status::Rejected(_));
         let mut out: HashSet<TxId> = HashSet::new();
-        // Within the height: an execution before the rejection (a batch ordered twice in
-        // one block).
         let mut seen = HashSet::new();
         for r in receipts {
             if ran(&r.status) {
                 seen.insert(r.tx_id);
-            } else if seen.contains(&r.tx_id) {
+            } else if seen.contains(&r.tx_id) || out.contains(&r.tx_id) {
                 out.insert(r.tx_id);
-            }
-        }
-        let epochs: Vec<u64> = self.epochs().iter().rev().copied().collect();
-        for e in epochs {
-            let name = epoch_name(e);
-            let table = match tx.open_table(epoch_def(&name)) {
-                Ok(t) => t,
-                Err(e) => return Err(db_err(e)),
-            };
-            for id in ids {
-                if out.contains(*id) {
-                    continue;
-                }
-                if let Some(v) = table.get(&id.0.0).map_err(db_err)? {
-                    let entry: Indexed<F> = lamina_primitives::decode(v.value().get(8..).unwrap_or_default())
-                        .map_err(|e| Error::BadStore(format!("receipt index: {e}")))?;
-                    if ran(&entry.receipt.status) {
-                        out.insert(**id);
-                    }
-                }
+            } else if let Some(e) = self.get::<F>(&r.tx_id)?
+                && ran(&e.receipt.status)
+            {
+                out.insert(r.tx_id);
             }
         }
         Ok(out)
     }
 
-    /// The receipt of `id` and the height that included it (its latest inclusion, or
-    /// the execution a later rejection did not replace: [`ReceiptIndex::insert`]), if
-    /// indexed.
-    pub fn get<F: ChainFailure>(&self, id: &TxId) -> Result<Option<Indexed<F>>, Error> {
-        let epochs: Vec<u64> = self.epochs().iter().rev().copied().collect();
+    /// Writes the memory tail to the tables, sorted, in one unsynced commit that moves
+    /// `indexed` to the highest height inserted. Readers see the tail until the commit
+    /// is visible. An error leaves the index unusable (the node stops, and re-indexes
+    /// from the records when it starts again).
+    pub fn flush(&self) -> Result<(), Error> {
+        let mut w = lock(&self.writer);
+        self.flush_locked(&mut w)
+    }
+
+    fn flush_locked(&self, w: &mut Writer) -> Result<(), Error> {
+        let tail = {
+            let mut b = lock(&self.buffer);
+            if b.current.heights.is_none() {
+                return Ok(());
+            }
+            let t = Arc::new(std::mem::take(&mut b.current));
+            b.frozen = Some(t.clone());
+            t
+        };
+        let Some((_, last)) = tail.heights else { return Ok(()) };
+        // Whole heights, in order, into the newest table until it is full or spans
+        // `epoch` heights; then into a new table named by its first height.
+        let mut by_height: BTreeMap<u64, Vec<(&[u8; 32], &[u8])>> = BTreeMap::new();
+        for (k, v) in &tail.entries {
+            by_height.entry(u64_of(v.get(..8).unwrap_or_default())?).or_default().push((k, v.as_slice()));
+        }
+        let mut newest = w.newest;
+        let mut runs: Vec<(u64, Vec<(&[u8; 32], &[u8])>)> = Vec::new();
+        for (h, items) in by_height {
+            let open_new = match newest {
+                None => true,
+                Some((first, n)) => n >= TABLE_RECEIPTS || h >= first.saturating_add(self.epoch),
+            };
+            if open_new {
+                newest = Some((h, 0));
+            }
+            let (first, n) = newest.get_or_insert((h, 0));
+            *n += items.len() as u64;
+            match runs.last_mut() {
+                Some((f, run)) if f == first => run.extend(items),
+                _ => runs.push((*first, items)),
+            }
+        }
+        let mut tx = self.db.begin_write().map_err(db_err)?;
+        tx.set_durability(Durability::None).map_err(db_err)?;
+        for (first, run) in &mut runs {
+            run.sort_unstable_by_key(|(k, _)| **k);
+            let name = table_name(*first);
+            let mut table = tx.open_table(table_def(&name)).map_err(db_err)?;
+            for (k, v) in run.iter() {
+                table.insert(*k, *v).map_err(db_err)?;
+            }
+        }
+        {
+            let mut meta = tx.open_table(META).map_err(db_err)?;
+            meta.insert(INDEXED, last.0.to_le_bytes().as_slice()).map_err(db_err)?;
+        }
+        tx.commit().map_err(db_err)?;
+        w.newest = newest;
+        lock(&self.tables).extend(runs.iter().map(|(f, _)| *f));
+        lock(&self.buffer).frozen = None;
+        Ok(())
+    }
+
+    /// The stored bytes of `id`'s latest receipt: the tail, the tail being flushed,
+    /// then the tables newest first. (A flush makes its commit visible and lists its
+    /// tables before it lets go of its tail, and the tables are read after the tail,
+    /// so a receipt moving from the tail to a table is never missed.)
+    fn lookup(&self, id: &TxId) -> Result<Option<Vec<u8>>, Error> {
+        {
+            let b = lock(&self.buffer);
+            if let Some(v) = b.current.entries.get(&id.0.0) {
+                return Ok(Some(v.clone()));
+            }
+            if let Some(v) = b.frozen.as_ref().and_then(|f| f.entries.get(&id.0.0)) {
+                return Ok(Some(v.clone()));
+            }
+        }
+        let tables: Vec<u64> = lock(&self.tables).iter().rev().copied().collect();
         let tx = self.db.begin_read().map_err(db_err)?;
-        for e in epochs {
-            let name = epoch_name(e);
-            let table = match tx.open_table(epoch_def(&name)) {
+        for first in tables {
+            let name = table_name(first);
+            let table = match tx.open_table(table_def(&name)) {
                 Ok(t) => t,
                 // Dropped by a prune since the list was read.
                 Err(redb::TableError::TableDoesNotExist(_)) => continue,
                 Err(e) => return Err(db_err(e)),
             };
             if let Some(v) = table.get(&id.0.0).map_err(db_err)? {
-                let entry: Indexed<F> = lamina_primitives::decode(v.value().get(8..).unwrap_or_default())
-                    .map_err(|e| Error::BadStore(format!("receipt index: {e}")))?;
-                return Ok(Some(entry));
+                return Ok(Some(v.value().to_vec()));
             }
         }
         Ok(None)
     }
 
+    /// The receipt of `id` and the height that included it (its latest inclusion, or
+    /// the execution a later rejection did not replace: [`ReceiptIndex::insert`]), if
+    /// indexed.
+    pub fn get<F: ChainFailure>(&self, id: &TxId) -> Result<Option<Indexed<F>>, Error> {
+        self.lookup(id)?.map(|v| decode_entry(&v)).transpose()
+    }
+
     /// The `retained_from` that [`ReceiptIndex::prune`] with `below` would set now,
     /// without changing anything: a caller moves its readers' lower bound there first,
-    /// so that none of them asks for a receipt while its epoch is being dropped.
+    /// so that none of them asks for a receipt while its table is being dropped, and
+    /// then prunes below this point (a table a flush adds in between then changes
+    /// nothing).
     pub fn prune_point(&self, below: Height) -> Result<Height, Error> {
         let current = self.retained_from()?;
-        let tx = self.db.begin_read().map_err(db_err)?;
-        let (_, from) = plan(&epochs_of(tx.list_tables().map_err(db_err)?)?, self.epoch, below, current.0);
+        let (_, from) = plan(&lock(&self.tables), below, current.0);
         Ok(Height(from))
     }
 
-    /// Drops the receipts of every epoch entirely below `below` and moves
-    /// `retained_from` to the first height still indexed (at most `below`; never
-    /// backwards), in one durable commit (which makes every earlier commit durable too).
-    /// Returns the new `retained_from`: records below it may go.
-    ///
-    /// What to drop is read inside the write transaction (redb serialises writers), so
-    /// prunes racing each other cannot leave `retained_from` below a dropped epoch.
+    /// Drops the receipts of every table whose heights are all below `below` (never the
+    /// newest) and moves `retained_from` to the first height still indexed (at most
+    /// `below`; never backwards), in one durable commit (which makes every earlier
+    /// commit durable too). Returns the new `retained_from`: records below it may go.
     pub fn prune(&self, below: Height) -> Result<Height, Error> {
-        let n = self.epoch;
+        let _w = lock(&self.writer);
         let mut tx = self.db.begin_write().map_err(db_err)?;
         tx.set_durability(Durability::Immediate).map_err(db_err)?;
         let current = {
@@ -308,42 +460,49 @@ impl ReceiptIndex {
             let v = meta.get(RETAINED_FROM).map_err(db_err)?;
             v.map(|b| u64_of(b.value())).transpose()?.unwrap_or(1)
         };
-        let (drop, from) = plan(&epochs_of(tx.list_tables().map_err(db_err)?)?, n, below, current);
+        let (drop, from) = plan(&tables_of(tx.list_tables().map_err(db_err)?)?, below, current);
         if drop.is_empty() && from == current {
             tx.abort().map_err(db_err)?;
             return Ok(Height(current));
         }
-        for e in &drop {
-            let name = epoch_name(*e);
-            tx.delete_table(epoch_def(&name)).map_err(db_err)?;
+        for first in &drop {
+            let name = table_name(*first);
+            tx.delete_table(table_def(&name)).map_err(db_err)?;
         }
         {
             let mut meta = tx.open_table(META).map_err(db_err)?;
             meta.insert(RETAINED_FROM, from.to_le_bytes().as_slice()).map_err(db_err)?;
         }
         tx.commit().map_err(db_err)?;
-        let mut epochs = self.epochs();
-        for e in drop {
-            epochs.remove(&e);
+        let mut tables = lock(&self.tables);
+        for first in drop {
+            tables.remove(&first);
         }
         Ok(Height(from))
     }
 
-    /// Makes every commit so far durable.
+    /// Writes the tail and makes every commit so far durable.
     pub fn sync(&self) -> Result<(), Error> {
+        let mut w = lock(&self.writer);
+        self.flush_locked(&mut w)?;
         let mut tx = self.db.begin_write().map_err(db_err)?;
         tx.set_durability(Durability::Immediate).map_err(db_err)?;
         tx.commit().map_err(db_err)
     }
 
-    /// Number of receipts indexed.
+    /// Number of receipts held: in the tables and the tail (a transaction included
+    /// again after its first receipt was written counts twice).
     pub fn len(&self) -> Result<u64, Error> {
-        let epochs: Vec<u64> = self.epochs().iter().copied().collect();
+        let buffered = {
+            let b = lock(&self.buffer);
+            b.current.entries.len() + b.frozen.as_ref().map_or(0, |f| f.entries.len())
+        };
+        let tables: Vec<u64> = lock(&self.tables).iter().copied().collect();
         let tx = self.db.begin_read().map_err(db_err)?;
-        let mut n = 0;
-        for e in epochs {
-            let name = epoch_name(e);
-            match tx.open_table(epoch_def(&name)) {
+        let mut n = buffered as u64;
+        for first in tables {
+            let name = table_name(first);
+            match tx.open_table(table_def(&name)) {
                 Ok(t) => n += t.len().map_err(db_err)?,
                 Err(redb::TableError::TableDoesNotExist(_)) => {}
                 Err(e) => return Err(db_err(e)),
@@ -356,6 +515,21 @@ impl ReceiptIndex {
     pub fn is_empty(&self) -> Result<bool, Error> {
         Ok(self.len()? == 0)
     }
+
+    /// Number of receipts tables (for tests and operators' curiosity).
+    pub fn tables(&self) -> usize {
+        lock(&self.tables).len()
+    }
+}
+
+fn meta_of(db: &Database, key: &str) -> Result<Option<Vec<u8>>, Error> {
+    let tx = db.begin_read().map_err(db_err)?;
+    let table = match tx.open_table(META) {
+        Ok(t) => t,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+        Err(e) => return Err(db_err(e)),
+    };
+    Ok(table.get(key).map_err(db_err)?.map(|v| v.value().to_vec()))
 }
 
 #[cfg(test)]
@@ -378,31 +552,42 @@ mod tests {
     }
 
     /// A transaction ordered twice: its second inclusion is rejected for its used nonce,
-    /// and the index keeps the execution, whether the two are in one height, in two, or
-    /// in two epochs of tables. A rejection followed by an execution (a nonce gap filled
+    /// and the index keeps the execution, whether the two are in one height, in two, in
+    /// the tail or in tables. A rejection followed by an execution (a nonce gap filled
     /// later) ends as the execution; two rejections keep the latest.
     #[test]
     fn a_rejection_never_replaces_an_execution() {
-        let dir = tempfile::tempdir().unwrap();
-        let (ix, _) = ReceiptIndex::open(&dir.path().join("index.redb"), &header(1), 1 << 20, EPOCH).unwrap();
-        let get = |i: u8| ix.get::<LedgerFailure>(&receipt(i).tx_id).unwrap().unwrap();
-        ix.insert(Height(1), &[receipt(1), receipt(2), rejected(2, 2), rejected(3, 1)]).unwrap();
-        assert_eq!((get(2).height, get(2).receipt), (Height(1), receipt(2)), "same height");
-        ix.insert(Height(2), &[rejected(1, 1), rejected(3, 2), receipt(4)]).unwrap();
-        assert_eq!((get(1).height, get(1).receipt), (Height(1), receipt(1)), "later height");
-        assert_eq!((get(3).height, get(3).receipt), (Height(2), rejected(3, 2)), "two rejections: the latest");
-        ix.insert(Height(EPOCH + 1), &[rejected(4, 4), rejected(1, 1), receipt(3)]).unwrap();
-        assert_eq!((get(4).height, get(4).receipt), (Height(2), receipt(4)), "later epoch");
-        assert_eq!((get(1).height, get(1).receipt), (Height(1), receipt(1)));
-        assert_eq!((get(3).height, get(3).receipt), (Height(EPOCH + 1), receipt(3)), "rejected, then executed");
-        // A rejection of a transaction never executed is indexed as before.
-        ix.insert(Height(EPOCH + 2), &[rejected(5, 0)]).unwrap();
-        assert_eq!(get(5).receipt, rejected(5, 0));
+        for flush_between in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let (ix, _) = ReceiptIndex::open(&dir.path().join("index.redb"), &header(1), 1 << 20, EPOCH).unwrap();
+            let get = |i: u8| ix.get::<LedgerFailure>(&receipt(i).tx_id).unwrap().unwrap();
+            let insert = |h: u64, r: &[Receipt<LedgerFailure>]| {
+                ix.insert(Height(h), r).unwrap();
+                if flush_between {
+                    ix.flush().unwrap();
+                }
+            };
+            insert(1, &[receipt(1), receipt(2), rejected(2, 2), rejected(3, 1)]);
+            assert_eq!((get(2).height, get(2).receipt), (Height(1), receipt(2)), "same height");
+            insert(2, &[rejected(1, 1), rejected(3, 2), receipt(4)]);
+            assert_eq!((get(1).height, get(1).receipt), (Height(1), receipt(1)), "later height");
+            assert_eq!((get(3).height, get(3).receipt), (Height(2), rejected(3, 2)), "two rejections: the latest");
+            insert(EPOCH + 1, &[rejected(4, 4), rejected(1, 1), receipt(3)]);
+            assert_eq!((get(4).height, get(4).receipt), (Height(2), receipt(4)), "later table");
+            assert_eq!((get(1).height, get(1).receipt), (Height(1), receipt(1)));
+            assert_eq!((get(3).height, get(3).receipt), (Height(EPOCH + 1), receipt(3)), "rejected, then executed");
+            // A rejection of a transaction never executed is indexed as before.
+            insert(EPOCH + 2, &[rejected(5, 0)]);
+            assert_eq!(get(5).receipt, rejected(5, 0));
+            ix.sync().unwrap();
+            assert_eq!(ix.tables(), 2, "a new table once a table spans `epoch` heights");
+            assert_eq!((get(1).height, get(3).height, get(4).height), (Height(1), Height(EPOCH + 1), Height(2)));
+        }
     }
 
-    /// Receipts survive a reopen once synced; prune drops whole epochs and moves
-    /// `retained_from` to the first height still indexed; the latest inclusion of a
-    /// transaction wins; an index of another chain is refused.
+    /// Receipts survive a reopen once synced; prune drops whole tables (never the
+    /// newest) and moves `retained_from` to the first height still indexed; the latest
+    /// inclusion of a transaction wins; an index of another chain is refused.
     #[test]
     fn index_round_trips_prunes_and_refuses_a_foreign_header() {
         let dir = tempfile::tempdir().unwrap();
@@ -410,39 +595,155 @@ mod tests {
         {
             let (ix, fresh) = ReceiptIndex::open(&path, &header(1), 1 << 20, EPOCH).unwrap();
             assert!(fresh);
-            ix.insert(Height(1), &[receipt(1), receipt(2)]).unwrap();
+            assert!(!ix.insert(Height(1), &[receipt(1), receipt(2)]).unwrap(), "one small height is not due");
             ix.insert(Height(2), &[receipt(3)]).unwrap();
+            assert_eq!(ix.indexed().unwrap(), Height(0), "in the tail");
+            assert_eq!(ix.get::<LedgerFailure>(&receipt(3).tx_id).unwrap().unwrap().height, Height(2));
             ix.sync().unwrap();
+            ix.insert(Height(3), &[receipt(9)]).unwrap();
+            // Dropped without a sync: height 3 is lost, as after a crash.
         }
         let (ix, fresh) = ReceiptIndex::open(&path, &header(1), 1 << 20, EPOCH).unwrap();
         assert!(!fresh);
         assert_eq!(ix.indexed().unwrap(), Height(2));
         assert_eq!(ix.retained_from().unwrap(), Height(1));
+        assert!(ix.get::<LedgerFailure>(&receipt(9).tx_id).unwrap().is_none());
         let got = ix.get::<LedgerFailure>(&receipt(3).tx_id).unwrap().unwrap();
         assert_eq!((got.height, got.receipt), (Height(2), receipt(3)));
-        // Epochs: receipt 4 in the next one, receipt 1 included again there (latest wins).
+        // The next table: receipt 4, and receipt 1 included again (latest wins).
         ix.insert(Height(EPOCH + 5), &[receipt(4), receipt(1)]).unwrap();
+        ix.flush().unwrap();
+        assert_eq!(ix.tables(), 2);
         assert_eq!(ix.get::<LedgerFailure>(&receipt(1).tx_id).unwrap().unwrap().height, Height(EPOCH + 5));
-        // Below a height inside the first epoch: nothing dropped, nothing moves.
+        // Below a height inside the first table: nothing dropped, nothing moves.
         assert_eq!(ix.prune(Height(100)).unwrap(), Height(1));
         assert_eq!(ix.len().unwrap(), 5);
-        // Below the second epoch's middle: the first epoch goes, retained from its end
-        // (as planned beforehand).
-        assert_eq!(ix.prune_point(Height(EPOCH + 10)).unwrap(), Height(EPOCH));
+        // Past the second table's first height: the first table goes, retained from the
+        // second's first height (as planned beforehand). The newest table stays,
+        // whatever `below` says.
+        assert_eq!(ix.prune_point(Height(EPOCH + 10)).unwrap(), Height(EPOCH + 5));
         assert_eq!(ix.len().unwrap(), 5, "planning changes nothing");
-        assert_eq!(ix.prune(Height(EPOCH + 10)).unwrap(), Height(EPOCH));
+        assert_eq!(ix.prune(Height(EPOCH + 10)).unwrap(), Height(EPOCH + 5));
+        assert_eq!(ix.prune(Height(u64::MAX)).unwrap(), Height(EPOCH + 5), "the newest table is kept");
         // A lower bound below the current one moves nothing back.
-        assert_eq!(ix.prune_point(Height(3)).unwrap(), Height(EPOCH));
-        assert_eq!(ix.prune(Height(3)).unwrap(), Height(EPOCH));
+        assert_eq!(ix.prune_point(Height(3)).unwrap(), Height(EPOCH + 5));
+        assert_eq!(ix.prune(Height(3)).unwrap(), Height(EPOCH + 5));
         assert!(ix.get::<LedgerFailure>(&receipt(3).tx_id).unwrap().is_none());
         assert_eq!(ix.get::<LedgerFailure>(&receipt(1).tx_id).unwrap().unwrap().height, Height(EPOCH + 5));
-        assert_eq!(ix.retained_from().unwrap(), Height(EPOCH));
+        assert_eq!(ix.retained_from().unwrap(), Height(EPOCH + 5));
         assert_eq!(ix.len().unwrap(), 2);
         drop(ix);
         let (ix, _) = ReceiptIndex::open(&path, &header(1), 1 << 20, EPOCH).unwrap();
-        assert_eq!((ix.len().unwrap(), ix.retained_from().unwrap()), (2, Height(EPOCH)));
+        assert_eq!((ix.len().unwrap(), ix.retained_from().unwrap()), (2, Height(EPOCH + 5)));
         drop(ix);
         let err = ReceiptIndex::open(&path, &header(2), 1 << 20, EPOCH).unwrap_err();
         assert!(matches!(err, Error::BadStore(_)), "{err}");
+    }
+
+    /// Flushes are due at `FLUSH_RECEIPTS` receipts or `FLUSH_HEIGHTS` heights; a table
+    /// takes no new height past `TABLE_RECEIPTS` receipts, and never splits a height;
+    /// every receipt is found, from the tail and from the tables, before and after a
+    /// reopen.
+    #[test]
+    fn flushes_fill_tables_by_receipts_and_heights() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index.redb");
+        let id = |h: u64, i: u64| {
+            let mut d = [0u8; 32];
+            // Spread like hashes: the first bytes decide a key's place.
+            d[..8].copy_from_slice(&(h << 32 | i).wrapping_mul(0x9E37_79B9_7F4A_7C15).to_le_bytes());
+            d[8..16].copy_from_slice(&h.to_le_bytes());
+            d[16..24].copy_from_slice(&i.to_le_bytes());
+            TxId(Digest(d))
+        };
+        let per = 40_000u64;
+        let (ix, _) = ReceiptIndex::open(&path, &header(1), 8 << 20, EPOCH).unwrap();
+        let mut dues = 0;
+        for h in 1..=10u64 {
+            let rs: Vec<Receipt<LedgerFailure>> =
+                (0..per).map(|i| Receipt { tx_id: id(h, i), status: Status::Success }).collect();
+            if ix.insert(Height(h), &rs).unwrap() {
+                dues += 1;
+                ix.flush().unwrap();
+            }
+        }
+        assert_eq!(dues, 5, "due every second height of 40,000 receipts");
+        // 80,000 per flush. A table takes whole heights until it holds 262,144: heights
+        // 1-7 (280,000) are in the first, heights 8-10 (120,000) in the second.
+        assert_eq!(ix.tables(), 2);
+        assert_eq!(ix.len().unwrap(), 10 * per);
+        for h in [1, 7, 8, 10] {
+            let got = ix.get::<LedgerFailure>(&id(h, per - 1)).unwrap().unwrap();
+            assert_eq!(got.height, Height(h));
+        }
+        // Quiet heights: due after FLUSH_HEIGHTS of them.
+        let mut due_at = None;
+        for h in 11..11 + FLUSH_HEIGHTS + 5 {
+            if ix.insert::<LedgerFailure>(Height(h), &[]).unwrap() && due_at.is_none() {
+                due_at = Some(h);
+                ix.flush().unwrap();
+            }
+        }
+        assert_eq!(due_at, Some(10 + FLUSH_HEIGHTS));
+        assert_eq!(ix.indexed().unwrap(), Height(10 + FLUSH_HEIGHTS));
+        ix.sync().unwrap();
+        assert_eq!(ix.indexed().unwrap(), Height(15 + FLUSH_HEIGHTS));
+        drop(ix);
+        let (ix, _) = ReceiptIndex::open(&path, &header(1), 8 << 20, EPOCH).unwrap();
+        assert_eq!(ix.len().unwrap(), 10 * per);
+        assert_eq!(ix.get::<LedgerFailure>(&id(3, 17)).unwrap().unwrap().height, Height(3));
+        // The newest table's count survives the reopen: two more heights of 100,000 go
+        // into it (120,000, then 220,000, both below 262,144), and the third opens a
+        // table.
+        let (h0, per) = (20 + FLUSH_HEIGHTS, 100_000);
+        for h in [h0, h0 + 1, h0 + 2] {
+            let rs: Vec<Receipt<LedgerFailure>> =
+                (0..per).map(|i| Receipt { tx_id: id(h, i), status: Status::Success }).collect();
+            ix.insert(Height(h), &rs).unwrap();
+            ix.flush().unwrap();
+        }
+        assert_eq!(ix.tables(), 3);
+        // Pruning below the third table's first height drops the first two.
+        assert_eq!(ix.prune(Height(h0 + 2)).unwrap(), Height(h0 + 2));
+        assert_eq!(ix.len().unwrap(), per);
+    }
+
+    /// An index written in the first layout (tables per epoch, no layout key) is
+    /// removed and created again, empty, so the node re-indexes it from its records.
+    #[test]
+    fn an_index_in_the_old_layout_is_rebuilt() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index.redb");
+        {
+            let db = redb::Database::create(&path).unwrap();
+            let tx = db.begin_write().unwrap();
+            {
+                let mut meta = tx.open_table(META).unwrap();
+                let bytes = lamina_primitives::encode(&header(1)).unwrap();
+                meta.insert(HEADER, bytes.as_slice()).unwrap();
+                meta.insert(INDEXED, 9u64.to_le_bytes().as_slice()).unwrap();
+                let mut old = tx.open_table(table_def("receipts-0000000000000000")).unwrap();
+                old.insert(&[1; 32], [0u8; 12].as_slice()).unwrap();
+            }
+            tx.commit().unwrap();
+        }
+        let (ix, fresh) = ReceiptIndex::open(&path, &header(1), 1 << 20, EPOCH).unwrap();
+        assert!(fresh);
+        assert_eq!((ix.indexed().unwrap(), ix.len().unwrap(), ix.tables()), (Height(0), 0, 0));
+    }
+
+    /// The pruning plan: every table but the newest whose heights are all below the
+    /// bound goes; the bound never moves back, and with no table nothing moves.
+    #[test]
+    fn plan_keeps_the_newest_table() {
+        let t: BTreeSet<u64> = [1, 100, 300].into_iter().collect();
+        assert_eq!(plan(&t, Height(50), 1), (vec![], 1));
+        assert_eq!(plan(&t, Height(100), 1), (vec![1], 100));
+        assert_eq!(plan(&t, Height(299), 1), (vec![1], 100));
+        assert_eq!(plan(&t, Height(1_000), 1), (vec![1, 100], 300));
+        assert_eq!(plan(&t, Height(1_000), 400), (vec![1, 100], 400));
+        assert_eq!(plan(&BTreeSet::new(), Height(1_000), 7), (vec![], 7));
+        let late: BTreeSet<u64> = [500].into_iter().collect();
+        assert_eq!(plan(&late, Height(200), 1), (vec![], 200), "at most the bound");
     }
 }

@@ -120,8 +120,9 @@ pub struct Config {
     pub state_sync_quorum: usize,
     /// Page cache of the on-disk receipt index (see [`index`]), in MiB (1..=65536).
     pub index_cache_mib: usize,
-    /// Heights per receipt-index table: receipts are pruned a whole table at a time
-    /// (an existing index keeps the value it was created with).
+    /// Most heights per receipt-index table (a table also takes no new height once it
+    /// holds [`index::TABLE_RECEIPTS`] receipts): receipts are pruned a whole table at a
+    /// time (an existing index keeps the value it was created with).
     pub index_epoch_heights: u64,
     /// Size of one segment file of the block records, in KiB (a multiple of 4 in
     /// 64..=4194304). Records are pruned by whole segments; a block record (at most

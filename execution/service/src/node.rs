@@ -367,8 +367,10 @@ impl<M: ChainMachine> ExecutionNode<M> {
         let indexed = index.indexed()?;
         let mut h = indexed.next().max(view.retained_from);
         while h <= view.height {
-            if let Some(r) = view.records.get::<M::Failure>(h)? {
-                index.insert(r.height, &r.receipts)?;
+            if let Some(r) = view.records.get::<M::Failure>(h)?
+                && index.insert(r.height, &r.receipts)?
+            {
+                index.flush()?;
             }
             h = h.next();
         }
@@ -390,8 +392,8 @@ impl<M: ChainMachine> ExecutionNode<M> {
                 }
                 made.push_back(c);
             }
-            if r.height > indexed {
-                index.insert(r.height, &r.receipts)?;
+            if r.height > indexed && index.insert(r.height, &r.receipts)? {
+                index.flush()?;
             }
             view.height = r.height;
             view.state_root = root;
@@ -609,7 +611,9 @@ impl<M: ChainMachine> ExecutionNode<M> {
             let bytes = lamina_primitives::encode(&record).map_err(|e| Error::Internal(e.to_string()))?;
             // Durable before anyone can see it: the write lock is held until then.
             store.append_durable(height, &bytes)?;
-            view.index.insert(height, &record.receipts)?;
+            // Into the index's memory tail (readers see it at once); a due flush is
+            // written below, after the lock.
+            let flush_due = view.index.insert(height, &record.receipts)?;
             for r in &record.receipts {
                 let (status, failure) = match &r.status {
                     Status::Success => ("success", None),
@@ -636,6 +640,11 @@ impl<M: ChainMachine> ExecutionNode<M> {
             view.data_root = record.data_root;
             view.executed += ntx as u64;
             metrics::counter!("lamina_execution_transactions_total").increment(ntx as u64);
+            if flush_due {
+                let index = view.index.clone();
+                drop(view);
+                index.flush()?;
+            }
             Ok(record)
         })
         .await
@@ -932,9 +941,9 @@ impl<M: ChainMachine> ExecutionNode<M> {
 
 /// Prunes, after the snapshot at `snapshot_height` was written, the records and receipts
 /// of heights up to `min(oldest snapshot kept, snapshot height - retain)` (nothing when
-/// `retain` is 0), at the index's granularity ([`crate::Config::index_epoch_heights`]): whole
-/// epochs of receipts first (one synced commit that moves `retained_from`), then whole
-/// record segments below the new `retained_from`.
+/// `retain` is 0), at the index's granularity (its tables: [`crate::index`]): whole tables
+/// of receipts first (one synced commit that moves `retained_from`), then whole record
+/// segments below the new `retained_from`.
 fn prune<F: ChainFailure>(
     shared: &Shared<F>,
     dir: &Path,
@@ -955,17 +964,18 @@ fn prune<F: ChainFailure>(
         return Ok(());
     }
     // Readers stop asking below the new lower bound first (they read under the view's
-    // lock, so none is midway through a lookup), then whole epochs of receipts go in
-    // one cheap commit (tables dropped, no key by key deletes), then records below the
-    // first height still indexed: records and receipts agree on what is retained at
-    // every moment.
+    // lock, so none is midway through a lookup), then whole tables of receipts go in
+    // one cheap commit (no key by key deletes), then records below the first height
+    // still indexed: records and receipts agree on what is retained at every moment.
+    // The prune is bounded by the planned point, so a table that a flush adds in
+    // between cannot make it drop more than readers were told.
     let point = index.prune_point(below)?;
     if point <= from {
         return Ok(());
     }
     shared.write().retained_from = point;
     // The same as `point` (this thread is the only pruner); the larger bound otherwise.
-    let from = index.prune(below)?.max(point);
+    let from = index.prune(point)?.max(point);
     if from > point {
         shared.write().retained_from = from;
     }

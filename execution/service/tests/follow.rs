@@ -297,15 +297,21 @@ async fn snapshots_bound_restart_and_pruning_keeps_what_is_needed() {
     assert_eq!(snaps.iter().map(|s| s.0.0).collect::<Vec<_>>(), vec![30, 25]);
     let node = ExecutionNode::open(&data, &f.genesis, CHAIN, exec_key(), &config).unwrap();
     let shared = node.shared();
-    {
+    let retained_from = {
         let v = shared.read();
         assert_eq!((v.height, v.state_root), (Height(30), want[29]));
         // Pruned below min(oldest kept 25, 30 - 6) + 1 = 25 (after the snapshot of 30), by
-        // whole index epochs of 4 heights: retained from 24.
-        assert_eq!(v.retained_from, Height(24));
-    }
+        // whole index tables of at most 4 heights each (where a table starts depends on
+        // when the snapshots flushed the index): the table holding height 24 starts at
+        // 21 at the earliest.
+        assert!((21..=25).contains(&v.retained_from.0), "retained from {}", v.retained_from);
+        v.retained_from
+    };
     assert_eq!(query::answer(&shared, &QueryRequest::Receipt(first_tx)), QueryResponse::Receipt(None));
-    assert_eq!(query::answer(&shared, &QueryRequest::BlockReceipts(Height(3), 0)), QueryResponse::Pruned(Height(24)));
+    assert_eq!(
+        query::answer(&shared, &QueryRequest::BlockReceipts(Height(3), 0)),
+        QueryResponse::Pruned(retained_from)
+    );
     let (code, body) = query::route(&shared, "/block/3/receipts");
     assert_eq!(code, 410, "{body}");
     match query::answer(&shared, &QueryRequest::BlockReceipts(Height(28), 0)) {
