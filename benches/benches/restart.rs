@@ -112,7 +112,9 @@ fn build(data: &Path, g: &Genesis, txs: u64, per_height: u64, accounts: u64, sna
         };
         let bytes = lamina_primitives::encode(&record).unwrap();
         records.append_durable(Height(h), &bytes).unwrap();
-        index.insert(Height(h), &record.receipts).unwrap();
+        if index.insert(Height(h), &record.receipts).unwrap() {
+            index.flush().unwrap();
+        }
         if snap_at.contains(&h) {
             let head = snapshot::Head {
                 genesis: g.digest(),

@@ -21,7 +21,10 @@
 //! heights, from its first height to the next table's; pruning drops whole tables
 //! instead of deleting keys one by one (random deletes in a B-tree of millions of keys
 //! cost seconds of redb's single writer). A lookup asks the tail, then the tables newest
-//! first, so the latest inclusion of a transaction wins. The number of tables is the
+//! first, so the latest inclusion of a transaction wins. The newest table holds the
+//! heights up to `indexed`, and pruning drops it too once they are all below the bound
+//! (a quiet chain's records can go); heights in the tail are never declared pruned.
+//! The number of tables is the
 //! larger of retained heights / `index_epoch_heights` and retained receipts /
 //! [`TABLE_RECEIPTS`]; a lookup of an unknown id asks each.
 //!
@@ -120,17 +123,17 @@ fn tables_of(tables: impl IntoIterator<Item = impl redb::TableHandle>) -> Result
 }
 
 /// What pruning below `below` does to an index of `tables` (their first heights; each
-/// holds the heights up to the next one's first) retained from `current`: the tables
-/// to drop (every one whose heights are all below `below`; never the newest, which is
-/// still being filled) and the new `retained_from` (the first height of the oldest
-/// table kept, at most `below`, never backwards).
-fn plan(tables: &BTreeSet<u64>, below: Height, current: u64) -> (Vec<u64>, u64) {
+/// holds the heights up to the next one's first, the newest up to `indexed`) retained
+/// from `current`: the tables to drop (every one whose heights are all below `below`)
+/// and the new `retained_from`: the first height of the oldest table kept, or with none
+/// kept the height after `indexed` (heights above it are in the memory tail, and their
+/// records are what a restart re-indexes them from); at most `below`, never backwards.
+fn plan(tables: &BTreeSet<u64>, below: Height, current: u64, indexed: Height) -> (Vec<u64>, u64) {
     let firsts: Vec<u64> = tables.iter().copied().collect();
-    let drop: Vec<u64> = firsts.windows(2).filter(|w| w[1] <= below.0).map(|w| w[0]).collect();
-    let Some(&kept) = firsts.get(drop.len()) else {
-        return (drop, current);
-    };
-    (drop, kept.clamp(1, below.0.max(1)).max(current))
+    let end = |i: usize| firsts.get(i + 1).copied().unwrap_or(indexed.0.saturating_add(1));
+    let drop: Vec<u64> = (0..firsts.len()).take_while(|&i| end(i) <= below.0).map(|i| firsts[i]).collect();
+    let first_kept = firsts.get(drop.len()).copied().unwrap_or(indexed.0.saturating_add(1));
+    (drop, first_kept.clamp(1, below.0.max(1)).max(current))
 }
 
 fn table_def(name: &str) -> TableDefinition<'_, &'static [u8; 32], &'static [u8]> {
@@ -442,25 +445,28 @@ impl ReceiptIndex {
     /// then prunes below this point (a table a flush adds in between then changes
     /// nothing).
     pub fn prune_point(&self, below: Height) -> Result<Height, Error> {
-        let current = self.retained_from()?;
-        let (_, from) = plan(&lock(&self.tables), below, current.0);
+        let (current, indexed) = (self.retained_from()?, self.indexed()?);
+        let (_, from) = plan(&lock(&self.tables), below, current.0, indexed);
         Ok(Height(from))
     }
 
-    /// Drops the receipts of every table whose heights are all below `below` (never the
-    /// newest) and moves `retained_from` to the first height still indexed (at most
-    /// `below`; never backwards), in one durable commit (which makes every earlier
-    /// commit durable too). Returns the new `retained_from`: records below it may go.
+    /// Drops the receipts of every table whose heights are all below `below` and moves
+    /// `retained_from` to the first height still indexed (at most `below` and the height
+    /// after [`ReceiptIndex::indexed`]; never backwards), in one durable commit (which
+    /// makes every earlier commit durable too). Returns the new `retained_from`: records
+    /// below it may go.
     pub fn prune(&self, below: Height) -> Result<Height, Error> {
-        let _w = lock(&self.writer);
+        let mut w = lock(&self.writer);
         let mut tx = self.db.begin_write().map_err(db_err)?;
         tx.set_durability(Durability::Immediate).map_err(db_err)?;
-        let current = {
+        let (current, indexed) = {
             let meta = tx.open_table(META).map_err(db_err)?;
-            let v = meta.get(RETAINED_FROM).map_err(db_err)?;
-            v.map(|b| u64_of(b.value())).transpose()?.unwrap_or(1)
+            let get = |key| -> Result<Option<u64>, Error> {
+                meta.get(key).map_err(db_err)?.map(|b| u64_of(b.value())).transpose()
+            };
+            (get(RETAINED_FROM)?.unwrap_or(1), Height(get(INDEXED)?.unwrap_or(0)))
         };
-        let (drop, from) = plan(&tables_of(tx.list_tables().map_err(db_err)?)?, below, current);
+        let (drop, from) = plan(&tables_of(tx.list_tables().map_err(db_err)?)?, below, current, indexed);
         if drop.is_empty() && from == current {
             tx.abort().map_err(db_err)?;
             return Ok(Height(current));
@@ -477,6 +483,10 @@ impl ReceiptIndex {
         let mut tables = lock(&self.tables);
         for first in drop {
             tables.remove(&first);
+        }
+        if w.newest.is_some_and(|(first, _)| !tables.contains(&first)) {
+            // The newest table went too: the next flush opens a new one.
+            w.newest = None;
         }
         Ok(Height(from))
     }
@@ -619,12 +629,11 @@ mod tests {
         assert_eq!(ix.prune(Height(100)).unwrap(), Height(1));
         assert_eq!(ix.len().unwrap(), 5);
         // Past the second table's first height: the first table goes, retained from the
-        // second's first height (as planned beforehand). The newest table stays,
-        // whatever `below` says.
-        assert_eq!(ix.prune_point(Height(EPOCH + 10)).unwrap(), Height(EPOCH + 5));
+        // second's first height (as planned beforehand). The newest table holds heights
+        // up to `indexed` (EPOCH + 5), so it stays.
+        assert_eq!(ix.prune_point(Height(EPOCH + 5)).unwrap(), Height(EPOCH + 5));
         assert_eq!(ix.len().unwrap(), 5, "planning changes nothing");
-        assert_eq!(ix.prune(Height(EPOCH + 10)).unwrap(), Height(EPOCH + 5));
-        assert_eq!(ix.prune(Height(u64::MAX)).unwrap(), Height(EPOCH + 5), "the newest table is kept");
+        assert_eq!(ix.prune(Height(EPOCH + 5)).unwrap(), Height(EPOCH + 5));
         // A lower bound below the current one moves nothing back.
         assert_eq!(ix.prune_point(Height(3)).unwrap(), Height(EPOCH + 5));
         assert_eq!(ix.prune(Height(3)).unwrap(), Height(EPOCH + 5));
@@ -635,6 +644,21 @@ mod tests {
         drop(ix);
         let (ix, _) = ReceiptIndex::open(&path, &header(1), 1 << 20, EPOCH).unwrap();
         assert_eq!((ix.len().unwrap(), ix.retained_from().unwrap()), (2, Height(EPOCH + 5)));
+        // A quiet stretch (heights with no receipts, in the tail): nothing past `indexed`
+        // is pruned, whatever the bound.
+        let quiet = EPOCH + 6..EPOCH + 20;
+        for h in quiet.clone() {
+            ix.insert::<LedgerFailure>(Height(h), &[]).unwrap();
+        }
+        assert_eq!(ix.prune(Height(u64::MAX)).unwrap(), Height(EPOCH + 6), "the newest table goes, the tail stays");
+        assert_eq!((ix.len().unwrap(), ix.tables()), (0, 0));
+        ix.flush().unwrap();
+        assert_eq!(ix.prune(Height(u64::MAX)).unwrap(), Height(quiet.end), "records of a quiet chain can go");
+        // The next receipts open a new table.
+        ix.insert(Height(quiet.end + 1), &[receipt(7)]).unwrap();
+        ix.flush().unwrap();
+        assert_eq!(ix.tables(), 1);
+        assert_eq!(ix.get::<LedgerFailure>(&receipt(7).tx_id).unwrap().unwrap().height, Height(quiet.end + 1));
         drop(ix);
         let err = ReceiptIndex::open(&path, &header(2), 1 << 20, EPOCH).unwrap_err();
         assert!(matches!(err, Error::BadStore(_)), "{err}");
@@ -732,18 +756,24 @@ mod tests {
         assert_eq!((ix.indexed().unwrap(), ix.len().unwrap(), ix.tables()), (Height(0), 0, 0));
     }
 
-    /// The pruning plan: every table but the newest whose heights are all below the
-    /// bound goes; the bound never moves back, and with no table nothing moves.
+    /// The pruning plan: every table whose heights are all below the bound goes (the
+    /// newest holds heights up to `indexed`); nothing above `indexed` is declared
+    /// pruned; the bound never moves back.
     #[test]
-    fn plan_keeps_the_newest_table() {
+    fn plan_drops_whole_tables_and_never_the_tail() {
         let t: BTreeSet<u64> = [1, 100, 300].into_iter().collect();
-        assert_eq!(plan(&t, Height(50), 1), (vec![], 1));
-        assert_eq!(plan(&t, Height(100), 1), (vec![1], 100));
-        assert_eq!(plan(&t, Height(299), 1), (vec![1], 100));
-        assert_eq!(plan(&t, Height(1_000), 1), (vec![1, 100], 300));
-        assert_eq!(plan(&t, Height(1_000), 400), (vec![1, 100], 400));
-        assert_eq!(plan(&BTreeSet::new(), Height(1_000), 7), (vec![], 7));
+        let ix = Height(350);
+        assert_eq!(plan(&t, Height(50), 1, ix), (vec![], 1));
+        assert_eq!(plan(&t, Height(100), 1, ix), (vec![1], 100));
+        assert_eq!(plan(&t, Height(299), 1, ix), (vec![1], 100));
+        assert_eq!(plan(&t, Height(350), 1, ix), (vec![1, 100], 300), "the newest holds 350");
+        assert_eq!(plan(&t, Height(350), 320, ix), (vec![1, 100], 320), "never backwards");
+        assert_eq!(plan(&t, Height(351), 1, ix), (vec![1, 100, 300], 351));
+        assert_eq!(plan(&t, Height(1_000), 1, ix), (vec![1, 100, 300], 351), "not past indexed");
+        assert_eq!(plan(&BTreeSet::new(), Height(1_000), 7, ix), (vec![], 351));
+        assert_eq!(plan(&BTreeSet::new(), Height(200), 7, ix), (vec![], 200));
+        assert_eq!(plan(&BTreeSet::new(), Height(5), 7, ix), (vec![], 7));
         let late: BTreeSet<u64> = [500].into_iter().collect();
-        assert_eq!(plan(&late, Height(200), 1), (vec![], 200), "at most the bound");
+        assert_eq!(plan(&late, Height(200), 1, Height(600)), (vec![], 200), "at most the bound");
     }
 }
