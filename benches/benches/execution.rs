@@ -212,7 +212,9 @@ fn index_group(c: &mut Criterion) {
     };
     for held in [500_000u64, 2_000_000] {
         let dir = tempfile::tempdir().unwrap();
-        let (ix, _) = ReceiptIndex::open(&dir.path().join("index.redb"), &header, 32 << 20, index::EPOCH).unwrap();
+        let (ix, _) =
+            ReceiptIndex::open(&dir.path().join("index.redb"), &header, 32 << 20, index::EPOCH, index::FLUSH_RECEIPTS)
+                .unwrap();
         let mut h = 0u64;
         while h * PER_HEIGHT < held {
             h += 1;

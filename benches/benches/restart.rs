@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 use lamina_execution_core::ledger::{self, AssetId, LedgerFailure};
 use lamina_execution_core::{AuthenticatedState, ChangeSet, Receipt, Status};
 use lamina_execution_service::bridge::BridgeImage;
-use lamina_execution_service::index::ReceiptIndex;
+use lamina_execution_service::index::{self, ReceiptIndex};
 use lamina_execution_service::record::{BlockRecord, Header, Records, VERSION};
 use lamina_execution_service::snapshot::{self, Capture, NodeImage};
 use lamina_execution_service::{Config, ExecutionNode};
@@ -69,8 +69,7 @@ fn account(i: u64) -> PublicKey {
 fn build(data: &Path, g: &Genesis, txs: u64, per_height: u64, accounts: u64, snap_below: &[u64]) -> Vec<Height> {
     let header = Header { version: VERSION, chain: CHAIN, genesis: g.digest() };
     let (index, _) =
-        ReceiptIndex::open(&data.join("index.redb"), &header, 64 << 20, lamina_execution_service::index::EPOCH)
-            .unwrap();
+        ReceiptIndex::open(&data.join("index.redb"), &header, 64 << 20, index::EPOCH, index::FLUSH_RECEIPTS).unwrap();
     let log =
         Log::open(data.join("blocks"), StoreConfig { name: "execution-1".into(), ..StoreConfig::default() }).unwrap();
     let records = Records::new::<LedgerFailure>(log, Height(1)).unwrap();

@@ -11,30 +11,34 @@
 //! once the tree outgrows the page cache each insert reads, copies and rewrites a 4 KiB
 //! page (10–17 µs of CPU per receipt at 0.5–2 million receipts held). Instead, receipts
 //! are first buffered in memory (the *tail*), and written when [`ReceiptIndex::insert`]
-//! says a flush is due ([`FLUSH_RECEIPTS`] receipts or [`FLUSH_HEIGHTS`] heights
-//! buffered): sorted, in one commit, into tables that stay small ([`TABLE_RECEIPTS`]
-//! receipts or [`crate::Config::index_epoch_heights`] heights each), so a flush touches
-//! each leaf of its table many times and writes it once (about 1.7 µs per receipt;
-//! BENCHMARKS.md, "the receipt index written in sorted runs").
+//! says a flush is due ([`crate::Config::index_flush_receipts`], default
+//! [`FLUSH_RECEIPTS`], receipts or [`FLUSH_HEIGHTS`] heights buffered): sorted, in one
+//! commit, into tables that stay small ([`TABLE_RECEIPTS`] receipts or
+//! [`crate::Config::index_epoch_heights`] heights each), so a flush touches each leaf of
+//! its table many times and writes it once (2.8–3.1 µs of CPU per receipt against
+//! 13–22 µs key by key, `--bench execution receipt_index`; BENCHMARKS.md, "the receipt
+//! index written in sorted runs").
 //!
 //! Each table (`receipts-from-<first height>`) holds the receipts of a range of whole
 //! heights, from its first height to the next table's; pruning drops whole tables
 //! instead of deleting keys one by one (random deletes in a B-tree of millions of keys
 //! cost seconds of redb's single writer). A lookup asks the tail, then the tables newest
-//! first, so the latest inclusion of a transaction wins. The newest table holds the
-//! heights up to `indexed`, and pruning drops it too once they are all below the bound
-//! (a quiet chain's records can go); heights in the tail are never declared pruned.
-//! The number of tables is the
-//! larger of retained heights / `index_epoch_heights` and retained receipts /
-//! [`TABLE_RECEIPTS`]; a lookup of an unknown id asks each.
+//! first, so the latest inclusion of a transaction wins. Pruning drops a table once all
+//! its heights are below the bound, the newest too (a quiet chain's records can go);
+//! heights in the tail are never declared pruned. A table closes at whichever limit it
+//! reaches first, so there are at most retained heights / `index_epoch_heights` plus
+//! retained receipts / [`TABLE_RECEIPTS`] of them (plus one); a lookup of an unknown id
+//! asks each.
 //!
 //! The index is derived data: block records ([`crate::record`]) are the source of
 //! truth. Flushes are not synced ([`redb::Durability::None`]), because the records
 //! were already made durable; [`ReceiptIndex::sync`] and [`ReceiptIndex::prune`] commit
 //! durably, which makes every earlier commit durable too. After a crash (the tail is
 //! lost, and redb returns to its last durable commit) the node re-indexes the records
-//! above `indexed` on open. Memory is the tail (at most a few times [`FLUSH_RECEIPTS`]
-//! receipts) and redb's page cache, bounded by [`crate::Config::index_cache_mib`].
+//! above `indexed` on open: after a clean stop nothing, after a crash what came after
+//! the last durable commit (the sync after each snapshot). Memory is the tail (the
+//! flush threshold, twice while a flush runs) and redb's page cache, bounded by
+//! [`crate::Config::index_cache_mib`].
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::Path;
@@ -54,14 +58,16 @@ pub const EPOCH: u64 = 4096;
 /// flush's sorted writes dense (a flush into a table of millions of keys would again
 /// rewrite a page per receipt).
 pub const TABLE_RECEIPTS: u64 = 262_144;
-/// Receipts buffered before [`ReceiptIndex::insert`] says a flush is due.
+/// Default receipts buffered before [`ReceiptIndex::insert`] says a flush is due
+/// ([`crate::Config::index_flush_receipts`]).
 pub const FLUSH_RECEIPTS: usize = 65_536;
-/// Heights buffered before a flush is due, whatever they hold (a quiet chain's tail
-/// still reaches disk, and a restart re-indexes at most this many records).
+/// Heights buffered before a flush is due, whatever they hold: a quiet chain's tail
+/// still reaches disk (and `indexed` moves, so pruning can proceed).
 pub const FLUSH_HEIGHTS: u64 = 1024;
-/// Beyond this many buffered receipts, an insert flushes by itself (a caller that
-/// never flushes cannot grow the tail without bound; the node flushes when due).
-const TAIL_LIMIT: usize = 4 * FLUSH_RECEIPTS;
+/// Beyond this many times the flush threshold buffered, an insert flushes by itself,
+/// so a caller that never flushes cannot grow the tail without bound. (The node
+/// flushes when due, outside its state lock; this one would run inside it.)
+const TAIL_LIMIT: usize = 4;
 
 /// The on-disk layout this code writes: 2 is sorted runs into small tables. Layout 1
 /// (one table per epoch, named by epoch number, no `layout` key) is rebuilt from the
@@ -122,15 +128,23 @@ fn tables_of(tables: impl IntoIterator<Item = impl redb::TableHandle>) -> Result
     Ok(firsts)
 }
 
-/// What pruning below `below` does to an index of `tables` (their first heights; each
-/// holds the heights up to the next one's first, the newest up to `indexed`) retained
-/// from `current`: the tables to drop (every one whose heights are all below `below`)
-/// and the new `retained_from`: the first height of the oldest table kept, or with none
-/// kept the height after `indexed` (heights above it are in the memory tail, and their
-/// records are what a restart re-indexes them from); at most `below`, never backwards.
-fn plan(tables: &BTreeSet<u64>, below: Height, current: u64, indexed: Height) -> (Vec<u64>, u64) {
+/// What pruning below `below` does to an index of `tables` (their first heights) of at
+/// most `epoch` heights each, retained from `current`: the tables to drop (every one
+/// whose heights are all below `below`) and the new `retained_from`: the first height of
+/// the oldest table kept, or with none kept the height after `indexed` (heights above
+/// it are in the memory tail, and their records are what a restart re-indexes them
+/// from); at most `below`, never backwards.
+///
+/// A table holds receipts of heights below the next table's first, below its own first
+/// plus `epoch` (a flush opens a new table there), and up to `indexed`; so a table
+/// whose heights are long past goes even when no newer table follows it (a chain that
+/// went quiet).
+fn plan(tables: &BTreeSet<u64>, epoch: u64, below: Height, current: u64, indexed: Height) -> (Vec<u64>, u64) {
     let firsts: Vec<u64> = tables.iter().copied().collect();
-    let end = |i: usize| firsts.get(i + 1).copied().unwrap_or(indexed.0.saturating_add(1));
+    let end = |i: usize| {
+        let next = firsts.get(i + 1).copied().unwrap_or(u64::MAX);
+        next.min(firsts[i].saturating_add(epoch)).min(indexed.0.saturating_add(1))
+    };
     let drop: Vec<u64> = (0..firsts.len()).take_while(|&i| end(i) <= below.0).map(|i| firsts[i]).collect();
     let first_kept = firsts.get(drop.len()).copied().unwrap_or(indexed.0.saturating_add(1));
     (drop, first_kept.clamp(1, below.0.max(1)).max(current))
@@ -140,8 +154,11 @@ fn table_def(name: &str) -> TableDefinition<'_, &'static [u8; 32], &'static [u8]
     TableDefinition::new(name)
 }
 
+/// One stored receipt: its transaction id and its bytes.
+type Entry<'a> = (&'a [u8; 32], &'a [u8]);
+
 /// Receipts buffered in memory, not yet written to a table.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 struct Tail {
     /// The stored bytes (height, then the encoded [`Indexed`]) by transaction id: the
     /// latest inclusion of each.
@@ -174,6 +191,8 @@ pub struct ReceiptIndex {
     writer: Mutex<Writer>,
     /// Most heights per table.
     epoch: u64,
+    /// Receipts buffered when a flush is due.
+    flush_receipts: usize,
 }
 
 impl std::fmt::Debug for ReceiptIndex {
@@ -189,17 +208,39 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl ReceiptIndex {
     /// Opens (or creates) the index at `path` with a page cache of `cache_bytes`, and
     /// checks that it was written under `header`; a new index records it, and `epoch`
-    /// most heights per table (an existing index keeps its own). An index in an older
-    /// layout is removed and created again empty (the caller re-indexes it from the
+    /// most heights per table (an existing index keeps its own). A file redb cannot read
+    /// is renamed to `<name>.unreadable-<n>`, and an index in an older layout removed;
+    /// either way the index is created again empty (the caller re-indexes it from the
     /// records). Returns the index and whether it was new.
-    pub fn open(path: &Path, header: &Header, cache_bytes: usize, epoch: u64) -> Result<(Self, bool), Error> {
-        let create = || redb::Builder::new().set_cache_size(cache_bytes).create(path).map_err(db_err);
-        let mut db = create()?;
-        if meta_of(&db, HEADER)?.is_some() && meta_of(&db, LAYOUT)?.is_none() {
+    pub fn open(
+        path: &Path,
+        header: &Header,
+        cache_bytes: usize,
+        epoch: u64,
+        flush_receipts: usize,
+    ) -> Result<(Self, bool), Error> {
+        let create = || redb::Builder::new().set_cache_size(cache_bytes).create(path);
+        let mut db = match create() {
+            Ok(db) => db,
+            // Derived data: a file redb cannot read is kept aside for inspection, and the
+            // index is rebuilt from the records. (Any other error, such as another
+            // process holding the file, stops the node.)
+            Err(e) if unreadable(&e) => {
+                let aside = set_aside(path)?;
+                tracing::warn!(target: "lamina::execution", error = %e, aside = %aside.display(), "the receipt index cannot be read; it is kept aside and rebuilt from the block records");
+                create().map_err(db_err)?
+            }
+            Err(e) => return Err(db_err(e)),
+        };
+        let stored = meta_of(&db, HEADER)?;
+        if let Some(bytes) = &stored {
+            check_header(bytes, header)?;
+        }
+        if stored.is_some() && meta_of(&db, LAYOUT)?.is_none() {
             tracing::warn!(target: "lamina::execution", path = %path.display(), "the receipt index is in an older layout; rebuilding it from the block records");
             drop(db);
             std::fs::remove_file(path)?;
-            db = create()?;
+            db = create().map_err(db_err)?;
         }
         let tables = tables_of(db.begin_read().map_err(db_err)?.list_tables().map_err(db_err)?)?;
         let mut index = ReceiptIndex {
@@ -208,20 +249,14 @@ impl ReceiptIndex {
             buffer: Mutex::new(Buffer::default()),
             writer: Mutex::new(Writer { newest: None }),
             epoch: epoch.max(1),
+            flush_receipts: flush_receipts.max(1),
         };
         if let Some(b) = index.meta(EPOCH_SIZE)? {
             index.epoch = u64_of(&b)?.max(1);
         }
         let stored = index.meta(HEADER)?;
         let fresh = match stored {
-            Some(bytes) => {
-                let got: Header = lamina_primitives::decode(&bytes).map_err(|e| Error::BadStore(e.to_string()))?;
-                if &got != header {
-                    return Err(Error::BadStore(format!(
-                        "data was written (format {}) for chain {} under genesis {}; this node runs format {}, chain {} under {}",
-                        got.version, got.chain, got.genesis, header.version, header.chain, header.genesis
-                    )));
-                }
+            Some(_) => {
                 match index.meta(LAYOUT)?.map(|b| u64_of(&b)).transpose()? {
                     Some(LAYOUT_VERSION) => {}
                     other => {
@@ -275,7 +310,7 @@ impl ReceiptIndex {
     /// Adds `height`'s receipts to the memory tail (readers see them at once) and
     /// returns whether a flush is due: the caller then calls [`ReceiptIndex::flush`],
     /// outside any lock its readers need. Heights come in increasing order, each above
-    /// [`ReceiptIndex::indexed`]. (Past four times [`FLUSH_RECEIPTS`] buffered, the
+    /// [`ReceiptIndex::indexed`]. (Past four times the flush threshold buffered, the
     /// insert flushes by itself.)
     ///
     /// A later inclusion of a transaction replaces its receipt, except that a rejection
@@ -307,7 +342,8 @@ impl ReceiptIndex {
             let (low, _) = tail.heights.unwrap_or((height, height));
             tail.heights = Some((low, height));
             let n = tail.entries.len();
-            (n >= FLUSH_RECEIPTS || height.0.saturating_sub(low.0) + 1 >= FLUSH_HEIGHTS, n >= TAIL_LIMIT)
+            let due = n >= self.flush_receipts || height.0.saturating_sub(low.0) + 1 >= FLUSH_HEIGHTS;
+            (due, n >= TAIL_LIMIT.saturating_mul(self.flush_receipts))
         };
         if over {
             self.flush()?;
@@ -356,15 +392,40 @@ impl ReceiptIndex {
             b.frozen = Some(t.clone());
             t
         };
+        match self.write_tail(w, &tail) {
+            Ok(()) => {
+                lock(&self.buffer).frozen = None;
+                Ok(())
+            }
+            Err(e) => {
+                // Put the tail back under what was inserted since (newer receipts win),
+                // so readers keep seeing it and a later flush writes it.
+                let mut b = lock(&self.buffer);
+                b.frozen = None;
+                let newer = std::mem::take(&mut b.current);
+                let mut back = Arc::unwrap_or_clone(tail);
+                back.entries.extend(newer.entries);
+                back.heights = match (back.heights, newer.heights) {
+                    (Some((low, _)), Some((_, high))) => Some((low, high)),
+                    (old, new) => old.or(new),
+                };
+                b.current = back;
+                Err(e)
+            }
+        }
+    }
+
+    /// Writes `tail` to the tables in one unsynced commit, and lists the tables it made.
+    fn write_tail(&self, w: &mut Writer, tail: &Tail) -> Result<(), Error> {
         let Some((_, last)) = tail.heights else { return Ok(()) };
         // Whole heights, in order, into the newest table until it is full or spans
         // `epoch` heights; then into a new table named by its first height.
-        let mut by_height: BTreeMap<u64, Vec<(&[u8; 32], &[u8])>> = BTreeMap::new();
+        let mut by_height: BTreeMap<u64, Vec<Entry<'_>>> = BTreeMap::new();
         for (k, v) in &tail.entries {
             by_height.entry(u64_of(v.get(..8).unwrap_or_default())?).or_default().push((k, v.as_slice()));
         }
         let mut newest = w.newest;
-        let mut runs: Vec<(u64, Vec<(&[u8; 32], &[u8])>)> = Vec::new();
+        let mut runs: Vec<(u64, Vec<Entry<'_>>)> = Vec::new();
         for (h, items) in by_height {
             let open_new = match newest {
                 None => true,
@@ -397,7 +458,6 @@ impl ReceiptIndex {
         tx.commit().map_err(db_err)?;
         w.newest = newest;
         lock(&self.tables).extend(runs.iter().map(|(f, _)| *f));
-        lock(&self.buffer).frozen = None;
         Ok(())
     }
 
@@ -445,16 +505,20 @@ impl ReceiptIndex {
     /// then prunes below this point (a table a flush adds in between then changes
     /// nothing).
     pub fn prune_point(&self, below: Height) -> Result<Height, Error> {
-        let (current, indexed) = (self.retained_from()?, self.indexed()?);
-        let (_, from) = plan(&lock(&self.tables), below, current.0, indexed);
+        // Under the writer's lock, from one read transaction: no flush or prune moves
+        // what the plan reads meanwhile.
+        let _w = lock(&self.writer);
+        let tx = self.db.begin_read().map_err(db_err)?;
+        let (current, indexed) = read_bounds(&tx)?;
+        let (_, from) = plan(&tables_of(tx.list_tables().map_err(db_err)?)?, self.epoch, below, current, indexed);
         Ok(Height(from))
     }
 
     /// Drops the receipts of every table whose heights are all below `below` and moves
     /// `retained_from` to the first height still indexed (at most `below` and the height
     /// after [`ReceiptIndex::indexed`]; never backwards), in one durable commit (which
-    /// makes every earlier commit durable too). Returns the new `retained_from`: records
-    /// below it may go.
+    /// makes every earlier commit durable too; none when nothing changes). Returns the
+    /// new `retained_from`: records below it may go.
     pub fn prune(&self, below: Height) -> Result<Height, Error> {
         let mut w = lock(&self.writer);
         let mut tx = self.db.begin_write().map_err(db_err)?;
@@ -466,7 +530,7 @@ impl ReceiptIndex {
             };
             (get(RETAINED_FROM)?.unwrap_or(1), Height(get(INDEXED)?.unwrap_or(0)))
         };
-        let (drop, from) = plan(&tables_of(tx.list_tables().map_err(db_err)?)?, below, current, indexed);
+        let (drop, from) = plan(&tables_of(tx.list_tables().map_err(db_err)?)?, self.epoch, below, current, indexed);
         if drop.is_empty() && from == current {
             tx.abort().map_err(db_err)?;
             return Ok(Height(current));
@@ -532,6 +596,55 @@ impl ReceiptIndex {
     }
 }
 
+/// Refuses an index written under another header (format, chain, genesis).
+fn check_header(stored: &[u8], header: &Header) -> Result<(), Error> {
+    let got: Header = lamina_primitives::decode(stored).map_err(|e| Error::BadStore(e.to_string()))?;
+    if &got != header {
+        return Err(Error::BadStore(format!(
+            "data was written (format {}) for chain {} under genesis {}; this node runs format {}, chain {} under {}",
+            got.version, got.chain, got.genesis, header.version, header.chain, header.genesis
+        )));
+    }
+    Ok(())
+}
+
+/// Whether redb refused the file for what it holds (corrupted, not a redb file, a
+/// format too old), not for a fault of the moment (another process holds it, an I/O
+/// error).
+fn unreadable(e: &redb::DatabaseError) -> bool {
+    match e {
+        redb::DatabaseError::Storage(redb::StorageError::Corrupted(_)) | redb::DatabaseError::UpgradeRequired(_) => {
+            true
+        }
+        redb::DatabaseError::Storage(redb::StorageError::Io(io)) => io.kind() == std::io::ErrorKind::InvalidData,
+        _ => false,
+    }
+}
+
+/// Renames the index file at `path` to the first free `<name>.unreadable-<n>` and
+/// returns the new path.
+fn set_aside(path: &Path) -> Result<std::path::PathBuf, Error> {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let aside = (0u32..)
+        .map(|n| path.with_file_name(format!("{name}.unreadable-{n}")))
+        .find(|p| !p.exists())
+        .ok_or_else(|| Error::Internal("no free name to set the index aside".into()))?;
+    std::fs::rename(path, &aside)?;
+    Ok(aside)
+}
+
+/// `retained_from` (1 when unset) and `indexed` (0 when unset), as `tx` sees them.
+fn read_bounds(tx: &redb::ReadTransaction) -> Result<(u64, Height), Error> {
+    let meta = match tx.open_table(META) {
+        Ok(t) => t,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok((1, Height(0))),
+        Err(e) => return Err(db_err(e)),
+    };
+    let get =
+        |key| -> Result<Option<u64>, Error> { meta.get(key).map_err(db_err)?.map(|b| u64_of(b.value())).transpose() };
+    Ok((get(RETAINED_FROM)?.unwrap_or(1), Height(get(INDEXED)?.unwrap_or(0))))
+}
+
 fn meta_of(db: &Database, key: &str) -> Result<Option<Vec<u8>>, Error> {
     let tx = db.begin_read().map_err(db_err)?;
     let table = match tx.open_table(META) {
@@ -569,7 +682,8 @@ mod tests {
     fn a_rejection_never_replaces_an_execution() {
         for flush_between in [false, true] {
             let dir = tempfile::tempdir().unwrap();
-            let (ix, _) = ReceiptIndex::open(&dir.path().join("index.redb"), &header(1), 1 << 20, EPOCH).unwrap();
+            let (ix, _) =
+                ReceiptIndex::open(&dir.path().join("index.redb"), &header(1), 1 << 20, EPOCH, FLUSH_RECEIPTS).unwrap();
             let get = |i: u8| ix.get::<LedgerFailure>(&receipt(i).tx_id).unwrap().unwrap();
             let insert = |h: u64, r: &[Receipt<LedgerFailure>]| {
                 ix.insert(Height(h), r).unwrap();
@@ -595,15 +709,16 @@ mod tests {
         }
     }
 
-    /// Receipts survive a reopen once synced; prune drops whole tables (never the
-    /// newest) and moves `retained_from` to the first height still indexed; the latest
-    /// inclusion of a transaction wins; an index of another chain is refused.
+    /// Receipts survive a reopen once synced; prune drops whole tables (the newest too,
+    /// once its heights are all below the bound, but never the tail's) and moves
+    /// `retained_from` to the first height still indexed; the latest inclusion of a
+    /// transaction wins; an index of another chain is refused.
     #[test]
     fn index_round_trips_prunes_and_refuses_a_foreign_header() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("index.redb");
         {
-            let (ix, fresh) = ReceiptIndex::open(&path, &header(1), 1 << 20, EPOCH).unwrap();
+            let (ix, fresh) = ReceiptIndex::open(&path, &header(1), 1 << 20, EPOCH, FLUSH_RECEIPTS).unwrap();
             assert!(fresh);
             assert!(!ix.insert(Height(1), &[receipt(1), receipt(2)]).unwrap(), "one small height is not due");
             ix.insert(Height(2), &[receipt(3)]).unwrap();
@@ -613,7 +728,7 @@ mod tests {
             ix.insert(Height(3), &[receipt(9)]).unwrap();
             // Dropped without a sync: height 3 is lost, as after a crash.
         }
-        let (ix, fresh) = ReceiptIndex::open(&path, &header(1), 1 << 20, EPOCH).unwrap();
+        let (ix, fresh) = ReceiptIndex::open(&path, &header(1), 1 << 20, EPOCH, FLUSH_RECEIPTS).unwrap();
         assert!(!fresh);
         assert_eq!(ix.indexed().unwrap(), Height(2));
         assert_eq!(ix.retained_from().unwrap(), Height(1));
@@ -642,7 +757,7 @@ mod tests {
         assert_eq!(ix.retained_from().unwrap(), Height(EPOCH + 5));
         assert_eq!(ix.len().unwrap(), 2);
         drop(ix);
-        let (ix, _) = ReceiptIndex::open(&path, &header(1), 1 << 20, EPOCH).unwrap();
+        let (ix, _) = ReceiptIndex::open(&path, &header(1), 1 << 20, EPOCH, FLUSH_RECEIPTS).unwrap();
         assert_eq!((ix.len().unwrap(), ix.retained_from().unwrap()), (2, Height(EPOCH + 5)));
         // A quiet stretch (heights with no receipts, in the tail): nothing past `indexed`
         // is pruned, whatever the bound.
@@ -660,7 +775,7 @@ mod tests {
         assert_eq!(ix.tables(), 1);
         assert_eq!(ix.get::<LedgerFailure>(&receipt(7).tx_id).unwrap().unwrap().height, Height(quiet.end + 1));
         drop(ix);
-        let err = ReceiptIndex::open(&path, &header(2), 1 << 20, EPOCH).unwrap_err();
+        let err = ReceiptIndex::open(&path, &header(2), 1 << 20, EPOCH, FLUSH_RECEIPTS).unwrap_err();
         assert!(matches!(err, Error::BadStore(_)), "{err}");
     }
 
@@ -681,7 +796,7 @@ mod tests {
             TxId(Digest(d))
         };
         let per = 40_000u64;
-        let (ix, _) = ReceiptIndex::open(&path, &header(1), 8 << 20, EPOCH).unwrap();
+        let (ix, _) = ReceiptIndex::open(&path, &header(1), 8 << 20, EPOCH, FLUSH_RECEIPTS).unwrap();
         let mut dues = 0;
         for h in 1..=10u64 {
             let rs: Vec<Receipt<LedgerFailure>> =
@@ -713,7 +828,7 @@ mod tests {
         ix.sync().unwrap();
         assert_eq!(ix.indexed().unwrap(), Height(15 + FLUSH_HEIGHTS));
         drop(ix);
-        let (ix, _) = ReceiptIndex::open(&path, &header(1), 8 << 20, EPOCH).unwrap();
+        let (ix, _) = ReceiptIndex::open(&path, &header(1), 8 << 20, EPOCH, FLUSH_RECEIPTS).unwrap();
         assert_eq!(ix.len().unwrap(), 10 * per);
         assert_eq!(ix.get::<LedgerFailure>(&id(3, 17)).unwrap().unwrap().height, Height(3));
         // The newest table's count survives the reopen: two more heights of 100,000 go
@@ -751,9 +866,27 @@ mod tests {
             }
             tx.commit().unwrap();
         }
-        let (ix, fresh) = ReceiptIndex::open(&path, &header(1), 1 << 20, EPOCH).unwrap();
+        let (ix, fresh) = ReceiptIndex::open(&path, &header(1), 1 << 20, EPOCH, FLUSH_RECEIPTS).unwrap();
         assert!(fresh);
         assert_eq!((ix.indexed().unwrap(), ix.len().unwrap(), ix.tables()), (Height(0), 0, 0));
+    }
+
+    /// A file redb cannot read (here: not a redb file at all) is kept aside and the
+    /// index starts again empty, to be rebuilt from the records; a second one is kept
+    /// beside the first.
+    #[test]
+    fn an_unreadable_index_is_set_aside_and_rebuilt() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index.redb");
+        for n in 0..2 {
+            std::fs::write(&path, vec![0xAB; 8192]).unwrap();
+            let (ix, fresh) = ReceiptIndex::open(&path, &header(1), 1 << 20, EPOCH, FLUSH_RECEIPTS).unwrap();
+            assert!(fresh);
+            assert_eq!((ix.indexed().unwrap(), ix.len().unwrap()), (Height(0), 0));
+            drop(ix);
+            let aside = dir.path().join(format!("index.redb.unreadable-{n}"));
+            assert_eq!(std::fs::read(&aside).unwrap(), vec![0xAB; 8192]);
+        }
     }
 
     /// The pruning plan: every table whose heights are all below the bound goes (the
@@ -762,18 +895,25 @@ mod tests {
     #[test]
     fn plan_drops_whole_tables_and_never_the_tail() {
         let t: BTreeSet<u64> = [1, 100, 300].into_iter().collect();
-        let ix = Height(350);
-        assert_eq!(plan(&t, Height(50), 1, ix), (vec![], 1));
-        assert_eq!(plan(&t, Height(100), 1, ix), (vec![1], 100));
-        assert_eq!(plan(&t, Height(299), 1, ix), (vec![1], 100));
-        assert_eq!(plan(&t, Height(350), 1, ix), (vec![1, 100], 300), "the newest holds 350");
-        assert_eq!(plan(&t, Height(350), 320, ix), (vec![1, 100], 320), "never backwards");
-        assert_eq!(plan(&t, Height(351), 1, ix), (vec![1, 100, 300], 351));
-        assert_eq!(plan(&t, Height(1_000), 1, ix), (vec![1, 100, 300], 351), "not past indexed");
-        assert_eq!(plan(&BTreeSet::new(), Height(1_000), 7, ix), (vec![], 351));
-        assert_eq!(plan(&BTreeSet::new(), Height(200), 7, ix), (vec![], 200));
-        assert_eq!(plan(&BTreeSet::new(), Height(5), 7, ix), (vec![], 7));
+        let (e, ix) = (1_000, Height(350));
+        assert_eq!(plan(&t, e, Height(50), 1, ix), (vec![], 1));
+        assert_eq!(plan(&t, e, Height(100), 1, ix), (vec![1], 100));
+        assert_eq!(plan(&t, e, Height(299), 1, ix), (vec![1], 100));
+        assert_eq!(plan(&t, e, Height(350), 1, ix), (vec![1, 100], 300), "the newest holds 350");
+        assert_eq!(plan(&t, e, Height(350), 320, ix), (vec![1, 100], 320), "never backwards");
+        assert_eq!(plan(&t, e, Height(351), 1, ix), (vec![1, 100, 300], 351));
+        assert_eq!(plan(&t, e, Height(1_000), 1, ix), (vec![1, 100, 300], 351), "not past indexed");
+        assert_eq!(plan(&BTreeSet::new(), e, Height(1_000), 7, ix), (vec![], 351));
+        assert_eq!(plan(&BTreeSet::new(), e, Height(200), 7, ix), (vec![], 200));
+        assert_eq!(plan(&BTreeSet::new(), e, Height(5), 7, ix), (vec![], 7));
         let late: BTreeSet<u64> = [500].into_iter().collect();
-        assert_eq!(plan(&late, Height(200), 1, Height(600)), (vec![], 200), "at most the bound");
+        assert_eq!(plan(&late, e, Height(200), 1, Height(600)), (vec![], 200), "at most the bound");
+        // A chain that went quiet: receipts at 10 only, a million empty heights since.
+        // The table's heights end at 10 + epoch, so it goes; retained from the bound.
+        let quiet: BTreeSet<u64> = [10].into_iter().collect();
+        let tip = Height(1_000_000);
+        assert_eq!(plan(&quiet, 4096, Height(900_000), 10, tip), (vec![10], 900_000));
+        assert_eq!(plan(&quiet, 4096, Height(4_106), 10, tip), (vec![10], 4_106));
+        assert_eq!(plan(&quiet, 4096, Height(4_105), 10, tip), (vec![], 10));
     }
 }

@@ -124,6 +124,9 @@ pub struct Config {
     /// holds [`index::TABLE_RECEIPTS`] receipts): receipts are pruned a whole table at a
     /// time (an existing index keeps the value it was created with).
     pub index_epoch_heights: u64,
+    /// Receipts the index buffers in memory before it writes them to disk, sorted
+    /// (1..=1048576; see [`index`]): more costs memory, fewer costs CPU per receipt.
+    pub index_flush_receipts: usize,
     /// Size of one segment file of the block records, in KiB (a multiple of 4 in
     /// 64..=4194304). Records are pruned by whole segments; a block record (at most
     /// 16 MiB) must fit in one.
@@ -149,6 +152,7 @@ impl Default for Config {
             state_sync_quorum: 1,
             index_cache_mib: 32,
             index_epoch_heights: index::EPOCH,
+            index_flush_receipts: index::FLUSH_RECEIPTS,
             segment_kib: 64 * 1024,
         }
     }
@@ -164,6 +168,12 @@ impl Config {
             return Err(Error::Config(format!(
                 "segment_kib {} must be a multiple of 4 in 64..=4194304",
                 self.segment_kib
+            )));
+        }
+        if self.index_flush_receipts == 0 || self.index_flush_receipts > 1 << 20 {
+            return Err(Error::Config(format!(
+                "index_flush_receipts {} outside 1..=1048576",
+                self.index_flush_receipts
             )));
         }
         if self.index_epoch_heights == 0 {

@@ -229,6 +229,7 @@ impl<M: ChainMachine> ExecutionNode<M> {
             &header,
             config.index_cache_mib << 20,
             config.index_epoch_heights,
+            config.index_flush_receipts,
         )?;
         let segment_size = (config.segment_kib << 10).min(u64::from(u32::MAX) - 4095);
         let log = Log::open(

@@ -33,6 +33,8 @@ fn crash_config() -> lamina_execution_service::Config {
         retain_heights: 6,
         segment_kib: 64,
         index_epoch_heights: 2,
+        // Flushes from the follower too, not only at snapshots.
+        index_flush_receipts: 8,
         ..config()
     }
 }

@@ -278,6 +278,8 @@ async fn snapshots_bound_restart_and_pruning_keeps_what_is_needed() {
         retain_heights: 6,
         segment_kib: 64,
         index_epoch_heights: 4,
+        // Flushes from the follower too, not only at snapshots.
+        index_flush_receipts: 8,
         ..config()
     };
     let dir = tempfile::tempdir().unwrap();
@@ -463,6 +465,8 @@ async fn a_live_reader_never_sees_a_retained_height_without_its_receipts() {
         retain_heights: 2,
         segment_kib: 64,
         index_epoch_heights: 1,
+        // Flushes from the follower too, not only at snapshots.
+        index_flush_receipts: 8,
         ..config()
     };
     let dir = tempfile::tempdir().unwrap();
