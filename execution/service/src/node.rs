@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::bridge::BridgeIndex;
 use crate::claims::{ClaimChain, ClaimParams};
-use crate::index::ReceiptIndex;
+use crate::index::{Flusher, ReceiptIndex};
 use crate::record::{BlockRecord, Header, Records, VERSION};
 use crate::snapshot::{self, Capture, NodeImage};
 use crate::{Config, Error};
@@ -138,6 +138,8 @@ pub struct ExecutionNode<M: ChainMachine = NativeLedger> {
     /// snapshots to be posted again after a restart.
     made: VecDeque<CheckpointClaim>,
     snapshots: Snapshots,
+    /// Writes the receipt index's due flushes off the follower's path.
+    flusher: Flusher,
 }
 
 /// Clears a flag when dropped.
@@ -449,6 +451,7 @@ impl<M: ChainMachine> ExecutionNode<M> {
             params: None,
             made,
             snapshots,
+            flusher: Flusher::new(index),
         })
     }
 
@@ -590,7 +593,7 @@ impl<M: ChainMachine> ExecutionNode<M> {
         let env = self.env_for(height, &txs, shutdown).await?;
         let (shared, store, pool, machine) =
             (self.shared.clone(), self.store.clone(), self.pool.clone(), self.machine.clone());
-        let record = tokio::task::spawn_blocking(move || -> Result<BlockRecord<M::Failure>, Error> {
+        let record = tokio::task::spawn_blocking(move || -> Result<(BlockRecord<M::Failure>, bool), Error> {
             let ntx = txs.len();
             let executed = {
                 let view = shared.read();
@@ -613,7 +616,7 @@ impl<M: ChainMachine> ExecutionNode<M> {
             // Durable before anyone can see it: the write lock is held until then.
             store.append_durable(height, &bytes)?;
             // Into the index's memory tail (readers see it at once); a due flush is
-            // written below, after the lock.
+            // started below, after the lock, on the flusher's thread.
             let flush_due = view.index.insert(height, &record.receipts)?;
             for r in &record.receipts {
                 let (status, failure) = match &r.status {
@@ -641,15 +644,14 @@ impl<M: ChainMachine> ExecutionNode<M> {
             view.data_root = record.data_root;
             view.executed += ntx as u64;
             metrics::counter!("lamina_execution_transactions_total").increment(ntx as u64);
-            if flush_due {
-                let index = view.index.clone();
-                drop(view);
-                index.flush()?;
-            }
-            Ok(record)
+            Ok((record, flush_due))
         })
         .await
         .map_err(|e| Error::Internal(e.to_string()))??;
+        let (record, flush_due) = record;
+        if flush_due {
+            self.flusher.start()?;
+        }
         metrics::gauge!("lamina_execution_height").set(height.0 as f64);
         // The record is durable: a restart resumes above it, so the registry may forget
         // what only this height needed.
@@ -921,11 +923,12 @@ impl<M: ChainMachine> ExecutionNode<M> {
     }
 
     /// Flushes and closes the store (waits for a snapshot being written).
-    pub fn close(self) -> Result<(), Error> {
+    pub fn close(mut self) -> Result<(), Error> {
         while self.snapshots.busy.load(Ordering::Acquire) {
             std::thread::sleep(Duration::from_millis(10));
         }
         self.store.sync()?;
+        self.flusher.wait()?;
         self.shared.read().index.sync()?;
         Ok(())
     }
