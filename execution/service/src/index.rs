@@ -9,14 +9,14 @@
 //! **Written in sorted runs, not key by key.** Transaction ids are hashes, so inserting
 //! each height's receipts into one big B-tree lands every insert on its own leaf, and
 //! once the tree outgrows the page cache each insert reads, copies and rewrites a 4 KiB
-//! page (10–17 µs of CPU per receipt at 0.5–2 million receipts held). Instead, receipts
+//! page (10–22 µs of CPU per receipt at 0.5–2 million receipts held). Instead, receipts
 //! are first buffered in memory (the *tail*), and written when [`ReceiptIndex::insert`]
 //! says a flush is due ([`crate::Config::index_flush_receipts`], default
 //! [`FLUSH_RECEIPTS`], receipts or [`FLUSH_HEIGHTS`] heights buffered): sorted, in one
 //! commit, into tables that stay small ([`TABLE_RECEIPTS`] receipts or
 //! [`crate::Config::index_epoch_heights`] heights each), so a flush touches each leaf of
 //! its table many times and writes it once (2.8–3.1 µs of CPU per receipt against
-//! 13–22 µs key by key, `--bench execution receipt_index`; BENCHMARKS.md, "the receipt
+//! 13–22 µs key by key in the same run, `--bench execution receipt_index`; BENCHMARKS.md, "the receipt
 //! index written in sorted runs").
 //!
 //! Each table (`receipts-from-<first height>`) holds the receipts of a range of whole
@@ -36,9 +36,9 @@
 //! durably, which makes every earlier commit durable too. After a crash (the tail is
 //! lost, and redb returns to its last durable commit) the node re-indexes the records
 //! above `indexed` on open: after a clean stop nothing, after a crash what came after
-//! the last durable commit (the sync after each snapshot). Memory is the tail (the
-//! flush threshold, twice while a flush runs) and redb's page cache, bounded by
-//! [`crate::Config::index_cache_mib`].
+//! the last durable commit (the sync after each snapshot). Memory is the tail (at most
+//! four times the flush threshold, plus the tail being written) and redb's page cache,
+//! bounded by [`crate::Config::index_cache_mib`].
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::Path;
