@@ -376,8 +376,9 @@ impl ReceiptIndex {
 
     /// Writes the memory tail to the tables, sorted, in one unsynced commit that moves
     /// `indexed` to the highest height inserted. Readers see the tail until the commit
-    /// is visible. An error leaves the index unusable (the node stops, and re-indexes
-    /// from the records when it starts again).
+    /// is visible. On an error the tail is put back (readers keep seeing it, and the
+    /// next flush writes it); the node stops on the error, and re-indexes from the
+    /// records when it starts again.
     pub fn flush(&self) -> Result<(), Error> {
         let mut w = lock(&self.writer);
         self.flush_locked(&mut w)
@@ -386,6 +387,10 @@ impl ReceiptIndex {
     fn flush_locked(&self, w: &mut Writer) -> Result<(), Error> {
         let tail = {
             let mut b = lock(&self.buffer);
+            // A tail still frozen here was left by a flush that panicked: write it too.
+            if let Some(stale) = b.frozen.take() {
+                put_back(&mut b, stale);
+            }
             if b.current.heights.is_none() {
                 return Ok(());
             }
@@ -399,18 +404,10 @@ impl ReceiptIndex {
                 Ok(())
             }
             Err(e) => {
-                // Put the tail back under what was inserted since (newer receipts win),
-                // so readers keep seeing it and a later flush writes it.
+                // Readers keep seeing it, and a later flush writes it.
                 let mut b = lock(&self.buffer);
                 b.frozen = None;
-                let newer = std::mem::take(&mut b.current);
-                let mut back = Arc::unwrap_or_clone(tail);
-                back.entries.extend(newer.entries);
-                back.heights = match (back.heights, newer.heights) {
-                    (Some((low, _)), Some((_, high))) => Some((low, high)),
-                    (old, new) => old.or(new),
-                };
-                b.current = back;
+                put_back(&mut b, tail);
                 Err(e)
             }
         }
@@ -597,6 +594,19 @@ impl ReceiptIndex {
     }
 }
 
+/// Puts `older`, a tail that was not written, back under the tail being filled: the
+/// receipts inserted since win, and the heights span both.
+fn put_back(b: &mut Buffer, older: Arc<Tail>) {
+    let newer = std::mem::take(&mut b.current);
+    let mut back = Arc::unwrap_or_clone(older);
+    back.entries.extend(newer.entries);
+    back.heights = match (back.heights, newer.heights) {
+        (Some((low, _)), Some((_, high))) => Some((low, high)),
+        (old, new) => old.or(new),
+    };
+    b.current = back;
+}
+
 /// Refuses an index written under another header (format, chain, genesis).
 fn check_header(stored: &[u8], header: &Header) -> Result<(), Error> {
     let got: Header = lamina_primitives::decode(stored).map_err(|e| Error::BadStore(e.to_string()))?;
@@ -648,7 +658,8 @@ fn read_bounds(tx: &redb::ReadTransaction) -> Result<(u64, Height), Error> {
 
 /// Runs an index's due flushes on a thread of their own, one at a time, so the follower
 /// does not wait for them (a flush of 65,536 receipts is about 0.2 s of CPU here).
-/// Dropping it waits for the running flush, so the index is closed when its owner is.
+/// Dropping it waits for the running flush, so no flush thread holds the index after
+/// its owner is gone.
 #[derive(Debug)]
 pub struct Flusher {
     index: Arc<ReceiptIndex>,
@@ -916,6 +927,31 @@ mod tests {
         let (ix, fresh) = ReceiptIndex::open(&path, &header(1), 1 << 20, EPOCH, FLUSH_RECEIPTS).unwrap();
         assert!(fresh);
         assert_eq!((ix.indexed().unwrap(), ix.len().unwrap(), ix.tables()), (Height(0), 0, 0));
+    }
+
+    /// A tail left frozen by a flush that panicked is written by the next flush, under
+    /// what was inserted since (the newer receipt of a transaction wins), and `indexed`
+    /// covers both.
+    #[test]
+    fn a_tail_left_by_a_panicked_flush_is_written_by_the_next() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ix, _) =
+            ReceiptIndex::open(&dir.path().join("index.redb"), &header(1), 1 << 20, EPOCH, FLUSH_RECEIPTS).unwrap();
+        ix.insert(Height(1), &[receipt(1), rejected(2, 0)]).unwrap();
+        {
+            // What a flush that panicked in `write_tail` leaves behind.
+            let mut b = lock(&ix.buffer);
+            let t = Arc::new(std::mem::take(&mut b.current));
+            b.frozen = Some(t);
+        }
+        assert_eq!(ix.get::<LedgerFailure>(&receipt(1).tx_id).unwrap().unwrap().height, Height(1), "still seen");
+        ix.insert(Height(2), &[receipt(2), receipt(3)]).unwrap();
+        ix.sync().unwrap();
+        assert_eq!(ix.indexed().unwrap(), Height(2));
+        assert_eq!(ix.len().unwrap(), 3);
+        let got = |i: u8| ix.get::<LedgerFailure>(&receipt(i).tx_id).unwrap().unwrap();
+        assert_eq!((got(1).height, got(2).height, got(2).receipt), (Height(1), Height(2), receipt(2)));
+        assert!(lock(&ix.buffer).frozen.is_none());
     }
 
     /// A file redb cannot read (here: not a redb file at all) is kept aside and the

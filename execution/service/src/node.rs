@@ -741,8 +741,12 @@ impl<M: ChainMachine> ExecutionNode<M> {
             (self.snapshots.dir.clone(), self.snapshots.keep, self.snapshots.retain, self.snapshots.busy.clone());
         let shared = self.shared.clone();
         let spawned = std::thread::Builder::new().name("exec-snapshot".into()).spawn(move || {
-            // Clears `busy` however the thread ends (a panic included).
+            // Clears `busy` however the thread ends (a panic included), and only after
+            // this thread's hold on the view (and so on the index's file) is gone:
+            // locals drop in reverse order, so `shared` goes first. A caller that
+            // waits for `busy` and then reopens the data finds it free.
             let _busy = ClearOnDrop(busy);
+            let shared = shared;
             let started = std::time::Instant::now();
             let result = std::fs::create_dir_all(&dir)
                 .map_err(Error::from)
