@@ -521,13 +521,7 @@ impl ReceiptIndex {
         let mut w = lock(&self.writer);
         let mut tx = self.db.begin_write().map_err(db_err)?;
         tx.set_durability(Durability::Immediate).map_err(db_err)?;
-        let (current, indexed) = {
-            let meta = tx.open_table(META).map_err(db_err)?;
-            let get = |key| -> Result<Option<u64>, Error> {
-                meta.get(key).map_err(db_err)?.map(|b| u64_of(b.value())).transpose()
-            };
-            (get(RETAINED_FROM)?.unwrap_or(1), Height(get(INDEXED)?.unwrap_or(0)))
-        };
+        let (current, indexed) = bounds_of(&tx.open_table(META).map_err(db_err)?)?;
         let (drop, from) = plan(&tables_of(tx.list_tables().map_err(db_err)?)?, self.epoch, below, current, indexed);
         if drop.is_empty() && from == current {
             tx.abort().map_err(db_err)?;
@@ -646,11 +640,16 @@ fn set_aside(path: &Path) -> Result<std::path::PathBuf, Error> {
 
 /// `retained_from` (1 when unset) and `indexed` (0 when unset), as `tx` sees them.
 fn read_bounds(tx: &redb::ReadTransaction) -> Result<(u64, Height), Error> {
-    let meta = match tx.open_table(META) {
-        Ok(t) => t,
-        Err(redb::TableError::TableDoesNotExist(_)) => return Ok((1, Height(0))),
-        Err(e) => return Err(db_err(e)),
-    };
+    match tx.open_table(META) {
+        Ok(meta) => bounds_of(&meta),
+        Err(redb::TableError::TableDoesNotExist(_)) => Ok((1, Height(0))),
+        Err(e) => Err(db_err(e)),
+    }
+}
+
+/// `retained_from` (1 when unset) and `indexed` (0 when unset) in `meta`, in a read or
+/// a write transaction.
+fn bounds_of(meta: &impl ReadableTable<&'static str, &'static [u8]>) -> Result<(u64, Height), Error> {
     let get =
         |key| -> Result<Option<u64>, Error> { meta.get(key).map_err(db_err)?.map(|b| u64_of(b.value())).transpose() };
     Ok((get(RETAINED_FROM)?.unwrap_or(1), Height(get(INDEXED)?.unwrap_or(0))))
