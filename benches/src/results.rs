@@ -23,7 +23,8 @@
 //!   "finalized_bytes_per_s" (bytes of the transactions finalized in the window),
 //!   "warmup_s", "duration_s", "drain_s", "elapsed_s", "drained",
 //!   "submit": {"scheduled","sent","accepted","busy","rejected","unanswered"},
-//!   "exec": {"success","failed","rejected"},
+//!   "exec": {"success","failed","rejected", "rejected_reasons" (by reason, where the
+//!     target looked receipts up; absent if none), "rejected_samples" (the first few)},
 //!   "unknown_completions",
 //!   "consensus": Latency | null, "e2e": Latency | null, "generator_lag": Latency,
 //!     Latency = {"count","censored","mean_ms","p50_ms","p90_ms","p99_ms","p999_ms","min_ms","max_ms"}
@@ -479,6 +480,14 @@ impl Results {
                 s += &format!(" (error: {e})");
             }
             for p in &c.points {
+                if !p.exec.rejected_reasons.is_empty() {
+                    let reasons: Vec<String> =
+                        p.exec.rejected_reasons.iter().map(|(r, n)| format!("{r} {n}")).collect();
+                    s += &format!("\n  at {:.0} tx/s, rejected after accept: {}", p.offered_tps, reasons.join(", "));
+                    for d in &p.exec.rejected_samples {
+                        s += &format!("\n    {d}");
+                    }
+                }
                 for f in &p.faults {
                     s += &format!(
                         "\n  at {:.0} tx/s: {:?} {} at {:.2}s{}",

@@ -35,7 +35,7 @@ use crate::results::{
     SCHEMA_VERSION, SampleRecord, unix_ms, write_atomic,
 };
 use crate::schedule::Schedule;
-use crate::stats::{self, Window};
+use crate::stats::{self, ExecCounts, Window};
 use crate::sweep::{Judged, LoadSweep, StopRule, TopologySweep, Verdict};
 use crate::target::{LoadTarget, TargetFactory};
 use crate::tracker::{CompletionSink, Records, Tracker};
@@ -539,7 +539,10 @@ fn run_point<C: Cluster, T: LoadTarget>(
         elapsed_s: end.as_secs_f64(),
         drained: run.drained,
         submit: st.submit.clone(),
-        exec: st.exec.clone(),
+        exec: {
+            let (rejected_reasons, rejected_samples) = tracker.rejections();
+            ExecCounts { rejected_reasons, rejected_samples, ..st.exec.clone() }
+        },
         unknown_completions: records.unknown,
         consensus,
         e2e,

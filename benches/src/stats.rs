@@ -147,6 +147,13 @@ pub struct ExecCounts {
     pub failed: u64,
     /// Included, rejected.
     pub rejected: u64,
+    /// Rejected receipts by reason, for those the target looked up before the point
+    /// ended (a target that cannot tell leaves it empty).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub rejected_reasons: std::collections::BTreeMap<String, u64>,
+    /// The first few rejected receipts looked up, as the target described them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rejected_samples: Vec<String>,
 }
 
 /// One bucket of a point's time series.

@@ -91,7 +91,18 @@ pub struct Tracker {
     n_closed: AtomicU64,
     n_unknown: AtomicU64,
     finalize_is_last: OnceLock<bool>,
+    rejections: std::sync::Mutex<Rejections>,
 }
+
+/// Why receipts were rejected, as far as the target looked them up.
+#[derive(Default)]
+struct Rejections {
+    by_reason: std::collections::BTreeMap<String, u64>,
+    samples: Vec<String>,
+}
+
+/// Most rejection samples kept per point.
+pub const MAX_REJECTION_SAMPLES: usize = 16;
 
 impl std::fmt::Debug for Tracker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -138,6 +149,7 @@ impl Tracker {
             n_closed: AtomicU64::new(0),
             n_unknown: AtomicU64::new(0),
             finalize_is_last: OnceLock::new(),
+            rejections: Default::default(),
         }
     }
 
@@ -274,6 +286,22 @@ impl Tracker {
         self.n_unknown.load(Ordering::Relaxed)
     }
 
+    /// Records why one rejected receipt was rejected: `reason` is a short stable name
+    /// (counted), `detail` a sample kept among the first [`MAX_REJECTION_SAMPLES`].
+    pub fn record_rejection(&self, reason: &str, detail: String) {
+        let mut r = self.rejections.lock().unwrap_or_else(|e| e.into_inner());
+        *r.by_reason.entry(reason.to_string()).or_default() += 1;
+        if r.samples.len() < MAX_REJECTION_SAMPLES {
+            r.samples.push(detail);
+        }
+    }
+
+    /// Rejected receipts looked up so far, by reason, and the samples kept.
+    pub fn rejections(&self) -> (std::collections::BTreeMap<String, u64>, Vec<String>) {
+        let r = self.rejections.lock().unwrap_or_else(|e| e.into_inner());
+        (r.by_reason.clone(), r.samples.clone())
+    }
+
     /// A plain copy of every record (after the point, for statistics).
     pub fn snapshot(&self) -> Records {
         let load = |s: &[AtomicU64]| s.iter().map(|a| a.load(Ordering::Relaxed)).collect::<Vec<_>>();
@@ -373,6 +401,13 @@ impl CompletionSink {
     pub fn executed(&self, events: &[(TxId, ExecStatus, Instant)]) {
         if let Some(t) = self.get() {
             t.record_executed(events);
+        }
+    }
+
+    /// Reports why a rejected receipt was rejected (see [`Tracker::record_rejection`]).
+    pub fn rejection(&self, reason: &str, detail: String) {
+        if let Some(t) = self.get() {
+            t.record_rejection(reason, detail);
         }
     }
 }

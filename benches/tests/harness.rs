@@ -191,6 +191,27 @@ async fn busy_is_retried_until_taken_or_counted_as_refused() {
     assert!(r.finalized.iter().all(|f| *f != 0));
 }
 
+#[test]
+fn rejection_reasons_reach_the_point_through_the_sink_and_samples_stay_bounded() {
+    let tracker = Arc::new(Tracker::new(&txs(4, 2)));
+    let sink = CompletionSink::new();
+    sink.rejection("bad_nonce", "dropped: no tracker installed".into());
+    sink.install(tracker.clone());
+    for i in 0..20 {
+        sink.rejection("bad_nonce", format!("tx {i}: bad nonce: expected {i}, got {}", i + 2));
+    }
+    sink.rejection("lookup_failed", "timed out".into());
+    sink.uninstall();
+    sink.rejection("bad_nonce", "dropped: uninstalled".into());
+    let (by_reason, samples) = tracker.rejections();
+    assert_eq!(
+        by_reason.into_iter().collect::<Vec<_>>(),
+        vec![("bad_nonce".to_string(), 20), ("lookup_failed".to_string(), 1)]
+    );
+    assert_eq!(samples.len(), lamina_benches::tracker::MAX_REJECTION_SAMPLES);
+    assert_eq!(samples[0], "tx 0: bad nonce: expected 0, got 2");
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(12))]
     #[test]

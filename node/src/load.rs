@@ -25,14 +25,17 @@ use lamina_benches::{
 use lamina_consensus_client::{IntakeClient, LogClient};
 use lamina_da_client::DaClient;
 use lamina_execution_client::protocol::{QueryProtocol, QueryRequest, QueryResponse};
+use lamina_execution_core::Status;
 use lamina_interfaces::{Genesis, OrderedLog};
 use lamina_net::{Endpoint, EndpointConfig, Network, PeerSet, ProtocolConfig};
-use lamina_primitives::{ChainId, Height, Keypair, Namespace, NodeId, Transaction};
+use lamina_primitives::{ChainId, Height, Keypair, Namespace, NodeId, Transaction, TxId};
 use tokio::task::JoinHandle;
 
 use crate::devnet::layout::{self, Spec};
 use crate::devnet::state::DevnetState;
 
+/// Rejected receipts each chain's follower looks up (see [`explain_rejections`]).
+const MAX_REJECTION_LOOKUPS: usize = 1_000;
 /// How often each chain's execution node is asked for new outcomes.
 const OUTCOME_POLL: Duration = Duration::from_millis(20);
 /// How long `connect` waits for the network (validators connected, nodes ready).
@@ -194,6 +197,7 @@ async fn current_height(queries: &Network<QueryProtocol>, node: &NodeId) -> Resu
 
 /// Reports every outcome the execution node commits from height `next` on.
 async fn follow_outcomes(queries: Network<QueryProtocol>, node: NodeId, mut next: Height, sink: CompletionSink) {
+    let mut rejections_looked_up = 0usize;
     loop {
         let answer = queries.request(&node, &QueryRequest::Outcomes(next)).await;
         let now = tokio::time::Instant::now();
@@ -203,6 +207,7 @@ async fn follow_outcomes(queries: Network<QueryProtocol>, node: NodeId, mut next
                 // One answer is one consistent view: committed heights >= `next` that
                 // are not listed had none of this chain's transactions.
                 let mut events = Vec::new();
+                let mut rejected = Vec::new();
                 let mut last = None;
                 for (h, list) in blocks {
                     for (id, kind) in list {
@@ -211,12 +216,19 @@ async fn follow_outcomes(queries: Network<QueryProtocol>, node: NodeId, mut next
                             1 => ExecStatus::Failed,
                             _ => ExecStatus::Rejected,
                         };
+                        if status == ExecStatus::Rejected && rejections_looked_up < MAX_REJECTION_LOOKUPS {
+                            rejections_looked_up += 1;
+                            rejected.push((h, id));
+                        }
                         events.push((id, status, now));
                     }
                     last = Some(h);
                 }
                 if !events.is_empty() {
                     sink.executed(&events);
+                }
+                if !rejected.is_empty() {
+                    tokio::spawn(explain_rejections(queries.clone(), node, rejected, sink.clone()));
                 }
                 match last {
                     // The answer may have stopped early: ask again at once.
@@ -233,6 +245,31 @@ async fn follow_outcomes(queries: Network<QueryProtocol>, node: NodeId, mut next
         if !more {
             tokio::time::sleep(OUTCOME_POLL).await;
         }
+    }
+}
+
+/// Asks the execution node why each of `rejected` (height, id) was rejected, and
+/// reports it to the point's tracker (and the log): a rejected receipt of an accepted
+/// transaction is what the bench's "rejected after accept" counts, and its reason is
+/// the first thing to know about it.
+async fn explain_rejections(
+    queries: Network<QueryProtocol>,
+    node: NodeId,
+    rejected: Vec<(Height, TxId)>,
+    sink: CompletionSink,
+) {
+    for (height, id) in rejected {
+        let (reason, detail) = match queries.request(&node, &QueryRequest::Receipt(id)).await {
+            Ok(QueryResponse::Receipt(Some((_, receipt)))) => match receipt.status {
+                Status::Rejected(f) => (f.label().to_string(), f.to_string()),
+                other => ("not_rejected".to_string(), format!("{other:?}")),
+            },
+            Ok(QueryResponse::Receipt(None)) => ("receipt_unknown".to_string(), "no receipt".to_string()),
+            Ok(other) => ("unexpected_answer".to_string(), format!("{other:?}")),
+            Err(e) => ("lookup_failed".to_string(), e.to_string()),
+        };
+        tracing::warn!(target: "lamina::load", tx = %id, height = height.0, reason = %detail, "accepted transaction rejected");
+        sink.rejection(&reason, format!("{id} at height {}: {detail}", height.0));
     }
 }
 
