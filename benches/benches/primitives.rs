@@ -103,7 +103,7 @@ fn ed25519_group(c: &mut Criterion) {
         b.iter(|| s.dalek_keys[0].verify_strict(&s.msgs[0], &s.dalek_sigs[0]).unwrap())
     });
 
-    for n in [2usize, 4, 16, 64, 1024] {
+    for n in [2usize, 4, 16, 32, 64, 128, 256, 512, 1024] {
         let s = sigs(n);
         g.throughput(Throughput::Elements(n as u64));
         g.bench_with_input(BenchmarkId::new("verify_batch/lamina_zip215", n), &s, |b, s| {

@@ -201,6 +201,23 @@ pub fn execute_block<M: ChainMachine>(
     data_roots: &[Digest],
     txs: &[Transaction],
 ) -> Executed<M::Failure> {
+    execute_block_verified(machine, env, state, head, data_roots, txs, None)
+}
+
+/// [`execute_block`] with the signature stage already run: `verified` is what
+/// [`sigverify::verify_block`] (or [`sigverify::verify_blocks`]) returned for `txs` in
+/// `env.scope`, so a caller can verify several blocks' signatures in one stage. `None`,
+/// or verdicts of another length than `txs`, runs the stage here. The result is the
+/// same either way: verdicts depend only on each transaction and the scope.
+pub fn execute_block_verified<M: ChainMachine>(
+    machine: &M,
+    env: StepEnv,
+    state: &AuthenticatedState,
+    head: &ChainHead,
+    data_roots: &[Digest],
+    txs: &[Transaction],
+    verified: Option<&sigverify::Verified>,
+) -> Executed<M::Failure> {
     let height = env.height;
     debug_assert!(height > head.height, "heights run in order");
     let (inputs, output) = match data_roots.last() {
@@ -208,7 +225,11 @@ pub fn execute_block<M: ChainMachine>(
         Some(last) => {
             let scope = env.scope;
             let machine = machine.at(env);
-            (Some((inputs_digest(data_roots), *last)), execute_txs(&machine, scope, state, txs))
+            let output = match verified.filter(|v| v.len() == txs.len()) {
+                Some(v) => parallel::execute(&machine, state, txs, v),
+                None => execute_txs(&machine, scope, state, txs),
+            };
+            (Some((inputs_digest(data_roots), *last)), output)
         }
     };
     let block_receipts_root = receipts_root(&output.receipts);
@@ -337,7 +358,17 @@ mod tests {
             ledger::transfer(&keys[0], SCOPE, ChainId(1), 7, keys[1].public(), AssetId::NATIVE, 5),
             ledger::transfer(&keys[2], SCOPE, ChainId(1), 0, keys[1].public(), AssetId::NATIVE, 5_000),
         ];
-        let r3 = execute_block(&l, env(4), &st, &r2.head, &[root, Digest([6; 32])], &txs).apply(&mut st, true);
+        // Verdicts computed ahead give the same result; verdicts of another length
+        // than the block are not used (the stage runs again).
+        let ahead = sigverify::verify_block(SCOPE, &txs);
+        let short = sigverify::verify_block(SCOPE, &txs[..2]);
+        let plain = execute_block(&l, env(4), &st, &r2.head, &[root, Digest([6; 32])], &txs);
+        for v in [Some(&ahead), Some(&short), None] {
+            let e = execute_block_verified(&l, env(4), &st, &r2.head, &[root, Digest([6; 32])], &txs, v);
+            assert_eq!(e.output.receipts, plain.output.receipts);
+            assert_eq!(e.block_receipts_root, plain.block_receipts_root);
+        }
+        let r3 = plain.apply(&mut st, true);
         let outs: Vec<Outcome> = r3.outcomes.iter().map(|o| o.1).collect();
         assert_eq!(outs, vec![Outcome::Success, Outcome::Rejected, Outcome::Failed]);
         for (o, r) in r3.outcomes.iter().zip(&r3.receipts) {

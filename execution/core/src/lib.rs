@@ -74,7 +74,7 @@ pub mod state;
 pub mod state_tree;
 pub mod witness;
 
-pub use block::{BlockResult, ChainHead, ChainMachine, Executed, Outcome, execute_block};
+pub use block::{BlockResult, ChainHead, ChainMachine, Executed, Outcome, execute_block, execute_block_verified};
 pub use chains::{NativeChains, NativeReplica};
 pub use changes::ChangeSet;
 pub use key::{CounterKey, DataKey, RawKey};

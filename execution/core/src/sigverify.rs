@@ -74,6 +74,30 @@ pub fn verify_block(scope: TxScope, txs: &[Transaction]) -> Verified {
     Verified { ids, valid }
 }
 
+/// Verifies the transactions of several consecutive blocks as one signature stage and
+/// returns each block's [`Verified`], in order. Each verdict is the one
+/// [`verify_block`] gives (ZIP-215 batch and single verification agree), but small
+/// blocks share batches: an execution node that has fallen behind and holds several
+/// fetched blocks verifies them in larger, cheaper batches (a batch of 64 costs about
+/// 17 µs per signature on the development box, one of 1,024 about 12.5 µs).
+pub fn verify_blocks(scope: TxScope, blocks: &[&[Transaction]]) -> Vec<Verified> {
+    let all: Vec<&Transaction> = blocks.iter().flat_map(|b| b.iter()).collect();
+    let (mut ids, items): (Vec<TxId>, Vec<SignedDigest>) = all.par_iter().map(|tx| signed(tx, scope)).unzip();
+    let size = chunk_size(items.len(), rayon::current_num_threads());
+    let mut valid: Vec<bool> = items.par_chunks(size).flat_map_iter(verify_chunk).collect();
+    // Split back, last block first (each split takes the tail).
+    let mut out: Vec<Verified> = blocks
+        .iter()
+        .rev()
+        .map(|b| {
+            let at = ids.len() - b.len();
+            Verified { ids: ids.split_off(at), valid: valid.split_off(at) }
+        })
+        .collect();
+    out.reverse();
+    out
+}
+
 /// The sequential twin of [`verify_block`]: same verdicts, one thread.
 pub fn verify_block_sequential(scope: TxScope, txs: &[Transaction]) -> Verified {
     let (ids, items): (Vec<TxId>, Vec<SignedDigest>) = txs.iter().map(|tx| signed(tx, scope)).unzip();

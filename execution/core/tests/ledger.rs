@@ -193,5 +193,17 @@ fn signature_stage_verdicts_do_not_depend_on_threads_or_batching() {
     for (i, t) in txs.iter().enumerate() {
         assert_eq!(seq.ids[i], t.id());
     }
+    // Several blocks verified as one stage (an execution node that has fallen behind):
+    // each block gets exactly its own verdicts and ids, empty blocks included.
+    let cuts = [0usize, 0, 17, 18, 1000, 1000, 2500, 3000];
+    let blocks: Vec<&[Transaction]> = cuts.windows(2).map(|w| &txs[w[0]..w[1]]).collect();
+    for threads in [1, 2] {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        let each = pool.install(|| sigverify::verify_blocks(SCOPE, &blocks));
+        assert_eq!(each.len(), blocks.len());
+        for (b, v) in blocks.iter().zip(&each) {
+            assert_eq!(*v, sigverify::verify_block_sequential(SCOPE, b));
+        }
+    }
     let _ = ChangeSet::default();
 }

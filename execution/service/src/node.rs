@@ -8,10 +8,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
-use futures::StreamExt as _;
+use futures::{FutureExt as _, StreamExt as _};
 
 use lamina_execution_core::block::{self, ChainHead, ChainMachine, Outcome};
 use lamina_execution_core::ledger::{LEDGER_VERSION, LedgerConfig, LedgerFailure, NativeLedger};
+use lamina_execution_core::sigverify::{self, Verified};
 use lamina_execution_core::{AuthenticatedState, ChainFailure, Status};
 use lamina_interfaces::{
     AnchorRegistry, AnchorView, CheckpointClaim, DaError, DataAvailability, Genesis, Health, LogError, NoAnchors,
@@ -30,6 +31,9 @@ use crate::{Config, Error};
 
 /// Blocks whose data is fetched from DA concurrently while earlier ones execute.
 const PREFETCH: usize = 8;
+/// Most transactions whose signatures are verified ahead as one stage, across blocks
+/// already fetched (four batches of the signature stage's largest size).
+const VERIFY_AHEAD_TXS: usize = 4 * sigverify::MAX_BATCH;
 /// Heights an execution node may trail the log tip and still report `caught_up`.
 const CAUGHT_UP_LAG: u64 = 20;
 
@@ -570,7 +574,23 @@ impl<M: ChainMachine> ExecutionNode<M> {
             return Err(Error::Log(format!("got height {}, expected {expected}", block.height())));
         }
         let fetched = fetch_block(&self.fetch, block, da, shutdown).await?;
-        self.commit(block, fetched, shutdown).await
+        self.commit(block, fetched, None, shutdown).await
+    }
+
+    /// Verifies the signatures of `group` (consecutive fetched blocks) as one stage on
+    /// the node's pool; `None` for a single block, whose stage runs with its execution.
+    async fn verify_ahead(&self, group: Vec<Fetched>) -> Result<Vec<(Fetched, Option<Verified>)>, Error> {
+        if group.len() < 2 {
+            return Ok(group.into_iter().map(|f| (f, None)).collect());
+        }
+        let (pool, scope) = (self.pool.clone(), self.scope);
+        tokio::task::spawn_blocking(move || {
+            let refs: Vec<&[Transaction]> = group.iter().map(|f| f.txs.as_slice()).collect();
+            let verified = pool.install(|| sigverify::verify_blocks(scope, &refs));
+            group.into_iter().zip(verified.into_iter().map(Some)).collect()
+        })
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))
     }
 
     /// Verifies and executes `block` with its fetched inputs, persists durably,
@@ -579,6 +599,7 @@ impl<M: ChainMachine> ExecutionNode<M> {
         &mut self,
         block: &FinalizedBlock,
         fetched: Fetched,
+        verified: Option<Verified>,
         shutdown: &CancellationToken,
     ) -> Result<BlockRecord<M::Failure>, Error> {
         let expected = self.height().next();
@@ -598,7 +619,9 @@ impl<M: ChainMachine> ExecutionNode<M> {
             let executed = {
                 let view = shared.read();
                 let head = view.head();
-                pool.install(|| block::execute_block(&machine, env, &view.state, &head, &data_roots, &txs))
+                pool.install(|| {
+                    block::execute_block_verified(&machine, env, &view.state, &head, &data_roots, &txs, verified.as_ref())
+                })
             };
             let mut view = shared.write();
             let st = &mut view.state;
@@ -889,20 +912,34 @@ impl<M: ChainMachine> ExecutionNode<M> {
             let fetch = self.fetch.clone();
             let futs: Vec<_> = blocks.iter().map(|b| fetch_block(&fetch, b, da, shutdown)).collect();
             let mut fetched = futures::stream::iter(futs).buffered(PREFETCH);
+            // Blocks fetched and verified, waiting for their turn to execute.
+            let mut ready: VecDeque<(Fetched, Option<Verified>)> = VecDeque::new();
             for block in &blocks {
                 if shutdown.is_cancelled() {
                     return Ok(());
                 }
-                let data = match fetched.next().await {
-                    Some(Ok(d)) => d,
-                    Some(Err(Error::Internal(m))) if shutdown.is_cancelled() => {
-                        tracing::info!(target: "lamina::execution", reason = %m, "stopped mid-block");
-                        return Ok(());
+                if ready.is_empty() {
+                    // Wait for the next block's data, then take every further block
+                    // already fetched (up to VERIFY_AHEAD_TXS transactions) and verify
+                    // their signatures as one stage: a node that has fallen behind
+                    // verifies in larger, cheaper batches.
+                    let mut group = vec![next_fetched(fetched.next().await, shutdown)?];
+                    let mut txs = group[0].as_ref().map_or(0, |f| f.txs.len());
+                    while txs < VERIFY_AHEAD_TXS {
+                        let Some(more) = fetched.next().now_or_never() else { break };
+                        let more = next_fetched(more, shutdown)?;
+                        txs += more.as_ref().map_or(0, |f| f.txs.len());
+                        group.push(more);
                     }
-                    Some(Err(e)) => return Err(e),
-                    None => return Err(Error::Internal("prefetch ended early".into())),
+                    let Some(group) = group.into_iter().collect::<Option<Vec<Fetched>>>() else {
+                        return Ok(()); // Stopped mid-block (logged by next_fetched).
+                    };
+                    ready.extend(self.verify_ahead(group).await?);
+                }
+                let Some((data, verified)) = ready.pop_front() else {
+                    return Err(Error::Internal("prefetch ended early".into()));
                 };
-                let record = match self.commit(block, data, shutdown).await {
+                let record = match self.commit(block, data, verified, shutdown).await {
                     Err(Error::Internal(m)) if shutdown.is_cancelled() => {
                         tracing::info!(target: "lamina::execution", reason = %m, "stopped mid-block");
                         return Ok(());
@@ -1005,6 +1042,20 @@ struct Fetch {
 
 /// A block's inputs for this chain: the data roots of its squares listing the chain's
 /// namespace and the transactions extracted from them, in block order.
+/// One item of the prefetch stream: its data, `None` when the node is stopping (the
+/// fetch was cut short), or the error that stops the follower.
+fn next_fetched(item: Option<Result<Fetched, Error>>, shutdown: &CancellationToken) -> Result<Option<Fetched>, Error> {
+    match item {
+        Some(Ok(d)) => Ok(Some(d)),
+        Some(Err(Error::Internal(m))) if shutdown.is_cancelled() => {
+            tracing::info!(target: "lamina::execution", reason = %m, "stopped mid-block");
+            Ok(None)
+        }
+        Some(Err(e)) => Err(e),
+        None => Err(Error::Internal("prefetch ended early".into())),
+    }
+}
+
 #[derive(Debug)]
 struct Fetched {
     txs: Vec<Transaction>,
