@@ -926,8 +926,9 @@ impl<M: ChainMachine> ExecutionNode<M> {
                     let mut group = vec![next_fetched(fetched.next().await, shutdown)?];
                     let mut txs = group[0].as_ref().map_or(0, |f| f.txs.len());
                     while txs < VERIFY_AHEAD_TXS {
-                        let Some(more) = fetched.next().now_or_never() else { break };
-                        let more = next_fetched(more, shutdown)?;
+                        // Not fetched yet, or every block of this read taken: stop.
+                        let Some(Some(more)) = fetched.next().now_or_never() else { break };
+                        let more = next_fetched(Some(more), shutdown)?;
                         txs += more.as_ref().map_or(0, |f| f.txs.len());
                         group.push(more);
                     }
