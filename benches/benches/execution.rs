@@ -13,6 +13,11 @@
 //!   and sequentially.
 //! * `execution::merkle_updates`: merkleized state updates per second on an in-memory
 //!   state of 1M keys.
+//! * `execution::verify_ahead/blocks=…`: the signature stage of `blocks` consecutive
+//!   blocks of 500 transfers (the size of a chain's block at 10,000 tx/s and 20
+//!   heights a second), verified block by block (`one by one`, as a node that keeps up
+//!   does) against all at once (`as one stage`, as a node that has fallen behind does:
+//!   `sigverify::verify_blocks`), on all threads.
 //! * `execution::receipt_index/...`: one height's receipts (500, random transaction ids)
 //!   written to the on-disk receipt index holding 0.5 or 2 million receipts already, as
 //!   the node does it: into the index's memory tail, and a flush when the insert says
@@ -241,5 +246,23 @@ fn index_group(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, exec_group, merkle_group, index_group);
+fn verify_ahead_group(c: &mut Criterion) {
+    const SMALL: usize = 500;
+    let pall = pool(all_threads());
+    let b = lamina_benches::blocks::transfer_block(CHAIN, 1_000, 8 * SMALL);
+    for blocks in [1usize, 2, 4, 8] {
+        let group: Vec<&[Transaction]> = b.txs[..blocks * SMALL].chunks(SMALL).collect();
+        let mut g = c.benchmark_group(format!("execution::verify_ahead/blocks={blocks}"));
+        g.throughput(Throughput::Elements((blocks * SMALL) as u64));
+        g.sample_size(10);
+        g.measurement_time(Duration::from_secs(3));
+        g.bench_function("one by one", |bn| {
+            bn.iter(|| pall.install(|| group.iter().map(|t| sigverify::verify_block(SCOPE, t)).collect::<Vec<_>>()))
+        });
+        g.bench_function("as one stage", |bn| bn.iter(|| pall.install(|| sigverify::verify_blocks(SCOPE, &group))));
+        g.finish();
+    }
+}
+
+criterion_group!(benches, exec_group, verify_ahead_group, merkle_group, index_group);
 criterion_main!(benches);

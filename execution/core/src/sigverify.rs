@@ -51,7 +51,11 @@ impl Verified {
 
 fn chunk_size(n: usize, threads: usize) -> usize {
     // At least 4 chunks per thread for load balance, at most MAX_BATCH per chunk, at
-    // least 64 so that batching still pays.
+    // least 64 so that batching still pays. One chunk per thread costs less CPU in
+    // isolation (a 500-transaction block on two threads: 13.9 µs per signature against
+    // 16.1), but a block then waits for its slowest thread, and on a saturated box the
+    // one end-to-end run with it fell behind at 22,000 tx/s where the four-chunk build
+    // kept up in 3 of 3 (BENCHMARKS.md, 2026-12-07): not adopted without a longer A/B.
     n.div_ceil(threads.max(1) * 4).clamp(64, MAX_BATCH)
 }
 
