@@ -99,10 +99,15 @@ pub struct Tracker {
 struct Rejections {
     by_reason: std::collections::BTreeMap<String, u64>,
     samples: Vec<String>,
+    /// Lookups granted to the target this point ([`Tracker::take_lookup`]).
+    lookups: usize,
 }
 
 /// Most rejection samples kept per point.
 pub const MAX_REJECTION_SAMPLES: usize = 16;
+/// Most rejected receipts a target looks up per point (each is one query to a node,
+/// made while the point runs).
+pub const MAX_REJECTION_LOOKUPS: usize = 1_000;
 
 impl std::fmt::Debug for Tracker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -286,9 +291,21 @@ impl Tracker {
         self.n_unknown.load(Ordering::Relaxed)
     }
 
-    /// Records why one rejected receipt was rejected: `reason` is a short stable name
-    /// (counted), `detail` a sample kept among the first [`MAX_REJECTION_SAMPLES`].
-    pub fn record_rejection(&self, reason: &str, detail: String) {
+    /// True if the target may look up one more rejected receipt this point (at most
+    /// [`MAX_REJECTION_LOOKUPS`]).
+    pub fn take_lookup(&self) -> bool {
+        let mut r = self.rejections.lock().unwrap_or_else(|e| e.into_inner());
+        r.lookups += 1;
+        r.lookups <= MAX_REJECTION_LOOKUPS
+    }
+
+    /// Records why the rejected receipt of `id` was rejected: `reason` is a short stable
+    /// name (counted), `detail` a sample kept among the first [`MAX_REJECTION_SAMPLES`].
+    /// Ids this point did not send are ignored.
+    pub fn record_rejection(&self, id: &TxId, reason: &str, detail: String) {
+        if self.index_of(id).is_none() {
+            return;
+        }
         let mut r = self.rejections.lock().unwrap_or_else(|e| e.into_inner());
         *r.by_reason.entry(reason.to_string()).or_default() += 1;
         if r.samples.len() < MAX_REJECTION_SAMPLES {
@@ -404,10 +421,18 @@ impl CompletionSink {
         }
     }
 
+    /// True if a rejected receipt may be looked up now (a point is running and its
+    /// budget, [`Tracker::take_lookup`], is not spent).
+    pub fn take_lookup(&self) -> bool {
+        self.get().is_some_and(|t| t.take_lookup())
+    }
+
     /// Reports why a rejected receipt was rejected (see [`Tracker::record_rejection`]).
-    pub fn rejection(&self, reason: &str, detail: String) {
+    /// A lookup that ends after its point does not count for the next one: it is
+    /// reported to whichever point runs then, which ignores ids it did not send.
+    pub fn rejection(&self, id: &TxId, reason: &str, detail: String) {
         if let Some(t) = self.get() {
-            t.record_rejection(reason, detail);
+            t.record_rejection(id, reason, detail);
         }
     }
 }

@@ -193,22 +193,30 @@ async fn busy_is_retried_until_taken_or_counted_as_refused() {
 
 #[test]
 fn rejection_reasons_reach_the_point_through_the_sink_and_samples_stay_bounded() {
-    let tracker = Arc::new(Tracker::new(&txs(4, 2)));
+    use lamina_benches::tracker::{MAX_REJECTION_LOOKUPS, MAX_REJECTION_SAMPLES};
+    let sent = txs(30, 2);
+    let tracker = Arc::new(Tracker::new(&sent));
     let sink = CompletionSink::new();
-    sink.rejection("bad_nonce", "dropped: no tracker installed".into());
+    assert!(!sink.take_lookup(), "no point running: nothing to look up for");
+    sink.rejection(&sent[0].id(), "bad_nonce", "dropped: no tracker installed".into());
     sink.install(tracker.clone());
-    for i in 0..20 {
-        sink.rejection("bad_nonce", format!("tx {i}: bad nonce: expected {i}, got {}", i + 2));
+    for (i, tx) in sent.iter().enumerate().take(20) {
+        sink.rejection(&tx.id(), "bad_nonce", format!("tx {i}: bad nonce: expected {i}, got {}", i + 2));
     }
-    sink.rejection("lookup_failed", "timed out".into());
+    sink.rejection(&sent[25].id(), "lookup_failed", "timed out".into());
+    let other = txs(40, 2)[35].clone();
+    assert!(!sent.iter().any(|t| t.id() == other.id()));
+    sink.rejection(&other.id(), "bad_nonce", "not sent in this point: ignored".into());
+    let granted = (0..MAX_REJECTION_LOOKUPS + 5).filter(|_| sink.take_lookup()).count();
+    assert_eq!(granted, MAX_REJECTION_LOOKUPS);
     sink.uninstall();
-    sink.rejection("bad_nonce", "dropped: uninstalled".into());
+    sink.rejection(&sent[1].id(), "bad_nonce", "dropped: uninstalled".into());
     let (by_reason, samples) = tracker.rejections();
     assert_eq!(
         by_reason.into_iter().collect::<Vec<_>>(),
         vec![("bad_nonce".to_string(), 20), ("lookup_failed".to_string(), 1)]
     );
-    assert_eq!(samples.len(), lamina_benches::tracker::MAX_REJECTION_SAMPLES);
+    assert_eq!(samples.len(), MAX_REJECTION_SAMPLES);
     assert_eq!(samples[0], "tx 0: bad nonce: expected 0, got 2");
 }
 

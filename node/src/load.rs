@@ -34,8 +34,6 @@ use tokio::task::JoinHandle;
 use crate::devnet::layout::{self, Spec};
 use crate::devnet::state::DevnetState;
 
-/// Rejected receipts each chain's follower looks up (see [`explain_rejections`]).
-const MAX_REJECTION_LOOKUPS: usize = 1_000;
 /// How often each chain's execution node is asked for new outcomes.
 const OUTCOME_POLL: Duration = Duration::from_millis(20);
 /// How long `connect` waits for the network (validators connected, nodes ready).
@@ -197,7 +195,6 @@ async fn current_height(queries: &Network<QueryProtocol>, node: &NodeId) -> Resu
 
 /// Reports every outcome the execution node commits from height `next` on.
 async fn follow_outcomes(queries: Network<QueryProtocol>, node: NodeId, mut next: Height, sink: CompletionSink) {
-    let mut rejections_looked_up = 0usize;
     loop {
         let answer = queries.request(&node, &QueryRequest::Outcomes(next)).await;
         let now = tokio::time::Instant::now();
@@ -216,8 +213,7 @@ async fn follow_outcomes(queries: Network<QueryProtocol>, node: NodeId, mut next
                             1 => ExecStatus::Failed,
                             _ => ExecStatus::Rejected,
                         };
-                        if status == ExecStatus::Rejected && rejections_looked_up < MAX_REJECTION_LOOKUPS {
-                            rejections_looked_up += 1;
+                        if status == ExecStatus::Rejected && sink.take_lookup() {
                             rejected.push((h, id));
                         }
                         events.push((id, status, now));
@@ -251,7 +247,8 @@ async fn follow_outcomes(queries: Network<QueryProtocol>, node: NodeId, mut next
 /// Asks the execution node why each of `rejected` (height, id) was rejected, and
 /// reports it to the point's tracker (and the log): a rejected receipt of an accepted
 /// transaction is what the bench's "rejected after accept" counts, and its reason is
-/// the first thing to know about it.
+/// the first thing to know about it. One query per receipt, during the point, at most
+/// `lamina_benches::tracker::MAX_REJECTION_LOOKUPS` a point.
 async fn explain_rejections(
     queries: Network<QueryProtocol>,
     node: NodeId,
@@ -269,7 +266,7 @@ async fn explain_rejections(
             Err(e) => ("lookup_failed".to_string(), e.to_string()),
         };
         tracing::warn!(target: "lamina::load", tx = %id, height = height.0, reason = %detail, "accepted transaction rejected");
-        sink.rejection(&reason, format!("{id} at height {}: {detail}", height.0));
+        sink.rejection(&id, &reason, format!("{id} at height {}: {detail}", height.0));
     }
 }
 

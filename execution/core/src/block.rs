@@ -208,7 +208,9 @@ pub fn execute_block<M: ChainMachine>(
 /// [`sigverify::verify_block`] (or [`sigverify::verify_blocks`]) returned for `txs` in
 /// `env.scope`, so a caller can verify several blocks' signatures in one stage. `None`,
 /// or verdicts of another length than `txs`, runs the stage here. The result is the
-/// same either way: verdicts depend only on each transaction and the scope.
+/// same either way: verdicts depend only on each transaction and the scope. Verdicts of
+/// other transactions of the same length are a caller's bug that this does not catch
+/// in release builds (debug builds assert the ids): their ids would go into receipts.
 pub fn execute_block_verified<M: ChainMachine>(
     machine: &M,
     env: StepEnv,
@@ -225,6 +227,12 @@ pub fn execute_block_verified<M: ChainMachine>(
         Some(last) => {
             let scope = env.scope;
             let machine = machine.at(env);
+            debug_assert!(
+                verified
+                    .filter(|v| v.len() == txs.len())
+                    .is_none_or(|v| v.ids.iter().copied().eq(txs.iter().map(Transaction::id))),
+                "verdicts computed ahead belong to these transactions"
+            );
             let output = match verified.filter(|v| v.len() == txs.len()) {
                 Some(v) => parallel::execute(&machine, state, txs, v),
                 None => execute_txs(&machine, scope, state, txs),

@@ -31,8 +31,10 @@ use crate::{Config, Error};
 
 /// Blocks whose data is fetched from DA concurrently while earlier ones execute.
 const PREFETCH: usize = 8;
-/// Most transactions whose signatures are verified ahead as one stage, across blocks
-/// already fetched (four batches of the signature stage's largest size).
+/// About the most transactions whose signatures are verified ahead as one stage, across
+/// blocks already fetched (a group stops at the first block that reaches it, so it may
+/// pass it by that block). The stage cuts it into four chunks per thread: batches of up
+/// to 512 on two threads, against 64 for one block of 500.
 const VERIFY_AHEAD_TXS: usize = 4 * sigverify::MAX_BATCH;
 /// Heights an execution node may trail the log tip and still report `caught_up`.
 const CAUGHT_UP_LAG: u64 = 20;
@@ -912,30 +914,44 @@ impl<M: ChainMachine> ExecutionNode<M> {
             let fetch = self.fetch.clone();
             let futs: Vec<_> = blocks.iter().map(|b| fetch_block(&fetch, b, da, shutdown)).collect();
             let mut fetched = futures::stream::iter(futs).buffered(PREFETCH);
-            // Blocks fetched and verified, waiting for their turn to execute.
+            // Fetched blocks (or a fetch's error) not yet verified, in block order, and
+            // blocks verified ahead waiting for their turn to execute. Together at most
+            // PREFETCH, as before verifying ahead; an error surfaces in its block's
+            // turn, after the blocks before it are committed.
+            let mut pending: VecDeque<Result<Fetched, Error>> = VecDeque::new();
             let mut ready: VecDeque<(Fetched, Option<Verified>)> = VecDeque::new();
             for block in &blocks {
                 if shutdown.is_cancelled() {
                     return Ok(());
                 }
                 if ready.is_empty() {
-                    // Wait for the next block's data, then take every further block
-                    // already fetched (up to VERIFY_AHEAD_TXS transactions) and verify
-                    // their signatures as one stage: a node that has fallen behind
-                    // verifies in larger, cheaper batches.
-                    let mut group = vec![next_fetched(fetched.next().await, shutdown)?];
-                    let mut txs = group[0].as_ref().map_or(0, |f| f.txs.len());
-                    while txs < VERIFY_AHEAD_TXS {
-                        // Not fetched yet, or every block of this read taken: stop.
-                        let Some(Some(more)) = fetched.next().now_or_never() else { break };
-                        let more = next_fetched(Some(more), shutdown)?;
-                        txs += more.as_ref().map_or(0, |f| f.txs.len());
-                        group.push(more);
-                    }
-                    let Some(group) = group.into_iter().collect::<Option<Vec<Fetched>>>() else {
+                    // The next block's data (fetched already, or awaited), then every
+                    // further block fetched already, up to VERIFY_AHEAD_TXS
+                    // transactions, verified with it as one signature stage: a node that
+                    // has fallen behind verifies in larger, cheaper batches.
+                    let next = match pending.pop_front() {
+                        Some(item) => Some(item),
+                        None => fetched.next().await,
+                    };
+                    let Some(first) = next_fetched(next, shutdown)? else {
                         return Ok(()); // Stopped mid-block (logged by next_fetched).
                     };
-                    ready.extend(self.verify_ahead(group).await?);
+                    let mut txs = first.txs.len();
+                    let mut group = vec![first];
+                    poll_fetched(&mut fetched, &mut pending, PREFETCH - 1);
+                    while txs < VERIFY_AHEAD_TXS && matches!(pending.front(), Some(Ok(_))) {
+                        if let Some(Ok(more)) = pending.pop_front() {
+                            txs += more.txs.len();
+                            group.push(more);
+                        }
+                    }
+                    match self.verify_ahead(group).await {
+                        Err(Error::Internal(m)) if shutdown.is_cancelled() => {
+                            tracing::info!(target: "lamina::execution", reason = %m, "stopped mid-block");
+                            return Ok(());
+                        }
+                        r => ready.extend(r?),
+                    }
                 }
                 let Some((data, verified)) = ready.pop_front() else {
                     return Err(Error::Internal("prefetch ended early".into()));
@@ -949,6 +965,8 @@ impl<M: ChainMachine> ExecutionNode<M> {
                 };
                 tracing::debug!(target: "lamina::execution", height = %record.height, txs = record.receipts.len(), root = %record.state_root, "committed");
                 self.send_claims(claims);
+                // Keep the fetches moving while blocks verified ahead execute.
+                poll_fetched(&mut fetched, &mut pending, PREFETCH.saturating_sub(ready.len()));
             }
             let tip = tokio::select! {
                 _ = shutdown.cancelled() => return Ok(()),
@@ -1043,6 +1061,12 @@ struct Fetch {
 
 /// A block's inputs for this chain: the data roots of its squares listing the chain's
 /// namespace and the transactions extracted from them, in block order.
+#[derive(Debug)]
+struct Fetched {
+    txs: Vec<Transaction>,
+    data_roots: Vec<Digest>,
+}
+
 /// One item of the prefetch stream: its data, `None` when the node is stopping (the
 /// fetch was cut short), or the error that stops the follower.
 fn next_fetched(item: Option<Result<Fetched, Error>>, shutdown: &CancellationToken) -> Result<Option<Fetched>, Error> {
@@ -1057,10 +1081,19 @@ fn next_fetched(item: Option<Result<Fetched, Error>>, shutdown: &CancellationTok
     }
 }
 
-#[derive(Debug)]
-struct Fetched {
-    txs: Vec<Transaction>,
-    data_roots: Vec<Digest>,
+/// Moves the blocks the prefetch stream has ready, without waiting, into `pending`
+/// while it holds fewer than `room`: fetches progress only while their stream is polled.
+fn poll_fetched<S>(fetched: &mut S, pending: &mut VecDeque<Result<Fetched, Error>>, room: usize)
+where
+    S: futures::Stream<Item = Result<Fetched, Error>> + Unpin,
+{
+    while pending.len() < room {
+        match fetched.next().now_or_never() {
+            Some(Some(item)) => pending.push_back(item),
+            // Nothing ready yet, or every block of this read taken.
+            Some(None) | None => break,
+        }
+    }
 }
 
 /// Fetches this chain's inputs of a block from DA with the shared extraction rule
