@@ -228,9 +228,11 @@ pub fn execute_block_verified<M: ChainMachine>(
             let scope = env.scope;
             let machine = machine.at(env);
             debug_assert!(
-                verified
-                    .filter(|v| v.len() == txs.len())
-                    .is_none_or(|v| v.ids.iter().copied().eq(txs.iter().map(Transaction::id))),
+                verified.filter(|v| v.len() == txs.len()).is_none_or(|v| v
+                    .ids
+                    .iter()
+                    .copied()
+                    .eq(txs.iter().map(Transaction::id))),
                 "verdicts computed ahead belong to these transactions"
             );
             let output = match verified.filter(|v| v.len() == txs.len()) {

@@ -915,9 +915,10 @@ impl<M: ChainMachine> ExecutionNode<M> {
             let futs: Vec<_> = blocks.iter().map(|b| fetch_block(&fetch, b, da, shutdown)).collect();
             let mut fetched = futures::stream::iter(futs).buffered(PREFETCH);
             // Fetched blocks (or a fetch's error) not yet verified, in block order, and
-            // blocks verified ahead waiting for their turn to execute. Together at most
-            // PREFETCH, as before verifying ahead; an error surfaces in its block's
-            // turn, after the blocks before it are committed.
+            // blocks verified ahead waiting for their turn to execute: together at most
+            // PREFETCH, while the stream fetches up to PREFETCH more (so at most twice
+            // PREFETCH blocks' data in memory). An error surfaces in its block's turn,
+            // after the blocks before it are committed.
             let mut pending: VecDeque<Result<Fetched, Error>> = VecDeque::new();
             let mut ready: VecDeque<(Fetched, Option<Verified>)> = VecDeque::new();
             for block in &blocks {
