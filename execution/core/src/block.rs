@@ -227,15 +227,12 @@ pub fn execute_block_verified<M: ChainMachine>(
         Some(last) => {
             let scope = env.scope;
             let machine = machine.at(env);
+            let verified = verified.filter(|v| v.len() == txs.len());
             debug_assert!(
-                verified.filter(|v| v.len() == txs.len()).is_none_or(|v| v
-                    .ids
-                    .iter()
-                    .copied()
-                    .eq(txs.iter().map(Transaction::id))),
+                verified.is_none_or(|v| v.ids.iter().copied().eq(txs.iter().map(Transaction::id))),
                 "verdicts computed ahead belong to these transactions"
             );
-            let output = match verified.filter(|v| v.len() == txs.len()) {
+            let output = match verified {
                 Some(v) => parallel::execute(&machine, state, txs, v),
                 None => execute_txs(&machine, scope, state, txs),
             };
