@@ -500,3 +500,141 @@ async fn a_live_reader_never_sees_a_retained_height_without_its_receipts() {
     let (checked, bounds) = reader.join().unwrap();
     assert!(checked > 0 && bounds >= 5, "the reader saw {bounds} lower bounds and checked {checked} receipts");
 }
+
+/// [`lamina_test_utils::FakeDa`] whose answers for some squares wait until `open` is
+/// true; it counts the requests it got for each square.
+#[derive(Clone)]
+struct GatedDa {
+    inner: lamina_test_utils::FakeDa,
+    held: std::sync::Arc<std::collections::HashSet<lamina_primitives::Digest>>,
+    open: tokio::sync::watch::Receiver<bool>,
+    asked: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<lamina_primitives::Digest, u64>>>,
+}
+
+impl GatedDa {
+    fn asked_for(&self, roots: &[lamina_primitives::Digest]) -> bool {
+        let asked = self.asked.lock().unwrap();
+        roots.iter().all(|r| asked.contains_key(r))
+    }
+}
+
+impl lamina_interfaces::DataAvailability for GatedDa {
+    fn submit(
+        &self,
+        blobs: Vec<lamina_interfaces::Blob>,
+    ) -> impl std::future::Future<
+        Output = Result<lamina_primitives::AvailabilityCertificate, lamina_interfaces::DaError>,
+    > + Send {
+        self.inner.submit(blobs)
+    }
+
+    fn get_namespace(
+        &self,
+        commitment: &lamina_primitives::DataCommitment,
+        namespace: lamina_primitives::Namespace,
+    ) -> impl std::future::Future<Output = Result<Vec<Vec<u8>>, lamina_interfaces::DaError>> + Send {
+        *self.asked.lock().unwrap().entry(commitment.data_root).or_default() += 1;
+        let held = self.held.contains(&commitment.data_root);
+        let mut open = self.open.clone();
+        let answer = self.inner.get_namespace(commitment, namespace);
+        async move {
+            if held {
+                let _ = open.wait_for(|o| *o).await;
+            }
+            answer.await
+        }
+    }
+}
+
+fn data_roots(b: &lamina_primitives::FinalizedBlock) -> Vec<lamina_primitives::Digest> {
+    b.block.batches.iter().map(|c| c.commitment.data_root).collect()
+}
+
+/// Verifying ahead keeps block order. Blocks are fetched up to 8 ahead and those
+/// fetched already are verified as one stage; still, while one block's data is late,
+/// the blocks before it commit and none after it does (though they are fetched), and
+/// the run ends with the reference roots. A fetch that fails for a later block surfaces
+/// only in that block's turn, after every block before it is committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verifying_ahead_commits_in_order_around_a_late_or_failing_fetch() {
+    const LATE: u64 = 7; // Carries one square (h % 5 is neither 0 nor 3).
+    let f = fixture(16).await;
+    let want = reference_roots(&f);
+    let late_roots = data_roots(&f.blocks[LATE as usize - 1]);
+    assert_eq!(late_roots.len(), 1);
+    let after_roots = data_roots(&f.blocks[LATE as usize]);
+    assert!(!after_roots.is_empty());
+    let (open_tx, open_rx) = tokio::sync::watch::channel(false);
+    let da = GatedDa {
+        inner: f.da.clone(),
+        held: std::sync::Arc::new(late_roots.iter().copied().collect()),
+        open: open_rx,
+        asked: Default::default(),
+    };
+    let cfg = lamina_execution_service::Config { read_batch: 16, ..config() };
+
+    // A late square: blocks before it commit, none after it, then all of them.
+    let dir = tempfile::tempdir().unwrap();
+    let log = InMemoryLog::new();
+    for b in &f.blocks {
+        log.append(b.clone()).unwrap();
+    }
+    let mut node = ExecutionNode::open(dir.path(), &f.genesis, CHAIN, exec_key(), &cfg).unwrap();
+    let shared = node.shared();
+    let stop = CancellationToken::new();
+    let settlement = RecordingSettlement::default();
+    let check = async {
+        let wait = async {
+            while !(shared.read().height == Height(LATE - 1) && da.asked_for(&after_roots)) {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(30), wait).await.expect("blocks before the late one not committed");
+        // The block after the late one is fetched; give the follower room to run
+        // ahead if it would (it must not).
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        {
+            let v = shared.read();
+            assert_eq!(v.height, Height(LATE - 1), "a block after the late one was committed before it");
+            assert_eq!(v.state_root, want[LATE as usize - 2]);
+        }
+        open_tx.send(true).unwrap();
+        let wait = async {
+            while shared.read().height < Height(16) {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(30), wait).await.expect("follower stuck after the late square");
+        stop.cancel();
+    };
+    let health = Health::new();
+    let (followed, ()) = tokio::join!(node.follow(&log, &da, &settlement, &health, &stop), check);
+    followed.unwrap();
+    assert_eq!(node.height(), Height(16));
+    assert_eq!(shared.read().state_root, want[15]);
+    node.close().unwrap();
+
+    // A square whose availability certificate does not verify (its block's finality
+    // certificate does: the payload digest does not cover the DA signatures): the
+    // follower stops with that error only after committing every block before it.
+    let mut blocks = f.blocks.clone();
+    blocks[LATE as usize - 1].block.batches[0].signatures.signatures[0].0[0] ^= 1;
+    let dir = tempfile::tempdir().unwrap();
+    let log = InMemoryLog::new();
+    for b in blocks {
+        log.append(b).unwrap();
+    }
+    let mut node = ExecutionNode::open(dir.path(), &f.genesis, CHAIN, exec_key(), &cfg).unwrap();
+    let stop = CancellationToken::new();
+    let followed =
+        tokio::time::timeout(Duration::from_secs(60), node.follow(&log, &f.da, &settlement, &Health::new(), &stop))
+            .await
+            .expect("follower neither stopped nor failed");
+    match followed {
+        Err(Error::Log(m)) => assert!(m.contains(&format!("height {LATE}")) && m.contains("availability"), "{m}"),
+        other => panic!("expected the late block's certificate error, got {other:?}"),
+    }
+    assert_eq!(node.height(), Height(LATE - 1));
+    assert_eq!(node.shared().read().state_root, want[LATE as usize - 2]);
+    node.close().unwrap();
+}
