@@ -474,12 +474,7 @@ fn bench_net(c: &mut Criterion) {
     for c in client.net.raw().snapshot().connections {
         eprintln!(
             "net: connection rtt {:.3} ms, lost packets {}, cwnd {} B, path MTU {} B, {} B out / {} B in",
-            c.rtt_ms,
-            c.lost_packets,
-            c.cwnd,
-            conn.stats().path.current_mtu,
-            c.bytes_out,
-            c.bytes_in
+            c.rtt_ms, c.lost_packets, c.cwnd, c.path_mtu, c.bytes_out, c.bytes_in
         );
     }
     // CPU per MiB of bulk transfer, both processes.

@@ -111,8 +111,11 @@ impl TargetFactory<DevnetHandle> for DevnetFactory {
         let h = &deployment.handle;
         wait_ready(&h.admins).await?;
         let g = &h.genesis;
-        let endpoint = Endpoint::bind(&h.client, EndpointConfig::new(SocketAddr::from(([127, 0, 0, 1], 0))))
-            .map_err(bench_err("cannot bind the load generator's endpoint"))?;
+        // On loopback, like the devnet's nodes (`devnet::layout`): larger datagrams.
+        let mut config = EndpointConfig::new(SocketAddr::from(([127, 0, 0, 1], 0)));
+        config.limits.max_udp_payload = lamina_net::GSO_MAX_UDP_PAYLOAD;
+        let endpoint =
+            Endpoint::bind(&h.client, config).map_err(bench_err("cannot bind the load generator's endpoint"))?;
         let intake = IntakeClient::register(&endpoint, g).map_err(bench_err("intake client"))?;
         let log = LogClient::register(&endpoint, g).map_err(bench_err("log client"))?;
         let da = Arc::new(DaClient::register(&endpoint, g, Default::default()).map_err(bench_err("DA client"))?);

@@ -77,7 +77,10 @@ pub struct TransportLimits {
     /// Upper bound for path MTU discovery (UDP payload bytes, 1200..=65527), and (if above
     /// 1472) the largest datagram accepted. Default 1452, quinn's and the usual
     /// Ethernet-path value. Links with larger MTUs (loopback, jumbo frames) may raise it:
-    /// fewer, larger packets cost less CPU per byte.
+    /// fewer, larger packets cost less CPU per byte. Up to [`GSO_MAX_UDP_PAYLOAD`]
+    /// (6,500) datagrams are still written ten at a time (segmentation offload); above
+    /// it, one per system call. `lamina devnet up` and `lamina bench` use 6,500 (all
+    /// their nodes are on loopback); discovery stays below a smaller path MTU.
     pub max_udp_payload: u16,
     /// OS send/receive buffer requested for the UDP socket, in bytes (the kernel may cap it at
     /// `net.core.{r,w}mem_max`). Default 4 MiB, so that bursts at full speed are not
@@ -189,9 +192,21 @@ impl TransportLimits {
         let mut mtu = MtuDiscoveryConfig::default();
         mtu.upper_bound(self.max_udp_payload);
         t.mtu_discovery_config(Some(mtu));
+        // quinn hands the kernel up to 10 datagrams per send as one segmented (GSO)
+        // write, and the kernel refuses a write above 64 KiB: with datagrams above
+        // GSO_MAX_UDP_PAYLOAD such writes are dropped, discovery sees the loss and falls
+        // back to 1,200 bytes (measured at 8,952 on loopback). Larger datagrams are
+        // therefore sent one per system call.
+        if self.max_udp_payload > GSO_MAX_UDP_PAYLOAD {
+            t.enable_segmentation_offload(false);
+        }
         Ok(Arc::new(t))
     }
 }
+
+/// The largest `max_udp_payload` sent with segmentation offload: ten such datagrams
+/// (quinn's batch) fit one 64 KiB UDP write.
+pub const GSO_MAX_UDP_PAYLOAD: u16 = 6_500;
 
 /// Reconnect backoff for dialed peers: exponential, capped, jittered.
 ///

@@ -489,6 +489,7 @@ fn protocol_snapshot(p: &Proto) -> ProtocolSnapshot {
                     inbound_claimed_bytes: c.inbound_claimed(),
                     lost_packets: stats.path.lost_packets,
                     cwnd: stats.path.cwnd,
+                    path_mtu: stats.path.current_mtu,
                     errors: c.stats.faults(),
                 }
             })

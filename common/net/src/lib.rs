@@ -90,7 +90,7 @@ pub mod stats;
 pub mod tls;
 
 pub use access::{Access, AccessPolicy, GovernedClients};
-pub use config::{Backoff, EndpointConfig, ProtocolConfig, TransportLimits};
+pub use config::{Backoff, EndpointConfig, GSO_MAX_UDP_PAYLOAD, ProtocolConfig, TransportLimits};
 pub use context::{NodeContext, Role};
 pub use endpoint::{Endpoint, Network, RawNetwork, WeakNetwork};
 pub use error::{NetError, Reject, RejectKind, StreamError};

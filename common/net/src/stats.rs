@@ -216,6 +216,9 @@ pub struct ConnectionSnapshot {
     pub lost_packets: u64,
     /// Congestion window, bytes (quinn path stats).
     pub cwnd: u64,
+    /// The largest UDP payload this connection sends now, bytes: what path MTU
+    /// discovery reached, up to `max_udp_payload` (quinn path stats).
+    pub path_mtu: u16,
     /// Faults by kind (only non-zero ones).
     pub errors: BTreeMap<&'static str, u64>,
 }

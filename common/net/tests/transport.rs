@@ -614,3 +614,38 @@ async fn access_policy_changes_apply_to_live_connections() {
         ep.shutdown().await;
     }
 }
+
+/// Path MTU discovery reaches large datagrams on loopback and keeps them under bulk
+/// load, both below the segmentation-offload limit (ten datagrams per write) and above
+/// it, where writes of ten would exceed 64 KiB and be dropped (discovery then fell back
+/// to 1,200 bytes): there datagrams go one per write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_datagrams_survive_bulk_transfers_above_the_offload_limit() {
+    for (seed, payload) in [(140, lamina_net::GSO_MAX_UDP_PAYLOAD), (150, 8_952)] {
+        let bind = |seed: u64| {
+            let kp = lamina_primitives::Keypair::for_testing(seed);
+            let mut c = test_config(localhost());
+            c.limits.max_udp_payload = payload;
+            (lamina_net::Endpoint::bind(&kp, c).unwrap(), kp)
+        };
+        let (server, ks) = bind(seed);
+        let (client, kc) = bind(seed + 1);
+        let (hs, _) = Echo::new();
+        let (hc, _) = Echo::new();
+        let _ns = server.register::<EchoV1, _>(hs, PeerSet::new().with_accept(kc.public()), cfg()).unwrap();
+        let nc = client
+            .register::<EchoV1, _>(hc, PeerSet::new().with_dial(ks.public(), server.local_addr()), cfg())
+            .unwrap();
+        nc.wait_connected(&ks.public(), WAIT).await.unwrap();
+        let big: Vec<u8> = (0..(8usize << 20)).map(|i| (i * 7 % 251) as u8).collect();
+        for i in 0..2 {
+            let back = nc.request(&ks.public(), &Msg::echo(i, big.clone())).await.unwrap();
+            assert!(back.data == big, "8 MiB round-tripped at max_udp_payload {payload}");
+        }
+        let mtu = || nc.raw().snapshot().connections.iter().map(|c| c.path_mtu).max().unwrap_or(0);
+        eventually(|| mtu() >= 4_000).await;
+        assert!(mtu() <= payload, "path MTU {} above max_udp_payload {payload}", mtu());
+        server.shutdown().await;
+        client.shutdown().await;
+    }
+}

@@ -280,6 +280,11 @@ pub fn create(dir: &Path, spec: &Spec) -> anyhow::Result<DevnetState> {
         let mut config = NodeConfig::new(rec.module);
         config.log.level = spec.log_level.clone();
         config.access.open = !spec.closed_access;
+        // Every node of a devnet talks over loopback (MTU 64 KiB): path MTU discovery may
+        // go up to the largest datagram still sent with segmentation offload, which
+        // halves QUIC's CPU per byte against the Ethernet-path default (BENCHMARKS.md,
+        // "larger datagrams on loopback").
+        config.net.limits.max_udp_payload = lamina_net::GSO_MAX_UDP_PAYLOAD;
         if let Some(s) = config.settlement.as_mut() {
             // Every devnet settlement node verifies: it is what makes claims final safely.
             s.0.verifier = true;
