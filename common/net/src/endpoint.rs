@@ -78,6 +78,10 @@ const OPEN_RECEIVE_WINDOW: u64 = 1 << 20;
 /// At most one INFO line per refusal reason in this interval.
 const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
+/// Failed dials to a peer that serves no version of the protocol before that is logged
+/// as a warning (with the default backoff, about 3 s): a starting peer gets this long.
+const NOT_SERVING_WARN_AFTER: u32 = 6;
+
 /// A registered protocol: its connections, peers and dialers.
 struct Proto {
     core: Arc<ProtoCore>,
@@ -629,8 +633,14 @@ impl Inner {
                     failures = if up.elapsed() >= backoff.max { 0 } else { failures.saturating_add(1) };
                 }
                 Err(e) => {
-                    if failures == 0 {
-                        tracing::warn!(target: "lamina::net", protocol = %proto.core.name, peer = %short(&peer), %addr, error = %e, "dial failed");
+                    // A peer that serves no version of this module is usually still
+                    // starting (a node binds its endpoint before it has registered every
+                    // protocol): said at info level, and a warning only if it lasts.
+                    let not_yet = matches!(&e, NetError::ProtocolMismatch { served, .. } if served.is_empty());
+                    if (failures == 0 && !not_yet) || (not_yet && failures == NOT_SERVING_WARN_AFTER) {
+                        tracing::warn!(target: "lamina::net", protocol = %proto.core.name, peer = %short(&peer), %addr, error = %e, attempt = failures + 1, "dial failed");
+                    } else if failures == 0 {
+                        tracing::info!(target: "lamina::net", protocol = %proto.core.name, peer = %short(&peer), %addr, "peer does not serve this protocol yet (still starting?); redialing");
                     } else {
                         tracing::debug!(target: "lamina::net", protocol = %proto.core.name, peer = %short(&peer), %addr, error = %e, attempt = failures, "dial failed");
                     }
