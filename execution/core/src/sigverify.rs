@@ -50,13 +50,13 @@ impl Verified {
 }
 
 fn chunk_size(n: usize, threads: usize) -> usize {
-    // At least 4 chunks per thread for load balance, at most MAX_BATCH per chunk, at
-    // least 64 so that batching still pays. One chunk per thread costs less CPU in
-    // isolation (a 500-transaction block on two threads: 13.9 µs per signature against
-    // 16.1), but a block then waits for its slowest thread, and on a saturated box the
-    // one end-to-end run with it fell behind at 22,000 tx/s where the four-chunk build
-    // kept up in 3 of 3 (BENCHMARKS.md, 2026-12-07): not adopted without a longer A/B.
-    n.div_ceil(threads.max(1) * 4).clamp(64, MAX_BATCH)
+    // One chunk per thread, at most MAX_BATCH per chunk, at least 64 so that batching
+    // still pays: a batch's cost per signature falls with its size. Four chunks per
+    // thread (better load balance) cost more CPU for no throughput: a 500-transaction
+    // block on two threads took 16.1 µs per signature against 13.9 (criterion), and
+    // three interleaved end-to-end rounds at 22–26k tx/s gave execution 24–25 µs per
+    // transfer against 25–28 with p99 as good or better (BENCHMARKS.md, 2026-12-07).
+    n.div_ceil(threads.max(1)).clamp(64, MAX_BATCH)
 }
 
 fn verify_chunk(chunk: &[SignedDigest]) -> Vec<bool> {
@@ -83,9 +83,8 @@ pub fn verify_block(scope: TxScope, txs: &[Transaction]) -> Verified {
 /// [`verify_block`] gives (ZIP-215 batch and single verification agree), but the blocks
 /// are chunked together, so on a machine with few threads an execution node that has
 /// fallen behind and holds several fetched blocks verifies them in larger, cheaper
-/// batches (on the 2-thread development box, 500-transaction blocks cost 16–17 µs per
-/// signature one by one and 13–14 µs four at a time; with many threads the chunks stay
-/// near 64 either way).
+/// batches (on the 2-thread development box, up to two batches of 1,024; with many
+/// threads the chunks stay smaller, one per thread).
 pub fn verify_blocks(scope: TxScope, blocks: &[&[Transaction]]) -> Vec<Verified> {
     let all: Vec<&Transaction> = blocks.iter().flat_map(|b| b.iter()).collect();
     let (mut ids, items): (Vec<TxId>, Vec<SignedDigest>) = all.par_iter().map(|tx| signed(tx, scope)).unzip();
