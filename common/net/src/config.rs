@@ -192,8 +192,10 @@ impl TransportLimits {
         let mut mtu = MtuDiscoveryConfig::default();
         mtu.upper_bound(self.max_udp_payload);
         t.mtu_discovery_config(Some(mtu));
-        // quinn hands the kernel up to 10 datagrams per send as one segmented (GSO)
-        // write, and the kernel refuses a write above 64 KiB: with datagrams above
+        // quinn 0.11 hands the kernel up to 10 datagrams per send (its private
+        // MAX_TRANSMIT_SEGMENTS) as one segmented (GSO) write, and the kernel refuses a
+        // write above 64 KiB (`large_datagrams_survive_bulk_transfers_above_the_offload_limit`
+        // would catch a larger batch): with datagrams above
         // GSO_MAX_UDP_PAYLOAD such writes are dropped, discovery sees the loss and falls
         // back to 1,200 bytes (measured at 8,952 on loopback). Larger datagrams are
         // therefore sent one per system call.

@@ -78,8 +78,8 @@ const OPEN_RECEIVE_WINDOW: u64 = 1 << 20;
 /// At most one INFO line per refusal reason in this interval.
 const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
-/// Failed dials to a peer that serves no version of the protocol before that is logged
-/// as a warning (with the default backoff, about 3 s): a starting peer gets this long.
+/// Failed dials to a peer that serves no version of the protocol before the next one is
+/// logged as a warning (with the default backoff, 3–6 s): a starting peer gets this long.
 const NOT_SERVING_WARN_AFTER: u32 = 6;
 
 /// A registered protocol: its connections, peers and dialers.
@@ -642,7 +642,7 @@ impl Inner {
                     } else if failures == 0 {
                         tracing::info!(target: "lamina::net", protocol = %proto.core.name, peer = %short(&peer), %addr, "peer does not serve this protocol yet (still starting?); redialing");
                     } else {
-                        tracing::debug!(target: "lamina::net", protocol = %proto.core.name, peer = %short(&peer), %addr, error = %e, attempt = failures, "dial failed");
+                        tracing::debug!(target: "lamina::net", protocol = %proto.core.name, peer = %short(&peer), %addr, error = %e, attempt = failures + 1, "dial failed");
                     }
                     failures = failures.saturating_add(1);
                 }

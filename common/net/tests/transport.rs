@@ -626,6 +626,8 @@ async fn large_datagrams_survive_bulk_transfers_above_the_offload_limit() {
             let kp = lamina_primitives::Keypair::for_testing(seed);
             let mut c = test_config(localhost());
             c.limits.max_udp_payload = payload;
+            // The socket buffer a kernel with the default `net.core.rmem_max` gives.
+            c.limits.socket_buffer = 200_000;
             (lamina_net::Endpoint::bind(&kp, c).unwrap(), kp)
         };
         let (server, ks) = bind(seed);

@@ -83,8 +83,9 @@ pub fn verify_block(scope: TxScope, txs: &[Transaction]) -> Verified {
 /// [`verify_block`] gives (ZIP-215 batch and single verification agree), but the blocks
 /// are chunked together, so on a machine with few threads an execution node that has
 /// fallen behind and holds several fetched blocks verifies them in larger, cheaper
-/// batches (on the 2-thread development box, up to two batches of 1,024; with many
-/// threads the chunks stay smaller, one per thread).
+/// batches (one per thread, each of at most 1,024: on the 2-thread development box a
+/// group of 4,096 goes as four batches of 1,024, where one block of 500 goes as two
+/// of 250).
 pub fn verify_blocks(scope: TxScope, blocks: &[&[Transaction]]) -> Vec<Verified> {
     let all: Vec<&Transaction> = blocks.iter().flat_map(|b| b.iter()).collect();
     let (mut ids, items): (Vec<TxId>, Vec<SignedDigest>) = all.par_iter().map(|tx| signed(tx, scope)).unzip();

@@ -184,7 +184,9 @@ fn signature_stage_verdicts_do_not_depend_on_threads_or_batching() {
     }
     txs[500].payload.push(1); // signature no longer matches the payload
     let seq = sigverify::verify_block_sequential(SCOPE, &txs);
-    for threads in [1, 2, 3] {
+    // With one chunk per thread, 16 threads cut 3,000 into chunks of 188: small chunks
+    // and their boundaries are exercised too.
+    for threads in [1, 2, 3, 16] {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
         assert_eq!(pool.install(|| sigverify::verify_block(SCOPE, &txs)), seq);
     }
@@ -197,7 +199,7 @@ fn signature_stage_verdicts_do_not_depend_on_threads_or_batching() {
     // each block gets exactly its own verdicts and ids, empty blocks included.
     let cuts = [0usize, 0, 17, 18, 1000, 1000, 2500, 3000];
     let blocks: Vec<&[Transaction]> = cuts.windows(2).map(|w| &txs[w[0]..w[1]]).collect();
-    for threads in [1, 2] {
+    for threads in [1, 2, 16] {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
         let each = pool.install(|| sigverify::verify_blocks(SCOPE, &blocks));
         assert_eq!(each.len(), blocks.len());

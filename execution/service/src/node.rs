@@ -33,8 +33,9 @@ use crate::{Config, Error};
 const PREFETCH: usize = 8;
 /// About the most transactions whose signatures are verified ahead as one stage, across
 /// blocks already fetched (a group stops at the first block that reaches it, so it may
-/// pass it by that block). The stage cuts it into four chunks per thread: batches of up
-/// to 512 on two threads, against 64 for one block of 500.
+/// pass it by that block). The stage cuts it into one chunk per thread of at most
+/// 1,024: on two threads, batches of 1,024 for a full group, against two of 250 for one
+/// block of 500.
 const VERIFY_AHEAD_TXS: usize = 4 * sigverify::MAX_BATCH;
 /// Heights an execution node may trail the log tip and still report `caught_up`.
 const CAUGHT_UP_LAG: u64 = 20;
