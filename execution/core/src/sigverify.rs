@@ -55,7 +55,8 @@ fn chunk_size(n: usize, threads: usize) -> usize {
     // thread (better load balance) cost more CPU for no throughput: a 500-transaction
     // block on two threads took 16.1 µs per signature against 13.9 (criterion), and
     // three interleaved end-to-end rounds at 22–26k tx/s gave execution 24–25 µs per
-    // transfer against 25–28 with p99 as good or better (BENCHMARKS.md, 2026-12-07).
+    // transfer against 25–28 with p99 as good or better; a later, noisier series was
+    // mixed at the box's limit (BENCHMARKS.md, 2026-12-07).
     n.div_ceil(threads.max(1)).clamp(64, MAX_BATCH)
 }
 
