@@ -1,7 +1,7 @@
 //! [`IntakeClient`]: submits transactions to the validators' QUIC intake
 //! (`lamina/intake/1..2`).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,8 +22,24 @@ pub struct IntakeClient {
     validators: Arc<RwLock<Arc<Vec<NodeId>>>>,
     /// Validators that answered they are outside the committee, and when: skipped by
     /// `route` for [`OUTSIDE_TTL`].
-    outside: Arc<Mutex<std::collections::HashMap<NodeId, Instant>>>,
+    outside: Arc<Mutex<HashMap<NodeId, Instant>>>,
+    /// Validators not connected yet since this client started (or since
+    /// [`IntakeClient::set_validators`] added them), each with the time until which the
+    /// senders routed to it wait for its first connection instead of failing over.
+    first_connect: Arc<Mutex<HashMap<NodeId, Instant>>>,
+    /// How long a validator's first connection is waited for ([`FIRST_CONNECT_WAIT`]).
+    first_connect_wait: Duration,
 }
+
+/// How long, after a client starts or a validator joins its list, the senders routed to
+/// a validator it has not connected to yet wait for that connection before going to the
+/// next validator of their route. Failing over at once would split a sender's first
+/// transactions between two validators, whose batches the log may order either way:
+/// nonce 1 before nonce 0, and every later one rejected (DESIGN.md, "Per-sender
+/// order"). A handshake takes milliseconds; this covers a validator still starting or a
+/// dial in backoff. A validator that refuses the client, or was connected once and is
+/// lost later, is failed over at once.
+pub const FIRST_CONNECT_WAIT: Duration = Duration::from_secs(5);
 
 /// How long a validator that said it is outside the committee is skipped before it is
 /// asked again (it may be voted back in).
@@ -53,11 +69,25 @@ impl IntakeClient {
         let peers = PeerSet::dial_entries(&genesis.validators).without(&endpoint.node_id());
         let net =
             endpoint.register_client::<IntakeProtocol>(peers, ProtocolConfig::for_protocol::<IntakeProtocol>())?;
+        let keys: Vec<NodeId> = genesis.validators.iter().map(|v| v.key).filter(|k| *k != endpoint.node_id()).collect();
+        let until = Instant::now() + FIRST_CONNECT_WAIT;
         Ok(IntakeClient {
             net,
             validators: Arc::new(RwLock::new(Arc::new(genesis.validators.iter().map(|v| v.key).collect()))),
             outside: Default::default(),
+            first_connect: Arc::new(Mutex::new(keys.into_iter().map(|k| (k, until)).collect())),
+            first_connect_wait: FIRST_CONNECT_WAIT,
         })
+    }
+
+    /// Waits `wait` instead of [`FIRST_CONNECT_WAIT`] for each validator's first
+    /// connection (counted from now) before failing its senders over; zero fails over at
+    /// once.
+    pub fn with_first_connect_wait(mut self, wait: Duration) -> Self {
+        self.first_connect_wait = wait;
+        let until = Instant::now() + wait;
+        self.first_connect.lock().values_mut().for_each(|u| *u = until);
+        self
     }
 
     /// Submits to `validators` from now on (the current epoch's committee, from a
@@ -71,7 +101,23 @@ impl IntakeClient {
             return;
         }
         self.net.set_peers(PeerSet::dial_entries(validators));
+        {
+            let old = self.validators.read().clone();
+            let until = Instant::now() + self.first_connect_wait;
+            let mut first = self.first_connect.lock();
+            first.retain(|k, _| keys.contains(k));
+            for k in keys.iter().filter(|k| !old.contains(k)) {
+                first.insert(*k, until);
+            }
+        }
         *self.validators.write() = Arc::new(keys);
+    }
+
+    /// The validators `sender`'s transactions go to, in order of preference: the first
+    /// while it is connected (and has not said it is outside the committee), else the
+    /// next.
+    pub fn route(&self, sender: &lamina_primitives::PublicKey) -> Vec<NodeId> {
+        route(&self.validators(), sender).collect()
     }
 
     /// The validators submitted to, in route order.
@@ -125,6 +171,33 @@ impl IntakeClient {
         outside.keys().copied().collect()
     }
 
+    /// Waits (concurrently, each up to its deadline) for the first connection of every
+    /// validator that is first on the route of a sender in `txs` and has not been
+    /// connected yet (see [`FIRST_CONNECT_WAIT`]). Free once every validator has been
+    /// connected once or its wait has run out.
+    async fn await_first_connections(&self, validators: &[NodeId], txs: &[(usize, Transaction)]) {
+        let now = Instant::now();
+        let waits: Vec<(NodeId, Duration)> = {
+            let mut first = self.first_connect.lock();
+            first.retain(|v, until| *until > now && !self.net.is_connected(v));
+            if first.is_empty() {
+                return;
+            }
+            let outside = self.outside_now();
+            let primaries: HashSet<NodeId> =
+                txs.iter().filter_map(|(_, tx)| route(validators, &tx.sender).find(|v| !outside.contains(v))).collect();
+            first.iter().filter(|(v, _)| primaries.contains(v)).map(|(v, until)| (*v, *until - now)).collect()
+        };
+        let waits = waits.into_iter().map(|(v, wait)| async move {
+            if let Err(e) = self.net.wait_connected(&v, wait).await {
+                // Refused, or not up within the wait: its senders fail over from now on.
+                tracing::warn!(validator = %v, error = %e, "intake: no first connection to a validator; its senders go to the next one");
+                self.first_connect.lock().remove(&v);
+            }
+        });
+        futures::future::join_all(waits).await;
+    }
+
     async fn submit_chunk(&self, txs: Vec<Transaction>) -> Vec<Result<SubmitOutcome, SubmitError>> {
         let n = txs.len();
         let mut out: Vec<Option<Result<SubmitOutcome, SubmitError>>> = vec![None; n];
@@ -142,6 +215,7 @@ impl IntakeClient {
             }
             // Group by target validator, keeping each sender's order.
             pending.sort_by_key(|(i, _)| *i);
+            self.await_first_connections(&validators, &pending).await;
             let outside = self.outside_now();
             let usable = |v: &NodeId| self.net.is_connected(v) && !outside.contains(v);
             let mut groups: std::collections::BTreeMap<NodeId, Vec<(usize, Transaction)>> = Default::default();

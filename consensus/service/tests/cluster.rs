@@ -464,3 +464,83 @@ fn intake_refuses_with_the_reason_while_its_validator_has_no_quorum() {
         }
     });
 }
+
+/// A client that starts before one of the validators does not fail that validator's
+/// senders over at once (their first transactions would be split between two
+/// validators, whose batches the log may order either way, DESIGN.md "Per-sender
+/// order"): it waits for the validator's first connection, up to its first-connect
+/// wait, and only after that wait goes to the next validator of the route.
+#[test]
+fn intake_client_waits_for_a_starting_validator_before_failing_its_senders_over() {
+    rt().block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let g = Arc::new(genesis(4));
+        let da = test_da(&g);
+        let mut vs = Vec::new();
+        for i in 0..3 {
+            vs.push(start(&g, i, dir.path(), config(), da.clone()).await);
+        }
+        eventually("first blocks without validator 3", WAIT, || vs.iter().all(|v| v.height() >= 1)).await;
+        // Every transaction validators 0-2 take in is recorded (admission hook).
+        let seen: Vec<Arc<parking_lot::Mutex<BTreeSet<TxId>>>> = (0..3).map(|_| Default::default()).collect();
+        for (v, seen) in vs.iter().zip(&seen) {
+            let seen = seen.clone();
+            v.intake().set_admission(move |tx| {
+                seen.lock().insert(tx.id());
+                None
+            });
+        }
+        let index = |key: &NodeId| g.validators.iter().position(|v| v.key == *key).unwrap();
+        let scope = g.tx_scope();
+        // Senders whose route starts at validator 3.
+        let mut senders = (5_000..).map(Keypair::for_testing).filter(|k| {
+            let s = k.public();
+            u64::from_le_bytes(s.0[..8].try_into().unwrap()) % 4 == 3
+        });
+        let accepted = |r: &Result<SubmitOutcome, SubmitError>| matches!(r, Ok(SubmitOutcome::Accepted(_)));
+
+        // A short wait that runs out: the sender goes to the next validator of its route.
+        let ep = Endpoint::bind(&client_key(), EndpointConfig::new("127.0.0.1:0".parse().unwrap())).unwrap();
+        let client = IntakeClient::register(&ep, &g).unwrap().with_first_connect_wait(Duration::from_millis(300));
+        let a = senders.next().unwrap();
+        let route = client.route(&a.public());
+        assert_eq!(index(&route[0]), 3);
+        let tx = Transaction::new_signed(&a, scope, lamina_primitives::ChainId(1), 0, vec![1; 10]);
+        let r = client.submit(tx.clone()).await;
+        assert!(accepted(&r), "{r:?}");
+        assert!(seen[index(&route[1])].lock().contains(&tx.id()), "not failed over to the route's next validator");
+        ep.shutdown().await;
+
+        // Validator 3 starts a little after the client: the sender waits for it.
+        let ep = Endpoint::bind(&client_key(), EndpointConfig::new("127.0.0.1:0".parse().unwrap())).unwrap();
+        let client = IntakeClient::register(&ep, &g).unwrap().with_first_connect_wait(WAIT);
+        let late = {
+            let (g, da, dir) = (g.clone(), da.clone(), dir.path().to_path_buf());
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                start(&g, 3, &dir, config(), da).await
+            })
+        };
+        let b = senders.next().unwrap();
+        let tx = Transaction::new_signed(&b, scope, lamina_primitives::ChainId(1), 0, vec![2; 10]);
+        // Validator 3 may answer busy while it connects to its peers: resubmit (to it).
+        let mut r = client.submit(tx.clone()).await;
+        for _ in 0..100 {
+            if !matches!(r, Err(SubmitError::Busy(_))) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            r = client.submit(tx.clone()).await;
+        }
+        assert!(accepted(&r), "{r:?}");
+        for (i, seen) in seen.iter().enumerate() {
+            assert!(!seen.lock().contains(&tx.id()), "validator {i} took a transaction routed to validator 3");
+        }
+        vs.push(late.await.unwrap());
+        assert_eq!(vs[3].intake().submit(tx.clone()).await.unwrap(), SubmitOutcome::Duplicate(tx.id()));
+        ep.shutdown().await;
+        for v in vs {
+            v.stop().await.unwrap();
+        }
+    });
+}
