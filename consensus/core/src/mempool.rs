@@ -31,6 +31,9 @@
 //! * after a (re)start ([`Mempool::recover_from`]), every sender is unknown while its
 //!   clients retry what the stopped validator did not acknowledge: for `nonce_gap_ms`,
 //!   a sender's first transaction waits as long as a known sender's gap;
+//! * a gap whose sequence still has transactions in intake's checks (signatures, which
+//!   queue under load: [`Mempool::checking`]) is not given up on while they are checked,
+//!   up to `nonce_gap_ms` past its own timeout: one of them may be the missing nonce;
 //! * a nonce lower than expected (after a gap was given up on) is queued, and each cut
 //!   batch lists every sender's transactions in nonce order.
 //!
@@ -186,6 +189,12 @@ pub struct Mempool {
     /// Governance's limit on a batch's blob bytes as encoded (`None`: none set): a cut
     /// stays within it, and a transaction that cannot fit in a batch alone is refused.
     batch_bytes: Option<usize>,
+    /// Transactions of each sequence that intake has taken and not yet inserted or
+    /// refused (their signatures are being checked): see [`Mempool::checking`].
+    checking: HashMap<(PublicKey, ChainId), u32>,
+    /// Gaps past their timeout kept open because their sequence is still being checked:
+    /// (when found, sequence, first gap).
+    held_gaps: Vec<(Duration, (PublicKey, ChainId), bool)>,
 }
 
 impl Mempool {
@@ -218,6 +227,32 @@ impl Mempool {
             recovering_until: Duration::ZERO,
             batch_sequences: HashMap::new(),
             batch_bytes: None,
+            checking: HashMap::new(),
+            held_gaps: Vec::new(),
+        }
+    }
+
+    /// Intake has taken transactions of these sequences (one entry per transaction) and
+    /// is checking them before it inserts them. While a sequence has transactions in
+    /// checks, its open gap is not given up on at its timeout (one of them may fill it),
+    /// for at most `nonce_gap_ms` more. Every entry must be ended by
+    /// [`Mempool::checked`], whatever the outcome.
+    pub fn checking<'a>(&mut self, sequences: impl IntoIterator<Item = &'a (PublicKey, ChainId)>) {
+        for s in sequences {
+            *self.checking.entry(*s).or_default() += 1;
+        }
+    }
+
+    /// Ends [`Mempool::checking`] for these sequences (inserted or refused). Call it in
+    /// the same critical section as the inserts, so that no gap is released between them.
+    pub fn checked<'a>(&mut self, sequences: impl IntoIterator<Item = &'a (PublicKey, ChainId)>) {
+        for s in sequences {
+            if let Some(n) = self.checking.get_mut(s) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    self.checking.remove(s);
+                }
+            }
         }
     }
 
@@ -365,9 +400,29 @@ impl Mempool {
         self.release(now, [Duration::ZERO; 2])
     }
 
-    /// Releases the gaps open at least `timeouts` (known senders', first gaps').
+    /// Releases the gaps open at least `timeouts` (known senders', first gaps'). With
+    /// non-zero timeouts, a gap whose sequence is still in intake's checks is held, up to
+    /// `nonce_gap_ms` past its timeout ([`Mempool::checking`]).
     fn release(&mut self, now: Duration, timeouts: [Duration; 2]) -> usize {
+        let hold = if timeouts.iter().all(|t| !t.is_zero()) {
+            Duration::from_millis(self.cfg.nonce_gap_ms)
+        } else {
+            Duration::ZERO
+        };
+        let held_on = |this: &Self, since: Duration, key: &(PublicKey, ChainId), timeout: Duration| {
+            this.checking.contains_key(key) && now.saturating_sub(since) < timeout + hold
+        };
         let mut released = 0;
+        let mut i = 0;
+        while i < self.held_gaps.len() {
+            let (since, key, first) = self.held_gaps[i];
+            if held_on(self, since, &key, timeouts[usize::from(first)]) {
+                i += 1;
+                continue;
+            }
+            self.held_gaps.swap_remove(i);
+            released += self.release_gap(key, since, now);
+        }
         for (first, timeout) in [false, true].into_iter().zip(timeouts) {
             loop {
                 let fifo = if first { &mut self.first_gaps } else { &mut self.gaps };
@@ -376,24 +431,35 @@ impl Mempool {
                     break;
                 }
                 fifo.pop_front();
-                // Skip entries of gaps that were filled since (a later gap of the same
-                // sequence has its own entry).
-                let Some(seq) = self.sequences.get_mut(&key).filter(|s| s.gap_since == Some(since)) else {
+                if held_on(self, since, &key, timeout) {
+                    self.held_gaps.push((since, key, first));
                     continue;
-                };
-                let parked = std::mem::take(&mut seq.parked);
-                seq.gap_since = None;
-                if let Some((&last, _)) = parked.last_key_value() {
-                    seq.next = last.saturating_add(1);
                 }
-                self.parked -= parked.len();
-                released += parked.len();
-                for (tx, id, _) in parked.into_values() {
-                    // Their age counts from the release, so the batcher does not cut
-                    // them ahead of what is already queued for being old.
-                    self.enqueue(tx, id, now);
-                }
+                released += self.release_gap(key, since, now);
             }
+        }
+        released
+    }
+
+    /// Gives up on the gap of `key` found at `since` (if it is still open): its parked
+    /// transactions are queued in nonce order and the sequence continues after them.
+    fn release_gap(&mut self, key: (PublicKey, ChainId), since: Duration, now: Duration) -> usize {
+        // Skip entries of gaps that were filled since (a later gap of the same sequence
+        // has its own entry).
+        let Some(seq) = self.sequences.get_mut(&key).filter(|s| s.gap_since == Some(since)) else {
+            return 0;
+        };
+        let parked = std::mem::take(&mut seq.parked);
+        seq.gap_since = None;
+        if let Some((&last, _)) = parked.last_key_value() {
+            seq.next = last.saturating_add(1);
+        }
+        self.parked -= parked.len();
+        let released = parked.len();
+        for (tx, id, _) in parked.into_values() {
+            // Their age counts from the release, so the batcher does not cut them ahead
+            // of what is already queued for being old.
+            self.enqueue(tx, id, now);
         }
         released
     }
@@ -975,6 +1041,45 @@ mod tests {
         // Its sequence then continues without waiting.
         ins(&mut m, tx(2, 1, 9, 10), t0);
         assert_eq!(nonces_of(&drain_all(&mut m), 2), vec![9]);
+    }
+
+    #[test]
+    fn a_gap_is_held_while_its_sender_is_still_being_checked() {
+        let mut m = Mempool::new(MempoolLimits::default(), [ChainId(1)]);
+        let ms = Duration::from_millis;
+        let ins = |m: &mut Mempool, t: Transaction, at: Duration| m.insert(t.clone(), t.id(), at).unwrap();
+        let key = |k: u64| (Keypair::for_testing(k).public(), ChainId(1));
+        // A new sender's nonce 1 arrives while its nonce 0 is still in intake's
+        // signature checks (a loaded validator): past new_sender_wait_ms it still waits.
+        m.checking(&[key(1)]);
+        ins(&mut m, tx(1, 1, 1, 10), ms(0));
+        assert_eq!(m.release_gaps(ms(150)), 0);
+        assert_eq!(m.release_gaps(ms(900)), 0);
+        // Nonce 0 is checked and inserted (in one critical section): both go in order.
+        m.checked(&[key(1)]);
+        ins(&mut m, tx(1, 1, 0, 10), ms(950));
+        assert_eq!(m.release_gaps(ms(960)), 0);
+        assert_eq!(nonces_of(&drain_all(&mut m), 1), vec![0, 1]);
+        // Checks that end without filling the gap (nonce 0 refused): released at once.
+        m.checking(&[key(2)]);
+        ins(&mut m, tx(2, 1, 1, 10), ms(0));
+        assert_eq!(m.release_gaps(ms(150)), 0);
+        m.checked(&[key(2)]);
+        assert_eq!(m.release_gaps(ms(160)), 1);
+        assert_eq!(nonces_of(&drain_all(&mut m), 2), vec![1]);
+        // Checks that never end hold a first gap at most nonce_gap_ms past its timeout.
+        m.checking(&[key(3)]);
+        ins(&mut m, tx(3, 1, 1, 10), ms(0));
+        assert_eq!(m.release_gaps(ms(1_099)), 0);
+        assert_eq!(m.release_gaps(ms(1_100)), 1);
+        m.checked(&[key(3)]);
+        // Another sender's checks hold nobody else; a leaving validator releases all.
+        m.checking(&[key(4), key(4)]);
+        ins(&mut m, tx(5, 1, 1, 10), ms(2_000));
+        assert_eq!(m.release_gaps(ms(2_100)), 1);
+        ins(&mut m, tx(4, 1, 1, 10), ms(2_000));
+        assert_eq!(m.release_all_gaps(ms(2_001)), 1);
+        assert_eq!(m.stats().parked, 0);
     }
 
     #[test]

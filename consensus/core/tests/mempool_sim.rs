@@ -34,6 +34,10 @@ fn load() -> TxLoad {
         spacing: Duration::from_millis(40),
         delay_max: Duration::from_millis(120),
         retry: Duration::from_millis(200),
+        // Intake's signature checks on a loaded validator take up to 400 ms, longer
+        // than a new sender's 100 ms wait: a nonce 0 still being checked must hold its
+        // sender's nonce 1 (Mempool::checking).
+        check_max: Duration::from_millis(400),
         limits: MempoolLimits { nonce_gap_ms: 1000, new_sender_wait_ms: 100, ..MempoolLimits::default() },
         batch_bytes: 16 << 10,
         batch_delay: Duration::from_millis(50),

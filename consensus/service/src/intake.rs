@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use lamina_interfaces::{SubmitError, SubmitOutcome, TxSubmit};
 use lamina_net::{Handler, Reject};
 use lamina_primitives::sig::{self, SignedDigest};
-use lamina_primitives::{ChainId, NodeId, Transaction, TxId, TxScope};
+use lamina_primitives::{ChainId, NodeId, PublicKey, Transaction, TxId, TxScope};
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 
@@ -190,7 +190,15 @@ impl Intake {
                 }
             }
         }
-        Ok(Prepared { txs, ids, results })
+        // Until `finish` inserts or refuses them, the mempool holds these senders' open
+        // gaps (one of these may be the missing nonce; signatures can queue under load).
+        let sequences: Vec<(PublicKey, ChainId)> =
+            txs.iter().zip(&ids).filter(|(_, id)| id.is_some()).map(|(tx, _)| (tx.sender, tx.chain_id)).collect();
+        if !sequences.is_empty() {
+            inner.mempool.lock().checking(&sequences);
+        }
+        let checking = Checking { mempool: inner.mempool.clone(), sequences };
+        Ok(Prepared { txs, ids, results, checking })
     }
 
     /// Inserts what passed every check into the mempool, logs it, waits until it is
@@ -205,10 +213,13 @@ impl Intake {
         if !inner.open.load(Ordering::Acquire) {
             p.refuse_standing("validator is shutting down");
         }
-        let Prepared { txs, ids, mut results, .. } = p;
+        let Prepared { txs, ids, mut results, mut checking } = p;
+        let sequences = std::mem::take(&mut checking.sequences);
         let now = crate::mempool::now();
         let (queued, was_idle, idle, record) = {
             let mut mp = inner.mempool.lock();
+            // In the inserts' critical section: no gap is released between the two.
+            mp.checked(&sequences);
             let was_idle = mp.is_idle();
             let mut accepted = Vec::new();
             for (i, tx) in txs.into_iter().enumerate() {
@@ -311,6 +322,23 @@ struct Prepared {
     txs: Vec<Transaction>,
     ids: Vec<Option<TxId>>,
     results: Vec<Option<Result<SubmitOutcome, SubmitError>>>,
+    checking: Checking,
+}
+
+/// The sequences of a request that passed the prechecks, marked [`Mempool::checking`]
+/// until `finish` ends them; dropped earlier (a failed task, a cancelled request), it
+/// ends them itself.
+struct Checking {
+    mempool: Arc<Mutex<Mempool>>,
+    sequences: Vec<(PublicKey, ChainId)>,
+}
+
+impl Drop for Checking {
+    fn drop(&mut self) {
+        if !self.sequences.is_empty() {
+            self.mempool.lock().checked(&self.sequences);
+        }
+    }
 }
 
 impl Prepared {

@@ -298,6 +298,10 @@ pub struct TxLoad {
     pub delay_max: Duration,
     /// A refused transaction is sent again after this long.
     pub retry: Duration,
+    /// Intake's checks (signatures, which queue on a loaded validator): a transaction is
+    /// inserted uniform in `[0, check_max)` after it arrives, its sequence marked
+    /// [`Mempool::checking`] meanwhile. Zero: inserted on arrival.
+    pub check_max: Duration,
     pub limits: MempoolLimits,
     pub batch_bytes: usize,
     pub batch_delay: Duration,
@@ -458,6 +462,11 @@ enum Event {
     },
     /// A client's transaction reaches a validator's intake.
     Tx {
+        inst: usize,
+        tx: Transaction,
+    },
+    /// Intake's checks of a transaction end: it goes into the mempool.
+    Checked {
         inst: usize,
         tx: Transaction,
     },
@@ -805,6 +814,7 @@ impl Sim {
             }
             Event::Submit { inst } if self.scenario.txs.is_some() => self.cut_batch(inst),
             Event::Tx { inst, tx } => self.intake(inst, tx),
+            Event::Checked { inst, tx } => self.admit(inst, tx, true),
             Event::Submit { inst } => {
                 let every = self.scenario.batch_every.unwrap_or(Duration::from_secs(1));
                 if self.now < self.scenario.heal_at
@@ -840,11 +850,33 @@ impl Sim {
     /// acknowledged (and durable) or refused; a refusal (down, busy) is retried.
     fn intake(&mut self, inst: usize, tx: Transaction) {
         let load = self.scenario.txs.clone().expect("transactions only with a TxLoad");
+        if load.check_max.is_zero() {
+            return self.admit(inst, tx, false);
+        }
+        if self.insts[inst].core.is_none() {
+            return self.schedule(self.now + load.retry, Event::Tx { inst, tx });
+        }
+        let Some(mp) = self.insts[inst].mempool.as_mut() else {
+            return self.schedule(self.now + load.retry, Event::Tx { inst, tx });
+        };
+        mp.checking(&[(tx.sender, tx.chain_id)]);
+        let check = Duration::from_millis(self.rng.random_range(0..load.check_max.as_millis().max(1) as u64));
+        self.schedule(self.now + check, Event::Checked { inst, tx });
+    }
+
+    /// A transaction that passed intake's checks goes into validator `inst`'s mempool
+    /// (`checked`: its sequence was marked as being checked; a validator that restarted
+    /// meanwhile has a fresh mempool, where ending the mark changes nothing).
+    fn admit(&mut self, inst: usize, tx: Transaction, checked: bool) {
+        let load = self.scenario.txs.clone().expect("transactions only with a TxLoad");
         let retry = |sim: &mut Self, tx| sim.schedule(sim.now + load.retry, Event::Tx { inst, tx });
         if self.insts[inst].core.is_none() {
             return retry(self, tx);
         }
         let Some(mp) = self.insts[inst].mempool.as_mut() else { return retry(self, tx) };
+        if checked {
+            mp.checked(&[(tx.sender, tx.chain_id)]);
+        }
         let id =
             Mempool::precheck(&load.limits, mp.chains(), &tx).expect("the workload's transactions pass the checks");
         match mp.insert(tx.clone(), id, self.now) {
