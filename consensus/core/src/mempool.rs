@@ -55,6 +55,13 @@
 //! sender keeps its order across batches.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+
+/// The mempool's hash maps: foldhash, seeded randomly per map (as execution's state-key
+/// maps). Their keys are ids, public keys and digests, which a client chooses; the
+/// random seed keeps them from being aimed at one bucket. Hashing a 32-byte key is
+/// the bulk of the mempool's per-transaction bookkeeping, so SipHash cost showed.
+type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+type Set<K> = HashSet<K, foldhash::fast::RandomState>;
 use std::time::Duration;
 
 use lamina_interfaces::{Blob, SubmitError, SubmitOutcome};
@@ -161,15 +168,15 @@ pub struct Mempool {
     queues: BTreeMap<Namespace, VecDeque<(Transaction, TxId, Duration)>>,
     queued: usize,
     queued_bytes: usize,
-    held: HashMap<TxId, Held>,
+    held: Map<TxId, Held>,
     held_bytes: usize,
-    per_sender: HashMap<PublicKey, usize>,
-    batches: HashMap<u64, Vec<TxId>>,
-    by_attestation: HashMap<Digest, u64>,
+    per_sender: Map<PublicKey, usize>,
+    batches: Map<u64, Vec<TxId>>,
+    by_attestation: Map<Digest, u64>,
     next_batch: u64,
     recent: VecDeque<TxId>,
-    recent_set: HashSet<TxId>,
-    sequences: HashMap<(PublicKey, ChainId), Sequence>,
+    recent_set: Set<TxId>,
+    sequences: Map<(PublicKey, ChainId), Sequence>,
     /// Sequences whose sender went idle (nothing held), oldest first: forgotten beyond
     /// `max_tracked_senders`.
     idle: VecDeque<(PublicKey, ChainId)>,
@@ -180,18 +187,18 @@ pub struct Mempool {
     parked: usize,
     /// Sequences with transactions in a cut batch not yet ordered: how many such
     /// batches. Their further transactions wait in the queue (see "Batches in flight").
-    in_flight: HashMap<(PublicKey, ChainId), usize>,
+    in_flight: Map<(PublicKey, ChainId), usize>,
     /// Until then, a sender seen for the first time waits `nonce_gap_ms` (not
     /// `new_sender_wait_ms`) for lower nonces: see [`Mempool::recover_from`].
     recovering_until: Duration,
     /// The sequences each cut batch (or restored certificate) holds, until ordered.
-    batch_sequences: HashMap<u64, Vec<(PublicKey, ChainId)>>,
+    batch_sequences: Map<u64, Vec<(PublicKey, ChainId)>>,
     /// Governance's limit on a batch's blob bytes as encoded (`None`: none set): a cut
     /// stays within it, and a transaction that cannot fit in a batch alone is refused.
     batch_bytes: Option<usize>,
     /// Transactions of each sequence that intake has taken and not yet inserted or
     /// refused (their signatures are being checked): see [`Mempool::checking`].
-    checking: HashMap<(PublicKey, ChainId), u32>,
+    checking: Map<(PublicKey, ChainId), u32>,
     /// Gaps past their timeout kept open because their sequence is still being checked:
     /// (when found, sequence, first gap).
     held_gaps: Vec<(Duration, (PublicKey, ChainId), bool)>,
@@ -210,24 +217,24 @@ impl Mempool {
             queues: BTreeMap::new(),
             queued: 0,
             queued_bytes: 0,
-            held: HashMap::new(),
+            held: Map::default(),
             held_bytes: 0,
-            per_sender: HashMap::new(),
-            batches: HashMap::new(),
-            by_attestation: HashMap::new(),
+            per_sender: Map::default(),
+            batches: Map::default(),
+            by_attestation: Map::default(),
             next_batch: 0,
             recent: VecDeque::new(),
-            recent_set: HashSet::new(),
-            sequences: HashMap::new(),
+            recent_set: Set::default(),
+            sequences: Map::default(),
             idle: VecDeque::new(),
             gaps: VecDeque::new(),
             first_gaps: VecDeque::new(),
             parked: 0,
-            in_flight: HashMap::new(),
+            in_flight: Map::default(),
             recovering_until: Duration::ZERO,
-            batch_sequences: HashMap::new(),
+            batch_sequences: Map::default(),
             batch_bytes: None,
-            checking: HashMap::new(),
+            checking: Map::default(),
             held_gaps: Vec::new(),
         }
     }
