@@ -29,6 +29,8 @@ pub struct IntakeClient {
     first_connect: Arc<Mutex<HashMap<NodeId, Instant>>>,
     /// How long a validator's first connection is waited for ([`FIRST_CONNECT_WAIT`]).
     first_connect_wait: Duration,
+    /// This client's own key (a node that is also a validator never waits for itself).
+    me: NodeId,
 }
 
 /// How long, after a client starts or a validator joins its list, the senders routed to
@@ -36,10 +38,13 @@ pub struct IntakeClient {
 /// next validator of their route. Failing over at once would split a sender's first
 /// transactions between two validators, whose batches the log may order either way:
 /// nonce 1 before nonce 0, and every later one rejected (DESIGN.md, "Per-sender
-/// order"). A handshake takes milliseconds; this covers a validator still starting or a
-/// dial in backoff. A validator that refuses the client, or was connected once and is
-/// lost later, is failed over at once.
-pub const FIRST_CONNECT_WAIT: Duration = Duration::from_secs(5);
+/// order"). A handshake takes milliseconds; this covers a validator still starting: a
+/// dial that times out (5 s by default) and the next one after its backoff. A validator
+/// that refuses the client, or was connected once and is lost later, is failed over at
+/// once; so is one not connected within the wait (its senders come back to it once it
+/// is, and may then be split after all). Every sender of a submission waits, not only
+/// those of the validator waited for: a cost paid once, at a start with a validator down.
+pub const FIRST_CONNECT_WAIT: Duration = Duration::from_secs(10);
 
 /// How long a validator that said it is outside the committee is skipped before it is
 /// asked again (it may be voted back in).
@@ -77,6 +82,7 @@ impl IntakeClient {
             outside: Default::default(),
             first_connect: Arc::new(Mutex::new(keys.into_iter().map(|k| (k, until)).collect())),
             first_connect_wait: FIRST_CONNECT_WAIT,
+            me: endpoint.node_id(),
         })
     }
 
@@ -106,7 +112,7 @@ impl IntakeClient {
             let until = Instant::now() + self.first_connect_wait;
             let mut first = self.first_connect.lock();
             first.retain(|k, _| keys.contains(k));
-            for k in keys.iter().filter(|k| !old.contains(k)) {
+            for k in keys.iter().filter(|k| !old.contains(k) && **k != self.me) {
                 first.insert(*k, until);
             }
         }

@@ -190,10 +190,14 @@ impl Intake {
                 }
             }
         }
-        // Until `finish` inserts or refuses them, the mempool holds these senders' open
-        // gaps (one of these may be the missing nonce; signatures can queue under load).
-        let sequences: Vec<(PublicKey, ChainId)> =
-            txs.iter().zip(&ids).filter(|(_, id)| id.is_some()).map(|(tx, _)| (tx.sender, tx.chain_id)).collect();
+        // Until `finish` inserts or refuses them, the mempool keeps open the gaps these
+        // could fill (one may be the missing nonce; signatures can queue under load).
+        let sequences: Vec<(PublicKey, ChainId, u64)> = txs
+            .iter()
+            .zip(&ids)
+            .filter(|(_, id)| id.is_some())
+            .map(|(tx, _)| (tx.sender, tx.chain_id, tx.nonce))
+            .collect();
         if !sequences.is_empty() {
             inner.mempool.lock().checking(&sequences);
         }
@@ -325,12 +329,12 @@ struct Prepared {
     checking: Checking,
 }
 
-/// The sequences of a request that passed the prechecks, marked [`Mempool::checking`]
-/// until `finish` ends them; dropped earlier (a failed task, a cancelled request), it
-/// ends them itself.
+/// The (sender, chain, nonce) of a request's transactions that passed the prechecks,
+/// marked [`Mempool::checking`] until `finish` ends them; dropped earlier (a failed
+/// task, a cancelled request), it ends them itself.
 struct Checking {
     mempool: Arc<Mutex<Mempool>>,
-    sequences: Vec<(PublicKey, ChainId)>,
+    sequences: Vec<(PublicKey, ChainId, u64)>,
 }
 
 impl Drop for Checking {

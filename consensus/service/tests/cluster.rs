@@ -502,6 +502,7 @@ fn intake_client_waits_for_a_starting_validator_before_failing_its_senders_over(
         // A short wait that runs out: the sender goes to the next validator of its route.
         let ep = Endpoint::bind(&client_key(), EndpointConfig::new("127.0.0.1:0".parse().unwrap())).unwrap();
         let client = IntakeClient::register(&ep, &g).unwrap().with_first_connect_wait(Duration::from_millis(300));
+        client.wait_for_validators(3, WAIT).await.unwrap();
         let a = senders.next().unwrap();
         let route = client.route(&a.public());
         assert_eq!(index(&route[0]), 3);

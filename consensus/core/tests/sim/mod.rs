@@ -465,10 +465,13 @@ enum Event {
         inst: usize,
         tx: Transaction,
     },
-    /// Intake's checks of a transaction end: it goes into the mempool.
+    /// Intake's checks of a transaction end: it goes into the mempool. `restarts`: the
+    /// instance's restart count when the checks began (a mempool restarted since never
+    /// marked it).
     Checked {
         inst: usize,
         tx: Transaction,
+        restarts: u32,
     },
 }
 
@@ -814,7 +817,10 @@ impl Sim {
             }
             Event::Submit { inst } if self.scenario.txs.is_some() => self.cut_batch(inst),
             Event::Tx { inst, tx } => self.intake(inst, tx),
-            Event::Checked { inst, tx } => self.admit(inst, tx, true),
+            Event::Checked { inst, tx, restarts } => {
+                let marked = self.insts[inst].restarts == restarts;
+                self.admit(inst, tx, marked)
+            }
             Event::Submit { inst } => {
                 let every = self.scenario.batch_every.unwrap_or(Duration::from_secs(1));
                 if self.now < self.scenario.heal_at
@@ -859,14 +865,14 @@ impl Sim {
         let Some(mp) = self.insts[inst].mempool.as_mut() else {
             return self.schedule(self.now + load.retry, Event::Tx { inst, tx });
         };
-        mp.checking(&[(tx.sender, tx.chain_id)]);
+        mp.checking(&[(tx.sender, tx.chain_id, tx.nonce)]);
         let check = Duration::from_millis(self.rng.random_range(0..load.check_max.as_millis().max(1) as u64));
-        self.schedule(self.now + check, Event::Checked { inst, tx });
+        let restarts = self.insts[inst].restarts;
+        self.schedule(self.now + check, Event::Checked { inst, tx, restarts });
     }
 
     /// A transaction that passed intake's checks goes into validator `inst`'s mempool
-    /// (`checked`: its sequence was marked as being checked; a validator that restarted
-    /// meanwhile has a fresh mempool, where ending the mark changes nothing).
+    /// (`checked`: this mempool marked it as being checked, so the mark is ended).
     fn admit(&mut self, inst: usize, tx: Transaction, checked: bool) {
         let load = self.scenario.txs.clone().expect("transactions only with a TxLoad");
         let retry = |sim: &mut Self, tx| sim.schedule(sim.now + load.retry, Event::Tx { inst, tx });
@@ -875,7 +881,7 @@ impl Sim {
         }
         let Some(mp) = self.insts[inst].mempool.as_mut() else { return retry(self, tx) };
         if checked {
-            mp.checked(&[(tx.sender, tx.chain_id)]);
+            mp.checked(&[(tx.sender, tx.chain_id, tx.nonce)]);
         }
         let id =
             Mempool::precheck(&load.limits, mp.chains(), &tx).expect("the workload's transactions pass the checks");
