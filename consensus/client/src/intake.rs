@@ -33,6 +33,10 @@ pub struct IntakeClient {
     me: NodeId,
 }
 
+/// The transactions a round of `submit_chunk` sends to one validator (with their
+/// positions in the submission), and how long to wait first for its first connection.
+type Group = (Option<Duration>, Vec<(usize, Transaction)>);
+
 /// How long, after a client starts or a validator joins its list, the senders routed to
 /// a validator it has not connected to yet wait for that connection before going to the
 /// next validator of their route. Failing over at once would split a sender's first
@@ -42,8 +46,8 @@ pub struct IntakeClient {
 /// dial that times out (5 s by default) and the next one after its backoff. A validator
 /// that refuses the client, or was connected once and is lost later, is failed over at
 /// once; so is one not connected within the wait (its senders come back to it once it
-/// is, and may then be split after all). Every sender of a submission waits, not only
-/// those of the validator waited for: a cost paid once, at a start with a validator down.
+/// is, and may then be split after all). Only the senders routed to that validator
+/// wait; the others of the same submission go on at once.
 pub const FIRST_CONNECT_WAIT: Duration = Duration::from_secs(10);
 
 /// How long a validator that said it is outside the committee is skipped before it is
@@ -177,31 +181,18 @@ impl IntakeClient {
         outside.keys().copied().collect()
     }
 
-    /// Waits (concurrently, each up to its deadline) for the first connection of every
-    /// validator that is first on the route of a sender in `txs` and has not been
-    /// connected yet (see [`FIRST_CONNECT_WAIT`]). Free once every validator has been
-    /// connected once or its wait has run out.
-    async fn await_first_connections(&self, validators: &[NodeId], txs: &[(usize, Transaction)]) {
+    /// How long the senders routed first to `v` still wait for its first connection
+    /// (see [`FIRST_CONNECT_WAIT`]); `None` once it has been connected or its wait has
+    /// run out (then it is forgotten).
+    fn first_connect_left(&self, v: &NodeId) -> Option<Duration> {
+        let mut first = self.first_connect.lock();
+        let until = *first.get(v)?;
         let now = Instant::now();
-        let waits: Vec<(NodeId, Duration)> = {
-            let mut first = self.first_connect.lock();
-            first.retain(|v, until| *until > now && !self.net.is_connected(v));
-            if first.is_empty() {
-                return;
-            }
-            let outside = self.outside_now();
-            let primaries: HashSet<NodeId> =
-                txs.iter().filter_map(|(_, tx)| route(validators, &tx.sender).find(|v| !outside.contains(v))).collect();
-            first.iter().filter(|(v, _)| primaries.contains(v)).map(|(v, until)| (*v, *until - now)).collect()
-        };
-        let waits = waits.into_iter().map(|(v, wait)| async move {
-            if let Err(e) = self.net.wait_connected(&v, wait).await {
-                // Refused, or not up within the wait: its senders fail over from now on.
-                tracing::warn!(validator = %v, error = %e, "intake: no first connection to a validator; its senders go to the next one");
-                self.first_connect.lock().remove(&v);
-            }
-        });
-        futures::future::join_all(waits).await;
+        if until > now && !self.net.is_connected(v) {
+            return Some(until - now);
+        }
+        first.remove(v);
+        None
     }
 
     async fn submit_chunk(&self, txs: Vec<Transaction>) -> Vec<Result<SubmitOutcome, SubmitError>> {
@@ -214,31 +205,57 @@ impl IntakeClient {
         };
         // A validator outside the committee refuses everything (nothing it accepted
         // would be ordered): its senders go on to the next validator of their route,
-        // each round skipping the validators that said so.
-        for _ in 0..validators.len() {
+        // each round skipping the validators that said so. A validator not connected
+        // yet since the client started is waited for (its senders' group only, up to
+        // FIRST_CONNECT_WAIT); if it does not come, its senders go on in the next round
+        // (hence one round more than there are validators).
+        for _ in 0..=validators.len() {
             if pending.is_empty() {
                 break;
             }
             // Group by target validator, keeping each sender's order.
             pending.sort_by_key(|(i, _)| *i);
-            self.await_first_connections(&validators, &pending).await;
             let outside = self.outside_now();
             let usable = |v: &NodeId| self.net.is_connected(v) && !outside.contains(v);
-            let mut groups: std::collections::BTreeMap<NodeId, Vec<(usize, Transaction)>> = Default::default();
+            let mut waits: HashMap<NodeId, Option<Duration>> = HashMap::new();
+            let mut groups: std::collections::BTreeMap<NodeId, Group> = Default::default();
             for (i, tx) in pending.drain(..) {
-                let target =
-                    route(&validators, &tx.sender).find(usable).or_else(|| route(&validators, &tx.sender).next());
-                groups.entry(target.unwrap_or(any)).or_default().push((i, tx));
+                let primary = route(&validators, &tx.sender).find(|v| !outside.contains(v));
+                let waiting =
+                    primary.and_then(|p| waits.entry(p).or_insert_with(|| self.first_connect_left(&p)).map(|w| (p, w)));
+                let (target, wait) = match waiting {
+                    Some((p, w)) => (Some(p), Some(w)),
+                    None => (
+                        route(&validators, &tx.sender).find(usable).or_else(|| route(&validators, &tx.sender).next()),
+                        None,
+                    ),
+                };
+                let group = groups.entry(target.unwrap_or(any)).or_default();
+                group.0 = group.0.or(wait);
+                group.1.push((i, tx));
             }
-            let sends = groups.into_iter().map(|(v, group)| {
+            let sends = groups.into_iter().map(|(v, (wait, group))| {
                 let this = self.clone();
                 async move {
                     let (idx, txs): (Vec<usize>, Vec<Transaction>) = group.into_iter().unzip();
+                    if let Some(wait) = wait
+                        && let Err(e) = this.net.wait_connected(&v, wait).await
+                    {
+                        // Refused, or not up within the wait: its senders fail over
+                        // from now on (next round).
+                        tracing::warn!(validator = %v, error = %e, "intake: no first connection to a validator; its senders go to the next one");
+                        this.first_connect.lock().remove(&v);
+                        return (v, idx, txs, None);
+                    }
                     let (r, txs) = this.submit_keeping(&v, txs).await;
-                    (v, idx, txs, r)
+                    (v, idx, txs, Some(r))
                 }
             });
             for (v, idx, txs, r) in futures::future::join_all(sends).await {
+                let Some(r) = r else {
+                    pending.extend(idx.into_iter().zip(txs));
+                    continue;
+                };
                 match r {
                     Ok(results) => {
                         for ((i, tx), r) in idx.into_iter().zip(txs).zip(results) {

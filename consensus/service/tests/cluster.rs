@@ -512,20 +512,28 @@ fn intake_client_waits_for_a_starting_validator_before_failing_its_senders_over(
         assert!(seen[index(&route[1])].lock().contains(&tx.id()), "not failed over to the route's next validator");
         ep.shutdown().await;
 
-        // Validator 3 starts a little after the client: the sender waits for it.
+        // Validator 3 starts after the client: its sender waits for it, and another
+        // sender of the same submission (routed to validator 0) is not held meanwhile.
         let ep = Endpoint::bind(&client_key(), EndpointConfig::new("127.0.0.1:0".parse().unwrap())).unwrap();
         let client = IntakeClient::register(&ep, &g).unwrap().with_first_connect_wait(WAIT);
-        let late = {
-            let (g, da, dir) = (g.clone(), da.clone(), dir.path().to_path_buf());
-            tokio::spawn(async move {
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                start(&g, 3, &dir, config(), da).await
-            })
-        };
         let b = senders.next().unwrap();
         let tx = Transaction::new_signed(&b, scope, lamina_primitives::ChainId(1), 0, vec![2; 10]);
+        let c = (5_000..)
+            .map(Keypair::for_testing)
+            .find(|k| u64::from_le_bytes(k.public().0[..8].try_into().unwrap()) % 4 == 0)
+            .unwrap();
+        let other = Transaction::new_signed(&c, scope, lamina_primitives::ChainId(1), 0, vec![3; 10]);
+        let both = tokio::spawn({
+            let (client, txs) = (client.clone(), vec![tx.clone(), other.clone()]);
+            async move { client.submit_many(txs).await }
+        });
+        eventually("the other sender's transaction at validator 0", WAIT, || seen[0].lock().contains(&other.id()))
+            .await;
+        vs.push(start(&g, 3, dir.path(), config(), da.clone()).await);
+        let rs = both.await.unwrap();
+        assert!(accepted(&rs[1]), "{:?}", rs[1]);
         // Validator 3 may answer busy while it connects to its peers: resubmit (to it).
-        let mut r = client.submit(tx.clone()).await;
+        let mut r = rs[0].clone();
         for _ in 0..100 {
             if !matches!(r, Err(SubmitError::Busy(_))) {
                 break;
@@ -537,7 +545,6 @@ fn intake_client_waits_for_a_starting_validator_before_failing_its_senders_over(
         for (i, seen) in seen.iter().enumerate() {
             assert!(!seen.lock().contains(&tx.id()), "validator {i} took a transaction routed to validator 3");
         }
-        vs.push(late.await.unwrap());
         assert_eq!(vs[3].intake().submit(tx.clone()).await.unwrap(), SubmitOutcome::Duplicate(tx.id()));
         ep.shutdown().await;
         for v in vs {
