@@ -124,8 +124,9 @@ impl IntakeClient {
     }
 
     /// The validators `sender`'s transactions go to, in order of preference: the first
-    /// while it is connected (and has not said it is outside the committee), else the
-    /// next.
+    /// while it is connected (and has not said it is outside the committee; one not
+    /// connected yet since the client started is waited for, [`FIRST_CONNECT_WAIT`]),
+    /// else the next.
     pub fn route(&self, sender: &lamina_primitives::PublicKey) -> Vec<NodeId> {
         route(&self.validators(), sender).collect()
     }
@@ -242,9 +243,11 @@ impl IntakeClient {
                         && let Err(e) = this.net.wait_connected(&v, wait).await
                     {
                         // Refused, or not up within the wait: its senders fail over
-                        // from now on (next round).
-                        tracing::warn!(validator = %v, error = %e, "intake: no first connection to a validator; its senders go to the next one");
-                        this.first_connect.lock().remove(&v);
+                        // from now on (next round). Logged once per validator, not
+                        // once per submission that waited.
+                        if this.first_connect.lock().remove(&v).is_some() {
+                            tracing::warn!(validator = %v, error = %e, "intake: no first connection to a validator; its senders go to the next one");
+                        }
                         return (v, idx, txs, None);
                     }
                     let (r, txs) = this.submit_keeping(&v, txs).await;

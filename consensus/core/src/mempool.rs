@@ -55,16 +55,6 @@
 //! sender keeps its order across batches.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
-
-/// The mempool's hash maps: foldhash, seeded randomly per map, as execution's state-key
-/// maps. Hashing 32-byte keys was the bulk of the mempool's bookkeeping per transaction
-/// (SipHash: 2.0 µs, foldhash: 1.6 µs in `consensus::mempool`). Their keys (ids, public
-/// keys) are chosen by clients; foldhash's random seed gives only minimal resistance to
-/// keys aimed at one bucket (it makes no claim against an attacker who can time
-/// lookups), and every map here is bounded (`max_txs`, `max_tracked_senders`, the
-/// recent-id window), so the worst case is a slower mempool, not an unbounded one.
-type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
-type Set<K> = HashSet<K, foldhash::fast::RandomState>;
 use std::time::Duration;
 
 use lamina_interfaces::{Blob, SubmitError, SubmitOutcome};
@@ -109,6 +99,16 @@ impl Default for MempoolLimits {
         }
     }
 }
+
+/// The mempool's hash maps: foldhash, seeded randomly per map, as execution's state-key
+/// maps. Hashing 32-byte keys was the bulk of the mempool's bookkeeping per transaction
+/// (SipHash: 2.0 µs, foldhash: 1.6 µs in `consensus::mempool`). Their keys (ids, public
+/// keys) are chosen by clients; foldhash's random seed gives only minimal resistance to
+/// keys aimed at one bucket (it makes no claim against an attacker who can time
+/// lookups), and every map here is bounded (`max_txs`, `max_tracked_senders`, the
+/// recent-id window; `checking` by the requests intake has in hand), so the worst case is a slower mempool, not an unbounded one.
+type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+type Set<K> = HashSet<K, foldhash::fast::RandomState>;
 
 /// How far into a queue [`Mempool::ready`] looks for a transaction that is not waiting
 /// for a batch in flight (beyond it, the age check waits for the next batch).
@@ -199,12 +199,13 @@ pub struct Mempool {
     /// Governance's limit on a batch's blob bytes as encoded (`None`: none set): a cut
     /// stays within it, and a transaction that cannot fit in a batch alone is refused.
     batch_bytes: Option<usize>,
-    /// The nonces of each sequence's transactions that intake has taken and not yet
-    /// inserted or refused (their signatures are being checked): see
-    /// [`Mempool::checking`]. Usually one or two per sequence.
-    checking: Map<(PublicKey, ChainId), Vec<u64>>,
-    /// Gaps past their timeout kept open because their sequence is still being checked:
-    /// (when found, sequence, first gap).
+    /// The nonces (with their counts) of each sequence's transactions that intake has
+    /// taken and not yet inserted or refused (their signatures are being checked): see
+    /// [`Mempool::checking`]. Ordered, so that a gap's question is one range lookup
+    /// however many a client puts in flight.
+    checking: Map<(PublicKey, ChainId), BTreeMap<u64, u32>>,
+    /// Gaps past their timeout kept open because a nonce that could fill them is being
+    /// checked: (when found, sequence, first gap).
     held_gaps: Vec<(Duration, (PublicKey, ChainId), bool)>,
 }
 
@@ -250,7 +251,7 @@ impl Mempool {
     /// by [`Mempool::checked`], whatever the outcome.
     pub fn checking<'a>(&mut self, txs: impl IntoIterator<Item = &'a (PublicKey, ChainId, u64)>) {
         for (sender, chain, nonce) in txs {
-            self.checking.entry((*sender, *chain)).or_default().push(*nonce);
+            *self.checking.entry((*sender, *chain)).or_default().entry(*nonce).or_default() += 1;
         }
     }
 
@@ -261,8 +262,11 @@ impl Mempool {
         for (sender, chain, nonce) in txs {
             let key = (*sender, *chain);
             let Some(nonces) = self.checking.get_mut(&key) else { continue };
-            if let Some(i) = nonces.iter().position(|n| n == nonce) {
-                nonces.swap_remove(i);
+            if let Some(n) = nonces.get_mut(nonce) {
+                *n -= 1;
+                if *n == 0 {
+                    nonces.remove(nonce);
+                }
             }
             if nonces.is_empty() {
                 self.checking.remove(&key);
@@ -276,7 +280,7 @@ impl Mempool {
         let Some(nonces) = self.checking.get(key) else { return false };
         let Some(seq) = self.sequences.get(key).filter(|s| s.gap_since == Some(since)) else { return false };
         let below = seq.parked.keys().next().copied().unwrap_or(u64::MAX);
-        nonces.iter().any(|n| *n >= seq.next && *n < below)
+        seq.next < below && nonces.range(seq.next..below).next().is_some()
     }
 
     /// Sets governance's limit on the blob bytes of one batch (`set-param
