@@ -106,7 +106,8 @@ impl Default for MempoolLimits {
 /// keys) are chosen by clients; foldhash's random seed gives only minimal resistance to
 /// keys aimed at one bucket (it makes no claim against an attacker who can time
 /// lookups), and every map here is bounded (`max_txs`, `max_tracked_senders`, the
-/// recent-id window; `checking` by the requests intake has in hand), so the worst case is a slower mempool, not an unbounded one.
+/// recent-id window; `checking` by the requests intake has in hand), so the worst case
+/// is a slower mempool, not an unbounded one.
 type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 type Set<K> = HashSet<K, foldhash::fast::RandomState>;
 
