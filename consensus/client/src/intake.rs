@@ -182,6 +182,16 @@ impl IntakeClient {
         outside.keys().copied().collect()
     }
 
+    /// Forgets the validators connected since, or whose wait has run out: one lost
+    /// after its first connection is failed over at once, like any other.
+    fn prune_first_connect(&self) {
+        let mut first = self.first_connect.lock();
+        if !first.is_empty() {
+            let now = Instant::now();
+            first.retain(|v, until| *until > now && !self.net.is_connected(v));
+        }
+    }
+
     /// How long the senders routed first to `v` still wait for its first connection
     /// (see [`FIRST_CONNECT_WAIT`]); `None` once it has been connected or its wait has
     /// run out (then it is forgotten).
@@ -216,6 +226,7 @@ impl IntakeClient {
             }
             // Group by target validator, keeping each sender's order.
             pending.sort_by_key(|(i, _)| *i);
+            self.prune_first_connect();
             let outside = self.outside_now();
             let usable = |v: &NodeId| self.net.is_connected(v) && !outside.contains(v);
             let mut waits: HashMap<NodeId, Option<Duration>> = HashMap::new();
@@ -248,16 +259,24 @@ impl IntakeClient {
                         if this.first_connect.lock().remove(&v).is_some() {
                             tracing::warn!(validator = %v, error = %e, "intake: no first connection to a validator; its senders go to the next one");
                         }
-                        return (v, idx, txs, None);
+                        return (v, idx, txs, Err(e));
                     }
                     let (r, txs) = this.submit_keeping(&v, txs).await;
-                    (v, idx, txs, Some(r))
+                    (v, idx, txs, Ok(r))
                 }
             });
             for (v, idx, txs, r) in futures::future::join_all(sends).await {
-                let Some(r) = r else {
-                    pending.extend(idx.into_iter().zip(txs));
-                    continue;
+                let r = match r {
+                    Ok(r) => r,
+                    Err(e) => {
+                        // Sent on in the next round; answered with the wait's error if
+                        // no round is left.
+                        for (i, tx) in idx.into_iter().zip(txs) {
+                            out[i] = Some(Err(SubmitError::Transport(format!("no connection to {v}: {e}"))));
+                            pending.push((i, tx));
+                        }
+                        continue;
+                    }
                 };
                 match r {
                     Ok(results) => {
