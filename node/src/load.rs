@@ -129,11 +129,11 @@ impl TargetFactory<DevnetHandle> for DevnetFactory {
             .register_client(peers, ProtocolConfig::for_protocol::<QueryProtocol>())
             .map_err(bench_err("execution query client"))?;
         let committee = g.validator_committee();
-        // Every validator when they all come up: a sender's transactions go to one
-        // validator (by key), and one sent to another while that validator's connection
-        // is still being made can be ordered before its predecessor (a new sender's
-        // nonce 1 before its nonce 0, seen once: 61 rejected after accept). A quorum is
-        // enough to run.
+        // Every validator when they all come up, so that the timed load starts with
+        // every connection made: `IntakeClient` holds a sender routed to a validator it
+        // has not connected to yet (up to FIRST_CONNECT_WAIT, so that its nonces are
+        // not split between two validators), and those waits would land in the
+        // measurement. A quorum is enough to run.
         if let Err(e) = intake.wait_for_validators(committee.size(), ALL_CONNECTED_WITHIN).await {
             tracing::warn!(target: "lamina::load", error = %e, "not every validator is connected; starting with a quorum (the missing validators' senders fail over)");
             intake

@@ -299,7 +299,7 @@ pub struct TxLoad {
     /// A refused transaction is sent again after this long.
     pub retry: Duration,
     /// Intake's checks (signatures, which queue on a loaded validator): a transaction is
-    /// inserted uniform in `[0, check_max)` after it arrives, its sequence marked
+    /// inserted uniform in `[0, check_max)` after it arrives, marked
     /// [`Mempool::checking`] meanwhile. Zero: inserted on arrival.
     pub check_max: Duration,
     pub limits: MempoolLimits,
