@@ -123,10 +123,12 @@ struct Sequence {
     next: u64,
     /// Transactions beyond a gap, by nonce.
     parked: BTreeMap<u64, (Transaction, TxId, Duration)>,
-    /// When the open gap was found (the first transaction parked), if one is open.
-    gap_since: Option<Duration>,
-    /// The mark of this sequence's latest entry in the mempool's idle list (0: none);
-    /// earlier entries of the sequence there are stale.
+    /// When the open gap was found (the first transaction parked), and its id, if one
+    /// is open. Entries of the gap lists name a gap by both: one request's
+    /// transactions share a `now`, so a gap can be filled and another opened at the
+    /// same time, and the first one's entry must not release the second.
+    gap: Option<(Duration, u64)>,
+    /// The mark of this sequence's entry in the mempool's idle list (0: none).
     idle_mark: u64,
 }
 
@@ -184,19 +186,17 @@ pub struct Mempool {
     recent: VecDeque<TxId>,
     recent_set: Set<TxId>,
     sequences: Map<(PublicKey, ChainId), Sequence>,
-    /// Sequences whose sender went idle (nothing held), oldest first, each with the mark
-    /// it got then: forgotten beyond `max_tracked_senders`. A sender goes idle after
-    /// each of its batches is ordered, so a sequence appears here many times; only the
-    /// entry whose mark the sequence still carries counts (see [`Mempool::went_idle`]).
-    idle: VecDeque<((PublicKey, ChainId), u64)>,
-    /// Entries of `idle` that count (one per sequence at most).
-    idle_live: usize,
+    /// Sequences whose sender went idle (nothing held), by the mark they got when they
+    /// last did (increasing, so oldest first): forgotten beyond `max_tracked_senders`.
+    /// One entry per sequence, moved to the end each time it goes idle again (see
+    /// [`Mempool::went_idle`]).
+    idle: BTreeMap<u64, (PublicKey, ChainId)>,
     /// The last mark given to an `idle` entry.
     idle_marks: u64,
-    /// Open gaps of known sequences, oldest first: (when found, sequence).
-    gaps: VecDeque<(Duration, (PublicKey, ChainId))>,
+    /// Open gaps of known sequences, oldest first: (when found, sequence, gap id).
+    gaps: VecDeque<(Duration, (PublicKey, ChainId), u64)>,
     /// Open gaps of senders seen for the first time, oldest first (shorter timeout).
-    first_gaps: VecDeque<(Duration, (PublicKey, ChainId))>,
+    first_gaps: VecDeque<(Duration, (PublicKey, ChainId), u64)>,
     parked: usize,
     /// Sequences with transactions in a cut batch not yet ordered: how many such
     /// batches. Their further transactions wait in the queue (see "Batches in flight").
@@ -216,7 +216,9 @@ pub struct Mempool {
     checking: Map<(PublicKey, ChainId), BTreeMap<u64, u32>>,
     /// Gaps past their timeout kept open because a nonce that could fill them is being
     /// checked: (when found, sequence, first gap).
-    held_gaps: Vec<(Duration, (PublicKey, ChainId), bool)>,
+    held_gaps: Vec<(Duration, (PublicKey, ChainId), u64, bool)>,
+    /// The last id given to a gap.
+    gap_ids: u64,
 }
 
 impl Mempool {
@@ -241,8 +243,7 @@ impl Mempool {
             recent: VecDeque::new(),
             recent_set: Set::default(),
             sequences: Map::default(),
-            idle: VecDeque::new(),
-            idle_live: 0,
+            idle: BTreeMap::new(),
             idle_marks: 0,
             gaps: VecDeque::new(),
             first_gaps: VecDeque::new(),
@@ -253,6 +254,7 @@ impl Mempool {
             batch_bytes: None,
             checking: Map::default(),
             held_gaps: Vec::new(),
+            gap_ids: 0,
         }
     }
 
@@ -286,11 +288,11 @@ impl Mempool {
         }
     }
 
-    /// True if intake is checking a transaction that could fill the gap of `key` found
-    /// at `since` (the gap is still open and the nonce lies in it).
-    fn gap_fillable(&self, key: &(PublicKey, ChainId), since: Duration) -> bool {
+    /// True if intake is checking a transaction that could fill the gap `gap` (when
+    /// found, id) of `key` (the gap is still open and the nonce lies in it).
+    fn gap_fillable(&self, key: &(PublicKey, ChainId), gap: (Duration, u64)) -> bool {
         let Some(nonces) = self.checking.get(key) else { return false };
-        let Some(seq) = self.sequences.get(key).filter(|s| s.gap_since == Some(since)) else { return false };
+        let Some(seq) = self.sequences.get(key).filter(|s| s.gap == Some(gap)) else { return false };
         let below = seq.parked.keys().next().copied().unwrap_or(u64::MAX);
         seq.next < below && nonces.range(seq.next..below).next().is_some()
     }
@@ -393,7 +395,7 @@ impl Mempool {
                 ready.push(entry);
             }
             if seq.parked.is_empty() {
-                seq.gap_since = None;
+                seq.gap = None;
             }
             self.parked -= ready.len();
             self.enqueue(tx, id, now);
@@ -401,10 +403,11 @@ impl Mempool {
                 self.enqueue(tx, id, t);
             }
         } else if nonce > seq.next {
-            if seq.gap_since.is_none() {
-                seq.gap_since = Some(now);
+            if seq.gap.is_none() {
+                self.gap_ids += 1;
+                seq.gap = Some((now, self.gap_ids));
                 let fifo = if first { &mut self.first_gaps } else { &mut self.gaps };
-                fifo.push_back((now, key));
+                fifo.push_back((now, key, self.gap_ids));
             }
             seq.parked.insert(nonce, (tx, id, now));
             self.parked += 1;
@@ -444,48 +447,49 @@ impl Mempool {
     /// to `nonce_gap_ms` past its timeout ([`Mempool::checking`]).
     fn release(&mut self, now: Duration, timeouts: [Duration; 2], hold: bool) -> usize {
         let extra = Duration::from_millis(self.cfg.nonce_gap_ms);
-        let held_on = |this: &Self, since: Duration, key: &(PublicKey, ChainId), timeout: Duration| {
-            hold && now.saturating_sub(since) < timeout + extra && this.gap_fillable(key, since)
+        let held_on = |this: &Self, gap: (Duration, u64), key: &(PublicKey, ChainId), timeout: Duration| {
+            hold && now.saturating_sub(gap.0) < timeout + extra && this.gap_fillable(key, gap)
         };
         let mut released = 0;
         let mut i = 0;
         while i < self.held_gaps.len() {
-            let (since, key, first) = self.held_gaps[i];
-            if held_on(self, since, &key, timeouts[usize::from(first)]) {
+            let (since, key, id, first) = self.held_gaps[i];
+            if held_on(self, (since, id), &key, timeouts[usize::from(first)]) {
                 i += 1;
                 continue;
             }
             self.held_gaps.swap_remove(i);
-            released += self.release_gap(key, since, now);
+            released += self.release_gap(key, (since, id), now);
         }
         for (first, timeout) in [false, true].into_iter().zip(timeouts) {
             loop {
                 let fifo = if first { &mut self.first_gaps } else { &mut self.gaps };
-                let Some((since, key)) = fifo.front().copied() else { break };
+                let Some((since, key, id)) = fifo.front().copied() else { break };
                 if now.saturating_sub(since) < timeout {
                     break;
                 }
                 fifo.pop_front();
-                if held_on(self, since, &key, timeout) {
-                    self.held_gaps.push((since, key, first));
+                if held_on(self, (since, id), &key, timeout) {
+                    self.held_gaps.push((since, key, id, first));
                     continue;
                 }
-                released += self.release_gap(key, since, now);
+                released += self.release_gap(key, (since, id), now);
             }
         }
         released
     }
 
-    /// Gives up on the gap of `key` found at `since` (if it is still open): its parked
-    /// transactions are queued in nonce order and the sequence continues after them.
-    fn release_gap(&mut self, key: (PublicKey, ChainId), since: Duration, now: Duration) -> usize {
+    /// Gives up on the gap `gap` (when found, id) of `key`, if it is still open: its
+    /// parked transactions are queued in nonce order and the sequence continues after
+    /// them.
+    fn release_gap(&mut self, key: (PublicKey, ChainId), gap: (Duration, u64), now: Duration) -> usize {
         // Skip entries of gaps that were filled since (a later gap of the same sequence
-        // has its own entry).
-        let Some(seq) = self.sequences.get_mut(&key).filter(|s| s.gap_since == Some(since)) else {
+        // has its own entry, even one found at the same time).
+        let Some(seq) = self.sequences.get_mut(&key).filter(|s| s.gap == Some(gap)) else {
             return 0;
         };
         let parked = std::mem::take(&mut seq.parked);
-        seq.gap_since = None;
+        seq.gap = None;
         if let Some((&last, _)) = parked.last_key_value() {
             seq.next = last.saturating_add(1);
         }
@@ -727,39 +731,31 @@ impl Mempool {
     /// forget the oldest idle ones beyond `max_tracked_senders`.
     ///
     /// "Oldest idle" counts senders, not idle spells: a steady sender goes idle after
-    /// every batch of its, and its earlier entries are stale (their mark is no longer
-    /// the sequence's), so they neither count toward the limit nor make it forgotten.
-    /// Counting spells forgot active senders once the spells of a busy network passed
-    /// the limit (about 44 s at 6,000 transactions a second per validator), and each
-    /// of their next transactions then waited as a new sender's would.
+    /// every batch of its, and each spell moves its one entry to the end. (Counting
+    /// spells forgot active senders once the spells of a busy network passed the limit,
+    /// about 44 s at 6,000 transactions a second per validator, and each of their next
+    /// transactions then waited as a new sender's.)
     fn went_idle(&mut self, sender: PublicKey) {
         // The sender's chains: usually one; the chain set is small.
         for chain in &self.chains {
             let key = (sender, *chain);
             let Some(seq) = self.sequences.get_mut(&key) else { continue };
             if seq.idle_mark != 0 {
-                self.idle_live -= 1;
+                self.idle.remove(&seq.idle_mark);
             }
             self.idle_marks += 1;
             seq.idle_mark = self.idle_marks;
-            self.idle.push_back((key, self.idle_marks));
-            self.idle_live += 1;
+            self.idle.insert(self.idle_marks, key);
         }
-        while self.idle_live > self.cfg.max_tracked_senders {
-            let Some((key, mark)) = self.idle.pop_front() else { break };
-            let Some(seq) = self.sequences.get_mut(&key).filter(|s| s.idle_mark == mark) else { continue };
+        while self.idle.len() > self.cfg.max_tracked_senders {
+            let Some((_, key)) = self.idle.pop_first() else { break };
+            let Some(seq) = self.sequences.get_mut(&key) else { continue };
             seq.idle_mark = 0;
-            self.idle_live -= 1;
+            // A sender busy again since it went idle is kept (it goes idle again later).
             let busy = self.per_sender.contains_key(&key.0);
             if !busy && seq.parked.is_empty() {
                 self.sequences.remove(&key);
             }
-        }
-        // Stale entries are dropped when they reach the front; compact when they would
-        // otherwise outnumber the live ones (memory stays within twice the limit).
-        if self.idle.len() > 2 * self.idle_live.max(1024) {
-            let sequences = &self.sequences;
-            self.idle.retain(|(key, mark)| sequences.get(key).is_some_and(|s| s.idle_mark == *mark));
         }
     }
 
@@ -1077,39 +1073,70 @@ mod tests {
         assert_eq!(m.stats().parked, 1);
     }
 
+    /// Every sequence with an idle mark has exactly the one entry of that mark.
+    fn check_idle(m: &Mempool) {
+        let marked = m.sequences.values().filter(|s| s.idle_mark != 0).count();
+        assert_eq!(m.idle.len(), marked);
+        for (mark, key) in &m.idle {
+            assert_eq!(m.sequences[key].idle_mark, *mark);
+        }
+    }
+
     #[test]
     fn a_steady_sender_is_not_forgotten_however_often_it_goes_idle() {
         // Senders 1 and 2 each send a transaction per batch, and go idle after each is
         // ordered: many more idle spells than the limit, but only two senders.
         let cfg = MempoolLimits { max_tracked_senders: 2, ..MempoolLimits::default() };
         let mut m = Mempool::new(cfg, [ChainId(1)]);
-        let mut attestation = 0u8;
-        let mut order_one = |m: &mut Mempool, k: u64, nonce: u64| {
+        let order_one = |m: &mut Mempool, k: u64, nonce: u64| {
             add(m, tx(k, 1, nonce, 10)).unwrap();
-            let cut = m.cut(1 << 20).unwrap();
-            attestation += 1;
-            m.certified(cut.id, Digest([attestation; 32]));
-            m.ordered(&[Digest([attestation; 32])]);
+            let cut = m.cut(1 << 20).expect("a known sender's next nonce is queued, not parked");
+            m.certified(cut.id, attestation(cut.id));
+            m.ordered(&[attestation(cut.id)]);
         };
         for nonce in 0..20 {
             order_one(&mut m, 1, nonce);
             order_one(&mut m, 2, nonce);
         }
+        let key = |k: u64| (tx(k, 1, 0, 10).sender, ChainId(1));
         assert_eq!(m.sequences.len(), 2, "both senders are remembered");
-        assert_eq!(m.idle_live, 2);
-        // Sender 1's nonce 21 (20 missing) waits for its gap: it is still known.
+        assert_eq!(m.sequences[&key(1)].next, 20, "sender 1 is known, expected at nonce 20");
+        check_idle(&m);
+        // Sender 1's nonce 21 (20 missing) waits for its gap.
         add(&mut m, tx(1, 1, 21, 10)).unwrap();
-        assert_eq!(m.stats().parked, 1, "a known sender's gap is held");
-        // A third idle sender: the oldest idle entry is sender 1's, which is busy (its
+        assert_eq!(m.stats().parked, 1);
+        // A third idle sender: the oldest entry is sender 1's, which is busy again (its
         // nonce 21 is held), so it is kept and only its entry goes.
         order_one(&mut m, 3, 0);
         assert_eq!(m.sequences.len(), 3);
+        check_idle(&m);
         // A fourth: now sender 2, idle the longest, is forgotten.
         order_one(&mut m, 4, 0);
-        let key = |k: u64| (tx(k, 1, 0, 10).sender, ChainId(1));
         assert!(!m.sequences.contains_key(&key(2)), "the sender idle the longest is forgotten");
         assert!([1, 3, 4].iter().all(|k| m.sequences.contains_key(&key(*k))));
-        assert_eq!(m.idle_live, 2);
+        assert_eq!(m.idle.len(), 2);
+        check_idle(&m);
+    }
+
+    #[test]
+    fn a_gap_found_as_another_is_filled_keeps_its_own_timeout() {
+        // One request of a new sender carries nonces 1, 0 and 3, inserted at the same
+        // time: 1 opens a new sender's gap, 0 fills it, 3 opens a known sender's gap.
+        let mut m = Mempool::new(MempoolLimits::default(), [ChainId(1)]);
+        let t0 = Duration::from_secs(1);
+        for n in [1, 0, 3] {
+            let t = tx(1, 1, n, 10);
+            m.insert(t.clone(), t.id(), t0).unwrap();
+        }
+        assert_eq!(m.stats().parked, 1);
+        // Past a new sender's wait, within a known sender's gap timeout: the filled
+        // gap's entry, found at the same time, must not release the new gap.
+        let wait = Duration::from_millis(MempoolLimits::default().new_sender_wait_ms);
+        assert_eq!(m.release_gaps(t0 + wait * 2), 0);
+        let t = tx(1, 1, 2, 10);
+        m.insert(t.clone(), t.id(), t0 + wait * 3).unwrap();
+        assert_eq!(m.stats().parked, 0);
+        assert_eq!(nonces_of(&drain_all(&mut m), 1), vec![0, 1, 2, 3]);
     }
 
     #[test]
