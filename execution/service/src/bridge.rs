@@ -91,6 +91,9 @@ pub struct BridgeIndex {
     refresh_after: u64,
     /// Age in heights from which a refreshed proof is served instead of the previous.
     settle_after: u64,
+    /// Outbox keys in the order they were first written (to drop the oldest: the
+    /// smallest key is the lowest destination's, not the oldest message).
+    outbox_order: std::collections::VecDeque<(ChainId, u64)>,
     inbound_order: std::collections::VecDeque<(ChainId, u64)>,
     refund_order: std::collections::VecDeque<(ChainId, u64)>,
 }
@@ -104,9 +107,14 @@ impl BridgeIndex {
             match entry {
                 BridgeEntry::Outbox(m) => {
                     self.pairs.insert((m.dest, ledger::local_asset(chain, m.origin)), m.origin);
-                    self.outbox.insert((m.dest, m.sequence), Indexed { message: m, written_at: height });
-                    if self.outbox.len() > MAX_ENTRIES {
-                        self.outbox.pop_first();
+                    let k = (m.dest, m.sequence);
+                    if self.outbox.insert(k, Indexed { message: m, written_at: height }).is_none() {
+                        self.outbox_order.push_back(k);
+                    }
+                    if self.outbox_order.len() > MAX_ENTRIES
+                        && let Some(old) = self.outbox_order.pop_front()
+                    {
+                        self.outbox.remove(&old);
                     }
                 }
                 BridgeEntry::Inbound(kind, m) => {
@@ -393,6 +401,29 @@ mod tests {
         state.apply(&changes, false);
         ix.on_record(ChainId(1), Height(height), &changes);
         ix.on_cut(Height(height), state);
+    }
+
+    #[test]
+    fn the_oldest_outbox_entries_are_dropped_whatever_their_destination() {
+        // A full outbox of messages to chain 3, then newer ones to chain 2 (a lower
+        // id): the oldest messages to 3 go, the new ones to 2 stay.
+        let mut ix = BridgeIndex::default();
+        let to = |dest: u64, seqs: std::ops::Range<u64>| ChangeSet {
+            counters: vec![],
+            data: seqs
+                .map(|s| {
+                    let (_, mut m) = lock(s);
+                    m.dest = ChainId(dest);
+                    (message_key(&m), Some(m.encode().to_vec()))
+                })
+                .collect(),
+        };
+        ix.on_record(ChainId(1), Height(1), &to(3, 0..MAX_ENTRIES as u64));
+        ix.on_record(ChainId(1), Height(2), &to(2, 0..10));
+        assert_eq!(ix.outbox.len(), MAX_ENTRIES);
+        assert!((0..10).all(|s| ix.outbox.contains_key(&(ChainId(2), s))), "the newest messages are kept");
+        assert!((0..10).all(|s| !ix.outbox.contains_key(&(ChainId(3), s))), "the oldest are dropped");
+        assert!(ix.outbox.contains_key(&(ChainId(3), 10)));
     }
 
     fn proof_height(ix: &BridgeIndex, seq: u64) -> Height {
