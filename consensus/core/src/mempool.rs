@@ -215,7 +215,7 @@ pub struct Mempool {
     /// however many a client puts in flight.
     checking: Map<(PublicKey, ChainId), BTreeMap<u64, u32>>,
     /// Gaps past their timeout kept open because a nonce that could fill them is being
-    /// checked: (when found, sequence, first gap).
+    /// checked: (when found, sequence, gap id, first gap).
     held_gaps: Vec<(Duration, (PublicKey, ChainId), u64, bool)>,
     /// The last id given to a gap.
     gap_ids: u64,
@@ -1244,6 +1244,7 @@ mod tests {
                         m.certified(b, a);
                         m.ordered(&[a]);
                     }
+                    check_idle(&m);
                 }
             }
             assert_eq!(m.stats().parked, 0, "seed {seed}: every gap filled");

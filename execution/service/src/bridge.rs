@@ -271,7 +271,8 @@ impl BridgeIndex {
 }
 
 /// A [`BridgeIndex`] as a snapshot stores it: every map as a list (sorted where the map
-/// is unordered), every insertion order as it was.
+/// is unordered), every insertion order as it was except the outbox's, which
+/// [`BridgeIndex::from_image`] rebuilds from the entries' heights.
 #[derive(Clone, Debug, Default, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 pub struct BridgeImage {
     /// (destination, sequence, encoded message, written at).
@@ -336,6 +337,10 @@ impl BridgeIndex {
         for (d, s, m, at) in img.outbox {
             ix.outbox.insert((d, s), Indexed { message: msg(&m)?, written_at: at });
         }
+        // Oldest written first (by height, then key), so eviction goes on where it was.
+        let mut order: Vec<(Height, (ChainId, u64))> = ix.outbox.iter().map(|(k, e)| (e.written_at, *k)).collect();
+        order.sort_unstable();
+        ix.outbox_order = order.into_iter().map(|(_, k)| k).collect();
         for (c, s, k, m, at) in img.inbound {
             let kind = ReceiptKind::from_u8(k).ok_or_else(|| format!("receipt kind {k}"))?;
             ix.inbound.insert((c, s), (kind, Indexed { message: msg(&m)?, written_at: at }));
@@ -424,6 +429,12 @@ mod tests {
         assert!((0..10).all(|s| ix.outbox.contains_key(&(ChainId(2), s))), "the newest messages are kept");
         assert!((0..10).all(|s| !ix.outbox.contains_key(&(ChainId(3), s))), "the oldest are dropped");
         assert!(ix.outbox.contains_key(&(ChainId(3), 10)));
+        // Through a snapshot image, the order is rebuilt and eviction goes on from it.
+        let mut back = BridgeIndex::from_image(ix.image()).unwrap();
+        back.on_record(ChainId(1), Height(3), &to(4, 0..20));
+        assert_eq!(back.outbox.len(), MAX_ENTRIES);
+        assert!((10..30).all(|s| !back.outbox.contains_key(&(ChainId(3), s))), "the oldest go first");
+        assert!((0..10).all(|s| back.outbox.contains_key(&(ChainId(2), s))));
     }
 
     fn proof_height(ix: &BridgeIndex, seq: u64) -> Height {
