@@ -123,11 +123,11 @@ struct Sequence {
     next: u64,
     /// Transactions beyond a gap, by nonce.
     parked: BTreeMap<u64, (Transaction, TxId, Duration)>,
-    /// When the open gap was found (the first transaction parked), and its id, if one
-    /// is open. Entries of the gap lists name a gap by both: one request's
-    /// transactions share a `now`, so a gap can be filled and another opened at the
-    /// same time, and the first one's entry must not release the second.
-    gap: Option<(Duration, u64)>,
+    /// The id of the open gap, if one is open. Entries of the gap lists name their gap
+    /// by id, not by when it was found: one request's transactions share a `now`, so a
+    /// gap can be filled and another opened at the same time, and the first one's
+    /// entry must not release the second.
+    gap: Option<u64>,
     /// The mark of this sequence's entry in the mempool's idle list (0: none).
     idle_mark: u64,
 }
@@ -288,9 +288,9 @@ impl Mempool {
         }
     }
 
-    /// True if intake is checking a transaction that could fill the gap `gap` (when
-    /// found, id) of `key` (the gap is still open and the nonce lies in it).
-    fn gap_fillable(&self, key: &(PublicKey, ChainId), gap: (Duration, u64)) -> bool {
+    /// True if intake is checking a transaction that could fill the gap `gap` (its id)
+    /// of `key` (the gap is still open and the nonce lies in it).
+    fn gap_fillable(&self, key: &(PublicKey, ChainId), gap: u64) -> bool {
         let Some(nonces) = self.checking.get(key) else { return false };
         let Some(seq) = self.sequences.get(key).filter(|s| s.gap == Some(gap)) else { return false };
         let below = seq.parked.keys().next().copied().unwrap_or(u64::MAX);
@@ -405,7 +405,7 @@ impl Mempool {
         } else if nonce > seq.next {
             if seq.gap.is_none() {
                 self.gap_ids += 1;
-                seq.gap = Some((now, self.gap_ids));
+                seq.gap = Some(self.gap_ids);
                 let fifo = if first { &mut self.first_gaps } else { &mut self.gaps };
                 fifo.push_back((now, key, self.gap_ids));
             }
@@ -447,19 +447,19 @@ impl Mempool {
     /// to `nonce_gap_ms` past its timeout ([`Mempool::checking`]).
     fn release(&mut self, now: Duration, timeouts: [Duration; 2], hold: bool) -> usize {
         let extra = Duration::from_millis(self.cfg.nonce_gap_ms);
-        let held_on = |this: &Self, gap: (Duration, u64), key: &(PublicKey, ChainId), timeout: Duration| {
-            hold && now.saturating_sub(gap.0) < timeout + extra && this.gap_fillable(key, gap)
+        let held_on = |this: &Self, since: Duration, id: u64, key: &(PublicKey, ChainId), timeout: Duration| {
+            hold && now.saturating_sub(since) < timeout + extra && this.gap_fillable(key, id)
         };
         let mut released = 0;
         let mut i = 0;
         while i < self.held_gaps.len() {
             let (since, key, id, first) = self.held_gaps[i];
-            if held_on(self, (since, id), &key, timeouts[usize::from(first)]) {
+            if held_on(self, since, id, &key, timeouts[usize::from(first)]) {
                 i += 1;
                 continue;
             }
             self.held_gaps.swap_remove(i);
-            released += self.release_gap(key, (since, id), now);
+            released += self.release_gap(key, id, now);
         }
         for (first, timeout) in [false, true].into_iter().zip(timeouts) {
             loop {
@@ -469,20 +469,19 @@ impl Mempool {
                     break;
                 }
                 fifo.pop_front();
-                if held_on(self, (since, id), &key, timeout) {
+                if held_on(self, since, id, &key, timeout) {
                     self.held_gaps.push((since, key, id, first));
                     continue;
                 }
-                released += self.release_gap(key, (since, id), now);
+                released += self.release_gap(key, id, now);
             }
         }
         released
     }
 
-    /// Gives up on the gap `gap` (when found, id) of `key`, if it is still open: its
-    /// parked transactions are queued in nonce order and the sequence continues after
-    /// them.
-    fn release_gap(&mut self, key: (PublicKey, ChainId), gap: (Duration, u64), now: Duration) -> usize {
+    /// Gives up on the gap `gap` (its id) of `key`, if it is still open: its parked
+    /// transactions are queued in nonce order and the sequence continues after them.
+    fn release_gap(&mut self, key: (PublicKey, ChainId), gap: u64, now: Duration) -> usize {
         // Skip entries of gaps that were filled since (a later gap of the same sequence
         // has its own entry, even one found at the same time).
         let Some(seq) = self.sequences.get_mut(&key).filter(|s| s.gap == Some(gap)) else {

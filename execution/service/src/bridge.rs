@@ -28,7 +28,7 @@
 //! snapshot's node file, [`crate::snapshot`]), so a node restarting from a snapshot keeps
 //! its proofs; it is not stored incrementally on disk.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use lamina_execution_core::ledger::message_key;
 
@@ -84,7 +84,7 @@ pub struct BridgeIndex {
     /// Proof keys in the order their proofs were made (to drop the oldest, and to
     /// refresh the oldest): a key proven again is pushed again, and its earlier
     /// entries are counted in `order_stale`.
-    proof_order: std::collections::VecDeque<DataKey>,
+    proof_order: VecDeque<DataKey>,
     /// Per key, how many of its entries in `proof_order` are earlier than its last one.
     order_stale: HashMap<DataKey, u32>,
     /// Age in heights after which a proof is made again at the next cut (0: never).
@@ -93,9 +93,19 @@ pub struct BridgeIndex {
     settle_after: u64,
     /// Outbox keys in the order they were first written (to drop the oldest: the
     /// smallest key is the lowest destination's, not the oldest message).
-    outbox_order: std::collections::VecDeque<(ChainId, u64)>,
-    inbound_order: std::collections::VecDeque<(ChainId, u64)>,
-    refund_order: std::collections::VecDeque<(ChainId, u64)>,
+    outbox_order: VecDeque<(ChainId, u64)>,
+    inbound_order: VecDeque<(ChainId, u64)>,
+    refund_order: VecDeque<(ChainId, u64)>,
+}
+
+/// Notes a key written to one of the capped indexes (outbox, inbound, refunds): a new
+/// key joins the end of `order` (a rewritten one keeps its place), and beyond
+/// [`MAX_ENTRIES`] the oldest written key is returned for the caller to drop.
+fn written(order: &mut VecDeque<(ChainId, u64)>, k: (ChainId, u64), new: bool) -> Option<(ChainId, u64)> {
+    if new {
+        order.push_back(k);
+    }
+    if order.len() > MAX_ENTRIES { order.pop_front() } else { None }
 }
 
 impl BridgeIndex {
@@ -108,33 +118,23 @@ impl BridgeIndex {
                 BridgeEntry::Outbox(m) => {
                     self.pairs.insert((m.dest, ledger::local_asset(chain, m.origin)), m.origin);
                     let k = (m.dest, m.sequence);
-                    if self.outbox.insert(k, Indexed { message: m, written_at: height }).is_none() {
-                        self.outbox_order.push_back(k);
-                    }
-                    if self.outbox_order.len() > MAX_ENTRIES
-                        && let Some(old) = self.outbox_order.pop_front()
-                    {
+                    let new = self.outbox.insert(k, Indexed { message: m, written_at: height }).is_none();
+                    if let Some(old) = written(&mut self.outbox_order, k, new) {
                         self.outbox.remove(&old);
                     }
                 }
                 BridgeEntry::Inbound(kind, m) => {
                     self.pairs.insert((m.source, ledger::local_asset(chain, m.origin)), m.origin);
                     let k = (m.source, m.sequence);
-                    self.inbound.insert(k, (kind, Indexed { message: m, written_at: height }));
-                    self.inbound_order.push_back(k);
-                    if self.inbound_order.len() > MAX_ENTRIES
-                        && let Some(old) = self.inbound_order.pop_front()
-                    {
+                    let new = self.inbound.insert(k, (kind, Indexed { message: m, written_at: height })).is_none();
+                    if let Some(old) = written(&mut self.inbound_order, k, new) {
                         self.inbound.remove(&old);
                     }
                 }
                 BridgeEntry::Refunded(m) => {
                     let k = (m.dest, m.sequence);
-                    self.refunded.insert(k, height);
-                    self.refund_order.push_back(k);
-                    if self.refund_order.len() > MAX_ENTRIES
-                        && let Some(old) = self.refund_order.pop_front()
-                    {
+                    let new = self.refunded.insert(k, height).is_none();
+                    if let Some(old) = written(&mut self.refund_order, k, new) {
                         self.refunded.remove(&old);
                     }
                 }
