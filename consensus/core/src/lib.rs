@@ -205,6 +205,6 @@ pub use epoch::{
     CommitteeSchedule, EpochCheckError, EpochInfo, VIEWS_PER_EPOCH, check_finalized, epoch_of, first_view, last_view,
 };
 pub use error::{ConfigError, Error};
-pub use mempool::{Cut, Mempool, MempoolLimits, MempoolStats};
+pub use mempool::{Cut, Mempool, MempoolLimits, MempoolStats, Requeued};
 pub use messages::{Certificate, Message, Proposal, SyncRequest, SyncResponse, Vote, VoteKind, vote_digest};
 pub use wal::{Recovered, WalRecord};

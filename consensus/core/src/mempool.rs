@@ -139,6 +139,15 @@ struct Held {
     bytes: usize,
 }
 
+/// One of this validator's batches not yet ordered (cut, or a certificate restored from
+/// the intake log): its transactions' ids, and the transactions themselves, so that a
+/// batch the core refuses can be queued again ([`Mempool::requeue`]).
+#[derive(Clone, Debug, Default)]
+struct Unordered {
+    ids: Vec<TxId>,
+    txs: Vec<Transaction>,
+}
+
 /// A cut batch: the blobs to disperse (one per namespace) and the ids it holds.
 #[derive(Debug)]
 pub struct Cut {
@@ -152,6 +161,15 @@ pub struct Cut {
     pub bytes: usize,
     /// (namespace, transactions) per blob, for metrics.
     pub per_namespace: Vec<(Namespace, usize)>,
+}
+
+/// What [`Mempool::requeue`] did with a refused batch.
+#[derive(Debug, Default)]
+pub struct Requeued {
+    /// Queued again, in the order they were cut.
+    pub queued: Vec<Transaction>,
+    /// Too large for a batch under the limit of now: no longer held.
+    pub dropped: Vec<TxId>,
 }
 
 /// Counters for metrics and `/status`.
@@ -180,7 +198,7 @@ pub struct Mempool {
     held: Map<TxId, Held>,
     held_bytes: usize,
     per_sender: Map<PublicKey, usize>,
-    batches: Map<u64, Vec<TxId>>,
+    batches: Map<u64, Unordered>,
     by_attestation: Map<Digest, u64>,
     next_batch: u64,
     recent: VecDeque<TxId>,
@@ -609,6 +627,7 @@ impl Mempool {
             *self.in_flight.entry(*s).or_default() += 1;
         }
         self.batch_sequences.insert(id, sequences);
+        let mut kept = Vec::with_capacity(ids.len());
         for (ns, mut txs) in taken {
             in_nonce_order(&mut txs);
             per_namespace.push((ns, txs.len()));
@@ -616,9 +635,10 @@ impl Mempool {
             // Within MAX_BATCH by construction (max_bytes <= 32 MiB).
             let data = codec::encode(&batch).unwrap_or_default();
             blobs.push(Blob { namespace: ns, data });
+            kept.extend(batch.txs);
         }
         let txs = ids.len();
-        self.batches.insert(id, ids);
+        self.batches.insert(id, Unordered { ids, txs: kept });
         Some(Cut { id, blobs, txs, bytes, per_namespace })
     }
 
@@ -645,29 +665,44 @@ impl Mempool {
 
     /// After a restart: a batch this validator had certified before it stopped and that
     /// is not known to be ordered (the intake log's certificate, given back to the core)
-    /// holds these (sender, chain) sequences. Their queued transactions wait until the
-    /// block ordering `attestation` is reported to [`Mempool::ordered`].
-    pub fn in_flight_until_ordered(
-        &mut self,
-        attestation: Digest,
-        sequences: impl IntoIterator<Item = (PublicKey, ChainId)>,
-    ) {
+    /// holds these transactions (as far as the intake log still has them). They are
+    /// held (a client's retry is a duplicate), their (sender, chain) sequences expect
+    /// the nonce after theirs, and those sequences' queued
+    /// transactions wait until the block ordering `attestation` is reported to
+    /// [`Mempool::ordered`], and if the core refuses the certificate,
+    /// [`Mempool::requeue`] queues them again.
+    pub fn in_flight_until_ordered(&mut self, attestation: Digest, txs: Vec<Transaction>) {
         let id = self.next_batch;
         self.next_batch += 1;
-        let mut sequences: Vec<(PublicKey, ChainId)> = sequences.into_iter().collect();
+        let mut batch = Unordered::default();
+        for tx in txs {
+            let txid = tx.id();
+            if self.held.contains_key(&txid) {
+                continue;
+            }
+            let bytes = tx.approx_size();
+            self.held.insert(txid, Held { sender: tx.sender, bytes });
+            self.held_bytes += bytes;
+            *self.per_sender.entry(tx.sender).or_default() += 1;
+            let seq = self.sequences.entry((tx.sender, tx.chain_id)).or_default();
+            seq.next = seq.next.max(tx.nonce.saturating_add(1));
+            batch.ids.push(txid);
+            batch.txs.push(tx);
+        }
+        let mut sequences: Vec<(PublicKey, ChainId)> = batch.txs.iter().map(|t| (t.sender, t.chain_id)).collect();
         sequences.sort_unstable_by_key(|(s, c)| (s.0, c.0));
         sequences.dedup();
         for s in &sequences {
             *self.in_flight.entry(*s).or_default() += 1;
         }
         self.batch_sequences.insert(id, sequences);
-        self.batches.insert(id, Vec::new());
+        self.batches.insert(id, batch);
         self.by_attestation.insert(attestation, id);
     }
 
     /// The transactions of cut batch `batch` (empty if unknown).
     pub fn batch_ids(&self, batch: u64) -> Vec<TxId> {
-        self.batches.get(&batch).cloned().unwrap_or_default()
+        self.batches.get(&batch).map(|b| b.ids.clone()).unwrap_or_default()
     }
 
     /// A batch was certified by DA under `attestation`.
@@ -677,19 +712,39 @@ impl Mempool {
             && older != batch
         {
             // The same bytes cut again (a resubmitted transaction) certify to the same
-            // attestation: one ordering releases both, so release the older hold now.
+            // attestation: one ordering releases both, so release the older hold now
+            // (the same bytes are the same transactions: the newer batch holds them).
             self.land(older);
+            self.batches.remove(&older);
         }
     }
 
-    /// Our batch certified under `attestation` will not be ordered through this
-    /// validator (the core refused it, or had ordered those same bytes already): its
-    /// senders' next transactions may be cut again. Its transactions stay held until
-    /// an ordering reports `attestation` or the validator restarts.
-    pub fn abandon(&mut self, attestation: &Digest) {
-        if let Some(&batch) = self.by_attestation.get(attestation) {
-            self.land(batch);
+    /// Our batch certified under `attestation` will not be ordered: the core refused
+    /// it (certified by a DA committee the epoch no longer accepts, or over a batch
+    /// limit lowered since it was cut). Its transactions go back to the front of their
+    /// queues, in the order they were cut, still held, to be cut again under the rules
+    /// of now; its senders' later transactions stay queued behind them, so nonce order
+    /// holds. A transaction too large to fit in a batch alone under the limit of now
+    /// could never be ordered: it is dropped (no longer held). Returns the transactions
+    /// queued again (the caller makes them durable again in the intake log) and those
+    /// dropped; `None` if `attestation` is not a batch of ours.
+    pub fn requeue(&mut self, attestation: &Digest, now: Duration) -> Option<Requeued> {
+        let batch = self.by_attestation.remove(attestation)?;
+        self.land(batch);
+        let Unordered { txs, .. } = self.batches.remove(&batch).unwrap_or_default();
+        let room = self.batch_room();
+        let (queued, dropped): (Vec<Transaction>, Vec<Transaction>) =
+            txs.into_iter().partition(|tx| room.is_none_or(|r| tx.approx_size() <= r));
+        for tx in &dropped {
+            self.unhold(&tx.id());
         }
+        for tx in queued.iter().rev() {
+            self.queued += 1;
+            self.queued_bytes += tx.approx_size();
+            let id = tx.id();
+            self.queues.entry(Namespace::from(tx.chain_id)).or_default().push_front((tx.clone(), id, now));
+        }
+        Some(Requeued { queued, dropped: dropped.iter().map(Transaction::id).collect() })
     }
 
     /// Blocks ordered these attestations: release the transactions of our batches among
@@ -699,17 +754,9 @@ impl Mempool {
         for a in attestations {
             let Some(batch) = self.by_attestation.remove(a) else { continue };
             self.land(batch);
-            let Some(ids) = self.batches.remove(&batch) else { continue };
+            let Some(Unordered { ids, .. }) = self.batches.remove(&batch) else { continue };
             for id in ids {
-                if let Some(h) = self.held.remove(&id) {
-                    self.held_bytes -= h.bytes;
-                    if let Some(c) = self.per_sender.get_mut(&h.sender) {
-                        *c -= 1;
-                        if *c == 0 {
-                            self.per_sender.remove(&h.sender);
-                            self.went_idle(h.sender);
-                        }
-                    }
+                if self.unhold(&id) {
                     released += 1;
                 }
                 if self.cfg.recent_ids > 0 {
@@ -724,6 +771,20 @@ impl Mempool {
             }
         }
         released
+    }
+
+    /// Stops holding transaction `id` (false if it was not held).
+    fn unhold(&mut self, id: &TxId) -> bool {
+        let Some(h) = self.held.remove(id) else { return false };
+        self.held_bytes -= h.bytes;
+        if let Some(c) = self.per_sender.get_mut(&h.sender) {
+            *c -= 1;
+            if *c == 0 {
+                self.per_sender.remove(&h.sender);
+                self.went_idle(h.sender);
+            }
+        }
+        true
     }
 
     /// A sender has nothing held any more: remember its sequences for a while, and
@@ -966,34 +1027,79 @@ mod tests {
     }
 
     #[test]
-    fn an_abandoned_batch_releases_its_senders() {
+    fn a_refused_batch_is_queued_again_ahead_of_its_senders_next_transactions() {
         let mut m = Mempool::new(MempoolLimits::default(), [ChainId(1)]);
         add(&mut m, tx(1, 1, 0, 10)).unwrap();
+        add(&mut m, tx(2, 1, 0, 10)).unwrap();
+        add(&mut m, tx(1, 1, 1, 10)).unwrap();
         let first = m.cut(1 << 20).unwrap();
         m.certified(first.id, attestation(first.id));
-        add(&mut m, tx(1, 1, 1, 10)).unwrap();
-        assert!(m.cut(1 << 20).is_none());
-        // The core refused the certificate: the sender is not held hostage by it, nor
-        // the batcher (the batch no longer counts as unordered).
+        add(&mut m, tx(1, 1, 2, 10)).unwrap();
+        add(&mut m, tx(3, 1, 0, 10)).unwrap();
         assert_eq!(m.unordered_batches(), 1);
-        m.abandon(&attestation(first.id));
+        // The core refused the certificate: its transactions come back, still held (a
+        // retry is a duplicate), and the batch no longer counts as unordered.
+        let held = m.stats().held;
+        let again = m.requeue(&attestation(first.id), Duration::ZERO).unwrap();
+        assert_eq!(again.queued.len(), 3);
+        assert!(again.dropped.is_empty());
         assert_eq!(m.unordered_batches(), 0);
-        assert_eq!(nonces_of(&txs_of(&m.cut(1 << 20).unwrap()), 1), vec![1]);
-        // A later report of the abandoned batch changes nothing (no double release).
+        assert_eq!(m.stats().held, held);
+        assert!(matches!(add(&mut m, tx(1, 1, 1, 10)), Ok(SubmitOutcome::Duplicate(_))));
+        // Sender 1's nonces 0 and 1 go before its nonce 2, which was waiting for them.
+        let txs = drain_all(&mut m);
+        assert_eq!(nonces_of(&txs, 1), vec![0, 1, 2]);
+        assert_eq!(nonces_of(&txs, 2), vec![0]);
+        assert_eq!(nonces_of(&txs, 3), vec![0]);
+        assert_eq!(m.stats().held, 0);
+        // A later report of the refused batch changes nothing (no double release).
         m.ordered(&[attestation(first.id)]);
+        assert!(m.requeue(&attestation(first.id), Duration::ZERO).is_none());
+    }
+
+    #[test]
+    fn a_refused_transaction_too_large_for_the_limit_of_now_is_dropped() {
+        let mut m = Mempool::new(MempoolLimits::default(), [ChainId(1)]);
+        add(&mut m, tx(1, 1, 0, 2_000)).unwrap();
+        add(&mut m, tx(2, 1, 0, 10)).unwrap();
+        let first = m.cut(1 << 20).unwrap();
+        m.certified(first.id, attestation(first.id));
+        // Governance lowered the batch limit below the large transaction's size: it
+        // could never be ordered again, and a cut would take it alone over the limit.
+        m.set_batch_bytes(Some(1_000));
+        let again = m.requeue(&attestation(first.id), Duration::ZERO).unwrap();
+        assert_eq!(again.queued, vec![tx(2, 1, 0, 10)]);
+        assert_eq!(again.dropped, vec![tx(1, 1, 0, 2_000).id()]);
+        assert_eq!(m.stats().held, 1);
+        assert_eq!(drain_all(&mut m), vec![tx(2, 1, 0, 10)]);
     }
 
     #[test]
     fn a_restored_certificate_holds_its_senders_until_ordered() {
         let mut m = Mempool::new(MempoolLimits::default(), [ChainId(1)]);
-        let key = Keypair::for_testing(1).public();
-        m.in_flight_until_ordered(attestation(500), [(key, ChainId(1))]);
+        m.in_flight_until_ordered(attestation(500), vec![tx(1, 1, 0, 10)]);
         assert_eq!(m.unordered_batches(), 1);
-        add(&mut m, tx(1, 1, 0, 10)).unwrap();
+        assert_eq!(m.stats().held, 1);
+        // A client's retry of the restored transaction is a duplicate; its next nonce
+        // waits for the certificate to be ordered.
+        assert!(matches!(add(&mut m, tx(1, 1, 0, 10)), Ok(SubmitOutcome::Duplicate(_))));
+        add(&mut m, tx(1, 1, 1, 10)).unwrap();
         assert!(m.cut(1 << 20).is_none());
         m.ordered(&[attestation(500)]);
         assert_eq!(m.unordered_batches(), 0);
-        assert_eq!(nonces_of(&drain_all(&mut m), 1), vec![0]);
+        assert_eq!(nonces_of(&drain_all(&mut m), 1), vec![1]);
+        assert_eq!(m.stats().held, 0);
+    }
+
+    #[test]
+    fn a_restored_certificate_the_core_refuses_is_queued_again() {
+        let mut m = Mempool::new(MempoolLimits::default(), [ChainId(1)]);
+        m.in_flight_until_ordered(attestation(500), vec![tx(1, 1, 0, 10), tx(1, 1, 1, 10)]);
+        add(&mut m, tx(1, 1, 2, 10)).unwrap();
+        let again = m.requeue(&attestation(500), Duration::ZERO).unwrap();
+        assert_eq!(again.queued.len(), 2);
+        assert_eq!(nonces_of(&drain_all(&mut m), 1), vec![0, 1, 2]);
+        assert_eq!(m.stats().held, 0);
     }
 
     fn nonces_of(txs: &[Transaction], k: u64) -> Vec<u64> {

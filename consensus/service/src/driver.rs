@@ -62,7 +62,8 @@ pub(crate) enum Out {
     Persist(WalEntry),
     Send(Outgoing),
     PruneWal(View),
-    BatchesOrdered(Vec<Digest>),
+    /// Batches ordered, or refused: the WAL no longer keeps them for re-proposal.
+    BatchesSettled(Vec<Digest>),
 }
 
 /// What the sender task sends.
@@ -234,21 +235,21 @@ impl CoreTask {
                     self.epochs.carry.push(cert);
                     return Ok(());
                 };
-                let actions = match core.submit_batch(now, cert) {
+                if core.epoch_done() {
+                    // The epoch ended with the input before: the next core takes it.
+                    self.epochs.carry.push(cert);
+                    return self.settle();
+                }
+                match core.submit_batch(now, cert) {
                     // Not pending after an accepted submit: those same bytes were ordered
-                    // already (a resubmitted transaction cut again); nothing will order it.
+                    // already (a resubmitted transaction cut again).
                     Ok(actions) if !core.is_pending(&a) => {
-                        self.mempool.lock().abandon(&a);
-                        actions
+                        self.route(actions)?;
+                        self.ordered_already(a)?;
                     }
-                    Ok(actions) => actions,
-                    Err(e) => {
-                        tracing::error!(target: TARGET, error = %e, attestation = %a, "the core refused our certified batch; its transactions wait for a restart or a resubmission");
-                        self.mempool.lock().abandon(&a);
-                        Vec::new()
-                    }
-                };
-                self.route(actions)?;
+                    Ok(actions) => self.route(actions)?,
+                    Err(e) => self.refused(a, &e.to_string())?,
+                }
             }
             Input::Schedule(schedule) => {
                 let peers = schedule.peers(self.ledger.tip().next(), &self.epochs.keypair.public());
@@ -404,14 +405,13 @@ impl CoreTask {
             let (mut core, actions) =
                 Core::new(cfg, Arc::new(self.epochs.keypair.clone()), Arc::new(Zip215), recovered, now, wall)
                     .map_err(Error::Core)?;
-            // A batch of ours the new epoch's rules refuse (certified by a DA committee
-            // two switches old, or over a batch size limit lowered since) is not held
-            // for proposal: let its senders' next transactions be cut again, as when the
-            // core refuses a batch as it is certified. Its own transactions wait for a
-            // restart or a resubmission.
-            for a in carried.iter().filter(|a| self.own_batches.contains_key(a) && !core.is_pending(a)) {
-                tracing::error!(target: TARGET, attestation = %a, epoch = epoch.epoch, "the new epoch's core refused our certified batch; its transactions wait for a restart or a resubmission");
-                self.mempool.lock().abandon(a);
+            // A carried batch the new epoch's rules refuse (certified by a DA committee two
+            // switches old, or over a batch size limit lowered since) is not held for
+            // proposal: ours are queued again, as when the core refuses a batch as it is
+            // certified (another validator's is its own to cut again).
+            let refused: Vec<Digest> = carried.into_iter().filter(|a| !core.is_pending(a)).collect();
+            for a in refused {
+                self.refused(a, &format!("not taken by the core of epoch {}", epoch.epoch))?;
             }
             tracing::info!(target: TARGET, epoch = epoch.epoch, height = next.0, validators = epoch.validators.len(), "epoch core started");
             self.set_committee(epoch.keys());
@@ -419,6 +419,41 @@ impl CoreTask {
             self.core = Some(core);
             self.route(actions)?;
         }
+        Ok(())
+    }
+
+    /// Our batch `a` certified to the attestation of bytes already ordered (a
+    /// resubmitted transaction cut alone again): it is settled as an ordering settles
+    /// it, in the mempool, the intake log and the WAL, so that nothing holds its
+    /// transactions, its senders or the logs' pruning for good.
+    fn ordered_already(&mut self, a: Digest) -> Result<(), Error> {
+        self.mempool.lock().ordered(&[a]);
+        if let Some(log) = &self.intake_log {
+            log.ordered(&[a])?;
+        }
+        self.own_batches.remove(&a);
+        self.batcher_wake.notify_one();
+        self.send_out(Out::BatchesSettled(vec![a]))
+    }
+
+    /// A core refused certified batch `a` (`why`). If it is ours, its transactions are
+    /// queued again to be cut under the rules of now, durably in the intake log before
+    /// the batcher may cut them ([`crate::intake_log::IntakeLog::requeued`]), and the
+    /// WAL stops keeping it for re-proposal. So acknowledged transactions are not left
+    /// waiting for a restart that would give the same certificate back to be refused
+    /// again, and the logs keep pruning.
+    pub(crate) fn refused(&mut self, a: Digest, why: &str) -> Result<(), Error> {
+        self.own_batches.remove(&a);
+        self.send_out(Out::BatchesSettled(vec![a]))?;
+        let mut mp = self.mempool.lock();
+        let Some(r) = mp.requeue(&a, crate::mempool::now()) else { return Ok(()) };
+        tracing::error!(target: TARGET, attestation = %a, reason = why, queued_again = r.queued.len(), dropped = r.dropped.len(), "a core refused our certified batch: its transactions are queued again (those too large for the batch limit of now are dropped)");
+        if let Some(log) = &self.intake_log {
+            // Under the mempool lock: the batcher cannot cut them before this is durable.
+            log.requeued(a, &r.queued)?;
+        }
+        drop(mp);
+        self.batcher_wake.notify_one();
         Ok(())
     }
 
@@ -522,7 +557,7 @@ impl CoreTask {
         *self.shared.last_finalized.lock() = Some(now);
         self.shared.height.store(fb.height().0, Ordering::Relaxed);
         if !attestations.is_empty() {
-            self.send_out(Out::BatchesOrdered(attestations))?;
+            self.send_out(Out::BatchesSettled(attestations))?;
         }
         Ok(())
     }
@@ -653,7 +688,7 @@ pub(crate) fn outbox_thread(
                     let _ = net.send(o);
                 }
                 Out::PruneWal(v) => prune_to = Some(prune_to.map_or(v, |p| p.max(v))),
-                Out::BatchesOrdered(a) => wal.batches_ordered(a),
+                Out::BatchesSettled(a) => wal.batches_settled(a),
             }
         }
         if dirty {

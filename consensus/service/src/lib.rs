@@ -251,7 +251,7 @@ pub async fn start_with_schedule<D: DataAvailability + 'static>(
     for d in [&ledger_dir, &wal_dir, &intake_dir] {
         std::fs::create_dir_all(d).map_err(|e| Error::Config(format!("cannot create {}: {e}", d.display())))?;
     }
-    let (ledger, wal, replayed, intake_log) = tokio::task::spawn_blocking({
+    let (ledger, mut wal, replayed, intake_log) = tokio::task::spawn_blocking({
         let (ld, wd, id) = (ledger_dir.clone(), wal_dir.clone(), intake_dir.clone());
         let (ls, ws) = (config.log_segment_bytes, config.wal_segment_bytes);
         let durable = config.mempool.durable_intake;
@@ -274,17 +274,11 @@ pub async fn start_with_schedule<D: DataAvailability + 'static>(
         Some((log, restored)) => (Some(Arc::new(log)), restored),
         None => (None, intake_log::Restored::default()),
     };
-    let mut seen = BTreeSet::new();
     let in_flight: Vec<_> = restored.in_flight.into_iter().filter(|(a, _)| !ordered.contains(a)).collect();
-    let batches: Vec<_> = replayed
-        .batches
-        .into_iter()
-        .chain(restored.certificates)
-        .filter(|c| {
-            let a = c.commitment.attestation_digest();
-            !ordered.contains(&a) && seen.insert(a)
-        })
-        .collect();
+    let (batches, settled) =
+        wal::batches_to_restore(replayed.batches, intake_log.as_ref().map(|_| restored.certificates), &ordered);
+    // The WAL's other batches are settled, so that it prunes past them.
+    wal.batches_settled(settled);
     if let Some(log) = &intake_log {
         log.ordered(&ordered.iter().copied().collect::<Vec<_>>())?;
     }
@@ -301,6 +295,7 @@ pub async fn start_with_schedule<D: DataAvailability + 'static>(
     let wall = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
     // Without a schedule the genesis committee's core starts now; with one, the core
     // task starts the core of the epoch the next height belongs to once it knows it.
+    let restored_batches: Vec<Digest> = batches.iter().map(|c| c.commitment.attestation_digest()).collect();
     let (core, initial, recovered_wal, carry) = if schedule.is_none() {
         let recovered = Recovered { finalized: recent, wal: replayed.records, batches };
         let (core, initial) = Core::new(
@@ -319,17 +314,20 @@ pub async fn start_with_schedule<D: DataAvailability + 'static>(
     // Mempool and intake.
     let mempool =
         Arc::new(Mutex::new(mempool::Mempool::new(config.mempool.limits(), genesis.chains.iter().map(|c| c.id))));
+    // The restored batches a core started now did not take back (one that no longer
+    // verifies or does not fit): refused, so queued again below. (With a schedule, the
+    // core of the next height's epoch is started by the core task, which does the same.)
+    let refused: Vec<Digest> = match &core {
+        Some(c) => restored_batches.into_iter().filter(|a| !c.is_pending(a)).collect(),
+        None => Vec::new(),
+    };
     {
         // It knows no sender's nonce yet, and its own certified batches not yet ordered
-        // hold their senders' next transactions until they are.
+        // hold their transactions and their senders' next transactions until they are.
         let mut mp = mempool.lock();
         mp.recover_from(mempool::now());
-        // Only for certificates the core took back (it drops one that no longer
-        // verifies or does not fit): nothing would ever order the others.
-        let waiting: BTreeSet<Digest> = carry.iter().map(|c| c.commitment.attestation_digest()).collect();
-        let kept = |a: &Digest| core.as_ref().map_or(waiting.contains(a), |c| c.is_pending(a));
-        for (a, sequences) in in_flight.into_iter().filter(|(a, _)| kept(a)) {
-            mp.in_flight_until_ordered(a, sequences);
+        for (a, txs) in in_flight {
+            mp.in_flight_until_ordered(a, txs);
         }
     }
     if !restored.transactions.is_empty() {
@@ -425,6 +423,9 @@ pub async fn start_with_schedule<D: DataAvailability + 'static>(
     };
     if task.core.is_some() {
         task.set_committee(ids.clone());
+    }
+    for a in refused {
+        task.refused(a, "not taken back by the core at restart")?;
     }
     let core = tokio::spawn({
         let (stop, fatal) = (stop_core.clone(), fatal.clone());

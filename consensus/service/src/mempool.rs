@@ -5,7 +5,7 @@
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-pub use lamina_consensus_core::mempool::{Cut, Mempool, MempoolLimits, MempoolStats};
+pub use lamina_consensus_core::mempool::{Cut, Mempool, MempoolLimits, MempoolStats, Requeued};
 
 /// The mempool's `now`: time since this process first asked (monotonic).
 pub fn now() -> Duration {

@@ -6,8 +6,8 @@
 //! the core gets its records back and never signs anything conflicting.
 //!
 //! Pruning deletes whole segments whose records are all obsolete: core records of views
-//! at or below a finalized view that is durable in the ordered log, and batches already
-//! ordered.
+//! at or below a finalized view that is durable in the ordered log, and batches
+//! settled: ordered, refused by the core, or (at open) not given back to it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -43,7 +43,7 @@ enum Keep {
 pub struct Wal {
     log: Log,
     kept: BTreeMap<u64, Keep>,
-    ordered: BTreeSet<Digest>,
+    settled: BTreeSet<Digest>,
     pruned_through: View,
 }
 
@@ -86,7 +86,7 @@ impl Wal {
                 }
             }
         }
-        Ok((Wal { log, kept, ordered: BTreeSet::new(), pruned_through: View(0) }, replayed))
+        Ok((Wal { log, kept, settled: BTreeSet::new(), pruned_through: View(0) }, replayed))
     }
 
     /// Appends an entry (buffered; not durable until [`Wal::sync`]).
@@ -107,20 +107,21 @@ impl Wal {
         Ok(())
     }
 
-    /// Records that batches were ordered (their entries become obsolete).
-    pub fn batches_ordered(&mut self, attestations: impl IntoIterator<Item = Digest>) {
-        self.ordered.extend(attestations);
+    /// Records that batches were ordered, or refused (their entries become obsolete: a
+    /// restart does not give them back).
+    pub fn batches_settled(&mut self, attestations: impl IntoIterator<Item = Digest>) {
+        self.settled.extend(attestations);
     }
 
     /// Drops segments whose entries are all obsolete: core records of views up to
     /// `through` (the caller guarantees the block of that view is durable in the ordered
-    /// log) and ordered batches.
+    /// log) and settled batches.
     pub fn prune(&mut self, through: View) -> Result<(), Error> {
         self.pruned_through = self.pruned_through.max(through);
-        let (pruned_through, ordered) = (self.pruned_through, &self.ordered);
+        let (pruned_through, settled) = (self.pruned_through, &self.settled);
         let obsolete = |k: &Keep| match k {
             Keep::View(v) => *v <= pruned_through,
-            Keep::Batch(a) => ordered.contains(a),
+            Keep::Batch(a) => settled.contains(a),
         };
         let first_live = self.kept.iter().find(|(_, k)| !obsolete(k)).map(|(s, _)| *s).unwrap_or(self.log.next_seq());
         if first_live > self.log.first_seq() {
@@ -129,7 +130,7 @@ impl Wal {
             self.kept = self.kept.split_off(&first);
             let live: BTreeSet<Digest> =
                 self.kept.values().filter_map(|k| if let Keep::Batch(a) = k { Some(*a) } else { None }).collect();
-            self.ordered.retain(|a| live.contains(a));
+            self.settled.retain(|a| live.contains(a));
         }
         Ok(())
     }
@@ -138,6 +139,37 @@ impl Wal {
     pub fn close(self) -> Result<(), Error> {
         self.log.close().map_err(Error::store("wal"))
     }
+}
+
+/// At open: the own certified batches to give back to the core, and the WAL's batches
+/// to settle. `intake` is what the intake log gives back, if the node keeps one;
+/// `ordered` the batches of the ordered log's last `dedup_window` heights.
+///
+/// With an intake log, it knows every batch still to order (a certificate is durable
+/// there before the WAL gets it, and its record stays until ordered or refused), so a
+/// WAL batch it does not give back was ordered or refused, perhaps longer ago than the
+/// dedup window reaches: it must not be proposed again, and it is settled, or the WAL
+/// would keep it, and every record after it, until the next restart (which would keep it
+/// again). A certificate in the intake log only (durable there just before a crash,
+/// not yet in the WAL) is given back too. Without an intake log, every WAL batch not
+/// in `ordered` is given back.
+pub(crate) fn batches_to_restore(
+    wal: Vec<AvailabilityCertificate>,
+    intake: Option<Vec<AvailabilityCertificate>>,
+    ordered: &BTreeSet<Digest>,
+) -> (Vec<AvailabilityCertificate>, Vec<Digest>) {
+    let digest = |c: &AvailabilityCertificate| c.commitment.attestation_digest();
+    let in_wal: Vec<Digest> = wal.iter().map(digest).collect();
+    let given_back: Option<BTreeSet<Digest>> = intake.as_ref().map(|i| i.iter().map(digest).collect());
+    let mut seen = BTreeSet::new();
+    let batches: Vec<AvailabilityCertificate> = wal
+        .into_iter()
+        .filter(|c| given_back.as_ref().is_none_or(|g| g.contains(&digest(c))))
+        .chain(intake.into_iter().flatten())
+        .filter(|c| !ordered.contains(&digest(c)) && seen.insert(digest(c)))
+        .collect();
+    let settled = in_wal.into_iter().filter(|a| !seen.contains(a)).collect();
+    (batches, settled)
 }
 
 #[cfg(test)]
@@ -167,5 +199,50 @@ mod tests {
         let (_, r) = Wal::open(dir.path(), 16 << 20).unwrap();
         assert_eq!(r.records, records);
         assert_eq!(r.batches.len(), 1);
+    }
+
+    fn cert(tag: u8) -> AvailabilityCertificate {
+        let mut c = AvailabilityCertificate::default();
+        c.commitment.data_root = Digest([tag; 32]);
+        c
+    }
+
+    fn digests(cs: &[AvailabilityCertificate]) -> Vec<Digest> {
+        cs.iter().map(|c| c.commitment.attestation_digest()).collect()
+    }
+
+    #[test]
+    fn a_restart_settles_the_wal_batches_the_intake_log_no_longer_gives_back() {
+        let d = |t: u8| cert(t).commitment.attestation_digest();
+        // 1: ordered in the dedup window; 2: ordered long ago (the intake log settled
+        // it); 3: still to order; 4: in the intake log only (crash before the WAL).
+        let wal = vec![cert(1), cert(2), cert(3)];
+        let ordered: BTreeSet<Digest> = [d(1)].into();
+        let (batches, settled) = batches_to_restore(wal.clone(), Some(vec![cert(1), cert(3), cert(4)]), &ordered);
+        assert_eq!(digests(&batches), vec![d(3), d(4)]);
+        assert_eq!(settled, vec![d(1), d(2)]);
+        // Without an intake log, the WAL alone says what is still to order.
+        let (batches, settled) = batches_to_restore(wal, None, &ordered);
+        assert_eq!(digests(&batches), vec![d(2), d(3)]);
+        assert_eq!(settled, vec![d(1)]);
+    }
+
+    #[test]
+    fn settled_batches_no_longer_hold_pruning_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut wal, _) = Wal::open(dir.path(), 16 << 10).unwrap();
+        wal.append(&WalEntry::Batch(cert(1))).unwrap();
+        for v in 1..2_000u64 {
+            wal.append(&WalEntry::Core(WalRecord::Nullified(View(v)))).unwrap();
+        }
+        wal.sync().unwrap();
+        let files = || std::fs::read_dir(dir.path()).unwrap().count();
+        let before = files();
+        assert!(before > 2, "{before}");
+        wal.prune(View(2_000)).unwrap();
+        assert_eq!(files(), before, "an unsettled batch keeps its segment and every one after it");
+        wal.batches_settled(digests(&[cert(1)]));
+        wal.prune(View(2_000)).unwrap();
+        assert!(files() <= 2, "{} segments left", files());
     }
 }

@@ -668,24 +668,31 @@ impl Sim {
         if let Some(load) = &self.scenario.txs
             && self.insts[i].mempool.is_none()
         {
-            // A (re)start: a new mempool, and what intake had acknowledged and not yet
-            // certified queued again, in acknowledgement order (the service's intake log).
+            // A (re)start: a new mempool. Its certified batches not yet ordered (given
+            // back to the core) hold their transactions and senders, as the service
+            // restores them from the intake log; then what intake had acknowledged and
+            // not yet certified is queued again, in acknowledgement order.
             let chains = (1..=load.chains).map(ChainId);
             let mut mp = Mempool::new(load.limits.clone(), chains);
             mp.recover_from(self.now);
-            for tx in &self.insts[i].acked {
-                let _ = mp.insert(tx.clone(), tx.id(), self.now);
-            }
-            // Its certified batches not yet ordered (given back to the core) hold their
-            // senders, as the service restores them from the intake log.
+            let pending = |a: &Digest| self.insts[i].core.as_ref().is_some_and(|c| c.is_pending(a));
             for cert in &self.insts[i].batches {
                 let a = cert.commitment.attestation_digest();
+                // Only those the core took back (as the service: it drops one whose
+                // bytes it finds ordered already).
+                if !pending(&a) {
+                    continue;
+                }
                 let Some(blobs) = self.da.get(&a) else { continue };
-                let sequences = blobs
+                let txs = blobs
                     .iter()
                     .filter_map(|b| lamina_primitives::codec::decode::<Batch>(&b.data).ok())
-                    .flat_map(|b| b.txs.into_iter().map(|tx| (tx.sender, tx.chain_id)));
-                mp.in_flight_until_ordered(a, sequences);
+                    .flat_map(|b| b.txs)
+                    .collect();
+                mp.in_flight_until_ordered(a, txs);
+            }
+            for tx in &self.insts[i].acked {
+                let _ = mp.insert(tx.clone(), tx.id(), self.now);
             }
             self.insts[i].mempool = Some(mp);
         }
@@ -926,8 +933,8 @@ impl Sim {
                 if !core.is_pending(&a)
                     && let Some(mp) = self.insts[inst].mempool.as_mut()
                 {
-                    // As the service's driver does: nothing will order it through us.
-                    mp.abandon(&a);
+                    // As the service's driver does: those bytes were ordered already.
+                    mp.ordered(&[a]);
                 }
                 self.submitted.insert(a, self.now);
                 self.insts[inst].batches.push(cert);
