@@ -724,12 +724,20 @@ impl Mempool {
     /// limit lowered since it was cut). Its transactions go back to the front of their
     /// queues, in the order they were cut, still held, to be cut again under the rules
     /// of now; its senders' later transactions stay queued behind them, so nonce order
-    /// holds. A transaction too large to fit in a batch alone under the limit of now
-    /// could never be ordered: it is dropped (no longer held). Returns the transactions
-    /// queued again (the caller makes them durable again in the intake log) and those
-    /// dropped; `None` if `attestation` is not a batch of ours.
-    pub fn requeue(&mut self, attestation: &Digest, now: Duration) -> Option<Requeued> {
+    /// holds. `limit` is the refusing core's batch limit: later cuts keep within it
+    /// when it is lower than the one set (governance's next
+    /// [`Mempool::set_batch_bytes`] replaces it), so that they are not refused again.
+    /// A transaction too large to fit in a batch alone under the limit could never be
+    /// ordered: it is dropped (no longer held). Returns the transactions queued again
+    /// (the caller makes them durable again in the intake log) and those dropped;
+    /// `None` if `attestation` is not a batch of ours.
+    pub fn requeue(&mut self, attestation: &Digest, now: Duration, limit: Option<u64>) -> Option<Requeued> {
         let batch = self.by_attestation.remove(attestation)?;
+        if let Some(l) = limit.map(|l| usize::try_from(l).unwrap_or(usize::MAX))
+            && self.batch_bytes.is_none_or(|b| l < b)
+        {
+            self.batch_bytes = Some(l);
+        }
         self.land(batch);
         let Unordered { txs, .. } = self.batches.remove(&batch).unwrap_or_default();
         let room = self.batch_room();
@@ -1040,7 +1048,7 @@ mod tests {
         // The core refused the certificate: its transactions come back, still held (a
         // retry is a duplicate), and the batch no longer counts as unordered.
         let held = m.stats().held;
-        let again = m.requeue(&attestation(first.id), Duration::ZERO).unwrap();
+        let again = m.requeue(&attestation(first.id), Duration::ZERO, None).unwrap();
         assert_eq!(again.queued.len(), 3);
         assert!(again.dropped.is_empty());
         assert_eq!(m.unordered_batches(), 0);
@@ -1054,7 +1062,7 @@ mod tests {
         assert_eq!(m.stats().held, 0);
         // A later report of the refused batch changes nothing (no double release).
         m.ordered(&[attestation(first.id)]);
-        assert!(m.requeue(&attestation(first.id), Duration::ZERO).is_none());
+        assert!(m.requeue(&attestation(first.id), Duration::ZERO, None).is_none());
     }
 
     #[test]
@@ -1066,8 +1074,9 @@ mod tests {
         m.certified(first.id, attestation(first.id));
         // Governance lowered the batch limit below the large transaction's size: it
         // could never be ordered again, and a cut would take it alone over the limit.
-        m.set_batch_bytes(Some(1_000));
-        let again = m.requeue(&attestation(first.id), Duration::ZERO).unwrap();
+        // The refusing core's limit applies even before governance's reaches the mempool.
+        let again = m.requeue(&attestation(first.id), Duration::ZERO, Some(1_000)).unwrap();
+        assert_eq!(m.batch_bytes(), Some(1_000));
         assert_eq!(again.queued, vec![tx(2, 1, 0, 10)]);
         assert_eq!(again.dropped, vec![tx(1, 1, 0, 2_000).id()]);
         assert_eq!(m.stats().held, 1);
@@ -1096,7 +1105,7 @@ mod tests {
         let mut m = Mempool::new(MempoolLimits::default(), [ChainId(1)]);
         m.in_flight_until_ordered(attestation(500), vec![tx(1, 1, 0, 10), tx(1, 1, 1, 10)]);
         add(&mut m, tx(1, 1, 2, 10)).unwrap();
-        let again = m.requeue(&attestation(500), Duration::ZERO).unwrap();
+        let again = m.requeue(&attestation(500), Duration::ZERO, None).unwrap();
         assert_eq!(again.queued.len(), 2);
         assert_eq!(nonces_of(&drain_all(&mut m), 1), vec![0, 1, 2]);
         assert_eq!(m.stats().held, 0);

@@ -240,6 +240,7 @@ impl CoreTask {
                     self.epochs.carry.push(cert);
                     return self.settle();
                 }
+                let limit = core.config().max_batch_bytes;
                 match core.submit_batch(now, cert) {
                     // Not pending after an accepted submit: those same bytes were ordered
                     // already (a resubmitted transaction cut again).
@@ -248,7 +249,7 @@ impl CoreTask {
                         self.ordered_already(a)?;
                     }
                     Ok(actions) => self.route(actions)?,
-                    Err(e) => self.refused(a, &e.to_string())?,
+                    Err(e) => self.refused(a, &e.to_string(), limit)?,
                 }
             }
             Input::Schedule(schedule) => {
@@ -410,8 +411,9 @@ impl CoreTask {
             // proposal: ours are queued again, as when the core refuses a batch as it is
             // certified (another validator's is its own to cut again).
             let refused: Vec<Digest> = carried.into_iter().filter(|a| !core.is_pending(a)).collect();
+            let limit = core.config().max_batch_bytes;
             for a in refused {
-                self.refused(a, &format!("not taken by the core of epoch {}", epoch.epoch))?;
+                self.refused(a, &format!("not taken by the core of epoch {}", epoch.epoch), limit)?;
             }
             tracing::info!(target: TARGET, epoch = epoch.epoch, height = next.0, validators = epoch.validators.len(), "epoch core started");
             self.set_committee(epoch.keys());
@@ -436,17 +438,18 @@ impl CoreTask {
         self.send_out(Out::BatchesSettled(vec![a]))
     }
 
-    /// A core refused certified batch `a` (`why`). If it is ours, its transactions are
+    /// A core refused certified batch `a` (`why`; `limit`: that core's batch limit). If
+    /// it is ours, its transactions are
     /// queued again to be cut under the rules of now, durably in the intake log before
     /// the batcher may cut them ([`crate::intake_log::IntakeLog::requeued`]), and the
     /// WAL stops keeping it for re-proposal. So acknowledged transactions are not left
     /// waiting for a restart that would give the same certificate back to be refused
     /// again, and the logs keep pruning.
-    pub(crate) fn refused(&mut self, a: Digest, why: &str) -> Result<(), Error> {
+    pub(crate) fn refused(&mut self, a: Digest, why: &str, limit: Option<u64>) -> Result<(), Error> {
         self.own_batches.remove(&a);
         self.send_out(Out::BatchesSettled(vec![a]))?;
         let mut mp = self.mempool.lock();
-        let Some(r) = mp.requeue(&a, crate::mempool::now()) else { return Ok(()) };
+        let Some(r) = mp.requeue(&a, crate::mempool::now(), limit) else { return Ok(()) };
         tracing::error!(target: TARGET, attestation = %a, reason = why, queued_again = r.queued.len(), dropped = r.dropped.len(), "a core refused our certified batch: its transactions are queued again (those too large for the batch limit of now are dropped)");
         if let Some(log) = &self.intake_log {
             // Under the mempool lock: the batcher cannot cut them before this is durable.

@@ -317,9 +317,9 @@ pub async fn start_with_schedule<D: DataAvailability + 'static>(
     // The restored batches a core started now did not take back (one that no longer
     // verifies or does not fit): refused, so queued again below. (With a schedule, the
     // core of the next height's epoch is started by the core task, which does the same.)
-    let refused: Vec<Digest> = match &core {
-        Some(c) => restored_batches.into_iter().filter(|a| !c.is_pending(a)).collect(),
-        None => Vec::new(),
+    let (refused, limit): (Vec<Digest>, _) = match &core {
+        Some(c) => (restored_batches.into_iter().filter(|a| !c.is_pending(a)).collect(), c.config().max_batch_bytes),
+        None => (Vec::new(), None),
     };
     {
         // It knows no sender's nonce yet, and its own certified batches not yet ordered
@@ -425,7 +425,7 @@ pub async fn start_with_schedule<D: DataAvailability + 'static>(
         task.set_committee(ids.clone());
     }
     for a in refused {
-        task.refused(a, "not taken back by the core at restart")?;
+        task.refused(a, "not taken back by the core at restart", limit)?;
     }
     let core = tokio::spawn({
         let (stop, fatal) = (stop_core.clone(), fatal.clone());

@@ -442,9 +442,11 @@ fn a_batch_over_its_epochs_size_limit_is_never_ordered() {
 
 /// A batch of ours that the next epoch's rules refuse when it is handed over (here: over
 /// epoch 1's batch size limit, certified between epoch 0's end and epoch 1's start,
-/// while DA was down for validator 0) is abandoned, so its sender's next transaction is
-/// cut and ordered; before, the sender stayed "in flight" on that validator, which cut
-/// nothing more of it until a restart.
+/// while DA was down for validator 0) is queued again, without the transaction too
+/// large for the limit, so its sender's next transaction is cut and ordered (the
+/// mempool here was never told the limit: the refusing core's applies); before, the
+/// sender stayed "in flight" on that validator, which cut nothing more of it until a
+/// restart.
 #[test]
 fn a_batch_refused_at_an_epoch_handover_does_not_hold_its_sender() {
     const LIMIT: u64 = 4_000;
