@@ -336,7 +336,7 @@ impl Mempool {
     }
 
     /// This validator's batches cut (or restored from its intake log) and not yet
-    /// ordered, nor abandoned. The service's batcher waits longer before cutting more
+    /// ordered, nor refused. The service's batcher waits longer before cutting more
     /// while there are enough of them (`[consensus.batch] max_unordered`).
     pub fn unordered_batches(&self) -> usize {
         self.batch_sequences.len()
