@@ -27,7 +27,7 @@ use crate::module::Module;
 /// Format version of the `data/` directory this binary reads and writes. A node refuses
 /// to start on any other version: an older one names `lamina <module> migrate` (see
 /// [`MIGRATIONS`]), a newer one the newer release it needs.
-pub const DATA_FORMAT_VERSION: u32 = 2;
+pub const DATA_FORMAT_VERSION: u32 = 3;
 
 /// One step of `lamina <module> migrate`: from a data format version to the next.
 #[derive(Debug)]
@@ -41,13 +41,22 @@ pub struct Migration {
 }
 
 /// Every migration step, in order: version `n` migrates by the steps with `from >= n`.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    from: 1,
-    what: "consensus's intake log may hold `Ordered` records (which a version-1 binary cannot \
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        from: 1,
+        what: "consensus's intake log may hold `Ordered` records (which a version-1 binary cannot \
            read) and nodes keep their governance state in data/governance/; version-1 data \
            reads unchanged, so nothing is rewritten",
-    run: |_| Ok(()),
-}];
+        run: |_| Ok(()),
+    },
+    Migration {
+        from: 2,
+        what: "consensus's intake log may hold `Requeued` records (the transactions of a batch the \
+           core refused, queued again), which a version-2 binary cannot read; version-2 data \
+           reads unchanged, so nothing is rewritten",
+        run: |_| Ok(()),
+    },
+];
 
 /// Environment variable naming the home directory.
 pub const HOME_ENV: &str = "LAMINA_HOME";

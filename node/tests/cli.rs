@@ -122,7 +122,7 @@ fn keys_genesis_and_init_produce_the_expected_files() {
     assert!(text.contains("module = \"consensus\"") && text.contains("# Admin HTTP address"), "{text}");
     assert_eq!(mode(&home.join("config/node.key")), 0o600);
     assert_eq!(mode(&home.join("config")), 0o700);
-    assert_eq!(std::fs::read_to_string(home.join("data/VERSION")).unwrap().trim(), "2");
+    assert_eq!(std::fs::read_to_string(home.join("data/VERSION")).unwrap().trim(), "3");
     assert_eq!(
         std::fs::read_to_string(home.join("config/genesis.toml")).unwrap(),
         std::fs::read_to_string(&g).unwrap()
@@ -187,7 +187,12 @@ fn keys_genesis_and_init_produce_the_expected_files() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(std::fs::read_to_string(home.join("data/VERSION")).unwrap().trim(), "2");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("from version 2 to 3"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(std::fs::read_to_string(home.join("data/VERSION")).unwrap().trim(), "3");
 
     // A home held by a running node (here: this test holds its lock, as pid 4242 would)
     // refuses a second start at once, naming the holder.
