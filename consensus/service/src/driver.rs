@@ -11,7 +11,9 @@
 //!                                   sender task ──▶ peers (broadcast / send / serve blocks)
 //! ```
 //!
-//! The core task never blocks on I/O. Everything the core asks to persist goes to the
+//! The core task never blocks on I/O, but for the one sync of the intake log's record
+//! when the core refuses a batch of ours (an error case: see
+//! [`CoreTask::refused`]). Everything the core asks to persist goes to the
 //! outbox thread *in order* with the sends; the thread appends WAL records and, before
 //! releasing any send that follows a record, fsyncs (one fsync covers every record
 //! appended meanwhile). So a signed message is durable before it leaves, and a slow
@@ -235,11 +237,6 @@ impl CoreTask {
                     self.epochs.carry.push(cert);
                     return Ok(());
                 };
-                if core.epoch_done() {
-                    // The epoch ended with the input before: the next core takes it.
-                    self.epochs.carry.push(cert);
-                    return self.settle();
-                }
                 let limit = core.config().max_batch_bytes;
                 match core.submit_batch(now, cert) {
                     // Not pending after an accepted submit: those same bytes were ordered
@@ -397,11 +394,12 @@ impl CoreTask {
                 .partition(|r| epoch_of(r.view()) == epoch.epoch);
             self.epochs.recovered_wal = later;
             let carried: Vec<Digest> = self.epochs.carry.iter().map(|c| c.commitment.attestation_digest()).collect();
-            let recovered = Recovered {
-                finalized: self.ledger.recent(cfg.dedup_window)?,
-                wal: mine,
-                batches: std::mem::take(&mut self.epochs.carry),
-            };
+            let finalized = self.ledger.recent(cfg.dedup_window)?;
+            let recent: std::collections::HashSet<Digest> = finalized
+                .iter()
+                .flat_map(|fb| fb.block.batches.iter().map(|c| c.commitment.attestation_digest()))
+                .collect();
+            let recovered = Recovered { finalized, wal: mine, batches: std::mem::take(&mut self.epochs.carry) };
             let wall = wall_ms();
             let (mut core, actions) =
                 Core::new(cfg, Arc::new(self.epochs.keypair.clone()), Arc::new(Zip215), recovered, now, wall)
@@ -410,10 +408,16 @@ impl CoreTask {
             // switches old, or over a batch size limit lowered since) is not held for
             // proposal: ours are queued again, as when the core refuses a batch as it is
             // certified (another validator's is its own to cut again).
-            let refused: Vec<Digest> = carried.into_iter().filter(|a| !core.is_pending(a)).collect();
+            let dropped: Vec<Digest> = carried.into_iter().filter(|a| !core.is_pending(a)).collect();
             let limit = core.config().max_batch_bytes;
-            for a in refused {
-                self.refused(a, &format!("not taken by the core of epoch {}", epoch.epoch), limit)?;
+            for a in dropped {
+                // The core drops a batch ordered in its dedup window too: that is no
+                // refusal, and queueing its transactions again would order them twice.
+                if recent.contains(&a) {
+                    self.ordered_already(a)?;
+                } else {
+                    self.refused(a, &format!("not taken by the core of epoch {}", epoch.epoch), limit)?;
+                }
             }
             tracing::info!(target: TARGET, epoch = epoch.epoch, height = next.0, validators = epoch.validators.len(), "epoch core started");
             self.set_committee(epoch.keys());
@@ -453,6 +457,7 @@ impl CoreTask {
         tracing::error!(target: TARGET, attestation = %a, reason = why, queued_again = r.queued.len(), dropped = r.dropped.len(), "a core refused our certified batch: its transactions are queued again (those too large for the batch limit of now are dropped)");
         if let Some(log) = &self.intake_log {
             // Under the mempool lock: the batcher cannot cut them before this is durable.
+            // (One sync on the core task, for a refusal: the exception to its rule.)
             log.requeued(a, &r.queued)?;
         }
         drop(mp);

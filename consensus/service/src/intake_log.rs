@@ -44,8 +44,9 @@ pub enum IntakeRecord {
     /// Batches of earlier `Certified` records that were ordered (attestation digests).
     Ordered(Vec<Digest>),
     /// The batch of an earlier `Certified` record (its attestation digest) that the core
-    /// refused: it is not given back, and these of its transactions were queued again
-    /// (the others could never be ordered: dropped).
+    /// refused: it is not given back, and these of its transactions were queued again,
+    /// with those of the `Accepted` records written just before it for a batch larger
+    /// than a record (the others could never be ordered: dropped).
     Requeued(Digest, Vec<Transaction>),
 }
 
@@ -60,6 +61,8 @@ pub struct IntakeLog {
     /// The transaction bytes ([`Transaction::approx_size`], plus 64 each) one record
     /// of requeued transactions holds at most: half the largest record.
     max_part: usize,
+    /// See [`IntakeLog::was_fresh`].
+    fresh: bool,
     /// What the log still needs, by record.
     needed: Mutex<Needed>,
 }
@@ -119,13 +122,17 @@ impl Needed {
         self.unordered.insert(seq, a);
     }
 
-    /// Batch `a` will not be given back: its transactions no longer need its records
-    /// (the caller holds those requeued again). False if it is not a batch of this log.
+    /// Batch `a` will not be given back: its transactions no longer need the records
+    /// that held them when it was certified (those are older than its `Certified`
+    /// record; a transaction held again since, by the parts of a requeued batch, keeps
+    /// its newer record). False if it is not a batch of this log.
     fn settle_batch(&mut self, a: &Digest) -> bool {
         let Some((seq, ids)) = self.batch.remove(a) else { return false };
         self.unordered.remove(&seq);
         for id in &ids {
-            self.settle(id);
+            if self.record_of.get(id).is_some_and(|r| *r < seq) {
+                self.settle(id);
+            }
         }
         true
     }
@@ -134,8 +141,8 @@ impl Needed {
 /// What the log held at open.
 #[derive(Debug, Default)]
 pub struct Restored {
-    /// Accepted (or requeued), never certified since: to queue again, in acceptance
-    /// order.
+    /// Accepted (or requeued), never certified since: to queue again, in the order of
+    /// the records holding them (acceptance order; a requeued batch's at its requeue).
     pub transactions: Vec<Transaction>,
     /// Certified, not known to be ordered: to give back to the core.
     pub certificates: Vec<AvailabilityCertificate>,
@@ -226,7 +233,8 @@ impl IntakeLog {
         // The rest were accepted and not certified since.
         restored.transactions =
             order.into_iter().filter(|id| !in_batch.contains(id)).filter_map(|id| body.remove(&id)).collect();
-        let this = IntakeLog { log, max_part, needed: Mutex::new(n) };
+        let fresh = log.next_seq() == 0;
+        let this = IntakeLog { log, max_part, fresh, needed: Mutex::new(n) };
         this.prune()?;
         Ok((this, restored))
     }
@@ -308,16 +316,34 @@ impl IntakeLog {
             seqs.push(self.log.append(&encode(&record)?).map_err(Error::store("intake log"))?);
         }
         self.log.wait_durable(seqs[last]).map_err(Error::store("intake log"))?;
-        {
-            let mut n = self.needed.lock();
-            n.settle_batch(&attestation);
-            for (part, seq) in parts.iter().zip(seqs) {
-                for t in *part {
-                    n.hold(t.id(), seq);
-                }
+        let mut n = self.needed.lock();
+        n.settle_batch(&attestation);
+        for (part, seq) in parts.iter().zip(seqs) {
+            for t in *part {
+                n.hold(t.id(), seq);
             }
         }
-        self.prune()
+        // The segments go at the next `certified` (this runs on the core task, under the
+        // mempool lock: no more I/O than the record).
+        Ok(())
+    }
+
+    /// Restored transactions the mempool refused at a restart (full, or over a limit
+    /// lowered since): they no longer hold their records (without this they would
+    /// hold pruning back for good). Their clients were told "accepted" before the
+    /// restart; a later restart does not try them again.
+    pub fn forget(&self, ids: &[TxId]) {
+        let mut n = self.needed.lock();
+        for id in ids {
+            n.settle(id);
+        }
+    }
+
+    /// True if the log had never been written when it was opened (a node that just
+    /// turned `durable_intake` on, or lost the directory): it knows nothing of the
+    /// batches certified before.
+    pub fn was_fresh(&self) -> bool {
+        self.fresh
     }
 
     fn prune(&self) -> Result<(), Error> {
@@ -477,17 +503,20 @@ mod tests {
         let batch: Vec<Transaction> = (0..40).map(big).collect();
         {
             let (log, _) = IntakeLog::open(dir.path(), 64 << 10).unwrap();
+            // Never certified: holds every record after it, the batch's `Certified` too.
+            let s = log.accepted(&[tx(0)]).unwrap();
+            log.wait_durable(s).unwrap();
             for part in batch.chunks(8) {
                 let s = log.accepted(part).unwrap();
                 log.wait_durable(s).unwrap();
             }
             log.certified(&cert(1), &ids(&batch)).unwrap();
             log.requeued(cert(1).commitment.attestation_digest(), &batch).unwrap();
-            assert!(log.log.next_seq() >= 5 + 1 + 5, "160 KB of transactions in records of at most 32 KB");
+            assert!(log.log.next_seq() >= 1 + 5 + 1 + 5, "160 KB of transactions in records of at most 32 KB");
         }
         let (_, r) = IntakeLog::open(dir.path(), 64 << 10).unwrap();
         assert!(r.certificates.is_empty());
-        assert_eq!(r.transactions, batch);
+        assert_eq!(r.transactions, [vec![tx(0)], batch].concat());
     }
 
     #[test]

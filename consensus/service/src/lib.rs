@@ -275,8 +275,11 @@ pub async fn start_with_schedule<D: DataAvailability + 'static>(
         None => (None, intake_log::Restored::default()),
     };
     let in_flight: Vec<_> = restored.in_flight.into_iter().filter(|(a, _)| !ordered.contains(a)).collect();
+    // An intake log created just now (turned on, or lost) knows nothing of the batches
+    // certified before: then the WAL alone says what is still to order.
+    let intake_knows = intake_log.as_ref().is_some_and(|l| !l.was_fresh());
     let (batches, settled) =
-        wal::batches_to_restore(replayed.batches, intake_log.as_ref().map(|_| restored.certificates), &ordered);
+        wal::batches_to_restore(replayed.batches, intake_knows.then_some(restored.certificates), &ordered);
     // The WAL's other batches are settled, so that it prunes past them.
     wal.batches_settled(settled);
     if let Some(log) = &intake_log {
@@ -335,11 +338,18 @@ pub async fn start_with_schedule<D: DataAvailability + 'static>(
         let mut mp = mempool.lock();
         let now = mempool::now();
         let n = restored.transactions.len();
+        let mut refused = Vec::new();
         for tx in restored.transactions {
             let id = tx.id();
-            let _ = mp.insert(tx, id, now);
+            if let Err(e) = mp.insert(tx, id, now) {
+                tracing::warn!(target: TARGET, tx = %id, error = %e, "a transaction restored from the intake log was refused by the mempool");
+                refused.push(id);
+            }
         }
-        tracing::info!(target: TARGET, transactions = n, "restored acknowledged transactions from the intake log");
+        if let Some(log) = &intake_log {
+            log.forget(&refused);
+        }
+        tracing::info!(target: TARGET, transactions = n, refused = refused.len(), "restored acknowledged transactions from the intake log");
     }
     let wake = Arc::new(Notify::new());
     let intake =

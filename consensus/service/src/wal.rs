@@ -95,7 +95,13 @@ impl Wal {
         let seq = self.log.append(&bytes).map_err(Error::store("wal"))?;
         let keep = match entry {
             WalEntry::Core(r) => Keep::View(r.view()),
-            WalEntry::Batch(c) => Keep::Batch(c.commitment.attestation_digest()),
+            WalEntry::Batch(c) => {
+                // The same bytes certified again (a refused batch queued again and cut
+                // the same) are live again.
+                let a = c.commitment.attestation_digest();
+                self.settled.remove(&a);
+                Keep::Batch(a)
+            }
         };
         self.kept.insert(seq, keep);
         Ok(())
@@ -228,21 +234,35 @@ mod tests {
     }
 
     #[test]
-    fn settled_batches_no_longer_hold_pruning_back() {
+    fn a_batch_replayed_at_a_restart_and_settled_no_longer_holds_pruning_back() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut wal, _) = Wal::open(dir.path(), 16 << 10).unwrap();
-        wal.append(&WalEntry::Batch(cert(1))).unwrap();
-        for v in 1..2_000u64 {
-            wal.append(&WalEntry::Core(WalRecord::Nullified(View(v)))).unwrap();
-        }
-        wal.sync().unwrap();
         let files = || std::fs::read_dir(dir.path()).unwrap().count();
+        {
+            let (mut wal, _) = Wal::open(dir.path(), 16 << 10).unwrap();
+            wal.append(&WalEntry::Batch(cert(1))).unwrap();
+            wal.batches_settled(digests(&[cert(1)]));
+            for v in 1..2_000u64 {
+                wal.append(&WalEntry::Core(WalRecord::Nullified(View(v)))).unwrap();
+            }
+            wal.sync().unwrap();
+        }
+        // A restart replays the batch (ordered before it, so the intake log does not
+        // give it back): unless settled again, it keeps its segment and all after it.
+        let (mut wal, replayed) = Wal::open(dir.path(), 16 << 10).unwrap();
         let before = files();
         assert!(before > 2, "{before}");
         wal.prune(View(2_000)).unwrap();
         assert_eq!(files(), before, "an unsettled batch keeps its segment and every one after it");
-        wal.batches_settled(digests(&[cert(1)]));
+        let (batches, settled) = batches_to_restore(replayed.batches, Some(Vec::new()), &BTreeSet::new());
+        assert!(batches.is_empty());
+        wal.batches_settled(settled);
         wal.prune(View(2_000)).unwrap();
         assert!(files() <= 2, "{} segments left", files());
+        // The same bytes certified again are live again.
+        wal.append(&WalEntry::Batch(cert(1))).unwrap();
+        wal.sync().unwrap();
+        drop(wal);
+        let (_, replayed) = Wal::open(dir.path(), 16 << 10).unwrap();
+        assert_eq!(digests(&replayed.batches), digests(&[cert(1)]));
     }
 }

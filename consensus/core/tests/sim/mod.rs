@@ -678,8 +678,9 @@ impl Sim {
             let pending = |a: &Digest| self.insts[i].core.as_ref().is_some_and(|c| c.is_pending(a));
             for cert in &self.insts[i].batches {
                 let a = cert.commitment.attestation_digest();
-                // Only those the core took back (as the service: it drops one whose
-                // bytes it finds ordered already).
+                // Only those the core took back: it drops one whose bytes it finds
+                // ordered already (the service settles that one as ordered; it also
+                // queues again one the core refuses, which never happens here).
                 if !pending(&a) {
                     continue;
                 }
