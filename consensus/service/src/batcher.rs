@@ -50,6 +50,7 @@ pub(crate) async fn run<D: DataAvailability + 'static>(
     grace: Duration,
     log: Option<Arc<IntakeLog>>,
     shared: Arc<Shared>,
+    fatal: CancellationToken,
 ) {
     let inflight = Arc::new(Semaphore::new(cfg.max_inflight));
     // Certificates reach the core in cut order, whatever order the concurrent
@@ -67,10 +68,17 @@ pub(crate) async fn run<D: DataAvailability + 'static>(
             // transactions again, and never has a later batch without an earlier one.
             if let (Some(log), Input::Certified { cert, .. }) = (&forwarder_log, &input) {
                 let (log, cert) = (log.clone(), cert.clone());
-                match tokio::task::spawn_blocking(move || log.certified(&cert, &ids)).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => tracing::error!(target: TARGET, error = %e, "intake log: certificate not durable"),
-                    Err(e) => tracing::error!(target: TARGET, error = %e, "intake log task failed"),
+                let failed = match tokio::task::spawn_blocking(move || log.certified(&cert, &ids)).await {
+                    Ok(Ok(())) => None,
+                    Ok(Err(e)) => Some(e.to_string()),
+                    Err(e) => Some(format!("task: {e}")),
+                };
+                // Fail-stop, as for the WAL: the intake log must know every batch still
+                // to order (a restart settles the WAL's batches it does not give back).
+                if let Some(error) = failed {
+                    tracing::error!(target: TARGET, %error, "intake log: certificate not durable: stopping (fail-stop)");
+                    fatal.cancel();
+                    return;
                 }
             }
             if to_core.send(input).await.is_err() {

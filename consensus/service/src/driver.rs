@@ -238,6 +238,7 @@ impl CoreTask {
                     return Ok(());
                 };
                 let limit = core.config().max_batch_bytes;
+                let kept = cert.clone();
                 match core.submit_batch(now, cert) {
                     // Not pending after an accepted submit: those same bytes were ordered
                     // already (a resubmitted transaction cut again).
@@ -246,6 +247,9 @@ impl CoreTask {
                         self.ordered_already(a)?;
                     }
                     Ok(actions) => self.route(actions)?,
+                    // Not reached (`settle` drops a finished core after every input);
+                    // if it were, the next core takes it, as between cores.
+                    Err(lamina_consensus_core::Error::EpochEnded(_)) => self.epochs.carry.push(kept),
                     Err(e) => self.refused(a, &e.to_string(), limit)?,
                 }
             }

@@ -19,8 +19,9 @@
 //!
 //! Pruning: the lowest record still needed — an `Accepted` or `Requeued` record with a
 //! transaction not yet ordered, or a `Certified` record whose batch is not yet ordered
-//! nor requeued — bounds what is kept (a `Certified` record always follows the records
-//! of its transactions); whole segments below it are deleted. A transaction's record is
+//! nor requeued — bounds what is kept; whole segments below it are deleted. An ordering
+//! releases every record holding the batch's transactions; a requeue those below its
+//! first part. A transaction's record is
 //! kept until its batch is ordered, not only until it is certified, so that a
 //! certificate given back after a restart comes with its transactions, and a core that
 //! refuses it can have them queued again.
@@ -43,11 +44,12 @@ pub enum IntakeRecord {
     Certified(AvailabilityCertificate, Vec<TxId>),
     /// Batches of earlier `Certified` records that were ordered (attestation digests).
     Ordered(Vec<Digest>),
-    /// The batch of an earlier `Certified` record (its attestation digest) that the core
-    /// refused: it is not given back, and these of its transactions were queued again,
-    /// with those of the `Accepted` records written just before it for a batch larger
-    /// than a record (the others could never be ordered: dropped).
-    Requeued(Digest, Vec<Transaction>),
+    /// `(batch, parts_from, txs)`: the batch of an earlier `Certified` record (its
+    /// attestation digest) that the core refused. It is not given back, and these of
+    /// its transactions were queued again, with those of the `Accepted` records written
+    /// just before it, from record `parts_from` (this requeue's first) on, for a batch
+    /// larger than a record (the others could never be ordered: dropped).
+    Requeued(Digest, u64, Vec<Transaction>),
 }
 
 impl Wire for IntakeRecord {
@@ -122,15 +124,16 @@ impl Needed {
         self.unordered.insert(seq, a);
     }
 
-    /// Batch `a` will not be given back: its transactions no longer need the records
-    /// that held them when it was certified (those are older than its `Certified`
-    /// record; a transaction held again since, by the parts of a requeued batch, keeps
-    /// its newer record). False if it is not a batch of this log.
-    fn settle_batch(&mut self, a: &Digest) -> bool {
+    /// Batch `a` will not be given back: its transactions no longer need their
+    /// records, except those at or after `kept_from` (the parts of this requeue, which
+    /// hold them again; `u64::MAX` for an ordering, which settles them all, also parts
+    /// an earlier requeue left behind when it crashed halfway). False if it is not a
+    /// batch of this log.
+    fn settle_batch(&mut self, a: &Digest, kept_from: u64) -> bool {
         let Some((seq, ids)) = self.batch.remove(a) else { return false };
         self.unordered.remove(&seq);
         for id in &ids {
-            if self.record_of.get(id).is_some_and(|r| *r < seq) {
+            if self.record_of.get(id).is_some_and(|r| *r < kept_from) {
                 self.settle(id);
             }
         }
@@ -197,11 +200,11 @@ impl IntakeLog {
                 }
                 IntakeRecord::Ordered(attestations) => {
                     for a in attestations {
-                        n.settle_batch(&a);
+                        n.settle_batch(&a, u64::MAX);
                     }
                 }
-                IntakeRecord::Requeued(a, txs) => {
-                    n.settle_batch(&a);
+                IntakeRecord::Requeued(batch, parts_from, txs) => {
+                    n.settle_batch(&batch, parts_from);
                     for t in txs {
                         n.hold(t.id(), seq);
                         accepted.push((seq, t));
@@ -272,7 +275,7 @@ impl IntakeLog {
     /// (the record is durable with the next group commit).
     pub fn ordered(&self, attestations: &[Digest]) -> Result<(), Error> {
         let mut n = self.needed.lock();
-        let mine: Vec<Digest> = attestations.iter().copied().filter(|a| n.settle_batch(a)).collect();
+        let mine: Vec<Digest> = attestations.iter().copied().filter(|a| n.settle_batch(a, u64::MAX)).collect();
         if !mine.is_empty() {
             self.log.append(&encode(&IntakeRecord::Ordered(mine))?).map_err(Error::store("intake log"))?;
         }
@@ -306,10 +309,13 @@ impl IntakeLog {
         let last = parts.len() - 1;
         let mut seqs = Vec::with_capacity(parts.len());
         // Until the batch is settled below, its unordered `Certified` record (below these)
-        // keeps a concurrent prune from reaching them.
+        // keeps a concurrent prune from reaching them. Every record holding the batch's
+        // transactions before this requeue is below `parts_from` (a `Certified` record
+        // of the batcher's may land among the parts: it holds no transaction).
+        let parts_from = self.log.next_seq();
         for (i, part) in parts.iter().enumerate() {
             let record = if i == last {
-                IntakeRecord::Requeued(attestation, part.to_vec())
+                IntakeRecord::Requeued(attestation, parts_from, part.to_vec())
             } else {
                 IntakeRecord::Accepted(part.to_vec())
             };
@@ -317,7 +323,7 @@ impl IntakeLog {
         }
         self.log.wait_durable(seqs[last]).map_err(Error::store("intake log"))?;
         let mut n = self.needed.lock();
-        n.settle_batch(&attestation);
+        n.settle_batch(&attestation, parts_from);
         for (part, seq) in parts.iter().zip(seqs) {
             for t in *part {
                 n.hold(t.id(), seq);
@@ -328,10 +334,10 @@ impl IntakeLog {
         Ok(())
     }
 
-    /// Restored transactions the mempool refused at a restart (full, or over a limit
-    /// lowered since): they no longer hold their records (without this they would
-    /// hold pruning back for good). Their clients were told "accepted" before the
-    /// restart; a later restart does not try them again.
+    /// Restored transactions the mempool refused at a restart for good (over a limit
+    /// lowered since, or malformed under the rules of now): they no longer hold their
+    /// records, which would otherwise hold pruning back for good. Not recorded: a
+    /// restart before their segment is pruned refuses them again.
     pub fn forget(&self, ids: &[TxId]) {
         let mut n = self.needed.lock();
         for id in ids {
@@ -341,9 +347,20 @@ impl IntakeLog {
 
     /// True if the log had never been written when it was opened (a node that just
     /// turned `durable_intake` on, or lost the directory): it knows nothing of the
-    /// batches certified before.
+    /// batches certified before. See [`IntakeLog::adopt`].
     pub fn was_fresh(&self) -> bool {
         self.fresh
+    }
+
+    /// Records, durably (blocking), certified batches it did not know (those a fresh
+    /// log's node gives back from its WAL), without their transactions, so that the
+    /// next restart knows they are still to order: it gives them back, and the WAL
+    /// keeps them, until an ordering settles them.
+    pub fn adopt(&self, certs: &[AvailabilityCertificate]) -> Result<(), Error> {
+        for cert in certs {
+            self.certified(cert, &[])?;
+        }
+        Ok(())
     }
 
     fn prune(&self) -> Result<(), Error> {
@@ -542,5 +559,30 @@ mod tests {
         drop(log);
         let (_, r) = IntakeLog::open(dir.path(), 64 << 10).unwrap();
         assert!(r.certificates.is_empty() && r.transactions.is_empty());
+    }
+
+    #[test]
+    fn an_ordering_releases_the_parts_a_requeue_left_when_it_crashed_halfway() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = cert(1).commitment.attestation_digest();
+        let batch: Vec<Transaction> = (0..4).map(tx).collect();
+        {
+            let (log, _) = IntakeLog::open(dir.path(), 1 << 20).unwrap();
+            let s = log.accepted(&batch).unwrap();
+            log.wait_durable(s).unwrap();
+            log.certified(&cert(1), &ids(&batch)).unwrap();
+            // A requeue's first part reached the disk, its `Requeued` record did not.
+            let s = log.accepted(&batch[..2]).unwrap();
+            log.wait_durable(s).unwrap();
+        }
+        let (log, r) = IntakeLog::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(r.in_flight, vec![(a, batch.clone())], "given back whole");
+        assert!(r.transactions.is_empty());
+        // The core took it back and ordered it: nothing is needed any more.
+        log.ordered(&[a]).unwrap();
+        assert_eq!(log.needed.lock().lowest(), None);
+        drop(log);
+        let (_, r) = IntakeLog::open(dir.path(), 1 << 20).unwrap();
+        assert!(r.transactions.is_empty() && r.certificates.is_empty(), "not ordered twice");
     }
 }

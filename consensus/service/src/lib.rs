@@ -50,7 +50,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use lamina_consensus_core::{Core, Recovered, Zip215};
-use lamina_interfaces::{DataAvailability, OUTSIDE_COMMITTEE};
+use lamina_interfaces::{DataAvailability, OUTSIDE_COMMITTEE, SubmitError};
 use lamina_net::{Endpoint, EndpointConfig, NodeContext, PeerSet, ProtocolConfig};
 use lamina_primitives::{Digest, NodeId};
 use parking_lot::Mutex;
@@ -280,6 +280,10 @@ pub async fn start_with_schedule<D: DataAvailability + 'static>(
     let intake_knows = intake_log.as_ref().is_some_and(|l| !l.was_fresh());
     let (batches, settled) =
         wal::batches_to_restore(replayed.batches, intake_knows.then_some(restored.certificates), &ordered);
+    if let Some(log) = intake_log.as_ref().filter(|_| !intake_knows) {
+        // From now on it knows them (or a restart after its first record would settle them).
+        log.adopt(&batches)?;
+    }
     // The WAL's other batches are settled, so that it prunes past them.
     wal.batches_settled(settled);
     if let Some(log) = &intake_log {
@@ -338,18 +342,26 @@ pub async fn start_with_schedule<D: DataAvailability + 'static>(
         let mut mp = mempool.lock();
         let now = mempool::now();
         let n = restored.transactions.len();
-        let mut refused = Vec::new();
+        let mut dropped = Vec::new();
         for tx in restored.transactions {
             let id = tx.id();
-            if let Err(e) = mp.insert(tx, id, now) {
-                tracing::warn!(target: TARGET, tx = %id, error = %e, "a transaction restored from the intake log was refused by the mempool");
-                refused.push(id);
+            match mp.insert(tx, id, now) {
+                Ok(_) => {}
+                // For good: over a limit lowered since, or malformed under today's rules.
+                Err(e @ (SubmitError::TooLarge { .. } | SubmitError::Malformed(_))) => {
+                    tracing::error!(target: TARGET, tx = %id, error = %e, "an acknowledged transaction restored from the intake log was refused by the mempool: dropped");
+                    dropped.push(id);
+                }
+                // For now (full): its record stays, and the next restart tries again.
+                Err(e) => {
+                    tracing::error!(target: TARGET, tx = %id, error = %e, "an acknowledged transaction restored from the intake log was refused by the mempool")
+                }
             }
         }
         if let Some(log) = &intake_log {
-            log.forget(&refused);
+            log.forget(&dropped);
         }
-        tracing::info!(target: TARGET, transactions = n, refused = refused.len(), "restored acknowledged transactions from the intake log");
+        tracing::info!(target: TARGET, transactions = n, dropped = dropped.len(), "restored acknowledged transactions from the intake log");
     }
     let wake = Arc::new(Notify::new());
     let intake =
@@ -462,6 +474,7 @@ pub async fn start_with_schedule<D: DataAvailability + 'static>(
         Duration::from_secs(3),
         intake_log,
         shared.clone(),
+        fatal.clone(),
     ));
     let stop_intake = CancellationToken::new();
     let http_addr = config.http_listen.or_else(|| ctx.entry().and_then(|e| e.http));
