@@ -13,7 +13,7 @@
 //!
 //! The core task never blocks on I/O, but for the one sync of the intake log's record
 //! when the core refuses a batch of ours (an error case: see
-//! [`CoreTask::refused`]). Everything the core asks to persist goes to the
+//! `CoreTask::refused`). Everything the core asks to persist goes to the
 //! outbox thread *in order* with the sends; the thread appends WAL records and, before
 //! releasing any send that follows a record, fsyncs (one fsync covers every record
 //! appended meanwhile). So a signed message is durable before it leaves, and a slow
