@@ -50,7 +50,7 @@ pub(crate) async fn run<D: DataAvailability + 'static>(
     grace: Duration,
     log: Option<Arc<IntakeLog>>,
     shared: Arc<Shared>,
-    fatal: CancellationToken,
+    (fatal, error): (CancellationToken, Arc<Mutex<Option<crate::error::Error>>>),
 ) {
     let inflight = Arc::new(Semaphore::new(cfg.max_inflight));
     // Certificates reach the core in cut order, whatever order the concurrent
@@ -59,6 +59,7 @@ pub(crate) async fn run<D: DataAvailability + 'static>(
     // sender's transactions in nonce order in the log.
     let (order_tx, mut order_rx) = mpsc::unbounded_channel::<oneshot::Receiver<(Input, Vec<TxId>)>>();
     let forwarder_log = log.clone();
+    let forwarder_fatal = fatal.clone();
     let forwarder = tokio::spawn(async move {
         while let Some(rx) = order_rx.recv().await {
             // A dispersal abandoned at shutdown drops its sender: skip it.
@@ -70,14 +71,15 @@ pub(crate) async fn run<D: DataAvailability + 'static>(
                 let (log, cert) = (log.clone(), cert.clone());
                 let failed = match tokio::task::spawn_blocking(move || log.certified(&cert, &ids)).await {
                     Ok(Ok(())) => None,
-                    Ok(Err(e)) => Some(e.to_string()),
-                    Err(e) => Some(format!("task: {e}")),
+                    Ok(Err(e)) => Some(e),
+                    Err(e) => Some(crate::error::Error::Internal(format!("intake log task: {e}"))),
                 };
                 // Fail-stop, as for the WAL: the intake log must know every batch still
                 // to order (a restart settles the WAL's batches it does not give back).
-                if let Some(error) = failed {
-                    tracing::error!(target: TARGET, %error, "intake log: certificate not durable: stopping (fail-stop)");
-                    fatal.cancel();
+                if let Some(e) = failed {
+                    tracing::error!(target: TARGET, error = %e, "intake log: certificate not durable: stopping (fail-stop)");
+                    error.lock().get_or_insert(e);
+                    forwarder_fatal.cancel();
                     return;
                 }
             }
@@ -111,6 +113,7 @@ pub(crate) async fn run<D: DataAvailability + 'static>(
         next_tick = due;
         tokio::select! {
             _ = stop.cancelled() => break,
+            _ = fatal.cancelled() => break,
             _ = wake.notified() => {}
             _ = tokio::time::sleep_until(due.unwrap_or(now)), if due.is_some() => {}
         }

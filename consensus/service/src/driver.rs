@@ -237,8 +237,13 @@ impl CoreTask {
                     self.epochs.carry.push(cert);
                     return Ok(());
                 };
+                if core.epoch_done() {
+                    // Not reached (`settle` drops a finished core after every input);
+                    // if it were, the next core takes it, as between cores.
+                    self.epochs.carry.push(cert);
+                    return self.settle();
+                }
                 let limit = core.config().max_batch_bytes;
-                let kept = cert.clone();
                 match core.submit_batch(now, cert) {
                     // Not pending after an accepted submit: those same bytes were ordered
                     // already (a resubmitted transaction cut again).
@@ -247,9 +252,6 @@ impl CoreTask {
                         self.ordered_already(a)?;
                     }
                     Ok(actions) => self.route(actions)?,
-                    // Not reached (`settle` drops a finished core after every input);
-                    // if it were, the next core takes it, as between cores.
-                    Err(lamina_consensus_core::Error::EpochEnded(_)) => self.epochs.carry.push(kept),
                     Err(e) => self.refused(a, &e.to_string(), limit)?,
                 }
             }
@@ -457,12 +459,17 @@ impl CoreTask {
         self.own_batches.remove(&a);
         self.send_out(Out::BatchesSettled(vec![a]))?;
         let mut mp = self.mempool.lock();
-        let Some(r) = mp.requeue(&a, crate::mempool::now(), limit) else { return Ok(()) };
-        tracing::error!(target: TARGET, attestation = %a, reason = why, queued_again = r.queued.len(), dropped = r.dropped.len(), "a core refused our certified batch: its transactions are queued again (those too large for the batch limit of now are dropped)");
+        let r = mp.requeue(&a, crate::mempool::now(), limit);
+        if let Some(r) = &r {
+            tracing::error!(target: TARGET, attestation = %a, reason = why, queued_again = r.queued.len(), dropped = r.dropped.len(), "a core refused our certified batch: its transactions are queued again (those too large for the batch limit of now are dropped)");
+        }
         if let Some(log) = &self.intake_log {
             // Under the mempool lock: the batcher cannot cut them before this is durable.
-            // (One sync on the core task, for a refusal: the exception to its rule.)
-            log.requeued(a, &r.queued)?;
+            // (One sync on the core task, for a refusal: the exception to its rule.) Also
+            // for a batch the mempool does not have (one the intake log adopted from the
+            // WAL, or an `order_certified` one), so that its record stops holding pruning
+            // back; nothing is written for a batch the intake log does not know.
+            log.requeued(a, r.as_ref().map_or(&[][..], |r| &r.queued))?;
         }
         drop(mp);
         self.batcher_wake.notify_one();

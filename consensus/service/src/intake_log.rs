@@ -127,7 +127,8 @@ impl Needed {
     /// Batch `a` will not be given back: its transactions no longer need their
     /// records, except those at or after `kept_from` (the parts of this requeue, which
     /// hold them again; `u64::MAX` for an ordering, which settles them all, also parts
-    /// an earlier requeue left behind when it crashed halfway). False if it is not a
+    /// an earlier requeue left behind when it crashed halfway, and, in a log of an
+    /// earlier version, a client's retry accepted again since). False if it is not a
     /// batch of this log.
     fn settle_batch(&mut self, a: &Digest, kept_from: u64) -> bool {
         let Some((seq, ids)) = self.batch.remove(a) else { return false };
@@ -181,11 +182,15 @@ impl IntakeLog {
         let mut accepted: Vec<(u64, Transaction)> = Vec::new();
         let mut certificates: HashMap<Digest, AvailabilityCertificate> = HashMap::new();
         let mut n = Needed::default();
+        // Fresh: nothing but `Certified` records without transactions (those `adopt`
+        // writes; the batcher's always have some).
+        let mut fresh = true;
         for rec in log.iter_from(log.first_seq()) {
             let rec = rec.map_err(Error::store("intake log"))?;
             let seq = rec.seq();
             let entry: IntakeRecord =
                 codec::decode(&rec).map_err(|e| Error::Decode { what: "intake log", seq, reason: e.to_string() })?;
+            fresh &= matches!(&entry, IntakeRecord::Certified(_, ids) if ids.is_empty());
             match entry {
                 IntakeRecord::Accepted(txs) => {
                     for t in txs {
@@ -236,7 +241,6 @@ impl IntakeLog {
         // The rest were accepted and not certified since.
         restored.transactions =
             order.into_iter().filter(|id| !in_batch.contains(id)).filter_map(|id| body.remove(&id)).collect();
-        let fresh = log.next_seq() == 0;
         let this = IntakeLog { log, max_part, fresh, needed: Mutex::new(n) };
         this.prune()?;
         Ok((this, restored))
@@ -334,10 +338,10 @@ impl IntakeLog {
         Ok(())
     }
 
-    /// Restored transactions the mempool refused at a restart for good (over a limit
-    /// lowered since, or malformed under the rules of now): they no longer hold their
-    /// records, which would otherwise hold pruning back for good. Not recorded: a
-    /// restart before their segment is pruned refuses them again.
+    /// Restored transactions the mempool refused at a restart (a limit lowered since):
+    /// they no longer hold their records, which would otherwise hold pruning back for
+    /// the whole run. Not recorded: a restart before their segment is pruned tries
+    /// them again.
     pub fn forget(&self, ids: &[TxId]) {
         let mut n = self.needed.lock();
         for id in ids {
@@ -345,9 +349,10 @@ impl IntakeLog {
         }
     }
 
-    /// True if the log had never been written when it was opened (a node that just
-    /// turned `durable_intake` on, or lost the directory): it knows nothing of the
-    /// batches certified before. See [`IntakeLog::adopt`].
+    /// True if the log held nothing but adopted batches when it was opened (a node
+    /// that just turned `durable_intake` on, or lost the directory, perhaps crashed
+    /// halfway through adopting): it does not know every batch certified before. See
+    /// [`IntakeLog::adopt`].
     pub fn was_fresh(&self) -> bool {
         self.fresh
     }
@@ -584,5 +589,30 @@ mod tests {
         drop(log);
         let (_, r) = IntakeLog::open(dir.path(), 1 << 20).unwrap();
         assert!(r.transactions.is_empty() && r.certificates.is_empty(), "not ordered twice");
+    }
+
+    #[test]
+    fn a_log_holding_only_adopted_batches_is_still_fresh() {
+        let dir = tempfile::tempdir().unwrap();
+        let a1 = cert(1).commitment.attestation_digest();
+        {
+            let (log, _) = IntakeLog::open(dir.path(), 1 << 20).unwrap();
+            assert!(log.was_fresh());
+            // A crash halfway through adopting the WAL's two batches.
+            log.adopt(&[cert(1)]).unwrap();
+        }
+        let (log, r) = IntakeLog::open(dir.path(), 1 << 20).unwrap();
+        assert!(log.was_fresh(), "it does not know the second batch: the WAL decides again");
+        assert_eq!(r.in_flight, vec![(a1, Vec::new())]);
+        // Refused, with no transactions of its own: the record stops holding pruning.
+        log.requeued(a1, &[]).unwrap();
+        assert_eq!(log.needed.lock().lowest(), None);
+        let s = log.accepted(&[tx(0)]).unwrap();
+        log.wait_durable(s).unwrap();
+        drop(log);
+        let (log, r) = IntakeLog::open(dir.path(), 1 << 20).unwrap();
+        assert!(!log.was_fresh());
+        assert!(r.certificates.is_empty());
+        assert_eq!(r.transactions, vec![tx(0)]);
     }
 }

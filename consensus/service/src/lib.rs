@@ -50,7 +50,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use lamina_consensus_core::{Core, Recovered, Zip215};
-use lamina_interfaces::{DataAvailability, OUTSIDE_COMMITTEE, SubmitError};
+use lamina_interfaces::{DataAvailability, OUTSIDE_COMMITTEE};
 use lamina_net::{Endpoint, EndpointConfig, NodeContext, PeerSet, ProtocolConfig};
 use lamina_primitives::{Digest, NodeId};
 use parking_lot::Mutex;
@@ -81,6 +81,7 @@ pub struct Validator {
     fatal: CancellationToken,
     error: Arc<Mutex<Option<Error>>>,
     shared: Arc<driver::Shared>,
+    intake_log: Option<Arc<intake_log::IntakeLog>>,
     tasks: Tasks,
 }
 
@@ -112,9 +113,17 @@ impl Validator {
 
     /// Orders a batch that was certified outside this validator's batcher (a chain
     /// builder with its own DA pipeline; the digests-only benchmark). The certificate
-    /// must verify against the genesis DA committee; it is kept in the WAL until
-    /// ordered, like the batcher's own.
+    /// must verify against the genesis DA committee; it is kept in the intake log (if
+    /// the validator keeps one) and the WAL until ordered, like the batcher's own.
     pub async fn order_certified(&self, cert: lamina_primitives::AvailabilityCertificate) -> Result<(), Error> {
+        if let Some(log) = self.intake_log.clone() {
+            // Durable there first, as the batcher's: a restart settles the WAL's batches
+            // the intake log does not give back.
+            let c = cert.clone();
+            tokio::task::spawn_blocking(move || log.certified(&c, &[]))
+                .await
+                .map_err(|e| Error::Internal(format!("intake log task: {e}")))??;
+        }
         let input = driver::Input::Certified { cert, cut_at: std::time::Instant::now(), txs: 0 };
         self.to_core.send(input).await.map_err(|_| Error::Internal("the core task stopped".into()))
     }
@@ -280,9 +289,13 @@ pub async fn start_with_schedule<D: DataAvailability + 'static>(
     let intake_knows = intake_log.as_ref().is_some_and(|l| !l.was_fresh());
     let (batches, settled) =
         wal::batches_to_restore(replayed.batches, intake_knows.then_some(restored.certificates), &ordered);
-    if let Some(log) = intake_log.as_ref().filter(|_| !intake_knows) {
-        // From now on it knows them (or a restart after its first record would settle them).
-        log.adopt(&batches)?;
+    if let Some(log) = intake_log.clone().filter(|_| !intake_knows && !batches.is_empty()) {
+        // From now on it knows them (or a restart after its first other record would
+        // settle them).
+        let b = batches.clone();
+        tokio::task::spawn_blocking(move || log.adopt(&b))
+            .await
+            .map_err(|e| Error::Internal(format!("intake log task: {e}")))??;
     }
     // The WAL's other batches are settled, so that it prunes past them.
     wal.batches_settled(settled);
@@ -345,17 +358,13 @@ pub async fn start_with_schedule<D: DataAvailability + 'static>(
         let mut dropped = Vec::new();
         for tx in restored.transactions {
             let id = tx.id();
-            match mp.insert(tx, id, now) {
-                Ok(_) => {}
-                // For good: over a limit lowered since, or malformed under today's rules.
-                Err(e @ (SubmitError::TooLarge { .. } | SubmitError::Malformed(_))) => {
-                    tracing::error!(target: TARGET, tx = %id, error = %e, "an acknowledged transaction restored from the intake log was refused by the mempool: dropped");
-                    dropped.push(id);
-                }
-                // For now (full): its record stays, and the next restart tries again.
-                Err(e) => {
-                    tracing::error!(target: TARGET, tx = %id, error = %e, "an acknowledged transaction restored from the intake log was refused by the mempool")
-                }
+            // Refused (a limit lowered since the restart: the batch limit, the
+            // mempool's size or per-sender limits, which nothing in it frees before
+            // those transactions go): dropped, so that its record does not hold the
+            // log's pruning back for the whole run.
+            if let Err(e) = mp.insert(tx, id, now) {
+                tracing::error!(target: TARGET, tx = %id, error = %e, "an acknowledged transaction restored from the intake log was refused by the mempool: dropped");
+                dropped.push(id);
             }
         }
         if let Some(log) = &intake_log {
@@ -472,10 +481,11 @@ pub async fn start_with_schedule<D: DataAvailability + 'static>(
         ctx.health.clone(),
         stop_batcher.clone(),
         Duration::from_secs(3),
-        intake_log,
+        intake_log.clone(),
         shared.clone(),
-        fatal.clone(),
+        (fatal.clone(), error.clone()),
     ));
+    let kept_log = intake_log;
     let stop_intake = CancellationToken::new();
     let http_addr = config.http_listen.or_else(|| ctx.entry().and_then(|e| e.http));
     let http = match http_addr {
@@ -534,6 +544,7 @@ pub async fn start_with_schedule<D: DataAvailability + 'static>(
         fatal,
         error,
         shared,
+        intake_log: kept_log,
         tasks: Tasks { core, batcher, http, sender, outbox, health },
     })
 }
