@@ -368,8 +368,13 @@ fn run_bench_sweeps_to_the_stop_rule_and_writes_every_output() {
         assert_eq!(points[1].offered_tps, 2000.0);
     }
     for p in points {
-        // Completions cannot outrun the offered load (allowing for window edges).
-        assert!(p.achieved_tps <= p.offered_tps * 1.1 + 10.0, "{p:?}");
+        // Completions in the window cannot outrun what was sent up to its end: the load
+        // of the warmup too, whose backlog a stall (the paused process, or this shared
+        // box descheduling the synthetic service) can push into the window (allowing
+        // for window edges). Against the window's load alone this was flaky: a 100-ms
+        // stall at the end of the warmup made 2,380 completions/s of 2,000 offered.
+        let sent_by_end = (p.warmup_s + p.duration_s) / p.duration_s;
+        assert!(p.achieved_tps <= p.offered_tps * sent_by_end * 1.1 + 10.0, "{p:?}");
         let e = p.e2e.as_ref().unwrap();
         let c = p.consensus.as_ref().unwrap();
         // End to end includes consensus plus execution (3 ms); both percentiles are
