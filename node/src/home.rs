@@ -52,8 +52,8 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration {
         from: 2,
         what: "consensus's intake log may hold `Requeued` records (the transactions of a batch the \
-           core refused, queued again), which a version-2 binary cannot read; version-2 data \
-           reads unchanged, so nothing is rewritten",
+           core refused, queued again) and its WAL `Settled` records, which a version-2 binary \
+           cannot read; version-2 data reads unchanged, so nothing is rewritten",
         run: |_| Ok(()),
     },
 ];

@@ -460,7 +460,17 @@ fn byzantine_disperser_wrongly_encoded_squares_do_not_stall_execution() {
             let name = files[0].file_stem().unwrap().to_str().unwrap().trim_start_matches("bad-encoding-").to_string();
             proof.verify(&lamina_primitives::Digest::from_hex(&name).unwrap()).unwrap();
         }
-        // The same outcome for every acknowledged transaction on both.
+        // The same outcome for every acknowledged transaction on both. "Past everything
+        // ordered so far" above is the validators' height when the load stopped: what
+        // they ordered after it (the last batches) one node may have executed and the
+        // other not yet, so first each waits for what the other executed (a real
+        // divergence then fails there, naming the transactions).
+        let missing_0 = client.missing("execution-0", &stats.acked).await;
+        let missing_1 = client.missing("execution-1", &stats.acked).await;
+        let only_on_1: Vec<TxId> = missing_0.iter().filter(|id| !missing_1.contains(id)).copied().collect();
+        let only_on_0: Vec<TxId> = missing_1.iter().filter(|id| !missing_0.contains(id)).copied().collect();
+        client.wait_executed("execution-0", &only_on_1, "what execution-1 executed").await;
+        client.wait_executed("execution-1", &only_on_0, "what execution-0 executed").await;
         let (mut executed, mut absent) = (0, 0);
         for id in &stats.acked {
             let a = client.receipt("execution-0", *id).await.unwrap();

@@ -74,8 +74,9 @@ pub(crate) async fn run<D: DataAvailability + 'static>(
                     Ok(Err(e)) => Some(e),
                     Err(e) => Some(crate::error::Error::Internal(format!("intake log task: {e}"))),
                 };
-                // Fail-stop, as for the WAL: the intake log must know every batch still
-                // to order (a restart settles the WAL's batches it does not give back).
+                // Fail-stop, as for the WAL: a batch the core has whose transactions the
+                // intake log thinks uncertified would be ordered twice after a restart
+                // (the WAL gives the certificate back, the log the transactions).
                 if let Some(e) = failed {
                     tracing::error!(target: TARGET, error = %e, "intake log: certificate not durable: stopping (fail-stop)");
                     error.lock().get_or_insert(e);

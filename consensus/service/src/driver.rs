@@ -237,12 +237,6 @@ impl CoreTask {
                     self.epochs.carry.push(cert);
                     return Ok(());
                 };
-                if core.epoch_done() {
-                    // Not reached (`settle` drops a finished core after every input);
-                    // if it were, the next core takes it, as between cores.
-                    self.epochs.carry.push(cert);
-                    return self.settle();
-                }
                 let limit = core.config().max_batch_bytes;
                 match core.submit_batch(now, cert) {
                     // Not pending after an accepted submit: those same bytes were ordered
@@ -459,17 +453,16 @@ impl CoreTask {
         self.own_batches.remove(&a);
         self.send_out(Out::BatchesSettled(vec![a]))?;
         let mut mp = self.mempool.lock();
-        let r = mp.requeue(&a, crate::mempool::now(), limit);
-        if let Some(r) = &r {
-            tracing::error!(target: TARGET, attestation = %a, reason = why, queued_again = r.queued.len(), dropped = r.dropped.len(), "a core refused our certified batch: its transactions are queued again (those too large for the batch limit of now are dropped)");
-        }
+        let Some(r) = mp.requeue(&a, crate::mempool::now(), limit) else {
+            // Not cut here (an `order_certified` batch): nothing to queue again.
+            tracing::error!(target: TARGET, attestation = %a, reason = why, "a core refused a certified batch given to this validator");
+            return Ok(());
+        };
+        tracing::error!(target: TARGET, attestation = %a, reason = why, queued_again = r.queued.len(), dropped = r.dropped.len(), "a core refused our certified batch: its transactions are queued again (those too large for the batch limit of now are dropped)");
         if let Some(log) = &self.intake_log {
             // Under the mempool lock: the batcher cannot cut them before this is durable.
-            // (One sync on the core task, for a refusal: the exception to its rule.) Also
-            // for a batch the mempool does not have (one the intake log adopted from the
-            // WAL, or an `order_certified` one), so that its record stops holding pruning
-            // back; nothing is written for a batch the intake log does not know.
-            log.requeued(a, r.as_ref().map_or(&[][..], |r| &r.queued))?;
+            // (One sync on the core task, for a refusal: the exception to its rule.)
+            log.requeued(a, &r.queued)?;
         }
         drop(mp);
         self.batcher_wake.notify_one();
@@ -707,7 +700,13 @@ pub(crate) fn outbox_thread(
                     let _ = net.send(o);
                 }
                 Out::PruneWal(v) => prune_to = Some(prune_to.map_or(v, |p| p.max(v))),
-                Out::BatchesSettled(a) => wal.batches_settled(a),
+                Out::BatchesSettled(a) => {
+                    // Durable with the next sync: lost with a crash, the batch is
+                    // found ordered in the dedup window at the restart instead.
+                    if let Err(e) = wal.batches_settled(a) {
+                        return fail(e);
+                    }
+                }
             }
         }
         if dirty {

@@ -63,8 +63,6 @@ pub struct IntakeLog {
     /// The transaction bytes ([`Transaction::approx_size`], plus 64 each) one record
     /// of requeued transactions holds at most: half the largest record.
     max_part: usize,
-    /// See [`IntakeLog::was_fresh`].
-    fresh: bool,
     /// What the log still needs, by record.
     needed: Mutex<Needed>,
 }
@@ -182,15 +180,11 @@ impl IntakeLog {
         let mut accepted: Vec<(u64, Transaction)> = Vec::new();
         let mut certificates: HashMap<Digest, AvailabilityCertificate> = HashMap::new();
         let mut n = Needed::default();
-        // Fresh: nothing but `Certified` records without transactions (those `adopt`
-        // writes; the batcher's always have some).
-        let mut fresh = true;
         for rec in log.iter_from(log.first_seq()) {
             let rec = rec.map_err(Error::store("intake log"))?;
             let seq = rec.seq();
             let entry: IntakeRecord =
                 codec::decode(&rec).map_err(|e| Error::Decode { what: "intake log", seq, reason: e.to_string() })?;
-            fresh &= matches!(&entry, IntakeRecord::Certified(_, ids) if ids.is_empty());
             match entry {
                 IntakeRecord::Accepted(txs) => {
                     for t in txs {
@@ -241,7 +235,7 @@ impl IntakeLog {
         // The rest were accepted and not certified since.
         restored.transactions =
             order.into_iter().filter(|id| !in_batch.contains(id)).filter_map(|id| body.remove(&id)).collect();
-        let this = IntakeLog { log, max_part, fresh, needed: Mutex::new(n) };
+        let this = IntakeLog { log, max_part, needed: Mutex::new(n) };
         this.prune()?;
         Ok((this, restored))
     }
@@ -347,25 +341,6 @@ impl IntakeLog {
         for id in ids {
             n.settle(id);
         }
-    }
-
-    /// True if the log held nothing but adopted batches when it was opened (a node
-    /// that just turned `durable_intake` on, or lost the directory, perhaps crashed
-    /// halfway through adopting): it does not know every batch certified before. See
-    /// [`IntakeLog::adopt`].
-    pub fn was_fresh(&self) -> bool {
-        self.fresh
-    }
-
-    /// Records, durably (blocking), certified batches it did not know (those a fresh
-    /// log's node gives back from its WAL), without their transactions, so that the
-    /// next restart knows they are still to order: it gives them back, and the WAL
-    /// keeps them, until an ordering settles them.
-    pub fn adopt(&self, certs: &[AvailabilityCertificate]) -> Result<(), Error> {
-        for cert in certs {
-            self.certified(cert, &[])?;
-        }
-        Ok(())
     }
 
     fn prune(&self) -> Result<(), Error> {
@@ -589,30 +564,5 @@ mod tests {
         drop(log);
         let (_, r) = IntakeLog::open(dir.path(), 1 << 20).unwrap();
         assert!(r.transactions.is_empty() && r.certificates.is_empty(), "not ordered twice");
-    }
-
-    #[test]
-    fn a_log_holding_only_adopted_batches_is_still_fresh() {
-        let dir = tempfile::tempdir().unwrap();
-        let a1 = cert(1).commitment.attestation_digest();
-        {
-            let (log, _) = IntakeLog::open(dir.path(), 1 << 20).unwrap();
-            assert!(log.was_fresh());
-            // A crash halfway through adopting the WAL's two batches.
-            log.adopt(&[cert(1)]).unwrap();
-        }
-        let (log, r) = IntakeLog::open(dir.path(), 1 << 20).unwrap();
-        assert!(log.was_fresh(), "it does not know the second batch: the WAL decides again");
-        assert_eq!(r.in_flight, vec![(a1, Vec::new())]);
-        // Refused, with no transactions of its own: the record stops holding pruning.
-        log.requeued(a1, &[]).unwrap();
-        assert_eq!(log.needed.lock().lowest(), None);
-        let s = log.accepted(&[tx(0)]).unwrap();
-        log.wait_durable(s).unwrap();
-        drop(log);
-        let (log, r) = IntakeLog::open(dir.path(), 1 << 20).unwrap();
-        assert!(!log.was_fresh());
-        assert!(r.certificates.is_empty());
-        assert_eq!(r.transactions, vec![tx(0)]);
     }
 }

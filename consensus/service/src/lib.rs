@@ -81,7 +81,6 @@ pub struct Validator {
     fatal: CancellationToken,
     error: Arc<Mutex<Option<Error>>>,
     shared: Arc<driver::Shared>,
-    intake_log: Option<Arc<intake_log::IntakeLog>>,
     tasks: Tasks,
 }
 
@@ -113,17 +112,9 @@ impl Validator {
 
     /// Orders a batch that was certified outside this validator's batcher (a chain
     /// builder with its own DA pipeline; the digests-only benchmark). The certificate
-    /// must verify against the genesis DA committee; it is kept in the intake log (if
-    /// the validator keeps one) and the WAL until ordered, like the batcher's own.
+    /// must verify against the genesis DA committee; it is kept in the WAL until
+    /// ordered, like the batcher's own.
     pub async fn order_certified(&self, cert: lamina_primitives::AvailabilityCertificate) -> Result<(), Error> {
-        if let Some(log) = self.intake_log.clone() {
-            // Durable there first, as the batcher's: a restart settles the WAL's batches
-            // the intake log does not give back.
-            let c = cert.clone();
-            tokio::task::spawn_blocking(move || log.certified(&c, &[]))
-                .await
-                .map_err(|e| Error::Internal(format!("intake log task: {e}")))??;
-        }
         let input = driver::Input::Certified { cert, cut_at: std::time::Instant::now(), txs: 0 };
         self.to_core.send(input).await.map_err(|_| Error::Internal("the core task stopped".into()))
     }
@@ -284,21 +275,9 @@ pub async fn start_with_schedule<D: DataAvailability + 'static>(
         None => (None, intake_log::Restored::default()),
     };
     let in_flight: Vec<_> = restored.in_flight.into_iter().filter(|(a, _)| !ordered.contains(a)).collect();
-    // An intake log created just now (turned on, or lost) knows nothing of the batches
-    // certified before: then the WAL alone says what is still to order.
-    let intake_knows = intake_log.as_ref().is_some_and(|l| !l.was_fresh());
-    let (batches, settled) =
-        wal::batches_to_restore(replayed.batches, intake_knows.then_some(restored.certificates), &ordered);
-    if let Some(log) = intake_log.clone().filter(|_| !intake_knows && !batches.is_empty()) {
-        // From now on it knows them (or a restart after its first other record would
-        // settle them).
-        let b = batches.clone();
-        tokio::task::spawn_blocking(move || log.adopt(&b))
-            .await
-            .map_err(|e| Error::Internal(format!("intake log task: {e}")))??;
-    }
-    // The WAL's other batches are settled, so that it prunes past them.
-    wal.batches_settled(settled);
+    let (batches, settled) = wal::batches_to_restore(replayed.batches, restored.certificates, &ordered);
+    // The WAL's batches found ordered are settled, so that it prunes past them.
+    wal.batches_settled(settled)?;
     if let Some(log) = &intake_log {
         log.ordered(&ordered.iter().copied().collect::<Vec<_>>())?;
     }
@@ -481,11 +460,10 @@ pub async fn start_with_schedule<D: DataAvailability + 'static>(
         ctx.health.clone(),
         stop_batcher.clone(),
         Duration::from_secs(3),
-        intake_log.clone(),
+        intake_log,
         shared.clone(),
         (fatal.clone(), error.clone()),
     ));
-    let kept_log = intake_log;
     let stop_intake = CancellationToken::new();
     let http_addr = config.http_listen.or_else(|| ctx.entry().and_then(|e| e.http));
     let http = match http_addr {
@@ -544,7 +522,6 @@ pub async fn start_with_schedule<D: DataAvailability + 'static>(
         fatal,
         error,
         shared,
-        intake_log: kept_log,
         tasks: Tasks { core, batcher, http, sender, outbox, health },
     })
 }

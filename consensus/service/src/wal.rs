@@ -25,6 +25,9 @@ pub enum WalEntry {
     Core(WalRecord),
     /// One of this validator's batches, certified by DA, not yet seen ordered.
     Batch(AvailabilityCertificate),
+    /// Earlier `Batch` entries (attestation digests) that were ordered or refused: a
+    /// restart does not give them back.
+    Settled(Vec<Digest>),
 }
 
 impl Wire for WalEntry {
@@ -37,12 +40,16 @@ impl Wire for WalEntry {
 enum Keep {
     View(View),
     Batch(Digest),
+    /// A `Settled` record: never needed by itself (the entries it settles are older).
+    Nothing,
 }
 
 /// The WAL (owned by the outbox thread).
 pub struct Wal {
     log: Log,
     kept: BTreeMap<u64, Keep>,
+    /// The digests of the `Batch` entries in `kept`.
+    batches: BTreeSet<Digest>,
     settled: BTreeSet<Digest>,
     pruned_through: View,
 }
@@ -52,7 +59,8 @@ pub struct Wal {
 pub struct Replayed {
     /// Core records, in order.
     pub records: Vec<WalRecord>,
-    /// Own certified batches (the caller drops those already ordered).
+    /// Own certified batches not settled since (the caller drops those it finds
+    /// ordered).
     pub batches: Vec<AvailabilityCertificate>,
 }
 
@@ -68,6 +76,7 @@ impl Wal {
         let log = Log::open(dir, cfg).map_err(Error::store("wal"))?;
         let mut replayed = Replayed::default();
         let mut kept = BTreeMap::new();
+        let mut settled = BTreeSet::new();
         for rec in log.iter_from(log.first_seq()) {
             let rec = rec.map_err(Error::store("wal"))?;
             let entry: WalEntry = codec::decode(&rec).map_err(|e| Error::Decode {
@@ -81,12 +90,20 @@ impl Wal {
                     replayed.records.push(r);
                 }
                 WalEntry::Batch(c) => {
-                    kept.insert(rec.seq(), Keep::Batch(c.commitment.attestation_digest()));
+                    let a = c.commitment.attestation_digest();
+                    settled.remove(&a);
+                    kept.insert(rec.seq(), Keep::Batch(a));
                     replayed.batches.push(c);
+                }
+                WalEntry::Settled(digests) => {
+                    kept.insert(rec.seq(), Keep::Nothing);
+                    replayed.batches.retain(|c| !digests.contains(&c.commitment.attestation_digest()));
+                    settled.extend(digests);
                 }
             }
         }
-        Ok((Wal { log, kept, settled: BTreeSet::new(), pruned_through: View(0) }, replayed))
+        let batches = batch_digests(&kept);
+        Ok((Wal { log, kept, batches, settled, pruned_through: View(0) }, replayed))
     }
 
     /// Appends an entry (buffered; not durable until [`Wal::sync`]).
@@ -100,8 +117,10 @@ impl Wal {
                 // the same) are live again.
                 let a = c.commitment.attestation_digest();
                 self.settled.remove(&a);
+                self.batches.insert(a);
                 Keep::Batch(a)
             }
+            WalEntry::Settled(_) => Keep::Nothing,
         };
         self.kept.insert(seq, keep);
         Ok(())
@@ -113,10 +132,19 @@ impl Wal {
         Ok(())
     }
 
-    /// Records that batches were ordered, or refused (their entries become obsolete: a
-    /// restart does not give them back).
-    pub fn batches_settled(&mut self, attestations: impl IntoIterator<Item = Digest>) {
-        self.settled.extend(attestations);
+    /// Records that batches were ordered, or refused: their entries become obsolete,
+    /// and a `Settled` record (buffered, durable with the next sync) keeps a restart
+    /// from giving them back, however long ago that was. Digests of no batch of this
+    /// WAL are ignored.
+    pub fn batches_settled(&mut self, attestations: impl IntoIterator<Item = Digest>) -> Result<(), Error> {
+        let mine: Vec<Digest> =
+            attestations.into_iter().filter(|a| self.batches.contains(a) && !self.settled.contains(a)).collect();
+        if mine.is_empty() {
+            return Ok(());
+        }
+        self.append(&WalEntry::Settled(mine.clone()))?;
+        self.settled.extend(mine);
+        Ok(())
     }
 
     /// Drops segments whose entries are all obsolete: core records of views up to
@@ -128,14 +156,15 @@ impl Wal {
         let obsolete = |k: &Keep| match k {
             Keep::View(v) => *v <= pruned_through,
             Keep::Batch(a) => settled.contains(a),
+            Keep::Nothing => true,
         };
         let first_live = self.kept.iter().find(|(_, k)| !obsolete(k)).map(|(s, _)| *s).unwrap_or(self.log.next_seq());
         if first_live > self.log.first_seq() {
             self.log.prune_below(first_live).map_err(Error::store("wal"))?;
             let first = self.log.first_seq();
             self.kept = self.kept.split_off(&first);
-            let live: BTreeSet<Digest> =
-                self.kept.values().filter_map(|k| if let Keep::Batch(a) = k { Some(*a) } else { None }).collect();
+            self.batches = batch_digests(&self.kept);
+            let live = &self.batches;
             self.settled.retain(|a| live.contains(a));
         }
         Ok(())
@@ -147,34 +176,29 @@ impl Wal {
     }
 }
 
+/// The digests of the `Batch` entries among `kept`.
+fn batch_digests(kept: &BTreeMap<u64, Keep>) -> BTreeSet<Digest> {
+    kept.values().filter_map(|k| if let Keep::Batch(a) = k { Some(*a) } else { None }).collect()
+}
+
 /// At open: the own certified batches to give back to the core, and the WAL's batches
-/// to settle. `intake` is what the intake log gives back, if the node keeps one;
-/// `ordered` the batches of the ordered log's last `dedup_window` heights.
-///
-/// With an intake log, it knows every batch still to order (a certificate is durable
-/// there before the WAL gets it, and its record stays until ordered or refused), so a
-/// WAL batch it does not give back was ordered or refused, perhaps longer ago than the
-/// dedup window reaches: it must not be proposed again, and it is settled, or the WAL
-/// would keep it, and every record after it, until the next restart (which would keep it
-/// again). A certificate in the intake log only (durable there just before a crash,
-/// not yet in the WAL) is given back too. Without an intake log, every WAL batch not
-/// in `ordered` is given back.
+/// to settle. `wal` are the WAL's batches not settled (see [`WalEntry::Settled`]),
+/// `intake` what the intake log gives back (certificates made durable there just
+/// before a crash may not have reached the WAL), `ordered` the batches of the ordered
+/// log's last `dedup_window` heights: those are not given back, and the WAL's among
+/// them are settled (their `Settled` record was lost with the crash, or they were
+/// written by a version without those records), or the WAL would keep them, and every
+/// record after them, until the next restart (which would keep them again).
 pub(crate) fn batches_to_restore(
     wal: Vec<AvailabilityCertificate>,
-    intake: Option<Vec<AvailabilityCertificate>>,
+    intake: Vec<AvailabilityCertificate>,
     ordered: &BTreeSet<Digest>,
 ) -> (Vec<AvailabilityCertificate>, Vec<Digest>) {
     let digest = |c: &AvailabilityCertificate| c.commitment.attestation_digest();
-    let in_wal: Vec<Digest> = wal.iter().map(digest).collect();
-    let given_back: Option<BTreeSet<Digest>> = intake.as_ref().map(|i| i.iter().map(digest).collect());
+    let settled = wal.iter().map(digest).filter(|a| ordered.contains(a)).collect();
     let mut seen = BTreeSet::new();
-    let batches: Vec<AvailabilityCertificate> = wal
-        .into_iter()
-        .filter(|c| given_back.as_ref().is_none_or(|g| g.contains(&digest(c))))
-        .chain(intake.into_iter().flatten())
-        .filter(|c| !ordered.contains(&digest(c)) && seen.insert(digest(c)))
-        .collect();
-    let settled = in_wal.into_iter().filter(|a| !seen.contains(a)).collect();
+    let batches =
+        wal.into_iter().chain(intake).filter(|c| !ordered.contains(&digest(c)) && seen.insert(digest(c))).collect();
     (batches, settled)
 }
 
@@ -218,44 +242,44 @@ mod tests {
     }
 
     #[test]
-    fn a_restart_settles_the_wal_batches_the_intake_log_no_longer_gives_back() {
+    fn a_restart_gives_back_what_is_not_ordered_and_settles_the_rest() {
         let d = |t: u8| cert(t).commitment.attestation_digest();
-        // 1: ordered in the dedup window; 2: ordered long ago (the intake log settled
-        // it); 3: still to order; 4: in the intake log only (crash before the WAL).
-        let wal = vec![cert(1), cert(2), cert(3)];
+        // 1: ordered in the dedup window (its `Settled` record lost with a crash);
+        // 2: still to order; 3: in the intake log only (a crash before the WAL had it).
         let ordered: BTreeSet<Digest> = [d(1)].into();
-        let (batches, settled) = batches_to_restore(wal.clone(), Some(vec![cert(1), cert(3), cert(4)]), &ordered);
-        assert_eq!(digests(&batches), vec![d(3), d(4)]);
-        assert_eq!(settled, vec![d(1), d(2)]);
-        // Without an intake log, the WAL alone says what is still to order.
-        let (batches, settled) = batches_to_restore(wal, None, &ordered);
+        let (batches, settled) = batches_to_restore(vec![cert(1), cert(2)], vec![cert(1), cert(2), cert(3)], &ordered);
         assert_eq!(digests(&batches), vec![d(2), d(3)]);
         assert_eq!(settled, vec![d(1)]);
     }
 
     #[test]
-    fn a_batch_replayed_at_a_restart_and_settled_no_longer_holds_pruning_back() {
+    fn a_settled_batch_is_not_given_back_however_long_ago_and_holds_no_segment() {
         let dir = tempfile::tempdir().unwrap();
         let files = || std::fs::read_dir(dir.path()).unwrap().count();
         {
             let (mut wal, _) = Wal::open(dir.path(), 16 << 10).unwrap();
             wal.append(&WalEntry::Batch(cert(1))).unwrap();
-            wal.batches_settled(digests(&[cert(1)]));
+            wal.append(&WalEntry::Batch(cert(2))).unwrap();
+            wal.batches_settled(digests(&[cert(1), cert(9)])).unwrap();
             for v in 1..2_000u64 {
                 wal.append(&WalEntry::Core(WalRecord::Nullified(View(v)))).unwrap();
             }
             wal.sync().unwrap();
         }
-        // A restart replays the batch (ordered before it, so the intake log does not
-        // give it back): unless settled again, it keeps its segment and all after it.
+        // Before `Settled` records, a restart replayed every batch of the WAL's
+        // segments, ordered or not, and none was settled again: the WAL pruned nothing
+        // more until the next restart, which replayed them again.
         let (mut wal, replayed) = Wal::open(dir.path(), 16 << 10).unwrap();
+        assert_eq!(digests(&replayed.batches), digests(&[cert(2)]), "the settled one is not given back");
         let before = files();
         assert!(before > 2, "{before}");
         wal.prune(View(2_000)).unwrap();
         assert_eq!(files(), before, "an unsettled batch keeps its segment and every one after it");
-        let (batches, settled) = batches_to_restore(replayed.batches, Some(Vec::new()), &BTreeSet::new());
+        // Batch 2 was ordered in the dedup window before the crash.
+        let (batches, settled) =
+            batches_to_restore(replayed.batches, Vec::new(), &digests(&[cert(2)]).into_iter().collect());
         assert!(batches.is_empty());
-        wal.batches_settled(settled);
+        wal.batches_settled(settled).unwrap();
         wal.prune(View(2_000)).unwrap();
         assert!(files() <= 2, "{} segments left", files());
         // The same bytes certified again are live again.
