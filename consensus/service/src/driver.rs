@@ -64,8 +64,9 @@ pub(crate) enum Out {
     Persist(WalEntry),
     Send(Outgoing),
     PruneWal(View),
-    /// Batches ordered, or refused: the WAL no longer keeps them for re-proposal.
-    BatchesSettled(Vec<Digest>),
+    /// Batches ordered, or refused: the WAL no longer keeps them for re-proposal. With a
+    /// reply channel, the `Settled` record is synced before the reply.
+    BatchesSettled(Vec<Digest>, Option<crossbeam_channel::Sender<()>>),
 }
 
 /// What the sender task sends.
@@ -439,7 +440,7 @@ impl CoreTask {
         }
         self.own_batches.remove(&a);
         self.batcher_wake.notify_one();
-        self.send_out(Out::BatchesSettled(vec![a]))
+        self.send_out(Out::BatchesSettled(vec![a], None))
     }
 
     /// A core refused certified batch `a` (`why`; `limit`: that core's batch limit). If
@@ -451,11 +452,19 @@ impl CoreTask {
     /// again, and the logs keep pruning.
     pub(crate) fn refused(&mut self, a: Digest, why: &str, limit: Option<u64>) -> Result<(), Error> {
         self.own_batches.remove(&a);
-        self.send_out(Out::BatchesSettled(vec![a]))?;
+        // The WAL's `Settled` record is on disk before the intake log's `Requeued`
+        // record: the other way round, a kill between the two would let a restart give
+        // the certificate back (not ordered, so no dedup window covers it) and queue its
+        // transactions again too, and a core that takes it then would order them twice.
+        // (One wait on the core task, for a refusal: the exception to its rule.)
+        let (synced, wait) = crossbeam_channel::bounded(1);
+        self.send_out(Out::BatchesSettled(vec![a], Some(synced)))?;
+        wait.recv().map_err(|_| Error::Internal("outbox thread stopped".into()))?;
         let mut mp = self.mempool.lock();
         let Some(r) = mp.requeue(&a, crate::mempool::now(), limit) else {
-            // Not cut here (an `order_certified` batch): nothing to queue again.
-            tracing::error!(target: TARGET, attestation = %a, reason = why, "a core refused a certified batch given to this validator");
+            // Not cut here (given through `order_certified`), or restored from the WAL
+            // alone (without the intake log's record): no transactions to queue again.
+            tracing::error!(target: TARGET, attestation = %a, reason = why, "a core refused a certified batch whose transactions this validator does not have: settled");
             return Ok(());
         };
         tracing::error!(target: TARGET, attestation = %a, reason = why, queued_again = r.queued.len(), dropped = r.dropped.len(), "a core refused our certified batch: its transactions are queued again (those too large for the batch limit of now are dropped)");
@@ -569,7 +578,7 @@ impl CoreTask {
         *self.shared.last_finalized.lock() = Some(now);
         self.shared.height.store(fb.height().0, Ordering::Relaxed);
         if !attestations.is_empty() {
-            self.send_out(Out::BatchesSettled(attestations))?;
+            self.send_out(Out::BatchesSettled(attestations, None))?;
         }
         Ok(())
     }
@@ -700,11 +709,19 @@ pub(crate) fn outbox_thread(
                     let _ = net.send(o);
                 }
                 Out::PruneWal(v) => prune_to = Some(prune_to.map_or(v, |p| p.max(v))),
-                Out::BatchesSettled(a) => {
-                    // Durable with the next sync: lost with a crash, the batch is
-                    // found ordered in the dedup window at the restart instead.
+                Out::BatchesSettled(a, reply) => {
+                    // Without a reply (ordered batches), durable with the next sync:
+                    // lost with a crash, the batch is found ordered in the dedup window
+                    // at the restart instead. A refused batch's is synced now.
                     if let Err(e) = wal.batches_settled(a) {
                         return fail(e);
+                    }
+                    if let Some(reply) = reply {
+                        if let Err(e) = wal.sync() {
+                            return fail(e);
+                        }
+                        dirty = false;
+                        let _ = reply.send(());
                     }
                 }
             }

@@ -7,7 +7,8 @@
 //! order (so a certified batch implies every earlier batch is certified too: a sender's
 //! nonce order survives a crash). When such a batch is ordered, an `Ordered` record
 //! names it (appended without a sync of its own: it is durable with the next group
-//! commit, and survives a killed process at once). When the core refuses one (see
+//! commit; the log buffers appends, so a killed process can lose it until then, and then
+//! the dedup window below covers it). When the core refuses one (see
 //! [`IntakeLog::requeued`]), a durable `Requeued` record holds the transactions queued
 //! again. After a crash, the certificates with no `Ordered` or `Requeued` record are
 //! given back to the core with their transactions (it proposes them again; one whose

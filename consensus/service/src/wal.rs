@@ -7,7 +7,8 @@
 //!
 //! Pruning deletes whole segments whose records are all obsolete: core records of views
 //! at or below a finalized view that is durable in the ordered log, and batches
-//! settled: ordered, refused by the core, or (at open) not given back to it.
+//! settled: ordered or refused by the core (a `Settled` record names them, so that a
+//! restart does not give them back), or found ordered in the dedup window at open.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
