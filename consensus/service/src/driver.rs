@@ -11,8 +11,8 @@
 //!                                   sender task ──▶ peers (broadcast / send / serve blocks)
 //! ```
 //!
-//! The core task never blocks on I/O, but for the one sync of the intake log's record
-//! when the core refuses a batch of ours (an error case: see
+//! The core task never blocks on I/O, but for two syncs when a core refuses a batch of
+//! ours (an error case: the WAL's record, then the intake log's; see
 //! `CoreTask::refused`). Everything the core asks to persist goes to the
 //! outbox thread *in order* with the sends; the thread appends WAL records and, before
 //! releasing any send that follows a record, fsyncs (one fsync covers every record
@@ -446,8 +446,8 @@ impl CoreTask {
     /// A core refused certified batch `a` (`why`; `limit`: that core's batch limit). If
     /// it is ours, its transactions are
     /// queued again to be cut under the rules of now, durably in the intake log before
-    /// the batcher may cut them ([`crate::intake_log::IntakeLog::requeued`]), and the
-    /// WAL stops keeping it for re-proposal. So acknowledged transactions are not left
+    /// the batcher may cut them ([`crate::intake_log::IntakeLog::requeued`]); before
+    /// that, the WAL records, durably, that it stops keeping it for re-proposal. So acknowledged transactions are not left
     /// waiting for a restart that would give the same certificate back to be refused
     /// again, and the logs keep pruning.
     pub(crate) fn refused(&mut self, a: Digest, why: &str, limit: Option<u64>) -> Result<(), Error> {
