@@ -360,6 +360,19 @@ mod tests {
         txs.iter().map(Transaction::id).collect()
     }
 
+    /// Appends `txs` as accepted and waits until they are durable.
+    fn accept(log: &IntakeLog, txs: &[Transaction]) {
+        let s = log.accepted(txs).unwrap();
+        log.wait_durable(s).unwrap();
+    }
+
+    /// Certifies `txs` as one batch (certificate `tag`) and orders it.
+    fn certified_and_ordered(log: &IntakeLog, txs: &[Transaction], tag: u8) {
+        let c = cert(tag);
+        log.certified(&c, &ids(txs)).unwrap();
+        log.ordered(&[c.commitment.attestation_digest()]).unwrap();
+    }
+
     fn files(dir: &Path) -> usize {
         std::fs::read_dir(dir).unwrap().count()
     }
@@ -386,10 +399,8 @@ mod tests {
         {
             let (log, r) = IntakeLog::open(dir.path(), 1 << 20).unwrap();
             assert!(r.transactions.is_empty() && r.certificates.is_empty());
-            let s = log.accepted(&[tx(0), tx(1)]).unwrap();
-            log.wait_durable(s).unwrap();
-            let s = log.accepted(&[tx(2)]).unwrap();
-            log.wait_durable(s).unwrap();
+            accept(&log, &[tx(0), tx(1)]);
+            accept(&log, &[tx(2)]);
             log.certified(&cert(1), &[tx(0).id()]).unwrap();
             log.certified(&cert(2), &[tx(2).id()]).unwrap();
             log.ordered(&[cert(1).commitment.attestation_digest()]).unwrap();
@@ -418,8 +429,7 @@ mod tests {
         let files = || std::fs::read_dir(dir.path()).unwrap().count();
         for round in 0..200u64 {
             let txs: Vec<Transaction> = (0..10).map(|i| tx(round * 10 + i)).collect();
-            let s = log.accepted(&txs).unwrap();
-            log.wait_durable(s).unwrap();
+            accept(&log, &txs);
             let c = cert((round % 250) as u8);
             log.certified(&c, &txs.iter().map(Transaction::id).collect::<Vec<_>>()).unwrap();
             log.ordered(&[c.commitment.attestation_digest()]).unwrap();
@@ -428,8 +438,7 @@ mod tests {
         // An unordered batch holds its segment (and everything after it).
         let (log2, _) = (log, ());
         let c = cert(251);
-        let s = log2.accepted(&[tx(9999)]).unwrap();
-        log2.wait_durable(s).unwrap();
+        accept(&log2, &[tx(9999)]);
         log2.certified(&c, &[tx(9999).id()]).unwrap();
         drop(log2);
         let (_, r) = IntakeLog::open(dir.path(), 64 << 10).unwrap();
@@ -441,8 +450,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (log, _) = IntakeLog::open(dir.path(), 64 << 10).unwrap();
         let first: Vec<Transaction> = (0..5).map(tx).collect();
-        let s = log.accepted(&first).unwrap();
-        log.wait_durable(s).unwrap();
+        accept(&log, &first);
         // Segments of other batches, certified and ordered, come and go meanwhile, before
         // and after `first` is certified: its record stays until it is ordered.
         for round in 0..100u64 {
@@ -450,11 +458,8 @@ mod tests {
                 log.certified(&cert(1), &ids(&first)).unwrap();
             }
             let txs: Vec<Transaction> = (0..10).map(|i| tx(1_000 + round * 10 + i)).collect();
-            let s = log.accepted(&txs).unwrap();
-            log.wait_durable(s).unwrap();
-            let c = cert(2 + (round % 200) as u8);
-            log.certified(&c, &ids(&txs)).unwrap();
-            log.ordered(&[c.commitment.attestation_digest()]).unwrap();
+            accept(&log, &txs);
+            certified_and_ordered(&log, &txs, 2 + (round % 200) as u8);
         }
         drop(log);
         let (_, r) = IntakeLog::open(dir.path(), 64 << 10).unwrap();
@@ -470,8 +475,7 @@ mod tests {
         let batch: Vec<Transaction> = (0..3).map(tx).collect();
         {
             let (log, _) = IntakeLog::open(dir.path(), 1 << 20).unwrap();
-            let s = log.accepted(&batch).unwrap();
-            log.wait_durable(s).unwrap();
+            accept(&log, &batch);
             log.certified(&cert(1), &ids(&batch)).unwrap();
             // The core refused it: two of its three were queued again (one was dropped).
             log.requeued(a1, &batch[..2]).unwrap();
@@ -502,11 +506,9 @@ mod tests {
         {
             let (log, _) = IntakeLog::open(dir.path(), 64 << 10).unwrap();
             // Never certified: holds every record after it, the batch's `Certified` too.
-            let s = log.accepted(&[tx(0)]).unwrap();
-            log.wait_durable(s).unwrap();
+            accept(&log, &[tx(0)]);
             for part in batch.chunks(8) {
-                let s = log.accepted(part).unwrap();
-                log.wait_durable(s).unwrap();
+                accept(&log, part);
             }
             log.certified(&cert(1), &ids(&batch)).unwrap();
             log.requeued(cert(1).commitment.attestation_digest(), &batch).unwrap();
@@ -521,8 +523,7 @@ mod tests {
     fn the_same_bytes_certified_twice_do_not_hold_pruning_back() {
         let dir = tempfile::tempdir().unwrap();
         let (log, _) = IntakeLog::open(dir.path(), 64 << 10).unwrap();
-        let s = log.accepted(&[tx(0)]).unwrap();
-        log.wait_durable(s).unwrap();
+        accept(&log, &[tx(0)]);
         // Certified twice to one attestation (the same bytes cut again), ordered once.
         log.certified(&cert(1), &[tx(0).id()]).unwrap();
         log.certified(&cert(1), &[tx(0).id()]).unwrap();
@@ -530,11 +531,8 @@ mod tests {
         assert_eq!(log.needed.lock().lowest(), None);
         for round in 0..200u64 {
             let txs: Vec<Transaction> = (0..10).map(|i| tx(100 + round * 10 + i)).collect();
-            let s = log.accepted(&txs).unwrap();
-            log.wait_durable(s).unwrap();
-            let c = cert(2 + (round % 200) as u8);
-            log.certified(&c, &ids(&txs)).unwrap();
-            log.ordered(&[c.commitment.attestation_digest()]).unwrap();
+            accept(&log, &txs);
+            certified_and_ordered(&log, &txs, 2 + (round % 200) as u8);
         }
         assert!(files(dir.path()) <= 4, "{} files left", files(dir.path()));
         drop(log);
@@ -549,12 +547,10 @@ mod tests {
         let batch: Vec<Transaction> = (0..4).map(tx).collect();
         {
             let (log, _) = IntakeLog::open(dir.path(), 1 << 20).unwrap();
-            let s = log.accepted(&batch).unwrap();
-            log.wait_durable(s).unwrap();
+            accept(&log, &batch);
             log.certified(&cert(1), &ids(&batch)).unwrap();
             // A requeue's first part reached the disk, its `Requeued` record did not.
-            let s = log.accepted(&batch[..2]).unwrap();
-            log.wait_durable(s).unwrap();
+            accept(&log, &batch[..2]);
         }
         let (log, r) = IntakeLog::open(dir.path(), 1 << 20).unwrap();
         assert_eq!(r.in_flight, vec![(a, batch.clone())], "given back whole");
