@@ -30,7 +30,7 @@ use lamina_da_core::sampling::SamplingOutcome;
 use lamina_da_core::tree::{Axis, axis_root};
 use lamina_da_core::{
     Assignment, BadEncodingProof, CommittedSquare, DaHeader, OriginalSquare, Parallelism, SHARE_SIZE, SampleProof,
-    SamplingSession, SquareRoots, extend_and_commit_into,
+    SamplingSession, SquareRoots, Widths, extend_and_commit_into,
 };
 use lamina_interfaces::{Blob, DaError, DataAvailability, Genesis, NodeEntry};
 use lamina_net::{Endpoint, EndpointConfig, NetError, Network, PeerSet};
@@ -45,8 +45,8 @@ use crate::config::ClientConfig;
 use crate::error::{Error, Result};
 use crate::metrics as m;
 use crate::protocol::{
-    CellRef, ColumnData, CommitteeStore, DaProtocol, DaRequest, DaResponse, MAX_RANGES_BYTES, MAX_STORE_BYTES,
-    RangesRequest, StoreRequest, StoreResponse, protocol_config,
+    ANY_WIDTH_VERSION, CellRef, ColumnData, CommitteeStore, DaProtocol, DaRequest, DaResponse, MAX_RANGES_BYTES,
+    MAX_STORE_BYTES, RangesRequest, StoreRequest, StoreResponse, protocol_config,
 };
 
 const TARGET: &str = "lamina::da";
@@ -264,8 +264,11 @@ impl DaClient {
         let codec = self.config.codec_id();
         let buf = self.buffer.lock().take().unwrap_or_default();
         let faulty = self.config.faulty_encoding;
+        let view = self.view();
+        let committee = view.dispersal();
+        let widths = widths_for(&self.net, &self.me, &committee.members.members, committee.threshold);
         let square = tokio::task::spawn_blocking(move || -> Result<CommittedSquare, lamina_da_core::Error> {
-            let ods = OriginalSquare::from_blobs(&blobs, codec)?;
+            let ods = OriginalSquare::from_blobs_with(&blobs, codec, widths)?;
             let square = extend_and_commit_into(&ods, codec, Parallelism::for_width(ods.k()), buf)?;
             if faulty {
                 return lamina_da_core::fraud::corrupt_row_encoding(square, 0);
@@ -277,8 +280,6 @@ impl DaClient {
         .map_err(lamina_da_core::inprocess::to_da_error)?;
         let square = Arc::new(square);
         let commitment = square.commitment();
-        let view = self.view();
-        let committee = view.dispersal();
         let (nodes, threshold) = (&committee.members.members, committee.threshold);
         let digest = committee.digest_for(&commitment);
         let k = square.eds().k();
@@ -813,6 +814,16 @@ async fn ask(
         net.wait_connected(node, config.connect_wait).await?;
     }
     net.request_with_timeout(node, req, config.request_timeout).await
+}
+
+/// The widths a square for `nodes` (certificate `threshold`) may have: the one they
+/// store in the fewest cells ([`Widths::LeastStored`]) when every one of them is
+/// connected over `lamina/da/3` (which added widths other than powers of two), else
+/// powers of two, which every version stores. A node not connected yet counts as older:
+/// a dispersal retried once it is connected gets the smaller square.
+fn widths_for(net: &Network<DaProtocol>, me: &NodeId, nodes: &[NodeId], threshold: usize) -> Widths {
+    let current = nodes.iter().filter(|n| *n != me).all(|n| net.version(n).is_some_and(|v| v >= ANY_WIDTH_VERSION));
+    if current { Widths::LeastStored { nodes: nodes.len(), threshold } } else { Widths::PowersOfTwo }
 }
 
 /// Sends `node` its columns in batches; returns its attestation. `committee` is the

@@ -100,7 +100,7 @@ mod tests {
         for n in 1..=9usize {
             let f = (n - 1) / 3;
             for threshold in (f + 1)..=n {
-                for k in [1usize, 2, 4, 8, 16, 64] {
+                for k in [1usize, 2, 3, 4, 5, 7, 8, 10, 16, 21, 64] {
                     let a = Assignment::new(n, threshold, k);
                     let m = threshold - f;
                     assert!(a.guaranteed_columns(m) >= k, "n={n} t={threshold} k={k}");

@@ -53,7 +53,7 @@ pub enum Error {
     /// The blobs cannot form a square.
     #[error("blobs rejected: {0}")]
     BadBlobs(String),
-    /// A square width that is zero, not a power of two, or too large for the codec.
+    /// A square width that is zero or too large for the codec.
     #[error("invalid square width {k}: {reason}")]
     BadWidth {
         /// The width.

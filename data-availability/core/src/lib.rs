@@ -9,7 +9,7 @@
 //! | part | choice | why |
 //! |---|---|---|
 //! | share | [`SHARE_SIZE`] = 512 bytes | Celestia's size; a k = 128 square is 8 MiB, as the targets assume; small padding loss per blob |
-//! | square | `k x k` original, `k` a power of two in `1..=512`, extended to `2k x 2k` (rows, then columns) | [`square`] |
+//! | square | `k x k` original, any `k` in `1..=512` (powers of two only before `lamina/da/3`), extended to `2k x 2k` (rows, then columns) | [`square`]: the padding of a square is below `(k+1)^2/k^2` of its data, not up to 4x |
 //! | codec | [`codec::ErasureCodec`]; id 1 = Leopard GF(2^16) (default), id 2 = Vandermonde GF(2^8) (k <= 128) | [`codec`] |
 //! | axis roots | keyed blake3 *tree* over each row's / column's bytes; leaf = one 1 KiB blake3 chunk = two cells | hashing runs at blake3's SIMD speed instead of per-share trees ([`tree`]) |
 //! | namespaces | a namespace table (blob → share range) committed in a namespaced Merkle tree | NMT completeness and absence at one leaf per blob ([`table`]) |
@@ -71,8 +71,8 @@ pub use proof::{AxisRangeProof, NamespaceProof, SampleProof};
 pub use repair::{RepairReport, repair};
 pub use sampling::{DEFAULT_SAMPLES, SamplingSession};
 pub use square::{
-    CommittedSquare, DaHeader, ExtendedSquare, OriginalSquare, PARALLEL_FROM_WIDTH, Parallelism, SquareRoots, commit,
-    extend, extend_and_commit, extend_and_commit_into, extend_into, max_blob_bytes,
+    CommittedSquare, DaHeader, ExtendedSquare, OriginalSquare, PARALLEL_FROM_WIDTH, Parallelism, SquareRoots, Widths,
+    commit, extend, extend_and_commit, extend_and_commit_into, extend_into, max_blob_bytes,
 };
 pub use table::{NamespaceTable, TableEntry};
 pub use tree::Axis;

@@ -19,7 +19,7 @@
 use crate::SHARE_SIZE;
 use crate::codec::{CodecId, ErasureCodec};
 use crate::error::{Error, Result, malformed};
-use crate::square::{BAND, Parallelism, band_segments, check_width, with_band_buf};
+use crate::square::{Parallelism, band_segments, band_width, check_width, with_band_buf};
 
 /// One band's per-row cell segments and flag segments.
 type Band<'a> = (Vec<&'a mut [u8]>, Vec<&'a mut [bool]>);
@@ -66,7 +66,7 @@ pub fn repair(
     }
     let c = codec.codec();
     let row_len = w * SHARE_SIZE;
-    let bw = BAND.min(w);
+    let bw = band_width(k);
     let col_len = w * SHARE_SIZE;
     let mut report = RepairReport { missing_before: known.iter().filter(|x| !**x).count(), ..Default::default() };
     loop {

@@ -2,7 +2,8 @@
 //!
 //! * [`OriginalSquare::from_blobs`] sorts blobs by namespace (stable), packs them into
 //!   512-byte shares from share 0 (row-major), zero-pads the last share of each blob and
-//!   the rest of the square, and picks the smallest power-of-two `k` that fits.
+//!   the rest of the square, and picks the smallest `k` that fits: any width, or the
+//!   smallest power of two for DA nodes of `lamina/da/1..2` ([`Widths`]).
 //! * [`extend`] computes the extended square: each original row is RS-extended to `2k`
 //!   cells (Q2), then each of the `2k` columns (Q3, Q4). Rows and column bands are
 //!   independent work items, run by [`Parallelism::Rayon`] or [`Parallelism::Sequential`]
@@ -77,8 +78,8 @@ impl Parallelism {
 
 /// Checks that `k` is a supported width for `codec`.
 pub fn check_width(k: u64, codec: CodecId) -> Result<()> {
-    if k == 0 || !k.is_power_of_two() {
-        return Err(Error::BadWidth { k, reason: "not a power of two" });
+    if k == 0 {
+        return Err(Error::BadWidth { k, reason: "zero" });
     }
     if k > MAX_SQUARE_WIDTH as u64 {
         return Err(Error::BadWidth { k, reason: "above the largest supported square" });
@@ -97,13 +98,57 @@ pub fn max_blob_bytes(codec: CodecId) -> u64 {
     k * k * SHARE_SIZE as u64
 }
 
-/// The smallest power-of-two width whose square holds `shares` shares.
-pub fn width_for(shares: u64) -> u64 {
-    let mut k = 1u64;
-    while k * k < shares {
-        k *= 2;
+/// How a disperser picks a square's width. Every width in `1..=512` that the codec
+/// supports is valid for readers; a disperser whose DA committee includes nodes of
+/// `lamina/da/1..2`, which refuse widths other than powers of two, keeps to those.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub enum Widths {
+    /// The smallest `k` with `k^2` shares at least the data (padding below `(k+1)^2/k^2`).
+    #[default]
+    Any,
+    /// The smallest power of two (up to 4x the data in padding).
+    PowersOfTwo,
+    /// The width, from [`Widths::Any`]'s up to [`Widths::PowersOfTwo`]'s, whose square a
+    /// committee of `nodes` DA nodes with certificate threshold `threshold` stores in the
+    /// fewest cells (`k^2` times the [`Assignment`](crate::Assignment)'s replication; the
+    /// smaller width on a tie). A width that does not split evenly over the nodes can need
+    /// each column stored twice (4 nodes: every odd `k`), which costs more than the
+    /// padding it saves; this picks the next width instead.
+    LeastStored {
+        /// DA nodes of the committee.
+        nodes: usize,
+        /// Its certificate threshold.
+        threshold: usize,
+    },
+}
+
+impl Widths {
+    /// The width of this kind for `shares` shares.
+    pub fn width_for(self, shares: u64) -> u64 {
+        match self {
+            Widths::Any => {
+                let k = shares.isqrt().max(1);
+                if k * k < shares { k + 1 } else { k }
+            }
+            Widths::PowersOfTwo => {
+                let mut k = 1u64;
+                while k * k < shares {
+                    k *= 2;
+                }
+                k
+            }
+            Widths::LeastStored { nodes, threshold } => {
+                let stored = |k: u64| k * k * crate::Assignment::new(nodes, threshold, k as usize).replication as u64;
+                let (lo, hi) = (Widths::Any.width_for(shares), Widths::PowersOfTwo.width_for(shares));
+                (lo..=hi).min_by_key(|&k| (stored(k), k)).unwrap_or(lo)
+            }
+        }
     }
-    k
+}
+
+/// The smallest width whose square holds `shares` shares ([`Widths::Any`]).
+pub fn width_for(shares: u64) -> u64 {
+    Widths::Any.width_for(shares)
 }
 
 /// The original `k x k` square: blob data in shares, and the table that says where.
@@ -115,10 +160,16 @@ pub struct OriginalSquare {
 }
 
 impl OriginalSquare {
-    /// Lays `blobs` out in namespace order. Rejects empty blobs, the padding and parity
-    /// namespaces, too many blobs, and data that does not fit the largest square `codec`
-    /// supports.
+    /// Lays `blobs` out in namespace order in the smallest square of any width
+    /// ([`Widths::Any`]). Rejects empty blobs, the padding and parity namespaces, too many
+    /// blobs, and data that does not fit the largest square `codec` supports.
     pub fn from_blobs(blobs: &[Blob], codec: CodecId) -> Result<Self> {
+        Self::from_blobs_with(blobs, codec, Widths::Any)
+    }
+
+    /// [`OriginalSquare::from_blobs`] in the smallest square whose width is of the kind
+    /// `widths`.
+    pub fn from_blobs_with(blobs: &[Blob], codec: CodecId, widths: Widths) -> Result<Self> {
         if blobs.is_empty() {
             return Err(Error::BadBlobs("no blobs".into()));
         }
@@ -145,7 +196,7 @@ impl OriginalSquare {
             }
             entries.push(e);
         }
-        let k = width_for(next);
+        let k = widths.width_for(next);
         check_width(k, codec).map_err(|e| Error::BadBlobs(format!("{next} shares need k = {k}: {e}")))?;
         let k = k as usize;
         let mut shares = vec![0u8; k * k * SHARE_SIZE];
@@ -158,8 +209,8 @@ impl OriginalSquare {
 
     /// A square from raw shares and a table (validated).
     pub fn from_parts(k: usize, shares: Vec<u8>, table: NamespaceTable) -> Result<Self> {
-        if k == 0 || !k.is_power_of_two() || k > MAX_SQUARE_WIDTH {
-            return Err(Error::BadWidth { k: k as u64, reason: "not a supported power of two" });
+        if k == 0 || k > MAX_SQUARE_WIDTH {
+            return Err(Error::BadWidth { k: k as u64, reason: "outside 1..=512" });
         }
         if shares.len() != k * k * SHARE_SIZE {
             return Err(malformed("original square", format!("{} bytes for k = {k}", shares.len())));
@@ -348,8 +399,17 @@ fn extend_band(
     }))
 }
 
-fn band_width(k: usize) -> usize {
-    BAND.min(2 * k)
+/// Columns per band for width `k`: the largest divisor of `2k` up to [`BAND`], so that
+/// bands tile the row exactly (8 when `k` is a multiple of 4, else 4 or 2).
+pub(crate) fn band_width(k: usize) -> usize {
+    let w = 2 * k;
+    if w.is_multiple_of(BAND) {
+        BAND
+    } else if w.is_multiple_of(4) {
+        4
+    } else {
+        2
+    }
 }
 
 /// Makes `buf` exactly `len` bytes, reusing its allocation. Stale contents are left in
@@ -694,8 +754,9 @@ mod tests {
     fn layout_sorts_by_namespace_and_picks_the_smallest_width() {
         let blobs = vec![blob(9, 1000, 1), blob(3, 512, 2), blob(9, 1, 3), blob(3, 513, 4)];
         let ods = OriginalSquare::from_blobs(&blobs, CodecId::Leopard16).unwrap();
-        // 1 + 2 + 2 + 1 = 6 shares -> k = 4.
-        assert_eq!(ods.k(), 4);
+        // 1 + 2 + 2 + 1 = 6 shares -> k = 3 (k = 4 in powers of two).
+        assert_eq!(ods.k(), 3);
+        assert_eq!(OriginalSquare::from_blobs_with(&blobs, CodecId::Leopard16, Widths::PowersOfTwo).unwrap().k(), 4);
         let e = &ods.table().entries;
         assert_eq!(
             e.iter().map(|e| (e.namespace.as_u64(), e.start, e.len)).collect::<Vec<_>>(),
@@ -708,10 +769,54 @@ mod tests {
             OriginalSquare::from_blobs(&[Blob { namespace: Namespace::PARITY, data: vec![1] }], CodecId::Leopard16)
                 .is_err()
         );
-        // 129 x 129 shares need k = 256: fine for Leopard, rejected by GF(2^8).
+        // 128 x 128 + 1 shares need k = 129 (256 in powers of two): fine for Leopard,
+        // rejected by GF(2^8) (at most 256 shards per codeword).
         let big = vec![blob(1, 128 * 128 * 512 + 1, 0)];
-        assert_eq!(OriginalSquare::from_blobs(&big, CodecId::Leopard16).unwrap().k(), 256);
+        assert_eq!(OriginalSquare::from_blobs(&big, CodecId::Leopard16).unwrap().k(), 129);
+        let pow2 = OriginalSquare::from_blobs_with(&big, CodecId::Leopard16, Widths::PowersOfTwo).unwrap();
+        assert_eq!(pow2.k(), 256);
         assert!(matches!(OriginalSquare::from_blobs(&big, CodecId::Vandermonde8), Err(Error::BadBlobs(_))));
+    }
+
+    #[test]
+    fn widths_are_the_smallest_that_hold_the_shares() {
+        for (shares, any, pow2) in
+            [(0u64, 1u64, 1u64), (1, 1, 1), (2, 2, 2), (4, 2, 2), (5, 3, 4), (9, 3, 4), (10, 4, 4)].into_iter().chain([
+                (17, 5, 8),
+                (65, 9, 16),
+                (290, 18, 32),
+                (1025, 33, 64),
+                (262_144, 512, 512),
+            ])
+        {
+            assert_eq!(Widths::Any.width_for(shares), any, "{shares} shares");
+            assert_eq!(Widths::PowersOfTwo.width_for(shares), pow2, "{shares} shares");
+        }
+        for shares in 1..5_000u64 {
+            let k = width_for(shares);
+            assert!(k * k >= shares && (k - 1) * (k - 1) < shares, "{shares} shares, k = {k}");
+        }
+        // Four DA nodes, threshold 3: an odd width would store every column twice.
+        let four = Widths::LeastStored { nodes: 4, threshold: 3 };
+        for (shares, k) in [(1u64, 1u64), (5, 4), (9, 4), (17, 6), (65, 10), (290, 18), (401, 22), (1025, 34)] {
+            assert_eq!(four.width_for(shares), k, "{shares} shares");
+        }
+        for shares in 1..5_000u64 {
+            let k = four.width_for(shares);
+            assert!(k * k >= shares && k <= Widths::PowersOfTwo.width_for(shares), "{shares} shares, k = {k}");
+            assert!(k == 1 || k.is_multiple_of(2), "{shares} shares, k = {k}");
+        }
+        // Seven nodes, threshold 5: the cells stored never exceed the power of two's.
+        let seven = Widths::LeastStored { nodes: 7, threshold: 5 };
+        let stored = |k: u64| k * k * crate::Assignment::new(7, 5, k as usize).replication as u64;
+        for shares in 1..3_000u64 {
+            let k = seven.width_for(shares);
+            assert!(k * k >= shares && stored(k) <= stored(Widths::PowersOfTwo.width_for(shares)), "{shares}");
+        }
+        for k in 1..=64usize {
+            let bw = band_width(k);
+            assert!((2 * k).is_multiple_of(bw) && bw <= BAND && bw >= 2, "k = {k}, band {bw}");
+        }
     }
 
     #[test]

@@ -17,8 +17,8 @@ use crate::config::Config;
 use crate::error::{Error, Result, task_err};
 use crate::metrics as m;
 use crate::protocol::{
-    CellRef, ColumnData, ColumnRef, ColumnSlice, CommitteeStore, DaProtocol, DaRequest, DaResponse, MAX_RANGES_BYTES,
-    RangesRequest, StoreRequest, StoreResponse, protocol_config,
+    ANY_WIDTH_VERSION, CellRef, ColumnData, ColumnRef, ColumnSlice, CommitteeStore, DaProtocol, DaRequest, DaResponse,
+    MAX_RANGES_BYTES, RangesRequest, StoreRequest, StoreResponse, protocol_config,
 };
 use crate::store::ColumnStore;
 
@@ -100,6 +100,20 @@ fn reject(reason: &'static str, detail: impl std::fmt::Display) -> Reject {
 fn unknown(data_root: &lamina_primitives::Digest) -> Reject {
     metrics::counter!(m::REJECTED, "reason" => "unknown_square").increment(1);
     Reject::unavailable(format!("no square {data_root}"))
+}
+
+/// Whether a square of width `k` may be served over protocol `version`: versions 1 and
+/// 2 take any width other than a power of two for invalid data (and would blame this
+/// node), so they are told why instead.
+fn readable_over(k: u32, version: u32) -> Result<(), Reject> {
+    if version >= ANY_WIDTH_VERSION || k.is_power_of_two() {
+        return Ok(());
+    }
+    metrics::counter!(m::REJECTED, "reason" => "width_needs_v3").increment(1);
+    Err(Reject::unavailable(format!(
+        "width_needs_v3: this square is {k} shares wide, which only lamina/da/3 readers take (this connection \
+         speaks version {version}); upgrade the reader"
+    )))
 }
 
 fn internal(e: Error) -> Reject {
@@ -233,9 +247,21 @@ impl DaNode {
         Ok(StoreResponse { assigned: assigned.len() as u32, held: held_assigned as u32, attestation })
     }
 
-    /// Answers one request from `peer` (blocking: disk reads, hashing, fsync). [`run`]
-    /// calls it from the blocking pool for every request of the protocol.
+    /// Answers one request from `peer` over the newest protocol version (blocking: disk
+    /// reads, hashing, fsync).
     pub fn handle(&self, peer: NodeId, req: DaRequest) -> Result<DaResponse, Reject> {
+        self.handle_over(peer, req, ANY_WIDTH_VERSION)
+    }
+
+    /// Answers one request from `peer` that came over protocol `version`. [`run`] calls
+    /// it from the blocking pool for every request of the protocol. A read of a square
+    /// whose width is not a power of two over a version below 3 is refused
+    /// ([`readable_over`]).
+    pub fn handle_over(&self, peer: NodeId, req: DaRequest, version: u32) -> Result<DaResponse, Reject> {
+        let readable = |data_root: &lamina_primitives::Digest| match self.store.square(data_root) {
+            Some(info) => readable_over(info.header.k, version),
+            None => Ok(()),
+        };
         match req {
             DaRequest::Store(s) => self.store(peer, s, &self.genesis).map(DaResponse::Stored),
             DaRequest::StoreFor(CommitteeStore { committee, store }) => {
@@ -251,15 +277,20 @@ impl DaNode {
             }
             DaRequest::Header(data_root) => {
                 let info = self.store.square(&data_root).ok_or_else(|| unknown(&data_root))?;
+                readable_over(info.header.k, version)?;
                 metrics::counter!(m::SERVED, "kind" => "header").increment(1);
                 Ok(DaResponse::Header((*info.header).clone()))
             }
             DaRequest::Roots(data_root) => {
                 let info = self.store.square(&data_root).ok_or_else(|| unknown(&data_root))?;
+                readable_over(info.header.k, version)?;
                 metrics::counter!(m::SERVED, "kind" => "roots").increment(1);
                 Ok(DaResponse::Roots(info.roots))
             }
             DaRequest::Column(ColumnRef { data_root, index }) => {
+                if version < ANY_WIDTH_VERSION {
+                    readable(&data_root)?;
+                }
                 let col = self
                     .store
                     .with_column(&data_root, index, <[u8]>::to_vec)
@@ -270,6 +301,7 @@ impl DaNode {
             }
             DaRequest::ColumnRanges(RangesRequest { data_root, first_row, end_row, columns }) => {
                 let info = self.store.square(&data_root).ok_or_else(|| unknown(&data_root))?;
+                readable_over(info.header.k, version)?;
                 let w = 2 * info.header.k;
                 if first_row >= end_row || end_row > w || columns.len() > w as usize {
                     return Err(reject("bad_request", format!("rows [{first_row}, {end_row}) of {w}")));
@@ -300,6 +332,7 @@ impl DaNode {
             }
             DaRequest::Sample(CellRef { data_root, row, col }) => {
                 let info = self.store.square(&data_root).ok_or_else(|| unknown(&data_root))?;
+                readable_over(info.header.k, version)?;
                 let proof = self
                     .store
                     .with_column(&data_root, col, |bytes| {
@@ -322,7 +355,8 @@ struct Serve(Arc<DaNode>);
 impl Handler<DaProtocol> for Serve {
     async fn request(&self, peer: NodeId, request: DaRequest) -> Result<DaResponse, Reject> {
         let node = self.0.clone();
-        tokio::task::spawn_blocking(move || node.handle(peer, request))
+        let version = lamina_net::request_version().unwrap_or(ANY_WIDTH_VERSION);
+        tokio::task::spawn_blocking(move || node.handle_over(peer, request, version))
             .await
             .map_err(|e| Reject::internal(format!("handler task failed: {e}")))?
     }
