@@ -815,7 +815,7 @@ mod tests {
         }
         for k in 1..=64usize {
             let bw = band_width(k);
-            assert!((2 * k).is_multiple_of(bw) && bw <= BAND && bw >= 2, "k = {k}, band {bw}");
+            assert!((2 * k).is_multiple_of(bw) && (2..=BAND).contains(&bw), "k = {k}, band {bw}");
         }
     }
 

@@ -255,8 +255,8 @@ impl DaNode {
 
     /// Answers one request from `peer` that came over protocol `version`. [`run`] calls
     /// it from the blocking pool for every request of the protocol. A read of a square
-    /// whose width is not a power of two over a version below 3 is refused
-    /// ([`readable_over`]).
+    /// whose width is not a power of two over a version below 3 is refused as
+    /// unavailable, with the reason (`width_needs_v3`).
     pub fn handle_over(&self, peer: NodeId, req: DaRequest, version: u32) -> Result<DaResponse, Reject> {
         let readable = |data_root: &lamina_primitives::Digest| match self.store.square(data_root) {
             Some(info) => readable_over(info.header.k, version),
