@@ -168,12 +168,14 @@ fn same_entry(a: &toml_edit::Table, b: &toml_edit::Table) -> bool {
 }
 
 /// An empty genesis for `network` (no chains or nodes yet). Its transactions'
-/// signatures bind the network id, as every new network's do.
+/// signatures bind the network id, and its DA squares may have any width, as every new
+/// network's do.
 pub fn empty(network: &str) -> Genesis {
     Genesis {
         bridge: Default::default(),
         governance: Default::default(),
         tx_binds_network: true,
+        da_any_width: true,
         network: network.to_string(),
         chains: vec![],
         validators: vec![],

@@ -198,6 +198,15 @@ pub struct Genesis {
     /// data and their clients' chain-only signatures).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub tx_binds_network: bool,
+    /// DA squares may have any width `k` in `1..=512`, not only a power of two: a
+    /// disperser then pads a batch to the width its committee stores in the fewest
+    /// cells instead of up to 4x its size. A network-wide rule, not a node's choice:
+    /// where it is off, DA nodes refuse other widths and settlement refuses
+    /// bad-encoding proofs over them, as releases before it did, so nodes of older
+    /// releases and this one agree. New genesis files set it (`lamina genesis`, `lamina
+    /// devnet`); files written before it leave it out (and so keep their digest).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub da_any_width: bool,
 }
 
 /// A voting member of on-chain governance (see [`GovernanceSpec`]).
@@ -494,6 +503,7 @@ mod tests {
             bridge: Default::default(),
             governance: Default::default(),
             tx_binds_network: true,
+            da_any_width: true,
             network: "test".into(),
             chains: vec![ChainSpec {
                 id: ChainId(1),
@@ -561,10 +571,15 @@ mod tests {
             bridge: Default::default(),
             governance: Default::default(),
             tx_binds_network: false,
+            da_any_width: false,
         };
         let json = serde_json::to_string(&g).unwrap();
         assert!(!json.contains("governance"), "{json}");
         assert!(!json.contains("tx_binds_network"), "{json}");
+        assert!(!json.contains("da_any_width"), "{json}");
+        let mut any_width = g.clone();
+        any_width.da_any_width = true;
+        assert_ne!(any_width.digest(), g.digest());
         assert_eq!(g.tx_scope(), TxScope::ChainOnly);
         let mut bound = g.clone();
         bound.tx_binds_network = true;

@@ -54,6 +54,7 @@ pub fn genesis(network: &str) -> Genesis {
         bridge: Default::default(),
         governance: Default::default(),
         tx_binds_network: true,
+        da_any_width: true,
     }
 }
 

@@ -45,8 +45,8 @@ use crate::config::ClientConfig;
 use crate::error::{Error, Result};
 use crate::metrics as m;
 use crate::protocol::{
-    ANY_WIDTH_VERSION, CellRef, ColumnData, CommitteeStore, DaProtocol, DaRequest, DaResponse, MAX_RANGES_BYTES,
-    MAX_STORE_BYTES, RangesRequest, StoreRequest, StoreResponse, protocol_config,
+    CellRef, ColumnData, CommitteeStore, DaProtocol, DaRequest, DaResponse, MAX_RANGES_BYTES, MAX_STORE_BYTES,
+    RangesRequest, StoreRequest, StoreResponse, protocol_config,
 };
 
 const TARGET: &str = "lamina::da";
@@ -136,6 +136,10 @@ pub struct DaClient {
     headers: Mutex<VecDeque<(Digest, Arc<Verified>)>>,
     blamed: Mutex<BTreeMap<NodeId, u64>>,
     buffer: Mutex<Option<Vec<u8>>>,
+    /// The genesis allows squares of any width ([`Genesis::da_any_width`]): dispersals
+    /// then take the width their committee stores in the fewest cells, else the next
+    /// power of two.
+    any_width: bool,
 }
 
 impl std::fmt::Debug for DaClient {
@@ -176,6 +180,7 @@ impl DaClient {
             headers: Mutex::new(VecDeque::new()),
             blamed: Mutex::new(BTreeMap::new()),
             buffer: Mutex::new(None),
+            any_width: genesis.da_any_width,
         })
     }
 
@@ -266,7 +271,11 @@ impl DaClient {
         let faulty = self.config.faulty_encoding;
         let view = self.view();
         let committee = view.dispersal();
-        let widths = widths_for(&self.net, &self.me, &committee.members.members, committee.threshold);
+        let widths = if self.any_width {
+            Widths::LeastStored { nodes: committee.members.members.len(), threshold: committee.threshold }
+        } else {
+            Widths::PowersOfTwo
+        };
         let square = tokio::task::spawn_blocking(move || -> Result<CommittedSquare, lamina_da_core::Error> {
             let ods = OriginalSquare::from_blobs_with(&blobs, codec, widths)?;
             let square = extend_and_commit_into(&ods, codec, Parallelism::for_width(ods.k()), buf)?;
@@ -814,16 +823,6 @@ async fn ask(
         net.wait_connected(node, config.connect_wait).await?;
     }
     net.request_with_timeout(node, req, config.request_timeout).await
-}
-
-/// The widths a square for `nodes` (certificate `threshold`) may have: the one they
-/// store in the fewest cells ([`Widths::LeastStored`]) when every one of them is
-/// connected over `lamina/da/3` (which added widths other than powers of two), else
-/// powers of two, which every version stores. A node not connected yet counts as older:
-/// a dispersal retried once it is connected gets the smaller square.
-fn widths_for(net: &Network<DaProtocol>, me: &NodeId, nodes: &[NodeId], threshold: usize) -> Widths {
-    let current = nodes.iter().filter(|n| *n != me).all(|n| net.version(n).is_some_and(|v| v >= ANY_WIDTH_VERSION));
-    if current { Widths::LeastStored { nodes: nodes.len(), threshold } } else { Widths::PowersOfTwo }
 }
 
 /// Sends `node` its columns in batches; returns its attestation. `committee` is the

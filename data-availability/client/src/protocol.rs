@@ -1,21 +1,11 @@
-//! The DA wire protocol, `lamina/da/1..3`: typed requests and responses between
+//! The DA wire protocol, `lamina/da/1..2`: typed requests and responses between
 //! dispersers, retrieval clients, light samplers and DA storage nodes.
 //!
 //! Version 2 adds [`DaRequest::StoreFor`]: a store for a DA committee changed by vote,
 //! named by its id, so that the node knows its position (and so its columns) in it and
 //! signs the attestation bound to it ([`lamina_primitives::DaCommittee`]). A version-1
 //! node stores for the genesis committee only; a client stores for another committee
-//! only over version 2.
-//!
-//! Version 3 adds squares of **any width** `k` in `1..=512`, not only powers of two
-//! ([`lamina_da_core::Widths`]): a square's padding is then below `(k+1)^2/k^2` of its
-//! data instead of up to 4x, and every DA node stores, hashes and sends that much less.
-//! A disperser builds such a square only when every node of its dispersal committee is
-//! connected over version 3. A node answers a read of such a square on a connection of
-//! version 1 or 2 with [`lamina_net::Reject::unavailable`] and the reason: an older
-//! client would take the width for invalid data and blame the node. Readers (execution
-//! nodes, relayers, samplers) are therefore upgraded before the last DA node of a
-//! committee is. Everything else is the same in all three versions.
+//! only over version 2. Everything else is the same in both versions.
 //!
 //! | request | answer | who asks |
 //! |---|---|---|
@@ -43,14 +33,11 @@ use lamina_primitives::{DataCommitment, Digest, PublicKey, Signature};
 pub struct DaProtocol;
 
 impl Protocol for DaProtocol {
-    const ID: ProtocolId = ProtocolId::range("da", 1, 3);
+    const ID: ProtocolId = ProtocolId::range("da", 1, 2);
     type Request = DaRequest;
     type Response = DaResponse;
     type Message = Empty;
 }
-
-/// The first version of the protocol whose nodes take squares of any width (module docs).
-pub const ANY_WIDTH_VERSION: u32 = 3;
 
 /// Largest column payload of one [`StoreRequest`]; dispersers split a node's columns
 /// into requests of at most this many bytes (several per node for big squares).

@@ -9,7 +9,7 @@
 //! | part | choice | why |
 //! |---|---|---|
 //! | share | [`SHARE_SIZE`] = 512 bytes | Celestia's size; a k = 128 square is 8 MiB, as the targets assume; small padding loss per blob |
-//! | square | `k x k` original, any `k` in `1..=512` (powers of two only before `lamina/da/3`), extended to `2k x 2k` (rows, then columns) | [`square`]: the padding of a square is below `(k+1)^2/k^2` of its data, not up to 4x |
+//! | square | `k x k` original, any `k` in `1..=512` (powers of two only where the genesis's `da_any_width` is off), extended to `2k x 2k` (rows, then columns) | [`square`]: a width that fits the data closely instead of up to 4x its size ([`Widths`]) |
 //! | codec | [`codec::ErasureCodec`]; id 1 = Leopard GF(2^16) (default), id 2 = Vandermonde GF(2^8) (k <= 128) | [`codec`] |
 //! | axis roots | keyed blake3 *tree* over each row's / column's bytes; leaf = one 1 KiB blake3 chunk = two cells | hashing runs at blake3's SIMD speed instead of per-share trees ([`tree`]) |
 //! | namespaces | a namespace table (blob → share range) committed in a namespaced Merkle tree | NMT completeness and absence at one leaf per blob ([`table`]) |

@@ -2,8 +2,9 @@
 //!
 //! * [`OriginalSquare::from_blobs`] sorts blobs by namespace (stable), packs them into
 //!   512-byte shares from share 0 (row-major), zero-pads the last share of each blob and
-//!   the rest of the square, and picks the smallest `k` that fits: any width, or the
-//!   smallest power of two for DA nodes of `lamina/da/1..2` ([`Widths`]).
+//!   the rest of the square, and picks `k` by a [`Widths`] rule: the smallest that fits,
+//!   the smallest power of two (networks whose genesis does not allow other widths), or
+//!   the one a DA committee stores in the fewest cells.
 //! * [`extend`] computes the extended square: each original row is RS-extended to `2k`
 //!   cells (Q2), then each of the `2k` columns (Q3, Q4). Rows and column bands are
 //!   independent work items, run by [`Parallelism::Rayon`] or [`Parallelism::Sequential`]
@@ -15,12 +16,13 @@
 //!
 //! The extended square is stored row-major in one buffer (`cells`), so a row is one
 //! contiguous slice and hashes in a single blake3 call. The column phase works on
-//! bands of [`BAND`] adjacent columns: the band's `k` original row segments (4 KiB each)
-//! are encoded as **one** codeword with 4 KiB shards — Reed-Solomon is position-wise, so
-//! this equals `BAND` column codewords side by side, with 8x fewer codec calls and no
-//! gather — and the parity lands directly in rows `k..2k`. Each band's `2k x BAND` cells
-//! are then copied column-major into a scratch buffer (1 MiB at k = 128, cache-resident)
-//! and each column is hashed there.
+//! bands of [`BAND`] adjacent columns (4 or 2 when `2k` is not a multiple of 8): the
+//! band's `k` original row segments (4 KiB each at 8 columns) are encoded as **one**
+//! codeword with wide shards — Reed-Solomon is position-wise, so this equals the band's
+//! column codewords side by side, with up to 8x fewer codec calls and no gather — and
+//! the parity lands directly in rows `k..2k`. Each band's `2k x band` cells are then
+//! copied column-major into a scratch buffer (1 MiB at k = 128, cache-resident) and
+//! each column is hashed there.
 //!
 //! **Buffer reuse.** On the reference VM, first-touch page faults on a fresh 32 MiB
 //! square cost about as much as the hashing; [`extend_into`] and
@@ -99,11 +101,12 @@ pub fn max_blob_bytes(codec: CodecId) -> u64 {
 }
 
 /// How a disperser picks a square's width. Every width in `1..=512` that the codec
-/// supports is valid for readers; a disperser whose DA committee includes nodes of
-/// `lamina/da/1..2`, which refuse widths other than powers of two, keeps to those.
+/// supports can be encoded, proven and repaired; which widths a network accepts is its
+/// genesis's rule (`Genesis::da_any_width`: where it is off, powers of two only).
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 pub enum Widths {
-    /// The smallest `k` with `k^2` shares at least the data (padding below `(k+1)^2/k^2`).
+    /// The smallest `k` with `k^2` shares at least the data (fewer than `2k - 1` shares
+    /// of padding).
     #[default]
     Any,
     /// The smallest power of two (up to 4x the data in padding).
@@ -399,8 +402,8 @@ fn extend_band(
     }))
 }
 
-/// Columns per band for width `k`: the largest divisor of `2k` up to [`BAND`], so that
-/// bands tile the row exactly (8 when `k` is a multiple of 4, else 4 or 2).
+/// Columns per band for width `k`: the largest power of two up to [`BAND`] that divides
+/// `2k`, so that bands tile the row exactly (8 when `k` is a multiple of 4, else 4 or 2).
 pub(crate) fn band_width(k: usize) -> usize {
     let w = 2 * k;
     if w.is_multiple_of(BAND) {
@@ -806,12 +809,14 @@ mod tests {
             assert!(k * k >= shares && k <= Widths::PowersOfTwo.width_for(shares), "{shares} shares, k = {k}");
             assert!(k == 1 || k.is_multiple_of(2), "{shares} shares, k = {k}");
         }
-        // Seven nodes, threshold 5: the cells stored never exceed the power of two's.
+        // Seven nodes, threshold 5: the fewest cells stored of every width that holds
+        // the shares, up to 512 (found by brute force), and the smaller width on a tie.
         let seven = Widths::LeastStored { nodes: 7, threshold: 5 };
         let stored = |k: u64| k * k * crate::Assignment::new(7, 5, k as usize).replication as u64;
         for shares in 1..3_000u64 {
             let k = seven.width_for(shares);
-            assert!(k * k >= shares && stored(k) <= stored(Widths::PowersOfTwo.width_for(shares)), "{shares}");
+            let best = (1..=512u64).filter(|&w| w * w >= shares).min_by_key(|&w| (stored(w), w)).unwrap();
+            assert_eq!(k, best, "{shares} shares");
         }
         for k in 1..=64usize {
             let bw = band_width(k);

@@ -6,8 +6,9 @@
 //!    `blake3::keyed_hash` call that runs at full SIMD width, and the axis root *is*
 //!    `Domain::hash(axis bytes)`. Proofs are Bao-style: chaining values of the subtrees
 //!    next to the proven chunk range, merged with `blake3::hazmat`.
-//! 2. **Root trees**: a perfect binary Merkle tree over the `2k` row roots (and one over
-//!    the `2k` column roots), inner node `H_axis_node(left ‖ right)`.
+//! 2. **Root trees**: a binary Merkle tree over the `2k` row roots (and one over the `2k`
+//!    column roots), of the shape below (perfect when `2k` is a power of two), inner node
+//!    `H_axis_node(left ‖ right)`.
 //! 3. **The namespace table tree** (see [`crate::table`]).
 //!
 //! All three use one shape rule, blake3's: the left subtree of a node over `n > 1`
@@ -236,7 +237,7 @@ pub(crate) fn bao_root(axis_kind: Axis, n_chunks: u64, a: u64, chunks: &[u8], no
 }
 
 // ---------------------------------------------------------------------------------------
-// Root trees: perfect Merkle trees over axis roots
+// Root trees: Merkle trees over axis roots (blake3's shape rule)
 
 /// Inner node of a root tree.
 #[inline]

@@ -263,7 +263,7 @@ fn widths_32_to_256_are_supported() {
 
 /// Every width from 1 to 20, odd and even, powers of two or not, with both codecs: the
 /// two strategies agree, proofs verify, any `k` columns rebuild the square, and a wrongly
-/// encoded row is found and proven (`lamina/da/3` allows widths other than powers of two).
+/// encoded row is found and proven (where the genesis allows widths other than powers of two).
 #[test]
 fn every_width_encodes_proves_and_repairs() {
     use lamina_da_core::fraud::{corrupt_row_encoding, find_bad_encoding};

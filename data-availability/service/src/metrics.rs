@@ -5,8 +5,7 @@
 //! * `lamina_da_node_attestations_total`: attestations signed.
 //! * `lamina_da_node_rejected_total{reason}`: requests refused (`bad_header`,
 //!   `bad_commitment`, `not_assigned`, `bad_column`, `not_codeword`, `unknown_square`,
-//!   `bad_request`, `width_needs_v3`: a read of a square whose width is not a power of
-//!   two over `lamina/da/1..2`), the node keeps serving.
+//!   `bad_request`), the node keeps serving.
 //! * `lamina_da_node_served_total{kind}`: answers served (`header`, `roots`, `column`,
 //!   `ranges`, `sample`).
 //! * `lamina_da_node_squares`: squares held (gauge).

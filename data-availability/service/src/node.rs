@@ -17,8 +17,8 @@ use crate::config::Config;
 use crate::error::{Error, Result, task_err};
 use crate::metrics as m;
 use crate::protocol::{
-    ANY_WIDTH_VERSION, CellRef, ColumnData, ColumnRef, ColumnSlice, CommitteeStore, DaProtocol, DaRequest, DaResponse,
-    MAX_RANGES_BYTES, RangesRequest, StoreRequest, StoreResponse, protocol_config,
+    CellRef, ColumnData, ColumnRef, ColumnSlice, CommitteeStore, DaProtocol, DaRequest, DaResponse, MAX_RANGES_BYTES,
+    RangesRequest, StoreRequest, StoreResponse, protocol_config,
 };
 use crate::store::ColumnStore;
 
@@ -83,6 +83,9 @@ pub struct DaNode {
     clients: std::collections::HashSet<NodeId>,
     /// The node's client-access policy: its `allowed_clients` may store too.
     access: lamina_net::Access,
+    /// The genesis allows squares of any width ([`lamina_interfaces::Genesis::da_any_width`]);
+    /// otherwise a store of a width other than a power of two is refused.
+    any_width: bool,
 }
 
 impl std::fmt::Debug for DaNode {
@@ -100,20 +103,6 @@ fn reject(reason: &'static str, detail: impl std::fmt::Display) -> Reject {
 fn unknown(data_root: &lamina_primitives::Digest) -> Reject {
     metrics::counter!(m::REJECTED, "reason" => "unknown_square").increment(1);
     Reject::unavailable(format!("no square {data_root}"))
-}
-
-/// Whether a square of width `k` may be served over protocol `version`: versions 1 and
-/// 2 take any width other than a power of two for invalid data (and would blame this
-/// node), so they are told why instead.
-fn readable_over(k: u32, version: u32) -> Result<(), Reject> {
-    if version >= ANY_WIDTH_VERSION || k.is_power_of_two() {
-        return Ok(());
-    }
-    metrics::counter!(m::REJECTED, "reason" => "width_needs_v3").increment(1);
-    Err(Reject::unavailable(format!(
-        "width_needs_v3: this square is {k} shares wide, which only lamina/da/3 readers take (this connection \
-         speaks version {version}); upgrade the reader"
-    )))
 }
 
 fn internal(e: Error) -> Reject {
@@ -137,6 +126,7 @@ impl DaNode {
             client_quota: crate::Config::default().client_quota_bytes,
             clients: ctx.genesis.clients.iter().map(|c| c.key).collect(),
             access: ctx.access.clone(),
+            any_width: ctx.genesis.da_any_width,
         })
     }
 
@@ -183,6 +173,12 @@ impl DaNode {
             ));
         }
         let roots = header.verify(&commitment.data_root).map_err(|e| reject("bad_header", e))?;
+        if !self.any_width && !header.k.is_power_of_two() {
+            return Err(reject(
+                "bad_header",
+                format!("square width {} is not a power of two, which this network's genesis does not allow", header.k),
+            ));
+        }
         header.check_commitment(&commitment).map_err(|e| reject("bad_commitment", e))?;
         let k = header.k as usize;
         let codec = header.codec_id().map_err(|e| reject("bad_header", e))?;
@@ -247,21 +243,9 @@ impl DaNode {
         Ok(StoreResponse { assigned: assigned.len() as u32, held: held_assigned as u32, attestation })
     }
 
-    /// Answers one request from `peer` over the newest protocol version (blocking: disk
-    /// reads, hashing, fsync).
+    /// Answers one request from `peer` (blocking: disk reads, hashing, fsync). [`run`]
+    /// calls it from the blocking pool for every request of the protocol.
     pub fn handle(&self, peer: NodeId, req: DaRequest) -> Result<DaResponse, Reject> {
-        self.handle_over(peer, req, ANY_WIDTH_VERSION)
-    }
-
-    /// Answers one request from `peer` that came over protocol `version`. [`run`] calls
-    /// it from the blocking pool for every request of the protocol. A read of a square
-    /// whose width is not a power of two over a version below 3 is refused as
-    /// unavailable, with the reason (`width_needs_v3`).
-    pub fn handle_over(&self, peer: NodeId, req: DaRequest, version: u32) -> Result<DaResponse, Reject> {
-        let readable = |data_root: &lamina_primitives::Digest| match self.store.square(data_root) {
-            Some(info) => readable_over(info.header.k, version),
-            None => Ok(()),
-        };
         match req {
             DaRequest::Store(s) => self.store(peer, s, &self.genesis).map(DaResponse::Stored),
             DaRequest::StoreFor(CommitteeStore { committee, store }) => {
@@ -277,20 +261,15 @@ impl DaNode {
             }
             DaRequest::Header(data_root) => {
                 let info = self.store.square(&data_root).ok_or_else(|| unknown(&data_root))?;
-                readable_over(info.header.k, version)?;
                 metrics::counter!(m::SERVED, "kind" => "header").increment(1);
                 Ok(DaResponse::Header((*info.header).clone()))
             }
             DaRequest::Roots(data_root) => {
                 let info = self.store.square(&data_root).ok_or_else(|| unknown(&data_root))?;
-                readable_over(info.header.k, version)?;
                 metrics::counter!(m::SERVED, "kind" => "roots").increment(1);
                 Ok(DaResponse::Roots(info.roots))
             }
             DaRequest::Column(ColumnRef { data_root, index }) => {
-                if version < ANY_WIDTH_VERSION {
-                    readable(&data_root)?;
-                }
                 let col = self
                     .store
                     .with_column(&data_root, index, <[u8]>::to_vec)
@@ -301,7 +280,6 @@ impl DaNode {
             }
             DaRequest::ColumnRanges(RangesRequest { data_root, first_row, end_row, columns }) => {
                 let info = self.store.square(&data_root).ok_or_else(|| unknown(&data_root))?;
-                readable_over(info.header.k, version)?;
                 let w = 2 * info.header.k;
                 if first_row >= end_row || end_row > w || columns.len() > w as usize {
                     return Err(reject("bad_request", format!("rows [{first_row}, {end_row}) of {w}")));
@@ -332,7 +310,6 @@ impl DaNode {
             }
             DaRequest::Sample(CellRef { data_root, row, col }) => {
                 let info = self.store.square(&data_root).ok_or_else(|| unknown(&data_root))?;
-                readable_over(info.header.k, version)?;
                 let proof = self
                     .store
                     .with_column(&data_root, col, |bytes| {
@@ -355,8 +332,7 @@ struct Serve(Arc<DaNode>);
 impl Handler<DaProtocol> for Serve {
     async fn request(&self, peer: NodeId, request: DaRequest) -> Result<DaResponse, Reject> {
         let node = self.0.clone();
-        let version = lamina_net::request_version().unwrap_or(ANY_WIDTH_VERSION);
-        tokio::task::spawn_blocking(move || node.handle_over(peer, request, version))
+        tokio::task::spawn_blocking(move || node.handle(peer, request))
             .await
             .map_err(|e| Reject::internal(format!("handler task failed: {e}")))?
     }

@@ -595,25 +595,11 @@ fn a_validator_added_by_vote_stores_without_the_client_quota() {
     }
 }
 
-/// `lamina/da/3` as a reader of versions 1 and 2 speaks it: the same messages, the older
-/// range.
-struct OldDa;
-
-impl lamina_net::Protocol for OldDa {
-    const ID: lamina_net::ProtocolId = lamina_net::ProtocolId::range("da", 1, 2);
-    type Request = DaRequest;
-    type Response = DaResponse;
-    type Message = lamina_net::Empty;
-}
-
-/// Squares of any width (`lamina/da/3`): a disperser whose whole committee speaks
-/// version 3 lays 97 shares out 10 wide; with a node of its committee not connected
-/// (so of no known version) it keeps to 16, a power of two. A reader of versions 1..2
-/// is told why it cannot read the 10-wide square, and reads the 16-wide one.
+/// Squares of any width follow the genesis: where it allows them, a disperser lays 97
+/// shares out 10 wide; where it does not, 16 wide, and a DA node refuses a 10-wide store
+/// with the reason.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn squares_of_any_width_go_only_to_nodes_that_take_them() {
-    let dir = tempfile::tempdir().unwrap();
-    let g = Arc::new(genesis(4));
+async fn squares_of_any_width_follow_the_genesis() {
     let ns = Namespace::from(ChainId(1));
     // 40,000 + 9,000 bytes: 79 + 18 = 97 shares.
     let blobs = || {
@@ -622,50 +608,37 @@ async fn squares_of_any_width_go_only_to_nodes_that_take_them() {
             Blob { namespace: Namespace::from(ChainId(2)), data: vec![4; 9_000] },
         ]
     };
-    // Three nodes of four: the fourth is of no known version.
-    let mut nodes: Vec<_> =
-        (0..3).map(|i| spawn_node(&g, i, &dir.path().join(format!("n{i}")), Config::default())).collect();
-    let (client, endpoint) = client(&g, 0);
-    client.wait_for_nodes(3, Duration::from_secs(10)).await.unwrap();
-    let pow2 = client.submit(blobs()).await.unwrap();
-    assert_eq!(pow2.commitment.square_width, 16);
-    nodes.push(spawn_node(&g, 3, &dir.path().join("n3"), Config::default()));
-    client.wait_for_nodes(4, Duration::from_secs(10)).await.unwrap();
-    let any = client.submit(blobs()).await.unwrap();
-    assert_eq!(any.commitment.square_width, 10);
-    assert_eq!(client.get_namespace(&any.commitment, ns).await.unwrap(), vec![vec![3; 40_000]]);
-
-    // A reader of versions 1..2.
-    let ep = bare_endpoint(1);
-    let mut peers = PeerSet::new();
-    for e in &g.da_nodes {
-        peers = peers.with_dial(e.key, e.addr);
-    }
-    let old = ep.register_client::<OldDa>(peers, lamina_da_client::protocol_config()).unwrap();
-    let node0: NodeId = g.da_nodes[0].key;
-    old.wait_connected(&node0, Duration::from_secs(10)).await.unwrap();
-    assert_eq!(old.version(&node0), Some(2));
-    match old.request(&node0, &DaRequest::Header(any.commitment.data_root)).await {
-        Err(NetError::Rejected(r)) => {
-            assert_eq!(r.kind, RejectKind::Unavailable);
-            assert!(r.reason.contains("width_needs_v3") && r.reason.contains("10 shares wide"), "{}", r.reason);
+    let ten_wide = CommittedSquare::build(&blobs(), CodecId::Leopard16, Parallelism::Sequential).unwrap();
+    assert_eq!(ten_wide.eds().k(), 10);
+    for any_width in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let g = Arc::new(lamina_interfaces::Genesis { da_any_width: any_width, ..genesis(4) });
+        let nodes: Vec<_> =
+            (0..4).map(|i| spawn_node(&g, i, &dir.path().join(format!("n{i}")), Config::default())).collect();
+        let (client, endpoint) = client(&g, 0);
+        client.wait_for_nodes(4, Duration::from_secs(10)).await.unwrap();
+        let cert = client.submit(blobs()).await.unwrap();
+        assert_eq!(cert.commitment.square_width, if any_width { 10 } else { 16 });
+        assert_eq!(client.get_namespace(&cert.commitment, ns).await.unwrap(), vec![vec![3; 40_000]]);
+        if !any_width {
+            let ep = bare_endpoint(1);
+            let net = raw_net(&ep, &g);
+            let node0: NodeId = g.da_nodes[0].key;
+            net.wait_connected(&node0, Duration::from_secs(10)).await.unwrap();
+            let mine = Assignment::new(4, g.da_threshold(), 10).columns_of(0);
+            match net.request(&node0, &store_req(&ten_wide, &mine)).await {
+                Err(NetError::Rejected(r)) => {
+                    assert_eq!(r.kind, RejectKind::BadRequest);
+                    assert!(r.reason.contains("not a power of two"), "{}", r.reason);
+                }
+                other => panic!("a 10-wide square stored where the genesis does not allow it: {other:?}"),
+            }
+            ep.shutdown().await;
         }
-        other => panic!("a 10-wide square served over version 2: {other:?}"),
-    }
-    let column = lamina_da_client::protocol::ColumnRef { data_root: any.commitment.data_root, index: 0 };
-    match old.request(&node0, &DaRequest::Column(column)).await {
-        Err(NetError::Rejected(r)) => assert!(r.reason.contains("width_needs_v3"), "{}", r.reason),
-        other => panic!("a column of a 10-wide square served over version 2: {other:?}"),
-    }
-    match old.request(&node0, &DaRequest::Header(pow2.commitment.data_root)).await {
-        Ok(DaResponse::Header(h)) => assert_eq!(h.k, 16),
-        other => panic!("a 16-wide square refused over version 2: {other:?}"),
-    }
-
-    ep.shutdown().await;
-    endpoint.shutdown().await;
-    for (stop, h) in nodes {
-        stop.cancel();
-        h.await.unwrap();
+        endpoint.shutdown().await;
+        for (stop, h) in nodes {
+            stop.cancel();
+            h.await.unwrap();
+        }
     }
 }

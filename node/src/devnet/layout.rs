@@ -229,6 +229,7 @@ pub fn create(dir: &Path, spec: &Spec) -> anyhow::Result<DevnetState> {
             ..Default::default()
         },
         tx_binds_network: true,
+        da_any_width: true,
     };
     let client = crate::keys::generate()?;
     let client_key = dir.join(CLIENT_KEY_FILE);

@@ -163,7 +163,7 @@ async fn anchor_registry(
         &sctx,
         &config,
         exec,
-        Arc::new(crate::modules::settlement::DaEncodingVerifier),
+        Arc::new(crate::modules::settlement::DaEncodingVerifier::for_genesis(genesis)),
         Some(params.clone()),
         shutdown,
     )

@@ -53,13 +53,33 @@ pub fn peer_plan(ctx: &NodeContext) -> PeerPlan {
         .accept("bridge_nodes", Module::Bridge, g.bridge_nodes.clone())
 }
 
-/// Checks bad-encoding proofs with the DA layer's verifier.
+/// Checks bad-encoding proofs with the DA layer's verifier, under the genesis's rule on
+/// square widths.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct DaEncodingVerifier;
+pub struct DaEncodingVerifier {
+    /// The genesis allows squares of any width ([`lamina_interfaces::Genesis::da_any_width`]).
+    /// Where it does not, a proof over a width other than a power of two is refused, as
+    /// releases before squares of any width refused it: settlement replicas of both
+    /// releases then reach the same verdict on the same entry.
+    pub any_width: bool,
+}
+
+impl DaEncodingVerifier {
+    /// The verifier for `genesis`'s network.
+    pub fn for_genesis(genesis: &lamina_interfaces::Genesis) -> Self {
+        DaEncodingVerifier { any_width: genesis.da_any_width }
+    }
+}
 
 impl EncodingFraudVerifier for DaEncodingVerifier {
     fn verify_bad_encoding(&self, data_root: &Digest, proof: &[u8]) -> Result<(), String> {
         let p: lamina_da_core::BadEncodingProof = lamina_primitives::decode(proof).map_err(|e| e.to_string())?;
+        if !self.any_width && !p.roots.k.is_power_of_two() {
+            return Err(format!(
+                "square width {} is not a power of two, which this network's genesis does not allow",
+                p.roots.k
+            ));
+        }
         p.verify(data_root).map_err(|e| e.to_string())
     }
 }
@@ -111,7 +131,41 @@ fn seams(
         da,
         submit,
         exec: Arc::new(exec),
-        encoding: Arc::new(DaEncodingVerifier),
+        encoding: Arc::new(DaEncodingVerifier::for_genesis(genesis)),
         params: Some(params),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lamina_da_core::fraud::{corrupt_row_encoding, find_bad_encoding};
+    use lamina_da_core::{CodecId, CommittedSquare, Parallelism};
+    use lamina_interfaces::Blob;
+    use lamina_primitives::{ChainId, Namespace};
+
+    /// A wrongly encoded square `k` wide and its bad-encoding proof, encoded.
+    fn bad_square(k: usize) -> (Digest, Vec<u8>) {
+        let blob = Blob { namespace: Namespace::from(ChainId(1)), data: vec![7; k * k * 512 - 100] };
+        let sq = CommittedSquare::build(&[blob], CodecId::Leopard16, Parallelism::Sequential).expect("square");
+        assert_eq!(sq.eds().k(), k);
+        let bad = corrupt_row_encoding(sq, 0).expect("corrupt");
+        let proof = find_bad_encoding(&bad).expect("search").expect("a bad row");
+        (bad.data_root(), lamina_primitives::encode(&proof).expect("encode"))
+    }
+
+    /// Where the genesis does not allow squares of any width, a proof over a 10-wide
+    /// square is refused, as releases before it refused it; one over a 16-wide square is
+    /// accepted either way; and where the genesis allows them, the 10-wide one too.
+    #[test]
+    fn a_proof_over_a_width_the_genesis_does_not_allow_is_refused() {
+        let (old_rule, new_rule) = (DaEncodingVerifier { any_width: false }, DaEncodingVerifier { any_width: true });
+        let (root, proof) = bad_square(10);
+        let err = old_rule.verify_bad_encoding(&root, &proof).unwrap_err();
+        assert!(err.contains("not a power of two"), "{err}");
+        new_rule.verify_bad_encoding(&root, &proof).expect("any width allowed");
+        let (root, proof) = bad_square(16);
+        old_rule.verify_bad_encoding(&root, &proof).expect("a power of two");
+        new_rule.verify_bad_encoding(&root, &proof).expect("a power of two");
+    }
 }
