@@ -33,7 +33,7 @@ use std::time::Duration;
 use criterion::measurement::{Measurement, ValueFormatter};
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use lamina_da_core::{
-    Axis, CodecId, CommittedSquare, OriginalSquare, Parallelism, SHARE_SIZE, commit, extend, extend_and_commit,
+    Axis, CodecId, OriginalSquare, Parallelism, SHARE_SIZE, Widths, commit, extend, extend_and_commit,
     extend_and_commit_into, extend_into, repair,
 };
 use lamina_interfaces::Blob;
@@ -318,7 +318,9 @@ fn verify_group(c: &mut Criterion) {
         rng.fill(&mut data[..]);
         blobs.push(Blob { namespace: Namespace(i.to_be_bytes()), data });
     }
-    let sq = CommittedSquare::build(&blobs, CodecId::Leopard16, Parallelism::Rayon).unwrap();
+    // 12,544 shares: 112 wide in any width, 128 in powers of two (what this group measures).
+    let ods = OriginalSquare::from_blobs_with(&blobs, CodecId::Leopard16, Widths::PowersOfTwo).unwrap();
+    let sq = extend_and_commit(&ods, CodecId::Leopard16, Parallelism::Rayon).unwrap();
     assert_eq!(sq.eds().k(), k);
     let root = sq.data_root();
     for axis in [Axis::Row, Axis::Col] {

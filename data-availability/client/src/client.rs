@@ -358,6 +358,17 @@ impl DaClient {
 
     // ------------------------------------------------------------------ headers
 
+    /// `roots` if their width is one the genesis allows ([`Genesis::da_any_width`]; where
+    /// it is off, powers of two only, as releases before it read them), else the error
+    /// those releases gave, so that a node serving such a square is blamed the same way.
+    fn width_allowed(&self, roots: SquareRoots) -> Result<SquareRoots, lamina_da_core::Error> {
+        if self.any_width || roots.k.is_power_of_two() {
+            Ok(roots)
+        } else {
+            Err(lamina_da_core::Error::BadWidth { k: u64::from(roots.k), reason: "not a power of two (genesis)" })
+        }
+    }
+
     async fn verified_header(&self, commitment: &DataCommitment) -> Result<Arc<Verified>, DaError> {
         if let Some((_, v)) = self.headers.lock().iter().find(|(d, _)| d == &commitment.data_root) {
             return Ok(v.clone());
@@ -368,6 +379,7 @@ impl DaClient {
                 Ok(DaResponse::Header(header)) => {
                     let checked = header
                         .verify(&commitment.data_root)
+                        .and_then(|roots| self.width_allowed(roots))
                         .and_then(|roots| header.check_commitment(commitment).map(|_| roots));
                     match checked {
                         Ok(roots) => {
@@ -762,7 +774,7 @@ impl DaClient {
         let mut errors = Vec::new();
         for node in &self.view().nodes() {
             match self.ask(node, &DaRequest::Header(data_root)).await {
-                Ok(DaResponse::Header(header)) => match header.verify(&data_root) {
+                Ok(DaResponse::Header(header)) => match header.verify(&data_root).and_then(|r| self.width_allowed(r)) {
                     Ok(roots) => {
                         let commitment = header.commitment();
                         let mut cache = self.headers.lock();
@@ -784,7 +796,7 @@ impl DaClient {
     async fn roots(&self, data_root: Digest) -> Result<SquareRoots, DaError> {
         for node in &self.view().nodes() {
             match self.ask(node, &DaRequest::Roots(data_root)).await {
-                Ok(DaResponse::Roots(r)) => match r.check(&data_root) {
+                Ok(DaResponse::Roots(r)) => match r.check(&data_root).and_then(|_| self.width_allowed(r)) {
                     Ok(_) => return Ok(r),
                     Err(e) => self.blame(node, "roots", e),
                 },

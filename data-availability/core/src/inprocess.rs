@@ -1,7 +1,8 @@
 //! An in-process [`DataAvailability`]: the whole DA layer in one process, for chain
 //! builders composing layers in one binary and for other layers' tests.
 //!
-//! `submit` builds and commits the square exactly as the disperser does, has every
+//! `submit` builds and commits the square as a disperser does (the smallest width that
+//! holds the blobs: there are no DA nodes to store it, so no committee to fit), has every
 //! in-process DA member (a keypair) sign the attestation digest, and keeps the square
 //! in memory. `get_namespace` builds a [`NamespaceProof`] and *verifies* it against the
 //! commitment's data root before returning anything, so callers get the same guarantee

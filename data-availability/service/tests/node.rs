@@ -620,7 +620,17 @@ async fn squares_of_any_width_follow_the_genesis() {
         let cert = client.submit(blobs()).await.unwrap();
         assert_eq!(cert.commitment.square_width, if any_width { 10 } else { 16 });
         assert_eq!(client.get_namespace(&cert.commitment, ns).await.unwrap(), vec![vec![3; 40_000]]);
-        if !any_width {
+        if any_width {
+            // A reader under the other rule takes the 10-wide header for invalid data,
+            // as releases before the rule did, and blames the nodes that served it.
+            let strict = lamina_interfaces::Genesis { da_any_width: false, ..(*g).clone() };
+            let (reader, reader_ep) = common::client(&strict, 1);
+            reader.wait_for_nodes(4, Duration::from_secs(10)).await.unwrap();
+            let err = reader.get_namespace(&cert.commitment, ns).await.unwrap_err();
+            assert!(matches!(err, lamina_interfaces::DaError::Unavailable(_)), "{err:?}");
+            assert!(!reader.misbehaving().is_empty());
+            reader_ep.shutdown().await;
+        } else {
             let ep = bare_endpoint(1);
             let net = raw_net(&ep, &g);
             let node0: NodeId = g.da_nodes[0].key;
