@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 
 use lamina_da_core::proof::namespace_rows;
 use lamina_da_core::sampling::SamplingOutcome;
+use lamina_da_core::square::check_width_allowed;
 use lamina_da_core::tree::{Axis, axis_root};
 use lamina_da_core::{
     Assignment, BadEncodingProof, CommittedSquare, DaHeader, OriginalSquare, Parallelism, SHARE_SIZE, SampleProof,
@@ -362,11 +363,7 @@ impl DaClient {
     /// it is off, powers of two only, as releases before it read them), else the error
     /// those releases gave, so that a node serving such a square is blamed the same way.
     fn width_allowed(&self, roots: SquareRoots) -> Result<SquareRoots, lamina_da_core::Error> {
-        if self.any_width || roots.k.is_power_of_two() {
-            Ok(roots)
-        } else {
-            Err(lamina_da_core::Error::BadWidth { k: u64::from(roots.k), reason: "not a power of two (genesis)" })
-        }
+        check_width_allowed(u64::from(roots.k), self.any_width).map(|()| roots)
     }
 
     async fn verified_header(&self, commitment: &DataCommitment) -> Result<Arc<Verified>, DaError> {

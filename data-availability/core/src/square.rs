@@ -149,9 +149,16 @@ impl Widths {
     }
 }
 
-/// The smallest width whose square holds `shares` shares ([`Widths::Any`]).
-pub fn width_for(shares: u64) -> u64 {
-    Widths::Any.width_for(shares)
+/// Checks that width `k` is one a network accepts: any, where its genesis allows squares
+/// of any width (`Genesis::da_any_width`), else a power of two, as releases before that
+/// rule accepted. DA nodes (stores), readers (headers, roots) and settlement
+/// (bad-encoding proofs) all apply it, so that nodes of either release agree.
+pub fn check_width_allowed(k: u64, any_width: bool) -> Result<()> {
+    if any_width || k.is_power_of_two() {
+        Ok(())
+    } else {
+        Err(Error::BadWidth { k, reason: "not a power of two, which this network's genesis does not allow" })
+    }
 }
 
 /// The original `k x k` square: blob data in shares, and the table that says where.
@@ -796,7 +803,7 @@ mod tests {
             assert_eq!(Widths::PowersOfTwo.width_for(shares), pow2, "{shares} shares");
         }
         for shares in 1..5_000u64 {
-            let k = width_for(shares);
+            let k = Widths::Any.width_for(shares);
             assert!(k * k >= shares && (k - 1) * (k - 1) < shares, "{shares} shares, k = {k}");
         }
         // Four DA nodes, threshold 3: an odd width would store every column twice.

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use lamina_da_core::fraud::is_codeword;
+use lamina_da_core::square::check_width_allowed;
 use lamina_da_core::tree::{Axis, axis_root};
 use lamina_da_core::{Assignment, AxisRangeProof, Parallelism, SHARE_SIZE, SampleProof};
 use lamina_interfaces::{InMemoryLog, LogError, OrderedLog};
@@ -173,12 +174,7 @@ impl DaNode {
             ));
         }
         let roots = header.verify(&commitment.data_root).map_err(|e| reject("bad_header", e))?;
-        if !self.any_width && !header.k.is_power_of_two() {
-            return Err(reject(
-                "bad_header",
-                format!("square width {} is not a power of two, which this network's genesis does not allow", header.k),
-            ));
-        }
+        check_width_allowed(u64::from(header.k), self.any_width).map_err(|e| reject("bad_header", e))?;
         header.check_commitment(&commitment).map_err(|e| reject("bad_commitment", e))?;
         let k = header.k as usize;
         let codec = header.codec_id().map_err(|e| reject("bad_header", e))?;

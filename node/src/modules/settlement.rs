@@ -74,12 +74,7 @@ impl DaEncodingVerifier {
 impl EncodingFraudVerifier for DaEncodingVerifier {
     fn verify_bad_encoding(&self, data_root: &Digest, proof: &[u8]) -> Result<(), String> {
         let p: lamina_da_core::BadEncodingProof = lamina_primitives::decode(proof).map_err(|e| e.to_string())?;
-        if !self.any_width && !p.roots.k.is_power_of_two() {
-            return Err(format!(
-                "square width {} is not a power of two, which this network's genesis does not allow",
-                p.roots.k
-            ));
-        }
+        lamina_da_core::square::check_width_allowed(u64::from(p.roots.k), self.any_width).map_err(|e| e.to_string())?;
         p.verify(data_root).map_err(|e| e.to_string())
     }
 }
